@@ -1,0 +1,332 @@
+"""The hardware/model/quantization catalog: YAML data with a source per number.
+
+``load_catalog()`` reads the built-in YAML files (cached) and then user files
+with the same top-level keys (``gpus:``, ``models:``, ``quantization:`` holding
+``weights:``/``kv_cache:``). A user entry with an existing name is merged field
+by field over it (``gpus: {h100-sxm: {price_usd_per_hour: 2.1}}`` overrides one
+price); a new name gives every required field. User numbers without a
+``sources:`` line are attributed to the user's file.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from sim.errors import FleetcastError, unknown_name
+
+__all__ = ["GPU", "ModelSpec", "QuantSpec", "Catalog", "load_catalog", "DTYPES"]
+
+_DIR = Path(__file__).resolve().parent
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
+_SECTIONS = {"gpus": "gpu", "models": "model", "weights": "weights", "kv_cache": "kv_cache"}
+
+
+@dataclass(frozen=True)
+class GPU:
+    """One accelerator. Units are in the names; FLOP/s are dense peaks."""
+
+    name: str
+    peak_flops: Mapping[str, float]  # dtype -> FLOP/s (OP/s for ints), per GPU
+    hbm_bytes: float  # device memory capacity
+    hbm_bw_bytes_s: float  # peak device memory bandwidth
+    interconnect_bw_bytes_s: float  # GPU-to-GPU, one direction
+    power_w: float  # TDP / total board power
+    price_usd_per_hour: float  # an assumption; scenarios override in pricing:
+    description: str = ""
+    interconnect: str = ""
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only transformer (gated MLP), as in its HF config.json."""
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool = False
+    num_experts: int = 1  # 1 = dense
+    num_experts_active: int = 1
+    moe_intermediate_size: int = 0
+    attention_bias: bool = False
+    qk_norm: bool = False
+    hf_id: str = ""
+    source: str = ""
+
+    @property
+    def params_attention_per_layer(self) -> int:
+        """q, k, v, o projections (+ q/k/v biases, + per-head q/k norms)."""
+        h, q, kv = self.hidden_size, self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        return (h * (q + 2 * kv) + q * h + (q + 2 * kv) * self.attention_bias
+                + 2 * self.head_dim * self.qk_norm)
+
+    @property
+    def params_per_expert(self) -> int:
+        """One gated MLP (gate, up, down) of one expert, or the dense MLP."""
+        width = self.moe_intermediate_size if self.num_experts > 1 else self.intermediate_size
+        return 3 * self.hidden_size * width
+
+    @property
+    def params_dense_per_layer(self) -> int:
+        """Per-layer params every token uses: attention, 2 norms, MoE router."""
+        router = self.hidden_size * self.num_experts if self.num_experts > 1 else 0
+        return self.params_attention_per_layer + 2 * self.hidden_size + router
+
+    @property
+    def params_embedding(self) -> int:
+        """Input embedding plus the LM head (counted once when tied)."""
+        return self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+
+    @property
+    def params_total(self) -> int:
+        """All parameters, every expert: what has to sit in memory (+ final norm)."""
+        per_layer = self.params_dense_per_layer + self.num_experts * self.params_per_expert
+        return self.num_layers * per_layer + self.params_embedding + self.hidden_size
+
+    @property
+    def params_active(self) -> int:
+        """Parameters one token touches (only its top-k experts)."""
+        return self.params_total - self.num_layers * (
+            self.num_experts - self.num_experts_active) * self.params_per_expert
+
+    def kv_bytes_per_token(self, kv_bytes_per_elem: float) -> float:
+        """KV-cache bytes of one token over all layers: 2·L·kv_heads·d_head·b."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * kv_bytes_per_elem
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """A weight scheme combined with a KV-cache scheme."""
+
+    weights: str
+    kv_cache: str
+    weight_bytes_per_param: float  # quantized linear layers only
+    compute_dtype: str  # peak_flops key of the linear layers
+    kv_bytes_per_elem: float  # per cached K or V element
+    fallback_compute_dtype: str = "bf16"  # used where the GPU lacks compute_dtype
+    activation_bytes: float = 2.0  # per activation element between layers
+
+    def compute_dtype_on(self, gpu: GPU) -> str:
+        """The peak_flops key the linear layers actually run at on ``gpu``."""
+        for dtype in (self.compute_dtype, self.fallback_compute_dtype):
+            if dtype in gpu.peak_flops:
+                return dtype
+        raise FleetcastError(f"GPU '{gpu.name}' has neither '{self.compute_dtype}' nor "
+                             f"'{self.fallback_compute_dtype}' in peak_flops, needed for "
+                             f"'{self.weights}' weights; add one to its catalog entry.")
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "Mapping[str, float]": dict}
+
+
+def _schema(cls: type, skip: tuple[str, ...] = ()) -> dict[str, tuple[type, bool]]:
+    """field -> (type, required) of a catalog dataclass (annotations are strings here)."""
+    return {f.name: (_TYPES[f.type], f.default is MISSING and f.default_factory is MISSING)
+            for f in fields(cls) if f.name not in ("name", "source", "sources", *skip)}
+
+
+_FIELDS = {"gpu": _schema(GPU), "model": {**_schema(ModelSpec), "head_dim": (int, False)},
+           "weights": {**_schema(QuantSpec, ("weights", "kv_cache", "kv_bytes_per_elem")),
+                       "group_size": (int, False)},
+           "kv_cache": {"kv_bytes_per_elem": (float, True)}}
+
+
+def _value(value: Any, typ: type, where: str) -> Any:
+    """Check one field's type; numbers must be positive (and whole for ints)."""
+    if typ in (bool, str):
+        if not isinstance(value, typ):
+            raise FleetcastError(f"{where}: expected {'true/false' if typ is bool else 'text'}, got {value!r}")
+        return value
+    try:  # float() also accepts "989.4e12", which YAML 1.1 reads as text
+        num = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        num = math.nan
+    if not math.isfinite(num) or num <= 0 or (typ is int and num != int(num)):
+        kind = "a positive whole number" if typ is int else "a positive number"
+        raise FleetcastError(f"{where}: expected {kind}, got {value!r}")
+    return int(num) if typ is int else num
+
+
+def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
+    """Validate one raw entry; return it with numbers converted."""
+    if not isinstance(raw, dict):
+        raise FleetcastError(f"{where}: {kind} '{name}' must be a mapping of fields, got {raw!r}")
+    fields, out = _FIELDS[kind], {}
+    for key, value in raw.items():
+        at = f"{where}, {kind} '{name}', field '{key}'"
+        if key == "source":
+            out[key] = _value(value, str, at)
+        elif key == "sources":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise FleetcastError(f"{at}: must map field names to source text")
+            out[key] = dict(value)
+        elif key == "peak_flops" and kind == "gpu":
+            if not isinstance(value, dict) or not value or set(value) - set(DTYPES):
+                raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to FLOP/s, got {value!r}")
+            out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
+        elif key in fields:
+            out[key] = _value(value, fields[key][0], at)
+        else:
+            raise FleetcastError(f"{at}: unknown field. Valid fields: {', '.join(sorted([*fields, 'sources']))}")
+    missing = [k for k, (_, req) in fields.items() if req and k not in out]
+    if missing:
+        raise FleetcastError(f"{where}: {kind} '{name}' is missing required field(s): {', '.join(missing)}")
+    if kind == "model":
+        out.setdefault("head_dim", out["hidden_size"] // out["num_heads"])
+        e, k = out.setdefault("num_experts", 1), out.setdefault("num_experts_active", 1)
+        if out["num_heads"] % out["num_kv_heads"] or k > e or (e > 1 and "moe_intermediate_size" not in out):
+            raise FleetcastError(f"{where}: model '{name}': num_heads must be a multiple of num_kv_heads, "
+                               "num_experts_active <= num_experts, and MoE needs moe_intermediate_size")
+    return out
+
+
+def _read(path: Path) -> dict[str, dict[str, tuple[dict, str]]]:
+    """Read one catalog file -> {kind: {name: (raw entry, file)}}."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise FleetcastError(f"cannot read catalog file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise FleetcastError(f"catalog file {path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FleetcastError(f"catalog file {path}: top level must be a mapping with gpus:, models:, quantization:")
+    unknown = set(doc) - {"gpus", "models", "quantization"}
+    quant = doc.get("quantization") or {}
+    if unknown or not isinstance(quant, dict) or set(quant) - {"weights", "kv_cache"}:
+        raise FleetcastError(f"catalog file {path}: unknown key(s) {sorted(unknown or quant)}. Valid: "
+                             "gpus, models, quantization (holding weights, kv_cache).")
+    out: dict[str, dict] = {}
+    for section, entries in [("gpus", doc.get("gpus")), ("models", doc.get("models")), *quant.items()]:
+        if not isinstance(entries or {}, dict):
+            raise FleetcastError(f"catalog file {path}: '{section}' must map names to entries")
+        out[_SECTIONS[section]] = {str(n): (raw, str(path)) for n, raw in (entries or {}).items()}
+    return out
+
+
+def _leaves(entry: dict, numbers_only: bool = True, prefix: str = "") -> list[str]:
+    """Dotted paths of an entry's values ('peak_flops.bf16'), sources excluded."""
+    out = []
+    for key, value in entry.items():
+        if isinstance(value, dict) and key != "sources":
+            out += _leaves(value, numbers_only, f"{prefix}{key}.")
+        elif key not in ("sources", "source") and (
+                not numbers_only or isinstance(value, (int, float)) and not isinstance(value, bool)):
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def _source_for(entry: dict, path: str) -> str:
+    """The source of one number: its 'sources' key, else a parent's, else 'source'."""
+    sources, parts = entry.get("sources") or {}, path.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in sources:
+            return sources[".".join(parts[:i])]
+    return entry.get("source", "")
+
+
+def _attribute(raw: Any, file: str) -> Any:
+    """Give each value of a user entry that has no source the user file as source."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("sources", {}), dict):
+        return raw  # _check_entry reports the error
+    raw = {**raw, "sources": dict(raw.get("sources", {}))}
+    for path in _leaves(raw, numbers_only=False):
+        if not _source_for(raw, path):
+            raw["sources"][path] = f"user catalog file {file}"
+    return raw
+
+
+class Catalog:
+    """Read-only lookups over the merged catalog entries."""
+
+    def __init__(self, entries: Mapping[str, Mapping[str, dict]]):
+        self._raw = entries
+        self._gpus = {n: GPU(name=n, **_public(e, GPU)) for n, e in entries["gpu"].items()}
+        self._models = {n: ModelSpec(name=n, **_public(e, ModelSpec)) for n, e in entries["model"].items()}
+
+    def gpu(self, name: str) -> GPU:
+        return self._lookup(self._gpus, "GPU", name)
+
+    def model(self, name: str) -> ModelSpec:
+        return self._lookup(self._models, "model", name)
+
+    def quant(self, weights: str, kv_cache: str = "auto") -> QuantSpec:
+        w = self._lookup(self._raw["weights"], "weight quantization", weights)
+        kv = self._lookup(self._raw["kv_cache"], "KV-cache dtype", kv_cache)
+        return QuantSpec(weights=weights, kv_cache=kv_cache, **_public(w, QuantSpec),
+                         kv_bytes_per_elem=kv["kv_bytes_per_elem"])
+
+    def gpu_names(self) -> list[str]:
+        return sorted(self._gpus)
+
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
+
+    def weight_schemes(self) -> list[str]:
+        return sorted(self._raw["weights"])
+
+    def kv_schemes(self) -> list[str]:
+        return sorted(self._raw["kv_cache"])
+
+    def source_of(self, kind: str, name: str) -> dict[str, str]:
+        """``{field path: source}`` for every number of an entry; kind: gpu|model|weights|kv_cache."""
+        entry = self._lookup(self._lookup(self._raw, "catalog kind", kind), kind, name)
+        return {p: _source_for(entry, p) for p in _leaves(entry)}
+
+    @staticmethod
+    def _lookup(table: Mapping[str, Any], kind: str, name: str) -> Any:
+        try:
+            return table[name]
+        except (KeyError, TypeError):
+            msg = unknown_name(kind, name, table)
+        # difflib alone would answer 'h100' with 'h200'; a unique prefix match wins
+        starts = [v for v in table if v.lower().startswith(str(name).lower())]
+        if len(starts) == 1 and " Valid " in msg:
+            msg = f"unknown {kind} '{name}'. Did you mean '{starts[0]}'? Valid {msg.split(' Valid ', 1)[1]}"
+        raise FleetcastError(msg)
+
+
+def _public(entry: dict, cls: type) -> dict:
+    """The entry's dataclass fields, with mappings made read-only."""
+    return {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v
+            for k, v in entry.items() if k in cls.__dataclass_fields__}
+
+
+def _build(files: Sequence[Path]) -> Catalog:
+    entries: dict[str, dict[str, dict]] = {k: {} for k in _SECTIONS.values()}
+    for path in files:
+        for kind, table in _read(Path(path)).items():
+            for name, (raw, file) in table.items():
+                raw = raw if Path(file) in _BUILTIN else _attribute(raw, file)
+                if name in entries[kind] and isinstance(raw, dict):
+                    base = entries[kind][name]  # merge field by field, mappings one level deep
+                    raw = {**base, **{k: {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict)
+                                      else v for k, v in raw.items()}}
+                entries[kind][name] = _check_entry(kind, name, copy.deepcopy(raw), f"catalog file {file}")
+    return Catalog(entries)
+
+
+_BUILTIN = (_DIR / "gpus.yaml", _DIR / "models.yaml", _DIR / "quantization.yaml")
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_catalog() -> Catalog:
+    return _build(_BUILTIN)
+
+
+def load_catalog(extra_files: Sequence[Path] = ()) -> Catalog:
+    """The built-in catalog, with user catalog files (in order) added/overriding."""
+    return _build([*_BUILTIN, *extra_files]) if extra_files else _builtin_catalog()

@@ -1,0 +1,241 @@
+"""Build the SimPy world of a scenario, run it, return the records."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from sim.catalog import load_catalog
+from sim.errors import FleetcastError, ScenarioError
+from sim.perf import PerfModel, plan_memory
+from sim.policies import make_policy
+from sim.profiles import coefficients_for
+from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies
+from sim.replica import Replica
+from sim.request import DECODING, Request
+from sim.result import ReplicaStats, SimResult
+from sim.rng import stream
+from sim.routers import make_router
+from sim.scenario import Scenario
+from sim.traffic import Workload, generate_workload
+
+__all__ = ["Fleet", "simulate", "build_pool_models"]
+
+OK, REJECTED, TIMEOUT = 0, 1, 3
+_STATUS = np.array(["ok", "rejected", "error", "timeout", "cancelled"], dtype=object)
+_KEY_MULT = np.int64(0x9E3779B97F4A7C1)  # spreads (chunk key, block index) into one int key
+
+
+def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
+    """(gpu, model, quant, perf model, memory plan, KV blocks) per pool; a pool
+    whose model does not fit is a ScenarioError naming the pool."""
+    catalog = catalog or load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    where = str(scenario.path) if scenario.path else "<scenario>"
+    out = []
+    for i, pool in enumerate(scenario.fleet):
+        gpu = catalog.gpu(pool.gpu)
+        model = catalog.model(pool.model)
+        quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
+        eng = pool.engine
+        coeffs = coefficients_for(pool, scenario.base_dir)
+        perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs)
+        try:
+            mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
+                              eng.block_size, eng.max_num_batched_tokens)
+        except FleetcastError as exc:
+            raise ScenarioError(f"{where}, field fleet.{i} (pool '{pool.name}'): {exc}") from None
+        blocks = eng.num_gpu_blocks_override or mem.num_kv_blocks
+        max_len = eng.max_model_len or model.max_position_embeddings
+        if blocks * eng.block_size < max_len:
+            raise ScenarioError(
+                f"{where}, field fleet.{i} (pool '{pool.name}'): the KV cache holds {blocks * eng.block_size:,} "
+                f"tokens, less than one sequence of max_model_len {max_len:,} (vLLM refuses to start). Set "
+                f"engine.max_model_len to at most {blocks * eng.block_size:,}, or add tensor_parallel / a smaller "
+                f"quantization to make room."
+            )
+        out.append((gpu, model, quant, perf, mem, blocks))
+    return out
+
+
+class Fleet:
+    """The pools, the router and the arrival process of one run."""
+
+    def __init__(self, scenario: Scenario, workload: Workload, *, exact_steps: bool = False,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        self.scenario = scenario
+        self.workload = workload
+        self.exact_steps = exact_steps
+        self.progress = progress
+        self.env = simpy.Environment()
+        tr = scenario.traffic
+        self.window = (float(tr.warmup_s), float(tr.duration_s - tr.cooldown_s))
+        self.tick_s = scenario.sim.timeseries_interval_s or max(0.1, tr.duration_s / 1000.0)
+        self.class_names = list(workload.class_names)
+        self.num_classes = len(self.class_names)
+        self._priority = [c.priority for c in tr.classes]
+        n = len(workload)
+        self.first_token = np.full(n, np.nan)
+        self.finish_s = np.full(n, np.nan)
+        self.out_tokens = np.zeros(n, dtype=np.int64)
+        self.cached = np.zeros(n, dtype=np.int64)
+        self.preempt = np.zeros(n, dtype=np.int64)
+        self.replica_of = np.full(n, -1, dtype=np.int64)
+        self.status = np.full(n, TIMEOUT, dtype=np.int8)
+        self.active = 0
+        self._arrivals_done = False
+        self.done = self.env.event()
+        self.replicas: list[Replica] = []
+        self._build()
+
+    def max_model_len(self, pool) -> int:
+        return self._max_len[pool.name]
+
+    def _build(self) -> None:
+        sc = self.scenario
+        self._max_len = {}
+        models = build_pool_models(sc)
+        by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
+        for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
+            self._max_len[pool.name] = pool.engine.max_model_len or model.max_position_embeddings
+            for j in range(pool.replicas):
+                name = f"{pool.name}/{j}"
+                stats = ReplicaStats(pool=pool.name, name=name, gpu=pool.gpu, tp=pool.tensor_parallel,
+                                     kv_blocks_total=blocks, peak_flops=perf.peak_flops,
+                                     hbm_bw_bytes_s=perf.hbm_bw_bytes_s)
+                rep = Replica(self, len(self.replicas), name, pool,
+                              perf, blocks, make_policy(pool.policy.name, pool.policy.params), stats)
+                self.replicas.append(rep)
+                for cname in pool.classes or self.class_names:
+                    by_class[cname].append(rep)
+        self.eligible = [by_class[c] for c in self.class_names]
+        self.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "routing"))
+
+    # -- hooks used by replicas ---------------------------------------------------
+    def block_keys(self, rid: int, block_size: int) -> list | None:
+        """Prefix-cache key of each full prompt block covered by the request's prefix chain."""
+        wl = self.workload
+        lo, hi = int(wl.prefix_offsets[rid]), int(wl.prefix_offsets[rid + 1])
+        if hi == lo:
+            return None
+        ends = wl.prefix_end_tok[lo:hi]
+        n_full = int(ends[-1]) // block_size
+        if n_full == 0:
+            return None
+        idx = np.arange(n_full, dtype=np.int64)
+        chunk = np.searchsorted(ends, (idx + 1) * block_size)
+        with np.errstate(over="ignore"):
+            keys = wl.prefix_keys[lo:hi][chunk] * _KEY_MULT + idx
+        return keys.tolist()
+
+    def finish(self, req: Request, rep: Replica) -> None:
+        rid = req.rid
+        self.first_token[rid] = req.first_token_s
+        self.finish_s[rid] = rep.t
+        self.out_tokens[rid] = req.generated
+        self.cached[rid] = req.cached_tokens
+        self.preempt[rid] = req.preemptions
+        self.status[rid] = OK
+        self._leave()
+
+    def reject(self, req: Request, rep: Replica) -> None:
+        self.replica_of[req.rid] = rep.index
+        self.status[req.rid] = REJECTED
+        self._leave()
+
+    def _leave(self) -> None:
+        self.active -= 1
+        if self._arrivals_done and self.active == 0 and not self.done.triggered:
+            self.done.succeed()
+
+    # -- processes ----------------------------------------------------------------
+    def _arrivals(self):
+        env, wl = self.env, self.workload
+        times = wl.arrival_s.tolist()
+        classes = wl.class_idx.tolist()
+        prompts = wl.prompt_tokens.tolist()
+        outputs = wl.output_tokens.tolist()
+        offsets, keys = wl.prefix_offsets, wl.prefix_keys
+        has_prefix = (np.diff(offsets) > 0).tolist()
+        n = len(times)
+        every = max(1, n // 200)
+        router, eligible, prio = self.router, self.eligible, self._priority
+        for rid in range(n):
+            t = times[rid]
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            cls = classes[rid]
+            req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
+            prefix_key = int(keys[offsets[rid]]) if has_prefix[rid] else None
+            rep = router.choose(eligible[cls], rid, prefix_key, env.now)
+            self.replica_of[rid] = rep.index
+            self.active += 1
+            rep.enqueue(req)
+            if self.progress is not None and rid % every == 0:
+                self.progress(rid, n)
+        self._arrivals_done = True
+        if self.active == 0 and not self.done.triggered:
+            self.done.succeed()
+
+    def _deadline(self, end_s: float):
+        yield self.env.timeout(end_s)
+        if not self.done.triggered:
+            self.done.succeed()
+
+    def run(self) -> SimResult:
+        tr = self.scenario.traffic
+        self.env.process(self._arrivals())
+        self.env.process(self._deadline(tr.duration_s + self.scenario.sim.drain_s))
+        self.env.run(until=self.done)
+        end_s = self.env.now
+        if self.progress is not None:
+            self.progress(len(self.workload), len(self.workload))
+        return self._result(end_s)
+
+    def _result(self, end_s: float) -> SimResult:
+        wl = self.workload
+        for rep in self.replicas:  # requests cut off by the drain limit
+            rep.settle(end_s)
+            for req in list(rep.running) + list(rep.waiting):
+                g = rep.dec.computed_of(req) - req.c_join + req.g_join if req.state == DECODING else req.generated
+                self.first_token[req.rid] = req.first_token_s
+                self.out_tokens[req.rid] = g
+                self.preempt[req.rid] = req.preemptions
+            rep.t = max(rep.t, end_s)
+            rep._sample()
+        names = np.array([r.name for r in self.replicas] + [""], dtype=object)
+        requests = pd.DataFrame({
+            "request_id": np.arange(len(wl), dtype=np.int64),
+            "class": np.array(self.class_names, dtype=object)[wl.class_idx],
+            "arrival_s": wl.arrival_s,
+            "first_token_s": self.first_token,
+            "finish_s": self.finish_s,
+            "prompt_tokens": wl.prompt_tokens.astype(np.int64),
+            "output_tokens": self.out_tokens,
+            "cached_prompt_tokens": self.cached,
+            "replica": names[self.replica_of],
+            "preemptions": self.preempt,
+            "status": _STATUS[self.status],
+        }).astype(REQUEST_COLUMNS)
+        rows = [(t, rep.name, *vals) for rep in self.replicas for (t, *vals) in rep.ts_rows]
+        ts = pd.DataFrame(rows, columns=list(TIMESERIES_COLUMNS)).astype(TIMESERIES_COLUMNS)
+        itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))
+        return SimResult(requests=derive_latencies(requests), timeseries=ts, class_names=self.class_names,
+                         itl_hist=itl, window=self.window, end_s=float(end_s),
+                         replicas=[rep.stats for rep in self.replicas])
+
+
+def simulate(scenario: Scenario, *, exact_steps: bool = False,
+             progress: Callable[[int, int], None] | None = None, workload: Workload | None = None) -> SimResult:
+    """Run ``scenario``; ``workload`` replaces the generated one (validation replays).
+    The scenario's ``events:`` apply: surges add arrivals to the generated
+    workload (not to a given one), replica failures apply either way."""
+    from sim.events import scenario_workload, schedule_failures
+
+    if workload is None:
+        workload = scenario_workload(scenario)  # generate_workload + surge arrivals
+    fleet = Fleet(scenario, workload, exact_steps=exact_steps, progress=progress)
+    schedule_failures(fleet, scenario)
+    return fleet.run()

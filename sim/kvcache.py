@@ -1,0 +1,110 @@
+"""Paged KV-cache block accounting with a prefix cache (vLLM v1 style).
+
+Blocks are counted, not materialised: a replica has ``num_blocks`` blocks of
+``block_size`` tokens. A request holds ``ceil(computed_tokens / block_size)``
+blocks; the leading ones may be *cached* blocks identified by a key (its
+prefix chain), shared by every running request with the same prefix. When the
+last holder of a cached block leaves, the block becomes *evictable*: still
+free for allocation, but its content can be hit until it is evicted (least
+recently freed first). New allocations take never-used ("empty") blocks
+first, then evict.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+__all__ = ["KVCache", "OutOfBlocks"]
+
+
+class OutOfBlocks(RuntimeError):
+    """An allocation asked for more blocks than are free (an engine bug)."""
+
+
+class KVCache:
+    """Block pool of one replica."""
+
+    __slots__ = ("num_blocks", "block_size", "caching", "num_empty", "refcount", "evictable", "hit_blocks",
+                 "query_blocks")
+
+    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool) -> None:
+        self.num_blocks = int(num_blocks)
+        self.block_size = int(block_size)
+        self.caching = bool(enable_prefix_caching)
+        self.num_empty = self.num_blocks  # blocks holding nothing
+        self.refcount: dict[tuple, int] = {}  # cached key -> running holders (> 0)
+        self.evictable: OrderedDict[tuple, None] = OrderedDict()  # cached, no holder; oldest first
+        self.hit_blocks = 0  # prefix-cache hits (blocks), like vllm:prefix_cache_hits
+        self.query_blocks = 0  # blocks looked up
+
+    @property
+    def free(self) -> int:
+        """Blocks an allocation can take (empty + evictable)."""
+        return self.num_empty + len(self.evictable)
+
+    @property
+    def used(self) -> int:
+        """Blocks held by running requests."""
+        return self.num_blocks - self.num_empty - len(self.evictable)
+
+    # -- allocation ---------------------------------------------------------
+    def allocate(self, n: int) -> None:
+        """Take ``n`` private blocks: empty ones first, then evict LRU cached ones."""
+        if n <= 0:
+            return
+        if n > self.num_empty + len(self.evictable):
+            raise OutOfBlocks(f"asked for {n} blocks, {self.free} free")
+        take = n if n <= self.num_empty else self.num_empty
+        self.num_empty -= take
+        evict = self.evictable
+        for _ in range(n - take):
+            evict.popitem(last=False)
+
+    def release(self, keys: list, private_blocks: int) -> None:
+        """A request lets go of its cached ``keys`` and ``private_blocks``."""
+        self.num_empty += private_blocks
+        refcount = self.refcount
+        # Reverse order: the tail of a chain is evicted before its head.
+        for key in reversed(keys):
+            rc = refcount[key] - 1
+            if rc:
+                refcount[key] = rc
+            else:
+                del refcount[key]
+                self.evictable[key] = None
+
+    # -- prefix cache -------------------------------------------------------
+    def match(self, keys: list) -> tuple[int, int]:
+        """How many leading block ``keys`` are cached: (hit blocks, of which evictable)."""
+        refcount, evictable = self.refcount, self.evictable
+        hits = evictable_hits = 0
+        for key in keys:
+            if key in refcount:
+                hits += 1
+            elif key in evictable:
+                hits += 1
+                evictable_hits += 1
+            else:
+                break
+        return hits, evictable_hits
+
+    def acquire(self, keys: list) -> None:
+        """Hold the cached ``keys`` (all present, as ``match`` found)."""
+        refcount, evictable = self.refcount, self.evictable
+        for key in keys:
+            if key in evictable:
+                del evictable[key]
+                refcount[key] = 1
+            else:
+                refcount[key] += 1
+
+    def register(self, key: tuple) -> bool:
+        """Turn one private, fully computed block into cached block ``key``.
+
+        False when the key is already cached (someone computed it too): the
+        block then stays private, as in vLLM.
+        """
+        if key in self.refcount or key in self.evictable:
+            return False
+        self.refcount[key] = 1
+        return True

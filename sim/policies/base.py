@@ -1,0 +1,128 @@
+"""The batching-policy contract and the pieces policies share.
+
+A policy's ``schedule(replica) -> StepPlan`` is a pure function of the
+replica's state: it reads queues, the decode group and the KV cache, and says
+what the next engine step does. The replica applies the plan and advances time
+by the performance model; no policy code runs inside the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from sim.request import DECODING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sim.replica import Replica
+    from sim.request import Request
+
+__all__ = ["StepPlan", "BatchingPolicy", "NoParams", "IDLE", "preempt_for", "admit_waiting", "blocks_for", "Budget"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """What the next engine step does."""
+
+    # requests moved from running back to waiting (recompute), in preemption order
+    preempt: tuple = ()
+    # (request, cached blocks hit) admitted from the head of the waiting queue, in queue order
+    admit: tuple = ()
+    # (request, tokens) prefill / recompute chunks computed in this step
+    chunks: tuple = ()
+    # whether the decode group advances one token in this step
+    decode: bool = False
+    # a decode-only plan the policy would repeat, unchanged, until a member
+    # finishes, the KV cache runs short, or a request arrives
+    repeatable: bool = False
+    # no step: sleep until this time (inf: until an arrival); None when stepping
+    idle_until: float | None = None
+
+
+IDLE = StepPlan(idle_until=float("inf"))
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchingPolicy(Protocol):
+    """A batching policy (one small class each, registered by name)."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    def make_queue(self): ...  # the waiting queue the replica keeps
+
+    def schedule(self, rep: "Replica") -> StepPlan: ...
+
+    def wake_on_arrival(self, rep: "Replica") -> bool: ...
+
+
+def blocks_for(rep: "Replica", computed: int, tokens: int) -> int:
+    """New blocks to compute ``tokens`` more tokens on top of ``computed``."""
+    bs = rep.block_size
+    return -(-(computed + tokens) // bs) - (-(-computed // bs))
+
+
+@dataclass
+class Budget:
+    """What is left of one step while a policy plans it."""
+
+    tokens: int  # token budget left
+    free: int  # free KV blocks left
+    victims: list = field(default_factory=list)
+
+
+def preempt_for(rep: "Replica", need: int, budget: Budget, order, protect=None) -> bool:
+    """Preempt from ``order`` (newest / lowest priority first) until ``need``
+    blocks fit in ``budget.free``. Returns False if ``protect`` itself had to go."""
+    dec = rep.dec
+    while need > budget.free:
+        victim = next(order, None)
+        if victim is None:
+            return False
+        if victim in budget.victims:
+            continue
+        budget.victims.append(victim)
+        budget.free += rep.blocks_released_by(victim)
+        if victim is protect:
+            return False
+        if victim.state == DECODING and dec.needs_block_now(victim):
+            need -= 1  # a preempted member does not decode this step
+    budget.free -= need
+    return True
+
+
+def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: bool,
+                  max_seqs: int | None = None) -> list:
+    """Admit from the head of the waiting queue while budget, slots and KV allow."""
+    admitted = []
+    if max_seqs is None:
+        max_seqs = rep.engine.max_num_seqs
+    num_running = len(rep.running) - len(budget.victims)
+    bs = rep.block_size
+    for req in rep.waiting:
+        if budget.tokens <= 0 or num_running >= max_seqs:
+            break
+        hit = 0
+        evictable_hits = 0
+        if req.computed == 0 and req.block_keys:
+            limit = (req.num_tokens - 1) // bs
+            hit, evictable_hits = rep.kv.match(req.block_keys[:limit])
+        done = max(req.computed, hit * bs)
+        remaining = req.num_tokens - done
+        q = min(remaining, budget.tokens)
+        if whole_prompts and q < remaining:
+            break
+        need = blocks_for(rep, done, q) + evictable_hits
+        if need > budget.free:
+            break
+        admitted.append((req, hit))
+        chunks.append((req, q))
+        budget.tokens -= q
+        budget.free -= need
+        num_running += 1
+    return admitted

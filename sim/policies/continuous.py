@@ -1,0 +1,73 @@
+"""``continuous``: vLLM v1's scheduler.
+
+One token budget per step (``max_num_batched_tokens``): running requests
+first (each decode takes one token; partially prefilled prompts take the next
+chunk), then waiting requests first come first served while the budget, the
+sequence limit and the KV cache allow, chunking the last prompt that only
+partly fits (when ``enable_chunked_prefill``). When the KV cache runs out, the
+newest running request is preempted and recomputed later; a step that
+preempts admits nobody new.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sim.policies.base import IDLE, Budget, NoParams, StepPlan, admit_waiting, blocks_for, preempt_for
+from sim.request import DECODING, FcfsQueue
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sim.replica import Replica
+
+__all__ = ["ContinuousBatching"]
+
+
+class ContinuousBatching:
+    name = "continuous"
+    Params = NoParams
+
+    def __init__(self, params: dict | None = None) -> None:
+        self.params = self.Params.model_validate(params or {})
+
+    def make_queue(self):
+        return FcfsQueue()
+
+    def wake_on_arrival(self, rep: "Replica") -> bool:
+        return True
+
+    def victim_order(self, rep: "Replica"):
+        """Preemption candidates, first to go first: the newest running request."""
+        return reversed(rep.running)
+
+    def schedule(self, rep: "Replica") -> StepPlan:
+        dec = rep.dec
+        budget = Budget(tokens=rep.engine.max_num_batched_tokens, free=rep.kv.free)
+        order = iter(self.victim_order(rep))
+        if dec.n:
+            preempt_for(rep, dec.need_now(), budget, order)
+        victims = budget.victims
+        n_dec = dec.n - sum(1 for v in victims if v.state == DECODING)
+        budget.tokens -= n_dec
+        chunks: list = []
+        for req in rep.prefilling:
+            if budget.tokens <= 0:
+                break
+            if req in victims:
+                continue
+            q = min(req.num_tokens - req.computed, budget.tokens)
+            if not preempt_for(rep, blocks_for(rep, req.computed, q), budget, order, protect=req):
+                break
+            chunks.append((req, q))
+            budget.tokens -= q
+        if victims:
+            chunks = [(r, q) for r, q in chunks if r not in victims]
+            admitted: list = []
+        else:
+            admitted = admit_waiting(rep, budget, chunks, whole_prompts=not rep.engine.enable_chunked_prefill)
+        if chunks:
+            return StepPlan(preempt=tuple(victims), admit=tuple(admitted), chunks=tuple(chunks), decode=n_dec > 0)
+        if n_dec:
+            return StepPlan(preempt=tuple(victims), decode=True, repeatable=not victims)
+        if victims:
+            return StepPlan(preempt=tuple(victims))
+        return IDLE

@@ -1,0 +1,340 @@
+"""One serving instance as a SimPy process.
+
+The loop: ask the batching policy for a ``StepPlan``, advance time by the
+performance model, apply the plan. A decode-only plan the policy marks
+``repeatable`` is fast-forwarded: the whole run of identical steps up to the
+next interesting moment (a member finishing, the KV cache running short, a
+time-series tick) is one SimPy timeout, cut at the next step boundary when a
+request arrives. ``exact_steps`` takes one step per timeout instead; both use
+the same closed-form step times (``decode_group.Segment``), so their records
+are identical.
+
+Time: the replica keeps its own clock ``t`` (step ends from the closed form)
+and records use it; SimPy orders the replicas and arrivals.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import simpy
+
+from sim.decode_group import DecodeGroup, Segment
+from sim.kvcache import KVCache
+from sim.records import ITL_EDGES_S, itl_bucket
+from sim.request import DONE, DECODING, RUNNING, WAITING, Request
+from sim.result import ReplicaStats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sim.fleet import Fleet
+
+__all__ = ["Replica"]
+
+NUM_ITL_BUCKETS = len(ITL_EDGES_S) - 1
+
+
+class Replica:
+    def __init__(self, fleet: "Fleet", index: int, name: str, pool, perf, num_kv_blocks: int,
+                 policy, stats: ReplicaStats) -> None:
+        self.fleet = fleet
+        self.env: simpy.Environment = fleet.env
+        self.index = index
+        self.name = name
+        self.pool = pool
+        self.engine = pool.engine
+        self.block_size = pool.engine.block_size
+        self.max_model_len = fleet.max_model_len(pool)
+        self.perf = perf
+        self.policy = policy
+        self.stats = stats
+        self.kv = KVCache(num_kv_blocks, self.block_size, pool.engine.enable_prefix_caching)
+        self.waiting = policy.make_queue()
+        self.running: dict[Request, None] = {}  # admission order
+        self.prefilling: dict[Request, None] = {}  # running, not yet decoding
+        self.dec = DecodeGroup(self.block_size, fleet.num_classes)
+        self.seg: Segment | None = None  # timing anchor of the current decode-only run
+        self.t = 0.0
+        self.outstanding = 0  # waiting + running (routers read it)
+        self._seq = 0
+        self._interruptible = False
+        self._run_k = None  # (segment, first step, steps) while a decode run is in flight
+        self.batch_tokens = 0
+        self.itl = np.zeros((fleet.num_classes, NUM_ITL_BUCKETS), dtype=np.int64)
+        self.ts_rows: list[tuple] = []
+        self._tick = 0
+        self.proc = self.env.process(self._run())
+
+    # -- arrivals ---------------------------------------------------------------
+    def enqueue(self, req: Request) -> None:
+        """A routed request joins this replica's waiting queue."""
+        if req.prompt + req.output > self.max_model_len or self._blocks_ever(req) > self.kv.num_blocks:
+            self.fleet.reject(req, self)
+            return
+        req.seq = self._seq
+        self._seq += 1
+        req.enqueue_s = self.env.now
+        if self.kv.caching:
+            req.block_keys = self.fleet.block_keys(req.rid, self.block_size)
+        else:
+            req.block_keys = None
+        self.waiting.push(req)
+        self.outstanding += 1
+        if self._interruptible and self.policy.wake_on_arrival(self):
+            self._interruptible = False
+            self.proc.interrupt()
+
+    def _blocks_ever(self, req: Request) -> int:
+        return -(-(req.prompt + req.output) // self.block_size)
+
+    def kv_used_at(self, now: float) -> int:
+        """Blocks in use at ``now``, counting decode steps finished mid-run."""
+        used = self.kv.used
+        if self._run_k is not None:
+            seg, k, steps = self._run_k
+            done = seg.first_step_ending_at_or_after(now) - k
+            if seg.t_end(k + done) <= now:
+                done += 1
+            done = min(done, steps)
+            if done > 0:
+                used += self.dec.blocks_needed(done)
+        return used
+
+    def settle(self, now: float) -> None:
+        """Count the decode steps of an in-flight run that ended by ``now`` (end of simulation)."""
+        if self._run_k is not None:
+            seg, k, steps = self._run_k
+            done = min(steps, seg.first_step_ending_at_or_after(now) - k + (seg.t_end(seg.first_step_ending_at_or_after(now)) <= now))
+            if done > 0:
+                self.kv.allocate(self.dec.blocks_needed(done))
+                self.dec.advance(done)
+            self._run_k = None
+
+    def blocks_released_by(self, req: Request) -> int:
+        """Free blocks gained if ``req`` let go of everything now."""
+        computed = self.dec.computed_of(req) if req.state == DECODING else req.computed
+        private = -(-computed // self.block_size) - len(req.keys)
+        refcount = self.kv.refcount
+        return private + sum(1 for key in req.keys if refcount[key] == 1)
+
+    # -- the process ------------------------------------------------------------
+    def _run(self):
+        while True:
+            plan = self.policy.schedule(self)
+            if plan.preempt:
+                self._preempt(plan.preempt)
+            if plan.idle_until is not None:
+                yield from self._idle(plan.idle_until)
+            elif plan.chunks:
+                yield from self._mixed_step(plan)
+            elif plan.decode:
+                yield from self._decode_run(plan.repeatable and not self.fleet.exact_steps)
+
+    def _idle(self, until: float):
+        env = self.env
+        self.batch_tokens = 0
+        self._interruptible = True
+        try:
+            if until == float("inf"):
+                yield env.event()
+            else:
+                yield env.timeout(max(0.0, until - env.now))
+                self.t = max(self.t, until)
+        except simpy.Interrupt:
+            self.t = max(self.t, env.now)
+        self._interruptible = False
+        self._sample()
+
+    def _decode_run(self, stretch: bool):
+        env, dec = self.env, self.dec
+        k = dec.k
+        if self.seg is None:
+            n, ctx = dec.n, dec.ctx
+            a, b = self.perf.decode_affine(n)
+            f0 = self.perf.step_flops(0, 0.0, n, 0)
+            y0 = self.perf.step_bytes(0, 0.0, n, 0)
+            self.seg = Segment(self.t, k, ctx, n, a, b,
+                               (f0, self.perf.step_flops(0, 0.0, n, 1) - f0),
+                               (y0, self.perf.step_bytes(0, 0.0, n, 1) - y0))
+        seg = self.seg
+        steps = 1
+        if stretch:
+            steps = min(dec.next_finish_k() - k + 1, dec.steps_until_exhaustion(self.kv.free),
+                        seg.first_step_ending_at_or_after(self._next_tick_s()) - k + 1)
+        t_end = seg.t_end(k + steps - 1)
+        self.batch_tokens = dec.n
+        self._run_k = (seg, k, steps)
+        self._interruptible = steps > 1
+        try:
+            yield env.timeout(max(0.0, t_end - env.now))
+        except simpy.Interrupt:
+            # A request arrived: finish the step in progress, then re-plan.
+            steps = min(steps, seg.first_step_ending_at_or_after(env.now) - k + 1)
+            t_end = seg.t_end(k + steps - 1)
+            yield env.timeout(max(0.0, t_end - env.now))
+        self._interruptible = False
+        self._run_k = None
+        self._account_decode(seg, k, steps)
+        self.kv.allocate(dec.blocks_needed(steps))
+        dec.advance(steps)
+        self.t = t_end
+        finished = dec.pop_finished()
+        for req in finished:
+            self._finish(req)
+        self._sample()
+
+    def _mixed_step(self, plan):
+        env, dec, kv, bs = self.env, self.dec, self.kv, self.block_size
+        if plan.admit:
+            self.waiting.remove_first(len(plan.admit))
+            for req, hit in plan.admit:
+                if hit:
+                    keys = req.block_keys[:hit]
+                    kv.acquire(keys)
+                    req.keys = list(keys)
+                    req.computed = hit * bs
+                    kv.hit_blocks += hit
+                if req.block_keys:
+                    kv.query_blocks += min(len(req.block_keys), (req.num_tokens - 1) // bs)
+                if req.preemptions == 0:
+                    req.cached_tokens = hit * bs
+                req.state = RUNNING
+                self.running[req] = None
+                self.prefilling[req] = None
+        prefill_tokens, attn, new_blocks = 0, 0.0, 0
+        for req, q in plan.chunks:
+            c = req.computed
+            prefill_tokens += q
+            attn += q * (c + q / 2)
+            new_blocks += -(-(c + q) // bs) - (-(-c // bs))
+        n = dec.n if plan.decode else 0
+        ctx = dec.ctx if n else 0
+        if n:
+            new_blocks += dec.need_now()
+        kv.allocate(new_blocks)
+        args = (prefill_tokens, attn, n, ctx)
+        d = self.perf.step_time_s(*args, num_prefill_seqs=len(plan.chunks))
+        t_end = self.t + d
+        self.batch_tokens = prefill_tokens + n
+        yield env.timeout(max(0.0, t_end - env.now))
+        self.seg = None
+        self._account_step(t_end, d, args)
+        if n:
+            if self._in_window(t_end):
+                self.itl[:, itl_bucket(np.array([d]))[0]] += dec.ncls
+            dec.advance(1)
+        self.t = t_end
+        for req, q in plan.chunks:
+            req.computed += q
+            if req.block_keys and kv.caching:
+                self._register_blocks(req)
+            if req.computed == req.num_tokens:
+                self._sampled(req, t_end)
+        for req in dec.pop_finished():
+            self._finish(req)
+        self._sample()
+
+    # -- state changes ------------------------------------------------------------
+    def _sampled(self, req: Request, t: float) -> None:
+        """A prefill (or recompute) completed and produced a token at ``t``."""
+        req.generated += 1
+        if req.generated == 1:
+            req.first_token_s = t
+        elif req.last_token_s == req.last_token_s and self._in_window(t):  # gap across a preemption
+            self.itl[req.cls, itl_bucket(np.array([t - req.last_token_s]))[0]] += 1
+        if req.generated >= req.output:
+            self._finish(req)
+        else:
+            del self.prefilling[req]
+            self.dec.join(req)
+            self.seg = None
+
+    def _register_blocks(self, req: Request) -> None:
+        keys, kv = req.keys, self.kv
+        full = min(req.computed // self.block_size, len(req.block_keys))
+        while len(keys) < full:
+            key = req.block_keys[len(keys)]
+            if not kv.register(key):
+                req.block_keys = req.block_keys[: len(keys)]  # chain broken: keep the rest private
+                return
+            keys.append(key)
+
+    def _release(self, req: Request) -> None:
+        if req.state == DECODING:
+            self.dec.leave(req)
+            self.seg = None
+        private = -(-req.computed // self.block_size) - len(req.keys)
+        self.kv.release(req.keys, private)
+        req.keys = []
+        del self.running[req]
+        self.prefilling.pop(req, None)
+
+    def _preempt(self, victims) -> None:
+        for req in victims:
+            self._release(req)
+            req.preemptions += 1
+            if req.generated:
+                req.last_token_s = self.t
+            req.computed = 0
+            req.state = WAITING
+            req.enqueue_s = self.t
+            self.waiting.push_front(req)
+
+    def _finish(self, req: Request) -> None:
+        self._release(req)
+        req.state = DONE
+        self.outstanding -= 1
+        self.fleet.finish(req, self)
+
+    # -- accounting -------------------------------------------------------------
+    def _in_window(self, t: float) -> bool:
+        w0, w1 = self.fleet.window
+        return w0 <= t <= w1
+
+    def _account_step(self, t_end: float, d: float, args) -> None:
+        if not self._in_window(t_end):
+            return
+        st = self.stats
+        st.busy_s += d
+        st.steps += 1
+        st.flops += self.perf.step_flops(*args)
+        st.bytes += self.perf.step_bytes(*args)
+        st.kv_block_s += self.kv.used * d
+
+    def _account_decode(self, seg: Segment, k: int, steps: int) -> None:
+        """Stats and ITL of decode steps k .. k+steps-1 that end inside the window."""
+        w0, w1 = self.fleet.window
+        lo = max(k, seg.first_step_ending_at_or_after(w0))
+        hi = min(k + steps - 1, seg.first_step_ending_at_or_after(w1) - 1)
+        if seg.t_end(hi + 1) <= w1 and hi + 1 <= k + steps - 1:
+            hi += 1
+        if hi < lo:
+            return
+        m = hi - lo + 1
+        ctx_sum = seg.ctx_sum(hi - seg.k0 + 1) - seg.ctx_sum(lo - seg.k0)
+        dur = seg.t_end(hi) - seg.t_end(lo - 1)
+        st = self.stats
+        st.busy_s += dur
+        st.steps += m
+        st.flops += m * seg.f0 + seg.f1 * ctx_sum
+        st.bytes += m * seg.y0 + seg.y1 * ctx_sum
+        used = self.kv.used + self.dec.blocks_needed(lo - k)
+        st.kv_block_s += (used + self.dec.n * m / (2 * self.block_size)) * dur
+        first, last = itl_bucket(np.array([seg.duration(lo), seg.duration(hi)]))
+        if first == last:
+            self.itl[:, first] += m * self.dec.ncls
+        else:
+            durs = seg.a + seg.b * (seg.c0 + seg.n * (np.arange(lo, hi + 1) - seg.k0))
+            counts = np.bincount(itl_bucket(durs), minlength=NUM_ITL_BUCKETS)
+            self.itl += np.outer(self.dec.ncls, counts)
+
+    def _next_tick_s(self) -> float:
+        return self._tick * self.fleet.tick_s
+
+    def _sample(self) -> None:
+        """Time-series rows for every tick the clock has passed."""
+        tick_s = self.fleet.tick_s
+        while self._tick * tick_s <= self.t:
+            self.ts_rows.append((self._tick * tick_s, len(self.running), len(self.waiting),
+                                 self.kv.used / self.kv.num_blocks, self.batch_tokens))
+            self._tick += 1

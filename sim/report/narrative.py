@@ -1,0 +1,244 @@
+"""The words and tables of a report, shared by the HTML, PDF and XLSX writers:
+the executive summary in plain sentences, the key numbers, the candidate
+table and the SLO table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from sim.report import fmt
+from sim.report.assumptions import Assumptions
+from sim.report.load import ReportInput
+
+__all__ = ["Column", "CANDIDATE_COLUMNS", "STATUS_TEXT", "candidate_rows", "headline",
+           "summary_paragraphs", "key_numbers", "slo_rows", "fleet_text", "gpus_of"]
+
+STATUS_TEXT = {"ok": "meets SLO", "does-not-fit": "does not fit", "cannot-meet-slo": "misses SLO"}
+METRIC_TEXT = {"ttft_s": "time to first token", "tpot_s": "time per output token", "e2e_s": "end-to-end latency"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the candidate table."""
+
+    key: str  # candidate dict key (or a derived one, see candidate_rows)
+    header: str  # shown to people
+    text: Callable[[object], str]  # formatter for HTML/PDF
+    excel: str = "General"  # openpyxl number_format
+
+
+CANDIDATE_COLUMNS = (
+    Column("rank", "#", lambda v: fmt.DASH if v is None else str(v), "0"),
+    Column("label", "candidate", str),
+    Column("status_text", "status", str),
+    Column("replicas", "replicas", fmt.num, "#,##0"),
+    Column("gpus", "GPUs", fmt.num, "#,##0"),
+    Column("usd_per_month", "$/month", fmt.usd, "$#,##0"),
+    Column("usd_per_1m_output_tokens", "$/1M out tok", fmt.usd_small, "$#,##0.000"),
+    Column("p99_ttft_s", "p99 TTFT", fmt.latency, "0.000"),
+    Column("p99_tpot_s", "p99 TPOT", fmt.latency, "0.0000"),
+    Column("attainment_pct", "SLO attained", fmt.pct, "0.0"),
+    Column("headroom_pct", "headroom", fmt.pct, "0.0"),
+    Column("reason", "why", lambda v: v or ""),
+)
+
+
+def gpus_of(c: dict) -> int | None:
+    if c.get("gpus") is not None:
+        return int(c["gpus"])
+    if c.get("replicas") is not None:
+        return int(c["replicas"]) * int(c.get("tensor_parallel") or 1)
+    return None
+
+
+def fleet_text(c: dict) -> str:
+    """'8 × h100-sxm GPUs (4 replicas, TP 2)'."""
+    g, r, tp = gpus_of(c), c.get("replicas"), c.get("tensor_parallel") or 1
+    if g is None:
+        return f"{c.get('gpu')} (TP {tp}), no fleet size"
+    return f"{g:,} × {c.get('gpu')} GPU{'s' if g != 1 else ''} ({r:,} replica{'s' if r != 1 else ''}, TP {tp})"
+
+
+def _model_text(c: dict) -> str:
+    q = c.get("quantization") or {}
+    return (f"{c.get('model')} with {q.get('weights', 'bf16')} weights and {q.get('kv_cache', 'auto')} "
+            f"KV cache under the {c.get('policy') or 'default'} batching policy")
+
+
+def candidate_rows(inp: ReportInput) -> list[dict]:
+    """Candidates in plan order, each with ``rank`` (1.. among ok), ``status_text``,
+    ``gpus`` filled in, and ``recommended``."""
+    rows, rank = [], 0
+    for c in inp.candidates:
+        row = dict(c)
+        ok = c.get("status") == "ok"
+        rank += ok
+        row["rank"] = rank if ok else None
+        row["gpus"] = gpus_of(c)
+        row["status_text"] = STATUS_TEXT.get(str(c.get("status")), str(c.get("status")))
+        row["label"] = c.get("label") or c.get("id")
+        row["recommended"] = c.get("id") == inp.plan.get("recommended")
+        rows.append(row)
+    return rows
+
+
+def slo_rows(summary: dict) -> list[dict]:
+    """One row per (class, SLO target): class, metric, percentile, target_s, achieved_s, met."""
+    out = []
+    for name, cls in (summary.get("classes") or {}).items():
+        for row in (cls.get("slo") or {}).values():
+            out.append({"class": name, **row})
+        if cls.get("attainment_target_pct") is not None:
+            out.append({"class": name, "metric": "attainment_pct", "percentile": "",
+                        "target_s": cls["attainment_target_pct"], "achieved_s": cls.get("attainment_pct"),
+                        "met": (cls.get("attainment_pct") or 0) >= cls["attainment_target_pct"]})
+    return out
+
+
+def _has_slo(summary: dict) -> bool:
+    return any(cls.get("slo") for cls in (summary.get("classes") or {}).values())
+
+
+def _target_text(summary: dict) -> str:
+    targets = sorted({c.get("attainment_target_pct") for c in (summary.get("classes") or {}).values()
+                      if c.get("attainment_target_pct") is not None})
+    return f" (target {', '.join(fmt.pct(t, 1) for t in targets)})" if targets else ""
+
+
+def headline(inp: ReportInput) -> str:
+    rec = inp.recommended
+    if inp.kind == "run":
+        c = inp.candidates[0]
+        verdict = "meets its SLO" if rec is not None else "MISSES its SLO"
+        return f"Simulated fleet: {fleet_text(c)} — {fmt.usd(c.get('usd_per_month'))}/month, {verdict}"
+    if rec is not None:
+        return f"Recommended: {fleet_text(rec)} — {fmt.usd(rec.get('usd_per_month'))}/month"
+    return f"No fleet met the SLO — {inp.plan.get('tried', len(inp.candidates))} candidates tried"
+
+
+def _service_sentence(c: dict, peak) -> str:
+    s = c.get("summary") or {}
+    o = s.get("overall") or {}
+    at = f"At the forecast peak of {fmt.rate(peak)} it" if peak else "It"
+    if not _has_slo(s):
+        return (f"{at} serves requests with p99 time to first token {fmt.latency(c.get('p99_ttft_s'))} and "
+                f"p99 time per output token {fmt.latency(c.get('p99_tpot_s'))}. The scenario sets no latency "
+                "SLO, so every completed request counts as meeting it.")
+    return (f"{at} meets the latency targets for {fmt.pct(c.get('attainment_pct', o.get('attainment_pct')))} "
+            f"of requests{_target_text(s)}: p99 time to first token {fmt.latency(c.get('p99_ttft_s'))}, "
+            f"p99 time per output token {fmt.latency(c.get('p99_tpot_s'))}.")
+
+
+def _utilization_sentence(c: dict) -> str:
+    u = ((c.get("summary") or {}).get("utilization") or {}).get("fleet") or {}
+    parts = []
+    if c.get("headroom_pct") is not None:
+        parts.append(f"It has {fmt.pct(c['headroom_pct'], 0)} headroom: spare capacity above the forecast "
+                     "peak before an SLO is missed.")
+    if u:
+        busy = None if u.get("busy_frac") is None else min(u["busy_frac"], 1.0) * 100
+        mbu = None if u.get("mbu") is None else u["mbu"] * 100
+        kv = None if u.get("kv_usage") is None else u["kv_usage"] * 100
+        parts.append(f"The GPUs are busy {fmt.pct(busy, 0)} of the time, use {fmt.pct(mbu, 0)} of their "
+                     f"memory bandwidth and keep the KV cache {fmt.pct(kv, 0)} full on average.")
+    return " ".join(parts)
+
+
+def _calibration_sentence(a: Assumptions) -> str:
+    if not a.profiles:
+        return ""
+    if all(not p.calibrated for p in a.profiles):
+        return ("Caveat: the latency figures come from fleetcast's uncalibrated default performance "
+                "coefficients — there is no validated error bound; confirm them with a testbed run on the "
+                "chosen hardware before committing budget.")
+    if all(p.validation for p in a.profiles):
+        return ("The latency figures come from calibration profiles validated against real vLLM runs; "
+                "their measured error is listed under Assumptions.")
+    return ("Caveat: not every pool uses a validated calibration profile (see Assumptions), so part of the "
+            "forecast has no validated error bound.")
+
+
+def _failure_paragraphs(inp: ReportInput) -> list[str]:
+    cands = inp.candidates
+    peak = (inp.plan.get("demand") or {}).get("peak_rate_rps")
+    tried = inp.plan.get("tried", len(cands))
+    nofit = [c for c in cands if c.get("status") == "does-not-fit"]
+    miss = [c for c in cands if c.get("status") == "cannot-meet-slo"]
+    at = f" at the forecast peak of {fmt.rate(peak)}" if peak else ""
+    out = [f"None of the {tried} fleet configurations tried meets the latency SLOs{at}. "
+           f"{len(nofit)} did not fit the model in GPU memory and {len(miss)} fit but missed an SLO "
+           "even at the largest fleet size searched. The candidate table lists why each one failed."]
+    if miss:
+        best = min(miss, key=lambda c: (-(c.get("attainment_pct") or 0.0), c.get("p99_ttft_s") or float("inf")))
+        out.append(f"The closest was {best.get('label') or best.get('id')}: {fleet_text(best)}, "
+                   f"{fmt.usd(best.get('usd_per_month'))}/month, meeting the targets for "
+                   f"{fmt.pct(best.get('attainment_pct'))} of requests ({best.get('reason') or 'no reason given'}).")
+    out.append("Options: relax the SLO, widen the search (more replicas, other GPUs, tensor parallelism, "
+               "quantization), or reduce the peak load.")
+    return out
+
+
+def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
+    """The executive summary, one string per paragraph."""
+    rec = inp.recommended
+    peak = (inp.plan.get("demand") or {}).get("peak_rate_rps")
+    if rec is None and inp.kind == "plan":
+        return _failure_paragraphs(inp) + [s for s in [_calibration_sentence(a)] if s]
+    c = rec or inp.candidates[0]
+    out = []
+    if inp.kind == "run":
+        verdict = ("It meets its latency SLOs. " if rec is not None else "It does NOT meet its latency SLOs. ")
+        if not _has_slo(c.get("summary") or {}):
+            verdict = ""
+        out.append(f"This report covers one simulated fleet (a `fleetcast run`), not a plan search: "
+                   f"{fleet_text(c)} serving {_model_text(c)}. {verdict}"
+                   "No alternatives were compared and no headroom was measured; run `fleetcast plan` for that.")
+    else:
+        out.append(f"We recommend {fleet_text(c)} serving {_model_text(c)}.")
+    hourly = c.get("usd_per_hour")
+    out.append(f"It costs {fmt.usd(c.get('usd_per_month'))} per month ({fmt.usd_small(hourly)} per hour), "
+               f"which is {fmt.usd_small(c.get('usd_per_1m_output_tokens'))} per million output tokens "
+               f"({fmt.usd_small(c.get('usd_per_1m_total_tokens'))} per million tokens including prompts).")
+    out.append(_service_sentence(c, peak if inp.kind == "plan" else None))
+    util = _utilization_sentence(c)
+    if util:
+        out.append(util)
+    if inp.kind == "plan":
+        ok = [x for x in inp.candidates if x.get("status") == "ok"]
+        more = ""
+        if len(ok) > 1 and ok[1].get("usd_per_month") and c.get("usd_per_month") is not None:
+            saved = ok[1]["usd_per_month"] - c["usd_per_month"]
+            more = (f"; the next cheapest ({ok[1].get('label') or ok[1].get('id')}) costs "
+                    f"{fmt.usd(saved)} more per month")
+        out.append(f"{inp.plan.get('tried', len(inp.candidates))} fleet configurations were evaluated and "
+                   f"{len(ok)} met every SLO; this is the cheapest of them{more}.")
+    growth = c.get("growth") or []
+    if growth:
+        last = growth[-1]
+        g = int(last.get("replicas") or 0) * int(c.get("tensor_parallel") or 1)
+        out.append(f"Over the forecast horizon demand reaches {fmt.rate(last.get('rate_rps'))} by month "
+                   f"{last.get('month')}, which needs {g:,} GPUs at {fmt.usd(last.get('usd_per_month'))} per month.")
+    cal = _calibration_sentence(a)
+    if cal:
+        out.append(cal)
+    return out
+
+
+def key_numbers(inp: ReportInput) -> list[tuple[str, str]]:
+    """(label, value) cards shown under the summary."""
+    c = inp.recommended
+    if c is None:
+        cands = inp.candidates
+        return [("candidates tried", str(inp.plan.get("tried", len(cands)))),
+                ("met the SLO", "0"),
+                ("did not fit", str(sum(x.get("status") == "does-not-fit" for x in cands))),
+                ("missed the SLO", str(sum(x.get("status") == "cannot-meet-slo" for x in cands)))]
+    u = ((c.get("summary") or {}).get("utilization") or {}).get("fleet") or {}
+    mbu = None if u.get("mbu") is None else u["mbu"] * 100
+    return [("GPUs", fmt.num(gpus_of(c))), ("per month", fmt.usd(c.get("usd_per_month"))),
+            ("per 1M output tokens", fmt.usd_small(c.get("usd_per_1m_output_tokens"))),
+            ("SLO attained", fmt.pct(c.get("attainment_pct"))),
+            ("p99 TTFT", fmt.latency(c.get("p99_ttft_s"))), ("p99 TPOT", fmt.latency(c.get("p99_tpot_s"))),
+            ("headroom", fmt.pct(c.get("headroom_pct"), 0)), ("memory-bandwidth use", fmt.pct(mbu, 0))]

@@ -1,0 +1,111 @@
+"""A request inside a replica, and the waiting queues policies choose from."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+__all__ = ["Request", "FcfsQueue", "PriorityQueue", "WAITING", "RUNNING", "DECODING", "DONE"]
+
+WAITING, RUNNING, DECODING, DONE = 0, 1, 2, 3
+
+
+class Request:
+    """Mutable engine-side state of one request (one per arrival, dropped at finish).
+
+    Tokens follow vLLM's accounting: ``num_tokens = prompt + generated`` and
+    ``computed`` catches up with it; when a step brings ``computed`` level with
+    ``num_tokens`` a new token is sampled.
+    """
+
+    __slots__ = (
+        "rid", "cls", "prompt", "output", "arrival_s", "priority", "seq", "block_keys",
+        "generated", "computed", "keys", "state", "preemptions", "cached_tokens",
+        "first_token_s", "last_token_s", "enqueue_s",
+        "k_join", "c_join", "g_join", "phase", "join_id",
+    )
+
+    def __init__(self, rid: int, cls: int, prompt: int, output: int, arrival_s: float,
+                 priority: int, seq: int, block_keys: list | None) -> None:
+        self.rid = rid  # workload index (the record's request_id)
+        self.cls = cls  # class index
+        self.prompt = prompt  # prompt tokens
+        self.output = output  # output tokens to generate
+        self.arrival_s = arrival_s
+        self.priority = priority  # higher = more important
+        self.seq = seq  # arrival order at the replica (tie-breaker)
+        self.block_keys = block_keys  # prefix-cache key per full prompt block (None: no shared prefix)
+        self.generated = 0  # output tokens sampled so far
+        self.computed = 0  # tokens whose KV is computed (valid when not DECODING)
+        self.keys: list = []  # cached block keys held (a prefix of block_keys)
+        self.state = WAITING
+        self.preemptions = 0
+        self.cached_tokens = 0  # prompt tokens hit in the prefix cache at first admission
+        self.first_token_s = float("nan")
+        self.last_token_s = float("nan")
+        self.enqueue_s = arrival_s  # when it (re-)entered the waiting queue
+        # decode-group bookkeeping (valid when DECODING)
+        self.k_join = 0
+        self.c_join = 0
+        self.g_join = 0
+        self.phase = 0
+        self.join_id = -1  # which join of the decode group its finish-heap entry belongs to
+
+    @property
+    def num_tokens(self) -> int:
+        return self.prompt + self.generated
+
+
+class FcfsQueue:
+    """First come, first served; preempted requests go back to the front."""
+
+    __slots__ = ("_q",)
+
+    def __init__(self) -> None:
+        self._q: deque[Request] = deque()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __iter__(self):
+        return iter(self._q)
+
+    def push(self, req: Request) -> None:
+        self._q.append(req)
+
+    def push_front(self, req: Request) -> None:
+        self._q.appendleft(req)
+
+    def peek(self) -> Request:
+        return self._q[0]
+
+    def remove_first(self, n: int) -> list[Request]:
+        q = self._q
+        return [q.popleft() for _ in range(n)]
+
+
+class PriorityQueue:
+    """Highest ``priority`` first, then arrival order (vLLM's priority policy)."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self) -> None:
+        self._h: list[tuple[int, int, Request]] = []
+
+    def __len__(self) -> int:
+        return len(self._h)
+
+    def __iter__(self):
+        # In service order; sorting a copy is fine: only read when scheduling.
+        return (item[2] for item in sorted(self._h, key=lambda it: (it[0], it[1])))
+
+    def push(self, req: Request) -> None:
+        heapq.heappush(self._h, (-req.priority, req.seq, req))
+
+    push_front = push  # a preempted request keeps its place by (priority, arrival)
+
+    def peek(self) -> Request:
+        return self._h[0][2]
+
+    def remove_first(self, n: int) -> list[Request]:
+        return [heapq.heappop(self._h)[2] for _ in range(n)]

@@ -1,0 +1,46 @@
+"""Scenario factories for the tests."""
+
+from __future__ import annotations
+
+import copy
+
+from sim.scenario import Scenario, scenario_from_dict
+
+
+def scenario_dict(**over) -> dict:
+    """A small valid scenario as a dict; keyword arguments replace sections."""
+    base = {
+        "name": "test",
+        "seed": 7,
+        "fleet": [{
+            "name": "p",
+            "gpu": "h100-sxm",
+            "replicas": 1,
+            "model": "llama-3.1-8b",
+            "engine": {"max_model_len": 8192},
+        }],
+        "router": {"name": "least-outstanding"},
+        "traffic": {
+            "duration_s": 20,
+            "warmup_s": 2,
+            "arrival": {"process": "poisson", "rate_rps": 5},
+            "classes": [{
+                "name": "chat",
+                "prompt_tokens": {"dist": "uniform", "min": 16, "max": 1500},
+                "output_tokens": {"dist": "uniform", "min": 1, "max": 300},
+            }],
+        },
+    }
+    for key, value in over.items():
+        base[key] = copy.deepcopy(value)
+    return base
+
+
+def make_scenario(pool: dict | None = None, traffic: dict | None = None, **over) -> Scenario:
+    """``pool`` / ``traffic`` entries update the first pool / the traffic section."""
+    data = scenario_dict(**over)
+    if pool:
+        data["fleet"][0] = {**data["fleet"][0], **pool}
+    if traffic:
+        data["traffic"] = {**data["traffic"], **traffic}
+    return scenario_from_dict(data)

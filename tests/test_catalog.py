@@ -1,0 +1,226 @@
+"""The catalog: every number sourced, architectures match published sizes, user files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sim.catalog import load_catalog
+from sim.errors import FleetcastError
+
+CATALOG_DIR = Path(__file__).resolve().parents[1] / "sim" / "catalog"
+GPUS = ["h100-sxm", "h200", "a100-80gb", "l40s", "l4", "rtx-4090", "mi300x", "b200"]
+MODELS = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-3-70b", "mistral-7b",
+          "mixtral-8x7b", "qwen2.5-7b", "qwen2.5-72b", "qwen3-30b-a3b"]
+
+# Published parameter counts (billions): Hugging Face model pages' safetensors
+# totals and the vendors' model cards/announcements. (total, active, non-embedding)
+PUBLISHED = {
+    "llama-3.1-8b": (8.03, None, None),  # HF meta-llama/Llama-3.1-8B: 8.03B params
+    "llama-3.1-70b": (70.6, None, None),  # HF meta-llama/Llama-3.1-70B: 70.6B
+    "llama-3.1-405b": (406.0, None, None),  # HF meta-llama/Llama-3.1-405B: 406B
+    "llama-3-70b": (70.6, None, None),  # HF meta-llama/Meta-Llama-3-70B: 70.6B
+    "mistral-7b": (7.25, None, None),  # HF mistralai/Mistral-7B-v0.3: 7.25B
+    "mixtral-8x7b": (46.7, 12.9, None),  # Mistral AI "Mixtral of experts": 46.7B total, 12.9B per token
+    "qwen2.5-7b": (7.61, None, 6.53),  # Qwen2.5-7B model card: 7.61B, 6.53B non-embedding
+    "qwen2.5-72b": (72.7, None, 70.0),  # Qwen2.5-72B model card: 72.7B, 70.0B non-embedding
+    "qwen3-30b-a3b": (30.5, 3.3, 29.9),  # Qwen3-30B-A3B card: 30.5B total, 3.3B activated, 29.9B non-emb.
+}
+
+
+def _numeric_leaves(entry: dict, prefix: str = ""):
+    for key, value in entry.items():
+        if key in ("sources", "source"):
+            continue
+        if isinstance(value, dict):
+            yield from _numeric_leaves(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield f"{prefix}{key}"
+
+
+def _raw_entries():
+    """(file, kind, name, entry) for every entry of the built-in YAML files."""
+    for file in ("gpus.yaml", "models.yaml", "quantization.yaml"):
+        doc = yaml.safe_load((CATALOG_DIR / file).read_text())
+        tables = doc.get("quantization", {}) if "quantization" in doc else doc
+        for kind, table in tables.items():
+            for name, entry in table.items():
+                yield file, kind, name, entry
+
+
+def test_every_number_in_the_yaml_has_a_source():
+    checked = 0
+    for file, kind, name, entry in _raw_entries():
+        sources = entry.get("sources", {})
+        for path in _numeric_leaves(entry):
+            parts = path.split(".")
+            keys = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+            text = next((sources[k] for k in keys if k in sources), entry.get("source", ""))
+            assert len(text.strip()) > 10, f"{file}: {kind} {name} field {path} has no source"
+            checked += 1
+        # YAML 1.1 reads 1.0e12 (no exponent sign) as text: every number must load as a number
+        assert not [k for k, v in entry.items() if isinstance(v, str) and v[:1].isdigit()], (file, name)
+    assert checked > 150
+
+
+def test_gpu_numbers_have_per_field_sources_and_prices_are_marked_assumptions():
+    cat = load_catalog()
+    for name in cat.gpu_names():
+        src = cat.source_of("gpu", name)
+        assert set(src) >= {"hbm_bytes", "hbm_bw_bytes_s", "interconnect_bw_bytes_s", "power_w",
+                            "price_usd_per_hour", "peak_flops.bf16"}
+        assert all(src.values()), name
+        assert "assumption" in src["price_usd_per_hour"]
+    for kind, names in (("model", cat.model_names()), ("weights", cat.weight_schemes()),
+                        ("kv_cache", cat.kv_schemes())):
+        for name in names:
+            assert all(cat.source_of(kind, name).values()), (kind, name)
+
+
+def test_required_entries_are_present():
+    cat = load_catalog()
+    assert set(GPUS) <= set(cat.gpu_names())
+    assert set(MODELS) <= set(cat.model_names())
+    assert {"bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq"} <= set(cat.weight_schemes())
+    assert {"auto", "fp8"} <= set(cat.kv_schemes())
+
+
+def test_gpu_peaks_are_dense_and_consistent():
+    # A "with sparsity" figure slipped in would double a peak: tensor 16-bit
+    # peaks sit 2-32x above plain FP32, 8-bit ones at 2x the 16-bit rate, and
+    # the ridge point (FLOP per byte of HBM) of any inference GPU is 100-500.
+    cat = load_catalog()
+    for name in GPUS:
+        g = cat.gpu(name)
+        pf = g.peak_flops
+        assert pf["bf16"] == pf["fp16"], name
+        assert 2 <= pf["bf16"] / pf["fp32"] <= 32, name
+        if "fp8" in pf:
+            # (L40S prints 362.05 and 733: rounding on the datasheet itself)
+            assert pf["fp8"] == pytest.approx(2 * pf["bf16"], rel=0.02), name
+        assert 100 <= pf["bf16"] / g.hbm_bw_bytes_s <= 500, name
+        assert g.interconnect_bw_bytes_s < g.hbm_bw_bytes_s
+    assert "fp8" not in cat.gpu("a100-80gb").peak_flops  # Ampere has no FP8 tensor cores
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_counts_match_published_totals(name):
+    m = load_catalog().model(name)
+    total, active, non_embedding = PUBLISHED[name]
+    assert m.params_total / 1e9 == pytest.approx(total, rel=0.03)
+    assert m.params_active / 1e9 == pytest.approx(active or total, rel=0.03)
+    if non_embedding:
+        assert (m.params_total - m.params_embedding) / 1e9 == pytest.approx(non_embedding, rel=0.03)
+
+
+def test_kv_bytes_per_token_matches_the_known_llama3_8b_figure():
+    # Llama-3-8B is widely quoted at 128 KiB of bf16 KV per token (32 layers, 8 KV heads of 128).
+    assert load_catalog().model("llama-3.1-8b").kv_bytes_per_token(2) == 128 * 1024
+
+
+def test_fp8_falls_back_to_16_bit_compute_where_the_gpu_has_no_fp8():
+    cat = load_catalog()
+    fp8 = cat.quant("fp8", "auto")
+    assert fp8.compute_dtype_on(cat.gpu("h100-sxm")) == "fp8"
+    assert fp8.compute_dtype_on(cat.gpu("a100-80gb")) == "bf16"
+    assert fp8.weight_bytes_per_param == 1.0  # FP8 Marlin keeps 1-byte weights
+    awq = cat.quant("int4-awq", "fp8")
+    assert 0.5 < awq.weight_bytes_per_param < 0.55 and awq.kv_bytes_per_elem == 1
+
+
+@pytest.mark.parametrize("lookup, bad, good", [
+    ("gpu", "h100", "h100-sxm"),
+    ("model", "llama-3.1-8B", "llama-3.1-8b"),
+    ("quant", "int4_awq", "int4-awq"),
+])
+def test_unknown_names_list_valid_ones_and_suggest_the_closest(lookup, bad, good):
+    cat = load_catalog()
+    with pytest.raises(FleetcastError) as err:
+        getattr(cat, lookup)(bad)
+    msg = str(err.value)
+    assert bad in msg and f"Did you mean '{good}'" in msg
+    valid = {"gpu": cat.gpu_names(), "model": cat.model_names(), "quant": cat.weight_schemes()}[lookup]
+    assert all(v in msg for v in valid)
+
+
+def test_unknown_kv_scheme_is_an_error():
+    with pytest.raises(FleetcastError, match="fp8"):
+        load_catalog().quant("bf16", "fp9")
+
+
+def test_builtin_catalog_is_cached():
+    assert load_catalog() is load_catalog()
+
+
+def test_user_file_adds_a_gpu_and_overrides_a_price(tmp_path):
+    user = tmp_path / "my-gpus.yaml"
+    user.write_text("""
+gpus:
+  h100-sxm:
+    price_usd_per_hour: 1.85
+  my-gpu:
+    peak_flops: {bf16: 500e12, fp32: 50.0e+12}
+    hbm_bytes: 64.0e+9
+    hbm_bw_bytes_s: 2.0e+12
+    interconnect_bw_bytes_s: 100.0e+9
+    power_w: 500
+    price_usd_per_hour: 1.0
+    sources: {hbm_bytes: "vendor sheet"}
+""")
+    cat = load_catalog([user])
+    builtin = load_catalog()
+    assert cat.gpu("h100-sxm").price_usd_per_hour == 1.85
+    assert builtin.gpu("h100-sxm").price_usd_per_hour != 1.85  # the cached built-in is untouched
+    assert cat.gpu("h100-sxm").peak_flops == builtin.gpu("h100-sxm").peak_flops  # merged, not replaced
+    assert cat.gpu("my-gpu").peak_flops["bf16"] == 500e12  # "500e12" (YAML text) read as a number
+    assert "my-gpu" in cat.gpu_names() and "my-gpu" not in builtin.gpu_names()
+    src = cat.source_of("gpu", "my-gpu")
+    assert src["hbm_bytes"] == "vendor sheet" and str(user) in src["power_w"]
+    assert str(user) in cat.source_of("gpu", "h100-sxm")["price_usd_per_hour"]
+
+
+def test_user_file_adds_a_model_and_a_quantization(tmp_path):
+    user = tmp_path / "extra.yaml"
+    user.write_text("""
+models:
+  tiny:
+    num_layers: 2
+    hidden_size: 64
+    num_heads: 4
+    num_kv_heads: 2
+    intermediate_size: 128
+    vocab_size: 1000
+    max_position_embeddings: 2048
+quantization:
+  weights:
+    int3: {weight_bytes_per_param: 0.4, compute_dtype: bf16}
+""")
+    cat = load_catalog([user])
+    assert cat.model("tiny").head_dim == 16
+    assert cat.quant("int3").weight_bytes_per_param == 0.4
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("gpus: {h100-sxm: {price_usd_per_hour: [1, 2]}}", "price_usd_per_hour"),
+    ("gpus: {h100-sxm: {price_per_hour: 2}}", "price_per_hour"),
+    ("gpus: {new-gpu: {power_w: 100}}", "missing required"),
+    ("gpus: {h100-sxm: {peak_flops: {bf17: 1.0e+15}}}", "bf17"),
+    ("models: {x: {num_layers: -3}}", "num_layers"),
+    ("gpu: {}", "gpu"),
+    ("gpus: [1, 2]", "gpus"),
+    ("gpus: {h100-sxm: {hbm_bytes: 80GB}}", "hbm_bytes"),
+    ("gpus:\n  a: [unclosed\n", "YAML"),
+])
+def test_malformed_user_file_names_the_file_and_the_problem(tmp_path, text, needle):
+    user = tmp_path / "bad.yaml"
+    user.write_text(text)
+    with pytest.raises(FleetcastError) as err:
+        load_catalog([user])
+    assert str(user) in str(err.value) and needle in str(err.value)
+
+
+def test_missing_user_file_is_a_user_error(tmp_path):
+    with pytest.raises(FleetcastError, match="nope.yaml"):
+        load_catalog([tmp_path / "nope.yaml"])

@@ -1,0 +1,261 @@
+"""The replica engine against queueing theory, invariants and policy behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim.fleet import Fleet, simulate
+from sim.forecast import summary_of
+from sim.kvcache import KVCache
+from sim.traffic import generate_workload
+from tests.factories import make_scenario, scenario_dict
+
+
+def _service_time_s(pool: dict, prompt: int, output: int) -> float:
+    """E2E of one request alone in the system."""
+    sc = make_scenario(pool=pool, traffic={
+        "duration_s": 1, "warmup_s": 0, "arrival": {"process": "constant", "rate_rps": 1},
+        "classes": [{"name": "c", "prompt_tokens": {"dist": "fixed", "value": prompt},
+                     "output_tokens": {"dist": "fixed", "value": output}}]})
+    df = simulate(sc).requests
+    assert len(df) == 1
+    return float(df.e2e_s.iloc[0])
+
+
+def test_one_at_a_time_replica_is_md1():
+    """max_num_seqs=1 + fixed lengths = deterministic service: M/D/1 mean wait (Pollaczek-Khinchine)."""
+    pool = {"engine": {"max_model_len": 8192, "max_num_seqs": 1, "enable_prefix_caching": False}}
+    s = _service_time_s(pool, 256, 8)
+    rho = 0.6
+    lam = rho / s
+    n = 60_000
+    sc = make_scenario(pool=pool, traffic={
+        "duration_s": n / lam, "warmup_s": 0, "arrival": {"process": "poisson", "rate_rps": lam},
+        "classes": [{"name": "c", "prompt_tokens": {"dist": "fixed", "value": 256},
+                     "output_tokens": {"dist": "fixed", "value": 8}}]})
+    df = simulate(sc).requests
+    assert (df.status == "ok").all()
+    wait = (df.e2e_s - s).to_numpy()
+    assert wait.min() > -1e-9  # nobody is served faster than the service time
+    pk = rho * s / (2 * (1 - rho))
+    assert abs(wait.mean() - pk) / pk < 0.05, (wait.mean(), pk)
+
+
+def test_littles_law_holds_on_a_busy_fleet():
+    sc = make_scenario(pool={"replicas": 2}, traffic={"duration_s": 120, "warmup_s": 10,
+                                                      "arrival": {"process": "poisson", "rate_rps": 12}})
+    result = simulate(sc)
+    little = summary_of(sc, result)["little"]
+    assert little["L"] > 1.0
+    assert little["rel_gap"] < 0.05, little
+
+
+def _random_scenario(draw) -> dict:
+    policy = draw(st.sampled_from(["continuous", "prefill-first", "static", "priority"]))
+    params = {"batch_size": draw(st.integers(1, 6)), "timeout_s": draw(st.floats(0.0, 0.5))} if policy == "static" else {}
+    chunked = draw(st.booleans())
+    engine = {
+        "max_model_len": 4096,
+        "max_num_seqs": draw(st.integers(1, 64)),
+        "max_num_batched_tokens": draw(st.sampled_from([512, 2048])) if chunked else 4096,
+        "block_size": draw(st.sampled_from([8, 16, 32])),
+        "enable_chunked_prefill": chunked,
+        "enable_prefix_caching": draw(st.booleans()),
+        "num_gpu_blocks_override": draw(st.sampled_from([None, 600, 1500])),
+    }
+    engine["max_num_seqs"] = min(engine["max_num_seqs"], engine["max_num_batched_tokens"])
+    classes = [
+        {"name": "a", "share": 0.6, "priority": 1,
+         "prompt_tokens": {"dist": "uniform", "min": 1, "max": 1200},
+         "output_tokens": {"dist": "uniform", "min": 1, "max": 200},
+         "prefix": {"tokens": draw(st.sampled_from([64, 300])), "num_distinct": 3}},
+        {"name": "b", "share": 0.4, "priority": 0,
+         "prompt_tokens": {"dist": "lognormal", "mean": 300, "cv": 1.0, "min": 1, "max": 2000},
+         "output_tokens": {"dist": "fixed", "value": draw(st.integers(1, 120))}},
+    ]
+    return scenario_dict(
+        seed=draw(st.integers(0, 2**31)),
+        fleet=[{"name": "p", "gpu": draw(st.sampled_from(["h100-sxm", "l4"])), "replicas": draw(st.integers(1, 3)),
+                "model": "llama-3.1-8b", "quantization": {"weights": draw(st.sampled_from(["bf16", "int4-awq"]))},
+                "engine": engine, "policy": {"name": policy, "params": params}}],
+        router={"name": draw(st.sampled_from(["round-robin", "random", "least-outstanding", "least-kv",
+                                             "power-of-two", "prefix-affinity"]))},
+        sim={"drain_s": 20},
+        traffic={"duration_s": 15, "warmup_s": 1,
+                 "arrival": {"process": "gamma", "cv": draw(st.sampled_from([1.0, 3.0])), "rate_rps": draw(st.floats(1, 15))},
+                 "classes": classes},
+    )
+
+
+@st.composite
+def scenarios(draw):
+    from sim.scenario import scenario_from_dict
+    return scenario_from_dict(_random_scenario(draw))
+
+
+class _CountingFleet(Fleet):
+    """Counts how often each request ends and checks the KV pool at every end."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.ends = np.zeros(len(self.workload), dtype=np.int64)
+
+    def finish(self, req, rep):
+        self.ends[req.rid] += 1
+        assert 0 <= rep.kv.used <= rep.kv.num_blocks
+        super().finish(req, rep)
+
+    def reject(self, req, rep):
+        self.ends[req.rid] += 1
+        super().reject(req, rep)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_fast_forward_equals_exact_steps_and_invariants_hold(sc):
+    wl = generate_workload(sc.traffic, sc.seed, sc.base_dir)
+    fast_fleet = _CountingFleet(sc, wl)
+    fast = fast_fleet.run()
+    exact = _CountingFleet(sc, wl, exact_steps=True).run()
+    # identical records and time series, byte for byte
+    pd.testing.assert_frame_equal(fast.requests, exact.requests)
+    pd.testing.assert_frame_equal(fast.timeseries, exact.timeseries)
+    df = fast.requests
+    # every request that was not cut off by the drain limit ends exactly once
+    ended = df.status.isin(["ok", "rejected"]).to_numpy()
+    assert (fast_fleet.ends[ended] == 1).all() and (fast_fleet.ends[~ended] == 0).all()
+    # KV usage never above capacity
+    assert fast.timeseries.kv_usage.between(0, 1).all()
+    # tokens are conserved: ok requests produced exactly what they asked for
+    ok = df.status == "ok"
+    assert (df.output_tokens[ok].to_numpy() == wl.output_tokens[ok.to_numpy()]).all()
+    assert (df.cached_prompt_tokens <= df.prompt_tokens).all()
+    # causality
+    assert (df.first_token_s[ok] >= df.arrival_s[ok]).all()
+    assert (df.finish_s[ok] >= df.first_token_s[ok]).all()
+    # all KV blocks are back when every request ended
+    if ended.all():
+        for rep in fast_fleet.replicas:
+            assert rep.kv.used == 0
+
+
+def test_same_seed_same_records_byte_for_byte(tmp_path):
+    sc = make_scenario()
+    a, b = simulate(sc), simulate(sc)
+    pa, pb = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    a.requests.to_parquet(pa)
+    b.requests.to_parquet(pb)
+    assert pa.read_bytes() == pb.read_bytes()
+    c = simulate(make_scenario(seed=8))
+    assert not a.requests.arrival_s.equals(c.requests.arrival_s)
+
+
+def _one_burst(policy: dict, n: int = 4, gap_s: float = 0.5, **engine) -> pd.DataFrame:
+    sc = make_scenario(pool={"policy": policy, "engine": {"max_model_len": 8192, **engine}}, traffic={
+        "duration_s": n * gap_s, "warmup_s": 0, "arrival": {"process": "constant", "rate_rps": 1 / gap_s},
+        "classes": [{"name": "c", "prompt_tokens": {"dist": "fixed", "value": 128},
+                     "output_tokens": {"dist": "fixed", "value": 16}}]})
+    return simulate(sc).requests
+
+
+def test_static_waits_for_its_batch():
+    df = _one_burst({"name": "static", "params": {"batch_size": 4, "timeout_s": 60}})
+    last_arrival = df.arrival_s.max()
+    assert (df.first_token_s >= last_arrival).all()  # nobody starts before the batch is full
+    cont = _one_burst({"name": "continuous"})
+    assert cont.ttft_s.iloc[0] < 0.1 < df.ttft_s.iloc[0]
+
+
+def test_static_timeout_releases_a_partial_batch():
+    df = _one_burst({"name": "static", "params": {"batch_size": 100, "timeout_s": 0.3}}, n=1)
+    assert df.ttft_s.iloc[0] == pytest.approx(0.3, abs=0.05)
+
+
+def test_chunked_prefill_bounds_step_tokens(monkeypatch):
+    from sim import perf
+
+    seen = []
+    real = perf.PerfModel.step_time_s
+
+    def spy(self, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs=0):
+        seen.append(prefill_tokens + num_decodes)
+        return real(self, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs)
+
+    monkeypatch.setattr(perf.PerfModel, "step_time_s", spy)
+    sc = make_scenario(pool={"engine": {"max_model_len": 8192, "max_num_batched_tokens": 512}}, traffic={
+        "classes": [{"name": "c", "prompt_tokens": {"dist": "uniform", "min": 1000, "max": 4000},
+                     "output_tokens": {"dist": "fixed", "value": 20}}]})
+    df = simulate(sc).requests
+    assert (df.status == "ok").all()
+    assert seen and max(seen) <= 512
+    assert max(seen) == 512  # long prompts really were chunked to the budget
+
+
+def test_tiny_kv_cache_causes_preemptions_and_everyone_still_finishes():
+    sc = make_scenario(pool={"engine": {"max_model_len": 2048, "num_gpu_blocks_override": 140}}, traffic={
+        "arrival": {"process": "poisson", "rate_rps": 1.5},
+        "classes": [{"name": "c", "prompt_tokens": {"dist": "fixed", "value": 256},
+                     "output_tokens": {"dist": "fixed", "value": 512}}]})
+    df = simulate(sc).requests
+    assert df.preemptions.sum() > 0
+    assert (df.status == "ok").all()
+    roomy = simulate(make_scenario(pool={"engine": {"max_model_len": 2048}}, traffic=sc.traffic.model_dump()))
+    assert roomy.requests.preemptions.sum() == 0
+
+
+def test_prefix_caching_cuts_prefill_work_on_the_mooncake_trace():
+    from pathlib import Path
+
+    trace = Path(__file__).resolve().parents[2] / "shared/data/traces/mooncake/conversation_trace.jsonl"
+    if not trace.exists():
+        pytest.skip(f"reference trace not found: {trace}")
+
+    def run(caching: bool):
+        sc = make_scenario(
+            pool={"replicas": 12, "engine": {"max_model_len": 131072, "enable_prefix_caching": caching}},
+            traffic={"duration_s": 150, "warmup_s": 0,
+                     "arrival": {"process": "trace", "path": str(trace), "preset": "mooncake", "max_requests": 300},
+                     "classes": [{"name": "conv"}]},
+            router={"name": "prefix-affinity"})
+        result = simulate(sc)
+        return result.requests, sum(r.busy_s for r in result.replicas)
+
+    on, busy_on = run(True)
+    off, busy_off = run(False)
+    assert len(on) == len(off) > 100
+    assert off.cached_prompt_tokens.sum() == 0
+    hit_share = on.cached_prompt_tokens.sum() / on.prompt_tokens.sum()
+    # what an infinite cache shared by all replicas would hit (512-token hash blocks)
+    import json
+    seen, ideal, total = set(), 0, 0
+    with trace.open() as f:
+        for _, line in zip(range(len(on)), f):
+            row = json.loads(line)
+            shared = 0
+            for h in row["hash_ids"]:
+                if h not in seen:
+                    break
+                shared += 1
+            ideal += min(shared * 512, row["input_length"])
+            total += row["input_length"]
+            seen.update(row["hash_ids"])
+    assert hit_share > 0.6 * ideal / total, (hit_share, ideal / total)
+    assert busy_on < busy_off  # less prefill work: engine time shrinks
+
+
+def test_kvcache_lru_eviction_and_sharing():
+    kv = KVCache(num_blocks=4, block_size=16, enable_prefix_caching=True)
+    kv.allocate(2)
+    assert kv.register("a0") and kv.register("a1")
+    assert not kv.register("a0")  # already cached
+    kv.release(["a0", "a1"], private_blocks=0)
+    assert kv.used == 0 and kv.free == 4 and list(kv.evictable) == ["a1", "a0"]
+    assert kv.match(["a0", "a1", "zz"]) == (2, 2)
+    kv.allocate(3)  # 2 empty + evicts the oldest evictable ("a1")
+    assert list(kv.evictable) == ["a0"] and kv.match(["a0", "a1"]) == (1, 1)
+    with pytest.raises(Exception):
+        kv.allocate(2)
