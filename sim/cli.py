@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from sim import __version__
 from sim.errors import FleetcastError
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--file", action="append", default=[], help="extra catalog YAML file (repeatable)")
     c.set_defaults(func=_cmd_catalog)
 
-    for mod in ("testbed.cli", "sim.cli_plan", "sim.cli_compare", "calibration.cli"):
+    for mod in ("testbed.cli", "sim.cli_plan", "sim.cli_report", "sim.cli_compare", "calibration.cli"):
         try:
             module = __import__(mod, fromlist=["register"])
         except ImportError:
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except FleetcastError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print("[bold red]error:[/bold red] " + escape(str(exc)), highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")

@@ -150,6 +150,28 @@ class Fleet:
         if self._arrivals_done and self.active == 0 and not self.done.triggered:
             self.done.succeed()
 
+    def fail_replica_at(self, replica_name: str, at_s: float) -> None:
+        """At ``at_s`` the replica disappears: the router stops choosing it and
+        its waiting and running requests are retried from scratch on the other
+        eligible replicas (latency still counts from their first arrival)."""
+        by_name = {r.name: r for r in self.replicas}
+        if replica_name not in by_name:
+            raise ScenarioError(f"replica-failure names unknown replica '{replica_name}'; "
+                                f"replicas: {', '.join(sorted(by_name))}")
+        self.env.process(self._fail(by_name[replica_name], float(at_s)))
+
+    def _fail(self, rep: Replica, at_s: float):
+        yield self.env.timeout(at_s)
+        for reps in self.eligible:  # in place: the arrival process holds these lists
+            reps[:] = [r for r in reps if r is not rep]
+        for reps, name in zip(self.eligible, self.class_names):
+            if not reps:
+                raise ScenarioError(f"replica-failure of '{rep.name}' leaves class '{name}' without replicas")
+        for req in rep.fail():
+            new = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
+            self.replica_of[req.rid] = new.index
+            new.enqueue(req)
+
     # -- processes ----------------------------------------------------------------
     def _arrivals(self):
         env, wl = self.env, self.workload

@@ -63,6 +63,7 @@ class Replica:
         self.itl = np.zeros((fleet.num_classes, NUM_ITL_BUCKETS), dtype=np.int64)
         self.ts_rows: list[tuple] = []
         self._tick = 0
+        self.failed = False
         self.proc = self.env.process(self._run())
 
     # -- arrivals ---------------------------------------------------------------
@@ -86,6 +87,24 @@ class Replica:
 
     def _blocks_ever(self, req: Request) -> int:
         return -(-(req.prompt + req.output) // self.block_size)
+
+    def fail(self) -> list[Request]:
+        """Stop serving; hand back every waiting and running request, reset to
+        start over (their generated tokens are lost, as for a client retry)."""
+        self.failed = True
+        self._interruptible = False
+        self.settle(self.env.now)
+        orphans = list(self.running) + list(self.waiting)
+        for req in list(self.running):
+            self._release(req)
+        self.waiting = self.policy.make_queue()
+        for req in orphans:
+            req.state = WAITING
+            req.computed = req.generated = 0
+            req.keys = []
+            req.first_token_s = req.last_token_s = float("nan")
+        self.outstanding = 0
+        return orphans
 
     def kv_used_at(self, now: float) -> int:
         """Blocks in use at ``now``, counting decode steps finished mid-run."""
@@ -119,7 +138,7 @@ class Replica:
 
     # -- the process ------------------------------------------------------------
     def _run(self):
-        while True:
+        while not self.failed:
             plan = self.policy.schedule(self)
             if plan.preempt:
                 self._preempt(plan.preempt)
@@ -142,6 +161,8 @@ class Replica:
                 self.t = max(self.t, until)
         except simpy.Interrupt:
             self.t = max(self.t, env.now)
+        if self.failed:
+            return
         self._interruptible = False
         self._sample()
 
@@ -172,6 +193,8 @@ class Replica:
             steps = min(steps, seg.first_step_ending_at_or_after(env.now) - k + 1)
             t_end = seg.t_end(k + steps - 1)
             yield env.timeout(max(0.0, t_end - env.now))
+        if self.failed:
+            return
         self._interruptible = False
         self._run_k = None
         self._account_decode(seg, k, steps)
@@ -217,6 +240,8 @@ class Replica:
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
         yield env.timeout(max(0.0, t_end - env.now))
+        if self.failed:
+            return
         self.seg = None
         self._account_step(t_end, d, args)
         if n:
