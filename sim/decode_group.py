@@ -31,7 +31,7 @@ __all__ = ["DecodeGroup", "Segment"]
 
 
 class DecodeGroup:
-    __slots__ = ("block_size", "k", "n", "ctx", "cnt", "heap", "ncls", "joins")
+    __slots__ = ("block_size", "k", "n", "ctx", "cnt", "heap", "ncls", "joins", "last_t", "stalled")
 
     def __init__(self, block_size: int, num_classes: int) -> None:
         self.block_size = block_size
@@ -41,6 +41,8 @@ class DecodeGroup:
         self.cnt = [0] * block_size  # members by phase
         self.heap: list[tuple[int, int, Request]] = []  # (finish step, join id, request)
         self.ncls = np.zeros(num_classes, dtype=np.int64)  # members by class
+        self.last_t = 0.0  # when the group's last decode step ended
+        self.stalled = False  # a step without decodes ran while the group had members
         self.joins = 0  # joins so far: tells a heap entry of an earlier membership from the current one
 
     def join(self, req: Request) -> None:

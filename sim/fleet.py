@@ -26,7 +26,8 @@ __all__ = ["Fleet", "simulate", "build_pool_models"]
 
 OK, REJECTED, TIMEOUT = 0, 1, 3
 _STATUS = np.array(["ok", "rejected", "error", "timeout", "cancelled"], dtype=object)
-_KEY_MULT = np.int64(0x9E3779B97F4A7C1)  # spreads (chunk key, block index) into one int key
+_KEY_MULT = 0x9E3779B97F4A7C1  # spreads (chunk key, block index) into one int key
+_MASK64 = (1 << 64) - 1  # keys are unsigned 64-bit ints
 
 
 def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
@@ -88,6 +89,10 @@ class Fleet:
         self._arrivals_done = False
         self.done = self.env.event()
         self.replicas: list[Replica] = []
+        self._offsets = workload.prefix_offsets.tolist()
+        self._chain_keys = workload.prefix_keys.tolist()
+        self._chain_ends = workload.prefix_end_tok.tolist()
+        self._key_cache: dict[tuple, list | None] = {}
         self._build()
 
     def max_model_len(self, pool) -> int:
@@ -115,20 +120,32 @@ class Fleet:
 
     # -- hooks used by replicas ---------------------------------------------------
     def block_keys(self, rid: int, block_size: int) -> list | None:
-        """Prefix-cache key of each full prompt block covered by the request's prefix chain."""
-        wl = self.workload
-        lo, hi = int(wl.prefix_offsets[rid]), int(wl.prefix_offsets[rid + 1])
+        """Prefix-cache key of each full prompt block covered by the request's prefix chain.
+
+        Block i's key is ``(key of the chunk holding its last token) * M + i``
+        in 64-bit arithmetic; identical chains give identical keys, so they
+        are cached per chain (synthetic prefixes repeat a handful of chains).
+        """
+        lo, hi = self._offsets[rid], self._offsets[rid + 1]
         if hi == lo:
             return None
-        ends = wl.prefix_end_tok[lo:hi]
-        n_full = int(ends[-1]) // block_size
-        if n_full == 0:
-            return None
-        idx = np.arange(n_full, dtype=np.int64)
-        chunk = np.searchsorted(ends, (idx + 1) * block_size)
-        with np.errstate(over="ignore"):
-            keys = wl.prefix_keys[lo:hi][chunk] * _KEY_MULT + idx
-        return keys.tolist()
+        keys, ends = self._chain_keys[lo:hi], self._chain_ends[lo:hi]
+        cache_key = (block_size, *keys, *ends) if hi - lo <= 2 else None
+        if cache_key is not None:
+            hit = self._key_cache.get(cache_key)
+            if hit is not None:
+                return hit
+        n_full = ends[-1] // block_size
+        out, j = [], 0
+        for i in range(n_full):
+            end = (i + 1) * block_size
+            while ends[j] < end:
+                j += 1
+            out.append((keys[j] * _KEY_MULT + i) & _MASK64)
+        out = out or None
+        if cache_key is not None:
+            self._key_cache[cache_key] = out
+        return out
 
     def finish(self, req: Request, rep: Replica) -> None:
         rid = req.rid

@@ -199,7 +199,8 @@ def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, dem
                            "summary": None, "boundary": None, "growth": None, "load_curve": None, "profile": None}
     misfit = s.check_fits(demand_rps)
     if misfit is not None:
-        rec.update(status="does-not-fit", reason=misfit)
+        # the candidate's own words: drop the "<file>, field fleet.N (pool 'x'): " location prefix
+        rec.update(status="does-not-fit", reason=misfit.split("): ", 1)[-1] if "): " in misfit else misfit)
         return rec, s.points
     from sim.profiles import coefficients_for
 

@@ -14,6 +14,7 @@ stays small.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "STATUSES",
     "ITL_EDGES_S",
     "itl_bucket",
+    "itl_bucket_one",
     "derive_latencies",
     "write_parquet_atomic",
     "write_text_atomic",
@@ -65,12 +67,22 @@ TIMESERIES_COLUMNS: dict[str, str] = {
 #: ITL histogram bucket edges, seconds: 20 log buckets per decade from 10 us
 #: to 1000 s. Bucket i holds gaps in [ITL_EDGES_S[i], ITL_EDGES_S[i+1]).
 ITL_EDGES_S = np.logspace(-5, 3, 8 * 20 + 1)
+_ITL_LAST = len(ITL_EDGES_S) - 2
 
 
 def itl_bucket(gaps_s: np.ndarray) -> np.ndarray:
     """Bucket index of each gap (clipped into the histogram's range)."""
-    idx = np.searchsorted(ITL_EDGES_S, np.asarray(gaps_s, dtype=float), side="right") - 1
-    return np.clip(idx, 0, len(ITL_EDGES_S) - 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idx = np.floor((np.log10(np.asarray(gaps_s, dtype=float)) + 5.0) * 20.0)
+    return np.clip(np.nan_to_num(idx, nan=0.0, neginf=0.0), 0, _ITL_LAST).astype(np.int64)
+
+
+def itl_bucket_one(gap_s: float) -> int:
+    """``itl_bucket`` of one gap, without numpy (the engine's hot path); same formula."""
+    if not gap_s > 0:
+        return 0
+    idx = math.floor((math.log10(gap_s) + 5.0) * 20.0)
+    return 0 if idx < 0 else (_ITL_LAST if idx > _ITL_LAST else idx)
 
 
 def derive_latencies(df: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import simpy
 
 from sim.decode_group import DecodeGroup, Segment
 from sim.kvcache import KVCache
-from sim.records import ITL_EDGES_S, itl_bucket
+from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
 from sim.request import DONE, DECODING, RUNNING, WAITING, Request
 from sim.result import ReplicaStats
 
@@ -64,6 +64,7 @@ class Replica:
         self.ts_rows: list[tuple] = []
         self._tick = 0
         self.failed = False
+        self._seg_coeffs: dict[int, tuple] = {}  # decode-step coefficients by batch size
         self.proc = self.env.process(self._run())
 
     # -- arrivals ---------------------------------------------------------------
@@ -170,13 +171,15 @@ class Replica:
         env, dec = self.env, self.dec
         k = dec.k
         if self.seg is None:
-            n, ctx = dec.n, dec.ctx
-            a, b = self.perf.decode_affine(n)
-            f0 = self.perf.step_flops(0, 0.0, n, 0)
-            y0 = self.perf.step_bytes(0, 0.0, n, 0)
-            self.seg = Segment(self.t, k, ctx, n, a, b,
-                               (f0, self.perf.step_flops(0, 0.0, n, 1) - f0),
-                               (y0, self.perf.step_bytes(0, 0.0, n, 1) - y0))
+            n = dec.n
+            coeffs = self._seg_coeffs.get(n)
+            if coeffs is None:
+                perf = self.perf
+                a, b = perf.decode_affine(n)
+                f0, y0 = perf.step_flops(0, 0.0, n, 0), perf.step_bytes(0, 0.0, n, 0)
+                coeffs = self._seg_coeffs[n] = (a, b, (f0, perf.step_flops(0, 0.0, n, 1) - f0),
+                                                (y0, perf.step_bytes(0, 0.0, n, 1) - y0))
+            self.seg = Segment(self.t, k, dec.ctx, n, *coeffs)
         seg = self.seg
         steps = 1
         if stretch:
@@ -198,6 +201,13 @@ class Replica:
         self._interruptible = False
         self._run_k = None
         self._account_decode(seg, k, steps)
+        if dec.stalled:
+            first_end = seg.t_end(k)
+            if self._in_window(first_end):
+                self.itl[:, itl_bucket_one(seg.duration(k))] -= dec.ncls
+                self._itl_after_stall(first_end)
+            dec.stalled = False
+        dec.last_t = t_end
         self.kv.allocate(dec.blocks_needed(steps))
         dec.advance(steps)
         self.t = t_end
@@ -246,8 +256,15 @@ class Replica:
         self._account_step(t_end, d, args)
         if n:
             if self._in_window(t_end):
-                self.itl[:, itl_bucket(np.array([d]))[0]] += dec.ncls
+                if dec.stalled:
+                    self._itl_after_stall(t_end)
+                else:
+                    self.itl[:, itl_bucket_one(d)] += dec.ncls
+            dec.stalled = False
+            dec.last_t = t_end
             dec.advance(1)
+        elif dec.n:
+            dec.stalled = True  # members waited a step without a token
         self.t = t_end
         for req, q in plan.chunks:
             req.computed += q
@@ -266,13 +283,26 @@ class Replica:
         if req.generated == 1:
             req.first_token_s = t
         elif req.last_token_s == req.last_token_s and self._in_window(t):  # gap across a preemption
-            self.itl[req.cls, itl_bucket(np.array([t - req.last_token_s]))[0]] += 1
+            self.itl[req.cls, itl_bucket_one(t - req.last_token_s)] += 1
+        req.last_token_s = t
         if req.generated >= req.output:
             self._finish(req)
         else:
             del self.prefilling[req]
             self.dec.join(req)
             self.seg = None
+
+    def _itl_after_stall(self, t_end: float) -> None:
+        """Gaps of the first decode step after steps without decodes (prefill-first):
+        each member's gap runs from its previous token, not from the step start."""
+        last_t = self.dec.last_t
+        gaps, classes = [], []
+        for req in self.running:
+            if req.state == DECODING:
+                prev = req.last_token_s if req.last_token_s > last_t else last_t
+                gaps.append(t_end - prev)
+                classes.append(req.cls)
+        np.add.at(self.itl, (np.array(classes, dtype=np.int64), itl_bucket(np.array(gaps))), 1)
 
     def _register_blocks(self, req: Request) -> None:
         keys, kv = req.keys, self.kv
@@ -296,10 +326,10 @@ class Replica:
 
     def _preempt(self, victims) -> None:
         for req in victims:
+            if req.state == DECODING and self.dec.last_t > req.last_token_s:
+                req.last_token_s = self.dec.last_t  # its last token came from the group's last step
             self._release(req)
             req.preemptions += 1
-            if req.generated:
-                req.last_token_s = self.t
             req.computed = 0
             req.state = WAITING
             req.enqueue_s = self.t
@@ -329,10 +359,14 @@ class Replica:
     def _account_decode(self, seg: Segment, k: int, steps: int) -> None:
         """Stats and ITL of decode steps k .. k+steps-1 that end inside the window."""
         w0, w1 = self.fleet.window
-        lo = max(k, seg.first_step_ending_at_or_after(w0))
-        hi = min(k + steps - 1, seg.first_step_ending_at_or_after(w1) - 1)
-        if seg.t_end(hi + 1) <= w1 and hi + 1 <= k + steps - 1:
-            hi += 1
+        last = k + steps - 1
+        if seg.t_end(k) >= w0 and seg.t_end(last) <= w1:  # the usual case: all inside
+            lo, hi = k, last
+        else:
+            lo = max(k, seg.first_step_ending_at_or_after(w0))
+            hi = min(last, seg.first_step_ending_at_or_after(w1) - 1)
+            if hi + 1 <= last and seg.t_end(hi + 1) <= w1:
+                hi += 1
         if hi < lo:
             return
         m = hi - lo + 1
@@ -345,7 +379,7 @@ class Replica:
         st.bytes += m * seg.y0 + seg.y1 * ctx_sum
         used = self.kv.used + self.dec.blocks_needed(lo - k)
         st.kv_block_s += (used + self.dec.n * m / (2 * self.block_size)) * dur
-        first, last = itl_bucket(np.array([seg.duration(lo), seg.duration(hi)]))
+        first, last = itl_bucket_one(seg.duration(lo)), itl_bucket_one(seg.duration(hi))
         if first == last:
             self.itl[:, first] += m * self.dec.ncls
         else:

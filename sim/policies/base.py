@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sim.replica import Replica
     from sim.request import Request
 
-__all__ = ["StepPlan", "BatchingPolicy", "NoParams", "IDLE", "preempt_for", "admit_waiting", "blocks_for", "Budget"]
+__all__ = ["StepPlan", "BatchingPolicy", "NoParams", "IDLE", "DECODE_RUN", "preempt_for", "admit_waiting", "blocks_for", "Budget"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,7 @@ class StepPlan:
 
 
 IDLE = StepPlan(idle_until=float("inf"))
+DECODE_RUN = StepPlan(decode=True, repeatable=True)
 
 
 class NoParams(BaseModel):
@@ -116,7 +117,12 @@ def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: b
         remaining = req.num_tokens - done
         q = min(remaining, budget.tokens)
         if whole_prompts and q < remaining:
-            break
+            if admitted or remaining <= rep.engine.max_num_batched_tokens:
+                break
+            # A prompt longer than the whole budget (vLLM refuses such configs
+            # without chunked prefill): compute it alone in one oversize step
+            # rather than let it block the queue forever.
+            q = remaining
         need = blocks_for(rep, done, q) + evictable_hits
         if need > budget.free:
             break

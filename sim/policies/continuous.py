@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sim.policies.base import IDLE, Budget, NoParams, StepPlan, admit_waiting, blocks_for, preempt_for
+from sim.policies.base import DECODE_RUN, IDLE, Budget, NoParams, StepPlan, admit_waiting, blocks_for, preempt_for
 from sim.request import DECODING, FcfsQueue
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +41,8 @@ class ContinuousBatching:
 
     def schedule(self, rep: "Replica") -> StepPlan:
         dec = rep.dec
+        if not rep.prefilling and not len(rep.waiting) and dec.n and dec.need_now() <= rep.kv.free:
+            return DECODE_RUN  # the steady state: every running request decodes
         budget = Budget(tokens=rep.engine.max_num_batched_tokens, free=rep.kv.free)
         order = iter(self.victim_order(rep))
         if dec.n:

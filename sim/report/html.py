@@ -46,7 +46,7 @@ td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 .nw{white-space:nowrap}
 tr.rec td{background:#fff6d6;font-weight:600}
 .st-ok{color:var(--ok);font-weight:600} .st-bad{color:var(--bad);font-weight:600} .st-nofit{color:var(--muted)}
-.why{color:var(--muted);font-size:12px;max-width:320px}
+.why{color:var(--muted);font-size:12px;max-width:320px;display:inline-block;white-space:normal;overflow-wrap:anywhere}
 figure{margin:8px 0 20px;page-break-inside:avoid;break-inside:avoid}
 figure svg{width:100%;height:auto;display:block}
 figcaption{color:var(--muted);font-size:12.5px;margin-top:4px}
