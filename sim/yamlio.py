@@ -54,13 +54,28 @@ def _line_for(loc: tuple, lines: dict) -> int | None:
     return None
 
 
+def _real_path(loc: tuple, lines: dict) -> tuple:
+    """Drop tagged-union tags (``arrival.gamma.cv`` -> ``arrival.cv``): a string part
+    that is not a key in the file while the part after it is."""
+    out: tuple = ()
+    for i, part in enumerate(loc):
+        nxt = loc[i + 1] if i + 1 < len(loc) else None
+        if (lines and isinstance(part, str) and out + (part,) not in lines
+                and nxt is not None and out + (nxt,) in lines):
+            continue
+        out += (part,)
+    return out
+
+
 def format_validation_error(exc: ValidationError, where: str, lines: dict, limit: int = 4) -> str:
     """One paragraph naming file, line and field of each problem (first ``limit``)."""
     parts = []
     errors = exc.errors(include_url=False)
     for err in errors[:limit]:
         # pydantic adds the union/discriminator tag to the path: keep real keys only.
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        loc = _real_path(tuple(p for p in err["loc"]
+                               if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))),
+                         lines)
         line = _line_for(loc, lines)
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"]

@@ -98,6 +98,13 @@ def test_malformed_trace_row_names_the_line(tmp_path, capsys):
     assert "line 4" in flat and "abc" in flat
 
 
+def test_error_path_is_the_files_path_not_pydantics(tmp_path, capsys):
+    path = _write(tmp_path, _bad(arrival="{process: gamma, rate_rps: 2, cv: -1}"))
+    assert main(["run", str(path)]) == 2
+    flat = " ".join(capsys.readouterr().err.split())
+    assert "field traffic.arrival.cv:" in flat and "line 10" in flat, flat
+
+
 def test_unknown_key_is_rejected_with_its_line(tmp_path, capsys):
     path = _write(tmp_path, _bad().replace("    replicas: 1\n", "    replicas: 1\n    replica_count: 2\n"))
     assert main(["run", str(path)]) == 2
