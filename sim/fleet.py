@@ -41,7 +41,7 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
         model = catalog.model(pool.model)
         quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
         eng = pool.engine
-        coeffs = coefficients_for(pool, scenario.base_dir)
+        coeffs = coefficients_for(pool, scenario.base_dir, gpu)
         perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs)
         try:
             mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
@@ -245,6 +245,11 @@ class Fleet:
             rep.t = max(rep.t, end_s)
             rep._sample()
         names = np.array([r.name for r in self.replicas] + [""], dtype=object)
+        # per-request latency outside the engine (PerfCoefficients.t_request_s): shifts TTFT and E2E
+        lat = np.array([r.perf.coeffs.t_request_s for r in self.replicas] + [0.0])
+        if lat.any():
+            self.first_token = self.first_token + lat[self.replica_of]
+            self.finish_s = self.finish_s + lat[self.replica_of]
         requests = pd.DataFrame({
             "request_id": np.arange(len(wl), dtype=np.int64),
             "class": np.array(self.class_names, dtype=object)[wl.class_idx],

@@ -6,7 +6,7 @@ from typing import Callable
 
 from sim.catalog import load_catalog
 from sim.metrics import ClassSlo, PoolCost, summarize
-from sim.profiles import coefficients_for
+from sim.profiles import perf_sources
 from sim.result import SimResult
 from sim.scenario import Scenario
 
@@ -41,7 +41,7 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     summary = summarize(result, class_slos(scenario), pool_costs(scenario))
     summary["scenario"] = {"name": scenario.name, "seed": scenario.seed,
                            "path": str(scenario.path) if scenario.path else None}
-    summary["profiles"] = {p.name: coefficients_for(p, scenario.base_dir).source for p in scenario.fleet}
+    summary["profiles"] = perf_sources(scenario)
     summary["sim"] = {"end_s": result.end_s, "requests": int(len(result.requests))}
     return summary
 

@@ -75,6 +75,12 @@ class PerfCoefficients:
       (sampling, detokenization); order-of-magnitude assumptions.
     - ``t_allreduce_s`` 10 µs: latency of one small NCCL all-reduce inside a
       node (vLLM's custom all-reduce is a few µs).
+    - ``t_request_s`` 0: latency every request pays outside the engine's steps
+      (HTTP parsing, the API server → engine-core hand-off, first output
+      processing). It adds to TTFT and E2E but takes no engine time, so it is
+      applied to the records after the run (a constant entry delay shifts the
+      whole schedule and changes nothing else). Only testbed calibrations fit
+      it (single-request TTFT at two prompt lengths); 0 elsewhere.
     """
 
     e_compute: float = 0.55  # achieved / peak FLOP/s of compute-bound parts, 0 < e <= 1
@@ -85,13 +91,14 @@ class PerfCoefficients:
     t_prefill_tok_s: float = 0.0  # CPU overhead per prefill token
     source: str = "fleetcast defaults: published figures, uncalibrated (see PerfCoefficients)"
     t_allreduce_s: float = 10e-6  # latency per all-reduce (tp > 1)
+    t_request_s: float = 0.0  # per-request latency outside engine steps (API server, hand-offs); no engine time
 
     def __post_init__(self) -> None:
         for name in ("e_compute", "e_memory", "e_comm"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise FleetcastError(f"performance coefficient {name} must be in (0, 1], "
                                      f"got {getattr(self, name)!r} (from {self.source})")
-        for name in ("t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s"):
+        for name in ("t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s", "t_request_s"):
             if not getattr(self, name) >= 0.0:
                 raise FleetcastError(f"performance coefficient {name} must be >= 0 seconds, "
                                      f"got {getattr(self, name)!r} (from {self.source})")

@@ -202,10 +202,10 @@ def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, dem
         # the candidate's own words: drop the "<file>, field fleet.N (pool 'x'): " location prefix
         rec.update(status="does-not-fit", reason=misfit.split("): ", 1)[-1] if "): " in misfit else misfit)
         return rec, s.points
-    from sim.profiles import coefficients_for
+    from sim.profiles import perf_sources
 
     sc1 = s.scenario(1, demand_rps)
-    rec["profile"] = coefficients_for(sc1.fleet[spec.pool], sc1.base_dir).source
+    rec["profile"] = perf_sources(sc1)[sc1.fleet[spec.pool].name]
     n = s.fewest(demand_rps)
     if n is None:
         top = s.summary(spec.max_replicas, demand_rps, "search")
@@ -293,7 +293,7 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> PlanOutcome:
     """Search every candidate of ``scenario.plan`` (defaults when absent)."""
     from sim import __version__
-    from sim.profiles import coefficients_for
+    from sim.profiles import perf_sources
     from sim.scenario import dump_scenario
 
     spec = scenario.plan or PlanSpec()
@@ -303,7 +303,7 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
         "scenario": {"name": scenario.name, "seed": scenario.seed,
                      "path": str(scenario.path) if scenario.path else None, "yaml": dump_scenario(scenario)},
         "demand": None, "candidates": [], "recommended": None, "tried": 0,
-        "profiles": {p.name: coefficients_for(p, scenario.base_dir).source for p in scenario.fleet},
+        "profiles": perf_sources(scenario),
         "max_replicas": spec.max_replicas, "pool": spec.pool, "duration_s": None,
         "headroom_definition": "100 * (highest tested rate the found fleet sustains within every SLO / demand - 1)",
         "error": None,

@@ -17,7 +17,7 @@ from pathlib import Path
 from sim.errors import FleetcastError
 from sim.perf import PerfCoefficients
 
-__all__ = ["load_profile", "coefficients_for"]
+__all__ = ["load_profile", "coefficients_for", "perf_sources", "validation_summary", "profile_validation"]
 
 _COEFF_NAMES = {f.name for f in fields(PerfCoefficients)} - {"source"}
 
@@ -43,10 +43,42 @@ def load_profile(path: Path) -> dict:
     return data
 
 
-def coefficients_for(pool, base_dir: Path) -> PerfCoefficients:
-    """The pool's coefficients: its profile's, or the built-in defaults."""
+def coefficients_for(pool, base_dir: Path, gpu=None) -> PerfCoefficients:
+    """The pool's coefficients: its profile's; else the GPU catalog entry's
+    ``perf_defaults`` over the built-in defaults (``gpu``: its ``catalog.GPU``)."""
     if pool.profile is None:
-        return PerfCoefficients()
+        extra = dict(getattr(gpu, "perf_defaults", None) or {})
+        if not extra:
+            return PerfCoefficients()
+        src = (gpu.sources or {}).get("perf_defaults", "catalog")
+        return PerfCoefficients(**extra, source=f"catalog defaults for {gpu.name} ({', '.join(f'{k} {v:g}' for k, v in sorted(extra.items()))}; not validated: {src})")
     path = Path(base_dir) / pool.profile
     data = load_profile(path)
-    return PerfCoefficients(**data["coefficients"], source=f"profile {data.get('name', path.stem)} ({path.name})")
+    source = f"profile {data.get('name', path.stem)} ({path.name})"
+    summary = validation_summary(data)
+    return PerfCoefficients(**data["coefficients"],
+                            source=f"{source}; validated: {summary}" if summary else f"{source}; not validated")
+
+
+def perf_sources(scenario) -> dict[str, str]:
+    """Pool name -> where its performance coefficients come from (and their validated error)."""
+    from sim.catalog import load_catalog
+
+    cat = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    return {p.name: coefficients_for(p, scenario.base_dir, cat.gpu(p.gpu)).source for p in scenario.fleet}
+
+
+def validation_summary(data: dict) -> str | None:
+    """One line: the profile's validated (held-out) error, or None if it has none."""
+    val = data.get("validation") if isinstance(data, dict) else None
+    if not isinstance(val, dict) or not val:
+        return None
+    return str(val.get("summary") or "see the profile's validation section")
+
+
+def profile_validation(pool, base_dir: Path) -> dict | None:
+    """The pool's profile ``validation`` section (held-out errors), or None."""
+    if pool.profile is None:
+        return None
+    val = load_profile(Path(base_dir) / pool.profile).get("validation")
+    return val if isinstance(val, dict) and val else None

@@ -128,6 +128,8 @@ def _cost_block(summary: dict) -> Text:
         lines.append(("Little's law", f"L={lit['L']:,.2f}, lambda*W="
                       f"{_num(lit.get('lambda_W'), 1, '{:,.2f}')}, gap "
                       f"{_pct(lit.get('rel_gap'))}%"))
+    for pool, source in sorted((summary.get("profiles") or {}).items()):
+        lines.append(("perf model", f"pool {pool}: {source}"))
     text = Text()
     for i, (k, v) in enumerate(lines):
         text.append(f"{k:>14}: ", style="bold")

@@ -196,7 +196,7 @@ def _need_load() -> None:
 
 def cmd_run(args) -> int:
     _need_load()
-    from testbed.prompts import requests_from_workload
+    from testbed.prompts import new_salt, requests_from_workload
     from testbed.runner import execute_run
 
     try:
@@ -210,7 +210,8 @@ def cmd_run(args) -> int:
     workload = generate_workload(scenario.traffic, scenario.seed, scenario.base_dir)
     pool = scenario.fleet[0]
     max_len = _engine(args, pool.engine).max_model_len
-    specs = requests_from_workload(workload, args.model, scenario.seed, args.max_requests, max_len)
+    salt = new_salt()  # prompts unique to this run: no prefix-cache hits left over from an earlier run
+    specs = requests_from_workload(workload, args.model, scenario.seed, args.max_requests, max_len, salt=salt)
     out = args.out or Path("runs") / f"{args.scenario.stem}-{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     notes = list(getattr(workload, "notes", []))
@@ -222,7 +223,7 @@ def cmd_run(args) -> int:
     with _server(args, out, pool.engine) as (srv, engine):
         meta = _run_meta(args, engine, scenario=scenario.model_dump(mode="json"),
                          scenario_path=str(args.scenario), seed=scenario.seed,
-                         max_requests=args.max_requests, notes=notes)
+                         max_requests=args.max_requests, notes=notes, prompt_salt=salt)
         print(f"running {len(specs)} requests (open loop, last arrival at "
               f"{specs[-1].arrival_s:.1f} s) -> {out}", flush=True)
         info = execute_run(out, specs, srv, mode="open", meta=meta, time_limit_s=args.time_limit,
@@ -233,7 +234,7 @@ def cmd_run(args) -> int:
 
 def cmd_sweep(args) -> int:
     _need_load()
-    from testbed.prompts import closed_loop_requests
+    from testbed.prompts import closed_loop_requests, new_salt
     from testbed.runfolder import is_complete
     from testbed.runner import execute_run
 
@@ -248,8 +249,9 @@ def cmd_sweep(args) -> int:
     with _server(args, out) as (srv, engine):
         for i, (c, p, o) in enumerate(todo, 1):
             name = _point_name(c, p, o)
-            specs = closed_loop_requests(args.requests_per_point, p, o, args.model, args.seed)
-            meta = _run_meta(args, engine, seed=args.seed, sweep_point={
+            salt = new_salt()
+            specs = closed_loop_requests(args.requests_per_point, p, o, args.model, args.seed, salt=salt)
+            meta = _run_meta(args, engine, seed=args.seed, prompt_salt=salt, sweep_point={
                 "concurrency": c, "prompt_tokens": p, "output_tokens": o,
                 "requests": args.requests_per_point})
             print(f"[{i}/{len(todo)}] {name}", flush=True)

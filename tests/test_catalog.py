@@ -212,6 +212,8 @@ quantization:
     ("gpus: [1, 2]", "gpus"),
     ("gpus: {h100-sxm: {hbm_bytes: 80GB}}", "hbm_bytes"),
     ("gpus:\n  a: [unclosed\n", "YAML"),
+    ("gpus: {h100-sxm: {perf_defaults: {e_speed: 0.5}}}", "e_speed"),
+    ("gpus: {h100-sxm: {perf_defaults: {e_compute: 1.5}}}", "at most 1"),
 ])
 def test_malformed_user_file_names_the_file_and_the_problem(tmp_path, text, needle):
     user = tmp_path / "bad.yaml"
@@ -224,3 +226,38 @@ def test_malformed_user_file_names_the_file_and_the_problem(tmp_path, text, need
 def test_missing_user_file_is_a_user_error(tmp_path):
     with pytest.raises(FleetcastError, match="nope.yaml"):
         load_catalog([tmp_path / "nope.yaml"])
+
+
+def test_gpu_perf_defaults_come_from_the_splitwise_profiles_with_their_source():
+    """H100/A100 compute efficiency by default = the Splitwise fits (rounded); the
+    other GPUs name what they assume; MI300X has none (no AMD measurements)."""
+    import json
+
+    root = Path(__file__).resolve().parents[1] / "calibration" / "profiles"
+    cat = load_catalog()
+    for gpu, prof in (("h100-sxm", "h100-splitwise"), ("a100-80gb", "a100-splitwise")):
+        fitted = json.loads((root / f"{prof}.json").read_text())["coefficients"]["e_compute"]
+        assert cat.gpu(gpu).perf_defaults["e_compute"] == pytest.approx(fitted, abs=0.001)
+        assert prof in cat.source_of("gpu", gpu)["perf_defaults.e_compute"]
+    for gpu in ("h200", "b200", "l40s", "l4", "rtx-4090"):
+        assert cat.gpu(gpu).perf_defaults, gpu
+        assert "splitwise" in cat.source_of("gpu", gpu)["perf_defaults.e_compute"]
+    assert "ASSUMPTION" in cat.source_of("gpu", "b200")["perf_defaults.e_compute"]
+    assert not cat.gpu("mi300x").perf_defaults
+
+
+def test_pool_without_profile_uses_the_gpu_defaults_and_says_so():
+    from sim.perf import PerfCoefficients
+    from sim.profiles import coefficients_for, perf_sources
+    from sim.scenario import PoolSpec, load_scenario
+
+    cat = load_catalog()
+    pool = PoolSpec(name="p", gpu="h100-sxm", replicas=1, model="llama-3.1-8b")
+    c = coefficients_for(pool, Path("."), cat.gpu("h100-sxm"))
+    assert c.e_compute == cat.gpu("h100-sxm").perf_defaults["e_compute"]
+    assert c.e_memory == PerfCoefficients().e_memory  # not listed: fleetcast default
+    assert c.source.startswith("catalog defaults for h100-sxm") and "not validated" in c.source
+    mi = PoolSpec(name="p", gpu="mi300x", replicas=1, model="llama-3.1-8b")
+    assert coefficients_for(mi, Path("."), cat.gpu("mi300x")) == PerfCoefficients()
+    sc = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml")
+    assert all(v.startswith("catalog defaults for h100-sxm") for v in perf_sources(sc).values())

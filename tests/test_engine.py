@@ -291,3 +291,28 @@ def test_prompt_longer_than_budget_does_not_block_prefill_first():
                                              "output_tokens": {"dist": "fixed", "value": 10}}]})
     df = simulate(sc).requests
     assert (df.status == "ok").all()
+
+
+def test_request_latency_shifts_ttft_and_e2e_only(tmp_path):
+    """t_request_s (latency outside the engine) adds exactly to TTFT and E2E and
+    changes nothing the engine does."""
+    import json
+
+    from sim.fleet import simulate
+
+    (tmp_path / "lat.json").write_text(json.dumps({"name": "lat", "coefficients": {"t_request_s": 0.05}}))
+    (tmp_path / "zero.json").write_text(json.dumps({"name": "zero", "coefficients": {}}))
+    runs = {}
+    for name in ("zero", "lat"):
+        data = scenario_dict()
+        data["fleet"][0]["profile"] = str(tmp_path / f"{name}.json")
+        from sim.scenario import scenario_from_dict
+
+        runs[name] = simulate(scenario_from_dict(data))
+    a, b = runs["zero"].requests, runs["lat"].requests
+    ok = a["status"] == "ok"
+    assert ok.sum() > 50 and (b["status"] == a["status"]).all()
+    np.testing.assert_allclose((b["first_token_s"] - a["first_token_s"])[ok], 0.05, atol=1e-9)
+    np.testing.assert_allclose((b["finish_s"] - a["finish_s"])[ok], 0.05, atol=1e-9)
+    assert (b["output_tokens"] == a["output_tokens"]).all()
+    pd.testing.assert_frame_equal(runs["zero"].timeseries, runs["lat"].timeseries)

@@ -43,6 +43,7 @@ class GPU:
     description: str = ""
     interconnect: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
+    perf_defaults: Mapping[str, float] = field(default_factory=dict)  # PerfCoefficients used without a profile
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,15 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
             if not isinstance(value, dict) or not value or set(value) - set(DTYPES):
                 raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to FLOP/s, got {value!r}")
             out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
+        elif key == "perf_defaults" and kind == "gpu":
+            valid = ("e_compute", "e_memory", "e_comm", "t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s")
+            if not isinstance(value, dict) or set(value) - set(valid):
+                raise FleetcastError(f"{at}: must map performance coefficients ({', '.join(valid)}) to "
+                                     f"numbers, got {value!r}")
+            out[key] = {k: _value(v, float, f"{at}.{k}") for k, v in value.items()}
+            bad = [k for k, v in out[key].items() if k.startswith("e_") and v > 1]
+            if bad:
+                raise FleetcastError(f"{at}.{bad[0]}: an efficiency is at most 1, got {out[key][bad[0]]}")
         elif key in fields:
             out[key] = _value(value, fields[key][0], at)
         else:

@@ -1,0 +1,155 @@
+"""``fleetcast calibrate`` and ``fleetcast validate``.
+
+    fleetcast calibrate RUN_DIR... --out calibration/profiles/NAME.json
+    fleetcast calibrate --splitwise h100-80gb --out calibration/profiles/h100-splitwise.json
+    fleetcast validate --profile P RUN_DIR... [--out DIR] [--record]
+
+A RUN_DIR is a testbed run folder, or a folder of them (a sweep folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sim.errors import FleetcastError
+
+__all__ = ["register", "expand_runs"]
+
+
+def expand_runs(paths: list[Path]) -> list[Path]:
+    """Run folders: each path itself if it holds run.json, else its sub-folders that do."""
+    out = []
+    for p in map(Path, paths):
+        if (p / "run.json").is_file():
+            out.append(p)
+        else:
+            subs = sorted(d for d in p.iterdir() if (d / "run.json").is_file()) if p.is_dir() else []
+            if not subs:
+                raise FleetcastError(f"{p}: neither a testbed run folder (run.json) nor a folder of them")
+            out += subs
+    return out
+
+
+def register(subparsers) -> None:
+    """Add ``calibrate`` and ``validate`` to the fleetcast command."""
+    p = subparsers.add_parser("calibrate", help="fit performance coefficients to testbed runs (a profile)",
+                              description="Fit the performance model's coefficients (least squares, bounded) "
+                                          "to closed-loop testbed sweep runs, or to Splitwise's public GPU "
+                                          "measurements, and write a calibration profile.")
+    p.add_argument("runs", nargs="*", type=Path, help="run folders or sweep folders (closed loop)")
+    p.add_argument("--out", type=Path, required=True, help="profile JSON to write")
+    p.add_argument("--name", help="profile name (default: the file name)")
+    p.add_argument("--method", choices=["observables", "simulation"], default="observables",
+                   help="observables (default): "
+                        "per-run mean TPOT / TTFT against PerfModel directly (fast; better on held-out runs here, see "
+                        "calibration/README.md); simulation: then refine by replaying every run through the simulator")
+    p.add_argument("--max-nfev", type=int, default=60, help="simulation fit: most residual evaluations")
+    p.add_argument("--splitwise", metavar="HARDWARE",
+                   help="fit Splitwise's perf_model.csv rows of this hardware instead (a100-80gb, "
+                        "h100-80gb, h100-80gb-pcap)")
+    p.add_argument("--splitwise-csv", type=Path, help="path of perf_model.csv")
+    p.set_defaults(func=cmd_calibrate)
+
+    v = subparsers.add_parser("validate", help="replay testbed runs in the simulator and compare",
+                              description="Replay each run's exact arrivals, classes and lengths with the "
+                                          "server's engine settings and a profile; print and write the error "
+                                          "table and CDF / time-series overlays.")
+    v.add_argument("runs", nargs="+", type=Path, help="run folders or folders of them")
+    v.add_argument("--profile", type=Path, required=True)
+    v.add_argument("--out", type=Path, help="folder for errors.csv/json, PNGs and index.html")
+    v.add_argument("--record", action="store_true",
+                   help="store the held-out (open-loop) error summary in the profile's validation section")
+    v.set_defaults(func=cmd_validate)
+
+
+def cmd_calibrate(args) -> int:
+    from calibration.fit import coeff_dict
+
+    name = args.name or args.out.stem
+    if args.splitwise:
+        from calibration import splitwise
+
+        csv = args.splitwise_csv or splitwise.DEFAULT_CSV
+        if args.splitwise not in splitwise.HARDWARE:
+            raise FleetcastError(f"unknown Splitwise hardware '{args.splitwise}'; valid: "
+                                 f"{', '.join(splitwise.HARDWARE)}")
+        prof = splitwise.build_profile(splitwise.load_steps(csv), args.splitwise, name, csv)
+        _write(args.out, prof)
+        print(f"{name}: {json.dumps(prof['coefficients'])}")
+        print(f"in-sample error: {json.dumps(prof['provenance']['fit_error'])}")
+        print(prof["validation"]["summary"])
+        return 0
+    if not args.runs:
+        raise FleetcastError("give run folders to fit, or --splitwise HARDWARE")
+    from calibration.profile_io import build_run_profile
+
+    prof, table = build_run_profile(expand_runs(args.runs), name, args.method, args.max_nfev, args.out)
+    _write(args.out, prof)
+    print(f"{name}: {json.dumps(prof['coefficients'])}")
+    print("fit residuals (simulated or predicted vs measured, %):")
+    for row in table:
+        print(f"  {row}")
+    print(f"fit error: {json.dumps(prof['provenance']['fit_error'])}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from calibration.runs import load_run
+    from calibration.validate import error_table, summarize_errors, validate_run, write_outputs
+    from sim.profiles import load_profile
+
+    prof = load_profile(args.profile)
+    comps = []
+    for folder in expand_runs(args.runs):
+        run = load_run(folder)
+        cached = float(run.requests["cached_prompt_tokens"].fillna(0).sum()) if "cached_prompt_tokens" in run.requests else 0.0
+        if cached > 0 and len(run.workload.prefix_keys) == 0:
+            print(f"warning: {run.name}: the server answered {cached:,.0f} prompt tokens from its prefix cache although "
+                  "the workload shares no prefixes (prompts left over from an earlier run on the same server); "
+                  "the simulator cannot know, so this run's latencies are not comparable. Re-measure with the "
+                  "current testbed (per-run prompt salt).")
+        comps.append(validate_run(run, args.profile))
+    table = error_table(comps)
+    piv = table.pivot(index="run", columns="metric", values="error_pct")
+    cols = [c for c in ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
+                        "e2e_p50_s", "output_tok_s", "mean_running") if c in piv]
+    print(f"profile {prof.get('name')}: error % (simulated - measured) / measured")
+    print(piv[cols].round(1).rename(columns=lambda c: c.replace("_s", "")).to_string())
+    summ = summarize_errors(table, "open")
+    if summ:
+        print("held-out (open-loop) median |error| %: " + ", ".join(
+            f"{k.replace('_s', '')} {v['median_abs_pct']}" + (" ok" if v.get("met") else " MISSED" if "met" in v else "")
+            for k, v in summ.items()))
+    if args.out:
+        write_outputs(comps, table, args.out, prof.get("name", args.profile.stem))
+        print(f"wrote {args.out}/errors.csv, errors.json, index.html and figures")
+    if args.record:
+        prof["validation"] = _validation_section(table, summ, comps)
+        _write(args.profile, prof)
+        print(f"recorded the validation summary in {args.profile}")
+    return 0
+
+
+def _validation_section(table, summ: dict, comps) -> dict:
+    runs = sorted({c.run.name for c in comps if c.run.mode == "open"})
+    head = {k: summ[k]["median_abs_pct"] for k in ("ttft_p50_s", "tpot_p50_s", "ttft_p90_s", "tpot_p90_s",
+                                                  "output_tok_s") if k in summ}
+    text = ", ".join(f"{k.replace('_s', '')} {v}%" for k, v in head.items())
+    per_run = {}
+    for c in comps:
+        t = table[table["run"] == c.run.name].set_index("metric")["error_pct"]
+        per_run[c.run.name] = {"mode": c.run.mode, **{m: (None if v != v else round(float(v), 2)) for m, v in t.items()}}
+    import os
+
+    folders = sorted(os.path.relpath(c.run.folder.resolve(), Path.cwd()) for c in comps if c.run.mode == "open")
+    return {"summary": f"held-out open-loop runs ({len(runs)}): median |error| {text}",
+            "held_out_runs": runs, "held_out_folders": folders, "median_abs_error_pct": summ,
+            "per_run_error_pct": per_run}
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
