@@ -48,7 +48,10 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
                               eng.block_size, eng.max_num_batched_tokens)
         except FleetcastError as exc:
             raise ScenarioError(f"{where}, field fleet.{i} (pool '{pool.name}'): {exc}") from None
-        blocks = eng.num_gpu_blocks_override or mem.num_kv_blocks
+        # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
+        # placeholder for skipped blocks): a server reporting N blocks holds N - 1 (measured: vLLM
+        # refused 16 blocks of 128 for max_model_len 2048; with 12 it ran 3 sequences of ~3 blocks)
+        blocks = (eng.num_gpu_blocks_override or mem.num_kv_blocks) - 1
         max_len = eng.max_model_len or model.max_position_embeddings
         if blocks * eng.block_size < max_len:
             raise ScenarioError(

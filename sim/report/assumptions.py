@@ -15,6 +15,8 @@ from sim.errors import FleetcastError
 __all__ = ["CatalogRow", "ProfileRow", "Assumptions", "collect_assumptions", "grouped_catalog", "UNCALIBRATED"]
 
 UNCALIBRATED = "uncalibrated defaults — no validated error bound"
+CATALOG_DEFAULTS = ("GPU catalog defaults (compute efficiency fitted to Splitwise's public H100/A100 timings, "
+                    "see calibration/README.md) — not validated for this model: no error bound")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def _profile_file(pool: str, scenario: dict, base: Path | None) -> Path | None:
 
 
 def _profile(pool: str, source: str, scenario: dict, base: Path | None) -> ProfileRow:
+    if source.startswith("catalog defaults"):
+        return ProfileRow(pool, source, False, None, CATALOG_DEFAULTS)
     if source.startswith("fleetcast defaults") or not source.startswith("profile"):
         return ProfileRow(pool, source, False, None, UNCALIBRATED)
     path = _profile_file(pool, scenario, base)
