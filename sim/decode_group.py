@@ -23,8 +23,6 @@ from __future__ import annotations
 import heapq
 import math
 
-import numpy as np
-
 from sim.request import DECODING, RUNNING, Request
 
 __all__ = ["DecodeGroup", "Segment"]
@@ -40,7 +38,7 @@ class DecodeGroup:
         self.ctx = 0  # sum over members of (computed + 1): context of the next step
         self.cnt = [0] * block_size  # members by phase
         self.heap: list[tuple[int, int, Request]] = []  # (finish step, join id, request)
-        self.ncls = np.zeros(num_classes, dtype=np.int64)  # members by class
+        self.ncls = [0] * num_classes  # members by class
         self.last_t = 0.0  # when the group's last decode step ended
         self.stalled = False  # a step without decodes ran while the group had members
         self.joins = 0  # joins so far: tells a heap entry of an earlier membership from the current one
@@ -156,7 +154,7 @@ class Segment:
         m = k - self.k0 + 1
         if m <= 0:
             return self.t0
-        return self.t0 + (m * self.a + self.b * self.ctx_sum(m))
+        return self.t0 + (m * self.a + self.b * (m * self.c0 + self.n * (m - 1) * m // 2))  # ctx_sum inlined
 
     def duration(self, k: int) -> float:
         """Nominal duration of step ``k``: ``a + b * context``."""
