@@ -79,25 +79,25 @@ class DecodeGroup:
     def needs_block_now(self, req: Request) -> bool:
         return (req.phase + self.k) % self.block_size == 0
 
-    def _valid(self, entry: tuple) -> bool:
-        _, join_id, req = entry
-        return req.state == DECODING and join_id == req.join_id
-
     def next_finish_k(self) -> int | None:
         """Step index at whose end the first member finishes."""
         heap = self.heap
-        while heap and not self._valid(heap[0]):
+        while heap:
+            _, join_id, req = heap[0]
+            if req.state == DECODING and join_id == req.join_id:
+                return heap[0][0]
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return None
 
     def pop_finished(self) -> list[Request]:
         """Members whose last token came from a step before ``k`` (in join order)."""
         out = []
         heap = self.heap
-        while heap and heap[0][0] < self.k:
-            entry = heapq.heappop(heap)
-            if self._valid(entry):
-                out.append(entry[2])
+        k, heappop = self.k, heapq.heappop
+        while heap and heap[0][0] < k:
+            _, join_id, req = heappop(heap)
+            if req.state == DECODING and join_id == req.join_id:
+                out.append(req)
         return out
 
     def blocks_needed(self, steps: int) -> int:

@@ -22,6 +22,7 @@ import simpy
 
 from sim.decode_group import DecodeGroup, Segment
 from sim.kvcache import KVCache
+from sim.policies.base import DECODE_RUN
 from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
 from sim.request import DONE, DECODING, RUNNING, WAITING, Request
 from sim.result import ReplicaStats
@@ -72,7 +73,8 @@ class Replica:
     # -- arrivals ---------------------------------------------------------------
     def enqueue(self, req: Request) -> None:
         """A routed request joins this replica's waiting queue."""
-        if req.prompt + req.output > self.max_model_len or self._blocks_ever(req) > self.kv.num_blocks:
+        total = req.prompt + req.output
+        if total > self.max_model_len or -(-total // self.block_size) > self.kv.num_blocks:
             self.fleet.reject(req, self)
             return
         req.seq = self._seq
@@ -141,8 +143,12 @@ class Replica:
 
     # -- the process ------------------------------------------------------------
     def _run(self):
+        schedule, stretch = self.policy.schedule, not self.fleet.exact_steps
         while not self.failed:
-            plan = self.policy.schedule(self)
+            plan = schedule(self)
+            if plan is DECODE_RUN:  # the steady state
+                yield from self._decode_run(stretch)
+                continue
             if plan.preempt:
                 self._preempt(plan.preempt)
             if plan.idle_until is not None:
