@@ -419,7 +419,8 @@ class Replica:
         st.steps += m
         st.flops += m * seg.f0 + seg.f1 * ctx_sum
         st.bytes += m * seg.y0 + seg.y1 * ctx_sum
-        used = self.kv.used
+        kv = self.kv
+        used = kv.num_blocks - kv.num_empty - len(kv.evictable)  # kv.used
         if lo > k:
             used += dec.blocks_needed(lo - k)
         st.kv_block_s += (used + dec.n * m / (2 * self.block_size)) * dur
