@@ -11,6 +11,11 @@ are identical.
 
 Time: the replica keeps its own clock ``t`` (step ends from the closed form)
 and records use it; SimPy orders the replicas and arrivals.
+
+Hot path (about three wake-ups per request): ITL counts live in plain lists
+(``_itl[class][bucket]``, exposed as an array by ``itl``), the members-by-class
+vector of the decode group is a list, and a fast-forwarded run only searches
+for its KV-exhaustion or tick step when that bound can bind.
 """
 
 from __future__ import annotations
@@ -89,9 +94,6 @@ class Replica:
         if self._interruptible and self.policy.wake_on_arrival(self):
             self._interruptible = False
             self.proc.interrupt()
-
-    def _blocks_ever(self, req: Request) -> int:
-        return -(-(req.prompt + req.output) // self.block_size)
 
     def fail(self) -> list[Request]:
         """Stop serving; hand back every waiting and running request, reset to
@@ -381,9 +383,6 @@ class Replica:
         for cls, n in enumerate(ncls):
             if n:
                 itl[cls][bucket] += times * n
-
-    def _in_window(self, t: float) -> bool:
-        return self._w0 <= t <= self._w1
 
     def _account_step(self, t_end: float, d: float, args) -> None:
         if not self._w0 <= t_end <= self._w1:
