@@ -23,8 +23,6 @@ from __future__ import annotations
 import heapq
 import math
 
-import numpy as np
-
 from sim.request import DECODING, RUNNING, Request
 
 __all__ = ["DecodeGroup", "Segment"]
@@ -40,7 +38,7 @@ class DecodeGroup:
         self.ctx = 0  # sum over members of (computed + 1): context of the next step
         self.cnt = [0] * block_size  # members by phase
         self.heap: list[tuple[int, int, Request]] = []  # (finish step, join id, request)
-        self.ncls = np.zeros(num_classes, dtype=np.int64)  # members by class
+        self.ncls = [0] * num_classes  # members by class
         self.last_t = 0.0  # when the group's last decode step ended
         self.stalled = False  # a step without decodes ran while the group had members
         self.joins = 0  # joins so far: tells a heap entry of an earlier membership from the current one
@@ -81,25 +79,25 @@ class DecodeGroup:
     def needs_block_now(self, req: Request) -> bool:
         return (req.phase + self.k) % self.block_size == 0
 
-    def _valid(self, entry: tuple) -> bool:
-        _, join_id, req = entry
-        return req.state == DECODING and join_id == req.join_id
-
     def next_finish_k(self) -> int | None:
         """Step index at whose end the first member finishes."""
         heap = self.heap
-        while heap and not self._valid(heap[0]):
+        while heap:
+            _, join_id, req = heap[0]
+            if req.state == DECODING and join_id == req.join_id:
+                return heap[0][0]
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return None
 
     def pop_finished(self) -> list[Request]:
         """Members whose last token came from a step before ``k`` (in join order)."""
         out = []
         heap = self.heap
-        while heap and heap[0][0] < self.k:
-            entry = heapq.heappop(heap)
-            if self._valid(entry):
-                out.append(entry[2])
+        k, heappop = self.k, heapq.heappop
+        while heap and heap[0][0] < k:
+            _, join_id, req = heappop(heap)
+            if req.state == DECODING and join_id == req.join_id:
+                out.append(req)
         return out
 
     def blocks_needed(self, steps: int) -> int:
@@ -156,7 +154,7 @@ class Segment:
         m = k - self.k0 + 1
         if m <= 0:
             return self.t0
-        return self.t0 + (m * self.a + self.b * self.ctx_sum(m))
+        return self.t0 + (m * self.a + self.b * (m * self.c0 + self.n * (m - 1) * m // 2))  # ctx_sum inlined
 
     def duration(self, k: int) -> float:
         """Nominal duration of step ``k``: ``a + b * context``."""

@@ -199,8 +199,8 @@ class Fleet:
         classes = wl.class_idx.tolist()
         prompts = wl.prompt_tokens.tolist()
         outputs = wl.output_tokens.tolist()
-        offsets, keys = wl.prefix_offsets, wl.prefix_keys
-        has_prefix = (np.diff(offsets) > 0).tolist()
+        offsets, keys = self._offsets, self._chain_keys  # plain lists: no numpy scalar per arrival
+        has_prefix = (np.diff(wl.prefix_offsets) > 0).tolist()
         n = len(times)
         every = max(1, n // 200)
         router, eligible, prio = self.router, self.eligible, self._priority
@@ -210,7 +210,7 @@ class Fleet:
                 yield env.timeout(t - env.now)
             cls = classes[rid]
             req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
-            prefix_key = int(keys[offsets[rid]]) if has_prefix[rid] else None
+            prefix_key = keys[offsets[rid]] if has_prefix[rid] else None
             rep = router.choose(eligible[cls], rid, prefix_key, env.now)
             self.replica_of[rid] = rep.index
             self.active += 1

@@ -11,6 +11,11 @@ are identical.
 
 Time: the replica keeps its own clock ``t`` (step ends from the closed form)
 and records use it; SimPy orders the replicas and arrivals.
+
+Hot path (about three wake-ups per request): ITL counts live in plain lists
+(``_itl[class][bucket]``, exposed as an array by ``itl``), the members-by-class
+vector of the decode group is a list, and a fast-forwarded run only searches
+for its KV-exhaustion or tick step when that bound can bind.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import simpy
 
 from sim.decode_group import DecodeGroup, Segment
 from sim.kvcache import KVCache
+from sim.policies.base import DECODE_RUN
 from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
 from sim.request import DONE, DECODING, RUNNING, WAITING, Request
 from sim.result import ReplicaStats
@@ -60,9 +66,11 @@ class Replica:
         self._interruptible = False
         self._run_k = None  # (segment, first step, steps) while a decode run is in flight
         self.batch_tokens = 0
-        self.itl = np.zeros((fleet.num_classes, NUM_ITL_BUCKETS), dtype=np.int64)
+        self._itl = [[0] * NUM_ITL_BUCKETS for _ in range(fleet.num_classes)]  # ITL counts [class][bucket]
+        self._w0, self._w1 = fleet.window
         self.ts_rows: list[tuple] = []
         self._tick = 0
+        self._tick_t = 0.0  # time of the next time-series tick: _tick * tick_s
         self.failed = False
         self._seg_coeffs: dict[int, tuple] = {}  # decode-step coefficients by batch size
         self.proc = self.env.process(self._run())
@@ -70,7 +78,8 @@ class Replica:
     # -- arrivals ---------------------------------------------------------------
     def enqueue(self, req: Request) -> None:
         """A routed request joins this replica's waiting queue."""
-        if req.prompt + req.output > self.max_model_len or self._blocks_ever(req) > self.kv.num_blocks:
+        total = req.prompt + req.output
+        if total > self.max_model_len or -(-total // self.block_size) > self.kv.num_blocks:
             self.fleet.reject(req, self)
             return
         req.seq = self._seq
@@ -85,9 +94,6 @@ class Replica:
         if self._interruptible and self.policy.wake_on_arrival(self):
             self._interruptible = False
             self.proc.interrupt()
-
-    def _blocks_ever(self, req: Request) -> int:
-        return -(-(req.prompt + req.output) // self.block_size)
 
     def fail(self) -> list[Request]:
         """Stop serving; hand back every waiting and running request, reset to
@@ -139,8 +145,12 @@ class Replica:
 
     # -- the process ------------------------------------------------------------
     def _run(self):
+        schedule, stretch = self.policy.schedule, not self.fleet.exact_steps
         while not self.failed:
-            plan = self.policy.schedule(self)
+            plan = schedule(self)
+            if plan is DECODE_RUN:  # the steady state
+                yield from self._decode_run(stretch)
+                continue
             if plan.preempt:
                 self._preempt(plan.preempt)
             if plan.idle_until is not None:
@@ -170,7 +180,8 @@ class Replica:
     def _decode_run(self, stretch: bool):
         env, dec = self.env, self.dec
         k = dec.k
-        if self.seg is None:
+        seg = self.seg
+        if seg is None:
             n = dec.n
             coeffs = self._seg_coeffs.get(n)
             if coeffs is None:
@@ -179,12 +190,11 @@ class Replica:
                 f0, y0 = perf.step_flops(0, 0.0, n, 0), perf.step_bytes(0, 0.0, n, 0)
                 coeffs = self._seg_coeffs[n] = (a, b, (f0, perf.step_flops(0, 0.0, n, 1) - f0),
                                                 (y0, perf.step_bytes(0, 0.0, n, 1) - y0))
-            self.seg = Segment(self.t, k, dec.ctx, n, *coeffs)
-        seg = self.seg
-        steps = 1
+            seg = self.seg = Segment(self.t, k, dec.ctx, n, *coeffs)
         if stretch:
-            steps = min(dec.next_finish_k() - k + 1, dec.steps_until_exhaustion(self.kv.free),
-                        seg.first_step_ending_at_or_after(self._next_tick_s()) - k + 1)
+            steps = self._stretch(seg, k)
+        else:
+            steps = 1
         t_end = seg.t_end(k + steps - 1)
         self.batch_tokens = dec.n
         self._run_k = (seg, k, steps)
@@ -200,21 +210,40 @@ class Replica:
             return
         self._interruptible = False
         self._run_k = None
-        self._account_decode(seg, k, steps)
+        self._account_decode(seg, k, steps, t_end)
         if dec.stalled:
             first_end = seg.t_end(k)
-            if self._in_window(first_end):
-                self.itl[:, itl_bucket_one(seg.duration(k))] -= dec.ncls
+            if self._w0 <= first_end <= self._w1:
+                self._itl_add(self.dec.ncls, itl_bucket_one(seg.duration(k)), -1)
                 self._itl_after_stall(first_end)
             dec.stalled = False
         dec.last_t = t_end
         self.kv.allocate(dec.blocks_needed(steps))
         dec.advance(steps)
         self.t = t_end
-        finished = dec.pop_finished()
-        for req in finished:
-            self._finish(req)
-        self._sample()
+        heap = dec.heap
+        if heap and heap[0][0] < dec.k:
+            for req in dec.pop_finished():
+                self._finish(req)
+        if self._tick_t <= t_end:
+            self._sample()
+
+    def _stretch(self, seg: Segment, k: int) -> int:
+        """Steps of a fast-forwarded decode run from step ``k``: up to the first
+        member's finish, the last step the free KV blocks allow, and the step
+        ending at or after the next time-series tick, whichever comes first."""
+        dec = self.dec
+        steps = dec.next_finish_k() - k + 1
+        # Exhaustion binds only if these steps may need more blocks than are
+        # free; a member needs at most one block per block_size steps.
+        free = self.kv.free
+        if free < dec.n * -(-steps // self.block_size):
+            steps = min(steps, dec.steps_until_exhaustion(free))
+        # The tick binds only if the run would reach it (step ends are monotone).
+        tick = self._tick_t
+        if seg.t_end(k + steps - 1) >= tick:
+            steps = min(steps, seg.first_step_ending_at_or_after(tick) - k + 1)
+        return steps
 
     def _mixed_step(self, plan):
         env, dec, kv, bs = self.env, self.dec, self.kv, self.block_size
@@ -255,11 +284,11 @@ class Replica:
         self.seg = None
         self._account_step(t_end, d, args)
         if n:
-            if self._in_window(t_end):
+            if self._w0 <= t_end <= self._w1:
                 if dec.stalled:
                     self._itl_after_stall(t_end)
                 else:
-                    self.itl[:, itl_bucket_one(d)] += dec.ncls
+                    self._itl_add(dec.ncls, itl_bucket_one(d), 1)
             dec.stalled = False
             dec.last_t = t_end
             dec.advance(1)
@@ -282,8 +311,8 @@ class Replica:
         req.generated += 1
         if req.generated == 1:
             req.first_token_s = t
-        elif req.last_token_s == req.last_token_s and self._in_window(t):  # gap across a preemption
-            self.itl[req.cls, itl_bucket_one(t - req.last_token_s)] += 1
+        elif req.last_token_s == req.last_token_s and self._w0 <= t <= self._w1:  # gap across a preemption
+            self._itl[req.cls][itl_bucket_one(t - req.last_token_s)] += 1
         req.last_token_s = t
         if req.generated >= req.output:
             self._finish(req)
@@ -302,7 +331,8 @@ class Replica:
                 prev = req.last_token_s if req.last_token_s > last_t else last_t
                 gaps.append(t_end - prev)
                 classes.append(req.cls)
-        np.add.at(self.itl, (np.array(classes, dtype=np.int64), itl_bucket(np.array(gaps))), 1)
+        for cls, b in zip(classes, itl_bucket(np.array(gaps)).tolist()):
+            self._itl[cls][b] += 1
 
     def _register_blocks(self, req: Request) -> None:
         keys, kv = req.keys, self.kv
@@ -342,12 +372,20 @@ class Replica:
         self.fleet.finish(req, self)
 
     # -- accounting -------------------------------------------------------------
-    def _in_window(self, t: float) -> bool:
-        w0, w1 = self.fleet.window
-        return w0 <= t <= w1
+    @property
+    def itl(self) -> np.ndarray:
+        """ITL histogram of this replica, ``int64[num_classes, buckets]``."""
+        return np.array(self._itl, dtype=np.int64)
+
+    def _itl_add(self, ncls: list, bucket: int, times: int) -> None:
+        """Count ``times`` gaps in ``bucket`` for each decode-group member (``ncls``: members by class)."""
+        itl = self._itl
+        for cls, n in enumerate(ncls):
+            if n:
+                itl[cls][bucket] += times * n
 
     def _account_step(self, t_end: float, d: float, args) -> None:
-        if not self._in_window(t_end):
+        if not self._w0 <= t_end <= self._w1:
             return
         st = self.stats
         st.busy_s += d
@@ -356,44 +394,54 @@ class Replica:
         st.bytes += self.perf.step_bytes(*args)
         st.kv_block_s += self.kv.used * d
 
-    def _account_decode(self, seg: Segment, k: int, steps: int) -> None:
-        """Stats and ITL of decode steps k .. k+steps-1 that end inside the window."""
-        w0, w1 = self.fleet.window
+    def _account_decode(self, seg: Segment, k: int, steps: int, t_last: float) -> None:
+        """Stats and ITL of decode steps k .. k+steps-1 (the last ends at ``t_last``)
+        that end inside the window."""
+        w0, w1 = self._w0, self._w1
         last = k + steps - 1
-        if seg.t_end(k) >= w0 and seg.t_end(last) <= w1:  # the usual case: all inside
+        t_first = seg.t_end(k) if steps > 1 else t_last
+        if t_first >= w0 and t_last <= w1:  # the usual case: all inside
             lo, hi = k, last
         else:
             lo = max(k, seg.first_step_ending_at_or_after(w0))
             hi = min(last, seg.first_step_ending_at_or_after(w1) - 1)
             if hi + 1 <= last and seg.t_end(hi + 1) <= w1:
                 hi += 1
-        if hi < lo:
-            return
+            if hi < lo:
+                return
+            t_last = seg.t_end(hi)
         m = hi - lo + 1
         ctx_sum = seg.ctx_sum(hi - seg.k0 + 1) - seg.ctx_sum(lo - seg.k0)
-        dur = seg.t_end(hi) - seg.t_end(lo - 1)
-        st = self.stats
+        dur = t_last - seg.t_end(lo - 1)
+        st, dec = self.stats, self.dec
         st.busy_s += dur
         st.steps += m
         st.flops += m * seg.f0 + seg.f1 * ctx_sum
         st.bytes += m * seg.y0 + seg.y1 * ctx_sum
-        used = self.kv.used + self.dec.blocks_needed(lo - k)
-        st.kv_block_s += (used + self.dec.n * m / (2 * self.block_size)) * dur
-        first, last = itl_bucket_one(seg.duration(lo)), itl_bucket_one(seg.duration(hi))
-        if first == last:
-            self.itl[:, first] += m * self.dec.ncls
+        kv = self.kv
+        used = kv.num_blocks - kv.num_empty - len(kv.evictable)  # kv.used
+        if lo > k:
+            used += dec.blocks_needed(lo - k)
+        st.kv_block_s += (used + dec.n * m / (2 * self.block_size)) * dur
+        first = itl_bucket_one(seg.duration(lo))
+        if m == 1 or first == itl_bucket_one(seg.duration(hi)):
+            self._itl_add(dec.ncls, first, m)
         else:
             durs = seg.a + seg.b * (seg.c0 + seg.n * (np.arange(lo, hi + 1) - seg.k0))
-            counts = np.bincount(itl_bucket(durs), minlength=NUM_ITL_BUCKETS)
-            self.itl += np.outer(self.dec.ncls, counts)
-
-    def _next_tick_s(self) -> float:
-        return self._tick * self.fleet.tick_s
+            counts = np.bincount(itl_bucket(durs), minlength=NUM_ITL_BUCKETS).tolist()
+            itl = self._itl
+            for cls, n in enumerate(dec.ncls):
+                if n:
+                    row = itl[cls]
+                    for bucket, c in enumerate(counts):
+                        if c:
+                            row[bucket] += n * c
 
     def _sample(self) -> None:
         """Time-series rows for every tick the clock has passed."""
         tick_s = self.fleet.tick_s
-        while self._tick * tick_s <= self.t:
-            self.ts_rows.append((self._tick * tick_s, len(self.running), len(self.waiting),
+        while self._tick_t <= self.t:
+            self.ts_rows.append((self._tick_t, len(self.running), len(self.waiting),
                                  self.kv.used / self.kv.num_blocks, self.batch_tokens))
             self._tick += 1
+            self._tick_t = self._tick * tick_s

@@ -56,32 +56,22 @@ class Request:
         return self.prompt + self.generated
 
 
-class FcfsQueue:
-    """First come, first served; preempted requests go back to the front."""
+class FcfsQueue(deque):
+    """First come, first served; preempted requests go back to the front.
 
-    __slots__ = ("_q",)
+    A ``deque`` (length and iteration run in C: the engine asks every step)."""
 
-    def __init__(self) -> None:
-        self._q: deque[Request] = deque()
+    __slots__ = ()
 
-    def __len__(self) -> int:
-        return len(self._q)
-
-    def __iter__(self):
-        return iter(self._q)
-
-    def push(self, req: Request) -> None:
-        self._q.append(req)
-
-    def push_front(self, req: Request) -> None:
-        self._q.appendleft(req)
+    push = deque.append
+    push_front = deque.appendleft
 
     def peek(self) -> Request:
-        return self._q[0]
+        return self[0]
 
     def remove_first(self, n: int) -> list[Request]:
-        q = self._q
-        return [q.popleft() for _ in range(n)]
+        popleft = self.popleft
+        return [popleft() for _ in range(n)]
 
 
 class PriorityQueue:

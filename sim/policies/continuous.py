@@ -48,7 +48,7 @@ class ContinuousBatching:
         if dec.n:
             preempt_for(rep, dec.need_now(), budget, order)
         victims = budget.victims
-        n_dec = dec.n - sum(1 for v in victims if v.state == DECODING)
+        n_dec = dec.n - sum(1 for v in victims if v.state == DECODING) if victims else dec.n
         budget.tokens -= n_dec
         chunks: list = []
         for req in rep.prefilling:
