@@ -59,6 +59,7 @@ def register(subparsers) -> None:
     v.add_argument("runs", nargs="+", type=Path, help="run folders or folders of them")
     v.add_argument("--profile", type=Path, required=True)
     v.add_argument("--out", type=Path, help="folder for errors.csv/json, PNGs and index.html")
+    v.add_argument("--markdown", action="store_true", help="also print the per-run error table as Markdown")
     v.add_argument("--record", action="store_true",
                    help="store the held-out (open-loop) error summary in the profile's validation section")
     v.set_defaults(func=cmd_validate)
@@ -118,6 +119,8 @@ def cmd_validate(args) -> int:
                         "e2e_p50_s", "output_tok_s", "mean_running") if c in piv]
     print(f"profile {prof.get('name')}: error % (simulated - measured) / measured")
     print(piv[cols].round(1).rename(columns=lambda c: c.replace("_s", "")).to_string())
+    if args.markdown:
+        print(_markdown(piv[cols]))
     summ = summarize_errors(table, "open")
     if summ:
         print("held-out (open-loop) median |error| %: " + ", ".join(
@@ -131,6 +134,16 @@ def cmd_validate(args) -> int:
         _write(args.profile, prof)
         print(f"recorded the validation summary in {args.profile}")
     return 0
+
+
+def _markdown(piv) -> str:
+    """The per-run error table (signed %, simulated vs measured) as a Markdown table."""
+    head = ["run"] + [c.replace("_s", "").replace("output_tok", "output tok/s") for c in piv.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run, row in piv.iterrows():
+        cells = ["–" if v != v else f"{v:+.1f}" for v in row]
+        lines.append(f"| {run} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _validation_section(table, summ: dict, comps) -> dict:

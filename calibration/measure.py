@@ -40,7 +40,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-SWEEP = {"concurrency": (1, 4, 8, 16), "prompt_tokens": (128, 512), "output_tokens": (64,)}
+SWEEP = {"concurrency": (1, 4, 8, 16), "prompt_tokens": (128, 512, 1024), "output_tokens": (64,)}
 _SERVER_KNOBS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks_override",
                  "max_model_len")
 

@@ -17,11 +17,11 @@ from sim.scenario import scenario_from_dict
 from sim.yamlio import apply_overrides
 from tests.factories import scenario_dict
 
-DEMAND_RPS = 30.0
+DEMAND_RPS = 45.0  # h100 needs 2 replicas, l40s 5-6, l4 cannot under 8 (catalog perf_defaults)
 
 
 def plan_dict(slo: dict | None = None, **plan) -> dict:
-    """A few seconds of chat traffic on llama-3.1-8b; SLOs where h100 needs
+    """A few seconds of chat traffic on llama-3.1-8b; at DEMAND_RPS the SLOs make h100 need
     2 replicas, l40s a few more, and l4 cannot make it under 8."""
     data = scenario_dict(traffic={
         "duration_s": 12, "warmup_s": 2,
@@ -113,7 +113,7 @@ def test_ranking_and_contract(outcome):
     assert doc["recommended"] == best["id"]
     price = {"h100-sxm": 2.99, "l40s": 1.00, "l4": 0.70}  # catalog $/GPU-hour
     assert best["usd_per_month"] == pytest.approx(best["gpus"] * price[best["gpu"]] * 730)
-    assert [p["rate_rps"] for p in best["load_curve"]] == [15.0, 30.0, 45.0]
+    assert [p["rate_rps"] for p in best["load_curve"]] == [DEMAND_RPS * 0.5, DEMAND_RPS, DEMAND_RPS * 1.5]
     assert best["headroom_pct"] >= 0
     json.dumps(doc, allow_nan=False)  # JSON-ready
 
