@@ -4,10 +4,11 @@ never saw, replay it in the simulator and check the forecast error.
 
 It fits on the CI machine itself (the committed CPU profiles were measured on
 another CPU and, with bf16 on an AVX-512 machine, another dtype), so what is
-checked is the method, not this machine's speed. Bounds: the errors measured
-with the same protocol on the 2-core AVX2 VM were 3-20 % for the medians
-(calibration/README.md, "CI check"); the bounds leave room for a noisy VM
-(the same closed-loop point repeated moved by up to 14 % within minutes).
+checked is the method, not this machine's speed. Measured here (2-core AVX2
+VM, fp32, 2026-11-23): TPOT p50 -1.2 %, TTFT p50 +4.0 %, E2E p50 +7.7 %,
+throughput -0.6 %. The bounds leave room for a noisy VM: on this machine the
+same closed-loop point repeated a few minutes apart moved by up to 2x
+(calibration/README.md).
 """
 
 from __future__ import annotations
