@@ -51,7 +51,8 @@ def coefficients_for(pool, base_dir: Path, gpu=None) -> PerfCoefficients:
         if not extra:
             return PerfCoefficients()
         src = (gpu.sources or {}).get("perf_defaults", "catalog")
-        return PerfCoefficients(**extra, source=f"catalog defaults for {gpu.name} ({', '.join(f'{k} {v:g}' for k, v in sorted(extra.items()))}; not validated: {src})")
+        values = ", ".join(f"{k} {v:g}" for k, v in sorted(extra.items()))
+        return PerfCoefficients(**extra, source=f"catalog defaults for {gpu.name} ({values}; not validated: {src})")
     path = Path(base_dir) / pool.profile
     data = load_profile(path)
     source = f"profile {data.get('name', path.stem)} ({path.name})"
