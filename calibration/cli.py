@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from sim.errors import FleetcastError
@@ -155,8 +156,6 @@ def _validation_section(table, summ: dict, comps) -> dict:
     for c in comps:
         t = table[table["run"] == c.run.name].set_index("metric")["error_pct"]
         per_run[c.run.name] = {"mode": c.run.mode, **{m: (None if v != v else round(float(v), 2)) for m, v in t.items()}}
-    import os
-
     folders = sorted(os.path.relpath(c.run.folder.resolve(), Path.cwd()) for c in comps if c.run.mode == "open")
     return {"summary": f"held-out open-loop runs ({len(runs)}): median |error| {text}",
             "held_out_runs": runs, "held_out_folders": folders, "median_abs_error_pct": summ,

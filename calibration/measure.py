@@ -67,7 +67,7 @@ def _server_knobs(scenario) -> dict:
 def _sweep(srv, engine, out: Path, model: str, requests: int, seed: int, points) -> None:
     from testbed.cli import _Progress, _point_name, _print_summary
     from testbed.prompts import closed_loop_requests, new_salt
-    from testbed.runfolder import is_complete, model_info
+    from testbed.runfolder import is_complete, server_meta
     from testbed.runner import execute_run
 
     for c, p, o in points:
@@ -75,9 +75,8 @@ def _sweep(srv, engine, out: Path, model: str, requests: int, seed: int, points)
         if is_complete(folder):
             continue
         salt = new_salt()
-        meta = {"engine_args": engine.as_dict(), "served_model_name": engine.served_model_name,
-                "model": model_info(model), "seed": seed, "prompt_salt": salt,
-                "sweep_point": {"concurrency": c, "prompt_tokens": p, "output_tokens": o, "requests": requests}}
+        meta = server_meta(engine, model, seed=seed, prompt_salt=salt, sweep_point={
+            "concurrency": c, "prompt_tokens": p, "output_tokens": o, "requests": requests})
         specs = closed_loop_requests(requests, p, o, model, seed, salt=salt)
         info = execute_run(folder, specs, srv, mode="closed", users=c, meta=meta,
                            progress=_Progress(folder.name), time_limit_s=600)
@@ -99,11 +98,12 @@ def _capacity(srv, engine, folder: Path, scenario_path: Path, model: str, n: int
 
     import pandas as pd
 
+    from calibration.runs import completed_rps
     from sim.scenario import load_scenario
     from sim.traffic import generate_workload
     from testbed.cli import _Progress, _print_summary
     from testbed.prompts import RequestSpec, new_salt, requests_from_workload
-    from testbed.runfolder import is_complete, model_info
+    from testbed.runfolder import is_complete, server_meta
     from testbed.runner import execute_run
 
     if not is_complete(folder):
@@ -113,15 +113,12 @@ def _capacity(srv, engine, folder: Path, scenario_path: Path, model: str, n: int
         specs = [RequestSpec(s.request_id, s.class_name, float("nan"), s.prompt_ids, s.output_tokens)
                  for s in requests_from_workload(wl, model, sc.seed, n, engine.max_model_len, salt=salt)]
         users = int(engine.max_num_seqs or 32)
-        meta = {"engine_args": engine.as_dict(), "served_model_name": engine.served_model_name,
-                "model": model_info(model), "prompt_salt": salt, "capacity_probe": {
-                    "scenario": str(scenario_path), "users": users, "requests": len(specs)}}
+        meta = server_meta(engine, model, prompt_salt=salt, capacity_probe={
+            "scenario": str(scenario_path), "users": users, "requests": len(specs)})
         info = execute_run(folder, specs, srv, mode="closed", users=users, meta=meta,
                            progress=_Progress(folder.name), time_limit_s=600)
         _print_summary(folder, info)
-    req = pd.read_parquet(folder / "requests.parquet")
-    ok = req[req["status"] == "ok"]
-    rps = len(ok) / float(ok["finish_s"].max() - req["arrival_s"].min())
+    rps = completed_rps(pd.read_parquet(folder / "requests.parquet"))
     (folder / "capacity.json").write_text(json.dumps({"capacity_rps": rps}) + "\n")
     print(f"capacity: {rps:.3f} req/s", flush=True)
     return rps
@@ -130,7 +127,7 @@ def _capacity(srv, engine, folder: Path, scenario_path: Path, model: str, n: int
 def _open_run(srv, engine, folder: Path, scenario_path: Path, model: str, capacity_rps: float) -> None:
     from testbed.cli import _Progress, _print_summary
     from testbed.prompts import new_salt, requests_from_workload
-    from testbed.runfolder import is_complete, model_info
+    from testbed.runfolder import is_complete, server_meta
     from testbed.runner import execute_run
     from sim.scenario import load_scenario
     from sim.traffic import generate_workload
@@ -142,11 +139,10 @@ def _open_run(srv, engine, folder: Path, scenario_path: Path, model: str, capaci
     wl = generate_workload(sc.traffic, sc.seed, sc.base_dir)
     salt = new_salt()
     specs = requests_from_workload(wl, model, sc.seed, None, engine.max_model_len, salt=salt)
-    meta = {"engine_args": engine.as_dict(), "served_model_name": engine.served_model_name, "prompt_salt": salt,
-            "model": model_info(model), "scenario": sc.model_dump(mode="json"),
-            "scenario_path": str(scenario_path), "seed": sc.seed, "max_requests": None, "notes": [],
-            "load": {"fraction_of_capacity": fraction, "capacity_rps": capacity_rps,
-                     "rate_rps": fraction * capacity_rps}}
+    meta = server_meta(engine, model, prompt_salt=salt, scenario=sc.model_dump(mode="json"),
+                       scenario_path=str(scenario_path), seed=sc.seed, max_requests=None, notes=[],
+                       load={"fraction_of_capacity": fraction, "capacity_rps": capacity_rps,
+                             "rate_rps": fraction * capacity_rps})
     info = execute_run(folder, specs, srv, mode="open", meta=meta, progress=_Progress(folder.name),
                        time_limit_s=600)
     _print_summary(folder, info)

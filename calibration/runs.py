@@ -22,7 +22,7 @@ from sim.errors import FleetcastError
 from sim.scenario import Scenario, scenario_from_dict
 from sim.traffic import Workload
 
-__all__ = ["Run", "load_run", "run_scenario", "measured_metrics", "CPU_GPU", "VLLM_CPU_DEFAULTS"]
+__all__ = ["Run", "load_run", "run_scenario", "measured_metrics", "completed_rps", "CPU_GPU", "VLLM_CPU_DEFAULTS"]
 
 HERE = Path(__file__).resolve().parent
 CPU_GPU = "cpu-epyc-avx2-2c"
@@ -145,6 +145,13 @@ def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] |
         "sim": {"drain_s": 3600.0, "timeseries_interval_s": 1.0},
     }
     return scenario_from_dict(data)
+
+
+def completed_rps(requests: pd.DataFrame) -> float:
+    """Completed requests per second from the first arrival to the last finish
+    (of a closed loop at saturation: the server's capacity for those lengths)."""
+    ok = requests[requests["status"] == "ok"]
+    return len(ok) / float(ok["finish_s"].max() - requests["arrival_s"].min())
 
 
 def measured_metrics(requests: pd.DataFrame, timeseries: pd.DataFrame | None = None) -> dict:

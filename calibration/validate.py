@@ -104,12 +104,7 @@ def _figures(c: Comparison, out: Path) -> list[str]:
         ax.set_xlabel(f"{m[:-2].upper()} (ms)")
         ax.set_ylabel("CDF")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right")
-    fig.suptitle(f"{c.run.name}: latency CDFs")
-    fig.tight_layout()
-    names.append(f"{slug}-cdf.png")
-    fig.savefig(out / names[-1], dpi=90)
-    plt.close(fig)
+    names.append(_save(plt, fig, axes[0], "lower right", f"{c.run.name}: latency CDFs", out / f"{slug}-cdf.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
     for ax, col in zip(axes, ("running", "waiting")):
@@ -119,13 +114,19 @@ def _figures(c: Comparison, out: Path) -> list[str]:
         ax.set_xlabel("time (s)")
         ax.set_ylabel(f"{col} sequences")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right")
-    fig.suptitle(f"{c.run.name}: running / waiting over time")
-    fig.tight_layout()
-    names.append(f"{slug}-timeseries.png")
-    fig.savefig(out / names[-1], dpi=90)
-    plt.close(fig)
+    names.append(_save(plt, fig, axes[0], "upper right", f"{c.run.name}: running / waiting over time",
+                       out / f"{slug}-timeseries.png"))
     return names
+
+
+def _save(plt, fig, legend_ax, legend_loc: str, title: str, path: Path) -> str:
+    """Legend, title, layout; write the PNG, close the figure; its file name."""
+    legend_ax.legend(loc=legend_loc)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
 
 
 def write_outputs(comps: list[Comparison], table: pd.DataFrame, out: Path, profile_name: str) -> dict:

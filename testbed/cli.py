@@ -166,11 +166,11 @@ class _Progress:
 
 
 def _run_meta(args, engine, **extra) -> dict:
-    from testbed.runfolder import model_info
+    from testbed.runfolder import model_info, server_meta
 
-    return {"engine_args": engine.as_dict() if engine else None,
-            "served_model_name": engine.served_model_name if engine else _served_name(args),
-            "model": model_info(args.model), **extra}
+    if engine is not None:
+        return server_meta(engine, args.model, **extra)
+    return {"engine_args": None, "served_model_name": _served_name(args), "model": model_info(args.model), **extra}
 
 
 def _served_name(args) -> str:

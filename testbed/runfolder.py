@@ -31,7 +31,7 @@ import pandas as pd
 from sim.records import (REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies,
                          write_parquet_atomic, write_text_atomic)
 
-__all__ = ["ITL_COLUMNS", "hardware_info", "model_info", "now_iso", "requests_frame",
+__all__ = ["ITL_COLUMNS", "hardware_info", "model_info", "server_meta", "now_iso", "requests_frame",
            "write_run_json", "read_run_json", "write_tables", "read_run", "is_complete"]
 
 ITL_COLUMNS = {"request_id": "int64", "token_index": "int64", "t_s": "float64"}
@@ -82,6 +82,12 @@ def model_info(model_dir: str | Path) -> dict:
         except (OSError, ValueError):
             pass
     return info
+
+
+def server_meta(engine, model_dir: str | Path, **extra) -> dict:
+    """run.json fields that say how the server ran: engine arguments, served name, model."""
+    return {"engine_args": engine.as_dict(), "served_model_name": engine.served_model_name,
+            "model": model_info(model_dir), **extra}
 
 
 def write_run_json(folder: Path, meta: dict) -> None:

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from calibration.profile_io import build_run_profile
-from calibration.runs import load_run
+from calibration.runs import completed_rps, load_run
 from calibration.validate import error_table, validate_run
 from testbed.prompts import closed_loop_requests, new_salt, requests_from_workload
-from testbed.runfolder import model_info
+from testbed.runfolder import server_meta
 from testbed.runner import execute_run
 
 pytestmark = pytest.mark.real_server
@@ -42,12 +42,6 @@ class _Workload:
         self.class_names = ["chat"]
 
 
-def _meta(server, model, **extra) -> dict:
-    eng = server.engine
-    return {"engine_args": eng.as_dict(), "served_model_name": eng.served_model_name,
-            "model": model_info(model), **extra}
-
-
 def test_fit_then_heldout_error_within_bounds(vllm_server, tiny_model, tmp_path):
     if getattr(vllm_server, "engine", None) is None:
         pytest.skip("attached server: engine settings unknown")
@@ -57,7 +51,7 @@ def test_fit_then_heldout_error_within_bounds(vllm_server, tiny_model, tmp_path)
         salt = new_salt()
         info = execute_run(folder, closed_loop_requests(16, p, 64, tiny_model, 0, salt=salt), vllm_server,
                            mode="closed", users=c, time_limit_s=120,
-                           meta=_meta(vllm_server, tiny_model, seed=0, prompt_salt=salt, sweep_point={
+                           meta=server_meta(vllm_server.engine, tiny_model, seed=0, prompt_salt=salt, sweep_point={
                                "concurrency": c, "prompt_tokens": p, "output_tokens": 64, "requests": 16}))
         assert info["completed"], info["reason"]
         sweep.append(load_run(folder))
@@ -65,13 +59,13 @@ def test_fit_then_heldout_error_within_bounds(vllm_server, tiny_model, tmp_path)
     data, residuals = build_run_profile([r.folder for r in sweep], "ci", "observables", 0, profile)
     profile.write_text(json.dumps(data))
     print("\nfit on the mini-sweep:\n  " + "\n  ".join(residuals))
-    capacity_rps = _capacity_rps(sweep)
+    capacity_rps = max(completed_rps(r.requests) for r in sweep)  # the busiest point: c=8, ~held-out lengths
 
     wl = _Workload(n=60, rate_per_s=0.5 * capacity_rps, seed=3)
     salt = new_salt()
     folder = tmp_path / "heldout"
     info = execute_run(folder, requests_from_workload(wl, tiny_model, 3, salt=salt), vllm_server, mode="open",
-                       time_limit_s=180, meta=_meta(vllm_server, tiny_model, seed=3, prompt_salt=salt))
+                       time_limit_s=180, meta=server_meta(vllm_server.engine, tiny_model, seed=3, prompt_salt=salt))
     assert info["completed"], info["reason"]
     run = load_run(folder)
     table = error_table([validate_run(run, profile)]).set_index("metric")
@@ -81,13 +75,3 @@ def test_fit_then_heldout_error_within_bounds(vllm_server, tiny_model, tmp_path)
     for metric, bound in BOUNDS_PCT.items():
         err = float(table.loc[metric, "error_pct"])
         assert abs(err) <= bound, f"{metric}: {err:+.1f}% (bound ±{bound}%)"
-
-
-def _capacity_rps(sweep) -> float:
-    """Completed requests per second of the busiest sweep point (c=8, mean lengths close to the
-    held-out run's: 256 vs ~288 prompt, 64 vs ~64 output tokens)."""
-    def rps(run):
-        r = run.requests
-        return len(r) / float(r["finish_s"].max() - r["arrival_s"].min())
-
-    return max(rps(r) for r in sweep)
