@@ -105,9 +105,15 @@ class DecodeGroup:
         bs = self.block_size
         full, rest = divmod(steps, bs)
         need = full * self.n
-        k, cnt = self.k + full * bs, self.cnt
-        for s in range(rest):
-            need += cnt[(-(k + s)) % bs]
+        if rest:
+            # step s of the rest needs the members of phase (p - s) % bs: a cyclic run of phases
+            cnt = self.cnt
+            p = (-(self.k + full * bs)) % bs
+            lo = p - rest + 1
+            if lo >= 0:
+                need += sum(cnt[lo:p + 1])
+            else:
+                need += sum(cnt[:p + 1]) + sum(cnt[bs + lo:])
         return need
 
     def steps_until_exhaustion(self, free: int) -> int:

@@ -21,6 +21,7 @@ from sim.rng import stream
 from sim.routers import make_router
 from sim.scenario import Scenario
 from sim.traffic import Workload, generate_workload
+from sim.wake import URGENT, Wake
 
 __all__ = ["Fleet", "simulate", "build_pool_models"]
 
@@ -81,13 +82,15 @@ class Fleet:
         self.num_classes = len(self.class_names)
         self._priority = [c.priority for c in tr.classes]
         n = len(workload)
-        self.first_token = np.full(n, np.nan)
-        self.finish_s = np.full(n, np.nan)
-        self.out_tokens = np.zeros(n, dtype=np.int64)
-        self.cached = np.zeros(n, dtype=np.int64)
-        self.preempt = np.zeros(n, dtype=np.int64)
-        self.replica_of = np.full(n, -1, dtype=np.int64)
-        self.status = np.full(n, TIMEOUT, dtype=np.int8)
+        # per-request outcomes as plain lists (a list store is several times cheaper than a
+        # numpy scalar store, and these are written once or twice per request); arrays in _result
+        self.first_token = [float("nan")] * n
+        self.finish_s = [float("nan")] * n
+        self.out_tokens = [0] * n
+        self.cached = [0] * n
+        self.preempt = [0] * n
+        self.replica_of = [-1] * n
+        self.status = [TIMEOUT] * n
         self.active = 0
         self._arrivals_done = False
         self.done = self.env.event()
@@ -120,6 +123,9 @@ class Fleet:
                     by_class[cname].append(rep)
         self.eligible = [by_class[c] for c in self.class_names]
         self.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "routing"))
+        if hasattr(self.router, "track"):
+            for reps in self.eligible:
+                self.router.track(reps)
 
     # -- hooks used by replicas ---------------------------------------------------
     def block_keys(self, rid: int, block_size: int) -> list | None:
@@ -193,30 +199,42 @@ class Fleet:
             new.enqueue(req)
 
     # -- processes ----------------------------------------------------------------
-    def _arrivals(self):
-        env, wl = self.env, self.workload
-        times = wl.arrival_s.tolist()
-        classes = wl.class_idx.tolist()
-        prompts = wl.prompt_tokens.tolist()
-        outputs = wl.output_tokens.tolist()
-        offsets, keys = self._offsets, self._chain_keys  # plain lists: no numpy scalar per arrival
-        has_prefix = (np.diff(wl.prefix_offsets) > 0).tolist()
-        n = len(times)
-        every = max(1, n // 200)
-        router, eligible, prio = self.router, self.eligible, self._priority
-        for rid in range(n):
+    def _arrivals(self) -> None:
+        """Start the arrival process: one ``Wake`` per distinct arrival time (a
+        callback, not a SimPy process: it runs once per request)."""
+        wl = self.workload
+        offsets, keys = self._offsets, self._chain_keys
+        prefix_key = [keys[lo] if hi > lo else None for lo, hi in zip(offsets, offsets[1:])]
+        n = len(wl)
+        # plain lists: no numpy scalar per arrival
+        self._arrival_cols = (wl.arrival_s.tolist(), wl.class_idx.tolist(), wl.prompt_tokens.tolist(),
+                              wl.output_tokens.tolist(), prefix_key, n, max(1, n // 200))
+        self._next_rid = 0
+        Wake(self.env, 0.0, self._arrive, URGENT)
+
+    def _arrive(self, ev) -> None:
+        """Route every request arriving now, then wait for the next arrival time."""
+        env = self.env
+        now = env.now
+        times, classes, prompts, outputs, prefix_key, n, every = self._arrival_cols
+        prio, eligible = self._priority, self.eligible
+        rid = self._next_rid
+        while rid < n:
             t = times[rid]
-            if t > env.now:
-                yield env.timeout(t - env.now)
+            if t > now:
+                self._next_rid = rid
+                Wake(env, t - now, self._arrive)
+                return
             cls = classes[rid]
             req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
-            prefix_key = keys[offsets[rid]] if has_prefix[rid] else None
-            rep = router.choose(eligible[cls], rid, prefix_key, env.now)
+            rep = self.router.choose(eligible[cls], rid, prefix_key[rid], now)
             self.replica_of[rid] = rep.index
             self.active += 1
             rep.enqueue(req)
             if self.progress is not None and rid % every == 0:
                 self.progress(rid, n)
+            rid += 1
+        self._next_rid = n
         self._arrivals_done = True
         if self.active == 0 and not self.done.triggered:
             self.done.succeed()
@@ -228,7 +246,7 @@ class Fleet:
 
     def run(self) -> SimResult:
         tr = self.scenario.traffic
-        self.env.process(self._arrivals())
+        self._arrivals()
         self.env.process(self._deadline(tr.duration_s + self.scenario.sim.drain_s))
         self.env.run(until=self.done)
         end_s = self.env.now
@@ -248,23 +266,26 @@ class Fleet:
             rep.t = max(rep.t, end_s)
             rep._sample()
         names = np.array([r.name for r in self.replicas] + [""], dtype=object)
+        replica_of = np.array(self.replica_of, dtype=np.int64)
+        first_token = np.array(self.first_token, dtype=np.float64)
+        finish_s = np.array(self.finish_s, dtype=np.float64)
         # per-request latency outside the engine (PerfCoefficients.t_request_s): shifts TTFT and E2E
         lat = np.array([r.perf.coeffs.t_request_s for r in self.replicas] + [0.0])
         if lat.any():
-            self.first_token = self.first_token + lat[self.replica_of]
-            self.finish_s = self.finish_s + lat[self.replica_of]
+            first_token = first_token + lat[replica_of]
+            finish_s = finish_s + lat[replica_of]
         requests = pd.DataFrame({
             "request_id": np.arange(len(wl), dtype=np.int64),
             "class": np.array(self.class_names, dtype=object)[wl.class_idx],
             "arrival_s": wl.arrival_s,
-            "first_token_s": self.first_token,
-            "finish_s": self.finish_s,
+            "first_token_s": first_token,
+            "finish_s": finish_s,
             "prompt_tokens": wl.prompt_tokens.astype(np.int64),
-            "output_tokens": self.out_tokens,
-            "cached_prompt_tokens": self.cached,
-            "replica": names[self.replica_of],
-            "preemptions": self.preempt,
-            "status": _STATUS[self.status],
+            "output_tokens": np.array(self.out_tokens, dtype=np.int64),
+            "cached_prompt_tokens": np.array(self.cached, dtype=np.int64),
+            "replica": names[replica_of],
+            "preemptions": np.array(self.preempt, dtype=np.int64),
+            "status": _STATUS[np.array(self.status, dtype=np.int8)],
         }).astype(REQUEST_COLUMNS)
         rows = [(t, rep.name, *vals) for rep in self.replicas for (t, *vals) in rep.ts_rows]
         ts = pd.DataFrame(rows, columns=list(TIMESERIES_COLUMNS)).astype(TIMESERIES_COLUMNS)

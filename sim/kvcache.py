@@ -13,6 +13,8 @@ first, then evict.
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import repeat
+from operator import add, sub
 
 __all__ = ["KVCache", "OutOfBlocks"]
 
@@ -32,8 +34,8 @@ class KVCache:
         self.block_size = int(block_size)
         self.caching = bool(enable_prefix_caching)
         self.num_empty = self.num_blocks  # blocks holding nothing
-        self.refcount: dict[tuple, int] = {}  # cached key -> running holders (> 0)
-        self.evictable: OrderedDict[tuple, None] = OrderedDict()  # cached, no holder; oldest first
+        self.refcount: dict[int, int] = {}  # cached key -> running holders (> 0)
+        self.evictable: OrderedDict[int, None] = OrderedDict()  # cached, no holder; oldest first
         self.hit_blocks = 0  # prefix-cache hits (blocks), like vllm:prefix_cache_hits
         self.query_blocks = 0  # blocks looked up
 
@@ -63,7 +65,21 @@ class KVCache:
     def release(self, keys: list, private_blocks: int) -> None:
         """A request lets go of its cached ``keys`` and ``private_blocks``."""
         self.num_empty += private_blocks
+        if not keys:
+            return
         refcount = self.refcount
+        rcs = list(map(refcount.__getitem__, keys))  # the loops below run in C
+        if 1 not in rcs:  # others still hold every key
+            refcount.update(zip(keys, map(sub, rcs, repeat(1))))
+            return
+        j = rcs.index(1)
+        if rcs.count(1) == len(rcs) - j:  # the usual shape: the chain's tail had no other holder
+            if j:
+                refcount.update(zip(keys[:j], map(sub, rcs[:j], repeat(1))))
+            dead = keys[j:]
+            list(map(refcount.pop, dead))
+            self.evictable.update(zip(reversed(dead), repeat(None)))
+            return
         # Reverse order: the tail of a chain is evicted before its head.
         for key in reversed(keys):
             rc = refcount[key] - 1
@@ -77,6 +93,8 @@ class KVCache:
     def match(self, keys: list) -> tuple[int, int]:
         """How many leading block ``keys`` are cached: (hit blocks, of which evictable)."""
         refcount, evictable = self.refcount, self.evictable
+        if all(map(refcount.__contains__, keys)):  # the usual case: all held (loops in C)
+            return len(keys), 0
         hits = evictable_hits = 0
         for key in keys:
             if key in refcount:
@@ -91,6 +109,9 @@ class KVCache:
     def acquire(self, keys: list) -> None:
         """Hold the cached ``keys`` (all present, as ``match`` found)."""
         refcount, evictable = self.refcount, self.evictable
+        if all(map(refcount.__contains__, keys)):  # the usual case: all held (loops in C)
+            refcount.update(zip(keys, map(add, map(refcount.__getitem__, keys), repeat(1))))
+            return
         for key in keys:
             if key in evictable:
                 del evictable[key]
@@ -98,7 +119,15 @@ class KVCache:
             else:
                 refcount[key] += 1
 
-    def register(self, key: tuple) -> bool:
+    def register_all(self, keys: list) -> bool:
+        """``register`` each of ``keys`` if none of them is cached yet (else nothing, False)."""
+        refcount, evictable = self.refcount, self.evictable
+        if any(map(refcount.__contains__, keys)) or any(map(evictable.__contains__, keys)):
+            return False
+        refcount.update(zip(keys, repeat(1)))
+        return True
+
+    def register(self, key: int) -> bool:
         """Turn one private, fully computed block into cached block ``key``.
 
         False when the key is already cached (someone computed it too): the

@@ -20,6 +20,7 @@ for its KV-exhaustion or tick step when that bound can bind.
 
 from __future__ import annotations
 
+from heapq import heappush
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +32,7 @@ from sim.policies.base import DECODE_RUN
 from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
 from sim.request import DONE, DECODING, RUNNING, WAITING, Request
 from sim.result import ReplicaStats
+from sim.wake import URGENT, Wake
 
 if TYPE_CHECKING:  # pragma: no cover
     from sim.fleet import Fleet
@@ -62,6 +64,9 @@ class Replica:
         self.seg: Segment | None = None  # timing anchor of the current decode-only run
         self.t = 0.0
         self.outstanding = 0  # waiting + running (routers read it)
+        # heaps of ``outstanding << 20 | index`` kept by least-outstanding routing (routers.LeastOutstanding):
+        # a replica pushes its new key whenever ``outstanding`` changes
+        self.outstanding_heaps: list[list] = []
         self._seq = 0
         self._interruptible = False
         self._run_k = None  # (segment, first step, steps) while a decode run is in flight
@@ -73,7 +78,12 @@ class Replica:
         self._tick_t = 0.0  # time of the next time-series tick: _tick * tick_s
         self.failed = False
         self._seg_coeffs: dict[int, tuple] = {}  # decode-step coefficients by batch size
-        self.proc = self.env.process(self._run())
+        self._stretch_ok = not fleet.exact_steps  # fast-forward decode runs
+        self._run_end = None  # (steps, end time) of the decode run in flight, once cut if an arrival cut it
+        self._step = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
+        self._idle_until = 0.0
+        # the pending wake-up (the engine loop starts at time 0, like a SimPy process)
+        self._ev: Wake | None = Wake(self.env, 0.0, self._plan, URGENT)
 
     # -- arrivals ---------------------------------------------------------------
     def enqueue(self, req: Request) -> None:
@@ -91,15 +101,17 @@ class Replica:
             req.block_keys = None
         self.waiting.push(req)
         self.outstanding += 1
+        for heap in self.outstanding_heaps:
+            heappush(heap, (self.outstanding << 20) | self.index)
         if self._interruptible and self.policy.wake_on_arrival(self):
-            self._interruptible = False
-            self.proc.interrupt()
+            self._wake()
 
     def fail(self) -> list[Request]:
         """Stop serving; hand back every waiting and running request, reset to
         start over (their generated tokens are lost, as for a client retry)."""
         self.failed = True
         self._interruptible = False
+        self._ev = None  # the pending wake-up is now stale
         self.settle(self.env.now)
         orphans = list(self.running) + list(self.waiting)
         for req in list(self.running):
@@ -111,6 +123,8 @@ class Replica:
             req.keys = []
             req.first_token_s = req.last_token_s = float("nan")
         self.outstanding = 0
+        for heap in self.outstanding_heaps:
+            heappush(heap, (self.outstanding << 20) | self.index)
         return orphans
 
     def kv_used_at(self, now: float) -> int:
@@ -143,41 +157,72 @@ class Replica:
         refcount = self.kv.refcount
         return private + sum(1 for key in req.keys if refcount[key] == 1)
 
-    # -- the process ------------------------------------------------------------
-    def _run(self):
-        schedule, stretch = self.policy.schedule, not self.fleet.exact_steps
-        while not self.failed:
+    # -- the engine loop -----------------------------------------------------------
+    # Each step is one ``Wake`` event whose callback applies the step and plans
+    # the next (no generator, no Interrupt exception: these run a few times per
+    # request). ``self._ev`` is the pending wake-up; a callback for any other
+    # event is stale (a decode run cut short by an arrival, a failed replica).
+    def _plan(self, ev=None) -> None:
+        """Ask the policy for the next step and start it."""
+        if ev is not None and ev is not self._ev:
+            return
+        schedule = self.policy.schedule
+        while True:
             plan = schedule(self)
             if plan is DECODE_RUN:  # the steady state
-                yield from self._decode_run(stretch)
-                continue
+                self._start_decode(self._stretch_ok)
+                return
             if plan.preempt:
                 self._preempt(plan.preempt)
             if plan.idle_until is not None:
-                yield from self._idle(plan.idle_until)
-            elif plan.chunks:
-                yield from self._mixed_step(plan)
-            elif plan.decode:
-                yield from self._decode_run(plan.repeatable and not self.fleet.exact_steps)
+                self._start_idle(plan.idle_until)
+                return
+            if plan.chunks:
+                self._start_mixed(plan)
+                return
+            if plan.decode:
+                self._start_decode(plan.repeatable and self._stretch_ok)
+                return
 
-    def _idle(self, until: float):
+    def _wake(self) -> None:
+        """An arrival the policy wants to see now: end an idle wait at once, or
+        cut the decode run in flight at the end of the step in progress."""
+        self._interruptible = False
         env = self.env
+        if self._run_k is None:  # idle
+            self._ev = Wake(env, 0.0, self._idle_interrupted, URGENT)
+            return
+        seg, k, steps = self._run_k
+        steps = min(steps, seg.first_step_ending_at_or_after(env.now) - k + 1)
+        t_end = seg.t_end(k + steps - 1)
+        self._run_end = (steps, t_end)
+        self._ev = Wake(env, max(0.0, t_end - env.now), self._decode_end)
+
+    def _start_idle(self, until: float) -> None:
         self.batch_tokens = 0
         self._interruptible = True
-        try:
-            if until == float("inf"):
-                yield env.event()
-            else:
-                yield env.timeout(max(0.0, until - env.now))
-                self.t = max(self.t, until)
-        except simpy.Interrupt:
-            self.t = max(self.t, env.now)
-        if self.failed:
+        if until == float("inf"):
+            self._ev = None  # until an arrival
+        else:
+            self._idle_until = until
+            self._ev = Wake(self.env, max(0.0, until - self.env.now), self._idle_timeout)
+
+    def _idle_timeout(self, ev) -> None:
+        if ev is not self._ev:
             return
+        self.t = max(self.t, self._idle_until)
         self._interruptible = False
         self._sample()
+        self._plan()
 
-    def _decode_run(self, stretch: bool):
+    def _idle_interrupted(self, ev) -> None:
+        if ev is not self._ev:
+            return
+        self.t = max(self.t, self.env.now)
+        self._sample()
+        self._plan()
+
+    def _start_decode(self, stretch: bool) -> None:
         env, dec = self.env, self.dec
         k = dec.k
         seg = self.seg
@@ -192,22 +237,21 @@ class Replica:
                                                 (y0, perf.step_bytes(0, 0.0, n, 1) - y0))
             seg = self.seg = Segment(self.t, k, dec.ctx, n, *coeffs)
         if stretch:
-            steps = self._stretch(seg, k)
+            steps, t_end = self._stretch(seg, k)
         else:
-            steps = 1
-        t_end = seg.t_end(k + steps - 1)
+            steps, t_end = 1, seg.t_end(k)
         self.batch_tokens = dec.n
         self._run_k = (seg, k, steps)
+        self._run_end = (steps, t_end)
         self._interruptible = steps > 1
-        try:
-            yield env.timeout(max(0.0, t_end - env.now))
-        except simpy.Interrupt:
-            # A request arrived: finish the step in progress, then re-plan.
-            steps = min(steps, seg.first_step_ending_at_or_after(env.now) - k + 1)
-            t_end = seg.t_end(k + steps - 1)
-            yield env.timeout(max(0.0, t_end - env.now))
-        if self.failed:
+        self._ev = Wake(env, max(0.0, t_end - env.now), self._decode_end)
+
+    def _decode_end(self, ev) -> None:
+        if ev is not self._ev:
             return
+        dec = self.dec
+        seg, k, _ = self._run_k
+        steps, t_end = self._run_end
         self._interruptible = False
         self._run_k = None
         self._account_decode(seg, k, steps, t_end)
@@ -227,11 +271,13 @@ class Replica:
                 self._finish(req)
         if self._tick_t <= t_end:
             self._sample()
+        self._plan()
 
-    def _stretch(self, seg: Segment, k: int) -> int:
-        """Steps of a fast-forwarded decode run from step ``k``: up to the first
-        member's finish, the last step the free KV blocks allow, and the step
-        ending at or after the next time-series tick, whichever comes first."""
+    def _stretch(self, seg: Segment, k: int) -> tuple[int, float]:
+        """Steps of a fast-forwarded decode run from step ``k`` (and the end of its
+        last step): up to the first member's finish, the last step the free KV
+        blocks allow, and the step ending at or after the next time-series tick,
+        whichever comes first."""
         dec = self.dec
         steps = dec.next_finish_k() - k + 1
         # Exhaustion binds only if these steps may need more blocks than are
@@ -241,11 +287,15 @@ class Replica:
             steps = min(steps, dec.steps_until_exhaustion(free))
         # The tick binds only if the run would reach it (step ends are monotone).
         tick = self._tick_t
-        if seg.t_end(k + steps - 1) >= tick:
-            steps = min(steps, seg.first_step_ending_at_or_after(tick) - k + 1)
-        return steps
+        t_end = seg.t_end(k + steps - 1)
+        if t_end >= tick:
+            cut = seg.first_step_ending_at_or_after(tick) - k + 1
+            if cut < steps:
+                steps = cut
+                t_end = seg.t_end(k + steps - 1)
+        return steps, t_end
 
-    def _mixed_step(self, plan):
+    def _start_mixed(self, plan) -> None:
         env, dec, kv, bs = self.env, self.dec, self.kv, self.block_size
         if plan.admit:
             self.waiting.remove_first(len(plan.admit))
@@ -278,9 +328,14 @@ class Replica:
         d = self.perf.step_time_s(*args, num_prefill_seqs=len(plan.chunks))
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
-        yield env.timeout(max(0.0, t_end - env.now))
-        if self.failed:
+        self._step = (plan, n, d, t_end, args)
+        self._ev = Wake(env, max(0.0, t_end - env.now), self._mixed_end)
+
+    def _mixed_end(self, ev) -> None:
+        if ev is not self._ev:
             return
+        dec, kv = self.dec, self.kv
+        plan, n, d, t_end, args = self._step
         self.seg = None
         self._account_step(t_end, d, args)
         if n:
@@ -304,6 +359,7 @@ class Replica:
         for req in dec.pop_finished():
             self._finish(req)
         self._sample()
+        self._plan()
 
     # -- state changes ------------------------------------------------------------
     def _sampled(self, req: Request, t: float) -> None:
@@ -337,6 +393,12 @@ class Replica:
     def _register_blocks(self, req: Request) -> None:
         keys, kv = req.keys, self.kv
         full = min(req.computed // self.block_size, len(req.block_keys))
+        if len(keys) >= full:
+            return
+        new = req.block_keys[len(keys):full]
+        if kv.register_all(new):  # the usual case: nobody computed these blocks meanwhile
+            keys.extend(new)
+            return
         while len(keys) < full:
             key = req.block_keys[len(keys)]
             if not kv.register(key):
@@ -369,6 +431,8 @@ class Replica:
         self._release(req)
         req.state = DONE
         self.outstanding -= 1
+        for heap in self.outstanding_heaps:
+            heappush(heap, (self.outstanding << 20) | self.index)
         self.fleet.finish(req, self)
 
     # -- accounting -------------------------------------------------------------

@@ -44,12 +44,8 @@ class Request:
         self.first_token_s = float("nan")
         self.last_token_s = float("nan")
         self.enqueue_s = arrival_s  # when it (re-)entered the waiting queue
-        # decode-group bookkeeping (valid when DECODING)
-        self.k_join = 0
-        self.c_join = 0
-        self.g_join = 0
-        self.phase = 0
-        self.join_id = -1  # which join of the decode group its finish-heap entry belongs to
+        # decode-group bookkeeping, set by DecodeGroup.join (read only while DECODING):
+        # k_join, c_join, g_join, phase, join_id (which join its finish-heap entry belongs to)
 
     @property
     def num_tokens(self) -> int:

@@ -8,7 +8,6 @@ by the performance model; no policy code runs inside the engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -22,23 +21,30 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["StepPlan", "BatchingPolicy", "NoParams", "IDLE", "DECODE_RUN", "preempt_for", "admit_waiting", "blocks_for", "Budget"]
 
 
-@dataclass(frozen=True, slots=True)
 class StepPlan:
-    """What the next engine step does."""
+    """What the next engine step does (read-only by convention: a plain slotted
+    class, because a frozen dataclass costs a microsecond per step to build)."""
 
-    # requests moved from running back to waiting (recompute), in preemption order
-    preempt: tuple = ()
-    # (request, cached blocks hit) admitted from the head of the waiting queue, in queue order
-    admit: tuple = ()
-    # (request, tokens) prefill / recompute chunks computed in this step
-    chunks: tuple = ()
-    # whether the decode group advances one token in this step
-    decode: bool = False
-    # a decode-only plan the policy would repeat, unchanged, until a member
-    # finishes, the KV cache runs short, or a request arrives
-    repeatable: bool = False
-    # no step: sleep until this time (inf: until an arrival); None when stepping
-    idle_until: float | None = None
+    __slots__ = ("preempt", "admit", "chunks", "decode", "repeatable", "idle_until")
+
+    def __init__(self, preempt: tuple = (), admit: tuple = (), chunks: tuple = (), decode: bool = False,
+                 repeatable: bool = False, idle_until: float | None = None) -> None:
+        # requests moved from running back to waiting (recompute), in preemption order
+        self.preempt = preempt
+        # (request, cached blocks hit) admitted from the head of the waiting queue, in queue order
+        self.admit = admit
+        # (request, tokens) prefill / recompute chunks computed in this step
+        self.chunks = chunks
+        # whether the decode group advances one token in this step
+        self.decode = decode
+        # a decode-only plan the policy would repeat, unchanged, until a member
+        # finishes, the KV cache runs short, or a request arrives
+        self.repeatable = repeatable
+        # no step: sleep until this time (inf: until an arrival); None when stepping
+        self.idle_until = idle_until
+
+    def __repr__(self) -> str:
+        return "StepPlan(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
 
 IDLE = StepPlan(idle_until=float("inf"))
@@ -68,31 +74,44 @@ def blocks_for(rep: "Replica", computed: int, tokens: int) -> int:
     return -(-(computed + tokens) // bs) - (-(-computed // bs))
 
 
-@dataclass
 class Budget:
-    """What is left of one step while a policy plans it."""
+    """What is left of one step while a policy plans it. ``order`` (a
+    zero-argument callable) gives the preemption candidates, first to go first;
+    it is only called when a preemption is needed."""
 
-    tokens: int  # token budget left
-    free: int  # free KV blocks left
-    victims: list = field(default_factory=list)
+    __slots__ = ("tokens", "free", "victims", "_order", "_it")
+
+    def __init__(self, tokens: int, free: int, order=None) -> None:
+        self.tokens = tokens  # token budget left
+        self.free = free  # free KV blocks left
+        self.victims: list = []
+        self._order = order
+        self._it = None
+
+    def candidates(self):
+        if self._it is None:
+            self._it = iter(self._order())
+        return self._it
 
 
-def preempt_for(rep: "Replica", need: int, budget: Budget, order, protect=None) -> bool:
-    """Preempt from ``order`` (newest / lowest priority first) until ``need``
-    blocks fit in ``budget.free``. Returns False if ``protect`` itself had to go."""
-    dec = rep.dec
-    while need > budget.free:
-        victim = next(order, None)
-        if victim is None:
-            return False
-        if victim in budget.victims:
-            continue
-        budget.victims.append(victim)
-        budget.free += rep.blocks_released_by(victim)
-        if victim is protect:
-            return False
-        if victim.state == DECODING and dec.needs_block_now(victim):
-            need -= 1  # a preempted member does not decode this step
+def preempt_for(rep: "Replica", need: int, budget: Budget, protect=None) -> bool:
+    """Preempt from the budget's candidates (newest / lowest priority first) until
+    ``need`` blocks fit in ``budget.free``. Returns False if ``protect`` itself had to go."""
+    if need > budget.free:
+        dec = rep.dec
+        order = budget.candidates()
+        while need > budget.free:
+            victim = next(order, None)
+            if victim is None:
+                return False
+            if victim in budget.victims:
+                continue
+            budget.victims.append(victim)
+            budget.free += rep.blocks_released_by(victim)
+            if victim is protect:
+                return False
+            if victim.state == DECODING and dec.needs_block_now(victim):
+                need -= 1  # a preempted member does not decode this step
     budget.free -= need
     return True
 

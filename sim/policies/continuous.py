@@ -43,10 +43,9 @@ class ContinuousBatching:
         dec = rep.dec
         if not rep.prefilling and not len(rep.waiting) and dec.n and dec.need_now() <= rep.kv.free:
             return DECODE_RUN  # the steady state: every running request decodes
-        budget = Budget(tokens=rep.engine.max_num_batched_tokens, free=rep.kv.free)
-        order = iter(self.victim_order(rep))
+        budget = Budget(rep.engine.max_num_batched_tokens, rep.kv.free, lambda: self.victim_order(rep))
         if dec.n:
-            preempt_for(rep, dec.need_now(), budget, order)
+            preempt_for(rep, dec.need_now(), budget)
         victims = budget.victims
         n_dec = dec.n - sum(1 for v in victims if v.state == DECODING) if victims else dec.n
         budget.tokens -= n_dec
@@ -57,7 +56,7 @@ class ContinuousBatching:
             if req in victims:
                 continue
             q = min(req.num_tokens - req.computed, budget.tokens)
-            if not preempt_for(rep, blocks_for(rep, req.computed, q), budget, order, protect=req):
+            if not preempt_for(rep, blocks_for(rep, req.computed, q), budget, protect=req):
                 break
             chunks.append((req, q))
             budget.tokens -= q

@@ -29,7 +29,7 @@ class PrefillFirst:
 
     def schedule(self, rep) -> StepPlan:
         if len(rep.waiting):
-            budget = Budget(tokens=rep.engine.max_num_batched_tokens, free=rep.kv.free)
+            budget = Budget(rep.engine.max_num_batched_tokens, rep.kv.free)
             chunks: list = []
             admitted = admit_waiting(rep, budget, chunks, whole_prompts=True)
             if admitted:
@@ -37,7 +37,7 @@ class PrefillFirst:
         dec = rep.dec
         if not dec.n:
             return IDLE
-        budget = Budget(tokens=rep.engine.max_num_batched_tokens, free=rep.kv.free)
-        preempt_for(rep, dec.need_now(), budget, reversed(rep.running))
+        budget = Budget(rep.engine.max_num_batched_tokens, rep.kv.free, rep.running.__reversed__)
+        preempt_for(rep, dec.need_now(), budget)
         victims = tuple(budget.victims)
         return StepPlan(preempt=victims, decode=dec.n > len(victims), repeatable=not victims)

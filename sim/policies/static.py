@@ -39,8 +39,8 @@ class StaticBatching:
     def schedule(self, rep) -> StepPlan:
         dec = rep.dec
         if rep.running:
-            budget = Budget(tokens=0, free=rep.kv.free)
-            preempt_for(rep, dec.need_now(), budget, reversed(rep.running))
+            budget = Budget(0, rep.kv.free, rep.running.__reversed__)
+            preempt_for(rep, dec.need_now(), budget)
             victims = tuple(budget.victims)
             if dec.n > len(victims):
                 return StepPlan(preempt=victims, decode=True, repeatable=not victims)
@@ -50,7 +50,7 @@ class StaticBatching:
         due = rep.waiting.peek().enqueue_s + self.params.timeout_s
         size = min(self.params.batch_size, rep.engine.max_num_seqs)
         if len(rep.waiting) >= size or rep.t >= due:
-            budget = Budget(tokens=1 << 62, free=rep.kv.free)
+            budget = Budget(1 << 62, rep.kv.free)
             chunks: list = []
             admitted = admit_waiting(rep, budget, chunks, whole_prompts=True, max_seqs=size)
             if admitted:

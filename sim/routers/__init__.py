@@ -9,6 +9,7 @@ from the scenario's "routing" stream.
 
 from __future__ import annotations
 
+import heapq
 from operator import attrgetter
 
 import numpy as np
@@ -19,6 +20,8 @@ from sim.errors import FleetcastError, unknown_name
 __all__ = ["ROUTERS", "make_router"]
 
 _outstanding = attrgetter("outstanding")
+_SHIFT = 20  # heap keys of LeastOutstanding: outstanding << _SHIFT | replica index
+_MASK = (1 << _SHIFT) - 1
 
 
 class _NoParams(BaseModel):
@@ -56,14 +59,57 @@ class Random:
 class LeastOutstanding:
     """Fewest requests queued or running (ties: lowest index)."""
 
+    # A fleet's eligible lists are ``track``-ed: each distinct list gets a heap
+    # of ``outstanding << 20 | index`` keys that its replicas push to whenever
+    # their count changes (``Replica.outstanding_heaps``); entries that no longer
+    # match the replica's count are dropped when they reach the top. A choice is
+    # then O(log n) instead of a scan of the list. Untracked lists are scanned,
+    # and a tracked list whose length changed (a replica failed) is re-tracked.
+
     name = "least-outstanding"
     Params = _NoParams
 
     def __init__(self, params: dict, rng: np.random.Generator) -> None:
-        pass
+        self._tracked: dict[int, tuple] = {}  # id(list) -> (list, length, heap, replica by index)
+        self._heaps: dict[tuple, tuple] = {}  # replica indices -> (heap, replica by index)
+
+    def track(self, replicas: list) -> None:
+        """Keep a heap for ``replicas`` (a list kept in replica-index order, as
+        the fleet keeps its eligible lists: the heap breaks ties by index)."""
+        members = tuple(rep.index for rep in replicas)
+        shared = self._heaps.get(members)
+        if shared is None:
+            heap = sorted((rep.outstanding << _SHIFT) | rep.index for rep in replicas)
+            shared = self._heaps[members] = (heap, {rep.index: rep for rep in replicas})
+            for rep in replicas:
+                rep.outstanding_heaps.append(heap)
+        self._tracked[id(replicas)] = (replicas, len(replicas), *shared)
+
+    def _retrack(self, replicas: list, old: tuple) -> None:
+        """``replicas`` changed: track it afresh, and stop feeding a heap no list uses."""
+        self.track(replicas)
+        old_heap, old_members = old[2], old[3]
+        if not any(st[2] is old_heap for st in self._tracked.values()):
+            for rep in old_members.values():
+                rep.outstanding_heaps[:] = [h for h in rep.outstanding_heaps if h is not old_heap]
+            self._heaps = {k: v for k, v in self._heaps.items() if v[0] is not old_heap}
 
     def choose(self, replicas: list, rid: int, prefix_key, now: float):
-        return min(replicas, key=_outstanding)
+        st = self._tracked.get(id(replicas))
+        if st is None or st[0] is not replicas:
+            return min(replicas, key=_outstanding)
+        if st[1] != len(replicas):
+            self._retrack(replicas, st)
+            st = self._tracked[id(replicas)]
+        _, _, heap, by_index = st
+        while True:
+            key = heap[0]
+            rep = by_index.get(key & _MASK)
+            if rep is not None and rep.outstanding == key >> _SHIFT:
+                if len(heap) > 8 * len(replicas) + 64:  # many stale entries: start afresh
+                    heap[:] = sorted((r.outstanding << _SHIFT) | r.index for r in by_index.values())
+                return rep
+            heapq.heappop(heap)
 
 
 class LeastKv:
