@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from typing import Callable
 
 import numpy as np
@@ -82,15 +84,15 @@ class Fleet:
         self.num_classes = len(self.class_names)
         self._priority = [c.priority for c in tr.classes]
         n = len(workload)
-        # per-request outcomes as plain lists (a list store is several times cheaper than a
-        # numpy scalar store, and these are written once or twice per request); arrays in _result
-        self.first_token = [float("nan")] * n
-        self.finish_s = [float("nan")] * n
-        self.out_tokens = [0] * n
-        self.cached = [0] * n
-        self.preempt = [0] * n
-        self.replica_of = [-1] * n
-        self.status = [TIMEOUT] * n
+        # per-request outcomes in array.array (a store is several times cheaper than a numpy
+        # scalar store, and these are written once or twice per request); numpy views in _result
+        self.first_token = array("d", [math.nan]) * n
+        self.finish_s = array("d", [math.nan]) * n
+        self.out_tokens = array("q", [0]) * n
+        self.cached = array("q", [0]) * n
+        self.preempt = array("q", [0]) * n
+        self.replica_of = array("q", [-1]) * n
+        self.status = array("b", [TIMEOUT]) * n
         self.active = 0
         self._arrivals_done = False
         self.done = self.env.event()
@@ -266,9 +268,9 @@ class Fleet:
             rep.t = max(rep.t, end_s)
             rep._sample()
         names = np.array([r.name for r in self.replicas] + [""], dtype=object)
-        replica_of = np.array(self.replica_of, dtype=np.int64)
-        first_token = np.array(self.first_token, dtype=np.float64)
-        finish_s = np.array(self.finish_s, dtype=np.float64)
+        replica_of = np.frombuffer(self.replica_of, dtype=np.int64)
+        first_token = np.frombuffer(self.first_token, dtype=np.float64).copy()
+        finish_s = np.frombuffer(self.finish_s, dtype=np.float64).copy()
         # per-request latency outside the engine (PerfCoefficients.t_request_s): shifts TTFT and E2E
         lat = np.array([r.perf.coeffs.t_request_s for r in self.replicas] + [0.0])
         if lat.any():
@@ -281,11 +283,11 @@ class Fleet:
             "first_token_s": first_token,
             "finish_s": finish_s,
             "prompt_tokens": wl.prompt_tokens.astype(np.int64),
-            "output_tokens": np.array(self.out_tokens, dtype=np.int64),
-            "cached_prompt_tokens": np.array(self.cached, dtype=np.int64),
+            "output_tokens": np.frombuffer(self.out_tokens, dtype=np.int64).copy(),
+            "cached_prompt_tokens": np.frombuffer(self.cached, dtype=np.int64).copy(),
             "replica": names[replica_of],
-            "preemptions": np.array(self.preempt, dtype=np.int64),
-            "status": _STATUS[np.array(self.status, dtype=np.int8)],
+            "preemptions": np.frombuffer(self.preempt, dtype=np.int64).copy(),
+            "status": _STATUS[np.frombuffer(self.status, dtype=np.int8)],
         }).astype(REQUEST_COLUMNS)
         rows = [(t, rep.name, *vals) for rep in self.replicas for (t, *vals) in rep.ts_rows]
         ts = pd.DataFrame(rows, columns=list(TIMESERIES_COLUMNS)).astype(TIMESERIES_COLUMNS)
