@@ -1,21 +1,24 @@
-"""One serving instance as a SimPy process.
+"""One serving instance, driven by SimPy events.
 
 The loop: ask the batching policy for a ``StepPlan``, advance time by the
-performance model, apply the plan. A decode-only plan the policy marks
-``repeatable`` is fast-forwarded: the whole run of identical steps up to the
-next interesting moment (a member finishing, the KV cache running short, a
-time-series tick) is one SimPy timeout, cut at the next step boundary when a
-request arrives. ``exact_steps`` takes one step per timeout instead; both use
-the same closed-form step times (``decode_group.Segment``), so their records
-are identical.
+performance model, apply the plan. Each step is one SimPy event (a ``Wake``
+whose callback applies the step and plans the next) rather than a SimPy
+process: a generator resume and an ``Interrupt`` per arrival cost more than a
+typical step's own work. A decode-only plan the policy marks ``repeatable`` is
+fast-forwarded: the whole run of identical steps up to the next interesting
+moment (a member finishing, the KV cache running short, a time-series tick) is
+one event; an arrival the policy wants to see cuts it at the end of the step
+in progress (a new event; the old one goes stale). ``exact_steps`` takes one
+step per event instead; both use the same closed-form step times
+(``decode_group.Segment``), so their records are identical.
 
 Time: the replica keeps its own clock ``t`` (step ends from the closed form)
-and records use it; SimPy orders the replicas and arrivals.
+and records use it; SimPy's event queue orders the replicas and arrivals.
 
-Hot path (about three wake-ups per request): ITL counts live in plain lists
-(``_itl[class][bucket]``, exposed as an array by ``itl``), the members-by-class
-vector of the decode group is a list, and a fast-forwarded run only searches
-for its KV-exhaustion or tick step when that bound can bind.
+Hot path (about three and a half events per request): ITL counts live in plain
+lists (``_itl[class][bucket]``, exposed as an array by ``itl``), the
+members-by-class vector of the decode group is a list, and a fast-forwarded run
+only searches for its KV-exhaustion or tick step when that bound can bind.
 """
 
 from __future__ import annotations
