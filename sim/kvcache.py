@@ -8,6 +8,14 @@ last holder of a cached block leaves, the block becomes *evictable*: still
 free for allocation, but its content can be hit until it is evicted (least
 recently freed first). New allocations take never-used ("empty") blocks
 first, then evict.
+
+Whole chains are held in O(1): requests that hold *every* key of the same
+chain list (the fleet hands one list object to all requests with the same
+prefix chain) are counted per chain, and the chain holds one reference on each
+of its keys while that count is above zero (a "chain holder"). So ``refcount``
+counts partial holders plus active chains; a key's true number of holders is
+``holders(key)``. Zero crossings, and so eviction and its order, are the same
+as with one reference per request.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ class KVCache:
     """Block pool of one replica."""
 
     __slots__ = ("num_blocks", "block_size", "caching", "num_empty", "refcount", "evictable", "hit_blocks",
-                 "query_blocks")
+                 "query_blocks", "chains")
 
     def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool) -> None:
         self.num_blocks = int(num_blocks)
@@ -38,6 +46,7 @@ class KVCache:
         self.evictable: OrderedDict[int, None] = OrderedDict()  # cached, no holder; oldest first
         self.hit_blocks = 0  # prefix-cache hits (blocks), like vllm:prefix_cache_hits
         self.query_blocks = 0  # blocks looked up
+        self.chains: dict[int, list] = {}  # id(chain list) -> [requests holding all of it, the list]
 
     @property
     def free(self) -> int:
@@ -63,10 +72,16 @@ class KVCache:
             evict.popitem(last=False)
 
     def release(self, keys: list, private_blocks: int) -> None:
-        """A request lets go of its cached ``keys`` and ``private_blocks``."""
+        """A request lets go of its cached ``keys`` (a list ``hold`` returned) and ``private_blocks``."""
         self.num_empty += private_blocks
         if not keys:
             return
+        entry = self.chains.get(id(keys))
+        if entry is not None and entry[1] is keys:  # a whole-chain holder
+            entry[0] -= 1
+            if entry[0]:
+                return
+            del self.chains[id(keys)]  # the last one: the chain lets go of its references
         refcount = self.refcount
         rcs = list(map(refcount.__getitem__, keys))  # the loops below run in C
         if 1 not in rcs:  # others still hold every key
@@ -90,6 +105,36 @@ class KVCache:
                 self.evictable[key] = None
 
     # -- prefix cache -------------------------------------------------------
+    def match_chain(self, chain: list, limit: int) -> tuple[int, int]:
+        """``match(chain[:limit])``, in O(1) when someone holds the whole chain."""
+        entry = self.chains.get(id(chain))
+        if entry is not None and entry[1] is chain:
+            return (limit if limit < len(chain) else len(chain)), 0
+        return self.match(chain[:limit])
+
+    def hold(self, chain: list, hit: int) -> list:
+        """Hold ``chain[:hit]`` (all cached, as ``match`` found); returns the keys
+        list to hand back to ``release``: ``chain`` itself when all of it is held."""
+        if hit < len(chain):
+            keys = chain[:hit]
+            self.acquire(keys)
+            return keys
+        entry = self.chains.get(id(chain))
+        if entry is not None and entry[1] is chain:
+            entry[0] += 1
+        else:
+            self.acquire(chain)  # the chain's own references
+            self.chains[id(chain)] = [1, chain]
+        return chain
+
+    def holders(self, key: int) -> int:
+        """Requests holding ``key`` (0 when it is not held)."""
+        n = self.refcount.get(key, 0)
+        for count, chain in self.chains.values():
+            if count > 1 and key in chain:
+                n += count - 1
+        return n
+
     def match(self, keys: list) -> tuple[int, int]:
         """How many leading block ``keys`` are cached: (hit blocks, of which evictable)."""
         refcount, evictable = self.refcount, self.evictable

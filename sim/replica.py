@@ -157,8 +157,8 @@ class Replica:
         """Free blocks gained if ``req`` let go of everything now."""
         computed = self.dec.computed_of(req) if req.state == DECODING else req.computed
         private = -(-computed // self.block_size) - len(req.keys)
-        refcount = self.kv.refcount
-        return private + sum(1 for key in req.keys if refcount[key] == 1)
+        holders = self.kv.holders
+        return private + sum(1 for key in req.keys if holders(key) == 1)
 
     # -- the engine loop -----------------------------------------------------------
     # Each step is one ``Wake`` event whose callback applies the step and plans
@@ -304,9 +304,7 @@ class Replica:
             self.waiting.remove_first(len(plan.admit))
             for req, hit in plan.admit:
                 if hit:
-                    keys = req.block_keys[:hit]
-                    kv.acquire(keys)
-                    req.keys = list(keys)
+                    req.keys = kv.hold(req.block_keys, hit)
                     req.computed = hit * bs
                     kv.hit_blocks += hit
                 if req.block_keys:

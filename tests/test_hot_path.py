@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.decode_group import DecodeGroup
@@ -61,28 +61,37 @@ class RefKV:
 
 
 # an operation: (request slot, chain, action, length)
-_ops = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1), st.sampled_from(["hold", "grow", "drop"]),
-                          st.integers(1, 6)), min_size=1, max_size=60)
+_ops = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1), st.sampled_from(["hold", "grow", "drop"]),
+                          st.integers(1, 4)), min_size=1, max_size=60)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(_ops)
-def test_prefix_cache_bulk_paths_match_per_key_definition(ops):
-    chains = [[(c * 100 + i) for i in range(8)] for c in range(3)]
+# two, then three whole-chain holders; all of them leave (the chain's keys become evictable)
+@example([(0, 0, "hold", 4), (0, 0, "grow", 4), (1, 0, "hold", 4), (2, 0, "hold", 4), (0, 0, "drop", 1),
+          (1, 0, "drop", 1), (2, 0, "drop", 1)])
+# a partial holder beside whole-chain holders, leaving last
+@example([(0, 1, "hold", 4), (0, 1, "grow", 2), (1, 1, "hold", 1), (0, 1, "grow", 2), (2, 1, "hold", 4),
+          (3, 1, "hold", 4), (2, 1, "drop", 1), (0, 1, "drop", 1), (3, 1, "drop", 1), (1, 1, "drop", 1)])
+def test_prefix_cache_fast_paths_match_per_key_definition(ops):
+    """Whole-chain holders, bulk refcounts and bulk registration against one
+    reference per request per key: same hits, holders, eviction order."""
+    chains = [[(c * 100 + i) for i in range(4)] for c in range(2)]  # one list object per chain, as the fleet shares
     kv, ref = KVCache(10_000, 16, True), RefKV()
-    held: dict[int, tuple[int, list]] = {}  # slot -> (chain, keys held: a prefix of the chain)
+    held: dict[int, tuple[int, list]] = {}  # slot -> (chain, keys list as the engine keeps it)
     for slot, chain, action, length in ops:
         if action == "hold" and slot not in held:
-            keys = chains[chain][:length]
-            got = kv.match(keys)
-            assert got == ref.match(keys)
-            hit = keys[:got[0]]
-            kv.acquire(hit)
-            ref.acquire(hit)
-            held[slot] = (chain, list(hit))
+            limit = 4 if length > 1 else 2  # mostly the whole chain
+            got = kv.match_chain(chains[chain], limit)
+            assert got == ref.match(chains[chain][:limit])
+            keys = kv.hold(chains[chain], got[0]) if got[0] else []
+            ref.acquire(chains[chain][:got[0]])
+            held[slot] = (chain, keys)
         elif action == "grow" and slot in held:
             c, keys = held[slot]
             new = chains[c][len(keys):len(keys) + length]
+            if not new:
+                continue
             if kv.register_all(new):
                 for key in new:
                     assert ref.register(key)
@@ -95,10 +104,13 @@ def test_prefix_cache_bulk_paths_match_per_key_definition(ops):
                         break
                     keys.append(key)
         elif action == "drop" and slot in held:
-            _, keys = held.pop(slot)
+            c, keys = held.pop(slot)
             kv.release(keys, 0)
-            ref.release(keys)
-        assert kv.refcount == ref.refcount
+            ref.release(chains[c][:len(keys)])
+        for c in chains:
+            for key in c:
+                assert kv.holders(key) == ref.refcount.get(key, 0)
+            assert (set(kv.refcount) & set(c)) == (set(ref.refcount) & set(c))
         assert list(kv.evictable) == list(ref.evictable)  # eviction order too
 
 

@@ -131,7 +131,7 @@ def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: b
         evictable_hits = 0
         if req.computed == 0 and req.block_keys:
             limit = (req.num_tokens - 1) // bs
-            hit, evictable_hits = rep.kv.match(req.block_keys[:limit])
+            hit, evictable_hits = rep.kv.match_chain(req.block_keys, limit)
         done = max(req.computed, hit * bs)
         remaining = req.num_tokens - done
         q = min(remaining, budget.tokens)

@@ -177,7 +177,7 @@ class PrefixAffinity:
             keys = keys_by_bs.get(rep.block_size)
             if keys is None:
                 keys = keys_by_bs[rep.block_size] = rep.fleet.block_keys(rid, rep.block_size) or []
-            hits = rep.kv.match(keys)[0]
+            hits = rep.kv.match_chain(keys, len(keys))[0]
             if hits > best_hits or (hits == best_hits and best is not None and rep.outstanding < best.outstanding):
                 best, best_hits = rep, hits
         if best is None or best_hits == 0:
