@@ -127,6 +127,17 @@ class KVCache:
             self.chains[id(chain)] = [1, chain]
         return chain
 
+    def promote(self, keys: list, chain: list) -> list:
+        """A request that registered the last blocks of ``chain`` and so holds one
+        reference per key of all of it (its ``keys``, equal to ``chain``) becomes
+        its whole-chain holder: its references become the chain's. Returns
+        ``chain``, the keys list to release from now on. (Nobody else can hold
+        the whole chain: its last blocks were not cached until now.)"""
+        if id(chain) in self.chains:
+            raise RuntimeError("promote: the chain already has whole-chain holders")  # an engine bug
+        self.chains[id(chain)] = [1, chain]
+        return chain
+
     def holders(self, key: int) -> int:
         """Requests holding ``key`` (0 when it is not held)."""
         n = self.refcount.get(key, 0)

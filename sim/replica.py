@@ -399,6 +399,8 @@ class Replica:
         new = req.block_keys[len(keys):full]
         if kv.register_all(new):  # the usual case: nobody computed these blocks meanwhile
             keys.extend(new)
+            if full == len(req.block_keys):  # it now holds the whole chain
+                req.keys = kv.promote(keys, req.block_keys)
             return
         while len(keys) < full:
             key = req.block_keys[len(keys)]

@@ -74,7 +74,7 @@ _ops = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1), st.sampled_from(
 @example([(0, 1, "hold", 4), (0, 1, "grow", 2), (1, 1, "hold", 1), (0, 1, "grow", 2), (2, 1, "hold", 4),
           (3, 1, "hold", 4), (2, 1, "drop", 1), (0, 1, "drop", 1), (3, 1, "drop", 1), (1, 1, "drop", 1)])
 def test_prefix_cache_fast_paths_match_per_key_definition(ops):
-    """Whole-chain holders, bulk refcounts and bulk registration against one
+    """Whole-chain holders (by hold and by promotion), bulk refcounts and bulk registration against one
     reference per request per key: same hits, holders, eviction order."""
     chains = [[(c * 100 + i) for i in range(4)] for c in range(2)]  # one list object per chain, as the fleet shares
     kv, ref = KVCache(10_000, 16, True), RefKV()
@@ -96,6 +96,8 @@ def test_prefix_cache_fast_paths_match_per_key_definition(ops):
                 for key in new:
                     assert ref.register(key)
                 keys.extend(new)
+                if len(keys) == len(chains[c]):  # it now holds the whole chain, as the engine promotes it
+                    held[slot] = (c, kv.promote(keys, chains[c]))
             else:  # someone holds or caches one of them: one at a time, as the engine does
                 for key in new:
                     ok = kv.register(key)
