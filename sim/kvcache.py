@@ -138,6 +138,16 @@ class KVCache:
         self.chains[id(chain)] = [1, chain]
         return chain
 
+    def freed_by(self, keys: list) -> int:
+        """Cached blocks that lose their last holder if the request holding
+        ``keys`` (a list ``hold`` returned) let go now."""
+        entry = self.chains.get(id(keys))
+        if entry is not None and entry[1] is keys and entry[0] > 1:
+            return 0  # other whole-chain holders keep every key
+        # One of a key's references is this request's (its own, or its chain's when it is the
+        # chain's only holder); a count of 1 means nobody else holds the key.
+        return list(map(self.refcount.__getitem__, keys)).count(1)
+
     def holders(self, key: int) -> int:
         """Requests holding ``key`` (0 when it is not held)."""
         n = self.refcount.get(key, 0)

@@ -157,8 +157,7 @@ class Replica:
         """Free blocks gained if ``req`` let go of everything now."""
         computed = self.dec.computed_of(req) if req.state == DECODING else req.computed
         private = -(-computed // self.block_size) - len(req.keys)
-        holders = self.kv.holders
-        return private + sum(1 for key in req.keys if holders(key) == 1)
+        return private + self.kv.freed_by(req.keys) if req.keys else private
 
     # -- the engine loop -----------------------------------------------------------
     # Each step is one ``Wake`` event whose callback applies the step and plans

@@ -112,6 +112,8 @@ def test_prefix_cache_fast_paths_match_per_key_definition(ops):
         for c in chains:
             for key in c:
                 assert kv.holders(key) == ref.refcount.get(key, 0)
+        for _, keys in held.values():  # what a preemption of each holder would free
+            assert kv.freed_by(keys) == sum(1 for key in keys if ref.refcount[key] == 1)
             assert (set(kv.refcount) & set(c)) == (set(ref.refcount) & set(c))
         assert list(kv.evictable) == list(ref.evictable)  # eviction order too
 
