@@ -166,7 +166,9 @@ class Fleet:
         self.cached[rid] = req.cached_tokens
         self.preempt[rid] = req.preemptions
         self.status[rid] = OK
-        self._leave()
+        self.active -= 1
+        if self._arrivals_done and self.active == 0 and not self.done.triggered:
+            self.done.succeed()
 
     def reject(self, req: Request, rep: Replica) -> None:
         self.replica_of[req.rid] = rep.index

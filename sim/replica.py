@@ -356,8 +356,10 @@ class Replica:
                 self._register_blocks(req)
             if req.computed == req.num_tokens:
                 self._sampled(req, t_end)
-        for req in dec.pop_finished():
-            self._finish(req)
+        heap = dec.heap
+        if heap and heap[0][0] < dec.k:
+            for req in dec.pop_finished():
+                self._finish(req)
         self._sample()
         self._plan()
 
