@@ -22,7 +22,7 @@ from sim.result import ReplicaStats, SimResult
 from sim.rng import stream
 from sim.routers import make_router
 from sim.scenario import Scenario
-from sim.traffic import Workload, generate_workload
+from sim.traffic import Workload
 from sim.wake import URGENT, Wake
 
 __all__ = ["Fleet", "simulate", "build_pool_models"]
@@ -166,9 +166,7 @@ class Fleet:
         self.cached[rid] = req.cached_tokens
         self.preempt[rid] = req.preemptions
         self.status[rid] = OK
-        self.active -= 1
-        if self._arrivals_done and self.active == 0 and not self.done.triggered:
-            self.done.succeed()
+        self._leave()
 
     def reject(self, req: Request, rep: Replica) -> None:
         self.replica_of[req.rid] = rep.index

@@ -35,6 +35,7 @@ from sim.policies.base import DECODE_RUN
 from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
 from sim.request import DONE, DECODING, RUNNING, WAITING, Request
 from sim.result import ReplicaStats
+from sim.routers import outstanding_key
 from sim.wake import URGENT, Wake
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,8 +68,8 @@ class Replica:
         self.seg: Segment | None = None  # timing anchor of the current decode-only run
         self.t = 0.0
         self.outstanding = 0  # waiting + running (routers read it)
-        # heaps of ``outstanding << 20 | index`` kept by least-outstanding routing (routers.LeastOutstanding):
-        # a replica pushes its new key whenever ``outstanding`` changes
+        # heaps kept by least-outstanding routing (routers.LeastOutstanding): a replica
+        # pushes its new ``outstanding_key`` whenever ``outstanding`` changes
         self.outstanding_heaps: list[list] = []
         self._seq = 0
         self._interruptible = False
@@ -104,8 +105,7 @@ class Replica:
             req.block_keys = None
         self.waiting.push(req)
         self.outstanding += 1
-        for heap in self.outstanding_heaps:
-            heappush(heap, (self.outstanding << 20) | self.index)
+        self._outstanding_changed()
         if self._interruptible and self.policy.wake_on_arrival(self):
             self._wake()
 
@@ -126,9 +126,14 @@ class Replica:
             req.keys = []
             req.first_token_s = req.last_token_s = float("nan")
         self.outstanding = 0
-        for heap in self.outstanding_heaps:
-            heappush(heap, (self.outstanding << 20) | self.index)
+        self._outstanding_changed()
         return orphans
+
+    def _outstanding_changed(self) -> None:
+        if self.outstanding_heaps:
+            key = outstanding_key(self)
+            for heap in self.outstanding_heaps:
+                heappush(heap, key)
 
     def kv_used_at(self, now: float) -> int:
         """Blocks in use at ``now``, counting decode steps finished mid-run."""
@@ -435,8 +440,7 @@ class Replica:
         self._release(req)
         req.state = DONE
         self.outstanding -= 1
-        for heap in self.outstanding_heaps:
-            heappush(heap, (self.outstanding << 20) | self.index)
+        self._outstanding_changed()
         self.fleet.finish(req, self)
 
     # -- accounting -------------------------------------------------------------

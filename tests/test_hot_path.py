@@ -8,13 +8,14 @@ gives, on random operation sequences.
 from __future__ import annotations
 
 from collections import OrderedDict
+from heapq import heappush
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.decode_group import DecodeGroup
 from sim.kvcache import KVCache
-from sim.routers import LeastOutstanding
+from sim.routers import LeastOutstanding, outstanding_key
 
 
 class RefKV:
@@ -125,11 +126,9 @@ class _Rep:
         self.outstanding_heaps: list = []
 
     def change(self, delta: int) -> None:
-        from heapq import heappush
-
         self.outstanding = max(0, self.outstanding + delta)
-        for heap in self.outstanding_heaps:
-            heappush(heap, (self.outstanding << 20) | self.index)
+        for heap in self.outstanding_heaps:  # as Replica does when its count changes
+            heappush(heap, outstanding_key(self))
 
 
 @settings(max_examples=200, deadline=None)

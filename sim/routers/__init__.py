@@ -24,6 +24,11 @@ _SHIFT = 20  # heap keys of LeastOutstanding: outstanding << _SHIFT | replica in
 _MASK = (1 << _SHIFT) - 1
 
 
+def outstanding_key(rep) -> int:
+    """Heap key of a replica in least-outstanding routing: fewest outstanding, then lowest index."""
+    return (rep.outstanding << _SHIFT) | rep.index
+
+
 class _NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,7 +65,7 @@ class LeastOutstanding:
     """Fewest requests queued or running (ties: lowest index)."""
 
     # A fleet's eligible lists are ``track``-ed: each distinct list gets a heap
-    # of ``outstanding << 20 | index`` keys that its replicas push to whenever
+    # of ``outstanding_key`` keys that its replicas push to whenever
     # their count changes (``Replica.outstanding_heaps``); entries that no longer
     # match the replica's count are dropped when they reach the top. A choice is
     # then O(log n) instead of a scan of the list. Untracked lists are scanned,
@@ -79,7 +84,7 @@ class LeastOutstanding:
         members = tuple(rep.index for rep in replicas)
         shared = self._heaps.get(members)
         if shared is None:
-            heap = sorted((rep.outstanding << _SHIFT) | rep.index for rep in replicas)
+            heap = sorted(map(outstanding_key, replicas))
             shared = self._heaps[members] = (heap, {rep.index: rep for rep in replicas})
             for rep in replicas:
                 rep.outstanding_heaps.append(heap)
@@ -107,7 +112,7 @@ class LeastOutstanding:
             rep = by_index.get(key & _MASK)
             if rep is not None and rep.outstanding == key >> _SHIFT:
                 if len(heap) > 8 * len(replicas) + 64:  # many stale entries: start afresh
-                    heap[:] = sorted((r.outstanding << _SHIFT) | r.index for r in by_index.values())
+                    heap[:] = sorted(map(outstanding_key, by_index.values()))
                 return rep
             heapq.heappop(heap)
 
