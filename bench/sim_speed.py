@@ -1,7 +1,8 @@
 """Simulator speed: simulated requests per wall-second and peak memory.
 
 Cases (each in its own process, so peak RSS is its own):
-  a  1 replica, 10k requests (also with --exact-steps: the fast-forward ratio)
+  a  1 replica, 10k requests (also with --exact-steps: the fast-forward ratio,
+     and with FLEETCAST_PURE_PYTHON=1: the compiled engine's ratio)
   b  64 replicas of Llama-3.1-8B on H100, chat/code mix at ~80% of measured
      capacity, 1M requests
 
@@ -55,7 +56,10 @@ def scenario(replicas: int, rate_rps: float, duration_s: float, warmup_s: float 
 
 
 def _case(args: tuple, queue) -> None:
-    replicas, rate, duration, exact = args
+    replicas, rate, duration, exact, pure = args
+    if pure:  # before sim is imported: the Python sources, not the compiled modules
+        os.environ["FLEETCAST_PURE_PYTHON"] = "1"
+    import sim
     from sim.fleet import simulate
 
     sc = scenario(replicas, rate, duration)
@@ -64,6 +68,7 @@ def _case(args: tuple, queue) -> None:
     wall = time.perf_counter() - t0
     df = res.requests
     queue.put({"replicas": replicas, "rate_rps": rate, "requests": int(len(df)), "exact_steps": exact,
+               "engine": sim.engine_build(),
                "wall_s": wall, "sim_req_per_wall_s": len(df) / wall,
                "ok_pct": float((df.status == "ok").mean() * 100),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
@@ -96,21 +101,26 @@ def main() -> int:
     cap = capacity_rps()
     rate1 = 0.8 * cap
     print(f"one replica's capacity: {cap:.2f} req/s; 80% load = {rate1:.2f} req/s per replica")
-    rows = [
-        run_case(1, rate1, 10_000 / rate1, False),
-        run_case(1, rate1, 10_000 / rate1, True),
-        run_case(64, 64 * rate1, a.requests_b / (64 * rate1), False),
-    ]
-    rows[0]["case"], rows[1]["case"], rows[2]["case"] = "a", "a (exact)", "b"
-    print(f"\n{'case':<10} {'replicas':>8} {'requests':>10} {'wall s':>8} {'req/wall-s':>11} {'peak MB':>8} {'ok %':>6}")
+    cases = [("a", (1, rate1, 10_000 / rate1, False, False)),
+             ("a (exact)", (1, rate1, 10_000 / rate1, True, False)),
+             ("a (pure)", (1, rate1, 10_000 / rate1, False, True)),
+             ("b", (64, 64 * rate1, a.requests_b / (64 * rate1), False, False))]
+    rows = []
+    for name, args in cases:
+        rows.append({"case": name, **run_case(*args)})
+    print(f"\n{'case':<10} {'engine':<12} {'replicas':>8} {'requests':>10} {'wall s':>8} {'req/wall-s':>11} "
+          f"{'peak MB':>8} {'ok %':>6}")
     for r in rows:
-        print(f"{r['case']:<10} {r['replicas']:>8} {r['requests']:>10,} {r['wall_s']:>8.1f} "
+        print(f"{r['case']:<10} {r['engine']:<12} {r['replicas']:>8} {r['requests']:>10,} {r['wall_s']:>8.1f} "
               f"{r['sim_req_per_wall_s']:>11,.0f} {r['peak_rss_mb']:>8.0f} {r['ok_pct']:>6.1f}")
     ratio = rows[1]["wall_s"] / rows[0]["wall_s"]
     print(f"\nfast-forward speed-up over --exact-steps (case a, same run): {ratio:.1f}x")
+    pure_ratio = rows[2]["wall_s"] / rows[0]["wall_s"]
+    print(f"{rows[0]['engine']} engine over the pure-Python one (case a, same run): {pure_ratio:.1f}x")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"capacity_rps_per_replica": cap, "rows": rows, "exact_over_fast_wall_ratio": ratio,
+                               "pure_over_default_wall_ratio": pure_ratio,
                                "python": sys.version.split()[0], "machine": platform.machine()}, indent=2) + "\n")
     print(f"written {out}")
     return 0

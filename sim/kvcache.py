@@ -93,7 +93,9 @@ class KVCache:
                 refcount.update(zip(keys[:j], map(sub, rcs[:j], repeat(1))))
             dead = keys[j:]
             list(map(refcount.pop, dead))
-            self.evictable.update(zip(reversed(dead), repeat(None)))
+            evictable = self.evictable
+            for key in reversed(dead):  # a plain loop: OrderedDict.update takes a slow generic path
+                evictable[key] = None
             return
         # Reverse order: the tail of a chain is evicted before its head.
         for key in reversed(keys):

@@ -1,9 +1,9 @@
 """One serving instance, driven by SimPy events.
 
 The loop: ask the batching policy for a ``StepPlan``, advance time by the
-performance model, apply the plan. Each step is one SimPy event (a ``Wake``
-whose callback applies the step and plans the next) rather than a SimPy
-process: a generator resume and an ``Interrupt`` per arrival cost more than a
+performance model, apply the plan. Each step is one entry in SimPy's event
+queue (a ``Wake``, see ``sim.wake``, whose callback applies the step and plans
+the next) rather than a SimPy process: a generator resume and an ``Interrupt`` per arrival cost more than a
 typical step's own work. A decode-only plan the policy marks ``repeatable`` is
 fast-forwarded: the whole run of identical steps up to the next interesting
 moment (a member finishing, the KV cache running short, a time-series tick) is
@@ -19,6 +19,8 @@ Hot path (about three and a half events per request): ITL counts live in plain
 lists (``_itl[class][bucket]``, exposed as an array by ``itl``), the
 members-by-class vector of the decode group is a list, and a fast-forwarded run
 only searches for its KV-exhaustion or tick step when that bound can bind.
+When the engine is compiled (``setup.py``), ``replica.pxd`` gives this class
+and the locals of its hot methods C types; this file stays the reference.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ import simpy
 
 from sim.decode_group import DecodeGroup, Segment
 from sim.kvcache import KVCache
-from sim.policies.base import DECODE_RUN
+from sim.policies.plan import DECODE_RUN
 from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
 from sim.request import DONE, DECODING, RUNNING, WAITING, Request
 from sim.result import ReplicaStats
 from sim.routers import outstanding_key
-from sim.wake import URGENT, Wake
+from sim.wake import URGENT, Wake, wake
 
 if TYPE_CHECKING:  # pragma: no cover
     from sim.fleet import Fleet
@@ -56,6 +58,10 @@ class Replica:
         self.pool = pool
         self.engine = pool.engine
         self.block_size = pool.engine.block_size
+        # engine knobs the policies read every step (plain attributes: C fields when compiled)
+        self.max_num_batched_tokens = pool.engine.max_num_batched_tokens
+        self.max_num_seqs = pool.engine.max_num_seqs
+        self.chunked_prefill = pool.engine.enable_chunked_prefill
         self.max_model_len = fleet.max_model_len(pool)
         self.perf = perf
         self.policy = policy
@@ -87,7 +93,7 @@ class Replica:
         self._step = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
         self._idle_until = 0.0
         # the pending wake-up (the engine loop starts at time 0, like a SimPy process)
-        self._ev: Wake | None = Wake(self.env, 0.0, self._plan, URGENT)
+        self._ev: Wake | None = wake(self.env, 0.0, self._plan, URGENT)
 
     # -- arrivals ---------------------------------------------------------------
     def enqueue(self, req: Request) -> None:
@@ -197,13 +203,13 @@ class Replica:
         self._interruptible = False
         env = self.env
         if self._run_k is None:  # idle
-            self._ev = Wake(env, 0.0, self._idle_interrupted, URGENT)
+            self._ev = wake(env, 0.0, self._idle_interrupted, URGENT)
             return
         seg, k, steps = self._run_k
         steps = min(steps, seg.first_step_ending_at_or_after(env.now) - k + 1)
         t_end = seg.t_end(k + steps - 1)
         self._run_end = (steps, t_end)
-        self._ev = Wake(env, max(0.0, t_end - env.now), self._decode_end)
+        self._ev = wake(env, max(0.0, t_end - env.now), self._decode_end)
 
     def _start_idle(self, until: float) -> None:
         self.batch_tokens = 0
@@ -212,7 +218,7 @@ class Replica:
             self._ev = None  # until an arrival
         else:
             self._idle_until = until
-            self._ev = Wake(self.env, max(0.0, until - self.env.now), self._idle_timeout)
+            self._ev = wake(self.env, max(0.0, until - self.env.now), self._idle_timeout)
 
     def _idle_timeout(self, ev) -> None:
         if ev is not self._ev:
@@ -251,7 +257,7 @@ class Replica:
         self._run_k = (seg, k, steps)
         self._run_end = (steps, t_end)
         self._interruptible = steps > 1
-        self._ev = Wake(env, max(0.0, t_end - env.now), self._decode_end)
+        self._ev = wake(env, max(0.0, t_end - env.now), self._decode_end)
 
     def _decode_end(self, ev) -> None:
         if ev is not self._ev:
@@ -289,7 +295,8 @@ class Replica:
         steps = dec.next_finish_k() - k + 1
         # Exhaustion binds only if these steps may need more blocks than are
         # free; a member needs at most one block per block_size steps.
-        free = self.kv.free
+        kv = self.kv
+        free = kv.num_empty + len(kv.evictable)  # kv.free
         if free < dec.n * -(-steps // self.block_size):
             steps = min(steps, dec.steps_until_exhaustion(free))
         # The tick binds only if the run would reach it (step ends are monotone).
@@ -312,7 +319,7 @@ class Replica:
                     req.computed = hit * bs
                     kv.hit_blocks += hit
                 if req.block_keys:
-                    kv.query_blocks += min(len(req.block_keys), (req.num_tokens - 1) // bs)
+                    kv.query_blocks += min(len(req.block_keys), (req.prompt + req.generated - 1) // bs)  # num_tokens - 1
                 if req.preemptions == 0:
                     req.cached_tokens = hit * bs
                 req.state = RUNNING
@@ -334,7 +341,7 @@ class Replica:
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
         self._step = (plan, n, d, t_end, args)
-        self._ev = Wake(env, max(0.0, t_end - env.now), self._mixed_end)
+        self._ev = wake(env, max(0.0, t_end - env.now), self._mixed_end)
 
     def _mixed_end(self, ev) -> None:
         if ev is not self._ev:
@@ -359,7 +366,7 @@ class Replica:
             req.computed += q
             if req.block_keys and kv.caching:
                 self._register_blocks(req)
-            if req.computed == req.num_tokens:
+            if req.computed == req.prompt + req.generated:  # == num_tokens
                 self._sampled(req, t_end)
         heap = dec.heap
         if heap and heap[0][0] < dec.k:

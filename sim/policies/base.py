@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from sim.policies.plan import DECODE_RUN, IDLE, StepPlan
 from sim.request import DECODING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,36 +20,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from sim.request import Request
 
 __all__ = ["StepPlan", "BatchingPolicy", "NoParams", "IDLE", "DECODE_RUN", "preempt_for", "admit_waiting", "blocks_for", "Budget"]
-
-
-class StepPlan:
-    """What the next engine step does (read-only by convention: a plain slotted
-    class, built in 0.5 us where a frozen dataclass took 1.8 us, at every step)."""
-
-    __slots__ = ("preempt", "admit", "chunks", "decode", "repeatable", "idle_until")
-
-    def __init__(self, preempt: tuple = (), admit: tuple = (), chunks: tuple = (), decode: bool = False,
-                 repeatable: bool = False, idle_until: float | None = None) -> None:
-        # requests moved from running back to waiting (recompute), in preemption order
-        self.preempt = preempt
-        # (request, cached blocks hit) admitted from the head of the waiting queue, in queue order
-        self.admit = admit
-        # (request, tokens) prefill / recompute chunks computed in this step
-        self.chunks = chunks
-        # whether the decode group advances one token in this step
-        self.decode = decode
-        # a decode-only plan the policy would repeat, unchanged, until a member
-        # finishes, the KV cache runs short, or a request arrives
-        self.repeatable = repeatable
-        # no step: sleep until this time (inf: until an arrival); None when stepping
-        self.idle_until = idle_until
-
-    def __repr__(self) -> str:
-        return "StepPlan(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
-
-
-IDLE = StepPlan(idle_until=float("inf"))
-DECODE_RUN = StepPlan(decode=True, repeatable=True)
 
 
 class NoParams(BaseModel):
@@ -121,7 +92,7 @@ def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: b
     """Admit from the head of the waiting queue while budget, slots and KV allow."""
     admitted = []
     if max_seqs is None:
-        max_seqs = rep.engine.max_num_seqs
+        max_seqs = rep.max_num_seqs
     num_running = len(rep.running) - len(budget.victims)
     bs = rep.block_size
     for req in rep.waiting:
@@ -130,13 +101,13 @@ def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: b
         hit = 0
         evictable_hits = 0
         if req.computed == 0 and req.block_keys:
-            limit = (req.num_tokens - 1) // bs
+            limit = (req.prompt + req.generated - 1) // bs  # num_tokens - 1
             hit, evictable_hits = rep.kv.match_chain(req.block_keys, limit)
         done = max(req.computed, hit * bs)
-        remaining = req.num_tokens - done
+        remaining = req.prompt + req.generated - done  # num_tokens - done
         q = min(remaining, budget.tokens)
         if whole_prompts and q < remaining:
-            if admitted or remaining <= rep.engine.max_num_batched_tokens:
+            if admitted or remaining <= rep.max_num_batched_tokens:
                 break
             # A prompt longer than the whole budget (vLLM refuses such configs
             # without chunked prefill): compute it alone in one oversize step

@@ -11,6 +11,7 @@ preempts admits nobody new.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sim.policies.base import DECODE_RUN, IDLE, Budget, NoParams, StepPlan, admit_waiting, blocks_for, preempt_for
@@ -40,14 +41,18 @@ class ContinuousBatching:
         return reversed(rep.running)
 
     def schedule(self, rep: "Replica") -> StepPlan:
-        dec = rep.dec
-        if not rep.prefilling and not len(rep.waiting) and dec.n and dec.need_now() <= rep.kv.free:
+        dec, kv = rep.dec, rep.kv
+        free = kv.num_empty + len(kv.evictable)  # kv.free
+        if not rep.prefilling and not len(rep.waiting) and dec.n and dec.need_now() <= free:
             return DECODE_RUN  # the steady state: every running request decodes
-        budget = Budget(rep.engine.max_num_batched_tokens, rep.kv.free, lambda: self.victim_order(rep))
+        budget = Budget(rep.max_num_batched_tokens, free, partial(self.victim_order, rep))
         if dec.n:
             preempt_for(rep, dec.need_now(), budget)
         victims = budget.victims
-        n_dec = dec.n - sum(1 for v in victims if v.state == DECODING) if victims else dec.n
+        n_dec = dec.n  # members that decode this step: all but the preempted ones
+        for v in victims:
+            if v.state == DECODING:
+                n_dec -= 1
         budget.tokens -= n_dec
         chunks: list = []
         for req in rep.prefilling:
@@ -55,7 +60,7 @@ class ContinuousBatching:
                 break
             if req in victims:
                 continue
-            q = min(req.num_tokens - req.computed, budget.tokens)
+            q = min(req.prompt + req.generated - req.computed, budget.tokens)  # num_tokens - computed
             if not preempt_for(rep, blocks_for(rep, req.computed, q), budget, protect=req):
                 break
             chunks.append((req, q))
@@ -64,7 +69,7 @@ class ContinuousBatching:
             chunks = [(r, q) for r, q in chunks if r not in victims]
             admitted: list = []
         else:
-            admitted = admit_waiting(rep, budget, chunks, whole_prompts=not rep.engine.enable_chunked_prefill)
+            admitted = admit_waiting(rep, budget, chunks, whole_prompts=not rep.chunked_prefill)
         if chunks:
             return StepPlan(preempt=tuple(victims), admit=tuple(admitted), chunks=tuple(chunks), decode=n_dec > 0)
         if n_dec:

@@ -43,7 +43,8 @@ class RoundRobin:
         self._next: dict[int, int] = {}
 
     def choose(self, replicas: list, rid: int, prefix_key, now: float):
-        i = self._next.get(id(replicas), 0)
+        # modulo the current length: a replica failure shrinks the list in place
+        i = self._next.get(id(replicas), 0) % len(replicas)
         self._next[id(replicas)] = (i + 1) % len(replicas)
         return replicas[i]
 

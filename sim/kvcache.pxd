@@ -1,0 +1,16 @@
+# C types for kvcache.py when Cython compiles it (setup.py); kvcache.py is the reference.
+cdef class KVCache:
+    cdef public long long num_blocks, block_size, num_empty, hit_blocks, query_blocks
+    cdef public bint caching
+    cdef public dict refcount, chains
+    cdef public object evictable
+    cpdef allocate(self, long long n)
+    cpdef release(self, list keys, long long private_blocks)
+    cpdef tuple match_chain(self, list chain, long long limit)
+    cpdef list hold(self, list chain, long long hit)
+    cpdef list promote(self, list keys, list chain)
+    cpdef long long freed_by(self, list keys)
+    cpdef tuple match(self, list keys)
+    cpdef acquire(self, list keys)
+    cpdef bint register_all(self, list keys)
+    cpdef bint register(self, object key)

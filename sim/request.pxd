@@ -1,0 +1,9 @@
+# C types for request.py when Cython compiles it (setup.py); request.py is the reference.
+cdef class Request:
+    cdef public long long rid, cls, prompt, output, priority, seq
+    cdef public double arrival_s
+    cdef public object block_keys
+    cdef public long long generated, computed, state, preemptions, cached_tokens
+    cdef public list keys
+    cdef public double first_token_s, last_token_s, enqueue_s
+    cdef public long long k_join, c_join, g_join, phase, join_id
