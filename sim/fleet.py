@@ -93,6 +93,7 @@ class Fleet:
         self.preempt = array("q", [0]) * n
         self.replica_of = array("q", [-1]) * n
         self.status = array("b", [TIMEOUT]) * n
+        self._outcomes = (self.first_token, self.finish_s, self.out_tokens, self.cached, self.preempt, self.status)
         self.active = 0
         self._arrivals_done = False
         self.done = self.env.event()
@@ -140,12 +141,18 @@ class Fleet:
         lo, hi = self._offsets[rid], self._offsets[rid + 1]
         if hi == lo:
             return None
-        keys, ends = self._chain_keys[lo:hi], self._chain_ends[lo:hi]
-        cache_key = (block_size, *keys, *ends) if hi - lo <= 2 else None
+        chain_keys, chain_ends = self._chain_keys, self._chain_ends
+        if hi - lo == 1:  # the usual chain: one chunk
+            cache_key = (block_size, chain_keys[lo], chain_ends[lo])
+        elif hi - lo == 2:
+            cache_key = (block_size, chain_keys[lo], chain_keys[lo + 1], chain_ends[lo], chain_ends[lo + 1])
+        else:
+            cache_key = None
         if cache_key is not None:
             hit = self._key_cache.get(cache_key)
             if hit is not None:
                 return hit
+        keys, ends = chain_keys[lo:hi], chain_ends[lo:hi]
         n_full = ends[-1] // block_size
         out, j = [], 0
         for i in range(n_full):
@@ -160,12 +167,13 @@ class Fleet:
 
     def finish(self, req: Request, rep: Replica) -> None:
         rid = req.rid
-        self.first_token[rid] = req.first_token_s
-        self.finish_s[rid] = rep.t
-        self.out_tokens[rid] = req.generated
-        self.cached[rid] = req.cached_tokens
-        self.preempt[rid] = req.preemptions
-        self.status[rid] = OK
+        first_token, finish_s, out_tokens, cached, preempt, status = self._outcomes
+        first_token[rid] = req.first_token_s
+        finish_s[rid] = rep.t
+        out_tokens[rid] = req.generated
+        cached[rid] = req.cached_tokens
+        preempt[rid] = req.preemptions
+        status[rid] = OK
         self._leave()
 
     def reject(self, req: Request, rep: Replica) -> None:
@@ -298,7 +306,10 @@ class Fleet:
             "preemptions": np.frombuffer(self.preempt, dtype=np.int64).copy(),
             "status": _STATUS[np.frombuffer(self.status, dtype=np.int8)],
         }).astype(REQUEST_COLUMNS)
-        rows = [(t, rep.name, *vals) for rep in self.replicas for (t, *vals) in rep.ts_rows]
+        rows: list = []
+        for rep in self.replicas:
+            name = rep.name
+            rows += [(t, name, running, waiting, kv, batch) for t, running, waiting, kv, batch in rep.ts_rows]
         ts = pd.DataFrame(rows, columns=list(TIMESERIES_COLUMNS)).astype(TIMESERIES_COLUMNS)
         itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))
         return SimResult(requests=derive_latencies(requests), timeseries=ts, class_names=self.class_names,

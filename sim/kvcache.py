@@ -83,7 +83,7 @@ class KVCache:
                 return
             del self.chains[id(keys)]  # the last one: the chain lets go of its references
         refcount = self.refcount
-        rcs = list(map(refcount.__getitem__, keys))  # the loops below run in C
+        rcs = [refcount[key] for key in keys]
         if 1 not in rcs:  # others still hold every key
             refcount.update(zip(keys, map(sub, rcs, repeat(1))))
             return
@@ -92,7 +92,8 @@ class KVCache:
             if j:
                 refcount.update(zip(keys[:j], map(sub, rcs[:j], repeat(1))))
             dead = keys[j:]
-            list(map(refcount.pop, dead))
+            for key in dead:
+                del refcount[key]
             evictable = self.evictable
             for key in reversed(dead):  # a plain loop: OrderedDict.update takes a slow generic path
                 evictable[key] = None
@@ -148,7 +149,8 @@ class KVCache:
             return 0  # other whole-chain holders keep every key
         # One of a key's references is this request's (its own, or its chain's when it is the
         # chain's only holder); a count of 1 means nobody else holds the key.
-        return list(map(self.refcount.__getitem__, keys)).count(1)
+        refcount = self.refcount
+        return [refcount[key] for key in keys].count(1)
 
     def holders(self, key: int) -> int:
         """Requests holding ``key`` (0 when it is not held)."""

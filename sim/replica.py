@@ -1,10 +1,10 @@
 """One serving instance, driven by SimPy events.
 
 The loop: ask the batching policy for a ``StepPlan``, advance time by the
-performance model, apply the plan. Each step is one entry in SimPy's event
-queue (a ``Wake``, see ``sim.wake``, whose callback applies the step and plans
-the next) rather than a SimPy process: a generator resume and an ``Interrupt`` per arrival cost more than a
-typical step's own work. A decode-only plan the policy marks ``repeatable`` is
+performance model, apply the plan. Each step is one engine event (a ``Wake``,
+see ``sim.wake``: it runs in SimPy's event order, and its callback applies the
+step and plans the next) rather than a SimPy process: a generator resume and
+an ``Interrupt`` per arrival cost more than a typical step's own work. A decode-only plan the policy marks ``repeatable`` is
 fast-forwarded: the whole run of identical steps up to the next interesting
 moment (a member finishing, the KV cache running short, a time-series tick) is
 one event; an arrival the policy wants to see cuts it at the end of the step

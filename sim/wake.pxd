@@ -1,5 +1,14 @@
 # C types for wake.py when Cython compiles it (setup.py); wake.py is the reference.
+cimport cython
+
 cdef class Wake:
+    cdef public double at
+    cdef public long long priority, eid
     cdef public object callback
 
+cpdef bint _before(Wake a, Wake b)
+
 cpdef Wake wake(env, double delay, callback, long long priority=*)
+
+@cython.locals(w=Wake, t=double, ran=bint)
+cpdef bint _run_wakes(env, list wakes, list queue)

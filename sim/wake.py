@@ -1,19 +1,21 @@
-"""Engine events: ``Wake`` entries in SimPy's event queue, and the ``Environment`` that runs them.
+"""Engine events (``Wake``), and the ``Environment`` that runs them beside SimPy's own.
 
 The engine loop of a replica and the arrival process run as callbacks rather
 than as SimPy processes: a generator resume, and above all an ``Interrupt``
 thrown into a generator, cost more than the work of a typical engine step.
-``wake(env, delay, callback)`` puts a ``Wake`` into SimPy's own queue exactly
-as ``Environment.schedule`` would (same time, priority and event-id key), so
+``wake(env, delay, callback)`` schedules a ``Wake`` with the key
+``Environment.schedule`` would give an event (time, priority, event id), so
 its order against every other event is SimPy's: by time, then priority
 (``URGENT`` before ``NORMAL``), then scheduling order.
 
-A ``Wake`` is not a ``simpy.Event``: it only carries its callback. SimPy's
-``step`` never sees one, because ``Environment.step`` runs the queue's
-leading ``Wake`` entries itself (one callback each, never failed, never
-stopping the run) and hands every other event to SimPy's own ``step``. A
-callback receives its ``Wake``; the replica compares it with the wake-up it
-is waiting for, so a superseded one is a no-op.
+A ``Wake`` is not a ``simpy.Event``: it carries its key and its callback, and
+waits in a queue of its own (``Environment.wakes``). ``Environment.step``
+takes the next event of the two queues by SimPy's key, runs Wakes itself (one
+callback each, never failed, never stopping the run) and hands every other
+event to SimPy's own ``step``; both queues draw event ids from SimPy's
+counter, so the order is the one a single SimPy queue would give. A callback
+receives its ``Wake``; the replica compares it with the wake-up it is waiting
+for, so a superseded one is a no-op.
 """
 
 from __future__ import annotations
@@ -27,35 +29,78 @@ from simpy.events import NORMAL, URGENT
 __all__ = ["Wake", "Environment", "wake", "NORMAL", "URGENT"]
 
 
-class Wake:
-    """A scheduled ``callback(wake)`` (made by ``wake``)."""
+# Compiled (setup.py), a Wake compares itself in C, so the wake queue holds Wakes;
+# as plain Python, a tuple compares faster than a Python __lt__, so it holds SimPy-style tuples.
+COMPILED = not __file__.endswith(".py")
 
-    __slots__ = ("callback",)
+
+class Wake:
+    """A scheduled ``callback(wake)`` at time ``at`` (made by ``wake``)."""
+
+    __slots__ = ("at", "priority", "eid", "callback")
+
+    def __lt__(self, other) -> bool:
+        return _before(self, other)
+
+
+def _before(a: Wake, b: Wake) -> bool:
+    """SimPy's queue order: time, then priority, then event id (scheduling order)."""
+    if a.at != b.at:
+        return a.at < b.at
+    if a.priority != b.priority:
+        return a.priority < b.priority
+    return a.eid < b.eid
 
 
 def wake(env: "Environment", delay: float, callback: Callable, priority: int = NORMAL) -> Wake:
-    """Schedule ``callback(w)`` ``delay`` seconds from now; returns ``w``."""
+    """Schedule ``callback(w)`` ``delay`` seconds from now; returns ``w``. Its key is the one
+    ``simpy.Environment.schedule`` would give it (the event id from the same counter)."""
     w = Wake.__new__(Wake)
+    w.at = env._now + delay
+    w.priority = priority
+    w.eid = next(env._eid)
     w.callback = callback
-    # simpy.Environment.schedule's queue entry: (time, priority, event id, event)
-    heappush(env._queue, (env._now + delay, priority, next(env._eid), w))
+    heappush(env.wakes, w if COMPILED else (w.at, priority, w.eid, w))
     return w
 
 
 class Environment(simpy.Environment):
-    """``simpy.Environment`` that runs the ``Wake`` entries of its queue itself."""
+    """``simpy.Environment`` with a second queue, of ``Wake`` entries, that it runs itself."""
+
+    def __init__(self, initial_time: float = 0) -> None:
+        super().__init__(initial_time)
+        self.wakes: list = []  # heap of Wakes (or their key tuples), apart from SimPy's _queue
 
     @property
     def now(self) -> float:
         return self._now
 
+    def peek(self) -> float:
+        t = super().peek()
+        if self.wakes:
+            w = self.wakes[0] if COMPILED else self.wakes[0][3]
+            t = min(t, w.at)
+        return t
+
     def step(self) -> None:
-        queue = self._queue
-        if not queue or type(queue[0][3]) is not Wake:
+        """Run the next event of the two queues, in SimPy's order: a run of Wakes in one
+        call (they never fail and never stop the run), any other event by SimPy's step."""
+        if not _run_wakes(self, self.wakes, self._queue):
             simpy.Environment.step(self)
-            return
-        # As simpy.Environment.step does for an event: pop it, set the clock, call back.
-        # A Wake never fails and never stops the run, so a run of them takes one call.
-        while queue and type(queue[0][3]) is Wake:
-            self._now, _, _, w = heappop(queue)
-            w.callback(w)
+
+
+def _run_wakes(env: Environment, wakes: list, queue: list) -> bool:
+    """Run the Wakes that come before SimPy's next event; False if there were none."""
+    ran = False
+    while wakes:
+        w = wakes[0] if COMPILED else wakes[0][3]
+        if queue:  # does SimPy's next event come first? (time, priority, event id)
+            top = queue[0]
+            t = top[0]
+            if t < w.at or (t == w.at and (top[1] < w.priority or (top[1] == w.priority and top[2] < w.eid))):
+                break
+        heappop(wakes)
+        env._now = w.at
+        w.callback(w)
+        ran = True
+    return ran
