@@ -38,8 +38,8 @@ DIRECTIVES = {
     "annotation_typing": False,  # types come from the .pxd files only, never from hints
     "cdivision": False,  # Python semantics for // and % (negative operands)
     "overflowcheck": True,  # a C integer overflow raises instead of wrapping
+    "embedsignature": False,  # class docstrings stay as written (the scenario reference quotes them)
     "infer_types": True,  # C types for locals computed from C-typed values (overflowcheck guards them)
-    "embedsignature": True,
 }
 
 

@@ -13,7 +13,6 @@ import pandas as pd
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError, ScenarioError
 from sim.perf import PerfModel, plan_memory
-from sim.policies import make_policy
 from sim.profiles import coefficients_for
 from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies
 from sim.replica import Replica
@@ -108,6 +107,10 @@ class Fleet:
         return self._max_len[pool.name]
 
     def _build(self) -> None:
+        # Imported here, not at the top: in the compiled build sim.replica loads sim.fleet for its
+        # C type, and sim.policies loads sim.replica, so a top-level import would be circular.
+        from sim.policies import make_policy
+
         sc = self.scenario
         self._max_len = {}
         models = build_pool_models(sc)

@@ -4,10 +4,14 @@ cimport cython
 from sim.policies.plan cimport StepPlan
 from sim.request cimport Request
 from sim.decode_group cimport DecodeGroup, Segment
+from sim.fleet cimport Fleet
 from sim.kvcache cimport KVCache
+from sim.routers cimport outstanding_key
+from sim.wake cimport Wake, wake
 
 cdef class Replica:
-    cdef public object fleet, env, name, pool, engine, perf, policy, stats, waiting
+    cdef public Fleet fleet
+    cdef public object env, name, pool, engine, perf, policy, stats, waiting
     cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick
     cdef public dict running, prefilling, _seg_coeffs
     cdef public KVCache kv
