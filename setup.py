@@ -14,6 +14,7 @@ import os
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 # The engine's hot path: per-event code (replica loop, decode group, KV cache,
 # the continuous policy, arrivals) and what it calls every step.
@@ -53,7 +54,7 @@ def extensions() -> list:
         print("fleetcast: Cython is not available, installing the pure-Python engine", file=sys.stderr)
         return []
     # -ffp-contract=off: no fused multiply-add, so float results match CPython's bit for bit
-    exts = [Extension(path[:-3].replace("/", "."), [path], optional=True,
+    exts = [Extension(path[:-3].replace("/", "."), [path],
                       extra_compile_args=["-O2", "-ffp-contract=off"]) for path in COMPILED]
     out = []
     for ext in exts:  # one at a time: a module Cython rejects stays Python, the others compile
@@ -64,4 +65,21 @@ def extensions() -> list:
     return out
 
 
-setup(ext_modules=extensions())
+class OptionalBuildExt(build_ext):
+    """Compile what compiles: a module the C compiler cannot build (or no compiler at all)
+    leaves that module as Python instead of failing the install."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:
+            print(f"fleetcast: no compiled engine ({exc}); installing the pure-Python engine", file=sys.stderr)
+
+    def build_extension(self, ext) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            print(f"fleetcast: could not compile {ext.name} ({exc}); it runs as Python", file=sys.stderr)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
