@@ -161,11 +161,12 @@ from testbed.prompts import closed_loop_requests
 from testbed.runner import execute_run
 from testbed.server import EngineArgs, start_server
 cmd = [sys.executable, "-m", "testbed.fake_server", "--port", "{{port}}", "--itl-ms", "200"]
+# the requests (tokenizer load) before the server: the parent's Ctrl-C must land in the load
+specs = closed_loop_requests(8, 4, 50, {str(model_dir)!r}, 0)
 srv = start_server(EngineArgs(model={str(model_dir)!r}), Path({str(tmp_path)!r}), command=cmd, timeout_s=30)
 print(srv.pid, flush=True)
 with srv:
-    execute_run(Path({str(tmp_path / "run")!r}), closed_loop_requests(8, 4, 50, {str(model_dir)!r}, 0),
-                srv, mode="closed", users=2)
+    execute_run(Path({str(tmp_path / "run")!r}), specs, srv, mode="closed", users=2)
 """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
