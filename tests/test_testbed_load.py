@@ -153,9 +153,13 @@ def test_ctrl_c_keeps_records_and_stops_the_server(model_dir, tmp_path):
     import time
 
     script = f"""
+import signal
 import sys
 import numpy as np
 import testbed.load
+# Ctrl-C must raise here even when this process inherits an ignored SIGINT (a job started in the
+# background by a non-interactive shell does)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from testbed.prompts import closed_loop_requests
 from testbed.runner import execute_run
