@@ -11,7 +11,6 @@ cdef class Fleet:
     cdef public list class_names, _priority, replicas, _offsets, _chain_keys, _chain_ends, eligible
     cdef public long long num_classes, active, _next_rid
     cdef public object first_token, finish_s, out_tokens, cached, preempt, replica_of, status
-    cdef public tuple _outcomes
     cdef public dict _key_cache, _max_len
     cpdef long long max_model_len(self, pool)
     @cython.locals(lo="long long", hi="long long", n_full="long long", j="long long", i="long long", end="long long")

@@ -92,7 +92,6 @@ class Fleet:
         self.preempt = array("q", [0]) * n
         self.replica_of = array("q", [-1]) * n
         self.status = array("b", [TIMEOUT]) * n
-        self._outcomes = (self.first_token, self.finish_s, self.out_tokens, self.cached, self.preempt, self.status)
         self.active = 0
         self._arrivals_done = False
         self.done = self.env.event()
@@ -170,13 +169,12 @@ class Fleet:
 
     def finish(self, req: Request, rep: Replica) -> None:
         rid = req.rid
-        first_token, finish_s, out_tokens, cached, preempt, status = self._outcomes
-        first_token[rid] = req.first_token_s
-        finish_s[rid] = rep.t
-        out_tokens[rid] = req.generated
-        cached[rid] = req.cached_tokens
-        preempt[rid] = req.preemptions
-        status[rid] = OK
+        self.first_token[rid] = req.first_token_s
+        self.finish_s[rid] = rep.t
+        self.out_tokens[rid] = req.generated
+        self.cached[rid] = req.cached_tokens
+        self.preempt[rid] = req.preemptions
+        self.status[rid] = OK
         self._leave()
 
     def reject(self, req: Request, rep: Replica) -> None:
