@@ -1,6 +1,6 @@
 """Build hook: compile the simulator's hot modules with Cython when possible.
 
-The modules stay plain Python (``sim/*.py``, the reference); the ``.pxd``
+The modules stay plain Python (``sim/**/*.py``, the reference); the ``.pxd``
 files next to them add C types when Cython compiles them. When Cython or a C
 compiler is missing, or ``FLEETCAST_PURE_PYTHON=1`` is set at install time,
 fleetcast installs as pure Python and gives the same results, only slower
@@ -19,18 +19,20 @@ from setuptools.command.build_ext import build_ext
 # The engine's hot path: per-event code (replica loop, decode group, KV cache,
 # the continuous policy, arrivals) and what it calls every step.
 COMPILED = [
-    "sim/request.py",
-    "sim/decode_group.py",
-    "sim/kvcache.py",
-    "sim/replica.py",
-    "sim/wake.py",
-    "sim/perf.py",
-    "sim/fleet.py",
     "sim/records.py",
-    "sim/routers/__init__.py",
-    "sim/policies/plan.py",
-    "sim/policies/base.py",
-    "sim/policies/continuous.py",
+    "sim/engine/request.py",
+    "sim/engine/decode_group.py",
+    "sim/engine/kvcache.py",
+    "sim/engine/replica.py",
+    "sim/engine/wake.py",
+    "sim/engine/perf.py",
+    "sim/engine/ledger.py",
+    "sim/engine/prefix_keys.py",
+    "sim/engine/fleet.py",
+    "sim/engine/step_plan.py",
+    "sim/engine/routers/__init__.py",
+    "sim/engine/policies/base.py",
+    "sim/engine/policies/continuous.py",
 ]
 
 DIRECTIVES = {

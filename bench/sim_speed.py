@@ -42,7 +42,7 @@ CLASSES = [
 
 
 def scenario(replicas: int, rate_rps: float, duration_s: float, warmup_s: float = 0.0):
-    from sim.scenario import scenario_from_dict
+    from sim.scenario.spec import scenario_from_dict
 
     return scenario_from_dict({
         "name": "bench", "seed": 1,
@@ -60,7 +60,7 @@ def _case(args: tuple, queue) -> None:
     if pure:  # before sim is imported: the Python sources, not the compiled modules
         os.environ["FLEETCAST_PURE_PYTHON"] = "1"
     import sim
-    from sim.fleet import simulate
+    from sim.engine.fleet import simulate
 
     sc = scenario(replicas, rate, duration)
     t0 = time.perf_counter()
@@ -85,7 +85,7 @@ def run_case(*args) -> dict:
 
 
 def capacity_rps() -> float:
-    from sim.fleet import simulate
+    from sim.engine.fleet import simulate
 
     sc = scenario(1, 60.0, 120.0, warmup_s=60.0)  # far beyond what one replica serves
     df = simulate(sc).requests

@@ -101,7 +101,7 @@ def cmd_calibrate(args) -> int:
 def cmd_validate(args) -> int:
     from calibration.runs import load_run
     from calibration.validate import error_table, summarize_errors, validate_run, write_outputs
-    from sim.profiles import load_profile
+    from sim.engine.profiles import load_profile
 
     prof = load_profile(args.profile)
     comps = []

@@ -1,4 +1,4 @@
-"""Fit the performance model's coefficients (``sim.perf.PerfCoefficients``).
+"""Fit the performance model's coefficients (``sim.engine.perf.PerfCoefficients``).
 
 Two kinds of evidence, one least-squares core:
 
@@ -27,7 +27,7 @@ from datetime import date
 import numpy as np
 from scipy.optimize import least_squares
 
-from sim.perf import PerfCoefficients, PerfModel
+from sim.engine.perf import PerfCoefficients, PerfModel
 
 __all__ = ["StepObs", "step", "FitResult", "fit_steps", "predict_steps", "BOUNDS", "COEFF_NAMES", "error_stats",
            "run_observations", "fit_runs", "run_models", "coeff_dict", "RUN_FREE",
@@ -270,7 +270,7 @@ def fit_runs_by_simulation(runs, start: PerfCoefficients, *, max_nfev: int = 60,
     from pathlib import Path
 
     from calibration.runs import measured_metrics, run_scenario
-    from sim.fleet import simulate
+    from sim.engine.fleet import simulate
 
     free = RUN_FREE
     lo = np.log([BOUNDS[n][0] for n in free])

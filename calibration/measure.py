@@ -99,8 +99,8 @@ def _capacity(srv, engine, folder: Path, scenario_path: Path, model: str, n: int
     import pandas as pd
 
     from calibration.runs import completed_rps
-    from sim.scenario import load_scenario
-    from sim.traffic import generate_workload
+    from sim.scenario.spec import load_scenario
+    from sim.workload.generate import generate_workload
     from testbed.cli import _Progress, _print_summary
     from testbed.prompts import RequestSpec, new_salt, requests_from_workload
     from testbed.runfolder import is_complete, server_meta
@@ -129,8 +129,8 @@ def _open_run(srv, engine, folder: Path, scenario_path: Path, model: str, capaci
     from testbed.prompts import new_salt, requests_from_workload
     from testbed.runfolder import is_complete, server_meta
     from testbed.runner import execute_run
-    from sim.scenario import load_scenario
-    from sim.traffic import generate_workload
+    from sim.scenario.spec import load_scenario
+    from sim.workload.generate import generate_workload
 
     if is_complete(folder):
         return
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
                     help="requests of the closed-loop capacity probe the held-out load levels refer to")
     args = ap.parse_args(argv)
 
-    from sim.scenario import load_scenario
+    from sim.scenario.spec import load_scenario
     from testbed.server import start_server
 
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731

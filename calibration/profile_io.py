@@ -1,4 +1,4 @@
-"""Build a profile (the JSON ``sim.profiles`` reads) from testbed runs."""
+"""Build a profile (the JSON ``sim.engine.profiles`` reads) from testbed runs."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import FleetcastError
-from sim.scenario import Scenario, scenario_from_dict
-from sim.traffic import Workload
+from sim.scenario.spec import Scenario, scenario_from_dict
+from sim.workload.generate import Workload
 
 __all__ = ["Run", "load_run", "run_scenario", "measured_metrics", "completed_rps", "CPU_GPU", "VLLM_CPU_DEFAULTS"]
 
@@ -118,7 +118,7 @@ def _planned_outputs(meta: dict, req: pd.DataFrame) -> np.ndarray:
     if meta.get("sweep_point"):
         return np.full(len(req), int(meta["sweep_point"]["output_tokens"]))
     if meta.get("scenario"):
-        from sim.traffic import generate_workload
+        from sim.workload.generate import generate_workload
 
         data = {**meta["scenario"], "catalog": []}  # lengths do not depend on the catalog
         sc = scenario_from_dict({**data, "fleet": [{"name": "x", "gpu": "h100-sxm", "replicas": 1,

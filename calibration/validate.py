@@ -1,7 +1,7 @@
 """Replay testbed runs through the simulator with a profile; compare.
 
 Each run's exact workload (arrival times, classes, prompt and output lengths)
-goes through ``sim.fleet.simulate`` with the server's real engine settings
+goes through ``sim.engine.fleet.simulate`` with the server's real engine settings
 (``calibration.runs.run_scenario``). Per run we compare p50/p90/p99 TTFT, TPOT
 and E2E, output throughput and the mean number of running and waiting
 sequences. ``write_outputs`` writes the error table (CSV + JSON), CDF and
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from calibration.runs import Run, measured_metrics, run_scenario
-from sim.fleet import simulate
+from sim.engine.fleet import simulate
 
 __all__ = ["Comparison", "validate_run", "error_table", "summarize_errors", "write_outputs", "METRICS", "TARGETS"]
 

@@ -200,8 +200,8 @@ def cmd_run(args) -> int:
     from testbed.runner import execute_run
 
     try:
-        from sim.scenario import load_scenario
-        from sim.traffic import generate_workload
+        from sim.scenario.spec import load_scenario
+        from sim.workload.generate import generate_workload
     except ImportError as exc:
         raise FleetcastError(f"the simulator's scenario/traffic modules are not available ({exc}).")
     if not args.scenario.is_file():

@@ -97,7 +97,7 @@ def _chain(workload, r: int):
 
 def requests_from_workload(workload, model_dir, seed: int, max_requests: int | None = None,
                            max_model_len: int | None = None, salt: int = 0) -> list[RequestSpec]:
-    """RequestSpecs for ``workload`` (``sim.traffic.Workload``: arrays
+    """RequestSpecs for ``workload`` (``sim.workload.generate.Workload``: arrays
     ``arrival_s, class_idx, prompt_tokens, output_tokens`` and ``class_names``),
     first ``max_requests`` by arrival. Arrival times are shifted so the first is
     at 0. ``max_model_len``: a request longer than that is a user error."""

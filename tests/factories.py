@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from sim.scenario import Scenario, scenario_from_dict
+from sim.scenario.spec import Scenario, scenario_from_dict
 
 
 def scenario_dict(**over) -> dict:

@@ -13,7 +13,7 @@ import pytest
 
 from calibration.fit import RUN_FREE, fit_steps, step
 from sim.catalog import load_catalog
-from sim.perf import PerfCoefficients, PerfModel
+from sim.engine.perf import PerfCoefficients, PerfModel
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "calibration" / "profiles"
@@ -81,8 +81,8 @@ def test_splitwise_profiles_errors(name):
 
 
 def test_profile_source_carries_validation(tmp_path):
-    from sim.profiles import coefficients_for, profile_validation, validation_summary
-    from sim.scenario import PoolSpec
+    from sim.engine.profiles import coefficients_for, profile_validation, validation_summary
+    from sim.scenario.fleet_spec import PoolSpec
 
     prof = _profile("h100-splitwise.json")
     pool = PoolSpec(name="p", gpu="h100-sxm", replicas=1, model="llama-3.1-70b",

@@ -247,9 +247,10 @@ def test_gpu_perf_defaults_come_from_the_splitwise_profiles_with_their_source():
 
 
 def test_pool_without_profile_uses_the_gpu_defaults_and_says_so():
-    from sim.perf import PerfCoefficients
-    from sim.profiles import coefficients_for, perf_sources
-    from sim.scenario import PoolSpec, load_scenario
+    from sim.engine.perf import PerfCoefficients
+    from sim.engine.profiles import coefficients_for, perf_sources
+    from sim.scenario.fleet_spec import PoolSpec
+    from sim.scenario.spec import load_scenario
 
     cat = load_catalog()
     pool = PoolSpec(name="p", gpu="h100-sxm", replicas=1, model="llama-3.1-8b")

@@ -123,7 +123,7 @@ def test_exact_steps_flag_gives_identical_requests(tmp_path):
 
 
 def test_scenario_reference_is_in_sync():
-    from sim.schema_doc import scenario_reference
+    from sim.report.scenario_reference import scenario_reference
 
     committed = (ROOT / "docs" / "scenario-reference.md").read_text()
     assert committed == scenario_reference(), "run: fleetcast schema --out docs/scenario-reference.md"

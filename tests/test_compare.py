@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim.compare import (
+from sim.analysis.compare import (
     METRICS, Variant, metric_values, paired_stats, parse_variant, run_compare, stress_overrides,
 )
 from sim.errors import FleetcastError
@@ -96,7 +96,7 @@ def test_paired_stats_matches_paired_t():
 
 
 def test_metric_values_reads_summary():
-    from sim.forecast import forecast
+    from sim.analysis.forecast import forecast
 
     _, summary = forecast(make_scenario())
     vals = metric_values(summary)
@@ -228,7 +228,7 @@ def test_cli_errors_exit_2(scenario_file, capsys):
 def test_example_scenario_loads():
     from pathlib import Path
 
-    from sim.scenario import load_scenario
+    from sim.scenario.spec import load_scenario
 
     path = Path(__file__).parent.parent / "scenarios" / "compare-policies.yaml"
     sc = load_scenario(path, overrides=["fleet.0.policy.name=prefill-first",

@@ -17,7 +17,7 @@ import pytest
 import simpy
 
 import sim
-from sim.wake import URGENT, Environment, wake
+from sim.engine.wake import URGENT, Environment, wake
 from tests.factories import scenario_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run in both processes: the scenario dicts in, a digest of every record out.
 _DIGESTS = r"""
 import dataclasses, hashlib, json, sys
-from sim.fleet import simulate
-from sim.scenario import scenario_from_dict
+from sim.engine.fleet import simulate
+from sim.scenario.spec import scenario_from_dict
 
 def digest(res):
     h = hashlib.sha256()

@@ -8,11 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.errors import FleetcastError, ScenarioError
-from sim.events import (
-    ReplicaFailureEvent, SurgeEvent, check_events, failures_supported, merge_workloads, scenario_workload,
-)
-from sim.traffic import Workload, generate_workload
+from sim.engine.fleet import simulate
+from sim.engine.inputs import failure_schedule, scenario_workload
+from sim.errors import ScenarioError
+from sim.scenario.events import ReplicaFailureEvent, SurgeEvent, check_events
+from sim.workload.generate import Workload, generate_workload
+from sim.workload.surges import merge_workloads
 from tests.factories import make_scenario
 
 TWO_CLASSES = [
@@ -100,8 +101,6 @@ def test_surge_on_gamma_and_diurnal_traffic():
 
 
 def test_surge_runs_in_simulate():
-    from sim.fleet import simulate
-
     sc = make_scenario(events=[{"kind": "surge", "start_s": 5, "end_s": 10, "factor": 3}])
     res = simulate(sc)
     assert len(res.requests) == len(scenario_workload(sc))
@@ -152,10 +151,15 @@ def test_events_parse_to_models():
     assert make_scenario().events == []
 
 
-def test_replica_failure_retries_in_flight_requests_elsewhere():
-    from sim.fleet import simulate
+def test_failures_reach_the_engine_as_a_schedule():
+    sc = make_scenario(pool={"replicas": 3}, events=[{"kind": "replica-failure", "replica": "p/2", "at_s": 7.5},
+                                                     {"kind": "surge", "start_s": 1, "end_s": 4, "factor": 2},
+                                                     {"kind": "replica-failure", "replica": "p/0", "at_s": 3}])
+    assert failure_schedule(sc) == [("p/2", 7.5), ("p/0", 3.0)]
+    assert failure_schedule(make_scenario()) == []
 
-    assert failures_supported()
+
+def test_replica_failure_retries_in_flight_requests_elsewhere():
     sc = make_scenario(pool={"replicas": 2}, events=[{"kind": "replica-failure", "replica": "p/0", "at_s": 8}])
     base = simulate(make_scenario(pool={"replicas": 2})).requests
     res = simulate(sc)

@@ -13,9 +13,9 @@ from heapq import heappush
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sim.decode_group import DecodeGroup
-from sim.kvcache import KVCache
-from sim.routers import LeastOutstanding, outstanding_key
+from sim.engine.decode_group import DecodeGroup
+from sim.engine.kvcache import KVCache
+from sim.engine.routers import LeastOutstanding, outstanding_key
 
 
 class RefKV:

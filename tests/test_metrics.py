@@ -1,4 +1,4 @@
-"""sim.metrics: percentiles, SLO attainment, window, cost, ITL, Little's law."""
+"""sim.analysis.metrics: percentiles, SLO attainment, window, cost, ITL, Little's law."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from sim.metrics import (
+from sim.analysis.metrics import (
     HOURS_PER_MONTH,
     ClassSlo,
     PoolCost,
     hist_percentiles,
     percentiles,
-    render_summary,
     summarize,
 )
+from sim.engine.result import ReplicaStats, SimResult
 from sim.records import ITL_EDGES_S, REQUEST_COLUMNS, derive_latencies, itl_bucket
-from sim.result import ReplicaStats, SimResult
+from sim.report.terminal import render_summary
 
 BUCKET_RATIO = ITL_EDGES_S[1] / ITL_EDGES_S[0]  # one log bucket, 10**(1/20)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
-from sim.perf import PerfCoefficients, PerfModel, plan_memory, roofline_floor_s
+from sim.engine.perf import PerfCoefficients, PerfModel, plan_memory, roofline_floor_s
 
 CAT = load_catalog()
 SETTINGS = settings(max_examples=300, deadline=None)

@@ -1,4 +1,4 @@
-"""sim.plan: the replica search against brute force, monotonicity, the plan
+"""sim.analysis.plan: the replica search against brute force, monotonicity, the plan
 folder contract, and the errors (empty candidates, impossible SLOs)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import yaml
 
 from sim.cli import main
 from sim.errors import FleetcastError
-from sim.forecast import forecast
-from sim.plan import run_plan
-from sim.scenario import scenario_from_dict
-from sim.yamlio import apply_overrides
+from sim.analysis.forecast import forecast
+from sim.analysis.plan import run_plan
+from sim.scenario.spec import scenario_from_dict
+from sim.scenario.yamlio import apply_overrides
 from tests.factories import scenario_dict
 
 DEMAND_RPS = 45.0  # h100 needs 2 replicas, l40s 5-6, l4 cannot under 8 (catalog perf_defaults)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from sim.errors import FleetcastError
-from sim.report import build_report, parse_formats
+from sim.report.build import build_report, parse_formats
 from sim.report.assumptions import UNCALIBRATED, collect_assumptions
 from sim.report.chromium import find_chromium, run_chromium
 from sim.report.figures import pareto_front
-from sim.report.html import SECTION_IDS
+from sim.report.html_page import SECTION_IDS
 from tests.test_report_fixtures import IMPOSSIBLE_SLO, build_plan_folder, build_run_folder
 
 FIGURE_IDS = ("fig-latency", "fig-load", "fig-utilization", "fig-pareto", "fig-growth")
@@ -160,7 +160,7 @@ def test_bad_results_path(tmp_path, make):
 
 
 def test_cli_register_and_errors(folders, tmp_path, capsys):
-    from sim.cli_report import register
+    from sim.cli.report import register
 
     parser = argparse.ArgumentParser(prog="fleetcast")
     register(parser.add_subparsers(dest="command"))

@@ -2,7 +2,7 @@
 
 Until ``fleetcast plan`` lands, ``build_plan_folder`` assembles a plan folder
 that follows the fixed contract (plan.json, points.parquet,
-runs/recommended/) from short ``sim.forecast.forecast`` runs: a few
+runs/recommended/) from short ``sim.analysis.forecast.forecast`` runs: a few
 candidate fleets at the peak rate, a load curve of the cheapest fleet, a
 does-not-fit candidate from ``perf.plan_memory``'s own error, and a growth
 table. The same simulations serve an easy SLO (some candidates pass) and an
@@ -20,12 +20,12 @@ import yaml
 
 from sim import __version__
 from sim.catalog import load_catalog
-from sim.cli import write_run_folder
+from sim.cli.common import write_run_folder
 from sim.errors import FleetcastError
-from sim.forecast import summary_of
-from sim.perf import plan_memory
+from sim.analysis.forecast import summary_of
+from sim.engine.perf import plan_memory
 from sim.records import ITL_EDGES_S
-from sim.scenario import dump_scenario, scenario_from_dict
+from sim.scenario.spec import dump_scenario, scenario_from_dict
 from tests.factories import scenario_dict
 
 PEAK_RPS = 4.0
@@ -60,7 +60,7 @@ def tiny_scenario(gpu: str = "h100-sxm", replicas: int = 1, tp: int = 1, rate: f
 @functools.lru_cache(maxsize=None)
 def _simulate(gpu: str, replicas: int, tp: int, rate: float):
     """One simulation (cached: the SLO does not change what happens)."""
-    from sim.fleet import simulate
+    from sim.engine.fleet import simulate
 
     return simulate(scenario_from_dict(tiny_scenario(gpu, replicas, tp, rate)))
 

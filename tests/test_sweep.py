@@ -1,4 +1,4 @@
-"""sim.sweep: grid parsing and key checks, resume after a crash, and the two
+"""sim.analysis.sweep: grid parsing and key checks, resume after a crash, and the two
 executors (local pool, Ray) running the same point function."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import sim.sweep as sweep
+import sim.analysis.sweep as sweep
 from sim.cli import main
 from sim.errors import FleetcastError
 from tests.factories import scenario_dict

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from sim.errors import ScenarioError
-from sim.traffic import generate_workload
-from sim.traffic_spec import TrafficSpec
+from sim.workload.generate import generate_workload
+from sim.workload.spec import TrafficSpec
 
 DATA = Path("/work/shared/data/traces")
 AZURE_CONV = DATA / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
-from sim import distributions as d
+from sim.workload import distributions as d
 from sim.rng import stream
-from sim.traffic import generate_workload, prefix_key
-from sim.traffic_spec import SloSpec, TrafficSpec
+from sim.workload.generate import generate_workload, prefix_key
+from sim.workload.spec import SloSpec, TrafficSpec
 
 HERE = Path(__file__).parent
 CHAT = {"name": "chat", "prompt_tokens": {"dist": "fixed", "value": 100}, "output_tokens": {"dist": "fixed", "value": 10}}

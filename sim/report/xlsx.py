@@ -14,8 +14,7 @@ from sim.errors import FleetcastError
 from sim.report.assumptions import Assumptions
 from sim.report.fmt import flatten
 from sim.report.load import ReportInput
-from sim.report.narrative import (CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers,
-                                  slo_rows, summary_paragraphs)
+from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, slo_rows, summary_paragraphs
 
 __all__ = ["render_xlsx", "points_frame", "SHEETS", "CANDIDATE_FIELDS"]
 

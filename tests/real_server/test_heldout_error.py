@@ -31,7 +31,7 @@ BOUNDS_PCT = {"tpot_p50_s": 40.0, "e2e_p50_s": 40.0, "ttft_p50_s": 60.0, "output
 
 
 class _Workload:
-    """The ``sim.traffic.Workload`` fields the testbed reads."""
+    """The ``sim.workload.generate.Workload`` fields the testbed reads."""
 
     def __init__(self, n: int, rate_per_s: float, seed: int):
         rng = np.random.default_rng(seed)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.real_server
 
 @dataclass
 class StandInWorkload:
-    """The ``sim.traffic.Workload`` contract, built by hand."""
+    """The ``sim.workload.generate.Workload`` contract, built by hand."""
 
     arrival_s: np.ndarray
     class_idx: np.ndarray

@@ -1,0 +1,94 @@
+"""The candidates ``fleetcast plan`` weighs: the cross product of the
+scenario's ``plan.candidates`` grid applied to one pool of its fleet."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+from sim.catalog import load_catalog
+from sim.errors import FleetcastError, unknown_name
+from sim.scenario.params import POLICY_PARAMS
+from sim.scenario.plan_spec import PlanSpec
+from sim.scenario.spec import Scenario
+
+__all__ = ["Candidate", "enumerate_candidates"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the candidate cross product, applied to ``plan.pool``."""
+
+    id: str  # slug, unique within the plan
+    label: str  # human-readable
+    gpu: str
+    model: str
+    quantization: dict  # {"weights", "kv_cache"}
+    tensor_parallel: int
+    policy: str
+    engine: dict  # the knobs the plan sets (others stay the pool's)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9.]+", "-", str(text).lower())).strip("-")
+
+
+def _knob_abbrev(knob: str) -> str:
+    return "".join(w[0] for w in knob.split("_"))
+
+
+def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
+    """The cross product of ``spec.candidates`` on ``scenario.fleet[spec.pool]``;
+    unknown names are a ``FleetcastError`` listing the valid ones."""
+    if spec.pool >= len(scenario.fleet):
+        raise FleetcastError(f"plan.pool is {spec.pool}, but the fleet has {len(scenario.fleet)} pool(s) "
+                             f"(0..{len(scenario.fleet) - 1}); set plan.pool to the pool the candidates replace")
+    pool = scenario.fleet[spec.pool]
+    grid = spec.candidates
+    dims = grid.dimensions()
+    empty = [k for k, v in dims.items() if not v]
+    if empty:
+        raise FleetcastError(
+            f"the candidate set is empty: plan.candidates.{empty[0]} is an empty list, so the cross product has no "
+            f"candidates. List at least one value, or omit the key to keep the pool's own value ({_pool_value(pool, empty[0])}).")
+    catalog = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    for key, valid, kind in (("gpu", catalog.gpu_names(), "GPU"), ("model", catalog.model_names(), "model"),
+                             ("policy", list(POLICY_PARAMS), "batching policy")):
+        for name in dims.get(key, []):
+            if name not in valid:
+                raise FleetcastError(f"plan.candidates.{key}: {unknown_name(kind, name, valid)}")
+
+    def uniq(values):
+        out = []
+        for v in values:
+            if v not in out:
+                out.append(v)
+        return out
+
+    quants = [{"weights": q, "kv_cache": "auto"} if isinstance(q, str) else q.model_dump()
+              for q in (grid.quantization or [pool.quantization])]
+    axes = [uniq(grid.gpu or [pool.gpu]), uniq(grid.model or [pool.model]), uniq(quants),
+            uniq(grid.tensor_parallel or [pool.tensor_parallel]), uniq(grid.policy or [pool.policy.name])]
+    knobs = list(grid.engine)
+    knob_values = [uniq(grid.engine[k]) for k in knobs]
+    out = []
+    for (gpu, model, quant, tp, policy), kv in itertools.product(itertools.product(*axes),
+                                                                 itertools.product(*knob_values)):
+        engine = dict(zip(knobs, kv))
+        parts = [gpu] + ([model] if grid.model else []) + [quant["weights"]]
+        parts += ["kvfp8"] if quant["kv_cache"] == "fp8" else []
+        parts += [f"tp{tp}", policy] + [f"{_knob_abbrev(k)}{v}" for k, v in engine.items()]
+        label = " · ".join([gpu, model, quant["weights"] + ("/kv-fp8" if quant["kv_cache"] == "fp8" else ""),
+                            f"TP{tp}", policy] + [f"{k}={v}" for k, v in engine.items()])
+        out.append(Candidate(id=_slug("-".join(map(str, parts))), label=label, gpu=gpu, model=model,
+                             quantization=dict(quant), tensor_parallel=int(tp), policy=policy, engine=engine))
+    ids = [c.id for c in out]
+    return [c if ids.count(c.id) == 1 else Candidate(**{**c.__dict__, "id": f"{c.id}-{i}"})
+            for i, c in enumerate(out)]  # slugs of distinct values may coincide (0.9 / "0.9")
+
+
+def _pool_value(pool, key: str):
+    if key.startswith("engine."):
+        return getattr(pool.engine, key.split(".", 1)[1])
+    return {"quantization": pool.quantization.weights, "policy": pool.policy.name}.get(key, getattr(pool, key, None))

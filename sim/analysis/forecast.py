@@ -1,0 +1,53 @@
+"""One forecast: simulate a scenario and summarize it (what ``run`` does)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sim.analysis.metrics import ClassSlo, PoolCost, summarize
+from sim.catalog import load_catalog
+from sim.engine.fleet import simulate
+from sim.engine.profiles import perf_sources
+from sim.engine.result import SimResult
+from sim.scenario.spec import Scenario
+
+__all__ = ["forecast", "summary_of", "class_slos", "pool_costs"]
+
+
+def class_slos(scenario: Scenario) -> list[ClassSlo]:
+    out = []
+    for c in scenario.traffic.classes:
+        if c.slo is None:
+            out.append(ClassSlo(name=c.name, targets={}, attainment_pct=None))
+            continue
+        targets = {m: dict(getattr(c.slo, m)) for m in ("ttft_s", "tpot_s", "e2e_s") if getattr(c.slo, m)}
+        out.append(ClassSlo(name=c.name, targets=targets, attainment_pct=c.slo.attainment_pct))
+    return out
+
+
+def pool_costs(scenario: Scenario, catalog=None) -> list[PoolCost]:
+    catalog = catalog or load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    out = []
+    for pool in scenario.fleet:
+        gpu = catalog.gpu(pool.gpu)
+        price = scenario.pricing.get(pool.gpu, gpu.price_usd_per_hour)
+        out.append(PoolCost(pool=pool.name, gpu=pool.gpu, replicas=pool.replicas,
+                            gpus_per_replica=pool.tensor_parallel, usd_per_gpu_hour=float(price),
+                            watts_per_gpu=getattr(gpu, "power_w", None)))
+    return out
+
+
+def summary_of(scenario: Scenario, result: SimResult) -> dict:
+    """The JSON-ready summary of ``result``, with the scenario's provenance."""
+    summary = summarize(result, class_slos(scenario), pool_costs(scenario))
+    summary["scenario"] = {"name": scenario.name, "seed": scenario.seed,
+                           "path": str(scenario.path) if scenario.path else None}
+    summary["profiles"] = perf_sources(scenario)
+    summary["sim"] = {"end_s": result.end_s, "requests": int(len(result.requests))}
+    return summary
+
+
+def forecast(scenario: Scenario, *, exact_steps: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> tuple[SimResult, dict]:
+    result = simulate(scenario, exact_steps=exact_steps, progress=progress)
+    return result, summary_of(scenario, result)

@@ -1,0 +1,360 @@
+"""Records -> Summary: latency percentiles, SLO attainment, goodput,
+utilization, cost and a Little's-law check, as one JSON-ready dict.
+
+Definitions follow vLLM ``bench serve`` (see DESIGN.md "Metrics"):
+
+- Only requests whose ``arrival_s`` lies in the measured window
+  ``[start_s, end_s)`` count; warm-up and cool-down arrivals are ignored.
+- Latency percentiles use numpy's ``"linear"`` method on the raw values of the
+  ``ok`` requests; TPOT only over requests with ``output_tokens > 1``.
+  ``p99.9`` is reported only with at least 1000 samples.
+- ITL comes from the pooled log-bucket histogram (``records.ITL_EDGES_S``),
+  interpolated geometrically inside the bucket holding the rank.
+- A request *meets its SLO* when its status is ``ok`` and, for every metric its
+  class targets, its value is at most the target of that metric's highest
+  percentile (a request without TPOT, i.e. one output token, is judged on the
+  other metrics). Errors, rejections, timeouts and cancellations are misses.
+
+Every number in the result is a plain ``float``/``int``; missing or undefined
+values (empty sets, zero throughput) are ``None``, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sim.engine.result import ReplicaStats, SimResult
+from sim.records import ITL_EDGES_S, STATUSES
+
+__all__ = [
+    "cost_and_class_columns",
+    "ClassSlo",
+    "PoolCost",
+    "LATENCY_METRICS",
+    "PERCENTILES",
+    "HOURS_PER_MONTH",
+    "percentiles",
+    "hist_percentiles",
+    "summarize",
+]
+
+#: per-request latency metrics with an SLO (column names of the records).
+LATENCY_METRICS = ("ttft_s", "tpot_s", "e2e_s")
+#: percentiles every latency dict reports (label -> q in percent).
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+#: p99.9 needs this many samples to mean anything.
+MIN_SAMPLES_P999 = 1000
+#: cloud-billing convention (365 * 24 / 12).
+HOURS_PER_MONTH = 730.0
+
+
+@dataclass(frozen=True)
+class ClassSlo:
+    """What the scenario asked of one traffic class."""
+
+    name: str  # traffic class name
+    # metric ("ttft_s" | "tpot_s" | "e2e_s") -> {"p50": s, "p99": s, "p99.9": s, ...}
+    targets: dict[str, dict[str, float]]
+    # required share (%) of window requests meeting all per-request thresholds
+    attainment_pct: float | None = None
+
+
+@dataclass(frozen=True)
+class PoolCost:
+    """Price and power of one pool of identical replicas."""
+
+    pool: str  # pool name (records' replica column is "<pool>/<index>")
+    gpu: str  # catalog GPU name
+    replicas: int
+    gpus_per_replica: int  # tensor-parallel size
+    usd_per_gpu_hour: float
+    watts_per_gpu: float | None  # board power (TDP); None = unknown
+
+
+def _f(x) -> float | None:
+    """Plain float, or None for None/NaN/inf."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _div(a, b) -> float | None:
+    a, b = _f(a), _f(b)
+    return None if a is None or not b else a / b
+
+
+def _pct_q(label: str) -> float:
+    """"p99.9" -> 99.9."""
+    return float(label.lstrip("pP"))
+
+
+def percentiles(values) -> dict:
+    """``{n, mean, p50, p90, p95, p99, p99.9}`` of the finite values (numpy
+    "linear"); all None when empty, ``p99.9`` None under 1000 samples."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    out: dict = {"n": int(v.size), "mean": _f(v.mean()) if v.size else None}
+    for label, q in PERCENTILES.items():
+        enough = v.size >= (MIN_SAMPLES_P999 if label == "p99.9" else 1)
+        out[label] = _f(np.percentile(v, q, method="linear")) if enough else None
+    return out
+
+
+def hist_percentiles(counts, edges=ITL_EDGES_S) -> dict:
+    """Same dict as ``percentiles`` from a log-bucket histogram.
+
+    The rank is numpy's linear rank ``q/100·(n-1)``; inside the bucket holding
+    it the value is interpolated geometrically (log-uniform within the bucket),
+    so the error is below one bucket width. The mean uses geometric midpoints.
+    """
+    c = np.asarray(counts, dtype=np.int64).ravel()
+    edges = np.asarray(edges, dtype=float)
+    n = int(c.sum())
+    out: dict = {"n": n, "mean": None, **{k: None for k in PERCENTILES}}
+    if n == 0:
+        return out
+    lo, hi = edges[:-1], edges[1:]
+    out["mean"] = _f(np.dot(c, np.sqrt(lo * hi)) / n)
+    cum = np.cumsum(c)
+    for label, q in PERCENTILES.items():
+        if label == "p99.9" and n < MIN_SAMPLES_P999:
+            continue
+        rank = q / 100.0 * (n - 1)  # 0-based rank of the wanted sample
+        b = int(np.searchsorted(cum, rank, side="right"))  # first cum > rank
+        b = min(b, len(c) - 1)
+        before = cum[b] - c[b]
+        frac = min(max((rank - before + 0.5) / c[b], 0.0), 1.0)
+        out[label] = _f(lo[b] * (hi[b] / lo[b]) ** frac)
+    return out
+
+
+def _thresholds(slo: ClassSlo | None) -> dict[str, float]:
+    """Per-request threshold of each metric: the target of its highest percentile."""
+    if slo is None:
+        return {}
+    return {
+        m: float(t[max(t, key=_pct_q)]) for m, t in slo.targets.items() if t
+    }
+
+
+def _good_mask(df: pd.DataFrame, thr: dict[str, float]) -> np.ndarray:
+    """True where a request is ok and within every per-request threshold."""
+    good = (df["status"] == "ok").to_numpy(dtype=bool)
+    for metric, limit in thr.items():
+        v = df[metric].to_numpy(dtype=float)
+        within = v <= limit
+        if metric == "tpot_s":  # no TPOT with one output token: not judged on it
+            within |= df["output_tokens"].to_numpy() <= 1
+        good &= within
+    return good
+
+
+def _group(df: pd.DataFrame, length_s: float, slos: dict[str, ClassSlo],
+           itl_counts: np.ndarray, name: str | None) -> dict:
+    """Counts, latencies, throughput and SLO figures of one set of window
+    requests (one class, or all when ``name`` is None)."""
+    status = df["status"].astype(str)
+    counts = {s: int((status == s).sum()) for s in STATUSES}
+    counts["total"] = int(len(df))
+    ok = df[status == "ok"]
+    out: dict = {"counts": counts}
+    out["ttft_s"] = percentiles(ok["ttft_s"])
+    out["tpot_s"] = percentiles(ok.loc[ok["output_tokens"] > 1, "tpot_s"])
+    out["e2e_s"] = percentiles(ok["e2e_s"])
+    out["itl_s"] = hist_percentiles(itl_counts)
+    out_tok = float(ok["output_tokens"].sum())
+    out["requests_per_s"] = _div(len(ok), length_s)
+    out["output_tokens_per_s"] = _div(out_tok, length_s)
+    out["total_tokens_per_s"] = _div(out_tok + float(ok["prompt_tokens"].sum()), length_s)
+
+    # per-request SLO: each request judged against its own class's thresholds
+    good = np.zeros(len(df), dtype=bool)
+    for cls, idx in df.groupby("class", observed=True).indices.items():
+        good[idx] = _good_mask(df.iloc[idx], _thresholds(slos.get(str(cls))))
+    out["goodput_rps"] = _div(int(good.sum()), length_s)
+    out["attainment_pct"] = _div(100.0 * good.sum(), len(df))
+    if name is None:  # overall: targets are per class, see summarize()
+        out["slo"] = None
+        out["attainment_target_pct"] = None
+        return out
+
+    slo = slos.get(name)
+    table: dict = {}
+    met_all = True
+    for metric, targets in (slo.targets if slo else {}).items():
+        vals = ok[metric].to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals)]
+        for label, target in targets.items():
+            achieved = _f(np.percentile(vals, _pct_q(label))) if vals.size else None
+            if achieved is not None:
+                met = achieved <= target
+            else:  # no TPOT at all because every ok output was one token: vacuous
+                met = metric == "tpot_s" and len(ok) > 0
+            table[f"{metric}:{label}"] = {
+                "metric": metric, "percentile": label, "target_s": float(target),
+                "achieved_s": achieved, "met": bool(met)}
+            met_all &= met
+    target_pct = _f(slo.attainment_pct) if slo else None
+    if target_pct is not None:
+        met_all &= out["attainment_pct"] is not None and out["attainment_pct"] >= target_pct
+    out["slo"] = table
+    out["attainment_target_pct"] = target_pct
+    out["slo_met"] = bool(met_all)
+    return out
+
+
+def _utilization(replicas: Sequence[ReplicaStats], length_s: float) -> dict:
+    """Busy fraction, MFU, MBU and mean KV usage per pool and for the fleet."""
+
+    def agg(reps: Sequence[ReplicaStats]) -> dict:
+        busy = [r.busy_s / length_s for r in reps] if length_s > 0 else []
+        return {
+            "replicas": len(reps),
+            "busy_frac": _div(sum(r.busy_s for r in reps), len(reps) * length_s),
+            "busy_frac_min": _f(min(busy)) if busy else None,
+            "busy_frac_max": _f(max(busy)) if busy else None,
+            "mfu": _div(sum(r.flops for r in reps), sum(r.peak_flops for r in reps) * length_s),
+            "mbu": _div(sum(r.bytes for r in reps),
+                        sum(r.hbm_bw_bytes_s for r in reps) * length_s),
+            "kv_usage": _div(sum(r.kv_block_s for r in reps),
+                             sum(r.kv_blocks_total for r in reps) * length_s),
+        }
+
+    pools: dict[str, list[ReplicaStats]] = {}
+    for r in replicas:
+        pools.setdefault(r.pool, []).append(r)
+    return {"fleet": agg(list(replicas)), "pools": {p: agg(rs) for p, rs in pools.items()}}
+
+
+def _cost(pools: Sequence[PoolCost], ok: pd.DataFrame, length_s: float,
+          out_tok_s: float | None, total_tok_s: float | None) -> tuple[dict, dict]:
+    """Fleet and per-pool $/hour, $/month, $/1M tokens; energy per 1M tokens."""
+
+    def per_1m(usd_h: float, tok_s: float | None) -> float | None:
+        return _div(usd_h * 1e6, tok_s * 3600.0) if tok_s else None
+
+    replica = ok["replica"].astype(str)
+    pool_rows = {}
+    for p in pools:
+        gpus = p.replicas * p.gpus_per_replica
+        usd_h = gpus * p.usd_per_gpu_hour
+        served = ok.loc[replica.str.startswith(f"{p.pool}/"), "output_tokens"].sum()
+        tok_s = _div(float(served), length_s)
+        pool_rows[p.pool] = {
+            "gpu": p.gpu, "replicas": p.replicas, "gpus_per_replica": p.gpus_per_replica,
+            "gpus": gpus, "usd_per_gpu_hour": float(p.usd_per_gpu_hour),
+            "usd_per_hour": float(usd_h), "usd_per_month": float(usd_h * HOURS_PER_MONTH),
+            "output_tokens_per_s": tok_s,
+            "usd_per_1m_output_tokens": per_1m(usd_h, tok_s),
+            "watts": _f(gpus * p.watts_per_gpu) if p.watts_per_gpu is not None else None,
+        }
+    usd_h = float(sum(r["usd_per_hour"] for r in pool_rows.values()))
+    cost = {
+        "fleet_usd_per_hour": usd_h,
+        "usd_per_month": usd_h * HOURS_PER_MONTH,
+        "usd_per_1m_output_tokens": per_1m(usd_h, out_tok_s),
+        "usd_per_1m_total_tokens": per_1m(usd_h, total_tok_s),
+        "pools": pool_rows,
+    }
+    have_watts = bool(pools) and all(r["watts"] is not None for r in pool_rows.values())
+    kw = sum(r["watts"] for r in pool_rows.values()) / 1000.0 if have_watts else None
+    energy = {
+        "fleet_kw": _f(kw),
+        "kwh_per_1m_output_tokens": per_1m(kw, out_tok_s) if kw is not None else None,
+        "kwh_per_1m_total_tokens": per_1m(kw, total_tok_s) if kw is not None else None,
+        "note": "upper bound at TDP: GPU board power x GPUs, always on; "
+                "excludes host, network and cooling (PUE)"
+                + ("" if have_watts else "; None because a pool has no watts"),
+    }
+    return cost, energy
+
+
+def _little(df_all: pd.DataFrame, start_s: float, end_s: float) -> dict:
+    """Little's law L = λW over the window.
+
+    L integrates the number of requests in system (arrived, not departed) over
+    the window, counting every request of the run; λ and W use the window's
+    arrivals. A request leaves at ``finish_s``, or at its arrival when it never
+    finished (rejected / failed without a finish time).
+    """
+    length = end_s - start_s
+    arr = df_all["arrival_s"].to_numpy(dtype=float)
+    fin = df_all["finish_s"].to_numpy(dtype=float)
+    dep = np.where(np.isfinite(fin), fin, arr)
+    overlap = np.clip(dep, start_s, end_s) - np.clip(arr, start_s, end_s)
+    in_win = (arr >= start_s) & (arr < end_s)
+    L = _div(float(np.clip(overlap, 0, None).sum()), length)
+    lam = _div(int(in_win.sum()), length)
+    W = _f((dep - arr)[in_win].mean()) if in_win.any() else None
+    lam_w = lam * W if lam is not None and W is not None else None
+    return {
+        "L": L, "lambda_per_s": lam, "W_s": W, "lambda_W": lam_w,
+        "rel_gap": _div(abs(L - lam_w), lam_w) if L is not None and lam_w else None,
+    }
+
+
+def summarize(result: SimResult, slos: Sequence[ClassSlo],
+              pools: Sequence[PoolCost]) -> dict:
+    """Summary of one run (simulated or testbed) as a JSON-ready dict.
+
+    Keys: ``window``, ``overall``, ``classes`` (by name, in ``class_names``
+    order), ``utilization``, ``cost``, ``energy``, ``little``.
+    """
+    start_s, end_s = (float(x) for x in result.window)
+    length_s = max(end_s - start_s, 0.0)
+    df_all = result.requests
+    arr = df_all["arrival_s"].to_numpy(dtype=float)
+    df = df_all[(arr >= start_s) & (arr < end_s)]
+    slo_by = {s.name: s for s in slos}
+
+    names = list(result.class_names)
+    names += [c for c in pd.unique(df["class"].astype(str)) if c not in names]
+    names += [s.name for s in slos if s.name not in names]
+    hist = np.asarray(result.itl_hist, dtype=np.int64)
+    nb = len(ITL_EDGES_S) - 1
+    hist = hist.reshape(-1, nb) if hist.size else np.zeros((0, nb), np.int64)
+
+    classes = {}
+    cls_col = df["class"].astype(str)
+    for i, name in enumerate(names):
+        row = hist[i] if i < len(hist) else np.zeros(nb, np.int64)
+        classes[name] = _group(df[cls_col == name], length_s, slo_by, row, name)
+    overall = _group(df, length_s, slo_by, hist.sum(axis=0), None)
+    overall["slo_met"] = all(c["slo_met"] for c in classes.values())
+
+    cost, energy = _cost(pools, df[df["status"].astype(str) == "ok"], length_s,
+                         overall["output_tokens_per_s"], overall["total_tokens_per_s"])
+    return {
+        "window": {
+            "start_s": start_s, "end_s": end_s, "length_s": length_s,
+            "note": "requests arriving in [start_s, end_s) count (all statuses); "
+                    "latencies and throughput over the ok ones; warm-up and "
+                    "cool-down excluded",
+        },
+        "overall": overall,
+        "classes": classes,
+        "utilization": _utilization(result.replicas, length_s),
+        "cost": cost,
+        "energy": energy,
+        "little": _little(df_all, start_s, end_s),
+    }
+
+
+def cost_and_class_columns(summary: dict) -> dict:
+    """The cost figures and each class's SLO columns of a ``summarize`` dict, flat
+    (``<class>.slo_met``, ``.attainment_pct``, ``.p99_ttft_s``, ``.p99_tpot_s``): the
+    columns every plan point and sweep point records."""
+    row = {k: summary["cost"][k] for k in ("fleet_usd_per_hour", "usd_per_month", "usd_per_1m_output_tokens",
+                                           "usd_per_1m_total_tokens")}
+    for name, c in summary["classes"].items():
+        row[f"{name}.slo_met"] = bool(c["slo_met"])
+        row[f"{name}.attainment_pct"] = c["attainment_pct"]
+        row[f"{name}.p99_ttft_s"] = c["ttft_s"]["p99"]
+        row[f"{name}.p99_tpot_s"] = c["tpot_s"]["p99"]
+    return row

@@ -1,0 +1,43 @@
+"""``fleetcast catalog``: the GPUs, models and quantization schemes fleetcast knows."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.table import Table
+
+from sim.catalog import load_catalog
+from sim.cli.common import console
+
+__all__ = ["register"]
+
+
+def _cmd_catalog(args: argparse.Namespace) -> int:
+    cat = load_catalog([Path(p) for p in args.file])
+    t = Table(title="GPUs", title_justify="left")
+    for col in ("name", "bf16 TFLOP/s", "HBM GiB", "HBM TB/s", "link GB/s", "W", "$/h"):
+        t.add_column(col, justify="right" if col != "name" else "left")
+    for name in cat.gpu_names():
+        g = cat.gpu(name)
+        t.add_row(name, f"{g.peak_flops.get('bf16', 0) / 1e12:,.0f}", f"{g.hbm_bytes / 2**30:,.0f}",
+                  f"{g.hbm_bw_bytes_s / 1e12:.2f}", f"{g.interconnect_bw_bytes_s / 1e9:,.0f}",
+                  f"{g.power_w:,.0f}" if g.power_w else "-", f"{g.price_usd_per_hour:.2f}")
+    console.print(t)
+    m = Table(title="Models", title_justify="left")
+    for col in ("name", "params (B)", "active (B)", "layers", "hidden", "kv heads", "context"):
+        m.add_column(col, justify="right" if col != "name" else "left")
+    for name in cat.model_names():
+        s = cat.model(name)
+        m.add_row(name, f"{s.params_total / 1e9:.1f}", f"{s.params_active / 1e9:.1f}", str(s.num_layers),
+                  str(s.hidden_size), str(s.num_kv_heads), f"{s.max_position_embeddings:,}")
+    console.print(m)
+    console.print(f"weights: {', '.join(cat.weight_schemes())}; kv_cache: {', '.join(cat.kv_schemes())}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``catalog`` subcommand."""
+    c = subparsers.add_parser("catalog", help="list GPUs, models and quantization schemes")
+    c.add_argument("--file", action="append", default=[], help="extra catalog YAML file (repeatable)")
+    c.set_defaults(func=_cmd_catalog)

@@ -1,0 +1,130 @@
+"""``fleetcast plan``: the cheapest fleet per candidate that meets every SLO.
+
+Plan folder (the contract ``fleetcast report`` reads):
+``plan.json`` (see ``sim.analysis.plan``), ``points.parquet`` (every simulated point)
+and ``runs/recommended/`` (a ``fleetcast run`` folder of the recommended fleet
+at the demand, simulated exactly as the plan simulated it). Exit status: 0 a
+candidate meets the SLO; 1 none does (the closest is named); 2 input error
+(plan.json is still written when the scenario loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from rich.table import Table
+
+from sim.analysis.forecast import forecast
+from sim.analysis.plan import run_plan
+from sim.cli.common import console, err_console, progress_bar, run_folder_files, swap_in, write_run_folder
+from sim.errors import FleetcastError
+from sim.records import write_parquet_atomic
+from sim.scenario.spec import load_scenario
+
+__all__ = ["register", "write_plan_folder"]
+
+
+def _run_files(scenario) -> dict:
+    """The files ``fleetcast run`` writes, for ``scenario``."""
+    started = time.perf_counter()
+    result, summary = forecast(scenario)
+    return run_folder_files(scenario, result, summary, wall_s=time.perf_counter() - started, exact_steps=False)
+
+
+def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None) -> None:
+    """Write ``out`` all at once (temp folder, then swap), like ``write_run_folder``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if run_files:
+            write_run_folder(tmp / "runs" / "recommended", run_files)
+        (tmp / "plan.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        if points is None or points.empty:
+            points = pd.DataFrame({"candidate": pd.Series(dtype=str), "replicas": pd.Series(dtype="int64"),
+                                   "rate_rps": pd.Series(dtype=float), "slo_met": pd.Series(dtype=bool)})
+        write_parquet_atomic(points, tmp / "points.parquet")
+        swap_in(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fmt(x, spec: str = ",.2f", none: str = "-") -> str:
+    return none if x is None else format(x, spec)
+
+
+def _plan_table(doc: dict):
+    t = Table(title=f"plan: {doc['scenario']['name']} at {doc['demand']['peak_rate_rps']:.4g} req/s "
+                    f"({doc['tried']} points simulated)", title_justify="left")
+    for col in ("#", "candidate", "status", "replicas", "GPUs", "$/month", "$/1M out tok", "headroom %",
+                "attain. %", "p99 TTFT s", "p99 TPOT s"):
+        t.add_column(col, justify="left" if col in ("candidate", "status") else "right")
+    for i, c in enumerate(doc["candidates"], 1):
+        style = "bold green" if c["id"] == doc["recommended"] else ("" if c["status"] == "ok" else "dim")
+        t.add_row(str(i), c["id"], c["status"], _fmt(c["replicas"], "d"), _fmt(c["gpus"], "d"),
+                  _fmt(c["usd_per_month"], ",.0f"), _fmt(c["usd_per_1m_output_tokens"], ".3f"),
+                  _fmt(c["headroom_pct"], ".1f"), _fmt(c["attainment_pct"], ".1f"),
+                  _fmt(c["p99_ttft_s"], ".3f"), _fmt(c["p99_tpot_s"], ".4f"), style=style)
+    return t
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
+    out = Path(args.out or Path("out") / f"{scenario.name}-plan")
+    started = time.perf_counter()
+    with progress_bar(f"planning {scenario.name} (candidates)") as bar:
+        outcome = run_plan(scenario, workers=args.workers or os.cpu_count() or 1, progress=bar)
+    doc = outcome.doc
+    doc["wall_s"] = round(time.perf_counter() - started, 3)
+    doc["command"] = shlex.join(["fleetcast", "plan", str(args.scenario), "--out", str(out)]
+                                + [f"--set={s}" for s in args.set]
+                                + (["--seed", str(args.seed)] if args.seed is not None else []))
+    if outcome.error:
+        write_plan_folder(out, doc, outcome.points, None)
+        raise FleetcastError(f"{outcome.error} (plan.json stating what was tried is in {out}/)")
+    run_files = _run_files(outcome.recommended_scenario) if outcome.recommended_scenario is not None else None
+    write_plan_folder(out, doc, outcome.points, run_files)
+    console.print(_plan_table(doc))
+    for c in doc["candidates"]:
+        if c["status"] != "ok":
+            console.print(f"[dim]{c['id']}: {c['status']}: {c['reason']}[/dim]", highlight=False, soft_wrap=True)
+    rec = next((c for c in doc["candidates"] if c["id"] == doc["recommended"]), None)
+    if rec is not None and rec["growth"]:
+        months = ", ".join(f"m{g['month']}: {g['replicas']}" for g in rec["growth"])
+        console.print(f"replicas by month ({rec['id']}): {months}")
+    console.print(f"[dim]{doc['tried']} points simulated in {doc['wall_s']:.1f} s; results in {out}/[/dim]")
+    if rec is None:
+        closest = next((c for c in doc["candidates"] if c["id"] == outcome.closest), None)
+        why = (f" The closest is {closest['id']}: {closest['reason']}." if closest else
+               " No candidate fits the model (see the reasons above); add tensor_parallel sizes, "
+               "a smaller quantization or GPUs with more memory.")
+        err_console.print(f"[bold red]no candidate meets the SLO[/bold red] at {doc['demand']['peak_rate_rps']:g} "
+                          f"req/s with up to {doc['max_replicas']} replicas.{why} Relax traffic.classes[].slo, raise "
+                          f"plan.max_replicas or add candidates.", highlight=False, soft_wrap=True)
+        return 1
+    console.print(f"recommended: [bold]{rec['label']}[/bold] x {rec['replicas']} replicas "
+                  f"({rec['gpus']} GPUs), ${rec['usd_per_month']:,.0f}/month, headroom {rec['headroom_pct']:.1f}%")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``plan`` subcommand."""
+    p = subparsers.add_parser("plan", help="find the cheapest fleet per candidate that meets every SLO",
+                              description="For each candidate of the scenario's plan: section (GPU x quantization "
+                              "x TP x policy x engine knobs), find the fewest replicas meeting every class's SLO at "
+                              "the demand, and rank the candidates by monthly cost.")
+    p.add_argument("scenario", help="scenario YAML file (with a plan: section; without one the pool is planned as is)")
+    p.add_argument("--out", help="output folder (default: out/<scenario name>-plan)")
+    p.add_argument("--seed", type=int, help="replace the scenario's seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario field, e.g. plan.max_replicas=16 (repeatable)")
+    p.add_argument("--workers", type=int, help="candidates searched in parallel (default: all cores)")
+    p.set_defaults(func=_cmd_plan)

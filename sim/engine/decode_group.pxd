@@ -1,0 +1,35 @@
+# C types for decode_group.py when Cython compiles it (setup.py); decode_group.py is the reference.
+cimport cython
+
+from sim.engine.request cimport Request
+
+cdef class DecodeGroup:
+    cdef public long long block_size, k, n, ctx, joins
+    cdef public list cnt, heap, ncls
+    cdef public double last_t
+    cdef public bint stalled
+    cpdef join(self, Request req)
+    @cython.locals(done="long long")
+    cpdef leave(self, Request req)
+    cpdef long long computed_of(self, Request req)
+    cpdef long long need_now(self)
+    cpdef bint needs_block_now(self, Request req)
+    @cython.locals(req=Request, join_id="long long")
+    cpdef next_finish_k(self)
+    @cython.locals(req=Request, join_id="long long", k="long long")
+    cpdef list pop_finished(self)
+    @cython.locals(bs="long long", full="long long", rest="long long", need="long long", p="long long", lo="long long")
+    cpdef long long blocks_needed(self, long long steps)
+    @cython.locals(n="long long", bs="long long", cycles="long long", rem="long long", k0="long long", need="long long", s="long long")
+    cpdef long long steps_until_exhaustion(self, long long free)
+    cpdef advance(self, long long steps)
+
+cdef class Segment:
+    cdef public double t0, a, b, f0, f1, y0, y1
+    cdef public long long k0, c0, n
+    cpdef long long ctx_sum(self, long long m)
+    @cython.locals(m="long long")
+    cpdef double t_end(self, long long k)
+    cpdef double duration(self, long long k)
+    @cython.locals(y=double, qa=double, qb=double, m=double, k="long long")
+    cpdef long long first_step_ending_at_or_after(self, double x)

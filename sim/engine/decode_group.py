@@ -1,0 +1,186 @@
+"""The decode group of a replica, and the timing of a decode-only run.
+
+Every running request past its prefill gets exactly one token per decode step,
+so the group is kept as aggregates instead of a list walked every step:
+
+- ``k``: decode steps the group has taken. A member that joined at ``k_join``
+  with ``c_join`` computed tokens has ``c_join + (k - k_join)`` now.
+- ``ctx``: attention context of the next step, ``sum(computed + 1)``.
+- block needs by phase: a member needs a new KV block at step ``k`` when its
+  computed tokens are a multiple of the block size, i.e. when
+  ``(phase + k) % block_size == 0`` with ``phase = (c_join - k_join) % block_size``.
+- a heap of finish steps (lazy deletion for members that left early).
+
+``Segment`` times a run of decode-only steps with a fixed group: step ``s``
+(0-based from the anchor) takes ``a + b*(C0 + n*s)`` seconds, and its end is
+computed in closed form from the anchor. Both stepping modes (fast-forward and
+``--exact-steps``) use the same closed form, which is why they produce
+identical records.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+from sim.engine.request import DECODING, RUNNING, Request
+
+__all__ = ["DecodeGroup", "Segment"]
+
+
+class DecodeGroup:
+    __slots__ = ("block_size", "k", "n", "ctx", "cnt", "heap", "ncls", "joins", "last_t", "stalled")
+
+    def __init__(self, block_size: int, num_classes: int) -> None:
+        self.block_size = block_size
+        self.k = 0  # decode steps taken
+        self.n = 0  # members
+        self.ctx = 0  # sum over members of (computed + 1): context of the next step
+        self.cnt = [0] * block_size  # members by phase
+        self.heap: list[tuple[int, int, Request]] = []  # (finish step, join id, request)
+        self.ncls = [0] * num_classes  # members by class
+        self.last_t = 0.0  # when the group's last decode step ended
+        self.stalled = False  # a step without decodes ran while the group had members
+        self.joins = 0  # joins so far: tells a heap entry of an earlier membership from the current one
+
+    def join(self, req: Request) -> None:
+        """``req`` has sampled a token and now decodes one token per step."""
+        req.state = DECODING
+        req.k_join = self.k
+        req.c_join = req.computed
+        req.g_join = req.generated
+        req.phase = (req.computed - self.k) % self.block_size
+        self.cnt[req.phase] += 1
+        self.n += 1
+        self.ctx += req.computed + 1
+        self.ncls[req.cls] += 1
+        self.joins += 1
+        req.join_id = self.joins
+        heapq.heappush(self.heap, (self.k + req.output - req.generated - 1, self.joins, req))
+
+    def leave(self, req: Request) -> None:
+        """Materialise ``req``'s counters and take it out of the group."""
+        done = self.k - req.k_join
+        req.computed = req.c_join + done
+        req.generated = req.g_join + done
+        req.state = RUNNING
+        self.cnt[req.phase] -= 1
+        self.n -= 1
+        self.ctx -= req.computed + 1
+        self.ncls[req.cls] -= 1
+
+    def computed_of(self, req: Request) -> int:
+        return req.c_join + (self.k - req.k_join)
+
+    def need_now(self) -> int:
+        """New KV blocks the next decode step needs."""
+        return self.cnt[(-self.k) % self.block_size]
+
+    def needs_block_now(self, req: Request) -> bool:
+        return (req.phase + self.k) % self.block_size == 0
+
+    def next_finish_k(self) -> int | None:
+        """Step index at whose end the first member finishes."""
+        heap = self.heap
+        while heap:
+            _, join_id, req = heap[0]
+            if req.state == DECODING and join_id == req.join_id:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return None
+
+    def pop_finished(self) -> list[Request]:
+        """Members whose last token came from a step before ``k`` (in join order)."""
+        out = []
+        heap = self.heap
+        k, heappop = self.k, heapq.heappop
+        while heap and heap[0][0] < k:
+            _, join_id, req = heappop(heap)
+            if req.state == DECODING and join_id == req.join_id:
+                out.append(req)
+        return out
+
+    def blocks_needed(self, steps: int) -> int:
+        """New blocks the next ``steps`` decode steps need in total."""
+        bs = self.block_size
+        full, rest = divmod(steps, bs)
+        need = full * self.n
+        if rest:
+            # step s of the rest needs the members of phase (p - s) % bs: a cyclic run of phases
+            cnt = self.cnt
+            p = (-(self.k + full * bs)) % bs
+            lo = p - rest + 1
+            if lo >= 0:
+                need += sum(cnt[lo:p + 1])
+            else:
+                need += sum(cnt[:p + 1]) + sum(cnt[bs + lo:])
+        return need
+
+    def steps_until_exhaustion(self, free: int) -> int:
+        """How many decode steps fit in ``free`` blocks (a large number if all)."""
+        n, bs = self.n, self.block_size
+        if n == 0:
+            return 1 << 62
+        cycles, rem = divmod(free, n)
+        cnt, k0 = self.cnt, self.k + cycles * bs
+        need = 0
+        for s in range(bs):
+            need += cnt[(-(k0 + s)) % bs]
+            if need > rem:
+                return cycles * bs + s
+        return cycles * bs + bs  # unreachable: a full cycle needs exactly n > rem
+
+    def advance(self, steps: int) -> None:
+        self.k += steps
+        self.ctx += self.n * steps
+
+
+class Segment:
+    """Closed-form timing of decode-only steps with a fixed group.
+
+    Anchored at time ``t0`` before step ``k0``, with ``n`` members and context
+    ``c0``; step ``k`` ends at ``t0 + (m*a + b*(m*c0 + n*(m-1)*m/2))`` with
+    ``m = k - k0 + 1`` (an exact integer context sum, then float ops in a
+    fixed order).
+    """
+
+    __slots__ = ("t0", "k0", "c0", "n", "a", "b", "f0", "f1", "y0", "y1")
+
+    def __init__(self, t0: float, k0: int, c0: int, n: int, a: float, b: float,
+                 flops: tuple[float, float], bytes_: tuple[float, float]) -> None:
+        self.t0, self.k0, self.c0, self.n, self.a, self.b = t0, k0, c0, n, a, b
+        self.f0, self.f1 = flops  # step FLOPs = f0 + f1 * context
+        self.y0, self.y1 = bytes_  # step bytes = y0 + y1 * context
+
+    def ctx_sum(self, m: int) -> int:
+        """Sum of contexts of the first ``m`` steps."""
+        return m * self.c0 + self.n * (m - 1) * m // 2
+
+    def t_end(self, k: int) -> float:
+        m = k - self.k0 + 1
+        if m <= 0:
+            return self.t0
+        return self.t0 + (m * self.a + self.b * (m * self.c0 + self.n * (m - 1) * m // 2))  # inline: Segment.ctx_sum
+
+    def duration(self, k: int) -> float:
+        """Nominal duration of step ``k``: ``a + b * context``."""
+        return self.a + self.b * (self.c0 + self.n * (k - self.k0))
+
+    def first_step_ending_at_or_after(self, x: float) -> int:
+        """Smallest step ``k >= k0`` with ``t_end(k) >= x``."""
+        y = x - self.t0
+        if y <= 0:
+            return self.k0
+        qa = self.b * self.n / 2.0
+        qb = self.a + self.b * self.c0 - qa
+        if qa > 0:
+            m = (-qb + math.sqrt(qb * qb + 4.0 * qa * y)) / (2.0 * qa)
+        else:
+            m = y / qb if qb > 0 else 1.0
+        k = self.k0 + max(0, int(math.ceil(m)) - 1)
+        # Settle rounding with the exact closed form.
+        while k > self.k0 and self.t_end(k - 1) >= x:
+            k -= 1
+        while self.t_end(k) < x:
+            k += 1
+        return k

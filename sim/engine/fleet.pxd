@@ -1,0 +1,19 @@
+# C types for fleet.py when Cython compiles it (setup.py); fleet.py is the reference.
+cimport cython
+
+from sim.engine.ledger cimport Ledger
+from sim.engine.prefix_keys cimport PrefixKeys
+from sim.engine.request cimport Request
+from sim.engine.wake cimport wake
+
+cdef class Fleet:
+    cdef public object scenario, workload, progress, env, window, router, _arrival_cols
+    cdef public bint exact_steps
+    cdef public double tick_s
+    cdef public list class_names, _priority, replicas, eligible
+    cdef public long long num_classes, _next_rid
+    cdef public Ledger ledger
+    cdef public PrefixKeys keys
+    cdef public dict _max_len
+    @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger)
+    cpdef _arrive(self, ev)

@@ -1,0 +1,252 @@
+"""Build the SimPy world of a scenario, run it, return the records."""
+
+from __future__ import annotations
+
+import gc
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sim.catalog import load_catalog
+from sim.engine.inputs import failure_schedule, scenario_workload
+from sim.engine.ledger import Ledger
+from sim.engine.perf import PerfModel, plan_memory
+from sim.engine.policies import make_policy
+from sim.engine.prefix_keys import PrefixKeys
+from sim.engine.profiles import coefficients_for
+from sim.engine.replica import Replica
+from sim.engine.request import DECODING, Request
+from sim.engine.result import ReplicaStats, SimResult
+from sim.engine.routers import make_router
+from sim.engine.wake import URGENT, Environment, wake
+from sim.errors import FleetcastError, ScenarioError
+from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies
+from sim.rng import stream
+from sim.scenario.spec import Scenario
+from sim.workload.generate import Workload
+
+__all__ = ["Fleet", "simulate", "build_pool_models"]
+
+_STATUS = np.array(["ok", "rejected", "error", "timeout", "cancelled"], dtype=object)
+
+
+def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
+    """(gpu, model, quant, perf model, memory plan, KV blocks) per pool; a pool
+    whose model does not fit is a ScenarioError naming the pool."""
+    catalog = catalog or load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    where = str(scenario.path) if scenario.path else "<scenario>"
+    out = []
+    for i, pool in enumerate(scenario.fleet):
+        gpu = catalog.gpu(pool.gpu)
+        model = catalog.model(pool.model)
+        quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
+        eng = pool.engine
+        coeffs = coefficients_for(pool, scenario.base_dir, gpu)
+        perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs)
+        try:
+            mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
+                              eng.block_size, eng.max_num_batched_tokens)
+        except FleetcastError as exc:
+            raise ScenarioError(f"{where}, field fleet.{i} (pool '{pool.name}'): {exc}") from None
+        # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
+        # placeholder for skipped blocks): a server reporting N blocks holds N - 1 (measured: vLLM
+        # refused 16 blocks of 128 for max_model_len 2048; with 12 it ran 3 sequences of ~3 blocks)
+        blocks = (eng.num_gpu_blocks_override or mem.num_kv_blocks) - 1
+        max_len = eng.max_model_len or model.max_position_embeddings
+        if blocks * eng.block_size < max_len:
+            raise ScenarioError(
+                f"{where}, field fleet.{i} (pool '{pool.name}'): the KV cache holds {blocks * eng.block_size:,} "
+                f"tokens, less than one sequence of max_model_len {max_len:,} (vLLM refuses to start). Set "
+                f"engine.max_model_len to at most {blocks * eng.block_size:,}, or add tensor_parallel / a smaller "
+                f"quantization to make room."
+            )
+        out.append((gpu, model, quant, perf, mem, blocks))
+    return out
+
+
+class Fleet:
+    """The pools, the router and the arrival process of one run."""
+
+    def __init__(self, scenario: Scenario, workload: Workload, *, failures: Sequence[tuple[str, float]] = (),
+                 exact_steps: bool = False, progress: Callable[[int, int], None] | None = None) -> None:
+        self.scenario = scenario
+        self.workload = workload
+        self.exact_steps = exact_steps
+        self.progress = progress
+        self.env = Environment()
+        tr = scenario.traffic
+        self.window = (float(tr.warmup_s), float(tr.duration_s - tr.cooldown_s))
+        self.tick_s = scenario.sim.timeseries_interval_s or max(0.1, tr.duration_s / 1000.0)
+        self.class_names = list(workload.class_names)
+        self.num_classes = len(self.class_names)
+        self._priority = [c.priority for c in tr.classes]
+        self.ledger = Ledger(len(workload), self.env.event())
+        self.keys = PrefixKeys(workload)
+        self.replicas: list[Replica] = []
+        self._build()
+        for replica_name, at_s in failures:
+            self.fail_replica_at(replica_name, at_s)
+
+    def _build(self) -> None:
+        sc = self.scenario
+        self._max_len = {}
+        models = build_pool_models(sc)
+        by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
+        for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
+            self._max_len[pool.name] = pool.engine.max_model_len or model.max_position_embeddings
+            for j in range(pool.replicas):
+                name = f"{pool.name}/{j}"
+                stats = ReplicaStats(pool=pool.name, name=name, gpu=pool.gpu, tp=pool.tensor_parallel,
+                                     kv_blocks_total=blocks, peak_flops=perf.peak_flops,
+                                     hbm_bw_bytes_s=perf.hbm_bw_bytes_s)
+                rep = Replica(self.env, len(self.replicas), name, pool, perf, blocks,
+                              make_policy(pool.policy.name, pool.policy.params), stats, self.ledger, self.keys,
+                              num_classes=self.num_classes, window=self.window, tick_s=self.tick_s,
+                              max_model_len=self._max_len[pool.name], exact_steps=self.exact_steps)
+                self.replicas.append(rep)
+                for cname in pool.classes or self.class_names:
+                    by_class[cname].append(rep)
+        self.eligible = [by_class[c] for c in self.class_names]
+        self.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "routing"), self.keys)
+        if hasattr(self.router, "track"):
+            for reps in self.eligible:
+                self.router.track(reps)
+
+    def fail_replica_at(self, replica_name: str, at_s: float) -> None:
+        """At ``at_s`` the replica disappears: the router stops choosing it and
+        its waiting and running requests are retried from scratch on the other
+        eligible replicas (latency still counts from their first arrival)."""
+        by_name = {r.name: r for r in self.replicas}
+        if replica_name not in by_name:
+            raise ScenarioError(f"replica-failure names unknown replica '{replica_name}'; "
+                                f"replicas: {', '.join(sorted(by_name))}")
+        self.env.process(self._fail(by_name[replica_name], float(at_s)))
+
+    def _fail(self, rep: Replica, at_s: float):
+        yield self.env.timeout(at_s)
+        for reps in self.eligible:  # in place: the arrival process holds these lists
+            reps[:] = [r for r in reps if r is not rep]
+        for reps, name in zip(self.eligible, self.class_names):
+            if not reps:
+                raise ScenarioError(f"replica-failure of '{rep.name}' leaves class '{name}' without replicas")
+        for req in rep.fail():
+            new = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
+            self.ledger.replica_of[req.rid] = new.index
+            new.enqueue(req)
+
+    # -- processes ----------------------------------------------------------------
+    def _arrivals(self) -> None:
+        """Start the arrival process: one ``Wake`` per distinct arrival time (a
+        callback, not a SimPy process: it runs once per request)."""
+        wl = self.workload
+        prefix_key = self.keys.first_keys()
+        n = len(wl)
+        # plain lists: no numpy scalar per arrival
+        self._arrival_cols = (wl.arrival_s.tolist(), wl.class_idx.tolist(), wl.prompt_tokens.tolist(),
+                              wl.output_tokens.tolist(), prefix_key, n, max(1, n // 200))
+        self._next_rid = 0
+        wake(self.env, 0.0, self._arrive, URGENT)
+
+    def _arrive(self, ev) -> None:
+        """Route every request arriving now, then wait for the next arrival time."""
+        env = self.env
+        now = env.now
+        times, classes, prompts, outputs, prefix_key, n, every = self._arrival_cols
+        prio, eligible, ledger = self._priority, self.eligible, self.ledger
+        rid = self._next_rid
+        while rid < n:
+            t = times[rid]
+            if t > now:
+                self._next_rid = rid
+                wake(env, t - now, self._arrive)
+                return
+            cls = classes[rid]
+            req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
+            rep = self.router.choose(eligible[cls], rid, prefix_key[rid], now)
+            ledger.arrive(rid, rep.index)
+            rep.enqueue(req)
+            if self.progress is not None and rid % every == 0:
+                self.progress(rid, n)
+            rid += 1
+        self._next_rid = n
+        ledger.arrivals_over()
+
+    def _deadline(self, end_s: float):
+        yield self.env.timeout(end_s)
+        if not self.ledger.done.triggered:
+            self.ledger.done.succeed()
+
+    def run(self) -> SimResult:
+        tr = self.scenario.traffic
+        self._arrivals()
+        self.env.process(self._deadline(tr.duration_s + self.scenario.sim.drain_s))
+        # The engine leaves no garbage cycles behind (a replica's pending Wake refers back to
+        # it only until the next wake-up replaces it), so the cyclic collector only costs
+        # time here: off while the events run.
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            self.env.run(until=self.ledger.done)
+        finally:
+            if gc_was_on:
+                gc.enable()
+        end_s = self.env.now
+        if self.progress is not None:
+            self.progress(len(self.workload), len(self.workload))
+        return self._result(end_s)
+
+    def _result(self, end_s: float) -> SimResult:
+        wl, ledger = self.workload, self.ledger
+        for rep in self.replicas:  # requests cut off by the drain limit
+            rep.settle(end_s)
+            for req in list(rep.running) + list(rep.waiting):
+                g = rep.dec.computed_of(req) - req.c_join + req.g_join if req.state == DECODING else req.generated
+                ledger.first_token[req.rid] = req.first_token_s
+                ledger.out_tokens[req.rid] = g
+                ledger.preempt[req.rid] = req.preemptions
+            rep.t = max(rep.t, end_s)
+            rep._sample()
+        names = np.array([r.name for r in self.replicas] + [""], dtype=object)
+        replica_of = np.frombuffer(ledger.replica_of, dtype=np.int64)
+        first_token = np.frombuffer(ledger.first_token, dtype=np.float64).copy()
+        finish_s = np.frombuffer(ledger.finish_s, dtype=np.float64).copy()
+        # per-request latency outside the engine (PerfCoefficients.t_request_s): shifts TTFT and E2E
+        lat = np.array([r.perf.coeffs.t_request_s for r in self.replicas] + [0.0])
+        if lat.any():
+            first_token = first_token + lat[replica_of]
+            finish_s = finish_s + lat[replica_of]
+        requests = pd.DataFrame({
+            "request_id": np.arange(len(wl), dtype=np.int64),
+            "class": np.array(self.class_names, dtype=object)[wl.class_idx],
+            "arrival_s": wl.arrival_s,
+            "first_token_s": first_token,
+            "finish_s": finish_s,
+            "prompt_tokens": wl.prompt_tokens.astype(np.int64),
+            "output_tokens": np.frombuffer(ledger.out_tokens, dtype=np.int64).copy(),
+            "cached_prompt_tokens": np.frombuffer(ledger.cached, dtype=np.int64).copy(),
+            "replica": names[replica_of],
+            "preemptions": np.frombuffer(ledger.preempt, dtype=np.int64).copy(),
+            "status": _STATUS[np.frombuffer(ledger.status, dtype=np.int8)],
+        }).astype(REQUEST_COLUMNS)
+        rows: list = []
+        for rep in self.replicas:
+            name = rep.name
+            rows += [(t, name, running, waiting, kv, batch) for t, running, waiting, kv, batch in rep.ts_rows]
+        ts = pd.DataFrame(rows, columns=list(TIMESERIES_COLUMNS)).astype(TIMESERIES_COLUMNS)
+        itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))
+        return SimResult(requests=derive_latencies(requests), timeseries=ts, class_names=self.class_names,
+                         itl_hist=itl, window=self.window, end_s=float(end_s),
+                         replicas=[rep.stats for rep in self.replicas])
+
+
+def simulate(scenario: Scenario, *, exact_steps: bool = False,
+             progress: Callable[[int, int], None] | None = None, workload: Workload | None = None) -> SimResult:
+    """Run ``scenario``; ``workload`` replaces the generated one (validation replays).
+    The scenario's ``events:`` apply: surges add arrivals to the generated
+    workload (not to a given one), replica failures apply either way."""
+    if workload is None:
+        workload = scenario_workload(scenario)  # generate_workload + surge arrivals
+    fleet = Fleet(scenario, workload, failures=failure_schedule(scenario), exact_steps=exact_steps,
+                  progress=progress)
+    return fleet.run()

@@ -1,0 +1,15 @@
+# C types for ledger.py when Cython compiles it (setup.py); ledger.py is the reference.
+cimport cython
+
+from sim.engine.request cimport Request
+
+cdef class Ledger:
+    cdef public object first_token, finish_s, out_tokens, cached, preempt, replica_of, status, done
+    cdef public long long active
+    cdef public bint arrivals_done
+    cpdef arrive(self, long long rid, long long replica_index)
+    cpdef arrivals_over(self)
+    @cython.locals(rid="long long")
+    cpdef finish(self, Request req, double t)
+    cpdef reject(self, Request req, long long replica_index)
+    cpdef _leave(self)

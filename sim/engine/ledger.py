@@ -1,0 +1,73 @@
+"""The per-request outcomes of one run, written as requests leave.
+
+A replica reports here when a request finishes or is rejected; the arrival
+process notes which replica each request went to. The ledger also counts the
+requests in the system and fires ``done`` (a SimPy event) once the last
+arrival has come and every request has left. It knows nothing of fleets or
+routers: a replica holds the ledger, not the fleet.
+
+Outcomes live in ``array.array`` (a store is several times cheaper than a
+numpy scalar store, and each is written once or twice per request); the fleet
+reads them as numpy views when the run ends.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from sim.engine.request import Request
+
+__all__ = ["Ledger", "OK", "REJECTED", "TIMEOUT"]
+
+# status codes (indices into the record's status names; see fleet._STATUS)
+OK, REJECTED, TIMEOUT = 0, 1, 3
+
+
+class Ledger:
+    """Outcome columns of ``n`` requests, by request id."""
+
+    def __init__(self, n: int, done) -> None:
+        self.first_token = array("d", [math.nan]) * n
+        self.finish_s = array("d", [math.nan]) * n
+        self.out_tokens = array("q", [0]) * n
+        self.cached = array("q", [0]) * n
+        self.preempt = array("q", [0]) * n
+        self.replica_of = array("q", [-1]) * n
+        self.status = array("b", [TIMEOUT]) * n
+        self.active = 0  # requests arrived and not yet finished or rejected
+        self.arrivals_done = False
+        self.done = done
+
+    def arrive(self, rid: int, replica_index: int) -> None:
+        """Request ``rid`` entered the system at replica ``replica_index``."""
+        self.replica_of[rid] = replica_index
+        self.active += 1
+
+    def arrivals_over(self) -> None:
+        """The last request has arrived: the run is done once the system is empty."""
+        self.arrivals_done = True
+        if self.active == 0 and not self.done.triggered:
+            self.done.succeed()
+
+    def finish(self, req: Request, t: float) -> None:
+        """``req`` generated its last token at ``t``."""
+        rid = req.rid
+        self.first_token[rid] = req.first_token_s
+        self.finish_s[rid] = t
+        self.out_tokens[rid] = req.generated
+        self.cached[rid] = req.cached_tokens
+        self.preempt[rid] = req.preemptions
+        self.status[rid] = OK
+        self._leave()
+
+    def reject(self, req: Request, replica_index: int) -> None:
+        """``req`` can never fit replica ``replica_index`` (vLLM rejects it)."""
+        self.replica_of[req.rid] = replica_index
+        self.status[req.rid] = REJECTED
+        self._leave()
+
+    def _leave(self) -> None:
+        self.active -= 1
+        if self.arrivals_done and self.active == 0 and not self.done.triggered:
+            self.done.succeed()

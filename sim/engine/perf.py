@@ -1,0 +1,312 @@
+"""Performance model: how long one engine step takes, and how memory is split.
+
+Pure functions of (GPU, model, quantization, tensor parallelism, step); no
+SimPy, no I/O on the hot path. DESIGN.md "Performance model" is the spec:
+a step is split into parts (linear layers, prefill attention, decode
+attention), each costing ``max(FLOPs / (peak · e_compute), bytes / (bw ·
+e_memory))``; the parts are SUMMED (so a decode-only step is affine in its
+total context), then tensor-parallel all-reduces and fixed overheads are
+added. Everything is per GPU of the TP group, which runs in lock step.
+
+Modelling choices (each one a documented approximation):
+- Linear FLOPs are ``2 · P_compute · T`` with T = prefill tokens + decodes
+  and P_compute the active parameters minus the input-embedding table (a
+  lookup, not a matmul). The LM head is charged for all T tokens (vLLM only
+  samples the last token of a prefill, so this overestimates prefill by
+  vocab·hidden/P, ~7% for Llama-3.1-8B; calibration absorbs it).
+- Weights are read once per step: everything but the input-embedding table.
+  MoE: with T tokens and top-k routing over E experts, the expected number of
+  distinct experts touched per layer is ``E · (1 - (1 - k/E)^T)`` (uniform
+  independent routing); only those experts' bytes are read.
+- Embeddings, LM head, norms and routers are 16-bit in every scheme; the
+  quantization's bytes/param applies to attention and MLP/expert matrices.
+- Activations: each per-token tensor of a layer is written once and read once
+  (norm and SiLU·mul fused as in vLLM), fp32 logits, plus the new KV entries.
+- KV heads are split over TP ranks; when tp > num_kv_heads vLLM replicates
+  them, so a GPU holds ``ceil(kv_heads / tp)`` heads.
+- Prefill attention reads KV once per 128-query tile (FlashAttention), so its
+  bytes are ``prefill_attn / 128 · kv_bytes_per_token``; attention always runs
+  at 16-bit peak (vLLM attention kernels compute in fp16/bf16).
+- TP: two ring all-reduces per layer of ``T · hidden · 2`` bytes, moving
+  ``2 (tp-1)/tp`` of it over the interconnect, plus ``t_allreduce_s`` each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from sim.catalog import GPU, ModelSpec, QuantSpec, load_catalog
+from sim.errors import FleetcastError
+
+__all__ = ["PerfCoefficients", "PerfModel", "MemoryPlan", "plan_memory", "roofline_floor_s",
+           "RUNTIME_OVERHEAD_BYTES", "ATTN_QUERY_TILE"]
+
+GiB = 1024**3
+RUNTIME_OVERHEAD_BYTES = int(1.5 * GiB)
+"""Per-GPU memory outside weights/activations/KV: CUDA context (~0.5 GiB),
+CUDA graphs (vLLM logs ~0.5-1 GiB for its default capture sizes), NCCL and
+custom all-reduce buffers. An estimate; vLLM's own profile run measures it."""
+ATTN_QUERY_TILE = 128
+"""Queries per FlashAttention tile: KV is re-read once per tile during prefill."""
+_LOGIT_BYTES = 4  # vLLM computes logits in fp32
+_TP_CHOICES = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class PerfCoefficients:
+    """Efficiencies and overheads of one (hardware, engine, quantization).
+
+    Defaults are conservative published figures, to be replaced by
+    ``calibration.fit`` with measured ones:
+
+    - ``e_compute`` 0.55: large bf16 GEMMs reach ~70-80% of dense peak, whole
+      transformer passes less: Megatron-LM (Narayanan et al., SC'21) sustains
+      52% of A100 peak, PaLM (Chowdhery et al., 2022) reports 46.2% MFU.
+    - ``e_memory`` 0.75: streaming kernels reach ~90% of spec HBM bandwidth;
+      Databricks "LLM Inference Performance Engineering: Best Practices"
+      (2023) reports ~55-60% end-to-end decode MBU *including* overheads,
+      which here sit in t_step_s/t_seq_s instead.
+    - ``e_comm`` 0.7: nccl-tests all-reduce bus bandwidth on NVLink reaches
+      ~75-85% of the per-direction link rate for large messages, less for the
+      small ones decode sends.
+    - ``t_step_s`` 1 ms, ``t_seq_s`` 20 µs: vLLM v1 CPU work per step
+      (scheduling, input preparation, graph launch) and per sequence
+      (sampling, detokenization); order-of-magnitude assumptions.
+    - ``t_allreduce_s`` 10 µs: latency of one small NCCL all-reduce inside a
+      node (vLLM's custom all-reduce is a few µs).
+    - ``t_request_s`` 0: latency every request pays outside the engine's steps
+      (HTTP parsing, the API server → engine-core hand-off, first output
+      processing). It adds to TTFT and E2E but takes no engine time, so it is
+      applied to the records after the run (a constant entry delay shifts the
+      whole schedule and changes nothing else). Only testbed calibrations fit
+      it (single-request TTFT at two prompt lengths); 0 elsewhere.
+    """
+
+    e_compute: float = 0.55  # achieved / peak FLOP/s of compute-bound parts, 0 < e <= 1
+    e_memory: float = 0.75  # achieved / peak HBM bandwidth of memory-bound parts
+    e_comm: float = 0.7  # achieved / peak interconnect bandwidth of all-reduces
+    t_step_s: float = 1.0e-3  # fixed overhead per engine step
+    t_seq_s: float = 20e-6  # overhead per sequence in the step
+    t_prefill_tok_s: float = 0.0  # CPU overhead per prefill token
+    source: str = "fleetcast defaults: published figures, uncalibrated (see PerfCoefficients)"
+    t_allreduce_s: float = 10e-6  # latency per all-reduce (tp > 1)
+    t_request_s: float = 0.0  # per-request latency outside engine steps (API server, hand-offs); no engine time
+
+    def __post_init__(self) -> None:
+        for name in ("e_compute", "e_memory", "e_comm"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise FleetcastError(f"performance coefficient {name} must be in (0, 1], "
+                                     f"got {getattr(self, name)!r} (from {self.source})")
+        for name in ("t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s", "t_request_s"):
+            if not getattr(self, name) >= 0.0:
+                raise FleetcastError(f"performance coefficient {name} must be >= 0 seconds, "
+                                     f"got {getattr(self, name)!r} (from {self.source})")
+
+
+class _Shape:
+    """Byte/FLOP constants of (model, quantization, tp) shared by perf and memory."""
+
+    def __init__(self, model: ModelSpec, quant: QuantSpec, tp: int):
+        if isinstance(tp, bool) or not float(tp).is_integer() or tp < 1 or model.num_heads % int(tp):
+            valid = [t for t in range(1, 65) if model.num_heads % t == 0]
+            raise FleetcastError(f"tp={tp!r} does not divide the {model.num_heads} attention heads of "
+                                 f"model '{model.name}'; valid tp values: {', '.join(map(str, valid))}.")
+        m, wb, ab = model, quant.weight_bytes_per_param, quant.activation_bytes
+        L, h = m.num_layers, m.hidden_size
+        embed_in = m.vocab_size * h if not m.tie_word_embeddings else 0  # a lookup, not read whole
+        other16 = m.params_embedding + L * (m.params_dense_per_layer - m.params_attention_per_layer) + h
+        self.expert_bytes = m.params_per_expert * wb  # one expert (or the dense MLP), one layer
+        base = other16 * 2 + L * m.params_attention_per_layer * wb
+        self.weight_bytes_total = base + L * m.num_experts * self.expert_bytes
+        self.weight_read_base = base - embed_in * 2  # read every step, besides experts
+        self.flops_per_token = 2.0 * (m.params_active - embed_in)
+        self.kv_heads_per_gpu = math.ceil(m.num_kv_heads / tp)
+        self.kv_bytes_per_token_per_gpu = 2 * L * self.kv_heads_per_gpu * m.head_dim * quant.kv_bytes_per_elem
+        width = m.num_experts_active * (m.moe_intermediate_size if m.num_experts > 1 else m.intermediate_size)
+        q, kv = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
+        self.mlp_width_per_gpu = width / tp  # intermediate activations one token produces per GPU
+        self.act_bytes_per_token = (2 * ab * L * (4 * h + (q + 2 * kv + q + 3 * width) / tp)
+                                    + 2 * _LOGIT_BYTES * m.vocab_size / tp
+                                    + self.kv_bytes_per_token_per_gpu)
+
+
+class PerfModel:
+    """Step times of one replica (a TP group of ``tp`` GPUs) serving one model.
+
+    The hot methods take plain numbers and allocate nothing: they run about a
+    million times per simulation.
+    """
+
+    def __init__(self, gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
+                 coeffs: PerfCoefficients | None = None):
+        c = coeffs or PerfCoefficients()
+        s = _Shape(model, quant, tp)
+        tp = int(tp)
+        self.gpu, self.model, self.quant, self.tp, self.coeffs = gpu, model, quant, tp, c
+        self.compute_dtype = quant.compute_dtype_on(gpu)
+        peak_lin = gpu.peak_flops[self.compute_dtype]
+        peak_attn = gpu.peak_flops.get("bf16") or gpu.peak_flops.get("fp16") or peak_lin
+        L, h = model.num_layers, model.hidden_size
+        self.peak_flops = peak_lin * tp  # replica, at the linear layers' dtype
+        self.hbm_bw_bytes_s = gpu.hbm_bw_bytes_s * tp  # replica
+        self._peak_max = max(peak_lin, peak_attn) * tp
+        self._inv_flops_lin = 1.0 / (peak_lin * c.e_compute)
+        self._inv_flops_attn = 1.0 / (peak_attn * c.e_compute)
+        self._inv_bw = 1.0 / (gpu.hbm_bw_bytes_s * c.e_memory)
+        # per GPU:
+        self._lin_flops_tok = s.flops_per_token / tp
+        self._w_base = s.weight_read_base / tp
+        self._w_experts = L * model.num_experts * s.expert_bytes / tp  # all experts, all layers
+        self._miss = 1.0 - model.num_experts_active / model.num_experts  # P(expert not picked), 0 if dense
+        self._act_tok = s.act_bytes_per_token
+        self._attn_flops_unit = 4.0 * L * model.num_heads * model.head_dim / tp
+        self._kv_tok = s.kv_bytes_per_token_per_gpu
+        self._qo_bytes_tok = 2.0 * quant.activation_bytes * L * model.num_heads * model.head_dim / tp
+        self._b_decode = max(self._attn_flops_unit * self._inv_flops_attn, self._kv_tok * self._inv_bw)
+        if tp > 1:
+            self._comm_fixed = 2 * L * c.t_allreduce_s
+            self._comm_tok = (2 * L * h * quant.activation_bytes * 2.0 * (tp - 1) / tp
+                              / (gpu.interconnect_bw_bytes_s * c.e_comm))
+        else:
+            self._comm_fixed = self._comm_tok = 0.0
+        self._affine: dict[int, tuple[float, float]] = {}
+
+    def _weight_bytes(self, T: int) -> float:
+        """Weight bytes one GPU reads in a step of T tokens (touched experts only)."""
+        return self._w_base + self._w_experts * (1.0 - self._miss**T)
+
+    def step_time_s(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
+                    decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
+        """Seconds one engine step takes.
+
+        prefill_tokens: Σ q_i new tokens of the prefill chunks; prefill_attn:
+        Σ q_i·(k_i + q_i/2) with k_i tokens already cached; num_decodes: decode
+        sequences (one token each); decode_ctx_tokens: Σ c_j of their contexts;
+        num_prefill_seqs: prefill chunks (for the per-sequence overhead).
+        """
+        c = self.coeffs
+        t = c.t_step_s + c.t_seq_s * (num_decodes + num_prefill_seqs) + c.t_prefill_tok_s * prefill_tokens
+        T = prefill_tokens + num_decodes
+        if T > 0:
+            f = self._lin_flops_tok * T * self._inv_flops_lin
+            b = (self._weight_bytes(T) + self._act_tok * T) * self._inv_bw
+            t += (f if f > b else b) + self._comm_fixed + self._comm_tok * T
+        if prefill_tokens > 0:
+            f = self._attn_flops_unit * prefill_attn * self._inv_flops_attn
+            b = (prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok) * self._inv_bw
+            t += f if f > b else b
+        return t + decode_ctx_tokens * self._b_decode
+
+    def decode_affine(self, num_decodes: int) -> tuple[float, float]:
+        """(a_s, b_s): a decode-only step with total context C takes a_s + b_s·C."""
+        ab = self._affine.get(num_decodes)
+        if ab is None:
+            ab = self._affine[num_decodes] = (self.step_time_s(0, 0.0, num_decodes, 0), self._b_decode)
+        return ab
+
+    def step_flops(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
+                   decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
+        """FLOPs of the step over the whole replica (all tp GPUs), for MFU."""
+        T = prefill_tokens + num_decodes
+        per_gpu = self._lin_flops_tok * T + self._attn_flops_unit * (prefill_attn + decode_ctx_tokens)
+        return per_gpu * self.tp
+
+    def step_bytes(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
+                   decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
+        """HBM bytes the step moves over the whole replica (all tp GPUs), for MBU."""
+        T = prefill_tokens + num_decodes
+        per_gpu = decode_ctx_tokens * self._kv_tok
+        if T > 0:
+            per_gpu += self._weight_bytes(T) + self._act_tok * T
+        if prefill_tokens > 0:
+            per_gpu += prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok
+        return per_gpu * self.tp
+
+
+def roofline_floor_s(perf: PerfModel, prefill_tokens: int, prefill_attn: float, num_decodes: int,
+                     decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
+    """Physical floor of a step: its FLOPs at peak or its bytes at peak bandwidth.
+
+    Efficiency 1, no overheads, no communication, and the fastest peak the
+    step uses for all its FLOPs: no honest prediction can be below this.
+    """
+    args = (prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs)
+    return max(perf.step_flops(*args) / perf._peak_max, perf.step_bytes(*args) / perf.hbm_bw_bytes_s)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How one GPU of a replica splits its memory (bytes, per GPU)."""
+
+    weight_bytes_per_gpu: int  # this GPU's shard of the weights
+    activation_bytes_per_gpu: int  # peak activations of a max_num_batched_tokens step
+    runtime_overhead_bytes_per_gpu: int  # CUDA context, graphs, comm buffers
+    kv_bytes_per_token_per_gpu: float  # KV of one token on this GPU
+    kv_bytes_per_block_per_gpu: float  # block_size tokens
+    num_kv_blocks: int  # KV-cache blocks (same on every GPU of the replica)
+    max_kv_tokens: int  # num_kv_blocks · block_size
+    budget_bytes_per_gpu: int  # hbm_bytes · gpu_memory_utilization
+
+
+def _plan(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int, util: float, block_size: int,
+          max_num_batched_tokens: int, max_num_seqs: int) -> MemoryPlan:
+    s = _Shape(model, quant, tp)
+    m = max_num_batched_tokens
+    # What vLLM's profile run would see: one forward of m tokens (peak is the
+    # MLP: its input, the gate/up output and the activated output, plus the
+    # residual) and fp32 logits for up to max_num_seqs tokens, one copy kept by
+    # the sampler. Logits are gathered to the full vocabulary on every rank.
+    act = (m * quant.activation_bytes * (2 * model.hidden_size + 3 * s.mlp_width_per_gpu)
+           + 2 * min(m, max_num_seqs) * model.vocab_size * _LOGIT_BYTES)
+    budget = int(gpu.hbm_bytes * util)
+    weights = math.ceil(s.weight_bytes_total / tp)
+    per_block = block_size * s.kv_bytes_per_token_per_gpu
+    blocks = math.floor((budget - weights - act - RUNTIME_OVERHEAD_BYTES) / per_block)
+    return MemoryPlan(weights, math.ceil(act), RUNTIME_OVERHEAD_BYTES, s.kv_bytes_per_token_per_gpu,
+                      per_block, max(blocks, 0), max(blocks, 0) * block_size, budget)
+
+
+def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
+                gpu_memory_utilization: float = 0.9, block_size: int = 16,
+                max_num_batched_tokens: int = 8192, max_num_seqs: int = 256) -> MemoryPlan:
+    """Split each GPU's memory into weights, activations, overhead and KV blocks.
+
+    ``num_kv_blocks = floor((hbm · util − W/tp − activations − overhead) /
+    (block_size · kv_bytes_per_token/tp))``. Raises FleetcastError, saying what
+    would fit (more TP, another quantization), when not even one block fits.
+    """
+    if not 0.0 < gpu_memory_utilization <= 1.0 or block_size < 1 or max_num_batched_tokens < 1:
+        raise FleetcastError(f"gpu_memory_utilization must be in (0, 1] (got {gpu_memory_utilization}), "
+                             f"block_size and max_num_batched_tokens >= 1 (got {block_size}, "
+                             f"{max_num_batched_tokens}).")
+    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs)
+    plan = _plan(gpu, model, quant, tp, *args)
+    if plan.num_kv_blocks >= 1:
+        return plan
+    need = (plan.weight_bytes_per_gpu + plan.activation_bytes_per_gpu + plan.runtime_overhead_bytes_per_gpu
+            + plan.kv_bytes_per_block_per_gpu)
+    tps = [t for t in _TP_CHOICES if model.num_heads % t == 0
+           and _plan(gpu, model, quant, t, *args).num_kv_blocks >= 1]
+    fits_tp = (f"fits at {quant.weights} with tp={tps[0]}" if tps
+               else f"does not fit at {quant.weights} with any tp in {', '.join(map(str, _TP_CHOICES))}")
+    quants = _alternatives(quant)
+    ok = [q.weights for q in quants if _plan(gpu, model, q, tp, *args).num_kv_blocks >= 1]
+    fits_q = (f"at tp={tp} it fits with weights {', '.join(ok)}" if ok
+              else f"no weight quantization fits at tp={tp}")
+    raise FleetcastError(
+        f"model '{model.name}' with {quant.weights} weights and {quant.kv_cache} KV cache does not fit on "
+        f"'{gpu.name}' with tp={tp}: each GPU needs {need / GiB:.1f} GiB (weights "
+        f"{plan.weight_bytes_per_gpu / GiB:.1f} + activations {plan.activation_bytes_per_gpu / GiB:.1f} + "
+        f"runtime {plan.runtime_overhead_bytes_per_gpu / GiB:.1f} + one KV block) but has "
+        f"{plan.budget_bytes_per_gpu / GiB:.1f} GiB ({gpu.hbm_bytes / 1e9:g} GB x "
+        f"gpu_memory_utilization {gpu_memory_utilization}). It {fits_tp}; {fits_q}.")
+
+
+def _alternatives(quant: QuantSpec) -> list[QuantSpec]:
+    """The built-in weight schemes with this KV scheme, most bytes/param first."""
+
+    cat = load_catalog()
+    out = [replace(cat.quant(w, "auto"), kv_cache=quant.kv_cache, kv_bytes_per_elem=quant.kv_bytes_per_elem)
+           for w in cat.weight_schemes()]
+    return sorted(out, key=lambda q: (-q.weight_bytes_per_param, q.weights))

@@ -1,0 +1,121 @@
+"""The batching-policy contract and the pieces policies share.
+
+A policy's ``schedule(replica) -> StepPlan`` is a pure function of the
+replica's state: it reads queues, the decode group and the KV cache, and says
+what the next engine step does. The replica applies the plan and advances time
+by the performance model; no policy code runs inside the engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from sim.engine.request import DECODING
+from sim.engine.step_plan import DECODE_RUN, IDLE, StepPlan
+from sim.scenario.params import NoParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sim.engine.replica import Replica
+    from sim.engine.request import Request
+
+__all__ = ["StepPlan", "BatchingPolicy", "NoParams", "IDLE", "DECODE_RUN", "preempt_for", "admit_waiting", "blocks_for", "Budget"]
+
+
+class BatchingPolicy(Protocol):
+    """A batching policy (one small class each, registered by name)."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    def make_queue(self): ...  # the waiting queue the replica keeps
+
+    def schedule(self, rep: "Replica") -> StepPlan: ...
+
+    def wake_on_arrival(self, rep: "Replica") -> bool: ...
+
+
+def blocks_for(rep: "Replica", computed: int, tokens: int) -> int:
+    """New blocks to compute ``tokens`` more tokens on top of ``computed``."""
+    bs = rep.block_size
+    return -(-(computed + tokens) // bs) - (-(-computed // bs))
+
+
+class Budget:
+    """What is left of one step while a policy plans it. ``order`` (a
+    zero-argument callable) gives the preemption candidates, first to go first;
+    it is only called when a preemption is needed."""
+
+    __slots__ = ("tokens", "free", "victims", "_order", "_it")
+
+    def __init__(self, tokens: int, free: int, order=None) -> None:
+        self.tokens = tokens  # token budget left
+        self.free = free  # free KV blocks left
+        self.victims: list = []
+        self._order = order
+        self._it = None
+
+    def candidates(self):
+        if self._it is None:
+            self._it = iter(self._order())
+        return self._it
+
+
+def preempt_for(rep: "Replica", need: int, budget: Budget, protect=None) -> bool:
+    """Preempt from the budget's candidates (newest / lowest priority first) until
+    ``need`` blocks fit in ``budget.free``. Returns False if ``protect`` itself had to go."""
+    if need > budget.free:
+        dec = rep.dec
+        order = budget.candidates()
+        while need > budget.free:
+            victim = next(order, None)
+            if victim is None:
+                return False
+            if victim in budget.victims:
+                continue
+            budget.victims.append(victim)
+            budget.free += rep.blocks_released_by(victim)
+            if victim is protect:
+                return False
+            if victim.state == DECODING and dec.needs_block_now(victim):
+                need -= 1  # a preempted member does not decode this step
+    budget.free -= need
+    return True
+
+
+def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: bool,
+                  max_seqs: int | None = None) -> list:
+    """Admit from the head of the waiting queue while budget, slots and KV allow."""
+    admitted = []
+    if max_seqs is None:
+        max_seqs = rep.max_num_seqs
+    num_running = len(rep.running) - len(budget.victims)
+    bs = rep.block_size
+    for req in rep.waiting:
+        if budget.tokens <= 0 or num_running >= max_seqs:
+            break
+        hit = 0
+        evictable_hits = 0
+        if req.computed == 0 and req.block_keys:
+            limit = (req.prompt + req.generated - 1) // bs  # num_tokens - 1
+            hit, evictable_hits = rep.kv.match_chain(req.block_keys, limit)
+        done = max(req.computed, hit * bs)
+        remaining = req.prompt + req.generated - done  # num_tokens - done
+        q = min(remaining, budget.tokens)
+        if whole_prompts and q < remaining:
+            if admitted or remaining <= rep.max_num_batched_tokens:
+                break
+            # A prompt longer than the whole budget (vLLM refuses such configs
+            # without chunked prefill): compute it alone in one oversize step
+            # rather than let it block the queue forever.
+            q = remaining
+        need = blocks_for(rep, done, q) + evictable_hits
+        if need > budget.free:
+            break
+        admitted.append((req, hit))
+        chunks.append((req, q))
+        budget.tokens -= q
+        budget.free -= need
+        num_running += 1
+    return admitted

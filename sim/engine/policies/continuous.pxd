@@ -1,0 +1,15 @@
+# C types for continuous.py when Cython compiles it (setup.py); continuous.py is the reference.
+cimport cython
+
+from sim.engine.decode_group cimport DecodeGroup
+from sim.engine.kvcache cimport KVCache
+from sim.engine.replica cimport Replica
+from sim.engine.request cimport Request
+
+cdef class ContinuousBatching:
+    cdef public object params
+    cpdef make_queue(self)
+    cpdef bint wake_on_arrival(self, rep)
+    cpdef victim_order(self, rep)
+    @cython.locals(dec=DecodeGroup, kv=KVCache, free="long long", n_dec="long long", v=Request, req=Request, q="long long")
+    cpdef schedule(self, Replica rep)

@@ -1,0 +1,8 @@
+# C types for prefix_keys.py when Cython compiles it (setup.py); prefix_keys.py is the reference.
+cimport cython
+
+cdef class PrefixKeys:
+    cdef public list _offsets, _chain_keys, _chain_ends
+    cdef public dict _key_cache
+    @cython.locals(lo="long long", hi="long long", n_full="long long", j="long long", i="long long", end="long long")
+    cpdef block_keys(self, long long rid, long long block_size)

@@ -1,0 +1,65 @@
+"""Prefix-cache block keys of each request, from the workload's prefix chains.
+
+A workload describes each request's shared prefix as a chain of chunks (a key
+and the token where the chunk ends; ``Workload.prefix_*`` in CSR form). The KV
+cache matches prompts block by block, so a replica needs one key per full
+block the chain covers; a prefix-aware router needs the same keys.
+"""
+
+from __future__ import annotations
+
+from sim.workload.generate import Workload
+
+__all__ = ["PrefixKeys"]
+
+_KEY_MULT = 0x9E3779B97F4A7C1  # spreads (chunk key, block index) into one int key
+_MASK64 = (1 << 64) - 1  # keys are unsigned 64-bit ints
+
+
+class PrefixKeys:
+    """Block keys of the requests of one workload (cached per distinct chain)."""
+
+    def __init__(self, workload: Workload) -> None:
+        self._offsets = workload.prefix_offsets.tolist()
+        self._chain_keys = workload.prefix_keys.tolist()
+        self._chain_ends = workload.prefix_end_tok.tolist()
+        self._key_cache: dict[tuple, list | None] = {}
+
+    def first_keys(self) -> list:
+        """The first chunk key of each request's chain, or None without a prefix (routing looks at it)."""
+        offsets, keys = self._offsets, self._chain_keys
+        return [keys[lo] if hi > lo else None for lo, hi in zip(offsets, offsets[1:])]
+
+    def block_keys(self, rid: int, block_size: int) -> list | None:
+        """Prefix-cache key of each full prompt block covered by the request's prefix chain.
+
+        Block i's key is ``(key of the chunk holding its last token) * M + i``
+        in 64-bit arithmetic; identical chains give identical keys, so they
+        are cached per chain (synthetic prefixes repeat a handful of chains).
+        """
+        lo, hi = self._offsets[rid], self._offsets[rid + 1]
+        if hi == lo:
+            return None
+        chain_keys, chain_ends = self._chain_keys, self._chain_ends
+        if hi - lo == 1:  # the usual chain: one chunk
+            cache_key = (block_size, chain_keys[lo], chain_ends[lo])
+        elif hi - lo == 2:
+            cache_key = (block_size, chain_keys[lo], chain_keys[lo + 1], chain_ends[lo], chain_ends[lo + 1])
+        else:
+            cache_key = None
+        if cache_key is not None:
+            hit = self._key_cache.get(cache_key)
+            if hit is not None:
+                return hit
+        keys, ends = chain_keys[lo:hi], chain_ends[lo:hi]
+        n_full = ends[-1] // block_size
+        out, j = [], 0
+        for i in range(n_full):
+            end = (i + 1) * block_size
+            while ends[j] < end:
+                j += 1
+            out.append((keys[j] * _KEY_MULT + i) & _MASK64)
+        out = out or None
+        if cache_key is not None:
+            self._key_cache[cache_key] = out
+        return out

@@ -1,0 +1,84 @@
+"""Calibration profiles: the performance-model coefficients a pool runs with.
+
+A profile is a JSON file written by ``fleetcast calibrate``::
+
+    {"name": ..., "coefficients": {"e_compute": ..., "e_memory": ..., ...},
+     "provenance": {...}, "validation": {...}, "fitted_range": {...}}
+
+Only ``coefficients`` is needed to simulate; the rest travels into reports.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from sim.catalog import load_catalog
+from sim.engine.perf import PerfCoefficients
+from sim.errors import FleetcastError
+
+__all__ = ["load_profile", "coefficients_for", "perf_sources", "validation_summary", "profile_validation"]
+
+_COEFF_NAMES = {f.name for f in fields(PerfCoefficients)} - {"source"}
+
+
+def load_profile(path: Path) -> dict:
+    """Read and check a profile file; returns the parsed JSON."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FleetcastError(f"calibration profile not found: {path}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FleetcastError(f"calibration profile {path} is not valid JSON: {exc}") from None
+    coeffs = data.get("coefficients") if isinstance(data, dict) else None
+    if not isinstance(coeffs, dict):
+        raise FleetcastError(f"calibration profile {path}: missing the 'coefficients' mapping")
+    unknown = sorted(set(coeffs) - _COEFF_NAMES)
+    if unknown:
+        raise FleetcastError(
+            f"calibration profile {path}: unknown coefficient(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(_COEFF_NAMES))}"
+        )
+    return data
+
+
+def coefficients_for(pool, base_dir: Path, gpu=None) -> PerfCoefficients:
+    """The pool's coefficients: its profile's; else the GPU catalog entry's
+    ``perf_defaults`` over the built-in defaults (``gpu``: its ``catalog.GPU``)."""
+    if pool.profile is None:
+        extra = dict(getattr(gpu, "perf_defaults", None) or {})
+        if not extra:
+            return PerfCoefficients()
+        src = (gpu.sources or {}).get("perf_defaults", "catalog")
+        values = ", ".join(f"{k} {v:g}" for k, v in sorted(extra.items()))
+        return PerfCoefficients(**extra, source=f"catalog defaults for {gpu.name} ({values}; not validated: {src})")
+    path = Path(base_dir) / pool.profile
+    data = load_profile(path)
+    source = f"profile {data.get('name', path.stem)} ({path.name})"
+    summary = validation_summary(data)
+    return PerfCoefficients(**data["coefficients"],
+                            source=f"{source}; validated: {summary}" if summary else f"{source}; not validated")
+
+
+def perf_sources(scenario) -> dict[str, str]:
+    """Pool name -> where its performance coefficients come from (and their validated error)."""
+    cat = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    return {p.name: coefficients_for(p, scenario.base_dir, cat.gpu(p.gpu)).source for p in scenario.fleet}
+
+
+def validation_summary(data: dict) -> str | None:
+    """One line: the profile's validated (held-out) error, or None if it has none."""
+    val = data.get("validation") if isinstance(data, dict) else None
+    if not isinstance(val, dict) or not val:
+        return None
+    return str(val.get("summary") or "see the profile's validation section")
+
+
+def profile_validation(pool, base_dir: Path) -> dict | None:
+    """The pool's profile ``validation`` section (held-out errors), or None."""
+    if pool.profile is None:
+        return None
+    val = load_profile(Path(base_dir) / pool.profile).get("validation")
+    return val if isinstance(val, dict) and val else None

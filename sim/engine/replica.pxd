@@ -1,0 +1,61 @@
+# C types for replica.py when Cython compiles it (setup.py); replica.py is the reference.
+cimport cython
+
+from sim.engine.step_plan cimport StepPlan
+from sim.engine.request cimport Request
+from sim.engine.decode_group cimport DecodeGroup, Segment
+from sim.engine.kvcache cimport KVCache
+from sim.engine.ledger cimport Ledger
+from sim.engine.prefix_keys cimport PrefixKeys
+from sim.engine.routers cimport outstanding_key
+from sim.engine.wake cimport Wake, wake
+
+cdef class Replica:
+    cdef public Ledger ledger
+    cdef public PrefixKeys keys
+    cdef public object env, name, pool, engine, perf, policy, stats, waiting
+    cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick
+    cdef public dict running, prefilling, _seg_coeffs
+    cdef public KVCache kv
+    cdef public DecodeGroup dec
+    cdef public Segment seg
+    cdef public double t, _w0, _w1, _tick_t, _idle_until, tick_s
+    cdef public list outstanding_heaps, _itl, ts_rows
+    cdef public bint _interruptible, failed, _stretch_ok, chunked_prefill
+    cdef public object _run_k, _run_end, _step, _ev
+    @cython.locals(total="long long")
+    cpdef enqueue(self, Request req)
+    cpdef _outstanding_changed(self)
+    cpdef long long blocks_released_by(self, Request req)
+    @cython.locals(seg=Segment, k="long long", steps="long long", t_end=double)
+    cpdef _wake(self)
+    cpdef _start_idle(self, double until)
+    @cython.locals(dec=DecodeGroup, k="long long", n="long long", seg=Segment, steps="long long", t_end=double)
+    cpdef _start_decode(self, bint stretch)
+    @cython.locals(dec=DecodeGroup, kv=KVCache, steps="long long", free="long long", tick=double, t_end=double, cut="long long")
+    cpdef tuple _stretch(self, Segment seg, long long k)
+    @cython.locals(plan=StepPlan)
+    cpdef _plan(self, ev=*)
+    @cython.locals(dec=DecodeGroup, kv=KVCache, bs="long long", req=Request, hit="long long", prefill_tokens="long long", attn=double, new_blocks="long long", c="long long", q="long long", n="long long", ctx="long long", d=double, t_end=double)
+    cpdef _start_mixed(self, StepPlan plan)
+    @cython.locals(dec=DecodeGroup, kv=KVCache, plan=StepPlan, n="long long", d=double, t_end=double, req=Request, q="long long")
+    cpdef _mixed_end(self, ev)
+    @cython.locals(dec=DecodeGroup, seg=Segment, k="long long", steps="long long", t_end=double, first_end=double, req=Request)
+    cpdef _decode_end(self, ev)
+    cpdef _idle_timeout(self, ev)
+    cpdef _idle_interrupted(self, ev)
+    cpdef _sampled(self, Request req, double t)
+    cpdef _itl_after_stall(self, double t_end)
+    cpdef _register_blocks(self, Request req)
+    @cython.locals(private="long long")
+    cpdef _release(self, Request req)
+    @cython.locals(req=Request)
+    cpdef _preempt(self, victims)
+    cpdef _finish(self, Request req)
+    @cython.locals(itl=list, cls="long long", n="long long")
+    cpdef _itl_add(self, list ncls, long long bucket, long long times)
+    cpdef _account_step(self, double t_end, double d, args)
+    @cython.locals(w0=double, w1=double, last="long long", t_first=double, lo="long long", hi="long long", m="long long", ctx_sum="long long", dur=double, dec=DecodeGroup, kv=KVCache, used="long long", first="long long")
+    cpdef _account_decode(self, Segment seg, long long k, long long steps, double t_last)
+    @cython.locals(tick_s=double)
+    cpdef _sample(self)

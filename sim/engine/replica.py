@@ -1,0 +1,527 @@
+"""One serving instance, driven by SimPy events.
+
+The loop: ask the batching policy for a ``StepPlan``, advance time by the
+performance model, apply the plan. Each step is one engine event (a ``Wake``,
+see ``sim.engine.wake``: it runs in SimPy's event order, and its callback applies the
+step and plans the next) rather than a SimPy process: a generator resume and
+an ``Interrupt`` per arrival cost more than a typical step's own work. A decode-only plan the policy marks ``repeatable`` is
+fast-forwarded: the whole run of identical steps up to the next interesting
+moment (a member finishing, the KV cache running short, a time-series tick) is
+one event; an arrival the policy wants to see cuts it at the end of the step
+in progress (a new event; the old one goes stale). ``exact_steps`` takes one
+step per event instead; both use the same closed-form step times
+(``decode_group.Segment``), so their records are identical.
+
+Time: the replica keeps its own clock ``t`` (step ends from the closed form)
+and records use it; SimPy's event queue orders the replicas and arrivals.
+
+Hot path (about three and a half events per request): ITL counts live in plain
+lists (``_itl[class][bucket]``, exposed as an array by ``itl``), the
+members-by-class vector of the decode group is a list, and a fast-forwarded run
+only searches for its KV-exhaustion or tick step when that bound can bind.
+When the engine is compiled (``setup.py``), ``replica.pxd`` gives this class
+and the locals of its hot methods C types; this file stays the reference.
+"""
+
+from __future__ import annotations
+
+from heapq import heappush
+
+import numpy as np
+import simpy
+
+from sim.engine.decode_group import DecodeGroup, Segment
+from sim.engine.kvcache import KVCache
+from sim.engine.ledger import Ledger
+from sim.engine.prefix_keys import PrefixKeys
+from sim.engine.request import DECODING, DONE, RUNNING, WAITING, Request
+from sim.engine.result import ReplicaStats
+from sim.engine.routers import outstanding_key
+from sim.engine.step_plan import DECODE_RUN
+from sim.engine.wake import URGENT, Wake, wake
+from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
+
+__all__ = ["Replica"]
+
+NUM_ITL_BUCKETS = len(ITL_EDGES_S) - 1
+
+
+class Replica:
+    def __init__(self, env: simpy.Environment, index: int, name: str, pool, perf, num_kv_blocks: int,
+                 policy, stats: ReplicaStats, ledger: Ledger, keys: PrefixKeys, *, num_classes: int,
+                 window: tuple[float, float], tick_s: float, max_model_len: int, exact_steps: bool = False) -> None:
+        self.env = env
+        self.ledger = ledger  # where finished and rejected requests are recorded
+        self.keys = keys  # prefix-cache block keys of the workload's requests
+        self.index = index
+        self.name = name
+        self.pool = pool
+        self.engine = pool.engine
+        self.block_size = pool.engine.block_size
+        # engine knobs the policies read every step (plain attributes: C fields when compiled)
+        self.max_num_batched_tokens = pool.engine.max_num_batched_tokens
+        self.max_num_seqs = pool.engine.max_num_seqs
+        self.chunked_prefill = pool.engine.enable_chunked_prefill
+        self.max_model_len = max_model_len
+        self.tick_s = tick_s
+        self.perf = perf
+        self.policy = policy
+        self.stats = stats
+        self.kv = KVCache(num_kv_blocks, self.block_size, pool.engine.enable_prefix_caching)
+        self.waiting = policy.make_queue()
+        self.running: dict[Request, None] = {}  # admission order
+        self.prefilling: dict[Request, None] = {}  # running, not yet decoding
+        self.dec = DecodeGroup(self.block_size, num_classes)
+        self.seg: Segment | None = None  # timing anchor of the current decode-only run
+        self.t = 0.0
+        self.outstanding = 0  # waiting + running (routers read it)
+        # heaps kept by least-outstanding routing (routers.LeastOutstanding): a replica
+        # pushes its new ``outstanding_key`` whenever ``outstanding`` changes
+        self.outstanding_heaps: list[list] = []
+        self._seq = 0
+        self._interruptible = False
+        self._run_k = None  # (segment, first step, steps) while a decode run is in flight
+        self.batch_tokens = 0
+        self._itl = [[0] * NUM_ITL_BUCKETS for _ in range(num_classes)]  # ITL counts [class][bucket]
+        self._w0, self._w1 = window
+        self.ts_rows: list[tuple] = []
+        self._tick = 0
+        self._tick_t = 0.0  # time of the next time-series tick: _tick * tick_s
+        self.failed = False
+        self._seg_coeffs: dict[int, tuple] = {}  # decode-step coefficients by batch size
+        self._stretch_ok = not exact_steps  # fast-forward decode runs
+        self._run_end = None  # (steps, end time) of the decode run in flight, once cut if an arrival cut it
+        self._step = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
+        self._idle_until = 0.0
+        # the pending wake-up (the engine loop starts at time 0, like a SimPy process)
+        self._ev: Wake | None = wake(self.env, 0.0, self._plan, URGENT)
+
+    # -- arrivals ---------------------------------------------------------------
+    def enqueue(self, req: Request) -> None:
+        """A routed request joins this replica's waiting queue."""
+        total = req.prompt + req.output
+        if total > self.max_model_len or -(-total // self.block_size) > self.kv.num_blocks:
+            self.ledger.reject(req, self.index)
+            return
+        req.seq = self._seq
+        self._seq += 1
+        req.enqueue_s = self.env.now
+        if self.kv.caching:
+            req.block_keys = self.keys.block_keys(req.rid, self.block_size)
+        else:
+            req.block_keys = None
+        self.waiting.push(req)
+        self.outstanding += 1
+        self._outstanding_changed()
+        if self._interruptible and self.policy.wake_on_arrival(self):
+            self._wake()
+
+    def fail(self) -> list[Request]:
+        """Stop serving; hand back every waiting and running request, reset to
+        start over (their generated tokens are lost, as for a client retry)."""
+        self.failed = True
+        self._interruptible = False
+        self._ev = None  # the pending wake-up is now stale
+        self.settle(self.env.now)
+        orphans = list(self.running) + list(self.waiting)
+        for req in list(self.running):
+            self._release(req)
+        self.waiting = self.policy.make_queue()
+        for req in orphans:
+            req.state = WAITING
+            req.computed = req.generated = 0
+            req.keys = []
+            req.first_token_s = req.last_token_s = float("nan")
+        self.outstanding = 0
+        self._outstanding_changed()
+        return orphans
+
+    def _outstanding_changed(self) -> None:
+        if self.outstanding_heaps:
+            key = outstanding_key(self)
+            for heap in self.outstanding_heaps:
+                heappush(heap, key)
+
+    def kv_used_at(self, now: float) -> int:
+        """Blocks in use at ``now``, counting decode steps finished mid-run."""
+        used = self.kv.used
+        if self._run_k is not None:
+            seg, k, steps = self._run_k
+            done = seg.first_step_ending_at_or_after(now) - k
+            if seg.t_end(k + done) <= now:
+                done += 1
+            done = min(done, steps)
+            if done > 0:
+                used += self.dec.blocks_needed(done)
+        return used
+
+    def settle(self, now: float) -> None:
+        """Count the decode steps of an in-flight run that ended by ``now`` (end of simulation)."""
+        if self._run_k is not None:
+            seg, k, steps = self._run_k
+            done = min(steps, seg.first_step_ending_at_or_after(now) - k + (seg.t_end(seg.first_step_ending_at_or_after(now)) <= now))
+            if done > 0:
+                self.kv.allocate(self.dec.blocks_needed(done))
+                self.dec.advance(done)
+            self._run_k = None
+
+    def blocks_released_by(self, req: Request) -> int:
+        """Free blocks gained if ``req`` let go of everything now."""
+        computed = self.dec.computed_of(req) if req.state == DECODING else req.computed
+        private = -(-computed // self.block_size) - len(req.keys)
+        return private + self.kv.freed_by(req.keys) if req.keys else private
+
+    # -- the engine loop -----------------------------------------------------------
+    # Each step is one ``Wake`` event whose callback applies the step and plans
+    # the next (no generator, no Interrupt exception: these run a few times per
+    # request). ``self._ev`` is the pending wake-up; a callback for any other
+    # event is stale (a decode run cut short by an arrival, a failed replica).
+    def _plan(self, ev=None) -> None:
+        """Ask the policy for the next step and start it."""
+        if ev is not None and ev is not self._ev:
+            return
+        schedule = self.policy.schedule
+        while True:
+            plan = schedule(self)
+            if plan is DECODE_RUN:  # the steady state
+                self._start_decode(self._stretch_ok)
+                return
+            if plan.preempt:
+                self._preempt(plan.preempt)
+            if plan.idle_until is not None:
+                self._start_idle(plan.idle_until)
+                return
+            if plan.chunks:
+                self._start_mixed(plan)
+                return
+            if plan.decode:
+                self._start_decode(plan.repeatable and self._stretch_ok)
+                return
+
+    def _wake(self) -> None:
+        """An arrival the policy wants to see now: end an idle wait at once, or
+        cut the decode run in flight at the end of the step in progress."""
+        self._interruptible = False
+        env = self.env
+        if self._run_k is None:  # idle
+            self._ev = wake(env, 0.0, self._idle_interrupted, URGENT)
+            return
+        seg, k, steps = self._run_k
+        steps = min(steps, seg.first_step_ending_at_or_after(env.now) - k + 1)
+        t_end = seg.t_end(k + steps - 1)
+        self._run_end = (steps, t_end)
+        self._ev = wake(env, max(0.0, t_end - env.now), self._decode_end)
+
+    def _start_idle(self, until: float) -> None:
+        self.batch_tokens = 0
+        self._interruptible = True
+        if until == float("inf"):
+            self._ev = None  # until an arrival
+        else:
+            self._idle_until = until
+            self._ev = wake(self.env, max(0.0, until - self.env.now), self._idle_timeout)
+
+    def _idle_timeout(self, ev) -> None:
+        if ev is not self._ev:
+            return
+        self.t = max(self.t, self._idle_until)
+        self._interruptible = False
+        self._sample()
+        self._plan()
+
+    def _idle_interrupted(self, ev) -> None:
+        if ev is not self._ev:
+            return
+        self.t = max(self.t, self.env.now)
+        self._sample()
+        self._plan()
+
+    def _start_decode(self, stretch: bool) -> None:
+        env, dec = self.env, self.dec
+        k = dec.k
+        seg = self.seg
+        if seg is None:
+            n = dec.n
+            coeffs = self._seg_coeffs.get(n)
+            if coeffs is None:
+                perf = self.perf
+                a, b = perf.decode_affine(n)
+                f0, y0 = perf.step_flops(0, 0.0, n, 0), perf.step_bytes(0, 0.0, n, 0)
+                coeffs = self._seg_coeffs[n] = (a, b, (f0, perf.step_flops(0, 0.0, n, 1) - f0),
+                                                (y0, perf.step_bytes(0, 0.0, n, 1) - y0))
+            seg = self.seg = Segment(self.t, k, dec.ctx, n, *coeffs)
+        if stretch:
+            steps, t_end = self._stretch(seg, k)
+        else:
+            steps, t_end = 1, seg.t_end(k)
+        self.batch_tokens = dec.n
+        self._run_k = (seg, k, steps)
+        self._run_end = (steps, t_end)
+        self._interruptible = steps > 1
+        self._ev = wake(env, max(0.0, t_end - env.now), self._decode_end)
+
+    def _decode_end(self, ev) -> None:
+        if ev is not self._ev:
+            return
+        dec = self.dec
+        seg, k, _ = self._run_k
+        steps, t_end = self._run_end
+        self._interruptible = False
+        self._run_k = None
+        self._account_decode(seg, k, steps, t_end)
+        if dec.stalled:
+            first_end = seg.t_end(k)
+            if self._w0 <= first_end <= self._w1:
+                self._itl_add(self.dec.ncls, itl_bucket_one(seg.duration(k)), -1)
+                self._itl_after_stall(first_end)
+            dec.stalled = False
+        dec.last_t = t_end
+        self.kv.allocate(dec.blocks_needed(steps))
+        dec.advance(steps)
+        self.t = t_end
+        heap = dec.heap
+        if heap and heap[0][0] < dec.k:
+            for req in dec.pop_finished():
+                self._finish(req)
+        if self._tick_t <= t_end:
+            self._sample()
+        self._plan()
+
+    def _stretch(self, seg: Segment, k: int) -> tuple[int, float]:
+        """Steps of a fast-forwarded decode run from step ``k`` (and the end of its
+        last step): up to the first member's finish, the last step the free KV
+        blocks allow, and the step ending at or after the next time-series tick,
+        whichever comes first."""
+        dec = self.dec
+        steps = dec.next_finish_k() - k + 1
+        # Exhaustion binds only if these steps may need more blocks than are
+        # free; a member needs at most one block per block_size steps.
+        kv = self.kv
+        free = kv.num_empty + len(kv.evictable)  # inline: KVCache.free
+        if free < dec.n * -(-steps // self.block_size):
+            steps = min(steps, dec.steps_until_exhaustion(free))
+        # The tick binds only if the run would reach it (step ends are monotone).
+        tick = self._tick_t
+        t_end = seg.t_end(k + steps - 1)
+        if t_end >= tick:
+            cut = seg.first_step_ending_at_or_after(tick) - k + 1
+            if cut < steps:
+                steps = cut
+                t_end = seg.t_end(k + steps - 1)
+        return steps, t_end
+
+    def _start_mixed(self, plan) -> None:
+        env, dec, kv, bs = self.env, self.dec, self.kv, self.block_size
+        if plan.admit:
+            self.waiting.remove_first(len(plan.admit))
+            for req, hit in plan.admit:
+                if hit:
+                    req.keys = kv.hold(req.block_keys, hit)
+                    req.computed = hit * bs
+                    kv.hit_blocks += hit
+                if req.block_keys:
+                    kv.query_blocks += min(len(req.block_keys), (req.prompt + req.generated - 1) // bs)  # num_tokens - 1
+                if req.preemptions == 0:
+                    req.cached_tokens = hit * bs
+                req.state = RUNNING
+                self.running[req] = None
+                self.prefilling[req] = None
+        prefill_tokens, attn, new_blocks = 0, 0.0, 0
+        for req, q in plan.chunks:
+            c = req.computed
+            prefill_tokens += q
+            attn += q * (c + q / 2)
+            new_blocks += -(-(c + q) // bs) - (-(-c // bs))
+        n = dec.n if plan.decode else 0
+        ctx = dec.ctx if n else 0
+        if n:
+            new_blocks += dec.need_now()
+        kv.allocate(new_blocks)
+        args = (prefill_tokens, attn, n, ctx)
+        d = self.perf.step_time_s(*args, num_prefill_seqs=len(plan.chunks))
+        t_end = self.t + d
+        self.batch_tokens = prefill_tokens + n
+        self._step = (plan, n, d, t_end, args)
+        self._ev = wake(env, max(0.0, t_end - env.now), self._mixed_end)
+
+    def _mixed_end(self, ev) -> None:
+        if ev is not self._ev:
+            return
+        dec, kv = self.dec, self.kv
+        plan, n, d, t_end, args = self._step
+        self.seg = None
+        self._account_step(t_end, d, args)
+        if n:
+            if self._w0 <= t_end <= self._w1:
+                if dec.stalled:
+                    self._itl_after_stall(t_end)
+                else:
+                    self._itl_add(dec.ncls, itl_bucket_one(d), 1)
+            dec.stalled = False
+            dec.last_t = t_end
+            dec.advance(1)
+        elif dec.n:
+            dec.stalled = True  # members waited a step without a token
+        self.t = t_end
+        for req, q in plan.chunks:
+            req.computed += q
+            if req.block_keys and kv.caching:
+                self._register_blocks(req)
+            if req.computed == req.prompt + req.generated:  # == num_tokens
+                self._sampled(req, t_end)
+        heap = dec.heap
+        if heap and heap[0][0] < dec.k:
+            for req in dec.pop_finished():
+                self._finish(req)
+        self._sample()
+        self._plan()
+
+    # -- state changes ------------------------------------------------------------
+    def _sampled(self, req: Request, t: float) -> None:
+        """A prefill (or recompute) completed and produced a token at ``t``."""
+        req.generated += 1
+        if req.generated == 1:
+            req.first_token_s = t
+        elif req.last_token_s == req.last_token_s and self._w0 <= t <= self._w1:  # gap across a preemption
+            self._itl[req.cls][itl_bucket_one(t - req.last_token_s)] += 1
+        req.last_token_s = t
+        if req.generated >= req.output:
+            self._finish(req)
+        else:
+            del self.prefilling[req]
+            self.dec.join(req)
+            self.seg = None
+
+    def _itl_after_stall(self, t_end: float) -> None:
+        """Gaps of the first decode step after steps without decodes (prefill-first):
+        each member's gap runs from its previous token, not from the step start."""
+        last_t = self.dec.last_t
+        gaps, classes = [], []
+        for req in self.running:
+            if req.state == DECODING:
+                prev = req.last_token_s if req.last_token_s > last_t else last_t
+                gaps.append(t_end - prev)
+                classes.append(req.cls)
+        for cls, b in zip(classes, itl_bucket(np.array(gaps)).tolist()):
+            self._itl[cls][b] += 1
+
+    def _register_blocks(self, req: Request) -> None:
+        keys, kv = req.keys, self.kv
+        full = min(req.computed // self.block_size, len(req.block_keys))
+        if len(keys) >= full:
+            return
+        new = req.block_keys[len(keys):full]
+        if kv.register_all(new):  # the usual case: nobody computed these blocks meanwhile
+            keys.extend(new)
+            if full == len(req.block_keys):  # it now holds the whole chain
+                req.keys = kv.promote(keys, req.block_keys)
+            return
+        while len(keys) < full:
+            key = req.block_keys[len(keys)]
+            if not kv.register(key):
+                req.block_keys = req.block_keys[: len(keys)]  # chain broken: keep the rest private
+                return
+            keys.append(key)
+
+    def _release(self, req: Request) -> None:
+        if req.state == DECODING:
+            self.dec.leave(req)
+            self.seg = None
+        private = -(-req.computed // self.block_size) - len(req.keys)
+        self.kv.release(req.keys, private)
+        req.keys = []
+        del self.running[req]
+        self.prefilling.pop(req, None)
+
+    def _preempt(self, victims) -> None:
+        for req in victims:
+            if req.state == DECODING and self.dec.last_t > req.last_token_s:
+                req.last_token_s = self.dec.last_t  # its last token came from the group's last step
+            self._release(req)
+            req.preemptions += 1
+            req.computed = 0
+            req.state = WAITING
+            req.enqueue_s = self.t
+            self.waiting.push_front(req)
+
+    def _finish(self, req: Request) -> None:
+        self._release(req)
+        req.state = DONE
+        self.outstanding -= 1
+        self._outstanding_changed()
+        self.ledger.finish(req, self.t)
+
+    # -- accounting -------------------------------------------------------------
+    @property
+    def itl(self) -> np.ndarray:
+        """ITL histogram of this replica, ``int64[num_classes, buckets]``."""
+        return np.array(self._itl, dtype=np.int64)
+
+    def _itl_add(self, ncls: list, bucket: int, times: int) -> None:
+        """Count ``times`` gaps in ``bucket`` for each decode-group member (``ncls``: members by class)."""
+        itl = self._itl
+        for cls, n in enumerate(ncls):
+            if n:
+                itl[cls][bucket] += times * n
+
+    def _account_step(self, t_end: float, d: float, args) -> None:
+        if not self._w0 <= t_end <= self._w1:
+            return
+        st = self.stats
+        st.busy_s += d
+        st.steps += 1
+        st.flops += self.perf.step_flops(*args)
+        st.bytes += self.perf.step_bytes(*args)
+        st.kv_block_s += self.kv.used * d
+
+    def _account_decode(self, seg: Segment, k: int, steps: int, t_last: float) -> None:
+        """Stats and ITL of decode steps k .. k+steps-1 (the last ends at ``t_last``)
+        that end inside the window."""
+        w0, w1 = self._w0, self._w1
+        last = k + steps - 1
+        t_first = seg.t_end(k) if steps > 1 else t_last
+        if t_first >= w0 and t_last <= w1:  # the usual case: all inside
+            lo, hi = k, last
+        else:
+            lo = max(k, seg.first_step_ending_at_or_after(w0))
+            hi = min(last, seg.first_step_ending_at_or_after(w1) - 1)
+            if hi + 1 <= last and seg.t_end(hi + 1) <= w1:
+                hi += 1
+            if hi < lo:
+                return
+            t_last = seg.t_end(hi)
+        m = hi - lo + 1
+        ctx_sum = seg.ctx_sum(hi - seg.k0 + 1) - seg.ctx_sum(lo - seg.k0)
+        dur = t_last - seg.t_end(lo - 1)
+        st, dec = self.stats, self.dec
+        st.busy_s += dur
+        st.steps += m
+        st.flops += m * seg.f0 + seg.f1 * ctx_sum
+        st.bytes += m * seg.y0 + seg.y1 * ctx_sum
+        kv = self.kv
+        used = kv.num_blocks - kv.num_empty - len(kv.evictable)  # inline: KVCache.used
+        if lo > k:
+            used += dec.blocks_needed(lo - k)
+        st.kv_block_s += (used + dec.n * m / (2 * self.block_size)) * dur
+        first = itl_bucket_one(seg.duration(lo))
+        if m == 1 or first == itl_bucket_one(seg.duration(hi)):
+            self._itl_add(dec.ncls, first, m)
+        else:
+            durs = seg.a + seg.b * (seg.c0 + seg.n * (np.arange(lo, hi + 1) - seg.k0))
+            counts = np.bincount(itl_bucket(durs), minlength=NUM_ITL_BUCKETS).tolist()
+            itl = self._itl
+            for cls, n in enumerate(dec.ncls):
+                if n:
+                    row = itl[cls]
+                    for bucket, c in enumerate(counts):
+                        if c:
+                            row[bucket] += n * c
+
+    def _sample(self) -> None:
+        """Time-series rows for every tick the clock has passed."""
+        tick_s = self.tick_s
+        while self._tick_t <= self.t:
+            self.ts_rows.append((self._tick_t, len(self.running), len(self.waiting),
+                                 self.kv.used / self.kv.num_blocks, self.batch_tokens))
+            self._tick += 1
+            self._tick_t = self._tick * tick_s

@@ -1,0 +1,192 @@
+"""The report as ONE self-contained HTML file: inline CSS, inline SVG figures,
+no scripts, no external URLs; prints well (A4, section page breaks).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from sim.report import fmt
+from sim.report.assumptions import Assumptions, grouped_catalog
+from sim.report.figures import ReportFigure, to_svg
+from sim.report.fmt import flatten, si
+from sim.report.load import ReportInput
+from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, slo_rows, summary_paragraphs
+from sim.report.repro import reproduce_commands
+
+__all__ = ["render_html", "SECTION_IDS"]
+
+SECTIONS = {"summary": "Summary", "slo": "SLOs", "candidates": "Candidates", "figures": "Figures",
+            "assumptions": "Assumptions", "reproducibility": "Reproducibility"}
+SECTION_IDS = tuple(SECTIONS)
+
+CSS = """
+:root{--ink:#1d2733;--muted:#5b6675;--line:#d8dde3;--ok:#1e7d45;--bad:#b8322f;--accent:#1f5fa8;--bg:#f5f7fa}
+*{box-sizing:border-box}
+body{font:14px/1.5 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--ink);
+ margin:0;background:#fff}
+main{max-width:1100px;margin:0 auto;padding:28px 36px 60px}
+header{border-bottom:3px solid var(--accent);padding-bottom:14px;margin-bottom:8px}
+h1{font-size:26px;margin:0 0 4px}
+.headline{font-size:18px;font-weight:600;margin:6px 0}
+.headline.ok{color:var(--ok)} .headline.bad{color:var(--bad)}
+.meta{color:var(--muted);font-size:12.5px}
+nav{font-size:13px;margin:10px 0 0} nav a{color:var(--accent);margin-right:14px;text-decoration:none}
+h2{font-size:19px;margin:30px 0 10px;padding-bottom:4px;border-bottom:1px solid var(--line)}
+h3{font-size:15px;margin:22px 0 6px}
+p{margin:0 0 10px;max-width:900px}
+.cards{display:grid;grid-template-columns:repeat(4,1fr);gap:10px;margin:16px 0 6px}
+.card{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:10px 12px}
+.card .v{font-size:20px;font-weight:700} .card .l{color:var(--muted);font-size:12px}
+table{border-collapse:collapse;width:100%;font-size:12.5px;margin:6px 0 12px}
+th,td{border-bottom:1px solid var(--line);padding:5px 7px;text-align:left;vertical-align:top}
+th{background:var(--bg);font-weight:600;white-space:nowrap}
+td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+.nw{white-space:nowrap}
+tr.rec td{background:#fff6d6;font-weight:600}
+.st-ok{color:var(--ok);font-weight:600} .st-bad{color:var(--bad);font-weight:600} .st-nofit{color:var(--muted)}
+.why{color:var(--muted);font-size:12px;max-width:320px;display:inline-block;white-space:normal;overflow-wrap:anywhere}
+figure{margin:8px 0 20px;page-break-inside:avoid;break-inside:avoid}
+figure svg{width:100%;height:auto;display:block}
+figcaption{color:var(--muted);font-size:12.5px;margin-top:4px}
+pre{background:var(--bg);border:1px solid var(--line);border-radius:4px;padding:10px;font-size:11.5px;
+ overflow:auto;white-space:pre-wrap}
+code{font-size:12.5px;background:var(--bg);padding:1px 4px;border-radius:3px}
+.warn{border-left:4px solid var(--bad);background:#fdf0ef;padding:8px 12px;margin:10px 0}
+.src{color:var(--muted);font-size:11.5px}
+@page{size:A4;margin:14mm 12mm}
+@media print{main{padding:0;max-width:none} nav{display:none} h2{break-before:page}
+ #summary h2,#slo h2{break-before:auto} .cards{grid-template-columns:repeat(4,1fr)}}
+"""
+
+
+def _e(x) -> str:
+    return escape("" if x is None else str(x))
+
+
+def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
+           row_class: list[str] | None = None) -> str:
+    """``rows`` hold already-escaped cell HTML."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for i, r in enumerate(rows):
+        cls = f' class="{row_class[i]}"' if row_class and row_class[i] else ""
+        cells = "".join(f'<td class="n">{c}</td>' if j in numeric else f"<td>{c}</td>" for j, c in enumerate(r))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _summary(inp: ReportInput, a: Assumptions) -> str:
+    paras = "".join(f"<p>{_e(p)}</p>" for p in summary_paragraphs(inp, a))
+    cards = "".join(f'<div class="card"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>'
+                    for k, v in key_numbers(inp))
+    return f'<section id="summary"><h2>Executive summary</h2>{paras}<div class="cards">{cards}</div></section>'
+
+
+def _slo(inp: ReportInput) -> str:
+    c = inp.recommended or (inp.candidates[0] if inp.kind == "run" else None)
+    rows = slo_rows((c or {}).get("summary") or {}) if c else []
+    if not rows:
+        body = ("<p>No latency SLO is defined in the scenario.</p>" if c else
+                "<p>No fleet met the SLO; the per-candidate results are in the table below.</p>")
+    else:
+        out = []
+        for r in rows:
+            is_att = r["metric"] == "attainment_pct"
+            name = "requests meeting every target" if is_att else f"{r['percentile']} {r['metric'][:-2].upper()}"
+            f = (lambda v: fmt.pct(v)) if is_att else fmt.latency
+            met = '<span class="st-ok">met</span>' if r.get("met") else '<span class="st-bad">missed</span>'
+            out.append([_e(r["class"]), _e(name), _e(f(r.get("target_s"))), _e(f(r.get("achieved_s"))), met])
+        body = _table(["class", "target", "limit", "forecast", ""], out, numeric={2, 3})
+    return f'<section id="slo"><h2>Service-level objectives</h2>{body}</section>'
+
+
+def _candidates(inp: ReportInput) -> str:
+    rows, classes = [], []
+    for r in candidate_rows(inp):
+        cells = []
+        for col in CANDIDATE_COLUMNS:
+            v = r.get(col.key)
+            text = _e(col.text(v))
+            if col.key == "status_text":
+                cls = {"ok": "st-ok", "cannot-meet-slo": "st-bad"}.get(str(r.get("status")), "st-nofit")
+                text = f'<span class="{cls} nw">{text}</span>'
+            elif col.key == "reason":
+                text = f'<span class="why">{text}</span>'
+            elif col.key == "label":
+                text = f'<span class="nw">{text}{" ★" if r["recommended"] else ""}</span>'
+            cells.append(text)
+        rows.append(cells)
+        classes.append("rec" if r["recommended"] else "")
+    numeric = {i for i, c in enumerate(CANDIDATE_COLUMNS) if c.excel != "General"}
+    n_ok = sum(r.get("status") == "ok" for r in inp.candidates)
+    intro = (f"<p>{len(inp.candidates)} candidate configuration(s) shown, {n_ok} meeting every SLO, ranked "
+             "cheapest first; ★ marks the recommendation. Latency and attainment are at the forecast peak; "
+             "rejected candidates say why.</p>")
+    if inp.points is not None:
+        intro += f"<p class='src'>{len(inp.points):,} simulated points in total (XLSX sheet “Points”).</p>"
+    return (f'<section id="candidates"><h2>Candidates compared</h2>{intro}'
+            f'{_table([c.header for c in CANDIDATE_COLUMNS], rows, numeric, classes)}</section>')
+
+
+def _figures(figs: list[ReportFigure]) -> str:
+    parts = [f'<figure id="{f.id}"><h3>{_e(f.title)}</h3>{to_svg(f.figure)}<figcaption>{_e(f.caption)}'
+             "</figcaption></figure>" for f in figs]
+    return f'<section id="figures"><h2>Figures</h2>{"".join(parts)}</section>'
+
+
+def _assumptions(inp: ReportInput, a: Assumptions) -> str:
+    out = ['<section id="assumptions"><h2>Assumptions</h2>']
+    demand = {k: v for k, v in (inp.plan.get("demand") or {}).items() if not isinstance(v, (dict, list))}
+    if demand and inp.kind == "plan":
+        out.append("<h3>Demand</h3>")
+        out.append(_table(["item", "value"], [[_e(k), _e(si(v))] for k, v in demand.items()], {1}))
+    out.append("<h3>Performance model calibration</h3>")
+    for p in a.profiles:
+        cls = "warn" if not p.validation else ""
+        out.append(f'<div class="{cls}"><p><b>pool {_e(p.pool)}:</b> {_e(p.note)}. '
+                   f'<span class="src">Coefficients: {_e(p.source)}</span></p></div>')
+        if p.validation:
+            out.append(_table(["validation", "value"], [[_e(k), _e(si(v))] for k, v in flatten(p.validation)], {1}))
+    if not a.profiles:
+        out.append("<p>The results do not say which coefficients were used.</p>")
+    out.append("<h3>Catalog numbers used</h3><p>Every hardware, model and quantization number the forecast "
+               "used, with its source. GPU prices are assumptions, not quotes.</p>")
+    rows = [[_e(kind), f'<span class="nw">{_e(name)}</span>',
+             "<br>".join(f'{_e(f)} = <b>{_e(si(v))}</b>' for f, v in fields),
+             f'<span class="src">{_e(src)}</span>'] for kind, name, fields, src in grouped_catalog(a.catalog)]
+    out.append(_table(["kind", "name", "numbers", "source"], rows))
+    out += [f'<p class="warn">{_e(n)}</p>' for n in a.notes]
+    window = ((inp.run.summary if inp.run else {}).get("window") or {})
+    if window:
+        out.append(f"<p>Measured window: arrivals from {window.get('start_s', 0):,.0f} s to "
+                   f"{window.get('end_s', 0):,.0f} s of simulated time; warm-up and cool-down are excluded.</p>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _repro(inp: ReportInput) -> str:
+    sc = inp.plan.get("scenario") or {}
+    rows = [["scenario", _e(sc.get("name"))], ["seed", _e(sc.get("seed"))],
+            ["fleetcast version", _e(inp.plan.get("fleetcast_version"))], ["results", _e(inp.kind + " folder")]]
+    cmds = "\n".join(reproduce_commands(inp))
+    return (f'<section id="reproducibility"><h2>Reproducibility</h2>{_table(["item", "value"], rows)}'
+            f"<h3>Commands</h3><pre>{_e(cmds)}</pre>"
+            f'<h3>Scenario</h3><pre>{_e(sc.get("yaml") or "(scenario text not recorded)")}</pre></section>')
+
+
+def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> str:
+    """The complete HTML document (deterministic for the same input)."""
+    sc = inp.plan.get("scenario") or {}
+    title = f"Fleet procurement report — {sc.get('name') or inp.path.name}"
+    ok = inp.recommended is not None
+    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in SECTIONS.items())
+    meta = (f"From a {'plan search' if inp.kind == 'plan' else 'single simulation run'} · scenario "
+            f"{_e(sc.get('name'))} · seed {_e(sc.get('seed'))} · fleetcast {_e(inp.plan.get('fleetcast_version'))}")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
+            f"<style>{CSS}</style></head><body><main><header><h1>{_e(title)}</h1>"
+            f'<div class="headline {"ok" if ok else "bad"}">{_e(headline(inp))}</div>'
+            f'<div class="meta">{meta}</div><nav>{nav}</nav></header>'
+            + _summary(inp, a) + _slo(inp) + _candidates(inp) + _figures(figs) + _assumptions(inp, a)
+            + _repro(inp) + "</main></body></html>\n")

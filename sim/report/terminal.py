@@ -1,0 +1,210 @@
+"""Terminal rendering with rich.
+
+``render_summary``: a ``sim.analysis.metrics.summarize`` dict in three blocks
+that read well at 100 columns: latency and SLO per class, fleet throughput and
+utilization per pool, and cost. Missing values print as "-"; SLO misses are
+red. ``render_compare``: a ``fleetcast compare`` result, one table per variant.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from sim.analysis.compare import METRIC_BY_NAME
+from sim.report.compare import ci_cells
+
+__all__ = ["render_summary", "render_compare"]
+
+MISS = "bold red"
+MET = "green"
+
+
+def _num(x, scale: float = 1.0, fmt: str = "{:,.1f}") -> str:
+    return "-" if x is None else fmt.format(x * scale)
+
+
+def _ms(x) -> str:
+    if x is None:
+        return "-"
+    ms = x * 1e3
+    return f"{ms:,.2f}" if ms < 10 else f"{ms:,.1f}" if ms < 1000 else f"{ms:,.0f}"
+
+
+def _pct(x) -> str:
+    return _num(x, 100.0, "{:.1f}")
+
+
+def _latency_cell(group: dict, metric: str, label: str) -> Text:
+    """Value in ms, red when the class has a target at this percentile and misses it."""
+    value = (group.get(metric) or {}).get(label)
+    row = (group.get("slo") or {}).get(f"{metric}:{label}")
+    if row is None:
+        return Text(_ms(value))
+    return Text(_ms(value), style=MET if row["met"] else MISS)
+
+
+def _latency_table(summary: dict) -> Table:
+    w = summary["window"]
+    t = Table(title=f"Latency and SLO (window {w['start_s']:,.0f}-{w['end_s']:,.0f} s, "
+                    f"{w['length_s']:,.0f} s)", title_justify="left")
+    t.add_column("class", no_wrap=True, max_width=16)
+    for head in ("TTFT p50\nms", "TTFT p99\nms", "TPOT p50\nms", "TPOT p99\nms",
+                 "ITL p99\nms", "E2E p99\nms", "attain\n%", "goodput\nreq/s"):
+        t.add_column(head, justify="right")
+    rows = list(summary["classes"].items()) + [("all", summary["overall"])]
+    for i, (name, g) in enumerate(rows):
+        att, target = g.get("attainment_pct"), g.get("attainment_target_pct")
+        att_style = "" if target is None else MET if (att or 0) >= target else MISS
+        slo_met = g.get("slo_met")
+        name_style = "bold" if name == "all" else ""
+        if slo_met is False:
+            name_style += " red"
+        t.add_row(
+            Text(name, style=name_style.strip()),
+            _latency_cell(g, "ttft_s", "p50"), _latency_cell(g, "ttft_s", "p99"),
+            _latency_cell(g, "tpot_s", "p50"), _latency_cell(g, "tpot_s", "p99"),
+            _latency_cell(g, "itl_s", "p99"), _latency_cell(g, "e2e_s", "p99"),
+            Text(_num(att, 1.0, "{:.1f}"), style=att_style),
+            Text(_num(g.get("goodput_rps"), 1.0, "{:,.2f}")),
+            end_section=(i == len(rows) - 2),
+        )
+    c = summary["overall"]["counts"]
+    failed = {k: v for k, v in c.items() if k not in ("ok", "total") and v}
+    t.caption = (f"{c['total']:,} requests in window, {c['ok']:,} ok"
+                 + "".join(f", {v:,} {k}" for k, v in failed.items())
+                 + "; red = SLO missed")
+    return t
+
+
+def _fleet_table(summary: dict) -> Table:
+    o = summary["overall"]
+    util = summary.get("utilization") or {}
+    pools_u = util.get("pools") or {}
+    pools_c = (summary.get("cost") or {}).get("pools") or {}
+    t = Table(title=(f"Throughput {_num(o['requests_per_s'], 1, '{:,.2f}')} req/s, "
+                     f"{_num(o['output_tokens_per_s'], 1, '{:,.0f}')} output tok/s, "
+                     f"{_num(o['total_tokens_per_s'], 1, '{:,.0f}')} total tok/s"),
+              title_justify="left")
+    for head in ("pool", "GPU", "replicas\n(GPUs)", "busy\n%", "busy min-\nmax %",
+                 "MFU\n%", "MBU\n%", "KV used\n%", "out\ntok/s", "$/hour"):
+        t.add_column(head, justify="left" if head in ("pool", "GPU") else "right",
+                     max_width=14)
+    names = list(dict.fromkeys([*pools_c, *pools_u]))
+    rows = [(n, pools_u.get(n) or {}, pools_c.get(n) or {}) for n in names]
+    if len(names) != 1:
+        fleet_c = {"usd_per_hour": (summary.get("cost") or {}).get("fleet_usd_per_hour"),
+                   "output_tokens_per_s": o.get("output_tokens_per_s")}
+        if pools_c:
+            fleet_c["replicas"] = sum(c["replicas"] for c in pools_c.values())
+            fleet_c["gpus"] = sum(c["gpus"] for c in pools_c.values())
+        rows.append(("fleet", util.get("fleet") or {}, fleet_c))
+    for i, (name, u, c) in enumerate(rows):
+        shape = (f"{c['replicas']} ({c['gpus']})" if "replicas" in c
+                 else str(u.get("replicas", "-")))
+        spread = ("-" if u.get("busy_frac_min") is None
+                  else f"{_pct(u['busy_frac_min'])}-{_pct(u['busy_frac_max'])}")
+        t.add_row(Text(name, style="bold" if name == "fleet" else ""), c.get("gpu", ""),
+                  shape, _pct(u.get("busy_frac")), spread, _pct(u.get("mfu")),
+                  _pct(u.get("mbu")), _pct(u.get("kv_usage")),
+                  _num(c.get("output_tokens_per_s"), 1, "{:,.0f}"),
+                  _num(c.get("usd_per_hour"), 1, "{:,.2f}"),
+                  end_section=(name != "fleet" and i == len(rows) - 2))
+    if not util.get("pools"):
+        t.caption = "no replica counters (testbed run): utilization not available"
+    return t
+
+
+def _cost_block(summary: dict) -> Text:
+    c = summary.get("cost") or {}
+    e = summary.get("energy") or {}
+    lines = [
+        ("fleet cost", f"${_num(c.get('fleet_usd_per_hour'), 1, '{:,.2f}')}/hour, "
+                       f"${_num(c.get('usd_per_month'), 1, '{:,.0f}')}/month"),
+        ("per 1M tokens", f"${_num(c.get('usd_per_1m_output_tokens'), 1, '{:,.3f}')} output, "
+                          f"${_num(c.get('usd_per_1m_total_tokens'), 1, '{:,.3f}')} total"),
+        ("energy", f"{_num(e.get('kwh_per_1m_output_tokens'), 1, '{:,.2f}')} kWh per 1M "
+                   "output tokens (upper bound at TDP, GPU board power only)"),
+    ]
+    lit = summary.get("little") or {}
+    if lit.get("L") is not None:
+        lines.append(("Little's law", f"L={lit['L']:,.2f}, lambda*W="
+                      f"{_num(lit.get('lambda_W'), 1, '{:,.2f}')}, gap "
+                      f"{_pct(lit.get('rel_gap'))}%"))
+    for pool, source in sorted((summary.get("profiles") or {}).items()):
+        lines.append(("perf model", f"pool {pool}: {source}"))
+    text = Text()
+    for i, (k, v) in enumerate(lines):
+        text.append(f"{k:>14}: ", style="bold")
+        text.append(v + ("\n" if i < len(lines) - 1 else ""))
+    return text
+
+
+def render_summary(summary: dict) -> Group:
+    """Latency/SLO table, throughput/utilization table and cost lines."""
+    return Group(_latency_table(summary), Text(""), _fleet_table(summary), Text(""),
+                 _cost_block(summary))
+
+
+# ------------------------------------------------------------------ compare
+def _fmt_compare(x, scale: float) -> str:
+    if x is None:
+        return "–"
+    v = x * scale
+    a = abs(v)
+    if a >= 10_000:  # keep columns narrow: 39.8k (ms)
+        return f"{v / 1000:,.1f}k" if a < 1e6 else f"{v / 1e6:,.1f}M"
+    return f"{v:,.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 0.1 else f"{v:.2g}"
+
+
+def _verdict(row) -> tuple[str, str]:
+    """(text, style) of the better/worse column: coloured when significant,
+    dim when not."""
+    d = row["direction"]
+    if d is None:
+        return "", "dim"
+    if d == "same":
+        return "same", "dim"
+    if row["significant"]:
+        return d, "green" if d == "better" else "red"
+    return d, "dim"
+
+
+def render_compare(result):
+    """Rich renderable: one table per variant, rows class x metric."""
+    meta = result.meta
+    R = meta["replications"]
+    parts = []
+    head = (f"{meta['scenario']['name']}: {R} replication(s), seeds {meta['seeds'][0]}..{meta['seeds'][-1]} "
+            f"(common random numbers)" + (f", stress: {', '.join(meta['stress'])}" if meta["stress"] else ""))
+    parts.append(Text(head, style="bold"))
+    for vname in [v for v in meta["variants"] if v != "baseline"]:
+        t = Table(title=f"{vname} vs baseline: {', '.join(meta['variants'][vname])}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for col, just in (("class", "left"), ("metric", "left"), ("baseline", "right"), ("variant", "right"),
+                          ("diff", "right"), ("95% CI", "right"), ("sig", "center"),
+                          ("", "left")):
+            t.add_column(col, justify=just, no_wrap=True)
+        last = None
+        for row in (r for r in result.rows if r["variant"] == vname):
+            m = METRIC_BY_NAME[row["metric"]]
+            new_class = row["class"] != last
+            if last is not None and new_class:
+                t.add_section()
+            last = row["class"]
+            ci, sig = ci_cells(row, _fmt_compare, m.scale)
+            verdict, style = _verdict(row)
+            diff = row["diff_mean"]
+            t.add_row(row["class"] if new_class else "", f"{m.label} {m.unit}" if m.unit != "$/1M out tok" else "$/1M out tok", _fmt_compare(row["baseline_mean"], m.scale),
+                      _fmt_compare(row["variant_mean"], m.scale),
+                      Text(("+" if diff and diff > 0 else "") + _fmt_compare(diff, m.scale), style=style),
+                      ci, sig, Text(verdict, style=style))
+        parts.append(t)
+    if meta.get("note"):
+        parts.append(Text(meta["note"], style="yellow"))
+    parts.append(Text("diff = variant - baseline, mean of the per-replication differences; 95% CI: paired t; "
+                      "sig ✓ = the CI excludes 0 (else better/worse is only the sign, dim). Lower "
+                      "latency and cost, higher goodput and attainment are better.", style="dim"))
+    return Group(*parts)

@@ -1,0 +1,117 @@
+"""The ``fleet:`` and ``router:`` sections of a scenario: pools of replicas,
+their GPU, model, quantization, vLLM engine knobs and batching policy.
+
+Names that refer to a catalog or a registry (GPU, model, policy, router) are
+checked when the whole scenario is loaded (``sim.scenario.spec``), where the
+catalog is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Strict", "QuantizationSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
+
+
+class Strict(BaseModel):
+    """Base of every scenario section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+WeightScheme = Literal["bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq"]
+
+
+class QuantizationSpec(Strict):
+    """Quantization of one pool's model."""
+
+    weights: WeightScheme = Field(
+        "bf16",
+        description="Weight format: bf16, fp16, fp8, int8 (W8A8), int4-awq or int4-gptq (W4A16).",
+    )
+    kv_cache: Literal["auto", "fp8"] = Field(
+        "auto", description="KV-cache dtype: auto (16-bit, like the activations) or fp8."
+    )
+
+
+class EngineSpec(Strict):
+    """vLLM engine arguments, named as vLLM names them."""
+
+    max_num_seqs: int = Field(256, ge=1, le=4096, description="Most sequences in one engine step.")
+    max_num_batched_tokens: int = Field(
+        8192, ge=16, le=1_048_576, description="Token budget of one engine step (prefill chunks + decodes)."
+    )
+    block_size: Literal[8, 16, 32, 64, 128] = Field(16, description="Tokens per paged KV-cache block.")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0.05, le=1.0, description="Fraction of GPU memory vLLM may use (weights + activations + KV cache)."
+    )
+    enable_chunked_prefill: bool = Field(
+        True, description="Split long prompts over several steps and mix them with decodes (vLLM v1 default)."
+    )
+    enable_prefix_caching: bool = Field(
+        True, description="Reuse KV blocks of identical prompt prefixes (vLLM v1 default)."
+    )
+    max_model_len: int | None = Field(
+        None, ge=16, le=1_048_576, description="Longest prompt + output accepted; default: the model's context length."
+    )
+    num_gpu_blocks_override: int | None = Field(
+        None, ge=1, description="Force this many KV blocks instead of planning them from memory (as vLLM's flag)."
+    )
+
+    @model_validator(mode="after")
+    def _budget_covers_seqs(self) -> "EngineSpec":
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
+                f"({self.max_num_seqs}), as vLLM requires"
+            )
+        if (
+            not self.enable_chunked_prefill
+            and self.max_model_len is not None
+            and self.max_num_batched_tokens < self.max_model_len
+        ):
+            raise ValueError(
+                f"without chunked prefill max_num_batched_tokens ({self.max_num_batched_tokens}) must be "
+                f">= max_model_len ({self.max_model_len}), as vLLM requires"
+            )
+        return self
+
+
+class PolicySpec(Strict):
+    """A batching policy by name, with its parameters."""
+
+    name: str = Field("continuous", description="Batching policy: continuous, prefill-first, static, priority.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the policy (see its doc).")
+
+
+class RouterSpec(Strict):
+    """A router by name, with its parameters."""
+
+    name: str = Field(
+        "least-outstanding",
+        description="Router: round-robin, random, least-outstanding, least-kv, power-of-two, prefix-affinity.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the router (see its doc).")
+
+
+class PoolSpec(Strict):
+    """A pool of identical serving replicas."""
+
+    name: str = Field(..., min_length=1, max_length=64, description="Pool name (used in reports and replica names).")
+    gpu: str = Field(..., description="GPU type from the catalog (fleetcast catalog lists them).")
+    replicas: int = Field(..., ge=1, le=100_000, description="Serving instances in this pool.")
+    tensor_parallel: Literal[1, 2, 4, 8, 16] = Field(1, description="GPUs per replica (tensor parallel size).")
+    model: str = Field(..., description="Model from the catalog.")
+    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec, description="Weight and KV formats.")
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="vLLM engine knobs.")
+    policy: PolicySpec = Field(default_factory=PolicySpec, description="Batching policy of every replica.")
+    classes: list[str] | None = Field(
+        None, description="Traffic classes this pool serves (default: all). The router only picks eligible replicas."
+    )
+    profile: str | None = Field(
+        None,
+        description="Calibration profile (a JSON file path, relative to the scenario) with the performance "
+        "coefficients; default: the built-in conservative coefficients.",
+    )

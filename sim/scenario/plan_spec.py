@@ -1,0 +1,136 @@
+"""The scenario's ``plan:`` section: what ``fleetcast plan`` searches.
+
+``plan.candidates`` is a cross product (GPU x model x quantization x tensor
+parallel size x batching policy x engine knobs) applied to one pool of the
+fleet (``plan.pool``); for each candidate the planner finds the fewest
+replicas of that pool meeting every class's SLO at ``plan.demand``. Unknown
+keys are errors; every field is bounded and documented (``fleetcast schema``
+renders these descriptions).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sim.errors import unknown_name
+from sim.scenario.fleet_spec import EngineSpec
+
+__all__ = ["CandidateGrid", "DemandSpec", "PlanSpec", "WEIGHT_SCHEMES"]
+
+WEIGHT_SCHEMES = ("bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq")
+_Weights = Literal["bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq"]
+_CFG = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlanQuantization(BaseModel):
+    """One quantization candidate given in full (weights and KV-cache dtype)."""
+
+    model_config = _CFG
+    weights: _Weights = Field("bf16", description="Weight format: bf16, fp16, fp8, int8, int4-awq or int4-gptq.")
+    kv_cache: Literal["auto", "fp8"] = Field("auto", description="KV-cache dtype: auto (16-bit) or fp8.")
+
+
+class CandidateGrid(BaseModel):
+    """Values to try for the planned pool; the candidates are their cross
+    product. An omitted key keeps the pool's own value; an empty list is an
+    error (no candidates)."""
+
+    model_config = _CFG
+    gpu: Optional[list[str]] = Field(None, max_length=64, description="GPU types from the catalog, e.g. [h100-sxm, a100-80gb, l40s].")
+    model: Optional[list[str]] = Field(None, max_length=64, description="Models from the catalog (default: the pool's model).")
+    quantization: Optional[list[Union[_Weights, PlanQuantization]]] = Field(
+        None, max_length=64, description="Quantization schemes: a weight format name (KV cache auto) or a mapping {weights, kv_cache}.")
+    tensor_parallel: Optional[list[Literal[1, 2, 4, 8, 16]]] = Field(None, max_length=5, description="Tensor-parallel sizes (GPUs per replica).")
+    policy: Optional[list[str]] = Field(None, max_length=16, description="Batching policy names (continuous, prefill-first, static, priority); params stay the pool's.")
+    engine: dict[str, list[Any]] = Field(
+        default_factory=dict, description="vLLM engine knobs to try, each a list of values, e.g. {max_num_seqs: [128, 256]}; names as in fleet[].engine.")
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_knobs(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key in v:
+            if key not in EngineSpec.model_fields:
+                raise ValueError(unknown_name("engine knob", key, EngineSpec.model_fields))
+        return v
+
+    def dimensions(self) -> dict[str, list]:
+        """The given dimensions (name -> values), engine knobs as ``engine.<knob>``."""
+        out: dict[str, list] = {}
+        for name in ("gpu", "model", "quantization", "tensor_parallel", "policy"):
+            values = getattr(self, name)
+            if values is not None:
+                out[name] = list(values)
+        for knob, values in self.engine.items():
+            out[f"engine.{knob}"] = list(values)
+        return out
+
+    def size(self) -> int:
+        """Number of candidates (0 when some dimension is an empty list)."""
+        return math.prod(len(v) for v in self.dimensions().values())
+
+
+class DemandSpec(BaseModel):
+    """The load the fleet must carry: a peak rate, or a monthly growth
+    forecast (month m, 1-based, runs at start_rate_rps * (1 + g/100)^(m-1)).
+    Omitted entirely: the scenario's own arrival rate. The rate scales the
+    scenario's traffic (arrival.rate_rps, or every class's rate_rps in
+    proportion, a diurnal curve so its peak is the rate, a trace's
+    target_rate_rps)."""
+
+    model_config = _CFG
+    peak_rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description="Peak arrival rate the fleet must serve within SLO, requests/s.")
+    start_rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description="Growth forecast: the rate in month 1, requests/s.")
+    monthly_growth_pct: Optional[float] = Field(None, ge=-90, le=1000, description="Growth forecast: rate change per month, percent (compounding).")
+    months: Optional[int] = Field(None, ge=1, le=120, description="Growth forecast: number of months to plan, 1..120.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "DemandSpec":
+        growth = [self.start_rate_rps, self.monthly_growth_pct, self.months]
+        if self.peak_rate_rps is not None and any(x is not None for x in growth):
+            raise ValueError("give demand.peak_rate_rps or a growth forecast (start_rate_rps, monthly_growth_pct, months), not both")
+        if any(x is not None for x in growth) and not all(x is not None for x in growth):
+            raise ValueError("a growth forecast needs all of start_rate_rps, monthly_growth_pct and months")
+        if self.peak_rate_rps is None and self.start_rate_rps is None:
+            raise ValueError("demand needs peak_rate_rps, or start_rate_rps + monthly_growth_pct + months")
+        return self
+
+    @property
+    def is_growth(self) -> bool:
+        return self.start_rate_rps is not None
+
+    def monthly_rates(self) -> list[float]:
+        """Rate of each month (growth forecast), requests/s; [] for a peak rate."""
+        if not self.is_growth:
+            return []
+        g = 1.0 + self.monthly_growth_pct / 100.0
+        return [self.start_rate_rps * g ** m for m in range(self.months)]
+
+    def peak(self) -> float:
+        """The highest rate to plan for, requests/s."""
+        return float(self.peak_rate_rps) if not self.is_growth else max(self.monthly_rates())
+
+
+class PlanSpec(BaseModel):
+    """What ``fleetcast plan`` searches: candidates for one pool, the demand,
+    the replica cap, and how long each search point simulates."""
+
+    model_config = _CFG
+    candidates: CandidateGrid = Field(default_factory=CandidateGrid, description="Values to try for the planned pool (cross product).")
+    demand: Optional[DemandSpec] = Field(None, description="Peak rate or growth forecast; omitted = the scenario's arrival rate.")
+    max_replicas: int = Field(64, ge=1, le=10_000, description="Largest replica count tried; a candidate missing its SLO there is 'cannot-meet-slo'.")
+    pool: int = Field(0, ge=0, le=1000, description="Index of the fleet pool the candidates replace (other pools stay as they are).")
+    duration_s: Optional[float] = Field(None, gt=0, le=1e8, description="Simulate each search point for this long instead of traffic.duration_s (warm-up/cool-down kept).")
+    load_curve_pct: list[float] = Field(
+        default_factory=lambda: [25.0, 50.0, 75.0, 100.0, 125.0], max_length=20,
+        description="Loads (percent of the demand) at which the found fleet is also simulated, for p99-vs-load figures.")
+    headroom_steps: int = Field(4, ge=0, le=20, description="Bisection steps locating the highest rate the found fleet sustains (headroom); 0 = from the load curve only.")
+
+    @field_validator("load_curve_pct")
+    @classmethod
+    def _loads(cls, v: list[float]) -> list[float]:
+        if any(not (0 < x <= 1000) for x in v):
+            raise ValueError(f"load_curve_pct values must be in (0, 1000], got {v}")
+        return sorted(set(float(x) for x in v))

@@ -1,0 +1,170 @@
+"""The scenario file: pydantic models, loading, overrides.
+
+A scenario is YAML validated into ``Scenario`` (unknown keys are errors,
+every field is bounded and documented — ``fleetcast schema`` renders these
+descriptions into docs/scenario-reference.md). Errors name the file, the line
+and the field path, and say what would be valid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from sim.catalog import load_catalog
+from sim.errors import ScenarioError, unknown_name
+from sim.scenario.events import EventSpec
+from sim.scenario.fleet_spec import PoolSpec, RouterSpec, Strict
+from sim.scenario.params import POLICY_PARAMS, ROUTER_PARAMS
+from sim.scenario.plan_spec import PlanSpec
+from sim.scenario.yamlio import apply_overrides, format_validation_error, load_yaml_with_lines
+from sim.workload.spec import TrafficSpec
+
+__all__ = [
+    "SimSettings",
+    "Scenario",
+    "load_scenario",
+    "scenario_from_dict",
+]
+
+
+class SimSettings(Strict):
+    """How the simulation runs (not what it simulates)."""
+
+    drain_s: float = Field(
+        300.0, ge=0, le=86_400, description="After the last arrival, keep simulating at most this long; "
+        "requests still unfinished then are recorded as status 'timeout'."
+    )
+    timeseries_interval_s: float | None = Field(
+        None, gt=0, description="Sampling interval of the per-replica time series; default: duration/1000, at least 0.1 s."
+    )
+
+
+class Scenario(Strict):
+    """A fleet, the traffic it serves, and what it costs."""
+
+    name: str = Field("scenario", description="Short name of the scenario.")
+    description: str = Field("", description="Free text shown in reports.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of every random stream: same seed, same records.")
+    catalog: list[str] = Field(
+        default_factory=list, description="Extra catalog YAML files (relative to the scenario) adding GPUs/models."
+    )
+    fleet: list[PoolSpec] = Field(..., min_length=1, description="Pools of replicas.")
+    router: RouterSpec = Field(default_factory=RouterSpec, description="How requests are spread over replicas.")
+    traffic: TrafficSpec = Field(..., description="Arrivals, classes, lengths and SLOs.")
+    pricing: dict[str, float] = Field(
+        default_factory=dict, description="USD per GPU-hour by GPU name, overriding the catalog's typical price."
+    )
+    sim: SimSettings = Field(default_factory=SimSettings, description="Simulation settings.")
+    plan: PlanSpec | None = Field(
+        None, description="What `fleetcast plan` searches: candidate GPUs/quantization/TP/policies for one pool, "
+        "the demand (peak rate or monthly growth) and the replica cap; ignored by `fleetcast run`."
+    )
+    events: list[EventSpec] = Field(
+        default_factory=list, max_length=1000,
+        description="What goes wrong during the run: traffic surges (kind: surge, start_s, end_s, factor) and "
+        "replica failures (kind: replica-failure, replica, at_s); applied in every run of the scenario.",
+    )
+
+    @model_validator(mode="after")
+    def _pools_and_classes(self) -> "Scenario":
+        names = [p.name for p in self.fleet]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(sorted(dup))}")
+        declared = [c.name for c in self.traffic.classes]
+        served: set[str] = set()
+        for pool in self.fleet:
+            for cname in pool.classes or declared:
+                if cname not in declared:
+                    raise ValueError(f"pool '{pool.name}' serves unknown class '{cname}'; classes: {', '.join(declared)}")
+                served.add(cname)
+        orphans = [c for c in declared if c not in served]
+        if orphans:
+            raise ValueError(f"no pool serves class(es) {', '.join(orphans)}")
+        for gpu, price in self.pricing.items():
+            if not price >= 0:
+                raise ValueError(f"pricing.{gpu} must be >= 0 USD per GPU-hour, got {price}")
+        return self
+
+    # Where the scenario came from (not part of the format).
+    _path: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the scenario are resolved against."""
+        return self._path.parent if self._path is not None else Path.cwd()
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+
+def scenario_from_dict(data: dict, *, path: Path | None = None, lines: dict | None = None) -> Scenario:
+    """Validate a scenario mapping; errors name ``path`` and (via ``lines``) the YAML line."""
+    where = str(path) if path else "<scenario>"
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{where}: a scenario must be a mapping with keys fleet, traffic, ... ")
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(format_validation_error(exc, where, lines or {})) from None
+    object.__setattr__(scenario, "_path", path)
+    _check_names(scenario, where, lines or {})
+    return scenario
+
+
+def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
+    """Names that refer to registries and catalogs must exist (listed if not)."""
+    def fail(loc: tuple, msg: str) -> None:
+        line = lines.get(loc)
+        at = f"{where}, line {line}" if line else where
+        raise ScenarioError(f"{at}, field {'.'.join(map(str, loc))}: {msg}")
+
+    if scenario.router.name not in ROUTER_PARAMS:
+        fail(("router", "name"), unknown_name("router", scenario.router.name, ROUTER_PARAMS))
+    try:
+        ROUTER_PARAMS[scenario.router.name].model_validate(scenario.router.params)
+    except ValidationError as exc:
+        fail(("router", "params"), format_validation_error(exc, "", {}).lstrip(": "))
+    catalog = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    for i, pool in enumerate(scenario.fleet):
+        for field, names in (("gpu", catalog.gpu_names()), ("model", catalog.model_names())):
+            value = getattr(pool, field)
+            if value not in names:
+                fail(("fleet", i, field), unknown_name(field if field != "gpu" else "GPU", value, names))
+        if pool.policy.name not in POLICY_PARAMS:
+            fail(("fleet", i, "policy", "name"), unknown_name("batching policy", pool.policy.name, POLICY_PARAMS))
+        try:
+            POLICY_PARAMS[pool.policy.name].model_validate(pool.policy.params)
+        except ValidationError as exc:
+            fail(("fleet", i, "policy", "params"), format_validation_error(exc, "", {}).lstrip(": "))
+        if pool.profile is not None and not (scenario.base_dir / pool.profile).is_file():
+            fail(("fleet", i, "profile"), f"calibration profile file not found: {scenario.base_dir / pool.profile}")
+    for gpu in scenario.pricing:
+        if gpu not in catalog.gpu_names():
+            fail(("pricing", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:
+    """Load and validate a scenario file.
+
+    ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML),
+    e.g. ``fleet.0.replicas=8``; ``seed`` replaces the scenario's seed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"scenario file not found: {path}")
+    data, lines = load_yaml_with_lines(path)
+    if overrides:
+        data = apply_overrides(data, overrides, where=str(path))
+    if seed is not None:
+        data = {**data, "seed": seed}
+    return scenario_from_dict(data, path=path.resolve(), lines=lines)
+
+
+def dump_scenario(scenario: Scenario) -> str:
+    """The scenario as YAML (defaults filled in), for run folders and reports."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)

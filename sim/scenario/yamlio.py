@@ -1,0 +1,142 @@
+"""YAML with line numbers, dotted overrides, readable validation errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from sim.errors import ScenarioError
+
+__all__ = ["load_yaml_with_lines", "apply_overrides", "format_validation_error", "parse_override"]
+
+
+def _walk(node: yaml.Node, loc: tuple, lines: dict) -> None:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[loc + (key,)] = key_node.start_mark.line + 1
+            _walk(value_node, loc + (key,), lines)
+            lines[loc + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, loc + (i,), lines)
+
+
+def load_yaml_with_lines(path: Path) -> tuple[Any, dict[tuple, int]]:
+    """Parse ``path``; return (data, {field path tuple: 1-based line})."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"cannot read {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"{where}: not valid YAML: {problem}") from None
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return data, lines
+
+
+def _line_for(loc: tuple, lines: dict) -> int | None:
+    # The deepest prefix of the error's path that exists in the file.
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return None
+
+
+def _real_path(loc: tuple, lines: dict) -> tuple:
+    """Drop tagged-union tags (``arrival.gamma.cv`` -> ``arrival.cv``): a string part
+    that is not a key in the file while the part after it is."""
+    out: tuple = ()
+    for i, part in enumerate(loc):
+        nxt = loc[i + 1] if i + 1 < len(loc) else None
+        if (lines and isinstance(part, str) and out + (part,) not in lines
+                and nxt is not None and out + (nxt,) in lines):
+            continue
+        out += (part,)
+    return out
+
+
+def format_validation_error(exc: ValidationError, where: str, lines: dict, limit: int = 4) -> str:
+    """One paragraph naming file, line and field of each problem (first ``limit``)."""
+    parts = []
+    errors = exc.errors(include_url=False)
+    for err in errors[:limit]:
+        # pydantic adds the union/discriminator tag to the path: keep real keys only.
+        loc = _real_path(tuple(p for p in err["loc"]
+                               if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))),
+                         lines)
+        line = _line_for(loc, lines)
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the format; see docs/scenario-reference.md)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "literal_error":
+            msg = f"{msg}, got {err.get('input')!r}"
+        at = f"line {line}, " if line else ""
+        parts.append(f"{at}field {field}: {msg}")
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return f"{where}: " + "; ".join(parts) + more
+
+
+def parse_override(text: str, where: str = "override") -> tuple[list[str], Any]:
+    """``a.b.0.c=value`` -> (["a","b","0","c"], parsed YAML value)."""
+    if "=" not in text:
+        raise ScenarioError(f"{where}: '{text}' is not KEY=VALUE (e.g. fleet.0.replicas=8)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ScenarioError(f"{where}: '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str], where: str) -> dict:
+    """Return a copy of ``data`` with each ``dotted.key=value`` set.
+
+    The key must name a field that exists in the file or in the format; list
+    items are addressed by index (``fleet.0.replicas``). Unknown keys are
+    caught by validation afterwards, which names them.
+    """
+    data = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text, where)
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ScenarioError(
+                        f"{where}: override '{text}': '{'.'.join(parts[:depth + 1])}' needs a list index "
+                        f"0..{len(node) - 1}"
+                    )
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ScenarioError(
+                    f"{where}: override '{text}': '{'.'.join(parts[:depth])}' is a value, not a section"
+                )
+    return data

@@ -1,0 +1,241 @@
+"""The generated workload: one arrival stream that the simulator and the
+testbed both replay.
+
+``generate_workload(traffic, seed, base_dir)`` draws arrival times from the
+``"arrivals"`` stream, classes from ``"classes"``, lengths from ``"lengths"``
+(sub-streams per class and per prompt/output) and shared-prefix choices from
+``"prefix"`` (per class), so changing one class's length distribution moves
+neither the arrival times nor the other classes (common random numbers).
+Same seed -> byte-identical arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.errors import ScenarioError
+from sim.rng import stream
+from sim.workload.spec import (
+    ConstantArrival,
+    DiurnalArrival,
+    GammaArrival,
+    PoissonArrival,
+    TraceArrival,
+    TrafficSpec,
+)
+from sim.workload.traces import load_trace
+
+__all__ = ["Workload", "generate_workload", "prefix_key", "arrival_times"]
+
+_KEY_MASK = (1 << 63) - 1
+
+
+@dataclass(eq=False)
+class Workload:
+    """Requests sorted by arrival; request id = index.
+
+    Prefix chains are CSR: request ``r``'s chunks are
+    ``prefix_offsets[r]:prefix_offsets[r+1]``; chunk ``j`` covers prompt
+    tokens ``[0, prefix_end_tok[j])`` (cumulative) and two chunks with the
+    same key at the same position have equal content up to their end,
+    everything before included (like Mooncake ``hash_ids``).
+    """
+
+    arrival_s: np.ndarray  # float64, seconds from run start, non-decreasing
+    class_idx: np.ndarray  # int16, index into class_names
+    prompt_tokens: np.ndarray  # int32 >= 1
+    output_tokens: np.ndarray  # int32 >= 1
+    prefix_offsets: np.ndarray  # int64, n + 1
+    prefix_keys: np.ndarray  # int64, one per chunk
+    prefix_end_tok: np.ndarray  # int32, cumulative end token of each chunk
+    class_names: list[str]
+    notes: list[str] = field(default_factory=list)  # what generation dropped or clamped
+
+    def __post_init__(self):
+        n = len(self.arrival_s)
+        for name in ("class_idx", "prompt_tokens", "output_tokens"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Workload.{name} has {len(getattr(self, name))} rows, arrival_s has {n}")
+        if len(self.prefix_offsets) != n + 1 or len(self.prefix_keys) != len(self.prefix_end_tok):
+            raise ValueError("Workload prefix CSR arrays are inconsistent")
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    def chain(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, end_toks) of request ``r``'s prefix chain (empty if none)."""
+        a, b = self.prefix_offsets[r], self.prefix_offsets[r + 1]
+        return self.prefix_keys[a:b], self.prefix_end_tok[a:b]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per request: request_id, class, arrival_s, prompt/output tokens."""
+        return pd.DataFrame({
+            "request_id": np.arange(len(self), dtype=np.int64),
+            "class": pd.Series(np.asarray(self.class_names, dtype=object)[self.class_idx], dtype="string"),
+            "arrival_s": self.arrival_s,
+            "prompt_tokens": self.prompt_tokens.astype(np.int64),
+            "output_tokens": self.output_tokens.astype(np.int64),
+        })
+
+
+def prefix_key(class_name: str, prefix_index: int, covered_tokens: int) -> int:
+    """Stable 63-bit key of a synthetic shared prefix covering its first
+    ``covered_tokens`` tokens (not Python's salted ``hash``)."""
+    h = hashlib.blake2b(f"{class_name}\0{prefix_index}\0{covered_tokens}".encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "little") & _KEY_MASK
+
+
+# ------------------------------------------------------------- arrivals
+def _renewal(rng: np.random.Generator, draw, mean_gap: float, cv: float, duration_s: float) -> np.ndarray:
+    """Cumulative sums of gaps ``draw(rng, k)`` until ``duration_s``."""
+    expected = duration_s / mean_gap
+    chunk = int(expected + 6.0 * max(cv, 1.0) * math.sqrt(expected) + 16)
+    parts, t0 = [], 0.0
+    while True:
+        t = t0 + np.cumsum(draw(rng, chunk))
+        parts.append(t[t < duration_s])
+        if t[-1] >= duration_s:
+            return np.concatenate(parts)
+        t0 = float(t[-1])
+
+
+def arrival_times(traffic: TrafficSpec, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times in [0, duration_s) of a synthetic arrival process."""
+    a, duration = traffic.arrival, traffic.duration_s
+    if isinstance(a, DiurnalArrival):
+        # thinning: Poisson candidates at the peak rate, kept with rate(t)/peak
+        peak = max(r for _, r in a.rate_points)
+        cand = _renewal(rng, lambda g, k: g.exponential(1.0 / peak, k), 1.0 / peak, 1.0, duration)
+        u = rng.random(cand.size)
+        return cand[u * peak < a.rate_at(cand)]
+    rate = traffic.total_rate_rps()
+    if isinstance(a, ConstantArrival):
+        t = np.arange(int(math.ceil(duration * rate)) + 1, dtype=np.float64) / rate
+        return t[t < duration]
+    if isinstance(a, GammaArrival):
+        shape = 1.0 / (a.cv * a.cv)
+        return _renewal(rng, lambda g, k: g.gamma(shape, a.cv * a.cv / rate, k), 1.0 / rate, a.cv, duration)
+    assert isinstance(a, PoissonArrival)
+    return _renewal(rng, lambda g, k: g.exponential(1.0 / rate, k), 1.0 / rate, 1.0, duration)
+
+
+# ------------------------------------------------------------- prefixes
+def _synthetic_chains(traffic: TrafficSpec, seed: int, class_idx, prompt):
+    """One chunk per request of a class with a prefix (see ``prefix_key``)."""
+    n = len(class_idx)
+    end = np.zeros(n, dtype=np.int64)
+    keys = np.zeros(n, dtype=np.int64)
+    for c, cls in enumerate(traffic.classes):
+        if cls.prefix is None:
+            continue
+        rows = np.flatnonzero(class_idx == c)
+        if rows.size == 0:
+            continue
+        p = cls.prefix
+        which = stream(seed, "prefix", c).choice(p.num_distinct, size=rows.size, p=p.probabilities())
+        covered = np.minimum(p.tokens, prompt[rows] - 1)
+        end[rows] = covered
+        code = which.astype(np.int64) * (p.tokens + 1) + covered  # one int per (prefix, length)
+        combos, inverse = np.unique(code, return_inverse=True)
+        table = np.array([prefix_key(cls.name, int(k) // (p.tokens + 1), int(k) % (p.tokens + 1)) for k in combos],
+                         dtype=np.int64)
+        keys[rows] = table[inverse.ravel()]
+    has = end > 0
+    offsets = np.concatenate([[0], np.cumsum(has)]).astype(np.int64)
+    return offsets, keys[has], end[has].astype(np.int32)
+
+
+def _trace_chains(offsets, ids, prompt, block: int):
+    """Mooncake chains: chunk j of a request ends at min(block*(j+1), prompt);
+    hash ids beyond the prompt's last block are dropped."""
+    lens = np.minimum(offsets[1:] - offsets[:-1], -(-prompt // block))
+    starts = offsets[:-1]
+    new_off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    pos = np.arange(new_off[-1]) - np.repeat(new_off[:-1], lens)  # chunk position j
+    keys = ids[np.repeat(starts, lens) + pos]
+    ends = np.minimum(block * (pos + 1), np.repeat(prompt, lens))
+    return new_off, keys.astype(np.int64), ends.astype(np.int32)
+
+
+# ------------------------------------------------------------- workload
+def _assign_classes(traffic: TrafficSpec, seed: int, n: int, why: str) -> np.ndarray:
+    shares = traffic.shares()
+    if shares is None:
+        raise ScenarioError(f"traffic.classes: {why}; give every class a share.")
+    if len(shares) == 1:
+        return np.zeros(n, dtype=np.int16)
+    return stream(seed, "classes").choice(len(shares), size=n, p=shares).astype(np.int16)
+
+
+def _from_trace(traffic: TrafficSpec, seed: int, base_dir: Path):
+    spec: TraceArrival = traffic.arrival
+    tr = load_trace(spec, base_dir)
+    notes = list(tr.notes)
+    if any(c.prompt_tokens or c.output_tokens for c in traffic.classes):
+        notes.append("classes' prompt_tokens/output_tokens are ignored: the trace gives the lengths.")
+    late = tr.arrival_s >= traffic.duration_s
+    if late.any():
+        notes.append(f"{tr.path.name}: {int(late.sum())} request(s) arriving at or after duration_s={traffic.duration_s:g} s dropped.")
+    n = int((~late).sum())  # arrivals are sorted: the kept ones are a prefix
+    names = traffic.class_names
+    if tr.classes is not None:
+        values = tr.classes[:n]
+        known = {c: i for i, c in enumerate(names)}
+        unknown = sorted(set(values.tolist()) - set(known))
+        if unknown:
+            raise ScenarioError(
+                f"traffic.arrival.path: {tr.path} has class values {', '.join(map(repr, unknown))} "
+                f"that are not declared classes; declared: {', '.join(names)}.")
+        class_idx = np.array([known[v] for v in values.tolist()], dtype=np.int16) if n else np.zeros(0, np.int16)
+    else:
+        class_idx = _assign_classes(traffic, seed, n, f"{tr.path.name} has no class column")
+    prompt = tr.prompt_tokens[:n]
+    if tr.hash_offsets is not None:
+        if any(c.prefix for c in traffic.classes):
+            notes.append("classes' prefix is ignored: the trace's hash_ids give the prefix chains.")
+        chains = _trace_chains(tr.hash_offsets[: n + 1], tr.hash_ids, prompt, spec.hash_block_tokens)
+    else:
+        chains = _synthetic_chains(traffic, seed, class_idx, prompt)
+    return tr.arrival_s[:n], class_idx, prompt, tr.output_tokens[:n], chains, notes
+
+
+def _synthetic(traffic: TrafficSpec, seed: int, base_dir: Path):
+    arrival = arrival_times(traffic, stream(seed, "arrivals"))
+    n = arrival.size
+    class_idx = _assign_classes(traffic, seed, n, "no class shares")
+    prompt = np.zeros(n, dtype=np.int64)
+    output = np.zeros(n, dtype=np.int64)
+    for c, cls in enumerate(traffic.classes):
+        rows = np.flatnonzero(class_idx == c)
+        for part, (spec, dest) in enumerate(((cls.prompt_tokens, prompt), (cls.output_tokens, output))):
+            which = "prompt_tokens" if part == 0 else "output_tokens"
+            kw = {"field": f"traffic.classes[{c}].{which}.path"} if spec.dist == "empirical" else {}
+            dist = spec.build(base_dir, **kw)
+            dest[rows] = dist.sample(stream(seed, "lengths", c, part), rows.size)
+    chains = _synthetic_chains(traffic, seed, class_idx, prompt)
+    return arrival, class_idx, prompt, output, chains, []
+
+
+def generate_workload(traffic: TrafficSpec, seed: int, base_dir: Path) -> Workload:
+    """The workload of ``traffic`` for ``seed``; files are relative to ``base_dir``
+    (the scenario file's folder). Raises ``ScenarioError`` for bad trace or
+    empirical files."""
+    make = _from_trace if traffic.is_trace else _synthetic
+    arrival, class_idx, prompt, output, (off, keys, ends), notes = make(traffic, int(seed), Path(base_dir))
+    return Workload(
+        arrival_s=np.ascontiguousarray(arrival, dtype=np.float64),
+        class_idx=np.ascontiguousarray(class_idx, dtype=np.int16),
+        prompt_tokens=np.ascontiguousarray(prompt, dtype=np.int32),
+        output_tokens=np.ascontiguousarray(output, dtype=np.int32),
+        prefix_offsets=np.ascontiguousarray(off, dtype=np.int64),
+        prefix_keys=np.ascontiguousarray(keys, dtype=np.int64),
+        prefix_end_tok=np.ascontiguousarray(ends, dtype=np.int32),
+        class_names=list(traffic.class_names),
+        notes=notes,
+    )

@@ -1,0 +1,324 @@
+"""The scenario's ``traffic:`` section as pydantic models.
+
+Unknown keys are errors (``extra="forbid"``); every field has bounds and a
+description, which become the generated format reference and the CLI help.
+``sim.scenario.spec`` embeds ``TrafficSpec``; ``sim.workload.generate.generate_workload``
+turns it into a ``Workload``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Optional, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sim.errors import unknown_name
+from sim.workload import distributions as dists
+from sim.workload.distributions import (
+    LENGTH_NAMES,
+    EmpiricalLength,
+    FixedLength,
+    LengthSpec,
+    LogNormalLength,
+    NormalLength,
+    UniformLength,
+)
+
+__all__ = [
+    "PERCENTILES", "SLO_METRICS", "SloSpec", "PrefixSpec",
+    "FixedLength", "UniformLength", "NormalLength", "LogNormalLength", "EmpiricalLength",
+    "LengthSpec", "PoissonArrival", "GammaArrival", "ConstantArrival", "DiurnalArrival",
+    "TraceArrival", "ArrivalSpec", "ClassSpec", "TrafficSpec",
+]
+
+_CFG = ConfigDict(extra="forbid")
+_TOK = dict(ge=1, le=dists.MAX_TOKENS)
+
+#: SLO percentile keys -> percentile (YAML: write ``p99.9`` as a plain key).
+PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+#: SLO metrics, named like the record columns.
+SLO_METRICS = ("ttft_s", "tpot_s", "e2e_s")
+
+
+def _check_tag(value, key: str, kind: str, valid: list[str]):
+    """Friendlier error than pydantic's for a bad discriminator (did you mean)."""
+    if isinstance(value, dict):
+        if key not in value:
+            raise ValueError(f"missing `{key}:`; valid {kind} names: {', '.join(sorted(valid))}")
+        if value[key] not in valid:
+            raise ValueError(unknown_name(kind, value[key], valid))
+    return value
+
+
+# --------------------------------------------------------------------- SLOs
+_Thresholds = Optional[dict[str, Annotated[float, Field(gt=0, le=1e6)]]]
+
+
+class SloSpec(BaseModel):
+    """Latency objectives of one class. Each metric maps percentile keys
+    (``p50 p90 p95 p99 p99.9``) to a threshold in seconds, e.g.
+    ``ttft_s: {p99: 2.0, p50: 0.5}``."""
+
+    model_config = _CFG
+    ttft_s: _Thresholds = Field(None, description="Time to first token thresholds, s, by percentile key (p50, p90, p95, p99, p99.9).")
+    tpot_s: _Thresholds = Field(None, description="Time per output token (after the first) thresholds, s, by percentile key.")
+    e2e_s: _Thresholds = Field(None, description="End-to-end latency thresholds, s, by percentile key.")
+    attainment_pct: float = Field(99.0, gt=0, le=100, description="Percent of the class's requests that must meet their per-request thresholds (see `request_thresholds`) for the class to meet its SLO.")
+
+    @field_validator("ttft_s", "tpot_s", "e2e_s", mode="before")
+    @classmethod
+    def _keys(cls, v):
+        if isinstance(v, dict):
+            for k in v:
+                if str(k) not in PERCENTILES:
+                    raise ValueError(unknown_name("percentile", str(k), PERCENTILES))
+            v = {str(k): x for k, x in v.items()}
+        return v
+
+    def thresholds(self) -> dict[str, tuple[tuple[float, float], ...]]:
+        """Metric -> ``((percentile, seconds), ...)`` sorted by percentile,
+        e.g. ``{"ttft_s": ((50.0, 0.5), (99.0, 2.0))}``; metrics without a
+        threshold are left out."""
+        out = {}
+        for metric in SLO_METRICS:
+            given = getattr(self, metric)
+            if given:
+                out[metric] = tuple(sorted((PERCENTILES[k], float(s)) for k, s in given.items()))
+        return out
+
+    def request_thresholds(self) -> dict[str, float]:
+        """Metric -> per-request threshold, s: the value given for the highest
+        percentile. A request meets its SLO when every metric is at or under
+        its threshold."""
+        return {m: pairs[-1][1] for m, pairs in self.thresholds().items()}
+
+    def met(self, ttft_s, tpot_s, e2e_s) -> np.ndarray:
+        """Boolean array: which requests meet every per-request threshold.
+
+        NaN TTFT/E2E (never served) is a miss; NaN TPOT (a single output
+        token has no inter-token time) meets the TPOT threshold.
+        """
+        values = {"ttft_s": ttft_s, "tpot_s": tpot_s, "e2e_s": e2e_s}
+        ok = np.ones(np.shape(np.asarray(ttft_s, dtype=float)), dtype=bool)
+        for metric, limit in self.request_thresholds().items():
+            x = np.asarray(values[metric], dtype=float)
+            ok &= (x <= limit) | (np.isnan(x) if metric == "tpot_s" else False)
+        ok &= ~np.isnan(np.asarray(ttft_s, dtype=float)) & ~np.isnan(np.asarray(e2e_s, dtype=float))
+        return ok
+
+
+# ------------------------------------------------------- shared prefixes
+class PrefixSpec(BaseModel):
+    """A shared prompt prefix (a system prompt, a few-shot preamble): the
+    first `tokens` prompt tokens of each request of the class are one of
+    `num_distinct` shared prefixes."""
+
+    model_config = _CFG
+    tokens: int = Field(..., **_TOK, description="Length of the shared prefix, tokens. A prompt no longer than this shares only its first prompt_tokens - 1 tokens.")
+    num_distinct: int = Field(1, ge=1, le=10_000_000, description="How many different prefixes the class uses.")
+    zipf_s: Optional[float] = Field(None, gt=0, le=10, description="Zipf exponent of prefix popularity (prefix i has weight i^-zipf_s); omitted = uniform.")
+
+    def probabilities(self) -> np.ndarray:
+        """Probability of each prefix index."""
+        if self.zipf_s is None:
+            return np.full(self.num_distinct, 1.0 / self.num_distinct)
+        w = np.arange(1, self.num_distinct + 1, dtype=float) ** -self.zipf_s
+        return w / w.sum()
+
+
+# -------------------------------------------------------------- arrivals
+_RATE_DOC = "Total arrival rate, requests/s; omit when every class gives rate_rps (the total is their sum)."
+
+
+class PoissonArrival(BaseModel):
+    """Poisson arrivals: exponential gaps at a constant rate (open loop)."""
+
+    model_config = _CFG
+    process: Literal["poisson"] = Field(description="Arrival process name.")
+    rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description=_RATE_DOC)
+
+
+class GammaArrival(PoissonArrival):
+    """Renewal arrivals with gamma gaps: `cv` > 1 is burstier than Poisson."""
+
+    process: Literal["gamma"] = Field(description="Arrival process name.")
+    cv: float = Field(..., gt=0, le=100, description="Coefficient of variation of the inter-arrival gaps (1 = Poisson; higher = burstier).")
+
+
+class ConstantArrival(PoissonArrival):
+    """Evenly spaced arrivals, the first at 0 s."""
+
+    process: Literal["constant"] = Field(description="Arrival process name.")
+
+
+class DiurnalArrival(BaseModel):
+    """Non-homogeneous Poisson arrivals following a daily rate curve
+    (piecewise linear, wraps around midnight), generated by thinning."""
+
+    model_config = _CFG
+    process: Literal["diurnal"] = Field(description="Arrival process name.")
+    rate_points: list[tuple[Annotated[float, Field(ge=0, lt=24)], Annotated[float, Field(ge=0, le=1e6)]]] = Field(
+        ..., min_length=1, description="[[hour, rps], ...]: the rate at those hours of the day (0 <= hour < 24), linear in between, wrapping from the last point to the first.")
+    day_length_s: float = Field(86400.0, gt=0, le=1e8, description="Seconds of simulated time per day; less than 86400 compresses a day into the run.")
+    start_hour: float = Field(0.0, ge=0, lt=24, description="Hour of the day at time 0.")
+
+    @field_validator("rate_points")
+    @classmethod
+    def _points(cls, pts):
+        hours = [h for h, _ in pts]
+        if len(set(hours)) != len(hours):
+            raise ValueError(f"rate_points repeat an hour: {sorted(hours)}")
+        if max(r for _, r in pts) <= 0:
+            raise ValueError("rate_points need at least one rate > 0")
+        return sorted(pts)
+
+    def rate_at(self, t_s) -> np.ndarray:
+        """Arrival rate, requests/s, at run times ``t_s``."""
+        hours = (self.start_hour + 24.0 * np.asarray(t_s, dtype=float) / self.day_length_s) % 24.0
+        h = np.array([p[0] for p in self.rate_points])
+        r = np.array([p[1] for p in self.rate_points])
+        return np.interp(hours, np.r_[h[-1] - 24, h, h[0] + 24], np.r_[r[-1], r, r[0]])
+
+
+class TraceArrival(BaseModel):
+    """Replays a request trace: arrival times and prompt/output lengths come
+    from the file (the classes' length distributions are not used)."""
+
+    model_config = _CFG
+    process: Literal["trace"] = Field(description="Arrival process name.")
+    path: str = Field(..., min_length=1, description="Trace file, relative to the scenario file's folder.")
+    preset: Literal["azure-2023", "mooncake", "generic"] = Field("generic", description="Column layout: azure-2023 (TIMESTAMP, ContextTokens, GeneratedTokens), mooncake (timestamp ms, input_length, output_length, hash_ids), generic (arrival_s, prompt_tokens, output_tokens[, class]).")
+    format: Optional[Literal["csv", "jsonl"]] = Field(None, description="File format; default from the preset, else from the file extension.")
+    columns: dict[Literal["arrival_s", "prompt_tokens", "output_tokens", "class", "hash_ids"], str] = Field(
+        default_factory=dict, description="Overrides of the preset's column names (CSV header or JSONL key) for arrival_s, prompt_tokens, output_tokens, class, hash_ids.")
+    time_unit: Optional[Literal["s", "ms", "us", "datetime"]] = Field(None, description="Unit of the arrival column (datetime = wall-clock strings); default from the preset.")
+    time_scale: Optional[float] = Field(None, gt=0, le=1e6, description="Multiply every inter-arrival gap by this (2 = half the rate).")
+    target_rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description="Rescale the gaps so the replayed requests' mean rate is this, requests/s.")
+    start_s: float = Field(0.0, ge=0, le=1e9, description="Skip the trace's first seconds (trace time, before scaling).")
+    max_requests: Optional[int] = Field(None, ge=1, le=1_000_000_000, description="Replay at most this many requests.")
+    hash_block_tokens: int = Field(512, ge=1, le=1_000_000, description="Prompt tokens per hash_ids entry (Mooncake: 512).")
+
+    @model_validator(mode="after")
+    def _scale(self):
+        if self.time_scale is not None and self.target_rate_rps is not None:
+            raise ValueError("give time_scale or target_rate_rps, not both")
+        return self
+
+
+_ARRIVALS = (PoissonArrival, GammaArrival, ConstantArrival, DiurnalArrival, TraceArrival)
+ARRIVAL_NAMES = [m.model_fields["process"].annotation.__args__[0] for m in _ARRIVALS]
+ArrivalSpec = Annotated[Union[_ARRIVALS], Field(discriminator="process")]  # type: ignore[valid-type]
+
+
+# --------------------------------------------------------------- classes
+class ClassSpec(BaseModel):
+    """One traffic class: its share of the arrivals, lengths, prefix and SLO."""
+
+    model_config = _CFG
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description="Class name (letters, digits, _ . : -), unique; trace class values must match it.")
+    share: Optional[float] = Field(None, gt=0, le=1, description="Fraction of the arrivals in this class; shares of all classes sum to 1. A single class may omit it.")
+    rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description="This class's arrival rate, requests/s (instead of share; all classes then give one).")
+    prompt_tokens: Optional[LengthSpec] = Field(None, description="Prompt length distribution (dist: fixed|uniform|normal|lognormal|empirical). Required for synthetic arrivals; ignored for trace arrivals.")
+    output_tokens: Optional[LengthSpec] = Field(None, description="Output length distribution, like prompt_tokens. Required for synthetic arrivals; ignored for trace arrivals.")
+    prefix: Optional[PrefixSpec] = Field(None, description="Shared prompt prefix of this class (for prefix caching); omitted = none.")
+    slo: Optional[SloSpec] = Field(None, description="Latency objectives of this class; omitted = none.")
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher = more important (used by the priority batching policy).")
+
+    @field_validator("prompt_tokens", "output_tokens", mode="before")
+    @classmethod
+    def _dist_name(cls, v):
+        return _check_tag(v, "dist", "length distribution", LENGTH_NAMES)
+
+
+# --------------------------------------------------------------- traffic
+class TrafficSpec(BaseModel):
+    """What arrives: when (the arrival process), which class, how long."""
+
+    model_config = _CFG
+    duration_s: float = Field(..., gt=0, le=1e8, description="Arrivals are generated in [0, duration_s), seconds.")
+    warmup_s: float = Field(0.0, ge=0, le=1e8, description="Requests arriving in the first seconds are left out of the steady-state metrics.")
+    cooldown_s: float = Field(0.0, ge=0, le=1e8, description="Requests arriving in the last seconds are left out too.")
+    arrival: ArrivalSpec = Field(..., description="Arrival process (process: poisson|gamma|constant|diurnal|trace).")
+    classes: list[ClassSpec] = Field(..., min_length=1, max_length=1000, description="Traffic classes.")
+
+    @field_validator("arrival", mode="before")
+    @classmethod
+    def _process_name(cls, v):
+        return _check_tag(v, "process", "arrival process", ARRIVAL_NAMES)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.warmup_s + self.cooldown_s >= self.duration_s:
+            raise ValueError(f"warmup_s + cooldown_s ({self.warmup_s:g} + {self.cooldown_s:g}) must be less than duration_s ({self.duration_s:g})")
+        names = [c.name for c in self.classes]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"class names must be unique; repeated: {', '.join(dup)}")
+        self._check_rates()
+        if not self.is_trace:
+            missing = [f"{c.name}.{f}" for c in self.classes for f in ("prompt_tokens", "output_tokens") if getattr(c, f) is None]
+            if missing:
+                raise ValueError(f"synthetic arrivals need a length distribution for: {', '.join(missing)}")
+        return self
+
+    def _check_rates(self) -> None:
+        with_share = [c.name for c in self.classes if c.share is not None]
+        with_rate = [c.name for c in self.classes if c.rate_rps is not None]
+        single_rate = isinstance(self.arrival, PoissonArrival)  # poisson/gamma/constant
+        if with_share and with_rate:
+            raise ValueError(f"give every class a share or every class a rate_rps, not a mix (share: {', '.join(with_share)}; rate_rps: {', '.join(with_rate)})")
+        if with_rate:
+            if not single_rate:
+                raise ValueError(f"per-class rate_rps needs a poisson, gamma or constant arrival process, not {self.arrival.process}; use share")
+            if len(with_rate) != len(self.classes):
+                raise ValueError(f"every class needs rate_rps (missing: {', '.join(c.name for c in self.classes if c.rate_rps is None)})")
+            total = sum(c.rate_rps for c in self.classes)
+            if self.arrival.rate_rps is not None and not math.isclose(total, self.arrival.rate_rps, rel_tol=1e-6):
+                raise ValueError(f"arrival.rate_rps ({self.arrival.rate_rps:g}) differs from the sum of the classes' rate_rps ({total:g}); omit arrival.rate_rps")
+            return
+        if single_rate and self.arrival.rate_rps is None:
+            raise ValueError(f"arrival.rate_rps is required for a {self.arrival.process} process unless every class gives rate_rps")
+        if with_share:
+            if len(with_share) != len(self.classes):
+                raise ValueError(f"every class needs a share (missing: {', '.join(c.name for c in self.classes if c.share is None)})")
+            total = sum(c.share for c in self.classes)
+            if abs(total - 1.0) > 1e-6:
+                parts = ", ".join(f"{c.name}={c.share:g}" for c in self.classes)
+                raise ValueError(f"class shares sum to {total:g} ({parts}); they must sum to 1")
+        elif len(self.classes) > 1 and not self.is_trace:
+            raise ValueError("with more than one class, give every class a share (or a rate_rps)")
+
+    @property
+    def is_trace(self) -> bool:
+        return isinstance(self.arrival, TraceArrival)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def shares(self) -> Optional[np.ndarray]:
+        """Fraction of arrivals per class (declared order), or None when
+        several classes give neither (a trace whose class column decides)."""
+        if all(c.rate_rps is not None for c in self.classes):
+            r = np.array([c.rate_rps for c in self.classes], dtype=float)
+            return r / r.sum()
+        if len(self.classes) == 1:
+            return np.ones(1)
+        if all(c.share is not None for c in self.classes):
+            s = np.array([c.share for c in self.classes], dtype=float)
+            return s / s.sum()
+        return None
+
+    def total_rate_rps(self) -> Optional[float]:
+        """Total rate of a poisson/gamma/constant process, requests/s."""
+        if not isinstance(self.arrival, PoissonArrival):
+            return None
+        if self.arrival.rate_rps is not None:
+            return float(self.arrival.rate_rps)
+        return float(sum(c.rate_rps for c in self.classes))
+
+    def window(self) -> tuple[float, float]:
+        """Steady-state window (start_s, end_s) by arrival time."""
+        return (self.warmup_s, self.duration_s - self.cooldown_s)
