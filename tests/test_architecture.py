@@ -23,6 +23,11 @@ import ast
 import sys
 from pathlib import Path
 
+import sim.cli as cli
+from sim.engine.policies import POLICIES
+from sim.engine.routers import ROUTERS
+from sim.scenario.params import POLICY_PARAMS, ROUTER_PARAMS
+
 ROOT = Path(__file__).resolve().parents[1] / "sim"
 
 LAYERS = ["base", "catalog", "workload", "scenario", "engine", "analysis", "report", "cli"]
@@ -30,7 +35,7 @@ LAYERS = ["base", "catalog", "workload", "scenario", "engine", "analysis", "repo
 #: Third-party modules that may be imported inside a function: heavy or
 #: optional dependencies that only some commands need (start-up time, or an
 #: extra that may not be installed).
-LAZY_OK = {"matplotlib", "openpyxl", "ray", "scipy", "pyarrow", "rich", "concurrent", "multiprocessing"}
+LAZY_OK = {"matplotlib", "openpyxl", "ray", "scipy"}
 
 
 def layer_of(module: str) -> str:
@@ -177,3 +182,21 @@ def test_no_module_shadows_the_standard_library():
     names = {p.stem for p in sources()} | {p.name for p in ROOT.rglob("*") if p.is_dir()}
     shadow = sorted(n for n in names if n in sys.stdlib_module_names)
     assert not shadow, f"sim modules named like standard-library modules: {shadow}"
+
+
+def test_every_command_module_is_registered():
+    """Each module of sim/cli/ (but the shared helpers) adds its command through ``COMMANDS``."""
+    modules = {p.stem for p in (ROOT / "cli").glob("*.py")} - {"__init__", "common"}
+    registered = {f.__module__.rsplit(".", 1)[-1] for f in cli.COMMANDS if f.__module__.startswith("sim.cli.")}
+    assert modules == registered, f"not registered: {sorted(modules - registered)}"
+    names = set(cli.build_parser()._subparsers._group_actions[0].choices)
+    assert {"run", "plan", "sweep", "report", "compare", "schema", "catalog", "testbed", "calibrate",
+            "validate"} <= names
+
+
+def test_policy_and_router_names_agree_between_scenario_and_engine():
+    """The scenario validates policy/router params with ``sim.scenario.params``; the engine's
+    registries must name the same ones, in the same order, with those same models."""
+    assert list(POLICIES) == list(POLICY_PARAMS) and list(ROUTERS) == list(ROUTER_PARAMS)
+    assert all(POLICIES[n].Params is POLICY_PARAMS[n] for n in POLICIES)
+    assert all(ROUTERS[n].Params is ROUTER_PARAMS[n] for n in ROUTERS)

@@ -60,7 +60,9 @@ def test_heldout_errors_reproduce_the_recorded_ones(name):
     comps = [validate_run(load_run(f), PROFILES / f"{name}.json") for f in folders]
     assert all(c.run.mode == "open" for c in comps)
     summ = summarize_errors(error_table(comps), "open")
+    # exactly the recorded table (both are rounded to 0.01 by summarize_errors): every metric's median and
+    # max |error|, run count, target and verdict
+    assert set(summ) == set(val["median_abs_error_pct"])
     for metric, rec in val["median_abs_error_pct"].items():
-        assert summ[metric]["median_abs_pct"] == pytest.approx(rec["median_abs_pct"], abs=0.05), metric
-        if metric in TARGETS:
-            assert summ[metric]["met"] == rec["met"]
+        assert summ[metric] == rec, metric
+        assert ("met" in rec) == (metric in TARGETS), metric

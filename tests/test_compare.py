@@ -137,14 +137,14 @@ def test_reproducible_by_seed(scenario_file):
     b = run_compare(scenario_file, variants, 2, seed=11)
     ja, jb = json.dumps(a.to_json(), sort_keys=True), json.dumps(b.to_json(), sort_keys=True)
     assert ja == jb
-    pd.testing.assert_frame_equal(a.raw, b.raw)
+    pd.testing.assert_frame_equal(a.raw, b.raw, check_exact=True)
     assert a.meta["seeds"] == [11, 12]
     c = run_compare(scenario_file, variants, 2, seed=12)
     assert c.meta["seeds"] == [12, 13]
     # replication 0 of seed 12 is replication 1 of seed 11: same numbers
     ra = a.raw[a.raw["replication"] == 1].reset_index(drop=True)
     rc = c.raw[c.raw["replication"] == 0].reset_index(drop=True)
-    pd.testing.assert_series_equal(ra["variant_value"], rc["variant_value"])
+    pd.testing.assert_series_equal(ra["variant_value"], rc["variant_value"], check_exact=True)
 
 
 def test_one_replication_has_undefined_interval(scenario_file):

@@ -6,6 +6,7 @@ name the field."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sim.engine.fleet import simulate
@@ -172,7 +173,18 @@ def test_replica_failure_retries_in_flight_requests_elsewhere():
     moved = req.set_index("request_id").loc[caught]
     assert (moved.replica == "p/1").all() and (moved.status == "ok").all() and (moved.finish_s > 8).all()
     assert (req["status"] == "ok").all()  # nothing was lost
-    # fast-forward and exact stepping agree with a failure too
-    exact = simulate(sc, exact_steps=True).requests
-    import pandas as pd
-    pd.testing.assert_frame_equal(req, exact)
+    # fast-forward and exact stepping give identical requests and time series with a failure too:
+    # exact values, no tolerance (the ITL histogram and replica counters: the next test)
+    exact = simulate(sc, exact_steps=True)
+    pd.testing.assert_frame_equal(req, exact.requests, check_exact=True)
+    pd.testing.assert_frame_equal(res.timeseries, exact.timeseries, check_exact=True)
+
+
+def test_replica_failure_fast_forward_keeps_itl_and_step_counts():
+    """A failure cuts a fast-forwarded decode run: the steps that ended before it are counted
+    (ITL samples, step counters) as exact stepping counts them, one event per step."""
+    sc = make_scenario(pool={"replicas": 2}, events=[{"kind": "replica-failure", "replica": "p/0", "at_s": 8}])
+    fast, exact = simulate(sc), simulate(sc, exact_steps=True)
+    assert exact.itl_hist.sum() > 0
+    assert [(r.name, r.steps) for r in fast.replicas] == [(r.name, r.steps) for r in exact.replicas]
+    assert fast.itl_hist.dtype == exact.itl_hist.dtype and np.array_equal(fast.itl_hist, exact.itl_hist)

@@ -110,12 +110,14 @@ def test_prefix_cache_fast_paths_match_per_key_definition(ops):
             c, keys = held.pop(slot)
             kv.release(keys, 0)
             ref.release(chains[c][:len(keys)])
-        for c in chains:
-            for key in c:
+        for chain in chains:
+            for key in chain:
                 assert kv.holders(key) == ref.refcount.get(key, 0)
-        for _, keys in held.values():  # what a preemption of each holder would free
+        for held_chain, keys in held.values():  # what a preemption of each holder would free
             assert kv.freed_by(keys) == sum(1 for key in keys if ref.refcount[key] == 1)
-            assert (set(kv.refcount) & set(c)) == (set(ref.refcount) & set(c))
+            # the keys of this holder's own chain that someone holds (not whichever chain a loop left behind)
+            own = set(chains[held_chain])
+            assert (set(kv.refcount) & own) == (set(ref.refcount) & own)
         assert list(kv.evictable) == list(ref.evictable)  # eviction order too
 
 

@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from sim.workload import distributions as d
+from sim.errors import ScenarioError
 from sim.rng import stream
 from sim.workload.generate import generate_workload, prefix_key
 from sim.workload.spec import SloSpec, TrafficSpec
@@ -120,7 +121,7 @@ def test_empirical_from_file(tmp_path):
     w = generate_workload(make_traffic(classes=[spec]), 1, tmp_path)
     assert set(np.unique(w.prompt_tokens)) == {5, 9}
     bad = {**spec, "prompt_tokens": {"dist": "empirical", "path": "nope.csv", "column": "n"}}
-    with pytest.raises(Exception, match=r"traffic\.classes\[0\]\.prompt_tokens\.path.*nope\.csv"):
+    with pytest.raises(ScenarioError, match=r"traffic\.classes\[0\]\.prompt_tokens\.path: file not found: .*nope\.csv"):
         generate_workload(make_traffic(classes=[bad]), 1, tmp_path)
 
 

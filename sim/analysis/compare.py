@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -290,8 +291,6 @@ def run_compare(path: str | Path, variants: list[Variant], replications: int, *,
         if progress:
             progress(total * 1000, total * 1000)
     else:
-        import multiprocessing
-
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
             futs = {ex.submit(_one_run, path, plan[name], seeds[r], r == 0): (name, r) for name, r in tasks}
             for k, fut in enumerate(as_completed(futs), 1):

@@ -1,7 +1,7 @@
 """Records -> Summary: latency percentiles, SLO attainment, goodput,
 utilization, cost and a Little's-law check, as one JSON-ready dict.
 
-Definitions follow vLLM ``bench serve`` (see DESIGN.md "Metrics"):
+Definitions follow vLLM ``bench serve`` (see docs/design.md, "Metrics"):
 
 - Only requests whose ``arrival_s`` lies in the measured window
   ``[start_s, end_s)`` count; warm-up and cool-down arrivals are ignored.

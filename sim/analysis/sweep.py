@@ -27,6 +27,7 @@ import time
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,6 @@ def _local(tasks: list[Task], workers: int) -> Iterator[dict]:
         for t in tasks:
             yield evaluate_point(*t)
         return
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futs = [pool.submit(evaluate_point, *t) for t in tasks]

@@ -78,7 +78,7 @@ def write_run_folder(out: Path, files: dict[str, object]) -> None:
 
 def run_folder_files(scenario: Scenario, result: SimResult, summary: dict, *, wall_s: float,
                      exact_steps: bool) -> dict[str, object]:
-    """The files of a ``fleetcast run`` folder (the contract ``report`` and ``validate`` read)."""
+    """The files of a ``fleetcast run`` folder (the contract ``fleetcast report`` reads)."""
     summary["sim"]["wall_s"] = round(wall_s, 3)
     summary["sim"]["exact_steps"] = bool(exact_steps)
     summary["fleetcast_version"] = __version__

@@ -5,6 +5,7 @@ cdef class KVCache:
     cdef public dict refcount, chains
     cdef public object evictable
     cpdef allocate(self, long long n)
+    cpdef clear(self)
     cpdef release(self, list keys, long long private_blocks)
     cpdef tuple match_chain(self, list chain, long long limit)
     cpdef list hold(self, list chain, long long hit)

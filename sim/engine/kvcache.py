@@ -48,6 +48,14 @@ class KVCache:
         self.query_blocks = 0  # blocks looked up
         self.chains: dict[int, list] = {}  # id(chain list) -> [requests holding all of it, the list]
 
+    def clear(self) -> None:
+        """Forget everything: every block empty, nothing cached (the memory of a failed
+        replica, including blocks a step in flight had taken). Hit counters stay."""
+        self.num_empty = self.num_blocks
+        self.refcount.clear()
+        self.evictable.clear()
+        self.chains.clear()
+
     @property
     def free(self) -> int:
         """Blocks an allocation can take (empty + evictable)."""

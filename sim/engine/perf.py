@@ -1,7 +1,7 @@
 """Performance model: how long one engine step takes, and how memory is split.
 
 Pure functions of (GPU, model, quantization, tensor parallelism, step); no
-SimPy, no I/O on the hot path. DESIGN.md "Performance model" is the spec:
+SimPy, no I/O on the hot path. docs/design.md, "Performance model", is the spec:
 a step is split into parts (linear layers, prefill attention, decode
 attention), each costing ``max(FLOPs / (peak · e_compute), bytes / (bw ·
 e_memory))``; the parts are SUMMED (so a decode-only step is affine in its

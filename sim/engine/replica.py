@@ -126,6 +126,7 @@ class Replica:
         orphans = list(self.running) + list(self.waiting)
         for req in list(self.running):
             self._release(req)
+        self.kv.clear()  # blocks the step in flight took for its chunks are gone too
         self.waiting = self.policy.make_queue()
         for req in orphans:
             req.state = WAITING
@@ -156,13 +157,13 @@ class Replica:
         return used
 
     def settle(self, now: float) -> None:
-        """Count the decode steps of an in-flight run that ended by ``now`` (end of simulation)."""
+        """Complete the decode steps of an in-flight run that ended by ``now`` (a failure, the
+        end of the simulation), as exact stepping would have: counted, and their tokens added."""
         if self._run_k is not None:
             seg, k, steps = self._run_k
             done = min(steps, seg.first_step_ending_at_or_after(now) - k + (seg.t_end(seg.first_step_ending_at_or_after(now)) <= now))
             if done > 0:
-                self.kv.allocate(self.dec.blocks_needed(done))
-                self.dec.advance(done)
+                self._complete_steps(seg, k, done, seg.t_end(k + done - 1))
             self._run_k = None
 
     def blocks_released_by(self, req: Request) -> int:
@@ -268,16 +269,7 @@ class Replica:
         steps, t_end = self._run_end
         self._interruptible = False
         self._run_k = None
-        self._account_decode(seg, k, steps, t_end)
-        if dec.stalled:
-            first_end = seg.t_end(k)
-            if self._w0 <= first_end <= self._w1:
-                self._itl_add(self.dec.ncls, itl_bucket_one(seg.duration(k)), -1)
-                self._itl_after_stall(first_end)
-            dec.stalled = False
-        dec.last_t = t_end
-        self.kv.allocate(dec.blocks_needed(steps))
-        dec.advance(steps)
+        self._complete_steps(seg, k, steps, t_end)
         self.t = t_end
         heap = dec.heap
         if heap and heap[0][0] < dec.k:
@@ -286,6 +278,21 @@ class Replica:
         if self._tick_t <= t_end:
             self._sample()
         self._plan()
+
+    def _complete_steps(self, seg: Segment, k: int, steps: int, t_end: float) -> None:
+        """Decode steps k .. k+steps-1 of a run are done (the last ends at ``t_end``):
+        count them, then grow the decode group and its KV blocks by as many tokens."""
+        dec = self.dec
+        self._account_decode(seg, k, steps, t_end)
+        if dec.stalled:
+            first_end = seg.t_end(k)
+            if self._w0 <= first_end <= self._w1:
+                self._itl_add(dec.ncls, itl_bucket_one(seg.duration(k)), -1)
+                self._itl_after_stall(first_end)
+            dec.stalled = False
+        dec.last_t = t_end
+        self.kv.allocate(dec.blocks_needed(steps))
+        dec.advance(steps)
 
     def _stretch(self, seg: Segment, k: int) -> tuple[int, float]:
         """Steps of a fast-forwarded decode run from step ``k`` (and the end of its

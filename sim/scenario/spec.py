@@ -34,7 +34,7 @@ class SimSettings(Strict):
     """How the simulation runs (not what it simulates)."""
 
     drain_s: float = Field(
-        300.0, ge=0, le=86_400, description="After the last arrival, keep simulating at most this long; "
+        300.0, ge=0, le=86_400, description="After traffic.duration_s, keep simulating at most this long; "
         "requests still unfinished then are recorded as status 'timeout'."
     )
     timeseries_interval_s: float | None = Field(
