@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from sim.engine.decode_group import DecodeGroup
 from sim.engine.kvcache import KVCache
-from sim.engine.routers import LeastOutstanding, outstanding_key
+from sim.engine.replica import outstanding_key
+from sim.engine.routers import LeastOutstanding
 
 
 class RefKV:

@@ -20,12 +20,11 @@ import yaml
 
 from sim import __version__
 from sim.catalog import load_catalog
-from sim.cli.common import write_run_folder
+from sim.cli.common import run_folder_files, write_run_folder
 from sim.errors import FleetcastError
 from sim.analysis.forecast import summary_of
 from sim.engine.perf import plan_memory
-from sim.records import ITL_EDGES_S
-from sim.scenario.spec import dump_scenario, scenario_from_dict
+from sim.scenario.spec import scenario_from_dict
 from tests.factories import scenario_dict
 
 PEAK_RPS = 4.0
@@ -69,14 +68,7 @@ def run_files(gpu: str, replicas: int, tp: int, rate: float, slo: dict) -> dict:
     """The files of a run folder, as `fleetcast run` writes them."""
     scenario = scenario_from_dict(tiny_scenario(gpu, replicas, tp, rate, slo))
     result = _simulate(gpu, replicas, tp, rate)
-    summary = summary_of(scenario, result)
-    summary["fleetcast_version"] = __version__
-    itl = pd.DataFrame(result.itl_hist.T, columns=result.class_names)
-    itl.insert(0, "edge_lo_s", ITL_EDGES_S[:-1])
-    itl.insert(1, "edge_hi_s", ITL_EDGES_S[1:])
-    return {"summary.json": summary, "requests.parquet": result.requests,
-            "timeseries.parquet": result.timeseries, "itl_histogram.parquet": itl,
-            "scenario.yaml": dump_scenario(scenario)}
+    return run_folder_files(scenario, result, summary_of(scenario, result), wall_s=0.0, exact_steps=False)
 
 
 def build_run_folder(out: Path, slo: dict | None = None, gpu: str = "h100-sxm", replicas: int = 1) -> Path:

@@ -7,8 +7,9 @@ from sim.engine.decode_group cimport DecodeGroup, Segment
 from sim.engine.kvcache cimport KVCache
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
-from sim.engine.routers cimport outstanding_key
 from sim.engine.wake cimport Wake, wake
+
+cpdef long long outstanding_key(rep)
 
 cdef class Replica:
     cdef public Ledger ledger

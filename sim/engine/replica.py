@@ -36,14 +36,19 @@ from sim.engine.ledger import Ledger
 from sim.engine.prefix_keys import PrefixKeys
 from sim.engine.request import DECODING, DONE, RUNNING, WAITING, Request
 from sim.engine.result import ReplicaStats
-from sim.engine.routers import outstanding_key
 from sim.engine.step_plan import DECODE_RUN
 from sim.engine.wake import URGENT, Wake, wake
 from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
 
-__all__ = ["Replica"]
+__all__ = ["Replica", "outstanding_key", "LOAD_KEY_SHIFT"]
 
 NUM_ITL_BUCKETS = len(ITL_EDGES_S) - 1
+LOAD_KEY_SHIFT = 20  # load key: outstanding << LOAD_KEY_SHIFT | replica index (indices below 2**20)
+
+
+def outstanding_key(rep: "Replica") -> int:
+    """The load key a replica publishes: fewest outstanding first, then lowest index."""
+    return (rep.outstanding << LOAD_KEY_SHIFT) | rep.index
 
 
 class Replica:
@@ -75,8 +80,8 @@ class Replica:
         self.seg: Segment | None = None  # timing anchor of the current decode-only run
         self.t = 0.0
         self.outstanding = 0  # waiting + running (routers read it)
-        # heaps kept by least-outstanding routing (routers.LeastOutstanding): a replica
-        # pushes its new ``outstanding_key`` whenever ``outstanding`` changes
+        # heaps subscribed to this replica's load (least-outstanding routing subscribes them):
+        # the replica publishes its ``outstanding_key`` to each whenever ``outstanding`` changes
         self.outstanding_heaps: list[list] = []
         self._seq = 0
         self._interruptible = False

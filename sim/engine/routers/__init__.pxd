@@ -1,8 +1,6 @@
 # C types for __init__.py when Cython compiles it (setup.py); __init__.py is the reference.
 cimport cython
 
-cpdef long long outstanding_key(rep)
-
 cdef class LeastOutstanding:
     cdef dict _tracked, _heaps
     @cython.locals(key="long long", heap=list, by_index=dict, st=tuple)

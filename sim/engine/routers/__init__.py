@@ -15,19 +15,14 @@ from operator import attrgetter
 import numpy as np
 
 from sim.engine.prefix_keys import PrefixKeys
+from sim.engine.replica import LOAD_KEY_SHIFT, outstanding_key
 from sim.errors import FleetcastError, unknown_name
 from sim.scenario.params import AffinityParams, NoParams
 
 __all__ = ["ROUTERS", "make_router"]
 
 _outstanding = attrgetter("outstanding")
-_SHIFT = 20  # heap keys of LeastOutstanding: outstanding << _SHIFT | replica index
-_MASK = (1 << _SHIFT) - 1
-
-
-def outstanding_key(rep) -> int:
-    """Heap key of a replica in least-outstanding routing: fewest outstanding, then lowest index."""
-    return (rep.outstanding << _SHIFT) | rep.index
+_MASK = (1 << LOAD_KEY_SHIFT) - 1  # the replica index in a load key
 
 
 class RoundRobin:
@@ -63,8 +58,8 @@ class LeastOutstanding:
     """Fewest requests queued or running (ties: lowest index)."""
 
     # A fleet's eligible lists are ``track``-ed: each distinct list gets a heap
-    # of ``outstanding_key`` keys that its replicas push to whenever
-    # their count changes (``Replica.outstanding_heaps``); entries that no longer
+    # that its replicas publish their ``outstanding_key`` to whenever their count
+    # changes (the router subscribes it in ``Replica.outstanding_heaps``); entries that no longer
     # match the replica's count are dropped when they reach the top. A choice is
     # then O(log n) instead of a scan of the list. Untracked lists are scanned,
     # and a tracked list whose length changed (a replica failed) is re-tracked.
@@ -108,7 +103,7 @@ class LeastOutstanding:
         while True:
             key = heap[0]
             rep = by_index.get(key & _MASK)
-            if rep is not None and rep.outstanding == key >> _SHIFT:
+            if rep is not None and rep.outstanding == key >> LOAD_KEY_SHIFT:
                 if len(heap) > 8 * len(replicas) + 64:  # many stale entries: start afresh
                     heap[:] = sorted(map(outstanding_key, by_index.values()))
                 return rep
