@@ -9,14 +9,17 @@ A RUN_DIR is a testbed run folder, or a folder of them (a sweep folder).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 
+from sim import outpaths
 from sim.errors import FleetcastError
+from sim.records import write_text_atomic
 
-__all__ = ["register", "expand_runs"]
+__all__ = ["register", "expand_runs", "check_out_folder", "check_out_file"]
+
+_VALIDATE_FILES = "errors.csv, errors.json, index.html and figures"
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
@@ -31,6 +34,16 @@ def expand_runs(paths: list[Path]) -> list[Path]:
                 raise FleetcastError(f"{p}: neither a testbed run folder (run.json) nor a folder of them")
             out += subs
     return out
+
+
+def check_out_folder(out: Path, what: str = f"the validation outputs ({_VALIDATE_FILES})") -> None:
+    """Refuse an ``--out`` folder that is a file or cannot be written, before any work; writes nothing."""
+    outpaths.check_out_folder(out, what)
+
+
+def check_out_file(out: Path, what: str = "the profile JSON") -> None:
+    """Refuse an ``--out`` file path that is a folder or cannot be written, before any work; writes nothing."""
+    outpaths.check_out_file(out, what)
 
 
 def register(subparsers) -> None:
@@ -67,8 +80,8 @@ def register(subparsers) -> None:
 
 
 def cmd_calibrate(args) -> int:
-    from calibration.fit import coeff_dict
 
+    check_out_file(args.out)
     name = args.name or args.out.stem
     if args.splitwise:
         from calibration import splitwise
@@ -77,7 +90,11 @@ def cmd_calibrate(args) -> int:
         if args.splitwise not in splitwise.HARDWARE:
             raise FleetcastError(f"unknown Splitwise hardware '{args.splitwise}'; valid: "
                                  f"{', '.join(splitwise.HARDWARE)}")
-        prof = splitwise.build_profile(splitwise.load_steps(csv), args.splitwise, name, csv)
+        steps = splitwise.load_steps(csv)
+        if not (steps["hardware"] == args.splitwise).any():
+            raise FleetcastError(f"Splitwise CSV {csv} has no rows of hardware '{args.splitwise}'; it has "
+                                 f"{', '.join(sorted(map(str, steps['hardware'].unique()))) or 'no rows'}")
+        prof = splitwise.build_profile(steps, args.splitwise, name, csv)
         _write(args.out, prof)
         print(f"{name}: {json.dumps(prof['coefficients'])}")
         print(f"in-sample error: {json.dumps(prof['provenance']['fit_error'])}")
@@ -103,7 +120,11 @@ def cmd_validate(args) -> int:
     from calibration.validate import error_table, summarize_errors, validate_run, write_outputs
     from sim.engine.profiles import load_profile
 
+    if args.out:
+        check_out_folder(args.out)
     prof = load_profile(args.profile)
+    if args.record:
+        check_out_file(args.profile, "the validation summary (--record)")
     comps = []
     for folder in expand_runs(args.runs):
         run = load_run(folder)
@@ -163,5 +184,9 @@ def _validation_section(table, summ: dict, comps) -> dict:
 
 
 def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    """Write a profile JSON all at once (temp file + rename)."""
+    try:
+        write_text_atomic(json.dumps(data, indent=2, allow_nan=False) + "\n", path)
+    except OSError as exc:
+        raise FleetcastError(f"cannot write the profile JSON to {path}: {exc.strerror or exc}; choose a "
+                             "folder you can write") from None

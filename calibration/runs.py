@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import FleetcastError
+from sim.records import derive_latencies
 from sim.scenario.spec import Scenario, scenario_from_dict
 from sim.workload.generate import Workload
 
@@ -53,7 +54,7 @@ class Run:
     engine: dict  # scenario engine: mapping (as the server ran)
 
 
-def _quant(cfg: dict, extra_args: list[str]) -> tuple[str, str]:
+def _quant(cfg: dict, extra_args: list[str], where: str = "the run's model config") -> tuple[str, str]:
     q = cfg.get("quantization_config") or {}
     text = json.dumps(q).lower()
     if not q:
@@ -65,39 +66,141 @@ def _quant(cfg: dict, extra_args: list[str]) -> tuple[str, str]:
     elif '"num_bits": 4' in text:
         weights = "int4-gptq"
     else:
-        raise FleetcastError(f"unknown quantization_config in the run's model config: {q}")
+        raise FleetcastError(f"{where}: unknown quantization_config {q}; known: none (bf16), 8-bit float (fp8), "
+                             "8-bit integer (int8), 4-bit (int4-gptq)")
     kv = "fp8" if any(a.startswith("fp8") for a in extra_args) and "--kv-cache-dtype" in extra_args else "auto"
     return weights, kv
 
 
-def load_run(folder: Path) -> Run:
-    """Read a run folder; a missing file or an unknown model is a FleetcastError."""
-    folder = Path(folder)
+#: requests.parquet columns the calibration reads (the testbed writes all of REQUEST_COLUMNS).
+_REQUEST_NEEDED = ("request_id", "class", "arrival_s", "finish_s", "prompt_tokens", "output_tokens", "status")
+_LATENCIES = ("ttft_s", "tpot_s", "e2e_s")  # derived from first_token_s where absent
+_TIMESERIES_NEEDED = ("t_s", "running", "waiting")
+_RUN_FOLDER = "a testbed run folder holds run.json and requests.parquet (docs/testbed.md, \"A run folder\")"
+
+
+def _read_json(path: Path) -> dict:
+    """run.json as a dict; a missing, unreadable or non-object file is a FleetcastError naming it."""
     try:
-        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        req = pd.read_parquet(folder / "requests.parquet")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FleetcastError(f"{folder} is not a testbed run folder (run.json + requests.parquet): {exc}")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FleetcastError(f"{path} not found; {_RUN_FOLDER}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FleetcastError(f"{path} could not be read as JSON ({exc}); {_RUN_FOLDER}") from None
+    if not isinstance(data, dict):
+        raise FleetcastError(f"{path} must hold a JSON object (the run's metadata), got {type(data).__name__}")
+    return data
+
+
+def _read_parquet(path: Path, needed: tuple[str, ...]) -> pd.DataFrame:
+    """A Parquet table with at least the ``needed`` columns; else a FleetcastError naming the file."""
+    if not path.is_file():
+        raise FleetcastError(f"{path} {'is not a file' if path.exists() else 'not found'}; {_RUN_FOLDER}")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 — pyarrow raises several unrelated types (ArrowInvalid, OSError)
+        raise FleetcastError(f"{path} is not a readable Parquet table ({exc}); restore the file or "
+                             "re-measure the run") from None
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise FleetcastError(f"{path} lacks the column(s) {', '.join(missing)}; a testbed table has "
+                             f"{', '.join(needed)} (docs/testbed.md)")
+    return df
+
+
+def _section(meta: dict, key: str, path: Path) -> dict:
+    """``meta[key]`` as a mapping ({} when absent or null)."""
+    value = meta.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FleetcastError(f"{path}: field {key} must be a JSON object, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _int(value, field: str, path: Path, *, minimum: int = 0) -> int:
+    """An integer field of run.json (``field`` is its dotted name, for the message)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise FleetcastError(f"{path}: field {field} must be an integer >= {minimum}, got {value!r}")
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        raise FleetcastError(f"{path}: field {field} must be an integer >= {minimum}, got {value!r}") from None
+    if out != float(value) or out < minimum:
+        raise FleetcastError(f"{path}: field {field} must be an integer >= {minimum}, got {value!r}")
+    return out
+
+
+def load_run(folder: Path) -> Run:
+    """Read a run folder; a missing or unreadable file, a missing field or an
+    unknown model is a FleetcastError naming the file (and the field)."""
+    folder = Path(folder)
+    meta_path = folder / "run.json"
+    meta = _read_json(meta_path)
+    req_path = folder / "requests.parquet"
+    req = _read_parquet(req_path, _REQUEST_NEEDED)
+    if req.empty:
+        raise FleetcastError(f"{req_path} holds no requests; nothing to compare (was the run interrupted?)")
+    if any(c not in req.columns for c in _LATENCIES):
+        if "first_token_s" not in req.columns:
+            raise FleetcastError(f"{req_path} lacks the column first_token_s (needed for "
+                                 f"{', '.join(c for c in _LATENCIES if c not in req.columns)}); a testbed "
+                                 "requests table has first_token_s or ttft_s, tpot_s and e2e_s")
+        req = derive_latencies(req)
     ts_path = folder / "timeseries.parquet"
-    ts = pd.read_parquet(ts_path) if ts_path.is_file() else pd.DataFrame()
-    cfg = (meta.get("model") or {}).get("config") or {}
+    ts = _read_parquet(ts_path, _TIMESERIES_NEEDED) if ts_path.exists() else pd.DataFrame()
+    mode = meta.get("mode", "open")
+    if mode not in ("open", "closed"):
+        raise FleetcastError(f"{meta_path}: field mode must be 'open' or 'closed', got {mode!r}")
+    cfg = _section(_section(meta, "model", meta_path), "config", meta_path)
+    missing = [k for k in ("hidden_size", "num_hidden_layers") if cfg.get(k) is None]
+    if missing:
+        raise FleetcastError(f"{meta_path}: {'fields' if len(missing) > 1 else 'field'} "
+                             f"{' and '.join('model.config.' + k for k in missing)} "
+                             f"{'are' if len(missing) > 1 else 'is'} missing; "
+                             "run.json records the served model's config.json under model.config (the testbed "
+                             "writes it), which tells the model")
     key = (cfg.get("hidden_size"), cfg.get("num_hidden_layers"))
-    if key not in _MODELS:
-        raise FleetcastError(f"{folder}: model with hidden_size {key[0]}, {key[1]} layers is not in "
-                             f"calibration/catalog-cpu.yaml (known: {sorted(_MODELS.values())})")
-    ea = meta.get("engine_args") or {}
-    weights, kv = _quant(cfg, list(ea.get("extra_args") or []))
-    kvc = meta.get("kv_cache") or {}
+    if not all(isinstance(v, int) for v in key) or key not in _MODELS:
+        raise FleetcastError(f"{meta_path}: model with hidden_size {key[0]}, {key[1]} layers "
+                             f"(model.config) is not in calibration/catalog-cpu.yaml (known: "
+                             + ", ".join(f"{n}: hidden_size {h}, {n_l} layers" for (h, n_l), n in sorted(
+                                 _MODELS.items(), key=lambda kv: kv[1])) + ")")
+    ea = _section(meta, "engine_args", meta_path)
+    extra = ea.get("extra_args") or []
+    if not isinstance(extra, list):
+        raise FleetcastError(f"{meta_path}: field engine_args.extra_args must be a list, got {extra!r}")
+    weights, kv = _quant(cfg, [str(a) for a in extra], f"{meta_path}: field model.config")
+    kvc = _section(meta, "kv_cache", meta_path)
+    if kvc.get("num_blocks") is None:
+        raise FleetcastError(f"{meta_path}: field kv_cache.num_blocks is missing; run.json records the KV blocks "
+                             "the server reported (vllm:cache_config_info), which the simulated replica uses")
+
+    def eng_int(name: str, default: int, *, kv_first: bool = False) -> int:
+        for where, sect in ((("kv_cache", kvc), ("engine_args", ea)) if kv_first else (("engine_args", ea),)):
+            if sect.get(name):
+                return _int(sect[name], f"{where}.{name}", meta_path, minimum=1)
+        return default
+
     engine = {
-        "max_num_seqs": ea.get("max_num_seqs") or VLLM_CPU_DEFAULTS["max_num_seqs"],
-        "max_num_batched_tokens": ea.get("max_num_batched_tokens") or VLLM_CPU_DEFAULTS["max_num_batched_tokens"],
-        "block_size": int(kvc.get("block_size") or ea.get("block_size") or 128),
-        "num_gpu_blocks_override": int(kvc["num_blocks"]),  # as the server reported it
-        "max_model_len": int(ea.get("max_model_len") or 2048),
+        "max_num_seqs": eng_int("max_num_seqs", VLLM_CPU_DEFAULTS["max_num_seqs"]),
+        "max_num_batched_tokens": eng_int("max_num_batched_tokens", VLLM_CPU_DEFAULTS["max_num_batched_tokens"]),
+        "block_size": eng_int("block_size", 128, kv_first=True),
+        "num_gpu_blocks_override": _int(kvc["num_blocks"], "kv_cache.num_blocks", meta_path, minimum=1),
+        "max_model_len": eng_int("max_model_len", 2048),
         "enable_prefix_caching": str(kvc.get("enable_prefix_caching", "True")) == "True",
     }
+    point = meta.get("sweep_point")
+    if point:
+        if not isinstance(point, dict):
+            raise FleetcastError(f"{meta_path}: field sweep_point must be a JSON object, got {point!r}")
+        for k in ("concurrency", "prompt_tokens", "output_tokens"):
+            if k not in point:
+                raise FleetcastError(f"{meta_path}: field sweep_point.{k} is missing; a closed-loop sweep point "
+                                     "records concurrency, prompt_tokens and output_tokens")
+            _int(point[k], f"sweep_point.{k}", meta_path, minimum=1)
     req = req.sort_values(["arrival_s", "request_id"]).reset_index(drop=True)
-    planned = _planned_outputs(meta, req)
+    planned = _planned_outputs(meta, req, meta_path)
     names = sorted(req["class"].astype(str).unique())
     wl = Workload(
         arrival_s=req["arrival_s"].to_numpy(float) - float(req["arrival_s"].min()),
@@ -108,11 +211,11 @@ def load_run(folder: Path) -> Run:
         prefix_keys=np.zeros(0, dtype=np.int64), prefix_end_tok=np.zeros(0, dtype=np.int32),
         class_names=names)
     name = f"{folder.parent.name}/{folder.name}" if folder.parent.name not in ("", ".") else folder.name
-    return Run(folder, name, meta, req, ts, wl, meta.get("mode", "open"), _MODELS[key],
+    return Run(folder, name, meta, req, ts, wl, mode, _MODELS[key],
                str(ea.get("dtype") or "bfloat16"), weights, kv, engine)
 
 
-def _planned_outputs(meta: dict, req: pd.DataFrame) -> np.ndarray:
+def _planned_outputs(meta: dict, req: pd.DataFrame, meta_path: Path) -> np.ndarray:
     """Output lengths the client asked for (ignore_eos + max_tokens): a cancelled
     request's record only holds what it got before the stop."""
     if meta.get("sweep_point"):
@@ -120,11 +223,23 @@ def _planned_outputs(meta: dict, req: pd.DataFrame) -> np.ndarray:
     if meta.get("scenario"):
         from sim.workload.generate import generate_workload
 
+        if not isinstance(meta["scenario"], dict):
+            raise FleetcastError(f"{meta_path}: field scenario must be a JSON object (the played scenario), "
+                                 f"got {type(meta['scenario']).__name__}")
         data = {**meta["scenario"], "catalog": []}  # lengths do not depend on the catalog
-        sc = scenario_from_dict({**data, "fleet": [{"name": "x", "gpu": "h100-sxm", "replicas": 1,
-                                                    "model": "llama-3.1-8b"}]})
+        try:
+            sc = scenario_from_dict({**data, "fleet": [{"name": "x", "gpu": "h100-sxm", "replicas": 1,
+                                                        "model": "llama-3.1-8b"}]})
+        except FleetcastError as exc:
+            raise FleetcastError(f"{meta_path}: field scenario (the played scenario) is not valid: {exc}") from None
         wl = generate_workload(sc.traffic, sc.seed, Path("."))
-        return wl.output_tokens[req["request_id"].to_numpy()]
+        ids = req["request_id"].to_numpy()
+        bad = ids[(ids < 0) | (ids >= len(wl.output_tokens))]
+        if len(bad):
+            raise FleetcastError(f"{meta_path.with_name('requests.parquet')}: request_id {int(bad[0])} is not "
+                                 f"a request of the scenario in {meta_path} (it generates "
+                                 f"{len(wl.output_tokens)}); the two files are from different runs")
+        return wl.output_tokens[ids]
     return req["output_tokens"].to_numpy()
 
 

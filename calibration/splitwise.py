@@ -24,6 +24,7 @@ import pandas as pd
 
 from calibration.fit import StepObs, step, coeff_dict, error_stats, fit_steps, predict_steps, today
 from sim.catalog import load_catalog
+from sim.errors import FleetcastError
 
 __all__ = ["load_steps", "fit_hardware", "leave_out", "build_profile", "HARDWARE", "MODELS",
            "DEFAULT_CSV", "CATALOG"]
@@ -41,11 +42,25 @@ ATTRIBUTION = ("Splitwise measurements: Mutinifni/splitwise-sim data/perf_model.
 
 
 def load_steps(csv: Path = DEFAULT_CSV) -> pd.DataFrame:
-    """Median of repeated rows per configuration, with the step shapes."""
-    df = pd.read_csv(csv)
-    if "repeats" in df.columns:  # already the medians (the shipped derived file)
-        return df
+    """Median of repeated rows per configuration, with the step shapes; an unreadable
+    file or a missing column is a FleetcastError naming the file."""
+    csv = Path(csv)
+    try:
+        df = pd.read_csv(csv)
+    except FileNotFoundError:
+        raise FleetcastError(f"Splitwise CSV not found: {csv}; give Splitwise's data/perf_model.csv "
+                             "(--splitwise-csv) or leave the option out for the shipped medians") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise FleetcastError(f"Splitwise CSV {csv} could not be read as CSV: {exc}") from None
     keys = ["model", "hardware", "tensor_parallel", "prompt_size", "batch_size", "token_size"]
+    derived = "repeats" in df.columns  # already the medians (the shipped derived file)
+    needed = keys + ["prompt_time", "token_time"] + (["tokens_generated"] if derived else ["e2e_time"])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise FleetcastError(f"Splitwise CSV {csv} lacks the column(s) {', '.join(missing)}; Splitwise's "
+                             f"perf_model.csv has {', '.join(needed)}")
+    if derived:
+        return df
     g = df.groupby(keys)[["prompt_time", "token_time", "e2e_time"]].median().reset_index()
     g["repeats"] = df.groupby(keys).size().to_numpy()
     n_gen = ((g["e2e_time"] - g["prompt_time"]) / g["token_time"]).clip(lower=1)

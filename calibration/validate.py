@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import pandas as pd
 
 from calibration.runs import Run, measured_metrics, run_scenario
 from sim.engine.fleet import simulate
+from sim.errors import FleetcastError
 
 __all__ = ["Comparison", "validate_run", "error_table", "summarize_errors", "write_outputs", "METRICS", "TARGETS"]
 
@@ -130,9 +134,31 @@ def _save(plt, fig, legend_ax, legend_loc: str, title: str, path: Path) -> str:
 
 
 def write_outputs(comps: list[Comparison], table: pd.DataFrame, out: Path, profile_name: str) -> dict:
-    """errors.csv, errors.json, one CDF + one time-series PNG per run, index.html."""
+    """errors.csv, errors.json, one CDF + one time-series PNG per run, index.html.
+
+    Written into a temporary folder inside ``out`` and moved in when all are
+    done, so a failure leaves no half-written set; a folder that cannot be
+    written is a FleetcastError."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".validate-", dir=out))
+        try:
+            summary = _write_outputs(comps, table, tmp, profile_name)
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise FleetcastError(f"cannot write the validation outputs to {out}: {exc.strerror or exc}; choose a "
+                             "folder you can write") from None
+    return summary
+
+
+def _write_outputs(comps: list[Comparison], table: pd.DataFrame, out: Path, profile_name: str) -> dict:
     table.to_csv(out / "errors.csv", index=False, float_format="%.6g")
     summary = {"profile": profile_name, "held_out_open_loop": summarize_errors(table, "open"),
                "closed_loop": summarize_errors(table, "closed"),

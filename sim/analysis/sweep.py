@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from sim.analysis.forecast import forecast
 from sim.analysis.metrics import cost_and_class_columns
 from sim.errors import FleetcastError, ScenarioError
+from sim.outpaths import check_out_folder
 from sim.records import write_parquet_atomic
 from sim.scenario.spec import Scenario, scenario_from_dict
 from sim.scenario.yamlio import apply_overrides, load_yaml_with_lines
@@ -266,11 +267,49 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an output folder that is a file or cannot be written, before any simulation."""
+    what = f"sweep results ({SWEEP_FILE})"
+    check_out_folder(out, what)
+    target = out / SWEEP_FILE
+    if target.exists() and not target.is_file():
+        raise FleetcastError(f"{target} is not a file; it is where the {what} go: remove it or choose another "
+                             "--out folder")
+
+
+def _read_done(target: Path) -> dict[str, dict]:
+    """Rows of an earlier run of this sweep, by point key."""
+    try:
+        df = pd.read_parquet(target)
+    except Exception as exc:  # noqa: BLE001 — pyarrow raises several unrelated types (ArrowInvalid, OSError)
+        raise FleetcastError(f"{target} (the results of an earlier run of this sweep) is not a readable Parquet "
+                             f"table ({exc}); delete it to start the sweep afresh, or choose another --out "
+                             "folder") from None
+    if "point_key" not in df.columns or "status" not in df.columns:
+        raise FleetcastError(f"{target} is not a fleetcast sweep table (no point_key and status columns); "
+                             "delete it to start the sweep afresh, or choose another --out folder")
+    return {r["point_key"]: {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+            for r in df.to_dict("records")}
+
+
+def _write(df: pd.DataFrame, target: Path) -> None:
+    try:
+        write_parquet_atomic(df, target)
+    except OSError as exc:
+        raise FleetcastError(f"cannot write sweep results to {target}: {exc.strerror or exc}; choose a folder "
+                             "you can write") from None
+
+
 def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | Path, *,
               overrides: list[str] | None = None, seed: int | None = None, executor: str = "local",
               workers: int | None = None, address: str | None = None,
               progress: Callable[[int, int], None] | None = None, flush_every_s: float = 1.0) -> pd.DataFrame:
-    """Evaluate every grid point not already in ``out/sweep.parquet``; returns all rows."""
+    """Evaluate every grid point not already in ``out/sweep.parquet``; returns all rows.
+
+    Raises ``FleetcastError`` before any simulation when ``out`` is a file or
+    cannot be written, and after writing ``sweep.parquet`` (the record of
+    what was tried, with each point's error) when every point is invalid.
+    """
     if executor not in EXECUTORS:
         raise FleetcastError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
     path = Path(scenario_path)
@@ -295,11 +334,9 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | 
     points = grid_points(grid)
     keys = [point_key(base_hash, p) for p in points]
     out = Path(out)
+    _check_out(out)
     target = out / SWEEP_FILE
-    rows: dict[str, dict] = {}
-    if target.is_file():
-        for r in pd.read_parquet(target).to_dict("records"):
-            rows[r["point_key"]] = {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+    rows: dict[str, dict] = _read_done(target) if target.is_file() else {}
     todo_keys = {k for k in keys if k not in rows or rows[k].get("status") not in _DONE}
     tasks = [(data, str(path.resolve()), p, k) for p, k in zip(points, keys) if k in todo_keys]
     tasks = list({t[3]: t for t in tasks}.values())
@@ -320,9 +357,15 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | 
             if progress:
                 progress(done, total)
             if time.monotonic() - last >= flush_every_s:
-                write_parquet_atomic(_frame(list(rows.values())), target)
+                _write(_frame(list(rows.values())), target)
                 last, dirty = time.monotonic(), False
     finally:  # a crash keeps every finished point
         if dirty or not target.exists():
-            write_parquet_atomic(_frame(list(rows.values())), target)
-    return _frame([rows[k] for k in dict.fromkeys(keys)])
+            _write(_frame(list(rows.values())), target)
+    df = _frame([rows[k] for k in dict.fromkeys(keys)])
+    if len(df) and (df["status"] == "invalid").all():
+        first = df.iloc[0]
+        values = ", ".join(f"{k}={first[k]}" for k in grid if k in df.columns)
+        raise FleetcastError(f"none of the {len(df)} sweep point(s) is valid, so nothing was forecast; the first, "
+                             f"{values}: {first['error']} (every point's status and error are in {target})")
+    return df

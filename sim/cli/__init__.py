@@ -9,7 +9,9 @@ program, never a command that silently disappears.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from rich.markup import escape
 
@@ -36,7 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: unwind like Ctrl-C, so partial outputs are removed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)  # default SIGTERM kills without running cleanups
     parser = build_parser()
     args = parser.parse_args(argv)
     stale = stale_compiled_modules()
@@ -52,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")
         return 130
+    except Terminated:
+        err_console.print("[red]terminated[/red] (SIGTERM); nothing half-written was left")
+        return 143
 
 
 if __name__ == "__main__":  # pragma: no cover

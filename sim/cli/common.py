@@ -4,9 +4,6 @@ and writing a result folder all at once."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +12,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from sim import __version__
 from sim.engine.result import SimResult
+from sim.outpaths import staged_folder
 from sim.records import ITL_EDGES_S, write_parquet_atomic
 from sim.scenario.spec import Scenario, dump_scenario
 
-__all__ = ["console", "err_console", "progress_bar", "write_run_folder", "run_folder_files", "swap_in"]
+__all__ = ["console", "err_console", "progress_bar", "write_run_folder", "run_folder_files"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -46,34 +44,17 @@ class progress_bar:
         self._progress.update(self._task, completed=done, total=max(total, 1))
 
 
-def swap_in(tmp: Path, out: Path) -> None:
-    """Put the finished folder ``tmp`` at ``out``, replacing what was there in one rename."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def write_run_folder(out: Path, files: dict[str, object]) -> None:
     """Write a run folder all at once: into a temp folder, then swap it in.
     ``files`` maps a file name to a DataFrame (``.parquet``), a string, or a
     JSON-able object."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         for name, content in files.items():
             if name.endswith(".parquet"):
                 write_parquet_atomic(content, tmp / name)
             else:
                 (tmp / name).write_text(content if isinstance(content, str) else
                                         json.dumps(content, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_folder_files(scenario: Scenario, result: SimResult, summary: dict, *, wall_s: float,

@@ -18,6 +18,7 @@ from pathlib import Path
 from sim.analysis.compare import STRESSES, parse_variant, run_compare
 from sim.cli.common import console, progress_bar, write_run_folder
 from sim.errors import FleetcastError
+from sim.outpaths import check_out_folder
 from sim.report.compare import render_compare_html
 from sim.report.terminal import render_compare
 
@@ -52,6 +53,8 @@ def register(subparsers) -> None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     if not args.variant:
         raise FleetcastError("compare needs at least one --variant NAME:KEY=VALUE[,KEY=VALUE]")
+    if args.out:
+        check_out_folder(Path(args.out))  # before the work, not after
     variants = [parse_variant(v) for v in args.variant]
     started = time.perf_counter()
     runs = (len(variants) + 1) * args.replications

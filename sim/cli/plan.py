@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +22,9 @@ from rich.table import Table
 
 from sim.analysis.forecast import forecast
 from sim.analysis.plan import run_plan
-from sim.cli.common import console, err_console, progress_bar, run_folder_files, swap_in, write_run_folder
+from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
 from sim.errors import FleetcastError
+from sim.outpaths import check_out_folder, staged_folder
 from sim.records import write_parquet_atomic
 from sim.scenario.spec import load_scenario
 
@@ -41,10 +40,7 @@ def _run_files(scenario) -> dict:
 
 def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None) -> None:
     """Write ``out`` all at once (temp folder, then swap), like ``write_run_folder``."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         if run_files:
             write_run_folder(tmp / "runs" / "recommended", run_files)
         (tmp / "plan.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -52,9 +48,6 @@ def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None) -> N
             points = pd.DataFrame({"candidate": pd.Series(dtype=str), "replicas": pd.Series(dtype="int64"),
                                    "rate_rps": pd.Series(dtype=float), "slo_met": pd.Series(dtype=bool)})
         write_parquet_atomic(points, tmp / "points.parquet")
-        swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _fmt(x, spec: str = ",.2f", none: str = "-") -> str:
@@ -78,7 +71,7 @@ def _plan_table(doc: dict):
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
-    out = Path(args.out or Path("out") / f"{scenario.name}-plan")
+    out = check_out_folder(Path(args.out or Path("out") / f"{scenario.name}-plan"))
     started = time.perf_counter()
     with progress_bar(f"planning {scenario.name} (candidates)") as bar:
         outcome = run_plan(scenario, workers=args.workers or os.cpu_count() or 1, progress=bar)

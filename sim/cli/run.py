@@ -9,6 +9,7 @@ from pathlib import Path
 from sim.analysis.forecast import forecast
 from sim.analysis.range_warnings import range_warnings
 from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
+from sim.outpaths import check_out_folder
 from sim.report.terminal import render_summary
 from sim.scenario.spec import load_scenario
 
@@ -17,13 +18,13 @@ __all__ = ["register"]
 
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
+    out = check_out_folder(Path(args.out or Path("out") / scenario.name))  # before the work, not after
     for line in range_warnings(scenario):
         err_console.print(f"[yellow]warning:[/yellow] {line}")
     started = time.perf_counter()
     with progress_bar(f"simulating {scenario.name}") as bar:
         result, summary = forecast(scenario, exact_steps=args.exact_steps, progress=bar)
     wall_s = time.perf_counter() - started
-    out = Path(args.out or Path("out") / scenario.name)
     files = run_folder_files(scenario, result, summary, wall_s=wall_s, exact_steps=args.exact_steps)
     if args.csv:
         files["requests.csv"] = result.requests.to_csv(index=False)

@@ -77,7 +77,7 @@ class Fleet:
         self.env = Environment()
         tr = scenario.traffic
         self.window = (float(tr.warmup_s), float(tr.duration_s - tr.cooldown_s))
-        self.tick_s = scenario.sim.timeseries_interval_s or max(0.1, tr.duration_s / 1000.0)
+        self.tick_s = scenario.timeseries_interval_s
         self.class_names = list(workload.class_names)
         self.num_classes = len(self.class_names)
         self._priority = [c.priority for c in tr.classes]

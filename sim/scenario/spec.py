@@ -9,6 +9,7 @@ and the field path, and say what would be valid.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -17,6 +18,7 @@ from sim.catalog import load_catalog
 from sim.errors import ScenarioError, unknown_name
 from sim.scenario.events import EventSpec
 from sim.scenario.fleet_spec import PoolSpec, RouterSpec, Strict
+from sim.scenario.limits import size_problems
 from sim.scenario.params import POLICY_PARAMS, ROUTER_PARAMS
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.yamlio import apply_overrides, format_validation_error, load_yaml_with_lines
@@ -54,7 +56,7 @@ class Scenario(Strict):
     fleet: list[PoolSpec] = Field(..., min_length=1, description="Pools of replicas.")
     router: RouterSpec = Field(default_factory=RouterSpec, description="How requests are spread over replicas.")
     traffic: TrafficSpec = Field(..., description="Arrivals, classes, lengths and SLOs.")
-    pricing: dict[str, float] = Field(
+    pricing: dict[str, Annotated[float, Field(ge=0, le=1e6)]] = Field(
         default_factory=dict, description="USD per GPU-hour by GPU name, overriding the catalog's typical price."
     )
     sim: SimSettings = Field(default_factory=SimSettings, description="Simulation settings.")
@@ -84,9 +86,6 @@ class Scenario(Strict):
         orphans = [c for c in declared if c not in served]
         if orphans:
             raise ValueError(f"no pool serves class(es) {', '.join(orphans)}")
-        for gpu, price in self.pricing.items():
-            if not price >= 0:
-                raise ValueError(f"pricing.{gpu} must be >= 0 USD per GPU-hour, got {price}")
         return self
 
     # Where the scenario came from (not part of the format).
@@ -101,18 +100,26 @@ class Scenario(Strict):
     def path(self) -> Path | None:
         return self._path
 
+    @property
+    def timeseries_interval_s(self) -> float:
+        """Sampling interval of the time series: ``sim.timeseries_interval_s``, else
+        ``traffic.duration_s / 1000``, at least 0.1 s."""
+        return self.sim.timeseries_interval_s or max(0.1, self.traffic.duration_s / 1000.0)
+
 
 def scenario_from_dict(data: dict, *, path: Path | None = None, lines: dict | None = None) -> Scenario:
     """Validate a scenario mapping; errors name ``path`` and (via ``lines``) the YAML line."""
     where = str(path) if path else "<scenario>"
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{where}: a scenario must be a mapping with keys fleet, traffic, ... ")
+    _require_mapping(data, where)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(format_validation_error(exc, where, lines or {})) from None
     object.__setattr__(scenario, "_path", path)
     _check_names(scenario, where, lines or {})
+    for loc, msg in size_problems(scenario):  # before anything is allocated for the run
+        line = (lines or {}).get(loc)
+        raise ScenarioError(f"{where}{f', line {line}' if line else ''}, field {'.'.join(loc)}: {msg}")
     return scenario
 
 
@@ -148,6 +155,13 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
             fail(("pricing", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
 
 
+def _require_mapping(data, where: str) -> None:
+    if not isinstance(data, dict):
+        held = "is empty" if data is None else f"holds a {type(data).__name__}, not a mapping"
+        raise ScenarioError(f"{where}: the scenario {held}; a scenario is a mapping with at least the keys fleet "
+                            f"and traffic (see scenarios/quickstart.yaml and docs/scenario-reference.md)")
+
+
 def load_scenario(path: str | Path, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:
     """Load and validate a scenario file.
 
@@ -155,9 +169,12 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None, seed: in
     e.g. ``fleet.0.replicas=8``; ``seed`` replaces the scenario's seed.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ScenarioError(f"{path} is a folder; give a scenario YAML file (e.g. scenarios/quickstart.yaml)")
     if not path.is_file():
         raise ScenarioError(f"scenario file not found: {path}")
     data, lines = load_yaml_with_lines(path)
+    _require_mapping(data, str(path))
     if overrides:
         data = apply_overrides(data, overrides, where=str(path))
     if seed is not None:

@@ -18,7 +18,6 @@ from sim.scenario.params import NoParams
 
 if TYPE_CHECKING:  # pragma: no cover
     from sim.engine.replica import Replica
-    from sim.engine.request import Request
 
 __all__ = ["StepPlan", "BatchingPolicy", "NoParams", "IDLE", "DECODE_RUN", "preempt_for", "admit_waiting", "blocks_for", "Budget"]
 

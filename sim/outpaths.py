@@ -1,0 +1,87 @@
+"""Output paths: refuse a bad ``--out`` before any work, and write folders all at once.
+
+Every command that writes results checks its ``--out`` first: a file where a
+folder is wanted (or the reverse) is refused, and so is a place that cannot
+take new files. The check creates a probe folder in the nearest existing
+ancestor and removes it at once: asking ``os.access`` is not enough, since
+root ignores permission bits and some file systems (``/proc``) refuse anyway.
+``staged_folder`` builds a result folder beside its destination and swaps it
+in with one rename, so a failure, Ctrl-C or SIGTERM leaves the old one intact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sim.errors import FleetcastError
+
+__all__ = ["check_writable", "check_out_folder", "check_out_file", "out_error", "swap_in", "staged_folder"]
+
+
+def out_error(out: Path, reason: str, what: str = "the results") -> FleetcastError:
+    return FleetcastError(f"cannot write {what} to {out}: {reason}; choose a folder you can write")
+
+
+def check_writable(folder: Path, out: Path, what: str = "the results") -> None:
+    """Refuse unless ``folder`` (created later if missing) can take new files; writes nothing."""
+    base = Path(folder)
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise out_error(out, f"{base} is a file, not a folder", what)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".fleetcast-probe-", dir=base))
+    except OSError as exc:
+        raise out_error(out, f"{base} does not accept new files ({exc.strerror or exc})", what) from None
+
+
+def check_out_folder(out: Path, what: str = "the results") -> Path:
+    """``--out`` names a folder to create or replace: refuse a file or an unwritable place."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FleetcastError(f"--out {out} is a file; give a folder for {what} (it is created if missing)")
+    check_writable(out, out, what)
+    return out
+
+
+def check_out_file(out: Path, what: str) -> Path:
+    """``--out`` names a file to write: refuse a folder or an unwritable place."""
+    out = Path(out)
+    if out.is_dir():
+        raise FleetcastError(f"--out {out} is a folder; give a file path for {what}, e.g. {out / 'NAME.json'}")
+    check_writable(out.parent, out, what)
+    return out
+
+
+def swap_in(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out``, replacing what was there in one rename."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+@contextmanager
+def staged_folder(out: Path, what: str = "the results") -> Iterator[Path]:
+    """A temporary folder beside ``out`` to fill; on success it replaces ``out`` in one
+    rename, on any error (or Ctrl-C, SIGTERM) it is removed and ``out`` is untouched."""
+    out = check_out_folder(out, what)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        yield tmp
+        swap_in(tmp, out)
+    except OSError as exc:
+        raise out_error(out, exc.strerror or str(exc), what) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""What one run may hold, checked before anything is allocated.
+
+A scenario can ask for more than a machine holds with one number: a rate of a
+million requests per second, a time-series interval of a microsecond. These
+checks estimate the two things that grow with such numbers (requests, and
+time-series rows) from the validated scenario and refuse, naming the field,
+the estimate and the limit, before the engine allocates anything.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from sim.workload.spec import DiurnalArrival
+
+if TYPE_CHECKING:  # spec.py calls these checks on the Scenario it built
+    from sim.scenario.spec import Scenario
+
+__all__ = ["MAX_REQUESTS", "MAX_TIMESERIES_ROWS", "expected_requests", "timeseries_rows", "size_problems"]
+
+#: Requests one run may generate. Memory grows with requests (records, per-request state):
+#: bench/sim_speed.py case b, 1M requests on 64 replicas, peaked at 867 MB (2026-11-26), so
+#: this many take about 15 GB, within a 24 GB machine.
+MAX_REQUESTS = 20_000_000
+#: Rows of the per-replica time series (one per replica per tick, over the run and its drain).
+MAX_TIMESERIES_ROWS = 5_000_000
+
+
+def expected_requests(scenario: "Scenario") -> float | None:
+    """Requests the traffic generates on average (None for a trace: its file bounds it)."""
+    tr = scenario.traffic
+    if isinstance(tr.arrival, DiurnalArrival):  # an upper bound: the peak rate all day
+        return max(r for _, r in tr.arrival.rate_points) * tr.duration_s
+    rate = tr.total_rate_rps()
+    return None if rate is None else rate * tr.duration_s
+
+
+def timeseries_rows(scenario: "Scenario") -> float:
+    """Time-series rows of a run at most: replicas x ticks over the traffic and the drain."""
+    replicas = sum(p.replicas for p in scenario.fleet)
+    ticks = math.ceil((scenario.traffic.duration_s + scenario.sim.drain_s) / scenario.timeseries_interval_s) + 1
+    return replicas * ticks
+
+
+def size_problems(scenario: "Scenario") -> list[tuple[tuple, str]]:
+    """(field path, message) for each limit the scenario exceeds."""
+    out = []
+    n = expected_requests(scenario)
+    if n is not None and n > MAX_REQUESTS:
+        tr = scenario.traffic
+        field = ("traffic", "arrival", "rate_rps") if getattr(tr.arrival, "rate_rps", None) else ("traffic",)
+        out.append((field, f"the traffic generates about {n:,.0f} requests (rate x duration_s "
+                           f"{tr.duration_s:g} s), more than the {MAX_REQUESTS:,} one run may hold; lower the "
+                           f"rate or traffic.duration_s"))
+    rows = timeseries_rows(scenario)
+    if rows > MAX_TIMESERIES_ROWS:
+        field = ("sim", "timeseries_interval_s") if scenario.sim.timeseries_interval_s else ("fleet",)
+        out.append((field, f"the time series would have {rows:,.0f} rows (replicas x ticks every "
+                           f"{scenario.timeseries_interval_s:g} s over traffic.duration_s + sim.drain_s), more than "
+                           f"{MAX_TIMESERIES_ROWS:,}; set sim.timeseries_interval_s to at least "
+                           f"{scenario.timeseries_interval_s * rows / MAX_TIMESERIES_ROWS:.3g} s"))
+    return out

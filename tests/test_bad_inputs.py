@@ -1,0 +1,162 @@
+"""Hostile and careless inputs to ``fleetcast run``: each gets a located one-paragraph error,
+exit status 2, no traceback, nothing written, and no memory or time blow-up on the way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+from sim.scenario.limits import MAX_REQUESTS, MAX_TIMESERIES_ROWS
+from sim.scenario.yamlio import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+
+
+def _run(capsys, tmp_path, *args) -> tuple[int, str]:
+    out = tmp_path / "out"
+    code = main(["run", *map(str, args), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert not out.exists(), "a refused run wrote its output folder"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "hidden leftovers"
+    return code, " ".join(err.split())
+
+
+def test_empty_scenario_with_a_seed(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    code, err = _run(capsys, tmp_path, empty, "--seed", "1")
+    assert code == 2 and "empty.yaml: the scenario is empty" in err and "fleet and traffic" in err
+
+
+def test_a_list_or_a_folder_is_not_a_scenario(tmp_path, capsys):
+    lst = tmp_path / "list.yaml"
+    lst.write_text("[1, 2]\n")
+    code, err = _run(capsys, tmp_path, lst, "--set", "seed=3")
+    assert code == 2 and "holds a list, not a mapping" in err
+    code, err = _run(capsys, tmp_path, tmp_path)
+    assert code == 2 and "is a folder; give a scenario YAML file" in err
+
+
+def _laughs(levels: int) -> str:
+    """The "billion laughs" document: level i is nine aliases of level i - 1 (9**levels values)."""
+    rows = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    rows += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("where", ["top", "unknown key", "policy params"])
+def test_billion_laughs_is_refused_before_expansion(tmp_path, capsys, where):
+    text = QUICKSTART.read_text()
+    bomb = _laughs(9)  # 9**9 = 387 million values if expanded
+    if where == "top":
+        doc = bomb
+    elif where == "unknown key":
+        doc = text + "extra:\n" + "".join("  " + line + "\n" for line in bomb.splitlines())
+    else:
+        doc = text.replace("fleet:", "x_anchors:\n" + "".join("  " + line + "\n" for line in bomb.splitlines())
+                           + "fleet:", 1)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(doc)
+    started = time.perf_counter()
+    code, err = _run(capsys, tmp_path, path)
+    assert code == 2 and f"over the limit of {MAX_YAML_VALUES:,}" in err and "bomb.yaml, line" in err
+    assert time.perf_counter() - started < 30  # refused, not expanded (expansion takes minutes and GBs)
+
+
+def test_deep_nesting_is_refused(tmp_path, capsys):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 50_000 + "]" * 50_000 + "\n")  # beyond the parser's own recursion
+    code, err = _run(capsys, tmp_path, deep)
+    assert code == 2 and "nested too deeply" in err and str(MAX_YAML_DEPTH) in err
+    mid = tmp_path / "mid.yaml"
+    mid.write_text("a: " + "[" * (MAX_YAML_DEPTH + 10) + "]" * (MAX_YAML_DEPTH + 10) + "\n")  # parser copes
+    code, err = _run(capsys, tmp_path, mid)
+    assert code == 2 and f"nested more than {MAX_YAML_DEPTH} levels" in err and "mid.yaml, line 1" in err
+
+
+def test_a_huge_file_is_refused_unread(tmp_path, capsys):
+    big = tmp_path / "big.yaml"
+    with big.open("w") as fh:
+        fh.write(QUICKSTART.read_text())
+        fh.write(("# padding\n" * 1000) * (MAX_YAML_BYTES // 10_000 + 1))
+    code, err = _run(capsys, tmp_path, big)
+    assert code == 2 and f"at most {MAX_YAML_BYTES // 2**20} MiB" in err
+
+
+def test_a_rate_beyond_memory_is_refused_with_its_line(tmp_path, capsys):
+    # quickstart: 600 s; 158,680 req/s would be 95 million requests
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "traffic.arrival.rate_rps=158680")
+    assert code == 2 and "field traffic.arrival.rate_rps" in err and "line 21" in err
+    assert "95,208,000 requests" in err and f"{MAX_REQUESTS:,}" in err
+
+
+def test_a_tiny_timeseries_interval_is_refused(tmp_path, capsys):
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "sim.timeseries_interval_s=1e-6")
+    # 4 replicas x ((600 + 300) s / 1e-6 s + 1) ticks
+    assert code == 2 and "field sim.timeseries_interval_s" in err and "3,600,000,004 rows" in err
+    assert f"{MAX_TIMESERIES_ROWS:,}" in err
+
+
+def test_out_naming_a_file_is_refused_and_the_file_kept(tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me")
+    code = main(["run", str(QUICKSTART), "--out", str(f)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "is a file; give a folder" in err and f.read_text() == "keep me"
+    code = main(["run", str(QUICKSTART), "--out", str(f / "sub")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "cannot write the results" in err and f.read_text() == "keep me"
+
+
+def test_out_where_nothing_can_be_written(tmp_path, capsys):
+    code = main(["run", str(QUICKSTART), "--out", "/proc/fleetcast-test/out"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "cannot write the results to /proc/fleetcast-test/out" in err and "Traceback" not in err
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path):
+    """SIGTERM mid-run: exit 143, no output folder and no hidden partial folder."""
+    code = "import sys; from sim.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", str(QUICKSTART), "--set", "traffic.duration_s=20000",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        first = proc.stderr.readline()  # the range warning, printed once the scenario loaded
+        assert "warning" in first, first
+        time.sleep(0.5)  # now simulating (800,000 requests: many seconds)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_and_inf_are_named_as_such(tmp_path, capsys):
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "traffic.arrival.rate_rps=.nan")
+    assert code == 2 and "line 21, field traffic.arrival.rate_rps: must be a finite number, got nan" in err
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "traffic.duration_s=.inf")
+    assert code == 2 and "field traffic.duration_s: must be a finite number, got inf" in err
+
+
+def test_a_negative_price_names_its_own_line(tmp_path, capsys):
+    priced = tmp_path / "priced.yaml"
+    text = QUICKSTART.read_text().rstrip("\n") + "\n"
+    priced.write_text(text + "pricing:\n  h100-sxm: -3\n")
+    line = text.count("\n") + 2  # the h100-sxm line
+    code, err = _run(capsys, tmp_path, priced)
+    assert code == 2 and f"line {line}, field pricing.h100-sxm: Input should be greater than or equal to 0" in err
+    # set on the command line: no line (the key is not in the file), never the document's first line
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "pricing.h100-sxm=-3")
+    assert code == 2 and "quickstart.yaml: field pricing.h100-sxm" in err
