@@ -3,6 +3,7 @@ exit status 2, no traceback, nothing written, and no memory or time blow-up on t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -160,3 +161,34 @@ def test_a_negative_price_names_its_own_line(tmp_path, capsys):
     # set on the command line: no line (the key is not in the file), never the document's first line
     code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "pricing.h100-sxm=-3")
     assert code == 2 and "quickstart.yaml: field pricing.h100-sxm" in err
+
+
+def test_a_boolean_is_not_a_number(tmp_path, capsys):
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.replicas=true")
+    assert code == 2 and "line 12, field fleet.0.replicas: expected a number, got true (a boolean)" in err
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.tensor_parallel=true")
+    assert code == 2 and "field fleet.0.tensor_parallel: expected a number, got true" in err
+
+
+def test_a_class_that_can_never_fit_is_refused(tmp_path, capsys):
+    # quickstart's code class: prompts uniform 200..4000 tokens, so at least 200 + 1 > 100
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.engine.max_model_len=100")
+    assert code == 2 and "field traffic.classes.1: class 'code' can never be served" in err
+    assert "(200 prompt + 1 output tokens)" in err and "h100: 100" in err
+
+
+def test_rejections_are_a_warning_with_their_share(tmp_path, capsys):
+    out = tmp_path / "out"
+    over = ["--set", "fleet.0.engine.max_model_len=300", "--set", "traffic.duration_s=120",
+            "--set", "traffic.warmup_s=10", "--set", "traffic.cooldown_s=0"]
+    assert main(["run", str(QUICKSTART), "--out", str(out), *over]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    summary = json.loads((out / "summary.json").read_text())
+    for name, c in summary["classes"].items():
+        n, total = c["counts"]["rejected"], c["counts"]["total"]
+        assert n > 0.5 * total  # most prompts are longer than 300 tokens
+        line = f"class '{name}': {n:,} of {total:,} requests in the window ({100 * n / total:.1f}%) were rejected"
+        assert line in err and any(w.startswith(line) for w in summary["warnings"])
+    plain = tmp_path / "plain"
+    assert main(["run", str(QUICKSTART), "--out", str(plain), *over[2:]]) == 0
+    assert "warnings" not in json.loads((plain / "summary.json").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sim.analysis.metrics import ClassSlo, PoolCost, summarize
+from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summarize
 from sim.catalog import load_catalog
 from sim.engine.fleet import simulate
 from sim.engine.profiles import perf_sources
@@ -44,6 +44,9 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
                            "path": str(scenario.path) if scenario.path else None}
     summary["profiles"] = perf_sources(scenario)
     summary["sim"] = {"end_s": result.end_s, "requests": int(len(result.requests))}
+    warnings = rejection_warnings(summary)
+    if warnings:  # only then: a run without rejections keeps its summary as it was
+        summary["warnings"] = warnings
     return summary
 
 

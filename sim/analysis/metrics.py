@@ -32,6 +32,7 @@ from sim.engine.result import ReplicaStats, SimResult
 from sim.records import ITL_EDGES_S, STATUSES
 
 __all__ = [
+    "rejection_warnings",
     "cost_and_class_columns",
     "ClassSlo",
     "PoolCost",
@@ -358,3 +359,17 @@ def cost_and_class_columns(summary: dict) -> dict:
         row[f"{name}.p99_ttft_s"] = c["ttft_s"]["p99"]
         row[f"{name}.p99_tpot_s"] = c["tpot_s"]["p99"]
     return row
+
+
+def rejection_warnings(summary: dict) -> list[str]:
+    """One line per class with rejected requests in the window: their share, and why vLLM
+    rejects a request (prompt + output tokens beyond max_model_len, or more KV blocks than
+    the replica has)."""
+    out = []
+    for name, c in summary["classes"].items():
+        n, total = c["counts"]["rejected"], c["counts"]["total"]
+        if n:
+            out.append(f"class '{name}': {n:,} of {total:,} requests in the window ({100 * n / total:.1f}%) were "
+                       f"rejected: prompt + output tokens exceed max_model_len or the replica's KV cache (vLLM "
+                       f"rejects such requests); their latencies are not in the percentiles")
+    return out

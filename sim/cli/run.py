@@ -30,6 +30,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         files["requests.csv"] = result.requests.to_csv(index=False)
     write_run_folder(out, files)
     console.print(render_summary(summary))
+    for line in summary.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
     n = len(result.requests)
     console.print(f"[dim]{n:,} requests simulated in {wall_s:.2f} s ({n / max(wall_s, 1e-9):,.0f} req/s); "
                   f"results in {out}/[/dim]")

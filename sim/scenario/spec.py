@@ -116,11 +116,28 @@ def scenario_from_dict(data: dict, *, path: Path | None = None, lines: dict | No
     except ValidationError as exc:
         raise ScenarioError(format_validation_error(exc, where, lines or {})) from None
     object.__setattr__(scenario, "_path", path)
+    problems = _booleans_read_as_numbers(data, scenario.model_dump(mode="python"))
     _check_names(scenario, where, lines or {})
-    for loc, msg in size_problems(scenario):  # before anything is allocated for the run
+    problems += size_problems(scenario)  # before anything is allocated for the run
+    for loc, msg in problems:
         line = (lines or {}).get(loc)
-        raise ScenarioError(f"{where}{f', line {line}' if line else ''}, field {'.'.join(loc)}: {msg}")
+        raise ScenarioError(f"{where}{f', line {line}' if line else ''}, field {'.'.join(map(str, loc))}: {msg}")
     return scenario
+
+
+def _booleans_read_as_numbers(raw, validated, loc: tuple = ()) -> list[tuple[tuple, str]]:
+    """Fields given true/false that validation turned into a number (pydantic reads
+    ``replicas: true`` as 1): found by walking the input beside its validated form."""
+    if isinstance(raw, bool):
+        if not isinstance(validated, bool) and isinstance(validated, (int, float)):
+            return [(loc, f"expected a number, got {str(raw).lower()} (a boolean)")]
+        return []
+    if isinstance(raw, dict) and isinstance(validated, dict):
+        return [p for k, v in raw.items() if k in validated
+                for p in _booleans_read_as_numbers(v, validated[k], loc + (k,))]
+    if isinstance(raw, list) and isinstance(validated, (list, tuple)) and len(raw) == len(validated):
+        return [p for i, (v, w) in enumerate(zip(raw, validated)) for p in _booleans_read_as_numbers(v, w, loc + (i,))]
+    return []
 
 
 def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
@@ -153,6 +170,30 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
     for gpu in scenario.pricing:
         if gpu not in catalog.gpu_names():
             fail(("pricing", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
+    if not scenario.traffic.is_trace:
+        _check_classes_fit(scenario, catalog, fail)
+
+
+def _shortest(length) -> int:
+    """The fewest tokens a length distribution can draw (draws are clipped to ``min``)."""
+    if hasattr(length, "value"):  # fixed
+        return int(length.value)
+    values = getattr(length, "values", None)
+    return max(int(length.min), min(values)) if values else int(length.min)
+
+
+def _check_classes_fit(scenario: Scenario, catalog, fail) -> None:
+    """A class whose shortest request exceeds max_model_len on every pool serving it would be
+    rejected whole (vLLM's rule: prompt + output tokens within max_model_len)."""
+    max_len = {p.name: p.engine.max_model_len or catalog.model(p.model).max_position_embeddings for p in scenario.fleet}
+    for c, cls in enumerate(scenario.traffic.classes):
+        pools = [p.name for p in scenario.fleet if p.classes is None or cls.name in p.classes]
+        prompt, output = _shortest(cls.prompt_tokens), _shortest(cls.output_tokens)
+        if pools and all(prompt + output > max_len[name] for name in pools):
+            fail(("traffic", "classes", c), f"class '{cls.name}' can never be served: its shortest request "
+                 f"({prompt} prompt + {output} output tokens) is longer than max_model_len of every pool serving "
+                 f"it ({', '.join(f'{n}: {max_len[n]:,}' for n in pools)}), and vLLM rejects such requests; lower "
+                 f"the class's prompt_tokens/output_tokens min, or raise fleet[].engine.max_model_len")
 
 
 def _require_mapping(data, where: str) -> None:
