@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
+from sim.cli.common import progress_bar
 from sim.scenario.limits import MAX_REQUESTS, MAX_TIMESERIES_ROWS
 from sim.scenario.yamlio import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 
@@ -192,3 +193,36 @@ def test_rejections_are_a_warning_with_their_share(tmp_path, capsys):
     plain = tmp_path / "plain"
     assert main(["run", str(QUICKSTART), "--out", str(plain), *over[2:]]) == 0
     assert "warnings" not in json.loads((plain / "summary.json").read_text())
+
+
+def test_trace_fix_ups_are_reported(tmp_path, capsys):
+    """Out-of-order rows are sorted and 0-token prompts clamped: said, not silent."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.csv").write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:50.0,100,10\n2023-11-16 18:15:46.0,100,10\n"
+        "2023-11-16 18:15:48.0,0,10\n2023-11-16 18:15:47.0,100,10\n")
+    sc = tmp_path / "trace.yaml"
+    sc.write_text((ROOT / "scenarios" / "azure-replay.yaml").read_text()
+                  .replace("data/azure-conv-2023-sample.csv", "data/t.csv"))
+    out = tmp_path / "out"
+    assert main(["run", str(sc), "--set", "traffic.duration_s=20", "--set", "traffic.warmup_s=0",
+                 "--out", str(out)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    # rows at 50, 46, 48, 47 s: 46 and 47 come after a later arrival
+    assert "note: t.csv: 2 request(s) listed before an earlier arrival were sorted by arrival time." in err
+    assert "note: t.csv: 1 request(s) with 0 prompt tokens clamped to 1." in err
+
+
+def test_progress_is_printed_as_plain_lines_when_not_a_terminal(capsys):
+    with progress_bar("simulating x", enabled=False, every_s=0.0) as bar:
+        bar(0, 200)
+        bar(50, 200)
+        bar(200, 200)  # done: no line
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[0].startswith("simulating x: 0% (0 of 200), ") and "left" not in lines[0]
+    assert lines[1].startswith("simulating x: 25% (50 of 200), ") and "s left" in lines[1]
+    assert len(lines) == 2
+    with progress_bar("quiet", enabled=False, every_s=3600.0) as bar:  # a short run prints nothing
+        bar(1, 2)
+    assert capsys.readouterr().err.strip() == ""

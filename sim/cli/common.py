@@ -4,6 +4,7 @@ and writing a result folder all at once."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,14 +24,19 @@ err_console = Console(stderr=True)
 
 
 class progress_bar:
-    """A rich progress bar as a ``(done, total)`` callback; quiet when not a terminal."""
+    """A rich progress bar as a ``(done, total)`` callback. When stderr is not a terminal
+    (redirected, CI), a plain line instead every ``every_s`` seconds, from ``every_s`` on:
+    done, elapsed and time left, so a long run is never silent."""
 
-    def __init__(self, label: str, enabled: bool | None = None) -> None:
+    def __init__(self, label: str, enabled: bool | None = None, every_s: float = 5.0) -> None:
         self.enabled = err_console.is_terminal if enabled is None else enabled
+        self.label, self.every_s = label, every_s
         self._progress = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
                                   disable=not self.enabled, transient=True)
         self._task = None
+        self._started = self._next_line = time.monotonic() + every_s
+        self._started -= every_s
 
     def __enter__(self):
         self._progress.__enter__()
@@ -42,6 +48,14 @@ class progress_bar:
 
     def __call__(self, done: int, total: int) -> None:
         self._progress.update(self._task, completed=done, total=max(total, 1))
+        if not self.enabled and done < total:
+            now = time.monotonic()
+            if now >= self._next_line:
+                self._next_line = now + self.every_s
+                elapsed = now - self._started
+                left = f", about {elapsed * (total - done) / done:,.0f} s left" if done else ""
+                err_console.print(f"{self.label}: {100 * done / max(total, 1):.0f}% ({done:,} of {total:,}), "
+                                  f"{elapsed:,.0f} s elapsed{left}", highlight=False, soft_wrap=True)
 
 
 def write_run_folder(out: Path, files: dict[str, object]) -> None:

@@ -30,6 +30,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         files["requests.csv"] = result.requests.to_csv(index=False)
     write_run_folder(out, files)
     console.print(render_summary(summary))
+    for line in result.notes:
+        err_console.print(f"[cyan]note:[/cyan] {line}", highlight=False, soft_wrap=True)
     for line in summary.get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
     n = len(result.requests)

@@ -237,7 +237,7 @@ class Fleet:
         itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))
         return SimResult(requests=derive_latencies(requests), timeseries=ts, class_names=self.class_names,
                          itl_hist=itl, window=self.window, end_s=float(end_s),
-                         replicas=[rep.stats for rep in self.replicas])
+                         replicas=[rep.stats for rep in self.replicas], notes=list(wl.notes))
 
 
 def simulate(scenario: Scenario, *, exact_steps: bool = False,

@@ -40,3 +40,4 @@ class SimResult:
     window: tuple[float, float]  # measured window (start_s, end_s) by arrival time
     end_s: float  # simulated time when the run ended
     replicas: list[ReplicaStats] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what workload generation dropped, clamped or fixed

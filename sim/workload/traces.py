@@ -240,6 +240,12 @@ def load_trace(spec: "TraceArrival", base_dir: Path, where: str = "traffic.arriv
     if "hash_ids" in data:
         offsets, ids = _ids_csr(data["hash_ids"], lines, path, where, cols["hash_ids"])
 
+    fixups = []
+    unsorted = int((np.diff(t) < 0).sum())
+    if unsorted:
+        fixups.append(f"{path.name}: {unsorted} request(s) listed before an earlier arrival were sorted by arrival time.")
+    if t.min() < 0:
+        fixups.append(f"{path.name}: {int((t < 0).sum())} arrival time(s) below 0; all times were shifted to start at 0.")
     order = np.argsort(t, kind="stable")
     t = t[order] - t[order[0]]
     keep = order[t >= spec.start_s]
@@ -254,7 +260,7 @@ def load_trace(spec: "TraceArrival", base_dir: Path, where: str = "traffic.arriv
     elif spec.target_rate_rps is not None and t.size > 1 and t[-1] > 0:
         t = t * ((t.size - 1) / t[-1] / spec.target_rate_rps)
 
-    notes = []
+    notes = fixups
     prompt, output = prompt[keep], output[keep]
     for name, arr in (("prompt", prompt), ("output", output)):
         zero = int((arr < 1).sum())
