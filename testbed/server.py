@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sim.errors import FleetcastError
+from sim.procs import guard_group
 
 __all__ = [
     "EngineArgs",
@@ -195,6 +196,7 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
         self.pid: int | None = None
+        self.guard: subprocess.Popen | None = None
 
     def start(self) -> "ServerProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +207,7 @@ class ServerProcess:
                                          stdin=subprocess.DEVNULL, env=self.env,
                                          start_new_session=True)
         self.pid = self.proc.pid
+        self.guard = guard_group(self.pid)  # stops the server's group if this process is killed
         _register(self)
         return self
 
@@ -278,6 +281,12 @@ class ServerProcess:
             if not _group_alive(pgid):
                 break
         self.proc.poll()
+        if self.guard is not None:  # it exits by itself once the group is gone
+            try:
+                self.guard.wait(timeout=3.0)
+            except subprocess.TimeoutExpired:
+                self.guard.kill()
+                self.guard.wait()
         _unregister(self)
 
     def __enter__(self):

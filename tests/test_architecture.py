@@ -3,7 +3,7 @@ function what it could import at the top, every command is registered.
 
 Layers, lowest first (a module may import its own layer and the ones below):
 
-    base      sim, sim.errors, sim.rng, sim.records, sim.outpaths
+    base      sim, sim.errors, sim.rng, sim.records, sim.outpaths, sim.procs
     catalog   sim.catalog
     workload  sim.workload.*      (traffic specs, distributions, traces, generation, surges)
     scenario  sim.scenario.*      (the scenario file: pools, plan, events, YAML)
@@ -40,7 +40,7 @@ LAZY_OK = {"matplotlib", "openpyxl", "ray", "scipy"}
 
 def layer_of(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("errors", "rng", "records", "outpaths"):
+    if len(parts) == 1 or parts[1] in ("errors", "rng", "records", "outpaths", "procs"):
         return "base"
     if parts[1] in LAYERS:
         return parts[1]

@@ -33,6 +33,7 @@ import pandas as pd
 
 from sim.analysis.forecast import forecast
 from sim.errors import FleetcastError
+from sim.procs import die_with_parent
 from sim.scenario.events import check_events
 from sim.scenario.spec import load_scenario
 
@@ -291,7 +292,8 @@ def run_compare(path: str | Path, variants: list[Variant], replications: int, *,
         if progress:
             progress(total * 1000, total * 1000)
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent) as ex:
             futs = {ex.submit(_one_run, path, plan[name], seeds[r], r == 0): (name, r) for name, r in tasks}
             for k, fut in enumerate(as_completed(futs), 1):
                 results[futs[fut]] = fut.result()

@@ -35,6 +35,7 @@ from sim.analysis.metrics import HOURS_PER_MONTH, cost_and_class_columns
 from sim.engine.fleet import build_pool_models
 from sim.engine.profiles import perf_sources
 from sim.errors import FleetcastError, ScenarioError
+from sim.procs import die_with_parent
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.spec import Scenario, dump_scenario, scenario_from_dict
 
@@ -333,7 +334,7 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
             if progress:
                 progress(done, len(cands))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
             futs = [pool.submit(search_candidate, base, scenario.path, c, spec, peak, rates) for c in cands]
             for fut in as_completed(futs):
                 done += 1

@@ -39,6 +39,7 @@ from sim.analysis.forecast import forecast
 from sim.analysis.metrics import cost_and_class_columns
 from sim.errors import FleetcastError, ScenarioError
 from sim.outpaths import check_out_folder
+from sim.procs import die_with_parent
 from sim.records import write_parquet_atomic
 from sim.scenario.spec import Scenario, scenario_from_dict
 from sim.scenario.yamlio import apply_overrides, load_yaml_with_lines
@@ -212,7 +213,7 @@ def _local(tasks: list[Task], workers: int) -> Iterator[dict]:
             yield evaluate_point(*t)
         return
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
         futs = [pool.submit(evaluate_point, *t) for t in tasks]
         try:
             for fut in as_completed(futs):

@@ -1,0 +1,71 @@
+"""Child processes that do not outlive their parent.
+
+A worker pool (``sweep``, ``plan``, ``compare``) and a testbed server are
+children of the ``fleetcast`` process. Ctrl-C and SIGTERM unwind through
+``finally`` blocks that stop them; a SIGKILL runs nothing, so two mechanisms
+that need no cooperation from the dying parent:
+
+- ``die_with_parent()``: a pool initializer that asks Linux to send the worker
+  SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``); a no-op where
+  that call does not exist.
+- ``guard_group(pgid)``: a small watchdog process in its own session that
+  polls its parent (the caller) and, once the caller is gone, stops the process
+  group ``pgid`` (SIGTERM, then SIGKILL) — for a server whose own children
+  would not see a parent-death signal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+
+__all__ = ["die_with_parent", "guard_group", "WATCHDOG"]
+
+_PR_SET_PDEATHSIG = 1
+
+#: The watchdog's program: argv = parent pid, process group, grace seconds.
+WATCHDOG = r"""
+import os, signal, sys, time
+parent, pgid, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+def group_alive():
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+while os.getppid() == parent:  # reparented once the parent is gone
+    if not group_alive():
+        sys.exit(0)
+    time.sleep(0.25)
+for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        sys.exit(0)
+    end = time.monotonic() + wait
+    while time.monotonic() < end and group_alive():
+        time.sleep(0.1)
+"""
+
+
+def die_with_parent() -> None:
+    """In a child process: be killed when the parent dies (Linux; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the call took effect
+        os._exit(1)
+
+
+def guard_group(pgid: int, grace_s: float = 10.0) -> subprocess.Popen:
+    """Start the watchdog for process group ``pgid``: it stops the group when this process dies."""
+    return subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(pgid), str(grace_s)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
