@@ -226,3 +226,16 @@ def test_progress_is_printed_as_plain_lines_when_not_a_terminal(capsys):
     with progress_bar("quiet", enabled=False, every_s=3600.0) as bar:  # a short run prints nothing
         bar(1, 2)
     assert capsys.readouterr().err.strip() == ""
+
+
+def test_a_hash_id_beyond_64_bits_is_a_located_error(tmp_path, capsys):
+    """Found by the fuzz suite (tests/fuzz_scenarios.py): an OverflowError before."""
+    (tmp_path / "data").mkdir()
+    rows = (ROOT / "scenarios" / "data" / "mooncake-conversation-sample.jsonl").read_text().splitlines()[:50]
+    rows[3] = rows[3].replace('"hash_ids": [', '"hash_ids": [99999999999999999999, ', 1)
+    (tmp_path / "data" / "t.jsonl").write_text("\n".join(rows) + "\n")
+    sc = tmp_path / "trace.yaml"
+    sc.write_text((ROOT / "scenarios" / "mooncake-prefix.yaml").read_text()
+                  .replace("data/mooncake-conversation-sample.jsonl", "data/t.jsonl"))
+    code, err = _run(capsys, tmp_path, sc)
+    assert code == 2 and "t.jsonl line 4, column 'hash_ids'" in err and "64-bit" in err

@@ -203,8 +203,9 @@ def _times(raw, unit, lines, path, where, col) -> np.ndarray:
 def _ids_csr(lists, lines, path, where, col):
     lens = np.zeros(len(lists) + 1, dtype=np.int64)
     for j, ids in enumerate(lists):
-        if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
-            _bad_row(path, where, lines[j], col, ids, "a list of integer block hashes")
+        if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                and -(2**63) <= x < 2**63 for x in ids):
+            _bad_row(path, where, lines[j], col, ids, "a list of integer block hashes (64-bit)")
         lens[j + 1] = len(ids)
     offsets = np.cumsum(lens)
     flat = np.fromiter((x for ids in lists for x in ids), dtype=np.int64, count=int(offsets[-1]))
