@@ -239,3 +239,9 @@ def test_a_hash_id_beyond_64_bits_is_a_located_error(tmp_path, capsys):
                   .replace("data/mooncake-conversation-sample.jsonl", "data/t.jsonl"))
     code, err = _run(capsys, tmp_path, sc)
     assert code == 2 and "t.jsonl line 4, column 'hash_ids'" in err and "64-bit" in err
+
+
+def test_tensor_parallel_beyond_one_server_is_refused(tmp_path, capsys):
+    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.tensor_parallel=16")
+    assert code == 2 and "field fleet.0.tensor_parallel: tensor_parallel 16 spans 16 GPUs" in err
+    assert "a h100-sxm server holds 8 (catalog gpus_per_node)" in err

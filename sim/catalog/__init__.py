@@ -44,6 +44,7 @@ class GPU:
     interconnect: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
     perf_defaults: Mapping[str, float] = field(default_factory=dict)  # PerfCoefficients used without a profile
+    gpus_per_node: int = 0  # GPUs one server holds: the most a tensor-parallel group spans (0: not given)
 
 
 @dataclass(frozen=True)

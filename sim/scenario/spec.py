@@ -159,6 +159,12 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
             value = getattr(pool, field)
             if value not in names:
                 fail(("fleet", i, field), unknown_name(field if field != "gpu" else "GPU", value, names))
+        node = catalog.gpu(pool.gpu).gpus_per_node
+        if node and pool.tensor_parallel > node:
+            fail(("fleet", i, "tensor_parallel"),
+                 f"tensor_parallel {pool.tensor_parallel} spans {pool.tensor_parallel} GPUs, but a {pool.gpu} server "
+                 f"holds {node} (catalog gpus_per_node); tensor parallelism stays within one server: use at most "
+                 f"{node}, and more replicas")
         if pool.policy.name not in POLICY_PARAMS:
             fail(("fleet", i, "policy", "name"), unknown_name("batching policy", pool.policy.name, POLICY_PARAMS))
         try:
