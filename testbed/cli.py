@@ -36,7 +36,8 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--url", help="attach to a running server, e.g. http://127.0.0.1:8000")
     g.add_argument("--allow-remote", action="store_true",
                    help="allow a --url that is not loopback (load goes to another machine)")
-    g.add_argument("--port", type=int, help="port to start on (a free one if busy or not given)")
+    g.add_argument("--port", type=int, help="port to start on (a free one if not given; if busy, a free one "
+                   "and a warning)")
     g.add_argument("--dtype", default="bfloat16")
     g.add_argument("--max-model-len", type=int, help="default: the scenario's, else 2048")
     g.add_argument("--no-enforce-eager", action="store_true",
@@ -145,6 +146,9 @@ def _server(args, log_dir: Path, scenario_engine=None):
     srv = start_server(engine, log_dir, port=args.port, timeout_s=args.startup_timeout)
     print(f"server healthy after {srv.time_to_healthy_s:.1f} s (pid {srv.pid}, port {srv.port})",
           flush=True)
+    if args.port is not None and srv.port != args.port:
+        print(f"warning: port {args.port} was in use; the server listens on port {srv.port} instead",
+              file=sys.stderr, flush=True)
     try:
         yield srv, engine
     finally:
