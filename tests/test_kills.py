@@ -69,8 +69,14 @@ srv = ServerProcess([sys.executable, "-c", "import subprocess, sys, time; "
                      "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"],
                     Path(sys.argv[1] if len(sys.argv) > 1 else '/dev/null'), port=1).start()
 time.sleep(1.0)  # the server's own child has started
-import subprocess as sp
-group = sp.run(["pgrep", "-g", str(srv.pid)], capture_output=True, text=True).stdout.split()
+group = []  # the processes of the server's group, from /proc (field 5 of stat: the group id)
+for stat in Path("/proc").glob("[0-9]*/stat"):
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    if int(fields[2]) == srv.pid:
+        group.append(stat.parent.name)
 print(srv.guard.pid, *group, flush=True)
 time.sleep(600)
 """
