@@ -20,7 +20,8 @@ from pathlib import Path
 
 from sim.errors import FleetcastError
 
-__all__ = ["check_writable", "check_out_folder", "check_out_file", "out_error", "swap_in", "staged_folder"]
+__all__ = ["check_writable", "check_out_folder", "check_out_file", "out_error", "swap_in", "staged_folder",
+           "results_kind", "RESULT_MARKERS"]
 
 
 def out_error(out: Path, reason: str, what: str = "the results") -> FleetcastError:
@@ -40,11 +41,35 @@ def check_writable(folder: Path, out: Path, what: str = "the results") -> None:
         raise out_error(out, f"{base} does not accept new files ({exc.strerror or exc})", what) from None
 
 
-def check_out_folder(out: Path, what: str = "the results") -> Path:
-    """``--out`` names a folder to create or replace: refuse a file or an unwritable place."""
+#: The file that marks a folder as the results of each command (checked in this order).
+RESULT_MARKERS = (("plan", "plan.json"), ("compare", "compare.json"), ("sweep", "sweep.parquet"),
+                  ("run", "summary.json"))
+
+
+def results_kind(folder: Path) -> str | None:
+    """Which command's results ``folder`` holds: a command name, "other" for a folder of
+    other files, None when it is missing or empty."""
+    if not folder.is_dir():
+        return None
+    for kind, marker in RESULT_MARKERS:
+        if (folder / marker).is_file():
+            return kind
+    return "other" if any(folder.iterdir()) else None
+
+
+def check_out_folder(out: Path, what: str = "the results", kind: str | None = None, force: bool = False) -> Path:
+    """``--out`` names a folder to create or replace: refuse a file or an unwritable place,
+    and (for a command ``kind``) a folder holding another command's results or other files,
+    unless ``force``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FleetcastError(f"--out {out} is a file; give a folder for {what} (it is created if missing)")
+    found = results_kind(out) if kind is not None and not force else None
+    if found not in (None, kind):
+        held = (f"the results of `fleetcast {found}`" if found != "other" else
+                f"other files (e.g. {next(iter(sorted(p.name for p in out.iterdir())))})")
+        raise FleetcastError(f"{out} holds {held}; `fleetcast {kind}` would replace the whole folder. Choose another "
+                             f"--out, or add --force to replace it")
     check_writable(out, out, what)
     return out
 
@@ -70,10 +95,11 @@ def swap_in(tmp: Path, out: Path) -> None:
 
 
 @contextmanager
-def staged_folder(out: Path, what: str = "the results") -> Iterator[Path]:
+def staged_folder(out: Path, what: str = "the results", kind: str | None = None,
+                  force: bool = False) -> Iterator[Path]:
     """A temporary folder beside ``out`` to fill; on success it replaces ``out`` in one
     rename, on any error (or Ctrl-C, SIGTERM) it is removed and ``out`` is untouched."""
-    out = check_out_folder(out, what)
+    out = check_out_folder(out, what, kind, force)
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -245,3 +245,32 @@ def test_tensor_parallel_beyond_one_server_is_refused(tmp_path, capsys):
     code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.tensor_parallel=16")
     assert code == 2 and "field fleet.0.tensor_parallel: tensor_parallel 16 spans 16 GPUs" in err
     assert "a h100-sxm server holds 8 (catalog gpus_per_node)" in err
+
+
+def test_no_command_replaces_another_commands_results(tmp_path, capsys):
+    """`run`, `plan`, `compare`, `sweep` refuse a folder holding another command's results
+    (or other files) unless --force; a command may replace its own earlier results."""
+    short = ["--set", "traffic.duration_s=40", "--set", "traffic.warmup_s=5", "--set", "traffic.cooldown_s=0"]
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "plan.json").write_text("{}")  # a plan folder
+    code = main(["run", str(QUICKSTART), "--out", str(folder), *short])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "holds the results of `fleetcast plan`" in err and "--force" in err
+    assert [p.name for p in folder.iterdir()] == ["plan.json"]
+    for argv in (["compare", str(QUICKSTART), "--variant", "v:fleet.0.replicas=5", "-n", "1"],
+                 ["sweep", str(QUICKSTART), "--grid", "fleet.0.replicas=4", "--workers", "1"]):
+        assert main([*argv, "--out", str(folder), *short]) == 2
+        assert "holds the results of `fleetcast plan`" in " ".join(capsys.readouterr().err.split())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["run", str(QUICKSTART), "--out", str(mine), *short]) == 2
+    assert "holds other files (e.g. notes.txt)" in " ".join(capsys.readouterr().err.split())
+    assert (mine / "notes.txt").read_text() == "keep me"
+    # its own results: replaced; --force: replaced whatever they were
+    run = tmp_path / "run"
+    assert main(["run", str(QUICKSTART), "--out", str(run), *short]) == 0
+    assert main(["run", str(QUICKSTART), "--out", str(run), *short]) == 0
+    assert main(["run", str(QUICKSTART), "--out", str(folder), "--force", *short]) == 0
+    assert (folder / "summary.json").is_file() and not (folder / "plan.json").exists()

@@ -268,10 +268,11 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an output folder that is a file or cannot be written, before any simulation."""
+def _check_out(out: Path, force: bool = False) -> None:
+    """Refuse an output folder that is a file, cannot be written or holds another command's
+    results (unless ``force``), before any simulation."""
     what = f"sweep results ({SWEEP_FILE})"
-    check_out_folder(out, what)
+    check_out_folder(out, what, kind="sweep", force=force)
     target = out / SWEEP_FILE
     if target.exists() and not target.is_file():
         raise FleetcastError(f"{target} is not a file; it is where the {what} go: remove it or choose another "
@@ -304,7 +305,8 @@ def _write(df: pd.DataFrame, target: Path) -> None:
 def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | Path, *,
               overrides: list[str] | None = None, seed: int | None = None, executor: str = "local",
               workers: int | None = None, address: str | None = None,
-              progress: Callable[[int, int], None] | None = None, flush_every_s: float = 1.0) -> pd.DataFrame:
+              progress: Callable[[int, int], None] | None = None, flush_every_s: float = 1.0,
+              force: bool = False) -> pd.DataFrame:
     """Evaluate every grid point not already in ``out/sweep.parquet``; returns all rows.
 
     Raises ``FleetcastError`` before any simulation when ``out`` is a file or
@@ -335,7 +337,7 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | 
     points = grid_points(grid)
     keys = [point_key(base_hash, p) for p in points]
     out = Path(out)
-    _check_out(out)
+    _check_out(out, force)
     target = out / SWEEP_FILE
     rows: dict[str, dict] = _read_done(target) if target.is_file() else {}
     todo_keys = {k for k in keys if k not in rows or rows[k].get("status") not in _DONE}

@@ -58,11 +58,11 @@ class progress_bar:
                                   f"{elapsed:,.0f} s elapsed{left}", highlight=False, soft_wrap=True)
 
 
-def write_run_folder(out: Path, files: dict[str, object]) -> None:
+def write_run_folder(out: Path, files: dict[str, object], kind: str | None = None, force: bool = False) -> None:
     """Write a run folder all at once: into a temp folder, then swap it in.
     ``files`` maps a file name to a DataFrame (``.parquet``), a string, or a
     JSON-able object."""
-    with staged_folder(out) as tmp:
+    with staged_folder(out, kind=kind, force=force) as tmp:
         for name, content in files.items():
             if name.endswith(".parquet"):
                 write_parquet_atomic(content, tmp / name)

@@ -47,6 +47,7 @@ def register(subparsers) -> None:
                         "own events of that kind win; repeatable to combine")
     p.add_argument("--jobs", "-j", type=int, default=1, help="simulate in this many processes (same numbers)")
     p.add_argument("--out", help="output folder (default: out/<scenario name>-compare)")
+    p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_compare)
 
 
@@ -54,7 +55,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not args.variant:
         raise FleetcastError("compare needs at least one --variant NAME:KEY=VALUE[,KEY=VALUE]")
     if args.out:
-        check_out_folder(Path(args.out))  # before the work, not after
+        check_out_folder(Path(args.out), kind="compare", force=args.force)  # before the work, not after
     variants = [parse_variant(v) for v in args.variant]
     started = time.perf_counter()
     runs = (len(variants) + 1) * args.replications
@@ -64,7 +65,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     wall_s = time.perf_counter() - started
     out = Path(args.out or Path("out") / f"{result.meta['scenario']['name']}-compare")
     write_run_folder(out, {"compare.json": result.to_json(), "compare.parquet": result.raw,
-                           "compare.html": render_compare_html(result)})
+                           "compare.html": render_compare_html(result)}, kind="compare", force=args.force)
     console.print(render_compare(result))
     console.print(f"[dim]{runs} simulations in {wall_s:.1f} s; results in {out}/ "
                   f"(compare.json, compare.parquet, compare.html)[/dim]")

@@ -38,9 +38,9 @@ def _run_files(scenario) -> dict:
     return run_folder_files(scenario, result, summary, wall_s=time.perf_counter() - started, exact_steps=False)
 
 
-def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None) -> None:
+def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None, force: bool = False) -> None:
     """Write ``out`` all at once (temp folder, then swap), like ``write_run_folder``."""
-    with staged_folder(out) as tmp:
+    with staged_folder(out, kind="plan", force=force) as tmp:
         if run_files:
             write_run_folder(tmp / "runs" / "recommended", run_files)
         (tmp / "plan.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -71,7 +71,7 @@ def _plan_table(doc: dict):
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
-    out = check_out_folder(Path(args.out or Path("out") / f"{scenario.name}-plan"))
+    out = check_out_folder(Path(args.out or Path("out") / f"{scenario.name}-plan"), kind="plan", force=args.force)
     started = time.perf_counter()
     with progress_bar(f"planning {scenario.name} (candidates)") as bar:
         outcome = run_plan(scenario, workers=args.workers or os.cpu_count() or 1, progress=bar)
@@ -81,10 +81,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                                 + [f"--set={s}" for s in args.set]
                                 + (["--seed", str(args.seed)] if args.seed is not None else []))
     if outcome.error:
-        write_plan_folder(out, doc, outcome.points, None)
+        write_plan_folder(out, doc, outcome.points, None, force=args.force)
         raise FleetcastError(f"{outcome.error} (plan.json stating what was tried is in {out}/)")
     run_files = _run_files(outcome.recommended_scenario) if outcome.recommended_scenario is not None else None
-    write_plan_folder(out, doc, outcome.points, run_files)
+    write_plan_folder(out, doc, outcome.points, run_files, force=args.force)
     console.print(_plan_table(doc))
     for c in doc["candidates"]:
         if c["status"] != "ok":
@@ -120,4 +120,5 @@ def register(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field, e.g. plan.max_replicas=16 (repeatable)")
     p.add_argument("--workers", type=int, help="candidates searched in parallel (default: all cores)")
+    p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_plan)

@@ -18,7 +18,7 @@ __all__ = ["register"]
 
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
-    out = check_out_folder(Path(args.out or Path("out") / scenario.name))  # before the work, not after
+    out = check_out_folder(Path(args.out or Path("out") / scenario.name), kind="run", force=args.force)  # before the work
     for line in range_warnings(scenario):
         err_console.print(f"[yellow]warning:[/yellow] {line}")
     started = time.perf_counter()
@@ -28,7 +28,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     files = run_folder_files(scenario, result, summary, wall_s=wall_s, exact_steps=args.exact_steps)
     if args.csv:
         files["requests.csv"] = result.requests.to_csv(index=False)
-    write_run_folder(out, files)
+    write_run_folder(out, files, kind="run", force=args.force)
     console.print(render_summary(summary))
     for line in result.notes:
         err_console.print(f"[cyan]note:[/cyan] {line}", highlight=False, soft_wrap=True)
@@ -51,4 +51,5 @@ def register(subparsers) -> None:
     r.add_argument("--exact-steps", action="store_true",
                    help="step every engine iteration instead of fast-forwarding decode runs (same results, slower)")
     r.add_argument("--csv", action="store_true", help="also write requests.csv")
+    r.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     r.set_defaults(func=_cmd_run)

@@ -21,7 +21,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with progress_bar("sweep (points)") as bar:
         df = run_sweep(args.scenario, grid, out, overrides=args.set, seed=args.seed, executor=args.executor,
-                       workers=args.workers, address=args.address, progress=bar)
+                       workers=args.workers, address=args.address, progress=bar, force=args.force)
     t = Table(title=f"sweep: {len(df)} points", title_justify="left")
     cols = [*grid, "status", "slo_met", "attainment_pct", "p99_ttft_s", "p99_tpot_s", "usd_per_month"]
     cols = [c for c in cols if c in df.columns]
@@ -58,4 +58,5 @@ def register(subparsers) -> None:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field for every point (repeatable)")
     s.add_argument("--show", type=int, default=30, help="rows shown in the table (default 30)")
+    s.add_argument("--force", action="store_true", help="write into --out even if it holds another command's results")
     s.set_defaults(func=_cmd_sweep)
