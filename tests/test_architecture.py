@@ -14,7 +14,8 @@ Layers, lowest first (a module may import its own layer and the ones below):
 
 The graph is read from the source with ``ast``: every ``import`` and
 ``from ... import`` of a ``sim`` module, at module level and inside
-functions, except those under ``if TYPE_CHECKING:`` (annotations only).
+functions, those under ``if TYPE_CHECKING:`` included: an import made only for
+annotations still ties the two modules together.
 """
 
 from __future__ import annotations
@@ -61,15 +62,16 @@ def _type_checking(node: ast.If) -> bool:
         isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
 
 
-def imports(path: Path):
-    """(imported module, line, inside a function?) for each import in ``path``."""
+def imports(path: Path, type_checking: bool = True):
+    """(imported module, line, inside a function?) for each import in ``path``; those under
+    ``if TYPE_CHECKING:`` (annotations only) count unless ``type_checking`` is False."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     mod = module_name(path)
     out = []
 
     def visit(node, in_func: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _type_checking(child):
+            if isinstance(child, ast.If) and _type_checking(child) and not type_checking:
                 for sub in child.orelse:
                     visit(sub, in_func)
                 continue
@@ -92,9 +94,8 @@ def imports(path: Path):
                         out.append((sub, child.lineno, in_func))
             visit(child, in_func or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
 
-    nonlocal_out = out
     visit(tree, False)
-    return nonlocal_out
+    return out
 
 
 def _exists(module: str) -> bool:

@@ -195,16 +195,24 @@ def test_rejections_are_a_warning_with_their_share(tmp_path, capsys):
     assert "warnings" not in json.loads((plain / "summary.json").read_text())
 
 
+def _with_trace(tmp_path: Path, scenario: str, text: str) -> Path:
+    """A copy of bundled ``scenario`` in ``tmp_path`` whose trace is ``text`` (data/t.<ext>)."""
+    sc_text = (ROOT / "scenarios" / scenario).read_text()
+    original = next(line.split("path:", 1)[1].strip() for line in sc_text.splitlines() if "path: data/" in line)
+    name = "data/t" + Path(original).suffix
+    (tmp_path / "data").mkdir()
+    (tmp_path / name).write_text(text)
+    sc = tmp_path / "trace.yaml"
+    sc.write_text(sc_text.replace(original, name))
+    return sc
+
+
 def test_trace_fix_ups_are_reported(tmp_path, capsys):
     """Out-of-order rows are sorted and 0-token prompts clamped: said, not silent."""
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "t.csv").write_text(
-        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-        "2023-11-16 18:15:50.0,100,10\n2023-11-16 18:15:46.0,100,10\n"
-        "2023-11-16 18:15:48.0,0,10\n2023-11-16 18:15:47.0,100,10\n")
-    sc = tmp_path / "trace.yaml"
-    sc.write_text((ROOT / "scenarios" / "azure-replay.yaml").read_text()
-                  .replace("data/azure-conv-2023-sample.csv", "data/t.csv"))
+    sc = _with_trace(tmp_path, "azure-replay.yaml",
+                     "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                     "2023-11-16 18:15:50.0,100,10\n2023-11-16 18:15:46.0,100,10\n"
+                     "2023-11-16 18:15:48.0,0,10\n2023-11-16 18:15:47.0,100,10\n")
     out = tmp_path / "out"
     assert main(["run", str(sc), "--set", "traffic.duration_s=20", "--set", "traffic.warmup_s=0",
                  "--out", str(out)]) == 0
@@ -230,13 +238,9 @@ def test_progress_is_printed_as_plain_lines_when_not_a_terminal(capsys):
 
 def test_a_hash_id_beyond_64_bits_is_a_located_error(tmp_path, capsys):
     """Found by the fuzz suite (tests/fuzz_scenarios.py): an OverflowError before."""
-    (tmp_path / "data").mkdir()
     rows = (ROOT / "scenarios" / "data" / "mooncake-conversation-sample.jsonl").read_text().splitlines()[:50]
     rows[3] = rows[3].replace('"hash_ids": [', '"hash_ids": [99999999999999999999, ', 1)
-    (tmp_path / "data" / "t.jsonl").write_text("\n".join(rows) + "\n")
-    sc = tmp_path / "trace.yaml"
-    sc.write_text((ROOT / "scenarios" / "mooncake-prefix.yaml").read_text()
-                  .replace("data/mooncake-conversation-sample.jsonl", "data/t.jsonl"))
+    sc = _with_trace(tmp_path, "mooncake-prefix.yaml", "\n".join(rows) + "\n")
     code, err = _run(capsys, tmp_path, sc)
     assert code == 2 and "t.jsonl line 4, column 'hash_ids'" in err and "64-bit" in err
 

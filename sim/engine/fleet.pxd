@@ -14,6 +14,5 @@ cdef class Fleet:
     cdef public long long num_classes, _next_rid
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    cdef public dict _max_len
     @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger)
     cpdef _arrive(self, ev)

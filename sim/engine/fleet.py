@@ -53,7 +53,7 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
         # placeholder for skipped blocks): a server reporting N blocks holds N - 1 (measured: vLLM
         # refused 16 blocks of 128 for max_model_len 2048; with 12 it ran 3 sequences of ~3 blocks)
         blocks = (eng.num_gpu_blocks_override or mem.num_kv_blocks) - 1
-        max_len = eng.max_model_len or model.max_position_embeddings
+        max_len = pool.max_model_len(model)
         if blocks * eng.block_size < max_len:
             raise ScenarioError(
                 f"{where}, field fleet.{i} (pool '{pool.name}'): the KV cache holds {blocks * eng.block_size:,} "
@@ -90,11 +90,10 @@ class Fleet:
 
     def _build(self) -> None:
         sc = self.scenario
-        self._max_len = {}
         models = build_pool_models(sc)
         by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
         for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
-            self._max_len[pool.name] = pool.engine.max_model_len or model.max_position_embeddings
+            max_len = pool.max_model_len(model)
             for j in range(pool.replicas):
                 name = f"{pool.name}/{j}"
                 stats = ReplicaStats(pool=pool.name, name=name, gpu=pool.gpu, tp=pool.tensor_parallel,
@@ -103,7 +102,7 @@ class Fleet:
                 rep = Replica(self.env, len(self.replicas), name, pool, perf, blocks,
                               make_policy(pool.policy.name, pool.policy.params), stats, self.ledger, self.keys,
                               num_classes=self.num_classes, window=self.window, tick_s=self.tick_s,
-                              max_model_len=self._max_len[pool.name], exact_steps=self.exact_steps)
+                              max_model_len=max_len, exact_steps=self.exact_steps)
                 self.replicas.append(rep)
                 for cname in pool.classes or self.class_names:
                     by_class[cname].append(rep)

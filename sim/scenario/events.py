@@ -19,14 +19,14 @@ the scenario (a window past the end, an unknown replica).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from sim.errors import ScenarioError, unknown_name
 
-if TYPE_CHECKING:  # pragma: no cover  (the Scenario model holds a list of these events)
-    from sim.scenario.spec import Scenario
+# The functions below take a ``sim.scenario.spec.Scenario``; that module imports this one
+# (a Scenario holds a list of these events), so the type is named in words, not imported.
 
 __all__ = [
     "SurgeEvent", "ReplicaFailureEvent", "EventSpec", "EVENT_KINDS",
@@ -89,7 +89,7 @@ EventSpec = Annotated[
 
 
 # ------------------------------------------------------------------ checks
-def check_events(scenario: "Scenario") -> None:
+def check_events(scenario) -> None:
     """Raise ``ScenarioError`` naming ``events.<i>.<field>`` for an event that
     does not fit the scenario: a surge outside ``[0, traffic.duration_s]``, a
     failure of a replica the fleet does not have, or every replica of a class
@@ -121,11 +121,11 @@ def check_events(scenario: "Scenario") -> None:
                 f"({', '.join(serving)}); leave at least one")
 
 
-def surges_of(scenario: "Scenario") -> list[tuple[int, SurgeEvent]]:
+def surges_of(scenario) -> list[tuple[int, SurgeEvent]]:
     """The scenario's surge events with their index in ``events:`` (the index seeds the surge's stream)."""
     return [(i, ev) for i, ev in enumerate(scenario.events) if isinstance(ev, SurgeEvent)]
 
 
-def failures_of(scenario: "Scenario") -> list[ReplicaFailureEvent]:
+def failures_of(scenario) -> list[ReplicaFailureEvent]:
     """The scenario's replica-failure events, in file order."""
     return [ev for ev in scenario.events if isinstance(ev, ReplicaFailureEvent)]

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sim.catalog import ModelSpec
+
 __all__ = ["Strict", "QuantizationSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
 
 
@@ -115,3 +117,8 @@ class PoolSpec(Strict):
         description="Calibration profile (a JSON file path, relative to the scenario) with the performance "
         "coefficients; default: the built-in conservative coefficients.",
     )
+
+    def max_model_len(self, model: ModelSpec) -> int:
+        """The longest sequence the pool's engine accepts: ``engine.max_model_len``, else the
+        model's context length (as vLLM defaults it)."""
+        return self.engine.max_model_len or model.max_position_embeddings

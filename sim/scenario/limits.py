@@ -10,12 +10,11 @@ the estimate and the limit, before the engine allocates anything.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from sim.workload.spec import DiurnalArrival
 
-if TYPE_CHECKING:  # spec.py calls these checks on the Scenario it built
-    from sim.scenario.spec import Scenario
+# Each function takes the ``sim.scenario.spec.Scenario`` that module has just validated (it
+# imports this one), so the type is named in words, not imported.
 
 __all__ = ["MAX_REQUESTS", "MAX_TIMESERIES_ROWS", "expected_requests", "timeseries_rows", "size_problems"]
 
@@ -27,7 +26,7 @@ MAX_REQUESTS = 20_000_000
 MAX_TIMESERIES_ROWS = 5_000_000
 
 
-def expected_requests(scenario: "Scenario") -> float | None:
+def expected_requests(scenario) -> float | None:
     """Requests the traffic generates on average (None for a trace: its file bounds it)."""
     tr = scenario.traffic
     if isinstance(tr.arrival, DiurnalArrival):  # an upper bound: the peak rate all day
@@ -36,14 +35,14 @@ def expected_requests(scenario: "Scenario") -> float | None:
     return None if rate is None else rate * tr.duration_s
 
 
-def timeseries_rows(scenario: "Scenario") -> float:
+def timeseries_rows(scenario) -> float:
     """Time-series rows of a run at most: replicas x ticks over the traffic and the drain."""
     replicas = sum(p.replicas for p in scenario.fleet)
     ticks = math.ceil((scenario.traffic.duration_s + scenario.sim.drain_s) / scenario.timeseries_interval_s) + 1
     return replicas * ticks
 
 
-def size_problems(scenario: "Scenario") -> list[tuple[tuple, str]]:
+def size_problems(scenario) -> list[tuple[tuple, str]]:
     """(field path, message) for each limit the scenario exceeds."""
     out = []
     n = expected_requests(scenario)

@@ -191,7 +191,7 @@ def _shortest(length) -> int:
 def _check_classes_fit(scenario: Scenario, catalog, fail) -> None:
     """A class whose shortest request exceeds max_model_len on every pool serving it would be
     rejected whole (vLLM's rule: prompt + output tokens within max_model_len)."""
-    max_len = {p.name: p.engine.max_model_len or catalog.model(p.model).max_position_embeddings for p in scenario.fleet}
+    max_len = {p.name: p.max_model_len(catalog.model(p.model)) for p in scenario.fleet}
     for c, cls in enumerate(scenario.traffic.classes):
         pools = [p.name for p in scenario.fleet if p.classes is None or cls.name in p.classes]
         prompt, output = _shortest(cls.prompt_tokens), _shortest(cls.output_tokens)

@@ -20,6 +20,7 @@ too; ``spec.build(base_dir)`` returns the distribution.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
@@ -57,8 +58,9 @@ def _pdf(z: float) -> float:
     return 0.0 if math.isinf(z) else math.exp(-0.5 * z * z) / _SQRT_2PI
 
 
-class Distribution:
-    """A length distribution clipped to the integers ``[lo, hi]``."""
+class Distribution(ABC):
+    """A length distribution clipped to the integers ``[lo, hi]``; a subclass gives
+    ``_draw`` and its ``mean`` and ``variance``."""
 
     lo: int = 1
     hi: int = MAX_TOKENS
@@ -68,18 +70,19 @@ class Distribution:
         x = self._draw(rng, int(n))
         return np.clip(np.rint(x), self.lo, self.hi).astype(np.int64)
 
+    @abstractmethod
     def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        raise NotImplementedError
+        """``n`` raw draws, before rounding and clipping."""
 
     @property
+    @abstractmethod
     def mean(self) -> float:
         """Mean token count."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def variance(self) -> float:
         """Variance of the token count (tokens squared)."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -134,11 +137,13 @@ class _ClippedContinuous(Distribution):
     """Mean/variance of ``clip(X, lo, hi)`` from the partial moments
     ``E[X^k; a < X < b]`` of the underlying continuous ``X``."""
 
+    @abstractmethod
     def _cdf(self, x: float) -> float:
-        raise NotImplementedError
+        """P(X <= x) of the underlying continuous X."""
 
+    @abstractmethod
     def _partial_moment(self, k: int, a: float, b: float) -> float:
-        raise NotImplementedError
+        """E[X^k; a < X < b]."""
 
     def _clipped_moment(self, k: int) -> float:
         lo, hi = float(self.lo), float(self.hi)

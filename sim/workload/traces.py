@@ -15,15 +15,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from sim.errors import ScenarioError
-
-if TYPE_CHECKING:  # the spec module imports this one (through distributions)
-    from sim.workload.spec import TraceArrival
 
 __all__ = ["TracePreset", "PRESETS", "Trace", "load_trace", "read_values"]
 
@@ -222,8 +219,9 @@ def read_values(path: Path, column: str, where: str) -> np.ndarray:
     return values
 
 
-def load_trace(spec: "TraceArrival", base_dir: Path, where: str = "traffic.arrival.path") -> Trace:
-    """Read and prepare the trace of ``spec`` (see the module docstring)."""
+def load_trace(spec, base_dir: Path, where: str = "traffic.arrival.path") -> Trace:
+    """Read and prepare the trace of ``spec``, a ``sim.workload.spec.TraceArrival`` (not
+    imported: that module imports this one); see the module docstring."""
     preset = PRESETS[spec.preset]
     path = _check_file(Path(base_dir) / spec.path, where)
     fmt = _fmt(path, spec.format or preset.format, where)
