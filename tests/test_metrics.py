@@ -193,11 +193,40 @@ def test_throughput_and_goodput_count_window_arrivals_only():
     n = len(inside)
     o = s["overall"]
     assert o["counts"]["total"] == n
-    assert o["requests_per_s"] == pytest.approx(n / 100.0)
-    assert o["output_tokens_per_s"] == pytest.approx(50 * n / 100.0)
-    assert o["total_tokens_per_s"] == pytest.approx(250 * n / 100.0)
-    assert o["goodput_rps"] == pytest.approx(n / 100.0)
+    assert o["window_requests_per_s"] == pytest.approx(n / 100.0)
+    assert o["window_output_tokens_per_s"] == pytest.approx(50 * n / 100.0)
+    assert o["window_total_tokens_per_s"] == pytest.approx(250 * n / 100.0)
+    # bench-serve rates: over first arrival -> last finish of the window's requests
+    span = inside["arrival_s"].max() + 1.0 - inside["arrival_s"].min()
+    assert o["completion_span_s"] == pytest.approx(span)
+    assert o["requests_per_s"] == pytest.approx(n / span)
+    assert o["goodput_rps"] == pytest.approx(n / span)
     assert s["window"]["length_s"] == 100.0
+
+
+def test_throughput_divides_by_the_completion_span_not_the_window():
+    """An overloaded run: 100 requests arrive in the first 10 s but finish one per
+    second up to t = 100 s. bench serve counts 100 x 20 tokens / 100 s = 20 tok/s;
+    the window rate (2,000 tokens / 10 s = 200 tok/s) is kept under its own name."""
+    n = 100
+    arrival = np.arange(n) * 0.1
+    finish = np.arange(1, n + 1, dtype=float)
+    df = pd.DataFrame({
+        "request_id": np.arange(n), "class": "chat", "arrival_s": arrival,
+        "first_token_s": arrival + 0.05, "finish_s": finish, "prompt_tokens": 100,
+        "output_tokens": 20, "cached_prompt_tokens": 0, "replica": "a/0", "preemptions": 0,
+        "status": "ok"}).astype(REQUEST_COLUMNS)
+    pools = [PoolCost("a", "H100", replicas=1, gpus_per_replica=1, usd_per_gpu_hour=3.6, watts_per_gpu=None)]
+    s = summarize(make_result(derive_latencies(df), (0.0, 10.0)), [], pools)
+    o = s["overall"]
+    assert o["completion_span_s"] == pytest.approx(100.0)
+    assert o["output_tokens_per_s"] == pytest.approx(20.0)
+    assert o["total_tokens_per_s"] == pytest.approx(120.0)
+    assert o["requests_per_s"] == pytest.approx(1.0)
+    assert o["window_output_tokens_per_s"] == pytest.approx(200.0)
+    # $3.6/h over 20 tok/s = 72,000 tok/h -> $50 per 1M output tokens
+    assert s["cost"]["usd_per_1m_output_tokens"] == pytest.approx(50.0)
+    assert s["cost"]["pools"]["a"]["output_tokens_per_s"] == pytest.approx(20.0)
 
 
 # --- cost and energy ----------------------------------------------------------------
@@ -218,8 +247,9 @@ def test_cost_adds_up_and_per_million_tokens():
     assert c["fleet_usd_per_hour"] == pytest.approx(usd_h)
     assert c["usd_per_month"] == pytest.approx(usd_h * HOURS_PER_MONTH)
     assert c["pools"]["a"]["usd_per_hour"] == pytest.approx(15.0)
-    n = int((df["arrival_s"] < 50.0).sum())
-    out_tok_s = 100 * n / 50.0
+    w = df[df["arrival_s"] < 50.0]
+    n = len(w)
+    out_tok_s = 100 * n / (w["finish_s"].max() - w["arrival_s"].min())  # bench serve's span
     assert c["usd_per_1m_output_tokens"] == pytest.approx(usd_h / (out_tok_s * 3600) * 1e6)
     assert c["usd_per_1m_total_tokens"] == pytest.approx(
         usd_h / (5 * out_tok_s * 3600) * 1e6)

@@ -34,6 +34,7 @@ from sim.records import ITL_EDGES_S, STATUSES
 __all__ = [
     "rejection_warnings",
     "cost_and_class_columns",
+    "completion_span_s",
     "ClassSlo",
     "PoolCost",
     "LATENCY_METRICS",
@@ -156,6 +157,18 @@ def _good_mask(df: pd.DataFrame, thr: dict[str, float]) -> np.ndarray:
     return good
 
 
+def completion_span_s(df: pd.DataFrame) -> float | None:
+    """Seconds from the first arrival of ``df`` to the last finish of its ok requests,
+    the span vLLM ``bench serve`` divides by (benchmark start to last completion);
+    None when nothing finished ok."""
+    fin = df.loc[df["status"].astype(str) == "ok", "finish_s"].to_numpy(dtype=float)
+    fin = fin[np.isfinite(fin)]
+    if not fin.size:
+        return None
+    span = float(fin.max() - df["arrival_s"].to_numpy(dtype=float).min())
+    return span if span > 0 else None
+
+
 def _group(df: pd.DataFrame, length_s: float, slos: dict[str, ClassSlo],
            itl_counts: np.ndarray, name: str | None) -> dict:
     """Counts, latencies, throughput and SLO figures of one set of window
@@ -170,15 +183,21 @@ def _group(df: pd.DataFrame, length_s: float, slos: dict[str, ClassSlo],
     out["e2e_s"] = percentiles(ok["e2e_s"])
     out["itl_s"] = hist_percentiles(itl_counts)
     out_tok = float(ok["output_tokens"].sum())
-    out["requests_per_s"] = _div(len(ok), length_s)
-    out["output_tokens_per_s"] = _div(out_tok, length_s)
-    out["total_tokens_per_s"] = _div(out_tok + float(ok["prompt_tokens"].sum()), length_s)
+    all_tok = out_tok + float(ok["prompt_tokens"].sum())
+    span_s = completion_span_s(df)
+    out["completion_span_s"] = span_s
+    out["requests_per_s"] = _div(len(ok), span_s)
+    out["output_tokens_per_s"] = _div(out_tok, span_s)
+    out["total_tokens_per_s"] = _div(all_tok, span_s)
+    out["window_requests_per_s"] = _div(len(ok), length_s)
+    out["window_output_tokens_per_s"] = _div(out_tok, length_s)
+    out["window_total_tokens_per_s"] = _div(all_tok, length_s)
 
     # per-request SLO: each request judged against its own class's thresholds
     good = np.zeros(len(df), dtype=bool)
     for cls, idx in df.groupby("class", observed=True).indices.items():
         good[idx] = _good_mask(df.iloc[idx], _thresholds(slos.get(str(cls))))
-    out["goodput_rps"] = _div(int(good.sum()), length_s)
+    out["goodput_rps"] = _div(int(good.sum()), span_s)
     out["attainment_pct"] = _div(100.0 * good.sum(), len(df))
     if name is None:  # overall: targets are per class, see summarize()
         out["slo"] = None
@@ -233,8 +252,7 @@ def _utilization(replicas: Sequence[ReplicaStats], length_s: float) -> dict:
     return {"fleet": agg(list(replicas)), "pools": {p: agg(rs) for p, rs in pools.items()}}
 
 
-def _cost(pools: Sequence[PoolCost], ok: pd.DataFrame, length_s: float,
-          out_tok_s: float | None, total_tok_s: float | None) -> tuple[dict, dict]:
+def _cost(pools: Sequence[PoolCost], ok: pd.DataFrame, out_tok_s: float | None, total_tok_s: float | None) -> tuple[dict, dict]:
     """Fleet and per-pool $/hour, $/month, $/1M tokens; energy per 1M tokens."""
 
     def per_1m(usd_h: float, tok_s: float | None) -> float | None:
@@ -245,8 +263,8 @@ def _cost(pools: Sequence[PoolCost], ok: pd.DataFrame, length_s: float,
     for p in pools:
         gpus = p.replicas * p.gpus_per_replica
         usd_h = gpus * p.usd_per_gpu_hour
-        served = ok.loc[replica.str.startswith(f"{p.pool}/"), "output_tokens"].sum()
-        tok_s = _div(float(served), length_s)
+        mine = ok[replica.str.startswith(f"{p.pool}/")]
+        tok_s = _div(float(mine["output_tokens"].sum()), completion_span_s(mine))
         pool_rows[p.pool] = {
             "gpu": p.gpu, "replicas": p.replicas, "gpus_per_replica": p.gpus_per_replica,
             "gpus": gpus, "usd_per_gpu_hour": float(p.usd_per_gpu_hour),
@@ -329,7 +347,7 @@ def summarize(result: SimResult, slos: Sequence[ClassSlo],
     overall = _group(df, length_s, slo_by, hist.sum(axis=0), None)
     overall["slo_met"] = all(c["slo_met"] for c in classes.values())
 
-    cost, energy = _cost(pools, df[df["status"].astype(str) == "ok"], length_s,
+    cost, energy = _cost(pools, df[df["status"].astype(str) == "ok"],
                          overall["output_tokens_per_s"], overall["total_tokens_per_s"])
     return {
         "window": {

@@ -84,9 +84,12 @@ def _fleet_table(summary: dict) -> Table:
     util = summary.get("utilization") or {}
     pools_u = util.get("pools") or {}
     pools_c = (summary.get("cost") or {}).get("pools") or {}
+    span = o.get("completion_span_s")
     t = Table(title=(f"Throughput {_num(o['requests_per_s'], 1, '{:,.2f}')} req/s, "
                      f"{_num(o['output_tokens_per_s'], 1, '{:,.0f}')} output tok/s, "
-                     f"{_num(o['total_tokens_per_s'], 1, '{:,.0f}')} total tok/s"),
+                     f"{_num(o['total_tokens_per_s'], 1, '{:,.0f}')} total tok/s over the "
+                     f"{_num(span, 1, '{:,.1f}')} s in which they completed (arrival window: "
+                     f"{_num(o.get('window_output_tokens_per_s'), 1, '{:,.0f}')} output tok/s)"),
               title_justify="left")
     for head in ("pool", "GPU", "replicas\n(GPUs)", "busy\n%", "busy min-\nmax %",
                  "MFU\n%", "MBU\n%", "KV used\n%", "out\ntok/s", "$/hour"):
