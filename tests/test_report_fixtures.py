@@ -4,7 +4,7 @@ Until ``fleetcast plan`` lands, ``build_plan_folder`` assembles a plan folder
 that follows the fixed contract (plan.json, points.parquet,
 runs/recommended/) from short ``sim.analysis.forecast.forecast`` runs: a few
 candidate fleets at the peak rate, a load curve of the cheapest fleet, a
-does-not-fit candidate from ``perf.plan_memory``'s own error, and a growth
+does-not-fit candidate from ``memory.plan_memory``'s own error, and a growth
 table. The same simulations serve an easy SLO (some candidates pass) and an
 impossible one (none passes), because the SLO only changes the summary.
 """
@@ -23,7 +23,7 @@ from sim.catalog import load_catalog
 from sim.cli.common import run_folder_files, write_run_folder
 from sim.errors import FleetcastError
 from sim.analysis.forecast import summary_of
-from sim.engine.perf import plan_memory
+from sim.engine.memory import plan_memory
 from sim.scenario.spec import scenario_from_dict
 from tests.factories import scenario_dict
 

@@ -6,7 +6,7 @@ from typing import Callable
 
 from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summarize
 from sim.catalog import load_catalog
-from sim.engine.fleet import simulate
+from sim.engine.fleet import kv_capacity, simulate
 from sim.engine.profiles import perf_sources
 from sim.engine.result import SimResult
 from sim.scenario.spec import Scenario
@@ -43,6 +43,7 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     summary["scenario"] = {"name": scenario.name, "seed": scenario.seed,
                            "path": str(scenario.path) if scenario.path else None}
     summary["profiles"] = perf_sources(scenario)
+    summary["kv_capacity"] = kv_capacity(scenario)
     summary["sim"] = {"end_s": result.end_s, "requests": int(len(result.requests))}
     warnings = rejection_warnings(summary)
     if warnings:  # only then: a run without rejections keeps its summary as it was

@@ -45,6 +45,8 @@ class GPU:
     sources: Mapping[str, str] = field(default_factory=dict)
     perf_defaults: Mapping[str, float] = field(default_factory=dict)  # PerfCoefficients used without a profile
     gpus_per_node: int = 0  # GPUs one server holds: the most a tensor-parallel group spans (0: not given)
+    device_memory_bytes: float = 0.0  # memory as the device reports it (torch/vLLM total); 0: derived from
+    # hbm_bytes by sim.engine.memory.device_memory_bytes
 
 
 @dataclass(frozen=True)

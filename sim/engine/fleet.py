@@ -11,7 +11,8 @@ import pandas as pd
 from sim.catalog import load_catalog
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
-from sim.engine.perf import PerfModel, plan_memory
+from sim.engine.memory import check_max_model_len, plan_memory
+from sim.engine.perf import PerfModel
 from sim.engine.policies import make_policy
 from sim.engine.prefix_keys import PrefixKeys
 from sim.engine.profiles import coefficients_for
@@ -26,7 +27,7 @@ from sim.rng import stream
 from sim.scenario.spec import Scenario
 from sim.workload.generate import Workload
 
-__all__ = ["Fleet", "simulate", "build_pool_models"]
+__all__ = ["Fleet", "simulate", "build_pool_models", "kv_capacity"]
 
 _STATUS = np.array(["ok", "rejected", "error", "timeout", "cancelled"], dtype=object)
 
@@ -44,24 +45,44 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
         eng = pool.engine
         coeffs = coefficients_for(pool, scenario.base_dir, gpu)
         perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs)
+        version = None  # the newest vLLM's accounting
         try:
             mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
-                              eng.block_size, eng.max_num_batched_tokens)
+                              eng.block_size, eng.max_num_batched_tokens, eng.max_num_seqs, version)
         except FleetcastError as exc:
             raise ScenarioError(f"{where}, field fleet.{i} (pool '{pool.name}'): {exc}") from None
-        # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
-        # placeholder for skipped blocks): a server reporting N blocks holds N - 1 (measured: vLLM
-        # refused 16 blocks of 128 for max_model_len 2048; with 12 it ran 3 sequences of ~3 blocks)
-        blocks = (eng.num_gpu_blocks_override or mem.num_kv_blocks) - 1
         max_len = pool.max_model_len(model)
-        if blocks * eng.block_size < max_len:
+        # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
+        # placeholder for skipped blocks): a server with num_gpu_blocks N schedules N - 1
+        blocks = (eng.num_gpu_blocks_override or mem.num_kv_blocks) - 1
+        if eng.num_gpu_blocks_override:  # measured (CPU testbed, vLLM 0.32): 16 blocks of 128 refuse 2048
+            why = (None if blocks * eng.block_size >= max_len else
+                   f"the KV cache holds {blocks * eng.block_size:,} tokens, less than one sequence of "
+                   f"max_model_len {max_len:,}")
+        else:
+            why = check_max_model_len(mem, max_len, eng.block_size, version)
+        if why:
             raise ScenarioError(
-                f"{where}, field fleet.{i} (pool '{pool.name}'): the KV cache holds {blocks * eng.block_size:,} "
-                f"tokens, less than one sequence of max_model_len {max_len:,} (vLLM refuses to start). Set "
-                f"engine.max_model_len to at most {blocks * eng.block_size:,}, or add tensor_parallel / a smaller "
-                f"quantization to make room."
+                f"{where}, field fleet.{i} (pool '{pool.name}'): vLLM refuses to start: {why}. Set "
+                f"engine.max_model_len lower, raise engine.gpu_memory_utilization, or add tensor_parallel / a "
+                f"smaller quantization to make room."
             )
         out.append((gpu, model, quant, perf, mem, blocks))
+    return out
+
+
+def kv_capacity(scenario: Scenario) -> dict[str, dict]:
+    """Pool name -> its replicas' KV capacity (vLLM's ``num_gpu_blocks``, the blocks the
+    scheduler can use, tokens) and the per-GPU memory breakdown it came from."""
+    out = {}
+    for pool, (_, _, _, _, mem, blocks) in zip(scenario.fleet, build_pool_models(scenario)):
+        override = pool.engine.num_gpu_blocks_override
+        out[pool.name] = {
+            "num_gpu_blocks": int(override or mem.num_kv_blocks), "usable_blocks": int(blocks),
+            "block_size": int(pool.engine.block_size), "kv_tokens": int(blocks * pool.engine.block_size),
+            "source": "engine.num_gpu_blocks_override" if override else mem.accounting,
+            "memory_per_gpu": mem.breakdown_gib(),
+        }
     return out
 
 

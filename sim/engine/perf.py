@@ -34,23 +34,16 @@ Modelling choices (each one a documented approximation):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from sim.catalog import GPU, ModelSpec, QuantSpec, load_catalog
+from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError
 
-__all__ = ["PerfCoefficients", "PerfModel", "MemoryPlan", "plan_memory", "roofline_floor_s",
-           "RUNTIME_OVERHEAD_BYTES", "ATTN_QUERY_TILE"]
+__all__ = ["PerfCoefficients", "PerfModel", "roofline_floor_s", "ATTN_QUERY_TILE"]
 
-GiB = 1024**3
-RUNTIME_OVERHEAD_BYTES = int(1.5 * GiB)
-"""Per-GPU memory outside weights/activations/KV: CUDA context (~0.5 GiB),
-CUDA graphs (vLLM logs ~0.5-1 GiB for its default capture sizes), NCCL and
-custom all-reduce buffers. An estimate; vLLM's own profile run measures it."""
 ATTN_QUERY_TILE = 128
 """Queries per FlashAttention tile: KV is re-read once per tile during prefill."""
 _LOGIT_BYTES = 4  # vLLM computes logits in fp32
-_TP_CHOICES = (1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -233,80 +226,3 @@ def roofline_floor_s(perf: PerfModel, prefill_tokens: int, prefill_attn: float, 
     """
     args = (prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs)
     return max(perf.step_flops(*args) / perf._peak_max, perf.step_bytes(*args) / perf.hbm_bw_bytes_s)
-
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    """How one GPU of a replica splits its memory (bytes, per GPU)."""
-
-    weight_bytes_per_gpu: int  # this GPU's shard of the weights
-    activation_bytes_per_gpu: int  # peak activations of a max_num_batched_tokens step
-    runtime_overhead_bytes_per_gpu: int  # CUDA context, graphs, comm buffers
-    kv_bytes_per_token_per_gpu: float  # KV of one token on this GPU
-    kv_bytes_per_block_per_gpu: float  # block_size tokens
-    num_kv_blocks: int  # KV-cache blocks (same on every GPU of the replica)
-    max_kv_tokens: int  # num_kv_blocks · block_size
-    budget_bytes_per_gpu: int  # hbm_bytes · gpu_memory_utilization
-
-
-def _plan(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int, util: float, block_size: int,
-          max_num_batched_tokens: int, max_num_seqs: int) -> MemoryPlan:
-    s = _Shape(model, quant, tp)
-    m = max_num_batched_tokens
-    # What vLLM's profile run would see: one forward of m tokens (peak is the
-    # MLP: its input, the gate/up output and the activated output, plus the
-    # residual) and fp32 logits for up to max_num_seqs tokens, one copy kept by
-    # the sampler. Logits are gathered to the full vocabulary on every rank.
-    act = (m * quant.activation_bytes * (2 * model.hidden_size + 3 * s.mlp_width_per_gpu)
-           + 2 * min(m, max_num_seqs) * model.vocab_size * _LOGIT_BYTES)
-    budget = int(gpu.hbm_bytes * util)
-    weights = math.ceil(s.weight_bytes_total / tp)
-    per_block = block_size * s.kv_bytes_per_token_per_gpu
-    blocks = math.floor((budget - weights - act - RUNTIME_OVERHEAD_BYTES) / per_block)
-    return MemoryPlan(weights, math.ceil(act), RUNTIME_OVERHEAD_BYTES, s.kv_bytes_per_token_per_gpu,
-                      per_block, max(blocks, 0), max(blocks, 0) * block_size, budget)
-
-
-def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
-                gpu_memory_utilization: float = 0.9, block_size: int = 16,
-                max_num_batched_tokens: int = 8192, max_num_seqs: int = 256) -> MemoryPlan:
-    """Split each GPU's memory into weights, activations, overhead and KV blocks.
-
-    ``num_kv_blocks = floor((hbm · util − W/tp − activations − overhead) /
-    (block_size · kv_bytes_per_token/tp))``. Raises FleetcastError, saying what
-    would fit (more TP, another quantization), when not even one block fits.
-    """
-    if not 0.0 < gpu_memory_utilization <= 1.0 or block_size < 1 or max_num_batched_tokens < 1:
-        raise FleetcastError(f"gpu_memory_utilization must be in (0, 1] (got {gpu_memory_utilization}), "
-                             f"block_size and max_num_batched_tokens >= 1 (got {block_size}, "
-                             f"{max_num_batched_tokens}).")
-    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs)
-    plan = _plan(gpu, model, quant, tp, *args)
-    if plan.num_kv_blocks >= 1:
-        return plan
-    need = (plan.weight_bytes_per_gpu + plan.activation_bytes_per_gpu + plan.runtime_overhead_bytes_per_gpu
-            + plan.kv_bytes_per_block_per_gpu)
-    tps = [t for t in _TP_CHOICES if model.num_heads % t == 0
-           and _plan(gpu, model, quant, t, *args).num_kv_blocks >= 1]
-    fits_tp = (f"fits at {quant.weights} with tp={tps[0]}" if tps
-               else f"does not fit at {quant.weights} with any tp in {', '.join(map(str, _TP_CHOICES))}")
-    quants = _alternatives(quant)
-    ok = [q.weights for q in quants if _plan(gpu, model, q, tp, *args).num_kv_blocks >= 1]
-    fits_q = (f"at tp={tp} it fits with weights {', '.join(ok)}" if ok
-              else f"no weight quantization fits at tp={tp}")
-    raise FleetcastError(
-        f"model '{model.name}' with {quant.weights} weights and {quant.kv_cache} KV cache does not fit on "
-        f"'{gpu.name}' with tp={tp}: each GPU needs {need / GiB:.1f} GiB (weights "
-        f"{plan.weight_bytes_per_gpu / GiB:.1f} + activations {plan.activation_bytes_per_gpu / GiB:.1f} + "
-        f"runtime {plan.runtime_overhead_bytes_per_gpu / GiB:.1f} + one KV block) but has "
-        f"{plan.budget_bytes_per_gpu / GiB:.1f} GiB ({gpu.hbm_bytes / 1e9:g} GB x "
-        f"gpu_memory_utilization {gpu_memory_utilization}). It {fits_tp}; {fits_q}.")
-
-
-def _alternatives(quant: QuantSpec) -> list[QuantSpec]:
-    """The built-in weight schemes with this KV scheme, most bytes/param first."""
-
-    cat = load_catalog()
-    out = [replace(cat.quant(w, "auto"), kv_cache=quant.kv_cache, kv_bytes_per_elem=quant.kv_bytes_per_elem)
-           for w in cat.weight_schemes()]
-    return sorted(out, key=lambda q: (-q.weight_bytes_per_param, q.weights))

@@ -145,10 +145,30 @@ def _cost_block(summary: dict) -> Text:
     return text
 
 
+def _kv_table(summary: dict) -> Table | None:
+    """Each pool's KV capacity and the per-GPU memory it came from (GiB), as vLLM logs it."""
+    kv = summary.get("kv_capacity")
+    if not kv:
+        return None
+    t = Table(title="KV cache per replica (memory per GPU, GiB)", title_justify="left")
+    for head in ("pool", "num_gpu_\nblocks", "KV\ntokens", "device", "x util", "weights", "activ-\nations",
+                 "non-\ntorch", "CUDA\ngraphs", "KV"):
+        t.add_column(head, justify="left" if head == "pool" else "right")
+    for name, c in kv.items():
+        m = c.get("memory_per_gpu") or {}
+        t.add_row(name, f"{c['num_gpu_blocks']:,}", f"{c['kv_tokens']:,}",
+                  *(_num(m.get(k), 1, "{:,.2f}") for k in ("device_gib", "budget_gib", "weights_gib",
+                                                          "activation_peak_gib", "non_torch_gib",
+                                                          "cudagraph_gib", "kv_cache_gib")))
+    t.caption = "; ".join(sorted({f"{c['source']}" for c in kv.values()}))
+    return t
+
+
 def render_summary(summary: dict) -> Group:
-    """Latency/SLO table, throughput/utilization table and cost lines."""
+    """Latency/SLO table, throughput/utilization table, KV capacity and cost lines."""
+    kv = _kv_table(summary)
     return Group(_latency_table(summary), Text(""), _fleet_table(summary), Text(""),
-                 _cost_block(summary))
+                 *((kv, Text("")) if kv is not None else ()), _cost_block(summary))
 
 
 # ------------------------------------------------------------------ compare

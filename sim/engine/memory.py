@@ -1,0 +1,214 @@
+"""Memory plan: how many KV-cache blocks vLLM allocates on one GPU of a replica.
+
+Follows vLLM v1's own accounting (``Worker.determine_available_memory`` and
+``kv_cache_utils.get_num_blocks``; docs/design.md, "Memory plan and KV blocks"):
+
+    requested  = device memory as the device reports it × gpu_memory_utilization
+    available  = requested − weights − profile-run activation peak − non-torch memory
+                 [− CUDA-graph estimate, vLLM ≥ 0.21]
+    num_blocks = floor(available / (block_size × KV bytes per token on this GPU))
+
+vLLM keeps one of those blocks back as its null block (the scheduler uses
+``num_blocks − 1``), and refuses to start when the available memory cannot hold
+one ``max_model_len`` sequence (from some release after 0.11, after taking the
+null block out first). The profile run, non-torch and CUDA-graph terms are
+estimates; each constant below names what it was read from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from sim.catalog import GPU, ModelSpec, QuantSpec, load_catalog
+from sim.engine.perf import _Shape
+from sim.errors import FleetcastError
+
+__all__ = ["MemoryPlan", "plan_memory", "device_memory_bytes", "check_max_model_len", "accounting_rule",
+           "NON_TORCH_BYTES", "COMM_BYTES", "CUDAGRAPH_ESTIMATE_BYTES", "SAMPLER_FP32_COPIES", "FORWARD_PEAK_FACTOR"]
+
+GiB = 1024**3
+_LOGIT_BYTES = 4  # vLLM computes logits in fp32
+_TP_CHOICES = (1, 2, 4, 8)
+
+_LLMD = ("llm-d-incubation/llm-d-planner accuracy/results/v0.19.0/logs at commit d3121e05 (Apache-2.0): vLLM "
+         "0.19.0 start-up logs on H100 80GB, gpu_memory_utilization 0.95")
+"""Where the constants below were read. They come from the models of that set that are NOT in
+fleetcast's catalog (Gemma, Phi, Granite, CodeLlama, Kimi, Llama-4-Scout, gpt-oss,
+Mistral-Small); tests/test_memory.py checks the catalog's models against their own logs of the
+same set, so that check is out of sample."""
+NON_TORCH_BYTES = int(0.25 * GiB)
+"""Memory outside torch that appears during vLLM's profile run on one GPU (cuBLAS workspaces,
+attention buffers): ``non-torch forward increase memory: 0.24-0.26GiB`` at TP1 (_LLMD: Gemma-2,
+Phi-4, CodeLlama-7B)."""
+COMM_BYTES = {1: 0, 2: int(1.83 * GiB), 4: int(1.94 * GiB), 8: int(1.94 * GiB), 16: int(1.94 * GiB)}
+"""Extra non-torch memory of the tensor-parallel communicators (NCCL, custom all-reduce) per GPU,
+by TP size: the logged non-torch increase is 2.07-2.09 GiB at TP2 (Kimi-Dev-72B, gpt-oss-20b,
+Mistral-Small-24B-w8a8) and 2.17-2.21 GiB at TP4 (Kimi-Dev-72B, Llama-4-Scout) (_LLMD), less the TP1 0.25;
+TP8 and 16 assumed equal to TP4."""
+CUDAGRAPH_ESTIMATE_BYTES = {1: int(0.8 * GiB), 2: int(1.3 * GiB)}
+"""vLLM's CUDA-graph memory estimate per GPU (TP1, and TP >= 2), which vLLM >= 0.21 takes out of
+the KV budget: 0.52-1.13 GiB, median 0.81, at TP1 (Gemma-2, Phi-2/4, Granite-8B, CodeLlama) and
+1.09-1.63 GiB at TP2/4 (Kimi, gpt-oss, Mistral-Small, Scout) in ``Estimated CUDA graph memory`` (_LLMD,
+where 0.19 logs it without subtracting it)."""
+CUDAGRAPH_PROFILED_SINCE = (0, 21, 0)
+"""vLLM subtracts its CUDA-graph estimate from this release on ("CUDA graph memory profiling is
+enabled (default since v0.21.0)", vLLM 0.33 gpu_worker.py; 0.19 logs "In v0.19, CUDA graph memory
+profiling will be enabled by default" and does not). Before, graphs were captured after the KV
+cache was sized and lived in the (1 - utilization) headroom."""
+NULL_BLOCK_IN_CHECK_AFTER = (0, 11, 0)
+"""vLLM 0.11 checks max_model_len against all the available memory; 0.32/0.33 first take the null
+block out (kv_cache_planning.py; measured on the CPU testbed, vLLM 0.32: 16 blocks of 128 tokens
+refused max_model_len 2048). The release in between that changed it was not identified: every
+version after 0.11 is treated as the newer rule."""
+FORWARD_PEAK_FACTOR = 1.21
+"""Peak torch memory of the profile forward / (tokens x activation bytes x (2 hidden + 3 MLP width
+per GPU)): 1.22 for CodeLlama-7B and 1.20 for Granite-3.1-8B (_LLMD: ``torch peak memory
+increase`` 0.77 and 0.85 GiB at 8,192 tokens, where the sampler's share is smaller)."""
+SAMPLER_FP32_COPIES = 3.8
+"""Peak of vLLM's dummy sampler run in fp32 [rows x vocabulary] tensors (logits and what
+top-p/top-k sampling derives from them): 3.71 (Gemma-2-2B), 3.74 (Gemma-2-9B), 3.97 (Phi-4) at
+1,024 rows (_LLMD). The profile-run peak is the larger of forward and sampler: vLLM frees the
+forward's activations before sampling (Llama-3.1-8B logs the same 1.89 GiB at TP1, 2 and 4)."""
+_HBM_REPORTED_PER_GIB = 79.19 / 80.0
+"""An H100 80GB reports 79.19 GiB (``total_memory=79.19GiB`` in _LLMD): the printed GB are
+physical GiB less ~1% the driver keeps."""
+
+
+def device_memory_bytes(gpu: GPU) -> int:
+    """Memory of one GPU as the device reports it (``torch.cuda.mem_get_info`` total): the
+    catalog's ``device_memory_bytes``, else the printed capacity read as GiB less 1%
+    (``_HBM_REPORTED_PER_GIB``)."""
+    if gpu.device_memory_bytes:
+        return int(gpu.device_memory_bytes)
+    return int(gpu.hbm_bytes / 1e9 * GiB * _HBM_REPORTED_PER_GIB)
+
+
+def accounting_rule(vllm_version: tuple[int, ...] | None) -> str:
+    """One line naming the vLLM accounting a plan follows."""
+    v = "the newest vLLM" if vllm_version is None else "vLLM " + ".".join(map(str, vllm_version))
+    graphs = _subtracts_cudagraphs(vllm_version)
+    return (f"{v}: device memory x gpu_memory_utilization - weights - profile-run activation peak - non-torch"
+            + (" - CUDA-graph estimate" if graphs else " (CUDA graphs outside the budget)"))
+
+
+def _subtracts_cudagraphs(vllm_version: tuple[int, ...] | None) -> bool:
+    return vllm_version is None or tuple(vllm_version) >= CUDAGRAPH_PROFILED_SINCE
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How one GPU of a replica splits its memory (bytes, per GPU), as vLLM accounts it."""
+
+    device_bytes_per_gpu: int  # total as the device reports it
+    budget_bytes_per_gpu: int  # device memory × gpu_memory_utilization (vLLM's "requested memory")
+    weight_bytes_per_gpu: int  # this GPU's shard of the weights
+    activation_bytes_per_gpu: int  # peak of the profile run at max_num_batched_tokens (+ dummy sampler)
+    non_torch_bytes_per_gpu: int  # memory outside torch: workspaces, NCCL / custom all-reduce buffers
+    cudagraph_bytes_per_gpu: int  # CUDA-graph estimate taken out of the budget (0 before vLLM 0.21)
+    available_kv_bytes_per_gpu: int  # what is left for the KV cache ("Available KV cache memory")
+    kv_bytes_per_token_per_gpu: float  # KV of one token on this GPU
+    kv_bytes_per_block_per_gpu: float  # block_size tokens
+    num_kv_blocks: int  # vLLM's num_gpu_blocks (same on every GPU of the replica), null block included
+    max_kv_tokens: int  # num_kv_blocks · block_size (vLLM's "GPU KV cache size")
+    accounting: str  # which vLLM accounting this follows
+
+    @property
+    def runtime_overhead_bytes_per_gpu(self) -> int:
+        """Everything besides weights, activations and KV: non-torch + CUDA graphs."""
+        return self.non_torch_bytes_per_gpu + self.cudagraph_bytes_per_gpu
+
+    def breakdown_gib(self) -> dict[str, float]:
+        """The plan as vLLM logs it, in GiB (for summary.json and the terminal)."""
+        keys = ("device", "budget", "weights", "activation_peak", "non_torch", "cudagraph", "kv_cache")
+        vals = (self.device_bytes_per_gpu, self.budget_bytes_per_gpu, self.weight_bytes_per_gpu,
+                self.activation_bytes_per_gpu, self.non_torch_bytes_per_gpu, self.cudagraph_bytes_per_gpu,
+                max(self.available_kv_bytes_per_gpu, 0))
+        return {f"{k}_gib": round(v / GiB, 3) for k, v in zip(keys, vals)}
+
+
+def _activation_bytes(model: ModelSpec, quant: QuantSpec, s: _Shape, tokens: int, rows: int) -> int:
+    """Peak torch memory of vLLM's profile run above the weights: the larger of one forward of
+    ``tokens`` tokens (peak in the MLP: residual, normed input, gate/up output and activated
+    output) and the dummy sampler over ``rows`` rows of fp32 logits (full vocabulary on every
+    rank)."""
+    forward = tokens * quant.activation_bytes * (2 * model.hidden_size + 3 * s.mlp_width_per_gpu)
+    sampler = rows * model.vocab_size * _LOGIT_BYTES * SAMPLER_FP32_COPIES
+    return math.ceil(max(FORWARD_PEAK_FACTOR * forward, sampler))
+
+
+def _plan(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int, util: float, block_size: int,
+          max_num_batched_tokens: int, max_num_seqs: int, vllm_version: tuple[int, ...] | None) -> MemoryPlan:
+    s = _Shape(model, quant, tp)
+    device = device_memory_bytes(gpu)
+    budget = math.ceil(device * util)  # vLLM: ceil(total × utilization)
+    weights = math.ceil(s.weight_bytes_total / tp)
+    act = _activation_bytes(model, quant, s, max_num_batched_tokens, min(max_num_batched_tokens, max_num_seqs))
+    non_torch = NON_TORCH_BYTES + COMM_BYTES.get(int(tp), COMM_BYTES[16])
+    graphs = CUDAGRAPH_ESTIMATE_BYTES[min(int(tp), 2)] if _subtracts_cudagraphs(vllm_version) else 0
+    available = budget - weights - act - non_torch - graphs
+    per_block = block_size * s.kv_bytes_per_token_per_gpu
+    blocks = max(math.floor(available / per_block), 0)
+    return MemoryPlan(device, budget, weights, act, non_torch, graphs, available, s.kv_bytes_per_token_per_gpu,
+                      per_block, blocks, blocks * block_size, accounting_rule(vllm_version))
+
+
+def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
+                gpu_memory_utilization: float = 0.9, block_size: int = 16,
+                max_num_batched_tokens: int = 8192, max_num_seqs: int = 256,
+                vllm_version: tuple[int, ...] | None = None) -> MemoryPlan:
+    """Split each GPU's memory into weights, activations, overheads and KV blocks.
+
+    Raises FleetcastError, saying what would fit (more TP, another quantization), when not
+    even one block fits.
+    """
+    if not 0.0 < gpu_memory_utilization <= 1.0 or block_size < 1 or max_num_batched_tokens < 1:
+        raise FleetcastError(f"gpu_memory_utilization must be in (0, 1] (got {gpu_memory_utilization}), "
+                             f"block_size and max_num_batched_tokens >= 1 (got {block_size}, "
+                             f"{max_num_batched_tokens}).")
+    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, vllm_version)
+    plan = _plan(gpu, model, quant, tp, *args)
+    if plan.num_kv_blocks >= 1:
+        return plan
+    need = (plan.weight_bytes_per_gpu + plan.activation_bytes_per_gpu + plan.runtime_overhead_bytes_per_gpu
+            + plan.kv_bytes_per_block_per_gpu)
+    tps = [t for t in _TP_CHOICES if model.num_heads % t == 0
+           and _plan(gpu, model, quant, t, *args).num_kv_blocks >= 1]
+    fits_tp = (f"fits at {quant.weights} with tp={tps[0]}" if tps
+               else f"does not fit at {quant.weights} with any tp in {', '.join(map(str, _TP_CHOICES))}")
+    ok = [q.weights for q in _alternatives(quant) if _plan(gpu, model, q, tp, *args).num_kv_blocks >= 1]
+    fits_q = (f"at tp={tp} it fits with weights {', '.join(ok)}" if ok
+              else f"no weight quantization fits at tp={tp}")
+    raise FleetcastError(
+        f"model '{model.name}' with {quant.weights} weights and {quant.kv_cache} KV cache does not fit on "
+        f"'{gpu.name}' with tp={tp}: each GPU needs {need / GiB:.1f} GiB (weights "
+        f"{plan.weight_bytes_per_gpu / GiB:.1f} + activations {plan.activation_bytes_per_gpu / GiB:.1f} + "
+        f"non-torch and CUDA graphs {plan.runtime_overhead_bytes_per_gpu / GiB:.1f} + one KV block) but has "
+        f"{plan.budget_bytes_per_gpu / GiB:.1f} GiB ({plan.device_bytes_per_gpu / GiB:.2f} GiB x "
+        f"gpu_memory_utilization {gpu_memory_utilization}). It {fits_tp}; {fits_q}.")
+
+
+def check_max_model_len(plan: MemoryPlan, max_model_len: int, block_size: int,
+                        vllm_version: tuple[int, ...] | None) -> str | None:
+    """vLLM's start-up check: None when one ``max_model_len`` sequence fits the available KV
+    memory, else the reason (vLLM's wording, with the longest length that would fit)."""
+    blocks = plan.num_kv_blocks
+    if vllm_version is None or tuple(vllm_version) > NULL_BLOCK_IN_CHECK_AFTER:
+        blocks -= 1  # the null block is taken out before the check
+    need = -(-max_model_len // block_size)
+    if need <= blocks:
+        return None
+    return (f"to serve one request of max_model_len {max_model_len:,}, "
+            f"{need * plan.kv_bytes_per_block_per_gpu / GiB:.2f} GiB of KV cache is needed per GPU, more than "
+            f"the {max(blocks, 0) * plan.kv_bytes_per_block_per_gpu / GiB:.2f} GiB available "
+            f"({max(blocks, 0):,} blocks of {block_size} tokens); the longest max_model_len that fits is "
+            f"{max(blocks, 0) * block_size:,}")
+
+
+def _alternatives(quant: QuantSpec) -> list[QuantSpec]:
+    """The built-in weight schemes with this KV scheme, most bytes/param first."""
+
+    cat = load_catalog()
+    out = [replace(cat.quant(w, "auto"), kv_cache=quant.kv_cache, kv_bytes_per_elem=quant.kv_bytes_per_elem)
+           for w in cat.weight_schemes()]
+    return sorted(out, key=lambda q: (-q.weight_bytes_per_param, q.weights))

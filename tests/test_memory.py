@@ -1,0 +1,198 @@
+"""The memory plan against vLLM's own start-up logs and hand calculations."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from sim.catalog import load_catalog
+from sim.engine.memory import check_max_model_len, device_memory_bytes, plan_memory
+from sim.errors import FleetcastError
+
+CAT = load_catalog()
+GiB = 2**30
+
+# vLLM 0.19.0 on one node of H100 80GB HBM3, gpu_memory_utilization 0.95, block 16, the server's
+# defaults max_num_batched_tokens 8192 and max_num_seqs 1024: "num_gpu_blocks is: N" in the start-up
+# logs published in llm-d-incubation/llm-d-planner (Apache-2.0), commit d3121e059da8,
+# accuracy/results/v0.19.0/logs/<file>. Only the models fleetcast's catalog holds; the memory
+# constants were read from the other models of that set (sim/engine/memory.py), so this is out of
+# sample. (checkpoint, log file, catalog model, weights, KV cache, tp, num_gpu_blocks)
+LLMD = "accuracy/results/v0.19.0/logs/"
+VLLM_LOGS = [
+    ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama-llama-3-1-8b--h100-80gb--tp1pp1dp1--16384.log",
+     "llama-3.1-8b", "bf16", "auto", 1, 29751),
+    ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama-llama-3-1-8b---h100-80gb--tp2pp1dp1--8192.log",
+     "llama-3.1-8b", "bf16", "auto", 2, 65293),
+    ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama-llama-3-1-8b---h100-80gb--tp4pp1dp1--8192.log",
+     "llama-3.1-8b", "bf16", "auto", 4, 138112),
+    ("meta-llama/Llama-3.1-8B-Instruct kv_cache_dtype fp8",
+     "meta-llama---h100-80gb--tp1pp1dp1--8192-dtbf16-kvfp8.log", "llama-3.1-8b", "bf16", "fp8", 1, 59502),
+    ("RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8",
+     "w8a8-redhatai-llam--h100-80gb--tp1pp1dp1--8192-dtfloat16.log", "llama-3.1-8b", "int8", "auto", 1, 33075),
+    ("RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16",
+     "w4a16-redhatai-lla--h100-80gb--tp1pp1dp1--8192-dtfloat16.log", "llama-3.1-8b", "int4-gptq", "auto", 1,
+     34669),
+    ("Qwen/Qwen2.5-7B-Instruct", "qwen-qwen2-5-7b-instruct--h100-80gb--tp1pp1dp1--8192.log",
+     "qwen2.5-7b", "bf16", "auto", 1, 68500),
+    ("Qwen/Qwen2.5-7B-Instruct", "qwen-qwen2-5-7b-instruct--h100-80gb--tp2pp1dp1--8192.log",
+     "qwen2.5-7b", "bf16", "auto", 2, 149412),
+    ("Qwen/Qwen2.5-7B-Instruct", "qwen-qwen2-5-7b-instruct--h100-80gb--tp4pp1dp1--8192.log",
+     "qwen2.5-7b", "bf16", "auto", 4, 315205),
+    ("RedHatAI/Qwen2.5-7B-Instruct-fp8-dynamic", "fp8dyn-redhatai-qwen2-5---h100-80gb--tp1pp1dp1--8192.log",
+     "qwen2.5-7b", "fp8", "auto", 1, 75644),
+    ("RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic (Llama-3.1-70B's shapes)",
+     "fp8dyn-llama-3-3-70b--h100-80gb--tp2pp1dp1--8192.log", "llama-3.1-70b", "fp8", "auto", 2, 15269),
+    ("RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic (Llama-3.1-70B's shapes)",
+     "fp8dyn-llama-3-3-70b--h100-80gb--tp4pp1dp1--8192.log", "llama-3.1-70b", "fp8", "auto", 4, 44312),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mistralai-mixtral-8x7b-i--h100-80gb--tp2pp1dp1--8192.log",
+     "mixtral-8x7b", "bf16", "auto", 2, 29121),
+]
+# Where the KV cache is a thin remainder of the budget (a few GiB of 75), 3% of the blocks is less
+# than the spread of vLLM's own profile run; these are checked on the available memory instead.
+VLLM_LOGS_THIN = [
+    ("Qwen/Qwen2.5-72B-Instruct", "qwen-qwen2-5-72b-instruc--h100-80gb--tp2pp1dp1--8192.log",
+     "qwen2.5-72b", "bf16", "auto", 2, 1245),
+    ("Qwen/Qwen3-30B-A3B (MoE)", "qwen-qwen3-30b-a3b--h100-80gb--tp1pp1dp1--8192.log",
+     "qwen3-30b-a3b", "bf16", "auto", 1, 10518),
+]
+
+
+def _plan(model, weights, kv, tp, **kw):
+    args = dict(gpu_memory_utilization=0.95, block_size=16, max_num_batched_tokens=8192, max_num_seqs=1024,
+                vllm_version=(0, 19, 0))
+    args.update(kw)
+    return plan_memory(CAT.gpu("h100-sxm"), CAT.model(model), CAT.quant(weights, kv), tp, **args)
+
+
+@pytest.mark.parametrize("checkpoint,log,model,weights,kv,tp,logged", VLLM_LOGS,
+                         ids=[f"{r[2]}-{r[3]}-kv{r[4]}-tp{r[5]}" for r in VLLM_LOGS])
+def test_num_gpu_blocks_match_vllm_logs_within_3_percent(checkpoint, log, model, weights, kv, tp, logged):
+    got = _plan(model, weights, kv, tp).num_kv_blocks
+    assert abs(got / logged - 1) <= 0.03, f"{checkpoint} tp{tp}: {got} blocks vs {logged} logged ({LLMD}{log})"
+
+
+@pytest.mark.parametrize("checkpoint,log,model,weights,kv,tp,logged", VLLM_LOGS_THIN,
+                         ids=[f"{r[2]}-tp{r[5]}" for r in VLLM_LOGS_THIN])
+def test_thin_kv_budgets_are_within_half_a_gib(checkpoint, log, model, weights, kv, tp, logged):
+    plan = _plan(model, weights, kv, tp)
+    err_bytes = (plan.num_kv_blocks - logged) * plan.kv_bytes_per_block_per_gpu
+    assert abs(err_bytes) <= 0.5 * GiB, f"{checkpoint}: {plan.num_kv_blocks} blocks vs {logged} logged"
+
+
+def test_budget_is_the_reported_device_memory_not_decimal_gb():
+    """H100: vLLM logs total_memory=79.19GiB and requests 75.23GiB at utilization 0.95 (the Llama-3.1-8B
+    log above): 79.19 x 0.95 = 75.23. 80e9 decimal bytes would be 74.5 GiB x 0.95 = 70.8."""
+    plan = _plan("llama-3.1-8b", "bf16", "auto", 1)
+    assert plan.device_bytes_per_gpu / GiB == pytest.approx(79.19, abs=0.005)
+    assert plan.budget_bytes_per_gpu / GiB == pytest.approx(75.23, abs=0.01)
+
+
+def test_activation_peak_is_the_larger_of_forward_and_sampler():
+    """Llama-3.1-8B logs the same torch peak (1.89 GiB) at TP1, 2 and 4: the sampler's 1,024 rows of fp32
+    logits over 128,256 tokens (0.49 GiB a copy) dominate, not the forward, which shrinks with TP."""
+    peaks = {tp: _plan("llama-3.1-8b", "bf16", "auto", tp).activation_bytes_per_gpu for tp in (1, 2, 4)}
+    assert peaks[1] == peaks[2] == peaks[4]
+    assert peaks[1] / GiB == pytest.approx(1.89, abs=0.1)
+
+
+def test_cuda_graph_memory_counts_from_vllm_0_21():
+    """vLLM 0.21 started taking its CUDA-graph estimate out of the KV budget; 0.19 captures graphs
+    afterwards, in the (1 - utilization) headroom."""
+    old, new = _plan("llama-3.1-8b", "bf16", "auto", 1), _plan("llama-3.1-8b", "bf16", "auto", 1,
+                                                             vllm_version=(0, 21, 0))
+    assert old.cudagraph_bytes_per_gpu == 0 < new.cudagraph_bytes_per_gpu
+    assert new.num_kv_blocks < old.num_kv_blocks
+    assert "CUDA graphs outside the budget" in old.accounting and "CUDA-graph estimate" in new.accounting
+    assert _plan("llama-3.1-8b", "bf16", "auto", 1, vllm_version=None).cudagraph_bytes_per_gpu > 0
+
+
+def test_max_model_len_check_follows_vllm():
+    """Qwen2.5-72B TP2 leaves 1,245 blocks of 16 (19,920 tokens, the log above): vLLM started it with
+    max_model_len 8192. Asking for 32,768 must fail, naming the longest that fits."""
+    plan = _plan("qwen2.5-72b", "bf16", "auto", 2)
+    assert check_max_model_len(plan, 8192, 16, (0, 19, 0)) is None
+    why = check_max_model_len(plan, 32768, 16, (0, 19, 0))
+    assert why and "longest max_model_len that fits" in why
+    fits = int(re.search(r"that fits is ([\d,]+)", why).group(1).replace(",", ""))
+    assert fits == (plan.num_kv_blocks - 1) * 16  # 0.19 is after 0.11: the null block is out first
+    assert check_max_model_len(plan, plan.num_kv_blocks * 16, 16, (0, 11, 0)) is None  # 0.11 keeps it
+    assert check_max_model_len(plan, plan.num_kv_blocks * 16, 16, (0, 19, 0)) is not None
+
+
+def test_device_memory_falls_back_to_printed_gib_less_a_percent():
+    """A GPU without device_memory_bytes: printed GB read as GiB x 79.19/80 (the H100's ratio)."""
+    mi300x = CAT.gpu("mi300x")
+    assert not mi300x.device_memory_bytes
+    assert device_memory_bytes(mi300x) == int(192 * GiB * 79.19 / 80)
+
+
+def test_seventy_b_in_bf16_does_not_fit_one_h100_and_says_what_would():
+    gpu, model, bf16 = CAT.gpu("h100-sxm"), CAT.model("llama-3.1-70b"), CAT.quant("bf16")
+    with pytest.raises(FleetcastError) as err:
+        plan_memory(gpu, model, bf16, 1, 0.9, 16, 8192)
+    msg = str(err.value)
+    for word in ("llama-3.1-70b", "h100-sxm", "tp=1", "bf16", "GiB"):
+        assert word in msg
+    needed, has = map(float, re.search(r"needs ([\d.]+) GiB.*has ([\d.]+) GiB", msg).groups())
+    assert needed > model.params_total * 2 / GiB > has
+    tp = int(re.search(r"fits at bf16 with tp=(\d+)", msg).group(1))
+    assert tp >= 2
+    plan_memory(gpu, model, bf16, tp, 0.9, 16, 8192)  # the suggestion fits ...
+    with pytest.raises(FleetcastError):  # ... and is the smallest that does
+        plan_memory(gpu, model, bf16, tp // 2, 0.9, 16, 8192)
+    assert "int4-awq" in msg and "int4-gptq" in msg
+    plan_memory(gpu, model, CAT.quant("int4-awq"), 1, 0.9, 16, 8192)
+
+
+def test_seventy_b_on_four_h100s_has_the_expected_kv_blocks():
+    """KV blocks of Llama-3.1-70B bf16 on 4x H100, bounded by a hand calculation (not the code's formula
+    with its own numbers plugged in):
+
+    Llama-3.1-70B (HF config.json): 80 layers, 8 KV heads, head dim 128; 70.6e9 params (model card).
+    - KV bytes per token: 2 (K, V) x 80 x 8 x 128 x 2 bytes = 327,680 (the Hugging Face Llama 3.1 blog,
+      "Inference Memory Requirements": 0.313 GB per 1k tokens at fp16 for 70B); per GPU at TP4 (2 KV heads
+      each) 81,920; one 16-token block 1,310,720 bytes.
+    - budget per GPU: 79.19 GiB (what vLLM logs for an H100) x gpu_memory_utilization 0.9 = 76.53e9 bytes;
+      weights per GPU: 70.6e9 x 2 bytes / 4 = 35.3e9.
+    - at most: nothing else in memory: (76.53e9 - 35.3e9) / 1,310,720 = 31,456 blocks;
+    - at least: minus 6 GiB (6.44e9) for the profile run's activations (vLLM logs ~0.2-4 GiB), CUDA
+      graphs and NCCL buffers (~1-2.5 GiB): 34.79e9 / 1,310,720 = 26,543 blocks.
+    """
+    gpu, model = CAT.gpu("h100-sxm"), CAT.model("llama-3.1-70b")
+    plan = plan_memory(gpu, model, CAT.quant("bf16"), 4, 0.9, 16, 8192)
+    assert plan.kv_bytes_per_token_per_gpu == 327_680 / 4
+    assert plan.kv_bytes_per_block_per_gpu == 1_310_720
+    assert plan.weight_bytes_per_gpu == pytest.approx(35.3e9, rel=0.01)
+    assert 26_543 <= plan.num_kv_blocks <= 31_456
+    assert plan.max_kv_tokens == 16 * plan.num_kv_blocks
+    assert 0.2 * GiB < plan.activation_bytes_per_gpu < 4 * GiB  # what vLLM's profile run reports
+    assert 1 * GiB <= plan.runtime_overhead_bytes_per_gpu <= 4 * GiB
+
+
+def test_eight_b_fits_an_l4_with_few_blocks():
+    """Llama-3.1-8B bf16 on one L4 (24 GiB GDDR6, ~23.58 GiB reported): budget 23.58 GiB x 0.9 = 22.79e9
+    bytes, weights 8.03e9 x 2 = 16.06e9, so even with nothing else in memory at most 6.73e9 / 131,072
+    bytes per token (2 x 32 layers x 8 KV heads x 128 x 2 bytes) = 51,346 tokens fit: not one max-length
+    (131,072-token) Llama-3.1 sequence. On an H100 the same leaves 60.5e9 bytes: the L4 has under a
+    tenth of its blocks."""
+    l4 = plan_memory(CAT.gpu("l4"), CAT.model("llama-3.1-8b"), CAT.quant("bf16"), 1, 0.9, 16, 8192)
+    h100 = plan_memory(CAT.gpu("h100-sxm"), CAT.model("llama-3.1-8b"), CAT.quant("bf16"), 1, 0.9, 16, 8192)
+    assert 1 <= l4.num_kv_blocks < h100.num_kv_blocks / 10
+    longest_sequence = 131_072  # Llama-3.1 context length (model card)
+    assert l4.max_kv_tokens <= 51_346 < longest_sequence
+
+
+def test_kv_heads_are_replicated_when_tp_exceeds_them():
+    # Qwen3-30B-A3B (HF config.json): 48 layers, 4 KV heads, head_dim 128; bf16 2 bytes. At tp=8 vLLM
+    # replicates the 4 KV heads so each GPU holds 1 (not 4/8): 2 (K, V) x 48 x 1 x 128 x 2 bytes.
+    plan = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-30b-a3b"), CAT.quant("bf16"), 8)
+    assert plan.kv_bytes_per_token_per_gpu == 24_576
+
+
+def test_fp8_kv_cache_doubles_the_blocks_roughly():
+    args = (CAT.gpu("h100-sxm"), CAT.model("llama-3.1-8b"))
+    auto = plan_memory(*args, CAT.quant("bf16", "auto")).num_kv_blocks
+    fp8 = plan_memory(*args, CAT.quant("bf16", "fp8")).num_kv_blocks
+    assert abs(fp8 - 2 * auto) <= 1
