@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.catalog import load_catalog
-from sim.errors import FleetcastError
 from sim.engine.perf import PerfCoefficients, PerfModel, roofline_floor_s
+from sim.errors import FleetcastError
 
 CAT = load_catalog()
 SETTINGS = settings(max_examples=300, deadline=None)
