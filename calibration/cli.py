@@ -72,6 +72,11 @@ def load_runs(args) -> list:
         for note in run.notes:
             print(f"note: {run.name}: {note}")
         runs.append(run)
+    seen: dict[str, int] = {}
+    for run in runs:  # the tables are keyed by run name: two runs of one name get a suffix
+        seen[run.name] = seen.get(run.name, 0) + 1
+        if seen[run.name] > 1:
+            run.name = f"{run.name} ({seen[run.name]})"
     return runs
 
 
@@ -179,7 +184,11 @@ def cmd_validate(args) -> int:
     if args.record:
         check_out_file(args.profile, "the validation summary (--record)")
     comps = []
+    fitted_gpu = (prof.get("fitted_range") or {}).get("gpu")
     for run in load_runs(args):
+        if fitted_gpu and fitted_gpu != run.gpu:
+            print(f"warning: {run.name} ran on {run.gpu}, but profile {prof.get('name', args.profile.stem)} was "
+                  f"fitted on {fitted_gpu}; the comparison tests the profile outside its fitted range")
         cached = float(run.requests["cached_prompt_tokens"].fillna(0).sum()) if "cached_prompt_tokens" in run.requests else 0.0
         if cached > 0 and len(run.workload.prefix_keys) == 0:
             print(f"warning: {run.name}: the server answered {cached:,.0f} prompt tokens from its prefix cache although "

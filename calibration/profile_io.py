@@ -38,12 +38,16 @@ def build_run_profile(folders: list[Path | Run], name: str, method: str, max_nfe
         raise FleetcastError(f"one profile per (GPU, tensor parallel, model, quantization, dtype); these runs mix "
                              f"{sorted(kinds)}")
     gpu, _tp, model, weights, kv, dtype = kinds.pop()
+    simulate_only = ". `--method simulation` fits by replaying the runs instead (from the GPU's catalog defaults)"
+    no_counts = [r.name for r in runs if r.catalogs is not None and int(r.meta["sweep_point"]["concurrency"]) > 1]
+    if no_counts and method != "simulation":
+        raise FleetcastError(f"the observables fit needs the server's step counts above concurrency 1, and a run log "
+                             f"has none: {', '.join(no_counts)}{simulate_only}")
     try:
-        fit, obs = fit_runs(runs, source=f"profile {name}")
+        fit, obs = (None, []) if no_counts else fit_runs(runs, source=f"profile {name}")
     except ValueError as exc:
         if method != "simulation":
-            raise FleetcastError(f"{exc}. `--method simulation` fits by replaying the runs instead (it starts "
-                                 "from the GPU's catalog defaults)") from None
+            raise FleetcastError(f"{exc}{simulate_only}") from None
         fit, obs = None, []
     if fit is not None:
         rows = [f"{o.label:<28} {o.kind:<5} measured {o.measured_s * 1e3:8.2f} ms  predicted {e * 100:+6.1f}%"

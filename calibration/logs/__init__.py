@@ -77,7 +77,7 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
     failed = int(len(req) - len(ok))
     if failed:
         first = str(req.loc[req["status"] != "ok", "error"].iloc[0]).strip().splitlines()
-        notes.append(f"{path.name}: {failed} of {len(req)} requests failed; they are left out of the latencies "
+        notes.append(f"{failed} of {len(req)} requests failed; they are left out of the latencies "
                      f"and throughput and are not replayed (first error: {(first[-1] if first else '')[:160]!r})")
     names = sorted(ok["class"].astype(str).unique())
     wl = Workload(
@@ -96,7 +96,7 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
                  "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel},
                  "engine_args": dict(st.engine), "max_concurrency": cap,
                  "failed_requests": failed, "notes": [*st.notes, *notes]})
-    name = f"{path.parent.name}/{path.stem}" if path.parent.name not in ("", ".") else path.stem
+    name = f"{path.parent.name}/{path.name}" if path.parent.name not in ("", ".") else path.name
     return Run(path, name, meta, req, pd.DataFrame(), wl, "closed" if cap is not None else "open", st.model,
                _DTYPE.get(st.weights, "bfloat16"), st.weights, st.kv_cache, dict(st.engine),
                gpu=st.gpu, tp=st.tensor_parallel, catalogs=st.catalogs, failed=failed,

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.catalog import load_catalog
-from sim.errors import FleetcastError, unknown_name
+from sim.errors import FleetcastError
 from sim.scenario.fleet_spec import EngineSpec, QuantizationSpec
 from sim.scenario.yamlio import apply_overrides, format_validation_error, load_yaml_with_lines
 
@@ -123,28 +123,27 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
                                  f"{c} not found")
     cat = load_catalog(catalogs)
 
-    def name_error(key: str, kind: str, valid: list[str]) -> FleetcastError:
-        line = lines.get((key,))
-        return FleetcastError(f"{where}{f', line {line}' if line else ''}, field {key}: "
-                              + unknown_name(kind, getattr(sc, key), valid))
-
-    if sc.gpu not in cat.gpu_names():
-        raise name_error("gpu", "GPU", cat.gpu_names())
-    if sc.model not in cat.model_names():
-        raise name_error("model", "model", cat.model_names())
+    for key, lookup in (("gpu", cat.gpu), ("model", cat.model)):
+        try:
+            lookup(getattr(sc, key))  # the catalog's message lists the valid names, with a did-you-mean
+        except FleetcastError as exc:
+            line = lines.get((key,))
+            raise FleetcastError(f"{where}{f', line {line}' if line else ''}, field {key}: {exc}") from None
     given = sc.engine.model_dump(exclude_none=True)
     blocks = given.pop("num_gpu_blocks", None)
     defaults = EngineSpec()
-    notes = [f"engine.{k} not given in {where}; assumed {getattr(defaults, k)!r} (fleetcast's default; vLLM's "
-             "depends on its version and the GPU)"
-             for k in ("max_num_seqs", "max_num_batched_tokens", "block_size") if k not in given]
-    engine = {**given, **({"num_gpu_blocks_override": blocks} if blocks else {})}
+    short = path.name if path is not None else "the command line"
+    assumed = {k: getattr(defaults, k) for k in ("max_num_seqs", "max_num_batched_tokens", "block_size")
+               if k not in given}
+    notes = [f"engine.{k} not given ({short}); assumed {v!r}, fleetcast's default (vLLM's depends on its version "
+             "and the GPU)" for k, v in assumed.items()]
+    engine = {**assumed, **given, **({"num_gpu_blocks_override": blocks} if blocks else {})}
     try:
         EngineSpec.model_validate(engine)
     except ValidationError as exc:
         raise FleetcastError(format_validation_error(exc, f"{where}, section engine", {})) from None
     if blocks is None:
-        notes.append(f"engine.num_gpu_blocks not given in {where}: the KV blocks are planned from GPU memory "
+        notes.append(f"engine.num_gpu_blocks not given ({short}): the KV blocks are planned from GPU memory "
                      "(gpu_memory_utilization); give the count the server logged for an exact replay")
     return LogSettings(sc.gpu, sc.model, sc.tensor_parallel, sc.quantization.weights, sc.quantization.kv_cache,
                        engine, sc.vllm_version, sc.concurrency, catalogs, where, notes)
