@@ -164,8 +164,10 @@ def test_validate_a_bench_result_on_a_gpu_end_to_end(tmp_path, capsys):
 
 
 def test_validate_a_folder_of_logs(tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["validate", "--profile", str(H100_PROFILE), str(LOGS), "--out", str(out)]) == 0
+    logs, out = tmp_path / "run-logs", tmp_path / "out"
+    shutil.copytree(LOGS, logs)
+    (logs / "bench-h100.pytorch.json").write_text("[]")  # bench serve's PyTorch-format copy: not a run
+    assert main(["validate", "--profile", str(H100_PROFILE), str(logs), "--out", str(out)]) == 0
     runs = set(pd.read_csv(out / "errors.csv")["run"])
     assert runs == {"run-logs/bench-h100.json", "run-logs/requests-l4.jsonl", "run-logs/requests-l4.csv"}
     assert "fitted on h100-sxm" in capsys.readouterr().out  # the l4 logs are outside the profile's range

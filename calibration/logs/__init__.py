@@ -30,6 +30,7 @@ __all__ = ["load_log", "is_log_file", "LOG_SUFFIXES"]
 
 LOG_SUFFIXES = (".json",) + REQUEST_LOG_SUFFIXES
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+_NOT_LOGS = (".pytorch.json",)  # the PyTorch-benchmark copy bench serve writes beside its result
 
 
 def is_log_file(path: Path) -> bool:
@@ -37,7 +38,7 @@ def is_log_file(path: Path) -> bool:
     p = Path(path)
     name = p.name.lower()
     return (p.is_file() and p.suffix.lower() in LOG_SUFFIXES and not name.endswith(SIDECAR_SUFFIXES)
-            and name != "run.json")
+            and not name.endswith(_NOT_LOGS) and name != "run.json")
 
 
 def load_log(path: Path, sidecar: Path | None = None, overrides: list[str] | None = None) -> Run:
