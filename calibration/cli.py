@@ -2,9 +2,14 @@
 
     fleetcast calibrate RUN_DIR... --out calibration/profiles/NAME.json
     fleetcast calibrate --splitwise h100-80gb --out calibration/profiles/h100-splitwise.json
-    fleetcast validate --profile P RUN_DIR... [--out DIR] [--record]
+    fleetcast validate --profile P RUN... [--out DIR] [--record]
 
-A RUN_DIR is a testbed run folder, or a folder of them (a sweep folder).
+A RUN is a testbed run folder, or a folder of them (a sweep folder), or a run
+log: a ``vllm bench serve --save-result --save-detailed`` result (.json) or a
+per-request log (.jsonl, .csv), or a folder of such logs. A log's engine
+settings come from its sidecar (``<stem>.fleetcast.yaml``, docs/run-logs.md),
+``--sidecar FILE`` and the ``--gpu``, ``--model``, ``--tensor-parallel`` and
+``--sidecar-set KEY=VALUE`` flags.
 """
 
 from __future__ import annotations
@@ -17,23 +22,73 @@ from sim import outpaths
 from sim.errors import FleetcastError
 from sim.records import write_text_atomic
 
-__all__ = ["register", "expand_runs", "check_out_folder", "check_out_file"]
+__all__ = ["register", "expand_runs", "load_runs", "check_out_folder", "check_out_file"]
 
 _VALIDATE_FILES = "errors.csv, errors.json, index.html and figures"
+_RUN_KINDS = ("a testbed run folder (run.json), a vLLM bench serve result (.json), a per-request log "
+              "(.jsonl, .csv; docs/run-logs.md), or a folder of them")
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
-    """Run folders: each path itself if it holds run.json, else its sub-folders that do."""
+    """Runs to load: a run folder (run.json) or a log file as given; a folder's run sub-folders,
+    else the log files in it (sidecars left out)."""
+    from calibration.logs import is_log_file
+
     out = []
     for p in map(Path, paths):
-        if (p / "run.json").is_file():
+        if (p / "run.json").is_file() or is_log_file(p):
             out.append(p)
-        else:
-            subs = sorted(d for d in p.iterdir() if (d / "run.json").is_file()) if p.is_dir() else []
-            if not subs:
-                raise FleetcastError(f"{p}: neither a testbed run folder (run.json) nor a folder of them")
-            out += subs
+            continue
+        if p.is_file():
+            raise FleetcastError(f"{p}: not a run; give {_RUN_KINDS}")
+        subs = sorted(d for d in p.iterdir() if (d / "run.json").is_file()) if p.is_dir() else []
+        subs = subs or (sorted(f for f in p.iterdir() if is_log_file(f)) if p.is_dir() else [])
+        if not subs:
+            raise FleetcastError(f"{p}: {'not found' if not p.exists() else 'holds no runs'}; give {_RUN_KINDS}")
+        out += subs
     return out
+
+
+def _log_overrides(args) -> list[str]:
+    """Sidecar settings from the command line (they win over the sidecar's)."""
+    out = [f"gpu={args.gpu}"] if args.gpu else []
+    out += [f"model={args.model}"] if args.model else []
+    out += [f"tensor_parallel={args.tensor_parallel}"] if args.tensor_parallel else []
+    return out + list(args.sidecar_set or [])
+
+
+def load_runs(args) -> list:
+    """Every run of ``args.runs`` loaded (``calibration.runs.Run``), before anything is written;
+    each log's notes (defaults assumed, failed requests) are printed."""
+    from calibration.logs import load_log
+    from calibration.runs import load_run
+
+    runs = []
+    for p in expand_runs(args.runs):
+        if p.is_dir():
+            runs.append(load_run(p))
+            continue
+        run = load_log(p, args.sidecar, _log_overrides(args))
+        for note in run.notes:
+            print(f"note: {run.name}: {note}")
+        runs.append(run)
+    seen: dict[str, int] = {}
+    for run in runs:  # the tables are keyed by run name: two runs of one name get a suffix
+        seen[run.name] = seen.get(run.name, 0) + 1
+        if seen[run.name] > 1:
+            run.name = f"{run.name} ({seen[run.name]})"
+    return runs
+
+
+def _add_log_flags(p) -> None:
+    g = p.add_argument_group("run logs (bench serve results, per-request logs; docs/run-logs.md)")
+    g.add_argument("--sidecar", type=Path, help="engine settings of every log given (default: the sidecar "
+                                                "beside each log, <stem>.fleetcast.yaml)")
+    g.add_argument("--gpu", help="GPU from the fleetcast catalog (overrides the sidecar's)")
+    g.add_argument("--model", help="model from the fleetcast catalog (overrides the sidecar's)")
+    g.add_argument("--tensor-parallel", type=int, help="tensor parallel size (overrides the sidecar's)")
+    g.add_argument("--sidecar-set", action="append", metavar="KEY=VALUE",
+                   help="set a sidecar field, e.g. engine.max_num_seqs=64 (repeatable)")
 
 
 def check_out_folder(out: Path, what: str = f"the validation outputs ({_VALIDATE_FILES})") -> None:
@@ -52,7 +107,8 @@ def register(subparsers) -> None:
                               description="Fit the performance model's coefficients (least squares, bounded) "
                                           "to closed-loop testbed sweep runs, or to Splitwise's public GPU "
                                           "measurements, and write a calibration profile.")
-    p.add_argument("runs", nargs="*", type=Path, help="run folders or sweep folders (closed loop)")
+    p.add_argument("runs", nargs="*", type=Path, help="run folders or sweep folders (closed loop), or closed-loop "
+                                                      "run logs (bench serve with --max-concurrency)")
     p.add_argument("--out", type=Path, required=True, help="profile JSON to write")
     p.add_argument("--name", help="profile name (default: the file name)")
     p.add_argument("--method", choices=["observables", "simulation"], default="observables",
@@ -64,18 +120,21 @@ def register(subparsers) -> None:
                    help="fit Splitwise's perf_model.csv rows of this hardware instead (a100-80gb, "
                         "h100-80gb, h100-80gb-pcap)")
     p.add_argument("--splitwise-csv", type=Path, help="path of perf_model.csv")
+    _add_log_flags(p)
     p.set_defaults(func=cmd_calibrate)
 
     v = subparsers.add_parser("validate", help="replay testbed runs in the simulator and compare",
                               description="Replay each run's exact arrivals, classes and lengths with the "
                                           "server's engine settings and a profile; print and write the error "
                                           "table and CDF / time-series overlays.")
-    v.add_argument("runs", nargs="+", type=Path, help="run folders or folders of them")
+    v.add_argument("runs", nargs="+", type=Path, help="run folders, bench serve results (.json), per-request "
+                                                      "logs (.jsonl, .csv), or folders of them")
     v.add_argument("--profile", type=Path, required=True)
     v.add_argument("--out", type=Path, help="folder for errors.csv/json, PNGs and index.html")
     v.add_argument("--markdown", action="store_true", help="also print the per-run error table as Markdown")
     v.add_argument("--record", action="store_true",
                    help="store the held-out (open-loop) error summary in the profile's validation section")
+    _add_log_flags(v)
     v.set_defaults(func=cmd_validate)
 
 
@@ -104,7 +163,7 @@ def cmd_calibrate(args) -> int:
         raise FleetcastError("give run folders to fit, or --splitwise HARDWARE")
     from calibration.profile_io import build_run_profile
 
-    prof, table = build_run_profile(expand_runs(args.runs), name, args.method, args.max_nfev, args.out)
+    prof, table = build_run_profile(load_runs(args), name, args.method, args.max_nfev, args.out)
     _write(args.out, prof)
     print(f"{name}: {json.dumps(prof['coefficients'])}")
     print("fit residuals (simulated or predicted vs measured, %):")
@@ -116,8 +175,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from calibration.runs import load_run
-    from calibration.validate import error_table, summarize_errors, validate_run, write_outputs
+    from calibration.validate import error_pivot, error_table, summarize_errors, validate_run, write_outputs
     from sim.engine.profiles import load_profile
 
     if args.out:
@@ -126,8 +184,11 @@ def cmd_validate(args) -> int:
     if args.record:
         check_out_file(args.profile, "the validation summary (--record)")
     comps = []
-    for folder in expand_runs(args.runs):
-        run = load_run(folder)
+    fitted_gpu = (prof.get("fitted_range") or {}).get("gpu")
+    for run in load_runs(args):
+        if fitted_gpu and fitted_gpu != run.gpu:
+            print(f"warning: {run.name} ran on {run.gpu}, but profile {prof.get('name', args.profile.stem)} was "
+                  f"fitted on {fitted_gpu}; the comparison tests the profile outside its fitted range")
         cached = float(run.requests["cached_prompt_tokens"].fillna(0).sum()) if "cached_prompt_tokens" in run.requests else 0.0
         if cached > 0 and len(run.workload.prefix_keys) == 0:
             print(f"warning: {run.name}: the server answered {cached:,.0f} prompt tokens from its prefix cache although "
@@ -136,18 +197,23 @@ def cmd_validate(args) -> int:
                   "current testbed (per-run prompt salt).")
         comps.append(validate_run(run, args.profile))
     table = error_table(comps)
-    piv = table.pivot(index="run", columns="metric", values="error_pct")
+    piv = error_pivot(table)
     cols = [c for c in ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
                         "e2e_p50_s", "output_tok_s", "mean_running") if c in piv]
     print(f"profile {prof.get('name')}: error % (simulated - measured) / measured")
-    print(piv[cols].round(1).rename(columns=lambda c: c.replace("_s", "")).to_string())
+    print(piv[cols].rename(columns=lambda c: c.replace("_s", "")).to_string())
+    for c in comps:
+        if c.run.failed:
+            print(f"{c.run.name}: {c.run.failed} failed request(s) left out of the latencies and throughput")
     if args.markdown:
         print(_markdown(piv[cols]))
     summ = summarize_errors(table, "open")
-    if summ:
-        print("held-out (open-loop) median |error| %: " + ", ".join(
-            f"{k.replace('_s', '')} {v['median_abs_pct']}" + (" ok" if v.get("met") else " MISSED" if "met" in v else "")
-            for k, v in summ.items()))
+    for label, s in (("held-out (open-loop)", summ), ("closed-loop", summarize_errors(table, "closed"))):
+        if s and (label.startswith("held") or not summ):
+            print(f"{label} median |error| %: " + ", ".join(
+                f"{k.replace('_s', '')} {v['median_abs_pct']}" + (" ok" if v.get("met") else " MISSED" if "met" in v
+                                                                   else "")
+                for k, v in s.items()))
     if args.out:
         write_outputs(comps, table, args.out, prof.get("name", args.profile.stem))
         print(f"wrote {args.out}/errors.csv, errors.json, index.html and figures")
@@ -159,12 +225,11 @@ def cmd_validate(args) -> int:
 
 
 def _markdown(piv) -> str:
-    """The per-run error table (signed %, simulated vs measured) as a Markdown table."""
+    """The per-run error table (``error_pivot``'s cells: signed %, "–", "not measured") as Markdown."""
     head = ["run"] + [c.replace("_s", "").replace("output_tok", "output tok/s") for c in piv.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run, row in piv.iterrows():
-        cells = ["–" if v != v else f"{v:+.1f}" for v in row]
-        lines.append(f"| {run} | " + " | ".join(cells) + " |")
+        lines.append(f"| {run} | " + " | ".join(map(str, row)) + " |")
     return "\n".join(lines)
 
 

@@ -217,21 +217,19 @@ def run_observations(run) -> list[StepObs]:
 
 
 def run_key(run) -> tuple:
-    from calibration.runs import CPU_GPU
-
-    return (CPU_GPU, run.model, run.weights, run.kv_cache, 1, run.dtype)
+    return (run.gpu, run.model, run.weights, run.kv_cache, run.tp, run.dtype)
 
 
 def run_models(runs) -> dict:
-    """PerfModel arguments per run key (the CPU catalog, plus the fp32 override for fp32 runs)."""
-    from calibration.runs import CPU_CATALOG, FP32_CATALOG
+    """PerfModel arguments per run key, from each run's catalog files (the CPU testbed catalog,
+    plus the fp32 override for fp32 runs; the main catalog for a GPU log)."""
     from sim.catalog import load_catalog
 
     out = {}
     for run in runs:
         key = run_key(run)
-        cat = load_catalog([CPU_CATALOG] + ([FP32_CATALOG] if run.dtype in ("float32", "float") else []))
-        out[key] = (cat.gpu(key[0]), cat.model(key[1]), cat.quant(key[2], key[3]), 1)
+        cat = load_catalog(run.catalog_files)
+        out[key] = (cat.gpu(key[0]), cat.model(key[1]), cat.quant(key[2], key[3]), run.tp)
     return out
 
 
@@ -275,7 +273,7 @@ def fit_runs_by_simulation(runs, start: PerfCoefficients, *, max_nfev: int = 60,
     free = RUN_FREE
     lo = np.log([BOUNDS[n][0] for n in free])
     hi = np.log([BOUNDS[n][1] for n in free])
-    meas = [measured_metrics(r.requests) for r in runs]
+    meas = [measured_metrics(r.requests, t0_s=float(r.requests["arrival_s"].min())) for r in runs]
     tmp = Path(tempfile.mkdtemp(prefix="fleetcast-fit-")) / "profile.json"
     scen_cache: dict = {}
 
@@ -289,7 +287,7 @@ def fit_runs_by_simulation(runs, start: PerfCoefficients, *, max_nfev: int = 60,
         for r in runs:
             sc = scen_cache.get(r.name) or scen_cache.setdefault(r.name, run_scenario(r, tmp))
             res = simulate(sc, workload=r.workload)
-            out.append(measured_metrics(res.requests))
+            out.append(measured_metrics(res.requests, t0_s=0.0))
         return out
 
     def resid(x):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,19 @@ class Run:
     weights: str  # scenario weight scheme
     kv_cache: str  # scenario KV scheme
     engine: dict  # scenario engine: mapping (as the server ran)
+    gpu: str = CPU_GPU  # catalog GPU of the server
+    tp: int = 1  # tensor parallel size
+    catalogs: Sequence[Path] | None = None  # catalog files the scenario needs; None: the CPU testbed's
+    failed: int = 0  # requests that failed (not replayed; logs other than run folders)
+    notes: tuple[str, ...] = ()  # what loading assumed or left out, printed by the commands
+
+    @property
+    def catalog_files(self) -> list[Path]:
+        """Catalog files of the replayed server: the CPU testbed catalog (plus the fp32 override for
+        fp32 runs) for a testbed run, else the log's own (none for a GPU of the main catalog)."""
+        if self.catalogs is not None:
+            return list(self.catalogs)
+        return [CPU_CATALOG] + ([FP32_CATALOG] if self.dtype in ("float32", "float") else [])
 
 
 def _quant(cfg: dict, extra_args: list[str], where: str = "the run's model config") -> tuple[str, str]:
@@ -245,10 +259,12 @@ def _planned_outputs(meta: dict, req: pd.DataFrame, meta_path: Path) -> np.ndarr
 
 def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] | None = None) -> Scenario:
     """A one-pool scenario that reproduces the run's server (for ``simulate(..., workload=run.workload)``)."""
-    catalogs = coeffs_catalog or [CPU_CATALOG] + ([FP32_CATALOG] if run.dtype in ("float32", "float") else [])
+    catalogs = coeffs_catalog or run.catalog_files
     duration = float(run.workload.arrival_s.max()) + 1.0
-    pool = {"name": "cpu", "gpu": CPU_GPU, "replicas": 1, "model": run.model,
+    pool = {"name": "cpu" if run.gpu == CPU_GPU else "gpu", "gpu": run.gpu, "replicas": 1, "model": run.model,
             "quantization": {"weights": run.weights, "kv_cache": run.kv_cache}, "engine": run.engine}
+    if run.tp != 1:
+        pool["tensor_parallel"] = run.tp
     if profile is not None:
         pool["profile"] = str(Path(profile).resolve())
     data = {
@@ -269,8 +285,16 @@ def completed_rps(requests: pd.DataFrame) -> float:
     return len(ok) / float(ok["finish_s"].max() - requests["arrival_s"].min())
 
 
-def measured_metrics(requests: pd.DataFrame, timeseries: pd.DataFrame | None = None) -> dict:
-    """The compared observables of one run (seconds, tokens/s, sequences)."""
+def measured_metrics(requests: pd.DataFrame, timeseries: pd.DataFrame | None = None, *,
+                     t0_s: float | None = None) -> dict:
+    """The compared observables of one run (seconds, tokens/s, sequences), the same for the
+    measured and the simulated side.
+
+    Latency percentiles are over the ``ok`` requests. ``output_tok_s`` counts as vLLM
+    ``bench serve`` does: the output tokens of the completed requests over the span in which
+    they completed, ``completion_span_s`` = from the first request's start (``t0_s``, default
+    the earliest ``arrival_s`` of ``requests``) to the last completion. ``mean_running`` and
+    ``mean_waiting`` are there only when ``timeseries`` is given (absent: not measured)."""
     ok = requests[requests["status"] == "ok"]
     out: dict = {"requests": int(len(requests)), "ok": int(len(ok))}
     for m in ("ttft_s", "tpot_s", "e2e_s"):
@@ -278,7 +302,9 @@ def measured_metrics(requests: pd.DataFrame, timeseries: pd.DataFrame | None = N
         for q in (50, 90, 99):
             out[f"{m[:-2]}_p{q}_s"] = float(np.percentile(v, q)) if len(v) else float("nan")
         out[f"{m[:-2]}_mean_s"] = float(v.mean()) if len(v) else float("nan")
-    span = float(ok["finish_s"].max() - requests["arrival_s"].min()) if len(ok) else float("nan")
+    t0 = float(requests["arrival_s"].min()) if t0_s is None else float(t0_s)
+    span = float(ok["finish_s"].max() - t0) if len(ok) else float("nan")
+    out["completion_span_s"] = span
     out["output_tok_s"] = float(ok["output_tokens"].sum() / span) if span and span > 0 else float("nan")
     if timeseries is not None and len(timeseries):
         ts = timeseries[timeseries["t_s"] <= float(ok["finish_s"].max())] if len(ok) else timeseries

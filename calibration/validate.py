@@ -25,7 +25,8 @@ from calibration.runs import Run, measured_metrics, run_scenario
 from sim.engine.fleet import simulate
 from sim.errors import FleetcastError
 
-__all__ = ["Comparison", "validate_run", "error_table", "summarize_errors", "write_outputs", "METRICS", "TARGETS"]
+__all__ = ["Comparison", "validate_run", "error_table", "error_pivot", "NOT_MEASURED", "summarize_errors",
+           "write_outputs", "METRICS", "TARGETS"]
 
 METRICS = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
            "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "output_tok_s", "mean_running", "mean_waiting")
@@ -51,23 +52,49 @@ def validate_run(run: Run, profile: Path) -> Comparison:
     """Simulate the run's workload with ``profile`` and collect both sides' metrics."""
     res = simulate(run_scenario(run, profile), workload=run.workload)
     ts = res.timeseries
-    return Comparison(run, measured_metrics(run.requests, run.timeseries), measured_metrics(res.requests, ts),
-                      res.requests, ts, int(res.requests["preemptions"].sum()))
+    # both sides from the same origin: the run's first request start is the replay's time 0
+    t0 = float(run.requests["arrival_s"].min())
+    return Comparison(run, measured_metrics(run.requests, run.timeseries, t0_s=t0),
+                      measured_metrics(res.requests, ts, t0_s=0.0), res.requests, ts,
+                      int(res.requests["preemptions"].sum()))
+
+
+NOT_MEASURED = "not measured"
 
 
 def error_table(comps: list[Comparison]) -> pd.DataFrame:
-    """One row per (run, metric): measured, predicted, error % (signed)."""
+    """One row per (run, metric): measured, predicted, error % (signed), and a note:
+    "not measured" where the run's log has no such measurement (a bench-serve result has no
+    server time series: no running/waiting), so that the error is skipped, not zero."""
     rows = []
     for c in comps:
         for m in METRICS:
             meas, pred = c.measured.get(m, np.nan), c.predicted.get(m, np.nan)
+            if m not in c.measured:
+                rows.append({"run": c.run.name, "mode": c.run.mode, "metric": m, "measured": np.nan,
+                             "predicted": pred, "error_pct": np.nan, "note": NOT_MEASURED})
+                continue
             if m == "mean_waiting":  # near zero at low load: relative error is meaningless
                 err = np.nan if meas < 0.5 else (pred - meas) / meas * 100
             else:
                 err = (pred - meas) / meas * 100 if meas and np.isfinite(meas) else np.nan
             rows.append({"run": c.run.name, "mode": c.run.mode, "metric": m, "measured": meas,
-                         "predicted": pred, "error_pct": err})
+                         "predicted": pred, "error_pct": err, "note": ""})
     return pd.DataFrame(rows)
+
+
+def error_pivot(table: pd.DataFrame) -> pd.DataFrame:
+    """Error % per run (rows) and metric (columns) as display strings: signed, one decimal;
+    "not measured" where the run has no measurement, "–" where the error is undefined."""
+    def cell(r) -> str:
+        if r["note"] == NOT_MEASURED:
+            return NOT_MEASURED
+        v = r["error_pct"]
+        return "–" if v != v else f"{v:+.1f}"
+
+    t = table.assign(cell=table.apply(cell, axis=1))
+    piv = t.pivot(index="run", columns="metric", values="cell")
+    return piv[[m for m in METRICS if m in piv.columns]]
 
 
 def summarize_errors(table: pd.DataFrame, mode: str | None = "open") -> dict:
@@ -114,6 +141,8 @@ def _figures(c: Comparison, out: Path) -> list[str]:
     for ax, col in zip(axes, ("running", "waiting")):
         if len(c.run.timeseries):
             ax.step(c.run.timeseries["t_s"], c.run.timeseries[col], "k-", where="post", label="measured (/metrics)")
+        else:
+            ax.set_title(f"measured: {NOT_MEASURED} (the log has no server time series)", fontsize=8)
         ax.step(c.sim_timeseries["t_s"], c.sim_timeseries[col], "C1--", where="post", label="simulated")
         ax.set_xlabel("time (s)")
         ax.set_ylabel(f"{col} sequences")
@@ -162,7 +191,11 @@ def _write_outputs(comps: list[Comparison], table: pd.DataFrame, out: Path, prof
     table.to_csv(out / "errors.csv", index=False, float_format="%.6g")
     summary = {"profile": profile_name, "held_out_open_loop": summarize_errors(table, "open"),
                "closed_loop": summarize_errors(table, "closed"),
-               "runs": {c.run.name: {"mode": c.run.mode, "measured": c.measured, "predicted": c.predicted,
+               "runs": {c.run.name: {"mode": c.run.mode, "source": c.run.meta.get("source", "testbed run folder"),
+                                     "gpu": c.run.gpu, "tensor_parallel": c.run.tp,
+                                     "measured": c.measured, "predicted": c.predicted,
+                                     "not_measured": [m for m in METRICS if m not in c.measured],
+                                     "failed_requests": c.run.failed, "notes": list(c.run.notes),
                                      "sim_preemptions": c.sim_preemptions,
                                      "server_preemptions": _server_preemptions(c.run)} for c in comps}}
     (out / "errors.json").write_text(json.dumps(summary, indent=2, default=float, allow_nan=True) + "\n")
@@ -173,8 +206,11 @@ def _write_outputs(comps: list[Comparison], table: pd.DataFrame, out: Path, prof
              f"<h1>Validation of profile {html.escape(profile_name)}</h1>",
              "<p>Simulated (same arrivals, classes, lengths and engine settings) vs measured vLLM runs. "
              "Error = (simulated − measured) / measured.</p>"]
-    pivot = table.pivot(index="run", columns="metric", values="error_pct")[list(METRICS)]
-    parts.append("<h2>Error (%) per run</h2>" + pivot.round(1).to_html(na_rep="–"))
+    parts.append("<h2>Error (%) per run</h2>" + error_pivot(table).to_html())
+    failed = {c.run.name: c.run.failed for c in comps if c.run.failed}
+    if failed:
+        parts.append("<p>Failed requests (left out of the latencies and throughput, not replayed): "
+                     + ", ".join(f"{html.escape(k)}: {v}" for k, v in failed.items()) + "</p>")
     for run, names in figs.items():
         parts.append(f"<h3>{html.escape(run)}</h3>" + "".join(f"<img src='{n}' style='max-width:100%'><br>" for n in names))
     parts.append("</body></html>")
