@@ -8,19 +8,19 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sim import __version__
 from sim.engine.result import SimResult
 from sim.outpaths import staged_folder
 from sim.records import ITL_EDGES_S, write_parquet_atomic
+from sim.report.terminal import make_console
 from sim.scenario.spec import Scenario, dump_scenario
 
 __all__ = ["console", "err_console", "progress_bar", "write_run_folder", "run_folder_files"]
 
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 class progress_bar:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-
 from sim.report.build import build_report, parse_formats
+from sim.report.terminal import make_console
 
 __all__ = ["register"]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     paths = build_report(args.results, parse_formats(args.format), args.out, pdf_engine=args.pdf_engine)
-    console = Console()
+    console = make_console()
     for fmt_name, path in paths.items():
         console.print(f"{fmt_name:>4}: {path}", highlight=False)
     return 0

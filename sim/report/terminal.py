@@ -1,25 +1,36 @@
 """Terminal rendering with rich.
 
 ``render_summary``: a ``sim.analysis.metrics.summarize`` dict in three blocks
-that read well at 100 columns: latency and SLO per class, fleet throughput and
-utilization per pool, and cost. Missing values print as "-"; SLO misses are
-red. ``render_compare``: a ``fleetcast compare`` result, one table per variant.
+that read well at 100 columns: latency and SLO per class (and a line naming
+every SLO missed), fleet throughput and utilization per pool, KV capacity and
+cost. Missing values print as "-"; SLO misses are red and marked "MISS". When
+the output is not a terminal, ``make_console`` gives a wide console without
+colour, so piped tables are never cut. ``render_compare``: a ``fleetcast compare`` result, one table per variant.
 """
 
 from __future__ import annotations
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from sim.analysis.compare import METRIC_BY_NAME
 from sim.report.compare import ci_cells
 
-__all__ = ["render_summary", "render_compare"]
+__all__ = ["render_summary", "render_compare", "slo_misses", "make_console"]
 
 MISS = "bold red"
 MET = "green"
+PIPED_WIDTH = 240
+"""Columns of a console writing to a pipe or file: wider than any table here, so nothing
+is cut to 80 columns (rich's default without a terminal)."""
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console: the terminal's own when there is one; else PIPED_WIDTH columns, no colour."""
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH, no_color=True)
 
 
 def _num(x, scale: float = 1.0, fmt: str = "{:,.1f}") -> str:
@@ -38,12 +49,39 @@ def _pct(x) -> str:
 
 
 def _latency_cell(group: dict, metric: str, label: str) -> Text:
-    """Value in ms, red when the class has a target at this percentile and misses it."""
+    """Value in ms; when the class has a target at this percentile and misses it, red
+    and marked "MISS" (so plain text says so too)."""
     value = (group.get(metric) or {}).get(label)
     row = (group.get("slo") or {}).get(f"{metric}:{label}")
     if row is None:
         return Text(_ms(value))
-    return Text(_ms(value), style=MET if row["met"] else MISS)
+    return Text(_ms(value), style=MET) if row["met"] else Text(f"{_ms(value)} MISS", style=MISS)
+
+
+_METRIC_WORDS = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E", "itl_s": "ITL"}
+
+
+def slo_misses(summary: dict) -> list[str]:
+    """One phrase per SLO a class misses, in words: "code: attainment 97.8% < 99%",
+    "chat: TTFT p99 1,234 ms > 1,000 ms"."""
+    out = []
+    for name, g in summary["classes"].items():
+        for row in (g.get("slo") or {}).values():
+            if not row["met"]:
+                got = "none" if row["achieved_s"] is None else f"{_ms(row['achieved_s'])} ms"
+                out.append(f"{name}: {_METRIC_WORDS.get(row['metric'], row['metric'])} {row['percentile']} "
+                           f"{got} > {_ms(row['target_s'])} ms")
+        att, target = g.get("attainment_pct"), g.get("attainment_target_pct")
+        if target is not None and (att is None or att < target):
+            out.append(f"{name}: attainment {_num(att, 1.0, '{:.1f}')}% < {target:g}%")
+    return out
+
+
+def _slo_line(summary: dict) -> Text:
+    misses = slo_misses(summary)
+    if not misses:
+        return Text("SLO: every class meets its SLO.", style=MET)
+    return Text("SLO MISSED: " + "; ".join(misses) + ".", style=MISS)
 
 
 def _latency_table(summary: dict) -> Table:
@@ -67,7 +105,7 @@ def _latency_table(summary: dict) -> Table:
             _latency_cell(g, "ttft_s", "p50"), _latency_cell(g, "ttft_s", "p99"),
             _latency_cell(g, "tpot_s", "p50"), _latency_cell(g, "tpot_s", "p99"),
             _latency_cell(g, "itl_s", "p99"), _latency_cell(g, "e2e_s", "p99"),
-            Text(_num(att, 1.0, "{:.1f}"), style=att_style),
+            Text(_num(att, 1.0, "{:.1f}") + (" MISS" if att_style == MISS else ""), style=att_style),
             Text(_num(g.get("goodput_rps"), 1.0, "{:,.2f}")),
             end_section=(i == len(rows) - 2),
         )
@@ -75,7 +113,7 @@ def _latency_table(summary: dict) -> Table:
     failed = {k: v for k, v in c.items() if k not in ("ok", "total") and v}
     t.caption = (f"{c['total']:,} requests in window, {c['ok']:,} ok"
                  + "".join(f", {v:,} {k}" for k, v in failed.items())
-                 + "; red = SLO missed")
+                 + "; MISS (red) = SLO missed")
     return t
 
 
@@ -167,7 +205,7 @@ def _kv_table(summary: dict) -> Table | None:
 def render_summary(summary: dict) -> Group:
     """Latency/SLO table, throughput/utilization table, KV capacity and cost lines."""
     kv = _kv_table(summary)
-    return Group(_latency_table(summary), Text(""), _fleet_table(summary), Text(""),
+    return Group(_latency_table(summary), _slo_line(summary), Text(""), _fleet_table(summary), Text(""),
                  *((kv, Text("")) if kv is not None else ()), _cost_block(summary))
 
 
