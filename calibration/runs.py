@@ -23,6 +23,7 @@ from sim.errors import FleetcastError
 from sim.records import derive_latencies
 from sim.scenario.spec import Scenario, scenario_from_dict
 from sim.workload.generate import Workload
+from testbed.runfolder import JOURNAL, interrupted_meta, read_journal
 
 __all__ = ["Run", "load_run", "run_scenario", "measured_metrics", "completed_rps", "CPU_GPU", "VLLM_CPU_DEFAULTS"]
 
@@ -152,7 +153,11 @@ def load_run(folder: Path) -> Run:
     meta_path = folder / "run.json"
     meta = _read_json(meta_path)
     req_path = folder / "requests.parquet"
-    req = _read_parquet(req_path, _REQUEST_NEEDED)
+    if not req_path.exists() and (folder / JOURNAL).exists():  # the client was killed: its journal
+        req = read_journal(folder)
+        meta = {**meta, **interrupted_meta(meta, len(req))}
+    else:
+        req = _read_parquet(req_path, _REQUEST_NEEDED)
     if req.empty:
         raise FleetcastError(f"{req_path} holds no requests; nothing to compare (was the run interrupted?)")
     if any(c not in req.columns for c in _LATENCIES):

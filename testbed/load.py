@@ -63,9 +63,11 @@ class LoadResult:
 class _Controller:
     """Shared state of one run: the request list, results, stop flag."""
 
-    def __init__(self, specs, host, port, model, t0, clock, request_timeout_s, env):
+    def __init__(self, specs, host, port, model, t0, clock, request_timeout_s, env, journal=None,
+                 replica="vllm-0"):
         self.specs, self.host, self.port, self.model = specs, host, port, model
         self.t0, self.clock, self.timeout_s, self.env = t0, clock, request_timeout_s, env
+        self.journal, self.replica = journal, replica  # journal(record): called as each request ends
         self.results: dict[int, tuple[RequestSpec, float, StreamResult]] = {}
         self.pool = gevent.pool.Group()
         self.next_idx = 0
@@ -84,6 +86,8 @@ class _Controller:
                               clock=self.clock, result=res)
         finally:
             self.done += 1
+        if self.journal is not None and res.status not in ("pending", "cancelled"):
+            self.journal(_record(spec, intended, res, self.t0, self.replica))
         if not math.isnan(spec.arrival_s) and not math.isnan(res.sent_t):
             self.send_lags.append(res.sent_t - self.t0 - spec.arrival_s)
         e2e_ms = (res.last_token_t - self.t0 - intended) * 1000 if res.chunk_t else 0.0
@@ -163,8 +167,11 @@ def run_load(specs: list[RequestSpec], host: str, port: int, *, mode: str = "ope
              users: int = 1, model: str = "model", time_limit_s: float | None = None,
              request_timeout_s: float = 600.0, watchdog: Callable[[], str | None] | None = None,
              progress: Callable[[int, int], None] | None = None, replica: str = "vllm-0",
-             clock: Callable[[], float] = time.perf_counter, t0: float | None = None) -> LoadResult:
-    """Drive ``specs`` against the server at ``host:port``; see the module doc."""
+             clock: Callable[[], float] = time.perf_counter, t0: float | None = None,
+             journal: Callable[[dict], None] | None = None) -> LoadResult:
+    """Drive ``specs`` against the server at ``host:port``; see the module doc. ``journal``
+    receives each request's record as it ends (ok or error), so a hard kill of this
+    process loses only the requests in flight."""
     if mode not in ("open", "closed"):
         raise ValueError(f"mode must be 'open' or 'closed', not {mode!r}")
     if time_limit_s is None:
@@ -172,7 +179,7 @@ def run_load(specs: list[RequestSpec], host: str, port: int, *, mode: str = "ope
         time_limit_s = last + request_timeout_s + 5.0
     env = Environment(user_classes=[])
     t0 = clock() if t0 is None else t0
-    ctl = _Controller(specs, host, port, model, t0, clock, request_timeout_s, env)
+    ctl = _Controller(specs, host, port, model, t0, clock, request_timeout_s, env, journal, replica)
     env.user_classes = _user_classes(ctl, mode)
     runner = env.create_local_runner()
     n_users = 1 if mode == "open" else max(1, min(int(users), len(specs)))

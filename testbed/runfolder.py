@@ -11,9 +11,13 @@ run.json                what ran where: vLLM version, engine args, KV blocks,
 server.log              the server's output (when the testbed started it)
 ```
 
-``run.json`` is written first with ``completed: false`` and rewritten at the
-end, so a crash still leaves a folder that says what it was. All writes are
-atomic (temp file + rename).
+``run.json`` is written first with ``completed: false`` and the client's
+process id, and rewritten at the end, so a crash still leaves a folder that says
+what it was. While the run goes, each finished request's record is appended to
+``requests.partial.jsonl`` (one JSON object per line, flushed as written); the
+end replaces it with ``requests.parquet``. After a SIGKILL, ``read_run`` takes
+the records from the journal and says the run was interrupted: only the
+requests in flight are lost. Other writes are atomic (temp file + rename).
 """
 
 from __future__ import annotations
@@ -31,10 +35,51 @@ import pandas as pd
 from sim.records import (REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies,
                          write_parquet_atomic, write_text_atomic)
 
-__all__ = ["ITL_COLUMNS", "hardware_info", "model_info", "server_meta", "now_iso", "requests_frame",
-           "write_run_json", "read_run_json", "write_tables", "read_run", "is_complete"]
+__all__ = ["ITL_COLUMNS", "JOURNAL", "RecordJournal", "hardware_info", "model_info", "server_meta", "now_iso",
+           "requests_frame", "write_run_json", "read_run_json", "write_tables", "read_run", "read_journal",
+           "interrupted_meta", "is_complete"]
 
 ITL_COLUMNS = {"request_id": "int64", "token_index": "int64", "t_s": "float64"}
+JOURNAL = "requests.partial.jsonl"
+
+
+class RecordJournal:
+    """Appends request records to ``<folder>/requests.partial.jsonl`` as they end.
+
+    Each line is flushed to the kernel as it is written, so it survives a SIGKILL of
+    this process (not a power cut: no fsync per line). ``finish`` removes the file once
+    ``requests.parquet`` holds every record."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / JOURNAL
+        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by finish()
+
+    def append(self, record: dict) -> None:
+        self._f.write(json.dumps(record, default=_json_number, allow_nan=True) + "\n")
+        self._f.flush()
+
+    def finish(self) -> None:
+        self._f.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _json_number(x):
+    """numpy scalars in a record -> plain numbers."""
+    return x.item() if hasattr(x, "item") else str(x)
+
+
+def read_journal(folder: Path) -> pd.DataFrame | None:
+    """The records of an interrupted run's journal (a torn last line is dropped), or None."""
+    path = Path(folder) / JOURNAL
+    if not path.exists():
+        return None
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break  # the line being written when the process died
+    return requests_frame(rows)
 
 
 def now_iso() -> str:
@@ -131,4 +176,27 @@ def read_run(folder: Path) -> dict:
     for name in ("requests", "itl", "timeseries", "server_metrics"):
         path = folder / f"{name}.parquet"
         out[name] = pd.read_parquet(path) if path.exists() else None
+    if out["requests"] is None:
+        out["requests"] = read_journal(folder)
+        if out["requests"] is not None:
+            out["meta"] = {**out["meta"], **interrupted_meta(out["meta"], len(out["requests"]))}
     return out
+
+
+def interrupted_meta(meta: dict, recovered: int) -> dict:
+    """run.json fields for a run whose client died before writing requests.parquet."""
+    pid = meta.get("client_pid")
+    gone = "" if pid is None else f"the client (pid {pid}) {'is still running' if _alive(pid) else 'is gone'}; "
+    return {"completed": False,
+            "reason": f"interrupted before the end: {gone}{recovered} request records recovered from {JOURNAL} "
+                      "(requests in flight at the kill are lost)"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True

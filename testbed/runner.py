@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -86,8 +87,10 @@ def execute_run(out_dir: Path, specs: list[RequestSpec], server, *, mode: str = 
         "stop_time": None,
         "completed": False,
         "reason": "running (or the process died before finishing)",
+        "client_pid": os.getpid(),
     }
     rf.write_run_json(out_dir, info)
+    journal = rf.RecordJournal(out_dir)
     clock = time.perf_counter
     before = _safe_scrape(server.base_url)
     cache = cache_config(before or [])
@@ -95,6 +98,7 @@ def execute_run(out_dir: Path, specs: list[RequestSpec], server, *, mode: str = 
                         "num_blocks": _int(cache.get("num_gpu_blocks")),
                         "enable_prefix_caching": cache.get("enable_prefix_caching"),
                         "cache_config_info": cache}
+    rf.write_run_json(out_dir, info)  # what an interrupted run's folder will say about the server
     # time 0 lies a little ahead, so Locust is up before the first scheduled send
     t0 = clock() + _START_LEAD_S
     scraper = MetricsScraper(server.base_url, clock, t0).start()
@@ -103,7 +107,8 @@ def execute_run(out_dir: Path, specs: list[RequestSpec], server, *, mode: str = 
         result = load.run_load(specs, server.host, server.port, mode=mode, users=users,
                                model=info.get("served_model_name", "model"),
                                time_limit_s=time_limit_s, request_timeout_s=request_timeout_s,
-                               watchdog=server.exit_reason, progress=progress, clock=clock, t0=t0)
+                               watchdog=server.exit_reason, progress=progress, clock=clock, t0=t0,
+                               journal=journal.append)
     finally:
         scraper.stop()
         died = server.exit_reason()
@@ -128,6 +133,7 @@ def execute_run(out_dir: Path, specs: list[RequestSpec], server, *, mode: str = 
                         locust_stats=result.locust_stats)
         df = rf.requests_frame(rows)
         rf.write_tables(out_dir, df, itl, ts, raw)
+        journal.finish()  # requests.parquet holds every record now
         info["num_requests"] = len(df)
         info["status_counts"] = {k: int(v) for k, v in df["status"].value_counts().items()}
         info["server_deltas"] = _server_deltas(before, after)

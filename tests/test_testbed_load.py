@@ -189,3 +189,68 @@ with srv:
     assert len(df) == 2 and (df["status"] == "cancelled").all()  # the two in flight
     with pytest.raises(ProcessLookupError):
         os.killpg(server_pid, 0)
+
+
+def test_sigkill_keeps_finished_records_and_leaves_no_server(model_dir, tmp_path):
+    """SIGKILL of the client mid-run: the requests that had ended are in the journal, read_run and
+    calibration's load_run take them from there and say the run was interrupted, and the server's
+    process group is stopped by its watchdog."""
+    import signal
+    import subprocess
+    import time
+
+    from calibration.runs import load_run
+    from testbed.runfolder import JOURNAL, read_run
+
+    script = f"""
+import sys
+from pathlib import Path
+import testbed.load
+from testbed.prompts import closed_loop_requests
+from testbed.runner import execute_run
+from testbed.server import EngineArgs, start_server
+cmd = [sys.executable, "-m", "testbed.fake_server", "--port", "{{port}}", "--itl-ms", "100"]
+specs = closed_loop_requests(40, 4, 5, {str(model_dir)!r}, 0)  # ~0.5 s each, 2 at a time
+srv = start_server(EngineArgs(model={str(model_dir)!r}), Path({str(tmp_path)!r}), command=cmd, timeout_s=30)
+print(srv.pid, flush=True)
+with srv:
+    execute_run(Path({str(tmp_path / "run")!r}), specs, srv, mode="closed", users=2)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    run = tmp_path / "run"
+    try:
+        server_pid = int(child.stdout.readline())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill once a few requests have ended
+            lines = (run / JOURNAL).read_text().count("\n") if (run / JOURNAL).exists() else 0
+            if lines >= 3:
+                break
+            time.sleep(0.1)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        child.kill()
+    assert lines >= 3
+    assert not (run / "requests.parquet").exists()
+    assert json.loads((run / "run.json").read_text())["completed"] is False
+    got = read_run(run)
+    kept = got["requests"]
+    assert len(kept) >= 3 and (kept["status"] == "ok").all() and kept["request_id"].is_unique
+    assert kept["ttft_s"].notna().all()
+    assert "interrupted" in got["meta"]["reason"] and "is gone" in got["meta"]["reason"]
+    meta = json.loads((run / "run.json").read_text())  # the fake model's config names no architecture:
+    meta.setdefault("model", {}).setdefault("config", {}).update(hidden_size=256, num_hidden_layers=4)  # testbed-tiny
+    meta["kv_cache"].update(num_blocks=1000, block_size=16)  # the fake server reports no cache config
+    (run / "run.json").write_text(json.dumps(meta))
+    assert len(load_run(run).requests) == len(kept)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(server_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(server_pid, 0)
