@@ -11,14 +11,14 @@ import pandas as pd
 from sim.catalog import load_catalog
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
-from sim.engine.perf import PerfModel, plan_memory
+from sim.engine.perf import plan_memory
 from sim.engine.policies import make_policy
 from sim.engine.prefix_keys import PrefixKeys
-from sim.engine.profiles import coefficients_for
 from sim.engine.replica import Replica
 from sim.engine.request import DECODING, Request
 from sim.engine.result import ReplicaStats, SimResult
 from sim.engine.routers import make_router
+from sim.engine.step_source import pool_perf_model
 from sim.engine.wake import URGENT, Environment, wake
 from sim.errors import FleetcastError, ScenarioError
 from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies
@@ -42,8 +42,7 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
         model = catalog.model(pool.model)
         quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
         eng = pool.engine
-        coeffs = coefficients_for(pool, scenario.base_dir, gpu)
-        perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs)
+        perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant)
         try:
             mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
                               eng.block_size, eng.max_num_batched_tokens)
