@@ -8,7 +8,12 @@ e_memory))``; the parts are SUMMED (so a decode-only step is affine in its
 total context), then tensor-parallel all-reduces and fixed overheads are
 added. Everything is per GPU of the TP group, which runs in lock step.
 
-Modelling choices (each one a documented approximation):
+With measured kernels (``kernels=``, a ``sim.kernels.tables.KernelTables``)
+the linear layers, all-reduces and attention come from tables and fitted
+coefficients instead (docs/design.md, "Measured kernels"); the CPU overheads
+stay coefficients, and a part the tables lack keeps the roofline below.
+
+Modelling choices of the roofline (each one a documented approximation):
 - Linear FLOPs are ``2 · P_compute · T`` with T = prefill tokens + decodes
   and P_compute the active parameters minus the input-embedding table (a
   lookup, not a matmul). The LM head is charged for all T tokens (vLLM only
