@@ -265,3 +265,10 @@ def test_single_request_decode_is_plausible_against_a_published_measurement():
         mbu = weight_bytes / CAT.gpu(gpu).hbm_bw_bytes_s / itl_s
         assert 0.55 < mbu < 0.9, (gpu, itl_s, mbu)  # here: a100-80gb 0.60, h100-sxm 0.65
     assert math.isclose(_perf("a100-80gb").step_time_s(0, 0.0, 1, 1100), 1 / 75, rel_tol=0.25)  # 40GB: slower HBM
+
+
+@needs_data
+def test_shipped_architecture_efficiencies_are_what_the_committed_script_fits():
+    from calibration.kernel_efficiencies import main
+
+    assert main(["--check"]) == 0
