@@ -5,6 +5,7 @@ Layers, lowest first (a module may import its own layer and the ones below):
 
     base      sim, sim.errors, sim.rng, sim.records, sim.outpaths, sim.procs
     catalog   sim.catalog
+    kernels   sim.kernels.*       (measured vLLM kernel tables: locate/read, per-pool fast form, disk cache)
     workload  sim.workload.*      (traffic specs, distributions, traces, generation, surges)
     scenario  sim.scenario.*      (the scenario file: pools, plan, events, YAML)
     engine    sim.engine.*        (request, replica, policies, KV cache, perf model, fleet, routers, SimPy adapter)
@@ -31,7 +32,7 @@ from sim.scenario.params import POLICY_PARAMS, ROUTER_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1] / "sim"
 
-LAYERS = ["base", "catalog", "workload", "scenario", "engine", "analysis", "report", "cli"]
+LAYERS = ["base", "catalog", "kernels", "workload", "scenario", "engine", "analysis", "report", "cli"]
 
 #: Third-party modules that may be imported inside a function: heavy or
 #: optional dependencies that only some commands need (start-up time, or an

@@ -228,37 +228,49 @@ def test_missing_user_file_is_a_user_error(tmp_path):
         load_catalog([tmp_path / "nope.yaml"])
 
 
-def test_gpu_perf_defaults_come_from_the_splitwise_profiles_with_their_source():
-    """H100/A100 compute efficiency by default = the Splitwise fits (rounded); the
-    other GPUs name what they assume; MI300X has none (no AMD measurements)."""
-    import json
+def test_every_gpu_names_a_sourced_architecture_and_its_kernel_data():
+    """Efficiencies come from the architecture (fitted to a sibling's measured kernels),
+    not from per-GPU guesses; every built-in GPU names its architecture with a source."""
+    from sim.catalog import load_architectures
 
-    root = Path(__file__).resolve().parents[1] / "calibration" / "profiles"
     cat = load_catalog()
-    for gpu, prof in (("h100-sxm", "h100-splitwise"), ("a100-80gb", "a100-splitwise")):
-        fitted = json.loads((root / f"{prof}.json").read_text())["coefficients"]["e_compute"]
-        assert cat.gpu(gpu).perf_defaults["e_compute"] == pytest.approx(fitted, abs=0.001)
-        assert prof in cat.source_of("gpu", gpu)["perf_defaults.e_compute"]
-    for gpu in ("h200", "b200", "l40s", "l4", "rtx-4090"):
-        assert cat.gpu(gpu).perf_defaults, gpu
-        assert "splitwise" in cat.source_of("gpu", gpu)["perf_defaults.e_compute"]
-    assert "ASSUMPTION" in cat.source_of("gpu", "b200")["perf_defaults.e_compute"]
-    assert not cat.gpu("mi300x").perf_defaults
+    archs = load_architectures()
+    for name in cat.gpu_names():
+        gpu = cat.gpu(name)
+        assert gpu.architecture in archs, name
+        assert gpu.sources["architecture"], name
+        assert not gpu.perf_defaults, name  # the architecture's fit replaces the old guesses
+        if gpu.kernel_data:
+            assert gpu.sources["kernel_data"].startswith("aiconfigurator-core"), name
+    assert {n for n in cat.gpu_names() if not cat.gpu(n).kernel_data} == {"l4", "rtx-4090", "mi300x"}
+    for arch, sibling in (("hopper", "h100_sxm"), ("ada", "l40s"), ("ampere", "a100_sxm"), ("blackwell", "b200_sxm")):
+        a = archs[arch]
+        assert a.sibling == sibling and 0 < a.e_memory <= 1 and 0 < a.e_compute["bf16"] <= 1
+        assert "aiconfigurator-core 0.12.0 (Apache-2.0)" in a.source and f"systems/data/{sibling}/gemm" in a.source
+    assert not archs["cdna3"].e_compute and "no sibling" in archs["cdna3"].source
 
 
-def test_pool_without_profile_uses_the_gpu_defaults_and_says_so():
+def test_unknown_architecture_in_a_user_entry_is_refused(tmp_path):
+    f = tmp_path / "cat.yaml"
+    f.write_text("gpus: {h100-sxm: {architecture: hoper}}")
+    with pytest.raises(FleetcastError, match="Did you mean 'hopper'"):
+        load_catalog([f])
+
+
+def test_pool_without_profile_uses_its_architecture_and_says_so():
+    from sim.catalog import load_architectures
     from sim.engine.perf import PerfCoefficients
-    from sim.engine.profiles import coefficients_for, perf_sources
+    from sim.engine.profiles import coefficients_for
     from sim.scenario.fleet_spec import PoolSpec
-    from sim.scenario.spec import load_scenario
 
     cat = load_catalog()
+    hopper = load_architectures()["hopper"]
     pool = PoolSpec(name="p", gpu="h100-sxm", replicas=1, model="llama-3.1-8b")
-    c = coefficients_for(pool, Path("."), cat.gpu("h100-sxm"))
-    assert c.e_compute == cat.gpu("h100-sxm").perf_defaults["e_compute"]
-    assert c.e_memory == PerfCoefficients().e_memory  # not listed: fleetcast default
-    assert c.source.startswith("catalog defaults for h100-sxm") and "not validated" in c.source
+    c = coefficients_for(pool, Path("."), cat.gpu("h100-sxm"), cat.quant("bf16"))
+    assert (c.e_compute, c.e_memory) == (hopper.e_compute["bf16"], hopper.e_memory)
+    assert c.t_step_s == PerfCoefficients().t_step_s  # CPU overheads: fleetcast defaults
+    assert c.source.startswith("hopper efficiencies fitted to h100_sxm") and "uncalibrated" in c.source
+    c8 = coefficients_for(pool, Path("."), cat.gpu("h100-sxm"), cat.quant("fp8"))
+    assert c8.e_compute == hopper.e_compute["fp8"]  # the fp8 kernels' own efficiency, never bf16's
     mi = PoolSpec(name="p", gpu="mi300x", replicas=1, model="llama-3.1-8b")
     assert coefficients_for(mi, Path("."), cat.gpu("mi300x")) == PerfCoefficients()
-    sc = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml")
-    assert all(v.startswith("catalog defaults for h100-sxm") for v in perf_sources(sc).values())

@@ -7,8 +7,8 @@ from typing import Callable
 from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summarize
 from sim.catalog import load_catalog
 from sim.engine.fleet import kv_capacity, simulate
-from sim.engine.profiles import perf_sources
 from sim.engine.result import SimResult
+from sim.engine.step_source import perf_sources
 from sim.scenario.spec import Scenario
 
 __all__ = ["forecast", "summary_of", "class_slos", "pool_costs"]

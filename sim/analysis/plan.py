@@ -33,7 +33,7 @@ from sim.analysis.candidates import Candidate, enumerate_candidates
 from sim.analysis.forecast import forecast, pool_costs
 from sim.analysis.metrics import HOURS_PER_MONTH, cost_and_class_columns
 from sim.engine.fleet import build_pool_models
-from sim.engine.profiles import perf_sources
+from sim.engine.step_source import perf_sources
 from sim.errors import FleetcastError, ScenarioError
 from sim.procs import die_with_parent
 from sim.scenario.plan_spec import PlanSpec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sim.engine.profiles import load_profile
+from sim.engine.step_source import kernel_warnings
 from sim.scenario.spec import Scenario
 
 __all__ = ["range_warnings"]
@@ -22,13 +23,14 @@ def _max_prompt(scenario: Scenario) -> int | None:
 
 
 def range_warnings(scenario: Scenario) -> list[str]:
-    """Pools that run on uncalibrated coefficients or outside their profile's fitted range."""
-    out = []
+    """Pools that run on uncalibrated coefficients or outside their profile's fitted range, and
+    what the step times could not take from measured kernels (``kernel_warnings``)."""
+    out = kernel_warnings(scenario)
     max_prompt = _max_prompt(scenario)
     for pool in scenario.fleet:
         if pool.profile is None:
-            out.append(f"pool '{pool.name}' uses fleetcast's default (uncalibrated) performance coefficients; "
-                       f"set fleet[].profile to a calibration profile for a validated error bound")
+            out.append(f"pool '{pool.name}' has no calibration profile: its step times are not validated against "
+                       f"this fleet's own measurements; set fleet[].profile for a validated error bound")
             continue
         data = load_profile(scenario.base_dir / pool.profile)
         rng = data.get("fitted_range") or {}

@@ -12,16 +12,16 @@ from sim.catalog import load_catalog
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
 from sim.engine.memory import check_max_model_len, plan_memory
-from sim.engine.perf import PerfModel
 from sim.engine.policies import make_policy
 from sim.engine.prefix_keys import PrefixKeys
-from sim.engine.profiles import coefficients_for
 from sim.engine.replica import Replica
 from sim.engine.request import DECODING, Request
 from sim.engine.result import ReplicaStats, SimResult
 from sim.engine.routers import make_router
+from sim.engine.step_source import pool_perf_model
 from sim.engine.wake import URGENT, Environment, wake
 from sim.errors import FleetcastError, ScenarioError
+from sim.kernels.data import parse_version
 from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies
 from sim.rng import stream
 from sim.scenario.spec import Scenario
@@ -43,9 +43,8 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
         model = catalog.model(pool.model)
         quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
         eng = pool.engine
-        coeffs = coefficients_for(pool, scenario.base_dir, gpu)
-        perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs)
-        version = None  # the newest vLLM's accounting
+        perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant)
+        version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
         try:
             mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
                               eng.block_size, eng.max_num_batched_tokens, eng.max_num_seqs, version)

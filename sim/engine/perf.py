@@ -8,7 +8,12 @@ e_memory))``; the parts are SUMMED (so a decode-only step is affine in its
 total context), then tensor-parallel all-reduces and fixed overheads are
 added. Everything is per GPU of the TP group, which runs in lock step.
 
-Modelling choices (each one a documented approximation):
+With measured kernels (``kernels=``, a ``sim.kernels.tables.KernelTables``)
+the linear layers, all-reduces and attention come from tables and fitted
+coefficients instead (docs/design.md, "Measured kernels"); the CPU overheads
+stay coefficients, and a part the tables lack keeps the roofline below.
+
+Modelling choices of the roofline (each one a documented approximation):
 - Linear FLOPs are ``2 · P_compute · T`` with T = prefill tokens + decodes
   and P_compute the active parameters minus the input-embedding table (a
   lookup, not a matmul). The LM head is charged for all T tokens (vLLM only
@@ -132,11 +137,14 @@ class PerfModel:
     """
 
     def __init__(self, gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
-                 coeffs: PerfCoefficients | None = None):
+                 coeffs: PerfCoefficients | None = None, kernels=None):
+        """``kernels``: a ``sim.kernels.tables.KernelTables`` of this (GPU, model, quant,
+        tp): its parts replace the roofline's (an empty part keeps the roofline)."""
         c = coeffs or PerfCoefficients()
         s = _Shape(model, quant, tp)
         tp = int(tp)
         self.gpu, self.model, self.quant, self.tp, self.coeffs = gpu, model, quant, tp, c
+        self.source = c.source  # where the step times come from (sim.engine.step_source says more)
         self.compute_dtype = quant.compute_dtype_on(gpu)
         peak_lin = gpu.peak_flops[self.compute_dtype]
         peak_attn = gpu.peak_flops.get("bf16") or gpu.peak_flops.get("fp16") or peak_lin
@@ -157,6 +165,26 @@ class PerfModel:
         self._kv_tok = s.kv_bytes_per_token_per_gpu
         self._qo_bytes_tok = 2.0 * quant.activation_bytes * L * model.num_heads * model.head_dim / tp
         self._b_decode = max(self._attn_flops_unit * self._inv_flops_attn, self._kv_tok * self._inv_bw)
+        # measured kernels (sim/kernels): plain lists and floats, so the hot path allocates nothing
+        self.kernels = kernels
+        self._lin = self._lm = None
+        self._dec_step = self._dec_seq = self._pre_step = self._pre_chunk = self._pre_tok = self._pre_unit = 0.0
+        self._kdec = self._kpre = False
+        if kernels is not None:
+            if len(kernels.lin_s):
+                self._lin, self._lm = kernels.lin_s.tolist(), kernels.lm_head_s.tolist()
+                self._n_lin = len(self._lin)
+                last = self._n_lin - 1
+                self._lin_last, self._lm_last = self._lin[last], self._lm[last]
+                back = min(last, 64)  # beyond the table: the last 64 tokens' slope continues
+                self._lin_slope = (self._lin[last] - self._lin[last - back]) / back if back else 0.0
+                self._lm_slope = (self._lm[last] - self._lm[last - back]) / back if back else 0.0
+            if len(kernels.decode_s):
+                self._kdec = True
+                self._dec_step, self._dec_seq, self._b_decode = (float(x) for x in kernels.decode_s)
+            if len(kernels.prefill_s):
+                self._kpre = True
+                self._pre_step, self._pre_chunk, self._pre_tok, self._pre_unit = (float(x) for x in kernels.prefill_s)
         if tp > 1:
             self._comm_fixed = 2 * L * c.t_allreduce_s
             self._comm_tok = (2 * L * h * quant.activation_bytes * 2.0 * (tp - 1) / tp
@@ -182,13 +210,31 @@ class PerfModel:
         t = c.t_step_s + c.t_seq_s * (num_decodes + num_prefill_seqs) + c.t_prefill_tok_s * prefill_tokens
         T = prefill_tokens + num_decodes
         if T > 0:
-            f = self._lin_flops_tok * T * self._inv_flops_lin
-            b = (self._weight_bytes(T) + self._act_tok * T) * self._inv_bw
-            t += (f if f > b else b) + self._comm_fixed + self._comm_tok * T
+            lin = self._lin
+            if lin is not None:  # measured kernels: tables over tokens and sampled sequences
+                seqs = num_decodes + num_prefill_seqs
+                if T < self._n_lin:
+                    t += lin[T]
+                else:
+                    t += self._lin_last + self._lin_slope * (T - self._n_lin + 1)
+                if seqs < self._n_lin:
+                    t += self._lm[seqs]
+                else:
+                    t += self._lm_last + self._lm_slope * (seqs - self._n_lin + 1)
+            else:
+                f = self._lin_flops_tok * T * self._inv_flops_lin
+                b = (self._weight_bytes(T) + self._act_tok * T) * self._inv_bw
+                t += (f if f > b else b) + self._comm_fixed + self._comm_tok * T
         if prefill_tokens > 0:
-            f = self._attn_flops_unit * prefill_attn * self._inv_flops_attn
-            b = (prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok) * self._inv_bw
-            t += f if f > b else b
+            if self._kpre:
+                t += (self._pre_step + self._pre_chunk * num_prefill_seqs + self._pre_tok * prefill_tokens
+                      + self._pre_unit * prefill_attn)
+            else:
+                f = self._attn_flops_unit * prefill_attn * self._inv_flops_attn
+                b = (prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok) * self._inv_bw
+                t += f if f > b else b
+        if num_decodes > 0 and self._kdec:
+            t += self._dec_step + self._dec_seq * num_decodes
         return t + decode_ctx_tokens * self._b_decode
 
     def decode_affine(self, num_decodes: int) -> tuple[float, float]:

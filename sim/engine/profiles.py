@@ -14,11 +14,11 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from sim.catalog import load_catalog
+from sim.catalog import load_architectures
 from sim.engine.perf import PerfCoefficients
 from sim.errors import FleetcastError
 
-__all__ = ["load_profile", "coefficients_for", "perf_sources", "validation_summary", "profile_validation"]
+__all__ = ["load_profile", "coefficients_for", "validation_summary", "profile_validation"]
 
 _COEFF_NAMES = {f.name for f in fields(PerfCoefficients)} - {"source"}
 
@@ -44,28 +44,37 @@ def load_profile(path: Path) -> dict:
     return data
 
 
-def coefficients_for(pool, base_dir: Path, gpu=None) -> PerfCoefficients:
-    """The pool's coefficients: its profile's; else the GPU catalog entry's
-    ``perf_defaults`` over the built-in defaults (``gpu``: its ``catalog.GPU``)."""
+def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoefficients:
+    """The pool's coefficients: its profile's; else the efficiencies of the GPU's
+    architecture (``architectures.yaml``, at the linear layers' dtype of ``quant``),
+    then the GPU catalog entry's ``perf_defaults``, over the built-in defaults
+    (``gpu``/``quant``: its ``catalog.GPU`` / ``catalog.QuantSpec``)."""
     if pool.profile is None:
+        values: dict[str, float] = {}
+        said = []
+        arch = load_architectures().get(getattr(gpu, "architecture", "") or "")
+        if arch is not None and arch.e_memory is not None:
+            dtype = quant.compute_dtype_on(gpu) if quant is not None else "bf16"
+            values = {"e_compute": arch.e_compute_for(dtype), "e_memory": arch.e_memory}
+            said.append(f"{arch.name} efficiencies fitted to {arch.sibling}'s measured vLLM GEMMs "
+                        f"(e_compute {values['e_compute']:g} at {dtype}, e_memory {values['e_memory']:g}; "
+                        f"sim/catalog/architectures.yaml, from aiconfigurator-core data, Apache-2.0)")
         extra = dict(getattr(gpu, "perf_defaults", None) or {})
-        if not extra:
+        if extra:
+            src = (gpu.sources or {}).get("perf_defaults", "catalog")
+            said.append(f"catalog defaults for {gpu.name} "
+                        f"({', '.join(f'{k} {v:g}' for k, v in sorted(extra.items()))}; not validated: {src})")
+            values.update(extra)
+        if not values:
             return PerfCoefficients()
-        src = (gpu.sources or {}).get("perf_defaults", "catalog")
-        values = ", ".join(f"{k} {v:g}" for k, v in sorted(extra.items()))
-        return PerfCoefficients(**extra, source=f"catalog defaults for {gpu.name} ({values}; not validated: {src})")
+        rest = "; other coefficients: fleetcast defaults, uncalibrated (see PerfCoefficients)"
+        return PerfCoefficients(**values, source="; ".join(said) + rest)
     path = Path(base_dir) / pool.profile
     data = load_profile(path)
     source = f"profile {data.get('name', path.stem)} ({path.name})"
     summary = validation_summary(data)
     return PerfCoefficients(**data["coefficients"],
                             source=f"{source}; validated: {summary}" if summary else f"{source}; not validated")
-
-
-def perf_sources(scenario) -> dict[str, str]:
-    """Pool name -> where its performance coefficients come from (and their validated error)."""
-    cat = load_catalog([scenario.base_dir / f for f in scenario.catalog])
-    return {p.name: coefficients_for(p, scenario.base_dir, cat.gpu(p.gpu)).source for p in scenario.fleet}
 
 
 def validation_summary(data: dict) -> str | None:

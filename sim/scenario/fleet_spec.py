@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sim.catalog import ModelSpec
+from sim.kernels.data import parse_version
 
 __all__ = ["Strict", "QuantizationSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
 
@@ -61,6 +62,19 @@ class EngineSpec(Strict):
     num_gpu_blocks_override: int | None = Field(
         None, ge=1, description="Force this many KV blocks instead of planning them from memory (as vLLM's flag)."
     )
+    vllm_version: str | None = Field(
+        None,
+        description="vLLM release the pool runs (e.g. '0.19.0'): its measured kernels time the steps (the nearest "
+        "version with kernel data, with a warning when it is not this one) and its memory accounting sizes the KV "
+        "cache (CUDA-graph memory counted from 0.21). Default: the newest data and the newest accounting.",
+    )
+
+    @field_validator("vllm_version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        if v is not None and parse_version(v) is None:
+            raise ValueError(f"vllm_version must look like MAJOR.MINOR[.PATCH] (e.g. '0.24.0'), got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _budget_covers_seqs(self) -> "EngineSpec":

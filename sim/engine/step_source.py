@@ -1,0 +1,108 @@
+"""Where a pool's step times come from, and the PerfModel built from it.
+
+In order: a calibration profile (``pool.profile``: the fitted roofline
+coefficients, nothing measured); else the GPU's measured vLLM kernels
+(``kernel_data:`` in the catalog, read from aiconfigurator-core by
+``sim.kernels``), with the CPU overheads and any part the data lacks from the
+roofline at the architecture's efficiencies; else that roofline alone.
+``kernel_warnings`` says, once per run, what could not be measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.catalog import load_architectures, load_catalog
+from sim.engine.perf import PerfModel
+from sim.engine.profiles import coefficients_for
+from sim.kernels import data as kd
+from sim.kernels.cache import cached_tables
+from sim.kernels.tables import TableInputs
+
+__all__ = ["pool_perf_model", "perf_sources", "kernel_warnings"]
+
+
+def _inputs(pool, gpu, model, quant, coeffs) -> TableInputs:
+    return TableInputs(system=gpu.kernel_data, model=model, quant=quant, tp=int(pool.tensor_parallel),
+                       max_tokens=int(pool.engine.max_num_batched_tokens), vllm_version=pool.engine.vllm_version,
+                       gpu=gpu, e_compute=coeffs.e_compute, e_memory=coeffs.e_memory, e_comm=coeffs.e_comm,
+                       t_allreduce_s=coeffs.t_allreduce_s)
+
+
+def _kernel_tables(pool, gpu, model, quant, coeffs):
+    """The pool's KernelTables, or None (profile, no data for the GPU, data not installed)."""
+    if pool.profile is not None or not gpu.kernel_data:
+        return None
+    root = kd.data_root()
+    if root is None or not (root / gpu.kernel_data).is_dir():
+        return None
+    try:
+        return cached_tables(root, _inputs(pool, gpu, model, quant, coeffs))
+    except (LookupError, ValueError, OSError):  # unreadable data: the roofline, said by kernel_warnings
+        return None
+
+
+def pool_perf_model(pool, base_dir: Path, gpu, model, quant) -> PerfModel:
+    """The pool's PerfModel (see the module doc); ``.source`` of the result says where
+    its step times come from."""
+    coeffs = coefficients_for(pool, base_dir, gpu, quant)
+    tables = _kernel_tables(pool, gpu, model, quant, coeffs)
+    perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs, kernels=tables)
+    if tables is None:
+        perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"
+    else:
+        perf.source = f"{tables.source}; CPU overheads and roofline parts: {coeffs.source}"
+    return perf
+
+
+def perf_sources(scenario) -> dict[str, str]:
+    """Pool name -> where its step times come from (profile and its validated error,
+    measured kernels, or the roofline and its efficiencies)."""
+    cat = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    out = {}
+    for p in scenario.fleet:
+        gpu, model = cat.gpu(p.gpu), cat.model(p.model)
+        quant = cat.quant(p.quantization.weights, p.quantization.kv_cache)
+        out[p.name] = pool_perf_model(p, scenario.base_dir, gpu, model, quant).source
+    return out
+
+
+def kernel_warnings(scenario) -> list[str]:
+    """One line per thing the forecast could not take from measured kernels (each said once)."""
+    cat = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    root = kd.data_root()
+    out: list[str] = []
+    pools = [p for p in scenario.fleet if p.profile is None]
+    if root is None:
+        if any(cat.gpu(p.gpu).kernel_data for p in pools):
+            out.append(f"note: {kd.PACKAGE} is not installed, so step times come from the roofline at the shipped "
+                       f"architecture efficiencies (pip install '{kd.PACKAGE}>=0.12,<0.13' for measured vLLM kernels)")
+        return out
+    seen: set[str] = set()
+    for p in pools:
+        gpu = cat.gpu(p.gpu)
+        if gpu.name in seen:
+            continue
+        if not gpu.kernel_data or not (root / gpu.kernel_data).is_dir():
+            seen.add(gpu.name)
+            arch = load_architectures().get(gpu.architecture or "")
+            if arch is not None and arch.sibling:
+                out.append(f"no measured kernels for GPU '{gpu.name}': its roofline borrows the {arch.name} "
+                           f"efficiencies fitted to {arch.sibling}")
+            else:
+                why = (f"no sibling of its architecture ({arch.name}) in the kernel data" if arch is not None
+                       else "no architecture named in its catalog entry")
+                out.append(f"no measured kernels for GPU '{gpu.name}' and {why}: fleetcast's default "
+                           f"efficiencies apply")
+    for p in pools:
+        gpu = cat.gpu(p.gpu)
+        wanted = p.engine.vllm_version
+        if not gpu.kernel_data or not (root / gpu.kernel_data).is_dir() or wanted is None:
+            continue
+        used = sorted({v for t in ("gemm_perf", "generation_attention_perf", "context_attention_perf")
+                       if (v := kd.nearest_version(kd.versions(root, gpu.kernel_data, t), wanted)) is not None},
+                      key=kd.parse_version)
+        if used and (len(used) > 1 or kd.parse_version(used[0]) != kd.parse_version(wanted)):
+            out.append(f"pool '{p.name}': no vLLM {wanted} kernel data for {gpu.kernel_data}; using "
+                       f"{', '.join(used)}")
+    return out

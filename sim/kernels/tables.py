@@ -1,0 +1,340 @@
+"""One pool's step-time tables, built from measured vLLM kernels.
+
+``build_tables`` turns the kernel data of one system into what
+``sim.engine.perf.PerfModel`` reads on its hot path (docs/design.md, section 5):
+
+- ``lin_s[T]``: the linear part of a step of ``T`` tokens (T = 0 .. max tokens):
+  per layer the qkv, o, gate_up and down GEMMs at this TP rank's shape, times
+  the layers; the TP all-reduces (2 per layer + 1 after the vocabulary-parallel
+  embedding) from the all-reduce table; the elementwise kernels the data lacks
+  (residual + RMSNorm, SiLU·mul, rotary, KV-cache write) as bytes / (bandwidth ·
+  e_memory); for MoE models the experts by the roofline (not from the MoE data).
+  Made non-decreasing in T (a running maximum over measurement noise);
+- ``lm_head_s[s]``: the LM head for ``s`` sampled sequences (vLLM computes
+  logits only at each scheduled sequence's last position), 16-bit;
+- ``decode_s`` = (per step, per sequence, per context token): decode attention
+  of all layers, fitted on the generation-attention table, so a decode-only
+  step stays affine in its total context;
+- ``prefill_s`` = (per step, per chunk, per token, per ``prefill_attn`` unit):
+  prefill attention of all layers, fitted on the context-attention table
+  (prompts without a cached prefix: the unit Σ q_i·(k_i + q_i/2) carries the
+  cached part).
+
+A part the data cannot give (a weight dtype without its GEMM kernel, a KV dtype
+or head shape without attention rows) is left empty and the performance model
+uses its roofline for that part; ``meta["source"]`` says which.
+
+GEMM lookup: linear interpolation in m (tokens) over the measured m grid
+(beyond its end: scaled by m); in n and k, each grid neighbour's latency is
+scaled by the FLOP ratio (n/n_grid)·(k/k_grid), then the neighbours are
+interpolated linearly (beyond the grid: scaled from the end point).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.catalog import GPU, ModelSpec, QuantSpec
+from sim.kernels import data as kd
+from sim.kernels.fit import bracket, interp_extrap, nonneg_rel_lstsq
+
+__all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
+
+FORMAT = 1
+"""Version of the build; part of the cache key (bump when the build changes)."""
+GRAPH_MAX_TOKENS = 512
+"""Steps up to this many tokens run in CUDA graphs (vLLM's largest default capture
+size): their all-reduces take the table's graph timings, longer steps the eager ones."""
+GEMM_DTYPES = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8"}
+"""fleetcast weight scheme -> gemm_dtype of the GEMM table (fp16 runs at bf16's speed).
+int8 (W8A8) and int4 (AWQ/GPTQ, Marlin) have no kernel rows in the data."""
+KV_DTYPES = {"auto": "bfloat16", "fp8": "fp8"}
+_MS = 1e-3  # seconds per millisecond (the tables' unit)
+
+
+@dataclass(frozen=True)
+class TableInputs:
+    """Everything a build depends on besides the data files (the cache key hashes it)."""
+
+    system: str
+    model: ModelSpec
+    quant: QuantSpec
+    tp: int
+    max_tokens: int
+    vllm_version: str | None
+    gpu: GPU
+    e_compute: float  # roofline parts (MoE experts) at the linear dtype
+    e_memory: float  # elementwise traffic, MoE expert weights
+    e_comm: float  # all-reduce fallback when the data has no row for this tp
+    t_allreduce_s: float
+
+
+@dataclass(frozen=True)
+class KernelTables:
+    """The fast form of one pool (empty arrays: that part comes from the roofline)."""
+
+    lin_s: np.ndarray  # [T] seconds, T = 0..max_tokens
+    lm_head_s: np.ndarray  # [s] seconds, s = 0..max_tokens sampled sequences
+    gemm_s: np.ndarray  # [T] the layers' GEMMs only (checks, reports)
+    comm_s: np.ndarray  # [T] the all-reduces only
+    decode_s: np.ndarray  # (per step, per sequence, per context token) seconds
+    prefill_s: np.ndarray  # (per step, per chunk, per token, per prefill_attn unit) seconds
+    meta: dict  # source (one line), versions {table: version}, notes, system
+
+    @property
+    def source(self) -> str:
+        return self.meta["source"]
+
+
+class _GemmGrid:
+    """The GEMM table of one dtype as a dense (m, n, k) grid of latencies (ms)."""
+
+    def __init__(self, m: np.ndarray, n: np.ndarray, k: np.ndarray, lat_ms: np.ndarray):
+        self.ms, self.ns, self.ks = np.unique(m), np.unique(n), np.unique(k)
+        im, jn, lk = np.searchsorted(self.ms, m), np.searchsorted(self.ns, n), np.searchsorted(self.ks, k)
+        total = np.zeros((len(self.ms), len(self.ns), len(self.ks)))
+        count = np.zeros_like(total)
+        np.add.at(total, (im, jn, lk), lat_ms)  # duplicates (none seen): their mean
+        np.add.at(count, (im, jn, lk), 1.0)
+        with np.errstate(invalid="ignore"):
+            self.lat = np.where(count > 0, total / np.maximum(count, 1.0), np.nan)
+
+    def column_ms(self, n: float, k: float) -> np.ndarray:
+        """Latency at (n, k) for every grid m: FLOP-scaled grid neighbours, interpolated."""
+        acc = np.zeros(len(self.ms))
+        wsum = np.zeros(len(self.ms))
+        for jn, wn in bracket(self.ns, n):
+            for lk, wk in bracket(self.ks, k):
+                col = self.lat[:, jn, lk] * ((n / self.ns[jn]) * (k / self.ks[lk]))
+                ok = np.isfinite(col)
+                acc[ok] += (wn * wk) * col[ok]
+                wsum[ok] += wn * wk
+        if not (wsum > 0).all():
+            raise LookupError(f"no GEMM rows near n={n:g}, k={k:g}")
+        return acc / wsum
+
+    def at_ms(self, m: np.ndarray, n: float, k: float) -> np.ndarray:
+        """Latency for each m (tokens >= 1): linear in m on the grid, scaled by m beyond it."""
+        col = self.column_ms(n, k)
+        out = np.interp(m, self.ms, col)
+        over = m > self.ms[-1]
+        out[over] = col[-1] * (m[over] / self.ms[-1])
+        return out
+
+
+def _pick_kernel(sources: np.ndarray, mask: np.ndarray) -> str | None:
+    """The kernel with the most rows under ``mask`` (ties: first by name)."""
+    names, counts = np.unique(sources[mask].astype(str), return_counts=True)
+    if not len(names):
+        return None
+    return str(names[int(np.argmax(counts))])
+
+
+def _gemm_grid(root: Path, system: str, version: str, dtype: str) -> tuple[_GemmGrid, str] | None:
+    t = kd.read_table(root, system, "gemm_perf", version, ["gemm_dtype", "kernel_source", "m", "n", "k", "latency"])
+    mask = t["gemm_dtype"] == dtype
+    kernel = _pick_kernel(t["kernel_source"], mask)
+    if kernel is None:
+        return None
+    mask &= t["kernel_source"] == kernel
+    return _GemmGrid(t["m"][mask], t["n"][mask], t["k"][mask], t["latency"][mask]), kernel
+
+
+def _layer_gemms(model: ModelSpec, tp: int) -> list[tuple[str, float, float]]:
+    """(name, n, k) of one layer's GEMMs on one TP rank (MoE: attention + router only)."""
+    h, hd = model.hidden_size, model.head_dim
+    qh, kvh = model.num_heads / tp, math.ceil(model.num_kv_heads / tp)
+    out = [("qkv", (qh + 2 * kvh) * hd, h), ("o", h, qh * hd)]
+    if model.num_experts > 1:
+        out.append(("router", model.num_experts, h))  # replicated on every rank
+    else:
+        out += [("gate_up", 2 * model.intermediate_size / tp, h), ("down", h, model.intermediate_size / tp)]
+    return out
+
+
+def elementwise_bytes_per_token(model: ModelSpec, quant: QuantSpec, tp: int) -> float:
+    """HBM bytes per token per GPU of the kernels between the GEMMs: two fused
+    residual-add + RMSNorm per layer (read x and residual, write both), SiLU·mul
+    (read 2w, write w), rotary on q and k (read + write), the KV-cache write
+    (read k, v; write them at the KV dtype), plus embedding lookup and final norm."""
+    ab, h, hd, L = quant.activation_bytes, model.hidden_size, model.head_dim, model.num_layers
+    width = (model.num_experts_active * model.moe_intermediate_size if model.num_experts > 1
+             else model.intermediate_size) / tp
+    qh, kvh = model.num_heads / tp, math.ceil(model.num_kv_heads / tp)
+    per_layer = ab * (8 * h + 3 * width + 2 * (qh + kvh) * hd + 2 * kvh * hd) + 2 * kvh * hd * quant.kv_bytes_per_elem
+    return L * per_layer + ab * 3 * h
+
+
+def _moe_experts_s(inp: TableInputs, T: np.ndarray) -> np.ndarray:
+    """Roofline time of the MoE expert MLPs for steps of T tokens (one GPU)."""
+    m, q, gpu, tp = inp.model, inp.quant, inp.gpu, inp.tp
+    peak = gpu.peak_flops[q.compute_dtype_on(gpu)]
+    flops = 2.0 * m.num_layers * m.num_experts_active * m.params_per_expert / tp * T
+    miss = 1.0 - m.num_experts_active / m.num_experts
+    weight = m.num_layers * m.num_experts * m.params_per_expert * q.weight_bytes_per_param / tp
+    touched = weight * (1.0 - miss ** T.astype(np.float64))
+    return np.maximum(flops / (peak * inp.e_compute), touched / (gpu.hbm_bw_bytes_s * inp.e_memory))
+
+
+def _comm_s(root: Path, inp: TableInputs, version: str | None, T: np.ndarray, notes: list) -> np.ndarray:
+    """All-reduces of steps of T tokens: (2 per layer + 1) × latency(T · hidden elements)."""
+    m, tp = inp.model, inp.tp
+    count = 2 * m.num_layers + 1
+    if tp == 1:
+        return np.zeros(len(T))
+    elems = T.astype(np.float64) * m.hidden_size
+    rows = None
+    if version is not None:
+        t = kd.read_table(root, inp.system, "custom_allreduce_perf", version,
+                          ["allreduce_dtype", "num_gpus", "message_size", "latency", "backend"])
+        rows = (t["num_gpus"] == tp) & (t["allreduce_dtype"] == "bfloat16")
+    if rows is None or not rows.any():
+        notes.append(f"all-reduce: roofline (no tp={tp} all-reduce rows)")
+        link = inp.gpu.interconnect_bw_bytes_s * inp.e_comm
+        return count * (inp.t_allreduce_s + elems * inp.quant.activation_bytes * 2.0 * (tp - 1) / tp / link)
+    out = np.zeros(len(T))
+    backends = set(t["backend"][rows].astype(str))
+    for backend, sel in (("vllm_graph", T <= GRAPH_MAX_TOKENS), ("vllm_eager", T > GRAPH_MAX_TOKENS)):
+        use = backend if backend in backends else sorted(backends)[0]
+        r = rows & (t["backend"] == use)
+        order = np.argsort(t["message_size"][r], kind="stable")
+        xs, ys = t["message_size"][r][order].astype(np.float64), t["latency"][r][order] * _MS
+        out[sel] = count * interp_extrap(elems[sel], xs, ys)
+    return out
+
+
+def _attention_rows(t: dict, kv_dtype: str, qh: float, kvh: int, hd: int) -> tuple[np.ndarray, str, float] | None:
+    """Rows of one head shape and KV dtype (window 0, beam 1) of one kernel; when the
+    exact query-head count is absent, the nearest one with the same KV heads and
+    head size. Returns (mask, kernel, measured query heads)."""
+    base = ((t["kv_cache_dtype"] == kv_dtype) & (t["num_key_value_heads"] == kvh) & (t["head_dim"] == hd)
+            & (t["window_size"] == 0) & (t["beam_width"] == 1))
+    heads = np.unique(t["num_heads"][base])
+    if not len(heads):
+        return None
+    h = min(heads.tolist(), key=lambda x: (abs(x - qh), -x))
+    mask = base & (t["num_heads"] == h)
+    kernel = _pick_kernel(t["kernel_source"], mask)
+    return mask & (t["kernel_source"] == kernel), kernel, float(h)
+
+
+_ATT_COLS = ["kernel_source", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "beam_width",
+             "kv_cache_dtype", "step", "window_size", "latency"]
+_ATT_DEFAULTS = {"window_size": 0, "beam_width": 1}  # older collections: full attention, no beams
+
+
+def _decode_fit(root: Path, inp: TableInputs, version: str, notes: list) -> tuple[np.ndarray, str] | None:
+    m, tp = inp.model, inp.tp
+    qh, kvh, kv_dtype = m.num_heads / tp, math.ceil(m.num_kv_heads / tp), KV_DTYPES[inp.quant.kv_cache]
+    t = kd.read_table(root, inp.system, "generation_attention_perf", version, _ATT_COLS, _ATT_DEFAULTS)
+    found = _attention_rows(t, kv_dtype, qh, kvh, m.head_dim)
+    if found is None:
+        notes.append(f"decode attention: roofline (no {kv_dtype} KV rows for {kvh} KV heads x {m.head_dim})")
+        return None
+    mask, kernel, h = found
+    B = t["batch_size"][mask].astype(np.float64)
+    C = B * (t["step"][mask] + t["isl"][mask]).astype(np.float64)  # contexts incl. the new token
+    keep = C <= 2**21  # the fit's range: up to 2M context tokens per step
+    B, C, y = B[keep], C[keep], t["latency"][mask][keep] * _MS
+    a, b, g = nonneg_rel_lstsq([np.ones_like(B), B, C], y)
+    # never below streaming this layer's KV at the spec bandwidth (the physical floor)
+    floor = 2 * kvh * m.head_dim * inp.quant.kv_bytes_per_elem / inp.gpu.hbm_bw_bytes_s
+    g = max(g, floor)
+    if h != qh:
+        notes.append(f"decode attention measured at {h:g} query heads for {qh:g}")
+    L = m.num_layers
+    return np.array([a * L, b * L, g * L]), kernel
+
+
+def _prefill_fit(root: Path, inp: TableInputs, version: str, notes: list) -> tuple[np.ndarray, str] | None:
+    m, tp = inp.model, inp.tp
+    qh, kvh, kv_dtype = m.num_heads / tp, math.ceil(m.num_kv_heads / tp), KV_DTYPES[inp.quant.kv_cache]
+    t = kd.read_table(root, inp.system, "context_attention_perf", version, _ATT_COLS, _ATT_DEFAULTS)
+    found = _attention_rows(t, kv_dtype, qh, kvh, m.head_dim)
+    if found is None:
+        notes.append(f"prefill attention: roofline (no {kv_dtype} KV rows for {kvh} KV heads x {m.head_dim})")
+        return None
+    mask, kernel, h = found
+    mask &= t["step"] == 0
+    B = t["batch_size"][mask].astype(np.float64)
+    q = t["isl"][mask].astype(np.float64)
+    y = t["latency"][mask] * _MS
+    coef = nonneg_rel_lstsq([np.ones_like(B), B, B * q, B * q * q / 2.0], y)
+    scale = qh / h  # compute-bound: scales with the query heads
+    if h != qh:
+        notes.append(f"prefill attention measured at {h:g} query heads for {qh:g}, scaled by {scale:g}")
+    L = m.num_layers
+    return np.array([coef[0] * L, coef[1] * L, coef[2] * L * scale, coef[3] * L * scale]), kernel
+
+
+def _versions(root: Path, system: str, wanted: str | None) -> dict[str, str | None]:
+    return {name: kd.nearest_version(kd.versions(root, system, name), wanted) for name in kd.TABLES}
+
+
+def build_tables(root: Path, inp: TableInputs) -> KernelTables:
+    """Build one pool's tables from the data under ``root`` (see the module doc)."""
+    m, q, tp = inp.model, inp.quant, inp.tp
+    vers = _versions(root, inp.system, inp.vllm_version)
+    notes: list[str] = []
+    T = np.arange(1, inp.max_tokens + 1, dtype=np.int64)
+    Tf = T.astype(np.float64)
+    empty = np.zeros(0)
+
+    def padded(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0.0], x])
+
+    gemm_s = lm_s = lin_s = comm = empty
+    gemm_kernel = None
+    dtype = GEMM_DTYPES.get(q.weights) if q.compute_dtype_on(inp.gpu) == q.compute_dtype else None
+    if vers["gemm_perf"] is not None:
+        bf16 = _gemm_grid(root, inp.system, vers["gemm_perf"], "bfloat16")
+        lin_grid = (bf16 if dtype == "bfloat16" else _gemm_grid(root, inp.system, vers["gemm_perf"], dtype)) \
+            if dtype else None
+        if bf16 is not None:
+            lm_s = padded(bf16[0].at_ms(Tf, m.vocab_size / tp, m.hidden_size) * _MS)
+        if lin_grid is None:
+            notes.append(f"linear layers: roofline (no {q.weights} GEMM kernel for this GPU in the data)")
+        else:
+            grid, gemm_kernel = lin_grid
+            layer = np.zeros(len(T))
+            for _name, n, k in _layer_gemms(m, tp):
+                g = bf16[0] if _name == "router" else grid
+                layer += g.at_ms(Tf, n, k)
+            gemm_s = padded(layer * m.num_layers * _MS)
+            comm = padded(_comm_s(root, inp, vers["custom_allreduce_perf"], T, notes))
+            elem = Tf * (elementwise_bytes_per_token(m, q, tp) / (inp.gpu.hbm_bw_bytes_s * inp.e_memory))
+            lin = gemm_s[1:] + comm[1:] + elem
+            if m.num_experts > 1:
+                lin = lin + _moe_experts_s(inp, T)
+                notes.append("MoE experts: roofline (the MoE kernel data is not used yet)")
+            lin_s = padded(np.maximum.accumulate(lin))
+    else:
+        notes.append("linear layers: roofline (no GEMM table)")
+    if len(lm_s):
+        lm_s = np.maximum.accumulate(lm_s)
+    dec = pre = None
+    if vers["generation_attention_perf"] is not None:
+        dec = _decode_fit(root, inp, vers["generation_attention_perf"], notes)
+    if vers["context_attention_perf"] is not None:
+        pre = _prefill_fit(root, inp, vers["context_attention_perf"], notes)
+    main = vers["gemm_perf"] if gemm_kernel else (vers["generation_attention_perf"] or vers["context_attention_perf"])
+    parts = []
+    if gemm_kernel:
+        parts.append(f"GEMM {dtype} ({gemm_kernel})")
+    if dec or pre:
+        parts.append(f"attention {(dec or pre)[1]} (KV {KV_DTYPES[q.kv_cache]})")
+    if tp > 1 and gemm_kernel and not any(n.startswith("all-reduce") for n in notes):
+        ar = vers["custom_allreduce_perf"]
+        parts.append("all-reduce" + (f" (vLLM {ar})" if ar != main else ""))
+    what = ", ".join(parts) if parts else "none usable"
+    source = (f"measured vLLM {main} kernels on {inp.system} ({kd.PACKAGE} {kd.package_version()}, "
+              f"{kd.LICENSE}): {what}")
+    if notes:
+        source += "; " + "; ".join(notes)
+    meta = {"source": source, "system": inp.system, "versions": vers, "notes": notes, "format": FORMAT}
+    return KernelTables(lin_s=lin_s, lm_head_s=lm_s, gemm_s=gemm_s, comm_s=comm,
+                        decode_s=dec[0] if dec else empty, prefill_s=pre[0] if pre else empty, meta=meta)
