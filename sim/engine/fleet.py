@@ -162,8 +162,8 @@ class Fleet:
         prefix_key = self.keys.first_keys()
         n = len(wl)
         # plain lists: no numpy scalar per arrival
-        self._arrival_cols = (wl.arrival_s.tolist(), wl.class_idx.tolist(), wl.prompt_tokens.tolist(),
-                              wl.output_tokens.tolist(), prefix_key, n, max(1, n // 200))
+        self._arrival_cols = (wl.packed("arrival_s"), wl.packed("class_idx"), wl.packed("prompt_tokens"),
+                              wl.packed("output_tokens"), prefix_key, n, max(1, n // 200))
         self._next_rid = 0
         wake(self.env, 0.0, self._arrive, URGENT)
 

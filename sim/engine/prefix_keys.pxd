@@ -2,7 +2,8 @@
 cimport cython
 
 cdef class PrefixKeys:
-    cdef public list _offsets, _chain_keys, _chain_ends
+    # array.array columns (Workload.packed)
+    cdef public object _offsets, _chain_keys, _chain_ends
     cdef public dict _key_cache
     @cython.locals(lo="long long", hi="long long", n_full="long long", j="long long", i="long long", end="long long")
     cpdef block_keys(self, long long rid, long long block_size)

@@ -20,9 +20,9 @@ class PrefixKeys:
     """Block keys of the requests of one workload (cached per distinct chain)."""
 
     def __init__(self, workload: Workload) -> None:
-        self._offsets = workload.prefix_offsets.tolist()
-        self._chain_keys = workload.prefix_keys.tolist()
-        self._chain_ends = workload.prefix_end_tok.tolist()
+        self._offsets = workload.packed("prefix_offsets")
+        self._chain_keys = workload.packed("prefix_keys")
+        self._chain_ends = workload.packed("prefix_end_tok")
         self._key_cache: dict[tuple, list | None] = {}
 
     def first_keys(self) -> list:

@@ -12,6 +12,7 @@ Same seed -> byte-identical arrays.
 from __future__ import annotations
 
 import hashlib
+from array import array
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from sim.workload.spec import (
 from sim.workload.traces import load_trace
 
 __all__ = ["Workload", "generate_workload", "prefix_key", "arrival_times"]
+
+_TYPECODES = {"f8": "d", "i2": "h", "i4": "i", "i8": "q"}  # numpy dtype -> array.array typecode
 
 _KEY_MASK = (1 << 63) - 1
 
@@ -67,6 +70,15 @@ class Workload:
 
     def __len__(self) -> int:
         return len(self.arrival_s)
+
+    def packed(self, name: str) -> array:
+        """Column ``name`` as an ``array.array`` of its own item type: what the engine
+        indexes one request at a time. A list would hold a Python number per request
+        (~30 bytes more each: 8 columns cost ~0.2 GB per million requests)."""
+        values = np.ascontiguousarray(getattr(self, name))
+        out = array(_TYPECODES[values.dtype.str[1:]])
+        out.frombytes(values.tobytes())
+        return out
 
     def chain(self, r: int) -> tuple[np.ndarray, np.ndarray]:
         """(keys, end_toks) of request ``r``'s prefix chain (empty if none)."""
