@@ -227,15 +227,25 @@ _ATT_COLS = ["kernel_source", "batch_size", "isl", "num_heads", "num_key_value_h
 _ATT_DEFAULTS = {"window_size": 0, "beam_width": 1}  # older collections: full attention, no beams
 
 
-def _decode_fit(root: Path, inp: TableInputs, version: str, notes: list) -> tuple[np.ndarray, str] | None:
-    m, tp = inp.model, inp.tp
-    qh, kvh, kv_dtype = m.num_heads / tp, math.ceil(m.num_kv_heads / tp), KV_DTYPES[inp.quant.kv_cache]
-    t = kd.read_table(root, inp.system, "generation_attention_perf", version, _ATT_COLS, _ATT_DEFAULTS)
+def _attention_table(root: Path, inp: TableInputs, version: str, table: str, phase: str, notes: list):
+    """(table, row mask, kernel, measured query heads, query heads per GPU) of the model's
+    attention shape per GPU, or None (with a note) when the data has no such rows."""
+    m = inp.model
+    qh, kvh, kv_dtype = m.num_heads / inp.tp, math.ceil(m.num_kv_heads / inp.tp), KV_DTYPES[inp.quant.kv_cache]
+    t = kd.read_table(root, inp.system, table, version, _ATT_COLS, _ATT_DEFAULTS)
     found = _attention_rows(t, kv_dtype, qh, kvh, m.head_dim)
     if found is None:
-        notes.append(f"decode attention: roofline (no {kv_dtype} KV rows for {kvh} KV heads x {m.head_dim})")
+        notes.append(f"{phase} attention: roofline (no {kv_dtype} KV rows for {kvh} KV heads x {m.head_dim})")
         return None
-    mask, kernel, h = found
+    return (t, *found, qh)
+
+
+def _decode_fit(root: Path, inp: TableInputs, version: str, notes: list) -> tuple[np.ndarray, str] | None:
+    got = _attention_table(root, inp, version, "generation_attention_perf", "decode", notes)
+    if got is None:
+        return None
+    t, mask, kernel, h, qh = got
+    m, kvh = inp.model, math.ceil(inp.model.num_kv_heads / inp.tp)
     B = t["batch_size"][mask].astype(np.float64)
     C = B * (t["step"][mask] + t["isl"][mask]).astype(np.float64)  # contexts incl. the new token
     keep = C <= 2**21  # the fit's range: up to 2M context tokens per step
@@ -251,14 +261,11 @@ def _decode_fit(root: Path, inp: TableInputs, version: str, notes: list) -> tupl
 
 
 def _prefill_fit(root: Path, inp: TableInputs, version: str, notes: list) -> tuple[np.ndarray, str] | None:
-    m, tp = inp.model, inp.tp
-    qh, kvh, kv_dtype = m.num_heads / tp, math.ceil(m.num_kv_heads / tp), KV_DTYPES[inp.quant.kv_cache]
-    t = kd.read_table(root, inp.system, "context_attention_perf", version, _ATT_COLS, _ATT_DEFAULTS)
-    found = _attention_rows(t, kv_dtype, qh, kvh, m.head_dim)
-    if found is None:
-        notes.append(f"prefill attention: roofline (no {kv_dtype} KV rows for {kvh} KV heads x {m.head_dim})")
+    got = _attention_table(root, inp, version, "context_attention_perf", "prefill", notes)
+    if got is None:
         return None
-    mask, kernel, h = found
+    t, mask, kernel, h, qh = got
+    m = inp.model
     mask &= t["step"] == 0
     B = t["batch_size"][mask].astype(np.float64)
     q = t["isl"][mask].astype(np.float64)
