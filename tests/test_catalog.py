@@ -13,7 +13,7 @@ from sim.errors import FleetcastError
 CATALOG_DIR = Path(__file__).resolve().parents[1] / "sim" / "catalog"
 GPUS = ["h100-sxm", "h200", "a100-80gb", "l40s", "l4", "rtx-4090", "mi300x", "b200"]
 MODELS = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-3-70b", "mistral-7b",
-          "mixtral-8x7b", "qwen2.5-7b", "qwen2.5-72b", "qwen3-30b-a3b"]
+          "mixtral-8x7b", "qwen2.5-7b", "qwen2.5-72b", "qwen3-30b-a3b", "qwen3-8b", "qwen3-14b", "qwen3-32b"]
 
 # Published parameter counts (billions): Hugging Face model pages' safetensors
 # totals and the vendors' model cards/announcements. (total, active, non-embedding)
@@ -27,6 +27,9 @@ PUBLISHED = {
     "qwen2.5-7b": (7.61, None, 6.53),  # Qwen2.5-7B model card: 7.61B, 6.53B non-embedding
     "qwen2.5-72b": (72.7, None, 70.0),  # Qwen2.5-72B model card: 72.7B, 70.0B non-embedding
     "qwen3-30b-a3b": (30.5, 3.3, 29.9),  # Qwen3-30B-A3B card: 30.5B total, 3.3B activated, 29.9B non-emb.
+    "qwen3-8b": (8.2, None, 6.95),  # Qwen3-8B model card: 8.2B, 6.95B non-embedding
+    "qwen3-14b": (14.8, None, 13.2),  # Qwen3-14B model card: 14.8B, 13.2B non-embedding
+    "qwen3-32b": (32.8, None, 31.2),  # Qwen3-32B model card: 32.8B, 31.2B non-embedding
 }
 
 

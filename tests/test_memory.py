@@ -205,3 +205,10 @@ def test_moe_gap_is_its_profile_peak():
     extra = (plan.num_kv_blocks - 10518) * plan.kv_bytes_per_block_per_gpu
     assert extra > 0
     assert abs(extra - (2.68 * GiB - plan.activation_bytes_per_gpu)) <= 0.05 * GiB
+
+
+def test_qwen3_8b_matches_its_vllm_log():
+    """Qwen/Qwen3-8B on one H100 logs num_gpu_blocks 26,168 (qwen-qwen3-8b--h100-80gb--tp1pp1dp1--8192.log,
+    the set above): a catalog model added after the memory constants were read."""
+    got = _plan("qwen3-8b", "bf16", "auto", 1).num_kv_blocks
+    assert abs(got / 26168 - 1) <= 0.03, got
