@@ -225,8 +225,9 @@ def _repro(inp: ReportInput) -> str:
             ["fleetcast version", _e(inp.plan.get("fleetcast_version"))], ["results", _e(inp.kind + " folder")]]
     cmds = "\n".join(reproduce_commands(inp))
     return (f'<section id="reproducibility"><h2>Reproducibility</h2>{_table(["item", "value"], rows)}'
-            "<h3>Commands</h3><p>Run these lines as written in a shell (they start by changing into the folder "
-            "the results were made in); the same seed gives the same results.</p>"
+            "<h3>Commands</h3><p>Run these lines as written in a shell with <code>fleetcast</code> on the PATH "
+            "(they start by changing into the folder the results were made in); the same seed gives the same "
+            "results.</p>"
             f'<pre id="repro-commands">{_e(cmds)}</pre>'
             f'<h3>Scenario</h3><pre class="yaml">{_e(sc.get("yaml") or "(scenario text not recorded)")}</pre></section>')
 
