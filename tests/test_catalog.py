@@ -76,6 +76,9 @@ def test_gpu_numbers_have_per_field_sources_and_prices_are_marked_assumptions():
                             "price_usd_per_hour", "peak_flops.bf16"}
         assert all(src.values()), name
         assert "assumption" in src["price_usd_per_hour"]
+        # purchase prices: every GPU has one, sourced; where no public list price exists it says so
+        assert cat.gpu(name).purchase_usd > 0 and len(src["purchase_usd"]) > 40, name
+        assert "assumption" in src["purchase_usd"] or "launch" in src["purchase_usd"], name
     for kind, names in (("model", cat.model_names()), ("weights", cat.weight_schemes()),
                         ("kv_cache", cat.kv_schemes())):
         for name in names:

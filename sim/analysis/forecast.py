@@ -30,7 +30,7 @@ def pool_costs(scenario: Scenario, catalog=None) -> list[PoolCost]:
     out = []
     for pool in scenario.fleet:
         gpu = catalog.gpu(pool.gpu)
-        price = scenario.pricing.get(pool.gpu, gpu.price_usd_per_hour)
+        price = scenario.pricing.rent_usd_per_gpu_hour(pool.gpu, gpu.price_usd_per_hour)
         out.append(PoolCost(pool=pool.name, gpu=pool.gpu, replicas=pool.replicas,
                             gpus_per_replica=pool.tensor_parallel, usd_per_gpu_hour=float(price),
                             watts_per_gpu=getattr(gpu, "power_w", None)))

@@ -117,6 +117,9 @@ def check_grid_key(key: str) -> None:
                 fields += [f for f in t.model_fields if f not in fields]
                 if part in t.model_fields:
                     nxt += _members(t.model_fields[part].annotation)
+                elif t.model_config.get("extra") == "allow":  # e.g. pricing.<gpu>: typed extra keys
+                    extra = typing.get_type_hints(t, include_extras=True).get("__pydantic_extra__")
+                    nxt += _members(typing.get_args(extra)[1]) if extra is not None else [Any]
             elif origin in (list, tuple):
                 if part.isdigit():
                     nxt += [m for a in typing.get_args(t) if a is not Ellipsis for m in _members(a)]

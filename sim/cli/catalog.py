@@ -16,13 +16,14 @@ __all__ = ["register"]
 def _cmd_catalog(args: argparse.Namespace) -> int:
     cat = load_catalog([Path(p) for p in args.file])
     t = Table(title="GPUs", title_justify="left")
-    for col in ("name", "bf16 TFLOP/s", "HBM GiB", "HBM TB/s", "link GB/s", "W", "$/h"):
+    for col in ("name", "bf16 TFLOP/s", "HBM GiB", "HBM TB/s", "link GB/s", "W", "$/h", "buy $"):
         t.add_column(col, justify="right" if col != "name" else "left")
     for name in cat.gpu_names():
         g = cat.gpu(name)
         t.add_row(name, f"{g.peak_flops.get('bf16', 0) / 1e12:,.0f}", f"{g.hbm_bytes / 2**30:,.0f}",
                   f"{g.hbm_bw_bytes_s / 1e12:.2f}", f"{g.interconnect_bw_bytes_s / 1e9:,.0f}",
-                  f"{g.power_w:,.0f}" if g.power_w else "-", f"{g.price_usd_per_hour:.2f}")
+                  f"{g.power_w:,.0f}" if g.power_w else "-", f"{g.price_usd_per_hour:.2f}",
+                  f"{g.purchase_usd:,.0f}" if g.purchase_usd else "-")
     console.print(t)
     m = Table(title="Models", title_justify="left")
     for col in ("name", "params (B)", "active (B)", "layers", "hidden", "kv heads", "context"):

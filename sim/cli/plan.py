@@ -80,6 +80,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     doc["command"] = shlex.join(["fleetcast", "plan", str(args.scenario), "--out", str(out)]
                                 + [f"--set={s}" for s in args.set]
                                 + (["--seed", str(args.seed)] if args.seed is not None else []))
+    doc["cwd"] = str(Path.cwd())  # the folder `command` runs from (its paths are relative to it)
     if outcome.error:
         write_plan_folder(out, doc, outcome.points, None, force=args.force)
         raise FleetcastError(f"{outcome.error} (plan.json stating what was tried is in {out}/)")

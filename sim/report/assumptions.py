@@ -9,8 +9,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim.analysis.ownership import OwnVsRent
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
+from sim.report.own_rent import compute_own_vs_rent
 
 __all__ = ["CatalogRow", "ProfileRow", "Assumptions", "collect_assumptions", "grouped_catalog", "UNCALIBRATED"]
 
@@ -47,6 +49,7 @@ class Assumptions:
     pricing: dict[str, float]  # scenario pricing overrides, GPU -> $/GPU-hour
     profiles: list[ProfileRow]
     notes: list[str]  # caveats (user catalog files not found, ...)
+    own_vs_rent: OwnVsRent | None = None  # the shown fleet bought instead of rented
 
 
 def _scenario_dir(plan: dict) -> Path | None:
@@ -150,12 +153,23 @@ def collect_assumptions(plan: dict, scenario: dict) -> Assumptions:
             continue
         rows += [CatalogRow(kind, name, f, _value(entry, f), src or "(no source given)")
                  for f, src in sources.items()]
-    pricing = {str(k): float(v) for k, v in (scenario.get("pricing") or {}).items()}
+    pricing = {str(k): float(v) for k, v in (scenario.get("pricing") or {}).items() if k != "own"}
     for gpu, price in sorted(pricing.items()):
         rows.append(CatalogRow("gpu", gpu, "price_usd_per_hour", price, "scenario pricing: (overrides the catalog)"))
     profiles = [_profile(str(pool), str(src), scenario, base)
                 for pool, src in sorted((plan.get("profiles") or {}).items())]
-    return Assumptions(rows, pricing, profiles, notes)
+    shown = _shown_candidate(plan)
+    own = compute_own_vs_rent((shown or {}).get("summary"), scenario, cat, notes)
+    return Assumptions(rows, pricing, profiles, notes, own)
+
+
+def _shown_candidate(plan: dict) -> dict | None:
+    """The recommended candidate; for a run folder (kind "run") its only candidate."""
+    cands = list(plan.get("candidates") or [])
+    rid = plan.get("recommended")
+    if rid:
+        return next((c for c in cands if c.get("id") == rid), None)
+    return cands[0] if plan.get("kind") == "run" and cands else None
 
 
 def grouped_catalog(rows: list[CatalogRow]) -> list[tuple[str, str, list[tuple[str, object]], str]]:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from sim.report.load import ReportInput
 
-__all__ = ["ReportFigure", "build_figures", "to_svg", "RC"]
+__all__ = ["ReportFigure", "build_figures", "to_svg", "RC", "pareto_front", "pareto_note", "slo_use_pct"]
 
 #: rcParams for every figure: deterministic SVG, readable on paper.
 RC = {"svg.hashsalt": "fleetcast-report", "svg.fonttype": "none", "font.size": 9,
@@ -128,37 +128,68 @@ def latency_cdfs(inp: ReportInput) -> Figure | None:
     return fig
 
 
-def load_curve(inp: ReportInput) -> Figure | None:
-    c = inp.recommended or next((x for x in inp.candidates if x.get("load_curve")), None)
-    curve = pd.DataFrame((c or {}).get("load_curve") or [])
-    if curve.empty or "rate_rps" not in curve:
+def _class_p99_targets(summary: dict) -> list[tuple[str, str, float]]:
+    """(class, metric, target_s) for every p99 SLO target of every class (TTFT, TPOT)."""
+    out = []
+    for name, cls in (summary.get("classes") or {}).items():
+        for row in (cls.get("slo") or {}).values():
+            if row.get("percentile") == "p99" and row.get("metric") in ("ttft_s", "tpot_s"):
+                out.append((name, row["metric"], float(row["target_s"])))
+    return out
+
+
+def _curve_points(inp: ReportInput, c: dict) -> pd.DataFrame | None:
+    """Every simulated point of candidate ``c`` at its found fleet size, by rate (the
+    load curve, the headroom bisection, growth months): per-class p99 columns."""
+    pts = inp.points
+    if pts is None or pts.empty or "candidate" not in pts or c.get("replicas") is None:
         return None
-    curve = curve.sort_values("rate_rps")
-    summary = c.get("summary") or {}
+    mine = pts[(pts["candidate"] == c.get("id")) & (pts["replicas"] == c.get("replicas"))]
+    if mine.empty:
+        return None
+    return mine.drop_duplicates("rate_rps").sort_values("rate_rps")
+
+
+def load_curve(inp: ReportInput) -> Figure | None:
+    """One panel per (class, metric) with a p99 target: that class's p99 against
+    that class's own target as the arrival rate rises."""
+    c = inp.recommended or next((x for x in inp.candidates if x.get("replicas") is not None
+                                 and x.get("status") == "ok"), None)
+    if c is None:
+        return None
+    curve = _curve_points(inp, c)
+    targets = [(cls, m, t) for cls, m, t in _class_p99_targets(c.get("summary") or {})
+               if curve is not None and f"{cls}.p99_{m}" in curve]
+    if not targets:
+        return None
     peak = (inp.plan.get("demand") or {}).get("peak_rate_rps")
-    fig, axes = _new(10, 3.2, ncols=2)
-    for ax, (metric, title) in zip(axes, METRICS[:2]):
-        col = f"p99_{metric}"
-        y = pd.to_numeric(curve.get(col), errors="coerce")
-        met = curve.get("slo_met", pd.Series(True, index=curve.index)).astype(bool)
-        ax.plot(curve["rate_rps"], y, color=PALETTE[0], lw=1.6, label=f"p99, {c.get('label') or c.get('id')}")
-        if met.any():
-            ax.scatter(curve["rate_rps"][met], y[met], color=OK, s=16, zorder=4, label="SLO met")
-        if (~met).any():
-            ax.scatter(curve["rate_rps"][~met], y[~met], color=MISS, marker="x", s=20, zorder=4,
-                       label="SLO missed")
-        targets = _p99_targets(summary, metric)
-        if targets:
-            t = min(targets.values())
-            ax.axhline(t, color=SLO, ls="--", lw=1.0, label=f"p99 SLO {_tick_seconds(t)}")
+    classes = list((c.get("summary") or {}).get("classes") or {})
+    ncols = min(len(targets), 3)
+    nrows = -(-len(targets) // ncols)
+    fig, axes = _new(10, 2.9 * nrows, ncols=ncols, nrows=nrows)
+    short = {"ttft_s": "TTFT", "tpot_s": "TPOT"}
+    for ax, (cls, metric, target) in zip(axes, targets):
+        x = curve["rate_rps"].to_numpy(float)
+        y = pd.to_numeric(curve[f"{cls}.p99_{metric}"], errors="coerce").to_numpy(float)
+        ok = np.isfinite(y)
+        color = PALETTE[classes.index(cls) % len(PALETTE)] if cls in classes else PALETTE[0]
+        ax.plot(x[ok], y[ok], color=color, lw=1.6, label=f"{cls} p99")
+        within = ok & (y <= target)
+        ax.scatter(x[within], y[within], color=OK, s=16, zorder=4, label="within this target")
+        over = ok & (y > target)
+        if over.any():
+            ax.scatter(x[over], y[over], color=MISS, marker="x", s=22, zorder=4, label="over this target")
+        ax.axhline(target, color=SLO, ls="--", lw=1.0, label=f"{cls} p99 {short[metric]} SLO {_tick_seconds(target)}")
         if peak:
             ax.axvline(peak, color="#555555", ls=":", lw=1.0, label="forecast peak")
         ax.set_yscale("log")
         _seconds_axis(ax.yaxis)
-        ax.set_title(f"p99 {title.lower()} vs load")
-        ax.set_xlabel("arrival rate (requests/s)")
+        ax.set_title(f"{cls}: p99 {short[metric]} vs load")
+        ax.set_xlabel("arrival rate, all classes (requests/s)")
         ax.set_ylabel("p99 latency (log scale)")
-    axes[0].legend(loc="center left")
+        ax.legend(loc="upper left", fontsize=7)
+    for ax in axes[len(targets):]:
+        ax.set_visible(False)
     return fig
 
 
@@ -204,38 +235,68 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def slo_use_pct(summary: dict | None) -> float | None:
+    """The largest ratio, over every class and every latency target of its SLO, of the
+    forecast percentile to its target, in %: 100 means some class is exactly at its own
+    target. What the plan's choice is constrained by (each class against its own SLO)."""
+    ratios = [row["achieved_s"] / row["target_s"] for cls in ((summary or {}).get("classes") or {}).values()
+              for row in (cls.get("slo") or {}).values()
+              if row.get("achieved_s") is not None and row.get("target_s")]
+    return 100.0 * max(ratios) if ratios else None
+
+
+def pareto_note(inp: ReportInput) -> str:
+    """Whether the recommendation is on the cost-vs-SLO-use front, and if not, why."""
+    rec = inp.recommended
+    pts = _pareto_points(inp)
+    if rec is None or rec.get("id") not in {c.get("id") for _, _, c in pts}:
+        return ""
+    front = pareto_front([(x, y) for x, y, _ in pts])
+    me = next((x, y) for x, y, c in pts if c.get("id") == rec.get("id"))
+    if me in front:
+        return "The recommendation is on the front: no candidate is both cheaper and further within its SLOs."
+    better = min((p for p in pts if p[0] < me[0] and p[1] <= me[1]), key=lambda p: (p[1], p[0]))
+    name = better[2].get("label") or better[2].get("id")
+    return (f"The recommendation is not on the front: {name} costs the same ({'$' + format(better[1], ',.0f')} "
+            f"per month) and keeps its slowest class at {better[0]:.0f}% of its target against {me[0]:.0f}%. "
+            "The plan chooses on cost subject to every SLO, and ranks equal monthly costs by $ per 1M tokens, "
+            "then headroom, not by latency margin.")
+
+
+def _pareto_points(inp: ReportInput) -> list[tuple[float, float, dict]]:
+    out = []
+    for c in inp.candidates:
+        use = slo_use_pct(c.get("summary"))
+        if c.get("status") == "ok" and c.get("usd_per_month") is not None and use is not None:
+            out.append((use, float(c["usd_per_month"]), c))
+    return out
+
+
 def cost_vs_latency(inp: ReportInput) -> Figure | None:
-    cands = [c for c in inp.candidates if c.get("usd_per_month") is not None
-             and (c.get("p99_ttft_s") is not None or c.get("p99_tpot_s") is not None)]
-    if len(cands) < 2:
+    """$/month against SLO use (each class's percentile over its own target, the
+    worst of them): the metrics the plan's choice uses."""
+    pts = _pareto_points(inp)
+    if len(pts) < 2:
         return None
-    fig, axes = _new(10, 3.6, ncols=2)
+    fig, axes = _new(10, 3.8)
+    ax = axes[0]
     rid = inp.plan.get("recommended")
-    for ax, (metric, title) in zip(axes, METRICS[:2]):
-        pts = [(c[f"p99_{metric}"], c["usd_per_month"], c) for c in cands if c.get(f"p99_{metric}")]
-        for status, color, label in (("ok", OK, "meets SLO"), ("cannot-meet-slo", MISS, "misses SLO")):
-            sel = [(x, y) for x, y, c in pts if c.get("status") == status]
-            if sel:
-                ax.scatter(*zip(*sel), color=color, s=22, alpha=0.8, label=label, zorder=3)
-        front = pareto_front([(x, y) for x, y, _ in pts])
-        if front:
-            ax.step(*zip(*front), where="post", color="#333333", lw=1.2, label="Pareto front", zorder=2)
-        for x, y, c in pts:
-            if c.get("id") == rid:
-                ax.scatter([x], [y], marker="*", s=180, color="#f2b701", edgecolor="#333333", zorder=5,
-                           label="recommended")
-                ax.annotate(c.get("label") or c.get("id"), (x, y), xytext=(6, 6), textcoords="offset points",
-                            fontsize=8)
-        targets = _p99_targets(next((c.get("summary") or {} for _, _, c in pts), {}), metric)
-        if targets:
-            ax.axvline(min(targets.values()), color=SLO, ls="--", lw=1.0, label="p99 SLO")
-        ax.set_xscale("log")
-        _seconds_axis(ax.xaxis)
-        ax.set_title(f"Monthly cost vs p99 {title.lower()}")
-        ax.set_xlabel("p99 at forecast peak (log scale)")
-        ax.set_ylabel("$ per month")
-        ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("${x:,.0f}"))
-    axes[0].legend(loc="upper right")
+    ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], color=OK, s=24, alpha=0.85, zorder=3,
+               label="candidate (meets every SLO)")
+    front = pareto_front([(x, y) for x, y, _ in pts])
+    ax.step(*zip(*front), where="post", color="#333333", lw=1.2, label="Pareto front", zorder=2)
+    for x, y, c in pts:
+        if c.get("id") == rid:
+            ax.scatter([x], [y], marker="*", s=220, color="#f2b701", edgecolor="#333333", zorder=5,
+                       label="recommended")
+            ax.annotate(c.get("label") or c.get("id"), (x, y), xytext=(8, 6), textcoords="offset points", fontsize=8)
+    ax.axvline(100.0, color=SLO, ls="--", lw=1.0, label="a class at its own SLO target")
+    ax.set_xlim(0, max(105.0, max(x for x, _, _ in pts) * 1.05))
+    ax.set_title("Monthly cost vs SLO use at the forecast peak")
+    ax.set_xlabel("slowest class's latency as % of its own SLO target (lower = more margin)")
+    ax.set_ylabel("$ per month")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("${x:,.0f}"))
+    ax.legend(loc="upper right")
     return fig
 
 
@@ -264,15 +325,18 @@ _FIGURES = (
     ("fig-latency", "Latency distribution by class", latency_cdfs,
      "Cumulative distribution of each latency over the measured window of the {which} run; dashed "
      "lines are each class's p99 SLO target. Further right is slower."),
-    ("fig-load", "Latency vs load", load_curve,
-     "p99 latency as the arrival rate rises, for the {which_curve}; the dashed line is the SLO "
-     "and the dotted line the forecast peak."),
+    ("fig-load", "Latency vs load, each class against its own SLO", load_curve,
+     "Each class's p99 latency as the arrival rate rises, for the {which_curve} at its planned size; the "
+     "dashed line is that class's own p99 target, points are marked against it, and the dotted line is the "
+     "forecast peak."),
     ("fig-utilization", "Utilization and queue over time", utilization,
      "Requests running and waiting, summed over replicas, and KV-cache use over the {which} run; "
      "grey bands are warm-up/cool-down, excluded from the figures above."),
-    ("fig-pareto", "Cost vs latency across candidates", cost_vs_latency,
-     "Each dot is one candidate fleet at the forecast peak; the line is the Pareto front (no other "
-     "candidate is both cheaper and faster); the star is the recommendation."),
+    ("fig-pareto", "Cost vs SLO margin across candidates", cost_vs_latency,
+     "Each dot is one candidate fleet that meets every SLO, at the forecast peak: its monthly cost against "
+     "its slowest class's latency as a share of that class's own target (the plan chooses on cost subject to "
+     "these targets). The line is the Pareto front (no other candidate is both cheaper and further within "
+     "its targets); the star is the recommendation. {pareto_note}"),
     ("fig-growth", "GPUs over the forecast horizon", growth,
      "GPUs the recommended configuration needs each month as demand grows."),
 )
@@ -288,5 +352,6 @@ def build_figures(inp: ReportInput) -> list[ReportFigure]:
         if fig is not None:
             curve = ("recommended fleet" if inp.recommended is not None
                      else "cheapest candidate with a load curve (none met the SLO)")
-            out.append(ReportFigure(fid, title, caption.format(which=which, which_curve=curve), fig))
+            text = caption.format(which=which, which_curve=curve, pareto_note=pareto_note(inp)).strip()
+            out.append(ReportFigure(fid, title, text, fig))
     return out

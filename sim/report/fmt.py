@@ -66,7 +66,9 @@ def si(x) -> str:
     for scale, prefix in _SI:
         if abs(x) >= scale:
             return f"{x / scale:,.4g} {prefix}"
-    return f"{x:,}" if isinstance(x, int) else f"{x:,.4g}"
+    if isinstance(x, int) or (abs(x) >= 1000 and x == int(x)):
+        return f"{int(x):,}"
+    return f"{x:,.4g}" if abs(x) < 1e4 else f"{x:,.0f}"
 
 
 def flatten(d, prefix: str = "") -> list[tuple[str, object]]:

@@ -4,6 +4,7 @@ no scripts, no external URLs; prints well (A4, section page breaks).
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from sim.report import fmt
@@ -11,12 +12,15 @@ from sim.report.assumptions import Assumptions, grouped_catalog
 from sim.report.figures import ReportFigure, to_svg
 from sim.report.fmt import flatten, si
 from sim.report.load import ReportInput
-from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, slo_rows, summary_paragraphs
+from sim.report.narrative import (CANDIDATE_COLUMNS, TIE_RULE, candidate_rows, headline, key_numbers, label_parts,
+                                   slo_rows, summary_paragraphs)
+from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
 from sim.report.repro import reproduce_commands
 
 __all__ = ["render_html", "SECTION_IDS"]
 
-SECTIONS = {"summary": "Summary", "slo": "SLOs", "candidates": "Candidates", "figures": "Figures",
+SECTIONS = {"summary": "Summary", "slo": "SLOs", "candidates": "Candidates", "own-vs-rent": "Own vs rent",
+            "figures": "Figures",
             "assumptions": "Assumptions", "reproducibility": "Reproducibility"}
 SECTION_IDS = tuple(SECTIONS)
 
@@ -40,12 +44,14 @@ p{margin:0 0 10px;max-width:900px}
 .card .v{font-size:20px;font-weight:700} .card .l{color:var(--muted);font-size:12px}
 table{border-collapse:collapse;width:100%;font-size:12.5px;margin:6px 0 12px}
 th,td{border-bottom:1px solid var(--line);padding:5px 7px;text-align:left;vertical-align:top}
-th{background:var(--bg);font-weight:600;white-space:nowrap}
+th{background:var(--bg);font-weight:600}
 td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 .nw{white-space:nowrap}
 tr.rec td{background:#fff6d6;font-weight:600}
 .st-ok{color:var(--ok);font-weight:600} .st-bad{color:var(--bad);font-weight:600} .st-nofit{color:var(--muted)}
-.why{color:var(--muted);font-size:12px;max-width:320px;display:inline-block;white-space:normal;overflow-wrap:anywhere}
+.why{color:var(--muted);font-size:12px}
+tr.haswhy td{border-bottom:0} tr.whyrow td{padding-top:0}
+tr.total td{font-weight:600}
 figure{margin:8px 0 20px;page-break-inside:avoid;break-inside:avoid}
 figure svg{width:100%;height:auto;display:block}
 figcaption{color:var(--muted);font-size:12.5px;margin-top:4px}
@@ -54,14 +60,22 @@ pre{background:var(--bg);border:1px solid var(--line);border-radius:4px;padding:
 code{font-size:12.5px;background:var(--bg);padding:1px 4px;border-radius:3px}
 .warn{border-left:4px solid var(--bad);background:#fdf0ef;padding:8px 12px;margin:10px 0}
 .src{color:var(--muted);font-size:11.5px}
-@page{size:A4;margin:14mm 12mm}
-@media print{main{padding:0;max-width:none} nav{display:none} h2{break-before:page}
- #summary h2,#slo h2{break-before:auto} .cards{grid-template-columns:repeat(4,1fr)}}
+@page{size:A4;margin:12mm 11mm}
+@media print{body{font-size:12px} main{padding:0;max-width:none} nav{display:none}
+ h2{break-after:avoid;margin-top:18px} h3{break-after:avoid} tr,figure{break-inside:avoid}
+ table{font-size:10.5px} th,td{padding:3px 5px} .src{font-size:9.5px}
+ #figures,#assumptions{break-before:page} pre.yaml{columns:2;column-gap:16px;font-size:9.5px}
+ .cards{grid-template-columns:repeat(4,1fr)}}
 """
 
 
 def _e(x) -> str:
     return escape("" if x is None else str(x))
+
+
+def _src(text) -> str:
+    """Source text for a table cell: escaped, URLs allowed to break after each '/'."""
+    return re.sub(r"\S+://\S+", lambda m: m.group(0).replace("/", "/<wbr>"), _e(text))
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
@@ -101,32 +115,72 @@ def _slo(inp: ReportInput) -> str:
     return f'<section id="slo"><h2>Service-level objectives</h2>{body}</section>'
 
 
+def _label_html(parts: list[str], recommended: bool) -> str:
+    """Label parts joined by " · ", each unbreakable: lines break only between parts."""
+    text = " · ".join(f'<span class="nw">{_e(p)}</span>' for p in parts)
+    return text + (" ★" if recommended else "")
+
+
 def _candidates(inp: ReportInput) -> str:
-    rows, classes = [], []
+    """The sized candidates (meet or miss the SLO) in one table, each miss followed by a
+    full-width row saying why; the ones that do not fit in memory in a second table."""
+    parts, shared = label_parts(inp)
+    cols = [c for c in CANDIDATE_COLUMNS if c.key != "reason"]
+    numeric = {i for i, c in enumerate(cols) if c.excel != "General"}
+    body, nofit = [], []
     for r in candidate_rows(inp):
+        label = _label_html(parts.get(r.get("id")) or [str(r["label"])], r["recommended"])
+        if r.get("status") == "does-not-fit":
+            nofit.append(f'<tr><td>{label}</td><td class="why">{_e(r.get("reason") or "")}</td></tr>')
+            continue
         cells = []
-        for col in CANDIDATE_COLUMNS:
-            v = r.get(col.key)
-            text = _e(col.text(v))
+        for i, col in enumerate(cols):
+            text = _e(col.text(r.get(col.key)))
             if col.key == "status_text":
                 cls = {"ok": "st-ok", "cannot-meet-slo": "st-bad"}.get(str(r.get("status")), "st-nofit")
-                text = f'<span class="{cls} nw">{text}</span>'
-            elif col.key == "reason":
-                text = f'<span class="why">{text}</span>'
+                text = f'<span class="{cls}">{text}</span>'
             elif col.key == "label":
-                text = f'<span class="nw">{text}{" ★" if r["recommended"] else ""}</span>'
-            cells.append(text)
-        rows.append(cells)
-        classes.append("rec" if r["recommended"] else "")
-    numeric = {i for i, c in enumerate(CANDIDATE_COLUMNS) if c.excel != "General"}
+                text = label
+            cells.append(f'<td class="n">{text}</td>' if i in numeric else f"<td>{text}</td>")
+        classes = " ".join(c for c, on in (("rec", r["recommended"]), ("haswhy", bool(r.get("reason")))) if on)
+        body.append(f'<tr class="{classes}">{"".join(cells)}</tr>' if classes else f'<tr>{"".join(cells)}</tr>')
+        if r.get("reason"):
+            body.append(f'<tr class="whyrow"><td></td><td colspan="{len(cols) - 1}" class="why">'
+                        f"why: {_e(r['reason'])}</td></tr>")
     n_ok = sum(r.get("status") == "ok" for r in inp.candidates)
-    intro = (f"<p>{len(inp.candidates)} candidate configuration(s) shown, {n_ok} meeting every SLO, ranked "
-             "cheapest first; ★ marks the recommendation. Latency and attainment are at the forecast peak; "
-             "rejected candidates say why.</p>")
+    common = f" All candidates share: {_e(' · '.join(shared))}." if shared else ""
+    intro = (f"<p>{len(inp.candidates)} candidate configuration(s) searched, {n_ok} meeting every SLO, ranked "
+             f"cheapest first ({_e(TIE_RULE)}); ★ marks the recommendation.{common} Latency and attainment are at "
+             "the forecast peak with the fewest replicas that meet every SLO (for a miss: at the largest fleet "
+             "searched).</p>")
     if inp.points is not None:
         intro += f"<p class='src'>{len(inp.points):,} simulated points in total (XLSX sheet “Points”).</p>"
-    return (f'<section id="candidates"><h2>Candidates compared</h2>{intro}'
-            f'{_table([c.header for c in CANDIDATE_COLUMNS], rows, numeric, classes)}</section>')
+    head = "".join(f"<th>{_e(c.header)}</th>" for c in cols)
+    out = [f'<section id="candidates"><h2>Candidates compared</h2>{intro}']
+    if body:
+        out.append(f'<table class="cands"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    if nofit:
+        out.append(f"<h3>Configurations that do not fit in GPU memory ({len(nofit)})</h3>"
+                   "<table><thead><tr><th>candidate</th><th>why</th></tr></thead>"
+                   f"<tbody>{''.join(nofit)}</tbody></table>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _own_rent(a: Assumptions) -> str:
+    r = a.own_vs_rent
+    if r is None:
+        return ""
+    rows = [[_e(item), _e(fmt.usd_small(o) if "1M" in item else fmt.usd(o)) if o is not None else "",
+             _e(fmt.usd_small(x) if "1M" in item else fmt.usd(x)) if x is not None else ""]
+            for item, o, x in own_rent_rows(r)]
+    cls = ["total" if item.startswith(("total", "per 1M")) else "" for item, _, _ in own_rent_rows(r)]
+    table = _table(["", "own (buy)", "rent (cloud)"], rows, {1, 2}, cls)
+    assumptions = _table(["assumption", "value", "source"],
+                         [[_e(k), f'<span class="nw">{_e(v)}</span>', f'<span class="src">{_src(s)}</span>']
+                          for k, v, s in own_rent_assumptions(r)])
+    return (f'<section id="own-vs-rent"><h2>Own vs rent</h2><p>{_e(own_rent_sentence(r))}</p>{table}'
+            f"<h3>What the comparison assumes</h3>{assumptions}</section>")
 
 
 def _figures(figs: list[ReportFigure]) -> str:
@@ -154,7 +208,7 @@ def _assumptions(inp: ReportInput, a: Assumptions) -> str:
                "used, with its source. GPU prices are assumptions, not quotes.</p>")
     rows = [[_e(kind), f'<span class="nw">{_e(name)}</span>',
              "<br>".join(f'{_e(f)} = <b>{_e(si(v))}</b>' for f, v in fields),
-             f'<span class="src">{_e(src)}</span>'] for kind, name, fields, src in grouped_catalog(a.catalog)]
+             f'<span class="src">{_src(src)}</span>'] for kind, name, fields, src in grouped_catalog(a.catalog)]
     out.append(_table(["kind", "name", "numbers", "source"], rows))
     out += [f'<p class="warn">{_e(n)}</p>' for n in a.notes]
     window = ((inp.run.summary if inp.run else {}).get("window") or {})
@@ -171,8 +225,11 @@ def _repro(inp: ReportInput) -> str:
             ["fleetcast version", _e(inp.plan.get("fleetcast_version"))], ["results", _e(inp.kind + " folder")]]
     cmds = "\n".join(reproduce_commands(inp))
     return (f'<section id="reproducibility"><h2>Reproducibility</h2>{_table(["item", "value"], rows)}'
-            f"<h3>Commands</h3><pre>{_e(cmds)}</pre>"
-            f'<h3>Scenario</h3><pre>{_e(sc.get("yaml") or "(scenario text not recorded)")}</pre></section>')
+            "<h3>Commands</h3><p>Run these lines as written in a shell with <code>fleetcast</code> on the PATH "
+            "(they start by changing into the folder the results were made in); the same seed gives the same "
+            "results.</p>"
+            f'<pre id="repro-commands">{_e(cmds)}</pre>'
+            f'<h3>Scenario</h3><pre class="yaml">{_e(sc.get("yaml") or "(scenario text not recorded)")}</pre></section>')
 
 
 def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> str:
@@ -180,7 +237,8 @@ def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> s
     sc = inp.plan.get("scenario") or {}
     title = f"Fleet procurement report — {sc.get('name') or inp.path.name}"
     ok = inp.recommended is not None
-    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in SECTIONS.items())
+    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in SECTIONS.items()
+                  if i != "own-vs-rent" or a.own_vs_rent is not None)
     meta = (f"From a {'plan search' if inp.kind == 'plan' else 'single simulation run'} · scenario "
             f"{_e(sc.get('name'))} · seed {_e(sc.get('seed'))} · fleetcast {_e(inp.plan.get('fleetcast_version'))}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -188,5 +246,5 @@ def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> s
             f"<style>{CSS}</style></head><body><main><header><h1>{_e(title)}</h1>"
             f'<div class="headline {"ok" if ok else "bad"}">{_e(headline(inp))}</div>'
             f'<div class="meta">{meta}</div><nav>{nav}</nav></header>'
-            + _summary(inp, a) + _slo(inp) + _candidates(inp) + _figures(figs) + _assumptions(inp, a)
+            + _summary(inp, a) + _slo(inp) + _candidates(inp) + _own_rent(a) + _figures(figs) + _assumptions(inp, a)
             + _repro(inp) + "</main></body></html>\n")

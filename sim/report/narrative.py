@@ -11,8 +11,10 @@ from typing import Callable
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
 from sim.report.load import ReportInput
+from sim.report.own_rent import own_rent_sentence
 
-__all__ = ["Column", "CANDIDATE_COLUMNS", "STATUS_TEXT", "candidate_rows", "headline",
+__all__ = ["Column", "CANDIDATE_COLUMNS", "STATUS_TEXT", "candidate_rows", "headline", "label_parts",
+           "ranking_sentence", "TIE_RULE",
            "summary_paragraphs", "key_numbers", "slo_rows", "fleet_text", "gpus_of"]
 
 STATUS_TEXT = {"ok": "meets SLO", "does-not-fit": "does not fit", "cannot-meet-slo": "misses SLO"}
@@ -84,6 +86,22 @@ def candidate_rows(inp: ReportInput) -> list[dict]:
     return rows
 
 
+def label_parts(inp: ReportInput) -> tuple[dict[str, list[str]], list[str]]:
+    """Each candidate's label split at " · ", less the parts every candidate shares
+    (said once instead): ``({id: [parts]}, [shared parts])``."""
+    split = {c.get("id"): str(c.get("label") or c.get("id")).split(" · ") for c in inp.candidates}
+    lengths = {len(p) for p in split.values()}
+    if len(split) < 2 or len(lengths) != 1:
+        return split, []
+    width = lengths.pop()
+    shared = [i for i in range(width) if len({tuple(p)[i] for p in split.values()}) == 1]
+    if len(shared) == width:  # identical labels: keep them whole
+        return split, []
+    first = next(iter(split.values()))
+    return ({k: [x for i, x in enumerate(p) if i not in shared] for k, p in split.items()},
+            [first[i] for i in shared])
+
+
 def slo_rows(summary: dict) -> list[dict]:
     """One row per (class, SLO target): class, metric, percentile, target_s, achieved_s, met."""
     out = []
@@ -115,7 +133,7 @@ def headline(inp: ReportInput) -> str:
         return f"Simulated fleet: {fleet_text(c)} — {fmt.usd(c.get('usd_per_month'))}/month, {verdict}"
     if rec is not None:
         return f"Recommended: {fleet_text(rec)} — {fmt.usd(rec.get('usd_per_month'))}/month"
-    return f"No fleet met the SLO — {inp.plan.get('tried', len(inp.candidates))} candidates tried"
+    return f"No fleet met the SLO — {len(inp.candidates)} candidates tried"
 
 
 def _service_sentence(c: dict, peak) -> str:
@@ -131,18 +149,29 @@ def _service_sentence(c: dict, peak) -> str:
             f"p99 time per output token {fmt.latency(c.get('p99_tpot_s'))}.")
 
 
-def _utilization_sentence(c: dict) -> str:
+def _utilization_sentence(c: dict, peak) -> str:
+    """Capacity in words: where the SLOs break (headroom), then what the GPUs use.
+
+    The busy fraction counts time with an engine step running; continuous
+    batching steps whenever any request is in flight, so a lightly loaded
+    replica is 'busy' nearly all the time. It is said as such, next to the
+    capacity measures (memory bandwidth, compute, KV cache) and the headroom.
+    """
     u = ((c.get("summary") or {}).get("utilization") or {}).get("fleet") or {}
     parts = []
-    if c.get("headroom_pct") is not None:
-        parts.append(f"It has {fmt.pct(c['headroom_pct'], 0)} headroom: spare capacity above the forecast "
-                     "peak before an SLO is missed.")
+    h = c.get("headroom_pct")
+    if h is not None:
+        top = f" (up to {fmt.rate(peak * (1 + h / 100))})" if peak else ""
+        parts.append(f"Capacity: every SLO still holds at {fmt.pct(h, 0)} above the forecast peak{top}, the "
+                     "highest load tested that meets them (headroom).")
     if u:
-        busy = None if u.get("busy_frac") is None else min(u["busy_frac"], 1.0) * 100
-        mbu = None if u.get("mbu") is None else u["mbu"] * 100
-        kv = None if u.get("kv_usage") is None else u["kv_usage"] * 100
-        parts.append(f"The GPUs are busy {fmt.pct(busy, 0)} of the time, use {fmt.pct(mbu, 0)} of their "
-                     f"memory bandwidth and keep the KV cache {fmt.pct(kv, 0)} full on average.")
+        def share(key):
+            return None if u.get(key) is None else min(u[key], 1.0) * 100
+        parts.append(f"An engine step is running {fmt.pct(share('busy_frac'), 0)} of the time; that counts time, "
+                     "not capacity, since a replica with continuous batching steps whenever any request is in "
+                     f"flight. Of their capacity the GPUs use {fmt.pct(share('mbu'), 0)} of their memory "
+                     f"bandwidth and {fmt.pct(share('mfu'), 0)} of their compute, and the KV cache is "
+                     f"{fmt.pct(share('kv_usage'), 0)} full on average.")
     return " ".join(parts)
 
 
@@ -163,7 +192,7 @@ def _calibration_sentence(a: Assumptions) -> str:
 def _failure_paragraphs(inp: ReportInput) -> list[str]:
     cands = inp.candidates
     peak = (inp.plan.get("demand") or {}).get("peak_rate_rps")
-    tried = inp.plan.get("tried", len(cands))
+    tried = len(cands)
     nofit = [c for c in cands if c.get("status") == "does-not-fit"]
     miss = [c for c in cands if c.get("status") == "cannot-meet-slo"]
     at = f" at the forecast peak of {fmt.rate(peak)}" if peak else ""
@@ -178,6 +207,33 @@ def _failure_paragraphs(inp: ReportInput) -> list[str]:
     out.append("Options: relax the SLO, widen the search (more replicas, other GPUs, tensor parallelism, "
                "quantization), or reduce the peak load.")
     return out
+
+
+#: how ``fleetcast plan`` orders the candidates that meet every SLO (sim.analysis.plan._rank_key)
+TIE_RULE = "equal monthly costs are ranked by $ per 1M tokens (prompt + output), then by more headroom"
+
+
+def ranking_sentence(inp: ReportInput, c: dict) -> str:
+    """How many candidates were searched and met the SLO, and how the next one compares
+    (the same price is said as such, with the rule that broke the tie)."""
+    ok = [x for x in inp.candidates if x.get("status") == "ok"]
+    n, points = len(inp.candidates), inp.plan.get("tried")
+    pts = f" ({points:,} simulated points)" if isinstance(points, int) and points != n else ""
+    text = (f"{n} candidate configuration{'s' if n != 1 else ''} were searched{pts} and {len(ok)} met every SLO; "
+            "this is the cheapest of them")
+    if len(ok) < 2 or c.get("usd_per_month") is None or ok[1].get("usd_per_month") is None:
+        return text + "."
+    nxt, more = ok[1], ok[1]["usd_per_month"] - c["usd_per_month"]
+    name = nxt.get("label") or nxt.get("id")
+    if abs(more) < 0.5:
+        ties = sum(abs((x.get("usd_per_month") or 0) - c["usd_per_month"]) < 0.5 for x in ok) - 1
+        others = f"{ties} other candidates" if ties > 1 else "the next one"
+        return (f"{text}, at the same price as {others} ({fmt.usd(c['usd_per_month'])} per month); {TIE_RULE}: "
+                f"{fmt.usd_small(c.get('usd_per_1m_total_tokens'))} per 1M tokens here against "
+                f"{fmt.usd_small(nxt.get('usd_per_1m_total_tokens'))} for the next, {name}.")
+    share = more / c["usd_per_month"] * 100 if c["usd_per_month"] else None
+    pct = "" if share is None else f" (+{share:.1f}%)" if share < 10 else f" (+{share:.0f}%)"
+    return f"{text}; the next cheapest, {name}, costs {fmt.usd(more)} more per month{pct}."
 
 
 def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
@@ -202,24 +258,20 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
                f"which is {fmt.usd_small(c.get('usd_per_1m_output_tokens'))} per million output tokens "
                f"({fmt.usd_small(c.get('usd_per_1m_total_tokens'))} per million tokens including prompts).")
     out.append(_service_sentence(c, peak if inp.kind == "plan" else None))
-    util = _utilization_sentence(c)
+    util = _utilization_sentence(c, peak if inp.kind == "plan" else None)
     if util:
         out.append(util)
     if inp.kind == "plan":
-        ok = [x for x in inp.candidates if x.get("status") == "ok"]
-        more = ""
-        if len(ok) > 1 and ok[1].get("usd_per_month") and c.get("usd_per_month") is not None:
-            saved = ok[1]["usd_per_month"] - c["usd_per_month"]
-            more = (f"; the next cheapest ({ok[1].get('label') or ok[1].get('id')}) costs "
-                    f"{fmt.usd(saved)} more per month")
-        out.append(f"{inp.plan.get('tried', len(inp.candidates))} fleet configurations were evaluated and "
-                   f"{len(ok)} met every SLO; this is the cheapest of them{more}.")
+        out.append(ranking_sentence(inp, c))
+    if a.own_vs_rent is not None:
+        out.append(own_rent_sentence(a.own_vs_rent))
     growth = c.get("growth") or []
     if growth:
         last = growth[-1]
         g = int(last.get("replicas") or 0) * int(c.get("tensor_parallel") or 1)
         out.append(f"Over the forecast horizon demand reaches {fmt.rate(last.get('rate_rps'))} by month "
-                   f"{last.get('month')}, which needs {g:,} GPUs at {fmt.usd(last.get('usd_per_month'))} per month.")
+                   f"{last.get('month')}, which needs {g:,} GPU{'s' if g != 1 else ''} at "
+                   f"{fmt.usd(last.get('usd_per_month'))} per month.")
     cal = _calibration_sentence(a)
     if cal:
         out.append(cal)
@@ -231,7 +283,7 @@ def key_numbers(inp: ReportInput) -> list[tuple[str, str]]:
     c = inp.recommended
     if c is None:
         cands = inp.candidates
-        return [("candidates tried", str(inp.plan.get("tried", len(cands)))),
+        return [("candidates tried", str(len(cands))),
                 ("met the SLO", "0"),
                 ("did not fit", str(sum(x.get("status") == "does-not-fit" for x in cands))),
                 ("missed the SLO", str(sum(x.get("status") == "cannot-meet-slo" for x in cands)))]

@@ -23,6 +23,8 @@ from sim.report.figures import RC, ReportFigure
 from sim.report.fmt import flatten, si
 from sim.report.load import ReportInput
 from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, summary_paragraphs
+from sim.report import fmt
+from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
 from sim.report.repro import reproduce_commands
 
 __all__ = ["render_pdf", "pdf_via_chromium", "pdf_via_matplotlib"]
@@ -64,6 +66,13 @@ def _text_lines(inp: ReportInput, a: Assumptions) -> list[tuple[str, str]]:
         out += [("body", s) for s in _wrap("; ".join(vals), "    ")]
         if r.get("reason"):
             out += [("body", s) for s in _wrap(f"why: {r['reason']}", "    ")]
+    if a.own_vs_rent is not None:
+        out += [("body", ""), ("h2", "Own vs rent")]
+        out += [("body", s) for s in _wrap(own_rent_sentence(a.own_vs_rent))]
+        out += [("body", f"  {item:<46} {fmt.usd(own) if own is not None else '':>12} "
+                         f"{fmt.usd(rent) if rent is not None else '':>12}")
+                for item, own, rent in own_rent_rows(a.own_vs_rent) if "1M" not in item]
+        out += [("body", s) for k, v, src in own_rent_assumptions(a.own_vs_rent) for s in _wrap(f"{k}: {v} — {src}")]
     out += [("body", ""), ("h2", "Assumptions")]
     for p in a.profiles:
         out += [("body", s) for s in _wrap(f"pool {p.pool}: {p.note}. Coefficients: {p.source}")]

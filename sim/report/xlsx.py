@@ -1,5 +1,5 @@
 """The report's tables as an Excel workbook (openpyxl): sheets Summary,
-Candidates, Points and Assumptions, with raw numbers (not formatted text) so
+Candidates, Own vs rent, Points and Assumptions, with raw numbers (not formatted text) so
 a planner can re-sort and re-compute them.
 """
 
@@ -15,10 +15,11 @@ from sim.report.assumptions import Assumptions
 from sim.report.fmt import flatten
 from sim.report.load import ReportInput
 from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, slo_rows, summary_paragraphs
+from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
 
 __all__ = ["render_xlsx", "points_frame", "SHEETS", "CANDIDATE_FIELDS"]
 
-SHEETS = ("Summary", "Candidates", "Points", "Assumptions")
+SHEETS = ("Summary", "Candidates", "Own vs rent", "Points", "Assumptions")
 
 #: Candidates sheet: (header, candidate key or a callable of the row)
 CANDIDATE_FIELDS = (
@@ -116,6 +117,34 @@ def _candidates_sheet(ws, inp: ReportInput) -> None:
     _widths(ws)
 
 
+def _own_rent_sheet(ws, a: Assumptions) -> None:
+    r = a.own_vs_rent
+    if r is None:
+        ws.append(["own vs rent not computed (see the notes on the Assumptions sheet)"])
+        return
+    ws.append([own_rent_sentence(r)])
+    ws.append([])
+    _header(ws, ["item", "own (buy), USD", "rent (cloud), USD"])
+    ws.freeze_panes = None
+    for item, own, rent in own_rent_rows(r):
+        ws.append([item, _cell(own), _cell(rent)])
+        for cell in ws[ws.max_row][1:]:
+            cell.number_format = "$#,##0.000" if "1M" in item else "$#,##0"
+    ws.append([])
+    _header(ws, ["assumption", "value", "source"])
+    ws.freeze_panes = None
+    for row in own_rent_assumptions(r):
+        ws.append(list(row))
+    ws.append([])
+    _header(ws, ["result", "value"])
+    ws.freeze_panes = None
+    for k in ("cheaper", "saving_usd_per_month", "saving_pct", "breakeven_months", "own_power_kw"):
+        ws.append([k, _cell(getattr(r, k))])
+    ws.column_dimensions["A"].width = 48
+    for col in "BC":
+        ws.column_dimensions[col].width = 22
+
+
 def _points_sheet(ws, inp: ReportInput) -> None:
     df = points_frame(inp)
     _header(ws, [str(c) for c in df.columns])
@@ -151,8 +180,9 @@ def render_xlsx(inp: ReportInput, a: Assumptions) -> bytes:
     ws.title = SHEETS[0]
     _summary_sheet(ws, inp, a)
     _candidates_sheet(wb.create_sheet(SHEETS[1]), inp)
-    _points_sheet(wb.create_sheet(SHEETS[2]), inp)
-    _assumptions_sheet(wb.create_sheet(SHEETS[3]), a)
+    _own_rent_sheet(wb.create_sheet(SHEETS[2]), a)
+    _points_sheet(wb.create_sheet(SHEETS[3]), inp)
+    _assumptions_sheet(wb.create_sheet(SHEETS[4]), a)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

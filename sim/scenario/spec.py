@@ -9,7 +9,6 @@ and the field path, and say what would be valid.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -21,6 +20,7 @@ from sim.scenario.fleet_spec import PoolSpec, RouterSpec, Strict
 from sim.scenario.limits import size_problems
 from sim.scenario.params import POLICY_PARAMS, ROUTER_PARAMS
 from sim.scenario.plan_spec import PlanSpec
+from sim.scenario.pricing_spec import PricingSpec
 from sim.scenario.yamlio import apply_overrides, format_validation_error, load_yaml_with_lines
 from sim.workload.spec import TrafficSpec
 
@@ -56,8 +56,9 @@ class Scenario(Strict):
     fleet: list[PoolSpec] = Field(..., min_length=1, description="Pools of replicas.")
     router: RouterSpec = Field(default_factory=RouterSpec, description="How requests are spread over replicas.")
     traffic: TrafficSpec = Field(..., description="Arrivals, classes, lengths and SLOs.")
-    pricing: dict[str, Annotated[float, Field(ge=0, le=1e6)]] = Field(
-        default_factory=dict, description="USD per GPU-hour by GPU name, overriding the catalog's typical price."
+    pricing: PricingSpec = Field(
+        default_factory=PricingSpec, description="USD per GPU-hour by GPU name, overriding the catalog's typical "
+        "rented price; `own:` holds what buying the GPUs would cost instead (purchase, amortisation, power)."
     )
     sim: SimSettings = Field(default_factory=SimSettings, description="Simulation settings.")
     plan: PlanSpec | None = Field(
@@ -173,9 +174,12 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
             fail(("fleet", i, "policy", "params"), format_validation_error(exc, "", {}).lstrip(": "))
         if pool.profile is not None and not (scenario.base_dir / pool.profile).is_file():
             fail(("fleet", i, "profile"), f"calibration profile file not found: {scenario.base_dir / pool.profile}")
-    for gpu in scenario.pricing:
+    for gpu in scenario.pricing.usd_per_gpu_hour:
         if gpu not in catalog.gpu_names():
             fail(("pricing", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
+    for gpu in scenario.pricing.own.purchase_usd_per_gpu:
+        if gpu not in catalog.gpu_names():
+            fail(("pricing", "own", "purchase_usd_per_gpu", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
     if not scenario.traffic.is_trace:
         _check_classes_fit(scenario, catalog, fail)
 
