@@ -272,3 +272,16 @@ def test_shipped_architecture_efficiencies_are_what_the_committed_script_fits():
     from calibration.kernel_efficiencies import main
 
     assert main(["--check"]) == 0
+
+
+@needs_data
+def test_past_the_table_the_linear_time_keeps_growing():
+    """Llama-3.1-8B fp8 TP2 on H100 with a 2,048-token table: the measured GEMMs plateau between 2,000 and
+    2,048 tokens (a round size runs faster), which must not flatten the extrapolation; a prefill of 8,922
+    tokens was timed below the FLOP floor when it did."""
+    pm = _kernel_model(1)
+    t2048, t4096 = pm.step_time_s(2048, 0.0, 0, 0, 1), pm.step_time_s(4096, 0.0, 0, 0, 1)
+    t1024 = pm.step_time_s(1024, 0.0, 0, 0, 1)
+    assert t4096 - t2048 >= 0.9 * 2 * (t2048 - t1024)  # at least the upper half's rate, 2048 more tokens
+    step = (8922, 14219098.0, 0, 0, 3)
+    assert pm.step_time_s(*step) >= roofline_floor_s(pm, *step)

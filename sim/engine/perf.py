@@ -176,9 +176,13 @@ class PerfModel:
                 self._n_lin = len(self._lin)
                 last = self._n_lin - 1
                 self._lin_last, self._lm_last = self._lin[last], self._lm[last]
-                back = min(last, 64)  # beyond the table: the last 64 tokens' slope continues
-                self._lin_slope = (self._lin[last] - self._lin[last - back]) / back if back else 0.0
-                self._lm_slope = (self._lm[last] - self._lm[last - back]) / back if back else 0.0
+                # beyond the table: the slope of its upper half continues (a local plateau near the end,
+                # where a GEMM happens to run faster at a round size, must not flatten it), never below
+                # the layers' FLOPs at the linear dtype's peak
+                back = last // 2
+                floor = max(self._lin_flops_tok - 2.0 * model.vocab_size * h / tp, 0.0) / peak_lin
+                self._lin_slope = max((self._lin[last] - self._lin[last - back]) / back if back else 0.0, floor)
+                self._lm_slope = max((self._lm[last] - self._lm[last - back]) / back if back else 0.0, 0.0)
             if len(kernels.decode_s):
                 self._kdec = True
                 self._dec_step, self._dec_seq, self._b_decode = (float(x) for x in kernels.decode_s)

@@ -17,8 +17,13 @@ from sim.report.own_rent import compute_own_vs_rent
 __all__ = ["CatalogRow", "ProfileRow", "Assumptions", "collect_assumptions", "grouped_catalog", "UNCALIBRATED"]
 
 UNCALIBRATED = "uncalibrated defaults — no validated error bound"
-CATALOG_DEFAULTS = ("GPU catalog defaults (compute efficiency fitted to Splitwise's public H100/A100 timings, "
-                    "see calibration/README.md) — not validated for this model: no error bound")
+MEASURED_KERNELS = ("step times from measured vLLM kernels of this GPU (aiconfigurator-core), with fleetcast's "
+                    "default CPU overheads; KV capacity from vLLM's memory accounting — not validated for this model "
+                    "end to end: no error bound (calibration/README.md says what was checked)")
+ARCH_ROOFLINE = ("roofline at the efficiencies fitted to the kernel data of this GPU's architecture sibling — not "
+                 "validated for this model: no error bound")
+CATALOG_DEFAULTS = ("coefficients from the GPU's catalog entry (perf_defaults, with its source) — not validated for "
+                    "this model: no error bound")
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,10 @@ def _profile_file(pool: str, scenario: dict, base: Path | None) -> Path | None:
 def _profile(pool: str, source: str, scenario: dict, base: Path | None) -> ProfileRow:
     if source.startswith("catalog defaults"):
         return ProfileRow(pool, source, False, None, CATALOG_DEFAULTS)
+    if source.startswith("measured vLLM"):
+        return ProfileRow(pool, source, False, None, MEASURED_KERNELS)
+    if source.startswith("roofline:"):
+        return ProfileRow(pool, source, False, None, ARCH_ROOFLINE)
     if source.startswith("fleetcast defaults") or not source.startswith("profile"):
         return ProfileRow(pool, source, False, None, UNCALIBRATED)
     path = _profile_file(pool, scenario, base)

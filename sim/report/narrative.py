@@ -179,9 +179,10 @@ def _calibration_sentence(a: Assumptions) -> str:
     if not a.profiles:
         return ""
     if all(not p.calibrated for p in a.profiles):
-        return ("Caveat: the latency figures come from fleetcast's uncalibrated default performance "
-                "coefficients — there is no validated error bound; confirm them with a testbed run on the "
-                "chosen hardware before committing budget.")
+        return ("Caveat: no pool has a calibration profile validated on its own hardware: the latency figures "
+                "come from measured GPU kernel timings or a roofline (see Assumptions), with no validated "
+                "end-to-end error bound; confirm them with a run on the chosen hardware (fleetcast validate takes "
+                "a vLLM bench serve result) before committing budget.")
     if all(p.validation for p in a.profiles):
         return ("The latency figures come from calibration profiles validated against real vLLM runs; "
                 "their measured error is listed under Assumptions.")
