@@ -11,6 +11,7 @@ from typing import Callable
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
 from sim.report.load import ReportInput
+from sim.report.plan_stats import confidence_sentences, failure_sentence, plan_warnings, window_sentence
 
 __all__ = ["Column", "CANDIDATE_COLUMNS", "STATUS_TEXT", "candidate_rows", "headline",
            "summary_paragraphs", "key_numbers", "slo_rows", "fleet_text", "gpus_of"]
@@ -34,6 +35,7 @@ CANDIDATE_COLUMNS = (
     Column("label", "candidate", str),
     Column("status_text", "status", str),
     Column("replicas", "replicas", fmt.num, "#,##0"),
+    Column("replicas_interval", "replicas 95% CI", lambda v: f"{v[0]:,}–{v[1]:,}" if v else fmt.DASH),
     Column("gpus", "GPUs", fmt.num, "#,##0"),
     Column("usd_per_month", "$/month", fmt.usd, "$#,##0"),
     Column("usd_per_1m_output_tokens", "$/1M out tok", fmt.usd_small, "$#,##0.000"),
@@ -41,6 +43,8 @@ CANDIDATE_COLUMNS = (
     Column("p99_tpot_s", "p99 TPOT", fmt.latency, "0.0000"),
     Column("attainment_pct", "SLO attained", fmt.pct, "0.0"),
     Column("headroom_pct", "headroom", fmt.pct, "0.0"),
+    Column("headroom_interval_pct", "headroom 95% CI",
+           lambda v: f"{fmt.pct(v[0])} – {fmt.pct(v[1]) if v[1] is not None else 'more'}" if v else fmt.DASH),
     Column("reason", "why", lambda v: v or ""),
 )
 
@@ -214,6 +218,10 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
                     f"{fmt.usd(saved)} more per month")
         out.append(f"{inp.plan.get('tried', len(inp.candidates))} fleet configurations were evaluated and "
                    f"{len(ok)} met every SLO; this is the cheapest of them{more}.")
+    if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings
+        out += confidence_sentences(inp.plan, c)
+        out += [x for x in (window_sentence(inp.plan), failure_sentence(c)) if x]
+        out += [f"Warning: {w}" for w in plan_warnings(inp.plan)]
     growth = c.get("growth") or []
     if growth:
         last = growth[-1]
