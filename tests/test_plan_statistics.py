@@ -233,3 +233,33 @@ def test_the_recommendation_holds_over_seeds():
         doc = run_plan(scenario_from_dict(data), workers=1).doc
         answers.add(tuple((c["id"], c["replicas"]) for c in doc["candidates"]))
     assert answers == {(("h100-sxm-bf16-tp1-continuous", 2), ("l40s-bf16-tp1-continuous", 6))}, answers
+
+
+def test_report_shows_intervals_samples_window_failure_and_hours(tmp_path):
+    from openpyxl import load_workbook
+
+    from sim.report.build import build_report
+
+    data = two_classes(**SYMMETRIC)
+    data["traffic"]["duration_s"] = 3600
+    data["plan"] = {"candidates": {"gpu": ["h100-sxm"]}, "replications": 2, "tail_samples": 1,
+                    "max_replicas": 4, "load_curve_pct": [100], "headroom_steps": 1}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "plan.json").read_text())
+    rec = doc["candidates"][0]
+    paths = build_report(tmp_path / "o", ["html", "xlsx"], tmp_path / "r")
+    html = paths["html"].read_text(encoding="utf-8")
+    lo, hi = rec["replicas_interval"]
+    assert f"Fewest replicas meeting every SLO: {rec['replicas']} (95% interval {lo}–{hi})" in html
+    assert "headroom " + f"{rec['headroom_pct']:.1f}%" in html and "95% interval" in html
+    item = next(i for i in rec["slo_stats"]["items"] if i["metric"] == "ttft_s" and i["class"] == "code")
+    assert f"code TTFT p99: {item['samples_min']:,} per replication, {item['samples_total']:,} in all" in html
+    assert "the peak hour of the daily curve" in html or "widened" in html
+    assert "With one replica down" in html or "With its only replica down" in html
+    assert "SLO attainment hour by hour" in html and html.count("<td>hour ") == 24
+    wb = load_workbook(paths["xlsx"])
+    assert "Statistics" in wb.sheetnames
+    cells = [c.value for row in wb["Statistics"].iter_rows() for c in row]
+    assert "samples_min_per_replication" in cells and "hour 23" in cells

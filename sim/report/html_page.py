@@ -105,9 +105,13 @@ def _slo(inp: ReportInput) -> str:
 
 def _confidence(inp: ReportInput) -> str:
     """Replications, intervals and samples; the window; one replica down; hour by hour."""
-    if inp.kind != "plan" or not inp.plan.get("statistics"):
+    if inp.kind != "plan":
         return ""
     out = ['<section id="confidence"><h2>Confidence, demand window and failures</h2>']
+    if not inp.plan.get("statistics"):
+        return "".join(out) + ("<p>This plan folder holds no replication statistics (it was made by an older "
+                               "fleetcast): each size was judged on one simulation. Re-run fleetcast plan for "
+                               "95% intervals.</p></section>")
     out += [f'<p class="warn">Warning: {_e(w)}</p>' for w in plan_warnings(inp.plan)]
     c = inp.recommended
     if c is not None:

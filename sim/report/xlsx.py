@@ -19,7 +19,7 @@ from sim.report.plan_stats import slo_interval_rows, timeline_rows
 
 __all__ = ["render_xlsx", "points_frame", "SHEETS", "CANDIDATE_FIELDS"]
 
-SHEETS = ("Summary", "Candidates", "Points", "Assumptions", "Statistics")
+SHEETS = ("Summary", "Candidates", "Points", "Assumptions", "Statistics")  # Statistics: plans with replications
 
 #: Candidates sheet: (header, candidate key or a callable of the row)
 CANDIDATE_FIELDS = (
@@ -178,7 +178,8 @@ def render_xlsx(inp: ReportInput, a: Assumptions) -> bytes:
     _candidates_sheet(wb.create_sheet(SHEETS[1]), inp)
     _points_sheet(wb.create_sheet(SHEETS[2]), inp)
     _assumptions_sheet(wb.create_sheet(SHEETS[3]), a)
-    _statistics_sheet(wb.create_sheet(SHEETS[4]), inp)
+    if inp.kind == "plan" and inp.plan.get("statistics"):
+        _statistics_sheet(wb.create_sheet(SHEETS[4]), inp)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
