@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from sim.analysis.forecast import forecast
+from sim.analysis.replications import CONFIDENCE, replication_seeds, t_interval
 from sim.errors import FleetcastError
 from sim.procs import die_with_parent
 from sim.scenario.events import check_events
@@ -43,7 +44,6 @@ __all__ = [
 ]
 
 BASELINE = "baseline"
-CONFIDENCE = 0.95
 STRESSES = ("surge", "bursty", "failure")
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 _PAIR_SPLIT = re.compile(r",(?=\s*[A-Za-z_][A-Za-z0-9_.\-]*\s*=)")  # a comma that starts the next KEY=
@@ -135,8 +135,6 @@ def metric_values(summary: dict) -> dict[str, dict[str, float | None]]:
 
 def paired_stats(base, var, lower_is_better: bool, confidence: float = CONFIDENCE) -> dict:
     """Paired-t summary of ``var - base`` over the replications where both exist."""
-    from scipy.stats import t as student_t
-
     b = np.asarray([np.nan if x is None else x for x in base], dtype=float)
     v = np.asarray([np.nan if x is None else x for x in var], dtype=float)
     both = np.isfinite(b) & np.isfinite(v)
@@ -152,10 +150,9 @@ def paired_stats(base, var, lower_is_better: bool, confidence: float = CONFIDENC
     if out["baseline_mean"]:
         out["diff_rel_pct"] = _num(100.0 * mean / abs(out["baseline_mean"]))
     if n >= 2:
-        sd = float(d.std(ddof=1))
-        half = float(student_t.ppf(0.5 + confidence / 2.0, n - 1)) * sd / math.sqrt(n)
-        out.update(diff_sd=_num(sd), ci_low=_num(mean - half), ci_high=_num(mean + half))
-        out["significant"] = bool(mean - half > 0 or mean + half < 0)
+        _, low, high = t_interval(d, confidence)
+        out.update(diff_sd=_num(d.std(ddof=1)), ci_low=_num(low), ci_high=_num(high))
+        out["significant"] = bool(low > 0 or high < 0)
     if mean == 0:
         out["direction"] = "same"
     else:
@@ -265,9 +262,7 @@ def run_compare(path: str | Path, variants: list[Variant], replications: int, *,
     all_variants = [Variant(BASELINE, ())] + list(variants)
     base = _load(path, list(common_overrides), seed, BASELINE)
     base_seed = int(base.seed)
-    if base_seed + replications - 1 > 2**63 - 1:
-        raise FleetcastError(f"seed {base_seed} + {replications} replications overflows the seed range")
-    seeds = [base_seed + r for r in range(replications)]
+    seeds = replication_seeds(base_seed, replications)
 
     plan: dict[str, list[str]] = {}
     for v in all_variants:  # validate every variant (and its stressed events) up front

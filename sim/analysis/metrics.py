@@ -43,6 +43,7 @@ __all__ = [
     "percentiles",
     "hist_percentiles",
     "summarize",
+    "attainment_by_time",
 ]
 
 #: per-request latency metrics with an SLO (column names of the records).
@@ -391,3 +392,33 @@ def rejection_warnings(summary: dict) -> list[str]:
                        f"rejected: prompt + output tokens exceed max_model_len or the replica's KV cache (vLLM "
                        f"rejects such requests); their latencies are not in the percentiles")
     return out
+
+
+def attainment_by_time(result: SimResult, slos: Sequence[ClassSlo], bin_s: float) -> list[dict]:
+    """SLO attainment per time bin of ``bin_s`` seconds, by arrival time, over
+    the whole run (warm-up and cool-down included; ``in_window`` says which
+    bins overlap the measured window): requests, attainment % (as in
+    ``summarize``: every status counts, misses included) and p99 TTFT of the
+    ok ones."""
+    df = result.requests
+    arr = df["arrival_s"].to_numpy(dtype=float)
+    slo_by = {s.name: s for s in slos}
+    good = np.zeros(len(df), dtype=bool)
+    for cls, idx in df.groupby("class", observed=True).indices.items():
+        good[idx] = _good_mask(df.iloc[idx], _thresholds(slo_by.get(str(cls))))
+    ok = (df["status"].astype(str) == "ok").to_numpy()
+    ttft = df["ttft_s"].to_numpy(dtype=float)
+    start, end = (float(x) for x in result.window)
+    n_bins = max(1, int(math.ceil((float(arr.max()) if arr.size else 0.0) / bin_s + 1e-9)))
+    rows = []
+    for b in range(n_bins):
+        lo, hi = b * bin_s, (b + 1) * bin_s
+        sel = (arr >= lo) & (arr < hi)
+        n = int(sel.sum())
+        t = ttft[sel & ok]
+        t = t[np.isfinite(t)]
+        rows.append({"start_s": lo, "end_s": hi, "requests": n,
+                     "attainment_pct": _div(100.0 * int(good[sel].sum()), n),
+                     "p99_ttft_s": _f(np.percentile(t, 99)) if t.size else None,
+                     "in_window": bool(hi > start and lo < end)})
+    return rows

@@ -54,17 +54,41 @@ def _fmt(x, spec: str = ",.2f", none: str = "-") -> str:
     return none if x is None else format(x, spec)
 
 
+def _count(c: dict) -> str:
+    iv = c.get("replicas_interval")
+    return _fmt(c["replicas"], "d") + (f" ({iv[0]}-{iv[1]})" if iv else "")
+
+
+def _headroom(c: dict) -> str:
+    iv = c.get("headroom_interval_pct")
+    if c["headroom_pct"] is None or not iv:
+        return _fmt(c["headroom_pct"], ".1f")
+    return f"{c['headroom_pct']:.1f} ({iv[0]:.1f}-{'more' if iv[1] is None else format(iv[1], '.1f')})"
+
+
+def _statistics_lines(doc: dict) -> list[str]:
+    """How each point was measured: replications, window, samples."""
+    st, w = doc.get("statistics"), doc.get("window")
+    if not st or not w:
+        return []
+    needs = ", ".join(f"{n['class']} {n['samples_per_replication']} ({n['from']})" for n in st["needs"])
+    return [f"each point: {st['replications']} replications (seeds {st['seeds'][0]}-{st['seeds'][-1]}, the same for "
+            f"every candidate), SLOs judged on the 95% interval; window {w['window_s']:,.1f} s after "
+            f"{w['warmup_s']:g} s warm-up at the peak: {w['kind']} ({w['text']}); requests per class and "
+            f"replication at least: {needs}"]
+
+
 def _plan_table(doc: dict):
     t = Table(title=f"plan: {doc['scenario']['name']} at {doc['demand']['peak_rate_rps']:.4g} req/s "
                     f"({doc['tried']} points simulated)", title_justify="left")
-    for col in ("#", "candidate", "status", "replicas", "GPUs", "$/month", "$/1M out tok", "headroom %",
-                "attain. %", "p99 TTFT s", "p99 TPOT s"):
+    for col in ("#", "candidate", "status", "replicas (95% CI)", "GPUs", "$/month", "$/1M out tok",
+                "headroom % (95% CI)", "attain. %", "p99 TTFT s", "p99 TPOT s"):
         t.add_column(col, justify="left" if col in ("candidate", "status") else "right")
     for i, c in enumerate(doc["candidates"], 1):
         style = "bold green" if c["id"] == doc["recommended"] else ("" if c["status"] == "ok" else "dim")
-        t.add_row(str(i), c["id"], c["status"], _fmt(c["replicas"], "d"), _fmt(c["gpus"], "d"),
+        t.add_row(str(i), c["id"], c["status"], _count(c), _fmt(c["gpus"], "d"),
                   _fmt(c["usd_per_month"], ",.0f"), _fmt(c["usd_per_1m_output_tokens"], ".3f"),
-                  _fmt(c["headroom_pct"], ".1f"), _fmt(c["attainment_pct"], ".1f"),
+                  _headroom(c), _fmt(c["attainment_pct"], ".1f"),
                   _fmt(c["p99_ttft_s"], ".3f"), _fmt(c["p99_tpot_s"], ".4f"), style=style)
     return t
 
@@ -81,6 +105,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                                 + [f"--set={s}" for s in args.set]
                                 + (["--seed", str(args.seed)] if args.seed is not None else []))
     doc["cwd"] = str(Path.cwd())  # the folder `command` runs from (its paths are relative to it)
+    for w in doc.get("warnings") or []:
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {w}", highlight=False, soft_wrap=True)
     if outcome.error:
         write_plan_folder(out, doc, outcome.points, None, force=args.force)
         raise FleetcastError(f"{outcome.error} (plan.json stating what was tried is in {out}/)")
@@ -94,7 +120,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if rec is not None and rec["growth"]:
         months = ", ".join(f"m{g['month']}: {g['replicas']}" for g in rec["growth"])
         console.print(f"replicas by month ({rec['id']}): {months}")
-    console.print(f"[dim]{doc['tried']} points simulated in {doc['wall_s']:.1f} s; results in {out}/[/dim]")
+    for line in _statistics_lines(doc):
+        console.print(f"[dim]{line}[/dim]", highlight=False, soft_wrap=True)
+    console.print(f"[dim]{doc['tried']} points ({doc.get('simulations', doc['tried'])} simulations) in "
+                  f"{doc['wall_s']:.1f} s; results in {out}/[/dim]")
     if rec is None:
         closest = next((c for c in doc["candidates"] if c["id"] == outcome.closest), None)
         why = (f" The closest is {closest['id']}: {closest['reason']}." if closest else
@@ -106,6 +135,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return 1
     console.print(f"recommended: [bold]{rec['label']}[/bold] x {rec['replicas']} replicas "
                   f"({rec['gpus']} GPUs), ${rec['usd_per_month']:,.0f}/month, headroom {rec['headroom_pct']:.1f}%")
+    console.print(f"  replicas {_count(rec)}, headroom % {_headroom(rec)} (95% intervals)", highlight=False)
+    if rec.get("failure"):
+        console.print(f"  {rec['failure']['text']}", highlight=False, soft_wrap=True)
+    tl = doc.get("timeline") or {}
+    if tl.get("rows"):
+        worst = min((r for r in tl["rows"] if r["requests"]), key=lambda r: r["attainment_pct"] or 0.0)
+        console.print(f"  over the scenario's {tl['duration_s']:,.0f} s: SLO attainment "
+                      f"{tl['attainment_pct'] or 0:.1f}%; worst {tl['unit']} {worst['start_s']:,.0f}-"
+                      f"{worst['end_s']:,.0f} s: {worst['attainment_pct'] or 0:.1f}% (plan.json timeline)",
+                      highlight=False)
     return 0
 
 

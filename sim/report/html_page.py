@@ -15,13 +15,15 @@ from sim.report.load import ReportInput
 from sim.report.narrative import (CANDIDATE_COLUMNS, TIE_RULE, candidate_rows, headline, key_numbers, label_parts,
                                    slo_rows, summary_paragraphs)
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
+from sim.report.plan_stats import (confidence_sentences, failure_sentence, plan_warnings, slo_interval_rows,
+                                   timeline_rows, window_sentence)
 from sim.report.repro import reproduce_commands
 
 __all__ = ["render_html", "SECTION_IDS"]
 
-SECTIONS = {"summary": "Summary", "slo": "SLOs", "candidates": "Candidates", "own-vs-rent": "Own vs rent",
-            "figures": "Figures",
-            "assumptions": "Assumptions", "reproducibility": "Reproducibility"}
+SECTIONS = {"summary": "Summary", "slo": "SLOs", "confidence": "Confidence", "candidates": "Candidates",
+            "own-vs-rent": "Own vs rent", "figures": "Figures", "assumptions": "Assumptions",
+            "reproducibility": "Reproducibility"}
 SECTION_IDS = tuple(SECTIONS)
 
 CSS = """
@@ -119,6 +121,49 @@ def _label_html(parts: list[str], recommended: bool) -> str:
     """Label parts joined by " · ", each unbreakable: lines break only between parts."""
     text = " · ".join(f'<span class="nw">{_e(p)}</span>' for p in parts)
     return text + (" ★" if recommended else "")
+
+
+def _confidence(inp: ReportInput) -> str:
+    """Replications, intervals and samples; the window; one replica down; hour by hour."""
+    if inp.kind != "plan":
+        return ""
+    out = ['<section id="confidence"><h2>Confidence, demand window and failures</h2>']
+    if not inp.plan.get("statistics"):
+        return "".join(out) + ("<p>This plan folder holds no replication statistics (it was made by an older "
+                               "fleetcast): each size was judged on one simulation. Re-run fleetcast plan for "
+                               "95% intervals.</p></section>")
+    out += [f'<p class="warn">Warning: {_e(w)}</p>' for w in plan_warnings(inp.plan)]
+    c = inp.recommended
+    if c is not None:
+        out += [f"<p>{_e(x)}</p>" for x in confidence_sentences(inp.plan, c)]
+    w = window_sentence(inp.plan)
+    out += [f"<p>{_e(w)}</p>"] if w else []
+    if c is not None:
+        f = failure_sentence(c)
+        out += [f"<p><b>{_e(f)}</b></p>"] if f else []
+        rows = slo_interval_rows(c)
+        if rows:
+            out.append("<h3>SLO targets at the recommended size, over the replications</h3>")
+            out.append(_table(["class", "target", "limit", "mean", "95% interval", "verdict", "requests per run (min)",
+                               "requests in all"],
+                              [[_e(r["class"]), _e(r["item"]), _e(r["target"]), _e(r["mean"]), _e(r["interval"]),
+                                _e(r["verdict"]), _e(f"{r['samples_min']:,}"), _e(f"{r['samples_total']:,}")]
+                               for r in rows], numeric={2, 3, 6, 7}))
+    tl = timeline_rows(inp.plan)
+    t = inp.plan.get("timeline") or {}
+    if tl:
+        out.append(f"<h3>SLO attainment {_e(t.get('unit', 'hour'))} by {_e(t.get('unit', 'hour'))}</h3>"
+                   f"<p>The recommended fleet ({t.get('replicas')} replicas) over the scenario's own "
+                   f"{t.get('duration_s', 0):,.0f} s at the forecast peak (one run, seed of replication 0); each "
+                   f"{_e(t.get('unit', 'hour'))} is {t.get('bin_s', 0):,.0f} s of simulated time.</p>")
+        out.append(_table(["", "from", "to", "requests", "SLO attained", "p99 TTFT"],
+                          [[_e(r["label"]), _e(f"{r['from_s']:,.0f} s"), _e(f"{r['to_s']:,.0f} s"),
+                            _e(f"{r['requests']:,}"), _e(fmt.pct(r["attainment_pct"])), _e(fmt.latency(r["p99_ttft_s"]))]
+                           for r in tl], numeric={1, 2, 3, 4, 5}))
+    elif t.get("skipped"):
+        out.append(f"<p>Hour-by-hour attainment was not simulated: {_e(t['skipped'])}.</p>")
+    out.append("</section>")
+    return "".join(out)
 
 
 def _candidates(inp: ReportInput) -> str:
@@ -246,5 +291,6 @@ def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> s
             f"<style>{CSS}</style></head><body><main><header><h1>{_e(title)}</h1>"
             f'<div class="headline {"ok" if ok else "bad"}">{_e(headline(inp))}</div>'
             f'<div class="meta">{meta}</div><nav>{nav}</nav></header>'
-            + _summary(inp, a) + _slo(inp) + _candidates(inp) + _own_rent(a) + _figures(figs) + _assumptions(inp, a)
+            + _summary(inp, a) + _slo(inp) + _confidence(inp) + _candidates(inp) + _own_rent(a) + _figures(figs)
+            + _assumptions(inp, a)
             + _repro(inp) + "</main></body></html>\n")

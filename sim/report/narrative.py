@@ -12,6 +12,7 @@ from sim.report import fmt
 from sim.report.assumptions import Assumptions
 from sim.report.load import ReportInput
 from sim.report.own_rent import own_rent_sentence
+from sim.report.plan_stats import confidence_sentences, failure_sentence, plan_warnings, window_sentence
 
 __all__ = ["Column", "CANDIDATE_COLUMNS", "STATUS_TEXT", "candidate_rows", "headline", "label_parts",
            "ranking_sentence", "TIE_RULE",
@@ -36,6 +37,7 @@ CANDIDATE_COLUMNS = (
     Column("label", "candidate", str),
     Column("status_text", "status", str),
     Column("replicas", "replicas", fmt.num, "#,##0"),
+    Column("replicas_interval", "replicas 95% CI", lambda v: f"{v[0]:,}–{v[1]:,}" if v else fmt.DASH),
     Column("gpus", "GPUs", fmt.num, "#,##0"),
     Column("usd_per_month", "$/month", fmt.usd, "$#,##0"),
     Column("usd_per_1m_output_tokens", "$/1M out tok", fmt.usd_small, "$#,##0.000"),
@@ -43,6 +45,8 @@ CANDIDATE_COLUMNS = (
     Column("p99_tpot_s", "p99 TPOT", fmt.latency, "0.0000"),
     Column("attainment_pct", "SLO attained", fmt.pct, "0.0"),
     Column("headroom_pct", "headroom", fmt.pct, "0.0"),
+    Column("headroom_interval_pct", "headroom 95% CI",
+           lambda v: f"{fmt.pct(v[0])} – {fmt.pct(v[1]) if v[1] is not None else 'more'}" if v else fmt.DASH),
     Column("reason", "why", lambda v: v or ""),
 )
 
@@ -211,7 +215,7 @@ def _failure_paragraphs(inp: ReportInput) -> list[str]:
 
 
 #: how ``fleetcast plan`` orders the candidates that meet every SLO (sim.analysis.plan._rank_key)
-TIE_RULE = "equal monthly costs are ranked by $ per 1M tokens (prompt + output), then by more headroom"
+TIE_RULE = "equal monthly costs are ranked by more proven headroom, then by $ per 1M tokens (prompt + output)"
 
 
 def ranking_sentence(inp: ReportInput, c: dict) -> str:
@@ -229,9 +233,12 @@ def ranking_sentence(inp: ReportInput, c: dict) -> str:
     if abs(more) < 0.5:
         ties = sum(abs((x.get("usd_per_month") or 0) - c["usd_per_month"]) < 0.5 for x in ok) - 1
         others = f"{ties} other candidates" if ties > 1 else "the next one"
+        def why(x: dict) -> str:
+            h = x.get("headroom_pct")
+            return (f"{'-' if h is None else f'{h:.0f}%'} headroom, "
+                    f"{fmt.usd_small(x.get('usd_per_1m_total_tokens'))} per 1M tokens")
         return (f"{text}, at the same price as {others} ({fmt.usd(c['usd_per_month'])} per month); {TIE_RULE}: "
-                f"{fmt.usd_small(c.get('usd_per_1m_total_tokens'))} per 1M tokens here against "
-                f"{fmt.usd_small(nxt.get('usd_per_1m_total_tokens'))} for the next, {name}.")
+                f"{why(c)} here against {why(nxt)} for the next, {name}.")
     share = more / c["usd_per_month"] * 100 if c["usd_per_month"] else None
     pct = "" if share is None else f" (+{share:.1f}%)" if share < 10 else f" (+{share:.0f}%)"
     return f"{text}; the next cheapest, {name}, costs {fmt.usd(more)} more per month{pct}."
@@ -264,6 +271,10 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
         out.append(util)
     if inp.kind == "plan":
         out.append(ranking_sentence(inp, c))
+    if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings
+        out += confidence_sentences(inp.plan, c)
+        out += [x for x in (window_sentence(inp.plan), failure_sentence(c)) if x]
+        out += [f"Warning: {w}" for w in plan_warnings(inp.plan)]
     if a.own_vs_rent is not None:
         out.append(own_rent_sentence(a.own_vs_rent))
     growth = c.get("growth") or []

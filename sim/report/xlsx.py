@@ -16,10 +16,11 @@ from sim.report.fmt import flatten
 from sim.report.load import ReportInput
 from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, slo_rows, summary_paragraphs
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
+from sim.report.plan_stats import slo_interval_rows, timeline_rows
 
 __all__ = ["render_xlsx", "points_frame", "SHEETS", "CANDIDATE_FIELDS"]
 
-SHEETS = ("Summary", "Candidates", "Own vs rent", "Points", "Assumptions")
+SHEETS = ("Summary", "Candidates", "Own vs rent", "Points", "Assumptions", "Statistics")  # Statistics: plans with replications
 
 #: Candidates sheet: (header, candidate key or a callable of the row)
 CANDIDATE_FIELDS = (
@@ -32,6 +33,11 @@ CANDIDATE_FIELDS = (
     ("usd_per_1m_output_tokens", "usd_per_1m_output_tokens"),
     ("usd_per_1m_total_tokens", "usd_per_1m_total_tokens"), ("p99_ttft_s", "p99_ttft_s"),
     ("p99_tpot_s", "p99_tpot_s"), ("attainment_pct", "attainment_pct"), ("headroom_pct", "headroom_pct"),
+    ("replicas_ci_low", lambda r: (r.get("replicas_interval") or [None, None])[0]),
+    ("replicas_ci_high", lambda r: (r.get("replicas_interval") or [None, None])[1]),
+    ("headroom_ci_low_pct", lambda r: (r.get("headroom_interval_pct") or [None, None])[0]),
+    ("headroom_ci_high_pct", lambda r: (r.get("headroom_interval_pct") or [None, None])[1]),
+    ("one_replica_down", lambda r: (r.get("failure") or {}).get("text")),
 )
 
 
@@ -168,6 +174,25 @@ def _assumptions_sheet(ws, a: Assumptions) -> None:
     _widths(ws, cap=80)
 
 
+def _statistics_sheet(ws, inp: ReportInput) -> None:
+    """The recommended fleet's SLO items over the replications, then hour by hour."""
+    _header(ws, ["class", "metric", "percentile", "target", "mean", "ci_low", "ci_high", "verdict",
+                 "samples_min_per_replication", "samples_total"])
+    for r in slo_interval_rows(inp.recommended or {}):
+        it = r["raw"]
+        ws.append([_cell(x) for x in (it["class"], it["metric"], it["percentile"], it["target"], it["mean"],
+                                      it["ci_low"], it["ci_high"], it["verdict"], it["samples_min"],
+                                      it["samples_total"])])
+    rows = timeline_rows(inp.plan)
+    if rows:
+        ws.append([])
+        ws.append(["bin", "from_s", "to_s", "requests", "attainment_pct", "p99_ttft_s", "in_window"])
+        for r in rows:
+            ws.append([_cell(r[k]) for k in ("label", "from_s", "to_s", "requests", "attainment_pct", "p99_ttft_s",
+                                             "in_window")])
+    _widths(ws, cap=30)
+
+
 def render_xlsx(inp: ReportInput, a: Assumptions) -> bytes:
     """The workbook as bytes (the caller writes it atomically)."""
     try:
@@ -183,6 +208,8 @@ def render_xlsx(inp: ReportInput, a: Assumptions) -> bytes:
     _own_rent_sheet(wb.create_sheet(SHEETS[2]), a)
     _points_sheet(wb.create_sheet(SHEETS[3]), inp)
     _assumptions_sheet(wb.create_sheet(SHEETS[4]), a)
+    if inp.kind == "plan" and inp.plan.get("statistics"):
+        _statistics_sheet(wb.create_sheet(SHEETS[5]), inp)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sim.errors import unknown_name
 from sim.scenario.fleet_spec import EngineSpec
 
-__all__ = ["CandidateGrid", "DemandSpec", "PlanSpec", "WEIGHT_SCHEMES"]
+__all__ = ["CandidateGrid", "DemandSpec", "FailureSpec", "PlanSpec", "WEIGHT_SCHEMES"]
 
 WEIGHT_SCHEMES = ("bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq")
 _Weights = Literal["bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq"]
@@ -113,6 +113,22 @@ class DemandSpec(BaseModel):
         return float(self.peak_rate_rps) if not self.is_growth else max(self.monthly_rates())
 
 
+class FailureSpec(BaseModel):
+    """Failure headroom: the SLOs must hold with this much of the fleet down
+    (steady state: the fleet is sized so that ``replicas - down`` replicas
+    meet every SLO). Give ``replicas_down`` or ``nodes_down``, not both."""
+
+    model_config = _CFG
+    replicas_down: Optional[int] = Field(None, ge=0, le=1000, description="Replicas that may be down at the peak while every SLO still holds (n + k sizing).")
+    nodes_down: Optional[int] = Field(None, ge=0, le=100, description="Servers that may be down: each takes floor(gpus_per_node / tensor_parallel) replicas with it (catalog gpus_per_node).")
+
+    @model_validator(mode="after")
+    def _one(self) -> "FailureSpec":
+        if self.replicas_down is not None and self.nodes_down is not None:
+            raise ValueError("give failures.replicas_down or failures.nodes_down, not both")
+        return self
+
+
 class PlanSpec(BaseModel):
     """What ``fleetcast plan`` searches: candidates for one pool, the demand,
     the replica cap, and how long each search point simulates."""
@@ -122,7 +138,11 @@ class PlanSpec(BaseModel):
     demand: Optional[DemandSpec] = Field(None, description="Peak rate or growth forecast; omitted = the scenario's arrival rate.")
     max_replicas: int = Field(64, ge=1, le=10_000, description="Largest replica count tried; a candidate missing its SLO there is 'cannot-meet-slo'.")
     pool: int = Field(0, ge=0, le=1000, description="Index of the fleet pool the candidates replace (other pools stay as they are).")
-    duration_s: Optional[float] = Field(None, gt=0, le=1e8, description="Simulate each search point for this long instead of traffic.duration_s (warm-up/cool-down kept).")
+    duration_s: Optional[float] = Field(None, gt=0, le=1e8, description="Simulate each search point for this long (warm-up and cool-down included) instead of the length derived from tail_samples; an error when its window holds fewer samples than a class's highest percentile needs.")
+    window_start_s: Optional[float] = Field(None, ge=0, le=1e8, description="Place the measured window at this time of the scenario's time axis instead of at the binding part of the demand curve (its peak); a warning when the window then misses the peak.")
+    replications: int = Field(5, ge=2, le=50, description="Independent replications per search point (seeds seed, seed+1, ...: the same arrivals for every candidate and replica count); SLOs are judged on the 95% interval over them.")
+    tail_samples: float = Field(3.0, ge=1, le=100, description="Requests each class should have beyond its highest SLO percentile q in each replication: the window holds at least tail_samples / (1 - q) requests per class (p99, 3: 300).")
+    failures: Optional[FailureSpec] = Field(None, description="Failure headroom: size each fleet so its SLOs hold with replicas_down replicas (or nodes_down servers) down.")
     load_curve_pct: list[float] = Field(
         default_factory=lambda: [25.0, 50.0, 75.0, 100.0, 125.0], max_length=20,
         description="Loads (percent of the demand) at which the found fleet is also simulated, for p99-vs-load figures.")

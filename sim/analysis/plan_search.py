@@ -1,0 +1,338 @@
+"""One candidate's search: the fewest replicas proven to meet every SLO,
+with intervals on the count and the headroom, the failure line, and the
+growth months.
+
+Every point is ``plan.replications`` simulations (``point_stats``); the
+search moves on the point's verdict: ``met`` only when every SLO item's 95%
+interval is within its target. SLO attainment is taken as monotone in the
+replica count (more replicas, same arrivals: never worse), so the count is
+found by galloping up (lo+1, lo+3, lo+7, ...) and bisecting. Points are
+cached by (replicas, rate).
+
+- Count interval ``[n_low, n]``: ``n`` is the fewest proven to meet;
+  ``n_low - 1`` the largest count below it proven to miss (searched down
+  from ``n - 1`` through undecided counts, at most ``_DOWN_STEPS``).
+- Headroom interval ``[lo, hi]`` (percent over the demand): ``lo`` from the
+  highest tested rate proven met, ``hi`` from the lowest proven missed
+  (None when none was found); bisection steps alternate between the two ends.
+- Failures: with ``plan.failures`` the fleet is ``n_slo + k`` replicas (the
+  SLOs proven at ``n_slo``, i.e. with ``k`` down); every candidate also gets
+  the point of one replica down (``n - 1``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from sim.analysis.candidates import Candidate
+from sim.analysis.forecast import forecast, pool_costs
+from sim.analysis.metrics import HOURS_PER_MONTH, cost_and_class_columns
+from sim.analysis.peak import PlanWindow, apply_window
+from sim.analysis.rates import with_rate
+from sim.analysis.replications import misses_text, point_stats
+from sim.catalog import load_catalog
+from sim.engine.fleet import build_pool_models
+from sim.engine.step_source import perf_sources
+from sim.errors import ScenarioError
+from sim.scenario.plan_spec import PlanSpec
+from sim.scenario.spec import Scenario, scenario_from_dict
+
+__all__ = ["CandidateSearch", "search_candidate", "replicas_down"]
+
+_DOWN_STEPS = 4  # counts below n searched for a proven miss (the count interval)
+_UNLOADED = 1e-3  # the latency-floor check runs one replica at this fraction of the per-replica demand
+
+
+class CandidateSearch:
+    """Simulates one candidate at (replicas, rate) points, each over every seed, cached."""
+
+    def __init__(self, base_data: dict, path, cand: Candidate, spec: PlanSpec, win: PlanWindow,
+                 seeds: list[int]) -> None:
+        self.cand, self.spec, self.path, self.win, self.seeds = cand, spec, path, win, list(seeds)
+        data = copy.deepcopy(base_data)
+        pool = data["fleet"][spec.pool]
+        same_hw = (pool["gpu"], pool["model"], pool["quantization"], pool["tensor_parallel"]) == (
+            cand.gpu, cand.model, cand.quantization, cand.tensor_parallel)
+        if pool.get("policy", {}).get("name") != cand.policy:
+            pool["policy"] = {"name": cand.policy, "params": {}}
+        pool.update(gpu=cand.gpu, model=cand.model, quantization=dict(cand.quantization),
+                    tensor_parallel=cand.tensor_parallel, engine={**pool.get("engine", {}), **cand.engine})
+        if not same_hw:  # a calibration profile belongs to its hardware/model/quantization
+            pool["profile"] = None
+        self.data = data
+        self.cache: dict[tuple[int, float], dict] = {}
+        self.points: list[dict] = []
+
+    def scenario(self, replicas: int, rate_rps: float, replication: int = 0) -> Scenario:
+        """The scenario of one replication of a point (its window applied)."""
+        data, _ = apply_window(with_rate(self.data, rate_rps), self.win, rate_rps)
+        data["fleet"][self.spec.pool]["replicas"] = int(replicas)
+        data["seed"] = self.seeds[replication]
+        return scenario_from_dict(data, path=self.path)
+
+    def check_fits(self, rate_rps: float) -> str | None:
+        """None when the candidate builds; else the ScenarioError's message."""
+        try:
+            build_pool_models(self.scenario(1, rate_rps))
+        except ScenarioError as exc:
+            return str(exc)
+        return None
+
+    def point(self, replicas: int, rate_rps: float, role: str) -> dict:
+        """``point_stats`` of (replicas, rate) over every seed, plus ``summary``
+        (replication 0) and ``window``."""
+        key = (int(replicas), round(float(rate_rps), 9))
+        if key not in self.cache:
+            if replicas < 1:
+                self.cache[key] = {"verdict": "missed", "items": [], "summary": None, "none_running": True}
+                return self.cache[key]
+            _, desc = apply_window(with_rate(self.data, rate_rps), self.win, rate_rps)
+            sums = [forecast(self.scenario(replicas, rate_rps, r))[1] for r in range(len(self.seeds))]
+            stats = {**point_stats(sums), "summary": sums[0], "window": desc}
+            self.cache[key] = stats
+            self.points.append(self._row(replicas, rate_rps, role, stats, sums))
+        return self.cache[key]
+
+    def met(self, replicas: int, rate_rps: float, role: str) -> bool:
+        return self.point(replicas, rate_rps, role)["verdict"] == "met"
+
+    def _row(self, replicas: int, rate_rps: float, role: str, st: dict, sums: list[dict]) -> dict:
+        att = st["attainment_interval_pct"]
+        row = {"candidate": self.cand.id, "replicas": int(replicas), "rate_rps": float(rate_rps), "role": role,
+               "verdict": st["verdict"], "slo_met": st["verdict"] == "met", "replications": len(sums),
+               "window_kind": st["window"]["kind"], "window_s": st["window"]["window_s"],
+               "requests_per_replication": float(np.mean(st["requests_per_replication"])),
+               "attainment_pct": st["attainment_pct"], "attainment_ci_low_pct": att[0],
+               "attainment_ci_high_pct": att[1], "p99_ttft_s": st["p99_ttft_s"], "p99_tpot_s": st["p99_tpot_s"],
+               "p99_e2e_s": st["p99_e2e_s"]}
+        cols = [cost_and_class_columns(s) for s in sums]
+        class_verdict = {}
+        for it in st["items"]:
+            v = class_verdict.get(it["class"], "met")
+            class_verdict[it["class"]] = "missed" if "missed" in (v, it["verdict"]) else (
+                "undecided" if "undecided" in (v, it["verdict"]) else "met")
+        for k, v0 in cols[0].items():
+            if k.endswith(".slo_met"):
+                row[k] = class_verdict.get(k[: -len(".slo_met")], "met") == "met"
+            else:
+                vals = [c[k] for c in cols if c[k] is not None]
+                row[k] = float(np.mean(vals)) if vals else None
+        return row
+
+    def fewest(self, rate_rps: float, lo: int = 0, role: str = "search") -> int | None:
+        """Fewest replicas in (lo, max_replicas] proven to meet the SLO at
+        ``rate_rps`` (``lo`` is known or assumed not to); None if even the cap
+        does not. Gallops up (lo+1, lo+3, lo+7, ...), then bisects."""
+        cap = self.spec.max_replicas
+        if lo >= cap:
+            return None
+        step, n = 1, min(lo + 1, cap)
+        while not self.met(n, rate_rps, role):
+            lo = n
+            if n >= cap:
+                return None
+            step *= 2
+            n = min(lo + step, cap)
+        hi = n
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.met(mid, rate_rps, role):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+
+def replicas_down(spec: PlanSpec, cand: Candidate, scenario: Scenario) -> tuple[int, str | None]:
+    """(replicas the fleet must be able to lose, words) from ``plan.failures``."""
+    f = spec.failures
+    if f is None or not (f.replicas_down or f.nodes_down):
+        return 0, None
+    if f.replicas_down:
+        return int(f.replicas_down), f"{f.replicas_down} replica{'s' if f.replicas_down != 1 else ''} down"
+    per_node = load_catalog([scenario.base_dir / x for x in scenario.catalog]).gpu(cand.gpu).gpus_per_node
+    per_node = max(1, per_node // cand.tensor_parallel) if per_node else 1
+    k = f.nodes_down * per_node
+    return k, (f"{f.nodes_down} server{'s' if f.nodes_down != 1 else ''} down ({per_node} replica"
+               f"{'s' if per_node != 1 else ''} of TP {cand.tensor_parallel} per {cand.gpu} server)")
+
+
+def _stats_view(st: dict) -> dict:
+    """What plan.json keeps of a point (no per-replication summaries)."""
+    keys = ("verdict", "replications", "items", "attainment_pct", "attainment_interval_pct", "p99_ttft_s",
+            "p99_tpot_s", "p99_e2e_s", "requests_per_replication", "window")
+    return {k: st.get(k) for k in keys}
+
+
+def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, win: PlanWindow, seeds: list[int],
+                     demand_rps: float, monthly_rates: list[float]) -> tuple[dict, list[dict]]:
+    """Everything ``plan.json`` says about one candidate, plus its points."""
+    s = CandidateSearch(base_data, path, cand, spec, win, seeds)
+    rec: dict[str, Any] = {**asdict(cand), "status": "ok", "reason": None, "limiting": None,
+                           "replicas": None, "replicas_interval": None, "replicas_for_slo": None,
+                           "failures_down": 0, "failures_text": None, "gpus": None, "usd_per_hour": None, "usd_per_month": None,
+                           "usd_per_1m_output_tokens": None, "usd_per_1m_total_tokens": None,
+                           "headroom_pct": None, "headroom_interval_pct": None, "attainment_pct": None,
+                           "attainment_interval_pct": None, "p99_ttft_s": None, "p99_tpot_s": None,
+                           "slo_stats": None, "summary": None, "boundary": None, "failure": None, "growth": None,
+                           "load_curve": None, "profile": None}
+    misfit = s.check_fits(demand_rps)
+    if misfit is not None:
+        # the candidate's own words: drop the "<file>, field fleet.N (pool 'x'): " location prefix
+        rec.update(status="does-not-fit", limiting="memory",
+                   reason=misfit.split("): ", 1)[-1] if "): " in misfit else misfit)
+        return rec, s.points
+
+    sc1 = s.scenario(1, demand_rps)
+    rec["profile"] = perf_sources(sc1)[sc1.fleet[spec.pool].name]
+    k, k_text = replicas_down(spec, cand, sc1)
+    n0 = s.fewest(demand_rps)
+    if n0 is None:
+        top = s.point(spec.max_replicas, demand_rps, "search")
+        limiting, why = _limit(s, top, demand_rps)
+        rec.update(status="cannot-meet-slo", limiting=limiting, summary=top["summary"], slo_stats=_stats_view(top),
+                   attainment_pct=top["attainment_pct"], attainment_interval_pct=top["attainment_interval_pct"],
+                   p99_ttft_s=top["p99_ttft_s"], p99_tpot_s=top["p99_tpot_s"],
+                   reason=f"not proven to meet the SLO at {demand_rps:.4g} req/s even with {spec.max_replicas} "
+                          f"replicas (plan.max_replicas): {misses_text(top) or 'see summary'}. Limit: {why}")
+        return rec, s.points
+    n = n0 + k
+    st = s.point(n, demand_rps, "search" if k == 0 else "failure")
+    boundary = None
+    if n0 > 1:
+        b = s.point(n0 - 1, demand_rps, "boundary")
+        boundary = {"replicas": n0 - 1 + k, "running": n0 - 1, "verdict": b["verdict"], "slo_met": False,
+                    "stats": _stats_view(b), "summary": b["summary"]}
+    n_low = _count_low(s, n0, demand_rps)
+    one_down = s.point(n - 1, demand_rps, "one-down")
+    cost = st["summary"]["cost"]
+    pool_cost = cost["pools"][sc1.fleet[spec.pool].name]
+    rec.update(replicas=n, replicas_interval=[n_low + k, n], replicas_for_slo=n0, failures_down=k,
+               failures_text=k_text, gpus=pool_cost["gpus"], usd_per_hour=cost["fleet_usd_per_hour"],
+               usd_per_month=cost["usd_per_month"], usd_per_1m_output_tokens=st["usd_per_1m_output_tokens"],
+               usd_per_1m_total_tokens=st["usd_per_1m_total_tokens"], attainment_pct=st["attainment_pct"],
+               attainment_interval_pct=st["attainment_interval_pct"], p99_ttft_s=st["p99_ttft_s"],
+               p99_tpot_s=st["p99_tpot_s"], slo_stats=_stats_view(st), summary=st["summary"], boundary=boundary,
+               failure={"replicas_down": 1, "running": n - 1, "verdict": one_down["verdict"],
+                        "stats": _stats_view(one_down) if n > 1 else None,
+                        "text": _one_down_text(n, one_down)})
+    curve = []
+    for pct in spec.load_curve_pct:
+        r = demand_rps * pct / 100.0
+        x = s.point(n, r, "load_curve")
+        curve.append({"load_pct": pct, "rate_rps": r, "p99_ttft_s": x["p99_ttft_s"], "p99_tpot_s": x["p99_tpot_s"],
+                      "attainment_pct": x["attainment_pct"], "verdict": x["verdict"],
+                      "slo_met": x["verdict"] == "met"})
+    rec["load_curve"] = curve
+    lo, hi = _headroom(s, n, demand_rps, curve)
+    rec["headroom_pct"] = lo
+    rec["headroom_interval_pct"] = [lo, hi]
+    if monthly_rates:
+        rec["growth"] = _growth(s, n0, k, demand_rps, monthly_rates)
+    return rec, s.points
+
+
+def _count_low(s: CandidateSearch, n0: int, rate: float) -> int:
+    """1 + the largest count below ``n0`` proven to miss (searched downwards)."""
+    m = n0 - 1
+    for _ in range(_DOWN_STEPS):
+        if m < 1 or s.point(m, rate, "count-interval")["verdict"] == "missed":
+            return m + 1
+        m -= 1
+    return m + 1  # not proven within the steps: the interval's low end is at most this
+
+
+def _one_down_text(n: int, st: dict) -> str:
+    if n <= 1:
+        return "with its only replica down nothing serves: every request fails until it is back"
+    word = {"met": "still meets every SLO (proven on the 95% interval)",
+            "missed": "misses its SLO", "undecided": "is not proven to meet its SLO"}[st["verdict"]]
+    att = st["attainment_interval_pct"]
+    extra = f"; SLO attainment {st['attainment_pct']:.1f}% (95% CI {att[0]:.1f}-{att[1]:.1f}%)" if att[0] is not None else ""
+    miss = misses_text(st, limit=2)
+    return f"with one replica down ({n - 1} of {n} running) the fleet {word}{extra}" + (f": {miss}" if miss else "")
+
+
+def _limit(s: CandidateSearch, top: dict, demand: float) -> tuple[str, str]:
+    """Why no size meets the SLO: KV memory (rejections), the latency floor of an
+    unloaded replica (compute), or plan.max_replicas."""
+    warn = (top["summary"] or {}).get("warnings") or []
+    if warn:
+        return "memory", "KV-cache memory: " + warn[0]
+    light = s.point(1, demand / s.spec.max_replicas * _UNLOADED, "latency-floor")
+    if light["verdict"] == "missed":
+        return "latency-floor", (f"compute: even one replica at {100 * _UNLOADED:g}% of its share of the load "
+                                 f"(no queueing) misses: {misses_text(light, limit=2)}; no fleet size can meet it")
+    return "replicas", (f"capacity: an unloaded replica meets the targets, so more than {s.spec.max_replicas} "
+                        "replicas may; raise plan.max_replicas")
+
+
+def _headroom(s: CandidateSearch, n: int, demand: float, curve: list[dict]) -> tuple[float, float | None]:
+    """(lo, hi) headroom in percent: highest rate proven met, lowest proven missed."""
+    lo, hi, und = demand, None, []
+    if s.point(n, demand, "headroom")["verdict"] != "met":
+        return 0.0, None
+    for p in curve:
+        if p["rate_rps"] <= demand:
+            continue
+        if p["verdict"] == "met":
+            lo = max(lo, p["rate_rps"])
+        elif p["verdict"] == "missed":
+            hi = p["rate_rps"] if hi is None else min(hi, p["rate_rps"])
+        else:
+            und.append(p["rate_rps"])
+    x, doublings = max([lo] + und) * 1.25, 0
+    while hi is None and doublings < 4:
+        v = s.point(n, x, "headroom")["verdict"]
+        if v == "met":
+            lo = x
+        elif v == "missed":
+            hi = x
+        else:
+            und.append(x)
+        x, doublings = x * 2, doublings + 1
+    for step in range(s.spec.headroom_steps):
+        und = [u for u in und if lo < u and (hi is None or u < hi)]
+        if step % 2 == 1 and und and hi is not None:  # refine the upper end
+            a, b = max(und), hi
+        elif und or hi is not None:  # refine the lower end
+            a, b = lo, (min(und) if und else hi)
+        else:
+            break
+        mid = (a + b) / 2
+        v = s.point(n, mid, "headroom")["verdict"]
+        if v == "met":
+            lo = max(lo, mid)
+        elif v == "missed":
+            hi = mid if hi is None else min(hi, mid)
+        else:
+            und.append(mid)
+    pct = lambda r: round(100.0 * (r / demand - 1.0), 3)  # noqa: E731
+    return pct(lo), (pct(hi) if hi is not None else None)
+
+
+def _growth(s: CandidateSearch, n_peak: int, k: int, peak: float, rates: list[float]) -> list[dict]:
+    found: dict[int, int | None] = {}
+    prev = 0  # the previous (lower-rate) month's count; one fewer misses there, so here too
+    for m in sorted(range(len(rates)), key=lambda i: rates[i]):
+        r = rates[m]
+        if math.isclose(r, peak, rel_tol=1e-9):
+            found[m] = n_peak
+        elif prev and s.met(prev, r, "growth"):
+            found[m] = prev
+        else:
+            found[m] = s.fewest(r, lo=prev, role="growth")  # prev is not proven at r (or is 0)
+        prev = found[m] or prev
+    out = []
+    for m, r in enumerate(rates):
+        n = found[m] + k if found[m] else None
+        usd_h = sum(p.replicas * p.gpus_per_replica * p.usd_per_gpu_hour
+                    for p in pool_costs(s.scenario(n, r))) if n else None
+        out.append({"month": m + 1, "rate_rps": r, "replicas": n,
+                    "usd_per_month": usd_h * HOURS_PER_MONTH if usd_h is not None else None})
+    return out

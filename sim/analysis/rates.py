@@ -1,0 +1,46 @@
+"""The planned rate: the scenario's own peak, and its traffic rescaled to a rate."""
+
+from __future__ import annotations
+
+import copy
+
+from sim.errors import FleetcastError
+from sim.scenario.spec import Scenario
+
+__all__ = ["base_rate_rps", "with_rate"]
+
+
+def base_rate_rps(scenario: Scenario) -> float:
+    """The scenario's own (peak) arrival rate, requests/s (surges not included)."""
+    traffic = scenario.traffic
+    a = traffic.arrival
+    if a.process == "diurnal":
+        return float(max(r for _, r in a.rate_points))
+    if a.process == "trace":
+        if a.target_rate_rps is None:
+            raise FleetcastError("a trace-driven scenario needs plan.demand (or arrival.target_rate_rps): "
+                                 "the planner scales the trace to the demand rate")
+        return float(a.target_rate_rps)
+    return float(traffic.total_rate_rps())
+
+
+def with_rate(data: dict, rate_rps: float) -> dict:
+    """Scenario mapping ``data`` with its traffic scaled to ``rate_rps`` total
+    (a diurnal curve so that its peak is ``rate_rps``)."""
+    data = copy.deepcopy(data)
+    traffic = data["traffic"]
+    a = traffic["arrival"]
+    classes = traffic["classes"]
+    if a["process"] == "diurnal":
+        peak = max(r for _, r in a["rate_points"])
+        a["rate_points"] = [[h, r * rate_rps / peak] for h, r in a["rate_points"]]
+    elif a["process"] == "trace":
+        a["target_rate_rps"], a["time_scale"] = float(rate_rps), None
+    elif all(c.get("rate_rps") is not None for c in classes):
+        total = sum(c["rate_rps"] for c in classes)
+        for c in classes:
+            c["rate_rps"] = c["rate_rps"] * rate_rps / total
+        a["rate_rps"] = None
+    else:
+        a["rate_rps"] = float(rate_rps)
+    return data
