@@ -28,9 +28,10 @@ from sim.report.load import load_results
 FIGURE_IDS = ("fig-latency", "fig-load", "fig-utilization", "fig-pareto", "fig-growth")
 NO_CHROMIUM = "chromium not installed (CI: apt-get install -y chromium, see .ci/run); this check needs it"
 
-#: small and fast (~3 s): 8 candidates of which 6 meet the SLO, one misses it at
-#: plan.max_replicas and one does not fit; two classes with different SLOs; prices set
-#: so that 1 x h100-sxm and 3 x l40s cost exactly the same (a tie at the top).
+#: small and fast (~15 s on 2 cores): 16 candidates, some meet the SLO, some miss it at
+#: plan.max_replicas, some do not fit; two classes with different SLOs. Every candidate comes
+#: twice, with max_num_seqs 256 and 512, a limit this light load never reaches: the two run the
+#: same schedule, so the cheapest is tied at the top whatever the performance model says.
 SCENARIO = """\
 name: small-plan
 seed: 5
@@ -63,6 +64,7 @@ plan:
   candidates:
     gpu: [h100-sxm, a100-80gb, l40s, l4]
     tensor_parallel: [1, 2]
+    engine: {max_num_seqs: [256, 512]}
   demand: {start_rate_rps: 6, monthly_growth_pct: 25, months: 3}
   max_replicas: 3
 """
@@ -139,7 +141,7 @@ def test_summary_words_are_consistent(plan_report, plan):
     count of configurations is the count of candidates, not of simulated points."""
     text = _text(plan_report["html"].read_text(encoding="utf-8"))
     assert "$0 more" not in text
-    assert "at the same price as" in text and "equal monthly costs are ranked by $ per 1M tokens" in text
+    assert "at the same price as" in text and "equal monthly costs are ranked by more proven headroom" in text
     assert "GPUs are busy" not in text
     assert "that counts time, not capacity" in text and "of their memory bandwidth" in text
     assert "every SLO still holds at" in text and "above the forecast peak" in text
@@ -270,7 +272,7 @@ def test_xlsx_sheets_and_rows(plan_report, plan, work):
     import pandas as pd
 
     wb = openpyxl.load_workbook(plan_report["xlsx"])
-    assert wb.sheetnames == ["Summary", "Candidates", "Own vs rent", "Points", "Assumptions"]
+    assert wb.sheetnames == ["Summary", "Candidates", "Own vs rent", "Points", "Assumptions", "Statistics"]
     points = pd.read_parquet(work / "plan" / "points.parquet")
     assert wb["Candidates"].max_row == 1 + len(plan["candidates"])
     assert wb["Points"].max_row == 1 + len(points)
