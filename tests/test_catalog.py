@@ -13,7 +13,8 @@ from sim.errors import FleetcastError
 CATALOG_DIR = Path(__file__).resolve().parents[1] / "sim" / "catalog"
 GPUS = ["h100-sxm", "h200", "a100-80gb", "l40s", "l4", "rtx-4090", "mi300x", "b200"]
 MODELS = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-3-70b", "mistral-7b",
-          "mixtral-8x7b", "qwen2.5-7b", "qwen2.5-72b", "qwen3-30b-a3b"]
+          "mixtral-8x7b", "qwen2.5-7b", "qwen2.5-72b", "qwen3-30b-a3b", "qwen3-235b-a22b", "llama-4-scout",
+          "deepseek-v3", "deepseek-v2-lite", "gpt-oss-120b"]
 
 # Published parameter counts (billions): Hugging Face model pages' safetensors
 # totals and the vendors' model cards/announcements. (total, active, non-embedding)
@@ -27,6 +28,11 @@ PUBLISHED = {
     "qwen2.5-7b": (7.61, None, 6.53),  # Qwen2.5-7B model card: 7.61B, 6.53B non-embedding
     "qwen2.5-72b": (72.7, None, 70.0),  # Qwen2.5-72B model card: 72.7B, 70.0B non-embedding
     "qwen3-30b-a3b": (30.5, 3.3, 29.9),  # Qwen3-30B-A3B card: 30.5B total, 3.3B activated, 29.9B non-emb.
+    "qwen3-235b-a22b": (235.0, 22.0, 234.0),  # Qwen3-235B-A22B card: 235B total, 22B activated, 234B non-emb.
+    "llama-4-scout": (109.0 - 1.7, 17.0, None),  # Meta's card: 109B total (incl. a ~1.7B vision encoder), 17B active
+    "deepseek-v3": (671.0, 37.0, None),  # DeepSeek-V3 report (arXiv:2412.19437): 671B total, 37B activated
+    "deepseek-v2-lite": (15.7, 2.4 + 0.21, None),  # DeepSeek-V2 report/card: 15.7B, 2.4B active (+0.21B input embedding)
+    "gpt-oss-120b": (116.8, 5.1 + 0.58, None),  # gpt-oss card: 116.8B, 5.1B active w/o the 0.58B input embedding
 }
 
 
