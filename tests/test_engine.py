@@ -111,12 +111,15 @@ def _random_scenario(draw) -> dict:
     # a replica failure (when another replica is left) cuts decode runs and hands requests back
     events = ([{"kind": "replica-failure", "replica": "p/0", "at_s": draw(st.floats(0.5, 14.5))}]
               if replicas > 1 and draw(st.booleans()) else [])
+    pool = {"name": "p", "gpu": draw(st.sampled_from(["h100-sxm", "l4"])), "replicas": replicas,
+            "model": "llama-3.1-8b", "quantization": {"weights": draw(st.sampled_from(["bf16", "int4-awq"]))}}
+    if draw(st.integers(0, 3)) == 0:  # an MoE pool, data-parallel ranks with or without expert parallelism
+        pool.update(gpu="h100-sxm", model="qwen3-30b-a3b", quantization={"weights": "bf16"},
+                    data_parallel=draw(st.sampled_from([1, 2])), expert_parallel=draw(st.booleans()))
     return scenario_dict(
         seed=draw(st.integers(0, 2**31)),
         events=events,
-        fleet=[{"name": "p", "gpu": draw(st.sampled_from(["h100-sxm", "l4"])), "replicas": replicas,
-                "model": "llama-3.1-8b", "quantization": {"weights": draw(st.sampled_from(["bf16", "int4-awq"]))},
-                "engine": engine, "policy": {"name": policy, "params": params}}],
+        fleet=[{**pool, "engine": engine, "policy": {"name": policy, "params": params}}],
         router={"name": draw(st.sampled_from(["round-robin", "random", "least-outstanding", "least-kv",
                                              "power-of-two", "prefix-affinity"]))},
         sim={"drain_s": 20},

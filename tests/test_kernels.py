@@ -47,8 +47,8 @@ def _scenario(pools: list[dict]) -> object:
                                  "output_tokens": {"dist": "fixed", "value": 50}}]}})
 
 
-def _perf(gpu="h100-sxm", model="llama-3.1-8b", weights="bf16", kv="auto", tp=1, **engine):
-    sc = _scenario([{"gpu": gpu, "model": model, "tensor_parallel": tp,
+def _perf(gpu="h100-sxm", model="llama-3.1-8b", weights="bf16", kv="auto", tp=1, dp=1, ep=False, **engine):
+    sc = _scenario([{"gpu": gpu, "model": model, "tensor_parallel": tp, "data_parallel": dp, "expert_parallel": ep,
                      "quantization": {"weights": weights, "kv_cache": kv}, "engine": engine}])
     pool = sc.fleet[0]
     return pool_perf_model(pool, sc.base_dir, CAT.gpu(gpu), CAT.model(model), CAT.quant(weights, kv))
@@ -111,10 +111,11 @@ _KERNEL_MODELS = {}
 def _kernel_model(i: int):
     configs = [("h100-sxm", "llama-3.1-8b", "bf16", "auto", 1), ("h100-sxm", "llama-3.1-8b", "fp8", "fp8", 2),
                ("l40s", "qwen2.5-7b", "int4-awq", "fp8", 2), ("b200", "mixtral-8x7b", "bf16", "auto", 2),
-               ("a100-80gb", "llama-3.1-70b", "bf16", "auto", 8)]
+               ("a100-80gb", "llama-3.1-70b", "bf16", "auto", 8), ("h100-sxm", "qwen3-30b-a3b", "bf16", "auto", 1, 2, True),
+               ("h200", "deepseek-v3", "fp8", "auto", 8)]
     if i not in _KERNEL_MODELS:
-        g, m, w, kv, tp = configs[i]
-        _KERNEL_MODELS[i] = _perf(g, m, w, kv, tp, max_num_batched_tokens=2048)
+        g, m, w, kv, tp, *layout = configs[i]
+        _KERNEL_MODELS[i] = _perf(g, m, w, kv, tp, *layout, max_num_batched_tokens=2048)
     return _KERNEL_MODELS[i]
 
 
@@ -127,7 +128,7 @@ def _steps(draw):
 
 @needs_data
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 4), _steps(), st.integers(0, 4), st.integers(1, 5000))
+@given(st.integers(0, 6), _steps(), st.integers(0, 4), st.integers(1, 5000))
 def test_kernel_step_times_keep_the_engines_contracts(i, step, which, delta):
     """Above the physical floor, monotone in every argument (also past the table's end)."""
     pm = _kernel_model(i)
@@ -285,3 +286,40 @@ def test_past_the_table_the_linear_time_keeps_growing():
     assert t4096 - t2048 >= 0.9 * 2 * (t2048 - t1024)  # at least the upper half's rate, 2048 more tokens
     step = (8922, 14219098.0, 0, 0, 3)
     assert pm.step_time_s(*step) >= roofline_floor_s(pm, *step)
+
+
+def _moe_ms(system: str, dtype: str, tokens: int, h: int, inter: int, k: int, e: int, mtp: int, mep: int) -> float:
+    """One fused-MoE latency straight from the parquet file (independent of sim/kernels)."""
+    df = pq.read_table(ROOT / system / "moe" / "vllm" / "0.24.0" / "moe_perf.parquet").to_pandas()
+    rows = df[(df.moe_dtype == dtype) & (df.num_tokens == tokens) & (df.hidden_size == h) & (df.inter_size == inter)
+              & (df.topk == k) & (df.num_experts == e) & (df.moe_tp_size == mtp) & (df.moe_ep_size == mep)
+              & (df.distribution == "balanced")]
+    assert len(rows) == 1
+    return float(rows.latency.iloc[0])
+
+
+@needs_data
+@pytest.mark.parametrize("dp,ep,mtp,mep", [(1, False, 1, 1), (2, True, 1, 2), (2, False, 2, 1)])
+def test_moe_experts_come_from_the_fused_moe_table_at_all_ranks_tokens(dp, ep, mtp, mep):
+    """Qwen3-30B-A3B on H100: the routed experts of a step of 256 tokens per rank cost the measured fused-MoE
+    latency at dp x 256 tokens with this layout's MoE TP / EP sizes, times its 48 MoE layers."""
+    from sim.kernels.tables import _moe_measured
+    m, g = CAT.model("qwen3-30b-a3b"), CAT.gpu("h100-sxm")
+    inp = TableInputs(system="h100_sxm", model=m, quant=CAT.quant("bf16"), tp=1, max_tokens=512, vllm_version=None,
+                      gpu=g, e_compute=0.78, e_memory=0.8, e_comm=0.7, t_allreduce_s=1e-5, dp=dp, ep=ep)
+    notes = []
+    got, kernel = _moe_measured(ROOT, inp, "0.24.0", np.array([256]), notes)
+    want = _moe_ms("h100_sxm", "bfloat16", 256 * dp, 2048, 768, 8, 128, mtp, mep) * 1e-3 * 48
+    assert got[0] == pytest.approx(want, rel=1e-12) and "fused MoE bfloat16" in kernel and not notes
+    tables = build_tables(ROOT, inp)
+    assert "fused MoE bfloat16" in tables.source
+    assert ("data-parallel MoE exchange" in tables.source) == (dp > 1)
+
+
+@needs_data
+def test_an_moe_shape_without_rows_falls_back_to_the_roofline_and_says_so():
+    """DeepSeek-V2-Lite's experts (hidden 2048, width 1408, top-6 of 64) were not measured; its MLA attention
+    is on the roofline too."""
+    pm = _perf("h100-sxm", "deepseek-v2-lite")
+    assert "MoE experts: roofline" in pm.source and "MLA attention: roofline" in pm.source
+    assert pm.step_time_s(0, 0, 8, 8000) >= roofline_floor_s(pm, 0, 0, 8, 8000)

@@ -23,9 +23,10 @@ def configs(draw):
         e_compute=draw(st.floats(0.05, 1.0)), e_memory=draw(st.floats(0.05, 1.0)),
         e_comm=draw(st.floats(0.05, 1.0)), t_step_s=draw(st.floats(0, 5e-3)),
         t_seq_s=draw(st.floats(0, 1e-4)), t_prefill_tok_s=draw(st.floats(0, 1e-6)), source="test")
+    dp = draw(st.sampled_from([1, 2, 4])) if model.num_experts > 1 else 1
     return PerfModel(CAT.gpu(draw(st.sampled_from(CAT.gpu_names()))), model,
                      CAT.quant(draw(st.sampled_from(CAT.weight_schemes())),
-                               draw(st.sampled_from(CAT.kv_schemes()))), tp, coeffs)
+                               draw(st.sampled_from(CAT.kv_schemes()))), tp, coeffs, dp=dp, ep=draw(st.booleans()))
 
 
 @st.composite
@@ -171,3 +172,62 @@ def test_invalid_tp_and_coefficients_are_user_errors():
         PerfCoefficients(e_compute=1.5)
 
 
+
+
+MOE_MODELS = [n for n in CAT.model_names() if CAT.model(n).num_experts > 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(MOE_MODELS), st.sampled_from([1, 2, 4, 8]), st.sampled_from([1, 2, 4]),
+       st.booleans(), st.integers(1, 2000), st.integers(1, 200))
+def test_moe_decode_weight_bytes_rise_with_batch_towards_the_full_expert_set(name, tp, dp, ep, n, more):
+    """A decode step of n sequences reads the experts the dp·n tokens of all ranks are expected to touch,
+    E·(1 - (1 - k/E)^(dp·n)) per MoE layer: more with every extra sequence, never more than every expert,
+    and (nearly) every expert at a large batch."""
+    model = CAT.model(name)
+    if model.num_heads % tp:
+        return
+    pm = PerfModel(CAT.gpu("h200"), model, CAT.quant("bf16"), tp, dp=dp, ep=ep)
+    act = pm._act_tok
+    read = lambda k: pm.step_bytes(0, 0, k, 0) / tp - act * k  # noqa: E731  weight bytes per GPU
+    full = pm._w_base + pm._w_experts
+    few, many = read(n), read(n + more)
+    assert few < many or many == pytest.approx(full, rel=1e-12)
+    assert many <= full * (1 + 1e-12)
+    one_token = pm._w_base + pm._w_experts * (1 - (1 - model.num_experts_active / model.num_experts) ** dp)
+    assert read(1) == pytest.approx(one_token, rel=1e-12)
+    assert read(20_000) == pytest.approx(full, rel=1e-3)
+
+
+def test_shared_experts_and_dense_layers_are_read_every_step():
+    """DeepSeek-V3: one token reads the attention, the 3 dense MLPs and the 58 shared experts whole,
+    plus its 8 routed experts; its FLOPs are 2 x its active parameters (the input embedding excepted)."""
+    m = CAT.model("deepseek-v3")
+    pm = PerfModel(CAT.gpu("h200"), m, CAT.quant("fp8"), 8)
+    always = (m.num_layers * m.params_attention_per_layer + m.first_dense_layers * m.params_dense_mlp
+              + m.moe_layers * m.params_shared_expert)  # 1 byte each at fp8
+    assert pm._w_base * 8 >= always
+    flops = pm.step_flops(0, 0, 1, 0)
+    assert flops == pytest.approx(2 * (m.params_active - m.vocab_size * m.hidden_size), rel=1e-9)
+
+
+def test_mla_decode_attention_reads_the_latent_not_per_head_kv():
+    """DeepSeek-V3 decode at 8 x 4k context on 8 H200s: attention reads 70,272 bytes per context token
+    per GPU (the latent), against 4,997,120 / 8 as per-head K and V; its FLOPs per cached token are
+    2 x 61 x 16 heads x (2 x 512 + 64) per GPU (absorbed form)."""
+    m = CAT.model("deepseek-v3")
+    pm = PerfModel(CAT.gpu("h200"), m, CAT.quant("fp8"), 8)
+    per_ctx = pm.step_bytes(0, 0, 8, 1) - pm.step_bytes(0, 0, 8, 0)
+    assert per_ctx == pytest.approx(70_272 * 8, rel=1e-12)  # per GPU x 8 GPUs
+    per_ctx_flops = pm.step_flops(0, 0, 8, 1) - pm.step_flops(0, 0, 8, 0)
+    assert per_ctx_flops == pytest.approx(2 * 61 * 16 * (2 * 512 + 64) * 8, rel=1e-9)
+
+
+def test_data_parallel_adds_the_moe_exchange_and_touches_more_experts():
+    """Qwen3-30B-A3B, one decode per rank: as data_parallel 2 each rank's step reads the experts two
+    tokens touch (on half of them) and pays a dispatch and a combine per MoE layer."""
+    m, q, gpu = CAT.model("qwen3-30b-a3b"), CAT.quant("bf16"), CAT.gpu("h100-sxm")
+    one, two = PerfModel(gpu, m, q, 1), PerfModel(gpu, m, q, 1, dp=2, ep=True)
+    assert two._w_experts == one._w_experts / 2
+    assert two._comm_fixed == 2 * m.moe_layers * two.coeffs.t_allreduce_s > 0 == one._comm_fixed
+    assert two.step_time_s(0, 0, 1, 1000) > one.step_time_s(0, 0, 1, 1000) * 0.5

@@ -32,7 +32,7 @@ def pool_costs(scenario: Scenario, catalog=None) -> list[PoolCost]:
         gpu = catalog.gpu(pool.gpu)
         price = scenario.pricing.rent_usd_per_gpu_hour(pool.gpu, gpu.price_usd_per_hour)
         out.append(PoolCost(pool=pool.name, gpu=pool.gpu, replicas=pool.replicas,
-                            gpus_per_replica=pool.tensor_parallel, usd_per_gpu_hour=float(price),
+                            gpus_per_replica=pool.gpus_per_replica, usd_per_gpu_hour=float(price),
                             watts_per_gpu=getattr(gpu, "power_w", None)))
     return out
 

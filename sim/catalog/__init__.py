@@ -87,13 +87,52 @@ class ModelSpec:
     moe_intermediate_size: int = 0
     attention_bias: bool = False
     qk_norm: bool = False
+    shared_expert_intermediate_size: int = 0  # MoE: width of the always-on shared expert MLP(s) of a MoE layer
+    first_dense_layers: int = 0  # MoE: leading layers with a dense MLP (intermediate_size) instead of experts
+    kv_lora_rank: int = 0  # MLA: width of the compressed KV latent cached per token and layer (0: not MLA)
+    q_lora_rank: int = 0  # MLA: query compression rank (0: queries projected from the hidden state directly)
+    qk_rope_head_dim: int = 0  # MLA: rotary part of each query/key head (cached once per token, beside the latent)
+    qk_nope_head_dim: int = 0  # MLA: non-rotary part of each query/key head
+    v_head_dim: int = 0  # MLA: value head size
     hf_id: str = ""
     source: str = ""
 
     @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention (DeepSeek-V2/V3): one compressed KV latent per token."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is routed experts (0 for a dense model)."""
+        return self.num_layers - self.first_dense_layers if self.num_experts > 1 else 0
+
+    @property
+    def params_shared_expert(self) -> int:
+        """The shared expert MLP(s) of one MoE layer (gate, up, down), 0 without."""
+        return 3 * self.hidden_size * self.shared_expert_intermediate_size
+
+    @property
+    def params_dense_mlp(self) -> int:
+        """One dense gated MLP of ``intermediate_size`` (a dense model's MLP, an MoE model's leading
+        dense layers)."""
+        return 3 * self.hidden_size * self.intermediate_size
+
+    @property
     def params_attention_per_layer(self) -> int:
-        """q, k, v, o projections (+ q/k/v biases, + per-head q/k norms)."""
-        h, q, kv = self.hidden_size, self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        """q, k, v, o projections (+ q/k/v biases, + per-head q/k norms). MLA: the query
+        projection (through its low-rank compression when ``q_lora_rank``), the KV down-projection
+        to latent + rotary key, the latent's norm, the latent's up-projection to per-head
+        non-rotary keys and values, and the output projection."""
+        h = self.hidden_size
+        if self.is_mla:
+            H, qk = self.num_heads, self.qk_nope_head_dim + self.qk_rope_head_dim
+            q = (h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * H * qk if self.q_lora_rank
+                 else h * H * qk)
+            kv = (h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+                  + self.kv_lora_rank * H * (self.qk_nope_head_dim + self.v_head_dim))
+            return q + kv + H * self.v_head_dim * h
+        q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         return (h * (q + 2 * kv) + q * h + (q + 2 * kv) * self.attention_bias
                 + 2 * self.head_dim * self.qk_norm)
 
@@ -115,19 +154,38 @@ class ModelSpec:
         return self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
 
     @property
+    def params_16bit(self) -> int:
+        """Parameters kept 16-bit in every quantization: embeddings, LM head, norms, MoE routers."""
+        router = self.hidden_size * self.num_experts if self.num_experts > 1 else 0
+        return (self.params_embedding + self.num_layers * 2 * self.hidden_size + self.moe_layers * router
+                + self.hidden_size)
+
+    @property
+    def params_routed_experts(self) -> int:
+        """All routed experts of all MoE layers (0 for a dense model)."""
+        return self.moe_layers * self.num_experts * self.params_per_expert
+
+    @property
     def params_total(self) -> int:
         """All parameters, every expert: what has to sit in memory (+ final norm)."""
-        per_layer = self.params_dense_per_layer + self.num_experts * self.params_per_expert
-        return self.num_layers * per_layer + self.params_embedding + self.hidden_size
+        if self.num_experts == 1:
+            per_layer = self.params_dense_per_layer + self.params_per_expert
+            return self.num_layers * per_layer + self.params_embedding + self.hidden_size
+        dense = self.first_dense_layers * self.params_dense_mlp + self.moe_layers * self.params_shared_expert
+        return (self.params_16bit + self.num_layers * self.params_attention_per_layer + dense
+                + self.params_routed_experts)
 
     @property
     def params_active(self) -> int:
-        """Parameters one token touches (only its top-k experts)."""
-        return self.params_total - self.num_layers * (
+        """Parameters one token touches (only its top-k routed experts; shared experts always)."""
+        return self.params_total - self.moe_layers * (
             self.num_experts - self.num_experts_active) * self.params_per_expert
 
     def kv_bytes_per_token(self, kv_bytes_per_elem: float) -> float:
-        """KV-cache bytes of one token over all layers: 2·L·kv_heads·d_head·b."""
+        """KV-cache bytes of one token over all layers: 2·L·kv_heads·d_head·b; MLA: one latent
+        plus the rotary key per layer, L·(kv_lora_rank + qk_rope_head_dim)·b."""
+        if self.is_mla:
+            return self.num_layers * (self.kv_lora_rank + self.qk_rope_head_dim) * kv_bytes_per_elem
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * kv_bytes_per_elem
 
 
@@ -227,7 +285,35 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
         if out["num_heads"] % out["num_kv_heads"] or k > e or (e > 1 and "moe_intermediate_size" not in out):
             raise FleetcastError(f"{where}: model '{name}': num_heads must be a multiple of num_kv_heads, "
                                "num_experts_active <= num_experts, and MoE needs moe_intermediate_size")
+        _check_moe_mla(out, name, where)
     return out
+
+
+_MLA_FIELDS = ("q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+_MOE_ONLY = ("moe_intermediate_size", "shared_expert_intermediate_size", "first_dense_layers")
+
+
+def _check_moe_mla(out: dict, name: str, where: str) -> None:
+    """MoE fields only on an MoE model, MLA fields only with kv_lora_rank (and then all of them)."""
+    at = f"{where}, model '{name}'"
+    if out["num_experts"] == 1:
+        given = [f for f in _MOE_ONLY[1:] if f in out]
+        if given:
+            raise FleetcastError(f"{at}, field '{given[0]}': only a mixture-of-experts model (num_experts > 1) "
+                                 f"has {given[0]}; this model is dense (num_experts 1)")
+    if out.get("first_dense_layers", 0) >= out["num_layers"]:
+        raise FleetcastError(f"{at}, field 'first_dense_layers': {out['first_dense_layers']} leaves no MoE layer "
+                             f"of the {out['num_layers']} (num_layers)")
+    if "kv_lora_rank" not in out:
+        given = [f for f in _MLA_FIELDS if f in out]
+        if given:
+            raise FleetcastError(f"{at}, field '{given[0]}': MLA parameters on a non-MLA model; multi-head latent "
+                                 f"attention needs kv_lora_rank (the cached latent's width) and "
+                                 f"{', '.join(_MLA_FIELDS[1:])}")
+        return
+    missing = [f for f in _MLA_FIELDS[1:] if f not in out]
+    if missing:
+        raise FleetcastError(f"{at}: an MLA model (kv_lora_rank given) also needs {', '.join(missing)}")
 
 
 def _read(path: Path) -> dict[str, dict[str, tuple[dict, str]]]:

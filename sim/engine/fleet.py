@@ -27,9 +27,17 @@ from sim.rng import stream
 from sim.scenario.spec import Scenario
 from sim.workload.generate import Workload
 
-__all__ = ["Fleet", "simulate", "build_pool_models", "kv_capacity"]
+__all__ = ["Fleet", "simulate", "build_pool_models", "kv_capacity", "rank_names"]
 
 _STATUS = np.array(["ok", "rejected", "error", "timeout", "cancelled"], dtype=object)
+
+
+def rank_names(pool) -> list[str]:
+    """The engine ranks of a pool in index order: ``<pool>/<i>`` per replica, or with
+    data_parallel > 1 ``<pool>/<i>.dp<r>`` per rank (each its own scheduler and KV cache)."""
+    if pool.data_parallel == 1:
+        return [f"{pool.name}/{j}" for j in range(pool.replicas)]
+    return [f"{pool.name}/{j}.dp{r}" for j in range(pool.replicas) for r in range(pool.data_parallel)]
 
 
 def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
@@ -47,7 +55,8 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
         version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
         try:
             mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
-                              eng.block_size, eng.max_num_batched_tokens, eng.max_num_seqs, version)
+                              eng.block_size, eng.max_num_batched_tokens, eng.max_num_seqs, version,
+                              dp=pool.data_parallel, ep=pool.expert_parallel)
         except FleetcastError as exc:
             raise ScenarioError(f"{where}, field fleet.{i} (pool '{pool.name}'): {exc}") from None
         max_len = pool.max_model_len(model)
@@ -114,8 +123,7 @@ class Fleet:
         by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
         for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
             max_len = pool.max_model_len(model)
-            for j in range(pool.replicas):
-                name = f"{pool.name}/{j}"
+            for name in rank_names(pool):
                 stats = ReplicaStats(pool=pool.name, name=name, gpu=pool.gpu, tp=pool.tensor_parallel,
                                      kv_blocks_total=blocks, peak_flops=perf.peak_flops,
                                      hbm_bw_bytes_s=perf.hbm_bw_bytes_s)
@@ -136,23 +144,24 @@ class Fleet:
         """At ``at_s`` the replica disappears: the router stops choosing it and
         its waiting and running requests are retried from scratch on the other
         eligible replicas (latency still counts from their first arrival)."""
-        by_name = {r.name: r for r in self.replicas}
-        if replica_name not in by_name:
+        ranks = [r for r in self.replicas if r.name == replica_name or r.name.startswith(replica_name + ".dp")]
+        if not ranks:
             raise ScenarioError(f"replica-failure names unknown replica '{replica_name}'; "
-                                f"replicas: {', '.join(sorted(by_name))}")
-        self.env.process(self._fail(by_name[replica_name], float(at_s)))
+                                f"replicas: {', '.join(sorted(r.name for r in self.replicas))}")
+        self.env.process(self._fail(ranks, float(at_s)))  # a data-parallel replica fails whole: all its ranks
 
-    def _fail(self, rep: Replica, at_s: float):
+    def _fail(self, ranks: list, at_s: float):
         yield self.env.timeout(at_s)
         for reps in self.eligible:  # in place: the arrival process holds these lists
-            reps[:] = [r for r in reps if r is not rep]
+            reps[:] = [r for r in reps if r not in ranks]
         for reps, name in zip(self.eligible, self.class_names):
             if not reps:
-                raise ScenarioError(f"replica-failure of '{rep.name}' leaves class '{name}' without replicas")
-        for req in rep.fail():
-            new = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
-            self.ledger.replica_of[req.rid] = new.index
-            new.enqueue(req)
+                raise ScenarioError(f"replica-failure of '{ranks[0].name}' leaves class '{name}' without replicas")
+        for rep in ranks:
+            for req in rep.fail():
+                new = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
+                self.ledger.replica_of[req.rid] = new.index
+                new.enqueue(req)
 
     # -- processes ----------------------------------------------------------------
     def _arrivals(self) -> None:

@@ -25,7 +25,7 @@ from sim.engine.perf import _Shape
 from sim.errors import FleetcastError
 
 __all__ = ["MemoryPlan", "plan_memory", "device_memory_bytes", "check_max_model_len", "accounting_rule",
-           "NON_TORCH_BYTES", "COMM_BYTES", "CUDAGRAPH_ESTIMATE_BYTES", "SAMPLER_FP32_COPIES", "FORWARD_PEAK_FACTOR"]
+           "moe_workspace_bytes", "MOE_WORKSPACE_FACTOR", "MOE_CHUNK_TOKENS", "NON_TORCH_BYTES", "COMM_BYTES", "CUDAGRAPH_ESTIMATE_BYTES", "SAMPLER_FP32_COPIES", "FORWARD_PEAK_FACTOR"]
 
 GiB = 1024**3
 _LOGIT_BYTES = 4  # vLLM computes logits in fp32
@@ -70,6 +70,18 @@ SAMPLER_FP32_COPIES = 3.8
 top-p/top-k sampling derives from them): 3.71 (Gemma-2-2B), 3.74 (Gemma-2-9B), 3.97 (Phi-4) at
 1,024 rows (_LLMD). The profile-run peak is the larger of forward and sampler: vLLM frees the
 forward's activations before sampling (Llama-3.1-8B logs the same 1.89 GiB at TP1, 2 and 4)."""
+MOE_WORKSPACE_FACTOR = 1.2
+"""Torch memory the fused-MoE kernels of the profile forward keep while the dummy sampler runs, per
+byte of ``moe_workspace_bytes`` (rows = min(max_num_batched_tokens x dp, MOE_CHUNK_TOKENS) x top-k;
+widths max(I, h) + max(2I, h) at the activation dtype, I the expert width on this GPU). MoE models
+log torch peaks above the sampler's alone: 2.47 GiB for Qwen1.5-MoE-A2.7B TP1, 2.92 / 2.85 GiB for
+Kimi-VL-A3B TP1 / TP2, 3.19 GiB for Llama-4-Scout TP4 (_LLMD), 0.27-0.54 GiB over the sampler
+estimate; least squares through the origin on those four gives 1.20. Held out, as checks
+(tests/test_memory.py): Qwen3-30B-A3B, Mixtral-8x7B and DeepSeek-V2-Lite. gpt-oss-20b (MXFP4
+kernel, peak equal to the sampler's) is left out of the fit: its kernel is another one."""
+MOE_CHUNK_TOKENS = 16384
+"""vLLM's fused MoE processes at most this many tokens at a time (VLLM_FUSED_MOE_CHUNK_SIZE,
+16 x 1024 by default), so its workspaces stop growing there."""
 _HBM_REPORTED_PER_GIB = 79.19 / 80.0
 """An H100 80GB reports 79.19 GiB (``total_memory=79.19GiB`` in _LLMD): the printed GB are
 physical GiB less ~1% the driver keeps."""
@@ -127,25 +139,48 @@ class MemoryPlan:
         return {f"{k}_gib": round(v / GiB, 3) for k, v in zip(keys, vals)}
 
 
-def _activation_bytes(model: ModelSpec, quant: QuantSpec, s: _Shape, tokens: int, rows: int) -> int:
+def moe_workspace_bytes(model: ModelSpec, quant: QuantSpec, tokens: int, tp: int = 1, dp: int = 1,
+                        ep: bool = False) -> int:
+    """The fused-MoE workspace of a forward of ``tokens`` tokens per rank on one GPU (0 for a
+    dense model): rows = min(tokens x dp, MOE_CHUNK_TOKENS) x top-k (the ranks' tokens are
+    gathered before the experts), widths max(I, h) + max(2I, h) activations, with I the expert
+    width on this GPU (sliced over tp x dp GPUs, whole with expert parallelism)."""
+    if model.num_experts == 1:
+        return 0
+    width = model.moe_intermediate_size if ep else model.moe_intermediate_size / (tp * dp)
+    h = model.hidden_size
+    rows = min(tokens * dp, MOE_CHUNK_TOKENS) * model.num_experts_active
+    return math.ceil(rows * (max(width, h) + max(2 * width, h)) * quant.activation_bytes)
+
+
+def _activation_bytes(model: ModelSpec, quant: QuantSpec, s: _Shape, tokens: int, rows: int,
+                      moe_workspace: int = 0) -> int:
     """Peak torch memory of vLLM's profile run above the weights: the larger of one forward of
     ``tokens`` tokens (peak in the MLP: residual, normed input, gate/up output and activated
     output) and the dummy sampler over ``rows`` rows of fp32 logits (full vocabulary on every
-    rank)."""
+    rank), the latter on top of what the MoE kernels keep (``MOE_WORKSPACE_FACTOR``)."""
     forward = tokens * quant.activation_bytes * (2 * model.hidden_size + 3 * s.mlp_width_per_gpu)
     sampler = rows * model.vocab_size * _LOGIT_BYTES * SAMPLER_FP32_COPIES
+    if moe_workspace:
+        sampler += MOE_WORKSPACE_FACTOR * moe_workspace
     return math.ceil(max(FORWARD_PEAK_FACTOR * forward, sampler))
 
 
 def _plan(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int, util: float, block_size: int,
-          max_num_batched_tokens: int, max_num_seqs: int, vllm_version: tuple[int, ...] | None) -> MemoryPlan:
+          max_num_batched_tokens: int, max_num_seqs: int, vllm_version: tuple[int, ...] | None,
+          dp: int = 1, ep: bool = False) -> MemoryPlan:
     s = _Shape(model, quant, tp)
     device = device_memory_bytes(gpu)
     budget = math.ceil(device * util)  # vLLM: ceil(total × utilization)
-    weights = math.ceil(s.weight_bytes_total / tp)
-    act = _activation_bytes(model, quant, s, max_num_batched_tokens, min(max_num_batched_tokens, max_num_seqs))
-    non_torch = NON_TORCH_BYTES + COMM_BYTES.get(int(tp), COMM_BYTES[16])
-    graphs = CUDAGRAPH_ESTIMATE_BYTES[min(int(tp), 2)] if _subtracts_cudagraphs(vllm_version) else 0
+    if dp == 1:
+        weights = math.ceil(s.weight_bytes_total / tp)
+    else:  # attention and dense layers replicated per rank, routed experts over all tp x dp GPUs
+        weights = math.ceil((s.weight_bytes_total - s.routed_bytes_total) / tp + s.routed_bytes_total / (tp * dp))
+    ws = moe_workspace_bytes(model, quant, max_num_batched_tokens, tp, dp, ep)
+    act = _activation_bytes(model, quant, s, max_num_batched_tokens, min(max_num_batched_tokens, max_num_seqs), ws)
+    world = int(tp) * int(dp)  # communicators and graphs of the whole replica's group
+    non_torch = NON_TORCH_BYTES + COMM_BYTES.get(world, COMM_BYTES[16])
+    graphs = CUDAGRAPH_ESTIMATE_BYTES[min(world, 2)] if _subtracts_cudagraphs(vllm_version) else 0
     available = budget - weights - act - non_torch - graphs
     per_block = block_size * s.kv_bytes_per_token_per_gpu
     blocks = max(math.floor(available / per_block), 0)
@@ -156,8 +191,12 @@ def _plan(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int, util: float, bl
 def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
                 gpu_memory_utilization: float = 0.9, block_size: int = 16,
                 max_num_batched_tokens: int = 8192, max_num_seqs: int = 256,
-                vllm_version: tuple[int, ...] | None = None) -> MemoryPlan:
+                vllm_version: tuple[int, ...] | None = None, dp: int = 1, ep: bool = False) -> MemoryPlan:
     """Split each GPU's memory into weights, activations, overheads and KV blocks.
+
+    ``dp`` data-parallel ranks of ``tp`` GPUs each: every rank holds the attention and dense
+    weights (split over its tp GPUs) and its own KV cache; the routed experts are spread over
+    all tp x dp GPUs (sliced, or whole experts with ``ep``). ``num_kv_blocks`` is per rank.
 
     Raises FleetcastError, saying what would fit (more TP, another quantization), when not
     even one block fits.
@@ -166,7 +205,7 @@ def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
         raise FleetcastError(f"gpu_memory_utilization must be in (0, 1] (got {gpu_memory_utilization}), "
                              f"block_size and max_num_batched_tokens >= 1 (got {block_size}, "
                              f"{max_num_batched_tokens}).")
-    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, vllm_version)
+    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, vllm_version, dp, ep)
     plan = _plan(gpu, model, quant, tp, *args)
     if plan.num_kv_blocks >= 1:
         return plan
@@ -179,9 +218,10 @@ def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
     ok = [q.weights for q in _alternatives(quant) if _plan(gpu, model, q, tp, *args).num_kv_blocks >= 1]
     fits_q = (f"at tp={tp} it fits with weights {', '.join(ok)}" if ok
               else f"no weight quantization fits at tp={tp}")
+    layout = f"tp={tp}" + (f", data_parallel={dp}" + (" with expert parallelism" if ep else "") if dp > 1 else "")
     raise FleetcastError(
         f"model '{model.name}' with {quant.weights} weights and {quant.kv_cache} KV cache does not fit on "
-        f"'{gpu.name}' with tp={tp}: each GPU needs {need / GiB:.1f} GiB (weights "
+        f"'{gpu.name}' with {layout}: each GPU needs {need / GiB:.1f} GiB (weights "
         f"{plan.weight_bytes_per_gpu / GiB:.1f} + activations {plan.activation_bytes_per_gpu / GiB:.1f} + "
         f"non-torch and CUDA graphs {plan.runtime_overhead_bytes_per_gpu / GiB:.1f} + one KV block) but has "
         f"{plan.budget_bytes_per_gpu / GiB:.1f} GiB ({plan.device_bytes_per_gpu / GiB:.2f} GiB x "

@@ -43,8 +43,9 @@ from dataclasses import dataclass
 
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError
+from sim.kernels.layout import moe_exchange_s
 
-__all__ = ["PerfCoefficients", "PerfModel", "roofline_floor_s", "ATTN_QUERY_TILE"]
+__all__ = ["PerfCoefficients", "PerfModel", "roofline_floor_s", "attention_units", "ATTN_QUERY_TILE"]
 
 ATTN_QUERY_TILE = 128
 """Queries per FlashAttention tile: KV is re-read once per tile during prefill."""
@@ -103,7 +104,11 @@ class PerfCoefficients:
 
 
 class _Shape:
-    """Byte/FLOP constants of (model, quantization, tp) shared by perf and memory."""
+    """Byte/FLOP constants of (model, quantization, tp) shared by perf and memory.
+
+    ``tp`` is the attention's tensor-parallel size (one data-parallel rank). The routed
+    experts are kept apart (``routed_bytes_total``) because a data-parallel layout spreads
+    them over more GPUs than the rest (``sim.engine.perf.PerfModel``, ``plan_memory``)."""
 
     def __init__(self, model: ModelSpec, quant: QuantSpec, tp: int):
         if isinstance(tp, bool) or not float(tp).is_integer() or tp < 1 or model.num_heads % int(tp):
@@ -113,37 +118,81 @@ class _Shape:
         m, wb, ab = model, quant.weight_bytes_per_param, quant.activation_bytes
         L, h = m.num_layers, m.hidden_size
         embed_in = m.vocab_size * h if not m.tie_word_embeddings else 0  # a lookup, not read whole
-        other16 = m.params_embedding + L * (m.params_dense_per_layer - m.params_attention_per_layer) + h
         self.expert_bytes = m.params_per_expert * wb  # one expert (or the dense MLP), one layer
-        base = other16 * 2 + L * m.params_attention_per_layer * wb
-        self.weight_bytes_total = base + L * m.num_experts * self.expert_bytes
+        if m.num_experts == 1:
+            other16 = m.params_embedding + L * (m.params_dense_per_layer - m.params_attention_per_layer) + h
+            base = other16 * 2 + L * m.params_attention_per_layer * wb
+            self.moe_layers = L  # the dense MLP counts as one always-touched "expert" per layer
+        else:  # + the leading dense MLPs and the shared experts: quantized, read every step
+            always = m.first_dense_layers * m.params_dense_mlp + m.moe_layers * m.params_shared_expert
+            base = m.params_16bit * 2 + (L * m.params_attention_per_layer + always) * wb
+            self.moe_layers = m.moe_layers
+        self.routed_bytes_total = self.moe_layers * m.num_experts * self.expert_bytes
+        self.weight_bytes_total = base + self.routed_bytes_total
         self.weight_read_base = base - embed_in * 2  # read every step, besides experts
         self.flops_per_token = 2.0 * (m.params_active - embed_in)
-        self.kv_heads_per_gpu = math.ceil(m.num_kv_heads / tp)
-        self.kv_bytes_per_token_per_gpu = 2 * L * self.kv_heads_per_gpu * m.head_dim * quant.kv_bytes_per_elem
+        if m.is_mla:  # one latent (+ rotary key) per token and layer, on every rank: not split over TP
+            self.kv_heads_per_gpu = 1
+            self.kv_bytes_per_token_per_gpu = m.kv_bytes_per_token(quant.kv_bytes_per_elem)
+        else:
+            self.kv_heads_per_gpu = math.ceil(m.num_kv_heads / tp)
+            self.kv_bytes_per_token_per_gpu = 2 * L * self.kv_heads_per_gpu * m.head_dim * quant.kv_bytes_per_elem
         width = m.num_experts_active * (m.moe_intermediate_size if m.num_experts > 1 else m.intermediate_size)
-        q, kv = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
+        width += m.shared_expert_intermediate_size
+        if m.is_mla:  # q heads, the latent + rotary key, the attention output heads
+            H = m.num_heads
+            q, kv = H * (m.qk_nope_head_dim + m.qk_rope_head_dim), (m.kv_lora_rank + m.qk_rope_head_dim) / 2
+            o = H * m.v_head_dim
+        else:
+            q, kv = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
+            o = q
         self.mlp_width_per_gpu = width / tp  # intermediate activations one token produces per GPU
-        self.act_bytes_per_token = (2 * ab * L * (4 * h + (q + 2 * kv + q + 3 * width) / tp)
+        self.act_bytes_per_token = (2 * ab * L * (4 * h + (q + 2 * kv + o + 3 * width) / tp)
                                     + 2 * _LOGIT_BYTES * m.vocab_size / tp
                                     + self.kv_bytes_per_token_per_gpu)
 
 
+def attention_units(model: ModelSpec, tp: int) -> tuple[float, float]:
+    """(decode, prefill) attention FLOPs per (query, cached key) pair on one GPU of a TP group.
+
+    Multi-head: ``4·L·heads·head_dim/tp`` for both (QK^T and PV). MLA decodes in vLLM's
+    absorbed form, over the latent: ``2·L·heads/tp·(2·kv_lora_rank + qk_rope_head_dim)``; its
+    prefill runs FlashAttention on decompressed keys and values:
+    ``2·L·heads/tp·(qk_nope + qk_rope + v_head_dim)``."""
+    L, H = model.num_layers, model.num_heads
+    if not model.is_mla:
+        u = 4.0 * L * H * model.head_dim / tp
+        return u, u
+    dec = 2.0 * L * H * (2 * model.kv_lora_rank + model.qk_rope_head_dim) / tp
+    pre = 2.0 * L * H * (model.qk_nope_head_dim + model.qk_rope_head_dim + model.v_head_dim) / tp
+    return dec, pre
+
+
 class PerfModel:
-    """Step times of one replica (a TP group of ``tp`` GPUs) serving one model.
+    """Step times of one engine (a TP group of ``tp`` GPUs) serving one model.
+
+    With ``dp`` > 1 the engine is one of ``dp`` data-parallel ranks of a replica: its
+    attention and dense layers are its own, its MoE layers run together with the other
+    ranks'. Every rank is taken to carry a batch like its own (symmetric load), so the
+    routed experts see ``dp·T`` tokens spread over ``tp·dp`` GPUs (per GPU the same FLOPs
+    as ``T`` tokens over ``tp``, but more distinct experts touched), and every MoE layer
+    adds a dispatch and a combine across the ranks. ``ep`` (expert parallelism) shards
+    whole experts instead of slicing each: the same bytes and FLOPs per GPU in the
+    roofline under uniform routing; the measured MoE kernels differ.
 
     The hot methods take plain numbers and allocate nothing: they run about a
     million times per simulation.
     """
 
     def __init__(self, gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
-                 coeffs: PerfCoefficients | None = None, kernels=None):
+                 coeffs: PerfCoefficients | None = None, kernels=None, dp: int = 1, ep: bool = False):
         """``kernels``: a ``sim.kernels.tables.KernelTables`` of this (GPU, model, quant,
-        tp): its parts replace the roofline's (an empty part keeps the roofline)."""
+        tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline)."""
         c = coeffs or PerfCoefficients()
         s = _Shape(model, quant, tp)
-        tp = int(tp)
+        tp, dp = int(tp), int(dp)
         self.gpu, self.model, self.quant, self.tp, self.coeffs = gpu, model, quant, tp, c
+        self.dp, self.ep = dp, bool(ep)
         self.source = c.source  # where the step times come from (sim.engine.step_source says more)
         self.compute_dtype = quant.compute_dtype_on(gpu)
         peak_lin = gpu.peak_flops[self.compute_dtype]
@@ -158,12 +207,17 @@ class PerfModel:
         # per GPU:
         self._lin_flops_tok = s.flops_per_token / tp
         self._w_base = s.weight_read_base / tp
-        self._w_experts = L * model.num_experts * s.expert_bytes / tp  # all experts, all layers
+        self._w_experts = s.moe_layers * model.num_experts * s.expert_bytes / (tp * dp)  # all experts, all layers
         self._miss = 1.0 - model.num_experts_active / model.num_experts  # P(expert not picked), 0 if dense
         self._act_tok = s.act_bytes_per_token
-        self._attn_flops_unit = 4.0 * L * model.num_heads * model.head_dim / tp
+        self._attn_flops_unit, self._attn_flops_prefill = attention_units(model, tp)
+        self._mla = model.is_mla
         self._kv_tok = s.kv_bytes_per_token_per_gpu
-        self._qo_bytes_tok = 2.0 * quant.activation_bytes * L * model.num_heads * model.head_dim / tp
+        if model.is_mla:
+            qo = model.num_heads * (model.qk_nope_head_dim + model.qk_rope_head_dim + model.v_head_dim) / 2
+        else:
+            qo = model.num_heads * model.head_dim
+        self._qo_bytes_tok = 2.0 * quant.activation_bytes * L * qo / tp
         self._b_decode = max(self._attn_flops_unit * self._inv_flops_attn, self._kv_tok * self._inv_bw)
         # measured kernels (sim/kernels): plain lists and floats, so the hot path allocates nothing
         self.kernels = kernels
@@ -195,11 +249,15 @@ class PerfModel:
                               / (gpu.interconnect_bw_bytes_s * c.e_comm))
         else:
             self._comm_fixed = self._comm_tok = 0.0
+        if dp > 1:  # MoE dispatch + combine across the ranks (sim.kernels.layout.moe_exchange_s)
+            fixed, per_tok = moe_exchange_s(model, quant, gpu, c.e_comm, c.t_allreduce_s, tp, dp)
+            self._comm_fixed += fixed
+            self._comm_tok += per_tok
         self._affine: dict[int, tuple[float, float]] = {}
 
     def _weight_bytes(self, T: int) -> float:
         """Weight bytes one GPU reads in a step of T tokens (touched experts only)."""
-        return self._w_base + self._w_experts * (1.0 - self._miss**T)
+        return self._w_base + self._w_experts * (1.0 - self._miss ** (T * self.dp))
 
     def step_time_s(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
                     decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
@@ -234,7 +292,7 @@ class PerfModel:
                 t += (self._pre_step + self._pre_chunk * num_prefill_seqs + self._pre_tok * prefill_tokens
                       + self._pre_unit * prefill_attn)
             else:
-                f = self._attn_flops_unit * prefill_attn * self._inv_flops_attn
+                f = self._attn_flops_prefill * prefill_attn * self._inv_flops_attn
                 b = (prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok) * self._inv_bw
                 t += f if f > b else b
         if num_decodes > 0 and self._kdec:
@@ -252,7 +310,11 @@ class PerfModel:
                    decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
         """FLOPs of the step over the whole replica (all tp GPUs), for MFU."""
         T = prefill_tokens + num_decodes
-        per_gpu = self._lin_flops_tok * T + self._attn_flops_unit * (prefill_attn + decode_ctx_tokens)
+        if self._mla:
+            per_gpu = (self._lin_flops_tok * T + self._attn_flops_prefill * prefill_attn
+                       + self._attn_flops_unit * decode_ctx_tokens)
+        else:
+            per_gpu = self._lin_flops_tok * T + self._attn_flops_unit * (prefill_attn + decode_ctx_tokens)
         return per_gpu * self.tp
 
     def step_bytes(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,

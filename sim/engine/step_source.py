@@ -26,7 +26,8 @@ def _inputs(pool, gpu, model, quant, coeffs) -> TableInputs:
     return TableInputs(system=gpu.kernel_data, model=model, quant=quant, tp=int(pool.tensor_parallel),
                        max_tokens=int(pool.engine.max_num_batched_tokens), vllm_version=pool.engine.vllm_version,
                        gpu=gpu, e_compute=coeffs.e_compute, e_memory=coeffs.e_memory, e_comm=coeffs.e_comm,
-                       t_allreduce_s=coeffs.t_allreduce_s)
+                       t_allreduce_s=coeffs.t_allreduce_s, dp=int(pool.data_parallel),
+                       ep=bool(pool.expert_parallel))
 
 
 def _kernel_tables(pool, gpu, model, quant, coeffs):
@@ -47,7 +48,8 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant) -> PerfModel:
     its step times come from."""
     coeffs = coefficients_for(pool, base_dir, gpu, quant)
     tables = _kernel_tables(pool, gpu, model, quant, coeffs)
-    perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs, kernels=tables)
+    perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs, kernels=tables, dp=pool.data_parallel,
+                     ep=pool.expert_parallel)
     if tables is None:
         perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"
     else:

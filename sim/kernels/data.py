@@ -6,6 +6,7 @@ without importing it, and the parquet tables are read with pyarrow. Layout::
     <root>/<system>/gemm/vllm/<version>/gemm_perf.parquet
     <root>/<system>/attention/vllm/<version>/{context,generation}_attention_perf.parquet
     <root>/<system>/comm/vllm/<version>/custom_allreduce_perf.parquet
+    <root>/<system>/moe/vllm/<version>/moe_perf.parquet
 
 Latencies in the tables are milliseconds; ``read_table`` returns them as such
 (callers convert, and name the unit).
@@ -32,6 +33,7 @@ TABLES = {  # table -> the op folder holding it
     "context_attention_perf": "attention",
     "generation_attention_perf": "attention",
     "custom_allreduce_perf": "comm",
+    "moe_perf": "moe",
 }
 _VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:[.+-]?(?:post|rc|dev|a|b)\d*)?$")
 

@@ -8,8 +8,12 @@
   the layers; the TP all-reduces (2 per layer + 1 after the vocabulary-parallel
   embedding) from the all-reduce table; the elementwise kernels the data lacks
   (residual + RMSNorm, SiLU·mul, rotary, KV-cache write) as bytes / (bandwidth ·
-  e_memory); for MoE models the experts by the roofline (not from the MoE data).
-  Made non-decreasing in T (a running maximum over measurement noise);
+  e_memory); for MoE models the routed experts from the measured fused-MoE table
+  (``moe_perf``, at the ``dp·T`` tokens of all data-parallel ranks, this layout's
+  MoE TP/EP sizes) where it has the model's shape, else by the roofline, plus
+  the shared experts and leading dense layers as GEMMs, plus the data-parallel
+  exchange (``sim.kernels.layout``). Made non-decreasing in T (a running maximum
+  over measurement noise);
 - ``lm_head_s[s]``: the LM head for ``s`` sampled sequences (vLLM computes
   logits only at each scheduled sequence's last position), 16-bit;
 - ``decode_s`` = (per step, per sequence, per context token): decode attention
@@ -41,10 +45,11 @@ import numpy as np
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.kernels import data as kd
 from sim.kernels.fit import bracket, interp_extrap, nonneg_rel_lstsq
+from sim.kernels.layout import moe_exchange_s
 
 __all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
 
-FORMAT = 1
+FORMAT = 2
 """Version of the build; part of the cache key (bump when the build changes)."""
 GRAPH_MAX_TOKENS = 512
 """Steps up to this many tokens run in CUDA graphs (vLLM's largest default capture
@@ -53,6 +58,13 @@ GEMM_DTYPES = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8"}
 """fleetcast weight scheme -> gemm_dtype of the GEMM table (fp16 runs at bf16's speed).
 int8 (W8A8) and int4 (AWQ/GPTQ, Marlin) have no kernel rows in the data."""
 KV_DTYPES = {"auto": "bfloat16", "fp8": "fp8"}
+MOE_DTYPES = {"bf16": ("bfloat16",), "fp16": ("bfloat16",), "fp8": ("fp8", "fp8_block"),
+              "int4-awq": ("int4_wo",), "int4-gptq": ("int4_wo",)}
+"""fleetcast weight scheme -> moe_dtype rows of the fused-MoE table, in order of preference
+(fp8: per-tensor rows, else DeepSeek-style block-scaled ones)."""
+MOE_DISTRIBUTION = "balanced"
+"""Routing of the fused-MoE rows used: tokens spread evenly over the experts (the table also
+has power-law skews)."""
 _MS = 1e-3  # seconds per millisecond (the tables' unit)
 
 
@@ -69,8 +81,10 @@ class TableInputs:
     gpu: GPU
     e_compute: float  # roofline parts (MoE experts) at the linear dtype
     e_memory: float  # elementwise traffic, MoE expert weights
-    e_comm: float  # all-reduce fallback when the data has no row for this tp
+    e_comm: float  # all-reduce fallback when the data has no row for this tp; the DP exchange
     t_allreduce_s: float
+    dp: int = 1  # data-parallel ranks of the replica (the MoE layers see dp·T tokens)
+    ep: bool = False  # expert parallelism: whole experts over the tp·dp GPUs instead of slices
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,43 @@ def _layer_gemms(model: ModelSpec, tp: int) -> list[tuple[str, float, float]]:
     return out
 
 
+def _mla_gemms(model: ModelSpec, tp: int) -> list[tuple[str, float, float]]:
+    """(name, n, k) of one MLA attention's GEMMs on one TP rank: the down-projections of the
+    query (when compressed) and of the KV latent + rotary key (replicated on every rank), the
+    query up-projection, the latent's up-projection to per-head keys and values (in decode
+    vLLM applies it as two batched matmuls on the query and output instead: the same
+    FLOPs), and the output projection."""
+    h, H = model.hidden_size, model.num_heads / tp
+    qk = model.qk_nope_head_dim + model.qk_rope_head_dim
+    latent = model.kv_lora_rank + model.qk_rope_head_dim
+    if model.q_lora_rank:
+        out = [("q_a_kv_a", model.q_lora_rank + latent, h), ("q_b", H * qk, model.q_lora_rank)]
+    else:
+        out = [("kv_a", latent, h), ("q", H * qk, h)]
+    return out + [("kv_b", H * (model.qk_nope_head_dim + model.v_head_dim), model.kv_lora_rank),
+                  ("o", h, H * model.v_head_dim)]
+
+
+def _model_gemms(model: ModelSpec, tp: int) -> list[tuple[str, float, float, int]]:
+    """(name, n, k, layers) of every GEMM of an MoE or MLA model besides the routed experts:
+    attention (MLA or not) in every layer, the router and the shared experts in each MoE
+    layer, the dense MLP in the leading dense layers."""
+    h, L = model.hidden_size, model.num_layers
+    attn = _mla_gemms(model, tp) if model.is_mla else _layer_gemms(model, tp)[:2]
+    out = [(name, n, k, L) for name, n, k in attn]
+    Lm = model.moe_layers
+    if model.num_experts > 1:
+        out.append(("router", model.num_experts, h, Lm))
+        if model.shared_expert_intermediate_size:
+            s = model.shared_expert_intermediate_size / tp
+            out += [("shared_gate_up", 2 * s, h, Lm), ("shared_down", h, s, Lm)]
+    dense = L - Lm
+    if dense:
+        out += [("gate_up", 2 * model.intermediate_size / tp, h, dense),
+                ("down", h, model.intermediate_size / tp, dense)]
+    return out
+
+
 def elementwise_bytes_per_token(model: ModelSpec, quant: QuantSpec, tp: int) -> float:
     """HBM bytes per token per GPU of the kernels between the GEMMs: two fused
     residual-add + RMSNorm per layer (read x and residual, write both), SiLU·mul
@@ -164,20 +215,71 @@ def elementwise_bytes_per_token(model: ModelSpec, quant: QuantSpec, tp: int) -> 
     ab, h, hd, L = quant.activation_bytes, model.hidden_size, model.head_dim, model.num_layers
     width = (model.num_experts_active * model.moe_intermediate_size if model.num_experts > 1
              else model.intermediate_size) / tp
+    if model.is_mla:  # rotary on the queries' and the key's rope parts; the latent + rope key written
+        width += model.shared_expert_intermediate_size / tp
+        rope, latent = model.qk_rope_head_dim, model.kv_lora_rank + model.qk_rope_head_dim
+        per_layer = (ab * (8 * h + 3 * width + 2 * (model.num_heads / tp + 1) * rope + latent)
+                     + latent * quant.kv_bytes_per_elem)
+        return L * per_layer + ab * 3 * h
+    width += model.shared_expert_intermediate_size / tp
     qh, kvh = model.num_heads / tp, math.ceil(model.num_kv_heads / tp)
     per_layer = ab * (8 * h + 3 * width + 2 * (qh + kvh) * hd + 2 * kvh * hd) + 2 * kvh * hd * quant.kv_bytes_per_elem
     return L * per_layer + ab * 3 * h
 
 
 def _moe_experts_s(inp: TableInputs, T: np.ndarray) -> np.ndarray:
-    """Roofline time of the MoE expert MLPs for steps of T tokens (one GPU)."""
-    m, q, gpu, tp = inp.model, inp.quant, inp.gpu, inp.tp
+    """Roofline time of the routed expert MLPs for steps of T tokens per rank (one GPU): the
+    dp ranks' dp·T tokens over tp·dp GPUs, the experts they are expected to touch."""
+    m, q, gpu, tp, dp = inp.model, inp.quant, inp.gpu, inp.tp, inp.dp
     peak = gpu.peak_flops[q.compute_dtype_on(gpu)]
-    flops = 2.0 * m.num_layers * m.num_experts_active * m.params_per_expert / tp * T
+    flops = 2.0 * m.moe_layers * m.num_experts_active * m.params_per_expert / tp * T
     miss = 1.0 - m.num_experts_active / m.num_experts
-    weight = m.num_layers * m.num_experts * m.params_per_expert * q.weight_bytes_per_param / tp
-    touched = weight * (1.0 - miss ** T.astype(np.float64))
+    weight = m.moe_layers * m.num_experts * m.params_per_expert * q.weight_bytes_per_param / (tp * dp)
+    touched = weight * (1.0 - miss ** (T.astype(np.float64) * dp))
     return np.maximum(flops / (peak * inp.e_compute), touched / (gpu.hbm_bw_bytes_s * inp.e_memory))
+
+
+def moe_sizes(tp: int, dp: int, ep: bool) -> tuple[int, int]:
+    """(moe_tp_size, moe_ep_size) of the fused-MoE rows of a layout: the experts are sliced over
+    the tp·dp GPUs, or spread whole over them with expert parallelism (vLLM flattens the data-
+    parallel ranks into the MoE layer's group)."""
+    return (1, tp * dp) if ep else (tp * dp, 1)
+
+
+def _moe_measured(root: Path, inp: TableInputs, version: str | None, T: np.ndarray,
+                  notes: list) -> tuple[np.ndarray, str] | None:
+    """Routed experts of all MoE layers for steps of T tokens per rank from the fused-MoE table
+    (latency per layer over the tokens of all ranks, linear between measured token counts,
+    scaled by tokens beyond the last), or None with a note when it lacks the shape."""
+    m, q = inp.model, inp.quant
+    mtp, mep = moe_sizes(inp.tp, inp.dp, inp.ep)
+    shape = (f"hidden {m.hidden_size}, expert width {m.moe_intermediate_size}, top-{m.num_experts_active} of "
+             f"{m.num_experts}, moe tp {mtp} / ep {mep}")
+    if version is None or q.weights not in MOE_DTYPES:
+        notes.append(f"MoE experts: roofline (no fused-MoE rows for {q.weights} weights)")
+        return None
+    t = kd.read_table(root, inp.system, "moe_perf", version,
+                      ["moe_dtype", "kernel_source", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
+                       "moe_tp_size", "moe_ep_size", "distribution", "latency"])
+    base = ((t["hidden_size"] == m.hidden_size) & (t["inter_size"] == m.moe_intermediate_size)
+            & (t["topk"] == m.num_experts_active) & (t["num_experts"] == m.num_experts)
+            & (t["moe_tp_size"] == mtp) & (t["moe_ep_size"] == mep) & (t["distribution"] == MOE_DISTRIBUTION))
+    for dtype in MOE_DTYPES[q.weights]:
+        mask = base & (t["moe_dtype"] == dtype)
+        kernel = _pick_kernel(t["kernel_source"], mask)
+        if kernel is None:
+            continue
+        mask &= t["kernel_source"] == kernel
+        tokens, lat = t["num_tokens"][mask].astype(np.float64), t["latency"][mask] * _MS
+        xs = np.unique(tokens)
+        ys = np.array([math.fsum(lat[tokens == x]) / int((tokens == x).sum()) for x in xs])
+        n = T.astype(np.float64) * inp.dp
+        out = np.interp(n, xs, ys)
+        over = n > xs[-1]
+        out[over] = ys[-1] * (n[over] / xs[-1])
+        return out * m.moe_layers, f"fused MoE {dtype} ({kernel})"
+    notes.append(f"MoE experts: roofline (no {'/'.join(MOE_DTYPES[q.weights])} fused-MoE rows for {shape})")
+    return None
 
 
 def _comm_s(root: Path, inp: TableInputs, version: str | None, T: np.ndarray, notes: list) -> np.ndarray:
@@ -231,6 +333,11 @@ def _attention_table(root: Path, inp: TableInputs, version: str, table: str, pha
     """(table, row mask, kernel, measured query heads, query heads per GPU) of the model's
     attention shape per GPU, or None (with a note) when the data has no such rows."""
     m = inp.model
+    if m.is_mla:
+        if phase == "decode":
+            notes.append("MLA attention: roofline (the MLA module tables, which include its projections, are "
+                         "not used)")
+        return None
     qh, kvh, kv_dtype = m.num_heads / inp.tp, math.ceil(m.num_kv_heads / inp.tp), KV_DTYPES[inp.quant.kv_cache]
     t = kd.read_table(root, inp.system, table, version, _ATT_COLS, _ATT_DEFAULTS)
     found = _attention_rows(t, kv_dtype, qh, kvh, m.head_dim)
@@ -295,7 +402,7 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
         return np.concatenate([[0.0], x])
 
     gemm_s = lm_s = lin_s = comm = empty
-    gemm_kernel = None
+    gemm_kernel = moe_kernel = None
     dtype = GEMM_DTYPES.get(q.weights) if q.compute_dtype_on(inp.gpu) == q.compute_dtype else None
     if vers["gemm_perf"] is not None:
         bf16 = _gemm_grid(root, inp.system, vers["gemm_perf"], "bfloat16")
@@ -307,17 +414,33 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
             notes.append(f"linear layers: roofline (no {q.weights} GEMM kernel for this GPU in the data)")
         else:
             grid, gemm_kernel = lin_grid
-            layer = np.zeros(len(T))
-            for _name, n, k in _layer_gemms(m, tp):
-                g = bf16[0] if _name == "router" else grid
-                layer += g.at_ms(Tf, n, k)
-            gemm_s = padded(layer * m.num_layers * _MS)
+            if m.num_experts == 1 and not m.is_mla:
+                layer = np.zeros(len(T))
+                for _name, n, k in _layer_gemms(m, tp):
+                    g = bf16[0] if _name == "router" else grid
+                    layer += g.at_ms(Tf, n, k)
+                gemm_s = padded(layer * m.num_layers * _MS)
+            else:
+                total = np.zeros(len(T))
+                for _name, n, k, layers in _model_gemms(m, tp):
+                    g = bf16[0] if _name == "router" else grid
+                    total += g.at_ms(Tf, n, k) * layers
+                gemm_s = padded(total * _MS)
             comm = padded(_comm_s(root, inp, vers["custom_allreduce_perf"], T, notes))
             elem = Tf * (elementwise_bytes_per_token(m, q, tp) / (inp.gpu.hbm_bw_bytes_s * inp.e_memory))
             lin = gemm_s[1:] + comm[1:] + elem
             if m.num_experts > 1:
-                lin = lin + _moe_experts_s(inp, T)
-                notes.append("MoE experts: roofline (the MoE kernel data is not used yet)")
+                got = _moe_measured(root, inp, vers["moe_perf"], T, notes)
+                if got is None:
+                    lin = lin + _moe_experts_s(inp, T)
+                else:
+                    lin = lin + got[0]
+                    moe_kernel = got[1]
+                fixed, per_tok = moe_exchange_s(m, q, inp.gpu, inp.e_comm, inp.t_allreduce_s, tp, inp.dp)
+                if inp.dp > 1:
+                    lin = lin + (fixed + per_tok * Tf)
+                    notes.append(f"data-parallel MoE exchange: roofline (all-gather + reduce-scatter over "
+                                 f"{inp.dp} ranks)")
             lin_s = padded(np.maximum.accumulate(lin))
     else:
         notes.append("linear layers: roofline (no GEMM table)")
@@ -332,6 +455,8 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
     parts = []
     if gemm_kernel:
         parts.append(f"GEMM {dtype} ({gemm_kernel})")
+    if moe_kernel:
+        parts.append(moe_kernel + (f" (vLLM {vers['moe_perf']})" if vers["moe_perf"] != main else ""))
     if dec or pre:
         parts.append(f"attention {(dec or pre)[1]} (KV {KV_DTYPES[q.kv_cache]})")
     if tp > 1 and gemm_kernel and not any(n.startswith("all-reduce") for n in notes):

@@ -118,7 +118,22 @@ class PoolSpec(Strict):
     name: str = Field(..., min_length=1, max_length=64, description="Pool name (used in reports and replica names).")
     gpu: str = Field(..., description="GPU type from the catalog (fleetcast catalog lists them).")
     replicas: int = Field(..., ge=1, le=100_000, description="Serving instances in this pool.")
-    tensor_parallel: Literal[1, 2, 4, 8, 16] = Field(1, description="GPUs per replica (tensor parallel size).")
+    tensor_parallel: Literal[1, 2, 4, 8, 16] = Field(
+        1, description="GPUs per engine rank (tensor parallel size); a replica has tensor_parallel x data_parallel GPUs."
+    )
+    data_parallel: int = Field(
+        1, ge=1, le=64,
+        description="Data-parallel engine ranks per replica (vLLM --data-parallel-size): each rank has its own "
+        "scheduler, batch and KV cache and its own copy of the attention and dense weights; an MoE model's routed "
+        "experts are spread over all tensor_parallel x data_parallel GPUs and its MoE layers exchange the ranks' "
+        "tokens every step. The router sees the ranks as replicas '<pool>/<i>.dp<r>'.",
+    )
+    expert_parallel: bool = Field(
+        False,
+        description="Expert parallelism (vLLM --enable-expert-parallel, MoE models only): whole experts are "
+        "spread over the tensor_parallel x data_parallel GPUs instead of every expert being sliced across them; "
+        "that count must divide the model's experts.",
+    )
     model: str = Field(..., description="Model from the catalog.")
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec, description="Weight and KV formats.")
     engine: EngineSpec = Field(default_factory=EngineSpec, description="vLLM engine knobs.")
@@ -131,6 +146,11 @@ class PoolSpec(Strict):
         description="Calibration profile (a JSON file path, relative to the scenario) with the performance "
         "coefficients; default: the built-in conservative coefficients.",
     )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs one replica occupies: tensor_parallel x data_parallel."""
+        return self.tensor_parallel * self.data_parallel
 
     def max_model_len(self, model: ModelSpec) -> int:
         """The longest sequence the pool's engine accepts: ``engine.max_model_len``, else the

@@ -166,6 +166,7 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
                  f"tensor_parallel {pool.tensor_parallel} spans {pool.tensor_parallel} GPUs, but a {pool.gpu} server "
                  f"holds {node} (catalog gpus_per_node); tensor parallelism stays within one server: use at most "
                  f"{node}, and more replicas")
+        _check_layout(pool, i, catalog, fail)
         if pool.policy.name not in POLICY_PARAMS:
             fail(("fleet", i, "policy", "name"), unknown_name("batching policy", pool.policy.name, POLICY_PARAMS))
         try:
@@ -182,6 +183,31 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
             fail(("pricing", "own", "purchase_usd_per_gpu", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
     if not scenario.traffic.is_trace:
         _check_classes_fit(scenario, catalog, fail)
+
+
+def _check_layout(pool, i: int, catalog, fail) -> None:
+    """data_parallel and expert_parallel: the replica within one server, expert parallelism only
+    for an MoE model whose experts the tp x dp GPUs divide."""
+    node = catalog.gpu(pool.gpu).gpus_per_node
+    gpus = pool.gpus_per_replica
+    if node and pool.data_parallel > 1 and gpus > node:
+        fail(("fleet", i, "data_parallel"),
+             f"data_parallel {pool.data_parallel} x tensor_parallel {pool.tensor_parallel} = {gpus} GPUs per "
+             f"replica, but a {pool.gpu} server holds {node} (catalog gpus_per_node); fleetcast keeps a replica "
+             f"within one server (its MoE exchange is costed on the server's interconnect): use at most "
+             f"{node // pool.tensor_parallel} data-parallel ranks at this tensor_parallel")
+    if not pool.expert_parallel:
+        return
+    model = catalog.model(pool.model)
+    if model.num_experts == 1:
+        fail(("fleet", i, "expert_parallel"),
+             f"model '{model.name}' is dense (num_experts 1): expert parallelism needs a mixture-of-experts model")
+    if model.num_experts % gpus:
+        fits = [g for g in range(1, model.num_experts + 1) if model.num_experts % g == 0 and (not node or g <= node)]
+        fail(("fleet", i, "expert_parallel"),
+             f"expert parallelism spreads the {model.num_experts} experts of '{model.name}' over tensor_parallel x "
+             f"data_parallel = {gpus} GPUs, which does not divide them; GPU counts that do: "
+             f"{', '.join(map(str, fits))}")
 
 
 def _shortest(length) -> int:
