@@ -33,10 +33,10 @@ _TP_CHOICES = (1, 2, 4, 8)
 
 _LLMD = ("llm-d-incubation/llm-d-planner accuracy/results/v0.19.0/logs at commit d3121e05 (Apache-2.0): vLLM "
          "0.19.0 start-up logs on H100 80GB, gpu_memory_utilization 0.95")
-"""Where the constants below were read. They come from the models of that set that are NOT in
-fleetcast's catalog (Gemma, Phi, Granite, CodeLlama, Kimi, Llama-4-Scout, gpt-oss,
-Mistral-Small); tests/test_memory.py checks the catalog's models against their own logs of the
-same set, so that check is out of sample."""
+"""Where the constants below were read: the set's models that tests/test_memory.py does not
+check (Gemma, Phi, Granite, CodeLlama, Kimi, Llama-4-Scout, gpt-oss, Mistral-Small,
+Qwen1.5-MoE); the models it checks (Llama-3.1, Qwen2.5, Qwen3, Mixtral, DeepSeek-V2-Lite) are
+out of sample."""
 NON_TORCH_BYTES = int(0.25 * GiB)
 """Memory outside torch that appears during vLLM's profile run on one GPU (cuBLAS workspaces,
 attention buffers): ``non-torch forward increase memory: 0.24-0.26GiB`` at TP1 (_LLMD: Gemma-2,
