@@ -392,3 +392,14 @@ def test_validated_profile_is_shown(tmp_path):
 def test_pareto_front():
     pts = [(1.0, 10.0), (2.0, 5.0), (3.0, 6.0), (4.0, 1.0), (0.5, 20.0)]
     assert pareto_front(pts) == [(0.5, 20.0), (1.0, 10.0), (2.0, 5.0), (4.0, 1.0)]
+
+
+def test_data_parallel_ranks_count_as_gpus():
+    """An MoE pool of 2 replicas x (TP1 x DP2) occupies 4 GPUs: the report's fleet text, growth line and
+    figures count them (a candidate with replicas and tensor_parallel only would say 2)."""
+    from sim.report.load import gpus_per_replica
+    from sim.report.narrative import fleet_text, gpus_of
+
+    c = {"gpu": "h100-sxm", "replicas": 2, "tensor_parallel": 1, "data_parallel": 2}
+    assert gpus_per_replica(c) == 2 and gpus_of(c) == 4 and "4 × h100-sxm" in fleet_text(c)
+    assert gpus_per_replica({**c, "gpus": 4, "data_parallel": None}) == 2  # the counted GPUs win

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sim.report.load import ReportInput
+from sim.report.load import ReportInput, gpus_per_replica
 
 __all__ = ["ReportFigure", "build_figures", "to_svg", "RC", "pareto_front", "pareto_note", "slo_use_pct"]
 
@@ -305,8 +305,7 @@ def growth(inp: ReportInput) -> Figure | None:
     rows = pd.DataFrame((c or {}).get("growth") or [])
     if rows.empty or "month" not in rows:
         return None
-    tp = int(c.get("tensor_parallel") or 1)
-    gpus = rows["replicas"].astype(float) * tp
+    gpus = rows["replicas"].astype(float) * gpus_per_replica(c)
     fig, axes = _new(10, 3.2)
     ax = axes[0]
     bars = ax.bar(rows["month"].astype(str), gpus, color=PALETTE[0], width=0.6)

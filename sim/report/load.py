@@ -18,7 +18,7 @@ import yaml
 
 from sim.errors import FleetcastError
 
-__all__ = ["RunData", "ReportInput", "load_results", "RUN_FILES"]
+__all__ = ["RunData", "ReportInput", "load_results", "RUN_FILES", "gpus_per_replica"]
 
 #: files every run folder has (the parquet ones are read lazily by figures).
 RUN_FILES = ("summary.json", "scenario.yaml")
@@ -102,11 +102,13 @@ def _candidate_from_run(run: RunData, scenario: dict) -> dict:
     cost, overall = s.get("cost") or {}, s.get("overall") or {}
     pools = scenario.get("fleet") or [{}]
     first = pools[0]
-    label = " + ".join(f"{p.get('replicas')}x {p.get('gpu')} (TP{p.get('tensor_parallel', 1)})"
+    label = " + ".join(f"{p.get('replicas')}x {p.get('gpu')} (TP{p.get('tensor_parallel', 1)}"
+                       + (f" x DP{p['data_parallel']})" if int(p.get("data_parallel") or 1) > 1 else ")")
                        for p in pools)
     return {
         "id": "run", "label": label, "gpu": first.get("gpu"), "model": first.get("model"),
         "quantization": first.get("quantization") or {}, "tensor_parallel": first.get("tensor_parallel", 1),
+        "data_parallel": first.get("data_parallel", 1),
         "policy": (first.get("policy") or {}).get("name"), "engine": first.get("engine") or {},
         "status": "ok" if overall.get("slo_met") else "cannot-meet-slo",
         "reason": None if overall.get("slo_met") else "the simulated fleet misses at least one SLO",
@@ -163,3 +165,11 @@ def load_results(path: str | Path) -> ReportInput:
                            points=None, scenario=scenario)
     raise FleetcastError(f"{path} is neither a plan folder (no plan.json, written by `fleetcast plan`) "
                          "nor a run folder (no summary.json, written by `fleetcast run --out DIR`).")
+
+
+def gpus_per_replica(c: dict) -> int:
+    """GPUs of one replica: the candidate's own count per replica where it has both, else
+    tensor_parallel x data_parallel (an MoE pool's data-parallel ranks are GPUs too)."""
+    if c.get("gpus") and c.get("replicas"):
+        return max(int(c["gpus"]) // int(c["replicas"]), 1)
+    return int(c.get("tensor_parallel") or 1) * int(c.get("data_parallel") or 1)

@@ -10,7 +10,7 @@ from typing import Callable
 
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
-from sim.report.load import ReportInput
+from sim.report.load import ReportInput, gpus_per_replica
 from sim.report.own_rent import own_rent_sentence
 from sim.report.plan_stats import confidence_sentences, failure_sentence, plan_warnings, window_sentence
 
@@ -55,7 +55,7 @@ def gpus_of(c: dict) -> int | None:
     if c.get("gpus") is not None:
         return int(c["gpus"])
     if c.get("replicas") is not None:
-        return int(c["replicas"]) * int(c.get("tensor_parallel") or 1)
+        return int(c["replicas"]) * gpus_per_replica(c)
     return None
 
 
@@ -280,7 +280,7 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
     growth = c.get("growth") or []
     if growth:
         last = growth[-1]
-        g = int(last.get("replicas") or 0) * int(c.get("tensor_parallel") or 1)
+        g = int(last.get("replicas") or 0) * gpus_per_replica(c)
         out.append(f"Over the forecast horizon demand reaches {fmt.rate(last.get('rate_rps'))} by month "
                    f"{last.get('month')}, which needs {g:,} GPU{'s' if g != 1 else ''} at "
                    f"{fmt.usd(last.get('usd_per_month'))} per month.")
