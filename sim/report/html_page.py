@@ -197,7 +197,8 @@ def _candidates(inp: ReportInput) -> str:
     intro = (f"<p>{len(inp.candidates)} candidate configuration(s) searched, {n_ok} meeting every SLO, ranked "
              f"cheapest first ({_e(TIE_RULE)}); ★ marks the recommendation.{common} Latency and attainment are at "
              "the forecast peak with the fewest replicas that meet every SLO (for a miss: at the largest fleet "
-             "searched).</p>")
+             "searched); the p99 columns pool every class (each class against its own target: SLOs and "
+             "Confidence above).</p>")
     if inp.points is not None:
         intro += f"<p class='src'>{len(inp.points):,} simulated points in total (XLSX sheet “Points”).</p>"
     head = "".join(f"<th>{_e(c.header)}</th>" for c in cols)

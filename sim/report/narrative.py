@@ -41,8 +41,8 @@ CANDIDATE_COLUMNS = (
     Column("gpus", "GPUs", fmt.num, "#,##0"),
     Column("usd_per_month", "$/month", fmt.usd, "$#,##0"),
     Column("usd_per_1m_output_tokens", "$/1M out tok", fmt.usd_small, "$#,##0.000"),
-    Column("p99_ttft_s", "p99 TTFT", fmt.latency, "0.000"),
-    Column("p99_tpot_s", "p99 TPOT", fmt.latency, "0.0000"),
+    Column("p99_ttft_s", "p99 TTFT pooled", fmt.latency, "0.000"),
+    Column("p99_tpot_s", "p99 TPOT pooled", fmt.latency, "0.0000"),
     Column("attainment_pct", "SLO attained", fmt.pct, "0.0"),
     Column("headroom_pct", "headroom", fmt.pct, "0.0"),
     Column("headroom_interval_pct", "headroom 95% CI",
@@ -304,5 +304,6 @@ def key_numbers(inp: ReportInput) -> list[tuple[str, str]]:
     return [("GPUs", fmt.num(gpus_of(c))), ("per month", fmt.usd(c.get("usd_per_month"))),
             ("per 1M output tokens", fmt.usd_small(c.get("usd_per_1m_output_tokens"))),
             ("SLO attained", fmt.pct(c.get("attainment_pct"))),
-            ("p99 TTFT", fmt.latency(c.get("p99_ttft_s"))), ("p99 TPOT", fmt.latency(c.get("p99_tpot_s"))),
+            ("p99 TTFT, all classes pooled", fmt.latency(c.get("p99_ttft_s"))),
+            ("p99 TPOT, all classes pooled", fmt.latency(c.get("p99_tpot_s"))),
             ("headroom", fmt.pct(c.get("headroom_pct"), 0)), ("memory-bandwidth use", fmt.pct(mbu, 0))]
