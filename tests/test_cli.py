@@ -17,7 +17,7 @@ from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["quickstart", "naive-vs-optimized", "azure-replay", "mooncake-prefix", "compare-policies",
-            "plan-example", "moe-data-parallel", "mla-deepseek"]
+            "plan-example", "moe-data-parallel", "mla-deepseek", "speculative-decoding"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -98,6 +98,10 @@ def _random_scenario(draw) -> dict:
         "num_gpu_blocks_override": draw(st.sampled_from([None, 600, 1500])),
     }
     engine["max_num_seqs"] = min(engine["max_num_seqs"], engine["max_num_batched_tokens"])
+    if draw(st.integers(0, 3)) == 0:  # speculative decoding: its token-steps keep the closed form
+        engine["speculative"] = {"method": draw(st.sampled_from(["ngram", "eagle"])),
+                                 "num_speculative_tokens": draw(st.integers(1, 5)),
+                                 "acceptance_rate": draw(st.floats(0.0, 1.0))}
     classes = [
         {"name": "a", "share": 0.6, "priority": 1,
          "prompt_tokens": {"dist": "uniform", "min": 1, "max": 1200},

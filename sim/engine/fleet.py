@@ -18,6 +18,7 @@ from sim.engine.replica import Replica
 from sim.engine.request import DECODING, Request
 from sim.engine.result import ReplicaStats, SimResult
 from sim.engine.routers import make_router
+from sim.engine.speculative import pool_speculation, with_proposer_memory
 from sim.engine.step_source import pool_perf_model
 from sim.engine.wake import URGENT, Environment, wake
 from sim.errors import FleetcastError, ScenarioError
@@ -57,6 +58,8 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
             mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
                               eng.block_size, eng.max_num_batched_tokens, eng.max_num_seqs, version,
                               dp=pool.data_parallel, ep=pool.expert_parallel)
+            if eng.speculative is not None:  # the draft model / EAGLE layer share the GPUs with the target
+                mem = with_proposer_memory(mem, pool, catalog, model, quant, eng.block_size)
         except FleetcastError as exc:
             raise ScenarioError(f"{where}, field fleet.{i} (pool '{pool.name}'): {exc}") from None
         max_len = pool.max_model_len(model)
@@ -119,10 +122,12 @@ class Fleet:
 
     def _build(self) -> None:
         sc = self.scenario
-        models = build_pool_models(sc)
+        catalog = load_catalog([sc.base_dir / f for f in sc.catalog])
+        models = build_pool_models(sc, catalog)
         by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
         for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
             max_len = pool.max_model_len(model)
+            spec = pool_speculation(pool, catalog, gpu, model, quant, perf, self.class_names, sc.traffic.classes)
             for name in rank_names(pool):
                 stats = ReplicaStats(pool=pool.name, name=name, gpu=pool.gpu, tp=pool.tensor_parallel,
                                      kv_blocks_total=blocks, peak_flops=perf.peak_flops,
@@ -130,7 +135,7 @@ class Fleet:
                 rep = Replica(self.env, len(self.replicas), name, pool, perf, blocks,
                               make_policy(pool.policy.name, pool.policy.params), stats, self.ledger, self.keys,
                               num_classes=self.num_classes, window=self.window, tick_s=self.tick_s,
-                              max_model_len=max_len, exact_steps=self.exact_steps)
+                              max_model_len=max_len, exact_steps=self.exact_steps, spec=spec)
                 self.replicas.append(rep)
                 for cname in pool.classes or self.class_names:
                     by_class[cname].append(rep)

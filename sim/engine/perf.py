@@ -260,21 +260,26 @@ class PerfModel:
         return self._w_base + self._w_experts * (1.0 - self._miss ** (T * self.dp))
 
     def step_time_s(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
-                    decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
+                    decode_ctx_tokens: int, num_prefill_seqs: int = 0, queries_per_decode: int = 1) -> float:
         """Seconds one engine step takes.
 
         prefill_tokens: Σ q_i new tokens of the prefill chunks; prefill_attn:
         Σ q_i·(k_i + q_i/2) with k_i tokens already cached; num_decodes: decode
         sequences (one token each); decode_ctx_tokens: Σ c_j of their contexts;
-        num_prefill_seqs: prefill chunks (for the per-sequence overhead).
+        num_prefill_seqs: prefill chunks (for the per-sequence overhead);
+        queries_per_decode: positions each decode sequence runs and samples (1; k+1 when
+        speculative decoding verifies k proposed tokens, ``sim.engine.speculative``): the
+        linear layers and LM head see ``num_decodes · queries_per_decode`` rows and decode
+        attention computes that many queries over the same cached keys (read once).
         """
         c = self.coeffs
         t = c.t_step_s + c.t_seq_s * (num_decodes + num_prefill_seqs) + c.t_prefill_tok_s * prefill_tokens
-        T = prefill_tokens + num_decodes
+        rows = num_decodes * queries_per_decode
+        T = prefill_tokens + rows
         if T > 0:
             lin = self._lin
             if lin is not None:  # measured kernels: tables over tokens and sampled sequences
-                seqs = num_decodes + num_prefill_seqs
+                seqs = rows + num_prefill_seqs
                 if T < self._n_lin:
                     t += lin[T]
                 else:
@@ -297,7 +302,17 @@ class PerfModel:
                 t += f if f > b else b
         if num_decodes > 0 and self._kdec:
             t += self._dec_step + self._dec_seq * num_decodes
+        if queries_per_decode != 1:
+            return t + decode_ctx_tokens * self.decode_b_s(queries_per_decode)
         return t + decode_ctx_tokens * self._b_decode
+
+    def decode_b_s(self, queries_per_decode: int) -> float:
+        """Seconds per cached context token of decode attention with ``queries_per_decode``
+        queries per sequence: the keys are read once, the FLOPs grow with the queries, so
+        ``max(b_1, q · attention FLOPs per pair at peak)`` (b_1: the one-query cost, roofline or
+        measured)."""
+        f = queries_per_decode * self._attn_flops_unit * self._inv_flops_attn
+        return f if f > self._b_decode else self._b_decode
 
     def decode_affine(self, num_decodes: int) -> tuple[float, float]:
         """(a_s, b_s): a decode-only step with total context C takes a_s + b_s·C."""
@@ -307,20 +322,21 @@ class PerfModel:
         return ab
 
     def step_flops(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
-                   decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
+                   decode_ctx_tokens: int, num_prefill_seqs: int = 0, queries_per_decode: int = 1) -> float:
         """FLOPs of the step over the whole replica (all tp GPUs), for MFU."""
-        T = prefill_tokens + num_decodes
+        T = prefill_tokens + num_decodes * queries_per_decode
+        dec_pairs = decode_ctx_tokens * queries_per_decode
         if self._mla:
             per_gpu = (self._lin_flops_tok * T + self._attn_flops_prefill * prefill_attn
-                       + self._attn_flops_unit * decode_ctx_tokens)
+                       + self._attn_flops_unit * dec_pairs)
         else:
-            per_gpu = self._lin_flops_tok * T + self._attn_flops_unit * (prefill_attn + decode_ctx_tokens)
+            per_gpu = self._lin_flops_tok * T + self._attn_flops_unit * (prefill_attn + dec_pairs)
         return per_gpu * self.tp
 
     def step_bytes(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
-                   decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
+                   decode_ctx_tokens: int, num_prefill_seqs: int = 0, queries_per_decode: int = 1) -> float:
         """HBM bytes the step moves over the whole replica (all tp GPUs), for MBU."""
-        T = prefill_tokens + num_decodes
+        T = prefill_tokens + num_decodes * queries_per_decode
         per_gpu = decode_ctx_tokens * self._kv_tok
         if T > 0:
             per_gpu += self._weight_bytes(T) + self._act_tok * T

@@ -14,7 +14,7 @@ cpdef long long outstanding_key(rep)
 cdef class Replica:
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    cdef public object env, name, pool, engine, perf, policy, stats, waiting
+    cdef public object env, name, pool, engine, perf, spec, policy, stats, waiting
     cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick
     cdef public dict running, prefilling, _seg_coeffs
     cdef public KVCache kv

@@ -54,7 +54,8 @@ def outstanding_key(rep: "Replica") -> int:
 class Replica:
     def __init__(self, env: simpy.Environment, index: int, name: str, pool, perf, num_kv_blocks: int,
                  policy, stats: ReplicaStats, ledger: Ledger, keys: PrefixKeys, *, num_classes: int,
-                 window: tuple[float, float], tick_s: float, max_model_len: int, exact_steps: bool = False) -> None:
+                 window: tuple[float, float], tick_s: float, max_model_len: int, exact_steps: bool = False,
+                 spec=None) -> None:
         self.env = env
         self.ledger = ledger  # where finished and rejected requests are recorded
         self.keys = keys  # prefix-cache block keys of the workload's requests
@@ -70,6 +71,7 @@ class Replica:
         self.max_model_len = max_model_len
         self.tick_s = tick_s
         self.perf = perf
+        self.spec = spec  # sim.engine.speculative.Speculation of a speculative pool, else None
         self.policy = policy
         self.stats = stats
         self.kv = KVCache(num_kv_blocks, self.block_size, pool.engine.enable_prefix_caching)
@@ -248,7 +250,10 @@ class Replica:
         seg = self.seg
         if seg is None:
             n = dec.n
-            coeffs = self._seg_coeffs.get(n)
+            if self.spec is not None:  # token-steps of a speculative pool (sim.engine.speculative)
+                coeffs = self.spec.segment_coeffs(n, dec.ncls)
+            else:
+                coeffs = self._seg_coeffs.get(n)
             if coeffs is None:
                 perf = self.perf
                 a, b = perf.decode_affine(n)
@@ -350,7 +355,10 @@ class Replica:
             new_blocks += dec.need_now()
         kv.allocate(new_blocks)
         args = (prefill_tokens, attn, n, ctx)
-        d = self.perf.step_time_s(*args, num_prefill_seqs=len(plan.chunks))
+        if n and self.spec is not None:
+            d = self.spec.mixed_step_s(prefill_tokens, attn, n, ctx, len(plan.chunks), dec.ncls)
+        else:
+            d = self.perf.step_time_s(*args, num_prefill_seqs=len(plan.chunks))
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
         self._step = (plan, n, d, t_end, args)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sim.catalog import ModelSpec
 from sim.kernels.data import parse_version
 
-__all__ = ["Strict", "QuantizationSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
+__all__ = ["Strict", "QuantizationSpec", "SpeculativeSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
 
 
 class Strict(BaseModel):
@@ -37,6 +37,37 @@ class QuantizationSpec(Strict):
     kv_cache: Literal["auto", "fp8"] = Field(
         "auto", description="KV-cache dtype: auto (16-bit, like the activations) or fp8."
     )
+
+
+class SpeculativeSpec(Strict):
+    """Speculative decoding (vLLM --speculative-config): each decode step proposes
+    num_speculative_tokens tokens per sequence and the target verifies them in one forward.
+    Proposed tokens are accepted i.i.d. with the class's acceptance_rate; a sequence emits
+    1 + the leading accepted ones per step (docs/design.md, "Speculative decoding")."""
+
+    method: Literal["ngram", "draft", "eagle"] = Field(
+        ..., description="Proposer: ngram (matches in the sequence's own tokens, CPU), draft (a smaller catalog "
+        "model, draft_model) or eagle (one extra decoder layer of the target's shape)."
+    )
+    num_speculative_tokens: int = Field(
+        ..., ge=1, le=32, description="Tokens proposed per sequence and step (vLLM num_speculative_tokens), >= 1."
+    )
+    draft_model: str | None = Field(
+        None, description="Catalog model that proposes, for method draft only; it must share the target's vocabulary."
+    )
+    acceptance_rate: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Probability each proposed token is accepted, in [0, 1], for the classes that give none "
+        "(traffic.classes[].acceptance_rate wins).",
+    )
+
+    @model_validator(mode="after")
+    def _draft_model_for_draft(self) -> "SpeculativeSpec":
+        if self.method == "draft" and not self.draft_model:
+            raise ValueError("method draft needs draft_model: a catalog model with the target's vocabulary")
+        if self.method != "draft" and self.draft_model:
+            raise ValueError(f"draft_model is for method draft only, not {self.method}")
+        return self
 
 
 class EngineSpec(Strict):
@@ -67,6 +98,11 @@ class EngineSpec(Strict):
         description="vLLM release the pool runs (e.g. '0.19.0'): its measured kernels time the steps (the nearest "
         "version with kernel data, with a warning when it is not this one) and its memory accounting sizes the KV "
         "cache (CUDA-graph memory counted from 0.21). Default: the newest data and the newest accounting.",
+    )
+
+    speculative: SpeculativeSpec | None = Field(
+        None, description="Speculative decoding (method, num_speculative_tokens, draft_model, acceptance_rate); "
+        "default: none."
     )
 
     @field_validator("vllm_version")

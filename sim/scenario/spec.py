@@ -167,6 +167,7 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
                  f"holds {node} (catalog gpus_per_node); tensor parallelism stays within one server: use at most "
                  f"{node}, and more replicas")
         _check_layout(pool, i, catalog, fail)
+        _check_speculative(scenario, pool, i, catalog, fail)
         if pool.policy.name not in POLICY_PARAMS:
             fail(("fleet", i, "policy", "name"), unknown_name("batching policy", pool.policy.name, POLICY_PARAMS))
         try:
@@ -208,6 +209,36 @@ def _check_layout(pool, i: int, catalog, fail) -> None:
              f"expert parallelism spreads the {model.num_experts} experts of '{model.name}' over tensor_parallel x "
              f"data_parallel = {gpus} GPUs, which does not divide them; GPU counts that do: "
              f"{', '.join(map(str, fits))}")
+
+
+def _check_speculative(scenario: Scenario, pool, i: int, catalog, fail) -> None:
+    """A draft model exists and shares the target's vocabulary; every class the pool
+    serves has an acceptance rate (its own or the pool's)."""
+    spec = pool.engine.speculative
+    if spec is None:
+        return
+    where = ("fleet", i, "engine", "speculative")
+    if spec.method == "draft":
+        if spec.draft_model not in catalog.model_names():
+            fail(where + ("draft_model",), unknown_name("model", spec.draft_model, catalog.model_names()))
+        draft, target = catalog.model(spec.draft_model), catalog.model(pool.model)
+        if draft.vocab_size != target.vocab_size:
+            fail(where + ("draft_model",),
+                 f"draft model '{draft.name}' has a vocabulary of {draft.vocab_size:,} tokens, the target "
+                 f"'{target.name}' {target.vocab_size:,}; vLLM verifies draft tokens by id, so both must share "
+                 f"one tokenizer: pick a draft model of the target's family")
+        if draft.num_heads % pool.tensor_parallel:
+            fail(where + ("draft_model",),
+                 f"draft model '{draft.name}' has {draft.num_heads} attention heads, which tensor_parallel "
+                 f"{pool.tensor_parallel} does not divide (vLLM runs the draft at the target's tensor_parallel)")
+    if spec.acceptance_rate is None:
+        missing = [c.name for c in scenario.traffic.classes
+                   if c.acceptance_rate is None and (pool.classes is None or c.name in pool.classes)]
+        if missing:
+            fail(where + ("acceptance_rate",),
+                 f"pool '{pool.name}' speculates but class(es) {', '.join(missing)} it serves give no "
+                 f"acceptance_rate: set fleet[{i}].engine.speculative.acceptance_rate or "
+                 f"traffic.classes[].acceptance_rate, a probability in [0, 1]")
 
 
 def _shortest(length) -> int:

@@ -225,6 +225,7 @@ class ClassSpec(BaseModel):
     prefix: Optional[PrefixSpec] = Field(None, description="Shared prompt prefix of this class (for prefix caching); omitted = none.")
     slo: Optional[SloSpec] = Field(None, description="Latency objectives of this class; omitted = none.")
     priority: int = Field(0, ge=-1000, le=1000, description="Higher = more important (used by the priority batching policy).")
+    acceptance_rate: Optional[float] = Field(None, ge=0, le=1, description="Speculative decoding: probability each token a speculative pool proposes for this class is accepted, in [0, 1] (i.i.d. per token); omitted = the pool's engine.speculative.acceptance_rate.")
 
     @field_validator("prompt_tokens", "output_tokens", mode="before")
     @classmethod
