@@ -120,3 +120,22 @@ def test_an_incomplete_mla_model_and_moe_fields_on_a_dense_model_are_refused(tmp
     (tmp_path / "b.yaml").write_text("models:\n  llama-3.1-8b:\n    shared_expert_intermediate_size: 512\n")
     with pytest.raises(FleetcastError, match="field 'shared_expert_intermediate_size': only a mixture-of-experts"):
         load_catalog([tmp_path / "b.yaml"])
+
+
+def test_plan_searches_layouts_as_candidates():
+    """plan.candidates.data_parallel / expert_parallel cross the other dimensions: each layout is its own
+    candidate, sized in replicas of tp x dp GPUs, with the layout in its id, label and plan.json entry."""
+    from sim.analysis.plan import run_plan
+
+    d = _dict()
+    d["traffic"]["classes"][0]["slo"] = {"ttft_s": {"p99": 3.0}, "attainment_pct": 90}
+    d["plan"] = {"candidates": {"data_parallel": [1, 2], "expert_parallel": [False, True]},
+                 "demand": {"peak_rate_rps": 4}, "max_replicas": 4, "replications": 2, "tail_samples": 1,
+                 "load_curve_pct": [100], "headroom_steps": 0}
+    doc = run_plan(scenario_from_dict(d), workers=1).doc
+    by = {(c["data_parallel"], c["expert_parallel"]): c for c in doc["candidates"]}
+    assert set(by) == {(1, False), (1, True), (2, False), (2, True)}
+    assert "dp2-ep" in by[(2, True)]["id"] and "DP2 EP" in by[(2, True)]["label"]
+    for (dp, _ep), c in by.items():
+        if c["status"] == "ok":
+            assert c["gpus"] == c["replicas"] * dp  # a DP replica's ranks are its GPUs

@@ -28,6 +28,8 @@ class Candidate:
     tensor_parallel: int
     policy: str
     engine: dict  # the knobs the plan sets (others stay the pool's)
+    data_parallel: int = 1  # engine ranks per replica (fleet[].data_parallel)
+    expert_parallel: bool = False  # experts sharded over the replica's GPUs (fleet[].expert_parallel)
 
 
 def _slug(text: str) -> str:
@@ -69,20 +71,24 @@ def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
     quants = [{"weights": q, "kv_cache": "auto"} if isinstance(q, str) else q.model_dump()
               for q in (grid.quantization or [pool.quantization])]
     axes = [uniq(grid.gpu or [pool.gpu]), uniq(grid.model or [pool.model]), uniq(quants),
-            uniq(grid.tensor_parallel or [pool.tensor_parallel]), uniq(grid.policy or [pool.policy.name])]
+            uniq(grid.tensor_parallel or [pool.tensor_parallel]), uniq(grid.policy or [pool.policy.name]),
+            uniq(grid.data_parallel or [pool.data_parallel]), uniq(grid.expert_parallel or [pool.expert_parallel])]
     knobs = list(grid.engine)
     knob_values = [uniq(grid.engine[k]) for k in knobs]
     out = []
-    for (gpu, model, quant, tp, policy), kv in itertools.product(itertools.product(*axes),
-                                                                 itertools.product(*knob_values)):
+    for (gpu, model, quant, tp, policy, dp, ep), kv in itertools.product(itertools.product(*axes),
+                                                                         itertools.product(*knob_values)):
         engine = dict(zip(knobs, kv))
+        layout = ([f"dp{dp}"] if dp > 1 or grid.data_parallel else []) + (["ep"] if ep else [])
         parts = [gpu] + ([model] if grid.model else []) + [quant["weights"]]
         parts += ["kvfp8"] if quant["kv_cache"] == "fp8" else []
-        parts += [f"tp{tp}", policy] + [f"{_knob_abbrev(k)}{v}" for k, v in engine.items()]
+        parts += [f"tp{tp}", *layout, policy] + [f"{_knob_abbrev(k)}{v}" for k, v in engine.items()]
         label = " · ".join([gpu, model, quant["weights"] + ("/kv-fp8" if quant["kv_cache"] == "fp8" else ""),
-                            f"TP{tp}", policy] + [f"{k}={v}" for k, v in engine.items()])
+                            f"TP{tp}" + (f" x DP{dp}" if dp > 1 else "") + (" EP" if ep else ""), policy]
+                           + [f"{k}={v}" for k, v in engine.items()])
         out.append(Candidate(id=_slug("-".join(map(str, parts))), label=label, gpu=gpu, model=model,
-                             quantization=dict(quant), tensor_parallel=int(tp), policy=policy, engine=engine))
+                             quantization=dict(quant), tensor_parallel=int(tp), policy=policy, engine=engine,
+                             data_parallel=int(dp), expert_parallel=bool(ep)))
     ids = [c.id for c in out]
     return [c if ids.count(c.id) == 1 else Candidate(**{**c.__dict__, "id": f"{c.id}-{i}"})
             for i, c in enumerate(out)]  # slugs of distinct values may coincide (0.9 / "0.9")

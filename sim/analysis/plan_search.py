@@ -56,12 +56,14 @@ class CandidateSearch:
         self.cand, self.spec, self.path, self.win, self.seeds = cand, spec, path, win, list(seeds)
         data = copy.deepcopy(base_data)
         pool = data["fleet"][spec.pool]
-        same_hw = (pool["gpu"], pool["model"], pool["quantization"], pool["tensor_parallel"]) == (
-            cand.gpu, cand.model, cand.quantization, cand.tensor_parallel)
+        same_hw = (pool["gpu"], pool["model"], pool["quantization"], pool["tensor_parallel"],
+                   pool.get("data_parallel", 1), pool.get("expert_parallel", False)) == (
+            cand.gpu, cand.model, cand.quantization, cand.tensor_parallel, cand.data_parallel, cand.expert_parallel)
         if pool.get("policy", {}).get("name") != cand.policy:
             pool["policy"] = {"name": cand.policy, "params": {}}
         pool.update(gpu=cand.gpu, model=cand.model, quantization=dict(cand.quantization),
-                    tensor_parallel=cand.tensor_parallel, engine={**pool.get("engine", {}), **cand.engine})
+                    tensor_parallel=cand.tensor_parallel, data_parallel=cand.data_parallel,
+                    expert_parallel=cand.expert_parallel, engine={**pool.get("engine", {}), **cand.engine})
         if not same_hw:  # a calibration profile belongs to its hardware/model/quantization
             pool["profile"] = None
         self.data = data
@@ -156,7 +158,7 @@ def replicas_down(spec: PlanSpec, cand: Candidate, scenario: Scenario) -> tuple[
     if f.replicas_down:
         return int(f.replicas_down), f"{f.replicas_down} replica{'s' if f.replicas_down != 1 else ''} down"
     per_node = load_catalog([scenario.base_dir / x for x in scenario.catalog]).gpu(cand.gpu).gpus_per_node
-    per_node = max(1, per_node // cand.tensor_parallel) if per_node else 1
+    per_node = max(1, per_node // (cand.tensor_parallel * cand.data_parallel)) if per_node else 1
     k = f.nodes_down * per_node
     return k, (f"{f.nodes_down} server{'s' if f.nodes_down != 1 else ''} down ({per_node} replica"
                f"{'s' if per_node != 1 else ''} of TP {cand.tensor_parallel} per {cand.gpu} server)")

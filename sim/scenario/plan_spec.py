@@ -45,6 +45,10 @@ class CandidateGrid(BaseModel):
         None, max_length=64, description="Quantization schemes: a weight format name (KV cache auto) or a mapping {weights, kv_cache}.")
     tensor_parallel: Optional[list[Literal[1, 2, 4, 8, 16]]] = Field(None, max_length=5, description="Tensor-parallel sizes (GPUs per replica).")
     policy: Optional[list[str]] = Field(None, max_length=16, description="Batching policy names (continuous, prefill-first, static, priority); params stay the pool's.")
+    data_parallel: Optional[list[int]] = Field(
+        None, max_length=8, description="Data-parallel ranks per replica to try (MoE layouts, as fleet[].data_parallel), e.g. [1, 2].")
+    expert_parallel: Optional[list[bool]] = Field(
+        None, max_length=2, description="Expert parallelism off/on to try (as fleet[].expert_parallel), e.g. [false, true].")
     engine: dict[str, list[Any]] = Field(
         default_factory=dict, description="vLLM engine knobs to try, each a list of values, e.g. {max_num_seqs: [128, 256]}; names as in fleet[].engine.")
 
@@ -59,7 +63,7 @@ class CandidateGrid(BaseModel):
     def dimensions(self) -> dict[str, list]:
         """The given dimensions (name -> values), engine knobs as ``engine.<knob>``."""
         out: dict[str, list] = {}
-        for name in ("gpu", "model", "quantization", "tensor_parallel", "policy"):
+        for name in ("gpu", "model", "quantization", "tensor_parallel", "policy", "data_parallel", "expert_parallel"):
             values = getattr(self, name)
             if values is not None:
                 out[name] = list(values)
