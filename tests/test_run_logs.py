@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from calibration.logs import load_log
-from calibration.runs import measured_metrics
+from calibration.runs import measured_metrics, run_scenario
 from sim.cli import main
 from sim.errors import FleetcastError
 
@@ -140,6 +140,20 @@ def test_command_line_settings_override_or_replace_the_sidecar(tmp_path):
     shutil.copy(BENCH, lone)
     run = load_log(lone, None, ["gpu=h200", "model=llama-3.1-8b"])
     assert run.gpu == "h200" and any("max_num_seqs not given" in n for n in run.notes)
+
+
+def test_the_sidecars_vllm_version_is_the_replays(tmp_path):
+    """vllm_version in the sidecar becomes the replayed pool's engine.vllm_version (kernel data and memory
+    accounting); a malformed one is refused like a scenario's."""
+    log = tmp_path / "r.jsonl"
+    log.write_text(JSONL_OK)
+    _sidecar(tmp_path, log, GOOD_SIDECAR + 'vllm_version: "0.19.0"\n')
+    run = load_log(log)
+    assert run.engine["vllm_version"] == "0.19.0"
+    assert run_scenario(run, None).fleet[0].engine.vllm_version == "0.19.0"
+    _sidecar(tmp_path, log, GOOD_SIDECAR + 'vllm_version: "nineteen"\n')
+    with pytest.raises(FleetcastError, match="vllm_version must look like MAJOR.MINOR"):
+        load_log(log)
 
 
 # -- the command, end to end -------------------------------------------------------------------------

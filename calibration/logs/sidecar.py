@@ -137,7 +137,8 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
                if k not in given}
     notes = [f"engine.{k} not given ({short}); assumed {v!r}, fleetcast's default (vLLM's depends on its version "
              "and the GPU)" for k, v in assumed.items()]
-    engine = {**assumed, **given, **({"num_gpu_blocks_override": blocks} if blocks else {})}
+    engine = {**assumed, **given, **({"num_gpu_blocks_override": blocks} if blocks else {}),
+              **({"vllm_version": sc.vllm_version} if sc.vllm_version else {})}
     try:
         EngineSpec.model_validate(engine)
     except ValidationError as exc:
