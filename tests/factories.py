@@ -1,9 +1,11 @@
-"""Scenario factories for the tests."""
+"""Scenario factories for the tests, and running a scenario the CLI must refuse."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
+from sim.cli import main
 from sim.scenario.spec import Scenario, scenario_from_dict
 
 
@@ -44,3 +46,17 @@ def make_scenario(pool: dict | None = None, traffic: dict | None = None, **over)
     if traffic:
         data["traffic"] = {**data["traffic"], **traffic}
     return scenario_from_dict(data)
+
+
+
+def refused_run(capsys, tmp_path: Path, *args) -> tuple[int, str]:
+    """``fleetcast run ARGS --out tmp_path/out`` on input it must refuse: its exit status and its
+    stderr on one line, after checking there is no traceback, no output folder and no hidden
+    leftover in ``tmp_path``."""
+    out = tmp_path / "out"
+    code = main(["run", *map(str, args), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert not out.exists(), "a refused run wrote its output folder"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "hidden leftovers"
+    return code, " ".join(err.split())

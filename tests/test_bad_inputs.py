@@ -17,34 +17,25 @@ from sim.cli import main
 from sim.cli.common import progress_bar
 from sim.scenario.limits import MAX_REQUESTS, MAX_TIMESERIES_ROWS
 from sim.scenario.yamlio import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
+from tests.factories import refused_run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
 
 
-def _run(capsys, tmp_path, *args) -> tuple[int, str]:
-    out = tmp_path / "out"
-    code = main(["run", *map(str, args), "--out", str(out)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert not out.exists(), "a refused run wrote its output folder"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "hidden leftovers"
-    return code, " ".join(err.split())
-
-
 def test_empty_scenario_with_a_seed(tmp_path, capsys):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    code, err = _run(capsys, tmp_path, empty, "--seed", "1")
+    code, err = refused_run(capsys, tmp_path, empty, "--seed", "1")
     assert code == 2 and "empty.yaml: the scenario is empty" in err and "fleet and traffic" in err
 
 
 def test_a_list_or_a_folder_is_not_a_scenario(tmp_path, capsys):
     lst = tmp_path / "list.yaml"
     lst.write_text("[1, 2]\n")
-    code, err = _run(capsys, tmp_path, lst, "--set", "seed=3")
+    code, err = refused_run(capsys, tmp_path, lst, "--set", "seed=3")
     assert code == 2 and "holds a list, not a mapping" in err
-    code, err = _run(capsys, tmp_path, tmp_path)
+    code, err = refused_run(capsys, tmp_path, tmp_path)
     assert code == 2 and "is a folder; give a scenario YAML file" in err
 
 
@@ -69,7 +60,7 @@ def test_billion_laughs_is_refused_before_expansion(tmp_path, capsys, where):
     path = tmp_path / "bomb.yaml"
     path.write_text(doc)
     started = time.perf_counter()
-    code, err = _run(capsys, tmp_path, path)
+    code, err = refused_run(capsys, tmp_path, path)
     assert code == 2 and f"over the limit of {MAX_YAML_VALUES:,}" in err and "bomb.yaml, line" in err
     assert time.perf_counter() - started < 30  # refused, not expanded (expansion takes minutes and GBs)
 
@@ -77,11 +68,11 @@ def test_billion_laughs_is_refused_before_expansion(tmp_path, capsys, where):
 def test_deep_nesting_is_refused(tmp_path, capsys):
     deep = tmp_path / "deep.yaml"
     deep.write_text("[" * 50_000 + "]" * 50_000 + "\n")  # beyond the parser's own recursion
-    code, err = _run(capsys, tmp_path, deep)
+    code, err = refused_run(capsys, tmp_path, deep)
     assert code == 2 and "nested too deeply" in err and str(MAX_YAML_DEPTH) in err
     mid = tmp_path / "mid.yaml"
     mid.write_text("a: " + "[" * (MAX_YAML_DEPTH + 10) + "]" * (MAX_YAML_DEPTH + 10) + "\n")  # parser copes
-    code, err = _run(capsys, tmp_path, mid)
+    code, err = refused_run(capsys, tmp_path, mid)
     assert code == 2 and f"nested more than {MAX_YAML_DEPTH} levels" in err and "mid.yaml, line 1" in err
 
 
@@ -90,19 +81,19 @@ def test_a_huge_file_is_refused_unread(tmp_path, capsys):
     with big.open("w") as fh:
         fh.write(QUICKSTART.read_text())
         fh.write(("# padding\n" * 1000) * (MAX_YAML_BYTES // 10_000 + 1))
-    code, err = _run(capsys, tmp_path, big)
+    code, err = refused_run(capsys, tmp_path, big)
     assert code == 2 and f"at most {MAX_YAML_BYTES // 2**20} MiB" in err
 
 
 def test_a_rate_beyond_memory_is_refused_with_its_line(tmp_path, capsys):
     # quickstart: 600 s; 158,680 req/s would be 95 million requests
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "traffic.arrival.rate_rps=158680")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "traffic.arrival.rate_rps=158680")
     assert code == 2 and "field traffic.arrival.rate_rps" in err and "line 21" in err
     assert "95,208,000 requests" in err and f"{MAX_REQUESTS:,}" in err
 
 
 def test_a_tiny_timeseries_interval_is_refused(tmp_path, capsys):
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "sim.timeseries_interval_s=1e-6")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "sim.timeseries_interval_s=1e-6")
     # 4 replicas x ((600 + 300) s / 1e-6 s + 1) ticks
     assert code == 2 and "field sim.timeseries_interval_s" in err and "3,600,000,004 rows" in err
     assert f"{MAX_TIMESERIES_ROWS:,}" in err
@@ -146,9 +137,9 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
 
 
 def test_nan_and_inf_are_named_as_such(tmp_path, capsys):
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "traffic.arrival.rate_rps=.nan")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "traffic.arrival.rate_rps=.nan")
     assert code == 2 and "line 21, field traffic.arrival.rate_rps: must be a finite number, got nan" in err
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "traffic.duration_s=.inf")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "traffic.duration_s=.inf")
     assert code == 2 and "field traffic.duration_s: must be a finite number, got inf" in err
 
 
@@ -157,23 +148,23 @@ def test_a_negative_price_names_its_own_line(tmp_path, capsys):
     text = QUICKSTART.read_text().rstrip("\n") + "\n"
     priced.write_text(text + "pricing:\n  h100-sxm: -3\n")
     line = text.count("\n") + 2  # the h100-sxm line
-    code, err = _run(capsys, tmp_path, priced)
+    code, err = refused_run(capsys, tmp_path, priced)
     assert code == 2 and f"line {line}, field pricing.h100-sxm: Input should be greater than or equal to 0" in err
     # set on the command line: no line (the key is not in the file), never the document's first line
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "pricing.h100-sxm=-3")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "pricing.h100-sxm=-3")
     assert code == 2 and "quickstart.yaml: field pricing.h100-sxm" in err
 
 
 def test_a_boolean_is_not_a_number(tmp_path, capsys):
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.replicas=true")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.replicas=true")
     assert code == 2 and "line 12, field fleet.0.replicas: expected a number, got true (a boolean)" in err
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.tensor_parallel=true")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.tensor_parallel=true")
     assert code == 2 and "field fleet.0.tensor_parallel: expected a number, got true" in err
 
 
 def test_a_class_that_can_never_fit_is_refused(tmp_path, capsys):
     # quickstart's code class: prompts uniform 200..4000 tokens, so at least 200 + 1 > 100
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.engine.max_model_len=100")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.engine.max_model_len=100")
     assert code == 2 and "field traffic.classes.1: class 'code' can never be served" in err
     assert "(200 prompt + 1 output tokens)" in err and "h100: 100" in err
 
@@ -241,12 +232,12 @@ def test_a_hash_id_beyond_64_bits_is_a_located_error(tmp_path, capsys):
     rows = (ROOT / "scenarios" / "data" / "mooncake-conversation-sample.jsonl").read_text().splitlines()[:50]
     rows[3] = rows[3].replace('"hash_ids": [', '"hash_ids": [99999999999999999999, ', 1)
     sc = _with_trace(tmp_path, "mooncake-prefix.yaml", "\n".join(rows) + "\n")
-    code, err = _run(capsys, tmp_path, sc)
+    code, err = refused_run(capsys, tmp_path, sc)
     assert code == 2 and "t.jsonl line 4, column 'hash_ids'" in err and "64-bit" in err
 
 
 def test_tensor_parallel_beyond_one_server_is_refused(tmp_path, capsys):
-    code, err = _run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.tensor_parallel=16")
+    code, err = refused_run(capsys, tmp_path, QUICKSTART, "--set", "fleet.0.tensor_parallel=16")
     assert code == 2 and "field fleet.0.tensor_parallel: tensor_parallel 16 spans 16 GPUs" in err
     assert "a h100-sxm server holds 8 (catalog gpus_per_node)" in err
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from sim.analysis.forecast import pool_costs
-from sim.cli import main
 from sim.engine.fleet import Fleet, build_pool_models, rank_names
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.errors import FleetcastError
 from sim.scenario.spec import scenario_from_dict
+from tests.factories import refused_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,12 +59,7 @@ def test_data_parallel_one_keeps_the_replica_names():
 def _run(capsys, tmp_path, text: str) -> tuple[int, str]:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    out = tmp_path / "out"
-    code = main(["run", str(path), "--out", str(out)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert not out.exists(), "a refused run wrote its output folder"
-    return code, " ".join(err.split())
+    return refused_run(capsys, tmp_path, path)
 
 
 SCENARIO = """name: bad
