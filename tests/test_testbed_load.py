@@ -147,26 +147,22 @@ def test_cli_user_errors_exit_2(model_dir, tmp_path, capsys):
     assert "not loopback" in capsys.readouterr().err
 
 
-def test_ctrl_c_keeps_records_and_stops_the_server(model_dir, tmp_path):
-    import signal
+def _client(model_dir: Path, tmp_path: Path, n: int, output_len: int, itl_ms: int, preamble: str = ""):
+    """A child process that starts a fake server (its pid on the first line of stdout) and runs ``n``
+    closed-loop requests of ``output_len`` tokens, two at a time, into ``tmp_path/run``."""
     import subprocess
-    import time
 
     script = f"""
-import signal
 import sys
-import numpy as np
-import testbed.load
-# Ctrl-C must raise here even when this process inherits an ignored SIGINT (a job started in the
-# background by a non-interactive shell does)
-signal.signal(signal.SIGINT, signal.default_int_handler)
+{preamble}
 from pathlib import Path
+import testbed.load
 from testbed.prompts import closed_loop_requests
 from testbed.runner import execute_run
 from testbed.server import EngineArgs, start_server
-cmd = [sys.executable, "-m", "testbed.fake_server", "--port", "{{port}}", "--itl-ms", "200"]
-# the requests (tokenizer load) before the server: the parent's Ctrl-C must land in the load
-specs = closed_loop_requests(8, 4, 50, {str(model_dir)!r}, 0)
+cmd = [sys.executable, "-m", "testbed.fake_server", "--port", "{{port}}", "--itl-ms", "{itl_ms}"]
+# the requests (tokenizer load) before the server: a signal from the parent lands in the load
+specs = closed_loop_requests({n}, 4, {output_len}, {str(model_dir)!r}, 0)
 srv = start_server(EngineArgs(model={str(model_dir)!r}), Path({str(tmp_path)!r}), command=cmd, timeout_s=30)
 print(srv.pid, flush=True)
 with srv:
@@ -176,7 +172,21 @@ with srv:
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env)
     try:
-        server_pid = int(child.stdout.readline())
+        return child, int(child.stdout.readline())
+    except ValueError:  # the child failed before starting the server: stop it, say why
+        child.kill()
+        raise AssertionError(child.communicate(timeout=30)[1][-2000:]) from None
+
+
+def test_ctrl_c_keeps_records_and_stops_the_server(model_dir, tmp_path):
+    import signal
+    import time
+
+    # Ctrl-C must raise in the child even when it inherits an ignored SIGINT (a job started in the
+    # background by a non-interactive shell does)
+    child, server_pid = _client(model_dir, tmp_path, 8, 50, 200, preamble=(
+        "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)"))
+    try:
         time.sleep(2.0)
         child.send_signal(signal.SIGINT)
         _out, err = child.communicate(timeout=60)
@@ -196,32 +206,14 @@ def test_sigkill_keeps_finished_records_and_leaves_no_server(model_dir, tmp_path
     calibration's load_run take them from there and say the run was interrupted, and the server's
     process group is stopped by its watchdog."""
     import signal
-    import subprocess
     import time
 
     from calibration.runs import load_run
     from testbed.runfolder import JOURNAL, read_run
 
-    script = f"""
-import sys
-from pathlib import Path
-import testbed.load
-from testbed.prompts import closed_loop_requests
-from testbed.runner import execute_run
-from testbed.server import EngineArgs, start_server
-cmd = [sys.executable, "-m", "testbed.fake_server", "--port", "{{port}}", "--itl-ms", "100"]
-specs = closed_loop_requests(40, 4, 5, {str(model_dir)!r}, 0)  # ~0.5 s each, 2 at a time
-srv = start_server(EngineArgs(model={str(model_dir)!r}), Path({str(tmp_path)!r}), command=cmd, timeout_s=30)
-print(srv.pid, flush=True)
-with srv:
-    execute_run(Path({str(tmp_path / "run")!r}), specs, srv, mode="closed", users=2)
-"""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+    child, server_pid = _client(model_dir, tmp_path, 40, 5, 100)  # ~0.5 s a request, 2 at a time
     run = tmp_path / "run"
     try:
-        server_pid = int(child.stdout.readline())
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill once a few requests have ended
             lines = (run / JOURNAL).read_text().count("\n") if (run / JOURNAL).exists() else 0
