@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 __all__ = [
     "REQUEST_COLUMNS",
@@ -30,6 +32,7 @@ __all__ = [
     "itl_bucket",
     "itl_bucket_one",
     "derive_latencies",
+    "latency_columns",
     "write_parquet_atomic",
     "write_text_atomic",
 ]
@@ -85,18 +88,28 @@ def itl_bucket_one(gap_s: float) -> int:
     return 0 if idx < 0 else (_ITL_LAST if idx > _ITL_LAST else idx)
 
 
-def derive_latencies(df: pd.DataFrame) -> pd.DataFrame:
-    """Add ``ttft_s``, ``tpot_s`` and ``e2e_s`` as vLLM ``bench serve`` defines them.
+def latency_columns(arrival_s: np.ndarray, first_token_s: np.ndarray, finish_s: np.ndarray,
+                    output_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """``ttft_s``, ``e2e_s`` and ``tpot_s`` (in that column order) as vLLM ``bench serve``
+    defines them, from float64/int arrays of one run.
 
     TTFT = first token - arrival; E2E = finish - arrival;
     TPOT = (E2E - TTFT) / (output_tokens - 1), NaN for single-token outputs.
     """
-    out = df.copy()
-    out["ttft_s"] = out["first_token_s"] - out["arrival_s"]
-    out["e2e_s"] = out["finish_s"] - out["arrival_s"]
-    denom = (out["output_tokens"] - 1).astype("float64")
+    ttft = first_token_s - arrival_s
+    e2e = finish_s - arrival_s
+    denom = (output_tokens - 1).astype("float64")
     denom[denom <= 0] = np.nan
-    out["tpot_s"] = (out["e2e_s"] - out["ttft_s"]) / denom
+    return {"ttft_s": ttft, "e2e_s": e2e, "tpot_s": (e2e - ttft) / denom}
+
+
+def derive_latencies(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` with ``ttft_s``, ``e2e_s`` and ``tpot_s`` added (``latency_columns``)."""
+    out = df.copy()
+    cols = latency_columns(out["arrival_s"].to_numpy(), out["first_token_s"].to_numpy(),
+                           out["finish_s"].to_numpy(), out["output_tokens"].to_numpy())
+    for name, values in cols.items():
+        out[name] = values
     return out
 
 
@@ -108,11 +121,27 @@ def _atomic_target(path: Path):
     return path, Path(tmp)
 
 
+#: rows per Parquet row group: a table is converted to Arrow one row group at a time, so
+#: writing costs one row group of memory (~30 MB of records), not a copy of the table
+PARQUET_ROW_GROUP_ROWS = 256 * 1024
+
+
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` via a temp file + rename (never half-written)."""
+    """Write ``df`` to ``path`` via a temp file + rename (never half-written), one row
+    group at a time. Categorical columns (the simulator keeps class, replica and status
+    as categories in memory) are written as the records' ``string`` columns, so the file
+    is the same whichever way the frame held them."""
     path, tmp = _atomic_target(path)
+    strings = {c: "string" for c, dt in df.dtypes.items() if isinstance(dt, pd.CategoricalDtype)}
     try:
-        df.to_parquet(tmp, index=False)
+        writer = None
+        for lo in range(0, max(len(df), 1), PARQUET_ROW_GROUP_ROWS):
+            chunk = df.iloc[lo:lo + PARQUET_ROW_GROUP_ROWS]
+            table = pa.Table.from_pandas(chunk.astype(strings) if strings else chunk, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table, row_group_size=PARQUET_ROW_GROUP_ROWS)
+        writer.close()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -146,46 +146,86 @@ def _thresholds(slo: ClassSlo | None) -> dict[str, float]:
     }
 
 
-def _good_mask(df: pd.DataFrame, thr: dict[str, float]) -> np.ndarray:
-    """True where a request is ok and within every per-request threshold."""
-    good = (df["status"] == "ok").to_numpy(dtype=bool)
-    for metric, limit in thr.items():
-        v = df[metric].to_numpy(dtype=float)
-        within = v <= limit
-        if metric == "tpot_s":  # no TPOT with one output token: not judged on it
-            within |= df["output_tokens"].to_numpy() <= 1
-        good &= within
-    return good
+class _Columns:
+    """The record columns a summary reads, as numpy arrays over the whole run: views of
+    the frame's numeric columns (no copy of the frame, which a 10-million-request run
+    cannot afford twice) and small codes for class and status. A set of requests is an
+    array of row indices into them."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.arrival = df["arrival_s"].to_numpy(dtype=float)
+        self.finish = df["finish_s"].to_numpy(dtype=float)
+        self.out = df["output_tokens"].to_numpy()
+        self.prompt = df["prompt_tokens"].to_numpy()
+        self.metric = {m: df[m].to_numpy(dtype=float) for m in LATENCY_METRICS}
+        # index into STATUSES (-1: anything else, counted in no status)
+        self.status = np.asarray(pd.Categorical(df["status"], categories=list(STATUSES)).codes)
+        self.class_codes, uniques = pd.factorize(df["class"])  # -1: no class
+        self.class_names = [str(u) for u in uniques]
+        self.replica_codes, uniques = pd.factorize(df["replica"])
+        self.replica_names = [str(u) for u in uniques]
+
+    def ok(self, idx: np.ndarray) -> np.ndarray:
+        """The rows of ``idx`` whose status is ok."""
+        return idx[self.status[idx] == 0]
+
+    def of_class(self, idx: np.ndarray, name: str) -> np.ndarray:
+        """The rows of ``idx`` of class ``name``."""
+        if name not in self.class_names:
+            return idx[:0]
+        return idx[self.class_codes[idx] == self.class_names.index(name)]
+
+    def good(self, idx: np.ndarray, slos: dict[str, ClassSlo]) -> np.ndarray:
+        """Per row of ``idx``: ok and within every per-request threshold of its own class."""
+        good = np.zeros(len(idx), dtype=bool)
+        codes = self.class_codes[idx]
+        for code in np.unique(codes):
+            if code < 0:  # no class: judged by no class, a miss
+                continue
+            at = np.flatnonzero(codes == code)
+            rows = idx[at]
+            g = self.status[rows] == 0
+            for metric, limit in _thresholds(slos.get(self.class_names[code])).items():
+                within = self.metric[metric][rows] <= limit
+                if metric == "tpot_s":  # no TPOT with one output token: not judged on it
+                    within |= self.out[rows] <= 1
+                g &= within
+            good[at] = g
+        return good
+
+    def span_s(self, idx: np.ndarray) -> float | None:
+        """``completion_span_s`` of the rows ``idx``."""
+        fin = self.finish[self.ok(idx)]
+        fin = fin[np.isfinite(fin)]
+        if not fin.size:
+            return None
+        span = float(fin.max() - self.arrival[idx].min())
+        return span if span > 0 else None
 
 
 def completion_span_s(df: pd.DataFrame) -> float | None:
     """Seconds from the first arrival of ``df`` to the last finish of its ok requests,
     the span vLLM ``bench serve`` divides by (benchmark start to last completion);
     None when nothing finished ok."""
-    fin = df.loc[df["status"].astype(str) == "ok", "finish_s"].to_numpy(dtype=float)
-    fin = fin[np.isfinite(fin)]
-    if not fin.size:
-        return None
-    span = float(fin.max() - df["arrival_s"].to_numpy(dtype=float).min())
-    return span if span > 0 else None
+    return _Columns(df).span_s(np.arange(len(df)))
 
 
-def _group(df: pd.DataFrame, length_s: float, slos: dict[str, ClassSlo],
+def _group(cols: _Columns, idx: np.ndarray, length_s: float, slos: dict[str, ClassSlo],
            itl_counts: np.ndarray, name: str | None) -> dict:
     """Counts, latencies, throughput and SLO figures of one set of window
-    requests (one class, or all when ``name`` is None)."""
-    status = df["status"].astype(str)
-    counts = {s: int((status == s).sum()) for s in STATUSES}
-    counts["total"] = int(len(df))
-    ok = df[status == "ok"]
+    requests (rows ``idx``: one class, or all when ``name`` is None)."""
+    status = cols.status[idx]
+    counts = {s: int((status == i).sum()) for i, s in enumerate(STATUSES)}
+    counts["total"] = int(len(idx))
+    ok = idx[status == 0]
     out: dict = {"counts": counts}
-    out["ttft_s"] = percentiles(ok["ttft_s"])
-    out["tpot_s"] = percentiles(ok.loc[ok["output_tokens"] > 1, "tpot_s"])
-    out["e2e_s"] = percentiles(ok["e2e_s"])
+    out["ttft_s"] = percentiles(cols.metric["ttft_s"][ok])
+    out["tpot_s"] = percentiles(cols.metric["tpot_s"][ok[cols.out[ok] > 1]])
+    out["e2e_s"] = percentiles(cols.metric["e2e_s"][ok])
     out["itl_s"] = hist_percentiles(itl_counts)
-    out_tok = float(ok["output_tokens"].sum())
-    all_tok = out_tok + float(ok["prompt_tokens"].sum())
-    span_s = completion_span_s(df)
+    out_tok = float(cols.out[ok].sum())
+    all_tok = out_tok + float(cols.prompt[ok].sum())
+    span_s = cols.span_s(idx)
     out["completion_span_s"] = span_s
     out["requests_per_s"] = _div(len(ok), span_s)
     out["output_tokens_per_s"] = _div(out_tok, span_s)
@@ -195,11 +235,9 @@ def _group(df: pd.DataFrame, length_s: float, slos: dict[str, ClassSlo],
     out["window_total_tokens_per_s"] = _div(all_tok, length_s)
 
     # per-request SLO: each request judged against its own class's thresholds
-    good = np.zeros(len(df), dtype=bool)
-    for cls, idx in df.groupby("class", observed=True).indices.items():
-        good[idx] = _good_mask(df.iloc[idx], _thresholds(slos.get(str(cls))))
+    good = cols.good(idx, slos)
     out["goodput_rps"] = _div(int(good.sum()), span_s)
-    out["attainment_pct"] = _div(100.0 * good.sum(), len(df))
+    out["attainment_pct"] = _div(100.0 * good.sum(), len(idx))
     if name is None:  # overall: targets are per class, see summarize()
         out["slo"] = None
         out["attainment_target_pct"] = None
@@ -209,7 +247,7 @@ def _group(df: pd.DataFrame, length_s: float, slos: dict[str, ClassSlo],
     table: dict = {}
     met_all = True
     for metric, targets in (slo.targets if slo else {}).items():
-        vals = ok[metric].to_numpy(dtype=float)
+        vals = cols.metric[metric][ok]
         vals = vals[np.isfinite(vals)]
         for label, target in targets.items():
             achieved = _f(np.percentile(vals, _pct_q(label))) if vals.size else None
@@ -253,19 +291,22 @@ def _utilization(replicas: Sequence[ReplicaStats], length_s: float) -> dict:
     return {"fleet": agg(list(replicas)), "pools": {p: agg(rs) for p, rs in pools.items()}}
 
 
-def _cost(pools: Sequence[PoolCost], ok: pd.DataFrame, out_tok_s: float | None, total_tok_s: float | None) -> tuple[dict, dict]:
-    """Fleet and per-pool $/hour, $/month, $/1M tokens; energy per 1M tokens."""
+def _cost(pools: Sequence[PoolCost], cols: _Columns, ok: np.ndarray, out_tok_s: float | None,
+          total_tok_s: float | None) -> tuple[dict, dict]:
+    """Fleet and per-pool $/hour, $/month, $/1M tokens (``ok``: the window's ok rows);
+    energy per 1M tokens."""
 
     def per_1m(usd_h: float, tok_s: float | None) -> float | None:
         return _div(usd_h * 1e6, tok_s * 3600.0) if tok_s else None
 
-    replica = ok["replica"].astype(str)
+    replica = cols.replica_codes[ok]
     pool_rows = {}
     for p in pools:
         gpus = p.replicas * p.gpus_per_replica
         usd_h = gpus * p.usd_per_gpu_hour
-        mine = ok[replica.str.startswith(f"{p.pool}/")]
-        tok_s = _div(float(mine["output_tokens"].sum()), completion_span_s(mine))
+        codes = [i for i, r in enumerate(cols.replica_names) if r.startswith(f"{p.pool}/")]
+        mine = ok[np.isin(replica, codes)]
+        tok_s = _div(float(cols.out[mine].sum()), cols.span_s(mine))
         pool_rows[p.pool] = {
             "gpu": p.gpu, "replicas": p.replicas, "gpus_per_replica": p.gpus_per_replica,
             "gpus": gpus, "usd_per_gpu_hour": float(p.usd_per_gpu_hour),
@@ -295,7 +336,7 @@ def _cost(pools: Sequence[PoolCost], ok: pd.DataFrame, out_tok_s: float | None, 
     return cost, energy
 
 
-def _little(df_all: pd.DataFrame, start_s: float, end_s: float) -> dict:
+def _little(cols: _Columns, start_s: float, end_s: float) -> dict:
     """Little's law L = λW over the window.
 
     L integrates the number of requests in system (arrived, not departed) over
@@ -304,8 +345,7 @@ def _little(df_all: pd.DataFrame, start_s: float, end_s: float) -> dict:
     finished (rejected / failed without a finish time).
     """
     length = end_s - start_s
-    arr = df_all["arrival_s"].to_numpy(dtype=float)
-    fin = df_all["finish_s"].to_numpy(dtype=float)
+    arr, fin = cols.arrival, cols.finish
     dep = np.where(np.isfinite(fin), fin, arr)
     overlap = np.clip(dep, start_s, end_s) - np.clip(arr, start_s, end_s)
     in_win = (arr >= start_s) & (arr < end_s)
@@ -328,28 +368,26 @@ def summarize(result: SimResult, slos: Sequence[ClassSlo],
     """
     start_s, end_s = (float(x) for x in result.window)
     length_s = max(end_s - start_s, 0.0)
-    df_all = result.requests
-    arr = df_all["arrival_s"].to_numpy(dtype=float)
-    df = df_all[(arr >= start_s) & (arr < end_s)]
+    cols = _Columns(result.requests)
+    win = np.flatnonzero((cols.arrival >= start_s) & (cols.arrival < end_s))
     slo_by = {s.name: s for s in slos}
 
     names = list(result.class_names)
-    names += [c for c in pd.unique(df["class"].astype(str)) if c not in names]
+    seen = pd.unique(cols.class_codes[win])  # the window's classes in order of appearance
+    names += [cols.class_names[c] for c in seen if c >= 0 and cols.class_names[c] not in names]
     names += [s.name for s in slos if s.name not in names]
     hist = np.asarray(result.itl_hist, dtype=np.int64)
     nb = len(ITL_EDGES_S) - 1
     hist = hist.reshape(-1, nb) if hist.size else np.zeros((0, nb), np.int64)
 
     classes = {}
-    cls_col = df["class"].astype(str)
     for i, name in enumerate(names):
         row = hist[i] if i < len(hist) else np.zeros(nb, np.int64)
-        classes[name] = _group(df[cls_col == name], length_s, slo_by, row, name)
-    overall = _group(df, length_s, slo_by, hist.sum(axis=0), None)
+        classes[name] = _group(cols, cols.of_class(win, name), length_s, slo_by, row, name)
+    overall = _group(cols, win, length_s, slo_by, hist.sum(axis=0), None)
     overall["slo_met"] = all(c["slo_met"] for c in classes.values())
 
-    cost, energy = _cost(pools, df[df["status"].astype(str) == "ok"],
-                         overall["output_tokens_per_s"], overall["total_tokens_per_s"])
+    cost, energy = _cost(pools, cols, cols.ok(win), overall["output_tokens_per_s"], overall["total_tokens_per_s"])
     return {
         "window": {
             "start_s": start_s, "end_s": end_s, "length_s": length_s,
@@ -362,7 +400,7 @@ def summarize(result: SimResult, slos: Sequence[ClassSlo],
         "utilization": _utilization(result.replicas, length_s),
         "cost": cost,
         "energy": energy,
-        "little": _little(df_all, start_s, end_s),
+        "little": _little(cols, start_s, end_s),
     }
 
 
@@ -400,14 +438,11 @@ def attainment_by_time(result: SimResult, slos: Sequence[ClassSlo], bin_s: float
     bins overlap the measured window): requests, attainment % (as in
     ``summarize``: every status counts, misses included) and p99 TTFT of the
     ok ones."""
-    df = result.requests
-    arr = df["arrival_s"].to_numpy(dtype=float)
-    slo_by = {s.name: s for s in slos}
-    good = np.zeros(len(df), dtype=bool)
-    for cls, idx in df.groupby("class", observed=True).indices.items():
-        good[idx] = _good_mask(df.iloc[idx], _thresholds(slo_by.get(str(cls))))
-    ok = (df["status"].astype(str) == "ok").to_numpy()
-    ttft = df["ttft_s"].to_numpy(dtype=float)
+    cols = _Columns(result.requests)
+    arr = cols.arrival
+    good = cols.good(np.arange(len(arr)), {s.name: s for s in slos})
+    ok = cols.status == 0
+    ttft = cols.metric["ttft_s"]
     start, end = (float(x) for x in result.window)
     n_bins = max(1, int(math.ceil((float(arr.max()) if arr.size else 0.0) / bin_s + 1e-9)))
     rows = []

@@ -21,6 +21,7 @@ from sim import __version__, stale_compiled_modules
 from sim.cli import catalog, compare, plan, report, run, schema, sweep
 from sim.cli.common import err_console
 from sim.errors import FleetcastError
+from sim.procs import return_freed_memory
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -49,6 +50,7 @@ def _on_sigterm(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)  # default SIGTERM kills without running cleanups
+    return_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     stale = stale_compiled_modules()

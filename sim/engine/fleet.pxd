@@ -14,5 +14,5 @@ cdef class Fleet:
     cdef public long long num_classes, _next_rid
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger)
+    @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger, keys=PrefixKeys)
     cpdef _arrive(self, ev)

@@ -23,7 +23,7 @@ from sim.engine.step_source import pool_perf_model
 from sim.engine.wake import URGENT, Environment, wake
 from sim.errors import FleetcastError, ScenarioError
 from sim.kernels.data import parse_version
-from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies
+from sim.records import TIMESERIES_COLUMNS, latency_columns
 from sim.rng import stream
 from sim.scenario.spec import Scenario
 from sim.workload.generate import Workload
@@ -173,11 +173,10 @@ class Fleet:
         """Start the arrival process: one ``Wake`` per distinct arrival time (a
         callback, not a SimPy process: it runs once per request)."""
         wl = self.workload
-        prefix_key = self.keys.first_keys()
         n = len(wl)
-        # plain lists: no numpy scalar per arrival
+        # memoryviews of the columns: a Python number per index, no numpy scalar, no copy
         self._arrival_cols = (wl.packed("arrival_s"), wl.packed("class_idx"), wl.packed("prompt_tokens"),
-                              wl.packed("output_tokens"), prefix_key, n, max(1, n // 200))
+                              wl.packed("output_tokens"), n, max(1, n // 200))
         self._next_rid = 0
         wake(self.env, 0.0, self._arrive, URGENT)
 
@@ -185,8 +184,8 @@ class Fleet:
         """Route every request arriving now, then wait for the next arrival time."""
         env = self.env
         now = env.now
-        times, classes, prompts, outputs, prefix_key, n, every = self._arrival_cols
-        prio, eligible, ledger = self._priority, self.eligible, self.ledger
+        times, classes, prompts, outputs, n, every = self._arrival_cols
+        prio, eligible, ledger, keys = self._priority, self.eligible, self.ledger, self.keys
         rid = self._next_rid
         while rid < n:
             t = times[rid]
@@ -196,7 +195,7 @@ class Fleet:
                 return
             cls = classes[rid]
             req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
-            rep = self.router.choose(eligible[cls], rid, prefix_key[rid], now)
+            rep = self.router.choose(eligible[cls], rid, keys.first_key(rid), now)
             ledger.arrive(rid, rep.index)
             rep.enqueue(req)
             if self.progress is not None and rid % every == 0:
@@ -240,37 +239,56 @@ class Fleet:
                 ledger.preempt[req.rid] = req.preemptions
             rep.t = max(rep.t, end_s)
             rep._sample()
-        names = np.array([r.name for r in self.replicas] + [""], dtype=object)
-        replica_of = np.frombuffer(ledger.replica_of, dtype=np.int64)
-        first_token = np.frombuffer(ledger.first_token, dtype=np.float64).copy()
-        finish_s = np.frombuffer(ledger.finish_s, dtype=np.float64).copy()
-        # per-request latency outside the engine (PerfCoefficients.t_request_s): shifts TTFT and E2E
-        lat = np.array([r.perf.coeffs.t_request_s for r in self.replicas] + [0.0])
-        if lat.any():
-            first_token = first_token + lat[replica_of]
-            finish_s = finish_s + lat[replica_of]
-        requests = pd.DataFrame({
-            "request_id": np.arange(len(wl), dtype=np.int64),
-            "class": np.array(self.class_names, dtype=object)[wl.class_idx],
-            "arrival_s": wl.arrival_s,
-            "first_token_s": first_token,
-            "finish_s": finish_s,
-            "prompt_tokens": wl.prompt_tokens.astype(np.int64),
-            "output_tokens": np.frombuffer(ledger.out_tokens, dtype=np.int64).copy(),
-            "cached_prompt_tokens": np.frombuffer(ledger.cached, dtype=np.int64).copy(),
-            "replica": names[replica_of],
-            "preemptions": np.frombuffer(ledger.preempt, dtype=np.int64).copy(),
-            "status": _STATUS[np.frombuffer(ledger.status, dtype=np.int8)],
-        }).astype(REQUEST_COLUMNS)
+        requests = self._request_table()
         rows: list = []
         for rep in self.replicas:
             name = rep.name
             rows += [(t, name, running, waiting, kv, batch) for t, running, waiting, kv, batch in rep.ts_rows]
         ts = pd.DataFrame(rows, columns=list(TIMESERIES_COLUMNS)).astype(TIMESERIES_COLUMNS)
         itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))
-        return SimResult(requests=derive_latencies(requests), timeseries=ts, class_names=self.class_names,
+        return SimResult(requests=requests, timeseries=ts, class_names=self.class_names,
                          itl_hist=itl, window=self.window, end_s=float(end_s),
                          replicas=[rep.stats for rep in self.replicas], notes=list(wl.notes))
+
+    def _request_table(self) -> pd.DataFrame:
+        """The per-request records (``REQUEST_COLUMNS`` + latencies) built with one copy at
+        most per column: the ledger's int64 columns and the workload's arrival times are
+        used in place (a 10-million-request run holds each column once)."""
+        wl, ledger = self.workload, self.ledger
+        replica_of = np.frombuffer(ledger.replica_of, dtype=np.int64)
+        first_token = np.frombuffer(ledger.first_token, dtype=np.float64)
+        finish_s = np.frombuffer(ledger.finish_s, dtype=np.float64)
+        # per-request latency outside the engine (PerfCoefficients.t_request_s): shifts TTFT and E2E
+        lat = np.array([r.perf.coeffs.t_request_s for r in self.replicas] + [0.0])
+        if lat.any():
+            first_token = first_token + lat[replica_of]
+            finish_s = finish_s + lat[replica_of]
+        output_tokens = np.frombuffer(ledger.out_tokens, dtype=np.int64)
+        arrival_s = wl.arrival_s
+        cols = {
+            "request_id": np.arange(len(wl), dtype=np.int64),
+            "class": _strings(self.class_names, wl.class_idx),
+            "arrival_s": arrival_s,
+            "first_token_s": first_token,
+            "finish_s": finish_s,
+            "prompt_tokens": wl.prompt_tokens.astype(np.int64),
+            "output_tokens": output_tokens,
+            "cached_prompt_tokens": np.frombuffer(ledger.cached, dtype=np.int64),
+            # a request that never reached a replica (replica_of -1) gets the name ""
+            "replica": _strings([r.name for r in self.replicas] + [""],
+                                np.where(replica_of < 0, len(self.replicas), replica_of)),
+            "preemptions": np.frombuffer(ledger.preempt, dtype=np.int64),
+            "status": _strings(list(_STATUS), np.frombuffer(ledger.status, dtype=np.int8)),
+        }
+        cols.update(latency_columns(arrival_s, first_token, finish_s, output_tokens))
+        return pd.DataFrame(cols, copy=False)
+
+
+def _strings(names: list, codes: np.ndarray) -> pd.Categorical:
+    """``names[codes]`` as a categorical column: a code of one or two bytes per row where
+    a string column costs ~12 (the records' ``string`` dtype when written, see
+    ``write_parquet_atomic``)."""
+    return pd.Categorical.from_codes(codes, categories=names)
 
 
 def simulate(scenario: Scenario, *, exact_steps: bool = False,
@@ -282,4 +300,9 @@ def simulate(scenario: Scenario, *, exact_steps: bool = False,
         workload = scenario_workload(scenario)  # generate_workload + surge arrivals
     fleet = Fleet(scenario, workload, failures=failure_schedule(scenario), exact_steps=exact_steps,
                   progress=progress)
-    return fleet.run()
+    result = fleet.run()
+    # The fleet's replicas, events and the workload's unused columns sit in reference cycles
+    # (env <-> replicas): free them now, before the caller summarizes and writes the records.
+    del fleet, workload
+    gc.collect()
+    return result

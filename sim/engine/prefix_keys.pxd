@@ -2,8 +2,10 @@
 cimport cython
 
 cdef class PrefixKeys:
-    # array.array columns (Workload.packed)
+    # read-only memoryviews of the workload's columns (Workload.packed)
     cdef public object _offsets, _chain_keys, _chain_ends
     cdef public dict _key_cache
+    @cython.locals(lo="long long")
+    cpdef first_key(self, long long rid)
     @cython.locals(lo="long long", hi="long long", n_full="long long", j="long long", i="long long", end="long long")
     cpdef block_keys(self, long long rid, long long block_size)

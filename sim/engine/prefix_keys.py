@@ -25,10 +25,11 @@ class PrefixKeys:
         self._chain_ends = workload.packed("prefix_end_tok")
         self._key_cache: dict[tuple, list | None] = {}
 
-    def first_keys(self) -> list:
-        """The first chunk key of each request's chain, or None without a prefix (routing looks at it)."""
-        offsets, keys = self._offsets, self._chain_keys
-        return [keys[lo] if hi > lo else None for lo, hi in zip(offsets, offsets[1:])]
+    def first_key(self, rid: int):
+        """The first chunk key of request ``rid``'s chain, or None without a prefix (routing
+        looks at it; computed per arrival, so no per-request list is held)."""
+        lo = self._offsets[rid]
+        return self._chain_keys[lo] if self._offsets[rid + 1] > lo else None
 
     def block_keys(self, rid: int, block_size: int) -> list | None:
         """Prefix-cache key of each full prompt block covered by the request's prefix chain.
