@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from sim.catalog import load_catalog
 from sim.errors import ScenarioError, unknown_name
+from sim.scenario.disagg_spec import KVTransferSpec, check_disaggregation
 from sim.scenario.events import EventSpec
 from sim.scenario.fleet_spec import PoolSpec, RouterSpec, Strict
 from sim.scenario.limits import size_problems
@@ -61,6 +62,11 @@ class Scenario(Strict):
         "rented price; `own:` holds what buying the GPUs would cost instead (purchase, amortisation, power)."
     )
     sim: SimSettings = Field(default_factory=SimSettings, description="Simulation settings.")
+    kv_transfer: KVTransferSpec | None = Field(
+        None, description="Disaggregated prefill/decode only (pools with role prefill and decode): the link that "
+        "carries each request's KV cache from its prefill replica to its decode replica, and whether the transfer "
+        "overlaps the prefill compute.",
+    )
     plan: PlanSpec | None = Field(
         None, description="What `fleetcast plan` searches: candidate GPUs/quantization/TP/policies for one pool, "
         "the demand (peak rate or monthly growth) and the replica cap; ignored by `fleetcast run`."
@@ -182,6 +188,7 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
     for gpu in scenario.pricing.own.purchase_usd_per_gpu:
         if gpu not in catalog.gpu_names():
             fail(("pricing", "own", "purchase_usd_per_gpu", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
+    check_disaggregation(scenario, catalog, fail)
     if not scenario.traffic.is_trace:
         _check_classes_fit(scenario, catalog, fail)
 
