@@ -47,7 +47,6 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
     """(gpu, model, quant, perf model, memory plan, KV blocks) per pool; a pool
     whose model does not fit is a ScenarioError naming the pool."""
     catalog = catalog or load_catalog([scenario.base_dir / f for f in scenario.catalog])
-    where = str(scenario.path) if scenario.path else "<scenario>"
     out = []
     for i, pool in enumerate(scenario.fleet):
         gpu = catalog.gpu(pool.gpu)
@@ -63,7 +62,7 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
             if eng.speculative is not None:  # the draft model / EAGLE layer share the GPUs with the target
                 mem = with_proposer_memory(mem, pool, catalog, model, quant, eng.block_size)
         except FleetcastError as exc:
-            raise ScenarioError(f"{where}, field fleet.{i} (pool '{pool.name}'): {exc}") from None
+            raise ScenarioError(f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): {exc}") from None
         max_len = pool.max_model_len(model)
         # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
         # placeholder for skipped blocks): a server with num_gpu_blocks N schedules N - 1
@@ -75,8 +74,11 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
         else:
             why = check_max_model_len(mem, max_len, eng.block_size, version)
         if why:
+            role = ("; a decode pool holds the whole prompt's KV cache of every request it receives (moved from "
+                    "the prefill pool) plus its output, so it needs room for one max_model_len sequence too"
+                    if pool.role == "decode" else "")
             raise ScenarioError(
-                f"{where}, field fleet.{i} (pool '{pool.name}'): vLLM refuses to start: {why}. Set "
+                f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): vLLM refuses to start: {why}{role}. Set "
                 f"engine.max_model_len lower, raise engine.gpu_memory_utilization, or add tensor_parallel / a "
                 f"smaller quantization to make room."
             )

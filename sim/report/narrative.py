@@ -10,6 +10,7 @@ from typing import Callable
 
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
+from sim.report.disagg_text import disagg_paragraph
 from sim.report.load import ReportInput, gpus_per_replica
 from sim.report.own_rent import own_rent_sentence
 from sim.report.plan_stats import confidence_sentences, failure_sentence, plan_warnings, window_sentence
@@ -269,6 +270,9 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
     util = _utilization_sentence(c, peak if inp.kind == "plan" else None)
     if util:
         out.append(util)
+    split = disagg_paragraph(c.get("summary") or {})
+    if split:
+        out.append(split)
     if inp.kind == "plan":
         out.append(ranking_sentence(inp, c))
     if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings

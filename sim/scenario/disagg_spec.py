@@ -76,6 +76,16 @@ def check_disaggregation(scenario, catalog, fail) -> None:
             fail(("fleet", i, "role"), f"decode pool '{scenario.fleet[i].name}' serves class '{cname}', but no "
                  f"prefill pool does: a decode pool only receives requests prefilled elsewhere (add a pool "
                  f"with role: prefill serving '{cname}')")
+        pools = roles["prefill"] + roles["decode"]
+        kinds = {(scenario.fleet[i].model, scenario.fleet[i].quantization.kv_cache) for i in pools}
+        if len(kinds) > 1:
+            i = next(i for i in pools if (scenario.fleet[i].model, scenario.fleet[i].quantization.kv_cache)
+                     != (scenario.fleet[pools[0]].model, scenario.fleet[pools[0]].quantization.kv_cache))
+            held = ", ".join(f"{scenario.fleet[j].name}: {scenario.fleet[j].model}, kv_cache "
+                             f"{scenario.fleet[j].quantization.kv_cache}" for j in pools)
+            fail(("fleet", i, "model"), f"class '{cname}' is prefilled and decoded by pools running different "
+                 f"models or KV-cache dtypes ({held}); the decode replica reads the prefill replica's KV cache "
+                 f"as it is: give them the same model and quantization.kv_cache")
         if roles["both"] and roles["prefill"]:
             i = roles["both"][0]
             fail(("fleet", i, "role"), f"class '{cname}' is served both co-located (pool "
