@@ -9,14 +9,23 @@ scenario (names and pairing), with the file, line and field of each problem.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sim.errors import unknown_name
 from sim.scenario.fleet_spec import Strict
 
-__all__ = ["KVTransferSpec", "is_disaggregated", "check_disaggregation"]
+__all__ = ["KVTransferSpec", "DisaggCandidates", "parse_ratio", "is_disaggregated", "check_disaggregation"]
+
+_RATIO = re.compile(r"^\s*(\d{1,2})\s*:\s*(\d{1,2})\s*$")
+
+
+def parse_ratio(text: str) -> tuple[int, int]:
+    """'1:3' -> (1, 3): prefill to decode replicas, each 1..64 (the caller checked the form)."""
+    m = _RATIO.match(str(text))
+    return int(m.group(1)), int(m.group(2))
 
 
 class KVTransferSpec(Strict):
@@ -35,6 +44,39 @@ class KVTransferSpec(Strict):
         "computed (LMCache / Dynamo layer-wise transfer), so only the part the prefill compute does not hide is "
         "exposed, at least one layer's share.",
     )
+
+
+class DisaggCandidates(Strict):
+    """Disaggregated layouts for ``fleetcast plan`` to weigh: the planned pool split into a
+    prefill pool and a decode pool of the same GPU, model and engine, at each ratio of
+    prefill to decode replicas; the planner searches the total replica count (split at the
+    ratio, rounded, at least one of each)."""
+
+    prefill_decode_ratios: list[str] = Field(
+        ..., min_length=1, max_length=16,
+        description="Ratios of prefill to decode replicas to try, 'P:D' with P and D in 1..64, e.g. ['1:1', '1:2', "
+        "'1:3'].",
+    )
+    link: Optional[str] = Field(
+        None, description="KV-transfer link from the catalog for these candidates; default: the scenario's "
+        "kv_transfer.link.",
+    )
+    overlap: Literal["none", "layerwise"] = Field(
+        "none", description="As kv_transfer.overlap: none (transfer after the prefill) or layerwise.",
+    )
+    colocated: bool = Field(
+        True, description="Also try the pool co-located (role both), so the plan compares both layouts.",
+    )
+
+    @field_validator("prefill_decode_ratios")
+    @classmethod
+    def _ratios(cls, v: list[str]) -> list[str]:
+        for text in v:
+            m = _RATIO.match(str(text))
+            if not m or not (1 <= int(m.group(1)) <= 64 and 1 <= int(m.group(2)) <= 64):
+                raise ValueError(f"a prefill:decode ratio is 'P:D' with P and D whole numbers in 1..64 (e.g. '1:3'), "
+                                 f"got {text!r}")
+        return v
 
 
 def is_disaggregated(fleet) -> bool:
