@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from sim.analysis.candidates import split_replicas
 from sim.analysis.forecast import forecast
 from sim.catalog import load_catalog
 from sim.cli import main
@@ -237,3 +238,50 @@ def test_compare_runs_the_bundled_split_against_the_same_gpus_colocated(tmp_path
     assert rows["all", "tpot_p50_s"]["diff_mean"] > 0
     assert rows["all", "ttft_p50_s"]["diff_mean"] < 0
     assert "colocated vs baseline" in capsys.readouterr().out
+
+
+def test_fleetcast_catalog_lists_the_links(capsys):
+    assert main(["catalog"]) == 0
+    out = capsys.readouterr().out
+    assert "KV-transfer links" in out and "ib-ndr-400g" in out and "50.0" in out and "ethernet-25g" in out
+
+
+# ---------------------------------------------------------------------------- plan
+def test_split_replicas_rounds_at_the_ratio_and_keeps_one_of_each():
+    assert [split_replicas(n, "1:3") for n in (1, 2, 4, 8, 9)] == [(1, 1), (1, 1), (1, 3), (2, 6), (2, 7)]
+    assert [split_replicas(n, "1:1") for n in (2, 5, 6)] == [(1, 1), (3, 2), (3, 3)]  # 2.5 rounds up
+    assert split_replicas(10, "3:2") == (6, 4)
+
+
+def test_plan_weighs_colocated_against_disaggregated(tmp_path, capsys):
+    data = scenario_dict(
+        fleet=[{**_pool("serving", "both"), "engine": {"max_model_len": 8192}}],
+        traffic={"duration_s": 40, "warmup_s": 5, "arrival": {"process": "poisson", "rate_rps": 6},
+                 "classes": [{"name": "chat", "prompt_tokens": {"dist": "uniform", "min": 500, "max": 4000},
+                              "output_tokens": {"dist": "uniform", "min": 50, "max": 300},
+                              "slo": {"ttft_s": {"p99": 2.0}, "tpot_s": {"p99": 0.015}}}]},
+        plan={"candidates": {"disaggregated": {"prefill_decode_ratios": ["1:2"], "link": "roce-200g"}},
+              "demand": {"peak_rate_rps": 6}, "replications": 2, "tail_samples": 1, "max_replicas": 8,
+              "load_curve_pct": [100], "headroom_steps": 0})
+    out = tmp_path / "plan"
+    assert main(["plan", str(_write(tmp_path, data)), "--out", str(out)]) == 0
+    doc = json.loads((out / "plan.json").read_text())
+    cands = {c["id"]: c for c in doc["candidates"]}
+    split = cands["h100-sxm-bf16-tp1-continuous-pd1-2"]
+    assert split["status"] == "ok" and split["link"] == "roce-200g"
+    assert split["replicas"] == split["prefill_replicas"] + split["decode_replicas"] == split["gpus"]
+    pools = split["summary"]["utilization"]["pools"]
+    assert set(pools) == {"serving-prefill", "serving-decode"}
+    assert split["summary"]["disaggregated"]["gpu_ratio"] == f"{split['prefill_replicas']}:{split['decode_replicas']}"
+    assert "h100-sxm-bf16-tp1-continuous" in cands
+    assert "Co-located against disaggregated" in capsys.readouterr().out
+
+
+def test_a_malformed_ratio_is_refused(tmp_path, capsys):
+    data = scenario_dict(plan={"candidates": {"disaggregated": {"prefill_decode_ratios": ["1-3"],
+                                                                "link": "roce-200g"}}})
+    path = _write(tmp_path, data)
+    assert main(["plan", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "plan.candidates.disaggregated.prefill_decode_ratios" in err and "'P:D'" in err
+    assert not (tmp_path / "out").exists()
