@@ -285,3 +285,14 @@ def test_a_malformed_ratio_is_refused(tmp_path, capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert "plan.candidates.disaggregated.prefill_decode_ratios" in err and "'P:D'" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_fast_forward_gives_the_records_of_exact_steps():
+    """The hand-off changes nothing of the decode-run closed form: fast-forwarded and exact
+    stepping give the same records and ITL (a tight decode KV cache and a failure included)."""
+    tight = _pool("dec", "decode", 2, engine={"max_model_len": 4096, "num_gpu_blocks_override": 400})
+    sc = scenario_from_dict(_disagg(decode=tight, overlap="layerwise", sim={"drain_s": 600},
+                                    events=[{"kind": "replica-failure", "replica": "dec/1", "at_s": 12.0}]))
+    fast, exact = simulate(sc), simulate(sc, exact_steps=True)
+    assert fast.requests.equals(exact.requests) and (fast.itl_hist == exact.itl_hist).all()
+    assert (fast.requests.status == "ok").all() and fast.requests.preemptions.sum() > 0
