@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "REQUEST_COLUMNS",
+    "DISAGG_COLUMNS",
     "TIMESERIES_COLUMNS",
     "STATUSES",
     "ITL_EDGES_S",
@@ -50,6 +51,13 @@ REQUEST_COLUMNS: dict[str, str] = {
     "replica": "string",  # "<pool>/<index>" in the simulator; server name in the testbed
     "preemptions": "int64",
     "status": "string",  # one of STATUSES
+}
+
+#: per-request columns of disaggregated prefill/decode, written by the simulator for every run
+#: (empty / NaN for co-located pools; the testbed does not write them).
+DISAGG_COLUMNS: dict[str, str] = {
+    "prefill_replica": "string",  # replica that ran the prompt ("" when it decoded where it prefilled)
+    "kv_transfer_s": "float64",  # KV-transfer seconds the request waited for after its prefill (NaN: none)
 }
 
 #: derived per-request columns (see ``derive_latencies``).

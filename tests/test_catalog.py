@@ -51,7 +51,7 @@ def _numeric_leaves(entry: dict, prefix: str = ""):
 
 def _raw_entries():
     """(file, kind, name, entry) for every entry of the built-in YAML files."""
-    for file in ("gpus.yaml", "models.yaml", "quantization.yaml"):
+    for file in ("gpus.yaml", "models.yaml", "quantization.yaml", "links.yaml"):
         doc = yaml.safe_load((CATALOG_DIR / file).read_text())
         tables = doc.get("quantization", {}) if "quantization" in doc else doc
         for kind, table in tables.items():

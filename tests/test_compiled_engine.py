@@ -80,6 +80,17 @@ def _cases() -> list:
             if j:
                 d["events"] = [{"kind": "replica-failure", "replica": "p/1", "at_s": 9.0}]
             cases.append((d, i % 2 == 1))
+    # disaggregated prefill/decode: the hand-off, a decode KV cache small enough to preempt, a decode failure
+    pool = {"gpu": "h100-sxm", "model": "llama-3.1-8b", "engine": {"max_model_len": 4096, "block_size": 16}}
+    d = scenario_dict(
+        seed=23, fleet=[{**pool, "name": "pre", "role": "prefill", "replicas": 2},
+                        {**pool, "name": "dec", "role": "decode", "replicas": 3,
+                         "engine": {**pool["engine"], "num_gpu_blocks_override": 700}}],
+        kv_transfer={"link": "roce-100g", "overlap": "layerwise"}, sim={"drain_s": 20},
+        traffic={"duration_s": 20, "warmup_s": 2, "classes": classes,
+                 "arrival": {"process": "gamma", "cv": 2.0, "rate_rps": 12}},
+        events=[{"kind": "replica-failure", "replica": "dec/1", "at_s": 9.0}])
+    cases += [(d, False), (d, True)]
     return cases
 
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError, unknown_name
+from sim.scenario.disagg_spec import parse_ratio
 from sim.scenario.params import POLICY_PARAMS
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.spec import Scenario
 
-__all__ = ["Candidate", "enumerate_candidates"]
+__all__ = ["Candidate", "enumerate_candidates", "split_replicas"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,18 @@ class Candidate:
     engine: dict  # the knobs the plan sets (others stay the pool's)
     data_parallel: int = 1  # engine ranks per replica (fleet[].data_parallel)
     expert_parallel: bool = False  # experts sharded over the replica's GPUs (fleet[].expert_parallel)
+    prefill_decode: str = ""  # "P:D": split into prefill and decode pools at this ratio ("": co-located)
+    link: str = ""  # KV-transfer link of a disaggregated candidate
+    overlap: str = ""  # its kv_transfer.overlap
+
+
+def split_replicas(n: int, ratio: str) -> tuple[int, int]:
+    """(prefill, decode) replicas of a disaggregated candidate with ``n`` replicas in all:
+    prefill = n·P/(P+D) rounded half up, at least 1; decode the rest, at least 1 (so
+    n = 1 runs as 1 + 1). Both never decrease as n grows."""
+    p, d = parse_ratio(ratio)
+    pre = max(1, (2 * n * p + p + d) // (2 * (p + d)))
+    return pre, max(1, n - pre)
 
 
 def _slug(text: str) -> str:
@@ -89,9 +102,36 @@ def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
         out.append(Candidate(id=_slug("-".join(map(str, parts))), label=label, gpu=gpu, model=model,
                              quantization=dict(quant), tensor_parallel=int(tp), policy=policy, engine=engine,
                              data_parallel=int(dp), expert_parallel=bool(ep)))
+    out = _layouts(out, scenario, pool, grid.disaggregated, catalog)
     ids = [c.id for c in out]
     return [c if ids.count(c.id) == 1 else Candidate(**{**c.__dict__, "id": f"{c.id}-{i}"})
             for i, c in enumerate(out)]  # slugs of distinct values may coincide (0.9 / "0.9")
+
+
+def _layouts(cands: list[Candidate], scenario: Scenario, pool, spec, catalog) -> list[Candidate]:
+    """Each candidate co-located and/or split at each prefill:decode ratio (plan.candidates.disaggregated)."""
+    if spec is None:
+        return cands
+    if pool.role != "both":
+        raise FleetcastError(f"plan.candidates.disaggregated splits the planned pool into prefill and decode pools, "
+                             f"but pool '{pool.name}' (plan.pool) already has role {pool.role}: plan a co-located "
+                             f"pool (role both), or drop plan.candidates.disaggregated")
+    link = spec.link or (scenario.kv_transfer.link if scenario.kv_transfer is not None else None)
+    if link is None:
+        raise FleetcastError("plan.candidates.disaggregated needs a KV-transfer link: set its link, or the scenario's "
+                             f"kv_transfer.link; catalog links: {', '.join(catalog.link_names())}")
+    if link not in catalog.link_names():
+        raise FleetcastError(f"plan.candidates.disaggregated.link: "
+                             f"{unknown_name('KV-transfer link', link, catalog.link_names())}")
+    out = []
+    for c in cands:
+        if spec.colocated:
+            out.append(c)
+        for ratio in spec.prefill_decode_ratios:
+            p, d = parse_ratio(ratio)
+            out.append(Candidate(**{**c.__dict__, "id": f"{c.id}-pd{p}-{d}", "label": f"{c.label} · P:D {p}:{d}",
+                                    "prefill_decode": f"{p}:{d}", "link": link, "overlap": spec.overlap}))
+    return out
 
 
 def _pool_value(pool, key: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from sim.analysis.disagg_metrics import disagg_summary
 from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summarize
 from sim.catalog import load_catalog
 from sim.engine.fleet import kv_capacity, simulate
@@ -45,6 +46,9 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     summary["profiles"] = perf_sources(scenario)
     summary["kv_capacity"] = kv_capacity(scenario)
     summary["sim"] = {"end_s": result.end_s, "requests": int(len(result.requests))}
+    disagg = disagg_summary(scenario, result)
+    if disagg is not None:  # only then: a co-located run keeps its summary as it was
+        summary["disaggregated"] = disagg
     warnings = rejection_warnings(summary)
     if warnings:  # only then: a run without rejections keeps its summary as it was
         summary["warnings"] = warnings

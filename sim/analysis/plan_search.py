@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.analysis.candidates import Candidate
+from sim.analysis.candidates import Candidate, split_replicas
 from sim.analysis.forecast import forecast, pool_costs
 from sim.analysis.metrics import HOURS_PER_MONTH, cost_and_class_columns
 from sim.analysis.peak import PlanWindow, apply_window
@@ -66,6 +66,10 @@ class CandidateSearch:
                     expert_parallel=cand.expert_parallel, engine={**pool.get("engine", {}), **cand.engine})
         if not same_hw:  # a calibration profile belongs to its hardware/model/quantization
             pool["profile"] = None
+        if cand.prefill_decode:  # the pool split in two: prefill at plan.pool, decode right after it
+            data["fleet"][spec.pool:spec.pool + 1] = [
+                {**copy.deepcopy(pool), "name": f"{pool['name']}-{role}", "role": role} for role in ("prefill", "decode")]
+            data["kv_transfer"] = {"link": cand.link, "overlap": cand.overlap}
         self.data = data
         self.cache: dict[tuple[int, float], dict] = {}
         self.points: list[dict] = []
@@ -73,7 +77,12 @@ class CandidateSearch:
     def scenario(self, replicas: int, rate_rps: float, replication: int = 0) -> Scenario:
         """The scenario of one replication of a point (its window applied)."""
         data, _ = apply_window(with_rate(self.data, rate_rps), self.win, rate_rps)
-        data["fleet"][self.spec.pool]["replicas"] = int(replicas)
+        if self.cand.prefill_decode:
+            pre, dec = split_replicas(int(replicas), self.cand.prefill_decode)
+            data["fleet"][self.spec.pool]["replicas"] = pre
+            data["fleet"][self.spec.pool + 1]["replicas"] = dec
+        else:
+            data["fleet"][self.spec.pool]["replicas"] = int(replicas)
         data["seed"] = self.seeds[replication]
         return scenario_from_dict(data, path=self.path)
 
@@ -213,9 +222,9 @@ def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, win
     n_low = _count_low(s, n0, demand_rps)
     one_down = s.point(n - 1, demand_rps, "one-down")
     cost = st["summary"]["cost"]
-    pool_cost = cost["pools"][sc1.fleet[spec.pool].name]
+    planned = [p.name for p in sc1.fleet[spec.pool:spec.pool + (2 if cand.prefill_decode else 1)]]
     rec.update(replicas=n, replicas_interval=[n_low + k, n], replicas_for_slo=n0, failures_down=k,
-               failures_text=k_text, gpus=pool_cost["gpus"], usd_per_hour=cost["fleet_usd_per_hour"],
+               failures_text=k_text, gpus=sum(cost["pools"][name]["gpus"] for name in planned), usd_per_hour=cost["fleet_usd_per_hour"],
                usd_per_month=cost["usd_per_month"], usd_per_1m_output_tokens=st["usd_per_1m_output_tokens"],
                usd_per_1m_total_tokens=st["usd_per_1m_total_tokens"], attainment_pct=st["attainment_pct"],
                attainment_interval_pct=st["attainment_interval_pct"], p99_ttft_s=st["p99_ttft_s"],
@@ -223,6 +232,9 @@ def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, win
                failure={"replicas_down": 1, "running": n - 1, "verdict": one_down["verdict"],
                         "stats": _stats_view(one_down) if n > 1 else None,
                         "text": _one_down_text(n, one_down)})
+    if cand.prefill_decode:  # the replicas as run: n split at the ratio (n = 1 runs as 1 + 1)
+        pre, dec = split_replicas(n, cand.prefill_decode)
+        rec.update(replicas=pre + dec, prefill_replicas=pre, decode_replicas=dec)
     curve = []
     for pct in spec.load_curve_pct:
         r = demand_rps * pct / 100.0

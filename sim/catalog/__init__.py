@@ -2,7 +2,7 @@
 
 ``load_catalog()`` reads the built-in YAML files (cached) and then user files
 with the same top-level keys (``gpus:``, ``models:``, ``quantization:`` holding
-``weights:``/``kv_cache:``). A user entry with an existing name is merged field
+``weights:``/``kv_cache:``, ``links:`` the KV-transfer links of disaggregated serving). A user entry with an existing name is merged field
 by field over it (``gpus: {h100-sxm: {price_usd_per_hour: 2.1}}`` overrides one
 price); a new name gives every required field. User numbers without a
 ``sources:`` line are attributed to the user's file.
@@ -22,11 +22,11 @@ import yaml
 
 from sim.errors import FleetcastError, unknown_name
 
-__all__ = ["GPU", "ModelSpec", "QuantSpec", "Catalog", "Architecture", "load_catalog", "load_architectures", "DTYPES"]
+__all__ = ["GPU", "ModelSpec", "QuantSpec", "Link", "Catalog", "Architecture", "load_catalog", "load_architectures", "DTYPES"]
 
 _DIR = Path(__file__).resolve().parent
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
-_SECTIONS = {"gpus": "gpu", "models": "model", "weights": "weights", "kv_cache": "kv_cache"}
+_SECTIONS = {"gpus": "gpu", "models": "model", "weights": "weights", "kv_cache": "kv_cache", "links": "link"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,18 @@ class GPU:
     # scenarios override in pricing.own.purchase_usd_per_gpu
     architecture: str = ""  # architectures.yaml key: the roofline efficiencies without kernel data
     kernel_data: str = ""  # aiconfigurator-core system with this GPU's measured vLLM kernels ("": none)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link that carries KV cache from a prefill GPU to a decode GPU (links.yaml)."""
+
+    name: str
+    bandwidth_bytes_s: float  # per GPU, one direction
+    latency_s: float  # fixed time per transfer
+    description: str = ""
+    scope: str = ""  # "within a server" or "between servers"
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -223,7 +235,7 @@ def _schema(cls: type, skip: tuple[str, ...] = ()) -> dict[str, tuple[type, bool
 _FIELDS = {"gpu": _schema(GPU), "model": {**_schema(ModelSpec), "head_dim": (int, False)},
            "weights": {**_schema(QuantSpec, ("weights", "kv_cache", "kv_bytes_per_elem")),
                        "group_size": (int, False)},
-           "kv_cache": {"kv_bytes_per_elem": (float, True)}}
+           "kv_cache": {"kv_bytes_per_elem": (float, True)}, "link": _schema(Link)}
 
 
 def _value(value: Any, typ: type, where: str) -> Any:
@@ -326,13 +338,14 @@ def _read(path: Path) -> dict[str, dict[str, tuple[dict, str]]]:
         raise FleetcastError(f"catalog file {path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise FleetcastError(f"catalog file {path}: top level must be a mapping with gpus:, models:, quantization:")
-    unknown = set(doc) - {"gpus", "models", "quantization"}
+    unknown = set(doc) - {"gpus", "models", "quantization", "links"}
     quant = doc.get("quantization") or {}
     if unknown or not isinstance(quant, dict) or set(quant) - {"weights", "kv_cache"}:
         raise FleetcastError(f"catalog file {path}: unknown key(s) {sorted(unknown or quant)}. Valid: "
-                             "gpus, models, quantization (holding weights, kv_cache).")
+                             "gpus, models, quantization (holding weights, kv_cache), links.")
     out: dict[str, dict] = {}
-    for section, entries in [("gpus", doc.get("gpus")), ("models", doc.get("models")), *quant.items()]:
+    for section, entries in [("gpus", doc.get("gpus")), ("models", doc.get("models")), ("links", doc.get("links")),
+                             *quant.items()]:
         if not isinstance(entries or {}, dict):
             raise FleetcastError(f"catalog file {path}: '{section}' must map names to entries")
         out[_SECTIONS[section]] = {str(n): (raw, str(path)) for n, raw in (entries or {}).items()}
@@ -378,6 +391,7 @@ class Catalog:
         self._raw = entries
         self._gpus = {n: GPU(name=n, **_public(e, GPU)) for n, e in entries["gpu"].items()}
         self._models = {n: ModelSpec(name=n, **_public(e, ModelSpec)) for n, e in entries["model"].items()}
+        self._links = {n: Link(name=n, **_public(e, Link)) for n, e in entries["link"].items()}
 
     def gpu(self, name: str) -> GPU:
         return self._lookup(self._gpus, "GPU", name)
@@ -390,6 +404,12 @@ class Catalog:
         kv = self._lookup(self._raw["kv_cache"], "KV-cache dtype", kv_cache)
         return QuantSpec(weights=weights, kv_cache=kv_cache, **_public(w, QuantSpec),
                          kv_bytes_per_elem=kv["kv_bytes_per_elem"])
+
+    def link(self, name: str) -> Link:
+        return self._lookup(self._links, "KV-transfer link", name)
+
+    def link_names(self) -> list[str]:
+        return sorted(self._links)
 
     def gpu_names(self) -> list[str]:
         return sorted(self._gpus)
@@ -404,7 +424,7 @@ class Catalog:
         return sorted(self._raw["kv_cache"])
 
     def source_of(self, kind: str, name: str) -> dict[str, str]:
-        """``{field path: source}`` for every number of an entry; kind: gpu|model|weights|kv_cache."""
+        """``{field path: source}`` for every number of an entry; kind: gpu|model|weights|kv_cache|link."""
         entry = self._lookup(self._lookup(self._raw, "catalog kind", kind), kind, name)
         return {p: _source_for(entry, p) for p in _leaves(entry)}
 
@@ -441,7 +461,7 @@ def _build(files: Sequence[Path]) -> Catalog:
     return Catalog(entries)
 
 
-_BUILTIN = (_DIR / "gpus.yaml", _DIR / "models.yaml", _DIR / "quantization.yaml")
+_BUILTIN = (_DIR / "gpus.yaml", _DIR / "models.yaml", _DIR / "quantization.yaml", _DIR / "links.yaml")
 
 
 @functools.lru_cache(maxsize=None)

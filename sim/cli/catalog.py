@@ -1,4 +1,4 @@
-"""``fleetcast catalog``: the GPUs, models and quantization schemes fleetcast knows."""
+"""``fleetcast catalog``: the GPUs, models, quantization schemes and KV-transfer links fleetcast knows."""
 
 from __future__ import annotations
 
@@ -34,11 +34,19 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
                   str(s.hidden_size), str(s.num_kv_heads), f"{s.max_position_embeddings:,}")
     console.print(m)
     console.print(f"weights: {', '.join(cat.weight_schemes())}; kv_cache: {', '.join(cat.kv_schemes())}")
+    k = Table(title="KV-transfer links (disaggregated prefill/decode: kv_transfer.link)", title_justify="left")
+    for col in ("name", "GB/s per GPU", "latency us", "scope", "what"):
+        k.add_column(col, justify="right" if col in ("GB/s per GPU", "latency us") else "left")
+    for name in cat.link_names():
+        link = cat.link(name)
+        k.add_row(name, f"{link.bandwidth_bytes_s / 1e9:,.1f}", f"{link.latency_s * 1e6:,.0f}", link.scope,
+                  link.description)
+    console.print(k)
     return 0
 
 
 def register(subparsers) -> None:
     """Add the ``catalog`` subcommand."""
-    c = subparsers.add_parser("catalog", help="list GPUs, models and quantization schemes")
+    c = subparsers.add_parser("catalog", help="list GPUs, models, quantization schemes and KV-transfer links")
     c.add_argument("--file", action="append", default=[], help="extra catalog YAML file (repeatable)")
     c.set_defaults(func=_cmd_catalog)

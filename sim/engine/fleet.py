@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+from array import array
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from sim.catalog import load_catalog
+from sim.engine.disagg import Handoff, TransferPath
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
 from sim.engine.memory import check_max_model_len, plan_memory
@@ -45,7 +47,6 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
     """(gpu, model, quant, perf model, memory plan, KV blocks) per pool; a pool
     whose model does not fit is a ScenarioError naming the pool."""
     catalog = catalog or load_catalog([scenario.base_dir / f for f in scenario.catalog])
-    where = str(scenario.path) if scenario.path else "<scenario>"
     out = []
     for i, pool in enumerate(scenario.fleet):
         gpu = catalog.gpu(pool.gpu)
@@ -61,7 +62,7 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
             if eng.speculative is not None:  # the draft model / EAGLE layer share the GPUs with the target
                 mem = with_proposer_memory(mem, pool, catalog, model, quant, eng.block_size)
         except FleetcastError as exc:
-            raise ScenarioError(f"{where}, field fleet.{i} (pool '{pool.name}'): {exc}") from None
+            raise ScenarioError(f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): {exc}") from None
         max_len = pool.max_model_len(model)
         # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
         # placeholder for skipped blocks): a server with num_gpu_blocks N schedules N - 1
@@ -73,8 +74,11 @@ def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
         else:
             why = check_max_model_len(mem, max_len, eng.block_size, version)
         if why:
+            role = ("; a decode pool holds the whole prompt's KV cache of every request it receives (moved from "
+                    "the prefill pool) plus its output, so it needs room for one max_model_len sequence too"
+                    if pool.role == "decode" else "")
             raise ScenarioError(
-                f"{where}, field fleet.{i} (pool '{pool.name}'): vLLM refuses to start: {why}. Set "
+                f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): vLLM refuses to start: {why}{role}. Set "
                 f"engine.max_model_len lower, raise engine.gpu_memory_utilization, or add tensor_parallel / a "
                 f"smaller quantization to make room."
             )
@@ -116,6 +120,7 @@ class Fleet:
         self.ledger = Ledger(len(workload), self.env.event())
         self.keys = PrefixKeys(workload)
         self.replicas: list[Replica] = []
+        self.handoff = None  # sim.engine.disagg.Handoff of a disaggregated fleet
         self._build()
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
@@ -125,6 +130,12 @@ class Fleet:
         catalog = load_catalog([sc.base_dir / f for f in sc.catalog])
         models = build_pool_models(sc, catalog)
         by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
+        decode_by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
+        disagg = sc.kv_transfer is not None
+        if disagg:  # prefill replicas report to the hand-off, which passes requests on to decode replicas
+            self.handoff = Handoff(self.env, self.ledger, self.replicas, [decode_by_class[c] for c in self.class_names],
+                                   [by_class[c] for c in self.class_names], None, None,
+                                   self.workload.packed("output_tokens"), {}, self.class_names)
         for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
             max_len = pool.max_model_len(model)
             spec = pool_speculation(pool, catalog, gpu, model, quant, perf, self.class_names, sc.traffic.classes)
@@ -133,17 +144,36 @@ class Fleet:
                                      kv_blocks_total=blocks, peak_flops=perf.peak_flops,
                                      hbm_bw_bytes_s=perf.hbm_bw_bytes_s)
                 rep = Replica(self.env, len(self.replicas), name, pool, perf, blocks,
-                              make_policy(pool.policy.name, pool.policy.params), stats, self.ledger, self.keys,
+                              make_policy(pool.policy.name, pool.policy.params), stats,
+                              self.handoff if pool.role == "prefill" else self.ledger, self.keys,
                               num_classes=self.num_classes, window=self.window, tick_s=self.tick_s,
                               max_model_len=max_len, exact_steps=self.exact_steps, spec=spec)
                 self.replicas.append(rep)
                 for cname in pool.classes or self.class_names:
-                    by_class[cname].append(rep)
+                    (decode_by_class if pool.role == "decode" else by_class)[cname].append(rep)
         self.eligible = [by_class[c] for c in self.class_names]
         self.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "routing"), self.keys)
         if hasattr(self.router, "track"):
             for reps in self.eligible:
                 self.router.track(reps)
+        if disagg:
+            self._build_handoff(catalog, models)
+
+    def _build_handoff(self, catalog, models) -> None:
+        """The decode router (its own stream, ``"decode-routing"``) and the transfer cost of
+        every (prefill pool, decode pool) pair."""
+        sc, handoff = self.scenario, self.handoff
+        handoff.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "decode-routing"), self.keys)
+        handoff.prefill_router = self.router
+        if hasattr(handoff.router, "track"):
+            for reps in handoff.eligible:
+                handoff.router.track(reps)
+        link = catalog.link(sc.kv_transfer.link)
+        for p, (_, model, quant, _, _, _) in zip(sc.fleet, models):
+            for d in sc.fleet:
+                if p.role == "prefill" and d.role == "decode":
+                    handoff.paths[p.name, d.name] = TransferPath(model, quant, p.tensor_parallel, d.tensor_parallel,
+                                                                 link, sc.kv_transfer.overlap)
 
     def fail_replica_at(self, replica_name: str, at_s: float) -> None:
         """At ``at_s`` the replica disappears: the router stops choosing it and
@@ -162,7 +192,13 @@ class Fleet:
         for reps, name in zip(self.eligible, self.class_names):
             if not reps:
                 raise ScenarioError(f"replica-failure of '{ranks[0].name}' leaves class '{name}' without replicas")
+        if self.handoff is not None:
+            self.handoff.drop(ranks)
         for rep in ranks:
+            if rep.pool.role == "decode":  # the client retries through the proxy: prefill again, then decode
+                for req in rep.fail():
+                    self.handoff.restart(req)
+                continue
             for req in rep.fail():
                 new = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
                 self.ledger.replica_of[req.rid] = new.index
@@ -174,9 +210,11 @@ class Fleet:
         callback, not a SimPy process: it runs once per request)."""
         wl = self.workload
         n = len(wl)
-        # memoryviews of the columns: a Python number per index, no numpy scalar, no copy
+        # memoryviews of the columns: a Python number per index, no numpy scalar, no copy; a
+        # disaggregated fleet's arrivals go to prefill replicas, which generate one token
+        outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
         self._arrival_cols = (wl.packed("arrival_s"), wl.packed("class_idx"), wl.packed("prompt_tokens"),
-                              wl.packed("output_tokens"), n, max(1, n // 200))
+                              outputs, n, max(1, n // 200))
         self._next_rid = 0
         wake(self.env, 0.0, self._arrive, URGENT)
 
@@ -232,6 +270,10 @@ class Fleet:
         wl, ledger = self.workload, self.ledger
         for rep in self.replicas:  # requests cut off by the drain limit
             rep.settle(end_s)
+            if rep.ledger is not ledger:  # a prefill replica: the client saw none of its tokens
+                rep.t = max(rep.t, end_s)
+                rep._sample()
+                continue
             for req in list(rep.running) + list(rep.waiting):
                 g = rep.dec.computed_of(req) - req.c_join + req.g_join if req.state == DECODING else req.generated
                 ledger.first_token[req.rid] = req.first_token_s
@@ -280,6 +322,15 @@ class Fleet:
             "preemptions": np.frombuffer(ledger.preempt, dtype=np.int64),
             "status": _strings(list(_STATUS), np.frombuffer(ledger.status, dtype=np.int8)),
         }
+        # DISAGG_COLUMNS: where the prompt ran and the KV-transfer wait ("" and NaN when co-located)
+        if self.handoff is not None:
+            prefill_of, transfer_s = self.handoff.columns()
+            cols["prefill_replica"] = _strings([r.name for r in self.replicas] + [""],
+                                               np.where(prefill_of < 0, len(self.replicas), prefill_of))
+            cols["kv_transfer_s"] = transfer_s
+        else:
+            cols["prefill_replica"] = _strings([""], np.zeros(len(wl), dtype=np.int8))
+            cols["kv_transfer_s"] = np.full(len(wl), np.nan)
         cols.update(latency_columns(arrival_s, first_token, finish_s, output_tokens))
         return pd.DataFrame(cols, copy=False)
 

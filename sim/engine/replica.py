@@ -329,6 +329,7 @@ class Replica:
 
     def _start_mixed(self, plan) -> None:
         env, dec, kv, bs = self.env, self.dec, self.kv, self.block_size
+        new_blocks = 0
         if plan.admit:
             self.waiting.remove_first(len(plan.admit))
             for req, hit in plan.admit:
@@ -338,12 +339,16 @@ class Replica:
                     kv.hit_blocks += hit
                 if req.block_keys:
                     kv.query_blocks += min(len(req.block_keys), (req.prompt + req.generated - 1) // bs)  # num_tokens - 1
-                if req.preemptions == 0:
+                if req.remote_tokens:  # KV pulled from a prefill replica: its blocks are allocated, not computed
+                    new_blocks += -(-req.remote_tokens // bs) - (-(-req.computed // bs))
+                    req.computed = req.remote_tokens
+                    req.remote_tokens = 0
+                elif req.preemptions == 0:
                     req.cached_tokens = hit * bs
                 req.state = RUNNING
                 self.running[req] = None
                 self.prefilling[req] = None
-        prefill_tokens, attn, new_blocks = 0, 0.0, 0
+        prefill_tokens, attn = 0, 0.0
         for req, q in plan.chunks:
             c = req.computed
             prefill_tokens += q

@@ -6,4 +6,4 @@ cdef class Request:
     cdef public long long generated, computed, state, preemptions, cached_tokens
     cdef public list keys
     cdef public double first_token_s, last_token_s, enqueue_s
-    cdef public long long k_join, c_join, g_join, phase, join_id
+    cdef public long long k_join, c_join, g_join, phase, join_id, remote_tokens

@@ -22,7 +22,7 @@ class Request:
         "rid", "cls", "prompt", "output", "arrival_s", "priority", "seq", "block_keys",
         "generated", "computed", "keys", "state", "preemptions", "cached_tokens",
         "first_token_s", "last_token_s", "enqueue_s",
-        "k_join", "c_join", "g_join", "phase", "join_id",
+        "k_join", "c_join", "g_join", "phase", "join_id", "remote_tokens",
     )
 
     def __init__(self, rid: int, cls: int, prompt: int, output: int, arrival_s: float,
@@ -44,6 +44,9 @@ class Request:
         self.first_token_s = float("nan")
         self.last_token_s = float("nan")
         self.enqueue_s = arrival_s  # when it (re-)entered the waiting queue
+        # prompt tokens whose KV another replica computed (disaggregated prefill, sim.engine.disagg):
+        # admission allocates their blocks instead of computing them, then sets computed to it and this to 0
+        self.remote_tokens = 0
         # decode-group bookkeeping, set by DecodeGroup.join (read only while DECODING):
         # k_join, c_join, g_join, phase, join_id (which join its finish-heap entry belongs to)
 

@@ -92,6 +92,8 @@ def _entry(cat, kind: str, name: str):
         return cat.model(name)
     if kind == "weights":
         return cat.quant(name, cat.kv_schemes()[0])
+    if kind == "link":
+        return cat.link(name)
     return cat.quant(cat.weight_schemes()[0], name)
 
 
@@ -105,7 +107,11 @@ def _used(plan: dict, scenario: dict) -> list[tuple[str, str]]:
                            ("weights", q.get("weights", "bf16")), ("kv_cache", q.get("kv_cache", "auto"))):
             if name:
                 used.add((kind, str(name)))
-    order = {"gpu": 0, "model": 1, "weights": 2, "kv_cache": 3}
+        if c.get("link"):  # a disaggregated plan candidate's KV-transfer link
+            used.add(("link", str(c["link"])))
+    if (scenario.get("kv_transfer") or {}).get("link"):
+        used.add(("link", str(scenario["kv_transfer"]["link"])))
+    order = {"gpu": 0, "model": 1, "weights": 2, "kv_cache": 3, "link": 4}
     return sorted(used, key=lambda kn: (order[kn[0]], kn[1]))
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
+from sim.report.disagg_text import disagg_paragraph, layout_sentence
 from sim.report.load import ReportInput, gpus_per_replica
 from sim.report.own_rent import own_rent_sentence
 from sim.report.plan_stats import confidence_sentences, failure_sentence, plan_warnings, window_sentence
@@ -60,10 +61,14 @@ def gpus_of(c: dict) -> int | None:
 
 
 def fleet_text(c: dict) -> str:
-    """'8 × h100-sxm GPUs (4 replicas, TP 2)'."""
+    """'8 × h100-sxm GPUs (4 replicas, TP 2)'; a disaggregated fleet '... (1 prefill + 3 decode replicas, TP 1)'."""
     g, r, tp = gpus_of(c), c.get("replicas"), c.get("tensor_parallel") or 1
     if g is None:
         return f"{c.get('gpu')} (TP {tp}), no fleet size"
+    split = (c.get("summary") or {}).get("disaggregated")
+    if split:
+        return (f"{g:,} × {c.get('gpu')} GPU{'s' if g != 1 else ''} ({split['prefill']['replicas']:,} prefill + "
+                f"{split['decode']['replicas']:,} decode replicas, TP {tp}, KV over {split['link']})")
     return f"{g:,} × {c.get('gpu')} GPU{'s' if g != 1 else ''} ({r:,} replica{'s' if r != 1 else ''}, TP {tp})"
 
 
@@ -269,8 +274,14 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
     util = _utilization_sentence(c, peak if inp.kind == "plan" else None)
     if util:
         out.append(util)
+    split = disagg_paragraph(c.get("summary") or {})
+    if split:
+        out.append(split)
     if inp.kind == "plan":
         out.append(ranking_sentence(inp, c))
+        layouts = layout_sentence(inp.candidates)
+        if layouts:
+            out.append(layouts)
     if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings
         out += confidence_sentences(inp.plan, c)
         out += [x for x in (window_sentence(inp.plan), failure_sentence(c)) if x]

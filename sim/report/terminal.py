@@ -17,6 +17,7 @@ from rich.text import Text
 
 from sim.analysis.compare import METRIC_BY_NAME
 from sim.report.compare import ci_cells
+from sim.report.disagg_text import disagg_lines
 
 __all__ = ["render_summary", "render_compare", "slo_misses", "make_console"]
 
@@ -174,6 +175,7 @@ def _cost_block(summary: dict) -> Text:
         lines.append(("Little's law", f"L={lit['L']:,.2f}, lambda*W="
                       f"{_num(lit.get('lambda_W'), 1, '{:,.2f}')}, gap "
                       f"{_pct(lit.get('rel_gap'))}%"))
+    lines += disagg_lines(summary)
     for pool, source in sorted((summary.get("profiles") or {}).items()):
         lines.append(("perf model", f"pool {pool}: {source}"))
     text = Text()

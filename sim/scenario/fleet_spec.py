@@ -182,6 +182,14 @@ class PoolSpec(Strict):
         description="Calibration profile (a JSON file path, relative to the scenario) with the performance "
         "coefficients; default: the built-in conservative coefficients.",
     )
+    role: Literal["both", "prefill", "decode"] = Field(
+        "both",
+        description="What the pool's replicas do: both (co-located prefill and decode, the default), prefill "
+        "(disaggregated: compute prompts, then hand the KV cache to a decode pool over kv_transfer.link) or "
+        "decode (disaggregated: receive the KV cache, recompute the prompt's last token, generate the output). "
+        "Prefill and decode pools come in pairs that serve the same classes (docs/design.md, "
+        "'Disaggregated prefill and decode').",
+    )
 
     @property
     def gpus_per_replica(self) -> int:

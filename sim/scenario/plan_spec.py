@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sim.errors import unknown_name
+from sim.scenario.disagg_spec import DisaggCandidates
 from sim.scenario.fleet_spec import EngineSpec
 
 __all__ = ["CandidateGrid", "DemandSpec", "FailureSpec", "PlanSpec", "WEIGHT_SCHEMES"]
@@ -51,6 +52,9 @@ class CandidateGrid(BaseModel):
         None, max_length=2, description="Expert parallelism off/on to try (as fleet[].expert_parallel), e.g. [false, true].")
     engine: dict[str, list[Any]] = Field(
         default_factory=dict, description="vLLM engine knobs to try, each a list of values, e.g. {max_num_seqs: [128, 256]}; names as in fleet[].engine.")
+    disaggregated: Optional[DisaggCandidates] = Field(
+        None, description="Also try the pool split into prefill and decode pools (disaggregated serving) at these "
+        "prefill:decode ratios, over a catalog KV-transfer link; co-located candidates stay unless colocated: false.")
 
     @field_validator("engine")
     @classmethod
@@ -73,7 +77,9 @@ class CandidateGrid(BaseModel):
 
     def size(self) -> int:
         """Number of candidates (0 when some dimension is an empty list)."""
-        return math.prod(len(v) for v in self.dimensions().values())
+        d = self.disaggregated
+        layouts = 1 if d is None else len(d.prefill_decode_ratios) + int(d.colocated)
+        return math.prod(len(v) for v in self.dimensions().values()) * layouts
 
 
 class DemandSpec(BaseModel):

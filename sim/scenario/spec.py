@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from sim.catalog import load_catalog
 from sim.errors import ScenarioError, unknown_name
+from sim.scenario.disagg_spec import KVTransferSpec, check_disaggregation
 from sim.scenario.events import EventSpec
 from sim.scenario.fleet_spec import PoolSpec, RouterSpec, Strict
 from sim.scenario.limits import size_problems
@@ -61,6 +62,11 @@ class Scenario(Strict):
         "rented price; `own:` holds what buying the GPUs would cost instead (purchase, amortisation, power)."
     )
     sim: SimSettings = Field(default_factory=SimSettings, description="Simulation settings.")
+    kv_transfer: KVTransferSpec | None = Field(
+        None, description="Disaggregated prefill/decode only (pools with role prefill and decode): the link that "
+        "carries each request's KV cache from its prefill replica to its decode replica, and whether the transfer "
+        "overlaps the prefill compute.",
+    )
     plan: PlanSpec | None = Field(
         None, description="What `fleetcast plan` searches: candidate GPUs/quantization/TP/policies for one pool, "
         "the demand (peak rate or monthly growth) and the replica cap; ignored by `fleetcast run`."
@@ -91,6 +97,7 @@ class Scenario(Strict):
 
     # Where the scenario came from (not part of the format).
     _path: Path | None = None
+    _lines: dict | None = None  # YAML line per field path (load_yaml_with_lines)
 
     @property
     def base_dir(self) -> Path:
@@ -100,6 +107,14 @@ class Scenario(Strict):
     @property
     def path(self) -> Path | None:
         return self._path
+
+    def locate(self, loc: tuple) -> str:
+        """'<file>, line N, field a.b.c' for an error about field path ``loc`` (the line of the
+        deepest part of it the file holds; none for a field the file does not give)."""
+        lines = self._lines or {}
+        line = next((lines[loc[:cut]] for cut in range(len(loc), 0, -1) if loc[:cut] in lines), None)
+        where = str(self._path) if self._path else "<scenario>"
+        return f"{where}{f', line {line}' if line else ''}, field {'.'.join(map(str, loc))}"
 
     @property
     def timeseries_interval_s(self) -> float:
@@ -117,6 +132,7 @@ def scenario_from_dict(data: dict, *, path: Path | None = None, lines: dict | No
     except ValidationError as exc:
         raise ScenarioError(format_validation_error(exc, where, lines or {})) from None
     object.__setattr__(scenario, "_path", path)
+    object.__setattr__(scenario, "_lines", lines)
     problems = _booleans_read_as_numbers(data, scenario.model_dump(mode="python"))
     _check_names(scenario, where, lines or {})
     problems += size_problems(scenario)  # before anything is allocated for the run
@@ -182,6 +198,7 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
     for gpu in scenario.pricing.own.purchase_usd_per_gpu:
         if gpu not in catalog.gpu_names():
             fail(("pricing", "own", "purchase_usd_per_gpu", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
+    check_disaggregation(scenario, catalog, fail)
     if not scenario.traffic.is_trace:
         _check_classes_fit(scenario, catalog, fail)
 
@@ -261,6 +278,16 @@ def _check_classes_fit(scenario: Scenario, catalog, fail) -> None:
                  f"({prompt} prompt + {output} output tokens) is longer than max_model_len of every pool serving "
                  f"it ({', '.join(f'{n}: {max_len[n]:,}' for n in pools)}), and vLLM rejects such requests; lower "
                  f"the class's prompt_tokens/output_tokens min, or raise fleet[].engine.max_model_len")
+        decode = [i for i, p in enumerate(scenario.fleet)
+                  if p.role == "decode" and (p.classes is None or cls.name in p.classes)]
+        if decode and all(prompt + output > max_len[scenario.fleet[i].name] for i in decode):
+            fail(("fleet", decode[0], "engine", "max_model_len"),
+                 f"decode pool '{scenario.fleet[decode[0]].name}' cannot hold one request of class '{cls.name}': its "
+                 f"shortest request ({prompt} prompt + {output} output tokens, the prompt's KV moved from the "
+                 f"prefill pool) is longer than max_model_len of every decode pool serving it "
+                 f"({', '.join(f'{scenario.fleet[i].name}: {max_len[scenario.fleet[i].name]:,}' for i in decode)}); "
+                 f"every such request would be prefilled, then rejected: raise the decode pools' "
+                 f"engine.max_model_len to at least {prompt + output:,}")
 
 
 def _require_mapping(data, where: str) -> None:

@@ -15,5 +15,5 @@ cdef class Budget:
 cpdef long long blocks_for(Replica rep, long long computed, long long tokens)
 @cython.locals(dec=DecodeGroup, victim=Request)
 cpdef bint preempt_for(Replica rep, long long need, Budget budget, protect=*)
-@cython.locals(num_running="long long", bs="long long", req=Request, hit="long long", evictable_hits="long long", limit="long long", done="long long", remaining="long long", q="long long", need="long long")
+@cython.locals(num_running="long long", bs="long long", req=Request, hit="long long", evictable_hits="long long", limit="long long", held="long long", done="long long", remaining="long long", q="long long", need="long long")
 cpdef list admit_waiting(Replica rep, Budget budget, list chunks, bint whole_prompts, max_seqs=*)

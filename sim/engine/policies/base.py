@@ -99,7 +99,8 @@ def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: b
         if req.computed == 0 and req.block_keys:
             limit = (req.prompt + req.generated - 1) // bs  # num_tokens - 1
             hit, evictable_hits = rep.kv.match_chain(req.block_keys, limit)
-        done = max(req.computed, hit * bs)
+        held = max(req.computed, hit * bs)  # tokens whose blocks it holds (computed, or cached hits)
+        done = max(held, req.remote_tokens)  # remote KV (disaggregated prefill) is not computed here
         remaining = req.prompt + req.generated - done  # num_tokens - done
         q = min(remaining, budget.tokens)
         if whole_prompts and q < remaining:
@@ -109,7 +110,7 @@ def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: b
             # without chunked prefill): compute it alone in one oversize step
             # rather than let it block the queue forever.
             q = remaining
-        need = blocks_for(rep, done, q) + evictable_hits
+        need = blocks_for(rep, held, done - held + q) + evictable_hits
         if need > budget.free:
             break
         admitted.append((req, hit))
