@@ -59,12 +59,17 @@ def disagg_lines(summary: dict) -> list[tuple[str, str]]:
     p, q = d["prefill"], d["decode"]
     x = d.get("kv_transfer_s") or {}
     return [
-        ("disaggregated", f"prefill {', '.join(p['pools'])} ({p['gpus']} GPUs) : decode {', '.join(q['pools'])} "
-                          f"({q['gpus']} GPUs) = {d['gpu_ratio']}; KV over {d['link']}, overlap {d['overlap']}"),
+        ("disaggregated", f"prefill pool {', '.join(p['pools'])} ({_gpus(p['gpus'])}) : decode pool "
+                          f"{', '.join(q['pools'])} ({_gpus(q['gpus'])}) = {d['gpu_ratio']}; KV over {d['link']}, "
+                          f"overlap {d['overlap']}"),
         ("KV transfer", f"p50 {fmt.latency(x.get('p50'))}, p99 {fmt.latency(x.get('p99'))} (part of TTFT); busy "
                         f"prefill {_share(p['utilization'].get('busy_frac'))}, decode "
                         f"{_share(q['utilization'].get('busy_frac'))}"),
     ]
+
+
+def _gpus(n: int) -> str:
+    return f"{n:,} GPU" + ("" if n == 1 else "s")
 
 
 def layout_sentence(candidates: list[dict]) -> str | None:
