@@ -94,12 +94,12 @@ def hardware_info() -> dict:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
+            elif line.startswith(("flags", "Features")) and not flags:  # x86 "flags", aarch64 "Features"
                 flags = [f for f in line.split(":", 1)[1].split()
-                         if f.startswith(("avx", "amx")) or f in ("fma", "f16c")]
+                         if f.startswith(("avx", "amx", "sve", "asimd")) or f in ("fma", "f16c", "bf16", "i8mm")]
     except OSError:
         pass
-    cpu = cpu or platform.processor()
+    cpu = cpu or platform.processor() or platform.machine()  # aarch64 /proc/cpuinfo has no "model name"
     mem_gib = None
     try:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
