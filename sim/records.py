@@ -53,8 +53,8 @@ REQUEST_COLUMNS: dict[str, str] = {
     "status": "string",  # one of STATUSES
 }
 
-#: per-request columns of disaggregated prefill/decode, written by the simulator for every run
-#: (empty / NaN for co-located pools; the testbed does not write them).
+#: per-request columns of disaggregated prefill/decode, written by the simulator for a
+#: disaggregated run only (co-located runs and the testbed do not have them).
 DISAGG_COLUMNS: dict[str, str] = {
     "prefill_replica": "string",  # replica that ran the prompt ("" when it decoded where it prefilled)
     "kv_transfer_s": "float64",  # KV-transfer seconds the request waited for after its prefill (NaN: none)

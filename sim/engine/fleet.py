@@ -322,15 +322,13 @@ class Fleet:
             "preemptions": np.frombuffer(ledger.preempt, dtype=np.int64),
             "status": _strings(list(_STATUS), np.frombuffer(ledger.status, dtype=np.int8)),
         }
-        # DISAGG_COLUMNS: where the prompt ran and the KV-transfer wait ("" and NaN when co-located)
+        # DISAGG_COLUMNS, in a disaggregated run only: where the prompt ran and the KV-transfer wait
+        # (a co-located run's records stay as they were: 9 bytes per request less, 90 MB at 10 million)
         if self.handoff is not None:
             prefill_of, transfer_s = self.handoff.columns()
             cols["prefill_replica"] = _strings([r.name for r in self.replicas] + [""],
                                                np.where(prefill_of < 0, len(self.replicas), prefill_of))
             cols["kv_transfer_s"] = transfer_s
-        else:
-            cols["prefill_replica"] = _strings([""], np.zeros(len(wl), dtype=np.int8))
-            cols["kv_transfer_s"] = np.full(len(wl), np.nan)
         cols.update(latency_columns(arrival_s, first_token, finish_s, output_tokens))
         return pd.DataFrame(cols, copy=False)
 
