@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from sim.analysis.autoscale_metrics import autoscale_summary, mean_replicas
 from sim.analysis.disagg_metrics import disagg_summary
 from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summarize
 from sim.catalog import load_catalog
@@ -26,21 +27,30 @@ def class_slos(scenario: Scenario) -> list[ClassSlo]:
     return out
 
 
-def pool_costs(scenario: Scenario, catalog=None) -> list[PoolCost]:
+def pool_costs(scenario: Scenario, catalog=None, mean_replicas: dict[str, float] | None = None) -> list[PoolCost]:
+    """Price and power per pool; ``mean_replicas`` (autoscaled pool -> its mean provisioned
+    count over the window) replaces ``replicas`` where given, so cost integrates replicas over time."""
     catalog = catalog or load_catalog([scenario.base_dir / f for f in scenario.catalog])
     out = []
     for pool in scenario.fleet:
         gpu = catalog.gpu(pool.gpu)
         price = scenario.pricing.rent_usd_per_gpu_hour(pool.gpu, gpu.price_usd_per_hour)
-        out.append(PoolCost(pool=pool.name, gpu=pool.gpu, replicas=pool.replicas,
+        out.append(PoolCost(pool=pool.name, gpu=pool.gpu, replicas=(mean_replicas or {}).get(pool.name, pool.replicas),
                             gpus_per_replica=pool.gpus_per_replica, usd_per_gpu_hour=float(price),
                             watts_per_gpu=getattr(gpu, "power_w", None)))
     return out
 
 
+def timeline_bin_s(scenario: Scenario) -> float:
+    """The autoscale timeline's bin: a diurnal day's 24th ("an hour of the day"), else a 24th of the run."""
+    arrival = scenario.traffic.arrival
+    return (arrival.day_length_s if arrival.process == "diurnal" else scenario.traffic.duration_s) / 24.0
+
+
 def summary_of(scenario: Scenario, result: SimResult) -> dict:
     """The JSON-ready summary of ``result``, with the scenario's provenance."""
-    summary = summarize(result, class_slos(scenario), pool_costs(scenario))
+    costs = pool_costs(scenario, mean_replicas=mean_replicas(result))
+    summary = summarize(result, class_slos(scenario), costs)
     summary["scenario"] = {"name": scenario.name, "seed": scenario.seed,
                            "path": str(scenario.path) if scenario.path else None}
     summary["profiles"] = perf_sources(scenario)
@@ -49,6 +59,10 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     disagg = disagg_summary(scenario, result)
     if disagg is not None:  # only then: a co-located run keeps its summary as it was
         summary["disaggregated"] = disagg
+    scaled = autoscale_summary(result, costs, {p.name: p.max_replicas for p in scenario.fleet},
+                               class_slos(scenario), timeline_bin_s(scenario))
+    if scaled is not None:  # only then: a fixed fleet's summary stays as it was
+        summary["autoscale"] = scaled
     warnings = rejection_warnings(summary)
     if warnings:  # only then: a run without rejections keeps its summary as it was
         summary["warnings"] = warnings

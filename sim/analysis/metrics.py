@@ -73,7 +73,7 @@ class PoolCost:
 
     pool: str  # pool name (records' replica column is "<pool>/<index>")
     gpu: str  # catalog GPU name
-    replicas: int
+    replicas: float  # a fixed pool's count; an autoscaled pool's mean provisioned count over the window
     gpus_per_replica: int  # tensor-parallel size
     usd_per_gpu_hour: float
     watts_per_gpu: float | None  # board power (TDP); None = unknown
@@ -269,9 +269,13 @@ def _group(cols: _Columns, idx: np.ndarray, length_s: float, slos: dict[str, Cla
 
 
 def _utilization(replicas: Sequence[ReplicaStats], length_s: float) -> dict:
-    """Busy fraction, MFU, MBU and mean KV usage per pool and for the fleet."""
+    """Busy fraction, MFU, MBU and mean KV usage per pool and for the fleet. A replica of an
+    autoscaled pool counts for the share of the window it was provisioned (``billed_s``), so
+    ``replicas`` is then the mean provisioned count."""
 
     def agg(reps: Sequence[ReplicaStats]) -> dict:
+        if any(r.billed_s is not None for r in reps):
+            return _weighted(reps, length_s)
         busy = [r.busy_s / length_s for r in reps] if length_s > 0 else []
         return {
             "replicas": len(reps),
@@ -289,6 +293,22 @@ def _utilization(replicas: Sequence[ReplicaStats], length_s: float) -> dict:
     for r in replicas:
         pools.setdefault(r.pool, []).append(r)
     return {"fleet": agg(list(replicas)), "pools": {p: agg(rs) for p, rs in pools.items()}}
+
+
+def _weighted(reps: Sequence[ReplicaStats], length_s: float) -> dict:
+    """``_utilization`` of replicas that were provisioned for part of the window only: each
+    counts for its provisioned seconds (a fixed replica for the whole window)."""
+    held = [(r, r.billed_s if r.billed_s is not None else length_s) for r in reps]
+    busy = [r.busy_s / s for r, s in held if s > 0]
+    return {
+        "replicas": _f(sum(s for _, s in held) / length_s) if length_s > 0 else None,
+        "busy_frac": _div(sum(r.busy_s for r in reps), sum(s for _, s in held)),
+        "busy_frac_min": _f(min(busy)) if busy else None,
+        "busy_frac_max": _f(max(busy)) if busy else None,
+        "mfu": _div(sum(r.flops for r in reps), sum(r.peak_flops * s for r, s in held)),
+        "mbu": _div(sum(r.bytes for r in reps), sum(r.hbm_bw_bytes_s * s for r, s in held)),
+        "kv_usage": _div(sum(r.kv_block_s for r in reps), sum(r.kv_blocks_total * s for r, s in held)),
+    }
 
 
 def _cost(pools: Sequence[PoolCost], cols: _Columns, ok: np.ndarray, out_tok_s: float | None,

@@ -7,7 +7,7 @@ from sim.engine.request cimport Request
 from sim.engine.wake cimport wake
 
 cdef class Fleet:
-    cdef public object scenario, workload, progress, env, window, router, _arrival_cols, handoff
+    cdef public object scenario, workload, progress, env, window, router, _arrival_cols, handoff, autoscaler
     cdef public bint exact_steps
     cdef public double tick_s
     cdef public list class_names, _priority, replicas, eligible

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sim.catalog import load_catalog
+from sim.engine.autoscaler import Autoscaler, PoolScaler, check_cold_start, cold_start_s
 from sim.engine.disagg import Handoff, TransferPath
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
@@ -37,9 +38,10 @@ _STATUS = np.array(["ok", "rejected", "error", "timeout", "cancelled"], dtype=ob
 
 def rank_names(pool) -> list[str]:
     """The engine ranks of a pool in index order: ``<pool>/<i>`` per replica, or with
-    data_parallel > 1 ``<pool>/<i>.dp<r>`` per rank (each its own scheduler and KV cache)."""
+    data_parallel > 1 ``<pool>/<i>.dp<r>`` per rank (each its own scheduler and KV cache). An
+    autoscaled pool has ``autoscale.max_replicas`` of them (the first ``replicas`` active at 0)."""
     if pool.data_parallel == 1:
-        return [f"{pool.name}/{j}" for j in range(pool.replicas)]
+        return [f"{pool.name}/{j}" for j in range(pool.max_replicas)]
     return [f"{pool.name}/{j}.dp{r}" for j in range(pool.replicas) for r in range(pool.data_parallel)]
 
 
@@ -121,6 +123,7 @@ class Fleet:
         self.keys = PrefixKeys(workload)
         self.replicas: list[Replica] = []
         self.handoff = None  # sim.engine.disagg.Handoff of a disaggregated fleet
+        self.autoscaler = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
         self._build()
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
@@ -139,7 +142,7 @@ class Fleet:
         for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
             max_len = pool.max_model_len(model)
             spec = pool_speculation(pool, catalog, gpu, model, quant, perf, self.class_names, sc.traffic.classes)
-            for name in rank_names(pool):
+            for j, name in enumerate(rank_names(pool)):
                 stats = ReplicaStats(pool=pool.name, name=name, gpu=pool.gpu, tp=pool.tensor_parallel,
                                      kv_blocks_total=blocks, peak_flops=perf.peak_flops,
                                      hbm_bw_bytes_s=perf.hbm_bw_bytes_s)
@@ -149,6 +152,8 @@ class Fleet:
                               num_classes=self.num_classes, window=self.window, tick_s=self.tick_s,
                               max_model_len=max_len, exact_steps=self.exact_steps, spec=spec)
                 self.replicas.append(rep)
+                if pool.autoscale is not None and j >= pool.replicas:
+                    continue  # inactive until the autoscaler adds it
                 for cname in pool.classes or self.class_names:
                     (decode_by_class if pool.role == "decode" else by_class)[cname].append(rep)
         self.eligible = [by_class[c] for c in self.class_names]
@@ -158,6 +163,21 @@ class Fleet:
                 self.router.track(reps)
         if disagg:
             self._build_handoff(catalog, models)
+        self._build_autoscaler(models)
+
+    def _build_autoscaler(self, models) -> None:
+        """A ``PoolScaler`` per autoscaled pool, over its replicas and its classes' eligible lists."""
+        sc, scalers, first = self.scenario, [], 0
+        for i, (pool, (_, _, _, _, mem, _)) in enumerate(zip(sc.fleet, models)):
+            n = len(rank_names(pool))
+            if pool.autoscale is not None:
+                cold_s = cold_start_s(pool.autoscale.cold_start, mem.weight_bytes_per_gpu)
+                check_cold_start(sc, i, cold_s)
+                lists = [self.eligible[self.class_names.index(c)] for c in pool.classes or self.class_names]
+                scalers.append(PoolScaler(self.env, pool, self.replicas[first:first + n], lists, self.router, cold_s))
+            first += n
+        if scalers:
+            self.autoscaler = Autoscaler(self.env, scalers)
 
     def _build_handoff(self, catalog, models) -> None:
         """The decode router (its own stream, ``"decode-routing"``) and the transfer cost of
@@ -288,9 +308,10 @@ class Fleet:
             rows += [(t, name, running, waiting, kv, batch) for t, running, waiting, kv, batch in rep.ts_rows]
         ts = pd.DataFrame(rows, columns=list(TIMESERIES_COLUMNS)).astype(TIMESERIES_COLUMNS)
         itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))
+        scaled = self.autoscaler.record(float(end_s), self.window) if self.autoscaler is not None else None
         return SimResult(requests=requests, timeseries=ts, class_names=self.class_names,
                          itl_hist=itl, window=self.window, end_s=float(end_s),
-                         replicas=[rep.stats for rep in self.replicas], notes=list(wl.notes))
+                         replicas=[rep.stats for rep in self.replicas], notes=list(wl.notes), autoscale=scaled)
 
     def _request_table(self) -> pd.DataFrame:
         """The per-request records (``REQUEST_COLUMNS`` + latencies) built with one copy at

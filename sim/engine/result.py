@@ -27,6 +27,7 @@ class ReplicaStats:
     steps: int = 0  # engine steps
     peak_flops: float = 0.0  # replica peak FLOP/s for the compute dtype (all GPUs)
     hbm_bw_bytes_s: float = 0.0  # replica HBM bandwidth (all GPUs)
+    billed_s: float | None = None  # autoscaled pools only: seconds of the window it was provisioned (paid)
 
 
 @dataclass
@@ -41,3 +42,6 @@ class SimResult:
     end_s: float  # simulated time when the run ended
     replicas: list[ReplicaStats] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what workload generation dropped, clamped or fixed
+    # autoscaled fleets only (sim.engine.autoscaler.Autoscaler.record): per pool the replica-count
+    # steps, billed intervals and scale events
+    autoscale: dict | None = None

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from sim.analysis.compare import METRIC_BY_NAME
 from sim.report.compare import ci_cells
+from sim.report.autoscale_text import autoscale_lines, replica_count
 from sim.report.disagg_text import disagg_lines
 
 __all__ = ["render_summary", "render_compare", "slo_misses", "make_console"]
@@ -144,7 +145,7 @@ def _fleet_table(summary: dict) -> Table:
             fleet_c["gpus"] = sum(c["gpus"] for c in pools_c.values())
         rows.append(("fleet", util.get("fleet") or {}, fleet_c))
     for i, (name, u, c) in enumerate(rows):
-        shape = (f"{c['replicas']} ({c['gpus']})" if "replicas" in c
+        shape = (f"{replica_count(c['replicas'])} ({replica_count(c['gpus'])})" if "replicas" in c
                  else str(u.get("replicas", "-")))
         spread = ("-" if u.get("busy_frac_min") is None
                   else f"{_pct(u['busy_frac_min'])}-{_pct(u['busy_frac_max'])}")
@@ -176,6 +177,7 @@ def _cost_block(summary: dict) -> Text:
                       f"{_num(lit.get('lambda_W'), 1, '{:,.2f}')}, gap "
                       f"{_pct(lit.get('rel_gap'))}%"))
     lines += disagg_lines(summary)
+    lines += autoscale_lines(summary)
     for pool, source in sorted((summary.get("profiles") or {}).items()):
         lines.append(("perf model", f"pool {pool}: {source}"))
     text = Text()

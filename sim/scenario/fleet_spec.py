@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sim.catalog import ModelSpec
+from sim.scenario.autoscale_spec import AutoscaleSpec
 from sim.kernels.data import parse_version
 
 __all__ = ["Strict", "QuantizationSpec", "SpeculativeSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
@@ -190,6 +191,16 @@ class PoolSpec(Strict):
         "Prefill and decode pools come in pairs that serve the same classes (docs/design.md, "
         "'Disaggregated prefill and decode').",
     )
+    autoscale: AutoscaleSpec | None = Field(
+        None, description="Autoscaling (HPA/KEDA style): min_replicas, max_replicas, policy (target-utilization, "
+        "queue-length, schedule), target, metric window, cooldowns, cold start; replicas is then the count at time 0 "
+        "(docs/design.md, 'Autoscaling'). Default: a fixed pool.",
+    )
+
+    @property
+    def max_replicas(self) -> int:
+        """Replicas the pool may ever run: autoscale.max_replicas, else replicas."""
+        return self.autoscale.max_replicas if self.autoscale is not None else self.replicas
 
     @property
     def gpus_per_replica(self) -> int:

@@ -37,7 +37,7 @@ def expected_requests(scenario) -> float | None:
 
 def timeseries_rows(scenario) -> float:
     """Time-series rows of a run at most: replicas x ticks over the traffic and the drain."""
-    replicas = sum(p.replicas for p in scenario.fleet)
+    replicas = sum(p.max_replicas for p in scenario.fleet)
     ticks = math.ceil((scenario.traffic.duration_s + scenario.sim.drain_s) / scenario.timeseries_interval_s) + 1
     return replicas * ticks
 

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from sim.catalog import load_catalog
 from sim.errors import ScenarioError, unknown_name
+from sim.scenario.autoscale_spec import check_autoscale
 from sim.scenario.disagg_spec import KVTransferSpec, check_disaggregation
 from sim.scenario.events import EventSpec
 from sim.scenario.fleet_spec import PoolSpec, RouterSpec, Strict
@@ -199,6 +200,7 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
         if gpu not in catalog.gpu_names():
             fail(("pricing", "own", "purchase_usd_per_gpu", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
     check_disaggregation(scenario, catalog, fail)
+    check_autoscale(scenario, fail)
     if not scenario.traffic.is_trace:
         _check_classes_fit(scenario, catalog, fail)
 

@@ -83,6 +83,15 @@ class LeastOutstanding:
                 rep.outstanding_heaps.append(heap)
         self._tracked[id(replicas)] = (replicas, len(replicas), *shared)
 
+    def retrack(self, replicas: list) -> None:
+        """``replicas`` changed in place (an autoscaler added or removed a replica, possibly
+        keeping its length): track it afresh now."""
+        st = self._tracked.get(id(replicas))
+        if st is None or st[0] is not replicas:
+            self.track(replicas)
+        else:
+            self._retrack(replicas, st)
+
     def _retrack(self, replicas: list, old: tuple) -> None:
         """``replicas`` changed: track it afresh, and stop feeding a heap no list uses."""
         self.track(replicas)
