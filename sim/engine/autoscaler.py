@@ -181,10 +181,12 @@ class PoolScaler:
         self.scale_to(desired, f"{what} {total / max(1, self.count('active')):.3g} vs target {a.target:g}")
 
     def settle(self, end_s: float, window: tuple[float, float]) -> dict:
-        """Close the billing at ``end_s``; set each replica's ``stats.billed_s`` (within the
-        window) and return the pool's record."""
+        """Close the billing of replicas still up at the end of the window or of the run,
+        whichever is later (a fixed pool is paid for the whole window too); set each replica's
+        ``stats.billed_s`` (within the window) and return the pool's record."""
         self.release_drained()
         w0, w1 = window
+        end_s = max(end_s, w1)
         for j, rep in enumerate(self.replicas):
             for period in self.billed[j]:
                 if period[1] == math.inf:
