@@ -16,7 +16,8 @@ def replica_count(x) -> str:
 
 def _worst_bin(timeline: list[dict]) -> dict | None:
     bins = [b for b in timeline if b.get("in_window") and b.get("attainment_pct") is not None]
-    return min(bins, key=lambda b: b["attainment_pct"]) if bins else None
+    # lowest attainment, then the slowest p99 TTFT
+    return min(bins, key=lambda b: (b["attainment_pct"], -(b["p99_ttft_s"] or 0.0))) if bins else None
 
 
 def autoscale_lines(summary: dict) -> list[tuple[str, str]]:
@@ -61,11 +62,12 @@ def autoscale_paragraph(summary: dict) -> str | None:
     worst = _worst_bin(a.get("timeline") or [])
     if worst is not None:
         parts.append(
-            f"The worst stretch was arrivals between {worst['start_s']:,.0f} and {worst['end_s']:,.0f} s: "
+            f"The worst stretch for the SLO was arrivals between {worst['start_s']:,.0f} and {worst['end_s']:,.0f} s: "
             f"{fmt.pct(worst['attainment_pct'])} of requests met their SLO, p99 time to first token "
             f"{fmt.latency(worst['p99_ttft_s'])}. If that is too low, scale earlier (a lower target, a schedule "
             f"ahead of the daily rise), keep a higher min_replicas, or shorten the cold start (a warm node pool, "
-            f"faster weight loading); fleetcast compare against the same pool fixed "
-            f"(--variant fixed 'fleet.N.autoscale=null') puts both on cost and SLO attainment side by side."
+            f"faster weight loading); fleetcast compare against the same pool fixed at its maximum "
+            f"(--variant 'fixed:fleet.N.autoscale=null,fleet.N.replicas=MAX') puts both on cost and SLO attainment "
+            f"side by side."
         )
     return " ".join(parts)

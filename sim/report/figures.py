@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sim.report.autoscale_figure import autoscaling
 from sim.report.load import ReportInput, gpus_per_replica
 
 __all__ = ["ReportFigure", "build_figures", "to_svg", "RC", "pareto_front", "pareto_note", "slo_use_pct"]
@@ -331,6 +332,10 @@ _FIGURES = (
     ("fig-utilization", "Utilization and queue over time", utilization,
      "Requests running and waiting, summed over replicas, and KV-cache use over the {which} run; "
      "grey bands are warm-up/cool-down, excluded from the figures above."),
+    ("fig-autoscale", "Autoscaling: replicas, load and p99 over the run", autoscaling,
+     "The autoscaled pools' replicas over the {which} run (solid: provisioned and paid for, from the scale-up "
+     "decision; dashed: serving, after the cold start), the arrival rate and the p99 time to first token per "
+     "bin of arrivals: a p99 that rises while the dashed line lags the solid one is the cold start's cost."),
     ("fig-pareto", "Cost vs SLO margin across candidates", cost_vs_latency,
      "Each dot is one candidate fleet that meets every SLO, at the forecast peak: its monthly cost against "
      "its slowest class's latency as a share of that class's own target (the plan chooses on cost subject to "

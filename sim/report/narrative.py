@@ -10,6 +10,7 @@ from typing import Callable
 
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
+from sim.report.autoscale_text import autoscale_paragraph
 from sim.report.disagg_text import disagg_paragraph, layout_sentence
 from sim.report.load import ReportInput, gpus_per_replica
 from sim.report.own_rent import own_rent_sentence
@@ -277,6 +278,9 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
     split = disagg_paragraph(c.get("summary") or {})
     if split:
         out.append(split)
+    scaled = autoscale_paragraph(c.get("summary") or {})
+    if scaled:
+        out.append(scaled)
     if inp.kind == "plan":
         out.append(ranking_sentence(inp, c))
         layouts = layout_sentence(inp.candidates)
