@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from sim.analysis.forecast import forecast
+from sim.analysis.plan_autoscale import autoscale_comparison
 from sim.cli import main
 from sim.engine.fleet import simulate
+from sim.report.autoscale_text import plan_autoscale_sentence
 from sim.scenario.spec import scenario_from_dict
 from tests.factories import refused_run, scenario_dict
 
@@ -220,3 +222,20 @@ def test_bundled_scenario_same_seed_same_bytes(tmp_path, capsys):
     pool = a["autoscale"]["pools"]["h100"]
     assert pool["scale_ups"] >= 1 and pool["scale_downs"] >= 1 and pool["replicas_mean"] < pool["max_replicas"]
     assert "autoscale" in capsys.readouterr().out
+
+
+def test_plan_compares_the_recommended_fleet_fixed_and_autoscaled(tmp_path):
+    # the recommended 3 replicas fixed: 3 x $3.60/hour. Autoscaled up to 3 from the scenario's
+    # 1 replica, a schedule adding one at 5 s (billed from then): window [2, 20] holds
+    # 18 + 15 = 33 replica-seconds, a mean of 33/18 replicas, 33/18 x $3.60/hour
+    data = scenario_dict(pricing={"h100-sxm": 3.6})
+    auto = {"min_replicas": 1, "max_replicas": 2, "policy": "schedule", "schedule": [{"at_s": 5, "replicas": 2}],
+            "cold_start": {"provision_s": 5}}
+    out = autoscale_comparison(data, auto, 0, 3, 5.0, tmp_path / "scenario.yaml", 1_000_000)
+    fixed, scaled = out["fixed"], out["autoscaled"]
+    assert (out["replicas"], out["min_replicas"]) == (3, 1)
+    assert fixed["usd_per_hour"] == pytest.approx(3 * 3.6)
+    assert scaled["replicas_mean"] == pytest.approx(33 / 18)
+    assert scaled["usd_per_hour"] == pytest.approx(33 / 18 * 3.6)
+    assert out["saving_pct"] == pytest.approx(100 * (1 - 33 / 18 / 3))
+    assert "SLO attainment" in plan_autoscale_sentence({"autoscale": out})

@@ -110,7 +110,7 @@ def test_metric_values_reads_summary():
 def test_identical_variant_gives_zero_difference(scenario_file):
     res = run_compare(scenario_file, [parse_variant("same:fleet.0.replicas=1")], 3)
     same = [r for r in res.rows if r["variant"] == "same"]
-    assert len(same) == 2 * 8 + 9  # 8 metrics per class, 9 for "all" (cost)
+    assert len(same) == 2 * 8 + 10  # 8 metrics per class, 10 for "all" (cost per 1M tokens and per hour)
     for r in same:
         assert r["n"] == 3, r
         assert r["diff_mean"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0, r
@@ -202,9 +202,9 @@ def test_cli_writes_json_parquet_html(scenario_file, tmp_path, capsys):
     assert "two vs baseline" in printed and "prio vs baseline" in printed and "95% CI" in printed
     data = json.loads((out / "compare.json").read_text())
     assert data["replications"] == 2 and set(data["variants"]) == {"baseline", "two", "prio"}
-    assert len(data["rows"]) == 2 * (2 * 8 + 9)
+    assert len(data["rows"]) == 2 * (2 * 8 + 10)
     raw = pd.read_parquet(out / "compare.parquet")
-    assert len(raw) == 2 * (2 * 8 + 9) * 2
+    assert len(raw) == 2 * (2 * 8 + 10) * 2
     assert list(raw.columns) == ["variant", "class", "metric", "replication", "seed", "baseline_value",
                                  "variant_value", "diff"]
     assert set(raw["metric"]) == {m.name for m in METRICS}

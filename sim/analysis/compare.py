@@ -79,6 +79,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("goodput_rps", "goodput", "req/s", 1.0, False),
     Metric("attainment_pct", "attainment", "%", 1.0, False),
     Metric("usd_per_1m_output_tokens", "cost", "$/1M out tok", 1.0, True, overall_only=True),
+    # the fleet's mean $/hour: an autoscaled pool's integrates its replicas over the window
+    Metric("usd_per_hour", "cost", "$/hour", 1.0, True, overall_only=True),
 )
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 
@@ -120,6 +122,8 @@ def metric_values(summary: dict) -> dict[str, dict[str, float | None]]:
                 continue
             if m.name == "usd_per_1m_output_tokens":
                 v = summary["cost"].get("usd_per_1m_output_tokens")
+            elif m.name == "usd_per_hour":
+                v = summary["cost"].get("fleet_usd_per_hour")
             elif m.name in ("goodput_rps", "attainment_pct"):
                 v = g.get(m.name)
             else:

@@ -35,6 +35,7 @@ from sim.analysis.candidates import Candidate, enumerate_candidates
 from sim.analysis.forecast import class_slos, forecast
 from sim.analysis.metrics import attainment_by_time
 from sim.analysis.peak import PlanWindow, apply_window, plan_window, window_warnings
+from sim.analysis.plan_autoscale import autoscale_comparison
 from sim.analysis.plan_search import CandidateSearch, search_candidate
 from sim.analysis.rates import base_rate_rps, with_rate
 from sim.analysis.replications import CONFIDENCE, class_needs, replication_seeds
@@ -161,7 +162,7 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
         "profiles": perf_sources(scenario),
         "max_replicas": spec.max_replicas, "pool": spec.pool, "duration_s": None,
         "statistics": None, "window": None, "failures": spec.failures.model_dump() if spec.failures else None,
-        "warnings": [], "timeline": None,
+        "warnings": [], "timeline": None, "autoscale": None,
         "headroom_definition": "100 * (highest tested rate at which the found fleet is proven to meet every SLO "
                                "/ demand - 1); interval up to the lowest tested rate proven to miss",
         "error": None,
@@ -238,6 +239,10 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
             best["replicas"], peak)
         if doc["window"]["kind"] != "stationary":
             doc["timeline"] = _timeline(base, scenario, cand, spec, win, best["replicas"], peak)
+        search = CandidateSearch(base, scenario.path, cand, spec, win, [scenario.seed])
+        if search.autoscale is not None:
+            doc["autoscale"] = autoscale_comparison(search.data, search.autoscale, spec.pool, best["replicas"], peak,
+                                                    scenario.path, TIMELINE_MAX_REQUESTS)
     else:
         close = [c for c in records if c["status"] == "cannot-meet-slo"]
         out.closest = close[0]["id"] if close else None

@@ -56,6 +56,9 @@ class CandidateSearch:
         self.cand, self.spec, self.path, self.win, self.seeds = cand, spec, path, win, list(seeds)
         data = copy.deepcopy(base_data)
         pool = data["fleet"][spec.pool]
+        # the search sizes a fixed fleet for the peak; an autoscaled pool is compared afterwards
+        # (sim.analysis.plan_autoscale)
+        self.autoscale = pool.pop("autoscale", None)
         same_hw = (pool["gpu"], pool["model"], pool["quantization"], pool["tensor_parallel"],
                    pool.get("data_parallel", 1), pool.get("expert_parallel", False)) == (
             cand.gpu, cand.model, cand.quantization, cand.tensor_parallel, cand.data_parallel, cand.expert_parallel)

@@ -25,6 +25,7 @@ from sim.analysis.plan import run_plan
 from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
 from sim.errors import FleetcastError
 from sim.outpaths import check_out_folder, staged_folder
+from sim.report.autoscale_text import plan_autoscale_sentence
 from sim.report.disagg_text import layout_sentence
 from sim.records import write_parquet_atomic
 from sim.scenario.spec import load_scenario
@@ -142,6 +143,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     layouts = layout_sentence(doc["candidates"])
     if layouts:
         console.print(f"  {layouts}", highlight=False, soft_wrap=True)
+    scaled = plan_autoscale_sentence(doc)
+    if scaled:
+        console.print(f"  {scaled}", highlight=False, soft_wrap=True)
     tl = doc.get("timeline") or {}
     if tl.get("rows"):
         worst = min((r for r in tl["rows"] if r["requests"]), key=lambda r: r["attainment_pct"] or 0.0)

@@ -210,22 +210,22 @@ class Autoscaler:
         for sc in scalers:
             if sc.spec.policy == "schedule":
                 env.process(self._schedule(sc))
-            else:
-                env.process(self._loop(sc))
+            env.process(self._loop(sc))
 
     def _loop(self, sc: PoolScaler):
+        """Every sync period: decide (metric policies), release drained replicas (all)."""
         while True:
             yield self.env.timeout(sc.spec.sync_period_s)
-            sc.control()
+            if sc.spec.policy == "schedule":
+                sc.release_drained()
+                sc._note()
+            else:
+                sc.control()
 
     def _schedule(self, sc: PoolScaler):
         for step in sc.spec.schedule:
             yield self.env.timeout(step.at_s - self.env.now)
             sc.scale_to(step.replicas, f"schedule at {step.at_s:g} s")
-        while True:  # keep releasing drained replicas
-            yield self.env.timeout(sc.spec.sync_period_s)
-            sc.release_drained()
-            sc._note()
 
     def record(self, end_s: float, window: tuple[float, float]) -> dict:
         return {sc.pool.name: sc.settle(end_s, window) for sc in self.scalers}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sim.report import fmt
 
-__all__ = ["autoscale_lines", "autoscale_paragraph", "replica_count"]
+__all__ = ["autoscale_lines", "autoscale_paragraph", "replica_count", "plan_autoscale_sentence"]
 
 
 def replica_count(x) -> str:
@@ -71,3 +71,25 @@ def autoscale_paragraph(summary: dict) -> str | None:
             f"side by side."
         )
     return " ".join(parts)
+
+
+def plan_autoscale_sentence(doc: dict) -> str | None:
+    """``fleetcast plan``'s and the plan report's words on ``plan.json`` ``autoscale``: the
+    recommended count fixed vs autoscaled up to it, over the scenario's own traffic."""
+    a = (doc or {}).get("autoscale")
+    if not a:
+        return None
+    f, s = a["fixed"], a["autoscaled"]
+
+    def slo(x: dict) -> str:
+        return f"{fmt.pct(x['attainment_pct'])} SLO attainment ({'met' if x['slo_met'] else 'missed'})"
+
+    lost = (f['attainment_pct'] or 0.0) - (s['attainment_pct'] or 0.0)
+    cold = f"{s['scale_ups']} cold start{'s' if s['scale_ups'] != 1 else ''} of {fmt.latency(s['cold_start_s'])}"
+    cost = (f"The {lost:.2f} points of attainment lost are what {cold} cost while the load rose" if lost >= 0.005 else
+            f"The {cold} cost no measurable SLO attainment here: the replicas already up absorbed the rise")
+    return (f"Autoscaled between {a['min_replicas']} and the recommended {a['replicas']} replicas over the scenario's "
+            f"{a['duration_s']:,.0f} s, the fleet averages {replica_count(s['replicas_mean'])} replicas and costs "
+            f"{fmt.usd(s['usd_per_month'])}/month instead of {fmt.usd(f['usd_per_month'])} fixed "
+            f"({fmt.pct(a['saving_pct'], 0)} less), with {slo(s)} against {slo(f)} fixed. {cost} (plan.json "
+            f"autoscale).")

@@ -10,7 +10,7 @@ from typing import Callable
 
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
-from sim.report.autoscale_text import autoscale_paragraph
+from sim.report.autoscale_text import autoscale_paragraph, plan_autoscale_sentence
 from sim.report.disagg_text import disagg_paragraph, layout_sentence
 from sim.report.load import ReportInput, gpus_per_replica
 from sim.report.own_rent import own_rent_sentence
@@ -286,6 +286,9 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
         layouts = layout_sentence(inp.candidates)
         if layouts:
             out.append(layouts)
+        scaled_plan = plan_autoscale_sentence(inp.plan)
+        if scaled_plan:
+            out.append(scaled_plan)
     if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings
         out += confidence_sentences(inp.plan, c)
         out += [x for x in (window_sentence(inp.plan), failure_sentence(c)) if x]

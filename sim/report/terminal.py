@@ -262,7 +262,7 @@ def render_compare(result):
             ci, sig = ci_cells(row, _fmt_compare, m.scale)
             verdict, style = _verdict(row)
             diff = row["diff_mean"]
-            t.add_row(row["class"] if new_class else "", f"{m.label} {m.unit}" if m.unit != "$/1M out tok" else "$/1M out tok", _fmt_compare(row["baseline_mean"], m.scale),
+            t.add_row(row["class"] if new_class else "", f"{m.label} {m.unit}" if not m.unit.startswith("$/") else m.unit, _fmt_compare(row["baseline_mean"], m.scale),
                       _fmt_compare(row["variant_mean"], m.scale),
                       Text(("+" if diff and diff > 0 else "") + _fmt_compare(diff, m.scale), style=style),
                       ci, sig, Text(verdict, style=style))
