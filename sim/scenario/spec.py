@@ -320,5 +320,10 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None, seed: in
 
 
 def dump_scenario(scenario: Scenario) -> str:
-    """The scenario as YAML (defaults filled in), for run folders and reports."""
-    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+    """The scenario as YAML (defaults filled in), for run folders and reports. A fixed pool
+    leaves out ``autoscale: null``, so its dump is what it was before autoscaling existed."""
+    data = scenario.model_dump(mode="json")
+    for pool in data["fleet"]:
+        if pool.get("autoscale", 0) is None:
+            del pool["autoscale"]
+    return yaml.safe_dump(data, sort_keys=False)
