@@ -34,6 +34,7 @@ def digest(res):
     h.update(res.timeseries.to_csv().encode())
     h.update(res.itl_hist.tobytes())
     h.update(repr(res.end_s).encode())
+    h.update(json.dumps(res.autoscale, sort_keys=True).encode())
     for st in res.replicas:
         h.update(repr(dataclasses.asdict(st)).encode())
     return h.hexdigest()
@@ -91,6 +92,22 @@ def _cases() -> list:
                  "arrival": {"process": "gamma", "cv": 2.0, "rate_rps": 12}},
         events=[{"kind": "replica-failure", "replica": "dec/1", "at_s": 9.0}])
     cases += [(d, False), (d, True)]
+    # autoscaled pools: replicas joining and leaving the eligible lists (least-outstanding's heaps
+    # re-tracked), cold starts, draining, a failure of a replica the autoscaler manages
+    for k, (policy, router) in enumerate((("queue-length", "least-outstanding"),
+                                          ("target-utilization", "prefix-affinity"))):
+        auto = {"min_replicas": 1, "max_replicas": 5, "policy": policy, "target": 0.5 if k else 1.0,
+                "metric_window_s": 3, "sync_period_s": 1, "scale_down_cooldown_s": 2,
+                "cold_start": {"provision_s": 1.5, "load_bandwidth_bytes_s": 1e10}}
+        d = scenario_dict(
+            seed=31 + k, fleet=[{"name": "p", "gpu": "h100-sxm", "replicas": 2, "model": "llama-3.1-8b",
+                                 "engine": {"max_model_len": 4096, "block_size": 16, "max_num_seqs": 8},
+                                 "autoscale": auto}],
+            router={"name": router}, sim={"drain_s": 20},
+            traffic={"duration_s": 20, "warmup_s": 2, "classes": classes,
+                     "arrival": {"process": "gamma", "cv": 2.0, "rate_rps": 12}},
+            events=[{"kind": "replica-failure", "replica": "p/0", "at_s": 9.0}] if k else [])
+        cases.append((d, k == 1))
     return cases
 
 
