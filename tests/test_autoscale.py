@@ -203,12 +203,25 @@ traffic:
      "a cold start < 60 s"),
     ("      min_replicas: 1\n      max_replicas: 3\n      policy: target-utilization", 2, 8,
      "fleet.0.autoscale", "needs a target"),
+    ("      min_replicas: 1\n      max_replicas: 3\n      policy: schedule\n      schedule:\n"
+     "        - {at_s: 10, replicas: 5}", 2, 13, "fleet.0.autoscale.schedule.0.replicas", "outside [1, 3]"),
 ])
 def test_bad_autoscale_input_is_refused_located(tmp_path, capsys, block, replicas, line, field, valid):
     path = _yaml(tmp_path, block, replicas)
     code, err = refused_run(capsys, tmp_path, path)
     assert code == 2
     assert str(path) in err and f"line {line}," in err and f"field {field}" in err and valid in err
+
+
+def test_report_of_an_autoscaled_run_has_the_figure_and_the_planner_paragraph(tmp_path, capsys):
+    run, rep = tmp_path / "run", tmp_path / "report"
+    assert main(["run", str(ROOT / "scenarios" / "autoscaling.yaml"), "--out", str(run)]) == 0
+    assert main(["report", str(run), "--format", "html", "--out", str(rep)]) == 0
+    html = (rep / "report.html").read_text()
+    assert 'id="fig-autoscale"' in html and "What the autoscaler buys" in html and "What it costs" in html
+    summary = json.loads((run / "summary.json").read_text())
+    pool = summary["autoscale"]["pools"]["h100"]
+    assert f"{pool['saving_pct']:,.0f}% less" in html
 
 
 def test_bundled_scenario_same_seed_same_bytes(tmp_path, capsys):
