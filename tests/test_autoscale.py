@@ -17,10 +17,13 @@ import pytest
 from sim.analysis.forecast import forecast
 from sim.analysis.plan_autoscale import autoscale_comparison
 from sim.cli import main
+from sim.engine.autoscaler import PoolScaler
 from sim.engine.fleet import simulate
+from sim.engine.result import ReplicaStats
+from sim.engine.wake import Environment
 from sim.report.autoscale_text import plan_autoscale_sentence
 from sim.scenario.spec import scenario_from_dict
-from tests.factories import refused_run, scenario_dict
+from tests.factories import make_scenario, refused_run, scenario_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 # llama-3.1-8b: 8,030,261,248 parameters (catalog) x 2 bytes at bf16, on one GPU (tp 1)
@@ -252,3 +255,44 @@ def test_plan_compares_the_recommended_fleet_fixed_and_autoscaled(tmp_path):
     assert scaled["usd_per_hour"] == pytest.approx(33 / 18 * 3.6)
     assert out["saving_pct"] == pytest.approx(100 * (1 - 33 / 18 / 3))
     assert "SLO attainment" in plan_autoscale_sentence({"autoscale": out})
+
+
+class _Rep:
+    """What the controller reads of a replica."""
+
+    def __init__(self, index: int) -> None:
+        self.index, self.outstanding, self.failed, self.max_num_seqs = index, 0, False, 8
+        self.waiting, self.running = [], {}
+        self.stats = ReplicaStats(pool="p", name=f"p/{index}", gpu="h100-sxm", tp=1, kv_blocks_total=1)
+
+
+def test_queue_length_decisions_follow_hpa_formula_tolerance_and_stabilization():
+    # KEDA on waiting requests, target 2 per replica: desired = ceil(total waiting / 2)
+    sc = make_scenario(pool={"replicas": 2, "autoscale": {
+        "min_replicas": 1, "max_replicas": 6, "policy": "queue-length", "target": 2, "metric_window_s": 1,
+        "sync_period_s": 15, "scale_down_cooldown_s": 100}}, traffic={"duration_s": 600})
+    env = Environment()
+    reps = [_Rep(i) for i in range(6)]
+    eligible = [reps[:2]]
+    scaler = PoolScaler(env, sc.fleet[0], reps, eligible, None, 10.0)
+
+    def tick(t: float, waiting: list[int]) -> int:
+        env._now = t
+        for rep, n in zip((r for r, s in zip(reps, scaler.state) if s == "active"), waiting):
+            rep.waiting = [None] * n
+        scaler.control()
+        return scaler.count("active", "provisioning")
+
+    assert tick(15, [5, 5]) == 5  # 10 waiting / 2 = 5: up at once (no scale-up window)
+    assert scaler.count("active") == 2  # the 3 new ones wait their 10 s cold start
+    assert tick(30, [4, 5]) == 5  # 9 / (2 x 2 active) = 2.25 vs 1: ceil(9 / 2) = 5, unchanged
+    env._now = 30
+    for j in range(2, 5):
+        scaler._ready_cb(j, 1)(None)  # cold start over: they serve
+    assert [r.index for r in eligible[0]] == [0, 1, 2, 3, 4]
+    assert tick(45, [2, 2, 2, 2, 3]) == 5  # 11 / (2 x 5) = 1.1: within tolerance 0.1, no change
+    assert tick(60, [0, 0, 0, 0, 0]) == 5  # proposes min 1, but 5 was proposed within 100 s
+    assert tick(135, [0, 0, 0, 0, 0]) == 5  # the proposal of 5 at 45 s is 90 s old
+    assert tick(150, [0, 0, 0, 0, 0]) == 1  # now every proposal in the last 100 s is 1
+    assert [r.index for r in eligible[0]] == [0]  # the highest-index ones drained (already empty)
+    assert scaler.state == ["active", "off", "off", "off", "off", "off"]

@@ -65,7 +65,7 @@ class PoolScaler:
     def count(self, *states: str) -> int:
         return sum(1 for s in self.state if s in states)
 
-    def _note(self) -> None:
+    def note(self) -> None:
         row = (self.env.now, self.count("active"), self.count("active", "provisioning", "draining"))
         if self.series[-1][1:] != row[1:]:
             if self.series[-1][0] == row[0]:
@@ -103,7 +103,7 @@ class PoolScaler:
             self._up(n - current)
         else:
             self._down(current - n)
-        self._note()
+        self.note()
 
     def _up(self, k: int) -> None:
         for j in reversed(range(len(self.state))):  # draining ones are warm: they rejoin at once
@@ -123,7 +123,7 @@ class PoolScaler:
             if self.state[j] == "provisioning" and len(self.billed[j]) == period:
                 self.state[j] = "active"
                 self._join(j)
-                self._note()
+                self.note()
         return ready
 
     def _down(self, k: int) -> None:
@@ -161,14 +161,15 @@ class PoolScaler:
         """One sync period: sample, average over the window, propose, stabilize, scale."""
         now, a = self.env.now, self.spec
         self.release_drained()
-        self._note()
+        self.note()
         self.samples.append((now, self.metric_total()))
         while self.samples and self.samples[0][0] <= now - a.metric_window_s:
             self.samples.popleft()
         total = sum(v for _, v in self.samples) / len(self.samples)
         current = self.count("active", "provisioning")
         ratio = total / (a.target * max(1, self.count("active")))
-        proposal = current if abs(ratio - 1.0) <= a.tolerance else math.ceil(total / a.target - 1e-9)
+        # 1e-9: a ratio of exactly 1 +- tolerance (1.1 - 1.0 is 0.10000000000000009) counts as within it
+        proposal = current if abs(ratio - 1.0) <= a.tolerance + 1e-9 else math.ceil(total / a.target - 1e-9)
         proposal = min(a.max_replicas, max(a.min_replicas, proposal))
         self.proposals.append((now, proposal))
         keep = max(a.scale_up_cooldown_s, a.scale_down_cooldown_s)
@@ -192,7 +193,7 @@ class PoolScaler:
                 if period[1] == math.inf:
                     period[1] = end_s
             rep.stats.billed_s = sum(max(0.0, min(e, w1) - max(s, w0)) for s, e in self.billed[j])
-        self._note()
+        self.note()
         return {"series": [list(r) for r in self.series], "events": self.events, "cold_start_s": self.cold_s,
                 "billed": [[list(p) for p in periods] for periods in self.billed]}
 
@@ -218,7 +219,7 @@ class Autoscaler:
             yield self.env.timeout(sc.spec.sync_period_s)
             if sc.spec.policy == "schedule":
                 sc.release_drained()
-                sc._note()
+                sc.note()
             else:
                 sc.control()
 
