@@ -76,6 +76,22 @@ def test_from_summary_uses_the_catalog_and_scenario_prices():
     assert r.rent_usd_per_month == pytest.approx((4 * 2.99 + 2 * 0.7) * 730)
 
 
+def test_an_autoscaled_pool_is_owned_at_its_maximum_and_rented_at_its_mean():
+    """An autoscaled pool of 1 GPU per replica, max 6, 2.5 provisioned on average, at
+    $2.99/GPU-hour. By hand: owned 6 x purchase; rent 2.5 x 2.99 x 730 = 5,456.75/month;
+    power 2.5 x 0.7 kW x busy 0.8 x PUE 1.3 = 1.82 kW (the spares powered off)."""
+    cat = load_catalog()
+    summary = {"overall": {"output_tokens_per_s": 500.0},
+               "cost": {"pools": {"a": {"gpu": "h100-sxm", "gpus": 2.5, "gpus_per_replica": 1,
+                                        "usd_per_gpu_hour": 2.99}}},
+               "utilization": {"pools": {"a": {"busy_frac": 0.8}}},
+               "autoscale": {"pools": {"a": {"max_replicas": 6}}}}
+    r = own_vs_rent_from_summary(summary, OwnershipSpec(), cat)
+    assert r.pools[0].gpus == 6 and r.purchase_usd == 6 * cat.gpu("h100-sxm").purchase_usd
+    assert r.rent_usd_per_month == pytest.approx(5456.75)
+    assert r.own_power_kw == pytest.approx(1.82)
+
+
 def _scenario_with(tmp_path: Path, pricing: str) -> tuple[Path, int]:
     text = QUICKSTART.read_text().rstrip("\n") + "\n"
     path = tmp_path / "priced.yaml"

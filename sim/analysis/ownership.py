@@ -21,6 +21,10 @@ run's measured output rate, as if the measured load ran all month (the same
 assumption the rented $ per 1M tokens makes, so the two compare like for like).
 Break-even: the months after which buying (purchase + hosting + electricity)
 has cost less than renting, ``purchase / (rent - hosting - electricity)``.
+
+An autoscaled pool is bought at its ``max_replicas`` (owned GPUs cannot be handed back when
+the load falls) but rented at its mean provisioned count; its power counts the mean count
+(spares powered off).
 """
 
 from __future__ import annotations
@@ -46,6 +50,14 @@ class PoolOwnership:
     power_w_per_gpu: float
     busy_frac: float  # measured, clamped to [0, 1]
     rent_usd_per_gpu_hour: float
+    # an autoscaled pool rents its mean provisioned GPUs but must own its maximum (owned GPUs
+    # cannot be given back at night); None: rents what it owns
+    rent_gpus: float | None = None
+
+    @property
+    def rented_gpus(self) -> float:
+        """GPUs rented on average: ``rent_gpus``, else ``gpus``."""
+        return self.gpus if self.rent_gpus is None else self.rent_gpus
 
 
 @dataclass(frozen=True)
@@ -81,10 +93,11 @@ def own_vs_rent(pools: list[PoolOwnership], own: OwnershipSpec, output_tokens_pe
     purchase = sum(p.gpus * p.purchase_usd_per_gpu for p in pools)
     amort = purchase / own.amortization_months
     hosting = purchase * own.hosting_pct_per_year / 100.0 / 12.0
-    kw = sum(p.gpus * p.power_w_per_gpu / 1000.0 * min(max(p.busy_frac, 0.0), 1.0) for p in pools) * own.pue
+    # power: the GPUs in service (an autoscaled pool's owned spares are taken as powered off)
+    kw = sum(p.rented_gpus * p.power_w_per_gpu / 1000.0 * min(max(p.busy_frac, 0.0), 1.0) for p in pools) * own.pue
     electricity = kw * HOURS_PER_MONTH * own.usd_per_kwh
     own_month = amort + hosting + electricity
-    rent_month = sum(p.gpus * p.rent_usd_per_gpu_hour for p in pools) * HOURS_PER_MONTH
+    rent_month = sum(p.rented_gpus * p.rent_usd_per_gpu_hour for p in pools) * HOURS_PER_MONTH
     diff = rent_month - own_month
     cheaper = "same" if abs(diff) < 0.005 else "own" if diff > 0 else "rent"
     dearer = max(own_month, rent_month)
@@ -104,6 +117,7 @@ def own_vs_rent_from_summary(summary: dict, own: OwnershipSpec, catalog: Catalog
     pool's GPU has no purchase price or no power figure."""
     cost = summary.get("cost") or {}
     util = (summary.get("utilization") or {}).get("pools") or {}
+    scaled = ((summary.get("autoscale") or {}).get("pools")) or {}
     pools = []
     for name, row in (cost.get("pools") or {}).items():
         gpu = catalog.gpu(row["gpu"])
@@ -114,10 +128,13 @@ def own_vs_rent_from_summary(summary: dict, own: OwnershipSpec, catalog: Catalog
         source = ("scenario pricing.own.purchase_usd_per_gpu" if set_price is not None
                   else f"catalog purchase_usd: {catalog.source_of('gpu', row['gpu']).get('purchase_usd', '')}")
         busy = (util.get(name) or {}).get("busy_frac")
-        pools.append(PoolOwnership(pool=name, gpu=row["gpu"], gpus=int(row["gpus"]), purchase_usd_per_gpu=float(price),
+        a = scaled.get(name)
+        owned = int(a["max_replicas"]) * int(row["gpus_per_replica"]) if a else int(row["gpus"])
+        pools.append(PoolOwnership(pool=name, gpu=row["gpu"], gpus=owned, purchase_usd_per_gpu=float(price),
                                    purchase_source=source, power_w_per_gpu=float(gpu.power_w),
                                    busy_frac=1.0 if busy is None else float(busy),
-                                   rent_usd_per_gpu_hour=float(row["usd_per_gpu_hour"])))
+                                   rent_usd_per_gpu_hour=float(row["usd_per_gpu_hour"]),
+                                   rent_gpus=float(row["gpus"]) if a else None))
     if not pools:
         return None
     return own_vs_rent(pools, own, (summary.get("overall") or {}).get("output_tokens_per_s"))

@@ -36,9 +36,9 @@ def autoscale_lines(summary: dict) -> list[tuple[str, str]]:
                                   f"replicas ({fmt.pct(p['saving_pct'], 0)} less)"))
     worst = _worst_bin(a.get("timeline") or [])
     if worst is not None:
-        lines.append(("worst hour", f"SLO attainment {fmt.pct(worst['attainment_pct'])} for arrivals "
-                                    f"{worst['start_s']:,.0f}-{worst['end_s']:,.0f} s, p99 TTFT "
-                                    f"{fmt.latency(worst['p99_ttft_s'])}"))
+        lines.append(("worst period", f"SLO attainment {fmt.pct(worst['attainment_pct'])} for arrivals "
+                                      f"{worst['start_s']:,.0f}-{worst['end_s']:,.0f} s, p99 TTFT "
+                                      f"{fmt.latency(worst['p99_ttft_s'])}"))
     return lines
 
 

@@ -61,11 +61,33 @@ def gpus_of(c: dict) -> int | None:
     return None
 
 
+def autoscaled_gpus(c: dict) -> tuple[float, float, float] | None:
+    """(min, max, mean) GPUs of a run whose pools autoscale (pool replicas x TP), else None."""
+    pools = ((c.get("summary") or {}).get("autoscale") or {}).get("pools")
+    if not pools:
+        return None
+    tp = c.get("tensor_parallel") or 1
+    return (sum(p["replicas_min"] for p in pools.values()) * tp, sum(p["replicas_max"] for p in pools.values()) * tp,
+            sum(p["replicas_mean"] for p in pools.values()) * tp)
+
+
+def gpus_text(c: dict) -> str:
+    """The fleet's GPU count for a headline card: '8', or '1–6 (2.93 on average)' when autoscaled."""
+    a = autoscaled_gpus(c)
+    if a is not None:
+        return f"{a[0]:,.0f}–{a[1]:,.0f} ({a[2]:,.2f} on average)"
+    return fmt.num(gpus_of(c))
+
+
 def fleet_text(c: dict) -> str:
-    """'8 × h100-sxm GPUs (4 replicas, TP 2)'; a disaggregated fleet '... (1 prefill + 3 decode replicas, TP 1)'."""
+    """'8 × h100-sxm GPUs (4 replicas, TP 2)'; a disaggregated fleet '... (1 prefill + 3 decode replicas, TP 1)';
+    an autoscaled one '1–6 × h100-sxm GPUs, autoscaled (2.93 on average, TP 1)'."""
     g, r, tp = gpus_of(c), c.get("replicas"), c.get("tensor_parallel") or 1
     if g is None:
         return f"{c.get('gpu')} (TP {tp}), no fleet size"
+    a = autoscaled_gpus(c)
+    if a is not None:
+        return f"{a[0]:,.0f}–{a[1]:,.0f} × {c.get('gpu')} GPUs, autoscaled ({a[2]:,.2f} on average, TP {tp})"
     split = (c.get("summary") or {}).get("disaggregated")
     if split:
         return (f"{g:,} × {c.get('gpu')} GPU{'s' if g != 1 else ''} ({split['prefill']['replicas']:,} prefill + "
@@ -319,7 +341,7 @@ def key_numbers(inp: ReportInput) -> list[tuple[str, str]]:
                 ("missed the SLO", str(sum(x.get("status") == "cannot-meet-slo" for x in cands)))]
     u = ((c.get("summary") or {}).get("utilization") or {}).get("fleet") or {}
     mbu = None if u.get("mbu") is None else u["mbu"] * 100
-    return [("GPUs", fmt.num(gpus_of(c))), ("per month", fmt.usd(c.get("usd_per_month"))),
+    return [("GPUs", gpus_text(c)), ("per month", fmt.usd(c.get("usd_per_month"))),
             ("per 1M output tokens", fmt.usd_small(c.get("usd_per_1m_output_tokens"))),
             ("SLO attained", fmt.pct(c.get("attainment_pct"))),
             ("p99 TTFT, all classes pooled", fmt.latency(c.get("p99_ttft_s"))),

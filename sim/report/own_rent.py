@@ -43,7 +43,9 @@ def compute_own_vs_rent(summary: dict | None, scenario: dict, catalog: Catalog,
 
 
 def _gpu_text(r: OwnVsRent) -> str:
-    return " + ".join(f"{p.gpus:,} × {p.gpu}" for p in r.pools)
+    return " + ".join(f"{p.gpus:,} × {p.gpu}" + ("" if p.rent_gpus is None else
+                                                  f", the autoscaled pool's maximum, rented {p.rent_gpus:,.2f} on average")
+                      for p in r.pools)
 
 
 def own_rent_sentence(r: OwnVsRent) -> str:
