@@ -39,6 +39,14 @@ def test_a_list_or_a_folder_is_not_a_scenario(tmp_path, capsys):
     assert code == 2 and "is a folder; give a scenario YAML file" in err
 
 
+def test_a_validator_message_is_said_without_pydantics_prefix(tmp_path, capsys):
+    spec = ROOT / "scenarios" / "speculative-decoding.yaml"
+    code, err = refused_run(capsys, tmp_path, spec, "--set", "fleet.0.engine.speculative.method=draft",
+                            "--set", "fleet.0.engine.speculative.draft_model=null")
+    assert code == 2 and "field fleet.0.engine.speculative: method draft needs draft_model" in err
+    assert "Value error" not in err
+
+
 def _laughs(levels: int) -> str:
     """The "billion laughs" document: level i is nine aliases of level i - 1 (9**levels values)."""
     rows = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']

@@ -144,6 +144,8 @@ def format_validation_error(exc: ValidationError, where: str, lines: dict, limit
             msg = f"{msg}, got {err.get('input')!r}"
         elif isinstance(err.get("input"), float) and not math.isfinite(err["input"]):
             msg = f"must be a finite number, got {err['input']}"
+        elif err["type"] == "value_error":  # our validators' ValueError: their text, without pydantic's "Value error, "
+            msg = str((err.get("ctx") or {}).get("error") or msg.removeprefix("Value error, "))
         at = f"line {line}, " if line else ""
         parts.append(f"{at}field {field}: {msg}")
     more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
