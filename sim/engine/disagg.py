@@ -33,10 +33,10 @@ from functools import partial
 
 import numpy as np
 
+from sim.engine.eligible import drop_failed
 from sim.engine.ledger import Ledger
 from sim.engine.request import Request
 from sim.engine.wake import wake
-from sim.errors import ScenarioError
 
 __all__ = ["Handoff", "TransferPath", "kv_bytes_per_link", "transfer_s", "exposed_transfer_s"]
 
@@ -162,12 +162,7 @@ class Handoff(Ledger):
 
     def drop(self, ranks: list) -> None:
         """Failed replicas leave the decode lists (in place: the router tracks them)."""
-        for reps in self.eligible:
-            reps[:] = [r for r in reps if r not in ranks]
-        for reps, name in zip(self.eligible, self.class_names):
-            if not reps:
-                raise ScenarioError(f"replica-failure of '{ranks[0].name}' leaves class '{name}' without "
-                                    f"decode replicas")
+        drop_failed(self.eligible, ranks, self.class_names, "decode replicas")
 
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
         """(prefill replica index or -1, exposed KV-transfer seconds or NaN) per request."""

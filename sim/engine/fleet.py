@@ -12,6 +12,7 @@ import pandas as pd
 from sim.catalog import load_catalog
 from sim.engine.autoscaler import Autoscaler, PoolScaler, check_cold_start, cold_start_s
 from sim.engine.disagg import Handoff, TransferPath
+from sim.engine.eligible import drop_failed
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
 from sim.engine.memory import check_max_model_len, plan_memory
@@ -207,11 +208,7 @@ class Fleet:
 
     def _fail(self, ranks: list, at_s: float):
         yield self.env.timeout(at_s)
-        for reps in self.eligible:  # in place: the arrival process holds these lists
-            reps[:] = [r for r in reps if r not in ranks]
-        for reps, name in zip(self.eligible, self.class_names):
-            if not reps:
-                raise ScenarioError(f"replica-failure of '{ranks[0].name}' leaves class '{name}' without replicas")
+        drop_failed(self.eligible, ranks, self.class_names)
         if self.handoff is not None:
             self.handoff.drop(ranks)
         for rep in ranks:
