@@ -195,19 +195,25 @@ class _Columns:
 
     def span_s(self, idx: np.ndarray) -> float | None:
         """``completion_span_s`` of the rows ``idx``."""
-        fin = self.finish[self.ok(idx)]
-        fin = fin[np.isfinite(fin)]
-        if not fin.size:
-            return None
-        span = float(fin.max() - self.arrival[idx].min())
-        return span if span > 0 else None
+        return _span_s(self.arrival[idx], self.finish[self.ok(idx)])
+
+
+def _span_s(arrival: np.ndarray, finish_ok: np.ndarray) -> float | None:
+    """Last finite finish of ``finish_ok`` (the ok requests) minus the first of ``arrival``
+    (all of them); None when nothing finished ok or the span is not positive."""
+    fin = finish_ok[np.isfinite(finish_ok)]
+    if not fin.size:
+        return None
+    span = float(fin.max() - arrival.min())
+    return span if span > 0 else None
 
 
 def completion_span_s(df: pd.DataFrame) -> float | None:
     """Seconds from the first arrival of ``df`` to the last finish of its ok requests,
     the span vLLM ``bench serve`` divides by (benchmark start to last completion);
     None when nothing finished ok."""
-    return _Columns(df).span_s(np.arange(len(df)))
+    ok = (df["status"] == "ok").to_numpy(dtype=bool)
+    return _span_s(df["arrival_s"].to_numpy(dtype=float), df["finish_s"].to_numpy(dtype=float)[ok])
 
 
 def _group(cols: _Columns, idx: np.ndarray, length_s: float, slos: dict[str, ClassSlo],
