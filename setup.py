@@ -25,7 +25,7 @@ COMPILED = [
     "sim/engine/kvcache.py",
     "sim/engine/replica.py",
     "sim/engine/wake.py",
-    "sim/engine/perf.py",
+    "sim/perf/perf_model.py",
     "sim/engine/ledger.py",
     "sim/engine/prefix_keys.py",
     "sim/engine/fleet.py",

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibration.splitwise import ATTRIBUTION, CATALOG, _obs, load_steps  # noqa: E402
 from sim.catalog import load_catalog  # noqa: E402
-from sim.engine.step_source import pool_perf_model  # noqa: E402
+from sim.perf.step_source import pool_perf_model  # noqa: E402
 from sim.scenario.spec import scenario_from_dict  # noqa: E402
 
 HARDWARE = ("a100-80gb", "h100-80gb")  # Splitwise's names; the power-capped H100 is left out

@@ -176,7 +176,7 @@ def cmd_calibrate(args) -> int:
 
 def cmd_validate(args) -> int:
     from calibration.validate import error_pivot, error_table, summarize_errors, validate_run, write_outputs
-    from sim.engine.profiles import load_profile
+    from sim.perf.profiles import load_profile
 
     if args.out:
         check_out_folder(args.out)

@@ -1,4 +1,4 @@
-"""Fit the performance model's coefficients (``sim.engine.perf.PerfCoefficients``).
+"""Fit the performance model's coefficients (``sim.perf.perf_model.PerfCoefficients``).
 
 Two kinds of evidence, one least-squares core:
 
@@ -27,7 +27,7 @@ from datetime import date
 import numpy as np
 from scipy.optimize import least_squares
 
-from sim.engine.perf import PerfCoefficients, PerfModel
+from sim.perf.perf_model import PerfCoefficients, PerfModel
 
 __all__ = ["StepObs", "step", "FitResult", "fit_steps", "predict_steps", "BOUNDS", "COEFF_NAMES", "error_stats",
            "run_observations", "fit_runs", "run_models", "coeff_dict", "RUN_FREE",

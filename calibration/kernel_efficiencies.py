@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.catalog import load_catalog
-from sim.kernels import data as kd
+from sim.perf.kernels import data as kd
 
 OUT = Path(__file__).resolve().parents[1] / "sim" / "catalog" / "architectures.yaml"
 # architecture -> (fleetcast GPU of the sibling, aiconfigurator system), or None: no sibling in the data

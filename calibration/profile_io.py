@@ -1,4 +1,4 @@
-"""Build a profile (the JSON ``sim.engine.profiles`` reads) from testbed runs."""
+"""Build a profile (the JSON ``sim.perf.profiles`` reads) from testbed runs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 
 from calibration.fit import RUN_FREE, coeff_dict, error_stats, fit_runs, fit_runs_by_simulation, run_models, today
 from calibration.runs import Run, load_run
-from sim.engine.perf import PerfCoefficients
 from sim.errors import FleetcastError
+from sim.perf.perf_model import PerfCoefficients
 
 __all__ = ["build_run_profile"]
 

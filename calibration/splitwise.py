@@ -73,7 +73,7 @@ def below_roofline(steps: pd.DataFrame) -> pd.Series:
     bandwidth, no overheads): broken measurements. One in the data: Llama-2-70B TP2,
     512-token prompts x 64 on H100 reports a 361 ms prefill, 6x under the FLOP floor
     of 32,768 tokens on two GPUs (the A100 row is likewise implausible)."""
-    from sim.engine.perf import PerfModel, roofline_floor_s
+    from sim.perf.perf_model import PerfModel, roofline_floor_s
 
     obs = _obs(steps, check=False)
     models = _models(obs)

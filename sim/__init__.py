@@ -1,9 +1,10 @@
 """fleetcast simulator: scenario in, fleet forecast out.
 
 The package is laid out by the flow of a request (see docs/design.md):
+``perf`` (the performance model: step times, memory plan, kernel tables),
 ``workload`` (what arrives) and ``scenario`` (the file that describes a
 fleet and its traffic) feed the ``engine`` (replicas, policies, KV cache,
-performance model, routers, the event loop); ``analysis`` turns runs into
+routers, the event loop); ``analysis`` turns runs into
 metrics, plans, sweeps and comparisons; ``report`` renders them and ``cli``
 is the ``fleetcast`` command. Imports go one way, in that order.
 

@@ -5,10 +5,11 @@ Layers, lowest first (a module may import its own layer and the ones below):
 
     base      sim, sim.errors, sim.rng, sim.records, sim.outpaths, sim.procs
     catalog   sim.catalog
-    kernels   sim.kernels.*       (measured vLLM kernel tables: locate/read, per-pool fast form, disk cache)
+    perf      sim.perf.*          (the performance model: PerfModel, measured kernel tables in sim.perf.kernels,
+                                   memory plan, profiles, step source, speculative decoding, PoolModel)
     workload  sim.workload.*      (traffic specs, distributions, traces, generation, surges)
     scenario  sim.scenario.*      (the scenario file: pools, plan, events, YAML)
-    engine    sim.engine.*        (request, replica, policies, KV cache, perf model, fleet, routers, SimPy adapter)
+    engine    sim.engine.*        (the event loop: request, replica, policies, KV cache, fleet, routers, SimPy adapter)
     analysis  sim.analysis.*      (metrics, forecast, plan, sweep, compare)
     report    sim.report.*        (all rendering: HTML/PDF/XLSX, terminal tables, compare report)
     cli       sim.cli.*           (one module per command)
@@ -32,7 +33,7 @@ from sim.scenario.params import POLICY_PARAMS, ROUTER_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1] / "sim"
 
-LAYERS = ["base", "catalog", "kernels", "workload", "scenario", "engine", "analysis", "report", "cli"]
+LAYERS = ["base", "catalog", "perf", "workload", "scenario", "engine", "analysis", "report", "cli"]
 
 #: Third-party modules that may be imported inside a function: heavy or
 #: optional dependencies that only some commands need (start-up time, or an

@@ -14,7 +14,7 @@ import pytest
 
 from calibration.fit import RUN_FREE, fit_steps, step
 from sim.catalog import load_catalog
-from sim.engine.perf import PerfCoefficients, PerfModel
+from sim.perf.perf_model import PerfCoefficients, PerfModel
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "calibration" / "profiles"
@@ -120,7 +120,7 @@ def test_splitwise_profiles_errors(hardware, name):
 
 
 def test_profile_source_carries_validation(tmp_path):
-    from sim.engine.profiles import coefficients_for, profile_validation, validation_summary
+    from sim.perf.profiles import coefficients_for, profile_validation, validation_summary
     from sim.scenario.fleet_spec import PoolSpec
 
     prof = _profile("h100-splitwise.json")

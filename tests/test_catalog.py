@@ -271,8 +271,8 @@ def test_unknown_architecture_in_a_user_entry_is_refused(tmp_path):
 
 def test_pool_without_profile_uses_its_architecture_and_says_so():
     from sim.catalog import load_architectures
-    from sim.engine.perf import PerfCoefficients
-    from sim.engine.profiles import coefficients_for
+    from sim.perf.perf_model import PerfCoefficients
+    from sim.perf.profiles import coefficients_for
     from sim.scenario.fleet_spec import PoolSpec
 
     cat = load_catalog()

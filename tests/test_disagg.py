@@ -16,8 +16,9 @@ from sim.analysis.forecast import forecast
 from sim.catalog import load_catalog
 from sim.cli import main
 from sim.engine.disagg import TransferPath, exposed_transfer_s
-from sim.engine.fleet import Fleet, build_pool_models, simulate
+from sim.engine.fleet import Fleet, simulate
 from sim.engine.inputs import failure_schedule, scenario_workload
+from sim.perf.pool_model import build_pool_models
 from sim.scenario.spec import scenario_from_dict
 from tests.factories import refused_run, scenario_dict
 
@@ -87,7 +88,7 @@ def test_the_hand_off_adds_the_transfer_and_one_recomputed_token_to_ttft(tmp_pat
     for sc, xfer_s in ((_instant_link(tmp_path, _disagg(traffic=traffic)), 0.0),
                        (scenario_from_dict(_disagg(traffic=traffic)),
                         prompt * LLAMA8B_KV_BYTES_PER_TOKEN / 50e9 + 10e-6)):
-        perf = build_pool_models(sc)[1][3]
+        perf = build_pool_models(sc)[1].perf
         recompute_s = perf.step_time_s(1, 1 * (prompt - 1 + 0.5), 0, 0, num_prefill_seqs=1)
         ttft = simulate(sc).requests.ttft_s
         assert np.allclose(ttft, ttft_co + xfer_s + recompute_s, rtol=1e-9, atol=1e-12)

@@ -260,7 +260,7 @@ def test_static_timeout_releases_a_partial_batch():
 
 
 def test_chunked_prefill_bounds_step_tokens(monkeypatch):
-    from sim.engine import perf
+    from sim.perf import perf_model as perf
     seen = []
     real = perf.PerfModel.step_time_s
 

@@ -1,4 +1,4 @@
-"""Step times from measured vLLM kernels (sim/kernels): tables against the raw
+"""Step times from measured vLLM kernels (sim/perf/kernels): tables against the raw
 parquet rows, the engine's contracts (affine decode, monotone, above the
 roofline), provenance, fallbacks, versions and the disk cache.
 
@@ -18,12 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.catalog import load_architectures, load_catalog
-from sim.engine.perf import roofline_floor_s
-from sim.engine.step_source import kernel_warnings, perf_sources, pool_perf_model
 from sim.errors import ScenarioError
-from sim.kernels import cache as kc
-from sim.kernels import data as kd
-from sim.kernels.tables import TableInputs, build_tables
+from sim.perf.kernels import cache as kc
+from sim.perf.kernels import data as kd
+from sim.perf.kernels.tables import TableInputs, build_tables
+from sim.perf.perf_model import roofline_floor_s
+from sim.perf.step_source import kernel_warnings, perf_sources, pool_perf_model
 from sim.scenario.spec import load_scenario, scenario_from_dict
 
 CAT = load_catalog()
@@ -55,7 +55,7 @@ def _perf(gpu="h100-sxm", model="llama-3.1-8b", weights="bf16", kv="auto", tp=1,
 
 
 def _gemm_ms(system: str, dtype: str, m: int, n: int, k: int) -> float:
-    """One latency straight from the parquet file (independent of sim/kernels)."""
+    """One latency straight from the parquet file (independent of sim/perf/kernels)."""
     path = ROOT / system / "gemm" / "vllm" / "0.24.0" / "gemm_perf.parquet"
     df = pq.read_table(path).to_pandas()
     row = df[(df.gemm_dtype == dtype) & (df.m == m) & (df.n == n) & (df.k == k)]
@@ -289,7 +289,7 @@ def test_past_the_table_the_linear_time_keeps_growing():
 
 
 def _moe_ms(system: str, dtype: str, tokens: int, h: int, inter: int, k: int, e: int, mtp: int, mep: int) -> float:
-    """One fused-MoE latency straight from the parquet file (independent of sim/kernels)."""
+    """One fused-MoE latency straight from the parquet file (independent of sim/perf/kernels)."""
     df = pq.read_table(ROOT / system / "moe" / "vllm" / "0.24.0" / "moe_perf.parquet").to_pandas()
     rows = df[(df.moe_dtype == dtype) & (df.num_tokens == tokens) & (df.hidden_size == h) & (df.inter_size == inter)
               & (df.topk == k) & (df.num_experts == e) & (df.moe_tp_size == mtp) & (df.moe_ep_size == mep)
@@ -303,7 +303,7 @@ def _moe_ms(system: str, dtype: str, tokens: int, h: int, inter: int, k: int, e:
 def test_moe_experts_come_from_the_fused_moe_table_at_all_ranks_tokens(dp, ep, mtp, mep):
     """Qwen3-30B-A3B on H100: the routed experts of a step of 256 tokens per rank cost the measured fused-MoE
     latency at dp x 256 tokens with this layout's MoE TP / EP sizes, times its 48 MoE layers."""
-    from sim.kernels.tables import _moe_measured
+    from sim.perf.kernels.tables import _moe_measured
     m, g = CAT.model("qwen3-30b-a3b"), CAT.gpu("h100-sxm")
     inp = TableInputs(system="h100_sxm", model=m, quant=CAT.quant("bf16"), tp=1, max_tokens=512, vllm_version=None,
                       gpu=g, e_compute=0.78, e_memory=0.8, e_comm=0.7, t_allreduce_s=1e-5, dp=dp, ep=ep)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from sim.analysis.forecast import pool_costs
-from sim.engine.fleet import Fleet, build_pool_models, rank_names
+from sim.engine.fleet import Fleet, rank_names
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.errors import FleetcastError
+from sim.perf.pool_model import build_pool_models
 from sim.scenario.spec import scenario_from_dict
 from tests.factories import refused_run
 
@@ -33,7 +34,7 @@ def test_a_data_parallel_replica_is_its_ranks_and_costs_all_its_gpus():
     assert cost.gpus_per_replica == 2 and cost.replicas == 2
     fleet = Fleet(sc, scenario_workload(sc))
     assert [r.name for r in fleet.replicas] == rank_names(sc.fleet[0])
-    perf = build_pool_models(sc)[0][3]
+    perf = build_pool_models(sc)[0].perf
     assert (perf.tp, perf.dp, perf.ep) == (1, 2, True)
     result = fleet.run()
     assert (result.requests.status == "ok").all()

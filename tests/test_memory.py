@@ -7,8 +7,8 @@ import re
 import pytest
 
 from sim.catalog import load_catalog
-from sim.engine.memory import check_max_model_len, device_memory_bytes, moe_workspace_bytes, plan_memory
 from sim.errors import FleetcastError
+from sim.perf.memory import check_max_model_len, device_memory_bytes, moe_workspace_bytes, plan_memory
 
 CAT = load_catalog()
 GiB = 2**30
@@ -17,7 +17,7 @@ GiB = 2**30
 # defaults max_num_batched_tokens 8192 and max_num_seqs 1024: "num_gpu_blocks is: N" in the start-up
 # logs published in llm-d-incubation/llm-d-planner (Apache-2.0), commit d3121e059da8,
 # accuracy/results/v0.19.0/logs/<file>. Only the models fleetcast's catalog holds; the memory
-# constants were read from the other models of that set (sim/engine/memory.py), so this is out of
+# constants were read from the other models of that set (sim/perf/memory.py), so this is out of
 # sample. (checkpoint, log file, catalog model, weights, KV cache, tp, num_gpu_blocks)
 LLMD = "accuracy/results/v0.19.0/logs/"
 VLLM_LOGS = [

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.catalog import load_catalog
-from sim.engine.perf import PerfCoefficients, PerfModel, roofline_floor_s
 from sim.errors import FleetcastError
+from sim.perf.perf_model import PerfCoefficients, PerfModel, roofline_floor_s
 
 CAT = load_catalog()
 SETTINGS = settings(max_examples=300, deadline=None)

@@ -1,4 +1,4 @@
-"""Speculative decoding (sim.engine.speculative): step times, TPOT, the acceptance formula, bad input."""
+"""Speculative decoding (sim.perf.speculative): step times, TPOT, the acceptance formula, bad input."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from sim.catalog import load_catalog
 from sim.cli import main
-from sim.engine.fleet import build_pool_models, simulate
-from sim.engine.perf import PerfCoefficients, PerfModel
-from sim.engine.speculative import NGRAM_PROPOSE_S_PER_SEQ, Speculation, expected_tokens_per_step
+from sim.engine.fleet import simulate
+from sim.perf.perf_model import PerfCoefficients, PerfModel
+from sim.perf.pool_model import build_pool_models
+from sim.perf.speculative import NGRAM_PROPOSE_S_PER_SEQ, Speculation, expected_tokens_per_step
 from tests.factories import make_scenario, refused_run
 
 CAT = load_catalog()
@@ -28,7 +29,7 @@ def _speculation(method: str, k: int, a: float, gpu: str, model: str, tp: int, k
     if method == "draft":
         draft = PerfModel(g, CAT.model("llama-3.1-8b"), q, tp, perf.coeffs)
     elif method == "eagle":
-        from sim.engine.speculative import draft_model_of
+        from sim.perf.speculative import draft_model_of
         draft = PerfModel(g, draft_model_of("eagle", m, CAT, None), q, tp, perf.coeffs)
     return Speculation(perf, method, k, [expected_tokens_per_step(a, k)], draft)
 
@@ -61,7 +62,7 @@ def test_acceptance_zero_is_never_faster_with_measured_kernels():
     """The same on the measured-kernel step times the bundled scenarios use (a table may time more
     rows faster than fewer; the verification is never taken below the plain step)."""
     sc = make_scenario()
-    perf = build_pool_models(sc)[0][3]
+    perf = build_pool_models(sc)[0].perf
     for k in (1, 3, 7):
         spec = _speculation("ngram", k, 0.0, "h100-sxm", "llama-3.1-8b", 1, kernels_perf=perf)
         for n in (1, 7, 64, 255):
@@ -82,7 +83,7 @@ def test_acceptance_one_emits_k_plus_one_tokens_per_step_hand_checked_tpot(k):
                      "output_tokens": {"dist": "fixed", "value": output}}]})
     df = simulate(sc).requests
     assert len(df) == 1 and df.status.iloc[0] == "ok"
-    perf = build_pool_models(sc)[0][3]
+    perf = build_pool_models(sc)[0].perf
     assert expected_tokens_per_step(1.0, k) == k + 1
     # after the prefill the request holds prompt tokens + 1 sampled; a step's context is computed + 1
     total = 0.0
@@ -121,8 +122,8 @@ def test_tpot_follows_the_expected_tokens_on_a_long_run():
         "classes": [{"name": "c", "prompt_tokens": {"dist": "fixed", "value": prompt},
                      "output_tokens": {"dist": "fixed", "value": output}}]})
     tpot = float(simulate(sc).requests.tpot_s.iloc[0])
-    perf = build_pool_models(sc)[0][3]
-    from sim.engine.speculative import draft_model_of
+    perf = build_pool_models(sc)[0].perf
+    from sim.perf.speculative import draft_model_of
     eagle = PerfModel(CAT.gpu("h100-sxm"), draft_model_of("eagle", CAT.model("llama-3.1-8b"), CAT, None),
                       CAT.quant("bf16"), 1, perf.coeffs)
     mid = prompt + output // 2

@@ -7,7 +7,6 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from sim.catalog import load_catalog
 from sim.errors import FleetcastError, unknown_name
 from sim.scenario.disagg_spec import parse_ratio
 from sim.scenario.params import POLICY_PARAMS
@@ -67,7 +66,7 @@ def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
         raise FleetcastError(
             f"the candidate set is empty: plan.candidates.{empty[0]} is an empty list, so the cross product has no "
             f"candidates. List at least one value, or omit the key to keep the pool's own value ({_pool_value(pool, empty[0])}).")
-    catalog = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    catalog = scenario.load_catalog()
     for key, valid, kind in (("gpu", catalog.gpu_names(), "GPU"), ("model", catalog.model_names(), "model"),
                              ("policy", list(POLICY_PARAMS), "batching policy")):
         for name in dims.get(key, []):

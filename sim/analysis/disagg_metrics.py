@@ -14,7 +14,6 @@ from math import gcd
 import numpy as np
 
 from sim.analysis.metrics import percentiles
-from sim.catalog import load_catalog
 from sim.engine.result import SimResult
 from sim.scenario.disagg_spec import is_disaggregated
 from sim.scenario.spec import Scenario
@@ -43,7 +42,7 @@ def disagg_summary(scenario: Scenario, result: SimResult) -> dict | None:
     """The ``disaggregated`` block of a run's summary; None for a co-located fleet."""
     if not is_disaggregated(scenario.fleet):
         return None
-    link = load_catalog([scenario.base_dir / f for f in scenario.catalog]).link(scenario.kv_transfer.link)
+    link = scenario.load_catalog().link(scenario.kv_transfer.link)
     start_s, end_s = (float(x) for x in result.window)
     length_s = max(end_s - start_s, 0.0)
     roles: dict[str, dict] = {}

@@ -7,10 +7,8 @@ from typing import Callable
 from sim.analysis.autoscale_metrics import autoscale_summary, mean_replicas
 from sim.analysis.disagg_metrics import disagg_summary
 from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summarize
-from sim.catalog import load_catalog
-from sim.engine.fleet import kv_capacity, simulate
+from sim.engine.fleet import simulate
 from sim.engine.result import SimResult
-from sim.engine.step_source import perf_sources
 from sim.scenario.spec import Scenario
 
 __all__ = ["forecast", "summary_of", "class_slos", "pool_costs"]
@@ -30,7 +28,7 @@ def class_slos(scenario: Scenario) -> list[ClassSlo]:
 def pool_costs(scenario: Scenario, catalog=None, mean_replicas: dict[str, float] | None = None) -> list[PoolCost]:
     """Price and power per pool; ``mean_replicas`` (autoscaled pool -> its mean provisioned
     count over the window) replaces ``replicas`` where given, so cost integrates replicas over time."""
-    catalog = catalog or load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    catalog = catalog or scenario.load_catalog()
     out = []
     for pool in scenario.fleet:
         gpu = catalog.gpu(pool.gpu)
@@ -48,13 +46,15 @@ def timeline_bin_s(scenario: Scenario) -> float:
 
 
 def summary_of(scenario: Scenario, result: SimResult) -> dict:
-    """The JSON-ready summary of ``result``, with the scenario's provenance."""
+    """The JSON-ready summary of ``result`` (a ``simulate`` result: its ``pools`` give the
+    step-time sources and KV capacity), with the scenario's provenance."""
     costs = pool_costs(scenario, mean_replicas=mean_replicas(result))
     summary = summarize(result, class_slos(scenario), costs)
     summary["scenario"] = {"name": scenario.name, "seed": scenario.seed,
                            "path": str(scenario.path) if scenario.path else None}
-    summary["profiles"] = perf_sources(scenario)
-    summary["kv_capacity"] = kv_capacity(scenario)
+    # the pool models the run was built on (SimResult.pools): nothing is rebuilt here
+    summary["profiles"] = {p.name: p.source for p in result.pools}
+    summary["kv_capacity"] = {p.name: p.kv_capacity() for p in result.pools}
     summary["sim"] = {"end_s": result.end_s, "requests": int(len(result.requests))}
     disagg = disagg_summary(scenario, result)
     if disagg is not None:  # only then: a co-located run keeps its summary as it was

@@ -39,8 +39,8 @@ from sim.analysis.plan_autoscale import autoscale_comparison
 from sim.analysis.plan_search import CandidateSearch, search_candidate
 from sim.analysis.rates import base_rate_rps, with_rate
 from sim.analysis.replications import CONFIDENCE, class_needs, replication_seeds
-from sim.engine.step_source import perf_sources
 from sim.errors import FleetcastError, ScenarioError
+from sim.perf.step_source import perf_sources
 from sim.procs import die_with_parent
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.spec import Scenario, dump_scenario, scenario_from_dict

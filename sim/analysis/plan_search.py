@@ -35,10 +35,8 @@ from sim.analysis.metrics import HOURS_PER_MONTH, cost_and_class_columns
 from sim.analysis.peak import PlanWindow, apply_window
 from sim.analysis.rates import with_rate
 from sim.analysis.replications import misses_text, point_stats
-from sim.catalog import load_catalog
-from sim.engine.fleet import build_pool_models
-from sim.engine.step_source import perf_sources
 from sim.errors import ScenarioError
+from sim.perf.pool_model import PoolModel, build_pool_models
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.spec import Scenario, scenario_from_dict
 
@@ -75,6 +73,7 @@ class CandidateSearch:
             data["kv_transfer"] = {"link": cand.link, "overlap": cand.overlap}
         self.data = data
         self.cache: dict[tuple[int, float], dict] = {}
+        self.pools: list[PoolModel] = []  # set by check_fits
         self.points: list[dict] = []
 
     def scenario(self, replicas: int, rate_rps: float, replication: int = 0) -> Scenario:
@@ -90,9 +89,10 @@ class CandidateSearch:
         return scenario_from_dict(data, path=self.path)
 
     def check_fits(self, rate_rps: float) -> str | None:
-        """None when the candidate builds; else the ScenarioError's message."""
+        """None when the candidate builds (its pool models are then ``self.pools``); else
+        the ScenarioError's message."""
         try:
-            build_pool_models(self.scenario(1, rate_rps))
+            self.pools = build_pool_models(self.scenario(1, rate_rps))
         except ScenarioError as exc:
             return str(exc)
         return None
@@ -169,7 +169,7 @@ def replicas_down(spec: PlanSpec, cand: Candidate, scenario: Scenario) -> tuple[
         return 0, None
     if f.replicas_down:
         return int(f.replicas_down), f"{f.replicas_down} replica{'s' if f.replicas_down != 1 else ''} down"
-    per_node = load_catalog([scenario.base_dir / x for x in scenario.catalog]).gpu(cand.gpu).gpus_per_node
+    per_node = scenario.load_catalog().gpu(cand.gpu).gpus_per_node
     per_node = max(1, per_node // (cand.tensor_parallel * cand.data_parallel)) if per_node else 1
     k = f.nodes_down * per_node
     return k, (f"{f.nodes_down} server{'s' if f.nodes_down != 1 else ''} down ({per_node} replica"
@@ -203,7 +203,7 @@ def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, win
         return rec, s.points
 
     sc1 = s.scenario(1, demand_rps)
-    rec["profile"] = perf_sources(sc1)[sc1.fleet[spec.pool].name]
+    rec["profile"] = s.pools[spec.pool].source  # check_fits built sc1's pools
     k, k_text = replicas_down(spec, cand, sc1)
     n0 = s.fewest(demand_rps)
     if n0 is None:

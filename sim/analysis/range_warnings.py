@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sim.engine.profiles import load_profile
-from sim.engine.step_source import kernel_warnings
+from sim.perf.profiles import load_profile
+from sim.perf.step_source import kernel_warnings
 from sim.scenario.spec import Scenario
 
 __all__ = ["range_warnings"]

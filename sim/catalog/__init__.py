@@ -46,7 +46,7 @@ class GPU:
     perf_defaults: Mapping[str, float] = field(default_factory=dict)  # PerfCoefficients used without a profile
     gpus_per_node: int = 0  # GPUs one server holds: the most a tensor-parallel group spans (0: not given)
     device_memory_bytes: float = 0.0  # memory as the device reports it (torch/vLLM total); 0: derived from
-    # hbm_bytes by sim.engine.memory.device_memory_bytes
+    # hbm_bytes by sim.perf.memory.device_memory_bytes
     purchase_usd: float = 0.0  # buying one GPU with its server share (an assumption; 0: not given);
     # scenarios override in pricing.own.purchase_usd_per_gpu
     architecture: str = ""  # architectures.yaml key: the roofline efficiencies without kernel data

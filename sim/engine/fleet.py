@@ -9,30 +9,27 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from sim.catalog import load_catalog
 from sim.engine.autoscaler import Autoscaler, PoolScaler, check_cold_start, cold_start_s
 from sim.engine.disagg import Handoff, TransferPath
 from sim.engine.eligible import drop_failed
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
-from sim.engine.memory import check_max_model_len, plan_memory
 from sim.engine.policies import make_policy
 from sim.engine.prefix_keys import PrefixKeys
 from sim.engine.replica import Replica
 from sim.engine.request import DECODING, Request
 from sim.engine.result import ReplicaStats, SimResult
 from sim.engine.routers import make_router
-from sim.engine.speculative import pool_speculation, with_proposer_memory
-from sim.engine.step_source import pool_perf_model
 from sim.engine.wake import URGENT, Environment, wake
-from sim.errors import FleetcastError, ScenarioError
-from sim.kernels.data import parse_version
+from sim.errors import ScenarioError
+from sim.perf.pool_model import PoolModel, build_pool_models
+from sim.perf.speculative import pool_speculation
 from sim.records import TIMESERIES_COLUMNS, latency_columns
 from sim.rng import stream
 from sim.scenario.spec import Scenario
 from sim.workload.generate import Workload
 
-__all__ = ["Fleet", "simulate", "build_pool_models", "kv_capacity", "rank_names"]
+__all__ = ["Fleet", "simulate", "rank_names"]
 
 _STATUS = np.array(["ok", "rejected", "error", "timeout", "cancelled"], dtype=object)
 
@@ -44,64 +41,6 @@ def rank_names(pool) -> list[str]:
     if pool.data_parallel == 1:
         return [f"{pool.name}/{j}" for j in range(pool.max_replicas)]
     return [f"{pool.name}/{j}.dp{r}" for j in range(pool.replicas) for r in range(pool.data_parallel)]
-
-
-def build_pool_models(scenario: Scenario, catalog=None) -> list[tuple]:
-    """(gpu, model, quant, perf model, memory plan, KV blocks) per pool; a pool
-    whose model does not fit is a ScenarioError naming the pool."""
-    catalog = catalog or load_catalog([scenario.base_dir / f for f in scenario.catalog])
-    out = []
-    for i, pool in enumerate(scenario.fleet):
-        gpu = catalog.gpu(pool.gpu)
-        model = catalog.model(pool.model)
-        quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
-        eng = pool.engine
-        perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant)
-        version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
-        try:
-            mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
-                              eng.block_size, eng.max_num_batched_tokens, eng.max_num_seqs, version,
-                              dp=pool.data_parallel, ep=pool.expert_parallel)
-            if eng.speculative is not None:  # the draft model / EAGLE layer share the GPUs with the target
-                mem = with_proposer_memory(mem, pool, catalog, model, quant, eng.block_size)
-        except FleetcastError as exc:
-            raise ScenarioError(f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): {exc}") from None
-        max_len = pool.max_model_len(model)
-        # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
-        # placeholder for skipped blocks): a server with num_gpu_blocks N schedules N - 1
-        blocks = (eng.num_gpu_blocks_override or mem.num_kv_blocks) - 1
-        if eng.num_gpu_blocks_override:  # measured (CPU testbed, vLLM 0.32): 16 blocks of 128 refuse 2048
-            why = (None if blocks * eng.block_size >= max_len else
-                   f"the KV cache holds {blocks * eng.block_size:,} tokens, less than one sequence of "
-                   f"max_model_len {max_len:,}")
-        else:
-            why = check_max_model_len(mem, max_len, eng.block_size, version)
-        if why:
-            role = ("; a decode pool holds the whole prompt's KV cache of every request it receives (moved from "
-                    "the prefill pool) plus its output, so it needs room for one max_model_len sequence too"
-                    if pool.role == "decode" else "")
-            raise ScenarioError(
-                f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): vLLM refuses to start: {why}{role}. Set "
-                f"engine.max_model_len lower, raise engine.gpu_memory_utilization, or add tensor_parallel / a "
-                f"smaller quantization to make room."
-            )
-        out.append((gpu, model, quant, perf, mem, blocks))
-    return out
-
-
-def kv_capacity(scenario: Scenario) -> dict[str, dict]:
-    """Pool name -> its replicas' KV capacity (vLLM's ``num_gpu_blocks``, the blocks the
-    scheduler can use, tokens) and the per-GPU memory breakdown it came from."""
-    out = {}
-    for pool, (_, _, _, _, mem, blocks) in zip(scenario.fleet, build_pool_models(scenario)):
-        override = pool.engine.num_gpu_blocks_override
-        out[pool.name] = {
-            "num_gpu_blocks": int(override or mem.num_kv_blocks), "usable_blocks": int(blocks),
-            "block_size": int(pool.engine.block_size), "kv_tokens": int(blocks * pool.engine.block_size),
-            "source": "engine.num_gpu_blocks_override" if override else mem.accounting,
-            "memory_per_gpu": mem.breakdown_gib(),
-        }
-    return out
 
 
 class Fleet:
@@ -125,14 +64,15 @@ class Fleet:
         self.replicas: list[Replica] = []
         self.handoff = None  # sim.engine.disagg.Handoff of a disaggregated fleet
         self.autoscaler = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
+        self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
         self._build()
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
 
     def _build(self) -> None:
         sc = self.scenario
-        catalog = load_catalog([sc.base_dir / f for f in sc.catalog])
-        models = build_pool_models(sc, catalog)
+        catalog = sc.load_catalog()
+        self.pools = build_pool_models(sc)
         by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
         decode_by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
         disagg = sc.kv_transfer is not None
@@ -140,18 +80,19 @@ class Fleet:
             self.handoff = Handoff(self.env, self.ledger, self.replicas, [decode_by_class[c] for c in self.class_names],
                                    [by_class[c] for c in self.class_names], None, None,
                                    self.workload.packed("output_tokens"), {}, self.class_names)
-        for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
-            max_len = pool.max_model_len(model)
-            spec = pool_speculation(pool, catalog, gpu, model, quant, perf, self.class_names, sc.traffic.classes)
+        for pool, pm in zip(sc.fleet, self.pools):
+            perf = pm.perf
+            spec = pool_speculation(pool, catalog, pm.gpu, pm.model, pm.quant, perf, self.class_names,
+                                    sc.traffic.classes)
             for j, name in enumerate(rank_names(pool)):
                 stats = ReplicaStats(pool=pool.name, name=name, gpu=pool.gpu, tp=pool.tensor_parallel,
-                                     kv_blocks_total=blocks, peak_flops=perf.peak_flops,
+                                     kv_blocks_total=pm.kv_blocks, peak_flops=perf.peak_flops,
                                      hbm_bw_bytes_s=perf.hbm_bw_bytes_s)
-                rep = Replica(self.env, len(self.replicas), name, pool, perf, blocks,
+                rep = Replica(self.env, len(self.replicas), name, pool, perf, pm.kv_blocks,
                               make_policy(pool.policy.name, pool.policy.params), stats,
                               self.handoff if pool.role == "prefill" else self.ledger, self.keys,
                               num_classes=self.num_classes, window=self.window, tick_s=self.tick_s,
-                              max_model_len=max_len, exact_steps=self.exact_steps, spec=spec)
+                              max_model_len=pm.max_model_len, exact_steps=self.exact_steps, spec=spec)
                 self.replicas.append(rep)
                 if pool.autoscale is not None and j >= pool.replicas:
                     continue  # inactive until the autoscaler adds it
@@ -163,16 +104,16 @@ class Fleet:
             for reps in self.eligible:
                 self.router.track(reps)
         if disagg:
-            self._build_handoff(catalog, models)
-        self._build_autoscaler(models)
+            self._build_handoff(catalog)
+        self._build_autoscaler()
 
-    def _build_autoscaler(self, models) -> None:
+    def _build_autoscaler(self) -> None:
         """A ``PoolScaler`` per autoscaled pool, over its replicas and its classes' eligible lists."""
         sc, scalers, first = self.scenario, [], 0
-        for i, (pool, (_, _, _, _, mem, _)) in enumerate(zip(sc.fleet, models)):
+        for i, (pool, pm) in enumerate(zip(sc.fleet, self.pools)):
             n = len(rank_names(pool))
             if pool.autoscale is not None:
-                cold_s = cold_start_s(pool.autoscale.cold_start, mem.weight_bytes_per_gpu)
+                cold_s = cold_start_s(pool.autoscale.cold_start, pm.memory.weight_bytes_per_gpu)
                 check_cold_start(sc, i, cold_s)
                 lists = [self.eligible[self.class_names.index(c)] for c in pool.classes or self.class_names]
                 scalers.append(PoolScaler(self.env, pool, self.replicas[first:first + n], lists, self.router, cold_s))
@@ -180,7 +121,7 @@ class Fleet:
         if scalers:
             self.autoscaler = Autoscaler(self.env, scalers)
 
-    def _build_handoff(self, catalog, models) -> None:
+    def _build_handoff(self, catalog) -> None:
         """The decode router (its own stream, ``"decode-routing"``) and the transfer cost of
         every (prefill pool, decode pool) pair."""
         sc, handoff = self.scenario, self.handoff
@@ -190,11 +131,11 @@ class Fleet:
             for reps in handoff.eligible:
                 handoff.router.track(reps)
         link = catalog.link(sc.kv_transfer.link)
-        for p, (_, model, quant, _, _, _) in zip(sc.fleet, models):
+        for p, pm in zip(sc.fleet, self.pools):
             for d in sc.fleet:
                 if p.role == "prefill" and d.role == "decode":
-                    handoff.paths[p.name, d.name] = TransferPath(model, quant, p.tensor_parallel, d.tensor_parallel,
-                                                                 link, sc.kv_transfer.overlap)
+                    handoff.paths[p.name, d.name] = TransferPath(pm.model, pm.quant, p.tensor_parallel,
+                                                                 d.tensor_parallel, link, sc.kv_transfer.overlap)
 
     def fail_replica_at(self, replica_name: str, at_s: float) -> None:
         """At ``at_s`` the replica disappears: the router stops choosing it and
@@ -308,7 +249,8 @@ class Fleet:
         scaled = self.autoscaler.record(float(end_s), self.window) if self.autoscaler is not None else None
         return SimResult(requests=requests, timeseries=ts, class_names=self.class_names,
                          itl_hist=itl, window=self.window, end_s=float(end_s),
-                         replicas=[rep.stats for rep in self.replicas], notes=list(wl.notes), autoscale=scaled)
+                         replicas=[rep.stats for rep in self.replicas], notes=list(wl.notes), autoscale=scaled,
+                         pools=list(self.pools))
 
     def _request_table(self) -> pd.DataFrame:
         """The per-request records (``REQUEST_COLUMNS`` + latencies) built with one copy at

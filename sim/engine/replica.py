@@ -71,7 +71,7 @@ class Replica:
         self.max_model_len = max_model_len
         self.tick_s = tick_s
         self.perf = perf
-        self.spec = spec  # sim.engine.speculative.Speculation of a speculative pool, else None
+        self.spec = spec  # sim.perf.speculative.Speculation of a speculative pool, else None
         self.policy = policy
         self.stats = stats
         self.kv = KVCache(num_kv_blocks, self.block_size, pool.engine.enable_prefix_caching)
@@ -250,7 +250,7 @@ class Replica:
         seg = self.seg
         if seg is None:
             n = dec.n
-            if self.spec is not None:  # token-steps of a speculative pool (sim.engine.speculative)
+            if self.spec is not None:  # token-steps of a speculative pool (sim.perf.speculative)
                 coeffs = self.spec.segment_coeffs(n, dec.ncls)
             else:
                 coeffs = self._seg_coeffs.get(n)

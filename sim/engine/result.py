@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from sim.perf.pool_model import PoolModel
+
 __all__ = ["ReplicaStats", "SimResult"]
 
 
@@ -45,3 +47,6 @@ class SimResult:
     # autoscaled fleets only (sim.engine.autoscaler.Autoscaler.record): per pool the replica-count
     # steps, billed intervals and scale events
     autoscale: dict | None = None
+    # per pool (fleet order): the specs, perf model and memory plan its replicas ran on, built
+    # once by the Fleet (the summary reads step-time sources and KV capacity from them)
+    pools: list[PoolModel] = field(default_factory=list)

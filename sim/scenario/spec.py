@@ -8,12 +8,13 @@ and the field path, and say what would be valid.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from sim.catalog import load_catalog
+from sim.catalog import Catalog, load_catalog
 from sim.errors import ScenarioError, unknown_name
 from sim.scenario.autoscale_spec import check_autoscale
 from sim.scenario.disagg_spec import KVTransferSpec, check_disaggregation
@@ -117,6 +118,22 @@ class Scenario(Strict):
         where = str(self._path) if self._path else "<scenario>"
         return f"{where}{f', line {line}' if line else ''}, field {'.'.join(map(str, loc))}"
 
+    def load_catalog(self) -> Catalog:
+        """The catalog this scenario reads: the built-in one plus its ``catalog:`` files
+        (relative to the scenario's folder). Loaded once per Scenario and file list."""
+        files = tuple(self.base_dir / f for f in self.catalog)
+        cached = self._catalogs.get(files)
+        if cached is None:
+            cached = self._catalogs[files] = load_catalog(list(files))
+        return cached
+
+    @functools.cached_property
+    def _catalogs(self) -> dict:
+        # kept in the instance __dict__ (pydantic's cached_property support): not a field, so
+        # not in model_dump / dump_scenario, and equality ignores it; keyed by the resolved
+        # files, so a copy with other catalog files or another folder loads its own
+        return {}
+
     @property
     def timeseries_interval_s(self) -> float:
         """Sampling interval of the time series: ``sim.timeseries_interval_s``, else
@@ -171,7 +188,7 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
         ROUTER_PARAMS[scenario.router.name].model_validate(scenario.router.params)
     except ValidationError as exc:
         fail(("router", "params"), format_validation_error(exc, "", {}).lstrip(": "))
-    catalog = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    catalog = scenario.load_catalog()
     for i, pool in enumerate(scenario.fleet):
         for field, names in (("gpu", catalog.gpu_names()), ("model", catalog.model_names())):
             value = getattr(pool, field)

@@ -3,8 +3,8 @@
 The kernel data measures DeepEP's all-to-all only (8 GPUs, one node), which vLLM
 uses only when asked to; its default exchange for data-parallel MoE is an
 all-gather before the experts and a reduce-scatter after them. Both the
-roofline performance model (``sim.engine.perf``) and the measured step-time
-tables (``sim.kernels.tables``) cost it here, the same way.
+roofline performance model (``sim.perf.perf_model``) and the measured step-time
+tables (``sim.perf.kernels.tables``) cost it here, the same way.
 """
 
 from __future__ import annotations

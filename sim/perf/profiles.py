@@ -15,8 +15,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from sim.catalog import load_architectures
-from sim.engine.perf import PerfCoefficients
 from sim.errors import FleetcastError
+from sim.perf.perf_model import PerfCoefficients
 
 __all__ = ["load_profile", "coefficients_for", "validation_summary", "profile_validation"]
 

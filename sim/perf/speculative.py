@@ -29,8 +29,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from sim.engine.perf import PerfModel, _Shape
 from sim.errors import FleetcastError
+from sim.perf.perf_model import ModelShape, PerfModel
 
 __all__ = ["NGRAM_PROPOSE_S_PER_SEQ", "expected_tokens_per_step", "Speculation", "pool_speculation",
            "draft_model_of", "with_proposer_memory"]
@@ -163,7 +163,7 @@ def with_proposer_memory(mem, pool, catalog, model, quant, block_size: int):
     if dm is None:
         return mem
     tp = pool.tensor_parallel
-    s = _Shape(dm, quant, tp)
+    s = ModelShape(dm, quant, tp)
     if spec.method == "eagle":  # one decoder layer; it shares the target's embedding and LM head
         weights = math.ceil(dm.params_dense_per_layer * quant.weight_bytes_per_param / tp)
     else:

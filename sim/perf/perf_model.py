@@ -8,7 +8,7 @@ e_memory))``; the parts are SUMMED (so a decode-only step is affine in its
 total context), then tensor-parallel all-reduces and fixed overheads are
 added. Everything is per GPU of the TP group, which runs in lock step.
 
-With measured kernels (``kernels=``, a ``sim.kernels.tables.KernelTables``)
+With measured kernels (``kernels=``, a ``sim.perf.kernels.tables.KernelTables``)
 the linear layers, all-reduces and attention come from tables and fitted
 coefficients instead (docs/design.md, "Measured kernels"); the CPU overheads
 stay coefficients, and a part the tables lack keeps the roofline below.
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError
-from sim.kernels.layout import moe_exchange_s
+from sim.perf.kernels.layout import moe_exchange_s
 
 __all__ = ["PerfCoefficients", "PerfModel", "roofline_floor_s", "attention_units", "ATTN_QUERY_TILE"]
 
@@ -103,12 +103,12 @@ class PerfCoefficients:
                                      f"got {getattr(self, name)!r} (from {self.source})")
 
 
-class _Shape:
+class ModelShape:
     """Byte/FLOP constants of (model, quantization, tp) shared by perf and memory.
 
     ``tp`` is the attention's tensor-parallel size (one data-parallel rank). The routed
     experts are kept apart (``routed_bytes_total``) because a data-parallel layout spreads
-    them over more GPUs than the rest (``sim.engine.perf.PerfModel``, ``plan_memory``)."""
+    them over more GPUs than the rest (``sim.perf.perf_model.PerfModel``, ``plan_memory``)."""
 
     def __init__(self, model: ModelSpec, quant: QuantSpec, tp: int):
         if isinstance(tp, bool) or not float(tp).is_integer() or tp < 1 or model.num_heads % int(tp):
@@ -186,14 +186,14 @@ class PerfModel:
 
     def __init__(self, gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
                  coeffs: PerfCoefficients | None = None, kernels=None, dp: int = 1, ep: bool = False):
-        """``kernels``: a ``sim.kernels.tables.KernelTables`` of this (GPU, model, quant,
+        """``kernels``: a ``sim.perf.kernels.tables.KernelTables`` of this (GPU, model, quant,
         tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline)."""
         c = coeffs or PerfCoefficients()
-        s = _Shape(model, quant, tp)
+        s = ModelShape(model, quant, tp)
         tp, dp = int(tp), int(dp)
         self.gpu, self.model, self.quant, self.tp, self.coeffs = gpu, model, quant, tp, c
         self.dp, self.ep = dp, bool(ep)
-        self.source = c.source  # where the step times come from (sim.engine.step_source says more)
+        self.source = c.source  # where the step times come from (sim.perf.step_source says more)
         self.compute_dtype = quant.compute_dtype_on(gpu)
         peak_lin = gpu.peak_flops[self.compute_dtype]
         peak_attn = gpu.peak_flops.get("bf16") or gpu.peak_flops.get("fp16") or peak_lin
@@ -219,7 +219,7 @@ class PerfModel:
             qo = model.num_heads * model.head_dim
         self._qo_bytes_tok = 2.0 * quant.activation_bytes * L * qo / tp
         self._b_decode = max(self._attn_flops_unit * self._inv_flops_attn, self._kv_tok * self._inv_bw)
-        # measured kernels (sim/kernels): plain lists and floats, so the hot path allocates nothing
+        # measured kernels (sim/perf/kernels): plain lists and floats, so the hot path allocates nothing
         self.kernels = kernels
         self._lin = self._lm = None
         self._dec_step = self._dec_seq = self._pre_step = self._pre_chunk = self._pre_tok = self._pre_unit = 0.0
@@ -249,7 +249,7 @@ class PerfModel:
                               / (gpu.interconnect_bw_bytes_s * c.e_comm))
         else:
             self._comm_fixed = self._comm_tok = 0.0
-        if dp > 1:  # MoE dispatch + combine across the ranks (sim.kernels.layout.moe_exchange_s)
+        if dp > 1:  # MoE dispatch + combine across the ranks (sim.perf.kernels.layout.moe_exchange_s)
             fixed, per_tok = moe_exchange_s(model, quant, gpu, c.e_comm, c.t_allreduce_s, tp, dp)
             self._comm_fixed += fixed
             self._comm_tok += per_tok
@@ -268,7 +268,7 @@ class PerfModel:
         sequences (one token each); decode_ctx_tokens: Σ c_j of their contexts;
         num_prefill_seqs: prefill chunks (for the per-sequence overhead);
         queries_per_decode: positions each decode sequence runs and samples (1; k+1 when
-        speculative decoding verifies k proposed tokens, ``sim.engine.speculative``): the
+        speculative decoding verifies k proposed tokens, ``sim.perf.speculative``): the
         linear layers and LM head see ``num_decodes · queries_per_decode`` rows and decode
         attention computes that many queries over the same cached keys (read once).
         """

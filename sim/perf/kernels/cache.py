@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.kernels import data as kd
-from sim.kernels.tables import FORMAT, KernelTables, TableInputs, build_tables
+from sim.perf.kernels import data as kd
+from sim.perf.kernels.tables import FORMAT, KernelTables, TableInputs, build_tables
 
 __all__ = ["cache_dir", "cache_key", "cached_tables", "ARRAYS"]
 

@@ -1,7 +1,7 @@
 """One pool's step-time tables, built from measured vLLM kernels.
 
 ``build_tables`` turns the kernel data of one system into what
-``sim.engine.perf.PerfModel`` reads on its hot path (docs/design.md, section 5):
+``sim.perf.perf_model.PerfModel`` reads on its hot path (docs/design.md, section 5):
 
 - ``lin_s[T]``: the linear part of a step of ``T`` tokens (T = 0 .. max tokens):
   per layer the qkv, o, gate_up and down GEMMs at this TP rank's shape, times
@@ -12,7 +12,7 @@
   (``moe_perf``, at the ``dp·T`` tokens of all data-parallel ranks, this layout's
   MoE TP/EP sizes) where it has the model's shape, else by the roofline, plus
   the shared experts and leading dense layers as GEMMs, plus the data-parallel
-  exchange (``sim.kernels.layout``). Made non-decreasing in T (a running maximum
+  exchange (``sim.perf.kernels.layout``). Made non-decreasing in T (a running maximum
   over measurement noise);
 - ``lm_head_s[s]``: the LM head for ``s`` sampled sequences (vLLM computes
   logits only at each scheduled sequence's last position), 16-bit;
@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from sim.catalog import GPU, ModelSpec, QuantSpec
-from sim.kernels import data as kd
-from sim.kernels.fit import bracket, interp_extrap, nonneg_rel_lstsq
-from sim.kernels.layout import moe_exchange_s
+from sim.perf.kernels import data as kd
+from sim.perf.kernels.fit import bracket, interp_extrap, nonneg_rel_lstsq
+from sim.perf.kernels.layout import moe_exchange_s
 
 __all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
 

@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass, replace
 
 from sim.catalog import GPU, ModelSpec, QuantSpec, load_catalog
-from sim.engine.perf import _Shape
 from sim.errors import FleetcastError
+from sim.perf.perf_model import ModelShape
 
 __all__ = ["MemoryPlan", "plan_memory", "device_memory_bytes", "check_max_model_len", "accounting_rule",
            "moe_workspace_bytes", "MOE_WORKSPACE_FACTOR", "MOE_CHUNK_TOKENS", "NON_TORCH_BYTES", "COMM_BYTES", "CUDAGRAPH_ESTIMATE_BYTES", "SAMPLER_FP32_COPIES", "FORWARD_PEAK_FACTOR"]
@@ -153,7 +153,7 @@ def moe_workspace_bytes(model: ModelSpec, quant: QuantSpec, tokens: int, tp: int
     return math.ceil(rows * (max(width, h) + max(2 * width, h)) * quant.activation_bytes)
 
 
-def _activation_bytes(model: ModelSpec, quant: QuantSpec, s: _Shape, tokens: int, rows: int,
+def _activation_bytes(model: ModelSpec, quant: QuantSpec, s: ModelShape, tokens: int, rows: int,
                       moe_workspace: int = 0) -> int:
     """Peak torch memory of vLLM's profile run above the weights: the larger of one forward of
     ``tokens`` tokens (peak in the MLP: residual, normed input, gate/up output and activated
@@ -169,7 +169,7 @@ def _activation_bytes(model: ModelSpec, quant: QuantSpec, s: _Shape, tokens: int
 def _plan(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int, util: float, block_size: int,
           max_num_batched_tokens: int, max_num_seqs: int, vllm_version: tuple[int, ...] | None,
           dp: int = 1, ep: bool = False) -> MemoryPlan:
-    s = _Shape(model, quant, tp)
+    s = ModelShape(model, quant, tp)
     device = device_memory_bytes(gpu)
     budget = math.ceil(device * util)  # vLLM: ceil(total × utilization)
     if dp == 1:

@@ -3,7 +3,7 @@
 In order: a calibration profile (``pool.profile``: the fitted roofline
 coefficients, nothing measured); else the GPU's measured vLLM kernels
 (``kernel_data:`` in the catalog, read from aiconfigurator-core by
-``sim.kernels``), with the CPU overheads and any part the data lacks from the
+``sim.perf.kernels``), with the CPU overheads and any part the data lacks from the
 roofline at the architecture's efficiencies; else that roofline alone.
 ``kernel_warnings`` says, once per run, what could not be measured.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.catalog import load_architectures, load_catalog
-from sim.engine.perf import PerfModel
-from sim.engine.profiles import coefficients_for
-from sim.kernels import data as kd
-from sim.kernels.cache import cached_tables
-from sim.kernels.tables import TableInputs
+from sim.catalog import load_architectures
+from sim.perf.kernels import data as kd
+from sim.perf.kernels.cache import cached_tables
+from sim.perf.kernels.tables import TableInputs
+from sim.perf.perf_model import PerfModel
+from sim.perf.profiles import coefficients_for
 
 __all__ = ["pool_perf_model", "perf_sources", "kernel_warnings"]
 
@@ -59,8 +59,9 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant) -> PerfModel:
 
 def perf_sources(scenario) -> dict[str, str]:
     """Pool name -> where its step times come from (profile and its validated error,
-    measured kernels, or the roofline and its efficiencies)."""
-    cat = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    measured kernels, or the roofline and its efficiencies). Builds each pool's PerfModel:
+    for a run's pools, read ``SimResult.pools`` (``PoolModel.source``) instead."""
+    cat = scenario.load_catalog()
     out = {}
     for p in scenario.fleet:
         gpu, model = cat.gpu(p.gpu), cat.model(p.model)
@@ -71,7 +72,7 @@ def perf_sources(scenario) -> dict[str, str]:
 
 def kernel_warnings(scenario) -> list[str]:
     """One line per thing the forecast could not take from measured kernels (each said once)."""
-    cat = load_catalog([scenario.base_dir / f for f in scenario.catalog])
+    cat = scenario.load_catalog()
     root = kd.data_root()
     out: list[str] = []
     pools = [p for p in scenario.fleet if p.profile is None]
