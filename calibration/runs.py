@@ -12,9 +12,9 @@ config.json, the device from ``calibration/catalog-cpu.yaml``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

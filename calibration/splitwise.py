@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calibration.fit import StepObs, step, coeff_dict, error_stats, fit_steps, predict_steps, today
+from calibration.fit import StepObs, coeff_dict, error_stats, fit_steps, predict_steps, step, today
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
 

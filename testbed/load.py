@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # MonkeyPatchWarning when ssl was imported first

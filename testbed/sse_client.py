@@ -17,8 +17,8 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 __all__ = ["StreamResult", "completion_payload", "stream_completion"]
 

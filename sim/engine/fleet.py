@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from array import array
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd

@@ -46,7 +46,7 @@ NUM_ITL_BUCKETS = len(ITL_EDGES_S) - 1
 LOAD_KEY_SHIFT = 20  # load key: outstanding << LOAD_KEY_SHIFT | replica index (indices below 2**20)
 
 
-def outstanding_key(rep: "Replica") -> int:
+def outstanding_key(rep: Replica) -> int:
     """The load key a replica publishes: fewest outstanding first, then lowest index."""
     return (rep.outstanding << LOAD_KEY_SHIFT) | rep.index
 

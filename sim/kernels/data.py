@@ -62,7 +62,7 @@ def data_root() -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def package_version() -> str:
     """The installed aiconfigurator-core version ('unknown' if its metadata is missing)."""
     try:

@@ -12,11 +12,25 @@ from sim.report.assumptions import Assumptions, grouped_catalog
 from sim.report.figures import ReportFigure, to_svg
 from sim.report.fmt import flatten, si
 from sim.report.load import ReportInput
-from sim.report.narrative import (CANDIDATE_COLUMNS, TIE_RULE, candidate_rows, headline, key_numbers, label_parts,
-                                   slo_rows, summary_paragraphs)
+from sim.report.narrative import (
+    CANDIDATE_COLUMNS,
+    TIE_RULE,
+    candidate_rows,
+    headline,
+    key_numbers,
+    label_parts,
+    slo_rows,
+    summary_paragraphs,
+)
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
-from sim.report.plan_stats import (confidence_sentences, failure_sentence, plan_warnings, slo_interval_rows,
-                                   timeline_rows, window_sentence)
+from sim.report.plan_stats import (
+    confidence_sentences,
+    failure_sentence,
+    plan_warnings,
+    slo_interval_rows,
+    timeline_rows,
+    window_sentence,
+)
 from sim.report.repro import reproduce_commands
 
 __all__ = ["render_html", "SECTION_IDS"]

@@ -5,8 +5,8 @@ table and the SLO table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sim.report import fmt
 from sim.report.assumptions import Assumptions

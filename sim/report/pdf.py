@@ -17,13 +17,13 @@ import matplotlib
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from sim.report import fmt
 from sim.report.assumptions import Assumptions, grouped_catalog
 from sim.report.chromium import find_chromium, run_chromium
 from sim.report.figures import RC, ReportFigure
 from sim.report.fmt import flatten, si
 from sim.report.load import ReportInput
 from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, summary_paragraphs
-from sim.report import fmt
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
 from sim.report.repro import reproduce_commands
 

@@ -50,7 +50,7 @@ class SurgeEvent(_Event):
     factor: float = Field(..., gt=1, le=1000, description="Arrival rate during the surge as a multiple of the normal rate (3 = three times).")
 
     @model_validator(mode="after")
-    def _window(self) -> "SurgeEvent":
+    def _window(self) -> SurgeEvent:
         if self.end_s <= self.start_s:
             raise ValueError(f"end_s ({self.end_s:g}) must be after start_s ({self.start_s:g})")
         return self

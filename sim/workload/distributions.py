@@ -207,7 +207,7 @@ class LogNormal(_ClippedContinuous):
         self.lo, self.hi = _bounds(lo, hi)
 
     @classmethod
-    def from_cv(cls, mean: float, cv: float, lo: int = 1, hi: int = MAX_TOKENS) -> "LogNormal":
+    def from_cv(cls, mean: float, cv: float, lo: int = 1, hi: int = MAX_TOKENS) -> LogNormal:
         return cls(mean, math.sqrt(math.log1p(cv * cv)), lo, hi)
 
     def _draw(self, rng, n):
