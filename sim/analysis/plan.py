@@ -218,7 +218,7 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
     else:
         with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
             futs = [pool.submit(search_candidate, *args, c, spec, win, seeds, peak, rates) for c in cands]
-            for fut in as_completed(futs):
+            for _fut in as_completed(futs):
                 done += 1
                 if progress:
                     progress(done, len(cands))

@@ -130,7 +130,7 @@ class CandidateSearch:
             v = class_verdict.get(it["class"], "met")
             class_verdict[it["class"]] = "missed" if "missed" in (v, it["verdict"]) else (
                 "undecided" if "undecided" in (v, it["verdict"]) else "met")
-        for k, v0 in cols[0].items():
+        for k in cols[0]:
             if k.endswith(".slo_met"):
                 row[k] = class_verdict.get(k[: -len(".slo_met")], "met") == "met"
             else:

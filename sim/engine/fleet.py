@@ -140,7 +140,7 @@ class Fleet:
             self.handoff = Handoff(self.env, self.ledger, self.replicas, [decode_by_class[c] for c in self.class_names],
                                    [by_class[c] for c in self.class_names], None, None,
                                    self.workload.packed("output_tokens"), {}, self.class_names)
-        for pool, (gpu, model, quant, perf, mem, blocks) in zip(sc.fleet, models):
+        for pool, (gpu, model, quant, perf, _mem, blocks) in zip(sc.fleet, models):
             max_len = pool.max_model_len(model)
             spec = pool_speculation(pool, catalog, gpu, model, quant, perf, self.class_names, sc.traffic.classes)
             for j, name in enumerate(rank_names(pool)):
