@@ -38,6 +38,11 @@ class Wake:
     """A scheduled ``callback(wake)`` at time ``at`` (made by ``wake``)."""
 
     __slots__ = ("at", "priority", "eid", "callback")
+    # set by wake(), which skips __init__ (annotations only: no class attributes beside __slots__)
+    at: float
+    priority: int
+    eid: int
+    callback: Callable
 
     def __lt__(self, other) -> bool:
         return _before(self, other)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from sim.engine.request import DECODING
+from sim.engine.request import DECODING, Request
 from sim.engine.step_plan import DECODE_RUN, IDLE, StepPlan
 from sim.scenario.params import NoParams
 
@@ -86,7 +86,7 @@ def preempt_for(rep: Replica, need: int, budget: Budget, protect=None) -> bool:
 def admit_waiting(rep: Replica, budget: Budget, chunks: list, whole_prompts: bool,
                   max_seqs: int | None = None) -> list:
     """Admit from the head of the waiting queue while budget, slots and KV allow."""
-    admitted = []
+    admitted: list[tuple[Request, int]] = []  # (request, prefix-cache hit blocks)
     if max_seqs is None:
         max_seqs = rep.max_num_seqs
     num_running = len(rep.running) - len(budget.victims)
