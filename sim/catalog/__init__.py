@@ -229,11 +229,12 @@ _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "Mapping[str, fl
 
 def _schema(cls: type, skip: tuple[str, ...] = ()) -> dict[str, tuple[type, bool]]:
     """field -> (type, required) of a catalog dataclass (annotations are strings here)."""
-    return {f.name: (_TYPES[f.type], f.default is MISSING and f.default_factory is MISSING)
+    # f.type is the annotation's str (from __future__ import annotations)
+    return {f.name: (_TYPES[f.type], f.default is MISSING and f.default_factory is MISSING)  # type: ignore[index]
             for f in fields(cls) if f.name not in ("name", "source", "sources", *skip)}
 
 
-_FIELDS = {"gpu": _schema(GPU), "model": {**_schema(ModelSpec), "head_dim": (int, False)},
+_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {"gpu": _schema(GPU), "model": {**_schema(ModelSpec), "head_dim": (int, False)},
            "weights": {**_schema(QuantSpec, ("weights", "kv_cache", "kv_bytes_per_elem")),
                        "group_size": (int, False)},
            "kv_cache": {"kv_bytes_per_elem": (float, True)}, "link": _schema(Link)}
@@ -442,7 +443,7 @@ class Catalog:
         raise FleetcastError(msg)
 
 
-def _public(entry: dict, cls: type) -> dict:
+def _public(entry: dict, cls: Any) -> dict:
     """The entry's dataclass fields, with mappings made read-only."""
     return {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v
             for k, v in entry.items() if k in cls.__dataclass_fields__}

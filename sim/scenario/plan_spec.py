@@ -115,12 +115,12 @@ class DemandSpec(BaseModel):
         """Rate of each month (growth forecast), requests/s; [] for a peak rate."""
         if not self.is_growth:
             return []
-        g = 1.0 + self.monthly_growth_pct / 100.0
-        return [self.start_rate_rps * g ** m for m in range(self.months)]
+        g = 1.0 + self.monthly_growth_pct / 100.0  # type: ignore[operator]  # _one_form: all three are set
+        return [self.start_rate_rps * g ** m for m in range(self.months)]  # type: ignore[operator, arg-type]  # as above
 
     def peak(self) -> float:
         """The highest rate to plan for, requests/s."""
-        return float(self.peak_rate_rps) if not self.is_growth else max(self.monthly_rates())
+        return float(self.peak_rate_rps) if not self.is_growth else max(self.monthly_rates())  # type: ignore[arg-type]  # _one_form
 
 
 class FailureSpec(BaseModel):
