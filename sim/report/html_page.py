@@ -94,7 +94,7 @@ def _src(text) -> str:
     return re.sub(r"\S+://\S+", lambda m: m.group(0).replace("/", "/<wbr>"), _e(text))
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
+def _table(headers: list[str], rows: list[list[str]], numeric: frozenset[int] | set[int] = frozenset(),
            row_class: list[str] | None = None) -> str:
     """``rows`` hold already-escaped cell HTML."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
@@ -188,7 +188,7 @@ def _candidates(inp: ReportInput) -> str:
     numeric = {i for i, c in enumerate(cols) if c.excel != "General"}
     body, nofit = [], []
     for r in candidate_rows(inp):
-        label = _label_html(parts.get(r.get("id")) or [str(r["label"])], r["recommended"])
+        label = _label_html(parts.get(r.get("id")) or [str(r["label"])], r["recommended"])  # type: ignore[arg-type]  # a candidate always has an id
         if r.get("status") == "does-not-fit":
             nofit.append(f'<tr><td>{label}</td><td class="why">{_e(r.get("reason") or "")}</td></tr>')
             continue
