@@ -172,8 +172,8 @@ def main(argv=None) -> int:
               for c in ints(args.concurrency)]
     groups: dict[tuple, list[Path]] = {}
     for path in args.heldout:
-        knobs = _server_knobs(load_scenario(path))
-        groups.setdefault(tuple(sorted(knobs.items())), []).append(path)
+        server = _server_knobs(load_scenario(path))
+        groups.setdefault(tuple(sorted(server.items())), []).append(path)
     main_knobs = min(groups, key=lambda k: len(dict(k)), default=())  # the plainest server runs the sweep
     order = [main_knobs] + [k for k in groups if k != main_knobs]
     for i, knobs in enumerate(order):
