@@ -8,7 +8,7 @@ says what would be valid) and exits with status 2, never a traceback.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["FleetcastError", "ScenarioError", "did_you_mean", "unknown_name"]
 

@@ -23,10 +23,11 @@ import json
 import math
 import multiprocessing
 import re
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -144,7 +145,7 @@ def paired_stats(base, var, lower_is_better: bool, confidence: float = CONFIDENC
     both = np.isfinite(b) & np.isfinite(v)
     d = v[both] - b[both]
     n = int(d.size)
-    out = {"n": n, "baseline_mean": _num(b[both].mean()) if n else None,
+    out: dict[str, Any] = {"n": n, "baseline_mean": _num(b[both].mean()) if n else None,
            "variant_mean": _num(v[both].mean()) if n else None,
            "diff_mean": _num(d.mean()) if n else None, "diff_sd": None, "diff_rel_pct": None,
            "ci_low": None, "ci_high": None, "significant": None, "direction": None}
@@ -154,7 +155,7 @@ def paired_stats(base, var, lower_is_better: bool, confidence: float = CONFIDENC
     if out["baseline_mean"]:
         out["diff_rel_pct"] = _num(100.0 * mean / abs(out["baseline_mean"]))
     if n >= 2:
-        _, low, high = t_interval(d, confidence)
+        _, low, high = t_interval(d, confidence)  # type: ignore[misc]  # None only for no values (n >= 2 here)
         out.update(diff_sd=_num(d.std(ddof=1)), ci_low=_num(low), ci_high=_num(high))
         out["significant"] = bool(low > 0 or high < 0)
     if mean == 0:

@@ -24,9 +24,10 @@ bound); its interval's upper end uses the lowest rate proven to miss.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -217,7 +218,7 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
     else:
         with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
             futs = [pool.submit(search_candidate, *args, c, spec, win, seeds, peak, rates) for c in cands]
-            for fut in as_completed(futs):
+            for _fut in as_completed(futs):
                 done += 1
                 if progress:
                     progress(done, len(cands))

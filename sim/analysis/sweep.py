@@ -371,7 +371,7 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | 
     df = _frame([rows[k] for k in dict.fromkeys(keys)])
     if len(df) and (df["status"] == "invalid").all():
         first = df.iloc[0]
-        values = ", ".join(f"{k}={first[k]}" for k in grid if k in df.columns)
+        point = ", ".join(f"{k}={first[k]}" for k in grid if k in df.columns)
         raise FleetcastError(f"none of the {len(df)} sweep point(s) is valid, so nothing was forecast; the first, "
-                             f"{values}: {first['error']} (every point's status and error are in {target})")
+                             f"{point}: {first['error']} (every point's status and error are in {target})")
     return df

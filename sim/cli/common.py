@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -34,7 +35,7 @@ class progress_bar:
         self._progress = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
                                   disable=not self.enabled, transient=True)
-        self._task = None
+        self._task: Any = None  # a rich TaskID once entered
         self._started = self._next_line = time.monotonic() + every_s
         self._started -= every_s
 

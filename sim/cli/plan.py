@@ -25,9 +25,9 @@ from sim.analysis.plan import run_plan
 from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
 from sim.errors import FleetcastError
 from sim.outpaths import check_out_folder, staged_folder
+from sim.records import write_parquet_atomic
 from sim.report.autoscale_text import plan_autoscale_sentence
 from sim.report.disagg_text import layout_sentence
-from sim.records import write_parquet_atomic
 from sim.scenario.spec import load_scenario
 
 __all__ = ["register", "write_plan_folder"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 from array import array
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,10 @@ class Fleet:
         self.ledger = Ledger(len(workload), self.env.event())
         self.keys = PrefixKeys(workload)
         self.replicas: list[Replica] = []
-        self.handoff = None  # sim.engine.disagg.Handoff of a disaggregated fleet
-        self.autoscaler = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
+        # Any, not Handoff | None: it exists exactly when some pool has a prefill or decode role,
+        # which the code below relies on and mypy cannot see
+        self.handoff: Any = None  # sim.engine.disagg.Handoff of a disaggregated fleet
+        self.autoscaler: Autoscaler | None = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
         self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
         self._build()
         for replica_name, at_s in failures:
@@ -125,6 +128,7 @@ class Fleet:
         """The decode router (its own stream, ``"decode-routing"``) and the transfer cost of
         every (prefill pool, decode pool) pair."""
         sc, handoff = self.scenario, self.handoff
+        assert sc.kv_transfer is not None  # _build calls this for a disaggregated fleet only
         handoff.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "decode-routing"), self.keys)
         handoff.prefill_router = self.router
         if hasattr(handoff.router, "track"):

@@ -42,6 +42,7 @@ class PrefixKeys:
         if hi == lo:
             return None
         chain_keys, chain_ends = self._chain_keys, self._chain_ends
+        cache_key: tuple | None
         if hi - lo == 1:  # the usual chain: one chunk
             cache_key = (block_size, chain_keys[lo], chain_ends[lo])
         elif hi - lo == 2:
@@ -60,7 +61,7 @@ class PrefixKeys:
             while ends[j] < end:
                 j += 1
             out.append((keys[j] * _KEY_MULT + i) & _MASK64)
-        out = out or None
+        out = out or None  # type: ignore[assignment]  # no full block: None, cached and returned as such
         if cache_key is not None:
             self._key_cache[cache_key] = out
         return out

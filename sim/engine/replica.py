@@ -26,6 +26,7 @@ and the locals of its hot methods C types; this file stays the reference.
 from __future__ import annotations
 
 from heapq import heappush
+from typing import Any
 
 import numpy as np
 import simpy
@@ -46,7 +47,7 @@ NUM_ITL_BUCKETS = len(ITL_EDGES_S) - 1
 LOAD_KEY_SHIFT = 20  # load key: outstanding << LOAD_KEY_SHIFT | replica index (indices below 2**20)
 
 
-def outstanding_key(rep: "Replica") -> int:
+def outstanding_key(rep: Replica) -> int:
     """The load key a replica publishes: fewest outstanding first, then lowest index."""
     return (rep.outstanding << LOAD_KEY_SHIFT) | rep.index
 
@@ -87,7 +88,8 @@ class Replica:
         self.outstanding_heaps: list[list] = []
         self._seq = 0
         self._interruptible = False
-        self._run_k = None  # (segment, first step, steps) while a decode run is in flight
+        # Any: None, or the tuple while its step is in flight (only then read; no runtime check on the hot path)
+        self._run_k: Any = None  # (segment, first step, steps) while a decode run is in flight
         self.batch_tokens = 0
         self._itl = [[0] * NUM_ITL_BUCKETS for _ in range(num_classes)]  # ITL counts [class][bucket]
         self._w0, self._w1 = window
@@ -97,8 +99,8 @@ class Replica:
         self.failed = False
         self._seg_coeffs: dict[int, tuple] = {}  # decode-step coefficients by batch size
         self._stretch_ok = not exact_steps  # fast-forward decode runs
-        self._run_end = None  # (steps, end time) of the decode run in flight, once cut if an arrival cut it
-        self._step = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
+        self._run_end: Any = None  # (steps, end time) of the decode run in flight, once cut if an arrival cut it
+        self._step: Any = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
         self._idle_until = 0.0
         # the pending wake-up (the engine loop starts at time 0, like a SimPy process)
         self._ev: Wake | None = wake(self.env, 0.0, self._plan, URGENT)
@@ -310,7 +312,7 @@ class Replica:
         blocks allow, and the step ending at or after the next time-series tick,
         whichever comes first."""
         dec = self.dec
-        steps = dec.next_finish_k() - k + 1
+        steps = dec.next_finish_k() - k + 1  # type: ignore[operator]  # members decode here, so one finishes next
         # Exhaustion binds only if these steps may need more blocks than are
         # free; a member needs at most one block per block_size steps.
         kv = self.kv

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Any
 
 __all__ = ["Request", "FcfsQueue", "PriorityQueue", "WAITING", "RUNNING", "DECODING", "DONE"]
 
@@ -24,6 +25,12 @@ class Request:
         "first_token_s", "last_token_s", "enqueue_s",
         "k_join", "c_join", "g_join", "phase", "join_id", "remote_tokens",
     )
+    # set by DecodeGroup.join, not here (annotations only: no class attributes beside __slots__)
+    k_join: int
+    c_join: int
+    g_join: int
+    phase: int
+    join_id: int
 
     def __init__(self, rid: int, cls: int, prompt: int, output: int, arrival_s: float,
                  priority: int, seq: int, block_keys: list | None) -> None:
@@ -34,7 +41,8 @@ class Request:
         self.arrival_s = arrival_s
         self.priority = priority  # higher = more important
         self.seq = seq  # arrival order at the replica (tie-breaker)
-        self.block_keys = block_keys  # prefix-cache key per full prompt block (None: no shared prefix)
+        # Any, not list | None: read only where a caller checked it is a list (the hot path has no check)
+        self.block_keys: Any = block_keys  # prefix-cache key per full prompt block (None: no shared prefix)
         self.generated = 0  # output tokens sampled so far
         self.computed = 0  # tokens whose KV is computed (valid when not DECODING)
         self.keys: list = []  # cached block keys held (a prefix of block_keys)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from sim.errors import FleetcastError, unknown_name
 from sim.report.assumptions import collect_assumptions

@@ -47,10 +47,6 @@ def disagg_paragraph(summary: dict) -> str | None:
     )
 
 
-def _gpus(n: int) -> str:
-    return f"{n} GPU{'s' if n != 1 else ''}"
-
-
 def disagg_lines(summary: dict) -> list[tuple[str, str]]:
     """(label, text) lines for the terminal summary; none for a co-located fleet."""
     d = (summary or {}).get("disaggregated")

@@ -42,7 +42,7 @@ class ReportFigure:
 def to_svg(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element (no XML prolog, no date)."""
     buf = io.StringIO()
-    with matplotlib.rc_context(RC):
+    with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # matplotlib's stubs key rc by the Literal names
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "fleetcast"}, bbox_inches="tight")
     text = buf.getvalue()
     text = text[text.index("<svg"):]
@@ -100,11 +100,11 @@ def latency_cdfs(inp: ReportInput) -> Figure | None:
     df = _window_ok(inp)
     if df is None or df.empty:
         return None
-    classes = list((inp.run.summary.get("classes") or {}).keys()) or sorted(df["class"].astype(str).unique())
+    classes = list((inp.run.summary.get("classes") or {}).keys()) or sorted(df["class"].astype(str).unique())  # type: ignore[union-attr]  # _window_ok returned a frame: there is a run
     fig, axes = _new(10, 3.4, ncols=3)
     ticks = [0.1, 0.5, 0.9, 0.99, 0.999]
     for ax, (metric, title) in zip(axes, METRICS):
-        targets = _p99_targets(inp.run.summary, metric)
+        targets = _p99_targets(inp.run.summary, metric)  # type: ignore[union-attr]  # as above
         for i, cls in enumerate(classes):
             v = np.sort(df.loc[df["class"].astype(str) == cls, metric].to_numpy(float))
             v = v[np.isfinite(v) & (v > 0)]
@@ -170,8 +170,8 @@ def load_curve(inp: ReportInput) -> Figure | None:
     fig, axes = _new(10, 2.9 * nrows, ncols=ncols, nrows=nrows)
     short = {"ttft_s": "TTFT", "tpot_s": "TPOT"}
     for ax, (cls, metric, target) in zip(axes, targets):
-        x = curve["rate_rps"].to_numpy(float)
-        y = pd.to_numeric(curve[f"{cls}.p99_{metric}"], errors="coerce").to_numpy(float)
+        x = curve["rate_rps"].to_numpy(float)  # type: ignore[index]  # targets is empty without a curve
+        y = pd.to_numeric(curve[f"{cls}.p99_{metric}"], errors="coerce").to_numpy(float)  # type: ignore[index]  # as above
         ok = np.isfinite(y)
         color = PALETTE[classes.index(cls) % len(PALETTE)] if cls in classes else PALETTE[0]
         ax.plot(x[ok], y[ok], color=color, lw=1.6, label=f"{cls} p99")
@@ -202,7 +202,7 @@ def utilization(inp: ReportInput) -> Figure | None:
     g = ts.groupby("t_s", sort=True).agg(running=("running", "sum"), waiting=("waiting", "sum"),
                                           kv_mean=("kv_usage", "mean"), kv_max=("kv_usage", "max"))
     t = g.index.to_numpy(float)
-    w = run.summary.get("window") or {}
+    w = run.summary.get("window") or {}  # type: ignore[union-attr]  # ts is set: there is a run
     fig, axes = _new(10, 4.6, nrows=2, sharex=True)
     ax = axes[0]
     ax.plot(t, g["running"], color=PALETTE[0], lw=1.1, label="running (in a batch)")
@@ -306,7 +306,7 @@ def growth(inp: ReportInput) -> Figure | None:
     rows = pd.DataFrame((c or {}).get("growth") or [])
     if rows.empty or "month" not in rows:
         return None
-    gpus = rows["replicas"].astype(float) * gpus_per_replica(c)
+    gpus = rows["replicas"].astype(float) * gpus_per_replica(c)  # type: ignore[arg-type]  # rows is empty without a recommended candidate
     fig, axes = _new(10, 3.2)
     ax = axes[0]
     bars = ax.bar(rows["month"].astype(str), gpus, color=PALETTE[0], width=0.6)
@@ -315,7 +315,7 @@ def growth(inp: ReportInput) -> Figure | None:
             ax.annotate(f"${usd:,.0f}/mo", (b.get_x() + b.get_width() / 2, b.get_height()), xytext=(0, 3),
                         textcoords="offset points", ha="center", fontsize=7)
     ax.set_xlabel("month")
-    ax.set_ylabel(f"GPUs ({c.get('gpu')})")
+    ax.set_ylabel(f"GPUs ({c.get('gpu')})")  # type: ignore[union-attr]  # as above
     ax.set_title("GPUs needed as demand grows (labels: monthly cost)")
     ax.set_ylim(0, max(float(gpus.max()) * 1.18, 1))
     return fig
@@ -351,7 +351,7 @@ def build_figures(inp: ReportInput) -> list[ReportFigure]:
     which = "recommended" if inp.kind == "plan" else "simulated"
     out = []
     for fid, title, build, caption in _FIGURES:
-        with matplotlib.rc_context(RC):
+        with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # as above
             fig = build(inp)
         if fig is not None:
             curve = ("recommended fleet" if inp.recommended is not None

@@ -12,11 +12,25 @@ from sim.report.assumptions import Assumptions, grouped_catalog
 from sim.report.figures import ReportFigure, to_svg
 from sim.report.fmt import flatten, si
 from sim.report.load import ReportInput
-from sim.report.narrative import (CANDIDATE_COLUMNS, TIE_RULE, candidate_rows, headline, key_numbers, label_parts,
-                                   slo_rows, summary_paragraphs)
+from sim.report.narrative import (
+    CANDIDATE_COLUMNS,
+    TIE_RULE,
+    candidate_rows,
+    headline,
+    key_numbers,
+    label_parts,
+    slo_rows,
+    summary_paragraphs,
+)
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
-from sim.report.plan_stats import (confidence_sentences, failure_sentence, plan_warnings, slo_interval_rows,
-                                   timeline_rows, window_sentence)
+from sim.report.plan_stats import (
+    confidence_sentences,
+    failure_sentence,
+    plan_warnings,
+    slo_interval_rows,
+    timeline_rows,
+    window_sentence,
+)
 from sim.report.repro import reproduce_commands
 
 __all__ = ["render_html", "SECTION_IDS"]
@@ -80,7 +94,7 @@ def _src(text) -> str:
     return re.sub(r"\S+://\S+", lambda m: m.group(0).replace("/", "/<wbr>"), _e(text))
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
+def _table(headers: list[str], rows: list[list[str]], numeric: frozenset[int] | set[int] = frozenset(),
            row_class: list[str] | None = None) -> str:
     """``rows`` hold already-escaped cell HTML."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
@@ -174,7 +188,7 @@ def _candidates(inp: ReportInput) -> str:
     numeric = {i for i, c in enumerate(cols) if c.excel != "General"}
     body, nofit = [], []
     for r in candidate_rows(inp):
-        label = _label_html(parts.get(r.get("id")) or [str(r["label"])], r["recommended"])
+        label = _label_html(parts.get(r.get("id")) or [str(r["label"])], r["recommended"])  # type: ignore[arg-type]  # a candidate always has an id
         if r.get("status") == "does-not-fit":
             nofit.append(f'<tr><td>{label}</td><td class="why">{_e(r.get("reason") or "")}</td></tr>')
             continue

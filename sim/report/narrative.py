@@ -5,8 +5,9 @@ table and the SLO table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
@@ -30,7 +31,7 @@ class Column:
 
     key: str  # candidate dict key (or a derived one, see candidate_rows)
     header: str  # shown to people
-    text: Callable[[object], str]  # formatter for HTML/PDF
+    text: Callable[[Any], str]  # formatter for HTML/PDF
     excel: str = "General"  # openpyxl number_format
 
 
@@ -121,7 +122,7 @@ def candidate_rows(inp: ReportInput) -> list[dict]:
 def label_parts(inp: ReportInput) -> tuple[dict[str, list[str]], list[str]]:
     """Each candidate's label split at " · ", less the parts every candidate shares
     (said once instead): ``({id: [parts]}, [shared parts])``."""
-    split = {c.get("id"): str(c.get("label") or c.get("id")).split(" · ") for c in inp.candidates}
+    split: dict[str, list[str]] = {c.get("id"): str(c.get("label") or c.get("id")).split(" · ") for c in inp.candidates}  # type: ignore[misc]  # a candidate always has an id
     lengths = {len(p) for p in split.values()}
     if len(split) < 2 or len(lengths) != 1:
         return split, []

@@ -37,7 +37,7 @@ def _plan_lines(inp: ReportInput) -> list[str]:
     cwd, command = inp.plan.get("cwd"), inp.plan.get("command")
     if cwd and command and _out_of(command):
         return [f"cd {shlex.quote(str(cwd))}", command,
-                f"fleetcast report {shlex.quote(_out_of(command))} {REPORT_FORMATS_ARG}"]
+                f"fleetcast report {shlex.quote(_out_of(command))} {REPORT_FORMATS_ARG}"]  # type: ignore[arg-type]  # _out_of(command) was checked on the line above
     # an older plan folder that did not record where it ran: absolute paths where known
     results = inp.path.resolve()
     path = sc.get("path") or "scenario.yaml"

@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.analysis.compare import METRIC_BY_NAME
-from sim.report.compare import ci_cells
 from sim.report.autoscale_text import autoscale_lines, replica_count
+from sim.report.compare import ci_cells
 from sim.report.disagg_text import disagg_lines
 
 __all__ = ["render_summary", "render_compare", "slo_misses", "make_console"]

@@ -63,7 +63,7 @@ class SpeculativeSpec(Strict):
     )
 
     @model_validator(mode="after")
-    def _draft_model_for_draft(self) -> "SpeculativeSpec":
+    def _draft_model_for_draft(self) -> SpeculativeSpec:
         if self.method == "draft" and not self.draft_model:
             raise ValueError("method draft needs draft_model: a catalog model with the target's vocabulary")
         if self.method != "draft" and self.draft_model:
@@ -114,7 +114,7 @@ class EngineSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _budget_covers_seqs(self) -> "EngineSpec":
+    def _budget_covers_seqs(self) -> EngineSpec:
         if self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError(
                 f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "

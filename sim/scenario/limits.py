@@ -44,11 +44,11 @@ def timeseries_rows(scenario) -> float:
 
 def size_problems(scenario) -> list[tuple[tuple, str]]:
     """(field path, message) for each limit the scenario exceeds."""
-    out = []
+    out: list[tuple[tuple[str, ...], str]] = []
     n = expected_requests(scenario)
     if n is not None and n > MAX_REQUESTS:
         tr = scenario.traffic
-        field = ("traffic", "arrival", "rate_rps") if getattr(tr.arrival, "rate_rps", None) else ("traffic",)
+        field: tuple[str, ...] = ("traffic", "arrival", "rate_rps") if getattr(tr.arrival, "rate_rps", None) else ("traffic",)
         out.append((field, f"the traffic generates about {n:,.0f} requests (rate x duration_s "
                            f"{tr.duration_s:g} s), more than the {MAX_REQUESTS:,} one run may hold; lower the "
                            f"rate or traffic.duration_s"))

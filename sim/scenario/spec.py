@@ -80,7 +80,7 @@ class Scenario(Strict):
     )
 
     @model_validator(mode="after")
-    def _pools_and_classes(self) -> "Scenario":
+    def _pools_and_classes(self) -> Scenario:
         names = [p.name for p in self.fleet]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

@@ -270,7 +270,7 @@ def load_trace(spec, base_dir: Path, where: str = "traffic.arrival.path") -> Tra
         starts = offsets[:-1][keep]
         new_off = np.concatenate([[0], np.cumsum(lens)])
         idx = np.repeat(starts - new_off[:-1], lens) + np.arange(new_off[-1])
-        offsets, ids = new_off.astype(np.int64), ids[idx]
+        offsets, ids = new_off.astype(np.int64), ids[idx]  # type: ignore[index]  # set together with offsets
     return Trace(
         arrival_s=t.astype(np.float64),
         prompt_tokens=np.maximum(prompt, 1),

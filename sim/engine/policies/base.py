@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from sim.engine.request import DECODING
+from sim.engine.request import DECODING, Request
 from sim.engine.step_plan import DECODE_RUN, IDLE, StepPlan
 from sim.scenario.params import NoParams
 
@@ -30,12 +30,12 @@ class BatchingPolicy(Protocol):
 
     def make_queue(self): ...  # the waiting queue the replica keeps
 
-    def schedule(self, rep: "Replica") -> StepPlan: ...
+    def schedule(self, rep: Replica) -> StepPlan: ...
 
-    def wake_on_arrival(self, rep: "Replica") -> bool: ...
+    def wake_on_arrival(self, rep: Replica) -> bool: ...
 
 
-def blocks_for(rep: "Replica", computed: int, tokens: int) -> int:
+def blocks_for(rep: Replica, computed: int, tokens: int) -> int:
     """New blocks to compute ``tokens`` more tokens on top of ``computed``."""
     bs = rep.block_size
     return -(-(computed + tokens) // bs) - (-(-computed // bs))
@@ -61,7 +61,7 @@ class Budget:
         return self._it
 
 
-def preempt_for(rep: "Replica", need: int, budget: Budget, protect=None) -> bool:
+def preempt_for(rep: Replica, need: int, budget: Budget, protect=None) -> bool:
     """Preempt from the budget's candidates (newest / lowest priority first) until
     ``need`` blocks fit in ``budget.free``. Returns False if ``protect`` itself had to go."""
     if need > budget.free:
@@ -83,10 +83,10 @@ def preempt_for(rep: "Replica", need: int, budget: Budget, protect=None) -> bool
     return True
 
 
-def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: bool,
+def admit_waiting(rep: Replica, budget: Budget, chunks: list, whole_prompts: bool,
                   max_seqs: int | None = None) -> list:
     """Admit from the head of the waiting queue while budget, slots and KV allow."""
-    admitted = []
+    admitted: list[tuple[Request, int]] = []  # (request, prefix-cache hit blocks)
     if max_seqs is None:
         max_seqs = rep.max_num_seqs
     num_running = len(rep.running) - len(budget.victims)

@@ -42,14 +42,14 @@ class ContinuousBatching:
     def make_queue(self):
         return FcfsQueue()
 
-    def wake_on_arrival(self, rep: "Replica") -> bool:
+    def wake_on_arrival(self, rep: Replica) -> bool:
         return True
 
-    def victim_order(self, rep: "Replica"):
+    def victim_order(self, rep: Replica):
         """Preemption candidates, first to go first: the newest running request."""
         return reversed(rep.running)
 
-    def schedule(self, rep: "Replica") -> StepPlan:
+    def schedule(self, rep: Replica) -> StepPlan:
         dec, kv = rep.dec, rep.kv
         free = kv.num_empty + len(kv.evictable)  # inline: KVCache.free
         if not rep.prefilling and not len(rep.waiting) and dec.n and dec.need_now() <= free:
