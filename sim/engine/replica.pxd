@@ -12,6 +12,7 @@ from sim.engine.wake cimport Wake, wake
 cpdef long long outstanding_key(rep)
 
 cdef class Replica:
+    # fields: generated from __slots__ in replica.py by tools/pxd_layout.py (do not edit)
     cdef public Ledger ledger
     cdef public PrefixKeys keys
     cdef public object env, name, pool, engine, perf, spec, policy, stats, waiting

@@ -46,7 +46,9 @@ class Budget:
     zero-argument callable) gives the preemption candidates, first to go first;
     it is only called when a preemption is needed."""
 
-    __slots__ = ("tokens", "free", "victims", "_order", "_it")
+    __slots__ = {
+        "tokens": "long long", "free": "long long", "victims": "list", "_order": "object", "_it": "object",
+    }
 
     def __init__(self, tokens: int, free: int, order=None) -> None:
         self.tokens = tokens  # token budget left

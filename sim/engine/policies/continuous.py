@@ -36,6 +36,8 @@ class ContinuousBatching:
     name = "continuous"
     Params = NoParams
 
+    __slots__ = {"params": "object"}
+
     def __init__(self, params: dict | None = None) -> None:
         self.params = self.Params.model_validate(params or {})
 
