@@ -245,7 +245,7 @@ def inline_copies() -> list[tuple[Path, int, str, str]]:
 def test_inline_markers_exist():
     names = {(c, m) for _, _, c, m in inline_copies()}
     assert {("KVCache", "free"), ("KVCache", "used"), ("Segment", "ctx_sum"),
-            ("sim.engine.policies.base", "blocks_for")} <= names
+            ("sim.engine.policies.base", "blocks_for"), ("Request", "num_tokens")} <= names
 
 
 def test_every_copy_of_blocks_for_in_the_replica_is_marked():
@@ -267,10 +267,12 @@ def test_inlined_copy_equals_its_reference(copy_):
     path, line, owner, member = copy_
     ref, variables = reference_expr(owner, member)
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    stmts = [n for n in ast.walk(tree) if isinstance(n, ast.stmt) and n.lineno == line
-             and not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.If, ast.For, ast.While))]
-    assert stmts, f"{path.name}:{line}: no statement on the marked line"
-    subexprs = {_norm(n, variables) for s in stmts for n in ast.walk(s) if isinstance(n, ast.expr)}
+    # what the marked line holds: a simple statement, or the condition of an if / while
+    heads = [n.test if isinstance(n, (ast.If, ast.While)) else n for n in ast.walk(tree)
+             if isinstance(n, ast.stmt) and n.lineno == line
+             and not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.For, ast.With, ast.Try))]
+    assert heads, f"{path.name}:{line}: no statement on the marked line"
+    subexprs = {_norm(n, variables) for h in heads for n in ast.walk(h) if isinstance(n, ast.expr)}
     assert ref in subexprs, (f"{path.name}:{line} is marked as an inline copy of {owner}.{member} but holds no "
                              f"expression equal to what {owner}.{member} returns")
 

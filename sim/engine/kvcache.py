@@ -74,7 +74,7 @@ class KVCache:
         """Take ``n`` private blocks: empty ones first, then evict LRU cached ones."""
         if n <= 0:
             return
-        if n > self.num_empty + len(self.evictable):
+        if n > self.num_empty + len(self.evictable):  # inline: KVCache.free
             raise OutOfBlocks(f"asked for {n} blocks, {self.free} free")
         take = n if n <= self.num_empty else self.num_empty
         self.num_empty -= take

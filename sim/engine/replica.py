@@ -351,8 +351,9 @@ class Replica:
                     req.keys = kv.hold(req.block_keys, hit)
                     req.computed = hit * bs
                     kv.hit_blocks += hit
-                if req.block_keys:
-                    kv.query_blocks += min(len(req.block_keys), (req.prompt + req.generated - 1) // bs)  # num_tokens - 1
+                if req.block_keys:  # a prefix-cache query of num_tokens - 1 tokens
+                    limit = (req.prompt + req.generated - 1) // bs  # inline: Request.num_tokens
+                    kv.query_blocks += min(len(req.block_keys), limit)
                 if req.remote_tokens:  # KV pulled from a prefill replica: its blocks are allocated, not computed
                     c, q = req.computed, req.remote_tokens - req.computed
                     new_blocks += -(-(c + q) // bs) - (-(-c // bs))  # inline: sim.engine.policies.base.blocks_for
@@ -407,7 +408,7 @@ class Replica:
             req.computed += q
             if req.block_keys and kv.caching:
                 self._register_blocks(req)
-            if req.computed == req.prompt + req.generated:  # == num_tokens
+            if req.computed == req.prompt + req.generated:  # inline: Request.num_tokens
                 self._sampled(req, t_end)
         heap = dec.heap
         if heap and heap[0][0] < dec.k:
