@@ -23,7 +23,6 @@ import copy
 import importlib.util
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +38,12 @@ PXDS = sorted(ROOT.rglob("*.pxd"))
 def _load_tool():
     spec = importlib.util.spec_from_file_location("pxd_layout", REPO / "tools" / "pxd_layout.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("pxd_layout", module)
     spec.loader.exec_module(module)
     return module
 
 
 tool = _load_tool()
-COMPILED = tool._compiled_list(REPO)
+COMPILED = tool.compiled_list(REPO)
 
 
 def assigned_attributes(path: Path) -> dict[str, set[str]]:

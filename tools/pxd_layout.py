@@ -36,7 +36,8 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["C_TYPES", "LayoutError", "layouts", "render", "expected_pxd", "write_pxds", "stale_pxds"]
+__all__ = ["C_TYPES", "LayoutError", "layouts", "render", "expected_pxd", "write_pxds", "stale_pxds",
+           "compiled_list"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,7 +173,7 @@ def write_pxds(compiled: list[str], root: Path = ROOT) -> list[Path]:
     return written
 
 
-def _compiled_list(root: Path) -> list[str]:
+def compiled_list(root: Path) -> list[str]:
     """setup.py's ``COMPILED`` list, read from its source (importing setup.py would run setup())."""
     tree = ast.parse((root / "setup.py").read_text(encoding="utf-8"))
     for node in tree.body:
@@ -182,7 +183,7 @@ def _compiled_list(root: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    compiled = _compiled_list(ROOT)
+    compiled = compiled_list(ROOT)
     try:
         if "--check" in argv:
             stale = stale_pxds(compiled, ROOT)
