@@ -47,6 +47,14 @@ def rank_names(pool) -> list[str]:
 class Fleet:
     """The pools, the router and the arrival process of one run."""
 
+    __slots__ = {
+        "scenario": "object", "workload": "object", "progress": "object", "env": "object", "window": "object",
+        "router": "object", "_arrival_cols": "object", "handoff": "object", "autoscaler": "object",
+        "exact_steps": "bint", "tick_s": "double", "class_names": "list", "_priority": "list",
+        "replicas": "list", "eligible": "list", "num_classes": "long long", "_next_rid": "long long",
+        "ledger": "Ledger", "keys": "PrefixKeys",
+    }
+
     def __init__(self, scenario: Scenario, workload: Workload, *, failures: Sequence[tuple[str, float]] = (),
                  exact_steps: bool = False, progress: Callable[[int, int], None] | None = None) -> None:
         self.scenario = scenario

@@ -19,6 +19,9 @@ _MASK64 = (1 << 64) - 1  # keys are unsigned 64-bit ints
 class PrefixKeys:
     """Block keys of the requests of one workload (cached per distinct chain)."""
 
+    # _offsets, _chain_keys, _chain_ends: read-only memoryviews of the workload's columns (Workload.packed)
+    __slots__ = {"_offsets": "object", "_chain_keys": "object", "_chain_ends": "object", "_key_cache": "dict"}
+
     def __init__(self, workload: Workload) -> None:
         self._offsets = workload.packed("prefix_offsets")
         self._chain_keys = workload.packed("prefix_keys")

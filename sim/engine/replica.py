@@ -53,6 +53,20 @@ def outstanding_key(rep: Replica) -> int:
 
 
 class Replica:
+    __slots__ = {
+        "ledger": "Ledger", "keys": "PrefixKeys", "env": "object", "name": "object", "pool": "object",
+        "engine": "object", "perf": "object", "spec": "object", "policy": "object", "stats": "object",
+        "waiting": "object", "index": "long long", "block_size": "long long",
+        "max_num_batched_tokens": "long long", "max_num_seqs": "long long", "max_model_len": "long long",
+        "outstanding": "long long", "_seq": "long long", "batch_tokens": "long long", "_tick": "long long",
+        "running": "dict", "prefilling": "dict", "_seg_coeffs": "dict", "kv": "KVCache", "dec": "DecodeGroup",
+        "seg": "Segment", "t": "double", "_w0": "double", "_w1": "double", "_tick_t": "double",
+        "_idle_until": "double", "tick_s": "double", "outstanding_heaps": "list", "_itl": "list",
+        "ts_rows": "list", "_interruptible": "bint", "failed": "bint", "_stretch_ok": "bint",
+        "chunked_prefill": "bint", "_run_k": "object", "_run_end": "object", "_step": "object",
+        "_ev": "object",
+    }
+
     def __init__(self, env: simpy.Environment, index: int, name: str, pool, perf, num_kv_blocks: int,
                  policy, stats: ReplicaStats, ledger: Ledger, keys: PrefixKeys, *, num_classes: int,
                  window: tuple[float, float], tick_s: float, max_model_len: int, exact_steps: bool = False,
@@ -339,10 +353,12 @@ class Replica:
                     req.keys = kv.hold(req.block_keys, hit)
                     req.computed = hit * bs
                     kv.hit_blocks += hit
-                if req.block_keys:
-                    kv.query_blocks += min(len(req.block_keys), (req.prompt + req.generated - 1) // bs)  # num_tokens - 1
+                if req.block_keys:  # a prefix-cache query of num_tokens - 1 tokens
+                    limit = (req.prompt + req.generated - 1) // bs  # inline: Request.num_tokens
+                    kv.query_blocks += min(len(req.block_keys), limit)
                 if req.remote_tokens:  # KV pulled from a prefill replica: its blocks are allocated, not computed
-                    new_blocks += -(-req.remote_tokens // bs) - (-(-req.computed // bs))
+                    c, q = req.computed, req.remote_tokens - req.computed
+                    new_blocks += -(-(c + q) // bs) - (-(-c // bs))  # inline: sim.engine.policies.base.blocks_for
                     req.computed = req.remote_tokens
                     req.remote_tokens = 0
                 elif req.preemptions == 0:
@@ -355,7 +371,7 @@ class Replica:
             c = req.computed
             prefill_tokens += q
             attn += q * (c + q / 2)
-            new_blocks += -(-(c + q) // bs) - (-(-c // bs))
+            new_blocks += -(-(c + q) // bs) - (-(-c // bs))  # inline: sim.engine.policies.base.blocks_for
         n = dec.n if plan.decode else 0
         ctx = dec.ctx if n else 0
         if n:
@@ -394,7 +410,7 @@ class Replica:
             req.computed += q
             if req.block_keys and kv.caching:
                 self._register_blocks(req)
-            if req.computed == req.prompt + req.generated:  # == num_tokens
+            if req.computed == req.prompt + req.generated:  # inline: Request.num_tokens
                 self._sampled(req, t_end)
         heap = dec.heap
         if heap and heap[0][0] < dec.k:

@@ -19,12 +19,14 @@ class Request:
     ``num_tokens`` a new token is sampled.
     """
 
-    __slots__ = (
-        "rid", "cls", "prompt", "output", "arrival_s", "priority", "seq", "block_keys",
-        "generated", "computed", "keys", "state", "preemptions", "cached_tokens",
-        "first_token_s", "last_token_s", "enqueue_s",
-        "k_join", "c_join", "g_join", "phase", "join_id", "remote_tokens",
-    )
+    __slots__ = {
+        "rid": "long long", "cls": "long long", "prompt": "long long", "output": "long long",
+        "priority": "long long", "seq": "long long", "arrival_s": "double", "block_keys": "object",
+        "generated": "long long", "computed": "long long", "state": "long long", "preemptions": "long long",
+        "cached_tokens": "long long", "keys": "list", "first_token_s": "double", "last_token_s": "double",
+        "enqueue_s": "double", "k_join": "long long", "c_join": "long long", "g_join": "long long",
+        "phase": "long long", "join_id": "long long", "remote_tokens": "long long",
+    }
     # set by DecodeGroup.join, not here (annotations only: no class attributes beside __slots__)
     k_join: int
     c_join: int

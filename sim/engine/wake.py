@@ -37,7 +37,7 @@ COMPILED = not __file__.endswith(".py")
 class Wake:
     """A scheduled ``callback(wake)`` at time ``at`` (made by ``wake``)."""
 
-    __slots__ = ("at", "priority", "eid", "callback")
+    __slots__ = {"at": "double", "priority": "long long", "eid": "long long", "callback": "object"}
     # set by wake(), which skips __init__ (annotations only: no class attributes beside __slots__)
     at: float
     priority: int

@@ -46,7 +46,9 @@ class Budget:
     zero-argument callable) gives the preemption candidates, first to go first;
     it is only called when a preemption is needed."""
 
-    __slots__ = ("tokens", "free", "victims", "_order", "_it")
+    __slots__ = {
+        "tokens": "long long", "free": "long long", "victims": "list", "_order": "object", "_it": "object",
+    }
 
     def __init__(self, tokens: int, free: int, order=None) -> None:
         self.tokens = tokens  # token budget left
@@ -97,11 +99,11 @@ def admit_waiting(rep: Replica, budget: Budget, chunks: list, whole_prompts: boo
         hit = 0
         evictable_hits = 0
         if req.computed == 0 and req.block_keys:
-            limit = (req.prompt + req.generated - 1) // bs  # num_tokens - 1
+            limit = (req.prompt + req.generated - 1) // bs  # inline: Request.num_tokens (num_tokens - 1)
             hit, evictable_hits = rep.kv.match_chain(req.block_keys, limit)
         held = max(req.computed, hit * bs)  # tokens whose blocks it holds (computed, or cached hits)
         done = max(held, req.remote_tokens)  # remote KV (disaggregated prefill) is not computed here
-        remaining = req.prompt + req.generated - done  # num_tokens - done
+        remaining = req.prompt + req.generated - done  # inline: Request.num_tokens (num_tokens - done)
         q = min(remaining, budget.tokens)
         if whole_prompts and q < remaining:
             if admitted or remaining <= rep.max_num_batched_tokens:

@@ -36,6 +36,8 @@ class ContinuousBatching:
     name = "continuous"
     Params = NoParams
 
+    __slots__ = {"params": "object"}
+
     def __init__(self, params: dict | None = None) -> None:
         self.params = self.Params.model_validate(params or {})
 
@@ -69,7 +71,7 @@ class ContinuousBatching:
                 break
             if req in victims:
                 continue
-            q = min(req.prompt + req.generated - req.computed, budget.tokens)  # num_tokens - computed
+            q = min(req.prompt + req.generated - req.computed, budget.tokens)  # inline: Request.num_tokens
             if not preempt_for(rep, blocks_for(rep, req.computed, q), budget, protect=req):
                 break
             chunks.append((req, q))

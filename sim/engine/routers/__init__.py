@@ -67,6 +67,8 @@ class LeastOutstanding:
     name = "least-outstanding"
     Params = NoParams
 
+    __slots__ = {"_tracked": "dict", "_heaps": "dict"}
+
     def __init__(self, params: dict, rng: np.random.Generator, keys: PrefixKeys | None = None) -> None:
         self._tracked: dict[int, tuple] = {}  # id(list) -> (list, length, heap, replica by index)
         self._heaps: dict[tuple, tuple] = {}  # replica indices -> (heap, replica by index)
