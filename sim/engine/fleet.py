@@ -51,7 +51,7 @@ class Fleet:
         "scenario": "object", "workload": "object", "progress": "object", "env": "object", "window": "object",
         "router": "object", "_arrival_cols": "object", "handoff": "object", "autoscaler": "object",
         "exact_steps": "bint", "tick_s": "double", "class_names": "list", "_priority": "list",
-        "replicas": "list", "eligible": "list", "num_classes": "long long", "_next_rid": "long long",
+        "replicas": "list", "eligible": "list", "pools": "list", "num_classes": "long long", "_next_rid": "long long",
         "ledger": "Ledger", "keys": "PrefixKeys",
     }
 
