@@ -20,7 +20,10 @@ CLASS_COLUMNS = ("slo_met", "attainment_pct", "p99_ttft_s", "p99_tpot_s")
 
 
 class SweepPoint(Contract):
-    """One grid point: its key, status and (when ok) its key metrics, flat."""
+    """One grid point: its key, status and (when ok) its key metrics, flat. Besides these
+    columns: one per ``--grid`` key (the point's value) and, for an ok point,
+    ``<class>.slo_met``, ``<class>.attainment_pct``, ``<class>.p99_ttft_s`` and
+    ``<class>.p99_tpot_s`` per traffic class. The table has no ``schema_version``."""
 
     point_key: str = Field(description="hash of the base scenario and the point's values")
     status: str = Field(description="ok, invalid (a user error: error says why) or failed (retried by a re-run)")
@@ -50,8 +53,6 @@ class SweepPoint(Contract):
     usd_per_1m_output_tokens: float | None = Field(default=None, description="USD per million output tokens")
     usd_per_1m_total_tokens: float | None = Field(default=None, description="USD per million prompt + output tokens")
     wall_s: float | None = Field(default=None, description="seconds the point took")
-    schema_version: int = Field(default=1, description="this format's version (not a column: the rows are "
-                                "version 1)")
 
     @classmethod
     def split(cls, row: dict[str, Any], grid_keys: Iterable[str]) -> tuple["SweepPoint", dict[str, Any]]:
