@@ -146,7 +146,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     layouts = layout_sentence(typed.candidates)
     if layouts:
         console.print(f"  {layouts}", highlight=False, soft_wrap=True)
-    scaled = plan_autoscale_sentence(typed)
+    scaled = plan_autoscale_sentence(typed.autoscale)
     if scaled:
         console.print(f"  {scaled}", highlight=False, soft_wrap=True)
     tl = doc.get("timeline") or {}

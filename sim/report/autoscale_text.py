@@ -4,7 +4,8 @@ start costs in SLO. Read from ``summary.json`` ``autoscale``
 
 from __future__ import annotations
 
-from sim.analysis.contracts import PlanDoc, RunSummary
+from sim.analysis.contracts import RunSummary
+from sim.analysis.contracts.plan import AutoscaleComparison
 from sim.report import fmt
 
 __all__ = ["autoscale_lines", "autoscale_paragraph", "replica_count", "plan_autoscale_sentence"]
@@ -74,10 +75,9 @@ def autoscale_paragraph(summary: RunSummary | None) -> str | None:
     return " ".join(parts)
 
 
-def plan_autoscale_sentence(doc: PlanDoc | None) -> str | None:
+def plan_autoscale_sentence(a: AutoscaleComparison | None) -> str | None:
     """``fleetcast plan``'s and the plan report's words on ``plan.json`` ``autoscale``: the
     recommended count fixed vs autoscaled up to it, over the scenario's own traffic."""
-    a = doc.autoscale if doc is not None else None
     if not a:
         return None
     f, s = a.fixed, a.autoscaled

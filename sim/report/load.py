@@ -8,14 +8,12 @@ plan with one candidate, so every renderer has one code path.
 
 Both JSON files are read through their contracts (``sim.analysis.contracts``): a file
 that does not fit is a ``FleetcastError`` naming the file and the field, and renderers
-read typed fields (``inp.doc``, ``inp.run.summary``). ``inp.plan`` is the same document
-as a dict, for the renderers not yet moved to the typed fields.
+read typed fields (``inp.doc``, ``inp.run.summary``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -52,11 +50,6 @@ class ReportInput:
     run: RunData | None  # the recommended (or the only) run; None when absent
     points: pd.DataFrame | None  # points.parquet of a plan
     scenario: dict = field(default_factory=dict)  # the scenario YAML, parsed
-
-    @cached_property
-    def plan(self) -> dict:
-        """``doc`` as a dict (every key, defaults filled in), for renderers that still read keys."""
-        return self.doc.model_dump(mode="python", by_alias=True)
 
     @property
     def candidates(self) -> list[PlanCandidate]:

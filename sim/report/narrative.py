@@ -309,7 +309,7 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
         layouts = layout_sentence(inp.doc.candidates)
         if layouts:
             out.append(layouts)
-        scaled_plan = plan_autoscale_sentence(inp.doc)
+        scaled_plan = plan_autoscale_sentence(inp.doc.autoscale)
         if scaled_plan:
             out.append(scaled_plan)
     if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings
