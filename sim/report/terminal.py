@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.analysis.compare import METRIC_BY_NAME
+from sim.analysis.contracts import CompareRow
 from sim.report.compare import ci_cells
 from sim.report.autoscale_text import autoscale_lines, replica_count
 from sim.report.disagg_text import disagg_lines
@@ -224,51 +225,51 @@ def _fmt_compare(x, scale: float) -> str:
     return f"{v:,.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 0.1 else f"{v:.2g}"
 
 
-def _verdict(row) -> tuple[str, str]:
+def _verdict(row: CompareRow) -> tuple[str, str]:
     """(text, style) of the better/worse column: coloured when significant,
     dim when not."""
-    d = row["direction"]
+    d = row.direction
     if d is None:
         return "", "dim"
     if d == "same":
         return "same", "dim"
-    if row["significant"]:
+    if row.significant:
         return d, "green" if d == "better" else "red"
     return d, "dim"
 
 
 def render_compare(result):
     """Rich renderable: one table per variant, rows class x metric."""
-    meta = result.meta
-    R = meta["replications"]
+    doc = result.contract()
+    R = doc.replications
     parts = []
-    head = (f"{meta['scenario']['name']}: {R} replication(s), seeds {meta['seeds'][0]}..{meta['seeds'][-1]} "
-            f"(common random numbers)" + (f", stress: {', '.join(meta['stress'])}" if meta["stress"] else ""))
+    head = (f"{doc.scenario.name}: {R} replication(s), seeds {doc.seeds[0]}..{doc.seeds[-1]} "
+            f"(common random numbers)" + (f", stress: {', '.join(doc.stress)}" if doc.stress else ""))
     parts.append(Text(head, style="bold"))
-    for vname in [v for v in meta["variants"] if v != "baseline"]:
-        t = Table(title=f"{vname} vs baseline: {', '.join(meta['variants'][vname])}", title_justify="left",
+    for vname in [v for v in doc.variants if v != "baseline"]:
+        t = Table(title=f"{vname} vs baseline: {', '.join(doc.variants[vname])}", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for col, just in (("class", "left"), ("metric", "left"), ("baseline", "right"), ("variant", "right"),
                           ("diff", "right"), ("95% CI", "right"), ("sig", "center"),
                           ("", "left")):
             t.add_column(col, justify=just, no_wrap=True)
         last = None
-        for row in (r for r in result.rows if r["variant"] == vname):
-            m = METRIC_BY_NAME[row["metric"]]
-            new_class = row["class"] != last
+        for row in (r for r in doc.rows if r.variant == vname):
+            m = METRIC_BY_NAME[row.metric]
+            new_class = row.class_ != last
             if last is not None and new_class:
                 t.add_section()
-            last = row["class"]
+            last = row.class_
             ci, sig = ci_cells(row, _fmt_compare, m.scale)
             verdict, style = _verdict(row)
-            diff = row["diff_mean"]
-            t.add_row(row["class"] if new_class else "", f"{m.label} {m.unit}" if not m.unit.startswith("$/") else m.unit, _fmt_compare(row["baseline_mean"], m.scale),
-                      _fmt_compare(row["variant_mean"], m.scale),
+            diff = row.diff_mean
+            t.add_row(row.class_ if new_class else "", f"{m.label} {m.unit}" if not m.unit.startswith("$/") else m.unit, _fmt_compare(row.baseline_mean, m.scale),
+                      _fmt_compare(row.variant_mean, m.scale),
                       Text(("+" if diff and diff > 0 else "") + _fmt_compare(diff, m.scale), style=style),
                       ci, sig, Text(verdict, style=style))
         parts.append(t)
-    if meta.get("note"):
-        parts.append(Text(meta["note"], style="yellow"))
+    if doc.note:
+        parts.append(Text(doc.note, style="yellow"))
     parts.append(Text("diff = variant - baseline, mean of the per-replication differences; 95% CI: paired t; "
                       "sig ✓ = the CI excludes 0 (else better/worse is only the sign, dim). Lower "
                       "latency and cost, higher goodput and attainment are better.", style="dim"))
