@@ -147,6 +147,19 @@ def test_an_old_folder_without_schema_version_is_read_as_version_1(run_folder, t
     assert inp.run.summary.schema_version == 1
 
 
+def test_a_summary_from_before_kv_capacity_and_completion_span_is_read(run_folder, tmp_path):
+    """The first summaries (before 2026-11-26) had no kv_capacity, completion_span_s or window_*_per_s."""
+    def first_format(d):
+        d.pop("schema_version")
+        d.pop("kv_capacity")
+        for g in [d["overall"], *d["classes"].values()]:
+            for k in ("completion_span_s", "window_requests_per_s", "window_output_tokens_per_s",
+                      "window_total_tokens_per_s"):
+                g.pop(k)
+    inp = load_results(_copy(run_folder, tmp_path / "first", first_format))
+    assert inp.run.summary.kv_capacity == {} and inp.run.summary.overall.completion_span_s is None
+
+
 def test_a_file_that_does_not_fit_names_file_and_field(run_folder, tmp_path, capsys):
     def bad(d):
         d["classes"]["chat"]["ttft_s"]["p99"] = "fast"

@@ -22,21 +22,21 @@ def _worst_bin(timeline: list[dict]) -> dict | None:
     return min(bins, key=lambda b: (b["attainment_pct"], -(b["p99_ttft_s"] or 0.0))) if bins else None
 
 
-def autoscale_lines(summary: dict) -> list[tuple[str, str]]:
+def autoscale_lines(summary: RunSummary | None) -> list[tuple[str, str]]:
     """(label, text) lines for the terminal summary; none for a fixed fleet."""
-    a = (summary or {}).get("autoscale")
+    a = summary.autoscale if summary is not None else None
     if not a:
         return []
     lines = []
-    for pool, p in a["pools"].items():
-        lines.append(("autoscale", f"pool {pool}: {replica_count(p['replicas_mean'])} replicas on average "
-                                   f"(min {p['replicas_min']}, max {p['replicas_max']} of {p['max_replicas']}), "
-                                   f"{p['scale_ups']} up / {p['scale_downs']} down, cold start "
-                                   f"{fmt.latency(p['cold_start_s'])}"))
-        lines.append(("vs fixed", f"{fmt.usd_small(p['usd_per_hour'])}/hour against "
-                                  f"{fmt.usd_small(p['fixed_at_max_usd_per_hour'])}/hour for {p['max_replicas']} fixed "
-                                  f"replicas ({fmt.pct(p['saving_pct'], 0)} less)"))
-    worst = _worst_bin(a.get("timeline") or [])
+    for pool, p in a.pools.items():
+        lines.append(("autoscale", f"pool {pool}: {replica_count(p.replicas_mean)} replicas on average "
+                                   f"(min {p.replicas_min}, max {p.replicas_max} of {p.max_replicas}), "
+                                   f"{p.scale_ups} up / {p.scale_downs} down, cold start "
+                                   f"{fmt.latency(p.cold_start_s)}"))
+        lines.append(("vs fixed", f"{fmt.usd_small(p.usd_per_hour)}/hour against "
+                                  f"{fmt.usd_small(p.fixed_at_max_usd_per_hour)}/hour for {p.max_replicas} fixed "
+                                  f"replicas ({fmt.pct(p.saving_pct, 0)} less)"))
+    worst = _worst_bin([r.model_dump() for r in a.timeline])
     if worst is not None:
         lines.append(("worst period", f"SLO attainment {fmt.pct(worst['attainment_pct'])} for arrivals "
                                       f"{worst['start_s']:,.0f}-{worst['end_s']:,.0f} s, p99 TTFT "

@@ -51,20 +51,20 @@ def _gpus(n: int) -> str:
     return f"{n} GPU{'s' if n != 1 else ''}"
 
 
-def disagg_lines(summary: dict) -> list[tuple[str, str]]:
+def disagg_lines(summary: RunSummary | None) -> list[tuple[str, str]]:
     """(label, text) lines for the terminal summary; none for a co-located fleet."""
-    d = (summary or {}).get("disaggregated")
+    d = summary.disaggregated if summary is not None else None
     if not d:
         return []
-    p, q = d["prefill"], d["decode"]
-    x = d.get("kv_transfer_s") or {}
+    p, q = d.prefill, d.decode
+    x = d.kv_transfer_s
     return [
-        ("disaggregated", f"prefill pool {', '.join(p['pools'])} ({_gpus(p['gpus'])}) : decode pool "
-                          f"{', '.join(q['pools'])} ({_gpus(q['gpus'])}) = {d['gpu_ratio']}; KV over {d['link']}, "
-                          f"overlap {d['overlap']}"),
-        ("KV transfer", f"p50 {fmt.latency(x.get('p50'))}, p99 {fmt.latency(x.get('p99'))} (part of TTFT); busy "
-                        f"prefill {_share(p['utilization'].get('busy_frac'))}, decode "
-                        f"{_share(q['utilization'].get('busy_frac'))}"),
+        ("disaggregated", f"prefill pool {', '.join(p.pools)} ({_gpus(p.gpus)}) : decode pool "
+                          f"{', '.join(q.pools)} ({_gpus(q.gpus)}) = {d.gpu_ratio}; KV over {d.link}, "
+                          f"overlap {d.overlap}"),
+        ("KV transfer", f"p50 {fmt.latency(x.p50)}, p99 {fmt.latency(x.p99)} (part of TTFT); busy "
+                        f"prefill {_share(p.utilization.busy_frac)}, decode "
+                        f"{_share(q.utilization.busy_frac)}"),
     ]
 
 

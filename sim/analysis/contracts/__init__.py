@@ -8,8 +8,9 @@ from sim.analysis.contracts.base import (SCHEMA_VERSION, Contract, contract_json
                                          validate_contract)
 from sim.analysis.contracts.compare import CompareDoc, CompareRow
 from sim.analysis.contracts.plan import PlanCandidate, PlanDoc
-from sim.analysis.contracts.summary import GroupStats, Percentiles, RunSummary
+from sim.analysis.contracts.summary import GroupStats, Percentiles, RunSummary, WindowSummary
 from sim.analysis.contracts.sweep import SweepPoint
 
 __all__ = ["SCHEMA_VERSION", "Contract", "contract_json", "read_contract", "validate_contract", "RunSummary",
-           "GroupStats", "Percentiles", "PlanDoc", "PlanCandidate", "CompareDoc", "CompareRow", "SweepPoint"]
+           "WindowSummary", "GroupStats", "Percentiles", "PlanDoc", "PlanCandidate", "CompareDoc", "CompareRow",
+           "SweepPoint"]

@@ -12,7 +12,7 @@ from sim.analysis.contracts.base import Contract, Number
 __all__ = ["Percentiles", "StatusCounts", "SloItem", "GroupStats", "Window", "Utilization", "UtilizationBlock",
            "PoolCostRow", "Cost", "Energy", "Little", "ScenarioRef", "MemoryPerGpu", "KvCapacity", "SimInfo",
            "RoleUtilization", "DisaggRole", "Disaggregated", "ScaleEvent", "AutoscalePool", "TimelineRow",
-           "AutoscaleTimelineRow", "Autoscale", "RunSummary"]
+           "AutoscaleTimelineRow", "Autoscale", "WindowSummary", "RunSummary"]
 
 
 class Percentiles(Contract):
@@ -58,13 +58,16 @@ class GroupStats(Contract):
     tpot_s: Percentiles = Field(description="time per output token after the first (requests with > 1 output token)")
     e2e_s: Percentiles = Field(description="arrival to last token")
     itl_s: Percentiles = Field(description="inter-token latency (from the log-bucket histogram)")
-    completion_span_s: float | None = Field(description="first arrival to last ok finish of these requests, s")
+    # added after the first summaries were written: absent in those, read as null
+    completion_span_s: float | None = Field(default=None, description="first arrival to last ok finish of these "
+                                            "requests, s")
     requests_per_s: float | None = Field(description="ok requests / completion_span_s")
     output_tokens_per_s: float | None = Field(description="ok output tokens / completion_span_s")
     total_tokens_per_s: float | None = Field(description="ok prompt + output tokens / completion_span_s")
-    window_requests_per_s: float | None = Field(description="ok requests / window length")
-    window_output_tokens_per_s: float | None = Field(description="ok output tokens / window length")
-    window_total_tokens_per_s: float | None = Field(description="ok prompt + output tokens / window length")
+    window_requests_per_s: float | None = Field(default=None, description="ok requests / window length")
+    window_output_tokens_per_s: float | None = Field(default=None, description="ok output tokens / window length")
+    window_total_tokens_per_s: float | None = Field(default=None, description="ok prompt + output tokens / window "
+                                                    "length")
     goodput_rps: float | None = Field(description="requests meeting every per-request SLO threshold / completion_span_s")
     attainment_pct: float | None = Field(description="% of window requests (all statuses) meeting every threshold")
     slo: dict[str, SloItem] | None = Field(description="'<metric>:<percentile>' -> target and achieved (null overall)")
@@ -275,9 +278,9 @@ class Autoscale(Contract):
     timeline: list[AutoscaleTimelineRow] = Field(description="the run in bins (a diurnal day's 24th, else the run's)")
 
 
-class RunSummary(Contract):
-    """``summary.json``: one run's measured window, per class and overall, with cost,
-    energy, utilization and where its numbers came from."""
+class WindowSummary(Contract):
+    """What ``summarize`` measures over one run's window (simulated or testbed): the first
+    keys of ``summary.json``."""
 
     window: Window = Field(description="the measured window")
     overall: GroupStats = Field(description="all window requests")
@@ -286,9 +289,16 @@ class RunSummary(Contract):
     cost: Cost = Field(description="rent and per-token cost")
     energy: Energy = Field(description="power and energy per token (upper bound)")
     little: Little = Field(description="Little's law check")
+
+
+class RunSummary(WindowSummary):
+    """``summary.json``: one run's measured window, per class and overall, with cost,
+    energy, utilization and where its numbers came from."""
+
     scenario: ScenarioRef = Field(description="the scenario")
     profiles: dict[str, str] = Field(description="pool -> where its step times come from")
-    kv_capacity: dict[str, KvCapacity] = Field(description="pool -> its KV-cache capacity")
+    kv_capacity: dict[str, KvCapacity] = Field(default_factory=dict, description="pool -> its KV-cache capacity "
+                                               "(absent in the first summaries written)")
     sim: SimInfo = Field(description="the simulation")
     disaggregated: Disaggregated | None = Field(default=None, description="only for a disaggregated fleet")
     autoscale: Autoscale | None = Field(default=None, description="only when a pool autoscales")
