@@ -61,8 +61,8 @@ def _located(path: str | Path, exc: ValidationError, what: str) -> str:
         shown = "" if err["type"] == "missing" else f" (got {json.dumps(got, default=str)[:60]})"
         lines.append(f"field {_where(loc)}: {err['msg']}{shown}")
     more = f"; and {exc.error_count() - 5} more" if exc.error_count() > 5 else ""
-    return (f"{path} is not a {what} this fleetcast can read: " + "; ".join(lines) + more
-            + ". Re-create it with the fleetcast version that reads it, or with this one.")
+    return (f"{path} does not fit the {what} format this fleetcast reads: " + "; ".join(lines) + more
+            + ". It was edited, or written by another fleetcast version: re-run the command that wrote it.")
 
 
 def validate_contract(model: type[C], data: Any, path: str | Path, what: str) -> C:
