@@ -68,7 +68,8 @@ class GroupStats(Contract):
     window_output_tokens_per_s: float | None = Field(default=None, description="ok output tokens / window length")
     window_total_tokens_per_s: float | None = Field(default=None, description="ok prompt + output tokens / window "
                                                     "length")
-    goodput_rps: float | None = Field(description="requests meeting every per-request SLO threshold / completion_span_s")
+    goodput_rps: float | None = Field(description="requests meeting every per-request SLO threshold / "
+                                      "completion_span_s")
     attainment_pct: float | None = Field(description="% of window requests (all statuses) meeting every threshold")
     slo: dict[str, SloItem] | None = Field(description="'<metric>:<percentile>' -> target and achieved (null overall)")
     attainment_target_pct: float | None = Field(description="the class's required attainment_pct (null: none)")
