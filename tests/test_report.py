@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.analysis.contracts import PlanCandidate, PlanDoc
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
 from sim.report.assumptions import UNCALIBRATED, collect_assumptions
@@ -165,8 +166,8 @@ def test_load_figure_draws_each_class_against_its_own_target(work):
     inp = load_results(work / "plan")
     fig = next(f for f in build_figures(inp) if f.id == "fig-load").figure
     rec = inp.recommended
-    targets = {(cls, row["metric"]): row["target_s"] for cls, c in rec["summary"]["classes"].items()
-               for row in c["slo"].values() if row["percentile"] == "p99"}
+    targets = {(cls, row.metric): row.target_s for cls, c in rec.summary.classes.items()
+               for row in c.slo.values() if row.percentile == "p99"}
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == len(targets) == 3  # chat TTFT, chat TPOT, batch TTFT
     short = {"ttft_s": "TTFT", "tpot_s": "TPOT"}
@@ -377,8 +378,10 @@ def test_validated_profile_is_shown(tmp_path):
     profile = tmp_path / "h100.json"
     profile.write_text(json.dumps({"name": "h100-vllm", "coefficients": {"e_memory": 0.8},
                                    "validation": {"ttft_p99_rel_err": 0.07, "tpot_p50_rel_err": 0.03}}))
-    plan = {"scenario": {"path": str(tmp_path / "s.yaml")}, "candidates": [],
-            "profiles": {"a": "profile h100-vllm (h100.json)", "b": "fleetcast defaults: published figures"}}
+    plan = PlanDoc.model_validate({
+        "kind": "plan", "fleetcast_version": None, "demand": None, "recommended": None, "tried": 0,
+        "scenario": {"name": "s", "seed": 1, "path": str(tmp_path / "s.yaml"), "yaml": ""}, "candidates": [],
+        "profiles": {"a": "profile h100-vllm (h100.json)", "b": "fleetcast defaults: published figures"}})
     scenario = {"fleet": [{"name": "a", "gpu": "h100-sxm", "model": "llama-3.1-8b", "profile": "h100.json"},
                           {"name": "b", "gpu": "l4", "model": "llama-3.1-8b"}]}
     a = collect_assumptions(plan, scenario)
@@ -400,6 +403,9 @@ def test_data_parallel_ranks_count_as_gpus():
     from sim.report.load import gpus_per_replica
     from sim.report.narrative import fleet_text, gpus_of
 
-    c = {"gpu": "h100-sxm", "replicas": 2, "tensor_parallel": 1, "data_parallel": 2}
+    c = PlanCandidate.model_validate({"id": "moe", "label": "moe", "gpu": "h100-sxm", "model": "m", "quantization": {},
+                                      "policy": None, "engine": {}, "status": "ok", "replicas": 2,
+                                      "tensor_parallel": 1, "data_parallel": 2})
     assert gpus_per_replica(c) == 2 and gpus_of(c) == 4 and "4 × h100-sxm" in fleet_text(c)
-    assert gpus_per_replica({**c, "gpus": 4, "data_parallel": None}) == 2  # the counted GPUs win
+    counted = c.model_copy(update={"gpus": 4, "data_parallel": 1})
+    assert gpus_per_replica(counted) == 2  # the counted GPUs win over TP x DP (1)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.analysis.contracts import SCHEMA_VERSION, CompareDoc
 from sim.analysis.forecast import forecast
 from sim.analysis.replications import CONFIDENCE, replication_seeds, t_interval
 from sim.errors import FleetcastError
@@ -246,6 +247,10 @@ class CompareResult:
                 "(common random numbers: replication r uses seed base_seed + r for every variant)",
                 "metrics": {m.name: {"label": m.label, "lower_is_better": m.lower_is_better} for m in METRICS},
                 "rows": self.rows}
+
+    def contract(self) -> CompareDoc:
+        """``to_json`` validated as ``compare.json``'s contract, with its ``schema_version``."""
+        return CompareDoc.model_validate({**self.to_json(), "schema_version": SCHEMA_VERSION})
 
 
 def run_compare(path: str | Path, variants: list[Variant], replications: int, *, seed: int | None = None,

@@ -35,6 +35,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel
 
+from sim.analysis.contracts.sweep import SweepPoint
 from sim.analysis.forecast import forecast
 from sim.analysis.metrics import cost_and_class_columns
 from sim.errors import FleetcastError, ScenarioError
@@ -203,6 +204,7 @@ def evaluate_point(base_data: dict, path: str | None, point: dict[str, str], key
     except Exception as exc:  # noqa: BLE001 — one bad point must not lose the sweep
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row["wall_s"] = round(time.perf_counter() - started, 4)
+    SweepPoint.split(row, point)  # the row's fixed columns fit their contract (a typo here fails the tests)
     return row
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sim import __version__
+from sim.analysis.contracts import SCHEMA_VERSION, RunSummary, contract_json
 from sim.engine.result import SimResult
 from sim.outpaths import staged_folder
 from sim.records import ITL_EDGES_S, write_parquet_atomic
@@ -74,13 +75,15 @@ def write_run_folder(out: Path, files: dict[str, object], kind: str | None = Non
 
 def run_folder_files(scenario: Scenario, result: SimResult, summary: dict, *, wall_s: float,
                      exact_steps: bool) -> dict[str, object]:
-    """The files of a ``fleetcast run`` folder (the contract ``fleetcast report`` reads)."""
+    """The files of a ``fleetcast run`` folder (the contract ``fleetcast report`` reads);
+    ``summary.json`` is written through its contract (``RunSummary``)."""
     summary["sim"]["wall_s"] = round(wall_s, 3)
     summary["sim"]["exact_steps"] = bool(exact_steps)
     summary["fleetcast_version"] = __version__
+    summary["schema_version"] = SCHEMA_VERSION
     itl = pd.DataFrame(result.itl_hist.T, columns=result.class_names)
     itl.insert(0, "edge_lo_s", ITL_EDGES_S[:-1])
     itl.insert(1, "edge_hi_s", ITL_EDGES_S[1:])
-    return {"summary.json": summary, "requests.parquet": result.requests,
+    return {"summary.json": contract_json(RunSummary.model_validate(summary)), "requests.parquet": result.requests,
             "timeseries.parquet": result.timeseries, "itl_histogram.parquet": itl,
             "scenario.yaml": dump_scenario(scenario)}

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from sim.analysis.compare import STRESSES, parse_variant, run_compare
+from sim.analysis.contracts import contract_json
 from sim.cli.common import console, progress_bar, write_run_folder
 from sim.errors import FleetcastError
 from sim.outpaths import check_out_folder
@@ -64,7 +65,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                              common_overrides=args.set, stress=args.stress, jobs=max(1, args.jobs), progress=bar)
     wall_s = time.perf_counter() - started
     out = Path(args.out or Path("out") / f"{result.meta['scenario']['name']}-compare")
-    write_run_folder(out, {"compare.json": result.to_json(), "compare.parquet": result.raw,
+    write_run_folder(out, {"compare.json": contract_json(result.contract()), "compare.parquet": result.raw,
                            "compare.html": render_compare_html(result)}, kind="compare", force=args.force)
     console.print(render_compare(result))
     console.print(f"[dim]{runs} simulations in {wall_s:.1f} s; results in {out}/ "

@@ -11,7 +11,6 @@ candidate meets the SLO; 1 none does (the closest is named); 2 input error
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
+from sim.analysis.contracts import SCHEMA_VERSION, PlanDoc, contract_json
 from sim.analysis.forecast import forecast
 from sim.analysis.plan import run_plan
 from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
@@ -41,11 +41,13 @@ def _run_files(scenario) -> dict:
 
 
 def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None, force: bool = False) -> None:
-    """Write ``out`` all at once (temp folder, then swap), like ``write_run_folder``."""
+    """Write ``out`` all at once (temp folder, then swap), like ``write_run_folder``;
+    ``plan.json`` through its contract (``PlanDoc``)."""
+    text = contract_json(PlanDoc.model_validate({**doc, "schema_version": SCHEMA_VERSION}))
     with staged_folder(out, kind="plan", force=force) as tmp:
         if run_files:
             write_run_folder(tmp / "runs" / "recommended", run_files)
-        (tmp / "plan.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        (tmp / "plan.json").write_text(text, encoding="utf-8")
         if points is None or points.empty:
             points = pd.DataFrame({"candidate": pd.Series(dtype=str), "replicas": pd.Series(dtype="int64"),
                                    "rate_rps": pd.Series(dtype=float), "slo_met": pd.Series(dtype=bool)})
@@ -140,10 +142,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     console.print(f"  replicas {_count(rec)}, headroom % {_headroom(rec)} (95% intervals)", highlight=False)
     if rec.get("failure"):
         console.print(f"  {rec['failure']['text']}", highlight=False, soft_wrap=True)
-    layouts = layout_sentence(doc["candidates"])
+    typed = PlanDoc.model_validate(doc)
+    layouts = layout_sentence(typed.candidates)
     if layouts:
         console.print(f"  {layouts}", highlight=False, soft_wrap=True)
-    scaled = plan_autoscale_sentence(doc)
+    scaled = plan_autoscale_sentence(typed.autoscale)
     if scaled:
         console.print(f"  {scaled}", highlight=False, soft_wrap=True)
     tl = doc.get("timeline") or {}

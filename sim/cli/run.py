@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from sim.analysis.contracts import RunSummary
 from sim.analysis.forecast import forecast
 from sim.analysis.range_warnings import range_warnings
 from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
@@ -29,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.csv:
         files["requests.csv"] = result.requests.to_csv(index=False)
     write_run_folder(out, files, kind="run", force=args.force)
-    console.print(render_summary(summary))
+    console.print(render_summary(RunSummary.model_validate(summary)))
     for line in result.notes:
         err_console.print(f"[cyan]note:[/cyan] {line}", highlight=False, soft_wrap=True)
     for line in summary.get("warnings", []):

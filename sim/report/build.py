@@ -67,7 +67,7 @@ def build_report(results: str | Path, formats: Iterable[str] = FORMATS, out: str
     out_dir = Path(out) if out is not None else default_out_dir(inp.path)
     if out_dir.exists() and not out_dir.is_dir():
         raise FleetcastError(f"--out {out_dir} is a file; give a folder for the report")
-    a = collect_assumptions(inp.plan, inp.scenario)
+    a = collect_assumptions(inp.doc, inp.scenario)
     figs = build_figures(inp)
     html_text = render_html(inp, a, figs)
     blobs: dict[str, bytes] = {}

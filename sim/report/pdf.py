@@ -52,8 +52,8 @@ def _wrap(text: str, indent: str = "") -> list[str]:
 
 def _text_lines(inp: ReportInput, a: Assumptions) -> list[tuple[str, str]]:
     """(style, text) lines: style 'h1', 'h2' or 'body'."""
-    sc = inp.plan.get("scenario") or {}
-    out = [("h1", f"Fleet procurement report — {sc.get('name')}"), ("h2", headline(inp)), ("body", "")]
+    sc = inp.doc.scenario
+    out = [("h1", f"Fleet procurement report — {sc.name}"), ("h2", headline(inp)), ("body", "")]
     out.append(("h2", "Executive summary"))
     for p in summary_paragraphs(inp, a):
         out += [("body", s) for s in _wrap(p)] + [("body", "")]
@@ -83,9 +83,9 @@ def _text_lines(inp: ReportInput, a: Assumptions) -> list[tuple[str, str]]:
         out += [("body", s) for s in _wrap(f"source: {src}", "    ")]
     out += [("body", s) for n in a.notes for s in _wrap(n)]
     out += [("body", ""), ("h2", "Reproducibility")]
-    out += [("body", f"seed {sc.get('seed')}, fleetcast {inp.plan.get('fleetcast_version')}")]
+    out += [("body", f"seed {sc.seed}, fleetcast {inp.doc.fleetcast_version}")]
     out += [("body", c) for c in reproduce_commands(inp)] + [("body", ""), ("h2", "Scenario")]
-    out += [("body", line) for line in (sc.get("yaml") or "").splitlines()]
+    out += [("body", line) for line in (sc.yaml or "").splitlines()]
     return out
 
 
