@@ -2,7 +2,7 @@
 
     fleetcast calibrate RUN_DIR... --out calibration/profiles/NAME.json
     fleetcast calibrate --splitwise h100-80gb --out calibration/profiles/h100-splitwise.json
-    fleetcast validate --profile P RUN... [--out DIR] [--record]
+    fleetcast validate [--profile P] RUN... [--out DIR] [--record]
 
 A RUN is a testbed run folder, or a folder of them (a sweep folder), or a run
 log: a ``vllm bench serve --save-result --save-detailed`` result (.json) or a
@@ -24,6 +24,7 @@ from sim.records import write_text_atomic
 
 __all__ = ["register", "expand_runs", "load_runs", "check_out_folder", "check_out_file"]
 
+UNCALIBRATED = "none (catalog defaults and measured kernels, as `fleetcast run` and `plan` use)"
 _VALIDATE_FILES = "errors.csv, errors.json, index.html and figures"
 _RUN_KINDS = ("a testbed run folder (run.json), a vLLM bench serve result (.json), a per-request log "
               "(.jsonl, .csv; docs/run-logs.md), or a folder of them")
@@ -129,7 +130,10 @@ def register(subparsers) -> None:
                                           "table and CDF / time-series overlays.")
     v.add_argument("runs", nargs="+", type=Path, help="run folders, bench serve results (.json), per-request "
                                                       "logs (.jsonl, .csv), or folders of them")
-    v.add_argument("--profile", type=Path, required=True)
+    v.add_argument("--profile", type=Path,
+                   help="calibration profile to replay with; without it each run replays with exactly the model "
+                        "`fleetcast run` and `plan` use for that pool (measured vLLM kernels or the roofline, "
+                        "catalog defaults), and says which")
     v.add_argument("--out", type=Path, help="folder for errors.csv/json, PNGs and index.html")
     v.add_argument("--markdown", action="store_true", help="also print the per-run error table as Markdown")
     v.add_argument("--record", action="store_true",
@@ -175,17 +179,30 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from calibration.validate import error_pivot, error_table, summarize_errors, validate_run, write_outputs
+    from calibration.validate import (error_pivot, error_table, replay_model, summarize_errors, validate_run,
+                                      write_outputs)
     from sim.engine.profiles import load_profile
 
+    if args.record and args.profile is None:
+        raise FleetcastError("--record stores the held-out summary in a profile: give --profile PROFILE.json, "
+                             "or leave --record out to validate the uncalibrated model")
     if args.out:
         check_out_folder(args.out)
-    prof = load_profile(args.profile)
+    prof = load_profile(args.profile) if args.profile is not None else {"name": UNCALIBRATED}
     if args.record:
         check_out_file(args.profile, "the validation summary (--record)")
     comps = []
     fitted_gpu = (prof.get("fitted_range") or {}).get("gpu")
-    for run in load_runs(args):
+    runs = load_runs(args)
+    if args.profile is None:
+        print("no --profile: each run replays with exactly what `fleetcast run` and `plan` use for its pool "
+              "(no calibration profile):")
+        for run in runs:
+            source, warns = replay_model(run)
+            print(f"  {run.name} ({run.gpu}, {run.model}, TP{run.tp}): {source}")
+            for w in warns:
+                print(f"    {w}")
+    for run in runs:
         if fitted_gpu and fitted_gpu != run.gpu:
             print(f"warning: {run.name} ran on {run.gpu}, but profile {prof.get('name', args.profile.stem)} was "
                   f"fitted on {fitted_gpu}; the comparison tests the profile outside its fitted range")
@@ -215,7 +232,7 @@ def cmd_validate(args) -> int:
                                                                    else "")
                 for k, v in s.items()))
     if args.out:
-        write_outputs(comps, table, args.out, prof.get("name", args.profile.stem))
+        write_outputs(comps, table, args.out, prof.get("name") or args.profile.stem)
         print(f"wrote {args.out}/errors.csv, errors.json, index.html and figures")
     if args.record:
         prof["validation"] = _validation_section(table, summ, comps)

@@ -23,9 +23,10 @@ import pandas as pd
 
 from calibration.runs import Run, measured_metrics, run_scenario
 from sim.engine.fleet import simulate
+from sim.engine.step_source import kernel_warnings, perf_sources  # the one import of the perf-model modules
 from sim.errors import FleetcastError
 
-__all__ = ["Comparison", "validate_run", "error_table", "error_pivot", "NOT_MEASURED", "summarize_errors",
+__all__ = ["Comparison", "validate_run", "replay_model", "error_table", "error_pivot", "NOT_MEASURED", "summarize_errors",
            "write_outputs", "METRICS", "TARGETS"]
 
 METRICS = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
@@ -48,8 +49,18 @@ class Comparison:
     sim_preemptions: int
 
 
-def validate_run(run: Run, profile: Path) -> Comparison:
-    """Simulate the run's workload with ``profile`` and collect both sides' metrics."""
+def replay_model(run: Run, profile: Path | None = None) -> tuple[str, list[str]]:
+    """Where the replay's step times come from, as ``fleetcast run`` and ``plan`` would say it for the
+    same pool (``perf_sources``), and what could not come from measured kernels (``kernel_warnings``).
+    Without a profile this is exactly the model a forecast of that pool uses: the GPU's measured vLLM
+    kernels (or the roofline at its architecture's efficiencies) and the catalog defaults."""
+    sc = run_scenario(run, profile)
+    return next(iter(perf_sources(sc).values())), kernel_warnings(sc)
+
+
+def validate_run(run: Run, profile: Path | None) -> Comparison:
+    """Simulate the run's workload with ``profile`` (None: no profile, the model ``fleetcast run`` and
+    ``plan`` use for that pool) and collect both sides' metrics."""
     res = simulate(run_scenario(run, profile), workload=run.workload)
     ts = res.timeseries
     # both sides from the same origin: the run's first request start is the replay's time 0
