@@ -1,0 +1,149 @@
+"""The public real-GPU corpus (calibration/public/) and its replay.
+
+- The converted llm-d logs carry the source's own figures: the reference values below are the
+  per-file summary made from the untouched source CSVs when they were copied
+  (/work/shared/data/public-gpu/llm-d-benchmark-52d328cd/SUMMARY.tsv: count, mean prompt and
+  output length, TTFT p50/p99 in ms, TPOT p50 in ms), not computed by fleetcast.
+- A regression guard (not an accuracy check): a fast subset of entries is replayed and each
+  error % must stay within 2 points of the value ``python bench/public_gpu.py`` recorded in
+  bench/results/public_gpu.json. The accuracy itself is the table in calibration/README.md.
+- ``fleetcast validate`` without ``--profile`` replays with the pool's measured-kernel model
+  and says so; bad corpus input is a located error, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.logs import load_log
+from calibration.public_corpus import COMPARED, CORPUS, Entry, discover, replay_entry
+from calibration.runs import measured_metrics
+from sim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDED = ROOT / "bench" / "results" / "public_gpu.json"
+LLMD = CORPUS / "llm-d"
+
+# SUMMARY.tsv rows: file -> (n, prompt mean, output mean, TTFT p50 ms, TTFT p99 ms, TPOT p50 ms)
+SOURCE_FIGURES = {
+    "exp-0-vllm-70b/qps-0.5.csv": (252, 1148, 217, 390, 693, 60.7),
+    "exp-0-vllm-70b/qps-1.csv": (252, 1148, 218, 445, 7348, 87.6),
+    "exp-0-vllm-70b/qps-1.34.csv": (252, 1148, 217, 4466, 30546, 98.7),
+    "exp-4-vllm-llama4-tp4/qps-4.csv": (252, 1114, 217, 41, 57, 14.0),
+    "exp-4-vllm-llama4-tp4/qps-50.csv": (252, 1114, 217, 88, 399, 28.8),
+    "exp-4-vllm-llama4-tp4/qps-100.csv": (252, 1114, 215, 137, 509, 29.1),
+}
+#: replayed in the fast suite: both sets, low load and saturation
+FAST = ("exp-0-vllm-70b/qps-0.5.csv", "exp-0-vllm-70b/qps-1.34.csv", "exp-4-vllm-llama4-tp4/qps-4.csv",
+        "exp-4-vllm-llama4-tp4/qps-50.csv")
+GUARD_POINTS = 2.0
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_FIGURES))
+def test_converted_logs_carry_the_source_figures(name):
+    n, p_mean, o_mean, ttft50_ms, ttft99_ms, tpot50_ms = SOURCE_FIGURES[name]
+    run = load_log(LLMD / name)
+    m = measured_metrics(run.requests)
+    assert len(run.requests) == n and run.failed == 0
+    assert round(run.requests["prompt_tokens"].mean()) == p_mean
+    assert round(run.requests["output_tokens"].mean()) == o_mean
+    # the summary's percentiles are the next higher sample (numpy method "higher"), rounded to the ms
+    ttft_ms = run.requests["ttft_s"].to_numpy() * 1e3
+    assert np.percentile(ttft_ms, 50, method="higher") == pytest.approx(ttft50_ms, abs=0.5)
+    assert np.percentile(ttft_ms, 99, method="higher") == pytest.approx(ttft99_ms, abs=0.5)
+    assert m["tpot_p50_s"] * 1e3 == pytest.approx(tpot50_ms, abs=0.06)
+    assert run.mode == "open"
+
+
+def test_every_corpus_log_is_an_entry_and_recorded():
+    names = {e.name for e in discover()}
+    assert len([n for n in names if "/exp-0-vllm-70b/" in n]) == 6
+    assert len([n for n in names if "/exp-4-vllm-llama4-tp4/" in n]) == 28
+    recorded = json.loads(RECORDED.read_text())
+    assert {r["entry"] for r in recorded["entries"]} | {s["entry"] for s in recorded["skipped"]} == names
+
+
+def _guard(names):
+    recorded = {r["entry"]: r for r in json.loads(RECORDED.read_text())["entries"]}
+    moved = []
+    for name in names:
+        set_name, file = name.split("/")
+        e = Entry("llm-d", set_name, LLMD / name)
+        got, want = replay_entry(e)["error_pct"], recorded[e.name]["error_pct"]
+        for m in COMPARED:
+            if (got[m] is None) != (want[m] is None):
+                moved.append(f"{e.name} {m}: {want[m]} -> {got[m]}")
+            elif got[m] is not None and abs(got[m] - want[m]) > GUARD_POINTS:
+                moved.append(f"{e.name} {m}: recorded {want[m]:+.1f} %, now {got[m]:+.1f} %")
+    assert not moved, ("errors moved by more than 2 points from bench/results/public_gpu.json (re-run "
+                       "`python bench/public_gpu.py` and update calibration/README.md if intended):\n"
+                       + "\n".join(moved))
+
+
+def test_regression_guard_fast_subset():
+    _guard(FAST)
+
+
+@pytest.mark.slow
+def test_regression_guard_whole_corpus():
+    _guard([f"{e.set}/{e.path.name}" for e in discover()])
+
+
+def test_validate_without_profile_uses_the_forecast_model_and_says_so(tmp_path, capsys):
+    out = tmp_path / "out"
+    log = LLMD / "exp-0-vllm-70b" / "qps-0.5.csv"
+    assert main(["validate", str(log), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "no --profile" in printed and "`fleetcast run` and `plan`" in printed
+    assert "measured vLLM" in printed and "a100_sxm" in printed  # the GPU's measured kernels, not a profile
+    summary = json.loads((out / "errors.json").read_text())
+    assert summary["profile"].startswith("none")
+    # a calibration profile gives a different replay: the profile-less path really is another model
+    out2 = tmp_path / "out2"
+    prof = ROOT / "calibration" / "profiles" / "a100-splitwise.json"
+    assert main(["validate", "--profile", str(prof), str(log), "--out", str(out2)]) == 0
+    other = json.loads((out2 / "errors.json").read_text())
+    a = summary["runs"]["exp-0-vllm-70b/qps-0.5.csv"]["predicted"]["tpot_p50_s"]
+    b = other["runs"]["exp-0-vllm-70b/qps-0.5.csv"]["predicted"]["tpot_p50_s"]
+    assert np.isfinite(a) and np.isfinite(b) and a != b
+
+
+def test_record_needs_a_profile(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["validate", str(LLMD / "exp-0-vllm-70b" / "qps-0.5.csv"), "--record", "--out", str(out)]) == 2
+    assert "--record" in capsys.readouterr().err and not out.exists()
+
+
+def _copy_set(tmp_path: Path, name: str = "exp-0-vllm-70b") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(LLMD / name, dst)
+    return dst
+
+
+def test_a_sidecar_naming_a_gpu_the_catalog_lacks_is_located(tmp_path, capsys):
+    folder = _copy_set(tmp_path)
+    side = folder / "fleetcast.yaml"
+    side.write_text(side.read_text().replace("gpu: a100-80gb", "gpu: a100-sxm4-80gb"))
+    out = tmp_path / "out"
+    assert main(["validate", str(folder / "qps-0.5.csv"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{side}, line 2, field gpu" in err and "a100-80gb" in err  # the valid name is offered
+    assert not out.exists()
+
+
+def test_a_corpus_row_that_does_not_parse_is_located(tmp_path, capsys):
+    folder = _copy_set(tmp_path)
+    log = folder / "qps-0.5.csv"
+    lines = log.read_text().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[3], "many", 1)  # prompt_tokens of the third request
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert main(["validate", str(log), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(log) in err and "line 4" in err and "prompt_tokens" in err
+    assert not out.exists()
