@@ -33,15 +33,16 @@ TARGETS_PCT = {**TARGETS, "e2e_p50_s": 10, "e2e_p90_s": 10, "e2e_p99_s": 15}
 
 #: public sources named in issue 23 that the corpus does not hold yet, and why (listed, not dropped)
 NOT_IN_CORPUS = {
-    "kubernetes-sigs/inference-perf demos/kubecon-na-2025": "aggregate percentiles at constant-rate stages; "
-    "needs an aggregate entry format and rate-stage replay in validate, not built yet",
-    "ML.ENERGY Benchmark v3 (ml-energy/leaderboard public/data/models)": "aggregate ITL percentiles at a "
-    "max_num_seqs; needs closed-loop batch-size replay, not built yet",
+    "kubernetes-sigs/inference-perf demos/kubecon-na-2025": "its Llama-3.1-8B config samples ShareGPT prompts "
+    "(not a synthetic workload) and the stage results give only p10/median/p90 of the lengths, so the requests "
+    "cannot be regenerated; validate has no rate-stage aggregate replay yet",
+    "ML.ENERGY Benchmark v3 (ml-energy/leaderboard public/data/models)": "ITL percentiles at a max_num_seqs "
+    "(closed loop): the simulator has no closed-loop client yet",
     "argonne-lcf/LLM-Inference-Bench Plots/All_results.csv": "static batches; needs a static-batch entry "
     "format, not built yet",
     "mlcommons/inference_results_v4.1": "aggregate server-scenario percentiles; not converted yet",
-    "ai-dynamo/aiconfigurator tools/accuracy_tracking/silicon_refs.csv": "fixed ISL/OSL/concurrency rows; "
-    "needs closed-loop concurrency replay of synthetic lengths, not built yet",
+    "ai-dynamo/aiconfigurator tools/accuracy_tracking/silicon_refs.csv": "fixed ISL/OSL/concurrency rows "
+    "(closed loop): the simulator has no closed-loop client yet",
     "SemiAnalysisAI/InferenceX experimental/token_position_decode_slo": "8xH200 large MoE at concurrency "
     "4-64; not converted yet",
     "microsoft/sarathi-serve (osdi-sarathi-serve)": "step-level tables (batch composition -> batch time): "
