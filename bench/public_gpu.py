@@ -14,6 +14,7 @@ measured figure of calibration/README.md).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -21,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.public_corpus import (COMPARED, NOT_IN_CORPUS, discover, replay_entry,  # noqa: E402
-                                       summarize)
+from calibration.public_corpus import (COMPARED, CORPUS, NOT_IN_CORPUS, discover,  # noqa: E402
+                                       replay_entry, summarize)
 from sim.errors import FleetcastError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "e2e_p50_s",
-         "e2e_p90_s", "e2e_p99_s", "output_tok_s")
+         "e2e_p90_s", "e2e_p99_s", "output_tok_s", "batch_latency_s")
 
 
 def _short(m: str) -> str:
@@ -36,13 +37,16 @@ def _short(m: str) -> str:
 
 def table_lines(results: list[dict]) -> list[str]:
     """Markdown: one row per entry, error % per metric (forecast - measured) / measured."""
-    head = ["entry", "GPU", "model", "TP", "req/s", "regime", "TTFT p50 meas→fcst (ms)"] + [_short(m) for m in SHOWN]
+    head = (["entry", "GPU", "model", "TP", "req/s", "regime", "TTFT p50 or batch latency, meas→fcst (ms)"]
+            + [_short(m) for m in SHOWN])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        ttft = f"{r['measured']['ttft_p50_s'] * 1e3:.0f} → {r['forecast']['ttft_p50_s'] * 1e3:.0f}"
+        m0 = "ttft_p50_s" if r["measured"].get("ttft_p50_s") is not None else "batch_latency_s"
+        ttft = f"{r['measured'][m0] * 1e3:.0f} → {r['forecast'][m0] * 1e3:.0f}"
         errs = ["–" if r["error_pct"][m] is None else f"{r['error_pct'][m]:+.1f}" for m in SHOWN]
+        rps = "–" if r["offered_rps"] != r["offered_rps"] else f"{r['offered_rps']:.2f}"
         lines.append(f"| {r['entry']} | {r['gpu']} | {r['model']} | {r['tensor_parallel']} | "
-                     f"{r['offered_rps']:.2f} | {r['regime']} | {ttft} | " + " | ".join(errs) + " |")
+                     f"{rps} | {r['regime']} | {ttft} | " + " | ".join(errs) + " |")
     return lines
 
 
@@ -61,13 +65,29 @@ def summary_lines(summary: dict, results: list[dict]) -> list[str]:
                  for m in COMPARED]
         met = sum(per[m]["met"] for m in per)
         lines.append(f"| {src} | {what} | {n} | " + " | ".join(cells) + f" | {met} of {len(per)} |")
-        for reg in ("moderate load", "saturation"):
+        for reg in ("static batch", "moderate load", "saturation"):
             rs = [r for r in rs0 if r["regime"] == reg]
             if rs and len(rs) < n:
                 sub = summarize(rs)[src]
                 cells = [("–" if m not in sub else f"{sub[m]['median_abs_pct']:.1f}") for m in COMPARED]
                 lines.append(f"| {src}, {reg} | | {len(rs)} | " + " | ".join(cells) + " | |")
     return lines
+
+
+def _group(r: dict) -> str:
+    """Figure colour: a per-request set, or a source's static batches per GPU."""
+    if r["regime"] == "static batch":
+        return f"{r['source']} ({r['gpu']}, static batches)"
+    return f"{r['source']}/{r['set']}"
+
+
+def skipped_groups() -> list[dict]:
+    """The rows of each source's skipped.csv (what its converter left out, and why)."""
+    out = []
+    for f in sorted(CORPUS.glob("*/skipped.csv")):
+        with open(f, newline="", encoding="utf-8") as fh:
+            out += [{"source": f.parent.name, **row} for row in csv.DictReader(fh)]
+    return out
 
 
 def figure(results: list[dict], path: Path) -> None:
@@ -77,16 +97,20 @@ def figure(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = (("ttft_p50_s", "TTFT p50 (s)"), ("ttft_p99_s", "TTFT p99 (s)"), ("tpot_p50_s", "TPOT p50 (s)"),
-              ("e2e_p50_s", "E2E p50 (s)"), ("output_tok_s", "output tok/s"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
-    sets = sorted({(r["source"], r["set"]) for r in results})
+              ("e2e_p50_s", "E2E p50 (s)"), ("output_tok_s", "output tok/s"),
+              ("batch_latency_s", "static batch latency (s)"))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 9.5))
+    axes = axes.ravel()
+    groups = sorted({_group(r) for r in results})
     for ax, (m, label) in zip(axes, panels):
         lo, hi = float("inf"), 0.0
-        for i, (src, st) in enumerate(sets):
-            rs = [r for r in results if (r["source"], r["set"]) == (src, st)]
+        for i, g in enumerate(groups):
+            rs = [r for r in results if _group(r) == g and r["measured"].get(m) is not None]
+            if not rs:
+                continue
             x = [r["measured"][m] for r in rs]
             y = [r["forecast"][m] for r in rs]
-            ax.scatter(x, y, s=14, color=f"C{i}", label=f"{src}/{st}")
+            ax.scatter(x, y, s=10, color=f"C{i}", label=g, alpha=0.8)
             lo, hi = min(lo, *x, *y), max(hi, *x, *y)
         lo, hi = lo / 1.5, hi * 1.5
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
@@ -97,9 +121,15 @@ def figure(results: list[dict], path: Path) -> None:
         ax.set_xlabel(f"measured {label}")
         ax.set_ylabel(f"forecast {label}")
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7, loc="upper left")
+    handles, labels = [], []
+    for ax in axes:  # one legend for all panels (a group may be absent from some)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 6))
     fig.suptitle("fleetcast uncalibrated forecast vs real vLLM GPU runs (one point per corpus entry)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -130,12 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     print("\nskipped entries:" + ("" if skipped else " none"))
     for s in skipped:
         print(f"  {s['entry']}: {s['reason']}")
+    groups = skipped_groups()
+    print(f"\nleft out by the converters ({len(groups)} groups of source rows; calibration/public/*/skipped.csv):")
+    for g in groups:
+        print(f"  {g['source']}: {g['hardware']} x{g['gpus']}, {g['model']}: {g['reason']}")
     print("\npublic sources not in the corpus:")
     for k, v in NOT_IN_CORPUS.items():
         print(f"  {k}: {v}")
     print(f"\n{len(results)} entries replayed in {wall_s:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"entries": results, "summary": summary, "skipped": skipped,
+                                    "left_out_by_converters": groups,
                                     "not_in_corpus": NOT_IN_CORPUS, "replay_wall_s": round(wall_s, 1)},
                                    indent=1, default=float) + "\n")
     print(f"wrote {args.out}")

@@ -62,12 +62,16 @@ def load_runs(args) -> list:
     """Every run of ``args.runs`` loaded (``calibration.runs.Run``), before anything is written;
     each log's notes (defaults assumed, failed requests) are printed."""
     from calibration.logs import load_log
+    from calibration.logs.static_batch import is_static_batch_table, load_static_batches
     from calibration.runs import load_run
 
     runs = []
     for p in expand_runs(args.runs):
         if p.is_dir():
             runs.append(load_run(p))
+            continue
+        if is_static_batch_table(p):  # one run per measured batch (docs/run-logs.md, "Static-batch tables")
+            runs += load_static_batches(p, args.sidecar, _log_overrides(args))
             continue
         run = load_log(p, args.sidecar, _log_overrides(args))
         for note in run.notes:
@@ -216,7 +220,7 @@ def cmd_validate(args) -> int:
     table = error_table(comps)
     piv = error_pivot(table)
     cols = [c for c in ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
-                        "e2e_p50_s", "output_tok_s", "mean_running") if c in piv]
+                        "e2e_p50_s", "output_tok_s", "mean_running", "batch_latency_s") if c in piv]
     print(f"profile {prof.get('name')}: error % (simulated - measured) / measured")
     print(piv[cols].rename(columns=lambda c: c.replace("_s", "")).to_string())
     for c in comps:
@@ -225,8 +229,9 @@ def cmd_validate(args) -> int:
     if args.markdown:
         print(_markdown(piv[cols]))
     summ = summarize_errors(table, "open")
-    for label, s in (("held-out (open-loop)", summ), ("closed-loop", summarize_errors(table, "closed"))):
-        if s and (label.startswith("held") or not summ):
+    for label, s in (("held-out (open-loop)", summ), ("closed-loop", summarize_errors(table, "closed")),
+                     ("static batches", summarize_errors(table, "static"))):
+        if s and (label.startswith(("held", "static")) or not summ):
             print(f"{label} median |error| %: " + ", ".join(
                 f"{k.replace('_s', '')} {v['median_abs_pct']}" + (" ok" if v.get("met") else " MISSED" if "met" in v
                                                                    else "")

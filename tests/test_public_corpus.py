@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from calibration.logs import load_log
-from calibration.public_corpus import COMPARED, CORPUS, Entry, discover, replay_entry
+from calibration.logs.static_batch import load_static_batches
+from calibration.public_corpus import COMPARED, CORPUS, discover, replay_entry
 from calibration.runs import measured_metrics
 from sim.cli import main
 
@@ -38,9 +39,10 @@ SOURCE_FIGURES = {
     "exp-4-vllm-llama4-tp4/qps-50.csv": (252, 1114, 217, 88, 399, 28.8),
     "exp-4-vllm-llama4-tp4/qps-100.csv": (252, 1114, 215, 137, 509, 29.1),
 }
-#: replayed in the fast suite: both sets, low load and saturation
-FAST = ("exp-0-vllm-70b/qps-0.5.csv", "exp-0-vllm-70b/qps-1.34.csv", "exp-4-vllm-llama4-tp4/qps-4.csv",
-        "exp-4-vllm-llama4-tp4/qps-50.csv")
+#: replayed in the fast suite: both llm-d sets at low load and saturation, two static batches
+FAST = ("llm-d/exp-0-vllm-70b/qps-0.5", "llm-d/exp-0-vllm-70b/qps-1.34", "llm-d/exp-4-vllm-llama4-tp4/qps-4",
+        "llm-d/exp-4-vllm-llama4-tp4/qps-50", "llm-inference-bench/h100-llama-3.1-8b-tp1/b16-l512",
+        "llm-inference-bench/mi300x-mixtral-8x7b-tp2/b64-l1024")
 GUARD_POINTS = 2.0
 
 
@@ -64,22 +66,24 @@ def test_every_corpus_log_is_an_entry_and_recorded():
     names = {e.name for e in discover()}
     assert len([n for n in names if "/exp-0-vllm-70b/" in n]) == 6
     assert len([n for n in names if "/exp-4-vllm-llama4-tp4/" in n]) == 28
+    bench = [n for n in names if n.startswith("llm-inference-bench/")]
+    rows = sum(len(f.read_text().splitlines()) - 1 for f in (CORPUS / "llm-inference-bench").glob("*/*.batches.csv"))
+    assert len(bench) == rows == 529
     recorded = json.loads(RECORDED.read_text())
     assert {r["entry"] for r in recorded["entries"]} | {s["entry"] for s in recorded["skipped"]} == names
 
 
 def _guard(names):
     recorded = {r["entry"]: r for r in json.loads(RECORDED.read_text())["entries"]}
+    entries = {e.name: e for e in discover()}
     moved = []
     for name in names:
-        set_name, file = name.split("/")
-        e = Entry("llm-d", set_name, LLMD / name)
-        got, want = replay_entry(e)["error_pct"], recorded[e.name]["error_pct"]
+        got, want = replay_entry(entries[name])["error_pct"], recorded[name]["error_pct"]
         for m in COMPARED:
             if (got[m] is None) != (want[m] is None):
-                moved.append(f"{e.name} {m}: {want[m]} -> {got[m]}")
+                moved.append(f"{name} {m}: {want[m]} -> {got[m]}")
             elif got[m] is not None and abs(got[m] - want[m]) > GUARD_POINTS:
-                moved.append(f"{e.name} {m}: recorded {want[m]:+.1f} %, now {got[m]:+.1f} %")
+                moved.append(f"{name} {m}: recorded {want[m]:+.1f} %, now {got[m]:+.1f} %")
     assert not moved, ("errors moved by more than 2 points from bench/results/public_gpu.json (re-run "
                        "`python bench/public_gpu.py` and update calibration/README.md if intended):\n"
                        + "\n".join(moved))
@@ -90,8 +94,8 @@ def test_regression_guard_fast_subset():
 
 
 @pytest.mark.slow
-def test_regression_guard_whole_corpus():
-    _guard([f"{e.set}/{e.path.name}" for e in discover()])
+def test_regression_guard_whole_corpus():  # ~2.5 min
+    _guard([e.name for e in discover()])
 
 
 def test_validate_without_profile_uses_the_forecast_model_and_says_so(tmp_path, capsys):
@@ -147,3 +151,49 @@ def test_a_corpus_row_that_does_not_parse_is_located(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(log) in err and "line 4" in err and "prompt_tokens" in err
     assert not out.exists()
+
+
+# -- static-batch tables ---------------------------------------------------------------------------
+TABLE = CORPUS / "llm-inference-bench" / "h100-llama-3.1-8b-tp1" / "static.batches.csv"
+
+
+def test_a_static_batch_row_is_that_batch_sent_at_once():
+    # the source's line 1570 (All_results.csv): H100 x1, Meta-Llama-3-8B, 1024 in = out, batch 64, 18.8087 s
+    run = next(r for r in load_static_batches(TABLE) if r.name.endswith("/b64-l1024"))
+    wl = run.workload
+    assert len(wl.arrival_s) == 64 and not wl.arrival_s.any()
+    assert set(wl.prompt_tokens) == {1024} and set(wl.output_tokens) == {1024}
+    assert run.meta["aggregate_measured"]["batch_latency_s"] == pytest.approx(18.808667, abs=1e-6)
+    assert run.mode == "static" and run.gpu == "h100-sxm" and run.engine["enable_chunked_prefill"] is False
+
+
+def test_validate_a_static_batch_table(tmp_path, capsys):
+    out = tmp_path / "out"
+    table = tmp_path / "t" / "static.batches.csv"
+    table.parent.mkdir()
+    shutil.copy(TABLE.with_name("fleetcast.yaml"), table.with_name("fleetcast.yaml"))
+    lines = TABLE.read_text().splitlines()
+    table.write_text("\n".join(lines[:3]) + "\n")  # two batches
+    assert main(["validate", str(table), "--out", str(out)]) == 0
+    assert "static batches median |error| %: batch_latency" in capsys.readouterr().out
+    errors = __import__("pandas").read_csv(out / "errors.csv")
+    lat = errors[errors["metric"] == "batch_latency_s"]
+    assert list(lat["run"]) == ["t/b1-l128", "t/b16-l128"]
+    assert list(lat["measured"]) == pytest.approx([0.993933, 1.165092], abs=1e-5)  # errors.csv: 6 digits
+    assert (errors[errors["metric"] == "ttft_p50_s"]["note"] == "not measured").all()
+
+
+@pytest.mark.parametrize("cell,field", [("-3", "batch_size"), ("", "batch_latency_s"), ("fast", "batch_latency_s")])
+def test_a_bad_static_batch_row_is_located(tmp_path, capsys, cell, field):
+    table = tmp_path / "t" / "static.batches.csv"
+    table.parent.mkdir()
+    shutil.copy(TABLE.with_name("fleetcast.yaml"), table.with_name("fleetcast.yaml"))
+    lines = TABLE.read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[2].split(",")
+    row[header.index(field)] = cell
+    table.write_text("\n".join([lines[0], lines[1], ",".join(row)]) + "\n")
+    out = tmp_path / "out"
+    assert main(["validate", str(table), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{table}, line 3, field {field}" in err and not out.exists()
