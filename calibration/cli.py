@@ -71,7 +71,10 @@ def load_runs(args) -> list:
             runs.append(load_run(p))
             continue
         if is_static_batch_table(p):  # one run per measured batch (docs/run-logs.md, "Static-batch tables")
-            runs += load_static_batches(p, args.sidecar, _log_overrides(args))
+            table = load_static_batches(p, args.sidecar, _log_overrides(args))
+            for note in table[0].notes:  # the sidecar's, the same for every row
+                print(f"note: {p}: {note}")
+            runs += table
             continue
         run = load_log(p, args.sidecar, _log_overrides(args))
         for note in run.notes:
@@ -201,9 +204,13 @@ def cmd_validate(args) -> int:
     if args.profile is None:
         print("no --profile: each run replays with exactly what `fleetcast run` and `plan` use for its pool "
               "(no calibration profile):")
+        said: dict[tuple, list[str]] = {}  # one line per distinct pool (a static-batch table has many runs)
         for run in runs:
             source, warns = replay_model(run)
-            print(f"  {run.name} ({run.gpu}, {run.model}, TP{run.tp}): {source}")
+            said.setdefault((run.gpu, run.model, run.tp, source, tuple(warns)), []).append(run.name)
+        for (gpu, model, tp, source, warns), names in said.items():
+            who = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+            print(f"  {who} ({gpu}, {model}, TP{tp}): {source}")
             for w in warns:
                 print(f"    {w}")
     for run in runs:
