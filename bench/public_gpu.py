@@ -3,7 +3,7 @@
 Every entry of the corpus (a per-request log of a real vLLM run on GPUs, with its sidecar) is
 replayed with no calibration profile: exactly the model ``fleetcast run`` and ``plan`` use for that
 pool (the GPU's measured vLLM kernels, catalog defaults). Printed: forecast vs measured per entry
-(source, GPU, model, regime), then the median |error| per metric and source against the issue's
+(source, GPU, model, regime), then the median |error| per metric and set against the issue's
 targets, then the entries skipped and the public sources not in the corpus, each with its reason.
 Nothing is fitted here. Writes bench/results/public_gpu.json (and, with --figure, the forecast vs
 measured figure of calibration/README.md).
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(results)
     print("forecast vs measured, error % = (forecast - measured) / measured; no calibration profile\n")
     print("\n".join(table_lines(results)))
-    print("\nmedian |error| % per set (one source, GPU, model and server; ✗: target missed; targets 10 on p50/p90, 15 on p99, 5 on tok/s)\n")
+    print("\nmedian |error| % per set (one source, GPU, model and server; ✗: target missed; targets 10 on "
+          "p50/p90 and batch latency, 15 on p99, 5 on tok/s)\n")
     print("\n".join(summary_lines(summary, results)))
     models = sorted({(r["source"], r["set"], r["replay_model"]) for r in results})
     print("\nreplay model per set:")

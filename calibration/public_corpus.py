@@ -8,8 +8,9 @@ with no calibration profile: exactly the model ``fleetcast run`` and ``plan`` us
 ``tests/test_public_corpus.py`` guards a fast subset against drift.
 
 Regime of an entry (from the measured side only, so no forecast decides it): ``static batch`` for
-a static-batch row; for a log, ``saturation`` when the queue grew during the run -- the median TTFT of the last quarter of the
-requests (by send time) is more than twice that of the first quarter -- else ``moderate load``.
+a static-batch row; for a log, ``saturation`` when the queue grew during the run -- the median
+TTFT of the last quarter of the requests (by send time) is more than twice that of the first
+quarter -- else ``moderate load``.
 """
 
 from __future__ import annotations

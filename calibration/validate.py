@@ -26,7 +26,8 @@ from sim.engine.fleet import simulate
 from sim.engine.step_source import kernel_warnings, perf_sources  # the one import of the perf-model modules
 from sim.errors import FleetcastError
 
-__all__ = ["Comparison", "validate_run", "replay_model", "error_table", "error_pivot", "NOT_MEASURED", "summarize_errors",
+__all__ = ["Comparison", "validate_run", "replay_model", "error_table", "error_pivot", "NOT_MEASURED",
+           "summarize_errors",
            "write_outputs", "METRICS", "AGGREGATE_METRICS", "TARGETS"]
 
 METRICS = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
