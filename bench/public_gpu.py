@@ -81,10 +81,10 @@ def _group(r: dict) -> str:
     return f"{r['source']}/{r['set']}"
 
 
-def skipped_groups() -> list[dict]:
+def skipped_groups(corpus: Path = CORPUS) -> list[dict]:
     """The rows of each source's skipped.csv (what its converter left out, and why)."""
     out = []
-    for f in sorted(CORPUS.glob("*/skipped.csv")):
+    for f in sorted(Path(corpus).glob("*/skipped.csv")):
         with open(f, newline="", encoding="utf-8") as fh:
             out += [{"source": f.parent.name, **row} for row in csv.DictReader(fh)]
     return out
@@ -141,6 +141,7 @@ def figure(results: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "public_gpu.json")
+    ap.add_argument("--corpus", type=Path, default=CORPUS, help="corpus folder (default calibration/public)")
     ap.add_argument("--figure", type=Path, help="also write the forecast vs measured figure (PNG)")
     ap.add_argument("--figure-from", type=Path, metavar="JSON",
                     help="only draw the figure from a results JSON this script wrote (no replay)")
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results, skipped = [], []
     t0 = time.perf_counter()
-    for e in discover():
+    for e in discover(args.corpus):
         try:
             results.append(replay_entry(e))
         except FleetcastError as exc:
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nskipped entries:" + ("" if skipped else " none"))
     for s in skipped:
         print(f"  {s['entry']}: {s['reason']}")
-    groups = skipped_groups()
+    groups = skipped_groups(args.corpus)
     print(f"\nleft out by the converters ({len(groups)} groups of source rows; calibration/public/*/skipped.csv):")
     for g in groups:
         print(f"  {g['source']}: {g['hardware']} x{g['gpus']}, {g['model']}: {g['reason']}")

@@ -197,3 +197,24 @@ def test_a_bad_static_batch_row_is_located(tmp_path, capsys, cell, field):
     assert main(["validate", str(table), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{table}, line 3, field {field}" in err and not out.exists()
+
+
+def test_the_bench_lists_an_entry_it_cannot_replay_with_the_reason(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("public_gpu", ROOT / "bench" / "public_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    good, bad = tmp_path / "src" / "good", tmp_path / "src" / "bad"
+    for d in (good, bad):
+        d.mkdir(parents=True)
+        shutil.copy(LLMD / "exp-0-vllm-70b" / "qps-0.5.csv", d / "qps-0.5.csv")
+    shutil.copy(LLMD / "exp-0-vllm-70b" / "fleetcast.yaml", good / "fleetcast.yaml")
+    (bad / "fleetcast.yaml").write_text("gpu: a100-40gb\nmodel: llama-3.1-70b\ntensor_parallel: 2\n")
+    out = tmp_path / "r.json"
+    assert bench.main(["--corpus", str(tmp_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "src/bad/qps-0.5: " in printed and "field gpu" in printed
+    res = json.loads(out.read_text())
+    assert [r["entry"] for r in res["entries"]] == ["src/good/qps-0.5"]
+    assert [s["entry"] for s in res["skipped"]] == ["src/bad/qps-0.5"] and "a100-40gb" in res["skipped"][0]["reason"]
