@@ -164,6 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmedian |error| % per set (one source, GPU, model and server; ✗: target missed; targets 10 on "
           "p50/p90 and batch latency, 15 on p99, 5 on tok/s)\n")
     print("\n".join(summary_lines(summary, results)))
+    by_source = summarize(results, key="source")
+    print("\nmedian |error| % per source (all its sets together)\n")
+    head = ["source", "entries"] + [_short(m) for m in COMPARED] + ["targets met"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for src, per in by_source.items():
+        n = sum(1 for r in results if r["source"] == src)
+        cells = [("–" if m not in per else f"{per[m]['median_abs_pct']:.1f}" + ("" if per[m]["met"] else " ✗"))
+                 for m in COMPARED]
+        print(f"| {src} | {n} | " + " | ".join(cells) + f" | {sum(v['met'] for v in per.values())} of {len(per)} |")
     models = sorted({(r["source"], r["set"], r["replay_model"]) for r in results})
     print("\nreplay model per set:")
     for src, st, m in models:
@@ -180,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k}: {v}")
     print(f"\n{len(results)} entries replayed in {wall_s:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"entries": results, "summary": summary, "skipped": skipped,
+    args.out.write_text(json.dumps({"entries": results, "summary": summary, "summary_by_source": by_source,
+                                    "skipped": skipped,
                                     "left_out_by_converters": groups,
                                     "not_in_corpus": NOT_IN_CORPUS, "replay_wall_s": round(wall_s, 1)},
                                    indent=1, default=float) + "\n")
