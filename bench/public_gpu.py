@@ -189,11 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k}: {v}")
     print(f"\n{len(results)} entries replayed in {wall_s:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"entries": results, "summary": summary, "summary_by_source": by_source,
-                                    "skipped": skipped,
-                                    "left_out_by_converters": groups,
-                                    "not_in_corpus": NOT_IN_CORPUS, "replay_wall_s": round(wall_s, 1)},
-                                   indent=1, default=float) + "\n")
+    models = {f"{r['source']}/{r['set']}": {"replay_model": r["replay_model"], "replay_warnings": r["replay_warnings"]}
+              for r in results}  # one per set, not repeated per entry
+    entries = [{k: v for k, v in r.items() if k not in ("replay_model", "replay_warnings")} for r in results]
+    rest = json.dumps({"summary": summary, "summary_by_source": by_source, "replay_models": models,
+                       "skipped": skipped, "left_out_by_converters": groups, "not_in_corpus": NOT_IN_CORPUS,
+                       "replay_wall_s": round(wall_s, 1)}, indent=1, default=float)
+    body = ",\n".join(json.dumps(e, default=float) for e in entries)  # one entry per line
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text('{"entries": [\n' + body + "\n],\n" + rest[1:].lstrip("\n") + "\n")
     print(f"wrote {args.out}")
     if args.figure:
         figure(results, args.figure)
