@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sim import outpaths
 from sim.errors import FleetcastError
+from sim.infiles import int_arg
 from sim.records import write_text_atomic
 
 __all__ = ["register", "expand_runs", "load_runs", "check_out_folder", "check_out_file"]
@@ -115,7 +116,7 @@ def register(subparsers) -> None:
                    help="observables (default): "
                         "per-run mean TPOT / TTFT against PerfModel directly (fast; better on held-out runs here, see "
                         "calibration/README.md); simulation: then refine by replaying every run through the simulator")
-    p.add_argument("--max-nfev", type=int, default=60, help="simulation fit: most residual evaluations")
+    p.add_argument("--max-nfev", type=int_arg(1, 100_000), default=60, help="simulation fit: most residual evaluations")
     p.add_argument("--splitwise", metavar="HARDWARE",
                    help="fit Splitwise's perf_model.csv rows of this hardware instead (a100-80gb, "
                         "h100-80gb, h100-80gb-pcap)")

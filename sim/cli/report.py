@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from sim.report.build import build_report, parse_formats
-from sim.report.terminal import make_console
+from sim.report.console import make_console
 
 __all__ = ["register"]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from sim.report.build import build_report, parse_formats  # the renderers: after argparse's checks
+
     paths = build_report(args.results, parse_formats(args.format), args.out, pdf_engine=args.pdf_engine)
     console = make_console()
     for fmt_name, path in paths.items():

@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from sim.errors import FleetcastError
+from sim.infiles import MAX_YAML_BYTES, parse_yaml, read_text_limited
 
 __all__ = ["RunData", "ReportInput", "load_results", "RUN_FILES", "gpus_per_replica"]
 
 #: files every run folder has (the parquet ones are read lazily by figures).
 RUN_FILES = ("summary.json", "scenario.yaml")
+#: sections a run's summary.json must hold (each a mapping) for a report to say anything.
+SUMMARY_KEYS = ("overall", "classes")
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,27 @@ def read_run(path: Path) -> RunData:
     if missing:
         raise FleetcastError(f"run folder {path} lacks {', '.join(missing)}; a run folder is what "
                              "`fleetcast run SCENARIO --out DIR` writes")
-    return RunData(path=path, summary=_read_json(path / "summary.json"),
-                   scenario_yaml=(path / "scenario.yaml").read_text(encoding="utf-8"),
+    summary = _read_json(path / "summary.json")
+    lacking = [k for k in SUMMARY_KEYS if not isinstance(summary.get(k), dict)]
+    if lacking:
+        raise FleetcastError(f"results file {path / 'summary.json'} is not a fleetcast run summary: it lacks "
+                             f"{', '.join(lacking)}; a run folder is what `fleetcast run SCENARIO --out DIR` writes")
+    return RunData(path=path, summary=summary,
+                   scenario_yaml=read_text_limited(path / "scenario.yaml", MAX_YAML_BYTES, "results file"),
                    requests=_read_parquet(path / "requests.parquet"),
                    timeseries=_read_parquet(path / "timeseries.parquet"))
 
 
-def _parse_yaml(text: str) -> dict:
-    try:
-        data = yaml.safe_load(text or "")
-    except yaml.YAMLError:
+def _parse_yaml(text: str, where: str) -> dict:
+    """The run's scenario, within a scenario file's limits; a bomb or a broken file is refused
+    (a report of an empty scenario would say nothing true)."""
+    if not text:
         return {}
-    return data if isinstance(data, dict) else {}
+    data, _ = parse_yaml(text, where)
+    if not isinstance(data, dict):
+        raise FleetcastError(f"{where}: holds a {type(data).__name__}, not a scenario mapping; the run folder is "
+                             f"damaged: re-run `fleetcast run`")
+    return data
 
 
 def _candidate_from_run(run: RunData, scenario: dict) -> dict:
@@ -157,10 +168,10 @@ def load_results(path: str | Path) -> ReportInput:
         run = read_run(rec_dir) if (rec_dir / "summary.json").is_file() else None
         sc_yaml = (plan.get("scenario") or {}).get("yaml") or (run.scenario_yaml if run else "")
         return ReportInput(kind="plan", path=path, plan=plan, run=run,
-                           points=_read_parquet(path / "points.parquet"), scenario=_parse_yaml(sc_yaml))
+                           points=_read_parquet(path / "points.parquet"), scenario=_parse_yaml(sc_yaml, f"{path / 'plan.json'}, scenario.yaml"))
     if (path / "summary.json").is_file():
         run = read_run(path)
-        scenario = _parse_yaml(run.scenario_yaml)
+        scenario = _parse_yaml(run.scenario_yaml, str(path / "scenario.yaml"))
         return ReportInput(kind="run", path=path, plan=_plan_from_run(run, scenario), run=run,
                            points=None, scenario=scenario)
     raise FleetcastError(f"{path} is neither a plan folder (no plan.json, written by `fleetcast plan`) "
