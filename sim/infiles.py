@@ -193,9 +193,9 @@ def parse_yaml(text: str, where: str, invalid_as_text: bool = False) -> tuple[An
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        if invalid_as_text:
-            return text, None
         mark = getattr(exc, "problem_mark", None)
+        if invalid_as_text and "nesting depth" not in str(getattr(exc, "problem", "")):
+            return text, None
         if mark is None and isinstance(exc, yaml.reader.ReaderError):
             raise ScenarioError(f"{where}: not valid YAML: a control character (#x{exc.character:04x}) at "
                                 f"character {exc.position:,}; is it a binary file?") from None

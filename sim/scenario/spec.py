@@ -132,7 +132,7 @@ def scenario_from_dict(data: dict, *, path: Path | None = None, lines: dict | No
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(format_validation_error(exc, where, lines or {})) from None
+        raise ScenarioError(format_validation_error(exc, where, lines or {}, model=Scenario)) from None
     object.__setattr__(scenario, "_path", path)
     object.__setattr__(scenario, "_lines", lines)
     problems = _booleans_read_as_numbers(data, scenario.model_dump(mode="python"))
@@ -171,7 +171,8 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
     try:
         ROUTER_PARAMS[scenario.router.name].model_validate(scenario.router.params)
     except ValidationError as exc:
-        fail(("router", "params"), format_validation_error(exc, "", {}).lstrip(": "))
+        fail(("router", "params"), format_validation_error(exc, "", {}, model=ROUTER_PARAMS[scenario.router.name])
+             .lstrip(": "))
     catalog = load_catalog([scenario.base_dir / f for f in scenario.catalog])
     for i, pool in enumerate(scenario.fleet):
         for field, names in (("gpu", catalog.gpu_names()), ("model", catalog.model_names())):
@@ -191,7 +192,8 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
         try:
             POLICY_PARAMS[pool.policy.name].model_validate(pool.policy.params)
         except ValidationError as exc:
-            fail(("fleet", i, "policy", "params"), format_validation_error(exc, "", {}).lstrip(": "))
+            fail(("fleet", i, "policy", "params"),
+                 format_validation_error(exc, "", {}, model=POLICY_PARAMS[pool.policy.name]).lstrip(": "))
         if pool.profile is not None:  # a regular, small UTF-8 file (its JSON is read by the engine)
             try:
                 read_text_limited(scenario.base_dir / pool.profile, MAX_PROFILE_BYTES, "calibration profile file")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import copy
 import math
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, did_you_mean
 from sim.infiles import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES, parse_yaml, read_text_limited
 
 __all__ = ["load_yaml_with_lines", "apply_overrides", "format_validation_error", "parse_override",
@@ -71,11 +72,40 @@ def _real_path(loc: tuple, lines: dict) -> tuple:
     return out
 
 
-def format_validation_error(exc: ValidationError, where: str, lines: dict, limit: int = 4) -> str:
-    """One paragraph naming file, line and field of each problem (first ``limit``)."""
+def _model_types(annotation) -> list[type]:
+    """The pydantic models an annotation may hold (through Optional, Union, Annotated, list, dict values)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict:
+        args = args[1:]
+    elif typing.get_origin(annotation) is typing.Annotated:
+        args = args[:1]
+    return [m for a in args for m in _model_types(a)]
+
+
+def _keys_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys the format allows in the mapping at ``loc`` (empty when unknown)."""
+    if model is None:
+        return []
+    current = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list item: the list's model types are already current
+        current = [t for m in current if part in m.model_fields
+                   for t in _model_types(m.model_fields[part].annotation)]
+    return sorted({k for m in current for k in m.model_fields})
+
+
+def format_validation_error(exc: ValidationError, where: str, lines: dict, limit: int = 4,
+                            model: type[BaseModel] | None = None) -> str:
+    """One paragraph naming file, line and field of each problem: every unknown key (with the
+    valid key it most likely meant, when ``model`` is given), and the first ``limit`` others."""
     parts = []
     errors = exc.errors(include_url=False)
-    for err in errors[:limit]:
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    others = [e for e in errors if e["type"] != "extra_forbidden"]
+    for err in unknown + others[:limit]:
         # pydantic adds the union/discriminator tag to the path: keep real keys only.
         loc = _real_path(tuple(p for p in err["loc"]
                                if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))),
@@ -84,7 +114,8 @@ def format_validation_error(exc: ValidationError, where: str, lines: dict, limit
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (not part of the format; see docs/scenario-reference.md)"
+            hint = did_you_mean(str(loc[-1]), _keys_at(model, loc[:-1])) if loc else ""
+            msg = "unknown key (not part of the format; see docs/scenario-reference.md)" + (f".{hint}" if hint else "")
         elif err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "literal_error":
@@ -95,7 +126,7 @@ def format_validation_error(exc: ValidationError, where: str, lines: dict, limit
             msg = str((err.get("ctx") or {}).get("error") or msg.removeprefix("Value error, "))
         at = f"line {line}, " if line else ""
         parts.append(f"{at}field {field}: {msg}")
-    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    more = f" (and {len(others) - limit} more)" if len(others) > limit else ""
     return f"{where}: " + "; ".join(parts) + more
 
 
