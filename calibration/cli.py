@@ -187,6 +187,9 @@ def cmd_validate(args) -> int:
     comps = []
     fitted_gpu = (prof.get("fitted_range") or {}).get("gpu")
     for run in load_runs(args):
+        partial = partial_run_note(run)
+        if partial:
+            print(f"warning: {partial}")
         if fitted_gpu and fitted_gpu != run.gpu:
             print(f"warning: {run.name} ran on {run.gpu}, but profile {prof.get('name', args.profile.stem)} was "
                   f"fitted on {fitted_gpu}; the comparison tests the profile outside its fitted range")
@@ -223,6 +226,22 @@ def cmd_validate(args) -> int:
         _write(args.profile, prof)
         print(f"recorded the validation summary in {args.profile}")
     return 0
+
+
+def partial_run_note(run) -> str | None:
+    """'partial run: N of M requests finished ...' for a run whose run.json says it did not
+    complete (killed client, stopped server), else None. M is the sweep point's request count
+    when run.json has it."""
+    meta = run.meta or {}
+    if meta.get("completed", True) is not False:
+        return None
+    req = run.requests
+    finished = int((req["status"] == "ok").sum()) if "status" in req.columns else len(req)
+    planned = (meta.get("sweep_point") or {}).get("requests")
+    of = f" of {int(planned):,}" if isinstance(planned, (int, float)) and planned else ""
+    why = f" ({meta['reason']})" if meta.get("reason") else ""
+    return (f"{run.name}: partial run: {finished:,}{of} requests finished{why}; the comparison covers only "
+            f"those, at the load they saw")
 
 
 def _markdown(piv) -> str:

@@ -18,11 +18,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import yaml
 
 import sim.report.build as build
+from calibration.cli import partial_run_note
 from sim import outpaths
 from sim.analysis import sweep as sweep_mod
 from sim.cli import COMMAND_TABLE, build_parser, main
@@ -385,3 +388,12 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path, delay_s):
         pytest.skip("the run finished before Ctrl-C")
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_validate_says_a_run_is_partial():
+    req = pd.DataFrame({"status": ["ok", "ok", "error", "ok"]})  # 3 finished of the 10 the point asked for
+    killed = SimpleNamespace(name="sweep/c4", requests=req, meta={
+        "completed": False, "reason": "interrupted before the end", "sweep_point": {"requests": 10}})
+    note = partial_run_note(killed)
+    assert note.startswith("sweep/c4: partial run: 3 of 10 requests finished (interrupted before the end)")
+    assert partial_run_note(SimpleNamespace(name="x", requests=req, meta={"completed": True})) is None
