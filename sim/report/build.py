@@ -14,7 +14,7 @@ from sim.outpaths import check_out_folder, out_error, out_lock
 from sim.report.assumptions import collect_assumptions
 from sim.report.figures import build_figures
 from sim.report.html_page import render_html
-from sim.report.load import load_results
+from sim.report.load import ReportInput, load_results
 from sim.report.pdf import render_pdf
 from sim.report.xlsx import render_xlsx
 
@@ -72,17 +72,18 @@ def _write_all(blobs: dict[str, bytes], out_dir: Path) -> dict[str, Path]:
 
 
 def build_report(results: str | Path, formats: Iterable[str] = FORMATS, out: str | Path | None = None,
-                 *, pdf_engine: str = "auto") -> dict[str, Path]:
+                 *, pdf_engine: str = "auto", loaded: ReportInput | None = None) -> dict[str, Path]:
     """Render ``results`` (plan or run folder) into ``out``/report.{html,pdf,xlsx}.
 
     ``out`` is checked (a folder one can write, not another writer's now) before
     anything is rendered; every format is rendered in memory first and only
     then written (temp files + renames), so a failure leaves no half-written
     report and no folder it created. Returns format ->
-    path; ``pdf_engine``: "auto" | "chromium" | "matplotlib".
+    path; ``pdf_engine``: "auto" | "chromium" | "matplotlib"; ``loaded``: ``results`` already read
+    by ``load_results`` (the CLI reads it before importing the renderers).
     """
     formats = parse_formats(formats)
-    inp = load_results(results)
+    inp = loaded if loaded is not None else load_results(results)
     out_dir = check_out_folder(Path(out) if out is not None else default_out_dir(inp.path), "the report")
     with out_lock(out_dir, "the report"):
         return _render_and_write(inp, formats, out_dir, pdf_engine)
