@@ -19,7 +19,7 @@ from sim.analysis.compare import STRESSES, parse_variant, run_compare
 from sim.cli.common import console, progress_bar, write_run_folder
 from sim.errors import FleetcastError
 from sim.infiles import int_arg
-from sim.outpaths import check_out_folder
+from sim.outpaths import check_out_folder, out_lock
 from sim.report.compare import render_compare_html
 from sim.report.terminal import render_compare
 
@@ -62,6 +62,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise FleetcastError("compare needs at least one --variant NAME:KEY=VALUE[,KEY=VALUE]")
     if args.out:
         check_out_folder(Path(args.out), kind="compare", force=args.force)  # before the work, not after
+        with out_lock(Path(args.out)):  # a second writer into this --out is refused now, not after the work
+            return _compare(args)
+    return _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
     variants = [parse_variant(v) for v in args.variant]
     started = time.perf_counter()
     runs = (len(variants) + 1) * args.replications
