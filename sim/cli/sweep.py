@@ -9,14 +9,17 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sim.analysis.sweep import SWEEP_FILE, parse_grid, run_sweep
-from sim.cli.common import console, err_console, progress_bar
 from sim.infiles import int_arg
+from sim.scenario.spec import load_scenario
 
 __all__ = ["register"]
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    load_scenario(args.scenario, overrides=args.set, seed=args.seed)  # a bad base: refused before the engine's import
+    from sim.analysis.sweep import SWEEP_FILE, parse_grid, run_sweep
+    from sim.cli.common import console, err_console, progress_bar
+
     grid = parse_grid(args.grid)
     out = Path(args.out or Path("out") / f"{Path(args.scenario).stem}-sweep")
     started = time.perf_counter()
