@@ -30,7 +30,8 @@ import yaml
 from sim.errors import ScenarioError
 
 __all__ = ["MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES", "MAX_CATALOG_BYTES", "MAX_PROFILE_BYTES",
-           "MAX_DATA_FILE_BYTES", "int_arg", "check_input_file", "read_bytes_limited", "read_text_limited", "parse_yaml"]
+           "MAX_DATA_FILE_BYTES", "int_arg", "check_input_file", "read_bytes_limited", "read_text_limited",
+           "parse_yaml"]
 
 MAX_YAML_BYTES = 8 * 2**20  # a scenario file; traces and data go in files it names
 MAX_YAML_DEPTH = 64  # nested mappings/lists (the format itself nests about 8 deep)

@@ -363,8 +363,8 @@ def test_help_and_refusals_import_no_engine(tmp_path, argv):
     """`fleetcast --help` imports no subcommand; a refusal of the scenario never the engine,
     pandas or scipy (they cost ~1.5 s of CPU before the issue's fix)."""
     code = ("import sys; from sim.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print('MODULES:', ' '.join(sorted(m for m in sys.modules if m in ('pandas', 'scipy', 'simpy', 'sim.engine', "
-            "'sim.analysis') or (m.startswith('sim.cli.') and argv0 == '--help'))))")
+            "print('MODULES:', ' '.join(sorted(m for m in sys.modules if m in ('pandas', 'scipy', 'simpy', "
+            "'sim.engine', 'sim.analysis') or (m.startswith('sim.cli.') and argv0 == '--help'))))")
     code = code.replace("argv0", repr(argv[0]))
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path,
                          timeout=120)

@@ -51,7 +51,8 @@ def register(subparsers) -> None:
                    help="compare under a canned stress: surge (x3 rate, middle third), bursty (gamma arrivals, "
                         "cv=4, same rate), failure (first replica fails at 1/3 of the duration); the scenario's "
                         "own events of that kind win; repeatable to combine")
-    p.add_argument("--jobs", "-j", type=int_arg(1, 1024), default=1, help="simulate in this many processes (same numbers)")
+    p.add_argument("--jobs", "-j", type=int_arg(1, 1024), default=1,
+                   help="simulate in this many processes (same numbers)")
     p.add_argument("--out", help="output folder (default: out/<scenario name>-compare)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_compare)
