@@ -32,14 +32,15 @@ def closest_name(name: str, valid: Iterable[str]) -> str | None:
     """The valid name ``name`` most likely meant, or None. Ranked by meaning before spelling:
     a name whose first word is the same (``h200-sxm`` -> ``h200``, not the one-letter-off
     ``h100-sxm``: the first word names the thing, the rest a variant), then the number of
-    shared words, then difflib's similarity (at least 0.5 unless a word is shared)."""
+    shared words, then difflib's similarity (at least 0.5 unless a word is shared), then, as
+    difflib's ``get_close_matches``, the larger name."""
     name = str(name)
     words = _words(name)
     best, best_key = None, None
     for v in valid:
         vw = _words(str(v))
         ratio = difflib.SequenceMatcher(None, name.lower(), str(v).lower()).ratio()
-        key = (bool(words and vw and words[0] == vw[0]), len(set(words) & set(vw)), ratio)
+        key = (bool(words and vw and words[0] == vw[0]), len(set(words) & set(vw)), ratio, str(v))  # ties: as difflib
         if best_key is None or key > best_key:
             best, best_key = v, key
     if best_key is None or not (best_key[0] or best_key[2] >= 0.5):
