@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sim import outpaths
 from sim.errors import FleetcastError
+from sim.infiles import int_arg
 from sim.records import write_text_atomic
 
 __all__ = ["register", "expand_runs", "load_runs", "check_out_folder", "check_out_file"]
@@ -123,7 +124,7 @@ def register(subparsers) -> None:
                    help="observables (default): "
                         "per-run mean TPOT / TTFT against PerfModel directly (fast; better on held-out runs here, see "
                         "calibration/README.md); simulation: then refine by replaying every run through the simulator")
-    p.add_argument("--max-nfev", type=int, default=60, help="simulation fit: most residual evaluations")
+    p.add_argument("--max-nfev", type=int_arg(1, 100_000), default=60, help="simulation fit: most residual evaluations")
     p.add_argument("--splitwise", metavar="HARDWARE",
                    help="fit Splitwise's perf_model.csv rows of this hardware instead (a100-80gb, "
                         "h100-80gb, h100-80gb-pcap)")
@@ -220,6 +221,9 @@ def cmd_validate(args) -> int:
             for w in warns:
                 print(f"    {w}")
     for run in runs:
+        partial = partial_run_note(run)
+        if partial:
+            print(f"warning: {partial}")
         if fitted_gpu and fitted_gpu != run.gpu:
             print(f"warning: {run.name} ran on {run.gpu}, but profile {prof.get('name', args.profile.stem)} was "
                   f"fitted on {fitted_gpu}; the comparison tests the profile outside its fitted range")
@@ -257,6 +261,22 @@ def cmd_validate(args) -> int:
         _write(args.profile, prof)
         print(f"recorded the validation summary in {args.profile}")
     return 0
+
+
+def partial_run_note(run) -> str | None:
+    """'partial run: N of M requests finished ...' for a run whose run.json says it did not
+    complete (killed client, stopped server), else None. M is the sweep point's request count
+    when run.json has it."""
+    meta = run.meta or {}
+    if meta.get("completed", True) is not False:
+        return None
+    req = run.requests
+    finished = int((req["status"] == "ok").sum()) if "status" in req.columns else len(req)
+    planned = (meta.get("sweep_point") or {}).get("requests")
+    of = f" of {int(planned):,}" if isinstance(planned, (int, float)) and planned else ""
+    why = f" ({meta['reason']})" if meta.get("reason") else ""
+    return (f"{run.name}: partial run: {finished:,}{of} requests finished{why}; the comparison covers only "
+            f"those, at the load they saw")
 
 
 def _markdown(piv) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from sim.errors import FleetcastError, unknown_name
+from sim.infiles import MAX_CATALOG_BYTES, parse_yaml, read_text_limited
 
 __all__ = ["GPU", "ModelSpec", "QuantSpec", "Link", "Catalog", "Architecture", "load_catalog", "load_architectures", "DTYPES"]
 
@@ -332,12 +333,8 @@ def _check_moe_mla(out: dict, name: str, where: str) -> None:
 
 def _read(path: Path) -> dict[str, dict[str, tuple[dict, str]]]:
     """Read one catalog file -> {kind: {name: (raw entry, file)}}."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise FleetcastError(f"cannot read catalog file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise FleetcastError(f"catalog file {path} is not valid YAML: {exc}") from None
+    # a regular file of at most MAX_CATALOG_BYTES, parsed within the scenario file's YAML limits
+    doc = parse_yaml(read_text_limited(path, MAX_CATALOG_BYTES, "catalog file"), f"catalog file {path}")[0] or {}
     if not isinstance(doc, dict):
         raise FleetcastError(f"catalog file {path}: top level must be a mapping with gpus:, models:, quantization:")
     unknown = set(doc) - {"gpus", "models", "quantization", "links"}

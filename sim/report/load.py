@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from sim.analysis.contracts import PlanCandidate, PlanDoc, RunSummary, read_contract
 from sim.analysis.contracts.plan import PlanScenario
 from sim.errors import FleetcastError
+from sim.infiles import MAX_YAML_BYTES, parse_yaml, read_text_limited
 
 __all__ = ["RunData", "ReportInput", "load_results", "RUN_FILES", "gpus_per_replica"]
 
 #: files every run folder has (the parquet ones are read lazily by figures).
 RUN_FILES = ("summary.json", "scenario.yaml")
+#: sections a run's summary.json must hold (each a mapping) for a report to say anything.
 
 
 @dataclass(frozen=True)
@@ -77,17 +78,21 @@ def read_run(path: Path) -> RunData:
         raise FleetcastError(f"run folder {path} lacks {', '.join(missing)}; a run folder is what "
                              "`fleetcast run SCENARIO --out DIR` writes")
     return RunData(path=path, summary=read_contract(RunSummary, path / "summary.json", "run summary (summary.json)"),
-                   scenario_yaml=(path / "scenario.yaml").read_text(encoding="utf-8"),
+                   scenario_yaml=read_text_limited(path / "scenario.yaml", MAX_YAML_BYTES, "results file"),
                    requests=_read_parquet(path / "requests.parquet"),
                    timeseries=_read_parquet(path / "timeseries.parquet"))
 
 
-def _parse_yaml(text: str) -> dict:
-    try:
-        data = yaml.safe_load(text or "")
-    except yaml.YAMLError:
+def _parse_yaml(text: str, where: str) -> dict:
+    """The run's scenario, within a scenario file's limits; a bomb or a broken file is refused
+    (a report of an empty scenario would say nothing true)."""
+    if not text:
         return {}
-    return data if isinstance(data, dict) else {}
+    data, _ = parse_yaml(text, where)
+    if not isinstance(data, dict):
+        raise FleetcastError(f"{where}: holds a {type(data).__name__}, not a scenario mapping; the run folder is "
+                             f"damaged: re-run `fleetcast run`")
+    return data
 
 
 def _candidate_from_run(run: RunData, scenario: dict) -> PlanCandidate:
@@ -149,10 +154,11 @@ def load_results(path: str | Path) -> ReportInput:
         run = read_run(rec_dir) if (rec_dir / "summary.json").is_file() else None
         sc_yaml = plan.scenario.yaml or (run.scenario_yaml if run else "")
         return ReportInput(kind="plan", path=path, doc=plan, run=run,
-                           points=_read_parquet(path / "points.parquet"), scenario=_parse_yaml(sc_yaml))
+                           points=_read_parquet(path / "points.parquet"),
+                           scenario=_parse_yaml(sc_yaml, f"{path / 'plan.json'}, scenario.yaml"))
     if (path / "summary.json").is_file():
         run = read_run(path)
-        scenario = _parse_yaml(run.scenario_yaml)
+        scenario = _parse_yaml(run.scenario_yaml, str(path / "scenario.yaml"))
         return ReportInput(kind="run", path=path, doc=_plan_from_run(run, scenario), run=run,
                            points=None, scenario=scenario)
     raise FleetcastError(f"{path} is neither a plan folder (no plan.json, written by `fleetcast plan`) "

@@ -11,7 +11,7 @@ colour, so piped tables are never cut. ``render_compare``: a ``fleetcast compare
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -19,21 +19,13 @@ from sim.analysis.compare import METRIC_BY_NAME
 from sim.analysis.contracts import CompareRow, GroupStats, RunSummary, WindowSummary
 from sim.report.autoscale_text import autoscale_lines, replica_count
 from sim.report.compare import ci_cells
+from sim.report.console import make_console
 from sim.report.disagg_text import disagg_lines
 
 __all__ = ["render_summary", "render_compare", "slo_misses", "make_console"]
 
 MISS = "bold red"
 MET = "green"
-PIPED_WIDTH = 240
-"""Columns of a console writing to a pipe or file: wider than any table here, so nothing
-is cut to 80 columns (rich's default without a terminal)."""
-
-
-def make_console(stderr: bool = False) -> Console:
-    """A rich console: the terminal's own when there is one; else PIPED_WIDTH columns, no colour."""
-    c = Console(stderr=stderr)
-    return c if c.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH, no_color=True)
 
 
 def _num(x, scale: float = 1.0, fmt: str = "{:,.1f}") -> str:

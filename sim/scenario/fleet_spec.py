@@ -172,7 +172,15 @@ class PoolSpec(Strict):
         "that count must divide the model's experts.",
     )
     model: str = Field(..., description="Model from the catalog.")
-    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec, description="Weight and KV formats.")
+    quantization: QuantizationSpec = Field(
+        default_factory=QuantizationSpec, description="Weight and KV formats: a mapping {weights, kv_cache}, or a "
+        "weight format name alone (`quantization: fp8`, KV cache auto), as plan.candidates.quantization takes it.")
+
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _quantization_shorthand(cls, v: Any) -> Any:
+        # the bare-string form a planner writes (and plan.candidates accepts): the weight format
+        return {"weights": v} if isinstance(v, str) else v
     engine: EngineSpec = Field(default_factory=EngineSpec, description="vLLM engine knobs.")
     policy: PolicySpec = Field(default_factory=PolicySpec, description="Batching policy of every replica.")
     classes: list[str] | None = Field(

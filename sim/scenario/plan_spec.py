@@ -11,7 +11,7 @@ renders these descriptions).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -46,7 +46,7 @@ class CandidateGrid(BaseModel):
         None, max_length=64, description="Quantization schemes: a weight format name (KV cache auto) or a mapping {weights, kv_cache}.")
     tensor_parallel: Optional[list[Literal[1, 2, 4, 8, 16]]] = Field(None, max_length=5, description="Tensor-parallel sizes (GPUs per replica).")
     policy: Optional[list[str]] = Field(None, max_length=16, description="Batching policy names (continuous, prefill-first, static, priority); params stay the pool's.")
-    data_parallel: Optional[list[int]] = Field(
+    data_parallel: Optional[list[Annotated[int, Field(ge=1, le=64)]]] = Field(
         None, max_length=8, description="Data-parallel ranks per replica to try (MoE layouts, as fleet[].data_parallel), e.g. [1, 2].")
     expert_parallel: Optional[list[bool]] = Field(
         None, max_length=2, description="Expert parallelism off/on to try (as fleet[].expert_parallel), e.g. [false, true].")

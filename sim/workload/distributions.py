@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.special import ndtr  # standard normal CDF
 
 from sim.workload.traces import read_values
 
@@ -51,6 +50,14 @@ __all__ = [
 MAX_TOKENS = 10_000_000
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def ndtr(z):
+    """The standard normal CDF (scipy's ``ndtr``, imported when first needed: loading a scenario
+    does not pay for scipy)."""
+    from scipy.special import ndtr as _ndtr
+
+    return _ndtr(z)
 
 
 def _pdf(z: float) -> float:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, Union
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sim.errors import FleetcastError
+from sim.infiles import read_text_limited
 
 __all__ = ["SCHEMA_VERSION", "Contract", "Number", "contract_json", "validate_contract", "read_contract"]
 
@@ -83,10 +84,14 @@ def validate_contract(model: type[C], data: Any, path: str | Path, what: str) ->
         raise FleetcastError(_located(path, exc, what)) from None
 
 
+#: the largest results JSON read (a plan.json with its scenario is well under 1 MB)
+MAX_RESULTS_JSON_BYTES = 64 * 2**20
+
+
 def read_contract(model: type[C], path: str | Path, what: str) -> C:
     """Read and validate the JSON file ``path`` as ``model`` (see ``validate_contract``)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(read_text_limited(Path(path), MAX_RESULTS_JSON_BYTES, "results file"))
+    except (OSError, json.JSONDecodeError) as exc:
         raise FleetcastError(f"results file {path} could not be read as JSON: {exc}") from None
     return validate_contract(model, data, path, what)
