@@ -245,7 +245,7 @@ def test_report_on_an_empty_summary(tmp_path, monkeypatch, capsys, run_folder):
     shutil.copytree(run_folder, bad)
     (bad / "summary.json").write_text("{}")
     _refused(tmp_path, monkeypatch, capsys, ["report", bad, "--format", "html", "--out", tmp_path / "rep"],
-             "summary.json", "not a fleetcast run summary")
+             "summary.json", "does not fit the run summary", "Field required")
 
 
 def test_report_on_a_bomb_scenario(tmp_path, monkeypatch, capsys, run_folder):
