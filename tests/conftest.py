@@ -3,7 +3,7 @@
 Tiers (markers declared in pyproject.toml): ``slow`` marks the tests that each cost
 tens of CPU-seconds (a second plan, the fuzz suite, the memory slope, plans over
 several seeds); ``-m "not slow and not real_server"`` is the development loop and
-``-m "slow and not real_server"`` the rest of CI's stage 1. A ``-m`` on the command
+``-m "slow and not real_server"`` the rest (CI's stage 1 runs both at once). A ``-m`` on the command
 line replaces addopts' ``-m 'not real_server'``, hence the explicit ``and not
 real_server``.
 
