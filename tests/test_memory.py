@@ -8,7 +8,11 @@ import pytest
 
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
-from sim.perf.memory import check_max_model_len, device_memory_bytes, moe_workspace_bytes, plan_memory
+from sim.perf.memory import (check_max_model_len, device_memory_bytes, hold_one_sequence, moe_workspace_bytes,
+                              plan_memory)
+from sim.perf.pool_model import build_pool_models
+from sim.scenario.spec import scenario_from_dict
+from tests.factories import scenario_dict
 
 CAT = load_catalog()
 GiB = 2**30
@@ -250,3 +254,55 @@ def test_qwen3_8b_matches_its_vllm_log():
     the set above): a catalog model added after the memory constants were read."""
     got = _plan("qwen3-8b", "bf16", "auto", 1).num_kv_blocks
     assert abs(got / 26168 - 1) <= 0.03, got
+
+
+# KV capacity at the edge (issue 24): configurations vLLM served that a plan without a vLLM version
+# refused by less than its CUDA-graph estimate. Expected block counts are hand-derived from the
+# models' config.json shapes, not from the plan: one max_model_len sequence plus the null block.
+
+EDGE = [
+    # Qwen3-32B on one H100 with a 32k-token prompt (+1,024 output): 2 x 64 layers x 8 KV heads x 128 x 2 bytes
+    # = 262,144 bytes/token; 33,792 / 16 = 2,112 blocks + the null block = 2,113; 2,112 x 16 x 262,144 = 8.25 GiB
+    ("qwen3-32b", 1, 33_792, 2_113, 8.25),
+    # Qwen3-235B-A22B on 8 H100s at 262,144: 4 KV heads, one per GPU at TP8 (replicated): 2 x 94 x 1 x 128 x 2
+    # = 48,128 bytes/token; 262,144 / 16 = 16,384 blocks + 1 = 16,385; 16,384 x 16 x 48,128 = 11.75 GiB (issue 24)
+    ("qwen3-235b-a22b", 8, 262_144, 16_385, 11.75),
+]
+
+
+@pytest.mark.parametrize("model,tp,max_len,blocks,kv_gib", EDGE, ids=[r[0] for r in EDGE])
+def test_no_version_is_not_refused_for_what_vllm_before_0_21_starts(model, tp, max_len, blocks, kv_gib):
+    args = (CAT.gpu("h100-sxm"), CAT.model(model), CAT.quant("bf16"), tp, 0.9, 16, 8192, 256)
+    newest = plan_memory(*args, None)
+    assert check_max_model_len(newest, max_len, 16, None) is not None  # the refusal issue 24 saw
+    assert newest.kv_bytes_per_token_per_gpu * max_len / GiB == pytest.approx(kv_gib, abs=0.005)
+    assert check_max_model_len(plan_memory(*args, (0, 19, 0)), max_len, 16, (0, 19, 0)) is None
+    held = hold_one_sequence(newest, max_len, 16, None)
+    assert held.num_kv_blocks == blocks and held.max_kv_tokens == 16 * blocks
+    assert check_max_model_len(held, max_len, 16, None) is None
+    # the bytes come out of the CUDA-graph estimate, and the split still adds up to the budget
+    assert 0 <= held.cudagraph_bytes_per_gpu < newest.cudagraph_bytes_per_gpu
+    assert held.available_kv_bytes_per_gpu == (held.budget_bytes_per_gpu - held.weight_bytes_per_gpu
+                                               - held.activation_bytes_per_gpu - held.non_torch_bytes_per_gpu
+                                               - held.cudagraph_bytes_per_gpu)
+    assert "given back to hold one max_model_len sequence" in held.accounting
+    # a pool that names the version keeps that version's accounting: 0.21 subtracts the graphs and refuses
+    pinned = plan_memory(*args, (0, 21, 0))
+    assert hold_one_sequence(pinned, max_len, 16, (0, 21, 0)) is pinned
+    # through the scenario: the pool builds, with the sequence's blocks usable
+    fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": model, "tensor_parallel": tp,
+              "engine": {"max_model_len": max_len}}]
+    pool = build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))[0]
+    assert pool.num_gpu_blocks == blocks and pool.kv_blocks * 16 >= max_len
+
+
+def test_no_version_still_refuses_what_no_release_starts():
+    """Qwen3-32B at 40,960 (its max_position_embeddings) needs 2,561 blocks x 4 MiB = 10.0 GiB per H100 at
+    utilization 0.9, more than even the 0.19 plan leaves (~8.4 GiB): refused, naming the longest that fits."""
+    plan = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-32b"), CAT.quant("bf16"), 1, 0.9, 16, 8192, 256, None)
+    assert hold_one_sequence(plan, 40_960, 16, None) is plan
+    assert "longest max_model_len that fits" in check_max_model_len(plan, 40_960, 16, None)
+    fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": "qwen3-32b",
+              "engine": {"max_model_len": 40_960}}]
+    with pytest.raises(FleetcastError, match="vLLM refuses to start"):
+        build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))
