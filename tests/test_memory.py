@@ -8,8 +8,13 @@ import pytest
 
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
-from sim.perf.memory import (check_max_model_len, device_memory_bytes, hold_one_sequence, moe_workspace_bytes,
-                              plan_memory)
+from sim.perf.memory import (
+    check_max_model_len,
+    device_memory_bytes,
+    hold_one_sequence,
+    moe_workspace_bytes,
+    plan_memory,
+)
 from sim.perf.pool_model import build_pool_models
 from sim.scenario.spec import scenario_from_dict
 from tests.factories import scenario_dict

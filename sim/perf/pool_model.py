@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError, ScenarioError
 from sim.perf.kernels.data import parse_version
-from sim.perf.memory import MemoryPlan, check_max_model_len, hold_one_sequence, plan_memory
+from sim.perf.memory import (
+    MemoryPlan,
+    check_max_model_len,
+    hold_one_sequence,
+    plan_memory,
+)
 from sim.perf.perf_model import PerfModel
 from sim.perf.speculative import with_proposer_memory
 from sim.perf.step_source import pool_perf_model
