@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -311,3 +312,40 @@ def test_no_version_still_refuses_what_no_release_starts():
               "engine": {"max_model_len": 40_960}}]
     with pytest.raises(FleetcastError, match="vLLM refuses to start"):
         build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))
+
+
+def _consumer_gpu(name: str, reported_gib: float):
+    """A consumer card outside the built-in catalog, for the memory plan only: the plan reads nothing of a
+    GPU but the memory it reports (``device_memory_bytes``), which these logs print."""
+    return dataclasses.replace(CAT.gpu("rtx-4090"), name=name, device_memory_bytes=int(reported_gib * GiB))
+
+
+# vLLM v0 on an RTX 3090, Llama-3.1-8B-Instruct bf16, gpu_memory_utilization 0.90 (vllm-project/vllm#10517,
+# comment of 2024-12-02, log format of vLLM 0.6.4): "total_gpu_memory=23.58GiB ... kv_cache_size=3.81GiB" and
+# "# GPU blocks: 1952" at max_model_len 20,000 (served); "kv_cache_size=2.89GiB", "# GPU blocks: 1478" and "The
+# model's max seq len (29000) is larger than the maximum number of tokens that can be stored in KV cache (23648)"
+# at 29,000 (refused). v0 profiles one max_model_len prefill (max_num_batched_tokens = max(max_model_len, 2048)
+# without chunked prefill) and 256 sequences. The KV cache is a thin remainder of the budget (3-4 GiB of 21.2),
+# so, as for VLLM_LOGS_THIN, the check is on the memory: within 0.5 GiB. (max_model_len, blocks, served)
+RTX3090_V0 = [(20_000, 1_952, True), (29_000, 1_478, False)]
+
+
+@pytest.mark.parametrize("max_len,logged,served", RTX3090_V0, ids=[str(r[0]) for r in RTX3090_V0])
+def test_rtx_3090_v0_logs_blocks_and_start_up_decision(max_len, logged, served):
+    version = (0, 6, 4)
+    plan = plan_memory(_consumer_gpu("rtx-3090", 23.58), CAT.model("llama-3.1-8b"), CAT.quant("bf16"), 1, 0.90, 16,
+                       max(max_len, 2048), 256, version)
+    err_bytes = (plan.num_kv_blocks - logged) * plan.kv_bytes_per_block_per_gpu
+    assert abs(err_bytes) <= 0.5 * GiB, f"{plan.num_kv_blocks} blocks vs {logged} logged (vllm#10517)"
+    # fleetcast starts what vLLM started and refuses what it refused
+    assert (check_max_model_len(plan, max_len, 16, version) is None) == served
+
+
+def test_rtx_4060_refuses_what_vllm_refused():
+    """vllm-project/vllm#13882 (vLLM 0.7, v0): Qwen2.5-7B AWQ on an 8 GiB RTX 4060 at gpu_memory_utilization 0.70,
+    max_model_len 4096: "total_gpu_memory (8.00GiB) x gpu_memory_utilization (0.70) = 5.60GiB ... model weights take
+    5.20GiB; ... the rest of the memory reserved for KV Cache is -1.05GiB", "# cuda blocks: 0", then an error. The
+    plan must not fit either, and say so."""
+    with pytest.raises(FleetcastError, match="does not fit"):
+        plan_memory(_consumer_gpu("rtx-4060", 8.00), CAT.model("qwen2.5-7b"), CAT.quant("int4-awq"), 1, 0.70, 16,
+                    4096, 256, (0, 7, 3))
