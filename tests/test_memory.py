@@ -63,6 +63,11 @@ VLLM_LOGS = [
      "qwen3-30b-a3b", "bf16", "auto", 1, 10518),
     ("deepseek-ai/DeepSeek-V2-Lite-Chat", "deepseek-ai-deepseek-v2---h100-80gb--tp1pp1dp1--8192.log",
      "deepseek-v2-lite", "bf16", "auto", 1, 94097),
+    # added for issue 24 (same set): online fp8 (``quantization: fp8``) and w8a8 int8
+    ("meta-llama/Llama-3.1-8B-Instruct quantization fp8", "meta-llama-llama-3---h100-80gb--tp1pp1dp1--8192-qfp8.log",
+     "llama-3.1-8b", "fp8", "auto", 1, 33078),
+    ("RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8", "w8a8-redhatai-qwen2-5-7b--h100-80gb--tp1pp1dp1--8192.log",
+     "qwen2.5-7b", "int8", "auto", 1, 75642),
 ]
 # Where the KV cache is a thin remainder of the budget (a few GiB of 75), 3% of the blocks is less
 # than the spread of vLLM's own profile run; these are checked on the available memory instead.
@@ -349,3 +354,24 @@ def test_rtx_4060_refuses_what_vllm_refused():
     with pytest.raises(FleetcastError, match="does not fit"):
         plan_memory(_consumer_gpu("rtx-4060", 8.00), CAT.model("qwen2.5-7b"), CAT.quant("int4-awq"), 1, 0.70, 16,
                     4096, 256, (0, 7, 3))
+
+
+# vLLM 0.19 logs the CUDA-graph estimate it does not yet subtract ("Estimated CUDA graph memory: X GiB total");
+# from 0.21 on it is taken out of the KV budget ("CUDA graph memory profiling is enabled (default since v0.21.0).
+# The current --gpu-memory-utilization=0.9200 is equivalent to --gpu-memory-utilization=0.9129 without CUDA graph
+# memory profiling", noonghunna/club-3090#127). So the same run under 0.21 keeps (Available KV cache memory -
+# estimate) / block bytes blocks, the rest of the accounting unchanged; from the two logs added above (-qfp8 and
+# w8a8-redhatai-qwen2-5-7b). The plan's CUDAGRAPH_ESTIMATE_BYTES was read from other models of the set.
+# (model, weights, kv, "Available KV cache memory" GiB, "Estimated CUDA graph memory" GiB)
+V019_GRAPHS = [("llama-3.1-8b", "fp8", "auto", 64.61, 0.84), ("qwen2.5-7b", "int8", "auto", 64.64, 0.81)]
+
+
+@pytest.mark.parametrize("model,weights,kv,available_gib,graphs_gib", V019_GRAPHS,
+                         ids=[f"{r[0]}-{r[1]}" for r in V019_GRAPHS])
+def test_the_same_runs_under_vllm_0_21_lose_the_logged_graph_estimate(model, weights, kv, available_gib, graphs_gib):
+    plan = _plan(model, weights, kv, 1, vllm_version=(0, 21, 0))
+    expected = (available_gib - graphs_gib) * GiB / plan.kv_bytes_per_block_per_gpu
+    assert abs(plan.num_kv_blocks / expected - 1) <= 0.03, (plan.num_kv_blocks, round(expected))
+    older = _plan(model, weights, kv, 1)
+    assert (older.num_kv_blocks - plan.num_kv_blocks) * plan.kv_bytes_per_block_per_gpu / GiB == pytest.approx(
+        graphs_gib, abs=0.1)
