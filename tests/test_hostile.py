@@ -424,6 +424,23 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path, delay_s):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
+def test_ctrl_c_while_sim_cli_loads_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C inside ``from sim.cli import main`` (the console script's first line), before main()
+    runs: an import of argparse made slow by a finder holds the window open."""
+    code = ("import os, sys, time\nimport sim\n"
+            "class Slow:\n    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'argparse':\n            os.write(2, b'importing\\n'); time.sleep(20)\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Slow())\nfrom sim.cli import main\nsys.exit(main())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, "--help"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline().strip() == "importing"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted", (proc.returncode, err)
+
+
 def test_validate_says_a_run_is_partial():
     req = pd.DataFrame({"status": ["ok", "ok", "error", "ok"]})  # 3 finished of the 10 the point asked for
     killed = SimpleNamespace(name="sweep/c4", requests=req, meta={
