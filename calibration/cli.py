@@ -69,7 +69,10 @@ def load_runs(args) -> list:
     runs = []
     for p in paths:
         if p.is_dir():
-            runs.append(load_run(p))
+            run = load_run(p, args.sidecar_set)
+            for note in run.notes:  # settings an attached server's run folder did not record
+                print(f"note: {run.name}: {note}")
+            runs.append(run)
             continue
         if is_static_batch_table(p):  # one run per measured batch (docs/run-logs.md, "Static-batch tables")
             table = load_static_batches(p, args.sidecar, _log_overrides(args))
@@ -97,7 +100,9 @@ def _add_log_flags(p) -> None:
     g.add_argument("--model", help="model from the fleetcast catalog (overrides the sidecar's)")
     g.add_argument("--tensor-parallel", type=int, help="tensor parallel size (overrides the sidecar's)")
     g.add_argument("--sidecar-set", action="append", metavar="KEY=VALUE",
-                   help="set a sidecar field, e.g. engine.max_num_seqs=64 (repeatable)")
+                   help="set a sidecar field, e.g. engine.max_num_seqs=64 (repeatable); for a testbed run "
+                        "folder of an attached server: dtype=float32|bfloat16|float16, engine.max_num_seqs, "
+                        "engine.max_num_batched_tokens, engine.max_model_len")
 
 
 def check_out_folder(out: Path, what: str = f"the validation outputs ({_VALIDATE_FILES})") -> None:
