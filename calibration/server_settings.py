@@ -84,15 +84,18 @@ def kv_element_bytes(info: dict, cfg: dict) -> tuple[int | None, str]:
                       "nothing of the model dtype" if info.get("cache_dtype") else "it has no cache_dtype")
     if _number(info, "num_gpu_blocks_override") is not None:
         return None, "its KV blocks were overridden (num_gpu_blocks_override), not sized from its memory"
-    mem, blocks, block = (_number(info, k) for k in ("kv_cache_memory_bytes", "num_gpu_blocks", "block_size"))
+    mem, blocks, block = (_number(info, "kv_cache_memory_bytes"), _number(info, "num_gpu_blocks"),
+                          _number(info, "block_size"))
     if mem is None or blocks is None or block is None:
         missing = [k for k, v in (("kv_cache_memory_bytes", mem), ("num_gpu_blocks", blocks),
                                   ("block_size", block)) if v is None]
         return None, f"it lacks {', '.join(missing)}"
-    layers, heads = cfg.get("num_hidden_layers"), cfg.get("num_attention_heads")
+    layers, heads, hidden = cfg.get("num_hidden_layers"), cfg.get("num_attention_heads"), cfg.get("hidden_size")
     kv_heads = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or (cfg.get("hidden_size") // heads if heads else None)
-    if not all(isinstance(v, int) and v > 0 for v in (layers, kv_heads, head_dim)):
+    head_dim = cfg.get("head_dim") or (hidden // heads if isinstance(hidden, int) and isinstance(heads, int)
+                                       and heads > 0 else None)
+    if not (isinstance(layers, int) and isinstance(kv_heads, int) and isinstance(head_dim, int)
+            and min(layers, kv_heads, head_dim) > 0):
         return None, "the model config lacks num_hidden_layers, num_key_value_heads or head_dim"
     per_element = mem / (blocks * block * 2 * layers * kv_heads * head_dim)  # K and V per layer
     for size in _ELEMENT_DTYPES:  # blocks = floor(memory / block bytes): the estimate is at most a block over
