@@ -219,6 +219,7 @@ def test_unmeetable_plan_names_the_limiting_resource_per_candidate():
     assert l40s["limiting"] == "replicas" and "raise plan.max_replicas" in l40s["reason"]
 
 
+@pytest.mark.slow
 def test_the_recommendation_holds_over_seeds():
     """The recommended candidate and its count are the same for several seeds. On this scenario the
     l40s sits near its boundary, so its own count may move by one between seeds (7 or 8 with the
