@@ -18,5 +18,10 @@ def is_log_file(path: Path) -> bool:
     """A file fleetcast reads as a run log (not a sidecar, not a profile)."""
     p = Path(path)
     name = p.name.lower()
-    return (p.is_file() and p.suffix.lower() in LOG_SUFFIXES and not name.endswith(SIDECAR_SUFFIXES)
-            and not name.endswith(_NOT_LOGS) and name != "run.json")
+    return (
+        p.is_file()
+        and p.suffix.lower() in LOG_SUFFIXES
+        and not name.endswith(SIDECAR_SUFFIXES)
+        and not name.endswith(_NOT_LOGS)
+        and name != "run.json"
+    )

@@ -51,7 +51,8 @@ class RunOverrides(_Strict):
     """``--sidecar-set`` for a testbed run folder: the server's ``--dtype`` and scheduler settings."""
 
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
-        None, description="the server's --dtype (vLLM's model dtype)")
+        None, description="the server's --dtype (vLLM's model dtype)"
+    )
     engine: RunEngine = Field(default_factory=RunEngine)
 
 
@@ -59,13 +60,16 @@ def run_overrides(overrides: list[str] | None) -> RunOverrides:
     """``--sidecar-set KEY=VALUE`` strings validated as a run folder's settings."""
     if not overrides:
         return RunOverrides()
-    where = f"{_FLAG} {' '.join(overrides)} (for a testbed run folder: dtype, engine.max_num_seqs, " \
-            "engine.max_num_batched_tokens, engine.max_model_len)"
+    where = (
+        f"{_FLAG} {' '.join(overrides)} (for a testbed run folder: dtype, engine.max_num_seqs, "
+        "engine.max_num_batched_tokens, engine.max_model_len)"
+    )
     try:
         return RunOverrides.model_validate(apply_overrides({}, list(overrides), _FLAG))
     except ValidationError as exc:
-        raise FleetcastError(format_validation_error(exc, where, {}, model=RunOverrides)
-                             .replace("docs/scenario-reference.md", _DOC)) from None
+        raise FleetcastError(
+            format_validation_error(exc, where, {}, model=RunOverrides).replace("docs/scenario-reference.md", _DOC)
+        ) from None
 
 
 def _number(info: dict, key: str) -> float | None:
@@ -80,22 +84,37 @@ def kv_element_bytes(info: dict, cfg: dict) -> tuple[int | None, str]:
     """(bytes per KV element, '') from ``vllm:cache_config_info``'s labels and the model's
     config.json; (None, why not) when they do not tell it."""
     if str(info.get("cache_dtype", "")) != "auto":
-        return None, (f"its KV cache dtype is {info.get('cache_dtype')!r}, not 'auto', so the KV size says "
-                      "nothing of the model dtype" if info.get("cache_dtype") else "it has no cache_dtype")
+        return None, (
+            f"its KV cache dtype is {info.get('cache_dtype')!r}, not 'auto', so the KV size says "
+            "nothing of the model dtype"
+            if info.get("cache_dtype")
+            else "it has no cache_dtype"
+        )
     if _number(info, "num_gpu_blocks_override") is not None:
         return None, "its KV blocks were overridden (num_gpu_blocks_override), not sized from its memory"
-    mem, blocks, block = (_number(info, "kv_cache_memory_bytes"), _number(info, "num_gpu_blocks"),
-                          _number(info, "block_size"))
+    mem, blocks, block = (
+        _number(info, "kv_cache_memory_bytes"),
+        _number(info, "num_gpu_blocks"),
+        _number(info, "block_size"),
+    )
     if mem is None or blocks is None or block is None:
-        missing = [k for k, v in (("kv_cache_memory_bytes", mem), ("num_gpu_blocks", blocks),
-                                  ("block_size", block)) if v is None]
+        missing = [
+            k
+            for k, v in (("kv_cache_memory_bytes", mem), ("num_gpu_blocks", blocks), ("block_size", block))
+            if v is None
+        ]
         return None, f"it lacks {', '.join(missing)}"
     layers, heads, hidden = cfg.get("num_hidden_layers"), cfg.get("num_attention_heads"), cfg.get("hidden_size")
     kv_heads = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or (hidden // heads if isinstance(hidden, int) and isinstance(heads, int)
-                                       and heads > 0 else None)
-    if not (isinstance(layers, int) and isinstance(kv_heads, int) and isinstance(head_dim, int)
-            and min(layers, kv_heads, head_dim) > 0):
+    head_dim = cfg.get("head_dim") or (
+        hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 else None
+    )
+    if not (
+        isinstance(layers, int)
+        and isinstance(kv_heads, int)
+        and isinstance(head_dim, int)
+        and min(layers, kv_heads, head_dim) > 0
+    ):
         return None, "the model config lacks num_hidden_layers, num_key_value_heads or head_dim"
     per_element = mem / (blocks * block * 2 * layers * kv_heads * head_dim)  # K and V per layer
     for size in _ELEMENT_DTYPES:  # blocks = floor(memory / block bytes): the estimate is at most a block over
@@ -114,8 +133,7 @@ def derived_max_model_len(info: dict) -> int | None:
     return round(value) if abs(value - round(value)) < 1e-6 * value else None
 
 
-def server_dtype(meta_path: Path, engine_args: dict, info: dict, cfg: dict,
-                 given: str | None) -> tuple[str, list[str]]:
+def server_dtype(meta_path: Path, engine_args: dict, info: dict, cfg: dict, given: str | None) -> tuple[str, list[str]]:
     """The server's dtype and the notes saying where it came from: ``given`` (--sidecar-set),
     else engine_args.dtype (a server the testbed started), else derived from /metrics; refused
     when none of them tells it."""
@@ -124,14 +142,20 @@ def server_dtype(meta_path: Path, engine_args: dict, info: dict, cfg: dict,
     if engine_args.get("dtype"):
         return str(engine_args["dtype"]), []
     size, why = kv_element_bytes(info, cfg)
-    attached = "an attached server (engine_args is null: the testbed did not start it)" if not engine_args else \
-        "a server whose engine_args has no dtype"
+    attached = (
+        "an attached server (engine_args is null: the testbed did not start it)"
+        if not engine_args
+        else "a server whose engine_args has no dtype"
+    )
     if size is None:
         raise FleetcastError(
             f"{meta_path}: the run was made against {attached}, so run.json does not record the server's "
             f"--dtype, and the /metrics labels it recorded (kv_cache.cache_config_info) do not tell it: {why}. "
-            f"Pass the dtype the server ran with: --sidecar-set dtype=float32 (or bfloat16, float16)")
+            f"Pass the dtype the server ran with: --sidecar-set dtype=float32 (or bfloat16, float16)"
+        )
     dtype = _ELEMENT_DTYPES[size]
     said = "float32" if size == 4 else "16-bit: bfloat16 and float16 replay alike; taken as bfloat16"
-    return dtype, [f"{attached}: dtype {said}, from the KV cache size it reported on /metrics "
-                   f"({size} bytes per KV element); --sidecar-set dtype=... sets it"]
+    return dtype, [
+        f"{attached}: dtype {said}, from the KV cache size it reported on /metrics "
+        f"({size} bytes per KV element); --sidecar-set dtype=... sets it"
+    ]

@@ -32,8 +32,9 @@ def parse_variant(text: str) -> Variant:
     value is kept when what follows it is not ``KEY=`` (``[a,b]`` works).
     Bad syntax is a ``FleetcastError`` naming the variant."""
     if ":" not in text:
-        raise FleetcastError(f"--variant '{text}': expected NAME:KEY=VALUE[,KEY=VALUE...], "
-                             f"e.g. fast:fleet.0.replicas=4 (no ':' found)")
+        raise FleetcastError(
+            f"--variant '{text}': expected NAME:KEY=VALUE[,KEY=VALUE...], e.g. fast:fleet.0.replicas=4 (no ':' found)"
+        )
     name, rest = text.split(":", 1)
     name = name.strip()
     if not _NAME.match(name):
@@ -48,6 +49,7 @@ def parse_variant(text: str) -> Variant:
         if "=" not in p or not key:
             raise FleetcastError(f"variant '{name}': '{p}' is not KEY=VALUE (e.g. fleet.0.policy.name=priority)")
         if not re.match(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$", key):
-            raise FleetcastError(f"variant '{name}': key '{key}' is not a dotted scenario field path "
-                                 f"(e.g. fleet.0.engine.max_num_seqs)")
+            raise FleetcastError(
+                f"variant '{name}': key '{key}' is not a dotted scenario field path (e.g. fleet.0.engine.max_num_seqs)"
+            )
     return Variant(name, tuple(pairs))

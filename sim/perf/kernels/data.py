@@ -24,8 +24,19 @@ import pyarrow.parquet as pq
 
 from sim.perf.kernels.versions import nearest_version, parse_version
 
-__all__ = ["PACKAGE", "LICENSE", "TABLES", "data_root", "package_version", "parse_version", "versions",
-           "nearest_version", "read_table", "table_path", "systems"]
+__all__ = [
+    "PACKAGE",
+    "LICENSE",
+    "TABLES",
+    "data_root",
+    "package_version",
+    "parse_version",
+    "versions",
+    "nearest_version",
+    "read_table",
+    "table_path",
+    "systems",
+]
 
 PACKAGE = "aiconfigurator-core"
 LICENSE = "Apache-2.0"
@@ -64,7 +75,9 @@ def package_version() -> str:
 
 def systems(root: Path) -> list[str]:
     """Systems with at least one vLLM GEMM table."""
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and list((p / "gemm" / "vllm").glob("*/gemm_perf.parquet")))
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and list((p / "gemm" / "vllm").glob("*/gemm_perf.parquet"))
+    )
 
 
 def table_path(root: Path, system: str, table: str, version: str) -> Path:
@@ -80,8 +93,9 @@ def versions(root: Path, system: str, table: str) -> list[str]:
     return sorted(found, key=lambda v: (parse_version(v), v))
 
 
-def read_table(root: Path, system: str, table: str, version: str, columns: list[str],
-               defaults: dict | None = None) -> dict[str, np.ndarray]:
+def read_table(
+    root: Path, system: str, table: str, version: str, columns: list[str], defaults: dict | None = None
+) -> dict[str, np.ndarray]:
     """The named columns of one table as numpy arrays (strings as object arrays). A
     column some tables lack (older collections have no ``window_size``) takes its
     value from ``defaults``."""
