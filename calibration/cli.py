@@ -18,10 +18,10 @@ import json
 import os
 from pathlib import Path
 
+from calibration.log_files import is_log_file
 from sim import outpaths
 from sim.errors import FleetcastError
 from sim.infiles import int_arg
-from sim.records import write_text_atomic
 
 __all__ = ["register", "expand_runs", "load_runs", "check_out_folder", "check_out_file"]
 
@@ -35,9 +35,8 @@ _RUN_KINDS = (
 
 def expand_runs(paths: list[Path]) -> list[Path]:
     """Runs to load: a run folder (run.json) or a log file as given; a folder's run sub-folders,
-    else the log files in it (sidecars left out)."""
-    from calibration.logs import is_log_file
-
+    else the log files in it (sidecars left out). Names and stats only: a path that is no run is
+    refused before pandas and the readers are imported."""
     out = []
     for p in map(Path, paths):
         if (p / "run.json").is_file() or is_log_file(p):
@@ -64,14 +63,18 @@ def _log_overrides(args) -> list[str]:
 def load_runs(args) -> list:
     """Every run of ``args.runs`` loaded (``calibration.runs.Run``), before anything is written;
     each log's notes (defaults assumed, failed requests) are printed."""
+    paths = expand_runs(args.runs)  # before the readers' imports (pandas, the scenario, the engine's inputs)
     from calibration.logs import load_log
     from calibration.logs.static_batch import is_static_batch_table, load_static_batches
     from calibration.runs import load_run
 
     runs = []
-    for p in expand_runs(args.runs):
+    for p in paths:
         if p.is_dir():
-            runs.append(load_run(p))
+            run = load_run(p, args.sidecar_set)
+            for note in run.notes:  # settings an attached server's run folder did not record
+                print(f"note: {run.name}: {note}")
+            runs.append(run)
             continue
         if is_static_batch_table(p):  # one run per measured batch (docs/run-logs.md, "Static-batch tables")
             table = load_static_batches(p, args.sidecar, _log_overrides(args))
@@ -105,7 +108,9 @@ def _add_log_flags(p) -> None:
         "--sidecar-set",
         action="append",
         metavar="KEY=VALUE",
-        help="set a sidecar field, e.g. engine.max_num_seqs=64 (repeatable)",
+        help="set a sidecar field, e.g. engine.max_num_seqs=64 (repeatable); for a testbed run "
+        "folder of an attached server: dtype=float32|bfloat16|float16, engine.max_num_seqs, "
+        "engine.max_num_batched_tokens, engine.max_model_len",
     )
 
 
@@ -211,6 +216,7 @@ def cmd_calibrate(args) -> int:
         return 0
     if not args.runs:
         raise FleetcastError("give run folders to fit, or --splitwise HARDWARE")
+    expand_runs(args.runs)  # a path that is no run: refused before the fit's imports (scipy, pandas)
     from calibration.profile_io import build_run_profile
 
     prof, table = build_run_profile(load_runs(args), name, args.method, args.max_nfev, args.out)
@@ -225,6 +231,14 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    if args.record and args.profile is None:
+        raise FleetcastError(
+            "--record stores the held-out summary in a profile: give --profile PROFILE.json, "
+            "or leave --record out to validate the uncalibrated model"
+        )
+    if args.out:
+        check_out_folder(args.out)
+    expand_runs(args.runs)  # a path that is no run: refused before the imports below
     from calibration.validate import (
         error_pivot,
         error_table,
@@ -235,13 +249,6 @@ def cmd_validate(args) -> int:
     )
     from sim.perf.profiles import load_profile
 
-    if args.record and args.profile is None:
-        raise FleetcastError(
-            "--record stores the held-out summary in a profile: give --profile PROFILE.json, "
-            "or leave --record out to validate the uncalibrated model"
-        )
-    if args.out:
-        check_out_folder(args.out)
     prof: dict = load_profile(args.profile) if args.profile is not None else {"name": UNCALIBRATED}
     if args.record:
         check_out_file(args.profile, "the validation summary (--record)")
@@ -388,6 +395,8 @@ def _validation_section(table, summ: dict, comps) -> dict:
 
 def _write(path: Path, data: dict) -> None:
     """Write a profile JSON all at once (temp file + rename)."""
+    from sim.records import write_text_atomic  # numpy, pandas and pyarrow: only once there is a profile to write
+
     try:
         write_text_atomic(json.dumps(data, indent=2, allow_nan=False) + "\n", path)
     except OSError as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from calibration.server_settings import derived_max_model_len, run_overrides, server_dtype
 from sim.errors import FleetcastError
 from sim.records import derive_latencies
 from sim.scenario.spec import Scenario, scenario_from_dict
@@ -151,10 +152,14 @@ def _int(value, field: str, path: Path, *, minimum: int = 0) -> int:
     return out
 
 
-def load_run(folder: Path) -> Run:
+def load_run(folder: Path, overrides: list[str] | None = None) -> Run:
     """Read a run folder; a missing or unreadable file, a missing field or an
-    unknown model is a FleetcastError naming the file (and the field)."""
+    unknown model is a FleetcastError naming the file (and the field). ``overrides``
+    (``--sidecar-set``: dtype, engine.max_num_seqs, ...) win over what run.json records;
+    a run against an attached server takes its settings from the /metrics labels it
+    recorded (``calibration.server_settings``)."""
     folder = Path(folder)
+    given = run_overrides(overrides)
     meta_path = folder / "run.json"
     meta = _read_json(meta_path)
     req_path = folder / "requests.parquet"
@@ -211,20 +216,38 @@ def load_run(folder: Path) -> Run:
             "the server reported (vllm:cache_config_info), which the simulated replica uses"
         )
 
-    def eng_int(name: str, default: int, *, kv_first: bool = False) -> int:
+    info = _section(kvc, "cache_config_info", meta_path)  # the labels of vllm:cache_config_info (/metrics)
+    dtype, notes = server_dtype(meta_path, ea, info, cfg, given.dtype)
+    if str(info.get("cache_dtype", "")).startswith("fp8"):  # an attached server's --kv-cache-dtype fp8*
+        kv = "fp8"
+
+    def eng_int(name: str, default: int | None, *, kv_first: bool = False) -> int | None:
         for where, sect in (("kv_cache", kvc), ("engine_args", ea)) if kv_first else (("engine_args", ea),):
             if sect.get(name):
                 return _int(sect[name], f"{where}.{name}", meta_path, minimum=1)
         return default
 
     engine = {
-        "max_num_seqs": eng_int("max_num_seqs", VLLM_CPU_DEFAULTS["max_num_seqs"]),
-        "max_num_batched_tokens": eng_int("max_num_batched_tokens", VLLM_CPU_DEFAULTS["max_num_batched_tokens"]),
+        "max_num_seqs": given.engine.max_num_seqs or eng_int("max_num_seqs", VLLM_CPU_DEFAULTS["max_num_seqs"]),
+        "max_num_batched_tokens": given.engine.max_num_batched_tokens
+        or eng_int("max_num_batched_tokens", VLLM_CPU_DEFAULTS["max_num_batched_tokens"]),
         "block_size": eng_int("block_size", 128, kv_first=True),
         "num_gpu_blocks_override": _int(kvc["num_blocks"], "kv_cache.num_blocks", meta_path, minimum=1),
-        "max_model_len": eng_int("max_model_len", 2048),
+        "max_model_len": given.engine.max_model_len
+        or eng_int("max_model_len", None)
+        or derived_max_model_len(info)
+        or 2048,
         "enable_prefix_caching": str(kvc.get("enable_prefix_caching", "True")) == "True",
     }
+    if not ea:  # an attached server: what /metrics does not say
+        assumed = [k for k in ("max_num_seqs", "max_num_batched_tokens") if getattr(given.engine, k) is None]
+        if assumed:
+            notes.append(
+                f"an attached server's {' and '.join(assumed)} are not on /metrics; "
+                f"assumed vLLM's CPU defaults ({', '.join(f'{k}={VLLM_CPU_DEFAULTS[k]}' for k in assumed)})"
+                f"; if it ran otherwise pass --sidecar-set "
+                f"{' '.join(f'engine.{k}=N' for k in assumed)}"
+            )
     point = meta.get("sweep_point")
     if point:
         if not isinstance(point, dict):
@@ -250,9 +273,7 @@ def load_run(folder: Path) -> Run:
         class_names=names,
     )
     name = f"{folder.parent.name}/{folder.name}" if folder.parent.name not in ("", ".") else folder.name
-    return Run(
-        folder, name, meta, req, ts, wl, mode, _MODELS[key], str(ea.get("dtype") or "bfloat16"), weights, kv, engine
-    )
+    return Run(folder, name, meta, req, ts, wl, mode, _MODELS[key], dtype, weights, kv, engine, notes=tuple(notes))
 
 
 def _planned_outputs(meta: dict, req: pd.DataFrame, meta_path: Path) -> np.ndarray:

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from calibration.log_files import LOG_SUFFIXES, is_log_file
 from calibration.logs.bench_serve import looks_like_bench_serve, read_bench_serve, read_json_object
-from calibration.logs.request_log import REQUEST_LOG_SUFFIXES, read_request_log
-from calibration.logs.sidecar import SIDECAR_SUFFIXES, LogSettings, load_settings
+from calibration.logs.request_log import read_request_log
+from calibration.logs.sidecar import LogSettings, load_settings
 from calibration.runs import Run
 from sim.errors import FleetcastError
 from sim.records import derive_latencies
@@ -28,22 +29,7 @@ from sim.workload.generate import Workload
 
 __all__ = ["load_log", "is_log_file", "LOG_SUFFIXES"]
 
-LOG_SUFFIXES = (".json",) + REQUEST_LOG_SUFFIXES
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
-_NOT_LOGS = (".pytorch.json",)  # the PyTorch-benchmark copy bench serve writes beside its result
-
-
-def is_log_file(path: Path) -> bool:
-    """A file fleetcast reads as a run log (not a sidecar, not a profile)."""
-    p = Path(path)
-    name = p.name.lower()
-    return (
-        p.is_file()
-        and p.suffix.lower() in LOG_SUFFIXES
-        and not name.endswith(SIDECAR_SUFFIXES)
-        and not name.endswith(_NOT_LOGS)
-        and name != "run.json"
-    )
 
 
 def load_log(path: Path, sidecar: Path | None = None, overrides: list[str] | None = None) -> Run:

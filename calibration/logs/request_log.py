@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from calibration.log_files import REQUEST_LOG_SUFFIXES
 from sim.errors import FleetcastError
 
 __all__ = ["read_request_log", "LOG_FIELDS", "REQUEST_LOG_SUFFIXES"]
 
-REQUEST_LOG_SUFFIXES = (".jsonl", ".csv")
 LOG_FIELDS = ("arrival_s", "first_token_s", "last_token_s", "prompt_tokens", "output_tokens", "class", "ok", "error")
 _DOC = 'docs/run-logs.md, "Per-request logs"'
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from calibration.log_files import SIDECAR_SUFFIXES
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
 from sim.scenario.fleet_spec import EngineSpec, QuantizationSpec
@@ -25,7 +26,6 @@ from sim.scenario.yamlio import apply_overrides, format_validation_error, load_y
 
 __all__ = ["LogSettings", "find_sidecar", "load_settings", "SIDECAR_SUFFIXES"]
 
-SIDECAR_SUFFIXES = (".fleetcast.yaml", ".fleetcast.yml", ".fleetcast.json")
 _FOLDER_SIDECAR = "fleetcast.yaml"
 _DOC = 'docs/run-logs.md, "The sidecar"'
 

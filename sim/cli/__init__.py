@@ -15,11 +15,27 @@ checks that the table's help agrees with each module's own).
 
 from __future__ import annotations
 
-import argparse
-import importlib
+# First of all: Ctrl-C while the rest of this module loads exits 130 with one line, not a
+# traceback (main() takes over from there). What is left before this line is Python's own
+# start-up (site, the editable-install finder) and the import of ``sim/__init__.py``.
+import os
 import signal
-import sys
-import threading
+
+
+def _interrupted_while_importing(signum, frame) -> None:
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+try:
+    _SIGINT_BEFORE = signal.signal(signal.SIGINT, _interrupted_while_importing)
+except ValueError:  # imported outside the main thread: signals are not ours to set
+    _SIGINT_BEFORE = None
+
+import argparse  # noqa: E402 - after the handler, on purpose
+import importlib  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
 
 __all__ = ["main", "build_parser", "COMMANDS", "COMMAND_TABLE"]
 
@@ -144,6 +160,10 @@ def _main(argv: list[str]) -> int:
     except Terminated:
         sys.stderr.write("terminated (SIGTERM); nothing half-written was left\n")
         return 143
+
+
+if _SIGINT_BEFORE is not None:  # loaded: Ctrl-C is a KeyboardInterrupt again (main() catches it)
+    signal.signal(signal.SIGINT, _SIGINT_BEFORE)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,14 +15,11 @@ import argparse
 import time
 from pathlib import Path
 
-from sim.analysis.compare import STRESSES, parse_variant, run_compare
-from sim.analysis.contracts import contract_json
-from sim.cli.common import console, progress_bar, write_run_folder
+from sim.analysis.variants import BASELINE, STRESSES, parse_variant
 from sim.errors import FleetcastError
 from sim.infiles import int_arg
 from sim.outpaths import check_out_folder, out_lock
-from sim.report.compare import render_compare_html
-from sim.report.terminal import render_compare
+from sim.scenario.spec import load_scenario
 
 __all__ = ["register", "MAX_REPLICATIONS"]
 
@@ -84,6 +81,12 @@ def register(subparsers) -> None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     if not args.variant:
         raise FleetcastError("compare needs at least one --variant NAME:KEY=VALUE[,KEY=VALUE]")
+    for v in args.variant:  # bad syntax and a bad baseline are refused before the engine's import
+        parse_variant(v)
+    try:
+        load_scenario(args.scenario, overrides=args.set, seed=args.seed)
+    except FleetcastError as exc:  # worded as run_compare words it
+        raise FleetcastError(f"variant '{BASELINE}': {exc}") from None
     if args.out:
         check_out_folder(Path(args.out), kind="compare", force=args.force)  # before the work, not after
         with out_lock(Path(args.out)):  # a second writer into this --out is refused now, not after the work
@@ -92,6 +95,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from sim.analysis.compare import run_compare
+    from sim.analysis.contracts import contract_json
+    from sim.cli.common import console, progress_bar, write_run_folder
+    from sim.report.compare import render_compare_html
+    from sim.report.terminal import render_compare
+
     variants = [parse_variant(v) for v in args.variant]
     started = time.perf_counter()
     runs = (len(variants) + 1) * args.replications

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sim.analysis.contracts import PlanCandidate, PlanDoc, RunSummary, read_contract
 from sim.analysis.contracts.plan import PlanScenario
 from sim.errors import FleetcastError
 from sim.infiles import MAX_YAML_BYTES, parse_yaml, read_text_limited
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["RunData", "ReportInput", "load_results", "RUN_FILES", "gpus_per_replica"]
 
@@ -64,6 +66,8 @@ class ReportInput:
 def _read_parquet(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
+    import pandas as pd  # here, not at the top: a refused folder costs no pandas import (issue 26)
+
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types

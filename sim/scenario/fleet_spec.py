@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sim.catalog import ModelSpec
-from sim.perf.kernels.data import parse_version
+from sim.perf.kernels.versions import parse_version
 from sim.scenario.autoscale_spec import AutoscaleSpec
 
 __all__ = ["Strict", "QuantizationSpec", "SpeculativeSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
