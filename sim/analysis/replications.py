@@ -21,6 +21,18 @@ one-sided 97.5% bound, so a proven-met point and a proven-missed point
 bracket the true boundary with at least 95% confidence (per item; no
 correction for several items).
 
+Sequential replications (``early_verdict``): a point starts with
+``MIN_REPLICATIONS`` (2) and adds one at a time up to ``R``
+(``plan.replications``); after each it is judged by the same rule over the
+replications run so far, and stops once the verdict is ``missed``, or
+``met`` with at least ``MIN_MET_REPLICATIONS`` (3) behind it. A point still
+``undecided`` at ``R`` keeps that verdict. The verdict recorded is always
+the 95% Student-t rule over the replications actually run; stopping on the
+first decided look (optional stopping) raises the chance of a wrong
+verdict at a point whose true value sits exactly on its target from about
+2.5% (fixed ``R`` = 5) to about 5% (one-sided, Monte Carlo with normal
+replications; docs/design.md, Statistics).
+
 Sample size: a percentile ``q`` estimated from ``n`` requests rests on the
 ``n (1 - q)`` requests above it. Each class should have ``tail_samples``
 requests there in every replication: ``n >= tail_samples / (1 - q)`` for the
@@ -38,11 +50,22 @@ import numpy as np
 from sim.errors import FleetcastError
 from sim.workload.spec import PERCENTILES, TrafficSpec
 
-__all__ = ["CONFIDENCE", "replication_seeds", "t_interval", "required_samples", "ClassNeed", "class_needs",
+__all__ = ["CONFIDENCE", "MIN_REPLICATIONS", "MIN_MET_REPLICATIONS", "early_verdict", "replication_seeds", "t_interval", "required_samples", "ClassNeed", "class_needs",
            "point_stats", "misses_text", "VERDICTS"]
 
 CONFIDENCE = 0.95
 VERDICTS = ("met", "undecided", "missed")
+MIN_REPLICATIONS = 2  # a point's first look: the fewest replications that give an interval
+MIN_MET_REPLICATIONS = 3  # guard: an early "met" needs at least this many (a "missed" may stop at 2)
+
+
+def early_verdict(stats: dict) -> bool:
+    """True when a point judged on ``stats`` (``point_stats`` of the replications
+    run so far) may stop: proven missed, or proven met on at least
+    ``MIN_MET_REPLICATIONS`` replications."""
+    if stats["verdict"] == "missed":
+        return stats["replications"] >= MIN_REPLICATIONS
+    return stats["verdict"] == "met" and stats["replications"] >= MIN_MET_REPLICATIONS
 
 
 def replication_seeds(base_seed: int, replications: int) -> list[int]:

@@ -24,16 +24,18 @@ err_console = make_console(stderr=True)
 
 
 class progress_bar:
-    """A rich progress bar as a ``(done, total)`` callback. When stderr is not a terminal
-    (redirected, CI), a plain line instead every ``every_s`` seconds, from ``every_s`` on:
-    done, elapsed and time left, so a long run is never silent."""
+    """A rich progress bar as a ``(done, total[, text])`` callback. When stderr is not a
+    terminal (redirected, CI), a plain line instead every ``every_s`` seconds, from
+    ``every_s`` on: done, elapsed, time left and ``text``, so a long run is never silent.
+    ``unit`` names what is counted; ``estimated`` says the total is an estimate."""
 
-    def __init__(self, label: str, enabled: bool | None = None, every_s: float = 5.0) -> None:
+    def __init__(self, label: str, enabled: bool | None = None, every_s: float = 5.0, unit: str = "",
+                 estimated: bool = False) -> None:
         self.enabled = err_console.is_terminal if enabled is None else enabled
-        self.label, self.every_s = label, every_s
+        self.label, self.every_s, self.unit, self.estimated = label, every_s, unit, estimated
         self._progress = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
-                                  disable=not self.enabled, transient=True)
+                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
+                                  console=err_console, disable=not self.enabled, transient=True)
         self._task = None
         self._started = self._next_line = time.monotonic() + every_s
         self._started -= every_s
@@ -46,16 +48,20 @@ class progress_bar:
     def __exit__(self, *exc) -> None:
         self._progress.__exit__(*exc)
 
-    def __call__(self, done: int, total: int) -> None:
-        self._progress.update(self._task, completed=done, total=max(total, 1))
+    def __call__(self, done: int, total: int, text: str | None = None) -> None:
+        self._progress.update(self._task, completed=done, total=max(total, 1),
+                              description=f"{done:,} of {'~' if self.estimated else ''}{total:,}{self.unit}"
+                                          + (f"; {text}" if text else ""))
         if not self.enabled and done < total:
             now = time.monotonic()
             if now >= self._next_line:
                 self._next_line = now + self.every_s
                 elapsed = now - self._started
                 left = f", about {elapsed * (total - done) / done:,.0f} s left" if done else ""
-                err_console.print(f"{self.label}: {100 * done / max(total, 1):.0f}% ({done:,} of {total:,}), "
-                                  f"{elapsed:,.0f} s elapsed{left}", highlight=False, soft_wrap=True)
+                about = "about " if self.estimated else ""
+                err_console.print(f"{self.label}: {100 * done / max(total, 1):.0f}% ({done:,} of {about}{total:,}"
+                                  f"{self.unit}), {elapsed:,.0f} s elapsed{left}" + (f"; {text}" if text else ""),
+                                  highlight=False, soft_wrap=True)
 
 
 def write_run_folder(out: Path, files: dict[str, object], kind: str | None = None, force: bool = False) -> None:

@@ -1,0 +1,130 @@
+"""The plan's search on synthetic verdicts: the bracketing count search, the month-by-month
+growth split, sequential replications' stopping rule, the progress estimate and the risk
+warnings. The verdicts here are a known threshold, so the right answer is known without the
+code under test."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import sim.analysis.plan_search as plan_search
+from sim.analysis.plan import risk_warnings
+from sim.analysis.plan_progress import PRIOR_SIMULATIONS, PlanTracker
+from sim.analysis.plan_search import CandidateSearch, _growth
+from sim.analysis.replications import early_verdict
+from sim.scenario.plan_spec import PlanSpec
+
+
+class Threshold(CandidateSearch):
+    """A search whose point (n, rate) meets the SLO when n >= ceil(rate / per_replica)."""
+
+    def __init__(self, per_replica: float, cap: int) -> None:  # noqa: D107 (no simulation behind it)
+        self.spec = PlanSpec(max_replicas=cap)
+        self.per_replica = per_replica
+        self.tested: list[tuple[int, float]] = []
+
+    def need(self, rate: float) -> int:
+        return math.ceil(rate / self.per_replica - 1e-9)
+
+    def met(self, replicas: int, rate_rps: float, role: str) -> bool:
+        if (replicas, rate_rps) not in self.tested:
+            self.tested.append((replicas, rate_rps))
+        return replicas >= self.need(rate_rps)
+
+    def scenario(self, replicas, rate_rps, replication=0):
+        return None
+
+
+@pytest.mark.parametrize("need", [1, 2, 5, 13, 31, 32])
+@pytest.mark.parametrize("guess", [None, 1, 2, 7, 13, 14, 40])
+def test_fewest_finds_the_threshold_from_any_guess(need, guess):
+    s = Threshold(per_replica=1.0, cap=32)
+    assert s.fewest(float(need), guess=guess) == need
+    assert (need, float(need)) in s.tested  # the answer itself was simulated (proven)
+    if need > 1:
+        assert (need - 1, float(need)) in s.tested  # and one fewer, which misses
+    if guess == need and need > 1:
+        assert len(s.tested) == 2  # a right guess costs two points
+
+
+def test_fewest_over_the_cap_is_none_and_a_guess_over_it_tests_the_cap_first():
+    s = Threshold(per_replica=1.0, cap=32)
+    assert s.fewest(40.0, lo=1, guess=45) is None
+    assert s.tested == [(32, 40.0)]
+
+
+def test_fewest_between_known_bounds_does_not_simulate_the_upper_bound():
+    s = Threshold(per_replica=1.0, cap=32)
+    assert s.fewest(9.0, lo=3, hi=12, guess=12) == 9
+    assert (12, 9.0) not in s.tested and (9, 9.0) in s.tested and (8, 9.0) in s.tested
+    s = Threshold(per_replica=1.0, cap=32)
+    assert s.fewest(5.0, lo=4, hi=5, guess=5) == 5 and s.tested == []  # nothing left to decide
+
+
+@pytest.mark.parametrize("per_replica", [0.3, 0.55, 1.0, 4.5, 9.0])
+def test_growth_months_are_the_fewest_at_each_rate(monkeypatch, per_replica):
+    monkeypatch.setattr(plan_search, "pool_costs", lambda sc: [])
+    rates = [4.0 * 1.15 ** m for m in range(6)]  # plan-example's growth forecast
+    s = Threshold(per_replica=per_replica, cap=64)
+    peak = max(rates)
+    rows = _growth(s, s.need(peak), 0, peak, rates)
+    assert [g["replicas"] for g in rows] == [s.need(r) for r in rates]
+    months_below = [r for r in rates if r < peak]
+    # the estimate is at most a count or two off here: n and n - 1, plus a step of the down-gallop
+    assert len(s.tested) <= 3 * len(months_below)
+
+
+def test_growth_with_spare_replicas_adds_them():
+    s = Threshold(per_replica=1.0, cap=64)
+    plan_search_pool_costs = plan_search.pool_costs
+    try:
+        plan_search.pool_costs = lambda sc: []
+        rows = _growth(s, 8, 2, 8.0, [2.0, 4.0, 8.0])
+    finally:
+        plan_search.pool_costs = plan_search_pool_costs
+    assert [g["replicas"] for g in rows] == [2 + 2, 4 + 2, 8 + 2]
+
+
+def _stats(verdict: str, replications: int) -> dict:
+    return {"verdict": verdict, "replications": replications}
+
+
+def test_early_stop_rule():
+    assert early_verdict(_stats("missed", 2))  # a miss may stop at the first look
+    assert not early_verdict(_stats("met", 2))  # a met needs a third replication
+    assert early_verdict(_stats("met", 3))
+    assert not early_verdict(_stats("undecided", 4))
+
+
+def test_progress_estimate_uses_finished_candidates():
+    seen = []
+    t = PlanTracker(["a", "b", "c"], lambda done, total, text: seen.append((done, total, text)))
+    t.report()
+    assert seen[-1] == (0, 3 * PRIOR_SIMULATIONS, "candidate 0 of 3 done")
+    for _ in range(10):
+        t.sim("a")
+    t.done("a", 10)
+    t.sim("b")
+    # a ran 10; b and c are expected to run as many (b has 1 already)
+    assert seen[-1][:2] == (11, 10 + 10 + 10)
+    assert seen[-1][2] == "candidate 1 of 3 done; on b"
+    t.sim("a")  # a late event of a finished candidate does not count twice
+    assert seen[-1][0] == 11
+    t.done("b", 30)
+    t.done("c", 0)  # a candidate that does not fit runs nothing
+    assert seen[-1][:2] == (40, 40)
+
+
+def test_risk_warnings_flag_no_headroom_and_one_down():
+    c = {"id": "x", "replicas": 2, "headroom_pct": 0.0, "headroom_interval_pct": [0.0, 12.5], "failures_down": 0,
+         "failure": {"verdict": "missed", "running": 1, "stats": {"attainment_pct": 10.7}}}
+    w = risk_warnings(c, 8.0)
+    assert len(w) == 2
+    assert "only 0.0% above the forecast peak of 8 req/s" in w[0] and "12.5%" in w[0]
+    assert "1 of 2 running" in w[1] and "10.7%" in w[1] and "plan.failures.replicas_down" in w[1]
+    c.update(headroom_pct=25.0, failure={"verdict": "met", "running": 1, "stats": {"attainment_pct": 99.0}})
+    assert risk_warnings(c, 8.0) == []
+    c.update(failures_down=1, failure={"verdict": "missed", "running": 2, "stats": {"attainment_pct": 50.0}})
+    assert risk_warnings(c, 8.0) == []  # sized for failures already: n - 1 is not the fleet it promises
