@@ -18,7 +18,7 @@ from sim.report.plan_stats import confidence_sentences, failure_sentence, plan_w
 
 __all__ = ["Column", "CANDIDATE_COLUMNS", "STATUS_TEXT", "candidate_rows", "headline", "label_parts",
            "ranking_sentence", "TIE_RULE",
-           "summary_paragraphs", "key_numbers", "slo_rows", "fleet_text", "gpus_of"]
+           "summary_paragraphs", "key_numbers", "slo_rows", "candidate_slo_rows", "fleet_text", "gpus_of"]
 
 STATUS_TEXT = {"ok": "meets SLO", "does-not-fit": "does not fit", "cannot-meet-slo": "misses SLO"}
 METRIC_TEXT = {"ttft_s": "time to first token", "tpot_s": "time per output token", "e2e_s": "end-to-end latency"}
@@ -43,8 +43,8 @@ CANDIDATE_COLUMNS = (
     Column("gpus", "GPUs", fmt.num, "#,##0"),
     Column("usd_per_month", "$/month", fmt.usd, "$#,##0"),
     Column("usd_per_1m_output_tokens", "$/1M out tok", fmt.usd_small, "$#,##0.000"),
-    Column("p99_ttft_s", "p99 TTFT pooled", fmt.latency, "0.000"),
-    Column("p99_tpot_s", "p99 TPOT pooled", fmt.latency, "0.0000"),
+    Column("p99_ttft_s", "p99 TTFT all classes", fmt.latency, "0.000"),
+    Column("p99_tpot_s", "p99 TPOT all classes", fmt.latency, "0.0000"),
     Column("attainment_pct", "SLO attained", fmt.pct, "0.0"),
     Column("headroom_pct", "headroom", fmt.pct, "0.0"),
     Column("headroom_interval_pct", "headroom 95% CI",
@@ -145,6 +145,22 @@ def slo_rows(summary: dict) -> list[dict]:
                         "target_s": cls["attainment_target_pct"], "achieved_s": cls.get("attainment_pct"),
                         "met": (cls.get("attainment_pct") or 0) >= cls["attainment_target_pct"]})
     return out
+
+
+def candidate_slo_rows(c: dict) -> tuple[list[dict], str]:
+    """``slo_rows`` of a candidate and what "forecast" means there: for a plan candidate the
+    mean over its replications (the figure its verdict and 95% interval use; ``met`` is the
+    verdict), else the one run's summary."""
+    rows = slo_rows(c.get("summary") or {})
+    stats = c.get("slo_stats") or {}
+    items = {(it["class"], it["metric"], it["percentile"] or ""): it for it in stats.get("items") or []}
+    if not items or not rows:
+        return rows, "forecast"
+    for r in rows:
+        it = items.get((r["class"], r["metric"], r.get("percentile") or ""))
+        if it is not None:
+            r.update(achieved_s=it["mean"], met=it["verdict"] == "met")
+    return rows, f"forecast, mean of {stats.get('replications')} runs"
 
 
 def _has_slo(summary: dict) -> bool:
@@ -289,6 +305,7 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
                    "No alternatives were compared and no headroom was measured; run `fleetcast plan` for that.")
     else:
         out.append(f"We recommend {fleet_text(c)} serving {_model_text(c)}.")
+        out += [f"Warning: {w}" for w in plan_warnings(inp.plan)]  # on the first screen, before the detail
     hourly = c.get("usd_per_hour")
     out.append(f"It costs {fmt.usd(c.get('usd_per_month'))} per month ({fmt.usd_small(hourly)} per hour), "
                f"which is {fmt.usd_small(c.get('usd_per_1m_output_tokens'))} per million output tokens "
@@ -314,7 +331,6 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
     if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings
         out += confidence_sentences(inp.plan, c)
         out += [x for x in (window_sentence(inp.plan), failure_sentence(c)) if x]
-        out += [f"Warning: {w}" for w in plan_warnings(inp.plan)]
     if a.own_vs_rent is not None:
         out.append(own_rent_sentence(a.own_vs_rent))
     growth = c.get("growth") or []
