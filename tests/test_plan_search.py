@@ -87,15 +87,32 @@ def test_growth_with_spare_replicas_adds_them():
     assert [g["replicas"] for g in rows] == [2 + 2, 4 + 2, 8 + 2]
 
 
-def _stats(verdict: str, replications: int) -> dict:
-    return {"verdict": verdict, "replications": replications}
+def _summary(ttft_p99_s: float) -> dict:
+    """One replication's summary: one class, one SLO item (p99 TTFT under 1 s)."""
+    slo = {"ttft_s.p99": {"metric": "ttft_s", "percentile": "p99", "target_s": 1.0, "achieved_s": ttft_p99_s,
+                          "met": ttft_p99_s <= 1.0}}
+    counts = {"total": 300}
+    cls = {"slo": slo, "ttft_s": {"n": 300, "p99": ttft_p99_s}, "attainment_target_pct": None,
+           "attainment_pct": 100.0, "counts": counts}
+    lat = {"p99": ttft_p99_s}
+    return {"classes": {"chat": cls}, "cost": {"usd_per_1m_output_tokens": 1.0, "usd_per_1m_total_tokens": 1.0},
+            "overall": {"attainment_pct": 100.0, "ttft_s": lat, "tpot_s": lat, "e2e_s": lat, "counts": counts}}
 
 
-def test_early_stop_rule():
-    assert early_verdict(_stats("missed", 2))  # a miss may stop at the first look
-    assert not early_verdict(_stats("met", 2))  # a met needs a third replication
-    assert early_verdict(_stats("met", 3))
-    assert not early_verdict(_stats("undecided", 4))
+@pytest.mark.parametrize("values, stop", [
+    # mean 3.05, sd 0.0707: 95% half-width 12.71 * 0.0707 / sqrt(2) = 0.64, all above 1 s: missed at 2
+    ([3.0, 3.1], True),
+    # 95% interval 0.51 +- 0.13 is under 1 s, but a "met" needs a third replication
+    ([0.5, 0.52], False),
+    # n = 3, sd 0.01: 99% half-width 9.925 * 0.01 / sqrt(3) = 0.057, under 1 s: met early
+    ([0.5, 0.52, 0.51], True),
+    # sd 0.1: 95% upper end 0.7 + 4.303 * 0.1 / sqrt(3) = 0.948 (met), 99% 0.7 + 0.573 = 1.27: not yet
+    ([0.6, 0.7, 0.8], False),
+    # sd 0.2: 95% upper end 0.7 + 0.497 = 1.197 straddles 1 s: open
+    ([0.5, 0.9, 0.7], False),
+])
+def test_early_stop_rule(values, stop):
+    assert early_verdict([_summary(v) for v in values]) is stop
 
 
 def test_progress_estimate_uses_finished_candidates():
