@@ -6,6 +6,7 @@ code under test."""
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -14,6 +15,7 @@ from sim.analysis.plan import risk_warnings
 from sim.analysis.plan_progress import PRIOR_SIMULATIONS, PlanTracker
 from sim.analysis.plan_search import CandidateSearch, _growth
 from sim.analysis.replications import early_verdict
+from sim.cli.common import progress_bar
 from sim.scenario.plan_spec import PlanSpec
 
 
@@ -119,14 +121,14 @@ def test_progress_estimate_uses_finished_candidates():
     seen = []
     t = PlanTracker(["a", "b", "c"], lambda done, total, text: seen.append((done, total, text)))
     t.report()
-    assert seen[-1] == (0, 3 * PRIOR_SIMULATIONS, "candidate 0 of 3 done")
+    assert seen[-1] == (0, 3 * PRIOR_SIMULATIONS, "candidates done: 0 of 3")
     for _ in range(10):
         t.sim("a")
     t.done("a", 10)
     t.sim("b")
     # a ran 10; b and c are expected to run as many (b has 1 already)
     assert seen[-1][:2] == (11, 10 + 10 + 10)
-    assert seen[-1][2] == "candidate 1 of 3 done; on b"
+    assert seen[-1][2] == "candidates done: 1 of 3; on b"
     t.sim("a")  # a late event of a finished candidate does not count twice
     assert seen[-1][0] == 11
     t.done("b", 30)
@@ -145,3 +147,14 @@ def test_risk_warnings_flag_no_headroom_and_one_down():
     assert risk_warnings(c, 8.0) == []
     c.update(failures_down=1, failure={"verdict": "missed", "running": 2, "stats": {"attainment_pct": 50.0}})
     assert risk_warnings(c, 8.0) == []  # sized for failures already: n - 1 is not the fleet it promises
+
+
+def test_piped_progress_repeats_during_a_long_silence(capsys):
+    """One callback, then nothing for a while (a long simulation): lines keep coming."""
+    with progress_bar("planning x", enabled=False, every_s=0.2, unit=" simulations", estimated=True) as bar:
+        bar(3, 12, "candidates done: 0 of 2; on a")
+        time.sleep(0.9)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(lines) >= 2
+    assert all(x.startswith("planning x: 25% (3 of about 12 simulations), ") for x in lines)
+    assert lines[-1].endswith("s left; candidates done: 0 of 2; on a")

@@ -58,7 +58,7 @@ class PlanTracker:
 
     def text(self) -> str:
         running = [i for i in self.ids if i not in self.finished and self.sims[i] > 0]
-        head = f"candidate {len(self.finished)} of {len(self.ids)} done"
+        head = f"candidates done: {len(self.finished)} of {len(self.ids)}"
         return head + (f"; on {', '.join(running[:2])}" + (" ..." if len(running) > 2 else "") if running else "")
 
     def report(self) -> None:
