@@ -2,12 +2,16 @@
 with intervals on the count and the headroom, the failure line, and the
 growth months.
 
-Every point is ``plan.replications`` simulations (``point_stats``); the
-search moves on the point's verdict: ``met`` only when every SLO item's 95%
+Every point is up to ``plan.replications`` simulations, run sequentially
+(``early_verdict``: 2 first, more while the verdict is open); the search
+moves on the point's verdict: ``met`` only when every SLO item's 95%
 interval is within its target. SLO attainment is taken as monotone in the
-replica count (more replicas, same arrivals: never worse), so the count is
-found by galloping up (lo+1, lo+3, lo+7, ...) and bisecting. Points are
-cached by (replicas, rate).
+replica count (more replicas, same arrivals: never worse) and in the rate
+(never better at a higher one), so the count is bracketed: one replica
+first, then from the queueing estimate (``_queueing_guess``) a gallop up
+(+1, +2, +4, ...), a gallop down when the estimate met, and bisection
+(``fewest``); growth months are split at the middle one (``_growth``).
+Points are cached by (replicas, rate).
 
 - Count interval ``[n_low, n]``: ``n`` is the fewest proven to meet;
   ``n_low - 1`` the largest count below it proven to miss (searched down
