@@ -102,13 +102,15 @@ def _summary(ttft_p99_s: float) -> dict:
 
 
 @pytest.mark.parametrize("values, stop", [
-    # mean 3.05, sd 0.0707: 95% half-width 12.71 * 0.0707 / sqrt(2) = 0.64, all above 1 s: missed at 2
-    ([3.0, 3.1], True),
+    # n = 2, sd 0.00707: 99% half-width t(0.995, 1) = 63.66 * 0.00707 / sqrt(2) = 0.318, all above 1 s: missed
+    ([3.0, 3.01], True),
+    # sd 0.0707: the 95% interval (3.05 +- 0.64) is above 1 s, the 99% one (3.05 +- 3.18) is not yet
+    ([3.0, 3.1], False),
     # 95% interval 0.51 +- 0.13 is under 1 s, but a "met" needs a third replication
     ([0.5, 0.52], False),
-    # n = 3, sd 0.01: 99% half-width 9.925 * 0.01 / sqrt(3) = 0.057, under 1 s: met early
+    # n = 3, sd 0.01: 99.5% half-width t(0.9975, 2) = 14.09 * 0.01 / sqrt(3) = 0.081, under 1 s: met early
     ([0.5, 0.52, 0.51], True),
-    # sd 0.1: 95% upper end 0.7 + 4.303 * 0.1 / sqrt(3) = 0.948 (met), 99% 0.7 + 0.573 = 1.27: not yet
+    # sd 0.1: 95% upper end 0.7 + 4.303 * 0.1 / sqrt(3) = 0.948 (met), 99.5% 0.7 + 0.813 = 1.51: not yet
     ([0.6, 0.7, 0.8], False),
     # sd 0.2: 95% upper end 0.7 + 0.497 = 1.197 straddles 1 s: open
     ([0.5, 0.9, 0.7], False),

@@ -38,8 +38,8 @@ from sim.analysis.forecast import forecast, pool_costs
 from sim.analysis.metrics import HOURS_PER_MONTH, cost_and_class_columns
 from sim.analysis.peak import PlanWindow, apply_window
 from sim.analysis.rates import with_rate
-from sim.analysis.replications import (EARLY_MET_CONFIDENCE, MIN_MET_REPLICATIONS, MIN_REPLICATIONS, early_verdict,
-                                        misses_text, point_stats)
+from sim.analysis.replications import (EARLY_MET_CONFIDENCE, EARLY_MISSED_CONFIDENCE, MIN_MET_REPLICATIONS,
+                                        MIN_REPLICATIONS, early_verdict, misses_text, point_stats)
 from sim.errors import ScenarioError
 from sim.perf.pool_model import PoolModel, build_pool_models
 from sim.scenario.plan_spec import PlanSpec
@@ -212,10 +212,11 @@ def search_counts(points: list[dict], replications: int, ids: list[str]) -> dict
                 "early_stops": sum(1 for p in pts if p["replications"] < replications)}
     return {**counts(points), "replications_min": MIN_REPLICATIONS, "replications_max": int(replications),
             "early_met_replications": MIN_MET_REPLICATIONS, "early_met_confidence": EARLY_MET_CONFIDENCE,
+            "early_missed_confidence": EARLY_MISSED_CONFIDENCE,
             "rule": "each point starts with replications_min replications and adds one while its verdict is open "
-                    "(at most replications_max); it stops early once its 95% verdict is missed, or once it has "
-                    "early_met_replications and its early_met_confidence interval is within every target; the "
-                    "verdict is the 95% rule over the replications run",
+                    "(at most replications_max); it stops early once its early_missed_confidence interval lies "
+                    "outside a target, or once it has early_met_replications and its early_met_confidence "
+                    "interval is within every target; the verdict is the 95% rule over the replications run",
             "by_candidate": [{"candidate": i, **counts([p for p in points if p["candidate"] == i])} for i in ids]}
 
 
