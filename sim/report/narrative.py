@@ -194,7 +194,8 @@ def _service_sentence(c: dict, peak) -> str:
                 "SLO, so every completed request counts as meeting it.")
     return (f"{at} meets the latency targets for {fmt.pct(c.get('attainment_pct', o.get('attainment_pct')))} "
             f"of requests{_target_text(s)}: p99 time to first token {fmt.latency(c.get('p99_ttft_s'))}, "
-            f"p99 time per output token {fmt.latency(c.get('p99_tpot_s'))}.")
+            f"p99 time per output token {fmt.latency(c.get('p99_tpot_s'))} (all classes together; each "
+            "class against its own target in the SLO table).")
 
 
 def _utilization_sentence(c: dict, peak) -> str:
