@@ -133,6 +133,10 @@ def test_progress_estimate_uses_finished_candidates():
     assert seen[-1][2] == "candidates done: 1 of 3; on b"
     t.sim("a")  # a late event of a finished candidate does not count twice
     assert seen[-1][0] == 11
+    for _ in range(19):
+        t.sim("b")
+    # b is past the mean (20 > 10): expected to run half as much again, 1.5 * 20 + 1 = 31; c still 10
+    assert seen[-1][:2] == (30, 10 + 31 + 10)
     t.done("b", 30)
     t.done("c", 0)  # a candidate that does not fit runs nothing
     assert seen[-1][:2] == (40, 40)

@@ -6,7 +6,8 @@ candidate (``done``) and calls ``progress(done, total, text)`` with simulations
 as the unit. The total is an estimate that is revised as candidates finish:
 a running candidate is expected to need the mean of the finished candidates
 that were simulated at all (``PRIOR_SIMULATIONS`` before any has finished),
-and never fewer than it has already run. In a process pool the workers send
+and, once past that, half as much again as it has run (so a big candidate at
+the end does not read "100%, 0 s left" while it runs on). In a process pool the workers send
 their events through a queue (``worker_init`` / ``search_in_worker``) that a
 thread of the parent drains (``drain``).
 """
@@ -53,7 +54,8 @@ class PlanTracker:
         """Simulations expected in all: done ones plus the expected rest of each open candidate."""
         ran = [v for v in self.finished.values() if v > 0]
         per = sum(ran) / len(ran) if ran else PRIOR_SIMULATIONS
-        return int(sum(self.finished.values()) + sum(max(per, self.sims[i] + 1)
+        # a candidate already past the mean is a big one: expect it to run half as much again
+        return int(sum(self.finished.values()) + sum(max(per, 1.5 * self.sims[i] + 1)
                                                      for i in self.ids if i not in self.finished))
 
     def text(self) -> str:
