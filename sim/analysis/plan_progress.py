@@ -22,7 +22,7 @@ from sim.analysis.plan_search import search_candidate
 __all__ = ["PlanTracker", "PRIOR_SIMULATIONS", "worker_init", "search_in_worker", "drain"]
 
 #: simulations a candidate is expected to need before any has finished (plan-example, seed 11:
-#: 834 simulations over its 11 candidates that fit the model, about 76 each)
+#: 864 simulations over its 11 candidates that fit the model, about 79 each)
 PRIOR_SIMULATIONS = 75
 
 _EVENTS = None  # a worker process's queue (worker_init)
