@@ -1,7 +1,10 @@
 """Build hook: compile the simulator's hot modules with Cython when possible.
 
 The modules stay plain Python (``sim/**/*.py``, the reference); the ``.pxd``
-files next to them add C types when Cython compiles them. When Cython or a C
+files next to them add C types when Cython compiles them. A ``cdef class``'s
+fields are declared once, as a ``__slots__`` dict (field -> C type) in its
+``.py``; ``tools/pxd_layout.py`` writes them into the ``.pxd`` before Cython
+runs (and tests check the committed ``.pxd`` files are what it writes). When Cython or a C
 compiler is missing, or ``FLEETCAST_PURE_PYTHON=1`` is set at install time,
 fleetcast installs as pure Python and gives the same results, only slower
 (``sim.engine_build()`` says which one runs; ``FLEETCAST_PURE_PYTHON=1`` at
@@ -10,6 +13,7 @@ run time forces the Python modules even when compiled ones exist).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -46,6 +50,25 @@ DIRECTIVES = {
 }
 
 
+def write_pxd_layouts(compiled: list[str]) -> None:
+    """Write the ``.pxd`` field blocks from the classes' ``__slots__`` (tools/pxd_layout.py; standard
+    library only, as nothing else is installed yet). A source tree without the tool (an sdist made
+    without it) compiles with the ``.pxd`` files as they are."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    tool = os.path.join(here, "tools", "pxd_layout.py")
+    if not os.path.isfile(tool):
+        return
+    spec = importlib.util.spec_from_file_location("fleetcast_pxd_layout", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        written = module.write_pxds(compiled, root=module.Path(here))
+    except module.LayoutError as exc:
+        raise SystemExit(f"fleetcast: {exc}") from None
+    for pxd in written:
+        print(f"fleetcast: wrote the fields of {os.path.relpath(pxd, here)} from its .py", file=sys.stderr)
+
+
 def extensions() -> list:
     if os.environ.get("FLEETCAST_PURE_PYTHON", "") not in ("", "0"):
         print("fleetcast: FLEETCAST_PURE_PYTHON is set, installing the pure-Python engine", file=sys.stderr)
@@ -55,6 +78,7 @@ def extensions() -> list:
     except ImportError:
         print("fleetcast: Cython is not available, installing the pure-Python engine", file=sys.stderr)
         return []
+    write_pxd_layouts(COMPILED)
     # -ffp-contract=off: no fused multiply-add, so float results match CPython's bit for bit
     exts = [Extension(path[:-3].replace("/", "."), [path],
                       extra_compile_args=["-O2", "-ffp-contract=off"]) for path in COMPILED]

@@ -2,7 +2,7 @@
 
     fleetcast calibrate RUN_DIR... --out calibration/profiles/NAME.json
     fleetcast calibrate --splitwise h100-80gb --out calibration/profiles/h100-splitwise.json
-    fleetcast validate --profile P RUN... [--out DIR] [--record]
+    fleetcast validate [--profile P] RUN... [--out DIR] [--record]
 
 A RUN is a testbed run folder, or a folder of them (a sweep folder), or a run
 log: a ``vllm bench serve --save-result --save-detailed`` result (.json) or a
@@ -20,10 +20,12 @@ from pathlib import Path
 
 from sim import outpaths
 from sim.errors import FleetcastError
+from sim.infiles import int_arg
 from sim.records import write_text_atomic
 
 __all__ = ["register", "expand_runs", "load_runs", "check_out_folder", "check_out_file"]
 
+UNCALIBRATED = "none (catalog defaults and measured kernels, as `fleetcast run` and `plan` use)"
 _VALIDATE_FILES = "errors.csv, errors.json, index.html and figures"
 _RUN_KINDS = ("a testbed run folder (run.json), a vLLM bench serve result (.json), a per-request log "
               "(.jsonl, .csv; docs/run-logs.md), or a folder of them")
@@ -61,12 +63,19 @@ def load_runs(args) -> list:
     """Every run of ``args.runs`` loaded (``calibration.runs.Run``), before anything is written;
     each log's notes (defaults assumed, failed requests) are printed."""
     from calibration.logs import load_log
+    from calibration.logs.static_batch import is_static_batch_table, load_static_batches
     from calibration.runs import load_run
 
     runs = []
     for p in expand_runs(args.runs):
         if p.is_dir():
             runs.append(load_run(p))
+            continue
+        if is_static_batch_table(p):  # one run per measured batch (docs/run-logs.md, "Static-batch tables")
+            table = load_static_batches(p, args.sidecar, _log_overrides(args))
+            for note in table[0].notes:  # the sidecar's, the same for every row
+                print(f"note: {p}: {note}")
+            runs += table
             continue
         run = load_log(p, args.sidecar, _log_overrides(args))
         for note in run.notes:
@@ -115,7 +124,7 @@ def register(subparsers) -> None:
                    help="observables (default): "
                         "per-run mean TPOT / TTFT against PerfModel directly (fast; better on held-out runs here, see "
                         "calibration/README.md); simulation: then refine by replaying every run through the simulator")
-    p.add_argument("--max-nfev", type=int, default=60, help="simulation fit: most residual evaluations")
+    p.add_argument("--max-nfev", type=int_arg(1, 100_000), default=60, help="simulation fit: most residual evaluations")
     p.add_argument("--splitwise", metavar="HARDWARE",
                    help="fit Splitwise's perf_model.csv rows of this hardware instead (a100-80gb, "
                         "h100-80gb, h100-80gb-pcap)")
@@ -129,7 +138,10 @@ def register(subparsers) -> None:
                                           "table and CDF / time-series overlays.")
     v.add_argument("runs", nargs="+", type=Path, help="run folders, bench serve results (.json), per-request "
                                                       "logs (.jsonl, .csv), or folders of them")
-    v.add_argument("--profile", type=Path, required=True)
+    v.add_argument("--profile", type=Path,
+                   help="calibration profile to replay with; without it each run replays with exactly the model "
+                        "`fleetcast run` and `plan` use for that pool (measured vLLM kernels or the roofline, "
+                        "catalog defaults), and says which")
     v.add_argument("--out", type=Path, help="folder for errors.csv/json, PNGs and index.html")
     v.add_argument("--markdown", action="store_true", help="also print the per-run error table as Markdown")
     v.add_argument("--record", action="store_true",
@@ -175,17 +187,43 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from calibration.validate import error_pivot, error_table, summarize_errors, validate_run, write_outputs
+    from calibration.validate import (
+        error_pivot,
+        error_table,
+        replay_model,
+        summarize_errors,
+        validate_run,
+        write_outputs,
+    )
     from sim.perf.profiles import load_profile
 
+    if args.record and args.profile is None:
+        raise FleetcastError("--record stores the held-out summary in a profile: give --profile PROFILE.json, "
+                             "or leave --record out to validate the uncalibrated model")
     if args.out:
         check_out_folder(args.out)
-    prof = load_profile(args.profile)
+    prof: dict = load_profile(args.profile) if args.profile is not None else {"name": UNCALIBRATED}
     if args.record:
         check_out_file(args.profile, "the validation summary (--record)")
     comps = []
     fitted_gpu = (prof.get("fitted_range") or {}).get("gpu")
-    for run in load_runs(args):
+    runs = load_runs(args)
+    if args.profile is None:
+        print("no --profile: each run replays with exactly what `fleetcast run` and `plan` use for its pool "
+              "(no calibration profile):")
+        said: dict[tuple, list[str]] = {}  # one line per distinct pool (a static-batch table has many runs)
+        for run in runs:
+            source, warns = replay_model(run)
+            said.setdefault((run.gpu, run.model, run.tp, source, tuple(warns)), []).append(run.name)
+        for (gpu, model, tp, source, warns), names in said.items():
+            who = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+            print(f"  {who} ({gpu}, {model}, TP{tp}): {source}")
+            for w in warns:
+                print(f"    {w}")
+    for run in runs:
+        partial = partial_run_note(run)
+        if partial:
+            print(f"warning: {partial}")
         if fitted_gpu and fitted_gpu != run.gpu:
             print(f"warning: {run.name} ran on {run.gpu}, but profile {prof.get('name', args.profile.stem)} was "
                   f"fitted on {fitted_gpu}; the comparison tests the profile outside its fitted range")
@@ -199,7 +237,7 @@ def cmd_validate(args) -> int:
     table = error_table(comps)
     piv = error_pivot(table)
     cols = [c for c in ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
-                        "e2e_p50_s", "output_tok_s", "mean_running") if c in piv]
+                        "e2e_p50_s", "output_tok_s", "mean_running", "batch_latency_s") if c in piv]
     print(f"profile {prof.get('name')}: error % (simulated - measured) / measured")
     print(piv[cols].rename(columns=lambda c: c.replace("_s", "")).to_string())
     for c in comps:
@@ -208,20 +246,37 @@ def cmd_validate(args) -> int:
     if args.markdown:
         print(_markdown(piv[cols]))
     summ = summarize_errors(table, "open")
-    for label, s in (("held-out (open-loop)", summ), ("closed-loop", summarize_errors(table, "closed"))):
-        if s and (label.startswith("held") or not summ):
+    for label, s in (("held-out (open-loop)", summ), ("closed-loop", summarize_errors(table, "closed")),
+                     ("static batches", summarize_errors(table, "static"))):
+        if s and (label.startswith(("held", "static")) or not summ):
             print(f"{label} median |error| %: " + ", ".join(
                 f"{k.replace('_s', '')} {v['median_abs_pct']}" + (" ok" if v.get("met") else " MISSED" if "met" in v
                                                                    else "")
                 for k, v in s.items()))
     if args.out:
-        write_outputs(comps, table, args.out, prof.get("name", args.profile.stem))
+        write_outputs(comps, table, args.out, prof.get("name") or args.profile.stem)
         print(f"wrote {args.out}/errors.csv, errors.json, index.html and figures")
     if args.record:
         prof["validation"] = _validation_section(table, summ, comps)
         _write(args.profile, prof)
         print(f"recorded the validation summary in {args.profile}")
     return 0
+
+
+def partial_run_note(run) -> str | None:
+    """'partial run: N of M requests finished ...' for a run whose run.json says it did not
+    complete (killed client, stopped server), else None. M is the sweep point's request count
+    when run.json has it."""
+    meta = run.meta or {}
+    if meta.get("completed", True) is not False:
+        return None
+    req = run.requests
+    finished = int((req["status"] == "ok").sum()) if "status" in req.columns else len(req)
+    planned = (meta.get("sweep_point") or {}).get("requests")
+    of = f" of {int(planned):,}" if isinstance(planned, (int, float)) and planned else ""
+    why = f" ({meta['reason']})" if meta.get("reason") else ""
+    return (f"{run.name}: partial run: {finished:,}{of} requests finished{why}; the comparison covers only "
+            f"those, at the load they saw")
 
 
 def _markdown(piv) -> str:

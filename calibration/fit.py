@@ -92,7 +92,7 @@ class FitResult:
 
 def predict_steps(obs: list[StepObs], coeffs: PerfCoefficients, models: dict) -> np.ndarray:
     """Predicted seconds per observation; ``models[key] = (gpu, model, quant, tp)``."""
-    perf = {k: PerfModel(*v[:3], v[3], coeffs) for k, v in models.items()}
+    perf = {k: PerfModel(v[0], v[1], v[2], v[3], coeffs) for k, v in models.items()}
     # shapes may be means over many steps (fractional): step_time_s is plain arithmetic
     return np.array([sum(w * perf[o.key].step_time_s(pt, pa, nd, ctx, nps) for w, pt, pa, nd, ctx, nps in o.parts)
                      + o.requests * coeffs.t_request_s for o in obs])
@@ -126,6 +126,7 @@ def fit_steps(obs: list[StepObs], models: dict, *, free: tuple[str, ...] = STEP_
                           diff_step=1e-4, max_nfev=400)
         if best is None or r.cost < best.cost:
             best = r
+    assert best is not None  # one fit per start, and there is at least one start
     coeffs = coeffs_of(best.x)
     res = np.log(predict_steps(obs, coeffs, models) / meas)
     return FitResult(coeffs, free, res, float(best.cost), int(best.nfev), str(best.message))

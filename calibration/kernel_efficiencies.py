@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,7 @@ def _fit(flops_s: np.ndarray, bytes_s: np.ndarray, meas_s: np.ndarray, e_memory:
         i = int(np.argmin(err))
         if best is None or err[i] < best[0]:
             best = (err[i], float(GRID[i]), float(em))
+    assert best is not None  # GRID is not empty
     _, ec, em = best
     t = np.maximum(flops_s / ec, bytes_s / em)
     return ec, em, float(np.median(np.abs(t / meas_s - 1.0)))
@@ -86,11 +88,11 @@ def fit_all(root: Path) -> dict:
         gpu_name, system = sib
         gpu = cat.gpu(gpu_name)
         version = kd.nearest_version(kd.versions(root, system, "gemm_perf"), None)
-        entry = {"sibling": system, "e_compute": {}}
+        entry: dict[str, Any] = {"sibling": system, "e_compute": {}}
         notes = []
         e_mem = None
         for dt, (gemm_dtype, wb) in DTYPES.items():
-            rows = _rows(root, system, version, gemm_dtype)
+            rows = _rows(root, system, version, gemm_dtype)  # type: ignore[arg-type]  # assumes gemm_perf tables (not checked)
             if rows is None or dt not in gpu.peak_flops:
                 continue
             m, n, k, lat_s = rows

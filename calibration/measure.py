@@ -65,7 +65,7 @@ def _server_knobs(scenario) -> dict:
 
 
 def _sweep(srv, engine, out: Path, model: str, requests: int, seed: int, points) -> None:
-    from testbed.cli import _Progress, _point_name, _print_summary
+    from testbed.cli import _point_name, _print_summary, _Progress
     from testbed.prompts import closed_loop_requests, new_salt
     from testbed.runfolder import is_complete, server_meta
     from testbed.runner import execute_run
@@ -101,7 +101,7 @@ def _capacity(srv, engine, folder: Path, scenario_path: Path, model: str, n: int
     from calibration.runs import completed_rps
     from sim.scenario.spec import load_scenario
     from sim.workload.generate import generate_workload
-    from testbed.cli import _Progress, _print_summary
+    from testbed.cli import _print_summary, _Progress
     from testbed.prompts import RequestSpec, new_salt, requests_from_workload
     from testbed.runfolder import is_complete, server_meta
     from testbed.runner import execute_run
@@ -125,12 +125,12 @@ def _capacity(srv, engine, folder: Path, scenario_path: Path, model: str, n: int
 
 
 def _open_run(srv, engine, folder: Path, scenario_path: Path, model: str, capacity_rps: float) -> None:
-    from testbed.cli import _Progress, _print_summary
+    from sim.scenario.spec import load_scenario
+    from sim.workload.generate import generate_workload
+    from testbed.cli import _print_summary, _Progress
     from testbed.prompts import new_salt, requests_from_workload
     from testbed.runfolder import is_complete, server_meta
     from testbed.runner import execute_run
-    from sim.scenario.spec import load_scenario
-    from sim.workload.generate import generate_workload
 
     if is_complete(folder):
         return
@@ -172,8 +172,8 @@ def main(argv=None) -> int:
               for c in ints(args.concurrency)]
     groups: dict[tuple, list[Path]] = {}
     for path in args.heldout:
-        knobs = _server_knobs(load_scenario(path))
-        groups.setdefault(tuple(sorted(knobs.items())), []).append(path)
+        server = _server_knobs(load_scenario(path))
+        groups.setdefault(tuple(sorted(server.items())), []).append(path)
     main_knobs = min(groups, key=lambda k: len(dict(k)), default=())  # the plainest server runs the sweep
     order = [main_knobs] + [k for k in groups if k != main_knobs]
     for i, knobs in enumerate(order):

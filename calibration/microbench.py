@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def measure() -> dict:
     n = 2048
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = a.copy()
-    out = {"cores": os.cpu_count(), "gemm_n": n}
+    out: dict[str, Any] = {"cores": os.cpu_count(), "gemm_n": n}
     out["fp32_flops"] = 2 * n**3 / _best(lambda: a @ b)
     src = np.ones(64 * 1024 * 1024, dtype=np.float64)  # 512 MiB
     dst = np.empty_like(src)

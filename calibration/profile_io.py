@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,7 @@ def build_run_profile(folders: list[Path | Run], name: str, method: str, max_nfe
         if method != "simulation":
             raise FleetcastError(f"{exc}{simulate_only}") from None
         fit, obs = None, []
+    fit_error: dict[str, Any]
     if fit is not None:
         rows = [f"{o.label:<28} {o.kind:<5} measured {o.measured_s * 1e3:8.2f} ms  predicted {e * 100:+6.1f}%"
                 for o, e in zip(obs, fit.rel_errors())]

@@ -12,9 +12,9 @@ config.json, the device from ``calibration/catalog-cpu.yaml``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -153,6 +153,7 @@ def load_run(folder: Path) -> Run:
     meta_path = folder / "run.json"
     meta = _read_json(meta_path)
     req_path = folder / "requests.parquet"
+    req: pd.DataFrame  # read_journal gives None only without a journal, checked here
     if not req_path.exists() and (folder / JOURNAL).exists():  # the client was killed: its journal
         req = read_journal(folder)
         meta = {**meta, **interrupted_meta(meta, len(req))}

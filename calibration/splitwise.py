@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calibration.fit import StepObs, step, coeff_dict, error_stats, fit_steps, predict_steps, today
+from calibration.fit import StepObs, coeff_dict, error_stats, fit_steps, predict_steps, step, today
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
 
@@ -77,7 +77,7 @@ def below_roofline(steps: pd.DataFrame) -> pd.Series:
 
     obs = _obs(steps, check=False)
     models = _models(obs)
-    perf = {k: PerfModel(*v[:3], v[3]) for k, v in models.items()}
+    perf = {k: PerfModel(v[0], v[1], v[2], v[3]) for k, v in models.items()}
     bad = [any(o.measured_s < roofline_floor_s(perf[o.key], *(int(round(x)) if i != 1 else x
                                                               for i, x in enumerate(o.parts[0][1:])))
                for o in obs[2 * i:2 * i + 2]) for i in range(len(steps))]

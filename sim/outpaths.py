@@ -7,11 +7,22 @@ ancestor and removes it at once: asking ``os.access`` is not enough, since
 root ignores permission bits and some file systems (``/proc``) refuse anyway.
 ``staged_folder`` builds a result folder beside its destination and swaps it
 in with one rename, so a failure, Ctrl-C or SIGTERM leaves the old one intact.
+
+``out_lock`` makes one process at a time the writer of an ``--out``: a lock
+file named by a hash of its absolute path in the user's temp folder
+(``flock``-ed, holding the writer's pid; nothing is created beside ``--out``
+before the results are), so a
+second run into the same folder is refused at once ("in use by pid N") instead
+of silently replacing the first one's results. Whoever holds the lock also
+removes the staging folders (``.NAME.partial-*``) that a killed writer left.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +32,7 @@ from pathlib import Path
 from sim.errors import FleetcastError
 
 __all__ = ["check_writable", "check_out_folder", "check_out_file", "out_error", "swap_in", "staged_folder",
-           "results_kind", "RESULT_MARKERS"]
+           "results_kind", "RESULT_MARKERS", "out_lock", "remove_stale_staging"]
 
 
 def out_error(out: Path, reason: str, what: str = "the results") -> FleetcastError:
@@ -62,6 +73,24 @@ def check_out_folder(out: Path, what: str = "the results", kind: str | None = No
     and (for a command ``kind``) a folder holding another command's results or other files,
     unless ``force``."""
     out = Path(out)
+    try:
+        return _check_out_folder(out, what, kind, force)
+    except OSError as exc:  # a name too long, a component that is a file, EIO
+        raise out_error(out, exc.strerror or str(exc), what) from None
+
+
+#: Bytes of one file name (NAME_MAX on Linux); a folder's staging copy adds ``.`` and ``.partial-XXXXXXXX``.
+NAME_MAX = 255
+_STAGING_EXTRA = 18
+
+
+def _check_out_folder(out: Path, what: str, kind: str | None, force: bool) -> Path:
+    longest = max((p for p in out.parts), key=lambda p: len(p.encode("utf-8", "surrogateescape")), default="")
+    n = len(longest.encode("utf-8", "surrogateescape"))
+    if n > NAME_MAX - (_STAGING_EXTRA if longest == out.name else 0):
+        raise out_error(out, f"the name '{longest[:40]}...' is {n} bytes long; a folder name may be at most "
+                             f"{NAME_MAX - _STAGING_EXTRA} bytes here ({NAME_MAX}, less room for the staging copy)",
+                        what)
     if out.exists() and not out.is_dir():
         raise FleetcastError(f"--out {out} is a file; give a folder for {what} (it is created if missing)")
     found = results_kind(out) if kind is not None and not force else None
@@ -77,9 +106,14 @@ def check_out_folder(out: Path, what: str = "the results", kind: str | None = No
 def check_out_file(out: Path, what: str) -> Path:
     """``--out`` names a file to write: refuse a folder or an unwritable place."""
     out = Path(out)
-    if out.is_dir():
-        raise FleetcastError(f"--out {out} is a folder; give a file path for {what}, e.g. {out / 'NAME.json'}")
-    check_writable(out.parent, out, what)
+    try:
+        if out.is_dir():
+            raise FleetcastError(f"--out {out} is a folder; give a file path for {what}, e.g. {out / 'NAME.json'}")
+        if len(out.name.encode("utf-8", "surrogateescape")) > 255:
+            raise out_error(out, "File name too long", what)
+        check_writable(out.parent, out, what)
+    except OSError as exc:
+        raise out_error(out, exc.strerror or str(exc), what) from None
     return out
 
 
@@ -94,6 +128,80 @@ def swap_in(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+#: Paths this process holds the lock of (flock conflicts between two opens of one file, even
+#: in one process: a command that locks its --out early and then stages into it takes it once).
+_HELD: dict[Path, int] = {}
+
+
+def _lock_path(out: Path) -> Path:
+    digest = hashlib.sha1(os.path.realpath(out).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"fleetcast-{os.getuid()}" / "locks" / f"{digest}.lock"
+
+
+def _staging_prefix(out: Path) -> str:
+    return f".{out.name}.partial-"
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders of ``out`` (and old copies swapped out) that a killed writer
+    left; call only while holding ``out_lock(out)``, so none of them is a live writer's."""
+    out = Path(out)
+    pattern = re.compile(re.escape(_staging_prefix(out)) + r"[A-Za-z0-9_]{8}$|"
+                         + re.escape(f".{out.name}.old-") + r"[0-9]+$")
+    gone: list[Path] = []
+    try:
+        entries = list(out.parent.iterdir()) if out.parent.is_dir() else []
+    except OSError:
+        return gone
+    for p in entries:
+        if pattern.match(p.name) and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
+@contextmanager
+def out_lock(out: Path, what: str = "the results") -> Iterator[None]:
+    """Hold the writer's lock of ``out`` (re-entrant within this process); refuse at once when
+    another process holds it. Stale staging folders of dead writers are removed on entry."""
+    out = Path(os.path.abspath(out))
+    if out in _HELD:
+        _HELD[out] += 1
+        try:
+            yield
+        finally:
+            _HELD[out] -= 1
+        return
+    lock = _lock_path(out)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise FleetcastError(f"cannot create the lock file {lock} for --out {out}: {exc.strerror or exc}; "
+                             f"set TMPDIR to a folder you can write") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise FleetcastError(f"--out {out} is in use by pid {holder} (another fleetcast command writing its "
+                                 f"results there); wait for it to finish, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        remove_stale_staging(out)
+        _HELD[out] = 1
+        try:
+            yield
+        finally:
+            del _HELD[out]
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def staged_folder(out: Path, what: str = "the results", kind: str | None = None,
                   force: bool = False) -> Iterator[Path]:
@@ -101,13 +209,14 @@ def staged_folder(out: Path, what: str = "the results", kind: str | None = None,
     rename, on any error (or Ctrl-C, SIGTERM) it is removed and ``out`` is untouched."""
     out = check_out_folder(out, what, kind, force)
     tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        yield tmp
-        swap_in(tmp, out)
-    except OSError as exc:
-        raise out_error(out, exc.strerror or str(exc), what) from None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with out_lock(out, what):
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(out), dir=out.parent))
+            yield tmp
+            swap_in(tmp, out)
+        except OSError as exc:
+            raise out_error(out, exc.strerror or str(exc), what) from None
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)

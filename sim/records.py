@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,7 +143,7 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
     path, tmp = _atomic_target(path)
     strings = {c: "string" for c, dt in df.dtypes.items() if isinstance(dt, pd.CategoricalDtype)}
     try:
-        writer = None
+        writer: Any = None  # a ParquetWriter from the first chunk on (there is always one chunk)
         for lo in range(0, max(len(df), 1), PARQUET_ROW_GROUP_ROWS):
             chunk = df.iloc[lo:lo + PARQUET_ROW_GROUP_ROWS]
             table = pa.Table.from_pandas(chunk.astype(strings) if strings else chunk, preserve_index=False)

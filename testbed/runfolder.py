@@ -27,13 +27,12 @@ import os
 import platform
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from sim.records import (REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies,
-                         write_parquet_atomic, write_text_atomic)
+from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies, write_parquet_atomic, write_text_atomic
 
 __all__ = ["ITL_COLUMNS", "JOURNAL", "RecordJournal", "hardware_info", "model_info", "server_meta", "now_iso",
            "requests_frame", "write_run_json", "read_run_json", "write_tables", "read_run", "read_journal",
@@ -83,7 +82,7 @@ def read_journal(folder: Path) -> pd.DataFrame | None:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def hardware_info() -> dict:

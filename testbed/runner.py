@@ -13,8 +13,8 @@ import math
 import os
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import testbed.load as load  # first: Locust monkey-patches the standard library
 from testbed import runfolder as rf

@@ -14,8 +14,8 @@ import math
 import re
 import threading
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -164,7 +164,7 @@ class MetricsScraper:
             next_t += self.interval_s
             self._stop.wait(max(0.0, next_t - self.clock()))
 
-    def start(self) -> "MetricsScraper":
+    def start(self) -> MetricsScraper:
         self._thread = threading.Thread(target=self._loop, name="metrics-scraper", daemon=True)
         self._thread.start()
         return self

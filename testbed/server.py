@@ -190,6 +190,8 @@ class AttachedServer:
 class ServerProcess:
     """A server subprocess in its own process group, logged to ``log_path``."""
 
+    time_to_healthy_s: float  # set by start_server once the server answers (annotation only)
+
     def __init__(self, command: list[str], log_path: Path, port: int, env: dict | None = None):
         self.command, self.log_path, self.port, self.env = command, Path(log_path), port, env
         self.host = "127.0.0.1"
@@ -198,7 +200,7 @@ class ServerProcess:
         self.pid: int | None = None
         self.guard: subprocess.Popen | None = None
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"$ {' '.join(self.command)}\n".encode())
@@ -263,7 +265,7 @@ class ServerProcess:
         """SIGTERM the process group, SIGKILL what is left after ``grace_s``."""
         if self.proc is None:
             return
-        pgid = self.pid  # start_new_session: the group id is the leader's pid
+        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid (= self.pid)
         for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(pgid, sig)
@@ -351,7 +353,7 @@ _HOOKED = False
 def _register(srv: ServerProcess) -> None:
     global _HOOKED
     with _LOCK:
-        _LIVE[srv.pid] = srv
+        _LIVE[srv.pid] = srv  # type: ignore[index]  # registered after start(), which sets pid
         if not _HOOKED:
             _HOOKED = True
             atexit.register(_stop_all)
@@ -363,7 +365,7 @@ def _register(srv: ServerProcess) -> None:
 
 def _unregister(srv: ServerProcess) -> None:
     with _LOCK:
-        _LIVE.pop(srv.pid, None)
+        _LIVE.pop(srv.pid, None)  # type: ignore[arg-type]  # as above
 
 
 def _stop_all() -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 __all__ = ["StreamResult", "completion_payload", "stream_completion"]
 
@@ -67,7 +67,7 @@ def completion_payload(model: str, prompt_ids: list[int], max_tokens: int) -> di
 def _apply_chunk(res: StreamResult, obj: dict, now: float) -> None:
     if "error" in obj and not obj.get("choices"):
         err = obj["error"]
-        res.error = (err.get("message") if isinstance(err, dict) else str(err))[:_MAX_ERROR_CHARS]
+        res.error = (err.get("message") if isinstance(err, dict) else str(err))[:_MAX_ERROR_CHARS]  # type: ignore[index]  # assumes vLLM's error object has a message (not checked)
         res.status = "error"
         return
     choices = obj.get("choices") or []

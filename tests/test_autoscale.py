@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.analysis.contracts.plan import AutoscaleComparison
 from sim.analysis.forecast import forecast
 from sim.analysis.plan_autoscale import autoscale_comparison
 from sim.cli import main
@@ -254,7 +255,7 @@ def test_plan_compares_the_recommended_fleet_fixed_and_autoscaled(tmp_path):
     assert scaled["replicas_mean"] == pytest.approx(33 / 18)
     assert scaled["usd_per_hour"] == pytest.approx(33 / 18 * 3.6)
     assert out["saving_pct"] == pytest.approx(100 * (1 - 33 / 18 / 3))
-    assert "SLO attainment" in plan_autoscale_sentence({"autoscale": out})
+    assert "SLO attainment" in plan_autoscale_sentence(AutoscaleComparison.model_validate(out))
 
 
 class _Rep:

@@ -243,13 +243,12 @@ def test_sweep_corrupt_earlier_results_refused(scenario_path, tmp_path, capsys, 
     assert _snapshot(out) == before
 
 
-def test_sweep_with_no_valid_point_exits_2_and_keeps_the_record(scenario_path, tmp_path, capsys):
+def test_sweep_with_no_valid_point_exits_2_and_writes_nothing(scenario_path, tmp_path, capsys):
+    """A refusal writes nothing (issue 26): no sweep.parquet of invalid rows, no folder."""
     out = tmp_path / "o"
     _fails(["sweep", scenario_path, "--grid", "fleet.0.gpu=nope,nada", "--workers", "1", "--out", out], capsys,
-           "none of the 2 sweep point(s) is valid", "fleet.0.gpu=nope", "unknown GPU 'nope'",
-           str(out / sweep.SWEEP_FILE))
-    df = pd.read_parquet(out / sweep.SWEEP_FILE)
-    assert sorted(df["fleet.0.gpu"]) == ["nada", "nope"] and set(df["status"]) == {"invalid"}
-    # a re-run recomputes nothing and says the same
+           "none of the 2 sweep point(s) is valid", "fleet.0.gpu=nope", "unknown GPU 'nope'", "nothing was written")
+    assert not out.exists()
+    # a re-run says the same
     _fails(["sweep", scenario_path, "--grid", "fleet.0.gpu=nope,nada", "--workers", "1", "--out", out], capsys,
            "none of the 2 sweep point(s) is valid")

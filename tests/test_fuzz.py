@@ -23,6 +23,7 @@ def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, MEMORY_CAP_BYTES))
 
 
+@pytest.mark.slow
 def test_mutated_scenarios_give_runs_or_clean_errors():
     out = subprocess.run([sys.executable, "-m", "tests.fuzz_scenarios", "--seed", "2026", "--cases", str(CASES),
                           "--limit-s", "30"], capture_output=True, text=True, cwd=ROOT, timeout=1500,

@@ -269,6 +269,7 @@ def test_single_request_decode_is_plausible_against_a_published_measurement():
 
 
 @needs_data
+@pytest.mark.slow
 def test_shipped_architecture_efficiencies_are_what_the_committed_script_fits():
     from calibration.kernel_efficiencies import main
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
-from sim.perf.memory import check_max_model_len, device_memory_bytes, moe_workspace_bytes, plan_memory
+from sim.perf.memory import (
+    check_max_model_len,
+    device_memory_bytes,
+    hold_one_sequence,
+    moe_workspace_bytes,
+    plan_memory,
+)
+from sim.perf.pool_model import build_pool_models
+from sim.scenario.spec import scenario_from_dict
+from tests.factories import scenario_dict
 
 CAT = load_catalog()
 GiB = 2**30
@@ -53,6 +63,11 @@ VLLM_LOGS = [
      "qwen3-30b-a3b", "bf16", "auto", 1, 10518),
     ("deepseek-ai/DeepSeek-V2-Lite-Chat", "deepseek-ai-deepseek-v2---h100-80gb--tp1pp1dp1--8192.log",
      "deepseek-v2-lite", "bf16", "auto", 1, 94097),
+    # added for issue 24 (same set): online fp8 (``quantization: fp8``) and w8a8 int8
+    ("meta-llama/Llama-3.1-8B-Instruct quantization fp8", "meta-llama-llama-3---h100-80gb--tp1pp1dp1--8192-qfp8.log",
+     "llama-3.1-8b", "fp8", "auto", 1, 33078),
+    ("RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8", "w8a8-redhatai-qwen2-5-7b--h100-80gb--tp1pp1dp1--8192.log",
+     "qwen2.5-7b", "int8", "auto", 1, 75642),
 ]
 # Where the KV cache is a thin remainder of the budget (a few GiB of 75), 3% of the blocks is less
 # than the spread of vLLM's own profile run; these are checked on the available memory instead.
@@ -250,3 +265,114 @@ def test_qwen3_8b_matches_its_vllm_log():
     the set above): a catalog model added after the memory constants were read."""
     got = _plan("qwen3-8b", "bf16", "auto", 1).num_kv_blocks
     assert abs(got / 26168 - 1) <= 0.03, got
+
+
+# KV capacity at the edge (issue 24): configurations vLLM served that a plan without a vLLM version
+# refused by less than its CUDA-graph estimate. Expected block counts are hand-derived from the
+# models' config.json shapes, not from the plan: one max_model_len sequence plus the null block.
+
+EDGE = [
+    # Qwen3-32B on one H100 with a 32k-token prompt (+1,024 output): 2 x 64 layers x 8 KV heads x 128 x 2 bytes
+    # = 262,144 bytes/token; 33,792 / 16 = 2,112 blocks + the null block = 2,113; 2,112 x 16 x 262,144 = 8.25 GiB
+    ("qwen3-32b", 1, 33_792, 2_113, 8.25),
+    # Qwen3-235B-A22B on 8 H100s at 262,144: 4 KV heads, one per GPU at TP8 (replicated): 2 x 94 x 1 x 128 x 2
+    # = 48,128 bytes/token; 262,144 / 16 = 16,384 blocks + 1 = 16,385; 16,384 x 16 x 48,128 = 11.75 GiB (issue 24)
+    ("qwen3-235b-a22b", 8, 262_144, 16_385, 11.75),
+]
+
+
+@pytest.mark.parametrize("model,tp,max_len,blocks,kv_gib", EDGE, ids=[r[0] for r in EDGE])
+def test_no_version_is_not_refused_for_what_vllm_before_0_21_starts(model, tp, max_len, blocks, kv_gib):
+    args = (CAT.gpu("h100-sxm"), CAT.model(model), CAT.quant("bf16"), tp, 0.9, 16, 8192, 256)
+    newest = plan_memory(*args, None)
+    assert check_max_model_len(newest, max_len, 16, None) is not None  # the refusal issue 24 saw
+    assert newest.kv_bytes_per_token_per_gpu * max_len / GiB == pytest.approx(kv_gib, abs=0.005)
+    assert check_max_model_len(plan_memory(*args, (0, 19, 0)), max_len, 16, (0, 19, 0)) is None
+    held = hold_one_sequence(newest, max_len, 16, None)
+    assert held.num_kv_blocks == blocks and held.max_kv_tokens == 16 * blocks
+    assert check_max_model_len(held, max_len, 16, None) is None
+    # the bytes come out of the CUDA-graph estimate, and the split still adds up to the budget
+    assert 0 <= held.cudagraph_bytes_per_gpu < newest.cudagraph_bytes_per_gpu
+    assert held.available_kv_bytes_per_gpu == (held.budget_bytes_per_gpu - held.weight_bytes_per_gpu
+                                               - held.activation_bytes_per_gpu - held.non_torch_bytes_per_gpu
+                                               - held.cudagraph_bytes_per_gpu)
+    assert "given back to hold one max_model_len sequence" in held.accounting
+    # a pool that names the version keeps that version's accounting: 0.21 subtracts the graphs and refuses
+    pinned = plan_memory(*args, (0, 21, 0))
+    assert hold_one_sequence(pinned, max_len, 16, (0, 21, 0)) is pinned
+    # through the scenario: the pool builds, with the sequence's blocks usable
+    fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": model, "tensor_parallel": tp,
+              "engine": {"max_model_len": max_len}}]
+    pool = build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))[0]
+    assert pool.num_gpu_blocks == blocks and pool.kv_blocks * 16 >= max_len
+
+
+def test_no_version_still_refuses_what_no_release_starts():
+    """Qwen3-32B at 40,960 (its max_position_embeddings) needs 2,561 blocks x 4 MiB = 10.0 GiB per H100 at
+    utilization 0.9, more than even the 0.19 plan leaves (~8.4 GiB): refused, naming the longest that fits."""
+    plan = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-32b"), CAT.quant("bf16"), 1, 0.9, 16, 8192, 256, None)
+    assert hold_one_sequence(plan, 40_960, 16, None) is plan
+    assert "longest max_model_len that fits" in check_max_model_len(plan, 40_960, 16, None)
+    fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": "qwen3-32b",
+              "engine": {"max_model_len": 40_960}}]
+    with pytest.raises(FleetcastError, match="vLLM refuses to start"):
+        build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))
+
+
+def _consumer_gpu(name: str, reported_gib: float):
+    """A consumer card outside the built-in catalog, for the memory plan only: the plan reads nothing of a
+    GPU but the memory it reports (``device_memory_bytes``), which these logs print."""
+    return dataclasses.replace(CAT.gpu("rtx-4090"), name=name, device_memory_bytes=int(reported_gib * GiB))
+
+
+# vLLM v0 on an RTX 3090, Llama-3.1-8B-Instruct bf16, gpu_memory_utilization 0.90 (vllm-project/vllm#10517,
+# comment of 2024-12-02, log format of vLLM 0.6.4): "total_gpu_memory=23.58GiB ... kv_cache_size=3.81GiB" and
+# "# GPU blocks: 1952" at max_model_len 20,000 (served); "kv_cache_size=2.89GiB", "# GPU blocks: 1478" and "The
+# model's max seq len (29000) is larger than the maximum number of tokens that can be stored in KV cache (23648)"
+# at 29,000 (refused). v0 profiles one max_model_len prefill (max_num_batched_tokens = max(max_model_len, 2048)
+# without chunked prefill, which v0 turned on only above 32k: the same comment's torch peak grows from 2.07 GiB over
+# the weights at 20k to 2.99 at 29k and falls to 0.06 at 35k) and 256 sequences. The KV cache is a thin remainder of the budget (3-4 GiB of 21.2),
+# so, as for VLLM_LOGS_THIN, the check is on the memory: within 0.5 GiB. (max_model_len, blocks, served)
+RTX3090_V0 = [(20_000, 1_952, True), (29_000, 1_478, False)]
+
+
+@pytest.mark.parametrize("max_len,logged,served", RTX3090_V0, ids=[str(r[0]) for r in RTX3090_V0])
+def test_rtx_3090_v0_logs_blocks_and_start_up_decision(max_len, logged, served):
+    version = (0, 6, 4)
+    plan = plan_memory(_consumer_gpu("rtx-3090", 23.58), CAT.model("llama-3.1-8b"), CAT.quant("bf16"), 1, 0.90, 16,
+                       max(max_len, 2048), 256, version)
+    err_bytes = (plan.num_kv_blocks - logged) * plan.kv_bytes_per_block_per_gpu
+    assert abs(err_bytes) <= 0.5 * GiB, f"{plan.num_kv_blocks} blocks vs {logged} logged (vllm#10517)"
+    # fleetcast starts what vLLM started and refuses what it refused
+    assert (check_max_model_len(plan, max_len, 16, version) is None) == served
+
+
+def test_rtx_4060_refuses_what_vllm_refused():
+    """vllm-project/vllm#13882 (vLLM 0.7, v0): Qwen2.5-7B AWQ on an 8 GiB RTX 4060 at gpu_memory_utilization 0.70,
+    max_model_len 4096: "total_gpu_memory (8.00GiB) x gpu_memory_utilization (0.70) = 5.60GiB ... model weights take
+    5.20GiB; ... the rest of the memory reserved for KV Cache is -1.05GiB", "# cuda blocks: 0", then an error. The
+    plan must not fit either, and say so."""
+    with pytest.raises(FleetcastError, match="does not fit"):
+        plan_memory(_consumer_gpu("rtx-4060", 8.00), CAT.model("qwen2.5-7b"), CAT.quant("int4-awq"), 1, 0.70, 16,
+                    4096, 256, (0, 7, 3))
+
+
+# vLLM 0.19 logs the CUDA-graph estimate it does not yet subtract ("Estimated CUDA graph memory: X GiB total");
+# from 0.21 on it is taken out of the KV budget ("CUDA graph memory profiling is enabled (default since v0.21.0).
+# The current --gpu-memory-utilization=0.9200 is equivalent to --gpu-memory-utilization=0.9129 without CUDA graph
+# memory profiling", noonghunna/club-3090#127). So the same run under 0.21 keeps (Available KV cache memory -
+# estimate) / block bytes blocks, the rest of the accounting unchanged; from the two logs added above (-qfp8 and
+# w8a8-redhatai-qwen2-5-7b). The plan's CUDAGRAPH_ESTIMATE_BYTES was read from other models of the set.
+# (model, weights, kv, "Available KV cache memory" GiB, "Estimated CUDA graph memory" GiB)
+V019_GRAPHS = [("llama-3.1-8b", "fp8", "auto", 64.61, 0.84), ("qwen2.5-7b", "int8", "auto", 64.64, 0.81)]
+
+
+@pytest.mark.parametrize("model,weights,kv,available_gib,graphs_gib", V019_GRAPHS,
+                         ids=[f"{r[0]}-{r[1]}" for r in V019_GRAPHS])
+def test_the_same_runs_under_vllm_0_21_lose_the_logged_graph_estimate(model, weights, kv, available_gib, graphs_gib):
+    plan = _plan(model, weights, kv, 1, vllm_version=(0, 21, 0))
+    expected = (available_gib - graphs_gib) * GiB / plan.kv_bytes_per_block_per_gpu
+    assert abs(plan.num_kv_blocks / expected - 1) <= 0.03, (plan.num_kv_blocks, round(expected))
+    older = _plan(model, weights, kv, 1)
+    assert (older.num_kv_blocks - plan.num_kv_blocks) * plan.kv_bytes_per_block_per_gpu / GiB == pytest.approx(
+        graphs_gib, abs=0.1)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from sim.analysis.contracts import WindowSummary
 from sim.analysis.metrics import (
     HOURS_PER_MONTH,
     ClassSlo,
@@ -399,7 +400,7 @@ def _mixed_summary() -> dict:
 def test_render_summary_to_text():
     s = _mixed_summary()
     console = Console(record=True, width=100, color_system=None)
-    console.print(render_summary(s))
+    console.print(render_summary(WindowSummary.model_validate(s)))
     text = console.export_text()
     for name in [*s["classes"], "all", "a", "b"]:
         assert name in text
@@ -422,7 +423,7 @@ def test_empty_records_do_not_crash():
     json.dumps(s, allow_nan=False)
     assert s["overall"]["ttft_s"]["p50"] is None and s["overall"]["attainment_pct"] is None
     assert s["little"]["L"] == 0.0 and s["little"]["rel_gap"] is None
-    Console(record=True, width=100).print(render_summary(s))
+    Console(record=True, width=100).print(render_summary(WindowSummary.model_validate(s)))
 
 
 @settings(max_examples=40, deadline=None)

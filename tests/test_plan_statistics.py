@@ -62,8 +62,7 @@ def test_a_window_too_short_says_how_long_it_must_be(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "plan.duration_s" in err and str(path) in err and "class 'code'" in err
     assert "at least 150.0 s" in err and "155.0 s or more" in err
-    doc = json.loads((tmp_path / "o" / "plan.json").read_text())
-    assert doc["recommended"] is None and "150.0 s" in doc["error"] and not (tmp_path / "o" / "runs").exists()
+    assert not (tmp_path / "o").exists()  # a refused plan writes nothing (issue 26)
 
 
 # ------------------------------------------------------------- intervals
@@ -222,6 +221,7 @@ def test_unmeetable_plan_names_the_limiting_resource_per_candidate():
     assert l40s["limiting"] == "replicas" and "raise plan.max_replicas" in l40s["reason"]
 
 
+@pytest.mark.slow
 def test_the_recommendation_holds_over_seeds():
     """The recommended candidate and its count are the same for several seeds. On this scenario the
     l40s sits near its boundary, so its own count may move by one between seeds (7 or 8 with the

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,7 @@ def _peak_bytes(tmp_path: Path, requests: int) -> int:
     return int(peak)
 
 
+@pytest.mark.slow
 def test_run_memory_per_request_stays_small(tmp_path):
     small, large = 200_000, 800_000
     lo, hi = _peak_bytes(tmp_path, small), _peak_bytes(tmp_path, large)

@@ -24,7 +24,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sim.errors import FleetcastError
@@ -139,7 +138,7 @@ def _no_start_times(path: Path, data: dict, n: int, notes: list[str]) -> list[fl
     rate, cap = data.get("request_rate"), data.get("max_concurrency")
     burst = rate in ("inf", "Infinity") or (isinstance(rate, float) and math.isinf(rate))
     if burst and cap is None:
-        notes.append(f"no start_times (vLLM before PR #32667 does not save them); request_rate "
+        notes.append("no start_times (vLLM before PR #32667 does not save them); request_rate "
                      "is inf and there is no max_concurrency, so every request was sent at once: arrivals "
                      "are taken as 0")
         return [0.0] * n

@@ -107,7 +107,7 @@ def _number(path: Path, line: int, rec: dict, fld: str, *, integer: bool = False
         except ValueError:
             pass
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    ok = ok and (not integer or v == int(v)) and (minimum is None or v >= minimum)
+    ok = ok and (not integer or v == int(v)) and (minimum is None or v >= minimum)  # type: ignore[operator]  # ok is False unless v is a number
     if not ok:
         kind = (f"an integer >= {minimum:g}" if integer else
                 "a finite number (seconds)" if minimum is None else f"a finite number >= {minimum:g}")

@@ -112,7 +112,7 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
     try:
         sc = Sidecar.model_validate(data)
     except ValidationError as exc:
-        raise FleetcastError(format_validation_error(exc, where, lines)
+        raise FleetcastError(format_validation_error(exc, where, lines, model=Sidecar)
                              .replace("docs/scenario-reference.md", _DOC)) from None
     base = path.parent if path is not None else Path.cwd()
     catalogs = tuple((base / c).resolve() for c in sc.catalog)
@@ -142,7 +142,7 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
     try:
         EngineSpec.model_validate(engine)
     except ValidationError as exc:
-        raise FleetcastError(format_validation_error(exc, f"{where}, section engine", {})) from None
+        raise FleetcastError(format_validation_error(exc, f"{where}, section engine", {}, model=EngineSpec)) from None
     if blocks is None:
         notes.append(f"engine.num_gpu_blocks not given ({short}): the KV blocks are planned from GPU memory "
                      "(gpu_memory_utilization); give the count the server logged for an exact replay")

@@ -81,7 +81,7 @@ def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
         return out
 
     quants = [{"weights": q, "kv_cache": "auto"} if isinstance(q, str) else q.model_dump()
-              for q in (grid.quantization or [pool.quantization])]
+              for q in (grid.quantization or [pool.quantization])]  # type: ignore[list-item]  # a pool QuantizationSpec also has model_dump
     axes = [uniq(grid.gpu or [pool.gpu]), uniq(grid.model or [pool.model]), uniq(quants),
             uniq(grid.tensor_parallel or [pool.tensor_parallel]), uniq(grid.policy or [pool.policy.name]),
             uniq(grid.data_parallel or [pool.data_parallel]), uniq(grid.expert_parallel or [pool.expert_parallel])]

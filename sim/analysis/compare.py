@@ -23,14 +23,16 @@ import json
 import math
 import multiprocessing
 import re
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sim.analysis.contracts import SCHEMA_VERSION, CompareDoc
 from sim.analysis.forecast import forecast
 from sim.analysis.replications import CONFIDENCE, replication_seeds, t_interval
 from sim.errors import FleetcastError
@@ -144,7 +146,7 @@ def paired_stats(base, var, lower_is_better: bool, confidence: float = CONFIDENC
     both = np.isfinite(b) & np.isfinite(v)
     d = v[both] - b[both]
     n = int(d.size)
-    out = {"n": n, "baseline_mean": _num(b[both].mean()) if n else None,
+    out: dict[str, Any] = {"n": n, "baseline_mean": _num(b[both].mean()) if n else None,
            "variant_mean": _num(v[both].mean()) if n else None,
            "diff_mean": _num(d.mean()) if n else None, "diff_sd": None, "diff_rel_pct": None,
            "ci_low": None, "ci_high": None, "significant": None, "direction": None}
@@ -154,7 +156,7 @@ def paired_stats(base, var, lower_is_better: bool, confidence: float = CONFIDENC
     if out["baseline_mean"]:
         out["diff_rel_pct"] = _num(100.0 * mean / abs(out["baseline_mean"]))
     if n >= 2:
-        _, low, high = t_interval(d, confidence)
+        _, low, high = t_interval(d, confidence)  # type: ignore[misc]  # None only for no values (n >= 2 here)
         out.update(diff_sd=_num(d.std(ddof=1)), ci_low=_num(low), ci_high=_num(high))
         out["significant"] = bool(low > 0 or high < 0)
     if mean == 0:
@@ -245,6 +247,10 @@ class CompareResult:
                 "(common random numbers: replication r uses seed base_seed + r for every variant)",
                 "metrics": {m.name: {"label": m.label, "lower_is_better": m.lower_is_better} for m in METRICS},
                 "rows": self.rows}
+
+    def contract(self) -> CompareDoc:
+        """``to_json`` validated as ``compare.json``'s contract, with its ``schema_version``."""
+        return CompareDoc.model_validate({**self.to_json(), "schema_version": SCHEMA_VERSION})
 
 
 def run_compare(path: str | Path, variants: list[Variant], replications: int, *, seed: int | None = None,

@@ -42,7 +42,7 @@ def disagg_summary(scenario: Scenario, result: SimResult) -> dict | None:
     """The ``disaggregated`` block of a run's summary; None for a co-located fleet."""
     if not is_disaggregated(scenario.fleet):
         return None
-    link = scenario.load_catalog().link(scenario.kv_transfer.link)
+    link = scenario.load_catalog().link(scenario.kv_transfer.link)  # type: ignore[union-attr]  # disaggregated: kv_transfer is set (Scenario validator)
     start_s, end_s = (float(x) for x in result.window)
     length_s = max(end_s - start_s, 0.0)
     roles: dict[str, dict] = {}
@@ -61,7 +61,7 @@ def disagg_summary(scenario: Scenario, result: SimResult) -> dict | None:
     transfer = df["kv_transfer_s"].to_numpy(dtype=float)[ok]
     return {
         "link": link.name, "link_bandwidth_bytes_s": link.bandwidth_bytes_s, "link_latency_s": link.latency_s,
-        "overlap": scenario.kv_transfer.overlap,
+        "overlap": scenario.kv_transfer.overlap,  # type: ignore[union-attr]  # as above
         "prefill": roles["prefill"], "decode": roles["decode"],
         "gpu_ratio": _ratio(roles["prefill"]["gpus"], roles["decode"]["gpus"]),
         "kv_transfer_s": percentiles(transfer[np.isfinite(transfer)]),

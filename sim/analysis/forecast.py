@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from sim.analysis.autoscale_metrics import autoscale_summary, mean_replicas
 from sim.analysis.disagg_metrics import disagg_summary

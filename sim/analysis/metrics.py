@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -333,7 +334,7 @@ def _cost(pools: Sequence[PoolCost], cols: _Columns, ok: np.ndarray, out_tok_s: 
         return _div(usd_h * 1e6, tok_s * 3600.0) if tok_s else None
 
     replica = cols.replica_codes[ok]
-    pool_rows = {}
+    pool_rows: dict[str, dict[str, Any]] = {}
     for p in pools:
         gpus = p.replicas * p.gpus_per_replica
         usd_h = gpus * p.usd_per_gpu_hour

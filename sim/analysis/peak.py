@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ class PlanWindow:
         hour = day / 24.0
         length = max(hour, self.fixed_window_s or 0.0)
         for _ in range(60):  # widen until the window holds the samples (the mean falls as it widens)
-            mean = rate_rps * self._mean(self.center_s - length / 2, length)
+            mean = rate_rps * self._mean(self.center_s - length / 2, length)  # type: ignore[operator]  # center_s is set with diurnal
             need = self.fixed_window_s or _needed_s(self.needs, mean)
             if need <= length * (1 + 1e-9) or length >= day:
                 break
@@ -82,7 +83,7 @@ class PlanWindow:
             return cycles * day, mean, "whole-cycle"
         if self.fixed_window_s:
             length = self.fixed_window_s
-            mean = rate_rps * self._mean(self.center_s - length / 2, length)
+            mean = rate_rps * self._mean(self.center_s - length / 2, length)  # type: ignore[operator]  # as above
         kind = "peak-hour" if length <= hour * (1 + 1e-9) else ("whole-cycle" if length >= day else "peak-window")
         return length, mean, kind
 
@@ -99,7 +100,7 @@ class PlanWindow:
     def _mean(self, start_s: float, length_s: float) -> float:
         """Mean of the unit-peak curve over [start, start + length) of the scenario's axis."""
         t = start_s + (np.arange(512) + 0.5) * length_s / 512
-        return float(curve_rate_at(self.diurnal, t).mean())
+        return float(curve_rate_at(self.diurnal, t).mean())  # type: ignore[arg-type]  # _mean is used only for a diurnal window
 
 
 def _needed_s(needs: list[ClassNeed], rate_rps: float) -> float:
@@ -134,7 +135,7 @@ def plan_window(data: dict, needs: list[ClassNeed], *, duration_s: float | None,
             raise FleetcastError(f"plan.duration_s ({duration_s:g} s) leaves no window after traffic.warmup_s "
                                  f"({warm:g} s) and cooldown_s ({cool:g} s); give more than {warm + cool:g} s")
     surges = [ev for ev in data.get("events") or [] if ev.get("kind") == "surge"]
-    common = dict(warmup_s=warm, cooldown_s=cool, user_start_s=window_start_s, fixed_window_s=fixed, needs=needs)
+    common: dict[str, Any] = dict(warmup_s=warm, cooldown_s=cool, user_start_s=window_start_s, fixed_window_s=fixed, needs=needs)
     if a["process"] == "diurnal":
         curve = DiurnalArrival.model_validate(a)
         peak = max(r for _, r in curve.rate_points)
@@ -209,7 +210,7 @@ def window_warnings(win: PlanWindow, desc: dict, given_start: float | None) -> l
         if top < 0.95:
             day = win.diurnal.day_length_s
             out.append(f"the plan window {start:,.0f}-{start + length:,.0f} s (plan.window_start_s, "
-                       f"plan.duration_s) misses the peak of the demand curve at {win.peak_s % day:,.0f} s of the "
+                       f"plan.duration_s) misses the peak of the demand curve at {win.peak_s % day:,.0f} s of the "  # type: ignore[operator]  # peak_s is set for a diurnal window
                        f"day: its highest rate is {100 * top:.0f}% of the peak and its mean "
                        f"{100 * desc['mean_rate_rps'] / max(desc.get('peak_rate_rps') or 1e-300, 1e-300):.0f}%, so the "
                        "fleet is sized for less than the peak. Remove plan.window_start_s to plan at the peak hour.")

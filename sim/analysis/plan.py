@@ -27,9 +27,10 @@ from __future__ import annotations
 import math
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -48,6 +49,10 @@ from sim.perf.step_source import perf_sources
 from sim.procs import die_with_parent
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.spec import Scenario, dump_scenario, scenario_from_dict
+
+#: Requests one search point may simulate over its replications: a plan runs dozens of points
+#: per candidate, so this keeps a candidate within minutes (bench/sim_speed.py: ~50k req/s).
+MAX_PLAN_POINT_REQUESTS = 5_000_000
 
 __all__ = ["Candidate", "PlanOutcome", "enumerate_candidates", "run_plan", "with_rate", "base_rate_rps",
            "CandidateSearch", "TIMELINE_MAX_REQUESTS", "risk_warnings", "HEADROOM_WARN_PCT"]
@@ -226,6 +231,15 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
         except ScenarioError as exc:
             raise FleetcastError(f"the plan's simulation settings are invalid (check plan.duration_s against "
                                  f"traffic.warmup_s/cooldown_s, and plan.demand): {exc}") from None
+        point_requests = max(rates or [peak]) * doc["duration_s"] * spec.replications
+        if point_requests > MAX_PLAN_POINT_REQUESTS:
+            raise FleetcastError(
+                f"each search point would simulate about {point_requests:,.3g} requests (peak "
+                f"{max(rates or [peak]):,.4g} req/s x {doc['duration_s']:,.1f} s per replication x "
+                f"{spec.replications} replications), more than the {MAX_PLAN_POINT_REQUESTS:,} a plan point may "
+                f"(MAX_PLAN_POINT_REQUESTS; a plan simulates dozens of points per candidate); plan a share of the "
+                f"traffic (a lower plan.demand, then scale the replica count), or lower plan.tail_samples or "
+                f"plan.duration_s")
     except FleetcastError as exc:
         doc["error"] = str(exc)
         return PlanOutcome(doc=doc, points=pd.DataFrame(), error=str(exc))

@@ -138,12 +138,12 @@ class CandidateSearch:
                "attainment_ci_high_pct": att[1], "p99_ttft_s": st["p99_ttft_s"], "p99_tpot_s": st["p99_tpot_s"],
                "p99_e2e_s": st["p99_e2e_s"]}
         cols = [cost_and_class_columns(s) for s in sums]
-        class_verdict = {}
+        class_verdict: dict[str, str] = {}
         for it in st["items"]:
             v = class_verdict.get(it["class"], "met")
             class_verdict[it["class"]] = "missed" if "missed" in (v, it["verdict"]) else (
                 "undecided" if "undecided" in (v, it["verdict"]) else "met")
-        for k, v0 in cols[0].items():
+        for k in cols[0]:
             if k.endswith(".slo_met"):
                 row[k] = class_verdict.get(k[: -len(".slo_met")], "met") == "met"
             else:
@@ -198,7 +198,7 @@ def replicas_down(spec: PlanSpec, cand: Candidate, scenario: Scenario) -> tuple[
         return int(f.replicas_down), f"{f.replicas_down} replica{'s' if f.replicas_down != 1 else ''} down"
     per_node = scenario.load_catalog().gpu(cand.gpu).gpus_per_node
     per_node = max(1, per_node // (cand.tensor_parallel * cand.data_parallel)) if per_node else 1
-    k = f.nodes_down * per_node
+    k = f.nodes_down * per_node  # type: ignore[operator]  # called only with nodes_down set
     return k, (f"{f.nodes_down} server{'s' if f.nodes_down != 1 else ''} down ({per_node} replica"
                f"{'s' if per_node != 1 else ''} of TP {cand.tensor_parallel} per {cand.gpu} server)")
 
@@ -422,7 +422,7 @@ def _growth(s: CandidateSearch, n_peak: int, k: int, peak: float, rates: list[fl
     solve(below, 1, n_peak)
     out = []
     for m, r in enumerate(rates):
-        n = found[m] + k if found[m] else None
+        n = found[m] + k if found[m] else None  # type: ignore[operator]  # found[m] is truthy here
         usd_h = sum(p.replicas * p.gpus_per_replica * p.usd_per_gpu_hour
                     for p in pool_costs(s.scenario(n, r))) if n else None
         out.append({"month": m + 1, "rate_rps": r, "replicas": n,

@@ -21,7 +21,7 @@ def base_rate_rps(scenario: Scenario) -> float:
             raise FleetcastError("a trace-driven scenario needs plan.demand (or arrival.target_rate_rps): "
                                  "the planner scales the trace to the demand rate")
         return float(a.target_rate_rps)
-    return float(traffic.total_rate_rps())
+    return float(traffic.total_rate_rps())  # type: ignore[arg-type]  # not a trace here: a poisson, gamma or constant process
 
 
 def with_rate(data: dict, rate_rps: float) -> dict:

@@ -216,7 +216,7 @@ def misses_text(stats: dict, limit: int = 4) -> str:
             continue
         what = "attainment" if i["metric"] == "attainment_pct" else f"{i['metric']} {i['percentile']}"
         unit = "%" if i["metric"] == "attainment_pct" else " s"
-        fmt = lambda x: "none" if x is None else f"{x:.4g}{unit}"  # noqa: E731
+        fmt = lambda x: "none" if x is None else f"{x:.4g}{unit}"  # noqa: E731, B023 - called in this iteration only
         out.append(f"class {i['class']} {what} {fmt(i['mean'])} (95% CI {fmt(i['ci_low'])}-{fmt(i['ci_high'])}) "
                    f"vs target {i['target']:g}{unit}" + (" (undecided)" if i["verdict"] == "undecided" else ""))
     return "; ".join(out[:limit]) + (f" (and {len(out) - limit} more)" if len(out) > limit else "")

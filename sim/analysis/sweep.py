@@ -19,10 +19,13 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import importlib.util
 import itertools
 import json
 import logging
+import math
 import os
+import shutil
 import time
 import types
 import typing
@@ -32,22 +35,26 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel
 
+from sim.analysis.contracts.sweep import SweepPoint
 from sim.analysis.forecast import forecast
 from sim.analysis.metrics import cost_and_class_columns
 from sim.errors import FleetcastError, ScenarioError
-from sim.outpaths import check_out_folder
+from sim.infiles import parse_yaml
+from sim.outpaths import check_out_folder, out_lock
 from sim.procs import die_with_parent
 from sim.records import write_parquet_atomic
 from sim.scenario.spec import Scenario, scenario_from_dict
 from sim.scenario.yamlio import apply_overrides, load_yaml_with_lines
 
 __all__ = ["parse_grid", "check_grid_key", "grid_points", "point_key", "evaluate_point", "flat_metrics",
-           "run_sweep", "EXECUTORS", "SWEEP_FILE"]
+           "run_sweep", "EXECUTORS", "SWEEP_FILE", "MAX_GRID_POINTS"]
 
 SWEEP_FILE = "sweep.parquet"
+#: Points one sweep may hold: each is a full simulation, and the grid is built before the first
+#: (a 2,000 x 2,000 grid took ~1 GB before any point ran).
+MAX_GRID_POINTS = 100_000
 EXECUTORS = ("local", "ray")
 _DONE = ("ok", "invalid")  # statuses a re-run does not recompute
 
@@ -87,8 +94,15 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[str]]:
         if key in grid:
             raise FleetcastError(f"--grid key '{key}' is given twice; list all its values once (KEY=V1,V2,...)")
         grid[key] = list(dict.fromkeys(values))
+        for v in grid[key]:
+            _value(v, key)  # the limits of a scenario file (size, depth, aliases), before anything else
     if not grid:
         raise FleetcastError("a sweep needs at least one --grid KEY=V1,V2,... (e.g. --grid fleet.0.replicas=1,2,4)")
+    n = math.prod(len(v) for v in grid.values())
+    if n > MAX_GRID_POINTS:
+        sizes = " x ".join(f"{len(v):,} ({k})" for k, v in grid.items())
+        raise FleetcastError(f"the grid has {n:,} points ({sizes}), more than the {MAX_GRID_POINTS:,} one sweep may "
+                             f"hold (MAX_GRID_POINTS); split it into several sweeps or use fewer values")
     return grid
 
 
@@ -150,11 +164,9 @@ def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def _value(raw: str):
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+def _value(raw: str, key: str = "KEY"):
+    """A grid value as YAML, within the limits of a scenario file (text that is not YAML is itself)."""
+    return parse_yaml(raw, f"--grid '{key}'", invalid_as_text=True)[0]
 
 
 def _hash(obj) -> str:
@@ -163,7 +175,7 @@ def _hash(obj) -> str:
 
 def point_key(base_hash: str, point: dict[str, str]) -> str:
     """Stable id of a point: the base scenario's hash and the parsed values."""
-    return _hash({"scenario": base_hash, "point": {k: _value(v) for k, v in point.items()}})[:16]
+    return _hash({"scenario": base_hash, "point": {k: _value(v, k) for k, v in point.items()}})[:16]
 
 
 # -------------------------------------------------------------- one point
@@ -190,7 +202,7 @@ def evaluate_point(base_data: dict, path: str | None, point: dict[str, str], key
     exception; retried by a re-run).
     """
     started = time.perf_counter()
-    row: dict[str, Any] = {"point_key": key, **{k: _value(v) for k, v in point.items()},
+    row: dict[str, Any] = {"point_key": key, **{k: _value(v, k) for k, v in point.items()},
                            "status": "ok", "error": None}
     where = path or "<scenario>"
     try:
@@ -203,6 +215,7 @@ def evaluate_point(base_data: dict, path: str | None, point: dict[str, str], key
     except Exception as exc:  # noqa: BLE001 — one bad point must not lose the sweep
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row["wall_s"] = round(time.perf_counter() - started, 4)
+    SweepPoint.split(row, point)  # the row's fixed columns fit their contract (a typo here fails the tests)
     return row
 
 
@@ -297,10 +310,14 @@ def _read_done(target: Path) -> dict[str, dict]:
             for r in df.to_dict("records")}
 
 
-def _write(df: pd.DataFrame, target: Path) -> None:
+def _write(df: pd.DataFrame, target: Path, made: Path | None = None) -> None:
+    """Write the table atomically; on failure (a full disk) remove ``made``, the folder this
+    sweep created, if it holds nothing else."""
     try:
         write_parquet_atomic(df, target)
     except OSError as exc:
+        if made is not None and not target.exists() and made.is_dir() and not any(made.iterdir()):
+            shutil.rmtree(made, ignore_errors=True)
         raise FleetcastError(f"cannot write sweep results to {target}: {exc.strerror or exc}; choose a folder "
                              "you can write") from None
 
@@ -312,9 +329,10 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | 
               force: bool = False) -> pd.DataFrame:
     """Evaluate every grid point not already in ``out/sweep.parquet``; returns all rows.
 
-    Raises ``FleetcastError`` before any simulation when ``out`` is a file or
-    cannot be written, and after writing ``sweep.parquet`` (the record of
-    what was tried, with each point's error) when every point is invalid.
+    Raises ``FleetcastError`` before any simulation when ``out`` is a file,
+    cannot be written or is another sweep's now (``out_lock``), and when every
+    point is invalid (writing nothing, unless an earlier run's table is there
+    to keep). A grid value goes through the scenario file's limits.
     """
     if executor not in EXECUTORS:
         raise FleetcastError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
@@ -336,13 +354,22 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | 
             if "unknown key" in str(exc):
                 raise FleetcastError(f"--grid key '{key}' is not a scenario field: {exc}") from None
 
+    if executor == "ray" and importlib.util.find_spec("ray") is None:  # before anything is written
+        raise FleetcastError("--executor ray needs Ray: pip install 'fleetcast[ray]' (or pip install ray)")
     base_hash = _hash(data)
     points = grid_points(grid)
     keys = [point_key(base_hash, p) for p in points]
     out = Path(out)
     _check_out(out, force)
+    with out_lock(out, f"sweep results ({SWEEP_FILE})"):
+        return _sweep(data, path, grid, keys, points, out, executor, workers, address, progress, flush_every_s)
+
+
+def _sweep(data, path, grid, keys, points, out, executor, workers, address, progress, flush_every_s):
+    """``run_sweep`` once its inputs are checked and ``out`` is locked."""
     target = out / SWEEP_FILE
-    rows: dict[str, dict] = _read_done(target) if target.is_file() else {}
+    existed, folder_existed = target.is_file(), out.is_dir()
+    rows: dict[str, dict] = _read_done(target) if existed else {}
     todo_keys = {k for k in keys if k not in rows or rows[k].get("status") not in _DONE}
     tasks = [(data, str(path.resolve()), p, k) for p, k in zip(points, keys) if k in todo_keys]
     tasks = list({t[3]: t for t in tasks}.values())
@@ -356,22 +383,25 @@ def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | 
         results = _ray(tasks, workers, address)
     last = time.monotonic()
     dirty = False
+    worth = existed  # a sweep whose every point is invalid writes nothing: it is refused below
     try:
         for row in results:
             rows[row["point_key"]] = row
             done, dirty = done + 1, True
+            worth = worth or row["status"] != "invalid"
             if progress:
                 progress(done, total)
-            if time.monotonic() - last >= flush_every_s:
-                _write(_frame(list(rows.values())), target)
+            if worth and time.monotonic() - last >= flush_every_s:
+                _write(_frame(list(rows.values())), target, None if folder_existed else out)
                 last, dirty = time.monotonic(), False
     finally:  # a crash keeps every finished point
-        if dirty or not target.exists():
-            _write(_frame(list(rows.values())), target)
+        if worth and (dirty or not target.exists()):
+            _write(_frame(list(rows.values())), target, None if folder_existed else out)
     df = _frame([rows[k] for k in dict.fromkeys(keys)])
     if len(df) and (df["status"] == "invalid").all():
         first = df.iloc[0]
         values = ", ".join(f"{k}={first[k]}" for k in grid if k in df.columns)
+        kept = f" (every point's status and error are in {target})" if worth else " (nothing was written)"
         raise FleetcastError(f"none of the {len(df)} sweep point(s) is valid, so nothing was forecast; the first, "
-                             f"{values}: {first['error']} (every point's status and error are in {target})")
+                             f"{values}: {first['error']}{kept}")
     return df

@@ -1,42 +1,96 @@
 """The ``fleetcast`` command: one module per subcommand, registered here.
 
 Every user-caused error is a ``FleetcastError``: printed as one paragraph,
-exit status 2, no traceback, nothing half-written. Every subcommand module is
-imported at the top: a command that fails to import is an error of the whole
-program, never a command that silently disappears.
+exit status 2, no traceback, nothing half-written. Ctrl-C at any moment
+(start-up included) exits 130 with one line, SIGTERM 143.
+
+Subcommand modules are imported lazily: ``COMMAND_TABLE`` names each command,
+the module that registers it and its one-line help, so ``fleetcast --help``
+imports no subcommand and ``fleetcast run ...`` imports only ``sim.cli.run``
+(the others appear in the parser as help-only entries). ``build_parser()``
+without arguments imports them all: a command that fails to import is then an
+error of the whole program (``tests/test_architecture.py`` builds it, and
+checks that the table's help agrees with each module's own).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
 
-from rich.markup import escape
+__all__ = ["main", "build_parser", "COMMANDS", "COMMAND_TABLE"]
 
-import calibration.cli
-import testbed.cli
-from sim import __version__, stale_compiled_modules
-from sim.cli import catalog, compare, plan, report, run, schema, sweep
-from sim.cli.common import err_console
-from sim.errors import FleetcastError
-from sim.procs import return_freed_memory
+#: (command, module, its register function, one-line help), in ``--help`` order. A module may
+#: register several commands (calibration.cli: calibrate and validate). The help is the module's
+#: own, repeated so that --help imports nothing (tests/test_cli_hostile.py checks they agree).
+COMMAND_TABLE = (
+    ("run", "sim.cli.run", "register", "simulate a scenario and summarize it"),
+    ("schema", "sim.cli.schema", "register", "print the scenario format reference (Markdown)"),
+    ("catalog", "sim.cli.catalog", "register", "list GPUs, models, quantization schemes and KV-transfer links"),
+    ("testbed", "testbed.cli", "add_testbed_commands", "real vLLM server + Locust load (calibration data)"),
+    ("plan", "sim.cli.plan", "register", "find the cheapest fleet per candidate that meets every SLO"),
+    ("sweep", "sim.cli.sweep", "register", "forecast every point of a grid of scenario overrides"),
+    ("report", "sim.cli.report", "register",
+     "write a procurement report (HTML, PDF, XLSX) from a plan or run folder"),
+    ("compare", "sim.cli.compare", "register",
+     "compare variants of a scenario against it (paired, common random numbers)"),
+    ("calibrate", "calibration.cli", "register", "fit performance coefficients to testbed runs (a profile)"),
+    ("validate", "calibration.cli", "register", "replay testbed runs in the simulator and compare"),
+)
 
-__all__ = ["main", "build_parser", "COMMANDS"]
 
-#: The subcommands in ``--help`` order: each module's ``register(subparsers)`` adds its parsers.
-COMMANDS = (run.register, schema.register, catalog.register, testbed.cli.add_testbed_commands, plan.register,
-            sweep.register, report.register, compare.register, calibration.cli.register)
+def _register_fn(module: str, fn: str):
+    return getattr(importlib.import_module(module), fn)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def __getattr__(name: str):
+    # COMMANDS (the register functions) imports every subcommand module: only tests and
+    # documentation generators ask for it.
+    if name == "COMMANDS":
+        seen, out = set(), []
+        for _, module, fn, _ in COMMAND_TABLE:
+            if (module, fn) not in seen:
+                seen.add((module, fn))
+                out.append(_register_fn(module, fn))
+        return tuple(out)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _version() -> str:
+    return importlib.import_module("sim").__version__
+
+
+def build_parser(only: str | None = "*") -> argparse.ArgumentParser:
+    """The ``fleetcast`` parser. ``only="*"`` (default): every command, fully registered;
+    ``only=NAME``: that command fully, the others as help-only entries; ``only=None``: help only."""
     p = argparse.ArgumentParser(prog="fleetcast", description="Forecast an LLM serving fleet before you buy it.")
-    p.add_argument("--version", action="version", version=f"fleetcast {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    for register in COMMANDS:
-        register(sub)
+    p.add_argument("--version", action="version", version=f"fleetcast {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(c[0] for c in COMMAND_TABLE) + "}")
+    full = {(m, f) for n, m, f, _ in COMMAND_TABLE if only in ("*", n)}  # a module registers all its commands
+    done: set[tuple[str, str]] = set()
+    for name, module, fn, help_text in COMMAND_TABLE:
+        if (module, fn) in full:
+            if (module, fn) not in done:
+                done.add((module, fn))
+                _register_fn(module, fn)(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    if only != "*":  # keep --help order as in the table
+        order = [c[0] for c in COMMAND_TABLE]
+        sub._choices_actions.sort(key=lambda a: order.index(a.dest) if a.dest in order else len(order))
     return p
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option), if known."""
+    names = {c[0] for c in COMMAND_TABLE}
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in names else None
+    return None
 
 
 class Terminated(Exception):
@@ -47,27 +101,43 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
+def _say(markup: str) -> None:
+    """One line on stderr through rich (imported only now: an error costs no renderer import)."""
+    console = importlib.import_module("sim.report.console").make_console(stderr=True)
+    console.print(markup, highlight=False, soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    return importlib.import_module("rich.markup").escape(text)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:  # at any moment, imports included
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)  # default SIGTERM kills without running cleanups
-    return_freed_memory()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    stale = stale_compiled_modules()
-    if stale:
-        err_console.print(f"[yellow]warning:[/yellow] compiled engine modules are older than their Python sources "
-                          f"({', '.join(stale)}): the compiled ones run. Rebuild with `pip install -e .`, or set "
-                          f"FLEETCAST_PURE_PYTHON=1 to run the sources.", highlight=False, soft_wrap=True)
+    errors = importlib.import_module("sim.errors")
     try:
+        parser = build_parser(only=_command_of(argv))
+        args = parser.parse_args(argv)
+        stale = importlib.import_module("sim").stale_compiled_modules()
+        if stale:
+            _say(f"[yellow]warning:[/yellow] compiled engine modules are older than their Python sources "
+                 f"({', '.join(stale)}): the compiled ones run. Rebuild with `pip install -e .`, or set "
+                 f"FLEETCAST_PURE_PYTHON=1 to run the sources.")
+        importlib.import_module("sim.procs").return_freed_memory()
         return int(args.func(args) or 0)
-    except FleetcastError as exc:
-        err_console.print("[bold red]error:[/bold red] " + escape(str(exc)), highlight=False, soft_wrap=True)
+    except errors.FleetcastError as exc:
+        _say("[bold red]error:[/bold red] " + _escape(str(exc)))
         return exc.exit_code
-    except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/red]")
-        return 130
     except Terminated:
-        err_console.print("[red]terminated[/red] (SIGTERM); nothing half-written was left")
+        sys.stderr.write("terminated (SIGTERM); nothing half-written was left\n")
         return 143
 
 

@@ -7,11 +7,13 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sim import __version__
+from sim.analysis.contracts import SCHEMA_VERSION, RunSummary, contract_json
 from sim.engine.result import SimResult
 from sim.outpaths import staged_folder
 from sim.records import ITL_EDGES_S, write_parquet_atomic
@@ -39,7 +41,7 @@ class progress_bar:
         self._progress = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
                                   console=err_console, disable=not self.enabled, transient=True)
-        self._task = None
+        self._task: Any = None  # a rich TaskID once entered
         self._state: tuple[int, int, str | None] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -105,13 +107,15 @@ def write_run_folder(out: Path, files: dict[str, object], kind: str | None = Non
 
 def run_folder_files(scenario: Scenario, result: SimResult, summary: dict, *, wall_s: float,
                      exact_steps: bool) -> dict[str, object]:
-    """The files of a ``fleetcast run`` folder (the contract ``fleetcast report`` reads)."""
+    """The files of a ``fleetcast run`` folder (the contract ``fleetcast report`` reads);
+    ``summary.json`` is written through its contract (``RunSummary``)."""
     summary["sim"]["wall_s"] = round(wall_s, 3)
     summary["sim"]["exact_steps"] = bool(exact_steps)
     summary["fleetcast_version"] = __version__
+    summary["schema_version"] = SCHEMA_VERSION
     itl = pd.DataFrame(result.itl_hist.T, columns=result.class_names)
     itl.insert(0, "edge_lo_s", ITL_EDGES_S[:-1])
     itl.insert(1, "edge_hi_s", ITL_EDGES_S[1:])
-    return {"summary.json": summary, "requests.parquet": result.requests,
+    return {"summary.json": contract_json(RunSummary.model_validate(summary)), "requests.parquet": result.requests,
             "timeseries.parquet": result.timeseries, "itl_histogram.parquet": itl,
             "scenario.yaml": dump_scenario(scenario)}

@@ -16,13 +16,19 @@ import time
 from pathlib import Path
 
 from sim.analysis.compare import STRESSES, parse_variant, run_compare
+from sim.analysis.contracts import contract_json
 from sim.cli.common import console, progress_bar, write_run_folder
 from sim.errors import FleetcastError
-from sim.outpaths import check_out_folder
+from sim.infiles import int_arg
+from sim.outpaths import check_out_folder, out_lock
 from sim.report.compare import render_compare_html
 from sim.report.terminal import render_compare
 
-__all__ = ["register"]
+__all__ = ["register", "MAX_REPLICATIONS"]
+
+#: Replications per variant one compare may ask for (each is a full simulation of every variant;
+#: the 95% interval narrows with sqrt(n), so 1,000 already gives a 30x narrower one than n=2).
+MAX_REPLICATIONS = 1_000
 
 
 def register(subparsers) -> None:
@@ -36,7 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
                    help="a variant: a name and scenario overrides, e.g. prio:fleet.0.policy.name=priority "
                         "(repeatable, at least one)")
-    p.add_argument("--replications", "-n", type=int, default=5,
+    p.add_argument("--replications", "-n", default=5,
+                   type=int_arg(1, MAX_REPLICATIONS, " (MAX_REPLICATIONS: each is a full run of every variant)"),
                    help="replications (seeds) per variant (default 5; 1 gives no confidence interval)")
     p.add_argument("--seed", type=int, help="base seed (default: the scenario's); replication r uses seed + r")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -45,7 +52,8 @@ def register(subparsers) -> None:
                    help="compare under a canned stress: surge (x3 rate, middle third), bursty (gamma arrivals, "
                         "cv=4, same rate), failure (first replica fails at 1/3 of the duration); the scenario's "
                         "own events of that kind win; repeatable to combine")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="simulate in this many processes (same numbers)")
+    p.add_argument("--jobs", "-j", type=int_arg(1, 1024), default=1,
+                   help="simulate in this many processes (same numbers)")
     p.add_argument("--out", help="output folder (default: out/<scenario name>-compare)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_compare)
@@ -56,15 +64,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise FleetcastError("compare needs at least one --variant NAME:KEY=VALUE[,KEY=VALUE]")
     if args.out:
         check_out_folder(Path(args.out), kind="compare", force=args.force)  # before the work, not after
+        with out_lock(Path(args.out)):  # a second writer into this --out is refused now, not after the work
+            return _compare(args)
+    return _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
     variants = [parse_variant(v) for v in args.variant]
     started = time.perf_counter()
     runs = (len(variants) + 1) * args.replications
     with progress_bar(f"compare: {runs} runs ({len(variants) + 1} variants x {args.replications})") as bar:
         result = run_compare(args.scenario, variants, args.replications, seed=args.seed,
-                             common_overrides=args.set, stress=args.stress, jobs=max(1, args.jobs), progress=bar)
+                             common_overrides=args.set, stress=args.stress, jobs=args.jobs, progress=bar)
     wall_s = time.perf_counter() - started
     out = Path(args.out or Path("out") / f"{result.meta['scenario']['name']}-compare")
-    write_run_folder(out, {"compare.json": result.to_json(), "compare.parquet": result.raw,
+    write_run_folder(out, {"compare.json": contract_json(result.contract()), "compare.parquet": result.raw,
                            "compare.html": render_compare_html(result)}, kind="compare", force=args.force)
     console.print(render_compare(result))
     console.print(f"[dim]{runs} simulations in {wall_s:.1f} s; results in {out}/ "

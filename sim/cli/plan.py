@@ -5,29 +5,22 @@ Plan folder (the contract ``fleetcast report`` reads):
 and ``runs/recommended/`` (a ``fleetcast run`` folder of the recommended fleet
 at the demand, simulated exactly as the plan simulated it). Exit status: 0 a
 candidate meets the SLO; 1 none does (the closest is named); 2 input error
-(plan.json is still written when the scenario loaded).
+(nothing is written: the message says what was checked).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import time
 from pathlib import Path
 
-import pandas as pd
 from rich.table import Table
 
-from sim.analysis.forecast import forecast
-from sim.analysis.plan import risk_warnings, run_plan
-from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
 from sim.errors import FleetcastError
-from sim.outpaths import check_out_folder, staged_folder
-from sim.report.autoscale_text import plan_autoscale_sentence
-from sim.report.disagg_text import layout_sentence
-from sim.records import write_parquet_atomic
+from sim.infiles import int_arg
+from sim.outpaths import check_out_folder, out_lock, staged_folder
 from sim.scenario.spec import load_scenario
 
 __all__ = ["register", "write_plan_folder"]
@@ -35,17 +28,28 @@ __all__ = ["register", "write_plan_folder"]
 
 def _run_files(scenario) -> dict:
     """The files ``fleetcast run`` writes, for ``scenario``."""
+    from sim.analysis.forecast import forecast
+    from sim.cli.common import run_folder_files
+
     started = time.perf_counter()
     result, summary = forecast(scenario)
     return run_folder_files(scenario, result, summary, wall_s=time.perf_counter() - started, exact_steps=False)
 
 
 def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None, force: bool = False) -> None:
-    """Write ``out`` all at once (temp folder, then swap), like ``write_run_folder``."""
+    """Write ``out`` all at once (temp folder, then swap), like ``write_run_folder``;
+    ``plan.json`` through its contract (``PlanDoc``)."""
+    import pandas as pd
+
+    from sim.analysis.contracts import SCHEMA_VERSION, PlanDoc, contract_json
+    from sim.cli.common import write_run_folder
+    from sim.records import write_parquet_atomic
+
+    text = contract_json(PlanDoc.model_validate({**doc, "schema_version": SCHEMA_VERSION}))
     with staged_folder(out, kind="plan", force=force) as tmp:
         if run_files:
             write_run_folder(tmp / "runs" / "recommended", run_files)
-        (tmp / "plan.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        (tmp / "plan.json").write_text(text, encoding="utf-8")
         if points is None or points.empty:
             points = pd.DataFrame({"candidate": pd.Series(dtype=str), "replicas": pd.Series(dtype="int64"),
                                    "rate_rps": pd.Series(dtype=float), "slo_met": pd.Series(dtype=bool)})
@@ -101,6 +105,17 @@ def _plan_table(doc: dict):
 def _cmd_plan(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
     out = check_out_folder(Path(args.out or Path("out") / f"{scenario.name}-plan"), kind="plan", force=args.force)
+    with out_lock(out):  # a second plan into this --out is refused now, not silently replaced later
+        return _plan(args, scenario, out)
+
+
+def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
+    from sim.analysis.contracts import PlanDoc
+    from sim.analysis.plan import risk_warnings, run_plan
+    from sim.cli.common import console, err_console, progress_bar
+    from sim.report.autoscale_text import plan_autoscale_sentence
+    from sim.report.disagg_text import layout_sentence
+
     started = time.perf_counter()
     with progress_bar(f"planning {scenario.name}", unit=" simulations", estimated=True) as bar:
         outcome = run_plan(scenario, workers=args.workers or os.cpu_count() or 1, progress=bar)
@@ -115,9 +130,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for w in doc.get("warnings") or []:
         if w not in risks:  # these come after the recommendation they are about
             err_console.print(f"[bold yellow]warning:[/bold yellow] {w}", highlight=False, soft_wrap=True)
-    if outcome.error:
-        write_plan_folder(out, doc, outcome.points, None, force=args.force)
-        raise FleetcastError(f"{outcome.error} (plan.json stating what was tried is in {out}/)")
+    if outcome.error:  # an input error found before any simulation: refused, nothing written
+        raise FleetcastError(f"{outcome.error} (no candidate was simulated; nothing was written to {out})")
     run_files = _run_files(outcome.recommended_scenario) if outcome.recommended_scenario is not None else None
     write_plan_folder(out, doc, outcome.points, run_files, force=args.force)
     console.print(_plan_table(doc))
@@ -145,10 +159,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     console.print(f"  replicas {_count(rec)}, headroom % {_headroom(rec)} (95% intervals)", highlight=False)
     if rec.get("failure"):
         console.print(f"  {rec['failure']['text']}", highlight=False, soft_wrap=True)
-    layouts = layout_sentence(doc["candidates"])
+    typed = PlanDoc.model_validate(doc)
+    layouts = layout_sentence(typed.candidates)
     if layouts:
         console.print(f"  {layouts}", highlight=False, soft_wrap=True)
-    scaled = plan_autoscale_sentence(doc)
+    scaled = plan_autoscale_sentence(typed.autoscale)
     if scaled:
         console.print(f"  {scaled}", highlight=False, soft_wrap=True)
     for w in risks:
@@ -174,6 +189,6 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, help="replace the scenario's seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field, e.g. plan.max_replicas=16 (repeatable)")
-    p.add_argument("--workers", type=int, help="candidates searched in parallel (default: all cores)")
+    p.add_argument("--workers", type=int_arg(1, 1024), help="candidates searched in parallel (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_plan)

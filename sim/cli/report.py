@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from sim.report.build import build_report, parse_formats
-from sim.report.terminal import make_console
+from sim.report.console import make_console
+from sim.report.load import load_results
 
 __all__ = ["register"]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    paths = build_report(args.results, parse_formats(args.format), args.out, pdf_engine=args.pdf_engine)
+    loaded = load_results(args.results)  # a bad folder is refused before the renderers are imported
+    from sim.report.build import build_report, parse_formats
+
+    paths = build_report(args.results, parse_formats(args.format), args.out, pdf_engine=args.pdf_engine,
+                         loaded=loaded)
     console = make_console()
     for fmt_name, path in paths.items():
         console.print(f"{fmt_name:>4}: {path}", highlight=False)

@@ -1,4 +1,8 @@
-"""``fleetcast run``: simulate a scenario, print its summary, write its run folder."""
+"""``fleetcast run``: simulate a scenario, print its summary, write its run folder.
+
+The simulator, the renderers and pandas are imported only once the scenario
+and ``--out`` passed their checks: a refusal costs the scenario's validation,
+not the engine's import."""
 
 from __future__ import annotations
 
@@ -6,11 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from sim.analysis.forecast import forecast
-from sim.analysis.range_warnings import range_warnings
-from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
-from sim.outpaths import check_out_folder
-from sim.report.terminal import render_summary
+from sim.outpaths import check_out_folder, out_lock
 from sim.scenario.spec import load_scenario
 
 __all__ = ["register"]
@@ -19,6 +19,17 @@ __all__ = ["register"]
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
     out = check_out_folder(Path(args.out or Path("out") / scenario.name), kind="run", force=args.force)  # before the work
+    with out_lock(out):  # a second run into this --out is refused now, not silently replaced later
+        return _simulate(args, scenario, out)
+
+
+def _simulate(args: argparse.Namespace, scenario, out: Path) -> int:
+    from sim.analysis.contracts import RunSummary
+    from sim.analysis.forecast import forecast
+    from sim.analysis.range_warnings import range_warnings
+    from sim.cli.common import console, err_console, progress_bar, run_folder_files, write_run_folder
+    from sim.report.terminal import render_summary
+
     for line in range_warnings(scenario):
         err_console.print(f"[yellow]warning:[/yellow] {line}")
     started = time.perf_counter()
@@ -29,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.csv:
         files["requests.csv"] = result.requests.to_csv(index=False)
     write_run_folder(out, files, kind="run", force=args.force)
-    console.print(render_summary(summary))
+    console.print(render_summary(RunSummary.model_validate(summary)))
     for line in result.notes:
         err_console.print(f"[cyan]note:[/cyan] {line}", highlight=False, soft_wrap=True)
     for line in summary.get("warnings", []):

@@ -9,13 +9,17 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sim.analysis.sweep import SWEEP_FILE, parse_grid, run_sweep
-from sim.cli.common import console, err_console, progress_bar
+from sim.infiles import int_arg
+from sim.scenario.spec import load_scenario
 
 __all__ = ["register"]
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    load_scenario(args.scenario, overrides=args.set, seed=args.seed)  # a bad base: refused before the engine's import
+    from sim.analysis.sweep import SWEEP_FILE, parse_grid, run_sweep
+    from sim.cli.common import console, err_console, progress_bar
+
     grid = parse_grid(args.grid)
     out = Path(args.out or Path("out") / f"{Path(args.scenario).stem}-sweep")
     started = time.perf_counter()
@@ -51,12 +55,12 @@ def register(subparsers) -> None:
     s.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local process pool (default) or Ray")
     s.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
-    s.add_argument("--workers", type=int, help="parallel points (local: processes, default all cores; "
+    s.add_argument("--workers", type=int_arg(1, 1024), help="parallel points (local: processes, default all cores; "
                    "ray: CPUs of a local instance)")
     s.add_argument("--out", help="output folder (default: out/<scenario file stem>-sweep)")
     s.add_argument("--seed", type=int, help="replace the scenario's seed")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field for every point (repeatable)")
-    s.add_argument("--show", type=int, default=30, help="rows shown in the table (default 30)")
+    s.add_argument("--show", type=int_arg(0), default=30, help="rows shown in the table (default 30)")
     s.add_argument("--force", action="store_true", help="write into --out even if it holds another command's results")
     s.set_defaults(func=_cmd_sweep)

@@ -4,6 +4,7 @@ cimport cython
 from sim.engine.request cimport Request
 
 cdef class DecodeGroup:
+    # fields: generated from __slots__ in decode_group.py by tools/pxd_layout.py (do not edit)
     cdef public long long block_size, k, n, ctx, joins
     cdef public list cnt, heap, ncls
     cdef public double last_t
@@ -25,6 +26,7 @@ cdef class DecodeGroup:
     cpdef advance(self, long long steps)
 
 cdef class Segment:
+    # fields: generated from __slots__ in decode_group.py by tools/pxd_layout.py (do not edit)
     cdef public double t0, a, b, f0, f1, y0, y1
     cdef public long long k0, c0, n
     cpdef long long ctx_sum(self, long long m)

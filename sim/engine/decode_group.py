@@ -29,7 +29,11 @@ __all__ = ["DecodeGroup", "Segment"]
 
 
 class DecodeGroup:
-    __slots__ = ("block_size", "k", "n", "ctx", "cnt", "heap", "ncls", "joins", "last_t", "stalled")
+    __slots__ = {
+        "block_size": "long long", "k": "long long", "n": "long long", "ctx": "long long",
+        "joins": "long long", "cnt": "list", "heap": "list", "ncls": "list", "last_t": "double",
+        "stalled": "bint",
+    }
 
     def __init__(self, block_size: int, num_classes: int) -> None:
         self.block_size = block_size
@@ -144,7 +148,10 @@ class Segment:
     fixed order).
     """
 
-    __slots__ = ("t0", "k0", "c0", "n", "a", "b", "f0", "f1", "y0", "y1")
+    __slots__ = {
+        "t0": "double", "a": "double", "b": "double", "f0": "double", "f1": "double", "y0": "double",
+        "y1": "double", "k0": "long long", "c0": "long long", "n": "long long",
+    }
 
     def __init__(self, t0: float, k0: int, c0: int, n: int, a: float, b: float,
                  flops: tuple[float, float], bytes_: tuple[float, float]) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
@@ -102,7 +103,7 @@ class Handoff(Ledger):
     maps (prefill pool name, decode pool name) to a ``TransferPath``."""
 
     def __init__(self, env, ledger: Ledger, replicas: list, eligible: list, prefill_eligible: list, router,
-                 prefill_router, outputs: list, paths: dict, class_names: list) -> None:
+                 prefill_router, outputs: Sequence[int], paths: dict, class_names: list) -> None:
         super().__init__(0, ledger.done)
         n = len(outputs)
         self.env = env

@@ -7,6 +7,7 @@ from sim.engine.request cimport Request
 from sim.engine.wake cimport wake
 
 cdef class Fleet:
+    # fields: generated from __slots__ in fleet.py by tools/pxd_layout.py (do not edit)
     cdef public object scenario, workload, progress, env, window, router, _arrival_cols, handoff, autoscaler
     cdef public bint exact_steps
     cdef public double tick_s

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 from array import array
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,14 @@ def rank_names(pool) -> list[str]:
 class Fleet:
     """The pools, the router and the arrival process of one run."""
 
+    __slots__ = {
+        "scenario": "object", "workload": "object", "progress": "object", "env": "object", "window": "object",
+        "router": "object", "_arrival_cols": "object", "handoff": "object", "autoscaler": "object",
+        "exact_steps": "bint", "tick_s": "double", "class_names": "list", "_priority": "list",
+        "replicas": "list", "eligible": "list", "pools": "list", "num_classes": "long long", "_next_rid": "long long",
+        "ledger": "Ledger", "keys": "PrefixKeys",
+    }
+
     def __init__(self, scenario: Scenario, workload: Workload, *, failures: Sequence[tuple[str, float]] = (),
                  exact_steps: bool = False, progress: Callable[[int, int], None] | None = None) -> None:
         self.scenario = scenario
@@ -62,8 +71,10 @@ class Fleet:
         self.ledger = Ledger(len(workload), self.env.event())
         self.keys = PrefixKeys(workload)
         self.replicas: list[Replica] = []
-        self.handoff = None  # sim.engine.disagg.Handoff of a disaggregated fleet
-        self.autoscaler = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
+        # Any, not Handoff | None: it exists exactly when some pool has a prefill or decode role,
+        # which the code below relies on and mypy cannot see
+        self.handoff: Any = None  # sim.engine.disagg.Handoff of a disaggregated fleet
+        self.autoscaler: Autoscaler | None = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
         self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
         self._build()
         for replica_name, at_s in failures:
@@ -125,6 +136,7 @@ class Fleet:
         """The decode router (its own stream, ``"decode-routing"``) and the transfer cost of
         every (prefill pool, decode pool) pair."""
         sc, handoff = self.scenario, self.handoff
+        assert sc.kv_transfer is not None  # _build calls this for a disaggregated fleet only
         handoff.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "decode-routing"), self.keys)
         handoff.prefill_router = self.router
         if hasattr(handoff.router, "track"):

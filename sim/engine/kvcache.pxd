@@ -1,5 +1,6 @@
 # C types for kvcache.py when Cython compiles it (setup.py); kvcache.py is the reference.
 cdef class KVCache:
+    # fields: generated from __slots__ in kvcache.py by tools/pxd_layout.py (do not edit)
     cdef public long long num_blocks, block_size, num_empty, hit_blocks, query_blocks
     cdef public bint caching
     cdef public dict refcount, chains

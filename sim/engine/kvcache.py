@@ -34,8 +34,11 @@ class OutOfBlocks(RuntimeError):
 class KVCache:
     """Block pool of one replica."""
 
-    __slots__ = ("num_blocks", "block_size", "caching", "num_empty", "refcount", "evictable", "hit_blocks",
-                 "query_blocks", "chains")
+    __slots__ = {
+        "num_blocks": "long long", "block_size": "long long", "num_empty": "long long",
+        "hit_blocks": "long long", "query_blocks": "long long", "caching": "bint", "refcount": "dict",
+        "chains": "dict", "evictable": "object",
+    }
 
     def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool) -> None:
         self.num_blocks = int(num_blocks)
@@ -71,7 +74,7 @@ class KVCache:
         """Take ``n`` private blocks: empty ones first, then evict LRU cached ones."""
         if n <= 0:
             return
-        if n > self.num_empty + len(self.evictable):
+        if n > self.num_empty + len(self.evictable):  # inline: KVCache.free
             raise OutOfBlocks(f"asked for {n} blocks, {self.free} free")
         take = n if n <= self.num_empty else self.num_empty
         self.num_empty -= take

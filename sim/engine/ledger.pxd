@@ -4,6 +4,7 @@ cimport cython
 from sim.engine.request cimport Request
 
 cdef class Ledger:
+    # fields: generated from __slots__ in ledger.py by tools/pxd_layout.py (do not edit)
     cdef public object first_token, finish_s, out_tokens, cached, preempt, replica_of, status, done
     cdef public long long active
     cdef public bint arrivals_done

@@ -2,7 +2,7 @@
 cimport cython
 
 cdef class PrefixKeys:
-    # read-only memoryviews of the workload's columns (Workload.packed)
+    # fields: generated from __slots__ in prefix_keys.py by tools/pxd_layout.py (do not edit)
     cdef public object _offsets, _chain_keys, _chain_ends
     cdef public dict _key_cache
     @cython.locals(lo="long long")

@@ -19,6 +19,9 @@ _MASK64 = (1 << 64) - 1  # keys are unsigned 64-bit ints
 class PrefixKeys:
     """Block keys of the requests of one workload (cached per distinct chain)."""
 
+    # _offsets, _chain_keys, _chain_ends: read-only memoryviews of the workload's columns (Workload.packed)
+    __slots__ = {"_offsets": "object", "_chain_keys": "object", "_chain_ends": "object", "_key_cache": "dict"}
+
     def __init__(self, workload: Workload) -> None:
         self._offsets = workload.packed("prefix_offsets")
         self._chain_keys = workload.packed("prefix_keys")
@@ -42,6 +45,7 @@ class PrefixKeys:
         if hi == lo:
             return None
         chain_keys, chain_ends = self._chain_keys, self._chain_ends
+        cache_key: tuple | None
         if hi - lo == 1:  # the usual chain: one chunk
             cache_key = (block_size, chain_keys[lo], chain_ends[lo])
         elif hi - lo == 2:
@@ -60,7 +64,7 @@ class PrefixKeys:
             while ends[j] < end:
                 j += 1
             out.append((keys[j] * _KEY_MULT + i) & _MASK64)
-        out = out or None
+        out = out or None  # type: ignore[assignment]  # no full block: None, cached and returned as such
         if cache_key is not None:
             self._key_cache[cache_key] = out
         return out

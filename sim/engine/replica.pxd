@@ -12,6 +12,7 @@ from sim.engine.wake cimport Wake, wake
 cpdef long long outstanding_key(rep)
 
 cdef class Replica:
+    # fields: generated from __slots__ in replica.py by tools/pxd_layout.py (do not edit)
     cdef public Ledger ledger
     cdef public PrefixKeys keys
     cdef public object env, name, pool, engine, perf, spec, policy, stats, waiting
@@ -37,7 +38,7 @@ cdef class Replica:
     cpdef tuple _stretch(self, Segment seg, long long k)
     @cython.locals(plan=StepPlan)
     cpdef _plan(self, ev=*)
-    @cython.locals(dec=DecodeGroup, kv=KVCache, bs="long long", req=Request, hit="long long", prefill_tokens="long long", attn=double, new_blocks="long long", c="long long", q="long long", n="long long", ctx="long long", d=double, t_end=double)
+    @cython.locals(dec=DecodeGroup, kv=KVCache, bs="long long", req=Request, hit="long long", limit="long long", prefill_tokens="long long", attn=double, new_blocks="long long", c="long long", q="long long", n="long long", ctx="long long", d=double, t_end=double)
     cpdef _start_mixed(self, StepPlan plan)
     @cython.locals(dec=DecodeGroup, kv=KVCache, plan=StepPlan, n="long long", d=double, t_end=double, req=Request, q="long long")
     cpdef _mixed_end(self, ev)

@@ -26,6 +26,7 @@ and the locals of its hot methods C types; this file stays the reference.
 from __future__ import annotations
 
 from heapq import heappush
+from typing import Any
 
 import numpy as np
 import simpy
@@ -46,12 +47,26 @@ NUM_ITL_BUCKETS = len(ITL_EDGES_S) - 1
 LOAD_KEY_SHIFT = 20  # load key: outstanding << LOAD_KEY_SHIFT | replica index (indices below 2**20)
 
 
-def outstanding_key(rep: "Replica") -> int:
+def outstanding_key(rep: Replica) -> int:
     """The load key a replica publishes: fewest outstanding first, then lowest index."""
     return (rep.outstanding << LOAD_KEY_SHIFT) | rep.index
 
 
 class Replica:
+    __slots__ = {
+        "ledger": "Ledger", "keys": "PrefixKeys", "env": "object", "name": "object", "pool": "object",
+        "engine": "object", "perf": "object", "spec": "object", "policy": "object", "stats": "object",
+        "waiting": "object", "index": "long long", "block_size": "long long",
+        "max_num_batched_tokens": "long long", "max_num_seqs": "long long", "max_model_len": "long long",
+        "outstanding": "long long", "_seq": "long long", "batch_tokens": "long long", "_tick": "long long",
+        "running": "dict", "prefilling": "dict", "_seg_coeffs": "dict", "kv": "KVCache", "dec": "DecodeGroup",
+        "seg": "Segment", "t": "double", "_w0": "double", "_w1": "double", "_tick_t": "double",
+        "_idle_until": "double", "tick_s": "double", "outstanding_heaps": "list", "_itl": "list",
+        "ts_rows": "list", "_interruptible": "bint", "failed": "bint", "_stretch_ok": "bint",
+        "chunked_prefill": "bint", "_run_k": "object", "_run_end": "object", "_step": "object",
+        "_ev": "object",
+    }
+
     def __init__(self, env: simpy.Environment, index: int, name: str, pool, perf, num_kv_blocks: int,
                  policy, stats: ReplicaStats, ledger: Ledger, keys: PrefixKeys, *, num_classes: int,
                  window: tuple[float, float], tick_s: float, max_model_len: int, exact_steps: bool = False,
@@ -87,7 +102,8 @@ class Replica:
         self.outstanding_heaps: list[list] = []
         self._seq = 0
         self._interruptible = False
-        self._run_k = None  # (segment, first step, steps) while a decode run is in flight
+        # Any: None, or the tuple while its step is in flight (only then read; no runtime check on the hot path)
+        self._run_k: Any = None  # (segment, first step, steps) while a decode run is in flight
         self.batch_tokens = 0
         self._itl = [[0] * NUM_ITL_BUCKETS for _ in range(num_classes)]  # ITL counts [class][bucket]
         self._w0, self._w1 = window
@@ -97,8 +113,8 @@ class Replica:
         self.failed = False
         self._seg_coeffs: dict[int, tuple] = {}  # decode-step coefficients by batch size
         self._stretch_ok = not exact_steps  # fast-forward decode runs
-        self._run_end = None  # (steps, end time) of the decode run in flight, once cut if an arrival cut it
-        self._step = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
+        self._run_end: Any = None  # (steps, end time) of the decode run in flight, once cut if an arrival cut it
+        self._step: Any = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
         self._idle_until = 0.0
         # the pending wake-up (the engine loop starts at time 0, like a SimPy process)
         self._ev: Wake | None = wake(self.env, 0.0, self._plan, URGENT)
@@ -310,7 +326,7 @@ class Replica:
         blocks allow, and the step ending at or after the next time-series tick,
         whichever comes first."""
         dec = self.dec
-        steps = dec.next_finish_k() - k + 1
+        steps = dec.next_finish_k() - k + 1  # type: ignore[operator]  # members decode here, so one finishes next
         # Exhaustion binds only if these steps may need more blocks than are
         # free; a member needs at most one block per block_size steps.
         kv = self.kv
@@ -337,10 +353,12 @@ class Replica:
                     req.keys = kv.hold(req.block_keys, hit)
                     req.computed = hit * bs
                     kv.hit_blocks += hit
-                if req.block_keys:
-                    kv.query_blocks += min(len(req.block_keys), (req.prompt + req.generated - 1) // bs)  # num_tokens - 1
+                if req.block_keys:  # a prefix-cache query of num_tokens - 1 tokens
+                    limit = (req.prompt + req.generated - 1) // bs  # inline: Request.num_tokens
+                    kv.query_blocks += min(len(req.block_keys), limit)
                 if req.remote_tokens:  # KV pulled from a prefill replica: its blocks are allocated, not computed
-                    new_blocks += -(-req.remote_tokens // bs) - (-(-req.computed // bs))
+                    c, q = req.computed, req.remote_tokens - req.computed
+                    new_blocks += -(-(c + q) // bs) - (-(-c // bs))  # inline: sim.engine.policies.base.blocks_for
                     req.computed = req.remote_tokens
                     req.remote_tokens = 0
                 elif req.preemptions == 0:
@@ -353,7 +371,7 @@ class Replica:
             c = req.computed
             prefill_tokens += q
             attn += q * (c + q / 2)
-            new_blocks += -(-(c + q) // bs) - (-(-c // bs))
+            new_blocks += -(-(c + q) // bs) - (-(-c // bs))  # inline: sim.engine.policies.base.blocks_for
         n = dec.n if plan.decode else 0
         ctx = dec.ctx if n else 0
         if n:
@@ -392,7 +410,7 @@ class Replica:
             req.computed += q
             if req.block_keys and kv.caching:
                 self._register_blocks(req)
-            if req.computed == req.prompt + req.generated:  # == num_tokens
+            if req.computed == req.prompt + req.generated:  # inline: Request.num_tokens
                 self._sampled(req, t_end)
         heap = dec.heap
         if heap and heap[0][0] < dec.k:

@@ -1,5 +1,6 @@
 # C types for request.py when Cython compiles it (setup.py); request.py is the reference.
 cdef class Request:
+    # fields: generated from __slots__ in request.py by tools/pxd_layout.py (do not edit)
     cdef public long long rid, cls, prompt, output, priority, seq
     cdef public double arrival_s
     cdef public object block_keys

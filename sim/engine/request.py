@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Any
 
 __all__ = ["Request", "FcfsQueue", "PriorityQueue", "WAITING", "RUNNING", "DECODING", "DONE"]
 
@@ -18,12 +19,20 @@ class Request:
     ``num_tokens`` a new token is sampled.
     """
 
-    __slots__ = (
-        "rid", "cls", "prompt", "output", "arrival_s", "priority", "seq", "block_keys",
-        "generated", "computed", "keys", "state", "preemptions", "cached_tokens",
-        "first_token_s", "last_token_s", "enqueue_s",
-        "k_join", "c_join", "g_join", "phase", "join_id", "remote_tokens",
-    )
+    __slots__ = {
+        "rid": "long long", "cls": "long long", "prompt": "long long", "output": "long long",
+        "priority": "long long", "seq": "long long", "arrival_s": "double", "block_keys": "object",
+        "generated": "long long", "computed": "long long", "state": "long long", "preemptions": "long long",
+        "cached_tokens": "long long", "keys": "list", "first_token_s": "double", "last_token_s": "double",
+        "enqueue_s": "double", "k_join": "long long", "c_join": "long long", "g_join": "long long",
+        "phase": "long long", "join_id": "long long", "remote_tokens": "long long",
+    }
+    # set by DecodeGroup.join, not here (annotations only: no class attributes beside __slots__)
+    k_join: int
+    c_join: int
+    g_join: int
+    phase: int
+    join_id: int
 
     def __init__(self, rid: int, cls: int, prompt: int, output: int, arrival_s: float,
                  priority: int, seq: int, block_keys: list | None) -> None:
@@ -34,7 +43,8 @@ class Request:
         self.arrival_s = arrival_s
         self.priority = priority  # higher = more important
         self.seq = seq  # arrival order at the replica (tie-breaker)
-        self.block_keys = block_keys  # prefix-cache key per full prompt block (None: no shared prefix)
+        # Any, not list | None: read only where a caller checked it is a list (the hot path has no check)
+        self.block_keys: Any = block_keys  # prefix-cache key per full prompt block (None: no shared prefix)
         self.generated = 0  # output tokens sampled so far
         self.computed = 0  # tokens whose KV is computed (valid when not DECODING)
         self.keys: list = []  # cached block keys held (a prefix of block_keys)

@@ -16,7 +16,10 @@ class StepPlan:
     """What the next engine step does (read-only by convention: a plain slotted
     class, built in 0.5 us where a frozen dataclass took 1.8 us, at every step)."""
 
-    __slots__ = ("preempt", "admit", "chunks", "decode", "repeatable", "idle_until")
+    __slots__ = {
+        "preempt": "tuple", "admit": "tuple", "chunks": "tuple", "decode": "bint", "repeatable": "bint",
+        "idle_until": "object",
+    }
 
     def __init__(self, preempt: tuple = (), admit: tuple = (), chunks: tuple = (), decode: bool = False,
                  repeatable: bool = False, idle_until: float | None = None) -> None:

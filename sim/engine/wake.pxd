@@ -2,6 +2,7 @@
 cimport cython
 
 cdef class Wake:
+    # fields: generated from __slots__ in wake.py by tools/pxd_layout.py (do not edit)
     cdef public double at
     cdef public long long priority, eid
     cdef public object callback

@@ -20,8 +20,8 @@ for, so a superseded one is a no-op.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Callable
 
 import simpy
 from simpy.events import NORMAL, URGENT
@@ -37,7 +37,12 @@ COMPILED = not __file__.endswith(".py")
 class Wake:
     """A scheduled ``callback(wake)`` at time ``at`` (made by ``wake``)."""
 
-    __slots__ = ("at", "priority", "eid", "callback")
+    __slots__ = {"at": "double", "priority": "long long", "eid": "long long", "callback": "object"}
+    # set by wake(), which skips __init__ (annotations only: no class attributes beside __slots__)
+    at: float
+    priority: int
+    eid: int
+    callback: Callable
 
     def __lt__(self, other) -> bool:
         return _before(self, other)
@@ -52,7 +57,7 @@ def _before(a: Wake, b: Wake) -> bool:
     return a.eid < b.eid
 
 
-def wake(env: "Environment", delay: float, callback: Callable, priority: int = NORMAL) -> Wake:
+def wake(env: Environment, delay: float, callback: Callable, priority: int = NORMAL) -> Wake:
     """Schedule ``callback(w)`` ``delay`` seconds from now; returns ``w``. Its key is the one
     ``simpy.Environment.schedule`` would give it (the event id from the same counter)."""
     w = Wake.__new__(Wake)

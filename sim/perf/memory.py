@@ -24,7 +24,7 @@ from sim.catalog import GPU, ModelSpec, QuantSpec, load_catalog
 from sim.errors import FleetcastError
 from sim.perf.perf_model import ModelShape
 
-__all__ = ["MemoryPlan", "plan_memory", "device_memory_bytes", "check_max_model_len", "accounting_rule",
+__all__ = ["MemoryPlan", "plan_memory", "device_memory_bytes", "check_max_model_len", "hold_one_sequence", "accounting_rule",
            "moe_workspace_bytes", "MOE_WORKSPACE_FACTOR", "MOE_CHUNK_TOKENS", "NON_TORCH_BYTES", "COMM_BYTES", "CUDAGRAPH_ESTIMATE_BYTES", "SAMPLER_FP32_COPIES", "FORWARD_PEAK_FACTOR"]
 
 GiB = 1024**3
@@ -243,6 +243,39 @@ def check_max_model_len(plan: MemoryPlan, max_model_len: int, block_size: int,
             f"the {max(blocks, 0) * plan.kv_bytes_per_block_per_gpu / GiB:.2f} GiB available "
             f"({max(blocks, 0):,} blocks of {block_size} tokens); the longest max_model_len that fits is "
             f"{max(blocks, 0) * block_size:,}")
+
+
+def hold_one_sequence(plan: MemoryPlan, max_model_len: int, block_size: int,
+                      vllm_version: tuple[int, ...] | None) -> MemoryPlan:
+    """The plan, or, where no vLLM version is named and only the CUDA-graph estimate keeps one
+    ``max_model_len`` sequence out, the plan with as much of that estimate given back as the
+    sequence needs (``num_kv_blocks`` = the sequence's blocks + the null block).
+
+    Without a version the plan follows the newest accounting, which takes vLLM's CUDA-graph
+    estimate (``CUDAGRAPH_ESTIMATE_BYTES``, 1.3 GiB at TP >= 2) out of the budget; releases before
+    ``CUDAGRAPH_PROFILED_SINCE`` (e.g. 0.19, whose start-up logs the plan matches within 0.2 GiB:
+    tests/test_memory.py) leave the graphs in the (1 - utilization) headroom. Issue 24's GPU runs
+    had vLLM serve two configurations the newest-rule plan refused by less than that estimate
+    (Qwen3-32B with a 32k-token prompt on one H100; Qwen3-235B-A22B at max_model_len 262,144 on
+    8 H100s). So a pool that names no version is not refused for what a supported release starts:
+    it gets the smallest KV cache that release starts with, the bytes taken from the graph estimate
+    (the term the releases disagree on), and ``accounting`` says so. A named version keeps its
+    own accounting and check.
+    """
+    if vllm_version is not None or plan.cudagraph_bytes_per_gpu <= 0:
+        return plan
+    need = -(-max_model_len // block_size) + 1  # the sequence's blocks, the null block taken out first
+    if plan.num_kv_blocks >= need:
+        return plan
+    per_block = plan.kv_bytes_per_block_per_gpu
+    if math.floor((plan.available_kv_bytes_per_gpu + plan.cudagraph_bytes_per_gpu) / per_block) < need:
+        return plan  # not even without the graph estimate: check_max_model_len refuses it
+    given_back = math.ceil(need * per_block - plan.available_kv_bytes_per_gpu)
+    return replace(plan, cudagraph_bytes_per_gpu=plan.cudagraph_bytes_per_gpu - given_back,
+                   available_kv_bytes_per_gpu=plan.available_kv_bytes_per_gpu + given_back,
+                   num_kv_blocks=need, max_kv_tokens=need * block_size,
+                   accounting=plan.accounting + f"; {given_back / GiB:.2f} GiB of the CUDA-graph estimate "
+                   f"given back to hold one max_model_len sequence, as vLLM before 0.21 would")
 
 
 def _alternatives(quant: QuantSpec) -> list[QuantSpec]:

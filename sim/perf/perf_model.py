@@ -285,7 +285,7 @@ class PerfModel:
                 else:
                     t += self._lin_last + self._lin_slope * (T - self._n_lin + 1)
                 if seqs < self._n_lin:
-                    t += self._lm[seqs]
+                    t += self._lm[seqs]  # type: ignore[index]  # set with _lin, which is not None here
                 else:
                     t += self._lm_last + self._lm_slope * (seqs - self._n_lin + 1)
             else:

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError, ScenarioError
 from sim.perf.kernels.data import parse_version
-from sim.perf.memory import MemoryPlan, check_max_model_len, plan_memory
+from sim.perf.memory import (
+    MemoryPlan,
+    check_max_model_len,
+    hold_one_sequence,
+    plan_memory,
+)
 from sim.perf.perf_model import PerfModel
 from sim.perf.speculative import with_proposer_memory
 from sim.perf.step_source import pool_perf_model
@@ -76,6 +81,8 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     except FleetcastError as exc:
         raise ScenarioError(f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): {exc}") from None
     max_len = pool.max_model_len(model)
+    if not eng.num_gpu_blocks_override:  # no version named: not refused for what vLLM 0.19 starts
+        mem = hold_one_sequence(mem, max_len, eng.block_size, version)
     # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
     # placeholder for skipped blocks): a server with num_gpu_blocks N schedules N - 1
     num_gpu_blocks = eng.num_gpu_blocks_override or mem.num_kv_blocks

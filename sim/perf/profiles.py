@@ -55,7 +55,8 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoeffici
         arch = load_architectures().get(getattr(gpu, "architecture", "") or "")
         if arch is not None and arch.e_memory is not None:
             dtype = quant.compute_dtype_on(gpu) if quant is not None else "bf16"
-            values = {"e_compute": arch.e_compute_for(dtype), "e_memory": arch.e_memory}
+            # assumes an architecture with e_memory has e_compute fitted too (architectures.yaml; not checked)
+            values = {"e_compute": arch.e_compute_for(dtype), "e_memory": arch.e_memory}  # type: ignore[dict-item]
             said.append(f"{arch.name} efficiencies fitted to {arch.sibling}'s measured vLLM GEMMs "
                         f"(e_compute {values['e_compute']:g} at {dtype}, e_memory {values['e_memory']:g}; "
                         f"sim/catalog/architectures.yaml, from aiconfigurator-core data, Apache-2.0)")

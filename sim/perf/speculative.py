@@ -83,7 +83,7 @@ class Speculation:
         """Seconds the proposer adds to a step with ``n`` decodes of total context ``ctx``."""
         if self.method == "ngram":
             return NGRAM_PROPOSE_S_PER_SEQ * n
-        return self.k * self.draft.step_time_s(0, 0.0, n, ctx)
+        return self.k * self.draft.step_time_s(0, 0.0, n, ctx)  # type: ignore[union-attr]  # a draft method has one
 
     def verify_s(self, prefill_tokens: int, prefill_attn: float, n: int, ctx: int, nps: int) -> float:
         """The target's step with ``k + 1`` positions per decode, never below the plain step."""

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim.analysis.contracts import PlanCandidate, PlanDoc
 from sim.analysis.ownership import OwnVsRent
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
@@ -57,8 +58,8 @@ class Assumptions:
     own_vs_rent: OwnVsRent | None = None  # the shown fleet bought instead of rented
 
 
-def _scenario_dir(plan: dict) -> Path | None:
-    p = (plan.get("scenario") or {}).get("path")
+def _scenario_dir(plan: PlanDoc) -> Path | None:
+    p = plan.scenario.path
     return Path(p).parent if p else None
 
 
@@ -97,10 +98,10 @@ def _entry(cat, kind: str, name: str):
     return cat.quant(cat.weight_schemes()[0], name)
 
 
-def _used(plan: dict, scenario: dict) -> list[tuple[str, str]]:
+def _used(plan: PlanDoc, scenario: dict) -> list[tuple[str, str]]:
     """(kind, name) of every catalog entry the candidates / pools use."""
     used: set[tuple[str, str]] = set()
-    rows = list(plan.get("candidates") or []) + list(scenario.get("fleet") or [])
+    rows = [c.model_dump(mode="python", by_alias=True) for c in plan.candidates] + list(scenario.get("fleet") or [])
     for c in rows:
         q = c.get("quantization") or {}
         for kind, name in (("gpu", c.get("gpu")), ("model", c.get("model")),
@@ -154,7 +155,7 @@ def _profile(pool: str, source: str, scenario: dict, base: Path | None) -> Profi
                       "calibrated, but the profile has no validation section — no validated error bound")
 
 
-def collect_assumptions(plan: dict, scenario: dict) -> Assumptions:
+def collect_assumptions(plan: PlanDoc, scenario: dict) -> Assumptions:
     """Catalog rows, pricing overrides and calibration of the plan's candidates."""
     notes: list[str] = []
     base = _scenario_dir(plan)
@@ -172,19 +173,18 @@ def collect_assumptions(plan: dict, scenario: dict) -> Assumptions:
     for gpu, price in sorted(pricing.items()):
         rows.append(CatalogRow("gpu", gpu, "price_usd_per_hour", price, "scenario pricing: (overrides the catalog)"))
     profiles = [_profile(str(pool), str(src), scenario, base)
-                for pool, src in sorted((plan.get("profiles") or {}).items())]
+                for pool, src in sorted(plan.profiles.items())]
     shown = _shown_candidate(plan)
-    own = compute_own_vs_rent((shown or {}).get("summary"), scenario, cat, notes)
+    summary = shown.summary.model_dump(mode="python", by_alias=True) if shown and shown.summary else None
+    own = compute_own_vs_rent(summary, scenario, cat, notes)
     return Assumptions(rows, pricing, profiles, notes, own)
 
 
-def _shown_candidate(plan: dict) -> dict | None:
+def _shown_candidate(plan: PlanDoc) -> PlanCandidate | None:
     """The recommended candidate; for a run folder (kind "run") its only candidate."""
-    cands = list(plan.get("candidates") or [])
-    rid = plan.get("recommended")
-    if rid:
-        return next((c for c in cands if c.get("id") == rid), None)
-    return cands[0] if plan.get("kind") == "run" and cands else None
+    if plan.recommended:
+        return plan.recommended_candidate
+    return plan.candidates[0] if plan.kind == "run" and plan.candidates else None
 
 
 def grouped_catalog(rows: list[CatalogRow]) -> list[tuple[str, str, list[tuple[str, object]], str]]:

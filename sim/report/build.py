@@ -4,15 +4,17 @@ each written atomically."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from sim.errors import FleetcastError, unknown_name
+from sim.outpaths import check_out_folder, out_error, out_lock
 from sim.report.assumptions import collect_assumptions
 from sim.report.figures import build_figures
 from sim.report.html_page import render_html
-from sim.report.load import load_results
+from sim.report.load import ReportInput, load_results
 from sim.report.pdf import render_pdf
 from sim.report.xlsx import render_xlsx
 
@@ -42,32 +44,53 @@ def default_out_dir(results: Path) -> Path:
     return Path("reports") / Path(results).resolve().name
 
 
-def _write_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _write_all(blobs: dict[str, bytes], out_dir: Path) -> dict[str, Path]:
+    """Write every ``report.<format>`` into ``out_dir`` as one step: each into a temp file first,
+    renamed in only when all are written; on any error (a full disk, a read-only mount) the temp
+    files, and ``out_dir`` when this call created it, are removed and the error names ``out_dir``."""
+    made = not out_dir.exists()
+    temps: list[Path] = []
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for fmt_name, data in blobs.items():
+            fd, tmp_name = tempfile.mkstemp(prefix=f".report.{fmt_name}.", dir=out_dir)
+            temps.append(Path(tmp_name))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp_name, 0o644)
+        paths = {}
+        for (fmt_name, _), tmp in zip(blobs.items(), temps):
+            paths[fmt_name] = out_dir / f"report.{fmt_name}"
+            os.replace(tmp, paths[fmt_name])
+        return paths
+    except OSError as exc:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        if made:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise out_error(out_dir, exc.strerror or str(exc), "the report") from None
 
 
 def build_report(results: str | Path, formats: Iterable[str] = FORMATS, out: str | Path | None = None,
-                 *, pdf_engine: str = "auto") -> dict[str, Path]:
+                 *, pdf_engine: str = "auto", loaded: ReportInput | None = None) -> dict[str, Path]:
     """Render ``results`` (plan or run folder) into ``out``/report.{html,pdf,xlsx}.
 
-    Every format is rendered in memory first and only then written (temp file
-    + rename), so a failure leaves no half-written report. Returns format ->
-    path; ``pdf_engine``: "auto" | "chromium" | "matplotlib".
+    ``out`` is checked (a folder one can write, not another writer's now) before
+    anything is rendered; every format is rendered in memory first and only
+    then written (temp files + renames), so a failure leaves no half-written
+    report and no folder it created. Returns format ->
+    path; ``pdf_engine``: "auto" | "chromium" | "matplotlib"; ``loaded``: ``results`` already read
+    by ``load_results`` (the CLI reads it before importing the renderers).
     """
     formats = parse_formats(formats)
-    inp = load_results(results)
-    out_dir = Path(out) if out is not None else default_out_dir(inp.path)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FleetcastError(f"--out {out_dir} is a file; give a folder for the report")
-    a = collect_assumptions(inp.plan, inp.scenario)
+    inp = loaded if loaded is not None else load_results(results)
+    out_dir = check_out_folder(Path(out) if out is not None else default_out_dir(inp.path), "the report")
+    with out_lock(out_dir, "the report"):
+        return _render_and_write(inp, formats, out_dir, pdf_engine)
+
+
+def _render_and_write(inp: ReportInput, formats: tuple[str, ...], out_dir: Path, pdf_engine: str) -> dict[str, Path]:
+    a = collect_assumptions(inp.doc, inp.scenario)
     figs = build_figures(inp)
     html_text = render_html(inp, a, figs)
     blobs: dict[str, bytes] = {}
@@ -77,8 +100,4 @@ def build_report(results: str | Path, formats: Iterable[str] = FORMATS, out: str
         blobs["pdf"], _engine = render_pdf(inp, a, figs, html_text, engine=pdf_engine)
     if "xlsx" in formats:
         blobs["xlsx"] = render_xlsx(inp, a)
-    paths = {}
-    for fmt_name, data in blobs.items():
-        paths[fmt_name] = out_dir / f"report.{fmt_name}"
-        _write_atomic(data, paths[fmt_name])
-    return paths
+    return _write_all(blobs, out_dir)

@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from sim.analysis.compare import METRIC_BY_NAME
+from sim.analysis.contracts import CompareDoc, CompareRow
 
 __all__ = ["render_compare_html", "compare_section", "cdf_svg", "ci_cells"]
 
@@ -41,13 +42,13 @@ def _fmt(x, scale: float) -> str:
     return f"{v:,.0f}" if a >= 1000 else f"{v:,.1f}" if a >= 100 else f"{v:,.2f}" if a >= 1 else f"{v:.3g}"
 
 
-def ci_cells(row: dict, fmt, scale: float) -> tuple[str, str]:
+def ci_cells(row: CompareRow, fmt, scale: float) -> tuple[str, str]:
     """(confidence interval, significance mark) of one comparison row, as text; ``fmt(x, scale)`` formats a value."""
-    if row["n"] == 0:
+    if row.n == 0:
         return "no data", "–"
-    if row["ci_low"] is None:
-        return f"undefined (N={row['n']})", "n/a"
-    return f"[{fmt(row['ci_low'], scale)}, {fmt(row['ci_high'], scale)}]", "✓" if row["significant"] else "–"
+    if row.ci_low is None:
+        return f"undefined (N={row.n})", "n/a"
+    return f"[{fmt(row.ci_low, scale)}, {fmt(row.ci_high, scale)}]", "✓" if row.significant else "–"
 
 
 def cdf_svg(series: dict[str, np.ndarray], title: str, xlabel: str) -> str:
@@ -97,26 +98,26 @@ def cdf_svg(series: dict[str, np.ndarray], title: str, xlabel: str) -> str:
     return svg.replace("xlink:href", "href")
 
 
-def _table(result, vname: str) -> str:
+def _table(doc: CompareDoc, vname: str) -> str:
     out = ['<table class="cmp"><tr><th class="l">class</th><th class="l">metric</th><th>baseline</th>'
            '<th>variant</th><th>diff</th><th>diff %</th><th>95% CI of diff</th><th>significant</th>'
            '<th class="l">verdict</th></tr>']
     last = None
-    for row in (r for r in result.rows if r["variant"] == vname):
-        m = METRIC_BY_NAME[row["metric"]]
-        first = row["class"] != last
-        last = row["class"]
+    for row in (r for r in doc.rows if r.variant == vname):
+        m = METRIC_BY_NAME[row.metric]
+        first = row.class_ != last
+        last = row.class_
         ci, sig = ci_cells(row, _fmt, m.scale)
-        cls = (row["direction"] if row["direction"] in ("better", "worse") else "") if row["significant"] else "ns"
-        diff = row["diff_mean"]
-        rel = "–" if row["diff_rel_pct"] is None else f"{row['diff_rel_pct']:+.1f}%"
+        cls = (row.direction if row.direction in ("better", "worse") else "") if row.significant else "ns"
+        diff = row.diff_mean
+        rel = "–" if row.diff_rel_pct is None else f"{row.diff_rel_pct:+.1f}%"
         out.append(
-            f'<tr{" class=first" if first else ""}><td class="l">{html.escape(row["class"])}</td>'
+            f'<tr{" class=first" if first else ""}><td class="l">{html.escape(row.class_)}</td>'
             f'<td class="l">{html.escape(m.label)} ({html.escape(m.unit)})</td>'
-            f'<td>{_fmt(row["baseline_mean"], m.scale)}</td><td>{_fmt(row["variant_mean"], m.scale)}</td>'
+            f'<td>{_fmt(row.baseline_mean, m.scale)}</td><td>{_fmt(row.variant_mean, m.scale)}</td>'
             f'<td class="{cls}">{"+" if diff and diff > 0 else ""}{_fmt(diff, m.scale)}</td>'
             f'<td>{rel}</td>'
-            f'<td>{ci}</td><td>{sig}</td><td class="l {cls}">{html.escape(row["direction"] or "")}</td></tr>')
+            f'<td>{ci}</td><td>{sig}</td><td class="l {cls}">{html.escape(row.direction or "")}</td></tr>')
     out.append("</table>")
     return "\n".join(out)
 
@@ -124,25 +125,25 @@ def _table(result, vname: str) -> str:
 def compare_section(result) -> str:
     """The comparison as an HTML fragment (``<section>``), for embedding in
     a larger report."""
-    meta = result.meta
-    R = meta["replications"]
+    doc = result.contract()
+    R = doc.replications
     parts = ['<section class="compare">', "<h2>Variant comparison</h2>",
-             f'<p>Scenario <code>{html.escape(meta["scenario"]["name"])}</code>, {R} replication(s) with common '
-             f'random numbers (replication r uses seed {meta["base_seed"]} + r for every variant)'
-             + (f', under stress: {html.escape(", ".join(meta["stress"]))}' if meta["stress"] else "")
+             f'<p>Scenario <code>{html.escape(doc.scenario.name)}</code>, {R} replication(s) with common '
+             f'random numbers (replication r uses seed {doc.base_seed} + r for every variant)'
+             + (f', under stress: {html.escape(", ".join(doc.stress))}' if doc.stress else "")
              + ". Diff = variant − baseline, paired per replication; the 95% confidence interval is a paired t "
                "interval; a difference is significant when it excludes 0. Lower latency and cost, higher "
                "goodput and attainment are better.</p>"]
-    if meta.get("note"):
-        parts.append(f'<p class="note">{html.escape(meta["note"])}</p>')
-    for vname, overrides in meta["variants"].items():
+    if doc.note:
+        parts.append(f'<p class="note">{html.escape(doc.note)}</p>')
+    for vname, overrides in doc.variants.items():
         if vname == "baseline":
             continue
         parts.append(f"<h3>{html.escape(vname)} vs baseline</h3>")
         parts.append(f'<p class="note">overrides: <code>{html.escape(", ".join(overrides))}</code></p>')
-        parts.append(_table(result, vname))
+        parts.append(_table(doc, vname))
     parts.append("<h2>Latency distributions (replication 0)</h2>")
-    for cname in meta["classes"]:
+    for cname in doc.classes:
         sel = {v: (df if cname == "all" else df[df["class"] == cname]) for v, df in result.records.items()}
         figs = [cdf_svg({v: d[col].to_numpy() for v, d in sel.items()}, f"{cname}: {label}", f"{label} (ms)")
                 for col, label in (("ttft_s", "TTFT"), ("e2e_s", "E2E latency"))]
@@ -153,6 +154,6 @@ def compare_section(result) -> str:
 
 def render_compare_html(result) -> str:
     """``compare.html``: a complete, self-contained page."""
-    title = f"fleetcast compare — {html.escape(result.meta['scenario']['name'])}"
+    title = f"fleetcast compare — {html.escape(result.contract().scenario.name)}"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_CSS}</style></head><body><h1>{title}</h1>\n{compare_section(result)}\n</body></html>\n")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sim.analysis.contracts import PlanCandidate, RunSummary
 from sim.report.autoscale_figure import autoscaling
 from sim.report.load import ReportInput, gpus_per_replica
 
@@ -42,7 +43,7 @@ class ReportFigure:
 def to_svg(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element (no XML prolog, no date)."""
     buf = io.StringIO()
-    with matplotlib.rc_context(RC):
+    with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # matplotlib's stubs key rc by the Literal names
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "fleetcast"}, bbox_inches="tight")
     text = buf.getvalue()
     text = text[text.index("<svg"):]
@@ -74,14 +75,14 @@ def _seconds_axis(axis) -> None:
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def _p99_targets(summary: dict, metric: str) -> dict[str, float]:
+def _p99_targets(summary: RunSummary, metric: str) -> dict[str, float]:
     """class -> p99 target of ``metric`` (the highest-percentile target if no p99)."""
     out = {}
-    for name, cls in (summary.get("classes") or {}).items():
-        rows = [r for r in (cls.get("slo") or {}).values() if r.get("metric") == metric]
-        p99 = [r for r in rows if r.get("percentile") == "p99"] or rows[-1:]
+    for name, cls in summary.classes.items():
+        rows = [r for r in (cls.slo or {}).values() if r.metric == metric]
+        p99 = [r for r in rows if r.percentile == "p99"] or rows[-1:]
         if p99:
-            out[name] = float(p99[0]["target_s"])
+            out[name] = float(p99[0].target_s)
     return out
 
 
@@ -89,18 +90,18 @@ def _window_ok(inp: ReportInput) -> pd.DataFrame | None:
     run = inp.run
     if run is None or run.requests is None or run.requests.empty:
         return None
-    w = run.summary.get("window") or {}
+    w = run.summary.window
     df = run.requests
     a = df["arrival_s"].to_numpy(float)
-    keep = (a >= w.get("start_s", -np.inf)) & (a < w.get("end_s", np.inf)) & (df["status"].astype(str) == "ok")
+    keep = (a >= w.start_s) & (a < w.end_s) & (df["status"].astype(str) == "ok")
     return df[keep]
 
 
 def latency_cdfs(inp: ReportInput) -> Figure | None:
     df = _window_ok(inp)
-    if df is None or df.empty:
+    if df is None or df.empty or inp.run is None:
         return None
-    classes = list((inp.run.summary.get("classes") or {}).keys()) or sorted(df["class"].astype(str).unique())
+    classes = list(inp.run.summary.classes) or sorted(df["class"].astype(str).unique())
     fig, axes = _new(10, 3.4, ncols=3)
     ticks = [0.1, 0.5, 0.9, 0.99, 0.999]
     for ax, (metric, title) in zip(axes, METRICS):
@@ -129,23 +130,23 @@ def latency_cdfs(inp: ReportInput) -> Figure | None:
     return fig
 
 
-def _class_p99_targets(summary: dict) -> list[tuple[str, str, float]]:
+def _class_p99_targets(summary: RunSummary | None) -> list[tuple[str, str, float]]:
     """(class, metric, target_s) for every p99 SLO target of every class (TTFT, TPOT)."""
     out = []
-    for name, cls in (summary.get("classes") or {}).items():
-        for row in (cls.get("slo") or {}).values():
-            if row.get("percentile") == "p99" and row.get("metric") in ("ttft_s", "tpot_s"):
-                out.append((name, row["metric"], float(row["target_s"])))
+    for name, cls in (summary.classes if summary is not None else {}).items():
+        for row in (cls.slo or {}).values():
+            if row.percentile == "p99" and row.metric in ("ttft_s", "tpot_s"):
+                out.append((name, row.metric, float(row.target_s)))
     return out
 
 
-def _curve_points(inp: ReportInput, c: dict) -> pd.DataFrame | None:
+def _curve_points(inp: ReportInput, c: PlanCandidate) -> pd.DataFrame | None:
     """Every simulated point of candidate ``c`` at its found fleet size, by rate (the
     load curve, the headroom bisection, growth months): per-class p99 columns."""
     pts = inp.points
-    if pts is None or pts.empty or "candidate" not in pts or c.get("replicas") is None:
+    if pts is None or pts.empty or "candidate" not in pts or c.replicas is None:
         return None
-    mine = pts[(pts["candidate"] == c.get("id")) & (pts["replicas"] == c.get("replicas"))]
+    mine = pts[(pts["candidate"] == c.id) & (pts["replicas"] == c.replicas)]
     if mine.empty:
         return None
     return mine.drop_duplicates("rate_rps").sort_values("rate_rps")
@@ -154,24 +155,23 @@ def _curve_points(inp: ReportInput, c: dict) -> pd.DataFrame | None:
 def load_curve(inp: ReportInput) -> Figure | None:
     """One panel per (class, metric) with a p99 target: that class's p99 against
     that class's own target as the arrival rate rises."""
-    c = inp.recommended or next((x for x in inp.candidates if x.get("replicas") is not None
-                                 and x.get("status") == "ok"), None)
+    c = inp.recommended or next((x for x in inp.candidates if x.replicas is not None and x.status == "ok"), None)
     if c is None:
         return None
     curve = _curve_points(inp, c)
-    targets = [(cls, m, t) for cls, m, t in _class_p99_targets(c.get("summary") or {})
+    targets = [(cls, m, t) for cls, m, t in _class_p99_targets(c.summary)
                if curve is not None and f"{cls}.p99_{m}" in curve]
     if not targets:
         return None
-    peak = (inp.plan.get("demand") or {}).get("peak_rate_rps")
-    classes = list((c.get("summary") or {}).get("classes") or {})
+    peak = inp.doc.peak_rate_rps
+    classes = list(c.summary.classes) if c.summary is not None else []
     ncols = min(len(targets), 3)
     nrows = -(-len(targets) // ncols)
     fig, axes = _new(10, 2.9 * nrows, ncols=ncols, nrows=nrows)
     short = {"ttft_s": "TTFT", "tpot_s": "TPOT"}
     for ax, (cls, metric, target) in zip(axes, targets):
-        x = curve["rate_rps"].to_numpy(float)
-        y = pd.to_numeric(curve[f"{cls}.p99_{metric}"], errors="coerce").to_numpy(float)
+        x = curve["rate_rps"].to_numpy(float)  # type: ignore[index]  # targets is empty without a curve
+        y = pd.to_numeric(curve[f"{cls}.p99_{metric}"], errors="coerce").to_numpy(float)  # type: ignore[index]  # as above
         ok = np.isfinite(y)
         color = PALETTE[classes.index(cls) % len(PALETTE)] if cls in classes else PALETTE[0]
         ax.plot(x[ok], y[ok], color=color, lw=1.6, label=f"{cls} p99")
@@ -197,12 +197,12 @@ def load_curve(inp: ReportInput) -> Figure | None:
 def utilization(inp: ReportInput) -> Figure | None:
     run = inp.run
     ts = run.timeseries if run is not None else None
-    if ts is None or ts.empty:
+    if run is None or ts is None or ts.empty:
         return None
     g = ts.groupby("t_s", sort=True).agg(running=("running", "sum"), waiting=("waiting", "sum"),
                                           kv_mean=("kv_usage", "mean"), kv_max=("kv_usage", "max"))
     t = g.index.to_numpy(float)
-    w = run.summary.get("window") or {}
+    w = run.summary.window
     fig, axes = _new(10, 4.6, nrows=2, sharex=True)
     ax = axes[0]
     ax.plot(t, g["running"], color=PALETTE[0], lw=1.1, label="running (in a batch)")
@@ -219,10 +219,10 @@ def utilization(inp: ReportInput) -> Figure | None:
     ax.set_title("KV-cache memory in use")
     ax.legend(loc="upper left", ncols=2)
     for ax in axes:
-        if w.get("start_s"):
-            ax.axvspan(t.min(), w["start_s"], color="#eeeeee", zorder=0)
-        if w.get("end_s") is not None and w["end_s"] < t.max():
-            ax.axvspan(w["end_s"], t.max(), color="#eeeeee", zorder=0)
+        if w.start_s:
+            ax.axvspan(t.min(), w.start_s, color="#eeeeee", zorder=0)
+        if w.end_s < t.max():
+            ax.axvspan(w.end_s, t.max(), color="#eeeeee", zorder=0)
     return fig
 
 
@@ -236,13 +236,13 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def slo_use_pct(summary: dict | None) -> float | None:
+def slo_use_pct(summary: RunSummary | None) -> float | None:
     """The largest ratio, over every class and every latency target of its SLO, of the
     forecast percentile to its target, in %: 100 means some class is exactly at its own
     target. What the plan's choice is constrained by (each class against its own SLO)."""
-    ratios = [row["achieved_s"] / row["target_s"] for cls in ((summary or {}).get("classes") or {}).values()
-              for row in (cls.get("slo") or {}).values()
-              if row.get("achieved_s") is not None and row.get("target_s")]
+    ratios = [row.achieved_s / row.target_s for cls in (summary.classes if summary is not None else {}).values()
+              for row in (cls.slo or {}).values()
+              if row.achieved_s is not None and row.target_s]
     return 100.0 * max(ratios) if ratios else None
 
 
@@ -250,26 +250,26 @@ def pareto_note(inp: ReportInput) -> str:
     """Whether the recommendation is on the cost-vs-SLO-use front, and if not, why."""
     rec = inp.recommended
     pts = _pareto_points(inp)
-    if rec is None or rec.get("id") not in {c.get("id") for _, _, c in pts}:
+    if rec is None or rec.id not in {c.id for _, _, c in pts}:
         return ""
     front = pareto_front([(x, y) for x, y, _ in pts])
-    me = next((x, y) for x, y, c in pts if c.get("id") == rec.get("id"))
+    me = next((x, y) for x, y, c in pts if c.id == rec.id)
     if me in front:
         return "The recommendation is on the front: no candidate is both cheaper and further within its SLOs."
     better = min((p for p in pts if p[0] < me[0] and p[1] <= me[1]), key=lambda p: (p[1], p[0]))
-    name = better[2].get("label") or better[2].get("id")
+    name = better[2].label or better[2].id
     return (f"The recommendation is not on the front: {name} costs the same ({'$' + format(better[1], ',.0f')} "
             f"per month) and keeps its slowest class at {better[0]:.0f}% of its target against {me[0]:.0f}%. "
             "The plan chooses on cost subject to every SLO, and ranks equal monthly costs by $ per 1M tokens, "
             "then headroom, not by latency margin.")
 
 
-def _pareto_points(inp: ReportInput) -> list[tuple[float, float, dict]]:
+def _pareto_points(inp: ReportInput) -> list[tuple[float, float, PlanCandidate]]:
     out = []
     for c in inp.candidates:
-        use = slo_use_pct(c.get("summary"))
-        if c.get("status") == "ok" and c.get("usd_per_month") is not None and use is not None:
-            out.append((use, float(c["usd_per_month"]), c))
+        use = slo_use_pct(c.summary)
+        if c.status == "ok" and c.usd_per_month is not None and use is not None:
+            out.append((use, float(c.usd_per_month), c))
     return out
 
 
@@ -281,16 +281,16 @@ def cost_vs_latency(inp: ReportInput) -> Figure | None:
         return None
     fig, axes = _new(10, 3.8)
     ax = axes[0]
-    rid = inp.plan.get("recommended")
+    rid = inp.doc.recommended
     ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], color=OK, s=24, alpha=0.85, zorder=3,
                label="candidate (meets every SLO)")
     front = pareto_front([(x, y) for x, y, _ in pts])
     ax.step(*zip(*front), where="post", color="#333333", lw=1.2, label="Pareto front", zorder=2)
     for x, y, c in pts:
-        if c.get("id") == rid:
+        if c.id == rid:
             ax.scatter([x], [y], marker="*", s=220, color="#f2b701", edgecolor="#333333", zorder=5,
                        label="recommended")
-            ax.annotate(c.get("label") or c.get("id"), (x, y), xytext=(8, 6), textcoords="offset points", fontsize=8)
+            ax.annotate(c.label or c.id, (x, y), xytext=(8, 6), textcoords="offset points", fontsize=8)
     ax.axvline(100.0, color=SLO, ls="--", lw=1.0, label="a class at its own SLO target")
     ax.set_xlim(0, max(105.0, max(x for x, _, _ in pts) * 1.05))
     ax.set_title("Monthly cost vs SLO use at the forecast peak")
@@ -303,8 +303,8 @@ def cost_vs_latency(inp: ReportInput) -> Figure | None:
 
 def growth(inp: ReportInput) -> Figure | None:
     c = inp.recommended
-    rows = pd.DataFrame((c or {}).get("growth") or [])
-    if rows.empty or "month" not in rows:
+    rows = pd.DataFrame([g.model_dump() for g in (c.growth if c is not None else None) or []])
+    if c is None or rows.empty or "month" not in rows:
         return None
     gpus = rows["replicas"].astype(float) * gpus_per_replica(c)
     fig, axes = _new(10, 3.2)
@@ -315,7 +315,7 @@ def growth(inp: ReportInput) -> Figure | None:
             ax.annotate(f"${usd:,.0f}/mo", (b.get_x() + b.get_width() / 2, b.get_height()), xytext=(0, 3),
                         textcoords="offset points", ha="center", fontsize=7)
     ax.set_xlabel("month")
-    ax.set_ylabel(f"GPUs ({c.get('gpu')})")
+    ax.set_ylabel(f"GPUs ({c.gpu})")
     ax.set_title("GPUs needed as demand grows (labels: monthly cost)")
     ax.set_ylim(0, max(float(gpus.max()) * 1.18, 1))
     return fig
@@ -351,7 +351,7 @@ def build_figures(inp: ReportInput) -> list[ReportFigure]:
     which = "recommended" if inp.kind == "plan" else "simulated"
     out = []
     for fid, title, build, caption in _FIGURES:
-        with matplotlib.rc_context(RC):
+        with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # as above
             fig = build(inp)
         if fig is not None:
             curve = ("recommended fleet" if inp.recommended is not None

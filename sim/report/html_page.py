@@ -12,11 +12,25 @@ from sim.report.assumptions import Assumptions, grouped_catalog
 from sim.report.figures import ReportFigure, to_svg
 from sim.report.fmt import flatten, si
 from sim.report.load import ReportInput
-from sim.report.narrative import (CANDIDATE_COLUMNS, TIE_RULE, candidate_rows, headline, key_numbers, label_parts,
-                                   candidate_slo_rows, summary_paragraphs)
+from sim.report.narrative import (
+    CANDIDATE_COLUMNS,
+    TIE_RULE,
+    candidate_rows,
+    candidate_slo_rows,
+    headline,
+    key_numbers,
+    label_parts,
+    summary_paragraphs,
+)
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
-from sim.report.plan_stats import (confidence_sentences, failure_sentence, plan_warnings, slo_interval_rows,
-                                   timeline_rows, window_sentence)
+from sim.report.plan_stats import (
+    confidence_sentences,
+    failure_sentence,
+    plan_warnings,
+    slo_interval_rows,
+    timeline_rows,
+    window_sentence,
+)
 from sim.report.repro import reproduce_commands
 
 __all__ = ["render_html", "SECTION_IDS"]
@@ -80,7 +94,7 @@ def _src(text) -> str:
     return re.sub(r"\S+://\S+", lambda m: m.group(0).replace("/", "/<wbr>"), _e(text))
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
+def _table(headers: list[str], rows: list[list[str]], numeric: frozenset[int] | set[int] = frozenset(),
            row_class: list[str] | None = None) -> str:
     """``rows`` hold already-escaped cell HTML."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
@@ -129,15 +143,15 @@ def _confidence(inp: ReportInput) -> str:
     if inp.kind != "plan":
         return ""
     out = ['<section id="confidence"><h2>Confidence, demand window and failures</h2>']
-    if not inp.plan.get("statistics"):
+    if not inp.doc.statistics:
         return "".join(out) + ("<p>This plan folder holds no replication statistics (it was made by an older "
                                "fleetcast): each size was judged on one simulation. Re-run fleetcast plan for "
                                "95% intervals.</p></section>")
-    out += [f'<p class="warn">Warning: {_e(w)}</p>' for w in plan_warnings(inp.plan)]
+    out += [f'<p class="warn">Warning: {_e(w)}</p>' for w in plan_warnings(inp.doc)]
     c = inp.recommended
     if c is not None:
-        out += [f"<p>{_e(x)}</p>" for x in confidence_sentences(inp.plan, c)]
-    w = window_sentence(inp.plan)
+        out += [f"<p>{_e(x)}</p>" for x in confidence_sentences(inp.doc, c)]
+    w = window_sentence(inp.doc)
     out += [f"<p>{_e(w)}</p>"] if w else []
     if c is not None:
         f = failure_sentence(c)
@@ -150,19 +164,20 @@ def _confidence(inp: ReportInput) -> str:
                               [[_e(r["class"]), _e(r["item"]), _e(r["target"]), _e(r["mean"]), _e(r["interval"]),
                                 _e(r["verdict"]), _e(f"{r['samples_min']:,}"), _e(f"{r['samples_total']:,}")]
                                for r in rows], numeric={2, 3, 6, 7}))
-    tl = timeline_rows(inp.plan)
-    t = inp.plan.get("timeline") or {}
-    if tl:
-        out.append(f"<h3>SLO attainment {_e(t.get('unit', 'hour'))} by {_e(t.get('unit', 'hour'))}</h3>"
-                   f"<p>The recommended fleet ({t.get('replicas')} replicas) over the scenario's own "
-                   f"{t.get('duration_s', 0):,.0f} s at the forecast peak (one run, seed of replication 0); each "
-                   f"{_e(t.get('unit', 'hour'))} is {t.get('bin_s', 0):,.0f} s of simulated time.</p>")
+    tl = timeline_rows(inp.doc)
+    t = inp.doc.timeline
+    if tl and t is not None:
+        unit = t.unit or "hour"
+        out.append(f"<h3>SLO attainment {_e(unit)} by {_e(unit)}</h3>"
+                   f"<p>The recommended fleet ({t.replicas} replicas) over the scenario's own "
+                   f"{t.duration_s or 0:,.0f} s at the forecast peak (one run, seed of replication 0); each "
+                   f"{_e(unit)} is {t.bin_s or 0:,.0f} s of simulated time.</p>")
         out.append(_table(["", "from", "to", "requests", "SLO attained", "p99 TTFT"],
                           [[_e(r["label"]), _e(f"{r['from_s']:,.0f} s"), _e(f"{r['to_s']:,.0f} s"),
                             _e(f"{r['requests']:,}"), _e(fmt.pct(r["attainment_pct"])), _e(fmt.latency(r["p99_ttft_s"]))]
                            for r in tl], numeric={1, 2, 3, 4, 5}))
-    elif t.get("skipped"):
-        out.append(f"<p>Hour-by-hour attainment was not simulated: {_e(t['skipped'])}.</p>")
+    elif t is not None and t.skipped:
+        out.append(f"<p>Hour-by-hour attainment was not simulated: {_e(t.skipped)}.</p>")
     out.append("</section>")
     return "".join(out)
 
@@ -175,7 +190,7 @@ def _candidates(inp: ReportInput) -> str:
     numeric = {i for i, c in enumerate(cols) if c.excel != "General"}
     body, nofit = [], []
     for r in candidate_rows(inp):
-        label = _label_html(parts.get(r.get("id")) or [str(r["label"])], r["recommended"])
+        label = _label_html(parts.get(r.get("id")) or [str(r["label"])], r["recommended"])  # type: ignore[arg-type]  # a candidate always has an id
         if r.get("status") == "does-not-fit":
             nofit.append(f'<tr><td>{label}</td><td class="why">{_e(r.get("reason") or "")}</td></tr>')
             continue
@@ -193,7 +208,7 @@ def _candidates(inp: ReportInput) -> str:
         if r.get("reason"):
             body.append(f'<tr class="whyrow"><td></td><td colspan="{len(cols) - 1}" class="why">'
                         f"why: {_e(r['reason'])}</td></tr>")
-    n_ok = sum(r.get("status") == "ok" for r in inp.candidates)
+    n_ok = sum(r.status == "ok" for r in inp.candidates)
     common = f" All candidates share: {_e(' · '.join(shared))}." if shared else ""
     intro = (f"<p>{len(inp.candidates)} candidate configuration(s) searched, {n_ok} meeting every SLO, ranked "
              f"cheapest first ({_e(TIE_RULE)}); ★ marks the recommendation.{common} Latency and attainment are at "
@@ -238,7 +253,7 @@ def _figures(figs: list[ReportFigure]) -> str:
 
 def _assumptions(inp: ReportInput, a: Assumptions) -> str:
     out = ['<section id="assumptions"><h2>Assumptions</h2>']
-    demand = {k: v for k, v in (inp.plan.get("demand") or {}).items() if not isinstance(v, (dict, list))}
+    demand = {k: v for k, v in (inp.doc.demand or {}).items() if not isinstance(v, (dict, list))}
     if demand and inp.kind == "plan":
         out.append("<h3>Demand</h3>")
         out.append(_table(["item", "value"], [[_e(k), _e(si(v))] for k, v in demand.items()], {1}))
@@ -258,36 +273,36 @@ def _assumptions(inp: ReportInput, a: Assumptions) -> str:
              f'<span class="src">{_src(src)}</span>'] for kind, name, fields, src in grouped_catalog(a.catalog)]
     out.append(_table(["kind", "name", "numbers", "source"], rows))
     out += [f'<p class="warn">{_e(n)}</p>' for n in a.notes]
-    window = ((inp.run.summary if inp.run else {}).get("window") or {})
-    if window:
-        out.append(f"<p>Measured window: arrivals from {window.get('start_s', 0):,.0f} s to "
-                   f"{window.get('end_s', 0):,.0f} s of simulated time; warm-up and cool-down are excluded.</p>")
+    window = inp.run.summary.window if inp.run else None
+    if window is not None:
+        out.append(f"<p>Measured window: arrivals from {window.start_s:,.0f} s to "
+                   f"{window.end_s:,.0f} s of simulated time; warm-up and cool-down are excluded.</p>")
     out.append("</section>")
     return "".join(out)
 
 
 def _repro(inp: ReportInput) -> str:
-    sc = inp.plan.get("scenario") or {}
-    rows = [["scenario", _e(sc.get("name"))], ["seed", _e(sc.get("seed"))],
-            ["fleetcast version", _e(inp.plan.get("fleetcast_version"))], ["results", _e(inp.kind + " folder")]]
+    sc = inp.doc.scenario
+    rows = [["scenario", _e(sc.name)], ["seed", _e(sc.seed)],
+            ["fleetcast version", _e(inp.doc.fleetcast_version)], ["results", _e(inp.kind + " folder")]]
     cmds = "\n".join(reproduce_commands(inp))
     return (f'<section id="reproducibility"><h2>Reproducibility</h2>{_table(["item", "value"], rows)}'
             "<h3>Commands</h3><p>Run these lines as written in a shell with <code>fleetcast</code> on the PATH "
             "(they start by changing into the folder the results were made in); the same seed gives the same "
             "results.</p>"
             f'<pre id="repro-commands">{_e(cmds)}</pre>'
-            f'<h3>Scenario</h3><pre class="yaml">{_e(sc.get("yaml") or "(scenario text not recorded)")}</pre></section>')
+            f'<h3>Scenario</h3><pre class="yaml">{_e(sc.yaml or "(scenario text not recorded)")}</pre></section>')
 
 
 def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> str:
     """The complete HTML document (deterministic for the same input)."""
-    sc = inp.plan.get("scenario") or {}
-    title = f"Fleet procurement report — {sc.get('name') or inp.path.name}"
+    sc = inp.doc.scenario
+    title = f"Fleet procurement report — {sc.name or inp.path.name}"
     ok = inp.recommended is not None
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in SECTIONS.items()
                   if i != "own-vs-rent" or a.own_vs_rent is not None)
     meta = (f"From a {'plan search' if inp.kind == 'plan' else 'single simulation run'} · scenario "
-            f"{_e(sc.get('name'))} · seed {_e(sc.get('seed'))} · fleetcast {_e(inp.plan.get('fleetcast_version'))}")
+            f"{_e(sc.name)} · seed {_e(sc.seed)} · fleetcast {_e(inp.doc.fleetcast_version)}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
             f"<style>{CSS}</style></head><body><main><header><h1>{_e(title)}</h1>"

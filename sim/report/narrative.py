@@ -5,9 +5,11 @@ table and the SLO table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
+from sim.analysis.contracts import PlanCandidate, RunSummary
 from sim.report import fmt
 from sim.report.assumptions import Assumptions
 from sim.report.autoscale_text import autoscale_paragraph, plan_autoscale_sentence
@@ -30,7 +32,7 @@ class Column:
 
     key: str  # candidate dict key (or a derived one, see candidate_rows)
     header: str  # shown to people
-    text: Callable[[object], str]  # formatter for HTML/PDF
+    text: Callable[[Any], str]  # formatter for HTML/PDF
     excel: str = "General"  # openpyxl number_format
 
 
@@ -53,25 +55,25 @@ CANDIDATE_COLUMNS = (
 )
 
 
-def gpus_of(c: dict) -> int | None:
-    if c.get("gpus") is not None:
-        return int(c["gpus"])
-    if c.get("replicas") is not None:
-        return int(c["replicas"]) * gpus_per_replica(c)
+def gpus_of(c: PlanCandidate) -> int | None:
+    if c.gpus is not None:
+        return int(c.gpus)
+    if c.replicas is not None:
+        return int(c.replicas) * gpus_per_replica(c)
     return None
 
 
-def autoscaled_gpus(c: dict) -> tuple[float, float, float] | None:
+def autoscaled_gpus(c: PlanCandidate) -> tuple[float, float, float] | None:
     """(min, max, mean) GPUs of a run whose pools autoscale (pool replicas x TP), else None."""
-    pools = ((c.get("summary") or {}).get("autoscale") or {}).get("pools")
+    pools = c.summary.autoscale.pools if c.summary is not None and c.summary.autoscale is not None else None
     if not pools:
         return None
-    tp = c.get("tensor_parallel") or 1
-    return (sum(p["replicas_min"] for p in pools.values()) * tp, sum(p["replicas_max"] for p in pools.values()) * tp,
-            sum(p["replicas_mean"] for p in pools.values()) * tp)
+    tp = c.tensor_parallel or 1
+    return (sum(p.replicas_min for p in pools.values()) * tp, sum(p.replicas_max for p in pools.values()) * tp,
+            sum(p.replicas_mean for p in pools.values()) * tp)
 
 
-def gpus_text(c: dict) -> str:
+def gpus_text(c: PlanCandidate) -> str:
     """The fleet's GPU count for a headline card: '8', or '1–6 (2.93 on average)' when autoscaled."""
     a = autoscaled_gpus(c)
     if a is not None:
@@ -79,41 +81,41 @@ def gpus_text(c: dict) -> str:
     return fmt.num(gpus_of(c))
 
 
-def fleet_text(c: dict) -> str:
+def fleet_text(c: PlanCandidate) -> str:
     """'8 × h100-sxm GPUs (4 replicas, TP 2)'; a disaggregated fleet '... (1 prefill + 3 decode replicas, TP 1)';
     an autoscaled one '1–6 × h100-sxm GPUs, autoscaled (2.93 on average, TP 1)'."""
-    g, r, tp = gpus_of(c), c.get("replicas"), c.get("tensor_parallel") or 1
+    g, r, tp = gpus_of(c), c.replicas, c.tensor_parallel or 1
     if g is None:
-        return f"{c.get('gpu')} (TP {tp}), no fleet size"
+        return f"{c.gpu} (TP {tp}), no fleet size"
     a = autoscaled_gpus(c)
     if a is not None:
-        return f"{a[0]:,.0f}–{a[1]:,.0f} × {c.get('gpu')} GPUs, autoscaled ({a[2]:,.2f} on average, TP {tp})"
-    split = (c.get("summary") or {}).get("disaggregated")
+        return f"{a[0]:,.0f}–{a[1]:,.0f} × {c.gpu} GPUs, autoscaled ({a[2]:,.2f} on average, TP {tp})"
+    split = c.summary.disaggregated if c.summary is not None else None
     if split:
-        return (f"{g:,} × {c.get('gpu')} GPU{'s' if g != 1 else ''} ({split['prefill']['replicas']:,} prefill + "
-                f"{split['decode']['replicas']:,} decode replicas, TP {tp}, KV over {split['link']})")
-    return f"{g:,} × {c.get('gpu')} GPU{'s' if g != 1 else ''} ({r:,} replica{'s' if r != 1 else ''}, TP {tp})"
+        return (f"{g:,} × {c.gpu} GPU{'s' if g != 1 else ''} ({split.prefill.replicas:,} prefill + "
+                f"{split.decode.replicas:,} decode replicas, TP {tp}, KV over {split.link})")
+    return f"{g:,} × {c.gpu} GPU{'s' if g != 1 else ''} ({r:,} replica{'s' if r != 1 else ''}, TP {tp})"
 
 
-def _model_text(c: dict) -> str:
-    q = c.get("quantization") or {}
-    return (f"{c.get('model')} with {q.get('weights', 'bf16')} weights and {q.get('kv_cache', 'auto')} "
-            f"KV cache under the {c.get('policy') or 'default'} batching policy")
+def _model_text(c: PlanCandidate) -> str:
+    q = c.quantization or {}
+    return (f"{c.model} with {q.get('weights', 'bf16')} weights and {q.get('kv_cache', 'auto')} "
+            f"KV cache under the {c.policy or 'default'} batching policy")
 
 
 def candidate_rows(inp: ReportInput) -> list[dict]:
     """Candidates in plan order, each with ``rank`` (1.. among ok), ``status_text``,
     ``gpus`` filled in, and ``recommended``."""
     rows, rank = [], 0
-    for c in inp.candidates:
-        row = dict(c)
-        ok = c.get("status") == "ok"
+    for c in inp.doc.candidates:
+        row = c.model_dump(mode="python", by_alias=True)
+        ok = c.status == "ok"
         rank += ok
         row["rank"] = rank if ok else None
         row["gpus"] = gpus_of(c)
-        row["status_text"] = STATUS_TEXT.get(str(c.get("status")), str(c.get("status")))
-        row["label"] = c.get("label") or c.get("id")
-        row["recommended"] = c.get("id") == inp.plan.get("recommended")
+        row["status_text"] = STATUS_TEXT.get(c.status, c.status)
+        row["label"] = c.label or c.id
+        row["recommended"] = c.id == inp.doc.recommended
         rows.append(row)
     return rows
 
@@ -121,7 +123,7 @@ def candidate_rows(inp: ReportInput) -> list[dict]:
 def label_parts(inp: ReportInput) -> tuple[dict[str, list[str]], list[str]]:
     """Each candidate's label split at " · ", less the parts every candidate shares
     (said once instead): ``({id: [parts]}, [shared parts])``."""
-    split = {c.get("id"): str(c.get("label") or c.get("id")).split(" · ") for c in inp.candidates}
+    split = {c.id: str(c.label or c.id).split(" · ") for c in inp.doc.candidates}
     lengths = {len(p) for p in split.values()}
     if len(split) < 2 or len(lengths) != 1:
         return split, []
@@ -134,71 +136,70 @@ def label_parts(inp: ReportInput) -> tuple[dict[str, list[str]], list[str]]:
             [first[i] for i in shared])
 
 
-def slo_rows(summary: dict) -> list[dict]:
+def slo_rows(summary: RunSummary | None) -> list[dict]:
     """One row per (class, SLO target): class, metric, percentile, target_s, achieved_s, met."""
-    out = []
-    for name, cls in (summary.get("classes") or {}).items():
-        for row in (cls.get("slo") or {}).values():
-            out.append({"class": name, **row})
-        if cls.get("attainment_target_pct") is not None:
+    out: list[dict] = []
+    for name, cls in (summary.classes if summary is not None else {}).items():
+        for row in (cls.slo or {}).values():
+            out.append({"class": name, **row.model_dump()})
+        if cls.attainment_target_pct is not None:
             out.append({"class": name, "metric": "attainment_pct", "percentile": "",
-                        "target_s": cls["attainment_target_pct"], "achieved_s": cls.get("attainment_pct"),
-                        "met": (cls.get("attainment_pct") or 0) >= cls["attainment_target_pct"]})
+                        "target_s": cls.attainment_target_pct, "achieved_s": cls.attainment_pct,
+                        "met": (cls.attainment_pct or 0) >= cls.attainment_target_pct})
     return out
 
 
-def candidate_slo_rows(c: dict) -> tuple[list[dict], str]:
+def candidate_slo_rows(c: PlanCandidate) -> tuple[list[dict], str]:
     """``slo_rows`` of a candidate and what "forecast" means there: for a plan candidate the
     mean over its replications (the figure its verdict and 95% interval use; ``met`` is the
     verdict), else the one run's summary."""
-    rows = slo_rows(c.get("summary") or {})
-    stats = c.get("slo_stats") or {}
-    items = {(it["class"], it["metric"], it["percentile"] or ""): it for it in stats.get("items") or []}
-    if not items or not rows:
+    rows = slo_rows(c.summary)
+    stats = c.slo_stats
+    if stats is None or not stats.items or not rows:
         return rows, "forecast"
+    items = {(it.class_, it.metric, it.percentile or ""): it for it in stats.items}
     for r in rows:
         it = items.get((r["class"], r["metric"], r.get("percentile") or ""))
         if it is not None:
-            r.update(achieved_s=it["mean"], met=it["verdict"] == "met")
-    return rows, f"forecast, mean of {stats.get('replications')} runs"
+            r.update(achieved_s=it.mean, met=it.verdict == "met")
+    return rows, f"forecast, mean of {stats.replications} runs"
 
 
-def _has_slo(summary: dict) -> bool:
-    return any(cls.get("slo") for cls in (summary.get("classes") or {}).values())
+def _has_slo(summary: RunSummary | None) -> bool:
+    return summary is not None and any(cls.slo for cls in summary.classes.values())
 
 
-def _target_text(summary: dict) -> str:
-    targets = sorted({c.get("attainment_target_pct") for c in (summary.get("classes") or {}).values()
-                      if c.get("attainment_target_pct") is not None})
+def _target_text(summary: RunSummary | None) -> str:
+    targets = sorted({c.attainment_target_pct for c in (summary.classes if summary is not None else {}).values()
+                      if c.attainment_target_pct is not None})
     return f" (target {', '.join(fmt.pct(t, 1) for t in targets)})" if targets else ""
 
 
 def headline(inp: ReportInput) -> str:
-    rec = inp.recommended
+    rec = inp.doc.recommended_candidate
     if inp.kind == "run":
-        c = inp.candidates[0]
+        c = inp.doc.candidates[0]
         verdict = "meets its SLO" if rec is not None else "MISSES its SLO"
-        return f"Simulated fleet: {fleet_text(c)} — {fmt.usd(c.get('usd_per_month'))}/month, {verdict}"
+        return f"Simulated fleet: {fleet_text(c)} — {fmt.usd(c.usd_per_month)}/month, {verdict}"
     if rec is not None:
-        return f"Recommended: {fleet_text(rec)} — {fmt.usd(rec.get('usd_per_month'))}/month"
-    return f"No fleet met the SLO — {len(inp.candidates)} candidates tried"
+        return f"Recommended: {fleet_text(rec)} — {fmt.usd(rec.usd_per_month)}/month"
+    return f"No fleet met the SLO — {len(inp.doc.candidates)} candidates tried"
 
 
-def _service_sentence(c: dict, peak) -> str:
-    s = c.get("summary") or {}
-    o = s.get("overall") or {}
+def _service_sentence(c: PlanCandidate, peak) -> str:
+    s = c.summary
     at = f"At the forecast peak of {fmt.rate(peak)} it" if peak else "It"
     if not _has_slo(s):
-        return (f"{at} serves requests with p99 time to first token {fmt.latency(c.get('p99_ttft_s'))} and "
-                f"p99 time per output token {fmt.latency(c.get('p99_tpot_s'))}. The scenario sets no latency "
+        return (f"{at} serves requests with p99 time to first token {fmt.latency(c.p99_ttft_s)} and "
+                f"p99 time per output token {fmt.latency(c.p99_tpot_s)}. The scenario sets no latency "
                 "SLO, so every completed request counts as meeting it.")
-    return (f"{at} meets the latency targets for {fmt.pct(c.get('attainment_pct', o.get('attainment_pct')))} "
-            f"of requests{_target_text(s)}: p99 time to first token {fmt.latency(c.get('p99_ttft_s'))}, "
-            f"p99 time per output token {fmt.latency(c.get('p99_tpot_s'))} (all classes together; each "
+    return (f"{at} meets the latency targets for {fmt.pct(c.attainment_pct)} "
+            f"of requests{_target_text(s)}: p99 time to first token {fmt.latency(c.p99_ttft_s)}, "
+            f"p99 time per output token {fmt.latency(c.p99_tpot_s)} (all classes together; each "
             "class against its own target in the SLO table).")
 
 
-def _utilization_sentence(c: dict, peak) -> str:
+def _utilization_sentence(c: PlanCandidate, peak) -> str:
     """Capacity in words: where the SLOs break (headroom), then what the GPUs use.
 
     The busy fraction counts time with an engine step running; continuous
@@ -206,16 +207,17 @@ def _utilization_sentence(c: dict, peak) -> str:
     replica is 'busy' nearly all the time. It is said as such, next to the
     capacity measures (memory bandwidth, compute, KV cache) and the headroom.
     """
-    u = ((c.get("summary") or {}).get("utilization") or {}).get("fleet") or {}
+    u = c.summary.utilization.fleet if c.summary is not None else None
     parts = []
-    h = c.get("headroom_pct")
+    h = c.headroom_pct
     if h is not None:
         top = f" (up to {fmt.rate(peak * (1 + h / 100))})" if peak else ""
         parts.append(f"Capacity: every SLO still holds at {fmt.pct(h, 0)} above the forecast peak{top}, the "
                      "highest load tested that meets them (headroom).")
-    if u:
+    if u is not None:
         def share(key):
-            return None if u.get(key) is None else min(u[key], 1.0) * 100
+            v = getattr(u, key)
+            return None if v is None else min(v, 1.0) * 100
         parts.append(f"An engine step is running {fmt.pct(share('busy_frac'), 0)} of the time; that counts time, "
                      "not capacity, since a replica with continuous batching steps whenever any request is in "
                      f"flight. Of their capacity the GPUs use {fmt.pct(share('mbu'), 0)} of their memory "
@@ -240,20 +242,20 @@ def _calibration_sentence(a: Assumptions) -> str:
 
 
 def _failure_paragraphs(inp: ReportInput) -> list[str]:
-    cands = inp.candidates
-    peak = (inp.plan.get("demand") or {}).get("peak_rate_rps")
+    cands = inp.doc.candidates
+    peak = inp.doc.peak_rate_rps
     tried = len(cands)
-    nofit = [c for c in cands if c.get("status") == "does-not-fit"]
-    miss = [c for c in cands if c.get("status") == "cannot-meet-slo"]
+    nofit = [c for c in cands if c.status == "does-not-fit"]
+    miss = [c for c in cands if c.status == "cannot-meet-slo"]
     at = f" at the forecast peak of {fmt.rate(peak)}" if peak else ""
     out = [f"None of the {tried} fleet configurations tried meets the latency SLOs{at}. "
            f"{len(nofit)} did not fit the model in GPU memory and {len(miss)} fit but missed an SLO "
            "even at the largest fleet size searched. The candidate table lists why each one failed."]
     if miss:
-        best = min(miss, key=lambda c: (-(c.get("attainment_pct") or 0.0), c.get("p99_ttft_s") or float("inf")))
-        out.append(f"The closest was {best.get('label') or best.get('id')}: {fleet_text(best)}, "
-                   f"{fmt.usd(best.get('usd_per_month'))}/month, meeting the targets for "
-                   f"{fmt.pct(best.get('attainment_pct'))} of requests ({best.get('reason') or 'no reason given'}).")
+        best = min(miss, key=lambda c: (-(c.attainment_pct or 0.0), c.p99_ttft_s or float("inf")))
+        out.append(f"The closest was {best.label or best.id}: {fleet_text(best)}, "
+                   f"{fmt.usd(best.usd_per_month)}/month, meeting the targets for "
+                   f"{fmt.pct(best.attainment_pct)} of requests ({best.reason or 'no reason given'}).")
     out.append("Options: relax the SLO, widen the search (more replicas, other GPUs, tensor parallelism, "
                "quantization), or reduce the peak load.")
     return out
@@ -263,84 +265,84 @@ def _failure_paragraphs(inp: ReportInput) -> list[str]:
 TIE_RULE = "equal monthly costs are ranked by more proven headroom, then by $ per 1M tokens (prompt + output)"
 
 
-def ranking_sentence(inp: ReportInput, c: dict) -> str:
+def ranking_sentence(inp: ReportInput, c: PlanCandidate) -> str:
     """How many candidates were searched and met the SLO, and how the next one compares
     (the same price is said as such, with the rule that broke the tie)."""
-    ok = [x for x in inp.candidates if x.get("status") == "ok"]
-    n, points = len(inp.candidates), inp.plan.get("tried")
-    pts = f" ({points:,} simulated points)" if isinstance(points, int) and points != n else ""
+    ok = [x for x in inp.doc.candidates if x.status == "ok"]
+    n, points = len(inp.doc.candidates), inp.doc.tried
+    pts = f" ({points:,} simulated points)" if points != n else ""
     text = (f"{n} candidate configuration{'s' if n != 1 else ''} were searched{pts} and {len(ok)} met every SLO; "
             "this is the cheapest of them")
-    if len(ok) < 2 or c.get("usd_per_month") is None or ok[1].get("usd_per_month") is None:
+    if len(ok) < 2 or c.usd_per_month is None or ok[1].usd_per_month is None:
         return text + "."
-    nxt, more = ok[1], ok[1]["usd_per_month"] - c["usd_per_month"]
-    name = nxt.get("label") or nxt.get("id")
+    usd = c.usd_per_month
+    nxt, more = ok[1], ok[1].usd_per_month - usd
+    name = nxt.label or nxt.id
     if abs(more) < 0.5:
-        ties = sum(abs((x.get("usd_per_month") or 0) - c["usd_per_month"]) < 0.5 for x in ok) - 1
+        ties = sum(abs((x.usd_per_month or 0) - usd) < 0.5 for x in ok) - 1
         others = f"{ties} other candidates" if ties > 1 else "the next one"
-        def why(x: dict) -> str:
-            h = x.get("headroom_pct")
+        def why(x: PlanCandidate) -> str:
+            h = x.headroom_pct
             return (f"{'-' if h is None else f'{h:.0f}%'} headroom, "
-                    f"{fmt.usd_small(x.get('usd_per_1m_total_tokens'))} per 1M tokens")
-        return (f"{text}, at the same price as {others} ({fmt.usd(c['usd_per_month'])} per month); {TIE_RULE}: "
+                    f"{fmt.usd_small(x.usd_per_1m_total_tokens)} per 1M tokens")
+        return (f"{text}, at the same price as {others} ({fmt.usd(usd)} per month); {TIE_RULE}: "
                 f"{why(c)} here against {why(nxt)} for the next, {name}.")
-    share = more / c["usd_per_month"] * 100 if c["usd_per_month"] else None
+    share = more / usd * 100 if usd else None
     pct = "" if share is None else f" (+{share:.1f}%)" if share < 10 else f" (+{share:.0f}%)"
     return f"{text}; the next cheapest, {name}, costs {fmt.usd(more)} more per month{pct}."
 
 
 def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
     """The executive summary, one string per paragraph."""
-    rec = inp.recommended
-    peak = (inp.plan.get("demand") or {}).get("peak_rate_rps")
+    rec = inp.doc.recommended_candidate
+    peak = inp.doc.peak_rate_rps
     if rec is None and inp.kind == "plan":
         return _failure_paragraphs(inp) + [s for s in [_calibration_sentence(a)] if s]
-    c = rec or inp.candidates[0]
+    c = rec or inp.doc.candidates[0]
     out = []
     if inp.kind == "run":
         verdict = ("It meets its latency SLOs. " if rec is not None else "It does NOT meet its latency SLOs. ")
-        if not _has_slo(c.get("summary") or {}):
+        if not _has_slo(c.summary):
             verdict = ""
         out.append(f"This report covers one simulated fleet (a `fleetcast run`), not a plan search: "
                    f"{fleet_text(c)} serving {_model_text(c)}. {verdict}"
                    "No alternatives were compared and no headroom was measured; run `fleetcast plan` for that.")
     else:
         out.append(f"We recommend {fleet_text(c)} serving {_model_text(c)}.")
-        out += [f"Warning: {w}" for w in plan_warnings(inp.plan)]  # on the first screen, before the detail
-    hourly = c.get("usd_per_hour")
-    out.append(f"It costs {fmt.usd(c.get('usd_per_month'))} per month ({fmt.usd_small(hourly)} per hour), "
-               f"which is {fmt.usd_small(c.get('usd_per_1m_output_tokens'))} per million output tokens "
-               f"({fmt.usd_small(c.get('usd_per_1m_total_tokens'))} per million tokens including prompts).")
+        out += [f"Warning: {w}" for w in plan_warnings(inp.doc)]  # on the first screen, before the detail
+    out.append(f"It costs {fmt.usd(c.usd_per_month)} per month ({fmt.usd_small(c.usd_per_hour)} per hour), "
+               f"which is {fmt.usd_small(c.usd_per_1m_output_tokens)} per million output tokens "
+               f"({fmt.usd_small(c.usd_per_1m_total_tokens)} per million tokens including prompts).")
     out.append(_service_sentence(c, peak if inp.kind == "plan" else None))
     util = _utilization_sentence(c, peak if inp.kind == "plan" else None)
     if util:
         out.append(util)
-    split = disagg_paragraph(c.get("summary") or {})
+    split = disagg_paragraph(c.summary)
     if split:
         out.append(split)
-    scaled = autoscale_paragraph(c.get("summary") or {})
+    scaled = autoscale_paragraph(c.summary)
     if scaled:
         out.append(scaled)
     if inp.kind == "plan":
         out.append(ranking_sentence(inp, c))
-        layouts = layout_sentence(inp.candidates)
+        layouts = layout_sentence(inp.doc.candidates)
         if layouts:
             out.append(layouts)
-        scaled_plan = plan_autoscale_sentence(inp.plan)
+        scaled_plan = plan_autoscale_sentence(inp.doc.autoscale)
         if scaled_plan:
             out.append(scaled_plan)
     if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings
-        out += confidence_sentences(inp.plan, c)
-        out += [x for x in (window_sentence(inp.plan), failure_sentence(c)) if x]
+        out += confidence_sentences(inp.doc, c)
+        out += [x for x in (window_sentence(inp.doc), failure_sentence(c)) if x]
     if a.own_vs_rent is not None:
         out.append(own_rent_sentence(a.own_vs_rent))
-    growth = c.get("growth") or []
+    growth = c.growth or []
     if growth:
         last = growth[-1]
-        g = int(last.get("replicas") or 0) * gpus_per_replica(c)
-        out.append(f"Over the forecast horizon demand reaches {fmt.rate(last.get('rate_rps'))} by month "
-                   f"{last.get('month')}, which needs {g:,} GPU{'s' if g != 1 else ''} at "
-                   f"{fmt.usd(last.get('usd_per_month'))} per month.")
+        g = int(last.replicas or 0) * gpus_per_replica(c)
+        out.append(f"Over the forecast horizon demand reaches {fmt.rate(last.rate_rps)} by month "
+                   f"{last.month}, which needs {g:,} GPU{'s' if g != 1 else ''} at "
+                   f"{fmt.usd(last.usd_per_month)} per month.")
     cal = _calibration_sentence(a)
     if cal:
         out.append(cal)
@@ -349,18 +351,18 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
 
 def key_numbers(inp: ReportInput) -> list[tuple[str, str]]:
     """(label, value) cards shown under the summary."""
-    c = inp.recommended
+    c = inp.doc.recommended_candidate
     if c is None:
-        cands = inp.candidates
+        cands = inp.doc.candidates
         return [("candidates tried", str(len(cands))),
                 ("met the SLO", "0"),
-                ("did not fit", str(sum(x.get("status") == "does-not-fit" for x in cands))),
-                ("missed the SLO", str(sum(x.get("status") == "cannot-meet-slo" for x in cands)))]
-    u = ((c.get("summary") or {}).get("utilization") or {}).get("fleet") or {}
-    mbu = None if u.get("mbu") is None else u["mbu"] * 100
-    return [("GPUs", gpus_text(c)), ("per month", fmt.usd(c.get("usd_per_month"))),
-            ("per 1M output tokens", fmt.usd_small(c.get("usd_per_1m_output_tokens"))),
-            ("SLO attained", fmt.pct(c.get("attainment_pct"))),
-            ("p99 TTFT, all classes pooled", fmt.latency(c.get("p99_ttft_s"))),
-            ("p99 TPOT, all classes pooled", fmt.latency(c.get("p99_tpot_s"))),
-            ("headroom", fmt.pct(c.get("headroom_pct"), 0)), ("memory-bandwidth use", fmt.pct(mbu, 0))]
+                ("did not fit", str(sum(x.status == "does-not-fit" for x in cands))),
+                ("missed the SLO", str(sum(x.status == "cannot-meet-slo" for x in cands)))]
+    mbu_frac = c.summary.utilization.fleet.mbu if c.summary is not None else None
+    mbu = None if mbu_frac is None else mbu_frac * 100
+    return [("GPUs", gpus_text(c)), ("per month", fmt.usd(c.usd_per_month)),
+            ("per 1M output tokens", fmt.usd_small(c.usd_per_1m_output_tokens)),
+            ("SLO attained", fmt.pct(c.attainment_pct)),
+            ("p99 TTFT, all classes pooled", fmt.latency(c.p99_ttft_s)),
+            ("p99 TPOT, all classes pooled", fmt.latency(c.p99_tpot_s)),
+            ("headroom", fmt.pct(c.headroom_pct, 0)), ("memory-bandwidth use", fmt.pct(mbu, 0))]

@@ -17,13 +17,13 @@ import matplotlib
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from sim.report import fmt
 from sim.report.assumptions import Assumptions, grouped_catalog
 from sim.report.chromium import find_chromium, run_chromium
 from sim.report.figures import RC, ReportFigure
 from sim.report.fmt import flatten, si
 from sim.report.load import ReportInput
 from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, summary_paragraphs
-from sim.report import fmt
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
 from sim.report.repro import reproduce_commands
 
@@ -52,8 +52,8 @@ def _wrap(text: str, indent: str = "") -> list[str]:
 
 def _text_lines(inp: ReportInput, a: Assumptions) -> list[tuple[str, str]]:
     """(style, text) lines: style 'h1', 'h2' or 'body'."""
-    sc = inp.plan.get("scenario") or {}
-    out = [("h1", f"Fleet procurement report — {sc.get('name')}"), ("h2", headline(inp)), ("body", "")]
+    sc = inp.doc.scenario
+    out = [("h1", f"Fleet procurement report — {sc.name}"), ("h2", headline(inp)), ("body", "")]
     out.append(("h2", "Executive summary"))
     for p in summary_paragraphs(inp, a):
         out += [("body", s) for s in _wrap(p)] + [("body", "")]
@@ -74,23 +74,24 @@ def _text_lines(inp: ReportInput, a: Assumptions) -> list[tuple[str, str]]:
                 for item, own, rent in own_rent_rows(a.own_vs_rent) if "1M" not in item]
         out += [("body", s) for k, v, src in own_rent_assumptions(a.own_vs_rent) for s in _wrap(f"{k}: {v} — {src}")]
     out += [("body", ""), ("h2", "Assumptions")]
-    for p in a.profiles:
-        out += [("body", s) for s in _wrap(f"pool {p.pool}: {p.note}. Coefficients: {p.source}")]
-        out += [("body", f"    {k}: {si(v)}") for k, v in flatten(p.validation or {})]
+    for prof in a.profiles:
+        out += [("body", s) for s in _wrap(f"pool {prof.pool}: {prof.note}. Coefficients: {prof.source}")]
+        out += [("body", f"    {k}: {si(v)}") for k, v in flatten(prof.validation or {})]
     for kind, name, fields, src in grouped_catalog(a.catalog):
         values = ", ".join(f"{f} = {si(v)}" for f, v in fields)
         out += [("body", s) for s in _wrap(f"{kind} {name}: {values}")]
         out += [("body", s) for s in _wrap(f"source: {src}", "    ")]
     out += [("body", s) for n in a.notes for s in _wrap(n)]
     out += [("body", ""), ("h2", "Reproducibility")]
-    out += [("body", f"seed {sc.get('seed')}, fleetcast {inp.plan.get('fleetcast_version')}")]
+    out += [("body", f"seed {sc.seed}, fleetcast {inp.doc.fleetcast_version}")]
     out += [("body", c) for c in reproduce_commands(inp)] + [("body", ""), ("h2", "Scenario")]
-    out += [("body", line) for line in (sc.get("yaml") or "").splitlines()]
+    out += [("body", line) for line in (sc.yaml or "").splitlines()]
     return out
 
 
 def _text_pages(lines: list[tuple[str, str]]) -> list[Figure]:
-    pages, size = [], {"h1": 15, "h2": 11, "body": 7.5}
+    pages: list[Figure] = []
+    size = {"h1": 15, "h2": 11, "body": 7.5}
     step = 1.0 / (LINES_PER_PAGE + 6)
     for i in range(0, len(lines), LINES_PER_PAGE):
         fig = Figure(figsize=A4)
@@ -107,7 +108,7 @@ def _text_pages(lines: list[tuple[str, str]]) -> list[Figure]:
 def pdf_via_matplotlib(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> bytes:
     """Text pages + one page per figure, deterministic (no creation date)."""
     buf = io.BytesIO()
-    with matplotlib.rc_context(RC), PdfPages(buf, metadata={"CreationDate": None, "Creator": "fleetcast"}) as pdf:
+    with matplotlib.rc_context(RC), PdfPages(buf, metadata={"CreationDate": None, "Creator": "fleetcast"}) as pdf:  # type: ignore[arg-type]  # matplotlib's stubs key rc by the Literal names
         lines = _text_lines(inp, a)
         for page in _text_pages(lines):
             pdf.savefig(page)

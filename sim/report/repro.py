@@ -33,14 +33,14 @@ def _out_of(command: str) -> str | None:
 
 
 def _plan_lines(inp: ReportInput) -> list[str]:
-    sc = inp.plan.get("scenario") or {}
-    cwd, command = inp.plan.get("cwd"), inp.plan.get("command")
+    sc = inp.doc.scenario
+    cwd, command = inp.doc.cwd, inp.doc.command
     if cwd and command and _out_of(command):
         return [f"cd {shlex.quote(str(cwd))}", command,
-                f"fleetcast report {shlex.quote(_out_of(command))} {REPORT_FORMATS_ARG}"]
+                f"fleetcast report {shlex.quote(_out_of(command))} {REPORT_FORMATS_ARG}"]  # type: ignore[arg-type]  # _out_of(command) was checked on the line above
     # an older plan folder that did not record where it ran: absolute paths where known
     results = inp.path.resolve()
-    path = sc.get("path") or "scenario.yaml"
+    path = sc.path or "scenario.yaml"
     lines = [f"cd {shlex.quote(str(results.parent))}"]
     if not Path(path).is_absolute():
         lines.insert(0, f"# the plan did not record its folder; {path} is relative to where `fleetcast plan` ran")
@@ -50,11 +50,11 @@ def _plan_lines(inp: ReportInput) -> list[str]:
 
 
 def _run_lines(inp: ReportInput) -> list[str]:
-    sc = inp.plan.get("scenario") or {}
-    seed = sc.get("seed")
+    sc = inp.doc.scenario
+    seed = sc.seed
     seed_arg = f" --seed {seed}" if seed is not None else ""
     results = inp.path.resolve()
-    recorded = sc.get("path")
+    recorded = sc.path
     scenario = (shlex.quote(str(recorded)) if recorded and Path(recorded).is_absolute()
                 else f"{shlex.quote(results.name)}/scenario.yaml")  # the run folder's own copy
     rerun = shlex.quote(results.name + "-rerun")
@@ -65,6 +65,6 @@ def _run_lines(inp: ReportInput) -> list[str]:
 
 def reproduce_commands(inp: ReportInput) -> list[str]:
     """Shell lines, one per line, to run as written: ``cd``, re-simulate, report."""
-    version = inp.plan.get("fleetcast_version") or "(version not recorded)"
+    version = inp.doc.fleetcast_version or "(version not recorded)"
     body = _plan_lines(inp) if inp.kind == "plan" else _run_lines(inp)
     return [f"# fleetcast {version}; same seed, same results", *body]

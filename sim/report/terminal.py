@@ -11,28 +11,21 @@ colour, so piped tables are never cut. ``render_compare``: a ``fleetcast compare
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from sim.analysis.compare import METRIC_BY_NAME
-from sim.report.compare import ci_cells
+from sim.analysis.contracts import CompareRow, GroupStats, RunSummary, WindowSummary
 from sim.report.autoscale_text import autoscale_lines, replica_count
+from sim.report.compare import ci_cells
+from sim.report.console import make_console
 from sim.report.disagg_text import disagg_lines
 
 __all__ = ["render_summary", "render_compare", "slo_misses", "make_console"]
 
 MISS = "bold red"
 MET = "green"
-PIPED_WIDTH = 240
-"""Columns of a console writing to a pipe or file: wider than any table here, so nothing
-is cut to 80 columns (rich's default without a terminal)."""
-
-
-def make_console(stderr: bool = False) -> Console:
-    """A rich console: the terminal's own when there is one; else PIPED_WIDTH columns, no colour."""
-    c = Console(stderr=stderr)
-    return c if c.is_terminal else Console(stderr=stderr, width=PIPED_WIDTH, no_color=True)
 
 
 def _num(x, scale: float = 1.0, fmt: str = "{:,.1f}") -> str:
@@ -50,55 +43,55 @@ def _pct(x) -> str:
     return _num(x, 100.0, "{:.1f}")
 
 
-def _latency_cell(group: dict, metric: str, label: str) -> Text:
+def _latency_cell(group: GroupStats, metric: str, label: str) -> Text:
     """Value in ms; when the class has a target at this percentile and misses it, red
     and marked "MISS" (so plain text says so too)."""
-    value = (group.get(metric) or {}).get(label)
-    row = (group.get("slo") or {}).get(f"{metric}:{label}")
+    value = getattr(getattr(group, metric), label)
+    row = (group.slo or {}).get(f"{metric}:{label}")
     if row is None:
         return Text(_ms(value))
-    return Text(_ms(value), style=MET) if row["met"] else Text(f"{_ms(value)} MISS", style=MISS)
+    return Text(_ms(value), style=MET) if row.met else Text(f"{_ms(value)} MISS", style=MISS)
 
 
 _METRIC_WORDS = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E", "itl_s": "ITL"}
 
 
-def slo_misses(summary: dict) -> list[str]:
+def slo_misses(summary: WindowSummary) -> list[str]:
     """One phrase per SLO a class misses, in words: "code: attainment 97.8% < 99%",
     "chat: TTFT p99 1,234 ms > 1,000 ms"."""
     out = []
-    for name, g in summary["classes"].items():
-        for row in (g.get("slo") or {}).values():
-            if not row["met"]:
-                got = "none" if row["achieved_s"] is None else f"{_ms(row['achieved_s'])} ms"
-                out.append(f"{name}: {_METRIC_WORDS.get(row['metric'], row['metric'])} {row['percentile']} "
-                           f"{got} > {_ms(row['target_s'])} ms")
-        att, target = g.get("attainment_pct"), g.get("attainment_target_pct")
+    for name, g in summary.classes.items():
+        for row in (g.slo or {}).values():
+            if not row.met:
+                got = "none" if row.achieved_s is None else f"{_ms(row.achieved_s)} ms"
+                out.append(f"{name}: {_METRIC_WORDS.get(row.metric, row.metric)} {row.percentile} "
+                           f"{got} > {_ms(row.target_s)} ms")
+        att, target = g.attainment_pct, g.attainment_target_pct
         if target is not None and (att is None or att < target):
             out.append(f"{name}: attainment {_num(att, 1.0, '{:.1f}')}% < {target:g}%")
     return out
 
 
-def _slo_line(summary: dict) -> Text:
+def _slo_line(summary: WindowSummary) -> Text:
     misses = slo_misses(summary)
     if not misses:
         return Text("SLO: every class meets its SLO.", style=MET)
     return Text("SLO MISSED: " + "; ".join(misses) + ".", style=MISS)
 
 
-def _latency_table(summary: dict) -> Table:
-    w = summary["window"]
-    t = Table(title=f"Latency and SLO (window {w['start_s']:,.0f}-{w['end_s']:,.0f} s, "
-                    f"{w['length_s']:,.0f} s)", title_justify="left")
+def _latency_table(summary: WindowSummary) -> Table:
+    w = summary.window
+    t = Table(title=f"Latency and SLO (window {w.start_s:,.0f}-{w.end_s:,.0f} s, "
+                    f"{w.length_s:,.0f} s)", title_justify="left")
     t.add_column("class", no_wrap=True, max_width=16)
     for head in ("TTFT p50\nms", "TTFT p99\nms", "TPOT p50\nms", "TPOT p99\nms",
                  "ITL p99\nms", "E2E p99\nms", "attain\n%", "goodput\nreq/s"):
         t.add_column(head, justify="right")
-    rows = list(summary["classes"].items()) + [("all", summary["overall"])]
+    rows = list(summary.classes.items()) + [("all", summary.overall)]
     for i, (name, g) in enumerate(rows):
-        att, target = g.get("attainment_pct"), g.get("attainment_target_pct")
+        att, target = g.attainment_pct, g.attainment_target_pct
         att_style = "" if target is None else MET if (att or 0) >= target else MISS
-        slo_met = g.get("slo_met")
+        slo_met = g.slo_met
         name_style = "bold" if name == "all" else ""
         if slo_met is False:
             name_style += " red"
@@ -108,10 +101,10 @@ def _latency_table(summary: dict) -> Table:
             _latency_cell(g, "tpot_s", "p50"), _latency_cell(g, "tpot_s", "p99"),
             _latency_cell(g, "itl_s", "p99"), _latency_cell(g, "e2e_s", "p99"),
             Text(_num(att, 1.0, "{:.1f}") + (" MISS" if att_style == MISS else ""), style=att_style),
-            Text(_num(g.get("goodput_rps"), 1.0, "{:,.2f}")),
+            Text(_num(g.goodput_rps, 1.0, "{:,.2f}")),
             end_section=(i == len(rows) - 2),
         )
-    c = summary["overall"]["counts"]
+    c = summary.overall.counts.model_dump()
     failed = {k: v for k, v in c.items() if k not in ("ok", "total") and v}
     t.caption = (f"{c['total']:,} requests in window, {c['ok']:,} ok"
                  + "".join(f", {v:,} {k}" for k, v in failed.items())
@@ -119,17 +112,17 @@ def _latency_table(summary: dict) -> Table:
     return t
 
 
-def _fleet_table(summary: dict) -> Table:
-    o = summary["overall"]
-    util = summary.get("utilization") or {}
-    pools_u = util.get("pools") or {}
-    pools_c = (summary.get("cost") or {}).get("pools") or {}
-    span = o.get("completion_span_s")
-    t = Table(title=(f"Throughput {_num(o['requests_per_s'], 1, '{:,.2f}')} req/s, "
-                     f"{_num(o['output_tokens_per_s'], 1, '{:,.0f}')} output tok/s, "
-                     f"{_num(o['total_tokens_per_s'], 1, '{:,.0f}')} total tok/s over the "
+def _fleet_table(summary: WindowSummary) -> Table:
+    o = summary.overall
+    util = summary.utilization
+    pools_u = {k: u.model_dump() for k, u in util.pools.items()}
+    pools_c = {k: c.model_dump() for k, c in summary.cost.pools.items()}
+    span = o.completion_span_s
+    t = Table(title=(f"Throughput {_num(o.requests_per_s, 1, '{:,.2f}')} req/s, "
+                     f"{_num(o.output_tokens_per_s, 1, '{:,.0f}')} output tok/s, "
+                     f"{_num(o.total_tokens_per_s, 1, '{:,.0f}')} total tok/s over the "
                      f"{_num(span, 1, '{:,.1f}')} s in which they completed (arrival window: "
-                     f"{_num(o.get('window_output_tokens_per_s'), 1, '{:,.0f}')} output tok/s)"),
+                     f"{_num(o.window_output_tokens_per_s, 1, '{:,.0f}')} output tok/s)"),
               title_justify="left")
     for head in ("pool", "GPU", "replicas\n(GPUs)", "busy\n%", "busy min-\nmax %",
                  "MFU\n%", "MBU\n%", "KV used\n%", "out\ntok/s", "$/hour"):
@@ -138,12 +131,11 @@ def _fleet_table(summary: dict) -> Table:
     names = list(dict.fromkeys([*pools_c, *pools_u]))
     rows = [(n, pools_u.get(n) or {}, pools_c.get(n) or {}) for n in names]
     if len(names) != 1:
-        fleet_c = {"usd_per_hour": (summary.get("cost") or {}).get("fleet_usd_per_hour"),
-                   "output_tokens_per_s": o.get("output_tokens_per_s")}
+        fleet_c = {"usd_per_hour": summary.cost.fleet_usd_per_hour, "output_tokens_per_s": o.output_tokens_per_s}
         if pools_c:
             fleet_c["replicas"] = sum(c["replicas"] for c in pools_c.values())
             fleet_c["gpus"] = sum(c["gpus"] for c in pools_c.values())
-        rows.append(("fleet", util.get("fleet") or {}, fleet_c))
+        rows.append(("fleet", util.fleet.model_dump(), fleet_c))
     for i, (name, u, c) in enumerate(rows):
         shape = (f"{replica_count(c['replicas'])} ({replica_count(c['gpus'])})" if "replicas" in c
                  else str(u.get("replicas", "-")))
@@ -155,30 +147,30 @@ def _fleet_table(summary: dict) -> Table:
                   _num(c.get("output_tokens_per_s"), 1, "{:,.0f}"),
                   _num(c.get("usd_per_hour"), 1, "{:,.2f}"),
                   end_section=(name != "fleet" and i == len(rows) - 2))
-    if not util.get("pools"):
+    if not util.pools:
         t.caption = "no replica counters (testbed run): utilization not available"
     return t
 
 
-def _cost_block(summary: dict) -> Text:
-    c = summary.get("cost") or {}
-    e = summary.get("energy") or {}
+def _cost_block(summary: WindowSummary) -> Text:
+    c, e = summary.cost, summary.energy
     lines = [
-        ("fleet cost", f"${_num(c.get('fleet_usd_per_hour'), 1, '{:,.2f}')}/hour, "
-                       f"${_num(c.get('usd_per_month'), 1, '{:,.0f}')}/month"),
-        ("per 1M tokens", f"${_num(c.get('usd_per_1m_output_tokens'), 1, '{:,.3f}')} output, "
-                          f"${_num(c.get('usd_per_1m_total_tokens'), 1, '{:,.3f}')} total"),
-        ("energy", f"{_num(e.get('kwh_per_1m_output_tokens'), 1, '{:,.2f}')} kWh per 1M "
+        ("fleet cost", f"${_num(c.fleet_usd_per_hour, 1, '{:,.2f}')}/hour, "
+                       f"${_num(c.usd_per_month, 1, '{:,.0f}')}/month"),
+        ("per 1M tokens", f"${_num(c.usd_per_1m_output_tokens, 1, '{:,.3f}')} output, "
+                          f"${_num(c.usd_per_1m_total_tokens, 1, '{:,.3f}')} total"),
+        ("energy", f"{_num(e.kwh_per_1m_output_tokens, 1, '{:,.2f}')} kWh per 1M "
                    "output tokens (upper bound at TDP, GPU board power only)"),
     ]
-    lit = summary.get("little") or {}
-    if lit.get("L") is not None:
-        lines.append(("Little's law", f"L={lit['L']:,.2f}, lambda*W="
-                      f"{_num(lit.get('lambda_W'), 1, '{:,.2f}')}, gap "
-                      f"{_pct(lit.get('rel_gap'))}%"))
-    lines += disagg_lines(summary)
-    lines += autoscale_lines(summary)
-    for pool, source in sorted((summary.get("profiles") or {}).items()):
+    lit = summary.little
+    if lit.L is not None:
+        lines.append(("Little's law", f"L={lit.L:,.2f}, lambda*W="
+                      f"{_num(lit.lambda_W, 1, '{:,.2f}')}, gap "
+                      f"{_pct(lit.rel_gap)}%"))
+    run = summary if isinstance(summary, RunSummary) else None  # a bare summarize() has no run blocks
+    lines += disagg_lines(run)
+    lines += autoscale_lines(run)
+    for pool, source in sorted((run.profiles if run is not None else {}).items()):
         lines.append(("perf model", f"pool {pool}: {source}"))
     text = Text()
     for i, (k, v) in enumerate(lines):
@@ -187,9 +179,9 @@ def _cost_block(summary: dict) -> Text:
     return text
 
 
-def _kv_table(summary: dict) -> Table | None:
+def _kv_table(summary: WindowSummary) -> Table | None:
     """Each pool's KV capacity and the per-GPU memory it came from (GiB), as vLLM logs it."""
-    kv = summary.get("kv_capacity")
+    kv = {k: c.model_dump() for k, c in summary.kv_capacity.items()} if isinstance(summary, RunSummary) else {}
     if not kv:
         return None
     t = Table(title="KV cache per replica (memory per GPU, GiB)", title_justify="left")
@@ -206,8 +198,10 @@ def _kv_table(summary: dict) -> Table | None:
     return t
 
 
-def render_summary(summary: dict) -> Group:
-    """Latency/SLO table, throughput/utilization table, KV capacity and cost lines."""
+def render_summary(summary: WindowSummary) -> Group:
+    """Latency/SLO table, throughput/utilization table, KV capacity and cost lines (those
+    of a run, ``RunSummary``, add its KV capacity, pools' step-time sources and the
+    disaggregated / autoscaled lines)."""
     kv = _kv_table(summary)
     return Group(_latency_table(summary), _slo_line(summary), Text(""), _fleet_table(summary), Text(""),
                  *((kv, Text("")) if kv is not None else ()), _cost_block(summary))
@@ -224,51 +218,51 @@ def _fmt_compare(x, scale: float) -> str:
     return f"{v:,.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 0.1 else f"{v:.2g}"
 
 
-def _verdict(row) -> tuple[str, str]:
+def _verdict(row: CompareRow) -> tuple[str, str]:
     """(text, style) of the better/worse column: coloured when significant,
     dim when not."""
-    d = row["direction"]
+    d = row.direction
     if d is None:
         return "", "dim"
     if d == "same":
         return "same", "dim"
-    if row["significant"]:
+    if row.significant:
         return d, "green" if d == "better" else "red"
     return d, "dim"
 
 
 def render_compare(result):
     """Rich renderable: one table per variant, rows class x metric."""
-    meta = result.meta
-    R = meta["replications"]
+    doc = result.contract()
+    R = doc.replications
     parts = []
-    head = (f"{meta['scenario']['name']}: {R} replication(s), seeds {meta['seeds'][0]}..{meta['seeds'][-1]} "
-            f"(common random numbers)" + (f", stress: {', '.join(meta['stress'])}" if meta["stress"] else ""))
+    head = (f"{doc.scenario.name}: {R} replication(s), seeds {doc.seeds[0]}..{doc.seeds[-1]} "
+            f"(common random numbers)" + (f", stress: {', '.join(doc.stress)}" if doc.stress else ""))
     parts.append(Text(head, style="bold"))
-    for vname in [v for v in meta["variants"] if v != "baseline"]:
-        t = Table(title=f"{vname} vs baseline: {', '.join(meta['variants'][vname])}", title_justify="left",
+    for vname in [v for v in doc.variants if v != "baseline"]:
+        t = Table(title=f"{vname} vs baseline: {', '.join(doc.variants[vname])}", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for col, just in (("class", "left"), ("metric", "left"), ("baseline", "right"), ("variant", "right"),
                           ("diff", "right"), ("95% CI", "right"), ("sig", "center"),
                           ("", "left")):
             t.add_column(col, justify=just, no_wrap=True)
         last = None
-        for row in (r for r in result.rows if r["variant"] == vname):
-            m = METRIC_BY_NAME[row["metric"]]
-            new_class = row["class"] != last
+        for row in (r for r in doc.rows if r.variant == vname):
+            m = METRIC_BY_NAME[row.metric]
+            new_class = row.class_ != last
             if last is not None and new_class:
                 t.add_section()
-            last = row["class"]
+            last = row.class_
             ci, sig = ci_cells(row, _fmt_compare, m.scale)
             verdict, style = _verdict(row)
-            diff = row["diff_mean"]
-            t.add_row(row["class"] if new_class else "", f"{m.label} {m.unit}" if not m.unit.startswith("$/") else m.unit, _fmt_compare(row["baseline_mean"], m.scale),
-                      _fmt_compare(row["variant_mean"], m.scale),
+            diff = row.diff_mean
+            t.add_row(row.class_ if new_class else "", f"{m.label} {m.unit}" if not m.unit.startswith("$/") else m.unit, _fmt_compare(row.baseline_mean, m.scale),
+                      _fmt_compare(row.variant_mean, m.scale),
                       Text(("+" if diff and diff > 0 else "") + _fmt_compare(diff, m.scale), style=style),
                       ci, sig, Text(verdict, style=style))
         parts.append(t)
-    if meta.get("note"):
-        parts.append(Text(meta["note"], style="yellow"))
+    if doc.note:
+        parts.append(Text(doc.note, style="yellow"))
     parts.append(Text("diff = variant - baseline, mean of the per-replication differences; 95% CI: paired t; "
                       "sig ✓ = the CI excludes 0 (else better/worse is only the sign, dim). Lower "
                       "latency and cost, higher goodput and attainment are better.", style="dim"))

@@ -58,14 +58,14 @@ def points_frame(inp: ReportInput) -> pd.DataFrame:
     single run, the run itself as one point."""
     if inp.points is not None:
         return inp.points
-    rows = [{"candidate": c.get("id"), **p} for c in inp.candidates for p in (c.get("load_curve") or [])]
+    rows = [{"candidate": c.id, **p.model_dump()} for c in inp.candidates for p in (c.load_curve or [])]
     if rows:
         return pd.DataFrame(rows)
     return pd.DataFrame([{
-        "candidate": c.get("id"), "rate_rps": (inp.plan.get("demand") or {}).get("peak_rate_rps"),
-        "replicas": c.get("replicas"), "p99_ttft_s": c.get("p99_ttft_s"), "p99_tpot_s": c.get("p99_tpot_s"),
-        "attainment_pct": c.get("attainment_pct"), "usd_per_month": c.get("usd_per_month"),
-        "slo_met": c.get("status") == "ok"} for c in inp.candidates])
+        "candidate": c.id, "rate_rps": inp.doc.peak_rate_rps,
+        "replicas": c.replicas, "p99_ttft_s": c.p99_ttft_s, "p99_tpot_s": c.p99_tpot_s,
+        "attainment_pct": c.attainment_pct, "usd_per_month": c.usd_per_month,
+        "slo_met": c.status == "ok"} for c in inp.candidates])
 
 
 def _header(ws, names) -> None:
@@ -179,12 +179,11 @@ def _statistics_sheet(ws, inp: ReportInput) -> None:
     """The recommended fleet's SLO items over the replications, then hour by hour."""
     _header(ws, ["class", "metric", "percentile", "target", "mean", "ci_low", "ci_high", "verdict",
                  "samples_min_per_replication", "samples_total"])
-    for r in slo_interval_rows(inp.recommended or {}):
+    for r in (slo_interval_rows(inp.recommended) if inp.recommended is not None else []):
         it = r["raw"]
-        ws.append([_cell(x) for x in (it["class"], it["metric"], it["percentile"], it["target"], it["mean"],
-                                      it["ci_low"], it["ci_high"], it["verdict"], it["samples_min"],
-                                      it["samples_total"])])
-    rows = timeline_rows(inp.plan)
+        ws.append([_cell(x) for x in (it.class_, it.metric, it.percentile, it.target, it.mean,
+                                      it.ci_low, it.ci_high, it.verdict, it.samples_min, it.samples_total)])
+    rows = timeline_rows(inp.doc)
     if rows:
         ws.append([])
         ws.append(["bin", "from_s", "to_s", "requests", "attainment_pct", "p99_ttft_s", "in_window"])
@@ -209,7 +208,7 @@ def render_xlsx(inp: ReportInput, a: Assumptions) -> bytes:
     _own_rent_sheet(wb.create_sheet(SHEETS[2]), a)
     _points_sheet(wb.create_sheet(SHEETS[3]), inp)
     _assumptions_sheet(wb.create_sheet(SHEETS[4]), a)
-    if inp.kind == "plan" and inp.plan.get("statistics"):
+    if inp.kind == "plan" and inp.doc.statistics:
         _statistics_sheet(wb.create_sheet(SHEETS[5]), inp)
     buf = io.BytesIO()
     wb.save(buf)

@@ -107,7 +107,7 @@ class AutoscaleSpec(_Strict):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "AutoscaleSpec":
+    def _consistent(self) -> AutoscaleSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
         if self.policy == "schedule":

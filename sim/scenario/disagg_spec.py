@@ -25,7 +25,7 @@ _RATIO = re.compile(r"^\s*(\d{1,2})\s*:\s*(\d{1,2})\s*$")
 def parse_ratio(text: str) -> tuple[int, int]:
     """'1:3' -> (1, 3): prefill to decode replicas, each 1..64 (the caller checked the form)."""
     m = _RATIO.match(str(text))
-    return int(m.group(1)), int(m.group(2))
+    return int(m.group(1)), int(m.group(2))  # type: ignore[union-attr]  # the caller checked the form
 
 
 class KVTransferSpec(Strict):

@@ -19,7 +19,7 @@ the scenario (a window past the end, an unknown replica).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -50,7 +50,7 @@ class SurgeEvent(_Event):
     factor: float = Field(..., gt=1, le=1000, description="Arrival rate during the surge as a multiple of the normal rate (3 = three times).")
 
     @model_validator(mode="after")
-    def _window(self) -> "SurgeEvent":
+    def _window(self) -> SurgeEvent:
         if self.end_s <= self.start_s:
             raise ValueError(f"end_s ({self.end_s:g}) must be after start_s ({self.start_s:g})")
         return self
@@ -68,7 +68,7 @@ class ReplicaFailureEvent(_Event):
 
 
 _EVENTS = (SurgeEvent, ReplicaFailureEvent)
-EVENT_KINDS = [m.model_fields["kind"].annotation.__args__[0] for m in _EVENTS]
+EVENT_KINDS = [get_args(m.model_fields["kind"].annotation)[0] for m in _EVENTS]
 
 
 def _check_kind(value):
@@ -82,7 +82,7 @@ def _check_kind(value):
 
 #: One entry of ``events:``, chosen by its ``kind``.
 EventSpec = Annotated[
-    Union[_EVENTS],  # type: ignore[valid-type]
+    Union[SurgeEvent, ReplicaFailureEvent],  # = _EVENTS
     Field(discriminator="kind"),
     BeforeValidator(_check_kind),  # "unknown event kind 'x'. Did you mean ..."
 ]

@@ -63,7 +63,7 @@ class SpeculativeSpec(Strict):
     )
 
     @model_validator(mode="after")
-    def _draft_model_for_draft(self) -> "SpeculativeSpec":
+    def _draft_model_for_draft(self) -> SpeculativeSpec:
         if self.method == "draft" and not self.draft_model:
             raise ValueError("method draft needs draft_model: a catalog model with the target's vocabulary")
         if self.method != "draft" and self.draft_model:
@@ -114,7 +114,7 @@ class EngineSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _budget_covers_seqs(self) -> "EngineSpec":
+    def _budget_covers_seqs(self) -> EngineSpec:
         if self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError(
                 f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
@@ -172,7 +172,15 @@ class PoolSpec(Strict):
         "that count must divide the model's experts.",
     )
     model: str = Field(..., description="Model from the catalog.")
-    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec, description="Weight and KV formats.")
+    quantization: QuantizationSpec = Field(
+        default_factory=QuantizationSpec, description="Weight and KV formats: a mapping {weights, kv_cache}, or a "
+        "weight format name alone (`quantization: fp8`, KV cache auto), as plan.candidates.quantization takes it.")
+
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _quantization_shorthand(cls, v: Any) -> Any:
+        # the bare-string form a planner writes (and plan.candidates accepts): the weight format
+        return {"weights": v} if isinstance(v, str) else v
     engine: EngineSpec = Field(default_factory=EngineSpec, description="vLLM engine knobs.")
     policy: PolicySpec = Field(default_factory=PolicySpec, description="Batching policy of every replica.")
     classes: list[str] | None = Field(

@@ -11,7 +11,7 @@ renders these descriptions).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -46,7 +46,7 @@ class CandidateGrid(BaseModel):
         None, max_length=64, description="Quantization schemes: a weight format name (KV cache auto) or a mapping {weights, kv_cache}.")
     tensor_parallel: Optional[list[Literal[1, 2, 4, 8, 16]]] = Field(None, max_length=5, description="Tensor-parallel sizes (GPUs per replica).")
     policy: Optional[list[str]] = Field(None, max_length=16, description="Batching policy names (continuous, prefill-first, static, priority); params stay the pool's.")
-    data_parallel: Optional[list[int]] = Field(
+    data_parallel: Optional[list[Annotated[int, Field(ge=1, le=64)]]] = Field(
         None, max_length=8, description="Data-parallel ranks per replica to try (MoE layouts, as fleet[].data_parallel), e.g. [1, 2].")
     expert_parallel: Optional[list[bool]] = Field(
         None, max_length=2, description="Expert parallelism off/on to try (as fleet[].expert_parallel), e.g. [false, true].")
@@ -97,7 +97,7 @@ class DemandSpec(BaseModel):
     months: Optional[int] = Field(None, ge=1, le=120, description="Growth forecast: number of months to plan, 1..120.")
 
     @model_validator(mode="after")
-    def _one_form(self) -> "DemandSpec":
+    def _one_form(self) -> DemandSpec:
         growth = [self.start_rate_rps, self.monthly_growth_pct, self.months]
         if self.peak_rate_rps is not None and any(x is not None for x in growth):
             raise ValueError("give demand.peak_rate_rps or a growth forecast (start_rate_rps, monthly_growth_pct, months), not both")
@@ -115,12 +115,12 @@ class DemandSpec(BaseModel):
         """Rate of each month (growth forecast), requests/s; [] for a peak rate."""
         if not self.is_growth:
             return []
-        g = 1.0 + self.monthly_growth_pct / 100.0
-        return [self.start_rate_rps * g ** m for m in range(self.months)]
+        g = 1.0 + self.monthly_growth_pct / 100.0  # type: ignore[operator]  # _one_form: all three are set
+        return [self.start_rate_rps * g ** m for m in range(self.months)]  # type: ignore[operator, arg-type]  # as above
 
     def peak(self) -> float:
         """The highest rate to plan for, requests/s."""
-        return float(self.peak_rate_rps) if not self.is_growth else max(self.monthly_rates())
+        return float(self.peak_rate_rps) if not self.is_growth else max(self.monthly_rates())  # type: ignore[arg-type]  # _one_form
 
 
 class FailureSpec(BaseModel):
@@ -133,7 +133,7 @@ class FailureSpec(BaseModel):
     nodes_down: Optional[int] = Field(None, ge=0, le=100, description="Servers that may be down: each takes floor(gpus_per_node / tensor_parallel) replicas with it (catalog gpus_per_node).")
 
     @model_validator(mode="after")
-    def _one(self) -> "FailureSpec":
+    def _one(self) -> FailureSpec:
         if self.replicas_down is not None and self.nodes_down is not None:
             raise ValueError("give failures.replicas_down or failures.nodes_down, not both")
         return self

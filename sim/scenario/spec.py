@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from sim.catalog import Catalog, load_catalog
 from sim.errors import ScenarioError, unknown_name
+from sim.infiles import MAX_PROFILE_BYTES, read_text_limited
 from sim.scenario.autoscale_spec import check_autoscale
 from sim.scenario.disagg_spec import KVTransferSpec, check_disaggregation
 from sim.scenario.events import EventSpec
@@ -80,7 +81,7 @@ class Scenario(Strict):
     )
 
     @model_validator(mode="after")
-    def _pools_and_classes(self) -> "Scenario":
+    def _pools_and_classes(self) -> Scenario:
         names = [p.name for p in self.fleet]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -148,7 +149,7 @@ def scenario_from_dict(data: dict, *, path: Path | None = None, lines: dict | No
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(format_validation_error(exc, where, lines or {})) from None
+        raise ScenarioError(format_validation_error(exc, where, lines or {}, model=Scenario)) from None
     object.__setattr__(scenario, "_path", path)
     object.__setattr__(scenario, "_lines", lines)
     problems = _booleans_read_as_numbers(data, scenario.model_dump(mode="python"))
@@ -187,7 +188,8 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
     try:
         ROUTER_PARAMS[scenario.router.name].model_validate(scenario.router.params)
     except ValidationError as exc:
-        fail(("router", "params"), format_validation_error(exc, "", {}).lstrip(": "))
+        fail(("router", "params"), format_validation_error(exc, "", {}, model=ROUTER_PARAMS[scenario.router.name])
+             .lstrip(": "))
     catalog = scenario.load_catalog()
     for i, pool in enumerate(scenario.fleet):
         for field, names in (("gpu", catalog.gpu_names()), ("model", catalog.model_names())):
@@ -207,19 +209,46 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
         try:
             POLICY_PARAMS[pool.policy.name].model_validate(pool.policy.params)
         except ValidationError as exc:
-            fail(("fleet", i, "policy", "params"), format_validation_error(exc, "", {}).lstrip(": "))
-        if pool.profile is not None and not (scenario.base_dir / pool.profile).is_file():
-            fail(("fleet", i, "profile"), f"calibration profile file not found: {scenario.base_dir / pool.profile}")
+            fail(("fleet", i, "policy", "params"),
+                 format_validation_error(exc, "", {}, model=POLICY_PARAMS[pool.policy.name]).lstrip(": "))
+        if pool.profile is not None:  # a regular, small UTF-8 file (its JSON is read by the engine)
+            try:
+                read_text_limited(scenario.base_dir / pool.profile, MAX_PROFILE_BYTES, "calibration profile file")
+            except ScenarioError as exc:
+                fail(("fleet", i, "profile"), str(exc))
     for gpu in scenario.pricing.usd_per_gpu_hour:
         if gpu not in catalog.gpu_names():
             fail(("pricing", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
     for gpu in scenario.pricing.own.purchase_usd_per_gpu:
         if gpu not in catalog.gpu_names():
             fail(("pricing", "own", "purchase_usd_per_gpu", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
+    _check_plan(scenario, catalog, fail)
     check_disaggregation(scenario, catalog, fail)
     check_autoscale(scenario, fail)
     if not scenario.traffic.is_trace:
         _check_classes_fit(scenario, catalog, fail)
+
+
+def _check_plan(scenario: Scenario, catalog, fail) -> None:
+    """The plan: section, checked whenever the scenario loads (``run`` carries it too, so an invalid
+    one is refused there, not ignored): the pool it plans exists, no candidate list is empty,
+    every candidate name is in the catalog or a registry."""
+    plan = scenario.plan
+    if plan is None:
+        return
+    if plan.pool >= len(scenario.fleet):
+        fail(("plan", "pool"), f"plan.pool is {plan.pool}, but the fleet has {len(scenario.fleet)} pool(s): give "
+                               f"an index 0..{len(scenario.fleet) - 1}, the pool the candidates replace")
+    for key, values in plan.candidates.dimensions().items():
+        if not values:
+            fail(("plan", "candidates", *key.split(".")),
+                 "an empty list gives no candidates: list at least one value, or leave the key out to keep the "
+                 "pool's own value")
+    for key, valid, kind in (("gpu", catalog.gpu_names(), "GPU"), ("model", catalog.model_names(), "model"),
+                             ("policy", list(POLICY_PARAMS), "batching policy")):
+        for j, name in enumerate(getattr(plan.candidates, key) or []):
+            if name not in valid:
+                fail(("plan", "candidates", key, j), unknown_name(kind, name, valid))
 
 
 def _check_layout(pool, i: int, catalog, fail) -> None:

@@ -2,30 +2,29 @@
 
 Scenario files are small documents written by people, so they are read with
 limits that a hostile or broken file hits long before it can exhaust memory
-or the stack: a file size (``MAX_YAML_BYTES``), a nesting depth
-(``MAX_YAML_DEPTH``) and a number of values after aliases are expanded
+or the stack (``sim.infiles``): a file size (``MAX_YAML_BYTES``), a nesting
+depth (``MAX_YAML_DEPTH``), a number of values after aliases are expanded
 (``MAX_YAML_VALUES``; "billion laughs" documents multiply a few lines into
-billions of values through nested aliases). Each refusal names the limit.
+billions of values through nested aliases) and no key given twice. A
+``--set`` value goes through the same limits. Each refusal names the limit.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, did_you_mean
+from sim.infiles import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES, parse_yaml, read_text_limited
 
 __all__ = ["load_yaml_with_lines", "apply_overrides", "format_validation_error", "parse_override",
            "MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES"]
-
-MAX_YAML_BYTES = 8 * 2**20  # a scenario file; traces and data go in files it names
-MAX_YAML_DEPTH = 64  # nested mappings/lists (the format itself nests about 8 deep)
-MAX_YAML_VALUES = 200_000  # values once aliases are expanded (a large plan grid is a few thousand)
 
 
 def _walk(node: yaml.Node, loc: tuple, lines: dict) -> None:
@@ -41,61 +40,10 @@ def _walk(node: yaml.Node, loc: tuple, lines: dict) -> None:
             _walk(item, loc + (i,), lines)
 
 
-def _check_size(node: yaml.Node, path) -> None:
-    """Refuse a document nested deeper than MAX_YAML_DEPTH or holding more than
-    MAX_YAML_VALUES values with its aliases expanded (iterative: no recursion on
-    hostile input; an aliased node is counted once per use, without expanding it)."""
-    expanded: dict[int, int] = {}  # id(node) -> values below it, aliases expanded
-    stack = [(node, 1, False)]
-    while stack:
-        n, depth, done = stack.pop()
-        if depth > MAX_YAML_DEPTH:
-            raise ScenarioError(
-                f"{path}, line {n.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep (the limit "
-                f"MAX_YAML_DEPTH); a scenario nests about 8 levels")
-        if id(n) in expanded:
-            continue
-        children = ([v for kv in n.value for v in kv] if isinstance(n, yaml.MappingNode)
-                    else list(n.value) if isinstance(n, yaml.SequenceNode) else [])
-        if done:
-            expanded[id(n)] = total = 1 + sum(expanded[id(c)] for c in children)
-            if total > MAX_YAML_VALUES:
-                raise ScenarioError(
-                    f"{path}, line {n.start_mark.line + 1}: this part of the document expands to {total:,} values "
-                    f"or more (aliases such as *name repeat what &name marks), over the limit of "
-                    f"{MAX_YAML_VALUES:,} (MAX_YAML_VALUES); write the values out, or use fewer nested aliases")
-            continue
-        stack.append((n, depth, True))
-        stack.extend((c, depth + 1, False) for c in children if id(c) not in expanded)
-
-
-def load_yaml_with_lines(path: Path) -> tuple[Any, dict[tuple, int]]:
-    """Parse ``path`` within the limits above; return (data, {field path tuple: 1-based line})."""
-    try:
-        size = Path(path).stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise ScenarioError(f"{path}: the file is {size / 2**20:,.1f} MiB; a scenario may be at most "
-                                f"{MAX_YAML_BYTES // 2**20} MiB (MAX_YAML_BYTES); put traces and data in files "
-                                f"it names by path")
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"cannot read {path}: {exc}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is not None:
-            _check_size(node, path)
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(f"{where}: not valid YAML: {problem}") from None
-    except RecursionError:  # the parser itself recurses per nesting level
-        raise ScenarioError(f"{path}: nested too deeply for the YAML parser; a scenario nests at most "
-                            f"{MAX_YAML_DEPTH} levels (MAX_YAML_DEPTH)") from None
-    finally:
-        loader.dispose()
+def load_yaml_with_lines(path: Path, what: str = "scenario file") -> tuple[Any, dict[tuple, int]]:
+    """Parse ``path`` within the limits of ``sim.infiles``; return (data, {field path tuple: 1-based line})."""
+    text = read_text_limited(path, MAX_YAML_BYTES, what)
+    data, node = parse_yaml(text, str(path))
     lines: dict[tuple, int] = {}
     if node is not None:
         _walk(node, (), lines)
@@ -124,11 +72,40 @@ def _real_path(loc: tuple, lines: dict) -> tuple:
     return out
 
 
-def format_validation_error(exc: ValidationError, where: str, lines: dict, limit: int = 4) -> str:
-    """One paragraph naming file, line and field of each problem (first ``limit``)."""
+def _model_types(annotation) -> list[type]:
+    """The pydantic models an annotation may hold (through Optional, Union, Annotated, list, dict values)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict:
+        args = args[1:]
+    elif typing.get_origin(annotation) is typing.Annotated:
+        args = args[:1]
+    return [m for a in args for m in _model_types(a)]
+
+
+def _keys_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys the format allows in the mapping at ``loc`` (empty when unknown)."""
+    if model is None:
+        return []
+    current = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list item: the list's model types are already current
+        current = [t for m in current if part in m.model_fields
+                   for t in _model_types(m.model_fields[part].annotation)]
+    return sorted({k for m in current for k in m.model_fields})
+
+
+def format_validation_error(exc: ValidationError, where: str, lines: dict, limit: int = 4,
+                            model: type[BaseModel] | None = None) -> str:
+    """One paragraph naming file, line and field of each problem: every unknown key (with the
+    valid key it most likely meant, when ``model`` is given), and the first ``limit`` others."""
     parts = []
     errors = exc.errors(include_url=False)
-    for err in errors[:limit]:
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    others = [e for e in errors if e["type"] != "extra_forbidden"]
+    for err in unknown + others[:limit]:
         # pydantic adds the union/discriminator tag to the path: keep real keys only.
         loc = _real_path(tuple(p for p in err["loc"]
                                if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))),
@@ -137,7 +114,8 @@ def format_validation_error(exc: ValidationError, where: str, lines: dict, limit
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (not part of the format; see docs/scenario-reference.md)"
+            hint = did_you_mean(str(loc[-1]), _keys_at(model, loc[:-1])) if loc else ""
+            msg = "unknown key (not part of the format; see docs/scenario-reference.md)" + (f".{hint}" if hint else "")
         elif err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "literal_error":
@@ -148,7 +126,7 @@ def format_validation_error(exc: ValidationError, where: str, lines: dict, limit
             msg = str((err.get("ctx") or {}).get("error") or msg.removeprefix("Value error, "))
         at = f"line {line}, " if line else ""
         parts.append(f"{at}field {field}: {msg}")
-    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    more = f" (and {len(others) - limit} more)" if len(others) > limit else ""
     return f"{where}: " + "; ".join(parts) + more
 
 
@@ -160,10 +138,7 @@ def parse_override(text: str, where: str = "override") -> tuple[list[str], Any]:
     key = key.strip()
     if not key:
         raise ScenarioError(f"{where}: '{text}' has an empty key")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
+    value, _ = parse_yaml(raw, f"{where}: the value of '{key}'", invalid_as_text=True)
     return key.split("."), value
 
 

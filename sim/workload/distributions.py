@@ -22,11 +22,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.special import ndtr  # standard normal CDF
 
 from sim.workload.traces import read_values
 
@@ -51,6 +50,14 @@ __all__ = [
 MAX_TOKENS = 10_000_000
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def ndtr(z):
+    """The standard normal CDF (scipy's ``ndtr``, imported when first needed: loading a scenario
+    does not pay for scipy)."""
+    from scipy.special import ndtr as _ndtr
+
+    return _ndtr(z)
 
 
 def _pdf(z: float) -> float:
@@ -207,7 +214,7 @@ class LogNormal(_ClippedContinuous):
         self.lo, self.hi = _bounds(lo, hi)
 
     @classmethod
-    def from_cv(cls, mean: float, cv: float, lo: int = 1, hi: int = MAX_TOKENS) -> "LogNormal":
+    def from_cv(cls, mean: float, cv: float, lo: int = 1, hi: int = MAX_TOKENS) -> LogNormal:
         return cls(mean, math.sqrt(math.log1p(cv * cv)), lo, hi)
 
     def _draw(self, rng, n):
@@ -266,7 +273,7 @@ class Empirical(Distribution):
 # The `prompt_tokens:` / `output_tokens:` entries of a traffic class; each
 # spec's `build(base_dir)` returns the distribution above.
 _CFG = ConfigDict(extra="forbid")
-_TOK = dict(ge=1, le=MAX_TOKENS)
+_TOK: dict[str, Any] = dict(ge=1, le=MAX_TOKENS)
 
 
 class _Clip(BaseModel):
@@ -330,7 +337,7 @@ class LogNormalLength(_Clip):
     def build(self, base_dir: Path) -> Distribution:
         if self.cv is not None:
             return LogNormal.from_cv(self.mean, self.cv, self.min, self.max)
-        return LogNormal(self.mean, self.sigma, self.min, self.max)
+        return LogNormal(self.mean, self.sigma, self.min, self.max)  # type: ignore[arg-type]  # validator: cv or sigma
 
 
 class EmpiricalLength(_Clip):
@@ -353,9 +360,11 @@ class EmpiricalLength(_Clip):
     def build(self, base_dir: Path, field: str = "empirical.path") -> Distribution:
         if self.values is not None:
             return Empirical(self.values, self.min, self.max)
-        return Empirical(read_values(Path(base_dir) / self.path, self.column, field), self.min, self.max)
+        # validator: without values, path and column are set
+        return Empirical(read_values(Path(base_dir) / self.path, self.column, field), self.min, self.max)  # type: ignore[operator, arg-type]
 
 
 _LENGTHS = (FixedLength, UniformLength, NormalLength, LogNormalLength, EmpiricalLength)
-LENGTH_NAMES = [m.model_fields["dist"].annotation.__args__[0] for m in _LENGTHS]
-LengthSpec = Annotated[Union[_LENGTHS], Field(discriminator="dist")]  # type: ignore[valid-type]
+LENGTH_NAMES = [get_args(m.model_fields["dist"].annotation)[0] for m in _LENGTHS]
+LengthSpec = Annotated[Union[FixedLength, UniformLength, NormalLength, LogNormalLength, EmpiricalLength],  # = _LENGTHS
+                       Field(discriminator="dist")]

@@ -125,6 +125,7 @@ def arrival_times(traffic: TrafficSpec, rng: np.random.Generator) -> np.ndarray:
         u = rng.random(cand.size)
         return cand[u * peak < a.rate_at(cand)]
     rate = traffic.total_rate_rps()
+    assert rate is not None  # a poisson, gamma or constant process (the others returned above)
     if isinstance(a, ConstantArrival):
         t = np.arange(int(math.ceil(duration * rate)) + 1, dtype=np.float64) / rate
         return t[t < duration]
@@ -184,7 +185,8 @@ def _assign_classes(traffic: TrafficSpec, seed: int, n: int, why: str) -> np.nda
 
 
 def _from_trace(traffic: TrafficSpec, seed: int, base_dir: Path):
-    spec: TraceArrival = traffic.arrival
+    spec = traffic.arrival
+    assert isinstance(spec, TraceArrival)  # the caller's condition
     tr = load_trace(spec, base_dir)
     notes = list(tr.notes)
     if any(c.prompt_tokens or c.output_tokens for c in traffic.classes):
@@ -225,6 +227,7 @@ def _synthetic(traffic: TrafficSpec, seed: int, base_dir: Path):
         rows = np.flatnonzero(class_idx == c)
         for part, (spec, dest) in enumerate(((cls.prompt_tokens, prompt), (cls.output_tokens, output))):
             which = "prompt_tokens" if part == 0 else "output_tokens"
+            assert spec is not None  # required without a trace (TrafficSpec's validator)
             kw = {"field": f"traffic.classes[{c}].{which}.path"} if spec.dist == "empirical" else {}
             dist = spec.build(base_dir, **kw)
             dest[rows] = dist.sample(stream(seed, "lengths", c, part), rows.size)

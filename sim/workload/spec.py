@@ -9,7 +9,7 @@ turns it into a ``Workload``.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 _CFG = ConfigDict(extra="forbid")
-_TOK = dict(ge=1, le=dists.MAX_TOKENS)
+_TOK: dict[str, Any] = dict(ge=1, le=dists.MAX_TOKENS)
 
 #: SLO percentile keys -> percentile (YAML: write ``p99.9`` as a plain key).
 PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
@@ -143,14 +143,14 @@ class PoissonArrival(BaseModel):
 class GammaArrival(PoissonArrival):
     """Renewal arrivals with gamma gaps: `cv` > 1 is burstier than Poisson."""
 
-    process: Literal["gamma"] = Field(description="Arrival process name.")
+    process: Literal["gamma"] = Field(description="Arrival process name.")  # type: ignore[assignment]  # the discriminator
     cv: float = Field(..., gt=0, le=100, description="Coefficient of variation of the inter-arrival gaps (1 = Poisson; higher = burstier).")
 
 
 class ConstantArrival(PoissonArrival):
     """Evenly spaced arrivals, the first at 0 s."""
 
-    process: Literal["constant"] = Field(description="Arrival process name.")
+    process: Literal["constant"] = Field(description="Arrival process name.")  # type: ignore[assignment]  # the discriminator
 
 
 class DiurnalArrival(BaseModel):
@@ -208,8 +208,9 @@ class TraceArrival(BaseModel):
 
 
 _ARRIVALS = (PoissonArrival, GammaArrival, ConstantArrival, DiurnalArrival, TraceArrival)
-ARRIVAL_NAMES = [m.model_fields["process"].annotation.__args__[0] for m in _ARRIVALS]
-ArrivalSpec = Annotated[Union[_ARRIVALS], Field(discriminator="process")]  # type: ignore[valid-type]
+ARRIVAL_NAMES = [get_args(m.model_fields["process"].annotation)[0] for m in _ARRIVALS]
+ArrivalSpec = Annotated[Union[PoissonArrival, GammaArrival, ConstantArrival, DiurnalArrival, TraceArrival],  # = _ARRIVALS
+                        Field(discriminator="process")]
 
 
 # --------------------------------------------------------------- classes
@@ -267,24 +268,23 @@ class TrafficSpec(BaseModel):
     def _check_rates(self) -> None:
         with_share = [c.name for c in self.classes if c.share is not None]
         with_rate = [c.name for c in self.classes if c.rate_rps is not None]
-        single_rate = isinstance(self.arrival, PoissonArrival)  # poisson/gamma/constant
         if with_share and with_rate:
             raise ValueError(f"give every class a share or every class a rate_rps, not a mix (share: {', '.join(with_share)}; rate_rps: {', '.join(with_rate)})")
         if with_rate:
-            if not single_rate:
+            if not isinstance(self.arrival, PoissonArrival):  # poisson/gamma/constant (and subclasses)
                 raise ValueError(f"per-class rate_rps needs a poisson, gamma or constant arrival process, not {self.arrival.process}; use share")
             if len(with_rate) != len(self.classes):
                 raise ValueError(f"every class needs rate_rps (missing: {', '.join(c.name for c in self.classes if c.rate_rps is None)})")
-            total = sum(c.rate_rps for c in self.classes)
+            total = sum(c.rate_rps for c in self.classes)  # type: ignore[misc]  # every class has one (checked above)
             if self.arrival.rate_rps is not None and not math.isclose(total, self.arrival.rate_rps, rel_tol=1e-6):
                 raise ValueError(f"arrival.rate_rps ({self.arrival.rate_rps:g}) differs from the sum of the classes' rate_rps ({total:g}); omit arrival.rate_rps")
             return
-        if single_rate and self.arrival.rate_rps is None:
+        if isinstance(self.arrival, PoissonArrival) and self.arrival.rate_rps is None:
             raise ValueError(f"arrival.rate_rps is required for a {self.arrival.process} process unless every class gives rate_rps")
         if with_share:
             if len(with_share) != len(self.classes):
                 raise ValueError(f"every class needs a share (missing: {', '.join(c.name for c in self.classes if c.share is None)})")
-            total = sum(c.share for c in self.classes)
+            total = sum(c.share for c in self.classes)  # type: ignore[misc]  # every class has one (checked above)
             if abs(total - 1.0) > 1e-6:
                 parts = ", ".join(f"{c.name}={c.share:g}" for c in self.classes)
                 raise ValueError(f"class shares sum to {total:g} ({parts}); they must sum to 1")
@@ -318,7 +318,7 @@ class TrafficSpec(BaseModel):
             return None
         if self.arrival.rate_rps is not None:
             return float(self.arrival.rate_rps)
-        return float(sum(c.rate_rps for c in self.classes))
+        return float(sum(c.rate_rps for c in self.classes))  # type: ignore[misc]  # _check_rates: then every class has one
 
     def window(self) -> tuple[float, float]:
         """Steady-state window (start_s, end_s) by arrival time."""

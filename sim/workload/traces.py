@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pandas as pd
 
 from sim.errors import ScenarioError
+from sim.infiles import MAX_DATA_FILE_BYTES, check_input_file, read_bytes_limited
 
 __all__ = ["TracePreset", "PRESETS", "Trace", "load_trace", "read_values"]
 
@@ -83,9 +83,12 @@ def _fmt(path: Path, fmt: Optional[str], where: str) -> str:
 
 def _check_file(path: Path, where: str) -> Path:
     path = Path(path).resolve()
-    if not path.is_file():
+    if not path.exists():
         raise ScenarioError(f"{where}: file not found: {path} (paths are relative to the scenario file's folder).")
-    return path
+    try:  # a regular file within MAX_DATA_FILE_BYTES (not /dev/zero, a FIFO, a folder)
+        return check_input_file(path, MAX_DATA_FILE_BYTES, "data file")
+    except ScenarioError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
 
 
 def _read_table(path: Path, fmt: str, wanted: dict[str, str], optional: set, where: str):
@@ -107,6 +110,8 @@ def _missing(path, where, found, wanted, optional):
 
 
 def _read_csv(path, wanted, optional, where):
+    import pandas as pd  # only for a trace file: loading a scenario does not pay for pandas
+
     try:
         header = list(pd.read_csv(path, nrows=0).columns)
         cols = _missing(path, where, header, wanted, optional)
@@ -114,6 +119,8 @@ def _read_csv(path, wanted, optional, where):
                          low_memory=False, dtype=str if "hash_ids" in cols else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         raise ScenarioError(f"{where}: cannot read CSV {path}: {str(e).strip()}") from None
+    except OSError as e:  # EIO (/proc/self/mem), EACCES
+        raise ScenarioError(f"{where}: cannot read {path}: {e.strerror or e}") from None
     blank = df.isna().all(axis=1).to_numpy()
     lines = np.arange(2, len(df) + 2)[~blank]  # header is line 1
     df = df[~blank]
@@ -134,8 +141,7 @@ def _parse_ids(v):
 
 
 def _read_jsonl(path, wanted, optional, where):
-    with open(path, "rb") as fh:
-        body = fh.read().rstrip()
+    body = read_bytes_limited(path, MAX_DATA_FILE_BYTES, f"{where}: data file").rstrip()
     try:  # one C-level parse of the whole file; line by line only to locate an error
         rows = json.loads(b"[" + body.replace(b"\n", b",") + b"]")
         ok = len(rows) == body.count(b"\n") + 1 and all(type(o) is dict for o in rows)
@@ -172,6 +178,8 @@ def _bad_row(path, where, line, col, value, what):
 
 
 def _ints(raw, lines, path, where, col) -> np.ndarray:
+    import pandas as pd  # only for a trace file: loading a scenario does not pay for pandas
+
     num = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
     bad = np.isnan(num) | (num < 0) | (num != np.floor(num)) | (num > 2**31 - 1)
     if bad.any():
@@ -181,6 +189,8 @@ def _ints(raw, lines, path, where, col) -> np.ndarray:
 
 
 def _times(raw, unit, lines, path, where, col) -> np.ndarray:
+    import pandas as pd  # only for a trace file: loading a scenario does not pay for pandas
+
     if unit == "datetime":
         t = pd.to_datetime(pd.Series(raw, dtype=object), format="ISO8601", errors="coerce")
         bad = t.isna().to_numpy()
@@ -270,7 +280,7 @@ def load_trace(spec, base_dir: Path, where: str = "traffic.arrival.path") -> Tra
         starts = offsets[:-1][keep]
         new_off = np.concatenate([[0], np.cumsum(lens)])
         idx = np.repeat(starts - new_off[:-1], lens) + np.arange(new_off[-1])
-        offsets, ids = new_off.astype(np.int64), ids[idx]
+        offsets, ids = new_off.astype(np.int64), ids[idx]  # type: ignore[index]  # set together with offsets
     return Trace(
         arrival_s=t.astype(np.float64),
         prompt_tokens=np.maximum(prompt, 1),

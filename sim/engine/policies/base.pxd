@@ -6,9 +6,10 @@ from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request
 
 cdef class Budget:
+    # fields: generated from __slots__ in base.py by tools/pxd_layout.py (do not edit)
     cdef public long long tokens, free
     cdef public list victims
-    cdef object _order, _it
+    cdef public object _order, _it
     cpdef candidates(self)
 
 @cython.locals(bs="long long")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from sim.engine.request import DECODING
+from sim.engine.request import DECODING, Request
 from sim.engine.step_plan import DECODE_RUN, IDLE, StepPlan
 from sim.scenario.params import NoParams
 
@@ -30,12 +30,12 @@ class BatchingPolicy(Protocol):
 
     def make_queue(self): ...  # the waiting queue the replica keeps
 
-    def schedule(self, rep: "Replica") -> StepPlan: ...
+    def schedule(self, rep: Replica) -> StepPlan: ...
 
-    def wake_on_arrival(self, rep: "Replica") -> bool: ...
+    def wake_on_arrival(self, rep: Replica) -> bool: ...
 
 
-def blocks_for(rep: "Replica", computed: int, tokens: int) -> int:
+def blocks_for(rep: Replica, computed: int, tokens: int) -> int:
     """New blocks to compute ``tokens`` more tokens on top of ``computed``."""
     bs = rep.block_size
     return -(-(computed + tokens) // bs) - (-(-computed // bs))
@@ -46,7 +46,9 @@ class Budget:
     zero-argument callable) gives the preemption candidates, first to go first;
     it is only called when a preemption is needed."""
 
-    __slots__ = ("tokens", "free", "victims", "_order", "_it")
+    __slots__ = {
+        "tokens": "long long", "free": "long long", "victims": "list", "_order": "object", "_it": "object",
+    }
 
     def __init__(self, tokens: int, free: int, order=None) -> None:
         self.tokens = tokens  # token budget left
@@ -61,7 +63,7 @@ class Budget:
         return self._it
 
 
-def preempt_for(rep: "Replica", need: int, budget: Budget, protect=None) -> bool:
+def preempt_for(rep: Replica, need: int, budget: Budget, protect=None) -> bool:
     """Preempt from the budget's candidates (newest / lowest priority first) until
     ``need`` blocks fit in ``budget.free``. Returns False if ``protect`` itself had to go."""
     if need > budget.free:
@@ -83,10 +85,10 @@ def preempt_for(rep: "Replica", need: int, budget: Budget, protect=None) -> bool
     return True
 
 
-def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: bool,
+def admit_waiting(rep: Replica, budget: Budget, chunks: list, whole_prompts: bool,
                   max_seqs: int | None = None) -> list:
     """Admit from the head of the waiting queue while budget, slots and KV allow."""
-    admitted = []
+    admitted: list[tuple[Request, int]] = []  # (request, prefix-cache hit blocks)
     if max_seqs is None:
         max_seqs = rep.max_num_seqs
     num_running = len(rep.running) - len(budget.victims)
@@ -97,11 +99,11 @@ def admit_waiting(rep: "Replica", budget: Budget, chunks: list, whole_prompts: b
         hit = 0
         evictable_hits = 0
         if req.computed == 0 and req.block_keys:
-            limit = (req.prompt + req.generated - 1) // bs  # num_tokens - 1
+            limit = (req.prompt + req.generated - 1) // bs  # inline: Request.num_tokens (num_tokens - 1)
             hit, evictable_hits = rep.kv.match_chain(req.block_keys, limit)
         held = max(req.computed, hit * bs)  # tokens whose blocks it holds (computed, or cached hits)
         done = max(held, req.remote_tokens)  # remote KV (disaggregated prefill) is not computed here
-        remaining = req.prompt + req.generated - done  # num_tokens - done
+        remaining = req.prompt + req.generated - done  # inline: Request.num_tokens (num_tokens - done)
         q = min(remaining, budget.tokens)
         if whole_prompts and q < remaining:
             if admitted or remaining <= rep.max_num_batched_tokens:

@@ -7,6 +7,7 @@ from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request
 
 cdef class ContinuousBatching:
+    # fields: generated from __slots__ in continuous.py by tools/pxd_layout.py (do not edit)
     cdef public object params
     cpdef make_queue(self)
     cpdef bint wake_on_arrival(self, rep)

@@ -36,20 +36,22 @@ class ContinuousBatching:
     name = "continuous"
     Params = NoParams
 
+    __slots__ = {"params": "object"}
+
     def __init__(self, params: dict | None = None) -> None:
         self.params = self.Params.model_validate(params or {})
 
     def make_queue(self):
         return FcfsQueue()
 
-    def wake_on_arrival(self, rep: "Replica") -> bool:
+    def wake_on_arrival(self, rep: Replica) -> bool:
         return True
 
-    def victim_order(self, rep: "Replica"):
+    def victim_order(self, rep: Replica):
         """Preemption candidates, first to go first: the newest running request."""
         return reversed(rep.running)
 
-    def schedule(self, rep: "Replica") -> StepPlan:
+    def schedule(self, rep: Replica) -> StepPlan:
         dec, kv = rep.dec, rep.kv
         free = kv.num_empty + len(kv.evictable)  # inline: KVCache.free
         if not rep.prefilling and not len(rep.waiting) and dec.n and dec.need_now() <= free:
@@ -69,7 +71,7 @@ class ContinuousBatching:
                 break
             if req in victims:
                 continue
-            q = min(req.prompt + req.generated - req.computed, budget.tokens)  # num_tokens - computed
+            q = min(req.prompt + req.generated - req.computed, budget.tokens)  # inline: Request.num_tokens
             if not preempt_for(rep, blocks_for(rep, req.computed, q), budget, protect=req):
                 break
             chunks.append((req, q))

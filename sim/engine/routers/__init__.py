@@ -67,6 +67,8 @@ class LeastOutstanding:
     name = "least-outstanding"
     Params = NoParams
 
+    __slots__ = {"_tracked": "dict", "_heaps": "dict"}
+
     def __init__(self, params: dict, rng: np.random.Generator, keys: PrefixKeys | None = None) -> None:
         self._tracked: dict[int, tuple] = {}  # id(list) -> (list, length, heap, replica by index)
         self._heaps: dict[tuple, tuple] = {}  # replica indices -> (heap, replica by index)
@@ -175,7 +177,8 @@ class PrefixAffinity:
                 continue
             keys = keys_by_bs.get(rep.block_size)
             if keys is None:
-                keys = keys_by_bs[rep.block_size] = self.keys.block_keys(rid, rep.block_size) or []
+                # the fleet always passes its keys (make_router's default None is for routers that need none)
+                keys = keys_by_bs[rep.block_size] = self.keys.block_keys(rid, rep.block_size) or []  # type: ignore[union-attr]
             hits = rep.kv.match_chain(keys, len(keys))[0]
             if hits > best_hits or (hits == best_hits and best is not None and rep.outstanding < best.outstanding):
                 best, best_hits = rep, hits

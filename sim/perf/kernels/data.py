@@ -62,7 +62,7 @@ def data_root() -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def package_version() -> str:
     """The installed aiconfigurator-core version ('unknown' if its metadata is missing)."""
     try:
@@ -102,9 +102,9 @@ def nearest_version(available: list[str], wanted: str | None) -> str | None:
 
     def key(v: str) -> tuple:
         p = parse_version(v)
-        dist = tuple(abs(a - b) for a, b in zip(p, w))
+        dist = tuple(abs(a - b) for a, b in zip(p, w))  # type: ignore[arg-type]  # versions() lists parseable names
         first = next((i for i, d in enumerate(dist) if d), 3)  # the most significant part that differs
-        return (-first, dist[first] if first < 3 else 0, tuple(-x for x in p))
+        return (-first, dist[first] if first < 3 else 0, tuple(-x for x in p))  # type: ignore[union-attr]  # as above
 
     return min(available, key=key)
 

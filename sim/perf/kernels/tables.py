@@ -309,7 +309,7 @@ def _comm_s(root: Path, inp: TableInputs, version: str | None, T: np.ndarray, no
     return out
 
 
-def _attention_rows(t: dict, kv_dtype: str, qh: float, kvh: int, hd: int) -> tuple[np.ndarray, str, float] | None:
+def _attention_rows(t: dict, kv_dtype: str, qh: float, kvh: int, hd: int) -> tuple[np.ndarray, str | None, float] | None:
     """Rows of one head shape and KV dtype (window 0, beam 1) of one kernel; when the
     exact query-head count is absent, the nearest one with the same KV heads and
     head size. Returns (mask, kernel, measured query heads)."""
@@ -417,13 +417,13 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
             if m.num_experts == 1 and not m.is_mla:
                 layer = np.zeros(len(T))
                 for _name, n, k in _layer_gemms(m, tp):
-                    g = bf16[0] if _name == "router" else grid
+                    g = bf16[0] if _name == "router" else grid  # type: ignore[index]  # assumes a bf16 table (not checked)
                     layer += g.at_ms(Tf, n, k)
                 gemm_s = padded(layer * m.num_layers * _MS)
             else:
                 total = np.zeros(len(T))
                 for _name, n, k, layers in _model_gemms(m, tp):
-                    g = bf16[0] if _name == "router" else grid
+                    g = bf16[0] if _name == "router" else grid  # type: ignore[index]  # assumes a bf16 table (not checked)
                     total += g.at_ms(Tf, n, k) * layers
                 gemm_s = padded(total * _MS)
             comm = padded(_comm_s(root, inp, vers["custom_allreduce_perf"], T, notes))
@@ -458,7 +458,7 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
     if moe_kernel:
         parts.append(moe_kernel + (f" (vLLM {vers['moe_perf']})" if vers["moe_perf"] != main else ""))
     if dec or pre:
-        parts.append(f"attention {(dec or pre)[1]} (KV {KV_DTYPES[q.kv_cache]})")
+        parts.append(f"attention {(dec or pre)[1]} (KV {KV_DTYPES[q.kv_cache]})")  # type: ignore[index]  # one is set
     if tp > 1 and gemm_kernel and not any(n.startswith("all-reduce") for n in notes):
         ar = vers["custom_allreduce_perf"]
         parts.append("all-reduce" + (f" (vLLM {ar})" if ar != main else ""))

@@ -1,0 +1,220 @@
+"""The public real-GPU corpus (calibration/public/) and its replay.
+
+- The converted llm-d logs carry the source's own figures: the reference values below are the
+  per-file summary made from the untouched source CSVs when they were copied
+  (/work/shared/data/public-gpu/llm-d-benchmark-52d328cd/SUMMARY.tsv: count, mean prompt and
+  output length, TTFT p50/p99 in ms, TPOT p50 in ms), not computed by fleetcast.
+- A regression guard (not an accuracy check): a fast subset of entries is replayed and each
+  error % must stay within 2 points of the value ``python bench/public_gpu.py`` recorded in
+  bench/results/public_gpu.json. The accuracy itself is the table in calibration/README.md.
+- ``fleetcast validate`` without ``--profile`` replays with the pool's measured-kernel model
+  and says so; bad corpus input is a located error, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.logs import load_log
+from calibration.logs.static_batch import load_static_batches
+from calibration.public_corpus import COMPARED, CORPUS, discover, replay_entry
+from calibration.runs import measured_metrics
+from sim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDED = ROOT / "bench" / "results" / "public_gpu.json"
+LLMD = CORPUS / "llm-d"
+
+# SUMMARY.tsv rows: file -> (n, prompt mean, output mean, TTFT p50 ms, TTFT p99 ms, TPOT p50 ms)
+SOURCE_FIGURES = {
+    "exp-0-vllm-70b/qps-0.5.csv": (252, 1148, 217, 390, 693, 60.7),
+    "exp-0-vllm-70b/qps-1.csv": (252, 1148, 218, 445, 7348, 87.6),
+    "exp-0-vllm-70b/qps-1.34.csv": (252, 1148, 217, 4466, 30546, 98.7),
+    "exp-4-vllm-llama4-tp4/qps-4.csv": (252, 1114, 217, 41, 57, 14.0),
+    "exp-4-vllm-llama4-tp4/qps-50.csv": (252, 1114, 217, 88, 399, 28.8),
+    "exp-4-vllm-llama4-tp4/qps-100.csv": (252, 1114, 215, 137, 509, 29.1),
+}
+#: replayed in the fast suite: both llm-d sets at low load and saturation, two static batches
+FAST = ("llm-d/exp-0-vllm-70b/qps-0.5", "llm-d/exp-0-vllm-70b/qps-1.34", "llm-d/exp-4-vllm-llama4-tp4/qps-4",
+        "llm-d/exp-4-vllm-llama4-tp4/qps-50", "llm-inference-bench/h100-llama-3.1-8b-tp1/b16-l512",
+        "llm-inference-bench/mi300x-mixtral-8x7b-tp2/b64-l1024")
+GUARD_POINTS = 2.0
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_FIGURES))
+def test_converted_logs_carry_the_source_figures(name):
+    n, p_mean, o_mean, ttft50_ms, ttft99_ms, tpot50_ms = SOURCE_FIGURES[name]
+    run = load_log(LLMD / name)
+    m = measured_metrics(run.requests)
+    assert len(run.requests) == n and run.failed == 0
+    assert round(run.requests["prompt_tokens"].mean()) == p_mean
+    assert round(run.requests["output_tokens"].mean()) == o_mean
+    # the summary's percentiles are the next higher sample (numpy method "higher"), rounded to the ms
+    ttft_ms = run.requests["ttft_s"].to_numpy() * 1e3
+    assert np.percentile(ttft_ms, 50, method="higher") == pytest.approx(ttft50_ms, abs=0.5)
+    assert np.percentile(ttft_ms, 99, method="higher") == pytest.approx(ttft99_ms, abs=0.5)
+    assert m["tpot_p50_s"] * 1e3 == pytest.approx(tpot50_ms, abs=0.06)
+    assert run.mode == "open"
+
+
+def test_every_corpus_log_is_an_entry_and_recorded():
+    names = {e.name for e in discover()}
+    assert len([n for n in names if "/exp-0-vllm-70b/" in n]) == 6
+    assert len([n for n in names if "/exp-4-vllm-llama4-tp4/" in n]) == 28
+    bench = [n for n in names if n.startswith("llm-inference-bench/")]
+    rows = sum(len(f.read_text().splitlines()) - 1 for f in (CORPUS / "llm-inference-bench").glob("*/*.batches.csv"))
+    assert len(bench) == rows == 529
+    recorded = json.loads(RECORDED.read_text())
+    assert {r["entry"] for r in recorded["entries"]} | {s["entry"] for s in recorded["skipped"]} == names
+
+
+def _guard(names):
+    recorded = {r["entry"]: r for r in json.loads(RECORDED.read_text())["entries"]}
+    entries = {e.name: e for e in discover()}
+    moved = []
+    for name in names:
+        got, want = replay_entry(entries[name])["error_pct"], recorded[name]["error_pct"]
+        for m in COMPARED:
+            if (got[m] is None) != (want[m] is None):
+                moved.append(f"{name} {m}: {want[m]} -> {got[m]}")
+            elif got[m] is not None and abs(got[m] - want[m]) > GUARD_POINTS:
+                moved.append(f"{name} {m}: recorded {want[m]:+.1f} %, now {got[m]:+.1f} %")
+    assert not moved, ("errors moved by more than 2 points from bench/results/public_gpu.json (re-run "
+                       "`python bench/public_gpu.py` and update calibration/README.md if intended):\n"
+                       + "\n".join(moved))
+
+
+def test_regression_guard_fast_subset():
+    _guard(FAST)
+
+
+@pytest.mark.slow
+def test_regression_guard_whole_corpus():  # ~2.5 min
+    _guard([e.name for e in discover()])
+
+
+def test_validate_without_profile_uses_the_forecast_model_and_says_so(tmp_path, capsys):
+    out = tmp_path / "out"
+    log = LLMD / "exp-0-vllm-70b" / "qps-0.5.csv"
+    assert main(["validate", str(log), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "no --profile" in printed and "`fleetcast run` and `plan`" in printed
+    assert "measured vLLM" in printed and "a100_sxm" in printed  # the GPU's measured kernels, not a profile
+    summary = json.loads((out / "errors.json").read_text())
+    assert summary["profile"].startswith("none")
+    # a calibration profile gives a different replay: the profile-less path really is another model
+    out2 = tmp_path / "out2"
+    prof = ROOT / "calibration" / "profiles" / "a100-splitwise.json"
+    assert main(["validate", "--profile", str(prof), str(log), "--out", str(out2)]) == 0
+    other = json.loads((out2 / "errors.json").read_text())
+    a = summary["runs"]["exp-0-vllm-70b/qps-0.5.csv"]["predicted"]["tpot_p50_s"]
+    b = other["runs"]["exp-0-vllm-70b/qps-0.5.csv"]["predicted"]["tpot_p50_s"]
+    assert np.isfinite(a) and np.isfinite(b) and a != b
+
+
+def test_record_needs_a_profile(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["validate", str(LLMD / "exp-0-vllm-70b" / "qps-0.5.csv"), "--record", "--out", str(out)]) == 2
+    assert "--record" in capsys.readouterr().err and not out.exists()
+
+
+def _copy_set(tmp_path: Path, name: str = "exp-0-vllm-70b") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(LLMD / name, dst)
+    return dst
+
+
+def test_a_sidecar_naming_a_gpu_the_catalog_lacks_is_located(tmp_path, capsys):
+    folder = _copy_set(tmp_path)
+    side = folder / "fleetcast.yaml"
+    side.write_text(side.read_text().replace("gpu: a100-80gb", "gpu: a100-sxm4-80gb"))
+    out = tmp_path / "out"
+    assert main(["validate", str(folder / "qps-0.5.csv"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{side}, line 2, field gpu" in err and "a100-80gb" in err  # the valid name is offered
+    assert not out.exists()
+
+
+def test_a_corpus_row_that_does_not_parse_is_located(tmp_path, capsys):
+    folder = _copy_set(tmp_path)
+    log = folder / "qps-0.5.csv"
+    lines = log.read_text().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[3], "many", 1)  # prompt_tokens of the third request
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert main(["validate", str(log), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(log) in err and "line 4" in err and "prompt_tokens" in err
+    assert not out.exists()
+
+
+# -- static-batch tables ---------------------------------------------------------------------------
+TABLE = CORPUS / "llm-inference-bench" / "h100-llama-3.1-8b-tp1" / "static.batches.csv"
+
+
+def test_a_static_batch_row_is_that_batch_sent_at_once():
+    # the source's line 1570 (All_results.csv): H100 x1, Meta-Llama-3-8B, 1024 in = out, batch 64, 18.8087 s
+    run = next(r for r in load_static_batches(TABLE) if r.name.endswith("/b64-l1024"))
+    wl = run.workload
+    assert len(wl.arrival_s) == 64 and not wl.arrival_s.any()
+    assert set(wl.prompt_tokens) == {1024} and set(wl.output_tokens) == {1024}
+    assert run.meta["aggregate_measured"]["batch_latency_s"] == pytest.approx(18.808667, abs=1e-6)
+    assert run.mode == "static" and run.gpu == "h100-sxm" and run.engine["enable_chunked_prefill"] is False
+
+
+def test_validate_a_static_batch_table(tmp_path, capsys):
+    out = tmp_path / "out"
+    table = tmp_path / "t" / "static.batches.csv"
+    table.parent.mkdir()
+    shutil.copy(TABLE.with_name("fleetcast.yaml"), table.with_name("fleetcast.yaml"))
+    lines = TABLE.read_text().splitlines()
+    table.write_text("\n".join(lines[:3]) + "\n")  # two batches
+    assert main(["validate", str(table), "--out", str(out)]) == 0
+    assert "static batches median |error| %: batch_latency" in capsys.readouterr().out
+    errors = __import__("pandas").read_csv(out / "errors.csv")
+    lat = errors[errors["metric"] == "batch_latency_s"]
+    assert list(lat["run"]) == ["t/b1-l128", "t/b16-l128"]
+    assert list(lat["measured"]) == pytest.approx([0.993933, 1.165092], abs=1e-5)  # errors.csv: 6 digits
+    assert (errors[errors["metric"] == "ttft_p50_s"]["note"] == "not measured").all()
+
+
+@pytest.mark.parametrize("cell,field", [("-3", "batch_size"), ("", "batch_latency_s"), ("fast", "batch_latency_s")])
+def test_a_bad_static_batch_row_is_located(tmp_path, capsys, cell, field):
+    table = tmp_path / "t" / "static.batches.csv"
+    table.parent.mkdir()
+    shutil.copy(TABLE.with_name("fleetcast.yaml"), table.with_name("fleetcast.yaml"))
+    lines = TABLE.read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[2].split(",")
+    row[header.index(field)] = cell
+    table.write_text("\n".join([lines[0], lines[1], ",".join(row)]) + "\n")
+    out = tmp_path / "out"
+    assert main(["validate", str(table), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{table}, line 3, field {field}" in err and not out.exists()
+
+
+def test_the_bench_lists_an_entry_it_cannot_replay_with_the_reason(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("public_gpu", ROOT / "bench" / "public_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    good, bad = tmp_path / "src" / "good", tmp_path / "src" / "bad"
+    for d in (good, bad):
+        d.mkdir(parents=True)
+        shutil.copy(LLMD / "exp-0-vllm-70b" / "qps-0.5.csv", d / "qps-0.5.csv")
+    shutil.copy(LLMD / "exp-0-vllm-70b" / "fleetcast.yaml", good / "fleetcast.yaml")
+    (bad / "fleetcast.yaml").write_text("gpu: a100-40gb\nmodel: llama-3.1-70b\ntensor_parallel: 2\n")
+    out = tmp_path / "r.json"
+    assert bench.main(["--corpus", str(tmp_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "src/bad/qps-0.5: " in printed and "field gpu" in printed
+    res = json.loads(out.read_text())
+    assert [r["entry"] for r in res["entries"]] == ["src/good/qps-0.5"]
+    assert [s["entry"] for s in res["skipped"]] == ["src/bad/qps-0.5"] and "a100-40gb" in res["skipped"][0]["reason"]
