@@ -27,8 +27,10 @@ __all__ = ["register", "expand_runs", "load_runs", "check_out_folder", "check_ou
 
 UNCALIBRATED = "none (catalog defaults and measured kernels, as `fleetcast run` and `plan` use)"
 _VALIDATE_FILES = "errors.csv, errors.json, index.html and figures"
-_RUN_KINDS = ("a testbed run folder (run.json), a vLLM bench serve result (.json), a per-request log "
-              "(.jsonl, .csv; docs/run-logs.md), or a folder of them")
+_RUN_KINDS = (
+    "a testbed run folder (run.json), a vLLM bench serve result (.json), a per-request log "
+    "(.jsonl, .csv; docs/run-logs.md), or a folder of them"
+)
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
@@ -91,13 +93,20 @@ def load_runs(args) -> list:
 
 def _add_log_flags(p) -> None:
     g = p.add_argument_group("run logs (bench serve results, per-request logs; docs/run-logs.md)")
-    g.add_argument("--sidecar", type=Path, help="engine settings of every log given (default: the sidecar "
-                                                "beside each log, <stem>.fleetcast.yaml)")
+    g.add_argument(
+        "--sidecar",
+        type=Path,
+        help="engine settings of every log given (default: the sidecar beside each log, <stem>.fleetcast.yaml)",
+    )
     g.add_argument("--gpu", help="GPU from the fleetcast catalog (overrides the sidecar's)")
     g.add_argument("--model", help="model from the fleetcast catalog (overrides the sidecar's)")
     g.add_argument("--tensor-parallel", type=int, help="tensor parallel size (overrides the sidecar's)")
-    g.add_argument("--sidecar-set", action="append", metavar="KEY=VALUE",
-                   help="set a sidecar field, e.g. engine.max_num_seqs=64 (repeatable)")
+    g.add_argument(
+        "--sidecar-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set a sidecar field, e.g. engine.max_num_seqs=64 (repeatable)",
+    )
 
 
 def check_out_folder(out: Path, what: str = f"the validation outputs ({_VALIDATE_FILES})") -> None:
@@ -112,40 +121,66 @@ def check_out_file(out: Path, what: str = "the profile JSON") -> None:
 
 def register(subparsers) -> None:
     """Add ``calibrate`` and ``validate`` to the fleetcast command."""
-    p = subparsers.add_parser("calibrate", help="fit performance coefficients to testbed runs (a profile)",
-                              description="Fit the performance model's coefficients (least squares, bounded) "
-                                          "to closed-loop testbed sweep runs, or to Splitwise's public GPU "
-                                          "measurements, and write a calibration profile.")
-    p.add_argument("runs", nargs="*", type=Path, help="run folders or sweep folders (closed loop), or closed-loop "
-                                                      "run logs (bench serve with --max-concurrency)")
+    p = subparsers.add_parser(
+        "calibrate",
+        help="fit performance coefficients to testbed runs (a profile)",
+        description="Fit the performance model's coefficients (least squares, bounded) "
+        "to closed-loop testbed sweep runs, or to Splitwise's public GPU "
+        "measurements, and write a calibration profile.",
+    )
+    p.add_argument(
+        "runs",
+        nargs="*",
+        type=Path,
+        help="run folders or sweep folders (closed loop), or closed-loop run logs (bench serve with --max-concurrency)",
+    )
     p.add_argument("--out", type=Path, required=True, help="profile JSON to write")
     p.add_argument("--name", help="profile name (default: the file name)")
-    p.add_argument("--method", choices=["observables", "simulation"], default="observables",
-                   help="observables (default): "
-                        "per-run mean TPOT / TTFT against PerfModel directly (fast; better on held-out runs here, see "
-                        "calibration/README.md); simulation: then refine by replaying every run through the simulator")
+    p.add_argument(
+        "--method",
+        choices=["observables", "simulation"],
+        default="observables",
+        help="observables (default): "
+        "per-run mean TPOT / TTFT against PerfModel directly (fast; better on held-out runs here, see "
+        "calibration/README.md); simulation: then refine by replaying every run through the simulator",
+    )
     p.add_argument("--max-nfev", type=int_arg(1, 100_000), default=60, help="simulation fit: most residual evaluations")
-    p.add_argument("--splitwise", metavar="HARDWARE",
-                   help="fit Splitwise's perf_model.csv rows of this hardware instead (a100-80gb, "
-                        "h100-80gb, h100-80gb-pcap)")
+    p.add_argument(
+        "--splitwise",
+        metavar="HARDWARE",
+        help="fit Splitwise's perf_model.csv rows of this hardware instead (a100-80gb, h100-80gb, h100-80gb-pcap)",
+    )
     p.add_argument("--splitwise-csv", type=Path, help="path of perf_model.csv")
     _add_log_flags(p)
     p.set_defaults(func=cmd_calibrate)
 
-    v = subparsers.add_parser("validate", help="replay testbed runs in the simulator and compare",
-                              description="Replay each run's exact arrivals, classes and lengths with the "
-                                          "server's engine settings and a profile; print and write the error "
-                                          "table and CDF / time-series overlays.")
-    v.add_argument("runs", nargs="+", type=Path, help="run folders, bench serve results (.json), per-request "
-                                                      "logs (.jsonl, .csv), or folders of them")
-    v.add_argument("--profile", type=Path,
-                   help="calibration profile to replay with; without it each run replays with exactly the model "
-                        "`fleetcast run` and `plan` use for that pool (measured vLLM kernels or the roofline, "
-                        "catalog defaults), and says which")
+    v = subparsers.add_parser(
+        "validate",
+        help="replay testbed runs in the simulator and compare",
+        description="Replay each run's exact arrivals, classes and lengths with the "
+        "server's engine settings and a profile; print and write the error "
+        "table and CDF / time-series overlays.",
+    )
+    v.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        help="run folders, bench serve results (.json), per-request logs (.jsonl, .csv), or folders of them",
+    )
+    v.add_argument(
+        "--profile",
+        type=Path,
+        help="calibration profile to replay with; without it each run replays with exactly the model "
+        "`fleetcast run` and `plan` use for that pool (measured vLLM kernels or the roofline, "
+        "catalog defaults), and says which",
+    )
     v.add_argument("--out", type=Path, help="folder for errors.csv/json, PNGs and index.html")
     v.add_argument("--markdown", action="store_true", help="also print the per-run error table as Markdown")
-    v.add_argument("--record", action="store_true",
-                   help="store the held-out (open-loop) error summary in the profile's validation section")
+    v.add_argument(
+        "--record",
+        action="store_true",
+        help="store the held-out (open-loop) error summary in the profile's validation section",
+    )
     _add_log_flags(v)
     v.set_defaults(func=cmd_validate)
 
@@ -159,12 +194,15 @@ def cmd_calibrate(args) -> int:
 
         csv = args.splitwise_csv or splitwise.DEFAULT_CSV
         if args.splitwise not in splitwise.HARDWARE:
-            raise FleetcastError(f"unknown Splitwise hardware '{args.splitwise}'; valid: "
-                                 f"{', '.join(splitwise.HARDWARE)}")
+            raise FleetcastError(
+                f"unknown Splitwise hardware '{args.splitwise}'; valid: {', '.join(splitwise.HARDWARE)}"
+            )
         steps = splitwise.load_steps(csv)
         if not (steps["hardware"] == args.splitwise).any():
-            raise FleetcastError(f"Splitwise CSV {csv} has no rows of hardware '{args.splitwise}'; it has "
-                                 f"{', '.join(sorted(map(str, steps['hardware'].unique()))) or 'no rows'}")
+            raise FleetcastError(
+                f"Splitwise CSV {csv} has no rows of hardware '{args.splitwise}'; it has "
+                f"{', '.join(sorted(map(str, steps['hardware'].unique()))) or 'no rows'}"
+            )
         prof = splitwise.build_profile(steps, args.splitwise, name, csv)
         _write(args.out, prof)
         print(f"{name}: {json.dumps(prof['coefficients'])}")
@@ -198,8 +236,10 @@ def cmd_validate(args) -> int:
     from sim.perf.profiles import load_profile
 
     if args.record and args.profile is None:
-        raise FleetcastError("--record stores the held-out summary in a profile: give --profile PROFILE.json, "
-                             "or leave --record out to validate the uncalibrated model")
+        raise FleetcastError(
+            "--record stores the held-out summary in a profile: give --profile PROFILE.json, "
+            "or leave --record out to validate the uncalibrated model"
+        )
     if args.out:
         check_out_folder(args.out)
     prof: dict = load_profile(args.profile) if args.profile is not None else {"name": UNCALIBRATED}
@@ -209,8 +249,10 @@ def cmd_validate(args) -> int:
     fitted_gpu = (prof.get("fitted_range") or {}).get("gpu")
     runs = load_runs(args)
     if args.profile is None:
-        print("no --profile: each run replays with exactly what `fleetcast run` and `plan` use for its pool "
-              "(no calibration profile):")
+        print(
+            "no --profile: each run replays with exactly what `fleetcast run` and `plan` use for its pool "
+            "(no calibration profile):"
+        )
         said: dict[tuple, list[str]] = {}  # one line per distinct pool (a static-batch table has many runs)
         for run in runs:
             source, warns = replay_model(run)
@@ -225,19 +267,41 @@ def cmd_validate(args) -> int:
         if partial:
             print(f"warning: {partial}")
         if fitted_gpu and fitted_gpu != run.gpu:
-            print(f"warning: {run.name} ran on {run.gpu}, but profile {prof.get('name', args.profile.stem)} was "
-                  f"fitted on {fitted_gpu}; the comparison tests the profile outside its fitted range")
-        cached = float(run.requests["cached_prompt_tokens"].fillna(0).sum()) if "cached_prompt_tokens" in run.requests else 0.0
+            print(
+                f"warning: {run.name} ran on {run.gpu}, but profile {prof.get('name', args.profile.stem)} was "
+                f"fitted on {fitted_gpu}; the comparison tests the profile outside its fitted range"
+            )
+        cached = (
+            float(run.requests["cached_prompt_tokens"].fillna(0).sum())
+            if "cached_prompt_tokens" in run.requests
+            else 0.0
+        )
         if cached > 0 and len(run.workload.prefix_keys) == 0:
-            print(f"warning: {run.name}: the server answered {cached:,.0f} prompt tokens from its prefix cache although "
-                  "the workload shares no prefixes (prompts left over from an earlier run on the same server); "
-                  "the simulator cannot know, so this run's latencies are not comparable. Re-measure with the "
-                  "current testbed (per-run prompt salt).")
+            print(
+                f"warning: {run.name}: the server answered {cached:,.0f} prompt tokens from its prefix cache although "
+                "the workload shares no prefixes (prompts left over from an earlier run on the same server); "
+                "the simulator cannot know, so this run's latencies are not comparable. Re-measure with the "
+                "current testbed (per-run prompt salt)."
+            )
         comps.append(validate_run(run, args.profile))
     table = error_table(comps)
     piv = error_pivot(table)
-    cols = [c for c in ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
-                        "e2e_p50_s", "output_tok_s", "mean_running", "batch_latency_s") if c in piv]
+    cols = [
+        c
+        for c in (
+            "ttft_p50_s",
+            "ttft_p90_s",
+            "ttft_p99_s",
+            "tpot_p50_s",
+            "tpot_p90_s",
+            "tpot_p99_s",
+            "e2e_p50_s",
+            "output_tok_s",
+            "mean_running",
+            "batch_latency_s",
+        )
+        if c in piv
+    ]
     print(f"profile {prof.get('name')}: error % (simulated - measured) / measured")
     print(piv[cols].rename(columns=lambda c: c.replace("_s", "")).to_string())
     for c in comps:
@@ -246,13 +310,20 @@ def cmd_validate(args) -> int:
     if args.markdown:
         print(_markdown(piv[cols]))
     summ = summarize_errors(table, "open")
-    for label, s in (("held-out (open-loop)", summ), ("closed-loop", summarize_errors(table, "closed")),
-                     ("static batches", summarize_errors(table, "static"))):
+    for label, s in (
+        ("held-out (open-loop)", summ),
+        ("closed-loop", summarize_errors(table, "closed")),
+        ("static batches", summarize_errors(table, "static")),
+    ):
         if s and (label.startswith(("held", "static")) or not summ):
-            print(f"{label} median |error| %: " + ", ".join(
-                f"{k.replace('_s', '')} {v['median_abs_pct']}" + (" ok" if v.get("met") else " MISSED" if "met" in v
-                                                                   else "")
-                for k, v in s.items()))
+            print(
+                f"{label} median |error| %: "
+                + ", ".join(
+                    f"{k.replace('_s', '')} {v['median_abs_pct']}"
+                    + (" ok" if v.get("met") else " MISSED" if "met" in v else "")
+                    for k, v in s.items()
+                )
+            )
     if args.out:
         write_outputs(comps, table, args.out, prof.get("name") or args.profile.stem)
         print(f"wrote {args.out}/errors.csv, errors.json, index.html and figures")
@@ -275,8 +346,10 @@ def partial_run_note(run) -> str | None:
     planned = (meta.get("sweep_point") or {}).get("requests")
     of = f" of {int(planned):,}" if isinstance(planned, (int, float)) and planned else ""
     why = f" ({meta['reason']})" if meta.get("reason") else ""
-    return (f"{run.name}: partial run: {finished:,}{of} requests finished{why}; the comparison covers only "
-            f"those, at the load they saw")
+    return (
+        f"{run.name}: partial run: {finished:,}{of} requests finished{why}; the comparison covers only "
+        f"those, at the load they saw"
+    )
 
 
 def _markdown(piv) -> str:
@@ -290,17 +363,27 @@ def _markdown(piv) -> str:
 
 def _validation_section(table, summ: dict, comps) -> dict:
     runs = sorted({c.run.name for c in comps if c.run.mode == "open"})
-    head = {k: summ[k]["median_abs_pct"] for k in ("ttft_p50_s", "tpot_p50_s", "ttft_p90_s", "tpot_p90_s",
-                                                  "output_tok_s") if k in summ}
+    head = {
+        k: summ[k]["median_abs_pct"]
+        for k in ("ttft_p50_s", "tpot_p50_s", "ttft_p90_s", "tpot_p90_s", "output_tok_s")
+        if k in summ
+    }
     text = ", ".join(f"{k.replace('_s', '')} {v}%" for k, v in head.items())
     per_run = {}
     for c in comps:
         t = table[table["run"] == c.run.name].set_index("metric")["error_pct"]
-        per_run[c.run.name] = {"mode": c.run.mode, **{m: (None if v != v else round(float(v), 2)) for m, v in t.items()}}
+        per_run[c.run.name] = {
+            "mode": c.run.mode,
+            **{m: (None if v != v else round(float(v), 2)) for m, v in t.items()},
+        }
     folders = sorted(os.path.relpath(c.run.folder.resolve(), Path.cwd()) for c in comps if c.run.mode == "open")
-    return {"summary": f"held-out open-loop runs ({len(runs)}): median |error| {text}",
-            "held_out_runs": runs, "held_out_folders": folders, "median_abs_error_pct": summ,
-            "per_run_error_pct": per_run}
+    return {
+        "summary": f"held-out open-loop runs ({len(runs)}): median |error| {text}",
+        "held_out_runs": runs,
+        "held_out_folders": folders,
+        "median_abs_error_pct": summ,
+        "per_run_error_pct": per_run,
+    }
 
 
 def _write(path: Path, data: dict) -> None:
@@ -308,5 +391,6 @@ def _write(path: Path, data: dict) -> None:
     try:
         write_text_atomic(json.dumps(data, indent=2, allow_nan=False) + "\n", path)
     except OSError as exc:
-        raise FleetcastError(f"cannot write the profile JSON to {path}: {exc.strerror or exc}; choose a "
-                             "folder you can write") from None
+        raise FleetcastError(
+            f"cannot write the profile JSON to {path}: {exc.strerror or exc}; choose a folder you can write"
+        ) from None

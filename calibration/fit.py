@@ -29,9 +29,23 @@ from scipy.optimize import least_squares
 
 from sim.perf.perf_model import PerfCoefficients, PerfModel
 
-__all__ = ["StepObs", "step", "FitResult", "fit_steps", "predict_steps", "BOUNDS", "COEFF_NAMES", "error_stats",
-           "run_observations", "fit_runs", "run_models", "coeff_dict", "RUN_FREE",
-           "fit_runs_by_simulation", "SIM_TARGETS"]
+__all__ = [
+    "StepObs",
+    "step",
+    "FitResult",
+    "fit_steps",
+    "predict_steps",
+    "BOUNDS",
+    "COEFF_NAMES",
+    "error_stats",
+    "run_observations",
+    "fit_runs",
+    "run_models",
+    "coeff_dict",
+    "RUN_FREE",
+    "fit_runs_by_simulation",
+    "SIM_TARGETS",
+]
 
 COEFF_NAMES = tuple(f.name for f in fields(PerfCoefficients) if f.name != "source")
 BOUNDS = {  # (low, high) of each coefficient; log-space fit, so low > 0
@@ -67,11 +81,17 @@ class StepObs:
     requests: float = 0.0  # per-request latencies (t_request_s) inside measured_s: 1 for a TTFT
 
 
-def step(key, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs,
-         measured_s, label="", kind="") -> StepObs:
+def step(
+    key, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs, measured_s, label="", kind=""
+) -> StepObs:
     """A StepObs of exactly one step."""
-    return StepObs(key, ((1.0, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs),),
-                   measured_s, label, kind)
+    return StepObs(
+        key,
+        ((1.0, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs),),
+        measured_s,
+        label,
+        kind,
+    )
 
 
 @dataclass
@@ -94,13 +114,24 @@ def predict_steps(obs: list[StepObs], coeffs: PerfCoefficients, models: dict) ->
     """Predicted seconds per observation; ``models[key] = (gpu, model, quant, tp)``."""
     perf = {k: PerfModel(v[0], v[1], v[2], v[3], coeffs) for k, v in models.items()}
     # shapes may be means over many steps (fractional): step_time_s is plain arithmetic
-    return np.array([sum(w * perf[o.key].step_time_s(pt, pa, nd, ctx, nps) for w, pt, pa, nd, ctx, nps in o.parts)
-                     + o.requests * coeffs.t_request_s for o in obs])
+    return np.array(
+        [
+            sum(w * perf[o.key].step_time_s(pt, pa, nd, ctx, nps) for w, pt, pa, nd, ctx, nps in o.parts)
+            + o.requests * coeffs.t_request_s
+            for o in obs
+        ]
+    )
 
 
-def fit_steps(obs: list[StepObs], models: dict, *, free: tuple[str, ...] = STEP_FREE,
-              start: PerfCoefficients | None = None, source: str = "calibration.fit",
-              weights: np.ndarray | None = None) -> FitResult:
+def fit_steps(
+    obs: list[StepObs],
+    models: dict,
+    *,
+    free: tuple[str, ...] = STEP_FREE,
+    start: PerfCoefficients | None = None,
+    source: str = "calibration.fit",
+    weights: np.ndarray | None = None,
+) -> FitResult:
     """Least-squares fit of the ``free`` coefficients to step observations."""
     start = start or PerfCoefficients()
     free = tuple(n for n in COEFF_NAMES if n in free)
@@ -120,10 +151,10 @@ def fit_steps(obs: list[StepObs], models: dict, *, free: tuple[str, ...] = STEP_
     # several starts: efficiencies and overheads trade off, the surface has valleys
     best = None
     for shift in (0.0, -1.5, 1.5):
-        xs = np.clip(x0 + shift * np.array([1.0 if n.startswith("t_") else 0.0 for n in free]),
-                     lo + 1e-9, hi - 1e-9)
-        r = least_squares(resid, xs, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale=1.0,
-                          diff_step=1e-4, max_nfev=400)
+        xs = np.clip(x0 + shift * np.array([1.0 if n.startswith("t_") else 0.0 for n in free]), lo + 1e-9, hi - 1e-9)
+        r = least_squares(
+            resid, xs, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, x_scale=1.0, diff_step=1e-4, max_nfev=400
+        )
         if best is None or r.cost < best.cost:
             best = r
     assert best is not None  # one fit per start, and there is at least one start
@@ -138,10 +169,13 @@ def error_stats(rel: np.ndarray) -> dict:
     a = a[np.isfinite(a)]
     if not len(a):
         return {"n": 0}
-    return {"n": int(len(a)), "median_abs_pct": round(float(np.median(a)) * 100, 2),
-            "p90_abs_pct": round(float(np.quantile(a, 0.9)) * 100, 2),
-            "max_abs_pct": round(float(a.max()) * 100, 2),
-            "mean_signed_pct": round(float(np.mean(rel)) * 100, 2)}
+    return {
+        "n": int(len(a)),
+        "median_abs_pct": round(float(np.median(a)) * 100, 2),
+        "p90_abs_pct": round(float(np.quantile(a, 0.9)) * 100, 2),
+        "max_abs_pct": round(float(a.max()) * 100, 2),
+        "mean_signed_pct": round(float(np.mean(rel)) * 100, 2),
+    }
 
 
 def coeff_dict(c: PerfCoefficients) -> dict:
@@ -184,28 +218,36 @@ def run_observations(run) -> list[StepObs]:
     """
     pt = run.meta.get("sweep_point")
     if not pt:
-        raise ValueError(f"{run.name}: not a closed-loop sweep point (no sweep_point in run.json); "
-                         "open-loop runs are for `fleetcast validate`, not for fitting")
+        raise ValueError(
+            f"{run.name}: not a closed-loop sweep point (no sweep_point in run.json); "
+            "open-loop runs are for `fleetcast validate`, not for fitting"
+        )
     N, p, o = int(pt["concurrency"]), int(pt["prompt_tokens"]), int(pt["output_tokens"])
     B = int(run.engine["max_num_batched_tokens"])
     ok = run.requests[run.requests["status"] == "ok"]
     key = run_key(run)
     if N == 1:
         chunk = (min(p, B), min(p, B) * min(p, B) / 2.0, 0, 0.0, 1)
-        return [StepObs(key, ((1.0, 0, 0.0, 1, p + o / 2.0, 0),), float(ok["tpot_s"].mean()), run.name, "tpot"),
-                StepObs(key, ((1.0,) + chunk,), float(ok["ttft_s"].median()), run.name, "ttft", requests=1.0)]
+        return [
+            StepObs(key, ((1.0, 0, 0.0, 1, p + o / 2.0, 0),), float(ok["tpot_s"].mean()), run.name, "tpot"),
+            StepObs(key, ((1.0,) + chunk,), float(ok["ttft_s"].median()), run.name, "ttft", requests=1.0),
+        ]
     deltas = run.meta.get("server_deltas") or {}
     hist = (deltas.get("histograms") or {}).get("vllm:iteration_tokens_total")
     counters = deltas.get("counters") or {}
     if not hist or not counters.get("iteration_tokens_count"):
-        raise ValueError(f"{run.name}: run.json has no server step counts (vllm:iteration_tokens_total); "
-                         "re-measure with the current testbed")
+        raise ValueError(
+            f"{run.name}: run.json has no server step counts (vllm:iteration_tokens_total); "
+            "re-measure with the current testbed"
+        )
     S = float(counters["iteration_tokens_count"])
     le = [float("inf") if e == "+Inf" else float(e) for e in hist["le"]]
     edge = min(i for i, e in enumerate(le) if e >= N)
     if le[edge] >= p:
-        raise ValueError(f"{run.name}: prefill steps ({p} tokens) cannot be told from decode steps ({N} users) "
-                         f"in the server's step histogram (bucket edge {le[edge]:g})")
+        raise ValueError(
+            f"{run.name}: prefill steps ({p} tokens) cannot be told from decode steps ({N} users) "
+            f"in the server's step histogram (bucket edge {le[edge]:g})"
+        )
     s_pf = S - float(hist["cumulative_count"][edge])
     n = len(ok)
     P = float(counters.get("prompt_tokens_total", n * p))
@@ -253,8 +295,9 @@ def _targets(run) -> tuple[str, ...]:
     return SIM_TARGETS if n == 1 else tuple(k for k in SIM_TARGETS if not k.startswith("ttft"))
 
 
-def fit_runs_by_simulation(runs, start: PerfCoefficients, *, max_nfev: int = 60,
-                           source: str = "calibration.fit") -> tuple[PerfCoefficients, dict]:
+def fit_runs_by_simulation(
+    runs, start: PerfCoefficients, *, max_nfev: int = 60, source: str = "calibration.fit"
+) -> tuple[PerfCoefficients, dict]:
     """Refine ``start`` by replaying every run through the simulator.
 
     Residual: log(simulated / measured) of ``SIM_TARGETS`` per run. The
@@ -279,8 +322,7 @@ def fit_runs_by_simulation(runs, start: PerfCoefficients, *, max_nfev: int = 60,
     scen_cache: dict = {}
 
     def coeffs_of(x):
-        return replace(start, **{n: float(min(math.exp(v), BOUNDS[n][1])) for n, v in zip(free, x)},
-                       source=source)
+        return replace(start, **{n: float(min(math.exp(v), BOUNDS[n][1])) for n, v in zip(free, x)}, source=source)
 
     def simulate_all(c):
         tmp.write_text(json.dumps({"name": "fit", "coefficients": coeff_dict(c)}))
@@ -293,15 +335,19 @@ def fit_runs_by_simulation(runs, start: PerfCoefficients, *, max_nfev: int = 60,
 
     def resid(x):
         sims = simulate_all(coeffs_of(x))
-        return np.array([math.log(max(s[k], 1e-9) / m[k])
-                         for s, m, run in zip(sims, meas, runs) for k in _targets(run)])
+        return np.array(
+            [math.log(max(s[k], 1e-9) / m[k]) for s, m, run in zip(sims, meas, runs) for k in _targets(run)]
+        )
 
     x0 = np.clip(np.log([max(getattr(start, n), BOUNDS[n][0]) for n in free]), lo + 1e-6, hi - 1e-6)
-    r = least_squares(resid, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, diff_step=0.05,
-                      max_nfev=max_nfev)
+    r = least_squares(resid, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1, diff_step=0.05, max_nfev=max_nfev)
     coeffs = coeffs_of(r.x)
     res = resid(r.x)
     names = [f"{run.name}:{k}" for run in runs for k in _targets(run)]
     table = {n: round(float(np.expm1(v)) * 100, 2) for n, v in zip(names, res)}
-    return coeffs, {"residual_pct": table, "nfev": int(r.nfev), "message": str(r.message),
-                    "error": error_stats(np.expm1(res))}
+    return coeffs, {
+        "residual_pct": table,
+        "nfev": int(r.nfev),
+        "message": str(r.message),
+        "error": error_stats(np.expm1(res)),
+    }

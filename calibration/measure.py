@@ -41,8 +41,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 SWEEP = {"concurrency": (1, 4, 8, 16), "prompt_tokens": (128, 512, 1024), "output_tokens": (64,)}
-_SERVER_KNOBS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks_override",
-                 "max_model_len")
+_SERVER_KNOBS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks_override", "max_model_len")
 
 
 def _pin_client() -> None:
@@ -55,8 +54,9 @@ def _pin_client() -> None:
 def _engine(model: str, dtype: str, knobs: dict, extra: list[str]):
     from testbed.server import EngineArgs
 
-    return EngineArgs(model=model, dtype=dtype, extra_args=list(extra),
-                      **{k: v for k, v in knobs.items() if v is not None})
+    return EngineArgs(
+        model=model, dtype=dtype, extra_args=list(extra), **{k: v for k, v in knobs.items() if v is not None}
+    )
 
 
 def _server_knobs(scenario) -> dict:
@@ -75,11 +75,17 @@ def _sweep(srv, engine, out: Path, model: str, requests: int, seed: int, points)
         if is_complete(folder):
             continue
         salt = new_salt()
-        meta = server_meta(engine, model, seed=seed, prompt_salt=salt, sweep_point={
-            "concurrency": c, "prompt_tokens": p, "output_tokens": o, "requests": requests})
+        meta = server_meta(
+            engine,
+            model,
+            seed=seed,
+            prompt_salt=salt,
+            sweep_point={"concurrency": c, "prompt_tokens": p, "output_tokens": o, "requests": requests},
+        )
         specs = closed_loop_requests(requests, p, o, model, seed, salt=salt)
-        info = execute_run(folder, specs, srv, mode="closed", users=c, meta=meta,
-                           progress=_Progress(folder.name), time_limit_s=600)
+        info = execute_run(
+            folder, specs, srv, mode="closed", users=c, meta=meta, progress=_Progress(folder.name), time_limit_s=600
+        )
         _print_summary(folder, info)
 
 
@@ -110,13 +116,20 @@ def _capacity(srv, engine, folder: Path, scenario_path: Path, model: str, n: int
         sc = load_scenario(scenario_path)
         wl = generate_workload(sc.traffic, sc.seed, sc.base_dir)
         salt = new_salt()
-        specs = [RequestSpec(s.request_id, s.class_name, float("nan"), s.prompt_ids, s.output_tokens)
-                 for s in requests_from_workload(wl, model, sc.seed, n, engine.max_model_len, salt=salt)]
+        specs = [
+            RequestSpec(s.request_id, s.class_name, float("nan"), s.prompt_ids, s.output_tokens)
+            for s in requests_from_workload(wl, model, sc.seed, n, engine.max_model_len, salt=salt)
+        ]
         users = int(engine.max_num_seqs or 32)
-        meta = server_meta(engine, model, prompt_salt=salt, capacity_probe={
-            "scenario": str(scenario_path), "users": users, "requests": len(specs)})
-        info = execute_run(folder, specs, srv, mode="closed", users=users, meta=meta,
-                           progress=_Progress(folder.name), time_limit_s=600)
+        meta = server_meta(
+            engine,
+            model,
+            prompt_salt=salt,
+            capacity_probe={"scenario": str(scenario_path), "users": users, "requests": len(specs)},
+        )
+        info = execute_run(
+            folder, specs, srv, mode="closed", users=users, meta=meta, progress=_Progress(folder.name), time_limit_s=600
+        )
         _print_summary(folder, info)
     rps = completed_rps(pd.read_parquet(folder / "requests.parquet"))
     (folder / "capacity.json").write_text(json.dumps({"capacity_rps": rps}) + "\n")
@@ -139,12 +152,18 @@ def _open_run(srv, engine, folder: Path, scenario_path: Path, model: str, capaci
     wl = generate_workload(sc.traffic, sc.seed, sc.base_dir)
     salt = new_salt()
     specs = requests_from_workload(wl, model, sc.seed, None, engine.max_model_len, salt=salt)
-    meta = server_meta(engine, model, prompt_salt=salt, scenario=sc.model_dump(mode="json"),
-                       scenario_path=str(scenario_path), seed=sc.seed, max_requests=None, notes=[],
-                       load={"fraction_of_capacity": fraction, "capacity_rps": capacity_rps,
-                             "rate_rps": fraction * capacity_rps})
-    info = execute_run(folder, specs, srv, mode="open", meta=meta, progress=_Progress(folder.name),
-                       time_limit_s=600)
+    meta = server_meta(
+        engine,
+        model,
+        prompt_salt=salt,
+        scenario=sc.model_dump(mode="json"),
+        scenario_path=str(scenario_path),
+        seed=sc.seed,
+        max_requests=None,
+        notes=[],
+        load={"fraction_of_capacity": fraction, "capacity_rps": capacity_rps, "rate_rps": fraction * capacity_rps},
+    )
+    info = execute_run(folder, specs, srv, mode="open", meta=meta, progress=_Progress(folder.name), time_limit_s=600)
     _print_summary(folder, info)
 
 
@@ -160,16 +179,21 @@ def main(argv=None) -> int:
     ap.add_argument("--output-tokens", default="64")
     ap.add_argument("--vllm-arg", action="append", default=[], help="extra `vllm serve` argument")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--capacity-requests", type=int, default=96,
-                    help="requests of the closed-loop capacity probe the held-out load levels refer to")
+    ap.add_argument(
+        "--capacity-requests",
+        type=int,
+        default=96,
+        help="requests of the closed-loop capacity probe the held-out load levels refer to",
+    )
     args = ap.parse_args(argv)
 
     from sim.scenario.spec import load_scenario
     from testbed.server import start_server
 
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
-    points = [(c, p, o) for p in ints(args.prompt_tokens) for o in ints(args.output_tokens)
-              for c in ints(args.concurrency)]
+    points = [
+        (c, p, o) for p in ints(args.prompt_tokens) for o in ints(args.output_tokens) for c in ints(args.concurrency)
+    ]
     groups: dict[tuple, list[Path]] = {}
     for path in args.heldout:
         server = _server_knobs(load_scenario(path))
@@ -187,8 +211,9 @@ def main(argv=None) -> int:
             if i == 0:
                 _sweep(srv, engine, args.out / "sweep", args.model, args.requests_per_point, args.seed, points)
             if i == 0 and args.heldout:
-                capacity = _capacity(srv, engine, args.out / "capacity", groups[knobs][0], args.model,
-                                     args.capacity_requests)
+                capacity = _capacity(
+                    srv, engine, args.out / "capacity", groups[knobs][0], args.model, args.capacity_requests
+                )
             for path in groups.get(knobs, []):
                 _open_run(srv, engine, args.out / "heldout" / path.stem, path, args.model, capacity)
             if i == 0 and points:

@@ -37,6 +37,7 @@ def measure() -> dict:
     out["copy_bytes_s"] = 2 * src.nbytes / _best(lambda: np.copyto(dst, src))
     try:
         import torch
+
         x = torch.randn(n, n, dtype=torch.bfloat16)
         out["bf16_flops"] = 2 * n**3 / _best(lambda: x @ x, 3)
         out["torch_threads"] = torch.get_num_threads()

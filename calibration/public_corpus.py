@@ -25,8 +25,17 @@ from calibration.logs.static_batch import is_static_batch_table, load_static_bat
 from calibration.validate import AGGREGATE_METRICS, METRICS, TARGETS, error_table, replay_model, validate_run
 from sim.errors import FleetcastError
 
-__all__ = ["CORPUS", "Entry", "discover", "replay_entry", "regime", "summarize", "NOT_IN_CORPUS",
-           "COMPARED", "TARGETS_PCT"]
+__all__ = [
+    "CORPUS",
+    "Entry",
+    "discover",
+    "replay_entry",
+    "regime",
+    "summarize",
+    "NOT_IN_CORPUS",
+    "COMPARED",
+    "TARGETS_PCT",
+]
 
 CORPUS = Path(__file__).resolve().parent / "public"
 COMPARED = tuple(m for m in METRICS if m not in ("mean_running", "mean_waiting")) + AGGREGATE_METRICS  # no series
@@ -117,14 +126,25 @@ def replay_entry(entry: Entry) -> dict:
     source, warns = replay_model(run)
     t = error_table([comp]).set_index("metric")
     return {
-        "entry": entry.name, "source": entry.source, "set": entry.set, "file": entry.path.name,
-        "gpu": run.gpu, "model": run.model, "tensor_parallel": run.tp, "weights": run.weights,
-        "requests": int(run.workload.arrival_s.size), "offered_rps": _offered_rps(run),
-        "regime": regime(run.requests), "replay_model": source, "replay_warnings": warns,
+        "entry": entry.name,
+        "source": entry.source,
+        "set": entry.set,
+        "file": entry.path.name,
+        "gpu": run.gpu,
+        "model": run.model,
+        "tensor_parallel": run.tp,
+        "weights": run.weights,
+        "requests": int(run.workload.arrival_s.size),
+        "offered_rps": _offered_rps(run),
+        "regime": regime(run.requests),
+        "replay_model": source,
+        "replay_warnings": warns,
         "measured": {m: comp.measured.get(m) for m in COMPARED},
         "forecast": {m: comp.predicted.get(m) for m in COMPARED},
-        "error_pct": {m: (None if m not in t.index or not np.isfinite(v := float(t.loc[m, "error_pct"]))
-                          else round(v, 2)) for m in COMPARED},
+        "error_pct": {
+            m: (None if m not in t.index or not np.isfinite(v := float(t.loc[m, "error_pct"])) else round(v, 2))
+            for m in COMPARED
+        },
         "sim_preemptions": comp.sim_preemptions,
     }
 
@@ -146,7 +166,11 @@ def summarize(results: list[dict], key: str = "set") -> dict:
             v = np.abs([r["error_pct"][m] for r in rs if r["error_pct"][m] is not None])
             if len(v):
                 med = float(np.median(v))
-                per[m] = {"median_abs_pct": round(med, 2), "entries": int(len(v)),
-                          "target_pct": TARGETS_PCT[m], "met": bool(med <= TARGETS_PCT[m])}
+                per[m] = {
+                    "median_abs_pct": round(med, 2),
+                    "entries": int(len(v)),
+                    "target_pct": TARGETS_PCT[m],
+                    "met": bool(med <= TARGETS_PCT[m]),
+                }
         out[src] = per
     return out

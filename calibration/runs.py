@@ -81,8 +81,10 @@ def _quant(cfg: dict, extra_args: list[str], where: str = "the run's model confi
     elif '"num_bits": 4' in text:
         weights = "int4-gptq"
     else:
-        raise FleetcastError(f"{where}: unknown quantization_config {q}; known: none (bf16), 8-bit float (fp8), "
-                             "8-bit integer (int8), 4-bit (int4-gptq)")
+        raise FleetcastError(
+            f"{where}: unknown quantization_config {q}; known: none (bf16), 8-bit float (fp8), "
+            "8-bit integer (int8), 4-bit (int4-gptq)"
+        )
     kv = "fp8" if any(a.startswith("fp8") for a in extra_args) and "--kv-cache-dtype" in extra_args else "auto"
     return weights, kv
 
@@ -91,7 +93,7 @@ def _quant(cfg: dict, extra_args: list[str], where: str = "the run's model confi
 _REQUEST_NEEDED = ("request_id", "class", "arrival_s", "finish_s", "prompt_tokens", "output_tokens", "status")
 _LATENCIES = ("ttft_s", "tpot_s", "e2e_s")  # derived from first_token_s where absent
 _TIMESERIES_NEEDED = ("t_s", "running", "waiting")
-_RUN_FOLDER = "a testbed run folder holds run.json and requests.parquet (docs/testbed.md, \"A run folder\")"
+_RUN_FOLDER = 'a testbed run folder holds run.json and requests.parquet (docs/testbed.md, "A run folder")'
 
 
 def _read_json(path: Path) -> dict:
@@ -114,12 +116,15 @@ def _read_parquet(path: Path, needed: tuple[str, ...]) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 — pyarrow raises several unrelated types (ArrowInvalid, OSError)
-        raise FleetcastError(f"{path} is not a readable Parquet table ({exc}); restore the file or "
-                             "re-measure the run") from None
+        raise FleetcastError(
+            f"{path} is not a readable Parquet table ({exc}); restore the file or re-measure the run"
+        ) from None
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise FleetcastError(f"{path} lacks the column(s) {', '.join(missing)}; a testbed table has "
-                             f"{', '.join(needed)} (docs/testbed.md)")
+        raise FleetcastError(
+            f"{path} lacks the column(s) {', '.join(missing)}; a testbed table has "
+            f"{', '.join(needed)} (docs/testbed.md)"
+        )
     return df
 
 
@@ -163,9 +168,11 @@ def load_run(folder: Path) -> Run:
         raise FleetcastError(f"{req_path} holds no requests; nothing to compare (was the run interrupted?)")
     if any(c not in req.columns for c in _LATENCIES):
         if "first_token_s" not in req.columns:
-            raise FleetcastError(f"{req_path} lacks the column first_token_s (needed for "
-                                 f"{', '.join(c for c in _LATENCIES if c not in req.columns)}); a testbed "
-                                 "requests table has first_token_s or ttft_s, tpot_s and e2e_s")
+            raise FleetcastError(
+                f"{req_path} lacks the column first_token_s (needed for "
+                f"{', '.join(c for c in _LATENCIES if c not in req.columns)}); a testbed "
+                "requests table has first_token_s or ttft_s, tpot_s and e2e_s"
+            )
         req = derive_latencies(req)
     ts_path = folder / "timeseries.parquet"
     ts = _read_parquet(ts_path, _TIMESERIES_NEEDED) if ts_path.exists() else pd.DataFrame()
@@ -175,17 +182,23 @@ def load_run(folder: Path) -> Run:
     cfg = _section(_section(meta, "model", meta_path), "config", meta_path)
     missing = [k for k in ("hidden_size", "num_hidden_layers") if cfg.get(k) is None]
     if missing:
-        raise FleetcastError(f"{meta_path}: {'fields' if len(missing) > 1 else 'field'} "
-                             f"{' and '.join('model.config.' + k for k in missing)} "
-                             f"{'are' if len(missing) > 1 else 'is'} missing; "
-                             "run.json records the served model's config.json under model.config (the testbed "
-                             "writes it), which tells the model")
+        raise FleetcastError(
+            f"{meta_path}: {'fields' if len(missing) > 1 else 'field'} "
+            f"{' and '.join('model.config.' + k for k in missing)} "
+            f"{'are' if len(missing) > 1 else 'is'} missing; "
+            "run.json records the served model's config.json under model.config (the testbed "
+            "writes it), which tells the model"
+        )
     key = (cfg.get("hidden_size"), cfg.get("num_hidden_layers"))
     if not all(isinstance(v, int) for v in key) or key not in _MODELS:
-        raise FleetcastError(f"{meta_path}: model with hidden_size {key[0]}, {key[1]} layers "
-                             f"(model.config) is not in calibration/catalog-cpu.yaml (known: "
-                             + ", ".join(f"{n}: hidden_size {h}, {n_l} layers" for (h, n_l), n in sorted(
-                                 _MODELS.items(), key=lambda kv: kv[1])) + ")")
+        raise FleetcastError(
+            f"{meta_path}: model with hidden_size {key[0]}, {key[1]} layers "
+            f"(model.config) is not in calibration/catalog-cpu.yaml (known: "
+            + ", ".join(
+                f"{n}: hidden_size {h}, {n_l} layers" for (h, n_l), n in sorted(_MODELS.items(), key=lambda kv: kv[1])
+            )
+            + ")"
+        )
     ea = _section(meta, "engine_args", meta_path)
     extra = ea.get("extra_args") or []
     if not isinstance(extra, list):
@@ -193,11 +206,13 @@ def load_run(folder: Path) -> Run:
     weights, kv = _quant(cfg, [str(a) for a in extra], f"{meta_path}: field model.config")
     kvc = _section(meta, "kv_cache", meta_path)
     if kvc.get("num_blocks") is None:
-        raise FleetcastError(f"{meta_path}: field kv_cache.num_blocks is missing; run.json records the KV blocks "
-                             "the server reported (vllm:cache_config_info), which the simulated replica uses")
+        raise FleetcastError(
+            f"{meta_path}: field kv_cache.num_blocks is missing; run.json records the KV blocks "
+            "the server reported (vllm:cache_config_info), which the simulated replica uses"
+        )
 
     def eng_int(name: str, default: int, *, kv_first: bool = False) -> int:
-        for where, sect in ((("kv_cache", kvc), ("engine_args", ea)) if kv_first else (("engine_args", ea),)):
+        for where, sect in (("kv_cache", kvc), ("engine_args", ea)) if kv_first else (("engine_args", ea),):
             if sect.get(name):
                 return _int(sect[name], f"{where}.{name}", meta_path, minimum=1)
         return default
@@ -216,8 +231,10 @@ def load_run(folder: Path) -> Run:
             raise FleetcastError(f"{meta_path}: field sweep_point must be a JSON object, got {point!r}")
         for k in ("concurrency", "prompt_tokens", "output_tokens"):
             if k not in point:
-                raise FleetcastError(f"{meta_path}: field sweep_point.{k} is missing; a closed-loop sweep point "
-                                     "records concurrency, prompt_tokens and output_tokens")
+                raise FleetcastError(
+                    f"{meta_path}: field sweep_point.{k} is missing; a closed-loop sweep point "
+                    "records concurrency, prompt_tokens and output_tokens"
+                )
             _int(point[k], f"sweep_point.{k}", meta_path, minimum=1)
     req = req.sort_values(["arrival_s", "request_id"]).reset_index(drop=True)
     planned = _planned_outputs(meta, req, meta_path)
@@ -228,11 +245,14 @@ def load_run(folder: Path) -> Run:
         prompt_tokens=req["prompt_tokens"].to_numpy(np.int32),
         output_tokens=planned.astype(np.int32),
         prefix_offsets=np.zeros(len(req) + 1, dtype=np.int64),
-        prefix_keys=np.zeros(0, dtype=np.int64), prefix_end_tok=np.zeros(0, dtype=np.int32),
-        class_names=names)
+        prefix_keys=np.zeros(0, dtype=np.int64),
+        prefix_end_tok=np.zeros(0, dtype=np.int32),
+        class_names=names,
+    )
     name = f"{folder.parent.name}/{folder.name}" if folder.parent.name not in ("", ".") else folder.name
-    return Run(folder, name, meta, req, ts, wl, mode, _MODELS[key],
-               str(ea.get("dtype") or "bfloat16"), weights, kv, engine)
+    return Run(
+        folder, name, meta, req, ts, wl, mode, _MODELS[key], str(ea.get("dtype") or "bfloat16"), weights, kv, engine
+    )
 
 
 def _planned_outputs(meta: dict, req: pd.DataFrame, meta_path: Path) -> np.ndarray:
@@ -244,21 +264,26 @@ def _planned_outputs(meta: dict, req: pd.DataFrame, meta_path: Path) -> np.ndarr
         from sim.workload.generate import generate_workload
 
         if not isinstance(meta["scenario"], dict):
-            raise FleetcastError(f"{meta_path}: field scenario must be a JSON object (the played scenario), "
-                                 f"got {type(meta['scenario']).__name__}")
+            raise FleetcastError(
+                f"{meta_path}: field scenario must be a JSON object (the played scenario), "
+                f"got {type(meta['scenario']).__name__}"
+            )
         data = {**meta["scenario"], "catalog": []}  # lengths do not depend on the catalog
         try:
-            sc = scenario_from_dict({**data, "fleet": [{"name": "x", "gpu": "h100-sxm", "replicas": 1,
-                                                        "model": "llama-3.1-8b"}]})
+            sc = scenario_from_dict(
+                {**data, "fleet": [{"name": "x", "gpu": "h100-sxm", "replicas": 1, "model": "llama-3.1-8b"}]}
+            )
         except FleetcastError as exc:
             raise FleetcastError(f"{meta_path}: field scenario (the played scenario) is not valid: {exc}") from None
         wl = generate_workload(sc.traffic, sc.seed, Path("."))
         ids = req["request_id"].to_numpy()
         bad = ids[(ids < 0) | (ids >= len(wl.output_tokens))]
         if len(bad):
-            raise FleetcastError(f"{meta_path.with_name('requests.parquet')}: request_id {int(bad[0])} is not "
-                                 f"a request of the scenario in {meta_path} (it generates "
-                                 f"{len(wl.output_tokens)}); the two files are from different runs")
+            raise FleetcastError(
+                f"{meta_path.with_name('requests.parquet')}: request_id {int(bad[0])} is not "
+                f"a request of the scenario in {meta_path} (it generates "
+                f"{len(wl.output_tokens)}); the two files are from different runs"
+            )
         return wl.output_tokens[ids]
     return req["output_tokens"].to_numpy()
 
@@ -267,18 +292,36 @@ def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] |
     """A one-pool scenario that reproduces the run's server (for ``simulate(..., workload=run.workload)``)."""
     catalogs = coeffs_catalog or run.catalog_files
     duration = float(run.workload.arrival_s.max()) + 1.0
-    pool = {"name": "cpu" if run.gpu == CPU_GPU else "gpu", "gpu": run.gpu, "replicas": 1, "model": run.model,
-            "quantization": {"weights": run.weights, "kv_cache": run.kv_cache}, "engine": run.engine}
+    pool = {
+        "name": "cpu" if run.gpu == CPU_GPU else "gpu",
+        "gpu": run.gpu,
+        "replicas": 1,
+        "model": run.model,
+        "quantization": {"weights": run.weights, "kv_cache": run.kv_cache},
+        "engine": run.engine,
+    }
     if run.tp != 1:
         pool["tensor_parallel"] = run.tp
     if profile is not None:
         pool["profile"] = str(Path(profile).resolve())
     data = {
-        "name": run.name, "seed": 0, "catalog": [str(Path(c).resolve()) for c in catalogs], "fleet": [pool],
-        "traffic": {"duration_s": duration, "arrival": {"process": "constant"},
-                    "classes": [{"name": n, "rate_rps": 1.0, "prompt_tokens": {"dist": "fixed", "value": 1},
-                                 "output_tokens": {"dist": "fixed", "value": 1}}
-                                for n in run.workload.class_names]},
+        "name": run.name,
+        "seed": 0,
+        "catalog": [str(Path(c).resolve()) for c in catalogs],
+        "fleet": [pool],
+        "traffic": {
+            "duration_s": duration,
+            "arrival": {"process": "constant"},
+            "classes": [
+                {
+                    "name": n,
+                    "rate_rps": 1.0,
+                    "prompt_tokens": {"dist": "fixed", "value": 1},
+                    "output_tokens": {"dist": "fixed", "value": 1},
+                }
+                for n in run.workload.class_names
+            ],
+        },
         "sim": {"drain_s": 3600.0, "timeseries_interval_s": 1.0},
     }
     return scenario_from_dict(data)
@@ -291,8 +334,9 @@ def completed_rps(requests: pd.DataFrame) -> float:
     return len(ok) / float(ok["finish_s"].max() - requests["arrival_s"].min())
 
 
-def measured_metrics(requests: pd.DataFrame, timeseries: pd.DataFrame | None = None, *,
-                     t0_s: float | None = None) -> dict:
+def measured_metrics(
+    requests: pd.DataFrame, timeseries: pd.DataFrame | None = None, *, t0_s: float | None = None
+) -> dict:
     """The compared observables of one run (seconds, tokens/s, sequences), the same for the
     measured and the simulated side.
 

@@ -26,8 +26,7 @@ from calibration.fit import StepObs, coeff_dict, error_stats, fit_steps, predict
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
 
-__all__ = ["load_steps", "fit_hardware", "leave_out", "build_profile", "HARDWARE", "MODELS",
-           "DEFAULT_CSV", "CATALOG"]
+__all__ = ["load_steps", "fit_hardware", "leave_out", "build_profile", "HARDWARE", "MODELS", "DEFAULT_CSV", "CATALOG"]
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "splitwise-medians.csv"
@@ -36,9 +35,11 @@ DEFAULT_CSV = HERE / "data" / "splitwise-medians.csv"
 CATALOG = HERE / "catalog-splitwise.yaml"
 HARDWARE = {"h100-80gb": "h100-sxm", "a100-80gb": "a100-80gb", "h100-80gb-pcap": "h100-sxm"}
 MODELS = {"llama2-70b": "llama-2-70b", "bloom-176b": "bloom-176b"}
-ATTRIBUTION = ("Splitwise measurements: Mutinifni/splitwise-sim data/perf_model.csv, commit 3b5a5941, "
-               "MIT licence; Patel et al., 'Splitwise: Efficient generative LLM inference using phase "
-               "splitting', ISCA 2024")
+ATTRIBUTION = (
+    "Splitwise measurements: Mutinifni/splitwise-sim data/perf_model.csv, commit 3b5a5941, "
+    "MIT licence; Patel et al., 'Splitwise: Efficient generative LLM inference using phase "
+    "splitting', ISCA 2024"
+)
 
 
 def load_steps(csv: Path = DEFAULT_CSV) -> pd.DataFrame:
@@ -48,8 +49,10 @@ def load_steps(csv: Path = DEFAULT_CSV) -> pd.DataFrame:
     try:
         df = pd.read_csv(csv)
     except FileNotFoundError:
-        raise FleetcastError(f"Splitwise CSV not found: {csv}; give Splitwise's data/perf_model.csv "
-                             "(--splitwise-csv) or leave the option out for the shipped medians") from None
+        raise FleetcastError(
+            f"Splitwise CSV not found: {csv}; give Splitwise's data/perf_model.csv "
+            "(--splitwise-csv) or leave the option out for the shipped medians"
+        ) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
         raise FleetcastError(f"Splitwise CSV {csv} could not be read as CSV: {exc}") from None
     keys = ["model", "hardware", "tensor_parallel", "prompt_size", "batch_size", "token_size"]
@@ -57,8 +60,10 @@ def load_steps(csv: Path = DEFAULT_CSV) -> pd.DataFrame:
     needed = keys + ["prompt_time", "token_time"] + (["tokens_generated"] if derived else ["e2e_time"])
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise FleetcastError(f"Splitwise CSV {csv} lacks the column(s) {', '.join(missing)}; Splitwise's "
-                             f"perf_model.csv has {', '.join(needed)}")
+        raise FleetcastError(
+            f"Splitwise CSV {csv} lacks the column(s) {', '.join(missing)}; Splitwise's "
+            f"perf_model.csv has {', '.join(needed)}"
+        )
     if derived:
         return df
     g = df.groupby(keys)[["prompt_time", "token_time", "e2e_time"]].median().reset_index()
@@ -78,9 +83,14 @@ def below_roofline(steps: pd.DataFrame) -> pd.Series:
     obs = _obs(steps, check=False)
     models = _models(obs)
     perf = {k: PerfModel(v[0], v[1], v[2], v[3]) for k, v in models.items()}
-    bad = [any(o.measured_s < roofline_floor_s(perf[o.key], *(int(round(x)) if i != 1 else x
-                                                              for i, x in enumerate(o.parts[0][1:])))
-               for o in obs[2 * i:2 * i + 2]) for i in range(len(steps))]
+    bad = [
+        any(
+            o.measured_s
+            < roofline_floor_s(perf[o.key], *(int(round(x)) if i != 1 else x for i, x in enumerate(o.parts[0][1:])))
+            for o in obs[2 * i : 2 * i + 2]
+        )
+        for i in range(len(steps))
+    ]
     return pd.Series(bad, index=steps.index)
 
 
@@ -100,8 +110,7 @@ def _obs(rows: pd.DataFrame, check: bool = True) -> list[StepObs]:
 
 def _models(obs: list[StepObs]) -> dict:
     cat = load_catalog([CATALOG])
-    return {o.key: (cat.gpu(o.key[0]), cat.model(o.key[1]), cat.quant(o.key[2], o.key[3]), o.key[4])
-            for o in obs}
+    return {o.key: (cat.gpu(o.key[0]), cat.model(o.key[1]), cat.quant(o.key[2], o.key[3]), o.key[4]) for o in obs}
 
 
 def fit_hardware(steps: pd.DataFrame, hardware: str, train_mask=None, source: str = ""):
@@ -146,33 +155,42 @@ def build_profile(steps: pd.DataFrame, hardware: str, name: str, csv: Path = DEF
         "coefficients": coeff_dict(fit.coeffs),
         "provenance": {
             "kind": "public measurements (no testbed run)",
-            "data": str(csv.name), "attribution": ATTRIBUTION, "licence": "MIT",
-            "hardware": hardware, "catalog_gpu": HARDWARE[hardware],
+            "data": str(csv.name),
+            "attribution": ATTRIBUTION,
+            "licence": "MIT",
+            "hardware": hardware,
+            "catalog_gpu": HARDWARE[hardware],
             "models": sorted(rows["model"].unique().tolist()),
             "tensor_parallel": sorted(int(t) for t in rows["tensor_parallel"].unique()),
             "engine": "Splitwise's measurement harness (fp16, no chunked prefill, one prefill batch per step)",
             "quantization": "fp16 weights and KV (catalog scheme bf16: same bytes and peak)",
             "catalog": "calibration/catalog-splitwise.yaml",
-            "configurations": int(len(rows)), "observations": len(obs),
-            "dropped_below_roofline": [f"{r.model} {r.hardware} tp{r.tensor_parallel} p{r.prompt_size} "
-                                       f"b{r.batch_size} o{r.token_size}"
-                                       for r in rows[below_roofline(rows)].itertuples()],
-            "date": today(), "fitted_coefficients": list(fit.fitted),
+            "configurations": int(len(rows)),
+            "observations": len(obs),
+            "dropped_below_roofline": [
+                f"{r.model} {r.hardware} tp{r.tensor_parallel} p{r.prompt_size} b{r.batch_size} o{r.token_size}"
+                for r in rows[below_roofline(rows)].itertuples()
+            ],
+            "date": today(),
+            "fitted_coefficients": list(fit.fitted),
             "fit_error": in_sample,
             "method": "calibration.fit.fit_steps: least squares on log(pred/measured) of every median "
-                      "prefill (prompt_time) and decode step (token_time), soft-L1 loss, bounded",
+            "prefill (prompt_time) and decode step (token_time), soft-L1 loss, bounded",
         },
         "validation": {
             "summary": f"step-time median |error| on held-out Llama-2-70B TP4: prefill "
-                       f"{tp4['prefill']['median_abs_pct']}%, decode {tp4['decode']['median_abs_pct']}%; "
-                       f"leave-one-model-out up to {lomo:.1f}%; in-sample prefill "
-                       f"{in_sample['prefill']['median_abs_pct']}%, decode {in_sample['decode']['median_abs_pct']}%",
+            f"{tp4['prefill']['median_abs_pct']}%, decode {tp4['decode']['median_abs_pct']}%; "
+            f"leave-one-model-out up to {lomo:.1f}%; in-sample prefill "
+            f"{in_sample['prefill']['median_abs_pct']}%, decode {in_sample['decode']['median_abs_pct']}%",
             "metric": "relative error of predicted step time (prefill prompt_time, decode token_time)",
             "held_out": held,
         },
         "fitted_range": {
-            "gpu": HARDWARE[hardware], "model": None, "quantization": "bf16",
-            "max_prompt_tokens": int(rows["prompt_size"].max()), "max_batch": int(rows["batch_size"].max()),
+            "gpu": HARDWARE[hardware],
+            "model": None,
+            "quantization": "bf16",
+            "max_prompt_tokens": int(rows["prompt_size"].max()),
+            "max_batch": int(rows["batch_size"].max()),
             "tensor_parallel": sorted(int(t) for t in rows["tensor_parallel"].unique()),
             "models": [MODELS[m] for m in sorted(rows["model"].unique())],
         },

@@ -26,16 +26,43 @@ from sim.engine.fleet import simulate
 from sim.errors import FleetcastError
 from sim.perf.step_source import kernel_warnings, perf_sources  # the one import of the perf-model modules
 
-__all__ = ["Comparison", "validate_run", "replay_model", "error_table", "error_pivot", "NOT_MEASURED",
-           "summarize_errors",
-           "write_outputs", "METRICS", "AGGREGATE_METRICS", "TARGETS"]
+__all__ = [
+    "Comparison",
+    "validate_run",
+    "replay_model",
+    "error_table",
+    "error_pivot",
+    "NOT_MEASURED",
+    "summarize_errors",
+    "write_outputs",
+    "METRICS",
+    "AGGREGATE_METRICS",
+    "TARGETS",
+]
 
-METRICS = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
-           "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "output_tok_s", "mean_running", "mean_waiting")
+METRICS = (
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "tpot_p50_s",
+    "tpot_p90_s",
+    "tpot_p99_s",
+    "e2e_p50_s",
+    "e2e_p90_s",
+    "e2e_p99_s",
+    "output_tok_s",
+    "mean_running",
+    "mean_waiting",
+)
 AGGREGATE_METRICS = ("batch_latency_s",)  # compared only where an aggregate entry measured them
 TARGETS = {  # the issue's targets on held-out runs: median |error| in %, per metric group
-    "ttft_p50_s": 10, "ttft_p90_s": 10, "tpot_p50_s": 10, "tpot_p90_s": 10,
-    "ttft_p99_s": 15, "tpot_p99_s": 15, "output_tok_s": 5,
+    "ttft_p50_s": 10,
+    "ttft_p90_s": 10,
+    "tpot_p50_s": 10,
+    "tpot_p90_s": 10,
+    "ttft_p99_s": 15,
+    "tpot_p99_s": 15,
+    "output_tok_s": 5,
 }
 
 
@@ -72,8 +99,14 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
         return Comparison(run, dict(aggregate), predicted, res.requests, ts, int(res.requests["preemptions"].sum()))
     # both sides from the same origin: the run's first request start is the replay's time 0
     t0 = float(run.requests["arrival_s"].min())
-    return Comparison(run, measured_metrics(run.requests, run.timeseries, t0_s=t0), predicted, res.requests, ts,
-                      int(res.requests["preemptions"].sum()))
+    return Comparison(
+        run,
+        measured_metrics(run.requests, run.timeseries, t0_s=t0),
+        predicted,
+        res.requests,
+        ts,
+        int(res.requests["preemptions"].sum()),
+    )
 
 
 NOT_MEASURED = "not measured"
@@ -88,21 +121,40 @@ def error_table(comps: list[Comparison]) -> pd.DataFrame:
         for m in METRICS + tuple(k for k in AGGREGATE_METRICS if k in c.measured):
             meas, pred = c.measured.get(m, np.nan), c.predicted.get(m, np.nan)
             if m not in c.measured:
-                rows.append({"run": c.run.name, "mode": c.run.mode, "metric": m, "measured": np.nan,
-                             "predicted": pred, "error_pct": np.nan, "note": NOT_MEASURED})
+                rows.append(
+                    {
+                        "run": c.run.name,
+                        "mode": c.run.mode,
+                        "metric": m,
+                        "measured": np.nan,
+                        "predicted": pred,
+                        "error_pct": np.nan,
+                        "note": NOT_MEASURED,
+                    }
+                )
                 continue
             if m == "mean_waiting":  # near zero at low load: relative error is meaningless
                 err = np.nan if meas < 0.5 else (pred - meas) / meas * 100
             else:
                 err = (pred - meas) / meas * 100 if meas and np.isfinite(meas) else np.nan
-            rows.append({"run": c.run.name, "mode": c.run.mode, "metric": m, "measured": meas,
-                         "predicted": pred, "error_pct": err, "note": ""})
+            rows.append(
+                {
+                    "run": c.run.name,
+                    "mode": c.run.mode,
+                    "metric": m,
+                    "measured": meas,
+                    "predicted": pred,
+                    "error_pct": err,
+                    "note": "",
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def error_pivot(table: pd.DataFrame) -> pd.DataFrame:
     """Error % per run (rows) and metric (columns) as display strings: signed, one decimal;
     "not measured" where the run has no measurement, "–" where the error is undefined."""
+
     def cell(r) -> str:
         if r["note"] == NOT_MEASURED:
             return NOT_MEASURED
@@ -121,8 +173,11 @@ def summarize_errors(table: pd.DataFrame, mode: str | None = "open") -> dict:
     for m in METRICS + AGGREGATE_METRICS:
         v = t.loc[t["metric"] == m, "error_pct"].dropna().abs()
         if len(v):
-            out[m] = {"median_abs_pct": round(float(v.median()), 2), "max_abs_pct": round(float(v.max()), 2),
-                      "runs": int(len(v))}
+            out[m] = {
+                "median_abs_pct": round(float(v.median()), 2),
+                "max_abs_pct": round(float(v.max()), 2),
+                "runs": int(len(v)),
+            }
             if m in TARGETS:
                 out[m]["target_pct"] = TARGETS[m]
                 out[m]["met"] = bool(v.median() <= TARGETS[m])
@@ -164,8 +219,16 @@ def _figures(c: Comparison, out: Path) -> list[str]:
         ax.set_xlabel("time (s)")
         ax.set_ylabel(f"{col} sequences")
         ax.grid(alpha=0.3)
-    names.append(_save(plt, fig, axes[0], "upper right", f"{c.run.name}: running / waiting over time",
-                       out / f"{slug}-timeseries.png"))
+    names.append(
+        _save(
+            plt,
+            fig,
+            axes[0],
+            "upper right",
+            f"{c.run.name}: running / waiting over time",
+            out / f"{slug}-timeseries.png",
+        )
+    )
     return names
 
 
@@ -199,37 +262,57 @@ def write_outputs(comps: list[Comparison], table: pd.DataFrame, out: Path, profi
     except OSError as exc:
         if created:
             shutil.rmtree(out, ignore_errors=True)
-        raise FleetcastError(f"cannot write the validation outputs to {out}: {exc.strerror or exc}; choose a "
-                             "folder you can write") from None
+        raise FleetcastError(
+            f"cannot write the validation outputs to {out}: {exc.strerror or exc}; choose a folder you can write"
+        ) from None
     return summary
 
 
 def _write_outputs(comps: list[Comparison], table: pd.DataFrame, out: Path, profile_name: str) -> dict:
     table.to_csv(out / "errors.csv", index=False, float_format="%.6g")
-    summary = {"profile": profile_name, "held_out_open_loop": summarize_errors(table, "open"),
-               "closed_loop": summarize_errors(table, "closed"),
-               "runs": {c.run.name: {"mode": c.run.mode, "source": c.run.meta.get("source", "testbed run folder"),
-                                     "gpu": c.run.gpu, "tensor_parallel": c.run.tp,
-                                     "measured": c.measured, "predicted": c.predicted,
-                                     "not_measured": [m for m in METRICS if m not in c.measured],
-                                     "failed_requests": c.run.failed, "notes": list(c.run.notes),
-                                     "sim_preemptions": c.sim_preemptions,
-                                     "server_preemptions": _server_preemptions(c.run)} for c in comps}}
+    summary = {
+        "profile": profile_name,
+        "held_out_open_loop": summarize_errors(table, "open"),
+        "closed_loop": summarize_errors(table, "closed"),
+        "runs": {
+            c.run.name: {
+                "mode": c.run.mode,
+                "source": c.run.meta.get("source", "testbed run folder"),
+                "gpu": c.run.gpu,
+                "tensor_parallel": c.run.tp,
+                "measured": c.measured,
+                "predicted": c.predicted,
+                "not_measured": [m for m in METRICS if m not in c.measured],
+                "failed_requests": c.run.failed,
+                "notes": list(c.run.notes),
+                "sim_preemptions": c.sim_preemptions,
+                "server_preemptions": _server_preemptions(c.run),
+            }
+            for c in comps
+        },
+    }
     (out / "errors.json").write_text(json.dumps(summary, indent=2, default=float, allow_nan=True) + "\n")
     figs = {c.run.name: _figures(c, out) for c in comps}
-    parts = [f"<html><head><meta charset='utf-8'><title>validation: {html.escape(profile_name)}</title>"
-             "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>",
-             f"<h1>Validation of profile {html.escape(profile_name)}</h1>",
-             "<p>Simulated (same arrivals, classes, lengths and engine settings) vs measured vLLM runs. "
-             "Error = (simulated − measured) / measured.</p>"]
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>validation: {html.escape(profile_name)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>",
+        f"<h1>Validation of profile {html.escape(profile_name)}</h1>",
+        "<p>Simulated (same arrivals, classes, lengths and engine settings) vs measured vLLM runs. "
+        "Error = (simulated − measured) / measured.</p>",
+    ]
     parts.append("<h2>Error (%) per run</h2>" + error_pivot(table).to_html())
     failed = {c.run.name: c.run.failed for c in comps if c.run.failed}
     if failed:
-        parts.append("<p>Failed requests (left out of the latencies and throughput, not replayed): "
-                     + ", ".join(f"{html.escape(k)}: {v}" for k, v in failed.items()) + "</p>")
+        parts.append(
+            "<p>Failed requests (left out of the latencies and throughput, not replayed): "
+            + ", ".join(f"{html.escape(k)}: {v}" for k, v in failed.items())
+            + "</p>"
+        )
     for run, names in figs.items():
-        parts.append(f"<h3>{html.escape(run)}</h3>" + "".join(f"<img src='{n}' style='max-width:100%'><br>" for n in names))
+        parts.append(
+            f"<h3>{html.escape(run)}</h3>" + "".join(f"<img src='{n}' style='max-width:100%'><br>" for n in names)
+        )
     parts.append("</body></html>")
     (out / "index.html").write_text("\n".join(parts), encoding="utf-8")
     return summary

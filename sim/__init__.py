@@ -80,7 +80,10 @@ def engine_build() -> str:
     build = "pure Python" if spec is None or (spec.origin or "").endswith(".py") else "compiled"
     stale = stale_compiled_modules() if build == "compiled" else []
     if stale:
-        warnings.warn(f"compiled engine modules older than their sources: {', '.join(stale)}; the compiled ones "
-                      f"run. Rebuild with `pip install -e .` or set FLEETCAST_PURE_PYTHON=1.",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"compiled engine modules older than their sources: {', '.join(stale)}; the compiled ones "
+            f"run. Rebuild with `pip install -e .` or set FLEETCAST_PURE_PYTHON=1.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return build

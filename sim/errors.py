@@ -57,7 +57,4 @@ def did_you_mean(name: str, valid: Iterable[str]) -> str:
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> str:
     """Message for an unknown catalog/policy name, listing the valid ones."""
     valid = sorted(valid)
-    return (
-        f"unknown {kind} '{name}'.{did_you_mean(name, valid)} "
-        f"Valid {kind} names: {', '.join(valid)}."
-    )
+    return f"unknown {kind} '{name}'.{did_you_mean(name, valid)} Valid {kind} names: {', '.join(valid)}."

@@ -29,9 +29,19 @@ import yaml
 
 from sim.errors import ScenarioError
 
-__all__ = ["MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES", "MAX_CATALOG_BYTES", "MAX_PROFILE_BYTES",
-           "MAX_DATA_FILE_BYTES", "int_arg", "check_input_file", "read_bytes_limited", "read_text_limited",
-           "parse_yaml"]
+__all__ = [
+    "MAX_YAML_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_VALUES",
+    "MAX_CATALOG_BYTES",
+    "MAX_PROFILE_BYTES",
+    "MAX_DATA_FILE_BYTES",
+    "int_arg",
+    "check_input_file",
+    "read_bytes_limited",
+    "read_text_limited",
+    "parse_yaml",
+]
 
 MAX_YAML_BYTES = 8 * 2**20  # a scenario file; traces and data go in files it names
 MAX_YAML_DEPTH = 64  # nested mappings/lists (the format itself nests about 8 deep)
@@ -45,6 +55,7 @@ MAX_DATA_FILE_BYTES = 2 * 2**30
 def int_arg(lo: int, hi: int | None = None, why: str = ""):
     """An argparse ``type``: an integer in ``[lo, hi]``; anything else is argparse's usage error
     (exit 2) naming the bounds, e.g. ``--workers 0`` or ``--max-nfev -1``."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -54,6 +65,7 @@ def int_arg(lo: int, hi: int | None = None, why: str = ""):
             bounds = f"from {lo:,} to {hi:,}" if hi is not None else f"at least {lo:,}"
             raise argparse.ArgumentTypeError(f"{value:,} is out of range: give a whole number {bounds}{why}")
         return value
+
     parse.__name__ = "int"
     return parse
 
@@ -102,8 +114,10 @@ def read_text_limited(path: Path, max_bytes: int, what: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ScenarioError(f"{what} {path}, line {line}: not UTF-8 text (byte {exc.start:,} is "
-                            f"0x{data[exc.start]:02x}); is it a binary file?") from None
+        raise ScenarioError(
+            f"{what} {path}, line {line}: not UTF-8 text (byte {exc.start:,} is "
+            f"0x{data[exc.start]:02x}); is it a binary file?"
+        ) from None
 
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed: ~10x faster
@@ -111,6 +125,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installe
 
 class _Frame:
     """An open mapping or sequence while the events stream by."""
+
     __slots__ = ("count", "anchor", "line", "keys", "expect_key")
 
     def __init__(self, anchor, line: int, mapping: bool) -> None:
@@ -135,11 +150,14 @@ def _check_events(text: str, where: str) -> None:
         f = frames[-1]
         f.count += n
         if f.count > MAX_YAML_VALUES:
-            what = (f"expands to {f.count:,} values or more (aliases such as *name repeat what &name marks), "
-                    f"over the limit of {MAX_YAML_VALUES:,} (MAX_YAML_VALUES); write the values out, or use fewer "
-                    f"nested aliases" if aliased else
-                    f"holds {f.count:,} values or more, over the limit of {MAX_YAML_VALUES:,} (MAX_YAML_VALUES); "
-                    f"a scenario holds a few thousand: put long series (requests, rates) in a trace file it names")
+            what = (
+                f"expands to {f.count:,} values or more (aliases such as *name repeat what &name marks), "
+                f"over the limit of {MAX_YAML_VALUES:,} (MAX_YAML_VALUES); write the values out, or use fewer "
+                f"nested aliases"
+                if aliased
+                else f"holds {f.count:,} values or more, over the limit of {MAX_YAML_VALUES:,} (MAX_YAML_VALUES); "
+                f"a scenario holds a few thousand: put long series (requests, rates) in a trace file it names"
+            )
             raise ScenarioError(f"{where}, line {f.line}: this part of the document {what}")
 
     try:
@@ -161,7 +179,8 @@ def _check_events(text: str, where: str) -> None:
                     if ev.value in keys:
                         raise ScenarioError(
                             f"{where}, line {line}: key '{ev.value}' is given twice in one mapping (lines "
-                            f"{keys[ev.value]} and {line}); YAML would silently keep the last: delete one")
+                            f"{keys[ev.value]} and {line}); YAML would silently keep the last: delete one"
+                        )
                     keys[ev.value] = line
                 f.expect_key = not f.expect_key
             if isinstance(ev, yaml.AliasEvent):
@@ -176,7 +195,8 @@ def _check_events(text: str, where: str) -> None:
                 if len(frames) > MAX_YAML_DEPTH:
                     raise ScenarioError(
                         f"{where}, line {line}: nested more than {MAX_YAML_DEPTH} levels deep (the limit "
-                        f"MAX_YAML_DEPTH); a scenario nests about 8 levels")
+                        f"MAX_YAML_DEPTH); a scenario nests about 8 levels"
+                    )
     finally:
         loader.dispose()
 
@@ -186,8 +206,10 @@ def parse_yaml(text: str, where: str, invalid_as_text: bool = False) -> tuple[An
     ``where`` names the input in messages (a path, or ``--set 'KEY'``). ``invalid_as_text``:
     text that is not YAML is the string itself (a ``--set`` value), limits still apply."""
     if len(text) > MAX_YAML_BYTES:
-        raise ScenarioError(f"{where}: {len(text):,} characters of YAML; at most {_mib(MAX_YAML_BYTES)} "
-                            f"(MAX_YAML_BYTES); put traces and data in files the scenario names by path")
+        raise ScenarioError(
+            f"{where}: {len(text):,} characters of YAML; at most {_mib(MAX_YAML_BYTES)} "
+            f"(MAX_YAML_BYTES); put traces and data in files the scenario names by path"
+        )
     loader = None
     try:
         _check_events(text, where)  # the reader refuses control characters (a NUL byte) here already
@@ -199,17 +221,23 @@ def parse_yaml(text: str, where: str, invalid_as_text: bool = False) -> tuple[An
         if invalid_as_text and "nesting depth" not in str(getattr(exc, "problem", "")):
             return text, None
         if mark is None and isinstance(exc, yaml.reader.ReaderError):
-            raise ScenarioError(f"{where}: not valid YAML: a control character (#x{exc.character:04x}) at "
-                                f"character {exc.position:,}; is it a binary file?") from None
+            raise ScenarioError(
+                f"{where}: not valid YAML: a control character (#x{exc.character:04x}) at "
+                f"character {exc.position:,}; is it a binary file?"
+            ) from None
         at = f"{where}, line {mark.line + 1}" if mark else where
         problem = getattr(exc, "problem", None) or str(exc)
         if "nesting depth" in problem:  # libyaml's own limit, met while scanning ahead
-            raise ScenarioError(f"{at}: nested too deeply for the YAML parser; a scenario nests at most "
-                                f"{MAX_YAML_DEPTH} levels (MAX_YAML_DEPTH)") from None
+            raise ScenarioError(
+                f"{at}: nested too deeply for the YAML parser; a scenario nests at most "
+                f"{MAX_YAML_DEPTH} levels (MAX_YAML_DEPTH)"
+            ) from None
         raise ScenarioError(f"{at}: not valid YAML: {problem}") from None
     except RecursionError:  # the parser itself recurses per nesting level
-        raise ScenarioError(f"{where}: nested too deeply for the YAML parser; a scenario nests at most "
-                            f"{MAX_YAML_DEPTH} levels (MAX_YAML_DEPTH)") from None
+        raise ScenarioError(
+            f"{where}: nested too deeply for the YAML parser; a scenario nests at most "
+            f"{MAX_YAML_DEPTH} levels (MAX_YAML_DEPTH)"
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()

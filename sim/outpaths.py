@@ -31,8 +31,18 @@ from pathlib import Path
 
 from sim.errors import FleetcastError
 
-__all__ = ["check_writable", "check_out_folder", "check_out_file", "out_error", "swap_in", "staged_folder",
-           "results_kind", "RESULT_MARKERS", "out_lock", "remove_stale_staging"]
+__all__ = [
+    "check_writable",
+    "check_out_folder",
+    "check_out_file",
+    "out_error",
+    "swap_in",
+    "staged_folder",
+    "results_kind",
+    "RESULT_MARKERS",
+    "out_lock",
+    "remove_stale_staging",
+]
 
 
 def out_error(out: Path, reason: str, what: str = "the results") -> FleetcastError:
@@ -53,8 +63,12 @@ def check_writable(folder: Path, out: Path, what: str = "the results") -> None:
 
 
 #: The file that marks a folder as the results of each command (checked in this order).
-RESULT_MARKERS = (("plan", "plan.json"), ("compare", "compare.json"), ("sweep", "sweep.parquet"),
-                  ("run", "summary.json"))
+RESULT_MARKERS = (
+    ("plan", "plan.json"),
+    ("compare", "compare.json"),
+    ("sweep", "sweep.parquet"),
+    ("run", "summary.json"),
+)
 
 
 def results_kind(folder: Path) -> str | None:
@@ -88,17 +102,25 @@ def _check_out_folder(out: Path, what: str, kind: str | None, force: bool) -> Pa
     longest = max((p for p in out.parts), key=lambda p: len(p.encode("utf-8", "surrogateescape")), default="")
     n = len(longest.encode("utf-8", "surrogateescape"))
     if n > NAME_MAX - (_STAGING_EXTRA if longest == out.name else 0):
-        raise out_error(out, f"the name '{longest[:40]}...' is {n} bytes long; a folder name may be at most "
-                             f"{NAME_MAX - _STAGING_EXTRA} bytes here ({NAME_MAX}, less room for the staging copy)",
-                        what)
+        raise out_error(
+            out,
+            f"the name '{longest[:40]}...' is {n} bytes long; a folder name may be at most "
+            f"{NAME_MAX - _STAGING_EXTRA} bytes here ({NAME_MAX}, less room for the staging copy)",
+            what,
+        )
     if out.exists() and not out.is_dir():
         raise FleetcastError(f"--out {out} is a file; give a folder for {what} (it is created if missing)")
     found = results_kind(out) if kind is not None and not force else None
     if found not in (None, kind):
-        held = (f"the results of `fleetcast {found}`" if found != "other" else
-                f"other files (e.g. {next(iter(sorted(p.name for p in out.iterdir())))})")
-        raise FleetcastError(f"{out} holds {held}; `fleetcast {kind}` would replace the whole folder. Choose another "
-                             f"--out, or add --force to replace it")
+        held = (
+            f"the results of `fleetcast {found}`"
+            if found != "other"
+            else f"other files (e.g. {next(iter(sorted(p.name for p in out.iterdir())))})"
+        )
+        raise FleetcastError(
+            f"{out} holds {held}; `fleetcast {kind}` would replace the whole folder. Choose another "
+            f"--out, or add --force to replace it"
+        )
     check_writable(out, out, what)
     return out
 
@@ -146,8 +168,9 @@ def remove_stale_staging(out: Path) -> list[Path]:
     """Remove the staging folders of ``out`` (and old copies swapped out) that a killed writer
     left; call only while holding ``out_lock(out)``, so none of them is a live writer's."""
     out = Path(out)
-    pattern = re.compile(re.escape(_staging_prefix(out)) + r"[A-Za-z0-9_]{8}$|"
-                         + re.escape(f".{out.name}.old-") + r"[0-9]+$")
+    pattern = re.compile(
+        re.escape(_staging_prefix(out)) + r"[A-Za-z0-9_]{8}$|" + re.escape(f".{out.name}.old-") + r"[0-9]+$"
+    )
     gone: list[Path] = []
     try:
         entries = list(out.parent.iterdir()) if out.parent.is_dir() else []
@@ -177,15 +200,19 @@ def out_lock(out: Path, what: str = "the results") -> Iterator[None]:
         lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise FleetcastError(f"cannot create the lock file {lock} for --out {out}: {exc.strerror or exc}; "
-                             f"set TMPDIR to a folder you can write") from None
+        raise FleetcastError(
+            f"cannot create the lock file {lock} for --out {out}: {exc.strerror or exc}; "
+            f"set TMPDIR to a folder you can write"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise FleetcastError(f"--out {out} is in use by pid {holder} (another fleetcast command writing its "
-                                 f"results there); wait for it to finish, or choose another --out") from None
+            raise FleetcastError(
+                f"--out {out} is in use by pid {holder} (another fleetcast command writing its "
+                f"results there); wait for it to finish, or choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         remove_stale_staging(out)
@@ -203,8 +230,7 @@ def out_lock(out: Path, what: str = "the results") -> Iterator[None]:
 
 
 @contextmanager
-def staged_folder(out: Path, what: str = "the results", kind: str | None = None,
-                  force: bool = False) -> Iterator[Path]:
+def staged_folder(out: Path, what: str = "the results", kind: str | None = None, force: bool = False) -> Iterator[Path]:
     """A temporary folder beside ``out`` to fill; on success it replaces ``out`` in one
     rename, on any error (or Ctrl-C, SIGTERM) it is removed and ``out`` is untouched."""
     out = check_out_folder(out, what, kind, force)

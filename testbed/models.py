@@ -31,10 +31,12 @@ __all__ = ["SIZES", "QUANT_SCHEMES", "build_model", "quantize", "train_tokenizer
 
 #: architecture of each size (Llama); vocab is the tokenizer's size
 SIZES: dict[str, dict] = {
-    "tiny": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=4, intermediate_size=768),  # ~7.6M params (768: W4A16 groups of 128)
-    "base": dict(hidden_size=1024, num_hidden_layers=12, num_attention_heads=16,
-                 num_key_value_heads=4, intermediate_size=2816),  # ~152M params
+    "tiny": dict(
+        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, intermediate_size=768
+    ),  # ~7.6M params (768: W4A16 groups of 128)
+    "base": dict(
+        hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=4, intermediate_size=2816
+    ),  # ~152M params
 }
 VOCAB_SIZE = 8192
 MAX_POSITIONS = 2048
@@ -84,9 +86,12 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_corpus(), trainer)
     return tok
 
@@ -116,23 +121,35 @@ def build_model(out_dir: Path, size: str = "tiny", seed: int = 0, force: bool = 
     try:
         tok = train_tokenizer()
         bos, eos, pad = (tok.token_to_id(t) for t in SPECIAL_TOKENS)
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL_TOKENS[0],
-                                       eos_token=SPECIAL_TOKENS[1], pad_token=SPECIAL_TOKENS[2],
-                                       model_max_length=MAX_POSITIONS)
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token=SPECIAL_TOKENS[0],
+            eos_token=SPECIAL_TOKENS[1],
+            pad_token=SPECIAL_TOKENS[2],
+            model_max_length=MAX_POSITIONS,
+        )
         fast.chat_template = CHAT_TEMPLATE
         fast.save_pretrained(tmp)
 
-        config = LlamaConfig(vocab_size=tok.get_vocab_size(), max_position_embeddings=MAX_POSITIONS,
-                             bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
-                             tie_word_embeddings=False, **SIZES[size])
+        config = LlamaConfig(
+            vocab_size=tok.get_vocab_size(),
+            max_position_embeddings=MAX_POSITIONS,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            pad_token_id=pad,
+            tie_word_embeddings=False,
+            **SIZES[size],
+        )
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config).to(torch.bfloat16)
         params = sum(p.numel() for p in model.parameters())
         model.save_pretrained(tmp)
         info = config.to_dict()
         _write_readme(tmp, out_dir.name, size, seed, params, info, quant=None)
-        write_text_atomic(json.dumps({"size": size, "seed": seed, "params": params,
-                                      "random_weights": True}, indent=2), tmp / "fleetcast_model.json")
+        write_text_atomic(
+            json.dumps({"size": size, "seed": seed, "params": params, "random_weights": True}, indent=2),
+            tmp / "fleetcast_model.json",
+        )
         _make_readable(tmp)
         os.replace(tmp, out_dir)
     finally:
@@ -147,13 +164,20 @@ def _make_readable(folder: Path) -> None:
         os.chmod(path, 0o644)
 
 
-def _write_readme(folder: Path, name: str, size: str, seed: int, params: int, cfg: dict,
-                  quant: str | None) -> None:
+def _write_readme(folder: Path, name: str, size: str, seed: int, params: int, cfg: dict, quant: str | None) -> None:
     note = f", quantized with llmcompressor scheme {quant} (data-free)" if quant else ""
-    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-            "intermediate_size", "vocab_size", "max_position_embeddings")
-    text = README.format(name=name, size=size, seed=seed, params=params, quant_note=note,
-                         **{k: cfg.get(k) for k in keys})
+    keys = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+    )
+    text = README.format(
+        name=name, size=size, seed=seed, params=params, quant_note=note, **{k: cfg.get(k) for k in keys}
+    )
     write_text_atomic(text, folder / "README.md")
 
 
@@ -170,8 +194,7 @@ AutoTokenizer.from_pretrained(src).save_pretrained(dst)
 """
 
 
-def quantize(src: Path, dst: Path, scheme: str, quant_python: str | None = None,
-             force: bool = False) -> None:
+def quantize(src: Path, dst: Path, scheme: str, quant_python: str | None = None, force: bool = False) -> None:
     """Quantize the model in ``src`` into ``dst`` with llmcompressor (subprocess).
 
     ``quant_python``: a Python with llmcompressor installed (default: env
@@ -185,20 +208,23 @@ def quantize(src: Path, dst: Path, scheme: str, quant_python: str | None = None,
         raise FleetcastError(
             f"--quantize needs llmcompressor in the Python given by --quant-python or "
             f"FLEETCAST_QUANT_PYTHON (tried {python}). Make one with: python3 -m venv .quant-venv "
-            "&& .quant-venv/bin/pip install llmcompressor (see docs/testbed.md).")
+            "&& .quant-venv/bin/pip install llmcompressor (see docs/testbed.md)."
+        )
     dst = Path(dst)
     _check_target(dst, force)
     with tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=dst.parent) as tmp:
         out = Path(tmp) / "model"
-        proc = subprocess.run([python, "-c", _QUANT_SCRIPT, str(src), str(out), QUANT_SCHEMES[scheme]],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [python, "-c", _QUANT_SCRIPT, str(src), str(out), QUANT_SCHEMES[scheme]], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
             raise FleetcastError(f"llmcompressor failed ({scheme}):\n{tail}")
         meta = json.loads((Path(src) / "fleetcast_model.json").read_text())
         cfg = json.loads((out / "config.json").read_text())
         _write_readme(out, dst.name, meta["size"], meta["seed"], meta["params"], cfg, QUANT_SCHEMES[scheme])
-        write_text_atomic(json.dumps({**meta, "quantization": QUANT_SCHEMES[scheme]}, indent=2),
-                          out / "fleetcast_model.json")
+        write_text_atomic(
+            json.dumps({**meta, "quantization": QUANT_SCHEMES[scheme]}, indent=2), out / "fleetcast_model.json"
+        )
         _make_readable(out)
         os.replace(out, dst)

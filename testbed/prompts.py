@@ -95,8 +95,9 @@ def _chain(workload, r: int):
     return workload.prefix_keys[a:b], workload.prefix_end_tok[a:b]
 
 
-def requests_from_workload(workload, model_dir, seed: int, max_requests: int | None = None,
-                           max_model_len: int | None = None, salt: int = 0) -> list[RequestSpec]:
+def requests_from_workload(
+    workload, model_dir, seed: int, max_requests: int | None = None, max_model_len: int | None = None, salt: int = 0
+) -> list[RequestSpec]:
     """RequestSpecs for ``workload`` (``sim.workload.generate.Workload``: arrays
     ``arrival_s, class_idx, prompt_tokens, output_tokens`` and ``class_names``),
     first ``max_requests`` by arrival. Arrival times are shifted so the first is
@@ -114,19 +115,32 @@ def requests_from_workload(workload, model_dir, seed: int, max_requests: int | N
         raise FleetcastError(
             f"{too_long.size} request(s) need more than --max-model-len {max_model_len} tokens "
             f"(e.g. request {r}: {p_tok[r]} prompt + {o_tok[r]} output). Raise --max-model-len "
-            "or shorten the scenario's length distributions.")
+            "or shorten the scenario's length distributions."
+        )
     names = list(workload.class_names)
-    return [RequestSpec(int(r), names[int(workload.class_idx[r])], float(arrival[r]),
-                        _prompt(seed, r, p_tok[r], allowed, _chain(workload, r), salt), int(o_tok[r]))
-            for r in range(n)]
+    return [
+        RequestSpec(
+            int(r),
+            names[int(workload.class_idx[r])],
+            float(arrival[r]),
+            _prompt(seed, r, p_tok[r], allowed, _chain(workload, r), salt),
+            int(o_tok[r]),
+        )
+        for r in range(n)
+    ]
 
 
-def closed_loop_requests(n: int, prompt_tokens: int, output_tokens: int, model_dir, seed: int,
-                         class_name: str = "closed", salt: int = 0) -> list[RequestSpec]:
+def closed_loop_requests(
+    n: int, prompt_tokens: int, output_tokens: int, model_dir, seed: int, class_name: str = "closed", salt: int = 0
+) -> list[RequestSpec]:
     """``n`` requests of fixed lengths for a closed-loop sweep point."""
     allowed = allowed_token_ids(model_dir)
-    return [RequestSpec(r, class_name, float("nan"), _prompt(seed, r, prompt_tokens, allowed, None, salt),
-                        int(output_tokens)) for r in range(int(n))]
+    return [
+        RequestSpec(
+            r, class_name, float("nan"), _prompt(seed, r, prompt_tokens, allowed, None, salt), int(output_tokens)
+        )
+        for r in range(int(n))
+    ]
 
 
 def new_salt() -> int:

@@ -34,9 +34,23 @@ import pandas as pd
 
 from sim.records import REQUEST_COLUMNS, TIMESERIES_COLUMNS, derive_latencies, write_parquet_atomic, write_text_atomic
 
-__all__ = ["ITL_COLUMNS", "JOURNAL", "RecordJournal", "hardware_info", "model_info", "server_meta", "now_iso",
-           "requests_frame", "write_run_json", "read_run_json", "write_tables", "read_run", "read_journal",
-           "interrupted_meta", "is_complete"]
+__all__ = [
+    "ITL_COLUMNS",
+    "JOURNAL",
+    "RecordJournal",
+    "hardware_info",
+    "model_info",
+    "server_meta",
+    "now_iso",
+    "requests_frame",
+    "write_run_json",
+    "read_run_json",
+    "write_tables",
+    "read_run",
+    "read_journal",
+    "interrupted_meta",
+    "is_complete",
+]
 
 ITL_COLUMNS = {"request_id": "int64", "token_index": "int64", "t_s": "float64"}
 JOURNAL = "requests.partial.jsonl"
@@ -94,8 +108,11 @@ def hardware_info() -> dict:
             if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
             elif line.startswith(("flags", "Features")) and not flags:  # x86 "flags", aarch64 "Features"
-                flags = [f for f in line.split(":", 1)[1].split()
-                         if f.startswith(("avx", "amx", "sve", "asimd")) or f in ("fma", "f16c", "bf16", "i8mm")]
+                flags = [
+                    f
+                    for f in line.split(":", 1)[1].split()
+                    if f.startswith(("avx", "amx", "sve", "asimd")) or f in ("fma", "f16c", "bf16", "i8mm")
+                ]
     except OSError:
         pass
     cpu = cpu or platform.processor() or platform.machine()  # aarch64 /proc/cpuinfo has no "model name"
@@ -111,9 +128,15 @@ def hardware_info() -> dict:
             gpus = [g for g in out.stdout.splitlines() if g.strip()]
         except (OSError, subprocess.TimeoutExpired):
             pass
-    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "cpu_flags": flags,
-            "memory_gib": mem_gib, "gpus": gpus, "platform": platform.platform(),
-            "python": platform.python_version()}
+    return {
+        "cpu_model": cpu,
+        "cpu_cores": os.cpu_count(),
+        "cpu_flags": flags,
+        "memory_gib": mem_gib,
+        "gpus": gpus,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def model_info(model_dir: str | Path) -> dict:
@@ -130,13 +153,16 @@ def model_info(model_dir: str | Path) -> dict:
 
 def server_meta(engine, model_dir: str | Path, **extra) -> dict:
     """run.json fields that say how the server ran: engine arguments, served name, model."""
-    return {"engine_args": engine.as_dict(), "served_model_name": engine.served_model_name,
-            "model": model_info(model_dir), **extra}
+    return {
+        "engine_args": engine.as_dict(),
+        "served_model_name": engine.served_model_name,
+        "model": model_info(model_dir),
+        **extra,
+    }
 
 
 def write_run_json(folder: Path, meta: dict) -> None:
-    write_text_atomic(json.dumps(meta, indent=2, default=str, sort_keys=False) + "\n",
-                      Path(folder) / "run.json")
+    write_text_atomic(json.dumps(meta, indent=2, default=str, sort_keys=False) + "\n", Path(folder) / "run.json")
 
 
 def read_run_json(folder: Path) -> dict:
@@ -158,8 +184,9 @@ def requests_frame(rows: list[dict]) -> pd.DataFrame:
     return derive_latencies(df)
 
 
-def write_tables(folder: Path, requests: pd.DataFrame, itl_rows: list, timeseries: pd.DataFrame,
-                 server_metrics: pd.DataFrame) -> None:
+def write_tables(
+    folder: Path, requests: pd.DataFrame, itl_rows: list, timeseries: pd.DataFrame, server_metrics: pd.DataFrame
+) -> None:
     folder = Path(folder)
     write_parquet_atomic(requests, folder / "requests.parquet")
     itl = pd.DataFrame(itl_rows, columns=list(ITL_COLUMNS)).astype(ITL_COLUMNS)
@@ -186,9 +213,11 @@ def interrupted_meta(meta: dict, recovered: int) -> dict:
     """run.json fields for a run whose client died before writing requests.parquet."""
     pid = meta.get("client_pid")
     gone = "" if pid is None else f"the client (pid {pid}) {'is still running' if _alive(pid) else 'is gone'}; "
-    return {"completed": False,
-            "reason": f"interrupted before the end: {gone}{recovered} request records recovered from {JOURNAL} "
-                      "(requests in flight at the kill are lost)"}
+    return {
+        "completed": False,
+        "reason": f"interrupted before the end: {gone}{recovered} request records recovered from {JOURNAL} "
+        "(requests in flight at the kill are lost)",
+    }
 
 
 def _alive(pid: int) -> bool:

@@ -24,9 +24,14 @@ from testbed.scrape import MetricsScraper, cache_config, histogram, row_of, scra
 __all__ = ["execute_run", "server_version", "SERVER_HISTOGRAMS"]
 
 #: histograms whose bucket deltas go into run.json (server-side latency view)
-SERVER_HISTOGRAMS = ("vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds",
-                     "vllm:e2e_request_latency_seconds", "vllm:request_queue_time_seconds",
-                     "vllm:iteration_tokens_total", "vllm:request_num_preemptions")
+SERVER_HISTOGRAMS = (
+    "vllm:time_to_first_token_seconds",
+    "vllm:inter_token_latency_seconds",
+    "vllm:e2e_request_latency_seconds",
+    "vllm:request_queue_time_seconds",
+    "vllm:iteration_tokens_total",
+    "vllm:request_num_preemptions",
+)
 
 
 _START_LEAD_S = 0.25
@@ -53,22 +58,35 @@ def _server_deltas(before, after) -> dict:
     if before is None or after is None:
         return {}
     r0, r1 = row_of(before), row_of(after)
-    counters = {k: r1[k] - r0[k] for k in r0 if k.endswith(("_total", "_sum", "_count"))
-                and not (math.isnan(r0[k]) or math.isnan(r1[k]))}
+    counters = {
+        k: r1[k] - r0[k]
+        for k in r0
+        if k.endswith(("_total", "_sum", "_count")) and not (math.isnan(r0[k]) or math.isnan(r1[k]))
+    }
     hists = {}
     for name in SERVER_HISTOGRAMS:
         e1, c1 = histogram(after, name)
         e0, c0 = histogram(before, name)
         if len(e1) and len(e0) == len(e1):
-            hists[name] = {"le": [float(e) if math.isfinite(e) else "+Inf" for e in e1],
-                           "cumulative_count": [float(v) for v in (c1 - c0)]}
+            hists[name] = {
+                "le": [float(e) if math.isfinite(e) else "+Inf" for e in e1],
+                "cumulative_count": [float(v) for v in (c1 - c0)],
+            }
     return {"counters": counters, "histograms": hists}
 
 
-def execute_run(out_dir: Path, specs: list[RequestSpec], server, *, mode: str = "open",
-                users: int = 1, meta: dict | None = None, time_limit_s: float | None = None,
-                request_timeout_s: float = 600.0,
-                progress: Callable[[int, int], None] | None = None) -> dict:
+def execute_run(
+    out_dir: Path,
+    specs: list[RequestSpec],
+    server,
+    *,
+    mode: str = "open",
+    users: int = 1,
+    meta: dict | None = None,
+    time_limit_s: float | None = None,
+    request_timeout_s: float = 600.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Run ``specs`` against ``server`` (a ``ServerProcess`` or ``AttachedServer``)
     and write the run folder ``out_dir``; returns the final run.json dict."""
     out_dir = Path(out_dir)
@@ -94,21 +112,33 @@ def execute_run(out_dir: Path, specs: list[RequestSpec], server, *, mode: str = 
     clock = time.perf_counter
     before = _safe_scrape(server.base_url)
     cache = cache_config(before or [])
-    info["kv_cache"] = {"block_size": _int(cache.get("block_size")),
-                        "num_blocks": _int(cache.get("num_gpu_blocks")),
-                        "enable_prefix_caching": cache.get("enable_prefix_caching"),
-                        "cache_config_info": cache}
+    info["kv_cache"] = {
+        "block_size": _int(cache.get("block_size")),
+        "num_blocks": _int(cache.get("num_gpu_blocks")),
+        "enable_prefix_caching": cache.get("enable_prefix_caching"),
+        "cache_config_info": cache,
+    }
     rf.write_run_json(out_dir, info)  # what an interrupted run's folder will say about the server
     # time 0 lies a little ahead, so Locust is up before the first scheduled send
     t0 = clock() + _START_LEAD_S
     scraper = MetricsScraper(server.base_url, clock, t0).start()
     result = None
     try:
-        result = load.run_load(specs, server.host, server.port, mode=mode, users=users,
-                               model=info.get("served_model_name", "model"),
-                               time_limit_s=time_limit_s, request_timeout_s=request_timeout_s,
-                               watchdog=server.exit_reason, progress=progress, clock=clock, t0=t0,
-                               journal=journal.append)
+        result = load.run_load(
+            specs,
+            server.host,
+            server.port,
+            mode=mode,
+            users=users,
+            model=info.get("served_model_name", "model"),
+            time_limit_s=time_limit_s,
+            request_timeout_s=request_timeout_s,
+            watchdog=server.exit_reason,
+            progress=progress,
+            clock=clock,
+            t0=t0,
+            journal=journal.append,
+        )
     finally:
         scraper.stop()
         died = server.exit_reason()
@@ -128,9 +158,13 @@ def execute_run(out_dir: Path, specs: list[RequestSpec], server, *, mode: str = 
         else:
             info["completed"], info["reason"] = result.completed, result.reason
             rows, itl = result.requests, result.itl
-            info.update(duration_s=result.duration_s, errors=result.errors,
-                        send_lag_s=result.send_lag_s, not_sent=result.not_sent,
-                        locust_stats=result.locust_stats)
+            info.update(
+                duration_s=result.duration_s,
+                errors=result.errors,
+                send_lag_s=result.send_lag_s,
+                not_sent=result.not_sent,
+                locust_stats=result.locust_stats,
+            )
         df = rf.requests_frame(rows)
         rf.write_tables(out_dir, df, itl, ts, raw)
         journal.finish()  # requests.parquet holds every record now

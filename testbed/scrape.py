@@ -22,8 +22,17 @@ import pandas as pd
 
 from sim.records import TIMESERIES_COLUMNS
 
-__all__ = ["Sample", "parse_prometheus", "metric_sum", "histogram", "histogram_quantile_bounds",
-           "cache_config", "scrape", "MetricsScraper", "SERIES"]
+__all__ = [
+    "Sample",
+    "parse_prometheus",
+    "metric_sum",
+    "histogram",
+    "histogram_quantile_bounds",
+    "cache_config",
+    "scrape",
+    "MetricsScraper",
+    "SERIES",
+]
 
 
 @dataclass(frozen=True)
@@ -118,17 +127,19 @@ SERIES: dict[str, tuple[str, ...]] = {
     "prompt_tokens_total": ("vllm:prompt_tokens_total",),
     "generation_tokens_total": ("vllm:generation_tokens_total",),
     "prefix_cache_hits_total": ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),
-    "prefix_cache_queries_total": ("vllm:prefix_cache_queries_total",
-                                   "vllm:gpu_prefix_cache_queries_total"),
+    "prefix_cache_queries_total": ("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),
     "iteration_tokens_sum": ("vllm:iteration_tokens_total_sum",),
     "iteration_tokens_count": ("vllm:iteration_tokens_total_count",),
     "requests_finished_total": ("vllm:request_success_total",),
 }
 
 
-_SERIES_PREFIXES = tuple(sorted({n + ("" if n.endswith(("_sum", "_count", "_total")) else " ")
-                                  for names in SERIES.values() for n in names} |
-                                 {n + "{" for names in SERIES.values() for n in names}))
+_SERIES_PREFIXES = tuple(
+    sorted(
+        {n + ("" if n.endswith(("_sum", "_count", "_total")) else " ") for names in SERIES.values() for n in names}
+        | {n + "{" for names in SERIES.values() for n in names}
+    )
+)
 
 
 def row_of(samples: list[Sample]) -> dict:
@@ -139,8 +150,9 @@ class MetricsScraper:
     """Scrapes ``/metrics`` every ``interval_s`` in a background thread (a
     greenlet under Locust's monkey patching) until ``stop()``."""
 
-    def __init__(self, base_url: str, clock: Callable[[], float], t0: float,
-                 interval_s: float = 1.0, replica: str = "vllm-0"):
+    def __init__(
+        self, base_url: str, clock: Callable[[], float], t0: float, interval_s: float = 1.0, replica: str = "vllm-0"
+    ):
         self.base_url, self.clock, self.t0 = base_url, clock, t0
         self.interval_s, self.replica = interval_s, replica
         self.rows: list[dict] = []
@@ -182,12 +194,14 @@ class MetricsScraper:
         d_cnt = raw["iteration_tokens_count"].diff()
         batch = (d_sum / d_cnt.where(d_cnt > 0)).fillna(0.0).round()
         raw["batch_tokens"] = batch.astype("int64")
-        ts = pd.DataFrame({
-            "t_s": raw["t_s"],
-            "replica": raw["replica"],
-            "running": raw["running"].fillna(0).astype("int64"),
-            "waiting": raw["waiting"].fillna(0).astype("int64"),
-            "kv_usage": raw["kv_usage"].astype("float64"),
-            "batch_tokens": raw["batch_tokens"],
-        })
+        ts = pd.DataFrame(
+            {
+                "t_s": raw["t_s"],
+                "replica": raw["replica"],
+                "running": raw["running"].fillna(0).astype("int64"),
+                "waiting": raw["waiting"].fillna(0).astype("int64"),
+                "kv_usage": raw["kv_usage"].astype("float64"),
+                "batch_tokens": raw["batch_tokens"],
+            }
+        )
         return ts.astype(TIMESERIES_COLUMNS), raw

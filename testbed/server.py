@@ -44,8 +44,7 @@ __all__ = [
 
 _LOG_TAIL_LINES = 40
 _ERROR_LINE = re.compile(r"\b[A-Z]\w*(?:Error|Exception): .+")
-_GENERIC_ERRORS = ("Engine core initialization failed", "Worker failed with error",
-                   "EngineCore failed", "Worker proc")
+_GENERIC_ERRORS = ("Engine core initialization failed", "Worker failed with error", "EngineCore failed", "Worker proc")
 
 
 @dataclass
@@ -66,9 +65,16 @@ class EngineArgs:
     extra_args: list[str] = field(default_factory=list)
 
     def to_cli(self) -> list[str]:
-        args = [self.model, "--served-model-name", self.served_model_name,
-                "--enable-prompt-tokens-details",  # cached prompt tokens in usage
-                "--dtype", self.dtype, "--max-model-len", str(self.max_model_len)]
+        args = [
+            self.model,
+            "--served-model-name",
+            self.served_model_name,
+            "--enable-prompt-tokens-details",  # cached prompt tokens in usage
+            "--dtype",
+            self.dtype,
+            "--max-model-len",
+            str(self.max_model_len),
+        ]
         if self.enforce_eager:
             args.append("--enforce-eager")
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks_override"):
@@ -76,8 +82,7 @@ class EngineArgs:
             if value is not None:
                 args += ["--" + name.replace("_", "-"), str(value)]
         if self.enable_prefix_caching is not None:
-            args.append("--enable-prefix-caching" if self.enable_prefix_caching
-                        else "--no-enable-prefix-caching")
+            args.append("--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching")
         return args + list(self.extra_args)
 
     def as_dict(self) -> dict:
@@ -92,8 +97,13 @@ def has_gpu() -> bool:
 def server_env(engine: EngineArgs, base: dict | None = None) -> dict:
     """Environment of the server process: offline, no usage stats, KV space."""
     env = dict(os.environ if base is None else base)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1",
-               VLLM_DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        VLLM_NO_USAGE_STATS="1",
+        VLLM_DO_NOT_TRACK="1",
+        PYTHONUNBUFFERED="1",
+    )
     if not has_gpu():
         env["VLLM_CPU_KVCACHE_SPACE"] = f"{engine.kv_cache_space_gib:g}"
         env.setdefault("VLLM_TARGET_DEVICE", "cpu")
@@ -102,8 +112,7 @@ def server_env(engine: EngineArgs, base: dict | None = None) -> dict:
 
 def vllm_command(engine: EngineArgs, port: int, python: str = sys.executable) -> list[str]:
     """``python -m testbed.vllm_entry serve MODEL --host 127.0.0.1 --port P ...``."""
-    return [python, "-m", "testbed.vllm_entry", "serve", *engine.to_cli(),
-            "--host", "127.0.0.1", "--port", str(port)]
+    return [python, "-m", "testbed.vllm_entry", "serve", *engine.to_cli(), "--host", "127.0.0.1", "--port", str(port)]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -205,9 +214,14 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             log.write(f"$ {' '.join(self.command)}\n".encode())
             log.flush()
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
         self.pid = self.proc.pid
         self.guard = guard_group(self.pid)  # stops the server's group if this process is killed
         _register(self)
@@ -236,8 +250,7 @@ class ServerProcess:
     def _failure(self, what: str) -> FleetcastError:
         cause = self.likely_cause()
         cause = f"\nLikely cause: {cause}" if cause else ""
-        return FleetcastError(f"vLLM server {what}.{cause}\nLast lines of {self.log_path}:\n"
-                              f"{self.log_tail()}")
+        return FleetcastError(f"vLLM server {what}.{cause}\nLast lines of {self.log_path}:\n{self.log_tail()}")
 
     def exit_reason(self) -> str | None:
         """None while running, else e.g. 'server exited with code 1'."""
@@ -310,9 +323,15 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def start_server(engine: EngineArgs, run_dir: Path, *, port: int | None = None,
-                 timeout_s: float = 600.0, command: list[str] | None = None,
-                 python: str = sys.executable) -> ServerProcess:
+def start_server(
+    engine: EngineArgs,
+    run_dir: Path,
+    *,
+    port: int | None = None,
+    timeout_s: float = 600.0,
+    command: list[str] | None = None,
+    python: str = sys.executable,
+) -> ServerProcess:
     """Start vLLM for ``engine`` on a free loopback port and wait for /health.
 
     ``port`` busy (or None): another free port is chosen. ``command`` replaces
@@ -321,8 +340,7 @@ def start_server(engine: EngineArgs, run_dir: Path, *, port: int | None = None,
     check_model_dir(engine.model)
     if port is None or not port_is_free(port):
         port = free_port()
-    cmd = [c.replace("{port}", str(port)) for c in command] if command else \
-        vllm_command(engine, port, python)
+    cmd = [c.replace("{port}", str(port)) for c in command] if command else vllm_command(engine, port, python)
     srv = ServerProcess(cmd, Path(run_dir) / "server.log", port, server_env(engine)).start()
     try:
         srv.time_to_healthy_s = srv.wait_healthy(timeout_s)
@@ -336,11 +354,14 @@ def check_model_dir(model: str) -> None:
     """A local HF-format model folder (has ``config.json``) or a clear error."""
     path = Path(model)
     if not path.is_dir():
-        raise FleetcastError(f"--model {model}: no such folder. Build one with "
-                             "`fleetcast testbed build-model DIR --size tiny`.")
+        raise FleetcastError(
+            f"--model {model}: no such folder. Build one with `fleetcast testbed build-model DIR --size tiny`."
+        )
     if not (path / "config.json").is_file():
-        raise FleetcastError(f"--model {model}: not a model folder (no config.json). Expected a "
-                             "Hugging Face format folder (config.json, weights, tokenizer).")
+        raise FleetcastError(
+            f"--model {model}: not a model folder (no config.json). Expected a "
+            "Hugging Face format folder (config.json, weights, tokenizer)."
+        )
 
 
 # -- cleanup on exit / signals -------------------------------------------------

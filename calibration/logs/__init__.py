@@ -37,24 +37,33 @@ def is_log_file(path: Path) -> bool:
     """A file fleetcast reads as a run log (not a sidecar, not a profile)."""
     p = Path(path)
     name = p.name.lower()
-    return (p.is_file() and p.suffix.lower() in LOG_SUFFIXES and not name.endswith(SIDECAR_SUFFIXES)
-            and not name.endswith(_NOT_LOGS) and name != "run.json")
+    return (
+        p.is_file()
+        and p.suffix.lower() in LOG_SUFFIXES
+        and not name.endswith(SIDECAR_SUFFIXES)
+        and not name.endswith(_NOT_LOGS)
+        and name != "run.json"
+    )
 
 
 def load_log(path: Path, sidecar: Path | None = None, overrides: list[str] | None = None) -> Run:
     """A bench-serve result or per-request log, with its engine settings, as a replayable ``Run``."""
     path = Path(path)
     if not path.is_file():
-        raise FleetcastError(f"{path} not found; give a testbed run folder, a vLLM bench serve result (.json) or "
-                             "a per-request log (.jsonl, .csv; docs/run-logs.md)")
+        raise FleetcastError(
+            f"{path} not found; give a testbed run folder, a vLLM bench serve result (.json) or "
+            "a per-request log (.jsonl, .csv; docs/run-logs.md)"
+        )
     meta: dict = {}
     notes: list[str] = []
     if path.suffix.lower() == ".json":
         data = read_json_object(path)
         if not looks_like_bench_serve(data):
-            raise FleetcastError(f"{path}: not a vLLM bench serve result (no ttfts, output_throughput or "
-                                 "num_prompts field); give the file `vllm bench serve --save-result "
-                                 "--save-detailed` wrote (docs/run-logs.md)")
+            raise FleetcastError(
+                f"{path}: not a vLLM bench serve result (no ttfts, output_throughput or "
+                "num_prompts field); give the file `vllm bench serve --save-result "
+                "--save-detailed` wrote (docs/run-logs.md)"
+            )
         records, bench, notes = read_bench_serve(path, data)
         source, cap = "vllm bench serve", bench.get("max_concurrency")
         meta["bench_serve"] = bench
@@ -73,13 +82,17 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
     req = derive_latencies(records)
     ok = req[req["status"] == "ok"]
     if ok.empty:
-        raise FleetcastError(f"{path}: every one of its {len(req)} requests failed; nothing to compare "
-                             f"(first error: {str(req['error'].iloc[0])[:200]!r})")
+        raise FleetcastError(
+            f"{path}: every one of its {len(req)} requests failed; nothing to compare "
+            f"(first error: {str(req['error'].iloc[0])[:200]!r})"
+        )
     failed = int(len(req) - len(ok))
     if failed:
         first = str(req.loc[req["status"] != "ok", "error"].iloc[0]).strip().splitlines()
-        notes.append(f"{failed} of {len(req)} requests failed; they are left out of the latencies "
-                     f"and throughput and are not replayed (first error: {(first[-1] if first else '')[:160]!r})")
+        notes.append(
+            f"{failed} of {len(req)} requests failed; they are left out of the latencies "
+            f"and throughput and are not replayed (first error: {(first[-1] if first else '')[:160]!r})"
+        )
     names = sorted(ok["class"].astype(str).unique())
     wl = Workload(
         arrival_s=ok["arrival_s"].to_numpy(float),
@@ -87,18 +100,47 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
         prompt_tokens=ok["prompt_tokens"].to_numpy(np.int32),
         output_tokens=ok["output_tokens"].to_numpy(np.int32),
         prefix_offsets=np.zeros(len(ok) + 1, dtype=np.int64),
-        prefix_keys=np.zeros(0, dtype=np.int64), prefix_end_tok=np.zeros(0, dtype=np.int32),
-        class_names=names)
+        prefix_keys=np.zeros(0, dtype=np.int64),
+        prefix_end_tok=np.zeros(0, dtype=np.int32),
+        class_names=names,
+    )
     lens = ok[["prompt_tokens", "output_tokens"]].drop_duplicates()
     if cap is not None and len(lens) == 1:  # a closed loop of one request shape: a sweep point
-        meta["sweep_point"] = {"concurrency": int(cap), "prompt_tokens": int(lens.iloc[0, 0]),
-                               "output_tokens": int(lens.iloc[0, 1])}
-    meta.update({"source": source, "log": str(path), "engine_settings": st.source, "vllm_version": st.vllm_version,
-                 "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel},
-                 "engine_args": dict(st.engine), "max_concurrency": cap,
-                 "failed_requests": failed, "notes": [*st.notes, *notes]})
+        meta["sweep_point"] = {
+            "concurrency": int(cap),
+            "prompt_tokens": int(lens.iloc[0, 0]),
+            "output_tokens": int(lens.iloc[0, 1]),
+        }
+    meta.update(
+        {
+            "source": source,
+            "log": str(path),
+            "engine_settings": st.source,
+            "vllm_version": st.vllm_version,
+            "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel},
+            "engine_args": dict(st.engine),
+            "max_concurrency": cap,
+            "failed_requests": failed,
+            "notes": [*st.notes, *notes],
+        }
+    )
     name = f"{path.parent.name}/{path.name}" if path.parent.name not in ("", ".") else path.name
-    return Run(path, name, meta, req, pd.DataFrame(), wl, "closed" if cap is not None else "open", st.model,
-               _DTYPE.get(st.weights, "bfloat16"), st.weights, st.kv_cache, dict(st.engine),
-               gpu=st.gpu, tp=st.tensor_parallel, catalogs=st.catalogs, failed=failed,
-               notes=tuple(meta["notes"]))
+    return Run(
+        path,
+        name,
+        meta,
+        req,
+        pd.DataFrame(),
+        wl,
+        "closed" if cap is not None else "open",
+        st.model,
+        _DTYPE.get(st.weights, "bfloat16"),
+        st.weights,
+        st.kv_cache,
+        dict(st.engine),
+        gpu=st.gpu,
+        tp=st.tensor_parallel,
+        catalogs=st.catalogs,
+        failed=failed,
+        notes=tuple(meta["notes"]),
+    )

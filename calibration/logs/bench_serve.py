@@ -32,7 +32,7 @@ __all__ = ["read_bench_serve", "looks_like_bench_serve", "BENCH_LISTS"]
 
 BENCH_LISTS = ("input_lens", "output_lens", "ttfts", "itls")
 """Per-request lists a detailed result always has (``errors`` too, checked separately)."""
-_DOC = "docs/run-logs.md, \"vLLM bench serve results\""
+_DOC = 'docs/run-logs.md, "vLLM bench serve results"'
 _CLASS = "default"
 
 
@@ -50,11 +50,14 @@ def read_json_object(path: Path) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FleetcastError(f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); a vLLM "
-                             f"bench serve result is one JSON object ({_DOC})") from None
+        raise FleetcastError(
+            f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); a vLLM "
+            f"bench serve result is one JSON object ({_DOC})"
+        ) from None
     if not isinstance(data, dict):
-        raise FleetcastError(f"{path}: a vLLM bench serve result is one JSON object, got a JSON "
-                             f"{type(data).__name__} ({_DOC})")
+        raise FleetcastError(
+            f"{path}: a vLLM bench serve result is one JSON object, got a JSON {type(data).__name__} ({_DOC})"
+        )
     return data
 
 
@@ -64,8 +67,13 @@ def _num(path: Path, i: int, fld: str, v, *, integer: bool = False, minimum: flo
     if ok and integer and v != int(v):
         ok = False
     if not ok:
-        kind = (f"an integer >= {minimum:g}" if integer else "a finite number (seconds)" if minimum == -math.inf
-                else f"a finite number >= {minimum:g} (seconds)")
+        kind = (
+            f"an integer >= {minimum:g}"
+            if integer
+            else "a finite number (seconds)"
+            if minimum == -math.inf
+            else f"a finite number >= {minimum:g} (seconds)"
+        )
         raise FleetcastError(f"{path}: request {i}, field {fld}: must be {kind}, got {v!r} ({_DOC})")
     return float(v)
 
@@ -78,19 +86,24 @@ def read_bench_serve(path: Path, data: dict | None = None) -> tuple[pd.DataFrame
     missing = [k for k in BENCH_LISTS if k not in data]
     if missing:
         summary = " (it holds the summary only)" if "output_throughput" in data else ""
-        raise FleetcastError(f"{path}: field {missing[0]} is missing{summary}; fleetcast replays the per-request "
-                             "detail that `vllm bench serve --save-result --save-detailed` saves "
-                             f"(input_lens, output_lens, ttfts, itls, errors, start_times; {_DOC})")
+        raise FleetcastError(
+            f"{path}: field {missing[0]} is missing{summary}; fleetcast replays the per-request "
+            "detail that `vllm bench serve --save-result --save-detailed` saves "
+            f"(input_lens, output_lens, ttfts, itls, errors, start_times; {_DOC})"
+        )
     lists = {k: data[k] for k in (*BENCH_LISTS, "errors", "start_times") if k in data}
     for k, v in lists.items():
         if not isinstance(v, list):
-            raise FleetcastError(f"{path}: field {k} must be a list (one entry per request), got "
-                                 f"{type(v).__name__} ({_DOC})")
+            raise FleetcastError(
+                f"{path}: field {k} must be a list (one entry per request), got {type(v).__name__} ({_DOC})"
+            )
     n = len(lists["input_lens"])
     for k, v in lists.items():
         if len(v) != n:
-            raise FleetcastError(f"{path}: field {k} has {len(v)} entries but input_lens has {n}; the per-request "
-                                 f"lists must be parallel, one entry per request ({_DOC})")
+            raise FleetcastError(
+                f"{path}: field {k} has {len(v)} entries but input_lens has {n}; the per-request "
+                f"lists must be parallel, one entry per request ({_DOC})"
+            )
     if n == 0:
         raise FleetcastError(f"{path}: the result holds no requests (input_lens is empty); nothing to compare")
     meta = {k: v for k, v in data.items() if not isinstance(v, (list, dict))}
@@ -103,8 +116,10 @@ def read_bench_serve(path: Path, data: dict | None = None) -> tuple[pd.DataFrame
     for i in range(n):
         err = errors[i]
         if err is not None and not isinstance(err, str):
-            raise FleetcastError(f"{path}: request {i}, field errors: must be a string (\"\" when the request "
-                                 f"succeeded), got {err!r} ({_DOC})")
+            raise FleetcastError(
+                f'{path}: request {i}, field errors: must be a string ("" when the request '
+                f"succeeded), got {err!r} ({_DOC})"
+            )
         start = _num(path, i, "start_times", starts[i], minimum=-math.inf)
         prompt = _num(path, i, "input_lens", lists["input_lens"][i], integer=True)
         if err:
@@ -112,17 +127,19 @@ def read_bench_serve(path: Path, data: dict | None = None) -> tuple[pd.DataFrame
             continue
         out = _num(path, i, "output_lens", lists["output_lens"][i], integer=True, minimum=1)
         if prompt < 1:
-            raise FleetcastError(f"{path}: request {i}, field input_lens: a request that succeeded has at least "
-                                 f"1 prompt token, got {lists['input_lens'][i]!r} ({_DOC})")
+            raise FleetcastError(
+                f"{path}: request {i}, field input_lens: a request that succeeded has at least "
+                f"1 prompt token, got {lists['input_lens'][i]!r} ({_DOC})"
+            )
         ttft = _num(path, i, "ttfts", lists["ttfts"][i])
         itls = lists["itls"][i]
         if not isinstance(itls, list):
-            raise FleetcastError(f"{path}: request {i}, field itls: must be a list of gaps in seconds, got "
-                                 f"{itls!r} ({_DOC})")
+            raise FleetcastError(
+                f"{path}: request {i}, field itls: must be a list of gaps in seconds, got {itls!r} ({_DOC})"
+            )
         gaps = sum(_num(path, i, f"itls[{j}]", g) for j, g in enumerate(itls))
         rows.append((start, ttft, gaps, int(prompt), int(out), "ok", ""))
-    df = pd.DataFrame(rows, columns=["arrival_s", "ttft", "gaps", "prompt_tokens", "output_tokens", "status",
-                                     "error"])
+    df = pd.DataFrame(rows, columns=["arrival_s", "ttft", "gaps", "prompt_tokens", "output_tokens", "status", "error"])
     # relative to the first send before adding the (small) latencies: no rounding at perf_counter's magnitude
     df["arrival_s"] = df["arrival_s"] - float(df["arrival_s"].min())
     df["first_token_s"] = df["arrival_s"] + df["ttft"]
@@ -138,15 +155,21 @@ def _no_start_times(path: Path, data: dict, n: int, notes: list[str]) -> list[fl
     rate, cap = data.get("request_rate"), data.get("max_concurrency")
     burst = rate in ("inf", "Infinity") or (isinstance(rate, float) and math.isinf(rate))
     if burst and cap is None:
-        notes.append("no start_times (vLLM before PR #32667 does not save them); request_rate "
-                     "is inf and there is no max_concurrency, so every request was sent at once: arrivals "
-                     "are taken as 0")
+        notes.append(
+            "no start_times (vLLM before PR #32667 does not save them); request_rate "
+            "is inf and there is no max_concurrency, so every request was sent at once: arrivals "
+            "are taken as 0"
+        )
         return [0.0] * n
-    why = ("max_concurrency held requests back in the client for unknown times" if cap is not None else
-           f"request_rate {rate!r} spaced the sends by random gamma draws that the file does not record "
-           "(request_rate, burstiness and the seed do not give them back: the same numpy stream also "
-           "sampled the dataset)")
+    why = (
+        "max_concurrency held requests back in the client for unknown times"
+        if cap is not None
+        else f"request_rate {rate!r} spaced the sends by random gamma draws that the file does not record "
+        "(request_rate, burstiness and the seed do not give them back: the same numpy stream also "
+        "sampled the dataset)"
+    )
     raise FleetcastError(
         f"{path}: field start_times is missing, so the send times are unknown: {why}. vLLM saves start_times "
         "from PR #32667 (January 2026) on; re-run with such a version, or write the timings you have as a "
-        f"per-request log ({_DOC.split(',')[0]}, \"Per-request logs\")")
+        f'per-request log ({_DOC.split(",")[0]}, "Per-request logs")'
+    )

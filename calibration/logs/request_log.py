@@ -32,7 +32,7 @@ __all__ = ["read_request_log", "LOG_FIELDS", "REQUEST_LOG_SUFFIXES"]
 
 REQUEST_LOG_SUFFIXES = (".jsonl", ".csv")
 LOG_FIELDS = ("arrival_s", "first_token_s", "last_token_s", "prompt_tokens", "output_tokens", "class", "ok", "error")
-_DOC = "docs/run-logs.md, \"Per-request logs\""
+_DOC = 'docs/run-logs.md, "Per-request logs"'
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -49,8 +49,19 @@ def read_request_log(path: Path) -> pd.DataFrame:
     if not raw:
         raise FleetcastError(f"{path} holds no records; a per-request log has one record per request ({_DOC})")
     rows = [_record(path, line, rec) for line, rec in raw]
-    df = pd.DataFrame(rows, columns=["class", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
-                                     "output_tokens", "status", "error"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "class",
+            "arrival_s",
+            "first_token_s",
+            "finish_s",
+            "prompt_tokens",
+            "output_tokens",
+            "status",
+            "error",
+        ],
+    )
     t0 = float(df["arrival_s"].min())
     for c in ("arrival_s", "first_token_s", "finish_s"):
         df[c] = df[c] - t0
@@ -64,11 +75,15 @@ def _jsonl_records(path: Path, fh):
         try:
             rec = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise FleetcastError(f"{path}, line {line}, column {exc.colno}: not valid JSON ({exc.msg}); each "
-                                 f"line of a .jsonl log is one JSON object ({_DOC})") from None
+            raise FleetcastError(
+                f"{path}, line {line}, column {exc.colno}: not valid JSON ({exc.msg}); each "
+                f"line of a .jsonl log is one JSON object ({_DOC})"
+            ) from None
         if not isinstance(rec, dict):
-            raise FleetcastError(f"{path}, line {line}: each line of a .jsonl log is one JSON object (a record), "
-                                 f"got a JSON {type(rec).__name__} ({_DOC})")
+            raise FleetcastError(
+                f"{path}, line {line}: each line of a .jsonl log is one JSON object (a record), "
+                f"got a JSON {type(rec).__name__} ({_DOC})"
+            )
         yield line, rec
 
 
@@ -80,26 +95,39 @@ def _csv_records(path: Path, fh):
     header = [h.strip() for h in header]
     need = [f for f in ("arrival_s", "prompt_tokens") if f not in header]
     if need:
-        raise FleetcastError(f"{path}, line 1: the header lacks the column(s) {', '.join(need)}; a .csv log starts "
-                             f"with a header naming its columns ({', '.join(LOG_FIELDS)}; {_DOC})")
+        raise FleetcastError(
+            f"{path}, line 1: the header lacks the column(s) {', '.join(need)}; a .csv log starts "
+            f"with a header naming its columns ({', '.join(LOG_FIELDS)}; {_DOC})"
+        )
     for row in reader:
         line = reader.line_num
         if not any(c.strip() for c in row):
             continue
         if len(row) != len(header):
-            raise FleetcastError(f"{path}, line {line}: {len(row)} cells but the header names {len(header)} "
-                                 f"columns ({_DOC})")
+            raise FleetcastError(
+                f"{path}, line {line}: {len(row)} cells but the header names {len(header)} columns ({_DOC})"
+            )
         yield line, {h: c.strip() for h, c in zip(header, row) if c.strip() != ""}
 
 
-def _number(path: Path, line: int, rec: dict, fld: str, *, integer: bool = False, minimum: float | None = None,
-            required: bool = True):
+def _number(
+    path: Path,
+    line: int,
+    rec: dict,
+    fld: str,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    required: bool = True,
+):
     v = rec.get(fld)
     if v is None:
         if required:
-            raise FleetcastError(f"{path}, line {line}: field {fld} is missing; "
-                                 f"{'a record' if fld in ('arrival_s', 'prompt_tokens') else 'a request that succeeded'} "
-                                 f"needs it ({_DOC})")
+            raise FleetcastError(
+                f"{path}, line {line}: field {fld} is missing; "
+                f"{'a record' if fld in ('arrival_s', 'prompt_tokens') else 'a request that succeeded'} "
+                f"needs it ({_DOC})"
+            )
         return None
     if isinstance(v, str):
         try:
@@ -109,8 +137,13 @@ def _number(path: Path, line: int, rec: dict, fld: str, *, integer: bool = False
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     ok = ok and (not integer or v == int(v)) and (minimum is None or v >= minimum)  # type: ignore[operator]  # ok is False unless v is a number
     if not ok:
-        kind = (f"an integer >= {minimum:g}" if integer else
-                "a finite number (seconds)" if minimum is None else f"a finite number >= {minimum:g}")
+        kind = (
+            f"an integer >= {minimum:g}"
+            if integer
+            else "a finite number (seconds)"
+            if minimum is None
+            else f"a finite number >= {minimum:g}"
+        )
         raise FleetcastError(f"{path}, line {line}, field {fld}: must be {kind}, got {rec.get(fld)!r} ({_DOC})")
     return int(v) if integer else float(v)
 
@@ -128,17 +161,22 @@ def _record(path: Path, line: int, rec: dict) -> tuple:
         raise FleetcastError(f"{path}, line {line}, field ok: must be true or false, got {ok!r} ({_DOC})")
     err = rec.get("error") or ""
     if not isinstance(err, str):
-        raise FleetcastError(f"{path}, line {line}, field error: must be a string (empty or absent when the "
-                             f"request succeeded), got {err!r} ({_DOC})")
+        raise FleetcastError(
+            f"{path}, line {line}, field error: must be a string (empty or absent when the "
+            f"request succeeded), got {err!r} ({_DOC})"
+        )
     if not ok or err:
         return (cls, arrival, math.nan, math.nan, prompt, 0, "error", err or "ok: false")
     first = _number(path, line, rec, "first_token_s")
     last = _number(path, line, rec, "last_token_s")
     out = _number(path, line, rec, "output_tokens", integer=True, minimum=1)
     if first < arrival:
-        raise FleetcastError(f"{path}, line {line}, field first_token_s: {first:g} is before arrival_s "
-                             f"{arrival:g}; the first token comes after the request is sent ({_DOC})")
+        raise FleetcastError(
+            f"{path}, line {line}, field first_token_s: {first:g} is before arrival_s "
+            f"{arrival:g}; the first token comes after the request is sent ({_DOC})"
+        )
     if last < first:
-        raise FleetcastError(f"{path}, line {line}, field last_token_s: {last:g} is before first_token_s "
-                             f"{first:g} ({_DOC})")
+        raise FleetcastError(
+            f"{path}, line {line}, field last_token_s: {last:g} is before first_token_s {first:g} ({_DOC})"
+        )
     return (cls, arrival, first, last, prompt, out, "ok", "")

@@ -27,7 +27,7 @@ __all__ = ["LogSettings", "find_sidecar", "load_settings", "SIDECAR_SUFFIXES"]
 
 SIDECAR_SUFFIXES = (".fleetcast.yaml", ".fleetcast.yml", ".fleetcast.json")
 _FOLDER_SIDECAR = "fleetcast.yaml"
-_DOC = "docs/run-logs.md, \"The sidecar\""
+_DOC = 'docs/run-logs.md, "The sidecar"'
 
 
 class _Strict(BaseModel):
@@ -44,8 +44,9 @@ class SidecarEngine(_Strict):
     max_model_len: int | None = Field(None, ge=16, le=1_048_576)
     enable_prefix_caching: bool | None = None
     enable_chunked_prefill: bool | None = None
-    num_gpu_blocks: int | None = Field(None, ge=1, description="KV blocks the server reported (its log: "
-                                                                "'# GPU blocks: N' / 'GPU KV cache size')")
+    num_gpu_blocks: int | None = Field(
+        None, ge=1, description="KV blocks the server reported (its log: '# GPU blocks: N' / 'GPU KV cache size')"
+    )
 
 
 class Sidecar(_Strict):
@@ -55,10 +56,15 @@ class Sidecar(_Strict):
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
     engine: SidecarEngine = Field(default_factory=SidecarEngine)
     vllm_version: str | None = None
-    concurrency: int | None = Field(None, ge=1, description="the client's concurrency cap (closed loop), "
-                                                            "for request logs; a bench result has max_concurrency")
-    catalog: list[str] = Field(default_factory=list, description="extra catalog files (paths relative to the "
-                                                                 "sidecar), as a scenario's catalog:")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="the client's concurrency cap (closed loop), for request logs; a bench result has max_concurrency",
+    )
+    catalog: list[str] = Field(
+        default_factory=list,
+        description="extra catalog files (paths relative to the sidecar), as a scenario's catalog:",
+    )
 
 
 @dataclass
@@ -98,29 +104,33 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
         raise FleetcastError(
             f"{log}: no engine settings for this log. Write a sidecar beside it ({names} or "
             f"{_FOLDER_SIDECAR} in its folder; {_DOC}) naming at least gpu and model from the fleetcast catalog, "
-            "or pass --sidecar FILE, or --gpu NAME --model NAME")
+            "or pass --sidecar FILE, or --gpu NAME --model NAME"
+        )
     data, lines = ({}, {}) if path is None else load_yaml_with_lines(path)
     where = str(path) if path is not None else "the command line (--gpu/--model/--sidecar-set)"
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise FleetcastError(f"{where}: a sidecar is a mapping of settings (gpu, model, engine, ...; {_DOC}), "
-                             f"got {type(data).__name__}")
+        raise FleetcastError(
+            f"{where}: a sidecar is a mapping of settings (gpu, model, engine, ...; {_DOC}), got {type(data).__name__}"
+        )
     if overrides:
         data = apply_overrides(data, overrides, "--sidecar-set")
         where += " with " + " ".join(overrides)
     try:
         sc = Sidecar.model_validate(data)
     except ValidationError as exc:
-        raise FleetcastError(format_validation_error(exc, where, lines, model=Sidecar)
-                             .replace("docs/scenario-reference.md", _DOC)) from None
+        raise FleetcastError(
+            format_validation_error(exc, where, lines, model=Sidecar).replace("docs/scenario-reference.md", _DOC)
+        ) from None
     base = path.parent if path is not None else Path.cwd()
     catalogs = tuple((base / c).resolve() for c in sc.catalog)
     for i, c in enumerate(catalogs):
         if not c.is_file():
             line = lines.get(("catalog", i))
-            raise FleetcastError(f"{where}{f', line {line}' if line else ''}, field catalog.{i}: catalog file "
-                                 f"{c} not found")
+            raise FleetcastError(
+                f"{where}{f', line {line}' if line else ''}, field catalog.{i}: catalog file {c} not found"
+            )
     cat = load_catalog(catalogs)
 
     for key, lookup in (("gpu", cat.gpu), ("model", cat.model)):
@@ -133,18 +143,39 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
     blocks = given.pop("num_gpu_blocks", None)
     defaults = EngineSpec()
     short = path.name if path is not None else "the command line"
-    assumed = {k: getattr(defaults, k) for k in ("max_num_seqs", "max_num_batched_tokens", "block_size")
-               if k not in given}
-    notes = [f"engine.{k} not given ({short}); assumed {v!r}, fleetcast's default (vLLM's depends on its version "
-             "and the GPU)" for k, v in assumed.items()]
-    engine = {**assumed, **given, **({"num_gpu_blocks_override": blocks} if blocks else {}),
-              **({"vllm_version": sc.vllm_version} if sc.vllm_version else {})}
+    assumed = {
+        k: getattr(defaults, k) for k in ("max_num_seqs", "max_num_batched_tokens", "block_size") if k not in given
+    }
+    notes = [
+        f"engine.{k} not given ({short}); assumed {v!r}, fleetcast's default (vLLM's depends on its version "
+        "and the GPU)"
+        for k, v in assumed.items()
+    ]
+    engine = {
+        **assumed,
+        **given,
+        **({"num_gpu_blocks_override": blocks} if blocks else {}),
+        **({"vllm_version": sc.vllm_version} if sc.vllm_version else {}),
+    }
     try:
         EngineSpec.model_validate(engine)
     except ValidationError as exc:
         raise FleetcastError(format_validation_error(exc, f"{where}, section engine", {}, model=EngineSpec)) from None
     if blocks is None:
-        notes.append(f"engine.num_gpu_blocks not given ({short}): the KV blocks are planned from GPU memory "
-                     "(gpu_memory_utilization); give the count the server logged for an exact replay")
-    return LogSettings(sc.gpu, sc.model, sc.tensor_parallel, sc.quantization.weights, sc.quantization.kv_cache,
-                       engine, sc.vllm_version, sc.concurrency, catalogs, where, notes)
+        notes.append(
+            f"engine.num_gpu_blocks not given ({short}): the KV blocks are planned from GPU memory "
+            "(gpu_memory_utilization); give the count the server logged for an exact replay"
+        )
+    return LogSettings(
+        sc.gpu,
+        sc.model,
+        sc.tensor_parallel,
+        sc.quantization.weights,
+        sc.quantization.kv_cache,
+        engine,
+        sc.vllm_version,
+        sc.concurrency,
+        catalogs,
+        where,
+        notes,
+    )

@@ -30,7 +30,7 @@ __all__ = ["STATIC_BATCH_SUFFIX", "is_static_batch_table", "load_static_batches"
 STATIC_BATCH_SUFFIX = ".batches.csv"
 BATCH_FIELDS = ("batch_size", "prompt_tokens", "output_tokens", "batch_latency_s")
 _OPTIONAL = ("ttft_p50_s", "tpot_p50_s")
-_DOC = "docs/run-logs.md, \"Static-batch tables\""
+_DOC = 'docs/run-logs.md, "Static-batch tables"'
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -54,15 +54,19 @@ def _read(path: Path) -> list[tuple[int, dict]]:
             header = [h.strip() for h in next(reader, [])]
             missing = [f for f in BATCH_FIELDS if f not in header]
             if missing:
-                raise FleetcastError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}; a "
-                                     f"static-batch table has {', '.join(BATCH_FIELDS)} ({_DOC})")
+                raise FleetcastError(
+                    f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}; a "
+                    f"static-batch table has {', '.join(BATCH_FIELDS)} ({_DOC})"
+                )
             out = []
             for row in reader:
                 if not any(c.strip() for c in row):
                     continue
                 if len(row) != len(header):
-                    raise FleetcastError(f"{path}, line {reader.line_num}: {len(row)} cells but the header names "
-                                         f"{len(header)} columns ({_DOC})")
+                    raise FleetcastError(
+                        f"{path}, line {reader.line_num}: {len(row)} cells but the header names "
+                        f"{len(header)} columns ({_DOC})"
+                    )
                 out.append((reader.line_num, {h: c.strip() for h, c in zip(header, row)}))
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetcastError(f"cannot read {path}: {exc}") from None
@@ -91,18 +95,60 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings) -> Run:
         if rec.get(f):
             measured[f] = _num(path, line, rec, f, integer=False)
     name = rec.get("name") or f"b{b}-p{p}-o{o}"
-    wl = Workload(arrival_s=np.zeros(b), class_idx=np.zeros(b, dtype=np.int16),
-                  prompt_tokens=np.full(b, p, dtype=np.int32), output_tokens=np.full(b, o, dtype=np.int32),
-                  prefix_offsets=np.zeros(b + 1, dtype=np.int64), prefix_keys=np.zeros(0, dtype=np.int64),
-                  prefix_end_tok=np.zeros(0, dtype=np.int32), class_names=["default"])
-    meta = {"source": "static-batch table", "log": str(path), "line": line, "engine_settings": st.source,
-            "vllm_version": st.vllm_version, "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel},
-            "engine_args": dict(st.engine), "aggregate_measured": measured,
-            "static_batch": {"batch_size": b, "prompt_tokens": p, "output_tokens": o}, "notes": list(st.notes)}
-    empty = pd.DataFrame({c: pd.Series(dtype=float) for c in ("request_id", "arrival_s", "first_token_s", "finish_s",
-                                                                "prompt_tokens", "output_tokens", "ttft_s", "tpot_s",
-                                                                "e2e_s")}).assign(status=pd.Series(dtype=object))
+    wl = Workload(
+        arrival_s=np.zeros(b),
+        class_idx=np.zeros(b, dtype=np.int16),
+        prompt_tokens=np.full(b, p, dtype=np.int32),
+        output_tokens=np.full(b, o, dtype=np.int32),
+        prefix_offsets=np.zeros(b + 1, dtype=np.int64),
+        prefix_keys=np.zeros(0, dtype=np.int64),
+        prefix_end_tok=np.zeros(0, dtype=np.int32),
+        class_names=["default"],
+    )
+    meta = {
+        "source": "static-batch table",
+        "log": str(path),
+        "line": line,
+        "engine_settings": st.source,
+        "vllm_version": st.vllm_version,
+        "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel},
+        "engine_args": dict(st.engine),
+        "aggregate_measured": measured,
+        "static_batch": {"batch_size": b, "prompt_tokens": p, "output_tokens": o},
+        "notes": list(st.notes),
+    }
+    empty = pd.DataFrame(
+        {
+            c: pd.Series(dtype=float)
+            for c in (
+                "request_id",
+                "arrival_s",
+                "first_token_s",
+                "finish_s",
+                "prompt_tokens",
+                "output_tokens",
+                "ttft_s",
+                "tpot_s",
+                "e2e_s",
+            )
+        }
+    ).assign(status=pd.Series(dtype=object))
     run_name = f"{path.parent.name}/{name}" if path.parent.name not in ("", ".") else name
-    return Run(path, run_name, meta, empty, pd.DataFrame(), wl, "static", st.model,
-               _DTYPE.get(st.weights, "bfloat16"), st.weights, st.kv_cache, dict(st.engine), gpu=st.gpu,
-               tp=st.tensor_parallel, catalogs=st.catalogs, notes=tuple(st.notes))
+    return Run(
+        path,
+        run_name,
+        meta,
+        empty,
+        pd.DataFrame(),
+        wl,
+        "static",
+        st.model,
+        _DTYPE.get(st.weights, "bfloat16"),
+        st.weights,
+        st.kv_cache,
+        dict(st.engine),
+        gpu=st.gpu,
+        tp=st.tensor_parallel,
+        catalogs=st.catalogs,
+        notes=tuple(st.notes),
+    )

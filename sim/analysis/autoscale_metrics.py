@@ -16,8 +16,9 @@ def mean_replicas(result: SimResult) -> dict[str, float]:
         return {}
     w0, w1 = result.window
     length = w1 - w0
-    return {pool: sum(r.billed_s or 0.0 for r in result.replicas if r.pool == pool) / length
-            for pool in result.autoscale}
+    return {
+        pool: sum(r.billed_s or 0.0 for r in result.replicas if r.pool == pool) / length for pool in result.autoscale
+    }
 
 
 def _billed_count(periods: list, t: float) -> int:
@@ -35,13 +36,15 @@ def timeline(result: SimResult, slos: list[ClassSlo], bin_s: float) -> list[dict
     rows = attainment_by_time(result, slos, bin_s)
     for row in rows:
         row["rate_rps"] = row["requests"] / bin_s
-        row["replicas"] = {pool: _held_s(rec["billed"], row["start_s"], row["end_s"]) / bin_s
-                           for pool, rec in result.autoscale.items()}  # type: ignore[union-attr]  # only called for an autoscaled run
+        row["replicas"] = {
+            pool: _held_s(rec["billed"], row["start_s"], row["end_s"]) / bin_s for pool, rec in result.autoscale.items()
+        }  # type: ignore[union-attr]  # only called for an autoscaled run
     return rows
 
 
-def autoscale_summary(result: SimResult, costs: list[PoolCost], max_replicas: dict[str, int],
-                      slos: list[ClassSlo], bin_s: float) -> dict | None:
+def autoscale_summary(
+    result: SimResult, costs: list[PoolCost], max_replicas: dict[str, int], slos: list[ClassSlo], bin_s: float
+) -> dict | None:
     """Per autoscaled pool: ``replicas_mean`` (provisioned, over the window), ``replicas_min`` /
     ``replicas_max`` (provisioned counts seen in the window), ``replica_s`` (the window's
     integral of provisioned replicas), ``gpu_hours``, ``usd`` (the window's cost:
@@ -65,15 +68,21 @@ def autoscale_summary(result: SimResult, costs: list[PoolCost], max_replicas: di
         times = [w0] + [t for t, _, _ in rec["series"] if w0 < t < w1]
         counts = [_billed_count(rec["billed"], t) for t in times]
         out["pools"][pool] = {
-            "replicas_mean": replica_s / length, "replicas_min": min(counts), "replicas_max": max(counts),
-            "max_replicas": max_replicas[pool], "replica_s": replica_s, "gpu_hours": replica_s * gpus / 3600.0,
-            "usd": usd, "usd_per_hour": usd * 3600.0 / length,
+            "replicas_mean": replica_s / length,
+            "replicas_min": min(counts),
+            "replicas_max": max(counts),
+            "max_replicas": max_replicas[pool],
+            "replica_s": replica_s,
+            "gpu_hours": replica_s * gpus / 3600.0,
+            "usd": usd,
+            "usd_per_hour": usd * 3600.0 / length,
             "usd_per_month": usd * 3600.0 / length * HOURS_PER_MONTH,
             "fixed_at_max_usd_per_hour": fixed_h,
             "saving_pct": 100.0 * (1.0 - usd * 3600.0 / length / fixed_h) if fixed_h > 0 else None,
             "cold_start_s": rec["cold_start_s"],
             "scale_ups": sum(1 for e in rec["events"] if e["to"] > e["from"]),
             "scale_downs": sum(1 for e in rec["events"] if e["to"] < e["from"]),
-            "events": rec["events"], "series": rec["series"],
+            "events": rec["events"],
+            "series": rec["series"],
         }
     return out

@@ -41,8 +41,17 @@ from sim.scenario.events import check_events
 from sim.scenario.spec import load_scenario
 
 __all__ = [
-    "Variant", "Metric", "METRICS", "STRESSES", "BASELINE", "parse_variant", "metric_values",
-    "paired_stats", "stress_overrides", "CompareResult", "run_compare",
+    "Variant",
+    "Metric",
+    "METRICS",
+    "STRESSES",
+    "BASELINE",
+    "parse_variant",
+    "metric_values",
+    "paired_stats",
+    "stress_overrides",
+    "CompareResult",
+    "run_compare",
 ]
 
 BASELINE = "baseline"
@@ -93,8 +102,9 @@ def parse_variant(text: str) -> Variant:
     value is kept when what follows it is not ``KEY=`` (``[a,b]`` works).
     Bad syntax is a ``FleetcastError`` naming the variant."""
     if ":" not in text:
-        raise FleetcastError(f"--variant '{text}': expected NAME:KEY=VALUE[,KEY=VALUE...], "
-                             f"e.g. fast:fleet.0.replicas=4 (no ':' found)")
+        raise FleetcastError(
+            f"--variant '{text}': expected NAME:KEY=VALUE[,KEY=VALUE...], e.g. fast:fleet.0.replicas=4 (no ':' found)"
+        )
     name, rest = text.split(":", 1)
     name = name.strip()
     if not _NAME.match(name):
@@ -109,14 +119,16 @@ def parse_variant(text: str) -> Variant:
         if "=" not in p or not key:
             raise FleetcastError(f"variant '{name}': '{p}' is not KEY=VALUE (e.g. fleet.0.policy.name=priority)")
         if not re.match(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$", key):
-            raise FleetcastError(f"variant '{name}': key '{key}' is not a dotted scenario field path "
-                                 f"(e.g. fleet.0.engine.max_num_seqs)")
+            raise FleetcastError(
+                f"variant '{name}': key '{key}' is not a dotted scenario field path (e.g. fleet.0.engine.max_num_seqs)"
+            )
     return Variant(name, tuple(pairs))
 
 
 # ----------------------------------------------------------------- metrics
 def metric_values(summary: dict) -> dict[str, dict[str, float | None]]:
     """Class name (and ``"all"``) -> metric name -> value (``None`` when undefined)."""
+
     def group(g: dict, overall: bool) -> dict:
         out = {}
         for m in METRICS:
@@ -146,10 +158,18 @@ def paired_stats(base, var, lower_is_better: bool, confidence: float = CONFIDENC
     both = np.isfinite(b) & np.isfinite(v)
     d = v[both] - b[both]
     n = int(d.size)
-    out: dict[str, Any] = {"n": n, "baseline_mean": _num(b[both].mean()) if n else None,
-           "variant_mean": _num(v[both].mean()) if n else None,
-           "diff_mean": _num(d.mean()) if n else None, "diff_sd": None, "diff_rel_pct": None,
-           "ci_low": None, "ci_high": None, "significant": None, "direction": None}
+    out: dict[str, Any] = {
+        "n": n,
+        "baseline_mean": _num(b[both].mean()) if n else None,
+        "variant_mean": _num(v[both].mean()) if n else None,
+        "diff_mean": _num(d.mean()) if n else None,
+        "diff_sd": None,
+        "diff_rel_pct": None,
+        "ci_low": None,
+        "ci_high": None,
+        "significant": None,
+        "direction": None,
+    }
     if n == 0:
         return out
     mean = float(d.mean())
@@ -194,8 +214,10 @@ def stress_overrides(scenario, stresses) -> list[str]:
         elif s == "bursty":
             tr = scenario.traffic
             if tr.total_rate_rps() is None:
-                raise FleetcastError(f"--stress bursty needs a poisson, gamma or constant arrival process "
-                                     f"(a rate to keep), not {tr.arrival.process}")
+                raise FleetcastError(
+                    f"--stress bursty needs a poisson, gamma or constant arrival process "
+                    f"(a rate to keep), not {tr.arrival.process}"
+                )
             arrival = {"process": "gamma", "cv": 4.0}
             if tr.arrival.rate_rps is not None:
                 arrival["rate_rps"] = float(tr.arrival.rate_rps)
@@ -213,8 +235,9 @@ def _load(path: Path, overrides: list[str], seed: int | None, who: str):
         raise FleetcastError(f"variant '{who}': {exc}") from None
 
 
-def _one_run(path: Path, overrides: list[str], seed: int, keep_records: bool,
-             progress: Callable[[int, int], None] | None = None):
+def _one_run(
+    path: Path, overrides: list[str], seed: int, keep_records: bool, progress: Callable[[int, int], None] | None = None
+):
     """Simulate one (variant, replication): metric values and, for
     replication 0, the window's ok requests (class, ttft_s, e2e_s)."""
     scenario = load_scenario(path, overrides=overrides, seed=seed)
@@ -225,9 +248,13 @@ def _one_run(path: Path, overrides: list[str], seed: int, keep_records: bool,
         start, end = result.window
         arr = df["arrival_s"].to_numpy(dtype=float)
         keep = (arr >= start) & (arr < end) & (df["status"].astype(str) == "ok").to_numpy()
-        records = pd.DataFrame({"class": df["class"].astype(str).to_numpy()[keep],
-                                "ttft_s": df["ttft_s"].to_numpy(dtype=float)[keep],
-                                "e2e_s": df["e2e_s"].to_numpy(dtype=float)[keep]})
+        records = pd.DataFrame(
+            {
+                "class": df["class"].astype(str).to_numpy()[keep],
+                "ttft_s": df["ttft_s"].to_numpy(dtype=float)[keep],
+                "e2e_s": df["e2e_s"].to_numpy(dtype=float)[keep],
+            }
+        )
     return metric_values(summary), records, len(result.requests)
 
 
@@ -243,19 +270,31 @@ class CompareResult:
 
     def to_json(self) -> dict:
         """JSON-ready (no NaN), identical for identical inputs."""
-        return {**self.meta, "confidence": CONFIDENCE, "method": "paired t over replications "
-                "(common random numbers: replication r uses seed base_seed + r for every variant)",
-                "metrics": {m.name: {"label": m.label, "lower_is_better": m.lower_is_better} for m in METRICS},
-                "rows": self.rows}
+        return {
+            **self.meta,
+            "confidence": CONFIDENCE,
+            "method": "paired t over replications "
+            "(common random numbers: replication r uses seed base_seed + r for every variant)",
+            "metrics": {m.name: {"label": m.label, "lower_is_better": m.lower_is_better} for m in METRICS},
+            "rows": self.rows,
+        }
 
     def contract(self) -> CompareDoc:
         """``to_json`` validated as ``compare.json``'s contract, with its ``schema_version``."""
         return CompareDoc.model_validate({**self.to_json(), "schema_version": SCHEMA_VERSION})
 
 
-def run_compare(path: str | Path, variants: list[Variant], replications: int, *, seed: int | None = None,
-                common_overrides: list[str] | tuple = (), stress: list[str] | tuple = (), jobs: int = 1,
-                progress: Callable[[int, int], None] | None = None) -> CompareResult:
+def run_compare(
+    path: str | Path,
+    variants: list[Variant],
+    replications: int,
+    *,
+    seed: int | None = None,
+    common_overrides: list[str] | tuple = (),
+    stress: list[str] | tuple = (),
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> CompareResult:
     """Simulate the baseline and every variant over ``replications`` seeds and
     compare them pairwise (see the module doc). ``common_overrides`` apply to
     all (before the variant's); ``stress`` names canned stresses
@@ -297,8 +336,9 @@ def run_compare(path: str | Path, variants: list[Variant], replications: int, *,
         if progress:
             progress(total * 1000, total * 1000)
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=die_with_parent) as ex:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
+        ) as ex:
             futs = {ex.submit(_one_run, path, plan[name], seeds[r], r == 0): (name, r) for name, r in tasks}
             for k, fut in enumerate(as_completed(futs), 1):
                 results[futs[fut]] = fut.result()
@@ -321,21 +361,38 @@ def _assemble(base, all_variants, plan, seeds, results, stress, path) -> Compare
                 for r in range(R):
                     diff = None if b[r] is None or x[r] is None else x[r] - b[r]
                     raw_rows.append((v.name, cname, m.name, r, seeds[r], b[r], x[r], diff))
-                rows.append({"variant": v.name, "class": cname, "metric": m.name,
-                             **paired_stats(b, x, m.lower_is_better)})
-    raw = pd.DataFrame(raw_rows, columns=["variant", "class", "metric", "replication", "seed",
-                                          "baseline_value", "variant_value", "diff"])
-    raw = raw.astype({"variant": "string", "class": "string", "metric": "string", "replication": "int64",
-                      "seed": "int64", "baseline_value": "float64", "variant_value": "float64", "diff": "float64"})
+                rows.append(
+                    {"variant": v.name, "class": cname, "metric": m.name, **paired_stats(b, x, m.lower_is_better)}
+                )
+    raw = pd.DataFrame(
+        raw_rows,
+        columns=["variant", "class", "metric", "replication", "seed", "baseline_value", "variant_value", "diff"],
+    )
+    raw = raw.astype(
+        {
+            "variant": "string",
+            "class": "string",
+            "metric": "string",
+            "replication": "int64",
+            "seed": "int64",
+            "baseline_value": "float64",
+            "variant_value": "float64",
+            "diff": "float64",
+        }
+    )
     records = {v.name: results[(v.name, 0)][1] for v in all_variants}
     meta = {
         "scenario": {"name": base.name, "path": str(path)},
-        "base_seed": seeds[0], "replications": R, "seeds": seeds,
+        "base_seed": seeds[0],
+        "replications": R,
+        "seeds": seeds,
         "variants": {v.name: list(v.overrides) for v in all_variants},
         "runs": {v.name: plan[v.name] for v in all_variants},
-        "stress": stress, "classes": classes,
+        "stress": stress,
+        "classes": classes,
         "requests_per_run": {v.name: [int(results[(v.name, r)][2]) for r in range(R)] for v in all_variants},
-        "note": None if R >= 2 else "with 1 replication the confidence interval is undefined; "
-                                    "use --replications 2 or more",
+        "note": None
+        if R >= 2
+        else "with 1 replication the confidence interval is undefined; use --replications 2 or more",
     }
     return CompareResult(rows=rows, raw=raw, records=records, meta=meta)

@@ -29,6 +29,7 @@ def _ratio(a: int, b: int) -> str:
 def _role_utilization(reps: list, length_s: float) -> dict:
     def div(a, b):
         return float(a / b) if b > 0 else None
+
     return {
         "replicas": len(reps),
         "busy_frac": div(sum(r.busy_s for r in reps), len(reps) * length_s),
@@ -60,12 +61,15 @@ def disagg_summary(scenario: Scenario, result: SimResult) -> dict | None:
     ok = (df["status"].astype(str).to_numpy() == "ok") & (arr >= start_s) & (arr < end_s)
     transfer = df["kv_transfer_s"].to_numpy(dtype=float)[ok]
     return {
-        "link": link.name, "link_bandwidth_bytes_s": link.bandwidth_bytes_s, "link_latency_s": link.latency_s,
+        "link": link.name,
+        "link_bandwidth_bytes_s": link.bandwidth_bytes_s,
+        "link_latency_s": link.latency_s,
         "overlap": scenario.kv_transfer.overlap,  # type: ignore[union-attr]  # as above
-        "prefill": roles["prefill"], "decode": roles["decode"],
+        "prefill": roles["prefill"],
+        "decode": roles["decode"],
         "gpu_ratio": _ratio(roles["prefill"]["gpus"], roles["decode"]["gpus"]),
         "kv_transfer_s": percentiles(transfer[np.isfinite(transfer)]),
         "note": "kv_transfer_s: seconds each ok window request waited for its KV cache to reach the decode "
-                "replica after its prefill (bytes per link / bandwidth + latency; with overlap layerwise only "
-                "the part the prefill did not hide); it is part of TTFT",
+        "replica after its prefill (bytes per link / bandwidth + latency; with overlap layerwise only "
+        "the part the prefill did not hide); it is part of TTFT",
     }

@@ -33,9 +33,16 @@ def pool_costs(scenario: Scenario, catalog=None, mean_replicas: dict[str, float]
     for pool in scenario.fleet:
         gpu = catalog.gpu(pool.gpu)
         price = scenario.pricing.rent_usd_per_gpu_hour(pool.gpu, gpu.price_usd_per_hour)
-        out.append(PoolCost(pool=pool.name, gpu=pool.gpu, replicas=(mean_replicas or {}).get(pool.name, pool.replicas),
-                            gpus_per_replica=pool.gpus_per_replica, usd_per_gpu_hour=float(price),
-                            watts_per_gpu=getattr(gpu, "power_w", None)))
+        out.append(
+            PoolCost(
+                pool=pool.name,
+                gpu=pool.gpu,
+                replicas=(mean_replicas or {}).get(pool.name, pool.replicas),
+                gpus_per_replica=pool.gpus_per_replica,
+                usd_per_gpu_hour=float(price),
+                watts_per_gpu=getattr(gpu, "power_w", None),
+            )
+        )
     return out
 
 
@@ -50,8 +57,11 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     step-time sources and KV capacity), with the scenario's provenance."""
     costs = pool_costs(scenario, mean_replicas=mean_replicas(result))
     summary = summarize(result, class_slos(scenario), costs)
-    summary["scenario"] = {"name": scenario.name, "seed": scenario.seed,
-                           "path": str(scenario.path) if scenario.path else None}
+    summary["scenario"] = {
+        "name": scenario.name,
+        "seed": scenario.seed,
+        "path": str(scenario.path) if scenario.path else None,
+    }
     # the pool models the run was built on (SimResult.pools): nothing is rebuilt here
     summary["profiles"] = {p.name: p.source for p in result.pools}
     summary["kv_capacity"] = {p.name: p.kv_capacity() for p in result.pools}
@@ -59,8 +69,9 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     disagg = disagg_summary(scenario, result)
     if disagg is not None:  # only then: a co-located run keeps its summary as it was
         summary["disaggregated"] = disagg
-    scaled = autoscale_summary(result, costs, {p.name: p.max_replicas for p in scenario.fleet},
-                               class_slos(scenario), timeline_bin_s(scenario))
+    scaled = autoscale_summary(
+        result, costs, {p.name: p.max_replicas for p in scenario.fleet}, class_slos(scenario), timeline_bin_s(scenario)
+    )
     if scaled is not None:  # only then: a fixed fleet's summary stays as it was
         summary["autoscale"] = scaled
     warnings = rejection_warnings(summary)
@@ -69,7 +80,8 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     return summary
 
 
-def forecast(scenario: Scenario, *, exact_steps: bool = False,
-             progress: Callable[[int, int], None] | None = None) -> tuple[SimResult, dict]:
+def forecast(
+    scenario: Scenario, *, exact_steps: bool = False, progress: Callable[[int, int], None] | None = None
+) -> tuple[SimResult, dict]:
     result = simulate(scenario, exact_steps=exact_steps, progress=progress)
     return result, summary_of(scenario, result)

@@ -94,7 +94,7 @@ def _div(a, b) -> float | None:
 
 
 def _pct_q(label: str) -> float:
-    """"p99.9" -> 99.9."""
+    """ "p99.9" -> 99.9."""
     return float(label.lstrip("pP"))
 
 
@@ -142,9 +142,7 @@ def _thresholds(slo: ClassSlo | None) -> dict[str, float]:
     """Per-request threshold of each metric: the target of its highest percentile."""
     if slo is None:
         return {}
-    return {
-        m: float(t[max(t, key=_pct_q)]) for m, t in slo.targets.items() if t
-    }
+    return {m: float(t[max(t, key=_pct_q)]) for m, t in slo.targets.items() if t}
 
 
 class _Columns:
@@ -217,8 +215,14 @@ def completion_span_s(df: pd.DataFrame) -> float | None:
     return _span_s(df["arrival_s"].to_numpy(dtype=float), df["finish_s"].to_numpy(dtype=float)[ok])
 
 
-def _group(cols: _Columns, idx: np.ndarray, length_s: float, slos: dict[str, ClassSlo],
-           itl_counts: np.ndarray, name: str | None) -> dict:
+def _group(
+    cols: _Columns,
+    idx: np.ndarray,
+    length_s: float,
+    slos: dict[str, ClassSlo],
+    itl_counts: np.ndarray,
+    name: str | None,
+) -> dict:
     """Counts, latencies, throughput and SLO figures of one set of window
     requests (rows ``idx``: one class, or all when ``name`` is None)."""
     status = cols.status[idx]
@@ -263,8 +267,12 @@ def _group(cols: _Columns, idx: np.ndarray, length_s: float, slos: dict[str, Cla
             else:  # no TPOT at all because every ok output was one token: vacuous
                 met = metric == "tpot_s" and len(ok) > 0
             table[f"{metric}:{label}"] = {
-                "metric": metric, "percentile": label, "target_s": float(target),
-                "achieved_s": achieved, "met": bool(met)}
+                "metric": metric,
+                "percentile": label,
+                "target_s": float(target),
+                "achieved_s": achieved,
+                "met": bool(met),
+            }
             met_all &= met
     target_pct = _f(slo.attainment_pct) if slo else None
     if target_pct is not None:
@@ -290,10 +298,8 @@ def _utilization(replicas: Sequence[ReplicaStats], length_s: float) -> dict:
             "busy_frac_min": _f(min(busy)) if busy else None,
             "busy_frac_max": _f(max(busy)) if busy else None,
             "mfu": _div(sum(r.flops for r in reps), sum(r.peak_flops for r in reps) * length_s),
-            "mbu": _div(sum(r.bytes for r in reps),
-                        sum(r.hbm_bw_bytes_s for r in reps) * length_s),
-            "kv_usage": _div(sum(r.kv_block_s for r in reps),
-                             sum(r.kv_blocks_total for r in reps) * length_s),
+            "mbu": _div(sum(r.bytes for r in reps), sum(r.hbm_bw_bytes_s for r in reps) * length_s),
+            "kv_usage": _div(sum(r.kv_block_s for r in reps), sum(r.kv_blocks_total for r in reps) * length_s),
         }
 
     pools: dict[str, list[ReplicaStats]] = {}
@@ -325,8 +331,9 @@ def _weighted(reps: Sequence[ReplicaStats], length_s: float) -> dict:
     }
 
 
-def _cost(pools: Sequence[PoolCost], cols: _Columns, ok: np.ndarray, out_tok_s: float | None,
-          total_tok_s: float | None) -> tuple[dict, dict]:
+def _cost(
+    pools: Sequence[PoolCost], cols: _Columns, ok: np.ndarray, out_tok_s: float | None, total_tok_s: float | None
+) -> tuple[dict, dict]:
     """Fleet and per-pool $/hour, $/month, $/1M tokens (``ok``: the window's ok rows);
     energy per 1M tokens."""
 
@@ -342,9 +349,13 @@ def _cost(pools: Sequence[PoolCost], cols: _Columns, ok: np.ndarray, out_tok_s: 
         mine = ok[np.isin(replica, codes)]
         tok_s = _div(float(cols.out[mine].sum()), cols.span_s(mine))
         pool_rows[p.pool] = {
-            "gpu": p.gpu, "replicas": p.replicas, "gpus_per_replica": p.gpus_per_replica,
-            "gpus": gpus, "usd_per_gpu_hour": float(p.usd_per_gpu_hour),
-            "usd_per_hour": float(usd_h), "usd_per_month": float(usd_h * HOURS_PER_MONTH),
+            "gpu": p.gpu,
+            "replicas": p.replicas,
+            "gpus_per_replica": p.gpus_per_replica,
+            "gpus": gpus,
+            "usd_per_gpu_hour": float(p.usd_per_gpu_hour),
+            "usd_per_hour": float(usd_h),
+            "usd_per_month": float(usd_h * HOURS_PER_MONTH),
             "output_tokens_per_s": tok_s,
             "usd_per_1m_output_tokens": per_1m(usd_h, tok_s),
             "watts": _f(gpus * p.watts_per_gpu) if p.watts_per_gpu is not None else None,
@@ -364,8 +375,7 @@ def _cost(pools: Sequence[PoolCost], cols: _Columns, ok: np.ndarray, out_tok_s: 
         "kwh_per_1m_output_tokens": per_1m(kw, out_tok_s) if kw is not None else None,
         "kwh_per_1m_total_tokens": per_1m(kw, total_tok_s) if kw is not None else None,
         "note": "upper bound at TDP: GPU board power x GPUs, always on; "
-                "excludes host, network and cooling (PUE)"
-                + ("" if have_watts else "; None because a pool has no watts"),
+        "excludes host, network and cooling (PUE)" + ("" if have_watts else "; None because a pool has no watts"),
     }
     return cost, energy
 
@@ -388,13 +398,15 @@ def _little(cols: _Columns, start_s: float, end_s: float) -> dict:
     W = _f((dep - arr)[in_win].mean()) if in_win.any() else None
     lam_w = lam * W if lam is not None and W is not None else None
     return {
-        "L": L, "lambda_per_s": lam, "W_s": W, "lambda_W": lam_w,
+        "L": L,
+        "lambda_per_s": lam,
+        "W_s": W,
+        "lambda_W": lam_w,
         "rel_gap": _div(abs(L - lam_w), lam_w) if L is not None and lam_w else None,
     }
 
 
-def summarize(result: SimResult, slos: Sequence[ClassSlo],
-              pools: Sequence[PoolCost]) -> dict:
+def summarize(result: SimResult, slos: Sequence[ClassSlo], pools: Sequence[PoolCost]) -> dict:
     """Summary of one run (simulated or testbed) as a JSON-ready dict.
 
     Keys: ``window``, ``overall``, ``classes`` (by name, in ``class_names``
@@ -424,10 +436,12 @@ def summarize(result: SimResult, slos: Sequence[ClassSlo],
     cost, energy = _cost(pools, cols, cols.ok(win), overall["output_tokens_per_s"], overall["total_tokens_per_s"])
     return {
         "window": {
-            "start_s": start_s, "end_s": end_s, "length_s": length_s,
+            "start_s": start_s,
+            "end_s": end_s,
+            "length_s": length_s,
             "note": "requests arriving in [start_s, end_s) count (all statuses); "
-                    "latencies and throughput over the ok ones; warm-up and "
-                    "cool-down excluded",
+            "latencies and throughput over the ok ones; warm-up and "
+            "cool-down excluded",
         },
         "overall": overall,
         "classes": classes,
@@ -442,8 +456,10 @@ def cost_and_class_columns(summary: dict) -> dict:
     """The cost figures and each class's SLO columns of a ``summarize`` dict, flat
     (``<class>.slo_met``, ``.attainment_pct``, ``.p99_ttft_s``, ``.p99_tpot_s``): the
     columns every plan point and sweep point records."""
-    row = {k: summary["cost"][k] for k in ("fleet_usd_per_hour", "usd_per_month", "usd_per_1m_output_tokens",
-                                           "usd_per_1m_total_tokens")}
+    row = {
+        k: summary["cost"][k]
+        for k in ("fleet_usd_per_hour", "usd_per_month", "usd_per_1m_output_tokens", "usd_per_1m_total_tokens")
+    }
     for name, c in summary["classes"].items():
         row[f"{name}.slo_met"] = bool(c["slo_met"])
         row[f"{name}.attainment_pct"] = c["attainment_pct"]
@@ -460,9 +476,11 @@ def rejection_warnings(summary: dict) -> list[str]:
     for name, c in summary["classes"].items():
         n, total = c["counts"]["rejected"], c["counts"]["total"]
         if n:
-            out.append(f"class '{name}': {n:,} of {total:,} requests in the window ({100 * n / total:.1f}%) were "
-                       f"rejected: prompt + output tokens exceed max_model_len or the replica's KV cache (vLLM "
-                       f"rejects such requests); their latencies are not in the percentiles")
+            out.append(
+                f"class '{name}': {n:,} of {total:,} requests in the window ({100 * n / total:.1f}%) were "
+                f"rejected: prompt + output tokens exceed max_model_len or the replica's KV cache (vLLM "
+                f"rejects such requests); their latencies are not in the percentiles"
+            )
     return out
 
 
@@ -486,8 +504,14 @@ def attainment_by_time(result: SimResult, slos: Sequence[ClassSlo], bin_s: float
         n = int(sel.sum())
         t = ttft[sel & ok]
         t = t[np.isfinite(t)]
-        rows.append({"start_s": lo, "end_s": hi, "requests": n,
-                     "attainment_pct": _div(100.0 * int(good[sel].sum()), n),
-                     "p99_ttft_s": _f(np.percentile(t, 99)) if t.size else None,
-                     "in_window": bool(hi > start and lo < end)})
+        rows.append(
+            {
+                "start_s": lo,
+                "end_s": hi,
+                "requests": n,
+                "attainment_pct": _div(100.0 * int(good[sel].sum()), n),
+                "p99_ttft_s": _f(np.percentile(t, 99)) if t.size else None,
+                "in_window": bool(hi > start and lo < end),
+            }
+        )
     return rows

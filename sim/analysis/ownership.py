@@ -103,13 +103,23 @@ def own_vs_rent(pools: list[PoolOwnership], own: OwnershipSpec, output_tokens_pe
     dearer = max(own_month, rent_month)
     opex = hosting + electricity
     return OwnVsRent(
-        pools=tuple(pools), own=own, output_tokens_per_s=output_tokens_per_s, purchase_usd=purchase,
-        own_amortization_usd_per_month=amort, own_hosting_usd_per_month=hosting, own_power_kw=kw,
-        own_electricity_usd_per_month=electricity, own_usd_per_month=own_month, rent_usd_per_month=rent_month,
+        pools=tuple(pools),
+        own=own,
+        output_tokens_per_s=output_tokens_per_s,
+        purchase_usd=purchase,
+        own_amortization_usd_per_month=amort,
+        own_hosting_usd_per_month=hosting,
+        own_power_kw=kw,
+        own_electricity_usd_per_month=electricity,
+        own_usd_per_month=own_month,
+        rent_usd_per_month=rent_month,
         own_usd_per_1m_output_tokens=_per_1m(own_month, output_tokens_per_s),
         rent_usd_per_1m_output_tokens=_per_1m(rent_month, output_tokens_per_s),
-        cheaper=cheaper, saving_usd_per_month=abs(diff), saving_pct=100.0 * abs(diff) / dearer if dearer else 0.0,
-        breakeven_months=purchase / (rent_month - opex) if rent_month > opex else None)
+        cheaper=cheaper,
+        saving_usd_per_month=abs(diff),
+        saving_pct=100.0 * abs(diff) / dearer if dearer else 0.0,
+        breakeven_months=purchase / (rent_month - opex) if rent_month > opex else None,
+    )
 
 
 def own_vs_rent_from_summary(summary: dict, own: OwnershipSpec, catalog: Catalog) -> OwnVsRent | None:
@@ -125,16 +135,27 @@ def own_vs_rent_from_summary(summary: dict, own: OwnershipSpec, catalog: Catalog
         price = set_price if set_price is not None else gpu.purchase_usd
         if not price or not gpu.power_w:
             return None
-        source = ("scenario pricing.own.purchase_usd_per_gpu" if set_price is not None
-                  else f"catalog purchase_usd: {catalog.source_of('gpu', row['gpu']).get('purchase_usd', '')}")
+        source = (
+            "scenario pricing.own.purchase_usd_per_gpu"
+            if set_price is not None
+            else f"catalog purchase_usd: {catalog.source_of('gpu', row['gpu']).get('purchase_usd', '')}"
+        )
         busy = (util.get(name) or {}).get("busy_frac")
         a = scaled.get(name)
         owned = int(a["max_replicas"]) * int(row["gpus_per_replica"]) if a else int(row["gpus"])
-        pools.append(PoolOwnership(pool=name, gpu=row["gpu"], gpus=owned, purchase_usd_per_gpu=float(price),
-                                   purchase_source=source, power_w_per_gpu=float(gpu.power_w),
-                                   busy_frac=1.0 if busy is None else float(busy),
-                                   rent_usd_per_gpu_hour=float(row["usd_per_gpu_hour"]),
-                                   rent_gpus=float(row["gpus"]) if a else None))
+        pools.append(
+            PoolOwnership(
+                pool=name,
+                gpu=row["gpu"],
+                gpus=owned,
+                purchase_usd_per_gpu=float(price),
+                purchase_source=source,
+                power_w_per_gpu=float(gpu.power_w),
+                busy_frac=1.0 if busy is None else float(busy),
+                rent_usd_per_gpu_hour=float(row["usd_per_gpu_hour"]),
+                rent_gpus=float(row["gpus"]) if a else None,
+            )
+        )
     if not pools:
         return None
     return own_vs_rent(pools, own, (summary.get("overall") or {}).get("output_tokens_per_s"))

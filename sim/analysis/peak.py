@@ -122,8 +122,9 @@ def _surge_multiplier(events: list[dict], t_s: np.ndarray) -> np.ndarray:
     return m
 
 
-def plan_window(data: dict, needs: list[ClassNeed], *, duration_s: float | None,
-                window_start_s: float | None) -> PlanWindow:
+def plan_window(
+    data: dict, needs: list[ClassNeed], *, duration_s: float | None, window_start_s: float | None
+) -> PlanWindow:
     """The window rule for the scenario mapping ``data`` (its traffic and events)."""
     tr = data["traffic"]
     a = tr["arrival"]
@@ -132,10 +133,14 @@ def plan_window(data: dict, needs: list[ClassNeed], *, duration_s: float | None,
     if duration_s is not None:
         fixed = duration_s - warm - cool
         if fixed <= 0:
-            raise FleetcastError(f"plan.duration_s ({duration_s:g} s) leaves no window after traffic.warmup_s "
-                                 f"({warm:g} s) and cooldown_s ({cool:g} s); give more than {warm + cool:g} s")
+            raise FleetcastError(
+                f"plan.duration_s ({duration_s:g} s) leaves no window after traffic.warmup_s "
+                f"({warm:g} s) and cooldown_s ({cool:g} s); give more than {warm + cool:g} s"
+            )
     surges = [ev for ev in data.get("events") or [] if ev.get("kind") == "surge"]
-    common: dict[str, Any] = dict(warmup_s=warm, cooldown_s=cool, user_start_s=window_start_s, fixed_window_s=fixed, needs=needs)
+    common: dict[str, Any] = dict(
+        warmup_s=warm, cooldown_s=cool, user_start_s=window_start_s, fixed_window_s=fixed, needs=needs
+    )
     if a["process"] == "diurnal":
         curve = DiurnalArrival.model_validate(a)
         peak = max(r for _, r in curve.rate_points)
@@ -146,8 +151,9 @@ def plan_window(data: dict, needs: list[ClassNeed], *, duration_s: float | None,
         if surges:
             m = _surge_multiplier(surges, t)
             i = int(np.argmax(rate * m))
-            return PlanWindow("surge-plateau", None, float(rate[i] * m[i]), None, float(t[i]),
-                              **{**common, "user_start_s": None})
+            return PlanWindow(
+                "surge-plateau", None, float(rate[i] * m[i]), None, float(t[i]), **{**common, "user_start_s": None}
+            )
         per_hour = _GRID // 24
         hourly = np.convolve(np.r_[rate, rate[:per_hour]], np.ones(per_hour) / per_hour, "valid")[:_GRID]
         j = int(np.argmax(hourly))  # the hour starting at t[j] - half a grid step
@@ -188,9 +194,15 @@ def apply_window(data: dict, win: PlanWindow, rate_rps: float) -> tuple[dict, di
         sim_start = start - win.warmup_s
         a["start_hour"] = float(round((win.diurnal.start_hour + 24.0 * sim_start / day) % 24.0, 9)) % 24.0
     tr["duration_s"] = win.warmup_s + length + win.cooldown_s
-    desc = {"kind": kind, "window_s": length, "start_s": start, "mean_rate_rps": mean,
-            "peak_rate_rps": rate_rps * (win.multiplier if win.kind == "surge-plateau" else 1.0),
-            "warmup_s": win.warmup_s, "cooldown_s": win.cooldown_s}
+    desc = {
+        "kind": kind,
+        "window_s": length,
+        "start_s": start,
+        "mean_rate_rps": mean,
+        "peak_rate_rps": rate_rps * (win.multiplier if win.kind == "surge-plateau" else 1.0),
+        "warmup_s": win.warmup_s,
+        "cooldown_s": win.cooldown_s,
+    }
     return data, desc
 
 
@@ -199,19 +211,24 @@ def window_warnings(win: PlanWindow, desc: dict, given_start: float | None) -> l
     peak, or a plan.window_start_s the window rule cannot use."""
     out = []
     if given_start is not None and win.diurnal is None:
-        out.append(f"plan.window_start_s ({given_start:g} s) is ignored: the demand is {win.kind}, "
-                   "so every window sees the same rate" if win.kind == "stationary" else
-                   f"plan.window_start_s ({given_start:g} s) is ignored: surges are planned at their highest "
-                   "combined rate (surge-plateau), which no placed window can miss")
+        out.append(
+            f"plan.window_start_s ({given_start:g} s) is ignored: the demand is {win.kind}, "
+            "so every window sees the same rate"
+            if win.kind == "stationary"
+            else f"plan.window_start_s ({given_start:g} s) is ignored: surges are planned at their highest "
+            "combined rate (surge-plateau), which no placed window can miss"
+        )
     if win.diurnal is not None and win.user_start_s is not None:
         start, length = desc["start_s"], desc["window_s"]
         t = start + (np.arange(512) + 0.5) * length / 512
         top = float(curve_rate_at(win.diurnal, t).max())
         if top < 0.95:
             day = win.diurnal.day_length_s
-            out.append(f"the plan window {start:,.0f}-{start + length:,.0f} s (plan.window_start_s, "
-                       f"plan.duration_s) misses the peak of the demand curve at {win.peak_s % day:,.0f} s of the "  # type: ignore[operator]  # peak_s is set for a diurnal window
-                       f"day: its highest rate is {100 * top:.0f}% of the peak and its mean "
-                       f"{100 * desc['mean_rate_rps'] / max(desc.get('peak_rate_rps') or 1e-300, 1e-300):.0f}%, so the "
-                       "fleet is sized for less than the peak. Remove plan.window_start_s to plan at the peak hour.")
+            out.append(
+                f"the plan window {start:,.0f}-{start + length:,.0f} s (plan.window_start_s, "
+                f"plan.duration_s) misses the peak of the demand curve at {win.peak_s % day:,.0f} s of the "  # type: ignore[operator]  # peak_s is set for a diurnal window
+                f"day: its highest rate is {100 * top:.0f}% of the peak and its mean "
+                f"{100 * desc['mean_rate_rps'] / max(desc.get('peak_rate_rps') or 1e-300, 1e-300):.0f}%, so the "
+                "fleet is sized for less than the peak. Remove plan.window_start_s to plan at the peak hour."
+            )
     return out

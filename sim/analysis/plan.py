@@ -54,8 +54,18 @@ from sim.scenario.spec import Scenario, dump_scenario, scenario_from_dict
 #: per candidate, so this keeps a candidate within minutes (bench/sim_speed.py: ~50k req/s).
 MAX_PLAN_POINT_REQUESTS = 5_000_000
 
-__all__ = ["Candidate", "PlanOutcome", "enumerate_candidates", "run_plan", "with_rate", "base_rate_rps",
-           "CandidateSearch", "TIMELINE_MAX_REQUESTS", "risk_warnings", "HEADROOM_WARN_PCT"]
+__all__ = [
+    "Candidate",
+    "PlanOutcome",
+    "enumerate_candidates",
+    "run_plan",
+    "with_rate",
+    "base_rate_rps",
+    "CandidateSearch",
+    "TIMELINE_MAX_REQUESTS",
+    "risk_warnings",
+    "HEADROOM_WARN_PCT",
+]
 
 #: the hour-by-hour run of the recommended fleet is skipped above this many expected requests
 TIMELINE_MAX_REQUESTS = 2_000_000
@@ -83,16 +93,20 @@ def risk_warnings(c: dict, peak_rps: float) -> list[str]:
     h, iv = c.get("headroom_pct"), c.get("headroom_interval_pct") or [None, None]
     if h is not None and h < HEADROOM_WARN_PCT:
         up = "not found" if iv[1] is None else f"{iv[1]:.1f}%"
-        out.append(f"the recommended fleet ({c['id']} x {c['replicas']}) is proven to meet every SLO at only "
-                   f"{h:.1f}% above the forecast peak of {peak_rps:.4g} req/s (headroom interval {h:.1f}% to {up}): "
-                   f"demand above the forecast is unproven; add a replica or plan for a higher peak")
+        out.append(
+            f"the recommended fleet ({c['id']} x {c['replicas']}) is proven to meet every SLO at only "
+            f"{h:.1f}% above the forecast peak of {peak_rps:.4g} req/s (headroom interval {h:.1f}% to {up}): "
+            f"demand above the forecast is unproven; add a replica or plan for a higher peak"
+        )
     f = c.get("failure") or {}
     if c.get("failures_down", 0) == 0 and f.get("verdict") in ("missed", "undecided"):
-        att = ((f.get("stats") or {}).get("attainment_pct"))
+        att = (f.get("stats") or {}).get("attainment_pct")
         level = f"SLO attainment falls to {att:.1f}%" if att is not None else "nothing serves"
-        out.append(f"with one replica down ({f.get('running', 0)} of {c['replicas']} running) the recommended "
-                   f"fleet {'misses' if f['verdict'] == 'missed' else 'is not proven to meet'} its SLO: {level}; "
-                   f"set plan.failures.replicas_down: 1 to size for a failure")
+        out.append(
+            f"with one replica down ({f.get('running', 0)} of {c['replicas']} running) the recommended "
+            f"fleet {'misses' if f['verdict'] == 'missed' else 'is not proven to meet'} its SLO: {level}; "
+            f"set plan.failures.replicas_down: 1 to size for a failure"
+        )
     return out
 
 
@@ -116,9 +130,13 @@ WINDOW_TEXT = {
 
 
 def _window_doc(win: PlanWindow, desc: dict) -> dict:
-    return {**desc, "peak_s": win.peak_s, "text": WINDOW_TEXT[desc["kind"]],
-            "day_length_s": win.diurnal.day_length_s if win.diurnal is not None else None,
-            "surge_multiplier": win.multiplier if win.kind == "surge-plateau" else None}
+    return {
+        **desc,
+        "peak_s": win.peak_s,
+        "text": WINDOW_TEXT[desc["kind"]],
+        "day_length_s": win.diurnal.day_length_s if win.diurnal is not None else None,
+        "surge_multiplier": win.multiplier if win.kind == "surge-plateau" else None,
+    }
 
 
 def _check_samples(win: PlanWindow, needs, spec: PlanSpec, rates: list[float], where: str) -> None:
@@ -136,29 +154,41 @@ def _check_samples(win: PlanWindow, needs, spec: PlanSpec, rates: list[float], w
             f"at {mean:.4g} req/s class '{n.name}' ({100 * n.share:.0f}% of the arrivals) gets about {got:.0f} "
             f"requests, but its {n.label} needs {n.samples} (plan.tail_samples {spec.tail_samples:g} / "
             f"(1 - {n.q_pct / 100:g})). The window must be at least {must:,.1f} s: set plan.duration_s to "
-            f"{must + win.warmup_s + win.cooldown_s:,.1f} s or more, or omit it to derive it.")
+            f"{must + win.warmup_s + win.cooldown_s:,.1f} s or more, or omit it to derive it."
+        )
 
 
 def _statistics(spec: PlanSpec, seeds: list[int], needs) -> dict:
     return {
-        "replications": spec.replications, "seeds": seeds, "confidence": CONFIDENCE,
+        "replications": spec.replications,
+        "seeds": seeds,
+        "confidence": CONFIDENCE,
         "tail_samples": spec.tail_samples,
         "rule": "each class with an SLO gets at least tail_samples / (1 - q) requests per replication, q its "
-                "highest SLO percentile (the attainment target counts as one)",
-        "needs": [{"class": n.name, "share": n.share, "percentile_pct": n.q_pct, "from": n.label,
-                   "samples_per_replication": n.samples} for n in needs],
+        "highest SLO percentile (the attainment target counts as one)",
+        "needs": [
+            {
+                "class": n.name,
+                "share": n.share,
+                "percentile_pct": n.q_pct,
+                "from": n.label,
+                "samples_per_replication": n.samples,
+            }
+            for n in needs
+        ],
         "decision": "a point meets the SLO when, for every class and SLO item, the 95% Student-t interval over "
-                    "the replications lies within the target (latency: upper end at or under; attainment: lower "
-                    "end at or over); it misses when an interval lies wholly outside",
+        "the replications lies within the target (latency: upper end at or under; attainment: lower "
+        "end at or over); it misses when an interval lies wholly outside",
         "crn": "replication r uses seed scenario seed + r for every candidate, replica count and rate",
         "monotonicity": "SLO attainment is assumed never to get worse with more replicas (same arrivals) nor "
-                        "better at a higher rate, so counts are searched by bracketing (from the queueing "
-                        "estimate: gallop, then bisect) and months between two of the same count share it",
+        "better at a higher rate, so counts are searched by bracketing (from the queueing "
+        "estimate: gallop, then bisect) and months between two of the same count share it",
     }
 
 
-def _timeline(base_full: dict, scenario: Scenario, cand: Candidate, spec: PlanSpec, win: PlanWindow,
-              replicas: int, peak: float) -> dict | None:
+def _timeline(
+    base_full: dict, scenario: Scenario, cand: Candidate, spec: PlanSpec, win: PlanWindow, replicas: int, peak: float
+) -> dict | None:
     """The recommended fleet over the scenario's own time axis, bin by bin."""
     data = with_rate(CandidateSearch(base_full, scenario.path, cand, spec, win, [scenario.seed]).data, peak)
     data["fleet"][spec.pool]["replicas"] = int(replicas)
@@ -171,35 +201,61 @@ def _timeline(base_full: dict, scenario: Scenario, cand: Candidate, spec: PlanSp
         bin_s, unit = 3600.0, "hour"
     else:
         bin_s, unit = duration / 12.0, "slice"
-    expected = duration * peak * (win._mean(0.0, win.diurnal.day_length_s) if win.diurnal is not None
-                                  else win.multiplier)
+    expected = (
+        duration * peak * (win._mean(0.0, win.diurnal.day_length_s) if win.diurnal is not None else win.multiplier)
+    )
     if expected > TIMELINE_MAX_REQUESTS:
-        return {"skipped": f"about {expected:,.0f} requests over the scenario's {duration:,.0f} s; more than "
-                           f"{TIMELINE_MAX_REQUESTS:,}", "rows": []}
+        return {
+            "skipped": f"about {expected:,.0f} requests over the scenario's {duration:,.0f} s; more than "
+            f"{TIMELINE_MAX_REQUESTS:,}",
+            "rows": [],
+        }
     sc = scenario_from_dict(data, path=scenario.path)
     result, summary = forecast(sc)
-    return {"bin_s": bin_s, "unit": unit, "duration_s": duration, "replicas": int(replicas),
-            "attainment_pct": summary["overall"]["attainment_pct"], "slo_met": summary["overall"]["slo_met"],
-            "rows": attainment_by_time(result, class_slos(sc), bin_s), "skipped": None}
+    return {
+        "bin_s": bin_s,
+        "unit": unit,
+        "duration_s": duration,
+        "replicas": int(replicas),
+        "attainment_pct": summary["overall"]["attainment_pct"],
+        "slo_met": summary["overall"]["slo_met"],
+        "rows": attainment_by_time(result, class_slos(sc), bin_s),
+        "skipped": None,
+    }
 
 
-def run_plan(scenario: Scenario, *, workers: int | None = None,
-             progress: Callable[[int, int, str], None] | None = None) -> PlanOutcome:
+def run_plan(
+    scenario: Scenario, *, workers: int | None = None, progress: Callable[[int, int, str], None] | None = None
+) -> PlanOutcome:
     """Search every candidate of ``scenario.plan`` (defaults when absent); ``progress(done,
     total, text)`` gets simulations done, the estimated total and the candidates in flight."""
     spec = scenario.plan or PlanSpec()
     demand = spec.demand
     doc: dict[str, Any] = {
-        "kind": "plan", "fleetcast_version": __version__,
-        "scenario": {"name": scenario.name, "seed": scenario.seed,
-                     "path": str(scenario.path) if scenario.path else None, "yaml": dump_scenario(scenario)},
-        "demand": None, "candidates": [], "recommended": None, "tried": 0,
+        "kind": "plan",
+        "fleetcast_version": __version__,
+        "scenario": {
+            "name": scenario.name,
+            "seed": scenario.seed,
+            "path": str(scenario.path) if scenario.path else None,
+            "yaml": dump_scenario(scenario),
+        },
+        "demand": None,
+        "candidates": [],
+        "recommended": None,
+        "tried": 0,
         "profiles": perf_sources(scenario),
-        "max_replicas": spec.max_replicas, "pool": spec.pool, "duration_s": None,
-        "statistics": None, "window": None, "failures": spec.failures.model_dump() if spec.failures else None,
-        "warnings": [], "timeline": None, "autoscale": None,
+        "max_replicas": spec.max_replicas,
+        "pool": spec.pool,
+        "duration_s": None,
+        "statistics": None,
+        "window": None,
+        "failures": spec.failures.model_dump() if spec.failures else None,
+        "warnings": [],
+        "timeline": None,
+        "autoscale": None,
         "headroom_definition": "100 * (highest tested rate at which the found fleet is proven to meet every SLO "
-                               "/ demand - 1); interval up to the lowest tested rate proven to miss",
+        "/ demand - 1); interval up to the lowest tested rate proven to miss",
         "error": None,
     }
     try:
@@ -207,9 +263,13 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
         doc["demand"] = {**(demand.model_dump(exclude_none=True) if demand else {}), "peak_rate_rps": peak}
         if demand and demand.is_growth:
             doc["demand"]["monthly_rates_rps"] = demand.monthly_rates()
-        if not any(c.slo is not None and (c.slo.ttft_s or c.slo.tpot_s or c.slo.e2e_s) for c in scenario.traffic.classes):
-            raise FleetcastError("no traffic class has an SLO target: add traffic.classes[].slo (e.g. "
-                                 "{ttft_s: {p99: 2.0}, tpot_s: {p99: 0.1}}) so the plan has something to meet")
+        if not any(
+            c.slo is not None and (c.slo.ttft_s or c.slo.tpot_s or c.slo.e2e_s) for c in scenario.traffic.classes
+        ):
+            raise FleetcastError(
+                "no traffic class has an SLO target: add traffic.classes[].slo (e.g. "
+                "{ttft_s: {p99: 2.0}, tpot_s: {p99: 0.1}}) so the plan has something to meet"
+            )
         cands = enumerate_candidates(scenario, spec)
         base = scenario.model_dump(mode="json", exclude={"plan"})
         needs = class_needs(scenario.traffic, spec.tail_samples)
@@ -223,14 +283,18 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
         doc["statistics"] = _statistics(spec, seeds, needs)
         doc["warnings"] = window_warnings(win, desc, spec.window_start_s)
         if any(ev.kind == "replica-failure" for ev in scenario.events):
-            doc["warnings"].append("events of kind replica-failure are not simulated by the plan (replica counts "
-                                   "vary); plan.failures sizes for failures, and every candidate reports what "
-                                   "one replica down does")
+            doc["warnings"].append(
+                "events of kind replica-failure are not simulated by the plan (replica counts "
+                "vary); plan.failures sizes for failures, and every candidate reports what "
+                "one replica down does"
+            )
         try:
             scenario_from_dict(first, path=scenario.path)
         except ScenarioError as exc:
-            raise FleetcastError(f"the plan's simulation settings are invalid (check plan.duration_s against "
-                                 f"traffic.warmup_s/cooldown_s, and plan.demand): {exc}") from None
+            raise FleetcastError(
+                f"the plan's simulation settings are invalid (check plan.duration_s against "
+                f"traffic.warmup_s/cooldown_s, and plan.demand): {exc}"
+            ) from None
         point_requests = max(rates or [peak]) * doc["duration_s"] * spec.replications
         if point_requests > MAX_PLAN_POINT_REQUESTS:
             raise FleetcastError(
@@ -239,7 +303,8 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
                 f"{spec.replications} replications), more than the {MAX_PLAN_POINT_REQUESTS:,} a plan point may "
                 f"(MAX_PLAN_POINT_REQUESTS; a plan simulates dozens of points per candidate); plan a share of the "
                 f"traffic (a lower plan.demand, then scale the replica count), or lower plan.tail_samples or "
-                f"plan.duration_s")
+                f"plan.duration_s"
+            )
     except FleetcastError as exc:
         doc["error"] = str(exc)
         return PlanOutcome(doc=doc, points=pd.DataFrame(), error=str(exc))
@@ -260,8 +325,9 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
         reader = threading.Thread(target=drain, args=(events, tracker), daemon=True)
         reader.start()
         try:
-            with ProcessPoolExecutor(max_workers=workers, initializer=worker_init,
-                                     initargs=(events, die_with_parent)) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers, initializer=worker_init, initargs=(events, die_with_parent)
+            ) as pool:
                 futs = {pool.submit(search_in_worker, *args, c, spec, win, seeds, peak, rates): c for c in cands}
                 for fut in as_completed(futs):
                     _, pts = fut.result()
@@ -286,13 +352,15 @@ def run_plan(scenario: Scenario, *, workers: int | None = None,
         doc["warnings"] += risk_warnings(best, peak)
         cand = next(c for c in cands if c.id == best["id"])
         out.recommended_scenario = CandidateSearch(base, scenario.path, cand, spec, win, seeds).scenario(
-            best["replicas"], peak)
+            best["replicas"], peak
+        )
         if doc["window"]["kind"] != "stationary":
             doc["timeline"] = _timeline(base, scenario, cand, spec, win, best["replicas"], peak)
         search = CandidateSearch(base, scenario.path, cand, spec, win, [scenario.seed])
         if search.autoscale is not None:
-            doc["autoscale"] = autoscale_comparison(search.data, search.autoscale, spec.pool, best["replicas"], peak,
-                                                    scenario.path, TIMELINE_MAX_REQUESTS)
+            doc["autoscale"] = autoscale_comparison(
+                search.data, search.autoscale, spec.pool, best["replicas"], peak, scenario.path, TIMELINE_MAX_REQUESTS
+            )
     else:
         close = [c for c in records if c["status"] == "cannot-meet-slo"]
         out.closest = close[0]["id"] if close else None

@@ -17,13 +17,18 @@ __all__ = ["autoscale_comparison"]
 
 def _outcome(summary: dict) -> dict:
     o = summary["overall"]
-    return {"usd_per_hour": summary["cost"]["fleet_usd_per_hour"], "usd_per_month": summary["cost"]["usd_per_month"],
-            "attainment_pct": o["attainment_pct"], "slo_met": o["slo_met"],
-            "ttft_p99_s": (o.get("ttft_s") or {}).get("p99")}
+    return {
+        "usd_per_hour": summary["cost"]["fleet_usd_per_hour"],
+        "usd_per_month": summary["cost"]["usd_per_month"],
+        "attainment_pct": o["attainment_pct"],
+        "slo_met": o["slo_met"],
+        "ttft_p99_s": (o.get("ttft_s") or {}).get("p99"),
+    }
 
 
-def autoscale_comparison(fixed_data: dict, autoscale: dict, pool: int, replicas: int, peak_rps: float,
-                         path, max_requests: int) -> dict | None:
+def autoscale_comparison(
+    fixed_data: dict, autoscale: dict, pool: int, replicas: int, peak_rps: float, path, max_requests: int
+) -> dict | None:
     """Fixed at ``replicas`` vs autoscaled up to ``replicas`` (``autoscale``: the scenario's
     section for the planned pool, its ``max_replicas`` replaced) over the scenario's own
     traffic at the planned peak; None when that would exceed ``max_requests``."""
@@ -39,16 +44,27 @@ def autoscale_comparison(fixed_data: dict, autoscale: dict, pool: int, replicas:
     start = min(max(first, lo), int(replicas))
     scaled_auto = {**autoscale, "min_replicas": lo, "max_replicas": int(replicas)}
     if scaled_auto.get("schedule"):
-        scaled_auto["schedule"] = [{**s, "replicas": min(max(s["replicas"], lo), int(replicas))}
-                                   for s in scaled_auto["schedule"]]
+        scaled_auto["schedule"] = [
+            {**s, "replicas": min(max(s["replicas"], lo), int(replicas))} for s in scaled_auto["schedule"]
+        ]
     data["fleet"][pool] = {**data["fleet"][pool], "replicas": start, "autoscale": scaled_auto}
     _, auto_summary = forecast(scenario_from_dict(data, path=path))
     a = next(iter(auto_summary["autoscale"]["pools"].values()))
     fixed_out, auto_out = _outcome(fixed_summary), _outcome(auto_summary)
-    return {"replicas": int(replicas), "min_replicas": lo, "fixed": fixed_out,
-            "autoscaled": {**auto_out, "replicas_mean": a["replicas_mean"], "replicas_min": a["replicas_min"],
-                           "replicas_max": a["replicas_max"], "cold_start_s": a["cold_start_s"],
-                           "scale_ups": a["scale_ups"]},
-            "saving_pct": 100.0 * (1.0 - auto_out["usd_per_hour"] / fixed_out["usd_per_hour"])
-            if fixed_out["usd_per_hour"] else None,
-            "duration_s": float(fixed.traffic.duration_s)}
+    return {
+        "replicas": int(replicas),
+        "min_replicas": lo,
+        "fixed": fixed_out,
+        "autoscaled": {
+            **auto_out,
+            "replicas_mean": a["replicas_mean"],
+            "replicas_min": a["replicas_min"],
+            "replicas_max": a["replicas_max"],
+            "cold_start_s": a["cold_start_s"],
+            "scale_ups": a["scale_ups"],
+        },
+        "saving_pct": 100.0 * (1.0 - auto_out["usd_per_hour"] / fixed_out["usd_per_hour"])
+        if fixed_out["usd_per_hour"]
+        else None,
+        "duration_s": float(fixed.traffic.duration_s),
+    }

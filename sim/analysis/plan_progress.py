@@ -15,7 +15,7 @@ thread of the parent drains (``drain``).
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from sim.analysis.plan_search import search_candidate
 
@@ -55,8 +55,10 @@ class PlanTracker:
         ran = [v for v in self.finished.values() if v > 0]
         per = sum(ran) / len(ran) if ran else PRIOR_SIMULATIONS
         # a candidate already past the mean is a big one: expect it to run half as much again
-        return int(sum(self.finished.values()) + sum(max(per, 1.5 * self.sims[i] + 1)
-                                                     for i in self.ids if i not in self.finished))
+        return int(
+            sum(self.finished.values())
+            + sum(max(per, 1.5 * self.sims[i] + 1) for i in self.ids if i not in self.finished)
+        )
 
     def text(self) -> str:
         running = [i for i in self.ids if i not in self.finished and self.sims[i] > 0]

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,15 @@ from sim.analysis.forecast import forecast, pool_costs
 from sim.analysis.metrics import HOURS_PER_MONTH, cost_and_class_columns
 from sim.analysis.peak import PlanWindow, apply_window
 from sim.analysis.rates import with_rate
-from sim.analysis.replications import (EARLY_MET_CONFIDENCE, EARLY_MISSED_CONFIDENCE, MIN_MET_REPLICATIONS,
-                                        MIN_REPLICATIONS, early_verdict, misses_text, point_stats)
+from sim.analysis.replications import (
+    EARLY_MET_CONFIDENCE,
+    EARLY_MISSED_CONFIDENCE,
+    MIN_MET_REPLICATIONS,
+    MIN_REPLICATIONS,
+    early_verdict,
+    misses_text,
+    point_stats,
+)
 from sim.errors import ScenarioError
 from sim.perf.pool_model import PoolModel, build_pool_models
 from sim.scenario.plan_spec import PlanSpec
@@ -54,27 +62,41 @@ _UNLOADED = 1e-3  # the latency-floor check runs one replica at this fraction of
 class CandidateSearch:
     """Simulates one candidate at (replicas, rate) points, each over every seed, cached."""
 
-    def __init__(self, base_data: dict, path, cand: Candidate, spec: PlanSpec, win: PlanWindow,
-                 seeds: list[int]) -> None:
+    def __init__(
+        self, base_data: dict, path, cand: Candidate, spec: PlanSpec, win: PlanWindow, seeds: list[int]
+    ) -> None:
         self.cand, self.spec, self.path, self.win, self.seeds = cand, spec, path, win, list(seeds)
         data = copy.deepcopy(base_data)
         pool = data["fleet"][spec.pool]
         # the search sizes a fixed fleet for the peak; an autoscaled pool is compared afterwards
         # (sim.analysis.plan_autoscale)
         self.autoscale = pool.pop("autoscale", None)
-        same_hw = (pool["gpu"], pool["model"], pool["quantization"], pool["tensor_parallel"],
-                   pool.get("data_parallel", 1), pool.get("expert_parallel", False)) == (
-            cand.gpu, cand.model, cand.quantization, cand.tensor_parallel, cand.data_parallel, cand.expert_parallel)
+        same_hw = (
+            pool["gpu"],
+            pool["model"],
+            pool["quantization"],
+            pool["tensor_parallel"],
+            pool.get("data_parallel", 1),
+            pool.get("expert_parallel", False),
+        ) == (cand.gpu, cand.model, cand.quantization, cand.tensor_parallel, cand.data_parallel, cand.expert_parallel)
         if pool.get("policy", {}).get("name") != cand.policy:
             pool["policy"] = {"name": cand.policy, "params": {}}
-        pool.update(gpu=cand.gpu, model=cand.model, quantization=dict(cand.quantization),
-                    tensor_parallel=cand.tensor_parallel, data_parallel=cand.data_parallel,
-                    expert_parallel=cand.expert_parallel, engine={**pool.get("engine", {}), **cand.engine})
+        pool.update(
+            gpu=cand.gpu,
+            model=cand.model,
+            quantization=dict(cand.quantization),
+            tensor_parallel=cand.tensor_parallel,
+            data_parallel=cand.data_parallel,
+            expert_parallel=cand.expert_parallel,
+            engine={**pool.get("engine", {}), **cand.engine},
+        )
         if not same_hw:  # a calibration profile belongs to its hardware/model/quantization
             pool["profile"] = None
         if cand.prefill_decode:  # the pool split in two: prefill at plan.pool, decode right after it
-            data["fleet"][spec.pool:spec.pool + 1] = [
-                {**copy.deepcopy(pool), "name": f"{pool['name']}-{role}", "role": role} for role in ("prefill", "decode")]
+            data["fleet"][spec.pool : spec.pool + 1] = [
+                {**copy.deepcopy(pool), "name": f"{pool['name']}-{role}", "role": role}
+                for role in ("prefill", "decode")
+            ]
             data["kv_transfer"] = {"link": cand.link, "overlap": cand.overlap}
         self.data = data
         self.cache: dict[tuple[int, float], dict] = {}
@@ -130,19 +152,33 @@ class CandidateSearch:
 
     def _row(self, replicas: int, rate_rps: float, role: str, st: dict, sums: list[dict]) -> dict:
         att = st["attainment_interval_pct"]
-        row = {"candidate": self.cand.id, "replicas": int(replicas), "rate_rps": float(rate_rps), "role": role,
-               "verdict": st["verdict"], "slo_met": st["verdict"] == "met", "replications": len(sums),
-               "window_kind": st["window"]["kind"], "window_s": st["window"]["window_s"],
-               "requests_per_replication": float(np.mean(st["requests_per_replication"])),
-               "attainment_pct": st["attainment_pct"], "attainment_ci_low_pct": att[0],
-               "attainment_ci_high_pct": att[1], "p99_ttft_s": st["p99_ttft_s"], "p99_tpot_s": st["p99_tpot_s"],
-               "p99_e2e_s": st["p99_e2e_s"]}
+        row = {
+            "candidate": self.cand.id,
+            "replicas": int(replicas),
+            "rate_rps": float(rate_rps),
+            "role": role,
+            "verdict": st["verdict"],
+            "slo_met": st["verdict"] == "met",
+            "replications": len(sums),
+            "window_kind": st["window"]["kind"],
+            "window_s": st["window"]["window_s"],
+            "requests_per_replication": float(np.mean(st["requests_per_replication"])),
+            "attainment_pct": st["attainment_pct"],
+            "attainment_ci_low_pct": att[0],
+            "attainment_ci_high_pct": att[1],
+            "p99_ttft_s": st["p99_ttft_s"],
+            "p99_tpot_s": st["p99_tpot_s"],
+            "p99_e2e_s": st["p99_e2e_s"],
+        }
         cols = [cost_and_class_columns(s) for s in sums]
         class_verdict: dict[str, str] = {}
         for it in st["items"]:
             v = class_verdict.get(it["class"], "met")
-            class_verdict[it["class"]] = "missed" if "missed" in (v, it["verdict"]) else (
-                "undecided" if "undecided" in (v, it["verdict"]) else "met")
+            class_verdict[it["class"]] = (
+                "missed"
+                if "missed" in (v, it["verdict"])
+                else ("undecided" if "undecided" in (v, it["verdict"]) else "met")
+            )
         for k in cols[0]:
             if k.endswith(".slo_met"):
                 row[k] = class_verdict.get(k[: -len(".slo_met")], "met") == "met"
@@ -151,8 +187,9 @@ class CandidateSearch:
                 row[k] = float(np.mean(vals)) if vals else None
         return row
 
-    def fewest(self, rate_rps: float, lo: int = 0, role: str = "search", hi: int | None = None,
-               guess: int | None = None) -> int | None:
+    def fewest(
+        self, rate_rps: float, lo: int = 0, role: str = "search", hi: int | None = None, guess: int | None = None
+    ) -> int | None:
         """Fewest replicas in (lo, hi] proven to meet the SLO at ``rate_rps``
         (``lo`` is known or assumed not to; ``hi``, when given, is known to; else
         the cap, unproven); None if even the cap does not. Starts at ``guess``
@@ -199,54 +236,107 @@ def replicas_down(spec: PlanSpec, cand: Candidate, scenario: Scenario) -> tuple[
     per_node = scenario.load_catalog().gpu(cand.gpu).gpus_per_node
     per_node = max(1, per_node // (cand.tensor_parallel * cand.data_parallel)) if per_node else 1
     k = f.nodes_down * per_node  # type: ignore[operator]  # called only with nodes_down set
-    return k, (f"{f.nodes_down} server{'s' if f.nodes_down != 1 else ''} down ({per_node} replica"
-               f"{'s' if per_node != 1 else ''} of TP {cand.tensor_parallel} per {cand.gpu} server)")
+    return k, (
+        f"{f.nodes_down} server{'s' if f.nodes_down != 1 else ''} down ({per_node} replica"
+        f"{'s' if per_node != 1 else ''} of TP {cand.tensor_parallel} per {cand.gpu} server)"
+    )
 
 
 def search_counts(points: list[dict], replications: int, ids: list[str]) -> dict:
     """``plan.json`` ``search``: points and simulations run, per candidate and in all,
     and what the early stops saved against ``replications`` per point."""
+
     def counts(pts: list[dict]) -> dict:
         sims = int(sum(p["replications"] for p in pts))
-        return {"points": len(pts), "simulations": sims, "saved_by_early_stop": replications * len(pts) - sims,
-                "early_stops": sum(1 for p in pts if p["replications"] < replications)}
-    return {**counts(points), "replications_min": MIN_REPLICATIONS, "replications_max": int(replications),
-            "early_met_replications": MIN_MET_REPLICATIONS, "early_met_confidence": EARLY_MET_CONFIDENCE,
-            "early_missed_confidence": EARLY_MISSED_CONFIDENCE,
-            "rule": "each point starts with replications_min replications and adds one while its verdict is open "
-                    "(at most replications_max); it stops early once its early_missed_confidence interval lies "
-                    "outside a target, or once it has early_met_replications and its early_met_confidence "
-                    "interval is within every target; the verdict is the 95% rule over the replications run",
-            "by_candidate": [{"candidate": i, **counts([p for p in points if p["candidate"] == i])} for i in ids]}
+        return {
+            "points": len(pts),
+            "simulations": sims,
+            "saved_by_early_stop": replications * len(pts) - sims,
+            "early_stops": sum(1 for p in pts if p["replications"] < replications),
+        }
+
+    return {
+        **counts(points),
+        "replications_min": MIN_REPLICATIONS,
+        "replications_max": int(replications),
+        "early_met_replications": MIN_MET_REPLICATIONS,
+        "early_met_confidence": EARLY_MET_CONFIDENCE,
+        "early_missed_confidence": EARLY_MISSED_CONFIDENCE,
+        "rule": "each point starts with replications_min replications and adds one while its verdict is open "
+        "(at most replications_max); it stops early once its early_missed_confidence interval lies "
+        "outside a target, or once it has early_met_replications and its early_met_confidence "
+        "interval is within every target; the verdict is the 95% rule over the replications run",
+        "by_candidate": [{"candidate": i, **counts([p for p in points if p["candidate"] == i])} for i in ids],
+    }
 
 
 def _stats_view(st: dict) -> dict:
     """What plan.json keeps of a point (no per-replication summaries)."""
-    keys = ("verdict", "replications", "items", "attainment_pct", "attainment_interval_pct", "p99_ttft_s",
-            "p99_tpot_s", "p99_e2e_s", "requests_per_replication", "window")
+    keys = (
+        "verdict",
+        "replications",
+        "items",
+        "attainment_pct",
+        "attainment_interval_pct",
+        "p99_ttft_s",
+        "p99_tpot_s",
+        "p99_e2e_s",
+        "requests_per_replication",
+        "window",
+    )
     return {k: st.get(k) for k in keys}
 
 
-def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, win: PlanWindow, seeds: list[int],
-                     demand_rps: float, monthly_rates: list[float],
-                     on_sim: Callable[[str], None] | None = None) -> tuple[dict, list[dict]]:
+def search_candidate(
+    base_data: dict,
+    path,
+    cand: Candidate,
+    spec: PlanSpec,
+    win: PlanWindow,
+    seeds: list[int],
+    demand_rps: float,
+    monthly_rates: list[float],
+    on_sim: Callable[[str], None] | None = None,
+) -> tuple[dict, list[dict]]:
     """Everything ``plan.json`` says about one candidate, plus its points; ``on_sim``
     (progress) is called with the candidate id after each simulation."""
     s = CandidateSearch(base_data, path, cand, spec, win, seeds)
     s.on_sim = on_sim
-    rec: dict[str, Any] = {**asdict(cand), "status": "ok", "reason": None, "limiting": None,
-                           "replicas": None, "replicas_interval": None, "replicas_for_slo": None,
-                           "failures_down": 0, "failures_text": None, "gpus": None, "usd_per_hour": None, "usd_per_month": None,
-                           "usd_per_1m_output_tokens": None, "usd_per_1m_total_tokens": None,
-                           "headroom_pct": None, "headroom_interval_pct": None, "attainment_pct": None,
-                           "attainment_interval_pct": None, "p99_ttft_s": None, "p99_tpot_s": None,
-                           "slo_stats": None, "summary": None, "boundary": None, "failure": None, "growth": None,
-                           "load_curve": None, "profile": None}
+    rec: dict[str, Any] = {
+        **asdict(cand),
+        "status": "ok",
+        "reason": None,
+        "limiting": None,
+        "replicas": None,
+        "replicas_interval": None,
+        "replicas_for_slo": None,
+        "failures_down": 0,
+        "failures_text": None,
+        "gpus": None,
+        "usd_per_hour": None,
+        "usd_per_month": None,
+        "usd_per_1m_output_tokens": None,
+        "usd_per_1m_total_tokens": None,
+        "headroom_pct": None,
+        "headroom_interval_pct": None,
+        "attainment_pct": None,
+        "attainment_interval_pct": None,
+        "p99_ttft_s": None,
+        "p99_tpot_s": None,
+        "slo_stats": None,
+        "summary": None,
+        "boundary": None,
+        "failure": None,
+        "growth": None,
+        "load_curve": None,
+        "profile": None,
+    }
     misfit = s.check_fits(demand_rps)
     if misfit is not None:
         # the candidate's own words: drop the "<file>, field fleet.N (pool 'x'): " location prefix
-        rec.update(status="does-not-fit", limiting="memory",
-                   reason=misfit.split("): ", 1)[-1] if "): " in misfit else misfit)
+        rec.update(
+            status="does-not-fit", limiting="memory", reason=misfit.split("): ", 1)[-1] if "): " in misfit else misfit
+        )
         return rec, s.points
 
     sc1 = s.scenario(1, demand_rps)
@@ -257,32 +347,62 @@ def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, win
     if n0 is None:
         top = s.point(spec.max_replicas, demand_rps, "search")
         limiting, why = _limit(s, top, demand_rps)
-        rec.update(status="cannot-meet-slo", limiting=limiting, summary=top["summary"], slo_stats=_stats_view(top),
-                   attainment_pct=top["attainment_pct"], attainment_interval_pct=top["attainment_interval_pct"],
-                   p99_ttft_s=top["p99_ttft_s"], p99_tpot_s=top["p99_tpot_s"],
-                   reason=f"not proven to meet the SLO at {demand_rps:.4g} req/s even with {spec.max_replicas} "
-                          f"replicas (plan.max_replicas): {misses_text(top) or 'see summary'}. Limit: {why}")
+        rec.update(
+            status="cannot-meet-slo",
+            limiting=limiting,
+            summary=top["summary"],
+            slo_stats=_stats_view(top),
+            attainment_pct=top["attainment_pct"],
+            attainment_interval_pct=top["attainment_interval_pct"],
+            p99_ttft_s=top["p99_ttft_s"],
+            p99_tpot_s=top["p99_tpot_s"],
+            reason=f"not proven to meet the SLO at {demand_rps:.4g} req/s even with {spec.max_replicas} "
+            f"replicas (plan.max_replicas): {misses_text(top) or 'see summary'}. Limit: {why}",
+        )
         return rec, s.points
     n = n0 + k
     st = s.point(n, demand_rps, "search" if k == 0 else "failure")
     boundary = None
     if n0 > 1:
         b = s.point(n0 - 1, demand_rps, "boundary")
-        boundary = {"replicas": n0 - 1 + k, "running": n0 - 1, "verdict": b["verdict"], "slo_met": False,
-                    "stats": _stats_view(b), "summary": b["summary"]}
+        boundary = {
+            "replicas": n0 - 1 + k,
+            "running": n0 - 1,
+            "verdict": b["verdict"],
+            "slo_met": False,
+            "stats": _stats_view(b),
+            "summary": b["summary"],
+        }
     n_low = _count_low(s, n0, demand_rps)
     one_down = s.point(n - 1, demand_rps, "one-down")
     cost = st["summary"]["cost"]
-    planned = [p.name for p in sc1.fleet[spec.pool:spec.pool + (2 if cand.prefill_decode else 1)]]
-    rec.update(replicas=n, replicas_interval=[n_low + k, n], replicas_for_slo=n0, failures_down=k,
-               failures_text=k_text, gpus=sum(cost["pools"][name]["gpus"] for name in planned), usd_per_hour=cost["fleet_usd_per_hour"],
-               usd_per_month=cost["usd_per_month"], usd_per_1m_output_tokens=st["usd_per_1m_output_tokens"],
-               usd_per_1m_total_tokens=st["usd_per_1m_total_tokens"], attainment_pct=st["attainment_pct"],
-               attainment_interval_pct=st["attainment_interval_pct"], p99_ttft_s=st["p99_ttft_s"],
-               p99_tpot_s=st["p99_tpot_s"], slo_stats=_stats_view(st), summary=st["summary"], boundary=boundary,
-               failure={"replicas_down": 1, "running": n - 1, "verdict": one_down["verdict"],
-                        "stats": _stats_view(one_down) if n > 1 else None,
-                        "text": _one_down_text(n, one_down)})
+    planned = [p.name for p in sc1.fleet[spec.pool : spec.pool + (2 if cand.prefill_decode else 1)]]
+    rec.update(
+        replicas=n,
+        replicas_interval=[n_low + k, n],
+        replicas_for_slo=n0,
+        failures_down=k,
+        failures_text=k_text,
+        gpus=sum(cost["pools"][name]["gpus"] for name in planned),
+        usd_per_hour=cost["fleet_usd_per_hour"],
+        usd_per_month=cost["usd_per_month"],
+        usd_per_1m_output_tokens=st["usd_per_1m_output_tokens"],
+        usd_per_1m_total_tokens=st["usd_per_1m_total_tokens"],
+        attainment_pct=st["attainment_pct"],
+        attainment_interval_pct=st["attainment_interval_pct"],
+        p99_ttft_s=st["p99_ttft_s"],
+        p99_tpot_s=st["p99_tpot_s"],
+        slo_stats=_stats_view(st),
+        summary=st["summary"],
+        boundary=boundary,
+        failure={
+            "replicas_down": 1,
+            "running": n - 1,
+            "verdict": one_down["verdict"],
+            "stats": _stats_view(one_down) if n > 1 else None,
+            "text": _one_down_text(n, one_down),
+        },
+    )
     if cand.prefill_decode:  # the replicas as run: n split at the ratio (n = 1 runs as 1 + 1)
         pre, dec = split_replicas(n, cand.prefill_decode)
         rec.update(replicas=pre + dec, prefill_replicas=pre, decode_replicas=dec)
@@ -290,9 +410,17 @@ def search_candidate(base_data: dict, path, cand: Candidate, spec: PlanSpec, win
     for pct in spec.load_curve_pct:
         r = demand_rps * pct / 100.0
         x = s.point(n, r, "load_curve")
-        curve.append({"load_pct": pct, "rate_rps": r, "p99_ttft_s": x["p99_ttft_s"], "p99_tpot_s": x["p99_tpot_s"],
-                      "attainment_pct": x["attainment_pct"], "verdict": x["verdict"],
-                      "slo_met": x["verdict"] == "met"})
+        curve.append(
+            {
+                "load_pct": pct,
+                "rate_rps": r,
+                "p99_ttft_s": x["p99_ttft_s"],
+                "p99_tpot_s": x["p99_tpot_s"],
+                "attainment_pct": x["attainment_pct"],
+                "verdict": x["verdict"],
+                "slo_met": x["verdict"] == "met",
+            }
+        )
     rec["load_curve"] = curve
     lo, hi = _headroom(s, n, demand_rps, curve)
     rec["headroom_pct"] = lo
@@ -325,10 +453,17 @@ def _count_low(s: CandidateSearch, n0: int, rate: float) -> int:
 def _one_down_text(n: int, st: dict) -> str:
     if n <= 1:
         return "with its only replica down nothing serves: every request fails until it is back"
-    word = {"met": "still meets every SLO (proven on the 95% interval)",
-            "missed": "misses its SLO", "undecided": "is not proven to meet its SLO"}[st["verdict"]]
+    word = {
+        "met": "still meets every SLO (proven on the 95% interval)",
+        "missed": "misses its SLO",
+        "undecided": "is not proven to meet its SLO",
+    }[st["verdict"]]
     att = st["attainment_interval_pct"]
-    extra = f"; SLO attainment {st['attainment_pct']:.1f}% (95% CI {att[0]:.1f}-{att[1]:.1f}%)" if att[0] is not None else ""
+    extra = (
+        f"; SLO attainment {st['attainment_pct']:.1f}% (95% CI {att[0]:.1f}-{att[1]:.1f}%)"
+        if att[0] is not None
+        else ""
+    )
     miss = misses_text(st, limit=2)
     return f"with one replica down ({n - 1} of {n} running) the fleet {word}{extra}" + (f": {miss}" if miss else "")
 
@@ -341,10 +476,14 @@ def _limit(s: CandidateSearch, top: dict, demand: float) -> tuple[str, str]:
         return "memory", "KV-cache memory: " + warn[0]
     light = s.point(1, demand / s.spec.max_replicas * _UNLOADED, "latency-floor")
     if light["verdict"] == "missed":
-        return "latency-floor", (f"compute: even one replica at {100 * _UNLOADED:g}% of its share of the load "
-                                 f"(no queueing) misses: {misses_text(light, limit=2)}; no fleet size can meet it")
-    return "replicas", (f"capacity: an unloaded replica meets the targets, so more than {s.spec.max_replicas} "
-                        "replicas may; raise plan.max_replicas")
+        return "latency-floor", (
+            f"compute: even one replica at {100 * _UNLOADED:g}% of its share of the load "
+            f"(no queueing) misses: {misses_text(light, limit=2)}; no fleet size can meet it"
+        )
+    return "replicas", (
+        f"capacity: an unloaded replica meets the targets, so more than {s.spec.max_replicas} "
+        "replicas may; raise plan.max_replicas"
+    )
 
 
 def _headroom(s: CandidateSearch, n: int, demand: float, curve: list[dict]) -> tuple[float, float | None]:
@@ -417,14 +556,23 @@ def _growth(s: CandidateSearch, n_peak: int, k: int, peak: float, rates: list[fl
         c = s.fewest(r, lo=lo_n - 1, role="growth", hi=hi_n, guess=guess)
         found[months[mid]] = c
         solve(months[:mid], lo_n, c)
-        solve(months[mid + 1:], c, hi_n)
+        solve(months[mid + 1 :], c, hi_n)
 
     solve(below, 1, n_peak)
     out = []
     for m, r in enumerate(rates):
         n = found[m] + k if found[m] else None  # type: ignore[operator]  # found[m] is truthy here
-        usd_h = sum(p.replicas * p.gpus_per_replica * p.usd_per_gpu_hour
-                    for p in pool_costs(s.scenario(n, r))) if n else None
-        out.append({"month": m + 1, "rate_rps": r, "replicas": n,
-                    "usd_per_month": usd_h * HOURS_PER_MONTH if usd_h is not None else None})
+        usd_h = (
+            sum(p.replicas * p.gpus_per_replica * p.usd_per_gpu_hour for p in pool_costs(s.scenario(n, r)))
+            if n
+            else None
+        )
+        out.append(
+            {
+                "month": m + 1,
+                "rate_rps": r,
+                "replicas": n,
+                "usd_per_month": usd_h * HOURS_PER_MONTH if usd_h is not None else None,
+            }
+        )
     return out

@@ -29,8 +29,10 @@ def range_warnings(scenario: Scenario) -> list[str]:
     max_prompt = _max_prompt(scenario)
     for pool in scenario.fleet:
         if pool.profile is None:
-            out.append(f"pool '{pool.name}' has no calibration profile: its step times are not validated against "
-                       f"this fleet's own measurements; set fleet[].profile for a validated error bound")
+            out.append(
+                f"pool '{pool.name}' has no calibration profile: its step times are not validated against "
+                f"this fleet's own measurements; set fleet[].profile for a validated error bound"
+            )
             continue
         data = load_profile(scenario.base_dir / pool.profile)
         rng = data.get("fitted_range") or {}
@@ -42,12 +44,17 @@ def range_warnings(scenario: Scenario) -> list[str]:
         ]
         for what, fitted, used in checks:
             if fitted is not None and fitted != used:
-                out.append(f"pool '{pool.name}': profile '{name}' was fitted on {what} {fitted}, "
-                           f"the scenario uses {used}")
+                out.append(
+                    f"pool '{pool.name}': profile '{name}' was fitted on {what} {fitted}, the scenario uses {used}"
+                )
         if rng.get("max_prompt_tokens") and max_prompt and max_prompt > rng["max_prompt_tokens"]:
-            out.append(f"pool '{pool.name}': prompts up to {max_prompt} tokens, profile '{name}' was fitted "
-                       f"up to {rng['max_prompt_tokens']}")
+            out.append(
+                f"pool '{pool.name}': prompts up to {max_prompt} tokens, profile '{name}' was fitted "
+                f"up to {rng['max_prompt_tokens']}"
+            )
         if rng.get("max_batch") and pool.engine.max_num_seqs > rng["max_batch"]:
-            out.append(f"pool '{pool.name}': max_num_seqs {pool.engine.max_num_seqs} exceeds the largest batch "
-                       f"profile '{name}' was fitted on ({rng['max_batch']})")
+            out.append(
+                f"pool '{pool.name}': max_num_seqs {pool.engine.max_num_seqs} exceeds the largest batch "
+                f"profile '{name}' was fitted on ({rng['max_batch']})"
+            )
     return out

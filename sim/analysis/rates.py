@@ -18,8 +18,10 @@ def base_rate_rps(scenario: Scenario) -> float:
         return float(max(r for _, r in a.rate_points))
     if a.process == "trace":
         if a.target_rate_rps is None:
-            raise FleetcastError("a trace-driven scenario needs plan.demand (or arrival.target_rate_rps): "
-                                 "the planner scales the trace to the demand rate")
+            raise FleetcastError(
+                "a trace-driven scenario needs plan.demand (or arrival.target_rate_rps): "
+                "the planner scales the trace to the demand rate"
+            )
         return float(a.target_rate_rps)
     return float(traffic.total_rate_rps())  # type: ignore[arg-type]  # not a trace here: a poisson, gamma or constant process
 

@@ -51,9 +51,22 @@ import numpy as np
 from sim.errors import FleetcastError
 from sim.workload.spec import PERCENTILES, TrafficSpec
 
-__all__ = ["CONFIDENCE", "MIN_REPLICATIONS", "MIN_MET_REPLICATIONS", "EARLY_MET_CONFIDENCE", "EARLY_MISSED_CONFIDENCE",
-           "early_verdict", "replication_seeds", "t_interval", "required_samples", "ClassNeed", "class_needs",
-           "point_stats", "misses_text", "VERDICTS"]
+__all__ = [
+    "CONFIDENCE",
+    "MIN_REPLICATIONS",
+    "MIN_MET_REPLICATIONS",
+    "EARLY_MET_CONFIDENCE",
+    "EARLY_MISSED_CONFIDENCE",
+    "early_verdict",
+    "replication_seeds",
+    "t_interval",
+    "required_samples",
+    "ClassNeed",
+    "class_needs",
+    "point_stats",
+    "misses_text",
+    "VERDICTS",
+]
 
 CONFIDENCE = 0.95
 VERDICTS = ("met", "undecided", "missed")
@@ -126,8 +139,7 @@ def class_needs(traffic: TrafficSpec, tail_samples: float) -> list[ClassNeed]:
     for i, c in enumerate(traffic.classes):
         if c.slo is None or not c.slo.thresholds():
             continue
-        items = [(PERCENTILES[k], f"{m} {k}") for m in ("ttft_s", "tpot_s", "e2e_s")
-                 for k in (getattr(c.slo, m) or {})]
+        items = [(PERCENTILES[k], f"{m} {k}") for m in ("ttft_s", "tpot_s", "e2e_s") for k in (getattr(c.slo, m) or {})]
         items.append((float(c.slo.attainment_pct), f"attainment {c.slo.attainment_pct:g}%"))
         q, label = max(items)
         share = float(shares[i]) if shares is not None else 1.0 / len(traffic.classes)
@@ -135,8 +147,13 @@ def class_needs(traffic: TrafficSpec, tail_samples: float) -> list[ClassNeed]:
     return out
 
 
-def _item(values, target: float, lower_is_better: bool, clip: tuple[float, float] | None = None,
-          confidence: float = CONFIDENCE) -> dict:
+def _item(
+    values,
+    target: float,
+    lower_is_better: bool,
+    clip: tuple[float, float] | None = None,
+    confidence: float = CONFIDENCE,
+) -> dict:
     v = np.asarray(values, dtype=float)
     iv = t_interval(v, confidence)
     if iv is None:
@@ -171,15 +188,32 @@ def point_stats(summaries: list[dict], confidence: float = CONFIDENCE) -> dict:
                 x = s["classes"][cname]["slo"][key]
                 vals.append(x["achieved_s"] if x["achieved_s"] is not None else (0.0 if x["met"] else math.inf))
                 ns.append(int(s["classes"][cname][it["metric"]]["n"]))
-            items.append({"class": cname, "metric": it["metric"], "percentile": it["percentile"],
-                          "target": it["target_s"], **_item(vals, it["target_s"], True, confidence=confidence),
-                          "samples_min": min(ns), "samples_total": sum(ns)})
+            items.append(
+                {
+                    "class": cname,
+                    "metric": it["metric"],
+                    "percentile": it["percentile"],
+                    "target": it["target_s"],
+                    **_item(vals, it["target_s"], True, confidence=confidence),
+                    "samples_min": min(ns),
+                    "samples_total": sum(ns),
+                }
+            )
         tgt = c0.get("attainment_target_pct")
         if tgt is not None and c0.get("slo"):
             vals = [s["classes"][cname]["attainment_pct"] or 0.0 for s in summaries]
             ns = [int(s["classes"][cname]["counts"]["total"]) for s in summaries]
-            items.append({"class": cname, "metric": "attainment_pct", "percentile": None, "target": tgt,
-                          **_item(vals, tgt, False, (0.0, 100.0), confidence), "samples_min": min(ns), "samples_total": sum(ns)})
+            items.append(
+                {
+                    "class": cname,
+                    "metric": "attainment_pct",
+                    "percentile": None,
+                    "target": tgt,
+                    **_item(vals, tgt, False, (0.0, 100.0), confidence),
+                    "samples_min": min(ns),
+                    "samples_total": sum(ns),
+                }
+            )
     verdicts = {i["verdict"] for i in items}
     verdict = "missed" if "missed" in verdicts else ("undecided" if "undecided" in verdicts else "met")
 
@@ -190,7 +224,9 @@ def point_stats(summaries: list[dict], confidence: float = CONFIDENCE) -> dict:
 
     o = lambda s: s["overall"]  # noqa: E731
     return {
-        "verdict": verdict, "replications": len(summaries), "items": items,
+        "verdict": verdict,
+        "replications": len(summaries),
+        "items": items,
         "attainment_pct": mean_of(lambda s: o(s)["attainment_pct"]),
         "attainment_interval_pct": _interval([o(s)["attainment_pct"] or 0.0 for s in summaries]),
         "p99_ttft_s": mean_of(lambda s: o(s)["ttft_s"]["p99"]),
@@ -217,6 +253,8 @@ def misses_text(stats: dict, limit: int = 4) -> str:
         what = "attainment" if i["metric"] == "attainment_pct" else f"{i['metric']} {i['percentile']}"
         unit = "%" if i["metric"] == "attainment_pct" else " s"
         fmt = lambda x: "none" if x is None else f"{x:.4g}{unit}"  # noqa: E731, B023 - called in this iteration only
-        out.append(f"class {i['class']} {what} {fmt(i['mean'])} (95% CI {fmt(i['ci_low'])}-{fmt(i['ci_high'])}) "
-                   f"vs target {i['target']:g}{unit}" + (" (undecided)" if i["verdict"] == "undecided" else ""))
+        out.append(
+            f"class {i['class']} {what} {fmt(i['mean'])} (95% CI {fmt(i['ci_low'])}-{fmt(i['ci_high'])}) "
+            f"vs target {i['target']:g}{unit}" + (" (undecided)" if i["verdict"] == "undecided" else "")
+        )
     return "; ".join(out[:limit]) + (f" (and {len(out) - limit} more)" if len(out) > limit else "")

@@ -48,8 +48,18 @@ from sim.records import write_parquet_atomic
 from sim.scenario.spec import Scenario, scenario_from_dict
 from sim.scenario.yamlio import apply_overrides, load_yaml_with_lines
 
-__all__ = ["parse_grid", "check_grid_key", "grid_points", "point_key", "evaluate_point", "flat_metrics",
-           "run_sweep", "EXECUTORS", "SWEEP_FILE", "MAX_GRID_POINTS"]
+__all__ = [
+    "parse_grid",
+    "check_grid_key",
+    "grid_points",
+    "point_key",
+    "evaluate_point",
+    "flat_metrics",
+    "run_sweep",
+    "EXECUTORS",
+    "SWEEP_FILE",
+    "MAX_GRID_POINTS",
+]
 
 SWEEP_FILE = "sweep.parquet"
 #: Points one sweep may hold: each is a full simulation, and the grid is built before the first
@@ -101,8 +111,10 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[str]]:
     n = math.prod(len(v) for v in grid.values())
     if n > MAX_GRID_POINTS:
         sizes = " x ".join(f"{len(v):,} ({k})" for k, v in grid.items())
-        raise FleetcastError(f"the grid has {n:,} points ({sizes}), more than the {MAX_GRID_POINTS:,} one sweep may "
-                             f"hold (MAX_GRID_POINTS); split it into several sweeps or use fewer values")
+        raise FleetcastError(
+            f"the grid has {n:,} points ({sizes}), more than the {MAX_GRID_POINTS:,} one sweep may "
+            f"hold (MAX_GRID_POINTS); split it into several sweeps or use fewer values"
+        )
     return grid
 
 
@@ -145,15 +157,18 @@ def check_grid_key(key: str) -> None:
                 return
         if not nxt:
             if fields == ["<index>"]:
-                raise FleetcastError(f"--grid key '{key}' is not a scenario field: {here} is a list; address its "
-                                     f"items by index, e.g. '{'.'.join(parts[:depth] + ['0'] + parts[depth:])}'.")
+                raise FleetcastError(
+                    f"--grid key '{key}' is not a scenario field: {here} is a list; address its "
+                    f"items by index, e.g. '{'.'.join(parts[:depth] + ['0'] + parts[depth:])}'."
+                )
             if fields:
                 close = difflib.get_close_matches(part, [f for f in fields if f != "<index>"], n=1, cutoff=0.5)
                 hint = f" Did you mean '{'.'.join(parts[:depth] + [close[0]])}'?" if close else ""
                 what = "valid top-level sections" if depth == 0 else f"valid fields of {here}"
                 raise FleetcastError(
                     f"--grid key '{key}' is not a scenario field: '{part}' is not a field of {here}.{hint} "
-                    f"The {what}: {', '.join(fields)}.")
+                    f"The {what}: {', '.join(fields)}."
+                )
             raise FleetcastError(f"--grid key '{key}' is not a scenario field: {here} is a value, not a section.")
         types_now = nxt
 
@@ -182,14 +197,24 @@ def point_key(base_hash: str, point: dict[str, str]) -> str:
 def flat_metrics(summary: dict) -> dict:
     """Key metrics of a summary as flat columns (per class as ``<class>.<metric>``)."""
     o, util = summary["overall"], summary["utilization"]["fleet"]
-    row: dict[str, Any] = {"slo_met": bool(o["slo_met"]), "attainment_pct": o["attainment_pct"],
-                           "requests": o["counts"]["total"], "requests_ok": o["counts"]["ok"]}
+    row: dict[str, Any] = {
+        "slo_met": bool(o["slo_met"]),
+        "attainment_pct": o["attainment_pct"],
+        "requests": o["counts"]["total"],
+        "requests_ok": o["counts"]["ok"],
+    }
     for m in ("ttft_s", "tpot_s", "e2e_s"):
         for p in ("p50", "p90", "p99"):
             row[f"{p}_{m}"] = o[m][p]
-    row.update(requests_per_s=o["requests_per_s"], output_tokens_per_s=o["output_tokens_per_s"],
-               goodput_rps=o["goodput_rps"], busy_frac=util["busy_frac"], kv_usage=util["kv_usage"],
-               mfu=util["mfu"], mbu=util["mbu"])
+    row.update(
+        requests_per_s=o["requests_per_s"],
+        output_tokens_per_s=o["output_tokens_per_s"],
+        goodput_rps=o["goodput_rps"],
+        busy_frac=util["busy_frac"],
+        kv_usage=util["kv_usage"],
+        mfu=util["mfu"],
+        mbu=util["mbu"],
+    )
     row.update(cost_and_class_columns(summary))
     return row
 
@@ -202,8 +227,12 @@ def evaluate_point(base_data: dict, path: str | None, point: dict[str, str], key
     exception; retried by a re-run).
     """
     started = time.perf_counter()
-    row: dict[str, Any] = {"point_key": key, **{k: _value(v, k) for k, v in point.items()},
-                           "status": "ok", "error": None}
+    row: dict[str, Any] = {
+        "point_key": key,
+        **{k: _value(v, k) for k, v in point.items()},
+        "status": "ok",
+        "error": None,
+    }
     where = path or "<scenario>"
     try:
         data = apply_overrides(base_data, [f"{k}={v}" for k, v in point.items()], where=where)
@@ -246,8 +275,12 @@ def _ray(tasks: list[Task], workers: int | None, address: str | None) -> Iterato
         raise FleetcastError("--executor ray needs Ray: pip install 'fleetcast[ray]' (or pip install ray)") from None
     started = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False,
-                                  "logging_level": logging.ERROR}
+        kwargs: dict[str, Any] = {
+            "address": address,
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.ERROR,
+        }
         if address is None and workers:
             kwargs["num_cpus"] = workers
         try:
@@ -280,7 +313,9 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
         if df[col].dtype == object:
             kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and v != v)}
             if len(kinds) > 1 or kinds & {dict, list}:
-                df[col] = df[col].map(lambda v: None if v is None else json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+                df[col] = df[col].map(
+                    lambda v: None if v is None else json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+                )
     return df
 
 
@@ -291,8 +326,9 @@ def _check_out(out: Path, force: bool = False) -> None:
     check_out_folder(out, what, kind="sweep", force=force)
     target = out / SWEEP_FILE
     if target.exists() and not target.is_file():
-        raise FleetcastError(f"{target} is not a file; it is where the {what} go: remove it or choose another "
-                             "--out folder")
+        raise FleetcastError(
+            f"{target} is not a file; it is where the {what} go: remove it or choose another --out folder"
+        )
 
 
 def _read_done(target: Path) -> dict[str, dict]:
@@ -300,14 +336,20 @@ def _read_done(target: Path) -> dict[str, dict]:
     try:
         df = pd.read_parquet(target)
     except Exception as exc:  # noqa: BLE001 — pyarrow raises several unrelated types (ArrowInvalid, OSError)
-        raise FleetcastError(f"{target} (the results of an earlier run of this sweep) is not a readable Parquet "
-                             f"table ({exc}); delete it to start the sweep afresh, or choose another --out "
-                             "folder") from None
+        raise FleetcastError(
+            f"{target} (the results of an earlier run of this sweep) is not a readable Parquet "
+            f"table ({exc}); delete it to start the sweep afresh, or choose another --out "
+            "folder"
+        ) from None
     if "point_key" not in df.columns or "status" not in df.columns:
-        raise FleetcastError(f"{target} is not a fleetcast sweep table (no point_key and status columns); "
-                             "delete it to start the sweep afresh, or choose another --out folder")
-    return {r["point_key"]: {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
-            for r in df.to_dict("records")}
+        raise FleetcastError(
+            f"{target} is not a fleetcast sweep table (no point_key and status columns); "
+            "delete it to start the sweep afresh, or choose another --out folder"
+        )
+    return {
+        r["point_key"]: {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+        for r in df.to_dict("records")
+    }
 
 
 def _write(df: pd.DataFrame, target: Path, made: Path | None = None) -> None:
@@ -318,15 +360,25 @@ def _write(df: pd.DataFrame, target: Path, made: Path | None = None) -> None:
     except OSError as exc:
         if made is not None and not target.exists() and made.is_dir() and not any(made.iterdir()):
             shutil.rmtree(made, ignore_errors=True)
-        raise FleetcastError(f"cannot write sweep results to {target}: {exc.strerror or exc}; choose a folder "
-                             "you can write") from None
+        raise FleetcastError(
+            f"cannot write sweep results to {target}: {exc.strerror or exc}; choose a folder you can write"
+        ) from None
 
 
-def run_sweep(scenario_path: str | Path, grid: dict[str, list[str]], out: str | Path, *,
-              overrides: list[str] | None = None, seed: int | None = None, executor: str = "local",
-              workers: int | None = None, address: str | None = None,
-              progress: Callable[[int, int], None] | None = None, flush_every_s: float = 1.0,
-              force: bool = False) -> pd.DataFrame:
+def run_sweep(
+    scenario_path: str | Path,
+    grid: dict[str, list[str]],
+    out: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    flush_every_s: float = 1.0,
+    force: bool = False,
+) -> pd.DataFrame:
     """Evaluate every grid point not already in ``out/sweep.parquet``; returns all rows.
 
     Raises ``FleetcastError`` before any simulation when ``out`` is a file,
@@ -402,6 +454,8 @@ def _sweep(data, path, grid, keys, points, out, executor, workers, address, prog
         first = df.iloc[0]
         values = ", ".join(f"{k}={first[k]}" for k in grid if k in df.columns)
         kept = f" (every point's status and error are in {target})" if worth else " (nothing was written)"
-        raise FleetcastError(f"none of the {len(df)} sweep point(s) is valid, so nothing was forecast; the first, "
-                             f"{values}: {first['error']}{kept}")
+        raise FleetcastError(
+            f"none of the {len(df)} sweep point(s) is valid, so nothing was forecast; the first, "
+            f"{values}: {first['error']}{kept}"
+        )
     return df

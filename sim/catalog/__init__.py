@@ -24,7 +24,17 @@ import yaml
 from sim.errors import FleetcastError, unknown_name
 from sim.infiles import MAX_CATALOG_BYTES, parse_yaml, read_text_limited
 
-__all__ = ["GPU", "ModelSpec", "QuantSpec", "Link", "Catalog", "Architecture", "load_catalog", "load_architectures", "DTYPES"]
+__all__ = [
+    "GPU",
+    "ModelSpec",
+    "QuantSpec",
+    "Link",
+    "Catalog",
+    "Architecture",
+    "load_catalog",
+    "load_architectures",
+    "DTYPES",
+]
 
 _DIR = Path(__file__).resolve().parent
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
@@ -141,14 +151,15 @@ class ModelSpec:
         h = self.hidden_size
         if self.is_mla:
             H, qk = self.num_heads, self.qk_nope_head_dim + self.qk_rope_head_dim
-            q = (h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * H * qk if self.q_lora_rank
-                 else h * H * qk)
-            kv = (h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
-                  + self.kv_lora_rank * H * (self.qk_nope_head_dim + self.v_head_dim))
+            q = h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * H * qk if self.q_lora_rank else h * H * qk
+            kv = (
+                h * (self.kv_lora_rank + self.qk_rope_head_dim)
+                + self.kv_lora_rank
+                + self.kv_lora_rank * H * (self.qk_nope_head_dim + self.v_head_dim)
+            )
             return q + kv + H * self.v_head_dim * h
         q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        return (h * (q + 2 * kv) + q * h + (q + 2 * kv) * self.attention_bias
-                + 2 * self.head_dim * self.qk_norm)
+        return h * (q + 2 * kv) + q * h + (q + 2 * kv) * self.attention_bias + 2 * self.head_dim * self.qk_norm
 
     @property
     def params_per_expert(self) -> int:
@@ -171,8 +182,9 @@ class ModelSpec:
     def params_16bit(self) -> int:
         """Parameters kept 16-bit in every quantization: embeddings, LM head, norms, MoE routers."""
         router = self.hidden_size * self.num_experts if self.num_experts > 1 else 0
-        return (self.params_embedding + self.num_layers * 2 * self.hidden_size + self.moe_layers * router
-                + self.hidden_size)
+        return (
+            self.params_embedding + self.num_layers * 2 * self.hidden_size + self.moe_layers * router + self.hidden_size
+        )
 
     @property
     def params_routed_experts(self) -> int:
@@ -186,14 +198,16 @@ class ModelSpec:
             per_layer = self.params_dense_per_layer + self.params_per_expert
             return self.num_layers * per_layer + self.params_embedding + self.hidden_size
         dense = self.first_dense_layers * self.params_dense_mlp + self.moe_layers * self.params_shared_expert
-        return (self.params_16bit + self.num_layers * self.params_attention_per_layer + dense
-                + self.params_routed_experts)
+        return (
+            self.params_16bit + self.num_layers * self.params_attention_per_layer + dense + self.params_routed_experts
+        )
 
     @property
     def params_active(self) -> int:
         """Parameters one token touches (only its top-k routed experts; shared experts always)."""
-        return self.params_total - self.moe_layers * (
-            self.num_experts - self.num_experts_active) * self.params_per_expert
+        return (
+            self.params_total - self.moe_layers * (self.num_experts - self.num_experts_active) * self.params_per_expert
+        )
 
     def kv_bytes_per_token(self, kv_bytes_per_elem: float) -> float:
         """KV-cache bytes of one token over all layers: 2·L·kv_heads·d_head·b; MLA: one latent
@@ -220,9 +234,11 @@ class QuantSpec:
         for dtype in (self.compute_dtype, self.fallback_compute_dtype):
             if dtype in gpu.peak_flops:
                 return dtype
-        raise FleetcastError(f"GPU '{gpu.name}' has neither '{self.compute_dtype}' nor "
-                             f"'{self.fallback_compute_dtype}' in peak_flops, needed for "
-                             f"'{self.weights}' weights; add one to its catalog entry.")
+        raise FleetcastError(
+            f"GPU '{gpu.name}' has neither '{self.compute_dtype}' nor "
+            f"'{self.fallback_compute_dtype}' in peak_flops, needed for "
+            f"'{self.weights}' weights; add one to its catalog entry."
+        )
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "Mapping[str, float]": dict}
@@ -231,14 +247,20 @@ _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "Mapping[str, fl
 def _schema(cls: type, skip: tuple[str, ...] = ()) -> dict[str, tuple[type, bool]]:
     """field -> (type, required) of a catalog dataclass (annotations are strings here)."""
     # f.type is the annotation's str (from __future__ import annotations)
-    return {f.name: (_TYPES[f.type], f.default is MISSING and f.default_factory is MISSING)  # type: ignore[index]
-            for f in fields(cls) if f.name not in ("name", "source", "sources", *skip)}
+    return {
+        f.name: (_TYPES[f.type], f.default is MISSING and f.default_factory is MISSING)  # type: ignore[index]
+        for f in fields(cls)
+        if f.name not in ("name", "source", "sources", *skip)
+    }
 
 
-_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {"gpu": _schema(GPU), "model": {**_schema(ModelSpec), "head_dim": (int, False)},
-           "weights": {**_schema(QuantSpec, ("weights", "kv_cache", "kv_bytes_per_elem")),
-                       "group_size": (int, False)},
-           "kv_cache": {"kv_bytes_per_elem": (float, True)}, "link": _schema(Link)}
+_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    "gpu": _schema(GPU),
+    "model": {**_schema(ModelSpec), "head_dim": (int, False)},
+    "weights": {**_schema(QuantSpec, ("weights", "kv_cache", "kv_bytes_per_elem")), "group_size": (int, False)},
+    "kv_cache": {"kv_bytes_per_elem": (float, True)},
+    "link": _schema(Link),
+}
 
 
 def _value(value: Any, typ: type, where: str) -> Any:
@@ -277,8 +299,9 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
         elif key == "perf_defaults" and kind == "gpu":
             valid = ("e_compute", "e_memory", "e_comm", "t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s")
             if not isinstance(value, dict) or set(value) - set(valid):
-                raise FleetcastError(f"{at}: must map performance coefficients ({', '.join(valid)}) to "
-                                     f"numbers, got {value!r}")
+                raise FleetcastError(
+                    f"{at}: must map performance coefficients ({', '.join(valid)}) to numbers, got {value!r}"
+                )
             out[key] = {k: _value(v, float, f"{at}.{k}") for k, v in value.items()}
             bad = [k for k, v in out[key].items() if k.startswith("e_") and v > 1]
             if bad:
@@ -298,8 +321,10 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
         out.setdefault("head_dim", out["hidden_size"] // out["num_heads"])
         e, k = out.setdefault("num_experts", 1), out.setdefault("num_experts_active", 1)
         if out["num_heads"] % out["num_kv_heads"] or k > e or (e > 1 and "moe_intermediate_size" not in out):
-            raise FleetcastError(f"{where}: model '{name}': num_heads must be a multiple of num_kv_heads, "
-                               "num_experts_active <= num_experts, and MoE needs moe_intermediate_size")
+            raise FleetcastError(
+                f"{where}: model '{name}': num_heads must be a multiple of num_kv_heads, "
+                "num_experts_active <= num_experts, and MoE needs moe_intermediate_size"
+            )
         _check_moe_mla(out, name, where)
     return out
 
@@ -314,17 +339,23 @@ def _check_moe_mla(out: dict, name: str, where: str) -> None:
     if out["num_experts"] == 1:
         given = [f for f in _MOE_ONLY[1:] if f in out]
         if given:
-            raise FleetcastError(f"{at}, field '{given[0]}': only a mixture-of-experts model (num_experts > 1) "
-                                 f"has {given[0]}; this model is dense (num_experts 1)")
+            raise FleetcastError(
+                f"{at}, field '{given[0]}': only a mixture-of-experts model (num_experts > 1) "
+                f"has {given[0]}; this model is dense (num_experts 1)"
+            )
     if out.get("first_dense_layers", 0) >= out["num_layers"]:
-        raise FleetcastError(f"{at}, field 'first_dense_layers': {out['first_dense_layers']} leaves no MoE layer "
-                             f"of the {out['num_layers']} (num_layers)")
+        raise FleetcastError(
+            f"{at}, field 'first_dense_layers': {out['first_dense_layers']} leaves no MoE layer "
+            f"of the {out['num_layers']} (num_layers)"
+        )
     if "kv_lora_rank" not in out:
         given = [f for f in _MLA_FIELDS if f in out]
         if given:
-            raise FleetcastError(f"{at}, field '{given[0]}': MLA parameters on a non-MLA model; multi-head latent "
-                                 f"attention needs kv_lora_rank (the cached latent's width) and "
-                                 f"{', '.join(_MLA_FIELDS[1:])}")
+            raise FleetcastError(
+                f"{at}, field '{given[0]}': MLA parameters on a non-MLA model; multi-head latent "
+                f"attention needs kv_lora_rank (the cached latent's width) and "
+                f"{', '.join(_MLA_FIELDS[1:])}"
+            )
         return
     missing = [f for f in _MLA_FIELDS[1:] if f not in out]
     if missing:
@@ -340,11 +371,17 @@ def _read(path: Path) -> dict[str, dict[str, tuple[dict, str]]]:
     unknown = set(doc) - {"gpus", "models", "quantization", "links"}
     quant = doc.get("quantization") or {}
     if unknown or not isinstance(quant, dict) or set(quant) - {"weights", "kv_cache"}:
-        raise FleetcastError(f"catalog file {path}: unknown key(s) {sorted(unknown or quant)}. Valid: "
-                             "gpus, models, quantization (holding weights, kv_cache), links.")
+        raise FleetcastError(
+            f"catalog file {path}: unknown key(s) {sorted(unknown or quant)}. Valid: "
+            "gpus, models, quantization (holding weights, kv_cache), links."
+        )
     out: dict[str, dict] = {}
-    for section, entries in [("gpus", doc.get("gpus")), ("models", doc.get("models")), ("links", doc.get("links")),
-                             *quant.items()]:
+    for section, entries in [
+        ("gpus", doc.get("gpus")),
+        ("models", doc.get("models")),
+        ("links", doc.get("links")),
+        *quant.items(),
+    ]:
         if not isinstance(entries or {}, dict):
             raise FleetcastError(f"catalog file {path}: '{section}' must map names to entries")
         out[_SECTIONS[section]] = {str(n): (raw, str(path)) for n, raw in (entries or {}).items()}
@@ -358,7 +395,8 @@ def _leaves(entry: dict, numbers_only: bool = True, prefix: str = "") -> list[st
         if isinstance(value, dict) and key != "sources":
             out += _leaves(value, numbers_only, f"{prefix}{key}.")
         elif key not in ("sources", "source") and (
-                not numbers_only or isinstance(value, (int, float)) and not isinstance(value, bool)):
+            not numbers_only or isinstance(value, (int, float)) and not isinstance(value, bool)
+        ):
             out.append(f"{prefix}{key}")
     return out
 
@@ -401,8 +439,9 @@ class Catalog:
     def quant(self, weights: str, kv_cache: str = "auto") -> QuantSpec:
         w = self._lookup(self._raw["weights"], "weight quantization", weights)
         kv = self._lookup(self._raw["kv_cache"], "KV-cache dtype", kv_cache)
-        return QuantSpec(weights=weights, kv_cache=kv_cache, **_public(w, QuantSpec),
-                         kv_bytes_per_elem=kv["kv_bytes_per_elem"])
+        return QuantSpec(
+            weights=weights, kv_cache=kv_cache, **_public(w, QuantSpec), kv_bytes_per_elem=kv["kv_bytes_per_elem"]
+        )
 
     def link(self, name: str) -> Link:
         return self._lookup(self._links, "KV-transfer link", name)
@@ -442,8 +481,11 @@ class Catalog:
 
 def _public(entry: dict, cls: Any) -> dict:
     """The entry's dataclass fields, with mappings made read-only."""
-    return {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v
-            for k, v in entry.items() if k in cls.__dataclass_fields__}
+    return {
+        k: MappingProxyType(dict(v)) if isinstance(v, dict) else v
+        for k, v in entry.items()
+        if k in cls.__dataclass_fields__
+    }
 
 
 def _build(files: Sequence[Path]) -> Catalog:
@@ -454,8 +496,13 @@ def _build(files: Sequence[Path]) -> Catalog:
                 raw = raw if Path(file) in _BUILTIN else _attribute(raw, file)
                 if name in entries[kind] and isinstance(raw, dict):
                     base = entries[kind][name]  # merge field by field, mappings one level deep
-                    raw = {**base, **{k: {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict)
-                                      else v for k, v in raw.items()}}
+                    raw = {
+                        **base,
+                        **{
+                            k: {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                            for k, v in raw.items()
+                        },
+                    }
                 entries[kind][name] = _check_entry(kind, name, copy.deepcopy(raw), f"catalog file {file}")
     return Catalog(entries)
 
@@ -469,9 +516,13 @@ def load_architectures() -> Mapping[str, Architecture]:
     doc = yaml.safe_load((_DIR / "architectures.yaml").read_text(encoding="utf-8"))
     out = {}
     for name, e in doc["architectures"].items():
-        out[name] = Architecture(name=name, sibling=e.get("sibling", ""),
-                                 e_compute=MappingProxyType(dict(e.get("e_compute") or {})),
-                                 e_memory=e.get("e_memory"), source=e["source"])
+        out[name] = Architecture(
+            name=name,
+            sibling=e.get("sibling", ""),
+            e_compute=MappingProxyType(dict(e.get("e_compute") or {})),
+            e_memory=e.get("e_memory"),
+            source=e["source"],
+        )
     return MappingProxyType(out)
 
 

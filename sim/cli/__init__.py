@@ -33,10 +33,13 @@ COMMAND_TABLE = (
     ("testbed", "testbed.cli", "add_testbed_commands", "real vLLM server + Locust load (calibration data)"),
     ("plan", "sim.cli.plan", "register", "find the cheapest fleet per candidate that meets every SLO"),
     ("sweep", "sim.cli.sweep", "register", "forecast every point of a grid of scenario overrides"),
-    ("report", "sim.cli.report", "register",
-     "write a procurement report (HTML, PDF, XLSX) from a plan or run folder"),
-    ("compare", "sim.cli.compare", "register",
-     "compare variants of a scenario against it (paired, common random numbers)"),
+    ("report", "sim.cli.report", "register", "write a procurement report (HTML, PDF, XLSX) from a plan or run folder"),
+    (
+        "compare",
+        "sim.cli.compare",
+        "register",
+        "compare variants of a scenario against it (paired, common random numbers)",
+    ),
     ("calibrate", "calibration.cli", "register", "fit performance coefficients to testbed runs (a profile)"),
     ("validate", "calibration.cli", "register", "replay testbed runs in the simulator and compare"),
 )
@@ -128,9 +131,11 @@ def _main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         stale = importlib.import_module("sim").stale_compiled_modules()
         if stale:
-            _say(f"[yellow]warning:[/yellow] compiled engine modules are older than their Python sources "
-                 f"({', '.join(stale)}): the compiled ones run. Rebuild with `pip install -e .`, or set "
-                 f"FLEETCAST_PURE_PYTHON=1 to run the sources.")
+            _say(
+                f"[yellow]warning:[/yellow] compiled engine modules are older than their Python sources "
+                f"({', '.join(stale)}): the compiled ones run. Rebuild with `pip install -e .`, or set "
+                f"FLEETCAST_PURE_PYTHON=1 to run the sources."
+            )
         importlib.import_module("sim.procs").return_freed_memory()
         return int(args.func(args) or 0)
     except errors.FleetcastError as exc:

@@ -20,18 +20,31 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         t.add_column(col, justify="right" if col != "name" else "left")
     for name in cat.gpu_names():
         g = cat.gpu(name)
-        t.add_row(name, f"{g.peak_flops.get('bf16', 0) / 1e12:,.0f}", f"{g.hbm_bytes / 2**30:,.0f}",
-                  f"{g.hbm_bw_bytes_s / 1e12:.2f}", f"{g.interconnect_bw_bytes_s / 1e9:,.0f}",
-                  f"{g.power_w:,.0f}" if g.power_w else "-", f"{g.price_usd_per_hour:.2f}",
-                  f"{g.purchase_usd:,.0f}" if g.purchase_usd else "-")
+        t.add_row(
+            name,
+            f"{g.peak_flops.get('bf16', 0) / 1e12:,.0f}",
+            f"{g.hbm_bytes / 2**30:,.0f}",
+            f"{g.hbm_bw_bytes_s / 1e12:.2f}",
+            f"{g.interconnect_bw_bytes_s / 1e9:,.0f}",
+            f"{g.power_w:,.0f}" if g.power_w else "-",
+            f"{g.price_usd_per_hour:.2f}",
+            f"{g.purchase_usd:,.0f}" if g.purchase_usd else "-",
+        )
     console.print(t)
     m = Table(title="Models", title_justify="left")
     for col in ("name", "params (B)", "active (B)", "layers", "hidden", "kv heads", "context"):
         m.add_column(col, justify="right" if col != "name" else "left")
     for name in cat.model_names():
         s = cat.model(name)
-        m.add_row(name, f"{s.params_total / 1e9:.1f}", f"{s.params_active / 1e9:.1f}", str(s.num_layers),
-                  str(s.hidden_size), str(s.num_kv_heads), f"{s.max_position_embeddings:,}")
+        m.add_row(
+            name,
+            f"{s.params_total / 1e9:.1f}",
+            f"{s.params_active / 1e9:.1f}",
+            str(s.num_layers),
+            str(s.hidden_size),
+            str(s.num_kv_heads),
+            f"{s.max_position_embeddings:,}",
+        )
     console.print(m)
     console.print(f"weights: {', '.join(cat.weight_schemes())}; kv_cache: {', '.join(cat.kv_schemes())}")
     k = Table(title="KV-transfer links (disaggregated prefill/decode: kv_transfer.link)", title_justify="left")
@@ -39,12 +52,16 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         k.add_column(col, justify="right" if col in ("GB/s per GPU", "latency us") else "left")
     for name in cat.link_names():
         link = cat.link(name)
-        k.add_row(name, f"{link.bandwidth_bytes_s / 1e9:,.1f}", f"{link.latency_s * 1e6:,.0f}", link.scope,
-                  link.description)
+        k.add_row(
+            name, f"{link.bandwidth_bytes_s / 1e9:,.1f}", f"{link.latency_s * 1e6:,.0f}", link.scope, link.description
+        )
     console.print(k)
     if args.sources:
-        for kind, names, get in (("GPU", cat.gpu_names(), cat.gpu), ("model", cat.model_names(), cat.model),
-                                 ("link", cat.link_names(), cat.link)):
+        for kind, names, get in (
+            ("GPU", cat.gpu_names(), cat.gpu),
+            ("model", cat.model_names(), cat.model),
+            ("link", cat.link_names(), cat.link),
+        ):
             for name in names:
                 entry = get(name)
                 if getattr(entry, "source", ""):  # a model's one source covers every number (its config.json)
@@ -60,6 +77,9 @@ def register(subparsers) -> None:
     """Add the ``catalog`` subcommand."""
     c = subparsers.add_parser("catalog", help="list GPUs, models, quantization schemes and KV-transfer links")
     c.add_argument("--file", action="append", default=[], help="extra catalog YAML file (repeatable)")
-    c.add_argument("--sources", action="store_true", help="also print the source of every number (datasheet, paper, "
-                   "or 'assumption: ...'), one line each")
+    c.add_argument(
+        "--sources",
+        action="store_true",
+        help="also print the source of every number (datasheet, paper, or 'assumption: ...'), one line each",
+    )
     c.set_defaults(func=_cmd_catalog)

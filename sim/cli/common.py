@@ -34,13 +34,22 @@ class progress_bar:
     not silent either). ``unit`` names what is counted; ``estimated`` says the total is an
     estimate."""
 
-    def __init__(self, label: str, enabled: bool | None = None, every_s: float = 5.0, unit: str = "",
-                 estimated: bool = False) -> None:
+    def __init__(
+        self, label: str, enabled: bool | None = None, every_s: float = 5.0, unit: str = "", estimated: bool = False
+    ) -> None:
         self.enabled = err_console.is_terminal if enabled is None else enabled
         self.label, self.every_s, self.unit, self.estimated = label, every_s, unit, estimated
-        self._progress = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
-                                  console=err_console, disable=not self.enabled, transient=True)
+        self._progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=err_console,
+            disable=not self.enabled,
+            transient=True,
+        )
         self._task: Any = None  # a rich TaskID once entered
         self._state: tuple[int, int, str | None] | None = None
         self._lock = threading.Lock()
@@ -64,9 +73,13 @@ class progress_bar:
         self._progress.__exit__(*exc)
 
     def __call__(self, done: int, total: int, text: str | None = None) -> None:
-        self._progress.update(self._task, completed=done, total=max(total, 1),
-                              description=f"{done:,} of {'~' if self.estimated else ''}{total:,}{self.unit}"
-                                          + (f"; {text}" if text else ""))
+        self._progress.update(
+            self._task,
+            completed=done,
+            total=max(total, 1),
+            description=f"{done:,} of {'~' if self.estimated else ''}{total:,}{self.unit}"
+            + (f"; {text}" if text else ""),
+        )
         with self._lock:
             self._state = (done, total, text)
             if not self.enabled:
@@ -87,9 +100,12 @@ class progress_bar:
         elapsed = now - self._started
         left = f", about {elapsed * (total - done) / done:,.0f} s left" if done else ""
         about = "about " if self.estimated else ""
-        err_console.print(f"{self.label}: {100 * done / max(total, 1):.0f}% ({done:,} of {about}{total:,}"
-                          f"{self.unit}), {elapsed:,.0f} s elapsed{left}" + (f"; {text}" if text else ""),
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            f"{self.label}: {100 * done / max(total, 1):.0f}% ({done:,} of {about}{total:,}"
+            f"{self.unit}), {elapsed:,.0f} s elapsed{left}" + (f"; {text}" if text else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def write_run_folder(out: Path, files: dict[str, object], kind: str | None = None, force: bool = False) -> None:
@@ -101,12 +117,15 @@ def write_run_folder(out: Path, files: dict[str, object], kind: str | None = Non
             if name.endswith(".parquet"):
                 write_parquet_atomic(content, tmp / name)
             else:
-                (tmp / name).write_text(content if isinstance(content, str) else
-                                        json.dumps(content, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+                (tmp / name).write_text(
+                    content if isinstance(content, str) else json.dumps(content, indent=2, allow_nan=False) + "\n",
+                    encoding="utf-8",
+                )
 
 
-def run_folder_files(scenario: Scenario, result: SimResult, summary: dict, *, wall_s: float,
-                     exact_steps: bool) -> dict[str, object]:
+def run_folder_files(
+    scenario: Scenario, result: SimResult, summary: dict, *, wall_s: float, exact_steps: bool
+) -> dict[str, object]:
     """The files of a ``fleetcast run`` folder (the contract ``fleetcast report`` reads);
     ``summary.json`` is written through its contract (``RunSummary``)."""
     summary["sim"]["wall_s"] = round(wall_s, 3)
@@ -116,6 +135,10 @@ def run_folder_files(scenario: Scenario, result: SimResult, summary: dict, *, wa
     itl = pd.DataFrame(result.itl_hist.T, columns=result.class_names)
     itl.insert(0, "edge_lo_s", ITL_EDGES_S[:-1])
     itl.insert(1, "edge_hi_s", ITL_EDGES_S[1:])
-    return {"summary.json": contract_json(RunSummary.model_validate(summary)), "requests.parquet": result.requests,
-            "timeseries.parquet": result.timeseries, "itl_histogram.parquet": itl,
-            "scenario.yaml": dump_scenario(scenario)}
+    return {
+        "summary.json": contract_json(RunSummary.model_validate(summary)),
+        "requests.parquet": result.requests,
+        "timeseries.parquet": result.timeseries,
+        "itl_histogram.parquet": itl,
+        "scenario.yaml": dump_scenario(scenario),
+    }

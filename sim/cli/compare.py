@@ -34,26 +34,48 @@ MAX_REPLICATIONS = 1_000
 def register(subparsers) -> None:
     """Add the ``compare`` subcommand to the ``fleetcast`` parser."""
     p = subparsers.add_parser(
-        "compare", help="compare variants of a scenario against it (paired, common random numbers)",
+        "compare",
+        help="compare variants of a scenario against it (paired, common random numbers)",
         description="Simulate the scenario (the baseline) and each variant over N replications with common random "
-                    "numbers (replication r: seed + r for all) and report per class the paired difference of "
-                    "each metric with a 95% confidence interval.")
+        "numbers (replication r: seed + r for all) and report per class the paired difference of "
+        "each metric with a 95% confidence interval.",
+    )
     p.add_argument("scenario", help="scenario YAML file (the baseline)")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
-                   help="a variant: a name and scenario overrides, e.g. prio:fleet.0.policy.name=priority "
-                        "(repeatable, at least one)")
-    p.add_argument("--replications", "-n", default=5,
-                   type=int_arg(1, MAX_REPLICATIONS, " (MAX_REPLICATIONS: each is a full run of every variant)"),
-                   help="replications (seeds) per variant (default 5; 1 gives no confidence interval)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="a variant: a name and scenario overrides, e.g. prio:fleet.0.policy.name=priority "
+        "(repeatable, at least one)",
+    )
+    p.add_argument(
+        "--replications",
+        "-n",
+        default=5,
+        type=int_arg(1, MAX_REPLICATIONS, " (MAX_REPLICATIONS: each is a full run of every variant)"),
+        help="replications (seeds) per variant (default 5; 1 gives no confidence interval)",
+    )
     p.add_argument("--seed", type=int, help="base seed (default: the scenario's); replication r uses seed + r")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a scenario field for the baseline and every variant (repeatable)")
-    p.add_argument("--stress", action="append", default=[], choices=STRESSES,
-                   help="compare under a canned stress: surge (x3 rate, middle third), bursty (gamma arrivals, "
-                        "cv=4, same rate), failure (first replica fails at 1/3 of the duration); the scenario's "
-                        "own events of that kind win; repeatable to combine")
-    p.add_argument("--jobs", "-j", type=int_arg(1, 1024), default=1,
-                   help="simulate in this many processes (same numbers)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario field for the baseline and every variant (repeatable)",
+    )
+    p.add_argument(
+        "--stress",
+        action="append",
+        default=[],
+        choices=STRESSES,
+        help="compare under a canned stress: surge (x3 rate, middle third), bursty (gamma arrivals, "
+        "cv=4, same rate), failure (first replica fails at 1/3 of the duration); the scenario's "
+        "own events of that kind win; repeatable to combine",
+    )
+    p.add_argument(
+        "--jobs", "-j", type=int_arg(1, 1024), default=1, help="simulate in this many processes (same numbers)"
+    )
     p.add_argument("--out", help="output folder (default: out/<scenario name>-compare)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_compare)
@@ -74,13 +96,31 @@ def _compare(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     runs = (len(variants) + 1) * args.replications
     with progress_bar(f"compare: {runs} runs ({len(variants) + 1} variants x {args.replications})") as bar:
-        result = run_compare(args.scenario, variants, args.replications, seed=args.seed,
-                             common_overrides=args.set, stress=args.stress, jobs=args.jobs, progress=bar)
+        result = run_compare(
+            args.scenario,
+            variants,
+            args.replications,
+            seed=args.seed,
+            common_overrides=args.set,
+            stress=args.stress,
+            jobs=args.jobs,
+            progress=bar,
+        )
     wall_s = time.perf_counter() - started
     out = Path(args.out or Path("out") / f"{result.meta['scenario']['name']}-compare")
-    write_run_folder(out, {"compare.json": contract_json(result.contract()), "compare.parquet": result.raw,
-                           "compare.html": render_compare_html(result)}, kind="compare", force=args.force)
+    write_run_folder(
+        out,
+        {
+            "compare.json": contract_json(result.contract()),
+            "compare.parquet": result.raw,
+            "compare.html": render_compare_html(result),
+        },
+        kind="compare",
+        force=args.force,
+    )
     console.print(render_compare(result))
-    console.print(f"[dim]{runs} simulations in {wall_s:.1f} s; results in {out}/ "
-                  f"(compare.json, compare.parquet, compare.html)[/dim]")
+    console.print(
+        f"[dim]{runs} simulations in {wall_s:.1f} s; results in {out}/ "
+        f"(compare.json, compare.parquet, compare.html)[/dim]"
+    )
     return 0

@@ -51,8 +51,14 @@ def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None, forc
             write_run_folder(tmp / "runs" / "recommended", run_files)
         (tmp / "plan.json").write_text(text, encoding="utf-8")
         if points is None or points.empty:
-            points = pd.DataFrame({"candidate": pd.Series(dtype=str), "replicas": pd.Series(dtype="int64"),
-                                   "rate_rps": pd.Series(dtype=float), "slo_met": pd.Series(dtype=bool)})
+            points = pd.DataFrame(
+                {
+                    "candidate": pd.Series(dtype=str),
+                    "replicas": pd.Series(dtype="int64"),
+                    "rate_rps": pd.Series(dtype=float),
+                    "slo_met": pd.Series(dtype=bool),
+                }
+            )
         write_parquet_atomic(points, tmp / "points.parquet")
 
 
@@ -79,26 +85,56 @@ def _statistics_lines(doc: dict) -> list[str]:
         return []
     needs = ", ".join(f"{n['class']} {n['samples_per_replication']} ({n['from']})" for n in st["needs"])
     se = doc.get("search") or {}
-    reps = (f"{se['replications_min']} to {st['replications']} replications (more only while a verdict is open; "
-            f"the early stops saved {se['saved_by_early_stop']:,} simulations)" if se else f"{st['replications']} replications")
-    return [f"each point: {reps} (seeds {st['seeds'][0]}-{st['seeds'][-1]}, the same for "
-            f"every candidate), SLOs judged on the 95% interval; window {w['window_s']:,.1f} s after "
-            f"{w['warmup_s']:g} s warm-up at the peak: {w['kind']} ({w['text']}); requests per class and "
-            f"replication at least: {needs}"]
+    reps = (
+        f"{se['replications_min']} to {st['replications']} replications (more only while a verdict is open; "
+        f"the early stops saved {se['saved_by_early_stop']:,} simulations)"
+        if se
+        else f"{st['replications']} replications"
+    )
+    return [
+        f"each point: {reps} (seeds {st['seeds'][0]}-{st['seeds'][-1]}, the same for "
+        f"every candidate), SLOs judged on the 95% interval; window {w['window_s']:,.1f} s after "
+        f"{w['warmup_s']:g} s warm-up at the peak: {w['kind']} ({w['text']}); requests per class and "
+        f"replication at least: {needs}"
+    ]
 
 
 def _plan_table(doc: dict):
-    t = Table(title=f"plan: {doc['scenario']['name']} at {doc['demand']['peak_rate_rps']:.4g} req/s "
-                    f"({doc['tried']} points simulated)", title_justify="left")
-    for col in ("#", "candidate", "status", "replicas (95% CI)", "GPUs", "$/month", "$/1M out tok",
-                "headroom % (95% CI)", "attain. %", "p99 TTFT s", "p99 TPOT s"):
+    t = Table(
+        title=f"plan: {doc['scenario']['name']} at {doc['demand']['peak_rate_rps']:.4g} req/s "
+        f"({doc['tried']} points simulated)",
+        title_justify="left",
+    )
+    for col in (
+        "#",
+        "candidate",
+        "status",
+        "replicas (95% CI)",
+        "GPUs",
+        "$/month",
+        "$/1M out tok",
+        "headroom % (95% CI)",
+        "attain. %",
+        "p99 TTFT s",
+        "p99 TPOT s",
+    ):
         t.add_column(col, justify="left" if col in ("candidate", "status") else "right")
     for i, c in enumerate(doc["candidates"], 1):
         style = "bold green" if c["id"] == doc["recommended"] else ("" if c["status"] == "ok" else "dim")
-        t.add_row(str(i), c["id"], c["status"], _count(c), _fmt(c["gpus"], "d"),
-                  _fmt(c["usd_per_month"], ",.0f"), _fmt(c["usd_per_1m_output_tokens"], ".3f"),
-                  _headroom(c), _fmt(c["attainment_pct"], ".1f"),
-                  _fmt(c["p99_ttft_s"], ".3f"), _fmt(c["p99_tpot_s"], ".4f"), style=style)
+        t.add_row(
+            str(i),
+            c["id"],
+            c["status"],
+            _count(c),
+            _fmt(c["gpus"], "d"),
+            _fmt(c["usd_per_month"], ",.0f"),
+            _fmt(c["usd_per_1m_output_tokens"], ".3f"),
+            _headroom(c),
+            _fmt(c["attainment_pct"], ".1f"),
+            _fmt(c["p99_ttft_s"], ".3f"),
+            _fmt(c["p99_tpot_s"], ".4f"),
+            style=style,
+        )
     return t
 
 
@@ -121,9 +157,11 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
         outcome = run_plan(scenario, workers=args.workers or os.cpu_count() or 1, progress=bar)
     doc = outcome.doc
     doc["wall_s"] = round(time.perf_counter() - started, 3)
-    doc["command"] = shlex.join(["fleetcast", "plan", str(args.scenario), "--out", str(out)]
-                                + [f"--set={s}" for s in args.set]
-                                + (["--seed", str(args.seed)] if args.seed is not None else []))
+    doc["command"] = shlex.join(
+        ["fleetcast", "plan", str(args.scenario), "--out", str(out)]
+        + [f"--set={s}" for s in args.set]
+        + (["--seed", str(args.seed)] if args.seed is not None else [])
+    )
     doc["cwd"] = str(Path.cwd())  # the folder `command` runs from (its paths are relative to it)
     rec = next((c for c in doc["candidates"] if c["id"] == doc["recommended"]), None)
     risks = risk_warnings(rec, doc["demand"]["peak_rate_rps"]) if rec is not None else []
@@ -143,19 +181,30 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
         console.print(f"replicas by month ({rec['id']}): {months}")
     for line in _statistics_lines(doc):
         console.print(f"[dim]{line}[/dim]", highlight=False, soft_wrap=True)
-    console.print(f"[dim]{doc['tried']} points ({doc.get('simulations', doc['tried'])} simulations) in "
-                  f"{doc['wall_s']:.1f} s; results in {out}/[/dim]")
+    console.print(
+        f"[dim]{doc['tried']} points ({doc.get('simulations', doc['tried'])} simulations) in "
+        f"{doc['wall_s']:.1f} s; results in {out}/[/dim]"
+    )
     if rec is None:
         closest = next((c for c in doc["candidates"] if c["id"] == outcome.closest), None)
-        why = (f" The closest is {closest['id']}: {closest['reason']}." if closest else
-               " No candidate fits the model (see the reasons above); add tensor_parallel sizes, "
-               "a smaller quantization or GPUs with more memory.")
-        err_console.print(f"[bold red]no candidate meets the SLO[/bold red] at {doc['demand']['peak_rate_rps']:g} "
-                          f"req/s with up to {doc['max_replicas']} replicas.{why} Relax traffic.classes[].slo, raise "
-                          f"plan.max_replicas or add candidates.", highlight=False, soft_wrap=True)
+        why = (
+            f" The closest is {closest['id']}: {closest['reason']}."
+            if closest
+            else " No candidate fits the model (see the reasons above); add tensor_parallel sizes, "
+            "a smaller quantization or GPUs with more memory."
+        )
+        err_console.print(
+            f"[bold red]no candidate meets the SLO[/bold red] at {doc['demand']['peak_rate_rps']:g} "
+            f"req/s with up to {doc['max_replicas']} replicas.{why} Relax traffic.classes[].slo, raise "
+            f"plan.max_replicas or add candidates.",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 1
-    console.print(f"recommended: [bold]{rec['label']}[/bold] x {rec['replicas']} replicas "
-                  f"({rec['gpus']} GPUs), ${rec['usd_per_month']:,.0f}/month, headroom {rec['headroom_pct']:.1f}%")
+    console.print(
+        f"recommended: [bold]{rec['label']}[/bold] x {rec['replicas']} replicas "
+        f"({rec['gpus']} GPUs), ${rec['usd_per_month']:,.0f}/month, headroom {rec['headroom_pct']:.1f}%"
+    )
     console.print(f"  replicas {_count(rec)}, headroom % {_headroom(rec)} (95% intervals)", highlight=False)
     if rec.get("failure"):
         console.print(f"  {rec['failure']['text']}", highlight=False, soft_wrap=True)
@@ -171,24 +220,34 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     tl = doc.get("timeline") or {}
     if tl.get("rows"):
         worst = min((r for r in tl["rows"] if r["requests"]), key=lambda r: r["attainment_pct"] or 0.0)
-        console.print(f"  over the scenario's {tl['duration_s']:,.0f} s: SLO attainment "
-                      f"{tl['attainment_pct'] or 0:.1f}%; worst {tl['unit']} {worst['start_s']:,.0f}-"
-                      f"{worst['end_s']:,.0f} s: {worst['attainment_pct'] or 0:.1f}% (plan.json timeline)",
-                      highlight=False)
+        console.print(
+            f"  over the scenario's {tl['duration_s']:,.0f} s: SLO attainment "
+            f"{tl['attainment_pct'] or 0:.1f}%; worst {tl['unit']} {worst['start_s']:,.0f}-"
+            f"{worst['end_s']:,.0f} s: {worst['attainment_pct'] or 0:.1f}% (plan.json timeline)",
+            highlight=False,
+        )
     return 0
 
 
 def register(subparsers) -> None:
     """Add the ``plan`` subcommand."""
-    p = subparsers.add_parser("plan", help="find the cheapest fleet per candidate that meets every SLO",
-                              description="For each candidate of the scenario's plan: section (GPU x quantization "
-                              "x TP x policy x engine knobs), find the fewest replicas meeting every class's SLO at "
-                              "the demand, and rank the candidates by monthly cost.")
+    p = subparsers.add_parser(
+        "plan",
+        help="find the cheapest fleet per candidate that meets every SLO",
+        description="For each candidate of the scenario's plan: section (GPU x quantization "
+        "x TP x policy x engine knobs), find the fewest replicas meeting every class's SLO at "
+        "the demand, and rank the candidates by monthly cost.",
+    )
     p.add_argument("scenario", help="scenario YAML file (with a plan: section; without one the pool is planned as is)")
     p.add_argument("--out", help="output folder (default: out/<scenario name>-plan)")
     p.add_argument("--seed", type=int, help="replace the scenario's seed")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a scenario field, e.g. plan.max_replicas=16 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario field, e.g. plan.max_replicas=16 (repeatable)",
+    )
     p.add_argument("--workers", type=int_arg(1, 1024), help="candidates searched in parallel (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_plan)

@@ -14,8 +14,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     loaded = load_results(args.results)  # a bad folder is refused before the renderers are imported
     from sim.report.build import build_report, parse_formats
 
-    paths = build_report(args.results, parse_formats(args.format), args.out, pdf_engine=args.pdf_engine,
-                         loaded=loaded)
+    paths = build_report(args.results, parse_formats(args.format), args.out, pdf_engine=args.pdf_engine, loaded=loaded)
     console = make_console()
     for fmt_name, path in paths.items():
         console.print(f"{fmt_name:>4}: {path}", highlight=False)
@@ -25,13 +24,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """Add the ``report`` subcommand to ``fleetcast``'s subparsers."""
     r = subparsers.add_parser(
-        "report", help="write a procurement report (HTML, PDF, XLSX) from a plan or run folder",
+        "report",
+        help="write a procurement report (HTML, PDF, XLSX) from a plan or run folder",
         description="Write a procurement report from RESULTS: a plan folder (from `fleetcast plan`, "
-                    "with plan.json) or a run folder (from `fleetcast run`, with summary.json).")
+        "with plan.json) or a run folder (from `fleetcast run`, with summary.json).",
+    )
     r.add_argument("results", help="plan folder or run folder")
-    r.add_argument("--format", default="html,pdf,xlsx",
-                   help="comma-separated formats out of html, pdf, xlsx (default: all three)")
+    r.add_argument(
+        "--format", default="html,pdf,xlsx", help="comma-separated formats out of html, pdf, xlsx (default: all three)"
+    )
     r.add_argument("--out", help="output folder (default: reports/<results folder name>)")
-    r.add_argument("--pdf-engine", choices=("auto", "chromium", "matplotlib"), default="auto",
-                   help="auto: print the HTML with headless Chromium when installed, else matplotlib pages")
+    r.add_argument(
+        "--pdf-engine",
+        choices=("auto", "chromium", "matplotlib"),
+        default="auto",
+        help="auto: print the HTML with headless Chromium when installed, else matplotlib pages",
+    )
     r.set_defaults(func=_cmd_report)

@@ -18,7 +18,9 @@ __all__ = ["register"]
 
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
-    out = check_out_folder(Path(args.out or Path("out") / scenario.name), kind="run", force=args.force)  # before the work
+    out = check_out_folder(
+        Path(args.out or Path("out") / scenario.name), kind="run", force=args.force
+    )  # before the work
     with out_lock(out):  # a second run into this --out is refused now, not silently replaced later
         return _simulate(args, scenario, out)
 
@@ -46,8 +48,9 @@ def _simulate(args: argparse.Namespace, scenario, out: Path) -> int:
     for line in summary.get("warnings", []):
         err_console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
     n = len(result.requests)
-    console.print(f"[dim]{n:,} requests simulated in {wall_s:.2f} s ({n / max(wall_s, 1e-9):,.0f} req/s); "
-                  f"results in {out}/[/dim]")
+    console.print(
+        f"[dim]{n:,} requests simulated in {wall_s:.2f} s ({n / max(wall_s, 1e-9):,.0f} req/s); results in {out}/[/dim]"
+    )
     return 0
 
 
@@ -57,10 +60,18 @@ def register(subparsers) -> None:
     r.add_argument("scenario", help="scenario YAML file")
     r.add_argument("--out", help="output folder (default: out/<scenario name>)")
     r.add_argument("--seed", type=int, help="replace the scenario's seed")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a scenario field, e.g. fleet.0.replicas=8 (repeatable)")
-    r.add_argument("--exact-steps", action="store_true",
-                   help="step every engine iteration instead of fast-forwarding decode runs (same results, slower)")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario field, e.g. fleet.0.replicas=8 (repeatable)",
+    )
+    r.add_argument(
+        "--exact-steps",
+        action="store_true",
+        help="step every engine iteration instead of fast-forwarding decode runs (same results, slower)",
+    )
     r.add_argument("--csv", action="store_true", help="also write requests.csv")
     r.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     r.set_defaults(func=_cmd_run)

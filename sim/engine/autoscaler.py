@@ -53,8 +53,9 @@ class PoolScaler:
         self.router = router
         self.cold_s = cold_s
         self.state = ["active" if j < pool.replicas else "off" for j in range(len(replicas))]
-        self.billed: list[list[list[float]]] = [[[0.0, math.inf]] if j < pool.replicas else []
-                                                 for j in range(len(replicas))]
+        self.billed: list[list[list[float]]] = [
+            [[0.0, math.inf]] if j < pool.replicas else [] for j in range(len(replicas))
+        ]
         self.samples: deque = deque()  # (t, metric total over active replicas)
         # (t, proposed count) for the stabilization windows; the start count counts as proposed at 0
         self.proposals: deque = deque([(0.0, pool.replicas)])
@@ -97,8 +98,7 @@ class PoolScaler:
         current = self.count("active", "provisioning")
         if n == current:
             return
-        self.events.append({"t_s": self.env.now, "pool": self.pool.name, "from": current, "to": n,
-                            "reason": reason})
+        self.events.append({"t_s": self.env.now, "pool": self.pool.name, "from": current, "to": n, "reason": reason})
         if n > current:
             self._up(n - current)
         else:
@@ -124,6 +124,7 @@ class PoolScaler:
                 self.state[j] = "active"
                 self._join(j)
                 self.note()
+
         return ready
 
     def _down(self, k: int) -> None:
@@ -194,8 +195,12 @@ class PoolScaler:
                     period[1] = end_s
             rep.stats.billed_s = sum(max(0.0, min(e, w1) - max(s, w0)) for s, e in self.billed[j])
         self.note()
-        return {"series": [list(r) for r in self.series], "events": self.events, "cold_start_s": self.cold_s,
-                "billed": [[list(p) for p in periods] for periods in self.billed]}
+        return {
+            "series": [list(r) for r in self.series],
+            "events": self.events,
+            "cold_start_s": self.cold_s,
+            "billed": [[list(p) for p in periods] for periods in self.billed],
+        }
 
 
 def _index(rep) -> int:

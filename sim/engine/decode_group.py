@@ -30,8 +30,15 @@ __all__ = ["DecodeGroup", "Segment"]
 
 class DecodeGroup:
     __slots__ = {
-        "block_size": "long long", "k": "long long", "n": "long long", "ctx": "long long",
-        "joins": "long long", "cnt": "list", "heap": "list", "ncls": "list", "last_t": "double",
+        "block_size": "long long",
+        "k": "long long",
+        "n": "long long",
+        "ctx": "long long",
+        "joins": "long long",
+        "cnt": "list",
+        "heap": "list",
+        "ncls": "list",
+        "last_t": "double",
         "stalled": "bint",
     }
 
@@ -115,9 +122,9 @@ class DecodeGroup:
             p = (-(self.k + full * bs)) % bs
             lo = p - rest + 1
             if lo >= 0:
-                need += sum(cnt[lo:p + 1])
+                need += sum(cnt[lo : p + 1])
             else:
-                need += sum(cnt[:p + 1]) + sum(cnt[bs + lo:])
+                need += sum(cnt[: p + 1]) + sum(cnt[bs + lo :])
         return need
 
     def steps_until_exhaustion(self, free: int) -> int:
@@ -149,12 +156,29 @@ class Segment:
     """
 
     __slots__ = {
-        "t0": "double", "a": "double", "b": "double", "f0": "double", "f1": "double", "y0": "double",
-        "y1": "double", "k0": "long long", "c0": "long long", "n": "long long",
+        "t0": "double",
+        "a": "double",
+        "b": "double",
+        "f0": "double",
+        "f1": "double",
+        "y0": "double",
+        "y1": "double",
+        "k0": "long long",
+        "c0": "long long",
+        "n": "long long",
     }
 
-    def __init__(self, t0: float, k0: int, c0: int, n: int, a: float, b: float,
-                 flops: tuple[float, float], bytes_: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        t0: float,
+        k0: int,
+        c0: int,
+        n: int,
+        a: float,
+        b: float,
+        flops: tuple[float, float],
+        bytes_: tuple[float, float],
+    ) -> None:
         self.t0, self.k0, self.c0, self.n, self.a, self.b = t0, k0, c0, n, a, b
         self.f0, self.f1 = flops  # step FLOPs = f0 + f1 * context
         self.y0, self.y1 = bytes_  # step bytes = y0 + y1 * context

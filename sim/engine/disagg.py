@@ -42,8 +42,9 @@ from sim.engine.wake import wake
 __all__ = ["Handoff", "TransferPath", "kv_bytes_per_link", "transfer_s", "exposed_transfer_s"]
 
 
-def kv_bytes_per_link(tokens: int, kv_bytes_per_token: float, kv_bytes_per_token_decode_gpu: float,
-                      tp_prefill: int, tp_decode: int) -> float:
+def kv_bytes_per_link(
+    tokens: int, kv_bytes_per_token: float, kv_bytes_per_token_decode_gpu: float, tp_prefill: int, tp_decode: int
+) -> float:
     """Bytes one link carries to move ``tokens`` tokens of KV: the model's KV bytes
     (``kv_bytes_per_token``, all layers and KV heads) split over min(tp_prefill, tp_decode)
     links, but never less than what one decode GPU holds (KV heads replicated when the TP
@@ -57,8 +58,9 @@ def transfer_s(bytes_per_link: float, bandwidth_bytes_s: float, latency_s: float
     return bytes_per_link / bandwidth_bytes_s + latency_s
 
 
-def exposed_transfer_s(bytes_per_link: float, bandwidth_bytes_s: float, latency_s: float, overlap: str,
-                       prefill_s: float, num_layers: int) -> float:
+def exposed_transfer_s(
+    bytes_per_link: float, bandwidth_bytes_s: float, latency_s: float, overlap: str, prefill_s: float, num_layers: int
+) -> float:
     """The part of the transfer the request waits for after its prefill ends.
 
     ``none``: all of it. ``layerwise``: layer ``i``'s KV leaves once layer ``i`` is computed
@@ -89,8 +91,14 @@ class TransferPath:
         self.num_layers = model.num_layers
 
     def exposed_s(self, tokens: int, prefill_s: float) -> float:
-        return exposed_transfer_s(tokens * self.bytes_per_token, self.bandwidth_bytes_s, self.latency_s,
-                                  self.overlap, prefill_s, self.num_layers)
+        return exposed_transfer_s(
+            tokens * self.bytes_per_token,
+            self.bandwidth_bytes_s,
+            self.latency_s,
+            self.overlap,
+            prefill_s,
+            self.num_layers,
+        )
 
 
 class Handoff(Ledger):
@@ -102,8 +110,19 @@ class Handoff(Ledger):
     a request that must start over); ``outputs`` each request's output tokens; ``paths``
     maps (prefill pool name, decode pool name) to a ``TransferPath``."""
 
-    def __init__(self, env, ledger: Ledger, replicas: list, eligible: list, prefill_eligible: list, router,
-                 prefill_router, outputs: Sequence[int], paths: dict, class_names: list) -> None:
+    def __init__(
+        self,
+        env,
+        ledger: Ledger,
+        replicas: list,
+        eligible: list,
+        prefill_eligible: list,
+        router,
+        prefill_router,
+        outputs: Sequence[int],
+        paths: dict,
+        class_names: list,
+    ) -> None:
         super().__init__(0, ledger.done)
         n = len(outputs)
         self.env = env
@@ -167,5 +186,7 @@ class Handoff(Ledger):
 
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
         """(prefill replica index or -1, exposed KV-transfer seconds or NaN) per request."""
-        return (np.frombuffer(self.prefill_of, dtype=np.int64).copy(),
-                np.frombuffer(self.transfer_s, dtype=np.float64).copy())
+        return (
+            np.frombuffer(self.prefill_of, dtype=np.int64).copy(),
+            np.frombuffer(self.transfer_s, dtype=np.float64).copy(),
+        )

@@ -48,15 +48,37 @@ class Fleet:
     """The pools, the router and the arrival process of one run."""
 
     __slots__ = {
-        "scenario": "object", "workload": "object", "progress": "object", "env": "object", "window": "object",
-        "router": "object", "_arrival_cols": "object", "handoff": "object", "autoscaler": "object",
-        "exact_steps": "bint", "tick_s": "double", "class_names": "list", "_priority": "list",
-        "replicas": "list", "eligible": "list", "pools": "list", "num_classes": "long long", "_next_rid": "long long",
-        "ledger": "Ledger", "keys": "PrefixKeys",
+        "scenario": "object",
+        "workload": "object",
+        "progress": "object",
+        "env": "object",
+        "window": "object",
+        "router": "object",
+        "_arrival_cols": "object",
+        "handoff": "object",
+        "autoscaler": "object",
+        "exact_steps": "bint",
+        "tick_s": "double",
+        "class_names": "list",
+        "_priority": "list",
+        "replicas": "list",
+        "eligible": "list",
+        "pools": "list",
+        "num_classes": "long long",
+        "_next_rid": "long long",
+        "ledger": "Ledger",
+        "keys": "PrefixKeys",
     }
 
-    def __init__(self, scenario: Scenario, workload: Workload, *, failures: Sequence[tuple[str, float]] = (),
-                 exact_steps: bool = False, progress: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        workload: Workload,
+        *,
+        failures: Sequence[tuple[str, float]] = (),
+        exact_steps: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.scenario = scenario
         self.workload = workload
         self.exact_steps = exact_steps
@@ -88,22 +110,51 @@ class Fleet:
         decode_by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
         disagg = sc.kv_transfer is not None
         if disagg:  # prefill replicas report to the hand-off, which passes requests on to decode replicas
-            self.handoff = Handoff(self.env, self.ledger, self.replicas, [decode_by_class[c] for c in self.class_names],
-                                   [by_class[c] for c in self.class_names], None, None,
-                                   self.workload.packed("output_tokens"), {}, self.class_names)
+            self.handoff = Handoff(
+                self.env,
+                self.ledger,
+                self.replicas,
+                [decode_by_class[c] for c in self.class_names],
+                [by_class[c] for c in self.class_names],
+                None,
+                None,
+                self.workload.packed("output_tokens"),
+                {},
+                self.class_names,
+            )
         for pool, pm in zip(sc.fleet, self.pools):
             perf = pm.perf
-            spec = pool_speculation(pool, catalog, pm.gpu, pm.model, pm.quant, perf, self.class_names,
-                                    sc.traffic.classes)
+            spec = pool_speculation(
+                pool, catalog, pm.gpu, pm.model, pm.quant, perf, self.class_names, sc.traffic.classes
+            )
             for j, name in enumerate(rank_names(pool)):
-                stats = ReplicaStats(pool=pool.name, name=name, gpu=pool.gpu, tp=pool.tensor_parallel,
-                                     kv_blocks_total=pm.kv_blocks, peak_flops=perf.peak_flops,
-                                     hbm_bw_bytes_s=perf.hbm_bw_bytes_s)
-                rep = Replica(self.env, len(self.replicas), name, pool, perf, pm.kv_blocks,
-                              make_policy(pool.policy.name, pool.policy.params), stats,
-                              self.handoff if pool.role == "prefill" else self.ledger, self.keys,
-                              num_classes=self.num_classes, window=self.window, tick_s=self.tick_s,
-                              max_model_len=pm.max_model_len, exact_steps=self.exact_steps, spec=spec)
+                stats = ReplicaStats(
+                    pool=pool.name,
+                    name=name,
+                    gpu=pool.gpu,
+                    tp=pool.tensor_parallel,
+                    kv_blocks_total=pm.kv_blocks,
+                    peak_flops=perf.peak_flops,
+                    hbm_bw_bytes_s=perf.hbm_bw_bytes_s,
+                )
+                rep = Replica(
+                    self.env,
+                    len(self.replicas),
+                    name,
+                    pool,
+                    perf,
+                    pm.kv_blocks,
+                    make_policy(pool.policy.name, pool.policy.params),
+                    stats,
+                    self.handoff if pool.role == "prefill" else self.ledger,
+                    self.keys,
+                    num_classes=self.num_classes,
+                    window=self.window,
+                    tick_s=self.tick_s,
+                    max_model_len=pm.max_model_len,
+                    exact_steps=self.exact_steps,
+                    spec=spec,
+                )
                 self.replicas.append(rep)
                 if pool.autoscale is not None and j >= pool.replicas:
                     continue  # inactive until the autoscaler adds it
@@ -127,7 +178,7 @@ class Fleet:
                 cold_s = cold_start_s(pool.autoscale.cold_start, pm.memory.weight_bytes_per_gpu)
                 check_cold_start(sc, i, cold_s)
                 lists = [self.eligible[self.class_names.index(c)] for c in pool.classes or self.class_names]
-                scalers.append(PoolScaler(self.env, pool, self.replicas[first:first + n], lists, self.router, cold_s))
+                scalers.append(PoolScaler(self.env, pool, self.replicas[first : first + n], lists, self.router, cold_s))
             first += n
         if scalers:
             self.autoscaler = Autoscaler(self.env, scalers)
@@ -146,8 +197,9 @@ class Fleet:
         for p, pm in zip(sc.fleet, self.pools):
             for d in sc.fleet:
                 if p.role == "prefill" and d.role == "decode":
-                    handoff.paths[p.name, d.name] = TransferPath(pm.model, pm.quant, p.tensor_parallel,
-                                                                 d.tensor_parallel, link, sc.kv_transfer.overlap)
+                    handoff.paths[p.name, d.name] = TransferPath(
+                        pm.model, pm.quant, p.tensor_parallel, d.tensor_parallel, link, sc.kv_transfer.overlap
+                    )
 
     def fail_replica_at(self, replica_name: str, at_s: float) -> None:
         """At ``at_s`` the replica disappears: the router stops choosing it and
@@ -155,8 +207,10 @@ class Fleet:
         eligible replicas (latency still counts from their first arrival)."""
         ranks = [r for r in self.replicas if r.name == replica_name or r.name.startswith(replica_name + ".dp")]
         if not ranks:
-            raise ScenarioError(f"replica-failure names unknown replica '{replica_name}'; "
-                                f"replicas: {', '.join(sorted(r.name for r in self.replicas))}")
+            raise ScenarioError(
+                f"replica-failure names unknown replica '{replica_name}'; "
+                f"replicas: {', '.join(sorted(r.name for r in self.replicas))}"
+            )
         self.env.process(self._fail(ranks, float(at_s)))  # a data-parallel replica fails whole: all its ranks
 
     def _fail(self, ranks: list, at_s: float):
@@ -183,8 +237,14 @@ class Fleet:
         # memoryviews of the columns: a Python number per index, no numpy scalar, no copy; a
         # disaggregated fleet's arrivals go to prefill replicas, which generate one token
         outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
-        self._arrival_cols = (wl.packed("arrival_s"), wl.packed("class_idx"), wl.packed("prompt_tokens"),
-                              outputs, n, max(1, n // 200))
+        self._arrival_cols = (
+            wl.packed("arrival_s"),
+            wl.packed("class_idx"),
+            wl.packed("prompt_tokens"),
+            outputs,
+            n,
+            max(1, n // 200),
+        )
         self._next_rid = 0
         wake(self.env, 0.0, self._arrive, URGENT)
 
@@ -259,10 +319,18 @@ class Fleet:
         ts = pd.DataFrame(rows, columns=list(TIMESERIES_COLUMNS)).astype(TIMESERIES_COLUMNS)
         itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))
         scaled = self.autoscaler.record(float(end_s), self.window) if self.autoscaler is not None else None
-        return SimResult(requests=requests, timeseries=ts, class_names=self.class_names,
-                         itl_hist=itl, window=self.window, end_s=float(end_s),
-                         replicas=[rep.stats for rep in self.replicas], notes=list(wl.notes), autoscale=scaled,
-                         pools=list(self.pools))
+        return SimResult(
+            requests=requests,
+            timeseries=ts,
+            class_names=self.class_names,
+            itl_hist=itl,
+            window=self.window,
+            end_s=float(end_s),
+            replicas=[rep.stats for rep in self.replicas],
+            notes=list(wl.notes),
+            autoscale=scaled,
+            pools=list(self.pools),
+        )
 
     def _request_table(self) -> pd.DataFrame:
         """The per-request records (``REQUEST_COLUMNS`` + latencies) built with one copy at
@@ -289,8 +357,9 @@ class Fleet:
             "output_tokens": output_tokens,
             "cached_prompt_tokens": np.frombuffer(ledger.cached, dtype=np.int64),
             # a request that never reached a replica (replica_of -1) gets the name ""
-            "replica": _strings([r.name for r in self.replicas] + [""],
-                                np.where(replica_of < 0, len(self.replicas), replica_of)),
+            "replica": _strings(
+                [r.name for r in self.replicas] + [""], np.where(replica_of < 0, len(self.replicas), replica_of)
+            ),
             "preemptions": np.frombuffer(ledger.preempt, dtype=np.int64),
             "status": _strings(list(_STATUS), np.frombuffer(ledger.status, dtype=np.int8)),
         }
@@ -298,8 +367,9 @@ class Fleet:
         # (a co-located run's records stay as they were: 9 bytes per request less, 90 MB at 10 million)
         if self.handoff is not None:
             prefill_of, transfer_s = self.handoff.columns()
-            cols["prefill_replica"] = _strings([r.name for r in self.replicas] + [""],
-                                               np.where(prefill_of < 0, len(self.replicas), prefill_of))
+            cols["prefill_replica"] = _strings(
+                [r.name for r in self.replicas] + [""], np.where(prefill_of < 0, len(self.replicas), prefill_of)
+            )
             cols["kv_transfer_s"] = transfer_s
         cols.update(latency_columns(arrival_s, first_token, finish_s, output_tokens))
         return pd.DataFrame(cols, copy=False)
@@ -312,15 +382,19 @@ def _strings(names: list, codes: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=names)
 
 
-def simulate(scenario: Scenario, *, exact_steps: bool = False,
-             progress: Callable[[int, int], None] | None = None, workload: Workload | None = None) -> SimResult:
+def simulate(
+    scenario: Scenario,
+    *,
+    exact_steps: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    workload: Workload | None = None,
+) -> SimResult:
     """Run ``scenario``; ``workload`` replaces the generated one (validation replays).
     The scenario's ``events:`` apply: surges add arrivals to the generated
     workload (not to a given one), replica failures apply either way."""
     if workload is None:
         workload = scenario_workload(scenario)  # generate_workload + surge arrivals
-    fleet = Fleet(scenario, workload, failures=failure_schedule(scenario), exact_steps=exact_steps,
-                  progress=progress)
+    fleet = Fleet(scenario, workload, failures=failure_schedule(scenario), exact_steps=exact_steps, progress=progress)
     result = fleet.run()
     # The fleet's replicas, events and the workload's unused columns sit in reference cycles
     # (env <-> replicas): free them now, before the caller summarizes and writes the records.

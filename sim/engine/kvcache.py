@@ -35,9 +35,15 @@ class KVCache:
     """Block pool of one replica."""
 
     __slots__ = {
-        "num_blocks": "long long", "block_size": "long long", "num_empty": "long long",
-        "hit_blocks": "long long", "query_blocks": "long long", "caching": "bint", "refcount": "dict",
-        "chains": "dict", "evictable": "object",
+        "num_blocks": "long long",
+        "block_size": "long long",
+        "num_empty": "long long",
+        "hit_blocks": "long long",
+        "query_blocks": "long long",
+        "caching": "bint",
+        "refcount": "dict",
+        "chains": "dict",
+        "evictable": "object",
     }
 
     def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool) -> None:

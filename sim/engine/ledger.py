@@ -28,9 +28,16 @@ class Ledger:
     """Outcome columns of ``n`` requests, by request id."""
 
     __slots__ = {
-        "first_token": "object", "finish_s": "object", "out_tokens": "object", "cached": "object",
-        "preempt": "object", "replica_of": "object", "status": "object", "done": "object",
-        "active": "long long", "arrivals_done": "bint",
+        "first_token": "object",
+        "finish_s": "object",
+        "out_tokens": "object",
+        "cached": "object",
+        "preempt": "object",
+        "replica_of": "object",
+        "status": "object",
+        "done": "object",
+        "active": "long long",
+        "arrivals_done": "bint",
     }
 
     def __init__(self, n: int, done) -> None:

@@ -54,23 +54,71 @@ def outstanding_key(rep: Replica) -> int:
 
 class Replica:
     __slots__ = {
-        "ledger": "Ledger", "keys": "PrefixKeys", "env": "object", "name": "object", "pool": "object",
-        "engine": "object", "perf": "object", "spec": "object", "policy": "object", "stats": "object",
-        "waiting": "object", "index": "long long", "block_size": "long long",
-        "max_num_batched_tokens": "long long", "max_num_seqs": "long long", "max_model_len": "long long",
-        "outstanding": "long long", "_seq": "long long", "batch_tokens": "long long", "_tick": "long long",
-        "running": "dict", "prefilling": "dict", "_seg_coeffs": "dict", "kv": "KVCache", "dec": "DecodeGroup",
-        "seg": "Segment", "t": "double", "_w0": "double", "_w1": "double", "_tick_t": "double",
-        "_idle_until": "double", "tick_s": "double", "outstanding_heaps": "list", "_itl": "list",
-        "ts_rows": "list", "_interruptible": "bint", "failed": "bint", "_stretch_ok": "bint",
-        "chunked_prefill": "bint", "_run_k": "object", "_run_end": "object", "_step": "object",
+        "ledger": "Ledger",
+        "keys": "PrefixKeys",
+        "env": "object",
+        "name": "object",
+        "pool": "object",
+        "engine": "object",
+        "perf": "object",
+        "spec": "object",
+        "policy": "object",
+        "stats": "object",
+        "waiting": "object",
+        "index": "long long",
+        "block_size": "long long",
+        "max_num_batched_tokens": "long long",
+        "max_num_seqs": "long long",
+        "max_model_len": "long long",
+        "outstanding": "long long",
+        "_seq": "long long",
+        "batch_tokens": "long long",
+        "_tick": "long long",
+        "running": "dict",
+        "prefilling": "dict",
+        "_seg_coeffs": "dict",
+        "kv": "KVCache",
+        "dec": "DecodeGroup",
+        "seg": "Segment",
+        "t": "double",
+        "_w0": "double",
+        "_w1": "double",
+        "_tick_t": "double",
+        "_idle_until": "double",
+        "tick_s": "double",
+        "outstanding_heaps": "list",
+        "_itl": "list",
+        "ts_rows": "list",
+        "_interruptible": "bint",
+        "failed": "bint",
+        "_stretch_ok": "bint",
+        "chunked_prefill": "bint",
+        "_run_k": "object",
+        "_run_end": "object",
+        "_step": "object",
         "_ev": "object",
     }
 
-    def __init__(self, env: simpy.Environment, index: int, name: str, pool, perf, num_kv_blocks: int,
-                 policy, stats: ReplicaStats, ledger: Ledger, keys: PrefixKeys, *, num_classes: int,
-                 window: tuple[float, float], tick_s: float, max_model_len: int, exact_steps: bool = False,
-                 spec=None) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        index: int,
+        name: str,
+        pool,
+        perf,
+        num_kv_blocks: int,
+        policy,
+        stats: ReplicaStats,
+        ledger: Ledger,
+        keys: PrefixKeys,
+        *,
+        num_classes: int,
+        window: tuple[float, float],
+        tick_s: float,
+        max_model_len: int,
+        exact_steps: bool = False,
+        spec=None,
+    ) -> None:
         self.env = env
         self.ledger = ledger  # where finished and rejected requests are recorded
         self.keys = keys  # prefix-cache block keys of the workload's requests
@@ -184,7 +232,10 @@ class Replica:
         end of the simulation), as exact stepping would have: counted, and their tokens added."""
         if self._run_k is not None:
             seg, k, steps = self._run_k
-            done = min(steps, seg.first_step_ending_at_or_after(now) - k + (seg.t_end(seg.first_step_ending_at_or_after(now)) <= now))
+            done = min(
+                steps,
+                seg.first_step_ending_at_or_after(now) - k + (seg.t_end(seg.first_step_ending_at_or_after(now)) <= now),
+            )
             if done > 0:
                 self._complete_steps(seg, k, done, seg.t_end(k + done - 1))
             self._run_k = None
@@ -274,8 +325,12 @@ class Replica:
                 perf = self.perf
                 a, b = perf.decode_affine(n)
                 f0, y0 = perf.step_flops(0, 0.0, n, 0), perf.step_bytes(0, 0.0, n, 0)
-                coeffs = self._seg_coeffs[n] = (a, b, (f0, perf.step_flops(0, 0.0, n, 1) - f0),
-                                                (y0, perf.step_bytes(0, 0.0, n, 1) - y0))
+                coeffs = self._seg_coeffs[n] = (
+                    a,
+                    b,
+                    (f0, perf.step_flops(0, 0.0, n, 1) - f0),
+                    (y0, perf.step_bytes(0, 0.0, n, 1) - y0),
+                )
             seg = self.seg = Segment(self.t, k, dec.ctx, n, *coeffs)
         if stretch:
             steps, t_end = self._stretch(seg, k)
@@ -453,7 +508,7 @@ class Replica:
         full = min(req.computed // self.block_size, len(req.block_keys))
         if len(keys) >= full:
             return
-        new = req.block_keys[len(keys):full]
+        new = req.block_keys[len(keys) : full]
         if kv.register_all(new):  # the usual case: nobody computed these blocks meanwhile
             keys.extend(new)
             if full == len(req.block_keys):  # it now holds the whole chain
@@ -564,7 +619,14 @@ class Replica:
         """Time-series rows for every tick the clock has passed."""
         tick_s = self.tick_s
         while self._tick_t <= self.t:
-            self.ts_rows.append((self._tick_t, len(self.running), len(self.waiting),
-                                 self.kv.used / self.kv.num_blocks, self.batch_tokens))
+            self.ts_rows.append(
+                (
+                    self._tick_t,
+                    len(self.running),
+                    len(self.waiting),
+                    self.kv.used / self.kv.num_blocks,
+                    self.batch_tokens,
+                )
+            )
             self._tick += 1
             self._tick_t = self._tick * tick_s

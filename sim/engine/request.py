@@ -20,12 +20,29 @@ class Request:
     """
 
     __slots__ = {
-        "rid": "long long", "cls": "long long", "prompt": "long long", "output": "long long",
-        "priority": "long long", "seq": "long long", "arrival_s": "double", "block_keys": "object",
-        "generated": "long long", "computed": "long long", "state": "long long", "preemptions": "long long",
-        "cached_tokens": "long long", "keys": "list", "first_token_s": "double", "last_token_s": "double",
-        "enqueue_s": "double", "k_join": "long long", "c_join": "long long", "g_join": "long long",
-        "phase": "long long", "join_id": "long long", "remote_tokens": "long long",
+        "rid": "long long",
+        "cls": "long long",
+        "prompt": "long long",
+        "output": "long long",
+        "priority": "long long",
+        "seq": "long long",
+        "arrival_s": "double",
+        "block_keys": "object",
+        "generated": "long long",
+        "computed": "long long",
+        "state": "long long",
+        "preemptions": "long long",
+        "cached_tokens": "long long",
+        "keys": "list",
+        "first_token_s": "double",
+        "last_token_s": "double",
+        "enqueue_s": "double",
+        "k_join": "long long",
+        "c_join": "long long",
+        "g_join": "long long",
+        "phase": "long long",
+        "join_id": "long long",
+        "remote_tokens": "long long",
     }
     # set by DecodeGroup.join, not here (annotations only: no class attributes beside __slots__)
     k_join: int
@@ -34,8 +51,17 @@ class Request:
     phase: int
     join_id: int
 
-    def __init__(self, rid: int, cls: int, prompt: int, output: int, arrival_s: float,
-                 priority: int, seq: int, block_keys: list | None) -> None:
+    def __init__(
+        self,
+        rid: int,
+        cls: int,
+        prompt: int,
+        output: int,
+        arrival_s: float,
+        priority: int,
+        seq: int,
+        block_keys: list | None,
+    ) -> None:
         self.rid = rid  # workload index (the record's request_id)
         self.cls = cls  # class index
         self.prompt = prompt  # prompt tokens

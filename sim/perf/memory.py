@@ -24,15 +24,31 @@ from sim.catalog import GPU, ModelSpec, QuantSpec, load_catalog
 from sim.errors import FleetcastError
 from sim.perf.perf_model import ModelShape
 
-__all__ = ["MemoryPlan", "plan_memory", "device_memory_bytes", "check_max_model_len", "hold_one_sequence", "accounting_rule",
-           "moe_workspace_bytes", "MOE_WORKSPACE_FACTOR", "MOE_CHUNK_TOKENS", "NON_TORCH_BYTES", "COMM_BYTES", "CUDAGRAPH_ESTIMATE_BYTES", "SAMPLER_FP32_COPIES", "FORWARD_PEAK_FACTOR"]
+__all__ = [
+    "MemoryPlan",
+    "plan_memory",
+    "device_memory_bytes",
+    "check_max_model_len",
+    "hold_one_sequence",
+    "accounting_rule",
+    "moe_workspace_bytes",
+    "MOE_WORKSPACE_FACTOR",
+    "MOE_CHUNK_TOKENS",
+    "NON_TORCH_BYTES",
+    "COMM_BYTES",
+    "CUDAGRAPH_ESTIMATE_BYTES",
+    "SAMPLER_FP32_COPIES",
+    "FORWARD_PEAK_FACTOR",
+]
 
 GiB = 1024**3
 _LOGIT_BYTES = 4  # vLLM computes logits in fp32
 _TP_CHOICES = (1, 2, 4, 8)
 
-_LLMD = ("llm-d-incubation/llm-d-planner accuracy/results/v0.19.0/logs at commit d3121e05 (Apache-2.0): vLLM "
-         "0.19.0 start-up logs on H100 80GB, gpu_memory_utilization 0.95")
+_LLMD = (
+    "llm-d-incubation/llm-d-planner accuracy/results/v0.19.0/logs at commit d3121e05 (Apache-2.0): vLLM "
+    "0.19.0 start-up logs on H100 80GB, gpu_memory_utilization 0.95"
+)
 """Where the constants below were read: the set's models that tests/test_memory.py does not
 check (Gemma, Phi, Granite, CodeLlama, Kimi, Llama-4-Scout, gpt-oss, Mistral-Small,
 Qwen1.5-MoE); the models it checks (Llama-3.1, Qwen2.5, Qwen3, Mixtral, DeepSeek-V2-Lite) are
@@ -100,8 +116,9 @@ def accounting_rule(vllm_version: tuple[int, ...] | None) -> str:
     """One line naming the vLLM accounting a plan follows."""
     v = "the newest vLLM" if vllm_version is None else "vLLM " + ".".join(map(str, vllm_version))
     graphs = _subtracts_cudagraphs(vllm_version)
-    return (f"{v}: device memory x gpu_memory_utilization - weights - profile-run activation peak - non-torch"
-            + (" - CUDA-graph estimate" if graphs else " (CUDA graphs outside the budget)"))
+    return f"{v}: device memory x gpu_memory_utilization - weights - profile-run activation peak - non-torch" + (
+        " - CUDA-graph estimate" if graphs else " (CUDA graphs outside the budget)"
+    )
 
 
 def _subtracts_cudagraphs(vllm_version: tuple[int, ...] | None) -> bool:
@@ -133,14 +150,21 @@ class MemoryPlan:
     def breakdown_gib(self) -> dict[str, float]:
         """The plan as vLLM logs it, in GiB (for summary.json and the terminal)."""
         keys = ("device", "budget", "weights", "activation_peak", "non_torch", "cudagraph", "kv_cache")
-        vals = (self.device_bytes_per_gpu, self.budget_bytes_per_gpu, self.weight_bytes_per_gpu,
-                self.activation_bytes_per_gpu, self.non_torch_bytes_per_gpu, self.cudagraph_bytes_per_gpu,
-                max(self.available_kv_bytes_per_gpu, 0))
+        vals = (
+            self.device_bytes_per_gpu,
+            self.budget_bytes_per_gpu,
+            self.weight_bytes_per_gpu,
+            self.activation_bytes_per_gpu,
+            self.non_torch_bytes_per_gpu,
+            self.cudagraph_bytes_per_gpu,
+            max(self.available_kv_bytes_per_gpu, 0),
+        )
         return {f"{k}_gib": round(v / GiB, 3) for k, v in zip(keys, vals)}
 
 
-def moe_workspace_bytes(model: ModelSpec, quant: QuantSpec, tokens: int, tp: int = 1, dp: int = 1,
-                        ep: bool = False) -> int:
+def moe_workspace_bytes(
+    model: ModelSpec, quant: QuantSpec, tokens: int, tp: int = 1, dp: int = 1, ep: bool = False
+) -> int:
     """The fused-MoE workspace of a forward of ``tokens`` tokens per rank on one GPU (0 for a
     dense model): rows = min(tokens x dp, MOE_CHUNK_TOKENS) x top-k (the ranks' tokens are
     gathered before the experts), widths max(I, h) + max(2I, h) activations, with I the expert
@@ -153,8 +177,9 @@ def moe_workspace_bytes(model: ModelSpec, quant: QuantSpec, tokens: int, tp: int
     return math.ceil(rows * (max(width, h) + max(2 * width, h)) * quant.activation_bytes)
 
 
-def _activation_bytes(model: ModelSpec, quant: QuantSpec, s: ModelShape, tokens: int, rows: int,
-                      moe_workspace: int = 0) -> int:
+def _activation_bytes(
+    model: ModelSpec, quant: QuantSpec, s: ModelShape, tokens: int, rows: int, moe_workspace: int = 0
+) -> int:
     """Peak torch memory of vLLM's profile run above the weights: the larger of one forward of
     ``tokens`` tokens (peak in the MLP: residual, normed input, gate/up output and activated
     output) and the dummy sampler over ``rows`` rows of fp32 logits (full vocabulary on every
@@ -166,9 +191,19 @@ def _activation_bytes(model: ModelSpec, quant: QuantSpec, s: ModelShape, tokens:
     return math.ceil(max(FORWARD_PEAK_FACTOR * forward, sampler))
 
 
-def _plan(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int, util: float, block_size: int,
-          max_num_batched_tokens: int, max_num_seqs: int, vllm_version: tuple[int, ...] | None,
-          dp: int = 1, ep: bool = False) -> MemoryPlan:
+def _plan(
+    gpu: GPU,
+    model: ModelSpec,
+    quant: QuantSpec,
+    tp: int,
+    util: float,
+    block_size: int,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+    vllm_version: tuple[int, ...] | None,
+    dp: int = 1,
+    ep: bool = False,
+) -> MemoryPlan:
     s = ModelShape(model, quant, tp)
     device = device_memory_bytes(gpu)
     budget = math.ceil(device * util)  # vLLM: ceil(total × utilization)
@@ -184,14 +219,35 @@ def _plan(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int, util: float, bl
     available = budget - weights - act - non_torch - graphs
     per_block = block_size * s.kv_bytes_per_token_per_gpu
     blocks = max(math.floor(available / per_block), 0)
-    return MemoryPlan(device, budget, weights, act, non_torch, graphs, available, s.kv_bytes_per_token_per_gpu,
-                      per_block, blocks, blocks * block_size, accounting_rule(vllm_version))
+    return MemoryPlan(
+        device,
+        budget,
+        weights,
+        act,
+        non_torch,
+        graphs,
+        available,
+        s.kv_bytes_per_token_per_gpu,
+        per_block,
+        blocks,
+        blocks * block_size,
+        accounting_rule(vllm_version),
+    )
 
 
-def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
-                gpu_memory_utilization: float = 0.9, block_size: int = 16,
-                max_num_batched_tokens: int = 8192, max_num_seqs: int = 256,
-                vllm_version: tuple[int, ...] | None = None, dp: int = 1, ep: bool = False) -> MemoryPlan:
+def plan_memory(
+    gpu: GPU,
+    model: ModelSpec,
+    quant: QuantSpec,
+    tp: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    block_size: int = 16,
+    max_num_batched_tokens: int = 8192,
+    max_num_seqs: int = 256,
+    vllm_version: tuple[int, ...] | None = None,
+    dp: int = 1,
+    ep: bool = False,
+) -> MemoryPlan:
     """Split each GPU's memory into weights, activations, overheads and KV blocks.
 
     ``dp`` data-parallel ranks of ``tp`` GPUs each: every rank holds the attention and dense
@@ -202,22 +258,29 @@ def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
     even one block fits.
     """
     if not 0.0 < gpu_memory_utilization <= 1.0 or block_size < 1 or max_num_batched_tokens < 1:
-        raise FleetcastError(f"gpu_memory_utilization must be in (0, 1] (got {gpu_memory_utilization}), "
-                             f"block_size and max_num_batched_tokens >= 1 (got {block_size}, "
-                             f"{max_num_batched_tokens}).")
+        raise FleetcastError(
+            f"gpu_memory_utilization must be in (0, 1] (got {gpu_memory_utilization}), "
+            f"block_size and max_num_batched_tokens >= 1 (got {block_size}, "
+            f"{max_num_batched_tokens})."
+        )
     args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, vllm_version, dp, ep)
     plan = _plan(gpu, model, quant, tp, *args)
     if plan.num_kv_blocks >= 1:
         return plan
-    need = (plan.weight_bytes_per_gpu + plan.activation_bytes_per_gpu + plan.runtime_overhead_bytes_per_gpu
-            + plan.kv_bytes_per_block_per_gpu)
-    tps = [t for t in _TP_CHOICES if model.num_heads % t == 0
-           and _plan(gpu, model, quant, t, *args).num_kv_blocks >= 1]
-    fits_tp = (f"fits at {quant.weights} with tp={tps[0]}" if tps
-               else f"does not fit at {quant.weights} with any tp in {', '.join(map(str, _TP_CHOICES))}")
+    need = (
+        plan.weight_bytes_per_gpu
+        + plan.activation_bytes_per_gpu
+        + plan.runtime_overhead_bytes_per_gpu
+        + plan.kv_bytes_per_block_per_gpu
+    )
+    tps = [t for t in _TP_CHOICES if model.num_heads % t == 0 and _plan(gpu, model, quant, t, *args).num_kv_blocks >= 1]
+    fits_tp = (
+        f"fits at {quant.weights} with tp={tps[0]}"
+        if tps
+        else f"does not fit at {quant.weights} with any tp in {', '.join(map(str, _TP_CHOICES))}"
+    )
     ok = [q.weights for q in _alternatives(quant) if _plan(gpu, model, q, tp, *args).num_kv_blocks >= 1]
-    fits_q = (f"at tp={tp} it fits with weights {', '.join(ok)}" if ok
-              else f"no weight quantization fits at tp={tp}")
+    fits_q = f"at tp={tp} it fits with weights {', '.join(ok)}" if ok else f"no weight quantization fits at tp={tp}"
     layout = f"tp={tp}" + (f", data_parallel={dp}" + (" with expert parallelism" if ep else "") if dp > 1 else "")
     raise FleetcastError(
         f"model '{model.name}' with {quant.weights} weights and {quant.kv_cache} KV cache does not fit on "
@@ -225,11 +288,13 @@ def plan_memory(gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
         f"{plan.weight_bytes_per_gpu / GiB:.1f} + activations {plan.activation_bytes_per_gpu / GiB:.1f} + "
         f"non-torch and CUDA graphs {plan.runtime_overhead_bytes_per_gpu / GiB:.1f} + one KV block) but has "
         f"{plan.budget_bytes_per_gpu / GiB:.1f} GiB ({plan.device_bytes_per_gpu / GiB:.2f} GiB x "
-        f"gpu_memory_utilization {gpu_memory_utilization}). It {fits_tp}; {fits_q}.")
+        f"gpu_memory_utilization {gpu_memory_utilization}). It {fits_tp}; {fits_q}."
+    )
 
 
-def check_max_model_len(plan: MemoryPlan, max_model_len: int, block_size: int,
-                        vllm_version: tuple[int, ...] | None) -> str | None:
+def check_max_model_len(
+    plan: MemoryPlan, max_model_len: int, block_size: int, vllm_version: tuple[int, ...] | None
+) -> str | None:
     """vLLM's start-up check: None when one ``max_model_len`` sequence fits the available KV
     memory, else the reason (vLLM's wording, with the longest length that would fit)."""
     blocks = plan.num_kv_blocks
@@ -238,15 +303,18 @@ def check_max_model_len(plan: MemoryPlan, max_model_len: int, block_size: int,
     need = -(-max_model_len // block_size)
     if need <= blocks:
         return None
-    return (f"to serve one request of max_model_len {max_model_len:,}, "
-            f"{need * plan.kv_bytes_per_block_per_gpu / GiB:.2f} GiB of KV cache is needed per GPU, more than "
-            f"the {max(blocks, 0) * plan.kv_bytes_per_block_per_gpu / GiB:.2f} GiB available "
-            f"({max(blocks, 0):,} blocks of {block_size} tokens); the longest max_model_len that fits is "
-            f"{max(blocks, 0) * block_size:,}")
+    return (
+        f"to serve one request of max_model_len {max_model_len:,}, "
+        f"{need * plan.kv_bytes_per_block_per_gpu / GiB:.2f} GiB of KV cache is needed per GPU, more than "
+        f"the {max(blocks, 0) * plan.kv_bytes_per_block_per_gpu / GiB:.2f} GiB available "
+        f"({max(blocks, 0):,} blocks of {block_size} tokens); the longest max_model_len that fits is "
+        f"{max(blocks, 0) * block_size:,}"
+    )
 
 
-def hold_one_sequence(plan: MemoryPlan, max_model_len: int, block_size: int,
-                      vllm_version: tuple[int, ...] | None) -> MemoryPlan:
+def hold_one_sequence(
+    plan: MemoryPlan, max_model_len: int, block_size: int, vllm_version: tuple[int, ...] | None
+) -> MemoryPlan:
     """The plan, or, where no vLLM version is named and only the CUDA-graph estimate keeps one
     ``max_model_len`` sequence out, the plan with as much of that estimate given back as the
     sequence needs (``num_kv_blocks`` = the sequence's blocks + the null block).
@@ -271,17 +339,23 @@ def hold_one_sequence(plan: MemoryPlan, max_model_len: int, block_size: int,
     if math.floor((plan.available_kv_bytes_per_gpu + plan.cudagraph_bytes_per_gpu) / per_block) < need:
         return plan  # not even without the graph estimate: check_max_model_len refuses it
     given_back = math.ceil(need * per_block - plan.available_kv_bytes_per_gpu)
-    return replace(plan, cudagraph_bytes_per_gpu=plan.cudagraph_bytes_per_gpu - given_back,
-                   available_kv_bytes_per_gpu=plan.available_kv_bytes_per_gpu + given_back,
-                   num_kv_blocks=need, max_kv_tokens=need * block_size,
-                   accounting=plan.accounting + f"; {given_back / GiB:.2f} GiB of the CUDA-graph estimate "
-                   f"given back to hold one max_model_len sequence, as vLLM before 0.21 would")
+    return replace(
+        plan,
+        cudagraph_bytes_per_gpu=plan.cudagraph_bytes_per_gpu - given_back,
+        available_kv_bytes_per_gpu=plan.available_kv_bytes_per_gpu + given_back,
+        num_kv_blocks=need,
+        max_kv_tokens=need * block_size,
+        accounting=plan.accounting + f"; {given_back / GiB:.2f} GiB of the CUDA-graph estimate "
+        f"given back to hold one max_model_len sequence, as vLLM before 0.21 would",
+    )
 
 
 def _alternatives(quant: QuantSpec) -> list[QuantSpec]:
     """The built-in weight schemes with this KV scheme, most bytes/param first."""
 
     cat = load_catalog()
-    out = [replace(cat.quant(w, "auto"), kv_cache=quant.kv_cache, kv_bytes_per_elem=quant.kv_bytes_per_elem)
-           for w in cat.weight_schemes()]
+    out = [
+        replace(cat.quant(w, "auto"), kv_cache=quant.kv_cache, kv_bytes_per_elem=quant.kv_bytes_per_elem)
+        for w in cat.weight_schemes()
+    ]
     return sorted(out, key=lambda q: (-q.weight_bytes_per_param, q.weights))

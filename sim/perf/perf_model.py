@@ -95,12 +95,16 @@ class PerfCoefficients:
     def __post_init__(self) -> None:
         for name in ("e_compute", "e_memory", "e_comm"):
             if not 0.0 < getattr(self, name) <= 1.0:
-                raise FleetcastError(f"performance coefficient {name} must be in (0, 1], "
-                                     f"got {getattr(self, name)!r} (from {self.source})")
+                raise FleetcastError(
+                    f"performance coefficient {name} must be in (0, 1], "
+                    f"got {getattr(self, name)!r} (from {self.source})"
+                )
         for name in ("t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s", "t_request_s"):
             if not getattr(self, name) >= 0.0:
-                raise FleetcastError(f"performance coefficient {name} must be >= 0 seconds, "
-                                     f"got {getattr(self, name)!r} (from {self.source})")
+                raise FleetcastError(
+                    f"performance coefficient {name} must be >= 0 seconds, "
+                    f"got {getattr(self, name)!r} (from {self.source})"
+                )
 
 
 class ModelShape:
@@ -113,8 +117,10 @@ class ModelShape:
     def __init__(self, model: ModelSpec, quant: QuantSpec, tp: int):
         if isinstance(tp, bool) or not float(tp).is_integer() or tp < 1 or model.num_heads % int(tp):
             valid = [t for t in range(1, 65) if model.num_heads % t == 0]
-            raise FleetcastError(f"tp={tp!r} does not divide the {model.num_heads} attention heads of "
-                                 f"model '{model.name}'; valid tp values: {', '.join(map(str, valid))}.")
+            raise FleetcastError(
+                f"tp={tp!r} does not divide the {model.num_heads} attention heads of "
+                f"model '{model.name}'; valid tp values: {', '.join(map(str, valid))}."
+            )
         m, wb, ab = model, quant.weight_bytes_per_param, quant.activation_bytes
         L, h = m.num_layers, m.hidden_size
         embed_in = m.vocab_size * h if not m.tie_word_embeddings else 0  # a lookup, not read whole
@@ -147,9 +153,11 @@ class ModelShape:
             q, kv = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
             o = q
         self.mlp_width_per_gpu = width / tp  # intermediate activations one token produces per GPU
-        self.act_bytes_per_token = (2 * ab * L * (4 * h + (q + 2 * kv + o + 3 * width) / tp)
-                                    + 2 * _LOGIT_BYTES * m.vocab_size / tp
-                                    + self.kv_bytes_per_token_per_gpu)
+        self.act_bytes_per_token = (
+            2 * ab * L * (4 * h + (q + 2 * kv + o + 3 * width) / tp)
+            + 2 * _LOGIT_BYTES * m.vocab_size / tp
+            + self.kv_bytes_per_token_per_gpu
+        )
 
 
 def attention_units(model: ModelSpec, tp: int) -> tuple[float, float]:
@@ -184,8 +192,17 @@ class PerfModel:
     million times per simulation.
     """
 
-    def __init__(self, gpu: GPU, model: ModelSpec, quant: QuantSpec, tp: int = 1,
-                 coeffs: PerfCoefficients | None = None, kernels=None, dp: int = 1, ep: bool = False):
+    def __init__(
+        self,
+        gpu: GPU,
+        model: ModelSpec,
+        quant: QuantSpec,
+        tp: int = 1,
+        coeffs: PerfCoefficients | None = None,
+        kernels=None,
+        dp: int = 1,
+        ep: bool = False,
+    ):
         """``kernels``: a ``sim.perf.kernels.tables.KernelTables`` of this (GPU, model, quant,
         tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline)."""
         c = coeffs or PerfCoefficients()
@@ -245,8 +262,9 @@ class PerfModel:
                 self._pre_step, self._pre_chunk, self._pre_tok, self._pre_unit = (float(x) for x in kernels.prefill_s)
         if tp > 1:
             self._comm_fixed = 2 * L * c.t_allreduce_s
-            self._comm_tok = (2 * L * h * quant.activation_bytes * 2.0 * (tp - 1) / tp
-                              / (gpu.interconnect_bw_bytes_s * c.e_comm))
+            self._comm_tok = (
+                2 * L * h * quant.activation_bytes * 2.0 * (tp - 1) / tp / (gpu.interconnect_bw_bytes_s * c.e_comm)
+            )
         else:
             self._comm_fixed = self._comm_tok = 0.0
         if dp > 1:  # MoE dispatch + combine across the ranks (sim.perf.kernels.layout.moe_exchange_s)
@@ -259,8 +277,15 @@ class PerfModel:
         """Weight bytes one GPU reads in a step of T tokens (touched experts only)."""
         return self._w_base + self._w_experts * (1.0 - self._miss ** (T * self.dp))
 
-    def step_time_s(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
-                    decode_ctx_tokens: int, num_prefill_seqs: int = 0, queries_per_decode: int = 1) -> float:
+    def step_time_s(
+        self,
+        prefill_tokens: int,
+        prefill_attn: float,
+        num_decodes: int,
+        decode_ctx_tokens: int,
+        num_prefill_seqs: int = 0,
+        queries_per_decode: int = 1,
+    ) -> float:
         """Seconds one engine step takes.
 
         prefill_tokens: Σ q_i new tokens of the prefill chunks; prefill_attn:
@@ -294,8 +319,12 @@ class PerfModel:
                 t += (f if f > b else b) + self._comm_fixed + self._comm_tok * T
         if prefill_tokens > 0:
             if self._kpre:
-                t += (self._pre_step + self._pre_chunk * num_prefill_seqs + self._pre_tok * prefill_tokens
-                      + self._pre_unit * prefill_attn)
+                t += (
+                    self._pre_step
+                    + self._pre_chunk * num_prefill_seqs
+                    + self._pre_tok * prefill_tokens
+                    + self._pre_unit * prefill_attn
+                )
             else:
                 f = self._attn_flops_prefill * prefill_attn * self._inv_flops_attn
                 b = (prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok) * self._inv_bw
@@ -321,20 +350,35 @@ class PerfModel:
             ab = self._affine[num_decodes] = (self.step_time_s(0, 0.0, num_decodes, 0), self._b_decode)
         return ab
 
-    def step_flops(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
-                   decode_ctx_tokens: int, num_prefill_seqs: int = 0, queries_per_decode: int = 1) -> float:
+    def step_flops(
+        self,
+        prefill_tokens: int,
+        prefill_attn: float,
+        num_decodes: int,
+        decode_ctx_tokens: int,
+        num_prefill_seqs: int = 0,
+        queries_per_decode: int = 1,
+    ) -> float:
         """FLOPs of the step over the whole replica (all tp GPUs), for MFU."""
         T = prefill_tokens + num_decodes * queries_per_decode
         dec_pairs = decode_ctx_tokens * queries_per_decode
         if self._mla:
-            per_gpu = (self._lin_flops_tok * T + self._attn_flops_prefill * prefill_attn
-                       + self._attn_flops_unit * dec_pairs)
+            per_gpu = (
+                self._lin_flops_tok * T + self._attn_flops_prefill * prefill_attn + self._attn_flops_unit * dec_pairs
+            )
         else:
             per_gpu = self._lin_flops_tok * T + self._attn_flops_unit * (prefill_attn + dec_pairs)
         return per_gpu * self.tp
 
-    def step_bytes(self, prefill_tokens: int, prefill_attn: float, num_decodes: int,
-                   decode_ctx_tokens: int, num_prefill_seqs: int = 0, queries_per_decode: int = 1) -> float:
+    def step_bytes(
+        self,
+        prefill_tokens: int,
+        prefill_attn: float,
+        num_decodes: int,
+        decode_ctx_tokens: int,
+        num_prefill_seqs: int = 0,
+        queries_per_decode: int = 1,
+    ) -> float:
         """HBM bytes the step moves over the whole replica (all tp GPUs), for MBU."""
         T = prefill_tokens + num_decodes * queries_per_decode
         per_gpu = decode_ctx_tokens * self._kv_tok
@@ -345,8 +389,14 @@ class PerfModel:
         return per_gpu * self.tp
 
 
-def roofline_floor_s(perf: PerfModel, prefill_tokens: int, prefill_attn: float, num_decodes: int,
-                     decode_ctx_tokens: int, num_prefill_seqs: int = 0) -> float:
+def roofline_floor_s(
+    perf: PerfModel,
+    prefill_tokens: int,
+    prefill_attn: float,
+    num_decodes: int,
+    decode_ctx_tokens: int,
+    num_prefill_seqs: int = 0,
+) -> float:
     """Physical floor of a step: its FLOPs at peak or its bytes at peak bandwidth.
 
     Efficiency 1, no overheads, no communication, and the fastest peak the

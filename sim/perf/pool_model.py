@@ -57,8 +57,10 @@ class PoolModel:
         """The replicas' KV capacity (vLLM's ``num_gpu_blocks``, the usable blocks, tokens) and
         the per-GPU memory breakdown it came from (``summary.json`` ``kv_capacity``)."""
         return {
-            "num_gpu_blocks": int(self.num_gpu_blocks), "usable_blocks": int(self.kv_blocks),
-            "block_size": int(self.block_size), "kv_tokens": int(self.kv_blocks * self.block_size),
+            "num_gpu_blocks": int(self.num_gpu_blocks),
+            "usable_blocks": int(self.kv_blocks),
+            "block_size": int(self.block_size),
+            "kv_tokens": int(self.kv_blocks * self.block_size),
             "source": "engine.num_gpu_blocks_override" if self.blocks_overridden else self.memory.accounting,
             "memory_per_gpu": self.memory.breakdown_gib(),
         }
@@ -73,9 +75,19 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant)
     version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
     try:
-        mem = plan_memory(gpu, model, quant, pool.tensor_parallel, eng.gpu_memory_utilization,
-                          eng.block_size, eng.max_num_batched_tokens, eng.max_num_seqs, version,
-                          dp=pool.data_parallel, ep=pool.expert_parallel)
+        mem = plan_memory(
+            gpu,
+            model,
+            quant,
+            pool.tensor_parallel,
+            eng.gpu_memory_utilization,
+            eng.block_size,
+            eng.max_num_batched_tokens,
+            eng.max_num_seqs,
+            version,
+            dp=pool.data_parallel,
+            ep=pool.expert_parallel,
+        )
         if eng.speculative is not None:  # the draft model / EAGLE layer share the GPUs with the target
             mem = with_proposer_memory(mem, pool, catalog, model, quant, eng.block_size)
     except FleetcastError as exc:
@@ -88,23 +100,39 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     num_gpu_blocks = eng.num_gpu_blocks_override or mem.num_kv_blocks
     blocks = num_gpu_blocks - 1
     if eng.num_gpu_blocks_override:  # measured (CPU testbed, vLLM 0.32): 16 blocks of 128 refuse 2048
-        why = (None if blocks * eng.block_size >= max_len else
-               f"the KV cache holds {blocks * eng.block_size:,} tokens, less than one sequence of "
-               f"max_model_len {max_len:,}")
+        why = (
+            None
+            if blocks * eng.block_size >= max_len
+            else f"the KV cache holds {blocks * eng.block_size:,} tokens, less than one sequence of "
+            f"max_model_len {max_len:,}"
+        )
     else:
         why = check_max_model_len(mem, max_len, eng.block_size, version)
     if why:
-        role = ("; a decode pool holds the whole prompt's KV cache of every request it receives (moved from "
-                "the prefill pool) plus its output, so it needs room for one max_model_len sequence too"
-                if pool.role == "decode" else "")
+        role = (
+            "; a decode pool holds the whole prompt's KV cache of every request it receives (moved from "
+            "the prefill pool) plus its output, so it needs room for one max_model_len sequence too"
+            if pool.role == "decode"
+            else ""
+        )
         raise ScenarioError(
             f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): vLLM refuses to start: {why}{role}. Set "
             f"engine.max_model_len lower, raise engine.gpu_memory_utilization, or add tensor_parallel / a "
             f"smaller quantization to make room."
         )
-    return PoolModel(name=pool.name, gpu=gpu, model=model, quant=quant, perf=perf, memory=mem,
-                     num_gpu_blocks=num_gpu_blocks, kv_blocks=blocks, block_size=eng.block_size,
-                     blocks_overridden=bool(eng.num_gpu_blocks_override), max_model_len=max_len)
+    return PoolModel(
+        name=pool.name,
+        gpu=gpu,
+        model=model,
+        quant=quant,
+        perf=perf,
+        memory=mem,
+        num_gpu_blocks=num_gpu_blocks,
+        kv_blocks=blocks,
+        block_size=eng.block_size,
+        blocks_overridden=bool(eng.num_gpu_blocks_override),
+        max_model_len=max_len,
+    )
 
 
 def build_pool_models(scenario) -> list[PoolModel]:
@@ -112,4 +140,3 @@ def build_pool_models(scenario) -> list[PoolModel]:
     ``max_model_len`` does not) is a ScenarioError naming the pool."""
     catalog = scenario.load_catalog()
     return [_pool_model(scenario, i, catalog) for i in range(len(scenario.fleet))]
-

@@ -57,14 +57,18 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoeffici
             dtype = quant.compute_dtype_on(gpu) if quant is not None else "bf16"
             # assumes an architecture with e_memory has e_compute fitted too (architectures.yaml; not checked)
             values = {"e_compute": arch.e_compute_for(dtype), "e_memory": arch.e_memory}  # type: ignore[dict-item]
-            said.append(f"{arch.name} efficiencies fitted to {arch.sibling}'s measured vLLM GEMMs "
-                        f"(e_compute {values['e_compute']:g} at {dtype}, e_memory {values['e_memory']:g}; "
-                        f"sim/catalog/architectures.yaml, from aiconfigurator-core data, Apache-2.0)")
+            said.append(
+                f"{arch.name} efficiencies fitted to {arch.sibling}'s measured vLLM GEMMs "
+                f"(e_compute {values['e_compute']:g} at {dtype}, e_memory {values['e_memory']:g}; "
+                f"sim/catalog/architectures.yaml, from aiconfigurator-core data, Apache-2.0)"
+            )
         extra = dict(getattr(gpu, "perf_defaults", None) or {})
         if extra:
             src = (gpu.sources or {}).get("perf_defaults", "catalog")
-            said.append(f"catalog defaults for {gpu.name} "
-                        f"({', '.join(f'{k} {v:g}' for k, v in sorted(extra.items()))}; not validated: {src})")
+            said.append(
+                f"catalog defaults for {gpu.name} "
+                f"({', '.join(f'{k} {v:g}' for k, v in sorted(extra.items()))}; not validated: {src})"
+            )
             values.update(extra)
         if not values:
             return PerfCoefficients()
@@ -74,8 +78,9 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoeffici
     data = load_profile(path)
     source = f"profile {data.get('name', path.stem)} ({path.name})"
     summary = validation_summary(data)
-    return PerfCoefficients(**data["coefficients"],
-                            source=f"{source}; validated: {summary}" if summary else f"{source}; not validated")
+    return PerfCoefficients(
+        **data["coefficients"], source=f"{source}; validated: {summary}" if summary else f"{source}; not validated"
+    )
 
 
 def validation_summary(data: dict) -> str | None:

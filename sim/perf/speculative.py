@@ -32,8 +32,14 @@ from dataclasses import replace
 from sim.errors import FleetcastError
 from sim.perf.perf_model import ModelShape, PerfModel
 
-__all__ = ["NGRAM_PROPOSE_S_PER_SEQ", "expected_tokens_per_step", "Speculation", "pool_speculation",
-           "draft_model_of", "with_proposer_memory"]
+__all__ = [
+    "NGRAM_PROPOSE_S_PER_SEQ",
+    "expected_tokens_per_step",
+    "Speculation",
+    "pool_speculation",
+    "draft_model_of",
+    "with_proposer_memory",
+]
 
 NGRAM_PROPOSE_S_PER_SEQ = 10e-6
 """CPU seconds the n-gram proposer spends per sequence and step (an assumption: vLLM's
@@ -67,8 +73,9 @@ class Speculation:
 
     ``tokens_by_class``: expected tokens per verification step of each class index."""
 
-    def __init__(self, perf: PerfModel, method: str, k: int, tokens_by_class: list[float],
-                 draft: PerfModel | None = None) -> None:
+    def __init__(
+        self, perf: PerfModel, method: str, k: int, tokens_by_class: list[float], draft: PerfModel | None = None
+    ) -> None:
         self.perf, self.method, self.k, self.q = perf, method, int(k), int(k) + 1
         self.tokens_by_class = [float(x) for x in tokens_by_class]
         self.draft = draft
@@ -107,13 +114,15 @@ class Speculation:
             b_d = self.proposer_s(n, 1) - a_d
             f0 = perf.step_flops(0, 0.0, n, 0, 0, q)
             y0 = perf.step_bytes(0, 0.0, n, 0, 0, q)
-            out = self._coeffs[key] = ((a_v + a_d) / e, (b_v + b_d) / e,
-                                       (f0 / e, (perf.step_flops(0, 0.0, n, 1, 0, q) - f0) / e),
-                                       (y0 / e, (perf.step_bytes(0, 0.0, n, 1, 0, q) - y0) / e))
+            out = self._coeffs[key] = (
+                (a_v + a_d) / e,
+                (b_v + b_d) / e,
+                (f0 / e, (perf.step_flops(0, 0.0, n, 1, 0, q) - f0) / e),
+                (y0 / e, (perf.step_bytes(0, 0.0, n, 1, 0, q) - y0) / e),
+            )
         return out
 
-    def mixed_step_s(self, prefill_tokens: int, prefill_attn: float, n: int, ctx: int, nps: int,
-                     ncls: list) -> float:
+    def mixed_step_s(self, prefill_tokens: int, prefill_attn: float, n: int, ctx: int, nps: int, ncls: list) -> float:
         """A step with prefill chunks and ``n`` decodes (each advancing one token): the
         prefill part (and the draft model's pass over the chunks) in full, ``1/E`` of the
         decoders' marginal cost."""
@@ -128,8 +137,9 @@ class Speculation:
         return base + marginal / self.tokens_per_step(n, ncls)
 
 
-def pool_speculation(pool, catalog, gpu, model, quant, perf: PerfModel, class_names: list,
-                     class_specs: list) -> Speculation | None:
+def pool_speculation(
+    pool, catalog, gpu, model, quant, perf: PerfModel, class_names: list, class_specs: list
+) -> Speculation | None:
     """The pool's ``Speculation`` (None when it does not speculate). ``class_names``: the
     workload's classes in index order; ``class_specs``: the scenario's ``traffic.classes``.
     A class the pool does not serve, or without any acceptance rate, counts as acceptance
@@ -173,9 +183,17 @@ def with_proposer_memory(mem, pool, catalog, model, quant, block_size: int):
     available = mem.available_kv_bytes_per_gpu - weights
     blocks = max(math.floor(available / per_block), 0)
     if blocks < 1:
-        raise FleetcastError(f"the {spec.method} proposer ({dm.name}, {weights / 2**30:.1f} GiB of weights per "
-                             f"GPU) leaves no KV block: {mem.available_kv_bytes_per_gpu / 2**30:.1f} GiB were "
-                             f"available; use a smaller draft model, more tensor_parallel or a smaller quantization")
-    return replace(mem, weight_bytes_per_gpu=mem.weight_bytes_per_gpu + weights, available_kv_bytes_per_gpu=available,
-                   kv_bytes_per_token_per_gpu=kv_tok, kv_bytes_per_block_per_gpu=per_block, num_kv_blocks=blocks,
-                   max_kv_tokens=blocks * block_size)
+        raise FleetcastError(
+            f"the {spec.method} proposer ({dm.name}, {weights / 2**30:.1f} GiB of weights per "
+            f"GPU) leaves no KV block: {mem.available_kv_bytes_per_gpu / 2**30:.1f} GiB were "
+            f"available; use a smaller draft model, more tensor_parallel or a smaller quantization"
+        )
+    return replace(
+        mem,
+        weight_bytes_per_gpu=mem.weight_bytes_per_gpu + weights,
+        available_kv_bytes_per_gpu=available,
+        kv_bytes_per_token_per_gpu=kv_tok,
+        kv_bytes_per_block_per_gpu=per_block,
+        num_kv_blocks=blocks,
+        max_kv_tokens=blocks * block_size,
+    )

@@ -23,11 +23,21 @@ __all__ = ["pool_perf_model", "perf_sources", "kernel_warnings"]
 
 
 def _inputs(pool, gpu, model, quant, coeffs) -> TableInputs:
-    return TableInputs(system=gpu.kernel_data, model=model, quant=quant, tp=int(pool.tensor_parallel),
-                       max_tokens=int(pool.engine.max_num_batched_tokens), vllm_version=pool.engine.vllm_version,
-                       gpu=gpu, e_compute=coeffs.e_compute, e_memory=coeffs.e_memory, e_comm=coeffs.e_comm,
-                       t_allreduce_s=coeffs.t_allreduce_s, dp=int(pool.data_parallel),
-                       ep=bool(pool.expert_parallel))
+    return TableInputs(
+        system=gpu.kernel_data,
+        model=model,
+        quant=quant,
+        tp=int(pool.tensor_parallel),
+        max_tokens=int(pool.engine.max_num_batched_tokens),
+        vllm_version=pool.engine.vllm_version,
+        gpu=gpu,
+        e_compute=coeffs.e_compute,
+        e_memory=coeffs.e_memory,
+        e_comm=coeffs.e_comm,
+        t_allreduce_s=coeffs.t_allreduce_s,
+        dp=int(pool.data_parallel),
+        ep=bool(pool.expert_parallel),
+    )
 
 
 def _kernel_tables(pool, gpu, model, quant, coeffs):
@@ -48,8 +58,9 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant) -> PerfModel:
     its step times come from."""
     coeffs = coefficients_for(pool, base_dir, gpu, quant)
     tables = _kernel_tables(pool, gpu, model, quant, coeffs)
-    perf = PerfModel(gpu, model, quant, pool.tensor_parallel, coeffs, kernels=tables, dp=pool.data_parallel,
-                     ep=pool.expert_parallel)
+    perf = PerfModel(
+        gpu, model, quant, pool.tensor_parallel, coeffs, kernels=tables, dp=pool.data_parallel, ep=pool.expert_parallel
+    )
     if tables is None:
         perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"
     else:
@@ -78,8 +89,10 @@ def kernel_warnings(scenario) -> list[str]:
     pools = [p for p in scenario.fleet if p.profile is None]
     if root is None:
         if any(cat.gpu(p.gpu).kernel_data for p in pools):
-            out.append(f"note: {kd.PACKAGE} is not installed, so step times come from the roofline at the shipped "
-                       f"architecture efficiencies (pip install '{kd.PACKAGE}>=0.12,<0.13' for measured vLLM kernels)")
+            out.append(
+                f"note: {kd.PACKAGE} is not installed, so step times come from the roofline at the shipped "
+                f"architecture efficiencies (pip install '{kd.PACKAGE}>=0.12,<0.13' for measured vLLM kernels)"
+            )
         return out
     seen: set[str] = set()
     for p in pools:
@@ -90,22 +103,32 @@ def kernel_warnings(scenario) -> list[str]:
             seen.add(gpu.name)
             arch = load_architectures().get(gpu.architecture or "")
             if arch is not None and arch.sibling:
-                out.append(f"no measured kernels for GPU '{gpu.name}': its roofline borrows the {arch.name} "
-                           f"efficiencies fitted to {arch.sibling}")
+                out.append(
+                    f"no measured kernels for GPU '{gpu.name}': its roofline borrows the {arch.name} "
+                    f"efficiencies fitted to {arch.sibling}"
+                )
             else:
-                why = (f"no sibling of its architecture ({arch.name}) in the kernel data" if arch is not None
-                       else "no architecture named in its catalog entry")
-                out.append(f"no measured kernels for GPU '{gpu.name}' and {why}: fleetcast's default "
-                           f"efficiencies apply")
+                why = (
+                    f"no sibling of its architecture ({arch.name}) in the kernel data"
+                    if arch is not None
+                    else "no architecture named in its catalog entry"
+                )
+                out.append(
+                    f"no measured kernels for GPU '{gpu.name}' and {why}: fleetcast's default efficiencies apply"
+                )
     for p in pools:
         gpu = cat.gpu(p.gpu)
         wanted = p.engine.vllm_version
         if not gpu.kernel_data or not (root / gpu.kernel_data).is_dir() or wanted is None:
             continue
-        used = sorted({v for t in ("gemm_perf", "generation_attention_perf", "context_attention_perf")
-                       if (v := kd.nearest_version(kd.versions(root, gpu.kernel_data, t), wanted)) is not None},
-                      key=kd.parse_version)  # type: ignore[arg-type]  # nearest_version returns parseable names
+        used = sorted(
+            {
+                v
+                for t in ("gemm_perf", "generation_attention_perf", "context_attention_perf")
+                if (v := kd.nearest_version(kd.versions(root, gpu.kernel_data, t), wanted)) is not None
+            },
+            key=kd.parse_version,
+        )  # type: ignore[arg-type]  # nearest_version returns parseable names
         if used and (len(used) > 1 or kd.parse_version(used[0]) != kd.parse_version(wanted)):
-            out.append(f"pool '{p.name}': no vLLM {wanted} kernel data for {gpu.kernel_data}; using "
-                       f"{', '.join(used)}")
+            out.append(f"pool '{p.name}': no vLLM {wanted} kernel data for {gpu.kernel_data}; using {', '.join(used)}")
     return out

@@ -18,13 +18,19 @@ from sim.report.own_rent import compute_own_vs_rent
 __all__ = ["CatalogRow", "ProfileRow", "Assumptions", "collect_assumptions", "grouped_catalog", "UNCALIBRATED"]
 
 UNCALIBRATED = "uncalibrated defaults — no validated error bound"
-MEASURED_KERNELS = ("step times from measured vLLM kernels of this GPU (aiconfigurator-core), with fleetcast's "
-                    "default CPU overheads; KV capacity from vLLM's memory accounting — not validated for this model "
-                    "end to end: no error bound (calibration/README.md says what was checked)")
-ARCH_ROOFLINE = ("roofline at the efficiencies fitted to the kernel data of this GPU's architecture sibling — not "
-                 "validated for this model: no error bound")
-CATALOG_DEFAULTS = ("coefficients from the GPU's catalog entry (perf_defaults, with its source) — not validated for "
-                    "this model: no error bound")
+MEASURED_KERNELS = (
+    "step times from measured vLLM kernels of this GPU (aiconfigurator-core), with fleetcast's "
+    "default CPU overheads; KV capacity from vLLM's memory accounting — not validated for this model "
+    "end to end: no error bound (calibration/README.md says what was checked)"
+)
+ARCH_ROOFLINE = (
+    "roofline at the efficiencies fitted to the kernel data of this GPU's architecture sibling — not "
+    "validated for this model: no error bound"
+)
+CATALOG_DEFAULTS = (
+    "coefficients from the GPU's catalog entry (perf_defaults, with its source) — not validated for "
+    "this model: no error bound"
+)
 
 
 @dataclass(frozen=True)
@@ -64,13 +70,14 @@ def _scenario_dir(plan: PlanDoc) -> Path | None:
 
 
 def _catalog(scenario: dict, base: Path | None, notes: list[str]):
-    files = [Path(f) if Path(f).is_absolute() or base is None else base / f
-             for f in scenario.get("catalog") or []]
+    files = [Path(f) if Path(f).is_absolute() or base is None else base / f for f in scenario.get("catalog") or []]
     present = [f for f in files if f.is_file()]
     for f in files:
         if f not in present:
-            notes.append(f"user catalog file {f} was not found when the report was made; "
-                         "its numbers are shown from the built-in catalog instead")
+            notes.append(
+                f"user catalog file {f} was not found when the report was made; "
+                "its numbers are shown from the built-in catalog instead"
+            )
     try:
         return load_catalog(present)
     except FleetcastError as exc:
@@ -104,8 +111,12 @@ def _used(plan: PlanDoc, scenario: dict) -> list[tuple[str, str]]:
     rows = [c.model_dump(mode="python", by_alias=True) for c in plan.candidates] + list(scenario.get("fleet") or [])
     for c in rows:
         q = c.get("quantization") or {}
-        for kind, name in (("gpu", c.get("gpu")), ("model", c.get("model")),
-                           ("weights", q.get("weights", "bf16")), ("kv_cache", q.get("kv_cache", "auto"))):
+        for kind, name in (
+            ("gpu", c.get("gpu")),
+            ("model", c.get("model")),
+            ("weights", q.get("weights", "bf16")),
+            ("kv_cache", q.get("kv_cache", "auto")),
+        ):
             if name:
                 used.add((kind, str(name)))
         if c.get("link"):  # a disaggregated plan candidate's KV-transfer link
@@ -121,8 +132,11 @@ def _profile_file(pool: str, scenario: dict, base: Path | None) -> Path | None:
     rel = (pools.get(pool) or {}).get("profile")
     if not rel:
         return None
-    cands = [Path(rel)] if Path(rel).is_absolute() else [
-        *([base / rel] if base else []), Path.cwd() / rel, Path("calibration/profiles") / Path(rel).name]
+    cands = (
+        [Path(rel)]
+        if Path(rel).is_absolute()
+        else [*([base / rel] if base else []), Path.cwd() / rel, Path("calibration/profiles") / Path(rel).name]
+    )
     return next((c for c in cands if c.is_file()), cands[0])
 
 
@@ -144,15 +158,20 @@ def _profile(pool: str, source: str, scenario: dict, base: Path | None) -> Profi
             data = {}
     val = data.get("validation") if isinstance(data, dict) else None
     if isinstance(val, dict) and val:
-        return ProfileRow(pool, source, True, val,
-                          "calibrated; validated on runs it was not fitted to (error below)")
+        return ProfileRow(pool, source, True, val, "calibrated; validated on runs it was not fitted to (error below)")
     where = f" ({path})" if path else ""
     if not data:
-        return ProfileRow(pool, source, True, None,
-                          f"calibrated profile, but its file{where} was not found when the report was "
-                          "made — no validated error bound shown")
-    return ProfileRow(pool, source, True, None,
-                      "calibrated, but the profile has no validation section — no validated error bound")
+        return ProfileRow(
+            pool,
+            source,
+            True,
+            None,
+            f"calibrated profile, but its file{where} was not found when the report was "
+            "made — no validated error bound shown",
+        )
+    return ProfileRow(
+        pool, source, True, None, "calibrated, but the profile has no validation section — no validated error bound"
+    )
 
 
 def collect_assumptions(plan: PlanDoc, scenario: dict) -> Assumptions:
@@ -167,13 +186,11 @@ def collect_assumptions(plan: PlanDoc, scenario: dict) -> Assumptions:
         except FleetcastError as exc:
             notes.append(f"{kind} '{name}': {exc}")
             continue
-        rows += [CatalogRow(kind, name, f, _value(entry, f), src or "(no source given)")
-                 for f, src in sources.items()]
+        rows += [CatalogRow(kind, name, f, _value(entry, f), src or "(no source given)") for f, src in sources.items()]
     pricing = {str(k): float(v) for k, v in (scenario.get("pricing") or {}).items() if k != "own"}
     for gpu, price in sorted(pricing.items()):
         rows.append(CatalogRow("gpu", gpu, "price_usd_per_hour", price, "scenario pricing: (overrides the catalog)"))
-    profiles = [_profile(str(pool), str(src), scenario, base)
-                for pool, src in sorted(plan.profiles.items())]
+    profiles = [_profile(str(pool), str(src), scenario, base) for pool, src in sorted(plan.profiles.items())]
     shown = _shown_candidate(plan)
     summary = shown.summary.model_dump(mode="python", by_alias=True) if shown and shown.summary else None
     own = compute_own_vs_rent(summary, scenario, cat, notes)

@@ -32,8 +32,7 @@ def autoscaling(inp: ReportInput) -> Figure | None:
     for i, (pool, p) in enumerate(a.pools.items()):
         color = _COLORS[i % len(_COLORS)]
         ax.step(*_steps(p.series, end_s, 2), where="post", color=color, lw=1.4, label=f"{pool}: provisioned (paid)")
-        ax.step(*_steps(p.series, end_s, 1), where="post", color=color, lw=0.9, ls="--",
-                label=f"{pool}: serving")
+        ax.step(*_steps(p.series, end_s, 1), where="post", color=color, lw=0.9, ls="--", label=f"{pool}: serving")
         ax.axhline(p.max_replicas, color=color, lw=0.6, ls=":")
     ax.set_ylabel("replicas")
     ax.set_ylim(bottom=0)

@@ -29,18 +29,33 @@ def autoscale_lines(summary: RunSummary | None) -> list[tuple[str, str]]:
         return []
     lines = []
     for pool, p in a.pools.items():
-        lines.append(("autoscale", f"pool {pool}: {replica_count(p.replicas_mean)} replicas on average "
-                                   f"(min {p.replicas_min}, max {p.replicas_max} of {p.max_replicas}), "
-                                   f"{p.scale_ups} up / {p.scale_downs} down, cold start "
-                                   f"{fmt.latency(p.cold_start_s)}"))
-        lines.append(("vs fixed", f"{fmt.usd_small(p.usd_per_hour)}/hour against "
-                                  f"{fmt.usd_small(p.fixed_at_max_usd_per_hour)}/hour for {p.max_replicas} fixed "
-                                  f"replicas ({fmt.pct(p.saving_pct, 0)} less)"))
+        lines.append(
+            (
+                "autoscale",
+                f"pool {pool}: {replica_count(p.replicas_mean)} replicas on average "
+                f"(min {p.replicas_min}, max {p.replicas_max} of {p.max_replicas}), "
+                f"{p.scale_ups} up / {p.scale_downs} down, cold start "
+                f"{fmt.latency(p.cold_start_s)}",
+            )
+        )
+        lines.append(
+            (
+                "vs fixed",
+                f"{fmt.usd_small(p.usd_per_hour)}/hour against "
+                f"{fmt.usd_small(p.fixed_at_max_usd_per_hour)}/hour for {p.max_replicas} fixed "
+                f"replicas ({fmt.pct(p.saving_pct, 0)} less)",
+            )
+        )
     worst = _worst_bin([r.model_dump() for r in a.timeline])
     if worst is not None:
-        lines.append(("worst period", f"SLO attainment {fmt.pct(worst['attainment_pct'])} for arrivals "
-                                      f"{worst['start_s']:,.0f}-{worst['end_s']:,.0f} s, p99 TTFT "
-                                      f"{fmt.latency(worst['p99_ttft_s'])}"))
+        lines.append(
+            (
+                "worst period",
+                f"SLO attainment {fmt.pct(worst['attainment_pct'])} for arrivals "
+                f"{worst['start_s']:,.0f}-{worst['end_s']:,.0f} s, p99 TTFT "
+                f"{fmt.latency(worst['p99_ttft_s'])}",
+            )
+        )
     return lines
 
 
@@ -87,10 +102,15 @@ def plan_autoscale_sentence(a: AutoscaleComparison | None) -> str | None:
 
     lost = (f.attainment_pct or 0.0) - (s.attainment_pct or 0.0)
     cold = f"{s.scale_ups} cold start{'s' if s.scale_ups != 1 else ''} of {fmt.latency(s.cold_start_s)}"
-    cost = (f"The {lost:.2f} points of attainment lost are what {cold} cost while the load rose" if lost >= 0.005 else
-            f"The {cold} cost no measurable SLO attainment here: the replicas already up absorbed the rise")
-    return (f"Autoscaled between {a.min_replicas} and the recommended {a.replicas} replicas over the scenario's "
-            f"{a.duration_s:,.0f} s, the fleet averages {replica_count(s.replicas_mean)} replicas and costs "
-            f"{fmt.usd(s.usd_per_month)}/month instead of {fmt.usd(f.usd_per_month)} fixed "
-            f"({fmt.pct(a.saving_pct, 0)} less), with {slo(s)} against {slo(f)} fixed. {cost} (plan.json "
-            f"autoscale).")
+    cost = (
+        f"The {lost:.2f} points of attainment lost are what {cold} cost while the load rose"
+        if lost >= 0.005
+        else f"The {cold} cost no measurable SLO attainment here: the replicas already up absorbed the rise"
+    )
+    return (
+        f"Autoscaled between {a.min_replicas} and the recommended {a.replicas} replicas over the scenario's "
+        f"{a.duration_s:,.0f} s, the fleet averages {replica_count(s.replicas_mean)} replicas and costs "
+        f"{fmt.usd(s.usd_per_month)}/month instead of {fmt.usd(f.usd_per_month)} fixed "
+        f"({fmt.pct(a.saving_pct, 0)} less), with {slo(s)} against {slo(f)} fixed. {cost} (plan.json "
+        f"autoscale)."
+    )

@@ -71,8 +71,14 @@ def _write_all(blobs: dict[str, bytes], out_dir: Path) -> dict[str, Path]:
         raise out_error(out_dir, exc.strerror or str(exc), "the report") from None
 
 
-def build_report(results: str | Path, formats: Iterable[str] = FORMATS, out: str | Path | None = None,
-                 *, pdf_engine: str = "auto", loaded: ReportInput | None = None) -> dict[str, Path]:
+def build_report(
+    results: str | Path,
+    formats: Iterable[str] = FORMATS,
+    out: str | Path | None = None,
+    *,
+    pdf_engine: str = "auto",
+    loaded: ReportInput | None = None,
+) -> dict[str, Path]:
     """Render ``results`` (plan or run folder) into ``out``/report.{html,pdf,xlsx}.
 
     ``out`` is checked (a folder one can write, not another writer's now) before

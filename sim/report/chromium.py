@@ -17,9 +17,19 @@ __all__ = ["find_chromium", "run_chromium", "CHROMIUM_FLAGS"]
 
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 #: flags for a quiet, offline, sandbox-free (containers) headless run.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 
 
 def find_chromium() -> str | None:
@@ -41,8 +51,9 @@ def run_chromium(html: Path, *args: str, timeout_s: float = 120.0) -> subprocess
         raise FileNotFoundError("no chromium binary found (set FLEETCAST_CHROMIUM or install chromium)")
     with tempfile.TemporaryDirectory(prefix="fleetcast-chromium-") as profile:
         cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, Path(html).resolve().as_uri()]
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False,
-                              env={**os.environ, "HOME": profile})
+        proc = subprocess.run(
+            cmd, capture_output=True, timeout=timeout_s, check=False, env={**os.environ, "HOME": profile}
+        )
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
     return proc

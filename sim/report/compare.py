@@ -70,8 +70,14 @@ def cdf_svg(series: dict[str, np.ndarray], title: str, xlabel: str) -> str:
             if v.size > _MAX_POINTS:  # keep the SVG small: the curve at evenly spaced ranks
                 idx = np.unique(np.linspace(0, v.size - 1, _MAX_POINTS).round().astype(int))
                 v, y = v[idx], y[idx]
-            ax.step(v, y, where="post", label=f"{name} (n={v.size})", lw=1.6 if i == 0 else 1.2,
-                    color="black" if i == 0 else f"C{i - 1}")
+            ax.step(
+                v,
+                y,
+                where="post",
+                label=f"{name} (n={v.size})",
+                lw=1.6 if i == 0 else 1.2,
+                color="black" if i == 0 else f"C{i - 1}",
+            )
             pos = v[v > 0]
             if pos.size:
                 lo, hi = min(lo, pos[0]), max(hi, pos[-1])
@@ -87,11 +93,15 @@ def cdf_svg(series: dict[str, np.ndarray], title: str, xlabel: str) -> str:
         else:
             ax.text(0.5, 0.5, "no completed requests", ha="center", va="center", transform=ax.transAxes)
         buf = io.StringIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight",
-                    metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
+        fig.savefig(
+            buf,
+            format="svg",
+            bbox_inches="tight",
+            metadata={"Creator": None, "Date": None, "Format": None, "Type": None},
+        )
         plt.close(fig)
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE (it names a URL)
+    svg = svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE (it names a URL)
     # inline SVG in HTML needs no namespace declarations: no URL left in the file
     svg = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg, count=0)
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
@@ -99,9 +109,11 @@ def cdf_svg(series: dict[str, np.ndarray], title: str, xlabel: str) -> str:
 
 
 def _table(doc: CompareDoc, vname: str) -> str:
-    out = ['<table class="cmp"><tr><th class="l">class</th><th class="l">metric</th><th>baseline</th>'
-           '<th>variant</th><th>diff</th><th>diff %</th><th>95% CI of diff</th><th>significant</th>'
-           '<th class="l">verdict</th></tr>']
+    out = [
+        '<table class="cmp"><tr><th class="l">class</th><th class="l">metric</th><th>baseline</th>'
+        "<th>variant</th><th>diff</th><th>diff %</th><th>95% CI of diff</th><th>significant</th>"
+        '<th class="l">verdict</th></tr>'
+    ]
     last = None
     for row in (r for r in doc.rows if r.variant == vname):
         m = METRIC_BY_NAME[row.metric]
@@ -114,10 +126,11 @@ def _table(doc: CompareDoc, vname: str) -> str:
         out.append(
             f'<tr{" class=first" if first else ""}><td class="l">{html.escape(row.class_)}</td>'
             f'<td class="l">{html.escape(m.label)} ({html.escape(m.unit)})</td>'
-            f'<td>{_fmt(row.baseline_mean, m.scale)}</td><td>{_fmt(row.variant_mean, m.scale)}</td>'
+            f"<td>{_fmt(row.baseline_mean, m.scale)}</td><td>{_fmt(row.variant_mean, m.scale)}</td>"
             f'<td class="{cls}">{"+" if diff and diff > 0 else ""}{_fmt(diff, m.scale)}</td>'
-            f'<td>{rel}</td>'
-            f'<td>{ci}</td><td>{sig}</td><td class="l {cls}">{html.escape(row.direction or "")}</td></tr>')
+            f"<td>{rel}</td>"
+            f'<td>{ci}</td><td>{sig}</td><td class="l {cls}">{html.escape(row.direction or "")}</td></tr>'
+        )
     out.append("</table>")
     return "\n".join(out)
 
@@ -127,13 +140,16 @@ def compare_section(result) -> str:
     a larger report."""
     doc = result.contract()
     R = doc.replications
-    parts = ['<section class="compare">', "<h2>Variant comparison</h2>",
-             f'<p>Scenario <code>{html.escape(doc.scenario.name)}</code>, {R} replication(s) with common '
-             f'random numbers (replication r uses seed {doc.base_seed} + r for every variant)'
-             + (f', under stress: {html.escape(", ".join(doc.stress))}' if doc.stress else "")
-             + ". Diff = variant − baseline, paired per replication; the 95% confidence interval is a paired t "
-               "interval; a difference is significant when it excludes 0. Lower latency and cost, higher "
-               "goodput and attainment are better.</p>"]
+    parts = [
+        '<section class="compare">',
+        "<h2>Variant comparison</h2>",
+        f"<p>Scenario <code>{html.escape(doc.scenario.name)}</code>, {R} replication(s) with common "
+        f"random numbers (replication r uses seed {doc.base_seed} + r for every variant)"
+        + (f", under stress: {html.escape(', '.join(doc.stress))}" if doc.stress else "")
+        + ". Diff = variant − baseline, paired per replication; the 95% confidence interval is a paired t "
+        "interval; a difference is significant when it excludes 0. Lower latency and cost, higher "
+        "goodput and attainment are better.</p>",
+    ]
     if doc.note:
         parts.append(f'<p class="note">{html.escape(doc.note)}</p>')
     for vname, overrides in doc.variants.items():
@@ -145,9 +161,11 @@ def compare_section(result) -> str:
     parts.append("<h2>Latency distributions (replication 0)</h2>")
     for cname in doc.classes:
         sel = {v: (df if cname == "all" else df[df["class"] == cname]) for v, df in result.records.items()}
-        figs = [cdf_svg({v: d[col].to_numpy() for v, d in sel.items()}, f"{cname}: {label}", f"{label} (ms)")
-                for col, label in (("ttft_s", "TTFT"), ("e2e_s", "E2E latency"))]
-        parts.append(f"<h3>class {html.escape(cname)}</h3><div class=\"figs\">{''.join(figs)}</div>")
+        figs = [
+            cdf_svg({v: d[col].to_numpy() for v, d in sel.items()}, f"{cname}: {label}", f"{label} (ms)")
+            for col, label in (("ttft_s", "TTFT"), ("e2e_s", "E2E latency"))
+        ]
+        parts.append(f'<h3>class {html.escape(cname)}</h3><div class="figs">{"".join(figs)}</div>')
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -155,5 +173,7 @@ def compare_section(result) -> str:
 def render_compare_html(result) -> str:
     """``compare.html``: a complete, self-contained page."""
     title = f"fleetcast compare — {html.escape(result.contract().scenario.name)}"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{_CSS}</style></head><body><h1>{title}</h1>\n{compare_section(result)}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_CSS}</style></head><body><h1>{title}</h1>\n{compare_section(result)}\n</body></html>\n"
+    )

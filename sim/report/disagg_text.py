@@ -24,8 +24,12 @@ def disagg_paragraph(summary: RunSummary | None) -> str | None:
     p, q = d.prefill, d.decode
     x = d.kv_transfer_s
     itl = summary.overall.itl_s.p99
-    overlap = ("sent layer by layer while the prompt is computed, so only what the prompt's compute does not hide "
-               "is waited for" if d.overlap == "layerwise" else "sent after the prompt is computed")
+    overlap = (
+        "sent layer by layer while the prompt is computed, so only what the prompt's compute does not hide "
+        "is waited for"
+        if d.overlap == "layerwise"
+        else "sent after the prompt is computed"
+    )
     pu, qu = p.utilization, q.utilization
     return (
         f"Prefill and decode run on separate GPUs (disaggregated serving): {_gpus(p.gpus)} "
@@ -55,12 +59,18 @@ def disagg_lines(summary: RunSummary | None) -> list[tuple[str, str]]:
     p, q = d.prefill, d.decode
     x = d.kv_transfer_s
     return [
-        ("disaggregated", f"prefill pool {', '.join(p.pools)} ({_gpus(p.gpus)}) : decode pool "
-                          f"{', '.join(q.pools)} ({_gpus(q.gpus)}) = {d.gpu_ratio}; KV over {d.link}, "
-                          f"overlap {d.overlap}"),
-        ("KV transfer", f"p50 {fmt.latency(x.p50)}, p99 {fmt.latency(x.p99)} (part of TTFT); busy "
-                        f"prefill {_share(p.utilization.busy_frac)}, decode "
-                        f"{_share(q.utilization.busy_frac)}"),
+        (
+            "disaggregated",
+            f"prefill pool {', '.join(p.pools)} ({_gpus(p.gpus)}) : decode pool "
+            f"{', '.join(q.pools)} ({_gpus(q.gpus)}) = {d.gpu_ratio}; KV over {d.link}, "
+            f"overlap {d.overlap}",
+        ),
+        (
+            "KV transfer",
+            f"p50 {fmt.latency(x.p50)}, p99 {fmt.latency(x.p99)} (part of TTFT); busy "
+            f"prefill {_share(p.utilization.busy_frac)}, decode "
+            f"{_share(q.utilization.busy_frac)}",
+        ),
     ]
 
 
@@ -81,18 +91,26 @@ def layout_sentence(candidates: list[PlanCandidate]) -> str | None:
     a_usd, b_usd = usd[a.id], usd[b.id]
 
     def said(c: PlanCandidate) -> str:
-        return (f"{_gpus(int(c.gpus or 0))} at {fmt.usd(c.usd_per_month)} per month (p99 time to first token "
-                f"{fmt.latency(c.p99_ttft_s)}, per output token {fmt.latency(c.p99_tpot_s)})")
+        return (
+            f"{_gpus(int(c.gpus or 0))} at {fmt.usd(c.usd_per_month)} per month (p99 time to first token "
+            f"{fmt.latency(c.p99_ttft_s)}, per output token {fmt.latency(c.p99_tpot_s)})"
+        )
 
-    head = (f"Co-located against disaggregated: the cheapest co-located fleet meeting every SLO needs {said(a)}; the "
-            f"cheapest split (prefill:decode {b.prefill_decode}, {b.prefill_replicas} prefill + "
-            f"{b.decode_replicas} decode replicas) needs {said(b)}.")
+    head = (
+        f"Co-located against disaggregated: the cheapest co-located fleet meeting every SLO needs {said(a)}; the "
+        f"cheapest split (prefill:decode {b.prefill_decode}, {b.prefill_replicas} prefill + "
+        f"{b.decode_replicas} decode replicas) needs {said(b)}."
+    )
     if b_usd < a_usd:
-        return (head + " The split is cheaper here: with no prompt chunks in their steps the decode GPUs hold the "
-                "time-per-token target at a higher load each, which outweighs the KV transfer and the separate "
-                "prefill pool.")
+        return (
+            head + " The split is cheaper here: with no prompt chunks in their steps the decode GPUs hold the "
+            "time-per-token target at a higher load each, which outweighs the KV transfer and the separate "
+            "prefill pool."
+        )
     if b_usd > a_usd:
-        return (head + " Co-location is cheaper here: at this load the time-per-token target is met with prompts "
-                "and decodes sharing GPUs, so a separate prefill pool (and the KV transfer in every time to first "
-                "token) costs more than the steadier decoding saves.")
+        return (
+            head + " Co-location is cheaper here: at this load the time-per-token target is met with prompts "
+            "and decodes sharing GPUs, so a separate prefill pool (and the KV transfer in every time to first "
+            "token) costs more than the steadier decoding saves."
+        )
     return head + " They cost the same; the ranking then goes by $ per million tokens."

@@ -23,10 +23,21 @@ from sim.report.load import ReportInput, gpus_per_replica
 __all__ = ["ReportFigure", "build_figures", "to_svg", "RC", "pareto_front", "pareto_note", "slo_use_pct"]
 
 #: rcParams for every figure: deterministic SVG, readable on paper.
-RC = {"svg.hashsalt": "fleetcast-report", "svg.fonttype": "none", "font.size": 9,
-      "font.family": "DejaVu Sans", "axes.spines.top": False, "axes.spines.right": False,
-      "axes.grid": True, "grid.color": "#dddddd", "grid.linewidth": 0.6, "axes.titlesize": 10,
-      "axes.titleweight": "bold", "legend.fontsize": 8, "legend.frameon": False}
+RC = {
+    "svg.hashsalt": "fleetcast-report",
+    "svg.fonttype": "none",
+    "font.size": 9,
+    "font.family": "DejaVu Sans",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#dddddd",
+    "grid.linewidth": 0.6,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+}
 PALETTE = ("#1f5fa8", "#d9741c", "#2a9d55", "#b8322f", "#7b52ab", "#8c6d31", "#d04f9c", "#5a5a5a")
 OK, MISS, NOFIT, SLO = "#2a9d55", "#b8322f", "#9a9a9a", "#b8322f"
 METRICS = (("ttft_s", "Time to first token"), ("tpot_s", "Time per output token"), ("e2e_s", "End-to-end latency"))
@@ -46,12 +57,12 @@ def to_svg(fig: Figure) -> str:
     with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # matplotlib's stubs key rc by the Literal names
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "fleetcast"}, bbox_inches="tight")
     text = buf.getvalue()
-    text = text[text.index("<svg"):]
+    text = text[text.index("<svg") :]
     # the RDF metadata block only names the creator; inline it is noise
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
     text = re.sub(r' xmlns:(dc|cc|rdf)="[^"]*"', "", text)
     # sized by CSS (max-width 100%), keep the aspect via viewBox
-    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1', text, count=1)
+    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", text, count=1)
 
 
 def _new(width: float, height: float, ncols: int = 1, nrows: int = 1, **kw):
@@ -69,7 +80,15 @@ def _seconds_axis(axis) -> None:
     call after plotting: the tick density follows the data range."""
     lo, hi = sorted(axis.get_view_interval())
     decades = np.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades <= 0.8 else (1.0, 2.0, 5.0) if decades <= 1.6 else (1.0, 3.0) if decades <= 2.6 else (1.0,)
+    subs = (
+        (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+        if decades <= 0.8
+        else (1.0, 2.0, 5.0)
+        if decades <= 1.6
+        else (1.0, 3.0)
+        if decades <= 2.6
+        else (1.0,)
+    )
     axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick_seconds))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -159,8 +178,9 @@ def load_curve(inp: ReportInput) -> Figure | None:
     if c is None:
         return None
     curve = _curve_points(inp, c)
-    targets = [(cls, m, t) for cls, m, t in _class_p99_targets(c.summary)
-               if curve is not None and f"{cls}.p99_{m}" in curve]
+    targets = [
+        (cls, m, t) for cls, m, t in _class_p99_targets(c.summary) if curve is not None and f"{cls}.p99_{m}" in curve
+    ]
     if not targets:
         return None
     peak = inp.doc.peak_rate_rps
@@ -189,7 +209,7 @@ def load_curve(inp: ReportInput) -> Figure | None:
         ax.set_xlabel("arrival rate, all classes (requests/s)")
         ax.set_ylabel("p99 latency (log scale)")
         ax.legend(loc="upper left", fontsize=7)
-    for ax in axes[len(targets):]:
+    for ax in axes[len(targets) :]:
         ax.set_visible(False)
     return fig
 
@@ -199,8 +219,9 @@ def utilization(inp: ReportInput) -> Figure | None:
     ts = run.timeseries if run is not None else None
     if run is None or ts is None or ts.empty:
         return None
-    g = ts.groupby("t_s", sort=True).agg(running=("running", "sum"), waiting=("waiting", "sum"),
-                                          kv_mean=("kv_usage", "mean"), kv_max=("kv_usage", "max"))
+    g = ts.groupby("t_s", sort=True).agg(
+        running=("running", "sum"), waiting=("waiting", "sum"), kv_mean=("kv_usage", "mean"), kv_max=("kv_usage", "max")
+    )
     t = g.index.to_numpy(float)
     w = run.summary.window
     fig, axes = _new(10, 4.6, nrows=2, sharex=True)
@@ -240,9 +261,12 @@ def slo_use_pct(summary: RunSummary | None) -> float | None:
     """The largest ratio, over every class and every latency target of its SLO, of the
     forecast percentile to its target, in %: 100 means some class is exactly at its own
     target. What the plan's choice is constrained by (each class against its own SLO)."""
-    ratios = [row.achieved_s / row.target_s for cls in (summary.classes if summary is not None else {}).values()
-              for row in (cls.slo or {}).values()
-              if row.achieved_s is not None and row.target_s]
+    ratios = [
+        row.achieved_s / row.target_s
+        for cls in (summary.classes if summary is not None else {}).values()
+        for row in (cls.slo or {}).values()
+        if row.achieved_s is not None and row.target_s
+    ]
     return 100.0 * max(ratios) if ratios else None
 
 
@@ -258,10 +282,12 @@ def pareto_note(inp: ReportInput) -> str:
         return "The recommendation is on the front: no candidate is both cheaper and further within its SLOs."
     better = min((p for p in pts if p[0] < me[0] and p[1] <= me[1]), key=lambda p: (p[1], p[0]))
     name = better[2].label or better[2].id
-    return (f"The recommendation is not on the front: {name} costs the same ({'$' + format(better[1], ',.0f')} "
-            f"per month) and keeps its slowest class at {better[0]:.0f}% of its target against {me[0]:.0f}%. "
-            "The plan chooses on cost subject to every SLO, and ranks equal monthly costs by $ per 1M tokens, "
-            "then headroom, not by latency margin.")
+    return (
+        f"The recommendation is not on the front: {name} costs the same ({'$' + format(better[1], ',.0f')} "
+        f"per month) and keeps its slowest class at {better[0]:.0f}% of its target against {me[0]:.0f}%. "
+        "The plan chooses on cost subject to every SLO, and ranks equal monthly costs by $ per 1M tokens, "
+        "then headroom, not by latency margin."
+    )
 
 
 def _pareto_points(inp: ReportInput) -> list[tuple[float, float, PlanCandidate]]:
@@ -282,14 +308,20 @@ def cost_vs_latency(inp: ReportInput) -> Figure | None:
     fig, axes = _new(10, 3.8)
     ax = axes[0]
     rid = inp.doc.recommended
-    ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], color=OK, s=24, alpha=0.85, zorder=3,
-               label="candidate (meets every SLO)")
+    ax.scatter(
+        [x for x, _, _ in pts],
+        [y for _, y, _ in pts],
+        color=OK,
+        s=24,
+        alpha=0.85,
+        zorder=3,
+        label="candidate (meets every SLO)",
+    )
     front = pareto_front([(x, y) for x, y, _ in pts])
     ax.step(*zip(*front), where="post", color="#333333", lw=1.2, label="Pareto front", zorder=2)
     for x, y, c in pts:
         if c.id == rid:
-            ax.scatter([x], [y], marker="*", s=220, color="#f2b701", edgecolor="#333333", zorder=5,
-                       label="recommended")
+            ax.scatter([x], [y], marker="*", s=220, color="#f2b701", edgecolor="#333333", zorder=5, label="recommended")
             ax.annotate(c.label or c.id, (x, y), xytext=(8, 6), textcoords="offset points", fontsize=8)
     ax.axvline(100.0, color=SLO, ls="--", lw=1.0, label="a class at its own SLO target")
     ax.set_xlim(0, max(105.0, max(x for x, _, _ in pts) * 1.05))
@@ -312,8 +344,14 @@ def growth(inp: ReportInput) -> Figure | None:
     bars = ax.bar(rows["month"].astype(str), gpus, color=PALETTE[0], width=0.6)
     for b, usd in zip(bars, rows.get("usd_per_month", [None] * len(rows))):
         if usd is not None and np.isfinite(usd):
-            ax.annotate(f"${usd:,.0f}/mo", (b.get_x() + b.get_width() / 2, b.get_height()), xytext=(0, 3),
-                        textcoords="offset points", ha="center", fontsize=7)
+            ax.annotate(
+                f"${usd:,.0f}/mo",
+                (b.get_x() + b.get_width() / 2, b.get_height()),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+            )
     ax.set_xlabel("month")
     ax.set_ylabel(f"GPUs ({c.gpu})")
     ax.set_title("GPUs needed as demand grows (labels: monthly cost)")
@@ -322,27 +360,51 @@ def growth(inp: ReportInput) -> Figure | None:
 
 
 _FIGURES = (
-    ("fig-latency", "Latency distribution by class", latency_cdfs,
-     "Cumulative distribution of each latency over the measured window of the {which} run; dashed "
-     "lines are each class's p99 SLO target. Further right is slower."),
-    ("fig-load", "Latency vs load, each class against its own SLO", load_curve,
-     "Each class's p99 latency as the arrival rate rises, for the {which_curve} at its planned size; the "
-     "dashed line is that class's own p99 target, points are marked against it, and the dotted line is the "
-     "forecast peak."),
-    ("fig-utilization", "Utilization and queue over time", utilization,
-     "Requests running and waiting, summed over replicas, and KV-cache use over the {which} run; "
-     "grey bands are warm-up/cool-down, excluded from the figures above."),
-    ("fig-autoscale", "Autoscaling: replicas, load and p99 over the run", autoscaling,
-     "The autoscaled pools' replicas over the {which} run (solid: provisioned and paid for, from the scale-up "
-     "decision; dashed: serving, after the cold start), the arrival rate and the p99 time to first token per "
-     "bin of arrivals: a p99 that rises while the dashed line lags the solid one is the cold start's cost."),
-    ("fig-pareto", "Cost vs SLO margin across candidates", cost_vs_latency,
-     "Each dot is one candidate fleet that meets every SLO, at the forecast peak: its monthly cost against "
-     "its slowest class's latency as a share of that class's own target (the plan chooses on cost subject to "
-     "these targets). The line is the Pareto front (no other candidate is both cheaper and further within "
-     "its targets); the star is the recommendation. {pareto_note}"),
-    ("fig-growth", "GPUs over the forecast horizon", growth,
-     "GPUs the recommended configuration needs each month as demand grows."),
+    (
+        "fig-latency",
+        "Latency distribution by class",
+        latency_cdfs,
+        "Cumulative distribution of each latency over the measured window of the {which} run; dashed "
+        "lines are each class's p99 SLO target. Further right is slower.",
+    ),
+    (
+        "fig-load",
+        "Latency vs load, each class against its own SLO",
+        load_curve,
+        "Each class's p99 latency as the arrival rate rises, for the {which_curve} at its planned size; the "
+        "dashed line is that class's own p99 target, points are marked against it, and the dotted line is the "
+        "forecast peak.",
+    ),
+    (
+        "fig-utilization",
+        "Utilization and queue over time",
+        utilization,
+        "Requests running and waiting, summed over replicas, and KV-cache use over the {which} run; "
+        "grey bands are warm-up/cool-down, excluded from the figures above.",
+    ),
+    (
+        "fig-autoscale",
+        "Autoscaling: replicas, load and p99 over the run",
+        autoscaling,
+        "The autoscaled pools' replicas over the {which} run (solid: provisioned and paid for, from the scale-up "
+        "decision; dashed: serving, after the cold start), the arrival rate and the p99 time to first token per "
+        "bin of arrivals: a p99 that rises while the dashed line lags the solid one is the cold start's cost.",
+    ),
+    (
+        "fig-pareto",
+        "Cost vs SLO margin across candidates",
+        cost_vs_latency,
+        "Each dot is one candidate fleet that meets every SLO, at the forecast peak: its monthly cost against "
+        "its slowest class's latency as a share of that class's own target (the plan chooses on cost subject to "
+        "these targets). The line is the Pareto front (no other candidate is both cheaper and further within "
+        "its targets); the star is the recommendation. {pareto_note}",
+    ),
+    (
+        "fig-growth",
+        "GPUs over the forecast horizon",
+        growth,
+        "GPUs the recommended configuration needs each month as demand grows.",
+    ),
 )
 
 
@@ -354,8 +416,11 @@ def build_figures(inp: ReportInput) -> list[ReportFigure]:
         with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # as above
             fig = build(inp)
         if fig is not None:
-            curve = ("recommended fleet" if inp.recommended is not None
-                     else "cheapest candidate with a load curve (none met the SLO)")
+            curve = (
+                "recommended fleet"
+                if inp.recommended is not None
+                else "cheapest candidate with a load curve (none met the SLO)"
+            )
             text = caption.format(which=which, which_curve=curve, pareto_note=pareto_note(inp)).strip()
             out.append(ReportFigure(fid, title, text, fig))
     return out

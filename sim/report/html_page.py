@@ -35,9 +35,16 @@ from sim.report.repro import reproduce_commands
 
 __all__ = ["render_html", "SECTION_IDS"]
 
-SECTIONS = {"summary": "Summary", "slo": "SLOs", "confidence": "Confidence", "candidates": "Candidates",
-            "own-vs-rent": "Own vs rent", "figures": "Figures", "assumptions": "Assumptions",
-            "reproducibility": "Reproducibility"}
+SECTIONS = {
+    "summary": "Summary",
+    "slo": "SLOs",
+    "confidence": "Confidence",
+    "candidates": "Candidates",
+    "own-vs-rent": "Own vs rent",
+    "figures": "Figures",
+    "assumptions": "Assumptions",
+    "reproducibility": "Reproducibility",
+}
 SECTION_IDS = tuple(SECTIONS)
 
 CSS = """
@@ -94,8 +101,12 @@ def _src(text) -> str:
     return re.sub(r"\S+://\S+", lambda m: m.group(0).replace("/", "/<wbr>"), _e(text))
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: frozenset[int] | set[int] = frozenset(),
-           row_class: list[str] | None = None) -> str:
+def _table(
+    headers: list[str],
+    rows: list[list[str]],
+    numeric: frozenset[int] | set[int] = frozenset(),
+    row_class: list[str] | None = None,
+) -> str:
     """``rows`` hold already-escaped cell HTML."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
@@ -107,10 +118,13 @@ def _table(headers: list[str], rows: list[list[str]], numeric: frozenset[int] | 
 
 
 def _summary(inp: ReportInput, a: Assumptions) -> str:
-    paras = "".join(f'<p class="warn">{_e(p)}</p>' if p.startswith("Warning: ") else f"<p>{_e(p)}</p>"
-                    for p in summary_paragraphs(inp, a))
-    cards = "".join(f'<div class="card"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>'
-                    for k, v in key_numbers(inp))
+    paras = "".join(
+        f'<p class="warn">{_e(p)}</p>' if p.startswith("Warning: ") else f"<p>{_e(p)}</p>"
+        for p in summary_paragraphs(inp, a)
+    )
+    cards = "".join(
+        f'<div class="card"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>' for k, v in key_numbers(inp)
+    )
     return f'<section id="summary"><h2>Executive summary</h2>{paras}<div class="cards">{cards}</div></section>'
 
 
@@ -118,8 +132,11 @@ def _slo(inp: ReportInput) -> str:
     c = inp.recommended or (inp.candidates[0] if inp.kind == "run" else None)
     rows, forecast = candidate_slo_rows(c) if c else ([], "forecast")
     if not rows:
-        body = ("<p>No latency SLO is defined in the scenario.</p>" if c else
-                "<p>No fleet met the SLO; the per-candidate results are in the table below.</p>")
+        body = (
+            "<p>No latency SLO is defined in the scenario.</p>"
+            if c
+            else "<p>No fleet met the SLO; the per-candidate results are in the table below.</p>"
+        )
     else:
         out = []
         for r in rows:
@@ -144,9 +161,11 @@ def _confidence(inp: ReportInput) -> str:
         return ""
     out = ['<section id="confidence"><h2>Confidence, demand window and failures</h2>']
     if not inp.doc.statistics:
-        return "".join(out) + ("<p>This plan folder holds no replication statistics (it was made by an older "
-                               "fleetcast): each size was judged on one simulation. Re-run fleetcast plan for "
-                               "95% intervals.</p></section>")
+        return "".join(out) + (
+            "<p>This plan folder holds no replication statistics (it was made by an older "
+            "fleetcast): each size was judged on one simulation. Re-run fleetcast plan for "
+            "95% intervals.</p></section>"
+        )
     out += [f'<p class="warn">Warning: {_e(w)}</p>' for w in plan_warnings(inp.doc)]
     c = inp.recommended
     if c is not None:
@@ -159,23 +178,61 @@ def _confidence(inp: ReportInput) -> str:
         rows = slo_interval_rows(c)
         if rows:
             out.append("<h3>SLO targets at the recommended size, over the replications</h3>")
-            out.append(_table(["class", "target", "limit", "mean", "95% interval", "verdict", "requests per run (min)",
-                               "requests in all"],
-                              [[_e(r["class"]), _e(r["item"]), _e(r["target"]), _e(r["mean"]), _e(r["interval"]),
-                                _e(r["verdict"]), _e(f"{r['samples_min']:,}"), _e(f"{r['samples_total']:,}")]
-                               for r in rows], numeric={2, 3, 6, 7}))
+            out.append(
+                _table(
+                    [
+                        "class",
+                        "target",
+                        "limit",
+                        "mean",
+                        "95% interval",
+                        "verdict",
+                        "requests per run (min)",
+                        "requests in all",
+                    ],
+                    [
+                        [
+                            _e(r["class"]),
+                            _e(r["item"]),
+                            _e(r["target"]),
+                            _e(r["mean"]),
+                            _e(r["interval"]),
+                            _e(r["verdict"]),
+                            _e(f"{r['samples_min']:,}"),
+                            _e(f"{r['samples_total']:,}"),
+                        ]
+                        for r in rows
+                    ],
+                    numeric={2, 3, 6, 7},
+                )
+            )
     tl = timeline_rows(inp.doc)
     t = inp.doc.timeline
     if tl and t is not None:
         unit = t.unit or "hour"
-        out.append(f"<h3>SLO attainment {_e(unit)} by {_e(unit)}</h3>"
-                   f"<p>The recommended fleet ({t.replicas} replicas) over the scenario's own "
-                   f"{t.duration_s or 0:,.0f} s at the forecast peak (one run, seed of replication 0); each "
-                   f"{_e(unit)} is {t.bin_s or 0:,.0f} s of simulated time.</p>")
-        out.append(_table(["", "from", "to", "requests", "SLO attained", "p99 TTFT"],
-                          [[_e(r["label"]), _e(f"{r['from_s']:,.0f} s"), _e(f"{r['to_s']:,.0f} s"),
-                            _e(f"{r['requests']:,}"), _e(fmt.pct(r["attainment_pct"])), _e(fmt.latency(r["p99_ttft_s"]))]
-                           for r in tl], numeric={1, 2, 3, 4, 5}))
+        out.append(
+            f"<h3>SLO attainment {_e(unit)} by {_e(unit)}</h3>"
+            f"<p>The recommended fleet ({t.replicas} replicas) over the scenario's own "
+            f"{t.duration_s or 0:,.0f} s at the forecast peak (one run, seed of replication 0); each "
+            f"{_e(unit)} is {t.bin_s or 0:,.0f} s of simulated time.</p>"
+        )
+        out.append(
+            _table(
+                ["", "from", "to", "requests", "SLO attained", "p99 TTFT"],
+                [
+                    [
+                        _e(r["label"]),
+                        _e(f"{r['from_s']:,.0f} s"),
+                        _e(f"{r['to_s']:,.0f} s"),
+                        _e(f"{r['requests']:,}"),
+                        _e(fmt.pct(r["attainment_pct"])),
+                        _e(fmt.latency(r["p99_ttft_s"])),
+                    ]
+                    for r in tl
+                ],
+                numeric={1, 2, 3, 4, 5},
+            )
+        )
     elif t is not None and t.skipped:
         out.append(f"<p>Hour-by-hour attainment was not simulated: {_e(t.skipped)}.</p>")
     out.append("</section>")
@@ -204,17 +261,21 @@ def _candidates(inp: ReportInput) -> str:
                 text = label
             cells.append(f'<td class="n">{text}</td>' if i in numeric else f"<td>{text}</td>")
         classes = " ".join(c for c, on in (("rec", r["recommended"]), ("haswhy", bool(r.get("reason")))) if on)
-        body.append(f'<tr class="{classes}">{"".join(cells)}</tr>' if classes else f'<tr>{"".join(cells)}</tr>')
+        body.append(f'<tr class="{classes}">{"".join(cells)}</tr>' if classes else f"<tr>{''.join(cells)}</tr>")
         if r.get("reason"):
-            body.append(f'<tr class="whyrow"><td></td><td colspan="{len(cols) - 1}" class="why">'
-                        f"why: {_e(r['reason'])}</td></tr>")
+            body.append(
+                f'<tr class="whyrow"><td></td><td colspan="{len(cols) - 1}" class="why">'
+                f"why: {_e(r['reason'])}</td></tr>"
+            )
     n_ok = sum(r.status == "ok" for r in inp.candidates)
     common = f" All candidates share: {_e(' · '.join(shared))}." if shared else ""
-    intro = (f"<p>{len(inp.candidates)} candidate configuration(s) searched, {n_ok} meeting every SLO, ranked "
-             f"cheapest first ({_e(TIE_RULE)}); ★ marks the recommendation.{common} Latency and attainment are at "
-             "the forecast peak with the fewest replicas that meet every SLO (for a miss: at the largest fleet "
-             "searched); the p99 columns pool every class (each class against its own target: SLOs and "
-             "Confidence above).</p>")
+    intro = (
+        f"<p>{len(inp.candidates)} candidate configuration(s) searched, {n_ok} meeting every SLO, ranked "
+        f"cheapest first ({_e(TIE_RULE)}); ★ marks the recommendation.{common} Latency and attainment are at "
+        "the forecast peak with the fewest replicas that meet every SLO (for a miss: at the largest fleet "
+        "searched); the p99 columns pool every class (each class against its own target: SLOs and "
+        "Confidence above).</p>"
+    )
     if inp.points is not None:
         intro += f"<p class='src'>{len(inp.points):,} simulated points in total (XLSX sheet “Points”).</p>"
     head = "".join(f"<th>{_e(c.header)}</th>" for c in cols)
@@ -222,9 +283,11 @@ def _candidates(inp: ReportInput) -> str:
     if body:
         out.append(f'<table class="cands"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
     if nofit:
-        out.append(f"<h3>Configurations that do not fit in GPU memory ({len(nofit)})</h3>"
-                   "<table><thead><tr><th>candidate</th><th>why</th></tr></thead>"
-                   f"<tbody>{''.join(nofit)}</tbody></table>")
+        out.append(
+            f"<h3>Configurations that do not fit in GPU memory ({len(nofit)})</h3>"
+            "<table><thead><tr><th>candidate</th><th>why</th></tr></thead>"
+            f"<tbody>{''.join(nofit)}</tbody></table>"
+        )
     out.append("</section>")
     return "".join(out)
 
@@ -233,21 +296,34 @@ def _own_rent(a: Assumptions) -> str:
     r = a.own_vs_rent
     if r is None:
         return ""
-    rows = [[_e(item), _e(fmt.usd_small(o) if "1M" in item else fmt.usd(o)) if o is not None else "",
-             _e(fmt.usd_small(x) if "1M" in item else fmt.usd(x)) if x is not None else ""]
-            for item, o, x in own_rent_rows(r)]
+    rows = [
+        [
+            _e(item),
+            _e(fmt.usd_small(o) if "1M" in item else fmt.usd(o)) if o is not None else "",
+            _e(fmt.usd_small(x) if "1M" in item else fmt.usd(x)) if x is not None else "",
+        ]
+        for item, o, x in own_rent_rows(r)
+    ]
     cls = ["total" if item.startswith(("total", "per 1M")) else "" for item, _, _ in own_rent_rows(r)]
     table = _table(["", "own (buy)", "rent (cloud)"], rows, {1, 2}, cls)
-    assumptions = _table(["assumption", "value", "source"],
-                         [[_e(k), f'<span class="nw">{_e(v)}</span>', f'<span class="src">{_src(s)}</span>']
-                          for k, v, s in own_rent_assumptions(r)])
-    return (f'<section id="own-vs-rent"><h2>Own vs rent</h2><p>{_e(own_rent_sentence(r))}</p>{table}'
-            f"<h3>What the comparison assumes</h3>{assumptions}</section>")
+    assumptions = _table(
+        ["assumption", "value", "source"],
+        [
+            [_e(k), f'<span class="nw">{_e(v)}</span>', f'<span class="src">{_src(s)}</span>']
+            for k, v, s in own_rent_assumptions(r)
+        ],
+    )
+    return (
+        f'<section id="own-vs-rent"><h2>Own vs rent</h2><p>{_e(own_rent_sentence(r))}</p>{table}'
+        f"<h3>What the comparison assumes</h3>{assumptions}</section>"
+    )
 
 
 def _figures(figs: list[ReportFigure]) -> str:
-    parts = [f'<figure id="{f.id}"><h3>{_e(f.title)}</h3>{to_svg(f.figure)}<figcaption>{_e(f.caption)}'
-             "</figcaption></figure>" for f in figs]
+    parts = [
+        f'<figure id="{f.id}"><h3>{_e(f.title)}</h3>{to_svg(f.figure)}<figcaption>{_e(f.caption)}</figcaption></figure>'
+        for f in figs
+    ]
     return f'<section id="figures"><h2>Figures</h2>{"".join(parts)}</section>'
 
 
@@ -260,38 +336,56 @@ def _assumptions(inp: ReportInput, a: Assumptions) -> str:
     out.append("<h3>Performance model calibration</h3>")
     for p in a.profiles:
         cls = "warn" if not p.validation else ""
-        out.append(f'<div class="{cls}"><p><b>pool {_e(p.pool)}:</b> {_e(p.note)}. '
-                   f'<span class="src">Coefficients: {_e(p.source)}</span></p></div>')
+        out.append(
+            f'<div class="{cls}"><p><b>pool {_e(p.pool)}:</b> {_e(p.note)}. '
+            f'<span class="src">Coefficients: {_e(p.source)}</span></p></div>'
+        )
         if p.validation:
             out.append(_table(["validation", "value"], [[_e(k), _e(si(v))] for k, v in flatten(p.validation)], {1}))
     if not a.profiles:
         out.append("<p>The results do not say which coefficients were used.</p>")
-    out.append("<h3>Catalog numbers used</h3><p>Every hardware, model and quantization number the forecast "
-               "used, with its source. GPU prices are assumptions, not quotes.</p>")
-    rows = [[_e(kind), f'<span class="nw">{_e(name)}</span>',
-             "<br>".join(f'{_e(f)} = <b>{_e(si(v))}</b>' for f, v in fields),
-             f'<span class="src">{_src(src)}</span>'] for kind, name, fields, src in grouped_catalog(a.catalog)]
+    out.append(
+        "<h3>Catalog numbers used</h3><p>Every hardware, model and quantization number the forecast "
+        "used, with its source. GPU prices are assumptions, not quotes.</p>"
+    )
+    rows = [
+        [
+            _e(kind),
+            f'<span class="nw">{_e(name)}</span>',
+            "<br>".join(f"{_e(f)} = <b>{_e(si(v))}</b>" for f, v in fields),
+            f'<span class="src">{_src(src)}</span>',
+        ]
+        for kind, name, fields, src in grouped_catalog(a.catalog)
+    ]
     out.append(_table(["kind", "name", "numbers", "source"], rows))
     out += [f'<p class="warn">{_e(n)}</p>' for n in a.notes]
     window = inp.run.summary.window if inp.run else None
     if window is not None:
-        out.append(f"<p>Measured window: arrivals from {window.start_s:,.0f} s to "
-                   f"{window.end_s:,.0f} s of simulated time; warm-up and cool-down are excluded.</p>")
+        out.append(
+            f"<p>Measured window: arrivals from {window.start_s:,.0f} s to "
+            f"{window.end_s:,.0f} s of simulated time; warm-up and cool-down are excluded.</p>"
+        )
     out.append("</section>")
     return "".join(out)
 
 
 def _repro(inp: ReportInput) -> str:
     sc = inp.doc.scenario
-    rows = [["scenario", _e(sc.name)], ["seed", _e(sc.seed)],
-            ["fleetcast version", _e(inp.doc.fleetcast_version)], ["results", _e(inp.kind + " folder")]]
+    rows = [
+        ["scenario", _e(sc.name)],
+        ["seed", _e(sc.seed)],
+        ["fleetcast version", _e(inp.doc.fleetcast_version)],
+        ["results", _e(inp.kind + " folder")],
+    ]
     cmds = "\n".join(reproduce_commands(inp))
-    return (f'<section id="reproducibility"><h2>Reproducibility</h2>{_table(["item", "value"], rows)}'
-            "<h3>Commands</h3><p>Run these lines as written in a shell with <code>fleetcast</code> on the PATH "
-            "(they start by changing into the folder the results were made in); the same seed gives the same "
-            "results.</p>"
-            f'<pre id="repro-commands">{_e(cmds)}</pre>'
-            f'<h3>Scenario</h3><pre class="yaml">{_e(sc.yaml or "(scenario text not recorded)")}</pre></section>')
+    return (
+        f'<section id="reproducibility"><h2>Reproducibility</h2>{_table(["item", "value"], rows)}'
+        "<h3>Commands</h3><p>Run these lines as written in a shell with <code>fleetcast</code> on the PATH "
+        "(they start by changing into the folder the results were made in); the same seed gives the same "
+        "results.</p>"
+        f'<pre id="repro-commands">{_e(cmds)}</pre>'
+        f'<h3>Scenario</h3><pre class="yaml">{_e(sc.yaml or "(scenario text not recorded)")}</pre></section>'
+    )
 
 
 def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> str:
@@ -299,15 +393,26 @@ def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> s
     sc = inp.doc.scenario
     title = f"Fleet procurement report — {sc.name or inp.path.name}"
     ok = inp.recommended is not None
-    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in SECTIONS.items()
-                  if i != "own-vs-rent" or a.own_vs_rent is not None)
-    meta = (f"From a {'plan search' if inp.kind == 'plan' else 'single simulation run'} · scenario "
-            f"{_e(sc.name)} · seed {_e(sc.seed)} · fleetcast {_e(inp.doc.fleetcast_version)}")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
-            f"<style>{CSS}</style></head><body><main><header><h1>{_e(title)}</h1>"
-            f'<div class="headline {"ok" if ok else "bad"}">{_e(headline(inp))}</div>'
-            f'<div class="meta">{meta}</div><nav>{nav}</nav></header>'
-            + _summary(inp, a) + _slo(inp) + _confidence(inp) + _candidates(inp) + _own_rent(a) + _figures(figs)
-            + _assumptions(inp, a)
-            + _repro(inp) + "</main></body></html>\n")
+    nav = "".join(
+        f'<a href="#{i}">{t}</a>' for i, t in SECTIONS.items() if i != "own-vs-rent" or a.own_vs_rent is not None
+    )
+    meta = (
+        f"From a {'plan search' if inp.kind == 'plan' else 'single simulation run'} · scenario "
+        f"{_e(sc.name)} · seed {_e(sc.seed)} · fleetcast {_e(inp.doc.fleetcast_version)}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
+        f"<style>{CSS}</style></head><body><main><header><h1>{_e(title)}</h1>"
+        f'<div class="headline {"ok" if ok else "bad"}">{_e(headline(inp))}</div>'
+        f'<div class="meta">{meta}</div><nav>{nav}</nav></header>'
+        + _summary(inp, a)
+        + _slo(inp)
+        + _confidence(inp)
+        + _candidates(inp)
+        + _own_rent(a)
+        + _figures(figs)
+        + _assumptions(inp, a)
+        + _repro(inp)
+        + "</main></body></html>\n"
+    )

@@ -75,12 +75,17 @@ def read_run(path: Path) -> RunData:
     path = Path(path)
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
-        raise FleetcastError(f"run folder {path} lacks {', '.join(missing)}; a run folder is what "
-                             "`fleetcast run SCENARIO --out DIR` writes")
-    return RunData(path=path, summary=read_contract(RunSummary, path / "summary.json", "run summary (summary.json)"),
-                   scenario_yaml=read_text_limited(path / "scenario.yaml", MAX_YAML_BYTES, "results file"),
-                   requests=_read_parquet(path / "requests.parquet"),
-                   timeseries=_read_parquet(path / "timeseries.parquet"))
+        raise FleetcastError(
+            f"run folder {path} lacks {', '.join(missing)}; a run folder is what "
+            "`fleetcast run SCENARIO --out DIR` writes"
+        )
+    return RunData(
+        path=path,
+        summary=read_contract(RunSummary, path / "summary.json", "run summary (summary.json)"),
+        scenario_yaml=read_text_limited(path / "scenario.yaml", MAX_YAML_BYTES, "results file"),
+        requests=_read_parquet(path / "requests.parquet"),
+        timeseries=_read_parquet(path / "timeseries.parquet"),
+    )
 
 
 def _parse_yaml(text: str, where: str) -> dict:
@@ -90,8 +95,10 @@ def _parse_yaml(text: str, where: str) -> dict:
         return {}
     data, _ = parse_yaml(text, where)
     if not isinstance(data, dict):
-        raise FleetcastError(f"{where}: holds a {type(data).__name__}, not a scenario mapping; the run folder is "
-                             f"damaged: re-run `fleetcast run`")
+        raise FleetcastError(
+            f"{where}: holds a {type(data).__name__}, not a scenario mapping; the run folder is "
+            f"damaged: re-run `fleetcast run`"
+        )
     return data
 
 
@@ -100,25 +107,38 @@ def _candidate_from_run(run: RunData, scenario: dict) -> PlanCandidate:
     s = run.summary
     pools = scenario.get("fleet") or [{}]
     first = pools[0]
-    label = " + ".join(f"{p.get('replicas')}x {p.get('gpu')} (TP{p.get('tensor_parallel', 1)}"
-                       + (f" x DP{p['data_parallel']})" if int(p.get("data_parallel") or 1) > 1 else ")")
-                       for p in pools)
+    label = " + ".join(
+        f"{p.get('replicas')}x {p.get('gpu')} (TP{p.get('tensor_parallel', 1)}"
+        + (f" x DP{p['data_parallel']})" if int(p.get("data_parallel") or 1) > 1 else ")")
+        for p in pools
+    )
     met = s.overall.slo_met
     return PlanCandidate(
-        id="run", label=label, gpu=first.get("gpu"), model=first.get("model"),
-        quantization=first.get("quantization") or {}, tensor_parallel=first.get("tensor_parallel", 1),
+        id="run",
+        label=label,
+        gpu=first.get("gpu"),
+        model=first.get("model"),
+        quantization=first.get("quantization") or {},
+        tensor_parallel=first.get("tensor_parallel", 1),
         data_parallel=first.get("data_parallel", 1),
-        policy=(first.get("policy") or {}).get("name"), engine=first.get("engine") or {},
+        policy=(first.get("policy") or {}).get("name"),
+        engine=first.get("engine") or {},
         status="ok" if met else "cannot-meet-slo",
         reason=None if met else "the simulated fleet misses at least one SLO",
         replicas=sum(int(p.get("replicas") or 0) for p in pools),
         gpus=sum(int(r.gpus) for r in s.cost.pools.values()),
-        usd_per_hour=s.cost.fleet_usd_per_hour, usd_per_month=s.cost.usd_per_month,
+        usd_per_hour=s.cost.fleet_usd_per_hour,
+        usd_per_month=s.cost.usd_per_month,
         usd_per_1m_output_tokens=s.cost.usd_per_1m_output_tokens,
         usd_per_1m_total_tokens=s.cost.usd_per_1m_total_tokens,
-        headroom_pct=None, attainment_pct=s.overall.attainment_pct,
-        p99_ttft_s=s.overall.ttft_s.p99, p99_tpot_s=s.overall.tpot_s.p99,
-        summary=s, boundary=None, growth=None, load_curve=[],
+        headroom_pct=None,
+        attainment_pct=s.overall.attainment_pct,
+        p99_ttft_s=s.overall.ttft_s.p99,
+        p99_tpot_s=s.overall.tpot_s.p99,
+        summary=s,
+        boundary=None,
+        growth=None,
+        load_curve=[],
     )
 
 
@@ -126,12 +146,19 @@ def _plan_from_run(run: RunData, scenario: dict) -> PlanDoc:
     s = run.summary
     cand = _candidate_from_run(run, scenario)
     return PlanDoc(
-        kind="run", fleetcast_version=s.fleetcast_version,
-        scenario=PlanScenario(name=s.scenario.name or scenario.get("name"), seed=s.scenario.seed,
-                              path=s.scenario.path, yaml=run.scenario_yaml),
+        kind="run",
+        fleetcast_version=s.fleetcast_version,
+        scenario=PlanScenario(
+            name=s.scenario.name or scenario.get("name"),
+            seed=s.scenario.seed,
+            path=s.scenario.path,
+            yaml=run.scenario_yaml,
+        ),
         demand={"peak_rate_rps": s.little.lambda_per_s},
-        candidates=[cand], recommended="run" if cand.status == "ok" else None,
-        tried=1, profiles=s.profiles,
+        candidates=[cand],
+        recommended="run" if cand.status == "ok" else None,
+        tried=1,
+        profiles=s.profiles,
     )
 
 
@@ -139,30 +166,43 @@ def load_results(path: str | Path) -> ReportInput:
     """Detect and read a plan or run folder; ``FleetcastError`` when it is neither."""
     path = Path(path)
     if not path.exists():
-        raise FleetcastError(f"results folder not found: {path}. Expected a plan folder "
-                             "(with plan.json, from `fleetcast plan`) or a run folder "
-                             "(with summary.json, from `fleetcast run`).")
+        raise FleetcastError(
+            f"results folder not found: {path}. Expected a plan folder "
+            "(with plan.json, from `fleetcast plan`) or a run folder "
+            "(with summary.json, from `fleetcast run`)."
+        )
     if not path.is_dir():
-        raise FleetcastError(f"{path} is a file; `fleetcast report` takes a folder: a plan folder "
-                             "(with plan.json) or a run folder (with summary.json).")
+        raise FleetcastError(
+            f"{path} is a file; `fleetcast report` takes a folder: a plan folder "
+            "(with plan.json) or a run folder (with summary.json)."
+        )
     if (path / "plan.json").is_file():
         plan = read_contract(PlanDoc, path / "plan.json", "plan (plan.json)")
         if plan.kind != "plan":
-            raise FleetcastError(f"{path / 'plan.json'}, field kind: expected \"plan\", got {plan.kind!r}; it is "
-                                 "not a fleetcast plan")
+            raise FleetcastError(
+                f'{path / "plan.json"}, field kind: expected "plan", got {plan.kind!r}; it is not a fleetcast plan'
+            )
         rec_dir = path / "runs" / "recommended"
         run = read_run(rec_dir) if (rec_dir / "summary.json").is_file() else None
         sc_yaml = plan.scenario.yaml or (run.scenario_yaml if run else "")
-        return ReportInput(kind="plan", path=path, doc=plan, run=run,
-                           points=_read_parquet(path / "points.parquet"),
-                           scenario=_parse_yaml(sc_yaml, f"{path / 'plan.json'}, scenario.yaml"))
+        return ReportInput(
+            kind="plan",
+            path=path,
+            doc=plan,
+            run=run,
+            points=_read_parquet(path / "points.parquet"),
+            scenario=_parse_yaml(sc_yaml, f"{path / 'plan.json'}, scenario.yaml"),
+        )
     if (path / "summary.json").is_file():
         run = read_run(path)
         scenario = _parse_yaml(run.scenario_yaml, str(path / "scenario.yaml"))
-        return ReportInput(kind="run", path=path, doc=_plan_from_run(run, scenario), run=run,
-                           points=None, scenario=scenario)
-    raise FleetcastError(f"{path} is neither a plan folder (no plan.json, written by `fleetcast plan`) "
-                         "nor a run folder (no summary.json, written by `fleetcast run --out DIR`).")
+        return ReportInput(
+            kind="run", path=path, doc=_plan_from_run(run, scenario), run=run, points=None, scenario=scenario
+        )
+    raise FleetcastError(
+        f"{path} is neither a plan folder (no plan.json, written by `fleetcast plan`) "
+        "nor a run folder (no summary.json, written by `fleetcast run --out DIR`)."
+    )
 
 
 def gpus_per_replica(c: PlanCandidate) -> int:

@@ -69,9 +69,15 @@ def _text_lines(inp: ReportInput, a: Assumptions) -> list[tuple[str, str]]:
     if a.own_vs_rent is not None:
         out += [("body", ""), ("h2", "Own vs rent")]
         out += [("body", s) for s in _wrap(own_rent_sentence(a.own_vs_rent))]
-        out += [("body", f"  {item:<46} {fmt.usd(own) if own is not None else '':>12} "
-                         f"{fmt.usd(rent) if rent is not None else '':>12}")
-                for item, own, rent in own_rent_rows(a.own_vs_rent) if "1M" not in item]
+        out += [
+            (
+                "body",
+                f"  {item:<46} {fmt.usd(own) if own is not None else '':>12} "
+                f"{fmt.usd(rent) if rent is not None else '':>12}",
+            )
+            for item, own, rent in own_rent_rows(a.own_vs_rent)
+            if "1M" not in item
+        ]
         out += [("body", s) for k, v, src in own_rent_assumptions(a.own_vs_rent) for s in _wrap(f"{k}: {v} — {src}")]
     out += [("body", ""), ("h2", "Assumptions")]
     for prof in a.profiles:
@@ -96,9 +102,17 @@ def _text_pages(lines: list[tuple[str, str]]) -> list[Figure]:
     for i in range(0, len(lines), LINES_PER_PAGE):
         fig = Figure(figsize=A4)
         y = 1 - 2.5 * step
-        for style, text in lines[i:i + LINES_PER_PAGE]:
-            fig.text(0.07, y, text, fontsize=size[style], family="DejaVu Sans" if style != "body" else "DejaVu Sans Mono",
-                     weight="bold" if style != "body" else "normal", va="top", parse_math=False)
+        for style, text in lines[i : i + LINES_PER_PAGE]:
+            fig.text(
+                0.07,
+                y,
+                text,
+                fontsize=size[style],
+                family="DejaVu Sans" if style != "body" else "DejaVu Sans Mono",
+                weight="bold" if style != "body" else "normal",
+                va="top",
+                parse_math=False,
+            )
             y -= step * {"h1": 2.0, "h2": 1.5}.get(style, 1.0)
         fig.text(0.5, 0.02, f"page {len(pages) + 1}", ha="center", fontsize=7, color="#777777")
         pages.append(fig)
@@ -119,8 +133,9 @@ def pdf_via_matplotlib(inp: ReportInput, a: Assumptions, figs: list[ReportFigure
     return buf.getvalue()
 
 
-def render_pdf(inp: ReportInput, a: Assumptions, figs: list[ReportFigure], html_text: str,
-               engine: str = "auto") -> tuple[bytes, str]:
+def render_pdf(
+    inp: ReportInput, a: Assumptions, figs: list[ReportFigure], html_text: str, engine: str = "auto"
+) -> tuple[bytes, str]:
     """PDF bytes and the engine used ("chromium" | "matplotlib").
 
     ``engine`` "auto" prints the HTML with Chromium when one is found, else

@@ -12,8 +12,16 @@ from __future__ import annotations
 from sim.analysis.contracts import PlanCandidate, PlanDoc
 from sim.report import fmt
 
-__all__ = ["confidence_sentences", "failure_sentence", "window_sentence", "plan_warnings", "slo_interval_rows",
-           "timeline_rows", "count_text", "headroom_text"]
+__all__ = [
+    "confidence_sentences",
+    "failure_sentence",
+    "window_sentence",
+    "plan_warnings",
+    "slo_interval_rows",
+    "timeline_rows",
+    "count_text",
+    "headroom_text",
+]
 
 
 def count_text(c: PlanCandidate) -> str:
@@ -46,8 +54,10 @@ def _samples(c: PlanCandidate) -> list[str]:
     for it in _items(c):
         if it.metric == "attainment_pct":
             continue
-        out.append(f"{it.class_} {it.metric[:-2].upper()} {it.percentile}: {it.samples_min:,} per "
-                   f"replication, {it.samples_total:,} in all")
+        out.append(
+            f"{it.class_} {it.metric[:-2].upper()} {it.percentile}: {it.samples_min:,} per "
+            f"replication, {it.samples_total:,} in all"
+        )
     return out
 
 
@@ -57,13 +67,17 @@ def confidence_sentences(plan: PlanDoc, c: PlanCandidate) -> list[str]:
     if not st or c.replicas is None:
         return []
     seeds = st.seeds or []
-    out = [f"Every fleet size was simulated {st.replications} times with independent arrivals (seeds "
-           f"{seeds[0]}–{seeds[-1]}, the same for every candidate) and counts as meeting an SLO only when the 95% "
-           f"confidence interval over those runs is within the target. Fewest replicas meeting every SLO: "
-           f"{count_text(c)}; headroom {headroom_text(c)}."]
+    out = [
+        f"Every fleet size was simulated {st.replications} times with independent arrivals (seeds "
+        f"{seeds[0]}–{seeds[-1]}, the same for every candidate) and counts as meeting an SLO only when the 95% "
+        f"confidence interval over those runs is within the target. Fewest replicas meeting every SLO: "
+        f"{count_text(c)}; headroom {headroom_text(c)}."
+    ]
     if c.failures_down:
-        out.append(f"The fleet is sized to keep every SLO with {c.failures_text}: "
-                   f"{c.replicas_for_slo} replicas carry the load, {c.failures_down} more are spares.")
+        out.append(
+            f"The fleet is sized to keep every SLO with {c.failures_text}: "
+            f"{c.replicas_for_slo} replicas carry the load, {c.failures_down} more are spares."
+        )
     samples = _samples(c)
     if samples:
         out.append("Requests behind each percentile at the recommended size: " + "; ".join(samples) + ".")
@@ -85,8 +99,10 @@ def window_sentence(plan: PlanDoc) -> str | None:
         where = f", from {w.start_s:,.0f} s to {w.start_s + w.window_s:,.0f} s of the scenario's day"
     elif w.surge_multiplier:
         where = f", {w.surge_multiplier:.3g}× the base rate"
-    return (f"Each run measures a {w.window_s:,.0f} s window after {w.warmup_s:,.0f} s of warm-up{where}: "
-            f"{w.text or w.kind} (mean {fmt.rate(w.mean_rate_rps)} at the forecast peak).")
+    return (
+        f"Each run measures a {w.window_s:,.0f} s window after {w.warmup_s:,.0f} s of warm-up{where}: "
+        f"{w.text or w.kind} (mean {fmt.rate(w.mean_rate_rps)} at the forecast peak)."
+    )
 
 
 def plan_warnings(plan: PlanDoc) -> list[str]:
@@ -99,11 +115,19 @@ def slo_interval_rows(c: PlanCandidate) -> list[dict]:
     for it in _items(c):
         att = it.metric == "attainment_pct"
         f = fmt.pct if att else fmt.latency
-        out.append({"class": it.class_,
-                    "item": "requests meeting every target" if att else f"{it.percentile} {it.metric[:-2].upper()}",
-                    "target": f(it.target), "mean": f(it.mean),
-                    "interval": f"{f(it.ci_low)} – {f(it.ci_high)}", "verdict": it.verdict,
-                    "samples_min": it.samples_min, "samples_total": it.samples_total, "raw": it})
+        out.append(
+            {
+                "class": it.class_,
+                "item": "requests meeting every target" if att else f"{it.percentile} {it.metric[:-2].upper()}",
+                "target": f(it.target),
+                "mean": f(it.mean),
+                "interval": f"{f(it.ci_low)} – {f(it.ci_high)}",
+                "verdict": it.verdict,
+                "samples_min": it.samples_min,
+                "samples_total": it.samples_total,
+                "raw": it,
+            }
+        )
     return out
 
 
@@ -114,7 +138,16 @@ def timeline_rows(plan: PlanDoc) -> list[dict]:
     if t is None:
         return rows
     for i, r in enumerate(t.rows):
-        rows.append({"bin": i, "label": f"{t.unit or 'hour'} {i}", "from_s": r.start_s, "to_s": r.end_s,
-                     "requests": r.requests, "attainment_pct": r.attainment_pct,
-                     "p99_ttft_s": r.p99_ttft_s, "in_window": r.in_window})
+        rows.append(
+            {
+                "bin": i,
+                "label": f"{t.unit or 'hour'} {i}",
+                "from_s": r.start_s,
+                "to_s": r.end_s,
+                "requests": r.requests,
+                "attainment_pct": r.attainment_pct,
+                "p99_ttft_s": r.p99_ttft_s,
+                "in_window": r.in_window,
+            }
+        )
     return rows

@@ -36,16 +36,21 @@ def _plan_lines(inp: ReportInput) -> list[str]:
     sc = inp.doc.scenario
     cwd, command = inp.doc.cwd, inp.doc.command
     if cwd and command and _out_of(command):
-        return [f"cd {shlex.quote(str(cwd))}", command,
-                f"fleetcast report {shlex.quote(_out_of(command))} {REPORT_FORMATS_ARG}"]  # type: ignore[arg-type]  # _out_of(command) was checked on the line above
+        return [
+            f"cd {shlex.quote(str(cwd))}",
+            command,
+            f"fleetcast report {shlex.quote(_out_of(command))} {REPORT_FORMATS_ARG}",
+        ]  # type: ignore[arg-type]  # _out_of(command) was checked on the line above
     # an older plan folder that did not record where it ran: absolute paths where known
     results = inp.path.resolve()
     path = sc.path or "scenario.yaml"
     lines = [f"cd {shlex.quote(str(results.parent))}"]
     if not Path(path).is_absolute():
         lines.insert(0, f"# the plan did not record its folder; {path} is relative to where `fleetcast plan` ran")
-    lines += [f"fleetcast plan {shlex.quote(str(path))} --out {shlex.quote(results.name)}",
-              f"fleetcast report {shlex.quote(results.name)} {REPORT_FORMATS_ARG}"]
+    lines += [
+        f"fleetcast plan {shlex.quote(str(path))} --out {shlex.quote(results.name)}",
+        f"fleetcast report {shlex.quote(results.name)} {REPORT_FORMATS_ARG}",
+    ]
     return lines
 
 
@@ -55,12 +60,17 @@ def _run_lines(inp: ReportInput) -> list[str]:
     seed_arg = f" --seed {seed}" if seed is not None else ""
     results = inp.path.resolve()
     recorded = sc.path
-    scenario = (shlex.quote(str(recorded)) if recorded and Path(recorded).is_absolute()
-                else f"{shlex.quote(results.name)}/scenario.yaml")  # the run folder's own copy
+    scenario = (
+        shlex.quote(str(recorded))
+        if recorded and Path(recorded).is_absolute()
+        else f"{shlex.quote(results.name)}/scenario.yaml"
+    )  # the run folder's own copy
     rerun = shlex.quote(results.name + "-rerun")
-    return [f"cd {shlex.quote(str(results.parent))}",
-            f"fleetcast run {scenario}{seed_arg} --out {rerun}",
-            f"fleetcast report {rerun} {REPORT_FORMATS_ARG}"]
+    return [
+        f"cd {shlex.quote(str(results.parent))}",
+        f"fleetcast run {scenario}{seed_arg} --out {rerun}",
+        f"fleetcast report {rerun} {REPORT_FORMATS_ARG}",
+    ]
 
 
 def reproduce_commands(inp: ReportInput) -> list[str]:

@@ -64,8 +64,10 @@ def slo_misses(summary: WindowSummary) -> list[str]:
         for row in (g.slo or {}).values():
             if not row.met:
                 got = "none" if row.achieved_s is None else f"{_ms(row.achieved_s)} ms"
-                out.append(f"{name}: {_METRIC_WORDS.get(row.metric, row.metric)} {row.percentile} "
-                           f"{got} > {_ms(row.target_s)} ms")
+                out.append(
+                    f"{name}: {_METRIC_WORDS.get(row.metric, row.metric)} {row.percentile} "
+                    f"{got} > {_ms(row.target_s)} ms"
+                )
         att, target = g.attainment_pct, g.attainment_target_pct
         if target is not None and (att is None or att < target):
             out.append(f"{name}: attainment {_num(att, 1.0, '{:.1f}')}% < {target:g}%")
@@ -81,11 +83,20 @@ def _slo_line(summary: WindowSummary) -> Text:
 
 def _latency_table(summary: WindowSummary) -> Table:
     w = summary.window
-    t = Table(title=f"Latency and SLO (window {w.start_s:,.0f}-{w.end_s:,.0f} s, "
-                    f"{w.length_s:,.0f} s)", title_justify="left")
+    t = Table(
+        title=f"Latency and SLO (window {w.start_s:,.0f}-{w.end_s:,.0f} s, {w.length_s:,.0f} s)", title_justify="left"
+    )
     t.add_column("class", no_wrap=True, max_width=16)
-    for head in ("TTFT p50\nms", "TTFT p99\nms", "TPOT p50\nms", "TPOT p99\nms",
-                 "ITL p99\nms", "E2E p99\nms", "attain\n%", "goodput\nreq/s"):
+    for head in (
+        "TTFT p50\nms",
+        "TTFT p99\nms",
+        "TPOT p50\nms",
+        "TPOT p99\nms",
+        "ITL p99\nms",
+        "E2E p99\nms",
+        "attain\n%",
+        "goodput\nreq/s",
+    ):
         t.add_column(head, justify="right")
     rows = list(summary.classes.items()) + [("all", summary.overall)]
     for i, (name, g) in enumerate(rows):
@@ -97,18 +108,23 @@ def _latency_table(summary: WindowSummary) -> Table:
             name_style += " red"
         t.add_row(
             Text(name, style=name_style.strip()),
-            _latency_cell(g, "ttft_s", "p50"), _latency_cell(g, "ttft_s", "p99"),
-            _latency_cell(g, "tpot_s", "p50"), _latency_cell(g, "tpot_s", "p99"),
-            _latency_cell(g, "itl_s", "p99"), _latency_cell(g, "e2e_s", "p99"),
+            _latency_cell(g, "ttft_s", "p50"),
+            _latency_cell(g, "ttft_s", "p99"),
+            _latency_cell(g, "tpot_s", "p50"),
+            _latency_cell(g, "tpot_s", "p99"),
+            _latency_cell(g, "itl_s", "p99"),
+            _latency_cell(g, "e2e_s", "p99"),
             Text(_num(att, 1.0, "{:.1f}") + (" MISS" if att_style == MISS else ""), style=att_style),
             Text(_num(g.goodput_rps, 1.0, "{:,.2f}")),
             end_section=(i == len(rows) - 2),
         )
     c = summary.overall.counts.model_dump()
     failed = {k: v for k, v in c.items() if k not in ("ok", "total") and v}
-    t.caption = (f"{c['total']:,} requests in window, {c['ok']:,} ok"
-                 + "".join(f", {v:,} {k}" for k, v in failed.items())
-                 + "; MISS (red) = SLO missed")
+    t.caption = (
+        f"{c['total']:,} requests in window, {c['ok']:,} ok"
+        + "".join(f", {v:,} {k}" for k, v in failed.items())
+        + "; MISS (red) = SLO missed"
+    )
     return t
 
 
@@ -118,16 +134,29 @@ def _fleet_table(summary: WindowSummary) -> Table:
     pools_u = {k: u.model_dump() for k, u in util.pools.items()}
     pools_c = {k: c.model_dump() for k, c in summary.cost.pools.items()}
     span = o.completion_span_s
-    t = Table(title=(f"Throughput {_num(o.requests_per_s, 1, '{:,.2f}')} req/s, "
-                     f"{_num(o.output_tokens_per_s, 1, '{:,.0f}')} output tok/s, "
-                     f"{_num(o.total_tokens_per_s, 1, '{:,.0f}')} total tok/s over the "
-                     f"{_num(span, 1, '{:,.1f}')} s in which they completed (arrival window: "
-                     f"{_num(o.window_output_tokens_per_s, 1, '{:,.0f}')} output tok/s)"),
-              title_justify="left")
-    for head in ("pool", "GPU", "replicas\n(GPUs)", "busy\n%", "busy min-\nmax %",
-                 "MFU\n%", "MBU\n%", "KV used\n%", "out\ntok/s", "$/hour"):
-        t.add_column(head, justify="left" if head in ("pool", "GPU") else "right",
-                     max_width=14)
+    t = Table(
+        title=(
+            f"Throughput {_num(o.requests_per_s, 1, '{:,.2f}')} req/s, "
+            f"{_num(o.output_tokens_per_s, 1, '{:,.0f}')} output tok/s, "
+            f"{_num(o.total_tokens_per_s, 1, '{:,.0f}')} total tok/s over the "
+            f"{_num(span, 1, '{:,.1f}')} s in which they completed (arrival window: "
+            f"{_num(o.window_output_tokens_per_s, 1, '{:,.0f}')} output tok/s)"
+        ),
+        title_justify="left",
+    )
+    for head in (
+        "pool",
+        "GPU",
+        "replicas\n(GPUs)",
+        "busy\n%",
+        "busy min-\nmax %",
+        "MFU\n%",
+        "MBU\n%",
+        "KV used\n%",
+        "out\ntok/s",
+        "$/hour",
+    ):
+        t.add_column(head, justify="left" if head in ("pool", "GPU") else "right", max_width=14)
     names = list(dict.fromkeys([*pools_c, *pools_u]))
     rows = [(n, pools_u.get(n) or {}, pools_c.get(n) or {}) for n in names]
     if len(names) != 1:
@@ -137,16 +166,25 @@ def _fleet_table(summary: WindowSummary) -> Table:
             fleet_c["gpus"] = sum(c["gpus"] for c in pools_c.values())
         rows.append(("fleet", util.fleet.model_dump(), fleet_c))
     for i, (name, u, c) in enumerate(rows):
-        shape = (f"{replica_count(c['replicas'])} ({replica_count(c['gpus'])})" if "replicas" in c
-                 else str(u.get("replicas", "-")))
-        spread = ("-" if u.get("busy_frac_min") is None
-                  else f"{_pct(u['busy_frac_min'])}-{_pct(u['busy_frac_max'])}")
-        t.add_row(Text(name, style="bold" if name == "fleet" else ""), c.get("gpu", ""),
-                  shape, _pct(u.get("busy_frac")), spread, _pct(u.get("mfu")),
-                  _pct(u.get("mbu")), _pct(u.get("kv_usage")),
-                  _num(c.get("output_tokens_per_s"), 1, "{:,.0f}"),
-                  _num(c.get("usd_per_hour"), 1, "{:,.2f}"),
-                  end_section=(name != "fleet" and i == len(rows) - 2))
+        shape = (
+            f"{replica_count(c['replicas'])} ({replica_count(c['gpus'])})"
+            if "replicas" in c
+            else str(u.get("replicas", "-"))
+        )
+        spread = "-" if u.get("busy_frac_min") is None else f"{_pct(u['busy_frac_min'])}-{_pct(u['busy_frac_max'])}"
+        t.add_row(
+            Text(name, style="bold" if name == "fleet" else ""),
+            c.get("gpu", ""),
+            shape,
+            _pct(u.get("busy_frac")),
+            spread,
+            _pct(u.get("mfu")),
+            _pct(u.get("mbu")),
+            _pct(u.get("kv_usage")),
+            _num(c.get("output_tokens_per_s"), 1, "{:,.0f}"),
+            _num(c.get("usd_per_hour"), 1, "{:,.2f}"),
+            end_section=(name != "fleet" and i == len(rows) - 2),
+        )
     if not util.pools:
         t.caption = "no replica counters (testbed run): utilization not available"
     return t
@@ -155,18 +193,26 @@ def _fleet_table(summary: WindowSummary) -> Table:
 def _cost_block(summary: WindowSummary) -> Text:
     c, e = summary.cost, summary.energy
     lines = [
-        ("fleet cost", f"${_num(c.fleet_usd_per_hour, 1, '{:,.2f}')}/hour, "
-                       f"${_num(c.usd_per_month, 1, '{:,.0f}')}/month"),
-        ("per 1M tokens", f"${_num(c.usd_per_1m_output_tokens, 1, '{:,.3f}')} output, "
-                          f"${_num(c.usd_per_1m_total_tokens, 1, '{:,.3f}')} total"),
-        ("energy", f"{_num(e.kwh_per_1m_output_tokens, 1, '{:,.2f}')} kWh per 1M "
-                   "output tokens (upper bound at TDP, GPU board power only)"),
+        (
+            "fleet cost",
+            f"${_num(c.fleet_usd_per_hour, 1, '{:,.2f}')}/hour, ${_num(c.usd_per_month, 1, '{:,.0f}')}/month",
+        ),
+        (
+            "per 1M tokens",
+            f"${_num(c.usd_per_1m_output_tokens, 1, '{:,.3f}')} output, "
+            f"${_num(c.usd_per_1m_total_tokens, 1, '{:,.3f}')} total",
+        ),
+        (
+            "energy",
+            f"{_num(e.kwh_per_1m_output_tokens, 1, '{:,.2f}')} kWh per 1M "
+            "output tokens (upper bound at TDP, GPU board power only)",
+        ),
     ]
     lit = summary.little
     if lit.L is not None:
-        lines.append(("Little's law", f"L={lit.L:,.2f}, lambda*W="
-                      f"{_num(lit.lambda_W, 1, '{:,.2f}')}, gap "
-                      f"{_pct(lit.rel_gap)}%"))
+        lines.append(
+            ("Little's law", f"L={lit.L:,.2f}, lambda*W={_num(lit.lambda_W, 1, '{:,.2f}')}, gap {_pct(lit.rel_gap)}%")
+        )
     run = summary if isinstance(summary, RunSummary) else None  # a bare summarize() has no run blocks
     lines += disagg_lines(run)
     lines += autoscale_lines(run)
@@ -185,15 +231,38 @@ def _kv_table(summary: WindowSummary) -> Table | None:
     if not kv:
         return None
     t = Table(title="KV cache per replica (memory per GPU, GiB)", title_justify="left")
-    for head in ("pool", "num_gpu_\nblocks", "KV\ntokens", "device", "x util", "weights", "activ-\nations",
-                 "non-\ntorch", "CUDA\ngraphs", "KV"):
+    for head in (
+        "pool",
+        "num_gpu_\nblocks",
+        "KV\ntokens",
+        "device",
+        "x util",
+        "weights",
+        "activ-\nations",
+        "non-\ntorch",
+        "CUDA\ngraphs",
+        "KV",
+    ):
         t.add_column(head, justify="left" if head == "pool" else "right")
     for name, c in kv.items():
         m = c.get("memory_per_gpu") or {}
-        t.add_row(name, f"{c['num_gpu_blocks']:,}", f"{c['kv_tokens']:,}",
-                  *(_num(m.get(k), 1, "{:,.2f}") for k in ("device_gib", "budget_gib", "weights_gib",
-                                                          "activation_peak_gib", "non_torch_gib",
-                                                          "cudagraph_gib", "kv_cache_gib")))
+        t.add_row(
+            name,
+            f"{c['num_gpu_blocks']:,}",
+            f"{c['kv_tokens']:,}",
+            *(
+                _num(m.get(k), 1, "{:,.2f}")
+                for k in (
+                    "device_gib",
+                    "budget_gib",
+                    "weights_gib",
+                    "activation_peak_gib",
+                    "non_torch_gib",
+                    "cudagraph_gib",
+                    "kv_cache_gib",
+                )
+            ),
+        )
     t.caption = "; ".join(sorted({f"{c['source']}" for c in kv.values()}))
     return t
 
@@ -203,8 +272,15 @@ def render_summary(summary: WindowSummary) -> Group:
     of a run, ``RunSummary``, add its KV capacity, pools' step-time sources and the
     disaggregated / autoscaled lines)."""
     kv = _kv_table(summary)
-    return Group(_latency_table(summary), _slo_line(summary), Text(""), _fleet_table(summary), Text(""),
-                 *((kv, Text("")) if kv is not None else ()), _cost_block(summary))
+    return Group(
+        _latency_table(summary),
+        _slo_line(summary),
+        Text(""),
+        _fleet_table(summary),
+        Text(""),
+        *((kv, Text("")) if kv is not None else ()),
+        _cost_block(summary),
+    )
 
 
 # ------------------------------------------------------------------ compare
@@ -236,15 +312,28 @@ def render_compare(result):
     doc = result.contract()
     R = doc.replications
     parts = []
-    head = (f"{doc.scenario.name}: {R} replication(s), seeds {doc.seeds[0]}..{doc.seeds[-1]} "
-            f"(common random numbers)" + (f", stress: {', '.join(doc.stress)}" if doc.stress else ""))
+    head = f"{doc.scenario.name}: {R} replication(s), seeds {doc.seeds[0]}..{doc.seeds[-1]} (common random numbers)" + (
+        f", stress: {', '.join(doc.stress)}" if doc.stress else ""
+    )
     parts.append(Text(head, style="bold"))
     for vname in [v for v in doc.variants if v != "baseline"]:
-        t = Table(title=f"{vname} vs baseline: {', '.join(doc.variants[vname])}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for col, just in (("class", "left"), ("metric", "left"), ("baseline", "right"), ("variant", "right"),
-                          ("diff", "right"), ("95% CI", "right"), ("sig", "center"),
-                          ("", "left")):
+        t = Table(
+            title=f"{vname} vs baseline: {', '.join(doc.variants[vname])}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for col, just in (
+            ("class", "left"),
+            ("metric", "left"),
+            ("baseline", "right"),
+            ("variant", "right"),
+            ("diff", "right"),
+            ("95% CI", "right"),
+            ("sig", "center"),
+            ("", "left"),
+        ):
             t.add_column(col, justify=just, no_wrap=True)
         last = None
         for row in (r for r in doc.rows if r.variant == vname):
@@ -256,14 +345,25 @@ def render_compare(result):
             ci, sig = ci_cells(row, _fmt_compare, m.scale)
             verdict, style = _verdict(row)
             diff = row.diff_mean
-            t.add_row(row.class_ if new_class else "", f"{m.label} {m.unit}" if not m.unit.startswith("$/") else m.unit, _fmt_compare(row.baseline_mean, m.scale),
-                      _fmt_compare(row.variant_mean, m.scale),
-                      Text(("+" if diff and diff > 0 else "") + _fmt_compare(diff, m.scale), style=style),
-                      ci, sig, Text(verdict, style=style))
+            t.add_row(
+                row.class_ if new_class else "",
+                f"{m.label} {m.unit}" if not m.unit.startswith("$/") else m.unit,
+                _fmt_compare(row.baseline_mean, m.scale),
+                _fmt_compare(row.variant_mean, m.scale),
+                Text(("+" if diff and diff > 0 else "") + _fmt_compare(diff, m.scale), style=style),
+                ci,
+                sig,
+                Text(verdict, style=style),
+            )
         parts.append(t)
     if doc.note:
         parts.append(Text(doc.note, style="yellow"))
-    parts.append(Text("diff = variant - baseline, mean of the per-replication differences; 95% CI: paired t; "
-                      "sig ✓ = the CI excludes 0 (else better/worse is only the sign, dim). Lower "
-                      "latency and cost, higher goodput and attainment are better.", style="dim"))
+    parts.append(
+        Text(
+            "diff = variant - baseline, mean of the per-replication differences; 95% CI: paired t; "
+            "sig ✓ = the CI excludes 0 (else better/worse is only the sign, dim). Lower "
+            "latency and cost, higher goodput and attainment are better.",
+            style="dim",
+        )
+    )
     return Group(*parts)

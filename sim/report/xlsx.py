@@ -14,26 +14,52 @@ from sim.errors import FleetcastError
 from sim.report.assumptions import Assumptions
 from sim.report.fmt import flatten
 from sim.report.load import ReportInput
-from sim.report.narrative import (CANDIDATE_COLUMNS, candidate_rows, candidate_slo_rows, headline, key_numbers,
-                                  summary_paragraphs)
+from sim.report.narrative import (
+    CANDIDATE_COLUMNS,
+    candidate_rows,
+    candidate_slo_rows,
+    headline,
+    key_numbers,
+    summary_paragraphs,
+)
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
 from sim.report.plan_stats import slo_interval_rows, timeline_rows
 
 __all__ = ["render_xlsx", "points_frame", "SHEETS", "CANDIDATE_FIELDS"]
 
-SHEETS = ("Summary", "Candidates", "Own vs rent", "Points", "Assumptions", "Statistics")  # Statistics: plans with replications
+SHEETS = (
+    "Summary",
+    "Candidates",
+    "Own vs rent",
+    "Points",
+    "Assumptions",
+    "Statistics",
+)  # Statistics: plans with replications
 
 #: Candidates sheet: (header, candidate key or a callable of the row)
 CANDIDATE_FIELDS = (
-    ("rank", "rank"), ("recommended", "recommended"), ("id", "id"), ("label", "label"),
-    ("status", "status"), ("reason", "reason"), ("gpu", "gpu"), ("model", "model"),
+    ("rank", "rank"),
+    ("recommended", "recommended"),
+    ("id", "id"),
+    ("label", "label"),
+    ("status", "status"),
+    ("reason", "reason"),
+    ("gpu", "gpu"),
+    ("model", "model"),
     ("weights", lambda r: (r.get("quantization") or {}).get("weights")),
     ("kv_cache", lambda r: (r.get("quantization") or {}).get("kv_cache")),
-    ("tensor_parallel", "tensor_parallel"), ("policy", "policy"), ("replicas", "replicas"), ("gpus", "gpus"),
-    ("usd_per_hour", "usd_per_hour"), ("usd_per_month", "usd_per_month"),
+    ("tensor_parallel", "tensor_parallel"),
+    ("policy", "policy"),
+    ("replicas", "replicas"),
+    ("gpus", "gpus"),
+    ("usd_per_hour", "usd_per_hour"),
+    ("usd_per_month", "usd_per_month"),
     ("usd_per_1m_output_tokens", "usd_per_1m_output_tokens"),
-    ("usd_per_1m_total_tokens", "usd_per_1m_total_tokens"), ("p99_ttft_s", "p99_ttft_s"),
-    ("p99_tpot_s", "p99_tpot_s"), ("attainment_pct", "attainment_pct"), ("headroom_pct", "headroom_pct"),
+    ("usd_per_1m_total_tokens", "usd_per_1m_total_tokens"),
+    ("p99_ttft_s", "p99_ttft_s"),
+    ("p99_tpot_s", "p99_tpot_s"),
+    ("attainment_pct", "attainment_pct"),
+    ("headroom_pct", "headroom_pct"),
     ("replicas_ci_low", lambda r: (r.get("replicas_interval") or [None, None])[0]),
     ("replicas_ci_high", lambda r: (r.get("replicas_interval") or [None, None])[1]),
     ("headroom_ci_low_pct", lambda r: (r.get("headroom_interval_pct") or [None, None])[0]),
@@ -61,11 +87,21 @@ def points_frame(inp: ReportInput) -> pd.DataFrame:
     rows = [{"candidate": c.id, **p.model_dump()} for c in inp.candidates for p in (c.load_curve or [])]
     if rows:
         return pd.DataFrame(rows)
-    return pd.DataFrame([{
-        "candidate": c.id, "rate_rps": inp.doc.peak_rate_rps,
-        "replicas": c.replicas, "p99_ttft_s": c.p99_ttft_s, "p99_tpot_s": c.p99_tpot_s,
-        "attainment_pct": c.attainment_pct, "usd_per_month": c.usd_per_month,
-        "slo_met": c.status == "ok"} for c in inp.candidates])
+    return pd.DataFrame(
+        [
+            {
+                "candidate": c.id,
+                "rate_rps": inp.doc.peak_rate_rps,
+                "replicas": c.replicas,
+                "p99_ttft_s": c.p99_ttft_s,
+                "p99_tpot_s": c.p99_tpot_s,
+                "attainment_pct": c.attainment_pct,
+                "usd_per_month": c.usd_per_month,
+                "slo_met": c.status == "ok",
+            }
+            for c in inp.candidates
+        ]
+    )
 
 
 def _header(ws, names) -> None:
@@ -106,8 +142,16 @@ def _summary_sheet(ws, inp: ReportInput, a: Assumptions) -> None:
         _header(ws, ["class", "metric", "percentile", "target", forecast, "met"])
         ws.freeze_panes = None
         for r in rows:
-            ws.append([r["class"], r["metric"], r["percentile"], _cell(r.get("target_s")),
-                       _cell(r.get("achieved_s")), bool(r.get("met"))])
+            ws.append(
+                [
+                    r["class"],
+                    r["metric"],
+                    r["percentile"],
+                    _cell(r.get("target_s")),
+                    _cell(r.get("achieved_s")),
+                    bool(r.get("met")),
+                ]
+            )
     ws.column_dimensions["A"].width = 110
     for col in "BCDEF":
         ws.column_dimensions[col].width = 16
@@ -177,19 +221,51 @@ def _assumptions_sheet(ws, a: Assumptions) -> None:
 
 def _statistics_sheet(ws, inp: ReportInput) -> None:
     """The recommended fleet's SLO items over the replications, then hour by hour."""
-    _header(ws, ["class", "metric", "percentile", "target", "mean", "ci_low", "ci_high", "verdict",
-                 "samples_min_per_replication", "samples_total"])
-    for r in (slo_interval_rows(inp.recommended) if inp.recommended is not None else []):
+    _header(
+        ws,
+        [
+            "class",
+            "metric",
+            "percentile",
+            "target",
+            "mean",
+            "ci_low",
+            "ci_high",
+            "verdict",
+            "samples_min_per_replication",
+            "samples_total",
+        ],
+    )
+    for r in slo_interval_rows(inp.recommended) if inp.recommended is not None else []:
         it = r["raw"]
-        ws.append([_cell(x) for x in (it.class_, it.metric, it.percentile, it.target, it.mean,
-                                      it.ci_low, it.ci_high, it.verdict, it.samples_min, it.samples_total)])
+        ws.append(
+            [
+                _cell(x)
+                for x in (
+                    it.class_,
+                    it.metric,
+                    it.percentile,
+                    it.target,
+                    it.mean,
+                    it.ci_low,
+                    it.ci_high,
+                    it.verdict,
+                    it.samples_min,
+                    it.samples_total,
+                )
+            ]
+        )
     rows = timeline_rows(inp.doc)
     if rows:
         ws.append([])
         ws.append(["bin", "from_s", "to_s", "requests", "attainment_pct", "p99_ttft_s", "in_window"])
         for r in rows:
-            ws.append([_cell(r[k]) for k in ("label", "from_s", "to_s", "requests", "attainment_pct", "p99_ttft_s",
-                                             "in_window")])
+            ws.append(
+                [
+                    _cell(r[k])
+                    for k in ("label", "from_s", "to_s", "requests", "attainment_pct", "p99_ttft_s", "in_window")
+                ]
+            )
     _widths(ws, cap=30)
 
 
@@ -198,8 +274,9 @@ def render_xlsx(inp: ReportInput, a: Assumptions) -> bytes:
     try:
         from openpyxl import Workbook
     except ImportError:
-        raise FleetcastError("the xlsx format needs openpyxl: pip install 'fleetcast[report]' "
-                             "(or leave xlsx out of --format)") from None
+        raise FleetcastError(
+            "the xlsx format needs openpyxl: pip install 'fleetcast[report]' (or leave xlsx out of --format)"
+        ) from None
     wb = Workbook()
     ws = wb.active
     ws.title = SHEETS[0]

@@ -29,8 +29,13 @@ from sim.errors import ScenarioError, unknown_name
 # (a Scenario holds a list of these events), so the type is named in words, not imported.
 
 __all__ = [
-    "SurgeEvent", "ReplicaFailureEvent", "EventSpec", "EVENT_KINDS",
-    "check_events", "surges_of", "failures_of",
+    "SurgeEvent",
+    "ReplicaFailureEvent",
+    "EventSpec",
+    "EVENT_KINDS",
+    "check_events",
+    "surges_of",
+    "failures_of",
 ]
 
 
@@ -46,8 +51,18 @@ class SurgeEvent(_Event):
 
     kind: Literal["surge"] = Field(description="Event kind.")
     start_s: float = Field(..., ge=0, le=1e8, description="Start of the surge, seconds from the run start.")
-    end_s: float = Field(..., gt=0, le=1e8, description="End of the surge, seconds (must be after start_s and at most traffic.duration_s).")
-    factor: float = Field(..., gt=1, le=1000, description="Arrival rate during the surge as a multiple of the normal rate (3 = three times).")
+    end_s: float = Field(
+        ...,
+        gt=0,
+        le=1e8,
+        description="End of the surge, seconds (must be after start_s and at most traffic.duration_s).",
+    )
+    factor: float = Field(
+        ...,
+        gt=1,
+        le=1000,
+        description="Arrival rate during the surge as a multiple of the normal rate (3 = three times).",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> SurgeEvent:
@@ -63,7 +78,9 @@ class ReplicaFailureEvent(_Event):
     among the remaining eligible replicas."""
 
     kind: Literal["replica-failure"] = Field(description="Event kind.")
-    replica: str = Field(..., pattern=r"^[^/]+/\d+$", description="Replica name '<pool>/<index>' (index from 0), e.g. 'h100/0'.")
+    replica: str = Field(
+        ..., pattern=r"^[^/]+/\d+$", description="Replica name '<pool>/<index>' (index from 0), e.g. 'h100/0'."
+    )
     at_s: float = Field(..., ge=0, le=1e8, description="Time of the failure, seconds from the run start.")
 
 
@@ -103,22 +120,29 @@ def check_events(scenario) -> None:
             if ev.start_s >= duration or ev.end_s > duration:
                 raise ScenarioError(
                     f"{where}, field events.{i}: surge window {ev.start_s:g}-{ev.end_s:g} s must lie within "
-                    f"traffic.duration_s ({duration:g} s)")
+                    f"traffic.duration_s ({duration:g} s)"
+                )
         else:
             if ev.replica not in names:
                 shown = names if len(names) <= 20 else names[:20] + ["..."]
-                raise ScenarioError(
-                    f"{where}, field events.{i}.replica: {unknown_name('replica', ev.replica, shown)}")
+                raise ScenarioError(f"{where}, field events.{i}.replica: {unknown_name('replica', ev.replica, shown)}")
             if ev.replica in failed:
-                raise ScenarioError(f"{where}, field events.{i}.replica: replica '{ev.replica}' already fails earlier in events")
+                raise ScenarioError(
+                    f"{where}, field events.{i}.replica: replica '{ev.replica}' already fails earlier in events"
+                )
             failed.add(ev.replica)
     for cname in scenario.traffic.class_names:
-        serving = [f"{p.name}/{j}" for p in scenario.fleet if p.classes is None or cname in p.classes
-                   for j in range(p.replicas)]
+        serving = [
+            f"{p.name}/{j}"
+            for p in scenario.fleet
+            if p.classes is None or cname in p.classes
+            for j in range(p.replicas)
+        ]
         if serving and all(n in failed for n in serving):
             raise ScenarioError(
                 f"{where}, field events: every replica serving class '{cname}' fails "
-                f"({', '.join(serving)}); leave at least one")
+                f"({', '.join(serving)}); leave at least one"
+            )
 
 
 def surges_of(scenario) -> list[tuple[int, SurgeEvent]]:

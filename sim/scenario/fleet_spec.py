@@ -47,8 +47,9 @@ class SpeculativeSpec(Strict):
     1 + the leading accepted ones per step (docs/design.md, "Speculative decoding")."""
 
     method: Literal["ngram", "draft", "eagle"] = Field(
-        ..., description="Proposer: ngram (matches in the sequence's own tokens, CPU), draft (a smaller catalog "
-        "model, draft_model) or eagle (one extra decoder layer of the target's shape)."
+        ...,
+        description="Proposer: ngram (matches in the sequence's own tokens, CPU), draft (a smaller catalog "
+        "model, draft_model) or eagle (one extra decoder layer of the target's shape).",
     )
     num_speculative_tokens: int = Field(
         ..., ge=1, le=32, description="Tokens proposed per sequence and step (vLLM num_speculative_tokens), >= 1."
@@ -57,7 +58,9 @@ class SpeculativeSpec(Strict):
         None, description="Catalog model that proposes, for method draft only; it must share the target's vocabulary."
     )
     acceptance_rate: float | None = Field(
-        None, ge=0.0, le=1.0,
+        None,
+        ge=0.0,
+        le=1.0,
         description="Probability each proposed token is accepted, in [0, 1], for the classes that give none "
         "(traffic.classes[].acceptance_rate wins).",
     )
@@ -102,8 +105,9 @@ class EngineSpec(Strict):
     )
 
     speculative: SpeculativeSpec | None = Field(
-        None, description="Speculative decoding (method, num_speculative_tokens, draft_model, acceptance_rate); "
-        "default: none."
+        None,
+        description="Speculative decoding (method, num_speculative_tokens, draft_model, acceptance_rate); "
+        "default: none.",
     )
 
     @field_validator("vllm_version")
@@ -156,10 +160,13 @@ class PoolSpec(Strict):
     gpu: str = Field(..., description="GPU type from the catalog (fleetcast catalog lists them).")
     replicas: int = Field(..., ge=1, le=100_000, description="Serving instances in this pool.")
     tensor_parallel: Literal[1, 2, 4, 8, 16] = Field(
-        1, description="GPUs per engine rank (tensor parallel size); a replica has tensor_parallel x data_parallel GPUs."
+        1,
+        description="GPUs per engine rank (tensor parallel size); a replica has tensor_parallel x data_parallel GPUs.",
     )
     data_parallel: int = Field(
-        1, ge=1, le=64,
+        1,
+        ge=1,
+        le=64,
         description="Data-parallel engine ranks per replica (vLLM --data-parallel-size): each rank has its own "
         "scheduler, batch and KV cache and its own copy of the attention and dense weights; an MoE model's routed "
         "experts are spread over all tensor_parallel x data_parallel GPUs and its MoE layers exchange the ranks' "
@@ -173,14 +180,17 @@ class PoolSpec(Strict):
     )
     model: str = Field(..., description="Model from the catalog.")
     quantization: QuantizationSpec = Field(
-        default_factory=QuantizationSpec, description="Weight and KV formats: a mapping {weights, kv_cache}, or a "
-        "weight format name alone (`quantization: fp8`, KV cache auto), as plan.candidates.quantization takes it.")
+        default_factory=QuantizationSpec,
+        description="Weight and KV formats: a mapping {weights, kv_cache}, or a "
+        "weight format name alone (`quantization: fp8`, KV cache auto), as plan.candidates.quantization takes it.",
+    )
 
     @field_validator("quantization", mode="before")
     @classmethod
     def _quantization_shorthand(cls, v: Any) -> Any:
         # the bare-string form a planner writes (and plan.candidates accepts): the weight format
         return {"weights": v} if isinstance(v, str) else v
+
     engine: EngineSpec = Field(default_factory=EngineSpec, description="vLLM engine knobs.")
     policy: PolicySpec = Field(default_factory=PolicySpec, description="Batching policy of every replica.")
     classes: list[str] | None = Field(
@@ -200,7 +210,8 @@ class PoolSpec(Strict):
         "'Disaggregated prefill and decode').",
     )
     autoscale: AutoscaleSpec | None = Field(
-        None, description="Autoscaling (HPA/KEDA style): min_replicas, max_replicas, policy (target-utilization, "
+        None,
+        description="Autoscaling (HPA/KEDA style): min_replicas, max_replicas, policy (target-utilization, "
         "queue-length, schedule), target, metric window, cooldowns, cold start; replicas is then the count at time 0 "
         "(docs/design.md, 'Autoscaling'). Default: a fixed pool.",
     )

@@ -30,7 +30,9 @@ class StaticParams(BaseModel):
 class AffinityParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_imbalance: float = Field(
-        2.0, ge=1.0, le=1000.0,
+        2.0,
+        ge=1.0,
+        le=1000.0,
         description="Fall back to least-outstanding when the prefix's home replica has more than "
         "this many times (+1) the outstanding requests of the least loaded one.",
     )

@@ -40,21 +40,44 @@ class CandidateGrid(BaseModel):
     error (no candidates)."""
 
     model_config = _CFG
-    gpu: Optional[list[str]] = Field(None, max_length=64, description="GPU types from the catalog, e.g. [h100-sxm, a100-80gb, l40s].")
-    model: Optional[list[str]] = Field(None, max_length=64, description="Models from the catalog (default: the pool's model).")
+    gpu: Optional[list[str]] = Field(
+        None, max_length=64, description="GPU types from the catalog, e.g. [h100-sxm, a100-80gb, l40s]."
+    )
+    model: Optional[list[str]] = Field(
+        None, max_length=64, description="Models from the catalog (default: the pool's model)."
+    )
     quantization: Optional[list[Union[_Weights, PlanQuantization]]] = Field(
-        None, max_length=64, description="Quantization schemes: a weight format name (KV cache auto) or a mapping {weights, kv_cache}.")
-    tensor_parallel: Optional[list[Literal[1, 2, 4, 8, 16]]] = Field(None, max_length=5, description="Tensor-parallel sizes (GPUs per replica).")
-    policy: Optional[list[str]] = Field(None, max_length=16, description="Batching policy names (continuous, prefill-first, static, priority); params stay the pool's.")
+        None,
+        max_length=64,
+        description="Quantization schemes: a weight format name (KV cache auto) or a mapping {weights, kv_cache}.",
+    )
+    tensor_parallel: Optional[list[Literal[1, 2, 4, 8, 16]]] = Field(
+        None, max_length=5, description="Tensor-parallel sizes (GPUs per replica)."
+    )
+    policy: Optional[list[str]] = Field(
+        None,
+        max_length=16,
+        description="Batching policy names (continuous, prefill-first, static, priority); params stay the pool's.",
+    )
     data_parallel: Optional[list[Annotated[int, Field(ge=1, le=64)]]] = Field(
-        None, max_length=8, description="Data-parallel ranks per replica to try (MoE layouts, as fleet[].data_parallel), e.g. [1, 2].")
+        None,
+        max_length=8,
+        description="Data-parallel ranks per replica to try (MoE layouts, as fleet[].data_parallel), e.g. [1, 2].",
+    )
     expert_parallel: Optional[list[bool]] = Field(
-        None, max_length=2, description="Expert parallelism off/on to try (as fleet[].expert_parallel), e.g. [false, true].")
+        None,
+        max_length=2,
+        description="Expert parallelism off/on to try (as fleet[].expert_parallel), e.g. [false, true].",
+    )
     engine: dict[str, list[Any]] = Field(
-        default_factory=dict, description="vLLM engine knobs to try, each a list of values, e.g. {max_num_seqs: [128, 256]}; names as in fleet[].engine.")
+        default_factory=dict,
+        description="vLLM engine knobs to try, each a list of values, e.g. {max_num_seqs: [128, 256]}; names as in fleet[].engine.",
+    )
     disaggregated: Optional[DisaggCandidates] = Field(
-        None, description="Also try the pool split into prefill and decode pools (disaggregated serving) at these "
-        "prefill:decode ratios, over a catalog KV-transfer link; co-located candidates stay unless colocated: false.")
+        None,
+        description="Also try the pool split into prefill and decode pools (disaggregated serving) at these "
+        "prefill:decode ratios, over a catalog KV-transfer link; co-located candidates stay unless colocated: false.",
+    )
 
     @field_validator("engine")
     @classmethod
@@ -91,16 +114,24 @@ class DemandSpec(BaseModel):
     target_rate_rps)."""
 
     model_config = _CFG
-    peak_rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description="Peak arrival rate the fleet must serve within SLO, requests/s.")
-    start_rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description="Growth forecast: the rate in month 1, requests/s.")
-    monthly_growth_pct: Optional[float] = Field(None, ge=-90, le=1000, description="Growth forecast: rate change per month, percent (compounding).")
+    peak_rate_rps: Optional[float] = Field(
+        None, gt=0, le=1e6, description="Peak arrival rate the fleet must serve within SLO, requests/s."
+    )
+    start_rate_rps: Optional[float] = Field(
+        None, gt=0, le=1e6, description="Growth forecast: the rate in month 1, requests/s."
+    )
+    monthly_growth_pct: Optional[float] = Field(
+        None, ge=-90, le=1000, description="Growth forecast: rate change per month, percent (compounding)."
+    )
     months: Optional[int] = Field(None, ge=1, le=120, description="Growth forecast: number of months to plan, 1..120.")
 
     @model_validator(mode="after")
     def _one_form(self) -> DemandSpec:
         growth = [self.start_rate_rps, self.monthly_growth_pct, self.months]
         if self.peak_rate_rps is not None and any(x is not None for x in growth):
-            raise ValueError("give demand.peak_rate_rps or a growth forecast (start_rate_rps, monthly_growth_pct, months), not both")
+            raise ValueError(
+                "give demand.peak_rate_rps or a growth forecast (start_rate_rps, monthly_growth_pct, months), not both"
+            )
         if any(x is not None for x in growth) and not all(x is not None for x in growth):
             raise ValueError("a growth forecast needs all of start_rate_rps, monthly_growth_pct and months")
         if self.peak_rate_rps is None and self.start_rate_rps is None:
@@ -116,7 +147,7 @@ class DemandSpec(BaseModel):
         if not self.is_growth:
             return []
         g = 1.0 + self.monthly_growth_pct / 100.0  # type: ignore[operator]  # _one_form: all three are set
-        return [self.start_rate_rps * g ** m for m in range(self.months)]  # type: ignore[operator, arg-type]  # as above
+        return [self.start_rate_rps * g**m for m in range(self.months)]  # type: ignore[operator, arg-type]  # as above
 
     def peak(self) -> float:
         """The highest rate to plan for, requests/s."""
@@ -129,8 +160,18 @@ class FailureSpec(BaseModel):
     meet every SLO). Give ``replicas_down`` or ``nodes_down``, not both."""
 
     model_config = _CFG
-    replicas_down: Optional[int] = Field(None, ge=0, le=1000, description="Replicas that may be down at the peak while every SLO still holds (n + k sizing).")
-    nodes_down: Optional[int] = Field(None, ge=0, le=100, description="Servers that may be down: each takes floor(gpus_per_node / tensor_parallel) replicas with it (catalog gpus_per_node).")
+    replicas_down: Optional[int] = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="Replicas that may be down at the peak while every SLO still holds (n + k sizing).",
+    )
+    nodes_down: Optional[int] = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Servers that may be down: each takes floor(gpus_per_node / tensor_parallel) replicas with it (catalog gpus_per_node).",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> FailureSpec:
@@ -144,19 +185,60 @@ class PlanSpec(BaseModel):
     the replica cap, and how long each search point simulates."""
 
     model_config = _CFG
-    candidates: CandidateGrid = Field(default_factory=CandidateGrid, description="Values to try for the planned pool (cross product).")
-    demand: Optional[DemandSpec] = Field(None, description="Peak rate or growth forecast; omitted = the scenario's arrival rate.")
-    max_replicas: int = Field(64, ge=1, le=10_000, description="Largest replica count tried; a candidate missing its SLO there is 'cannot-meet-slo'.")
-    pool: int = Field(0, ge=0, le=1000, description="Index of the fleet pool the candidates replace (other pools stay as they are).")
-    duration_s: Optional[float] = Field(None, gt=0, le=1e8, description="Simulate each search point for this long (warm-up and cool-down included) instead of the length derived from tail_samples; an error when its window holds fewer samples than a class's highest percentile needs.")
-    window_start_s: Optional[float] = Field(None, ge=0, le=1e8, description="Place the measured window at this time of the scenario's time axis instead of at the binding part of the demand curve (its peak); a warning when the window then misses the peak.")
-    replications: int = Field(5, ge=2, le=50, description="Independent replications per search point (seeds seed, seed+1, ...: the same arrivals for every candidate and replica count); SLOs are judged on the 95% interval over them.")
-    tail_samples: float = Field(3.0, ge=1, le=100, description="Requests each class should have beyond its highest SLO percentile q in each replication: the window holds at least tail_samples / (1 - q) requests per class (p99, 3: 300).")
-    failures: Optional[FailureSpec] = Field(None, description="Failure headroom: size each fleet so its SLOs hold with replicas_down replicas (or nodes_down servers) down.")
+    candidates: CandidateGrid = Field(
+        default_factory=CandidateGrid, description="Values to try for the planned pool (cross product)."
+    )
+    demand: Optional[DemandSpec] = Field(
+        None, description="Peak rate or growth forecast; omitted = the scenario's arrival rate."
+    )
+    max_replicas: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Largest replica count tried; a candidate missing its SLO there is 'cannot-meet-slo'.",
+    )
+    pool: int = Field(
+        0, ge=0, le=1000, description="Index of the fleet pool the candidates replace (other pools stay as they are)."
+    )
+    duration_s: Optional[float] = Field(
+        None,
+        gt=0,
+        le=1e8,
+        description="Simulate each search point for this long (warm-up and cool-down included) instead of the length derived from tail_samples; an error when its window holds fewer samples than a class's highest percentile needs.",
+    )
+    window_start_s: Optional[float] = Field(
+        None,
+        ge=0,
+        le=1e8,
+        description="Place the measured window at this time of the scenario's time axis instead of at the binding part of the demand curve (its peak); a warning when the window then misses the peak.",
+    )
+    replications: int = Field(
+        5,
+        ge=2,
+        le=50,
+        description="Independent replications per search point (seeds seed, seed+1, ...: the same arrivals for every candidate and replica count); SLOs are judged on the 95% interval over them.",
+    )
+    tail_samples: float = Field(
+        3.0,
+        ge=1,
+        le=100,
+        description="Requests each class should have beyond its highest SLO percentile q in each replication: the window holds at least tail_samples / (1 - q) requests per class (p99, 3: 300).",
+    )
+    failures: Optional[FailureSpec] = Field(
+        None,
+        description="Failure headroom: size each fleet so its SLOs hold with replicas_down replicas (or nodes_down servers) down.",
+    )
     load_curve_pct: list[float] = Field(
-        default_factory=lambda: [25.0, 50.0, 75.0, 100.0, 125.0], max_length=20,
-        description="Loads (percent of the demand) at which the found fleet is also simulated, for p99-vs-load figures.")
-    headroom_steps: int = Field(4, ge=0, le=20, description="Bisection steps locating the highest rate the found fleet sustains (headroom); 0 = from the load curve only.")
+        default_factory=lambda: [25.0, 50.0, 75.0, 100.0, 125.0],
+        max_length=20,
+        description="Loads (percent of the demand) at which the found fleet is also simulated, for p99-vs-load figures.",
+    )
+    headroom_steps: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="Bisection steps locating the highest rate the found fleet sustains (headroom); 0 = from the load curve only.",
+    )
 
     @field_validator("load_curve_pct")
     @classmethod

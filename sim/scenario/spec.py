@@ -40,11 +40,16 @@ class SimSettings(Strict):
     """How the simulation runs (not what it simulates)."""
 
     drain_s: float = Field(
-        300.0, ge=0, le=86_400, description="After traffic.duration_s, keep simulating at most this long; "
-        "requests still unfinished then are recorded as status 'timeout'."
+        300.0,
+        ge=0,
+        le=86_400,
+        description="After traffic.duration_s, keep simulating at most this long; "
+        "requests still unfinished then are recorded as status 'timeout'.",
     )
     timeseries_interval_s: float | None = Field(
-        None, gt=0, description="Sampling interval of the per-replica time series; default: duration/1000, at least 0.1 s."
+        None,
+        gt=0,
+        description="Sampling interval of the per-replica time series; default: duration/1000, at least 0.1 s.",
     )
 
 
@@ -61,21 +66,25 @@ class Scenario(Strict):
     router: RouterSpec = Field(default_factory=RouterSpec, description="How requests are spread over replicas.")
     traffic: TrafficSpec = Field(..., description="Arrivals, classes, lengths and SLOs.")
     pricing: PricingSpec = Field(
-        default_factory=PricingSpec, description="USD per GPU-hour by GPU name, overriding the catalog's typical "
-        "rented price; `own:` holds what buying the GPUs would cost instead (purchase, amortisation, power)."
+        default_factory=PricingSpec,
+        description="USD per GPU-hour by GPU name, overriding the catalog's typical "
+        "rented price; `own:` holds what buying the GPUs would cost instead (purchase, amortisation, power).",
     )
     sim: SimSettings = Field(default_factory=SimSettings, description="Simulation settings.")
     kv_transfer: KVTransferSpec | None = Field(
-        None, description="Disaggregated prefill/decode only (pools with role prefill and decode): the link that "
+        None,
+        description="Disaggregated prefill/decode only (pools with role prefill and decode): the link that "
         "carries each request's KV cache from its prefill replica to its decode replica, and whether the transfer "
         "overlaps the prefill compute.",
     )
     plan: PlanSpec | None = Field(
-        None, description="What `fleetcast plan` searches: candidate GPUs/quantization/TP/policies for one pool, "
-        "the demand (peak rate or monthly growth) and the replica cap; ignored by `fleetcast run`."
+        None,
+        description="What `fleetcast plan` searches: candidate GPUs/quantization/TP/policies for one pool, "
+        "the demand (peak rate or monthly growth) and the replica cap; ignored by `fleetcast run`.",
     )
     events: list[EventSpec] = Field(
-        default_factory=list, max_length=1000,
+        default_factory=list,
+        max_length=1000,
         description="What goes wrong during the run: traffic surges (kind: surge, start_s, end_s, factor) and "
         "replica failures (kind: replica-failure, replica, at_s); applied in every run of the scenario.",
     )
@@ -91,7 +100,9 @@ class Scenario(Strict):
         for pool in self.fleet:
             for cname in pool.classes or declared:
                 if cname not in declared:
-                    raise ValueError(f"pool '{pool.name}' serves unknown class '{cname}'; classes: {', '.join(declared)}")
+                    raise ValueError(
+                        f"pool '{pool.name}' serves unknown class '{cname}'; classes: {', '.join(declared)}"
+                    )
                 served.add(cname)
         orphans = [c for c in declared if c not in served]
         if orphans:
@@ -169,8 +180,9 @@ def _booleans_read_as_numbers(raw, validated, loc: tuple = ()) -> list[tuple[tup
             return [(loc, f"expected a number, got {str(raw).lower()} (a boolean)")]
         return []
     if isinstance(raw, dict) and isinstance(validated, dict):
-        return [p for k, v in raw.items() if k in validated
-                for p in _booleans_read_as_numbers(v, validated[k], loc + (k,))]
+        return [
+            p for k, v in raw.items() if k in validated for p in _booleans_read_as_numbers(v, validated[k], loc + (k,))
+        ]
     if isinstance(raw, list) and isinstance(validated, (list, tuple)) and len(raw) == len(validated):
         return [p for i, (v, w) in enumerate(zip(raw, validated)) for p in _booleans_read_as_numbers(v, w, loc + (i,))]
     return []
@@ -178,6 +190,7 @@ def _booleans_read_as_numbers(raw, validated, loc: tuple = ()) -> list[tuple[tup
 
 def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
     """Names that refer to registries and catalogs must exist (listed if not)."""
+
     def fail(loc: tuple, msg: str) -> None:
         line = lines.get(loc)
         at = f"{where}, line {line}" if line else where
@@ -188,8 +201,10 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
     try:
         ROUTER_PARAMS[scenario.router.name].model_validate(scenario.router.params)
     except ValidationError as exc:
-        fail(("router", "params"), format_validation_error(exc, "", {}, model=ROUTER_PARAMS[scenario.router.name])
-             .lstrip(": "))
+        fail(
+            ("router", "params"),
+            format_validation_error(exc, "", {}, model=ROUTER_PARAMS[scenario.router.name]).lstrip(": "),
+        )
     catalog = scenario.load_catalog()
     for i, pool in enumerate(scenario.fleet):
         for field, names in (("gpu", catalog.gpu_names()), ("model", catalog.model_names())):
@@ -198,10 +213,12 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
                 fail(("fleet", i, field), unknown_name(field if field != "gpu" else "GPU", value, names))
         node = catalog.gpu(pool.gpu).gpus_per_node
         if node and pool.tensor_parallel > node:
-            fail(("fleet", i, "tensor_parallel"),
-                 f"tensor_parallel {pool.tensor_parallel} spans {pool.tensor_parallel} GPUs, but a {pool.gpu} server "
-                 f"holds {node} (catalog gpus_per_node); tensor parallelism stays within one server: use at most "
-                 f"{node}, and more replicas")
+            fail(
+                ("fleet", i, "tensor_parallel"),
+                f"tensor_parallel {pool.tensor_parallel} spans {pool.tensor_parallel} GPUs, but a {pool.gpu} server "
+                f"holds {node} (catalog gpus_per_node); tensor parallelism stays within one server: use at most "
+                f"{node}, and more replicas",
+            )
         _check_layout(pool, i, catalog, fail)
         _check_speculative(scenario, pool, i, catalog, fail)
         if pool.policy.name not in POLICY_PARAMS:
@@ -209,8 +226,10 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
         try:
             POLICY_PARAMS[pool.policy.name].model_validate(pool.policy.params)
         except ValidationError as exc:
-            fail(("fleet", i, "policy", "params"),
-                 format_validation_error(exc, "", {}, model=POLICY_PARAMS[pool.policy.name]).lstrip(": "))
+            fail(
+                ("fleet", i, "policy", "params"),
+                format_validation_error(exc, "", {}, model=POLICY_PARAMS[pool.policy.name]).lstrip(": "),
+            )
         if pool.profile is not None:  # a regular, small UTF-8 file (its JSON is read by the engine)
             try:
                 read_text_limited(scenario.base_dir / pool.profile, MAX_PROFILE_BYTES, "calibration profile file")
@@ -237,15 +256,23 @@ def _check_plan(scenario: Scenario, catalog, fail) -> None:
     if plan is None:
         return
     if plan.pool >= len(scenario.fleet):
-        fail(("plan", "pool"), f"plan.pool is {plan.pool}, but the fleet has {len(scenario.fleet)} pool(s): give "
-                               f"an index 0..{len(scenario.fleet) - 1}, the pool the candidates replace")
+        fail(
+            ("plan", "pool"),
+            f"plan.pool is {plan.pool}, but the fleet has {len(scenario.fleet)} pool(s): give "
+            f"an index 0..{len(scenario.fleet) - 1}, the pool the candidates replace",
+        )
     for key, values in plan.candidates.dimensions().items():
         if not values:
-            fail(("plan", "candidates", *key.split(".")),
-                 "an empty list gives no candidates: list at least one value, or leave the key out to keep the "
-                 "pool's own value")
-    for key, valid, kind in (("gpu", catalog.gpu_names(), "GPU"), ("model", catalog.model_names(), "model"),
-                             ("policy", list(POLICY_PARAMS), "batching policy")):
+            fail(
+                ("plan", "candidates", *key.split(".")),
+                "an empty list gives no candidates: list at least one value, or leave the key out to keep the "
+                "pool's own value",
+            )
+    for key, valid, kind in (
+        ("gpu", catalog.gpu_names(), "GPU"),
+        ("model", catalog.model_names(), "model"),
+        ("policy", list(POLICY_PARAMS), "batching policy"),
+    ):
         for j, name in enumerate(getattr(plan.candidates, key) or []):
             if name not in valid:
                 fail(("plan", "candidates", key, j), unknown_name(kind, name, valid))
@@ -257,23 +284,29 @@ def _check_layout(pool, i: int, catalog, fail) -> None:
     node = catalog.gpu(pool.gpu).gpus_per_node
     gpus = pool.gpus_per_replica
     if node and pool.data_parallel > 1 and gpus > node:
-        fail(("fleet", i, "data_parallel"),
-             f"data_parallel {pool.data_parallel} x tensor_parallel {pool.tensor_parallel} = {gpus} GPUs per "
-             f"replica, but a {pool.gpu} server holds {node} (catalog gpus_per_node); fleetcast keeps a replica "
-             f"within one server (its MoE exchange is costed on the server's interconnect): use at most "
-             f"{node // pool.tensor_parallel} data-parallel ranks at this tensor_parallel")
+        fail(
+            ("fleet", i, "data_parallel"),
+            f"data_parallel {pool.data_parallel} x tensor_parallel {pool.tensor_parallel} = {gpus} GPUs per "
+            f"replica, but a {pool.gpu} server holds {node} (catalog gpus_per_node); fleetcast keeps a replica "
+            f"within one server (its MoE exchange is costed on the server's interconnect): use at most "
+            f"{node // pool.tensor_parallel} data-parallel ranks at this tensor_parallel",
+        )
     if not pool.expert_parallel:
         return
     model = catalog.model(pool.model)
     if model.num_experts == 1:
-        fail(("fleet", i, "expert_parallel"),
-             f"model '{model.name}' is dense (num_experts 1): expert parallelism needs a mixture-of-experts model")
+        fail(
+            ("fleet", i, "expert_parallel"),
+            f"model '{model.name}' is dense (num_experts 1): expert parallelism needs a mixture-of-experts model",
+        )
     if model.num_experts % gpus:
         fits = [g for g in range(1, model.num_experts + 1) if model.num_experts % g == 0 and (not node or g <= node)]
-        fail(("fleet", i, "expert_parallel"),
-             f"expert parallelism spreads the {model.num_experts} experts of '{model.name}' over tensor_parallel x "
-             f"data_parallel = {gpus} GPUs, which does not divide them; GPU counts that do: "
-             f"{', '.join(map(str, fits))}")
+        fail(
+            ("fleet", i, "expert_parallel"),
+            f"expert parallelism spreads the {model.num_experts} experts of '{model.name}' over tensor_parallel x "
+            f"data_parallel = {gpus} GPUs, which does not divide them; GPU counts that do: "
+            f"{', '.join(map(str, fits))}",
+        )
 
 
 def _check_speculative(scenario: Scenario, pool, i: int, catalog, fail) -> None:
@@ -288,22 +321,31 @@ def _check_speculative(scenario: Scenario, pool, i: int, catalog, fail) -> None:
             fail(where + ("draft_model",), unknown_name("model", spec.draft_model, catalog.model_names()))
         draft, target = catalog.model(spec.draft_model), catalog.model(pool.model)
         if draft.vocab_size != target.vocab_size:
-            fail(where + ("draft_model",),
-                 f"draft model '{draft.name}' has a vocabulary of {draft.vocab_size:,} tokens, the target "
-                 f"'{target.name}' {target.vocab_size:,}; vLLM verifies draft tokens by id, so both must share "
-                 f"one tokenizer: pick a draft model of the target's family")
+            fail(
+                where + ("draft_model",),
+                f"draft model '{draft.name}' has a vocabulary of {draft.vocab_size:,} tokens, the target "
+                f"'{target.name}' {target.vocab_size:,}; vLLM verifies draft tokens by id, so both must share "
+                f"one tokenizer: pick a draft model of the target's family",
+            )
         if draft.num_heads % pool.tensor_parallel:
-            fail(where + ("draft_model",),
-                 f"draft model '{draft.name}' has {draft.num_heads} attention heads, which tensor_parallel "
-                 f"{pool.tensor_parallel} does not divide (vLLM runs the draft at the target's tensor_parallel)")
+            fail(
+                where + ("draft_model",),
+                f"draft model '{draft.name}' has {draft.num_heads} attention heads, which tensor_parallel "
+                f"{pool.tensor_parallel} does not divide (vLLM runs the draft at the target's tensor_parallel)",
+            )
     if spec.acceptance_rate is None:
-        missing = [c.name for c in scenario.traffic.classes
-                   if c.acceptance_rate is None and (pool.classes is None or c.name in pool.classes)]
+        missing = [
+            c.name
+            for c in scenario.traffic.classes
+            if c.acceptance_rate is None and (pool.classes is None or c.name in pool.classes)
+        ]
         if missing:
-            fail(where + ("acceptance_rate",),
-                 f"pool '{pool.name}' speculates but class(es) {', '.join(missing)} it serves give no "
-                 f"acceptance_rate: set fleet[{i}].engine.speculative.acceptance_rate or "
-                 f"traffic.classes[].acceptance_rate, a probability in [0, 1]")
+            fail(
+                where + ("acceptance_rate",),
+                f"pool '{pool.name}' speculates but class(es) {', '.join(missing)} it serves give no "
+                f"acceptance_rate: set fleet[{i}].engine.speculative.acceptance_rate or "
+                f"traffic.classes[].acceptance_rate, a probability in [0, 1]",
+            )
 
 
 def _shortest(length) -> int:
@@ -322,27 +364,37 @@ def _check_classes_fit(scenario: Scenario, catalog, fail) -> None:
         pools = [p.name for p in scenario.fleet if p.classes is None or cls.name in p.classes]
         prompt, output = _shortest(cls.prompt_tokens), _shortest(cls.output_tokens)
         if pools and all(prompt + output > max_len[name] for name in pools):
-            fail(("traffic", "classes", c), f"class '{cls.name}' can never be served: its shortest request "
-                 f"({prompt} prompt + {output} output tokens) is longer than max_model_len of every pool serving "
-                 f"it ({', '.join(f'{n}: {max_len[n]:,}' for n in pools)}), and vLLM rejects such requests; lower "
-                 f"the class's prompt_tokens/output_tokens min, or raise fleet[].engine.max_model_len")
-        decode = [i for i, p in enumerate(scenario.fleet)
-                  if p.role == "decode" and (p.classes is None or cls.name in p.classes)]
+            fail(
+                ("traffic", "classes", c),
+                f"class '{cls.name}' can never be served: its shortest request "
+                f"({prompt} prompt + {output} output tokens) is longer than max_model_len of every pool serving "
+                f"it ({', '.join(f'{n}: {max_len[n]:,}' for n in pools)}), and vLLM rejects such requests; lower "
+                f"the class's prompt_tokens/output_tokens min, or raise fleet[].engine.max_model_len",
+            )
+        decode = [
+            i
+            for i, p in enumerate(scenario.fleet)
+            if p.role == "decode" and (p.classes is None or cls.name in p.classes)
+        ]
         if decode and all(prompt + output > max_len[scenario.fleet[i].name] for i in decode):
-            fail(("fleet", decode[0], "engine", "max_model_len"),
-                 f"decode pool '{scenario.fleet[decode[0]].name}' cannot hold one request of class '{cls.name}': its "
-                 f"shortest request ({prompt} prompt + {output} output tokens, the prompt's KV moved from the "
-                 f"prefill pool) is longer than max_model_len of every decode pool serving it "
-                 f"({', '.join(f'{scenario.fleet[i].name}: {max_len[scenario.fleet[i].name]:,}' for i in decode)}); "
-                 f"every such request would be prefilled, then rejected: raise the decode pools' "
-                 f"engine.max_model_len to at least {prompt + output:,}")
+            fail(
+                ("fleet", decode[0], "engine", "max_model_len"),
+                f"decode pool '{scenario.fleet[decode[0]].name}' cannot hold one request of class '{cls.name}': its "
+                f"shortest request ({prompt} prompt + {output} output tokens, the prompt's KV moved from the "
+                f"prefill pool) is longer than max_model_len of every decode pool serving it "
+                f"({', '.join(f'{scenario.fleet[i].name}: {max_len[scenario.fleet[i].name]:,}' for i in decode)}); "
+                f"every such request would be prefilled, then rejected: raise the decode pools' "
+                f"engine.max_model_len to at least {prompt + output:,}",
+            )
 
 
 def _require_mapping(data, where: str) -> None:
     if not isinstance(data, dict):
         held = "is empty" if data is None else f"holds a {type(data).__name__}, not a mapping"
-        raise ScenarioError(f"{where}: the scenario {held}; a scenario is a mapping with at least the keys fleet "
-                            f"and traffic (see scenarios/quickstart.yaml and docs/scenario-reference.md)")
+        raise ScenarioError(
+            f"{where}: the scenario {held}; a scenario is a mapping with at least the keys fleet "
+            f"and traffic (see scenarios/quickstart.yaml and docs/scenario-reference.md)"
+        )
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:

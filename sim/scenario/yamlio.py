@@ -23,8 +23,15 @@ from pydantic import BaseModel, ValidationError
 from sim.errors import ScenarioError, did_you_mean
 from sim.infiles import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES, parse_yaml, read_text_limited
 
-__all__ = ["load_yaml_with_lines", "apply_overrides", "format_validation_error", "parse_override",
-           "MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_VALUES"]
+__all__ = [
+    "load_yaml_with_lines",
+    "apply_overrides",
+    "format_validation_error",
+    "parse_override",
+    "MAX_YAML_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_VALUES",
+]
 
 
 def _walk(node: yaml.Node, loc: tuple, lines: dict) -> None:
@@ -65,8 +72,7 @@ def _real_path(loc: tuple, lines: dict) -> tuple:
     out: tuple = ()
     for i, part in enumerate(loc):
         nxt = loc[i + 1] if i + 1 < len(loc) else None
-        if (lines and isinstance(part, str) and out + (part,) not in lines
-                and nxt is not None and out + (nxt,) in lines):
+        if lines and isinstance(part, str) and out + (part,) not in lines and nxt is not None and out + (nxt,) in lines:
             continue
         out += (part,)
     return out
@@ -92,13 +98,13 @@ def _keys_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue  # a list item: the list's model types are already current
-        current = [t for m in current if part in m.model_fields
-                   for t in _model_types(m.model_fields[part].annotation)]
+        current = [t for m in current if part in m.model_fields for t in _model_types(m.model_fields[part].annotation)]
     return sorted({k for m in current for k in m.model_fields})
 
 
-def format_validation_error(exc: ValidationError, where: str, lines: dict, limit: int = 4,
-                            model: type[BaseModel] | None = None) -> str:
+def format_validation_error(
+    exc: ValidationError, where: str, lines: dict, limit: int = 4, model: type[BaseModel] | None = None
+) -> str:
     """One paragraph naming file, line and field of each problem: every unknown key (with the
     valid key it most likely meant, when ``model`` is given), and the first ``limit`` others."""
     parts = []
@@ -107,9 +113,9 @@ def format_validation_error(exc: ValidationError, where: str, lines: dict, limit
     others = [e for e in errors if e["type"] != "extra_forbidden"]
     for err in unknown + others[:limit]:
         # pydantic adds the union/discriminator tag to the path: keep real keys only.
-        loc = _real_path(tuple(p for p in err["loc"]
-                               if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))),
-                         lines)
+        loc = _real_path(
+            tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))), lines
+        )
         line = _line_for(loc, lines)
         field = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"]
@@ -158,7 +164,7 @@ def apply_overrides(data: dict, overrides: list[str], where: str) -> dict:
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise ScenarioError(
-                        f"{where}: override '{text}': '{'.'.join(parts[:depth + 1])}' needs a list index "
+                        f"{where}: override '{text}': '{'.'.join(parts[: depth + 1])}' needs a list index "
                         f"0..{len(node) - 1}"
                     )
                 if last:

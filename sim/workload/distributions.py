@@ -325,7 +325,9 @@ class LogNormalLength(_Clip):
 
     dist: Literal["lognormal"] = Field(description="Distribution name.")
     mean: float = Field(..., gt=0, le=MAX_TOKENS, description="Mean before clipping, tokens.")
-    cv: Optional[float] = Field(None, ge=0, le=100, description="Coefficient of variation (std / mean) before clipping; give this or sigma.")
+    cv: Optional[float] = Field(
+        None, ge=0, le=100, description="Coefficient of variation (std / mean) before clipping; give this or sigma."
+    )
     sigma: Optional[float] = Field(None, ge=0, le=10, description="Standard deviation of log(tokens); give this or cv.")
 
     @model_validator(mode="after")
@@ -345,9 +347,17 @@ class EmpiricalLength(_Clip):
     CSV / JSONL file at `path`."""
 
     dist: Literal["empirical"] = Field(description="Distribution name.")
-    values: Optional[list[Annotated[int, Field(ge=0, le=MAX_TOKENS)]]] = Field(None, min_length=1, description="Observed token counts (give this, or path + column).")
-    path: Optional[str] = Field(None, min_length=1, description="CSV or JSONL file with observed token counts, relative to the scenario file's folder.")
-    column: Optional[str] = Field(None, min_length=1, description="CSV column name or JSONL key holding the counts (with path).")
+    values: Optional[list[Annotated[int, Field(ge=0, le=MAX_TOKENS)]]] = Field(
+        None, min_length=1, description="Observed token counts (give this, or path + column)."
+    )
+    path: Optional[str] = Field(
+        None,
+        min_length=1,
+        description="CSV or JSONL file with observed token counts, relative to the scenario file's folder.",
+    )
+    column: Optional[str] = Field(
+        None, min_length=1, description="CSV column name or JSONL key holding the counts (with path)."
+    )
 
     @model_validator(mode="after")
     def _source(self):
@@ -366,5 +376,7 @@ class EmpiricalLength(_Clip):
 
 _LENGTHS = (FixedLength, UniformLength, NormalLength, LogNormalLength, EmpiricalLength)
 LENGTH_NAMES = [get_args(m.model_fields["dist"].annotation)[0] for m in _LENGTHS]
-LengthSpec = Annotated[Union[FixedLength, UniformLength, NormalLength, LogNormalLength, EmpiricalLength],  # = _LENGTHS
-                       Field(discriminator="dist")]
+LengthSpec = Annotated[
+    Union[FixedLength, UniformLength, NormalLength, LogNormalLength, EmpiricalLength],  # = _LENGTHS
+    Field(discriminator="dist"),
+]

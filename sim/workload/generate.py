@@ -85,13 +85,15 @@ class Workload:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per request: request_id, class, arrival_s, prompt/output tokens."""
-        return pd.DataFrame({
-            "request_id": np.arange(len(self), dtype=np.int64),
-            "class": pd.Series(np.asarray(self.class_names, dtype=object)[self.class_idx], dtype="string"),
-            "arrival_s": self.arrival_s,
-            "prompt_tokens": self.prompt_tokens.astype(np.int64),
-            "output_tokens": self.output_tokens.astype(np.int64),
-        })
+        return pd.DataFrame(
+            {
+                "request_id": np.arange(len(self), dtype=np.int64),
+                "class": pd.Series(np.asarray(self.class_names, dtype=object)[self.class_idx], dtype="string"),
+                "arrival_s": self.arrival_s,
+                "prompt_tokens": self.prompt_tokens.astype(np.int64),
+                "output_tokens": self.output_tokens.astype(np.int64),
+            }
+        )
 
 
 def prefix_key(class_name: str, prefix_index: int, covered_tokens: int) -> int:
@@ -154,8 +156,9 @@ def _synthetic_chains(traffic: TrafficSpec, seed: int, class_idx, prompt):
         end[rows] = covered
         code = which.astype(np.int64) * (p.tokens + 1) + covered  # one int per (prefix, length)
         combos, inverse = np.unique(code, return_inverse=True)
-        table = np.array([prefix_key(cls.name, int(k) // (p.tokens + 1), int(k) % (p.tokens + 1)) for k in combos],
-                         dtype=np.int64)
+        table = np.array(
+            [prefix_key(cls.name, int(k) // (p.tokens + 1), int(k) % (p.tokens + 1)) for k in combos], dtype=np.int64
+        )
         keys[rows] = table[inverse.ravel()]
     has = end > 0
     offsets = np.concatenate([[0], np.cumsum(has)]).astype(np.int64)
@@ -193,7 +196,9 @@ def _from_trace(traffic: TrafficSpec, seed: int, base_dir: Path):
         notes.append("classes' prompt_tokens/output_tokens are ignored: the trace gives the lengths.")
     late = tr.arrival_s >= traffic.duration_s
     if late.any():
-        notes.append(f"{tr.path.name}: {int(late.sum())} request(s) arriving at or after duration_s={traffic.duration_s:g} s dropped.")
+        notes.append(
+            f"{tr.path.name}: {int(late.sum())} request(s) arriving at or after duration_s={traffic.duration_s:g} s dropped."
+        )
     n = int((~late).sum())  # arrivals are sorted: the kept ones are a prefix
     names = traffic.class_names
     if tr.classes is not None:
@@ -203,7 +208,8 @@ def _from_trace(traffic: TrafficSpec, seed: int, base_dir: Path):
         if unknown:
             raise ScenarioError(
                 f"traffic.arrival.path: {tr.path} has class values {', '.join(map(repr, unknown))} "
-                f"that are not declared classes; declared: {', '.join(names)}.")
+                f"that are not declared classes; declared: {', '.join(names)}."
+            )
         class_idx = np.array([known[v] for v in values.tolist()], dtype=np.int16) if n else np.zeros(0, np.int16)
     else:
         class_idx = _assign_classes(traffic, seed, n, f"{tr.path.name} has no class column")

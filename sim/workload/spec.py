@@ -27,10 +27,24 @@ from sim.workload.distributions import (
 )
 
 __all__ = [
-    "PERCENTILES", "SLO_METRICS", "SloSpec", "PrefixSpec",
-    "FixedLength", "UniformLength", "NormalLength", "LogNormalLength", "EmpiricalLength",
-    "LengthSpec", "PoissonArrival", "GammaArrival", "ConstantArrival", "DiurnalArrival",
-    "TraceArrival", "ArrivalSpec", "ClassSpec", "TrafficSpec",
+    "PERCENTILES",
+    "SLO_METRICS",
+    "SloSpec",
+    "PrefixSpec",
+    "FixedLength",
+    "UniformLength",
+    "NormalLength",
+    "LogNormalLength",
+    "EmpiricalLength",
+    "LengthSpec",
+    "PoissonArrival",
+    "GammaArrival",
+    "ConstantArrival",
+    "DiurnalArrival",
+    "TraceArrival",
+    "ArrivalSpec",
+    "ClassSpec",
+    "TrafficSpec",
 ]
 
 _CFG = ConfigDict(extra="forbid")
@@ -62,10 +76,19 @@ class SloSpec(BaseModel):
     ``ttft_s: {p99: 2.0, p50: 0.5}``."""
 
     model_config = _CFG
-    ttft_s: _Thresholds = Field(None, description="Time to first token thresholds, s, by percentile key (p50, p90, p95, p99, p99.9).")
-    tpot_s: _Thresholds = Field(None, description="Time per output token (after the first) thresholds, s, by percentile key.")
+    ttft_s: _Thresholds = Field(
+        None, description="Time to first token thresholds, s, by percentile key (p50, p90, p95, p99, p99.9)."
+    )
+    tpot_s: _Thresholds = Field(
+        None, description="Time per output token (after the first) thresholds, s, by percentile key."
+    )
     e2e_s: _Thresholds = Field(None, description="End-to-end latency thresholds, s, by percentile key.")
-    attainment_pct: float = Field(99.0, gt=0, le=100, description="Percent of the class's requests that must meet their per-request thresholds (see `request_thresholds`) for the class to meet its SLO.")
+    attainment_pct: float = Field(
+        99.0,
+        gt=0,
+        le=100,
+        description="Percent of the class's requests that must meet their per-request thresholds (see `request_thresholds`) for the class to meet its SLO.",
+    )
 
     @field_validator("ttft_s", "tpot_s", "e2e_s", mode="before")
     @classmethod
@@ -116,9 +139,18 @@ class PrefixSpec(BaseModel):
     `num_distinct` shared prefixes."""
 
     model_config = _CFG
-    tokens: int = Field(..., **_TOK, description="Length of the shared prefix, tokens. A prompt no longer than this shares only its first prompt_tokens - 1 tokens.")
+    tokens: int = Field(
+        ...,
+        **_TOK,
+        description="Length of the shared prefix, tokens. A prompt no longer than this shares only its first prompt_tokens - 1 tokens.",
+    )
     num_distinct: int = Field(1, ge=1, le=10_000_000, description="How many different prefixes the class uses.")
-    zipf_s: Optional[float] = Field(None, gt=0, le=10, description="Zipf exponent of prefix popularity (prefix i has weight i^-zipf_s); omitted = uniform.")
+    zipf_s: Optional[float] = Field(
+        None,
+        gt=0,
+        le=10,
+        description="Zipf exponent of prefix popularity (prefix i has weight i^-zipf_s); omitted = uniform.",
+    )
 
     def probabilities(self) -> np.ndarray:
         """Probability of each prefix index."""
@@ -144,7 +176,12 @@ class GammaArrival(PoissonArrival):
     """Renewal arrivals with gamma gaps: `cv` > 1 is burstier than Poisson."""
 
     process: Literal["gamma"] = Field(description="Arrival process name.")  # type: ignore[assignment]  # the discriminator
-    cv: float = Field(..., gt=0, le=100, description="Coefficient of variation of the inter-arrival gaps (1 = Poisson; higher = burstier).")
+    cv: float = Field(
+        ...,
+        gt=0,
+        le=100,
+        description="Coefficient of variation of the inter-arrival gaps (1 = Poisson; higher = burstier).",
+    )
 
 
 class ConstantArrival(PoissonArrival):
@@ -160,8 +197,16 @@ class DiurnalArrival(BaseModel):
     model_config = _CFG
     process: Literal["diurnal"] = Field(description="Arrival process name.")
     rate_points: list[tuple[Annotated[float, Field(ge=0, lt=24)], Annotated[float, Field(ge=0, le=1e6)]]] = Field(
-        ..., min_length=1, description="[[hour, rps], ...]: the rate at those hours of the day (0 <= hour < 24), linear in between, wrapping from the last point to the first.")
-    day_length_s: float = Field(86400.0, gt=0, le=1e8, description="Seconds of simulated time per day; less than 86400 compresses a day into the run.")
+        ...,
+        min_length=1,
+        description="[[hour, rps], ...]: the rate at those hours of the day (0 <= hour < 24), linear in between, wrapping from the last point to the first.",
+    )
+    day_length_s: float = Field(
+        86400.0,
+        gt=0,
+        le=1e8,
+        description="Seconds of simulated time per day; less than 86400 compresses a day into the run.",
+    )
     start_hour: float = Field(0.0, ge=0, lt=24, description="Hour of the day at time 0.")
 
     @field_validator("rate_points")
@@ -189,16 +234,33 @@ class TraceArrival(BaseModel):
     model_config = _CFG
     process: Literal["trace"] = Field(description="Arrival process name.")
     path: str = Field(..., min_length=1, description="Trace file, relative to the scenario file's folder.")
-    preset: Literal["azure-2023", "mooncake", "generic"] = Field("generic", description="Column layout: azure-2023 (TIMESTAMP, ContextTokens, GeneratedTokens), mooncake (timestamp ms, input_length, output_length, hash_ids), generic (arrival_s, prompt_tokens, output_tokens[, class]).")
-    format: Optional[Literal["csv", "jsonl"]] = Field(None, description="File format; default from the preset, else from the file extension.")
+    preset: Literal["azure-2023", "mooncake", "generic"] = Field(
+        "generic",
+        description="Column layout: azure-2023 (TIMESTAMP, ContextTokens, GeneratedTokens), mooncake (timestamp ms, input_length, output_length, hash_ids), generic (arrival_s, prompt_tokens, output_tokens[, class]).",
+    )
+    format: Optional[Literal["csv", "jsonl"]] = Field(
+        None, description="File format; default from the preset, else from the file extension."
+    )
     columns: dict[Literal["arrival_s", "prompt_tokens", "output_tokens", "class", "hash_ids"], str] = Field(
-        default_factory=dict, description="Overrides of the preset's column names (CSV header or JSONL key) for arrival_s, prompt_tokens, output_tokens, class, hash_ids.")
-    time_unit: Optional[Literal["s", "ms", "us", "datetime"]] = Field(None, description="Unit of the arrival column (datetime = wall-clock strings); default from the preset.")
-    time_scale: Optional[float] = Field(None, gt=0, le=1e6, description="Multiply every inter-arrival gap by this (2 = half the rate).")
-    target_rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description="Rescale the gaps so the replayed requests' mean rate is this, requests/s.")
-    start_s: float = Field(0.0, ge=0, le=1e9, description="Skip the trace's first seconds (trace time, before scaling).")
+        default_factory=dict,
+        description="Overrides of the preset's column names (CSV header or JSONL key) for arrival_s, prompt_tokens, output_tokens, class, hash_ids.",
+    )
+    time_unit: Optional[Literal["s", "ms", "us", "datetime"]] = Field(
+        None, description="Unit of the arrival column (datetime = wall-clock strings); default from the preset."
+    )
+    time_scale: Optional[float] = Field(
+        None, gt=0, le=1e6, description="Multiply every inter-arrival gap by this (2 = half the rate)."
+    )
+    target_rate_rps: Optional[float] = Field(
+        None, gt=0, le=1e6, description="Rescale the gaps so the replayed requests' mean rate is this, requests/s."
+    )
+    start_s: float = Field(
+        0.0, ge=0, le=1e9, description="Skip the trace's first seconds (trace time, before scaling)."
+    )
     max_requests: Optional[int] = Field(None, ge=1, le=1_000_000_000, description="Replay at most this many requests.")
-    hash_block_tokens: int = Field(512, ge=1, le=1_000_000, description="Prompt tokens per hash_ids entry (Mooncake: 512).")
+    hash_block_tokens: int = Field(
+        512, ge=1, le=1_000_000, description="Prompt tokens per hash_ids entry (Mooncake: 512)."
+    )
 
     @model_validator(mode="after")
     def _scale(self):
@@ -209,8 +271,10 @@ class TraceArrival(BaseModel):
 
 _ARRIVALS = (PoissonArrival, GammaArrival, ConstantArrival, DiurnalArrival, TraceArrival)
 ARRIVAL_NAMES = [get_args(m.model_fields["process"].annotation)[0] for m in _ARRIVALS]
-ArrivalSpec = Annotated[Union[PoissonArrival, GammaArrival, ConstantArrival, DiurnalArrival, TraceArrival],  # = _ARRIVALS
-                        Field(discriminator="process")]
+ArrivalSpec = Annotated[
+    Union[PoissonArrival, GammaArrival, ConstantArrival, DiurnalArrival, TraceArrival],  # = _ARRIVALS
+    Field(discriminator="process"),
+]
 
 
 # --------------------------------------------------------------- classes
@@ -218,15 +282,46 @@ class ClassSpec(BaseModel):
     """One traffic class: its share of the arrivals, lengths, prefix and SLO."""
 
     model_config = _CFG
-    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description="Class name (letters, digits, _ . : -), unique; trace class values must match it.")
-    share: Optional[float] = Field(None, gt=0, le=1, description="Fraction of the arrivals in this class; shares of all classes sum to 1. A single class may omit it.")
-    rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description="This class's arrival rate, requests/s (instead of share; all classes then give one).")
-    prompt_tokens: Optional[LengthSpec] = Field(None, description="Prompt length distribution (dist: fixed|uniform|normal|lognormal|empirical). Required for synthetic arrivals; ignored for trace arrivals.")
-    output_tokens: Optional[LengthSpec] = Field(None, description="Output length distribution, like prompt_tokens. Required for synthetic arrivals; ignored for trace arrivals.")
-    prefix: Optional[PrefixSpec] = Field(None, description="Shared prompt prefix of this class (for prefix caching); omitted = none.")
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Class name (letters, digits, _ . : -), unique; trace class values must match it.",
+    )
+    share: Optional[float] = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Fraction of the arrivals in this class; shares of all classes sum to 1. A single class may omit it.",
+    )
+    rate_rps: Optional[float] = Field(
+        None,
+        gt=0,
+        le=1e6,
+        description="This class's arrival rate, requests/s (instead of share; all classes then give one).",
+    )
+    prompt_tokens: Optional[LengthSpec] = Field(
+        None,
+        description="Prompt length distribution (dist: fixed|uniform|normal|lognormal|empirical). Required for synthetic arrivals; ignored for trace arrivals.",
+    )
+    output_tokens: Optional[LengthSpec] = Field(
+        None,
+        description="Output length distribution, like prompt_tokens. Required for synthetic arrivals; ignored for trace arrivals.",
+    )
+    prefix: Optional[PrefixSpec] = Field(
+        None, description="Shared prompt prefix of this class (for prefix caching); omitted = none."
+    )
     slo: Optional[SloSpec] = Field(None, description="Latency objectives of this class; omitted = none.")
-    priority: int = Field(0, ge=-1000, le=1000, description="Higher = more important (used by the priority batching policy).")
-    acceptance_rate: Optional[float] = Field(None, ge=0, le=1, description="Speculative decoding: probability each token a speculative pool proposes for this class is accepted, in [0, 1] (i.i.d. per token); omitted = the pool's engine.speculative.acceptance_rate.")
+    priority: int = Field(
+        0, ge=-1000, le=1000, description="Higher = more important (used by the priority batching policy)."
+    )
+    acceptance_rate: Optional[float] = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Speculative decoding: probability each token a speculative pool proposes for this class is accepted, in [0, 1] (i.i.d. per token); omitted = the pool's engine.speculative.acceptance_rate.",
+    )
 
     @field_validator("prompt_tokens", "output_tokens", mode="before")
     @classmethod
@@ -240,7 +335,12 @@ class TrafficSpec(BaseModel):
 
     model_config = _CFG
     duration_s: float = Field(..., gt=0, le=1e8, description="Arrivals are generated in [0, duration_s), seconds.")
-    warmup_s: float = Field(0.0, ge=0, le=1e8, description="Requests arriving in the first seconds are left out of the steady-state metrics.")
+    warmup_s: float = Field(
+        0.0,
+        ge=0,
+        le=1e8,
+        description="Requests arriving in the first seconds are left out of the steady-state metrics.",
+    )
     cooldown_s: float = Field(0.0, ge=0, le=1e8, description="Requests arriving in the last seconds are left out too.")
     arrival: ArrivalSpec = Field(..., description="Arrival process (process: poisson|gamma|constant|diurnal|trace).")
     classes: list[ClassSpec] = Field(..., min_length=1, max_length=1000, description="Traffic classes.")
@@ -253,14 +353,21 @@ class TrafficSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self):
         if self.warmup_s + self.cooldown_s >= self.duration_s:
-            raise ValueError(f"warmup_s + cooldown_s ({self.warmup_s:g} + {self.cooldown_s:g}) must be less than duration_s ({self.duration_s:g})")
+            raise ValueError(
+                f"warmup_s + cooldown_s ({self.warmup_s:g} + {self.cooldown_s:g}) must be less than duration_s ({self.duration_s:g})"
+            )
         names = [c.name for c in self.classes]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"class names must be unique; repeated: {', '.join(dup)}")
         self._check_rates()
         if not self.is_trace:
-            missing = [f"{c.name}.{f}" for c in self.classes for f in ("prompt_tokens", "output_tokens") if getattr(c, f) is None]
+            missing = [
+                f"{c.name}.{f}"
+                for c in self.classes
+                for f in ("prompt_tokens", "output_tokens")
+                if getattr(c, f) is None
+            ]
             if missing:
                 raise ValueError(f"synthetic arrivals need a length distribution for: {', '.join(missing)}")
         return self
@@ -269,21 +376,33 @@ class TrafficSpec(BaseModel):
         with_share = [c.name for c in self.classes if c.share is not None]
         with_rate = [c.name for c in self.classes if c.rate_rps is not None]
         if with_share and with_rate:
-            raise ValueError(f"give every class a share or every class a rate_rps, not a mix (share: {', '.join(with_share)}; rate_rps: {', '.join(with_rate)})")
+            raise ValueError(
+                f"give every class a share or every class a rate_rps, not a mix (share: {', '.join(with_share)}; rate_rps: {', '.join(with_rate)})"
+            )
         if with_rate:
             if not isinstance(self.arrival, PoissonArrival):  # poisson/gamma/constant (and subclasses)
-                raise ValueError(f"per-class rate_rps needs a poisson, gamma or constant arrival process, not {self.arrival.process}; use share")
+                raise ValueError(
+                    f"per-class rate_rps needs a poisson, gamma or constant arrival process, not {self.arrival.process}; use share"
+                )
             if len(with_rate) != len(self.classes):
-                raise ValueError(f"every class needs rate_rps (missing: {', '.join(c.name for c in self.classes if c.rate_rps is None)})")
+                raise ValueError(
+                    f"every class needs rate_rps (missing: {', '.join(c.name for c in self.classes if c.rate_rps is None)})"
+                )
             total = sum(c.rate_rps for c in self.classes)  # type: ignore[misc]  # every class has one (checked above)
             if self.arrival.rate_rps is not None and not math.isclose(total, self.arrival.rate_rps, rel_tol=1e-6):
-                raise ValueError(f"arrival.rate_rps ({self.arrival.rate_rps:g}) differs from the sum of the classes' rate_rps ({total:g}); omit arrival.rate_rps")
+                raise ValueError(
+                    f"arrival.rate_rps ({self.arrival.rate_rps:g}) differs from the sum of the classes' rate_rps ({total:g}); omit arrival.rate_rps"
+                )
             return
         if isinstance(self.arrival, PoissonArrival) and self.arrival.rate_rps is None:
-            raise ValueError(f"arrival.rate_rps is required for a {self.arrival.process} process unless every class gives rate_rps")
+            raise ValueError(
+                f"arrival.rate_rps is required for a {self.arrival.process} process unless every class gives rate_rps"
+            )
         if with_share:
             if len(with_share) != len(self.classes):
-                raise ValueError(f"every class needs a share (missing: {', '.join(c.name for c in self.classes if c.share is None)})")
+                raise ValueError(
+                    f"every class needs a share (missing: {', '.join(c.name for c in self.classes if c.share is None)})"
+                )
             total = sum(c.share for c in self.classes)  # type: ignore[misc]  # every class has one (checked above)
             if abs(total - 1.0) > 1e-6:
                 parts = ", ".join(f"{c.name}={c.share:g}" for c in self.classes)

@@ -54,9 +54,12 @@ def _surge_traffic(traffic, ev):
     a = traffic.arrival
     length = ev.end_s - ev.start_s
     if isinstance(a, DiurnalArrival):
-        arrival = {"process": "diurnal", "day_length_s": a.day_length_s,
-                   "start_hour": (a.start_hour + 24.0 * ev.start_s / a.day_length_s) % 24.0,
-                   "rate_points": [[h, r * (ev.factor - 1.0)] for h, r in a.rate_points]}
+        arrival = {
+            "process": "diurnal",
+            "day_length_s": a.day_length_s,
+            "start_hour": (a.start_hour + 24.0 * ev.start_s / a.day_length_s) % 24.0,
+            "rate_points": [[h, r * (ev.factor - 1.0)] for h, r in a.rate_points],
+        }
     else:
         arrival = {"process": a.process, "rate_rps": traffic.total_rate_rps() * (ev.factor - 1.0)}
         if a.process == "gamma":
@@ -86,10 +89,16 @@ def _bootstrap_surge(base: Workload, ev, rng: np.random.Generator) -> Workload:
     lens = np.diff(base.prefix_offsets)[rows]
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     gather = np.repeat(base.prefix_offsets[rows] - offsets[:-1], lens) + np.arange(offsets[-1], dtype=np.int64)
-    return Workload(arrival_s=times, class_idx=base.class_idx[rows], prompt_tokens=base.prompt_tokens[rows],
-                    output_tokens=base.output_tokens[rows], prefix_offsets=offsets,
-                    prefix_keys=base.prefix_keys[gather], prefix_end_tok=base.prefix_end_tok[gather],
-                    class_names=list(base.class_names))
+    return Workload(
+        arrival_s=times,
+        class_idx=base.class_idx[rows],
+        prompt_tokens=base.prompt_tokens[rows],
+        output_tokens=base.output_tokens[rows],
+        prefix_offsets=offsets,
+        prefix_keys=base.prefix_keys[gather],
+        prefix_end_tok=base.prefix_end_tok[gather],
+        class_names=list(base.class_names),
+    )
 
 
 def add_surge(base: Workload, traffic, ev, seed: int, index: int, base_dir) -> Workload:
@@ -111,10 +120,16 @@ def add_surge(base: Workload, traffic, ev, seed: int, index: int, base_dir) -> W
         keep = extra.arrival_s < ev.end_s  # float shift may round onto the end
         if not keep.all():
             n = int(keep.sum())  # arrivals are sorted: the kept ones are a prefix
-            extra = Workload(extra.arrival_s[:n], extra.class_idx[:n], extra.prompt_tokens[:n],
-                             extra.output_tokens[:n], extra.prefix_offsets[: n + 1],
-                             extra.prefix_keys[: extra.prefix_offsets[n]],
-                             extra.prefix_end_tok[: extra.prefix_offsets[n]], list(extra.class_names))
+            extra = Workload(
+                extra.arrival_s[:n],
+                extra.class_idx[:n],
+                extra.prompt_tokens[:n],
+                extra.output_tokens[:n],
+                extra.prefix_offsets[: n + 1],
+                extra.prefix_keys[: extra.prefix_offsets[n]],
+                extra.prefix_end_tok[: extra.prefix_offsets[n]],
+                list(extra.class_names),
+            )
     extra.notes = [f"surge {index}: {len(extra)} extra arrival(s) in {ev.start_s:g}-{ev.end_s:g} s (x{ev.factor:g})"]
     return merge_workloads(base, extra)
 

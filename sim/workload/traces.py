@@ -38,19 +38,34 @@ class TracePreset:
 
 PRESETS: dict[str, TracePreset] = {
     "azure-2023": TracePreset(
-        "azure-2023", "csv",
+        "azure-2023",
+        "csv",
         {"arrival_s": "TIMESTAMP", "prompt_tokens": "ContextTokens", "output_tokens": "GeneratedTokens"},
-        "datetime"),
+        "datetime",
+    ),
     "mooncake": TracePreset(
-        "mooncake", "jsonl",
-        {"arrival_s": "timestamp", "prompt_tokens": "input_length", "output_tokens": "output_length",
-         "hash_ids": "hash_ids"},
-        "ms"),
+        "mooncake",
+        "jsonl",
+        {
+            "arrival_s": "timestamp",
+            "prompt_tokens": "input_length",
+            "output_tokens": "output_length",
+            "hash_ids": "hash_ids",
+        },
+        "ms",
+    ),
     "generic": TracePreset(
-        "generic", None,
-        {"arrival_s": "arrival_s", "prompt_tokens": "prompt_tokens", "output_tokens": "output_tokens",
-         "class": "class"},
-        "s", frozenset({"class"})),
+        "generic",
+        None,
+        {
+            "arrival_s": "arrival_s",
+            "prompt_tokens": "prompt_tokens",
+            "output_tokens": "output_tokens",
+            "class": "class",
+        },
+        "s",
+        frozenset({"class"}),
+    ),
 }
 
 _UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
@@ -78,7 +93,9 @@ def _fmt(path: Path, fmt: Optional[str], where: str) -> str:
         return "jsonl"
     if suffix in (".csv", ".txt"):
         return "csv"
-    raise ScenarioError(f"{where}: cannot tell the format of {path} from its extension; set `format: csv` or `format: jsonl`.")
+    raise ScenarioError(
+        f"{where}: cannot tell the format of {path} from its extension; set `format: csv` or `format: jsonl`."
+    )
 
 
 def _check_file(path: Path, where: str) -> Path:
@@ -105,7 +122,8 @@ def _missing(path, where, found, wanted, optional):
         raise ScenarioError(
             f"{where}: {path} has no column {', '.join(map(repr, gone))}. Columns found: "
             f"{', '.join(map(str, found)) or '(none)'}; expected: {', '.join(need)}. "
-            "Map other names with `columns:` or pick another `preset:`.")
+            "Map other names with `columns:` or pick another `preset:`."
+        )
     return {f: c for f, c in wanted.items() if c in found}
 
 
@@ -115,8 +133,13 @@ def _read_csv(path, wanted, optional, where):
     try:
         header = list(pd.read_csv(path, nrows=0).columns)
         cols = _missing(path, where, header, wanted, optional)
-        df = pd.read_csv(path, usecols=list(set(cols.values())), skip_blank_lines=False,
-                         low_memory=False, dtype=str if "hash_ids" in cols else None)
+        df = pd.read_csv(
+            path,
+            usecols=list(set(cols.values())),
+            skip_blank_lines=False,
+            low_memory=False,
+            dtype=str if "hash_ids" in cols else None,
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         raise ScenarioError(f"{where}: cannot read CSV {path}: {str(e).strip()}") from None
     except OSError as e:  # EIO (/proc/self/mem), EACCES
@@ -210,8 +233,9 @@ def _times(raw, unit, lines, path, where, col) -> np.ndarray:
 def _ids_csr(lists, lines, path, where, col):
     lens = np.zeros(len(lists) + 1, dtype=np.int64)
     for j, ids in enumerate(lists):
-        if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool)
-                                                and -(2**63) <= x < 2**63 for x in ids):
+        if not isinstance(ids, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63 for x in ids
+        ):
             _bad_row(path, where, lines[j], col, ids, "a list of integer block hashes (64-bit)")
         lens[j + 1] = len(ids)
     offsets = np.cumsum(lens)
@@ -252,9 +276,13 @@ def load_trace(spec, base_dir: Path, where: str = "traffic.arrival.path") -> Tra
     fixups = []
     unsorted = int((np.diff(t) < 0).sum())
     if unsorted:
-        fixups.append(f"{path.name}: {unsorted} request(s) listed before an earlier arrival were sorted by arrival time.")
+        fixups.append(
+            f"{path.name}: {unsorted} request(s) listed before an earlier arrival were sorted by arrival time."
+        )
     if t.min() < 0:
-        fixups.append(f"{path.name}: {int((t < 0).sum())} arrival time(s) below 0; all times were shifted to start at 0.")
+        fixups.append(
+            f"{path.name}: {int((t < 0).sum())} arrival time(s) below 0; all times were shifted to start at 0."
+        )
     order = np.argsort(t, kind="stable")
     t = t[order] - t[order[0]]
     keep = order[t >= spec.start_s]

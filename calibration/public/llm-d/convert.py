@@ -49,8 +49,15 @@ def convert_file(src: Path, dst: Path) -> int:
     out = []
     for r in rows:
         arrival = float(r["launch_time"]) - t0
-        out.append((round(arrival, 6), round(arrival + float(r["ttft"]), 6), round(float(r["finish_time"]) - t0, 6),
-                    int(float(r["prompt_tokens"])), int(float(r["generation_tokens"]))))
+        out.append(
+            (
+                round(arrival, 6),
+                round(arrival + float(r["ttft"]), 6),
+                round(float(r["finish_time"]) - t0, 6),
+                int(float(r["prompt_tokens"])),
+                int(float(r["generation_tokens"])),
+            )
+        )
     out.sort()
     with open(dst, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")

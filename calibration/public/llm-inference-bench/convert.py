@@ -26,15 +26,25 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GPUS = {  # source hardware -> (catalog GPU, folder prefix, why this mapping)
-    "Nvidia H100 GPU": ("h100-sxm", "h100", "assumed SXM: the source says 'Nvidia H100 GPU' (ALCF JLSE testbed), not the form factor"),
+    "Nvidia H100 GPU": (
+        "h100-sxm",
+        "h100",
+        "assumed SXM: the source says 'Nvidia H100 GPU' (ALCF JLSE testbed), not the form factor",
+    ),
     "AMD MI300X GPU": ("mi300x", "mi300x", "AMD Instinct MI300X"),
 }
 MODELS = {  # source model -> (catalog model, max_model_len, note)
-    "meta-llama/Meta-Llama-3-8B": ("llama-3.1-8b", 8192, "Llama-3-8B: the catalog's Llama-3.1-8B has the same layers; "
-                                   "its 8,192-token context as max_model_len"),
+    "meta-llama/Meta-Llama-3-8B": (
+        "llama-3.1-8b",
+        8192,
+        "Llama-3-8B: the catalog's Llama-3.1-8B has the same layers; its 8,192-token context as max_model_len",
+    ),
     "meta-llama/Meta-Llama-3-70B": ("llama-3-70b", 8192, "Llama-3-70B, 8,192-token context"),
-    "mistralai/Mistral-7B-v0.1": ("mistral-7b", 32768, "Mistral-7B-v0.1: the catalog's Mistral-7B (v0.3) has the "
-                                  "same layers (vocabulary 32,768 vs 32,000)"),
+    "mistralai/Mistral-7B-v0.1": (
+        "mistral-7b",
+        32768,
+        "Mistral-7B-v0.1: the catalog's Mistral-7B (v0.3) has the same layers (vocabulary 32,768 vs 32,000)",
+    ),
     "mistralai/Mixtral-8x7B-v0.1": ("mixtral-8x7b", 32768, "Mixtral-8x7B-v0.1"),
 }
 SIDECAR = """# LLM-Inference-Bench {hw} x{tp}, {model} (README.md in the parent folder)
@@ -69,7 +79,9 @@ def main(argv: list[str]) -> int:
         if r["Framework"] != "vLLM":
             continue  # other engines: fleetcast models vLLM only (not listed one by one)
         if r["Hardware"] not in GPUS:
-            skipped[key] = f"GPU '{r['Hardware']}' is not in the fleetcast catalog (A100 here is ALCF Polaris' 40 GB part)"
+            skipped[key] = (
+                f"GPU '{r['Hardware']}' is not in the fleetcast catalog (A100 here is ALCF Polaris' 40 GB part)"
+            )
         elif r["Model"] not in MODELS:
             skipped[key] = f"model '{r['Model']}' is not in the fleetcast catalog"
         else:
@@ -79,9 +91,18 @@ def main(argv: list[str]) -> int:
         cat_model, mml, model_note = MODELS[model]
         folder = HERE / f"{prefix}-{cat_model}-tp{tp}"
         folder.mkdir(exist_ok=True)
-        (folder / "fleetcast.yaml").write_text(SIDECAR.format(hw=hw, tp=tp, model=model, gpu_note=gpu_note,
-                                                              model_note=model_note, gpu=gpu, cat_model=cat_model,
-                                                              mml=mml))
+        (folder / "fleetcast.yaml").write_text(
+            SIDECAR.format(
+                hw=hw,
+                tp=tp,
+                model=model,
+                gpu_note=gpu_note,
+                model_note=model_note,
+                gpu=gpu,
+                cat_model=cat_model,
+                mml=mml,
+            )
+        )
         seen = set()
         out: list[tuple[str, int, int, int, float, int]] = []
         for i, r in rs:

@@ -10,6 +10,19 @@ from sim.analysis.contracts.plan import PlanCandidate, PlanDoc
 from sim.analysis.contracts.summary import GroupStats, Percentiles, RunSummary, WindowSummary
 from sim.analysis.contracts.sweep import SweepPoint
 
-__all__ = ["SCHEMA_VERSION", "Contract", "contract_json", "read_contract", "validate_contract", "RunSummary",
-           "WindowSummary", "GroupStats", "Percentiles", "PlanDoc", "PlanCandidate", "CompareDoc", "CompareRow",
-           "SweepPoint"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Contract",
+    "contract_json",
+    "read_contract",
+    "validate_contract",
+    "RunSummary",
+    "WindowSummary",
+    "GroupStats",
+    "Percentiles",
+    "PlanDoc",
+    "PlanCandidate",
+    "CompareDoc",
+    "CompareRow",
+    "SweepPoint",
+]

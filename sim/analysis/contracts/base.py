@@ -62,8 +62,12 @@ def _located(path: str | Path, exc: ValidationError, what: str) -> str:
         shown = "" if err["type"] == "missing" else f" (got {json.dumps(got, default=str)[:60]})"
         lines.append(f"field {_where(loc)}: {err['msg']}{shown}")
     more = f"; and {exc.error_count() - 5} more" if exc.error_count() > 5 else ""
-    return (f"{path} does not fit the {what} format this fleetcast reads: " + "; ".join(lines) + more
-            + ". It was edited, or written by another fleetcast version: re-run the command that wrote it.")
+    return (
+        f"{path} does not fit the {what} format this fleetcast reads: "
+        + "; ".join(lines)
+        + more
+        + ". It was edited, or written by another fleetcast version: re-run the command that wrote it."
+    )
 
 
 def validate_contract(model: type[C], data: Any, path: str | Path, what: str) -> C:
@@ -76,8 +80,10 @@ def validate_contract(model: type[C], data: Any, path: str | Path, what: str) ->
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise FleetcastError(f"{path}, field schema_version: expected a whole number of at least 1, got {version!r}")
     if version > SCHEMA_VERSION:
-        raise FleetcastError(f"{path} has schema_version {version}, written by a newer fleetcast; this one "
-                             f"({what}) reads up to version {SCHEMA_VERSION}. Upgrade fleetcast to read it.")
+        raise FleetcastError(
+            f"{path} has schema_version {version}, written by a newer fleetcast; this one "
+            f"({what}) reads up to version {SCHEMA_VERSION}. Upgrade fleetcast to read it."
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:

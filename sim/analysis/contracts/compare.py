@@ -60,5 +60,6 @@ class CompareDoc(Contract):
     method: str = Field(description="how differences are computed")
     metrics: dict[str, CompareMetric] = Field(description="metric name -> its label and direction")
     rows: list[CompareRow] = Field(description="one per variant x class x metric")
-    schema_version: int = Field(default=1, description="this format's version (absent in files written before "
-                                "versions: read as 1)")
+    schema_version: int = Field(
+        default=1, description="this format's version (absent in files written before versions: read as 1)"
+    )

@@ -12,10 +12,28 @@ from pydantic import Field, model_serializer
 from sim.analysis.contracts.base import Contract, Number
 from sim.analysis.contracts.summary import RunSummary, TimelineRow
 
-__all__ = ["PlanScenario", "PointWindow", "SloStatItem", "PointStats", "Boundary", "OneDown", "LoadPoint",
-           "GrowthMonth", "PlanCandidate", "ClassNeed", "Statistics", "PlanWindowDoc", "Timeline",
-           "AutoscaleOutcome", "AutoscaledOutcome", "AutoscaleComparison", "SearchCounts", "CandidateSearchCounts",
-           "PlanSearch", "PlanDoc"]
+__all__ = [
+    "PlanScenario",
+    "PointWindow",
+    "SloStatItem",
+    "PointStats",
+    "Boundary",
+    "OneDown",
+    "LoadPoint",
+    "GrowthMonth",
+    "PlanCandidate",
+    "ClassNeed",
+    "Statistics",
+    "PlanWindowDoc",
+    "Timeline",
+    "AutoscaleOutcome",
+    "AutoscaledOutcome",
+    "AutoscaleComparison",
+    "SearchCounts",
+    "CandidateSearchCounts",
+    "PlanSearch",
+    "PlanDoc",
+]
 
 
 class PlanScenario(Contract):
@@ -141,8 +159,9 @@ class PlanCandidate(Contract):
     usd_per_1m_output_tokens: float | None = Field(default=None, description="USD per million output tokens")
     usd_per_1m_total_tokens: float | None = Field(default=None, description="USD per million prompt + output tokens")
     headroom_pct: float | None = Field(default=None, description="proven headroom over the demand, %")
-    headroom_interval_pct: list[float | None] | None = Field(default=None, description="its interval (high end "
-                                                             "null: no tested rate proven to miss)")
+    headroom_interval_pct: list[float | None] | None = Field(
+        default=None, description="its interval (high end null: no tested rate proven to miss)"
+    )
     attainment_pct: float | None = Field(default=None, description="mean SLO attainment, %")
     attainment_interval_pct: list[float | None] | None = Field(default=None, description="its 95% interval")
     p99_ttft_s: float | None = Field(default=None, description="mean p99 TTFT, s")
@@ -281,8 +300,10 @@ class PlanDoc(Contract):
     kind: str = Field(description="plan (run: a run folder shown as a plan)")
     fleetcast_version: str | None = Field(description="the fleetcast that wrote it")
     scenario: PlanScenario = Field(description="the scenario")
-    demand: dict[str, Any] | None = Field(description="plan.demand as given (see the scenario reference) with "
-                                          "peak_rate_rps and, for growth, monthly_rates_rps")
+    demand: dict[str, Any] | None = Field(
+        description="plan.demand as given (see the scenario reference) with "
+        "peak_rate_rps and, for growth, monthly_rates_rps"
+    )
     candidates: list[PlanCandidate] = Field(description="ranked: ok first, then cheapest")
     recommended: str | None = Field(description="id of the cheapest ok candidate (null: none)")
     tried: int = Field(description="points simulated")
@@ -303,8 +324,9 @@ class PlanDoc(Contract):
     wall_s: float | None = Field(default=None, description="wall-clock seconds")
     command: str | None = Field(default=None, description="the command line that wrote it")
     cwd: str | None = Field(default=None, description="the folder it ran from")
-    schema_version: int = Field(default=1, description="this format's version (absent in files written before "
-                                "versions: read as 1)")
+    schema_version: int = Field(
+        default=1, description="this format's version (absent in files written before versions: read as 1)"
+    )
 
     @property
     def peak_rate_rps(self) -> float | None:

@@ -9,10 +9,33 @@ from pydantic import Field
 
 from sim.analysis.contracts.base import Contract, Number
 
-__all__ = ["Percentiles", "StatusCounts", "SloItem", "GroupStats", "Window", "Utilization", "UtilizationBlock",
-           "PoolCostRow", "Cost", "Energy", "Little", "ScenarioRef", "MemoryPerGpu", "KvCapacity", "SimInfo",
-           "RoleUtilization", "DisaggRole", "Disaggregated", "ScaleEvent", "AutoscalePool", "TimelineRow",
-           "AutoscaleTimelineRow", "Autoscale", "WindowSummary", "RunSummary"]
+__all__ = [
+    "Percentiles",
+    "StatusCounts",
+    "SloItem",
+    "GroupStats",
+    "Window",
+    "Utilization",
+    "UtilizationBlock",
+    "PoolCostRow",
+    "Cost",
+    "Energy",
+    "Little",
+    "ScenarioRef",
+    "MemoryPerGpu",
+    "KvCapacity",
+    "SimInfo",
+    "RoleUtilization",
+    "DisaggRole",
+    "Disaggregated",
+    "ScaleEvent",
+    "AutoscalePool",
+    "TimelineRow",
+    "AutoscaleTimelineRow",
+    "Autoscale",
+    "WindowSummary",
+    "RunSummary",
+]
 
 
 class Percentiles(Contract):
@@ -59,17 +82,20 @@ class GroupStats(Contract):
     e2e_s: Percentiles = Field(description="arrival to last token")
     itl_s: Percentiles = Field(description="inter-token latency (from the log-bucket histogram)")
     # added after the first summaries were written: absent in those, read as null
-    completion_span_s: float | None = Field(default=None, description="first arrival to last ok finish of these "
-                                            "requests, s")
+    completion_span_s: float | None = Field(
+        default=None, description="first arrival to last ok finish of these requests, s"
+    )
     requests_per_s: float | None = Field(description="ok requests / completion_span_s")
     output_tokens_per_s: float | None = Field(description="ok output tokens / completion_span_s")
     total_tokens_per_s: float | None = Field(description="ok prompt + output tokens / completion_span_s")
     window_requests_per_s: float | None = Field(default=None, description="ok requests / window length")
     window_output_tokens_per_s: float | None = Field(default=None, description="ok output tokens / window length")
-    window_total_tokens_per_s: float | None = Field(default=None, description="ok prompt + output tokens / window "
-                                                    "length")
-    goodput_rps: float | None = Field(description="requests meeting every per-request SLO threshold / "
-                                      "completion_span_s")
+    window_total_tokens_per_s: float | None = Field(
+        default=None, description="ok prompt + output tokens / window length"
+    )
+    goodput_rps: float | None = Field(
+        description="requests meeting every per-request SLO threshold / completion_span_s"
+    )
     attainment_pct: float | None = Field(description="% of window requests (all statuses) meeting every threshold")
     slo: dict[str, SloItem] | None = Field(description="'<metric>:<percentile>' -> target and achieved (null overall)")
     attainment_target_pct: float | None = Field(description="the class's required attainment_pct (null: none)")
@@ -298,12 +324,14 @@ class RunSummary(WindowSummary):
 
     scenario: ScenarioRef = Field(description="the scenario")
     profiles: dict[str, str] = Field(description="pool -> where its step times come from")
-    kv_capacity: dict[str, KvCapacity] = Field(default_factory=dict, description="pool -> its KV-cache capacity "
-                                               "(absent in the first summaries written)")
+    kv_capacity: dict[str, KvCapacity] = Field(
+        default_factory=dict, description="pool -> its KV-cache capacity (absent in the first summaries written)"
+    )
     sim: SimInfo = Field(description="the simulation")
     disaggregated: Disaggregated | None = Field(default=None, description="only for a disaggregated fleet")
     autoscale: Autoscale | None = Field(default=None, description="only when a pool autoscales")
     warnings: list[str] | None = Field(default=None, description="only when some class had rejected requests")
     fleetcast_version: str | None = Field(default=None, description="the fleetcast that wrote it (run folders only)")
-    schema_version: int = Field(default=1, description="this format's version (absent in files written before "
-                                "versions: read as 1)")
+    schema_version: int = Field(
+        default=1, description="this format's version (absent in files written before versions: read as 1)"
+    )

@@ -19,7 +19,17 @@ from sim.scenario.params import NoParams
 if TYPE_CHECKING:  # pragma: no cover
     from sim.engine.replica import Replica
 
-__all__ = ["StepPlan", "BatchingPolicy", "NoParams", "IDLE", "DECODE_RUN", "preempt_for", "admit_waiting", "blocks_for", "Budget"]
+__all__ = [
+    "StepPlan",
+    "BatchingPolicy",
+    "NoParams",
+    "IDLE",
+    "DECODE_RUN",
+    "preempt_for",
+    "admit_waiting",
+    "blocks_for",
+    "Budget",
+]
 
 
 class BatchingPolicy(Protocol):
@@ -47,7 +57,11 @@ class Budget:
     it is only called when a preemption is needed."""
 
     __slots__ = {
-        "tokens": "long long", "free": "long long", "victims": "list", "_order": "object", "_it": "object",
+        "tokens": "long long",
+        "free": "long long",
+        "victims": "list",
+        "_order": "object",
+        "_it": "object",
     }
 
     def __init__(self, tokens: int, free: int, order=None) -> None:
@@ -85,8 +99,7 @@ def preempt_for(rep: Replica, need: int, budget: Budget, protect=None) -> bool:
     return True
 
 
-def admit_waiting(rep: Replica, budget: Budget, chunks: list, whole_prompts: bool,
-                  max_seqs: int | None = None) -> list:
+def admit_waiting(rep: Replica, budget: Budget, chunks: list, whole_prompts: bool, max_seqs: int | None = None) -> list:
     """Admit from the head of the waiting queue while budget, slots and KV allow."""
     admitted: list[tuple[Request, int]] = []  # (request, prefix-cache hit blocks)
     if max_seqs is None:

@@ -58,13 +58,22 @@ def cache_key(root: Path, inp: TableInputs) -> str:
             p = kd.table_path(root, inp.system, table, v)
             files.append([str(p.relative_to(root)), p.stat().st_size])
     gpu = inp.gpu
-    doc = {"format": FORMAT, "package": kd.package_version(), "files": files,
-           "inputs": {**{k: v for k, v in _plain(inp).items() if k not in ("model", "quant", "gpu")},
-                      "model": {k: v for k, v in _plain(inp.model).items() if k not in ("source", "hf_id")},
-                      "quant": _plain(inp.quant),
-                      "gpu": {"name": gpu.name, "peak_flops": dict(sorted(gpu.peak_flops.items())),
-                              "hbm_bw_bytes_s": gpu.hbm_bw_bytes_s,
-                              "interconnect_bw_bytes_s": gpu.interconnect_bw_bytes_s}}}
+    doc = {
+        "format": FORMAT,
+        "package": kd.package_version(),
+        "files": files,
+        "inputs": {
+            **{k: v for k, v in _plain(inp).items() if k not in ("model", "quant", "gpu")},
+            "model": {k: v for k, v in _plain(inp.model).items() if k not in ("source", "hf_id")},
+            "quant": _plain(inp.quant),
+            "gpu": {
+                "name": gpu.name,
+                "peak_flops": dict(sorted(gpu.peak_flops.items())),
+                "hbm_bw_bytes_s": gpu.hbm_bw_bytes_s,
+                "interconnect_bw_bytes_s": gpu.interconnect_bw_bytes_s,
+            },
+        },
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -89,8 +98,14 @@ def _decode(path: Path, key: str, max_tokens: int) -> KernelTables:
     if meta.pop("key", None) != key:
         raise ValueError("cache key mismatch")
     n = max_tokens + 1
-    sizes = {"lin_s": (0, n), "lm_head_s": (0, n), "gemm_s": (0, n), "comm_s": (0, n), "decode_s": (0, 3),
-             "prefill_s": (0, 4)}
+    sizes = {
+        "lin_s": (0, n),
+        "lm_head_s": (0, n),
+        "gemm_s": (0, n),
+        "comm_s": (0, n),
+        "decode_s": (0, 3),
+        "prefill_s": (0, 4),
+    }
     for name, arr in arrays.items():
         if arr.ndim != 1 or len(arr) not in sizes[name] or not np.isfinite(arr).all() or (arr < 0).any():
             raise ValueError(f"bad array {name}")

@@ -23,8 +23,19 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-__all__ = ["PACKAGE", "LICENSE", "TABLES", "data_root", "package_version", "parse_version", "versions",
-           "nearest_version", "read_table", "table_path", "systems"]
+__all__ = [
+    "PACKAGE",
+    "LICENSE",
+    "TABLES",
+    "data_root",
+    "package_version",
+    "parse_version",
+    "versions",
+    "nearest_version",
+    "read_table",
+    "table_path",
+    "systems",
+]
 
 PACKAGE = "aiconfigurator-core"
 LICENSE = "Apache-2.0"
@@ -73,7 +84,9 @@ def package_version() -> str:
 
 def systems(root: Path) -> list[str]:
     """Systems with at least one vLLM GEMM table."""
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and list((p / "gemm" / "vllm").glob("*/gemm_perf.parquet")))
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and list((p / "gemm" / "vllm").glob("*/gemm_perf.parquet"))
+    )
 
 
 def table_path(root: Path, system: str, table: str, version: str) -> Path:
@@ -109,8 +122,9 @@ def nearest_version(available: list[str], wanted: str | None) -> str | None:
     return min(available, key=key)
 
 
-def read_table(root: Path, system: str, table: str, version: str, columns: list[str],
-               defaults: dict | None = None) -> dict[str, np.ndarray]:
+def read_table(
+    root: Path, system: str, table: str, version: str, columns: list[str], defaults: dict | None = None
+) -> dict[str, np.ndarray]:
     """The named columns of one table as numpy arrays (strings as object arrays). A
     column some tables lack (older collections have no ``window_size``) takes its
     value from ``defaults``."""

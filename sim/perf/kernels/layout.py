@@ -14,8 +14,9 @@ from sim.catalog import GPU, ModelSpec, QuantSpec
 __all__ = ["moe_exchange_s"]
 
 
-def moe_exchange_s(model: ModelSpec, quant: QuantSpec, gpu: GPU, e_comm: float, t_latency_s: float, tp: int,
-                   dp: int) -> tuple[float, float]:
+def moe_exchange_s(
+    model: ModelSpec, quant: QuantSpec, gpu: GPU, e_comm: float, t_latency_s: float, tp: int, dp: int
+) -> tuple[float, float]:
     """(seconds per step, seconds per token of one rank) of the MoE layers' exchange across
     ``dp`` data-parallel ranks of ``tp`` GPUs: per MoE layer a dispatch (each GPU gathers the
     other ranks' tokens, ``(dp - 1)·T·hidden`` activations, its share ``1/tp`` of them) and a

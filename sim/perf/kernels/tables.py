@@ -58,8 +58,13 @@ GEMM_DTYPES = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8"}
 """fleetcast weight scheme -> gemm_dtype of the GEMM table (fp16 runs at bf16's speed).
 int8 (W8A8) and int4 (AWQ/GPTQ, Marlin) have no kernel rows in the data."""
 KV_DTYPES = {"auto": "bfloat16", "fp8": "fp8"}
-MOE_DTYPES = {"bf16": ("bfloat16",), "fp16": ("bfloat16",), "fp8": ("fp8", "fp8_block"),
-              "int4-awq": ("int4_wo",), "int4-gptq": ("int4_wo",)}
+MOE_DTYPES = {
+    "bf16": ("bfloat16",),
+    "fp16": ("bfloat16",),
+    "fp8": ("fp8", "fp8_block"),
+    "int4-awq": ("int4_wo",),
+    "int4-gptq": ("int4_wo",),
+}
 """fleetcast weight scheme -> moe_dtype rows of the fused-MoE table, in order of preference
 (fp8: per-tensor rows, else DeepSeek-style block-scaled ones)."""
 MOE_DISTRIBUTION = "balanced"
@@ -183,8 +188,10 @@ def _mla_gemms(model: ModelSpec, tp: int) -> list[tuple[str, float, float]]:
         out = [("q_a_kv_a", model.q_lora_rank + latent, h), ("q_b", H * qk, model.q_lora_rank)]
     else:
         out = [("kv_a", latent, h), ("q", H * qk, h)]
-    return out + [("kv_b", H * (model.qk_nope_head_dim + model.v_head_dim), model.kv_lora_rank),
-                  ("o", h, H * model.v_head_dim)]
+    return out + [
+        ("kv_b", H * (model.qk_nope_head_dim + model.v_head_dim), model.kv_lora_rank),
+        ("o", h, H * model.v_head_dim),
+    ]
 
 
 def _model_gemms(model: ModelSpec, tp: int) -> list[tuple[str, float, float, int]]:
@@ -202,8 +209,10 @@ def _model_gemms(model: ModelSpec, tp: int) -> list[tuple[str, float, float, int
             out += [("shared_gate_up", 2 * s, h, Lm), ("shared_down", h, s, Lm)]
     dense = L - Lm
     if dense:
-        out += [("gate_up", 2 * model.intermediate_size / tp, h, dense),
-                ("down", h, model.intermediate_size / tp, dense)]
+        out += [
+            ("gate_up", 2 * model.intermediate_size / tp, h, dense),
+            ("down", h, model.intermediate_size / tp, dense),
+        ]
     return out
 
 
@@ -213,13 +222,15 @@ def elementwise_bytes_per_token(model: ModelSpec, quant: QuantSpec, tp: int) -> 
     (read 2w, write w), rotary on q and k (read + write), the KV-cache write
     (read k, v; write them at the KV dtype), plus embedding lookup and final norm."""
     ab, h, hd, L = quant.activation_bytes, model.hidden_size, model.head_dim, model.num_layers
-    width = (model.num_experts_active * model.moe_intermediate_size if model.num_experts > 1
-             else model.intermediate_size) / tp
+    width = (
+        model.num_experts_active * model.moe_intermediate_size if model.num_experts > 1 else model.intermediate_size
+    ) / tp
     if model.is_mla:  # rotary on the queries' and the key's rope parts; the latent + rope key written
         width += model.shared_expert_intermediate_size / tp
         rope, latent = model.qk_rope_head_dim, model.kv_lora_rank + model.qk_rope_head_dim
-        per_layer = (ab * (8 * h + 3 * width + 2 * (model.num_heads / tp + 1) * rope + latent)
-                     + latent * quant.kv_bytes_per_elem)
+        per_layer = (
+            ab * (8 * h + 3 * width + 2 * (model.num_heads / tp + 1) * rope + latent) + latent * quant.kv_bytes_per_elem
+        )
         return L * per_layer + ab * 3 * h
     width += model.shared_expert_intermediate_size / tp
     qh, kvh = model.num_heads / tp, math.ceil(model.num_kv_heads / tp)
@@ -246,24 +257,49 @@ def moe_sizes(tp: int, dp: int, ep: bool) -> tuple[int, int]:
     return (1, tp * dp) if ep else (tp * dp, 1)
 
 
-def _moe_measured(root: Path, inp: TableInputs, version: str | None, T: np.ndarray,
-                  notes: list) -> tuple[np.ndarray, str] | None:
+def _moe_measured(
+    root: Path, inp: TableInputs, version: str | None, T: np.ndarray, notes: list
+) -> tuple[np.ndarray, str] | None:
     """Routed experts of all MoE layers for steps of T tokens per rank from the fused-MoE table
     (latency per layer over the tokens of all ranks, linear between measured token counts,
     scaled by tokens beyond the last), or None with a note when it lacks the shape."""
     m, q = inp.model, inp.quant
     mtp, mep = moe_sizes(inp.tp, inp.dp, inp.ep)
-    shape = (f"hidden {m.hidden_size}, expert width {m.moe_intermediate_size}, top-{m.num_experts_active} of "
-             f"{m.num_experts}, moe tp {mtp} / ep {mep}")
+    shape = (
+        f"hidden {m.hidden_size}, expert width {m.moe_intermediate_size}, top-{m.num_experts_active} of "
+        f"{m.num_experts}, moe tp {mtp} / ep {mep}"
+    )
     if version is None or q.weights not in MOE_DTYPES:
         notes.append(f"MoE experts: roofline (no fused-MoE rows for {q.weights} weights)")
         return None
-    t = kd.read_table(root, inp.system, "moe_perf", version,
-                      ["moe_dtype", "kernel_source", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
-                       "moe_tp_size", "moe_ep_size", "distribution", "latency"])
-    base = ((t["hidden_size"] == m.hidden_size) & (t["inter_size"] == m.moe_intermediate_size)
-            & (t["topk"] == m.num_experts_active) & (t["num_experts"] == m.num_experts)
-            & (t["moe_tp_size"] == mtp) & (t["moe_ep_size"] == mep) & (t["distribution"] == MOE_DISTRIBUTION))
+    t = kd.read_table(
+        root,
+        inp.system,
+        "moe_perf",
+        version,
+        [
+            "moe_dtype",
+            "kernel_source",
+            "num_tokens",
+            "hidden_size",
+            "inter_size",
+            "topk",
+            "num_experts",
+            "moe_tp_size",
+            "moe_ep_size",
+            "distribution",
+            "latency",
+        ],
+    )
+    base = (
+        (t["hidden_size"] == m.hidden_size)
+        & (t["inter_size"] == m.moe_intermediate_size)
+        & (t["topk"] == m.num_experts_active)
+        & (t["num_experts"] == m.num_experts)
+        & (t["moe_tp_size"] == mtp)
+        & (t["moe_ep_size"] == mep)
+        & (t["distribution"] == MOE_DISTRIBUTION)
+    )
     for dtype in MOE_DTYPES[q.weights]:
         mask = base & (t["moe_dtype"] == dtype)
         kernel = _pick_kernel(t["kernel_source"], mask)
@@ -291,8 +327,13 @@ def _comm_s(root: Path, inp: TableInputs, version: str | None, T: np.ndarray, no
     elems = T.astype(np.float64) * m.hidden_size
     rows = None
     if version is not None:
-        t = kd.read_table(root, inp.system, "custom_allreduce_perf", version,
-                          ["allreduce_dtype", "num_gpus", "message_size", "latency", "backend"])
+        t = kd.read_table(
+            root,
+            inp.system,
+            "custom_allreduce_perf",
+            version,
+            ["allreduce_dtype", "num_gpus", "message_size", "latency", "backend"],
+        )
         rows = (t["num_gpus"] == tp) & (t["allreduce_dtype"] == "bfloat16")
     if rows is None or not rows.any():
         notes.append(f"all-reduce: roofline (no tp={tp} all-reduce rows)")
@@ -309,12 +350,19 @@ def _comm_s(root: Path, inp: TableInputs, version: str | None, T: np.ndarray, no
     return out
 
 
-def _attention_rows(t: dict, kv_dtype: str, qh: float, kvh: int, hd: int) -> tuple[np.ndarray, str | None, float] | None:
+def _attention_rows(
+    t: dict, kv_dtype: str, qh: float, kvh: int, hd: int
+) -> tuple[np.ndarray, str | None, float] | None:
     """Rows of one head shape and KV dtype (window 0, beam 1) of one kernel; when the
     exact query-head count is absent, the nearest one with the same KV heads and
     head size. Returns (mask, kernel, measured query heads)."""
-    base = ((t["kv_cache_dtype"] == kv_dtype) & (t["num_key_value_heads"] == kvh) & (t["head_dim"] == hd)
-            & (t["window_size"] == 0) & (t["beam_width"] == 1))
+    base = (
+        (t["kv_cache_dtype"] == kv_dtype)
+        & (t["num_key_value_heads"] == kvh)
+        & (t["head_dim"] == hd)
+        & (t["window_size"] == 0)
+        & (t["beam_width"] == 1)
+    )
     heads = np.unique(t["num_heads"][base])
     if not len(heads):
         return None
@@ -324,8 +372,19 @@ def _attention_rows(t: dict, kv_dtype: str, qh: float, kvh: int, hd: int) -> tup
     return mask & (t["kernel_source"] == kernel), kernel, float(h)
 
 
-_ATT_COLS = ["kernel_source", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "beam_width",
-             "kv_cache_dtype", "step", "window_size", "latency"]
+_ATT_COLS = [
+    "kernel_source",
+    "batch_size",
+    "isl",
+    "num_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "beam_width",
+    "kv_cache_dtype",
+    "step",
+    "window_size",
+    "latency",
+]
 _ATT_DEFAULTS = {"window_size": 0, "beam_width": 1}  # older collections: full attention, no beams
 
 
@@ -335,8 +394,7 @@ def _attention_table(root: Path, inp: TableInputs, version: str, table: str, pha
     m = inp.model
     if m.is_mla:
         if phase == "decode":
-            notes.append("MLA attention: roofline (the MLA module tables, which include its projections, are "
-                         "not used)")
+            notes.append("MLA attention: roofline (the MLA module tables, which include its projections, are not used)")
         return None
     qh, kvh, kv_dtype = m.num_heads / inp.tp, math.ceil(m.num_kv_heads / inp.tp), KV_DTYPES[inp.quant.kv_cache]
     t = kd.read_table(root, inp.system, table, version, _ATT_COLS, _ATT_DEFAULTS)
@@ -406,8 +464,9 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
     dtype = GEMM_DTYPES.get(q.weights) if q.compute_dtype_on(inp.gpu) == q.compute_dtype else None
     if vers["gemm_perf"] is not None:
         bf16 = _gemm_grid(root, inp.system, vers["gemm_perf"], "bfloat16")
-        lin_grid = (bf16 if dtype == "bfloat16" else _gemm_grid(root, inp.system, vers["gemm_perf"], dtype)) \
-            if dtype else None
+        lin_grid = (
+            (bf16 if dtype == "bfloat16" else _gemm_grid(root, inp.system, vers["gemm_perf"], dtype)) if dtype else None
+        )
         if bf16 is not None:
             lm_s = padded(bf16[0].at_ms(Tf, m.vocab_size / tp, m.hidden_size) * _MS)
         if lin_grid is None:
@@ -439,8 +498,9 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
                 fixed, per_tok = moe_exchange_s(m, q, inp.gpu, inp.e_comm, inp.t_allreduce_s, tp, inp.dp)
                 if inp.dp > 1:
                     lin = lin + (fixed + per_tok * Tf)
-                    notes.append(f"data-parallel MoE exchange: roofline (all-gather + reduce-scatter over "
-                                 f"{inp.dp} ranks)")
+                    notes.append(
+                        f"data-parallel MoE exchange: roofline (all-gather + reduce-scatter over {inp.dp} ranks)"
+                    )
             lin_s = padded(np.maximum.accumulate(lin))
     else:
         notes.append("linear layers: roofline (no GEMM table)")
@@ -463,10 +523,16 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
         ar = vers["custom_allreduce_perf"]
         parts.append("all-reduce" + (f" (vLLM {ar})" if ar != main else ""))
     what = ", ".join(parts) if parts else "none usable"
-    source = (f"measured vLLM {main} kernels on {inp.system} ({kd.PACKAGE} {kd.package_version()}, "
-              f"{kd.LICENSE}): {what}")
+    source = f"measured vLLM {main} kernels on {inp.system} ({kd.PACKAGE} {kd.package_version()}, {kd.LICENSE}): {what}"
     if notes:
         source += "; " + "; ".join(notes)
     meta = {"source": source, "system": inp.system, "versions": vers, "notes": notes, "format": FORMAT}
-    return KernelTables(lin_s=lin_s, lm_head_s=lm_s, gemm_s=gemm_s, comm_s=comm,
-                        decode_s=dec[0] if dec else empty, prefill_s=pre[0] if pre else empty, meta=meta)
+    return KernelTables(
+        lin_s=lin_s,
+        lm_head_s=lm_s,
+        gemm_s=gemm_s,
+        comm_s=comm,
+        decode_s=dec[0] if dec else empty,
+        prefill_s=pre[0] if pre else empty,
+        meta=meta,
+    )
