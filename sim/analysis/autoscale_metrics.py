@@ -37,8 +37,9 @@ def timeline(result: SimResult, slos: list[ClassSlo], bin_s: float) -> list[dict
     for row in rows:
         row["rate_rps"] = row["requests"] / bin_s
         row["replicas"] = {
-            pool: _held_s(rec["billed"], row["start_s"], row["end_s"]) / bin_s for pool, rec in result.autoscale.items()
-        }  # type: ignore[union-attr]  # only called for an autoscaled run
+            pool: _held_s(rec["billed"], row["start_s"], row["end_s"]) / bin_s
+            for pool, rec in result.autoscale.items()  # type: ignore[union-attr]  # only called for an autoscaled run
+        }
     return rows
 
 

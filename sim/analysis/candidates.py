@@ -88,8 +88,8 @@ def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
 
     quants = [
         {"weights": q, "kv_cache": "auto"} if isinstance(q, str) else q.model_dump()
-        for q in (grid.quantization or [pool.quantization])
-    ]  # type: ignore[list-item]  # a pool QuantizationSpec also has model_dump
+        for q in (grid.quantization or [pool.quantization])  # type: ignore[list-item]  # a QuantizationSpec has model_dump too
+    ]
     axes = [
         uniq(grid.gpu or [pool.gpu]),
         uniq(grid.model or [pool.model]),

@@ -127,8 +127,8 @@ def kernel_warnings(scenario) -> list[str]:
                 for t in ("gemm_perf", "generation_attention_perf", "context_attention_perf")
                 if (v := kd.nearest_version(kd.versions(root, gpu.kernel_data, t), wanted)) is not None
             },
-            key=kd.parse_version,
-        )  # type: ignore[arg-type]  # nearest_version returns parseable names
+            key=kd.parse_version,  # type: ignore[arg-type]  # nearest_version returns parseable names
+        )
         if used and (len(used) > 1 or kd.parse_version(used[0]) != kd.parse_version(wanted)):
             out.append(f"pool '{p.name}': no vLLM {wanted} kernel data for {gpu.kernel_data}; using {', '.join(used)}")
     return out

@@ -39,8 +39,8 @@ def _plan_lines(inp: ReportInput) -> list[str]:
         return [
             f"cd {shlex.quote(str(cwd))}",
             command,
-            f"fleetcast report {shlex.quote(_out_of(command))} {REPORT_FORMATS_ARG}",
-        ]  # type: ignore[arg-type]  # _out_of(command) was checked on the line above
+            f"fleetcast report {shlex.quote(_out_of(command))} {REPORT_FORMATS_ARG}",  # type: ignore[arg-type]  # checked above
+        ]
     # an older plan folder that did not record where it ran: absolute paths where known
     results = inp.path.resolve()
     path = sc.path or "scenario.yaml"
