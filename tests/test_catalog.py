@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from sim.catalog import load_catalog
+from sim.cli import main
 from sim.errors import FleetcastError
 
 CATALOG_DIR = Path(__file__).resolve().parents[1] / "sim" / "catalog"
@@ -286,3 +287,13 @@ def test_pool_without_profile_uses_its_architecture_and_says_so():
     assert c8.e_compute == hopper.e_compute["fp8"]  # the fp8 kernels' own efficiency, never bf16's
     mi = PoolSpec(name="p", gpu="mi300x", replicas=1, model="llama-3.1-8b")
     assert coefficients_for(mi, Path("."), cat.gpu("mi300x")) == PerfCoefficients()
+
+
+def test_catalog_command_prints_sources_on_request(capsys):
+    assert main(["catalog", "--sources"]) == 0
+    out = capsys.readouterr().out
+    # the line as gpus.yaml gives it (a datasheet figure), and a model's one source
+    assert "GPU h100-sxm hbm_bytes: NVIDIA H100 datasheet (SXM): GPU memory 80 GB HBM3" in out
+    assert "model llama-3.1-70b: " in out
+    assert main(["catalog"]) == 0
+    assert "fleetcast catalog --sources" in capsys.readouterr().out

@@ -368,6 +368,15 @@ def test_utilization_per_pool_and_fleet():
     assert empty["pools"] == {} and empty["fleet"]["busy_frac"] is None
 
 
+def test_busy_fraction_never_exceeds_one():
+    """A step that ends in the window counts whole: 100.1 s busy in a 100 s window is 100%."""
+    reps = [ReplicaStats("a", "a/0", "H100", 1, kv_blocks_total=10, busy_s=100.1),
+            ReplicaStats("a", "a/1", "H100", 1, kv_blocks_total=10, busy_s=60.0)]
+    df = make_records(np.random.default_rng(10), 10)
+    a = summarize(make_result(df, (0.0, 100.0), replicas=reps), [], [])["utilization"]["pools"]["a"]
+    assert a["busy_frac_max"] == 1.0 and a["busy_frac"] == pytest.approx(160 / 200)
+
+
 # --- rendering and JSON ------------------------------------------------------------------------
 
 def _mixed_summary() -> dict:

@@ -103,7 +103,10 @@ def test_boundary_is_simulated_and_not_proven(outcome):
             pts = outcome.points[outcome.points["candidate"] == c["id"]]
             at_demand = pts[pts["rate_rps"] == DEMAND_RPS]
             assert {c["replicas"], c["replicas"] - 1} <= set(at_demand["replicas"])
-            assert set(at_demand["replications"]) == {REPLICATIONS}
+            # sequential replications: the met count ran all REPLICATIONS (3, the fewest a "met" may
+            # stop at); a count that misses may have stopped at 2
+            reps = dict(zip(at_demand["replicas"], at_demand["replications"]))
+            assert reps[c["replicas"]] == REPLICATIONS and 2 <= reps[c["replicas"] - 1] <= REPLICATIONS
 
 
 def test_more_replicas_never_worse_for_recommended(outcome):

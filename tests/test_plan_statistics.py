@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sim.analysis.peak import apply_window, plan_window, window_warnings
-from sim.analysis.plan import run_plan
+from sim.analysis.plan import risk_warnings, run_plan
 from sim.analysis.rates import with_rate
 from sim.analysis.replications import class_needs, point_stats, required_samples, t_interval
 from sim.cli import main
@@ -155,7 +155,9 @@ def test_diurnal_plan_at_the_peak_with_hourly_attainment(tmp_path, capsys):
     path.write_text(yaml.safe_dump(data))
     assert main(["plan", str(path), "--out", str(tmp_path / "p")]) == 0
     doc = json.loads((tmp_path / "p" / "plan.json").read_text())
-    assert doc["window"]["kind"] in ("peak-hour", "peak-window") and doc["warnings"] == []
+    assert doc["window"]["kind"] in ("peak-hour", "peak-window")
+    rec = next(c for c in doc["candidates"] if c["id"] == doc["recommended"])
+    assert doc["warnings"] == risk_warnings(rec, doc["demand"]["peak_rate_rps"])  # no window warning
     assert doc["window"]["start_s"] < 2700 < doc["window"]["start_s"] + doc["window"]["window_s"]
 
 

@@ -291,10 +291,10 @@ def _utilization(replicas: Sequence[ReplicaStats], length_s: float) -> dict:
     def agg(reps: Sequence[ReplicaStats]) -> dict:
         if any(r.billed_s is not None for r in reps):
             return _weighted(reps, length_s)
-        busy = [r.busy_s / length_s for r in reps] if length_s > 0 else []
+        busy = [_busy_s(r, length_s) / length_s for r in reps] if length_s > 0 else []
         return {
             "replicas": len(reps),
-            "busy_frac": _div(sum(r.busy_s for r in reps), len(reps) * length_s),
+            "busy_frac": _div(sum(_busy_s(r, length_s) for r in reps), len(reps) * length_s),
             "busy_frac_min": _f(min(busy)) if busy else None,
             "busy_frac_max": _f(max(busy)) if busy else None,
             "mfu": _div(sum(r.flops for r in reps), sum(r.peak_flops for r in reps) * length_s),
@@ -308,14 +308,21 @@ def _utilization(replicas: Sequence[ReplicaStats], length_s: float) -> dict:
     return {"fleet": agg(list(replicas)), "pools": {p: agg(rs) for p, rs in pools.items()}}
 
 
+def _busy_s(r: ReplicaStats, held_s: float) -> float:
+    """A replica's busy seconds, at most the seconds it was held: the engine counts a step
+    that ends in the window whole, so the first step (begun before the window) can push
+    the raw sum over the window's length (a busy fraction of 100.1%)."""
+    return min(r.busy_s, held_s)
+
+
 def _weighted(reps: Sequence[ReplicaStats], length_s: float) -> dict:
     """``_utilization`` of replicas that were provisioned for part of the window only: each
     counts for its provisioned seconds (a fixed replica for the whole window)."""
     held = [(r, r.billed_s if r.billed_s is not None else length_s) for r in reps]
-    busy = [r.busy_s / s for r, s in held if s > 0]
+    busy = [_busy_s(r, s) / s for r, s in held if s > 0]
     return {
         "replicas": _f(sum(s for _, s in held) / length_s) if length_s > 0 else None,
-        "busy_frac": _div(sum(r.busy_s for r in reps), sum(s for _, s in held)),
+        "busy_frac": _div(sum(_busy_s(r, s) for r, s in held), sum(s for _, s in held)),
         "busy_frac_min": _f(min(busy)) if busy else None,
         "busy_frac_max": _f(max(busy)) if busy else None,
         "mfu": _div(sum(r.flops for r in reps), sum(r.peak_flops * s for r, s in held)),

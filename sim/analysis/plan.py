@@ -2,7 +2,8 @@
 every SLO at the demand, ranked by cost.
 
 Statistics (``sim.analysis.replications``): every search point runs
-``plan.replications`` independent replications (seed, seed + 1, ...: the
+up to ``plan.replications`` independent replications, sequentially (2 first, one
+more while the verdict is open; ``plan.json`` ``search`` counts them) (seed, seed + 1, ...: the
 same arrivals for every candidate, replica count and rate) over a window
 long enough that each class with an SLO has ``plan.tail_samples / (1 - q)``
 requests for its highest percentile ``q``; a point meets the SLO when every
@@ -24,6 +25,8 @@ bound); its interval's upper end uses the lowest rate proven to miss.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -37,7 +40,8 @@ from sim.analysis.forecast import class_slos, forecast
 from sim.analysis.metrics import attainment_by_time
 from sim.analysis.peak import PlanWindow, apply_window, plan_window, window_warnings
 from sim.analysis.plan_autoscale import autoscale_comparison
-from sim.analysis.plan_search import CandidateSearch, search_candidate
+from sim.analysis.plan_progress import PlanTracker, drain, search_in_worker, worker_init
+from sim.analysis.plan_search import CandidateSearch, search_candidate, search_counts
 from sim.analysis.rates import base_rate_rps, with_rate
 from sim.analysis.replications import CONFIDENCE, class_needs, replication_seeds
 from sim.errors import FleetcastError, ScenarioError
@@ -59,6 +63,8 @@ __all__ = [
     "base_rate_rps",
     "CandidateSearch",
     "TIMELINE_MAX_REQUESTS",
+    "risk_warnings",
+    "HEADROOM_WARN_PCT",
 ]
 
 #: the hour-by-hour run of the recommended fleet is skipped above this many expected requests
@@ -74,6 +80,34 @@ class PlanOutcome:
     error: str | None = None  # an input error (exit 2); doc still says what was tried
     recommended_scenario: Scenario | None = None
     closest: str | None = field(default=None)  # when nothing meets the SLO
+
+
+#: a recommended fleet with less proven headroom than this (percent over the peak) is flagged
+HEADROOM_WARN_PCT = 10.0
+
+
+def risk_warnings(c: dict, peak_rps: float) -> list[str]:
+    """What a planner must not miss about the recommended fleet: SLOs proven with (almost) no
+    headroom over the peak, and SLOs that collapse with one replica down."""
+    out = []
+    h, iv = c.get("headroom_pct"), c.get("headroom_interval_pct") or [None, None]
+    if h is not None and h < HEADROOM_WARN_PCT:
+        up = "not found" if iv[1] is None else f"{iv[1]:.1f}%"
+        out.append(
+            f"the recommended fleet ({c['id']} x {c['replicas']}) is proven to meet every SLO at only "
+            f"{h:.1f}% above the forecast peak of {peak_rps:.4g} req/s (headroom interval {h:.1f}% to {up}): "
+            f"demand above the forecast is unproven; add a replica or plan for a higher peak"
+        )
+    f = c.get("failure") or {}
+    if c.get("failures_down", 0) == 0 and f.get("verdict") in ("missed", "undecided"):
+        att = (f.get("stats") or {}).get("attainment_pct")
+        level = f"SLO attainment falls to {att:.1f}%" if att is not None else "nothing serves"
+        out.append(
+            f"with one replica down ({f.get('running', 0)} of {c['replicas']} running) the recommended "
+            f"fleet {'misses' if f['verdict'] == 'missed' else 'is not proven to meet'} its SLO: {level}; "
+            f"set plan.failures.replicas_down: 1 to size for a failure"
+        )
+    return out
 
 
 # ------------------------------------------------------------------ driver
@@ -146,8 +180,9 @@ def _statistics(spec: PlanSpec, seeds: list[int], needs) -> dict:
         "the replications lies within the target (latency: upper end at or under; attainment: lower "
         "end at or over); it misses when an interval lies wholly outside",
         "crn": "replication r uses seed scenario seed + r for every candidate, replica count and rate",
-        "monotonicity": "SLO attainment is assumed never to get worse with more replicas (same arrivals), so "
-        "counts are searched by galloping and bisection",
+        "monotonicity": "SLO attainment is assumed never to get worse with more replicas (same arrivals) nor "
+        "better at a higher rate, so counts are searched by bracketing (from the queueing "
+        "estimate: gallop, then bisect) and months between two of the same count share it",
     }
 
 
@@ -190,9 +225,10 @@ def _timeline(
 
 
 def run_plan(
-    scenario: Scenario, *, workers: int | None = None, progress: Callable[[int, int], None] | None = None
+    scenario: Scenario, *, workers: int | None = None, progress: Callable[[int, int, str], None] | None = None
 ) -> PlanOutcome:
-    """Search every candidate of ``scenario.plan`` (defaults when absent)."""
+    """Search every candidate of ``scenario.plan`` (defaults when absent); ``progress(done,
+    total, text)`` gets simulations done, the estimated total and the candidates in flight."""
     spec = scenario.plan or PlanSpec()
     demand = spec.demand
     doc: dict[str, Any] = {
@@ -275,38 +311,45 @@ def run_plan(
 
     records, points = [], []
     workers = max(1, min(workers or 1, len(cands)))
-    done = 0
-    if progress:
-        progress(0, len(cands))
+    tracker = PlanTracker([c.id for c in cands], progress)
+    tracker.report()
     args = (base, scenario.path)
     if workers == 1:
-        results = (search_candidate(*args, c, spec, win, seeds, peak, rates) for c in cands)
-        for rec, pts in results:
+        for c in cands:
+            rec, pts = search_candidate(*args, c, spec, win, seeds, peak, rates, on_sim=tracker.sim)
             records.append(rec)
             points += pts
-            done += 1
-            if progress:
-                progress(done, len(cands))
+            tracker.done(c.id, sum(p["replications"] for p in pts))
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
-            futs = [pool.submit(search_candidate, *args, c, spec, win, seeds, peak, rates) for c in cands]
-            for _fut in as_completed(futs):
-                done += 1
-                if progress:
-                    progress(done, len(cands))
-            for fut in futs:  # candidate order, whatever finished first
-                rec, pts = fut.result()
-                records.append(rec)
-                points += pts
+        events = multiprocessing.Queue()
+        reader = threading.Thread(target=drain, args=(events, tracker), daemon=True)
+        reader.start()
+        try:
+            with ProcessPoolExecutor(
+                max_workers=workers, initializer=worker_init, initargs=(events, die_with_parent)
+            ) as pool:
+                futs = {pool.submit(search_in_worker, *args, c, spec, win, seeds, peak, rates): c for c in cands}
+                for fut in as_completed(futs):
+                    _, pts = fut.result()
+                    tracker.done(futs[fut].id, sum(p["replications"] for p in pts))
+                for fut in futs:  # candidate order, whatever finished first
+                    rec, pts = fut.result()
+                    records.append(rec)
+                    points += pts
+        finally:
+            events.put(None)
+            reader.join(timeout=5)
     records.sort(key=_rank_key)
     doc["candidates"] = records
     doc["tried"] = len(points)
     doc["simulations"] = int(sum(p["replications"] for p in points))
+    doc["search"] = search_counts(points, spec.replications, [c.id for c in cands])
     ok = [c for c in records if c["status"] == "ok"]
     out = PlanOutcome(doc=doc, points=pd.DataFrame(points))
     if ok:
         best = ok[0]
         doc["recommended"] = best["id"]
+        doc["warnings"] += risk_warnings(best, peak)
         cand = next(c for c in cands if c.id == best["id"])
         out.recommended_scenario = CandidateSearch(base, scenario.path, cand, spec, win, seeds).scenario(
             best["replicas"], peak

@@ -2,12 +2,16 @@
 with intervals on the count and the headroom, the failure line, and the
 growth months.
 
-Every point is ``plan.replications`` simulations (``point_stats``); the
-search moves on the point's verdict: ``met`` only when every SLO item's 95%
+Every point is up to ``plan.replications`` simulations, run sequentially
+(``early_verdict``: 2 first, more while the verdict is open); the search
+moves on the point's verdict: ``met`` only when every SLO item's 95%
 interval is within its target. SLO attainment is taken as monotone in the
-replica count (more replicas, same arrivals: never worse), so the count is
-found by galloping up (lo+1, lo+3, lo+7, ...) and bisecting. Points are
-cached by (replicas, rate).
+replica count (more replicas, same arrivals: never worse) and in the rate
+(never better at a higher one), so the count is bracketed: one replica
+first, then from the queueing estimate (``_queueing_guess``) a gallop up
+(+1, +2, +4, ...), a gallop down when the estimate met, and bisection
+(``fewest``); growth months are split at the middle one (``_growth``).
+Points are cached by (replicas, rate).
 
 - Count interval ``[n_low, n]``: ``n`` is the fewest proven to meet;
   ``n_low - 1`` the largest count below it proven to miss (searched down
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -34,13 +39,21 @@ from sim.analysis.forecast import forecast, pool_costs
 from sim.analysis.metrics import HOURS_PER_MONTH, cost_and_class_columns
 from sim.analysis.peak import PlanWindow, apply_window
 from sim.analysis.rates import with_rate
-from sim.analysis.replications import misses_text, point_stats
+from sim.analysis.replications import (
+    EARLY_MET_CONFIDENCE,
+    EARLY_MISSED_CONFIDENCE,
+    MIN_MET_REPLICATIONS,
+    MIN_REPLICATIONS,
+    early_verdict,
+    misses_text,
+    point_stats,
+)
 from sim.errors import ScenarioError
 from sim.perf.pool_model import PoolModel, build_pool_models
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.spec import Scenario, scenario_from_dict
 
-__all__ = ["CandidateSearch", "search_candidate", "replicas_down"]
+__all__ = ["CandidateSearch", "search_candidate", "replicas_down", "search_counts"]
 
 _DOWN_STEPS = 4  # counts below n searched for a proven miss (the count interval)
 _UNLOADED = 1e-3  # the latency-floor check runs one replica at this fraction of the per-replica demand
@@ -89,6 +102,7 @@ class CandidateSearch:
         self.cache: dict[tuple[int, float], dict] = {}
         self.pools: list[PoolModel] = []  # set by check_fits
         self.points: list[dict] = []
+        self.on_sim: Callable[[str], None] | None = None  # called with the candidate id after each simulation
 
     def scenario(self, replicas: int, rate_rps: float, replication: int = 0) -> Scenario:
         """The scenario of one replication of a point (its window applied)."""
@@ -112,15 +126,22 @@ class CandidateSearch:
         return None
 
     def point(self, replicas: int, rate_rps: float, role: str) -> dict:
-        """``point_stats`` of (replicas, rate) over every seed, plus ``summary``
-        (replication 0) and ``window``."""
+        """``point_stats`` of (replicas, rate) over the replications run (sequential:
+        ``MIN_REPLICATIONS`` first, one more while the verdict is open, at most
+        one per seed; ``early_verdict``), plus ``summary`` (replication 0) and ``window``."""
         key = (int(replicas), round(float(rate_rps), 9))
         if key not in self.cache:
             if replicas < 1:
                 self.cache[key] = {"verdict": "missed", "items": [], "summary": None, "none_running": True}
                 return self.cache[key]
             _, desc = apply_window(with_rate(self.data, rate_rps), self.win, rate_rps)
-            sums = [forecast(self.scenario(replicas, rate_rps, r))[1] for r in range(len(self.seeds))]
+            sums: list[dict] = []
+            for r in range(len(self.seeds)):
+                sums.append(forecast(self.scenario(replicas, rate_rps, r))[1])
+                if self.on_sim is not None:
+                    self.on_sim(self.cand.id)
+                if len(sums) < len(self.seeds) and early_verdict(sums):
+                    break
             stats = {**point_stats(sums), "summary": sums[0], "window": desc}
             self.cache[key] = stats
             self.points.append(self._row(replicas, rate_rps, role, stats, sums))
@@ -166,21 +187,36 @@ class CandidateSearch:
                 row[k] = float(np.mean(vals)) if vals else None
         return row
 
-    def fewest(self, rate_rps: float, lo: int = 0, role: str = "search") -> int | None:
-        """Fewest replicas in (lo, max_replicas] proven to meet the SLO at
-        ``rate_rps`` (``lo`` is known or assumed not to); None if even the cap
-        does not. Gallops up (lo+1, lo+3, lo+7, ...), then bisects."""
-        cap = self.spec.max_replicas
-        if lo >= cap:
+    def fewest(
+        self, rate_rps: float, lo: int = 0, role: str = "search", hi: int | None = None, guess: int | None = None
+    ) -> int | None:
+        """Fewest replicas in (lo, hi] proven to meet the SLO at ``rate_rps``
+        (``lo`` is known or assumed not to; ``hi``, when given, is known to; else
+        the cap, unproven); None if even the cap does not. Starts at ``guess``
+        (the queueing estimate, or lo + 1), gallops up (+1, +2, +4, ...) until a
+        count meets, then down from the lowest met (-1, -2, -4, ...) until one
+        misses, then bisects: with a good guess, two points (n and n - 1)."""
+        top = self.spec.max_replicas if hi is None else hi
+        if lo >= top:
             return None
-        step, n = 1, min(lo + 1, cap)
-        while not self.met(n, rate_rps, role):
+        n = start = min(max(guess if guess is not None else lo + 1, lo + 1), top)
+        step = 1
+        while hi is None or n < hi:  # gallop up until a count meets (hi, when given, is known to)
+            if self.met(n, rate_rps, role):
+                hi = n
+                break
             lo = n
-            if n >= cap:
+            if n >= top:
                 return None
+            n, step = min(lo + step, top), step * 2
+        step = 1
+        while hi == start and hi - lo > 1:  # the guess met: gallop down until a count misses
+            m = max(hi - step, lo + 1)
+            if not self.met(m, rate_rps, role):
+                lo = m
+                break
+            hi = start = m
             step *= 2
-            n = min(lo + step, cap)
-        hi = n
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self.met(mid, rate_rps, role):
@@ -204,6 +240,34 @@ def replicas_down(spec: PlanSpec, cand: Candidate, scenario: Scenario) -> tuple[
         f"{f.nodes_down} server{'s' if f.nodes_down != 1 else ''} down ({per_node} replica"
         f"{'s' if per_node != 1 else ''} of TP {cand.tensor_parallel} per {cand.gpu} server)"
     )
+
+
+def search_counts(points: list[dict], replications: int, ids: list[str]) -> dict:
+    """``plan.json`` ``search``: points and simulations run, per candidate and in all,
+    and what the early stops saved against ``replications`` per point."""
+
+    def counts(pts: list[dict]) -> dict:
+        sims = int(sum(p["replications"] for p in pts))
+        return {
+            "points": len(pts),
+            "simulations": sims,
+            "saved_by_early_stop": replications * len(pts) - sims,
+            "early_stops": sum(1 for p in pts if p["replications"] < replications),
+        }
+
+    return {
+        **counts(points),
+        "replications_min": MIN_REPLICATIONS,
+        "replications_max": int(replications),
+        "early_met_replications": MIN_MET_REPLICATIONS,
+        "early_met_confidence": EARLY_MET_CONFIDENCE,
+        "early_missed_confidence": EARLY_MISSED_CONFIDENCE,
+        "rule": "each point starts with replications_min replications and adds one while its verdict is open "
+        "(at most replications_max); it stops early once its early_missed_confidence interval lies "
+        "outside a target, or once it has early_met_replications and its early_met_confidence "
+        "interval is within every target; the verdict is the 95% rule over the replications run",
+        "by_candidate": [{"candidate": i, **counts([p for p in points if p["candidate"] == i])} for i in ids],
+    }
 
 
 def _stats_view(st: dict) -> dict:
@@ -232,9 +296,12 @@ def search_candidate(
     seeds: list[int],
     demand_rps: float,
     monthly_rates: list[float],
+    on_sim: Callable[[str], None] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Everything ``plan.json`` says about one candidate, plus its points."""
+    """Everything ``plan.json`` says about one candidate, plus its points; ``on_sim``
+    (progress) is called with the candidate id after each simulation."""
     s = CandidateSearch(base_data, path, cand, spec, win, seeds)
+    s.on_sim = on_sim
     rec: dict[str, Any] = {
         **asdict(cand),
         "status": "ok",
@@ -275,7 +342,8 @@ def search_candidate(
     sc1 = s.scenario(1, demand_rps)
     rec["profile"] = s.pools[spec.pool].source  # check_fits built sc1's pools
     k, k_text = replicas_down(spec, cand, sc1)
-    n0 = s.fewest(demand_rps)
+    probe = s.point(1, demand_rps, "search")
+    n0 = 1 if probe["verdict"] == "met" else s.fewest(demand_rps, lo=1, guess=_queueing_guess(probe, demand_rps))
     if n0 is None:
         top = s.point(spec.max_replicas, demand_rps, "search")
         limiting, why = _limit(s, top, demand_rps)
@@ -360,6 +428,16 @@ def search_candidate(
     if monthly_rates:
         rec["growth"] = _growth(s, n0, k, demand_rps, monthly_rates)
     return rec, s.points
+
+
+def _queueing_guess(probe: dict, rate_rps: float) -> int | None:
+    """The count a saturated single replica suggests: ``ceil(rate / served)``, ``served``
+    the requests per second it completed in the window (replication 0); None when it
+    kept up (then the search walks up from 2)."""
+    served = ((probe.get("summary") or {}).get("overall") or {}).get("window_requests_per_s")
+    if not served or served >= 0.95 * rate_rps:
+        return None
+    return max(2, math.ceil(rate_rps / served - 1e-9))
 
 
 def _count_low(s: CandidateSearch, n0: int, rate: float) -> int:
@@ -453,17 +531,34 @@ def _headroom(s: CandidateSearch, n: int, demand: float, curve: list[dict]) -> t
 
 
 def _growth(s: CandidateSearch, n_peak: int, k: int, peak: float, rates: list[float]) -> list[dict]:
+    """Each month's fleet: the fewest proven at its rate. Counts never fall as the rate
+    rises (the monotonicity the search assumes), so the months are split at the middle
+    one (by rate): its count is searched between the bounds its neighbours allow,
+    starting at the queueing estimate ``ceil(n_peak * rate / peak)``, and every month
+    between two months of the same count gets that count without a simulation."""
+    order = sorted(range(len(rates)), key=lambda i: rates[i])
     found: dict[int, int | None] = {}
-    prev = 0  # the previous (lower-rate) month's count; one fewer misses there, so here too
-    for m in sorted(range(len(rates)), key=lambda i: rates[i]):
-        r = rates[m]
-        if math.isclose(r, peak, rel_tol=1e-9):
+    below = [m for m in order if rates[m] < peak and not math.isclose(rates[m], peak, rel_tol=1e-9)]
+    for m in order:
+        if m not in below:
             found[m] = n_peak
-        elif prev and s.met(prev, r, "growth"):
-            found[m] = prev
-        else:
-            found[m] = s.fewest(r, lo=prev, role="growth")  # prev is not proven at r (or is 0)
-        prev = found[m] or prev
+
+    def solve(months: list[int], lo_n: int, hi_n: int) -> None:
+        """Counts of ``months`` (rising rates), each in [lo_n, hi_n]; hi_n is proven at a higher rate."""
+        if not months:
+            return
+        if lo_n >= hi_n:
+            found.update((m, hi_n) for m in months)
+            return
+        mid = len(months) // 2
+        r = rates[months[mid]]
+        guess = min(hi_n, max(lo_n, math.ceil(n_peak * r / peak - 1e-9)))
+        c = s.fewest(r, lo=lo_n - 1, role="growth", hi=hi_n, guess=guess)
+        found[months[mid]] = c
+        solve(months[:mid], lo_n, c)
+        solve(months[mid + 1 :], c, hi_n)
+
+    solve(below, 1, n_peak)
     out = []
     for m, r in enumerate(rates):
         n = found[m] + k if found[m] else None  # type: ignore[operator]  # found[m] is truthy here

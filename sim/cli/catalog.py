@@ -56,6 +56,20 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
             name, f"{link.bandwidth_bytes_s / 1e9:,.1f}", f"{link.latency_s * 1e6:,.0f}", link.scope, link.description
         )
     console.print(k)
+    if args.sources:
+        for kind, names, get in (
+            ("GPU", cat.gpu_names(), cat.gpu),
+            ("model", cat.model_names(), cat.model),
+            ("link", cat.link_names(), cat.link),
+        ):
+            for name in names:
+                entry = get(name)
+                if getattr(entry, "source", ""):  # a model's one source covers every number (its config.json)
+                    console.print(f"{kind} {name}: {entry.source}", highlight=False, soft_wrap=True)
+                for key, text in (getattr(entry, "sources", None) or {}).items():
+                    console.print(f"{kind} {name} {key}: {text}", highlight=False, soft_wrap=True)
+    else:
+        console.print("[dim]where each number comes from: fleetcast catalog --sources[/dim]")
     return 0
 
 
@@ -63,4 +77,9 @@ def register(subparsers) -> None:
     """Add the ``catalog`` subcommand."""
     c = subparsers.add_parser("catalog", help="list GPUs, models, quantization schemes and KV-transfer links")
     c.add_argument("--file", action="append", default=[], help="extra catalog YAML file (repeatable)")
+    c.add_argument(
+        "--sources",
+        action="store_true",
+        help="also print the source of every number (datasheet, paper, or 'assumption: ...'), one line each",
+    )
     c.set_defaults(func=_cmd_catalog)

@@ -4,6 +4,7 @@ and writing a result folder all at once."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,49 +27,85 @@ err_console = make_console(stderr=True)
 
 
 class progress_bar:
-    """A rich progress bar as a ``(done, total)`` callback. When stderr is not a terminal
-    (redirected, CI), a plain line instead every ``every_s`` seconds, from ``every_s`` on:
-    done, elapsed and time left, so a long run is never silent."""
+    """A rich progress bar as a ``(done, total[, text])`` callback. When stderr is not a
+    terminal (redirected, CI), a plain line instead every ``every_s`` seconds, from
+    ``every_s`` on: done, elapsed, time left at the rate so far, and ``text``; a timer
+    thread repeats the last state when no callback came for ``every_s`` (a long step is
+    not silent either). ``unit`` names what is counted; ``estimated`` says the total is an
+    estimate."""
 
-    def __init__(self, label: str, enabled: bool | None = None, every_s: float = 5.0) -> None:
+    def __init__(
+        self, label: str, enabled: bool | None = None, every_s: float = 5.0, unit: str = "", estimated: bool = False
+    ) -> None:
         self.enabled = err_console.is_terminal if enabled is None else enabled
-        self.label, self.every_s = label, every_s
+        self.label, self.every_s, self.unit, self.estimated = label, every_s, unit, estimated
         self._progress = Progress(
             TextColumn(label),
             BarColumn(),
             TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.description}"),
             console=err_console,
             disable=not self.enabled,
             transient=True,
         )
         self._task: Any = None  # a rich TaskID once entered
-        self._started = self._next_line = time.monotonic() + every_s
-        self._started -= every_s
+        self._state: tuple[int, int, str | None] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        self._started = time.monotonic()
+        self._next_line = self._started + every_s
 
     def __enter__(self):
         self._progress.__enter__()
         self._task = self._progress.add_task("", total=1)
+        if not self.enabled and self.every_s > 0:
+            self._timer = threading.Thread(target=self._tick, daemon=True)
+            self._timer.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(timeout=1.0)
         self._progress.__exit__(*exc)
 
-    def __call__(self, done: int, total: int) -> None:
-        self._progress.update(self._task, completed=done, total=max(total, 1))
-        if not self.enabled and done < total:
-            now = time.monotonic()
-            if now >= self._next_line:
-                self._next_line = now + self.every_s
-                elapsed = now - self._started
-                left = f", about {elapsed * (total - done) / done:,.0f} s left" if done else ""
-                err_console.print(
-                    f"{self.label}: {100 * done / max(total, 1):.0f}% ({done:,} of {total:,}), "
-                    f"{elapsed:,.0f} s elapsed{left}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+    def __call__(self, done: int, total: int, text: str | None = None) -> None:
+        self._progress.update(
+            self._task,
+            completed=done,
+            total=max(total, 1),
+            description=f"{done:,} of {'~' if self.estimated else ''}{total:,}{self.unit}"
+            + (f"; {text}" if text else ""),
+        )
+        with self._lock:
+            self._state = (done, total, text)
+            if not self.enabled:
+                self._line()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.every_s / 2):
+            with self._lock:
+                self._line()
+
+    def _line(self) -> None:
+        """Print the state as a line if one is due and the work is not done (lock held)."""
+        now = time.monotonic()
+        if self._state is None or now < self._next_line or self._state[0] >= self._state[1]:
+            return
+        self._next_line = now + self.every_s
+        done, total, text = self._state
+        elapsed = now - self._started
+        left = f", about {elapsed * (total - done) / done:,.0f} s left" if done else ""
+        about = "about " if self.estimated else ""
+        err_console.print(
+            f"{self.label}: {100 * done / max(total, 1):.0f}% ({done:,} of {about}{total:,}"
+            f"{self.unit}), {elapsed:,.0f} s elapsed{left}" + (f"; {text}" if text else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def write_run_folder(out: Path, files: dict[str, object], kind: str | None = None, force: bool = False) -> None:

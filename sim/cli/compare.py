@@ -35,7 +35,7 @@ def register(subparsers) -> None:
         help="compare variants of a scenario against it (paired, common random numbers)",
         description="Simulate the scenario (the baseline) and each variant over N replications with common random "
         "numbers (replication r: seed + r for all) and report per class the paired difference of "
-        "each metric with a 95%% confidence interval.",
+        "each metric with a 95% confidence interval.",
     )
     p.add_argument("scenario", help="scenario YAML file (the baseline)")
     p.add_argument(

@@ -84,8 +84,15 @@ def _statistics_lines(doc: dict) -> list[str]:
     if not st or not w:
         return []
     needs = ", ".join(f"{n['class']} {n['samples_per_replication']} ({n['from']})" for n in st["needs"])
+    se = doc.get("search") or {}
+    reps = (
+        f"{se['replications_min']} to {st['replications']} replications (more only while a verdict is open; "
+        f"the early stops saved {se['saved_by_early_stop']:,} simulations)"
+        if se
+        else f"{st['replications']} replications"
+    )
     return [
-        f"each point: {st['replications']} replications (seeds {st['seeds'][0]}-{st['seeds'][-1]}, the same for "
+        f"each point: {reps} (seeds {st['seeds'][0]}-{st['seeds'][-1]}, the same for "
         f"every candidate), SLOs judged on the 95% interval; window {w['window_s']:,.1f} s after "
         f"{w['warmup_s']:g} s warm-up at the peak: {w['kind']} ({w['text']}); requests per class and "
         f"replication at least: {needs}"
@@ -140,13 +147,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     from sim.analysis.contracts import PlanDoc
-    from sim.analysis.plan import run_plan
+    from sim.analysis.plan import risk_warnings, run_plan
     from sim.cli.common import console, err_console, progress_bar
     from sim.report.autoscale_text import plan_autoscale_sentence
     from sim.report.disagg_text import layout_sentence
 
     started = time.perf_counter()
-    with progress_bar(f"planning {scenario.name} (candidates)") as bar:
+    with progress_bar(f"planning {scenario.name}", unit=" simulations", estimated=True) as bar:
         outcome = run_plan(scenario, workers=args.workers or os.cpu_count() or 1, progress=bar)
     doc = outcome.doc
     doc["wall_s"] = round(time.perf_counter() - started, 3)
@@ -156,8 +163,11 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
         + (["--seed", str(args.seed)] if args.seed is not None else [])
     )
     doc["cwd"] = str(Path.cwd())  # the folder `command` runs from (its paths are relative to it)
+    rec = next((c for c in doc["candidates"] if c["id"] == doc["recommended"]), None)
+    risks = risk_warnings(rec, doc["demand"]["peak_rate_rps"]) if rec is not None else []
     for w in doc.get("warnings") or []:
-        err_console.print(f"[bold yellow]warning:[/bold yellow] {w}", highlight=False, soft_wrap=True)
+        if w not in risks:  # these come after the recommendation they are about
+            err_console.print(f"[bold yellow]warning:[/bold yellow] {w}", highlight=False, soft_wrap=True)
     if outcome.error:  # an input error found before any simulation: refused, nothing written
         raise FleetcastError(f"{outcome.error} (no candidate was simulated; nothing was written to {out})")
     run_files = _run_files(outcome.recommended_scenario) if outcome.recommended_scenario is not None else None
@@ -166,7 +176,6 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     for c in doc["candidates"]:
         if c["status"] != "ok":
             console.print(f"[dim]{c['id']}: {c['status']}: {c['reason']}[/dim]", highlight=False, soft_wrap=True)
-    rec = next((c for c in doc["candidates"] if c["id"] == doc["recommended"]), None)
     if rec is not None and rec["growth"]:
         months = ", ".join(f"m{g['month']}: {g['replicas']}" for g in rec["growth"])
         console.print(f"replicas by month ({rec['id']}): {months}")
@@ -206,6 +215,8 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     scaled = plan_autoscale_sentence(typed.autoscale)
     if scaled:
         console.print(f"  {scaled}", highlight=False, soft_wrap=True)
+    for w in risks:
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {w}", highlight=False, soft_wrap=True)
     tl = doc.get("timeline") or {}
     if tl.get("rows"):
         worst = min((r for r in tl["rows"] if r["requests"]), key=lambda r: r["attainment_pct"] or 0.0)

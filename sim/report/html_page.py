@@ -16,10 +16,10 @@ from sim.report.narrative import (
     CANDIDATE_COLUMNS,
     TIE_RULE,
     candidate_rows,
+    candidate_slo_rows,
     headline,
     key_numbers,
     label_parts,
-    slo_rows,
     summary_paragraphs,
 )
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
@@ -118,7 +118,10 @@ def _table(
 
 
 def _summary(inp: ReportInput, a: Assumptions) -> str:
-    paras = "".join(f"<p>{_e(p)}</p>" for p in summary_paragraphs(inp, a))
+    paras = "".join(
+        f'<p class="warn">{_e(p)}</p>' if p.startswith("Warning: ") else f"<p>{_e(p)}</p>"
+        for p in summary_paragraphs(inp, a)
+    )
     cards = "".join(
         f'<div class="card"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>' for k, v in key_numbers(inp)
     )
@@ -127,7 +130,7 @@ def _summary(inp: ReportInput, a: Assumptions) -> str:
 
 def _slo(inp: ReportInput) -> str:
     c = inp.recommended or (inp.candidates[0] if inp.kind == "run" else None)
-    rows = slo_rows(c.summary) if c else []
+    rows, forecast = candidate_slo_rows(c) if c else ([], "forecast")
     if not rows:
         body = (
             "<p>No latency SLO is defined in the scenario.</p>"
@@ -142,7 +145,7 @@ def _slo(inp: ReportInput) -> str:
             f = (lambda v: fmt.pct(v)) if is_att else fmt.latency
             met = '<span class="st-ok">met</span>' if r.get("met") else '<span class="st-bad">missed</span>'
             out.append([_e(r["class"]), _e(name), _e(f(r.get("target_s"))), _e(f(r.get("achieved_s"))), met])
-        body = _table(["class", "target", "limit", "forecast", ""], out, numeric={2, 3})
+        body = _table(["class", "target", "limit", forecast, ""], out, numeric={2, 3})
     return f'<section id="slo"><h2>Service-level objectives</h2>{body}</section>'
 
 

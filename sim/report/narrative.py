@@ -30,6 +30,7 @@ __all__ = [
     "summary_paragraphs",
     "key_numbers",
     "slo_rows",
+    "candidate_slo_rows",
     "fleet_text",
     "gpus_of",
 ]
@@ -57,8 +58,8 @@ CANDIDATE_COLUMNS = (
     Column("gpus", "GPUs", fmt.num, "#,##0"),
     Column("usd_per_month", "$/month", fmt.usd, "$#,##0"),
     Column("usd_per_1m_output_tokens", "$/1M out tok", fmt.usd_small, "$#,##0.000"),
-    Column("p99_ttft_s", "p99 TTFT pooled", fmt.latency, "0.000"),
-    Column("p99_tpot_s", "p99 TPOT pooled", fmt.latency, "0.0000"),
+    Column("p99_ttft_s", "p99 TTFT all classes", fmt.latency, "0.000"),
+    Column("p99_tpot_s", "p99 TPOT all classes", fmt.latency, "0.0000"),
     Column("attainment_pct", "SLO attained", fmt.pct, "0.0"),
     Column("headroom_pct", "headroom", fmt.pct, "0.0"),
     Column(
@@ -177,6 +178,22 @@ def slo_rows(summary: RunSummary | None) -> list[dict]:
     return out
 
 
+def candidate_slo_rows(c: PlanCandidate) -> tuple[list[dict], str]:
+    """``slo_rows`` of a candidate and what "forecast" means there: for a plan candidate the
+    mean over its replications (the figure its verdict and 95% interval use; ``met`` is the
+    verdict), else the one run's summary."""
+    rows = slo_rows(c.summary)
+    stats = c.slo_stats
+    if stats is None or not stats.items or not rows:
+        return rows, "forecast"
+    items = {(it.class_, it.metric, it.percentile or ""): it for it in stats.items}
+    for r in rows:
+        it = items.get((r["class"], r["metric"], r.get("percentile") or ""))
+        if it is not None:
+            r.update(achieved_s=it.mean, met=it.verdict == "met")
+    return rows, f"forecast, mean of {stats.replications} runs"
+
+
 def _has_slo(summary: RunSummary | None) -> bool:
     return summary is not None and any(cls.slo for cls in summary.classes.values())
 
@@ -215,7 +232,8 @@ def _service_sentence(c: PlanCandidate, peak) -> str:
     return (
         f"{at} meets the latency targets for {fmt.pct(c.attainment_pct)} "
         f"of requests{_target_text(s)}: p99 time to first token {fmt.latency(c.p99_ttft_s)}, "
-        f"p99 time per output token {fmt.latency(c.p99_tpot_s)}."
+        f"p99 time per output token {fmt.latency(c.p99_tpot_s)} (all classes together; each "
+        "class against its own target in the SLO table)."
     )
 
 
@@ -357,6 +375,7 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
         )
     else:
         out.append(f"We recommend {fleet_text(c)} serving {_model_text(c)}.")
+        out += [f"Warning: {w}" for w in plan_warnings(inp.doc)]  # on the first screen, before the detail
     out.append(
         f"It costs {fmt.usd(c.usd_per_month)} per month ({fmt.usd_small(c.usd_per_hour)} per hour), "
         f"which is {fmt.usd_small(c.usd_per_1m_output_tokens)} per million output tokens "
@@ -383,7 +402,6 @@ def summary_paragraphs(inp: ReportInput, a: Assumptions) -> list[str]:
     if inp.kind == "plan":  # the statistics behind the answer, the window, one replica down, warnings
         out += confidence_sentences(inp.doc, c)
         out += [x for x in (window_sentence(inp.doc), failure_sentence(c)) if x]
-        out += [f"Warning: {w}" for w in plan_warnings(inp.doc)]
     if a.own_vs_rent is not None:
         out.append(own_rent_sentence(a.own_vs_rent))
     growth = c.growth or []

@@ -14,7 +14,14 @@ from sim.errors import FleetcastError
 from sim.report.assumptions import Assumptions
 from sim.report.fmt import flatten
 from sim.report.load import ReportInput
-from sim.report.narrative import CANDIDATE_COLUMNS, candidate_rows, headline, key_numbers, slo_rows, summary_paragraphs
+from sim.report.narrative import (
+    CANDIDATE_COLUMNS,
+    candidate_rows,
+    candidate_slo_rows,
+    headline,
+    key_numbers,
+    summary_paragraphs,
+)
 from sim.report.own_rent import own_rent_assumptions, own_rent_rows, own_rent_sentence
 from sim.report.plan_stats import slo_interval_rows, timeline_rows
 
@@ -129,10 +136,10 @@ def _summary_sheet(ws, inp: ReportInput, a: Assumptions) -> None:
     for k, v in key_numbers(inp):
         ws.append([k, v])
     c = inp.recommended or (inp.candidates[0] if inp.kind == "run" else None)
-    rows = slo_rows(c.summary if c is not None else None)
+    rows, forecast = candidate_slo_rows(c) if c else ([], "forecast")
     if rows:
         ws.append([])
-        _header(ws, ["class", "metric", "percentile", "target", "forecast", "met"])
+        _header(ws, ["class", "metric", "percentile", "target", forecast, "met"])
         ws.freeze_panes = None
         for r in rows:
             ws.append(

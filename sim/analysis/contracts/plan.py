@@ -29,6 +29,9 @@ __all__ = [
     "AutoscaleOutcome",
     "AutoscaledOutcome",
     "AutoscaleComparison",
+    "SearchCounts",
+    "CandidateSearchCounts",
+    "PlanSearch",
     "PlanDoc",
 ]
 
@@ -259,6 +262,37 @@ class AutoscaleComparison(Contract):
     duration_s: float = Field(description="simulated, s")
 
 
+class SearchCounts(Contract):
+    """Points and simulations of a plan (or of one candidate) and what the early stops saved."""
+
+    points: int = Field(description="search points (candidate, replica count, rate) simulated")
+    simulations: int = Field(description="simulations run over those points")
+    saved_by_early_stop: int = Field(description="replications_max x points - simulations")
+    early_stops: int = Field(description="points that stopped before replications_max replications")
+
+
+class CandidateSearchCounts(Contract):
+    """``SearchCounts`` of one candidate (the candidate's id first, as plan.json writes it)."""
+
+    candidate: str = Field(description="candidate id")
+    points: int = Field(description="its search points simulated")
+    simulations: int = Field(description="simulations run over those points")
+    saved_by_early_stop: int = Field(description="replications_max x points - simulations")
+    early_stops: int = Field(description="points that stopped before replications_max replications")
+
+
+class PlanSearch(SearchCounts):
+    """How the plan spent its simulations: the sequential rule and its counts."""
+
+    replications_min: int = Field(description="replications every point starts with")
+    replications_max: int = Field(description="plan.replications: the most one point runs")
+    early_met_replications: int = Field(description="fewest replications for an early met")
+    early_met_confidence: float = Field(description="two-sided confidence of the interval an early met needs")
+    early_missed_confidence: float = Field(description="two-sided confidence of the interval an early missed needs")
+    rule: str = Field(description="the stopping rule in words")
+    by_candidate: list[CandidateSearchCounts] = Field(description="the counts per candidate")
+
+
 class PlanDoc(Contract):
     """``plan.json``: the candidates tried, ranked (ok first, then cheapest), the
     recommended one, and how every point was measured."""
@@ -285,7 +319,8 @@ class PlanDoc(Contract):
     autoscale: AutoscaleComparison | None = Field(default=None, description="fixed vs autoscaled")
     headroom_definition: str | None = Field(default=None, description="what headroom_pct means")
     error: str | None = Field(default=None, description="the input error that stopped the plan")
-    simulations: int | None = Field(default=None, description="simulations run (points x replications)")
+    simulations: int | None = Field(default=None, description="simulations run (sum of the points' replications)")
+    search: PlanSearch | None = Field(default=None, description="how the search spent its simulations")
     wall_s: float | None = Field(default=None, description="wall-clock seconds")
     command: str | None = Field(default=None, description="the command line that wrote it")
     cwd: str | None = Field(default=None, description="the folder it ran from")
