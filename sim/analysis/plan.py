@@ -321,7 +321,7 @@ def run_plan(
             points += pts
             tracker.done(c.id, sum(p["replications"] for p in pts))
     else:
-        events = multiprocessing.Queue()
+        events: multiprocessing.Queue = multiprocessing.Queue()
         reader = threading.Thread(target=drain, args=(events, tracker), daemon=True)
         reader.start()
         try:

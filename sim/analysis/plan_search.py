@@ -554,6 +554,8 @@ def _growth(s: CandidateSearch, n_peak: int, k: int, peak: float, rates: list[fl
         r = rates[months[mid]]
         guess = min(hi_n, max(lo_n, math.ceil(n_peak * r / peak - 1e-9)))
         c = s.fewest(r, lo=lo_n - 1, role="growth", hi=hi_n, guess=guess)
+        if c is None:  # none in [lo_n, hi_n) proven at this lower rate: hi_n, proven at a higher one, holds
+            c = hi_n  # by the monotonicity this search assumes (the docstring)
         found[months[mid]] = c
         solve(months[:mid], lo_n, c)
         solve(months[mid + 1 :], c, hi_n)

@@ -64,8 +64,9 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         ):
             for name in names:
                 entry = get(name)
-                if getattr(entry, "source", ""):  # a model's one source covers every number (its config.json)
-                    console.print(f"{kind} {name}: {entry.source}", highlight=False, soft_wrap=True)
+                source = getattr(entry, "source", "")  # a model's one source covers every number (its config.json)
+                if source:
+                    console.print(f"{kind} {name}: {source}", highlight=False, soft_wrap=True)
                 for key, text in (getattr(entry, "sources", None) or {}).items():
                     console.print(f"{kind} {name} {key}: {text}", highlight=False, soft_wrap=True)
     else:
