@@ -10,6 +10,7 @@ from pydantic_core import PydanticUndefined
 
 from sim.engine.policies import POLICIES
 from sim.engine.routers import ROUTERS
+from sim.report.output_reference import models_in
 from sim.scenario.spec import Scenario
 
 __all__ = ["scenario_reference"]
@@ -50,18 +51,6 @@ def _bounds(field) -> str:
     return ", ".join(parts)
 
 
-def _models_in(tp: Any, seen: list) -> None:
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        if tp in seen:
-            return
-        seen.append(tp)
-        for f in tp.model_fields.values():
-            _models_in(f.annotation, seen)
-        return
-    for arg in typing.get_args(tp):
-        _models_in(arg, seen)
-
-
 def _section(model: type[BaseModel]) -> str:
     doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
     lines = [
@@ -88,7 +77,7 @@ def scenario_reference() -> str:
     """Markdown reference of every model reachable from ``Scenario`` plus
     policy and router parameters."""
     models: list = []
-    _models_in(Scenario, models)
+    models_in(Scenario, models)
     out = [
         "# Scenario file reference",
         "",
