@@ -236,7 +236,9 @@ def test_sigkill_keeps_finished_records_and_leaves_no_server(model_dir, tmp_path
     meta.setdefault("model", {}).setdefault("config", {}).update(hidden_size=256, num_hidden_layers=4)  # testbed-tiny
     meta["kv_cache"].update(num_blocks=1000, block_size=16)  # the fake server reports no cache config
     (run / "run.json").write_text(json.dumps(meta))
-    assert len(load_run(run).requests) == len(kept)
+    # the testbed did not start the fake server, so run.json records no --dtype (an attached server):
+    # load_run refuses without one (tests/test_attached_runs.py), and --sidecar-set supplies it
+    assert len(load_run(run, overrides=["dtype=float32"]).requests) == len(kept)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
