@@ -92,3 +92,11 @@ def test_picture_names_code_that_exists():
     defined = lambda n: re.search(rf"(\bdef\s+{n}\b|\bclass\s+{n}\b|\b{n}\s*[:=]|\"{n}\")", source)  # noqa: E731
     missing = sorted(n for n in names if not defined(n))
     assert not missing, f"the map's picture names code its files do not define: {missing}"
+
+
+def test_map_layers_are_the_import_rule_layers():
+    # the tool lists sim's layers by name beside tests/test_architecture.py's import rule: one order
+    from tests.test_architecture import LAYERS
+
+    assert _tool().LAYERS[: len(LAYERS)] == LAYERS
+    assert _tool().LAYERS[len(LAYERS) :] == ["calibration", "testbed"]

@@ -15,6 +15,7 @@ import os
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -22,6 +23,9 @@ from sim.errors import FleetcastError
 from sim.infiles import int_arg
 from sim.outpaths import check_out_folder, out_lock, staged_folder
 from sim.scenario.spec import load_scenario
+
+if TYPE_CHECKING:  # annotations only: the contract is imported where a plan is written
+    from sim.analysis.contracts import PlanDoc
 
 __all__ = ["register", "write_plan_folder"]
 
@@ -36,16 +40,17 @@ def _run_files(scenario) -> dict:
     return run_folder_files(scenario, result, summary, wall_s=time.perf_counter() - started, exact_steps=False)
 
 
-def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None, force: bool = False) -> None:
+def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None, force: bool = False) -> PlanDoc:
     """Write ``out`` all at once (temp folder, then swap), like ``write_run_folder``;
-    ``plan.json`` through its contract (``PlanDoc``)."""
+    ``plan.json`` through its contract. Returns that ``PlanDoc``."""
     import pandas as pd
 
     from sim.analysis.contracts import SCHEMA_VERSION, PlanDoc, contract_json
     from sim.cli.common import write_run_folder
     from sim.records import write_parquet_atomic
 
-    text = contract_json(PlanDoc.model_validate({**doc, "schema_version": SCHEMA_VERSION}))
+    typed = PlanDoc.model_validate({**doc, "schema_version": SCHEMA_VERSION})
+    text = contract_json(typed)
     with staged_folder(out, kind="plan", force=force) as tmp:
         if run_files:
             write_run_folder(tmp / "runs" / "recommended", run_files)
@@ -60,6 +65,7 @@ def write_plan_folder(out: Path, doc: dict, points, run_files: dict | None, forc
                 }
             )
         write_parquet_atomic(points, tmp / "points.parquet")
+    return typed
 
 
 def _fmt(x, spec: str = ",.2f", none: str = "-") -> str:
@@ -146,7 +152,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
-    from sim.analysis.contracts import PlanDoc
     from sim.analysis.plan import risk_warnings, run_plan
     from sim.cli.common import console, err_console, progress_bar
     from sim.report.autoscale_text import plan_autoscale_sentence
@@ -171,7 +176,7 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     if outcome.error:  # an input error found before any simulation: refused, nothing written
         raise FleetcastError(f"{outcome.error} (no candidate was simulated; nothing was written to {out})")
     run_files = _run_files(outcome.recommended_scenario) if outcome.recommended_scenario is not None else None
-    write_plan_folder(out, doc, outcome.points, run_files, force=args.force)
+    typed = write_plan_folder(out, doc, outcome.points, run_files, force=args.force)
     console.print(_plan_table(doc))
     for c in doc["candidates"]:
         if c["status"] != "ok":
@@ -208,7 +213,6 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     console.print(f"  replicas {_count(rec)}, headroom % {_headroom(rec)} (95% intervals)", highlight=False)
     if rec.get("failure"):
         console.print(f"  {rec['failure']['text']}", highlight=False, soft_wrap=True)
-    typed = PlanDoc.model_validate(doc)
     layouts = layout_sentence(typed.candidates)
     if layouts:
         console.print(f"  {layouts}", highlight=False, soft_wrap=True)
