@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError
-from sim.perf.kernels.layout import moe_exchange_s
+from sim.perf.kernels.layout import ep_gpus, expert_load_imbalance, moe_exchange_s
 
 __all__ = ["PerfCoefficients", "PerfModel", "roofline_floor_s", "attention_units", "ATTN_QUERY_TILE"]
 
@@ -185,8 +185,9 @@ class PerfModel:
     routed experts see ``dp·T`` tokens spread over ``tp·dp`` GPUs (per GPU the same FLOPs
     as ``T`` tokens over ``tp``, but more distinct experts touched), and every MoE layer
     adds a dispatch and a combine across the ranks. ``ep`` (expert parallelism) shards
-    whole experts instead of slicing each: the same bytes and FLOPs per GPU in the
-    roofline under uniform routing; the measured MoE kernels differ.
+    whole experts instead of slicing each: the same bytes per GPU in the roofline, but the
+    routed experts' FLOPs are those of the most loaded GPU (``expert_load_imbalance`` times
+    the mean at the step's ``dp·T`` tokens); the measured MoE kernels differ by layout too.
 
     The hot methods take plain numbers and allocate nothing: they run about a
     million times per simulation.
@@ -226,6 +227,11 @@ class PerfModel:
         self._w_base = s.weight_read_base / tp
         self._w_experts = s.moe_layers * model.num_experts * s.expert_bytes / (tp * dp)  # all experts, all layers
         self._miss = 1.0 - model.num_experts_active / model.num_experts  # P(expert not picked), 0 if dense
+        # expert parallelism: the most loaded GPU's routed-expert FLOPs set the pace (1 GPU: no imbalance)
+        self._ep_gpus = ep_gpus(model, tp, dp, ep)
+        self._routed_flops_s_tok = (
+            2.0 * s.moe_layers * model.num_experts_active * model.params_per_expert / tp * self._inv_flops_lin
+        )
         self._act_tok = s.act_bytes_per_token
         self._attn_flops_unit, self._attn_flops_prefill = attention_units(model, tp)
         self._mla = model.is_mla
@@ -315,6 +321,10 @@ class PerfModel:
                     t += self._lm_last + self._lm_slope * (seqs - self._n_lin + 1)
             else:
                 f = self._lin_flops_tok * T * self._inv_flops_lin
+                if self._ep_gpus > 1:  # the most loaded GPU's extra routed-expert FLOPs
+                    m = self.model
+                    imb = expert_load_imbalance(T * self.dp, m.num_experts_active, m.num_experts, self._ep_gpus)
+                    f += self._routed_flops_s_tok * T * (imb - 1.0)
                 b = (self._weight_bytes(T) + self._act_tok * T) * self._inv_bw
                 t += (f if f > b else b) + self._comm_fixed + self._comm_tok * T
         if prefill_tokens > 0:

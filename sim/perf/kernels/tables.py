@@ -45,11 +45,11 @@ import numpy as np
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.perf.kernels import data as kd
 from sim.perf.kernels.fit import bracket, interp_extrap, nonneg_rel_lstsq
-from sim.perf.kernels.layout import moe_exchange_s
+from sim.perf.kernels.layout import ep_gpus, expert_load_imbalance, moe_exchange_s
 
 __all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
 
-FORMAT = 2
+FORMAT = 3
 """Version of the build; part of the cache key (bump when the build changes)."""
 GRAPH_MAX_TOKENS = 512
 """Steps up to this many tokens run in CUDA graphs (vLLM's largest default capture
@@ -66,7 +66,15 @@ MOE_DTYPES = {
     "int4-gptq": ("int4_wo",),
 }
 """fleetcast weight scheme -> moe_dtype rows of the fused-MoE table, in order of preference
-(fp8: per-tensor rows, else DeepSeek-style block-scaled ones)."""
+(fp8: per-tensor rows, else DeepSeek-style block-scaled ones), after ``MOE_PREFERRED_KERNEL``."""
+MOE_PREFERRED_KERNEL = "triton"
+"""A fused-MoE kernel whose name holds this is taken first, over all of a scheme's dtypes: vLLM's
+Triton ``fused_moe`` is the kernel every fp8 MoE checkpoint can run (the only one before FlashInfer's
+MoE kernels, vLLM 0.9/0.10, and the fallback for checkpoints they do not take, such as per-channel
+FP8-dynamic ones). On h100_sxm/h200_sxm (vLLM 0.24.0 data) the ``fp8`` rows are FlashInfer CUTLASS
+only (ModelOpt per-tensor), 2.6x the bf16 Triton latency at 16 tokens (Llama-4-Scout's shape, MoE
+TP 4): a Hopper fp8 pool then takes the Triton ``fp8_block`` rows. Systems without Triton rows
+(Blackwell, the older ``vllm_fused_moe`` collections) keep ``MOE_DTYPES``' order."""
 MOE_DISTRIBUTION = "balanced"
 """Routing of the fused-MoE rows used: tokens spread evenly over the experts (the table also
 has power-law skews)."""
@@ -240,10 +248,15 @@ def elementwise_bytes_per_token(model: ModelSpec, quant: QuantSpec, tp: int) -> 
 
 def _moe_experts_s(inp: TableInputs, T: np.ndarray) -> np.ndarray:
     """Roofline time of the routed expert MLPs for steps of T tokens per rank (one GPU): the
-    dp ranks' dp·T tokens over tp·dp GPUs, the experts they are expected to touch."""
+    dp ranks' dp·T tokens over tp·dp GPUs, the experts they are expected to touch; with expert
+    parallelism the most loaded GPU's FLOPs (``expert_load_imbalance`` at dp·T tokens)."""
     m, q, gpu, tp, dp = inp.model, inp.quant, inp.gpu, inp.tp, inp.dp
     peak = gpu.peak_flops[q.compute_dtype_on(gpu)]
     flops = 2.0 * m.moe_layers * m.num_experts_active * m.params_per_expert / tp * T
+    g = ep_gpus(m, tp, dp, inp.ep)
+    if g > 1:
+        k, e = m.num_experts_active, m.num_experts
+        flops = flops * np.array([expert_load_imbalance(float(n) * dp, k, e, g) for n in T])
     miss = 1.0 - m.num_experts_active / m.num_experts
     weight = m.moe_layers * m.num_experts * m.params_per_expert * q.weight_bytes_per_param / (tp * dp)
     touched = weight * (1.0 - miss ** (T.astype(np.float64) * dp))
@@ -262,7 +275,10 @@ def _moe_measured(
 ) -> tuple[np.ndarray, str] | None:
     """Routed experts of all MoE layers for steps of T tokens per rank from the fused-MoE table
     (latency per layer over the tokens of all ranks, linear between measured token counts,
-    scaled by tokens beyond the last), or None with a note when it lacks the shape."""
+    scaled by tokens beyond the last), or None with a note when it lacks the shape. The rows
+    are balanced routing; with expert parallelism the most loaded GPU sets the pace, so the
+    table is read at the tokens times ``expert_load_imbalance`` (its load is that many times
+    the mean, which the balanced rows give every GPU)."""
     m, q = inp.model, inp.quant
     mtp, mep = moe_sizes(inp.tp, inp.dp, inp.ep)
     shape = (
@@ -300,8 +316,12 @@ def _moe_measured(
         & (t["moe_ep_size"] == mep)
         & (t["distribution"] == MOE_DISTRIBUTION)
     )
-    for dtype in MOE_DTYPES[q.weights]:
+    kernels = t["kernel_source"].astype(str)
+    preferred = np.char.find(kernels, MOE_PREFERRED_KERNEL) >= 0
+    for dtype, only in [(d, preferred) for d in MOE_DTYPES[q.weights]] + [(d, None) for d in MOE_DTYPES[q.weights]]:
         mask = base & (t["moe_dtype"] == dtype)
+        if only is not None:
+            mask &= only
         kernel = _pick_kernel(t["kernel_source"], mask)
         if kernel is None:
             continue
@@ -310,6 +330,10 @@ def _moe_measured(
         xs = np.unique(tokens)
         ys = np.array([math.fsum(lat[tokens == x]) / int((tokens == x).sum()) for x in xs])
         n = T.astype(np.float64) * inp.dp
+        g = ep_gpus(m, inp.tp, inp.dp, inp.ep)
+        if g > 1:
+            k, e = m.num_experts_active, m.num_experts
+            n = n * np.array([expert_load_imbalance(float(x), k, e, g) for x in n])
         out = np.interp(n, xs, ys)
         over = n > xs[-1]
         out[over] = ys[-1] * (n[over] / xs[-1])

@@ -1,0 +1,139 @@
+"""MoE under expert and data parallelism: the expert-load imbalance (balls into bins, Raab & Steger 1998),
+where it enters the step time (roofline and measured fused-MoE tables), the per-step exchange's bytes, and
+which fused-MoE kernel an fp8 pool reads. Expected values are worked by hand in each docstring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from sim.catalog import load_catalog
+from sim.perf.kernels import data as kd
+from sim.perf.kernels.layout import ep_gpus, expert_load_imbalance, moe_exchange_s
+from sim.perf.kernels.tables import TableInputs
+from sim.perf.perf_model import PerfCoefficients, PerfModel
+
+CAT = load_catalog()
+ROOT = kd.data_root()
+needs_data = pytest.mark.skipif(ROOT is None, reason="aiconfigurator-core is not installed")
+
+
+@pytest.mark.parametrize(
+    "tokens,k,experts,gpus,want",
+    [
+        # 256 tokens x top-8 over 2 GPUs: mean 1024 per GPU; 1 + sqrt(2 ln 2 / 1024) = 1 + sqrt(0.00135380) = 1.0367941
+        (256, 8, 128, 2, 1.0367941),
+        # 8 tokens x top-8 over 2 GPUs: mean 32; 1 + sqrt(1.3862944 / 32) = 1 + 0.2081387 = 1.2081387
+        (8, 8, 128, 2, 1.2081387),
+        # 16 tokens x top-1 over 4 GPUs: mean 4; 1 + sqrt(2 ln 4 / 4) = 1 + sqrt(0.6931472) = 1.8325546
+        (16, 1, 16, 4, 1.8325546),
+        # one token, top-1, 4 GPUs: it lands on one GPU, max/mean = 1 / (1/4) = 4 (the cap; the formula says 4.33)
+        (1, 1, 16, 4, 4.0),
+        # one token, top-8 of 16 experts over 8 GPUs (2 experts each): at most 2 on one GPU, mean 1 -> cap 2
+        # (the formula says 1 + sqrt(2 ln 8) = 3.04)
+        (1, 8, 16, 8, 2.0),
+        (1000, 8, 128, 1, 1.0),  # one GPU: nothing to balance
+        (0, 8, 128, 4, 1.0),  # an empty step
+    ],
+)
+def test_expert_load_imbalance_is_raab_steger_capped_by_the_experts_one_gpu_holds(tokens, k, experts, gpus, want):
+    assert expert_load_imbalance(tokens, k, experts, gpus) == pytest.approx(want, abs=5e-7)
+
+
+def test_imbalance_falls_with_tokens_and_rises_with_gpus():
+    loads = [expert_load_imbalance(t, 8, 128, 8) for t in (1, 4, 16, 64, 256, 1024, 8192)]
+    # 8192 tokens x 8 over 8 GPUs: 1 + sqrt(2 ln 8 / 8192) = 1.02253
+    assert all(a >= b for a, b in zip(loads, loads[1:])) and loads[-1] == pytest.approx(1.02253, abs=1e-5)
+    assert expert_load_imbalance(256, 8, 128, 2) < expert_load_imbalance(256, 8, 128, 4) < expert_load_imbalance(
+        256, 8, 128, 8
+    )
+
+
+def test_only_expert_parallel_moe_layouts_have_an_ep_group():
+    moe, dense = CAT.model("qwen3-30b-a3b"), CAT.model("llama-3.1-8b")
+    assert ep_gpus(moe, 1, 2, True) == 2 and ep_gpus(moe, 2, 4, True) == 8
+    assert ep_gpus(moe, 2, 4, False) == 1 and ep_gpus(dense, 2, 1, True) == 1
+
+
+def test_the_exchange_moves_dispatch_and_combine_bytes_per_moe_layer_by_hand():
+    """Qwen3-30B-A3B (48 MoE layers, hidden 2048), bf16 activations, data_parallel 2 of TP1 on H100
+    (NVLink 450 GB/s one direction, catalog): per token of this rank, each MoE layer gathers the other
+    rank's token (2048 x 2 bytes) and sends its result back: 2 x 48 x 2048 x 2 x (2-1)/1 = 393,216 bytes,
+    at 450e9 x e_comm 0.7 = 315e9 B/s -> 1.2483e-6 s per token; 2 x 48 latencies of 10 us = 0.96 ms."""
+    m, q, g = CAT.model("qwen3-30b-a3b"), CAT.quant("bf16"), CAT.gpu("h100-sxm")
+    fixed, per_tok = moe_exchange_s(m, q, g, 0.7, 10e-6, 1, 2)
+    assert per_tok == pytest.approx(393_216 / 315e9, rel=1e-12)
+    assert fixed == pytest.approx(96 * 10e-6, rel=1e-12)
+    # TP2 x DP4: each GPU moves its 1/2 share of the other 3 ranks' tokens: 2 x 48 x 2048 x 2 x 3 / 2 bytes
+    assert moe_exchange_s(m, q, g, 0.7, 10e-6, 2, 4)[1] == pytest.approx(589_824 / 315e9, rel=1e-12)
+    assert moe_exchange_s(m, q, g, 0.7, 10e-6, 2, 1) == (0.0, 0.0)
+
+
+def test_roofline_expert_parallel_prefill_pays_the_most_loaded_gpus_flops():
+    """Qwen3-30B-A3B bf16 as TP1 x DP2 on H100, a compute-bound step of 4,096 prefill tokens per rank:
+    with expert parallelism the routed experts' FLOPs per GPU are 2 x 48 layers x top-8 x 4,718,592
+    parameters per expert (3 x 2048 x 768) x 4,096 tokens = 1.48436e13, at 989.4 TFLOP/s x 0.55; the most
+    loaded GPU carries (1 + sqrt(2 ln 2 / (8192 x 8 / 2))) = 1.0065043 times that, so the step is longer
+    by 0.0065043 x 1.48436e13 / (989.4e12 x 0.55) = 0.17742 ms than with the experts sliced over both GPUs."""
+    m, q, g = CAT.model("qwen3-30b-a3b"), CAT.quant("bf16"), CAT.gpu("h100-sxm")
+    c = PerfCoefficients()
+    sliced, whole = PerfModel(g, m, q, 1, c, dp=2, ep=False), PerfModel(g, m, q, 1, c, dp=2, ep=True)
+    step = (4096, 4096 * 2048.0, 0, 0, 1)
+    routed = 2 * 48 * 8 * (3 * 2048 * 768) * 4096
+    extra = (math.sqrt(2 * math.log(2) / (8192 * 8 / 2))) * routed / (g.peak_flops["bf16"] * c.e_compute)
+    assert extra == pytest.approx(0.17742e-3, rel=1e-3)
+    assert whole.step_time_s(*step) - sliced.step_time_s(*step) == pytest.approx(extra, rel=1e-9)
+    # a dense model and a one-GPU MoE have no imbalance: the same step as before
+    assert PerfModel(g, m, q, 1, c).step_time_s(*step) == PerfModel(g, m, q, 1, c, ep=True).step_time_s(*step)
+
+
+def _moe_ms(dtype: str, kernel: str, tokens: int, h: int, inter: int, k: int, e: int, mtp: int, mep: int) -> float:
+    """One fused-MoE latency (ms) straight from h100_sxm's vLLM 0.24.0 parquet file."""
+    df = pq.read_table(ROOT / "h100_sxm" / "moe" / "vllm" / "0.24.0" / "moe_perf.parquet").to_pandas()
+    rows = df[(df.moe_dtype == dtype) & (df.kernel_source == kernel) & (df.num_tokens == tokens)
+              & (df.hidden_size == h) & (df.inter_size == inter) & (df.topk == k) & (df.num_experts == e)
+              & (df.moe_tp_size == mtp) & (df.moe_ep_size == mep) & (df.distribution == "balanced")]
+    assert len(rows) == 1
+    return float(rows.latency.iloc[0])
+
+
+@needs_data
+def test_expert_parallel_tables_read_the_fused_moe_rows_at_the_most_loaded_gpus_tokens():
+    """Qwen3-30B-A3B bf16, TP1 x DP2 with expert parallelism on H100, 256 tokens per rank: 512 tokens reach
+    the MoE layers; the most loaded GPU holds 1 + sqrt(2 ln 2 / 2048) = 1.0260173 times the mean, so the
+    balanced rows (moe tp 1, ep 2) are read at 525.3 tokens, between the measured 512 and 768: latency(512)
+    + (525.3 - 512) / 256 x (latency(768) - latency(512)), times 48 MoE layers."""
+    from sim.perf.kernels.tables import _moe_measured
+
+    m = CAT.model("qwen3-30b-a3b")
+    inp = TableInputs(system="h100_sxm", model=m, quant=CAT.quant("bf16"), tp=1, max_tokens=512, vllm_version=None,
+                      gpu=CAT.gpu("h100-sxm"), e_compute=0.78, e_memory=0.8, e_comm=0.7, t_allreduce_s=1e-5, dp=2,
+                      ep=True)
+    got, kernel = _moe_measured(ROOT, inp, "0.24.0", np.array([256]), [])
+    n = 512 * (1 + math.sqrt(2 * math.log(2) / 2048))
+    assert n == pytest.approx(525.32, abs=0.01)
+    kern = "vllm_unquantizedfusedmoe_triton_tritonexperts"
+    a, b = (_moe_ms("bfloat16", kern, x, 2048, 768, 8, 128, 1, 2) for x in (512, 768))
+    assert got[0] == pytest.approx((a + (n - 512) / 256 * (b - a)) * 1e-3 * 48, rel=1e-12)
+    assert kern in kernel
+
+
+@needs_data
+def test_an_fp8_moe_pool_on_hopper_reads_the_triton_fused_moe_rows():
+    """Llama-4-Scout fp8 TP4 on H100 (llm-d exp-4): the data's `fp8` rows are FlashInfer CUTLASS only
+    (0.960 ms per layer at 16 tokens, 2.6x the bf16 Triton kernel's 0.369 ms); the pool reads the Triton
+    fp8 kernel's rows (`fp8_block`, 0.224 ms at 16 tokens) x 48 MoE layers."""
+    from sim.perf.kernels.tables import _moe_measured
+
+    m = CAT.model("llama-4-scout")
+    inp = TableInputs(system="h100_sxm", model=m, quant=CAT.quant("fp8"), tp=4, max_tokens=64, vllm_version=None,
+                      gpu=CAT.gpu("h100-sxm"), e_compute=0.425, e_memory=0.8, e_comm=0.7, t_allreduce_s=1e-5)
+    got, kernel = _moe_measured(ROOT, inp, "0.24.0", np.array([16]), [])
+    triton = _moe_ms("fp8_block", "vllm_fp8moe_triton_tritonexperts", 16, 5120, 8192, 1, 16, 4, 1)
+    flashinfer = _moe_ms("fp8", "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts", 16, 5120, 8192, 1, 16,
+                         4, 1)
+    assert triton == pytest.approx(0.224, abs=5e-4) and flashinfer == pytest.approx(0.960, abs=5e-4)
+    assert got[0] == pytest.approx(triton * 1e-3 * 48, rel=1e-12) and "fp8_block" in kernel and "triton" in kernel
