@@ -82,6 +82,19 @@ def test_a_user_entry_with_rates_above_the_peak_is_a_located_error(tmp_path, fie
         load_catalog([f])
     msg = str(e.value)
     assert f"catalog file {f}" in msg and "gpu 'rtx-4090'" in msg and where in msg and what in msg
+    if "above" in what:
+        assert f"catalog file {f}, line 3, gpu" in msg  # the line of the offending value
+
+
+def test_a_scenario_naming_such_a_catalog_file_is_refused_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "mine.yaml").write_text("gpus:\n  rtx-4090:\n    achievable_flops: {bf16: 179.2e+12}\n")
+    sc = (ROOT / "scenarios" / "quickstart.yaml").read_text()
+    (tmp_path / "s.yaml").write_text("catalog: [mine.yaml]\n" + sc)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"catalog file {tmp_path / 'mine.yaml'}, line 3, gpu 'rtx-4090', field 'achievable_flops.bf16'" in err
+    assert "Traceback" not in err and not out.exists()
 
 
 def _fake(dtype="bf16", seconds=1e-4, copy_seconds=0.01) -> Measurement:

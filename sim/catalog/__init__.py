@@ -338,11 +338,29 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
     return out
 
 
+def _line_of(where: str, keys: tuple[str, ...]) -> str:
+    """The ", line N" of ``keys`` (gpus, name, field, ...) in the catalog file ``where`` names, or ""
+    (read again on the error path only; a key the file does not hold, e.g. a built-in value, has none)."""
+    path = Path(where.removeprefix("catalog file "))
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return ""
+        node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+        if node is None:
+            return ""
+    return f", line {node.start_mark.line + 1}"
+
+
 def _check_achievable(out: dict, name: str, where: str) -> None:
     """A GPU's achievable rates are measured, so at most its datasheet peaks (same dtype)."""
     at = f"{where}, gpu '{name}'"
     peaks = out.get("peak_flops", {})
     for dt, rate in out.get("achievable_flops", {}).items():
+        at = f"{where}{_line_of(where, ('gpus', name, 'achievable_flops', dt))}, gpu '{name}'"
         if dt not in peaks:
             raise FleetcastError(
                 f"{at}, field 'achievable_flops.{dt}': no datasheet peak for {dt} (peak_flops has "
@@ -356,6 +374,7 @@ def _check_achievable(out: dict, name: str, where: str) -> None:
             )
     bw = out.get("achievable_bw_bytes_s")
     if bw is not None and "hbm_bw_bytes_s" in out and bw > out["hbm_bw_bytes_s"]:
+        at = f"{where}{_line_of(where, ('gpus', name, 'achievable_bw_bytes_s'))}, gpu '{name}'"
         raise FleetcastError(
             f"{at}, field 'achievable_bw_bytes_s': {bw:.4g} B/s is above the datasheet bandwidth "
             f"hbm_bw_bytes_s = {out['hbm_bw_bytes_s']:.4g}; an achievable rate is at most the peak"
