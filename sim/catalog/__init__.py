@@ -350,9 +350,7 @@ def _line_of(where: str, keys: tuple[str, ...]) -> str:
         if not isinstance(node, yaml.MappingNode):
             return ""
         node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-        if node is None:
-            return ""
-    return f", line {node.start_mark.line + 1}"
+    return "" if node is None else f", line {node.start_mark.line + 1}"
 
 
 def _check_achievable(out: dict, name: str, where: str) -> None:
