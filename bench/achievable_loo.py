@@ -13,6 +13,8 @@ measured throughput / achievable rate); the held-out GPU's kernels are predicted
 achievable rates and that kappa. Beside it, the rule fleetcast used before (the held-out GPU's
 datasheet peak times the fraction of peak the OTHER GPUs reach, ``peak fraction``), and today's
 sibling rule where the GPU has a sibling (hopper: h200 from h100's fit; ``architectures.yaml``).
+Then one layer's attention kernels with the same (GEMM) kappas, as the performance model runs them
+(``attention_rows``).
 
 Shapes: layer-sized (n, k >= 1024), not launch-bound (ideal time >= 20 us at the datasheet
 peaks), the table's most common kernel; compute-bound where FLOP time >= 4x byte time at the
@@ -182,7 +184,98 @@ def study(root: Path) -> tuple[list[dict], dict[str, float]]:
             rows.append(row)
     kappas = {f"compute_{d}": _gmean([v for (_s, d2), v in kap_c.items() if d2 == d]) for d in ("bf16", "fp8")}
     kappas["memory"] = _gmean(list(kap_m.values()))
+    rows += attention_rows(root, kap_c, frac_c, kap_m, frac_m)
     return rows, kappas
+
+
+def _attention(root: Path, system: str, table: str):
+    """bf16-KV, full-attention, single-beam rows of the table's most common kernel."""
+    version = kd.nearest_version(kd.versions(root, system, table), None)
+    if version is None:
+        return None
+    cols = ["kernel_source", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "kv_cache_dtype"]
+    t = kd.read_table(
+        root,
+        system,
+        table,
+        version,
+        [*cols, "step", "window_size", "beam_width", "latency"],
+        {"window_size": 0, "beam_width": 1},
+    )
+    mask = (t["kv_cache_dtype"] == "bfloat16") & (t["window_size"] == 0) & (t["beam_width"] == 1)
+    names, counts = np.unique(t["kernel_source"][mask].astype(str), return_counts=True)
+    if not len(names):
+        return None
+    mask &= t["kernel_source"] == names[int(np.argmax(counts))]
+    return {
+        c: t[c][mask].astype(np.float64)
+        for c in ["batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "step", "latency"]
+    }
+
+
+def attention_rows(root: Path, kap_c: dict, frac_c: dict, kap_m: dict, frac_m: dict) -> list[dict]:
+    """The same held-out prediction for one layer's attention kernels, with the GEMMs' kappas (the
+    performance model runs attention at the linear layers' efficiencies): decode attention as KV
+    bytes / (kappa_m x achievable bandwidth), prefill attention (causal, no cached prefix) as
+    FLOPs / (kappa_c x achievable bf16 GEMM rate). Kept: rows whose ideal time at the datasheet
+    peak is >= 20 us; prefill also isl >= 1024 (compute-bound)."""
+    cat = load_catalog()
+    rows = []
+    for system, (gpu_name, rates, bw, _src) in PUBLISHED.items():
+        gpu = cat.gpu(gpu_name)
+        dec = _attention(root, system, "generation_attention_perf") if (root / system).is_dir() else None
+        if dec is not None and bw and system in kap_m:
+            nbytes = (
+                dec["batch_size"] * (dec["step"] + dec["isl"]) * 2 * dec["num_key_value_heads"] * dec["head_dim"] * 2
+            )
+            keep = nbytes / gpu.hbm_bw_bytes_s >= MIN_IDEAL_S
+            sh = {"bytes": nbytes[keep], "flops": nbytes[keep], "s": dec["latency"][keep] * 1e-3}
+            sh["memory"] = np.ones(int(keep.sum()), dtype=bool)
+            kap = _gmean([v for s2, v in kap_m.items() if s2 != system])
+            frac = _gmean([v for s2, v in frac_m.items() if s2 != system])
+            arch = load_architectures().get(_SIBLING_OF.get(system, ""))
+            rows.append(
+                {
+                    "gpu": system,
+                    "dtype": "bf16 KV",
+                    "regime": "decode attention",
+                    "n": int(keep.sum()),
+                    "rate_vs_peak": bw / gpu.hbm_bw_bytes_s,
+                    "own_kappa": own(sh, "memory", bw),
+                    "loo_kappa": kap,
+                    "err_rule": median_err(sh, "memory", kap * bw),
+                    "err_peak_fraction": median_err(sh, "memory", frac * gpu.hbm_bw_bytes_s),
+                    "err_sibling": median_err(sh, "memory", arch.e_memory * gpu.hbm_bw_bytes_s)
+                    if arch is not None and arch.e_memory
+                    else math.nan,
+                }
+            )
+        pre = _attention(root, system, "context_attention_perf") if (root / system).is_dir() else None
+        if pre is not None and (system, "bf16") in kap_c:
+            q = pre["isl"]
+            flops = 4.0 * pre["num_heads"] * pre["head_dim"] * pre["batch_size"] * q * q / 2
+            keep = (pre["step"] == 0) & (q >= 1024) & (flops / gpu.peak_flops["bf16"] >= MIN_IDEAL_S)
+            sh = {"flops": flops[keep], "bytes": flops[keep], "s": pre["latency"][keep] * 1e-3}
+            sh["compute"] = np.ones(int(keep.sum()), dtype=bool)
+            kap = _gmean([v for (s2, d2), v in kap_c.items() if d2 == "bf16" and s2 != system])
+            frac = _gmean([v for (s2, d2), v in frac_c.items() if d2 == "bf16" and s2 != system])
+            arch = load_architectures().get(_SIBLING_OF.get(system, ""))
+            e_sib = arch.e_compute_for("bf16") if arch is not None else None
+            rows.append(
+                {
+                    "gpu": system,
+                    "dtype": "bf16",
+                    "regime": "prefill attention",
+                    "n": int(keep.sum()),
+                    "rate_vs_peak": rates["bf16"] / gpu.peak_flops["bf16"],
+                    "own_kappa": own(sh, "compute", rates["bf16"]),
+                    "loo_kappa": kap,
+                    "err_rule": median_err(sh, "compute", kap * rates["bf16"]),
+                    "err_peak_fraction": median_err(sh, "compute", frac * gpu.peak_flops["bf16"]),
+                    "err_sibling": median_err(sh, "compute", e_sib * gpu.peak_flops["bf16"]) if e_sib else math.nan,
+                }
+            )
+    return rows
 
 
 def _pct(x: float) -> str:
