@@ -30,6 +30,9 @@ step "building the tiny model"
 step "testbed tests that need Locust (fake server)"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_testbed_*.py
 
+step "fleetcast calibrate microbench with PyTorch on this CPU (marker torch)"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider -m torch tests/test_microbench_torch.py
+
 step "real vLLM server tests"
 FLEETCAST_TESTBED_MODEL="$WORK/tiny" FLEETCAST_TESTBED_LOGS="${FLEETCAST_TESTBED_LOGS:-$WORK}" \
   timeout 900 "$VENV/bin/python" -m pytest -q -s -p no:cacheprovider -m real_server tests/real_server

@@ -2,6 +2,7 @@
 
     fleetcast calibrate RUN_DIR... --out calibration/profiles/NAME.json
     fleetcast calibrate --splitwise h100-80gb --out calibration/profiles/h100-splitwise.json
+    fleetcast calibrate microbench --gpu NAME [--model M] --out my-gpu.yaml [--device cpu] [--dtype D]
     fleetcast validate [--profile P] RUN... [--out DIR] [--record]
 
 A RUN is a testbed run folder, or a folder of them (a sweep folder), or a run
@@ -16,10 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
+from calibration import gpu_microbench
 from calibration.log_files import is_log_file
+from calibration.microbench_entry import achievable_rates, write_entry
 from sim import outpaths
+from sim.catalog import load_catalog
 from sim.errors import FleetcastError
 from sim.infiles import int_arg
 
@@ -157,6 +162,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--splitwise-csv", type=Path, help="path of perf_model.csv")
     _add_log_flags(p)
+    _add_microbench_flags(p)
     p.set_defaults(func=cmd_calibrate)
 
     v = subparsers.add_parser(
@@ -190,7 +196,92 @@ def register(subparsers) -> None:
     v.set_defaults(func=cmd_validate)
 
 
+def _add_microbench_flags(p) -> None:
+    g = p.add_argument_group(
+        "microbench: `fleetcast calibrate microbench --gpu NAME [--model M] --out FILE.yaml` measures this "
+        "machine's GPU with PyTorch (no vLLM) and writes a catalog entry with its achievable rates "
+        "(--gpu, --model, --tensor-parallel as above)"
+    )
+    g.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cuda: the GPU (default); cpu: a test run")
+    g.add_argument(
+        "--dtype",
+        action="append",
+        choices=list(gpu_microbench.DTYPES),
+        help="GEMM dtype to measure (repeatable; default bf16 on cuda, fp32 on cpu)",
+    )
+    g.add_argument(
+        "--tokens",
+        type=int_arg(16, 65536),
+        help="tokens of the timed step: the GEMMs' m, the attention's length (default 2048 on cuda, 128 on cpu)",
+    )
+    g.add_argument(
+        "--catalog",
+        action="append",
+        type=Path,
+        default=[],
+        help="user catalog file naming --gpu or --model (repeatable); the entry is checked over them",
+    )
+
+
+def cmd_microbench(args) -> int:
+    """``fleetcast calibrate microbench``: refuse what cannot be measured before measuring, write
+    the catalog entry only once it checks out (calibration/gpu_microbench.py)."""
+    if len(args.runs) != 1:
+        raise FleetcastError("`fleetcast calibrate microbench` takes no run folders")
+    if not args.gpu:
+        raise FleetcastError(
+            "`fleetcast calibrate microbench` needs --gpu NAME: the catalog GPU this card is (built-in, or an "
+            "entry of a --catalog file), whose datasheet peaks bound the measured rates"
+        )
+    if args.out.suffix not in (".yaml", ".yml"):
+        raise FleetcastError(f"--out {args.out}: the microbench writes a catalog entry; give a .yaml file")
+    check_out_file(args.out, "the catalog entry (YAML)")
+    cat = load_catalog(args.catalog)
+    gpu, model = cat.gpu(args.gpu), cat.model(args.model or "llama-3.1-8b")
+    tp = args.tensor_parallel or 1
+    if tp < 1 or model.num_heads % tp:
+        raise FleetcastError(f"--tensor-parallel {tp}: must divide the {model.num_heads} heads of {model.name}")
+    dtypes = args.dtype or (["bf16"] if args.device == "cuda" else ["fp32"])
+    missing = [d for d in dtypes if d not in gpu.peak_flops]
+    if missing:
+        raise FleetcastError(
+            f"--dtype {missing[0]}: GPU '{gpu.name}' has no datasheet peak for it (peak_flops has "
+            f"{', '.join(sorted(gpu.peak_flops))}), so its achievable rate could not be checked; "
+            "measure one of those. Nothing was written."
+        )
+    torch = gpu_microbench.import_torch()
+    dev = gpu_microbench.open_device(torch, args.device)
+    for d in dtypes:
+        gpu_microbench.check_dtype(torch, dev, d)
+    gpu_cuda = dev.type == "cuda"
+    tokens = args.tokens or (2048 if gpu_cuda else 128)
+    start = time.perf_counter()
+    meas = gpu_microbench.measure(
+        torch,
+        dev,
+        dtypes,
+        model,
+        tp,
+        tokens,
+        square=8192 if gpu_cuda else 256,
+        copy_bytes=(1 << 30) if gpu_cuda else (64 << 20),
+        budget_s=2.0 if gpu_cuda else 0.5,
+    )
+    write_entry(args.out, gpu, meas, args.catalog)
+    rates, bw, notes = achievable_rates(meas, gpu)
+    print(f"microbench on {meas.device_name} (torch {meas.torch_version}), {time.perf_counter() - start:.1f} s")
+    for d, r in sorted(rates.items()):
+        print(f"  {d} GEMM: {r / 1e12:.4g} TFLOPS achievable, {r / gpu.peak_flops[d]:.1%} of the datasheet peak")
+    print(f"  copy: {bw / 1e9:.4g} GB/s, {bw / gpu.hbm_bw_bytes_s:.1%} of the datasheet bandwidth")
+    for n in notes:
+        print(f"  note: {n}")
+    print(f"wrote {args.out}: use it with `catalog: [{args.out}]` in a scenario")
+    return 0
+
+
 def cmd_calibrate(args) -> int:
+    if [str(r) for r in args.runs[:1]] == ["microbench"]:
+        return cmd_microbench(args)
 
     check_out_file(args.out)
     name = args.name or args.out.stem

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -285,8 +286,10 @@ def test_pool_without_profile_uses_its_architecture_and_says_so():
     assert c.source.startswith("hopper efficiencies fitted to h100_sxm") and "uncalibrated" in c.source
     c8 = coefficients_for(pool, Path("."), cat.gpu("h100-sxm"), cat.quant("fp8"))
     assert c8.e_compute == hopper.e_compute["fp8"]  # the fp8 kernels' own efficiency, never bf16's
+    # a GPU of an architecture without a sibling and without achievable rates: fleetcast's defaults
+    bare = dataclasses.replace(cat.gpu("mi300x"), achievable_flops={}, achievable_bw_bytes_s=0.0)
     mi = PoolSpec(name="p", gpu="mi300x", replicas=1, model="llama-3.1-8b")
-    assert coefficients_for(mi, Path("."), cat.gpu("mi300x")) == PerfCoefficients()
+    assert coefficients_for(mi, Path("."), bare) == PerfCoefficients()
 
 
 def test_catalog_command_prints_sources_on_request(capsys):

@@ -38,10 +38,10 @@ def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(kc, "_memo", {})
 
 
-def _scenario(pools: list[dict]) -> object:
+def _scenario(pools: list[dict], **extra) -> object:
     fleet = [{"name": f"p{i}", "replicas": 1, "model": "llama-3.1-8b", **p} for i, p in enumerate(pools)]
     return scenario_from_dict({
-        "name": "k", "seed": 1, "fleet": fleet,
+        "name": "k", "seed": 1, "fleet": fleet, **extra,
         "traffic": {"duration_s": 20, "arrival": {"process": "poisson", "rate_rps": 2},
                     "classes": [{"name": "c", "prompt_tokens": {"dist": "fixed", "value": 500},
                                  "output_tokens": {"dist": "fixed", "value": 50}}]}})
@@ -146,22 +146,30 @@ def test_provenance_says_where_each_pools_step_times_come_from():
     assert src["p0"].startswith("measured vLLM 0.24.0 kernels on h100_sxm (aiconfigurator-core 0.12.0, Apache-2.0): "
                                 "GEMM bfloat16")
     assert "CPU overheads and roofline parts: hopper efficiencies" in src["p0"]
-    assert src["p1"].startswith("roofline: ada efficiencies fitted to l40s's measured vLLM GEMMs")
+    assert src["p1"].startswith("roofline: achievable rates of rtx-4090 (e_compute 0.927 = 0.927 x achievable 165.2")
     assert "linear layers: roofline (no int4-awq GEMM kernel" in src["p2"] and "attention vllm_flash_attn_fa3" in src["p2"]
-    assert src["p3"].startswith("roofline: fleetcast defaults")
+    assert src["p3"].startswith("roofline: achievable rates of mi300x (e_compute 0.474 = 0.927 x achievable 668.4")
     assert src["p4"].startswith("profile h100-splitwise")  # a profile still overrides: fitted roofline
 
 
 @needs_data
-def test_a_gpu_without_kernel_data_warns_once_naming_its_sibling():
-    sc = _scenario([{"gpu": "rtx-4090"}, {"gpu": "rtx-4090", "tensor_parallel": 2}, {"gpu": "h100-sxm"},
-                    {"gpu": "mi300x"}])
+def test_a_gpu_without_kernel_data_warns_once_naming_its_sibling_or_its_own_rates(tmp_path):
+    # my-cdna3: a user GPU of an architecture without a sibling and without achievable rates
+    f = tmp_path / "cat.yaml"
+    f.write_text("gpus:\n  my-cdna3:\n    peak_flops: {bf16: 1.0e+15}\n    hbm_bytes: 192.0e+9\n"
+                 "    hbm_bw_bytes_s: 5.0e+12\n    interconnect_bw_bytes_s: 64.0e+9\n    power_w: 750\n"
+                 "    price_usd_per_hour: 2.0\n    architecture: cdna3\n")
+    sc = _scenario([{"gpu": "l4"}, {"gpu": "l4", "tensor_parallel": 2}, {"gpu": "h100-sxm"}, {"gpu": "rtx-4090"},
+                    {"gpu": "mi300x"}, {"gpu": "my-cdna3"}], catalog=[str(f)])
     lines = kernel_warnings(sc)
-    assert lines == ["no measured kernels for GPU 'rtx-4090': its roofline borrows the ada efficiencies fitted to l40s",
-                     "no measured kernels for GPU 'mi300x' and no sibling of its architecture (cdna3) in the kernel "
+    own = ": its roofline runs at its own achievable rates (catalog achievable_flops / achievable_bw_bytes_s, " \
+          "sim/perf/achievable.py)"
+    assert lines == ["no measured kernels for GPU 'l4': its roofline borrows the ada efficiencies fitted to l40s",
+                     f"no measured kernels for GPU 'rtx-4090'{own}", f"no measured kernels for GPU 'mi300x'{own}",
+                     "no measured kernels for GPU 'my-cdna3' and no sibling of its architecture (cdna3) in the kernel "
                      "data: fleetcast's default efficiencies apply"]
     ada = load_architectures()["ada"]
-    perf = _perf("rtx-4090")
+    perf = _perf("l4")
     assert perf.kernels is None and perf.coeffs.e_compute == ada.e_compute["bf16"]
 
 

@@ -63,6 +63,9 @@ class GPU:
     # scenarios override in pricing.own.purchase_usd_per_gpu
     architecture: str = ""  # architectures.yaml key: the roofline efficiencies without kernel data
     kernel_data: str = ""  # aiconfigurator-core system with this GPU's measured vLLM kernels ("": none)
+    achievable_flops: Mapping[str, float] = field(default_factory=dict)  # dtype -> GEMM FLOP/s measured on this
+    # GPU (a microbenchmark), at most peak_flops; sim.perf.achievable turns it into e_compute
+    achievable_bw_bytes_s: float = 0.0  # memory bandwidth measured on this GPU (copy), at most hbm_bw_bytes_s (0: none)
 
 
 @dataclass(frozen=True)
@@ -296,6 +299,10 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
             if not isinstance(value, dict) or not value or set(value) - set(DTYPES):
                 raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to FLOP/s, got {value!r}")
             out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
+        elif key == "achievable_flops" and kind == "gpu":
+            if not isinstance(value, dict) or not value or set(value) - set(DTYPES):
+                raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to measured FLOP/s, got {value!r}")
+            out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
         elif key == "perf_defaults" and kind == "gpu":
             valid = ("e_compute", "e_memory", "e_comm", "t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s")
             if not isinstance(value, dict) or set(value) - set(valid):
@@ -317,6 +324,8 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
     missing = [k for k, (_, req) in fields.items() if req and k not in out]
     if missing:
         raise FleetcastError(f"{where}: {kind} '{name}' is missing required field(s): {', '.join(missing)}")
+    if kind == "gpu":
+        _check_achievable(out, name, where)
     if kind == "model":
         out.setdefault("head_dim", out["hidden_size"] // out["num_heads"])
         e, k = out.setdefault("num_experts", 1), out.setdefault("num_experts_active", 1)
@@ -327,6 +336,47 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
             )
         _check_moe_mla(out, name, where)
     return out
+
+
+def _line_of(where: str, keys: tuple[str, ...]) -> str:
+    """The ", line N" of ``keys`` (gpus, name, field, ...) in the catalog file ``where`` names, or ""
+    (read again on the error path only; a key the file does not hold, e.g. a built-in value, has none)."""
+    path = Path(where.removeprefix("catalog file "))
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return ""
+        node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+    return "" if node is None else f", line {node.start_mark.line + 1}"
+
+
+def _check_achievable(out: dict, name: str, where: str) -> None:
+    """A GPU's achievable rates are measured, so at most its datasheet peaks (same dtype)."""
+    at = f"{where}, gpu '{name}'"
+    peaks = out.get("peak_flops", {})
+    for dt, rate in out.get("achievable_flops", {}).items():
+        at = f"{where}{_line_of(where, ('gpus', name, 'achievable_flops', dt))}, gpu '{name}'"
+        if dt not in peaks:
+            raise FleetcastError(
+                f"{at}, field 'achievable_flops.{dt}': no datasheet peak for {dt} (peak_flops has "
+                f"{', '.join(sorted(peaks)) or 'none'}); add peak_flops.{dt} or leave this rate out"
+            )
+        if rate > peaks[dt]:
+            raise FleetcastError(
+                f"{at}, field 'achievable_flops.{dt}': {rate:.4g} FLOP/s is above the datasheet peak "
+                f"peak_flops.{dt} = {peaks[dt]:.4g}; an achievable rate is at most the peak (check the "
+                "measurement's dtype and units, or the peak: dense, FLOP/s)"
+            )
+    bw = out.get("achievable_bw_bytes_s")
+    if bw is not None and "hbm_bw_bytes_s" in out and bw > out["hbm_bw_bytes_s"]:
+        at = f"{where}{_line_of(where, ('gpus', name, 'achievable_bw_bytes_s'))}, gpu '{name}'"
+        raise FleetcastError(
+            f"{at}, field 'achievable_bw_bytes_s': {bw:.4g} B/s is above the datasheet bandwidth "
+            f"hbm_bw_bytes_s = {out['hbm_bw_bytes_s']:.4g}; an achievable rate is at most the peak"
+        )
 
 
 _MLA_FIELDS = ("q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")

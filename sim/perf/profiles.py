@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sim.catalog import load_architectures
 from sim.errors import FleetcastError
+from sim.perf.achievable import achievable_efficiencies
 from sim.perf.perf_model import PerfCoefficients
 
 __all__ = ["load_profile", "coefficients_for", "validation_summary", "profile_validation"]
@@ -53,15 +54,22 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoeffici
         values: dict[str, float] = {}
         said = []
         arch = load_architectures().get(getattr(gpu, "architecture", "") or "")
-        if arch is not None and arch.e_memory is not None:
-            dtype = quant.compute_dtype_on(gpu) if quant is not None else "bf16"
+        dtype = quant.compute_dtype_on(gpu) if quant is not None and gpu is not None else "bf16"
+        # the GPU's own achievable rates first (sim.perf.achievable); a sibling's fractions only for the rest
+        own, own_text = achievable_efficiencies(gpu, dtype) if gpu is not None else ({}, "")
+        if own_text:
+            said.append(own_text)
+        if arch is not None and arch.e_memory is not None and len(own) < 2:
             # assumes an architecture with e_memory has e_compute fitted too (architectures.yaml; not checked)
-            values = {"e_compute": arch.e_compute_for(dtype), "e_memory": arch.e_memory}  # type: ignore[dict-item]
+            borrowed = {"e_compute": arch.e_compute_for(dtype), "e_memory": arch.e_memory}
+            borrowed = {k: v for k, v in borrowed.items() if k not in own}
             said.append(
                 f"{arch.name} efficiencies fitted to {arch.sibling}'s measured vLLM GEMMs "
-                f"(e_compute {values['e_compute']:g} at {dtype}, e_memory {values['e_memory']:g}; "
+                f"({', '.join(f'{k} {v:g}' + (f' at {dtype}' if k == 'e_compute' else '') for k, v in borrowed.items())}; "
                 f"sim/catalog/architectures.yaml, from aiconfigurator-core data, Apache-2.0)"
             )
+            values.update(borrowed)  # type: ignore[arg-type]  # e_compute_for is set where e_memory is
+        values.update(own)
         extra = dict(getattr(gpu, "perf_defaults", None) or {})
         if extra:
             src = (gpu.sources or {}).get("perf_defaults", "catalog")

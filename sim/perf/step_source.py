@@ -102,7 +102,12 @@ def kernel_warnings(scenario) -> list[str]:
         if not gpu.kernel_data or not (root / gpu.kernel_data).is_dir():
             seen.add(gpu.name)
             arch = load_architectures().get(gpu.architecture or "")
-            if arch is not None and arch.sibling:
+            if gpu.achievable_flops or gpu.achievable_bw_bytes_s:
+                out.append(
+                    f"no measured kernels for GPU '{gpu.name}': its roofline runs at its own achievable rates "
+                    "(catalog achievable_flops / achievable_bw_bytes_s, sim/perf/achievable.py)"
+                )
+            elif arch is not None and arch.sibling:
                 out.append(
                     f"no measured kernels for GPU '{gpu.name}': its roofline borrows the {arch.name} "
                     f"efficiencies fitted to {arch.sibling}"
