@@ -231,6 +231,11 @@ def _synthetic(traffic: TrafficSpec, seed: int, base_dir: Path):
     output = np.zeros(n, dtype=np.int64)
     for c, cls in enumerate(traffic.classes):
         rows = np.flatnonzero(class_idx == c)
+        if cls.lengths_table is not None:  # one observed (prompt, output) row per request
+            table_p, table_o = cls.lengths_table.build(base_dir, f"traffic.classes[{c}].lengths_table.path")
+            pick = stream(seed, "lengths", c, 2).integers(0, table_p.size, size=rows.size)
+            prompt[rows], output[rows] = table_p[pick], table_o[pick]
+            continue
         for part, (spec, dest) in enumerate(((cls.prompt_tokens, prompt), (cls.output_tokens, output))):
             which = "prompt_tokens" if part == 0 else "output_tokens"
             assert spec is not None  # required without a trace (TrafficSpec's validator)

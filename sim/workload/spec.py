@@ -9,6 +9,7 @@ turns it into a ``Workload``.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import numpy as np
@@ -25,6 +26,7 @@ from sim.workload.distributions import (
     NormalLength,
     UniformLength,
 )
+from sim.workload.traces import read_values
 
 __all__ = [
     "PERCENTILES",
@@ -43,6 +45,7 @@ __all__ = [
     "DiurnalArrival",
     "TraceArrival",
     "ArrivalSpec",
+    "JointLengthsSpec",
     "ClassSpec",
     "TrafficSpec",
 ]
@@ -277,6 +280,27 @@ ArrivalSpec = Annotated[
 ]
 
 
+# ------------------------------------------------- joint prompt/output lengths
+class JointLengthsSpec(BaseModel):
+    """Prompt and output lengths drawn together: each request takes one row of a
+    table of observed (prompt, output) pairs, uniformly with replacement, so the
+    dependence between the two (and each one's distribution) is the table's."""
+
+    model_config = _CFG
+    path: str = Field(
+        ..., min_length=1, description="CSV or JSONL file of observed pairs, relative to the scenario file's folder."
+    )
+    prompt_column: str = Field("prompt_tokens", min_length=1, description="Column (or JSONL key) of the prompt tokens.")
+    output_column: str = Field("output_tokens", min_length=1, description="Column (or JSONL key) of the output tokens.")
+
+    def build(self, base_dir, field: str) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt, output) token counts of the table's rows, each >= 1 (0 is raised to 1)."""
+        path = Path(base_dir) / self.path
+        prompt = read_values(path, self.prompt_column, field)
+        output = read_values(path, self.output_column, field)
+        return np.maximum(prompt, 1), np.maximum(output, 1)
+
+
 # --------------------------------------------------------------- classes
 class ClassSpec(BaseModel):
     """One traffic class: its share of the arrivals, lengths, prefix and SLO."""
@@ -308,6 +332,10 @@ class ClassSpec(BaseModel):
     output_tokens: Optional[LengthSpec] = Field(
         None,
         description="Output length distribution, like prompt_tokens. Required for synthetic arrivals; ignored for trace arrivals.",
+    )
+    lengths_table: Optional[JointLengthsSpec] = Field(
+        None,
+        description="Prompt and output lengths drawn together from a table of observed pairs (keeps their dependence), instead of prompt_tokens and output_tokens.",
     )
     prefix: Optional[PrefixSpec] = Field(
         None, description="Shared prompt prefix of this class (for prefix caching); omitted = none."
@@ -361,15 +389,23 @@ class TrafficSpec(BaseModel):
         if dup:
             raise ValueError(f"class names must be unique; repeated: {', '.join(dup)}")
         self._check_rates()
+        both = [c.name for c in self.classes if c.lengths_table and (c.prompt_tokens or c.output_tokens)]
+        if both:
+            raise ValueError(
+                f"give a class lengths_table or prompt_tokens/output_tokens, not both (class {', '.join(both)})"
+            )
         if not self.is_trace:
             missing = [
                 f"{c.name}.{f}"
                 for c in self.classes
+                if c.lengths_table is None
                 for f in ("prompt_tokens", "output_tokens")
                 if getattr(c, f) is None
             ]
             if missing:
-                raise ValueError(f"synthetic arrivals need a length distribution for: {', '.join(missing)}")
+                raise ValueError(
+                    f"synthetic arrivals need a length distribution (or a class lengths_table) for: {', '.join(missing)}"
+                )
         return self
 
     def _check_rates(self) -> None:

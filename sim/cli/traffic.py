@@ -1,0 +1,182 @@
+"""``fleetcast traffic fit``: fit a scenario ``traffic:`` section to request logs.
+
+Reads vLLM bench-serve results and per-request logs (``fleetcast validate``'s
+readers), OpenAI-style gateway logs and the public Azure 2023 / Mooncake
+traces (docs/traffic-fit.md); writes the YAML (and the lengths table it refers
+to) only once everything is fitted, so a refusal leaves nothing behind.
+``--check SCENARIO`` simulates that scenario's fleet on the replayed log and on
+the fitted traffic and prints the differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from calibration.logs.bench_serve import read_bench_serve
+from calibration.logs.request_log import read_request_log
+from sim.errors import FleetcastError
+from sim.outpaths import check_out_file
+
+__all__ = ["register"]
+
+FORMATS = ("auto", "gateway", "request-log", "bench-serve", "azure-2023", "mooncake")
+
+
+def _parse_map(items: list[str]) -> dict[str, str]:
+    from sim.workload.fit.readers import GATEWAY_COLUMNS
+
+    out = {}
+    for item in items:
+        field, sep, column = item.partition("=")
+        if not sep or not column:
+            raise FleetcastError(f"--map {item}: give FIELD=COLUMN, e.g. --map prompt_tokens=input_tok")
+        if field not in GATEWAY_COLUMNS:
+            raise FleetcastError(f"--map {item}: unknown field '{field}'; valid fields: {', '.join(GATEWAY_COLUMNS)}")
+        out[field] = column
+    return out
+
+
+def _parse_growth(text: str | None) -> tuple[float, int] | None:
+    if text is None:
+        return None
+    pct, sep, months = text.partition(":")
+    try:
+        g, m = float(pct), int(months)
+    except ValueError:
+        g, m = float("nan"), 0
+    if not sep or not (-90 <= g <= 1000) or not (1 <= m <= 120):
+        raise FleetcastError(
+            f"--growth {text}: give MONTHLY_PCT:MONTHS, e.g. --growth 15:6 (percent -90..1000, months 1..120)"
+        )
+    return g, m
+
+
+def _from_frame(path: Path, df):
+    """validate's records (class, arrival_s, ..., output_tokens, status) as a RequestLog; a
+    failed request still arrived, but without an output count it cannot be fitted."""
+    from sim.workload.fit.log import RequestLog
+
+    out = df["output_tokens"].to_numpy(dtype=float)
+    missing = ~np.isfinite(out)
+    warnings = []
+    if missing.any():
+        warnings.append(
+            f"{path}: {int(missing.sum()):,} of {len(df):,} failed request(s) without an output token count dropped."
+        )
+    df = df[~missing]
+    return RequestLog(
+        arrival_s=df["arrival_s"].to_numpy(dtype=float),
+        prompt_tokens=df["prompt_tokens"].to_numpy(dtype=float).astype(np.int64),
+        output_tokens=df["output_tokens"].to_numpy(dtype=float).astype(np.int64),
+        fields={"class": df["class"].astype(str).to_numpy()},
+        sources=[str(path)],
+        warnings=warnings,
+    )
+
+
+def _read(path: Path, fmt: str, mapping: dict[str, str]):
+    from sim.workload.fit.readers import read_gateway, read_trace, sniff_format
+
+    kind = sniff_format(path) if fmt == "auto" else fmt
+    if kind == "bench-serve":
+        records, _, notes = read_bench_serve(path)
+        log = _from_frame(path, records)
+        log.warnings += [f"{path}: {n}" for n in notes]
+    elif kind == "request-log":
+        log = _from_frame(path, read_request_log(path))
+    elif kind in ("azure-2023", "mooncake"):
+        log = read_trace(path, kind)
+    else:
+        log = read_gateway(path, mapping)
+    return log.clean(str(path), min_requests=1)
+
+
+def _write(out: Path, text: str, tables: dict[str, str]) -> list[Path]:
+    """All files, or none: each is written beside its target, then renamed into place."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, body in [*tables.items(), (out.name, text)]:
+            target = out.parent / name
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=out.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(body)
+            staged.append((Path(tmp_name), target))
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [t for _, t in staged]
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    out = check_out_file(Path(args.out), "the traffic section")
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise FleetcastError(f"--out {out}: give a .yaml file for the traffic section")
+    if args.check is not None and not Path(args.check).is_file():
+        raise FleetcastError(f"--check {args.check}: scenario file not found")
+    if args.by is not None and args.classes is not None:
+        raise FleetcastError("give --by FIELD or --classes N, not both")
+    mapping = _parse_map(args.map)
+    growth = _parse_growth(args.growth)
+
+    from sim.cli.common import console, err_console
+    from sim.workload.fit.fit import fit_traffic
+    from sim.workload.fit.log import RequestLog
+    from sim.workload.fit.write import render, traffic_dict
+    from sim.workload.spec import TrafficSpec
+
+    logs = [_read(Path(p), args.format, mapping) for p in args.logs]
+    log = RequestLog.concat(logs).clean(", ".join(args.logs))
+    fit = fit_traffic(log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed)
+    text, tables = render(fit, out.stem + ".lengths.csv")
+    TrafficSpec.model_validate(traffic_dict(text))  # what we write loads as a traffic section
+    if args.check is not None:
+        _check(args, fit, text, tables)
+    written = _write(out, text, tables)
+    for w in fit.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+    console.print(f"fitted {fit.n:,} requests, {len(fit.classes)} class(es), arrival {fit.arrival.process}")
+    console.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/dim]")
+    return 0
+
+
+def _check(args: argparse.Namespace, fit, text: str, tables: dict[str, str]) -> None:
+    from sim.analysis.traffic_roundtrip import TOLERANCE, round_trip
+    from sim.cli.common import console
+    from sim.workload.fit.write import traffic_dict
+
+    with tempfile.TemporaryDirectory(prefix="fleetcast-traffic-check-") as tmp:
+        folder = Path(tmp)
+        for name, body in tables.items():
+            (folder / name).write_text(body, encoding="utf-8")
+        rows = round_trip(Path(args.check), fit, traffic_dict(text), folder, seeds=args.check_seeds)
+    console.print(f"round trip on {args.check}'s fleet (fitted: mean of {args.check_seeds} seeds):")
+    console.print(f"  {'metric':<26}{'replayed log':>14}{'fitted':>14}{'diff':>9}")
+    for r in rows:
+        mark = "ok" if r.ok else f"> {TOLERANCE:.0%}"
+        console.print(f"  {r.label:<26}{r.replay:>14.4g}{r.fitted:>14.4g}{r.rel_diff:>+8.1%}  {mark}")
+
+
+def register(subparsers) -> None:
+    """Add the ``traffic`` command (``traffic fit``)."""
+    t = subparsers.add_parser("traffic", help="fit a scenario traffic section to request logs")
+    sub = t.add_subparsers(dest="traffic_command", required=True, metavar="{fit}")
+    f = sub.add_parser("fit", help="fit classes, arrivals, lengths and prefix sharing to request logs")
+    f.add_argument("logs", nargs="+", metavar="LOG", help="request log files (docs/traffic-fit.md lists the formats)")
+    f.add_argument("--out", required=True, help="the traffic section to write (.yaml); a lengths table goes beside it")
+    f.add_argument("--format", choices=FORMATS, default="auto", help="log format (default: told from the file)")
+    f.add_argument("--by", choices=("model", "tenant", "route", "class"), help="one class per value of this field")
+    f.add_argument("--classes", type=int, metavar="N", help="N classes by clustering (prompt, output) lengths")
+    f.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN", help="gateway log column of a field")
+    f.add_argument("--scale", type=float, default=1.0, help="multiply the fitted rates by this (default 1)")
+    f.add_argument("--growth", metavar="PCT:MONTHS", help="also write plan.demand: a growth forecast from the rate")
+    f.add_argument("--check", metavar="SCENARIO", help="simulate this scenario's fleet on the log and on the fit")
+    f.add_argument("--check-seeds", type=int, default=3, help="seeds of the fitted traffic in --check (default 3)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the fit's subsampling and clustering")
+    f.set_defaults(func=_cmd_fit)

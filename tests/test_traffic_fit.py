@@ -1,0 +1,242 @@
+"""`fleetcast traffic fit`: synthetic logs from known processes and distributions come back
+with their parameters inside the fit's 95% intervals; the Azure 2023 sample round-trips
+through fit -> simulate within 5%; bad input is a located error or a counted warning."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sim.cli import main
+from sim.workload.fit.arrivals import fit_arrivals
+from sim.workload.fit.fit import fit_traffic
+from sim.workload.fit.lengths import fit_pair
+from sim.workload.fit.prefix import fit_prefix, shared_blocks
+from sim.workload.fit.readers import read_trace
+from sim.workload.fit.write import render, traffic_dict
+from sim.workload.generate import generate_workload
+from sim.workload.spec import TrafficSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURE = ROOT / "scenarios" / "data" / "azure-conv-2023-sample.csv"
+
+
+def _inside(x: float, ci: tuple[float, float]) -> bool:
+    return ci[0] <= x <= ci[1]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_poisson_rate_inside_interval_and_chosen(seed):
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(1 / 4.0, 6000))
+    fit = fit_arrivals(t - t[0], None)
+    assert _inside(4.0, fit.rate_ci)
+    assert _inside(1.0, fit.cv_ci)
+    assert fit.process == "poisson"
+
+
+@pytest.mark.parametrize("cv", [2.0, 3.0])
+def test_gamma_renewal_cv_inside_interval_and_chosen(cv):
+    rng = np.random.default_rng(7)
+    shape = 1 / cv**2  # gamma gaps: cv = 1/sqrt(shape); mean gap = shape * scale = 1/rate
+    t = np.cumsum(rng.gamma(shape, 1 / (2.0 * shape), 20000))
+    fit = fit_arrivals(t - t[0], None)
+    assert _inside(cv, fit.cv_ci), (cv, fit.cv_ci)
+    assert _inside(2.0, fit.rate_ci)
+    assert fit.process == "gamma"
+
+
+def test_diurnal_profile_found_with_hourly_rates():
+    """Three days of a non-homogeneous Poisson process, 0.5 req/s from 08:00 to 20:00 UTC and
+    0.1 req/s otherwise: the fit picks a daily curve and each hour's rate is near its truth
+    (3 x 3600 s per hour of day: +-1.96 sqrt(n)/T is about 0.03 at 0.5 req/s)."""
+    rng = np.random.default_rng(5)
+    parts = []
+    for h in range(72):
+        rate = 0.5 if 8 <= h % 24 < 20 else 0.1
+        k = rng.poisson(rate * 3600)
+        parts.append(h * 3600 + np.sort(rng.random(k) * 3600))
+    t = np.concatenate(parts)
+    fit = fit_arrivals(t - t[0], start_epoch_s=1_700_000_000.0 - 1_700_000_000.0 % 86400 + t[0])
+    assert fit.process == "diurnal"
+    for h, r in enumerate(fit.hourly_rps):
+        truth = 0.5 if 8 <= h < 20 else 0.1
+        assert abs(r - truth) < 1.96 * math.sqrt(truth * 3 * 3600) / (3 * 3600) * 1.5 + 0.005, (h, r)
+
+
+def test_lognormal_lengths_chosen_with_parameters_inside_intervals():
+    rng = np.random.default_rng(11)
+    prompt = np.maximum(np.rint(rng.lognormal(math.log(800), 0.7, 4000)), 1).astype(np.int64)
+    output = np.maximum(np.rint(rng.normal(300, 40, 4000)), 1).astype(np.int64)
+    pf = fit_pair(prompt, output, rng)
+    assert pf.prompt.chosen is not None and pf.prompt.chosen.family == "lognormal"
+    assert _inside(math.log(800), pf.prompt.chosen.ci["mu"])
+    assert _inside(0.7, pf.prompt.chosen.ci["sigma"])
+    assert pf.output.chosen is not None and pf.output.chosen.family == "normal"
+    assert _inside(300, pf.output.chosen.ci["mean"])
+    assert _inside(40, pf.output.chosen.ci["std"])
+    assert not pf.joint  # drawn independently
+
+
+def test_dependent_lengths_kept_as_a_table_and_heavy_tails_go_empirical():
+    rng = np.random.default_rng(12)
+    prompt = rng.integers(10, 5000, 3000)
+    output = np.maximum(prompt // 10 + rng.integers(0, 50, 3000), 1)  # output grows with prompt
+    mix = np.where(rng.random(3000) < 0.5, 20, 4000)  # two spikes: no family fits
+    pf = fit_pair(prompt, output, rng)
+    assert pf.joint and pf.spearman > 0.5
+    assert fit_pair(mix, output, rng).prompt.chosen is None
+
+
+def test_shared_blocks_by_hand():
+    # request 0: blocks 1 2 3 (all new); request 1: 1 2 seen, then 7 new; request 2: 1 seen, 9 new, 2 (after 9: not leading)
+    offsets = np.array([0, 3, 6, 9])
+    ids = np.array([1, 2, 3, 1, 2, 7, 1, 9, 2])
+    assert shared_blocks(offsets, ids).tolist() == [0, 2, 1]
+
+
+def test_prefix_fit_of_two_system_prompts():
+    # 100 requests, each 4 blocks: the first 2 blocks are one of two system prompts (roots 1000, 2000)
+    rows = []
+    for i in range(100):
+        root = 1000 if i % 2 == 0 else 2000
+        rows.append([root, root + 1, 10_000 + 2 * i, 10_001 + 2 * i])
+    offsets = np.arange(0, 401, 4)
+    pf = fit_prefix(offsets, np.array(rows).ravel(), np.full(100, 4 * 512), 512)
+    assert pf is not None
+    assert pf.shared_fraction == pytest.approx(98 / 100)  # all but the first of each prompt
+    assert pf.tokens == 1024 and pf.num_distinct == 2
+
+
+def _pair_scenario(tmp_path: Path, table: str) -> dict:
+    (tmp_path / "pairs.csv").write_text(table)
+    return {
+        "duration_s": 200,
+        "arrival": {"process": "poisson", "rate_rps": 10},
+        "classes": [{"name": "a", "lengths_table": {"path": "pairs.csv"}}],
+    }
+
+
+def test_lengths_table_draws_observed_pairs(tmp_path):
+    spec = TrafficSpec.model_validate(_pair_scenario(tmp_path, "prompt_tokens,output_tokens\n100,7\n2000,300\n"))
+    w = generate_workload(spec, 1, tmp_path)
+    pairs = set(zip(w.prompt_tokens.tolist(), w.output_tokens.tolist()))
+    assert pairs == {(100, 7), (2000, 300)}  # never (100, 300): the dependence is kept
+
+
+def test_lengths_table_errors_are_located(tmp_path):
+    from sim.errors import ScenarioError
+
+    with pytest.raises(ValueError, match="not both"):
+        TrafficSpec.model_validate(
+            {
+                **_pair_scenario(tmp_path, "prompt_tokens,output_tokens\n1,1\n"),
+                "classes": [
+                    {"name": "a", "lengths_table": {"path": "p.csv"}, "prompt_tokens": {"dist": "fixed", "value": 3}}
+                ],
+            }
+        )
+    spec = TrafficSpec.model_validate(_pair_scenario(tmp_path, "prompt_tokens,output\n1,1\n"))
+    with pytest.raises(ScenarioError, match=r"classes\[0\]\.lengths_table\.path.*no column 'output_tokens'"):
+        generate_workload(spec, 1, tmp_path)
+
+
+def test_fit_of_azure_sample_loads_as_traffic_and_round_trips_within_5pct(tmp_path):
+    from sim.analysis.traffic_roundtrip import round_trip
+
+    log = read_trace(AZURE, "azure-2023").clean("azure")
+    fit = fit_traffic(log)
+    text, tables = render(fit, "t.lengths.csv")
+    for name, body in tables.items():
+        (tmp_path / name).write_text(body)
+    traffic = traffic_dict(text)
+    TrafficSpec.model_validate(traffic)
+    rows = round_trip(ROOT / "scenarios" / "azure-replay.yaml", fit, traffic, tmp_path, seeds=3)
+    assert {r.label for r in rows} >= {"TTFT p50, s", "TTFT p99, s", "TPOT p99, s", "throughput, req/s"}
+    bad = [(r.label, r.replay, r.fitted) for r in rows if not r.ok]
+    assert not bad, bad
+
+
+# ------------------------------------------------------------------ CLI and bad input
+def _gateway(
+    tmp_path: Path, rows: list[str], header="timestamp,model,tenant,usage.prompt_tokens,usage.completion_tokens"
+) -> Path:
+    p = tmp_path / "gw.csv"
+    p.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return p
+
+
+def _rows(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.cumsum(rng.exponential(0.5, n))
+    return [
+        f"{x:.3f},{'m1' if i % 3 else 'm2'},t{i % 2},{rng.integers(50, 900)},{rng.integers(5, 300)}"
+        for i, x in enumerate(t)
+    ]
+
+
+def test_cli_gateway_log_by_model_writes_a_valid_section(tmp_path, capsys):
+    log = _gateway(tmp_path, _rows(600))
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--by", "model", "--growth", "10:6"]) == 0
+    doc = yaml.safe_load(out.read_text())
+    spec = TrafficSpec.model_validate(doc["traffic"])
+    assert [c.name for c in spec.classes] == ["m1", "m2"]
+    assert [round(c.share, 3) for c in spec.classes] == [0.667, 0.333]  # 400 and 200 of 600 rows
+    assert doc["plan"]["demand"]["monthly_growth_pct"] == 10
+    assert "# arrivals: counts in" in out.read_text()
+
+
+def test_cli_counts_dropped_rows_and_names_the_first(tmp_path, capsys):
+    rows = _rows(300)
+    rows[10] = rows[10].rsplit(",", 2)[0] + ",lots,5"  # a token count that is no number
+    rows[20] = rows[20].rsplit(",", 2)[0] + ",-4,5"  # negative
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(_gateway(tmp_path, rows)), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 300 row(s) dropped: column 'usage.prompt_tokens' is not a whole number" in err
+    assert "line 12" in err  # header is line 1, row 10 (0-based) is line 12
+    assert "dropped for a negative prompt token count (the first at line 22)" in err
+
+
+def test_cli_missing_column_is_an_error_and_writes_nothing(tmp_path, capsys):
+    log = _gateway(tmp_path, _rows(100), header="timestamp,model,tenant,usage.prompt_tokens,tokens_out")
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no column for output_tokens" in err and "--map" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [log]
+    # the mapping flag fixes it
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--map", "output_tokens=tokens_out"]) == 0
+
+
+def test_cli_too_short_log_and_too_many_classes_are_errors(tmp_path, capsys):
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(_gateway(tmp_path, _rows(20))), "--out", str(out)]) == 2
+    assert "fitting needs at least 50" in capsys.readouterr().err
+    assert main(["traffic", "fit", str(_gateway(tmp_path, _rows(120))), "--out", str(out), "--classes", "5"]) == 2
+    assert "too few for 5 classes" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_small_field_values_are_dropped_with_a_count(tmp_path, capsys):
+    rows = _rows(400)
+    # the odd rows among the first 30 (15 of them) become tenant 'rare': too few to be a class
+    rows = [r.replace(",t1,", ",rare,", 1) if i < 30 and ",t1," in r else r for i, r in enumerate(rows)]
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(_gateway(tmp_path, rows)), "--out", str(out), "--by", "tenant"]) == 0
+    assert "15 request(s) of 1 value(s) with too few requests to fit" in capsys.readouterr().err
+    assert [c["name"] for c in yaml.safe_load(out.read_text())["traffic"]["classes"]] == ["t0", "t1"]
+
+
+def test_cli_mooncake_sample_fits_prefix_sharing(tmp_path):
+    out = tmp_path / "traffic.yaml"
+    sample = ROOT / "scenarios" / "data" / "mooncake-conversation-sample.jsonl"
+    assert main(["traffic", "fit", str(sample), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "# prefix:" in text and "share a prefix" in text
+    TrafficSpec.model_validate(yaml.safe_load(text)["traffic"])
