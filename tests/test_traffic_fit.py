@@ -240,3 +240,60 @@ def test_cli_mooncake_sample_fits_prefix_sharing(tmp_path):
     text = out.read_text()
     assert "# prefix:" in text and "share a prefix" in text
     TrafficSpec.model_validate(yaml.safe_load(text)["traffic"])
+
+
+# ------------------------------------------------------------------ Markov-modulated arrivals
+def _mmpp_traffic(duration_s: float = 7200) -> TrafficSpec:
+    return TrafficSpec.model_validate(
+        {
+            "duration_s": duration_s,
+            "arrival": {"process": "mmpp", "rate_rps": 5, "levels": [1, 5], "mean_sojourn_s": [120, 60]},
+            "classes": [
+                {
+                    "name": "a",
+                    "prompt_tokens": {"dist": "fixed", "value": 5},
+                    "output_tokens": {"dist": "fixed", "value": 5},
+                }
+            ],
+        }
+    )
+
+
+def test_mmpp_regime_rates_by_hand():
+    # time fractions 120/180 and 60/180; mean level 2/3*1 + 1/3*5 = 7/3, so rates are levels * 5/(7/3)
+    rates, frac = _mmpp_traffic().arrival.regime_rates(5.0)
+    assert frac.tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert rates.tolist() == pytest.approx([15 / 7, 75 / 7])
+
+
+def test_mmpp_generator_mean_rate():
+    from sim.rng import stream
+    from sim.workload.generate import arrival_times
+
+    t = arrival_times(_mmpp_traffic(100_000), stream(9, "arrivals"))
+    # counts of a two-regime MMPP: variance over a long run ~ 2 * (rate gap)^2 * p(1-p) * tau * T with
+    # tau = 40 s the regimes' correlation time (1/(1/120 + 1/60)); sd of the mean rate ~ 0.08 req/s here
+    assert abs(t.size / 100_000 - 5.0) < 4 * 0.08
+    assert np.all(np.diff(t) >= 0) and t[-1] < 100_000
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mmpp_fit_recovers_regimes_inside_intervals(seed):
+    from sim.workload.generate import arrival_times
+
+    t = arrival_times(_mmpp_traffic(), np.random.default_rng(seed))
+    fit = fit_arrivals(t, None)
+    assert fit.process == "mmpp" and fit.mmpp is not None
+    m = fit.mmpp
+    assert _inside(15 / 7, m.rates_ci[0]) and _inside(75 / 7, m.rates_ci[1]), m.rates_ci
+    assert _inside(120, m.sojourn_ci[0]) and _inside(60, m.sojourn_ci[1]), m.sojourn_ci
+
+
+def test_mmpp_spec_errors():
+    with pytest.raises(ValueError, match="one entry per regime"):
+        TrafficSpec.model_validate(
+            {
+                **_mmpp_traffic().model_dump(exclude_none=True),
+                "arrival": {"process": "mmpp", "rate_rps": 1, "levels": [1, 2, 3], "mean_sojourn_s": [1, 2]},
+            }
+        )

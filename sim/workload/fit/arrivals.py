@@ -6,7 +6,10 @@ renewal process with gap coefficient of variation ``cv`` has ``D(w) -> cv**2``
 and (nearly) uncorrelated counts; a Markov-modulated process has ``D(w)``
 growing with ``w`` and positively correlated counts. A log that covers a day
 or more and whose hour-of-day rates differ beyond Poisson noise gets a daily
-rate curve (``process: diurnal``).
+rate curve (``process: diurnal``). Otherwise, when successive gaps are independent
+(their lag-1 rank autocorrelation inside ``+-1.96/sqrt(n)``) the process is a
+renewal one: gamma with the gaps' cv; when they are not, two rate regimes
+(``sim.workload.fit.mmpp``) if the log switches between them often enough.
 
 The rate's 95% interval is ``(n +- 1.96 sqrt(n max(1, D, cv**2))) / span``. Every
 statistic comes with its 95% interval under the Poisson hypothesis (``D``:
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.workload.fit.mmpp import LR_CRITICAL, MIN_SWITCHES, MmppFit, fit_mmpp2
+
 __all__ = ["ArrivalFit", "fit_arrivals", "dispersion_curve"]
 
 _Z = 1.959963984540054  # two-sided 95%
@@ -31,7 +36,7 @@ _MIN_WINDOWS = 10
 class ArrivalFit:
     """The chosen process and its evidence."""
 
-    process: str  # poisson | gamma | diurnal
+    process: str  # poisson | gamma | mmpp | diurnal
     rate_rps: float
     rate_ci: tuple[float, float]
     cv: float  # inter-arrival gaps' coefficient of variation
@@ -41,10 +46,13 @@ class ArrivalFit:
     dispersion_band: tuple[float, float]  # Poisson's 95% band of D
     lag1: float  # lag-1 autocorrelation of the counts
     lag1_band: float  # Poisson's 95% half-width
+    gap_lag1: float = 0.0  # lag-1 rank autocorrelation of the gaps (0 for any renewal process)
+    gap_lag1_band: float = 0.0  # its 95% half-width under independence
     hourly_rps: list[float] = field(default_factory=list)  # diurnal: mean rate per hour of day (24)
     hour_chi2: float = math.nan  # chi-square of hour-of-day counts against a flat rate
     hour_df: int = 0
     weekday_ratio: float = math.nan  # busiest / quietest day-of-week mean rate (>= 14 days of log)
+    mmpp: MmppFit | None = None  # two regimes, when the counts are autocorrelated
     notes: list[str] = field(default_factory=list)  # the choices, as sentences (the YAML comments)
 
 
@@ -100,8 +108,13 @@ def _hourly(t: np.ndarray, span_s: float, start_epoch_s: float) -> tuple[list[fl
     return [float(r) for r in rates], chi2, int(seen.sum()) - 1
 
 
-def fit_arrivals(arrival_s: np.ndarray, start_epoch_s: float | None, seed: int = 0) -> ArrivalFit:
-    """Fit arrival times (seconds from 0, sorted) of the whole log."""
+#: Most windows the two-regime fit runs on (its forward-backward pass is a Python loop).
+MMPP_MAX_WINDOWS = 20_000
+
+
+def fit_arrivals(arrival_s: np.ndarray, start_epoch_s: float | None, seed: int = 0, regimes: bool = True) -> ArrivalFit:
+    """Fit arrival times (seconds from 0, sorted) of the whole log; ``regimes=False`` skips the
+    two-regime fit (a class's own statistics, which are comments only)."""
     t = np.asarray(arrival_s, dtype=float)
     n = t.size
     span = float(t[-1] - t[0]) if n > 1 else 0.0
@@ -162,18 +175,43 @@ def fit_arrivals(arrival_s: np.ndarray, start_epoch_s: float | None, seed: int =
             return fit
     elif start_epoch_s is None or span < 86400.0:
         fit.notes.append(f"the log covers {span / 3600:.1f} h (< 1 day): no hour-of-day profile is fitted")
+    if gaps.size > 3:
+        ranks = np.argsort(np.argsort(gaps, kind="stable"), kind="stable").astype(float)
+        ranks -= ranks.mean()
+        fit.gap_lag1 = float((ranks[:-1] * ranks[1:]).sum() / max((ranks * ranks).sum(), 1e-12))
+        fit.gap_lag1_band = _Z / math.sqrt(gaps.size)
+        fit.notes.append(
+            f"successive gaps' rank autocorrelation {fit.gap_lag1:+.3f} (independence band +-{fit.gap_lag1_band:.3f})"
+        )
     poisson_d = fit.dispersion_band[0] <= d <= fit.dispersion_band[1]
     poisson_r = abs(lag1) <= fit.lag1_band
     if poisson_d and poisson_r:
         fit.notes.append("D and the autocorrelation are inside Poisson's bands: poisson")
         return fit
     fit.process = "gamma"
-    if poisson_r:
-        fit.notes.append(f"D outside Poisson's band, counts uncorrelated: gamma renewal with the gaps' cv={cv:.2f}")
-    else:
+    if poisson_r or abs(fit.gap_lag1) <= fit.gap_lag1_band:
         fit.notes.append(
-            "counts are autocorrelated (rate regimes): a Markov-modulated process would fit, which the "
-            f"generator cannot express yet; gamma renewal with the gaps' cv={cv:.2f} keeps the short-scale "
-            "burstiness but not the regimes"
+            "D or the counts' autocorrelation outside Poisson's band, successive gaps independent (a renewal "
+            f"process): gamma renewal with the gaps' cv={cv:.2f}"
         )
+        return fit
+    if regimes:
+        wh = max(span / MMPP_MAX_WINDOWS, w / 4.0)
+        m = fit_mmpp2(_counts(t, span, wh), wh)
+        fit.mmpp = m
+        apart = m.rates_ci[0][1] < m.rates_ci[1][0]
+        stats = (
+            f"two regimes on {wh:.3g} s windows: {m.rates_rps[0]:.4g} req/s (95% CI {m.rates_ci[0][0]:.4g}.."
+            f"{m.rates_ci[0][1]:.4g}) held {m.mean_sojourn_s[0]:.3g} s (95% CI {m.sojourn_ci[0][0]:.3g}.."
+            f"{m.sojourn_ci[0][1]:.3g}) and {m.rates_rps[1]:.4g} req/s ({m.rates_ci[1][0]:.4g}..{m.rates_ci[1][1]:.4g}) "
+            f"held {m.mean_sojourn_s[1]:.3g} s ({m.sojourn_ci[1][0]:.3g}..{m.sojourn_ci[1][1]:.3g}); likelihood ratio "
+            f"over one rate {m.lr:.1f} (chi-square(3) 95% point {LR_CRITICAL}); "
+            f"{min(m.switches):.1f} switches out of the rarer regime (at least {MIN_SWITCHES} needed)"
+        )
+        if m.lr > LR_CRITICAL and apart and min(m.switches) >= MIN_SWITCHES:
+            fit.process = "mmpp"
+            fit.notes.append(f"counts are autocorrelated (rate regimes): {stats}: mmpp")
+            return fit
+        fit.notes.append(f"counts are autocorrelated, but {stats}: not two distinct regimes")
+    fit.notes.append(f"gamma renewal with the gaps' cv={cv:.2f}")
     return fit

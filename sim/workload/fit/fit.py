@@ -89,7 +89,7 @@ def fit_traffic(
         pre = None
         if part.hash_ids is not None and part.hash_offsets is not None:
             pre = fit_prefix(part.hash_offsets, part.hash_ids, part.prompt_tokens, part.hash_block_tokens)
-        own = fit_arrivals(part.arrival_s, None, seed)
+        own = fit_arrivals(part.arrival_s, None, seed, regimes=False)
         out.append(ClassFit(name, rows.size, rows.size / used.size, rows, pair, tp, to, pre, own))
     return TrafficFit(
         sources=list(log.sources),

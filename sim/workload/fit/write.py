@@ -78,6 +78,13 @@ def _arrival_yaml(fit: TrafficFit) -> tuple[list[str], float]:
         pts = ", ".join(f"[{h}, {_g(r * s, 5)}]" for h, r in enumerate(a.hourly_rps))
         lines.append(f"  arrival: {{process: diurnal, start_hour: {_start_hour(fit):g}, rate_points: [{pts}]}}")
         return lines, max(a.hourly_rps) * s
+    if a.process == "mmpp" and a.mmpp is not None:
+        m = a.mmpp
+        lines.append(
+            f"  arrival: {{process: mmpp, rate_rps: {_g(a.rate_rps * s, 6)}, levels: [{_g(m.rates_rps[0] * s, 5)}, "
+            f"{_g(m.rates_rps[1] * s, 5)}], mean_sojourn_s: [{_g(m.mean_sojourn_s[0], 5)}, {_g(m.mean_sojourn_s[1], 5)}]}}"
+        )
+        return lines, a.rate_rps * s
     if a.process == "gamma":
         lines.append(f"  arrival: {{process: gamma, rate_rps: {_g(a.rate_rps * s, 6)}, cv: {_g(a.cv)}}}")
     else:
