@@ -297,3 +297,33 @@ def test_mmpp_spec_errors():
                 "arrival": {"process": "mmpp", "rate_rps": 1, "levels": [1, 2, 3], "mean_sojourn_s": [1, 2]},
             }
         )
+
+
+def test_tied_timestamps_are_spread_over_their_tick():
+    from sim.workload.fit.arrivals import spread_ties
+
+    t = np.array([0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 6.0, 9.0, 9.0])
+    spread, tick = spread_ties(t)
+    assert tick == 3.0  # median of the distinct steps 3, 3, 3
+    assert spread.tolist() == pytest.approx([0, 0.75, 1.5, 2.25, 3, 4.5, 6, 9, 10.5])
+    # a log of ticks is fitted on the spread times, and says so
+    rng = np.random.default_rng(4)
+    ticks = np.repeat(np.arange(0, 3000, 3.0), rng.poisson(6, 1000))
+    fit = fit_arrivals(ticks, None)
+    assert any("spread evenly" in n for n in fit.notes)
+    assert _inside(2.0, fit.rate_ci)
+
+
+def test_cli_report_is_written_with_the_yaml_and_is_self_contained(tmp_path):
+    out = tmp_path / "traffic.yaml"
+    log = _gateway(tmp_path, _rows(300))
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--report", str(tmp_path / "fit.html")]) == 0
+    html = (tmp_path / "fit.html").read_text()
+    assert html.count("<svg") == 1 and "QQ: prompt" in html and "Inter-arrival CDF" in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "<script" not in html
+    # a report outside --out's folder is refused before anything is written
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    out2 = tmp_path / "t2.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out2), "--report", str(other / "r.html")]) == 2
+    assert not out2.exists()

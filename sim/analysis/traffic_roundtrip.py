@@ -20,7 +20,7 @@ from sim.scenario.spec import scenario_from_dict
 from sim.scenario.yamlio import load_yaml_with_lines
 from sim.workload.fit.fit import TrafficFit
 
-__all__ = ["RoundTripRow", "round_trip", "METRICS", "TOLERANCE"]
+__all__ = ["RoundTripRow", "round_trip", "resolved_traffic", "METRICS", "TOLERANCE"]
 
 #: (label, summary path) of the compared metrics.
 METRICS = (
@@ -74,6 +74,19 @@ def _replay_trace(fit: TrafficFit, folder: Path) -> Path:
     return path
 
 
+def resolved_traffic(traffic: dict, folder: Path) -> dict:
+    """``traffic`` with its classes' table paths made absolute (relative to ``folder``)."""
+    out = dict(traffic)
+    out["classes"] = []
+    for c in traffic["classes"]:
+        c = dict(c)
+        for key in ("lengths_table", "prompt_tokens", "output_tokens"):
+            if isinstance(c.get(key), dict) and "path" in c[key]:
+                c[key] = {**c[key], "path": str((folder / c[key]["path"]).resolve())}
+        out["classes"].append(c)
+    return out
+
+
 def round_trip(scenario_path: Path, fit: TrafficFit, traffic: dict, folder: Path, seeds: int = 3) -> list[RoundTripRow]:
     """Rows of replay vs fitted; ``traffic`` is the rendered section with its table paths
     relative to ``folder``."""
@@ -85,14 +98,7 @@ def round_trip(scenario_path: Path, fit: TrafficFit, traffic: dict, folder: Path
         "arrival": {"process": "trace", "path": str(_replay_trace(fit, folder))},
         "classes": [{"name": n} for n in names],
     }
-    fitted_traffic = dict(traffic)
-    fitted_traffic["classes"] = []
-    for c in traffic["classes"]:
-        c = dict(c)
-        for key in ("lengths_table", "prompt_tokens", "output_tokens"):
-            if isinstance(c.get(key), dict) and "path" in c[key]:
-                c[key] = {**c[key], "path": str((folder / c[key]["path"]).resolve())}
-        fitted_traffic["classes"].append(c)
+    fitted_traffic = resolved_traffic(traffic, folder)
     _, replay = forecast(scenario_from_dict({**base, "traffic": replay_traffic}, path=scenario_path))
     fitted = []
     for s in range(seeds):

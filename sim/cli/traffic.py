@@ -5,7 +5,8 @@ readers), OpenAI-style gateway logs and the public Azure 2023 / Mooncake
 traces (docs/traffic-fit.md); writes the YAML (and the lengths table it refers
 to) only once everything is fitted, so a refusal leaves nothing behind.
 ``--check SCENARIO`` simulates that scenario's fleet on the replayed log and on
-the fitted traffic and prints the differences.
+the fitted traffic and prints the differences; ``--report FILE.html`` writes the
+fit report (``sim.report.traffic_fit``) beside the YAML.
 """
 
 from __future__ import annotations
@@ -99,12 +100,15 @@ def _read(path: Path, fmt: str, mapping: dict[str, str]):
 def _write(out: Path, text: str, tables: dict[str, str]) -> list[Path]:
     """All files, or none: each is written beside its target, then renamed into place."""
     staged: list[tuple[Path, Path]] = []
+    mask = os.umask(0)
+    os.umask(mask)
     try:
         for name, body in [*tables.items(), (out.name, text)]:
             target = out.parent / name
             fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=out.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(body)
+            os.chmod(tmp_name, 0o666 & ~mask)  # as open() would create it (mkstemp makes 0600)
             staged.append((Path(tmp_name), target))
         for tmp, target in staged:
             os.replace(tmp, target)
@@ -120,6 +124,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise FleetcastError(f"--out {out}: give a .yaml file for the traffic section")
     if args.check is not None and not Path(args.check).is_file():
         raise FleetcastError(f"--check {args.check}: scenario file not found")
+    report = None
+    if args.report is not None:
+        report = Path(args.report)
+        if report.suffix.lower() != ".html" or report.resolve().parent != out.resolve().parent:
+            raise FleetcastError(f"--report {report}: give an .html file name in --out's folder ({out.parent})")
     if args.by is not None and args.classes is not None:
         raise FleetcastError("give --by FIELD or --classes N, not both")
     mapping = _parse_map(args.map)
@@ -136,9 +145,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     fit = fit_traffic(log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed)
     text, tables = render(fit, out.stem + ".lengths.csv")
     TrafficSpec.model_validate(traffic_dict(text))  # what we write loads as a traffic section
-    if args.check is not None:
-        _check(args, fit, text, tables)
-    written = _write(out, text, tables)
+    files = dict(tables)
+    if args.check is not None or args.report is not None:
+        with tempfile.TemporaryDirectory(prefix="fleetcast-traffic-fit-") as tmp:
+            folder = Path(tmp)
+            for name, body in tables.items():
+                (folder / name).write_text(body, encoding="utf-8")
+            rows = _check(args, fit, text, folder) if args.check is not None else None
+            if report is not None:
+                files[report.name] = _report(args, fit, text, folder, rows)
+    written = _write(out, text, files)
     for w in fit.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     console.print(f"fitted {fit.n:,} requests, {len(fit.classes)} class(es), arrival {fit.arrival.process}")
@@ -146,21 +162,30 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace, fit, text: str, tables: dict[str, str]) -> None:
+def _report(args: argparse.Namespace, fit, text: str, folder: Path, rows) -> str:
+    from sim.analysis.traffic_roundtrip import resolved_traffic
+    from sim.report.traffic_fit import render_fit_report
+    from sim.workload.fit.write import traffic_dict
+    from sim.workload.generate import generate_workload
+    from sim.workload.spec import TrafficSpec
+
+    spec = TrafficSpec.model_validate(resolved_traffic(traffic_dict(text), folder))
+    generated = generate_workload(spec, args.seed, folder)
+    return render_fit_report(fit, text, generated, rows, str(args.check or ""), args.check_seeds)
+
+
+def _check(args: argparse.Namespace, fit, text: str, folder: Path):
     from sim.analysis.traffic_roundtrip import TOLERANCE, round_trip
     from sim.cli.common import console
     from sim.workload.fit.write import traffic_dict
 
-    with tempfile.TemporaryDirectory(prefix="fleetcast-traffic-check-") as tmp:
-        folder = Path(tmp)
-        for name, body in tables.items():
-            (folder / name).write_text(body, encoding="utf-8")
-        rows = round_trip(Path(args.check), fit, traffic_dict(text), folder, seeds=args.check_seeds)
+    rows = round_trip(Path(args.check), fit, traffic_dict(text), folder, seeds=args.check_seeds)
     console.print(f"round trip on {args.check}'s fleet (fitted: mean of {args.check_seeds} seeds):")
     console.print(f"  {'metric':<26}{'replayed log':>14}{'fitted':>14}{'diff':>9}")
     for r in rows:
         mark = "ok" if r.ok else f"> {TOLERANCE:.0%}"
         console.print(f"  {r.label:<26}{r.replay:>14.4g}{r.fitted:>14.4g}{r.rel_diff:>+8.1%}  {mark}")
+    return rows
 
 
 def register(subparsers) -> None:
@@ -178,5 +203,8 @@ def register(subparsers) -> None:
     f.add_argument("--growth", metavar="PCT:MONTHS", help="also write plan.demand: a growth forecast from the rate")
     f.add_argument("--check", metavar="SCENARIO", help="simulate this scenario's fleet on the log and on the fit")
     f.add_argument("--check-seeds", type=int, default=3, help="seeds of the fitted traffic in --check (default 3)")
-    f.add_argument("--seed", type=int, default=0, help="seed of the fit's subsampling and clustering")
+    f.add_argument("--report", metavar="HTML", help="also write the fit report (observed vs fitted), beside --out")
+    f.add_argument(
+        "--seed", type=int, default=0, help="seed of the fit's subsampling, clustering and the report's draw"
+    )
     f.set_defaults(func=_cmd_fit)

@@ -108,6 +108,22 @@ def _hourly(t: np.ndarray, span_s: float, start_epoch_s: float) -> tuple[list[fl
     return [float(r) for r in rates], chi2, int(seen.sum()) - 1
 
 
+#: Above this fraction of zero gaps the log's timestamps are ticks (a coarse clock or batched
+#: sends): the arrivals of a tick are spread evenly over it before the fit.
+TIED_FRACTION = 0.5
+
+
+def spread_ties(t: np.ndarray) -> tuple[np.ndarray, float]:
+    """(times with each tick's arrivals spread evenly until the next tick, the tick's median
+    length, s); the last tick gets the median length."""
+    u, first, counts = np.unique(t, return_index=True, return_counts=True)
+    step = np.diff(u)
+    tick = float(np.median(step)) if step.size else 1.0
+    length = np.append(step, tick)
+    j = np.arange(t.size) - np.repeat(first, counts)  # position within its tick (t is sorted)
+    return np.repeat(u, counts) + j / np.repeat(counts, counts) * np.repeat(length, counts), tick
+
+
 #: Most windows the two-regime fit runs on (its forward-backward pass is a Python loop).
 MMPP_MAX_WINDOWS = 20_000
 
@@ -117,6 +133,15 @@ def fit_arrivals(arrival_s: np.ndarray, start_epoch_s: float | None, seed: int =
     two-regime fit (a class's own statistics, which are comments only)."""
     t = np.asarray(arrival_s, dtype=float)
     n = t.size
+    tied = float((np.diff(t) == 0).mean()) if n > 1 else 0.0
+    spread_note = ""
+    if tied > TIED_FRACTION:
+        t, tick = spread_ties(t)
+        spread_note = (
+            f"{tied:.0%} of arrivals share their timestamp with the one before (ticks of about {tick:.3g} s: a "
+            "coarse clock or batched sends); each tick's arrivals were spread evenly over it before fitting, so "
+            "the fitted process has no batches"
+        )
     span = float(t[-1] - t[0]) if n > 1 else 0.0
     span = max(span, 1e-9)
     # rate over the log (n events in the span, Poisson interval)
@@ -153,6 +178,8 @@ def fit_arrivals(arrival_s: np.ndarray, start_epoch_s: float | None, seed: int =
         f"lag-1 autocorrelation {lag1:+.2f} (band +-{fit.lag1_band:.2f}); gaps' cv={cv:.2f} "
         f"(95% CI {cv_ci[0]:.2f}..{cv_ci[1]:.2f})"
     )
+    if spread_note:
+        fit.notes.append(spread_note)
     fit.notes.append(stats)
     if start_epoch_s is not None and span >= 86400.0:
         fit.hourly_rps, fit.hour_chi2, fit.hour_df = _hourly(t, span, start_epoch_s)
