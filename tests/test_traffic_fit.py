@@ -327,3 +327,132 @@ def test_cli_report_is_written_with_the_yaml_and_is_self_contained(tmp_path):
     out2 = tmp_path / "t2.yaml"
     assert main(["traffic", "fit", str(log), "--out", str(out2), "--report", str(other / "r.html")]) == 2
     assert not out2.exists()
+
+
+def test_spearman_by_hand():
+    from sim.workload.fit.lengths import spearman
+
+    # x ranks 1 2 3 4; y = 10 30 20 40 has ranks 1 3 2 4: d^2 = 0+1+1+0, rho = 1 - 6*2/(4*15) = 0.8
+    assert spearman(np.array([1, 2, 3, 4]), np.array([10, 30, 20, 40])) == pytest.approx(0.8)
+    # ties: x = 1 1 2, y = 1 2 3 -> x ranks 1.5 1.5 3; Pearson of ranks = sqrt(3)/2
+    assert spearman(np.array([1, 1, 2]), np.array([1, 2, 3])) == pytest.approx(math.sqrt(3) / 2)
+
+
+def test_cli_gateway_jsonl_nested_usage_iso_times_and_a_bad_line(tmp_path, capsys):
+    import json
+
+    rng = np.random.default_rng(3)
+    lines = []
+    t = np.cumsum(rng.exponential(2.0, 200))
+    for i, x in enumerate(t):
+        stamp = (np.datetime64("2025-03-01T00:00:00") + np.timedelta64(int(x * 1e6), "us")).astype(str) + "Z"
+        lines.append(
+            json.dumps(
+                {
+                    "created": stamp,
+                    "model": "m",
+                    "route": "/v1/chat" if i % 2 else "/v1/completions",
+                    "usage": {
+                        "prompt_tokens": int(rng.integers(10, 500)),
+                        "completion_tokens": int(rng.integers(1, 90)),
+                    },
+                }
+            )
+        )
+    lines.insert(7, "{not json")
+    log = tmp_path / "gw.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--by", "route"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 201 line(s) dropped: not one JSON object (the first at line 8)" in err
+    text = out.read_text()
+    assert "from 2025-03-01 00:00:" in text  # wall-clock start read from the ISO times
+    assert sorted(c.name for c in TrafficSpec.model_validate(yaml.safe_load(text)["traffic"]).classes) == [
+        "v1-chat",
+        "v1-completions",
+    ]
+
+
+def test_cli_reads_validates_per_request_log(tmp_path):
+    rows = ["arrival_s,first_token_s,last_token_s,prompt_tokens,output_tokens,class,ok"]
+    for i in range(120):
+        rows.append(f"{i * 0.5},{i * 0.5 + 0.1},{i * 0.5 + 1},{100 + i},{10 + i % 7},{'a' if i % 4 else 'b'},true")
+    log = tmp_path / "run.csv"
+    log.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--by", "class", "--scale", "2"]) == 0
+    spec = TrafficSpec.model_validate(yaml.safe_load(out.read_text())["traffic"])
+    # class b has 30 requests (every 4th), too few to fit: dropped; class a: 90 requests from
+    # 0.5 s (i=1) to 59.5 s (i=119), a span of 59 s, and --scale 2 doubles the rate
+    assert [c.name for c in spec.classes] == ["a"]
+    assert spec.arrival.rate_rps == pytest.approx(2 * 90 / 59.0, rel=1e-4)
+
+
+# ------------------------------------------------------------------ Prometheus metrics
+_EDGES = [64, 256, 1024, 4096, "+Inf"]
+
+
+def _hist_lines(name: str, cum: list[float]) -> list[str]:
+    return [f'{name}_bucket{{le="{e}",model_name="m"}} {c}' for e, c in zip(_EDGES, cum)]
+
+
+def _scrapes(n: int = 60, per_s: float = 2.0, interval_s: float = 10.0) -> str:
+    """A scrape every 10 s; each interval 20 new requests: prompts split 50/50 between the
+    (64, 256] and (1024, 4096] buckets, outputs all in (0, 64]."""
+    out = []
+    for k in range(n):
+        done = k * per_s * interval_s
+        out.append(f"# scrape {1_700_000_000 + k * interval_s}")
+        out.append(f'vllm:request_success_total{{finished_reason="stop"}} {done}')
+        out += _hist_lines("vllm:request_prompt_tokens", [0, done / 2, done / 2, done, done])
+        out += _hist_lines("vllm:request_generation_tokens", [done] * 5)
+    return "\n".join(out) + "\n"
+
+
+def test_cli_metrics_scrape_series(tmp_path, capsys):
+    log = tmp_path / "metrics.prom"
+    log.write_text(_scrapes())
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "rebuilt from Prometheus metrics" in text and "not observed together" in text
+    spec = TrafficSpec.model_validate(yaml.safe_load(text)["traffic"])
+    # 59 intervals x 20 requests over the span between the first and last rebuilt arrival (< 590 s)
+    assert spec.arrival.rate_rps == pytest.approx(1180 / 590, rel=0.02)
+    assert "lengths_table" not in text  # no pairs from metrics
+    table = np.loadtxt(tmp_path / "traffic.lengths.csv", delimiter=",", skiprows=1)
+    prompt, output = table[:, 0], table[:, 1]
+    assert ((prompt > 64) & (prompt <= 256)).mean() == pytest.approx(0.5, abs=0.05)
+    assert ((prompt > 1024) & (prompt <= 4096)).mean() == pytest.approx(0.5, abs=0.05)
+    assert output.max() <= 64
+
+
+def test_cli_prometheus_range_query_json(tmp_path):
+    import json
+
+    times = [1_700_000_000 + 15 * k for k in range(40)]
+
+    def series(name, values, **labels):
+        return {"metric": {"__name__": name, **labels}, "values": [[t, str(v)] for t, v in zip(times, values)]}
+
+    done = [30 * k for k in range(40)]
+    result = [series("vllm:request_success_total", done, finished_reason="stop")]
+    for e, frac in zip(_EDGES, [0.2, 1, 1, 1, 1]):
+        result.append(series("vllm:request_prompt_tokens_bucket", [d * frac for d in done], le=str(e)))
+        result.append(series("vllm:request_generation_tokens_bucket", done, le=str(e)))
+    log = tmp_path / "range.json"
+    log.write_text(json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}}))
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out)]) == 0
+    spec = TrafficSpec.model_validate(yaml.safe_load(out.read_text())["traffic"])
+    assert spec.arrival.rate_rps == pytest.approx(2.0, rel=0.03)  # 30 requests per 15 s
+
+
+def test_cli_metrics_missing_series_is_an_error(tmp_path, capsys):
+    log = tmp_path / "metrics.prom"
+    log.write_text("\n".join(x for x in _scrapes().splitlines() if "generation" not in x) + "\n")
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out)]) == 2
+    assert "no vllm:request_generation_tokens_bucket in the metrics" in capsys.readouterr().err
+    assert not out.exists()

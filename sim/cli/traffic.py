@@ -12,6 +12,7 @@ fit report (``sim.report.traffic_fit``) beside the YAML.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,11 +22,22 @@ import numpy as np
 from calibration.logs.bench_serve import read_bench_serve
 from calibration.logs.request_log import read_request_log
 from sim.errors import FleetcastError
+from sim.infiles import MAX_DATA_FILE_BYTES, read_text_limited
 from sim.outpaths import check_out_file
+from testbed.scrape import parse_prometheus
 
 __all__ = ["register"]
 
-FORMATS = ("auto", "gateway", "request-log", "bench-serve", "azure-2023", "mooncake")
+FORMATS = (
+    "auto",
+    "gateway",
+    "request-log",
+    "bench-serve",
+    "azure-2023",
+    "mooncake",
+    "prometheus-json",
+    "metrics-scrapes",
+)
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
@@ -60,7 +72,7 @@ def _parse_growth(text: str | None) -> tuple[float, int] | None:
 def _from_frame(path: Path, df):
     """validate's records (class, arrival_s, ..., output_tokens, status) as a RequestLog; a
     failed request still arrived, but without an output count it cannot be fitted."""
-    from sim.workload.fit.log import RequestLog
+    from sim.workload.fit.log import Labels, RequestLog
 
     out = df["output_tokens"].to_numpy(dtype=float)
     missing = ~np.isfinite(out)
@@ -74,13 +86,62 @@ def _from_frame(path: Path, df):
         arrival_s=df["arrival_s"].to_numpy(dtype=float),
         prompt_tokens=df["prompt_tokens"].to_numpy(dtype=float).astype(np.int64),
         output_tokens=df["output_tokens"].to_numpy(dtype=float).astype(np.int64),
-        fields={"class": df["class"].astype(str).to_numpy()},
+        fields={"class": Labels.of(df["class"].astype(str).to_numpy())},
         sources=[str(path)],
         warnings=warnings,
     )
 
 
-def _read(path: Path, fmt: str, mapping: dict[str, str]):
+def _scrape_time(path: Path, line: int, stamp: str) -> float:
+    try:
+        return float(stamp)
+    except ValueError:
+        import pandas as pd
+
+        t = pd.to_datetime(stamp, format="ISO8601", errors="coerce", utc=True)
+        if pd.isna(t):
+            raise FleetcastError(
+                f"{path} line {line}: '# scrape {stamp}' needs a time (UNIX seconds or ISO 8601)"
+            ) from None
+        return t.value / 1e9
+
+
+def _metrics(path: Path, kind: str):
+    """A range-query JSON or a scrape series (``# scrape TIME`` before each scrape)."""
+    from sim.workload.fit.prometheus import from_range_query, series_from_scrapes
+
+    text = read_text_limited(path, MAX_DATA_FILE_BYTES, "metrics file")
+    if kind == "prometheus-json":
+        try:
+            data = json.loads(text)
+            answers = data if isinstance(data, list) else [data]
+        except json.JSONDecodeError:  # one answer per line
+            answers = []
+            for i, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        answers.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise FleetcastError(f"{path} line {i}: not valid JSON ({e})") from None
+        return from_range_query(answers, str(path))
+    scrapes: list[tuple[float, list]] = []
+    at: float | None = None
+    body: list[str] = []
+    all_lines = text.splitlines()
+    for i, line in enumerate(all_lines, start=1):
+        if not line.startswith("# scrape"):
+            body.append(line)
+            continue
+        if at is not None:
+            scrapes.append((at, parse_prometheus("\n".join(body))))
+        at, body = _scrape_time(path, i, line[len("# scrape") :].strip()), []
+    if at is not None:
+        scrapes.append((at, parse_prometheus("\n".join(body))))
+    return series_from_scrapes(scrapes, str(path))
+
+
+def _read(path: Path, fmt: str, mapping: dict[str, str], seed: int = 0):
+    from sim.workload.fit.prometheus import metrics_to_log
     from sim.workload.fit.readers import read_gateway, read_trace, sniff_format
 
     kind = sniff_format(path) if fmt == "auto" else fmt
@@ -92,6 +153,8 @@ def _read(path: Path, fmt: str, mapping: dict[str, str]):
         log = _from_frame(path, read_request_log(path))
     elif kind in ("azure-2023", "mooncake"):
         log = read_trace(path, kind)
+    elif kind in ("prometheus-json", "metrics-scrapes"):
+        log = metrics_to_log(_metrics(path, kind), seed)
     else:
         log = read_gateway(path, mapping)
     return log.clean(str(path), min_requests=1)
@@ -140,8 +203,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from sim.workload.fit.write import render, traffic_dict
     from sim.workload.spec import TrafficSpec
 
-    logs = [_read(Path(p), args.format, mapping) for p in args.logs]
+    logs = [_read(Path(p), args.format, mapping, args.seed) for p in args.logs]
     log = RequestLog.concat(logs).clean(", ".join(args.logs))
+    del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
     fit = fit_traffic(log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed)
     text, tables = render(fit, out.stem + ".lengths.csv")
     TrafficSpec.model_validate(traffic_dict(text))  # what we write loads as a traffic section

@@ -35,10 +35,11 @@ def split_by_field(log: RequestLog, field: str, warnings: list[str]) -> list[tup
         raise FleetcastError(
             f"--by {field}: the log has no {field} column (fields found: {have}); map one with --map {field}=COLUMN"
         )
-    values, inverse, counts = np.unique(log.fields[field], return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    labels = log.fields[field]
+    values, inverse = labels.names, labels.codes
+    counts = np.bincount(inverse, minlength=values.size)
     order = np.argsort(-counts, kind="stable")
-    small = [int(i) for i in order if counts[i] < MIN_REQUESTS]
+    small = [int(i) for i in order if 0 < counts[i] < MIN_REQUESTS]
     taken: set[str] = set()
     out = [(class_name(values[i], taken), np.flatnonzero(inverse == i)) for i in order if counts[i] >= MIN_REQUESTS]
     if small:

@@ -80,16 +80,16 @@ def fit_traffic(
         split = "one class"
     used = np.sort(np.concatenate([rows for _, rows in groups]))
     whole = log if used.size == len(log) else log.take(used)
-    arrival = fit_arrivals(whole.arrival_s, whole.start_epoch_s, seed)
+    arrival = fit_arrivals(whole.arrival_s, whole.start_epoch_s)
     out = []
     for name, rows in groups:
         part = log.take(rows)
-        pair = fit_pair(part.prompt_tokens, part.output_tokens, rng)
+        pair = fit_pair(part.prompt_tokens, part.output_tokens, rng, paired=part.paired)
         tp, to = _table(part.prompt_tokens, part.output_tokens, rng)
         pre = None
         if part.hash_ids is not None and part.hash_offsets is not None:
             pre = fit_prefix(part.hash_offsets, part.hash_ids, part.prompt_tokens, part.hash_block_tokens)
-        own = fit_arrivals(part.arrival_s, None, seed, regimes=False)
+        own = fit_arrivals(part.arrival_s, None, regimes=False)
         out.append(ClassFit(name, rows.size, rows.size / used.size, rows, pair, tp, to, pre, own))
     return TrafficFit(
         sources=list(log.sources),

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["FamilyFit", "LengthFit", "PairFit", "fit_length", "fit_pair", "TABLE_MAX_ROWS"]
+__all__ = ["FamilyFit", "LengthFit", "PairFit", "fit_length", "fit_pair", "spearman", "TABLE_MAX_ROWS"]
 
 _Z = 1.959963984540054
 _KS_1PCT = 1.628
@@ -119,18 +119,34 @@ def fit_length(values: np.ndarray, rng: np.random.Generator) -> LengthFit:
     return LengthFit(n, int(x.min()), int(x.max()), fams, crit, best if best.ks <= crit else None)
 
 
-def fit_pair(prompt: np.ndarray, output: np.ndarray, rng: np.random.Generator) -> PairFit:
-    """Both marginals and their dependence."""
-    from scipy.stats import spearmanr  # only for a fit
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing their average rank."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    end = np.cumsum(counts).astype(float)
+    return ((end - counts + 1 + end) / 2.0)[inverse.ravel()]
 
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (Pearson's of the tie-averaged ranks); NaN for a constant column."""
+    rx, ry = _ranks(x), _ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    den = math.sqrt(float((rx * rx).sum()) * float((ry * ry).sum()))
+    return float((rx * ry).sum()) / den if den > 0 else math.nan
+
+
+def fit_pair(prompt: np.ndarray, output: np.ndarray, rng: np.random.Generator, paired: bool = True) -> PairFit:
+    """Both marginals and their dependence (``paired=False``: the log did not observe them together)."""
+    if not paired:
+        pf = PairFit(fit_length(prompt, rng), fit_length(output, rng), 0.0, 0.0, False)
+        pf.notes.append("prompt and output were not observed together (metrics): drawn independently")
+        return pf
     n = prompt.size
     if n > _GOF_MAX:
         pick = rng.choice(n, _GOF_MAX, replace=False)
-        rho = float(spearmanr(prompt[pick], output[pick]).statistic)
-        m = _GOF_MAX
+        rho, m = spearman(prompt[pick], output[pick]), _GOF_MAX
     else:
-        rho = float(spearmanr(prompt, output).statistic) if n > 2 else 0.0
-        m = n
+        rho, m = (spearman(prompt, output) if n > 2 else 0.0), n
     if not np.isfinite(rho):  # a constant column
         rho = 0.0
     band = _Z / math.sqrt(max(m - 1, 1))

@@ -15,12 +15,37 @@ import numpy as np
 from sim.errors import FleetcastError
 from sim.workload.distributions import MAX_TOKENS
 
-__all__ = ["RequestLog", "MIN_REQUESTS", "CLOCK_JUMP_S"]
+__all__ = ["RequestLog", "Labels", "MIN_REQUESTS", "CLOCK_JUMP_S"]
 
 #: Fewest requests the fit accepts (per log, and per class).
 MIN_REQUESTS = 50
 #: A gap between consecutive requests longer than this (and 1000 mean gaps) is a clock jump or an outage.
 CLOCK_JUMP_S = 3600.0
+
+
+@dataclass
+class Labels:
+    """A class field's value per request as codes into ``names`` (a 10-million-row log holds
+    4 bytes per request, not a string)."""
+
+    codes: np.ndarray  # int32, index into names
+    names: np.ndarray  # str, one per distinct value
+
+    @classmethod
+    def of(cls, values) -> Labels:
+        names, inverse = np.unique(np.asarray(values).astype(str), return_inverse=True)
+        return cls(inverse.ravel().astype(np.int32), names)
+
+    def __getitem__(self, rows) -> Labels:
+        return Labels(self.codes[rows], self.names)
+
+    def values(self) -> np.ndarray:
+        return self.names[self.codes]
+
+    @classmethod
+    def concat(cls, parts: list[Labels]) -> Labels:
+        names = np.unique(np.concatenate([p.names for p in parts]))
+        return cls(np.concatenate([np.searchsorted(names, p.names).astype(np.int32)[p.codes] for p in parts]), names)
 
 
 @dataclass
@@ -30,12 +55,13 @@ class RequestLog:
     arrival_s: np.ndarray  # float64, first at 0
     prompt_tokens: np.ndarray  # int64 >= 1
     output_tokens: np.ndarray  # int64 >= 1
-    fields: dict[str, np.ndarray] = field(default_factory=dict)  # model / tenant / route / class -> str values
+    fields: dict[str, Labels] = field(default_factory=dict)  # model / tenant / route / class
     hash_offsets: Optional[np.ndarray] = None  # int64 (n+1) CSR into hash_ids
     hash_ids: Optional[np.ndarray] = None  # int64 block hashes (Mooncake hash_ids)
     hash_block_tokens: int = 512
     start_epoch_s: Optional[float] = None  # wall-clock time of arrival 0 (UNIX s), when the log has dates
     lines: Optional[np.ndarray] = None  # int64 file line of each row (for messages)
+    paired: bool = True  # False: prompt and output were not observed together (metrics)
     sources: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -64,6 +90,7 @@ class RequestLog:
             hash_block_tokens=self.hash_block_tokens,
             start_epoch_s=self.start_epoch_s,
             lines=None if self.lines is None else self.lines[rows],
+            paired=self.paired,
             sources=list(self.sources),
             warnings=[],
         )
@@ -89,9 +116,10 @@ class RequestLog:
             arrival_s=arrival,
             prompt_tokens=np.concatenate([lg.prompt_tokens for lg in logs]),
             output_tokens=np.concatenate([lg.output_tokens for lg in logs]),
-            fields={k: np.concatenate([lg.fields[k] for lg in logs]) for k in keys},
+            fields={k: Labels.concat([lg.fields[k] for lg in logs]) for k in keys},
             start_epoch_s=t0,
             lines=None if any(x is None for x in lines) else np.concatenate(lines),  # type: ignore[arg-type]
+            paired=all(lg.paired for lg in logs),
             sources=[s for lg in logs for s in lg.sources],
             warnings=[w for lg in logs for w in lg.warnings],
         )

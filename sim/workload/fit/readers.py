@@ -23,7 +23,7 @@ import numpy as np
 from sim.errors import FleetcastError
 from sim.infiles import MAX_DATA_FILE_BYTES, check_input_file
 from sim.workload.distributions import MAX_TOKENS
-from sim.workload.fit.log import RequestLog
+from sim.workload.fit.log import Labels, RequestLog
 from sim.workload.spec import TraceArrival
 from sim.workload.traces import load_trace
 
@@ -52,9 +52,16 @@ def _check(path: Path) -> Path:
 
 
 def sniff_format(path: Path) -> str:
-    """``azure-2023``, ``mooncake``, ``request-log`` (validate's per-request log), ``bench-serve``
-    or ``gateway``, from the file's first line or object."""
+    """``azure-2023``, ``mooncake``, ``request-log`` (validate's per-request log), ``bench-serve``,
+    ``prometheus-json`` (range-query answers), ``metrics-scrapes`` or ``gateway``, from the file's
+    first bytes, line or object."""
     path = _check(path)
+    with open(path, "rb") as fh:
+        start = fh.read(4096).decode("utf-8", errors="replace")
+    if start.lstrip().startswith("# scrape"):
+        return "metrics-scrapes"
+    if '"resultType"' in start or start.lstrip().startswith("["):
+        return "prometheus-json"
     if path.suffix.lower() == ".json":
         return "bench-serve"
     with open(path, "rb") as fh:
@@ -136,17 +143,30 @@ def _flat(obj: dict, prefix: str = "") -> dict:
     return out
 
 
-def _read_rows(path: Path):
-    """(column -> raw values, file lines, bad-JSON lines)."""
+def _read_rows(path: Path, mapping: dict[str, str]):
+    """(column -> raw values, file lines, bad-JSON lines). A CSV reads only the columns the fit
+    uses, numbers as numbers and the class fields as categories (a 10-million-row log in
+    well under 2 GB)."""
     import pandas as pd  # only for a log file
 
     if path.suffix.lower() == ".csv":
         try:
-            df = pd.read_csv(path, dtype=str, skip_blank_lines=True, keep_default_na=False, on_bad_lines="error")
+            header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+            cols = _pick(header, mapping, path)
+            groups = {cols[f] for f in GROUP_FIELDS if f in cols}
+            df = pd.read_csv(
+                path,
+                usecols=sorted(set(cols.values())),
+                dtype={c: "category" for c in groups},
+                skip_blank_lines=False,
+                low_memory=False,
+            )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
             raise FleetcastError(f"{path}: cannot read the CSV: {str(e).strip()}") from None
-        lines = np.arange(2, len(df) + 2, dtype=np.int64)
-        return {c: df[c].to_numpy(dtype=object) for c in df.columns}, lines, []
+        blank = df.isna().all(axis=1).to_numpy()
+        lines = np.arange(2, len(df) + 2, dtype=np.int64)[~blank]
+        df = df[~blank]
+        return {c: df[c] for c in df.columns}, lines, []
     rows: list[dict] = []
     at: list[int] = []
     bad: list[int] = []
@@ -167,17 +187,20 @@ def _read_rows(path: Path):
     keys: dict[str, None] = {}
     for r in rows[:1000]:
         keys.update(dict.fromkeys(r))
-    data = {k: np.array([r.get(k) for r in rows], dtype=object) for k in keys}
+    data = {k: pd.Series([r.get(k) for r in rows], dtype=object) for k in keys}
     return data, np.array(at, dtype=np.int64), bad
 
 
-def _numbers(raw: np.ndarray) -> np.ndarray:
+def _numbers(raw) -> np.ndarray:
+    """A column (pandas Series) as float64; what is no number becomes NaN."""
     import pandas as pd  # only for a log file
 
-    return pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=float)
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(raw.astype(object), errors="coerce").to_numpy(dtype=float)
 
 
-def _times(raw: np.ndarray) -> tuple[np.ndarray, bool]:
+def _times(raw) -> tuple[np.ndarray, bool]:
     """Seconds (UNIX time for dates and epoch numbers), and whether they are wall-clock."""
     import pandas as pd  # only for a log file
 
@@ -186,15 +209,25 @@ def _times(raw: np.ndarray) -> tuple[np.ndarray, bool]:
         med = float(np.nanmedian(num))
         scale = 1e-6 if med > 1e14 else 1e-3 if med > 1e11 else 1.0
         return num * scale, med > 1e8
-    t = pd.to_datetime(pd.Series(raw, dtype=object), format="ISO8601", errors="coerce", utc=True)
+    t = pd.to_datetime(raw.astype(object), format="ISO8601", errors="coerce", utc=True)
     secs = (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
     return secs, True
+
+
+def _labels(raw, keep: np.ndarray) -> Labels:
+    """A class field's kept values (via pandas categories: one string per distinct value)."""
+    import pandas as pd  # only for a log file
+
+    cat = raw if isinstance(raw.dtype, pd.CategoricalDtype) else raw.astype(object).astype("category")
+    codes = cat.cat.codes.to_numpy()[keep]
+    names = np.asarray([str(c) for c in cat.cat.categories] + (["(none)"] if (codes < 0).any() else []))
+    return Labels(np.where(codes < 0, names.size - 1, codes).astype(np.int32), names)
 
 
 def read_gateway(path: Path, mapping: dict[str, str]) -> RequestLog:
     """An OpenAI-style gateway log; unreadable rows are dropped and counted (see the module doc)."""
     path = _check(path)
-    data, lines, bad_json = _read_rows(path)
+    data, lines, bad_json = _read_rows(path, mapping)
     if not len(lines) and not bad_json:
         raise FleetcastError(f"{path}: the log holds no requests")
     cols = _pick(list(data), mapping, path)
@@ -219,11 +252,11 @@ def read_gateway(path: Path, mapping: dict[str, str]) -> RequestLog:
             i = int(np.argmax(new))
             warnings.append(
                 f"{path}: {int(new.sum()):,} of {n_read:,} row(s) dropped: column '{cols[f]}' is not {what} "
-                f"(the first at line {lines[i]}: {data[cols[f]][i]!r})."
+                f"(the first at line {lines[i]}: {data[cols[f]].iloc[i]!r})."
             )
         bad |= mask
     keep = ~bad
-    fields = {f: np.asarray(data[cols[f]][keep]).astype(str) for f in GROUP_FIELDS if f in cols}
+    fields = {f: _labels(data[cols[f]], keep) for f in GROUP_FIELDS if f in cols}
     return RequestLog(
         arrival_s=t[keep],
         prompt_tokens=np.clip(prompt[keep], -1, MAX_TOKENS + 1).astype(np.int64),  # huge stays "above", cast-safe

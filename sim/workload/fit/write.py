@@ -7,11 +7,9 @@ YAML's paths are file names, relative to the YAML's folder.
 
 from __future__ import annotations
 
-import io
 import math
 from datetime import UTC, datetime
 
-import numpy as np
 import yaml
 
 from sim.workload.fit.fit import ClassFit, TrafficFit
@@ -120,10 +118,8 @@ def render(fit: TrafficFit, table_name: str) -> tuple[str, dict[str, str]]:
         body += _class_yaml(cf, name, several)
         needs = cf.lengths.joint or cf.lengths.prompt.chosen is None or cf.lengths.output.chosen is None
         if needs:
-            buf = io.StringIO()
-            buf.write("prompt_tokens,output_tokens\n")
-            np.savetxt(buf, np.column_stack([cf.table_prompt, cf.table_output]), fmt="%d", delimiter=",")
-            tables[name] = buf.getvalue()
+            pairs = zip(cf.table_prompt.tolist(), cf.table_output.tolist())
+            tables[name] = "prompt_tokens,output_tokens\n" + "".join(f"{p},{o}\n" for p, o in pairs)
     if fit.growth is not None:
         g, months = fit.growth
         body += [
