@@ -60,12 +60,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fleetcast-bench-fit-") as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        log = folder / "gateway.csv"
-        started = time.perf_counter()
-        write_log(log, args.rows)
-        print(
-            f"wrote {args.rows:,} rows ({log.stat().st_size / 2**20:,.0f} MiB) in {time.perf_counter() - started:.1f} s"
-        )
+        log = Path(args.log) if args.log else folder / "gateway.csv"
+        if not args.log:
+            started = time.perf_counter()
+            write_log(log, args.rows)
+            size_mib = log.stat().st_size / 2**20
+            print(f"wrote {args.rows:,} rows ({size_mib:,.0f} MiB) in {time.perf_counter() - started:.1f} s")
         entry = "import sys; from sim.cli import main; sys.exit(main())"
         cmd = [sys.executable, "-c", entry, "traffic", "fit", str(log), "--out", str(folder / "traffic.yaml")]
         cmd += ["--by", "model"]

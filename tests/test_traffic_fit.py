@@ -456,3 +456,26 @@ def test_cli_metrics_missing_series_is_an_error(tmp_path, capsys):
     assert main(["traffic", "fit", str(log), "--out", str(out)]) == 2
     assert "no vllm:request_generation_tokens_bucket in the metrics" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_clock_jump_and_unsorted_rows_are_reported(tmp_path, capsys):
+    rows = _rows(300)
+    # rows 150.. move 2 hours later (a clock jump: the log's median gap is 0.5 s); rows 5 and 6 swap
+    jumped = [
+        f"{float(r.split(',', 1)[0]) + 7200:.3f},{r.split(',', 1)[1]}" if i >= 150 else r for i, r in enumerate(rows)
+    ]
+    jumped[5], jumped[6] = jumped[6], jumped[5]
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(_gateway(tmp_path, jumped)), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "1 request(s) listed before an earlier arrival were sorted by time" in err
+    # row 149 (0-based) is file line 151, the last before the jump; the jump adds 7,200 s to a ~0.5 s gap
+    assert "1 gap(s) longer than 3,600 s between requests (the first, 7,20" in err and "after line 151)" in err
+
+
+def test_flat_two_days_get_no_daily_curve():
+    rng = np.random.default_rng(8)
+    t = np.cumsum(rng.exponential(1 / 0.3, int(0.3 * 2 * 86400)))
+    fit = fit_arrivals(t - t[0], start_epoch_s=1_700_000_000.0)
+    assert fit.process == "poisson"
+    assert any("no daily curve" in n for n in fit.notes)

@@ -199,12 +199,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     from sim.cli.common import console, err_console
     from sim.workload.fit.fit import fit_traffic
-    from sim.workload.fit.log import RequestLog
+    from sim.workload.fit.log import MIN_REQUESTS, RequestLog
     from sim.workload.fit.write import render, traffic_dict
     from sim.workload.spec import TrafficSpec
 
     logs = [_read(Path(p), args.format, mapping, args.seed) for p in args.logs]
-    log = RequestLog.concat(logs).clean(", ".join(args.logs))
+    where = ", ".join(args.logs)
+    # one file was cleaned as it was read; several are cleaned again as one (gaps between them)
+    log = RequestLog.concat(logs).clean(where) if len(logs) > 1 else logs[0].require(MIN_REQUESTS, where)
     del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
     fit = fit_traffic(log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed)
     text, tables = render(fit, out.stem + ".lengths.csv")

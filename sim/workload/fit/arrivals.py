@@ -186,7 +186,12 @@ def fit_arrivals(arrival_s: np.ndarray, start_epoch_s: float | None, regimes: bo
     if start_epoch_s is not None and span >= 86400.0:
         fit.hourly_rps, fit.hour_chi2, fit.hour_df = _hourly(t, span, start_epoch_s)
         crit = fit.hour_df + _Z * math.sqrt(2.0 * fit.hour_df)  # chi-square 97.5% point, normal approximation
-        if fit.hour_chi2 > crit:
+        if fit.hour_chi2 <= crit:
+            fit.notes.append(
+                f"hour-of-day rates within Poisson noise of a flat rate (chi-square {fit.hour_chi2:,.1f} on "
+                f"{fit.hour_df} df, 97.5% point {crit:.0f}): no daily curve"
+            )
+        else:
             fit.process = "diurnal"
             fit.notes.append(
                 f"hour-of-day rates differ beyond Poisson noise (chi-square {fit.hour_chi2:,.0f} on {fit.hour_df} df, "

@@ -134,6 +134,13 @@ class RequestLog:
         out.warnings = merged.warnings
         return out
 
+    def require(self, min_requests: int, where: str, read: int | None = None) -> RequestLog:
+        """This log, if it has at least ``min_requests`` requests; else a FleetcastError."""
+        if len(self) < min_requests:
+            of = f" (of {read:,} read)" if read is not None else ""
+            raise FleetcastError(f"{where}: {len(self)} usable request(s){of}; fitting needs at least {min_requests}")
+        return self
+
     def clean(self, where: str, min_requests: int = MIN_REQUESTS) -> RequestLog:
         """Drop rows the fit cannot use, with a warning that counts them by reason; sort by
         arrival; shift times to start at 0; warn about clock jumps. Raises when fewer than
@@ -169,22 +176,20 @@ class RequestLog:
             warnings.append(f"{where}: {zero:,} request(s) with 0 prompt or output tokens counted as 1 token.")
         out.prompt_tokens = np.maximum(out.prompt_tokens, 1)
         out.output_tokens = np.maximum(out.output_tokens, 1)
-        if len(out) < min_requests:
-            raise FleetcastError(
-                f"{where}: {len(out)} usable request(s) (of {n:,} read); fitting needs at least {min_requests}"
-            )
+        out.require(min_requests, where, n)
         t0 = float(out.arrival_s[0])
         out.arrival_s = out.arrival_s - t0
         if out.start_epoch_s is not None:
             out.start_epoch_s += t0
         gaps = np.diff(out.arrival_s)
-        limit = max(CLOCK_JUMP_S, 1000.0 * out.span_s / max(len(out) - 1, 1))
+        limit = max(CLOCK_JUMP_S, 1000.0 * float(np.median(gaps))) if gaps.size else CLOCK_JUMP_S
         jumps = np.flatnonzero(gaps > limit)
         if jumps.size:
             j = int(jumps[0])
+            at = f"line {out.lines[j]}" if out.lines is not None else f"request {j + 1}"
             warnings.append(
-                f"{where}: {jumps.size} gap(s) longer than {limit:,.0f} s between requests (the first "
-                f"{gaps[j]:,.0f} s after request {j + 1}): a clock jump or an outage; the fitted rate "
+                f"{where}: {jumps.size} gap(s) longer than {limit:,.0f} s between requests (the first, "
+                f"{gaps[j]:,.0f} s, after {at}): a clock jump or an outage; the fitted rate "
                 "includes the gap, so fit the log's parts separately if it is an artefact."
             )
         out.warnings = warnings
