@@ -479,3 +479,21 @@ def test_flat_two_days_get_no_daily_curve():
     fit = fit_arrivals(t - t[0], start_epoch_s=1_700_000_000.0)
     assert fit.process == "poisson"
     assert any("no daily curve" in n for n in fit.notes)
+
+
+def test_three_class_shares_sum_to_one_and_bad_flags_are_refused(tmp_path, capsys):
+    rows = _rows(300)
+    rows = [r.replace(",m1,", ",m3,", 1) if i % 3 == 1 else r for i, r in enumerate(rows)]  # 100 each of m1 m2 m3
+    log = _gateway(tmp_path, rows)
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--by", "model"]) == 0
+    classes = yaml.safe_load(out.read_text())["traffic"]["classes"]
+    assert sorted(c["share"] for c in classes)[:2] == [0.333333, 0.333333]
+    TrafficSpec.model_validate(yaml.safe_load(out.read_text())["traffic"])  # shares sum to 1
+    for flags, msg in ((["--scale", "0"], "--scale 0"), (["--classes", "0"], "--classes 0: give 1 to 100")):
+        assert main(["traffic", "fit", str(log), "--out", str(tmp_path / "x.yaml"), *flags]) == 2
+        assert msg in capsys.readouterr().err
+    same = _gateway(tmp_path, ["1700000000,m,t,10,5" for _ in range(60)])
+    assert main(["traffic", "fit", str(same), "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "every request arrives at the same time" in capsys.readouterr().err
+    assert not (tmp_path / "x.yaml").exists()

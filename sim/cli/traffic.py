@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from calibration.logs.bench_serve import read_bench_serve
 from calibration.logs.request_log import read_request_log
@@ -192,6 +193,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         report = Path(args.report)
         if report.suffix.lower() != ".html" or report.resolve().parent != out.resolve().parent:
             raise FleetcastError(f"--report {report}: give an .html file name in --out's folder ({out.parent})")
+    if not 0 < args.scale <= 1e6:
+        raise FleetcastError(f"--scale {args.scale:g}: give a factor > 0 (2 = twice the fitted rate)")
+    if args.classes is not None and not 1 <= args.classes <= 100:
+        raise FleetcastError(f"--classes {args.classes}: give 1 to 100")
+    if args.check_seeds < 1 or args.check_seeds > 100:
+        raise FleetcastError(f"--check-seeds {args.check_seeds}: give 1 to 100")
     if args.by is not None and args.classes is not None:
         raise FleetcastError("give --by FIELD or --classes N, not both")
     mapping = _parse_map(args.map)
@@ -208,9 +215,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     # one file was cleaned as it was read; several are cleaned again as one (gaps between them)
     log = RequestLog.concat(logs).clean(where) if len(logs) > 1 else logs[0].require(MIN_REQUESTS, where)
     del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
+    if log.span_s <= 0:
+        raise FleetcastError(f"{where}: every request arrives at the same time; no arrival rate can be fitted")
     fit = fit_traffic(log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed)
     text, tables = render(fit, out.stem + ".lengths.csv")
-    TrafficSpec.model_validate(traffic_dict(text))  # what we write loads as a traffic section
+    try:  # what we write loads as a traffic section
+        TrafficSpec.model_validate(traffic_dict(text))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise FleetcastError(
+            f"the fitted traffic section is not a valid scenario section at "
+            f"traffic.{'.'.join(map(str, first['loc']))}: {first['msg']} (the log's rate or span is out of "
+            "the scenario format's bounds; see docs/scenario-reference.md)"
+        ) from None
     files = dict(tables)
     if args.check is not None or args.report is not None:
         with tempfile.TemporaryDirectory(prefix="fleetcast-traffic-fit-") as tmp:

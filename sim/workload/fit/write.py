@@ -35,7 +35,7 @@ def _ci(f) -> str:
     return "; ".join(f"{k} 95% CI {_g(a)}..{_g(b)}" for k, (a, b) in f.ci.items())
 
 
-def _class_yaml(cf: ClassFit, table: str, several: bool) -> list[str]:
+def _class_yaml(cf: ClassFit, table: str, share: float | None) -> list[str]:
     a = cf.arrivals
     lines = [
         f"    # {cf.name}: {cf.n:,} requests ({cf.share:.1%}); its own arrivals: {a.rate_rps:.4g} req/s, "
@@ -48,8 +48,8 @@ def _class_yaml(cf: ClassFit, table: str, several: bool) -> list[str]:
             lines.append(f"    #   {fam.family}: {_ci(fam)}")
     lines += [f"    # {n}" for n in cf.lengths.notes]
     lines.append(f"    - name: {cf.name}")
-    if several:
-        lines.append(f"      share: {cf.share:.6g}")
+    if share is not None:
+        lines.append(f"      share: {share!r}")
     if cf.lengths.joint:
         lines.append(
             f"      lengths_table: {{path: {table}, prompt_column: prompt_tokens, output_column: output_tokens}}"
@@ -113,9 +113,12 @@ def render(fit: TrafficFit, table_name: str) -> tuple[str, dict[str, str]]:
     body = ["traffic:", f"  duration_s: {duration}", *arrival, "  classes:"]
     several = len(fit.classes) > 1
     tables: dict[str, str] = {}
-    for cf in fit.classes:
+    # shares to 6 digits, the last one what makes them sum to 1 (the format checks the sum to 1e-6)
+    shares = [round(cf.share, 6) for cf in fit.classes]
+    shares[-1] = round(1.0 - sum(shares[:-1]), 9)
+    for cf, share in zip(fit.classes, shares):
         name = table_name if not several else table_name.replace(".csv", f".{cf.name}.csv")
-        body += _class_yaml(cf, name, several)
+        body += _class_yaml(cf, name, share if several else None)
         needs = cf.lengths.joint or cf.lengths.prompt.chosen is None or cf.lengths.output.chosen is None
         if needs:
             pairs = zip(cf.table_prompt.tolist(), cf.table_output.tolist())
