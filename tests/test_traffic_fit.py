@@ -497,3 +497,10 @@ def test_three_class_shares_sum_to_one_and_bad_flags_are_refused(tmp_path, capsy
     assert main(["traffic", "fit", str(same), "--out", str(tmp_path / "x.yaml")]) == 2
     assert "every request arrives at the same time" in capsys.readouterr().err
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_cli_by_a_field_the_log_lacks_is_an_error(tmp_path, capsys):
+    rows = [",".join(r.split(",")[i] for i in (0, 1, 3, 4)) for r in _rows(100)]  # no tenant column
+    log = _gateway(tmp_path, rows, header="timestamp,model,usage.prompt_tokens,usage.completion_tokens")
+    assert main(["traffic", "fit", str(log), "--out", str(tmp_path / "t.yaml"), "--by", "route"]) == 2
+    assert "--by route: the log has no route column (fields found: model)" in capsys.readouterr().err
