@@ -504,3 +504,9 @@ def test_cli_by_a_field_the_log_lacks_is_an_error(tmp_path, capsys):
     log = _gateway(tmp_path, rows, header="timestamp,model,usage.prompt_tokens,usage.completion_tokens")
     assert main(["traffic", "fit", str(log), "--out", str(tmp_path / "t.yaml"), "--by", "route"]) == 2
     assert "--by route: the log has no route column (fields found: model)" in capsys.readouterr().err
+
+
+def test_cli_out_in_a_new_folder_is_created(tmp_path):
+    out = tmp_path / "new" / "deeper" / "traffic.yaml"
+    assert main(["traffic", "fit", str(_gateway(tmp_path, _rows(100))), "--out", str(out)]) == 0
+    assert out.is_file()

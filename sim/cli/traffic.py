@@ -24,7 +24,7 @@ from calibration.logs.bench_serve import read_bench_serve
 from calibration.logs.request_log import read_request_log
 from sim.errors import FleetcastError
 from sim.infiles import MAX_DATA_FILE_BYTES, read_text_limited
-from sim.outpaths import check_out_file
+from sim.outpaths import check_out_file, out_error
 from testbed.scrape import parse_prometheus
 
 __all__ = ["register"]
@@ -167,6 +167,7 @@ def _write(out: Path, text: str, tables: dict[str, str]) -> list[Path]:
     mask = os.umask(0)
     os.umask(mask)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # check_out_file: it may be created
         for name, body in [*tables.items(), (out.name, text)]:
             target = out.parent / name
             fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=out.parent)
@@ -176,6 +177,8 @@ def _write(out: Path, text: str, tables: dict[str, str]) -> list[Path]:
             staged.append((Path(tmp_name), target))
         for tmp, target in staged:
             os.replace(tmp, target)
+    except OSError as exc:
+        raise out_error(out, exc.strerror or str(exc), "the traffic section") from None
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
