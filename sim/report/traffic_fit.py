@@ -11,6 +11,7 @@ from html import escape
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from sim.analysis.traffic_roundtrip import TOLERANCE, RoundTripRow
 from sim.report.figures import PALETTE, to_svg
@@ -44,6 +45,8 @@ def _qq_axis(ax, obs: np.ndarray, fit: np.ndarray, what: str) -> None:
     ax.loglog(a, b, ".", color=_FIT, ms=3)
     lo, hi = max(min(a.min(), b.min()), 1), max(a.max(), b.max())
     ax.plot([lo, hi], [lo, hi], color="#888888", lw=0.8)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())  # a narrow range labels every minor tick otherwise
     ax.set_xlabel(f"observed {what}, tokens")
     ax.set_ylabel("fitted, tokens")
     ax.set_title(f"QQ: {what}")
@@ -70,7 +73,7 @@ def _dispersion_axis(ax, t_obs: np.ndarray, t_fit: np.ndarray, span_s: float) ->
     ax.axhline(1.0, color="#888888", lw=0.8)
     ax.set_xlabel("window, s")
     ax.set_ylabel("var/mean of counts")
-    ax.set_title("Dispersion by window (Poisson = 1)")
+    ax.set_title("Dispersion (Poisson = 1)")
     ax.legend()
 
 
