@@ -184,17 +184,19 @@ def fit_arrivals(arrival_s: np.ndarray, start_epoch_s: float | None, regimes: bo
         fit.notes.append(spread_note)
     fit.notes.append(stats)
     if start_epoch_s is not None and span >= 86400.0:
-        fit.hourly_rps, fit.hour_chi2, fit.hour_df = _hourly(t, span, start_epoch_s)
+        fit.hourly_rps, raw_chi2, fit.hour_df = _hourly(t, span, start_epoch_s)
+        # a bursty log's hourly counts vary more than Poisson's by at least D at the short window
+        fit.hour_chi2 = raw_chi2 / max(1.0, d)
         crit = fit.hour_df + _Z * math.sqrt(2.0 * fit.hour_df)  # chi-square 97.5% point, normal approximation
         if fit.hour_chi2 <= crit:
             fit.notes.append(
-                f"hour-of-day rates within Poisson noise of a flat rate (chi-square {fit.hour_chi2:,.1f} on "
+                f"hour-of-day rates within the noise of a flat rate (chi-square / max(1, D) {fit.hour_chi2:,.1f} on "
                 f"{fit.hour_df} df, 97.5% point {crit:.0f}): no daily curve"
             )
         else:
             fit.process = "diurnal"
             fit.notes.append(
-                f"hour-of-day rates differ beyond Poisson noise (chi-square {fit.hour_chi2:,.0f} on {fit.hour_df} df, "
+                f"hour-of-day rates differ beyond the noise (chi-square / max(1, D) {fit.hour_chi2:,.0f} on {fit.hour_df} df, "
                 f"97.5% point {crit:.0f}): diurnal rate curve by hour (UTC), non-homogeneous Poisson within it"
             )
         if span >= 14 * 86400.0:
