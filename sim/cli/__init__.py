@@ -58,6 +58,7 @@ COMMAND_TABLE = (
     ),
     ("calibrate", "calibration.cli", "register", "fit performance coefficients to testbed runs (a profile)"),
     ("validate", "calibration.cli", "register", "replay testbed runs in the simulator and compare"),
+    ("traffic", "sim.cli.traffic", "register", "fit a scenario traffic section to request logs"),
 )
 
 

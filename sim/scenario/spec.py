@@ -361,6 +361,8 @@ def _check_classes_fit(scenario: Scenario, catalog, fail) -> None:
     rejected whole (vLLM's rule: prompt + output tokens within max_model_len)."""
     max_len = {p.name: p.max_model_len(catalog.model(p.model)) for p in scenario.fleet}
     for c, cls in enumerate(scenario.traffic.classes):
+        if cls.lengths_table is not None:  # observed pairs: served or rejected request by request
+            continue
         pools = [p.name for p in scenario.fleet if p.classes is None or cls.name in p.classes]
         prompt, output = _shortest(cls.prompt_tokens), _shortest(cls.output_tokens)
         if pools and all(prompt + output > max_len[name] for name in pools):

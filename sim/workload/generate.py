@@ -25,6 +25,7 @@ from sim.workload.spec import (
     ConstantArrival,
     DiurnalArrival,
     GammaArrival,
+    MmppArrival,
     PoissonArrival,
     TraceArrival,
     TrafficSpec,
@@ -117,6 +118,27 @@ def _renewal(rng: np.random.Generator, draw, mean_gap: float, cv: float, duratio
         t0 = float(t[-1])
 
 
+def _mmpp(rng: np.random.Generator, a: MmppArrival, rate: float, duration_s: float) -> np.ndarray:
+    """Regimes (a start drawn from their time fractions, exponential holds, uniform jumps to
+    another regime), then Poisson arrivals within each: counts, uniform times, sorted."""
+    rates, frac = a.regime_rates(rate)
+    hold = np.asarray(a.mean_sojourn_s, dtype=float)
+    k = rates.size
+    states, lengths, t = [int(rng.choice(k, p=frac))], [], 0.0
+    while True:
+        lengths.append(rng.exponential(hold[states[-1]]))
+        t += lengths[-1]
+        if t >= duration_s:
+            break
+        states.append(int((states[-1] + rng.integers(1, k)) % k))  # one of the other regimes
+    ends = np.minimum(np.cumsum(lengths), duration_s)
+    starts = np.concatenate([[0.0], ends[:-1]])
+    seg = ends - starts
+    counts = rng.poisson(rates[np.asarray(states)] * seg)
+    times = np.repeat(starts, counts) + rng.random(int(counts.sum())) * np.repeat(seg, counts)
+    return np.sort(times[times < duration_s])
+
+
 def arrival_times(traffic: TrafficSpec, rng: np.random.Generator) -> np.ndarray:
     """Arrival times in [0, duration_s) of a synthetic arrival process."""
     a, duration = traffic.arrival, traffic.duration_s
@@ -131,6 +153,8 @@ def arrival_times(traffic: TrafficSpec, rng: np.random.Generator) -> np.ndarray:
     if isinstance(a, ConstantArrival):
         t = np.arange(int(math.ceil(duration * rate)) + 1, dtype=np.float64) / rate
         return t[t < duration]
+    if isinstance(a, MmppArrival):
+        return _mmpp(rng, a, rate, duration)
     if isinstance(a, GammaArrival):
         shape = 1.0 / (a.cv * a.cv)
         return _renewal(rng, lambda g, k: g.gamma(shape, a.cv * a.cv / rate, k), 1.0 / rate, a.cv, duration)
@@ -231,6 +255,11 @@ def _synthetic(traffic: TrafficSpec, seed: int, base_dir: Path):
     output = np.zeros(n, dtype=np.int64)
     for c, cls in enumerate(traffic.classes):
         rows = np.flatnonzero(class_idx == c)
+        if cls.lengths_table is not None:  # one observed (prompt, output) row per request
+            table_p, table_o = cls.lengths_table.build(base_dir, f"traffic.classes[{c}].lengths_table.path")
+            pick = stream(seed, "lengths", c, 2).integers(0, table_p.size, size=rows.size)
+            prompt[rows], output[rows] = table_p[pick], table_o[pick]
+            continue
         for part, (spec, dest) in enumerate(((cls.prompt_tokens, prompt), (cls.output_tokens, output))):
             which = "prompt_tokens" if part == 0 else "output_tokens"
             assert spec is not None  # required without a trace (TrafficSpec's validator)

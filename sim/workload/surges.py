@@ -64,6 +64,8 @@ def _surge_traffic(traffic, ev):
         arrival = {"process": a.process, "rate_rps": traffic.total_rate_rps() * (ev.factor - 1.0)}
         if a.process == "gamma":
             arrival["cv"] = a.cv
+        if a.process == "mmpp":
+            arrival["levels"], arrival["mean_sojourn_s"] = list(a.levels), list(a.mean_sojourn_s)
     shares = traffic.shares()
     classes = []
     for c, cls in enumerate(traffic.classes):

@@ -1,0 +1,111 @@
+"""The check that matters for a fitted traffic section: the same fleet simulated on the
+replayed log and on the fitted traffic gives the same p50/p99 TTFT, TPOT and throughput.
+
+``round_trip(scenario_path, fit, traffic, folder)`` takes the fleet (and router, engine,
+everything but ``traffic:``) from a scenario file, replays the fitted log (written as a
+generic trace under ``folder``) and simulates the fitted traffic with ``seeds`` seeds; the
+fitted side is the mean over the seeds (one replay has no seed to vary).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.analysis.forecast import forecast
+from sim.scenario.spec import scenario_from_dict
+from sim.scenario.yamlio import load_yaml_with_lines
+from sim.workload.fit.fit import TrafficFit
+
+__all__ = ["RoundTripRow", "round_trip", "resolved_traffic", "METRICS", "TOLERANCE"]
+
+#: (label, summary path) of the compared metrics.
+METRICS = (
+    ("TTFT p50, s", ("ttft_s", "p50")),
+    ("TTFT p99, s", ("ttft_s", "p99")),
+    ("TPOT p50, s", ("tpot_s", "p50")),
+    ("TPOT p99, s", ("tpot_s", "p99")),
+    ("throughput, req/s", ("requests_per_s",)),
+    ("throughput, output tok/s", ("output_tokens_per_s",)),
+)
+#: The issue's bound on the relative difference.
+TOLERANCE = 0.05
+
+
+@dataclass
+class RoundTripRow:
+    label: str
+    replay: float
+    fitted: float  # mean over the seeds
+    fitted_runs: list[float]
+
+    @property
+    def rel_diff(self) -> float:
+        return (self.fitted - self.replay) / self.replay if self.replay else math.nan
+
+    @property
+    def ok(self) -> bool:
+        return abs(self.rel_diff) <= TOLERANCE
+
+
+def _metric(summary: dict, path: tuple[str, ...]) -> float:
+    node = summary["overall"]
+    for key in path:
+        node = node[key]
+    return float(node) if node is not None else math.nan
+
+
+def _replay_trace(fit: TrafficFit, folder: Path) -> Path:
+    log = fit.log
+    assert log is not None  # fit_traffic keeps it
+    names = np.empty(len(log), dtype=object)
+    keep = np.zeros(len(log), dtype=bool)
+    for cf in fit.classes:
+        names[cf.rows] = cf.name
+        keep[cf.rows] = True
+    path = folder / "replayed-log.csv"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("arrival_s,prompt_tokens,output_tokens,class\n")
+        for t, p, o, c in zip(log.arrival_s[keep], log.prompt_tokens[keep], log.output_tokens[keep], names[keep]):
+            fh.write(f"{float(t)!r},{int(p)},{int(o)},{c}\n")
+    return path
+
+
+def resolved_traffic(traffic: dict, folder: Path) -> dict:
+    """``traffic`` with its classes' table paths made absolute (relative to ``folder``)."""
+    out = dict(traffic)
+    out["classes"] = []
+    for c in traffic["classes"]:
+        c = dict(c)
+        for key in ("lengths_table", "prompt_tokens", "output_tokens"):
+            if isinstance(c.get(key), dict) and "path" in c[key]:
+                c[key] = {**c[key], "path": str((folder / c[key]["path"]).resolve())}
+        out["classes"].append(c)
+    return out
+
+
+def round_trip(scenario_path: Path, fit: TrafficFit, traffic: dict, folder: Path, seeds: int = 3) -> list[RoundTripRow]:
+    """Rows of replay vs fitted; ``traffic`` is the rendered section with its table paths
+    relative to ``folder``."""
+    base, _ = load_yaml_with_lines(Path(scenario_path))
+    scenario_path = Path(scenario_path).resolve()
+    names = [c.name for c in fit.classes]
+    replay_traffic = {
+        "duration_s": traffic["duration_s"] + 1,
+        "arrival": {"process": "trace", "path": str(_replay_trace(fit, folder))},
+        "classes": [{"name": n} for n in names],
+    }
+    fitted_traffic = resolved_traffic(traffic, folder)
+    _, replay = forecast(scenario_from_dict({**base, "traffic": replay_traffic}, path=scenario_path))
+    fitted = []
+    for s in range(seeds):
+        data = {**base, "traffic": fitted_traffic, "seed": int(base.get("seed", 0)) + s}
+        fitted.append(forecast(scenario_from_dict(data, path=scenario_path))[1])
+    rows = []
+    for label, path in METRICS:
+        runs = [_metric(f, path) for f in fitted]
+        rows.append(RoundTripRow(label, _metric(replay, path), float(np.mean(runs)), runs))
+    return rows

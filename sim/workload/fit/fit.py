@@ -1,0 +1,106 @@
+"""Fit a whole log: classes, the arrival model, each class's lengths and prefix.
+
+``fit_traffic(log, ...)`` returns a ``TrafficFit``; ``sim.workload.fit.write``
+renders it. The generator has one arrival process for all classes (classes
+take shares of it), so the process is fitted to the whole log and each class
+gets its share; each class's own arrival statistics are kept in the comments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from sim.workload.fit.arrivals import ArrivalFit, fit_arrivals
+from sim.workload.fit.classes import split_by_clusters, split_by_field
+from sim.workload.fit.lengths import TABLE_MAX_ROWS, PairFit, fit_pair
+from sim.workload.fit.log import RequestLog
+from sim.workload.fit.prefix import PrefixFit, fit_prefix
+
+__all__ = ["ClassFit", "TrafficFit", "fit_traffic"]
+
+
+@dataclass
+class ClassFit:
+    name: str
+    n: int
+    share: float
+    rows: np.ndarray  # the class's rows of the log
+    lengths: PairFit
+    table_prompt: np.ndarray  # the observed pairs the lengths table (or empirical columns) holds
+    table_output: np.ndarray
+    prefix: Optional[PrefixFit]
+    arrivals: ArrivalFit  # the class's own arrival statistics (comments only)
+
+
+@dataclass
+class TrafficFit:
+    sources: list[str]
+    n: int
+    span_s: float
+    start_epoch_s: Optional[float]
+    arrival: ArrivalFit
+    classes: list[ClassFit]
+    split: str  # how the classes were made, as a sentence
+    scale: float = 1.0
+    growth: Optional[tuple[float, int]] = None  # (monthly growth %, months)
+    log: Optional[RequestLog] = None  # the fitted log (the round-trip check replays it)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _table(prompt: np.ndarray, output: np.ndarray, rng: np.random.Generator):
+    if prompt.size <= TABLE_MAX_ROWS:
+        return prompt, output
+    pick = np.sort(rng.choice(prompt.size, TABLE_MAX_ROWS, replace=False))
+    return prompt[pick], output[pick]
+
+
+def fit_traffic(
+    log: RequestLog,
+    *,
+    by: Optional[str] = None,
+    classes: Optional[int] = None,
+    scale: float = 1.0,
+    growth: Optional[tuple[float, int]] = None,
+    seed: int = 0,
+) -> TrafficFit:
+    """Fit ``log`` (cleaned, sorted, starting at 0)."""
+    rng = np.random.default_rng(seed)
+    warnings = list(log.warnings)
+    if by is not None:
+        groups = split_by_field(log, by, warnings)
+        split = f"classes by the log's {by} field"
+    elif classes is not None and classes > 1:
+        groups = split_by_clusters(log, classes, rng)
+        split = f"{classes} classes by k-means on log(prompt), log(output) (named p<median prompt>-o<median output>)"
+    else:
+        groups = [("default", np.arange(len(log)))]
+        split = "one class"
+    used = np.sort(np.concatenate([rows for _, rows in groups]))
+    whole = log if used.size == len(log) else log.take(used)
+    arrival = fit_arrivals(whole.arrival_s, whole.start_epoch_s)
+    out = []
+    for name, rows in groups:
+        part = log.take(rows)
+        pair = fit_pair(part.prompt_tokens, part.output_tokens, rng, paired=part.paired)
+        tp, to = _table(part.prompt_tokens, part.output_tokens, rng)
+        pre = None
+        if part.hash_ids is not None and part.hash_offsets is not None:
+            pre = fit_prefix(part.hash_offsets, part.hash_ids, part.prompt_tokens, part.hash_block_tokens)
+        own = fit_arrivals(part.arrival_s, None, regimes=False)
+        out.append(ClassFit(name, rows.size, rows.size / used.size, rows, pair, tp, to, pre, own))
+    return TrafficFit(
+        sources=list(log.sources),
+        n=int(used.size),
+        span_s=whole.span_s,
+        start_epoch_s=whole.start_epoch_s,
+        arrival=arrival,
+        classes=out,
+        split=split,
+        scale=scale,
+        growth=growth,
+        log=log,
+        warnings=warnings,
+    )

@@ -1,0 +1,269 @@
+"""Readers of the logs planners have: OpenAI-style gateway logs and the bundled
+public traces (Azure LLM inference 2023, Mooncake), into a ``RequestLog``.
+
+Gateway logs (CSV or JSON Lines, one request per row; docs/traffic-fit.md):
+the columns are found by their usual names (``GATEWAY_COLUMNS``) or mapped
+with ``--map FIELD=COLUMN``; a JSONL key may be dotted (``usage.prompt_tokens``).
+A row that cannot be read (bad JSON, a token count that is no number, a time
+that is no time) is dropped and counted by reason, with the first one's file,
+line and column; a column missing from the whole file is an error.
+
+The traces are read by ``sim.workload.traces.load_trace`` (the reader replay
+uses), so a bad row is the same located error there and here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from sim.errors import FleetcastError
+from sim.infiles import MAX_DATA_FILE_BYTES, check_input_file
+from sim.workload.distributions import MAX_TOKENS
+from sim.workload.fit.log import Labels, RequestLog
+from sim.workload.spec import TraceArrival
+from sim.workload.traces import load_trace
+
+__all__ = ["GATEWAY_COLUMNS", "GROUP_FIELDS", "read_gateway", "read_trace", "sniff_format"]
+
+#: Gateway log field -> the column names tried, in order (the first present is used).
+GATEWAY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "timestamp": ("timestamp", "created", "time", "start_time", "request_time"),
+    "prompt_tokens": ("usage.prompt_tokens", "prompt_tokens", "input_tokens"),
+    "output_tokens": ("usage.completion_tokens", "completion_tokens", "output_tokens"),
+    "model": ("model",),
+    "tenant": ("tenant", "user", "api_key_id", "org"),
+    "route": ("route", "endpoint", "path", "url"),
+    "class": ("class",),
+}
+#: Fields a log may be split into classes by (``--by``).
+GROUP_FIELDS = ("model", "tenant", "route", "class")
+_REQUIRED = ("timestamp", "prompt_tokens", "output_tokens")
+
+
+def _check(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FleetcastError(f"{path}: file not found (give a request log: .csv, .jsonl or .json)")
+    return check_input_file(path.resolve(), MAX_DATA_FILE_BYTES, "log file")
+
+
+def sniff_format(path: Path) -> str:
+    """``azure-2023``, ``mooncake``, ``request-log`` (validate's per-request log), ``bench-serve``,
+    ``prometheus-json`` (range-query answers), ``metrics-scrapes`` or ``gateway``, from the file's
+    first bytes, line or object."""
+    path = _check(path)
+    with open(path, "rb") as fh:
+        start = fh.read(4096).decode("utf-8", errors="replace")
+    if start.lstrip().startswith("# scrape"):
+        return "metrics-scrapes"
+    if '"resultType"' in start or start.lstrip().startswith("["):
+        return "prometheus-json"
+    if path.suffix.lower() == ".json":
+        return "bench-serve"
+    with open(path, "rb") as fh:
+        head = fh.readline(1 << 20).decode("utf-8", errors="replace").strip()
+    if path.suffix.lower() == ".csv":
+        cols = [c.strip() for c in head.split(",")]
+    else:
+        try:
+            obj = json.loads(head)
+            cols = list(obj) if isinstance(obj, dict) else []
+        except json.JSONDecodeError:
+            cols = []
+    if {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} <= set(cols):
+        return "azure-2023"
+    if {"input_length", "output_length", "timestamp"} <= set(cols):
+        return "mooncake"
+    if "arrival_s" in cols:
+        return "request-log"
+    return "gateway"
+
+
+def read_trace(path: Path, preset: str) -> RequestLog:
+    """A bundled public trace (``azure-2023`` or ``mooncake``) via the replay reader."""
+    path = _check(path)
+    spec = TraceArrival(process="trace", path=str(path), preset=preset)
+    tr = load_trace(spec, path.parent, where=str(path))
+    epoch = _azure_epoch(path) if preset == "azure-2023" else None
+    return RequestLog(
+        arrival_s=tr.arrival_s,
+        prompt_tokens=tr.prompt_tokens,
+        output_tokens=tr.output_tokens,
+        hash_offsets=tr.hash_offsets,
+        hash_ids=tr.hash_ids,
+        hash_block_tokens=spec.hash_block_tokens,
+        start_epoch_s=epoch,
+        sources=[str(path)],
+        warnings=list(tr.notes),
+    )
+
+
+def _azure_epoch(path: Path) -> Optional[float]:
+    import pandas as pd  # only for a log file
+
+    t = pd.to_datetime(pd.read_csv(path, usecols=["TIMESTAMP"])["TIMESTAMP"], format="ISO8601", errors="coerce")
+    return None if t.isna().all() else float(t.min().value / 1e9)
+
+
+def _pick(found: list[str], mapping: dict[str, str], path: Path) -> dict[str, str]:
+    cols: dict[str, str] = {}
+    for f, names in GATEWAY_COLUMNS.items():
+        if f in mapping:
+            if mapping[f] not in found:
+                raise FleetcastError(
+                    f"{path}: --map {f}={mapping[f]}: the log has no column '{mapping[f]}'; columns found: "
+                    f"{', '.join(found) or '(none)'}"
+                )
+            cols[f] = mapping[f]
+            continue
+        hit = next((c for c in names if c in found), None)
+        if hit is not None:
+            cols[f] = hit
+    gone = [f for f in _REQUIRED if f not in cols]
+    if gone:
+        raise FleetcastError(
+            f"{path}: no column for {', '.join(gone)}; columns found: {', '.join(found) or '(none)'}. "
+            f"Looked for {'; '.join(f'{f}: ' + ', '.join(GATEWAY_COLUMNS[f]) for f in gone)}; "
+            f"map another column with --map FIELD=COLUMN (docs/traffic-fit.md)"
+        )
+    return cols
+
+
+def _flat(obj: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in obj.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _read_rows(path: Path, mapping: dict[str, str]):
+    """(column -> raw values, file lines, bad-JSON lines). A CSV reads only the columns the fit
+    uses, numbers as numbers and the class fields as categories (a 10-million-row log in
+    well under 2 GB)."""
+    import pandas as pd  # only for a log file
+
+    if path.suffix.lower() == ".csv":
+        try:
+            header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+            cols = _pick(header, mapping, path)
+            groups = {cols[f] for f in GROUP_FIELDS if f in cols}
+            df = pd.read_csv(
+                path,
+                usecols=sorted(set(cols.values())),
+                dtype={c: "category" for c in groups},
+                skip_blank_lines=False,
+                low_memory=False,
+            )
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+            raise FleetcastError(f"{path}: cannot read the CSV: {str(e).strip()}") from None
+        blank = df.isna().all(axis=1).to_numpy()
+        lines = np.arange(2, len(df) + 2, dtype=np.int64)[~blank]
+        df = df[~blank]
+        return {c: df[c] for c in df.columns}, lines, []
+    rows: list[dict] = []
+    at: list[int] = []
+    bad: list[int] = []
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                bad.append(i)
+                continue
+            if not isinstance(obj, dict):
+                bad.append(i)
+                continue
+            rows.append(_flat(obj))
+            at.append(i)
+    keys: dict[str, None] = {}
+    for r in rows[:1000]:
+        keys.update(dict.fromkeys(r))
+    data = {k: pd.Series([r.get(k) for r in rows], dtype=object) for k in keys}
+    return data, np.array(at, dtype=np.int64), bad
+
+
+def _numbers(raw) -> np.ndarray:
+    """A column (pandas Series) as float64; what is no number becomes NaN."""
+    import pandas as pd  # only for a log file
+
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(raw.astype(object), errors="coerce").to_numpy(dtype=float)
+
+
+def _times(raw) -> tuple[np.ndarray, bool]:
+    """Seconds (UNIX time for dates and epoch numbers), and whether they are wall-clock."""
+    import pandas as pd  # only for a log file
+
+    num = _numbers(raw)
+    if np.isfinite(num).mean() > 0.5:  # epoch seconds (or ms / us, told apart by size)
+        med = float(np.nanmedian(num))
+        scale = 1e-6 if med > 1e14 else 1e-3 if med > 1e11 else 1.0
+        return num * scale, med > 1e8
+    t = pd.to_datetime(raw.astype(object), format="ISO8601", errors="coerce", utc=True)
+    secs = (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
+    return secs, True
+
+
+def _labels(raw, keep: np.ndarray) -> Labels:
+    """A class field's kept values (via pandas categories: one string per distinct value)."""
+    import pandas as pd  # only for a log file
+
+    cat = raw if isinstance(raw.dtype, pd.CategoricalDtype) else raw.astype(object).astype("category")
+    codes = cat.cat.codes.to_numpy()[keep]
+    names = np.asarray([str(c) for c in cat.cat.categories] + (["(none)"] if (codes < 0).any() else []))
+    return Labels(np.where(codes < 0, names.size - 1, codes).astype(np.int32), names)
+
+
+def read_gateway(path: Path, mapping: dict[str, str]) -> RequestLog:
+    """An OpenAI-style gateway log; unreadable rows are dropped and counted (see the module doc)."""
+    path = _check(path)
+    data, lines, bad_json = _read_rows(path, mapping)
+    if not len(lines) and not bad_json:
+        raise FleetcastError(f"{path}: the log holds no requests")
+    cols = _pick(list(data), mapping, path)
+    t, wall = _times(data[cols["timestamp"]])
+    prompt = _numbers(data[cols["prompt_tokens"]])
+    output = _numbers(data[cols["output_tokens"]])
+    warnings = []
+    n_read = len(lines) + len(bad_json)
+    if bad_json:
+        warnings.append(
+            f"{path}: {len(bad_json):,} of {n_read:,} line(s) dropped: not one JSON object (the first at line {bad_json[0]})."
+        )
+    bad = np.zeros(len(lines), dtype=bool)
+    checks = (
+        ("timestamp", ~np.isfinite(t), "a time (UNIX seconds or an ISO 8601 date-time)"),
+        ("prompt_tokens", ~np.isfinite(prompt) | (prompt != np.floor(prompt)), "a whole number of tokens"),
+        ("output_tokens", ~np.isfinite(output) | (output != np.floor(output)), "a whole number of tokens"),
+    )
+    for f, mask, what in checks:
+        new = mask & ~bad
+        if new.any():
+            i = int(np.argmax(new))
+            warnings.append(
+                f"{path}: {int(new.sum()):,} of {n_read:,} row(s) dropped: column '{cols[f]}' is not {what} "
+                f"(the first at line {lines[i]}: {data[cols[f]].iloc[i]!r})."
+            )
+        bad |= mask
+    keep = ~bad
+    fields = {f: _labels(data[cols[f]], keep) for f in GROUP_FIELDS if f in cols}
+    return RequestLog(
+        arrival_s=t[keep],
+        prompt_tokens=np.clip(prompt[keep], -1, MAX_TOKENS + 1).astype(np.int64),  # huge stays "above", cast-safe
+        output_tokens=np.clip(output[keep], -1, MAX_TOKENS + 1).astype(np.int64),
+        fields=fields,
+        start_epoch_s=0.0 if wall else None,
+        lines=lines[keep],
+        sources=[str(path)],
+        warnings=warnings,
+    )
