@@ -65,6 +65,7 @@ def load_runs(args) -> list:
     each log's notes (defaults assumed, failed requests) are printed."""
     paths = expand_runs(args.runs)  # before the readers' imports (pandas, the scenario, the engine's inputs)
     from calibration.logs import load_log
+    from calibration.logs.aggregate import is_aggregate_table, load_aggregate
     from calibration.logs.static_batch import is_static_batch_table, load_static_batches
     from calibration.runs import load_run
 
@@ -79,6 +80,12 @@ def load_runs(args) -> list:
         if is_static_batch_table(p):  # one run per measured batch (docs/run-logs.md, "Static-batch tables")
             table = load_static_batches(p, args.sidecar, _log_overrides(args))
             for note in table[0].notes:  # the sidecar's, the same for every row
+                print(f"note: {p}: {note}")
+            runs += table
+            continue
+        if is_aggregate_table(p):  # one run per concurrency point or rate stage (docs/run-logs.md)
+            table = load_aggregate(p, args.sidecar, _log_overrides(args))
+            for note in table[0].notes:
                 print(f"note: {p}: {note}")
             runs += table
             continue
@@ -306,6 +313,8 @@ def cmd_validate(args) -> int:
             "output_tok_s",
             "mean_running",
             "batch_latency_s",
+            "ttft_mean_s",
+            "tpot_mean_s",
         )
         if c in piv
     ]
@@ -321,7 +330,7 @@ def cmd_validate(args) -> int:
         ("held-out (open-loop)", summ),
         ("closed-loop", summarize_errors(table, "closed")),
         ("static batches", summarize_errors(table, "static")),
-    ):
+    ):  # a concurrency point is closed-loop, a rate stage open-loop (docs/run-logs.md)
         if s and (label.startswith(("held", "static")) or not summ):
             print(
                 f"{label} median |error| %: "
