@@ -1,6 +1,7 @@
 """Uncalibrated forecasts against the public real-GPU corpus (calibration/public/).
 
-Every entry of the corpus (a per-request log of a real vLLM run on GPUs, with its sidecar) is
+Every entry of the corpus (a per-request log of a real vLLM run on GPUs, or one row of a static-batch,
+concurrency or rate-stage table, with its sidecar) is
 replayed with no calibration profile: exactly the model ``fleetcast run`` and ``plan`` use for that
 pool (the GPU's measured vLLM kernels, catalog defaults). Printed: forecast vs measured per entry
 (source, GPU, model, regime), then the median |error| per metric and set against the issue's
@@ -64,7 +65,7 @@ def summary_lines(summary: dict, results: list[dict]) -> list[str]:
                  for m in COMPARED]
         met = sum(per[m]["met"] for m in per)
         lines.append(f"| {src} | {what} | {n} | " + " | ".join(cells) + f" | {met} of {len(per)} |")
-        for reg in ("static batch", "moderate load", "saturation"):
+        for reg in ("static batch", "moderate load", "saturation", "rate stage", "closed loop"):
             rs = [r for r in rs0 if r["regime"] == reg]
             if rs and len(rs) < n:
                 sub = summarize(rs)[src]
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     groups = skipped_groups(args.corpus)
     print(f"\nleft out by the converters ({len(groups)} groups of source rows; calibration/public/*/skipped.csv):")
     for g in groups:
-        print(f"  {g['source']}: {g['hardware']} x{g['gpus']}, {g['model']}: {g['reason']}")
+        what = ", ".join(str(v) for k, v in g.items() if k not in ("source", "reason") and v)
+        print(f"  {g['source']}: {what}: {g['reason']}")
     print("\npublic sources not in the corpus:")
     for k, v in NOT_IN_CORPUS.items():
         print(f"  {k}: {v}")
