@@ -61,11 +61,13 @@ NOT_IN_CORPUS = {
     "ML.ENERGY Benchmark v3 (ml-energy/leaderboard public/data/models)": "pending merge: the power engineer "
     "extracts it into calibration/public/ml_energy/ (issue 27); its max_num_seqs sweeps can then be replayed as "
     "concurrency points",
-    "mlcommons/inference_results_v4.1": "aggregate server-scenario percentiles; not converted yet",
-    "SemiAnalysisAI/InferenceX experimental/token_position_decode_slo": "8xH200 large MoE at concurrency "
-    "4-64; not converted yet",
+    "mlcommons/inference_results_v4.1": "checked at 198fc467: the vLLM Server-scenario submissions (AMD MI300X "
+    "vLLM 0.4.3+rocm, NeuralMagic 8xL40S and 4xH100 FP8/GPTQ vLLM 0.5.2; Llama-2-70B, Poisson load at the "
+    "scheduled rate) publish only aggregate percentiles, and the results repository holds neither the prompt "
+    "lengths of the OpenOrca samples nor their distribution (only the mean output length, tokens/s over "
+    "samples/s), so the workload cannot be regenerated; llama-2-70b is also not in the catalog",
     "microsoft/sarathi-serve (osdi-sarathi-serve)": "step-level tables (batch composition -> batch time): "
-    "a kernel-level check, not an end-to-end entry; not converted yet",
+    "a kernel-level check, not an end-to-end entry; validate has no step-level format; not converted",
 }
 
 

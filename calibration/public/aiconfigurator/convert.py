@@ -141,9 +141,9 @@ def convert(src: Path) -> None:
                     ]
                 )
     with open(HERE / "skipped.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, ["id", "backend", "system", "model", "mode", "reason"], lineterminator="\n")
-        w.writeheader()
-        w.writerows(sorted(skipped, key=lambda s: s["id"]))
+        sw = csv.DictWriter(fh, ["id", "backend", "system", "model", "mode", "reason"], lineterminator="\n")
+        sw.writeheader()
+        sw.writerows(sorted(skipped, key=lambda s: s["id"]))
     print(f"{sum(len(g) for g in groups.values())} points in {len(groups)} folders, {len(skipped)} skipped")
 
 

@@ -58,7 +58,10 @@ def _git(repo: Path, path: str) -> str:
 def _settings(manifest: str) -> dict:
     args = dict(re.findall(r'"--([a-z_-]+)=([^"]+)"', manifest))
     flags = set(re.findall(r'"--((?:no-)?enable-[a-z-]+)"', manifest))
-    image = re.search(r"image: vllm/vllm-openai:v([0-9.]+)", manifest).group(1)
+    found = re.search(r"image: vllm/vllm-openai:v([0-9.]+)", manifest)
+    if found is None:
+        raise SystemExit("no vllm/vllm-openai image in the manifest")
+    image = found.group(1)
     return {
         "max_num_seqs": int(args["max-num-seqs"]),
         "max_model_len": int(args["max-model-len"]),
@@ -145,9 +148,9 @@ def convert(repo: Path) -> None:
                     w.writerows(rows)
         print(f"{config}: {len(stages)} rate stages, {len(capped)} capped (closed-loop) stages")
     with open(HERE / "skipped.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["configuration", "reason"])
-        w.writerows(sorted(SKIPPED.items()))
+        sw = csv.writer(fh, lineterminator="\n")
+        sw.writerow(["configuration", "reason"])
+        sw.writerows(sorted(SKIPPED.items()))
 
 
 if __name__ == "__main__":
