@@ -125,7 +125,9 @@ def error_table(comps: list[Comparison]) -> pd.DataFrame:
     server time series: no running/waiting), so that the error is skipped, not zero."""
     rows = []
     for c in comps:
-        for m in METRICS + tuple(k for k in AGGREGATE_METRICS if k in c.measured):
+        # an aggregate entry's own figures only (a per-request run's measured side also has the means)
+        agg = c.run.meta.get("aggregate_measured") or {}
+        for m in METRICS + tuple(k for k in AGGREGATE_METRICS if k in agg):
             meas, pred = c.measured.get(m, np.nan), c.predicted.get(m, np.nan)
             if m not in c.measured:
                 rows.append(
