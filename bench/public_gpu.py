@@ -54,22 +54,28 @@ def _set(r: dict) -> str:
     return f"{r['source']}/{r['set']}"
 
 
+def _columns(results: list[dict]) -> list[str]:
+    """The compared metrics some entry measured (a mean only where a source gives one)."""
+    return [m for m in COMPARED if any(r["error_pct"].get(m) is not None for r in results)]
+
+
 def summary_lines(summary: dict, results: list[dict]) -> list[str]:
-    head = ["source / set", "GPU, model", "entries"] + [_short(m) for m in COMPARED] + ["targets met"]
+    cols = _columns(results)
+    head = ["source / set", "GPU, model", "entries"] + [_short(m) for m in cols] + ["targets met"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for src, per in summary.items():
         rs0 = [r for r in results if _set(r) == src]
         n = len(rs0)
         what = f"{rs0[0]['gpu']} ×{rs0[0]['tensor_parallel']}, {rs0[0]['model']} ({rs0[0]['weights']})"
         cells = [("–" if m not in per else f"{per[m]['median_abs_pct']:.1f}" + ("" if per[m]["met"] else " ✗"))
-                 for m in COMPARED]
+                 for m in cols]
         met = sum(per[m]["met"] for m in per)
         lines.append(f"| {src} | {what} | {n} | " + " | ".join(cells) + f" | {met} of {len(per)} |")
         for reg in ("static batch", "moderate load", "saturation", "rate stage", "closed loop"):
             rs = [r for r in rs0 if r["regime"] == reg]
             if rs and len(rs) < n:
                 sub = summarize(rs)[src]
-                cells = [("–" if m not in sub else f"{sub[m]['median_abs_pct']:.1f}") for m in COMPARED]
+                cells = [("–" if m not in sub else f"{sub[m]['median_abs_pct']:.1f}") for m in cols]
                 lines.append(f"| {src}, {reg} | | {len(rs)} | " + " | ".join(cells) + " | |")
     return lines
 
@@ -166,12 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(summary_lines(summary, results)))
     by_source = summarize(results, key="source")
     print("\nmedian |error| % per source (all its sets together)\n")
-    head = ["source", "entries"] + [_short(m) for m in COMPARED] + ["targets met"]
+    head = ["source", "entries"] + [_short(m) for m in _columns(results)] + ["targets met"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for src, per in by_source.items():
         n = sum(1 for r in results if r["source"] == src)
         cells = [("–" if m not in per else f"{per[m]['median_abs_pct']:.1f}" + ("" if per[m]["met"] else " ✗"))
-                 for m in COMPARED]
+                 for m in _columns(results)]
         print(f"| {src} | {n} | " + " | ".join(cells) + f" | {sum(v['met'] for v in per.values())} of {len(per)} |")
     models = sorted({(r["source"], r["set"], r["replay_model"]) for r in results})
     print("\nreplay model per set:")
