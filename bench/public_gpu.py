@@ -106,7 +106,7 @@ def figure(results: list[dict], path: Path) -> None:
     panels = (("ttft_p50_s", "TTFT p50 (s)"), ("ttft_p99_s", "TTFT p99 (s)"), ("tpot_p50_s", "TPOT p50 (s)"),
               ("e2e_p50_s", "E2E p50 (s)"), ("output_tok_s", "output tok/s"),
               ("batch_latency_s", "static batch latency (s)"))
-    fig, axes = plt.subplots(2, 3, figsize=(14, 9.5))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 10.5))
     axes = axes.ravel()
     groups = sorted({_group(r) for r in results})
     for ax, (m, label) in zip(axes, panels):
@@ -117,7 +117,7 @@ def figure(results: list[dict], path: Path) -> None:
                 continue
             x = [r["measured"][m] for r in rs]
             y = [r["forecast"][m] for r in rs]
-            ax.scatter(x, y, s=10, color=f"C{i}", label=g, alpha=0.8)
+            ax.scatter(x, y, s=10, color=plt.get_cmap("tab20")(i % 20), label=g, alpha=0.8)
             lo, hi = min(lo, *x, *y), max(hi, *x, *y)
         lo, hi = lo / 1.5, hi * 1.5
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
@@ -136,9 +136,9 @@ def figure(results: list[dict], path: Path) -> None:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 6))
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 4))
     fig.suptitle("fleetcast uncalibrated forecast vs real vLLM GPU runs (one point per corpus entry)")
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.11, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
