@@ -217,3 +217,33 @@ def test_validate_refuses_bad_input_with_exit_2_and_writes_nothing(tmp_path, cap
     assert main(["validate", str(p), "--out", str(out)]) == 2
     assert f"{p}, line 2, field output_tokens" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_shared_prefixes_of_an_aggregate_row(tmp_path):
+    p = _table(
+        tmp_path,
+        "s.stages.csv",
+        "rate_rps,duration_s,prompt_tokens,output_tokens,prefix_tokens,prefix_groups,ttft_p50_s\n"
+        "10,2,300,8,128,3,0.05\n",
+        sidecar="gpu: h100-sxm\nmodel: llama-3.1-8b\nengine: {enable_prefix_caching: true}\n",
+    )
+    (run,) = load_aggregate(p)
+    wl = run.workload
+    assert len(wl.arrival_s) == 20 and list(wl.prefix_offsets) == list(range(21))  # one chunk per request
+    assert set(wl.prefix_end_tok) == {128}
+    keys = wl.prefix_keys
+    assert len(set(keys)) == 3 and all(keys[r] == keys[r % 3] for r in range(20))  # request r: group r mod 3
+    # the server reuses them: every request after the first of its group finds 128 cached tokens
+    # (8 full blocks of 16), the first three find none
+    r = validate_run(run, None).sim_requests
+    assert list(r["cached_prompt_tokens"][:3]) == [0, 0, 0] and set(r["cached_prompt_tokens"][3:]) == {128}
+
+
+def test_prefix_groups_without_prefix_tokens_is_located(tmp_path):
+    p = _table(
+        tmp_path,
+        "s.stages.csv",
+        "rate_rps,duration_s,prompt_tokens,output_tokens,prefix_groups,ttft_p50_s\n1,2,300,8,3,0.05\n",
+    )
+    with pytest.raises(FleetcastError, match=re.escape(f"{p}, line 2, field prefix_tokens")):
+        load_aggregate(p)

@@ -17,7 +17,9 @@ row here is one such point; the replay regenerates its workload and compares the
 Lengths, per row: ``prompt_tokens`` / ``output_tokens`` (fixed), or ``prompt_tokens_mean`` and
 ``prompt_tokens_std`` (a normal distribution, rounded, clipped to ``prompt_tokens_min`` ..
 ``prompt_tokens_max``, default 1 .. 10,000,000; the same for output), drawn from the row's
-``seed``. Measured: at least one of ``ttft_p50_s`` ... ``e2e_p99_s``, ``ttft_mean_s``,
+``seed``. Shared prefixes, optional: ``prefix_tokens`` (the length of a shared prefix) and
+``prefix_groups`` (how many distinct ones; request r gets prefix r mod groups), so a server with
+prefix caching reuses them as it did. Measured: at least one of ``ttft_p50_s`` ... ``e2e_p99_s``, ``ttft_mean_s``,
 ``tpot_mean_s``, ``e2e_mean_s``, ``output_tok_s``; empty cells are "not measured". Engine settings
 come from the sidecar as for any log. A bad cell is a FleetcastError naming the file, line and field.
 """
@@ -36,7 +38,7 @@ from calibration.runs import Run
 from sim.errors import FleetcastError
 from sim.rng import stream
 from sim.workload.distributions import MAX_TOKENS, Normal
-from sim.workload.generate import Workload
+from sim.workload.generate import Workload, prefix_key
 
 __all__ = [
     "CONCURRENCY_SUFFIX",
@@ -182,6 +184,7 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         raise FleetcastError(f"{path}, line {line}: {n:,} requests; at most {_MAX_REQUESTS:,} per row ({_DOC})")
     prompts, p_desc = _lengths(path, line, rec, "prompt_tokens", n, stream(seed, "lengths", 0))
     outputs, o_desc = _lengths(path, line, rec, "output_tokens", n, stream(seed, "lengths", 1))
+    offsets, keys, ends, prefix = _prefixes(path, line, rec, prompts)
     measured = {m: _num(path, line, rec, m) for m in MEASURED_FIELDS if rec.get(m, "") != ""}
     if not measured:
         raise FleetcastError(
@@ -192,9 +195,9 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         class_idx=np.zeros(n, dtype=np.int16),
         prompt_tokens=prompts,
         output_tokens=outputs,
-        prefix_offsets=np.zeros(n + 1, dtype=np.int64),
-        prefix_keys=np.zeros(0, dtype=np.int64),
-        prefix_end_tok=np.zeros(0, dtype=np.int32),
+        prefix_offsets=offsets,
+        prefix_keys=keys,
+        prefix_end_tok=ends,
         class_names=["default"],
     )
     meta = {
@@ -206,7 +209,7 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel},
         "engine_args": dict(st.engine),
         "aggregate_measured": measured,
-        "aggregate_load": {**load, "prompt_tokens": p_desc, "output_tokens": o_desc, "seed": seed},
+        "aggregate_load": {**load, "prompt_tokens": p_desc, "output_tokens": o_desc, "seed": seed, **prefix},
         "notes": list(st.notes),
     }
     if kind == "concurrency":
@@ -230,6 +233,26 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         catalogs=st.catalogs,
         notes=tuple(st.notes),
     )
+
+
+def _prefixes(path: Path, line: int, rec: dict, prompts: np.ndarray) -> tuple:
+    """The prefix chains (CSR, ``Workload``) of the row's shared prefixes: one chunk per request
+    covering its first min(prefix_tokens, prompt - 1) tokens, keyed by its group; none without
+    ``prefix_tokens``."""
+    n = len(prompts)
+    if not rec.get("prefix_tokens"):
+        if rec.get("prefix_groups"):
+            raise FleetcastError(f"{path}, line {line}, field prefix_tokens: empty but prefix_groups is given ({_DOC})")
+        return np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), {}
+    tokens = int(_num(path, line, rec, "prefix_tokens", integer=True))
+    groups = int(_num(path, line, rec, "prefix_groups", integer=True)) if rec.get("prefix_groups") else 1
+    covered = np.minimum(tokens, prompts.astype(np.int64) - 1)
+    has = covered > 0
+    group = np.arange(n) % groups
+    table = {(int(g), int(c)): prefix_key("aggregate", int(g), int(c)) for g, c in set(zip(group[has], covered[has]))}
+    keys = np.array([table[int(g), int(c)] for g, c in zip(group[has], covered[has])], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(has)]).astype(np.int64)
+    return offsets, keys, covered[has].astype(np.int32), {"prefix_tokens": tokens, "prefix_groups": groups}
 
 
 def _no_requests() -> pd.DataFrame:

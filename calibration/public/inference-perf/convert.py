@@ -44,6 +44,7 @@ SKIPPED = {
     "workload is not recorded, so the replay could not set it",
     "vllm+quantization": "--quantization bitsandbytes (4-bit NF4): not a weight format of the fleetcast catalog",
 }
+PROMPTS = 10 * 10  # num_unique_system_prompts x num_users_per_system_prompt: the distinct prompts
 OUTPUT_TOKENS = 64  # config.yaml output_len with ignore_eos: the server generated exactly 64
 LATENCIES = (("ttft", "time_to_first_token"), ("e2e", "request_latency"))
 PCTS = (("p50", "median"), ("p90", "p90"), ("p99", "p99"))
@@ -129,6 +130,10 @@ def convert(repo: Path) -> None:
                 "prompt_tokens_min": int(p["min"]),
                 "prompt_tokens_max": int(p["max"]),
                 "output_tokens": OUTPUT_TOKENS,
+                # the 10 x 10 (system prompt, question) pairs repeat: 100 prefix groups over the first
+                # (shortest prompt - 1) tokens, so every request of a group has the same key
+                "prefix_tokens": int(p["min"]) - 1,
+                "prefix_groups": PROMPTS,
                 **{f"{m}_{q}_s": f"{ok['latency'][key][k]:.6g}" for m, key in LATENCIES for q, k in PCTS},
                 "requested_rate_rps": f"{load['requested_rate']:.4g}",
                 "achieved_rate_rps": f"{load['achieved_rate']:.4g}",
