@@ -326,12 +326,14 @@ def cmd_validate(args) -> int:
     if args.markdown:
         print(_markdown(piv[cols]))
     summ = summarize_errors(table, "open")
+    # concurrency points are held out like open-loop runs (a testbed's closed-loop sweeps are its fit)
+    agg_closed = any(c.run.mode == "closed" and c.run.meta.get("aggregate_measured") for c in comps)
     for label, s in (
         ("held-out (open-loop)", summ),
         ("closed-loop", summarize_errors(table, "closed")),
         ("static batches", summarize_errors(table, "static")),
     ):  # a concurrency point is closed-loop, a rate stage open-loop (docs/run-logs.md)
-        if s and (label.startswith(("held", "static")) or not summ):
+        if s and (label.startswith(("held", "static")) or not summ or (label == "closed-loop" and agg_closed)):
             print(
                 f"{label} median |error| %: "
                 + ", ".join(

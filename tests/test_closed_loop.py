@@ -247,3 +247,14 @@ def test_prefix_groups_without_prefix_tokens_is_located(tmp_path):
     )
     with pytest.raises(FleetcastError, match=re.escape(f"{p}, line 2, field prefix_tokens")):
         load_aggregate(p)
+
+
+def test_validate_prints_both_summaries_for_stages_and_concurrency_points(tmp_path, capsys):
+    _table(tmp_path, "s.stages.csv", "rate_rps,duration_s,prompt_tokens,output_tokens,ttft_p50_s\n2,3,200,16,0.05\n")
+    (tmp_path / "c.concurrency.csv").write_text(
+        "concurrency,num_requests,prompt_tokens,output_tokens,ttft_p50_s\n2,6,200,16,0.05\n"
+    )
+    assert main(["validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out (open-loop) median |error| %: ttft_p50" in out
+    assert "closed-loop median |error| %: ttft_p50" in out
