@@ -1,6 +1,7 @@
 """Uncalibrated forecasts against the public real-GPU corpus (calibration/public/).
 
-Every entry of the corpus (a per-request log of a real vLLM run on GPUs, with its sidecar) is
+Every entry of the corpus (a per-request log of a real vLLM run on GPUs, or one row of a static-batch,
+concurrency or rate-stage table, with its sidecar) is
 replayed with no calibration profile: exactly the model ``fleetcast run`` and ``plan`` use for that
 pool (the GPU's measured vLLM kernels, catalog defaults). Printed: forecast vs measured per entry
 (source, GPU, model, regime), then the median |error| per metric and set against the issue's
@@ -53,22 +54,28 @@ def _set(r: dict) -> str:
     return f"{r['source']}/{r['set']}"
 
 
+def _columns(results: list[dict]) -> list[str]:
+    """The compared metrics some entry measured (a mean only where a source gives one)."""
+    return [m for m in COMPARED if any(r["error_pct"].get(m) is not None for r in results)]
+
+
 def summary_lines(summary: dict, results: list[dict]) -> list[str]:
-    head = ["source / set", "GPU, model", "entries"] + [_short(m) for m in COMPARED] + ["targets met"]
+    cols = _columns(results)
+    head = ["source / set", "GPU, model", "entries"] + [_short(m) for m in cols] + ["targets met"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for src, per in summary.items():
         rs0 = [r for r in results if _set(r) == src]
         n = len(rs0)
         what = f"{rs0[0]['gpu']} ×{rs0[0]['tensor_parallel']}, {rs0[0]['model']} ({rs0[0]['weights']})"
         cells = [("–" if m not in per else f"{per[m]['median_abs_pct']:.1f}" + ("" if per[m]["met"] else " ✗"))
-                 for m in COMPARED]
+                 for m in cols]
         met = sum(per[m]["met"] for m in per)
         lines.append(f"| {src} | {what} | {n} | " + " | ".join(cells) + f" | {met} of {len(per)} |")
-        for reg in ("static batch", "moderate load", "saturation"):
+        for reg in ("static batch", "moderate load", "saturation", "rate stage", "closed loop"):
             rs = [r for r in rs0 if r["regime"] == reg]
             if rs and len(rs) < n:
                 sub = summarize(rs)[src]
-                cells = [("–" if m not in sub else f"{sub[m]['median_abs_pct']:.1f}") for m in COMPARED]
+                cells = [("–" if m not in sub else f"{sub[m]['median_abs_pct']:.1f}") for m in cols]
                 lines.append(f"| {src}, {reg} | | {len(rs)} | " + " | ".join(cells) + " | |")
     return lines
 
@@ -99,7 +106,7 @@ def figure(results: list[dict], path: Path) -> None:
     panels = (("ttft_p50_s", "TTFT p50 (s)"), ("ttft_p99_s", "TTFT p99 (s)"), ("tpot_p50_s", "TPOT p50 (s)"),
               ("e2e_p50_s", "E2E p50 (s)"), ("output_tok_s", "output tok/s"),
               ("batch_latency_s", "static batch latency (s)"))
-    fig, axes = plt.subplots(2, 3, figsize=(14, 9.5))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 10.5))
     axes = axes.ravel()
     groups = sorted({_group(r) for r in results})
     for ax, (m, label) in zip(axes, panels):
@@ -110,7 +117,7 @@ def figure(results: list[dict], path: Path) -> None:
                 continue
             x = [r["measured"][m] for r in rs]
             y = [r["forecast"][m] for r in rs]
-            ax.scatter(x, y, s=10, color=f"C{i}", label=g, alpha=0.8)
+            ax.scatter(x, y, s=10, color=plt.get_cmap("tab20")(i % 20), label=g, alpha=0.8)
             lo, hi = min(lo, *x, *y), max(hi, *x, *y)
         lo, hi = lo / 1.5, hi * 1.5
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
@@ -129,9 +136,9 @@ def figure(results: list[dict], path: Path) -> None:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 6))
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 4))
     fig.suptitle("fleetcast uncalibrated forecast vs real vLLM GPU runs (one point per corpus entry)")
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.11, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -165,12 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(summary_lines(summary, results)))
     by_source = summarize(results, key="source")
     print("\nmedian |error| % per source (all its sets together)\n")
-    head = ["source", "entries"] + [_short(m) for m in COMPARED] + ["targets met"]
+    head = ["source", "entries"] + [_short(m) for m in _columns(results)] + ["targets met"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for src, per in by_source.items():
         n = sum(1 for r in results if r["source"] == src)
         cells = [("–" if m not in per else f"{per[m]['median_abs_pct']:.1f}" + ("" if per[m]["met"] else " ✗"))
-                 for m in COMPARED]
+                 for m in _columns(results)]
         print(f"| {src} | {n} | " + " | ".join(cells) + f" | {sum(v['met'] for v in per.values())} of {len(per)} |")
     models = sorted({(r["source"], r["set"], r["replay_model"]) for r in results})
     print("\nreplay model per set:")
@@ -182,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     groups = skipped_groups(args.corpus)
     print(f"\nleft out by the converters ({len(groups)} groups of source rows; calibration/public/*/skipped.csv):")
     for g in groups:
-        print(f"  {g['source']}: {g['hardware']} x{g['gpus']}, {g['model']}: {g['reason']}")
+        what = ", ".join(str(v) for k, v in g.items() if k not in ("source", "reason") and v)
+        print(f"  {g['source']}: {what}: {g['reason']}")
     print("\npublic sources not in the corpus:")
     for k, v in NOT_IN_CORPUS.items():
         print(f"  {k}: {v}")

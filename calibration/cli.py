@@ -70,6 +70,7 @@ def load_runs(args) -> list:
     each log's notes (defaults assumed, failed requests) are printed."""
     paths = expand_runs(args.runs)  # before the readers' imports (pandas, the scenario, the engine's inputs)
     from calibration.logs import load_log
+    from calibration.logs.aggregate import is_aggregate_table, load_aggregate
     from calibration.logs.static_batch import is_static_batch_table, load_static_batches
     from calibration.runs import load_run
 
@@ -84,6 +85,12 @@ def load_runs(args) -> list:
         if is_static_batch_table(p):  # one run per measured batch (docs/run-logs.md, "Static-batch tables")
             table = load_static_batches(p, args.sidecar, _log_overrides(args))
             for note in table[0].notes:  # the sidecar's, the same for every row
+                print(f"note: {p}: {note}")
+            runs += table
+            continue
+        if is_aggregate_table(p):  # one run per concurrency point or rate stage (docs/run-logs.md)
+            table = load_aggregate(p, args.sidecar, _log_overrides(args))
+            for note in table[0].notes:
                 print(f"note: {p}: {note}")
             runs += table
             continue
@@ -397,6 +404,8 @@ def cmd_validate(args) -> int:
             "output_tok_s",
             "mean_running",
             "batch_latency_s",
+            "ttft_mean_s",
+            "tpot_mean_s",
         )
         if c in piv
     ]
@@ -408,12 +417,14 @@ def cmd_validate(args) -> int:
     if args.markdown:
         print(_markdown(piv[cols]))
     summ = summarize_errors(table, "open")
+    # concurrency points are held out like open-loop runs (a testbed's closed-loop sweeps are its fit)
+    agg_closed = any(c.run.mode == "closed" and c.run.meta.get("aggregate_measured") for c in comps)
     for label, s in (
         ("held-out (open-loop)", summ),
         ("closed-loop", summarize_errors(table, "closed")),
         ("static batches", summarize_errors(table, "static")),
-    ):
-        if s and (label.startswith(("held", "static")) or not summ):
+    ):  # a concurrency point is closed-loop, a rate stage open-loop (docs/run-logs.md)
+        if s and (label.startswith(("held", "static")) or not summ or (label == "closed-loop" and agg_closed)):
             print(
                 f"{label} median |error| %: "
                 + ", ".join(

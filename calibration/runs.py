@@ -343,7 +343,8 @@ def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] |
                 for n in run.workload.class_names
             ],
         },
-        "sim": {"drain_s": 3600.0, "timeseries_interval_s": 1.0},
+        # a closed loop's sends all come after time 0 (its arrival_s are zeros): a day to finish
+        "sim": {"drain_s": 86400.0 if run.meta.get("closed_loop") else 3600.0, "timeseries_interval_s": 1.0},
     }
     return scenario_from_dict(data)
 

@@ -25,6 +25,7 @@ from calibration.runs import Run, measured_metrics, run_scenario
 from sim.engine.fleet import simulate
 from sim.errors import FleetcastError
 from sim.perf.step_source import kernel_warnings, perf_sources  # the one import of the perf-model modules
+from sim.workload.closed_loop import ClosedLoop
 
 __all__ = [
     "Comparison",
@@ -54,7 +55,9 @@ METRICS = (
     "mean_running",
     "mean_waiting",
 )
-AGGREGATE_METRICS = ("batch_latency_s",)  # compared only where an aggregate entry measured them
+#: compared only where an aggregate entry measured them (a static batch's latency; the means a
+#: concurrency point or rate stage may publish instead of percentiles)
+AGGREGATE_METRICS = ("batch_latency_s", "ttft_mean_s", "tpot_mean_s", "e2e_mean_s")
 TARGETS = {  # the issue's targets on held-out runs: median |error| in %, per metric group
     "ttft_p50_s": 10,
     "ttft_p90_s": 10,
@@ -89,13 +92,17 @@ def replay_model(run: Run, profile: Path | None = None) -> tuple[str, list[str]]
 
 def validate_run(run: Run, profile: Path | None) -> Comparison:
     """Simulate the run's workload with ``profile`` (None: no profile, the model ``fleetcast run`` and
-    ``plan`` use for that pool) and collect both sides' metrics."""
-    res = simulate(run_scenario(run, profile), workload=run.workload)
+    ``plan`` use for that pool) and collect both sides' metrics. A concurrency point
+    (``meta['closed_loop']``) is replayed from a closed-loop client (sim.workload.closed_loop)."""
+    cl = run.meta.get("closed_loop")
+    closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl else None
+    res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed)
     ts = res.timeseries
     predicted = measured_metrics(res.requests, ts, t0_s=0.0)
     aggregate = run.meta.get("aggregate_measured")
-    if aggregate is not None:  # a static batch: sent at 0, measured until its last token
-        predicted["batch_latency_s"] = predicted["completion_span_s"]
+    if aggregate is not None:  # an aggregate point: its row's figures are the measured side
+        if "batch_latency_s" in aggregate:  # a static batch: sent at 0, measured until its last token
+            predicted["batch_latency_s"] = predicted["completion_span_s"]
         return Comparison(run, dict(aggregate), predicted, res.requests, ts, int(res.requests["preemptions"].sum()))
     # both sides from the same origin: the run's first request start is the replay's time 0
     t0 = float(run.requests["arrival_s"].min())
@@ -118,7 +125,9 @@ def error_table(comps: list[Comparison]) -> pd.DataFrame:
     server time series: no running/waiting), so that the error is skipped, not zero."""
     rows = []
     for c in comps:
-        for m in METRICS + tuple(k for k in AGGREGATE_METRICS if k in c.measured):
+        # an aggregate entry's own figures only (a per-request run's measured side also has the means)
+        agg = c.run.meta.get("aggregate_measured") or {}
+        for m in METRICS + tuple(k for k in AGGREGATE_METRICS if k in agg):
             meas, pred = c.measured.get(m, np.nan), c.predicted.get(m, np.nan)
             if m not in c.measured:
                 rows.append(

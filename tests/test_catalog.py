@@ -16,7 +16,8 @@ CATALOG_DIR = Path(__file__).resolve().parents[1] / "sim" / "catalog"
 GPUS = ["h100-sxm", "h200", "a100-80gb", "l40s", "l4", "rtx-4090", "mi300x", "b200"]
 MODELS = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-3-70b", "mistral-7b",
           "mixtral-8x7b", "qwen2.5-7b", "qwen2.5-72b", "qwen3-30b-a3b", "qwen3-8b", "qwen3-14b", "qwen3-32b",
-          "qwen3-235b-a22b", "llama-4-scout", "deepseek-v3", "deepseek-v2-lite", "gpt-oss-120b"]
+          "qwen3-235b-a22b", "llama-4-scout", "deepseek-v3", "deepseek-v2-lite", "gpt-oss-120b",
+          "minimax-m2.5"]
 
 # Published parameter counts (billions): Hugging Face model pages' safetensors
 # totals and the vendors' model cards/announcements. (total, active, non-embedding)
@@ -37,7 +38,10 @@ PUBLISHED = {
     "llama-4-scout": (109.0 - 1.7, 17.0, None),  # Meta's card: 109B total (incl. a ~1.7B vision encoder), 17B active
     "deepseek-v3": (671.0, 37.0, None),  # DeepSeek-V3 report (arXiv:2412.19437): 671B total, 37B activated
     "deepseek-v2-lite": (15.7, 2.4 + 0.21, None),  # DeepSeek-V2 report/card: 15.7B, 2.4B active (+0.21B input embedding)
-    "gpt-oss-120b": (116.8, 5.1 + 0.58, None),  # gpt-oss card: 116.8B, 5.1B active w/o the 0.58B input embedding
+    "gpt-oss-120b": (116.8, 5.1 + 0.58, None),
+    # MiniMax-M2 card (M2.5 has the same config): 230B total, 10B activated, counted without the embeddings
+    # (the 1.23B input + output embeddings are added here: fleetcast's active count includes them)
+    "minimax-m2.5": (230.0, 10.0 + 1.23, None),  # gpt-oss card: 116.8B, 5.1B active w/o the 0.58B input embedding
 }
 
 

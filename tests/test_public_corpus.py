@@ -39,10 +39,13 @@ SOURCE_FIGURES = {
     "exp-4-vllm-llama4-tp4/qps-50.csv": (252, 1114, 217, 88, 399, 28.8),
     "exp-4-vllm-llama4-tp4/qps-100.csv": (252, 1114, 215, 137, 509, 29.1),
 }
-#: replayed in the fast suite: both llm-d sets at low load and saturation, two static batches
+#: replayed in the fast suite: both llm-d sets at low load and saturation, two static batches, an
+#: aiconfigurator concurrency point, an inference-perf rate stage and a capped (closed-loop) stage
 FAST = ("llm-d/exp-0-vllm-70b/qps-0.5", "llm-d/exp-0-vllm-70b/qps-1.34", "llm-d/exp-4-vllm-llama4-tp4/qps-4",
         "llm-d/exp-4-vllm-llama4-tp4/qps-50", "llm-inference-bench/h100-llama-3.1-8b-tp1/b16-l512",
-        "llm-inference-bench/mi300x-mixtral-8x7b-tp2/b64-l1024")
+        "llm-inference-bench/mi300x-mixtral-8x7b-tp2/b64-l1024",
+        "aiconfigurator/h100-qwen3-32b-tp2/c32-i1024-o1024", "inference-perf/vllm/stage-1",
+        "inference-perf/vllm-batch_size/stage-4")
 GUARD_POINTS = 2.0
 #: Issue 24 item 2 (branch microbench): the MI300X now runs at its own published achievable rates
 #: (sim/catalog/gpus.yaml achievable_flops / achievable_bw_bytes_s, sim/perf/achievable.py) instead of
@@ -142,8 +145,41 @@ def test_every_corpus_log_is_an_entry_and_recorded():
     bench = [n for n in names if n.startswith("llm-inference-bench/")]
     rows = sum(len(f.read_text().splitlines()) - 1 for f in (CORPUS / "llm-inference-bench").glob("*/*.batches.csv"))
     assert len(bench) == rows == 529
+    assert len([n for n in names if n.startswith("aiconfigurator/")]) == 5
+    # inference-perf: 4 configurations x 7 stages, each a rate stage or a capped (closed-loop) stage
+    assert len([n for n in names if n.startswith("inference-perf/")]) == 28
+    assert len([n for n in names if n.startswith("inferencex/")]) == 65
     recorded = json.loads(RECORDED.read_text())
     assert {r["entry"] for r in recorded["entries"]} | {s["entry"] for s in recorded["skipped"]} == names
+
+
+def test_aggregate_entries_carry_the_source_figures():
+    # aiconfigurator silicon_refs.csv (commit 095f58a5), row qwen_qwen3_32b_..._vllm_agg_1024x1024_c32_tp2_epnone_37:
+    # vLLM 0.12.0, h100_sxm, TP2, ISL 1024, OSL 1024, batch_size 32, 236.76897260624995 ms TTFT, 20.064344028125 ms TPOT
+    (run,) = [e for e in discover() if e.name == "aiconfigurator/h100-qwen3-32b-tp2/c32-i1024-o1024"]
+    run = run.load()
+    assert (run.gpu, run.model, run.tp, run.weights, run.mode) == ("h100-sxm", "qwen3-32b", 2, "bf16", "closed")
+    assert run.meta["closed_loop"] == {"clients": 32, "think_s": 0.0} and len(run.workload.arrival_s) == 320
+    assert set(run.workload.prompt_tokens) == {1024} and set(run.workload.output_tokens) == {1024}
+    m = run.meta["aggregate_measured"]
+    assert m["ttft_p50_s"] == pytest.approx(0.23676897, rel=1e-5) and m["tpot_p50_s"] == pytest.approx(0.020064344, rel=1e-5)
+    # inference-perf demos/kubecon-na-2025/vllm/results/stage_1_lifecycle_metrics.json: requested rate 31.4 (to 3
+    # digits) for 60 s, 1884 successes, TTFT median 0.029308 s; stage 4 of vllm+batch_size: 148.89 requested,
+    # 117.04 achieved (the client's 44 x 10 in flight), 8933 successes
+    ent = {e.name: e for e in discover()}
+    stage = ent["inference-perf/vllm/stage-1"].load()
+    assert len(stage.workload.arrival_s) == 1884 and stage.mode == "open"
+    assert stage.meta["aggregate_measured"]["ttft_p50_s"] == pytest.approx(0.0293081, rel=1e-5)
+    assert stage.engine["max_num_seqs"] == 128 and stage.engine["enable_chunked_prefill"] is False
+    # InferenceX minimax-m2.5/results/minimax_m25_vllm_tep8_isl1024_osl128_conc16.json: num_prompts 160,
+    # max_concurrency 16, median_ttft 0.449921078979969, output_throughput 525.9384631928186
+    point = ent["inferencex/h200-minimax-m2.5-tep8/c16-i1024-o128"].load()
+    assert point.meta["closed_loop"]["clients"] == 16 and len(point.workload.arrival_s) == 160
+    assert point.meta["aggregate_measured"]["ttft_p50_s"] == pytest.approx(0.449921, rel=1e-5)
+    assert point.meta["aggregate_measured"]["output_tok_s"] == pytest.approx(525.938, rel=1e-5)
+    capped = ent["inference-perf/vllm-batch_size/stage-4"].load()
+    assert capped.meta["closed_loop"]["clients"] == 440 and len(capped.workload.arrival_s) == 8933
+    assert capped.engine["max_num_seqs"] == 192
 
 
 def _guard(names):

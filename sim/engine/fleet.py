@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from array import array
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from sim.perf.speculative import pool_speculation
 from sim.records import TIMESERIES_COLUMNS, latency_columns
 from sim.rng import stream
 from sim.scenario.spec import Scenario
+from sim.workload.closed_loop import ClosedLoop
 from sim.workload.generate import Workload
 
 __all__ = ["Fleet", "simulate", "rank_names"]
@@ -57,6 +59,7 @@ class Fleet:
         "_arrival_cols": "object",
         "handoff": "object",
         "autoscaler": "object",
+        "closed_loop": "object",
         "exact_steps": "bint",
         "tick_s": "double",
         "class_names": "list",
@@ -78,8 +81,10 @@ class Fleet:
         failures: Sequence[tuple[str, float]] = (),
         exact_steps: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        closed_loop: ClosedLoop | None = None,
     ) -> None:
         self.scenario = scenario
+        self.closed_loop: Any = closed_loop  # a ClosedLoop, or None: requests arrive at their arrival_s
         self.workload = workload
         self.exact_steps = exact_steps
         self.progress = progress
@@ -231,7 +236,11 @@ class Fleet:
     # -- processes ----------------------------------------------------------------
     def _arrivals(self) -> None:
         """Start the arrival process: one ``Wake`` per distinct arrival time (a
-        callback, not a SimPy process: it runs once per request)."""
+        callback, not a SimPy process: it runs once per request); a closed-loop client's
+        sends instead (``_closed_loop_start``)."""
+        if self.closed_loop is not None:
+            self._closed_loop_start()
+            return
         wl = self.workload
         n = len(wl)
         # memoryviews of the columns: a Python number per index, no numpy scalar, no copy; a
@@ -271,6 +280,61 @@ class Fleet:
             rid += 1
         self._next_rid = n
         ledger.arrivals_over()
+
+    def _closed_loop_start(self) -> None:
+        """``closed_loop.clients`` requests at 0, then the next one (workload order) ``think_s``
+        after each request leaves (sim.workload.closed_loop). The send times are the run's outcome:
+        they replace the workload's ``arrival_s`` (a copy; the caller's workload is not changed)."""
+        wl = self.workload
+        n = len(wl)
+        sent_s = array("d", [np.nan]) * n  # each request's send time, written when it is sent
+        self.workload = wl = replace(wl, arrival_s=np.frombuffer(sent_s, dtype=np.float64))
+        outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
+        self._arrival_cols = (
+            memoryview(sent_s),
+            wl.packed("class_idx"),
+            wl.packed("prompt_tokens"),
+            outputs,
+            n,
+            max(1, n // 200),
+        )
+        self._next_rid = 0
+        self.ledger.on_leave = self._closed_loop_left
+        if n == 0:
+            self.ledger.arrivals_over()
+            return
+        wake(self.env, 0.0, self._closed_loop_first, URGENT)
+
+    def _closed_loop_first(self, ev) -> None:
+        for _ in range(self.closed_loop.clients):
+            self._send_next()
+
+    def _closed_loop_left(self, rid) -> None:
+        """A request left: its client sends the next one after its think time."""
+        wake(self.env, float(self.closed_loop.think_s), self._closed_loop_next)
+
+    def _closed_loop_next(self, ev) -> None:
+        self._send_next()
+
+    def _send_next(self) -> None:
+        """Send the workload's next unsent request now (nothing when all are sent)."""
+        cols: Any = self._arrival_cols
+        times, classes, prompts, outputs, n, every = cols
+        rid = self._next_rid
+        if rid >= n:
+            return
+        now = self.env.now
+        times[rid] = now
+        cls = classes[rid]
+        req = Request(rid, cls, prompts[rid], outputs[rid], now, self._priority[cls], rid, None)
+        rep = self.router.choose(self.eligible[cls], rid, self.keys.first_key(rid), now)
+        self.ledger.arrive(rid, rep.index)
+        rep.enqueue(req)
+        if self.progress is not None and rid % every == 0:
+            self.progress(rid, n)
+        self._next_rid = rid + 1
+        if rid + 1 == n:
+            self.ledger.arrivals_over()
 
     def _deadline(self, end_s: float):
         yield self.env.timeout(end_s)
@@ -388,13 +452,23 @@ def simulate(
     exact_steps: bool = False,
     progress: Callable[[int, int], None] | None = None,
     workload: Workload | None = None,
+    closed_loop: ClosedLoop | None = None,
 ) -> SimResult:
     """Run ``scenario``; ``workload`` replaces the generated one (validation replays).
     The scenario's ``events:`` apply: surges add arrivals to the generated
-    workload (not to a given one), replica failures apply either way."""
+    workload (not to a given one), replica failures apply either way.
+    ``closed_loop`` sends the workload's requests from a closed-loop client instead of at
+    their ``arrival_s`` (sim.workload.closed_loop; the records' ``arrival_s`` are the send times)."""
     if workload is None:
         workload = scenario_workload(scenario)  # generate_workload + surge arrivals
-    fleet = Fleet(scenario, workload, failures=failure_schedule(scenario), exact_steps=exact_steps, progress=progress)
+    fleet = Fleet(
+        scenario,
+        workload,
+        failures=failure_schedule(scenario),
+        exact_steps=exact_steps,
+        progress=progress,
+        closed_loop=closed_loop,
+    )
     result = fleet.run()
     # The fleet's replicas, events and the workload's unused columns sit in reference cycles
     # (env <-> replicas): free them now, before the caller summarizes and writes the records.

@@ -5,7 +5,7 @@ from sim.engine.request cimport Request
 
 cdef class Ledger:
     # fields: generated from __slots__ in ledger.py by tools/pxd_layout.py (do not edit)
-    cdef public object first_token, finish_s, out_tokens, cached, preempt, replica_of, status, done
+    cdef public object first_token, finish_s, out_tokens, cached, preempt, replica_of, status, done, on_leave
     cdef public long long active
     cdef public bint arrivals_done
     cpdef arrive(self, long long rid, long long replica_index)

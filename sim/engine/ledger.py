@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Any
 
 from sim.engine.request import Request
 
@@ -36,6 +37,7 @@ class Ledger:
         "replica_of": "object",
         "status": "object",
         "done": "object",
+        "on_leave": "object",
         "active": "long long",
         "arrivals_done": "bint",
     }
@@ -51,6 +53,7 @@ class Ledger:
         self.active = 0  # requests arrived and not yet finished or rejected
         self.arrivals_done = False
         self.done = done
+        self.on_leave: Any = None  # a closed-loop client's callback (rid) when a request leaves; None: open loop
 
     def arrive(self, rid: int, replica_index: int) -> None:
         """Request ``rid`` entered the system at replica ``replica_index``."""
@@ -73,12 +76,16 @@ class Ledger:
         self.preempt[rid] = req.preemptions
         self.status[rid] = OK
         self._leave()
+        if self.on_leave is not None:
+            self.on_leave(rid)
 
     def reject(self, req: Request, replica_index: int) -> None:
         """``req`` can never fit replica ``replica_index`` (vLLM rejects it)."""
         self.replica_of[req.rid] = replica_index
         self.status[req.rid] = REJECTED
         self._leave()
+        if self.on_leave is not None:
+            self.on_leave(req.rid)
 
     def _leave(self) -> None:
         self.active -= 1

@@ -1,0 +1,263 @@
+"""Aggregate load points: closed-loop concurrency points (``*.concurrency.csv``) and constant-rate
+stages (``*.stages.csv``), each row measured only as percentiles (docs/run-logs.md, "Concurrency
+points and rate stages").
+
+A public benchmark often publishes, per load point, only aggregate figures (TTFT/TPOT/E2E
+percentiles, output throughput) and the workload that produced them, not per-request records. Each
+row here is one such point; the replay regenerates its workload and compares the same aggregates:
+
+- a **concurrency point** (``concurrency``, ``num_requests``): a closed-loop client
+  (``sim.workload.closed_loop``) keeps ``concurrency`` requests in flight, sending the next one
+  ``think_s`` (default 0) after each one ends, until ``num_requests`` were sent (``vllm bench serve
+  --max-concurrency``, aiconfigurator's and InferenceX's concurrency points). Mode ``closed``.
+- a **rate stage** (``rate_rps``, ``duration_s``): requests sent at ``rate_rps`` for ``duration_s``
+  seconds, evenly spaced (``arrival`` ``constant``, the default) or as a Poisson process
+  (``poisson``; seed ``seed``, default 0), replayed alone on an idle server. Mode ``open``.
+
+Lengths, per row: ``prompt_tokens`` / ``output_tokens`` (fixed), or ``prompt_tokens_mean`` and
+``prompt_tokens_std`` (a normal distribution, rounded, clipped to ``prompt_tokens_min`` ..
+``prompt_tokens_max``, default 1 .. 10,000,000; the same for output), drawn from the row's
+``seed``. Shared prefixes, optional: ``prefix_tokens`` (the length of a shared prefix) and
+``prefix_groups`` (how many distinct ones; request r gets prefix r mod groups), so a server with
+prefix caching reuses them as it did. Measured: at least one of ``ttft_p50_s`` ... ``e2e_p99_s``, ``ttft_mean_s``,
+``tpot_mean_s``, ``e2e_mean_s``, ``output_tok_s``; empty cells are "not measured". Engine settings
+come from the sidecar as for any log. A bad cell is a FleetcastError naming the file, line and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from calibration.logs.sidecar import LogSettings, load_settings
+from calibration.runs import Run
+from sim.errors import FleetcastError
+from sim.rng import stream
+from sim.workload.distributions import MAX_TOKENS, Normal
+from sim.workload.generate import Workload, prefix_key
+
+__all__ = [
+    "CONCURRENCY_SUFFIX",
+    "STAGES_SUFFIX",
+    "MEASURED_FIELDS",
+    "is_aggregate_table",
+    "load_aggregate",
+]
+
+CONCURRENCY_SUFFIX = ".concurrency.csv"
+STAGES_SUFFIX = ".stages.csv"
+MEASURED_FIELDS = tuple(f"{m}_p{q}_s" for m in ("ttft", "tpot", "e2e") for q in (50, 90, 99)) + (
+    "ttft_mean_s",
+    "tpot_mean_s",
+    "e2e_mean_s",
+    "output_tok_s",
+)
+_DOC = 'docs/run-logs.md, "Concurrency points and rate stages"'
+_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+_KINDS = {  # suffix -> (kind, the row's load columns)
+    CONCURRENCY_SUFFIX: ("concurrency", ("concurrency", "num_requests")),
+    STAGES_SUFFIX: ("stages", ("rate_rps", "duration_s")),
+}
+_MAX_REQUESTS = 1_000_000  # one row's requests: far above any published point, below a runaway table
+
+
+def is_aggregate_table(path: Path) -> bool:
+    name = Path(path).name.lower()
+    return name.endswith(CONCURRENCY_SUFFIX) or name.endswith(STAGES_SUFFIX)
+
+
+def load_aggregate(path: Path, sidecar: Path | None = None, overrides: list[str] | None = None) -> list[Run]:
+    """Every row of a concurrency or stage table as a replayable ``Run`` (module doc)."""
+    path = Path(path)
+    suffix = CONCURRENCY_SUFFIX if path.name.lower().endswith(CONCURRENCY_SUFFIX) else STAGES_SUFFIX
+    kind, load_cols = _KINDS[suffix]
+    rows = _read(path, load_cols, kind)
+    st = load_settings(path, sidecar, overrides)
+    return [_run(path, line, rec, st, kind) for line, rec in rows]
+
+
+def _read(path: Path, load_cols: tuple[str, ...], kind: str) -> list[tuple[int, dict]]:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            need = list(load_cols)
+            for which in ("prompt_tokens", "output_tokens"):
+                if which not in header and f"{which}_mean" not in header:
+                    need.append(f"{which} (or {which}_mean and {which}_std)")
+            missing = [f for f in need if f not in header]
+            if not any(m in header for m in MEASURED_FIELDS):
+                missing.append(f"a measured column ({', '.join(MEASURED_FIELDS)})")
+            if missing:
+                raise FleetcastError(
+                    f"{path}, line 1: the header lacks {', '.join(missing)}; a {kind} table has "
+                    f"{', '.join(load_cols)}, the lengths and measured columns ({_DOC})"
+                )
+            out = []
+            for row in reader:
+                if not any(c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise FleetcastError(
+                        f"{path}, line {reader.line_num}: {len(row)} cells but the header names "
+                        f"{len(header)} columns ({_DOC})"
+                    )
+                out.append((reader.line_num, {h: c.strip() for h, c in zip(header, row)}))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetcastError(f"cannot read {path}: {exc}") from None
+    if not out:
+        raise FleetcastError(f"{path} holds no rows; a {kind} table has one row per measured point ({_DOC})")
+    return out
+
+
+def _num(path: Path, line: int, rec: dict, fld: str, *, integer: bool = False, zero_ok: bool = False) -> float:
+    text = rec.get(fld, "")
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    ok = math.isfinite(v) and (v >= 0 if zero_ok else v > 0) and (not integer or v == int(v))
+    if not ok:
+        if integer:
+            what = "an integer >= 0" if zero_ok else "an integer >= 1"
+        else:
+            what = "a number >= 0" if zero_ok else "a number > 0"
+        raise FleetcastError(f"{path}, line {line}, field {fld}: must be {what}, got {text!r} ({_DOC})")
+    return int(v) if integer else v
+
+
+def _lengths(path: Path, line: int, rec: dict, which: str, n: int, rng: np.random.Generator) -> tuple:
+    """``n`` lengths of ``which`` (prompt_tokens / output_tokens) and their description."""
+    if rec.get(which, "") != "":
+        v = int(_num(path, line, rec, which, integer=True))
+        if v > MAX_TOKENS:
+            raise FleetcastError(f"{path}, line {line}, field {which}: at most {MAX_TOKENS:,}, got {v} ({_DOC})")
+        return np.full(n, v, dtype=np.int32), f"{v}"
+    if rec.get(f"{which}_mean", "") == "":
+        raise FleetcastError(
+            f"{path}, line {line}, field {which}: empty; give {which} (fixed) or {which}_mean and {which}_std ({_DOC})"
+        )
+    mean = _num(path, line, rec, f"{which}_mean")
+    std = _num(path, line, rec, f"{which}_std", zero_ok=True)
+    lo = int(_num(path, line, rec, f"{which}_min", integer=True)) if rec.get(f"{which}_min") else 1
+    hi = int(_num(path, line, rec, f"{which}_max", integer=True)) if rec.get(f"{which}_max") else MAX_TOKENS
+    if not lo <= mean <= hi:
+        raise FleetcastError(
+            f"{path}, line {line}, field {which}_mean: {mean:g} is outside {which}_min..{which}_max "
+            f"({lo}..{hi}) ({_DOC})"
+        )
+    values = Normal(mean, std, lo, min(hi, MAX_TOKENS)).sample(rng, n)
+    return values.astype(np.int32), f"normal(mean {mean:g}, std {std:g}) in [{lo}, {hi}]"
+
+
+def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
+    seed = int(_num(path, line, rec, "seed", integer=True, zero_ok=True)) if rec.get("seed") else 0
+    load: dict = {}
+    if kind == "concurrency":
+        clients = int(_num(path, line, rec, "concurrency", integer=True))
+        n = int(_num(path, line, rec, "num_requests", integer=True))
+        think_s = _num(path, line, rec, "think_s", zero_ok=True) if rec.get("think_s") else 0.0
+        arrival_s = np.zeros(n)
+        load = {"concurrency": clients, "num_requests": n, "think_s": think_s}
+        default_name = f"c{clients}-n{n}"
+    else:
+        rate = _num(path, line, rec, "rate_rps")
+        dur = _num(path, line, rec, "duration_s")
+        process = rec.get("arrival") or "constant"
+        if process not in ("constant", "poisson"):
+            raise FleetcastError(
+                f"{path}, line {line}, field arrival: must be constant or poisson, got {process!r} ({_DOC})"
+            )
+        n = max(1, round(rate * dur))
+        if process == "constant":
+            arrival_s = np.arange(n, dtype=float) / rate
+        else:
+            arrival_s = np.cumsum(stream(seed, "arrivals").exponential(1.0 / rate, size=n))
+            arrival_s -= arrival_s[0]
+        load = {"rate_rps": rate, "duration_s": dur, "arrival": process}
+        default_name = f"r{rate:g}"
+    if n > _MAX_REQUESTS:
+        raise FleetcastError(f"{path}, line {line}: {n:,} requests; at most {_MAX_REQUESTS:,} per row ({_DOC})")
+    prompts, p_desc = _lengths(path, line, rec, "prompt_tokens", n, stream(seed, "lengths", 0))
+    outputs, o_desc = _lengths(path, line, rec, "output_tokens", n, stream(seed, "lengths", 1))
+    offsets, keys, ends, prefix = _prefixes(path, line, rec, prompts)
+    measured = {m: _num(path, line, rec, m) for m in MEASURED_FIELDS if rec.get(m, "") != ""}
+    if not measured:
+        raise FleetcastError(
+            f"{path}, line {line}: no measured value; fill at least one of {', '.join(MEASURED_FIELDS)} ({_DOC})"
+        )
+    wl = Workload(
+        arrival_s=arrival_s,
+        class_idx=np.zeros(n, dtype=np.int16),
+        prompt_tokens=prompts,
+        output_tokens=outputs,
+        prefix_offsets=offsets,
+        prefix_keys=keys,
+        prefix_end_tok=ends,
+        class_names=["default"],
+    )
+    meta = {
+        "source": f"{kind} table",
+        "log": str(path),
+        "line": line,
+        "engine_settings": st.source,
+        "vllm_version": st.vllm_version,
+        "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel},
+        "engine_args": dict(st.engine),
+        "aggregate_measured": measured,
+        "aggregate_load": {**load, "prompt_tokens": p_desc, "output_tokens": o_desc, "seed": seed, **prefix},
+        "notes": list(st.notes),
+    }
+    if kind == "concurrency":
+        meta["closed_loop"] = {"clients": load["concurrency"], "think_s": load["think_s"]}
+    name = rec.get("name") or default_name
+    return Run(
+        path,
+        f"{path.parent.name}/{name}" if path.parent.name not in ("", ".") else name,
+        meta,
+        _no_requests(),
+        pd.DataFrame(),
+        wl,
+        "closed" if kind == "concurrency" else "open",
+        st.model,
+        _DTYPE.get(st.weights, "bfloat16"),
+        st.weights,
+        st.kv_cache,
+        dict(st.engine),
+        gpu=st.gpu,
+        tp=st.tensor_parallel,
+        catalogs=st.catalogs,
+        notes=tuple(st.notes),
+    )
+
+
+def _prefixes(path: Path, line: int, rec: dict, prompts: np.ndarray) -> tuple:
+    """The prefix chains (CSR, ``Workload``) of the row's shared prefixes: one chunk per request
+    covering its first min(prefix_tokens, prompt - 1) tokens, keyed by its group; none without
+    ``prefix_tokens``."""
+    n = len(prompts)
+    if not rec.get("prefix_tokens"):
+        if rec.get("prefix_groups"):
+            raise FleetcastError(f"{path}, line {line}, field prefix_tokens: empty but prefix_groups is given ({_DOC})")
+        return np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), {}
+    tokens = int(_num(path, line, rec, "prefix_tokens", integer=True))
+    groups = int(_num(path, line, rec, "prefix_groups", integer=True)) if rec.get("prefix_groups") else 1
+    covered = np.minimum(tokens, prompts.astype(np.int64) - 1)
+    has = covered > 0
+    group = np.arange(n) % groups
+    table = {(int(g), int(c)): prefix_key("aggregate", int(g), int(c)) for g, c in set(zip(group[has], covered[has]))}
+    keys = np.array([table[int(g), int(c)] for g, c in zip(group[has], covered[has])], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(has)]).astype(np.int64)
+    return offsets, keys, covered[has].astype(np.int32), {"prefix_tokens": tokens, "prefix_groups": groups}
+
+
+def _no_requests() -> pd.DataFrame:
+    """An aggregate point has no per-request records: the measured side is the row's figures."""
+    cols = ("request_id", "arrival_s", "first_token_s", "finish_s", "prompt_tokens", "output_tokens")
+    return pd.DataFrame({c: pd.Series(dtype=float) for c in cols + ("ttft_s", "tpot_s", "e2e_s")}).assign(
+        status=pd.Series(dtype=object)
+    )

@@ -1,0 +1,153 @@
+"""Convert aiconfigurator's silicon reference points into fleetcast concurrency tables.
+
+Source: github.com/ai-dynamo/aiconfigurator, commit 095f58a51c4ca8e61b66ec108d86f223f8d559ce (the file
+last changed in 68fc4519e15324816c519de97ea28bcc67744472), ``tools/accuracy_tracking/silicon_refs.csv``
+(Apache-2.0, LICENSE at the repository root). One row per measured configuration: backend and version,
+model, system (GPU), precision, ``agg`` (one engine) or ``disagg``, ISL/OSL, ``batch_size`` (= the
+client's concurrency, ``silicon_concurrency`` in ``silicon_data_source``), the parallel layout
+(tp/pp/attention-dp/moe-tp/moe-ep) and the measured ``silicon_ttft_ms`` and ``silicon_tpot_ms``.
+
+Kept: ``agg`` rows of vLLM on a GPU, model and weight precision of the fleetcast catalog, with
+pp = 1 and no attention data parallelism; every other row is listed in ``skipped.csv`` with the
+reason. One folder per (GPU, model, TP) with ``points.concurrency.csv`` (docs/run-logs.md,
+"Concurrency points and rate stages") and the sidecar ``fleetcast.yaml``. Usage, from the repository
+root::
+
+    git -C AICONFIGURATOR show 095f58a5:tools/accuracy_tracking/silicon_refs.csv > /tmp/silicon_refs.csv
+    python calibration/public/aiconfigurator/convert.py /tmp/silicon_refs.csv
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200"}  # source system -> catalog GPU
+MODELS = {  # source model_path -> catalog model
+    "Qwen/Qwen3-32B": "qwen3-32b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
+}
+WEIGHTS = {"": "bf16", "fp8": "fp8"}  # source precision -> catalog weights ('' = the checkpoint's bf16)
+#: the number of requests of a point is not in the file: assumed REQUESTS_PER_CLIENT per client
+REQUESTS_PER_CLIENT = 10
+SIDECAR = """# aiconfigurator silicon_refs.csv: {backend} {version} on {system}, {model_path} (README.md in the parent folder)
+gpu: {gpu}
+model: {model}
+tensor_parallel: {tp}
+quantization: {{weights: {weights}, kv_cache: auto}}   # source precision {precision!r}
+vllm_version: "{version}"
+engine:
+  # not recorded: vLLM V1's API-server defaults on a GPU of >= 70 GiB (assumed), no prefix hits (random prompts)
+  max_num_seqs: 1024
+  max_num_batched_tokens: 8192
+  block_size: 16
+{extra}"""
+COLUMNS = (
+    "name",
+    "concurrency",
+    "num_requests",
+    "prompt_tokens",
+    "output_tokens",
+    "ttft_p50_s",
+    "tpot_p50_s",
+    "silicon_ttft_ms",
+    "silicon_tpot_ms",
+    "source_id",
+)
+
+
+def _skip_reason(row: dict) -> str | None:
+    if row["backend"] != "vllm":
+        return f"backend {row['backend']} {row['backend_version']}: fleetcast simulates vLLM's scheduler only"
+    if row["mode"] != "agg":
+        return "disaggregated prefill/decode workers (mode disagg): not a single-engine point"
+    if row["system"] not in GPUS:
+        return f"GPU {row['system']!r} is not in the fleetcast catalog"
+    if row["precision"] not in WEIGHTS:
+        return f"precision {row['precision']!r}: the fleetcast catalog has no such weight format"
+    if row["model_path"] not in MODELS:
+        return f"model {row['model_path']!r} is not in the fleetcast catalog"
+    if int(row["pp_size"] or 1) != 1 or int(row["attention_dp_size"] or 1) != 1:
+        return "pipeline or attention data parallelism: not converted"
+    return None
+
+
+def convert(src: Path) -> None:
+    with open(src, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    groups: dict[tuple, list[dict]] = {}
+    skipped = []
+    for row in rows:
+        why = _skip_reason(row)
+        if why:
+            skipped.append(
+                {
+                    "id": row["id"],
+                    "backend": row["backend"],
+                    "system": row["system"],
+                    "model": row["model_path"],
+                    "mode": row["mode"],
+                    "reason": why,
+                }
+            )
+            continue
+        key = (row["system"], row["model_path"], int(row["tp_size"]), row["precision"], row["backend_version"])
+        groups.setdefault(key, []).append(row)
+    for (system, model_path, tp, precision, version), grp in sorted(groups.items()):
+        model = MODELS[model_path]
+        folder = HERE / f"{GPUS[system].split('-')[0]}-{model}-tp{tp}"
+        folder.mkdir(exist_ok=True)
+        ep = {int(r["moe_ep_size"] or 1) for r in grp}
+        extra = ""
+        if ep != {1}:
+            extra = (
+                f"# the source ran expert parallel (moe_ep_size {sorted(ep)}, moe_tp_size "
+                f"{sorted({r['moe_tp_size'] for r in grp})}); replayed as tensor parallel {tp}\n"
+            )
+        (folder / "fleetcast.yaml").write_text(
+            SIDECAR.format(
+                backend="vLLM",
+                version=version,
+                system=system,
+                model_path=model_path,
+                gpu=GPUS[system],
+                model=model,
+                tp=tp,
+                weights=WEIGHTS[precision],
+                precision=precision,
+                extra=extra,
+            )
+        )
+        with open(folder / "points.concurrency.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(COLUMNS)
+            for r in grp:
+                c = int(r["batch_size"])
+                w.writerow(
+                    [
+                        f"c{c}-i{r['isl']}-o{r['osl']}",
+                        c,
+                        REQUESTS_PER_CLIENT * c,
+                        r["isl"],
+                        r["osl"],
+                        f"{float(r['silicon_ttft_ms']) / 1e3:.6g}",
+                        f"{float(r['silicon_tpot_ms']) / 1e3:.6g}",
+                        r["silicon_ttft_ms"],
+                        r["silicon_tpot_ms"],
+                        r["id"],
+                    ]
+                )
+    with open(HERE / "skipped.csv", "w", newline="", encoding="utf-8") as fh:
+        sw = csv.DictWriter(fh, ["id", "backend", "system", "model", "mode", "reason"], lineterminator="\n")
+        sw.writeheader()
+        sw.writerows(sorted(skipped, key=lambda s: s["id"]))
+    print(f"{sum(len(g) for g in groups.values())} points in {len(groups)} folders, {len(skipped)} skipped")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    convert(Path(sys.argv[1]))

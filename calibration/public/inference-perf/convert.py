@@ -1,0 +1,164 @@
+"""Convert inference-perf's KubeCon NA 2025 demo results into fleetcast rate-stage and concurrency tables.
+
+Source: github.com/kubernetes-sigs/inference-perf, commit 7de5ef2ed6f7934e0ecbc8297e593f79e68430c0,
+``demos/kubecon-na-2025/`` (Apache-2.0, LICENSE at the repository root; the results were added in
+7ff8150698cd8ba2504dd4c159843cfeac04b44c, Nov 2025). ``config.yaml`` is the client: synthetic
+``shared_prefix`` data (10 system prompts of 128 tokens x 10 users, questions of 64 tokens, 64 output
+tokens, ``ignore_eos``), a constant-rate linear sweep of 7 stages of 60 s, 44 workers of at most 10
+requests in flight each. ``<config>/manifests.yaml`` is the vLLM server (one H100 80GB, Llama-3.1-8B-
+Instruct, ``--max-model-len 512``, the image and the flags of that configuration);
+``<config>/results/stage_<i>_lifecycle_metrics.json`` the measured stage: requested and achieved rate,
+count, and TTFT / request-latency / prompt-length / output-length percentiles.
+
+Per kept configuration one folder with the sidecar ``fleetcast.yaml`` and
+- ``stages.stages.csv``: the stages whose client kept the requested rate (achieved >= 97 %), as
+  constant-rate stages (docs/run-logs.md, "Concurrency points and rate stages");
+- ``capped.concurrency.csv``: the stages whose client fell behind (achieved < 97 % of requested): its
+  44 x 10 = 440 requests in flight were all busy, so the stage ran as a closed loop of 440 clients;
+  replayed as such, with the stage's request count.
+Compared: TTFT and E2E (request latency) p50/p90/p99. Not compared: inference-perf's
+``time_per_output_token`` and ``inter_token_latency`` (streamed chunks of several tokens count as
+near-zero gaps: the TPOT median of stage 0 is 3.5 ms while (E2E - TTFT) / 63 is 7.1 ms) and its
+``output_tokens_per_sec`` (tokens re-counted from the text, over the stage's own clock). Usage, from the
+repository root::
+
+    python calibration/public/inference-perf/convert.py /work/.mirror/kubernetes-sigs+inference-perf/repo
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+COMMIT = "7de5ef2ed6f7934e0ecbc8297e593f79e68430c0"
+DEMO = "demos/kubecon-na-2025"
+CLIENTS = 44 * 10  # num_workers x worker_max_concurrency (config.yaml)
+KEPT = ("vllm", "vllm+batch_size", "vllm+chunking_and_prefix_caching", "vllm+v0_engine")
+SKIPPED = {
+    "vllm+eagle": "EAGLE3 speculative decoding (4 draft tokens): the acceptance rate of the drafter on this "
+    "workload is not recorded, so the replay could not set it",
+    "vllm+quantization": "--quantization bitsandbytes (4-bit NF4): not a weight format of the fleetcast catalog",
+}
+PROMPTS = 10 * 10  # num_unique_system_prompts x num_users_per_system_prompt: the distinct prompts
+OUTPUT_TOKENS = 64  # config.yaml output_len with ignore_eos: the server generated exactly 64
+LATENCIES = (("ttft", "time_to_first_token"), ("e2e", "request_latency"))
+PCTS = (("p50", "median"), ("p90", "p90"), ("p99", "p99"))
+
+
+def _git(repo: Path, path: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "show", f"{COMMIT}:{DEMO}/{path}"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _settings(manifest: str) -> dict:
+    args = dict(re.findall(r'"--([a-z_-]+)=([^"]+)"', manifest))
+    flags = set(re.findall(r'"--((?:no-)?enable-[a-z-]+)"', manifest))
+    found = re.search(r"image: vllm/vllm-openai:v([0-9.]+)", manifest)
+    if found is None:
+        raise SystemExit("no vllm/vllm-openai image in the manifest")
+    image = found.group(1)
+    return {
+        "max_num_seqs": int(args["max-num-seqs"]),
+        "max_model_len": int(args["max-model-len"]),
+        "gpu_memory_utilization": float(args["gpu_memory_utilization"]),
+        "prefix": "enable-prefix-caching" in flags,
+        "chunked": "enable-chunked-prefill" in flags,
+        "v0": 'name: VLLM_USE_V1\n          value: "0"' in manifest,
+        "version": image,
+    }
+
+
+SIDECAR = """# inference-perf demos/kubecon-na-2025/{config} (commit 7de5ef2e; README.md in the parent folder)
+gpu: h100-sxm                 # GKE nvidia-h100-80gb (the A3 machines' H100 80GB is the SXM part)
+model: llama-3.1-8b           # meta-llama/Llama-3.1-8B-Instruct
+tensor_parallel: 1
+quantization: {{weights: bf16, kv_cache: auto}}
+vllm_version: "{version}"{v0}
+engine:
+  max_num_seqs: {max_num_seqs}
+  max_model_len: {max_model_len}
+  gpu_memory_utilization: {gpu_memory_utilization}
+  enable_prefix_caching: {prefix}   # the replay has no shared prefixes (README.md)
+  enable_chunked_prefill: {chunked}
+  max_num_batched_tokens: {budget}   # {budget_note}
+  block_size: 16
+"""
+
+
+def convert(repo: Path) -> None:
+    for config in KEPT:
+        st = _settings(_git(repo, f"{config}/manifests.yaml"))
+        folder = HERE / config.replace("+", "-")
+        folder.mkdir(exist_ok=True)
+        budget, note = (
+            (8192, "assumed: vLLM's API-server default with chunked prefill on a GPU of >= 70 GiB")
+            if st["chunked"]
+            else (2048, "assumed: vLLM's rule without chunked prefill, max(max_model_len, 2048)")
+        )
+        (folder / "fleetcast.yaml").write_text(
+            SIDECAR.format(
+                config=config,
+                version=st["version"],
+                max_num_seqs=st["max_num_seqs"],
+                max_model_len=st["max_model_len"],
+                gpu_memory_utilization=st["gpu_memory_utilization"],
+                prefix=str(st["prefix"]).lower(),
+                chunked=str(st["chunked"]).lower(),
+                budget=budget,
+                budget_note=note,
+                v0="   # the V0 engine (VLLM_USE_V1=0)" if st["v0"] else "",
+            )
+        )
+        stages, capped = [], []
+        for i in range(7):
+            d = json.loads(_git(repo, f"{config}/results/stage_{i}_lifecycle_metrics.json"))
+            load, ok = d["load_summary"], d["successes"]
+            if d["failures"]["count"]:
+                raise SystemExit(f"{config} stage {i}: {d['failures']['count']} failures; not handled")
+            p = ok["prompt_len"]
+            row = {
+                "name": f"stage-{i}",
+                "prompt_tokens_mean": f"{p['mean']:.2f}",
+                # a normal's p10..p90 spans 2.563 standard deviations
+                "prompt_tokens_std": f"{(p['p90'] - p['p10']) / 2.563:.2f}",
+                "prompt_tokens_min": int(p["min"]),
+                "prompt_tokens_max": int(p["max"]),
+                "output_tokens": OUTPUT_TOKENS,
+                # the 10 x 10 (system prompt, question) pairs repeat: 100 prefix groups over the first
+                # (shortest prompt - 1) tokens, so every request of a group has the same key
+                "prefix_tokens": int(p["min"]) - 1,
+                "prefix_groups": PROMPTS,
+                **{f"{m}_{q}_s": f"{ok['latency'][key][k]:.6g}" for m, key in LATENCIES for q, k in PCTS},
+                "requested_rate_rps": f"{load['requested_rate']:.4g}",
+                "achieved_rate_rps": f"{load['achieved_rate']:.4g}",
+                "count": ok["count"],
+            }
+            if load["achieved_rate"] >= 0.97 * load["requested_rate"]:
+                stages.append(
+                    {"rate_rps": f"{load['requested_rate']:.4g}", "duration_s": 60, "arrival": "constant", **row}
+                )
+            else:
+                capped.append({"concurrency": CLIENTS, "num_requests": ok["count"], **row})
+        for name, rows in (("stages.stages.csv", stages), ("capped.concurrency.csv", capped)):
+            if rows:
+                with open(folder / name, "w", newline="", encoding="utf-8") as fh:
+                    w = csv.DictWriter(fh, list(rows[0]), lineterminator="\n")
+                    w.writeheader()
+                    w.writerows(rows)
+        print(f"{config}: {len(stages)} rate stages, {len(capped)} capped (closed-loop) stages")
+    with open(HERE / "skipped.csv", "w", newline="", encoding="utf-8") as fh:
+        sw = csv.writer(fh, lineterminator="\n")
+        sw.writerow(["configuration", "reason"])
+        sw.writerows(sorted(SKIPPED.items()))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    convert(Path(sys.argv[1]))

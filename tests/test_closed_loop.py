@@ -1,0 +1,260 @@
+"""The closed-loop client (sim.workload.closed_loop) and the aggregate tables ``fleetcast validate``
+replays with it: concurrency points (``*.concurrency.csv``) and rate stages (``*.stages.csv``).
+
+Expected values follow from the definitions, not from the simulator's own numbers: a closed loop of
+one client sends request k exactly ``think_s`` after request k-1 ends; N clients never have more
+than N requests in flight and send each later request ``think_s`` after some request left; a
+constant-rate stage of rate r and duration d has round(r*d) sends 1/r apart; one client's output
+throughput is its output tokens over its busy-plus-think span.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.logs.aggregate import load_aggregate
+from calibration.validate import validate_run
+from sim.cli import main
+from sim.engine.fleet import simulate
+from sim.errors import FleetcastError
+from sim.scenario.spec import scenario_from_dict
+from sim.workload.closed_loop import ClosedLoop
+from sim.workload.generate import Workload
+
+
+def _scenario(max_num_seqs: int = 256):
+    return scenario_from_dict(
+        {
+            "name": "closed",
+            "seed": 0,
+            "fleet": [
+                {
+                    "name": "gpu",
+                    "gpu": "h100-sxm",
+                    "replicas": 1,
+                    "model": "llama-3.1-8b",
+                    "engine": {"max_num_seqs": max_num_seqs},
+                }
+            ],
+            "traffic": {
+                "duration_s": 1.0,
+                "arrival": {"process": "constant"},
+                "classes": [
+                    {
+                        "name": "default",
+                        "rate_rps": 1.0,
+                        "prompt_tokens": {"dist": "fixed", "value": 1},
+                        "output_tokens": {"dist": "fixed", "value": 1},
+                    }
+                ],
+            },
+            "sim": {"drain_s": 3600.0, "timeseries_interval_s": 1.0},
+        }
+    )
+
+
+def _workload(prompts, outputs) -> Workload:
+    n = len(prompts)
+    return Workload(
+        arrival_s=np.zeros(n),
+        class_idx=np.zeros(n, dtype=np.int16),
+        prompt_tokens=np.asarray(prompts, dtype=np.int32),
+        output_tokens=np.asarray(outputs, dtype=np.int32),
+        prefix_offsets=np.zeros(n + 1, dtype=np.int64),
+        prefix_keys=np.zeros(0, dtype=np.int64),
+        prefix_end_tok=np.zeros(0, dtype=np.int32),
+        class_names=["default"],
+    )
+
+
+def test_one_client_sends_each_request_think_time_after_the_last_one_ended():
+    wl = _workload([300] * 6, [40] * 6)
+    r = simulate(_scenario(), workload=wl, closed_loop=ClosedLoop(1, 0.25)).requests
+    assert (r["status"] == "ok").all()
+    arrival, finish = r["arrival_s"].to_numpy(), r["finish_s"].to_numpy()
+    assert arrival[0] == 0.0
+    np.testing.assert_allclose(arrival[1:], finish[:-1] + 0.25, rtol=0, atol=1e-12)
+    # each request meets an idle server: the same lengths take the same time
+    np.testing.assert_allclose(r["e2e_s"], r["e2e_s"].iloc[0], rtol=1e-9)
+    assert (wl.arrival_s == 0).all()  # the caller's workload is not changed
+
+
+def test_n_clients_keep_at_most_n_in_flight_and_send_on_each_departure():
+    rng = np.random.default_rng(7)
+    n, clients, think_s = 60, 8, 0.1
+    wl = _workload(rng.integers(50, 2000, n), rng.integers(5, 300, n))
+    r = simulate(_scenario(), workload=wl, closed_loop=ClosedLoop(clients, think_s)).requests
+    assert (r["status"] == "ok").all()
+    arrival, finish = r["arrival_s"].to_numpy(), r["finish_s"].to_numpy()
+    assert (arrival == 0).sum() == clients
+    assert np.all(np.diff(arrival) >= 0)  # sent in workload order
+    # the sends after time 0 are the first n - clients departures, each think_s later
+    departures = np.sort(finish)[: n - clients] + think_s
+    np.testing.assert_allclose(arrival[clients:], departures, rtol=0, atol=1e-9)
+    # in flight just after each send: never more than the clients
+    for t in arrival:
+        assert ((arrival <= t) & (finish > t)).sum() <= clients
+
+
+def test_closed_loop_rejects_bad_settings():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="clients"):
+            ClosedLoop(bad)
+    with pytest.raises(ValueError, match="think_s"):
+        ClosedLoop(2, -0.1)
+
+
+def _table(tmp_path: Path, name: str, text: str, sidecar: str = "gpu: h100-sxm\nmodel: llama-3.1-8b\n") -> Path:
+    (tmp_path / "fleetcast.yaml").write_text(sidecar)
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_concurrency_point_replays_a_closed_loop(tmp_path):
+    p = _table(
+        tmp_path,
+        "pts.concurrency.csv",
+        "name,concurrency,num_requests,prompt_tokens,output_tokens,think_s,ttft_p50_s,tpot_p50_s,output_tok_s\n"
+        "one,1,5,512,64,0.5,0.05,0.008,500\n",
+    )
+    (run,) = load_aggregate(p)
+    assert run.name == f"{tmp_path.name}/one" and run.mode == "closed"
+    assert run.meta["closed_loop"] == {"clients": 1, "think_s": 0.5}
+    comp = validate_run(run, None)
+    assert comp.measured == {"ttft_p50_s": 0.05, "tpot_p50_s": 0.008, "output_tok_s": 500.0}
+    r = comp.sim_requests
+    np.testing.assert_allclose(r["arrival_s"].to_numpy()[1:], r["finish_s"].to_numpy()[:-1] + 0.5, atol=1e-12)
+    # one client: 5 x 64 tokens over 5 request times and 4 think times
+    e2e = float(r["e2e_s"].iloc[0])
+    assert comp.predicted["output_tok_s"] == pytest.approx(5 * 64 / (5 * e2e + 4 * 0.5), rel=1e-9)
+
+
+def test_rate_stage_regenerates_its_workload(tmp_path):
+    p = _table(
+        tmp_path,
+        "s.stages.csv",
+        "rate_rps,duration_s,arrival,prompt_tokens_mean,prompt_tokens_std,prompt_tokens_min,prompt_tokens_max,"
+        "output_tokens,ttft_p90_s\n"
+        "4,50,constant,1000,300,100,1500,50,0.1\n"
+        "4,50,poisson,1000,0,,,50,0.1\n",
+    )
+    const, poisson = load_aggregate(p)
+    assert const.mode == "open" and const.name.endswith("/r4")
+    a = const.workload.arrival_s
+    assert len(a) == 200
+    np.testing.assert_allclose(np.diff(a), 0.25)
+    pt = const.workload.prompt_tokens
+    assert pt.min() >= 100 and pt.max() <= 1500
+    # the clipped normal's mean: 1000 - 300 * (phi(a) - phi(b)) / (Phi(b) - Phi(a)) ~ 1000 (symmetric
+    # up to the unequal clips at -3 and +1.67 std); 200 draws: within 4 standard errors of 1000 - 33
+    assert abs(pt.mean() - 967) < 4 * 300 / np.sqrt(200)
+    assert (poisson.workload.prompt_tokens == 1000).all()
+    gaps = np.diff(poisson.workload.arrival_s)
+    assert len(gaps) == 199 and (gaps > 0).all() and gaps.mean() == pytest.approx(0.25, rel=0.25)
+
+
+@pytest.mark.parametrize(
+    "name,text,where",
+    [
+        (
+            "x.concurrency.csv",
+            "concurrency,num_requests,prompt_tokens,output_tokens,ttft_p50_s\n4,2.5,10,10,0.1\n",
+            "line 2, field num_requests: must be an integer >= 1",
+        ),
+        (
+            "x.concurrency.csv",
+            "concurrency,num_requests,prompt_tokens,output_tokens,ttft_p50_s\n4,8,10,10,fast\n",
+            "line 2, field ttft_p50_s: must be a number > 0",
+        ),
+        (
+            "x.concurrency.csv",
+            "concurrency,num_requests,prompt_tokens,ttft_p50_s\n4,8,10,0.1\n",
+            "line 1: the header lacks output_tokens (or output_tokens_mean and output_tokens_std)",
+        ),
+        (
+            "x.stages.csv",
+            "rate_rps,duration_s,arrival,prompt_tokens,output_tokens,ttft_p50_s\n1,10,bursty,10,10,0.1\n",
+            "line 2, field arrival: must be constant or poisson",
+        ),
+        (
+            "x.stages.csv",
+            "rate_rps,duration_s,prompt_tokens_mean,prompt_tokens_std,prompt_tokens_max,output_tokens,ttft_p50_s\n"
+            "1,10,900,10,500,10,0.1\n",
+            "line 2, field prompt_tokens_mean: 900 is outside",
+        ),
+        (
+            "x.stages.csv",
+            "rate_rps,duration_s,prompt_tokens,output_tokens,ttft_p50_s\n1,10,10,10,\n",
+            "line 2: no measured value",
+        ),
+    ],
+)
+def test_bad_rows_are_located_errors(tmp_path, name, text, where):
+    p = _table(tmp_path, name, text)
+    with pytest.raises(FleetcastError, match=re.escape(f"{p}, {where}")):
+        load_aggregate(p)
+
+
+def test_validate_refuses_bad_input_with_exit_2_and_writes_nothing(tmp_path, capsys):
+    p = _table(
+        tmp_path,
+        "c.concurrency.csv",
+        "concurrency,num_requests,prompt_tokens,output_tokens,ttft_p50_s\n4,8,10,10,0.1\n",
+        sidecar="gpu: h100-sxm\nmodel: llama-9-mega\n",
+    )
+    out = tmp_path / "out"
+    assert main(["validate", str(p), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "fleetcast.yaml, line 2, field model" in err and "llama-3.1-8b" in err  # names what the catalog has
+    assert not out.exists()
+    (tmp_path / "fleetcast.yaml").write_text("gpu: h100-sxm\nmodel: llama-3.1-8b\n")
+    p.write_text("concurrency,num_requests,prompt_tokens,output_tokens,ttft_p50_s\n4,8,10,-10,0.1\n")
+    assert main(["validate", str(p), "--out", str(out)]) == 2
+    assert f"{p}, line 2, field output_tokens" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_shared_prefixes_of_an_aggregate_row(tmp_path):
+    p = _table(
+        tmp_path,
+        "s.stages.csv",
+        "rate_rps,duration_s,prompt_tokens,output_tokens,prefix_tokens,prefix_groups,ttft_p50_s\n"
+        "10,2,300,8,128,3,0.05\n",
+        sidecar="gpu: h100-sxm\nmodel: llama-3.1-8b\nengine: {enable_prefix_caching: true}\n",
+    )
+    (run,) = load_aggregate(p)
+    wl = run.workload
+    assert len(wl.arrival_s) == 20 and list(wl.prefix_offsets) == list(range(21))  # one chunk per request
+    assert set(wl.prefix_end_tok) == {128}
+    keys = wl.prefix_keys
+    assert len(set(keys)) == 3 and all(keys[r] == keys[r % 3] for r in range(20))  # request r: group r mod 3
+    # the server reuses them: every request after the first of its group finds 128 cached tokens
+    # (8 full blocks of 16), the first three find none
+    r = validate_run(run, None).sim_requests
+    assert list(r["cached_prompt_tokens"][:3]) == [0, 0, 0] and set(r["cached_prompt_tokens"][3:]) == {128}
+
+
+def test_prefix_groups_without_prefix_tokens_is_located(tmp_path):
+    p = _table(
+        tmp_path,
+        "s.stages.csv",
+        "rate_rps,duration_s,prompt_tokens,output_tokens,prefix_groups,ttft_p50_s\n1,2,300,8,3,0.05\n",
+    )
+    with pytest.raises(FleetcastError, match=re.escape(f"{p}, line 2, field prefix_tokens")):
+        load_aggregate(p)
+
+
+def test_validate_prints_both_summaries_for_stages_and_concurrency_points(tmp_path, capsys):
+    _table(tmp_path, "s.stages.csv", "rate_rps,duration_s,prompt_tokens,output_tokens,ttft_p50_s\n2,3,200,16,0.05\n")
+    (tmp_path / "c.concurrency.csv").write_text(
+        "concurrency,num_requests,prompt_tokens,output_tokens,ttft_p50_s\n2,6,200,16,0.05\n"
+    )
+    assert main(["validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out (open-loop) median |error| %: ttft_p50" in out
+    assert "closed-loop median |error| %: ttft_p50" in out
