@@ -343,7 +343,7 @@ class Fleet:
             itl_hist=itl,
             window=self.window,
             end_s=float(end_s),
-            replicas=[rep.stats for rep in self.replicas],
+            replicas=[rep.final_stats() for rep in self.replicas],
             notes=list(wl.notes),
             autoscale=scaled,
             pools=list(self.pools),
