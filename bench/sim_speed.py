@@ -1,16 +1,25 @@
 """Simulator speed: simulated requests per wall-second and peak memory.
 
 Cases (each in its own process, so peak RSS is its own):
-  a  1 replica, 10k requests (also with --exact-steps: the fast-forward ratio,
-     and with FLEETCAST_PURE_PYTHON=1: the compiled engine's ratio)
-  b  64 replicas of Llama-3.1-8B on H100, chat/code mix at ~80% of measured
-     capacity, 1M requests
+  a    1 replica, 10k requests (also with --exact-steps: the fast-forward ratio,
+       and with FLEETCAST_PURE_PYTHON=1: the compiled engine's ratio)
+  a16  16 replicas, 16 x a's rate, 160k requests
+  b    64 replicas of Llama-3.1-8B on H100, chat/code mix at ~80% of measured
+       capacity, 1M requests
 
 Capacity is measured first: one replica flooded with requests; its
-completion rate over the window is its capacity. Prints a table and writes
-JSON (default bench/results/sim_speed.json). Never gates on absolute times.
+completion rate over the window is its capacity. Each case times ``simulate``
+(workload, run, records) in wall and CPU seconds, the best of --repeat runs.
 
-    python bench/sim_speed.py [--requests-b 1000000] [--out FILE]
+--baseline ROOT also runs a and a16 with the source tree ROOT (another checkout, its
+compiled modules built: the code before a change) in the same run, and prints old/new.
+--peer-python PYTHON also runs vllm-sr-sim (bench/peer_vllm_sr_sim.py, with that
+interpreter, which has ``vllm-sr-sim`` installed) on a's and a16's requests, and prints
+fleetcast/peer in CPU seconds. Prints a table and writes JSON (default
+bench/results/sim_speed.json). Never gates on absolute times.
+
+    python bench/sim_speed.py [--requests-b 1000000] [--repeat 3] [--baseline ROOT]
+                              [--peer-python PYTHON] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,20 +67,25 @@ def scenario(replicas: int, rate_rps: float, duration_s: float, warmup_s: float 
 
 
 def _case(args: tuple, queue) -> None:
-    replicas, rate, duration, exact, pure = args
+    replicas, rate, duration, exact, pure, root, repeat = args
     if pure:  # before sim is imported: the Python sources, not the compiled modules
         os.environ["FLEETCAST_PURE_PYTHON"] = "1"
+    if root:  # before sim is imported: another source tree (--baseline)
+        sys.path.insert(0, str(Path(root).resolve()))
     import sim
     from sim.engine.fleet import simulate
 
     sc = scenario(replicas, rate, duration)
-    t0 = time.perf_counter()
-    res = simulate(sc, exact_steps=exact)
-    wall = time.perf_counter() - t0
+    wall, cpu = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = simulate(sc, exact_steps=exact)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     df = res.requests
     queue.put({"replicas": replicas, "rate_rps": rate, "requests": int(len(df)), "exact_steps": exact,
-               "engine": sim.engine_build(),
-               "wall_s": wall, "sim_req_per_wall_s": len(df) / wall,
+               "engine": sim.engine_build(), "source": str(Path(sim.__file__).resolve().parents[1]),
+               "wall_s": min(wall), "cpu_s": min(cpu), "sim_req_per_wall_s": len(df) / min(wall),
                "ok_pct": float((df.status == "ok").mean() * 100),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
@@ -84,6 +100,22 @@ def run_case(*args) -> dict:
     return out
 
 
+def run_peer(python: str, replicas: int, rate: float, duration: float, repeat: int) -> dict:
+    """vllm-sr-sim on the requests fleetcast's case plays (bench/peer_vllm_sr_sim.py)."""
+    import numpy as np
+
+    from sim.engine.inputs import scenario_workload
+
+    wl = scenario_workload(scenario(replicas, rate, duration))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "workload.npz")
+        np.savez(path, arrival_s=wl.arrival_s, prompt_tokens=wl.prompt_tokens, output_tokens=wl.output_tokens)
+        peer = Path(__file__).resolve().parent / "peer_vllm_sr_sim.py"
+        out = subprocess.run([python, str(peer), path, str(replicas), str(repeat)], capture_output=True, text=True,
+                             check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def capacity_rps() -> float:
     from sim.engine.fleet import simulate
 
@@ -96,32 +128,58 @@ def capacity_rps() -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests-b", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case (best of)")
+    ap.add_argument("--baseline", help="source tree of the code to compare with (cases a and a16)")
+    ap.add_argument("--peer-python", help="a Python interpreter with vllm-sr-sim installed (cases a and a16)")
     ap.add_argument("--out", default="bench/results/sim_speed.json")
     a = ap.parse_args()
     cap = capacity_rps()
     rate1 = 0.8 * cap
     print(f"one replica's capacity: {cap:.2f} req/s; 80% load = {rate1:.2f} req/s per replica")
-    cases = [("a", (1, rate1, 10_000 / rate1, False, False)),
-             ("a (exact)", (1, rate1, 10_000 / rate1, True, False)),
-             ("a (pure)", (1, rate1, 10_000 / rate1, False, True)),
-             ("b", (64, 64 * rate1, a.requests_b / (64 * rate1), False, False))]
+    a_args = (1, rate1, 10_000 / rate1)
+    a16_args = (16, 16 * rate1, 10_000 / rate1)
+    rep = a.repeat
+    cases = [("a", (*a_args, False, False, None, rep)),
+             ("a (exact)", (*a_args, True, False, None, rep)),
+             ("a (pure)", (*a_args, False, True, None, 1)),
+             ("a16", (*a16_args, False, False, None, rep)),
+             ("b", (64, 64 * rate1, a.requests_b / (64 * rate1), False, False, None, 1))]
+    if a.baseline:
+        cases += [("a (base)", (*a_args, False, False, a.baseline, rep)),
+                  ("a16 (base)", (*a16_args, False, False, a.baseline, rep))]
     rows = []
     for name, args in cases:
         rows.append({"case": name, **run_case(*args)})
-    print(f"\n{'case':<10} {'engine':<12} {'replicas':>8} {'requests':>10} {'wall s':>8} {'req/wall-s':>11} "
-          f"{'peak MB':>8} {'ok %':>6}")
+    print(f"\n{'case':<11} {'engine':<12} {'replicas':>8} {'requests':>10} {'wall s':>8} {'CPU s':>7} "
+          f"{'req/wall-s':>11} {'peak MB':>8} {'ok %':>6}")
     for r in rows:
-        print(f"{r['case']:<10} {r['engine']:<12} {r['replicas']:>8} {r['requests']:>10,} {r['wall_s']:>8.1f} "
-              f"{r['sim_req_per_wall_s']:>11,.0f} {r['peak_rss_mb']:>8.0f} {r['ok_pct']:>6.1f}")
-    ratio = rows[1]["wall_s"] / rows[0]["wall_s"]
+        print(f"{r['case']:<11} {r['engine']:<12} {r['replicas']:>8} {r['requests']:>10,} {r['wall_s']:>8.2f} "
+              f"{r['cpu_s']:>7.2f} {r['sim_req_per_wall_s']:>11,.0f} {r['peak_rss_mb']:>8.0f} {r['ok_pct']:>6.1f}")
+    by = {r["case"]: r for r in rows}
+    ratio = by["a (exact)"]["wall_s"] / by["a"]["wall_s"]
     print(f"\nfast-forward speed-up over --exact-steps (case a, same run): {ratio:.1f}x")
-    pure_ratio = rows[2]["wall_s"] / rows[0]["wall_s"]
-    print(f"{rows[0]['engine']} engine over the pure-Python one (case a, same run): {pure_ratio:.1f}x")
+    pure_ratio = by["a (pure)"]["wall_s"] / by["a"]["wall_s"]
+    print(f"{by['a']['engine']} engine over the pure-Python one (case a, same run): {pure_ratio:.1f}x")
+    doc = {"capacity_rps_per_replica": cap, "rows": rows, "exact_over_fast_wall_ratio": ratio,
+           "pure_over_default_wall_ratio": pure_ratio}
+    for case in ("a", "a16"):
+        if a.baseline:
+            old = by[f"{case} (base)"]["cpu_s"] / by[case]["cpu_s"]
+            doc[f"baseline_over_this_cpu_ratio_{case}"] = old
+            print(f"case {case}: baseline {by[case + ' (base)']['cpu_s']:.3f} CPU-s, this {by[case]['cpu_s']:.3f} "
+                  f"CPU-s: {old:.2f}x (same run)")
+        if a.peer_python:
+            args = a_args if case == "a" else a16_args
+            peer = run_peer(a.peer_python, *args, rep)
+            doc[f"peer_{case}"] = peer
+            doc[f"peer_over_this_cpu_ratio_{case}"] = peer["cpu_s"] / by[case]["cpu_s"]
+            print(f"case {case}: {peer['peer']} {peer['cpu_s']:.3f} CPU-s ({peer['requests'] / peer['cpu_s']:,.0f} "
+                  f"req/CPU-s), fleetcast {by[case]['cpu_s']:.3f} CPU-s: fleetcast is "
+                  f"{peer['cpu_s'] / by[case]['cpu_s']:.2f}x the peer's speed (same run)")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"capacity_rps_per_replica": cap, "rows": rows, "exact_over_fast_wall_ratio": ratio,
-                               "pure_over_default_wall_ratio": pure_ratio,
-                               "python": sys.version.split()[0], "machine": platform.machine()}, indent=2) + "\n")
+    doc.update({"python": sys.version.split()[0], "machine": platform.machine()})
+    out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"written {out}")
     return 0
 

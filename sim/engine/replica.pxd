@@ -21,7 +21,8 @@ cdef class Replica:
     cdef public KVCache kv
     cdef public DecodeGroup dec
     cdef public Segment seg
-    cdef public double t, _w0, _w1, _tick_t, _idle_until, tick_s
+    cdef public double t, _w0, _w1, _tick_t, _idle_until, tick_s, _busy_s, _flops, _bytes, _kv_block_s
+    cdef public long long _steps
     cdef public list outstanding_heaps, _itl, ts_rows
     cdef public bint _interruptible, failed, _stretch_ok, chunked_prefill
     cdef public object _run_k, _run_end, _step, _ev

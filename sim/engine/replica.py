@@ -86,6 +86,11 @@ class Replica:
         "_tick_t": "double",
         "_idle_until": "double",
         "tick_s": "double",
+        "_busy_s": "double",
+        "_flops": "double",
+        "_bytes": "double",
+        "_kv_block_s": "double",
+        "_steps": "long long",
         "outstanding_heaps": "list",
         "_itl": "list",
         "ts_rows": "list",
@@ -137,6 +142,10 @@ class Replica:
         self.spec = spec  # sim.perf.speculative.Speculation of a speculative pool, else None
         self.policy = policy
         self.stats = stats
+        # the counters of ``stats`` (ReplicaStats), accumulated here (C fields when compiled: the
+        # dataclass's attributes cost a dictionary look-up per step) and written by ``final_stats``
+        self._busy_s = self._flops = self._bytes = self._kv_block_s = 0.0
+        self._steps = 0
         self.kv = KVCache(num_kv_blocks, self.block_size, pool.engine.enable_prefix_caching)
         self.waiting = policy.make_queue()
         self.running: dict[Request, None] = {}  # admission order
@@ -176,7 +185,7 @@ class Replica:
             return
         req.seq = self._seq
         self._seq += 1
-        req.enqueue_s = self.env.now
+        req.enqueue_s = self.env._now  # the clock (Environment.now without the property call)
         if self.kv.caching:
             req.block_keys = self.keys.block_keys(req.rid, self.block_size)
         else:
@@ -282,10 +291,10 @@ class Replica:
             self._ev = wake(env, 0.0, self._idle_interrupted, URGENT)
             return
         seg, k, steps = self._run_k
-        steps = min(steps, seg.first_step_ending_at_or_after(env.now) - k + 1)
+        steps = min(steps, seg.first_step_ending_at_or_after(env._now) - k + 1)
         t_end = seg.t_end(k + steps - 1)
         self._run_end = (steps, t_end)
-        self._ev = wake(env, max(0.0, t_end - env.now), self._decode_end)
+        self._ev = wake(env, max(0.0, t_end - env._now), self._decode_end)
 
     def _start_idle(self, until: float) -> None:
         self.batch_tokens = 0
@@ -340,7 +349,7 @@ class Replica:
         self._run_k = (seg, k, steps)
         self._run_end = (steps, t_end)
         self._interruptible = steps > 1
-        self._ev = wake(env, max(0.0, t_end - env.now), self._decode_end)
+        self._ev = wake(env, max(0.0, t_end - env._now), self._decode_end)
 
     def _decode_end(self, ev) -> None:
         if ev is not self._ev:
@@ -440,7 +449,7 @@ class Replica:
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
         self._step = (plan, n, d, t_end, args)
-        self._ev = wake(env, max(0.0, t_end - env.now), self._mixed_end)
+        self._ev = wake(env, max(0.0, t_end - env._now), self._mixed_end)
 
     def _mixed_end(self, ev) -> None:
         if ev is not self._ev:
@@ -562,15 +571,21 @@ class Replica:
             if n:
                 itl[cls][bucket] += times * n
 
+    def final_stats(self) -> ReplicaStats:
+        """``stats`` with the counters of the steps run so far (the fleet calls it at the end)."""
+        st = self.stats
+        st.busy_s, st.flops, st.bytes, st.kv_block_s = self._busy_s, self._flops, self._bytes, self._kv_block_s
+        st.steps = self._steps
+        return st
+
     def _account_step(self, t_end: float, d: float, args) -> None:
         if not self._w0 <= t_end <= self._w1:
             return
-        st = self.stats
-        st.busy_s += d
-        st.steps += 1
-        st.flops += self.perf.step_flops(*args)
-        st.bytes += self.perf.step_bytes(*args)
-        st.kv_block_s += self.kv.used * d
+        self._busy_s += d
+        self._steps += 1
+        self._flops += self.perf.step_flops(*args)
+        self._bytes += self.perf.step_bytes(*args)
+        self._kv_block_s += self.kv.used * d
 
     def _account_decode(self, seg: Segment, k: int, steps: int, t_last: float) -> None:
         """Stats and ITL of decode steps k .. k+steps-1 (the last ends at ``t_last``)
@@ -591,16 +606,16 @@ class Replica:
         m = hi - lo + 1
         ctx_sum = seg.ctx_sum(hi - seg.k0 + 1) - seg.ctx_sum(lo - seg.k0)
         dur = t_last - seg.t_end(lo - 1)
-        st, dec = self.stats, self.dec
-        st.busy_s += dur
-        st.steps += m
-        st.flops += m * seg.f0 + seg.f1 * ctx_sum
-        st.bytes += m * seg.y0 + seg.y1 * ctx_sum
+        dec = self.dec
+        self._busy_s += dur
+        self._steps += m
+        self._flops += m * seg.f0 + seg.f1 * ctx_sum
+        self._bytes += m * seg.y0 + seg.y1 * ctx_sum
         kv = self.kv
         used = kv.num_blocks - kv.num_empty - len(kv.evictable)  # inline: KVCache.used
         if lo > k:
             used += dec.blocks_needed(lo - k)
-        st.kv_block_s += (used + dec.n * m / (2 * self.block_size)) * dur
+        self._kv_block_s += (used + dec.n * m / (2 * self.block_size)) * dur
         first = itl_bucket_one(seg.duration(lo))
         if m == 1 or first == itl_bucket_one(seg.duration(hi)):
             self._itl_add(dec.ncls, first, m)
