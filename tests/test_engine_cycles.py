@@ -13,18 +13,21 @@ import pytest
 from sim.engine.fleet import Fleet
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.scenario.spec import load_scenario
+from sim.workload.closed_loop import ClosedLoop
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_TYPES = {"Environment", "Fleet", "Replica", "Request", "KVCache", "Ledger", "Handoff", "Process", "Wake"}
 
 
-def _engine_objects_in_cycles(scenario) -> Counter:
+def _engine_objects_in_cycles(scenario, closed_loop=None) -> Counter:
     """Run a fleet with the cycle collector off, drop it, and count the engine objects only the
     cycle collector could free (``gc.DEBUG_SAVEALL`` keeps what it found in ``gc.garbage``)."""
     gc.collect()
     gc.disable()
     try:
-        fleet = Fleet(scenario, scenario_workload(scenario), failures=failure_schedule(scenario))
+        fleet = Fleet(
+            scenario, scenario_workload(scenario), failures=failure_schedule(scenario), closed_loop=closed_loop
+        )
         result = fleet.run()
         del fleet
         gc.set_debug(gc.DEBUG_SAVEALL)
@@ -58,3 +61,9 @@ def test_a_run_cut_by_its_deadline_leaves_none_either():
         ["traffic.duration_s=100", "sim.drain_s=0", "traffic.arrival.rate_rps=200"],
     )
     assert _engine_objects_in_cycles(sc) == Counter()
+
+
+def test_a_closed_loop_run_leaves_none_either():
+    """The closed-loop client's callback on the ledger refers back to the fleet."""
+    sc = load_scenario(ROOT / "scenarios" / "quickstart.yaml", ["traffic.duration_s=120"])
+    assert _engine_objects_in_cycles(sc, ClosedLoop(clients=8, think_s=0.0)) == Counter()
