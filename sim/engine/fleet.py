@@ -13,6 +13,7 @@ import pandas as pd
 from sim.engine.autoscaler import Autoscaler, PoolScaler, check_cold_start, cold_start_s
 from sim.engine.disagg import Handoff, TransferPath
 from sim.engine.eligible import drop_failed
+from sim.engine.front_end import FrontEnd
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
 from sim.engine.policies import make_policy
@@ -64,6 +65,7 @@ class Fleet:
         "replicas": "list",
         "eligible": "list",
         "pools": "list",
+        "front_ends": "list",
         "num_classes": "long long",
         "_next_rid": "long long",
         "ledger": "Ledger",
@@ -98,6 +100,7 @@ class Fleet:
         self.handoff: Any = None  # sim.engine.disagg.Handoff of a disaggregated fleet
         self.autoscaler: Autoscaler | None = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
         self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
+        self.front_ends: list[FrontEnd | None] = []  # per replica: its API server (None: not simulated)
         self._build()
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
@@ -156,6 +159,12 @@ class Fleet:
                     spec=spec,
                 )
                 self.replicas.append(rep)
+                cpu = pm.cpu  # the API-server process in front of the replica (sim.engine.front_end)
+                has_fe = pool.role != "decode" and (
+                    cpu.fe_request_s > 0 or cpu.fe_prompt_tok_s > 0 or cpu.fe_token_s > 0
+                )
+                fe = FrontEnd(cpu.fe_request_s, cpu.fe_prompt_tok_s, cpu.fe_token_s, self.window) if has_fe else None
+                self.front_ends.append(fe)
                 if pool.autoscale is not None and j >= pool.replicas:
                     continue  # inactive until the autoscaler adds it
                 for cname in pool.classes or self.class_names:
@@ -265,12 +274,25 @@ class Fleet:
             req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
             rep = self.router.choose(eligible[cls], rid, keys.first_key(rid), now)
             ledger.arrive(rid, rep.index)
-            rep.enqueue(req)
+            fe = self.front_ends[rep.index]
+            wait = fe.admit(now, prompts[rid], outputs[rid]) if fe is not None else 0.0
+            if wait > 0.0:  # behind other requests' API-server work (sim.engine.front_end)
+                wake(env, wait, _Enter(self, rep, req))
+            else:
+                rep.enqueue(req)
             if self.progress is not None and rid % every == 0:
                 self.progress(rid, n)
             rid += 1
         self._next_rid = n
         ledger.arrivals_over()
+
+    def enter(self, rep: Replica, req: Request) -> None:
+        """A request whose API-server work is done reaches its replica's engine (another
+        eligible replica, chosen again, if its own failed in the meantime)."""
+        if rep.failed:
+            rep = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
+            self.ledger.replica_of[req.rid] = rep.index
+        rep.enqueue(req)
 
     def _deadline(self, end_s: float):
         yield self.env.timeout(end_s)
@@ -311,6 +333,9 @@ class Fleet:
                 ledger.preempt[req.rid] = req.preemptions
             rep.t = max(rep.t, end_s)
             rep._sample()
+        for rep, fe in zip(self.replicas, self.front_ends):
+            if fe is not None:
+                rep.stats.front_end_busy_s = fe.busy_s
         requests = self._request_table()
         rows: list = []
         for rep in self.replicas:
@@ -341,10 +366,30 @@ class Fleet:
         first_token = np.frombuffer(ledger.first_token, dtype=np.float64)
         finish_s = np.frombuffer(ledger.finish_s, dtype=np.float64)
         # per-request latency outside the engine (PerfCoefficients.t_request_s): shifts TTFT and E2E
+        # plus the API server's own per-request work (sim.engine.front_end), where a profile's
+        # t_request_s (fitted to measured TTFT, which includes it) does not already hold it
         lat = np.array([r.perf.coeffs.t_request_s for r in self.replicas] + [0.0])
         if lat.any():
             first_token = first_token + lat[replica_of]
             finish_s = finish_s + lat[replica_of]
+        fe_s = np.array(
+            [
+                fe.admission_s(0) if fe is not None and not r.pool.profile else 0.0
+                for r, fe in zip(self.replicas, self.front_ends)
+            ]
+            + [0.0]
+        )
+        tok_s = np.array(
+            [
+                fe.prompt_tok_s if fe is not None and not r.pool.profile else 0.0
+                for r, fe in zip(self.replicas, self.front_ends)
+            ]
+            + [0.0]
+        )
+        if fe_s.any() or tok_s.any():  # the API server's admission work (request + tokenization)
+            adm = fe_s[replica_of] + tok_s[replica_of] * self.workload.prompt_tokens
+            first_token = first_token + adm
+            finish_s = finish_s + adm
         output_tokens = np.frombuffer(ledger.out_tokens, dtype=np.int64)
         arrival_s = wl.arrival_s
         cols = {
@@ -373,6 +418,18 @@ class Fleet:
             cols["kv_transfer_s"] = transfer_s
         cols.update(latency_columns(arrival_s, first_token, finish_s, output_tokens))
         return pd.DataFrame(cols, copy=False)
+
+
+class _Enter:
+    """Wake-up callback: a request leaves its API server's queue for the engine."""
+
+    __slots__ = ("fleet", "rep", "req")
+
+    def __init__(self, fleet: Fleet, rep: Replica, req: Request) -> None:
+        self.fleet, self.rep, self.req = fleet, rep, req
+
+    def __call__(self, ev) -> None:
+        self.fleet.enter(self.rep, self.req)
 
 
 def _strings(names: list, codes: np.ndarray) -> pd.Categorical:

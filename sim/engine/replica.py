@@ -448,7 +448,7 @@ class Replica:
         dec, kv = self.dec, self.kv
         plan, n, d, t_end, args = self._step
         self.seg = None
-        self._account_step(t_end, d, args)
+        self._account_step(t_end, d, args, len(plan.chunks))
         if n:
             if self._w0 <= t_end <= self._w1:
                 if dec.stalled:
@@ -562,11 +562,12 @@ class Replica:
             if n:
                 itl[cls][bucket] += times * n
 
-    def _account_step(self, t_end: float, d: float, args) -> None:
+    def _account_step(self, t_end: float, d: float, args, chunks: int) -> None:
         if not self._w0 <= t_end <= self._w1:
             return
         st = self.stats
         st.busy_s += d
+        st.cpu_s += self.perf.step_cpu_s(args[2], chunks, args[0])
         st.steps += 1
         st.flops += self.perf.step_flops(*args)
         st.bytes += self.perf.step_bytes(*args)
@@ -593,6 +594,7 @@ class Replica:
         dur = t_last - seg.t_end(lo - 1)
         st, dec = self.stats, self.dec
         st.busy_s += dur
+        st.cpu_s += m * self.perf.step_cpu_s(seg.n, 0, 0)
         st.steps += m
         st.flops += m * seg.f0 + seg.f1 * ctx_sum
         st.bytes += m * seg.y0 + seg.y1 * ctx_sum

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sim.catalog import load_architectures
 from sim.errors import FleetcastError
+from sim.perf.cpu_side import CpuSide
 from sim.perf.perf_model import PerfCoefficients
 
 __all__ = ["load_profile", "coefficients_for", "validation_summary", "profile_validation"]
@@ -44,11 +45,12 @@ def load_profile(path: Path) -> dict:
     return data
 
 
-def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoefficients:
+def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | None = None) -> PerfCoefficients:
     """The pool's coefficients: its profile's; else the efficiencies of the GPU's
-    architecture (``architectures.yaml``, at the linear layers' dtype of ``quant``),
-    then the GPU catalog entry's ``perf_defaults``, over the built-in defaults
-    (``gpu``/``quant``: its ``catalog.GPU`` / ``catalog.QuantSpec``)."""
+    architecture (``architectures.yaml``, at the linear layers' dtype of ``quant``), the
+    engine's per-step CPU work of ``cpu`` (``sim.perf.cpu_side``: ``t_step_s``, ``t_seq_s``,
+    ``t_prefill_tok_s``), then the GPU catalog entry's ``perf_defaults``, over the built-in
+    defaults (``gpu``/``quant``: its ``catalog.GPU`` / ``catalog.QuantSpec``)."""
     if pool.profile is None:
         values: dict[str, float] = {}
         said = []
@@ -61,6 +63,13 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoeffici
                 f"{arch.name} efficiencies fitted to {arch.sibling}'s measured vLLM GEMMs "
                 f"(e_compute {values['e_compute']:g} at {dtype}, e_memory {values['e_memory']:g}; "
                 f"sim/catalog/architectures.yaml, from aiconfigurator-core data, Apache-2.0)"
+            )
+        if cpu is not None:
+            values.update(t_step_s=cpu.t_step_s, t_seq_s=cpu.t_seq_s, t_prefill_tok_s=cpu.t_prefill_tok_s)
+            said.append(
+                f"CPU side per step {cpu.t_step_s * 1e6:.0f} µs + {cpu.t_seq_s * 1e6:.1f} µs/sequence + "
+                f"{cpu.t_prefill_tok_s * 1e6:.2f} µs/prefill token"
+                f"{', overlapped by async scheduling' if cpu.async_scheduling else ''} ({cpu.source})"
             )
         extra = dict(getattr(gpu, "perf_defaults", None) or {})
         if extra:
