@@ -366,27 +366,14 @@ class Fleet:
         first_token = np.frombuffer(ledger.first_token, dtype=np.float64)
         finish_s = np.frombuffer(ledger.finish_s, dtype=np.float64)
         # per-request latency outside the engine (PerfCoefficients.t_request_s): shifts TTFT and E2E
-        # plus the API server's own per-request work (sim.engine.front_end), where a profile's
-        # t_request_s (fitted to measured TTFT, which includes it) does not already hold it
         lat = np.array([r.perf.coeffs.t_request_s for r in self.replicas] + [0.0])
         if lat.any():
             first_token = first_token + lat[replica_of]
             finish_s = finish_s + lat[replica_of]
-        fe_s = np.array(
-            [
-                fe.admission_s(0) if fe is not None and not r.pool.profile else 0.0
-                for r, fe in zip(self.replicas, self.front_ends)
-            ]
-            + [0.0]
-        )
-        tok_s = np.array(
-            [
-                fe.prompt_tok_s if fe is not None and not r.pool.profile else 0.0
-                for r, fe in zip(self.replicas, self.front_ends)
-            ]
-            + [0.0]
-        )
-        if fe_s.any() or tok_s.any():  # the API server's admission work (request + tokenization)
+        # and the API server's admission work (sim.engine.front_end: per request + tokenization)
+        fe_s = np.array([fe.request_s if fe is not None else 0.0 for fe in self.front_ends] + [0.0])
+        tok_s = np.array([fe.prompt_tok_s if fe is not None else 0.0 for fe in self.front_ends] + [0.0])
+        if fe_s.any() or tok_s.any():
             adm = fe_s[replica_of] + tok_s[replica_of] * self.workload.prompt_tokens
             first_token = first_token + adm
             finish_s = finish_s + adm

@@ -58,7 +58,7 @@ cdef class Replica:
     cpdef _finish(self, Request req)
     @cython.locals(itl=list, cls="long long", n="long long")
     cpdef _itl_add(self, list ncls, long long bucket, long long times)
-    cpdef _account_step(self, double t_end, double d, args)
+    cpdef _account_step(self, double t_end, double d, args, long long chunks)
     @cython.locals(w0=double, w1=double, last="long long", t_first=double, lo="long long", hi="long long", m="long long", ctx_sum="long long", dur=double, dec=DecodeGroup, kv=KVCache, used="long long", first="long long")
     cpdef _account_decode(self, Segment seg, long long k, long long steps, double t_last)
     @cython.locals(tick_s=double)

@@ -14,7 +14,7 @@ import it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError, ScenarioError
@@ -77,6 +77,19 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
     cpu = cpu_side_for(version)
     perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant, cpu)
+    if pool.profile is not None:  # a profile is fitted to its server end to end: its overheads, no front end
+        c = perf.coeffs
+        cpu = replace(
+            cpu,
+            t_step_s=c.t_step_s,
+            t_seq_s=c.t_seq_s,
+            t_prefill_tok_s=c.t_prefill_tok_s,
+            fe_request_s=0.0,
+            fe_prompt_tok_s=0.0,
+            fe_token_s=0.0,
+            async_scheduling=False,
+            source=f"the profile's fitted overheads, no separate front end ({c.source})",
+        )
     try:
         mem = plan_memory(
             gpu,
