@@ -373,8 +373,9 @@ class Fleet:
         # and the API server's admission work (sim.engine.front_end: per request + tokenization)
         fe_s = np.array([fe.request_s if fe is not None else 0.0 for fe in self.front_ends] + [0.0])
         tok_s = np.array([fe.prompt_tok_s if fe is not None else 0.0 for fe in self.front_ends] + [0.0])
-        if fe_s.any() or tok_s.any():
-            adm = fe_s[replica_of] + tok_s[replica_of] * self.workload.prompt_tokens
+        if fe_s.any() or tok_s.any():  # the replica a request arrived at: a disaggregated one's prefill replica
+            entry = self.handoff.columns()[0] if self.handoff is not None else replica_of
+            adm = fe_s[entry] + tok_s[entry] * self.workload.prompt_tokens
             first_token = first_token + adm
             finish_s = finish_s + adm
         output_tokens = np.frombuffer(ledger.out_tokens, dtype=np.int64)
