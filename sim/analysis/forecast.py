@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sim.analysis.autoscale_metrics import autoscale_summary, mean_replicas
+from sim.analysis.cpu_side_summary import cpu_side_summary, front_end_warnings
 from sim.analysis.disagg_metrics import disagg_summary
 from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summarize
 from sim.engine.fleet import simulate
@@ -66,6 +67,7 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     summary["profiles"] = {p.name: p.source for p in result.pools}
     summary["kv_capacity"] = {p.name: p.kv_capacity() for p in result.pools}
     summary["sim"] = {"end_s": result.end_s, "requests": int(len(result.requests))}
+    summary["cpu_side"] = cpu_side_summary(result)
     disagg = disagg_summary(scenario, result)
     if disagg is not None:  # only then: a co-located run keeps its summary as it was
         summary["disaggregated"] = disagg
@@ -74,7 +76,7 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     )
     if scaled is not None:  # only then: a fixed fleet's summary stays as it was
         summary["autoscale"] = scaled
-    warnings = rejection_warnings(summary)
+    warnings = rejection_warnings(summary) + front_end_warnings(summary["cpu_side"])
     if warnings:  # only then: a run without rejections keeps its summary as it was
         summary["warnings"] = warnings
     return summary

@@ -14,6 +14,7 @@ import pandas as pd
 from sim.engine.autoscaler import Autoscaler, PoolScaler, check_cold_start, cold_start_s
 from sim.engine.disagg import Handoff, TransferPath
 from sim.engine.eligible import drop_failed
+from sim.engine.front_end import FrontEnd
 from sim.engine.inputs import failure_schedule, scenario_workload
 from sim.engine.ledger import Ledger
 from sim.engine.policies import make_policy
@@ -67,6 +68,7 @@ class Fleet:
         "replicas": "list",
         "eligible": "list",
         "pools": "list",
+        "front_ends": "list",
         "num_classes": "long long",
         "_next_rid": "long long",
         "ledger": "Ledger",
@@ -103,6 +105,7 @@ class Fleet:
         self.handoff: Any = None  # sim.engine.disagg.Handoff of a disaggregated fleet
         self.autoscaler: Autoscaler | None = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
         self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
+        self.front_ends: list[FrontEnd | None] = []  # per replica: its API server (None: not simulated)
         self._build()
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
@@ -161,6 +164,12 @@ class Fleet:
                     spec=spec,
                 )
                 self.replicas.append(rep)
+                cpu = pm.cpu  # the API-server process in front of the replica (sim.engine.front_end)
+                has_fe = pool.role != "decode" and (
+                    cpu.fe_request_s > 0 or cpu.fe_prompt_tok_s > 0 or cpu.fe_token_s > 0
+                )
+                fe = FrontEnd(cpu.fe_request_s, cpu.fe_prompt_tok_s, cpu.fe_token_s, self.window) if has_fe else None
+                self.front_ends.append(fe)
                 if pool.autoscale is not None and j >= pool.replicas:
                     continue  # inactive until the autoscaler adds it
                 for cname in pool.classes or self.class_names:
@@ -274,12 +283,23 @@ class Fleet:
             req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
             rep = self.router.choose(eligible[cls], rid, keys.first_key(rid), now)
             ledger.arrive(rid, rep.index)
-            rep.enqueue(req)
+            self._admit(rep, req, now)
             if self.progress is not None and rid % every == 0:
                 self.progress(rid, n)
             rid += 1
         self._next_rid = n
         ledger.arrivals_over()
+
+    def _admit(self, rep: Replica, req: Request, now: float) -> None:
+        """Hand a routed request to its replica's API server: straight into the engine when the
+        front end is free, else after the wait behind other requests' front-end work
+        (sim.engine.front_end)."""
+        fe = self.front_ends[rep.index]
+        wait = fe.admit(now, req.prompt, req.output) if fe is not None else 0.0
+        if wait > 0.0:
+            wake(self.env, wait, _Enter(self, rep, req))
+        else:
+            rep.enqueue(req)
 
     def _closed_loop_start(self) -> None:
         """``closed_loop.clients`` requests at 0, then the next one (workload order) ``think_s``
@@ -329,12 +349,20 @@ class Fleet:
         req = Request(rid, cls, prompts[rid], outputs[rid], now, self._priority[cls], rid, None)
         rep = self.router.choose(self.eligible[cls], rid, self.keys.first_key(rid), now)
         self.ledger.arrive(rid, rep.index)
-        rep.enqueue(req)
+        self._admit(rep, req, now)
         if self.progress is not None and rid % every == 0:
             self.progress(rid, n)
         self._next_rid = rid + 1
         if rid + 1 == n:
             self.ledger.arrivals_over()
+
+    def enter(self, rep: Replica, req: Request) -> None:
+        """A request whose API-server work is done reaches its replica's engine (another
+        eligible replica, chosen again, if its own failed in the meantime)."""
+        if rep.failed:
+            rep = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
+            self.ledger.replica_of[req.rid] = rep.index
+        rep.enqueue(req)
 
     def _deadline(self, end_s: float):
         yield self.env.timeout(end_s)
@@ -397,6 +425,9 @@ class Fleet:
                 ledger.preempt[req.rid] = req.preemptions
             rep.t = max(rep.t, end_s)
             rep._sample()
+        for rep, fe in zip(self.replicas, self.front_ends):
+            if fe is not None:
+                rep.stats.front_end_busy_s = fe.busy_s
         requests = self._request_table()
         ts = self._timeseries()
         itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))
@@ -451,6 +482,14 @@ class Fleet:
         if lat.any():
             first_token = first_token + lat[replica_of]
             finish_s = finish_s + lat[replica_of]
+        # and the API server's admission work (sim.engine.front_end: per request + tokenization)
+        fe_s = np.array([fe.request_s if fe is not None else 0.0 for fe in self.front_ends] + [0.0])
+        tok_s = np.array([fe.prompt_tok_s if fe is not None else 0.0 for fe in self.front_ends] + [0.0])
+        if fe_s.any() or tok_s.any():  # the replica a request arrived at: a disaggregated one's prefill replica
+            entry = self.handoff.columns()[0] if self.handoff is not None else replica_of
+            adm = fe_s[entry] + tok_s[entry] * self.workload.prompt_tokens
+            first_token = first_token + adm
+            finish_s = finish_s + adm
         output_tokens = np.frombuffer(ledger.out_tokens, dtype=np.int64)
         arrival_s = wl.arrival_s
         cols = {
@@ -479,6 +518,18 @@ class Fleet:
             cols["kv_transfer_s"] = transfer_s
         cols.update(latency_columns(arrival_s, first_token, finish_s, output_tokens))
         return pd.DataFrame(cols, copy=False)
+
+
+class _Enter:
+    """Wake-up callback: a request leaves its API server's queue for the engine."""
+
+    __slots__ = ("fleet", "rep", "req")
+
+    def __init__(self, fleet: Fleet, rep: Replica, req: Request) -> None:
+        self.fleet, self.rep, self.req = fleet, rep, req
+
+    def __call__(self, ev) -> None:
+        self.fleet.enter(self.rep, self.req)
 
 
 def _strings(names: list, codes: np.ndarray) -> pd.Categorical:

@@ -21,7 +21,7 @@ cdef class Replica:
     cdef public KVCache kv
     cdef public DecodeGroup dec
     cdef public Segment seg
-    cdef public double t, _w0, _w1, _tick_t, _idle_until, tick_s, _busy_s, _flops, _bytes, _kv_block_s
+    cdef public double t, _w0, _w1, _tick_t, _idle_until, tick_s, _busy_s, _cpu_s, _flops, _bytes, _kv_block_s
     cdef public long long _steps
     cdef public list outstanding_heaps, _itl, ts_rows
     cdef public bint _interruptible, failed, _stretch_ok, chunked_prefill
@@ -59,7 +59,7 @@ cdef class Replica:
     cpdef _finish(self, Request req)
     @cython.locals(itl=list, cls="long long", n="long long")
     cpdef _itl_add(self, list ncls, long long bucket, long long times)
-    cpdef _account_step(self, double t_end, double d, args)
+    cpdef _account_step(self, double t_end, double d, args, long long chunks)
     @cython.locals(w0=double, w1=double, last="long long", t_first=double, lo="long long", hi="long long", m="long long", ctx_sum="long long", dur=double, dec=DecodeGroup, kv=KVCache, used="long long", first="long long")
     cpdef _account_decode(self, Segment seg, long long k, long long steps, double t_last)
     @cython.locals(tick_s=double)

@@ -87,6 +87,7 @@ class Replica:
         "_idle_until": "double",
         "tick_s": "double",
         "_busy_s": "double",
+        "_cpu_s": "double",
         "_flops": "double",
         "_bytes": "double",
         "_kv_block_s": "double",
@@ -144,7 +145,7 @@ class Replica:
         self.stats = stats
         # the counters of ``stats`` (ReplicaStats), accumulated here (C fields when compiled: the
         # dataclass's attributes cost a dictionary look-up per step) and written by ``final_stats``
-        self._busy_s = self._flops = self._bytes = self._kv_block_s = 0.0
+        self._busy_s = self._cpu_s = self._flops = self._bytes = self._kv_block_s = 0.0
         self._steps = 0
         self.kv = KVCache(num_kv_blocks, self.block_size, pool.engine.enable_prefix_caching)
         self.waiting = policy.make_queue()
@@ -457,7 +458,7 @@ class Replica:
         dec, kv = self.dec, self.kv
         plan, n, d, t_end, args = self._step
         self.seg = None
-        self._account_step(t_end, d, args)
+        self._account_step(t_end, d, args, len(plan.chunks))
         if n:
             if self._w0 <= t_end <= self._w1:
                 if dec.stalled:
@@ -575,13 +576,14 @@ class Replica:
         """``stats`` with the counters of the steps run so far (the fleet calls it at the end)."""
         st = self.stats
         st.busy_s, st.flops, st.bytes, st.kv_block_s = self._busy_s, self._flops, self._bytes, self._kv_block_s
-        st.steps = self._steps
+        st.steps, st.cpu_s = self._steps, self._cpu_s
         return st
 
-    def _account_step(self, t_end: float, d: float, args) -> None:
+    def _account_step(self, t_end: float, d: float, args, chunks: int) -> None:
         if not self._w0 <= t_end <= self._w1:
             return
         self._busy_s += d
+        self._cpu_s += self.perf.step_cpu_s(args[2], chunks, args[0])
         self._steps += 1
         self._flops += self.perf.step_flops(*args)
         self._bytes += self.perf.step_bytes(*args)
@@ -608,6 +610,7 @@ class Replica:
         dur = t_last - seg.t_end(lo - 1)
         dec = self.dec
         self._busy_s += dur
+        self._cpu_s += m * self.perf.step_cpu_s(seg.n, 0, 0)
         self._steps += m
         self._flops += m * seg.f0 + seg.f1 * ctx_sum
         self._bytes += m * seg.y0 + seg.y1 * ctx_sum

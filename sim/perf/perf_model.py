@@ -203,14 +203,18 @@ class PerfModel:
         kernels=None,
         dp: int = 1,
         ep: bool = False,
+        cpu_overlap: bool = False,
     ):
         """``kernels``: a ``sim.perf.kernels.tables.KernelTables`` of this (GPU, model, quant,
-        tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline)."""
+        tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline).
+        ``cpu_overlap``: vLLM schedules asynchronously (``sim.perf.cpu_side``): the CPU
+        overheads overlap the step's GPU time instead of adding to it."""
         c = coeffs or PerfCoefficients()
         s = ModelShape(model, quant, tp)
         tp, dp = int(tp), int(dp)
         self.gpu, self.model, self.quant, self.tp, self.coeffs = gpu, model, quant, tp, c
         self.dp, self.ep = dp, bool(ep)
+        self.cpu_overlap = bool(cpu_overlap)
         self.source = c.source  # where the step times come from (sim.perf.step_source says more)
         self.compute_dtype = quant.compute_dtype_on(gpu)
         peak_lin = gpu.peak_flops[self.compute_dtype]
@@ -304,7 +308,9 @@ class PerfModel:
         attention computes that many queries over the same cached keys (read once).
         """
         c = self.coeffs
-        t = c.t_step_s + c.t_seq_s * (num_decodes + num_prefill_seqs) + c.t_prefill_tok_s * prefill_tokens
+        # the CPU side (sim.perf.cpu_side): serial with the GPU, or overlapped with it below
+        cpu = c.t_step_s + c.t_seq_s * (num_decodes + num_prefill_seqs) + c.t_prefill_tok_s * prefill_tokens
+        t = 0.0 if self.cpu_overlap else cpu
         rows = num_decodes * queries_per_decode
         T = prefill_tokens + rows
         if T > 0:
@@ -341,9 +347,17 @@ class PerfModel:
                 t += f if f > b else b
         if num_decodes > 0 and self._kdec:
             t += self._dec_step + self._dec_seq * num_decodes
+        if self.cpu_overlap and cpu > t:  # async scheduling: max(CPU, GPU before decode attention)
+            t = cpu
         if queries_per_decode != 1:
             return t + decode_ctx_tokens * self.decode_b_s(queries_per_decode)
         return t + decode_ctx_tokens * self._b_decode
+
+    def step_cpu_s(self, num_decodes: int, num_prefill_seqs: int, prefill_tokens: int) -> float:
+        """Engine-core CPU seconds of a step (``sim.perf.cpu_side.step_cpu_s``): its share of
+        ``step_time_s``, whether added (serial) or overlapped (async scheduling)."""
+        c = self.coeffs
+        return c.t_step_s + c.t_seq_s * (num_decodes + num_prefill_seqs) + c.t_prefill_tok_s * prefill_tokens
 
     def decode_b_s(self, queries_per_decode: int) -> float:
         """Seconds per cached context token of decode attention with ``queries_per_decode``

@@ -14,10 +14,11 @@ import it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError, ScenarioError
+from sim.perf.cpu_side import CpuSide, cpu_side_for
 from sim.perf.kernels.data import parse_version
 from sim.perf.memory import (
     MemoryPlan,
@@ -47,6 +48,7 @@ class PoolModel:
     block_size: int  # tokens per KV block
     blocks_overridden: bool  # num_gpu_blocks came from engine.num_gpu_blocks_override
     max_model_len: int  # the longest sequence the engine accepts (tokens)
+    cpu: CpuSide  # the server's CPU side: engine-core work per step, API-server work per request/token
 
     @property
     def source(self) -> str:
@@ -72,8 +74,22 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     model = catalog.model(pool.model)
     quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
     eng = pool.engine
-    perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant)
     version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
+    cpu = cpu_side_for(version)
+    perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant, cpu)
+    if pool.profile is not None:  # a profile is fitted to its server end to end: its overheads, no front end
+        c = perf.coeffs
+        cpu = replace(
+            cpu,
+            t_step_s=c.t_step_s,
+            t_seq_s=c.t_seq_s,
+            t_prefill_tok_s=c.t_prefill_tok_s,
+            fe_request_s=0.0,
+            fe_prompt_tok_s=0.0,
+            fe_token_s=0.0,
+            async_scheduling=False,
+            source=f"the profile's fitted overheads, no separate front end ({c.source})",
+        )
     try:
         mem = plan_memory(
             gpu,
@@ -132,6 +148,7 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
         block_size=eng.block_size,
         blocks_overridden=bool(eng.num_gpu_blocks_override),
         max_model_len=max_len,
+        cpu=cpu,
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from sim.catalog import load_architectures
 from sim.errors import FleetcastError
 from sim.perf.achievable import achievable_efficiencies
+from sim.perf.cpu_side import CpuSide
 from sim.perf.perf_model import PerfCoefficients
 
 __all__ = ["load_profile", "coefficients_for", "validation_summary", "profile_validation"]
@@ -45,11 +46,12 @@ def load_profile(path: Path) -> dict:
     return data
 
 
-def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoefficients:
+def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | None = None) -> PerfCoefficients:
     """The pool's coefficients: its profile's; else the efficiencies of the GPU's
-    architecture (``architectures.yaml``, at the linear layers' dtype of ``quant``),
-    then the GPU catalog entry's ``perf_defaults``, over the built-in defaults
-    (``gpu``/``quant``: its ``catalog.GPU`` / ``catalog.QuantSpec``)."""
+    architecture (``architectures.yaml``, at the linear layers' dtype of ``quant``), the
+    engine's per-step CPU work of ``cpu`` (``sim.perf.cpu_side``: ``t_step_s``, ``t_seq_s``,
+    ``t_prefill_tok_s``), then the GPU catalog entry's ``perf_defaults``, over the built-in
+    defaults (``gpu``/``quant``: its ``catalog.GPU`` / ``catalog.QuantSpec``)."""
     if pool.profile is None:
         values: dict[str, float] = {}
         said = []
@@ -70,6 +72,13 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None) -> PerfCoeffici
             )
             values.update(borrowed)  # type: ignore[arg-type]  # e_compute_for is set where e_memory is
         values.update(own)
+        if cpu is not None:
+            values.update(t_step_s=cpu.t_step_s, t_seq_s=cpu.t_seq_s, t_prefill_tok_s=cpu.t_prefill_tok_s)
+            said.append(
+                f"CPU side per step {cpu.t_step_s * 1e6:.0f} µs + {cpu.t_seq_s * 1e6:.1f} µs/sequence + "
+                f"{cpu.t_prefill_tok_s * 1e6:.2f} µs/prefill token"
+                f"{', overlapped by async scheduling' if cpu.async_scheduling else ''} ({cpu.source})"
+            )
         extra = dict(getattr(gpu, "perf_defaults", None) or {})
         if extra:
             src = (gpu.sources or {}).get("perf_defaults", "catalog")

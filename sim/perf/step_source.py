@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim.catalog import load_architectures
+from sim.perf.cpu_side import CpuSide
 from sim.perf.kernels import data as kd
 from sim.perf.kernels.cache import cached_tables
 from sim.perf.kernels.tables import TableInputs
@@ -53,13 +54,23 @@ def _kernel_tables(pool, gpu, model, quant, coeffs):
         return None
 
 
-def pool_perf_model(pool, base_dir: Path, gpu, model, quant) -> PerfModel:
+def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None = None) -> PerfModel:
     """The pool's PerfModel (see the module doc); ``.source`` of the result says where
-    its step times come from."""
-    coeffs = coefficients_for(pool, base_dir, gpu, quant)
+    its step times come from. ``cpu``: the server's CPU side (``sim.perf.cpu_side``): its
+    per-step work, serial or overlapped with the GPU (a profile keeps its own fitted overheads)."""
+    coeffs = coefficients_for(pool, base_dir, gpu, quant, cpu)
     tables = _kernel_tables(pool, gpu, model, quant, coeffs)
+    overlap = cpu is not None and cpu.async_scheduling and pool.profile is None
     perf = PerfModel(
-        gpu, model, quant, pool.tensor_parallel, coeffs, kernels=tables, dp=pool.data_parallel, ep=pool.expert_parallel
+        gpu,
+        model,
+        quant,
+        pool.tensor_parallel,
+        coeffs,
+        kernels=tables,
+        dp=pool.data_parallel,
+        ep=pool.expert_parallel,
+        cpu_overlap=overlap,
     )
     if tables is None:
         perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"

@@ -24,6 +24,7 @@ __all__ = [
     "ScenarioRef",
     "MemoryPerGpu",
     "KvCapacity",
+    "PoolCpuSide",
     "SimInfo",
     "RoleUtilization",
     "DisaggRole",
@@ -318,6 +319,27 @@ class WindowSummary(Contract):
     little: Little = Field(description="Little's law check")
 
 
+class PoolCpuSide(Contract):
+    """vLLM's CPU work in one pool over the window (``sim.perf.cpu_side``, ``sim.engine.front_end``)."""
+
+    cpu_share_of_step_time: float | None = Field(
+        description="engine-core CPU work (scheduling, input preparation, sampling, output update) / step time "
+        "(with async scheduling it overlaps the GPU, so it is the share the CPU work spans, not adds); "
+        "null without steps"
+    )
+    async_scheduling: bool = Field(description="the CPU work overlaps the GPU's (vLLM >= 0.14 default)")
+    front_end_utilization: float | None = Field(
+        description="mean share of the window each replica's API server was busy (tokenizing, admitting, "
+        "streaming); 0 where not simulated"
+    )
+    front_end_utilization_max: float | None = Field(description="the busiest API server's share")
+    front_end_bound_replicas: list[str] = Field(
+        description="replicas whose API server was busy >= 80% of the window and more than their engine: "
+        "the front end, not the GPU, was the bottleneck"
+    )
+    source: str = Field(description="where the CPU-side constants come from")
+
+
 class RunSummary(WindowSummary):
     """``summary.json``: one run's measured window, per class and overall, with cost,
     energy, utilization and where its numbers came from."""
@@ -328,9 +350,14 @@ class RunSummary(WindowSummary):
         default_factory=dict, description="pool -> its KV-cache capacity (absent in the first summaries written)"
     )
     sim: SimInfo = Field(description="the simulation")
+    cpu_side: dict[str, PoolCpuSide] = Field(
+        default_factory=dict, description="pool -> vLLM's CPU work (absent in summaries written before it)"
+    )
     disaggregated: Disaggregated | None = Field(default=None, description="only for a disaggregated fleet")
     autoscale: Autoscale | None = Field(default=None, description="only when a pool autoscales")
-    warnings: list[str] | None = Field(default=None, description="only when some class had rejected requests")
+    warnings: list[str] | None = Field(
+        default=None, description="only when some class had rejected requests or a front end was the bottleneck"
+    )
     fleetcast_version: str | None = Field(default=None, description="the fleetcast that wrote it (run folders only)")
     schema_version: int = Field(
         default=1, description="this format's version (absent in files written before versions: read as 1)"

@@ -1,0 +1,132 @@
+"""The serving process's CPU side: vLLM's own work per engine step and per request.
+
+A vLLM server does CPU work the GPU does not see (docs/design.md, "CPU side"):
+
+- **Per engine step**, in the engine-core process: scheduling, input preparation (building
+  the step's token, position and block-table tensors), sampling bookkeeping and updating
+  every request with its new token. It grows with the running requests and the new tokens::
+
+      t_cpu_step = t_step_s + t_seq_s · (decodes + prefill chunks) + t_prefill_tok_s · prefill tokens
+
+  (a decode's one new token is in its ``t_seq_s``). These are the ``PerfCoefficients`` of the
+  same names; ``PerfModel.step_time_s`` adds them to the GPU's time, or overlaps them with it
+  where vLLM schedules asynchronously (below).
+- **Per request**, in the API-server process: HTTP parsing, chat template, admission and
+  hand-off to the engine core (``fe_request_s``), tokenization per prompt token
+  (``fe_prompt_tok_s``), and per output token the
+  detokenization and the streamed chunk (``fe_token_s``). One API-server process is one
+  server: ``sim.engine.front_end.FrontEnd`` runs it as a FIFO service centre in front of
+  each replica, so it has its own throughput limit,
+  ``1 / (fe_request_s + fe_prompt_tok_s · prompt + fe_token_s · output)`` requests per second.
+
+vLLM's structure by version (``cpu_side_for``):
+
+- From 0.8.0 (V1 engine by default, vLLM PR #13726, v0.8.0 release notes) the API server
+  (tokenization, detokenization, streaming) and the engine core (scheduling, execution) are
+  separate processes, so the front end's work runs beside the steps, not inside them. Before
+  0.8 (V0) detokenization ran in the engine's step loop: ``fe_token_s`` is charged per
+  sequence per step there instead (``t_seq_s``), and the front end keeps the rest.
+- From 0.14.0 async scheduling is on by default (v0.14.0 release notes, "Async scheduling is
+  now enabled by default", PR #27614; not on the CPU backend): the engine core schedules step
+  n+1 while the GPU runs step n, so a step takes ``max(CPU, GPU)`` rather than their sum.
+  fleetcast overlaps the CPU work with the step's GPU time *except decode attention over the
+  cached context* (``max(t_cpu, t_gpu - ctx·b) + ctx·b``): that keeps a decode run affine in
+  its context, so fast-forward stays exact, at the price of an upper bound that is off by at
+  most the decode attention when the CPU is the longer part.
+
+The constants were measured on the CPU testbed with the same vLLM code (``CPU_SIDE_TESTBED``,
+``calibration/README.md``, "CPU side") and scaled to a GPU host's CPU by ``HOST_CPU_SPEEDUP``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = [
+    "CpuSide",
+    "CPU_SIDE_TESTBED",
+    "HOST_CPU_SPEEDUP",
+    "V1_SINCE",
+    "ASYNC_SCHEDULING_SINCE",
+    "cpu_side_for",
+    "step_cpu_s",
+]
+
+V1_SINCE = (0, 8, 0)
+"""First vLLM release whose default engine is V1 (API server and engine core in separate processes)."""
+ASYNC_SCHEDULING_SINCE = (0, 14, 0)
+"""First vLLM release with async scheduling on by default (GPU backends)."""
+
+
+@dataclass(frozen=True)
+class CpuSide:
+    """vLLM's CPU work of one server, in seconds of the CPU it runs on."""
+
+    t_step_s: float  # engine core, per step that runs the model
+    t_seq_s: float  # engine core, per scheduled sequence in the step (decode or prefill chunk)
+    t_prefill_tok_s: float  # engine core, per prefill token in the step
+    fe_request_s: float  # API server, per request: HTTP, chat template, admission, hand-off
+    fe_prompt_tok_s: float  # API server, per prompt token: tokenization
+    fe_token_s: float  # API server, per output token: detokenization, output processing, SSE chunk
+    async_scheduling: bool  # the engine core overlaps its CPU work with the GPU's step
+    source: str  # where the numbers come from (one line)
+
+    def scaled(self, speedup: float, why: str) -> CpuSide:
+        """The same work on a CPU ``speedup`` times faster (every time divided by it)."""
+        return replace(
+            self,
+            t_step_s=self.t_step_s / speedup,
+            t_seq_s=self.t_seq_s / speedup,
+            t_prefill_tok_s=self.t_prefill_tok_s / speedup,
+            fe_request_s=self.fe_request_s / speedup,
+            fe_prompt_tok_s=self.fe_prompt_tok_s / speedup,
+            fe_token_s=self.fe_token_s / speedup,
+            source=f"{self.source}; {why}",
+        )
+
+
+# Measured on the CPU testbed (vLLM 0.32.0 CPU build, the testbed's 7.6M-parameter tiny model, 1,024
+# sequences / 8,192 batched tokens, 10 bursts of 100-1,000 streamed chat requests, 128-512 prompt
+# and 4-32 output tokens; thread / process CPU seconds, fitted by calibration/cpu_side_fit.py; the
+# commands, raw files and fit are in calibration/cpu_side/ and calibration/README.md, "CPU side").
+CPU_SIDE_TESTBED = CpuSide(
+    t_step_s=3.85e-3,  # engine-core thread 1.68 ms + worker input preparation 2.17 ms
+    t_seq_s=40.4e-6,  # per request 27.1 + 11.5 µs, plus the decode's one token 1.9 µs
+    t_prefill_tok_s=1.90e-6,  # per token 1.54 + 0.36 µs
+    fe_request_s=1.40e-3,  # API-server process CPU per request (10 bursts, max error 7.8%)
+    fe_prompt_tok_s=2.65e-6,  # per prompt token (chat template + tokenization)
+    fe_token_s=84.2e-6,  # per streamed output token (detokenize, output processing, SSE chunk)
+    async_scheduling=False,
+    source="measured on the CPU testbed (vLLM 0.32.0 CPU, tiny model, bursts of 100-1,000 requests; "
+    "calibration/README.md, 'CPU side')",
+)
+
+HOST_CPU_SPEEDUP = 1.0
+"""How much faster one core of a GPU host runs vLLM's Python than one testbed core. Rule: the
+single-thread ratio, taken as the clock ratio between cores of the same generation. The testbed's
+vCPU is a Golden-Cove-or-later Xeon (AMX, AVX512-FP16 in /proc/cpuinfo) whose measured clock is
+2.9-3.5 GHz (a dependent add chain, calibration/README.md); a DGX H100's host CPU is the Xeon
+Platinum 8480C (Sapphire Rapids, Golden Cove; NVIDIA DGX H100 user guide), 3.8 GHz single-core /
+~3.0 GHz all-core turbo (Intel ARK): 3.0-3.8 over 2.9-3.5 brackets 1.0 (0.86-1.31)."""
+
+
+def cpu_side_for(vllm_version: tuple[int, ...] | None) -> CpuSide:
+    """The CPU side of a vLLM server of this version on a GPU host (None: the newest vLLM)."""
+    host = CPU_SIDE_TESTBED.scaled(HOST_CPU_SPEEDUP, f"scaled to a GPU host's CPU (÷{HOST_CPU_SPEEDUP:g})")
+    v = tuple(vllm_version) if vllm_version is not None else None
+    async_on = v is None or v >= ASYNC_SCHEDULING_SINCE
+    if v is not None and v < V1_SINCE:  # V0: detokenization in the engine's step loop
+        return replace(
+            host,
+            t_seq_s=host.t_seq_s + host.fe_token_s,
+            fe_token_s=0.0,
+            async_scheduling=False,
+            source=host.source + "; vLLM < 0.8 (V0): detokenization inside the engine step",
+        )
+    return replace(host, async_scheduling=async_on)
+
+
+def step_cpu_s(cpu: CpuSide, num_seqs: int, prefill_tokens: int) -> float:
+    """Engine-core CPU seconds of one step with ``num_seqs`` scheduled sequences (decodes +
+    prefill chunks) and ``prefill_tokens`` prefill tokens (the formula ``PerfModel`` uses)."""
+    return cpu.t_step_s + cpu.t_seq_s * num_seqs + cpu.t_prefill_tok_s * prefill_tokens

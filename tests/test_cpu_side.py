@@ -1,0 +1,143 @@
+"""vLLM's CPU side: the per-step cost, its overlap under async scheduling, the API-server
+front end as a FIFO service centre, and the summary's figures (sim/perf/cpu_side.py,
+sim/engine/front_end.py, sim/analysis/cpu_side_summary.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from sim.analysis.forecast import forecast
+from sim.catalog import load_catalog
+from sim.engine.front_end import FrontEnd
+from sim.perf import pool_model
+from sim.perf.cpu_side import CPU_SIDE_TESTBED, CpuSide, cpu_side_for, step_cpu_s
+from sim.perf.perf_model import PerfCoefficients, PerfModel
+from sim.perf.profiles import coefficients_for
+from sim.scenario.fleet_spec import PoolSpec
+from tests.factories import make_scenario
+
+CPU = CpuSide(
+    t_step_s=2e-3,
+    t_seq_s=50e-6,
+    t_prefill_tok_s=1e-6,
+    fe_request_s=1e-3,
+    fe_prompt_tok_s=0.0,
+    fe_token_s=0.1e-3,
+    async_scheduling=False,
+    source="test",
+)
+
+
+def test_step_cost_by_hand():
+    # 100 decodes + 2 prefill chunks of 256 tokens: 2 ms + 102 · 50 µs + 512 · 1 µs = 7.612 ms
+    assert step_cpu_s(CPU, 102, 512) == pytest.approx(7.612e-3, rel=1e-12)
+
+
+def _perf(t_step_s: float, t_seq_s: float, t_prefill_tok_s: float, overlap: bool) -> PerfModel:
+    cat = load_catalog()
+    coeffs = PerfCoefficients(t_step_s=t_step_s, t_seq_s=t_seq_s, t_prefill_tok_s=t_prefill_tok_s)
+    return PerfModel(
+        cat.gpu("h100-sxm"), cat.model("llama-3.1-8b"), cat.quant("bf16", "auto"), 1, coeffs, cpu_overlap=overlap
+    )
+
+
+def test_serial_step_adds_the_cpu_work():
+    gpu_only = _perf(0.0, 0.0, 0.0, False)
+    serial = _perf(2e-3, 50e-6, 1e-6, False)
+    args = (512, 512 * 300.0, 100, 100 * 700)
+    extra = serial.step_time_s(*args, num_prefill_seqs=2) - gpu_only.step_time_s(*args, num_prefill_seqs=2)
+    assert extra == pytest.approx(7.612e-3, rel=1e-9)
+    assert serial.step_cpu_s(100, 2, 512) == pytest.approx(7.612e-3, rel=1e-12)
+
+
+def test_async_step_overlaps_all_but_decode_attention():
+    gpu_only = _perf(0.0, 0.0, 0.0, False)
+    ctx = 100 * 700
+    b = gpu_only.decode_b_s(1)
+    g_fixed = gpu_only.step_time_s(0, 0.0, 100, 0)  # the GPU's step without decode attention
+    # CPU work longer than the GPU's: the step is the CPU work plus decode attention
+    slow_cpu = _perf(1.0, 0.0, 0.0, True)
+    assert slow_cpu.step_time_s(0, 0.0, 100, ctx) == pytest.approx(1.0 + ctx * b, rel=1e-12)
+    # CPU work shorter than the GPU's: fully hidden
+    fast_cpu = _perf(g_fixed / 2, 0.0, 0.0, True)
+    assert fast_cpu.step_time_s(0, 0.0, 100, ctx) == pytest.approx(g_fixed + ctx * b, rel=1e-12)
+    # still affine in the context (fast-forward's closed form)
+    a, b2 = slow_cpu.decode_affine(100)
+    assert (a, b2) == (pytest.approx(1.0), pytest.approx(b))
+
+
+def test_versions():
+    # V0 (< 0.8): detokenization inside the step; V1 serial until 0.14; async from 0.14 and newest
+    v07 = cpu_side_for((0, 7, 3))
+    v010 = cpu_side_for((0, 10, 1))
+    v014 = cpu_side_for((0, 14, 0))
+    assert v07.fe_token_s == 0.0 and v07.t_seq_s == pytest.approx(v010.t_seq_s + v010.fe_token_s)
+    assert not v07.async_scheduling and not v010.async_scheduling
+    assert v014.async_scheduling and cpu_side_for(None).async_scheduling
+    assert v010.fe_token_s > 0 and v010.fe_request_s > 0 and v010.t_seq_s > 0
+
+
+def test_front_end_fifo_by_hand():
+    # ten requests at t=0, 100 prompt and 10 output tokens each: 0.5 ms + 100 · 5 µs +
+    # 10 · 0.1 ms = 2 ms of work each, so request i waits 2·i ms behind the others (Lindley's
+    # recursion, deterministic service); it reaches the engine 0.5 + 0.5 = 1 ms after its work starts
+    fe = FrontEnd(0.5e-3, 5e-6, 0.1e-3, (0.0, 0.04))
+    waits = [fe.admit(0.0, 100, 10) for _ in range(10)]
+    assert waits == pytest.approx([2e-3 * i for i in range(10)], abs=1e-15)
+    assert fe.admission_s(100) == pytest.approx(1e-3)
+    assert fe.utilization() == pytest.approx(0.020 / 0.040)
+    # a request after the backlog cleared does not wait
+    assert fe.admit(0.05, 100, 10) == 0.0
+
+
+def test_front_end_rejects_negative_times():
+    with pytest.raises(ValueError, match=">= 0 seconds"):
+        FrontEnd(-1e-3, 0.0, 0.0, (0.0, 1.0))
+
+
+def test_front_end_is_the_bottleneck(monkeypatch):
+    # 100 req/s of 128-token prompts and 8-token outputs against a front end of 15 ms + 128 · 0
+    # + 8 · 0.625 ms = 20 ms per request: it serves at most 1 / 0.02 = 50 req/s whatever the H100 does (an 8B model
+    # handles far more such requests), so the completions in the window are ~50 per second,
+    # its utilization ~1, and the summary warns.
+    slow = dataclasses.replace(CPU, fe_request_s=15e-3, fe_prompt_tok_s=0.0, fe_token_s=0.625e-3)
+    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version: slow)
+    sc = make_scenario(
+        traffic={
+            "duration_s": 40,
+            "warmup_s": 10,
+            "cooldown_s": 0,
+            "arrival": {"process": "poisson", "rate_rps": 100},
+            "classes": [
+                {
+                    "name": "short",
+                    "prompt_tokens": {"dist": "fixed", "value": 128},
+                    "output_tokens": {"dist": "fixed", "value": 8},
+                }
+            ],
+        }
+    )
+    result, summary = forecast(sc)
+    block = summary["cpu_side"]["p"]
+    assert block["front_end_utilization"] == pytest.approx(1.0, abs=0.01)
+    assert block["front_end_bound_replicas"] == ["p/0"]
+    assert any("front end, not the GPU" in w for w in summary["warnings"])
+    req = result.requests
+    done = req[(req.finish_s >= 10) & (req.finish_s < 40) & (req.status == "ok")]
+    assert len(done) / 30 == pytest.approx(50.0, rel=0.03)
+
+
+def test_measured_constants_are_positive():
+    for f in ("t_step_s", "t_seq_s", "fe_request_s", "fe_prompt_tok_s", "fe_token_s"):
+        assert getattr(CPU_SIDE_TESTBED, f) > 0, f
+
+
+def test_pool_without_profile_takes_the_cpu_side_step_terms():
+    cat = load_catalog()
+    pool = PoolSpec(name="p", gpu="h100-sxm", replicas=1, model="llama-3.1-8b")
+    c = coefficients_for(pool, Path("."), cat.gpu("h100-sxm"), cat.quant("bf16"), CPU)
+    assert (c.t_step_s, c.t_seq_s, c.t_prefill_tok_s) == (2e-3, 50e-6, 1e-6)
+    assert "CPU side per step 2000 µs + 50.0 µs/sequence" in c.source
