@@ -18,7 +18,8 @@ from tests.factories import refused_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["quickstart", "naive-vs-optimized", "azure-replay", "mooncake-prefix", "compare-policies",
-            "plan-example", "moe-data-parallel", "mla-deepseek", "speculative-decoding", "disaggregated", "autoscaling"]
+            "plan-example", "moe-data-parallel", "mla-deepseek", "speculative-decoding", "disaggregated", "autoscaling",
+            "power-budget"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -208,9 +208,13 @@ def test_own_vs_rent_numbers_by_hand(plan_report, plan):
     s = rec["summary"]
     pool = next(iter(s["cost"]["pools"].values()))
     gpu = load_catalog().gpu(pool["gpu"])
-    busy = min(1.0, next(iter(s["utilization"]["pools"].values()))["busy_frac"])
+    # power (issue 27): each GPU's mean draw under the measured curve (summary power) plus the host:
+    # an 8-GPU DGX H100-class server, (10.2 kW max - 8 x 700 W) / 2 = 2,300 W, shared over its GPUs
+    assert pool["gpu"] == "h100-sxm"
+    gpu_w = next(iter(s["power"]["pools"].values()))["gpu_avg_w_per_gpu"]
+    host_w = 2300.0 * math.ceil(pool["gpus"] / 8)
     purchase = pool["gpus"] * gpu.purchase_usd
-    own = purchase / 36 + purchase * 0.10 / 12 + pool["gpus"] * gpu.power_w / 1000 * busy * 1.4 * 730 * 0.12
+    own = purchase / 36 + purchase * 0.10 / 12 + (pool["gpus"] * gpu_w + host_w) / 1000 * 1.4 * 730 * 0.12
     rent = pool["gpus"] * 3.0 * 730
     tok_month = s["overall"]["output_tokens_per_s"] * 3600 * 730
     text = _text(plan_report["html"].read_text(encoding="utf-8"))

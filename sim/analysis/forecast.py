@@ -8,6 +8,7 @@ from sim.analysis.autoscale_metrics import autoscale_summary, mean_replicas
 from sim.analysis.cpu_side_summary import cpu_side_summary, front_end_warnings
 from sim.analysis.disagg_metrics import disagg_summary
 from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summarize
+from sim.analysis.power_metrics import power_summary
 from sim.engine.fleet import simulate
 from sim.engine.result import SimResult
 from sim.scenario.spec import Scenario
@@ -76,6 +77,7 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
     )
     if scaled is not None:  # only then: a fixed fleet's summary stays as it was
         summary["autoscale"] = scaled
+    summary["power"] = power_summary(scenario, result, summary["overall"]["output_tokens_per_s"])
     warnings = rejection_warnings(summary) + front_end_warnings(summary["cpu_side"])
     if warnings:  # only then: a run without rejections keeps its summary as it was
         summary["warnings"] = warnings

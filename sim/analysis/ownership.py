@@ -7,16 +7,19 @@ busy fraction), with ``pricing.own`` (``OwnershipSpec``) and the catalog's
 - purchase      = GPUs x purchase price per GPU (server share included)
 - amortisation  = purchase / ``amortization_months``                  per month
 - hosting       = purchase x ``hosting_pct_per_year`` / 100 / 12      per month
-- power, kW     = GPUs x ``power_w`` / 1000 x busy fraction x ``pue``
+- power, kW     = GPUs x (mean W per GPU + host W per GPU) / 1000 x ``pue``
+                  (no ``power`` block: GPUs x ``power_w`` / 1000 x busy fraction x ``pue``)
 - electricity   = power kW x ``HOURS_PER_MONTH`` x ``usd_per_kwh``    per month
 - own           = amortisation + hosting + electricity                per month
 - rent          = GPUs x rented $/GPU-hour x ``HOURS_PER_MONTH``       per month
 - $ per 1M output tokens = $/month x 10^6 / (output tokens/s x 3,600 x ``HOURS_PER_MONTH``)
 
-The power rule: a GPU draws its board power (TDP) while its replica runs an
-engine step and nothing while idle; the measured busy fraction (share of the
-window with a step running) scales it. Host CPUs and networking are outside
-``power_w``; ``pue`` adds the facility's cooling and losses. Tokens/s is the
+The power rule, for a summary with a ``power`` block (every simulated run since issue 27): each
+GPU draws its mean power under the ML.ENERGY-fitted curve (``sim.perf.power``; ``power.pools.*
+.gpu_avg_w_per_gpu``) plus its share of the server's host power, and ``pue`` adds the facility's
+cooling and losses. For a summary without one (older runs, testbed runs): a GPU draws its board
+power (TDP) while its replica runs an engine step and nothing while idle; the measured busy fraction
+(share of the window with a step running) scales it, hosts left out. Tokens/s is the
 run's measured output rate, as if the measured load ran all month (the same
 assumption the rented $ per 1M tokens makes, so the two compare like for like).
 Break-even: the months after which buying (purchase + hosting + electricity)
@@ -53,6 +56,10 @@ class PoolOwnership:
     # an autoscaled pool rents its mean provisioned GPUs but must own its maximum (owned GPUs
     # cannot be given back at night); None: rents what it owns
     rent_gpus: float | None = None
+    # summaries with a ``power`` block: power_w_per_gpu is the measured-curve mean (busy_frac 1.0)
+    # and the host's share per GPU is added; else the TDP x busy rule
+    host_w_per_gpu: float = 0.0
+    measured_power: bool = False
 
     @property
     def rented_gpus(self) -> float:
@@ -94,7 +101,13 @@ def own_vs_rent(pools: list[PoolOwnership], own: OwnershipSpec, output_tokens_pe
     amort = purchase / own.amortization_months
     hosting = purchase * own.hosting_pct_per_year / 100.0 / 12.0
     # power: the GPUs in service (an autoscaled pool's owned spares are taken as powered off)
-    kw = sum(p.rented_gpus * p.power_w_per_gpu / 1000.0 * min(max(p.busy_frac, 0.0), 1.0) for p in pools) * own.pue
+    kw = (
+        sum(
+            p.rented_gpus * (p.power_w_per_gpu * min(max(p.busy_frac, 0.0), 1.0) + p.host_w_per_gpu) / 1000.0
+            for p in pools
+        )
+        * own.pue
+    )
     electricity = kw * HOURS_PER_MONTH * own.usd_per_kwh
     own_month = amort + hosting + electricity
     rent_month = sum(p.rented_gpus * p.rent_usd_per_gpu_hour for p in pools) * HOURS_PER_MONTH
@@ -143,6 +156,13 @@ def own_vs_rent_from_summary(summary: dict, own: OwnershipSpec, catalog: Catalog
         busy = (util.get(name) or {}).get("busy_frac")
         a = scaled.get(name)
         owned = int(a["max_replicas"]) * int(row["gpus_per_replica"]) if a else int(row["gpus"])
+        measured = ((summary.get("power") or {}).get("pools") or {}).get(name) or {}
+        mean_w = measured.get("gpu_avg_w_per_gpu")
+        host_w = (
+            measured["host_w_per_server"] * measured["servers"] / measured["gpus"]
+            if mean_w is not None and measured.get("gpus")
+            else 0.0
+        )
         pools.append(
             PoolOwnership(
                 pool=name,
@@ -150,10 +170,12 @@ def own_vs_rent_from_summary(summary: dict, own: OwnershipSpec, catalog: Catalog
                 gpus=owned,
                 purchase_usd_per_gpu=float(price),
                 purchase_source=source,
-                power_w_per_gpu=float(gpu.power_w),
-                busy_frac=1.0 if busy is None else float(busy),
+                power_w_per_gpu=float(gpu.power_w) if mean_w is None else float(mean_w),
+                busy_frac=(1.0 if busy is None else float(busy)) if mean_w is None else 1.0,
                 rent_usd_per_gpu_hour=float(row["usd_per_gpu_hour"]),
                 rent_gpus=float(row["gpus"]) if a else None,
+                host_w_per_gpu=float(host_w),
+                measured_power=mean_w is not None,
             )
         )
     if not pools:

@@ -42,6 +42,7 @@ from sim.analysis.peak import PlanWindow, apply_window, plan_window, window_warn
 from sim.analysis.plan_autoscale import autoscale_comparison
 from sim.analysis.plan_progress import PlanTracker, drain, search_in_worker, worker_init
 from sim.analysis.plan_search import CandidateSearch, search_candidate, search_counts
+from sim.analysis.power_budget import apply_power_budget, with_site_pue
 from sim.analysis.rates import base_rate_rps, with_rate
 from sim.analysis.replications import CONFIDENCE, class_needs, replication_seeds
 from sim.errors import FleetcastError, ScenarioError
@@ -272,6 +273,7 @@ def run_plan(
             )
         cands = enumerate_candidates(scenario, spec)
         base = scenario.model_dump(mode="json", exclude={"plan"})
+        with_site_pue(base, spec.power)
         needs = class_needs(scenario.traffic, spec.tail_samples)
         win = plan_window(base, needs, duration_s=spec.duration_s, window_start_s=spec.window_start_s)
         seeds = replication_seeds(int(scenario.seed), spec.replications)
@@ -339,6 +341,7 @@ def run_plan(
         finally:
             events.put(None)
             reader.join(timeout=5)
+    apply_power_budget(records, spec.power, scenario.pricing.own.pue)
     records.sort(key=_rank_key)
     doc["candidates"] = records
     doc["tried"] = len(points)

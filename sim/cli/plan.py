@@ -4,7 +4,8 @@ Plan folder (the contract ``fleetcast report`` reads):
 ``plan.json`` (see ``sim.analysis.plan``), ``points.parquet`` (every simulated point)
 and ``runs/recommended/`` (a ``fleetcast run`` folder of the recommended fleet
 at the demand, simulated exactly as the plan simulated it). Exit status: 0 a
-candidate meets the SLO; 1 none does (the closest is named); 2 input error
+candidate meets the SLO (or candidates meet it but no one fits plan.power: each one's
+limit is named); 1 none does (the closest is named); 2 input error
 (nothing is written: the message says what was checked).
 """
 
@@ -190,6 +191,15 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
         f"[dim]{doc['tried']} points ({doc.get('simulations', doc['tried'])} simulations) in "
         f"{doc['wall_s']:.1f} s; results in {out}/[/dim]"
     )
+    if rec is None and any(c.get("limiting") == "power" for c in doc["candidates"]):
+        # a power budget nothing fits is an answer, not a failure: each candidate's limit
+        err_console.print(
+            "[bold yellow]no candidate fits the power budget (plan.power)[/bold yellow]: "
+            + "; ".join(f"{c['id']}: {c['reason']}" for c in doc["candidates"]),
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 0
     if rec is None:
         closest = next((c for c in doc["candidates"] if c["id"] == outcome.closest), None)
         why = (

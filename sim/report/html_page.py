@@ -9,6 +9,7 @@ from html import escape
 
 from sim.report import fmt
 from sim.report.assumptions import Assumptions, grouped_catalog
+from sim.report.facilities import FACILITY_HEADERS, facility_rows, facility_sentences, power_profile
 from sim.report.figures import ReportFigure, to_svg
 from sim.report.fmt import flatten, si
 from sim.report.load import ReportInput
@@ -41,6 +42,7 @@ SECTIONS = {
     "confidence": "Confidence",
     "candidates": "Candidates",
     "own-vs-rent": "Own vs rent",
+    "facilities": "Facilities",
     "figures": "Figures",
     "assumptions": "Assumptions",
     "reproducibility": "Reproducibility",
@@ -319,6 +321,29 @@ def _own_rent(a: Assumptions) -> str:
     )
 
 
+def _facilities(inp: ReportInput) -> str:
+    rows = facility_rows(inp)
+    fig = power_profile(inp)
+    if not rows and fig is None:
+        return ""
+    paras = "".join(f"<p>{_e(t)}</p>" for t in facility_sentences(inp))
+    parts, _ = label_parts(inp)
+    rec = inp.recommended.id if inp.recommended is not None else None
+    table = _table(
+        FACILITY_HEADERS,
+        [[_label_html(parts.get(cid) or [cid], cid == rec)] + [_e(x) for x in cells] for cid, cells in rows],
+        set(range(2, len(FACILITY_HEADERS))),
+    )
+    figure = (
+        f'<figure id="power-profile"><h3>Power over the window</h3>{to_svg(fig)}<figcaption>Facility power '
+        f"(GPUs from the ML.ENERGY-fitted curve, hosts, x PUE) in 24 bins of the measured window, with the plan's "
+        f"budget lines where plan.power sets them.</figcaption></figure>"
+        if fig is not None
+        else ""
+    )
+    return f'<section id="facilities"><h2>Facilities: power, racks, energy, carbon</h2>{paras}{table}{figure}</section>'
+
+
 def _figures(figs: list[ReportFigure]) -> str:
     parts = [
         f'<figure id="{f.id}"><h3>{_e(f.title)}</h3>{to_svg(f.figure)}<figcaption>{_e(f.caption)}</figcaption></figure>'
@@ -393,8 +418,12 @@ def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> s
     sc = inp.doc.scenario
     title = f"Fleet procurement report — {sc.name or inp.path.name}"
     ok = inp.recommended is not None
+    facilities = _facilities(inp)
+    has_facilities = bool(facilities)
     nav = "".join(
-        f'<a href="#{i}">{t}</a>' for i, t in SECTIONS.items() if i != "own-vs-rent" or a.own_vs_rent is not None
+        f'<a href="#{i}">{t}</a>'
+        for i, t in SECTIONS.items()
+        if (i != "own-vs-rent" or a.own_vs_rent is not None) and (i != "facilities" or has_facilities)
     )
     meta = (
         f"From a {'plan search' if inp.kind == 'plan' else 'single simulation run'} · scenario "
@@ -411,6 +440,7 @@ def render_html(inp: ReportInput, a: Assumptions, figs: list[ReportFigure]) -> s
         + _confidence(inp)
         + _candidates(inp)
         + _own_rent(a)
+        + facilities
         + _figures(figs)
         + _assumptions(inp, a)
         + _repro(inp)

@@ -12,12 +12,25 @@ from sim.catalog import Catalog
 from sim.report import fmt
 from sim.scenario.pricing_spec import OWN_DEFAULT_BASIS, OwnershipSpec
 
-__all__ = ["compute_own_vs_rent", "own_rent_sentence", "own_rent_rows", "own_rent_assumptions", "POWER_RULE"]
+__all__ = [
+    "compute_own_vs_rent",
+    "own_rent_sentence",
+    "own_rent_rows",
+    "own_rent_assumptions",
+    "POWER_RULE",
+    "MEASURED_POWER_RULE",
+]
 
 POWER_RULE = (
     "GPU board power (catalog power_w, TDP) × the measured busy fraction (share of the time an engine "
     "step runs; idle GPUs counted at 0 W, stepping GPUs at TDP) × PUE; host CPUs and networking are "
     "not in power_w"
+)
+
+MEASURED_POWER_RULE = (
+    "each GPU's mean power over the window from its engine steps (idle + active + FLOP and HBM-traffic terms "
+    "fitted to ML.ENERGY Benchmark v3, sim.perf.power) plus its share of the server's host power "
+    "(CPUs, memory, NICs, fans), × PUE"
 )
 
 
@@ -108,13 +121,29 @@ def own_rent_assumptions(r: OwnVsRent) -> list[tuple[str, str, str]]:
                 fmt.usd_small(p.rent_usd_per_gpu_hour),
                 "scenario pricing / catalog price_usd_per_hour (an assumption, not a quote)",
             ),
-            (f"board power per GPU, {p.gpu}", f"{p.power_w_per_gpu:,.0f} W", "catalog power_w (datasheet TDP)"),
-            (
-                f"measured busy fraction, pool {p.pool}",
-                fmt.pct(100 * min(max(p.busy_frac, 0.0), 1.0), 0),
-                "the simulation: share of the measured window with an engine step running",
-            ),
         ]
+        if p.measured_power:
+            rows += [
+                (
+                    f"mean power per GPU, pool {p.pool}",
+                    f"{p.power_w_per_gpu:,.0f} W",
+                    "the simulation's engine steps under the ML.ENERGY-fitted GPU curve (summary.json power)",
+                ),
+                (
+                    f"host power per GPU, pool {p.pool}",
+                    f"{p.host_w_per_gpu:,.0f} W",
+                    "the server's non-GPU draw shared over its GPUs (summary.json power.pools.*.host_basis)",
+                ),
+            ]
+        else:
+            rows += [
+                (f"board power per GPU, {p.gpu}", f"{p.power_w_per_gpu:,.0f} W", "catalog power_w (datasheet TDP)"),
+                (
+                    f"measured busy fraction, pool {p.pool}",
+                    fmt.pct(100 * min(max(p.busy_frac, 0.0), 1.0), 0),
+                    "the simulation: share of the measured window with an engine step running",
+                ),
+            ]
     rows += [
         ("amortisation period", f"{o.amortization_months:g} months", _basis(o, "amortization_months")),
         (
@@ -124,7 +153,11 @@ def own_rent_assumptions(r: OwnVsRent) -> list[tuple[str, str, str]]:
         ),
         ("PUE", f"{o.pue:g}", _basis(o, "pue")),
         ("electricity", f"${o.usd_per_kwh:g} per kWh", _basis(o, "usd_per_kwh")),
-        ("power rule", "TDP × busy × PUE", POWER_RULE),
+        (
+            ("power rule", "measured curve + host × PUE", MEASURED_POWER_RULE)
+            if any(p.measured_power for p in r.pools)
+            else ("power rule", "TDP × busy × PUE", POWER_RULE)
+        ),
         (
             "tokens",
             f"{fmt.num(r.output_tokens_per_s, 0)} output tokens/s",

@@ -21,6 +21,7 @@ from sim.report.autoscale_text import autoscale_lines, replica_count
 from sim.report.compare import ci_cells
 from sim.report.console import make_console
 from sim.report.disagg_text import disagg_lines
+from sim.report.power_text import power_lines
 
 __all__ = ["render_summary", "render_compare", "slo_misses", "make_console"]
 
@@ -214,6 +215,7 @@ def _cost_block(summary: WindowSummary) -> Text:
             ("Little's law", f"L={lit.L:,.2f}, lambda*W={_num(lit.lambda_W, 1, '{:,.2f}')}, gap {_pct(lit.rel_gap)}%")
         )
     run = summary if isinstance(summary, RunSummary) else None  # a bare summarize() has no run blocks
+    lines += power_lines(run.power if run is not None else None)
     lines += disagg_lines(run)
     lines += autoscale_lines(run)
     for pool, source in sorted((run.profiles if run is not None else {}).items()):

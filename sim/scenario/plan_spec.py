@@ -19,7 +19,7 @@ from sim.errors import unknown_name
 from sim.scenario.disagg_spec import DisaggCandidates
 from sim.scenario.fleet_spec import EngineSpec
 
-__all__ = ["CandidateGrid", "DemandSpec", "FailureSpec", "PlanSpec", "WEIGHT_SCHEMES"]
+__all__ = ["CandidateGrid", "DemandSpec", "FailureSpec", "PlanPowerSpec", "PlanSpec", "WEIGHT_SCHEMES"]
 
 WEIGHT_SCHEMES = ("bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq")
 _Weights = Literal["bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq"]
@@ -32,6 +32,28 @@ class PlanQuantization(BaseModel):
     model_config = _CFG
     weights: _Weights = Field("bf16", description="Weight format: bf16, fp16, fp8, int8, int4-awq or int4-gptq.")
     kv_cache: Literal["auto", "fp8"] = Field("auto", description="KV-cache dtype: auto (16-bit) or fp8.")
+
+
+class PlanPowerSpec(BaseModel):
+    """Power the fleet must fit in (any subset): per rack, racks, whole site, and the site's PUE."""
+
+    model_config = _CFG
+    rack_kw: Optional[float] = Field(
+        None, gt=0, le=10_000, description="IT power one rack can take, kW (servers per rack follow at peak power)."
+    )
+    racks: Optional[int] = Field(None, ge=1, le=1_000_000, description="Racks available (with rack_kw).")
+    site_kw: Optional[float] = Field(
+        None, gt=0, le=10_000_000, description="Facility power available to the fleet, kW (IT power x PUE)."
+    )
+    pue: Optional[float] = Field(
+        None, ge=1.0, le=5.0, description="Power usage effectiveness of the site (default: pricing.own.pue)."
+    )
+
+    @model_validator(mode="after")
+    def _racks_need_rack_kw(self) -> PlanPowerSpec:
+        if self.racks is not None and self.rack_kw is None:
+            raise ValueError("plan.power.racks needs plan.power.rack_kw (the kW one rack can take)")
+        return self
 
 
 class CandidateGrid(BaseModel):
@@ -238,6 +260,12 @@ class PlanSpec(BaseModel):
         ge=0,
         le=20,
         description="Bisection steps locating the highest rate the found fleet sustains (headroom); 0 = from the load curve only.",
+    )
+
+    power: Optional[PlanPowerSpec] = Field(
+        None,
+        description="Power budgets the recommended fleet must fit: rack_kw, racks, site_kw, pue (any subset); a "
+        "candidate that does not fit is rejected with the limit named.",
     )
 
     @field_validator("load_curve_pct")

@@ -29,6 +29,9 @@ OWN_DEFAULT_BASIS = {
     "purchase price per year; set 0 to leave out",
     "pue": "assumption: a modern colocation hall; the Uptime Institute Global Data Center Survey 2023 reports an "
     "industry-average PUE of 1.58, large new facilities run at 1.1-1.4",
+    "grid_g_co2_per_kwh": "U.S. EIA, 'How much carbon dioxide is produced per kilowatthour of U.S. electricity "
+    "generation?' (FAQ): about 0.81 lb CO2 per kWh in 2023, all US generation (~367 g); CO2 only, not CO2e; set "
+    "pricing.grid_g_co2_per_kwh for your grid",
     "usd_per_kwh": "assumption: between the US average retail electricity prices for industrial (~$0.08) and "
     "commercial (~$0.13) customers in 2023 (U.S. EIA, Electric Power Monthly)",
 }
@@ -91,6 +94,15 @@ class PricingSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     __pydantic_extra__: dict[str, _Price]
+    grid_g_co2_per_kwh: float = Field(
+        367.0,
+        ge=0,
+        le=2000,
+        description=(
+            "Carbon intensity of the electricity, grams CO2 per kWh, for the carbon figures. Default 367 (the US "
+            "average of 2023, U.S. EIA: ~0.81 lb CO2 per kWh of generation; CO2 only)."
+        ),
+    )
     own: OwnershipSpec = Field(
         default_factory=OwnershipSpec,
         description=(

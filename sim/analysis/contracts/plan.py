@@ -13,6 +13,7 @@ from sim.analysis.contracts.base import Contract, Number
 from sim.analysis.contracts.summary import RunSummary, TimelineRow
 
 __all__ = [
+    "CandidatePower",
     "PlanScenario",
     "PointWindow",
     "SloStatItem",
@@ -129,6 +130,21 @@ class GrowthMonth(Contract):
     usd_per_month: float | None = Field(description="their rent per month, USD")
 
 
+class CandidatePower(Contract):
+    """A candidate's fleet against the plan's power budget (``sim.analysis.power_budget``)."""
+
+    servers: int = Field(description="servers of the fleet")
+    server_peak_kw: float = Field(description="IT power of one server at the peak bin, kW")
+    it_peak_kw: float = Field(description="IT power of the fleet at the peak bin, kW")
+    facility_peak_kw: float = Field(description="it_peak_kw x pue")
+    facility_avg_kw: float = Field(description="mean IT power x pue")
+    pue: float = Field(description="plan.power.pue, else pricing.own.pue")
+    servers_per_rack: int | None = Field(description="servers a rack of plan.power.rack_kw holds at peak")
+    racks_needed: int | None = Field(description="racks the servers need")
+    rack_peak_kw: float | None = Field(description="IT power of a full rack at peak, kW")
+    limit: str | None = Field(description="the budget it breaks, in words (null: it fits)")
+
+
 class PlanCandidate(Contract):
     """One candidate (GPU x quantization x TP x policy x engine knobs) and the fleet found for it."""
 
@@ -173,6 +189,9 @@ class PlanCandidate(Contract):
     growth: list[GrowthMonth] | None = Field(default=None, description="replicas by month (growth forecast)")
     load_curve: list[LoadPoint] | None = Field(default=None, description="the fleet at shares of the demand")
     profile: str | None = Field(default=None, description="where its step times come from")
+    power: CandidatePower | None = Field(
+        default=None, description="what its fleet draws and needs under plan.power (candidates that met the SLO)"
+    )
     prefill_replicas: int | None = Field(default=None, description="prefill replicas (disaggregated only)")
     decode_replicas: int | None = Field(default=None, description="decode replicas (disaggregated only)")
 

@@ -34,6 +34,9 @@ __all__ = [
     "TimelineRow",
     "AutoscaleTimelineRow",
     "Autoscale",
+    "PowerCurveInfo",
+    "PowerPool",
+    "Power",
     "WindowSummary",
     "RunSummary",
 ]
@@ -306,6 +309,59 @@ class Autoscale(Contract):
     timeline: list[AutoscaleTimelineRow] = Field(description="the run in bins (a diurnal day's 24th, else the run's)")
 
 
+class PowerCurveInfo(Contract):
+    """The GPU power law a pool was billed with (``sim.perf.power``), W per GPU."""
+
+    idle_w: float = Field(description="no engine step running")
+    active_w: float = Field(description="a step running, before its FLOPs and bytes")
+    w_per_mfu: float = Field(description="W per unit of the step's FLOP utilization")
+    w_per_mbu: float = Field(description="W per unit of the step's HBM bandwidth utilization")
+    basis: str = Field(description="measured (fit and data), or which curve was scaled to this GPU's TDP")
+
+
+class PowerPool(Contract):
+    """Power of one pool."""
+
+    gpu: str = Field(description="catalog GPU name")
+    gpus: int = Field(description="GPUs of the pool's replicas")
+    servers: int = Field(description="servers they fill (GPUs / GPUs per server, rounded up)")
+    gpu_avg_w_per_gpu: float | None = Field(description="mean GPU power over the window, W")
+    gpu_curve: PowerCurveInfo = Field(description="the GPU power law used")
+    host_w_per_server: float = Field(description="non-GPU power drawn per server, W")
+    host_basis: str = Field(description="where the host figure comes from")
+
+
+class Power(Contract):
+    """GPU, server, rack and facility power of the window; energy cost and carbon."""
+
+    gpu_avg_kw: float = Field(description="mean GPU power of the fleet, kW")
+    it_avg_kw: float = Field(description="GPUs + hosts, mean, kW")
+    it_peak_kw: float = Field(description="GPUs + hosts, highest of 24 equal bins of the window, kW")
+    facility_avg_kw: float = Field(description="it_avg_kw x PUE")
+    facility_peak_kw: float = Field(description="it_peak_kw x PUE")
+    pue: float = Field(description="plan.power.pue, else pricing.own.pue")
+    servers: int = Field(description="servers of the fleet")
+    server_avg_kw: float | None = Field(description="IT power per server, mean, kW")
+    server_peak_kw: float | None = Field(description="IT power per server at the peak bin, kW")
+    servers_per_rack: int | None = Field(
+        description="servers one rack of plan.power.rack_kw holds at peak (null: no rack_kw)"
+    )
+    racks_needed: int | None = Field(description="racks the servers need (null: no rack_kw, or a server exceeds it)")
+    rack_peak_kw: float | None = Field(description="IT power of a full rack at peak, kW")
+    mwh_per_month: float = Field(description="facility energy per month (730 h at the mean), MWh")
+    energy_usd_per_month: float = Field(description="mwh_per_month x pricing.own.usd_per_kwh")
+    usd_per_kwh: float = Field(description="electricity price used")
+    kwh_per_1m_output_tokens: float | None = Field(description="facility kWh per million output tokens")
+    energy_usd_per_1m_output_tokens: float | None = Field(description="electricity cost per million output tokens")
+    grid_g_co2_per_kwh: float = Field(description="pricing.grid_g_co2_per_kwh")
+    t_co2_per_month: float = Field(description="tonnes CO2 per month")
+    g_co2_per_1m_output_tokens: float | None = Field(description="grams CO2 per million output tokens")
+    profile_kw: list[float] = Field(description="facility kW in 24 equal bins of the window")
+    profile_bin_s: float | None = Field(description="length of one profile bin, s")
+    pools: dict[str, PowerPool] = Field(description="pool name -> its power")
+    note: str = Field(description="what the figures include and how the peak is taken")
+
+
 class WindowSummary(Contract):
     """What ``summarize`` measures over one run's window (simulated or testbed): the first
     keys of ``summary.json``."""
@@ -355,6 +411,9 @@ class RunSummary(WindowSummary):
     )
     disaggregated: Disaggregated | None = Field(default=None, description="only for a disaggregated fleet")
     autoscale: Autoscale | None = Field(default=None, description="only when a pool autoscales")
+    power: Power | None = Field(
+        default=None, description="GPU/server/facility power, energy cost, carbon (simulated runs)"
+    )
     warnings: list[str] | None = Field(
         default=None, description="only when some class had rejected requests or a front end was the bottleneck"
     )
