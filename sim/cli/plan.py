@@ -73,6 +73,8 @@ def _fmt(x, spec: str = ",.2f", none: str = "-") -> str:
 
 
 def _count(c: dict) -> str:
+    if c["status"] == "pruned":
+        return f">= {c['replicas_at_least']}"
     iv = c.get("replicas_interval")
     return _fmt(c["replicas"], "d") + (f" ({iv[0]}-{iv[1]})" if iv else "")
 
@@ -181,6 +183,8 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     for c in doc["candidates"]:
         if c["status"] != "ok":
             console.print(f"[dim]{c['id']}: {c['status']}: {c['reason']}[/dim]", highlight=False, soft_wrap=True)
+        elif c.get("not_searched"):
+            console.print(f"[dim]{c['id']}: {c['not_searched']}[/dim]", highlight=False, soft_wrap=True)
     if rec is not None and rec["growth"]:
         months = ", ".join(f"m{g['month']}: {g['replicas']}" for g in rec["growth"])
         console.print(f"replicas by month ({rec['id']}): {months}")

@@ -276,6 +276,13 @@ def _candidates(inp: ReportInput) -> str:
         "searched); the p99 columns pool every class (each class against its own target: SLOs and "
         "Confidence above).</p>"
     )
+    n_count = sum(c.status == "ok" and c.searched == "count" for c in inp.candidates)
+    if n_count:
+        intro += (
+            f"<p>{n_count} of them cost more at their proven count than the cheapest, so they were searched for "
+            "that count only: their count interval and headroom are not known (shown as –) and their rows say "
+            "why, with both costs.</p>"
+        )
     if inp.points is not None:
         intro += f"<p class='src'>{len(inp.points):,} simulated points in total (XLSX sheet “Points”).</p>"
     head = "".join(f"<th>{_e(c.header)}</th>" for c in cols)
