@@ -249,12 +249,16 @@ def test_reproduction_commands_run_as_written(plan_report, work, tmp_path):
 @pytest.mark.parametrize("width_px", [1280, 800])
 def test_rendered_page_layout_in_chromium(plan_report, tmp_path, width_px):
     """Laid out by Chromium: every table column at least as wide as the longest word of
-    each of its cells, the candidates' reasons given room, and a bounded page length."""
+    each of its cells, every table within its container and the page within the window
+    (no sideways scrolling, at 800 px too), the candidates' reasons given room, and a
+    bounded page length."""
     from tests.report_layout import measure_layout
 
     m = measure_layout(plan_report["html"], tmp_path, width_px)
     assert m["cells"] > 200  # the measurement saw the tables
     assert m["narrow"] == [], m["narrow"][:5]
+    assert m["wide_tables"] == [], m["wide_tables"]  # no table (the candidates' included) spills out
+    assert m["scroll_width"] <= width_px, (m["scroll_width"], width_px)  # nothing scrolls sideways
     assert m["why_px"] and min(m["why_px"]) >= 300, m["why_px"]
     assert m["height"] < 14_000, m["height"]
 

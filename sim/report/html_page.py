@@ -73,6 +73,7 @@ td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 tr.rec td{background:#fff6d6;font-weight:600}
 .st-ok{color:var(--ok);font-weight:600} .st-bad{color:var(--bad);font-weight:600} .st-nofit{color:var(--muted)}
 .why{color:var(--muted);font-size:12px}
+@media (max-width:960px){table.cands{font-size:11.5px} table.cands th,table.cands td{padding:4px 3px}}
 tr.haswhy td{border-bottom:0} tr.whyrow td{padding-top:0}
 tr.total td{font-weight:600}
 figure{margin:8px 0 20px;page-break-inside:avoid;break-inside:avoid}
