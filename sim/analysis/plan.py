@@ -296,6 +296,8 @@ def _search_all(
     if workers == 1:
         for c in cands:
             probed[c.id] = probe_candidate(*args, c, spec, win, seeds, peak, on_sim=tracker.sim)
+            if not probed[c.id][0]:  # it does not fit: nothing more to simulate
+                tracker.done(c.id, 0)
         bound = bound_of()
         for c in cands:
             counted[c.id] = count_candidate(
@@ -321,6 +323,8 @@ def _search_all(
                 futs = {pool.submit(probe_in_worker, *args, c, spec, win, seeds, peak): c for c in cands}
                 for fut in as_completed(futs):
                     probed[futs[fut].id] = fut.result()
+                    if not probed[futs[fut].id][0]:  # it does not fit: nothing more to simulate
+                        tracker.done(futs[fut].id, 0)
                 bound = bound_of()
                 futs = {
                     pool.submit(count_in_worker, *args, c, spec, win, seeds, peak, probed[c.id][1], bound): c

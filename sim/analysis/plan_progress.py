@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 #: simulations a candidate's count is expected to need before any has finished (plan-example,
-#: seed 11: 271 simulations to count its 11 candidates that fit the model, 25 each)
-PRIOR_SIMULATIONS = 25
+#: seed 11: 80 simulations for the counts of its 13 candidates that fit the model, most pruned)
+PRIOR_SIMULATIONS = 6
 #: simulations the second stage is expected to need per candidate it finishes (plan-example,
 #: seed 11: 53 and 37 for the two candidates of the cheapest cost)
 FINISH_SIMULATIONS = 50
