@@ -131,6 +131,8 @@ def main(argv=None) -> int:
         old = json.loads(Path(args.against).read_text(encoding="utf-8"))
         recorded = {r["seed"]: r for r in old.get("baseline_rows") or old["rows"]}
         recorded_from = old.get("baseline") or f"the rows of {args.against}"
+        if set(seeds) - set(recorded):
+            raise SystemExit(f"{args.against} has no row for seed(s) {sorted(set(seeds) - set(recorded))}")
     print(f"{'seed':>5} {'code':<4} {'recommended':<36} {'n':>3} {'n 95% CI':>9} {'GPUs':>4} {'$/month':>9} "
           f"{'headroom % [95% CI]':>22} {'points':>6} {'sims':>5} {'wall s':>7} {'CPU s':>7}", flush=True)
     for seed in seeds:
@@ -142,7 +144,7 @@ def main(argv=None) -> int:
             base_rows.append(b)
             r["same_as_baseline"] = {k: same(k, r, b) for k in ANSWER}
             ratio = lambda k: f"{b[k] / r[k]:.2f}x" if r.get(k) and b.get(k) else "-"  # noqa: E731
-            diff = [k for k, same in r["same_as_baseline"].items() if not same]
+            diff = [k for k, agrees in r["same_as_baseline"].items() if not agrees]
             print(_line(b, "old"), flush=True)
             print(f"{'':>5} {'':<4} {'same answer' if not diff else 'DIFFERENT: ' + ', '.join(diff)}; old/new: "
                   f"simulations {ratio('simulations')}, wall {ratio('wall_s')}, CPU {ratio('cpu_s')}", flush=True)
@@ -152,7 +154,8 @@ def main(argv=None) -> int:
           f"{sorted(map(str, answers))}")
     agree = all(all(r["same_as_baseline"].values()) for r in rows) if base_rows else None
     if base_rows:
-        tot = lambda rs, k: sum(x.get(k) or 0 for x in rs)  # noqa: E731
+        both = lambda k: [i for i, b in enumerate(base_rows) if b.get(k) is not None]  # noqa: E731  # seeds timed by both
+        tot = lambda rs, k: sum(rs[i][k] for i in both(k))  # noqa: E731
         print(f"against the baseline: {'every answer the same' if agree else 'SOME ANSWERS DIFFER'}; "
               f"simulations {tot(base_rows, 'simulations'):,} -> {tot(rows, 'simulations'):,} "
               f"({tot(base_rows, 'simulations') / tot(rows, 'simulations'):.2f}x fewer), CPU "
