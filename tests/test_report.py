@@ -180,6 +180,8 @@ def test_candidate_reasons_have_their_own_rows(plan_report, plan):
     for c in plan["candidates"]:
         if c["status"] == "pruned" or c.get("not_searched"):
             assert escape(c["reason"] or c["not_searched"]) in html
+    pruned = sum(c["status"] == "pruned" for c in plan["candidates"])
+    assert f"{pruned} were pruned: their count search stopped" in html
     assert "overflow-wrap:anywhere" not in html  # a reason is never broken inside a word
 
 

@@ -284,6 +284,14 @@ def _candidates(inp: ReportInput) -> str:
             "that count only: their count interval and headroom are not known (shown as –) and their rows say "
             "why, with both costs.</p>"
         )
+    n_pruned = sum(c.status == "pruned" for c in inp.candidates)
+    if n_pruned:
+        intro += (
+            f"<p>{n_pruned} were pruned: their count search stopped once even the fewest replicas they could "
+            "still need cost more than a fleet already proven, so they cannot be the cheapest; they show no "
+            "count or cost of their own, and their rows say the least count, its cost and the fleet it was "
+            "compared with.</p>"
+        )
     if inp.points is not None:
         intro += f"<p class='src'>{len(inp.points):,} simulated points in total (XLSX sheet “Points”).</p>"
     head = "".join(f"<th>{_e(c.header)}</th>" for c in cols)
