@@ -138,6 +138,9 @@ def test_the_real_plan_covers_every_status(plan):
         elif c["status"] == "pruned":  # no count, only the least one, whose rent is over the cheapest proven
             assert c["replicas"] is None and c["usd_per_month"] is None and c["replicas_at_least"] >= 2
             assert c["usd_per_month_at_least"] > cheapest and "not searched further" in c["reason"]
+    assert plan["search"]["candidates_pruned"] == sum(c["status"] == "pruned" for c in plan["candidates"]) > 0
+    counted = [c for c in plan["candidates"] if c["status"] == "ok" and c["searched"] == "count"]
+    assert plan["search"]["candidates_counted_only"] == len(counted)
 
 
 def test_plan_html_has_every_section_and_figure(plan_report, plan):

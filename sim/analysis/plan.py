@@ -453,7 +453,11 @@ def run_plan(
     doc["candidates"] = records
     doc["tried"] = len(points)
     doc["simulations"] = int(sum(p["replications"] for p in points))
-    doc["search"] = search_counts(points, spec.replications, [c.id for c in cands])
+    doc["search"] = {
+        **search_counts(points, spec.replications, [c.id for c in cands]),
+        "candidates_pruned": sum(c["status"] == "pruned" for c in records),
+        "candidates_counted_only": sum(c["status"] == "ok" and c["searched"] == "count" for c in records),
+    }
     ok = [c for c in records if c["status"] == "ok"]
     out = PlanOutcome(doc=doc, points=pd.DataFrame(points))
     if ok:

@@ -99,7 +99,15 @@ def _statistics_lines(doc: dict) -> list[str]:
         if se
         else f"{st['replications']} replications"
     )
-    return [
+    pruned = (
+        [
+            f"searched to the end: the cheapest; {se.get('candidates_pruned', 0)} pruned and "
+            f"{se.get('candidates_counted_only', 0)} counted only, dearer than a fleet proven (their lines above say why)"
+        ]
+        if se.get("candidates_pruned") or se.get("candidates_counted_only")
+        else []
+    )
+    return pruned + [
         f"each point: {reps} (seeds {st['seeds'][0]}-{st['seeds'][-1]}, the same for "
         f"every candidate), SLOs judged on the 95% interval; window {w['window_s']:,.1f} s after "
         f"{w['warmup_s']:g} s warm-up at the peak: {w['kind']} ({w['text']}); requests per class and "

@@ -303,6 +303,10 @@ class PlanSearch(SearchCounts):
     early_missed_confidence: float = Field(description="two-sided confidence of the interval an early missed needs")
     rule: str = Field(description="the stopping rule in words")
     by_candidate: list[CandidateSearchCounts] = Field(description="the counts per candidate")
+    candidates_pruned: int = Field(default=0, description="candidates whose count search was pruned (status pruned)")
+    candidates_counted_only: int = Field(
+        default=0, description="ok candidates searched for their count only (searched: count; dearer than the cheapest)"
+    )
 
 
 class PlanDoc(Contract):
