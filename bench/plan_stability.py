@@ -10,13 +10,17 @@ run, wall time and CPU seconds (the process and its workers). With
 078c0ef``, with its engine built or ``FLEETCAST_PURE_PYTHON=1``) each seed is
 also planned by that code, in the same run, and a second line gives its row,
 whether recommendation, count, both intervals, growth and ranking agree, and the
-ratios of simulations, wall and CPU. Writes JSON (default
+ratios of simulations, wall and CPU. With ``--against FILE`` (an earlier JSON of
+this script) each seed is compared instead with the rows recorded there (its
+``baseline_rows``, the code before, when it has them; else its ``rows``): the
+answers are compared the same way, the times were not measured in this run (the
+JSON says so). Writes JSON (default
 bench/results/plan_stability.json). Never gates on times; the exit status is 0
 when every seed recommends the same candidate and count (and, with a baseline,
 every answer agrees), 1 otherwise.
 
     python bench/plan_stability.py [--scenario FILE] [--seeds 11,12,...] [--workers N]
-                                   [--baseline DIR] [--out FILE]
+                                   [--baseline DIR | --against FILE] [--out FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = ("recommended", "replicas", "replicas_interval", "headroom_interval_pct", "growth", "ranking")
+# ranking: compared by same() (a pruned candidate has no count, only a proven least one)
 
 
 def _cpu_s() -> float:
@@ -62,8 +67,23 @@ def one(path: str, seed: int, workers: int) -> dict:
                    usd_per_month=round(rec["usd_per_month"], 2), headroom_pct=rec["headroom_pct"],
                    headroom_interval_pct=rec["headroom_interval_pct"],
                    growth=[g["replicas"] for g in rec.get("growth") or []],
-                   ranking=[[c["id"], c["replicas"]] for c in doc["candidates"] if c["status"] == "ok"])
+                   ranking=[[c["id"], c["replicas"]] for c in doc["candidates"] if c["status"] == "ok"],
+                   pruned=[[c["id"], c["replicas_at_least"]] for c in doc["candidates"] if c["status"] == "pruned"])
     return row
+
+
+def same(key: str, new: dict, old: dict) -> bool:
+    """One answer of ``new`` is ``old``'s. ``ranking``: the candidates ``new`` counted rank in
+    ``old``'s order with ``old``'s counts, and every candidate ``new`` pruned needs, in ``old``,
+    at least the count ``new`` proved it needs (or none meets the SLO there): the pruning's
+    bound was true."""
+    if key != "ranking":
+        return new.get(key) == old.get(key)
+    counted = {i for i, _ in new.get("ranking") or []}
+    if new.get("ranking") != [x for x in old.get("ranking") or [] if x[0] in counted]:
+        return False
+    old_n = dict(old.get("ranking") or [])
+    return all(old_n.get(i) is None or old_n[i] >= n for i, n in new.get("pruned") or [])
 
 
 def in_child(code: Path, path: str, seed: int, workers: int) -> dict:
@@ -84,7 +104,7 @@ def _line(r: dict, tag: str) -> str:
     hr = f"{lo:.1f} [{lo:.1f}, {'>' if hi is None else ''}{hi if hi is not None else lo:.1f}]"
     return (f"{r['seed']:>5} {tag:<4} {r['recommended']:<36} {r['replicas']:>3} {ci:>9} {r['gpus']:>4} "
             f"{r['usd_per_month']:>9,.0f} {hr:>22} {r['points']:>6} {r['simulations']:>5} {r['wall_s']:>7.1f} "
-            f"{r['cpu_s']:>7.1f}")
+            f"{r['cpu_s'] if r.get('cpu_s') is not None else float('nan'):>7.1f}")
 
 
 def main(argv=None) -> int:
@@ -93,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="11,12,13,14,15,16,17,18,19,20")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--baseline", help="a checkout of the code to compare with (same seeds, same run)")
+    ap.add_argument("--against", help="an earlier JSON of this script: compare with its recorded rows (not rerun)")
     ap.add_argument("--out", default="bench/results/plan_stability.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # internal: plan one seed with the code in this folder
     args = ap.parse_args(argv)
@@ -105,18 +126,25 @@ def main(argv=None) -> int:
     from sim import __version__, engine_build
 
     rows, base_rows = [], []
+    recorded = {}
+    if args.against:
+        old = json.loads(Path(args.against).read_text(encoding="utf-8"))
+        recorded = {r["seed"]: r for r in old.get("baseline_rows") or old["rows"]}
+        recorded_from = old.get("baseline") or f"the rows of {args.against}"
+        if set(seeds) - set(recorded):
+            raise SystemExit(f"{args.against} has no row for seed(s) {sorted(set(seeds) - set(recorded))}")
     print(f"{'seed':>5} {'code':<4} {'recommended':<36} {'n':>3} {'n 95% CI':>9} {'GPUs':>4} {'$/month':>9} "
           f"{'headroom % [95% CI]':>22} {'points':>6} {'sims':>5} {'wall s':>7} {'CPU s':>7}", flush=True)
     for seed in seeds:
         r = in_child(ROOT, args.scenario, seed, args.workers)
         rows.append(r)
         print(_line(r, "new"), flush=True)
-        if args.baseline:
-            b = in_child(Path(args.baseline), args.scenario, seed, args.workers)
+        if args.baseline or seed in recorded:
+            b = in_child(Path(args.baseline), args.scenario, seed, args.workers) if args.baseline else recorded[seed]
             base_rows.append(b)
-            r["same_as_baseline"] = {k: r.get(k) == b.get(k) for k in ANSWER}
-            ratio = lambda k: f"{b[k] / r[k]:.2f}x" if r.get(k) else "-"  # noqa: E731
-            diff = [k for k, same in r["same_as_baseline"].items() if not same]
+            r["same_as_baseline"] = {k: same(k, r, b) for k in ANSWER}
+            ratio = lambda k: f"{b[k] / r[k]:.2f}x" if r.get(k) and b.get(k) else "-"  # noqa: E731
+            diff = [k for k, agrees in r["same_as_baseline"].items() if not agrees]
             print(_line(b, "old"), flush=True)
             print(f"{'':>5} {'':<4} {'same answer' if not diff else 'DIFFERENT: ' + ', '.join(diff)}; old/new: "
                   f"simulations {ratio('simulations')}, wall {ratio('wall_s')}, CPU {ratio('cpu_s')}", flush=True)
@@ -126,7 +154,8 @@ def main(argv=None) -> int:
           f"{sorted(map(str, answers))}")
     agree = all(all(r["same_as_baseline"].values()) for r in rows) if base_rows else None
     if base_rows:
-        tot = lambda rs, k: sum(x[k] for x in rs)  # noqa: E731
+        both = lambda k: [i for i, b in enumerate(base_rows) if b.get(k) is not None]  # noqa: E731  # seeds timed by both
+        tot = lambda rs, k: sum(rs[i][k] for i in both(k))  # noqa: E731
         print(f"against the baseline: {'every answer the same' if agree else 'SOME ANSWERS DIFFER'}; "
               f"simulations {tot(base_rows, 'simulations'):,} -> {tot(rows, 'simulations'):,} "
               f"({tot(base_rows, 'simulations') / tot(rows, 'simulations'):.2f}x fewer), CPU "
@@ -137,7 +166,9 @@ def main(argv=None) -> int:
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "when": time.strftime("%Y-%m-%d"),
            "rows": rows}
     if base_rows:
-        doc.update(baseline=str(args.baseline), baseline_rows=base_rows, same_as_baseline=agree)
+        doc.update(baseline=str(args.baseline) if args.baseline else f"recorded in {args.against} "
+                   f"({recorded_from}; its times were measured then, not in this run)",
+                   baseline_rows=base_rows, same_as_baseline=agree)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return 0 if stable and agree is not False else 1

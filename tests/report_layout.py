@@ -1,5 +1,6 @@
-"""Look at a rendered HTML report in headless Chromium: page height and, for every
-table cell, whether its column is at least as wide as the cell's longest word.
+"""Look at a rendered HTML report in headless Chromium: page height and width (a page
+wider than the window scrolls sideways), tables wider than their container, and, for
+every table cell, whether its column is at least as wide as the cell's longest word.
 
 A small script is added before ``</body>`` of a copy of the page; it measures
 each word of each cell in the cell's own font (an off-screen probe) against the
@@ -55,6 +56,12 @@ _SCRIPT = r"""
     });
   });
   probe.remove();
+  out.scroll_width = document.documentElement.scrollWidth;
+  out.wide_tables = [];
+  document.querySelectorAll('table').forEach(function (table, ti) {
+    var w = table.getBoundingClientRect().width, room = table.parentElement.getBoundingClientRect().width;
+    if (w > room + 0.5) { out.wide_tables.push({table: ti, cls: table.className, px: Math.round(w), room_px: Math.round(room)}); }
+  });
   out.why_px = Array.prototype.map.call(document.querySelectorAll('td.why'), function (td) {
     return Math.round(td.getBoundingClientRect().width);
   });
@@ -67,7 +74,8 @@ _SCRIPT = r"""
 
 
 def measure_layout(html: Path, tmp: Path, width_px: int = 1280) -> dict:
-    """``{"height", "width", "cells", "narrow": [{table, row, col, word, word_px, cell_px}],
+    """``{"height", "width", "scroll_width", "cells", "narrow": [{table, row, col, word, word_px,
+    cell_px}], "wide_tables": [{table, cls, px, room_px}] (wider than their container),
     "why_px": [width of each reason cell]}``
     of ``html`` laid out ``width_px`` wide. Raises if Chromium fails."""
     text = Path(html).read_text(encoding="utf-8")

@@ -275,7 +275,12 @@ def test_plan_weighs_colocated_against_disaggregated(tmp_path, capsys):
     assert set(pools) == {"serving-prefill", "serving-decode"}
     assert split["summary"]["disaggregated"]["gpu_ratio"] == f"{split['prefill_replicas']}:{split['decode_replicas']}"
     assert "h100-sxm-bf16-tp1-continuous" in cands
-    assert "Co-located against disaggregated" in capsys.readouterr().out
+    co = cands["h100-sxm-bf16-tp1-continuous"]
+    said = " ".join(capsys.readouterr().out.split())
+    assert "Co-located against disaggregated" in said
+    if co["status"] == "pruned":  # the split, proven at 1 + 1 replicas, bounded it: the sentence says so
+        assert co["usd_per_month_at_least"] > split["usd_per_month"]
+        assert f"at least {co['replicas_at_least']} replicas" in said and "no co-located fleet was searched" in said
 
 
 def test_a_malformed_ratio_is_refused(tmp_path, capsys):

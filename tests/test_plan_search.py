@@ -11,8 +11,8 @@ import time
 import pytest
 
 import sim.analysis.plan_search as plan_search
-from sim.analysis.plan import risk_warnings
-from sim.analysis.plan_progress import PRIOR_SIMULATIONS, PlanTracker
+from sim.analysis.plan import cheapest_ids, not_searched_text, risk_warnings
+from sim.analysis.plan_progress import FINISH_SIMULATIONS, PRIOR_SIMULATIONS, PlanTracker
 from sim.analysis.plan_search import CandidateSearch, _growth
 from sim.analysis.replications import early_verdict
 from sim.cli.common import progress_bar
@@ -63,6 +63,43 @@ def test_fewest_between_known_bounds_does_not_simulate_the_upper_bound():
     assert (12, 9.0) not in s.tested and (9, 9.0) in s.tested and (8, 9.0) in s.tested
     s = Threshold(per_replica=1.0, cap=32)
     assert s.fewest(5.0, lo=4, hi=5, guess=5) == 5 and s.tested == []  # nothing left to decide
+
+
+@pytest.mark.parametrize("need", [2, 5, 13, 31])
+@pytest.mark.parametrize("guess", [None, 2, 7, 13, 40])
+@pytest.mark.parametrize("too_dear", [2, 4, 9, 20, 33])
+def test_a_pruned_count_search_stops_at_a_true_lower_bound(need, guess, too_dear):
+    """The floor sees only counts the search could still return: every count found not to
+    meet lies below the answer, so a pruned search's least count is never above it; and a
+    limit above the answer never prunes (the answer itself is found, unchanged)."""
+    s = Threshold(per_replica=1.0, cap=32)
+    seen: list[int] = []
+
+    def floor(m: int) -> None:
+        seen.append(m)
+        if m >= too_dear:
+            raise plan_search.Pruned(m)
+
+    try:
+        got = s.fewest(float(need), lo=1, guess=guess, floor=floor)
+    except plan_search.Pruned as p:
+        assert too_dear <= p.at_least <= need  # the pruned count is a true lower bound, and over the limit
+    else:
+        assert got == need  # not pruned: the same answer as without a floor
+    assert all(m <= need for m in seen)  # every floor value is at most the answer
+
+
+def test_cheapest_are_every_candidate_of_the_lowest_cost_and_the_rest_say_why():
+    recs = [
+        {"id": "a", "status": "ok", "usd_per_month": 200.0, "replicas": 2},
+        {"id": "b", "status": "ok", "usd_per_month": 100.0, "replicas": 1},
+        {"id": "c", "status": "cannot-meet-slo", "usd_per_month": None, "replicas": None},
+        {"id": "d", "status": "ok", "usd_per_month": 100.0 * (1 + 1e-12), "replicas": 4},
+    ]
+    assert cheapest_ids(recs) == ["b", "d"]  # a tie (to rounding) is searched to the end too
+    assert cheapest_ids([recs[2]]) == []
+    text = not_searched_text(recs[0], recs[1])
+    assert "$200/month" in text and "$100/month of b x 1" in text and "headroom" in text
 
 
 @pytest.mark.parametrize("per_replica", [0.3, 0.55, 1.0, 4.5, 9.0])
@@ -123,23 +160,38 @@ def test_progress_estimate_uses_finished_candidates():
     seen = []
     t = PlanTracker(["a", "b", "c"], lambda done, total, text: seen.append((done, total, text)))
     t.report()
-    assert seen[-1] == (0, 3 * PRIOR_SIMULATIONS, "candidates done: 0 of 3")
+    # three counts at the prior, and one candidate's second stage
+    assert seen[-1] == (0, 3 * PRIOR_SIMULATIONS + FINISH_SIMULATIONS, "candidates counted: 0 of 3")
     for _ in range(10):
         t.sim("a")
     t.done("a", 10)
     t.sim("b")
-    # a ran 10; b and c are expected to run as many (b has 1 already)
-    assert seen[-1][:2] == (11, 10 + 10 + 10)
-    assert seen[-1][2] == "candidates done: 1 of 3; on b"
+    # a ran 10; b and c are expected to run as many (b has 1 already); then the second stage
+    assert seen[-1][:2] == (11, 10 + 10 + 10 + FINISH_SIMULATIONS)
+    assert seen[-1][2] == "candidates counted: 1 of 3; on b"
     t.sim("a")  # a late event of a finished candidate does not count twice
     assert seen[-1][0] == 11
     for _ in range(19):
         t.sim("b")
     # b is past the mean (20 > 10): expected to run half as much again, 1.5 * 20 + 1 = 31; c still 10
-    assert seen[-1][:2] == (30, 10 + 31 + 10)
+    assert seen[-1][:2] == (30, 10 + 31 + 10 + FINISH_SIMULATIONS)
     t.done("b", 30)
     t.done("c", 0)  # a candidate that does not fit runs nothing
-    assert seen[-1][:2] == (40, 40)
+    assert seen[-1][:2] == (40, 40 + FINISH_SIMULATIONS)
+    t.finish(["a", "b"])  # the two cheapest are searched to the end
+    assert seen[-1] == (40, 40 + 2 * FINISH_SIMULATIONS, "candidates counted: 3 of 3; headroom and growth of "
+                        "the cheapest: 0 of 2 done; on a, b")
+    t.sim("a", 1)  # a late first-stage event after the count is done: not counted
+    for _ in range(40):
+        t.sim("a", 2)
+    # a has run 40 of its second stage: half as much again, 1.5 * 40 + 1 = 61 > the prior of 50; b still 50
+    assert seen[-1][:2] == (80, 40 + 61 + 50)
+    for _ in range(20):
+        t.sim("a", 2)
+    assert seen[-1][:2] == (100, 40 + 91 + 50)  # 1.5 * 60 + 1
+    t.done("a", 60, stage=2)
+    t.done("b", 5, stage=2)
+    assert seen[-1][:2] == (105, 105)  # complete: the total is what ran
 
 
 def test_risk_warnings_flag_no_headroom_and_one_down():

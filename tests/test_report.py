@@ -124,9 +124,23 @@ def _pages(pdf: bytes) -> int:
 
 
 def test_the_real_plan_covers_every_status(plan):
-    assert {c["status"] for c in plan["candidates"]} == {"ok", "cannot-meet-slo", "does-not-fit"}
+    assert {c["status"] for c in plan["candidates"]} == {"ok", "pruned", "cannot-meet-slo", "does-not-fit"}
     ok = [c for c in plan["candidates"] if c["status"] == "ok"]
     assert ok[0]["id"] == plan["recommended"] and math.isclose(ok[0]["usd_per_month"], ok[1]["usd_per_month"])
+    cheapest = ok[0]["usd_per_month"]
+    for c in plan["candidates"]:
+        if c["status"] == "ok" and c["searched"] == "full":  # the tie at the top: searched to the end
+            assert math.isclose(c["usd_per_month"], cheapest) and c["headroom_interval_pct"] and c["growth"]
+        elif c["status"] == "ok":  # dearer: its count only, and it says so with both costs
+            assert c["searched"] == "count" and c["usd_per_month"] > cheapest
+            assert c["headroom_pct"] is None and c["growth"] is None and c["replicas_interval"] is None
+            assert f"${c['usd_per_month']:,.0f}/month" in c["not_searched"] and f"${cheapest:,.0f}/month" in c["not_searched"]
+        elif c["status"] == "pruned":  # no count, only the least one, whose rent is over the cheapest proven
+            assert c["replicas"] is None and c["usd_per_month"] is None and c["replicas_at_least"] >= 2
+            assert c["usd_per_month_at_least"] > cheapest and "not searched further" in c["reason"]
+    assert plan["search"]["candidates_pruned"] == sum(c["status"] == "pruned" for c in plan["candidates"]) > 0
+    counted = [c for c in plan["candidates"] if c["status"] == "ok" and c["searched"] == "count"]
+    assert plan["search"]["candidates_counted_only"] == len(counted)
 
 
 def test_plan_html_has_every_section_and_figure(plan_report, plan):
@@ -163,8 +177,14 @@ def test_candidate_reasons_have_their_own_rows(plan_report, plan):
     html = plan_report["html"].read_text(encoding="utf-8")
     nofit = [c for c in plan["candidates"] if c["status"] == "does-not-fit"]
     assert f"do not fit in GPU memory ({len(nofit)})" in html
-    missed = [c for c in plan["candidates"] if c["status"] == "cannot-meet-slo"]
-    assert html.count('class="whyrow"') == len(missed)
+    # a reason row under each that misses, each pruned, and each searched for its count only
+    why = [c for c in plan["candidates"] if c["status"] in ("cannot-meet-slo", "pruned") or c.get("not_searched")]
+    assert html.count('class="whyrow"') == len(why) > 0
+    for c in plan["candidates"]:
+        if c["status"] == "pruned" or c.get("not_searched"):
+            assert escape(c["reason"] or c["not_searched"]) in html
+    pruned = sum(c["status"] == "pruned" for c in plan["candidates"])
+    assert f"{pruned} were pruned: their count search stopped" in html
     assert "overflow-wrap:anywhere" not in html  # a reason is never broken inside a word
 
 
@@ -253,12 +273,16 @@ def test_reproduction_commands_run_as_written(plan_report, work, tmp_path):
 @pytest.mark.parametrize("width_px", [1280, 800])
 def test_rendered_page_layout_in_chromium(plan_report, tmp_path, width_px):
     """Laid out by Chromium: every table column at least as wide as the longest word of
-    each of its cells, the candidates' reasons given room, and a bounded page length."""
+    each of its cells, every table within its container and the page within the window
+    (no sideways scrolling, at 800 px too), the candidates' reasons given room, and a
+    bounded page length."""
     from tests.report_layout import measure_layout
 
     m = measure_layout(plan_report["html"], tmp_path, width_px)
     assert m["cells"] > 200  # the measurement saw the tables
     assert m["narrow"] == [], m["narrow"][:5]
+    assert m["wide_tables"] == [], m["wide_tables"]  # no table (the candidates' included) spills out
+    assert m["scroll_width"] <= width_px, (m["scroll_width"], width_px)  # nothing scrolls sideways
     assert m["why_px"] and min(m["why_px"]) >= 300, m["why_px"]
     assert m["height"] < 14_000, m["height"]
 

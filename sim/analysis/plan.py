@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -40,8 +41,21 @@ from sim.analysis.forecast import class_slos, forecast
 from sim.analysis.metrics import attainment_by_time
 from sim.analysis.peak import PlanWindow, apply_window, plan_window, window_warnings
 from sim.analysis.plan_autoscale import autoscale_comparison
-from sim.analysis.plan_progress import PlanTracker, drain, search_in_worker, worker_init
-from sim.analysis.plan_search import CandidateSearch, search_candidate, search_counts
+from sim.analysis.plan_progress import (
+    PlanTracker,
+    count_in_worker,
+    drain,
+    finish_in_worker,
+    probe_in_worker,
+    worker_init,
+)
+from sim.analysis.plan_search import (
+    CandidateSearch,
+    count_candidate,
+    finish_candidate,
+    probe_candidate,
+    search_counts,
+)
 from sim.analysis.power_budget import apply_power_budget, with_site_pue
 from sim.analysis.rates import base_rate_rps, with_rate
 from sim.analysis.replications import CONFIDENCE, class_needs, replication_seeds
@@ -113,10 +127,13 @@ def risk_warnings(c: dict, peak_rps: float) -> list[str]:
 
 # ------------------------------------------------------------------ driver
 def _rank_key(c: dict):
-    """ok first, then cheapest; equal cost: more proven headroom, then $ per 1M tokens."""
-    order = {"ok": 0, "cannot-meet-slo": 1, "does-not-fit": 2}[c["status"]]
+    """ok first, then cheapest; equal cost: more proven headroom (none searched: 0), then $ per 1M
+    tokens; then the pruned by their least cost, the ones that cannot meet the SLO, the misfits."""
+    order = {"ok": 0, "pruned": 1, "cannot-meet-slo": 2, "does-not-fit": 3}[c["status"]]
     if c["status"] == "ok":
         return (order, c["usd_per_month"], -(c["headroom_pct"] or 0), c["usd_per_1m_total_tokens"] or math.inf)
+    if c["status"] == "pruned":
+        return (order, c["usd_per_month_at_least"], 0, 0)
     return (order, -(c["attainment_pct"] or 0.0), 0, 0)
 
 
@@ -225,6 +242,151 @@ def _timeline(
     }
 
 
+def cheapest_ids(records: list[dict]) -> list[str]:
+    """The ``ok`` candidates of the lowest monthly cost (ties included): the ones searched to
+    the end, since the ranking between equal costs needs their headroom."""
+    ok = [c for c in records if c["status"] == "ok"]
+    if not ok:
+        return []
+    best = min(c["usd_per_month"] for c in ok)
+    return [c["id"] for c in ok if math.isclose(c["usd_per_month"], best, rel_tol=1e-9)]
+
+
+def not_searched_text(c: dict, best: dict) -> str:
+    """Why an ``ok`` candidate was searched for its count only, with the costs that decided it."""
+    return (
+        f"searched for its count only: {c['replicas']} replicas proven at the peak cost "
+        f"${c['usd_per_month']:,.0f}/month, more than the ${best['usd_per_month']:,.0f}/month of "
+        f"{best['id']} x {best['replicas']} (the cheapest proven), so it cannot be recommended; "
+        f"its count interval, headroom, load curve and growth months were not searched"
+    )
+
+
+def _search_all(
+    cands: list[Candidate],
+    spec: PlanSpec,
+    win: PlanWindow,
+    seeds: list[int],
+    peak: float,
+    rates: list[float],
+    args: tuple[dict, Any],
+    workers: int | None,
+    progress: Callable[[int, int, str], None] | None,
+    power_check: Callable[[list[dict]], None],
+) -> tuple[list[dict], list[dict]]:
+    """Round one: every candidate's first point (``probe_candidate``); the cheapest fleet
+    proven there (one replica meeting the SLO) is the bound. Stage one: every candidate's
+    count (``count_candidate``, with that bound: pruned as soon as its fewest possible
+    count costs more). Stage two: the cheapest (ties included) searched to the end
+    (``finish_candidate``); every other ``ok`` candidate keeps ``searched: "count"`` and says
+    why in ``not_searched``. The bound depends on the points only, never on timing, so
+    the same plan simulates the same points with any number of workers. With a power budget
+    (``plan.power``) nothing is pruned -- the bound's fleet may not fit the racks -- and stage two
+    goes on to the next cheapest while every candidate it finished breaks the budget
+    (``power_check``, sim.analysis.power_budget). Records in candidate order."""
+    workers = max(1, min(workers or 1, len(cands)))
+    tracker = PlanTracker([c.id for c in cands], progress)
+    tracker.report()
+    probed: dict[str, tuple[list[dict], dict, dict | None]] = {}
+    counted: dict[str, tuple[dict, list[dict], dict]] = {}
+    finished: dict[str, tuple[dict, list[dict]]] = {}
+
+    def bound_of() -> dict | None:
+        bounds = [probed[c.id][2] for c in cands if probed[c.id][2] is not None]
+        return min(bounds, key=lambda b: b["usd_per_month"]) if bounds else None  # type: ignore[index]  # not None
+
+    def n_sims(*pts: list[dict]) -> int:
+        return sum(p["replications"] for x in pts for p in x)
+
+    def next_cheapest() -> list[str]:
+        """The cheapest candidates not finished yet -- none once a finished one is ``ok`` after
+        the power check (the recommendation is among the finished ones)."""
+        done = [finished[i][0] for i in finished]
+        power_check(done)
+        if any(r["status"] == "ok" for r in done):
+            return []
+        ids = cheapest_ids([counted[c.id][0] for c in cands if c.id not in finished])
+        tracker.finish(ids)
+        return ids
+
+    if workers == 1:
+        for c in cands:
+            probed[c.id] = probe_candidate(*args, c, spec, win, seeds, peak, on_sim=tracker.sim)
+            if not probed[c.id][0]:  # it does not fit: nothing more to simulate
+                tracker.done(c.id, 0)
+        bound = bound_of() if spec.power is None else None
+        for c in cands:
+            counted[c.id] = count_candidate(
+                *args, c, spec, win, seeds, peak, on_sim=tracker.sim, cache=probed[c.id][1], bound=bound
+            )
+            tracker.done(c.id, n_sims(probed[c.id][0], counted[c.id][1]))
+        while ids := next_cheapest():
+            for c in (c for c in cands if c.id in ids):
+                rec, _, cache = counted[c.id]
+                finished[c.id] = finish_candidate(
+                    *args, c, spec, win, seeds, peak, rates, rec, cache, on_sim=lambda i: tracker.sim(i, 2)
+                )
+                tracker.done(c.id, n_sims(finished[c.id][1]), stage=2)
+    else:
+        events: multiprocessing.Queue = multiprocessing.Queue()
+        reader = threading.Thread(target=drain, args=(events, tracker), daemon=True)
+        reader.start()
+        try:
+            with ProcessPoolExecutor(
+                max_workers=workers, initializer=worker_init, initargs=(events, die_with_parent)
+            ) as pool:
+                futs = {pool.submit(probe_in_worker, *args, c, spec, win, seeds, peak): c for c in cands}
+                for fut in as_completed(futs):
+                    probed[futs[fut].id] = fut.result()
+                    if not probed[futs[fut].id][0]:  # it does not fit: nothing more to simulate
+                        tracker.done(futs[fut].id, 0)
+                bound = bound_of() if spec.power is None else None
+                futs = {
+                    pool.submit(count_in_worker, *args, c, spec, win, seeds, peak, probed[c.id][1], bound): c
+                    for c in cands
+                }
+                for fut in as_completed(futs):
+                    i = futs[fut].id
+                    counted[i] = fut.result()
+                    tracker.done(i, n_sims(probed[i][0], counted[i][1]))
+                while ids := next_cheapest():
+                    futs = {
+                        pool.submit(
+                            finish_in_worker,
+                            *args,
+                            c,
+                            spec,
+                            win,
+                            seeds,
+                            peak,
+                            rates,
+                            counted[c.id][0],
+                            counted[c.id][2],
+                        ): c
+                        for c in cands
+                        if c.id in ids
+                    }
+                    for fut in as_completed(futs):
+                        finished[futs[fut].id] = fut.result()
+                        tracker.done(futs[fut].id, n_sims(finished[futs[fut].id][1]), stage=2)
+        finally:
+            events.put(None)
+            reader.join(timeout=5)
+    records, points = [], []
+    ok_finished = [r for r, _ in finished.values() if r["status"] == "ok"]
+    best = min(ok_finished, key=_rank_key, default=None)  # the recommended
+    for c in cands:  # candidate order, whatever finished first
+        rec, pts, _ = counted[c.id]
+        points += probed[c.id][0] + pts
+        if c.id in finished:
+            rec = finished[c.id][0]
+            points += finished[c.id][1]
+        elif rec["status"] == "ok" and best is not None:
+            rec = {**rec, "not_searched": not_searched_text(rec, best)}
+        records.append(rec)
+    return records, points
+
+
 def run_plan(
     scenario: Scenario, *, workers: int | None = None, progress: Callable[[int, int, str], None] | None = None
 ) -> PlanOutcome:
@@ -311,42 +473,20 @@ def run_plan(
         doc["error"] = str(exc)
         return PlanOutcome(doc=doc, points=pd.DataFrame(), error=str(exc))
 
-    records, points = [], []
-    workers = max(1, min(workers or 1, len(cands)))
-    tracker = PlanTracker([c.id for c in cands], progress)
-    tracker.report()
-    args = (base, scenario.path)
-    if workers == 1:
-        for c in cands:
-            rec, pts = search_candidate(*args, c, spec, win, seeds, peak, rates, on_sim=tracker.sim)
-            records.append(rec)
-            points += pts
-            tracker.done(c.id, sum(p["replications"] for p in pts))
-    else:
-        events: multiprocessing.Queue = multiprocessing.Queue()
-        reader = threading.Thread(target=drain, args=(events, tracker), daemon=True)
-        reader.start()
-        try:
-            with ProcessPoolExecutor(
-                max_workers=workers, initializer=worker_init, initargs=(events, die_with_parent)
-            ) as pool:
-                futs = {pool.submit(search_in_worker, *args, c, spec, win, seeds, peak, rates): c for c in cands}
-                for fut in as_completed(futs):
-                    _, pts = fut.result()
-                    tracker.done(futs[fut].id, sum(p["replications"] for p in pts))
-                for fut in futs:  # candidate order, whatever finished first
-                    rec, pts = fut.result()
-                    records.append(rec)
-                    points += pts
-        finally:
-            events.put(None)
-            reader.join(timeout=5)
-    apply_power_budget(records, spec.power, scenario.pricing.own.pue)
+    power_check = partial(apply_power_budget, budget=spec.power, default_pue=scenario.pricing.own.pue)
+    records, points = _search_all(
+        cands, spec, win, seeds, peak, rates, (base, scenario.path), workers, progress, power_check
+    )
+    power_check(records)  # the ones searched to the end have their power; the rest keep none
     records.sort(key=_rank_key)
     doc["candidates"] = records
     doc["tried"] = len(points)
     doc["simulations"] = int(sum(p["replications"] for p in points))
-    doc["search"] = search_counts(points, spec.replications, [c.id for c in cands])
+    doc["search"] = {
+        **search_counts(points, spec.replications, [c.id for c in cands]),
+        "candidates_pruned": sum(c["status"] == "pruned" for c in records),
+        "candidates_counted_only": sum(c["status"] == "ok" and c["searched"] == "count" for c in records),
+    }
     ok = [c for c in records if c["status"] == "ok"]
     out = PlanOutcome(doc=doc, points=pd.DataFrame(points))
     if ok:

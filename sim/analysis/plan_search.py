@@ -53,10 +53,27 @@ from sim.perf.pool_model import PoolModel, build_pool_models
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.spec import Scenario, scenario_from_dict
 
-__all__ = ["CandidateSearch", "search_candidate", "replicas_down", "search_counts"]
+__all__ = [
+    "CandidateSearch",
+    "search_candidate",
+    "probe_candidate",
+    "count_candidate",
+    "finish_candidate",
+    "Pruned",
+    "replicas_down",
+    "search_counts",
+]
 
 _DOWN_STEPS = 4  # counts below n searched for a proven miss (the count interval)
 _UNLOADED = 1e-3  # the latency-floor check runs one replica at this fraction of the per-replica demand
+
+
+class Pruned(Exception):
+    """Raised by ``fewest``'s ``floor`` when the fewest count still possible costs too much."""
+
+    def __init__(self, at_least: int) -> None:
+        super().__init__(at_least)
+        self.at_least = at_least
 
 
 class CandidateSearch:
@@ -147,6 +164,12 @@ class CandidateSearch:
             self.points.append(self._row(replicas, rate_rps, role, stats, sums))
         return self.cache[key]
 
+    def usd_per_month(self, replicas: int, rate_rps: float) -> float:
+        """The fleet's rent per month at ``replicas`` (no simulation: catalog prices x GPUs)."""
+        return HOURS_PER_MONTH * sum(
+            p.replicas * p.gpus_per_replica * p.usd_per_gpu_hour for p in pool_costs(self.scenario(replicas, rate_rps))
+        )
+
     def met(self, replicas: int, rate_rps: float, role: str) -> bool:
         return self.point(replicas, rate_rps, role)["verdict"] == "met"
 
@@ -188,14 +211,24 @@ class CandidateSearch:
         return row
 
     def fewest(
-        self, rate_rps: float, lo: int = 0, role: str = "search", hi: int | None = None, guess: int | None = None
+        self,
+        rate_rps: float,
+        lo: int = 0,
+        role: str = "search",
+        hi: int | None = None,
+        guess: int | None = None,
+        floor: Callable[[int], None] | None = None,
     ) -> int | None:
         """Fewest replicas in (lo, hi] proven to meet the SLO at ``rate_rps``
         (``lo`` is known or assumed not to; ``hi``, when given, is known to; else
         the cap, unproven); None if even the cap does not. Starts at ``guess``
         (the queueing estimate, or lo + 1), gallops up (+1, +2, +4, ...) until a
         count meets, then down from the lowest met (-1, -2, -4, ...) until one
-        misses, then bisects: with a good guess, two points (n and n - 1)."""
+        misses, then bisects: with a good guess, two points (n and n - 1). ``floor``, when
+        given, is called with the fewest count still possible each time a count is found
+        not to meet (every count this search tests and finds not met lies below the count
+        it returns); it may raise ``Pruned`` to stop the search there."""
+        floor = floor or (lambda m: None)
         top = self.spec.max_replicas if hi is None else hi
         if lo >= top:
             return None
@@ -208,12 +241,14 @@ class CandidateSearch:
             lo = n
             if n >= top:
                 return None
+            floor(lo + 1)
             n, step = min(lo + step, top), step * 2
         step = 1
         while hi == start and hi - lo > 1:  # the guess met: gallop down until a count misses
             m = max(hi - step, lo + 1)
             if not self.met(m, rate_rps, role):
                 lo = m
+                floor(lo + 1)
                 break
             hi = start = m
             step *= 2
@@ -223,6 +258,7 @@ class CandidateSearch:
                 hi = mid
             else:
                 lo = mid
+                floor(lo + 1)
         return hi
 
 
@@ -298,15 +334,26 @@ def search_candidate(
     monthly_rates: list[float],
     on_sim: Callable[[str], None] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Everything ``plan.json`` says about one candidate, plus its points; ``on_sim``
-    (progress) is called with the candidate id after each simulation."""
-    s = CandidateSearch(base_data, path, cand, spec, win, seeds)
-    s.on_sim = on_sim
-    rec: dict[str, Any] = {
+    """Everything ``plan.json`` says about one candidate searched to the end (``count_candidate``
+    then ``finish_candidate``), plus its points; ``on_sim`` (progress) is called with the
+    candidate id after each simulation."""
+    rec, points, cache = count_candidate(base_data, path, cand, spec, win, seeds, demand_rps, on_sim)
+    if rec["status"] != "ok":
+        return rec, points
+    rec, more = finish_candidate(base_data, path, cand, spec, win, seeds, demand_rps, monthly_rates, rec, cache, on_sim)
+    return rec, points + more
+
+
+def _blank(cand: Candidate) -> dict[str, Any]:
+    return {
         **asdict(cand),
         "status": "ok",
         "reason": None,
         "limiting": None,
+        "searched": "full",
+        "not_searched": None,
+        "replicas_at_least": None,
+        "usd_per_month_at_least": None,
         "replicas": None,
         "replicas_interval": None,
         "replicas_for_slo": None,
@@ -331,19 +378,92 @@ def search_candidate(
         "load_curve": None,
         "profile": None,
     }
+
+
+def probe_candidate(
+    base_data: dict,
+    path,
+    cand: Candidate,
+    spec: PlanSpec,
+    win: PlanWindow,
+    seeds: list[int],
+    demand_rps: float,
+    on_sim: Callable[[str], None] | None = None,
+) -> tuple[list[dict], dict, dict | None]:
+    """A candidate's first point: one replica at the demand (the first point of its count
+    search). Returns (points, the point cache, and when that point met the SLO the proven
+    fleet as a bound ``{"id", "replicas", "usd_per_month"}`` for ``count_candidate``)."""
+    s = CandidateSearch(base_data, path, cand, spec, win, seeds)
+    s.on_sim = on_sim
+    if s.check_fits(demand_rps) is not None:
+        return s.points, s.cache, None
+    if s.point(1, demand_rps, "search")["verdict"] != "met":
+        return s.points, s.cache, None
+    k, _ = replicas_down(spec, cand, s.scenario(1, demand_rps))
+    return s.points, s.cache, {"id": cand.id, "replicas": 1 + k, "usd_per_month": s.usd_per_month(1 + k, demand_rps)}
+
+
+def count_candidate(
+    base_data: dict,
+    path,
+    cand: Candidate,
+    spec: PlanSpec,
+    win: PlanWindow,
+    seeds: list[int],
+    demand_rps: float,
+    on_sim: Callable[[str], None] | None = None,
+    cache: dict | None = None,
+    bound: dict | None = None,
+) -> tuple[dict, list[dict], dict]:
+    """The first stage of a candidate: whether it fits, the fewest replicas proven at the
+    demand (with ``plan.failures`` on top), its cost, the point one replica fewer and
+    the point with one replica down. Returns (record, the points it ran, the point cache
+    for ``finish_candidate``; ``cache`` seeds it). The record says ``searched: "count"``
+    until it is finished. With ``bound`` (a proven fleet of another candidate,
+    ``probe_candidate``) the count search stops as soon as the fewest count still possible
+    costs more than the bound: the record is then ``status: "pruned"`` with that count
+    (``replicas_at_least``) and its cost (``usd_per_month_at_least``), both proven lower
+    bounds on what the full search would have found."""
+    s = CandidateSearch(base_data, path, cand, spec, win, seeds)
+    s.on_sim = on_sim
+    if cache:
+        s.cache = dict(cache)
+    rec = _blank(cand)
     misfit = s.check_fits(demand_rps)
     if misfit is not None:
         # the candidate's own words: drop the "<file>, field fleet.N (pool 'x'): " location prefix
         rec.update(
             status="does-not-fit", limiting="memory", reason=misfit.split("): ", 1)[-1] if "): " in misfit else misfit
         )
-        return rec, s.points
+        return rec, s.points, s.cache
 
     sc1 = s.scenario(1, demand_rps)
     rec["profile"] = s.pools[spec.pool].source  # check_fits built sc1's pools
     k, k_text = replicas_down(spec, cand, sc1)
     probe = s.point(1, demand_rps, "search")
-    n0 = 1 if probe["verdict"] == "met" else s.fewest(demand_rps, lo=1, guess=_queueing_guess(probe, demand_rps))
+
+    def floor(m: int) -> None:  # m is the fewest count still possible: prune when even that costs too much
+        if bound is not None and s.usd_per_month(m + k, demand_rps) > bound["usd_per_month"] * (1 + 1e-9):
+            raise Pruned(m)
+
+    try:
+        if probe["verdict"] == "met":
+            n0: int | None = 1
+        else:
+            floor(2)
+            n0 = s.fewest(demand_rps, lo=1, guess=_queueing_guess(probe, demand_rps), floor=floor)
+    except Pruned as p:
+        usd = s.usd_per_month(p.at_least + k, demand_rps)
+        rec.update(
+            status="pruned",
+            searched="pruned",
+            replicas_at_least=p.at_least + k,
+            usd_per_month_at_least=usd,
+            failures_down=k,
+            failures_text=k_text,
+            reason=_pruned_text(p.at_least, k, usd, bound),  # type: ignore[arg-type]  # pruned only with a bound
+        )
+        return rec, s.points, s.cache
     if n0 is None:
         top = s.point(spec.max_replicas, demand_rps, "search")
         limiting, why = _limit(s, top, demand_rps)
@@ -359,7 +479,7 @@ def search_candidate(
             reason=f"not proven to meet the SLO at {demand_rps:.4g} req/s even with {spec.max_replicas} "
             f"replicas (plan.max_replicas): {misses_text(top) or 'see summary'}. Limit: {why}",
         )
-        return rec, s.points
+        return rec, s.points, s.cache
     n = n0 + k
     st = s.point(n, demand_rps, "search" if k == 0 else "failure")
     boundary = None
@@ -373,13 +493,12 @@ def search_candidate(
             "stats": _stats_view(b),
             "summary": b["summary"],
         }
-    n_low = _count_low(s, n0, demand_rps)
     one_down = s.point(n - 1, demand_rps, "one-down")
     cost = st["summary"]["cost"]
     planned = [p.name for p in sc1.fleet[spec.pool : spec.pool + (2 if cand.prefill_decode else 1)]]
     rec.update(
+        searched="count",
         replicas=n,
-        replicas_interval=[n_low + k, n],
         replicas_for_slo=n0,
         failures_down=k,
         failures_text=k_text,
@@ -406,6 +525,32 @@ def search_candidate(
     if cand.prefill_decode:  # the replicas as run: n split at the ratio (n = 1 runs as 1 + 1)
         pre, dec = split_replicas(n, cand.prefill_decode)
         rec.update(replicas=pre + dec, prefill_replicas=pre, decode_replicas=dec)
+    return rec, s.points, s.cache
+
+
+def finish_candidate(
+    base_data: dict,
+    path,
+    cand: Candidate,
+    spec: PlanSpec,
+    win: PlanWindow,
+    seeds: list[int],
+    demand_rps: float,
+    monthly_rates: list[float],
+    rec: dict,
+    cache: dict,
+    on_sim: Callable[[str], None] | None = None,
+) -> tuple[dict, list[dict]]:
+    """The second stage of an ``ok`` candidate from ``count_candidate`` (its ``cache``
+    reused): the count interval, the load curve, the headroom interval and the growth
+    months. Returns (the record, ``searched: "full"``, and the points this stage ran)."""
+    s = CandidateSearch(base_data, path, cand, spec, win, seeds)
+    s.on_sim = on_sim
+    s.cache = dict(cache)
+    rec = dict(rec)
+    n0, k = rec["replicas_for_slo"], rec["failures_down"]
+    n = n0 + k
+    n_low = _count_low(s, n0, demand_rps)
     curve = []
     for pct in spec.load_curve_pct:
         r = demand_rps * pct / 100.0
@@ -421,13 +566,30 @@ def search_candidate(
                 "slo_met": x["verdict"] == "met",
             }
         )
-    rec["load_curve"] = curve
     lo, hi = _headroom(s, n, demand_rps, curve)
-    rec["headroom_pct"] = lo
-    rec["headroom_interval_pct"] = [lo, hi]
+    rec.update(
+        searched="full",
+        not_searched=None,
+        replicas_interval=[n_low + k, n],
+        load_curve=curve,
+        headroom_pct=lo,
+        headroom_interval_pct=[lo, hi],
+    )
     if monthly_rates:
         rec["growth"] = _growth(s, n0, k, demand_rps, monthly_rates)
     return rec, s.points
+
+
+def _pruned_text(m: int, k: int, usd: float, bound: dict) -> str:
+    """Why a candidate was pruned: ``m`` the fewest count still possible (``m - 1`` tested and
+    not proven to meet), ``k`` replicas for plan.failures, ``usd`` the cost of ``m + k``."""
+    return (
+        f"not proven to meet the SLO at the peak with {m - 1} replica{'s' if m != 2 else ''}, so it "
+        f"needs at least {m + k}" + (f" (with {k} for plan.failures)" if k else "") + f", costing at least "
+        f"${usd:,.0f}/month, more than the ${bound['usd_per_month']:,.0f}/month of {bound['id']} x "
+        f"{bound['replicas']} (proven at its first point); its count was not searched further, since it "
+        "cannot be the cheapest"
+    )
 
 
 def _queueing_guess(probe: dict, rate_rps: float) -> int | None:

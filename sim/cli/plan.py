@@ -74,6 +74,8 @@ def _fmt(x, spec: str = ",.2f", none: str = "-") -> str:
 
 
 def _count(c: dict) -> str:
+    if c["status"] == "pruned":
+        return f">= {c['replicas_at_least']}"
     iv = c.get("replicas_interval")
     return _fmt(c["replicas"], "d") + (f" ({iv[0]}-{iv[1]})" if iv else "")
 
@@ -98,7 +100,15 @@ def _statistics_lines(doc: dict) -> list[str]:
         if se
         else f"{st['replications']} replications"
     )
-    return [
+    pruned = (
+        [
+            f"searched to the end: the cheapest; {se.get('candidates_pruned', 0)} pruned and "
+            f"{se.get('candidates_counted_only', 0)} counted only, dearer than a fleet proven (their lines above say why)"
+        ]
+        if se.get("candidates_pruned") or se.get("candidates_counted_only")
+        else []
+    )
+    return pruned + [
         f"each point: {reps} (seeds {st['seeds'][0]}-{st['seeds'][-1]}, the same for "
         f"every candidate), SLOs judged on the 95% interval; window {w['window_s']:,.1f} s after "
         f"{w['warmup_s']:g} s warm-up at the peak: {w['kind']} ({w['text']}); requests per class and "
@@ -182,6 +192,8 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     for c in doc["candidates"]:
         if c["status"] != "ok":
             console.print(f"[dim]{c['id']}: {c['status']}: {c['reason']}[/dim]", highlight=False, soft_wrap=True)
+        elif c.get("not_searched"):
+            console.print(f"[dim]{c['id']}: {c['not_searched']}[/dim]", highlight=False, soft_wrap=True)
     if rec is not None and rec["growth"]:
         months = ", ".join(f"m{g['month']}: {g['replicas']}" for g in rec["growth"])
         console.print(f"replicas by month ({rec['id']}): {months}")

@@ -80,21 +80,37 @@ def _gpus(n: int) -> str:
 
 def layout_sentence(candidates: list[PlanCandidate]) -> str | None:
     """A plan that weighed co-located against disaggregated candidates: the cheapest of each
-    that meets the SLOs, and what the difference comes from; None when it weighed one kind."""
+    that meets the SLOs, and what the difference comes from (when every candidate of one kind
+    was pruned, the least it was shown to cost); None when it weighed one kind."""
     usd = {c.id: c.usd_per_month for c in candidates if c.status == "ok" and c.usd_per_month is not None}
     co = [c for c in candidates if c.id in usd and not c.prefill_decode]
     split = [c for c in candidates if c.id in usd and c.prefill_decode]
-    if not co or not split or not any(c.prefill_decode for c in candidates):
-        return None
-    a = min(co, key=lambda c: usd[c.id])
-    b = min(split, key=lambda c: usd[c.id])
-    a_usd, b_usd = usd[a.id], usd[b.id]
 
     def said(c: PlanCandidate) -> str:
         return (
             f"{_gpus(int(c.gpus or 0))} at {fmt.usd(c.usd_per_month)} per month (p99 time to first token "
             f"{fmt.latency(c.p99_ttft_s)}, per output token {fmt.latency(c.p99_tpot_s)})"
         )
+
+    if (co or split) and not (co and split) and any(c.prefill_decode for c in candidates):
+        # one kind has no proven fleet: say so when its candidates were pruned (they cost more)
+        lows = [c for c in candidates if c.status == "pruned" and bool(c.prefill_decode) == bool(co)]
+        if not lows:
+            return None
+        best = min(co or split, key=lambda c: usd[c.id])
+        low = min(lows, key=lambda c: c.usd_per_month_at_least or 0.0)
+        kind, other = ("split", "co-located") if co else ("co-located", "split")
+        return (
+            f"Co-located against disaggregated: the cheapest {other} fleet meeting every SLO needs {said(best)}; "
+            f"no {kind} fleet was searched to its count: each was pruned once it was shown to need more "
+            f"(the cheapest, {low.id}, at least {low.replicas_at_least} replicas, {fmt.usd(low.usd_per_month_at_least)} "
+            f"per month or more), so {other} is cheaper here."
+        )
+    if not co or not split:
+        return None
+    a = min(co, key=lambda c: usd[c.id])
+    b = min(split, key=lambda c: usd[c.id])
+    a_usd, b_usd = usd[a.id], usd[b.id]
 
     head = (
         f"Co-located against disaggregated: the cheapest co-located fleet meeting every SLO needs {said(a)}; the "

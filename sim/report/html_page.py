@@ -75,6 +75,7 @@ td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 tr.rec td{background:#fff6d6;font-weight:600}
 .st-ok{color:var(--ok);font-weight:600} .st-bad{color:var(--bad);font-weight:600} .st-nofit{color:var(--muted)}
 .why{color:var(--muted);font-size:12px}
+@media (max-width:960px){table.cands{font-size:11.5px} table.cands th,table.cands td{padding:4px 3px}}
 tr.haswhy td{border-bottom:0} tr.whyrow td{padding-top:0}
 tr.total td{font-weight:600}
 figure{margin:8px 0 20px;page-break-inside:avoid;break-inside:avoid}
@@ -278,6 +279,21 @@ def _candidates(inp: ReportInput) -> str:
         "searched); the p99 columns pool every class (each class against its own target: SLOs and "
         "Confidence above).</p>"
     )
+    n_count = sum(c.status == "ok" and c.searched == "count" for c in inp.candidates)
+    if n_count:
+        intro += (
+            f"<p>{n_count} of them cost more at their proven count than the cheapest, so they were searched for "
+            "that count only: their count interval and headroom are not known (shown as –) and their rows say "
+            "why, with both costs.</p>"
+        )
+    n_pruned = sum(c.status == "pruned" for c in inp.candidates)
+    if n_pruned:
+        intro += (
+            f"<p>{n_pruned} were pruned: their count search stopped once even the fewest replicas they could "
+            "still need cost more than a fleet already proven, so they cannot be the cheapest; they show no "
+            "count or cost of their own, and their rows say the least count, its cost and the fleet it was "
+            "compared with.</p>"
+        )
     if inp.points is not None:
         intro += f"<p class='src'>{len(inp.points):,} simulated points in total (XLSX sheet “Points”).</p>"
     head = "".join(f"<th>{_e(c.header)}</th>" for c in cols)

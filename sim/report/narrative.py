@@ -35,7 +35,12 @@ __all__ = [
     "gpus_of",
 ]
 
-STATUS_TEXT = {"ok": "meets SLO", "does-not-fit": "does not fit", "cannot-meet-slo": "misses SLO"}
+STATUS_TEXT = {
+    "ok": "meets SLO",
+    "does-not-fit": "does not fit",
+    "cannot-meet-slo": "misses SLO",
+    "pruned": "pruned (costs more)",
+}
 METRIC_TEXT = {"ttft_s": "time to first token", "tpot_s": "time per output token", "e2e_s": "end-to-end latency"}
 
 
@@ -128,7 +133,8 @@ def _model_text(c: PlanCandidate) -> str:
 
 def candidate_rows(inp: ReportInput) -> list[dict]:
     """Candidates in plan order, each with ``rank`` (1.. among ok), ``status_text``,
-    ``gpus`` filled in, and ``recommended``."""
+    ``gpus`` filled in, ``recommended``, and ``reason`` (why not ok, or for an ok one
+    searched for its count only, ``not_searched``)."""
     rows, rank = [], 0
     for c in inp.doc.candidates:
         row = c.model_dump(mode="python", by_alias=True)
@@ -139,6 +145,7 @@ def candidate_rows(inp: ReportInput) -> list[dict]:
         row["status_text"] = STATUS_TEXT.get(c.status, c.status)
         row["label"] = c.label or c.id
         row["recommended"] = c.id == inp.doc.recommended
+        row["reason"] = c.reason or c.not_searched  # an ok candidate searched for its count only says so
         rows.append(row)
     return rows
 

@@ -161,11 +161,23 @@ class PlanCandidate(Contract):
     prefill_decode: str = Field(default="", description="'P:D' ratio of a disaggregated candidate ('' co-located)")
     link: str = Field(default="", description="its KV-transfer link")
     overlap: str = Field(default="", description="its kv_transfer.overlap")
-    status: str = Field(description="ok, cannot-meet-slo or does-not-fit")
+    status: str = Field(description="ok, pruned, cannot-meet-slo or does-not-fit")
     reason: str | None = Field(default=None, description="why not ok")
     limiting: str | None = Field(default=None, description="what limits it (e.g. memory)")
+    searched: str = Field(
+        default="full",
+        description="full: searched to the end; count: only its count at the peak (it costs more than the "
+        "cheapest); pruned: its count search stopped once even the fewest count still possible cost more",
+    )
+    not_searched: str | None = Field(
+        default=None, description="for searched count: what was not searched and the costs that decided it"
+    )
     replicas: int | None = Field(default=None, description="replicas recommended")
     replicas_interval: list[int] | None = Field(default=None, description="95% interval of the count")
+    replicas_at_least: int | None = Field(
+        default=None, description="pruned: the fewest replicas it can need (one fewer not proven to meet)"
+    )
+    usd_per_month_at_least: float | None = Field(default=None, description="pruned: their rent per month, USD")
     replicas_for_slo: int | None = Field(default=None, description="fewest meeting the SLO, before failure headroom")
     failures_down: int = Field(default=0, description="replicas added for plan.failures")
     failures_text: str | None = Field(default=None, description="plan.failures in words")
@@ -310,6 +322,10 @@ class PlanSearch(SearchCounts):
     early_missed_confidence: float = Field(description="two-sided confidence of the interval an early missed needs")
     rule: str = Field(description="the stopping rule in words")
     by_candidate: list[CandidateSearchCounts] = Field(description="the counts per candidate")
+    candidates_pruned: int = Field(default=0, description="candidates whose count search was pruned (status pruned)")
+    candidates_counted_only: int = Field(
+        default=0, description="ok candidates searched for their count only (searched: count; dearer than the cheapest)"
+    )
 
 
 class PlanDoc(Contract):
