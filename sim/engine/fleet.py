@@ -330,8 +330,20 @@ class Fleet:
             self._send_next()
 
     def _closed_loop_left(self, rid) -> None:
-        """A request left: its client sends the next one after its think time."""
-        wake(self.env, float(self.closed_loop.think_s), self._closed_loop_next)
+        """A request left: its client sends the next one after its think time. The client sees
+        the request end later than the engine by the time outside the engine that the records
+        add after the run (``_request_table``: ``t_request_s`` and the API server's admission
+        work, a uniform shift of the request's schedule), so the next send waits that too. (A
+        disaggregated fleet's admission is its prefill replica's; this reads the replica the
+        request finished on.)"""
+        delay_s = float(self.closed_loop.think_s)
+        i = self.ledger.replica_of[rid]
+        if i >= 0:
+            delay_s += self.replicas[i].perf.coeffs.t_request_s
+            fe = self.front_ends[i]
+            if fe is not None:
+                delay_s += fe.admission_s(self._arrival_cols[2][rid])
+        wake(self.env, delay_s, self._closed_loop_next)
 
     def _closed_loop_next(self, ev) -> None:
         self._send_next()
