@@ -16,7 +16,7 @@ from sim.scenario.spec import load_scenario
 from sim.workload.closed_loop import ClosedLoop
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE_TYPES = {"Environment", "Fleet", "Replica", "Request", "KVCache", "Ledger", "Handoff", "Process", "Wake"}
+ENGINE_TYPES = {"Environment", "Fleet", "Replica", "Request", "KVCache", "Ledger", "Handoff", "Process", "Wake", "DPGroup"}
 
 
 def _engine_objects_in_cycles(scenario, closed_loop=None) -> Counter:
@@ -47,6 +47,7 @@ def _engine_objects_in_cycles(scenario, closed_loop=None) -> Counter:
         ("quickstart", ["traffic.duration_s=120"]),
         ("disaggregated", ["traffic.duration_s=30"]),  # prefill replicas report to the hand-off
         ("autoscaling", ["traffic.duration_s=120"]),  # autoscaler processes still waiting at the end
+        ("moe-data-parallel", ["traffic.duration_s=30"]),  # lock-step groups: ranks -> group -> ranks
     ],
 )
 def test_a_finished_run_leaves_no_engine_object_to_the_cycle_collector(name, overrides):

@@ -11,7 +11,7 @@ cdef class Fleet:
     cdef public object scenario, workload, progress, env, window, router, _arrival_cols, handoff, autoscaler, closed_loop
     cdef public bint exact_steps
     cdef public double tick_s
-    cdef public list class_names, _priority, replicas, eligible, pools, front_ends
+    cdef public list class_names, _priority, replicas, eligible, pools, front_ends, groups
     cdef public long long num_classes, _next_rid
     cdef public Ledger ledger
     cdef public PrefixKeys keys

@@ -13,6 +13,7 @@ import pandas as pd
 
 from sim.engine.autoscaler import Autoscaler, PoolScaler, check_cold_start, cold_start_s
 from sim.engine.disagg import Handoff, TransferPath
+from sim.engine.dp_group import DPGroup
 from sim.engine.eligible import drop_failed
 from sim.engine.front_end import FrontEnd
 from sim.engine.inputs import failure_schedule, scenario_workload
@@ -69,6 +70,7 @@ class Fleet:
         "eligible": "list",
         "pools": "list",
         "front_ends": "list",
+        "groups": "list",
         "num_classes": "long long",
         "_next_rid": "long long",
         "ledger": "Ledger",
@@ -106,6 +108,7 @@ class Fleet:
         self.autoscaler: Autoscaler | None = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
         self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
         self.front_ends: list[FrontEnd | None] = []  # per replica: its API server (None: not simulated)
+        self.groups: list[DPGroup] = []  # the lock-step groups of data-parallel MoE replicas
         self._build()
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
@@ -174,6 +177,13 @@ class Fleet:
                     continue  # inactive until the autoscaler adds it
                 for cname in pool.classes or self.class_names:
                     (decode_by_class if pool.role == "decode" else by_class)[cname].append(rep)
+            if pool.data_parallel > 1 and pm.model.moe_layers > 0:
+                # the ranks of each replica step together through the MoE layers (sim.engine.dp_group);
+                # an idle rank runs vLLM's dummy batch: a one-token decode forward
+                dp, ranks = pool.data_parallel, self.replicas[-len(rank_names(pool)) :]
+                dummy_s = perf.step_time_s(0, 0.0, 1, 1)
+                for j in range(0, len(ranks), dp):
+                    self.groups.append(DPGroup(ranks[j : j + dp], dummy_s))
         self.eligible = [by_class[c] for c in self.class_names]
         self.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "routing"), self.keys)
         if hasattr(self.router, "track"):
@@ -415,6 +425,8 @@ class Fleet:
         env.wakes.clear()
         for rep in self.replicas:
             rep._ev = None
+        for group in self.groups:  # ranks -> group -> ranks
+            group.clear()
         self.ledger.on_leave = None  # a closed-loop client's bound method (fleet -> ledger -> fleet)
         if self.handoff is not None:
             self.handoff.replicas = []

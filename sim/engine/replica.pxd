@@ -15,7 +15,7 @@ cdef class Replica:
     # fields: generated from __slots__ in replica.py by tools/pxd_layout.py (do not edit)
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    cdef public object env, name, pool, engine, perf, spec, policy, stats, waiting
+    cdef public object env, name, pool, engine, perf, spec, group, policy, stats, waiting
     cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick
     cdef public dict running, prefilling, _seg_coeffs
     cdef public KVCache kv

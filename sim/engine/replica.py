@@ -62,6 +62,7 @@ class Replica:
         "engine": "object",
         "perf": "object",
         "spec": "object",
+        "group": "object",
         "policy": "object",
         "stats": "object",
         "waiting": "object",
@@ -141,6 +142,7 @@ class Replica:
         self.tick_s = tick_s
         self.perf = perf
         self.spec = spec  # sim.perf.speculative.Speculation of a speculative pool, else None
+        self.group: Any = None  # sim.engine.dp_group.DPGroup of a data-parallel MoE rank, else None
         self.policy = policy
         self.stats = stats
         # the counters of ``stats`` (ReplicaStats), accumulated here (C fields when compiled: the
@@ -305,6 +307,8 @@ class Replica:
         else:
             self._idle_until = until
             self._ev = wake(self.env, max(0.0, until - self.env.now), self._idle_timeout)
+        if self.group is not None:
+            self.group.ready(self, -1.0)
 
     def _idle_timeout(self, ev) -> None:
         if ev is not self._ev:
@@ -324,6 +328,8 @@ class Replica:
     def _start_decode(self, stretch: bool) -> None:
         env, dec = self.env, self.dec
         k = dec.k
+        if self.group is not None:
+            self.seg = None  # a lock-step rank's steps last the group's pace: anchor each at its start
         seg = self.seg
         if seg is None:
             n = dec.n
@@ -350,6 +356,9 @@ class Replica:
         self._run_k = (seg, k, steps)
         self._run_end = (steps, t_end)
         self._interruptible = steps > 1
+        if self.group is not None:  # the group starts it (_group_go) when every rank is ready
+            self.group.ready(self, seg.duration(k))
+            return
         self._ev = wake(env, max(0.0, t_end - env._now), self._decode_end)
 
     def _decode_end(self, ev) -> None:
@@ -450,6 +459,9 @@ class Replica:
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
         self._step = (plan, n, d, t_end, args)
+        if self.group is not None:  # the group starts it (_group_go) when every rank is ready
+            self.group.ready(self, d)
+            return
         self._ev = wake(env, max(0.0, t_end - env._now), self._mixed_end)
 
     def _mixed_end(self, ev) -> None:
@@ -481,6 +493,45 @@ class Replica:
         if heap and heap[0][0] < dec.k:
             for req in dec.pop_finished():
                 self._finish(req)
+        self._sample()
+        self._plan()
+
+    # -- lock step (sim.engine.dp_group) ----------------------------------------------
+    def _group_go(self, t0: float, dur: float, own: float, t_end: float) -> None:
+        """The group starts this rank's planned step at ``t0``: it lasts the group's ``dur``
+        seconds (``own``: its own duration) and ends at ``t_end``."""
+        env = self.env
+        self.t = t0
+        if self._run_k is not None:  # a decode step: its segment, anchored at t0, takes dur
+            seg, k, _ = self._run_k
+            if dur != own or seg.t0 != t0:
+                seg = self.seg = Segment(
+                    t0, k, seg.c0, seg.n, seg.a + (dur - own), seg.b, (seg.f0, seg.f1), (seg.y0, seg.y1)
+                )
+                self._run_k = (seg, k, 1)
+            self._run_end = (1, t_end)
+            self._ev = wake(env, max(0.0, t_end - env._now), self._decode_end)
+            return
+        plan, n, _, _, args = self._step
+        self._step = (plan, n, dur, t_end, args)
+        self._ev = wake(env, max(0.0, t_end - env._now), self._mixed_end)
+
+    def _group_dummy(self, t0: float, t_end: float) -> None:
+        """Nothing to run while another rank of the group steps: a dummy batch from ``t0`` to
+        ``t_end`` (an arrival meanwhile waits for the next step)."""
+        self._interruptible = False
+        self.t = t0
+        self._idle_until = t_end
+        self.batch_tokens = 0
+        self._ev = wake(self.env, max(0.0, t_end - self.env._now), self._dummy_end)
+
+    def _dummy_end(self, ev) -> None:
+        if ev is not self._ev:
+            return
+        t_end = self._idle_until
+        if self._w0 <= t_end <= self._w1:
+            self._busy_s += t_end - self.t  # the GPU is in the step (the collectives), not idle
+        self.t = t_end
         self._sample()
         self._plan()
 
