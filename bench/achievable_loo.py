@@ -13,14 +13,19 @@ measured throughput / achievable rate); the held-out GPU's kernels are predicted
 achievable rates and that kappa. Beside it, the rule fleetcast used before (the held-out GPU's
 datasheet peak times the fraction of peak the OTHER GPUs reach, ``peak fraction``), and today's
 sibling rule where the GPU has a sibling (hopper: h200 from h100's fit; ``architectures.yaml``).
-Then one layer's attention kernels with the same (GEMM) kappas, as the performance model runs them
-(``attention_rows``).
+Then one layer's attention kernels with the same (GEMM) kappas, as the performance model ran them
+before attention had its own efficiency, and with it (``attention_rows``, last column). Then the
+fit of that efficiency (``attention_ratio_study``): attention's throughput over the same GPU's GEMM
+throughput (ρ_c prefill / compute-bound GEMMs, ρ_m decode / bandwidth-bound GEMMs) over the training
+split ``sim.perf.attention_efficiency.TRAINING_SYSTEMS``, each GPU held out in turn (before: its
+attention at its own GEMMs' efficiency; after: times ρ from the others).
 
 Shapes: layer-sized (n, k >= 1024), not launch-bound (ideal time >= 20 us at the datasheet
 peaks), the table's most common kernel; compute-bound where FLOP time >= 4x byte time at the
 peaks, bandwidth-bound where byte time >= 4x FLOP time. Printed: a Markdown table (median
 |error| per GPU, dtype and regime), then the kappas over all GPUs that sim/perf/achievable.py
-ships (``--check`` exits 1 if they differ).
+ships, the ρ table and ρ over all training GPUs (``--check`` exits 1 if the kappas or ρ_c differ
+from sim/perf/achievable.py and sim/perf/attention_efficiency.py).
 
     python bench/achievable_loo.py [--check]
 """
@@ -38,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibration.kernel_efficiencies import DTYPES, MIN_IDEAL_S, _rows  # noqa: E402
 from sim.catalog import load_architectures, load_catalog  # noqa: E402
-from sim.perf import achievable  # noqa: E402
+from sim.perf import achievable, attention_efficiency  # noqa: E402
 from sim.perf.kernels import data as kd  # noqa: E402
 
 _MAMF = (
@@ -81,11 +86,10 @@ def _gmean(x) -> float:
     return float(np.exp(np.mean(np.log(np.asarray(x, dtype=np.float64)))))
 
 
-def shapes(root: Path, system: str, dtype: str) -> dict[str, np.ndarray] | None:
-    """One dtype's layer-sized, not launch-bound GEMMs of ``system``: FLOPs, bytes, measured s,
-    and the regime masks at the GPU's datasheet peaks."""
-    gpu_name = PUBLISHED[system][0]
-    gpu = load_catalog().gpu(gpu_name)
+def shapes(root: Path, system: str, dtype: str, gpu_name: str | None = None) -> dict[str, np.ndarray] | None:
+    """One dtype's layer-sized, not launch-bound GEMMs of ``system`` (catalog GPU ``gpu_name``,
+    else PUBLISHED's): FLOPs, bytes, measured s, and the regime masks at the GPU's datasheet peaks."""
+    gpu = load_catalog().gpu(gpu_name or PUBLISHED[system][0])
     gemm_dtype, wb = DTYPES[dtype]
     version = kd.nearest_version(kd.versions(root, system, "gemm_perf"), None)
     rows = _rows(root, system, version, gemm_dtype)
@@ -184,7 +188,8 @@ def study(root: Path) -> tuple[list[dict], dict[str, float]]:
             rows.append(row)
     kappas = {f"compute_{d}": _gmean([v for (_s, d2), v in kap_c.items() if d2 == d]) for d in ("bf16", "fp8")}
     kappas["memory"] = _gmean(list(kap_m.values()))
-    rows += attention_rows(root, kap_c, frac_c, kap_m, frac_m)
+    ratio_rows, _rho = attention_ratio_study(root)
+    rows += attention_rows(root, kap_c, frac_c, kap_m, frac_m, {r["gpu"]: r["loo_rho_c"] for r in ratio_rows})
     return rows, kappas
 
 
@@ -213,12 +218,17 @@ def _attention(root: Path, system: str, table: str):
     }
 
 
-def attention_rows(root: Path, kap_c: dict, frac_c: dict, kap_m: dict, frac_m: dict) -> list[dict]:
+def attention_rows(
+    root: Path, kap_c: dict, frac_c: dict, kap_m: dict, frac_m: dict, rho_c_loo: dict | None = None
+) -> list[dict]:
     """The same held-out prediction for one layer's attention kernels, with the GEMMs' kappas (the
     performance model runs attention at the linear layers' efficiencies): decode attention as KV
     bytes / (kappa_m x achievable bandwidth), prefill attention (causal, no cached prefix) as
     FLOPs / (kappa_c x achievable bf16 GEMM rate). Kept: rows whose ideal time at the datasheet
-    peak is >= 20 us; prefill also isl >= 1024 (compute-bound)."""
+    peak is >= 20 us; prefill also isl >= 1024 (compute-bound). ``err_after``: prefill attention
+    at ρ_c (``rho_c_loo``: the held-out GPU's ρ_c from the OTHER GPUs, ``attention_ratio_study``)
+    times that rate, as ``sim.perf.attention_efficiency`` runs it; decode keeps the GEMMs' rate."""
+    rho_c_loo = rho_c_loo or {}
     cat = load_catalog()
     rows = []
     for system, (gpu_name, rates, bw, _src) in PUBLISHED.items():
@@ -248,6 +258,7 @@ def attention_rows(root: Path, kap_c: dict, frac_c: dict, kap_m: dict, frac_m: d
                     "err_sibling": median_err(sh, "memory", arch.e_memory * gpu.hbm_bw_bytes_s)
                     if arch is not None and arch.e_memory
                     else math.nan,
+                    "err_after": median_err(sh, "memory", kap * bw),
                 }
             )
         pre = _attention(root, system, "context_attention_perf") if (root / system).is_dir() else None
@@ -273,9 +284,108 @@ def attention_rows(root: Path, kap_c: dict, frac_c: dict, kap_m: dict, frac_m: d
                     "err_rule": median_err(sh, "compute", kap * rates["bf16"]),
                     "err_peak_fraction": median_err(sh, "compute", frac * gpu.peak_flops["bf16"]),
                     "err_sibling": median_err(sh, "compute", e_sib * gpu.peak_flops["bf16"]) if e_sib else math.nan,
+                    "err_after": median_err(sh, "compute", rho_c_loo[system] * kap * rates["bf16"])
+                    if system in rho_c_loo
+                    else math.nan,
                 }
             )
     return rows
+
+
+def _attention_work(root: Path, system: str, gpu) -> dict[str, np.ndarray] | None:
+    """One layer's attention kernels of ``system`` with the filters of ``attention_rows``: decode
+    (KV bytes, measured s) and causal prefill without a cached prefix (FLOPs, measured s)."""
+    dec = _attention(root, system, "generation_attention_perf")
+    pre = _attention(root, system, "context_attention_perf")
+    if dec is None or pre is None:
+        return None
+    nbytes = dec["batch_size"] * (dec["step"] + dec["isl"]) * 2 * dec["num_key_value_heads"] * dec["head_dim"] * 2
+    kd_ = nbytes / gpu.hbm_bw_bytes_s >= MIN_IDEAL_S
+    q = pre["isl"]
+    flops = 4.0 * pre["num_heads"] * pre["head_dim"] * pre["batch_size"] * q * q / 2
+    kp = (pre["step"] == 0) & (q >= 1024) & (flops / gpu.peak_flops["bf16"] >= MIN_IDEAL_S)
+    return {
+        "dec_bytes": nbytes[kd_],
+        "dec_s": dec["latency"][kd_] * 1e-3,
+        "pre_flops": flops[kp],
+        "pre_s": pre["latency"][kp] * 1e-3,
+    }
+
+
+def _med(work: np.ndarray, rate: float, s: np.ndarray) -> float:
+    return float(np.median(np.abs(work / rate / s - 1.0)))
+
+
+def attention_ratio_study(root: Path) -> tuple[list[dict], dict[str, float]]:
+    """Attention's efficiency relative to the same GPU's GEMMs, per GPU of
+    ``attention_efficiency.TRAINING_SYSTEMS`` (the catalog GPU whose ``kernel_data`` it is):
+    ρ_c = prefill attention FLOP/s / compute-bound GEMM FLOP/s at bf16, ρ_m = decode attention KV
+    bytes/s / bandwidth-bound GEMM bytes/s (geometric means over each one's kernels). Held out one
+    GPU at a time: its attention predicted at its own GEMMs' efficiency (before: ρ = 1) and at ρ
+    from the other GPUs (after), median |error|. Returns the rows and ρ over all of them."""
+    cat = load_catalog()
+    by_system = {g.kernel_data: g for g in (cat.gpu(n) for n in cat.gpu_names()) if g.kernel_data}
+    own_c: dict[str, float] = {}
+    own_m: dict[str, float] = {}
+    base: dict[str, tuple] = {}
+    for system in attention_efficiency.TRAINING_SYSTEMS:
+        gpu = by_system.get(system)
+        if gpu is None or not (root / system).is_dir():
+            continue
+        sh = shapes(root, system, "bf16", gpu.name)
+        w = _attention_work(root, system, gpu)
+        if sh is None or w is None or not sh["compute"].any() or not sh["memory"].any():
+            continue
+        lin_c, lin_m = own(sh, "compute", gpu.peak_flops["bf16"]), own(sh, "memory", gpu.hbm_bw_bytes_s)
+        own_c[system] = _gmean(w["pre_flops"] / w["pre_s"] / gpu.peak_flops["bf16"]) / lin_c
+        own_m[system] = _gmean(w["dec_bytes"] / w["dec_s"] / gpu.hbm_bw_bytes_s) / lin_m
+        base[system] = (gpu, w, lin_c, lin_m)
+    rows = []
+    for system, (gpu, w, lin_c, lin_m) in base.items():
+        rho_c = _gmean([v for s2, v in own_c.items() if s2 != system])
+        rho_m = _gmean([v for s2, v in own_m.items() if s2 != system])
+        peak, bw = gpu.peak_flops["bf16"], gpu.hbm_bw_bytes_s
+        rows.append(
+            {
+                "gpu": system,
+                "lin_c": lin_c,
+                "lin_m": lin_m,
+                "n_pre": len(w["pre_s"]),
+                "own_rho_c": own_c[system],
+                "loo_rho_c": rho_c,
+                "pre_before": _med(w["pre_flops"], lin_c * peak, w["pre_s"]),
+                "pre_after": _med(w["pre_flops"], rho_c * lin_c * peak, w["pre_s"]),
+                "n_dec": len(w["dec_s"]),
+                "own_rho_m": own_m[system],
+                "loo_rho_m": rho_m,
+                "dec_before": _med(w["dec_bytes"], lin_m * bw, w["dec_s"]),
+                "dec_candidate": _med(w["dec_bytes"], rho_m * lin_m * bw, w["dec_s"]),
+            }
+        )
+    return rows, {"rho_c": _gmean(list(own_c.values())), "rho_m": _gmean(list(own_m.values()))}
+
+
+def ratio_table_lines(rows: list[dict]) -> list[str]:
+    head = [
+        "GPU (aiconfigurator)",
+        "GEMM e, compute / memory",
+        "prefill shapes",
+        "own ρ_c",
+        "ρ_c from the others",
+        "prefill error before → after (%)",
+        "decode shapes",
+        "own ρ_m",
+        "ρ_m from the others",
+        "decode error before → with ρ_m (not shipped) (%)",
+    ]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        out.append(
+            f"| {r['gpu']} | {r['lin_c']:.3f} / {r['lin_m']:.3f} | {r['n_pre']} | {r['own_rho_c']:.3f} | "
+            f"{r['loo_rho_c']:.3f} | {_pct(r['pre_before'])} → {_pct(r['pre_after'])} | {r['n_dec']} | "
+            f"{r['own_rho_m']:.3f} | {r['loo_rho_m']:.3f} | {_pct(r['dec_before'])} → {_pct(r['dec_candidate'])} |"
+        )
+    return out
 
 
 def _pct(x: float) -> str:
@@ -294,13 +404,14 @@ def table_lines(rows: list[dict]) -> list[str]:
         "error, achievable rule (%)",
         "error, others' fraction of peak (%)",
         "error, today's sibling (%)",
+        "error after attention efficiency (%)",
     ]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         out.append(
             f"| {r['gpu']} | {r['dtype']} | {r['regime']} | {r['n']} | {r['rate_vs_peak']:.3f} | "
             f"{r['own_kappa']:.3f} | {r['loo_kappa']:.3f} | {_pct(r['err_rule'])} | "
-            f"{_pct(r['err_peak_fraction'])} | {_pct(r['err_sibling'])} |"
+            f"{_pct(r['err_peak_fraction'])} | {_pct(r['err_sibling'])} | {_pct(r.get('err_after', math.nan))} |"
         )
     return out
 
@@ -325,7 +436,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     same = all(round(kappas[k], 3) == shipped[k] for k in shipped)
     print("sim/perf/achievable.py kappas " + ("match" if same else f"differ: shipped {shipped}"))
-    return 0 if same or not a.check else 1
+    ratio_rows, rho = attention_ratio_study(root)
+    print()
+    print("\n".join(ratio_table_lines(ratio_rows)))
+    print()
+    print(f"rho_c over {', '.join(r['gpu'] for r in ratio_rows)}: {rho['rho_c']:.3f}; rho_m: {rho['rho_m']:.3f}")
+    same_rho = round(rho["rho_c"], 3) == attention_efficiency.RHO_ATTN_COMPUTE
+    print(
+        "sim/perf/attention_efficiency.py rho_c "
+        + ("matches" if same_rho else f"differs: shipped {attention_efficiency.RHO_ATTN_COMPUTE}")
+    )
+    return 0 if (same and same_rho) or not a.check else 1
 
 
 if __name__ == "__main__":

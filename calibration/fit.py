@@ -58,8 +58,9 @@ BOUNDS = {  # (low, high) of each coefficient; log-space fit, so low > 0
     "t_allreduce_s": (1e-9, 1e-3),
     "t_request_s": (1e-6, 1.0),
 }
-STEP_FREE = tuple(n for n in COEFF_NAMES if n != "t_request_s")
-"""What step timings alone identify (``t_request_s`` needs a TTFT observation)."""
+STEP_FREE = tuple(n for n in COEFF_NAMES if n != "t_request_s" and not n.startswith("e_attn_"))
+"""What step timings alone identify (``t_request_s`` needs a TTFT observation; attention's own
+efficiencies are not fitted: ``e_compute`` / ``e_memory`` take attention in as before)."""
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,13 @@ def error_stats(rel: np.ndarray) -> dict:
 
 
 def coeff_dict(c: PerfCoefficients) -> dict:
-    """Coefficients as the profile's ``coefficients`` mapping (no source)."""
-    return {k: float(f"{v:.6g}") for k, v in asdict(c).items() if k != "source"}
+    """Coefficients as the profile's ``coefficients`` mapping (no source; attention's own
+    efficiencies only where set: 0 means the linear layers')."""
+    return {
+        k: float(f"{v:.6g}")
+        for k, v in asdict(c).items()
+        if k != "source" and not (k.startswith("e_attn_") and v == 0.0)
+    }
 
 
 def today() -> str:

@@ -171,3 +171,4 @@ def test_the_shipped_kappas_are_the_leave_one_out_benchs_fit():
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| h200_sxm | bf16 | compute |" in r.stdout and "kappas match" in r.stdout
+    assert "| l40s |" in r.stdout and "attention_efficiency.py rho_c matches" in r.stdout

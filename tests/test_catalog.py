@@ -293,7 +293,10 @@ def test_pool_without_profile_uses_its_architecture_and_says_so():
     # a GPU of an architecture without a sibling and without achievable rates: fleetcast's defaults
     bare = dataclasses.replace(cat.gpu("mi300x"), achievable_flops={}, achievable_bw_bytes_s=0.0)
     mi = PoolSpec(name="p", gpu="mi300x", replicas=1, model="llama-3.1-8b")
-    assert coefficients_for(mi, Path("."), bare) == PerfCoefficients()
+    got = coefficients_for(mi, Path("."), bare)
+    assert dataclasses.replace(got, e_attn_compute=0.0, source=PerfCoefficients().source) == PerfCoefficients()
+    # ... and, having no kernel data, prefill attention at 0.558 x the default e_compute 0.55
+    assert got.e_attn_compute == pytest.approx(0.3069) and "0.558 x the 16-bit linear e_compute 0.550" in got.source
 
 
 def test_catalog_command_prints_sources_on_request(capsys):

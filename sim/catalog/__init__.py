@@ -304,7 +304,17 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
                 raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to measured FLOP/s, got {value!r}")
             out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
         elif key == "perf_defaults" and kind == "gpu":
-            valid = ("e_compute", "e_memory", "e_comm", "t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s")
+            valid = (
+                "e_compute",
+                "e_memory",
+                "e_comm",
+                "e_attn_compute",
+                "e_attn_memory",
+                "t_step_s",
+                "t_seq_s",
+                "t_prefill_tok_s",
+                "t_allreduce_s",
+            )
             if not isinstance(value, dict) or set(value) - set(valid):
                 raise FleetcastError(
                     f"{at}: must map performance coefficients ({', '.join(valid)}) to numbers, got {value!r}"

@@ -31,7 +31,9 @@ Modelling choices of the roofline (each one a documented approximation):
   them, so a GPU holds ``ceil(kv_heads / tp)`` heads.
 - Prefill attention reads KV once per 128-query tile (FlashAttention), so its
   bytes are ``prefill_attn / 128 · kv_bytes_per_token``; attention always runs
-  at 16-bit peak (vLLM attention kernels compute in fp16/bf16).
+  at 16-bit peak (vLLM attention kernels compute in fp16/bf16), at its own
+  efficiencies ``e_attn_compute`` / ``e_attn_memory`` where set (else the linear
+  layers').
 - TP: two ring all-reduces per layer of ``T · hidden · 2`` bytes, moving
   ``2 (tp-1)/tp`` of it over the interconnect, plus ``t_allreduce_s`` each.
 """
@@ -74,6 +76,11 @@ class PerfCoefficients:
       (sampling, detokenization); order-of-magnitude assumptions.
     - ``t_allreduce_s`` 10 µs: latency of one small NCCL all-reduce inside a
       node (vLLM's custom all-reduce is a few µs).
+    - ``e_attn_compute`` / ``e_attn_memory`` 0: the attention kernels' own efficiencies
+      (FLOPs at the 16-bit peak; KV and Q/O bytes at the bandwidth); 0 runs attention at
+      ``e_compute`` / ``e_memory``. Pools without measured kernels and without a profile get
+      ``e_attn_compute`` from ``sim.perf.attention_efficiency`` (vLLM's measured prefill
+      attention reaches about 0.56 of the GEMMs' efficiency).
     - ``t_request_s`` 0: latency every request pays outside the engine's steps
       (HTTP parsing, the API server → engine-core hand-off, first output
       processing). It adds to TTFT and E2E but takes no engine time, so it is
@@ -91,6 +98,8 @@ class PerfCoefficients:
     source: str = "fleetcast defaults: published figures, uncalibrated (see PerfCoefficients)"
     t_allreduce_s: float = 10e-6  # latency per all-reduce (tp > 1)
     t_request_s: float = 0.0  # per-request latency outside engine steps (API server, hand-offs); no engine time
+    e_attn_compute: float = 0.0  # achieved / 16-bit peak FLOP/s of attention kernels; 0: e_compute's value
+    e_attn_memory: float = 0.0  # achieved / peak bandwidth of attention's KV (and Q/O) traffic; 0: e_memory's value
 
     def __post_init__(self) -> None:
         for name in ("e_compute", "e_memory", "e_comm"):
@@ -98,6 +107,12 @@ class PerfCoefficients:
                 raise FleetcastError(
                     f"performance coefficient {name} must be in (0, 1], "
                     f"got {getattr(self, name)!r} (from {self.source})"
+                )
+        for name in ("e_attn_compute", "e_attn_memory"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise FleetcastError(
+                    f"performance coefficient {name} must be in (0, 1] (or 0: the linear layers' "
+                    f"efficiency), got {getattr(self, name)!r} (from {self.source})"
                 )
         for name in ("t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s", "t_request_s"):
             if not getattr(self, name) >= 0.0:
@@ -224,8 +239,9 @@ class PerfModel:
         self.hbm_bw_bytes_s = gpu.hbm_bw_bytes_s * tp  # replica
         self._peak_max = max(peak_lin, peak_attn) * tp
         self._inv_flops_lin = 1.0 / (peak_lin * c.e_compute)
-        self._inv_flops_attn = 1.0 / (peak_attn * c.e_compute)
+        self._inv_flops_attn = 1.0 / (peak_attn * (c.e_attn_compute or c.e_compute))
         self._inv_bw = 1.0 / (gpu.hbm_bw_bytes_s * c.e_memory)
+        self._inv_bw_attn = 1.0 / (gpu.hbm_bw_bytes_s * (c.e_attn_memory or c.e_memory))
         # per GPU:
         self._lin_flops_tok = s.flops_per_token / tp
         self._w_base = s.weight_read_base / tp
@@ -245,7 +261,7 @@ class PerfModel:
         else:
             qo = model.num_heads * model.head_dim
         self._qo_bytes_tok = 2.0 * quant.activation_bytes * L * qo / tp
-        self._b_decode = max(self._attn_flops_unit * self._inv_flops_attn, self._kv_tok * self._inv_bw)
+        self._b_decode = max(self._attn_flops_unit * self._inv_flops_attn, self._kv_tok * self._inv_bw_attn)
         # measured kernels (sim/perf/kernels): plain lists and floats, so the hot path allocates nothing
         self.kernels = kernels
         self._lin = self._lm = None
@@ -343,7 +359,9 @@ class PerfModel:
                 )
             else:
                 f = self._attn_flops_prefill * prefill_attn * self._inv_flops_attn
-                b = (prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok) * self._inv_bw
+                b = (
+                    prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok
+                ) * self._inv_bw_attn
                 t += f if f > b else b
         if num_decodes > 0 and self._kdec:
             t += self._dec_step + self._dec_seq * num_decodes

@@ -17,12 +17,15 @@ from pathlib import Path
 from sim.catalog import load_architectures
 from sim.errors import FleetcastError
 from sim.perf.achievable import achievable_efficiencies
+from sim.perf.attention_efficiency import attention_efficiencies
 from sim.perf.cpu_side import CpuSide
 from sim.perf.perf_model import PerfCoefficients
 
 __all__ = ["load_profile", "coefficients_for", "validation_summary", "profile_validation"]
 
 _COEFF_NAMES = {f.name for f in fields(PerfCoefficients)} - {"source"}
+_DEFAULTS = PerfCoefficients()
+_ATTN_DTYPES = ("bf16", "fp16")  # attention computes in 16 bits (sim.perf.perf_model)
 
 
 def load_profile(path: Path) -> dict:
@@ -51,27 +54,25 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | 
     architecture (``architectures.yaml``, at the linear layers' dtype of ``quant``), the
     engine's per-step CPU work of ``cpu`` (``sim.perf.cpu_side``: ``t_step_s``, ``t_seq_s``,
     ``t_prefill_tok_s``), then the GPU catalog entry's ``perf_defaults``, over the built-in
-    defaults (``gpu``/``quant``: its ``catalog.GPU`` / ``catalog.QuantSpec``)."""
+    defaults (``gpu``/``quant``: its ``catalog.GPU`` / ``catalog.QuantSpec``). A GPU without
+    measured kernels (no ``kernel_data``) also gets prefill attention's own efficiency,
+    ``e_attn_compute`` (``sim.perf.attention_efficiency``), unless ``perf_defaults`` sets it."""
     if pool.profile is None:
-        values: dict[str, float] = {}
         said = []
-        arch = load_architectures().get(getattr(gpu, "architecture", "") or "")
         dtype = quant.compute_dtype_on(gpu) if quant is not None and gpu is not None else "bf16"
-        # the GPU's own achievable rates first (sim.perf.achievable); a sibling's fractions only for the rest
-        own, own_text = achievable_efficiencies(gpu, dtype) if gpu is not None else ({}, "")
-        if own_text:
-            said.append(own_text)
-        if arch is not None and arch.e_memory is not None and len(own) < 2:
-            # assumes an architecture with e_memory has e_compute fitted too (architectures.yaml; not checked)
-            borrowed = {"e_compute": arch.e_compute_for(dtype), "e_memory": arch.e_memory}
-            borrowed = {k: v for k, v in borrowed.items() if k not in own}
-            said.append(
-                f"{arch.name} efficiencies fitted to {arch.sibling}'s measured vLLM GEMMs "
-                f"({', '.join(f'{k} {v:g}' + (f' at {dtype}' if k == 'e_compute' else '') for k, v in borrowed.items())}; "
-                f"sim/catalog/architectures.yaml, from aiconfigurator-core data, Apache-2.0)"
-            )
-            values.update(borrowed)  # type: ignore[arg-type]  # e_compute_for is set where e_memory is
-        values.update(own)
+        values, text = _linear_efficiencies(gpu, dtype)
+        said += text
+        extra = dict(getattr(gpu, "perf_defaults", None) or {})
+        if gpu is not None and not gpu.kernel_data and "e_attn_compute" not in extra:
+            # a roofline pool: attention at its own efficiency (sim.perf.attention_efficiency); pools with
+            # measured kernels keep the linear layers' for any part their tables lack
+            if dtype in _ATTN_DTYPES:
+                base = extra.get("e_compute", values.get("e_compute"))
+            else:
+                base = _linear_efficiencies(gpu, "bf16")[0].get("e_compute")
+            attn, attn_text = attention_efficiencies(base or _DEFAULTS.e_compute)
+            values.update(attn)
+            said.append(attn_text)
         if cpu is not None:
             values.update(t_step_s=cpu.t_step_s, t_seq_s=cpu.t_seq_s, t_prefill_tok_s=cpu.t_prefill_tok_s)
             said.append(
@@ -79,7 +80,6 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | 
                 f"{cpu.t_prefill_tok_s * 1e6:.2f} µs/prefill token"
                 f"{', overlapped by async scheduling' if cpu.async_scheduling else ''} ({cpu.source})"
             )
-        extra = dict(getattr(gpu, "perf_defaults", None) or {})
         if extra:
             src = (gpu.sources or {}).get("perf_defaults", "catalog")
             said.append(
@@ -98,6 +98,32 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | 
     return PerfCoefficients(
         **data["coefficients"], source=f"{source}; validated: {summary}" if summary else f"{source}; not validated"
     )
+
+
+def _linear_efficiencies(gpu, dtype: str) -> tuple[dict[str, float], list[str]]:
+    """``e_compute`` (at ``dtype``) and ``e_memory`` of a pool without a profile, and where they
+    come from: the GPU's own achievable rates first (``sim.perf.achievable``), its architecture
+    sibling's fractions (``architectures.yaml``) for the rest; empty where neither exists."""
+    if gpu is None:
+        return {}, []
+    values: dict[str, float] = {}
+    said = []
+    arch = load_architectures().get(getattr(gpu, "architecture", "") or "")
+    own, own_text = achievable_efficiencies(gpu, dtype)
+    if own_text:
+        said.append(own_text)
+    if arch is not None and arch.e_memory is not None and len(own) < 2:
+        # assumes an architecture with e_memory has e_compute fitted too (architectures.yaml; not checked)
+        borrowed = {"e_compute": arch.e_compute_for(dtype), "e_memory": arch.e_memory}
+        borrowed = {k: v for k, v in borrowed.items() if k not in own}
+        said.append(
+            f"{arch.name} efficiencies fitted to {arch.sibling}'s measured vLLM GEMMs "
+            f"({', '.join(f'{k} {v:g}' + (f' at {dtype}' if k == 'e_compute' else '') for k, v in borrowed.items())}; "
+            f"sim/catalog/architectures.yaml, from aiconfigurator-core data, Apache-2.0)"
+        )
+        values.update(borrowed)  # type: ignore[arg-type]  # e_compute_for is set where e_memory is
+    values.update(own)
+    return values, said
 
 
 def validation_summary(data: dict) -> str | None:
