@@ -16,6 +16,7 @@ from sim.perf import pool_model
 from sim.perf.cpu_side import CPU_SIDE_TESTBED, CpuSide, cpu_side_for, step_cpu_s
 from sim.perf.perf_model import PerfCoefficients, PerfModel
 from sim.perf.profiles import coefficients_for
+from sim.perf.speculative import pool_speculation
 from sim.scenario.fleet_spec import PoolSpec
 from tests.factories import make_scenario
 
@@ -141,3 +142,40 @@ def test_pool_without_profile_takes_the_cpu_side_step_terms():
     c = coefficients_for(pool, Path("."), cat.gpu("h100-sxm"), cat.quant("bf16"), CPU)
     assert (c.t_step_s, c.t_seq_s, c.t_prefill_tok_s) == (2e-3, 50e-6, 1e-6)
     assert "CPU side per step 2000 µs + 50.0 µs/sequence" in c.source
+
+
+@pytest.mark.parametrize(
+    "method, k, a, target",
+    [
+        ("eagle", 3, 0.6, {"model": "llama-3.1-8b"}),
+        ("draft", 4, 0.55, {"model": "llama-3.1-70b", "tensor_parallel": 4}),
+    ],
+)
+def test_speculative_engine_step_pays_the_cpu_work_once(monkeypatch, method, k, a, target):
+    # vLLM V1 runs the proposer inside execute_model: one scheduler pass and one output pass per
+    # engine step cover the k proposals and the verification. So the CPU side of a decode-only
+    # verification step of n sequences is t_step + n · t_seq + n · k · t_tok (the k proposed tokens
+    # are scheduled tokens), once, whatever k: 2 ms + 10 · 50 µs + 10 · k · 1 µs. Serial (vLLM < 0.14),
+    # it adds to the step's GPU time, so a token-step (one E-th of the engine step) costs
+    # that over E = (1 - a^(k+1)) / (1 - a) more than with no CPU work at all.
+    # eagle, k=3, a=0.6: E = (1 - 0.1296) / 0.4 = 2.176, CPU 2.53 ms -> 1.16268 ms a token-step;
+    # draft, k=4, a=0.55: E = (1 - 0.55^5) / 0.45 = 2.0887... , CPU 2.54 ms.
+    # (Charging every draft forward the step's CPU work, as before, adds k · 2.5 ms more.)
+    n = 10
+    spec_cfg = {"method": method, "num_speculative_tokens": k, "acceptance_rate": a}
+    if method == "draft":
+        spec_cfg["draft_model"] = "llama-3.1-8b"
+    pool = {**target, "engine": {"max_model_len": 8192, "speculative": spec_cfg}}
+    sc = make_scenario(pool=pool)
+    zero = dataclasses.replace(CPU, t_step_s=0.0, t_seq_s=0.0, t_prefill_tok_s=0.0)
+
+    def token_step_a(cpu: CpuSide) -> float:
+        monkeypatch.setattr(pool_model, "cpu_side_for", lambda version: cpu)
+        pm = pool_model.build_pool_models(sc)[0]
+        spec = pool_speculation(sc.fleet[0], sc.load_catalog(), pm.gpu, pm.model, pm.quant, pm.perf, ["c"], [])
+        assert spec is not None
+        return spec.segment_coeffs(n, [n])[0]
+
+    e = (1 - a ** (k + 1)) / (1 - a)
+    cpu_s = 2e-3 + n * 50e-6 + n * k * 1e-6
+    assert token_step_a(CPU) - token_step_a(zero) == pytest.approx(cpu_s / e, rel=1e-9)
