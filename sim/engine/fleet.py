@@ -84,6 +84,7 @@ class Fleet:
         exact_steps: bool = False,
         progress: Callable[[int, int], None] | None = None,
         closed_loop: ClosedLoop | None = None,
+        api_server: bool = True,
     ) -> None:
         self.scenario = scenario
         self.closed_loop: Any = closed_loop  # a ClosedLoop, or None: requests arrive at their arrival_s
@@ -106,11 +107,12 @@ class Fleet:
         self.autoscaler: Autoscaler | None = None  # sim.engine.autoscaler.Autoscaler when some pool autoscales
         self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
         self.front_ends: list[FrontEnd | None] = []  # per replica: its API server (None: not simulated)
-        self._build()
+        self._build(api_server)
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
 
-    def _build(self) -> None:
+    def _build(self, api_server: bool) -> None:
+        """The pools' replicas, with an API server in front of each unless ``api_server`` is False."""
         sc = self.scenario
         catalog = sc.load_catalog()
         self.pools = build_pool_models(sc)
@@ -165,8 +167,10 @@ class Fleet:
                 )
                 self.replicas.append(rep)
                 cpu = pm.cpu  # the API-server process in front of the replica (sim.engine.front_end)
-                has_fe = pool.role != "decode" and (
-                    cpu.fe_request_s > 0 or cpu.fe_prompt_tok_s > 0 or cpu.fe_token_s > 0
+                has_fe = (
+                    api_server
+                    and pool.role != "decode"
+                    and (cpu.fe_request_s > 0 or cpu.fe_prompt_tok_s > 0 or cpu.fe_token_s > 0)
                 )
                 fe = FrontEnd(cpu.fe_request_s, cpu.fe_prompt_tok_s, cpu.fe_token_s, self.window) if has_fe else None
                 self.front_ends.append(fe)
@@ -546,12 +550,16 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     workload: Workload | None = None,
     closed_loop: ClosedLoop | None = None,
+    api_server: bool = True,
 ) -> SimResult:
     """Run ``scenario``; ``workload`` replaces the generated one (validation replays).
     The scenario's ``events:`` apply: surges add arrivals to the generated
     workload (not to a given one), replica failures apply either way.
     ``closed_loop`` sends the workload's requests from a closed-loop client instead of at
-    their ``arrival_s`` (sim.workload.closed_loop; the records' ``arrival_s`` are the send times)."""
+    their ``arrival_s`` (sim.workload.closed_loop; the records' ``arrival_s`` are the send times).
+    ``api_server=False``: the requests reach the engines without an API-server process in front
+    (sim.engine.front_end), as with vLLM's offline ``LLM`` class fed token ids; the engine's own
+    per-step CPU work stays."""
     if workload is None:
         workload = scenario_workload(scenario)  # generate_workload + surge arrivals
     # The run leaves no reference cycles (Fleet._drop_cycles): the fleet's replicas, events and the
@@ -569,6 +577,7 @@ def simulate(
             exact_steps=exact_steps,
             progress=progress,
             closed_loop=closed_loop,
+            api_server=api_server,
         )
         result = fleet.run()
         del fleet, workload
