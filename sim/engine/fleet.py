@@ -301,6 +301,10 @@ class Fleet:
         fe = self.front_ends[rep.index]
         wait = fe.admit(now, req.prompt, req.output) if fe is not None else 0.0
         if wait > 0.0:
+            # routed here: outstanding at this replica from now on, so routers and the autoscaler
+            # see the requests queued in its front end (Fleet.enter hands the count to enqueue)
+            rep.outstanding += 1
+            rep._outstanding_changed()
             wake(self.env, wait, _Enter(self, rep, req))
         else:
             rep.enqueue(req)
@@ -362,10 +366,15 @@ class Fleet:
 
     def enter(self, rep: Replica, req: Request) -> None:
         """A request whose API-server work is done reaches its replica's engine (another
-        eligible replica, chosen again, if its own failed in the meantime)."""
+        eligible replica, chosen again, if its own failed in the meantime). It has counted as
+        outstanding at its replica since ``_admit``; ``enqueue`` counts it from here on (a failed
+        replica's count was reset by ``Replica.fail``)."""
         if rep.failed:
             rep = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
             self.ledger.replica_of[req.rid] = rep.index
+        else:
+            rep.outstanding -= 1
+            rep._outstanding_changed()
         rep.enqueue(req)
 
     def _deadline(self, end_s: float):

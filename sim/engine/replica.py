@@ -154,7 +154,7 @@ class Replica:
         self.dec = DecodeGroup(self.block_size, num_classes)
         self.seg: Segment | None = None  # timing anchor of the current decode-only run
         self.t = 0.0
-        self.outstanding = 0  # waiting + running (routers read it)
+        self.outstanding = 0  # waiting + running + in its API server's queue (routers read it; Fleet._admit)
         # heaps subscribed to this replica's load (least-outstanding routing subscribes them):
         # the replica publishes its ``outstanding_key`` to each whenever ``outstanding`` changes
         self.outstanding_heaps: list[list] = []
