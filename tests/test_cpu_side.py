@@ -213,3 +213,36 @@ def test_requests_in_a_front_end_count_as_outstanding_for_routing():
     req = simulate(sc, workload=_burst(10, 100, 20)).requests.sort_values("request_id")
     assert list(req["replica"].astype(str)) == [f"p/{i % 2}" for i in range(10)]
     assert (req["status"] == "ok").all()
+
+
+def test_speculative_cpu_share_counts_engine_steps(monkeypatch):
+    # One request alone, 500 prompt and 41 output tokens, EAGLE k = 3 at acceptance 0.6 (E = 2.176),
+    # CPU side serial: 2 ms per step, 50 µs per sequence, 1 µs per scheduled token. Its CPU work is
+    # the prefill step, 2 ms + 50 µs + 500 · 1 µs = 2.55 ms, and 40 decode token-steps, each one E-th
+    # of a verification step of 2 ms + 50 µs + 3 · 1 µs = 2.053 ms: 40 · 2.053 / 2.176 = 37.739 ms.
+    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None: CPU)
+    pool = {
+        "engine": {
+            "max_model_len": 8192,
+            "speculative": {"method": "eagle", "num_speculative_tokens": 3, "acceptance_rate": 0.6},
+        }
+    }
+    sc = make_scenario(
+        pool=pool,
+        traffic={
+            "duration_s": 5,
+            "warmup_s": 0,
+            "cooldown_s": 0,
+            "arrival": {"process": "constant", "rate_rps": 1},
+            "classes": [
+                {
+                    "name": "chat",
+                    "prompt_tokens": {"dist": "fixed", "value": 500},
+                    "output_tokens": {"dist": "fixed", "value": 41},
+                }
+            ],
+        },
+    )
+    res = simulate(sc, workload=_burst(1, 500, 41))
+    (rep,) = res.replicas
+    assert rep.cpu_s == pytest.approx(2.55e-3 + 40 * 2.053e-3 / 2.176, rel=1e-9)

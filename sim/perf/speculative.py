@@ -142,6 +142,18 @@ class Speculation:
             )
         return out
 
+    def token_step_cpu_s(self, n: int, ncls: list) -> float:
+        """Engine-core CPU seconds of one decode token-step (``ReplicaStats.cpu_s``): the CPU work
+        of one verification step, once per engine step, over ``E`` as in ``segment_coeffs``."""
+        return self.perf.step_cpu_s(n, 0, 0, self.q) / self.tokens_per_step(n, ncls)
+
+    def mixed_step_cpu_s(self, prefill_tokens: int, n: int, nps: int, ncls: list) -> float:
+        """Engine-core CPU seconds of a mixed step, shared as ``mixed_step_s`` shares its time:
+        the prefill part in full, the decoders' part over ``E``."""
+        perf = self.perf
+        base = perf.step_cpu_s(0, nps, prefill_tokens)
+        return base + (perf.step_cpu_s(n, nps, prefill_tokens, self.q) - base) / self.tokens_per_step(n, ncls)
+
     def mixed_step_s(self, prefill_tokens: int, prefill_attn: float, n: int, ctx: int, nps: int, ncls: list) -> float:
         """A step with prefill chunks and ``n`` decodes (each advancing one token): the
         prefill part (and the draft model's pass over the chunks) in full, ``1/E`` of the
