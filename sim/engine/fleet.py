@@ -259,7 +259,7 @@ class Fleet:
         # memoryviews of the columns: a Python number per index, no numpy scalar, no copy; a
         # disaggregated fleet's arrivals go to prefill replicas, which generate one token
         outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
-        self._arrival_cols = (
+        self._arrival_cols: Any = (  # a closed loop's has one more column (_closed_loop_start)
             wl.packed("arrival_s"),
             wl.packed("class_idx"),
             wl.packed("prompt_tokens"),
@@ -325,6 +325,7 @@ class Fleet:
             outputs,
             n,
             max(1, n // 200),
+            array("d", [0.0]) * n,  # each request's API-server admission work (Fleet._request_table adds it)
         )
         self._next_rid = 0
         self.ledger.on_leave = self._closed_loop_left
@@ -338,8 +339,11 @@ class Fleet:
             self._send_next()
 
     def _closed_loop_left(self, rid) -> None:
-        """A request left: its client sends the next one after its think time."""
-        wake(self.env, float(self.closed_loop.think_s), self._closed_loop_next)
+        """A request left: its client sends the next one after its think time, counted from when
+        the client saw it end, which is after its API-server admission work (not simulated as a
+        delay: ``_request_table`` adds it to the records)."""
+        cols: Any = self._arrival_cols
+        wake(self.env, float(self.closed_loop.think_s) + cols[6][rid], self._closed_loop_next)
 
     def _closed_loop_next(self, ev) -> None:
         self._send_next()
@@ -347,7 +351,7 @@ class Fleet:
     def _send_next(self) -> None:
         """Send the workload's next unsent request now (nothing when all are sent)."""
         cols: Any = self._arrival_cols
-        times, classes, prompts, outputs, n, every = cols
+        times, classes, prompts, outputs, n, every, admission_s = cols
         rid = self._next_rid
         if rid >= n:
             return
@@ -357,6 +361,9 @@ class Fleet:
         req = Request(rid, cls, prompts[rid], outputs[rid], now, self._priority[cls], rid, None)
         rep = self.router.choose(self.eligible[cls], rid, self.keys.first_key(rid), now)
         self.ledger.arrive(rid, rep.index)
+        fe = self.front_ends[rep.index]
+        if fe is not None:
+            admission_s[rid] = fe.admission_s(req.prompt)
         self._admit(rep, req, now)
         if self.progress is not None and rid % every == 0:
             self.progress(rid, n)
