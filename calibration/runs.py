@@ -62,6 +62,14 @@ class Run:
     notes: tuple[str, ...] = ()  # what loading assumed or left out, printed by the commands
 
     @property
+    def api_server(self) -> bool:
+        """Whether the run's requests went through vLLM's API server (sim.engine.front_end). A
+        static batch did not: it is an offline ``LLM.generate`` of prompt token ids (vLLM's
+        ``benchmark_latency.py``; docs/run-logs.md, "Static-batch tables"), no HTTP, chat
+        template, tokenization or streaming, so its replay has no front end."""
+        return self.mode != "static"
+
+    @property
     def catalog_files(self) -> list[Path]:
         """Catalog files of the replayed server: the CPU testbed catalog (plus the fp32 override for
         fp32 runs) for a testbed run, else the log's own (none for a GPU of the main catalog)."""

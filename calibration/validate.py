@@ -96,7 +96,7 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
     (``meta['closed_loop']``) is replayed from a closed-loop client (sim.workload.closed_loop)."""
     cl = run.meta.get("closed_loop")
     closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl else None
-    res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed)
+    res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
     ts = res.timeseries
     predicted = measured_metrics(res.requests, ts, t0_s=0.0)
     aggregate = run.meta.get("aggregate_measured")

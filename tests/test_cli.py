@@ -203,8 +203,10 @@ def test_scenario_reference_is_in_sync():
 
 def test_piped_run_prints_full_tables_and_names_every_slo_miss(tmp_path):
     """Piped (not a TTY), the quickstart's tables are not cut at 80 columns and its SLO misses read
-    in plain text: the code class misses its 99% attainment target (the README's own example)."""
+    in plain text. The quickstart's own code-class targets sit at the edge (99.0% attainment
+    against 99%, E2E p99 3.00 s against 3 s), so the test tightens its E2E p99 to 2 s: a sure miss."""
     out = subprocess.run([sys.executable, "-c", "import sys; from sim.cli import main; sys.exit(main())", "run", str(ROOT / "scenarios" / "quickstart.yaml"),
+                          "--set", "traffic.classes.1.slo.e2e_s.p99=2.0",
                           "--out", str(tmp_path / "q")], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "COLUMNS": "80"})
     assert out.returncode == 0, out.stderr

@@ -7,16 +7,20 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sim.analysis.forecast import forecast
 from sim.catalog import load_catalog
+from sim.engine.fleet import simulate
 from sim.engine.front_end import FrontEnd
 from sim.perf import pool_model
 from sim.perf.cpu_side import CPU_SIDE_TESTBED, CpuSide, cpu_side_for, step_cpu_s
 from sim.perf.perf_model import PerfCoefficients, PerfModel
 from sim.perf.profiles import coefficients_for
+from sim.perf.speculative import pool_speculation
 from sim.scenario.fleet_spec import PoolSpec
+from sim.workload.generate import Workload
 from tests.factories import make_scenario
 
 CPU = CpuSide(
@@ -77,6 +81,11 @@ def test_versions():
     assert v07.fe_token_s == 0.0 and v07.t_seq_s == pytest.approx(v010.t_seq_s + v010.fe_token_s)
     assert not v07.async_scheduling and not v010.async_scheduling
     assert v014.async_scheduling and cpu_side_for(None).async_scheduling
+    # speculative decoding from 0.14: async with EAGLE (vLLM PR #31998), never with the CPU n-gram
+    # proposer, with a draft model only in the newest vLLM (PR #48341, release not identified)
+    assert cpu_side_for((0, 14, 0), "eagle").async_scheduling and cpu_side_for(None, "eagle").async_scheduling
+    assert not cpu_side_for((0, 14, 0), "ngram").async_scheduling and not cpu_side_for(None, "ngram").async_scheduling
+    assert not cpu_side_for((0, 20, 0), "draft").async_scheduling and cpu_side_for(None, "draft").async_scheduling
     assert v010.fe_token_s > 0 and v010.fe_request_s > 0 and v010.t_seq_s > 0
 
 
@@ -104,7 +113,7 @@ def test_front_end_is_the_bottleneck(monkeypatch):
     # handles far more such requests), so the completions in the window are ~50 per second,
     # its utilization ~1, and the summary warns.
     slow = dataclasses.replace(CPU, fe_request_s=15e-3, fe_prompt_tok_s=0.0, fe_token_s=0.625e-3)
-    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version: slow)
+    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None: slow)
     sc = make_scenario(
         traffic={
             "duration_s": 40,
@@ -141,3 +150,99 @@ def test_pool_without_profile_takes_the_cpu_side_step_terms():
     c = coefficients_for(pool, Path("."), cat.gpu("h100-sxm"), cat.quant("bf16"), CPU)
     assert (c.t_step_s, c.t_seq_s, c.t_prefill_tok_s) == (2e-3, 50e-6, 1e-6)
     assert "CPU side per step 2000 µs + 50.0 µs/sequence" in c.source
+
+
+@pytest.mark.parametrize(
+    "method, k, a, target",
+    [
+        ("eagle", 3, 0.6, {"model": "llama-3.1-8b"}),
+        ("draft", 4, 0.55, {"model": "llama-3.1-70b", "tensor_parallel": 4}),
+    ],
+)
+def test_speculative_engine_step_pays_the_cpu_work_once(monkeypatch, method, k, a, target):
+    # vLLM V1 runs the proposer inside execute_model: one scheduler pass and one output pass per
+    # engine step cover the k proposals and the verification. So the CPU side of a decode-only
+    # verification step of n sequences is t_step + n · t_seq + n · k · t_tok (the k proposed tokens
+    # are scheduled tokens), once, whatever k: 2 ms + 10 · 50 µs + 10 · k · 1 µs. Serial (vLLM < 0.14),
+    # it adds to the step's GPU time, so a token-step (one E-th of the engine step) costs
+    # that over E = (1 - a^(k+1)) / (1 - a) more than with no CPU work at all.
+    # eagle, k=3, a=0.6: E = (1 - 0.1296) / 0.4 = 2.176, CPU 2.53 ms -> 1.16268 ms a token-step;
+    # draft, k=4, a=0.55: E = (1 - 0.55^5) / 0.45 = 2.0887... , CPU 2.54 ms.
+    # (Charging every draft forward the step's CPU work, as before, adds k · 2.5 ms more.)
+    n = 10
+    spec_cfg = {"method": method, "num_speculative_tokens": k, "acceptance_rate": a}
+    if method == "draft":
+        spec_cfg["draft_model"] = "llama-3.1-8b"
+    pool = {**target, "engine": {"max_model_len": 8192, "speculative": spec_cfg}}
+    sc = make_scenario(pool=pool)
+    zero = dataclasses.replace(CPU, t_step_s=0.0, t_seq_s=0.0, t_prefill_tok_s=0.0)
+
+    def token_step_a(cpu: CpuSide) -> float:
+        monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None: cpu)
+        pm = pool_model.build_pool_models(sc)[0]
+        spec = pool_speculation(sc.fleet[0], sc.load_catalog(), pm.gpu, pm.model, pm.quant, pm.perf, ["c"], [])
+        assert spec is not None
+        return spec.segment_coeffs(n, [n])[0]
+
+    e = (1 - a ** (k + 1)) / (1 - a)
+    cpu_s = 2e-3 + n * 50e-6 + n * k * 1e-6
+    assert token_step_a(CPU) - token_step_a(zero) == pytest.approx(cpu_s / e, rel=1e-9)
+
+
+def _burst(n: int, prompt: int, output: int) -> Workload:
+    return Workload(
+        arrival_s=np.zeros(n),
+        class_idx=np.zeros(n, dtype=np.int16),
+        prompt_tokens=np.full(n, prompt, dtype=np.int32),
+        output_tokens=np.full(n, output, dtype=np.int32),
+        prefix_offsets=np.zeros(n + 1, dtype=np.int64),
+        prefix_keys=np.zeros(0, dtype=np.int64),
+        prefix_end_tok=np.zeros(0, dtype=np.int32),
+        class_names=["chat"],
+    )
+
+
+def test_requests_in_a_front_end_count_as_outstanding_for_routing():
+    # 10 requests at t = 0 to 2 replicas behind least-outstanding routing (ties: lowest index). Each
+    # API server takes 1.40 ms + 100 · 2.65 µs + 20 · 84.2 µs = 3.349 ms per request, so from the
+    # third request on each one waits in its replica's front end. Counted as outstanding from the
+    # moment it is routed, the requests alternate: request i goes to replica i mod 2 (5 and 5).
+    # Not counted, replica 0 would show 1 outstanding for every request after the second and take
+    # them all (9 and 1), the pile-up behind the mooncake-prefix TPOT p99 of +403%.
+    sc = make_scenario(pool={"replicas": 2})
+    req = simulate(sc, workload=_burst(10, 100, 20)).requests.sort_values("request_id")
+    assert list(req["replica"].astype(str)) == [f"p/{i % 2}" for i in range(10)]
+    assert (req["status"] == "ok").all()
+
+
+def test_speculative_cpu_share_counts_engine_steps(monkeypatch):
+    # One request alone, 500 prompt and 41 output tokens, EAGLE k = 3 at acceptance 0.6 (E = 2.176),
+    # CPU side serial: 2 ms per step, 50 µs per sequence, 1 µs per scheduled token. Its CPU work is
+    # the prefill step, 2 ms + 50 µs + 500 · 1 µs = 2.55 ms, and 40 decode token-steps, each one E-th
+    # of a verification step of 2 ms + 50 µs + 3 · 1 µs = 2.053 ms: 40 · 2.053 / 2.176 = 37.739 ms.
+    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None: CPU)
+    pool = {
+        "engine": {
+            "max_model_len": 8192,
+            "speculative": {"method": "eagle", "num_speculative_tokens": 3, "acceptance_rate": 0.6},
+        }
+    }
+    sc = make_scenario(
+        pool=pool,
+        traffic={
+            "duration_s": 5,
+            "warmup_s": 0,
+            "cooldown_s": 0,
+            "arrival": {"process": "constant", "rate_rps": 1},
+            "classes": [
+                {
+                    "name": "chat",
+                    "prompt_tokens": {"dist": "fixed", "value": 500},
+                    "output_tokens": {"dist": "fixed", "value": 41},
+                }
+            ],
+        },
+    )
+    res = simulate(sc, workload=_burst(1, 500, 41))
+    (rep,) = res.replicas
+    assert rep.cpu_s == pytest.approx(2.55e-3 + 40 * 2.053e-3 / 2.176, rel=1e-9)

@@ -23,8 +23,10 @@ import pytest
 from calibration.logs import load_log
 from calibration.logs.static_batch import load_static_batches
 from calibration.public_corpus import COMPARED, CORPUS, discover, replay_entry
-from calibration.runs import measured_metrics
+from calibration.runs import measured_metrics, run_scenario
+from calibration.validate import validate_run
 from sim.cli import main
+from sim.engine.fleet import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "bench" / "results" / "public_gpu.json"
@@ -277,6 +279,23 @@ def test_a_static_batch_row_is_that_batch_sent_at_once():
     assert set(wl.prompt_tokens) == {1024} and set(wl.output_tokens) == {1024}
     assert run.meta["aggregate_measured"]["batch_latency_s"] == pytest.approx(18.808667, abs=1e-6)
     assert run.mode == "static" and run.gpu == "h100-sxm" and run.engine["enable_chunked_prefill"] is False
+
+
+def test_a_static_batch_replays_without_the_api_server():
+    # benchmark_latency.py hands LLM.generate prompt token ids: no API server, so the 16 requests of
+    # b16-l128 reach the engine together and share their first step (16 x 128 = 2,048 prompt tokens,
+    # one unchunked prefill step) and their last: every first token and every finish at one time.
+    # Through an API server (CPU_SIDE_TESTBED: 1.40 ms + 128 x 2.65 us + 128 x 84.2 us = 12.517 ms of
+    # front-end work per request, FIFO) the 16th would enter 15 x 12.517 = 187.8 ms after the 1st.
+    run = next(r for r in load_static_batches(TABLE) if r.name.endswith("/b16-l128"))
+    assert not run.api_server
+    req = validate_run(run, None).sim_requests
+    assert len(req) == 16 and (req["status"] == "ok").all()
+    assert req["first_token_s"].max() == req["first_token_s"].min()
+    assert req["finish_s"].max() == req["finish_s"].min()
+    served = simulate(run_scenario(run, None), workload=run.workload, api_server=True).requests
+    spread = served["first_token_s"].max() - served["first_token_s"].min()
+    assert spread >= 15 * 12.517e-3 * (1 - 1e-3)
 
 
 def test_validate_a_static_batch_table(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """A static-batch table (``*.batches.csv``): aggregate measurements of whole batches sent at once.
 
 One row per measured batch: ``batch_size`` requests of ``prompt_tokens`` prompt tokens each, all
-sent at time 0 (an offline ``LLM.generate`` of one batch, or a burst), each generating exactly
+sent at time 0 (an offline ``LLM.generate`` of one batch of prompt token ids: no API server, so the
+replay has no front end, ``Run.api_server``), each generating exactly
 ``output_tokens`` tokens (``ignore_eos``), and ``batch_latency_s``, the measured time from the send
 to the last request's last token. Optional columns: ``name`` (the entry's name; default
 ``b<batch>-p<prompt>-o<output>``), ``ttft_p50_s`` and ``tpot_p50_s`` where the source measured them;

@@ -86,6 +86,7 @@ class Fleet:
         exact_steps: bool = False,
         progress: Callable[[int, int], None] | None = None,
         closed_loop: ClosedLoop | None = None,
+        api_server: bool = True,
     ) -> None:
         self.scenario = scenario
         self.closed_loop: Any = closed_loop  # a ClosedLoop, or None: requests arrive at their arrival_s
@@ -109,11 +110,12 @@ class Fleet:
         self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
         self.front_ends: list[FrontEnd | None] = []  # per replica: its API server (None: not simulated)
         self.groups: list[DPGroup] = []  # the lock-step groups of data-parallel MoE replicas
-        self._build()
+        self._build(api_server)
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
 
-    def _build(self) -> None:
+    def _build(self, api_server: bool) -> None:
+        """The pools' replicas, with an API server in front of each unless ``api_server`` is False."""
         sc = self.scenario
         catalog = sc.load_catalog()
         self.pools = build_pool_models(sc)
@@ -168,8 +170,10 @@ class Fleet:
                 )
                 self.replicas.append(rep)
                 cpu = pm.cpu  # the API-server process in front of the replica (sim.engine.front_end)
-                has_fe = pool.role != "decode" and (
-                    cpu.fe_request_s > 0 or cpu.fe_prompt_tok_s > 0 or cpu.fe_token_s > 0
+                has_fe = (
+                    api_server
+                    and pool.role != "decode"
+                    and (cpu.fe_request_s > 0 or cpu.fe_prompt_tok_s > 0 or cpu.fe_token_s > 0)
                 )
                 fe = FrontEnd(cpu.fe_request_s, cpu.fe_prompt_tok_s, cpu.fe_token_s, self.window) if has_fe else None
                 self.front_ends.append(fe)
@@ -265,7 +269,7 @@ class Fleet:
         # memoryviews of the columns: a Python number per index, no numpy scalar, no copy; a
         # disaggregated fleet's arrivals go to prefill replicas, which generate one token
         outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
-        self._arrival_cols = (
+        self._arrival_cols: Any = (  # a closed loop's has one more column (_closed_loop_start)
             wl.packed("arrival_s"),
             wl.packed("class_idx"),
             wl.packed("prompt_tokens"),
@@ -307,6 +311,10 @@ class Fleet:
         fe = self.front_ends[rep.index]
         wait = fe.admit(now, req.prompt, req.output) if fe is not None else 0.0
         if wait > 0.0:
+            # routed here: outstanding at this replica from now on, so routers and the autoscaler
+            # see the requests queued in its front end (Fleet.enter hands the count to enqueue)
+            rep.outstanding += 1
+            rep._outstanding_changed()
             wake(self.env, wait, _Enter(self, rep, req))
         else:
             rep.enqueue(req)
@@ -327,6 +335,7 @@ class Fleet:
             outputs,
             n,
             max(1, n // 200),
+            array("d", [0.0]) * n,  # each request's API-server admission work (Fleet._request_table adds it)
         )
         self._next_rid = 0
         self.ledger.on_leave = self._closed_loop_left
@@ -340,19 +349,15 @@ class Fleet:
             self._send_next()
 
     def _closed_loop_left(self, rid) -> None:
-        """A request left: its client sends the next one after its think time. The client sees
-        the request end later than the engine by the time outside the engine that the records
-        add after the run (``_request_table``: ``t_request_s`` and the API server's admission
-        work, a uniform shift of the request's schedule), so the next send waits that too. (A
-        disaggregated fleet's admission is its prefill replica's; this reads the replica the
-        request finished on.)"""
-        delay_s = float(self.closed_loop.think_s)
+        """A request left: its client sends the next one after its think time, counted from when
+        the client saw it end: after the time outside the engine that ``_request_table`` adds to
+        the records (a uniform shift of the request's schedule, not simulated as a delay): its
+        API-server admission work (recorded when it was sent) and ``t_request_s``."""
+        cols: Any = self._arrival_cols
+        delay_s = float(self.closed_loop.think_s) + cols[6][rid]
         i = self.ledger.replica_of[rid]
         if i >= 0:
             delay_s += self.replicas[i].perf.coeffs.t_request_s
-            fe = self.front_ends[i]
-            if fe is not None:
-                delay_s += fe.admission_s(self._arrival_cols[2][rid])
         wake(self.env, delay_s, self._closed_loop_next)
 
     def _closed_loop_next(self, ev) -> None:
@@ -361,7 +366,7 @@ class Fleet:
     def _send_next(self) -> None:
         """Send the workload's next unsent request now (nothing when all are sent)."""
         cols: Any = self._arrival_cols
-        times, classes, prompts, outputs, n, every = cols
+        times, classes, prompts, outputs, n, every, admission_s = cols
         rid = self._next_rid
         if rid >= n:
             return
@@ -371,6 +376,9 @@ class Fleet:
         req = Request(rid, cls, prompts[rid], outputs[rid], now, self._priority[cls], rid, None)
         rep = self.router.choose(self.eligible[cls], rid, self.keys.first_key(rid), now)
         self.ledger.arrive(rid, rep.index)
+        fe = self.front_ends[rep.index]
+        if fe is not None:
+            admission_s[rid] = fe.admission_s(req.prompt)
         self._admit(rep, req, now)
         if self.progress is not None and rid % every == 0:
             self.progress(rid, n)
@@ -380,10 +388,15 @@ class Fleet:
 
     def enter(self, rep: Replica, req: Request) -> None:
         """A request whose API-server work is done reaches its replica's engine (another
-        eligible replica, chosen again, if its own failed in the meantime)."""
+        eligible replica, chosen again, if its own failed in the meantime). It has counted as
+        outstanding at its replica since ``_admit``; ``enqueue`` counts it from here on (a failed
+        replica's count was reset by ``Replica.fail``)."""
         if rep.failed:
             rep = self.router.choose(self.eligible[req.cls], req.rid, None, self.env.now)
             self.ledger.replica_of[req.rid] = rep.index
+        else:
+            rep.outstanding -= 1
+            rep._outstanding_changed()
         rep.enqueue(req)
 
     def _deadline(self, end_s: float):
@@ -570,12 +583,16 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     workload: Workload | None = None,
     closed_loop: ClosedLoop | None = None,
+    api_server: bool = True,
 ) -> SimResult:
     """Run ``scenario``; ``workload`` replaces the generated one (validation replays).
     The scenario's ``events:`` apply: surges add arrivals to the generated
     workload (not to a given one), replica failures apply either way.
     ``closed_loop`` sends the workload's requests from a closed-loop client instead of at
-    their ``arrival_s`` (sim.workload.closed_loop; the records' ``arrival_s`` are the send times)."""
+    their ``arrival_s`` (sim.workload.closed_loop; the records' ``arrival_s`` are the send times).
+    ``api_server=False``: the requests reach the engines without an API-server process in front
+    (sim.engine.front_end), as with vLLM's offline ``LLM`` class fed token ids; the engine's own
+    per-step CPU work stays."""
     if workload is None:
         workload = scenario_workload(scenario)  # generate_workload + surge arrivals
     # The run leaves no reference cycles (Fleet._drop_cycles): the fleet's replicas, events and the
@@ -593,6 +610,7 @@ def simulate(
             exact_steps=exact_steps,
             progress=progress,
             closed_loop=closed_loop,
+            api_server=api_server,
         )
         result = fleet.run()
         del fleet, workload

@@ -156,7 +156,7 @@ class Replica:
         self.dec = DecodeGroup(self.block_size, num_classes)
         self.seg: Segment | None = None  # timing anchor of the current decode-only run
         self.t = 0.0
-        self.outstanding = 0  # waiting + running (routers read it)
+        self.outstanding = 0  # waiting + running + in its API server's queue (routers read it; Fleet._admit)
         # heaps subscribed to this replica's load (least-outstanding routing subscribes them):
         # the replica publishes its ``outstanding_key`` to each whenever ``outstanding`` changes
         self.outstanding_heaps: list[list] = []
@@ -634,7 +634,10 @@ class Replica:
         if not self._w0 <= t_end <= self._w1:
             return
         self._busy_s += d
-        self._cpu_s += self.perf.step_cpu_s(args[2], chunks, args[0])
+        if args[2] and self.spec is not None:  # a speculative pool's decoders: one E-th of an engine step
+            self._cpu_s += self.spec.mixed_step_cpu_s(args[0], args[2], chunks, self.dec.ncls)
+        else:
+            self._cpu_s += self.perf.step_cpu_s(args[2], chunks, args[0])
         self._steps += 1
         self._flops += self.perf.step_flops(*args)
         self._bytes += self.perf.step_bytes(*args)
@@ -661,7 +664,10 @@ class Replica:
         dur = t_last - seg.t_end(lo - 1)
         dec = self.dec
         self._busy_s += dur
-        self._cpu_s += m * self.perf.step_cpu_s(seg.n, 0, 0)
+        if self.spec is not None:  # token-steps: one E-th of a verification step's CPU work each
+            self._cpu_s += m * self.spec.token_step_cpu_s(seg.n, dec.ncls)
+        else:
+            self._cpu_s += m * self.perf.step_cpu_s(seg.n, 0, 0)
         self._steps += m
         self._flops += m * seg.f0 + seg.f1 * ctx_sum
         self._bytes += m * seg.y0 + seg.y1 * ctx_sum

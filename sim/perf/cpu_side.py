@@ -27,7 +27,8 @@ vLLM's structure by version (``cpu_side_for``):
   0.8 (V0) detokenization ran in the engine's step loop: ``fe_token_s`` is charged per
   sequence per step there instead (``t_seq_s``), and the front end keeps the rest.
 - From 0.14.0 async scheduling is on by default (v0.14.0 release notes, "Async scheduling is
-  now enabled by default", PR #27614; not on the CPU backend): the engine core schedules step
+  now enabled by default", PR #27614; not on the CPU backend; with speculative decoding only for
+  EAGLE-type proposers, see ``cpu_side_for``): the engine core schedules step
   n+1 while the GPU runs step n, so a step takes ``max(CPU, GPU)`` rather than their sum.
   fleetcast overlaps the CPU work with the step's GPU time *except decode attention over the
   cached context* (``max(t_cpu, t_gpu - ctx·b) + ctx·b``): that keeps a decode run affine in
@@ -110,11 +111,18 @@ Platinum 8480C (Sapphire Rapids, Golden Cove; NVIDIA DGX H100 user guide), 3.8 G
 ~3.0 GHz all-core turbo (Intel ARK): 3.0-3.8 over 2.9-3.5 brackets 1.0 (0.86-1.31)."""
 
 
-def cpu_side_for(vllm_version: tuple[int, ...] | None) -> CpuSide:
-    """The CPU side of a vLLM server of this version on a GPU host (None: the newest vLLM)."""
+def cpu_side_for(vllm_version: tuple[int, ...] | None, speculative_method: str | None = None) -> CpuSide:
+    """The CPU side of a vLLM server of this version on a GPU host (None: the newest vLLM, as the
+    kernel data and the memory accounting take it). ``speculative_method``: the pool's proposer
+    (``engine.speculative.method``), which decides async scheduling from 0.14 on:
+    vLLM turns it on by default with EAGLE/MTP and off with other methods (PR #31998, in 0.14.0);
+    the CPU n-gram proposer keeps it off; a draft model gets it by default from PR #48341 (the
+    release that carries it is not identified here, so only the newest vLLM, no version named)."""
     host = CPU_SIDE_TESTBED.scaled(HOST_CPU_SPEEDUP, f"scaled to a GPU host's CPU (÷{HOST_CPU_SPEEDUP:g})")
     v = tuple(vllm_version) if vllm_version is not None else None
     async_on = v is None or v >= ASYNC_SCHEDULING_SINCE
+    if speculative_method == "ngram" or (speculative_method == "draft" and v is not None):
+        async_on = False
     if v is not None and v < V1_SINCE:  # V0: detokenization in the engine's step loop
         return replace(
             host,

@@ -321,13 +321,20 @@ class PerfModel:
         queries_per_decode: positions each decode sequence runs and samples (1; k+1 when
         speculative decoding verifies k proposed tokens, ``sim.perf.speculative``): the
         linear layers and LM head see ``num_decodes · queries_per_decode`` rows and decode
-        attention computes that many queries over the same cached keys (read once).
+        attention computes that many queries over the same cached keys (read once); the CPU
+        side charges its step and sequence parts once and each decode's ``k`` proposed
+        tokens as scheduled tokens (``t_prefill_tok_s``), like prefill tokens.
         """
         c = self.coeffs
-        # the CPU side (sim.perf.cpu_side): serial with the GPU, or overlapped with it below
-        cpu = c.t_step_s + c.t_seq_s * (num_decodes + num_prefill_seqs) + c.t_prefill_tok_s * prefill_tokens
-        t = 0.0 if self.cpu_overlap else cpu
         rows = num_decodes * queries_per_decode
+        # the CPU side (sim.perf.cpu_side): serial with the GPU, or overlapped with it below; a decode's
+        # first scheduled token is in t_seq_s, its speculative ones are scheduled tokens like prefill's
+        cpu = (
+            c.t_step_s
+            + c.t_seq_s * (num_decodes + num_prefill_seqs)
+            + c.t_prefill_tok_s * (prefill_tokens + rows - num_decodes)
+        )
+        t = 0.0 if self.cpu_overlap else cpu
         T = prefill_tokens + rows
         if T > 0:
             lin = self._lin
@@ -371,11 +378,17 @@ class PerfModel:
             return t + decode_ctx_tokens * self.decode_b_s(queries_per_decode)
         return t + decode_ctx_tokens * self._b_decode
 
-    def step_cpu_s(self, num_decodes: int, num_prefill_seqs: int, prefill_tokens: int) -> float:
+    def step_cpu_s(
+        self, num_decodes: int, num_prefill_seqs: int, prefill_tokens: int, queries_per_decode: int = 1
+    ) -> float:
         """Engine-core CPU seconds of a step (``sim.perf.cpu_side.step_cpu_s``): its share of
         ``step_time_s``, whether added (serial) or overlapped (async scheduling)."""
         c = self.coeffs
-        return c.t_step_s + c.t_seq_s * (num_decodes + num_prefill_seqs) + c.t_prefill_tok_s * prefill_tokens
+        return (
+            c.t_step_s
+            + c.t_seq_s * (num_decodes + num_prefill_seqs)
+            + c.t_prefill_tok_s * (prefill_tokens + num_decodes * queries_per_decode - num_decodes)
+        )
 
     def decode_b_s(self, queries_per_decode: int) -> float:
         """Seconds per cached context token of decode attention with ``queries_per_decode``

@@ -75,7 +75,7 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
     eng = pool.engine
     version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
-    cpu = cpu_side_for(version)
+    cpu = cpu_side_for(version, eng.speculative.method if eng.speculative is not None else None)
     perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant, cpu)
     if pool.profile is not None:  # a profile is fitted to its server end to end: its overheads, no front end
         c = perf.coeffs

@@ -22,6 +22,14 @@ docs/design.md, "Speculative decoding", is the spec. In short (vLLM v1 semantics
   ``1/E`` of the decoders' marginal cost (verification and proposer).
 - Never cheaper than not speculating at acceptance 0: the verification is taken as at
   least a plain step (a measured kernel table may time ``n·(k+1)`` rows below ``n``).
+- The serving process's CPU work (``sim.perf.cpu_side``) is per ENGINE step: one scheduler
+  pass and one output pass cover the ``k`` proposals and the verification (vLLM V1 runs the
+  proposer inside ``execute_model``). The target's verification step carries it once, with
+  each decode's ``k`` proposed tokens charged as scheduled tokens; the proposer's forwards
+  carry GPU time only (``proposer_coeffs``). Under async scheduling the CPU work overlaps the
+  verification's GPU time, and the proposer's forwards add after it (vLLM PR #24799 overlaps
+  the next step's input preparation with the drafting instead; the two agree while the CPU
+  work is shorter than each GPU part).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import math
 from dataclasses import replace
 
 from sim.errors import FleetcastError
-from sim.perf.perf_model import ModelShape, PerfModel
+from sim.perf.perf_model import ModelShape, PerfCoefficients, PerfModel
 
 __all__ = [
     "NGRAM_PROPOSE_S_PER_SEQ",
@@ -38,6 +46,7 @@ __all__ = [
     "Speculation",
     "pool_speculation",
     "draft_model_of",
+    "proposer_coeffs",
     "with_proposer_memory",
 ]
 
@@ -56,6 +65,17 @@ def expected_tokens_per_step(acceptance_rate: float, k: int) -> float:
     if a == 1.0:
         return float(k + 1)
     return (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
+def proposer_coeffs(coeffs: PerfCoefficients) -> PerfCoefficients:
+    """The coefficients of a draft model's or EAGLE layer's forwards: the target's, without the
+    per-step CPU work (``t_step_s``, ``t_seq_s``, ``t_prefill_tok_s``). In vLLM V1 the proposer
+    runs inside the model runner's ``execute_model`` (``GPUModelRunner.propose_draft_token_ids``
+    after sampling; ``EagleProposer.propose`` advances its ``k - 1`` further forwards with
+    input tensors updated on the GPU), so one engine step, with one scheduler pass and one
+    output pass, covers the ``k`` proposals and the verification: that CPU work is charged once,
+    on the target's step (``PerfModel.step_time_s`` with ``queries_per_decode = k + 1``)."""
+    return replace(coeffs, t_step_s=0.0, t_seq_s=0.0, t_prefill_tok_s=0.0)
 
 
 def draft_model_of(method: str, model, catalog, draft_model: str | None):
@@ -122,6 +142,18 @@ class Speculation:
             )
         return out
 
+    def token_step_cpu_s(self, n: int, ncls: list) -> float:
+        """Engine-core CPU seconds of one decode token-step (``ReplicaStats.cpu_s``): the CPU work
+        of one verification step, once per engine step, over ``E`` as in ``segment_coeffs``."""
+        return self.perf.step_cpu_s(n, 0, 0, self.q) / self.tokens_per_step(n, ncls)
+
+    def mixed_step_cpu_s(self, prefill_tokens: int, n: int, nps: int, ncls: list) -> float:
+        """Engine-core CPU seconds of a mixed step, shared as ``mixed_step_s`` shares its time:
+        the prefill part in full, the decoders' part over ``E``."""
+        perf = self.perf
+        base = perf.step_cpu_s(0, nps, prefill_tokens)
+        return base + (perf.step_cpu_s(n, nps, prefill_tokens, self.q) - base) / self.tokens_per_step(n, ncls)
+
     def mixed_step_s(self, prefill_tokens: int, prefill_attn: float, n: int, ctx: int, nps: int, ncls: list) -> float:
         """A step with prefill chunks and ``n`` decodes (each advancing one token): the
         prefill part (and the draft model's pass over the chunks) in full, ``1/E`` of the
@@ -158,8 +190,8 @@ def pool_speculation(
         tokens.append(expected_tokens_per_step(a, k) if served and a is not None else 1.0)
     dm = draft_model_of(spec.method, model, catalog, spec.draft_model)
     draft = None
-    if dm is not None:
-        draft = PerfModel(gpu, dm, quant, pool.tensor_parallel, perf.coeffs)
+    if dm is not None:  # its forwards' GPU time only: the engine step's CPU work is the target's
+        draft = PerfModel(gpu, dm, quant, pool.tensor_parallel, proposer_coeffs(perf.coeffs))
     return Speculation(perf, spec.method, k, tokens, draft)
 
 
