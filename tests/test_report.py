@@ -284,13 +284,15 @@ def test_rendered_page_layout_in_chromium(plan_report, tmp_path, width_px):
     assert m["wide_tables"] == [], m["wide_tables"]  # no table (the candidates' included) spills out
     assert m["scroll_width"] <= width_px, (m["scroll_width"], width_px)  # nothing scrolls sideways
     assert m["why_px"] and min(m["why_px"]) >= 300, m["why_px"]
-    assert m["height"] < 14_000, m["height"]
+    # the facilities section (issue 27: power per candidate, the power figure) added ~1,000 px at 800 px
+    assert m["height"] < 15_000, m["height"]
 
 
 @pytest.mark.skipif(find_chromium() is None, reason=NO_CHROMIUM)
 def test_pdf_printed_by_chromium_is_a_sensible_length(plan_report):
     pdf = plan_report["pdf"].read_bytes()
-    assert pdf.startswith(b"%PDF") and 4 <= _pages(pdf) <= 12, _pages(pdf)
+    # 13 pages since the facilities section (issue 27); a report that runs on past 14 is a regression
+    assert pdf.startswith(b"%PDF") and 4 <= _pages(pdf) <= 14, _pages(pdf)
 
 
 @pytest.mark.skipif(find_chromium() is None, reason=NO_CHROMIUM)
