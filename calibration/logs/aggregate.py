@@ -26,7 +26,6 @@ come from the sidecar as for any log. A bad cell is a FleetcastError naming the 
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from calibration.logs.sidecar import LogSettings, load_settings
+from calibration.logs.static_batch import read_csv_table
 from calibration.runs import Run
 from sim.errors import FleetcastError
 from sim.rng import stream
@@ -81,37 +81,21 @@ def load_aggregate(path: Path, sidecar: Path | None = None, overrides: list[str]
 
 
 def _read(path: Path, load_cols: tuple[str, ...], kind: str) -> list[tuple[int, dict]]:
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader, [])]
-            need = list(load_cols)
-            for which in ("prompt_tokens", "output_tokens"):
-                if which not in header and f"{which}_mean" not in header:
-                    need.append(f"{which} (or {which}_mean and {which}_std)")
-            missing = [f for f in need if f not in header]
-            if not any(m in header for m in MEASURED_FIELDS):
-                missing.append(f"a measured column ({', '.join(MEASURED_FIELDS)})")
-            if missing:
-                raise FleetcastError(
-                    f"{path}, line 1: the header lacks {', '.join(missing)}; a {kind} table has "
-                    f"{', '.join(load_cols)}, the lengths and measured columns ({_DOC})"
-                )
-            out = []
-            for row in reader:
-                if not any(c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise FleetcastError(
-                        f"{path}, line {reader.line_num}: {len(row)} cells but the header names "
-                        f"{len(header)} columns ({_DOC})"
-                    )
-                out.append((reader.line_num, {h: c.strip() for h, c in zip(header, row)}))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FleetcastError(f"cannot read {path}: {exc}") from None
-    if not out:
-        raise FleetcastError(f"{path} holds no rows; a {kind} table has one row per measured point ({_DOC})")
-    return out
+    def check(header: list[str]) -> None:
+        need = list(load_cols)
+        for which in ("prompt_tokens", "output_tokens"):
+            if which not in header and f"{which}_mean" not in header:
+                need.append(f"{which} (or {which}_mean and {which}_std)")
+        missing = [f for f in need if f not in header]
+        if not any(m in header for m in MEASURED_FIELDS):
+            missing.append(f"a measured column ({', '.join(MEASURED_FIELDS)})")
+        if missing:
+            raise FleetcastError(
+                f"{path}, line 1: the header lacks {', '.join(missing)}; a {kind} table has "
+                f"{', '.join(load_cols)}, the lengths and measured columns ({_DOC})"
+            )
+
+    return read_csv_table(path, check, f"a {kind} table has one row per measured point", _DOC)
 
 
 def _num(path: Path, line: int, rec: dict, fld: str, *, integer: bool = False, zero_ok: bool = False) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +50,30 @@ def load_static_batches(path: Path, sidecar: Path | None = None, overrides: list
 
 
 def _read(path: Path) -> list[tuple[int, dict]]:
+    def check(header: list[str]) -> None:
+        missing = [f for f in BATCH_FIELDS if f not in header]
+        if missing:
+            raise FleetcastError(
+                f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}; a "
+                f"static-batch table has {', '.join(BATCH_FIELDS)} ({_DOC})"
+            )
+
+    return read_csv_table(path, check, "a static-batch table has one row per measured batch", _DOC)
+
+
+def read_csv_table(
+    path: Path, check_header: Callable[[list[str]], None], one_row_per: str, doc: str
+) -> list[tuple[int, dict]]:
+    """The rows of a CSV table as (line, {column: stripped cell}), blank lines skipped;
+    ``check_header`` raises on a header that lacks what the table needs. A row whose cell count
+    is not the header's, an unreadable file or a table with no rows is a FleetcastError naming
+    the file and line (``one_row_per``: what a row is, for that message; ``doc``: where the format
+    is documented)."""
     try:
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
-            missing = [f for f in BATCH_FIELDS if f not in header]
-            if missing:
-                raise FleetcastError(
-                    f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}; a "
-                    f"static-batch table has {', '.join(BATCH_FIELDS)} ({_DOC})"
-                )
+            check_header(header)
             out = []
             for row in reader:
                 if not any(c.strip() for c in row):
@@ -66,13 +81,13 @@ def _read(path: Path) -> list[tuple[int, dict]]:
                 if len(row) != len(header):
                     raise FleetcastError(
                         f"{path}, line {reader.line_num}: {len(row)} cells but the header names "
-                        f"{len(header)} columns ({_DOC})"
+                        f"{len(header)} columns ({doc})"
                     )
                 out.append((reader.line_num, {h: c.strip() for h, c in zip(header, row)}))
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetcastError(f"cannot read {path}: {exc}") from None
     if not out:
-        raise FleetcastError(f"{path} holds no rows; a static-batch table has one row per measured batch ({_DOC})")
+        raise FleetcastError(f"{path} holds no rows; {one_row_per} ({doc})")
     return out
 
 
