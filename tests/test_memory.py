@@ -10,13 +10,14 @@ import pytest
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
 from sim.perf.memory import (
+    KV_PLAN_UNCERTAINTY_BYTES,
     check_max_model_len,
     device_memory_bytes,
     hold_one_sequence,
     moe_workspace_bytes,
     plan_memory,
 )
-from sim.perf.pool_model import build_pool_models
+from sim.perf.pool_model import build_pool_models, memory_warnings
 from sim.scenario.spec import scenario_from_dict
 from tests.factories import scenario_dict
 
@@ -297,9 +298,9 @@ def test_no_version_is_not_refused_for_what_vllm_before_0_21_starts(model, tp, m
                                                - held.activation_bytes_per_gpu - held.non_torch_bytes_per_gpu
                                                - held.cudagraph_bytes_per_gpu)
     assert "given back to hold one max_model_len sequence" in held.accounting
-    # a pool that names the version keeps that version's accounting: 0.21 subtracts the graphs and refuses
+    # a pool that names the version keeps that version's accounting: 0.21 subtracts the graphs, none given back
     pinned = plan_memory(*args, (0, 21, 0))
-    assert hold_one_sequence(pinned, max_len, 16, (0, 21, 0)) is pinned
+    assert "given back" not in hold_one_sequence(pinned, max_len, 16, (0, 21, 0)).accounting
     # through the scenario: the pool builds, with the sequence's blocks usable
     fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": model, "tensor_parallel": tp,
               "engine": {"max_model_len": max_len}}]
@@ -376,3 +377,89 @@ def test_the_same_runs_under_vllm_0_21_lose_the_logged_graph_estimate(model, wei
     older = _plan(model, weights, kv, 1)
     assert (older.num_kv_blocks - plan.num_kv_blocks) * plan.kv_bytes_per_block_per_gpu / GiB == pytest.approx(
         graphs_gib, abs=0.1)
+
+
+# Issue 24's refusals, with the vLLM versions those runs named (0.10-0.11, the server's H100 defaults:
+# gpu_memory_utilization 0.9, max_num_batched_tokens 8192, max_num_seqs 1024).
+V011 = dict(gpu_memory_utilization=0.9, block_size=16, max_num_batched_tokens=8192, max_num_seqs=1024)
+
+
+@pytest.mark.parametrize("version", [(0, 10, 0), (0, 11, 0)], ids=["0.10", "0.11"])
+def test_bf16_moe_workspace_is_freed_before_the_sampler_before_vllm_0_14(version):
+    """Before vLLM PR #31052 (first in 0.14) unquantized MoE ran ``fused_experts_impl``, which takes its
+    workspaces from torch.empty per call: cache13, rows x max(2I, h), and cache2, rows x I, freed on return.
+    Qwen3-235B-A22B at TP8 (config.json: hidden 4096, moe_intermediate_size 1536 -> I = 192 per GPU, top-8):
+    8,192 x 8 = 65,536 rows x (4,096 + 192) x 2 bytes = 562,036,736 bytes, within the forward. The modular
+    kernel's held buffers (max(I, h) + max(2I, h)) are 65,536 x 8,192 x 2 = 1,073,741,824 bytes. So at
+    0.10/0.11 the profile peak is the sampler's alone, and 262,144 tokens fit 8 H100s without any give-back:
+    2 x 94 layers x 1 KV head x 128 x 2 bytes = 48,128 bytes/token, 16,384 blocks = 11.75 GiB (issue 24)."""
+    model, bf16 = CAT.model("qwen3-235b-a22b"), CAT.quant("bf16")
+    assert moe_workspace_bytes(model, bf16, 8192, 8, held=False) == 562_036_736
+    assert moe_workspace_bytes(model, bf16, 8192, 8, held=True) == 1_073_741_824
+    plan = plan_memory(CAT.gpu("h100-sxm"), model, bf16, 8, vllm_version=version, **V011)
+    newer = plan_memory(CAT.gpu("h100-sxm"), model, bf16, 8, vllm_version=(0, 19, 0), **V011)
+    assert newer.activation_bytes_per_gpu - plan.activation_bytes_per_gpu == pytest.approx(1.2 * 1_073_741_824, rel=1e-6)
+    assert plan.kv_bytes_per_token_per_gpu == 48_128
+    assert check_max_model_len(plan, 262_144, 16, version) is None
+    assert hold_one_sequence(plan, 262_144, 16, version) is plan  # no edge: it fits outright
+    # a quantized MoE keeps the held workspace at every version (its modular kernels came earlier)
+    fp8 = CAT.quant("fp8")
+    assert (plan_memory(CAT.gpu("h100-sxm"), model, fp8, 8, vllm_version=version, **V011).activation_bytes_per_gpu
+            == plan_memory(CAT.gpu("h100-sxm"), model, fp8, 8, vllm_version=(0, 19, 0), **V011).activation_bytes_per_gpu)
+
+
+def test_qwen3_32b_32k_on_one_h100_starts_with_a_warning_within_the_plans_uncertainty():
+    """Qwen3-32B on one H100 at vLLM 0.10, max_model_len 32,768: 2 x 64 layers x 8 KV heads x 128 x 2 bytes =
+    262,144 bytes/token, 4 MiB a block; the sequence needs 2,048 blocks (0.10 checks without the null block) =
+    8.00 GiB. The plan leaves 1,995 blocks (issue 24's figure), 0.21 GiB short: less than the 0.5 GiB the plan
+    is checked to, so the pool starts, holding the sequence, and the run warns with both figures. At 40,960
+    (2,560 blocks, 10.0 GiB, 2.2 GiB short) it is still refused."""
+    plan = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-32b"), CAT.quant("bf16"), 1, vllm_version=(0, 10, 0),
+                       **V011)
+    assert plan.num_kv_blocks == 1_995
+    assert check_max_model_len(plan, 32_768, 16, (0, 10, 0)) is not None
+    held = hold_one_sequence(plan, 32_768, 16, (0, 10, 0))
+    assert held.num_kv_blocks == 2_048 and check_max_model_len(held, 32_768, 16, (0, 10, 0)) is None
+    short = 2_048 * 4 * 2**20 - plan.available_kv_bytes_per_gpu
+    assert 0 < short <= KV_PLAN_UNCERTAINTY_BYTES
+    assert "8.00 GiB" in held.edge_note and f"{short / GiB:.2f} GiB more" in held.edge_note
+    assert held.available_kv_bytes_per_gpu == plan.available_kv_bytes_per_gpu  # the estimate itself is kept
+    engine = {"max_model_len": 32_768, "vllm_version": "0.10.0", "max_num_seqs": 1024}
+    fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": "qwen3-32b", "engine": engine}]
+    scenario = scenario_from_dict(scenario_dict(fleet=fleet))
+    assert build_pool_models(scenario)[0].num_gpu_blocks == 2_048
+    (line,) = memory_warnings(scenario)
+    assert "pool 'a'" in line and "within the plan's uncertainty" in line
+    assert hold_one_sequence(plan, 40_960, 16, (0, 10, 0)) is plan
+    fleet[0]["engine"] = {**engine, "max_model_len": 40_960}
+    with pytest.raises(FleetcastError, match="vLLM refuses to start"):
+        build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))
+
+
+# Qwen/Qwen3-235B-A22B-FP8 at TP4, vLLM 0.10 (July 2025 main), server defaults otherwise (max_num_seqs 1024,
+# max_num_batched_tokens 8192):
+# - H200, gpu_memory_utilization 0.5 (vllm-project/vllm PR #21429, the test log in its description):
+#   "requested GPU memory: 69.86 GiB", "weights memory: 55.13GiB", "non-torch forward increase memory:
+#   2.04GiB", "torch peak memory increase: 5.62GiB", "Available KV cache memory: 7.07 GiB";
+# - H100, default 0.9, LMCache connector (vllm-project/vllm#21348): "Available KV cache memory: 8.11 GiB".
+FP8_235B = [("h200", 0.5, 7.07), ("h100-sxm", 0.9, 8.11)]
+
+
+def _fp8_235b(gpu, util):
+    return plan_memory(CAT.gpu(gpu), CAT.model("qwen3-235b-a22b"), CAT.quant("fp8"), 4, vllm_version=(0, 10, 0),
+                       **{**V011, "gpu_memory_utilization": util})
+
+
+def test_fp8_235b_tp4_weights_and_non_torch_match_the_logged_terms():
+    plan = _fp8_235b("h200", 0.5)
+    assert plan.budget_bytes_per_gpu / GiB == pytest.approx(69.86, abs=0.2)  # H200 read from its printed 141 GB
+    assert plan.weight_bytes_per_gpu / GiB == pytest.approx(55.13, abs=0.2)
+    assert plan.non_torch_bytes_per_gpu / GiB == pytest.approx(2.04, abs=0.2)
+
+
+@pytest.mark.xfail(strict=True, reason="known miss: the fp8 fused-MoE profile peak at vLLM 0.10 (5.62 GiB logged) is "
+                   "above the plan's 3.40 GiB; cause not identified (calibration/README.md, KV capacity at the edge)")
+@pytest.mark.parametrize("gpu,util,logged_gib", FP8_235B, ids=[r[0] for r in FP8_235B])
+def test_fp8_235b_tp4_available_kv_matches_the_log(gpu, util, logged_gib):
+    plan = _fp8_235b(gpu, util)
+    assert abs(plan.available_kv_bytes_per_gpu / GiB - logged_gib) <= 0.5

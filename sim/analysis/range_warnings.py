@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sim.errors import ScenarioError
+from sim.perf.pool_model import memory_warnings
 from sim.perf.profiles import load_profile
 from sim.perf.step_source import kernel_warnings
 from sim.scenario.spec import Scenario
@@ -24,8 +26,13 @@ def _max_prompt(scenario: Scenario) -> int | None:
 
 def range_warnings(scenario: Scenario) -> list[str]:
     """Pools that run on uncalibrated coefficients or outside their profile's fitted range, and
-    what the step times could not take from measured kernels (``kernel_warnings``)."""
+    what the step times could not take from measured kernels (``kernel_warnings``), and pools whose
+    KV cache holds one max_model_len sequence only at the edge of the plan (``memory_warnings``)."""
     out = kernel_warnings(scenario)
+    try:
+        out += memory_warnings(scenario)
+    except ScenarioError:
+        pass  # a pool that does not fit is refused, with its reason, when the fleet is built
     max_prompt = _max_prompt(scenario)
     for pool in scenario.fleet:
         if pool.profile is None:

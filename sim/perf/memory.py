@@ -32,7 +32,10 @@ __all__ = [
     "hold_one_sequence",
     "accounting_rule",
     "moe_workspace_bytes",
+    "moe_workspace_held",
     "MOE_WORKSPACE_FACTOR",
+    "MOE_WORKSPACE_HELD_SINCE",
+    "KV_PLAN_UNCERTAINTY_BYTES",
     "MOE_CHUNK_TOKENS",
     "NON_TORCH_BYTES",
     "COMM_BYTES",
@@ -98,6 +101,23 @@ kernel, peak equal to the sampler's) is left out of the fit: its kernel is anoth
 MOE_CHUNK_TOKENS = 16384
 """vLLM's fused MoE processes at most this many tokens at a time (VLLM_FUSED_MOE_CHUNK_SIZE,
 16 x 1024 by default), so its workspaces stop growing there."""
+MOE_WORKSPACE_HELD_SINCE = (0, 14, 0)
+"""Unquantized (16-bit) MoE weights run vLLM's modular ``TritonExperts`` kernel, whose workspace
+buffers persist between calls (so the profile run's sampler runs on top of them), from this
+release on: vllm-project/vllm PR #31052 ("[MoE Refactor][9/N] Use modular kernel for unquantized
+Triton MoE", merged 2025-12-20, after the 0.13 branch). Before it, ``fused_experts_impl`` took
+``cache13`` (rows x max(2I, h)) and ``cache2`` (rows x I) from ``torch.empty`` on every call and
+freed them on return (vllm/model_executor/layers/fused_moe/fused_moe.py), so they add to the
+forward's peak, not to the sampler's. Quantized MoE weights moved to modular kernels earlier (a
+release not identified here) and keep the held workspace at every version."""
+KV_PLAN_UNCERTAINTY_BYTES = int(0.5 * GiB)
+"""How far the plan's available KV memory may be from vLLM's own, per GPU: the tolerance that
+tests/test_memory.py holds start-up logs to where the KV cache is a thin remainder of the budget
+(Qwen2.5-72B TP2, the RTX 3090 v0 logs). The largest error seen over the 20 logs checked there is
+0.22 GiB (RTX 3090, v0, max_model_len 29,000); the 17 H100 0.19 logs are within 0.18 GiB. A
+``max_model_len`` that misses by no more than this is started, with a warning that names both
+figures (``hold_one_sequence``): a planner is better served by the numbers than by a refusal vLLM
+may not make. Not fitted to the two refusals of issue 24."""
 _HBM_REPORTED_PER_GIB = 79.19 / 80.0
 """An H100 80GB reports 79.19 GiB (``total_memory=79.19GiB`` in _LLMD): the printed GB are
 physical GiB less ~1% the driver keeps."""
@@ -141,6 +161,7 @@ class MemoryPlan:
     num_kv_blocks: int  # vLLM's num_gpu_blocks (same on every GPU of the replica), null block included
     max_kv_tokens: int  # num_kv_blocks · block_size (vLLM's "GPU KV cache size")
     accounting: str  # which vLLM accounting this follows
+    edge_note: str = ""  # set where one max_model_len sequence was held within the plan's uncertainty
 
     @property
     def runtime_overhead_bytes_per_gpu(self) -> int:
@@ -162,33 +183,61 @@ class MemoryPlan:
         return {f"{k}_gib": round(v / GiB, 3) for k, v in zip(keys, vals)}
 
 
+def moe_workspace_held(quant: QuantSpec, vllm_version: tuple[int, ...] | None) -> bool:
+    """Whether the fused-MoE workspace outlives the forward (modular kernel, persistent buffers)
+    in this vLLM release: always for quantized weights, from ``MOE_WORKSPACE_HELD_SINCE`` (or with
+    no version named) for 16-bit ones."""
+    if quant.weight_bytes_per_param < 2 or vllm_version is None:
+        return True
+    return tuple(vllm_version) >= MOE_WORKSPACE_HELD_SINCE
+
+
 def moe_workspace_bytes(
-    model: ModelSpec, quant: QuantSpec, tokens: int, tp: int = 1, dp: int = 1, ep: bool = False
+    model: ModelSpec,
+    quant: QuantSpec,
+    tokens: int,
+    tp: int = 1,
+    dp: int = 1,
+    ep: bool = False,
+    held: bool = True,
 ) -> int:
     """The fused-MoE workspace of a forward of ``tokens`` tokens per rank on one GPU (0 for a
     dense model): rows = min(tokens x dp, MOE_CHUNK_TOKENS) x top-k (the ranks' tokens are
-    gathered before the experts), widths max(I, h) + max(2I, h) activations, with I the expert
-    width on this GPU (sliced over tp x dp GPUs, whole with expert parallelism)."""
+    gathered before the experts), I the expert width on this GPU (sliced over tp x dp GPUs, whole
+    with expert parallelism). The modular kernel's buffers (``held``) are max(I, h) + max(2I, h)
+    activations wide (``workspace_shapes``: (M, topk, max(N/2, K)) and (M, topk, max(N, K)), N =
+    2I); the per-call ones of ``fused_experts_impl`` before it, max(2I, h) + I (``cache13`` and
+    ``cache2``)."""
     if model.num_experts == 1:
         return 0
     width = model.moe_intermediate_size if ep else model.moe_intermediate_size / (tp * dp)
     h = model.hidden_size
     rows = min(tokens * dp, MOE_CHUNK_TOKENS) * model.num_experts_active
-    return math.ceil(rows * (max(width, h) + max(2 * width, h)) * quant.activation_bytes)
+    cols = max(width, h) + max(2 * width, h) if held else max(2 * width, h) + width
+    return math.ceil(rows * cols * quant.activation_bytes)
 
 
 def _activation_bytes(
-    model: ModelSpec, quant: QuantSpec, s: ModelShape, tokens: int, rows: int, moe_workspace: int = 0
+    model: ModelSpec,
+    quant: QuantSpec,
+    s: ModelShape,
+    tokens: int,
+    rows: int,
+    moe_workspace: int = 0,
+    held: bool = True,
 ) -> int:
     """Peak torch memory of vLLM's profile run above the weights: the larger of one forward of
     ``tokens`` tokens (peak in the MLP: residual, normed input, gate/up output and activated
     output) and the dummy sampler over ``rows`` rows of fp32 logits (full vocabulary on every
-    rank), the latter on top of what the MoE kernels keep (``MOE_WORKSPACE_FACTOR``)."""
-    forward = tokens * quant.activation_bytes * (2 * model.hidden_size + 3 * s.mlp_width_per_gpu)
+    rank). A ``held`` MoE workspace sits under the sampler (``MOE_WORKSPACE_FACTOR``); one freed
+    when the experts return (``fused_experts_impl``) adds to the forward instead."""
+    forward = FORWARD_PEAK_FACTOR * tokens * quant.activation_bytes * (2 * model.hidden_size + 3 * s.mlp_width_per_gpu)
     sampler = rows * model.vocab_size * _LOGIT_BYTES * SAMPLER_FP32_COPIES
-    if moe_workspace:
+    if moe_workspace and held:
         sampler += MOE_WORKSPACE_FACTOR * moe_workspace
-    return math.ceil(max(FORWARD_PEAK_FACTOR * forward, sampler))
+    elif moe_workspace:
+        forward += moe_workspace
+    return math.ceil(max(forward, sampler))
 
 
 def _plan(
@@ -211,8 +260,10 @@ def _plan(
         weights = math.ceil(s.weight_bytes_total / tp)
     else:  # attention and dense layers replicated per rank, routed experts over all tp x dp GPUs
         weights = math.ceil((s.weight_bytes_total - s.routed_bytes_total) / tp + s.routed_bytes_total / (tp * dp))
-    ws = moe_workspace_bytes(model, quant, max_num_batched_tokens, tp, dp, ep)
-    act = _activation_bytes(model, quant, s, max_num_batched_tokens, min(max_num_batched_tokens, max_num_seqs), ws)
+    held = moe_workspace_held(quant, vllm_version)
+    ws = moe_workspace_bytes(model, quant, max_num_batched_tokens, tp, dp, ep, held)
+    rows = min(max_num_batched_tokens, max_num_seqs)
+    act = _activation_bytes(model, quant, s, max_num_batched_tokens, rows, ws, held)
     world = int(tp) * int(dp)  # communicators and graphs of the whole replica's group
     non_torch = NON_TORCH_BYTES + COMM_BYTES.get(world, COMM_BYTES[16])
     graphs = CUDAGRAPH_ESTIMATE_BYTES[min(world, 2)] if _subtracts_cudagraphs(vllm_version) else 0
@@ -312,41 +363,69 @@ def check_max_model_len(
     )
 
 
+def _sequence_blocks(max_model_len: int, block_size: int, vllm_version: tuple[int, ...] | None) -> int:
+    """Blocks vLLM's start-up check asks for: one sequence, plus the null block after 0.11."""
+    need = -(-max_model_len // block_size)
+    return need + (1 if vllm_version is None or tuple(vllm_version) > NULL_BLOCK_IN_CHECK_AFTER else 0)
+
+
 def hold_one_sequence(
     plan: MemoryPlan, max_model_len: int, block_size: int, vllm_version: tuple[int, ...] | None
 ) -> MemoryPlan:
-    """The plan, or, where no vLLM version is named and only the CUDA-graph estimate keeps one
-    ``max_model_len`` sequence out, the plan with as much of that estimate given back as the
-    sequence needs (``num_kv_blocks`` = the sequence's blocks + the null block).
+    """The plan, or, where it misses one ``max_model_len`` sequence by less than what separates it
+    from what vLLM would start, the plan holding that sequence (``num_kv_blocks`` = the sequence's
+    blocks, + the null block after 0.11) with ``edge_note`` saying by how much. Two cases:
 
-    Without a version the plan follows the newest accounting, which takes vLLM's CUDA-graph
-    estimate (``CUDAGRAPH_ESTIMATE_BYTES``, 1.3 GiB at TP >= 2) out of the budget; releases before
-    ``CUDAGRAPH_PROFILED_SINCE`` (e.g. 0.19, whose start-up logs the plan matches within 0.2 GiB:
-    tests/test_memory.py) leave the graphs in the (1 - utilization) headroom. Issue 24's GPU runs
-    had vLLM serve two configurations the newest-rule plan refused by less than that estimate
-    (Qwen3-32B with a 32k-token prompt on one H100; Qwen3-235B-A22B at max_model_len 262,144 on
-    8 H100s). So a pool that names no version is not refused for what a supported release starts:
-    it gets the smallest KV cache that release starts with, the bytes taken from the graph estimate
-    (the term the releases disagree on), and ``accounting`` says so. A named version keeps its
-    own accounting and check.
+    - no vLLM version named, and only the CUDA-graph estimate keeps the sequence out: the plan
+      follows the newest accounting, which takes that estimate (``CUDAGRAPH_ESTIMATE_BYTES``) out
+      of the budget, while releases before ``CUDAGRAPH_PROFILED_SINCE`` leave the graphs in the
+      (1 - utilization) headroom. A pool that names no version is not refused for what a supported
+      release starts: as much of the estimate is given back as the sequence needs, and the budget
+      split still adds up;
+    - any version: the sequence misses by no more than ``KV_PLAN_UNCERTAINTY_BYTES`` per GPU, the
+      error the plan's estimated terms are checked to against vLLM's start-up logs. The sequence
+      is held (the available memory stays the planned figure; ``edge_note`` gives both).
+
+    Beyond that ``check_max_model_len`` refuses, as vLLM would.
     """
-    if vllm_version is not None or plan.cudagraph_bytes_per_gpu <= 0:
-        return plan
-    need = -(-max_model_len // block_size) + 1  # the sequence's blocks, the null block taken out first
+    need = _sequence_blocks(max_model_len, block_size, vllm_version)
     if plan.num_kv_blocks >= need:
         return plan
     per_block = plan.kv_bytes_per_block_per_gpu
-    if math.floor((plan.available_kv_bytes_per_gpu + plan.cudagraph_bytes_per_gpu) / per_block) < need:
-        return plan  # not even without the graph estimate: check_max_model_len refuses it
-    given_back = math.ceil(need * per_block - plan.available_kv_bytes_per_gpu)
+    short = math.ceil(need * per_block - plan.available_kv_bytes_per_gpu)
+    graphs = plan.cudagraph_bytes_per_gpu
+    if (
+        vllm_version is None
+        and graphs > 0
+        and math.floor((plan.available_kv_bytes_per_gpu + graphs) / per_block) >= need
+    ):
+        note = (
+            f"{short / GiB:.2f} GiB of the CUDA-graph estimate given back to hold one max_model_len "
+            f"sequence, as vLLM before 0.21 would"
+        )
+        return replace(
+            plan,
+            cudagraph_bytes_per_gpu=graphs - short,
+            available_kv_bytes_per_gpu=plan.available_kv_bytes_per_gpu + short,
+            num_kv_blocks=need,
+            max_kv_tokens=need * block_size,
+            accounting=plan.accounting + "; " + note,
+            edge_note=note,
+        )
+    if short > KV_PLAN_UNCERTAINTY_BYTES:
+        return plan  # check_max_model_len refuses it
+    note = (
+        f"one max_model_len {max_model_len:,} sequence needs {need * per_block / GiB:.2f} GiB of KV per GPU, "
+        f"{short / GiB:.2f} GiB more than the {max(plan.available_kv_bytes_per_gpu, 0) / GiB:.2f} GiB planned: "
+        f"within the plan's uncertainty ({KV_PLAN_UNCERTAINTY_BYTES / GiB:.1f} GiB), so it is started with "
+        f"{need:,} blocks; vLLM may refuse it if its profile run comes in higher"
+    )
     return replace(
         plan,
-        cudagraph_bytes_per_gpu=plan.cudagraph_bytes_per_gpu - given_back,
-        available_kv_bytes_per_gpu=plan.available_kv_bytes_per_gpu + given_back,
         num_kv_blocks=need,
         max_kv_tokens=need * block_size,
-        accounting=plan.accounting + f"; {given_back / GiB:.2f} GiB of the CUDA-graph estimate "
-        f"given back to hold one max_model_len sequence, as vLLM before 0.21 would",
+        accounting=plan.accounting + "; " + note,
+        edge_note=note,
     )
 
 

@@ -30,7 +30,7 @@ from sim.perf.perf_model import PerfModel
 from sim.perf.speculative import with_proposer_memory
 from sim.perf.step_source import pool_perf_model
 
-__all__ = ["PoolModel", "build_pool_models"]
+__all__ = ["PoolModel", "build_pool_models", "memory_warnings"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,50 @@ class PoolModel:
         }
 
 
+def _pool_memory(scenario, i: int, catalog, gpu: GPU, model: ModelSpec, quant: QuantSpec, version) -> MemoryPlan:
+    """One pool's memory plan (proposer included), held at the edge of one ``max_model_len``
+    sequence where ``hold_one_sequence`` says vLLM would start it."""
+    pool = scenario.fleet[i]
+    eng = pool.engine
+    try:
+        mem = plan_memory(
+            gpu,
+            model,
+            quant,
+            pool.tensor_parallel,
+            eng.gpu_memory_utilization,
+            eng.block_size,
+            eng.max_num_batched_tokens,
+            eng.max_num_seqs,
+            version,
+            dp=pool.data_parallel,
+            ep=pool.expert_parallel,
+        )
+        if eng.speculative is not None:  # the draft model / EAGLE layer share the GPUs with the target
+            mem = with_proposer_memory(mem, pool, catalog, model, quant, eng.block_size)
+    except FleetcastError as exc:
+        raise ScenarioError(f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): {exc}") from None
+    if eng.num_gpu_blocks_override:
+        return mem
+    return hold_one_sequence(mem, pool.max_model_len(model), eng.block_size, version)
+
+
+def memory_warnings(scenario) -> list[str]:
+    """One line per pool whose KV cache holds one ``max_model_len`` sequence only within the
+    plan's uncertainty or by giving back the CUDA-graph estimate (``hold_one_sequence``)."""
+    catalog = scenario.load_catalog()
+    out = []
+    for i, pool in enumerate(scenario.fleet):
+        eng = pool.engine
+        version = parse_version(eng.vllm_version) if eng.vllm_version else None
+        gpu, model = catalog.gpu(pool.gpu), catalog.model(pool.model)
+        quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
+        mem = _pool_memory(scenario, i, catalog, gpu, model, quant, version)
+        if mem.edge_note:
+            out.append(f"pool '{pool.name}': KV cache at the edge: {mem.edge_note}")
+    return out
+
+
 def _pool_model(scenario, i: int, catalog) -> PoolModel:
     pool = scenario.fleet[i]
     gpu = catalog.gpu(pool.gpu)
@@ -90,27 +134,8 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
             async_scheduling=False,
             source=f"the profile's fitted overheads, no separate front end ({c.source})",
         )
-    try:
-        mem = plan_memory(
-            gpu,
-            model,
-            quant,
-            pool.tensor_parallel,
-            eng.gpu_memory_utilization,
-            eng.block_size,
-            eng.max_num_batched_tokens,
-            eng.max_num_seqs,
-            version,
-            dp=pool.data_parallel,
-            ep=pool.expert_parallel,
-        )
-        if eng.speculative is not None:  # the draft model / EAGLE layer share the GPUs with the target
-            mem = with_proposer_memory(mem, pool, catalog, model, quant, eng.block_size)
-    except FleetcastError as exc:
-        raise ScenarioError(f"{scenario.locate(('fleet', i))} (pool '{pool.name}'): {exc}") from None
+    mem = _pool_memory(scenario, i, catalog, gpu, model, quant, version)
     max_len = pool.max_model_len(model)
-    if not eng.num_gpu_blocks_override:  # no version named: not refused for what vLLM 0.19 starts
-        mem = hold_one_sequence(mem, max_len, eng.block_size, version)
     # vLLM v1 takes one block out of the pool as its "null block" (BlockPool.null_block, a
     # placeholder for skipped blocks): a server with num_gpu_blocks N schedules N - 1
     num_gpu_blocks = eng.num_gpu_blocks_override or mem.num_kv_blocks
