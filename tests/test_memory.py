@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 import pytest
@@ -379,65 +380,86 @@ def test_the_same_runs_under_vllm_0_21_lose_the_logged_graph_estimate(model, wei
         graphs_gib, abs=0.1)
 
 
-# Issue 24's refusals, with the vLLM versions those runs named (0.10-0.11, the server's H100 defaults:
-# gpu_memory_utilization 0.9, max_num_batched_tokens 8192, max_num_seqs 1024).
-V011 = dict(gpu_memory_utilization=0.9, block_size=16, max_num_batched_tokens=8192, max_num_seqs=1024)
+# vLLM's dummy sampler by release: the PyTorch sort-based top-k/top-p masking before the Triton kernel (PR #33538,
+# SAMPLER_TRITON_SINCE) peaks at ~9.6 fp32 copies of [rows x vocabulary], the Triton path at ~3.8 (sim/perf/memory.py).
+# The server's H100 defaults of those releases: gpu_memory_utilization 0.9, 8,192 batched tokens, 1,024 sequences.
+H100_DEFAULTS = dict(gpu_memory_utilization=0.9, block_size=16, max_num_batched_tokens=8192, max_num_seqs=1024)
+QWEN3_LOGITS_1024 = 1024 * 151_936 * 4  # one fp32 copy of 1,024 rows over Qwen3's 151,936-token vocabulary
 
 
 @pytest.mark.parametrize("version", [(0, 10, 0), (0, 11, 0)], ids=["0.10", "0.11"])
-def test_bf16_moe_workspace_is_freed_before_the_sampler_before_vllm_0_14(version):
-    """Before vLLM PR #31052 (first in 0.14) unquantized MoE ran ``fused_experts_impl``, which takes its
-    workspaces from torch.empty per call: cache13, rows x max(2I, h), and cache2, rows x I, freed on return.
-    Qwen3-235B-A22B at TP8 (config.json: hidden 4096, moe_intermediate_size 1536 -> I = 192 per GPU, top-8):
-    8,192 x 8 = 65,536 rows x (4,096 + 192) x 2 bytes = 562,036,736 bytes, within the forward. The modular
-    kernel's held buffers (max(I, h) + max(2I, h)) are 65,536 x 8,192 x 2 = 1,073,741,824 bytes. So at
-    0.10/0.11 the profile peak is the sampler's alone, and 262,144 tokens fit 8 H100s without any give-back:
-    2 x 94 layers x 1 KV head x 128 x 2 bytes = 48,128 bytes/token, 16,384 blocks = 11.75 GiB (issue 24)."""
+def test_moe_workspace_is_freed_before_the_sampler_before_vllm_0_14(version):
+    """Before vLLM PR #31052 (first in 0.14) the fused MoE ran ``fused_experts_impl``, which takes its workspaces
+    from torch.empty per call: cache13, rows x max(2I, h), and cache2, rows x I, freed on return. Qwen3-235B-A22B at
+    TP8 (config.json: hidden 4096, moe_intermediate_size 1536 -> I = 192 per GPU, top-8): 8,192 x 8 = 65,536 rows x
+    (4,096 + 192) x 2 bytes = 562,036,736 bytes inside the forward. The modular kernel's held buffers (max(I, h) +
+    max(2I, h)) are 65,536 x 8,192 x 2 = 1,073,741,824 bytes. So at 0.10/0.11 the profile peak is the sort-path
+    sampler alone: 9.6 x 1,024 x 151,936 x 4 bytes = 5.56 GiB."""
     model, bf16 = CAT.model("qwen3-235b-a22b"), CAT.quant("bf16")
     assert moe_workspace_bytes(model, bf16, 8192, 8, held=False) == 562_036_736
     assert moe_workspace_bytes(model, bf16, 8192, 8, held=True) == 1_073_741_824
-    plan = plan_memory(CAT.gpu("h100-sxm"), model, bf16, 8, vllm_version=version, **V011)
-    newer = plan_memory(CAT.gpu("h100-sxm"), model, bf16, 8, vllm_version=(0, 19, 0), **V011)
-    assert newer.activation_bytes_per_gpu - plan.activation_bytes_per_gpu == pytest.approx(1.2 * 1_073_741_824, rel=1e-6)
-    assert plan.kv_bytes_per_token_per_gpu == 48_128
-    assert check_max_model_len(plan, 262_144, 16, version) is None
-    assert hold_one_sequence(plan, 262_144, 16, version) is plan  # no edge: it fits outright
-    # a quantized MoE keeps the held workspace at every version (its modular kernels came earlier)
-    fp8 = CAT.quant("fp8")
-    assert (plan_memory(CAT.gpu("h100-sxm"), model, fp8, 8, vllm_version=version, **V011).activation_bytes_per_gpu
-            == plan_memory(CAT.gpu("h100-sxm"), model, fp8, 8, vllm_version=(0, 19, 0), **V011).activation_bytes_per_gpu)
+    plan = plan_memory(CAT.gpu("h100-sxm"), model, bf16, 8, vllm_version=version, **H100_DEFAULTS)
+    assert plan.activation_bytes_per_gpu == math.ceil(9.6 * QWEN3_LOGITS_1024)
+    # from 0.14 the held workspace sits under the sampler (and from 0.18 the sampler is the Triton one)
+    newer = plan_memory(CAT.gpu("h100-sxm"), model, bf16, 8, vllm_version=(0, 19, 0), **H100_DEFAULTS)
+    assert newer.activation_bytes_per_gpu == pytest.approx(3.8 * QWEN3_LOGITS_1024 + 1.2 * 1_073_741_824, rel=1e-6)
 
 
-def test_qwen3_32b_32k_on_one_h100_starts_with_a_warning_within_the_plans_uncertainty():
-    """Qwen3-32B on one H100 at vLLM 0.10, max_model_len 32,768: 2 x 64 layers x 8 KV heads x 128 x 2 bytes =
-    262,144 bytes/token, 4 MiB a block; the sequence needs 2,048 blocks (0.10 checks without the null block) =
-    8.00 GiB. The plan leaves 1,995 blocks (issue 24's figure), 0.21 GiB short: less than the 0.5 GiB the plan
-    is checked to, so the pool starts, holding the sequence, and the run warns with both figures. At 40,960
-    (2,560 blocks, 10.0 GiB, 2.2 GiB short) it is still refused."""
-    plan = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-32b"), CAT.quant("bf16"), 1, vllm_version=(0, 10, 0),
-                       **V011)
-    assert plan.num_kv_blocks == 1_995
-    assert check_max_model_len(plan, 32_768, 16, (0, 10, 0)) is not None
-    held = hold_one_sequence(plan, 32_768, 16, (0, 10, 0))
-    assert held.num_kv_blocks == 2_048 and check_max_model_len(held, 32_768, 16, (0, 10, 0)) is None
-    short = 2_048 * 4 * 2**20 - plan.available_kv_bytes_per_gpu
-    assert 0 < short <= KV_PLAN_UNCERTAINTY_BYTES
-    assert "8.00 GiB" in held.edge_note and f"{short / GiB:.2f} GiB more" in held.edge_note
-    assert held.available_kv_bytes_per_gpu == plan.available_kv_bytes_per_gpu  # the estimate itself is kept
-    engine = {"max_model_len": 32_768, "vllm_version": "0.10.0", "max_num_seqs": 1024}
-    fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": "qwen3-32b", "engine": engine}]
-    scenario = scenario_from_dict(scenario_dict(fleet=fleet))
-    assert build_pool_models(scenario)[0].num_gpu_blocks == 2_048
-    (line,) = memory_warnings(scenario)
-    assert "pool 'a'" in line and "within the plan's uncertainty" in line
-    assert hold_one_sequence(plan, 40_960, 16, (0, 10, 0)) is plan
-    fleet[0]["engine"] = {**engine, "max_model_len": 40_960}
-    with pytest.raises(FleetcastError, match="vLLM refuses to start"):
-        build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))
+# vllm/vllm-openai:latest of 2026-01-27 on H100 80GB (79.18 GiB), gpu_memory_utilization 0.9, server defaults, block
+# 128, max_model_len 16,000: llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md, commit 0282dcf6
+# (Apache-2.0), "Peak Activation" and "Available KV Cache" columns. The version is not printed; the file predates PR
+# #33538, and the checks take it as 0.14, the newest release by then as far as we can tell (the MoE rule that changes
+# at 0.14 does not touch these dense models). SAMPLER_SORT_FP32_COPIES was read from the file's other models (Qwen3-0.6B, gpt-oss-20b).
+# (label, model, weights, tp, logged peak activation GiB, logged available KV GiB)
+LLMD_BENCH = [
+    ("llama-3.1-8b-tp1", "llama-3.1-8b", "bf16", 1, 4.76, 51.38),
+    ("qwen3-32b-tp1", "qwen3-32b", "bf16", 1, 5.64, 4.45),
+    ("qwen3-32b-tp2", "qwen3-32b", "bf16", 2, 5.64, 34.49),
+    ("llama-3.3-70b-fp8-tp2", "llama-3.1-70b", "fp8", 2, 4.84, 32.0),
+]
+LATEST_2026_01 = (0, 14, 0)
 
 
-# Qwen/Qwen3-235B-A22B-FP8 at TP4, vLLM 0.10 (July 2025 main), server defaults otherwise (max_num_seqs 1024,
-# max_num_batched_tokens 8192):
+def _bench(model, weights, tp, **kw):
+    args = {**H100_DEFAULTS, "block_size": 128, "vllm_version": LATEST_2026_01, **kw}
+    return plan_memory(CAT.gpu("h100-sxm"), CAT.model(model), CAT.quant(weights), tp, **args)
+
+
+@pytest.mark.parametrize("label,model,weights,tp,peak_gib,kv_gib", LLMD_BENCH, ids=[r[0] for r in LLMD_BENCH])
+def test_sort_path_sampler_peak_matches_the_logged_activation(label, model, weights, tp, peak_gib, kv_gib):
+    assert abs(_bench(model, weights, tp).activation_bytes_per_gpu / GiB - peak_gib) <= 0.15
+
+
+@pytest.mark.parametrize("label,model,weights,tp,peak_gib,kv_gib", LLMD_BENCH[:2], ids=[r[0] for r in LLMD_BENCH[:2]])
+def test_tp1_available_kv_matches_the_log(label, model, weights, tp, peak_gib, kv_gib):
+    """Within 3% where the KV cache is thick (Llama-3.1-8B), within 0.5 GiB where it is a thin remainder
+    (Qwen3-32B: 4.45 GiB of 71.26)."""
+    got = _bench(model, weights, tp).available_kv_bytes_per_gpu / GiB
+    assert abs(got / kv_gib - 1) <= 0.03 or abs(got - kv_gib) <= 0.5, (got, kv_gib)
+
+
+@pytest.mark.xfail(strict=True, reason="known miss: TP2 non-torch memory logged 0.54-0.55 GiB by this image against "
+                   "2.08 planned (COMM_BYTES, read from vLLM 0.19 logs that log 2.07-2.09); the plan leaves 1.3-1.4 GiB "
+                   "less KV (-4%): conservative, not identified (calibration/README.md, KV capacity at the edge)")
+@pytest.mark.parametrize("label,model,weights,tp,peak_gib,kv_gib", LLMD_BENCH[2:], ids=[r[0] for r in LLMD_BENCH[2:]])
+def test_tp2_available_kv_matches_the_log(label, model, weights, tp, peak_gib, kv_gib):
+    got = _bench(model, weights, tp).available_kv_bytes_per_gpu / GiB
+    assert abs(got / kv_gib - 1) <= 0.03, (got, kv_gib)
+
+
+def test_the_same_image_starts_and_refuses_what_it_did():
+    """The same file: Qwen3-32B on one H100 started at max_model_len 16,000 and FAILED at 32,000 (4.45 GiB of KV
+    holds 16,000 x 262,144 bytes = 3.91 GiB, not 7.81); Llama-3.3-70B-FP8 at TP1 did not fit at all (67.72 GiB of
+    weights, "No available memory for the cache blocks")."""
+    plan = _bench("qwen3-32b", "bf16", 1)
+    assert check_max_model_len(plan, 16_000, 128, LATEST_2026_01) is None
+    assert hold_one_sequence(plan, 32_000, 128, LATEST_2026_01) is plan  # short by more than its uncertainty
+    assert check_max_model_len(plan, 32_000, 128, LATEST_2026_01) is not None
+    with pytest.raises(FleetcastError, match="does not fit"):
+        _bench("llama-3.1-70b", "fp8", 1)
+
+
+# Qwen/Qwen3-235B-A22B-FP8 at TP4, vLLM 0.10 (July 2025 main), server defaults (1,024 sequences, 8,192 tokens):
 # - H200, gpu_memory_utilization 0.5 (vllm-project/vllm PR #21429, the test log in its description):
 #   "requested GPU memory: 69.86 GiB", "weights memory: 55.13GiB", "non-torch forward increase memory:
 #   2.04GiB", "torch peak memory increase: 5.62GiB", "Available KV cache memory: 7.07 GiB";
@@ -447,19 +469,73 @@ FP8_235B = [("h200", 0.5, 7.07), ("h100-sxm", 0.9, 8.11)]
 
 def _fp8_235b(gpu, util):
     return plan_memory(CAT.gpu(gpu), CAT.model("qwen3-235b-a22b"), CAT.quant("fp8"), 4, vllm_version=(0, 10, 0),
-                       **{**V011, "gpu_memory_utilization": util})
+                       **{**H100_DEFAULTS, "gpu_memory_utilization": util})
 
 
-def test_fp8_235b_tp4_weights_and_non_torch_match_the_logged_terms():
+def test_fp8_235b_tp4_terms_match_the_logged_ones():
     plan = _fp8_235b("h200", 0.5)
     assert plan.budget_bytes_per_gpu / GiB == pytest.approx(69.86, abs=0.2)  # H200 read from its printed 141 GB
     assert plan.weight_bytes_per_gpu / GiB == pytest.approx(55.13, abs=0.2)
     assert plan.non_torch_bytes_per_gpu / GiB == pytest.approx(2.04, abs=0.2)
+    assert plan.activation_bytes_per_gpu / GiB == pytest.approx(5.62, abs=0.15)
 
 
-@pytest.mark.xfail(strict=True, reason="known miss: the fp8 fused-MoE profile peak at vLLM 0.10 (5.62 GiB logged) is "
-                   "above the plan's 3.40 GiB; cause not identified (calibration/README.md, KV capacity at the edge)")
 @pytest.mark.parametrize("gpu,util,logged_gib", FP8_235B, ids=[r[0] for r in FP8_235B])
 def test_fp8_235b_tp4_available_kv_matches_the_log(gpu, util, logged_gib):
-    plan = _fp8_235b(gpu, util)
-    assert abs(plan.available_kv_bytes_per_gpu / GiB - logged_gib) <= 0.5
+    """A thin remainder (7-8 GiB of 70): within 0.5 GiB."""
+    assert abs(_fp8_235b(gpu, util).available_kv_bytes_per_gpu / GiB - logged_gib) <= 0.5
+
+
+# Issue 24's two refusals (runs kept outside the project, not for tuning): Qwen3-32B with a 32k prompt on one H100,
+# Qwen3-235B-A22B at max_model_len 262,144 on 8 H100s, at the H100 defaults above.
+def test_issue_24_refusals_follow_the_release_named():
+    """- 0.10/0.11 named: refused, as vLLM's own logs of those releases say (Qwen3-32B at 32,000 FAILED above; the
+      sort-path sampler peak is 5.56 GiB), by more than the plan's uncertainty;
+    - 0.19 named (Triton sampler, held MoE workspace): Qwen3-32B needs 2,049 blocks x 4 MiB = 8.00 GiB against 7.79
+      planned (0.21 GiB short, within 0.5 GiB); Qwen3-235B needs 16,385 x 16 x 48,128 bytes = 11.75 GiB against 10.94
+      (0.81 short, within 0.5 GiB + the held workspace term at TP8, 1.2 GiB, which was fitted at TP <= 4): both start,
+      holding the sequence, with a warning;
+    - no version: the same, the CUDA-graph estimate given back first."""
+    cases = [("qwen3-32b", 1, 32_768, 2_049), ("qwen3-235b-a22b", 8, 262_144, 16_385)]
+    for model, tp, max_len, blocks in cases:
+        for version in [(0, 10, 0), (0, 11, 0)]:
+            plan = plan_memory(CAT.gpu("h100-sxm"), CAT.model(model), CAT.quant("bf16"), tp, vllm_version=version,
+                               **H100_DEFAULTS)
+            assert hold_one_sequence(plan, max_len, 16, version) is plan
+            assert check_max_model_len(plan, max_len, 16, version) is not None
+        for version in [(0, 19, 0), None]:
+            plan = plan_memory(CAT.gpu("h100-sxm"), CAT.model(model), CAT.quant("bf16"), tp, vllm_version=version,
+                               **H100_DEFAULTS)
+            assert check_max_model_len(plan, max_len, 16, version) is not None  # the plan alone misses
+            held = hold_one_sequence(plan, max_len, 16, version)
+            assert held.num_kv_blocks == blocks and check_max_model_len(held, max_len, 16, version) is None
+            assert "within the plan's uncertainty" in held.edge_note
+        engine = {"max_model_len": max_len, "max_num_seqs": 1024, "vllm_version": "0.19.0"}
+        fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": model, "tensor_parallel": tp,
+                  "engine": engine}]
+        scenario = scenario_from_dict(scenario_dict(fleet=fleet))
+        assert build_pool_models(scenario)[0].num_gpu_blocks == blocks
+        (line,) = memory_warnings(scenario)
+        assert "pool 'a'" in line and "GiB more than" in line
+        fleet[0]["engine"] = {**engine, "vllm_version": "0.11.0"}
+        with pytest.raises(FleetcastError, match="vLLM refuses to start"):
+            build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))
+
+
+def test_the_uncertainty_counts_only_what_the_plan_extrapolates():
+    """0.5 GiB (KV_PLAN_UNCERTAINTY_BYTES) everywhere; + the held MoE workspace term (1.2 x 1,073,741,824 bytes for
+    Qwen3-235B at TP8) beyond the 4 GPUs it was fitted on; + the sort/Triton sampler difference ((9.6 - 3.8) x
+    1,024 x 151,936 x 4 bytes = 3.36 GiB) for releases 0.15-0.17, whose sampler path is not identified."""
+    dense = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-32b"), CAT.quant("bf16"), 1, vllm_version=(0, 19, 0),
+                        **H100_DEFAULTS)
+    assert dense.uncertainty_bytes_per_gpu == KV_PLAN_UNCERTAINTY_BYTES
+    moe8 = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-235b-a22b"), CAT.quant("bf16"), 8,
+                       vllm_version=(0, 19, 0), **H100_DEFAULTS)
+    assert moe8.uncertainty_bytes_per_gpu == KV_PLAN_UNCERTAINTY_BYTES + math.ceil(1.2 * 1_073_741_824)
+    moe4 = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-235b-a22b"), CAT.quant("fp8"), 4,
+                       vllm_version=(0, 19, 0), **H100_DEFAULTS)
+    assert moe4.uncertainty_bytes_per_gpu == KV_PLAN_UNCERTAINTY_BYTES
+    window = plan_memory(CAT.gpu("h100-sxm"), CAT.model("qwen3-32b"), CAT.quant("bf16"), 1, vllm_version=(0, 16, 0),
+                         **H100_DEFAULTS)
+    assert window.uncertainty_bytes_per_gpu - KV_PLAN_UNCERTAINTY_BYTES == pytest.approx(
+        (9.6 - 3.8) * QWEN3_LOGITS_1024, rel=1e-6)

@@ -41,6 +41,9 @@ __all__ = [
     "COMM_BYTES",
     "CUDAGRAPH_ESTIMATE_BYTES",
     "SAMPLER_FP32_COPIES",
+    "SAMPLER_SORT_FP32_COPIES",
+    "SAMPLER_TRITON_SINCE",
+    "sampler_copies",
     "FORWARD_PEAK_FACTOR",
 ]
 
@@ -89,6 +92,28 @@ SAMPLER_FP32_COPIES = 3.8
 top-p/top-k sampling derives from them): 3.71 (Gemma-2-2B), 3.74 (Gemma-2-9B), 3.97 (Phi-4) at
 1,024 rows (_LLMD). The profile-run peak is the larger of forward and sampler: vLLM frees the
 forward's activations before sampling (Llama-3.1-8B logs the same 1.89 GiB at TP1, 2 and 4)."""
+_LLMD_BENCH = (
+    "llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md, commit 0282dcf6 of 2026-01-27 "
+    "(Apache-2.0): vllm/vllm-openai:latest of that date on H100 80GB, gpu_memory_utilization 0.9, the server's "
+    "H100 defaults (8,192 batched tokens, 1,024 sequences)"
+)
+SAMPLER_SORT_FP32_COPIES = 9.6
+"""The same peak while vLLM's top-k/top-p masking was the PyTorch sort (``apply_top_k_top_p``: the
+sorted logits, their int64 indices, softmax and cumulative sum beside the logits): 9.59 (Qwen3-0.6B,
+5.56 GiB) and 9.62 (gpt-oss-20b, 7.38 GiB) at 1,024 rows (_LLMD_BENCH: models outside the catalog;
+Llama-3.1-8B and Qwen3-32B of the same file are checks in tests/test_memory.py). The Triton
+top-k/top-p kernel that replaced it (vllm-project/vllm PR #33538, "does not use extra memory"; PR
+#32558 measured 1.25 GB for the sort against 384 MB at 256 x 131,072) gives ``SAMPLER_FP32_COPIES``."""
+SAMPLER_TRITON_SINCE = (0, 18, 0)
+"""The first release with the Triton top-k/top-p sampler that this plan relies on: v0.18.0 is the first
+release whose API reference lists ``vllm.v1.sample.ops.topk_topp_triton``
+(docs.vllm.ai/en/v0.18.0/api/vllm/v1/sample/ops/topk_topp_triton/). The sort path is logged up to
+the ``latest`` image of 2026-01-27 (_LLMD_BENCH) and in 0.9.2-0.10 (vllm-project/vllm PR #21429: 5.62
+GiB torch peak for Qwen3-235B-A22B-FP8, 9.7 copies of 1,024 x 151,936). That image is taken as 0.14,
+the newest release by then as far as this plan can tell (the file does not print it). PR #33538 was
+opened on 2026-02-02, so releases 0.15 to 0.17 may have either; for them the plan takes the sort path
+and counts the difference as uncertainty (``hold_one_sequence``)."""
+SAMPLER_UNIDENTIFIED_FROM = (0, 15, 0)
 MOE_WORKSPACE_FACTOR = 1.2
 """Torch memory the fused-MoE kernels of the profile forward keep while the dummy sampler runs, per
 byte of ``moe_workspace_bytes`` (rows = min(max_num_batched_tokens x dp, MOE_CHUNK_TOKENS) x top-k;
@@ -108,8 +133,9 @@ release on: vllm-project/vllm PR #31052 ("[MoE Refactor][9/N] Use modular kernel
 Triton MoE", merged 2025-12-20, after the 0.13 branch). Before it, ``fused_experts_impl`` took
 ``cache13`` (rows x max(2I, h)) and ``cache2`` (rows x I) from ``torch.empty`` on every call and
 freed them on return (vllm/model_executor/layers/fused_moe/fused_moe.py), so they add to the
-forward's peak, not to the sampler's. Quantized MoE weights moved to modular kernels earlier (a
-release not identified here) and keep the held workspace at every version."""
+forward's peak, not to the sampler's. The fp8 path of 0.10 logs the same (vllm-project/vllm PR #21429:
+Qwen3-235B-A22B-FP8 at TP4, torch peak 5.62 GiB, the sampler's alone at ``SAMPLER_SORT_FP32_COPIES``),
+so the rule is by release, whatever the weights."""
 KV_PLAN_UNCERTAINTY_BYTES = int(0.5 * GiB)
 """How far the plan's available KV memory may be from vLLM's own, per GPU: the tolerance that
 tests/test_memory.py holds start-up logs to where the KV cache is a thin remainder of the budget
@@ -162,6 +188,7 @@ class MemoryPlan:
     max_kv_tokens: int  # num_kv_blocks · block_size (vLLM's "GPU KV cache size")
     accounting: str  # which vLLM accounting this follows
     edge_note: str = ""  # set where one max_model_len sequence was held within the plan's uncertainty
+    uncertainty_bytes_per_gpu: int = KV_PLAN_UNCERTAINTY_BYTES  # how far vLLM's own figure may be (hold_one_sequence)
 
     @property
     def runtime_overhead_bytes_per_gpu(self) -> int:
@@ -183,13 +210,19 @@ class MemoryPlan:
         return {f"{k}_gib": round(v / GiB, 3) for k, v in zip(keys, vals)}
 
 
-def moe_workspace_held(quant: QuantSpec, vllm_version: tuple[int, ...] | None) -> bool:
+def moe_workspace_held(vllm_version: tuple[int, ...] | None) -> bool:
     """Whether the fused-MoE workspace outlives the forward (modular kernel, persistent buffers)
-    in this vLLM release: always for quantized weights, from ``MOE_WORKSPACE_HELD_SINCE`` (or with
-    no version named) for 16-bit ones."""
-    if quant.weight_bytes_per_param < 2 or vllm_version is None:
-        return True
-    return tuple(vllm_version) >= MOE_WORKSPACE_HELD_SINCE
+    in this vLLM release: from ``MOE_WORKSPACE_HELD_SINCE``, or with no version named."""
+    return vllm_version is None or tuple(vllm_version) >= MOE_WORKSPACE_HELD_SINCE
+
+
+def sampler_copies(vllm_version: tuple[int, ...] | None) -> float:
+    """fp32 [rows x vocabulary] copies at the peak of vLLM's dummy sampler run in this release:
+    ``SAMPLER_FP32_COPIES`` with the Triton top-k/top-p kernel (``SAMPLER_TRITON_SINCE``, or no
+    version named), ``SAMPLER_SORT_FP32_COPIES`` with the PyTorch sort before it."""
+    if vllm_version is None or tuple(vllm_version) >= SAMPLER_TRITON_SINCE:
+        return SAMPLER_FP32_COPIES
+    return SAMPLER_SORT_FP32_COPIES
 
 
 def moe_workspace_bytes(
@@ -225,6 +258,7 @@ def _activation_bytes(
     rows: int,
     moe_workspace: int = 0,
     held: bool = True,
+    copies: float = SAMPLER_FP32_COPIES,
 ) -> int:
     """Peak torch memory of vLLM's profile run above the weights: the larger of one forward of
     ``tokens`` tokens (peak in the MLP: residual, normed input, gate/up output and activated
@@ -232,7 +266,7 @@ def _activation_bytes(
     rank). A ``held`` MoE workspace sits under the sampler (``MOE_WORKSPACE_FACTOR``); one freed
     when the experts return (``fused_experts_impl``) adds to the forward instead."""
     forward = FORWARD_PEAK_FACTOR * tokens * quant.activation_bytes * (2 * model.hidden_size + 3 * s.mlp_width_per_gpu)
-    sampler = rows * model.vocab_size * _LOGIT_BYTES * SAMPLER_FP32_COPIES
+    sampler = rows * model.vocab_size * _LOGIT_BYTES * copies
     if moe_workspace and held:
         sampler += MOE_WORKSPACE_FACTOR * moe_workspace
     elif moe_workspace:
@@ -260,10 +294,19 @@ def _plan(
         weights = math.ceil(s.weight_bytes_total / tp)
     else:  # attention and dense layers replicated per rank, routed experts over all tp x dp GPUs
         weights = math.ceil((s.weight_bytes_total - s.routed_bytes_total) / tp + s.routed_bytes_total / (tp * dp))
-    held = moe_workspace_held(quant, vllm_version)
+    held = moe_workspace_held(vllm_version)
     ws = moe_workspace_bytes(model, quant, max_num_batched_tokens, tp, dp, ep, held)
     rows = min(max_num_batched_tokens, max_num_seqs)
-    act = _activation_bytes(model, quant, s, max_num_batched_tokens, rows, ws, held)
+    act = _activation_bytes(model, quant, s, max_num_batched_tokens, rows, ws, held, sampler_copies(vllm_version))
+    # terms the plan takes beyond its evidence, counted as uncertainty before refusing a max_model_len:
+    # the sampler of releases whose top-k/top-p path is not identified, the MoE workspace factor
+    # (fitted at TP <= 4) on more GPUs
+    uncertainty = KV_PLAN_UNCERTAINTY_BYTES
+    if vllm_version is not None and SAMPLER_UNIDENTIFIED_FROM <= tuple(vllm_version) < SAMPLER_TRITON_SINCE:
+        triton = _activation_bytes(model, quant, s, max_num_batched_tokens, rows, ws, held, SAMPLER_FP32_COPIES)
+        uncertainty += act - triton
+    if held and ws and int(tp) * int(dp) > 4:
+        uncertainty += math.ceil(MOE_WORKSPACE_FACTOR * ws)
     world = int(tp) * int(dp)  # communicators and graphs of the whole replica's group
     non_torch = NON_TORCH_BYTES + COMM_BYTES.get(world, COMM_BYTES[16])
     graphs = CUDAGRAPH_ESTIMATE_BYTES[min(world, 2)] if _subtracts_cudagraphs(vllm_version) else 0
@@ -283,6 +326,7 @@ def _plan(
         blocks,
         blocks * block_size,
         accounting_rule(vllm_version),
+        uncertainty_bytes_per_gpu=uncertainty,
     )
 
 
@@ -382,9 +426,12 @@ def hold_one_sequence(
       (1 - utilization) headroom. A pool that names no version is not refused for what a supported
       release starts: as much of the estimate is given back as the sequence needs, and the budget
       split still adds up;
-    - any version: the sequence misses by no more than ``KV_PLAN_UNCERTAINTY_BYTES`` per GPU, the
-      error the plan's estimated terms are checked to against vLLM's start-up logs. The sequence
-      is held (the available memory stays the planned figure; ``edge_note`` gives both).
+    - any version: the sequence misses by no more than the plan's ``uncertainty_bytes_per_gpu``:
+      ``KV_PLAN_UNCERTAINTY_BYTES``, the error the plan's estimated terms are checked to against
+      vLLM's start-up logs, plus the terms it takes beyond its evidence (the sampler of releases
+      from ``SAMPLER_UNIDENTIFIED_FROM`` to before ``SAMPLER_TRITON_SINCE``; the held MoE workspace on
+      more than 4 GPUs, where its factor was not fitted). The sequence is held (the available
+      memory stays the planned figure; ``edge_note`` gives both).
 
     Beyond that ``check_max_model_len`` refuses, as vLLM would.
     """
@@ -393,35 +440,30 @@ def hold_one_sequence(
         return plan
     per_block = plan.kv_bytes_per_block_per_gpu
     short = math.ceil(need * per_block - plan.available_kv_bytes_per_gpu)
-    graphs = plan.cudagraph_bytes_per_gpu
-    if (
-        vllm_version is None
-        and graphs > 0
-        and math.floor((plan.available_kv_bytes_per_gpu + graphs) / per_block) >= need
-    ):
-        note = (
-            f"{short / GiB:.2f} GiB of the CUDA-graph estimate given back to hold one max_model_len "
-            f"sequence, as vLLM before 0.21 would"
-        )
-        return replace(
-            plan,
-            cudagraph_bytes_per_gpu=graphs - short,
-            available_kv_bytes_per_gpu=plan.available_kv_bytes_per_gpu + short,
-            num_kv_blocks=need,
-            max_kv_tokens=need * block_size,
-            accounting=plan.accounting + "; " + note,
-            edge_note=note,
-        )
-    if short > KV_PLAN_UNCERTAINTY_BYTES:
+    # no version named: a release before 0.21 leaves the CUDA-graph estimate in the headroom
+    give = min(short, plan.cudagraph_bytes_per_gpu) if vllm_version is None else 0
+    rest = short - give
+    if rest > plan.uncertainty_bytes_per_gpu:
         return plan  # check_max_model_len refuses it
-    note = (
-        f"one max_model_len {max_model_len:,} sequence needs {need * per_block / GiB:.2f} GiB of KV per GPU, "
-        f"{short / GiB:.2f} GiB more than the {max(plan.available_kv_bytes_per_gpu, 0) / GiB:.2f} GiB planned: "
-        f"within the plan's uncertainty ({KV_PLAN_UNCERTAINTY_BYTES / GiB:.1f} GiB), so it is started with "
-        f"{need:,} blocks; vLLM may refuse it if its profile run comes in higher"
-    )
+    notes = []
+    if give > 0:
+        notes.append(
+            f"{give / GiB:.2f} GiB of the CUDA-graph estimate given back to hold one max_model_len sequence, "
+            f"as vLLM before 0.21 would"
+        )
+    if rest > 0:
+        have = max(plan.available_kv_bytes_per_gpu + give, 0)
+        notes.append(
+            f"one max_model_len {max_model_len:,} sequence needs {need * per_block / GiB:.2f} GiB of KV per GPU, "
+            f"{rest / GiB:.2f} GiB more than the {have / GiB:.2f} GiB planned: within the plan's uncertainty "
+            f"({plan.uncertainty_bytes_per_gpu / GiB:.2f} GiB), so it is started with {need:,} blocks; vLLM may "
+            f"refuse it if its profile run comes in higher"
+        )
+    note = "; ".join(notes)
     return replace(
         plan,
+        cudagraph_bytes_per_gpu=plan.cudagraph_bytes_per_gpu - give,
+        available_kv_bytes_per_gpu=plan.available_kv_bytes_per_gpu + give,
         num_kv_blocks=need,
         max_kv_tokens=need * block_size,
         accounting=plan.accounting + "; " + note,
