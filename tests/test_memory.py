@@ -539,3 +539,34 @@ def test_the_uncertainty_counts_only_what_the_plan_extrapolates():
                          **H100_DEFAULTS)
     assert window.uncertainty_bytes_per_gpu - KV_PLAN_UNCERTAINTY_BYTES == pytest.approx(
         (9.6 - 3.8) * QWEN3_LOGITS_1024, rel=1e-6)
+
+
+# LMCache/LMCache docs FAQ, "KV Cache Sizes for Popular Models" (PR #1769, merged 2025-10-10, Apache-2.0): "Spare GPU
+# RAM for KV cache" at each model's full context on H100, the server's defaults of that time (vLLM 0.10/0.11: 0.9,
+# 8,192 tokens, 1,024 sequences). Checked at 0.11 (0.10 plans the same). (model, tp, logged GiB, logged tokens)
+LMCACHE_FAQ = [("qwen3-8b", 1, 50.32, 366_400), ("qwen3-32b", 2, 33.66, 275_760), ("llama-3.1-70b", 4, 32.06, 420_208)]
+
+
+@pytest.mark.parametrize("model,tp,kv_gib,tokens", LMCACHE_FAQ, ids=[f"{r[0]}-tp{r[1]}" for r in LMCACHE_FAQ])
+def test_lmcache_faq_h100_kv_within_3_percent(model, tp, kv_gib, tokens):
+    """The table's own arithmetic first (tokens x KV bytes per token per GPU = its GiB: Qwen3-8B 36 layers x 8 KV heads
+    x 128 x 2 x 2 = 147,456; Qwen3-32B 64 x 4 per GPU at TP2 x 128 x 4 = 131,072; Llama-3.1-70B 80 x 2 per GPU at TP4
+    x 128 x 4 = 81,920), then the plan against it."""
+    plan = plan_memory(CAT.gpu("h100-sxm"), CAT.model(model), CAT.quant("bf16"), tp, vllm_version=(0, 11, 0),
+                       **H100_DEFAULTS)
+    assert tokens * plan.kv_bytes_per_token_per_gpu / GiB == pytest.approx(kv_gib, abs=0.01)
+    assert abs(plan.available_kv_bytes_per_gpu / GiB / kv_gib - 1) <= 0.03
+
+
+def test_rtx_5060_ti_qwen2_5_7b_awq_vllm_0_11():
+    """josemendozaorg/homelab-android19 specs/gpu-passthrough-vm-llm-workloads/vllm-performance-analysis.md (commit
+    4b5d89ee): RTX 5060 Ti 16 GB, Qwen/Qwen2.5-7B-Instruct-AWQ, vLLM 0.11.0, gpu_memory_utilization 0.85, max_model_len
+    32,768, TP1: "KV Cache Size: 121,072 tokens (6.47 GiB)" (121,072 x 57,344 bytes = 6.47 GiB: 28 layers x 4 KV heads
+    x 128 x 2 x 2). The card reports 16,311 MiB ("16.3GB" in the file; the RTX 5060 Ti 16 GB's total); vLLM 0.11's
+    defaults below 70 GiB are 2,048 batched tokens and 256 sequences. A thin remainder (6.5 GiB of 13.5): within 0.5 GiB.
+    The 0.19 sampler on the same run would leave 1.1 GiB more (the plan before the sampler rule: +16.7%)."""
+    plan = plan_memory(_consumer_gpu("rtx-5060-ti", 16_311 / 1024), CAT.model("qwen2.5-7b"), CAT.quant("int4-awq"), 1,
+                       0.85, 16, 2048, 256, (0, 11, 0))
+    assert plan.kv_bytes_per_token_per_gpu == 57_344
+    assert abs(plan.available_kv_bytes_per_gpu / GiB - 6.47) <= 0.5
+    assert check_max_model_len(plan, 32_768, 16, (0, 11, 0)) is None  # it served 32,768

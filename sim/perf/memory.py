@@ -418,15 +418,14 @@ def hold_one_sequence(
 ) -> MemoryPlan:
     """The plan, or, where it misses one ``max_model_len`` sequence by less than what separates it
     from what vLLM would start, the plan holding that sequence (``num_kv_blocks`` = the sequence's
-    blocks, + the null block after 0.11) with ``edge_note`` saying by how much. Two cases:
+    blocks, + the null block after 0.11) with ``edge_note`` saying by how much. In turn:
 
-    - no vLLM version named, and only the CUDA-graph estimate keeps the sequence out: the plan
-      follows the newest accounting, which takes that estimate (``CUDAGRAPH_ESTIMATE_BYTES``) out
-      of the budget, while releases before ``CUDAGRAPH_PROFILED_SINCE`` leave the graphs in the
-      (1 - utilization) headroom. A pool that names no version is not refused for what a supported
-      release starts: as much of the estimate is given back as the sequence needs, and the budget
-      split still adds up;
-    - any version: the sequence misses by no more than the plan's ``uncertainty_bytes_per_gpu``:
+    - no vLLM version named: the plan follows the newest accounting, which takes the CUDA-graph
+      estimate (``CUDAGRAPH_ESTIMATE_BYTES``) out of the budget, while releases before
+      ``CUDAGRAPH_PROFILED_SINCE`` leave the graphs in the (1 - utilization) headroom. A pool that
+      names no version is not refused for what a supported release starts: as much of the
+      estimate is given back as the sequence needs, and the budget split still adds up;
+    - any version, what is still missing: no more than the plan's ``uncertainty_bytes_per_gpu``:
       ``KV_PLAN_UNCERTAINTY_BYTES``, the error the plan's estimated terms are checked to against
       vLLM's start-up logs, plus the terms it takes beyond its evidence (the sampler of releases
       from ``SAMPLER_UNIDENTIFIED_FROM`` to before ``SAMPLER_TRITON_SINCE``; the held MoE workspace on
