@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim.errors import ScenarioError
+from sim.errors import FleetcastError
 from sim.perf.pool_model import memory_warnings
 from sim.perf.profiles import load_profile
 from sim.perf.step_source import kernel_warnings
@@ -31,7 +31,7 @@ def range_warnings(scenario: Scenario) -> list[str]:
     out = kernel_warnings(scenario)
     try:
         out += memory_warnings(scenario)
-    except ScenarioError:
+    except FleetcastError:
         pass  # a pool that does not fit is refused, with its reason, when the fleet is built
     max_prompt = _max_prompt(scenario)
     for pool in scenario.fleet:
