@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibration.logs.static_batch import load_static_batches
+from calibration.validate import validate_run
 from sim.analysis.forecast import forecast
 from sim.catalog import load_catalog
 from sim.engine.fleet import simulate
 from sim.engine.front_end import FrontEnd
-from sim.perf import pool_model
+from sim.perf import cpu_side, pool_model
 from sim.perf.cpu_side import (
     CPU_SIDE_TESTBED,
     V0_TP_STEP_S,
@@ -271,3 +273,16 @@ def test_speculative_cpu_share_counts_engine_steps(monkeypatch):
     res = simulate(sc, workload=_burst(1, 500, 41))
     (rep,) = res.replicas
     assert rep.cpu_s == pytest.approx(2.55e-3 + 40 * 2.053e-3 / 2.176, rel=1e-9)
+
+
+def test_v0_tensor_parallel_step_reaches_a_static_batch_replay(monkeypatch):
+    # LLM-Inference-Bench H100 Llama-3-8B TP4, batch 1, 128 in / 128 out, vLLM 0.6.1 (its sidecar):
+    # one prefill step (which gives the first token) and 127 decode steps, all serial in V0, so the
+    # V0 broadcast adds 128 x (a + 3 b) to the batch latency, and nothing else moves
+    table = Path(__file__).resolve().parents[1] / "calibration/public/llm-inference-bench/h100-llama-3.1-8b-tp4"
+    run = next(r for r in load_static_batches(table / "static.batches.csv") if r.name.endswith("/b1-l128"))
+    with_term = validate_run(run, None).predicted["batch_latency_s"]
+    monkeypatch.setattr(cpu_side, "V0_TP_STEP_S", (0.0, 0.0))
+    without = validate_run(run, None).predicted["batch_latency_s"]
+    a, b = V0_TP_STEP_S
+    assert with_term - without == pytest.approx(128 * (a + 3 * b), rel=1e-9)
