@@ -57,6 +57,7 @@ class Run:
     engine: dict  # scenario engine: mapping (as the server ran)
     gpu: str = CPU_GPU  # catalog GPU of the server
     tp: int = 1  # tensor parallel size
+    ep: bool = False  # expert parallelism (vLLM --enable-expert-parallel)
     catalogs: Sequence[Path] | None = None  # catalog files the scenario needs; None: the CPU testbed's
     failed: int = 0  # requests that failed (not replayed; logs other than run folders)
     notes: tuple[str, ...] = ()  # what loading assumed or left out, printed by the commands
@@ -331,6 +332,8 @@ def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] |
     }
     if run.tp != 1:
         pool["tensor_parallel"] = run.tp
+    if run.ep:
+        pool["expert_parallel"] = True
     if profile is not None:
         pool["profile"] = str(Path(profile).resolve())
     data = {

@@ -10,12 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibration.logs.static_batch import load_static_batches
+from calibration.validate import validate_run
 from sim.analysis.forecast import forecast
 from sim.catalog import load_catalog
 from sim.engine.fleet import simulate
 from sim.engine.front_end import FrontEnd
-from sim.perf import pool_model
-from sim.perf.cpu_side import CPU_SIDE_TESTBED, CpuSide, cpu_side_for, step_cpu_s
+from sim.perf import cpu_side, pool_model
+from sim.perf.cpu_side import (
+    CPU_SIDE_TESTBED,
+    V0_TP_STEP_S,
+    CpuSide,
+    cpu_side_for,
+    step_cpu_s,
+    with_tensor_parallel,
+)
 from sim.perf.perf_model import PerfCoefficients, PerfModel
 from sim.perf.profiles import coefficients_for
 from sim.perf.speculative import pool_speculation
@@ -74,12 +83,19 @@ def test_async_step_overlaps_all_but_decode_attention():
 
 
 def test_versions():
-    # V0 (< 0.8): detokenization inside the step; V1 serial until 0.14; async from 0.14 and newest
+    # V0 before 0.6: detokenization inside the step; V0 0.6-0.7: the async output processor (PR #7049)
+    # takes it off the step unless speculative decoding turns it off, and the API server (a process of
+    # its own from 0.5.4) keeps its per-token streaming work; V1 serial
+    # until 0.14; async from 0.14 and newest
+    v05 = cpu_side_for((0, 5, 4))
     v07 = cpu_side_for((0, 7, 3))
     v010 = cpu_side_for((0, 10, 1))
     v014 = cpu_side_for((0, 14, 0))
-    assert v07.fe_token_s == 0.0 and v07.t_seq_s == pytest.approx(v010.t_seq_s + v010.fe_token_s)
-    assert not v07.async_scheduling and not v010.async_scheduling
+    assert v05.fe_token_s == 0.0 and v05.t_seq_s == pytest.approx(v010.t_seq_s + v010.fe_token_s)
+    assert v07.fe_token_s == v010.fe_token_s > 0 and v07.t_seq_s == pytest.approx(v010.t_seq_s)
+    assert cpu_side_for((0, 6, 0)).t_seq_s == pytest.approx(v010.t_seq_s)
+    assert cpu_side_for((0, 6, 1), "ngram").t_seq_s == pytest.approx(v05.t_seq_s)
+    assert not v05.async_scheduling and not v07.async_scheduling and not v010.async_scheduling
     assert v014.async_scheduling and cpu_side_for(None).async_scheduling
     # speculative decoding from 0.14: async with EAGLE (vLLM PR #31998), never with the CPU n-gram
     # proposer, with a draft model only in the newest vLLM (PR #48341, release not identified)
@@ -87,6 +103,17 @@ def test_versions():
     assert not cpu_side_for((0, 14, 0), "ngram").async_scheduling and not cpu_side_for(None, "ngram").async_scheduling
     assert not cpu_side_for((0, 20, 0), "draft").async_scheduling and cpu_side_for(None, "draft").async_scheduling
     assert v010.fe_token_s > 0 and v010.fe_request_s > 0 and v010.t_seq_s > 0
+
+
+def test_v0_tensor_parallel_step():
+    # V0 (before 0.8) at TP t: each step adds a + b (t - 1) (the driver's input broadcast to the
+    # ranks; V0_TP_STEP_S, fitted on a declared training split); one GPU, V1 or no version: nothing
+    a, b = V0_TP_STEP_S
+    base = cpu_side_for((0, 6, 1))
+    assert with_tensor_parallel(base, (0, 6, 1), 4).t_step_s == pytest.approx(base.t_step_s + a + 3 * b)
+    assert with_tensor_parallel(base, (0, 6, 1), 2).t_step_s == pytest.approx(base.t_step_s + a + b)
+    for version, tp in (((0, 6, 1), 1), ((0, 8, 0), 4), (None, 8)):
+        assert with_tensor_parallel(base, version, tp) == base
 
 
 def test_front_end_fifo_by_hand():
@@ -246,3 +273,16 @@ def test_speculative_cpu_share_counts_engine_steps(monkeypatch):
     res = simulate(sc, workload=_burst(1, 500, 41))
     (rep,) = res.replicas
     assert rep.cpu_s == pytest.approx(2.55e-3 + 40 * 2.053e-3 / 2.176, rel=1e-9)
+
+
+def test_v0_tensor_parallel_step_reaches_a_static_batch_replay(monkeypatch):
+    # LLM-Inference-Bench H100 Llama-3-8B TP4, batch 1, 128 in / 128 out, vLLM 0.6.1 (its sidecar):
+    # one prefill step (which gives the first token) and 127 decode steps, all serial in V0, so the
+    # V0 broadcast adds 128 x (a + 3 b) to the batch latency, and nothing else moves
+    table = Path(__file__).resolve().parents[1] / "calibration/public/llm-inference-bench/h100-llama-3.1-8b-tp4"
+    run = next(r for r in load_static_batches(table / "static.batches.csv") if r.name.endswith("/b1-l128"))
+    with_term = validate_run(run, None).predicted["batch_latency_s"]
+    monkeypatch.setattr(cpu_side, "V0_TP_STEP_S", (0.0, 0.0))
+    without = validate_run(run, None).predicted["batch_latency_s"]
+    a, b = V0_TP_STEP_S
+    assert with_term - without == pytest.approx(128 * (a + 3 * b), rel=1e-9)

@@ -156,6 +156,20 @@ def test_the_sidecars_vllm_version_is_the_replays(tmp_path):
         load_log(log)
 
 
+def test_the_sidecars_expert_parallel_is_the_replays(tmp_path):
+    """expert_parallel in the sidecar (vLLM --enable-expert-parallel) becomes the replayed pool's
+    fleet[].expert_parallel; left out, the pool has none; a value that is not a boolean is refused."""
+    log = tmp_path / "r.jsonl"
+    log.write_text(JSONL_OK)
+    _sidecar(tmp_path, log, "gpu: h200\nmodel: mixtral-8x7b\ntensor_parallel: 8\nexpert_parallel: true\n")
+    assert run_scenario(load_log(log), None).fleet[0].expert_parallel is True
+    _sidecar(tmp_path, log, "gpu: h200\nmodel: mixtral-8x7b\ntensor_parallel: 8\n")
+    assert run_scenario(load_log(log), None).fleet[0].expert_parallel is False
+    _sidecar(tmp_path, log, GOOD_SIDECAR + "expert_parallel: yes please\n")
+    with pytest.raises(FleetcastError, match="expert_parallel"):
+        load_log(log)
+
+
 # -- the command, end to end -------------------------------------------------------------------------
 def test_validate_a_bench_result_on_a_gpu_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"

@@ -190,7 +190,7 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         "line": line,
         "engine_settings": st.source,
         "vllm_version": st.vllm_version,
-        "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel},
+        "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel, "expert_parallel": st.expert_parallel},
         "engine_args": dict(st.engine),
         "aggregate_measured": measured,
         "aggregate_load": {**load, "prompt_tokens": p_desc, "output_tokens": o_desc, "seed": seed, **prefix},
@@ -214,6 +214,7 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         dict(st.engine),
         gpu=st.gpu,
         tp=st.tensor_parallel,
+        ep=st.expert_parallel,
         catalogs=st.catalogs,
         notes=tuple(st.notes),
     )

@@ -26,6 +26,14 @@ vLLM's structure by version (``cpu_side_for``):
   separate processes, so the front end's work runs beside the steps, not inside them. Before
   0.8 (V0) detokenization ran in the engine's step loop: ``fe_token_s`` is charged per
   sequence per step there instead (``t_seq_s``), and the front end keeps the rest.
+- From 0.6.0 the V0 engine processes step n's outputs (detokenization, stop checks, request
+  outputs: ``_process_model_outputs``) while the GPU runs step n+1 (asynchronous output
+  processor, vLLM PR #7049, RFC #6913, in v0.6.0; on by default with CUDA graphs, off with
+  pipeline parallelism or speculative decoding). So from 0.6 to 0.8 the per-token output work
+  is off the step's critical path: not in ``t_seq_s``. That holds while it is shorter than the
+  GPU's step (RFC #6913: 3.4 ms at batch 32 against a 25 ms step, Llama-3-70B on 4 H100); a step
+  it outlasts is taken as the GPU's, a lower bound there. The API server, a separate process from
+  0.5.4 (vLLM PR #6883), keeps its per-token streaming work (``fe_token_s``), as in V1.
 - From 0.14.0 async scheduling is on by default (v0.14.0 release notes, "Async scheduling is
   now enabled by default", PR #27614; not on the CPU backend; with speculative decoding only for
   EAGLE-type proposers, see ``cpu_side_for``): the engine core schedules step
@@ -50,7 +58,10 @@ __all__ = [
     "HOST_CPU_SPEEDUP",
     "V1_SINCE",
     "ASYNC_SCHEDULING_SINCE",
+    "ASYNC_OUTPUT_PROC_SINCE",
+    "V0_TP_STEP_S",
     "cpu_side_for",
+    "with_tensor_parallel",
     "step_cpu_s",
 ]
 
@@ -58,6 +69,18 @@ V1_SINCE = (0, 8, 0)
 """First vLLM release whose default engine is V1 (API server and engine core in separate processes)."""
 ASYNC_SCHEDULING_SINCE = (0, 14, 0)
 """First vLLM release with async scheduling on by default (GPU backends)."""
+ASYNC_OUTPUT_PROC_SINCE = (0, 6, 0)
+"""First vLLM release whose V0 engine overlaps output processing with the next step (PR #7049)."""
+
+V0_TP_STEP_S = (0.91e-3, 0.29e-3)
+"""V0 (before 0.8) with tensor parallelism: the engine's step adds ``a + b·(tp - 1)`` seconds, the
+driver worker's hand-off of each step's inputs to the other ranks (V0's
+``LocalOrDistributedWorkerBase.execute_model``: ``broadcast_tensor_dict`` of the model input,
+metadata over the CPU group and each tensor over the device group, every step; V1 sends the
+scheduler's output once and each worker keeps its own batch). Its size is not documented: fitted
+by ``calibration/v0_tp_fit.py`` on a declared training split of the public corpus (the batch-1 rows
+of LLM-Inference-Bench's Llama-3-8B at TP2 and TP4 on H100, vLLM 0.6.1; calibration/README.md,
+"LLM-Inference-Bench"), reported on the rest."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +165,12 @@ def cpu_side_for(vllm_version: tuple[int, ...] | None, speculative_method: str |
     async_on = v is None or v >= ASYNC_SCHEDULING_SINCE
     if speculative_method == "ngram" or (speculative_method == "draft" and v is not None):
         async_on = False
+    if v is not None and ASYNC_OUTPUT_PROC_SINCE <= v < V1_SINCE and speculative_method is None:
+        return replace(  # V0 with the async output processor: output work overlaps the next step
+            host,
+            async_scheduling=False,
+            source=host.source + "; vLLM 0.6-0.7 (V0): output processing overlapped with the next step (PR #7049)",
+        )
     if v is not None and v < V1_SINCE:  # V0: detokenization in the engine's step loop
         return replace(
             host,
@@ -151,6 +180,20 @@ def cpu_side_for(vllm_version: tuple[int, ...] | None, speculative_method: str |
             source=host.source + "; vLLM < 0.8 (V0): detokenization inside the engine step",
         )
     return replace(host, async_scheduling=async_on)
+
+
+def with_tensor_parallel(cpu: CpuSide, vllm_version: tuple[int, ...] | None, tp: int) -> CpuSide:
+    """``cpu`` of a server with ``tp`` tensor-parallel ranks: before vLLM 0.8 (V0) the step adds
+    ``V0_TP_STEP_S`` (the driver's per-step broadcast of the model input to the other ranks); V1,
+    or one GPU, adds nothing."""
+    if vllm_version is None or tuple(vllm_version) >= V1_SINCE or tp <= 1:
+        return cpu
+    a, b = V0_TP_STEP_S
+    return replace(
+        cpu,
+        t_step_s=cpu.t_step_s + a + b * (tp - 1),
+        source=cpu.source + f"; vLLM < 0.8 (V0) at TP{tp}: each step's inputs broadcast to the ranks",
+    )
 
 
 def step_cpu_s(cpu: CpuSide, num_seqs: int, prefill_tokens: int) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError, ScenarioError
-from sim.perf.cpu_side import CpuSide, cpu_side_for
+from sim.perf.cpu_side import CpuSide, cpu_side_for, with_tensor_parallel
 from sim.perf.kernels.data import parse_version
 from sim.perf.memory import (
     MemoryPlan,
@@ -120,6 +120,7 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     eng = pool.engine
     version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
     cpu = cpu_side_for(version, eng.speculative.method if eng.speculative is not None else None)
+    cpu = with_tensor_parallel(cpu, version, pool.tensor_parallel)
     perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant, cpu)
     if pool.profile is not None:  # a profile is fitted to its server end to end: its overheads, no front end
         c = perf.coeffs

@@ -32,10 +32,13 @@ KEPT_PREFIX = "minimax-m2.5/results/minimax_m25_vllm_tep8_"
 SIDECAR = """# InferenceX experimental/token_position_decode_slo/minimax-m2.5, tep8 (commit 843c6254; README.md here)
 gpu: h200                     # SLURM partition h200, --gres=gpu:8 (serve_minimax_tep8_sbatch.sh)
 model: minimax-m2.5           # MiniMaxAI/MiniMax-M2.5, its block-FP8 checkpoint
-tensor_parallel: 8            # --tensor-parallel-size 8 --enable-expert-parallel: replayed as TP8
+tensor_parallel: 8            # --tensor-parallel-size 8
+expert_parallel: true         # --enable-expert-parallel
 quantization: {weights: fp8, kv_cache: auto}
-# vLLM: nightly wheel of commit dea63512bb9bdf7521d591546c52138d9d79e8ce (Feb 2026), no release number:
-# no vllm_version, so the replay uses the kernel data's default version (it says which)
+# vLLM: nightly wheel of commit dea63512bb9bdf7521d591546c52138d9d79e8ce, results dated 2026-02-14/15:
+# main after v0.15.1 and before v0.16.0 (InferenceX's first v0.16.0 image is dated 2026-02-20, commit
+# e43af856); assumed 0.16.0, the release that main became (README.md)
+vllm_version: "0.16.0"
 engine:
   # no engine flags beyond parallelism: vLLM V1's API-server defaults on a GPU of >= 70 GiB (assumed)
   max_num_seqs: 1024

@@ -3,10 +3,10 @@
 Source: github.com/argonne-lcf/LLM-Inference-Bench, commit 4211f5d4e9bc0145ed541b6d372d5d8223b44235,
 ``Plots/All_results.csv`` (BSD-3-Clause, LICENSE in the same tree). Each row is one configuration:
 ``Hardware, Num of Hardware, Framework, Model, Input Output Length, Batch Size, Latency, Throughput``,
-measured with vLLM's ``benchmarks/benchmark_latency.py`` (the repository's copy, e.g.
-``vLLM/H100/benchmark_latency.py``): ``LLM.generate`` of one batch of ``Batch Size`` random prompts of
-``Input Output Length`` tokens, each generating that many tokens (``ignore_eos``), 10 warm-up and 30
-timed iterations; ``Latency`` is the mean time of one batch (seconds) and ``Throughput`` =
+measured with vLLM's ``benchmarks/benchmark_latency.py`` (copies with CSV output added:
+``vLLM/H100/benchmark_throughput.py``, ``vLLM/MI300X/benchmark_throughput.py``): ``LLM.generate`` of one
+batch of ``Batch Size`` random prompts of ``Input Output Length`` tokens, each generating that many tokens
+(``ignore_eos``, temperature 1.0), 10 warm-up and 30 timed iterations; ``Latency`` is the mean time of one batch (seconds) and ``Throughput`` =
 batch x (input + output) / latency.
 
 Kept: the vLLM rows on a GPU and model of the fleetcast catalog (``GPUS``, ``MODELS``); every other
@@ -25,13 +25,23 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-GPUS = {  # source hardware -> (catalog GPU, folder prefix, why this mapping)
+GPUS = {  # source hardware -> (catalog GPU, folder prefix, why this mapping, vLLM version, why that version)
     "Nvidia H100 GPU": (
         "h100-sxm",
         "h100",
         "assumed SXM: the source says 'Nvidia H100 GPU' (ALCF JLSE testbed), not the form factor",
+        "0.6.1",
+        "assumed: vLLM/H100/README.MD installs an unpinned `pip install vllm`; its benchmark script is the "
+        "same file as the MI300X one (run on v0.6.1) and its API (vllm.inputs.PromptInputs, "
+        "use_v2_block_manager, otlp_traces_endpoint) fits 0.5.1-0.6.1",
     ),
-    "AMD MI300X GPU": ("mi300x", "mi300x", "AMD Instinct MI300X"),
+    "AMD MI300X GPU": (
+        "mi300x",
+        "mi300x",
+        "AMD Instinct MI300X",
+        "0.6.1",
+        "recovered: vLLM/MI300X/README.md builds ROCm vLLM from `git checkout v0.6.1` (Dockerfile.rocm)",
+    ),
 }
 MODELS = {  # source model -> (catalog model, max_model_len, note)
     "meta-llama/Meta-Llama-3-8B": (
@@ -52,6 +62,8 @@ SIDECAR = """# LLM-Inference-Bench {hw} x{tp}, {model} (README.md in the parent 
 gpu: {gpu}
 model: {cat_model}
 tensor_parallel: {tp}
+# {version_note}
+vllm_version: "{version}"
 quantization: {{weights: fp16, kv_cache: auto}}   # --dtype float16 (run_benchmarks.sh)
 engine:
   # vLLM 0.5/0.6 (V0 engine) LLM-class defaults, as benchmark_latency.py ran (no flags given):
@@ -87,7 +99,7 @@ def main(argv: list[str]) -> int:
         else:
             groups[key].append((i, r))
     for (hw, _, model, tp), rs in sorted(groups.items()):
-        gpu, prefix, gpu_note = GPUS[hw]
+        gpu, prefix, gpu_note, version, version_note = GPUS[hw]
         cat_model, mml, model_note = MODELS[model]
         folder = HERE / f"{prefix}-{cat_model}-tp{tp}"
         folder.mkdir(exist_ok=True)
@@ -101,6 +113,8 @@ def main(argv: list[str]) -> int:
                 gpu=gpu,
                 cat_model=cat_model,
                 mml=mml,
+                version=version,
+                version_note=version_note,
             )
         )
         seen = set()
