@@ -452,14 +452,19 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None, seed: in
 def dump_scenario(scenario: Scenario) -> str:
     """The scenario as YAML (defaults filled in), for run folders and reports. A fixed pool
     leaves out ``autoscale: null``, so its dump is what it was before autoscaling existed (and
-    likewise ``pricing.grid_g_co2_per_kwh`` at its default and an unset ``plan.power``)."""
+    likewise ``pricing.grid_g_co2_per_kwh`` at its default, an unset ``plan.power``, and unset power
+    limits)."""
     data = scenario.model_dump(mode="json")
     for pool in data["fleet"]:
         if pool.get("autoscale", 0) is None:
             del pool["autoscale"]
+        if pool.get("power_limit_w", 0) is None:  # no power limit: left out, as before limits existed
+            del pool["power_limit_w"]
     # the power fields, left out unless set, so a dump is what it was before they existed
     if data["pricing"].get("grid_g_co2_per_kwh") == PricingSpec.model_fields["grid_g_co2_per_kwh"].default:
         data["pricing"].pop("grid_g_co2_per_kwh", None)
     if isinstance(data.get("plan"), dict) and data["plan"].get("power", 0) is None:
         del data["plan"]["power"]
+    if isinstance(data.get("plan"), dict) and (data["plan"].get("candidates") or {}).get("power_limit_w", 0) is None:
+        del data["plan"]["candidates"]["power_limit_w"]
     return yaml.safe_dump(data, sort_keys=False)
