@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from calibration import power_cap_fit
+from sim.analysis.range_warnings import range_warnings
 from sim.analysis.replications import power_intervals
 from sim.catalog import load_catalog
 from sim.cli import main
 from sim.perf.perf_model import PerfCoefficients, PerfModel, _clocked
 from sim.perf.power_cap import CLOCK_POWER_EXPONENT, clock_ratio, limit_error
+from sim.scenario.spec import load_scenario
 from tests.factories import refused_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,3 +185,13 @@ def test_nothing_fits_names_every_candidates_limit(tmp_path, capsys):
     assert code == 0 and "no candidate fits the power budget" in err
     for cid in ("l40s-bf16-tp1-continuous", "h100-sxm-bf16-tp1-continuous", "h100-sxm-bf16-tp1-continuous-pl500"):
         assert f"{cid}: power: one server draws" in err
+
+
+def test_a_limit_below_half_the_tdp_is_warned_about(tmp_path):
+    """250 W on a 700 W H100 is under half (350 W): the clock law was not fitted there."""
+    for limit, warned in ((250, True), (350, False)):
+        sc = tmp_path / f"sc{limit}.yaml"
+        text = (ROOT / "scenarios" / "quickstart.yaml").read_text()
+        sc.write_text(text.replace("    replicas: 4\n", f"    replicas: 4\n    power_limit_w: {limit}\n"))
+        said = [w for w in range_warnings(load_scenario(sc)) if "below 50%" in w]
+        assert bool(said) is warned, said
