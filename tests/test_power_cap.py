@@ -120,6 +120,7 @@ def test_the_plan_searches_limits_and_the_capped_fleet_fits_the_rack(tmp_path, c
     assert free["power"]["server_peak_kw"] == pytest.approx(4 * 0.7 + 2.3)
     assert capped["power"]["server_peak_kw"] == pytest.approx(4 * 0.5 + 2.3)
     assert doc["recommended"] == capped["id"]
+    assert "ranking" not in doc and "total_usd_per_month" not in capped  # plan.rank_by rent: as before
     iv = capped["power"]["intervals"]
     lo, hi = iv["energy_usd_per_1m_output_tokens"]
     assert 0 <= lo <= capped["summary"]["power"]["energy_usd_per_1m_output_tokens"] <= hi
@@ -142,12 +143,12 @@ def test_power_intervals_by_hand():
     assert power_intervals(sums[:1]) is None
 
 
-def test_with_pricing_own_the_plan_ranks_by_the_owned_total(tmp_path, capsys):
-    """--set pricing.own.usd_per_kwh=0.1 sets pricing.own: each ok candidate gets its owned total.
+def test_rank_by_own_ranks_by_the_owned_total(tmp_path, capsys):
+    """plan.rank_by own: each ok candidate gets its owned total (default prices of pricing.own).
     The capped H100s (4 x $39,000 = $156,000): amortisation 156,000 / 36 = 4,333.33, hosting
     156,000 x 10% / 12 = 1,300 a month; the rest of the total is its electricity."""
     out = tmp_path / "plan"
-    assert main(["plan", str(BUDGET), "--out", str(out), "--set", "pricing.own.usd_per_kwh=0.1"]) == 0
+    assert main(["plan", str(BUDGET), "--out", str(out), "--set", "plan.rank_by=own"]) == 0
     doc = json.loads((out / "plan.json").read_text())
     assert doc["ranking"].startswith("by the total cost of owning")
     ok = [c for c in doc["candidates"] if c["status"] == "ok"]

@@ -490,10 +490,10 @@ def run_plan(
     if by_total:
         warn = apply_total_cost(records, scenario, scenario.load_catalog())
         doc["ranking"] = (
-            "by rent per month (pricing.own set, but " + warn + ")"
+            "by rent per month (plan.rank_by own, but " + warn + ")"
             if warn
-            else "by the total cost of owning each fleet per month (pricing.own set): amortisation + hosting + "
-            "electricity at its measured power (sim.analysis.total_cost)"
+            else "by the total cost of owning each fleet per month (plan.rank_by own, prices from pricing.own): "
+            "amortisation + hosting + electricity at its measured power (sim.analysis.total_cost)"
         )
         if warn:
             doc["warnings"].append(warn)

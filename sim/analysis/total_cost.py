@@ -1,12 +1,14 @@
-"""Ranking by the total cost of owning, energy included, when the scenario sets ``pricing.own``.
+"""Ranking by the total cost of owning, energy included (``plan.rank_by: own``).
 
-A rented GPU-hour includes its electricity; an owned fleet pays for it apart. When a scenario
-gives ``pricing.own`` (own vs rent is the question), the plan ranks the candidates that met the
+A rented GPU-hour includes its electricity; an owned fleet pays for it apart. With
+``plan.rank_by: own`` (own vs rent is set to own) the plan ranks the candidates that met the
 SLO by what owning each found fleet costs a month: amortisation + hosting + electricity
 (``sim.analysis.ownership.own_vs_rent_from_summary``: the candidate's measured mean GPU power, its
 hosts, the PUE and ``usd_per_kwh``), not by its rent. Every such candidate is then searched to the
-end (the rent bound that prunes the others does not bound the owned cost). Without ``pricing.own``
-nothing changes. A candidate whose GPU has no purchase price keeps the rent ranking for all, with a
+end (the rent bound that prunes the others does not bound the owned cost). ``pricing.own`` gives
+the prices (defaults otherwise). It is a switch of its own, not implied by ``pricing.own``: that
+section also sets the report's own-vs-rent comparison of a plan ranked by rent. The default
+(``rent``) changes nothing. A candidate whose GPU has no purchase price keeps the rent ranking for all, with a
 warning.
 """
 
@@ -20,8 +22,8 @@ __all__ = ["ranks_by_total_cost", "apply_total_cost"]
 
 
 def ranks_by_total_cost(scenario: Scenario) -> bool:
-    """True when the scenario sets ``pricing.own`` (the plan then ranks by the owned total)."""
-    return "own" in scenario.pricing.model_fields_set
+    """True when the plan ranks by the owned total (``plan.rank_by: own``)."""
+    return scenario.plan is not None and scenario.plan.rank_by == "own"
 
 
 def apply_total_cost(records: list[dict], scenario: Scenario, catalog: Catalog) -> str | None:

@@ -43,7 +43,7 @@ def _iv(cp, key: str, show) -> str:
     iv = (cp.intervals or {}).get(key) if cp is not None else None
     if not iv or iv[0] is None or iv[1] is None:
         return ""
-    return f" ({show(iv[0])}-{show(iv[1])})"
+    return f" ({show(iv[0])} to {show(iv[1])})"  # spaced: a narrow page may wrap it
 
 
 def facility_rows(inp: ReportInput) -> list[tuple[str, list[str]]]:
@@ -99,6 +99,25 @@ def facility_sentences(inp: ReportInput) -> list[str]:
             f"site with PUE {p.pue:g}: {p.mwh_per_month:,.1f} MWh and {fmt.usd(p.energy_usd_per_month)} of "
             f"electricity a month at ${p.usd_per_kwh:g}/kWh."
         )
+        rec = inp.recommended if inp.kind == "plan" else None
+        iv = (rec.power.intervals or {}) if rec is not None and rec.power is not None else {}
+        if iv:
+            shown = [
+                ("server_avg_kw", "kW per server on average", "{:,.2f}"),
+                ("server_peak_kw", "kW per server at peak", "{:,.2f}"),
+                ("mwh_per_month", "MWh a month", "{:,.2f}"),
+                ("energy_usd_per_month", "of electricity a month", "${:,.0f}"),
+                ("kwh_per_1m_output_tokens", "kWh per million output tokens", "{:,.3f}"),
+            ]
+            parts = [
+                f"{f.format(iv[k][0])}-{f.format(iv[k][1])} {what}"
+                for k, what, f in shown
+                if iv.get(k) and None not in iv[k]
+            ]
+            if parts:
+                out.append(
+                    "Over the plan's replications of the recommended fleet (95% intervals): " + "; ".join(parts) + "."
+                )
         if p.g_co2_per_1m_output_tokens is not None:
             out.append(
                 f"Carbon: {p.t_co2_per_month:,.2f} t CO2 a month, {p.g_co2_per_1m_output_tokens:,.0f} g per million "

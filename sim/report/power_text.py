@@ -31,7 +31,7 @@ def candidate_power_text(rec: dict) -> str | None:
     if rec.get("total_usd_per_month") is not None:
         text += (
             f"; owned: ${rec['total_usd_per_month']:,.0f}/month in all, ${rec['energy_usd_per_month']:,.0f} of it "
-            "electricity (the ranking's cost, pricing.own)"
+            "electricity (the ranking's cost, plan.rank_by own)"
         )
     return text
 

@@ -298,6 +298,12 @@ class PlanSpec(BaseModel):
         description="Power budgets the recommended fleet must fit: rack_kw, racks, site_kw, pue (any subset); a "
         "candidate that does not fit is rejected with the limit named.",
     )
+    rank_by: Literal["rent", "own"] = Field(
+        "rent",
+        description="What ranks the candidates that meet the SLO: rent (the fleet's rent per month, the default) "
+        "or own (owning it per month: amortisation + hosting + electricity at its measured power, with "
+        "pricing.own; energy included). With own nothing is pruned: every candidate is searched to its count.",
+    )
 
     @field_validator("load_curve_pct")
     @classmethod

@@ -467,4 +467,6 @@ def dump_scenario(scenario: Scenario) -> str:
         del data["plan"]["power"]
     if isinstance(data.get("plan"), dict) and (data["plan"].get("candidates") or {}).get("power_limit_w", 0) is None:
         del data["plan"]["candidates"]["power_limit_w"]
+    if isinstance(data.get("plan"), dict) and data["plan"].get("rank_by") == "rent":  # the default: left out
+        del data["plan"]["rank_by"]
     return yaml.safe_dump(data, sort_keys=False)

@@ -195,11 +195,11 @@ class PlanCandidate(Contract):
     usd_per_month: float | None = Field(default=None, description="fleet rent per month, USD")
     total_usd_per_month: float | None = Field(
         default=None,
-        description="pricing.own set: owning the fleet per month (amortisation + hosting + electricity), USD; "
+        description="plan.rank_by own: owning the fleet per month (amortisation + hosting + electricity), USD; "
         "the ranking's cost (sim.analysis.total_cost)",
     )
     energy_usd_per_month: float | None = Field(
-        default=None, description="pricing.own set: its electricity per month, USD (part of total_usd_per_month)"
+        default=None, description="plan.rank_by own: its electricity per month, USD (part of total_usd_per_month)"
     )
     usd_per_1m_output_tokens: float | None = Field(default=None, description="USD per million output tokens")
     usd_per_1m_total_tokens: float | None = Field(default=None, description="USD per million prompt + output tokens")
@@ -369,7 +369,7 @@ class PlanDoc(Contract):
     warnings: list[str] = Field(default_factory=list, description="warnings")
     ranking: str | None = Field(
         default=None,
-        description="what the ok candidates are ranked by, in words (present when pricing.own is set: the total "
+        description="what the ok candidates are ranked by, in words (present with plan.rank_by own: the total "
         "cost of owning, energy included; absent: rent per month)",
     )
     timeline: Timeline | None = Field(default=None, description="the recommended fleet over time (time-varying demand)")
