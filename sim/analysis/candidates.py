@@ -33,6 +33,7 @@ class Candidate:
     prefill_decode: str = ""  # "P:D": split into prefill and decode pools at this ratio ("": co-located)
     link: str = ""  # KV-transfer link of a disaggregated candidate
     overlap: str = ""  # its kv_transfer.overlap
+    power_limit_w: float | None = None  # the GPUs' power limit (fleet[].power_limit_w; None: none)
 
 
 def split_replicas(n: int, ratio: str) -> tuple[int, int]:
@@ -102,14 +103,17 @@ def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
     knobs = list(grid.engine)
     knob_values = [uniq(grid.engine[k]) for k in knobs]
     out = []
-    for (gpu, model, quant, tp, policy, dp, ep), kv in itertools.product(
-        itertools.product(*axes), itertools.product(*knob_values)
+    for (gpu, model, quant, tp, policy, dp, ep), kv, pl in (
+        (a, kv, pl)
+        for a, kv in itertools.product(itertools.product(*axes), itertools.product(*knob_values))
+        for pl in grid.power_limits_for(a[0], pool.power_limit_w)
     ):
         engine = dict(zip(knobs, kv))
         layout = ([f"dp{dp}"] if dp > 1 or grid.data_parallel else []) + (["ep"] if ep else [])
         parts = [gpu] + ([model] if grid.model else []) + [quant["weights"]]
         parts += ["kvfp8"] if quant["kv_cache"] == "fp8" else []
         parts += [f"tp{tp}", *layout, policy] + [f"{_knob_abbrev(k)}{v}" for k, v in engine.items()]
+        parts += [f"pl{pl:g}"] if pl is not None else []
         label = " · ".join(
             [
                 gpu,
@@ -119,6 +123,7 @@ def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
                 policy,
             ]
             + [f"{k}={v}" for k, v in engine.items()]
+            + ([f"{pl:g} W limit"] if pl is not None else [])
         )
         out.append(
             Candidate(
@@ -132,6 +137,7 @@ def enumerate_candidates(scenario: Scenario, spec: PlanSpec) -> list[Candidate]:
                 engine=engine,
                 data_parallel=int(dp),
                 expert_parallel=bool(ep),
+                power_limit_w=None if pl is None else float(pl),
             )
         )
     out = _layouts(out, scenario, pool, grid.disaggregated, catalog)

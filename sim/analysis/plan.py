@@ -59,6 +59,7 @@ from sim.analysis.plan_search import (
 from sim.analysis.power_budget import apply_power_budget, with_site_pue
 from sim.analysis.rates import base_rate_rps, with_rate
 from sim.analysis.replications import CONFIDENCE, class_needs, replication_seeds
+from sim.analysis.total_cost import apply_total_cost, ranks_by_total_cost
 from sim.errors import FleetcastError, ScenarioError
 from sim.perf.step_source import perf_sources
 from sim.procs import die_with_parent
@@ -130,8 +131,9 @@ def _rank_key(c: dict):
     """ok first, then cheapest; equal cost: more proven headroom (none searched: 0), then $ per 1M
     tokens; then the pruned by their least cost, the ones that cannot meet the SLO, the misfits."""
     order = {"ok": 0, "pruned": 1, "cannot-meet-slo": 2, "does-not-fit": 3}[c["status"]]
-    if c["status"] == "ok":
-        return (order, c["usd_per_month"], -(c["headroom_pct"] or 0), c["usd_per_1m_total_tokens"] or math.inf)
+    if c["status"] == "ok":  # pricing.own set: the owned total, energy included (sim.analysis.total_cost)
+        cost = c["total_usd_per_month"] if c.get("total_usd_per_month") is not None else c["usd_per_month"]
+        return (order, cost, -(c["headroom_pct"] or 0), c["usd_per_1m_total_tokens"] or math.inf)
     if c["status"] == "pruned":
         return (order, c["usd_per_month_at_least"], 0, 0)
     return (order, -(c["attainment_pct"] or 0.0), 0, 0)
@@ -273,6 +275,7 @@ def _search_all(
     workers: int | None,
     progress: Callable[[int, int, str], None] | None,
     power_check: Callable[[list[dict]], None],
+    finish_all: bool = False,
 ) -> tuple[list[dict], list[dict]]:
     """Round one: every candidate's first point (``probe_candidate``); the cheapest fleet
     proven there (one replica meeting the SLO) is the bound. Stage one: every candidate's
@@ -283,7 +286,9 @@ def _search_all(
     the same plan simulates the same points with any number of workers. With a power budget
     (``plan.power``) nothing is pruned -- the bound's fleet may not fit the racks -- and stage two
     goes on to the next cheapest while every candidate it finished breaks the budget
-    (``power_check``, sim.analysis.power_budget). Records in candidate order."""
+    (``power_check``, sim.analysis.power_budget). ``finish_all`` (the plan ranks by the owned total,
+    sim.analysis.total_cost): nothing is pruned and every ``ok`` candidate is searched to the end, since
+    rent bounds no owned cost. Records in candidate order."""
     workers = max(1, min(workers or 1, len(cands)))
     tracker = PlanTracker([c.id for c in cands], progress)
     tracker.report()
@@ -305,7 +310,8 @@ def _search_all(
         power_check(done)
         if any(r["status"] == "ok" for r in done):
             return []
-        ids = cheapest_ids([counted[c.id][0] for c in cands if c.id not in finished])
+        pending = [counted[c.id][0] for c in cands if c.id not in finished]
+        ids = [r["id"] for r in pending if r["status"] == "ok"] if finish_all else cheapest_ids(pending)
         tracker.finish(ids)
         return ids
 
@@ -314,7 +320,7 @@ def _search_all(
             probed[c.id] = probe_candidate(*args, c, spec, win, seeds, peak, on_sim=tracker.sim)
             if not probed[c.id][0]:  # it does not fit: nothing more to simulate
                 tracker.done(c.id, 0)
-        bound = bound_of() if spec.power is None else None
+        bound = bound_of() if spec.power is None and not finish_all else None
         for c in cands:
             counted[c.id] = count_candidate(
                 *args, c, spec, win, seeds, peak, on_sim=tracker.sim, cache=probed[c.id][1], bound=bound
@@ -340,7 +346,7 @@ def _search_all(
                     probed[futs[fut].id] = fut.result()
                     if not probed[futs[fut].id][0]:  # it does not fit: nothing more to simulate
                         tracker.done(futs[fut].id, 0)
-                bound = bound_of() if spec.power is None else None
+                bound = bound_of() if spec.power is None and not finish_all else None
                 futs = {
                     pool.submit(count_in_worker, *args, c, spec, win, seeds, peak, probed[c.id][1], bound): c
                     for c in cands
@@ -474,10 +480,23 @@ def run_plan(
         return PlanOutcome(doc=doc, points=pd.DataFrame(), error=str(exc))
 
     power_check = partial(apply_power_budget, budget=spec.power, default_pue=scenario.pricing.own.pue)
+    by_total = ranks_by_total_cost(scenario)
     records, points = _search_all(
-        cands, spec, win, seeds, peak, rates, (base, scenario.path), workers, progress, power_check
+        cands, spec, win, seeds, peak, rates, (base, scenario.path), workers, progress, power_check, by_total
     )
     power_check(records)  # the ones searched to the end have their power; the rest keep none
+    for rec in records:
+        rec.pop("power_intervals", None)  # kept in rec["power"]["intervals"]
+    if by_total:
+        warn = apply_total_cost(records, scenario, scenario.load_catalog())
+        doc["ranking"] = (
+            "by rent per month (plan.rank_by own, but " + warn + ")"
+            if warn
+            else "by the total cost of owning each fleet per month (plan.rank_by own, prices from pricing.own): "
+            "amortisation + hosting + electricity at its measured power (sim.analysis.total_cost)"
+        )
+        if warn:
+            doc["warnings"].append(warn)
     records.sort(key=_rank_key)
     doc["candidates"] = records
     doc["tried"] = len(points)

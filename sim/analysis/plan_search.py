@@ -107,6 +107,8 @@ class CandidateSearch:
             expert_parallel=cand.expert_parallel,
             engine={**pool.get("engine", {}), **cand.engine},
         )
+        if cand.power_limit_w is not None or "power_limit_w" in pool:
+            pool["power_limit_w"] = cand.power_limit_w
         if not same_hw:  # a calibration profile belongs to its hardware/model/quantization
             pool["profile"] = None
         if cand.prefill_decode:  # the pool split in two: prefill at plan.pool, decode right after it
@@ -346,7 +348,7 @@ def search_candidate(
 
 def _blank(cand: Candidate) -> dict[str, Any]:
     return {
-        **asdict(cand),
+        **{k: v for k, v in asdict(cand).items() if k != "power_limit_w" or v is not None},
         "status": "ok",
         "reason": None,
         "limiting": None,
@@ -509,6 +511,7 @@ def count_candidate(
         usd_per_1m_total_tokens=st["usd_per_1m_total_tokens"],
         attainment_pct=st["attainment_pct"],
         attainment_interval_pct=st["attainment_interval_pct"],
+        power_intervals=st["power_intervals"],
         p99_ttft_s=st["p99_ttft_s"],
         p99_tpot_s=st["p99_tpot_s"],
         slo_stats=_stats_view(st),

@@ -68,6 +68,8 @@ def apply_power_budget(records: list[dict], budget: PlanPowerSpec | None, defaul
         if rec["status"] != "ok" or not summary.get("power"):
             continue
         rec["power"] = candidate_power(summary["power"], budget, pue)
+        if rec.get("power_intervals"):
+            rec["power"]["intervals"] = rec["power_intervals"]
         if rec["power"]["limit"] is not None:
             rec.update(status="does-not-fit", limiting="power", reason=rec["power"]["limit"])
 

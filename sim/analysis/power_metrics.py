@@ -5,18 +5,20 @@ Energy over the measured window is exact from the replicas' step sums (``Replica
 stepping time over the bins by the share of time-series samples whose engine was stepping, and its
 FLOP/byte energy by the share of tokens processed (prompt tokens at the first token, output tokens
 evenly between first token and finish); the bins sum to the exact energy, except that a bin is capped
-at the GPUs' TDP (as the mean is).
+at the GPUs' TDP, or their power limit (``fleet[].power_limit_w``), as the mean is.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from sim.analysis.metrics import HOURS_PER_MONTH
 from sim.engine.result import SimResult
 from sim.perf.power import energy_j, gpu_curve, host_power
+from sim.perf.power_cap import board_limit_w
 from sim.scenario.spec import Scenario
 
 __all__ = ["PROFILE_BINS", "power_summary", "rack_fit"]
@@ -81,6 +83,8 @@ def power_summary(scenario: Scenario, result: SimResult, out_tokens_per_s: float
     for pool in scenario.fleet:
         gpu = catalog.gpu(pool.gpu)
         curve = gpu_curve(pool.gpu, gpu.architecture, float(gpu.power_w))
+        if pool.power_limit_w is not None:  # nvidia-smi -pl: the board's mean never above its limit
+            curve = replace(curve, tdp_w=board_limit_w(pool.power_limit_w, float(gpu.power_w)))
         host = host_power(pool.gpu, float(gpu.power_w), gpu.gpus_per_node)
         reps = [r for r in result.replicas if r.pool == pool.name]
         n = pool.gpus_per_replica
@@ -122,6 +126,8 @@ def power_summary(scenario: Scenario, result: SimResult, out_tokens_per_s: float
             "host_w_per_server": host.host_w,
             "host_basis": host.basis,
         }
+        if pool.power_limit_w is not None:
+            pools[pool.name]["power_limit_w"] = float(pool.power_limit_w)
     gpu_avg_kw = gpu_j_total / length / 1000.0 if length > 0 else 0.0
     it_avg_kw = gpu_avg_kw + host_w_total / 1000.0
     it_bins_kw = gpu_w_bins / 1000.0 + host_w_total / 1000.0

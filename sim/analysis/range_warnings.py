@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sim.errors import FleetcastError
 from sim.perf.pool_model import memory_warnings
+from sim.perf.power_cap import limit_warning
 from sim.perf.profiles import load_profile
 from sim.perf.step_source import kernel_warnings
 from sim.scenario.spec import Scenario
@@ -26,13 +27,19 @@ def _max_prompt(scenario: Scenario) -> int | None:
 
 def range_warnings(scenario: Scenario) -> list[str]:
     """Pools that run on uncalibrated coefficients or outside their profile's fitted range, and
-    what the step times could not take from measured kernels (``kernel_warnings``), and pools whose
-    KV cache holds one max_model_len sequence only at the edge of the plan (``memory_warnings``)."""
+    what the step times could not take from measured kernels (``kernel_warnings``), pools whose KV
+    cache holds one max_model_len sequence only at the edge of the plan (``memory_warnings``), and
+    power limits below half the GPU's TDP (``limit_warning``)."""
     out = kernel_warnings(scenario)
     try:
         out += memory_warnings(scenario)
     except FleetcastError:
         pass  # a pool that does not fit is refused, with its reason, when the fleet is built
+    catalog = scenario.load_catalog()
+    for pool in scenario.fleet:  # a power limit below where the clock law was fitted (sim.perf.power_cap)
+        low = limit_warning(catalog.gpu(pool.gpu), pool.power_limit_w)
+        if low:
+            out.append(f"pool '{pool.name}': {low}")
     max_prompt = _max_prompt(scenario)
     for pool in scenario.fleet:
         if pool.profile is None:

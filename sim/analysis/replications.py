@@ -235,7 +235,35 @@ def point_stats(summaries: list[dict], confidence: float = CONFIDENCE) -> dict:
         "usd_per_1m_output_tokens": mean_of(lambda s: s["cost"]["usd_per_1m_output_tokens"]),
         "usd_per_1m_total_tokens": mean_of(lambda s: s["cost"]["usd_per_1m_total_tokens"]),
         "requests_per_replication": [int(o(s)["counts"]["total"]) for s in summaries],
+        "power_intervals": power_intervals(summaries),
     }
+
+
+#: the ``summary.power`` figures a plan gives an interval over its replications
+POWER_INTERVAL_FIELDS = (
+    "server_avg_kw",
+    "server_peak_kw",
+    "it_peak_kw",
+    "mwh_per_month",
+    "energy_usd_per_month",
+    "kwh_per_1m_output_tokens",
+    "energy_usd_per_1m_output_tokens",
+)
+
+
+def power_intervals(summaries: list[dict]) -> dict[str, list[float | None]] | None:
+    """The 95% Student-t interval over the replications of each ``POWER_INTERVAL_FIELDS`` figure
+    (None without a ``power`` block or with fewer than two replications)."""
+    blocks = [s.get("power") for s in summaries]
+    if len(blocks) < 2 or not all(blocks):
+        return None
+    out: dict[str, list[float | None]] = {}
+    for key in POWER_INTERVAL_FIELDS:
+        vals = [b[key] for b in blocks]  # type: ignore[index]  # all blocks are dicts here
+        iv = t_interval(vals) if all(v is not None for v in vals) else None
+        # power, energy and cost are never negative: the low end clipped at 0
+        out[key] = [None, None] if iv is None else [_num(max(iv[1], 0.0)), _num(iv[2])]
+    return out
 
 
 def _interval(values, lo: float = 0.0, hi: float = 100.0) -> list[float | None]:

@@ -66,6 +66,8 @@ class GPU:
     achievable_flops: Mapping[str, float] = field(default_factory=dict)  # dtype -> GEMM FLOP/s measured on this
     # GPU (a microbenchmark), at most peak_flops; sim.perf.achievable turns it into e_compute
     achievable_bw_bytes_s: float = 0.0  # memory bandwidth measured on this GPU (copy), at most hbm_bw_bytes_s (0: none)
+    power_limit_min_w: float = 0.0  # lowest nvidia-smi -pl limit the board accepts (0: not given)
+    power_limit_max_w: float = 0.0  # highest nvidia-smi -pl limit (0: not given); fleet[].power_limit_w lies between
 
 
 @dataclass(frozen=True)

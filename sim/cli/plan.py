@@ -167,6 +167,7 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     from sim.cli.common import console, err_console, progress_bar
     from sim.report.autoscale_text import plan_autoscale_sentence
     from sim.report.disagg_text import layout_sentence
+    from sim.report.power_text import candidate_power_text
 
     started = time.perf_counter()
     with progress_bar(f"planning {scenario.name}", unit=" simulations", estimated=True) as bar:
@@ -233,6 +234,11 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
         f"({rec['gpus']} GPUs), ${rec['usd_per_month']:,.0f}/month, headroom {rec['headroom_pct']:.1f}%"
     )
     console.print(f"  replicas {_count(rec)}, headroom % {_headroom(rec)} (95% intervals)", highlight=False)
+    power = candidate_power_text(rec)
+    if power:
+        console.print(f"  {power}", highlight=False, soft_wrap=True)
+    if doc.get("ranking"):
+        console.print(f"  ranked {doc['ranking']}", highlight=False, soft_wrap=True)
     if rec.get("failure"):
         console.print(f"  {rec['failure']['text']}", highlight=False, soft_wrap=True)
     layouts = layout_sentence(typed.candidates)

@@ -219,17 +219,21 @@ class PerfModel:
         dp: int = 1,
         ep: bool = False,
         cpu_overlap: bool = False,
+        clock_ratio: float = 1.0,
     ):
         """``kernels``: a ``sim.perf.kernels.tables.KernelTables`` of this (GPU, model, quant,
         tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline).
         ``cpu_overlap``: vLLM schedules asynchronously (``sim.perf.cpu_side``): the CPU
-        overheads overlap the step's GPU time instead of adding to it."""
+        overheads overlap the step's GPU time instead of adding to it.
+        ``clock_ratio``: the SM clock under a power limit (``sim.perf.power_cap``), in (0, 1]: the
+        compute-bound FLOP rates scale by it (x 1.0 is exact: no limit changes nothing)."""
         c = coeffs or PerfCoefficients()
         s = ModelShape(model, quant, tp)
         tp, dp = int(tp), int(dp)
         self.gpu, self.model, self.quant, self.tp, self.coeffs = gpu, model, quant, tp, c
         self.dp, self.ep = dp, bool(ep)
         self.cpu_overlap = bool(cpu_overlap)
+        self.clock_ratio = s_clk = float(clock_ratio)
         self.source = c.source  # where the step times come from (sim.perf.step_source says more)
         self.compute_dtype = quant.compute_dtype_on(gpu)
         peak_lin = gpu.peak_flops[self.compute_dtype]
@@ -238,8 +242,8 @@ class PerfModel:
         self.peak_flops = peak_lin * tp  # replica, at the linear layers' dtype
         self.hbm_bw_bytes_s = gpu.hbm_bw_bytes_s * tp  # replica
         self._peak_max = max(peak_lin, peak_attn) * tp
-        self._inv_flops_lin = 1.0 / (peak_lin * c.e_compute)
-        self._inv_flops_attn = 1.0 / (peak_attn * (c.e_attn_compute or c.e_compute))
+        self._inv_flops_lin = 1.0 / (peak_lin * c.e_compute * s_clk)
+        self._inv_flops_attn = 1.0 / (peak_attn * (c.e_attn_compute or c.e_compute) * s_clk)
         self._inv_bw = 1.0 / (gpu.hbm_bw_bytes_s * c.e_memory)
         self._inv_bw_attn = 1.0 / (gpu.hbm_bw_bytes_s * (c.e_attn_memory or c.e_memory))
         # per GPU:
@@ -270,6 +274,10 @@ class PerfModel:
         if kernels is not None:
             if len(kernels.lin_s):
                 self._lin, self._lm = kernels.lin_s.tolist(), kernels.lm_head_s.tolist()
+                if s_clk < 1.0:  # a power limit: each GEMM's compute-bound share runs at the lower clock
+                    lm_flops = 2.0 * model.vocab_size * h / tp
+                    self._lin = _clocked(self._lin, max(self._lin_flops_tok - lm_flops, 0.0) / peak_lin, s_clk)
+                    self._lm = _clocked(self._lm, lm_flops / peak_lin, s_clk)
                 self._n_lin = len(self._lin)
                 last = self._n_lin - 1
                 self._lin_last, self._lm_last = self._lin[last], self._lm[last]
@@ -283,9 +291,12 @@ class PerfModel:
             if len(kernels.decode_s):
                 self._kdec = True
                 self._dec_step, self._dec_seq, self._b_decode = (float(x) for x in kernels.decode_s)
+                if s_clk < 1.0:  # decode attention is memory-bound: only its FLOPs at the lower clock can bind
+                    self._b_decode = max(self._b_decode, self._attn_flops_unit * self._inv_flops_attn)
             if len(kernels.prefill_s):
                 self._kpre = True
                 self._pre_step, self._pre_chunk, self._pre_tok, self._pre_unit = (float(x) for x in kernels.prefill_s)
+                self._pre_unit /= s_clk  # prefill attention is compute-bound (FlashAttention): at the clock
         if tp > 1:
             self._comm_fixed = 2 * L * c.t_allreduce_s
             self._comm_tok = (
@@ -442,6 +453,18 @@ class PerfModel:
         if prefill_tokens > 0:
             per_gpu += prefill_attn * self._kv_tok / ATTN_QUERY_TILE + prefill_tokens * self._qo_bytes_tok
         return per_gpu * self.tp
+
+
+def _clocked(table: list, flops_s_per_row: float, s_clk: float) -> list:
+    """A measured kernel table (seconds at 0..n-1 rows) at SM clock ratio ``s_clk`` < 1: a row whose
+    GEMM reaches MFU ``u`` (its FLOPs at peak / its time) has ``u / u_max`` of its time clock-bound
+    (``u_max``: the table's best, a fully compute-bound GEMM), so its time becomes
+    ``t · max(1, (u / u_max) / s_clk)``: the largest rows slow by ``1/s_clk``, memory-bound ones not."""
+    u = [flops_s_per_row * i / t if t > 0 else 0.0 for i, t in enumerate(table)]
+    u_max = max(u) if u else 0.0
+    if u_max <= 0:
+        return list(table)
+    return [t * max(1.0, ui / u_max / s_clk) for t, ui in zip(table, u)]
 
 
 def roofline_floor_s(

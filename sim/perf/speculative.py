@@ -191,7 +191,9 @@ def pool_speculation(
     dm = draft_model_of(spec.method, model, catalog, spec.draft_model)
     draft = None
     if dm is not None:  # its forwards' GPU time only: the engine step's CPU work is the target's
-        draft = PerfModel(gpu, dm, quant, pool.tensor_parallel, proposer_coeffs(perf.coeffs))
+        draft = PerfModel(
+            gpu, dm, quant, pool.tensor_parallel, proposer_coeffs(perf.coeffs), clock_ratio=perf.clock_ratio
+        )
     return Speculation(perf, spec.method, k, tokens, draft)
 
 

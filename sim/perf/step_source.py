@@ -18,6 +18,7 @@ from sim.perf.kernels import data as kd
 from sim.perf.kernels.cache import cached_tables
 from sim.perf.kernels.tables import TableInputs
 from sim.perf.perf_model import PerfModel
+from sim.perf.power_cap import clock_ratio
 from sim.perf.profiles import coefficients_for
 
 __all__ = ["pool_perf_model", "perf_sources", "kernel_warnings"]
@@ -71,6 +72,7 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
         dp=pool.data_parallel,
         ep=pool.expert_parallel,
         cpu_overlap=overlap,
+        clock_ratio=clock_ratio(getattr(pool, "power_limit_w", None), gpu.power_w),
     )
     if tables is None:
         perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"

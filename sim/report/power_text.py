@@ -4,7 +4,36 @@ from __future__ import annotations
 
 from sim.analysis.contracts.summary import Power
 
-__all__ = ["power_lines"]
+__all__ = ["power_lines", "candidate_power_text"]
+
+
+def candidate_power_text(rec: dict) -> str | None:
+    """A plan candidate's power with the 95% intervals over its replications (``plan.json``
+    ``candidates[].power``, its summary's ``power``), and its owned total when ranked by it."""
+    p = ((rec.get("summary") or {}).get("power")) or {}
+    iv = ((rec.get("power") or {}).get("intervals")) or {}
+    if not p:
+        return None
+
+    def show(key: str, f: str) -> str:
+        x, lo_hi = p.get(key), iv.get(key) or [None, None]
+        if x is None:
+            return "-"
+        out = format(x, f)
+        return out + (f" ({format(lo_hi[0], f)}-{format(lo_hi[1], f)})" if None not in lo_hi else "")
+
+    text = (
+        f"power: per server {show('server_avg_kw', ',.2f')} kW mean, {show('server_peak_kw', ',.2f')} kW peak; "
+        f"{show('mwh_per_month', ',.2f')} MWh and ${show('energy_usd_per_month', ',.0f')} electricity a month; "
+        f"{show('kwh_per_1m_output_tokens', ',.3f')} kWh (${show('energy_usd_per_1m_output_tokens', ',.4f')}) per 1M "
+        f"output tokens" + (" (95% intervals over the replications)" if iv else "")
+    )
+    if rec.get("total_usd_per_month") is not None:
+        text += (
+            f"; owned: ${rec['total_usd_per_month']:,.0f}/month in all, ${rec['energy_usd_per_month']:,.0f} of it "
+            "electricity (the ranking's cost, plan.rank_by own)"
+        )
+    return text
 
 
 def power_lines(p: Power | None) -> list[tuple[str, str]]:

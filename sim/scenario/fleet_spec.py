@@ -209,6 +209,14 @@ class PoolSpec(Strict):
         "Prefill and decode pools come in pairs that serve the same classes (docs/design.md, "
         "'Disaggregated prefill and decode').",
     )
+    power_limit_w: float | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description="Power limit of every GPU of the pool, W (nvidia-smi -pl): within the catalog GPU's "
+        "power_limit_min_w..power_limit_max_w. Compute-bound work slows as the clock drops to fit "
+        "(sim.perf.power_cap); a GPU's mean power never exceeds it. Default: none (the board's TDP).",
+    )
     autoscale: AutoscaleSpec | None = Field(
         None,
         description="Autoscaling (HPA/KEDA style): min_replicas, max_replicas, policy (target-utilization, "

@@ -91,6 +91,17 @@ class CandidateGrid(BaseModel):
         max_length=2,
         description="Expert parallelism off/on to try (as fleet[].expert_parallel), e.g. [false, true].",
     )
+    power_limit_w: Optional[
+        Union[
+            list[Optional[Annotated[float, Field(gt=0, le=10_000)]]],
+            dict[str, list[Optional[Annotated[float, Field(gt=0, le=10_000)]]]],
+        ]
+    ] = Field(
+        None,
+        description="GPU power limits to try, W (as fleet[].power_limit_w; null: no limit), e.g. [null, 500]; or "
+        "per GPU, {h100-sxm: [null, 500]} (a GPU not named keeps the pool's limit). Each must lie in the GPU's "
+        "catalog range.",
+    )
     engine: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="vLLM engine knobs to try, each a list of values, e.g. {max_num_seqs: [128, 256]}; names as in fleet[].engine.",
@@ -118,13 +129,33 @@ class CandidateGrid(BaseModel):
                 out[name] = list(values)
         for knob, values in self.engine.items():
             out[f"engine.{knob}"] = list(values)
+        if isinstance(self.power_limit_w, list):
+            out["power_limit_w"] = list(self.power_limit_w)
+        return out
+
+    def power_limits_for(self, gpu: str, own: float | None) -> list[float | None]:
+        """The power limits to try on ``gpu`` (``own``: the pool's, when the grid gives none)."""
+        pl = self.power_limit_w
+        if pl is None:
+            return [own]
+        values = pl if isinstance(pl, list) else pl.get(gpu, [own])
+        out: list[float | None] = []
+        for v in values:
+            if v not in out:
+                out.append(v)
         return out
 
     def size(self) -> int:
         """Number of candidates (0 when some dimension is an empty list)."""
         d = self.disaggregated
         layouts = 1 if d is None else len(d.prefill_decode_ratios) + int(d.colocated)
-        return math.prod(len(v) for v in self.dimensions().values()) * layouts
+        n = math.prod(len(v) for v in self.dimensions().values()) * layouts
+        if isinstance(self.power_limit_w, dict):  # per GPU: each GPU's own count of limits
+            if self.gpu:
+                n = n // len(self.gpu) * sum(len(self.power_limits_for(g, None)) for g in self.gpu)
+            else:  # the pool's GPU, not known here: at most the longest list
+                n *= max((len(v) for v in self.power_limit_w.values()), default=1)
+        return n
 
 
 class DemandSpec(BaseModel):
@@ -266,6 +297,12 @@ class PlanSpec(BaseModel):
         None,
         description="Power budgets the recommended fleet must fit: rack_kw, racks, site_kw, pue (any subset); a "
         "candidate that does not fit is rejected with the limit named.",
+    )
+    rank_by: Literal["rent", "own"] = Field(
+        "rent",
+        description="What ranks the candidates that meet the SLO: rent (the fleet's rent per month, the default) "
+        "or own (owning it per month: amortisation + hosting + electricity at its measured power, with "
+        "pricing.own; energy included). With own nothing is pruned: every candidate is searched to its count.",
     )
 
     @field_validator("load_curve_pct")

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 from sim.catalog import Catalog, load_catalog
 from sim.errors import ScenarioError, unknown_name
 from sim.infiles import MAX_PROFILE_BYTES, read_text_limited
+from sim.perf.power_cap import limit_error
 from sim.scenario.autoscale_spec import check_autoscale
 from sim.scenario.disagg_spec import KVTransferSpec, check_disaggregation
 from sim.scenario.events import EventSpec
@@ -221,6 +222,10 @@ def _check_names(scenario: Scenario, where: str, lines: dict) -> None:
             )
         _check_layout(pool, i, catalog, fail)
         _check_speculative(scenario, pool, i, catalog, fail)
+        if pool.power_limit_w is not None:
+            why = limit_error(catalog.gpu(pool.gpu), pool.power_limit_w)
+            if why:
+                fail(("fleet", i, "power_limit_w"), why)
         if pool.policy.name not in POLICY_PARAMS:
             fail(("fleet", i, "policy", "name"), unknown_name("batching policy", pool.policy.name, POLICY_PARAMS))
         try:
@@ -276,6 +281,31 @@ def _check_plan(scenario: Scenario, catalog, fail) -> None:
         for j, name in enumerate(getattr(plan.candidates, key) or []):
             if name not in valid:
                 fail(("plan", "candidates", key, j), unknown_name(kind, name, valid))
+    _check_plan_power_limits(scenario, catalog, fail)
+
+
+def _check_plan_power_limits(scenario: Scenario, catalog, fail) -> None:
+    """plan.candidates.power_limit_w: every limit within each candidate GPU's catalog range."""
+    plan = scenario.plan
+    grid = plan.candidates if plan is not None else None
+    if grid is None or grid.power_limit_w is None:
+        return
+    pool = scenario.fleet[plan.pool]  # type: ignore[union-attr]  # plan is set when grid is
+    if isinstance(grid.power_limit_w, dict):
+        for gpu in grid.power_limit_w:
+            if gpu not in catalog.gpu_names():
+                fail(("plan", "candidates", "power_limit_w", gpu), unknown_name("GPU", gpu, catalog.gpu_names()))
+    for gpu in grid.gpu or [pool.gpu]:
+        if gpu not in catalog.gpu_names():
+            continue
+        given = grid.power_limit_w if isinstance(grid.power_limit_w, list) else grid.power_limit_w.get(gpu, [])
+        for j, limit in enumerate(given):
+            why = None if limit is None else limit_error(catalog.gpu(gpu), limit)
+            if why:
+                loc = ("plan", "candidates", "power_limit_w") + (
+                    (j,) if isinstance(grid.power_limit_w, list) else (gpu, j)
+                )
+                fail(loc, f"for candidate GPU {gpu}: {why}")
 
 
 def _check_layout(pool, i: int, catalog, fail) -> None:
@@ -422,14 +452,21 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None, seed: in
 def dump_scenario(scenario: Scenario) -> str:
     """The scenario as YAML (defaults filled in), for run folders and reports. A fixed pool
     leaves out ``autoscale: null``, so its dump is what it was before autoscaling existed (and
-    likewise ``pricing.grid_g_co2_per_kwh`` at its default and an unset ``plan.power``)."""
+    likewise ``pricing.grid_g_co2_per_kwh`` at its default, an unset ``plan.power``, and unset power
+    limits)."""
     data = scenario.model_dump(mode="json")
     for pool in data["fleet"]:
         if pool.get("autoscale", 0) is None:
             del pool["autoscale"]
+        if pool.get("power_limit_w", 0) is None:  # no power limit: left out, as before limits existed
+            del pool["power_limit_w"]
     # the power fields, left out unless set, so a dump is what it was before they existed
     if data["pricing"].get("grid_g_co2_per_kwh") == PricingSpec.model_fields["grid_g_co2_per_kwh"].default:
         data["pricing"].pop("grid_g_co2_per_kwh", None)
     if isinstance(data.get("plan"), dict) and data["plan"].get("power", 0) is None:
         del data["plan"]["power"]
+    if isinstance(data.get("plan"), dict) and (data["plan"].get("candidates") or {}).get("power_limit_w", 0) is None:
+        del data["plan"]["candidates"]["power_limit_w"]
+    if isinstance(data.get("plan"), dict) and data["plan"].get("rank_by") == "rent":  # the default: left out
+        del data["plan"]["rank_by"]
     return yaml.safe_dump(data, sort_keys=False)

@@ -143,6 +143,12 @@ class CandidatePower(Contract):
     racks_needed: int | None = Field(description="racks the servers need")
     rack_peak_kw: float | None = Field(description="IT power of a full rack at peak, kW")
     limit: str | None = Field(description="the budget it breaks, in words (null: it fits)")
+    intervals: dict[str, list[float | None]] | None = Field(
+        default=None,
+        description="95% Student-t interval over the found point's replications of server_avg_kw, "
+        "server_peak_kw, it_peak_kw, mwh_per_month, energy_usd_per_month, kwh_per_1m_output_tokens, "
+        "energy_usd_per_1m_output_tokens (each [low, high] of its summary.power figure)",
+    )
 
 
 class PlanCandidate(Contract):
@@ -161,6 +167,9 @@ class PlanCandidate(Contract):
     prefill_decode: str = Field(default="", description="'P:D' ratio of a disaggregated candidate ('' co-located)")
     link: str = Field(default="", description="its KV-transfer link")
     overlap: str = Field(default="", description="its kv_transfer.overlap")
+    power_limit_w: float | None = Field(
+        default=None, description="the GPUs' power limit, W (plan.candidates.power_limit_w; absent: none)"
+    )
     status: str = Field(description="ok, pruned, cannot-meet-slo or does-not-fit")
     reason: str | None = Field(default=None, description="why not ok")
     limiting: str | None = Field(default=None, description="what limits it (e.g. memory)")
@@ -184,6 +193,14 @@ class PlanCandidate(Contract):
     gpus: Number | None = Field(default=None, description="GPUs of the planned pool(s)")
     usd_per_hour: float | None = Field(default=None, description="fleet rent per hour, USD")
     usd_per_month: float | None = Field(default=None, description="fleet rent per month, USD")
+    total_usd_per_month: float | None = Field(
+        default=None,
+        description="plan.rank_by own: owning the fleet per month (amortisation + hosting + electricity), USD; "
+        "the ranking's cost (sim.analysis.total_cost)",
+    )
+    energy_usd_per_month: float | None = Field(
+        default=None, description="plan.rank_by own: its electricity per month, USD (part of total_usd_per_month)"
+    )
     usd_per_1m_output_tokens: float | None = Field(default=None, description="USD per million output tokens")
     usd_per_1m_total_tokens: float | None = Field(default=None, description="USD per million prompt + output tokens")
     headroom_pct: float | None = Field(default=None, description="proven headroom over the demand, %")
@@ -350,6 +367,11 @@ class PlanDoc(Contract):
     window: PlanWindowDoc | None = Field(default=None, description="the measured window")
     failures: dict[str, Any] | None = Field(default=None, description="plan.failures as given")
     warnings: list[str] = Field(default_factory=list, description="warnings")
+    ranking: str | None = Field(
+        default=None,
+        description="what the ok candidates are ranked by, in words (present with plan.rank_by own: the total "
+        "cost of owning, energy included; absent: rent per month)",
+    )
     timeline: Timeline | None = Field(default=None, description="the recommended fleet over time (time-varying demand)")
     autoscale: AutoscaleComparison | None = Field(default=None, description="fixed vs autoscaled")
     headroom_definition: str | None = Field(default=None, description="what headroom_pct means")

@@ -329,6 +329,9 @@ class PowerPool(Contract):
     gpu_curve: PowerCurveInfo = Field(description="the GPU power law used")
     host_w_per_server: float = Field(description="non-GPU power drawn per server, W")
     host_basis: str = Field(description="where the host figure comes from")
+    power_limit_w: float | None = Field(
+        default=None, description="fleet[].power_limit_w: the GPUs' power limit, W (absent: none, the TDP)"
+    )
 
 
 class Power(Contract):
