@@ -53,6 +53,10 @@ class Sidecar(_Strict):
     gpu: str = Field(..., description="GPU name from the fleetcast catalog (fleetcast catalog)")
     model: str = Field(..., description="model name from the fleetcast catalog")
     tensor_parallel: Literal[1, 2, 4, 8, 16] = 1
+    expert_parallel: bool = Field(
+        False,
+        description="vLLM --enable-expert-parallel (MoE models): whole experts spread over the tensor_parallel GPUs",
+    )
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
     engine: SidecarEngine = Field(default_factory=SidecarEngine)
     vllm_version: str | None = None
@@ -82,6 +86,7 @@ class LogSettings:
     catalogs: tuple[Path, ...]  # absolute paths of extra catalog files
     source: str  # the sidecar file (and overrides) the settings came from
     notes: list[str] = field(default_factory=list)  # defaults assumed
+    expert_parallel: bool = False  # vLLM --enable-expert-parallel
 
 
 def find_sidecar(log: Path) -> Path | None:
@@ -178,4 +183,5 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
         catalogs,
         where,
         notes,
+        sc.expert_parallel,
     )
