@@ -115,8 +115,9 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
     res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
     ts = res.timeseries
     predicted = measured_metrics(res.requests, ts, t0_s=0.0)
-    itl = hist_percentiles(np.asarray(res.itl_hist).sum(axis=0))
-    predicted.update({f"itl_{q}_s": itl[q] if itl[q] is not None else np.nan for q in ("p50", "p90", "p95", "p99")})
+    if any(k.startswith("itl_") for k in run.meta.get("aggregate_measured") or {}):  # only where measured
+        itl = hist_percentiles(np.asarray(res.itl_hist).sum(axis=0))
+        predicted.update({f"itl_{q}_s": np.nan if itl[q] is None else itl[q] for q in ("p50", "p90", "p95", "p99")})
     steady = run.meta.get("steady_state")
     if steady is not None:
         predicted.update(
