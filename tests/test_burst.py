@@ -159,6 +159,10 @@ def test_ml_energy_entries_carry_the_source_figures():
     out = run.workload.output_tokens
     assert out.min() >= 2 and out.max() <= 4096 and (out < 2 + 81.88).sum() == 221
     assert abs(out.mean() - 387.942) < 81.88 / 2  # within half a bin of the source's mean
+    # 2,048 requests at cap 256: lm-arena-chat's 1,024 distinct requests sent twice (num_request_repeats 2)
+    twice = ent["ml_energy/h100-sxm-llama-3.1-8b-instruct-lm-arena-chat-x1/s256-n2048"].load()
+    assert twice.meta["aggregate_load"]["prompt_repeats"] == 2
+    assert (twice.workload.prompt_tokens[:1024] == twice.workload.prompt_tokens[1024:]).all()
     # an MoE set replays with its experts spread over the GPUs (enable-expert-parallel)
     moe = ent["ml_energy/h100-sxm-qwen3-30b-a3b-instruct-2507-lm-arena-chat-x2/s8-n1024"].load()
     assert moe.expert_parallel and moe.tp == 2 and moe.model == "qwen3-30b-a3b"
@@ -173,3 +177,37 @@ def test_every_ml_energy_configuration_is_an_entry_or_skipped_with_a_reason():
     assert len(entries) + len(skipped) == len(configs) == 565
     assert all(r["reason"] for r in skipped)
     assert all(replay_entry(e)["regime"] == "saturation" for e in entries[:2])
+
+
+def test_repeated_prompts_are_the_same_prompts_as_whole_prefixes(tmp_path):
+    # 6 requests, prompt_repeats 3: 2 distinct prompts, sent as p0 p1 p0 p1 p0 p1
+    p = _table(
+        tmp_path,
+        "num_requests,max_num_seqs,prompt_tokens_mean,prompt_tokens_std,prompt_repeats,output_tokens,output_tok_s\n"
+        "6,2,300,100,3,20,50\n",
+    )
+    (run,) = load_aggregate(p)
+    w = run.workload
+    assert w.prompt_tokens.tolist()[:2] * 3 == w.prompt_tokens.tolist()
+    keys = [w.prefix_keys[w.prefix_offsets[i] : w.prefix_offsets[i + 1]].tolist() for i in range(6)]
+    assert keys[0] == keys[2] == keys[4] and keys[1] == keys[3] == keys[5] and keys[0] != keys[1]
+    assert [len(k) for k in keys] == [1] * 6
+    ends = w.prefix_end_tok.tolist()
+    assert ends == [t - 1 for t in w.prompt_tokens.tolist()]  # the whole prompt but its last token
+    assert run.meta["aggregate_load"]["prompt_repeats"] == 3
+
+
+@pytest.mark.parametrize(
+    "extra_head,extra_row,where",
+    [
+        ("prompt_repeats", "4", "line 2, field prompt_repeats: 4 does not divide the 6 requests"),
+        ("prompt_repeats,prefix_tokens", "3,10", "line 2, field prompt_repeats: not with prefix_tokens"),
+    ],
+)
+def test_bad_prompt_repeats_are_located(tmp_path, extra_head, extra_row, where):
+    p = _table(
+        tmp_path,
+        f"num_requests,max_num_seqs,prompt_tokens,output_tokens,output_tok_s,{extra_head}\n6,2,30,20,50,{extra_row}\n",
+    )
+    with pytest.raises(FleetcastError, match=re.escape(f"{p}, {where}")):
+        load_aggregate(p)

@@ -22,9 +22,12 @@ row here is one such point; the replay regenerates its workload and compares the
 Lengths, per row: ``prompt_tokens`` / ``output_tokens`` (fixed), or ``prompt_tokens_mean`` and
 ``prompt_tokens_std`` (a normal distribution, rounded, clipped to ``prompt_tokens_min`` ..
 ``prompt_tokens_max``, default 1 .. 10,000,000; the same for output), drawn from the row's
-``seed``, or, for outputs, a histogram (``output_tokens_hist_edges`` and ``_counts``, space-separated
-bin edges and counts, one length per request: ``calibration.logs.length_hist``). Shared prefixes, optional: ``prefix_tokens`` (the length of a shared prefix) and
-``prefix_groups`` (how many distinct ones; request r gets prefix r mod groups), so a server with
+``seed``, or, for outputs, a histogram (``output_tokens_hist_edges`` and ``_counts``,
+space-separated bin edges and counts, one length per request: ``calibration.logs.length_hist``).
+``prompt_repeats`` (optional, default 1, dividing the requests): ``num_requests / prompt_repeats``
+distinct prompts, the whole list sent that many times over (request r has the prompt of request
+r mod that count: a whole-prompt prefix a server with prefix caching reuses). Shared prefixes,
+optional: ``prefix_tokens`` (the length of a shared prefix) and ``prefix_groups`` (how many distinct ones; request r gets prefix r mod groups), so a server with
 prefix caching reuses them as it did. Measured: at least one of ``ttft_p50_s`` ... ``e2e_p99_s``, ``ttft_mean_s``,
 ``tpot_mean_s``, ``e2e_mean_s``, ``output_tok_s``, ``itl_p50_s`` ... ``itl_p99_s`` (and, for a burst,
 ``avg_batch_size``); empty cells are "not measured". Engine settings
@@ -204,9 +207,15 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         default_name = f"r{rate:g}"
     if n > _MAX_REQUESTS:
         raise FleetcastError(f"{path}, line {line}: {n:,} requests; at most {_MAX_REQUESTS:,} per row ({_DOC})")
-    prompts, p_desc = _lengths(path, line, rec, "prompt_tokens", n, stream(seed, "lengths", 0))
+    repeats = _prompt_repeats(path, line, rec, n)
+    prompts, p_desc = _lengths(path, line, rec, "prompt_tokens", n // repeats, stream(seed, "lengths", 0))
+    if repeats > 1:  # the distinct prompts sent again, in order: a whole-prompt prefix each (module doc)
+        prompts = np.tile(prompts, repeats)
+        rec = {**rec, "prefix_tokens": str(MAX_TOKENS), "prefix_groups": str(n // repeats)}
     outputs, o_desc = _lengths(path, line, rec, "output_tokens", n, stream(seed, "lengths", 1))
     offsets, keys, ends, prefix = _prefixes(path, line, rec, prompts)
+    if repeats > 1:
+        prefix = {"prompt_repeats": repeats}
     fields, doc = _measured_doc(kind)
     measured = {m: _num(path, line, rec, m) for m in fields if rec.get(m, "") != ""}
     if not measured:
@@ -263,6 +272,25 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         notes=tuple(st.notes),
         expert_parallel=st.expert_parallel,
     )
+
+
+def _prompt_repeats(path: Path, line: int, rec: dict, n: int) -> int:
+    """``prompt_repeats`` of the row (default 1): it must divide the requests, and it stands for
+    whole-prompt prefixes, so it does not combine with ``prefix_tokens``."""
+    if not rec.get("prompt_repeats"):
+        return 1
+    r = int(_num(path, line, rec, "prompt_repeats", integer=True))
+    if n % r:
+        raise FleetcastError(
+            f"{path}, line {line}, field prompt_repeats: {r} does not divide the {n} requests; the row sends "
+            f"requests / prompt_repeats distinct prompts, each prompt_repeats times ({_DOC})"
+        )
+    if r > 1 and (rec.get("prefix_tokens") or rec.get("prefix_groups")):
+        raise FleetcastError(
+            f"{path}, line {line}, field prompt_repeats: not with prefix_tokens/prefix_groups (a repeated prompt "
+            f"is its own whole prefix) ({_DOC})"
+        )
+    return r
 
 
 def _prefixes(path: Path, line: int, rec: dict, prompts: np.ndarray) -> tuple:

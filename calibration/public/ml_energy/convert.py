@@ -73,6 +73,9 @@ PROMPTS = {
     },
     "gpqa": {"prompt_tokens_mean": 250, "prompt_tokens_std": 100, "prompt_tokens_min": 40, "prompt_tokens_max": 2048},
 }
+#: distinct requests per task (configs/vllm/<task>/benchmark.yaml workload_defaults.num_requests); a
+#: configuration of N requests sent the list N / this many times (num_request_repeats)
+UNIQUE_REQUESTS = {"lm-arena-chat": 1024, "gpqa": 198}
 TASK_SKIP = {
     "sourcegraph-fim": "prompt lengths not published and decisive: fill-in-the-middle prompts are code contexts "
     "(prefix and suffix) much longer than the short completions, so the prompt work sets the throughput; no "
@@ -96,6 +99,7 @@ COLUMNS = (
     "num_requests",
     "max_num_seqs",
     "seed",
+    "prompt_repeats",
     *PROMPTS["gpqa"],
     "output_tokens_hist_edges",
     "output_tokens_hist_counts",
@@ -201,6 +205,9 @@ def main(argv: list[str]) -> None:
         for c in sorted(configs, key=lambda c: (c["max_num_seqs"], sum(c["output_length_distribution"]["counts"]))):
             hist = c["output_length_distribution"]
             n = sum(hist["counts"])
+            repeats, rem = divmod(n, UNIQUE_REQUESTS[task])
+            if rem:
+                raise SystemExit(f"{model_id} {task} {gpu} cap {c['max_num_seqs']}: {n} requests, not a repeat count")
             row_name = f"s{c['max_num_seqs']}-n{n}"
             while row_name in seen:
                 row_name += "b"
@@ -211,6 +218,7 @@ def main(argv: list[str]) -> None:
                     "num_requests": n,
                     "max_num_seqs": c["max_num_seqs"],
                     "seed": 0,
+                    "prompt_repeats": repeats,
                     **PROMPTS[task],
                     "output_tokens_hist_edges": " ".join(f"{e:.6g}" for e in hist["bins"]),
                     "output_tokens_hist_counts": " ".join(str(k) for k in hist["counts"]),
