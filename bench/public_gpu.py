@@ -1,7 +1,7 @@
 """Uncalibrated forecasts against the public real-GPU corpus (calibration/public/).
 
 Every entry of the corpus (a per-request log of a real vLLM run on GPUs, or one row of a static-batch,
-concurrency or rate-stage table, with its sidecar) is
+concurrency, rate-stage or saturated-burst table, with its sidecar) is
 replayed with no calibration profile: exactly the model ``fleetcast run`` and ``plan`` use for that
 pool (the GPU's measured vLLM kernels, catalog defaults). Printed: forecast vs measured per entry
 (source, GPU, model, regime), then the median |error| per metric and set against the issue's
@@ -28,21 +28,24 @@ from sim.errors import FleetcastError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "e2e_p50_s",
-         "e2e_p90_s", "e2e_p99_s", "output_tok_s", "batch_latency_s")
+         "e2e_p90_s", "e2e_p99_s", "output_tok_s", "batch_latency_s", "itl_p50_s", "itl_p99_s", "avg_batch_size")
+#: the latency shown measured -> forecast per entry: the first one the entry measured
+HEADLINE = ("ttft_p50_s", "batch_latency_s", "itl_p50_s")
 
 
 def _short(m: str) -> str:
-    return m.replace("_s", "").replace("output_tok", "tok/s")
+    return m.removesuffix("_s").replace("output_tok", "tok/s").replace("avg_batch_size", "batch")
 
 
 def table_lines(results: list[dict]) -> list[str]:
     """Markdown: one row per entry, error % per metric (forecast - measured) / measured."""
-    head = (["entry", "GPU", "model", "TP", "req/s", "regime", "TTFT p50 or batch latency, meas→fcst (ms)"]
+    head = (["entry", "GPU", "model", "TP", "req/s", "regime", "TTFT p50, batch latency or ITL p50, meas→fcst (ms)"]
             + [_short(m) for m in SHOWN])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        m0 = "ttft_p50_s" if r["measured"].get("ttft_p50_s") is not None else "batch_latency_s"
-        ttft = f"{r['measured'][m0] * 1e3:.0f} → {r['forecast'][m0] * 1e3:.0f}"
+        m0 = next((m for m in HEADLINE if r["measured"].get(m) is not None), HEADLINE[0])
+        ttft = ("–" if r["measured"].get(m0) is None else
+                f"{r['measured'][m0] * 1e3:.{0 if m0 != 'itl_p50_s' else 1}f} → {r['forecast'][m0] * 1e3:.{0 if m0 != 'itl_p50_s' else 1}f}")
         errs = ["–" if r["error_pct"][m] is None else f"{r['error_pct'][m]:+.1f}" for m in SHOWN]
         rps = "–" if r["offered_rps"] != r["offered_rps"] else f"{r['offered_rps']:.2f}"
         lines.append(f"| {r['entry']} | {r['gpu']} | {r['model']} | {r['tensor_parallel']} | "

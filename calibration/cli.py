@@ -406,11 +406,15 @@ def cmd_validate(args) -> int:
             "batch_latency_s",
             "ttft_mean_s",
             "tpot_mean_s",
+            "itl_p50_s",
+            "itl_p90_s",
+            "itl_p99_s",
+            "avg_batch_size",
         )
         if c in piv
     ]
     print(f"profile {prof.get('name')}: error % (simulated - measured) / measured")
-    print(piv[cols].rename(columns=lambda c: c.replace("_s", "")).to_string())
+    print(piv[cols].rename(columns=lambda c: c.removesuffix("_s")).to_string())
     for c in comps:
         if c.run.failed:
             print(f"{c.run.name}: {c.run.failed} failed request(s) left out of the latencies and throughput")
@@ -428,7 +432,7 @@ def cmd_validate(args) -> int:
             print(
                 f"{label} median |error| %: "
                 + ", ".join(
-                    f"{k.replace('_s', '')} {v['median_abs_pct']}"
+                    f"{k.removesuffix('_s')} {v['median_abs_pct']}"
                     + (" ok" if v.get("met") else " MISSED" if "met" in v else "")
                     for k, v in s.items()
                 )
@@ -463,7 +467,7 @@ def partial_run_note(run) -> str | None:
 
 def _markdown(piv) -> str:
     """The per-run error table (``error_pivot``'s cells: signed %, "–", "not measured") as Markdown."""
-    head = ["run"] + [c.replace("_s", "").replace("output_tok", "output tok/s") for c in piv.columns]
+    head = ["run"] + [c.removesuffix("_s").replace("output_tok", "output tok/s") for c in piv.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run, row in piv.iterrows():
         lines.append(f"| {run} | " + " | ".join(map(str, row)) + " |")

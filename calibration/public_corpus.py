@@ -2,14 +2,15 @@
 
 Every folder ``calibration/public/<source>/<set>/`` holding a sidecar (``fleetcast.yaml``) is one
 set: each per-request log in it is one entry, and so is each row of a static-batch table
-(``*.batches.csv``), of a concurrency table (``*.concurrency.csv``) and of a rate-stage table
-(``*.stages.csv``; docs/run-logs.md). An entry replays
+(``*.batches.csv``), of a concurrency table (``*.concurrency.csv``), of a rate-stage table
+(``*.stages.csv``) and of a saturated-burst table (``*.burst.csv``; docs/run-logs.md). An entry replays
 with no calibration profile: exactly the model ``fleetcast run`` and ``plan`` use for that pool
 (``calibration.validate.replay_model`` names it). ``bench/public_gpu.py`` prints the table;
 ``tests/test_public_corpus.py`` guards a fast subset against drift.
 
 Regime of an entry (from the measured side only, so no forecast decides it): ``static batch`` for
-a static-batch row, ``closed loop`` for a concurrency point, ``rate stage`` for a rate stage; for a
+a static-batch row, ``closed loop`` for a concurrency point, ``rate stage`` for a rate stage,
+``saturation`` for a saturated burst (all sent at once to a server at its batch cap); for a
 log, ``saturation`` when the queue grew during the run -- the median
 TTFT of the last quarter of the requests (by send time) is more than twice that of the first
 quarter -- else ``moderate load``.
@@ -54,13 +55,16 @@ TARGETS_PCT = {
     "ttft_mean_s": 10,
     "tpot_mean_s": 10,
     "e2e_mean_s": 10,
+    # inter-token latency as TPOT; p95 with p99's band; a burst's mean batch as throughput
+    "itl_p50_s": 10,
+    "itl_p90_s": 10,
+    "itl_p95_s": 15,
+    "itl_p99_s": 15,
+    "avg_batch_size": 5,
 }
 
 #: public sources named in issue 23 that the corpus does not hold yet, and why (listed, not dropped)
 NOT_IN_CORPUS = {
-    "ML.ENERGY Benchmark v3 (ml-energy/leaderboard public/data/models)": "pending merge: the power engineer "
-    "extracts it into calibration/public/ml_energy/ (issue 27); its max_num_seqs sweeps can then be replayed as "
-    "concurrency points",
     "mlcommons/inference_results_v4.1": "checked at 198fc467: the vLLM Server-scenario submissions (AMD MI300X "
     "vLLM 0.4.3+rocm, NeuralMagic 8xL40S and 4xH100 FP8/GPTQ vLLM 0.5.2; Llama-2-70B, Poisson load at the "
     "scheduled rate) publish only aggregate percentiles, and the results repository holds neither the prompt "
@@ -125,6 +129,8 @@ def run_regime(run) -> str:
     """The regime of a loaded entry (module doc)."""
     if run.meta.get("closed_loop"):
         return "closed loop"
+    if run.meta.get("steady_state"):
+        return "saturation"
     if "rate_rps" in (run.meta.get("aggregate_load") or {}):
         return "rate stage"
     return regime(run.requests)

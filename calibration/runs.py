@@ -57,10 +57,10 @@ class Run:
     engine: dict  # scenario engine: mapping (as the server ran)
     gpu: str = CPU_GPU  # catalog GPU of the server
     tp: int = 1  # tensor parallel size
-    ep: bool = False  # expert parallelism (vLLM --enable-expert-parallel)
     catalogs: Sequence[Path] | None = None  # catalog files the scenario needs; None: the CPU testbed's
     failed: int = 0  # requests that failed (not replayed; logs other than run folders)
     notes: tuple[str, ...] = ()  # what loading assumed or left out, printed by the commands
+    expert_parallel: bool = False  # vLLM --enable-expert-parallel (an MoE model's experts whole, spread over the GPUs)
 
     @property
     def api_server(self) -> bool:
@@ -322,6 +322,8 @@ def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] |
     """A one-pool scenario that reproduces the run's server (for ``simulate(..., workload=run.workload)``)."""
     catalogs = coeffs_catalog or run.catalog_files
     duration = float(run.workload.arrival_s.max()) + 1.0
+    if run.meta.get("steady_state"):  # a saturated burst's ITL counts every token: a window of the whole day
+        duration = 86400.0
     pool = {
         "name": "cpu" if run.gpu == CPU_GPU else "gpu",
         "gpu": run.gpu,
@@ -332,7 +334,7 @@ def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] |
     }
     if run.tp != 1:
         pool["tensor_parallel"] = run.tp
-    if run.ep:
+    if run.expert_parallel:
         pool["expert_parallel"] = True
     if profile is not None:
         pool["profile"] = str(Path(profile).resolve())
@@ -354,8 +356,12 @@ def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] |
                 for n in run.workload.class_names
             ],
         },
-        # a closed loop's sends all come after time 0 (its arrival_s are zeros): a day to finish
-        "sim": {"drain_s": 86400.0 if run.meta.get("closed_loop") else 3600.0, "timeseries_interval_s": 1.0},
+        # a closed loop's sends all come after time 0 (its arrival_s are zeros), and a saturated burst
+        # drains its whole queue at the batch cap (long reasoning outputs at a small cap: hours): a day to finish
+        "sim": {
+            "drain_s": 86400.0 if run.meta.get("closed_loop") or run.meta.get("steady_state") else 3600.0,
+            "timeseries_interval_s": 1.0,
+        },
     }
     return scenario_from_dict(data)
 

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from calibration.runs import Run, measured_metrics, run_scenario
+from calibration.steady_state import steady_state_metrics
+from sim.analysis.metrics import hist_percentiles
 from sim.engine.fleet import simulate
 from sim.errors import FleetcastError
 from sim.perf.step_source import kernel_warnings, perf_sources  # the one import of the perf-model modules
@@ -56,8 +58,19 @@ METRICS = (
     "mean_waiting",
 )
 #: compared only where an aggregate entry measured them (a static batch's latency; the means a
-#: concurrency point or rate stage may publish instead of percentiles)
-AGGREGATE_METRICS = ("batch_latency_s", "ttft_mean_s", "tpot_mean_s", "e2e_mean_s")
+#: concurrency point or rate stage may publish instead of percentiles; the inter-token latency
+#: percentiles and a saturated burst's steady-window mean batch)
+AGGREGATE_METRICS = (
+    "batch_latency_s",
+    "ttft_mean_s",
+    "tpot_mean_s",
+    "e2e_mean_s",
+    "itl_p50_s",
+    "itl_p90_s",
+    "itl_p95_s",
+    "itl_p99_s",
+    "avg_batch_size",
+)
 TARGETS = {  # the issue's targets on held-out runs: median |error| in %, per metric group
     "ttft_p50_s": 10,
     "ttft_p90_s": 10,
@@ -93,12 +106,23 @@ def replay_model(run: Run, profile: Path | None = None) -> tuple[str, list[str]]
 def validate_run(run: Run, profile: Path | None) -> Comparison:
     """Simulate the run's workload with ``profile`` (None: no profile, the model ``fleetcast run`` and
     ``plan`` use for that pool) and collect both sides' metrics. A concurrency point
-    (``meta['closed_loop']``) is replayed from a closed-loop client (sim.workload.closed_loop)."""
+    (``meta['closed_loop']``) is replayed from a closed-loop client (sim.workload.closed_loop); a
+    saturated burst (``meta['steady_state']``) has its throughput and mean batch over its steady
+    window (calibration.steady_state). The replay's inter-token latency percentiles come from the
+    engine's ITL histogram (every token gap of every request, as a client sees them)."""
     cl = run.meta.get("closed_loop")
     closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl else None
     res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
     ts = res.timeseries
     predicted = measured_metrics(res.requests, ts, t0_s=0.0)
+    if any(k.startswith("itl_") for k in run.meta.get("aggregate_measured") or {}):  # only where measured
+        itl = hist_percentiles(np.asarray(res.itl_hist).sum(axis=0))
+        predicted.update({f"itl_{q}_s": np.nan if itl[q] is None else itl[q] for q in ("p50", "p90", "p95", "p99")})
+    steady = run.meta.get("steady_state")
+    if steady is not None:
+        predicted.update(
+            steady_state_metrics(res.requests, ts, int(steady["max_num_seqs"]), int(steady["num_requests"]))
+        )
     aggregate = run.meta.get("aggregate_measured")
     if aggregate is not None:  # an aggregate point: its row's figures are the measured side
         if "batch_latency_s" in aggregate:  # a static batch: sent at 0, measured until its last token

@@ -103,7 +103,8 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
             "log": str(path),
             "engine_settings": st.source,
             "vllm_version": st.vllm_version,
-            "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel, "expert_parallel": st.expert_parallel},
+            "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel}
+            | ({"expert_parallel": True} if st.expert_parallel else {}),
             "engine_args": dict(st.engine),
             "max_concurrency": cap,
             "failed_requests": failed,
@@ -126,7 +127,7 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
         dict(st.engine),
         gpu=st.gpu,
         tp=st.tensor_parallel,
-        ep=st.expert_parallel,
+        expert_parallel=st.expert_parallel,
         catalogs=st.catalogs,
         failed=failed,
         notes=tuple(meta["notes"]),

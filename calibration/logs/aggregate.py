@@ -1,6 +1,6 @@
-"""Aggregate load points: closed-loop concurrency points (``*.concurrency.csv``) and constant-rate
-stages (``*.stages.csv``), each row measured only as percentiles (docs/run-logs.md, "Concurrency
-points and rate stages").
+"""Aggregate load points: closed-loop concurrency points (``*.concurrency.csv``), constant-rate
+stages (``*.stages.csv``) and saturated bursts (``*.burst.csv``), each row measured only as
+percentiles (docs/run-logs.md, "Concurrency points and rate stages", "Saturated bursts").
 
 A public benchmark often publishes, per load point, only aggregate figures (TTFT/TPOT/E2E
 percentiles, output throughput) and the workload that produced them, not per-request records. Each
@@ -13,14 +13,24 @@ row here is one such point; the replay regenerates its workload and compares the
 - a **rate stage** (``rate_rps``, ``duration_s``): requests sent at ``rate_rps`` for ``duration_s``
   seconds, evenly spaced (``arrival`` ``constant``, the default) or as a Poisson process
   (``poisson``; seed ``seed``, default 0), replayed alone on an idle server. Mode ``open``.
+- a **saturated burst** (``num_requests``, ``max_num_seqs``): every request sent at 0 to a server
+  whose batch cap (vLLM ``--max-num-seqs``) is the row's, so it runs at that cap until the queue
+  drains (the ML.ENERGY Benchmark's method). Measured over its steady window
+  (``calibration.steady_state``): output tokens/s, the mean batch (``avg_batch_size``); the ITL
+  percentiles over all requests. Mode ``open``; regime ``saturation``.
 
 Lengths, per row: ``prompt_tokens`` / ``output_tokens`` (fixed), or ``prompt_tokens_mean`` and
 ``prompt_tokens_std`` (a normal distribution, rounded, clipped to ``prompt_tokens_min`` ..
 ``prompt_tokens_max``, default 1 .. 10,000,000; the same for output), drawn from the row's
-``seed``. Shared prefixes, optional: ``prefix_tokens`` (the length of a shared prefix) and
-``prefix_groups`` (how many distinct ones; request r gets prefix r mod groups), so a server with
+``seed``, or, for outputs, a histogram (``output_tokens_hist_edges`` and ``_counts``,
+space-separated bin edges and counts, one length per request: ``calibration.logs.length_hist``).
+``prompt_repeats`` (optional, default 1, dividing the requests): ``num_requests / prompt_repeats``
+distinct prompts, the whole list sent that many times over (request r has the prompt of request
+r mod that count: a whole-prompt prefix a server with prefix caching reuses). Shared prefixes,
+optional: ``prefix_tokens`` (the length of a shared prefix) and ``prefix_groups`` (how many distinct ones; request r gets prefix r mod groups), so a server with
 prefix caching reuses them as it did. Measured: at least one of ``ttft_p50_s`` ... ``e2e_p99_s``, ``ttft_mean_s``,
-``tpot_mean_s``, ``e2e_mean_s``, ``output_tok_s``; empty cells are "not measured". Engine settings
+``tpot_mean_s``, ``e2e_mean_s``, ``output_tok_s``, ``itl_p50_s`` ... ``itl_p99_s`` (and, for a burst,
+``avg_batch_size``); empty cells are "not measured". Engine settings
 come from the sidecar as for any log. A bad cell is a FleetcastError naming the file, line and field.
 """
 
@@ -32,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from calibration.logs.length_hist import hist_lengths
 from calibration.logs.sidecar import LogSettings, load_settings
 from calibration.logs.static_batch import read_csv_table
 from calibration.runs import Run
@@ -43,6 +54,7 @@ from sim.workload.generate import Workload, prefix_key
 __all__ = [
     "CONCURRENCY_SUFFIX",
     "STAGES_SUFFIX",
+    "BURST_SUFFIX",
     "MEASURED_FIELDS",
     "is_aggregate_table",
     "load_aggregate",
@@ -50,30 +62,39 @@ __all__ = [
 
 CONCURRENCY_SUFFIX = ".concurrency.csv"
 STAGES_SUFFIX = ".stages.csv"
+BURST_SUFFIX = ".burst.csv"
 MEASURED_FIELDS = tuple(f"{m}_p{q}_s" for m in ("ttft", "tpot", "e2e") for q in (50, 90, 99)) + (
     "ttft_mean_s",
     "tpot_mean_s",
     "e2e_mean_s",
     "output_tok_s",
+    "itl_p50_s",
+    "itl_p90_s",
+    "itl_p95_s",
+    "itl_p99_s",
 )
+BURST_MEASURED = MEASURED_FIELDS + ("avg_batch_size",)  # the steady window's mean running sequences
 _DOC = 'docs/run-logs.md, "Concurrency points and rate stages"'
+_BURST_DOC = 'docs/run-logs.md, "Saturated bursts"'
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 _KINDS = {  # suffix -> (kind, the row's load columns)
     CONCURRENCY_SUFFIX: ("concurrency", ("concurrency", "num_requests")),
     STAGES_SUFFIX: ("stages", ("rate_rps", "duration_s")),
+    BURST_SUFFIX: ("burst", ("num_requests", "max_num_seqs")),
 }
+_MAX_NUM_SEQS = 4096  # the sidecar's engine.max_num_seqs bound
 _MAX_REQUESTS = 1_000_000  # one row's requests: far above any published point, below a runaway table
 
 
 def is_aggregate_table(path: Path) -> bool:
     name = Path(path).name.lower()
-    return name.endswith(CONCURRENCY_SUFFIX) or name.endswith(STAGES_SUFFIX)
+    return any(name.endswith(s) for s in _KINDS)
 
 
 def load_aggregate(path: Path, sidecar: Path | None = None, overrides: list[str] | None = None) -> list[Run]:
-    """Every row of a concurrency or stage table as a replayable ``Run`` (module doc)."""
+    """Every row of a concurrency, stage or burst table as a replayable ``Run`` (module doc)."""
     path = Path(path)
-    suffix = CONCURRENCY_SUFFIX if path.name.lower().endswith(CONCURRENCY_SUFFIX) else STAGES_SUFFIX
+    suffix = next(s for s in _KINDS if path.name.lower().endswith(s))
     kind, load_cols = _KINDS[suffix]
     rows = _read(path, load_cols, kind)
     st = load_settings(path, sidecar, overrides)
@@ -81,21 +102,28 @@ def load_aggregate(path: Path, sidecar: Path | None = None, overrides: list[str]
 
 
 def _read(path: Path, load_cols: tuple[str, ...], kind: str) -> list[tuple[int, dict]]:
+    measured, doc = _measured_doc(kind)
+
     def check(header: list[str]) -> None:
         need = list(load_cols)
         for which in ("prompt_tokens", "output_tokens"):
-            if which not in header and f"{which}_mean" not in header:
-                need.append(f"{which} (or {which}_mean and {which}_std)")
+            if which not in header and f"{which}_mean" not in header and f"{which}_hist_edges" not in header:
+                hist = f" (or a histogram: {which}_hist_edges and _counts)" if which == "output_tokens" else ""
+                need.append(f"{which} (or {which}_mean and {which}_std){hist}")
         missing = [f for f in need if f not in header]
-        if not any(m in header for m in MEASURED_FIELDS):
-            missing.append(f"a measured column ({', '.join(MEASURED_FIELDS)})")
+        if not any(m in header for m in measured):
+            missing.append(f"a measured column ({', '.join(measured)})")
         if missing:
             raise FleetcastError(
                 f"{path}, line 1: the header lacks {', '.join(missing)}; a {kind} table has "
-                f"{', '.join(load_cols)}, the lengths and measured columns ({_DOC})"
+                f"{', '.join(load_cols)}, the lengths and measured columns ({doc})"
             )
 
-    return read_csv_table(path, check, f"a {kind} table has one row per measured point", _DOC)
+    return read_csv_table(path, check, f"a {kind} table has one row per measured point", doc)
+
+
+def _measured_doc(kind: str) -> tuple[tuple[str, ...], str]:
+    return (BURST_MEASURED, _BURST_DOC) if kind == "burst" else (MEASURED_FIELDS, _DOC)
 
 
 def _num(path: Path, line: int, rec: dict, fld: str, *, integer: bool = False, zero_ok: bool = False) -> float:
@@ -116,6 +144,8 @@ def _num(path: Path, line: int, rec: dict, fld: str, *, integer: bool = False, z
 
 def _lengths(path: Path, line: int, rec: dict, which: str, n: int, rng: np.random.Generator) -> tuple:
     """``n`` lengths of ``which`` (prompt_tokens / output_tokens) and their description."""
+    if which == "output_tokens" and rec.get(f"{which}_hist_edges", "") != "":
+        return hist_lengths(path, line, rec, which, n, rng)
     if rec.get(which, "") != "":
         v = int(_num(path, line, rec, which, integer=True))
         if v > MAX_TOKENS:
@@ -148,6 +178,17 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         arrival_s = np.zeros(n)
         load = {"concurrency": clients, "num_requests": n, "think_s": think_s}
         default_name = f"c{clients}-n{n}"
+    elif kind == "burst":
+        n = int(_num(path, line, rec, "num_requests", integer=True))
+        cap = int(_num(path, line, rec, "max_num_seqs", integer=True))
+        if cap > _MAX_NUM_SEQS:
+            raise FleetcastError(
+                f"{path}, line {line}, field max_num_seqs: at most {_MAX_NUM_SEQS} (the sidecar's limit), got {cap} "
+                f"({_BURST_DOC})"
+            )
+        arrival_s = np.zeros(n)
+        load = {"num_requests": n, "max_num_seqs": cap}
+        default_name = f"s{cap}-n{n}"
     else:
         rate = _num(path, line, rec, "rate_rps")
         dur = _num(path, line, rec, "duration_s")
@@ -166,14 +207,24 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         default_name = f"r{rate:g}"
     if n > _MAX_REQUESTS:
         raise FleetcastError(f"{path}, line {line}: {n:,} requests; at most {_MAX_REQUESTS:,} per row ({_DOC})")
-    prompts, p_desc = _lengths(path, line, rec, "prompt_tokens", n, stream(seed, "lengths", 0))
+    repeats = _prompt_repeats(path, line, rec, n)
+    prompts, p_desc = _lengths(path, line, rec, "prompt_tokens", n // repeats, stream(seed, "lengths", 0))
+    if repeats > 1:  # the distinct prompts sent again, in order: a whole-prompt prefix each (module doc)
+        prompts = np.tile(prompts, repeats)
+        rec = {**rec, "prefix_tokens": str(MAX_TOKENS), "prefix_groups": str(n // repeats)}
     outputs, o_desc = _lengths(path, line, rec, "output_tokens", n, stream(seed, "lengths", 1))
     offsets, keys, ends, prefix = _prefixes(path, line, rec, prompts)
-    measured = {m: _num(path, line, rec, m) for m in MEASURED_FIELDS if rec.get(m, "") != ""}
+    if repeats > 1:
+        prefix = {"prompt_repeats": repeats}
+    fields, doc = _measured_doc(kind)
+    measured = {m: _num(path, line, rec, m) for m in fields if rec.get(m, "") != ""}
     if not measured:
         raise FleetcastError(
-            f"{path}, line {line}: no measured value; fill at least one of {', '.join(MEASURED_FIELDS)} ({_DOC})"
+            f"{path}, line {line}: no measured value; fill at least one of {', '.join(fields)} ({doc})"
         )
+    engine = dict(st.engine)
+    if kind == "burst":  # the row's batch cap is the server's (the sweep's variable)
+        engine["max_num_seqs"] = load["max_num_seqs"]
     wl = Workload(
         arrival_s=arrival_s,
         class_idx=np.zeros(n, dtype=np.int16),
@@ -190,14 +241,17 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         "line": line,
         "engine_settings": st.source,
         "vllm_version": st.vllm_version,
-        "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel, "expert_parallel": st.expert_parallel},
-        "engine_args": dict(st.engine),
+        "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel}
+        | ({"expert_parallel": True} if st.expert_parallel else {}),
+        "engine_args": dict(engine),
         "aggregate_measured": measured,
         "aggregate_load": {**load, "prompt_tokens": p_desc, "output_tokens": o_desc, "seed": seed, **prefix},
         "notes": list(st.notes),
     }
     if kind == "concurrency":
         meta["closed_loop"] = {"clients": load["concurrency"], "think_s": load["think_s"]}
+    if kind == "burst":
+        meta["steady_state"] = {"max_num_seqs": load["max_num_seqs"], "num_requests": n}
     name = rec.get("name") or default_name
     return Run(
         path,
@@ -211,13 +265,32 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         _DTYPE.get(st.weights, "bfloat16"),
         st.weights,
         st.kv_cache,
-        dict(st.engine),
+        engine,
         gpu=st.gpu,
         tp=st.tensor_parallel,
-        ep=st.expert_parallel,
         catalogs=st.catalogs,
         notes=tuple(st.notes),
+        expert_parallel=st.expert_parallel,
     )
+
+
+def _prompt_repeats(path: Path, line: int, rec: dict, n: int) -> int:
+    """``prompt_repeats`` of the row (default 1): it must divide the requests, and it stands for
+    whole-prompt prefixes, so it does not combine with ``prefix_tokens``."""
+    if not rec.get("prompt_repeats"):
+        return 1
+    r = int(_num(path, line, rec, "prompt_repeats", integer=True))
+    if n % r:
+        raise FleetcastError(
+            f"{path}, line {line}, field prompt_repeats: {r} does not divide the {n} requests; the row sends "
+            f"requests / prompt_repeats distinct prompts, each prompt_repeats times ({_DOC})"
+        )
+    if r > 1 and (rec.get("prefix_tokens") or rec.get("prefix_groups")):
+        raise FleetcastError(
+            f"{path}, line {line}, field prompt_repeats: not with prefix_tokens/prefix_groups (a repeated prompt "
+            f"is its own whole prefix) ({_DOC})"
+        )
+    return r
 
 
 def _prefixes(path: Path, line: int, rec: dict, prompts: np.ndarray) -> tuple:

@@ -54,7 +54,8 @@ class Sidecar(_Strict):
     model: str = Field(..., description="model name from the fleetcast catalog")
     tensor_parallel: Literal[1, 2, 4, 8, 16] = 1
     expert_parallel: bool = Field(
-        False, description="vLLM --enable-expert-parallel (MoE models): as a scenario's fleet[].expert_parallel"
+        False,
+        description="vLLM --enable-expert-parallel (MoE models): whole experts spread over the tensor_parallel GPUs",
     )
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
     engine: SidecarEngine = Field(default_factory=SidecarEngine)

@@ -127,7 +127,8 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings) -> Run:
         "line": line,
         "engine_settings": st.source,
         "vllm_version": st.vllm_version,
-        "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel, "expert_parallel": st.expert_parallel},
+        "hardware": {"gpu": st.gpu, "tensor_parallel": st.tensor_parallel}
+        | ({"expert_parallel": True} if st.expert_parallel else {}),
         "engine_args": dict(st.engine),
         "aggregate_measured": measured,
         "static_batch": {"batch_size": b, "prompt_tokens": p, "output_tokens": o},
@@ -165,7 +166,7 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings) -> Run:
         dict(st.engine),
         gpu=st.gpu,
         tp=st.tensor_parallel,
-        ep=st.expert_parallel,
+        expert_parallel=st.expert_parallel,
         catalogs=st.catalogs,
         notes=tuple(st.notes),
     )
