@@ -243,7 +243,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     written = _write(out, text, files)
     for w in fit.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
-    console.print(f"fitted {fit.n:,} requests, {len(fit.classes)} class(es), arrival {fit.arrival.process}")
+    how = (
+        fit.arrival.process
+        if len(fit.classes) == 1
+        else ", ".join(f"{c.name} {c.arrivals.process}" for c in fit.classes)
+    )
+    console.print(f"fitted {fit.n:,} requests, {len(fit.classes)} class(es), arrival {how}")
     console.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/dim]")
     return 0
 

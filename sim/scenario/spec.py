@@ -432,4 +432,14 @@ def dump_scenario(scenario: Scenario) -> str:
         data["pricing"].pop("grid_g_co2_per_kwh", None)
     if isinstance(data.get("plan"), dict) and data["plan"].get("power", 0) is None:
         del data["plan"]["power"]
+    # the traffic fit's fields (a rate profile, batches, a class's own process), likewise
+    _drop_unset(data["traffic"]["arrival"], ("profile", "batch"))
+    for cls in data["traffic"]["classes"]:
+        _drop_unset(cls, ("arrival",))
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def _drop_unset(node: dict, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if key in node and node[key] is None:
+            del node[key]
