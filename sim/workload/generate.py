@@ -121,10 +121,11 @@ def _renewal(rng: np.random.Generator, draw, mean_gap: float, cv: float, duratio
 
 
 def _mmpp(rng: np.random.Generator, a: MmppArrival, rate: float, duration_s: float) -> np.ndarray:
-    """Regimes (a start drawn from their time fractions, exponential holds, uniform jumps to
-    another regime), then Poisson arrivals within each: counts, uniform times, sorted."""
+    """Regimes (a start drawn from their time fractions, exponential holds, jumps uniformly to
+    another regime or by ``jumps``), then Poisson arrivals within each: counts, uniform times, sorted."""
     rates, frac = a.regime_rates(rate)
     hold = np.asarray(a.mean_sojourn_s, dtype=float)
+    jumps = a.jump_matrix()
     k = rates.size
     states, lengths, t = [int(rng.choice(k, p=frac))], [], 0.0
     while True:
@@ -132,7 +133,10 @@ def _mmpp(rng: np.random.Generator, a: MmppArrival, rate: float, duration_s: flo
         t += lengths[-1]
         if t >= duration_s:
             break
-        states.append(int((states[-1] + rng.integers(1, k)) % k))  # one of the other regimes
+        if a.jumps is None:
+            states.append(int((states[-1] + rng.integers(1, k)) % k))  # one of the other regimes
+        else:
+            states.append(int(rng.choice(k, p=jumps[states[-1]])))
     ends = np.minimum(np.cumsum(lengths), duration_s)
     starts = np.concatenate([[0.0], ends[:-1]])
     seg = ends - starts

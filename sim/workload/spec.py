@@ -303,6 +303,10 @@ class MmppArrival(PoissonArrival):
     mean_sojourn_s: list[Annotated[float, Field(gt=0, le=1e8)]] = Field(
         ..., min_length=2, max_length=8, description="Mean time the process stays in each regime, s (one per level)."
     )
+    jumps: Optional[list[list[Annotated[float, Field(ge=0, le=1e12)]]]] = Field(
+        None,
+        description="Where each regime goes when it leaves: row i holds the weights of moving to each regime (row i's own entry is ignored); omitted = uniformly to one of the others.",
+    )
 
     @model_validator(mode="after")
     def _shape(self):
@@ -312,12 +316,31 @@ class MmppArrival(PoissonArrival):
             )
         if max(self.levels) <= 0:
             raise ValueError("levels need at least one value > 0")
+        if self.jumps is not None:
+            k = len(self.levels)
+            if len(self.jumps) != k or any(len(row) != k for row in self.jumps):
+                raise ValueError(f"jumps needs {k} rows of {k} weights (one per regime)")
+            empty = [i for i in range(k) if sum(w for j, w in enumerate(self.jumps[i]) if j != i) <= 0]
+            if empty:
+                raise ValueError(f"jumps row {empty[0]} gives no other regime a weight > 0")
         return self
+
+    def jump_matrix(self) -> np.ndarray:
+        """Probabilities of moving from regime i (row) to j when i ends; the diagonal is 0."""
+        k = len(self.levels)
+        j = np.ones((k, k)) if self.jumps is None else np.asarray(self.jumps, dtype=float)
+        np.fill_diagonal(j, 0.0)
+        return j / j.sum(axis=1, keepdims=True)
 
     def regime_rates(self, mean_rate_rps: float) -> tuple[np.ndarray, np.ndarray]:
         """(rate of each regime, requests/s; its long-run fraction of time)."""
         hold = np.asarray(self.mean_sojourn_s, dtype=float)
-        frac = hold / hold.sum()
+        if self.jumps is None:
+            frac = hold / hold.sum()
+        else:  # visits: the jump chain's stationary distribution; time: visits x holding time
+            vals, vecs = np.linalg.eig(self.jump_matrix().T)
+            visits = np.abs(np.real(vecs[:, int(np.argmin(np.abs(vals - 1.0)))]))
+            frac = visits * hold / float((visits * hold).sum())
         lv = np.asarray(self.levels, dtype=float)
         return lv * (mean_rate_rps / float((frac * lv).sum())), frac
 

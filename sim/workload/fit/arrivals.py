@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.workload.fit.mmpp import LR_CRITICAL, MIN_SWITCHES, MmppFit, fit_mmpp2
+from sim.workload.fit.mmpp import LR_CRITICAL, MAX_REGIMES, MIN_SWITCHES, MmppFit, fit_mmpp, fit_mmpp2
 
 __all__ = ["ArrivalFit", "fit_arrivals", "dispersion_curve"]
 
@@ -509,23 +509,43 @@ def _fit_process(t: np.ndarray, rate: float, n: int, regimes: bool, notes: list[
         return fit
     if regimes:
         wh = max(span / MMPP_MAX_WINDOWS, w / 4.0)
-        m = fit_mmpp2(_counts(t, span, wh), wh)
+        counts = _counts(t, span, wh)
+        m = fit_mmpp2(counts, wh)
         fit.mmpp = m
-        apart = m.rates_ci[0][1] < m.rates_ci[1][0]
-        stats = (
-            f"two regimes on {wh:.3g} s windows: {m.rates_rps[0]:.4g} /s (95% CI {m.rates_ci[0][0]:.4g}.."
-            f"{m.rates_ci[0][1]:.4g}) held {m.mean_sojourn_s[0]:.3g} s (95% CI {m.sojourn_ci[0][0]:.3g}.."
-            f"{m.sojourn_ci[0][1]:.3g}) and {m.rates_rps[1]:.4g} /s ({m.rates_ci[1][0]:.4g}..{m.rates_ci[1][1]:.4g}) "
-            f"held {m.mean_sojourn_s[1]:.3g} s ({m.sojourn_ci[1][0]:.3g}..{m.sojourn_ci[1][1]:.3g}); likelihood ratio "
-            f"over one rate {m.lr:.1f} (chi-square(3) 95% point {LR_CRITICAL}); "
-            f"{min(m.switches):.1f} switches out of the rarer regime (at least {MIN_SWITCHES} needed)"
-        )
-        if m.lr > LR_CRITICAL and apart and min(m.switches) >= MIN_SWITCHES:
+        if m.lr > LR_CRITICAL and m.distinct:
+            # more regimes while each lowers the BIC and stays distinct
+            for regimes_k in range(3, MAX_REGIMES + 1):
+                more = fit_mmpp(counts, wh, regimes_k)
+                if more.bic < m.bic and more.distinct:
+                    fit.notes.append(
+                        f"{regimes_k} regimes lower the BIC from {m.bic:,.1f} to {more.bic:,.1f}, each distinct"
+                    )
+                    m = more
+                else:
+                    fit.notes.append(
+                        f"{regimes_k} regimes: BIC {more.bic:,.1f} against {m.bic:,.1f}"
+                        + ("" if more.distinct else ", not each distinct")
+                        + f": {m.regimes} regimes"
+                    )
+                    break
+            fit.mmpp = m
             fit.process = "mmpp"
-            fit.notes.append(f"counts are autocorrelated (rate regimes): {stats}: mmpp")
+            fit.notes.append(f"counts are autocorrelated (rate regimes): {_regimes_note(m)}: mmpp")
             return fit
-        fit.notes.append(f"counts are autocorrelated, but {stats}: not two distinct regimes")
+        fit.notes.append(f"counts are autocorrelated, but {_regimes_note(m)}: not two distinct regimes")
     else:
         fit.notes.append("counts are autocorrelated and successive gaps dependent: the rate drifts")
     fit.drift = True  # gamma, unless the caller finds a rate curve
     return fit
+
+
+def _regimes_note(m: MmppFit) -> str:
+    each = "; ".join(
+        f"{r:.4g} /s (95% CI {lo:.4g}..{hi:.4g}) held {h:.3g} s (95% CI {hl:.3g}..{hh:.3g})"
+        for r, (lo, hi), h, (hl, hh) in zip(m.rates_rps, m.rates_ci, m.mean_sojourn_s, m.sojourn_ci)
+    )
+    return (
+        f"{m.regimes} regimes on {m.window_s:.3g} s windows: {each}; likelihood ratio over one rate {m.lr:.1f} "
+        f"(chi-square(3) 95% point {LR_CRITICAL}); {min(m.switches):.1f} switches out of the rarest-left regime "
+        f"(at least {MIN_SWITCHES} needed)"
+    )

@@ -75,8 +75,11 @@ def _process_yaml(a: ArrivalFit, s: float) -> str:
         parts.append(f"cv: {_g(a.cv)}")
     if a.process == "mmpp" and a.mmpp is not None:
         m = a.mmpp
-        parts.append(f"levels: [{_g(m.rates_rps[0], 5)}, {_g(m.rates_rps[1], 5)}]")
-        parts.append(f"mean_sojourn_s: [{_g(m.mean_sojourn_s[0], 5)}, {_g(m.mean_sojourn_s[1], 5)}]")
+        parts.append(f"levels: [{', '.join(_g(r, 5) for r in m.rates_rps)}]")
+        parts.append(f"mean_sojourn_s: [{', '.join(_g(h, 5) for h in m.mean_sojourn_s)}]")
+        if m.regimes > 2:
+            rows = ", ".join("[" + ", ".join(_g(x, 4) for x in row) + "]" for row in m.jumps)
+            parts.append(f"jumps: [{rows}]")
     if a.has_profile:
         p = a.profile
         assert p is not None
