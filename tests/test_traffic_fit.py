@@ -734,3 +734,17 @@ def test_three_regimes_recovered_inside_intervals():
     # rather than to their intervals
     for h, got in zip(holds, m.mean_sojourn_s):
         assert 0.7 * h <= got <= 1.3 * h, m.mean_sojourn_s
+
+
+def test_coarse_clock_ties_spread_or_fitted_as_batches():
+    """Ticks of 3 s each stamping Poisson(6) requests: by default the ties are the clock's (spread, no
+    batches); with ties="batch" the ticks are batches, of mean size 6 / (1 - e^-6) (empty ticks leave
+    no batch) inside the fit's interval, arriving every 3 s (gaps' cv 0 where a tick was not empty)."""
+    rng = np.random.default_rng(21)
+    t = np.repeat(np.arange(0, 30_000, 3.0), rng.poisson(6, 10_000))
+    spread = fit_arrivals(t, None)
+    assert spread.batch is None and "spread evenly" in spread.notes[0]
+    batched = fit_arrivals(t, None, ties="batch")
+    b = batched.batch
+    assert b is not None and _inside(6 / (1 - math.exp(-6)), b.mean_size_ci), b.mean_size_ci if b else None
+    assert batched.process == "gamma" and batched.cv < 0.1  # P(an empty tick) = e^-6: gaps of 3 s, rarely 6

@@ -220,7 +220,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
     if log.span_s <= 0:
         raise FleetcastError(f"{where}: every request arrives at the same time; no arrival rate can be fitted")
-    fit = fit_traffic(log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed)
+    fit = fit_traffic(
+        log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed, ties=args.ties
+    )
     text, tables = render(fit, out.stem + ".lengths.csv")
     try:  # what we write loads as a traffic section
         TrafficSpec.model_validate(traffic_dict(text))
@@ -295,6 +297,12 @@ def register(subparsers) -> None:
     f.add_argument("--check", metavar="SCENARIO", help="simulate this scenario's fleet on the log and on the fit")
     f.add_argument("--check-seeds", type=int, default=3, help="seeds of the fitted traffic in --check (default 3)")
     f.add_argument("--report", metavar="HTML", help="also write the fit report (observed vs fitted), beside --out")
+    f.add_argument(
+        "--ties",
+        choices=("spread", "batch"),
+        default="spread",
+        help="a coarse clock's tied timestamps: spread over their tick (default) or fitted as batches",
+    )
     f.add_argument(
         "--seed", type=int, default=0, help="seed of the fit's subsampling, clustering and the report's draw"
     )

@@ -361,11 +361,13 @@ def fit_arrivals(
     regimes: bool = True,
     origin_s: float | None = None,
     span_s: float | None = None,
+    ties: str = "spread",
 ) -> ArrivalFit:
     """Fit arrival times (sorted; ``start_epoch_s`` the wall-clock time of 0): batches, the rate
     profile, then the process in the profile's time; ``regimes=False`` skips the two-regime fit.
     The fitted traffic starts at ``origin_s`` and lasts ``span_s`` (default: the first and last
-    arrival's; a class of a log gives the log's)."""
+    arrival's; a class of a log gives the log's). A coarse clock's ties are spread over their
+    tick, or with ``ties="batch"`` fitted as batches."""
     t = np.asarray(arrival_s, dtype=float)
     origin = float(t[0]) if origin_s is None else float(origin_s)
     if start_epoch_s is not None:
@@ -379,17 +381,17 @@ def fit_arrivals(
     # its own: they are the clock's, not batches
     coarse = positive.size > 0 and float(positive.min()) >= float(gaps0.mean()) / 10.0
     spread_note = ""
-    if tied > TIED_FRACTION and coarse:
+    if tied > TIED_FRACTION and coarse and ties != "batch":
         t, tick = spread_ties(t)
         spread_note = (
             f"{tied:.0%} of arrivals share their timestamp with the one before (ticks of about {tick:.3g} s: a "
             "coarse clock or batched sends); each tick's arrivals were spread evenly over it before fitting, so "
-            "the fitted process has no batches"
+            "the fitted process has no batches (--ties batch fits them as batches)"
         )
     span = max(float(t[-1]) if span_s is None else float(span_s), 1e-9)
     rate = n / span  # requests over the log
     notes = [spread_note] if spread_note else []
-    batch = fit_batches(t) if tied > 0 and not coarse else None
+    batch = fit_batches(t) if tied > 0 and (not coarse or ties == "batch") else None
     events = t
     if batch is not None:
         events = t[np.concatenate([[True], np.diff(t) > 0])]

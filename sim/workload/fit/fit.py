@@ -65,8 +65,10 @@ def fit_traffic(
     scale: float = 1.0,
     growth: Optional[tuple[float, int]] = None,
     seed: int = 0,
+    ties: str = "spread",
 ) -> TrafficFit:
-    """Fit ``log`` (cleaned, sorted, starting at 0)."""
+    """Fit ``log`` (cleaned, sorted, starting at 0); ``ties="batch"`` fits a coarse clock's tied
+    timestamps as batches instead of spreading them over their tick."""
     rng = np.random.default_rng(seed)
     warnings = list(log.warnings)
     if by is not None:
@@ -81,7 +83,7 @@ def fit_traffic(
     used = np.sort(np.concatenate([rows for _, rows in groups]))
     whole = log if used.size == len(log) else log.take(used)
     several = len(groups) > 1
-    arrival = fit_arrivals(whole.arrival_s, whole.start_epoch_s, regimes=not several)
+    arrival = fit_arrivals(whole.arrival_s, whole.start_epoch_s, regimes=not several, ties=ties)
     out = []
     for name, rows in groups:
         part = log.take(rows)
@@ -93,7 +95,9 @@ def fit_traffic(
         own = (
             arrival
             if not several
-            else fit_arrivals(part.arrival_s, whole.start_epoch_s, origin_s=whole.arrival_s[0], span_s=whole.span_s)
+            else fit_arrivals(
+                part.arrival_s, whole.start_epoch_s, origin_s=whole.arrival_s[0], span_s=whole.span_s, ties=ties
+            )
         )
         out.append(ClassFit(name, rows.size, rows.size / used.size, rows, pair, tp, to, pre, own))
     return TrafficFit(
