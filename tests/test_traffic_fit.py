@@ -208,12 +208,14 @@ def test_cli_counts_dropped_rows_and_names_the_first(tmp_path, capsys):
     rows = _rows(300)
     rows[10] = rows[10].rsplit(",", 2)[0] + ",lots,5"  # a token count that is no number
     rows[20] = rows[20].rsplit(",", 2)[0] + ",-4,5"  # negative
+    rows[30] = rows[30].rsplit(",", 2)[0] + ",20000000,5"  # absurd: above the 10,000,000 tokens the format takes
     out = tmp_path / "traffic.yaml"
     assert main(["traffic", "fit", str(_gateway(tmp_path, rows)), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "1 of 300 row(s) dropped: column 'usage.prompt_tokens' is not a whole number" in err
     assert "line 12" in err  # header is line 1, row 10 (0-based) is line 12
     assert "dropped for a negative prompt token count (the first at line 22)" in err
+    assert "dropped for a token count above 10,000,000 (the first at line 32)" in err
 
 
 def test_cli_missing_column_is_an_error_and_writes_nothing(tmp_path, capsys):

@@ -84,7 +84,10 @@ def _process_yaml(a: ArrivalFit, s: float) -> str:
         p = a.profile
         assert p is not None
         factors = ", ".join(_g(f, 4) for f in p.factors)
-        parts.append(f"profile: {{bin_s: {p.bin_s:g}, start_s: {p.start_s:g}, factors: [{factors}]}}")
+        # start_s to the millisecond, never rounded up to the period (it must stay below it)
+        start = min(math.floor(p.start_s * 1000.0) / 1000.0, p.bin_s * len(p.rates_rps) - 0.001)
+        start_txt = f"{start:.3f}".rstrip("0").rstrip(".")
+        parts.append(f"profile: {{bin_s: {p.bin_s:g}, start_s: {start_txt}, factors: [{factors}]}}")
     if a.batch is not None:
         b = a.batch
         if b.geometric_ok:
