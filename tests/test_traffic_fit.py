@@ -750,3 +750,13 @@ def test_coarse_clock_ties_spread_or_fitted_as_batches():
     b = batched.batch
     assert b is not None and _inside(6 / (1 - math.exp(-6)), b.mean_size_ci), b.mean_size_ci if b else None
     assert batched.process == "gamma" and batched.cv < 0.1  # P(an empty tick) = e^-6: gaps of 3 s, rarely 6
+
+
+def test_order_note_names_correlated_successive_lengths():
+    from sim.workload.fit.lengths import order_note
+
+    rising = np.arange(1, 101)  # each prompt longer than the one before: lag-1 Spearman exactly 1
+    note = order_note(rising, np.full(100, 7))
+    assert note is not None and "prompt +1.000" in note and "not reproduced" in note
+    rng = np.random.default_rng(3)
+    assert order_note(rng.integers(1, 1000, 5000), rng.integers(1, 1000, 5000)) is None

@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.workload.fit.arrivals import ArrivalFit, fit_arrivals
 from sim.workload.fit.classes import split_by_clusters, split_by_field
-from sim.workload.fit.lengths import TABLE_MAX_ROWS, PairFit, fit_pair
+from sim.workload.fit.lengths import TABLE_MAX_ROWS, PairFit, fit_pair, order_note
 from sim.workload.fit.log import RequestLog
 from sim.workload.fit.prefix import PrefixFit, fit_prefix
 
@@ -88,6 +88,10 @@ def fit_traffic(
     for name, rows in groups:
         part = log.take(rows)
         pair = fit_pair(part.prompt_tokens, part.output_tokens, rng, paired=part.paired)
+        if part.paired:
+            note = order_note(part.prompt_tokens, part.output_tokens)
+            if note is not None:
+                pair.notes.append(note)
         tp, to = _table(part.prompt_tokens, part.output_tokens, rng)
         pre = None
         if part.hash_ids is not None and part.hash_offsets is not None:
