@@ -760,3 +760,26 @@ def test_order_note_names_correlated_successive_lengths():
     assert note is not None and "prompt +1.000" in note and "not reproduced" in note
     rng = np.random.default_rng(3)
     assert order_note(rng.integers(1, 1000, 5000), rng.integers(1, 1000, 5000)) is None
+
+
+def test_report_shows_the_rate_over_the_week_observed_and_fitted(tmp_path):
+    """A 15-day log with weekday office hours at 0.1 req/s and 0.01 req/s otherwise: the fit keeps an
+    hour-of-week profile and the report draws the rate over the week; a short log's report has none."""
+    rng = np.random.default_rng(30)
+    monday = 1_699_833_600.0  # 2023-11-13 00:00 UTC
+    rows = []
+    for h in range(15 * 24):
+        day, hour = (h // 24) % 7, h % 24
+        rate = 0.1 if day < 5 and 8 <= hour < 18 else 0.01
+        for x in np.sort(rng.random(rng.poisson(rate * 3600)) * 3600):
+            rows.append(f"{monday + h * 3600 + x:.3f},m,t,{rng.integers(50, 900)},{rng.integers(5, 300)}")
+    out = tmp_path / "traffic.yaml"
+    log = _gateway(tmp_path, rows)
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--report", str(tmp_path / "fit.html")]) == 0
+    arrival = yaml.safe_load(out.read_text())["traffic"]["arrival"]
+    assert arrival["profile"]["bin_s"] == 3600 and len(arrival["profile"]["factors"]) == 168
+    html = (tmp_path / "fit.html").read_text()
+    assert "Rate over the week" in html and "hour of week (UTC)" in html
+    short = _gateway(tmp_path, _rows(300))
+    assert main(["traffic", "fit", str(short), "--out", str(out), "--report", str(tmp_path / "fit.html")]) == 0
+    assert "Rate over the week" not in (tmp_path / "fit.html").read_text()
