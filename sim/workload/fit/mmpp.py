@@ -60,8 +60,8 @@ class MmppFit:
         return apart and min(self.switches) >= MIN_SWITCHES
 
 
-#: Most regimes the fit tries.
-MAX_REGIMES = 4
+#: Most regimes the fit tries (the scenario format's limit).
+MAX_REGIMES = 8
 
 
 def _log_poisson(c: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -84,7 +84,13 @@ def fit_mmpp(counts: np.ndarray, window_s: float, regimes: int, iterations: int 
         lo, hi = np.percentile(c, [25, 75])
         lam = np.array([max(min(lo, c.mean() * 0.9), 1e-3), max(hi, c.mean() * 1.1)])
     else:
-        lam = np.maximum(np.quantile(c, np.linspace(0.1, 0.97, K)), 1e-3 * np.arange(1, K + 1))
+        # the lowest regime at the 10% point, the others spread geometrically over the windows with
+        # arrivals, up to their 99.9% point (quantiles of all windows stack regimes on 0 when most are empty)
+        busy = c[c > 0] if (c > 0).any() else c + 1.0
+        top = max(float(np.quantile(busy, 0.999)), 1e-3)
+        bottom = min(max(float(np.quantile(busy, 0.25)), 1e-3), top)
+        lam = np.concatenate([[max(float(np.quantile(c, 0.1)), 1e-3)], np.geomspace(bottom, top, K - 1)])
+        lam = np.maximum(lam, 1e-3 * np.arange(1, K + 1))
     p = np.full((K, K), 0.1 / (K - 1))
     np.fill_diagonal(p, 0.9)
     pi = np.full(K, 1.0 / K)
