@@ -61,9 +61,10 @@ def test_diurnal_profile_found_with_hourly_rates():
         k = rng.poisson(rate * 3600)
         parts.append(h * 3600 + np.sort(rng.random(k) * 3600))
     t = np.concatenate(parts)
-    fit = fit_arrivals(t - t[0], start_epoch_s=1_700_000_000.0 - 1_700_000_000.0 % 86400 + t[0])
-    assert fit.process == "diurnal"
-    for h, r in enumerate(fit.hourly_rps):
+    fit = fit_arrivals(t, start_epoch_s=1_700_000_000.0 - 1_700_000_000.0 % 86400, origin_s=0.0, span_s=72 * 3600.0)
+    assert fit.has_profile and fit.profile is not None and fit.profile.kind == "hour-of-day"
+    assert fit.profile.start_s == 0.0 and fit.process == "poisson"  # Poisson within the curve
+    for h, r in enumerate(fit.profile.rates_rps):
         truth = 0.5 if 8 <= h < 20 else 0.1
         assert abs(r - truth) < 1.96 * math.sqrt(truth * 3 * 3600) / (3 * 3600) * 1.5 + 0.005, (h, r)
 
@@ -155,15 +156,14 @@ def test_fit_of_azure_sample_loads_as_traffic_and_round_trips_within_5pct(tmp_pa
         (tmp_path / name).write_text(body)
     traffic = traffic_dict(text)
     TrafficSpec.model_validate(traffic)
-    rows = round_trip(ROOT / "scenarios" / "azure-replay.yaml", fit, traffic, tmp_path, seeds=3)
+    # the sample's rate drifts over its 10 minutes (minute counts 191 to 353): a gamma renewal
+    # process put that burstiness at the short scales the API server's queue sees (TTFT p99 +5 to
+    # +8%); the fit now gives the log its own rate curve and a Poisson process within it
+    assert traffic["arrival"]["process"] == "poisson" and traffic["arrival"]["profile"]["bin_s"] == 60
+    rows = round_trip(ROOT / "scenarios" / "azure-replay.yaml", fit, traffic, tmp_path, seeds=10)
     assert {r.label for r in rows} >= {"TTFT p50, s", "TTFT p99, s", "TPOT p99, s", "throughput, req/s"}
-    bad = [(r.label, r.replay, r.fitted) for r in rows if not r.ok and r.label != "TTFT p99, s"]
+    bad = [(r.label, r.replay, r.fitted) for r in rows if not r.ok]  # the issue's 5%, every metric
     assert not bad, bad
-    # TTFT p99 misses the issue's 5% since the serving process's CPU side (API-server queue) is
-    # simulated: +6 to +8% over 3 to 10 fitted seeds (0.348 s replayed). Held to 10% here so a
-    # worse fit still fails; the 5% target is reported as missed, not hidden.
-    (p99,) = [r for r in rows if r.label == "TTFT p99, s"]
-    assert abs(p99.rel_diff) <= 0.10, (p99.replay, p99.fitted)
 
 
 # ------------------------------------------------------------------ CLI and bad input
@@ -191,21 +191,31 @@ def test_cli_gateway_log_by_model_writes_a_valid_section(tmp_path, capsys):
     doc = yaml.safe_load(out.read_text())
     spec = TrafficSpec.model_validate(doc["traffic"])
     assert [c.name for c in spec.classes] == ["m1", "m2"]
-    assert [round(c.share, 3) for c in spec.classes] == [0.667, 0.333]  # 400 and 200 of 600 rows
+    # each class its own process: m1 every row but each third (400 rows), m2 each third (200)
+    assert spec.arrival.process == "by_class"
+    t = np.array([float(r.split(",")[0]) for r in _rows(600)])
+    span = t[-1] - t[0]
+    assert [c.arrival.rate_rps for c in spec.classes] == [
+        pytest.approx(400 / span, rel=1e-4),
+        pytest.approx(200 / span, rel=1e-4),
+    ]
+    assert [round(float(x), 3) for x in spec.shares()] == [0.667, 0.333]
     assert doc["plan"]["demand"]["monthly_growth_pct"] == 10
-    assert "# arrivals: counts in" in out.read_text()
+    assert "# arrivals: arrivals' counts in" in out.read_text()
 
 
 def test_cli_counts_dropped_rows_and_names_the_first(tmp_path, capsys):
     rows = _rows(300)
     rows[10] = rows[10].rsplit(",", 2)[0] + ",lots,5"  # a token count that is no number
     rows[20] = rows[20].rsplit(",", 2)[0] + ",-4,5"  # negative
+    rows[30] = rows[30].rsplit(",", 2)[0] + ",20000000,5"  # absurd: above the 10,000,000 tokens the format takes
     out = tmp_path / "traffic.yaml"
     assert main(["traffic", "fit", str(_gateway(tmp_path, rows)), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "1 of 300 row(s) dropped: column 'usage.prompt_tokens' is not a whole number" in err
     assert "line 12" in err  # header is line 1, row 10 (0-based) is line 12
     assert "dropped for a negative prompt token count (the first at line 22)" in err
+    assert "dropped for a token count above 10,000,000 (the first at line 32)" in err
 
 
 def test_cli_missing_column_is_an_error_and_writes_nothing(tmp_path, capsys):
@@ -483,7 +493,8 @@ def test_flat_two_days_get_no_daily_curve():
     t = np.cumsum(rng.exponential(1 / 0.3, int(0.3 * 2 * 86400)))
     fit = fit_arrivals(t - t[0], start_epoch_s=1_700_000_000.0)
     assert fit.process == "poisson"
-    assert any("no daily curve" in n for n in fit.notes)
+    assert fit.profile is not None and fit.profile.kind == "hour-of-day" and not fit.has_profile
+    assert any("within the noise of a flat rate" in n for n in fit.notes)
 
 
 def test_three_class_shares_sum_to_one_and_bad_flags_are_refused(tmp_path, capsys):
@@ -492,9 +503,8 @@ def test_three_class_shares_sum_to_one_and_bad_flags_are_refused(tmp_path, capsy
     log = _gateway(tmp_path, rows)
     out = tmp_path / "traffic.yaml"
     assert main(["traffic", "fit", str(log), "--out", str(out), "--by", "model"]) == 0
-    classes = yaml.safe_load(out.read_text())["traffic"]["classes"]
-    assert sorted(c["share"] for c in classes)[:2] == [0.333333, 0.333333]
-    TrafficSpec.model_validate(yaml.safe_load(out.read_text())["traffic"])  # shares sum to 1
+    spec = TrafficSpec.model_validate(yaml.safe_load(out.read_text())["traffic"])
+    assert spec.shares().tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3])  # 100 rows each, each its own rate
     for flags, msg in ((["--scale", "0"], "--scale 0"), (["--classes", "0"], "--classes 0: give 1 to 100")):
         assert main(["traffic", "fit", str(log), "--out", str(tmp_path / "x.yaml"), *flags]) == 2
         assert msg in capsys.readouterr().err
@@ -515,3 +525,261 @@ def test_cli_out_in_a_new_folder_is_created(tmp_path):
     out = tmp_path / "new" / "deeper" / "traffic.yaml"
     assert main(["traffic", "fit", str(_gateway(tmp_path, _rows(100))), "--out", str(out)]) == 0
     assert out.is_file()
+
+
+# ------------------------------------------------------------------ profiles, batches, classes
+def _traffic(arrival: dict, duration_s: float, classes: list[dict] | None = None) -> TrafficSpec:
+    fixed = {"prompt_tokens": {"dist": "fixed", "value": 5}, "output_tokens": {"dist": "fixed", "value": 5}}
+    cls = classes or [{"name": "a"}]
+    return TrafficSpec.model_validate(
+        {"duration_s": duration_s, "arrival": arrival, "classes": [{**fixed, **c} for c in cls]}
+    )
+
+
+def test_profile_generator_follows_its_curve():
+    from sim.workload.generate import arrival_times
+
+    # factors [1, 3] -> [0.5, 1.5] of 4 req/s in alternating 100 s bins, starting 50 s into the first
+    spec = _traffic(
+        {"process": "gamma", "rate_rps": 4, "cv": 2, "profile": {"bin_s": 100, "factors": [1, 3], "start_s": 50}},
+        20_000,
+    )
+    t = arrival_times(spec, np.random.default_rng(3))
+    phase = ((t + 50) // 100).astype(int) % 2
+    low, high = (phase == 0).sum() / 10_000, (phase == 1).sum() / 10_000
+    # gamma cv 2: count variance ~ cv**2 x mean; 95% half-width 1.96 sqrt(4 n)/T ~ 0.06 (low) and 0.10 (high)
+    assert abs(low - 2.0) < 0.08 and abs(high - 6.0) < 0.14, (low, high)
+    assert np.all(np.diff(t) >= 0) and t[-1] < 20_000
+
+
+def test_batch_generator_sizes_and_rate():
+    from sim.workload.generate import arrival_times
+
+    spec = _traffic({"process": "poisson", "rate_rps": 6, "batch": {"mean_size": 3}}, 10_000)
+    t = arrival_times(spec, np.random.default_rng(4))
+    # 2 batches/s of geometric sizes (mean 3, variance 6): n ~ 60,000 +- 1.96 sqrt(2e4 x (6 + 9)) ~ 1,100
+    assert abs(t.size - 60_000) < 1_100
+    # zero gaps: all but the first of each batch, (m - 1)/m = 2/3 of the requests
+    assert (np.diff(t) == 0).mean() == pytest.approx(2 / 3, abs=0.01)
+    weights = _traffic({"process": "poisson", "rate_rps": 3, "batch": {"size_weights": [0, 1]}}, 1_000)
+    u = arrival_times(weights, np.random.default_rng(4))
+    assert u.size % 2 == 0 and np.all(u[0::2] == u[1::2])  # every batch exactly 2 requests
+
+
+def test_by_class_generator_and_its_errors():
+    from sim.workload.generate import generate_workload
+
+    spec = _traffic(
+        {"process": "by_class"},
+        20_000,
+        [
+            {"name": "a", "arrival": {"process": "poisson", "rate_rps": 2}},
+            {"name": "b", "arrival": {"process": "gamma", "rate_rps": 0.5, "cv": 3}},
+        ],
+    )
+    assert spec.total_rate_rps() == 2.5 and spec.shares().tolist() == [0.8, 0.2]
+    w = generate_workload(spec, 5, ROOT)
+    a, b = w.arrival_s[w.class_idx == 0], w.arrival_s[w.class_idx == 1]
+    assert abs(a.size / 20_000 - 2) < 1.96 * math.sqrt(2 / 20_000) * 1.5
+    gb = np.diff(b)
+    assert gb.std() / gb.mean() == pytest.approx(3, rel=0.15)  # class b keeps its own burstiness
+    assert np.all(np.diff(w.arrival_s) >= 0)
+    bad = (
+        (
+            [{"name": "a", "arrival": {"process": "poisson", "rate_rps": 1}}],
+            {"process": "poisson", "rate_rps": 1},
+            "set traffic.arrival to",
+        ),
+        ([{"name": "a"}], {"process": "by_class"}, "every class needs an arrival"),
+        (
+            [{"name": "a", "share": 1, "arrival": {"process": "poisson", "rate_rps": 1}}],
+            {"process": "by_class"},
+            "drop share",
+        ),
+        (
+            [{"name": "a", "arrival": {"process": "diurnal"}}],
+            {"process": "by_class"},
+            "Valid class arrival process names: gamma, mmpp, poisson",
+        ),
+    )
+    for classes, arrival, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            _traffic(arrival, 100, classes)
+    for arrival, msg in (
+        ({"process": "poisson", "rate_rps": 1, "profile": {"factors": [0, 0]}}, "at least one value > 0"),
+        (
+            {"process": "poisson", "rate_rps": 1, "profile": {"factors": [1, 2], "bin_s": 10, "start_s": 20}},
+            "less than the period",
+        ),
+        ({"process": "poisson", "rate_rps": 1, "batch": {}}, "mean_size or size_weights"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            _traffic(arrival, 100)
+
+
+def test_hour_of_week_profile_recovered_from_three_weeks():
+    """Three weeks of a Poisson process at 1 req/s on weekdays 08:00-18:00 UTC, 0.2 req/s otherwise
+    and on the weekend (the log starts on Monday 00:00): an hour-of-week profile whose bins' rates
+    fall inside their 95% Poisson intervals (3 x 3600 s per bin) as often as 95% allows: of 168,
+    at least 150 (binomial sd 2.8 around 160) and none beyond 4.5 sd."""
+    from sim.workload.generate import arrival_times
+
+    truth = np.array([1.0 if d < 5 and 8 <= h < 18 else 0.2 for d in range(7) for h in range(24)])
+    spec = _traffic(
+        {"process": "poisson", "rate_rps": float(truth.mean()), "profile": {"factors": truth.tolist()}}, 21 * 86400
+    )
+    t = arrival_times(spec, np.random.default_rng(6))
+    monday = 1_699_833_600.0  # 2023-11-13 00:00 UTC, a Monday
+    fit = fit_arrivals(t, monday, origin_s=0.0, span_s=21 * 86400.0)
+    assert fit.has_profile and fit.profile is not None and fit.profile.kind == "hour-of-week"
+    assert fit.profile.start_s == 0.0 and fit.process == "poisson"
+    assert fit.weekday_ratio > 2.0
+    sd = np.sqrt(truth * 3 * 3600) / (3 * 3600)
+    z = np.abs(np.asarray(fit.profile.rates_rps) - truth) / sd
+    assert (z < 1.96).sum() >= 150 and z.max() < 4.5, (int((z < 1.96).sum()), float(z.max()))
+
+
+def test_batches_found_with_their_mean_size_inside_the_interval():
+    """A compound Poisson process: 1 batch/s, geometric sizes of mean 2.5, stamped on a 1 us clock."""
+    from sim.workload.generate import arrival_times
+
+    spec = _traffic({"process": "poisson", "rate_rps": 2.5, "batch": {"mean_size": 2.5}}, 20_000)
+    t = np.round(arrival_times(spec, np.random.default_rng(8)), 6)
+    fit = fit_arrivals(t, None)
+    b = fit.batch
+    assert b is not None and b.geometric_ok and _inside(2.5, b.mean_size_ci), b.mean_size_ci if b else None
+    assert fit.process == "poisson" and _inside(2.5, fit.rate_ci)
+    # the same arrivals without ties: no batches
+    assert fit_arrivals(np.cumsum(np.random.default_rng(8).exponential(0.4, 20_000)), None).batch is None
+
+
+def test_classes_get_their_own_processes_back(tmp_path):
+    """Two tenants, one Poisson at 2 req/s, one gamma renewal at 0.5 req/s with cv 3: --by tenant
+    gives each its own process with its rate (and cv) inside the intervals."""
+    rng = np.random.default_rng(9)
+    ta = np.cumsum(rng.exponential(0.5, 16_000))
+    shape = 1 / 9
+    tb = np.cumsum(rng.gamma(shape, 2.0 / shape, 4_000))
+    t = np.concatenate([ta, tb])
+    who = np.array(["a"] * ta.size + ["b"] * tb.size)
+    order = np.argsort(t, kind="stable")
+    rows = [f"{1_700_000_000 + t[i]:.6f},m,{who[i]},100,20" for i in order]
+    log = _gateway(tmp_path, rows)
+    out = tmp_path / "traffic.yaml"
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--by", "tenant"]) == 0
+    spec = TrafficSpec.model_validate(yaml.safe_load(out.read_text())["traffic"])
+    a, b = (c.arrival for c in spec.classes)
+    span = t.max() - t.min()
+    assert a.process == "poisson" and a.rate_rps == pytest.approx(16_000 / span, rel=1e-4)
+    assert b.process == "gamma" and b.rate_rps == pytest.approx(4_000 / span, rel=1e-4)
+    assert 2.4 < b.cv < 3.6  # cv 3 drawn; 4,000 gaps of shape 1/9 (the CI itself is tested above)
+
+
+def test_mmpp_jumps_time_fractions_by_hand():
+    # 0 -> 1 or 2 (equal weights), 1 -> 0, 2 -> 0: the jump chain visits 0 half of the time and 1, 2
+    # a quarter each; times held 10, 20, 40 s make time fractions 5 : 5 : 10 = 1/4, 1/4, 1/2
+    a = _traffic(
+        {
+            "process": "mmpp",
+            "rate_rps": 3,
+            "levels": [1, 2, 4],
+            "mean_sojourn_s": [10, 20, 40],
+            "jumps": [[0, 1, 1], [1, 0, 0], [1, 0, 0]],
+        },
+        100,
+    ).arrival
+    rates, frac = a.regime_rates(3.0)
+    assert frac.tolist() == pytest.approx([0.25, 0.25, 0.5])
+    # mean level 1/4 + 2/4 + 4/2 = 2.75; rates = levels x 3 / 2.75
+    assert rates.tolist() == pytest.approx([3 / 2.75, 6 / 2.75, 12 / 2.75])
+    with pytest.raises(ValueError, match="jumps needs 3 rows of 3"):
+        _traffic(
+            {"process": "mmpp", "rate_rps": 1, "levels": [1, 2, 3], "mean_sojourn_s": [1, 1, 1], "jumps": [[0, 1]]}, 10
+        )
+    with pytest.raises(ValueError, match="jumps row 1 gives no other regime"):
+        _traffic(
+            {"process": "mmpp", "rate_rps": 1, "levels": [1, 2], "mean_sojourn_s": [1, 1], "jumps": [[0, 1], [0, 5]]},
+            10,
+        )
+
+
+def test_three_regimes_recovered_inside_intervals():
+    """Off (60 s), on (20 s) and burst (20 s; levels 0.2, 4, 20), the burst only from and back to on:
+    the fit finds three regimes by BIC with each rate inside its interval. (The
+    windowed fit biases a regime's rate towards its neighbours' by about window / holding time:
+    intervals are conditional on the windows' regimes, so each is widened here by that bound,
+    window / hold x the largest rate gap to another regime, 0.72 / 20 x 6.7 = 0.24 req/s for the
+    burst.)"""
+    from sim.workload.generate import arrival_times
+
+    spec = _traffic(
+        {
+            "process": "mmpp",
+            "rate_rps": 2.0,
+            "levels": [0.2, 4, 20],
+            "mean_sojourn_s": [60, 20, 20],
+            "jumps": [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+        },
+        4 * 3600,
+    )
+    truth_rates, _ = spec.arrival.regime_rates(2.0)
+    t = arrival_times(spec, np.random.default_rng(12))
+    fit = fit_arrivals(t, None)
+    assert fit.process == "mmpp" and fit.mmpp is not None and fit.mmpp.regimes == 3, fit.notes
+    m = fit.mmpp
+    holds = [60, 20, 20]
+    for r, h, (lo, hi) in zip(truth_rates, holds, m.rates_ci):
+        bias = m.window_s / h * float(np.abs(truth_rates - r).max())
+        assert lo - bias <= r <= hi + bias, (truth_rates, m.rates_ci)
+    # holding times: their intervals count switches only; windows that cannot tell off from on
+    # (0.14 against 2.9 expected arrivals) merge short stays, so they are checked to 30% here
+    # rather than to their intervals
+    for h, got in zip(holds, m.mean_sojourn_s):
+        assert 0.7 * h <= got <= 1.3 * h, m.mean_sojourn_s
+
+
+def test_coarse_clock_ties_spread_or_fitted_as_batches():
+    """Ticks of 3 s each stamping Poisson(6) requests: by default the ties are the clock's (spread, no
+    batches); with ties="batch" the ticks are batches, of mean size 6 / (1 - e^-6) (empty ticks leave
+    no batch) inside the fit's interval, arriving every 3 s (gaps' cv 0 where a tick was not empty)."""
+    rng = np.random.default_rng(21)
+    t = np.repeat(np.arange(0, 30_000, 3.0), rng.poisson(6, 10_000))
+    spread = fit_arrivals(t, None)
+    assert spread.batch is None and "spread evenly" in spread.notes[0]
+    batched = fit_arrivals(t, None, ties="batch")
+    b = batched.batch
+    assert b is not None and _inside(6 / (1 - math.exp(-6)), b.mean_size_ci), b.mean_size_ci if b else None
+    assert batched.process == "gamma" and batched.cv < 0.1  # P(an empty tick) = e^-6: gaps of 3 s, rarely 6
+
+
+def test_order_note_names_correlated_successive_lengths():
+    from sim.workload.fit.lengths import order_note
+
+    rising = np.arange(1, 101)  # each prompt longer than the one before: lag-1 Spearman exactly 1
+    note = order_note(rising, np.full(100, 7))
+    assert note is not None and "prompt +1.000" in note and "not reproduced" in note
+    rng = np.random.default_rng(3)
+    assert order_note(rng.integers(1, 1000, 5000), rng.integers(1, 1000, 5000)) is None
+
+
+def test_report_shows_the_rate_over_the_week_observed_and_fitted(tmp_path):
+    """A 15-day log with weekday office hours at 0.1 req/s and 0.01 req/s otherwise: the fit keeps an
+    hour-of-week profile and the report draws the rate over the week; a short log's report has none."""
+    rng = np.random.default_rng(30)
+    monday = 1_699_833_600.0  # 2023-11-13 00:00 UTC
+    rows = []
+    for h in range(15 * 24):
+        day, hour = (h // 24) % 7, h % 24
+        rate = 0.1 if day < 5 and 8 <= hour < 18 else 0.01
+        for x in np.sort(rng.random(rng.poisson(rate * 3600)) * 3600):
+            rows.append(f"{monday + h * 3600 + x:.3f},m,t,{rng.integers(50, 900)},{rng.integers(5, 300)}")
+    out = tmp_path / "traffic.yaml"
+    log = _gateway(tmp_path, rows)
+    assert main(["traffic", "fit", str(log), "--out", str(out), "--report", str(tmp_path / "fit.html")]) == 0
+    arrival = yaml.safe_load(out.read_text())["traffic"]["arrival"]
+    assert arrival["profile"]["bin_s"] == 3600 and len(arrival["profile"]["factors"]) == 168
+    html = (tmp_path / "fit.html").read_text()
+    assert "Rate over the week" in html and "hour of week (UTC)" in html
+    short = _gateway(tmp_path, _rows(300))
+    assert main(["traffic", "fit", str(short), "--out", str(out), "--report", str(tmp_path / "fit.html")]) == 0
+    assert "Rate over the week" not in (tmp_path / "fit.html").read_text()

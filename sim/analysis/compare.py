@@ -171,6 +171,11 @@ def stress_overrides(scenario, stresses) -> list[str]:
             events.append({"kind": "replica-failure", "replica": f"{scenario.fleet[0].name}/0", "at_s": d / 3.0})
         elif s == "bursty":
             tr = scenario.traffic
+            if tr.arrival.process == "by_class":
+                raise FleetcastError(
+                    "--stress bursty replaces the traffic's one arrival process; this scenario's classes each "
+                    "have their own (process: by_class): give each class's arrival a gamma cv instead"
+                )
             if tr.total_rate_rps() is None:
                 raise FleetcastError(
                     f"--stress bursty needs a poisson, gamma or constant arrival process "

@@ -38,6 +38,10 @@ def with_rate(data: dict, rate_rps: float) -> dict:
         a["rate_points"] = [[h, r * rate_rps / peak] for h, r in a["rate_points"]]
     elif a["process"] == "trace":
         a["target_rate_rps"], a["time_scale"] = float(rate_rps), None
+    elif a["process"] == "by_class":  # each class's own process, scaled together
+        total = sum(c["arrival"]["rate_rps"] for c in classes)
+        for c in classes:
+            c["arrival"]["rate_rps"] = c["arrival"]["rate_rps"] * rate_rps / total
     elif all(c.get("rate_rps") is not None for c in classes):
         total = sum(c["rate_rps"] for c in classes)
         for c in classes:

@@ -220,7 +220,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
     if log.span_s <= 0:
         raise FleetcastError(f"{where}: every request arrives at the same time; no arrival rate can be fitted")
-    fit = fit_traffic(log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed)
+    fit = fit_traffic(
+        log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed, ties=args.ties
+    )
     text, tables = render(fit, out.stem + ".lengths.csv")
     try:  # what we write loads as a traffic section
         TrafficSpec.model_validate(traffic_dict(text))
@@ -243,7 +245,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     written = _write(out, text, files)
     for w in fit.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
-    console.print(f"fitted {fit.n:,} requests, {len(fit.classes)} class(es), arrival {fit.arrival.process}")
+    how = (
+        fit.arrival.process
+        if len(fit.classes) == 1
+        else ", ".join(f"{c.name} {c.arrivals.process}" for c in fit.classes)
+    )
+    console.print(f"fitted {fit.n:,} requests, {len(fit.classes)} class(es), arrival {how}")
     console.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/dim]")
     return 0
 
@@ -290,6 +297,12 @@ def register(subparsers) -> None:
     f.add_argument("--check", metavar="SCENARIO", help="simulate this scenario's fleet on the log and on the fit")
     f.add_argument("--check-seeds", type=int, default=3, help="seeds of the fitted traffic in --check (default 3)")
     f.add_argument("--report", metavar="HTML", help="also write the fit report (observed vs fitted), beside --out")
+    f.add_argument(
+        "--ties",
+        choices=("spread", "batch"),
+        default="spread",
+        help="a coarse clock's tied timestamps: spread over their tick (default) or fitted as batches",
+    )
     f.add_argument(
         "--seed", type=int, default=0, help="seed of the fit's subsampling, clustering and the report's draw"
     )

@@ -1,8 +1,8 @@
 """The fit report of ``fleetcast traffic fit --report``: one self-contained HTML file
 (the procurement report's CSS and table helper), per class the observed log against
 one realization of the fitted traffic: the rate over the log's span, QQ plots of the
-prompt and output lengths, the inter-arrival CDF and the index of dispersion by window
-size; then the fitted YAML and, with ``--check``, the round-trip table.
+prompt and output lengths, the inter-arrival CDF, the index of dispersion by window
+size and, with an hour-of-week (or hour-of-day) profile, the rate over the week (day); then the fitted YAML and, with ``--check``, the round-trip table.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from matplotlib.ticker import NullFormatter
 from sim.analysis.traffic_roundtrip import TOLERANCE, RoundTripRow
 from sim.report.figures import PALETTE, to_svg
 from sim.report.html_page import CSS, _table
-from sim.workload.fit.arrivals import dispersion_curve
+from sim.workload.fit.arrivals import ProfileFit, dispersion_curve
 from sim.workload.fit.fit import TrafficFit
 from sim.workload.generate import Workload
 
@@ -77,7 +77,32 @@ def _dispersion_axis(ax, t_obs: np.ndarray, t_fit: np.ndarray, span_s: float) ->
     ax.legend()
 
 
-def _class_figure(name: str, obs: dict, gen: dict, span_s: float) -> str:
+def _folded_rates(t: np.ndarray, span_s: float, p: ProfileFit) -> np.ndarray:
+    """Mean rate in each bin of the profile's period (arrivals / the span's seconds in the bin)."""
+    nbins = len(p.rates_rps)
+    counts = np.bincount(((p.start_s + t) // p.bin_s).astype(np.int64) % nbins, minlength=nbins)[:nbins]
+    hs = np.arange(int(p.start_s // p.bin_s), int(np.ceil((p.start_s + span_s) / p.bin_s)))
+    lo, hi = p.start_s, p.start_s + span_s
+    overlap = np.minimum((hs + 1) * p.bin_s, hi) - np.maximum(hs * p.bin_s, lo)
+    exposure = np.bincount(hs % nbins, weights=np.maximum(overlap, 0.0), minlength=nbins)
+    return np.where(exposure > 0, counts / np.maximum(exposure, 1e-9), np.nan)
+
+
+def _week_axis(ax, t_obs: np.ndarray, t_fit: np.ndarray, span_s: float, p: ProfileFit) -> None:
+    """The rate over the profile's period (hour of week or of day), observed vs fitted."""
+    x = np.arange(len(p.rates_rps))
+    for t, color, label in ((t_obs, _OBS, "observed"), (t_fit, _FIT, "fitted")):
+        ax.step(x, _folded_rates(t, span_s, p), where="post", color=color, label=label, lw=1)
+    week = p.kind == "hour-of-week"
+    if week:
+        ax.set_xticks(np.arange(0, 168, 24), ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+    ax.set_xlabel("hour of week (UTC)" if week else "hour of day (UTC)")
+    ax.set_ylabel("req/s")
+    ax.set_title(f"Rate over the {'week' if week else 'day'}")
+    ax.legend()
+
+
+def _class_figure(name: str, obs: dict, gen: dict, span_s: float, profile: ProfileFit | None = None) -> str:
     fig = Figure(figsize=(10, 5.6), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
     _rate_axis(axes[0], obs["t"], gen["t"], span_s)
@@ -85,6 +110,13 @@ def _class_figure(name: str, obs: dict, gen: dict, span_s: float) -> str:
     _dispersion_axis(axes[2], obs["t"], gen["t"], span_s)
     _qq_axis(axes[3], obs["p"], gen["p"], "prompt")
     _qq_axis(axes[4], obs["o"], gen["o"], "output")
+    if profile is not None and profile.kept and profile.kind != "minutes":
+        _week_axis(axes[5], obs["t"], gen["t"], span_s, profile)
+        fig.suptitle(
+            f"class {name}: observed {obs['t'].size:,} requests, fitted (one realization) {gen['t'].size:,}",
+            fontsize=9,
+        )
+        return to_svg(fig)
     axes[5].axis("off")
     axes[5].text(
         0,
@@ -134,7 +166,8 @@ def render_fit_report(
         if gen["t"].size < 2:
             parts.append(f"<h3>{escape(cf.name)}</h3><p>The fitted realization has no requests of this class.</p>")
             continue
-        parts.append(f"<figure><h3>{escape(cf.name)}</h3>{_class_figure(cf.name, obs, gen, fit.span_s)}</figure>")
+        figure = _class_figure(cf.name, obs, gen, fit.span_s, cf.arrivals.profile)
+        parts.append(f"<figure><h3>{escape(cf.name)}</h3>{figure}</figure>")
     warn = "".join(f'<div class="warn">{escape(w)}</div>' for w in fit.warnings)
     title = "Traffic fit report"
     return (
@@ -142,7 +175,7 @@ def render_fit_report(
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
         f"<style>{CSS}</style></head><body><main><header><h1>{title}</h1>"
         f'<div class="meta">{escape(", ".join(fit.sources))} · {fit.n:,} requests over {fit.span_s:,.0f} s · '
-        f"arrival {escape(fit.arrival.process)} · {len(fit.classes)} class(es)</div></header>"
+        f"arrival {escape(fit.arrival.process if len(fit.classes) == 1 else 'by class')} · {len(fit.classes)} class(es)</div></header>"
         + warn
         + (_round_trip_html(rows, check_scenario, seeds) if rows else "")
         + f'<section id="classes"><h2>Observed vs fitted</h2>{"".join(parts)}</section>'

@@ -469,4 +469,14 @@ def dump_scenario(scenario: Scenario) -> str:
         del data["plan"]["candidates"]["power_limit_w"]
     if isinstance(data.get("plan"), dict) and data["plan"].get("rank_by") == "rent":  # the default: left out
         del data["plan"]["rank_by"]
+    # the traffic fit's fields (a rate profile, batches, a class's own process), likewise
+    _drop_unset(data["traffic"]["arrival"], ("profile", "batch"))
+    for cls in data["traffic"]["classes"]:
+        _drop_unset(cls, ("arrival",))
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def _drop_unset(node: dict, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if key in node and node[key] is None:
+            del node[key]

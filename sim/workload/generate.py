@@ -22,17 +22,19 @@ import pandas as pd
 from sim.errors import ScenarioError
 from sim.rng import stream
 from sim.workload.spec import (
+    ByClassArrival,
     ConstantArrival,
     DiurnalArrival,
     GammaArrival,
     MmppArrival,
     PoissonArrival,
+    RateProfile,
     TraceArrival,
     TrafficSpec,
 )
 from sim.workload.traces import load_trace
 
-__all__ = ["Workload", "generate_workload", "prefix_key", "arrival_times"]
+__all__ = ["Workload", "generate_workload", "prefix_key", "arrival_times", "class_arrivals"]
 
 _KEY_MASK = (1 << 63) - 1
 
@@ -119,10 +121,11 @@ def _renewal(rng: np.random.Generator, draw, mean_gap: float, cv: float, duratio
 
 
 def _mmpp(rng: np.random.Generator, a: MmppArrival, rate: float, duration_s: float) -> np.ndarray:
-    """Regimes (a start drawn from their time fractions, exponential holds, uniform jumps to
-    another regime), then Poisson arrivals within each: counts, uniform times, sorted."""
+    """Regimes (a start drawn from their time fractions, exponential holds, jumps uniformly to
+    another regime or by ``jumps``), then Poisson arrivals within each: counts, uniform times, sorted."""
     rates, frac = a.regime_rates(rate)
     hold = np.asarray(a.mean_sojourn_s, dtype=float)
+    jumps = a.jump_matrix()
     k = rates.size
     states, lengths, t = [int(rng.choice(k, p=frac))], [], 0.0
     while True:
@@ -130,7 +133,10 @@ def _mmpp(rng: np.random.Generator, a: MmppArrival, rate: float, duration_s: flo
         t += lengths[-1]
         if t >= duration_s:
             break
-        states.append(int((states[-1] + rng.integers(1, k)) % k))  # one of the other regimes
+        if a.jumps is None:
+            states.append(int((states[-1] + rng.integers(1, k)) % k))  # one of the other regimes
+        else:
+            states.append(int(rng.choice(k, p=jumps[states[-1]])))
     ends = np.minimum(np.cumsum(lengths), duration_s)
     starts = np.concatenate([[0.0], ends[:-1]])
     seg = ends - starts
@@ -139,17 +145,8 @@ def _mmpp(rng: np.random.Generator, a: MmppArrival, rate: float, duration_s: flo
     return np.sort(times[times < duration_s])
 
 
-def arrival_times(traffic: TrafficSpec, rng: np.random.Generator) -> np.ndarray:
-    """Arrival times in [0, duration_s) of a synthetic arrival process."""
-    a, duration = traffic.arrival, traffic.duration_s
-    if isinstance(a, DiurnalArrival):
-        # thinning: Poisson candidates at the peak rate, kept with rate(t)/peak
-        peak = max(r for _, r in a.rate_points)
-        cand = _renewal(rng, lambda g, k: g.exponential(1.0 / peak, k), 1.0 / peak, 1.0, duration)
-        u = rng.random(cand.size)
-        return cand[u * peak < a.rate_at(cand)]
-    rate = traffic.total_rate_rps()
-    assert rate is not None  # a poisson, gamma or constant process (the others returned above)
+def _stationary(a: PoissonArrival, rng: np.random.Generator, rate: float, duration: float) -> np.ndarray:
+    """Times in [0, duration) of a poisson, gamma, constant or mmpp process at ``rate``."""
     if isinstance(a, ConstantArrival):
         t = np.arange(int(math.ceil(duration * rate)) + 1, dtype=np.float64) / rate
         return t[t < duration]
@@ -158,8 +155,78 @@ def arrival_times(traffic: TrafficSpec, rng: np.random.Generator) -> np.ndarray:
     if isinstance(a, GammaArrival):
         shape = 1.0 / (a.cv * a.cv)
         return _renewal(rng, lambda g, k: g.gamma(shape, a.cv * a.cv / rate, k), 1.0 / rate, a.cv, duration)
-    assert isinstance(a, PoissonArrival)
     return _renewal(rng, lambda g, k: g.exponential(1.0 / rate, k), 1.0 / rate, 1.0, duration)
+
+
+def _rescaled(p: RateProfile, duration: float) -> tuple[float, object]:
+    """(the curve's time at ``duration``, the map from curve time back to run time): the
+    curve's time advances at the rate's multiplier (mean 1) ``u(t) = int_0^t factor``."""
+    f = p.normalized()
+    edges_u = np.concatenate([[0.0], np.cumsum(f * p.bin_s)])  # curve time at each bin edge of one period
+    edges_t = np.arange(f.size + 1, dtype=float) * p.bin_s
+    per = float(edges_u[-1])  # = the period (mean factor 1)
+
+    def u(t):  # run time (from the period's start) -> curve time
+        k = np.floor(t / p.period_s)
+        return k * per + np.interp(t - k * p.period_s, edges_t, edges_u)
+
+    u0 = float(u(np.float64(p.start_s)))
+
+    def back(s: np.ndarray) -> np.ndarray:
+        x = s + u0
+        k = np.floor(x / per)
+        return k * p.period_s + np.interp(x - k * per, edges_u, edges_t) - p.start_s
+
+    return float(u(np.float64(p.start_s + duration))) - u0, back
+
+
+def _process(a: PoissonArrival, rng: np.random.Generator, rate: float, duration: float) -> np.ndarray:
+    """A poisson, gamma, constant or mmpp process at mean ``rate``, with its rate profile and
+    batches when it has them (the process then runs in the curve's time, at the batches' rate)."""
+    if a.profile is None and a.batch is None:
+        return _stationary(a, rng, rate, duration)
+    events = rate / a.batch.mean() if a.batch is not None else rate
+    if a.profile is not None:
+        span, back = _rescaled(a.profile, duration)
+        t = back(_stationary(a, rng, events, span))  # type: ignore[operator]  # the map _rescaled returns
+    else:
+        t = _stationary(a, rng, events, duration)
+    if a.batch is not None:
+        t = np.repeat(t, a.batch.sample(rng, t.size))
+    return np.sort(t[t < duration])
+
+
+def arrival_times(traffic: TrafficSpec, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times in [0, duration_s) of a synthetic arrival process (of every class's own
+    process together for ``by_class``: see ``class_arrivals``)."""
+    a, duration = traffic.arrival, traffic.duration_s
+    if isinstance(a, DiurnalArrival):
+        # thinning: Poisson candidates at the peak rate, kept with rate(t)/peak
+        peak = max(r for _, r in a.rate_points)
+        cand = _renewal(rng, lambda g, k: g.exponential(1.0 / peak, k), 1.0 / peak, 1.0, duration)
+        u = rng.random(cand.size)
+        return cand[u * peak < a.rate_at(cand)]
+    if isinstance(a, ByClassArrival):
+        return class_arrivals(traffic, rng)[0]
+    rate = traffic.total_rate_rps()
+    assert rate is not None  # a poisson, gamma or constant process (the others returned above)
+    assert isinstance(a, PoissonArrival)
+    return _process(a, rng, rate, duration)
+
+
+def class_arrivals(traffic: TrafficSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(arrival times, class index) of ``by_class`` traffic: each class's own process, drawn
+    one class after another from ``rng``, merged by time (stable: on a tie the earlier class first)."""
+    times, idx = [], []
+    for c, cls in enumerate(traffic.classes):
+        a = cls.arrival
+        assert a is not None and a.rate_rps is not None  # TrafficSpec._check_by_class
+        t = _process(a, rng, float(a.rate_rps), traffic.duration_s)
+        times.append(t)
+        idx.append(np.full(t.size, c, dtype=np.int16))
+    t_all = np.concatenate(times)
+    order = np.argsort(t_all, kind="stable")
+    return t_all[order], np.concatenate(idx)[order]
 
 
 # ------------------------------------------------------------- prefixes
@@ -248,9 +315,13 @@ def _from_trace(traffic: TrafficSpec, seed: int, base_dir: Path):
 
 
 def _synthetic(traffic: TrafficSpec, seed: int, base_dir: Path):
-    arrival = arrival_times(traffic, stream(seed, "arrivals"))
-    n = arrival.size
-    class_idx = _assign_classes(traffic, seed, n, "no class shares")
+    if isinstance(traffic.arrival, ByClassArrival):
+        arrival, class_idx = class_arrivals(traffic, stream(seed, "arrivals"))
+        n = arrival.size
+    else:
+        arrival = arrival_times(traffic, stream(seed, "arrivals"))
+        n = arrival.size
+        class_idx = _assign_classes(traffic, seed, n, "no class shares")
     prompt = np.zeros(n, dtype=np.int64)
     output = np.zeros(n, dtype=np.int64)
     for c, cls in enumerate(traffic.classes):

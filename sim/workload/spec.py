@@ -45,7 +45,11 @@ __all__ = [
     "MmppArrival",
     "DiurnalArrival",
     "TraceArrival",
+    "ByClassArrival",
+    "RateProfile",
+    "BatchSpec",
     "ArrivalSpec",
+    "ClassArrivalSpec",
     "JointLengthsSpec",
     "ClassSpec",
     "TrafficSpec",
@@ -168,12 +172,100 @@ class PrefixSpec(BaseModel):
 _RATE_DOC = "Total arrival rate, requests/s; omit when every class gives rate_rps (the total is their sum)."
 
 
+class RateProfile(BaseModel):
+    """A repeating rate curve on top of a process: in bin ``i`` of the period the rate is
+    ``rate_rps x factors[i] / mean(factors)`` (piecewise constant; the period is
+    ``bin_s x len(factors)``), so ``rate_rps`` stays the long-run mean rate. The process runs
+    in the curve's time (time rescaling: a gamma or mmpp process keeps its burstiness,
+    stretched where the rate is low). ``fleetcast traffic fit`` writes hour-of-week (168
+    bins of 3600 s), hour-of-day (24 bins) or, for a log shorter than a day, the log's own
+    rate by minutes."""
+
+    model_config = _CFG
+    bin_s: float = Field(3600.0, ge=1, le=1e7, description="Length of one bin of the curve, s.")
+    factors: list[Annotated[float, Field(ge=0, le=1e6)]] = Field(
+        ...,
+        min_length=1,
+        max_length=10_080,
+        description="Relative rate of each bin (any scale; rescaled to mean 1); the curve repeats after the last bin.",
+    )
+    start_s: float = Field(0.0, ge=0, le=1e9, description="Where in the period time 0 falls, s from its first bin.")
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if max(self.factors) <= 0:
+            raise ValueError("factors need at least one value > 0")
+        if self.start_s >= self.period_s:
+            raise ValueError(
+                f"start_s ({self.start_s:g}) must be less than the period bin_s x len(factors) = {self.period_s:g} s"
+            )
+        return self
+
+    @property
+    def period_s(self) -> float:
+        return self.bin_s * len(self.factors)
+
+    def normalized(self) -> np.ndarray:
+        """The factors rescaled to mean 1."""
+        f = np.asarray(self.factors, dtype=float)
+        return f / f.mean()
+
+    def factor_at(self, t_s) -> np.ndarray:
+        """The rate's multiplier (mean 1) at run times ``t_s``."""
+        i = ((np.asarray(t_s, dtype=float) + self.start_s) // self.bin_s).astype(np.int64) % len(self.factors)
+        return self.normalized()[i]
+
+
+class BatchSpec(BaseModel):
+    """Compound (batch) arrivals: each event of the process brings several requests at the same
+    instant. Sizes are geometric on 1, 2, ... with mean ``mean_size``, or ``size_weights``
+    (the weight of size 1, 2, ...). The process's events then come at ``rate_rps / mean size``,
+    so ``rate_rps`` stays requests/s."""
+
+    model_config = _CFG
+    mean_size: Optional[float] = Field(
+        None, ge=1, le=1000, description="Mean batch size (geometric sizes on 1, 2, ...); or give size_weights."
+    )
+    size_weights: Optional[list[Annotated[float, Field(ge=0, le=1e12)]]] = Field(
+        None, min_length=1, max_length=10_000, description="Weight of each batch size 1, 2, ... (any scale)."
+    )
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.mean_size is None) == (self.size_weights is None):
+            raise ValueError("give mean_size or size_weights (one of them)")
+        if self.size_weights is not None and max(self.size_weights) <= 0:
+            raise ValueError("size_weights need at least one value > 0")
+        return self
+
+    def mean(self) -> float:
+        """Mean batch size."""
+        if self.size_weights is None:
+            return float(self.mean_size)  # type: ignore[arg-type]  # _one: one of them is given
+        w = np.asarray(self.size_weights, dtype=float)
+        return float((w * np.arange(1, w.size + 1)).sum() / w.sum())
+
+    def sample(self, rng: np.random.Generator, k: int) -> np.ndarray:
+        """``k`` batch sizes (int64, >= 1)."""
+        if self.size_weights is None:
+            return rng.geometric(1.0 / float(self.mean_size), k).astype(np.int64)  # type: ignore[arg-type]
+        w = np.asarray(self.size_weights, dtype=float)
+        return rng.choice(w.size, size=k, p=w / w.sum()).astype(np.int64) + 1
+
+
 class PoissonArrival(BaseModel):
     """Poisson arrivals: exponential gaps at a constant rate (open loop)."""
 
     model_config = _CFG
     process: Literal["poisson"] = Field(description="Arrival process name.")
     rate_rps: Optional[float] = Field(None, gt=0, le=1e6, description=_RATE_DOC)
+    profile: Optional[RateProfile] = Field(
+        None,
+        description="A repeating rate curve (hour of week, hour of day) the process follows; omitted = a constant rate.",
+    )
+    batch: Optional[BatchSpec] = Field(
+        None, description="Requests arrive in batches (several at one instant); omitted = one at a time."
+    )
 
 
 class GammaArrival(PoissonArrival):
@@ -211,6 +303,10 @@ class MmppArrival(PoissonArrival):
     mean_sojourn_s: list[Annotated[float, Field(gt=0, le=1e8)]] = Field(
         ..., min_length=2, max_length=8, description="Mean time the process stays in each regime, s (one per level)."
     )
+    jumps: Optional[list[list[Annotated[float, Field(ge=0, le=1e12)]]]] = Field(
+        None,
+        description="Where each regime goes when it leaves: row i holds the weights of moving to each regime (row i's own entry is ignored); omitted = uniformly to one of the others.",
+    )
 
     @model_validator(mode="after")
     def _shape(self):
@@ -220,12 +316,31 @@ class MmppArrival(PoissonArrival):
             )
         if max(self.levels) <= 0:
             raise ValueError("levels need at least one value > 0")
+        if self.jumps is not None:
+            k = len(self.levels)
+            if len(self.jumps) != k or any(len(row) != k for row in self.jumps):
+                raise ValueError(f"jumps needs {k} rows of {k} weights (one per regime)")
+            empty = [i for i in range(k) if sum(w for j, w in enumerate(self.jumps[i]) if j != i) <= 0]
+            if empty:
+                raise ValueError(f"jumps row {empty[0]} gives no other regime a weight > 0")
         return self
+
+    def jump_matrix(self) -> np.ndarray:
+        """Probabilities of moving from regime i (row) to j when i ends; the diagonal is 0."""
+        k = len(self.levels)
+        j = np.ones((k, k)) if self.jumps is None else np.asarray(self.jumps, dtype=float)
+        np.fill_diagonal(j, 0.0)
+        return j / j.sum(axis=1, keepdims=True)
 
     def regime_rates(self, mean_rate_rps: float) -> tuple[np.ndarray, np.ndarray]:
         """(rate of each regime, requests/s; its long-run fraction of time)."""
         hold = np.asarray(self.mean_sojourn_s, dtype=float)
-        frac = hold / hold.sum()
+        if self.jumps is None:
+            frac = hold / hold.sum()
+        else:  # visits: the jump chain's stationary distribution; time: visits x holding time
+            vals, vecs = np.linalg.eig(self.jump_matrix().T)
+            visits = np.abs(np.real(vecs[:, int(np.argmin(np.abs(vals - 1.0)))]))
+            frac = visits * hold / float((visits * hold).sum())
         lv = np.asarray(self.levels, dtype=float)
         return lv * (mean_rate_rps / float((frac * lv).sum())), frac
 
@@ -309,12 +424,25 @@ class TraceArrival(BaseModel):
         return self
 
 
-_ARRIVALS = (PoissonArrival, GammaArrival, ConstantArrival, MmppArrival, DiurnalArrival, TraceArrival)
+class ByClassArrival(BaseModel):
+    """Each class has its own arrival process (``classes[].arrival``, each with its rate); the
+    traffic is their superposition."""
+
+    model_config = _CFG
+    process: Literal["by_class"] = Field(description="Arrival process name.")
+
+
+_ARRIVALS = (PoissonArrival, GammaArrival, ConstantArrival, MmppArrival, DiurnalArrival, TraceArrival, ByClassArrival)
 ARRIVAL_NAMES = [get_args(m.model_fields["process"].annotation)[0] for m in _ARRIVALS]
 ArrivalSpec = Annotated[
-    Union[PoissonArrival, GammaArrival, ConstantArrival, MmppArrival, DiurnalArrival, TraceArrival],  # = _ARRIVALS
+    Union[
+        PoissonArrival, GammaArrival, ConstantArrival, MmppArrival, DiurnalArrival, TraceArrival, ByClassArrival
+    ],  # = _ARRIVALS
     Field(discriminator="process"),
 ]
+_CLASS_ARRIVALS = (PoissonArrival, GammaArrival, MmppArrival)
+CLASS_ARRIVAL_NAMES = [get_args(m.model_fields["process"].annotation)[0] for m in _CLASS_ARRIVALS]
+ClassArrivalSpec = Annotated[Union[PoissonArrival, GammaArrival, MmppArrival], Field(discriminator="process")]
 
 
 # ------------------------------------------------- joint prompt/output lengths
@@ -377,6 +505,10 @@ class ClassSpec(BaseModel):
     prefix: Optional[PrefixSpec] = Field(
         None, description="Shared prompt prefix of this class (for prefix caching); omitted = none."
     )
+    arrival: Optional[ClassArrivalSpec] = Field(
+        None,
+        description="This class's own arrival process (poisson|gamma|mmpp, with its rate_rps) when traffic.arrival is `process: by_class`.",
+    )
     slo: Optional[SloSpec] = Field(None, description="Latency objectives of this class; omitted = none.")
     priority: int = Field(
         0, ge=-1000, le=1000, description="Higher = more important (used by the priority batching policy)."
@@ -393,6 +525,11 @@ class ClassSpec(BaseModel):
     def _dist_name(cls, v):
         return _check_tag(v, "dist", "length distribution", LENGTH_NAMES)
 
+    @field_validator("arrival", mode="before")
+    @classmethod
+    def _process_name(cls, v):
+        return _check_tag(v, "process", "class arrival process", CLASS_ARRIVAL_NAMES)
+
 
 # --------------------------------------------------------------- traffic
 class TrafficSpec(BaseModel):
@@ -408,7 +545,7 @@ class TrafficSpec(BaseModel):
     )
     cooldown_s: float = Field(0.0, ge=0, le=1e8, description="Requests arriving in the last seconds are left out too.")
     arrival: ArrivalSpec = Field(
-        ..., description="Arrival process (process: poisson|gamma|constant|mmpp|diurnal|trace)."
+        ..., description="Arrival process (process: poisson|gamma|constant|mmpp|diurnal|trace|by_class)."
     )
     classes: list[ClassSpec] = Field(..., min_length=1, max_length=1000, description="Traffic classes.")
 
@@ -447,7 +584,29 @@ class TrafficSpec(BaseModel):
                 )
         return self
 
+    def _check_by_class(self) -> None:
+        own = [c.name for c in self.classes if c.arrival is not None]
+        if not isinstance(self.arrival, ByClassArrival):
+            if own:
+                raise ValueError(
+                    f"classes {', '.join(own)} give their own arrival: set traffic.arrival to {{process: by_class}}"
+                )
+            return
+        missing = [c.name for c in self.classes if c.arrival is None or c.arrival.rate_rps is None]
+        if missing:
+            raise ValueError(
+                f"arrival process by_class: every class needs an arrival with its rate_rps (missing: {', '.join(missing)})"
+            )
+        mixed = [c.name for c in self.classes if c.share is not None or c.rate_rps is not None]
+        if mixed:
+            raise ValueError(
+                f"arrival process by_class: a class's rate is its arrival.rate_rps; drop share/rate_rps from {', '.join(mixed)}"
+            )
+
     def _check_rates(self) -> None:
+        self._check_by_class()
+        if isinstance(self.arrival, ByClassArrival):
+            return
         with_share = [c.name for c in self.classes if c.share is not None]
         with_rate = [c.name for c in self.classes if c.rate_rps is not None]
         if with_share and with_rate:
@@ -496,6 +655,9 @@ class TrafficSpec(BaseModel):
     def shares(self) -> Optional[np.ndarray]:
         """Fraction of arrivals per class (declared order), or None when
         several classes give neither (a trace whose class column decides)."""
+        if isinstance(self.arrival, ByClassArrival):
+            r = np.array(self._class_rates(), dtype=float)
+            return r / r.sum()
         if all(c.rate_rps is not None for c in self.classes):
             r = np.array([c.rate_rps for c in self.classes], dtype=float)
             return r / r.sum()
@@ -506,8 +668,15 @@ class TrafficSpec(BaseModel):
             return s / s.sum()
         return None
 
+    def _class_rates(self) -> list[float]:
+        """Each class's own arrival rate, requests/s (``by_class``: every class has one)."""
+        return [float(c.arrival.rate_rps) if c.arrival and c.arrival.rate_rps else 0.0 for c in self.classes]
+
     def total_rate_rps(self) -> Optional[float]:
-        """Total rate of a poisson/gamma/constant process, requests/s."""
+        """Total (long-run mean) rate of a poisson/gamma/constant/mmpp process or of the classes'
+        own processes, requests/s."""
+        if isinstance(self.arrival, ByClassArrival):
+            return float(sum(self._class_rates()))
         if not isinstance(self.arrival, PoissonArrival):
             return None
         if self.arrival.rate_rps is not None:

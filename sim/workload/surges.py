@@ -60,6 +60,8 @@ def _surge_traffic(traffic, ev):
             "start_hour": (a.start_hour + 24.0 * ev.start_s / a.day_length_s) % 24.0,
             "rate_points": [[h, r * (ev.factor - 1.0)] for h, r in a.rate_points],
         }
+    elif a.process == "by_class":  # the classes' processes together: Poisson at their total rate, their shares
+        arrival = {"process": "poisson", "rate_rps": traffic.total_rate_rps() * (ev.factor - 1.0)}
     else:
         arrival = {"process": a.process, "rate_rps": traffic.total_rate_rps() * (ev.factor - 1.0)}
         if a.process == "gamma":
@@ -69,7 +71,7 @@ def _surge_traffic(traffic, ev):
     shares = traffic.shares()
     classes = []
     for c, cls in enumerate(traffic.classes):
-        data = cls.model_dump(exclude={"share", "rate_rps"}, exclude_none=True)
+        data = cls.model_dump(exclude={"share", "rate_rps", "arrival"}, exclude_none=True)
         if len(traffic.classes) > 1:
             data["share"] = float(shares[c])
         classes.append(data)

@@ -1,9 +1,9 @@
 """Fit a whole log: classes, the arrival model, each class's lengths and prefix.
 
 ``fit_traffic(log, ...)`` returns a ``TrafficFit``; ``sim.workload.fit.write``
-renders it. The generator has one arrival process for all classes (classes
-take shares of it), so the process is fitted to the whole log and each class
-gets its share; each class's own arrival statistics are kept in the comments.
+renders it. Each class gets its own arrival process (batches, rate profile,
+process: ``sim.workload.fit.arrivals``), written as ``process: by_class`` when
+there are several; the whole log's fit is kept for the comments and the report.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.workload.fit.arrivals import ArrivalFit, fit_arrivals
 from sim.workload.fit.classes import split_by_clusters, split_by_field
-from sim.workload.fit.lengths import TABLE_MAX_ROWS, PairFit, fit_pair
+from sim.workload.fit.lengths import TABLE_MAX_ROWS, PairFit, fit_pair, order_note
 from sim.workload.fit.log import RequestLog
 from sim.workload.fit.prefix import PrefixFit, fit_prefix
 
@@ -32,7 +32,7 @@ class ClassFit:
     table_prompt: np.ndarray  # the observed pairs the lengths table (or empirical columns) holds
     table_output: np.ndarray
     prefix: Optional[PrefixFit]
-    arrivals: ArrivalFit  # the class's own arrival statistics (comments only)
+    arrivals: ArrivalFit  # the class's own arrival process
 
 
 @dataclass
@@ -65,8 +65,10 @@ def fit_traffic(
     scale: float = 1.0,
     growth: Optional[tuple[float, int]] = None,
     seed: int = 0,
+    ties: str = "spread",
 ) -> TrafficFit:
-    """Fit ``log`` (cleaned, sorted, starting at 0)."""
+    """Fit ``log`` (cleaned, sorted, starting at 0); ``ties="batch"`` fits a coarse clock's tied
+    timestamps as batches instead of spreading them over their tick."""
     rng = np.random.default_rng(seed)
     warnings = list(log.warnings)
     if by is not None:
@@ -80,16 +82,27 @@ def fit_traffic(
         split = "one class"
     used = np.sort(np.concatenate([rows for _, rows in groups]))
     whole = log if used.size == len(log) else log.take(used)
-    arrival = fit_arrivals(whole.arrival_s, whole.start_epoch_s)
+    several = len(groups) > 1
+    arrival = fit_arrivals(whole.arrival_s, whole.start_epoch_s, regimes=not several, ties=ties)
     out = []
     for name, rows in groups:
         part = log.take(rows)
         pair = fit_pair(part.prompt_tokens, part.output_tokens, rng, paired=part.paired)
+        if part.paired:
+            note = order_note(part.prompt_tokens, part.output_tokens)
+            if note is not None:
+                pair.notes.append(note)
         tp, to = _table(part.prompt_tokens, part.output_tokens, rng)
         pre = None
         if part.hash_ids is not None and part.hash_offsets is not None:
             pre = fit_prefix(part.hash_offsets, part.hash_ids, part.prompt_tokens, part.hash_block_tokens)
-        own = fit_arrivals(part.arrival_s, None, regimes=False)
+        own = (
+            arrival
+            if not several
+            else fit_arrivals(
+                part.arrival_s, whole.start_epoch_s, origin_s=whole.arrival_s[0], span_s=whole.span_s, ties=ties
+            )
+        )
         out.append(ClassFit(name, rows.size, rows.size / used.size, rows, pair, tp, to, pre, own))
     return TrafficFit(
         sources=list(log.sources),

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["FamilyFit", "LengthFit", "PairFit", "fit_length", "fit_pair", "spearman", "TABLE_MAX_ROWS"]
+__all__ = ["order_note", "FamilyFit", "LengthFit", "PairFit", "fit_length", "fit_pair", "spearman", "TABLE_MAX_ROWS"]
 
 _Z = 1.959963984540054
 _KS_1PCT = 1.628
@@ -161,3 +161,20 @@ def fit_pair(prompt: np.ndarray, output: np.ndarray, rng: np.random.Generator, p
             f"prompt-output Spearman rho={rho:+.3f}, inside the independence band +-{band:.3f}: independent"
         )
     return pf
+
+
+def order_note(prompt: np.ndarray, output: np.ndarray) -> str | None:
+    """A comment when successive requests' lengths are correlated (lag-1 Spearman of the prompts
+    and of the outputs in arrival order, outside ``+-1.96/sqrt(n-1)``): the generator draws each
+    request's lengths independently of the one before, so that dependence is not reproduced."""
+    n = prompt.size
+    if n < 10:
+        return None
+    band = 1.959963984540054 / math.sqrt(n - 1)
+    rp, ro = spearman(prompt[:-1], prompt[1:]), spearman(output[:-1], output[1:])
+    if not (abs(rp) > band or abs(ro) > band):
+        return None
+    return (
+        f"successive requests' lengths are correlated (lag-1 Spearman: prompt {rp:+.3f}, output {ro:+.3f}; "
+        f"independence band +-{band:.3f}): not reproduced, each request's lengths are drawn independently"
+    )

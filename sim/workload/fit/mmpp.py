@@ -1,12 +1,15 @@
-"""A two-regime Markov-modulated Poisson process fitted to windowed counts.
+"""A Markov-modulated Poisson process (2 to ``MAX_REGIMES`` regimes) fitted to windowed counts.
 
 Counts ``c_j`` of ``k`` windows of ``w`` seconds are a hidden Markov chain with
 Poisson emissions (mean ``lam_i`` in regime ``i``); Baum-Welch (EM, scaled
 forward-backward) gives the regimes' rates ``lam_i / w``, the per-window switch
-probabilities ``p_ij`` and so the mean holding times ``w / p_ij``. The gain over one
-Poisson rate is a likelihood ratio (3 more parameters: chi-square 95% point 7.81);
-regimes are only evidence when the log switches between them several times
-(``MIN_SWITCHES`` out of each).
+probabilities ``p_ij`` and so the mean holding times ``w / (1 - p_ii)`` and where
+a regime goes when it leaves (``p_ij / (1 - p_ii)``). Two regimes are kept over
+one Poisson rate by a likelihood ratio (3 more parameters: chi-square 95% point
+7.81); each further regime when it lowers the Bayesian information criterion
+(``-2 log L + (K + K(K-1)) log k``). Regimes are only evidence when the log
+switches out of each several times (``MIN_SWITCHES``) and their rate intervals
+do not overlap.
 Intervals: a rate's from the expected arrivals in its regime (Poisson), a holding
 time's from the expected number of switches out of it (exponential mean).
 """
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MmppFit", "fit_mmpp2", "LR_CRITICAL", "MIN_SWITCHES"]
+__all__ = ["MmppFit", "fit_mmpp", "fit_mmpp2", "LR_CRITICAL", "MIN_SWITCHES", "MAX_REGIMES"]
 
 _Z = 1.959963984540054
 #: chi-square(3) 95% point: the likelihood-ratio threshold for two regimes over one.
@@ -29,14 +32,36 @@ MIN_SWITCHES = 5
 
 @dataclass
 class MmppFit:
-    rates_rps: tuple[float, float]  # low, high
-    rates_ci: tuple[tuple[float, float], tuple[float, float]]
-    mean_sojourn_s: tuple[float, float]
-    sojourn_ci: tuple[tuple[float, float], tuple[float, float]]
-    switches: tuple[float, float]  # expected switches out of each regime over the log
-    lr: float  # 2 * (log L of two regimes - log L of one Poisson rate)
+    rates_rps: tuple[float, ...]  # low to high
+    rates_ci: tuple[tuple[float, float], ...]
+    mean_sojourn_s: tuple[float, ...]
+    sojourn_ci: tuple[tuple[float, float], ...]
+    switches: tuple[float, ...]  # expected switches out of each regime over the log
+    lr: float  # 2 * (log L of these regimes - log L of one Poisson rate)
     window_s: float
     iterations: int
+    jumps: tuple[tuple[float, ...], ...] = ()  # where each regime goes when it leaves (rows sum to 1)
+    loglik: float = 0.0
+    windows: int = 0
+
+    @property
+    def regimes(self) -> int:
+        return len(self.rates_rps)
+
+    @property
+    def bic(self) -> float:
+        k = self.regimes
+        return -2.0 * self.loglik + (k + k * (k - 1)) * math.log(max(self.windows, 2))
+
+    @property
+    def distinct(self) -> bool:
+        """Each regime's rate interval apart from the next one's, and switched out of often enough."""
+        apart = all(self.rates_ci[i][1] < self.rates_ci[i + 1][0] for i in range(self.regimes - 1))
+        return apart and min(self.switches) >= MIN_SWITCHES
+
+
+#: Most regimes the fit tries (the scenario format's limit).
+MAX_REGIMES = 8
 
 
 def _log_poisson(c: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -46,13 +71,29 @@ def _log_poisson(c: np.ndarray, lam: np.ndarray) -> np.ndarray:
 
 
 def fit_mmpp2(counts: np.ndarray, window_s: float, iterations: int = 200) -> MmppFit:
-    """Fit two regimes to the counts (a few thousand windows or more for tight intervals)."""
+    """Two regimes (see ``fit_mmpp``)."""
+    return fit_mmpp(counts, window_s, 2, iterations)
+
+
+def fit_mmpp(counts: np.ndarray, window_s: float, regimes: int, iterations: int = 200) -> MmppFit:
+    """Fit ``regimes`` regimes to the counts (a few thousand windows or more for tight intervals)."""
     c = np.asarray(counts, dtype=float)
     k = c.size
-    lo, hi = np.percentile(c, [25, 75])
-    lam = np.array([max(min(lo, c.mean() * 0.9), 1e-3), max(hi, c.mean() * 1.1)])
-    p = np.array([[0.9, 0.1], [0.1, 0.9]])
-    pi = np.array([0.5, 0.5])
+    K = regimes
+    if K == 2:
+        lo, hi = np.percentile(c, [25, 75])
+        lam = np.array([max(min(lo, c.mean() * 0.9), 1e-3), max(hi, c.mean() * 1.1)])
+    else:
+        # the lowest regime at the 10% point, the others spread geometrically over the windows with
+        # arrivals, up to their 99.9% point (quantiles of all windows stack regimes on 0 when most are empty)
+        busy = c[c > 0] if (c > 0).any() else c + 1.0
+        top = max(float(np.quantile(busy, 0.999)), 1e-3)
+        bottom = min(max(float(np.quantile(busy, 0.25)), 1e-3), top)
+        lam = np.concatenate([[max(float(np.quantile(c, 0.1)), 1e-3)], np.geomspace(bottom, top, K - 1)])
+        lam = np.maximum(lam, 1e-3 * np.arange(1, K + 1))
+    p = np.full((K, K), 0.1 / (K - 1))
+    np.fill_diagonal(p, 0.9)
+    pi = np.full(K, 1.0 / K)
     loglik = -math.inf
     it = 0
     for step in range(1, iterations + 1):
@@ -60,7 +101,7 @@ def fit_mmpp2(counts: np.ndarray, window_s: float, iterations: int = 200) -> Mmp
         logb = _log_poisson(c, lam)
         shift = logb.max(axis=1, keepdims=True)
         b = np.exp(logb - shift)
-        alpha = np.empty((k, 2))
+        alpha = np.empty((k, K))
         scale = np.empty(k)
         a = pi * b[0]
         scale[0] = a.sum()
@@ -69,7 +110,7 @@ def fit_mmpp2(counts: np.ndarray, window_s: float, iterations: int = 200) -> Mmp
             a = (alpha[j - 1] @ p) * b[j]
             scale[j] = a.sum()
             alpha[j] = a / scale[j]
-        beta = np.empty((k, 2))
+        beta = np.empty((k, K))
         beta[-1] = 1.0
         for j in range(k - 2, -1, -1):
             beta[j] = (p @ (b[j + 1] * beta[j + 1])) / scale[j + 1]
@@ -89,26 +130,33 @@ def fit_mmpp2(counts: np.ndarray, window_s: float, iterations: int = 200) -> Mmp
     order = np.argsort(lam)
     lam, p, occupancy = lam[order], p[np.ix_(order, order)], gamma.sum(axis=0)[order]
     switches = trans[np.ix_(order, order)]
-    rates, rates_ci, hold, hold_ci = [], [], [], []
-    for i in range(2):
+    rates, rates_ci, hold, hold_ci, outs, jumps = [], [], [], [], [], []
+    for i in range(K):
         exposure_s = occupancy[i] * window_s
         r = lam[i] / window_s
         n_i = lam[i] * occupancy[i]
-        rates.append(r)
+        rates.append(float(r))
         half = _Z * math.sqrt(max(n_i, 1e-12)) / max(exposure_s, 1e-12)
-        rates_ci.append((max(r - half, 0.0), r + half))
+        rates_ci.append((max(float(r - half), 0.0), float(r + half)))
         out = max(1.0 - p[i, i], 1e-12)
         h = window_s / out
-        m = max(switches[i, 1 - i], 1.0)
-        hold.append(h)
+        m_out = float(switches[i].sum() - switches[i, i])
+        m = max(m_out, 1.0)
+        hold.append(float(h))
         hold_ci.append((h / (1 + _Z / math.sqrt(m)), h / max(1 - _Z / math.sqrt(m), 1e-3)))
+        outs.append(m_out)
+        row = np.array([p[i, j] if j != i else 0.0 for j in range(K)])
+        jumps.append(tuple(float(x) for x in row / max(row.sum(), 1e-300)))
     return MmppFit(
-        (rates[0], rates[1]),
-        (rates_ci[0], rates_ci[1]),
-        (hold[0], hold[1]),
-        (hold_ci[0], hold_ci[1]),
-        (float(switches[0, 1]), float(switches[1, 0])),
+        tuple(rates),
+        tuple(rates_ci),
+        tuple(hold),
+        tuple(hold_ci),
+        tuple(outs),
         2.0 * (loglik - one),
         window_s,
         it,
+        tuple(jumps),
+        loglik,
+        k,
     )

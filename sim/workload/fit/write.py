@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 
 import yaml
 
+from sim.workload.fit.arrivals import ArrivalFit
 from sim.workload.fit.fit import ClassFit, TrafficFit
 
-__all__ = ["render", "traffic_dict"]
+__all__ = ["render", "traffic_dict", "peak_rate_rps"]
 
 
 def _g(x: float, digits: int = 4) -> str:
@@ -35,11 +36,13 @@ def _ci(f) -> str:
     return "; ".join(f"{k} 95% CI {_g(a)}..{_g(b)}" for k, (a, b) in f.ci.items())
 
 
-def _class_yaml(cf: ClassFit, table: str, share: float | None) -> list[str]:
+def _class_yaml(cf: ClassFit, table: str, own: bool, scale: float) -> list[str]:
     a = cf.arrivals
-    lines = [
-        f"    # {cf.name}: {cf.n:,} requests ({cf.share:.1%}); its own arrivals: {a.rate_rps:.4g} req/s, "
-        f"D={a.dispersion:.2f} in {a.window_s:g} s windows, gaps' cv={a.cv:.2f}",
+    lines = [f"    # {cf.name}: {cf.n:,} requests ({cf.share:.1%})"]
+    if own:
+        lines += [f"    # arrivals: {n}" for n in a.notes]
+        lines.append(f"    # rate {a.rate_rps:.5g} req/s (95% CI {a.rate_ci[0]:.5g}..{a.rate_ci[1]:.5g})")
+    lines += [
         f"    # prompt_tokens: {cf.lengths.prompt.note}",
         f"    # output_tokens: {cf.lengths.output.note}",
     ]
@@ -48,8 +51,8 @@ def _class_yaml(cf: ClassFit, table: str, share: float | None) -> list[str]:
             lines.append(f"    #   {fam.family}: {_ci(fam)}")
     lines += [f"    # {n}" for n in cf.lengths.notes]
     lines.append(f"    - name: {cf.name}")
-    if share is not None:
-        lines.append(f"      share: {share!r}")
+    if own:
+        lines.append(f"      arrival: {_process_yaml(a, scale)}")
     if cf.lengths.joint:
         lines.append(
             f"      lengths_table: {{path: {table}, prompt_column: prompt_tokens, output_column: output_tokens}}"
@@ -65,33 +68,54 @@ def _class_yaml(cf: ClassFit, table: str, share: float | None) -> list[str]:
     return lines
 
 
+def _process_yaml(a: ArrivalFit, s: float) -> str:
+    """One arrival process as a YAML flow mapping, its rates x ``s``."""
+    parts = [f"process: {a.process}", f"rate_rps: {_g(a.rate_rps * s, 6)}"]
+    if a.process == "gamma":
+        parts.append(f"cv: {_g(a.cv)}")
+    if a.process == "mmpp" and a.mmpp is not None:
+        m = a.mmpp
+        parts.append(f"levels: [{', '.join(_g(r, 5) for r in m.rates_rps)}]")
+        parts.append(f"mean_sojourn_s: [{', '.join(_g(h, 5) for h in m.mean_sojourn_s)}]")
+        if m.regimes > 2:
+            rows = ", ".join("[" + ", ".join(_g(x, 4) for x in row) + "]" for row in m.jumps)
+            parts.append(f"jumps: [{rows}]")
+    if a.has_profile:
+        p = a.profile
+        assert p is not None
+        factors = ", ".join(_g(f, 4) for f in p.factors)
+        # start_s to the millisecond, never rounded up to the period (it must stay below it)
+        start = min(math.floor(p.start_s * 1000.0) / 1000.0, p.bin_s * len(p.rates_rps) - 0.001)
+        start_txt = f"{start:.3f}".rstrip("0").rstrip(".")
+        parts.append(f"profile: {{bin_s: {p.bin_s:g}, start_s: {start_txt}, factors: [{factors}]}}")
+    if a.batch is not None:
+        b = a.batch
+        if b.geometric_ok:
+            parts.append(f"batch: {{mean_size: {_g(b.mean_size, 5)}}}")
+        else:
+            parts.append(f"batch: {{size_weights: [{', '.join(str(int(x)) for x in b.sizes)}]}}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def peak_rate_rps(a: ArrivalFit) -> float:
+    """The fitted rate at its profile's busiest bin (the mean rate without a profile)."""
+    return a.rate_rps * (float(a.profile.factors.max()) if a.has_profile and a.profile is not None else 1.0)
+
+
 def _arrival_yaml(fit: TrafficFit) -> tuple[list[str], float]:
     """The arrival lines and the peak rate (what plan's demand scales)."""
     a, s = fit.arrival, fit.scale
-    lines = [f"  # arrivals: {n}" for n in a.notes]
+    several = len(fit.classes) > 1
+    head = "the whole log (comments only: each class has its own process)" if several else ""
+    lines = [f"  # arrivals{', ' + head if head else ''}: {n}" for n in a.notes]
     lines.append(f"  # rate {a.rate_rps:.5g} req/s (95% CI {a.rate_ci[0]:.5g}..{a.rate_ci[1]:.5g})")
     if s != 1.0:
         lines.append(f"  # --scale {s:g}: every rate below is the fitted rate x {s:g}")
-    if a.process == "diurnal":
-        pts = ", ".join(f"[{h}, {_g(r * s, 5)}]" for h, r in enumerate(a.hourly_rps))
-        lines.append(f"  arrival: {{process: diurnal, start_hour: {_start_hour(fit):g}, rate_points: [{pts}]}}")
-        return lines, max(a.hourly_rps) * s
-    if a.process == "mmpp" and a.mmpp is not None:
-        m = a.mmpp
-        lines.append(
-            f"  arrival: {{process: mmpp, rate_rps: {_g(a.rate_rps * s, 6)}, levels: [{_g(m.rates_rps[0] * s, 5)}, "
-            f"{_g(m.rates_rps[1] * s, 5)}], mean_sojourn_s: [{_g(m.mean_sojourn_s[0], 5)}, {_g(m.mean_sojourn_s[1], 5)}]}}"
-        )
-        return lines, a.rate_rps * s
-    if a.process == "gamma":
-        lines.append(f"  arrival: {{process: gamma, rate_rps: {_g(a.rate_rps * s, 6)}, cv: {_g(a.cv)}}}")
+    if several:
+        lines.append("  arrival: {process: by_class}")
     else:
-        lines.append(f"  arrival: {{process: poisson, rate_rps: {_g(a.rate_rps * s, 6)}}}")
-    return lines, a.rate_rps * s
-
-
-def _start_hour(fit: TrafficFit) -> float:
-    return round(((fit.start_epoch_s or 0.0) % 86400.0) / 3600.0, 4) % 24
+        lines.append(f"  arrival: {_process_yaml(a, s)}")
+    return lines, peak_rate_rps(a) * s
 
 
 def render(fit: TrafficFit, table_name: str) -> tuple[str, dict[str, str]]:
@@ -113,12 +137,9 @@ def render(fit: TrafficFit, table_name: str) -> tuple[str, dict[str, str]]:
     body = ["traffic:", f"  duration_s: {duration}", *arrival, "  classes:"]
     several = len(fit.classes) > 1
     tables: dict[str, str] = {}
-    # shares to 6 digits, the last one what makes them sum to 1 (the format checks the sum to 1e-6)
-    shares = [round(cf.share, 6) for cf in fit.classes]
-    shares[-1] = round(1.0 - sum(shares[:-1]), 9)
-    for cf, share in zip(fit.classes, shares):
+    for cf in fit.classes:
         name = table_name if not several else table_name.replace(".csv", f".{cf.name}.csv")
-        body += _class_yaml(cf, name, share if several else None)
+        body += _class_yaml(cf, name, several, fit.scale)
         needs = cf.lengths.joint or cf.lengths.prompt.chosen is None or cf.lengths.output.chosen is None
         if needs:
             pairs = zip(cf.table_prompt.tolist(), cf.table_output.tolist())
