@@ -635,3 +635,40 @@ def test_rtx_4060_v0_terms_match_the_log():
 def _plan_or_terms(gpu, model, quant, util, tokens, version):
     """The plan's terms where no KV block fits (plan_memory refuses, as vLLM did): the private planner, no refusal."""
     return plan_terms(gpu, model, quant, 1, util, 16, tokens, 256, version)
+
+
+# RTX 3060 12 GB, Qwen/Qwen3-8B-AWQ (awq_marlin), gpu_memory_utilization 0.90, TP1, the server's defaults below 70 GiB
+# (2,048 batched tokens, 256 sequences), vLLM of November 2025 (0.11.0, the release then; the file names none, and
+# 0.10-0.13 plan alike: sort-path sampler, no CUDA-graph term, freed MoE workspace): Peuqui/AIfred-Intelligence
+# docs/vllm/VLLM_RTX3060_CONFIG.md (commit d6ff5b5b, "as of 2025-11"): served max_model_len 26,608 with "Available KV
+# cache memory: 3.66 GiB"; refused 32,768: "4.50 GiB KV cache is needed, which is larger than available KV cache
+# memory (3.66 GiB)". Qwen3-8B (config.json): 36 layers x 8 KV heads x 128 x 2 x 2 bytes = 147,456 bytes per token, so
+# 32,768 tokens are 4.50 GiB (the log's figure) and vLLM's longest length, 26,608 = 1,663 blocks of 16, pins the
+# available memory between 1,663 and 1,664 blocks: 3.654-3.656 GiB. The card's reported memory is not in the file: the
+# RTX 3090's ratio (23.58 GiB reported of 24 GiB, vllm-project/vllm#10517 above) on 12 GiB gives 11.79 GiB. A thin
+# remainder (3.7 GiB of 10.6): within 0.5 GiB.
+RTX3060_GIB = 12 * 23.58 / 24
+V011 = (0, 11, 0)
+
+
+def _qwen3_8b_awq_on_a_3060():
+    return plan_memory(_consumer_gpu("rtx-3060", RTX3060_GIB), CAT.model("qwen3-8b"), CAT.quant("int4-awq"), 1, 0.90,
+                       16, 2048, 256, V011)
+
+
+def test_rtx_3060_qwen3_8b_awq_available_kv_matches_the_log():
+    plan = _qwen3_8b_awq_on_a_3060()
+    assert plan.kv_bytes_per_token_per_gpu == 147_456
+    assert 32_768 * 147_456 / GiB == pytest.approx(4.50, abs=0.005)
+    logged = 1_663.5 * 16 * 147_456 / GiB  # 3.655 GiB
+    assert abs(plan.available_kv_bytes_per_gpu / GiB - logged) <= 0.5, plan.available_kv_bytes_per_gpu / GiB
+
+
+def test_rtx_3060_starts_what_vllm_served_and_refuses_what_it_refused():
+    """26,608 served: the plan alone is short of it by less than its uncertainty, so the sequence is held with a warning
+    (not refused); 32,768 refused: short by more, refused as vLLM did."""
+    plan = _qwen3_8b_awq_on_a_3060()
+    held = hold_one_sequence(plan, 26_608, 16, V011)
+    assert check_max_model_len(held, 26_608, 16, V011) is None
+    assert hold_one_sequence(plan, 32_768, 16, V011) is plan
+    assert check_max_model_len(plan, 32_768, 16, V011) is not None
