@@ -88,7 +88,9 @@ def test_aggregate_entries_carry_the_source_figures():
     (run,) = [e for e in discover() if e.name == "aiconfigurator/h100-qwen3-32b-tp2/c32-i1024-o1024"]
     run = run.load()
     assert (run.gpu, run.model, run.tp, run.weights, run.mode) == ("h100-sxm", "qwen3-32b", 2, "bf16", "closed")
-    assert run.meta["closed_loop"] == {"clients": 32, "think_s": 0.0} and len(run.workload.arrival_s) == 320
+    # aiconfigurator's bench_run.sh.j2: 20 requests per client after 2 per client of warm-up (README.md)
+    assert run.meta["closed_loop"] == {"clients": 32, "think_s": 0.0} and len(run.workload.arrival_s) == 32 * 22
+    assert run.meta["warmup_requests"] == 64
     assert set(run.workload.prompt_tokens) == {1024} and set(run.workload.output_tokens) == {1024}
     m = run.meta["aggregate_measured"]
     assert m["ttft_p50_s"] == pytest.approx(0.23676897, rel=1e-5) and m["tpot_p50_s"] == pytest.approx(0.020064344, rel=1e-5)
@@ -107,7 +109,11 @@ def test_aggregate_entries_carry_the_source_figures():
     assert point.meta["aggregate_measured"]["ttft_p50_s"] == pytest.approx(0.449921, rel=1e-5)
     assert point.meta["aggregate_measured"]["output_tok_s"] == pytest.approx(525.938, rel=1e-5)
     capped = ent["inference-perf/vllm-batch_size/stage-4"].load()
-    assert capped.meta["closed_loop"]["clients"] == 440 and len(capped.workload.arrival_s) == 8933
+    # the 8933 measured after one warm-up round of the 440 clients (stages run back to back, README.md),
+    # each client waiting inference-perf's own 12 ms per request outside the server
+    assert capped.meta["closed_loop"]["clients"] == 440 and len(capped.workload.arrival_s) == 8933 + 440
+    assert capped.meta["warmup_requests"] == 440
+    assert capped.meta["closed_loop"]["think_s"] == pytest.approx(0.012) == capped.meta["client_overhead_s"]
     assert capped.engine["max_num_seqs"] == 192
 
 
