@@ -218,6 +218,8 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         "aggregate_load": {**load, "prompt_tokens": p_desc, "output_tokens": o_desc, "seed": seed, **prefix},
         "notes": list(st.notes),
     }
+    if st.policy:
+        meta["policy"] = st.policy
     if overhead_s > 0:
         meta["client_overhead_s"] = overhead_s
     if kind == "concurrency":

@@ -159,7 +159,12 @@ def convert(repo: Path) -> None:
                 chunked=str(st["chunked"]).lower(),
                 budget=budget,
                 budget_note=note,
-                v0="   # the V0 engine (VLLM_USE_V1=0)" if st["v0"] else "",
+                v0=(
+                    "   # the V0 engine (VLLM_USE_V1=0)\nengine_core: v0             # without chunked prefill: "
+                    "V0's prefill-first scheduler"
+                )
+                if st["v0"]
+                else "",
             )
         )
         stages, capped = [], []
