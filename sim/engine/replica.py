@@ -381,9 +381,27 @@ class Replica:
         done = min(steps, j - k + (seg.t_end(j) <= now))
         streamed = self._streamed
         if done > streamed:
-            t0 = seg.t_end(k + streamed - 1) if streamed else self.t
-            self.fe.stream(t0, seg.t_end(k + done - 1), (done - streamed) * self.dec.n)
+            self._stream_steps(seg, k + streamed, k + done - 1, seg.t_end(k + streamed - 1) if streamed else self.t)
             self._streamed = done
+
+    def _stream_steps(self, seg: Segment, first: int, last: int, t0: float) -> None:
+        """Book the tokens of decode steps ``first`` .. ``last`` (the first starting at ``t0``) with
+        the API server: in as few pieces as leave the measured window's edges between pieces or
+        inside a single step, so that its busy time inside the window is what step-by-step booking
+        gives (each step's work spread over the step)."""
+        fe, n = self.fe, self.dec.n
+        j = first
+        while j <= last:
+            end = last
+            t_last = seg.t_end(last)
+            for edge in (self._w0, self._w1):
+                if t0 < edge < t_last:
+                    e = seg.first_step_ending_at_or_after(edge)  # the step that ends at or spans the edge
+                    end = e if seg.t_end(e) == edge or e == j else e - 1
+                    break
+            t1 = seg.t_end(end)
+            fe.stream(t0, t1, (end - j + 1) * n)
+            t0, j = t1, end + 1
 
     def _decode_end(self, ev) -> None:
         if ev is not self._ev:
@@ -411,7 +429,7 @@ class Replica:
         if self.fe is not None:  # the API server streams the run's tokens (those stream_to has not)
             done = self._streamed
             if steps > done:
-                self.fe.stream(seg.t_end(k + done - 1) if done else self.t, t_end, (steps - done) * dec.n)
+                self._stream_steps(seg, k + done, k + steps - 1, seg.t_end(k + done - 1) if done else self.t)
             self._streamed = 0
         if dec.stalled:
             first_end = seg.t_end(k)
