@@ -336,6 +336,8 @@ def run_scenario(run: Run, profile: Path | None, *, coeffs_catalog: list[Path] |
         pool["tensor_parallel"] = run.tp
     if run.expert_parallel:
         pool["expert_parallel"] = True
+    if run.meta.get("policy"):  # the sidecar's engine_core v0 without chunked prefill (calibration/logs/sidecar.py)
+        pool["policy"] = {"name": run.meta["policy"]}
     if profile is not None:
         pool["profile"] = str(Path(profile).resolve())
     data = {

@@ -114,7 +114,12 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
     closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl else None
     res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
     ts = res.timeseries
-    predicted = measured_metrics(res.requests, ts, t0_s=0.0)
+    warmup = int(run.meta.get("warmup_requests", 0))
+    if warmup:  # a load generator's warm-up: sent first (request ids 0 .. warmup-1), not measured
+        kept = res.requests[res.requests["request_id"] >= warmup]
+        predicted = measured_metrics(kept, ts, t0_s=float(kept["arrival_s"].min()))
+    else:
+        predicted = measured_metrics(res.requests, ts, t0_s=0.0)
     if any(k.startswith("itl_") for k in run.meta.get("aggregate_measured") or {}):  # only where measured
         itl = hist_percentiles(np.asarray(res.itl_hist).sum(axis=0))
         predicted.update({f"itl_{q}_s": np.nan if itl[q] is None else itl[q] for q in ("p50", "p90", "p95", "p99")})
@@ -123,6 +128,11 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
         predicted.update(
             steady_state_metrics(res.requests, ts, int(steady["max_num_seqs"]), int(steady["num_requests"]))
         )
+    overhead_s = float(run.meta.get("client_overhead_s", 0.0))
+    if overhead_s > 0:  # the source's client time outside the server: in its TTFT and E2E (aggregate.py)
+        for k in list(predicted):
+            if k.startswith(("ttft_", "e2e_")) and k.endswith("_s"):
+                predicted[k] += overhead_s
     aggregate = run.meta.get("aggregate_measured")
     if aggregate is not None:  # an aggregate point: its row's figures are the measured side
         if "batch_latency_s" in aggregate:  # a static batch: sent at 0, measured until its last token

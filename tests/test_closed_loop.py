@@ -134,6 +134,43 @@ def test_concurrency_point_replays_a_closed_loop(tmp_path):
     assert comp.predicted["output_tok_s"] == pytest.approx(5 * 64 / (5 * e2e + 4 * 0.5), rel=1e-9)
 
 
+def test_client_overhead_shifts_ttft_and_e2e_by_itself(tmp_path):
+    # a rate stage of 20 requests 0.5 s apart: the server sees the same sends with or without the
+    # client's 12 ms outside it, so every forecast TTFT and E2E figure is the same plus 0.012 s, and
+    # TPOT is unchanged
+    head = "rate_rps,duration_s,prompt_tokens,output_tokens,client_overhead_s,ttft_p50_s\n"
+    plain, over = (
+        load_aggregate(_table(tmp_path, f"{n}.stages.csv", head + f"2,10,200,16,{o},0.03\n"))[0]
+        for n, o in (("a", ""), ("b", "0.012"))
+    )
+    assert "client_overhead_s" not in plain.meta and over.meta["client_overhead_s"] == 0.012
+    p0, p1 = validate_run(plain, None).predicted, validate_run(over, None).predicted
+    for m in ("ttft_p50_s", "ttft_p99_s", "e2e_p50_s", "e2e_p90_s", "ttft_mean_s", "e2e_mean_s"):
+        assert p1[m] == pytest.approx(p0[m] + 0.012, abs=1e-12), m
+    assert p1["tpot_p50_s"] == p0["tpot_p50_s"]
+
+
+def test_client_overhead_and_warmup_of_a_concurrency_point(tmp_path):
+    # one client, 3 warm-up then 4 measured requests, 0.25 s think time and 12 ms of the client's own
+    # time per request: it sends 7 in all, each 0.25 + 0.012 s after the last one ended, and only the
+    # last 4 are compared
+    p = _table(
+        tmp_path,
+        "w.concurrency.csv",
+        "concurrency,num_requests,warmup_requests,think_s,client_overhead_s,prompt_tokens,output_tokens,ttft_p50_s\n"
+        "1,4,3,0.25,0.012,128,8,0.03\n",
+    )
+    (run,) = load_aggregate(p)
+    assert len(run.workload.arrival_s) == 7 and run.meta["warmup_requests"] == 3
+    assert run.meta["closed_loop"] == {"clients": 1, "think_s": pytest.approx(0.262)}
+    comp = validate_run(run, None)
+    r = comp.sim_requests.sort_values("request_id")
+    np.testing.assert_allclose(r["arrival_s"].to_numpy()[1:], r["finish_s"].to_numpy()[:-1] + 0.262, atol=1e-12)
+    assert comp.predicted["requests"] == 4
+    kept = r[r["request_id"] >= 3]
+    assert comp.predicted["ttft_p50_s"] == pytest.approx(float(kept["ttft_s"].median()) + 0.012, abs=1e-12)
+
+
 def test_rate_stage_regenerates_its_workload(tmp_path):
     p = _table(
         tmp_path,
@@ -191,6 +228,21 @@ def test_rate_stage_regenerates_its_workload(tmp_path):
             "x.stages.csv",
             "rate_rps,duration_s,prompt_tokens,output_tokens,ttft_p50_s\n1,10,10,10,\n",
             "line 2: no measured value",
+        ),
+        (
+            "x.stages.csv",
+            "rate_rps,duration_s,prompt_tokens,output_tokens,warmup_requests,ttft_p50_s\n1,10,10,10,5,0.1\n",
+            "line 2, field warmup_requests: only a concurrency table has a warm-up",
+        ),
+        (
+            "x.concurrency.csv",
+            "concurrency,num_requests,prompt_tokens,output_tokens,warmup_requests,ttft_p50_s\n4,8,10,10,-1,0.1\n",
+            "line 2, field warmup_requests: must be an integer >= 0",
+        ),
+        (
+            "x.stages.csv",
+            "rate_rps,duration_s,prompt_tokens,output_tokens,client_overhead_s,ttft_p50_s\n1,10,10,10,-0.01,0.1\n",
+            "line 2, field client_overhead_s: must be a number >= 0",
         ),
     ],
 )

@@ -167,6 +167,23 @@ def test_the_sidecars_expert_parallel_is_the_replays(tmp_path):
     assert run_scenario(load_log(log), None).fleet[0].expert_parallel is False
     _sidecar(tmp_path, log, GOOD_SIDECAR + "expert_parallel: yes please\n")
     with pytest.raises(FleetcastError, match="expert_parallel"):
+def test_engine_core_v0_without_chunked_prefill_replays_prefill_first(tmp_path):
+    """vLLM's V0 engine without chunked prefill schedules a step of prefills or a step of decodes
+    (vllm/core/scheduler.py, _schedule_default): ``engine_core: v0`` replays it with fleetcast's
+    prefill-first policy; with chunked prefill on, or without the key, the replay keeps V1's
+    continuous batching. A value other than v0 / v1 is refused with its line."""
+    log = tmp_path / "r.jsonl"
+    log.write_text(JSONL_OK)
+    cases = (
+        ("engine_core: v0\nengine: {enable_chunked_prefill: false}\n", "prefill-first"),
+        ("engine_core: v0\nengine: {enable_chunked_prefill: true}\n", "continuous"),
+        ("engine: {enable_chunked_prefill: false}\n", "continuous"),
+    )
+    for extra, policy in cases:
+        _sidecar(tmp_path, log, GOOD_SIDECAR + extra)
+        assert run_scenario(load_log(log), None).fleet[0].policy.name == policy, extra
+    _sidecar(tmp_path, log, GOOD_SIDECAR + "engine_core: v2\n")
+    with pytest.raises(FleetcastError, match="line 3, field engine_core"):
         load_log(log)
 
 

@@ -111,6 +111,8 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
             "notes": [*st.notes, *notes],
         }
     )
+    if st.policy:
+        meta["policy"] = st.policy
     name = f"{path.parent.name}/{path.name}" if path.parent.name not in ("", ".") else path.name
     return Run(
         path,

@@ -10,6 +10,10 @@ row here is one such point; the replay regenerates its workload and compares the
   (``sim.workload.closed_loop``) keeps ``concurrency`` requests in flight, sending the next one
   ``think_s`` (default 0) after each one ends, until ``num_requests`` were sent (``vllm bench serve
   --max-concurrency``, aiconfigurator's and InferenceX's concurrency points). Mode ``closed``.
+  ``warmup_requests`` (optional, default 0): that many requests are sent first by the same
+  clients and left out of the compared figures, as a load generator's warm-up phase is (or a
+  stage that ran on after another, its clients already busy); ``num_requests`` are the measured
+  ones after them.
 - a **rate stage** (``rate_rps``, ``duration_s``): requests sent at ``rate_rps`` for ``duration_s``
   seconds, evenly spaced (``arrival`` ``constant``, the default) or as a Poisson process
   (``poisson``; seed ``seed``, default 0), replayed alone on an idle server. Mode ``open``.
@@ -28,7 +32,10 @@ space-separated bin edges and counts, one length per request: ``calibration.logs
 distinct prompts, the whole list sent that many times over (request r has the prompt of request
 r mod that count: a whole-prompt prefix a server with prefix caching reuses). Shared prefixes,
 optional: ``prefix_tokens`` (the length of a shared prefix) and ``prefix_groups`` (how many distinct ones; request r gets prefix r mod groups), so a server with
-prefix caching reuses them as it did. Measured: at least one of ``ttft_p50_s`` ... ``e2e_p99_s``, ``ttft_mean_s``,
+prefix caching reuses them as it did. ``client_overhead_s``, optional: seconds the source's own client
+adds to every request outside the server (e.g. a new connection per request), which its TTFT and
+E2E include and a server-side forecast does not: the replay adds it to the forecast TTFT and E2E,
+and a closed-loop client waits it before each next send (``think_s`` plus it). Measured: at least one of ``ttft_p50_s`` ... ``e2e_p99_s``, ``ttft_mean_s``,
 ``tpot_mean_s``, ``e2e_mean_s``, ``output_tok_s``, ``itl_p50_s`` ... ``itl_p99_s`` (and, for a burst,
 ``avg_batch_size``); empty cells are "not measured". Engine settings
 come from the sidecar as for any log. A bad cell is a FleetcastError naming the file, line and field.
@@ -171,14 +178,27 @@ def _lengths(path: Path, line: int, rec: dict, which: str, n: int, rng: np.rando
 def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
     seed = int(_num(path, line, rec, "seed", integer=True, zero_ok=True)) if rec.get("seed") else 0
     load: dict = {}
+    overhead_s = _num(path, line, rec, "client_overhead_s", zero_ok=True) if rec.get("client_overhead_s") else 0.0
     if kind == "concurrency":
         clients = int(_num(path, line, rec, "concurrency", integer=True))
         n = int(_num(path, line, rec, "num_requests", integer=True))
         think_s = _num(path, line, rec, "think_s", zero_ok=True) if rec.get("think_s") else 0.0
-        arrival_s = np.zeros(n)
-        load = {"concurrency": clients, "num_requests": n, "think_s": think_s}
+        warmup = (
+            int(_num(path, line, rec, "warmup_requests", integer=True, zero_ok=True))
+            if rec.get("warmup_requests")
+            else 0
+        )
         default_name = f"c{clients}-n{n}"
+        load = {"concurrency": clients, "num_requests": n, "think_s": think_s}
+        if warmup:
+            load["warmup_requests"] = warmup
+            n += warmup  # sent in all: the warm-up first, then the measured ones
+        arrival_s = np.zeros(n)
     elif kind == "burst":
+        if rec.get("warmup_requests"):
+            raise FleetcastError(
+                f"{path}, line {line}, field warmup_requests: only a concurrency table has a warm-up ({_BURST_DOC})"
+            )
         n = int(_num(path, line, rec, "num_requests", integer=True))
         cap = int(_num(path, line, rec, "max_num_seqs", integer=True))
         if cap > _MAX_NUM_SEQS:
@@ -190,6 +210,10 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         load = {"num_requests": n, "max_num_seqs": cap}
         default_name = f"s{cap}-n{n}"
     else:
+        if rec.get("warmup_requests"):
+            raise FleetcastError(
+                f"{path}, line {line}, field warmup_requests: only a concurrency table has a warm-up ({_DOC})"
+            )
         rate = _num(path, line, rec, "rate_rps")
         dur = _num(path, line, rec, "duration_s")
         process = rec.get("arrival") or "constant"
@@ -235,7 +259,9 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         prefix_end_tok=ends,
         class_names=["default"],
     )
-    meta = {
+    if overhead_s > 0:
+        load["client_overhead_s"] = overhead_s
+    meta: dict = {
         "source": f"{kind} table",
         "log": str(path),
         "line": line,
@@ -248,8 +274,15 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         "aggregate_load": {**load, "prompt_tokens": p_desc, "output_tokens": o_desc, "seed": seed, **prefix},
         "notes": list(st.notes),
     }
+    if st.policy:
+        meta["policy"] = st.policy
+    if overhead_s > 0:
+        meta["client_overhead_s"] = overhead_s
     if kind == "concurrency":
-        meta["closed_loop"] = {"clients": load["concurrency"], "think_s": load["think_s"]}
+        # the client's own time outside the server also passes between a response and its next send
+        meta["closed_loop"] = {"clients": load["concurrency"], "think_s": load["think_s"] + overhead_s}
+        if load.get("warmup_requests"):
+            meta["warmup_requests"] = load["warmup_requests"]
     if kind == "burst":
         meta["steady_state"] = {"max_num_seqs": load["max_num_seqs"], "num_requests": n}
     name = rec.get("name") or default_name

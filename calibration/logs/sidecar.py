@@ -60,6 +60,11 @@ class Sidecar(_Strict):
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
     engine: SidecarEngine = Field(default_factory=SidecarEngine)
     vllm_version: str | None = None
+    engine_core: Literal["v0", "v1"] | None = Field(
+        None,
+        description="the server's engine: v0 for vLLM's V0 engine (VLLM_USE_V1=0); default: vLLM's V1 scheduler. "
+        "V0 without chunked prefill is replayed with the prefill-first policy (its default scheduler)",
+    )
     concurrency: int | None = Field(
         None,
         ge=1,
@@ -87,6 +92,7 @@ class LogSettings:
     source: str  # the sidecar file (and overrides) the settings came from
     notes: list[str] = field(default_factory=list)  # defaults assumed
     expert_parallel: bool = False  # vLLM --enable-expert-parallel
+    policy: str | None = None  # the replay's batching policy where the engine's own differs (engine_core v0)
 
 
 def find_sidecar(log: Path) -> Path | None:
@@ -171,6 +177,9 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
             f"engine.num_gpu_blocks not given ({short}): the KV blocks are planned from GPU memory "
             "(gpu_memory_utilization); give the count the server logged for an exact replay"
         )
+    # vLLM V0's default scheduler without chunked prefill (vllm/core/scheduler.py, _schedule_default):
+    # a step prefills the waiting prompts that fit, and decodes only when no prefill was scheduled
+    policy = "prefill-first" if sc.engine_core == "v0" and not engine.get("enable_chunked_prefill", True) else None
     return LogSettings(
         sc.gpu,
         sc.model,
@@ -184,4 +193,5 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
         where,
         notes,
         sc.expert_parallel,
+        policy,
     )

@@ -134,6 +134,8 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings) -> Run:
         "static_batch": {"batch_size": b, "prompt_tokens": p, "output_tokens": o},
         "notes": list(st.notes),
     }
+    if st.policy:
+        meta["policy"] = st.policy
     empty = pd.DataFrame(
         {
             c: pd.Series(dtype=float)

@@ -177,6 +177,7 @@ class Fleet:
                 )
                 fe = FrontEnd(cpu.fe_request_s, cpu.fe_prompt_tok_s, cpu.fe_token_s, self.window) if has_fe else None
                 self.front_ends.append(fe)
+                rep.fe = fe  # the replica hands it each step's new tokens to stream
                 if pool.autoscale is not None and j >= pool.replicas:
                     continue  # inactive until the autoscaler adds it
                 for cname in pool.classes or self.class_names:
@@ -309,7 +310,11 @@ class Fleet:
         front end is free, else after the wait behind other requests' front-end work
         (sim.engine.front_end)."""
         fe = self.front_ends[rep.index]
-        wait = fe.admit(now, req.prompt, req.output) if fe is not None else 0.0
+        if fe is not None:
+            rep.stream_to(now)  # the tokens its replica streamed by now come first (Replica.stream_to)
+            wait = fe.admit(now, req.prompt)
+        else:
+            wait = 0.0
         if wait > 0.0:
             # routed here: outstanding at this replica from now on, so routers and the autoscaler
             # see the requests queued in its front end (Fleet.enter hands the count to enqueue)

@@ -1,26 +1,43 @@
 """A vLLM server's API-server process as a service centre in front of its engine.
 
-One API-server process (vLLM's default ``--api-server-count 1``) does each request's
-front-end work one at a time (an asyncio loop on one core): ``request_s`` when the request
-arrives (HTTP, chat template, admission, hand-off to the engine core) plus ``prompt_tok_s``
-per prompt token (tokenization), and ``token_s`` for each token it streams back (detokenization, output processing, the SSE chunk);
-``sim.perf.cpu_side`` says where the numbers come from. ``FrontEnd`` books that work FIFO
-(Lindley's recursion, a single deterministic-service server): a request's work starts at
-``max(arrival, when the previous request's work ends)`` and lasts
-``request_s + prompt_tok_s · prompt + token_s · output``; the request reaches the engine once
-its admission part (``request_s + prompt_tok_s · prompt``) is done. So the front end limits a
-server to ``1 / (request_s + prompt_tok_s · prompt + token_s · output)`` requests per second whatever the GPU does, and queues requests when a burst exceeds that.
+One API-server process (vLLM's default ``--api-server-count 1``) does the server's front-end
+work on one asyncio loop (one core): ``request_s`` when a request arrives (HTTP, chat template,
+admission, hand-off to the engine core) plus ``prompt_tok_s`` per prompt token (tokenization),
+and ``token_s`` for each token it streams back (detokenization, output processing, the SSE
+chunk); ``sim.perf.cpu_side`` says where the numbers come from. ``FrontEnd`` books that work
+FIFO (Lindley's recursion, a single server) *when it arrives*:
 
-Booking a request's streaming work at its admission (rather than as its tokens appear)
-keeps the total work and so the throughput limit exact, and moves the streaming work of
-earlier requests ahead of the admission of later ones: an upper bound on the admission wait
-inside a burst. The admission part every request pays is not simulated as a delay: the fleet adds it to TTFT
+- a request's admission work arrives with the request: it starts at ``max(arrival, when the
+  work booked before it ends)``, and the request reaches the engine once it is done;
+- the streaming work arrives as the engine produces tokens: vLLM's API server receives each
+  engine step's outputs as one batch and processes them as they come, in chunks between which
+  the loop serves other tasks such as new requests (``vllm/v1/engine/async_llm.py``,
+  ``output_handler``: ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs at a time, then
+  ``await asyncio.sleep(0)``). The replica reports each step's (or fast-forwarded decode run's)
+  new tokens when it ends (``stream``); their work is booked as a fluid spread evenly over the
+  step's span, so it delays later admissions only where it exceeds the time it had (a backlog).
+
+So the front end still limits a server to what one core can do (admission work plus every
+streamed token's work; a backlog of either delays the admissions behind it; saturated, the
+streaming work of admitted requests waits behind the admissions that arrived before it, as in
+the event loop, so admissions get through at ``r = λ / (λ · a + s · r)`` per second for
+arrivals ``λ``, admission work ``a`` and streaming work ``s`` a request, slightly above
+``1 / (a + s)``; tests/test_cpu_side.py works one case by hand), but a request's
+streaming work is no longer booked ahead of the requests that arrive while it is streaming:
+booked at admission (fleetcast before this change), a burst of requests with long outputs
+waited ``token_s · output`` each behind its predecessors' whole future streaming (86 ms per
+request at 1,024 output tokens), which spread a closed loop's clients out one engine step
+apart, as no server does.
+
+The admission part every request pays is not simulated as a delay: the fleet adds it to TTFT
 and E2E after the run (``Fleet._request_table``, ``admission_s``), like
-``PerfCoefficients.t_request_s``; only the *wait* behind other requests delays entry. For the
+``PerfCoefficients.t_request_s``; only the *wait* behind other work delays entry. For the
 constant ``request_s`` that is exact (a uniform shift of the schedule); the tokenization part
 differs between prompts, so a long prompt reaches the simulated engine earlier, relative to
 short ones, than it would the real one (by ``prompt_tok_s · prompt``: 0.3 s for a 120k-token
-prompt at the measured 2.65 µs per token).
+prompt at the measured 2.65 µs per token). A step's streaming work is booked when the step
+ends, so an admission during a step does not see that step's share (at most the step's
+tokens' work when the streaming alone exceeds the core; none otherwise).
 """
 
 from __future__ import annotations
@@ -47,17 +64,43 @@ class FrontEnd:
         """Front-end seconds before a request of ``prompt_tokens`` reaches the engine."""
         return self.request_s + self.prompt_tok_s * prompt_tokens
 
-    def admit(self, now_s: float, prompt_tokens: int, output_tokens: int) -> float:
-        """Book one request arriving at ``now_s``; returns how long it waits behind earlier
-        requests' front-end work before its own starts (0 when the front end is free)."""
+    def admit(self, now_s: float, prompt_tokens: int) -> float:
+        """Book one request's admission work, arriving at ``now_s``; returns how long it waits
+        behind earlier work before its own starts (0 when the front end is free)."""
         start = self.free_at_s if self.free_at_s > now_s else now_s
-        end = start + self.request_s + self.prompt_tok_s * prompt_tokens + self.token_s * output_tokens
+        end = start + self.request_s + self.prompt_tok_s * prompt_tokens
         self.free_at_s = end
         lo = start if start > self.w0 else self.w0
         hi = end if end < self.w1 else self.w1
         if hi > lo:
             self.busy_s += hi - lo
         return start - now_s
+
+    def stream(self, t0_s: float, t1_s: float, tokens: int) -> None:
+        """Book the streaming work of ``tokens`` new tokens produced by engine steps running from
+        ``t0_s`` to ``t1_s`` (called at ``t1_s``): work arriving evenly over the span, served as
+        it comes where the front end has time, the excess left as a backlog after ``t1_s``."""
+        work = self.token_s * tokens
+        if work <= 0.0:
+            return
+        start = self.free_at_s if self.free_at_s > t0_s else t0_s
+        end = start + work
+        if end > t1_s:  # more than the front end had time for: busy from ``start`` on, a backlog at t1
+            self.free_at_s = end
+            lo = start if start > self.w0 else self.w0
+            hi = end if end < self.w1 else self.w1
+            if hi > lo:
+                self.busy_s += hi - lo
+            return
+        self.free_at_s = t1_s  # served as it came
+        span = t1_s - t0_s
+        if span > 0.0:  # its busy time inside the window, in proportion to the span's overlap
+            lo = t0_s if t0_s > self.w0 else self.w0
+            hi = t1_s if t1_s < self.w1 else self.w1
+            if hi > lo:
+                self.busy_s += work * (hi - lo) / span
+        elif self.w0 <= t1_s <= self.w1:
+            self.busy_s += work
 
     def utilization(self) -> float:
         """Share of the measured window the front end was busy (0..1)."""

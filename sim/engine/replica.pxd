@@ -15,14 +15,14 @@ cdef class Replica:
     # fields: generated from __slots__ in replica.py by tools/pxd_layout.py (do not edit)
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    cdef public object env, name, pool, engine, perf, spec, group, policy, stats, waiting
+    cdef public object env, name, pool, engine, perf, spec, group, fe, policy, stats, waiting
     cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick
     cdef public dict running, prefilling, _seg_coeffs
     cdef public KVCache kv
     cdef public DecodeGroup dec
     cdef public Segment seg
     cdef public double t, _w0, _w1, _tick_t, _idle_until, tick_s, _busy_s, _cpu_s, _flops, _bytes, _kv_block_s
-    cdef public long long _steps
+    cdef public long long _steps, _streamed
     cdef public list outstanding_heaps, _itl, ts_rows
     cdef public bint _interruptible, failed, _stretch_ok, chunked_prefill
     cdef public object _run_k, _run_end, _step, _ev

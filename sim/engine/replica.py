@@ -63,6 +63,7 @@ class Replica:
         "perf": "object",
         "spec": "object",
         "group": "object",
+        "fe": "object",
         "policy": "object",
         "stats": "object",
         "waiting": "object",
@@ -93,6 +94,7 @@ class Replica:
         "_bytes": "double",
         "_kv_block_s": "double",
         "_steps": "long long",
+        "_streamed": "long long",
         "outstanding_heaps": "list",
         "_itl": "list",
         "ts_rows": "list",
@@ -143,6 +145,10 @@ class Replica:
         self.perf = perf
         self.spec = spec  # sim.perf.speculative.Speculation of a speculative pool, else None
         self.group: Any = None  # sim.engine.dp_group.DPGroup of a data-parallel MoE rank, else None
+        # the API server in front (sim.engine.front_end.FrontEnd; the fleet sets it), which streams
+        # each step's new tokens as the step ends; None: no API server simulated
+        self.fe: Any = None
+        self._streamed = 0  # steps of the decode run in flight already streamed (stream_to)
         self.policy = policy
         self.stats = stats
         # the counters of ``stats`` (ReplicaStats), accumulated here (C fields when compiled: the
@@ -361,6 +367,42 @@ class Replica:
             return
         self._ev = wake(env, max(0.0, t_end - env._now), self._decode_end)
 
+    def stream_to(self, now: float) -> None:
+        """Hand the API server the tokens of the decode run in flight whose steps ended by ``now``
+        (before it books an admission at ``now``), so that its work is booked step by step as
+        exact stepping books it: a fast-forwarded run books the rest when it completes. (The
+        streaming of a run of decode steps, each of the same tokens and no shorter than the one
+        before, leaves the same backlog booked at once or step by step: Lindley's recursion over
+        non-increasing increments.)"""
+        if self._run_k is None or self.fe is None:
+            return
+        seg, k, steps = self._run_k
+        j = seg.first_step_ending_at_or_after(now)
+        done = min(steps, j - k + (seg.t_end(j) <= now))
+        streamed = self._streamed
+        if done > streamed:
+            self._stream_steps(seg, k + streamed, k + done - 1, seg.t_end(k + streamed - 1) if streamed else self.t)
+            self._streamed = done
+
+    def _stream_steps(self, seg: Segment, first: int, last: int, t0: float) -> None:
+        """Book the tokens of decode steps ``first`` .. ``last`` (the first starting at ``t0``) with
+        the API server: in as few pieces as leave the measured window's edges between pieces or
+        inside a single step, so that its busy time inside the window is what step-by-step booking
+        gives (each step's work spread over the step)."""
+        fe, n = self.fe, self.dec.n
+        j = first
+        while j <= last:
+            end = last
+            t_last = seg.t_end(last)
+            for edge in (self._w0, self._w1):
+                if t0 < edge < t_last:
+                    e = seg.first_step_ending_at_or_after(edge)  # the step that ends at or spans the edge
+                    end = e if seg.t_end(e) == edge or e == j else e - 1
+                    break
+            t1 = seg.t_end(end)
+            fe.stream(t0, t1, (end - j + 1) * n)
+            t0, j = t1, end + 1
+
     def _decode_end(self, ev) -> None:
         if ev is not self._ev:
             return
@@ -384,6 +426,11 @@ class Replica:
         count them, then grow the decode group and its KV blocks by as many tokens."""
         dec = self.dec
         self._account_decode(seg, k, steps, t_end)
+        if self.fe is not None:  # the API server streams the run's tokens (those stream_to has not)
+            done = self._streamed
+            if steps > done:
+                self._stream_steps(seg, k + done, k + steps - 1, seg.t_end(k + done - 1) if done else self.t)
+            self._streamed = 0
         if dec.stalled:
             first_end = seg.t_end(k)
             if self._w0 <= first_end <= self._w1:
@@ -482,13 +529,18 @@ class Replica:
             dec.advance(1)
         elif dec.n:
             dec.stalled = True  # members waited a step without a token
+        t0 = self.t
         self.t = t_end
+        sampled = 0
         for req, q in plan.chunks:
             req.computed += q
             if req.block_keys and kv.caching:
                 self._register_blocks(req)
             if req.computed == req.prompt + req.generated:  # inline: Request.num_tokens
                 self._sampled(req, t_end)
+                sampled += 1
+        if self.fe is not None:  # the API server streams the step's new tokens (sim.engine.front_end)
+            self.fe.stream(t0, t_end, n + sampled)
         heap = dec.heap
         if heap and heap[0][0] < dec.k:
             for req in dec.pop_finished():

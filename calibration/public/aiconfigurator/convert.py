@@ -31,8 +31,13 @@ MODELS = {  # source model_path -> catalog model
     "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
 }
 WEIGHTS = {"": "bf16", "fp8": "fp8"}  # source precision -> catalog weights ('' = the checkpoint's bf16)
-#: the number of requests of a point is not in the file: assumed REQUESTS_PER_CLIENT per client
-REQUESTS_PER_CLIENT = 10
+#: the number of requests of a point is not in the file. The repository's own benchmark script for a
+#: deployment it generates (src/aiconfigurator/generator/config/backend_templates/benchmark/
+#: bench_run.sh.j2 at the same commit) runs, per concurrency c, ``aiperf profile --concurrency c
+#: --num-requests c * BENCH_MULTI_ROUND --warmup-request-count c * 2`` with BENCH_MULTI_ROUND 20 by
+#: default, fixed ISL/OSL (stddev 0, ignore_eos) and streaming: taken as the silicon points' method
+REQUESTS_PER_CLIENT = 20
+WARMUP_PER_CLIENT = 2
 SIDECAR = """# aiconfigurator silicon_refs.csv: {backend} {version} on {system}, {model_path} (README.md in the parent folder)
 gpu: {gpu}
 model: {model}
@@ -49,6 +54,7 @@ COLUMNS = (
     "name",
     "concurrency",
     "num_requests",
+    "warmup_requests",
     "prompt_tokens",
     "output_tokens",
     "ttft_p50_s",
@@ -131,6 +137,7 @@ def convert(src: Path) -> None:
                         f"c{c}-i{r['isl']}-o{r['osl']}",
                         c,
                         REQUESTS_PER_CLIENT * c,
+                        WARMUP_PER_CLIENT * c,
                         r["isl"],
                         r["osl"],
                         f"{float(r['silicon_ttft_ms']) / 1e3:.6g}",
