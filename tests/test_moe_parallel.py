@@ -137,3 +137,121 @@ def test_an_fp8_moe_pool_on_hopper_reads_the_triton_fused_moe_rows():
                          4, 1)
     assert triton == pytest.approx(0.224, abs=5e-4) and flashinfer == pytest.approx(0.960, abs=5e-4)
     assert got[0] == pytest.approx(triton * 1e-3 * 48, rel=1e-12) and "fp8_block" in kernel and "triton" in kernel
+
+
+@pytest.mark.parametrize(
+    "weights,version,ep,want",
+    [
+        # vLLM 0.10-0.14 (quantization/fp8.py get_fp8_moe_backend): FlashInfer only with VLLM_USE_FLASHINFER_MOE_FP8=1
+        # (off by default), so Triton with and without expert parallelism
+        ("fp8", "0.11.1", True, ("triton", ("fp8", "fp8_block"))),
+        ("fp8", "0.14.1", True, ("triton", ("fp8", "fp8_block"))),
+        ("fp8", "0.11.1", False, ("triton", ("fp8", "fp8_block"))),
+        # from 0.15 (PR #33490's report; the oracle's "prefer Triton for TP and FI CUTLASS for EP" on Hopper block fp8)
+        ("fp8", "0.15.0", True, ("flashinfer_cutlass", ("fp8_block", "fp8"))),
+        ("fp8", "0.18.0", True, ("flashinfer_cutlass", ("fp8_block", "fp8"))),
+        ("fp8", "0.18.0", False, ("triton", ("fp8", "fp8_block"))),
+        ("fp8", None, True, ("triton", ("fp8", "fp8_block"))),  # no version named: the long-standing default
+        ("bf16", "0.18.0", True, ("triton", ("bfloat16",))),  # unquantized: Triton
+    ],
+)
+def test_the_fused_moe_backend_follows_vllms_default_by_version_and_layout(weights, version, ep, want):
+    from sim.perf.kernels.tables import preferred_moe_kernel
+
+    assert preferred_moe_kernel(weights, version, ep) == want
+
+
+@pytest.mark.parametrize(
+    "layouts,mtp,mep,want",
+    [
+        ([(1, 1), (2, 1), (4, 1)], 1, 8, (4, 1)),  # EP 8 from the largest slicing measured (4 GPUs: ratio 2)
+        ([(1, 1), (2, 1), (4, 1)], 1, 4, (4, 1)),  # EP 4: the same GPU count sliced
+        ([(1, 1), (2, 1), (4, 1), (1, 4)], 4, 1, (4, 1)),  # an exact layout wins over the other kind
+        ([(2, 1), (1, 2), (1, 4)], 1, 4, (1, 4)),
+        ([(1, 2), (1, 4), (4, 1)], 2, 1, (1, 2)),  # TP 2: nearest count is 2 (EP), ratio 1 beats 4/1's ratio 2
+        ([(1, 2), (1, 8)], 1, 4, (1, 8)),  # counts 2 and 8 are equally far from 4 (ratio 2): the larger
+    ],
+)
+def test_the_nearest_measured_moe_layout(layouts, mtp, mep, want):
+    from sim.perf.kernels.tables import nearest_moe_layout
+
+    assert nearest_moe_layout(layouts, mtp, mep) == want
+
+
+QWEN235 = (4096, 1536, 8, 128)  # hidden, expert width, top-k, experts (Qwen3-235B-A22B)
+
+
+def _qwen235_inputs(tp: int, version: str | None) -> TableInputs:
+    return TableInputs(
+        system="h100_sxm",
+        model=CAT.model("qwen3-235b-a22b"),
+        quant=CAT.quant("fp8"),
+        tp=tp,
+        max_tokens=2048,
+        vllm_version=version,
+        gpu=CAT.gpu("h100-sxm"),
+        e_compute=0.425,
+        e_memory=0.8,
+        e_comm=0.7,
+        t_allreduce_s=1e-5,
+        ep=True,
+    )
+
+
+@needs_data
+def test_hopper_fp8_under_expert_parallelism_before_vllm_0_15_derives_triton_rows_from_the_nearest_layout():
+    """Qwen3-235B-A22B-FP8 on 8x H100 with expert parallelism (ML.ENERGY, vLLM 0.11.1): vLLM runs the Triton
+    fused_moe; the data has its (`fp8_block`) rows at moe tp 1/2/4 only, not at ep 8, so the step reads the tp 4
+    rows scaled by 4/8 (per GPU both the FLOPs and the expert weights are the layer's total over the GPU count),
+    not the FlashInfer CUTLASS `fp8` rows (measured at ep 8, 0.600 ms at 16 tokens). 1,024 tokens: the most
+    loaded of 8 GPUs holds 1 + sqrt(2 ln 8 / (1024 x 8 / 8)) = 1.063730 x the mean, so the rows are read at
+    1089.26 tokens, between the measured 1024 and 1536: lat(1024) + 65.26 / 512 x (lat(1536) - lat(1024));
+    times 4/8, times 94 MoE layers."""
+    from sim.perf.kernels.tables import _moe_measured
+
+    notes: list = []
+    got, kernel = _moe_measured(ROOT, _qwen235_inputs(8, "0.11.1"), "0.24.0", np.array([16, 1024]), notes)
+    triton = "vllm_fp8moe_triton_tritonexperts"
+    f = 1 + math.sqrt(2 * math.log(8) / 1024)
+    assert f == pytest.approx(1.063730, abs=1e-6)
+    a, b = (_moe_ms("fp8_block", triton, x, *QWEN235, 4, 1) for x in (1024, 1536))
+    want = (a + (1024 * f - 1024) / 512 * (b - a)) * 0.5 * 94 * 1e-3
+    assert got[1] == pytest.approx(want, rel=1e-12)
+    assert (
+        triton in kernel and "from moe tp/ep 4/1" in kernel and any("scaled by the GPU count 4/8" in n for n in notes)
+    )
+    cutlass = _moe_ms("fp8", "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts", 16, *QWEN235, 1, 8)
+    assert cutlass == pytest.approx(0.600, abs=5e-4)
+    assert got[0] < 0.5 * cutlass * 94 * 1e-3  # the Triton-derived layer is well under the CUTLASS fp8 one
+
+
+@needs_data
+def test_hopper_fp8_under_expert_parallelism_from_vllm_0_15_reads_flashinfer_block_rows_at_the_layout():
+    """The same pool named vLLM 0.18.0: FlashInfer CUTLASS for block fp8 under EP, whose `fp8_block` rows exist at
+    ep 8: 16 tokens x top-8 over 8 GPUs, mean 16 per GPU -> 16 x (1 + sqrt(2 ln 8 / 16)) = 16 x 1.509833 = 24.16 tokens,
+    between 16 and 32; x 94."""
+    from sim.perf.kernels.tables import _moe_measured
+
+    notes: list = []
+    got, kernel = _moe_measured(ROOT, _qwen235_inputs(8, "0.18.0"), "0.24.0", np.array([16]), notes)
+    fi = "vllm_fp8moe_flashinfer_cutlass_flashinferexperts"
+    f = 1 + math.sqrt(2 * math.log(8) / 16)
+    assert f == pytest.approx(1.509833, abs=1e-6)
+    a, b = (_moe_ms("fp8_block", fi, x, *QWEN235, 1, 8) for x in (16, 32))
+    assert got[0] == pytest.approx((a + (16 * f - 16) / 16 * (b - a)) * 94 * 1e-3, rel=1e-12)
+    assert fi in kernel and "fp8_block" in kernel and not notes
+
+
+@needs_data
+def test_the_gpu_count_rule_holds_on_the_triton_rows_that_have_both_layouts():
+    """The rule behind the derivation, checked on the bf16 Triton rows, measured both sliced (moe tp 4) and
+    expert-parallel (moe ep 4) for Qwen3-235B-A22B's shape on H100: same GPU count, same FLOPs and expert bytes
+    per GPU, so the latencies should agree: e.g. 0.444 vs 0.438 ms at 16 tokens, 0.530 vs 0.576 ms at 1,024. Over
+    the 27 token counts the median |EP / TP - 1| is under 10%."""
+    kern = "vllm_unquantizedfusedmoe_triton_tritonexperts"
+    tokens = [1, 2, 4, 8, 16, 32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024, 1536, 2048, 3072,
+              4096, 6144, 8192, 12288, 16384]
+    tp4 = [_moe_ms("bfloat16", kern, x, *QWEN235, 4, 1) for x in tokens]
+    ep4 = [_moe_ms("bfloat16", kern, x, *QWEN235, 1, 4) for x in tokens]
+    assert tp4[4] == pytest.approx(0.444, abs=5e-4) and ep4[4] == pytest.approx(0.438, abs=5e-4)
+    assert float(np.median([abs(e / t - 1) for e, t in zip(ep4, tp4)])) < 0.10

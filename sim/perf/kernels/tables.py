@@ -46,10 +46,11 @@ from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.perf.kernels import data as kd
 from sim.perf.kernels.fit import bracket, interp_extrap, nonneg_rel_lstsq
 from sim.perf.kernels.layout import ep_gpus, expert_load_imbalance, moe_exchange_s
+from sim.perf.kernels.versions import parse_version
 
 __all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
 
-FORMAT = 3
+FORMAT = 4
 """Version of the build; part of the cache key (bump when the build changes)."""
 GRAPH_MAX_TOKENS = 512
 """Steps up to this many tokens run in CUDA graphs (vLLM's largest default capture
@@ -74,7 +75,18 @@ MoE kernels, vLLM 0.9/0.10, and the fallback for checkpoints they do not take, s
 FP8-dynamic ones). On h100_sxm/h200_sxm (vLLM 0.24.0 data) the ``fp8`` rows are FlashInfer CUTLASS
 only (ModelOpt per-tensor), 2.6x the bf16 Triton latency at 16 tokens (Llama-4-Scout's shape, MoE
 TP 4): a Hopper fp8 pool then takes the Triton ``fp8_block`` rows. Systems without Triton rows
-(Blackwell, the older ``vllm_fused_moe`` collections) keep ``MOE_DTYPES``' order."""
+(Blackwell, the older ``vllm_fused_moe`` collections) keep ``MOE_DTYPES``' order. Which backend a
+pool prefers by vLLM version and layout: ``preferred_moe_kernel``."""
+FLASHINFER_EP_FROM = (0, 15, 0)
+"""From this vLLM release a Hopper fp8 MoE layer under expert parallelism runs FlashInfer CUTLASS by
+default. Before it (vllm/model_executor/layers/quantization/fp8.py ``get_fp8_moe_backend``, vLLM
+0.10-0.14) FlashInfer ran only with ``VLLM_USE_FLASHINFER_MOE_FP8=1`` (default off), block-scaled
+checkpoints took DeepGEMM when installed and enabled (at >= 128 tokens; no DeepGEMM rows in the data,
+the Triton rows stand in), everything else the Triton ``fused_moe``, with or without expert
+parallelism. vLLM PR #33490 (2026-01-31): "in 0.15.0 release the default fp8 MoE backend is changed
+to FLASHINFER_CUTLASS, previously on Hopper the default was TRITON"; the fused-MoE oracle then settled
+on "On Hopper for Block Fp8, prefer Triton for TP and FI CUTLASS for EP"
+(vllm/model_executor/layers/fused_moe/oracle/fp8.py ``_get_priority_backends``, commit 001a058b)."""
 MOE_DISTRIBUTION = "balanced"
 """Routing of the fused-MoE rows used: tokens spread evenly over the experts (the table also
 has power-law skews)."""
@@ -270,6 +282,40 @@ def moe_sizes(tp: int, dp: int, ep: bool) -> tuple[int, int]:
     return (1, tp * dp) if ep else (tp * dp, 1)
 
 
+def preferred_moe_kernel(weights: str, vllm_version: str | None, ep: bool) -> tuple[str, tuple[str, ...]]:
+    """(kernel-name part, moe_dtype rows in order) of the fused-MoE backend vLLM runs by default on a GPU
+    whose data has Triton rows (Hopper): FlashInfer CUTLASS, block-scaled rows first, for fp8 under
+    expert parallelism from vLLM 0.15 (``FLASHINFER_EP_FROM``); the Triton ``fused_moe`` otherwise
+    (and when no version is named)."""
+    dtypes = MOE_DTYPES[weights]
+    v = parse_version(vllm_version) if vllm_version is not None else None
+    if weights == "fp8" and ep and v is not None and v >= FLASHINFER_EP_FROM:
+        return "flashinfer_cutlass", ("fp8_block", "fp8")
+    return MOE_PREFERRED_KERNEL, dtypes
+
+
+def nearest_moe_layout(layouts: list[tuple[int, int]], mtp: int, mep: int) -> tuple[int, int]:
+    """Of the measured (moe_tp, moe_ep) layouts of one kernel, the one to derive (mtp, mep) from: the
+    nearest GPU count tp x ep (in ratio), then the same kind (expert-parallel or sliced), then the
+    larger count. Per GPU both the FLOPs and the expert weight bytes of balanced routing are the
+    layer's total over tp x ep, whichever way the experts are split, so the latency is scaled by the
+    GPU-count ratio (``_moe_measured``)."""
+    g = mtp * mep
+
+    def key(lay: tuple[int, int]) -> tuple[float, bool, int]:
+        h = lay[0] * lay[1]
+        return (abs(math.log(h / g)), (lay[1] > 1) != (mep > 1), -h)
+
+    return min(layouts, key=key)
+
+
+def _moe_curve(t: dict, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(token counts, mean latency in seconds at each) of the rows under ``mask``."""
+    tokens, lat = t["num_tokens"][mask].astype(np.float64), t["latency"][mask] * _MS
+    xs = np.unique(tokens)
+    return xs, np.array([math.fsum(lat[tokens == x]) / int((tokens == x).sum()) for x in xs])
+
+
 def _moe_measured(
     root: Path, inp: TableInputs, version: str | None, T: np.ndarray, notes: list
 ) -> tuple[np.ndarray, str] | None:
@@ -312,23 +358,41 @@ def _moe_measured(
         & (t["inter_size"] == m.moe_intermediate_size)
         & (t["topk"] == m.num_experts_active)
         & (t["num_experts"] == m.num_experts)
-        & (t["moe_tp_size"] == mtp)
-        & (t["moe_ep_size"] == mep)
         & (t["distribution"] == MOE_DISTRIBUTION)
     )
+    layout = (t["moe_tp_size"] == mtp) & (t["moe_ep_size"] == mep)
     kernels = t["kernel_source"].astype(str)
-    preferred = np.char.find(kernels, MOE_PREFERRED_KERNEL) >= 0
-    for dtype, only in [(d, preferred) for d in MOE_DTYPES[q.weights]] + [(d, None) for d in MOE_DTYPES[q.weights]]:
-        mask = base & (t["moe_dtype"] == dtype)
-        if only is not None:
-            mask &= only
+    part, order = preferred_moe_kernel(q.weights, inp.vllm_version, inp.ep)
+    preferred = np.char.find(kernels, part) >= 0
+    found = None
+    for dtype in order:  # the backend vLLM runs: its rows at this layout, else derived from its nearest layout
+        mask = base & (t["moe_dtype"] == dtype) & preferred
         kernel = _pick_kernel(t["kernel_source"], mask)
         if kernel is None:
             continue
         mask &= t["kernel_source"] == kernel
-        tokens, lat = t["num_tokens"][mask].astype(np.float64), t["latency"][mask] * _MS
-        xs = np.unique(tokens)
-        ys = np.array([math.fsum(lat[tokens == x]) / int((tokens == x).sum()) for x in xs])
+        if (mask & layout).any():
+            found = (dtype, kernel, mask & layout, 1.0, "")
+        else:
+            lays = sorted({(int(a), int(b)) for a, b in zip(t["moe_tp_size"][mask], t["moe_ep_size"][mask])})
+            a, b = nearest_moe_layout(lays, mtp, mep)
+            scale = a * b / (mtp * mep)
+            found = (dtype, kernel, mask & (t["moe_tp_size"] == a) & (t["moe_ep_size"] == b), scale, f"{a}/{b}")
+            notes.append(
+                f"MoE experts: {kernel} has no rows at moe tp {mtp} / ep {mep}; its moe tp {a} / ep {b} rows "
+                f"scaled by the GPU count {a * b}/{mtp * mep}"
+            )
+        break
+    if found is None:  # another backend's rows at this layout
+        for dtype in MOE_DTYPES[q.weights]:
+            mask = base & (t["moe_dtype"] == dtype) & layout
+            kernel = _pick_kernel(t["kernel_source"], mask)
+            if kernel is not None:
+                found = (dtype, kernel, mask & (t["kernel_source"] == kernel), 1.0, "")
+                break
+    if found is not None:
+        dtype, kernel, mask, scale, derived = found
+        xs, ys = _moe_curve(t, mask)
         n = T.astype(np.float64) * inp.dp
         g = ep_gpus(m, inp.tp, inp.dp, inp.ep)
         if g > 1:
@@ -337,7 +401,8 @@ def _moe_measured(
         out = np.interp(n, xs, ys)
         over = n > xs[-1]
         out[over] = ys[-1] * (n[over] / xs[-1])
-        return out * m.moe_layers, f"fused MoE {dtype} ({kernel})"
+        what = f"fused MoE {dtype} ({kernel}" + (f", from moe tp/ep {derived}" if derived else "") + ")"
+        return out * (scale * m.moe_layers), what
     notes.append(f"MoE experts: roofline (no {'/'.join(MOE_DTYPES[q.weights])} fused-MoE rows for {shape})")
     return None
 
