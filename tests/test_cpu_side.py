@@ -185,7 +185,7 @@ def test_front_end_is_the_bottleneck(monkeypatch):
     # that booked it at admission had it, 1 / 0.02 = 50 req/s: the backlog's streaming is deferred
     # behind the admissions queued before it, as it is in the API server's event loop.)
     slow = dataclasses.replace(CPU, fe_request_s=15e-3, fe_prompt_tok_s=0.0, fe_token_s=0.625e-3)
-    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None: slow)
+    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: slow)
     sc = make_scenario(
         traffic={
             "duration_s": 40,
@@ -250,7 +250,7 @@ def test_speculative_engine_step_pays_the_cpu_work_once(monkeypatch, method, k, 
     zero = dataclasses.replace(CPU, t_step_s=0.0, t_seq_s=0.0, t_prefill_tok_s=0.0)
 
     def token_step_a(cpu: CpuSide) -> float:
-        monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None: cpu)
+        monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: cpu)
         pm = pool_model.build_pool_models(sc)[0]
         spec = pool_speculation(sc.fleet[0], sc.load_catalog(), pm.gpu, pm.model, pm.quant, pm.perf, ["c"], [])
         assert spec is not None
@@ -292,7 +292,7 @@ def test_speculative_cpu_share_counts_engine_steps(monkeypatch):
     # CPU side serial: 2 ms per step, 50 µs per sequence, 1 µs per scheduled token. Its CPU work is
     # the prefill step, 2 ms + 50 µs + 500 · 1 µs = 2.55 ms, and 40 decode token-steps, each one E-th
     # of a verification step of 2 ms + 50 µs + 3 · 1 µs = 2.053 ms: 40 · 2.053 / 2.176 = 37.739 ms.
-    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None: CPU)
+    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: CPU)
     pool = {
         "engine": {
             "max_model_len": 8192,

@@ -47,6 +47,12 @@ class SidecarEngine(_Strict):
     num_gpu_blocks: int | None = Field(
         None, ge=1, description="KV blocks the server reported (its log: '# GPU blocks: N' / 'GPU KV cache size')"
     )
+    api_server_count: int | None = Field(
+        None, ge=1, le=1024, description="vLLM --api-server-count: API-server processes in front of the engine"
+    )
+    async_scheduling: bool | None = Field(
+        None, description="vLLM --async-scheduling (true) or --no-async-scheduling (false); unset: by vllm_version"
+    )
 
 
 class Sidecar(_Strict):

@@ -175,7 +175,17 @@ class Fleet:
                     and pool.role != "decode"
                     and (cpu.fe_request_s > 0 or cpu.fe_prompt_tok_s > 0 or cpu.fe_token_s > 0)
                 )
-                fe = FrontEnd(cpu.fe_request_s, cpu.fe_prompt_tok_s, cpu.fe_token_s, self.window) if has_fe else None
+                fe = (
+                    FrontEnd(
+                        cpu.fe_request_s,
+                        cpu.fe_prompt_tok_s,
+                        cpu.fe_token_s,
+                        self.window,
+                        pool.engine.api_server_count,  # vLLM --api-server-count
+                    )
+                    if has_fe
+                    else None
+                )
                 self.front_ends.append(fe)
                 rep.fe = fe  # the replica hands it each step's new tokens to stream
                 if pool.autoscale is not None and j >= pool.replicas:
@@ -469,7 +479,7 @@ class Fleet:
             rep._sample()
         for rep, fe in zip(self.replicas, self.front_ends):
             if fe is not None:
-                rep.stats.front_end_busy_s = fe.busy_s
+                rep.stats.front_end_busy_s = fe.busy_per_server_s()  # per API server: utilization = this / window
         requests = self._request_table()
         ts = self._timeseries()
         itl = sum((rep.itl for rep in self.replicas), np.zeros_like(self.replicas[0].itl))

@@ -38,6 +38,21 @@ short ones, than it would the real one (by ``prompt_tok_s · prompt``: 0.3 s for
 prompt at the measured 2.65 µs per token). A step's streaming work is booked when the step
 ends, so an admission during a step does not see that step's share (at most the step's
 tokens' work when the streaming alone exceeds the core; none otherwise).
+
+Several API servers (vLLM ``--api-server-count N``, from 0.9.0, vLLM PR #17546;
+``engine.api_server_count``): vLLM's parent process opens one listening socket and hands it to N
+API-server processes (``vllm/entrypoints/cli/serve.py`` ``run_multi_api_server``:
+``setup_server(args, reuse_port=N > 1)``, then ``APIServerProcessManager`` with that ``sock``);
+each runs the whole front end (tokenization, admission, detokenization and streaming) of the
+requests whose connections it accepts, and the engine core returns each request's outputs to the
+API server that sent it. Which process accepts a connection is the operating system's pick among
+those waiting in ``accept``: no round robin in vLLM. fleetcast takes the one whose booked work ends
+first (a shared FIFO queue of N servers: Lindley's recursion on the earliest-free server), so the
+front end's throughput limit is N times one server's. That is the balanced end of what the kernel
+does: a busy process still accepts between its callbacks, and a client's kept-alive connection
+keeps its requests on one process; an uneven split only lowers the limit below N times. The
+streaming work of a step's tokens is spread evenly over the N servers (each request's output goes
+back to the server that admitted it; balanced, as above).
 """
 
 from __future__ import annotations
@@ -46,18 +61,25 @@ __all__ = ["FrontEnd"]
 
 
 class FrontEnd:
-    """One server's API-server process: FIFO front-end work and its busy time in a window."""
+    """One server's API-server processes: FIFO front-end work on ``servers`` service centres
+    and their busy time in a window."""
 
-    __slots__ = ("request_s", "prompt_tok_s", "token_s", "free_at_s", "busy_s", "w0", "w1")
+    __slots__ = ("request_s", "prompt_tok_s", "token_s", "free_at_s", "busy_s", "w0", "w1", "servers", "_free")
 
-    def __init__(self, request_s: float, prompt_tok_s: float, token_s: float, window: tuple[float, float]) -> None:
+    def __init__(
+        self, request_s: float, prompt_tok_s: float, token_s: float, window: tuple[float, float], servers: int = 1
+    ) -> None:
         if not (request_s >= 0.0 and prompt_tok_s >= 0.0 and token_s >= 0.0):
             raise ValueError(f"front-end times must be >= 0 seconds, got {request_s!r}, {prompt_tok_s!r}, {token_s!r}")
+        if not (isinstance(servers, int) and servers >= 1):
+            raise ValueError(f"a front end has at least 1 API server, got {servers!r}")
         self.request_s = request_s  # seconds of front-end work per request
         self.prompt_tok_s = prompt_tok_s  # seconds of front-end work per prompt token (tokenization)
         self.token_s = token_s  # seconds of front-end work per output token
-        self.free_at_s = 0.0  # when the work booked so far ends
-        self.busy_s = 0.0  # booked work inside the measured window
+        self.servers = servers  # API-server processes (vLLM --api-server-count)
+        self.free_at_s = 0.0  # when the work booked so far on the earliest-free server ends
+        self._free = [0.0] * servers  # per API server: when its booked work ends
+        self.busy_s = 0.0  # booked work inside the measured window, all servers together
         self.w0, self.w1 = window  # the measured window (simulated seconds)
 
     def admission_s(self, prompt_tokens: int) -> float:
@@ -65,11 +87,19 @@ class FrontEnd:
         return self.request_s + self.prompt_tok_s * prompt_tokens
 
     def admit(self, now_s: float, prompt_tokens: int) -> float:
-        """Book one request's admission work, arriving at ``now_s``; returns how long it waits
-        behind earlier work before its own starts (0 when the front end is free)."""
-        start = self.free_at_s if self.free_at_s > now_s else now_s
+        """Book one request's admission work, arriving at ``now_s``, on the API server free
+        earliest; returns how long it waits behind earlier work before its own starts (0 when a
+        server is free)."""
+        free = self._free
+        k = 0
+        if self.servers > 1:
+            for j in range(1, self.servers):
+                if free[j] < free[k]:
+                    k = j
+        start = free[k] if free[k] > now_s else now_s
         end = start + self.request_s + self.prompt_tok_s * prompt_tokens
-        self.free_at_s = end
+        free[k] = end
+        self.free_at_s = min(free) if self.servers > 1 else end
         lo = start if start > self.w0 else self.w0
         hi = end if end < self.w1 else self.w1
         if hi > lo:
@@ -78,31 +108,41 @@ class FrontEnd:
 
     def stream(self, t0_s: float, t1_s: float, tokens: int) -> None:
         """Book the streaming work of ``tokens`` new tokens produced by engine steps running from
-        ``t0_s`` to ``t1_s`` (called at ``t1_s``): work arriving evenly over the span, served as
-        it comes where the front end has time, the excess left as a backlog after ``t1_s``."""
+        ``t0_s`` to ``t1_s`` (called at ``t1_s``): work arriving evenly over the span and over the
+        API servers, served as it comes where a server has time, the excess left as a backlog
+        after ``t1_s``."""
         work = self.token_s * tokens
         if work <= 0.0:
             return
-        start = self.free_at_s if self.free_at_s > t0_s else t0_s
-        end = start + work
-        if end > t1_s:  # more than the front end had time for: busy from ``start`` on, a backlog at t1
-            self.free_at_s = end
-            lo = start if start > self.w0 else self.w0
-            hi = end if end < self.w1 else self.w1
-            if hi > lo:
-                self.busy_s += hi - lo
-            return
-        self.free_at_s = t1_s  # served as it came
+        if self.servers > 1:
+            work /= self.servers
+        free = self._free
         span = t1_s - t0_s
-        if span > 0.0:  # its busy time inside the window, in proportion to the span's overlap
-            lo = t0_s if t0_s > self.w0 else self.w0
-            hi = t1_s if t1_s < self.w1 else self.w1
-            if hi > lo:
-                self.busy_s += work * (hi - lo) / span
-        elif self.w0 <= t1_s <= self.w1:
-            self.busy_s += work
+        for k in range(self.servers):
+            start = free[k] if free[k] > t0_s else t0_s
+            end = start + work
+            if end > t1_s:  # more than the server had time for: busy from ``start`` on, a backlog at t1
+                free[k] = end
+                lo = start if start > self.w0 else self.w0
+                hi = end if end < self.w1 else self.w1
+                if hi > lo:
+                    self.busy_s += hi - lo
+                continue
+            free[k] = t1_s  # served as it came
+            if span > 0.0:  # its busy time inside the window, in proportion to the span's overlap
+                lo = t0_s if t0_s > self.w0 else self.w0
+                hi = t1_s if t1_s < self.w1 else self.w1
+                if hi > lo:
+                    self.busy_s += work * (hi - lo) / span
+            elif self.w0 <= t1_s <= self.w1:
+                self.busy_s += work
+        self.free_at_s = min(free) if self.servers > 1 else free[0]
 
     def utilization(self) -> float:
-        """Share of the measured window the front end was busy (0..1)."""
+        """Share of the measured window the API servers were busy, on average over them (0..1)."""
         span = self.w1 - self.w0
-        return self.busy_s / span if span > 0 else 0.0
+        return self.busy_s / (span * self.servers) if span > 0 else 0.0
+
+    def busy_per_server_s(self) -> float:
+        """Booked work inside the window per API server (seconds; ``busy_s / servers``)."""
+        return self.busy_s / self.servers if self.servers > 1 else self.busy_s

@@ -24,7 +24,7 @@ class ReplicaStats:
     kv_blocks_total: int  # KV blocks this replica has (memory plan)
     busy_s: float = 0.0  # time spent running engine steps
     cpu_s: float = 0.0  # engine-core CPU work of those steps (sim.perf.cpu_side; inside busy_s, or overlapped)
-    front_end_busy_s: float = 0.0  # its API server's work inside the window (sim.engine.front_end)
+    front_end_busy_s: float = 0.0  # its API servers' work inside the window, per server (sim.engine.front_end)
     flops: float = 0.0  # FLOPs of those steps (all GPUs of the replica)
     bytes: float = 0.0  # HBM bytes moved by those steps (all GPUs)
     kv_block_s: float = 0.0  # integral of used KV blocks over time (block-seconds)

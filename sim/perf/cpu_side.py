@@ -42,6 +42,12 @@ vLLM's structure by version (``cpu_side_for``):
   cached context* (``max(t_cpu, t_gpu - ctx·b) + ctx·b``): that keeps a decode run affine in
   its context, so fast-forward stays exact, at the price of an upper bound that is off by at
   most the decode attention when the CPU is the longer part.
+  Before 0.14 it is vLLM's ``--async-scheduling`` switch (experimental from 0.9.2, PR #19970):
+  ``engine.async_scheduling`` (a scenario's engine, a run log's sidecar) turns it on or off
+  whatever the version's default.
+- From 0.9.0 a server can run several API-server processes (``--api-server-count N``, vLLM PR
+  #17546; ``engine.api_server_count``): the front end is then N service centres sharing one
+  listening socket (``sim.engine.front_end``), N times the one server's throughput limit.
 
 The constants were measured on the CPU testbed with the same vLLM code (``CPU_SIDE_TESTBED``,
 ``calibration/README.md``, "CPU side") and scaled to a GPU host's CPU by ``HOST_CPU_SPEEDUP``.
@@ -153,18 +159,25 @@ Platinum 8480C (Sapphire Rapids, Golden Cove; NVIDIA DGX H100 user guide), 3.8 G
 ~3.0 GHz all-core turbo (Intel ARK): 3.0-3.8 over 2.9-3.5 brackets 1.0 (0.86-1.31)."""
 
 
-def cpu_side_for(vllm_version: tuple[int, ...] | None, speculative_method: str | None = None) -> CpuSide:
+def cpu_side_for(
+    vllm_version: tuple[int, ...] | None, speculative_method: str | None = None, async_scheduling: bool | None = None
+) -> CpuSide:
     """The CPU side of a vLLM server of this version on a GPU host (None: the newest vLLM, as the
     kernel data and the memory accounting take it). ``speculative_method``: the pool's proposer
     (``engine.speculative.method``), which decides async scheduling from 0.14 on:
     vLLM turns it on by default with EAGLE/MTP and off with other methods (PR #31998, in 0.14.0);
     the CPU n-gram proposer keeps it off; a draft model gets it by default from PR #48341 (the
-    release that carries it is not identified here, so only the newest vLLM, no version named)."""
+    release that carries it is not identified here, so only the newest vLLM, no version named).
+    ``async_scheduling``: the pool's ``engine.async_scheduling`` (vLLM ``--async-scheduling``, PR #19970,
+    from 0.9.2; the scenario's validation refuses it before that and with the n-gram proposer):
+    True or False decides it whatever the version's default; None leaves it to the version."""
     host = CPU_SIDE_GPU_HOST.scaled(HOST_CPU_SPEEDUP, f"scaled to a GPU host's CPU (÷{HOST_CPU_SPEEDUP:g})")
     v = tuple(vllm_version) if vllm_version is not None else None
     async_on = v is None or v >= ASYNC_SCHEDULING_SINCE
     if speculative_method == "ngram" or (speculative_method == "draft" and v is not None):
         async_on = False
+    if async_scheduling is not None:  # the server's --async-scheduling / --no-async-scheduling
+        async_on = async_scheduling
     if v is not None and ASYNC_OUTPUT_PROC_SINCE <= v < V1_SINCE and speculative_method is None:
         return replace(  # V0 with the async output processor: output work overlaps the next step
             host,

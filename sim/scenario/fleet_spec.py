@@ -16,6 +16,11 @@ from sim.catalog import ModelSpec
 from sim.perf.kernels.versions import parse_version
 from sim.scenario.autoscale_spec import AutoscaleSpec
 
+API_SERVER_COUNT_SINCE = (0, 9, 0)
+"""First vLLM release with ``--api-server-count`` (vLLM PR #17546, opened 2025-05-01, after v0.8.5)."""
+ASYNC_SCHEDULING_FLAG_SINCE = (0, 9, 2)
+"""First vLLM release with ``--async-scheduling`` (vLLM PR #19970, opened 2025-06-23, after v0.9.1)."""
+
 __all__ = ["Strict", "QuantizationSpec", "SpeculativeSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
 
 
@@ -109,6 +114,20 @@ class EngineSpec(Strict):
         description="Speculative decoding (method, num_speculative_tokens, draft_model, acceptance_rate); "
         "default: none.",
     )
+    api_server_count: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="API-server processes in front of the engine (vLLM --api-server-count, from 0.9.0): each "
+        "tokenizes, admits and streams the requests it accepts, so the front end's throughput limit scales with "
+        "the count. Default 1, vLLM's default without data parallelism.",
+    )
+    async_scheduling: bool | None = Field(
+        None,
+        description="Async scheduling (vLLM --async-scheduling, from 0.9.2; on by default from 0.14.0): the engine "
+        "core schedules the next step while the GPU runs this one, overlapping its CPU work with the step. "
+        "Default: by vllm_version (on from 0.14.0 or with no version named).",
+    )
 
     @field_validator("vllm_version")
     @classmethod
@@ -116,6 +135,27 @@ class EngineSpec(Strict):
         if v is not None and parse_version(v) is None:
             raise ValueError(f"vllm_version must look like MAJOR.MINOR[.PATCH] (e.g. '0.24.0'), got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _frontend_by_version(self) -> EngineSpec:
+        v = parse_version(self.vllm_version) if self.vllm_version else None
+        if v is not None and self.api_server_count > 1 and v < API_SERVER_COUNT_SINCE:
+            raise ValueError(
+                f"api_server_count {self.api_server_count} needs vLLM >= 0.9.0 (--api-server-count, vLLM PR #17546); "
+                f"vllm_version {self.vllm_version} runs one API server: use 1 or a newer vllm_version"
+            )
+        if v is not None and self.async_scheduling and v < ASYNC_SCHEDULING_FLAG_SINCE:
+            raise ValueError(
+                f"async_scheduling needs vLLM >= 0.9.2 (--async-scheduling, vLLM PR #19970); vllm_version "
+                f"{self.vllm_version} has no async scheduler: use false or a newer vllm_version"
+            )
+        method = self.speculative.method if self.speculative is not None else None
+        if self.async_scheduling and method == "ngram":
+            raise ValueError(
+                "async_scheduling with speculative method ngram: vLLM runs async scheduling with EAGLE-type "
+                "proposers only (PR #31998) and rejects the n-gram proposer; use false or method eagle"
+            )
+        return self
 
     @model_validator(mode="after")
     def _budget_covers_seqs(self) -> EngineSpec:

@@ -452,12 +452,17 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None, seed: in
 def dump_scenario(scenario: Scenario) -> str:
     """The scenario as YAML (defaults filled in), for run folders and reports. A fixed pool
     leaves out ``autoscale: null``, so its dump is what it was before autoscaling existed (and
-    likewise ``pricing.grid_g_co2_per_kwh`` at its default, an unset ``plan.power``, and unset power
-    limits)."""
+    likewise ``pricing.grid_g_co2_per_kwh`` at its default, an unset ``plan.power``, unset power
+    limits, ``engine.api_server_count`` 1 and an unset ``engine.async_scheduling``)."""
     data = scenario.model_dump(mode="json")
     for pool in data["fleet"]:
         if pool.get("autoscale", 0) is None:
             del pool["autoscale"]
+        eng = pool.get("engine") or {}
+        if eng.get("api_server_count") == 1:  # vLLM's default: left out, as before the field existed
+            del eng["api_server_count"]
+        if eng.get("async_scheduling", 0) is None:  # by version: left out, as before the field existed
+            del eng["async_scheduling"]
         if pool.get("power_limit_w", 0) is None:  # no power limit: left out, as before limits existed
             del pool["power_limit_w"]
     # the power fields, left out unless set, so a dump is what it was before they existed

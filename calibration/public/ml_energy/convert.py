@@ -148,8 +148,16 @@ def sidecar(model_id: str, task: str, gpu: str, n_gpus: int, args: dict, lb: str
         "  gpu_memory_utilization: 0.9   # not set: vLLM's default",
         "  enable_prefix_caching: true   # not set: on by default in the V1 engine",
         "  enable_chunked_prefill: true  # always on in the V1 engine",
-        "  # async-scheduling: true in the source; fleetcast decides async scheduling by vllm_version (README.md)",
     ]
+    if "api-server-count" in args:
+        lines.append(
+            f"  api_server_count: {int(args['api-server-count'])}   # api-server-count: {args['api-server-count']}"
+        )
+    if "async-scheduling" in args:
+        on = bool(args["async-scheduling"])
+        lines.append(
+            f"  async_scheduling: {'true' if on else 'false'}   # async-scheduling: {json.dumps(args['async-scheduling'])}"
+        )
     return "\n".join(lines) + "\n"
 
 
