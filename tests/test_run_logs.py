@@ -167,6 +167,9 @@ def test_the_sidecars_expert_parallel_is_the_replays(tmp_path):
     assert run_scenario(load_log(log), None).fleet[0].expert_parallel is False
     _sidecar(tmp_path, log, GOOD_SIDECAR + "expert_parallel: yes please\n")
     with pytest.raises(FleetcastError, match="expert_parallel"):
+        load_log(log)
+
+
 def test_engine_core_v0_without_chunked_prefill_replays_prefill_first(tmp_path):
     """vLLM's V0 engine without chunked prefill schedules a step of prefills or a step of decodes
     (vllm/core/scheduler.py, _schedule_default): ``engine_core: v0`` replays it with fleetcast's
