@@ -33,25 +33,40 @@ CPU = CpuSide(
 
 
 def test_three_api_servers_by_hand():
-    # nine requests at t=0 of 0.5 ms + 100 · 5 µs + 10 · 0.1 ms = 2 ms of front-end work each, on
-    # three API servers: each takes the next request when its previous one is done (the server free
-    # earliest), so requests 0-2 start at once, 3-5 wait 2 ms, 6-8 wait 4 ms (one server: 2·i ms)
+    # nine requests at t=0 of 0.5 ms + 100 · 5 µs = 1 ms of admission work each, on three API
+    # servers: each takes the next request when its previous one is done (the server free
+    # earliest), so requests 0-2 start at once, 3-5 wait 1 ms, 6-8 wait 2 ms (one server: i ms)
     fe = FrontEnd(0.5e-3, 5e-6, 0.1e-3, (0.0, 0.04), 3)
-    waits = [fe.admit(0.0, 100, 10) for _ in range(9)]
-    assert waits == pytest.approx([0, 0, 0, 2e-3, 2e-3, 2e-3, 4e-3, 4e-3, 4e-3], abs=1e-15)
-    # 9 · 2 ms = 18 ms of work over 3 servers in a 40 ms window: 6 ms each, 15% busy
-    assert fe.busy_per_server_s() == pytest.approx(6e-3)
-    assert fe.utilization() == pytest.approx(0.018 / (3 * 0.040))
-    # the earliest-free server frees at 6 ms: a request at 5 ms waits 1 ms, one at 7 ms none
-    assert fe.admit(5e-3, 100, 10) == pytest.approx(1e-3)
-    assert fe.admit(7e-3, 100, 10) == 0.0
+    waits = [fe.admit(0.0, 100) for _ in range(9)]
+    assert waits == pytest.approx([0, 0, 0, 1e-3, 1e-3, 1e-3, 2e-3, 2e-3, 2e-3], abs=1e-15)
+    # 9 · 1 ms = 9 ms of work over 3 servers in a 40 ms window: 3 ms each, 7.5% busy
+    assert fe.busy_per_server_s() == pytest.approx(3e-3)
+    assert fe.utilization() == pytest.approx(0.009 / (3 * 0.040))
+    # every server frees at 3 ms: a request at 2.5 ms waits 0.5 ms (and holds one server to 4 ms);
+    # one at 3.5 ms finds another server free
+    assert fe.admit(2.5e-3, 100) == pytest.approx(0.5e-3)
+    assert fe.admit(3.5e-3, 100) == 0.0
+
+
+def test_streaming_work_is_spread_over_the_servers_by_hand():
+    # a step from 0 to 1 ms produced 30 tokens of 0.1 ms streaming work each: 3 ms in all, 1.5 ms
+    # per server on two servers, more than the 1 ms span: both are busy from 0 to 1.5 ms (a
+    # backlog of 0.5 ms each), so an admission at 1 ms waits 0.5 ms
+    fe = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 2)
+    fe.stream(0.0, 1e-3, 30)
+    assert fe.busy_s == pytest.approx(3e-3) and fe.busy_per_server_s() == pytest.approx(1.5e-3)
+    assert fe.admit(1e-3, 0) == pytest.approx(0.5e-3)
+    # 10 tokens (0.5 ms per server) over the next 1 ms span fit: served as they came, no backlog
+    fe2 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 2)
+    fe2.stream(0.0, 1e-3, 10)
+    assert fe2.admit(1e-3, 0) == 0.0 and fe2.busy_s == pytest.approx(1e-3)
 
 
 def test_one_api_server_is_the_single_fifo():
-    # servers=1 (the default) books exactly as the single FIFO: request i waits 2·i ms
+    # servers=1 (the default) books exactly as the single FIFO: request i waits i ms
     fe = FrontEnd(0.5e-3, 5e-6, 0.1e-3, (0.0, 0.04), 1)
-    assert [fe.admit(0.0, 100, 10) for _ in range(4)] == pytest.approx([0, 2e-3, 4e-3, 6e-3], abs=1e-15)
-    assert fe.busy_per_server_s() == pytest.approx(8e-3) and fe.utilization() == pytest.approx(0.2)
+    assert [fe.admit(0.0, 100) for _ in range(4)] == pytest.approx([0, 1e-3, 2e-3, 3e-3], abs=1e-15)
+    assert fe.busy_per_server_s() == pytest.approx(4e-3) and fe.utilization() == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("servers", [0, -1, 1.5])
@@ -79,13 +94,18 @@ def _short_requests(rate_rps: float) -> dict:
 @pytest.mark.parametrize(
     "servers, rate_rps, served_rps, bound",
     [
-        # 20 ms of front-end work per request (15 ms + 8 · 0.625 ms): one API server serves at most
-        # 1 / 0.02 = 50 req/s, three serve 150 req/s (an H100 with an 8B model handles far more of
-        # these 128-in / 8-out requests); offered 200 req/s, the front end sets the pace in both
-        (1, 200, 50.0, True),
-        (3, 200, 150.0, True),
-        # offered 100 req/s to three servers (150 req/s): all are served, each server busy
-        # 100 · 0.02 / 3 = 2/3 of the time, so the front end is not reported as the bottleneck
+        # 15 ms of admission work a and 8 · 0.625 = 5 ms of streaming work s per request (an H100
+        # with an 8B model handles far more of these 128-in / 8-out requests). Saturated, a server
+        # offered λ req/s admits r = λ / (λ · a + s · r) per second (sim.engine.front_end; worked in
+        # tests/test_cpu_side.py): s r² + λ a r - λ = 0, r = (sqrt((λa)² + 4 s λ) - λa) / (2 s).
+        # One server offered 200: λa = 3, r = (sqrt(9 + 4) - 3) / 0.01 = 60.6 req/s.
+        (1, 200, 60.6, True),
+        # three servers share 200 (66.7 each): λa = 1, r = (sqrt(1 + 4/3) - 1) / 0.01 = 52.8 each,
+        # 158.3 req/s in all: the front end still sets the pace, at about three times one server's
+        (3, 200, 158.3, True),
+        # offered 100 req/s to three servers (33.3 each, below the 45.7 each could admit): all are
+        # served, each server busy 100 · 0.02 / 3 = 2/3 of the time, so the front end is not
+        # reported as the bottleneck
         (3, 100, 100.0, False),
     ],
 )
