@@ -1,8 +1,10 @@
 # C types for fleet.py when Cython compiles it (setup.py); fleet.py is the reference.
 cimport cython
 
+from sim.engine.front_end cimport FrontEnd
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
+from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request
 from sim.engine.wake cimport wake
 
@@ -15,5 +17,14 @@ cdef class Fleet:
     cdef public long long num_classes, _next_rid
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger, keys=PrefixKeys)
+    @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger, keys=PrefixKeys, rep=Replica)
     cpdef _arrive(self, ev)
+    @cython.locals(fe=FrontEnd, wait=double)
+    cpdef _admit(self, Replica rep, Request req, double now)
+    cpdef enter(self, Replica rep, Request req)
+
+cdef class _Enter:
+    # fields: generated from __slots__ in fleet.py by tools/pxd_layout.py (do not edit)
+    cdef public Fleet fleet
+    cdef public Replica rep
+    cdef public Request req

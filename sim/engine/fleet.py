@@ -560,7 +560,7 @@ class Fleet:
 class _Enter:
     """Wake-up callback: a request leaves its API server's queue for the engine."""
 
-    __slots__ = ("fleet", "rep", "req")
+    __slots__ = {"fleet": "Fleet", "rep": "Replica", "req": "Request"}
 
     def __init__(self, fleet: Fleet, rep: Replica, req: Request) -> None:
         self.fleet, self.rep, self.req = fleet, rep, req

@@ -31,7 +31,15 @@ __all__ = ["FrontEnd"]
 class FrontEnd:
     """One server's API-server process: FIFO front-end work and its busy time in a window."""
 
-    __slots__ = ("request_s", "prompt_tok_s", "token_s", "free_at_s", "busy_s", "w0", "w1")
+    __slots__ = {
+        "request_s": "double",
+        "prompt_tok_s": "double",
+        "token_s": "double",
+        "free_at_s": "double",
+        "busy_s": "double",
+        "w0": "double",
+        "w1": "double",
+    }
 
     def __init__(self, request_s: float, prompt_tok_s: float, token_s: float, window: tuple[float, float]) -> None:
         if not (request_s >= 0.0 and prompt_tok_s >= 0.0 and token_s >= 0.0):

@@ -8,6 +8,7 @@ from sim.engine.kvcache cimport KVCache
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
 from sim.engine.wake cimport Wake, wake
+from sim.records cimport itl_bucket_one
 
 cpdef long long outstanding_key(rep)
 
