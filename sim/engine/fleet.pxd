@@ -10,7 +10,7 @@ from sim.engine.wake cimport wake
 
 cdef class Fleet:
     # fields: generated from __slots__ in fleet.py by tools/pxd_layout.py (do not edit)
-    cdef public object scenario, workload, progress, env, window, router, _arrival_cols, handoff, autoscaler, closed_loop
+    cdef public object scenario, workload, progress, env, window, router, _arrival_cols, _on_arrive, handoff, autoscaler, closed_loop
     cdef public bint exact_steps
     cdef public double tick_s
     cdef public list class_names, _priority, replicas, eligible, pools, front_ends, groups
