@@ -26,7 +26,7 @@ cdef class Replica:
     cdef public long long _steps
     cdef public list outstanding_heaps, _itl, ts_rows
     cdef public bint _interruptible, failed, _stretch_ok, chunked_prefill
-    cdef public object _run_k, _run_end, _step, _ev, _on_decode_end, _on_mixed_end
+    cdef public object _run_k, _run_end, _step, _ev, _on_decode_end, _on_mixed_end, _schedule
     @cython.locals(total="long long")
     cpdef enqueue(self, Request req)
     cpdef _outstanding_changed(self)

@@ -107,6 +107,7 @@ class Replica:
         "_ev": "object",
         "_on_decode_end": "object",
         "_on_mixed_end": "object",
+        "_schedule": "object",
     }
 
     def __init__(
@@ -147,6 +148,7 @@ class Replica:
         self.spec = spec  # sim.perf.speculative.Speculation of a speculative pool, else None
         self.group: Any = None  # sim.engine.dp_group.DPGroup of a data-parallel MoE rank, else None
         self.policy = policy
+        self._schedule = policy.schedule  # bound once: _plan calls it every step
         self.stats = stats
         # the counters of ``stats`` (ReplicaStats), accumulated here (C fields when compiled: the
         # dataclass's attributes cost a dictionary look-up per step) and written by ``final_stats``
@@ -277,7 +279,7 @@ class Replica:
         """Ask the policy for the next step and start it."""
         if ev is not None and ev is not self._ev:
             return
-        schedule = self.policy.schedule
+        schedule = self._schedule
         while True:
             plan = schedule(self)
             if plan is DECODE_RUN:  # the steady state
