@@ -234,7 +234,7 @@ class Replica:
 
     def _outstanding_changed(self) -> None:
         if self.outstanding_heaps:
-            key = outstanding_key(self)
+            key = (self.outstanding << LOAD_KEY_SHIFT) | self.index  # inline: sim.engine.replica.outstanding_key
             for heap in self.outstanding_heaps:
                 heappush(heap, key)
 
@@ -362,7 +362,8 @@ class Replica:
                     (f0, perf.step_flops(0, 0.0, n, 1) - f0),
                     (y0, perf.step_bytes(0, 0.0, n, 1) - y0),
                 )
-            seg = self.seg = Segment(self.t, k, dec.ctx, n, *coeffs)
+            a, b, f, y = coeffs
+            seg = self.seg = Segment(self.t, k, dec.ctx, n, a, b, f, y)
         if stretch:
             steps, t_end = self._stretch(seg, k)
         else:
