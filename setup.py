@@ -32,6 +32,7 @@ COMPILED = [
     "sim/perf/perf_model.py",
     "sim/engine/ledger.py",
     "sim/engine/prefix_keys.py",
+    "sim/engine/front_end.py",
     "sim/engine/fleet.py",
     "sim/engine/step_plan.py",
     "sim/engine/routers/__init__.py",

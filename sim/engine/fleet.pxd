@@ -1,19 +1,30 @@
 # C types for fleet.py when Cython compiles it (setup.py); fleet.py is the reference.
 cimport cython
 
+from sim.engine.front_end cimport FrontEnd
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
+from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request
 from sim.engine.wake cimport wake
 
 cdef class Fleet:
     # fields: generated from __slots__ in fleet.py by tools/pxd_layout.py (do not edit)
-    cdef public object scenario, workload, progress, env, window, router, _arrival_cols, handoff, autoscaler, closed_loop
+    cdef public object scenario, workload, progress, env, window, router, _arrival_cols, _on_arrive, handoff, autoscaler, closed_loop
     cdef public bint exact_steps
     cdef public double tick_s
     cdef public list class_names, _priority, replicas, eligible, pools, front_ends, groups
     cdef public long long num_classes, _next_rid
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger, keys=PrefixKeys)
+    @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger, keys=PrefixKeys, rep=Replica)
     cpdef _arrive(self, ev)
+    @cython.locals(fe=FrontEnd, wait=double)
+    cpdef _admit(self, Replica rep, Request req, double now)
+    cpdef enter(self, Replica rep, Request req)
+
+cdef class _Enter:
+    # fields: generated from __slots__ in fleet.py by tools/pxd_layout.py (do not edit)
+    cdef public Fleet fleet
+    cdef public Replica rep
+    cdef public Request req

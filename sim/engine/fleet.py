@@ -59,6 +59,7 @@ class Fleet:
         "window": "object",
         "router": "object",
         "_arrival_cols": "object",
+        "_on_arrive": "object",
         "handoff": "object",
         "autoscaler": "object",
         "closed_loop": "object",
@@ -289,7 +290,8 @@ class Fleet:
             max(1, n // 200),
         )
         self._next_rid = 0
-        wake(self.env, 0.0, self._arrive, URGENT)
+        self._on_arrive: Any = self._arrive  # bound once (Fleet._drop_cycles lets go of it)
+        wake(self.env, 0.0, self._on_arrive, URGENT)
 
     def _arrive(self, ev) -> None:
         """Route every request arriving now, then wait for the next arrival time."""
@@ -302,7 +304,7 @@ class Fleet:
             t = times[rid]
             if t > now:
                 self._next_rid = rid
-                wake(env, t - now, self._arrive)
+                wake(env, t - now, self._on_arrive)
                 return
             cls = classes[rid]
             req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
@@ -444,7 +446,7 @@ class Fleet:
         """Break the reference cycles a finished run leaves, so that reference counting frees the
         fleet as soon as the caller drops it and no full garbage collection is needed: the events
         still pending (the deadline, autoscaler and failure processes wait on events whose callbacks
-        resume them; a replica's pending Wake calls back into it), and a disaggregated fleet's
+        resume them; a replica's pending Wake and its bound step-end callbacks call back into it), and a disaggregated fleet's
         hand-off, which holds the replicas whose ledger it is; a closed-loop client's callback on the ledger."""
         env = self.env
         for entry in env._queue:
@@ -452,10 +454,11 @@ class Fleet:
         env._queue.clear()
         env.wakes.clear()
         for rep in self.replicas:
-            rep._ev = None
+            rep._ev = rep._on_decode_end = rep._on_mixed_end = None
         for group in self.groups:  # ranks -> group -> ranks
             group.clear()
         self.ledger.on_leave = None  # a closed-loop client's bound method (fleet -> ledger -> fleet)
+        self._on_arrive = None  # the arrival callback, bound once (fleet -> bound method -> fleet)
         if self.handoff is not None:
             self.handoff.replicas = []
             self.handoff.eligible = []
@@ -575,7 +578,7 @@ class Fleet:
 class _Enter:
     """Wake-up callback: a request leaves its API server's queue for the engine."""
 
-    __slots__ = ("fleet", "rep", "req")
+    __slots__ = {"fleet": "Fleet", "rep": "Replica", "req": "Request"}
 
     def __init__(self, fleet: Fleet, rep: Replica, req: Request) -> None:
         self.fleet, self.rep, self.req = fleet, rep, req

@@ -64,7 +64,17 @@ class FrontEnd:
     """One server's API-server processes: FIFO front-end work on ``servers`` service centres
     and their busy time in a window."""
 
-    __slots__ = ("request_s", "prompt_tok_s", "token_s", "free_at_s", "busy_s", "w0", "w1", "servers", "_free")
+    __slots__ = {
+        "request_s": "double",
+        "prompt_tok_s": "double",
+        "token_s": "double",
+        "free_at_s": "double",
+        "busy_s": "double",
+        "w0": "double",
+        "w1": "double",
+        "servers": "long long",
+        "_free": "list",
+    }
 
     def __init__(
         self, request_s: float, prompt_tok_s: float, token_s: float, window: tuple[float, float], servers: int = 1

@@ -8,6 +8,7 @@ from sim.engine.kvcache cimport KVCache
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
 from sim.engine.wake cimport Wake, wake
+from sim.records cimport itl_bucket_one
 
 cpdef long long outstanding_key(rep)
 
@@ -17,7 +18,7 @@ cdef class Replica:
     cdef public PrefixKeys keys
     cdef public object env, name, pool, engine, perf, spec, group, fe, policy, stats, waiting
     cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick
-    cdef public dict running, prefilling, _seg_coeffs
+    cdef public dict running, prefilling, _seg_coeffs, _dec_cpu_s
     cdef public KVCache kv
     cdef public DecodeGroup dec
     cdef public Segment seg
@@ -25,12 +26,12 @@ cdef class Replica:
     cdef public long long _steps, _streamed
     cdef public list outstanding_heaps, _itl, ts_rows
     cdef public bint _interruptible, failed, _stretch_ok, chunked_prefill
-    cdef public object _run_k, _run_end, _step, _ev
+    cdef public object _run_k, _run_end, _step, _ev, _on_decode_end, _on_mixed_end, _schedule
     @cython.locals(total="long long")
     cpdef enqueue(self, Request req)
     cpdef _outstanding_changed(self)
     cpdef long long blocks_released_by(self, Request req)
-    @cython.locals(seg=Segment, k="long long", steps="long long", t_end=double)
+    @cython.locals(seg=Segment, k="long long", steps="long long", t_end=double, old=Wake)
     cpdef _wake(self)
     cpdef _start_idle(self, double until)
     @cython.locals(dec=DecodeGroup, k="long long", n="long long", seg=Segment, steps="long long", t_end=double)
@@ -59,8 +60,9 @@ cdef class Replica:
     cpdef _finish(self, Request req)
     @cython.locals(itl=list, cls="long long", n="long long")
     cpdef _itl_add(self, list ncls, long long bucket, long long times)
+    @cython.locals(kv=KVCache)
     cpdef _account_step(self, double t_end, double d, args, long long chunks)
-    @cython.locals(w0=double, w1=double, last="long long", t_first=double, lo="long long", hi="long long", m="long long", ctx_sum="long long", dur=double, dec=DecodeGroup, kv=KVCache, used="long long", first="long long")
+    @cython.locals(w0=double, w1=double, last="long long", t_first=double, lo="long long", hi="long long", m="long long", ctx_sum="long long", dur=double, dec=DecodeGroup, kv=KVCache, used="long long", first="long long", cpu=object)
     cpdef _account_decode(self, Segment seg, long long k, long long steps, double t_last)
     @cython.locals(tick_s=double)
     cpdef _sample(self)

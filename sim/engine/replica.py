@@ -79,6 +79,7 @@ class Replica:
         "running": "dict",
         "prefilling": "dict",
         "_seg_coeffs": "dict",
+        "_dec_cpu_s": "dict",
         "kv": "KVCache",
         "dec": "DecodeGroup",
         "seg": "Segment",
@@ -106,6 +107,9 @@ class Replica:
         "_run_end": "object",
         "_step": "object",
         "_ev": "object",
+        "_on_decode_end": "object",
+        "_on_mixed_end": "object",
+        "_schedule": "object",
     }
 
     def __init__(
@@ -150,6 +154,7 @@ class Replica:
         self.fe: Any = None
         self._streamed = 0  # steps of the decode run in flight already streamed (stream_to)
         self.policy = policy
+        self._schedule = policy.schedule  # bound once: _plan calls it every step
         self.stats = stats
         # the counters of ``stats`` (ReplicaStats), accumulated here (C fields when compiled: the
         # dataclass's attributes cost a dictionary look-up per step) and written by ``final_stats``
@@ -178,10 +183,15 @@ class Replica:
         self._tick_t = 0.0  # time of the next time-series tick: _tick * tick_s
         self.failed = False
         self._seg_coeffs: dict[int, tuple] = {}  # decode-step coefficients by batch size
+        self._dec_cpu_s: dict[int, float] = {}  # a decode-only step's engine-core CPU seconds by batch size
         self._stretch_ok = not exact_steps  # fast-forward decode runs
         self._run_end: Any = None  # (steps, end time) of the decode run in flight, once cut if an arrival cut it
         self._step: Any = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
         self._idle_until = 0.0
+        # the step-end callbacks, bound once (a bound method per step cost an attribute look-up and
+        # an allocation); they refer back to the replica: Fleet._drop_cycles lets go of them
+        self._on_decode_end: Any = self._decode_end
+        self._on_mixed_end: Any = self._mixed_end
         # the pending wake-up (the engine loop starts at time 0, like a SimPy process)
         self._ev: Wake | None = wake(self.env, 0.0, self._plan, URGENT)
 
@@ -210,7 +220,9 @@ class Replica:
         start over (their generated tokens are lost, as for a client retry)."""
         self.failed = True
         self._interruptible = False
-        self._ev = None  # the pending wake-up is now stale
+        if self._ev is not None:  # the pending wake-up is now stale
+            self._ev.callback = None
+        self._ev = None
         self.settle(self.env.now)
         orphans = list(self.running) + list(self.waiting)
         for req in list(self.running):
@@ -228,7 +240,7 @@ class Replica:
 
     def _outstanding_changed(self) -> None:
         if self.outstanding_heaps:
-            key = outstanding_key(self)
+            key = (self.outstanding << LOAD_KEY_SHIFT) | self.index  # inline: sim.engine.replica.outstanding_key
             for heap in self.outstanding_heaps:
                 heappush(heap, key)
 
@@ -273,7 +285,7 @@ class Replica:
         """Ask the policy for the next step and start it."""
         if ev is not None and ev is not self._ev:
             return
-        schedule = self.policy.schedule
+        schedule = self._schedule
         while True:
             plan = schedule(self)
             if plan is DECODE_RUN:  # the steady state
@@ -296,6 +308,9 @@ class Replica:
         cut the decode run in flight at the end of the step in progress."""
         self._interruptible = False
         env = self.env
+        old = self._ev
+        if old is not None:  # superseded: its time still comes, but _run_wakes calls nothing
+            old.callback = None
         if self._run_k is None:  # idle
             self._ev = wake(env, 0.0, self._idle_interrupted, URGENT)
             return
@@ -303,7 +318,7 @@ class Replica:
         steps = min(steps, seg.first_step_ending_at_or_after(env._now) - k + 1)
         t_end = seg.t_end(k + steps - 1)
         self._run_end = (steps, t_end)
-        self._ev = wake(env, max(0.0, t_end - env._now), self._decode_end)
+        self._ev = wake(env, max(0.0, t_end - env._now), self._on_decode_end)
 
     def _start_idle(self, until: float) -> None:
         self.batch_tokens = 0
@@ -353,7 +368,8 @@ class Replica:
                     (f0, perf.step_flops(0, 0.0, n, 1) - f0),
                     (y0, perf.step_bytes(0, 0.0, n, 1) - y0),
                 )
-            seg = self.seg = Segment(self.t, k, dec.ctx, n, *coeffs)
+            a, b, f, y = coeffs
+            seg = self.seg = Segment(self.t, k, dec.ctx, n, a, b, f, y)
         if stretch:
             steps, t_end = self._stretch(seg, k)
         else:
@@ -365,7 +381,7 @@ class Replica:
         if self.group is not None:  # the group starts it (_group_go) when every rank is ready
             self.group.ready(self, seg.duration(k))
             return
-        self._ev = wake(env, max(0.0, t_end - env._now), self._decode_end)
+        self._ev = wake(env, max(0.0, t_end - env._now), self._on_decode_end)
 
     def stream_to(self, now: float) -> None:
         """Hand the API server the tokens of the decode run in flight whose steps ended by ``now``
@@ -509,7 +525,7 @@ class Replica:
         if self.group is not None:  # the group starts it (_group_go) when every rank is ready
             self.group.ready(self, d)
             return
-        self._ev = wake(env, max(0.0, t_end - env._now), self._mixed_end)
+        self._ev = wake(env, max(0.0, t_end - env._now), self._on_mixed_end)
 
     def _mixed_end(self, ev) -> None:
         if ev is not self._ev:
@@ -562,11 +578,11 @@ class Replica:
                 )
                 self._run_k = (seg, k, 1)
             self._run_end = (1, t_end)
-            self._ev = wake(env, max(0.0, t_end - env._now), self._decode_end)
+            self._ev = wake(env, max(0.0, t_end - env._now), self._on_decode_end)
             return
         plan, n, _, _, args = self._step
         self._step = (plan, n, dur, t_end, args)
-        self._ev = wake(env, max(0.0, t_end - env._now), self._mixed_end)
+        self._ev = wake(env, max(0.0, t_end - env._now), self._on_mixed_end)
 
     def _group_dummy(self, t0: float, t_end: float) -> None:
         """Nothing to run while another rank of the group steps: a dummy batch from ``t0`` to
@@ -693,7 +709,8 @@ class Replica:
         self._steps += 1
         self._flops += self.perf.step_flops(*args)
         self._bytes += self.perf.step_bytes(*args)
-        self._kv_block_s += self.kv.used * d
+        kv = self.kv
+        self._kv_block_s += (kv.num_blocks - kv.num_empty - len(kv.evictable)) * d  # inline: KVCache.used
 
     def _account_decode(self, seg: Segment, k: int, steps: int, t_last: float) -> None:
         """Stats and ITL of decode steps k .. k+steps-1 (the last ends at ``t_last``)
@@ -719,7 +736,10 @@ class Replica:
         if self.spec is not None:  # token-steps: one E-th of a verification step's CPU work each
             self._cpu_s += m * self.spec.token_step_cpu_s(seg.n, dec.ncls)
         else:
-            self._cpu_s += m * self.perf.step_cpu_s(seg.n, 0, 0)
+            cpu = self._dec_cpu_s.get(seg.n)
+            if cpu is None:
+                cpu = self._dec_cpu_s[seg.n] = self.perf.step_cpu_s(seg.n, 0, 0)
+            self._cpu_s += m * cpu
         self._steps += m
         self._flops += m * seg.f0 + seg.f1 * ctx_sum
         self._bytes += m * seg.y0 + seg.y1 * ctx_sum

@@ -15,7 +15,8 @@ callback each, never failed, never stopping the run) and hands every other
 event to SimPy's own ``step``; both queues draw event ids from SimPy's
 counter, so the order is the one a single SimPy queue would give. A callback
 receives its ``Wake``; the replica compares it with the wake-up it is waiting
-for, so a superseded one is a no-op.
+for, so a superseded one is a no-op (and the replica sets a superseded Wake's
+``callback`` to None, which ``_run_wakes`` skips without a call).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Wake:
     at: float
     priority: int
     eid: int
-    callback: Callable
+    callback: Callable | None  # None once superseded (Replica._wake)
 
     def __lt__(self, other) -> bool:
         return _before(self, other)
@@ -106,6 +107,7 @@ def _run_wakes(env: Environment, wakes: list, queue: list) -> bool:
                 break
         heappop(wakes)
         env._now = w.at
-        w.callback(w)
+        if w.callback is not None:  # None: superseded (Replica._wake), nothing to run
+            w.callback(w)
         ran = True
     return ran

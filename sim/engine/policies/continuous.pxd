@@ -2,6 +2,7 @@
 cimport cython
 
 from sim.engine.decode_group cimport DecodeGroup
+from sim.engine.policies.base cimport Budget, admit_waiting, blocks_for, preempt_for
 from sim.engine.kvcache cimport KVCache
 from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request
@@ -12,5 +13,5 @@ cdef class ContinuousBatching:
     cpdef make_queue(self)
     cpdef bint wake_on_arrival(self, rep)
     cpdef victim_order(self, rep)
-    @cython.locals(dec=DecodeGroup, kv=KVCache, free="long long", n_dec="long long", v=Request, req=Request, q="long long")
+    @cython.locals(dec=DecodeGroup, kv=KVCache, free="long long", n_dec="long long", v=Request, req=Request, q="long long", budget=Budget, victims=list)
     cpdef schedule(self, Replica rep)
