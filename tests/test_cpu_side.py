@@ -18,7 +18,9 @@ from sim.engine.fleet import simulate
 from sim.engine.front_end import FrontEnd
 from sim.perf import cpu_side, pool_model
 from sim.perf.cpu_side import (
+    CPU_SIDE_GPU_HOST,
     CPU_SIDE_TESTBED,
+    T_SEQ_UNIPROC_S,
     V0_TP_STEP_S,
     CpuSide,
     cpu_side_for,
@@ -114,6 +116,33 @@ def test_v0_tensor_parallel_step():
     assert with_tensor_parallel(base, (0, 6, 1), 2).t_step_s == pytest.approx(base.t_step_s + a + b)
     for version, tp in (((0, 6, 1), 1), ((0, 8, 0), 4), (None, 8)):
         assert with_tensor_parallel(base, version, tp) == base
+
+
+def test_v1_on_one_gpu_pays_the_uniproc_sequence_cost():
+    # V1 at world size 1 runs the model runner in the engine core's thread (the "uni" executor):
+    # no multiprocess hand-off or busy-wait on a worker, so the per-sequence CPU is T_SEQ_UNIPROC_S
+    # (fitted on inference-perf's vllm set, 10.0 µs) instead of the testbed's 27.1 + 1.9 = 29.0 µs;
+    # TP > 1 keeps the testbed's figure; V0 keeps its own rules; nothing else changes
+    assert T_SEQ_UNIPROC_S == pytest.approx(10.0e-6)
+    assert CPU_SIDE_GPU_HOST.t_seq_s == pytest.approx(29.0e-6)
+    for version in ((0, 8, 0), (0, 11, 0), (0, 14, 0), None):
+        base = cpu_side_for(version)
+        one = with_tensor_parallel(base, version, 1)
+        assert one.t_seq_s == pytest.approx(10.0e-6)
+        assert dataclasses.replace(one, t_seq_s=base.t_seq_s, source=base.source) == base
+        assert with_tensor_parallel(base, version, 2) == base
+    v05 = cpu_side_for((0, 5, 4))
+    assert with_tensor_parallel(v05, (0, 5, 4), 1) == v05
+
+
+def test_one_gpu_v1_decode_step_cpu_by_hand():
+    # Llama-3.1-8B on one H100, vLLM 0.11 (serial CPU side): a decode-only step of 128 sequences
+    # charges the engine core 1.68 ms + 128 · 10 µs = 2.96 ms of CPU; at TP 2, 1.68 ms + 128 · 29 µs
+    for tp, want_s in ((1, 1.68e-3 + 128 * 10e-6), (2, 1.68e-3 + 128 * 29e-6)):
+        sc = make_scenario(pool={"model": "llama-3.1-8b", "tensor_parallel": tp, "engine": {"vllm_version": "0.11.0"}})
+        pm = pool_model.build_pool_models(sc)[0]
+        assert pm.perf.step_cpu_s(128, 0, 0) == pytest.approx(want_s, rel=1e-9)
+        assert not pm.perf.cpu_overlap
 
 
 def test_front_end_fifo_by_hand():
@@ -251,6 +280,7 @@ def test_speculative_engine_step_pays_the_cpu_work_once(monkeypatch, method, k, 
 
     def token_step_a(cpu: CpuSide) -> float:
         monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: cpu)
+        monkeypatch.setattr(pool_model, "with_tensor_parallel", lambda c, version, tp: c)  # ``cpu`` as given
         pm = pool_model.build_pool_models(sc)[0]
         spec = pool_speculation(sc.fleet[0], sc.load_catalog(), pm.gpu, pm.model, pm.quant, pm.perf, ["c"], [])
         assert spec is not None
@@ -293,6 +323,7 @@ def test_speculative_cpu_share_counts_engine_steps(monkeypatch):
     # the prefill step, 2 ms + 50 µs + 500 · 1 µs = 2.55 ms, and 40 decode token-steps, each one E-th
     # of a verification step of 2 ms + 50 µs + 3 · 1 µs = 2.053 ms: 40 · 2.053 / 2.176 = 37.739 ms.
     monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: CPU)
+    monkeypatch.setattr(pool_model, "with_tensor_parallel", lambda c, version, tp: c)  # CPU as given
     pool = {
         "engine": {
             "max_model_len": 8192,

@@ -66,6 +66,7 @@ __all__ = [
     "ASYNC_SCHEDULING_SINCE",
     "ASYNC_OUTPUT_PROC_SINCE",
     "V0_TP_STEP_S",
+    "T_SEQ_UNIPROC_S",
     "cpu_side_for",
     "with_tensor_parallel",
     "step_cpu_s",
@@ -87,6 +88,23 @@ scheduler's output once and each worker keeps its own batch). Its size is not do
 by ``calibration/v0_tp_fit.py`` on a declared training split of the public corpus (the batch-1 rows
 of LLM-Inference-Bench's Llama-3-8B at TP2 and TP4 on H100, vLLM 0.6.1; calibration/README.md,
 "LLM-Inference-Bench"), reported on the rest."""
+
+T_SEQ_UNIPROC_S = 10.0e-6
+"""V1 (0.8 on) with one GPU per engine (tensor parallel size 1): the engine core's CPU per scheduled
+sequence per step, in place of the testbed's 29.0 µs. Why the testbed's figure does not carry over:
+at world size 1 vLLM runs the model runner in the engine core's own thread (``ParallelConfig``:
+``distributed_executor_backend`` "uni" when ``world_size == 1``, vllm/config/parallel.py), a plain
+call; the CPU backend forces the multiprocess executor instead ("OMP requires the MP executor",
+vllm/platforms/cpu.py ``check_and_update_config``), so the testbed's engine-core thread also paid,
+per request, the pickled ``SchedulerOutput`` broadcast to the worker and the ``ModelRunnerOutput``
+sent back over the shared-memory queue, and its busy-wait (``sched_yield`` spin) on the worker's
+forward pass (vllm/distributed/device_communicators/shm_broadcast.py, ``acquire_read``; all three files
+read in vLLM 0.32.0, the testbed's build). The share of
+those in the 27.1 µs was not separable from the probe's thread CPU, so the per-sequence figure is
+fitted: by ``calibration/uniproc_seq_fit.py`` on a declared training split (the 7 entries of
+inference-perf's ``vllm`` configuration, Llama-3.1-8B on one H100, vLLM 0.11; calibration/README.md,
+Protocol item 2), reported on the rest. TP > 1 keeps the testbed's figure (the multiprocess executor
+and its hand-off are what a GPU host runs there too)."""
 
 
 @dataclass(frozen=True)
@@ -197,9 +215,18 @@ def cpu_side_for(
 
 def with_tensor_parallel(cpu: CpuSide, vllm_version: tuple[int, ...] | None, tp: int) -> CpuSide:
     """``cpu`` of a server with ``tp`` tensor-parallel ranks: before vLLM 0.8 (V0) the step adds
-    ``V0_TP_STEP_S`` (the driver's per-step broadcast of the model input to the other ranks); V1,
-    or one GPU, adds nothing."""
-    if vllm_version is None or tuple(vllm_version) >= V1_SINCE or tp <= 1:
+    ``V0_TP_STEP_S`` (the driver's per-step broadcast of the model input to the other ranks); V1
+    at one GPU runs the model in the engine core's thread, without the multiprocess hand-off the
+    testbed measured: its per-sequence CPU is ``T_SEQ_UNIPROC_S`` (the decode's one token kept)."""
+    v1 = vllm_version is None or tuple(vllm_version) >= V1_SINCE
+    if v1 and tp <= 1:
+        return replace(
+            cpu,
+            t_seq_s=T_SEQ_UNIPROC_S,
+            source=cpu.source + f"; one GPU (uni executor): {T_SEQ_UNIPROC_S * 1e6:.1f} µs/sequence, "
+            "fitted on inference-perf's vllm set (calibration/README.md, Protocol item 2)",
+        )
+    if v1 or tp <= 1:
         return cpu
     a, b = V0_TP_STEP_S
     return replace(
