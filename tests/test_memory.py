@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from pathlib import Path
 
 import pytest
 
+from calibration.logs.sidecar import load_settings
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
 from sim.perf.memory import (
@@ -17,6 +19,7 @@ from sim.perf.memory import (
     hold_one_sequence,
     moe_workspace_bytes,
     plan_memory,
+    sampler_copies,
 )
 from sim.perf.memory import _plan as plan_terms
 from sim.perf.pool_model import build_pool_models, memory_warnings
@@ -672,3 +675,61 @@ def test_rtx_3060_starts_what_vllm_served_and_refuses_what_it_refused():
     assert check_max_model_len(held, 26_608, 16, V011) is None
     assert hold_one_sequence(plan, 32_768, 16, V011) is plan
     assert check_max_model_len(plan, 32_768, 16, V011) is not None
+
+
+# vLLM's FlashInfer sampler by release (sim/perf/memory.py, FLASHINFER_SAMPLER_V1_SINCE, read from the vllm sdists of
+# 0.7.3-0.11.1): the V1 profile run samples min(max_num_seqs, max_num_batched_tokens) dummy rows with top_k =
+# vocabulary - 1 and top_p 0.9, and TopKTopPSampler takes FlashInfer's kernel when flashinfer imports and
+# VLLM_USE_FLASHINFER_SAMPLER is unset (0.8.0-0.11.0; opt-in from 0.11.1, PR #26859). The vllm/vllm-openai image of
+# llm-d-benchmark's exp-0 (v0.8.5) installs flashinfer 0.2.1.post2 (its docker/Dockerfile), so its sampler is FlashInfer's.
+def test_the_flashinfer_sampler_peak_follows_the_install_and_the_release():
+    assert sampler_copies((0, 8, 5), True) == 3.8  # FlashInfer: logits 0.5 + fp32 1 + two fp32 tensors, no sort
+    assert sampler_copies((0, 10, 0), True) == 3.8
+    for version in [(0, 8, 5), (0, 10, 0), (0, 11, 0), (0, 11, 1), (0, 14, 0)]:  # pip install / opt-in: the sort
+        assert sampler_copies(version, None) == 9.6
+        assert sampler_copies(version, False) == 9.6
+    assert sampler_copies((0, 19, 0), None) == sampler_copies((0, 19, 0), True) == 3.8  # Triton or FlashInfer
+    # a pool that names the kernel carries no sampler uncertainty in the unidentified 0.15-0.17 window
+    named = plan_memory(
+        CAT.gpu("h100-sxm"),
+        CAT.model("qwen3-32b"),
+        CAT.quant("bf16"),
+        1,
+        vllm_version=(0, 16, 0),
+        flashinfer_sampler=True,
+        **H100_DEFAULTS,
+    )
+    assert named.uncertainty_bytes_per_gpu == KV_PLAN_UNCERTAINTY_BYTES
+
+
+def test_llm_d_exp0_plans_the_flashinfer_sampler_of_its_image():
+    """Llama-3.1-70B bf16, TP2 on A100-SXM4-80GB (catalog: 85,061,830,000 bytes reported), vLLM 0.8.5, utilization
+    0.95, 8,192 batched tokens, 1,024 sequences, block 16. By hand, per GPU:
+    budget      = ceil(0.95 x 85,061,830,000)                          = 80,808,738,500
+    weights     = 141,107,412,992 / 2 (70.55 B parameters x 2 bytes)     = 70,553,706,496
+    non-torch   = 0.25 GiB + 1.83 GiB (TP2 communicators)               = 268,435,456 + 1,964,947,537 = 2,233,382,993
+    sampler     = 3.8 x 1,024 x 128,256 x 4 bytes                         = 1,996,278,989 (the forward: 1.21 x 8,192 x
+                  2 bytes x (2 x 8,192 + 3 x 28,672 / 2) = 1,177,425,019, less)
+    available   = 80,808,738,500 - 70,553,706,496 - 1,996,278,989 - 2,233,382,993 = 6,025,370,022
+    block       = 16 x 80 layers x 4 KV heads per GPU x 128 x 2 (K, V) x 2 bytes = 2,621,440
+    blocks      = floor(6,025,370,022 / 2,621,440) = floor(2,298.5) = 2,298
+    The sort path (9.6 copies) takes (9.6 - 3.8) x 525,336,576 = 3,046,952,141 bytes more: 1,162 blocks fewer."""
+    sidecar = (
+        Path(__file__).resolve().parents[1] / "calibration" / "public" / "llm-d" / "exp-0-vllm-70b" / "fleetcast.yaml"
+    )
+    settings = load_settings(sidecar.parent / "qps-1.csv", sidecar)
+    assert settings.engine["flashinfer_sampler"] is True and settings.vllm_version == "0.8.5"
+    args = dict(
+        gpu_memory_utilization=0.95,
+        block_size=16,
+        max_num_batched_tokens=8192,
+        max_num_seqs=1024,
+        vllm_version=(0, 8, 5),
+    )
+    gpu, model, bf16 = CAT.gpu("a100-80gb"), CAT.model("llama-3.1-70b"), CAT.quant("bf16")
+    image = plan_memory(gpu, model, bf16, 2, flashinfer_sampler=True, **args)
+    assert image.activation_bytes_per_gpu == 1_996_278_989
+    assert image.available_kv_bytes_per_gpu == 6_025_370_022
+    assert image.num_kv_blocks == 2_298
+    pip = plan_memory(gpu, model, bf16, 2, **args)
+    assert image.num_kv_blocks - pip.num_kv_blocks in (1_162, 1_163)  # 3,046,952,141 / 2,621,440 = 1,162.3

@@ -53,6 +53,12 @@ class SidecarEngine(_Strict):
     async_scheduling: bool | None = Field(
         None, description="vLLM --async-scheduling (true) or --no-async-scheduling (false); unset: by vllm_version"
     )
+    flashinfer_sampler: bool | None = Field(
+        None,
+        description="vLLM's sampler ran FlashInfer's top-k/top-p kernel (flashinfer installed, as in the "
+        "vllm/vllm-openai images, with vLLM 0.8.0-0.11.0; VLLM_USE_FLASHINFER_SAMPLER=1 from 0.11.1); unset: by "
+        "vllm_version, for an install without flashinfer",
+    )
 
 
 class Sidecar(_Strict):

@@ -43,6 +43,9 @@ __all__ = [
     "SAMPLER_FP32_COPIES",
     "SAMPLER_SORT_FP32_COPIES",
     "SAMPLER_TRITON_SINCE",
+    "SAMPLER_FLASHINFER_FP32_COPIES",
+    "FLASHINFER_SAMPLER_V1_SINCE",
+    "FLASHINFER_SAMPLER_OPT_IN_SINCE",
     "sampler_copies",
     "FORWARD_PEAK_FACTOR",
 ]
@@ -114,6 +117,39 @@ the newest release by then as far as this plan can tell (the file does not print
 opened on 2026-02-02, so releases 0.15 to 0.17 may have either; for them the plan takes the sort path
 and counts the difference as uncertainty (``hold_one_sequence``)."""
 SAMPLER_UNIDENTIFIED_FROM = (0, 15, 0)
+_VLLM_SDIST = (
+    "vllm 0.7.3, 0.8.0, 0.8.5, 0.9.0-0.11.1 source distributions (PyPI, Apache-2.0): vllm/v1/worker/gpu_model_runner.py, "
+    "vllm/v1/sample/sampler.py, vllm/v1/sample/ops/topk_topp_sampler.py, docker/Dockerfile, requirements/cuda.txt"
+)
+SAMPLER_FLASHINFER_FP32_COPIES = SAMPLER_FP32_COPIES
+"""The same peak when vLLM's V1 sampler runs FlashInfer's rejection-sampling top-k/top-p kernel, which
+sorts nothing. Counted from the code (_VLLM_SDIST; flashinfer-python sdists 0.2.1.post2, 0.2.5, 0.3.1,
+Apache-2.0), in [rows x vocabulary] fp32 copies live at the peak: the model-dtype logits of
+``compute_logits`` (0.5 for 16-bit models), their fp32 copy (``Sampler.forward``: ``logits.to(float32)``,
+1; temperature is applied in place), and two more fp32 tensors of the same shape: 0.8.x
+``forward_cuda`` takes ``probs = logits.softmax()`` and FlashInfer 0.2.1's
+``top_k_top_p_sampling_from_probs`` (``filter_apply_order="top_k_first"``) allocates ``renorm_probs``
+(``top_k_renorm_probs``: ``torch.empty_like(probs)``); 0.9.0-0.11.0 call
+``top_k_top_p_sampling_from_logits``, whose FlashInfer 0.2.5-0.3.1 body allocates ``masked_logits``
+(``top_k_mask_logits``) and ``probs`` (softmax). 0.5 + 1 + 2 = 3.5 by hand, no sort workspace. The Triton
+path of ``SAMPLER_FP32_COPIES`` holds the same set (``probs`` and ``random_sample``'s ``q``; 3.5 by hand)
+and logs 3.71-3.97: the constant is that measured one, not the hand count (0.3 copies, 60 KV blocks of
+Llama-3.1-70B at TP2 and 1,024 rows, apart)."""
+FLASHINFER_SAMPLER_V1_SINCE = (0, 8, 0)
+"""From vLLM 0.8.0 the V1 engine (the default) runs the dummy sampler in its profile run
+(``GPUModelRunner._dummy_sampler_run``: vllm-project/vllm PR #13594, then #14728; 0.7.3's profile run
+runs none) with ``top_p`` 0.9 and ``top_k`` vocabulary - 1 on min(max_num_seqs, max_num_batched_tokens)
+rows (``_dummy_run``), and ``TopKTopPSampler`` takes FlashInfer's kernel whenever the ``flashinfer``
+package imports and ``VLLM_USE_FLASHINFER_SAMPLER`` is not 0 (PR #11394: "In V1, None means True";
+0.8.x required FlashInfer < 0.2.3, PR #14815; 0.9.0-0.11.0 >= 0.2.3, PR #15777). Whether it imports is
+the install's: the vllm/vllm-openai images install it (docker/Dockerfile: flashinfer 0.2.1.post2 in
+0.8.0-0.8.5, 0.2.5 in 0.9.0/0.9.1, 0.2.6.post1 in 0.9.2, 0.2.8rc1 in 0.10.0, 0.2.11 in 0.10.1, 0.3.0 in
+0.10.2, 0.3.1 in 0.11.0); the pip package does not depend on it before 0.11.1 (requirements/cuda.txt;
+only the ``vllm[flashinfer]`` extra from 0.10.1)."""
+FLASHINFER_SAMPLER_OPT_IN_SINCE = (0, 11, 1)
+"""From this release the FlashInfer sampler is opt-in (``VLLM_USE_FLASHINFER_SAMPLER=1``) although
+flashinfer-python becomes a CUDA dependency (0.5.2 in requirements/cuda.txt): vllm-project/vllm PR
+#26859, "Disable FlashInfer sampler by default", merged 2025-10-15, first in 0.11.1."""
 MOE_WORKSPACE_FACTOR = 1.2
 """Torch memory the fused-MoE kernels of the profile forward keep while the dummy sampler runs, per
 byte of ``moe_workspace_bytes`` (rows = min(max_num_batched_tokens x dp, MOE_CHUNK_TOKENS) x top-k;
@@ -216,10 +252,17 @@ def moe_workspace_held(vllm_version: tuple[int, ...] | None) -> bool:
     return vllm_version is None or tuple(vllm_version) >= MOE_WORKSPACE_HELD_SINCE
 
 
-def sampler_copies(vllm_version: tuple[int, ...] | None) -> float:
+def sampler_copies(vllm_version: tuple[int, ...] | None, flashinfer_sampler: bool | None = None) -> float:
     """fp32 [rows x vocabulary] copies at the peak of vLLM's dummy sampler run in this release:
-    ``SAMPLER_FP32_COPIES`` with the Triton top-k/top-p kernel (``SAMPLER_TRITON_SINCE``, or no
-    version named), ``SAMPLER_SORT_FP32_COPIES`` with the PyTorch sort before it."""
+    ``SAMPLER_FLASHINFER_FP32_COPIES`` where the sampler runs FlashInfer's kernel
+    (``flashinfer_sampler`` true: the package installed, as in the vllm/vllm-openai images, and
+    ``VLLM_USE_FLASHINFER_SAMPLER`` not 0 before ``FLASHINFER_SAMPLER_OPT_IN_SINCE``, 1 from it);
+    otherwise ``SAMPLER_FP32_COPIES`` with the Triton top-k/top-p kernel (``SAMPLER_TRITON_SINCE``, or
+    no version named) and ``SAMPLER_SORT_FP32_COPIES`` with the PyTorch sort before it. Unset
+    (``None``) is an install without flashinfer before 0.11.1 (the pip package) and vLLM's default
+    from 0.11.1 (opt-in): the sort path before 0.18 either way."""
+    if flashinfer_sampler:
+        return SAMPLER_FLASHINFER_FP32_COPIES
     if vllm_version is None or tuple(vllm_version) >= SAMPLER_TRITON_SINCE:
         return SAMPLER_FP32_COPIES
     return SAMPLER_SORT_FP32_COPIES
@@ -286,6 +329,7 @@ def _plan(
     vllm_version: tuple[int, ...] | None,
     dp: int = 1,
     ep: bool = False,
+    flashinfer_sampler: bool | None = None,
 ) -> MemoryPlan:
     s = ModelShape(model, quant, tp)
     device = device_memory_bytes(gpu)
@@ -297,12 +341,14 @@ def _plan(
     held = moe_workspace_held(vllm_version)
     ws = moe_workspace_bytes(model, quant, max_num_batched_tokens, tp, dp, ep, held)
     rows = min(max_num_batched_tokens, max_num_seqs)
-    act = _activation_bytes(model, quant, s, max_num_batched_tokens, rows, ws, held, sampler_copies(vllm_version))
+    copies = sampler_copies(vllm_version, flashinfer_sampler)
+    act = _activation_bytes(model, quant, s, max_num_batched_tokens, rows, ws, held, copies)
     # terms the plan takes beyond its evidence, counted as uncertainty before refusing a max_model_len:
     # the sampler of releases whose top-k/top-p path is not identified, the MoE workspace factor
     # (fitted at TP <= 4) on more GPUs
     uncertainty = KV_PLAN_UNCERTAINTY_BYTES
-    if vllm_version is not None and SAMPLER_UNIDENTIFIED_FROM <= tuple(vllm_version) < SAMPLER_TRITON_SINCE:
+    unidentified = vllm_version is not None and SAMPLER_UNIDENTIFIED_FROM <= tuple(vllm_version) < SAMPLER_TRITON_SINCE
+    if unidentified and not flashinfer_sampler:
         triton = _activation_bytes(model, quant, s, max_num_batched_tokens, rows, ws, held, SAMPLER_FP32_COPIES)
         uncertainty += act - triton
     if held and ws and int(tp) * int(dp) > 4:
@@ -342,12 +388,15 @@ def plan_memory(
     vllm_version: tuple[int, ...] | None = None,
     dp: int = 1,
     ep: bool = False,
+    flashinfer_sampler: bool | None = None,
 ) -> MemoryPlan:
     """Split each GPU's memory into weights, activations, overheads and KV blocks.
 
     ``dp`` data-parallel ranks of ``tp`` GPUs each: every rank holds the attention and dense
     weights (split over its tp GPUs) and its own KV cache; the routed experts are spread over
     all tp x dp GPUs (sliced, or whole experts with ``ep``). ``num_kv_blocks`` is per rank.
+    ``flashinfer_sampler``: whether vLLM's sampler runs FlashInfer's top-k/top-p kernel
+    (``sampler_copies``; unset: by release, for an install without flashinfer).
 
     Raises FleetcastError, saying what would fit (more TP, another quantization), when not
     even one block fits.
@@ -358,7 +407,16 @@ def plan_memory(
             f"block_size and max_num_batched_tokens >= 1 (got {block_size}, "
             f"{max_num_batched_tokens})."
         )
-    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, vllm_version, dp, ep)
+    args = (
+        gpu_memory_utilization,
+        block_size,
+        max_num_batched_tokens,
+        max_num_seqs,
+        vllm_version,
+        dp,
+        ep,
+        flashinfer_sampler,
+    )
     plan = _plan(gpu, model, quant, tp, *args)
     if plan.num_kv_blocks >= 1:
         return plan

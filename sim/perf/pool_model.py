@@ -86,6 +86,7 @@ def _pool_memory(scenario, i: int, catalog, gpu: GPU, model: ModelSpec, quant: Q
             version,
             dp=pool.data_parallel,
             ep=pool.expert_parallel,
+            flashinfer_sampler=eng.flashinfer_sampler,
         )
         if eng.speculative is not None:  # the draft model / EAGLE layer share the GPUs with the target
             mem = with_proposer_memory(mem, pool, catalog, model, quant, eng.block_size)
