@@ -137,7 +137,7 @@ def test_profiles_whose_periods_do_not_repeat_together_are_a_located_error():
         _cls("a", arrival={"process": "poisson", "rate_rps": 4, "profile": {"bin_s": 3600, "factors": [1, 3]}}),
         _cls("b", arrival={"process": "poisson", "rate_rps": 1, "profile": {"bin_s": 3600, "factors": [1, 1, 5]}}),
     ]
-    with pytest.raises(FleetcastError, match=r"traffic\.classes\[0\]\.arrival\.profile: its period .*7200"):
+    with pytest.raises(FleetcastError, match=r"<scenario>, field traffic\.classes\[0\]\.arrival\.profile: its period .*7200"):
         _base(_data({"process": "by_class"}, classes))
 
 
@@ -273,3 +273,18 @@ def test_by_class_surge_scales_each_class_and_shifts_its_profile():
     extra = _surge_traffic(sc.traffic, ev)
     a, b = (c.arrival for c in extra.classes)
     assert (a.rate_rps, a.profile.start_s, b.rate_rps, b.cv, b.profile) == (8.0, 1800.0, 4.0, 2.0, None)
+
+
+def test_cli_plan_on_profiles_that_do_not_repeat_together_names_the_file_and_writes_nothing(tmp_path, capsys):
+    classes = [
+        _cls("a", arrival={"process": "poisson", "rate_rps": 4, "profile": {"bin_s": 3600, "factors": [1, 3]}}, slo={"ttft_s": {"p99": 2.0}}),
+        _cls("b", arrival={"process": "poisson", "rate_rps": 1, "profile": {"bin_s": 3600, "factors": [1, 1, 5]}}),
+    ]
+    d = _data({"process": "by_class"}, classes)
+    d["plan"] = {"candidates": {"gpu": ["h100-sxm"]}, "demand": {"peak_rate_rps": 5}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(d))
+    assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}, field traffic.classes[0].arrival.profile" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

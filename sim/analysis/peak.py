@@ -152,9 +152,15 @@ def _surge_multiplier(events: list[dict], t_s: np.ndarray) -> np.ndarray:
 
 
 def plan_window(
-    data: dict, needs: list[ClassNeed], *, duration_s: float | None, window_start_s: float | None
+    data: dict,
+    needs: list[ClassNeed],
+    *,
+    duration_s: float | None,
+    window_start_s: float | None,
+    where: str = "<scenario>",
 ) -> PlanWindow:
-    """The window rule for the scenario mapping ``data`` (its traffic and events)."""
+    """The window rule for the scenario mapping ``data`` (its traffic and events; ``where``
+    names its file in errors)."""
     tr = data["traffic"]
     a = tr["arrival"]
     warm, cool = float(tr.get("warmup_s") or 0.0), float(tr.get("cooldown_s") or 0.0)
@@ -190,7 +196,7 @@ def plan_window(
         top_h = next(h for h, r in curve.rate_points if r == peak)  # a piecewise-linear curve peaks at a point
         peak_s = ((top_h - curve.start_hour) % 24.0) * day / 24.0
         return PlanWindow("peak-hour", unit, 1.0, center, peak_s, **common)
-    prof = profile_curve(tr)
+    prof = profile_curve(tr, where)
     if prof is not None:
         if surges:
             t_s, m = _profile_surge_points(prof, surges)

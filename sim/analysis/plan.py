@@ -455,7 +455,13 @@ def run_plan(
         base = scenario.model_dump(mode="json", exclude={"plan"})
         with_site_pue(base, spec.power)
         needs = class_needs(scenario.traffic, spec.tail_samples)
-        win = plan_window(base, needs, duration_s=spec.duration_s, window_start_s=spec.window_start_s)
+        win = plan_window(
+            base,
+            needs,
+            duration_s=spec.duration_s,
+            window_start_s=spec.window_start_s,
+            where=str(scenario.path) if scenario.path else "<scenario>",
+        )
         seeds = replication_seeds(int(scenario.seed), spec.replications)
         rates = demand.monthly_rates() if demand else []
         _check_samples(win, needs, spec, rates or [peak], str(scenario.path) if scenario.path else "<scenario>")

@@ -97,22 +97,23 @@ class ProfileCurve:
         return float(sum(self.rates_rps)) / self.peak_rps
 
 
-def profile_curve(traffic: dict) -> ProfileCurve | None:
-    """The combined curve of ``traffic`` (the scenario mapping's ``traffic:``), or None when no
-    process has a profile (constant-rate traffic: plan's stationary rule, unchanged)."""
+def profile_curve(traffic: dict, where: str = "<scenario>") -> ProfileCurve | None:
+    """The combined curve of ``traffic`` (the scenario mapping's ``traffic:``; ``where`` names
+    its file in errors), or None when no process has a profile (constant-rate traffic: plan's
+    stationary rule, unchanged)."""
     procs = profiled_arrivals(traffic)
     if traffic["arrival"].get("process") not in ("poisson", "gamma", "constant", "mmpp", "by_class"):
         return None
     if not any(arr.get("profile") for _, arr in procs):
         return None
     profiles = [RateProfile.model_validate(arr["profile"]) if arr.get("profile") else None for _, arr in procs]
-    periods = [(where, p.period_s) for (where, _), p in zip(procs, profiles) if p is not None]
+    periods = [(f, p.period_s) for (f, _), p in zip(procs, profiles) if p is not None]
     period = max(s for _, s in periods)
-    for where, s in periods:
+    for field, s in periods:
         k = period / s
         if abs(k - round(k)) > 1e-9 * k:
             raise FleetcastError(
-                f"{where}.profile: its period (bin_s x len(factors) = {s:g} s) does not divide the longest "
+                f"{where}, field {field}.profile: its period (bin_s x len(factors) = {s:g} s) does not divide the longest "
                 f"profile period of the traffic ({period:g} s), so the combined rate does not repeat and "
                 "plan cannot place its peak window; give the classes' profiles periods that divide the longest "
                 "(e.g. hour of day, 86400 s, with hour of week, 604800 s)"

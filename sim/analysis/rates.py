@@ -16,7 +16,7 @@ def base_rate_rps(scenario: Scenario) -> float:
     curve's peak, a rate-profiled process's mean x its highest factor (the classes' own
     processes summed bin by bin), else the mean rate."""
     traffic = scenario.traffic
-    if (curve := profile_curve(traffic.model_dump(mode="json"))) is not None:
+    if (curve := profile_curve(traffic.model_dump(mode="json"), str(scenario.path or "<scenario>"))) is not None:
         return curve.peak_rps
     a = traffic.arrival
     if a.process == "diurnal":
