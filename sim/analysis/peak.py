@@ -15,6 +15,13 @@ The plan sizes a fleet for the *binding* part of the demand:
   than that hour holds, and the whole cycle (``whole-cycle``, as many
   cycles as the samples need) once the widened window reaches a day.
   Warm-up precedes the window on the curve itself.
+- ``peak-bin``: rate-profiled traffic (``arrival.profile``, one process or
+  the classes' own under ``by_class``, as ``fleetcast traffic fit`` writes
+  it): the combined rate is piecewise constant; the window is the
+  shortest profile bin's length placed where the combined rate's mean is
+  highest (the peak bin), widened like the peak hour (``peak-window``,
+  ``whole-cycle`` over the profile's period). Under surges: the highest
+  combined rate times the multiplier at that moment (``surge-plateau``).
 - ``user``: ``plan.window_start_s`` places the window; a warning when it
   misses the peak.
 
@@ -33,13 +40,14 @@ from typing import Any
 
 import numpy as np
 
+from sim.analysis.profile_curve import ProfileCurve, peak_window_center_s, profile_curve, profiled_arrivals
 from sim.analysis.replications import ClassNeed
 from sim.errors import FleetcastError
-from sim.workload.spec import DiurnalArrival
+from sim.workload.spec import DiurnalArrival, RateProfile
 
 __all__ = ["PlanWindow", "plan_window", "apply_window", "curve_rate_at", "window_warnings", "WINDOW_KINDS"]
 
-WINDOW_KINDS = ("stationary", "surge-plateau", "peak-hour", "peak-window", "whole-cycle", "user")
+WINDOW_KINDS = ("stationary", "surge-plateau", "peak-hour", "peak-bin", "peak-window", "whole-cycle", "user")
 _GRID = 2880  # curve samples per day (30 s of a real day)
 
 
@@ -58,18 +66,36 @@ class PlanWindow:
     fixed_window_s: float | None  # from plan.duration_s
     needs: list[ClassNeed]
     notes: list[str] = field(default_factory=list)
+    profile: ProfileCurve | None = (
+        None  # rate-profiled traffic's combined curve (peak 1); set with peak-bin and a profiled surge-plateau
+    )
+
+    @property
+    def on_curve(self) -> bool:
+        """Whether the window sits on a demand curve (diurnal or profile), not at a steady rate."""
+        return self.kind not in ("stationary", "surge-plateau")
+
+    def period_s(self) -> float:
+        """The curve's period: the diurnal day or the profile's period."""
+        return self.diurnal.day_length_s if self.diurnal is not None else self.profile.period_s  # type: ignore[union-attr]  # on a curve
+
+    def _base_s(self) -> float:
+        """The window's base length: the scenario-hour of a diurnal day, a profile's shortest bin."""
+        return self.diurnal.day_length_s / 24.0 if self.diurnal is not None else self.profile.bin_s  # type: ignore[union-attr]  # on a curve
 
     def length_s(self, rate_rps: float) -> tuple[float, float, str]:
         """(window length s, mean rate over it, kind) at planned rate ``rate_rps``."""
-        if self.diurnal is None:
+        if not self.on_curve:
             r = rate_rps * self.multiplier
             need = self.fixed_window_s or _needed_s(self.needs, r)
             return need, r, self.kind
-        day = self.diurnal.day_length_s
+        day = self.period_s()
         if self.user_start_s is not None:
-            length = self.fixed_window_s or _needed_s(self.needs, rate_rps * self._mean(self.user_start_s, day / 24))
+            length = self.fixed_window_s or _needed_s(
+                self.needs, rate_rps * self._mean(self.user_start_s, day / 24 if self.diurnal else self._base_s())
+            )
             return length, rate_rps * self._mean(self.user_start_s, length), "user"
-        hour = day / 24.0
+        hour = self._base_s()
         length = max(hour, self.fixed_window_s or 0.0)
         for _ in range(60):  # widen until the window holds the samples (the mean falls as it widens)
             mean = rate_rps * self._mean(self.center_s - length / 2, length)  # type: ignore[operator]  # center_s is set with diurnal
@@ -84,23 +110,26 @@ class PlanWindow:
         if self.fixed_window_s:
             length = self.fixed_window_s
             mean = rate_rps * self._mean(self.center_s - length / 2, length)  # type: ignore[operator]  # as above
-        kind = "peak-hour" if length <= hour * (1 + 1e-9) else ("whole-cycle" if length >= day else "peak-window")
+        first = "peak-hour" if self.diurnal is not None else "peak-bin"
+        kind = first if length <= hour * (1 + 1e-9) else ("whole-cycle" if length >= day else "peak-window")
         return length, mean, kind
 
     def start_s(self, length_s: float) -> float:
         """Start of the measured window on the scenario's time axis."""
         if self.user_start_s is not None:
             return self.user_start_s
-        if self.diurnal is None or self.center_s is None:
+        if not self.on_curve or self.center_s is None:
             return self.warmup_s
-        if length_s >= self.diurnal.day_length_s:
+        if length_s >= self.period_s():
             return 0.0
         return self.center_s - length_s / 2
 
     def _mean(self, start_s: float, length_s: float) -> float:
         """Mean of the unit-peak curve over [start, start + length) of the scenario's axis."""
         t = start_s + (np.arange(512) + 0.5) * length_s / 512
-        return float(curve_rate_at(self.diurnal, t).mean())  # type: ignore[arg-type]  # _mean is used only for a diurnal window
+        if self.diurnal is None:
+            return self.profile.mean_over(start_s, length_s)  # type: ignore[union-attr]  # _mean is used only on a curve
+        return float(curve_rate_at(self.diurnal, t).mean())
 
 
 def _needed_s(needs: list[ClassNeed], rate_rps: float) -> float:
@@ -123,9 +152,15 @@ def _surge_multiplier(events: list[dict], t_s: np.ndarray) -> np.ndarray:
 
 
 def plan_window(
-    data: dict, needs: list[ClassNeed], *, duration_s: float | None, window_start_s: float | None
+    data: dict,
+    needs: list[ClassNeed],
+    *,
+    duration_s: float | None,
+    window_start_s: float | None,
+    where: str = "<scenario>",
 ) -> PlanWindow:
-    """The window rule for the scenario mapping ``data`` (its traffic and events)."""
+    """The window rule for the scenario mapping ``data`` (its traffic and events; ``where``
+    names its file in errors)."""
     tr = data["traffic"]
     a = tr["arrival"]
     warm, cool = float(tr.get("warmup_s") or 0.0), float(tr.get("cooldown_s") or 0.0)
@@ -161,12 +196,64 @@ def plan_window(
         top_h = next(h for h, r in curve.rate_points if r == peak)  # a piecewise-linear curve peaks at a point
         peak_s = ((top_h - curve.start_hour) % 24.0) * day / 24.0
         return PlanWindow("peak-hour", unit, 1.0, center, peak_s, **common)
+    prof = profile_curve(tr, where)
+    if prof is not None:
+        if surges:
+            t_s, m = _profile_surge_points(prof, surges)
+            i = int(np.argmax(prof.rate_at(t_s) * m))
+            top = float(prof.rate_at(t_s[i : i + 1])[0] * m[i])
+            return PlanWindow(
+                "surge-plateau", None, top, None, float(t_s[i]), **{**common, "user_start_s": None}, profile=prof
+            )
+        center, peak_s = peak_window_center_s(prof)
+        return PlanWindow("peak-bin", None, 1.0, center, peak_s, **common, profile=prof)
     if surges:
         ends = sorted({0.0} | {float(ev["start_s"]) for ev in surges})
         mult = _surge_multiplier(surges, np.array(ends))
         i = int(np.argmax(mult))
         return PlanWindow("surge-plateau", None, float(mult[i]), None, ends[i], **{**common, "user_start_s": None})
     return PlanWindow("stationary", None, 1.0, None, None, **{**common, "user_start_s": None})
+
+
+def _profile_surge_points(curve: ProfileCurve, surges: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Every time where the profiled rate or the surge multiplier changes (both are piecewise
+    constant and right-continuous, so the highest product is at one of them), with the
+    multiplier there; within each stretch of constant multiplier, one profile period at most."""
+    cuts = sorted({0.0} | {float(ev["start_s"]) for ev in surges} | {float(ev["end_s"]) for ev in surges})
+    ts = []
+    for k, s0 in enumerate(cuts):
+        s1 = cuts[k + 1] if k + 1 < len(cuts) else s0 + curve.period_s
+        ts.append(curve.edges_s(s0, min(s1, s0 + curve.period_s)))
+    t = np.unique(np.concatenate(ts))
+    return t, _surge_multiplier(surges, t)
+
+
+def _shift_profiles(tr: dict, sim_start_s: float) -> None:
+    """Move every profile of ``tr`` so that run time 0 is ``sim_start_s`` of its former axis."""
+    for _, arr in profiled_arrivals(tr):
+        p = arr.get("profile")
+        if p:
+            period = float(p["bin_s"]) * len(p["factors"])
+            start = float(round((float(p.get("start_s") or 0.0) + sim_start_s) % period, 9)) % period
+            p["start_s"] = start if start < period else 0.0
+
+
+def _flatten_profiles(tr: dict, win: PlanWindow) -> None:
+    """Surge plateau of profiled traffic: each process at its rate at the plateau's moment times
+    the surge multiplier there, without its profile (steady load, like a diurnal plateau)."""
+    curve = win.profile
+    assert curve is not None and win.peak_s is not None  # set with a profiled surge-plateau
+    t = np.array([win.peak_s])
+    m = win.multiplier / float(curve.rate_at(t)[0])
+    for _, arr in profiled_arrivals(tr):
+        p = arr.get("profile")
+        f = float(RateProfile.model_validate(p).factor_at(t)[0]) if p else 1.0
+        arr["profile"] = None
+        if arr.get("rate_rps") is not None:
+            arr["rate_rps"] = arr["rate_rps"] * f * m
+        else:  # the classes' rates give the process's
+            for c in tr["classes"]:
+                c["rate_rps"] *= f * m
 
 
 def apply_window(data: dict, win: PlanWindow, rate_rps: float) -> tuple[dict, dict]:
@@ -183,6 +270,8 @@ def apply_window(data: dict, win: PlanWindow, rate_rps: float) -> tuple[dict, di
         target = rate_rps * win.multiplier
         if a["process"] == "diurnal":
             tr["arrival"] = {"process": "poisson", "rate_rps": target}
+        elif win.profile is not None:
+            _flatten_profiles(tr, win)
         elif all(c.get("rate_rps") is not None for c in tr["classes"]):
             for c in tr["classes"]:
                 c["rate_rps"] *= win.multiplier
@@ -193,6 +282,8 @@ def apply_window(data: dict, win: PlanWindow, rate_rps: float) -> tuple[dict, di
         day = win.diurnal.day_length_s
         sim_start = start - win.warmup_s
         a["start_hour"] = float(round((win.diurnal.start_hour + 24.0 * sim_start / day) % 24.0, 9)) % 24.0
+    elif win.profile is not None and win.on_curve:
+        _shift_profiles(tr, start - win.warmup_s)
     tr["duration_s"] = win.warmup_s + length + win.cooldown_s
     desc = {
         "kind": kind,
@@ -210,7 +301,7 @@ def window_warnings(win: PlanWindow, desc: dict, given_start: float | None) -> l
     """What a user-set window gets wrong: a diurnal window that misses the
     peak, or a plan.window_start_s the window rule cannot use."""
     out = []
-    if given_start is not None and win.diurnal is None:
+    if given_start is not None and not win.on_curve:
         out.append(
             f"plan.window_start_s ({given_start:g} s) is ignored: the demand is {win.kind}, "
             "so every window sees the same rate"
@@ -218,16 +309,20 @@ def window_warnings(win: PlanWindow, desc: dict, given_start: float | None) -> l
             else f"plan.window_start_s ({given_start:g} s) is ignored: surges are planned at their highest "
             "combined rate (surge-plateau), which no placed window can miss"
         )
-    if win.diurnal is not None and win.user_start_s is not None:
+    if win.on_curve and win.user_start_s is not None:
         start, length = desc["start_s"], desc["window_s"]
         t = start + (np.arange(512) + 0.5) * length / 512
-        top = float(curve_rate_at(win.diurnal, t).max())
+        if win.diurnal is not None:
+            top = float(curve_rate_at(win.diurnal, t).max())
+        else:
+            edges = win.profile.edges_s(start, start + length)  # type: ignore[union-attr]  # on a curve
+            top = float(win.profile.rate_at(edges).max())  # type: ignore[union-attr]  # as above
         if top < 0.95:
-            day = win.diurnal.day_length_s
+            day = win.period_s()
             out.append(
                 f"the plan window {start:,.0f}-{start + length:,.0f} s (plan.window_start_s, "
                 f"plan.duration_s) misses the peak of the demand curve at {win.peak_s % day:,.0f} s of the "  # type: ignore[operator]  # peak_s is set for a diurnal window
-                f"day: its highest rate is {100 * top:.0f}% of the peak and its mean "
+                f"{'day' if win.diurnal is not None else 'profile period'}: its highest rate is {100 * top:.0f}% of the peak and its mean "
                 f"{100 * desc['mean_rate_rps'] / max(desc.get('peak_rate_rps') or 1e-300, 1e-300):.0f}%, so the "
                 "fleet is sized for less than the peak. Remove plan.window_start_s to plan at the peak hour."
             )

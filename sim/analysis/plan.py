@@ -143,6 +143,8 @@ WINDOW_TEXT = {
     "stationary": "steady demand: any window sees the same rate",
     "surge-plateau": "the highest combined surge rate, simulated as steady load (never milder than the surge)",
     "peak-hour": "the peak hour of the daily curve (one twenty-fourth of the scenario's day)",
+    "peak-bin": "the busiest bin of the traffic's rate profile (arrival.profile; the classes' own processes summed "
+    "bin by bin)",
     "peak-window": "a window centred on the peak hour, widened until every class has its samples",
     "whole-cycle": "the whole daily cycle (the peak hour alone cannot give every class its samples)",
     "user": "placed by plan.window_start_s",
@@ -217,12 +219,22 @@ def _timeline(
     duration = float(tr["duration_s"])
     if win.diurnal is not None:
         bin_s, unit = win.diurnal.day_length_s / 24.0, "hour"
+    elif win.profile is not None and win.profile.bin_s <= duration / 2:
+        bin_s, unit = win.profile.bin_s, "hour" if win.profile.bin_s == 3600.0 else "bin"
     elif duration >= 7200:
         bin_s, unit = 3600.0, "hour"
     else:
         bin_s, unit = duration / 12.0, "slice"
     expected = (
-        duration * peak * (win._mean(0.0, win.diurnal.day_length_s) if win.diurnal is not None else win.multiplier)
+        duration
+        * peak
+        * (
+            win._mean(0.0, win.diurnal.day_length_s)
+            if win.diurnal is not None
+            else win.profile.mean_over_period()
+            if win.profile is not None and win.on_curve
+            else win.multiplier
+        )
     )
     if expected > TIMELINE_MAX_REQUESTS:
         return {
@@ -443,7 +455,13 @@ def run_plan(
         base = scenario.model_dump(mode="json", exclude={"plan"})
         with_site_pue(base, spec.power)
         needs = class_needs(scenario.traffic, spec.tail_samples)
-        win = plan_window(base, needs, duration_s=spec.duration_s, window_start_s=spec.window_start_s)
+        win = plan_window(
+            base,
+            needs,
+            duration_s=spec.duration_s,
+            window_start_s=spec.window_start_s,
+            where=str(scenario.path) if scenario.path else "<scenario>",
+        )
         seeds = replication_seeds(int(scenario.seed), spec.replications)
         rates = demand.monthly_rates() if demand else []
         _check_samples(win, needs, spec, rates or [peak], str(scenario.path) if scenario.path else "<scenario>")

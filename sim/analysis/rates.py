@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from sim.analysis.profile_curve import profile_curve
 from sim.errors import FleetcastError
 from sim.scenario.spec import Scenario
 
@@ -11,8 +12,12 @@ __all__ = ["base_rate_rps", "with_rate"]
 
 
 def base_rate_rps(scenario: Scenario) -> float:
-    """The scenario's own (peak) arrival rate, requests/s (surges not included)."""
+    """The scenario's own (peak) arrival rate, requests/s (surges not included): a diurnal
+    curve's peak, a rate-profiled process's mean x its highest factor (the classes' own
+    processes summed bin by bin), else the mean rate."""
     traffic = scenario.traffic
+    if (curve := profile_curve(traffic.model_dump(mode="json"), str(scenario.path or "<scenario>"))) is not None:
+        return curve.peak_rps
     a = traffic.arrival
     if a.process == "diurnal":
         return float(max(r for _, r in a.rate_points))
@@ -28,11 +33,23 @@ def base_rate_rps(scenario: Scenario) -> float:
 
 def with_rate(data: dict, rate_rps: float) -> dict:
     """Scenario mapping ``data`` with its traffic scaled to ``rate_rps`` total
-    (a diurnal curve so that its peak is ``rate_rps``)."""
+    (a diurnal curve or rate-profiled traffic so that its peak is ``rate_rps``; every rate
+    multiplied by the same ratio, so the shape and the class mix are kept)."""
     data = copy.deepcopy(data)
     traffic = data["traffic"]
     a = traffic["arrival"]
     classes = traffic["classes"]
+    if (curve := profile_curve(traffic)) is not None:
+        ratio = rate_rps / curve.peak_rps
+        if a["process"] == "by_class":
+            for c in classes:
+                c["arrival"]["rate_rps"] = c["arrival"]["rate_rps"] * ratio
+        elif a.get("rate_rps") is not None:
+            a["rate_rps"] = a["rate_rps"] * ratio
+        else:
+            for c in classes:
+                c["rate_rps"] = c["rate_rps"] * ratio
+        return data
     if a["process"] == "diurnal":
         peak = max(r for _, r in a["rate_points"])
         a["rate_points"] = [[h, r * rate_rps / peak] for h, r in a["rate_points"]]

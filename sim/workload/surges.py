@@ -48,11 +48,40 @@ def merge_workloads(base: Workload, extra: Workload) -> Workload:
     )
 
 
+def _shifted(arrival, ev, rate_rps: float) -> dict:
+    """``arrival`` (a poisson/gamma/constant/mmpp process) as a mapping at ``rate_rps``, its
+    profile moved so that the surge's time 0 is ``ev.start_s`` of the scenario's axis."""
+    out = arrival.model_dump(exclude_none=True)
+    out["rate_rps"] = rate_rps
+    if arrival.profile is not None:
+        p = arrival.profile
+        start = (p.start_s + ev.start_s) % p.period_s
+        out["profile"]["start_s"] = start if start < p.period_s else 0.0
+    return out
+
+
 def _surge_traffic(traffic, ev):
     """A TrafficSpec for the extra arrivals of ``ev``: the scenario's classes
-    (as shares) at ``factor - 1`` times its rate, over the surge window."""
+    (as shares) at ``factor - 1`` times its rate, over the surge window.
+    A rate profile (``arrival.profile``) is followed where the surge falls
+    on it, and batches (``arrival.batch``) are kept; the classes' own
+    processes (``by_class``) each at ``factor - 1`` times their rate when
+    any has a profile or batches (else Poisson at their total rate)."""
     a = traffic.arrival
     length = ev.end_s - ev.start_s
+    own = [c.arrival for c in traffic.classes] if a.process == "by_class" else []
+    if any(o is not None and (o.profile is not None or o.batch is not None) for o in own):
+        classes = []
+        for cls in traffic.classes:
+            data = cls.model_dump(exclude={"share", "rate_rps", "arrival"}, exclude_none=True)
+            data["arrival"] = _shifted(cls.arrival, ev, cls.arrival.rate_rps * (ev.factor - 1.0))
+            classes.append(data)
+        return TrafficSpec.model_validate(
+            {"duration_s": length, "arrival": {"process": "by_class"}, "classes": classes}
+        )
+    if a.process != "by_class" and not isinstance(a, DiurnalArrival) and (a.profile is not None or a.batch is not None):
+        arrival = _shifted(a, ev, traffic.total_rate_rps() * (ev.factor - 1.0))
+        return _with_classes(traffic, length, arrival)
     if isinstance(a, DiurnalArrival):
         arrival = {
             "process": "diurnal",
@@ -68,6 +97,11 @@ def _surge_traffic(traffic, ev):
             arrival["cv"] = a.cv
         if a.process == "mmpp":
             arrival["levels"], arrival["mean_sojourn_s"] = list(a.levels), list(a.mean_sojourn_s)
+    return _with_classes(traffic, length, arrival)
+
+
+def _with_classes(traffic, length: float, arrival: dict):
+    """The surge's TrafficSpec: ``arrival`` with the scenario's classes as shares."""
     shares = traffic.shares()
     classes = []
     for c, cls in enumerate(traffic.classes):

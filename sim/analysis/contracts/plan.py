@@ -49,7 +49,7 @@ class PlanScenario(Contract):
 class PointWindow(Contract):
     """The window one point was measured over."""
 
-    kind: str = Field(description="stationary, surge-plateau, peak-hour, peak-window, whole-cycle or user")
+    kind: str = Field(description="stationary, surge-plateau, peak-hour, peak-bin, peak-window, whole-cycle or user")
     window_s: float = Field(description="window length, s")
     start_s: float = Field(description="window start on the simulated time axis, s")
     mean_rate_rps: float = Field(description="mean arrival rate in the window, req/s")
@@ -263,7 +263,7 @@ class Timeline(Contract):
     and empty ``rows`` only, in that order)."""
 
     bin_s: float | None = Field(default=None, description="bin length, s")
-    unit: str | None = Field(default=None, description="hour or slice")
+    unit: str | None = Field(default=None, description="hour, bin (a rate profile's bin) or slice")
     duration_s: float | None = Field(default=None, description="the scenario's duration, s")
     replicas: int | None = Field(default=None, description="replicas simulated")
     attainment_pct: float | None = Field(default=None, description="SLO attainment over the whole run, %")
