@@ -3,7 +3,8 @@ replayed log and on the fitted traffic gives the same p50/p99 TTFT, TPOT and thr
 
 ``round_trip(scenario_path, fit, traffic, folder)`` takes the fleet (and router, engine,
 everything but ``traffic:``) from a scenario file, replays the fitted log (written as a
-generic trace under ``folder``) and simulates the fitted traffic with ``seeds`` seeds; the
+generic trace under ``folder``, with the log's block hashes when it has them, so the replay
+shares prefixes as the log did) and simulates the fitted traffic with ``seeds`` seeds; the
 fitted side is the mean over the seeds (one replay has no seed to vary).
 """
 
@@ -58,7 +59,10 @@ def _metric(summary: dict, path: tuple[str, ...]) -> float:
     return float(node) if node is not None else math.nan
 
 
-def _replay_trace(fit: TrafficFit, folder: Path) -> Path:
+def _replay_trace(fit: TrafficFit, folder: Path) -> tuple[Path, bool]:
+    """The fitted rows as a generic CSV trace, and whether it carries the log's block
+    hashes (a ``hash_ids`` column: the replay then shares prefixes as the log did, as the
+    fitted side's ``prefix:`` does)."""
     log = fit.log
     assert log is not None  # fit_traffic keeps it
     names = np.empty(len(log), dtype=object)
@@ -66,12 +70,19 @@ def _replay_trace(fit: TrafficFit, folder: Path) -> Path:
     for cf in fit.classes:
         names[cf.rows] = cf.name
         keep[cf.rows] = True
+    hashes = log.hash_offsets is not None and log.hash_ids is not None
+    chains = [""] * len(log)
+    if hashes:
+        off, ids = log.hash_offsets, log.hash_ids
+        assert off is not None and ids is not None
+        chains = [" ".join(map(str, ids[off[r] : off[r + 1]].tolist())) for r in range(len(log))]
     path = folder / "replayed-log.csv"
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write("arrival_s,prompt_tokens,output_tokens,class\n")
-        for t, p, o, c in zip(log.arrival_s[keep], log.prompt_tokens[keep], log.output_tokens[keep], names[keep]):
-            fh.write(f"{float(t)!r},{int(p)},{int(o)},{c}\n")
-    return path
+        fh.write("arrival_s,prompt_tokens,output_tokens,class" + (",hash_ids\n" if hashes else "\n"))
+        for r in np.flatnonzero(keep):
+            row = f"{float(log.arrival_s[r])!r},{int(log.prompt_tokens[r])},{int(log.output_tokens[r])},{names[r]}"
+            fh.write(row + (f",[{chains[r]}]\n" if hashes else "\n"))
+    return path, hashes
 
 
 def resolved_traffic(traffic: dict, folder: Path) -> dict:
@@ -93,9 +104,14 @@ def round_trip(scenario_path: Path, fit: TrafficFit, traffic: dict, folder: Path
     base, _ = load_yaml_with_lines(Path(scenario_path))
     scenario_path = Path(scenario_path).resolve()
     names = [c.name for c in fit.classes]
+    trace_path, hashes = _replay_trace(fit, folder)
+    arrival: dict = {"process": "trace", "path": str(trace_path)}
+    if hashes:
+        assert fit.log is not None
+        arrival.update(columns={"hash_ids": "hash_ids"}, hash_block_tokens=fit.log.hash_block_tokens)
     replay_traffic = {
         "duration_s": traffic["duration_s"] + 1,
-        "arrival": {"process": "trace", "path": str(_replay_trace(fit, folder))},
+        "arrival": arrival,
         "classes": [{"name": n} for n in names],
     }
     fitted_traffic = resolved_traffic(traffic, folder)
