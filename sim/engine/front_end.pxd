@@ -3,7 +3,7 @@ cimport cython
 
 cdef class FrontEnd:
     # fields: generated from __slots__ in front_end.py by tools/pxd_layout.py (do not edit)
-    cdef public double request_s, prompt_tok_s, token_s, free_at_s, busy_s, w0, w1
+    cdef public double request_s, prompt_tok_s, token_s, busy_s, w0, w1
     cdef public long long servers
     cdef public list _free
     cpdef double admission_s(self, long long prompt_tokens)

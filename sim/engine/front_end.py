@@ -68,7 +68,6 @@ class FrontEnd:
         "request_s": "double",
         "prompt_tok_s": "double",
         "token_s": "double",
-        "free_at_s": "double",
         "busy_s": "double",
         "w0": "double",
         "w1": "double",
@@ -87,7 +86,6 @@ class FrontEnd:
         self.prompt_tok_s = prompt_tok_s  # seconds of front-end work per prompt token (tokenization)
         self.token_s = token_s  # seconds of front-end work per output token
         self.servers = servers  # API-server processes (vLLM --api-server-count)
-        self.free_at_s = 0.0  # when the work booked so far on the earliest-free server ends
         self._free = [0.0] * servers  # per API server: when its booked work ends
         self.busy_s = 0.0  # booked work inside the measured window, all servers together
         self.w0, self.w1 = window  # the measured window (simulated seconds)
@@ -109,7 +107,6 @@ class FrontEnd:
         start = free[k] if free[k] > now_s else now_s
         end = start + self.request_s + self.prompt_tok_s * prompt_tokens
         free[k] = end
-        self.free_at_s = min(free) if self.servers > 1 else end
         lo = start if start > self.w0 else self.w0
         hi = end if end < self.w1 else self.w1
         if hi > lo:
@@ -146,7 +143,6 @@ class FrontEnd:
                     self.busy_s += work * (hi - lo) / span
             elif self.w0 <= t1_s <= self.w1:
                 self.busy_s += work
-        self.free_at_s = min(free) if self.servers > 1 else free[0]
 
     def utilization(self) -> float:
         """Share of the measured window the API servers were busy, on average over them (0..1)."""

@@ -394,11 +394,15 @@ class Replica:
             return
         seg, k, steps = self._run_k
         j = seg.first_step_ending_at_or_after(now)
-        done = min(steps, j - k + (seg.t_end(j) <= now))
+        self._stream_run(seg, k, min(steps, j - k + (seg.t_end(j) <= now)))
+
+    def _stream_run(self, seg: Segment, k: int, upto: int) -> None:
+        """Book the tokens of the decode run's steps (from step ``k``) that are not streamed yet,
+        up to its ``upto``-th step."""
         streamed = self._streamed
-        if done > streamed:
-            self._stream_steps(seg, k + streamed, k + done - 1, seg.t_end(k + streamed - 1) if streamed else self.t)
-            self._streamed = done
+        if upto > streamed:
+            self._stream_steps(seg, k + streamed, k + upto - 1, seg.t_end(k + streamed - 1) if streamed else self.t)
+            self._streamed = upto
 
     def _stream_steps(self, seg: Segment, first: int, last: int, t0: float) -> None:
         """Book the tokens of decode steps ``first`` .. ``last`` (the first starting at ``t0``) with
@@ -443,9 +447,7 @@ class Replica:
         dec = self.dec
         self._account_decode(seg, k, steps, t_end)
         if self.fe is not None:  # the API server streams the run's tokens (those stream_to has not)
-            done = self._streamed
-            if steps > done:
-                self._stream_steps(seg, k + done, k + steps - 1, seg.t_end(k + done - 1) if done else self.t)
+            self._stream_run(seg, k, steps)
             self._streamed = 0
         if dec.stalled:
             first_end = seg.t_end(k)
