@@ -36,6 +36,12 @@ Modelling choices of the roofline (each one a documented approximation):
   layers').
 - TP: two ring all-reduces per layer of ``T · hidden · 2`` bytes, moving
   ``2 (tp-1)/tp`` of it over the interconnect, plus ``t_allreduce_s`` each.
+- A software stack's own fixed GPU costs, where a rule sets them (``sim.perf.rocm_stack``;
+  0 elsewhere): ``t_layer_s`` per layer per step, added to the linear layers' time; and
+  vLLM's PagedAttention V1 decode kernel
+  (``e_attn_v1``), which reads each query head's K/V (no sharing across a GQA group) and
+  which vLLM picks over V2 when ``num_seqs · heads_per_gpu > 512``
+  (``PAGED_V1_SEQ_HEADS``; vllm/attention/ops/paged_attn.py ``forward_decode``).
 """
 
 from __future__ import annotations
@@ -47,11 +53,23 @@ from sim.catalog import GPU, ModelSpec, QuantSpec
 from sim.errors import FleetcastError
 from sim.perf.kernels.layout import ep_gpus, expert_load_imbalance, moe_exchange_s
 
-__all__ = ["PerfCoefficients", "PerfModel", "roofline_floor_s", "attention_units", "ATTN_QUERY_TILE"]
+__all__ = [
+    "PerfCoefficients",
+    "PerfModel",
+    "roofline_floor_s",
+    "attention_units",
+    "ATTN_QUERY_TILE",
+    "PAGED_V1_SEQ_HEADS",
+]
 
 ATTN_QUERY_TILE = 128
 """Queries per FlashAttention tile: KV is re-read once per tile during prefill."""
 _LOGIT_BYTES = 4  # vLLM computes logits in fp32
+PAGED_V1_SEQ_HEADS = 512
+"""vLLM's PagedAttention decode runs its V1 kernel (one thread block per query head and sequence,
+no context partitions) when ``num_seqs * num_heads > 512`` (or the context fits one 512-token
+partition), V2 otherwise: ``use_v1`` in ``PagedAttention.forward_decode``,
+vllm/attention/ops/paged_attn.py (v0.6.1)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,8 @@ class PerfCoefficients:
     t_request_s: float = 0.0  # per-request latency outside engine steps (API server, hand-offs); no engine time
     e_attn_compute: float = 0.0  # achieved / 16-bit peak FLOP/s of attention kernels; 0: e_compute's value
     e_attn_memory: float = 0.0  # achieved / peak bandwidth of attention's KV (and Q/O) traffic; 0: e_memory's value
+    t_layer_s: float = 0.0  # GPU seconds per layer per step a software stack adds (sim.perf.rocm_stack); 0: none
+    e_attn_v1: float = 0.0  # PagedAttention V1 decode: per-query-head K/V bytes / peak bandwidth; 0: not modelled
 
     def __post_init__(self) -> None:
         for name in ("e_compute", "e_memory", "e_comm"):
@@ -108,13 +128,13 @@ class PerfCoefficients:
                     f"performance coefficient {name} must be in (0, 1], "
                     f"got {getattr(self, name)!r} (from {self.source})"
                 )
-        for name in ("e_attn_compute", "e_attn_memory"):
+        for name in ("e_attn_compute", "e_attn_memory", "e_attn_v1"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise FleetcastError(
                     f"performance coefficient {name} must be in (0, 1] (or 0: the linear layers' "
                     f"efficiency), got {getattr(self, name)!r} (from {self.source})"
                 )
-        for name in ("t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s", "t_request_s"):
+        for name in ("t_step_s", "t_seq_s", "t_prefill_tok_s", "t_allreduce_s", "t_request_s", "t_layer_s"):
             if not getattr(self, name) >= 0.0:
                 raise FleetcastError(
                     f"performance coefficient {name} must be >= 0 seconds, "
@@ -266,6 +286,14 @@ class PerfModel:
             qo = model.num_heads * model.head_dim
         self._qo_bytes_tok = 2.0 * quant.activation_bytes * L * qo / tp
         self._b_decode = max(self._attn_flops_unit * self._inv_flops_attn, self._kv_tok * self._inv_bw_attn)
+        # a stack's fixed GPU costs (roofline linear layers only) and PagedAttention V1 (sim.perf.rocm_stack)
+        self._layer_fixed = L * c.t_layer_s
+        self._v1_heads = 0
+        self._b_v1 = self._b_decode
+        if c.e_attn_v1 > 0.0 and not model.is_mla:
+            self._v1_heads = model.num_heads // tp
+            qhead_bytes_tok = 2.0 * L * self._v1_heads * model.head_dim * quant.kv_bytes_per_elem
+            self._b_v1 = max(self._b_decode, qhead_bytes_tok / (gpu.hbm_bw_bytes_s * c.e_attn_v1))
         # measured kernels (sim/perf/kernels): plain lists and floats, so the hot path allocates nothing
         self.kernels = kernels
         self._lin = self._lm = None
@@ -367,6 +395,7 @@ class PerfModel:
                     f += self._routed_flops_s_tok * T * (imb - 1.0)
                 b = (self._weight_bytes(T) + self._act_tok * T) * self._inv_bw
                 t += (f if f > b else b) + self._comm_fixed + self._comm_tok * T
+                t += self._layer_fixed
         if prefill_tokens > 0:
             if self._kpre:
                 t += (
@@ -387,6 +416,8 @@ class PerfModel:
             t = cpu
         if queries_per_decode != 1:
             return t + decode_ctx_tokens * self.decode_b_s(queries_per_decode)
+        if self._v1_heads and num_decodes * self._v1_heads > PAGED_V1_SEQ_HEADS:
+            return t + decode_ctx_tokens * self._b_v1
         return t + decode_ctx_tokens * self._b_decode
 
     def step_cpu_s(
@@ -413,7 +444,8 @@ class PerfModel:
         """(a_s, b_s): a decode-only step with total context C takes a_s + b_s·C."""
         ab = self._affine.get(num_decodes)
         if ab is None:
-            ab = self._affine[num_decodes] = (self.step_time_s(0, 0.0, num_decodes, 0), self._b_decode)
+            b = self._b_v1 if self._v1_heads and num_decodes * self._v1_heads > PAGED_V1_SEQ_HEADS else self._b_decode
+            ab = self._affine[num_decodes] = (self.step_time_s(0, 0.0, num_decodes, 0), b)
         return ab
 
     def step_flops(

@@ -20,6 +20,7 @@ from sim.perf.achievable import achievable_efficiencies
 from sim.perf.attention_efficiency import attention_efficiencies
 from sim.perf.cpu_side import CpuSide
 from sim.perf.perf_model import PerfCoefficients
+from sim.perf.rocm_stack import stack_coefficients
 
 __all__ = ["load_profile", "coefficients_for", "validation_summary", "profile_validation"]
 
@@ -56,14 +57,20 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | 
     ``t_prefill_tok_s``), then the GPU catalog entry's ``perf_defaults``, over the built-in
     defaults (``gpu``/``quant``: its ``catalog.GPU`` / ``catalog.QuantSpec``). A GPU without
     measured kernels (no ``kernel_data``) also gets prefill attention's own efficiency,
-    ``e_attn_compute`` (``sim.perf.attention_efficiency``), unless ``perf_defaults`` sets it."""
+    ``e_attn_compute`` (``sim.perf.attention_efficiency``), unless ``perf_defaults`` sets it; on
+    a software stack measured below the GPU's achievable rates (``sim.perf.rocm_stack``: vLLM 0.6
+    on CDNA3) that stack's rates and fixed costs replace them."""
     if pool.profile is None:
         said = []
         dtype = quant.compute_dtype_on(gpu) if quant is not None and gpu is not None else "bf16"
         values, text = _linear_efficiencies(gpu, dtype)
         said += text
+        stack, stack_text = stack_coefficients(gpu, dtype, getattr(getattr(pool, "engine", None), "vllm_version", None))
+        if stack:  # a software stack measured below the GPU's achievable rates (sim.perf.rocm_stack)
+            values.update(stack)
+            said.append(stack_text)
         extra = dict(getattr(gpu, "perf_defaults", None) or {})
-        if gpu is not None and not gpu.kernel_data and "e_attn_compute" not in extra:
+        if gpu is not None and not gpu.kernel_data and "e_attn_compute" not in extra and not stack:
             # a roofline pool: attention at its own efficiency (sim.perf.attention_efficiency); pools with
             # measured kernels keep the linear layers' for any part their tables lack
             if dtype in _ATTN_DTYPES:
