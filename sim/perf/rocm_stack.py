@@ -26,7 +26,7 @@ far less, and its step scales differently from the roofline's in three ways
    cost as the prefill: calibration/README.md). Documented context, no constant taken from it:
    Nscale measured up to 7.2× higher vLLM throughput on MI300X after tuning its GEMMs (rocBLAS /
    hipBLASLt, gradlib; blog "Nscale Benchmarks: AMD MI300X GPUs with GEMM tuning improves
-   throughput and latency by up to 7.2x", 2024, vLLM 0.4.3); AMD's vLLM guide recommends the same
+   throughput and latency by up to 7.2x", 2024); AMD's vLLM guide recommends the same
    tuning (PyTorch TunableOp / hipBLASLt). Untuned, that stack ran far below the card's peak.
 2. **Decode attention is vLLM's PagedAttention kernel**, not FlashAttention: the ROCm backend
    (vllm/attention/backends/rocm_flash_attn.py, read in vllm-project/vllm @ 00df3429, a 2024
