@@ -9,8 +9,11 @@ import pytest
 
 import sim.perf.rocm_stack as rs
 from sim.catalog import load_catalog
+from sim.errors import FleetcastError
 from sim.perf.perf_model import PAGED_V1_SEQ_HEADS, PerfCoefficients, PerfModel
 from sim.perf.profiles import coefficients_for
+from sim.perf.step_source import kernel_warnings
+from sim.scenario.spec import scenario_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +99,29 @@ def test_v1_switch_counts_heads_per_gpu(cat):
 
 
 def test_bad_stack_coefficients_are_refused():
-    from sim.errors import FleetcastError
-
     with pytest.raises(FleetcastError, match="e_attn_v1"):
         PerfCoefficients(e_attn_v1=1.5)
     with pytest.raises(FleetcastError, match="t_layer_s"):
         PerfCoefficients(t_layer_s=-1e-6)
+
+
+def test_the_warning_says_which_rates_a_06_mi300x_pool_runs_at():
+    def scenario(version):
+        pool = {"name": "p", "replicas": 1, "gpu": "mi300x", "model": "llama-3.1-8b"}
+        pool["quantization"] = {"weights": "fp16"}
+        pool["engine"] = {"vllm_version": version}
+        traffic = {"duration_s": 20, "arrival": {"process": "poisson", "rate_rps": 2}}
+        traffic["classes"] = [
+            {
+                "name": "c",
+                "prompt_tokens": {"dist": "fixed", "value": 500},
+                "output_tokens": {"dist": "fixed", "value": 50},
+            }
+        ]
+        return scenario_from_dict({"name": "k", "seed": 1, "fleet": [pool], "traffic": traffic})
+
+    assert kernel_warnings(scenario("0.6.1")) == [
+        "no measured kernels for GPU 'mi300x': at vLLM 0.6.1 its roofline runs at that ROCm stack's measured "
+        "GEMM rate and fitted costs (sim/perf/rocm_stack.py)"
+    ]
+    assert "its own achievable rates" in kernel_warnings(scenario("0.8.5"))[0]

@@ -20,6 +20,7 @@ from sim.perf.kernels.tables import TableInputs
 from sim.perf.perf_model import PerfModel
 from sim.perf.power_cap import clock_ratio
 from sim.perf.profiles import coefficients_for
+from sim.perf.rocm_stack import stack_coefficients
 
 __all__ = ["pool_perf_model", "perf_sources", "kernel_warnings"]
 
@@ -115,7 +116,13 @@ def kernel_warnings(scenario) -> list[str]:
         if not gpu.kernel_data or not (root / gpu.kernel_data).is_dir():
             seen.add(gpu.name)
             arch = load_architectures().get(gpu.architecture or "")
-            if gpu.achievable_flops or gpu.achievable_bw_bytes_s:
+            quant = cat.quant(p.quantization.weights, p.quantization.kv_cache)
+            if stack_coefficients(gpu, quant.compute_dtype_on(gpu), p.engine.vllm_version)[0]:
+                out.append(
+                    f"no measured kernels for GPU '{gpu.name}': at vLLM {p.engine.vllm_version} its roofline runs at "
+                    "that ROCm stack's measured GEMM rate and fitted costs (sim/perf/rocm_stack.py)"
+                )
+            elif gpu.achievable_flops or gpu.achievable_bw_bytes_s:
                 out.append(
                     f"no measured kernels for GPU '{gpu.name}': its roofline runs at its own achievable rates "
                     "(catalog achievable_flops / achievable_bw_bytes_s, sim/perf/achievable.py)"
