@@ -58,9 +58,10 @@ BOUNDS = {  # (low, high) of each coefficient; log-space fit, so low > 0
     "t_allreduce_s": (1e-9, 1e-3),
     "t_request_s": (1e-6, 1.0),
 }
-STEP_FREE = tuple(n for n in COEFF_NAMES if n != "t_request_s" and not n.startswith("e_attn_"))
+STEP_FREE = tuple(n for n in COEFF_NAMES if n not in ("t_request_s", "t_layer_s") and not n.startswith("e_attn_"))
 """What step timings alone identify (``t_request_s`` needs a TTFT observation; attention's own
-efficiencies are not fitted: ``e_compute`` / ``e_memory`` take attention in as before)."""
+efficiencies are not fitted: ``e_compute`` / ``e_memory`` take attention in as before; ``t_layer_s``
+is a software stack's rule, ``sim.perf.rocm_stack``, and ``t_step_s`` absorbs it in a fit)."""
 
 
 @dataclass(frozen=True)
