@@ -3,8 +3,8 @@
 The catalog's achievable rates of the MI300X (``gpus.yaml``: BF16 668 TFLOPS MAMF with TunableOp
 on, a 4.11 TB/s copy) are what the card reaches with today's tuned libraries. vLLM 0.6.1 built from
 ``Dockerfile.rocm`` (the LLM-Inference-Bench runs, calibration/public/llm-inference-bench/) reached
-far less, and its step scales differently from the roofline's in three ways
-(calibration/README.md, "LLM-Inference-Bench: MI300X"):
+far less, and its step scales differently from the roofline's in four ways
+(calibration/README.md, "LLM-Inference-Bench MI300X: vLLM 0.6's ROCm stack"):
 
 1. **Its 16-bit GEMMs are compute-bound at ~103 TFLOPS**, 8 % of the 1,307 TFLOPS peak, not 620.
    Measured on the same stack by the same source: ``Plots/Fig_22/all_results_TTFT_ITL.csv``
@@ -38,14 +38,16 @@ far less, and its step scales differently from the roofline's in three ways
    The measured step jumps exactly there (Llama-3-8B at TP1 between batch 16 and 32, TP2 between
    32 and 64, TP4 between 64 and 128, TP8 between 128 and 256, for contexts over 512). V1's rate
    is ``E_ATTN_V1`` of the peak bandwidth, over the per-query-head bytes; V2 keeps the roofline.
+   (A speculative-decoding step, several queries per sequence, keeps V2's cost: not modelled.)
 3. **A fixed GPU cost per layer per step**, ``T_LAYER_S``: at batch 1 a Llama-3-8B step takes
    ~10 ms at every TP size, against 4 ms of weights at TP1 and 0.5 ms at TP8.
 4. **Tensor-parallel all-reduces far below the link**: ``E_COMM`` of the 448 GB/s per-direction
    Infinity Fabric peak. Without it the TP2-TP8 sets lack a cost per sequence per step that
    grows with the model's layers × hidden size (~70 µs for Llama-3-8B, ~500 µs for Llama-3-70B)
-   and that TP1 does not have. The fitted value (3.5 %, ~16 GB/s) is far below what RCCL is
-   published to reach over xGMI; it is a ring all-reduce's cost in form only, the mechanism is
-   not identified (no custom all-reduce on ROCm in 0.6.1 is one candidate, not checked).
+   and that TP1 does not have. The fitted value (3.5 %, ~16 GB/s) is far below the link; no
+   measurement of RCCL on that stack was found. It is a ring all-reduce's cost in form only, the
+   mechanism is not identified (vLLM's custom all-reduce not running on ROCm in 0.6.1 is one
+   candidate, not checked in its source).
 
 ``E_ATTN_V1``, ``T_LAYER_S`` and ``E_COMM`` have no published measurement: they are fitted by
 ``calibration/rocm_stack_fit.py`` on a declared training split of the corpus (``TRAINING_SETS``;
