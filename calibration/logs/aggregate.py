@@ -11,9 +11,11 @@ row here is one such point; the replay regenerates its workload and compares the
   ``think_s`` (default 0) after each one ends, until ``num_requests`` were sent (``vllm bench serve
   --max-concurrency``, aiconfigurator's and InferenceX's concurrency points). Mode ``closed``.
   ``warmup_requests`` (optional, default 0): that many requests are sent first by the same
-  clients and left out of the compared figures, as a load generator's warm-up phase is (or a
-  stage that ran on after another, its clients already busy); ``num_requests`` are the measured
-  ones after them.
+  clients and left out of the compared figures, for a warm-up that runs straight on into the
+  measured requests (or a stage that ran on after another, its clients already busy);
+  ``num_requests`` are the measured ones after them. A warm-up phase that ends before the
+  measured requests start together (aiperf's, ``benchmark_serving``'s ``--num-warmups``) leaves an
+  idle server: 0.
 - a **rate stage** (``rate_rps``, ``duration_s``): requests sent at ``rate_rps`` for ``duration_s``
   seconds, evenly spaced (``arrival`` ``constant``, the default) or as a Poisson process
   (``poisson``; seed ``seed``, default 0), replayed alone on an idle server. Mode ``open``.
