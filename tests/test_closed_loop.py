@@ -195,6 +195,26 @@ def test_rate_stage_regenerates_its_workload(tmp_path):
     assert len(gaps) == 199 and (gaps > 0).all() and gaps.mean() == pytest.approx(0.25, rel=0.25)
 
 
+def test_uniform_lengths_are_vllm_bench_random_range_ratio(tmp_path):
+    """``vllm bench serve --random-range-ratio 0.8`` at ISL = OSL = 1,024 draws every length uniformly from the
+    integers int(0.8 x 1024) = 819 .. 1024 (both ends included): 206 values, mean (819 + 1024) / 2 = 921.5, standard
+    deviation sqrt((206^2 - 1) / 12) = 59.47, so the mean of 2,000 draws is 921.5 +- 1.33 (one sigma); a table
+    gives that as ``_min`` and ``_max`` without ``_mean``."""
+    p = _table(
+        tmp_path,
+        "u.concurrency.csv",
+        "concurrency,num_requests,prompt_tokens_min,prompt_tokens_max,output_tokens_min,output_tokens_max,ttft_p50_s\n"
+        "32,2000,819,1024,819,1024,0.15\n",
+    )
+    (run,) = load_aggregate(p)
+    for lengths in (run.workload.prompt_tokens, run.workload.output_tokens):
+        assert lengths.min() == 819 and lengths.max() == 1024 and len(np.unique(lengths)) == 206
+        assert float(lengths.mean()) == pytest.approx(921.5, abs=5.0)
+    assert not np.array_equal(run.workload.prompt_tokens, run.workload.output_tokens)  # separate draws
+    load = run.meta["aggregate_load"]
+    assert load["prompt_tokens"] == load["output_tokens"] == "uniform [819, 1024]"
+
+
 @pytest.mark.parametrize(
     "name,text,where",
     [
@@ -211,7 +231,7 @@ def test_rate_stage_regenerates_its_workload(tmp_path):
         (
             "x.concurrency.csv",
             "concurrency,num_requests,prompt_tokens,ttft_p50_s\n4,8,10,0.1\n",
-            "line 1: the header lacks output_tokens (or output_tokens_mean and output_tokens_std)",
+            "line 1: the header lacks output_tokens (or output_tokens_mean and output_tokens_std, or output_tokens_min and output_tokens_max)",
         ),
         (
             "x.stages.csv",
@@ -228,6 +248,11 @@ def test_rate_stage_regenerates_its_workload(tmp_path):
             "x.stages.csv",
             "rate_rps,duration_s,prompt_tokens,output_tokens,ttft_p50_s\n1,10,10,10,\n",
             "line 2: no measured value",
+        ),
+        (
+            "x.concurrency.csv",
+            "concurrency,num_requests,prompt_tokens_min,prompt_tokens_max,output_tokens,ttft_p50_s\n4,8,900,800,10,0.1\n",
+            "line 2, field prompt_tokens_max: must be >= prompt_tokens_min (900)",
         ),
         (
             "x.stages.csv",

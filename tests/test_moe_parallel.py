@@ -90,12 +90,13 @@ def test_roofline_expert_parallel_prefill_pays_the_most_loaded_gpus_flops():
     assert PerfModel(g, m, q, 1, c).step_time_s(*step) == PerfModel(g, m, q, 1, c, ep=True).step_time_s(*step)
 
 
-def _moe_ms(dtype: str, kernel: str, tokens: int, h: int, inter: int, k: int, e: int, mtp: int, mep: int) -> float:
-    """One fused-MoE latency (ms) straight from h100_sxm's vLLM 0.24.0 parquet file."""
-    df = pq.read_table(ROOT / "h100_sxm" / "moe" / "vllm" / "0.24.0" / "moe_perf.parquet").to_pandas()
+def _moe_ms(dtype: str, kernel: str, tokens: int, h: int, inter: int, k: int, e: int, mtp: int, mep: int,
+            dist: str = "balanced", system: str = "h100_sxm", version: str = "0.24.0") -> float:
+    """One fused-MoE latency (ms) straight from a system's parquet file (h100_sxm, vLLM 0.24.0 by default)."""
+    df = pq.read_table(ROOT / system / "moe" / "vllm" / version / "moe_perf.parquet").to_pandas()
     rows = df[(df.moe_dtype == dtype) & (df.kernel_source == kernel) & (df.num_tokens == tokens)
               & (df.hidden_size == h) & (df.inter_size == inter) & (df.topk == k) & (df.num_experts == e)
-              & (df.moe_tp_size == mtp) & (df.moe_ep_size == mep) & (df.distribution == "balanced")]
+              & (df.moe_tp_size == mtp) & (df.moe_ep_size == mep) & (df.distribution == dist)]
     assert len(rows) == 1
     return float(rows.latency.iloc[0])
 
@@ -103,9 +104,11 @@ def _moe_ms(dtype: str, kernel: str, tokens: int, h: int, inter: int, k: int, e:
 @needs_data
 def test_expert_parallel_tables_read_the_fused_moe_rows_at_the_most_loaded_gpus_tokens():
     """Qwen3-30B-A3B bf16, TP1 x DP2 with expert parallelism on H100, 256 tokens per rank: 512 tokens reach
-    the MoE layers; the most loaded GPU holds 1 + sqrt(2 ln 2 / 2048) = 1.0260173 times the mean, so the
-    balanced rows (moe tp 1, ep 2) are read at 525.3 tokens, between the measured 512 and 768: latency(512)
-    + (525.3 - 512) / 256 x (latency(768) - latency(512)), times 48 MoE layers."""
+    the MoE layers; under uniform routing the most loaded GPU holds 1 + sqrt(2 ln 2 / 2048) = 1.0260173 times
+    the mean, so the balanced rows (moe tp 1, ep 2) are read at 525.3 tokens, between the measured 512 and
+    768: latency(512) + (525.3 - 512) / 256 x (latency(768) - latency(512)); the same kernel's power_law_1.2
+    row at 512 tokens (its busiest GPU under skewed routing) is slower here, so it is the one taken; times
+    48 MoE layers."""
     from sim.perf.kernels.tables import _moe_measured
 
     m = CAT.model("qwen3-30b-a3b")
@@ -117,8 +120,11 @@ def test_expert_parallel_tables_read_the_fused_moe_rows_at_the_most_loaded_gpus_
     assert n == pytest.approx(525.32, abs=0.01)
     kern = "vllm_unquantizedfusedmoe_triton_tritonexperts"
     a, b = (_moe_ms("bfloat16", kern, x, 2048, 768, 8, 128, 1, 2) for x in (512, 768))
-    assert got[0] == pytest.approx((a + (n - 512) / 256 * (b - a)) * 1e-3 * 48, rel=1e-12)
-    assert kern in kernel
+    uniform = a + (n - 512) / 256 * (b - a)
+    skewed = _moe_ms("bfloat16", kern, 512, 2048, 768, 8, 128, 1, 2, dist="power_law_1.2")
+    assert skewed > uniform
+    assert got[0] == pytest.approx(skewed * 1e-3 * 48, rel=1e-12)
+    assert kern in kernel and "power_law_1.2" in kernel
 
 
 @needs_data
@@ -255,3 +261,37 @@ def test_the_gpu_count_rule_holds_on_the_triton_rows_that_have_both_layouts():
     ep4 = [_moe_ms("bfloat16", kern, x, *QWEN235, 1, 4) for x in tokens]
     assert tp4[4] == pytest.approx(0.444, abs=5e-4) and ep4[4] == pytest.approx(0.438, abs=5e-4)
     assert float(np.median([abs(e / t - 1) for e, t in zip(ep4, tp4)])) < 0.10
+
+
+@needs_data
+def test_expert_parallel_decode_and_prefill_take_the_slower_of_uniform_and_skewed_routing():
+    """MiniMax-M2.5 fp8 as TP8 with expert parallelism on H200, vLLM 0.16 (InferenceX's TEP8): the fused-MoE
+    rows are vLLM 0.19.0's Triton ``fused_moe`` fp8 at moe tp 1 / ep 8 (62 MoE layers; top-8 of 256 experts,
+    32 per GPU). Decode, 4 tokens: uniform routing puts 1 + sqrt(2 ln 8 / 4) = 2.019667 x the mean on the
+    busiest GPU, so the balanced rows are read at 8.079 tokens (between 8 and 16); the power_law_1.2 row at 4
+    tokens is lower (skewed routing touches fewer distinct experts), so the balanced reading sets the pace.
+    Prefill, 8,192 tokens: uniform routing gives 1 + sqrt(2 ln 8 / 8192) = 1.022532 (8,376.6 tokens, between
+    8,192 and 16,384), but the power_law_1.2 row at 8,192 tokens (aiconfigurator's collector gives EP rank 0,
+    the rank it times, the largest load) is slower, and is taken."""
+    from sim.perf.kernels.tables import _moe_measured
+
+    m = CAT.model("minimax-m2.5")
+    inp = TableInputs(system="h200_sxm", model=m, quant=CAT.quant("fp8"), tp=8, max_tokens=8192,
+                      vllm_version="0.16.0", gpu=CAT.gpu("h200"), e_compute=0.425, e_memory=0.8, e_comm=0.7,
+                      t_allreduce_s=1e-5, ep=True)
+    got, kernel = _moe_measured(ROOT, inp, "0.19.0", np.array([4, 8192]), [])
+    shape = (3072, 1536, 8, 256, 1, 8)
+
+    def ms(x: int, dist: str = "balanced") -> float:
+        return _moe_ms("fp8", "vllm_fused_moe", x, *shape, dist=dist, system="h200_sxm", version="0.19.0")
+
+    f4, f8k = 1 + math.sqrt(2 * math.log(8) / 4), 1 + math.sqrt(2 * math.log(8) / 8192)
+    assert (f4, f8k) == (pytest.approx(2.019667, abs=1e-6), pytest.approx(1.022532, abs=1e-6))
+    dec_uniform = ms(8) + (4 * f4 - 8) / 8 * (ms(16) - ms(8))
+    assert ms(4, "power_law_1.2") < dec_uniform
+    assert got[0] == pytest.approx(dec_uniform * 62 * 1e-3, rel=1e-12)
+    pre_uniform = ms(8192) + (8192 * f8k - 8192) / 8192 * (ms(16384) - ms(8192))
+    pre_skewed = ms(8192, "power_law_1.2")
+    assert pre_skewed > pre_uniform
+    assert got[1] == pytest.approx(pre_skewed * 62 * 1e-3, rel=1e-12)
+    assert "vllm_fused_moe" in kernel and "power_law_1.2" in kernel

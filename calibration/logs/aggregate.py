@@ -11,9 +11,11 @@ row here is one such point; the replay regenerates its workload and compares the
   ``think_s`` (default 0) after each one ends, until ``num_requests`` were sent (``vllm bench serve
   --max-concurrency``, aiconfigurator's and InferenceX's concurrency points). Mode ``closed``.
   ``warmup_requests`` (optional, default 0): that many requests are sent first by the same
-  clients and left out of the compared figures, as a load generator's warm-up phase is (or a
-  stage that ran on after another, its clients already busy); ``num_requests`` are the measured
-  ones after them.
+  clients and left out of the compared figures, for a warm-up that runs straight on into the
+  measured requests (or a stage that ran on after another, its clients already busy);
+  ``num_requests`` are the measured ones after them. A warm-up phase that ends before the
+  measured requests start together (aiperf's, ``benchmark_serving``'s ``--num-warmups``) leaves an
+  idle server: 0.
 - a **rate stage** (``rate_rps``, ``duration_s``): requests sent at ``rate_rps`` for ``duration_s``
   seconds, evenly spaced (``arrival`` ``constant``, the default) or as a Poisson process
   (``poisson``; seed ``seed``, default 0), replayed alone on an idle server. Mode ``open``.
@@ -25,8 +27,10 @@ row here is one such point; the replay regenerates its workload and compares the
 
 Lengths, per row: ``prompt_tokens`` / ``output_tokens`` (fixed), or ``prompt_tokens_mean`` and
 ``prompt_tokens_std`` (a normal distribution, rounded, clipped to ``prompt_tokens_min`` ..
-``prompt_tokens_max``, default 1 .. 10,000,000; the same for output), drawn from the row's
-``seed``, or, for outputs, a histogram (``output_tokens_hist_edges`` and ``_counts``,
+``prompt_tokens_max``, default 1 .. 10,000,000; the same for output), or ``prompt_tokens_min`` and
+``prompt_tokens_max`` alone (integers uniform on ``[min, max]``, both ends included: ``vllm bench
+serve``'s random dataset with ``--random-range-ratio r`` draws ``randint(int(L*r), L + 1)``), drawn
+from the row's ``seed``, or, for outputs, a histogram (``output_tokens_hist_edges`` and ``_counts``,
 space-separated bin edges and counts, one length per request: ``calibration.logs.length_hist``).
 ``prompt_repeats`` (optional, default 1, dividing the requests): ``num_requests / prompt_repeats``
 distinct prompts, the whole list sent that many times over (request r has the prompt of request
@@ -55,7 +59,7 @@ from calibration.logs.static_batch import read_csv_table
 from calibration.runs import Run
 from sim.errors import FleetcastError
 from sim.rng import stream
-from sim.workload.distributions import MAX_TOKENS, Normal
+from sim.workload.distributions import MAX_TOKENS, Normal, Uniform
 from sim.workload.generate import Workload, prefix_key
 
 __all__ = [
@@ -114,9 +118,11 @@ def _read(path: Path, load_cols: tuple[str, ...], kind: str) -> list[tuple[int, 
     def check(header: list[str]) -> None:
         need = list(load_cols)
         for which in ("prompt_tokens", "output_tokens"):
+            uniform = f"{which}_min" in header and f"{which}_max" in header
             if which not in header and f"{which}_mean" not in header and f"{which}_hist_edges" not in header:
-                hist = f" (or a histogram: {which}_hist_edges and _counts)" if which == "output_tokens" else ""
-                need.append(f"{which} (or {which}_mean and {which}_std){hist}")
+                if not uniform:
+                    hist = f" (or a histogram: {which}_hist_edges and _counts)" if which == "output_tokens" else ""
+                    need.append(f"{which} (or {which}_mean and {which}_std, or {which}_min and {which}_max){hist}")
         missing = [f for f in need if f not in header]
         if not any(m in header for m in measured):
             missing.append(f"a measured column ({', '.join(measured)})")
@@ -159,8 +165,18 @@ def _lengths(path: Path, line: int, rec: dict, which: str, n: int, rng: np.rando
             raise FleetcastError(f"{path}, line {line}, field {which}: at most {MAX_TOKENS:,}, got {v} ({_DOC})")
         return np.full(n, v, dtype=np.int32), f"{v}"
     if rec.get(f"{which}_mean", "") == "":
+        if rec.get(f"{which}_min", "") != "" and rec.get(f"{which}_max", "") != "":  # uniform on [min, max]
+            lo = int(_num(path, line, rec, f"{which}_min", integer=True))
+            hi = int(_num(path, line, rec, f"{which}_max", integer=True))
+            if not lo <= hi <= MAX_TOKENS:
+                raise FleetcastError(
+                    f"{path}, line {line}, field {which}_max: must be >= {which}_min ({lo}) and at most "
+                    f"{MAX_TOKENS:,}, got {hi} ({_DOC})"
+                )
+            return Uniform(lo, hi).sample(rng, n).astype(np.int32), f"uniform [{lo}, {hi}]"
         raise FleetcastError(
-            f"{path}, line {line}, field {which}: empty; give {which} (fixed) or {which}_mean and {which}_std ({_DOC})"
+            f"{path}, line {line}, field {which}: empty; give {which} (fixed), {which}_mean and {which}_std, "
+            f"or {which}_min and {which}_max ({_DOC})"
         )
     mean = _num(path, line, rec, f"{which}_mean")
     std = _num(path, line, rec, f"{which}_std", zero_ok=True)

@@ -38,6 +38,39 @@ WEIGHTS = {"": "bf16", "fp8": "fp8"}  # source precision -> catalog weights ('' 
 #: default, fixed ISL/OSL (stddev 0, ignore_eos) and streaming: taken as the silicon points' method
 REQUESTS_PER_CLIENT = 20
 WARMUP_PER_CLIENT = 2
+#: aiperf runs its phases one after another: the profiling phase starts only once every warm-up
+#: credit has returned (ai-dynamo/aiperf @ db4f6397, ``aiperf/timing/credit_issuing_strategy.py``
+#: ``_execute_phases``: "Wait for the credits to be returned before continuing to the next phase"),
+#: so the measured requests start together on an idle server, as without a warm-up: the warm-up is
+#: recorded in the table (``warmup_sent``) but not replayed (``warmup_requests`` 0)
+REPLAYED_WARMUP_PER_CLIENT = 0
+#: rows whose ``silicon_data_source`` is a ``db-dump/...`` with a ``workflow_run_id`` come from the
+#: SemiAnalysisAI/InferenceX benchmark database (its GitHub Actions sweeps; the id's ``cfg<N>`` is
+#: the sweep's config). InferenceX at that time (commit 626932a1, the last before the 2026-03-28
+#: measurement of ``minimaxm2_5_h200_vllm_fp8_agg_1024x1024_c32_cfg637``): ``.github/configs/
+#: nvidia-master.yaml`` ``minimaxm2.5-fp8-h200-vllm`` = image vllm/vllm-openai:v0.18.0, TP 8, ISL/OSL
+#: 1024/1024, concurrency 4-128; ``benchmarks/single_node/minimaxm2.5_fp8_h200.sh`` serves with
+#: ``--gpu-memory-utilization 0.95 --max-model-len $MAX_MODEL_LEN --no-enable-prefix-caching`` and
+#: ``--enable-expert-parallel`` whenever ``EP_SIZE -ge 1`` (the sweep generator's default ep is 1,
+#: ``utils/matrix_logic/generate_sweep_configs.py``, so it is on), MAX_MODEL_LEN = ISL + OSL + 200;
+#: the client (``benchmarks/benchmark_lib.sh`` ``run_benchmark_serving``) is
+#: ``utils/bench_serving/benchmark_serving.py --dataset-name random --random-range-ratio 0.8
+#: --num-prompts 10*c --max-concurrency c --request-rate inf --ignore-eos --num-warmups 2*c``
+#: (range ratio: the workflow's default, ``.github/workflows/benchmark-tmpl.yml``). Its random
+#: dataset draws every input and output length uniformly from [int(0.8 L), L]
+#: (``sample_random_requests``), and its warm-up is a separate phase that ends (``asyncio.gather``)
+#: before the measured requests start together: not replayed (the replayed server starts idle).
+INFERENCEX_RANGE_RATIO = 0.8
+INFERENCEX_REQUESTS_PER_CLIENT = 10
+INFERENCEX_ENGINE = """  # InferenceX minimaxm2.5_fp8_h200.sh: --gpu-memory-utilization 0.95 --no-enable-prefix-caching,
+  # --max-model-len ISL + OSL + 200
+  gpu_memory_utilization: 0.95
+  enable_prefix_caching: false
+  max_model_len: {max_model_len}
+"""
+INFERENCEX_EXTRA = (
+    "expert_parallel: true   # InferenceX's script passes --enable-expert-parallel when EP_SIZE >= 1 (default 1)\n"
+)
 SIDECAR = """# aiconfigurator silicon_refs.csv: {backend} {version} on {system}, {model_path} (README.md in the parent folder)
 gpu: {gpu}
 model: {model}
@@ -49,7 +82,7 @@ engine:
   max_num_seqs: 1024
   max_num_batched_tokens: 8192
   block_size: 16
-{extra}"""
+{engine_extra}{extra}"""
 COLUMNS = (
     "name",
     "concurrency",
@@ -63,6 +96,17 @@ COLUMNS = (
     "silicon_tpot_ms",
     "source_id",
 )
+
+
+INFERENCEX_COLUMNS = (
+    COLUMNS[:4] + ("prompt_tokens_min", "prompt_tokens_max", "output_tokens_min", "output_tokens_max") + COLUMNS[6:]
+)
+
+
+def is_inferencex(row: dict) -> bool:
+    """A row of the InferenceX benchmark database (see ``INFERENCEX_RANGE_RATIO``)."""
+    src = row.get("silicon_data_source", "")
+    return src.startswith("db-dump/") and "workflow_run_id=" in src
 
 
 def _skip_reason(row: dict) -> str | None:
@@ -107,8 +151,15 @@ def convert(src: Path) -> None:
         folder = HERE / f"{GPUS[system].split('-')[0]}-{model}-tp{tp}"
         folder.mkdir(exist_ok=True)
         ep = {int(r["moe_ep_size"] or 1) for r in grp}
-        extra = ""
-        if ep != {1}:
+        extra = engine_extra = ""
+        ix = [is_inferencex(r) for r in grp]
+        if any(ix) and not all(ix):
+            raise SystemExit(f"{folder.name}: InferenceX and other rows in one folder; split them first")
+        if all(ix):
+            lens = {int(r["isl"]) + int(r["osl"]) for r in grp}
+            engine_extra = INFERENCEX_ENGINE.format(max_model_len=max(lens) + 200)
+            extra = INFERENCEX_EXTRA
+        elif ep != {1}:
             extra = (
                 f"# the source ran expert parallel (moe_ep_size {sorted(ep)}, moe_tp_size "
                 f"{sorted({r['moe_tp_size'] for r in grp})}); replayed as tensor parallel {tp}\n"
@@ -124,22 +175,26 @@ def convert(src: Path) -> None:
                 tp=tp,
                 weights=WEIGHTS[precision],
                 precision=precision,
+                engine_extra=engine_extra,
                 extra=extra,
             )
         )
         with open(folder / "points.concurrency.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh, lineterminator="\n")
-            w.writerow(COLUMNS)
+            w.writerow(INFERENCEX_COLUMNS if all(ix) else COLUMNS)
             for r in grp:
                 c = int(r["batch_size"])
+                if all(ix):  # uniform lengths on [int(0.8 L), L], 10 requests per client, no warm-up replayed
+                    isl, osl = int(r["isl"]), int(r["osl"])
+                    load = [INFERENCEX_REQUESTS_PER_CLIENT * c, 0]
+                    load += [int(isl * INFERENCEX_RANGE_RATIO), isl, int(osl * INFERENCEX_RANGE_RATIO), osl]
+                else:
+                    load = [REQUESTS_PER_CLIENT * c, REPLAYED_WARMUP_PER_CLIENT * c, r["isl"], r["osl"]]
                 w.writerow(
                     [
                         f"c{c}-i{r['isl']}-o{r['osl']}",
                         c,
-                        REQUESTS_PER_CLIENT * c,
-                        WARMUP_PER_CLIENT * c,
-                        r["isl"],
-                        r["osl"],
+                        *load,
                         f"{float(r['silicon_ttft_ms']) / 1e3:.6g}",
                         f"{float(r['silicon_tpot_ms']) / 1e3:.6g}",
                         r["silicon_ttft_ms"],

@@ -50,7 +50,7 @@ from sim.perf.kernels.versions import parse_version
 
 __all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
 
-FORMAT = 4
+FORMAT = 6
 """Version of the build; part of the cache key (bump when the build changes)."""
 GRAPH_MAX_TOKENS = 512
 """Steps up to this many tokens run in CUDA graphs (vLLM's largest default capture
@@ -88,8 +88,21 @@ to FLASHINFER_CUTLASS, previously on Hopper the default was TRITON"; the fused-M
 on "On Hopper for Block Fp8, prefer Triton for TP and FI CUTLASS for EP"
 (vllm/model_executor/layers/fused_moe/oracle/fp8.py ``_get_priority_backends``, commit 001a058b)."""
 MOE_DISTRIBUTION = "balanced"
-"""Routing of the fused-MoE rows used: tokens spread evenly over the experts (the table also
-has power-law skews)."""
+"""Routing of the fused-MoE rows used without expert parallelism: tokens spread evenly over the
+experts (the table also has power-law skews)."""
+EP_DISTRIBUTION = "power_law_1.2"
+"""Routing of the fused-MoE rows used under expert parallelism, where the most loaded GPU sets the
+pace. aiconfigurator-core's collector draws these rows' per-expert token counts from a power law of
+exponent alpha over the experts and gives EP rank 0 -- the rank measured -- the largest load
+(ai-dynamo/aiconfigurator @ 095f58a5, ``collector/helper.py`` ``_generate_power_law_distribution``:
+"with EP rank 0 having max load"; Apache-2.0), so a row at ``n`` tokens and ``moe_ep_size`` g is the
+busiest of g GPUs holding ``num_experts/g`` experts each: the imbalance as a function of the tokens
+per step and the experts per GPU, measured with the kernel. Alpha 1.2 is the skew aiconfigurator's
+own estimator assumes for MoE models (``aic-core/.../sdk/models/moe.py``: ``_power_law_alpha = 1.2``,
+``ModelConfig.workload_distribution = "power_law"`` by default), the one its silicon references are
+checked against. These rows bound the compute-bound side (most tokens on one GPU); the balanced rows
+at the tokens times ``sim.perf.kernels.layout.expert_load_imbalance`` (uniform routing) bound the
+memory-bound side (most distinct experts touched): ``_moe_measured`` takes the slower of the two."""
 _MS = 1e-3  # seconds per millisecond (the tables' unit)
 
 
@@ -316,15 +329,28 @@ def _moe_curve(t: dict, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs, np.array([math.fsum(lat[tokens == x]) / int((tokens == x).sum()) for x in xs])
 
 
+def _read_curve(xs: np.ndarray, ys: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """A latency curve at ``n`` tokens: linear between its points, scaled by tokens beyond the last."""
+    out = np.interp(n, xs, ys)
+    over = n > xs[-1]
+    out[over] = ys[-1] * (n[over] / xs[-1])
+    return out
+
+
 def _moe_measured(
     root: Path, inp: TableInputs, version: str | None, T: np.ndarray, notes: list
 ) -> tuple[np.ndarray, str] | None:
     """Routed experts of all MoE layers for steps of T tokens per rank from the fused-MoE table
     (latency per layer over the tokens of all ranks, linear between measured token counts,
     scaled by tokens beyond the last), or None with a note when it lacks the shape. The rows
-    are balanced routing; with expert parallelism the most loaded GPU sets the pace, so the
-    table is read at the tokens times ``expert_load_imbalance`` (its load is that many times
-    the mean, which the balanced rows give every GPU)."""
+    are balanced routing; with expert parallelism the most loaded GPU sets the pace: the balanced
+    table read at the tokens times ``expert_load_imbalance`` (uniform routing: its load is that many
+    times the mean, which the balanced rows give every GPU), or, where the same kernel has
+    ``EP_DISTRIBUTION`` rows at this layout, the slower of that and those rows (skewed routing, its
+    busiest GPU measured). Neither bound alone holds: a skewed router puts more tokens on the
+    busiest GPU (the compute-bound prefill pays it) but touches fewer distinct experts (the
+    memory-bound decode reads fewer weights, so the power-law rows run below the balanced ones
+    there)."""
     m, q = inp.model, inp.quant
     mtp, mep = moe_sizes(inp.tp, inp.dp, inp.ep)
     shape = (
@@ -353,13 +379,13 @@ def _moe_measured(
             "latency",
         ],
     )
-    base = (
+    shape_rows = (
         (t["hidden_size"] == m.hidden_size)
         & (t["inter_size"] == m.moe_intermediate_size)
         & (t["topk"] == m.num_experts_active)
         & (t["num_experts"] == m.num_experts)
-        & (t["distribution"] == MOE_DISTRIBUTION)
     )
+    base = shape_rows & (t["distribution"] == MOE_DISTRIBUTION)
     layout = (t["moe_tp_size"] == mtp) & (t["moe_ep_size"] == mep)
     kernels = t["kernel_source"].astype(str)
     part, order = preferred_moe_kernel(q.weights, inp.vllm_version, inp.ep)
@@ -392,16 +418,28 @@ def _moe_measured(
                 break
     if found is not None:
         dtype, kernel, mask, scale, derived = found
-        xs, ys = _moe_curve(t, mask)
         n = T.astype(np.float64) * inp.dp
         g = ep_gpus(m, inp.tp, inp.dp, inp.ep)
-        if g > 1:
+        skewed = np.zeros(0, dtype=bool)
+        if g > 1 and not derived:  # the busiest GPU, measured (EP_DISTRIBUTION), at this very layout
+            skewed = (
+                shape_rows
+                & (t["distribution"] == EP_DISTRIBUTION)
+                & (t["moe_dtype"] == dtype)
+                & (t["kernel_source"] == kernel)
+                & layout
+            )
+        xs, ys = _moe_curve(t, mask)
+        routing = ""
+        if g > 1:  # the busiest GPU under uniform routing: the balanced rows at its load
             k, e = m.num_experts_active, m.num_experts
-            n = n * np.array([expert_load_imbalance(float(x), k, e, g) for x in n])
-        out = np.interp(n, xs, ys)
-        over = n > xs[-1]
-        out[over] = ys[-1] * (n[over] / xs[-1])
-        what = f"fused MoE {dtype} ({kernel}" + (f", from moe tp/ep {derived}" if derived else "") + ")"
+            out = _read_curve(xs, ys, n * np.array([expert_load_imbalance(float(x), k, e, g) for x in n]))
+            if skewed.any():  # ... or under skewed routing, measured, whichever is slower
+                out = np.maximum(out, _read_curve(*_moe_curve(t, skewed), n))
+                routing = f", the slower of uniform and {EP_DISTRIBUTION} routing's busiest GPU"
+        else:
+            out = _read_curve(xs, ys, n)
+        what = f"fused MoE {dtype} ({kernel}" + (f", from moe tp/ep {derived}" if derived else "") + routing + ")"
         return out * (scale * m.moe_layers), what
     notes.append(f"MoE experts: roofline (no {'/'.join(MOE_DTYPES[q.weights])} fused-MoE rows for {shape})")
     return None
