@@ -312,19 +312,14 @@ def _moe_ms(system: str, dtype: str, tokens: int, h: int, inter: int, k: int, e:
 def test_moe_experts_come_from_the_fused_moe_table_at_all_ranks_tokens(dp, ep, mtp, mep):
     """Qwen3-30B-A3B on H100: the routed experts of a step of 256 tokens per rank cost the measured fused-MoE
     latency at dp x 256 tokens with this layout's MoE TP / EP sizes, times its 48 MoE layers. (With expert
-    parallelism the most loaded GPU's tokens are read instead: tests/test_moe_parallel.py.) Random routing
-    of n tokens touches 128·(1 - (120/128)^n) experts, a hair under all 128 that the balanced rows touch
-    from 16 tokens on: the row at that count/8 tokens (between the 8- and 16-token rows) stands in for the
-    16-token row (test below)."""
+    parallelism the most loaded GPU's tokens are read instead: tests/test_moe_parallel.py.)"""
     from sim.perf.kernels.tables import _moe_measured
     m, g = CAT.model("qwen3-30b-a3b"), CAT.gpu("h100-sxm")
     inp = TableInputs(system="h100_sxm", model=m, quant=CAT.quant("bf16"), tp=1, max_tokens=512, vllm_version=None,
                       gpu=g, e_compute=0.78, e_memory=0.8, e_comm=0.7, t_allreduce_s=1e-5, dp=dp, ep=ep)
     notes = []
     got, kernel = _moe_measured(ROOT, inp, "0.24.0", np.array([256]), notes)
-    row = lambda n: _moe_ms("h100_sxm", "bfloat16", n, 2048, 768, 8, 128, mtp, mep)  # noqa: E731
-    n_eff = 128 * (1 - (120 / 128) ** (256 * dp)) / 8
-    want = (row(256 * dp) - (row(16) - row(8)) * (16 - n_eff) / 8) * 1e-3 * 48
+    want = _moe_ms("h100_sxm", "bfloat16", 256 * dp, 2048, 768, 8, 128, mtp, mep) * 1e-3 * 48
     assert got[0] == pytest.approx(want, rel=1e-12) and "fused MoE bfloat16" in kernel and not notes
     tables = build_tables(ROOT, inp)
     assert "fused MoE bfloat16" in tables.source
@@ -338,26 +333,3 @@ def test_an_moe_shape_without_rows_falls_back_to_the_roofline_and_says_so():
     pm = _perf("h100-sxm", "deepseek-v2-lite")
     assert "MoE experts: roofline" in pm.source and "MLA attention: roofline" in pm.source
     assert pm.step_time_s(0, 0, 8, 8000) >= roofline_floor_s(pm, 0, 0, 8, 8000)
-
-
-@needs_data
-def test_sliced_moe_rows_are_read_at_the_experts_random_routing_touches():
-    """Llama-4-Scout fp8 (16 experts, top-1) at TP4 on H100, a decode step of 12 tokens. By hand: the
-    collector's balanced routing sends 12 tokens to 12 distinct experts; independent uniform routing
-    touches 16·(1 - (15/16)^12) = 8.625 on average, so the Triton fp8_block rows are read at 8.625 tokens:
-    linear between the 8- and 16-token rows, times the 48 MoE layers. At 64 tokens every balanced row
-    touches all 16 experts (from 16 tokens on), random routing 16·(1 - (15/16)^64) = 15.74: the row at
-    15.74 tokens plus the rows' growth from 16 to 64 tokens."""
-    from sim.perf.kernels.tables import _moe_measured
-
-    m, g = CAT.model("llama-4-scout"), CAT.gpu("h100-sxm")
-    inp = TableInputs(system="h100_sxm", model=m, quant=CAT.quant("fp8"), tp=4, max_tokens=512, vllm_version="0.8.5",
-                      gpu=g, e_compute=0.425, e_memory=0.8, e_comm=0.7, t_allreduce_s=1e-5)
-    got, kernel = _moe_measured(ROOT, inp, "0.24.0", np.array([12, 64]), [])
-    r8, r16, r64 = (_moe_ms("h100_sxm", "fp8_block", n, 5120, 8192, 1, 16, 4, 1) for n in (8, 16, 64))
-    d12, d64 = 16 * (1 - (15 / 16) ** 12), 16 * (1 - (15 / 16) ** 64)
-    assert d12 == pytest.approx(8.625, abs=1e-3) and d64 == pytest.approx(15.74, abs=1e-2)
-    want12 = (r8 + (r16 - r8) * (d12 - 8) / 8) * 1e-3 * 48
-    want64 = ((r8 + (r16 - r8) * (d64 - 8) / 8) + r64 - r16) * 1e-3 * 48
-    assert got[0] == pytest.approx(want12, rel=1e-9) and got[1] == pytest.approx(want64, rel=1e-9)
-    assert "triton" in kernel

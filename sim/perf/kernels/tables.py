@@ -50,7 +50,7 @@ from sim.perf.kernels.versions import parse_version
 
 __all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
 
-FORMAT = 5
+FORMAT = 4
 """Version of the build; part of the cache key (bump when the build changes)."""
 GRAPH_MAX_TOKENS = 512
 """Steps up to this many tokens run in CUDA graphs (vLLM's largest default capture
@@ -275,27 +275,6 @@ def _moe_experts_s(inp: TableInputs, T: np.ndarray) -> np.ndarray:
     return np.maximum(flops / (peak * inp.e_compute), touched / (gpu.hbm_bw_bytes_s * inp.e_memory))
 
 
-def _read_curve(xs: np.ndarray, ys: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """A fused-MoE latency curve at ``n`` tokens: linear between measured counts, scaled by the tokens
-    beyond the last."""
-    out = np.interp(n, xs, ys)
-    over = n > xs[-1]
-    out[over] = ys[-1] * (n[over] / xs[-1])
-    return out
-
-
-def random_routing_tokens(n: np.ndarray, top_k: int, num_experts: int) -> np.ndarray:
-    """The token count at which the fused-MoE table's balanced routing touches as many experts as ``n``
-    tokens routed at random do. aiconfigurator's collector routes token ``i`` of ``n`` to experts
-    ``(i + j·s) mod E`` (``s = ceil(E / k)``; spread over ``E`` when ``n < s``: ``balanced_logits`` in its
-    ``collector/vllm/collect_moe.py``), so ``n`` tokens touch ``min(n·k, E)`` distinct experts; routed
-    independently and uniformly (the roofline's assumption, ``sim.perf.perf_model``) they touch
-    ``E·(1 - (1 - k/E)^n)`` on average, fewer: at small counts each touched expert's weights are read
-    once whatever its tokens, so that read sets the time. Returns ``E·(1 - (1 - k/E)^n) / k``."""
-    miss = 1.0 - top_k / num_experts
-    return num_experts * (1.0 - miss ** np.asarray(n, dtype=np.float64)) / top_k
-
-
 def moe_sizes(tp: int, dp: int, ep: bool) -> tuple[int, int]:
     """(moe_tp_size, moe_ep_size) of the fused-MoE rows of a layout: the experts are sliced over
     the tp·dp GPUs, or spread whole over them with expert parallelism (vLLM flattens the data-
@@ -416,14 +395,12 @@ def _moe_measured(
         xs, ys = _moe_curve(t, mask)
         n = T.astype(np.float64) * inp.dp
         g = ep_gpus(m, inp.tp, inp.dp, inp.ep)
-        k, e = m.num_experts_active, m.num_experts
         if g > 1:
+            k, e = m.num_experts_active, m.num_experts
             n = n * np.array([expert_load_imbalance(float(x), k, e, g) for x in n])
-            out = _read_curve(xs, ys, n)
-        else:  # sliced experts: the rows' balanced routing touches more experts than random routing does
-            out = _read_curve(xs, ys, random_routing_tokens(n, k, e))
-            full = np.minimum(n, e / k)  # beyond it every balanced row touches all experts: the tokens' own cost
-            out = out + _read_curve(xs, ys, n) - _read_curve(xs, ys, full)
+        out = np.interp(n, xs, ys)
+        over = n > xs[-1]
+        out[over] = ys[-1] * (n[over] / xs[-1])
         what = f"fused MoE {dtype} ({kernel}" + (f", from moe tp/ep {derived}" if derived else "") + ")"
         return out * (scale * m.moe_layers), what
     notes.append(f"MoE experts: roofline (no {'/'.join(MOE_DTYPES[q.weights])} fused-MoE rows for {shape})")
