@@ -178,7 +178,7 @@ def replay_entry(entry: Entry) -> dict:
 
 
 def _offered_rps(run) -> float:
-    a = run.workload.arrival_s
+    a = run.workload.arrival_s[int(run.meta.get("warmup_requests", 0)) :]  # the measured requests'
     return round((len(a) - 1) / float(a.max() - a.min()), 3) if len(a) > 1 and a.max() > a.min() else float("nan")
 
 

@@ -27,7 +27,7 @@ from sim.errors import FleetcastError
 from sim.records import derive_latencies
 from sim.workload.generate import Workload
 
-__all__ = ["load_log", "is_log_file", "LOG_SUFFIXES"]
+__all__ = ["load_log", "is_log_file", "LOG_SUFFIXES", "conversation_chains"]
 
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 
@@ -63,6 +63,10 @@ def load_log(path: Path, sidecar: Path | None = None, overrides: list[str] | Non
 
 def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, source: str, cap, notes) -> Run:
     records = records.sort_values("arrival_s", kind="stable").reset_index(drop=True)
+    sharing = "warmup" in records.columns
+    warm = records[records["warmup"] & (records["status"] == "ok")] if sharing else records.iloc[:0]
+    if sharing:  # the warm-up is replayed first, not measured (calibration.validate drops its request ids)
+        records = records[~records["warmup"]].reset_index(drop=True)
     records.insert(0, "request_id", np.arange(len(records), dtype=np.int64))
     records["replica"] = "vllm-0"
     req = derive_latencies(records)
@@ -79,17 +83,32 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
             f"{failed} of {len(req)} requests failed; they are left out of the latencies "
             f"and throughput and are not replayed (first error: {(first[-1] if first else '')[:160]!r})"
         )
-    names = sorted(ok["class"].astype(str).unique())
+    played = pd.concat([warm, ok], ignore_index=True) if len(warm) else ok
+    names = sorted(played["class"].astype(str).unique())
+    if sharing:
+        offsets, keys, ends = conversation_chains(
+            played["conversation"].astype(str).tolist(),
+            played["turn"].to_numpy(np.int64),
+            played["prefix_tokens"].to_numpy(np.int64),
+            played["prompt_tokens"].to_numpy(np.int64),
+        )
+        req = req.drop(columns=["conversation", "turn", "prefix_tokens", "warmup"])
+    else:
+        offsets = np.zeros(len(ok) + 1, dtype=np.int64)
+        keys, ends = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
     wl = Workload(
-        arrival_s=ok["arrival_s"].to_numpy(float),
-        class_idx=ok["class"].astype(str).map({n: i for i, n in enumerate(names)}).to_numpy(np.int16),
-        prompt_tokens=ok["prompt_tokens"].to_numpy(np.int32),
-        output_tokens=ok["output_tokens"].to_numpy(np.int32),
-        prefix_offsets=np.zeros(len(ok) + 1, dtype=np.int64),
-        prefix_keys=np.zeros(0, dtype=np.int64),
-        prefix_end_tok=np.zeros(0, dtype=np.int32),
+        arrival_s=played["arrival_s"].to_numpy(float),
+        class_idx=played["class"].astype(str).map({n: i for i, n in enumerate(names)}).to_numpy(np.int16),
+        prompt_tokens=played["prompt_tokens"].to_numpy(np.int32),
+        output_tokens=played["output_tokens"].to_numpy(np.int32),
+        prefix_offsets=offsets,
+        prefix_keys=keys,
+        prefix_end_tok=ends,
         class_names=names,
     )
+    if len(warm):
+        meta["warmup_requests"] = len(warm)
+        notes.append(f"{len(warm)} warm-up requests sent before the measured ones are replayed first and not measured")
     lens = ok[["prompt_tokens", "output_tokens"]].drop_duplicates()
     if cap is not None and len(lens) == 1:  # a closed loop of one request shape: a sweep point
         meta["sweep_point"] = {
@@ -134,3 +153,41 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
         failed=failed,
         notes=tuple(meta["notes"]),
     )
+
+
+def conversation_chains(conversations: list[str], turns: np.ndarray, shared: np.ndarray, prompt: np.ndarray):
+    """Prefix chains (``Workload.prefix_*``, CSR) of requests that are turns of conversations: turn
+    ``t``'s first ``shared`` tokens are turn ``t-1``'s first ``shared`` tokens. Each turn's own tokens are
+    one chunk keyed by (conversation, turn), so every request of that turn has the same keys; a turn's
+    chain is its previous turn's chain cut at the shared length, then its own chunk. Block ``i`` of two
+    requests then gets the same key exactly when both hold it as the same turn's content
+    (``sim.engine.prefix_keys.PrefixKeys``). A request outside any conversation (empty name) has no
+    chain. The caller has checked that a turn with a shared prefix has its previous turn in the list
+    (``request_log``)."""
+    spec = {(c, int(t)): (int(s), int(p)) for c, t, s, p in zip(conversations, turns, shared, prompt) if c}
+    key = {ct: i + 1 for i, ct in enumerate(sorted(spec))}
+    chains: dict[tuple[str, int], list[tuple[int, int]]] = {}
+
+    def chain(ct: tuple[str, int]) -> list[tuple[int, int]]:
+        got = chains.get(ct)
+        if got is None:
+            s, p = spec[ct]
+            got = []
+            for k, e in chain((ct[0], ct[1] - 1)) if s else ():
+                got.append((k, min(e, s)))
+                if e >= s:
+                    break
+            got.append((key[ct], p))
+            chains[ct] = got
+        return got
+
+    offsets = np.zeros(len(prompt) + 1, dtype=np.int64)
+    keys: list[int] = []
+    ends: list[int] = []
+    for r, c in enumerate(conversations):
+        if c:
+            ch = chain((c, int(turns[r])))
+            keys.extend(k for k, _e in ch)
+            ends.extend(e for _k, e in ch)
+        offsets[r + 1] = len(keys)
+    return offsets, np.array(keys, dtype=np.int64), np.array(ends, dtype=np.int32)

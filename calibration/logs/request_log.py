@@ -12,9 +12,16 @@ Fields (seconds on any one clock; the earliest ``arrival_s`` becomes 0):
 | ``class`` | string (default ``default``) | no |
 | ``ok`` | boolean (default true) | no |
 | ``error`` | string; non-empty means failed | no |
+| ``conversation``, ``turn`` | string, integer >= 1: the request is that turn of that conversation | no |
+| ``prefix_tokens`` | integer >= 0: leading prompt tokens equal to the conversation's previous turn's | no (default 0) |
+| ``warmup`` | boolean (default false): sent before the measured requests, replayed, not measured | no |
 
 Other fields are ignored. A record is failed when ``ok`` is false or
-``error`` is non-empty; failed records are counted, not replayed.
+``error`` is non-empty; failed records are counted, not replayed. Requests of the
+same conversation and turn have the same prompt (a client that sends it again); a
+turn with ``prefix_tokens`` > 0 shares them with the previous turn, which the log
+holds. A warm-up record needs ``arrival_s``, ``prompt_tokens`` and
+``output_tokens`` only, and arrives before every measured one.
 """
 
 from __future__ import annotations
@@ -32,13 +39,16 @@ from sim.errors import FleetcastError
 __all__ = ["read_request_log", "LOG_FIELDS", "REQUEST_LOG_SUFFIXES"]
 
 LOG_FIELDS = ("arrival_s", "first_token_s", "last_token_s", "prompt_tokens", "output_tokens", "class", "ok", "error")
+OPTIONAL_FIELDS = ("conversation", "turn", "prefix_tokens", "warmup")
+"""Prefix sharing and warm-up (docs/run-logs.md, "Conversations and warm-up")."""
 _DOC = 'docs/run-logs.md, "Per-request logs"'
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 def read_request_log(path: Path) -> pd.DataFrame:
     """Records in file order: ``class, arrival_s, first_token_s, finish_s, prompt_tokens, output_tokens,
-    status, error``; a malformed record is a FleetcastError naming the file, line and field."""
+    status, error``, and ``conversation, prefix_tokens, warmup`` when the log has any of them (docs/run-logs.md,
+    "Conversations and warm-up"); a malformed record is a FleetcastError naming the file, line and field."""
     path = Path(path)
     csv_file = path.suffix.lower() == ".csv"
     try:
@@ -49,6 +59,10 @@ def read_request_log(path: Path) -> pd.DataFrame:
     if not raw:
         raise FleetcastError(f"{path} holds no records; a per-request log has one record per request ({_DOC})")
     rows = [_record(path, line, rec) for line, rec in raw]
+    extra = any(f in rec for _line, rec in raw for f in OPTIONAL_FIELDS)
+    if extra:
+        rows = [r + _sharing(path, line, rec, r) for (line, rec), r in zip(raw, rows)]
+        _check_sharing(path, [line for line, _rec in raw], rows)
     df = pd.DataFrame(
         rows,
         columns=[
@@ -60,6 +74,7 @@ def read_request_log(path: Path) -> pd.DataFrame:
             "output_tokens",
             "status",
             "error",
+            *(OPTIONAL_FIELDS if extra else ()),
         ],
     )
     t0 = float(df["arrival_s"].min())
@@ -167,6 +182,9 @@ def _record(path: Path, line: int, rec: dict) -> tuple:
         )
     if not ok or err:
         return (cls, arrival, math.nan, math.nan, prompt, 0, "error", err or "ok: false")
+    if _flag(path, line, rec, "warmup") and rec.get("first_token_s") is None:  # replayed only: no timings needed
+        out = _number(path, line, rec, "output_tokens", integer=True, minimum=1)
+        return (cls, arrival, math.nan, math.nan, prompt, out, "ok", "")
     first = _number(path, line, rec, "first_token_s")
     last = _number(path, line, rec, "last_token_s")
     out = _number(path, line, rec, "output_tokens", integer=True, minimum=1)
@@ -180,3 +198,70 @@ def _record(path: Path, line: int, rec: dict) -> tuple:
             f"{path}, line {line}, field last_token_s: {last:g} is before first_token_s {first:g} ({_DOC})"
         )
     return (cls, arrival, first, last, prompt, out, "ok", "")
+
+
+def _flag(path: Path, line: int, rec: dict, fld: str) -> bool:
+    v = rec.get(fld, False)
+    if isinstance(v, str) and v.lower() in _TRUE + _FALSE:
+        v = v.lower() in _TRUE
+    if not isinstance(v, bool):
+        raise FleetcastError(f"{path}, line {line}, field {fld}: must be true or false, got {v!r} ({_DOC})")
+    return v
+
+
+def _sharing(path: Path, line: int, rec: dict, row: tuple) -> tuple:
+    """(conversation, turn, prefix_tokens, warmup) of one record (no conversation: "", 0)."""
+    conv = rec.get("conversation", "")
+    conv = conv if isinstance(conv, str) else str(conv)
+    turn = _number(path, line, rec, "turn", integer=True, minimum=1, required=False) or 0
+    if bool(conv) != bool(turn):
+        raise FleetcastError(
+            f"{path}, line {line}, field {'turn' if conv else 'conversation'}: missing; a turn of a conversation "
+            f"names both the conversation and its turn number ({_DOC})"
+        )
+    shared = _number(path, line, rec, "prefix_tokens", integer=True, minimum=0, required=False) or 0
+    if shared and turn < 2:
+        raise FleetcastError(
+            f"{path}, line {line}, field prefix_tokens: {shared} tokens shared with a previous turn, but the "
+            f"request is {'turn 1' if turn else 'no turn of a conversation'} ({_DOC})"
+        )
+    if shared >= row[4]:
+        raise FleetcastError(
+            f"{path}, line {line}, field prefix_tokens: {shared} is not below prompt_tokens {row[4]}; a turn "
+            f"computes at least its last prompt token ({_DOC})"
+        )
+    return (conv, turn, shared, _flag(path, line, rec, "warmup"))
+
+
+def _check_sharing(path: Path, lines: list[int], rows: list[tuple]) -> None:
+    """Warm-up records arrive before every measured one; the requests of one conversation turn agree
+    on its prompt and shared prefix; a shared prefix is at most the previous turn's prompt, which the
+    log holds."""
+    first_measured = min((r[1] for r in rows if not r[11]), default=math.inf)
+    turns: dict[tuple[str, int], tuple[int, int, int]] = {}  # (conversation, turn) -> prompt, shared, line
+    for line, r in zip(lines, rows):
+        conv, turn, shared, warm = r[8], r[9], r[10], r[11]
+        if warm and r[1] > first_measured:
+            raise FleetcastError(
+                f"{path}, line {line}, field warmup: the warm-up request arrives at {r[1]:g}, after the first "
+                f"measured one ({first_measured:g}); warm-up requests are sent first ({_DOC})"
+            )
+        if not conv:
+            continue
+        seen = turns.setdefault((conv, turn), (r[4], shared, line))
+        if seen[:2] != (r[4], shared):
+            raise FleetcastError(
+                f"{path}, line {line}: turn {turn} of conversation {conv!r} has prompt_tokens {r[4]} and "
+                f"prefix_tokens {shared}, but line {seen[2]} gives {seen[0]} and {seen[1]}; the requests of one "
+                f"turn send the same prompt ({_DOC})"
+            )
+    for (conv, turn), (_prompt, shared, line) in turns.items():
+        if shared:
+            prev = turns.get((conv, turn - 1))
+            if prev is None or shared > prev[0]:
+                raise FleetcastError(
+                    f"{path}, line {line}, field prefix_tokens: {shared} tokens shared with turn {turn - 1} of "
+                    f"conversation {conv!r}, "
+                    + ("which the log does not hold" if prev is None else f"whose prompt has only {prev[0]}")
+                    + f" ({_DOC})"
+                )
