@@ -121,8 +121,12 @@ configuration (three API servers, async scheduling, top-p and a repetition penal
 ML.ENERGY runs the time per output token at ~512 running sequences is the same on an H100 and a
 B200 (Llama-3.1-8B: 52 and 53 ms), so the CPU sets it there, at ~100 µs per sequence per step.
 **Fitted** by ``calibration/penalties_seq_fit.py`` on a declared training split (the ML.ENERGY
-configurations of the models marked ``train`` in ``calibration/public/ml_energy/configs.csv``;
-calibration/README.md, Protocol item 2), reported on the held-back models."""
+configurations of the models marked ``train`` in ``calibration/public/ml_energy/configs.csv``, less
+the B200 one-GPU gpqa sets whose flat ~30 ms floor is documented as an outlier: 221 entries;
+calibration/README.md, Protocol item 2), reported on the held-back models. One constant for every
+layout: the fit's optimum is set by the tensor-parallel sets, and the one-GPU small models come out
+too slow at caps of 256 and more with it (calibration/README.md, "ML.ENERGY v3: the sampler and the
+per-sequence CPU")."""
 
 
 @dataclass(frozen=True)
