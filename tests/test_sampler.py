@@ -134,3 +134,13 @@ def test_ml_energy_sidecars_carry_the_clients_sampling():
 def test_constants_match_their_sources():
     assert sampler.SORT_BYTES_PER_ELEM == pytest.approx(380.6, abs=0.05)
     assert sampler.PENALTY_BYTES_PER_ELEM == 2 * 17 + 10 + 24 + 17
+
+
+def test_a_sidecar_with_an_unknown_sampling_is_a_located_error(tmp_path):
+    from calibration.logs.sidecar import load_settings
+    from sim.errors import FleetcastError
+
+    (tmp_path / "fleetcast.yaml").write_text("gpu: h100-sxm\nmodel: llama-3.1-8b\nengine:\n  sampling: nucleus\n")
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(FleetcastError, match=r"line 4, field engine\.sampling: .*'top_p_penalties'"):
+        load_settings(tmp_path / "run.json")
