@@ -59,6 +59,11 @@ class SidecarEngine(_Strict):
         "vllm/vllm-openai images, with vLLM 0.8.0-0.11.0; VLLM_USE_FLASHINFER_SAMPLER=1 from 0.11.1); unset: by "
         "vllm_version, for an install without flashinfer",
     )
+    sampling: Literal["greedy", "top_p", "top_p_penalties"] | None = Field(
+        None,
+        description="how the requests sampled: greedy, top_p (top-p/top-k), top_p_penalties (also repetition, "
+        "frequency or presence penalties); unset: the sampler's time is not modelled (as greedy)",
+    )
 
 
 class Sidecar(_Strict):

@@ -240,13 +240,17 @@ class PerfModel:
         ep: bool = False,
         cpu_overlap: bool = False,
         clock_ratio: float = 1.0,
+        sampler_row_s: float = 0.0,
+        penalty_ctx_s: float = 0.0,
     ):
         """``kernels``: a ``sim.perf.kernels.tables.KernelTables`` of this (GPU, model, quant,
         tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline).
         ``cpu_overlap``: vLLM schedules asynchronously (``sim.perf.cpu_side``): the CPU
         overheads overlap the step's GPU time instead of adding to it.
         ``clock_ratio``: the SM clock under a power limit (``sim.perf.power_cap``), in (0, 1]: the
-        compute-bound FLOP rates scale by it (x 1.0 is exact: no limit changes nothing)."""
+        compute-bound FLOP rates scale by it (x 1.0 is exact: no limit changes nothing).
+        ``sampler_row_s``, ``penalty_ctx_s``: the sampler's GPU seconds per sampled row and its CPU
+        seconds per cached context token of the decodes (``sim.perf.sampler``; 0: greedy or unset)."""
         c = coeffs or PerfCoefficients()
         s = ModelShape(model, quant, tp)
         tp, dp = int(tp), int(dp)
@@ -336,6 +340,14 @@ class PerfModel:
             fixed, per_tok = moe_exchange_s(model, quant, gpu, c.e_comm, c.t_allreduce_s, tp, dp)
             self._comm_fixed += fixed
             self._comm_tok += per_tok
+        # the sampler (sim.perf.sampler): GPU time per sampled row; the penalties' CPU time per context
+        # token sits beside decode attention's, added (serial) or the larger of the two (async scheduling:
+        # built while the forward runs, after the previous step's tokens arrive), so a decode run stays
+        # affine in its context
+        self._sampler_row_s = float(sampler_row_s)
+        if penalty_ctx_s > 0.0:
+            b = self._b_decode
+            self._b_decode = (penalty_ctx_s if penalty_ctx_s > b else b) if self.cpu_overlap else b + penalty_ctx_s
         self._affine: dict[int, tuple[float, float]] = {}
 
     def _weight_bytes(self, T: int) -> float:
@@ -412,6 +424,8 @@ class PerfModel:
                 t += f if f > b else b
         if num_decodes > 0 and self._kdec:
             t += self._dec_step + self._dec_seq * num_decodes
+        if self._sampler_row_s > 0.0:  # every scheduled request is sampled (sim.perf.sampler)
+            t += self._sampler_row_s * (rows + num_prefill_seqs)
         if self.cpu_overlap and cpu > t:  # async scheduling: max(CPU, GPU before decode attention)
             t = cpu
         if queries_per_decode != 1:

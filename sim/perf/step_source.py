@@ -21,6 +21,7 @@ from sim.perf.perf_model import PerfModel
 from sim.perf.power_cap import clock_ratio
 from sim.perf.profiles import coefficients_for
 from sim.perf.rocm_stack import stack_coefficients
+from sim.perf.sampler import sampler_costs
 
 __all__ = ["pool_perf_model", "perf_sources", "kernel_warnings"]
 
@@ -63,6 +64,13 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
     coeffs = coefficients_for(pool, base_dir, gpu, quant, cpu)
     tables = _kernel_tables(pool, gpu, model, quant, coeffs)
     overlap = cpu is not None and cpu.async_scheduling and pool.profile is None
+    eng = pool.engine
+    version = kd.parse_version(eng.vllm_version) if eng.vllm_version else None
+    sampler_row_s, penalty_ctx_s = (
+        (0.0, 0.0)  # a profile is fitted end to end: its sampler is in its coefficients
+        if pool.profile is not None
+        else sampler_costs(gpu, model, version, eng.flashinfer_sampler, eng.sampling, coeffs.e_memory)
+    )
     perf = PerfModel(
         gpu,
         model,
@@ -74,6 +82,8 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
         ep=pool.expert_parallel,
         cpu_overlap=overlap,
         clock_ratio=clock_ratio(getattr(pool, "power_limit_w", None), gpu.power_w),
+        sampler_row_s=sampler_row_s,
+        penalty_ctx_s=penalty_ctx_s,
     )
     if tables is None:
         perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"

@@ -116,6 +116,15 @@ class EngineSpec(Strict):
         "VLLM_USE_FLASHINFER_SAMPLER=0 turns it off); from 0.11.1 only with VLLM_USE_FLASHINFER_SAMPLER=1. "
         "Default: an install without flashinfer before 0.11.1 (the pip package), vLLM's default after.",
     )
+    sampling: Literal["greedy", "top_p", "top_p_penalties"] | None = Field(
+        None,
+        description="How the pool's requests sample, which sets the sampler's time per step: greedy (temperature 0, "
+        "what vllm bench serve sends), top_p (top-p or top-k, from the client or from the model's "
+        "generation_config.json defaults vLLM applies when the client sends none; vLLM 0.11.1-0.17 mask them with "
+        "a full PyTorch sort of every row's logits), top_p_penalties (also repetition, frequency or presence "
+        "penalties: bin counts over the vocabulary per row and, on the CPU, every request's output tokens copied "
+        "into a padded tensor each step). Default: not modelled (as greedy).",
+    )
 
     speculative: SpeculativeSpec | None = Field(
         None,

@@ -123,6 +123,11 @@ def server_args(bench_dir: str, commit: str, task: str, model_id: str, gpu: str)
     return yaml.safe_load(text) or {}
 
 
+# the client's sampling, the same for every task replayed here (benchmark.py: Args top_p 0.95, temperature 0.8,
+# sent with each request; async_request_openai_chat_completions' payload: "repetition_penalty": 1.1)
+SAMPLING_LINE = "  sampling: top_p_penalties   # top_p 0.95, temperature 0.8, repetition_penalty 1.1 (benchmark.py)"
+
+
 def sidecar(model_id: str, task: str, gpu: str, n_gpus: int, args: dict, lb: str, bench: str) -> str:
     model, weights = MODELS[model_id]
     ep = bool(args.get("enable-expert-parallel"))
@@ -158,6 +163,7 @@ def sidecar(model_id: str, task: str, gpu: str, n_gpus: int, args: dict, lb: str
         lines.append(
             f"  async_scheduling: {'true' if on else 'false'}   # async-scheduling: {json.dumps(args['async-scheduling'])}"
         )
+    lines.append(SAMPLING_LINE)
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,146 @@
+"""The sampler's share of a step (sim/perf/sampler.py) and the penalties' per-sequence CPU
+(sim/perf/cpu_side.py ``with_sampling``): expectations worked by hand from the cited figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sim.catalog import load_catalog
+from sim.perf import cpu_side, sampler
+from sim.perf.cpu_side import CpuSide, with_sampling
+from sim.perf.perf_model import PerfCoefficients, PerfModel
+from sim.perf.pool_model import build_pool_models
+from sim.perf.sampler import sampler_costs, sort_path
+from sim.scenario.spec import dump_scenario
+from tests.factories import make_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+CAT = load_catalog()
+H100, B200 = CAT.gpu("h100-sxm"), CAT.gpu("b200")
+LLAMA = CAT.model("llama-3.1-8b")  # vocabulary 128,256
+V0111 = (0, 11, 1)
+
+
+def test_sort_row_cost_by_hand():
+    # PR #32558: 3.812 ms for 256 rows x 131,072 entries; one row of Llama's 128,256 entries on the
+    # benchmark's (H100) bandwidth: 3.812 ms x 128,256 / 33,554,432 = 14.571 µs; on a B200 (8.0 TB/s)
+    # the same bytes take 3.35 / 8.0 of it: 6.101 µs
+    row, ctx = sampler_costs(H100, LLAMA, V0111, None, "top_p", 0.75)
+    assert row == pytest.approx(14.571e-6, rel=1e-4)
+    assert ctx == 0.0
+    row_b, _ = sampler_costs(B200, LLAMA, V0111, None, "top_p", 0.75)
+    assert row_b == pytest.approx(6.1016e-6, rel=1e-4)
+
+
+def test_penalties_add_counted_bytes_and_cpu_per_context_token():
+    # + 128,256 x 85 bytes at 0.75 x 3.35 TB/s = 10,901,760 / 2.5125e12 = 4.3390 µs; CPU 25 ns per token
+    row, ctx = sampler_costs(H100, LLAMA, V0111, None, "top_p_penalties", 0.75)
+    assert row == pytest.approx(14.571e-6 + 4.3390e-6, rel=1e-4)
+    assert ctx == pytest.approx(25e-9)
+
+
+@pytest.mark.parametrize(
+    ("version", "flashinfer", "sorts"),
+    [
+        ((0, 11, 1), None, True),  # FlashInfer opt-in from 0.11.1 (PR #26859): the PyTorch sort
+        ((0, 11, 0), True, False),  # the image's FlashInfer kernel, no sort
+        ((0, 17, 1), None, True),  # before the Triton kernel (0.18)
+        ((0, 18, 0), None, False),  # Triton top-k/top-p
+        (None, None, False),  # newest vLLM: Triton
+        ((0, 6, 1), None, True),  # V0 sorts too
+    ],
+)
+def test_which_vllm_sorts(version, flashinfer, sorts):
+    assert sort_path(version, flashinfer) is sorts
+    row, _ = sampler_costs(H100, LLAMA, version, flashinfer, "top_p", 0.75)
+    assert (row > 0.0) is sorts
+
+
+@pytest.mark.parametrize("sampling", [None, "greedy"])
+def test_greedy_or_unset_adds_nothing(sampling):
+    assert sampler_costs(H100, LLAMA, V0111, None, sampling, 0.75) == (0.0, 0.0)
+
+
+def test_unknown_sampling_is_refused():
+    with pytest.raises(ValueError, match="top_p_penalties"):
+        sampler_costs(H100, LLAMA, V0111, None, "nucleus", 0.75)
+
+
+def _perf(overlap: bool, row_s: float = 0.0, ctx_s: float = 0.0) -> PerfModel:
+    coeffs = PerfCoefficients(t_step_s=1e-3, t_seq_s=10e-6, t_prefill_tok_s=0.0)
+    return PerfModel(
+        H100, LLAMA, CAT.quant("bf16", "auto"), 1, coeffs, cpu_overlap=overlap, sampler_row_s=row_s, penalty_ctx_s=ctx_s
+    )
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_every_scheduled_request_is_sampled(overlap):
+    # 40 decodes and 2 prefill chunks (300 tokens): 42 rows sampled, 20 µs each = 0.84 ms more
+    base, more = _perf(overlap), _perf(overlap, row_s=20e-6)
+    args = (300, 300 * 150.0, 40, 40 * 500)
+    assert more.step_time_s(*args, num_prefill_seqs=2) - base.step_time_s(*args, num_prefill_seqs=2) == pytest.approx(
+        42 * 20e-6, rel=1e-9
+    )
+
+
+def test_penalty_cpu_per_context_token_serial_and_async():
+    b = _perf(False).decode_affine(8)[1]  # decode attention per context token (the roofline's)
+    # serial: the CPU's 1 µs per token adds to attention's; async: the larger of the two
+    assert _perf(False, ctx_s=1e-6).decode_affine(8)[1] == pytest.approx(b + 1e-6, rel=1e-12)
+    assert _perf(True, ctx_s=1e-6).decode_affine(8)[1] == pytest.approx(max(b, 1e-6), rel=1e-12)
+    assert _perf(True, ctx_s=b / 2).decode_affine(8)[1] == pytest.approx(b, rel=1e-12)
+    # a decode run stays affine in its context: a + b·C at two contexts
+    p = _perf(True, ctx_s=1e-6)
+    a, slope = p.decode_affine(8)
+    assert p.step_time_s(0, 0.0, 8, 4000) == pytest.approx(a + slope * 4000, rel=1e-12)
+
+
+def test_penalties_add_the_fitted_per_sequence_cpu():
+    cpu = CpuSide(1e-3, 10e-6, 0.0, 0.0, 0.0, 0.0, True, "test")
+    assert with_sampling(cpu, "top_p") is cpu
+    assert with_sampling(cpu, None) is cpu
+    assert with_sampling(cpu, "top_p_penalties").t_seq_s == pytest.approx(10e-6 + cpu_side.T_SEQ_PENALTIES_S)
+
+
+def test_pool_takes_its_sampling():
+    def pool_of(sampling):
+        eng = {"vllm_version": "0.11.1", "max_num_seqs": 64, "max_model_len": 8192}
+        if sampling:
+            eng["sampling"] = sampling
+        return build_pool_models(make_scenario(pool={"engine": eng}))[0]
+
+    plain, pen = pool_of(None), pool_of("top_p_penalties")
+    assert pen.cpu.t_seq_s == pytest.approx(plain.cpu.t_seq_s + cpu_side.T_SEQ_PENALTIES_S)
+    row, _ = sampler_costs(H100, LLAMA, V0111, None, "top_p_penalties", pen.perf.coeffs.e_memory)
+    assert pen.perf._sampler_row_s == pytest.approx(row)
+    assert plain.perf._sampler_row_s == 0.0
+
+
+def test_unset_sampling_is_left_out_of_the_dump():
+    assert "sampling" not in dump_scenario(make_scenario())
+
+
+def test_ml_energy_sidecars_carry_the_clients_sampling():
+    # benchmark.py sends top_p 0.95, temperature 0.8 and repetition_penalty 1.1 with every request
+    sidecars = sorted((ROOT / "calibration/public/ml_energy").glob("*/fleetcast.yaml"))
+    assert len(sidecars) == 46
+    for s in sidecars:
+        assert yaml.safe_load(s.read_text())["engine"]["sampling"] == "top_p_penalties", s
+
+
+def test_constants_match_their_sources():
+    assert sampler.SORT_BYTES_PER_ELEM == pytest.approx(380.6, abs=0.05)
+    assert sampler.PENALTY_BYTES_PER_ELEM == 2 * 17 + 10 + 24 + 17
+
+
+def test_a_sidecar_with_an_unknown_sampling_is_a_located_error(tmp_path):
+    from calibration.logs.sidecar import load_settings
+    from sim.errors import FleetcastError
+
+    (tmp_path / "fleetcast.yaml").write_text("gpu: h100-sxm\nmodel: llama-3.1-8b\nengine:\n  sampling: nucleus\n")
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(FleetcastError, match=r"line 4, field engine\.sampling: .*'top_p_penalties'"):
+        load_settings(tmp_path / "run.json")
