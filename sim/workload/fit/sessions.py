@@ -70,21 +70,10 @@ class SessionFit:
         """Rows that start a session."""
         return np.flatnonzero(self.parent < 0)
 
-    def gap_survival(self, t_s: np.ndarray) -> np.ndarray:
-        """The corrected chance that a gap is longer than ``t_s``."""
-        order = np.argsort(self.gaps_s)
-        cdf = np.concatenate([[0.0], np.cumsum(self.gap_weights[order]) / self.gap_weights.sum()])
-        return 1.0 - cdf[np.searchsorted(self.gaps_s[order], t_s, side="right")]
-
     def true_starts(self, first_s: np.ndarray, n: int, span_s: float, rng: np.random.Generator) -> np.ndarray:
         """Which first turns (their times ``first_s`` from the log's start) to keep as session
-        starts, each with the chance that it starts one: a first turn at ``t`` may be the later turn
-        of a conversation begun before the log (its gap longer than ``t``): starts come at
-        ``s = n / (mean turns x span)``, later turns at ``c = n / span - s``, and those whose gap
-        is longer than ``t`` at ``c x P(gap > t)``, so the chance is ``s / (s + c x P(gap > t))``."""
-        s = n / (self.mean_turns * span_s)
-        c = max(n / span_s - s, 0.0)
-        chance = s / (s + c * self.gap_survival(first_s))
+        starts, each with its ``true_start_chance``."""
+        chance = true_start_chance(first_s, n, span_s, self.mean_turns, self.gaps_s, self.gap_weights)
         return rng.random(first_s.size) < chance
 
 
@@ -176,6 +165,25 @@ def _fit_gaps(g: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> GapFit:
     return GapFit("empirical", {"mean_s": mean}, {}, ks, crit, g, w)
 
 
+def _survival(gaps_s: np.ndarray, weights: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    """The weighted chance that a gap is longer than ``t_s``."""
+    order = np.argsort(gaps_s)
+    cdf = np.concatenate([[0.0], np.cumsum(weights[order]) / weights.sum()])
+    return 1.0 - cdf[np.searchsorted(gaps_s[order], t_s, side="right")]
+
+
+def true_start_chance(
+    first_s: np.ndarray, n: int, span_s: float, mean_turns: float, gaps_s: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """The chance that a first turn in the log at ``first_s`` (from the log's start) starts its
+    session rather than continues one begun before the log (its gap longer than ``t``): starts come
+    at ``s = n / (mean turns x span)``, later turns at ``c = n / span - s``, those with a gap longer
+    than ``t`` at ``c x P(gap > t)``: ``s / (s + c x P(gap > t))``."""
+    s = n / (mean_turns * span_s)
+    c = max(n / span_s - s, 0.0)
+    return s / (s + c * _survival(gaps_s, weights, first_s))
+
+
 def _depth(parent: np.ndarray) -> np.ndarray:
     d = np.ones(parent.size, dtype=np.int64)
     for i in np.flatnonzero(parent >= 0).tolist():  # a previous turn comes first
@@ -227,20 +235,35 @@ def fit_sessions(
         f"{cont.size:,} of {n:,} requests ({cont.size / n:.1%}) continue an earlier request (their hash list "
         f"extends its full blocks); {n - cont.size:,} start a session",
     ]
-    # q by depth, pooled until each group expects 5 continuations and 5 ends
-    groups: list[tuple[int, int, int, float]] = []  # (first depth, last depth, continuations, chances)
-    c_g, e_g, d0 = 0, 0.0, 1
+    # q by depth. A session whose first turn in the log continues one begun before it has its
+    # depths counted from the wrong turn: each session counts with the chance that its first
+    # turn starts it (true_start_chance), pooled until each group expects 5 continuations and 5 ends
+    root = np.arange(n)
+    for i in cont.tolist():  # a previous turn comes first
+        root[i] = root[parent[i]]
+    ws = true_start_chance(arrival_s[root] - arrival_s[0], n, span, 1.0 / (1.0 - q), g, w)
+    groups: list[tuple[int, int, float, float]] = []  # (first depth, last depth, continuations, chances)
+    c_g, e_g, d0 = 0.0, 0.0, 1
     deepest = int(depth.max())
     for d in range(1, deepest + 1):
         at = depth == d
-        c_g += int((has_next & at).sum())
-        e_g += float(chance[at].sum())
+        c_g += float(ws[has_next & at].sum())
+        e_g += float((ws * chance)[at].sum())
         if e_g * q >= 5 and e_g * (1 - q) >= 5:
             groups.append((d0, d, c_g, e_g))
-            c_g, e_g, d0 = 0, 0.0, d + 1
+            c_g, e_g, d0 = 0.0, 0.0, d + 1
     if groups:
         a, _, c0, e0 = groups[-1]
         groups[-1] = (a, deepest, c0 + c_g, e0 + e_g)
+    # a group's chances from its own gaps (at least 20): deep sessions come back sooner, and
+    # the whole log's gaps would undercount their chances to show a next turn
+    parent_depth = depth[parent[cont]]
+    for k, (a, b, c, _) in enumerate(groups):
+        mine = (parent_depth >= a) & (parent_depth <= b)
+        if mine.sum() >= 20:
+            at = (depth >= a) & (depth <= b)
+            own = 1.0 - _survival(g[mine], w[mine], left[at])
+            groups[k] = (a, b, c, float((ws[at] * own).sum()))
     chi2 = sum((c - q * e) ** 2 / (q * e * (1 - q)) for _, _, c, e in groups) if len(groups) > 1 else 0.0
     df = len(groups) - 1
     by_depth = ", ".join(

@@ -24,6 +24,11 @@ def _g(x: float, digits: int = 4) -> str:
     return f"{float(x):.{digits}g}"
 
 
+def _fixed(x: float) -> str:
+    """A weight to 6 decimals without an exponent (YAML reads ``2e-06`` as a string)."""
+    return f"{float(x):.6f}".rstrip("0").rstrip(".") or "0"
+
+
 def _count(x: float) -> str:
     """A batch-size weight: an observed count as an integer, a thinned weight to 4 digits."""
     return str(int(x)) if float(x).is_integer() else _g(x)
@@ -117,7 +122,7 @@ def _session_yaml(sf: SessionFit, table: str) -> list[str]:
             f"      # session mean_turns: 1 / (1 - q) = {sf.mean_turns:.4g} (95% CI {sf.mean_turns_ci[0]:.4g}..{sf.mean_turns_ci[1]:.4g})"
         )
     else:
-        parts.append(f"turn_weights: [{', '.join(_g(w) for w in sf.turn_weights)}]")
+        parts.append(f"turn_weights: [{', '.join(_fixed(w) for w in sf.turn_weights)}]")
     parts += [f"gap_s: {_gap_yaml(sf.gap)}", f"new_tokens: {new}"]
     if sf.output is not None:
         out, ci = _dist_yaml(sf.output, table, "output_tokens")
