@@ -256,13 +256,14 @@ def test_batched_later_turns_go_with_the_next_batch(tmp_path):
 # ------------------------------------------------------------------ fitting sessions
 def _session_log(seed: int, starts_rps=4.0, q=0.5, gap_mean_s=60.0, span_s=600.0, burn_s=900.0):
     """A Mooncake-like window [0, span_s) of a stationary stream of sessions: starts Poisson
-    (also before the window), each turn continues with chance q after an exponential gap; a
-    turn's hash list keeps the previous turn's full 512-token blocks and adds new ones."""
+    (also before the window), each turn continues with chance q (or ``q(turn)``, turn 1 first)
+    after an exponential gap; a turn's hash list keeps the previous turn's full 512-token blocks
+    and adds new ones."""
     rng = np.random.default_rng(seed)
     starts = np.sort(rng.uniform(-burn_s, span_s, rng.poisson(starts_rps * (span_s + burn_s))))
     rows, next_id = [], 1
     for t in starts.tolist():
-        prompt, ids, prev_full = int(rng.integers(600, 4000)), [], 0
+        prompt, ids, prev_full, turn = int(rng.integers(600, 4000)), [], 0, 1
         while True:
             need = -(-prompt // 512)
             keep = ids[:prev_full]
@@ -271,8 +272,9 @@ def _session_log(seed: int, starts_rps=4.0, q=0.5, gap_mean_s=60.0, span_s=600.0
             out = int(rng.integers(20, 400))
             if 0 <= t < span_s:
                 rows.append((t, prompt, out, ids))
-            if rng.random() >= q:
+            if rng.random() >= (q(turn) if callable(q) else q):
                 break
+            turn += 1
             t += float(rng.exponential(gap_mean_s))
             if t >= span_s:
                 break
@@ -300,6 +302,20 @@ def test_known_sessions_come_back_inside_the_fits_intervals(seed):
     assert lo <= 60.0 <= hi, (sf.gap.params, sf.gap.ci)
     # new tokens were drawn uniform on 5..79: every one seen is in that range
     assert sf.new_values.min() >= 5 and sf.new_values.max() <= 79
+
+
+def test_turns_that_depend_on_depth_come_back_as_turn_weights():
+    """A first turn continues with chance 0.2, every later turn with 0.7: the fit refuses one q
+    (chi-square) and writes turn_weights: P(1 turn) = 0.8, P(2) = 0.2 x 0.3 = 0.06, P(3) = 0.2 x
+    0.7 x 0.3 = 0.042 (a 600 s window of gaps of mean 60 s shows sessions of up to about 10)."""
+    arrival, offsets, ids, prompt, output = _session_log(5, starts_rps=6.0, q=lambda turn: 0.2 if turn == 1 else 0.7)
+    sf = fit_sessions(arrival, 600.0, offsets, ids, prompt, output, 512, np.random.default_rng(0))
+    assert sf is not None and sf.turn_weights is not None
+    w = np.asarray(sf.turn_weights) / sum(sf.turn_weights)
+    # a first turn in the log that continues a conversation begun before the window still counts
+    # in part (weighted by its chance to start one): over seeds 5..12 P(1) came back 0.757..0.800
+    assert abs(w[0] - 0.8) < 0.045
+    assert abs(w[1] - 0.06) < 0.015 and abs(w[2] - 0.042) < 0.015
 
 
 def test_continuations_by_hand():
