@@ -360,3 +360,13 @@ def test_fit_writes_a_session_that_loads_and_generates(tmp_path):
     spec = TrafficSpec.model_validate(traffic)
     w = generate_workload(spec, 1, tmp_path)
     assert len(w) > 0 and (w.prompt_tokens > 0).all()
+
+
+def test_a_session_class_without_arrivals_is_empty(tmp_path):
+    spec = _one_class(
+        {"mean_turns": 2, "gap_s": {"dist": "fixed", "value_s": 5}, "new_tokens": {"dist": "fixed", "value": 10}},
+        0.001,
+        1,
+    )
+    w = generate_workload(spec, 1, tmp_path)  # no session starts in 1 s at 0.0005 per second (seed 1)
+    assert len(w) == 0 and w.prefix_offsets.tolist() == [0]

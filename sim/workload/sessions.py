@@ -60,7 +60,7 @@ def session_turns(
     k = spec.sample_turns(rng_turns, starts_s.size)
     total = int(k.sum())
     session = np.repeat(np.arange(starts_s.size, dtype=np.int64), k)
-    first = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
+    first = (np.cumsum(k) - k).astype(np.int64)  # each session's first turn
     turn = np.arange(total, dtype=np.int64) - np.repeat(first, k)
     gaps = spec.gap_s.sample(rng_gaps, total)
     gaps[turn == 0] = 0.0
