@@ -53,7 +53,7 @@ def _with_session(tmp_path: Path, session: str) -> tuple[Path, int]:
         ),
         (
             "{mean_turns: 2, gap_s: {dist: fixed, value_s: 5}}",
-            "field traffic.classes.0.session.new_tokens: required field is missing",
+            "field traffic.classes.0.session: give new_tokens or new_tokens_by_turn (one of them)",
         ),
         (
             f"{{mean_turns: 0.5, {_FIXED}}}",
@@ -370,3 +370,31 @@ def test_a_session_class_without_arrivals_is_empty(tmp_path):
     )
     w = generate_workload(spec, 1, tmp_path)  # no session starts in 1 s at 0.0005 per second (seed 1)
     assert len(w) == 0 and w.prefix_offsets.tolist() == [0]
+
+
+def test_new_tokens_by_turn_as_worked_by_hand(tmp_path):
+    """Turn 2 adds 10 new tokens, turn 3 and later 20: prompts 100, 100 + 30 + 10 = 140,
+    140 + 30 + 20 = 190, 190 + 30 + 20 = 240."""
+    spec = _one_class(
+        {
+            "turn_weights": [0, 0, 0, 1],
+            "gap_s": {"dist": "fixed", "value_s": 100},
+            "new_tokens_by_turn": [{"dist": "fixed", "value": 10}, {"dist": "fixed", "value": 20}],
+        },
+        0.004,
+        1000,
+        process="constant",
+    )
+    w = generate_workload(spec, 1, tmp_path)
+    assert w.prompt_tokens.tolist() == [100, 140, 190, 240]
+
+
+def test_new_tokens_and_new_tokens_by_turn_are_exclusive(tmp_path, capsys):
+    both = "{mean_turns: 2, gap_s: {dist: fixed, value_s: 5}, new_tokens: {dist: fixed, value: 10}, new_tokens_by_turn: [{dist: fixed, value: 3}]}"
+    path, line = _with_session(tmp_path, both)
+    code, err = refused_run(capsys, tmp_path, path)
+    assert code == 2 and f"line {line}, field traffic.classes.0.session: give new_tokens or new_tokens_by_turn" in err
+    bad = "{mean_turns: 2, gap_s: {dist: fixed, value_s: 5}, new_tokens_by_turn: [{dist: fxed, value: 3}]}"
+    path, line = _with_session(tmp_path, bad)
+    code, err = refused_run(capsys, tmp_path, path)
+    assert code == 2 and "session.new_tokens_by_turn: entry 0: unknown length distribution 'fxed'" in err

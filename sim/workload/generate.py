@@ -416,7 +416,24 @@ def _session_class(traffic: TrafficSpec, c: int, seed: int, base_dir: Path, star
 
     if spec.output_tokens is not None:  # the later turns' own output lengths
         later_dist = _dist(spec.output_tokens, base_dir, f"{where}.session.output_tokens")
-    new_dist = _dist(spec.new_tokens, base_dir, f"{where}.session.new_tokens")
+    if spec.new_tokens_by_turn is not None:
+        by_turn = [
+            _dist(d, base_dir, f"{where}.session.new_tokens_by_turn[{i}]")
+            for i, d in enumerate(spec.new_tokens_by_turn)
+        ]
+    else:
+        assert spec.new_tokens is not None  # SessionSpec._one
+        by_turn = [_dist(spec.new_tokens, base_dir, f"{where}.session.new_tokens")]
+
+    def new_tokens(rng: np.random.Generator, turn: np.ndarray) -> np.ndarray:
+        """Turn k's (0-based) draw from entry min(k - 1, last); every entry draws for every turn,
+        so the number of draws never depends on the values."""
+        if len(by_turn) == 1:
+            return by_turn[0].sample(rng, turn.size)
+        draws = np.stack([d.sample(rng, turn.size) for d in by_turn])
+        which = np.clip(turn - 1, 0, len(by_turn) - 1)
+        return draws[which, np.arange(turn.size)]
+
     prefix = None
     if cls.prefix is not None:
         pre = cls.prefix
@@ -437,7 +454,7 @@ def _session_class(traffic: TrafficSpec, c: int, seed: int, base_dir: Path, star
         rngs,
         first,
         lambda m: later_dist.sample(stream(seed, "lengths", c, 3), m),
-        lambda rng, n: new_dist.sample(rng, n),
+        new_tokens,
         session_salt(cls.name, seed),
         prefix,
         np.unique(starts) if batched else None,  # a later turn goes with the next batch

@@ -143,7 +143,7 @@ class SessionSpec(BaseModel):
     ... with mean `mean_turns`, or `turn_weights`). Turn k+1 arrives `gap_s` after turn k arrived
     (arrival to arrival: turns are drawn before the run, not sent when turn k ends), and its
     prompt is turn k's prompt, turn k's output and `new_tokens` new tokens, so the prefix cache
-    finds turn k's prompt blocks in it. The first turn's lengths are the class's (prompt_tokens
+    finds turn k's prompt blocks in it (`new_tokens_by_turn`: a distribution per turn). The first turn's lengths are the class's (prompt_tokens
     and output_tokens, or lengths_table); later turns draw their output from `output_tokens`, else
     from the class's. The class's rate stays requests/s: sessions start at rate / mean turns.
     With batch arrivals (arrival.batch) a later turn goes with the next batch at or after its
@@ -162,9 +162,15 @@ class SessionSpec(BaseModel):
         ...,
         description="Time from one turn's arrival to the next turn's arrival, s (dist: fixed|exponential|lognormal|empirical).",
     )
-    new_tokens: LengthSpec = Field(
-        ...,
-        description="New user tokens each later turn adds after the previous turn's prompt and output (dist: fixed|uniform|normal|lognormal|empirical).",
+    new_tokens: Optional[LengthSpec] = Field(
+        None,
+        description="New user tokens each later turn adds after the previous turn's prompt and output (dist: fixed|uniform|normal|lognormal|empirical); or give new_tokens_by_turn.",
+    )
+    new_tokens_by_turn: Optional[list[LengthSpec]] = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="New tokens of turn 2, 3, ... (one length distribution each; the last holds for every later turn), instead of new_tokens.",
     )
     output_tokens: Optional[LengthSpec] = Field(
         None,
@@ -187,10 +193,23 @@ class SessionSpec(BaseModel):
     def _length_name(cls, v):
         return _tag(v, "length distribution", LENGTH_NAMES)
 
+    @field_validator("new_tokens_by_turn", mode="before")
+    @classmethod
+    def _length_names(cls, v):
+        if isinstance(v, list):
+            for i, x in enumerate(v):
+                try:
+                    _tag(x, "length distribution", LENGTH_NAMES)
+                except ValueError as exc:
+                    raise ValueError(f"entry {i}: {exc}") from None
+        return v
+
     @model_validator(mode="after")
     def _one(self):
         if (self.mean_turns is None) == (self.turn_weights is None):
             raise ValueError("give mean_turns or turn_weights (one of them)")
+        if (self.new_tokens is None) == (self.new_tokens_by_turn is None):
+            raise ValueError("give new_tokens or new_tokens_by_turn (one of them)")
         if self.turn_weights is not None and max(self.turn_weights) <= 0:
             raise ValueError("turn_weights need at least one value > 0")
         return self

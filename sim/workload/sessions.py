@@ -153,7 +153,7 @@ def build_class(
     rngs: tuple[np.random.Generator, np.random.Generator, np.random.Generator],
     first_lengths: Callable[[int], tuple[np.ndarray, np.ndarray]],
     later_outputs: Callable[[int], np.ndarray],
-    new_tokens: Callable[[np.random.Generator, int], np.ndarray],
+    new_tokens: Callable[[np.random.Generator, np.ndarray], np.ndarray],
     salt: int,
     prefix: Optional[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = None,
     sends_s: Optional[np.ndarray] = None,
@@ -161,6 +161,7 @@ def build_class(
     """One session class's requests: (arrival_s, prompt, output, (offsets, keys, ends), notes), in
     session order (not sorted by time). ``rngs``: turns, gaps, new tokens. ``first_lengths(k)``
     gives ``k`` first turns' (prompt, output); ``later_outputs(m)`` ``m`` later turns' outputs;
+    ``new_tokens(rng, turn)`` one draw per turn (``turn``: 0 for a first turn, whose draw is unused);
     ``prefix(first_prompts)`` each session's (prefix end token, prefix key), 0 = none; ``sends_s``:
     see ``session_turns``."""
     turns = session_turns(spec, starts_s, duration_s, rngs[0], rngs[1], sends_s)
@@ -170,7 +171,7 @@ def build_class(
     output = np.zeros(n, dtype=np.int64)
     output[first] = o1
     output[~first] = later_outputs(int((~first).sum()))
-    new = np.asarray(new_tokens(rngs[2], n), dtype=np.int64)
+    new = np.asarray(new_tokens(rngs[2], turns.turn), dtype=np.int64)
     prompt = turn_prompts(turns, np.asarray(p1, dtype=np.int64), output, new)
     limit = spec.max_prompt_tokens if spec.max_prompt_tokens is not None else MAX_TOKENS
     notes = []

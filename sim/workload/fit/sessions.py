@@ -59,6 +59,7 @@ class SessionFit:
     gap: GapFit
     new_tokens: LengthFit
     new_values: np.ndarray  # observed new tokens (>= 1) of each continuation
+    new_by_turn: Optional[list[tuple[LengthFit, np.ndarray]]]  # turn 2, 3, ...: (fit, values); None: one
     output: Optional[LengthFit]  # the later turns' own output lengths (None: the first turns')
     output_values: np.ndarray  # observed output tokens of each continuation
     gaps_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # observed gaps, s
@@ -184,6 +185,42 @@ def true_start_chance(
     return s / (s + c * _survival(gaps_s, weights, first_s))
 
 
+def _new_by_turn(
+    new: np.ndarray, parent_depth: np.ndarray, groups: list, rng: np.random.Generator, notes: list[str]
+) -> Optional[list[tuple[LengthFit, np.ndarray]]]:
+    """New tokens per turn when the turns after the first differ from the later ones (two-sample
+    KS over its 1% point): one entry per depth group of the previous turn (``groups``, as for
+    ``q``), turn 2 first; else None."""
+    if len(groups) < 2:
+        return None
+    second = new[parent_depth <= groups[0][1]]
+    later = new[parent_depth > groups[0][1]]
+    if second.size < 20 or later.size < 20:
+        return None
+    d = _two_sample_ks(second, later)
+    crit = _KS_1PCT * math.sqrt((second.size + later.size) / (second.size * later.size))
+    means = []
+    parts: list[tuple[LengthFit, np.ndarray]] = []
+    for a, b, _, _ in groups:
+        values = new[(parent_depth >= a) & (parent_depth <= b)]
+        if values.size == 0:
+            return None
+        means.append(f"turn {a + 1}{'' if a == b else f'-{b + 1}'} {values.mean():.4g}")
+        for _ in range(a, b + 1 if b < groups[-1][0] else a + 1):
+            parts.append((fit_length(values, rng), values))
+    if d <= crit:
+        notes.append(
+            f"new_tokens by turn: mean {', '.join(means)}; two-sample KS (turn 2 against later turns) D={d:.3f} "
+            f"under its 1% critical value {crit:.3f}: one distribution"
+        )
+        return None
+    notes.append(
+        f"new_tokens by turn: mean {', '.join(means)}; two-sample KS (turn 2 against later turns) D={d:.3f} over "
+        f"its 1% critical value {crit:.3f}: new_tokens_by_turn (the last entry for every later turn)"
+    )
+    return parts
+
+
 def _depth(parent: np.ndarray) -> np.ndarray:
     d = np.ones(parent.size, dtype=np.int64)
     for i in np.flatnonzero(parent >= 0).tolist():  # a previous turn comes first
@@ -303,6 +340,7 @@ def fit_sessions(
             f"new_tokens: {short:,} continuation(s) have a prompt shorter than the previous turn's prompt and output "
             "(the client dropped text): counted as 1 new token"
         )
+    new_by_turn = _new_by_turn(new, parent_depth, groups, rng, notes)
     later_out = output[cont].astype(np.int64)
     first_out = output[parent < 0]
     ks2 = _two_sample_ks(later_out, first_out)
@@ -339,6 +377,7 @@ def fit_sessions(
         gap=gap,
         new_tokens=new_fit,
         new_values=new,
+        new_by_turn=new_by_turn,
         output=own_output,
         output_values=later_out,
         gaps_s=g,

@@ -114,7 +114,10 @@ def _gap_yaml(g) -> str:
 def _session_yaml(sf: SessionFit, table: str) -> list[str]:
     lines = [f"      # session: {n}" for n in sf.notes]
     new, ci = _dist_yaml(sf.new_tokens, table, "new_tokens")
-    lines += [f"      # session new_tokens: {sf.new_tokens.note}", *[f"      #   {c}" for c in ci]]
+    if sf.new_by_turn is None:
+        lines += [f"      # session new_tokens: {sf.new_tokens.note}", *[f"      #   {c}" for c in ci]]
+    else:
+        lines += [f"      # session new_tokens_by_turn[{i}]: {lf.note}" for i, (lf, _) in enumerate(sf.new_by_turn)]
     parts = []
     if sf.turn_weights is None:
         parts.append(f"mean_turns: {_g(sf.mean_turns, 5)}")
@@ -123,7 +126,17 @@ def _session_yaml(sf: SessionFit, table: str) -> list[str]:
         )
     else:
         parts.append(f"turn_weights: [{', '.join(_fixed(w) for w in sf.turn_weights)}]")
-    parts += [f"gap_s: {_gap_yaml(sf.gap)}", f"new_tokens: {new}"]
+    parts.append(f"gap_s: {_gap_yaml(sf.gap)}")
+    if sf.new_by_turn is None:
+        parts.append(f"new_tokens: {new}")
+    else:
+        entries = []
+        for lf, values in sf.new_by_turn:
+            text, _ = _dist_yaml(lf, table, "new_tokens")
+            if lf.chosen is None:  # each turn's observed values inline
+                text = f"{{dist: empirical, values: [{', '.join(str(int(v)) for v in values.tolist())}]}}"
+            entries.append(text)
+        parts.append(f"new_tokens_by_turn: [{', '.join(entries)}]")
     if sf.output is not None:
         out, ci = _dist_yaml(sf.output, table, "output_tokens")
         lines += [f"      # session output_tokens: {sf.output.note}", *[f"      #   {c}" for c in ci]]
@@ -209,7 +222,8 @@ def render(fit: TrafficFit, table_name: str) -> tuple[str, dict[str, str]]:
             pairs = zip(cf.table_prompt.tolist(), cf.table_output.tolist())
             tables[name] = "prompt_tokens,output_tokens\n" + "".join(f"{p},{o}\n" for p, o in pairs)
         sf = cf.session
-        if sf is not None and (sf.new_tokens.chosen is None or (sf.output is not None and sf.output.chosen is None)):
+        new_file = sf is not None and sf.new_by_turn is None and sf.new_tokens.chosen is None
+        if sf is not None and (new_file or (sf.output is not None and sf.output.chosen is None)):
             pairs = zip(sf.new_values.tolist(), sf.output_values.tolist())
             tables[turns_table(name)] = "new_tokens,output_tokens\n" + "".join(f"{v},{o}\n" for v, o in pairs)
     if fit.growth is not None:
