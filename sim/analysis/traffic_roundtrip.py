@@ -94,6 +94,12 @@ def resolved_traffic(traffic: dict, folder: Path) -> dict:
         for key in ("lengths_table", "prompt_tokens", "output_tokens"):
             if isinstance(c.get(key), dict) and "path" in c[key]:
                 c[key] = {**c[key], "path": str((folder / c[key]["path"]).resolve())}
+        if isinstance(c.get("session"), dict):
+            c["session"] = dict(c["session"])
+            for key in ("new_tokens", "output_tokens"):
+                d = c["session"].get(key)
+                if isinstance(d, dict) and "path" in d:
+                    c["session"][key] = {**d, "path": str((folder / d["path"]).resolve())}
         out["classes"].append(c)
     return out
 

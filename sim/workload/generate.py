@@ -21,6 +21,8 @@ import pandas as pd
 
 from sim.errors import ScenarioError
 from sim.rng import stream
+from sim.workload.distributions import Empirical
+from sim.workload.sessions import build_class, session_salt
 from sim.workload.spec import (
     ByClassArrival,
     ConstantArrival,
@@ -196,32 +198,40 @@ def _process(a: PoissonArrival, rng: np.random.Generator, rate: float, duration:
     return np.sort(t[t < duration])
 
 
-def arrival_times(traffic: TrafficSpec, rng: np.random.Generator) -> np.ndarray:
+def arrival_times(traffic: TrafficSpec, rng: np.random.Generator, rate_scale: float = 1.0) -> np.ndarray:
     """Arrival times in [0, duration_s) of a synthetic arrival process (of every class's own
-    process together for ``by_class``: see ``class_arrivals``)."""
+    process together for ``by_class``: see ``class_arrivals``); ``rate_scale`` multiplies the rate
+    (sessions: the process's events are session starts)."""
     a, duration = traffic.arrival, traffic.duration_s
     if isinstance(a, DiurnalArrival):
         # thinning: Poisson candidates at the peak rate, kept with rate(t)/peak
         peak = max(r for _, r in a.rate_points)
         cand = _renewal(rng, lambda g, k: g.exponential(1.0 / peak, k), 1.0 / peak, 1.0, duration)
         u = rng.random(cand.size)
+        if rate_scale != 1.0:
+            return cand[u * peak < a.rate_at(cand) * rate_scale]
         return cand[u * peak < a.rate_at(cand)]
     if isinstance(a, ByClassArrival):
         return class_arrivals(traffic, rng)[0]
     rate = traffic.total_rate_rps()
     assert rate is not None  # a poisson, gamma or constant process (the others returned above)
     assert isinstance(a, PoissonArrival)
-    return _process(a, rng, rate, duration)
+    return _process(a, rng, rate * rate_scale if rate_scale != 1.0 else rate, duration)
 
 
-def class_arrivals(traffic: TrafficSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def class_arrivals(
+    traffic: TrafficSpec, rng: np.random.Generator, turns: list[float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(arrival times, class index) of ``by_class`` traffic: each class's own process, drawn
-    one class after another from ``rng``, merged by time (stable: on a tie the earlier class first)."""
+    one class after another from ``rng``, merged by time (stable: on a tie the earlier class first).
+    ``turns``: each class's mean turns per session (its process then starts sessions, at its rate
+    divided by them)."""
     times, idx = [], []
     for c, cls in enumerate(traffic.classes):
         a = cls.arrival
         assert a is not None and a.rate_rps is not None  # TrafficSpec._check_by_class
-        t = _process(a, rng, float(a.rate_rps), traffic.duration_s)
+        rate = float(a.rate_rps) if turns is None or turns[c] == 1.0 else float(a.rate_rps) / turns[c]
+        t = _process(a, rng, rate, traffic.duration_s)
         times.append(t)
         idx.append(np.full(t.size, c, dtype=np.int16))
     t_all = np.concatenate(times)
@@ -236,7 +246,7 @@ def _synthetic_chains(traffic: TrafficSpec, seed: int, class_idx, prompt):
     end = np.zeros(n, dtype=np.int64)
     keys = np.zeros(n, dtype=np.int64)
     for c, cls in enumerate(traffic.classes):
-        if cls.prefix is None:
+        if cls.prefix is None or cls.session is not None:  # a session's chains hold its prefix
             continue
         rows = np.flatnonzero(class_idx == c)
         if rows.size == 0:
@@ -314,7 +324,26 @@ def _from_trace(traffic: TrafficSpec, seed: int, base_dir: Path):
     return tr.arrival_s[:n], class_idx, prompt, tr.output_tokens[:n], chains, notes
 
 
+def _plain_lengths(traffic: TrafficSpec, c: int, seed: int, base_dir: Path, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt, output) of ``k`` requests of class ``c`` (without sessions), from its streams."""
+    cls = traffic.classes[c]
+    if cls.lengths_table is not None:  # one observed (prompt, output) row per request
+        table_p, table_o = cls.lengths_table.build(base_dir, f"traffic.classes[{c}].lengths_table.path")
+        pick = stream(seed, "lengths", c, 2).integers(0, table_p.size, size=k)
+        return table_p[pick], table_o[pick]
+    out = []
+    for part, spec in enumerate((cls.prompt_tokens, cls.output_tokens)):
+        which = "prompt_tokens" if part == 0 else "output_tokens"
+        assert spec is not None  # required without a trace (TrafficSpec's validator)
+        kw = {"field": f"traffic.classes[{c}].{which}.path"} if spec.dist == "empirical" else {}
+        dist = spec.build(base_dir, **kw)
+        out.append(dist.sample(stream(seed, "lengths", c, part), k))
+    return out[0], out[1]
+
+
 def _synthetic(traffic: TrafficSpec, seed: int, base_dir: Path):
+    if any(c.session is not None for c in traffic.classes):
+        return _with_sessions(traffic, seed, base_dir)
     if isinstance(traffic.arrival, ByClassArrival):
         arrival, class_idx = class_arrivals(traffic, stream(seed, "arrivals"))
         n = arrival.size
@@ -324,21 +353,150 @@ def _synthetic(traffic: TrafficSpec, seed: int, base_dir: Path):
         class_idx = _assign_classes(traffic, seed, n, "no class shares")
     prompt = np.zeros(n, dtype=np.int64)
     output = np.zeros(n, dtype=np.int64)
-    for c, cls in enumerate(traffic.classes):
+    for c in range(len(traffic.classes)):
         rows = np.flatnonzero(class_idx == c)
-        if cls.lengths_table is not None:  # one observed (prompt, output) row per request
-            table_p, table_o = cls.lengths_table.build(base_dir, f"traffic.classes[{c}].lengths_table.path")
-            pick = stream(seed, "lengths", c, 2).integers(0, table_p.size, size=rows.size)
-            prompt[rows], output[rows] = table_p[pick], table_o[pick]
-            continue
-        for part, (spec, dest) in enumerate(((cls.prompt_tokens, prompt), (cls.output_tokens, output))):
-            which = "prompt_tokens" if part == 0 else "output_tokens"
-            assert spec is not None  # required without a trace (TrafficSpec's validator)
-            kw = {"field": f"traffic.classes[{c}].{which}.path"} if spec.dist == "empirical" else {}
-            dist = spec.build(base_dir, **kw)
-            dest[rows] = dist.sample(stream(seed, "lengths", c, part), rows.size)
+        prompt[rows], output[rows] = _plain_lengths(traffic, c, seed, base_dir, rows.size)
     chains = _synthetic_chains(traffic, seed, class_idx, prompt)
     return arrival, class_idx, prompt, output, chains, []
+
+
+# ------------------------------------------------------------- sessions
+def _reorder_chains(offsets: np.ndarray, keys: np.ndarray, ends: np.ndarray, order: np.ndarray):
+    """The CSR chains of requests ``order`` (in that order)."""
+    lens = np.diff(offsets)[order]
+    new_off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    src = np.repeat(offsets[:-1][order], lens) + (np.arange(new_off[-1]) - np.repeat(new_off[:-1], lens))
+    return new_off, keys[src], ends[src]
+
+
+def _session_events(traffic: TrafficSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(event times, class index) when some class has sessions: a session class's events are
+    session starts, at its request rate divided by its mean turns."""
+    turns = [c.session.mean() if c.session is not None else 1.0 for c in traffic.classes]
+    rng = stream(seed, "arrivals")
+    if isinstance(traffic.arrival, ByClassArrival):
+        return class_arrivals(traffic, rng, turns)
+    shares = traffic.shares()
+    if shares is None:
+        raise ScenarioError("traffic.classes: no class shares; give every class a share.")
+    w = shares / np.asarray(turns)
+    arrival = arrival_times(traffic, rng, float(w.sum()))
+    if len(shares) == 1:
+        return arrival, np.zeros(arrival.size, dtype=np.int16)
+    p = w / w.sum()
+    return arrival, stream(seed, "classes").choice(len(p), size=arrival.size, p=p).astype(np.int16)
+
+
+def _dist(spec, base_dir: Path, field: str):
+    """The distribution of a length spec (``field`` locates an empirical file's errors)."""
+    return spec.build(base_dir, field=f"{field}.path") if spec.dist == "empirical" else spec.build(base_dir)
+
+
+def _session_class(traffic: TrafficSpec, c: int, seed: int, base_dir: Path, starts: np.ndarray):
+    """The requests of session class ``c`` (sim.workload.sessions.build_class)."""
+    cls = traffic.classes[c]
+    spec = cls.session
+    assert spec is not None  # the caller's condition
+    where = f"traffic.classes[{c}]"
+    if cls.lengths_table is not None:
+        table_p, table_o = cls.lengths_table.build(base_dir, f"{where}.lengths_table.path")
+
+        def first(k: int):
+            pick = stream(seed, "lengths", c, 2).integers(0, table_p.size, size=k)
+            return table_p[pick], table_o[pick]
+
+        later_dist = Empirical(table_o)  # a row's output, uniformly
+    else:
+        assert cls.prompt_tokens is not None and cls.output_tokens is not None  # TrafficSpec's validator
+        p_dist = _dist(cls.prompt_tokens, base_dir, f"{where}.prompt_tokens")
+        later_dist = o_dist = _dist(cls.output_tokens, base_dir, f"{where}.output_tokens")
+
+        def first(k: int):
+            return p_dist.sample(stream(seed, "lengths", c, 0), k), o_dist.sample(stream(seed, "lengths", c, 1), k)
+
+    if spec.output_tokens is not None:  # the later turns' own output lengths
+        later_dist = _dist(spec.output_tokens, base_dir, f"{where}.session.output_tokens")
+    if spec.new_tokens_by_turn is not None:
+        by_turn = [
+            _dist(d, base_dir, f"{where}.session.new_tokens_by_turn[{i}]")
+            for i, d in enumerate(spec.new_tokens_by_turn)
+        ]
+    else:
+        assert spec.new_tokens is not None  # SessionSpec._one
+        by_turn = [_dist(spec.new_tokens, base_dir, f"{where}.session.new_tokens")]
+
+    def new_tokens(rng: np.random.Generator, turn: np.ndarray) -> np.ndarray:
+        """Turn k's (0-based) draw from entry min(k - 1, last); every entry draws for every turn,
+        so the number of draws never depends on the values."""
+        if len(by_turn) == 1:
+            return by_turn[0].sample(rng, turn.size)
+        draws = np.stack([d.sample(rng, turn.size) for d in by_turn])
+        which = np.clip(turn - 1, 0, len(by_turn) - 1)
+        return draws[which, np.arange(turn.size)]
+
+    prefix = None
+    if cls.prefix is not None:
+        pre = cls.prefix
+
+        def prefix(first_prompt: np.ndarray):
+            which = stream(seed, "prefix", c).choice(pre.num_distinct, size=first_prompt.size, p=pre.probabilities())
+            covered = np.minimum(pre.tokens, first_prompt - 1)
+            pairs = zip(which.tolist(), covered.tolist())
+            return covered, np.array([prefix_key(cls.name, int(w), int(k)) for w, k in pairs], dtype=np.int64)
+
+    rngs = (stream(seed, "session-turns", c), stream(seed, "session-gaps", c), stream(seed, "session-new", c))
+    process = cls.arrival if cls.arrival is not None else traffic.arrival
+    batched = isinstance(process, PoissonArrival) and process.batch is not None
+    return build_class(
+        spec,
+        starts,
+        traffic.duration_s,
+        rngs,
+        first,
+        lambda m: later_dist.sample(stream(seed, "lengths", c, 3), m),
+        new_tokens,
+        session_salt(cls.name, seed),
+        prefix,
+        np.unique(starts) if batched else None,  # a later turn goes with the next batch
+    )
+
+
+def _with_sessions(traffic: TrafficSpec, seed: int, base_dir: Path):
+    """``_synthetic`` when some class has sessions: the classes' requests (a session class's
+    turns), merged by time (stable)."""
+    arrival, class_idx = _session_events(traffic, seed)
+    times, classes, prompts, outputs, offs, keys, ends, notes = [], [], [], [], [], [], [], []
+    base = 0
+    for c, cls in enumerate(traffic.classes):
+        rows = np.flatnonzero(class_idx == c)
+        if cls.session is not None:
+            t, p, o, (off, k, e), why = _session_class(traffic, c, seed, base_dir, arrival[rows])
+            notes += [f"class {cls.name}: {w}" for w in why]
+        else:
+            t = arrival[rows]
+            p, o = _plain_lengths(traffic, c, seed, base_dir, rows.size)
+            idx = np.full(rows.size, c, dtype=np.int16)
+            off, k, e = _synthetic_chains(traffic, seed, idx, p)
+        times.append(t)
+        classes.append(np.full(t.size, c, dtype=np.int16))
+        prompts.append(p)
+        outputs.append(o)
+        offs.append(off[1:] + base if off.size > 1 else off[:0])
+        base += int(off[-1])
+        keys.append(k)
+        ends.append(e)
+    t_all = np.concatenate(times)
+    order = np.argsort(t_all, kind="stable")
+    off_all = np.concatenate([[0], *offs]).astype(np.int64)
+    chains = _reorder_chains(off_all, np.concatenate(keys), np.concatenate(ends), order)
+    return (
+        t_all[order],
+        np.concatenate(classes)[order],
+        np.concatenate(prompts)[order],
+        np.concatenate(outputs)[order],
+        chains,
+        notes,
+    )
 
 
 def generate_workload(traffic: TrafficSpec, seed: int, base_dir: Path) -> Workload:

@@ -26,6 +26,7 @@ from sim.workload.distributions import (
     NormalLength,
     UniformLength,
 )
+from sim.workload.session_spec import SessionSpec
 from sim.workload.traces import read_values
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SLO_METRICS",
     "SloSpec",
     "PrefixSpec",
+    "SessionSpec",
     "FixedLength",
     "UniformLength",
     "NormalLength",
@@ -505,6 +507,10 @@ class ClassSpec(BaseModel):
     prefix: Optional[PrefixSpec] = Field(
         None, description="Shared prompt prefix of this class (for prefix caching); omitted = none."
     )
+    session: Optional[SessionSpec] = Field(
+        None,
+        description="Conversations: each arrival starts a session of turns, each turn's prompt extending the previous turn's prompt and output (see SessionSpec); omitted = single requests.",
+    )
     arrival: Optional[ClassArrivalSpec] = Field(
         None,
         description="This class's own arrival process (poisson|gamma|mmpp, with its rate_rps) when traffic.arrival is `process: by_class`.",
@@ -569,6 +575,11 @@ class TrafficSpec(BaseModel):
         if both:
             raise ValueError(
                 f"give a class lengths_table or prompt_tokens/output_tokens, not both (class {', '.join(both)})"
+            )
+        sessions = [c.name for c in self.classes if c.session is not None]
+        if sessions and self.is_trace:
+            raise ValueError(
+                f"class {', '.join(sessions)}: session needs synthetic arrivals (the trace gives every request); drop session or use a poisson, gamma, constant, mmpp, diurnal or by_class process"
             )
         if not self.is_trace:
             missing = [

@@ -18,6 +18,7 @@ from sim.workload.fit.classes import split_by_clusters, split_by_field
 from sim.workload.fit.lengths import TABLE_MAX_ROWS, PairFit, fit_pair, order_note
 from sim.workload.fit.log import RequestLog
 from sim.workload.fit.prefix import PrefixFit, fit_prefix
+from sim.workload.fit.sessions import SessionFit, fit_sessions, thin_sizes
 
 __all__ = ["ClassFit", "TrafficFit", "fit_traffic"]
 
@@ -33,6 +34,7 @@ class ClassFit:
     table_output: np.ndarray
     prefix: Optional[PrefixFit]
     arrivals: ArrivalFit  # the class's own arrival process
+    session: Optional[SessionFit] = None  # conversations (lengths, prefix, arrivals: of the first turns)
 
 
 @dataclass
@@ -55,6 +57,30 @@ def _table(prompt: np.ndarray, output: np.ndarray, rng: np.random.Generator):
         return prompt, output
     pick = np.sort(rng.choice(prompt.size, TABLE_MAX_ROWS, replace=False))
     return prompt[pick], output[pick]
+
+
+def _as_request_rate(a: ArrivalFit, n: int, span_s: float, sess: SessionFit) -> None:
+    """A process fitted to session starts, its rate made the class's request rate (the generator
+    starts sessions at rate / mean turns); the interval scaled alike. Batches keep their
+    cadence: their sizes are thinned to the true starts' share of the log's first turns."""
+    first = int(sess.first_turns.size)
+    k = (n / max(span_s, 1e-9)) / a.rate_rps
+    a.notes.insert(
+        0,
+        f"fitted to the {first:,} first turns (session starts); rate_rps is the class's requests/s "
+        f"({k:.4g} x the first turns'): sessions start at rate_rps / mean turns",
+    )
+    a.rate_rps *= k
+    a.rate_ci = (a.rate_ci[0] * k, a.rate_ci[1] * k)
+    if a.batch is not None:
+        p = min((n / sess.mean_turns) / first, 1.0)
+        a.batch.sizes = thin_sizes(a.batch.sizes, p)
+        a.notes.insert(
+            1,
+            f"batches: the log's first turns include later turns of conversations begun before it, which the "
+            f"generated sessions make themselves; each batch's sizes are thinned to the starts' share p={p:.4f} "
+            f"((requests / mean turns) / first turns), mean size {a.batch.mean_size:.4g}, so batches keep the log's cadence",
+        )
 
 
 def fit_traffic(
@@ -87,23 +113,60 @@ def fit_traffic(
     out = []
     for name, rows in groups:
         part = log.take(rows)
-        pair = fit_pair(part.prompt_tokens, part.output_tokens, rng, paired=part.paired)
-        if part.paired:
-            note = order_note(part.prompt_tokens, part.output_tokens)
+        sess = None
+        if part.hash_ids is not None and part.hash_offsets is not None:
+            sess = fit_sessions(
+                part.arrival_s - whole.arrival_s[0],
+                whole.span_s,
+                part.hash_offsets,
+                part.hash_ids,
+                part.prompt_tokens,
+                part.output_tokens,
+                part.hash_block_tokens,
+                rng,
+            )
+        # with sessions, lengths, prefix and arrivals are the first turns' (later turns follow from them)
+        first = part if sess is None else part.take(sess.first_turns)
+        starts = first
+        if sess is not None:  # lengths: of the first turns likely to start a session
+            keep = sess.true_starts(first.arrival_s - whole.arrival_s[0], rows.size, whole.span_s, rng)
+            starts = first.take(np.flatnonzero(keep))
+        pair = fit_pair(starts.prompt_tokens, starts.output_tokens, rng, paired=starts.paired)
+        if sess is not None:
+            pair.notes.append(
+                f"session starts' lengths: {starts.prompt_tokens.size:,} of the {first.prompt_tokens.size:,} first "
+                "turns, each kept with the chance it starts a session rather than continues one begun before the log "
+                f"(prompt mean {starts.prompt_tokens.mean():.0f} kept, {first.prompt_tokens.mean():.0f} of all first turns)"
+            )
+        if starts.paired:
+            note = order_note(starts.prompt_tokens, starts.output_tokens)
             if note is not None:
                 pair.notes.append(note)
-        tp, to = _table(part.prompt_tokens, part.output_tokens, rng)
+        tp, to = _table(starts.prompt_tokens, starts.output_tokens, rng)
         pre = None
-        if part.hash_ids is not None and part.hash_offsets is not None:
-            pre = fit_prefix(part.hash_offsets, part.hash_ids, part.prompt_tokens, part.hash_block_tokens)
-        own = (
-            arrival
-            if not several
-            else fit_arrivals(
-                part.arrival_s, whole.start_epoch_s, origin_s=whole.arrival_s[0], span_s=whole.span_s, ties=ties
+        if first.hash_ids is not None and first.hash_offsets is not None:
+            pre = fit_prefix(first.hash_offsets, first.hash_ids, first.prompt_tokens, first.hash_block_tokens)
+        if sess is not None:
+            own = fit_arrivals(
+                first.arrival_s,
+                whole.start_epoch_s,
+                regimes=not several,
+                origin_s=whole.arrival_s[0],
+                span_s=whole.span_s,
+                ties=ties,
             )
-        )
-        out.append(ClassFit(name, rows.size, rows.size / used.size, rows, pair, tp, to, pre, own))
+            _as_request_rate(own, rows.size, whole.span_s, sess)
+            if not several:
+                arrival = own
+        else:
+            own = (
+                arrival
+                if not several
+                else fit_arrivals(
+                    part.arrival_s, whole.start_epoch_s, origin_s=whole.arrival_s[0], span_s=whole.span_s, ties=ties
+                )
+            )
+        out.append(ClassFit(name, rows.size, rows.size / used.size, rows, pair, tp, to, pre, own, sess))
     return TrafficFit(
         sources=list(log.sources),
         n=int(used.size),

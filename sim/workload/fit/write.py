@@ -14,12 +14,24 @@ import yaml
 
 from sim.workload.fit.arrivals import ArrivalFit
 from sim.workload.fit.fit import ClassFit, TrafficFit
+from sim.workload.fit.lengths import LengthFit
+from sim.workload.fit.sessions import SessionFit
 
 __all__ = ["render", "traffic_dict", "peak_rate_rps"]
 
 
 def _g(x: float, digits: int = 4) -> str:
     return f"{float(x):.{digits}g}"
+
+
+def _fixed(x: float) -> str:
+    """A weight to 6 decimals without an exponent (YAML reads ``2e-06`` as a string)."""
+    return f"{float(x):.6f}".rstrip("0").rstrip(".") or "0"
+
+
+def _count(x: float) -> str:
+    """A batch-size weight: an observed count as an integer, a thinned weight to 4 digits."""
+    return str(int(x)) if float(x).is_integer() else _g(x)
 
 
 def _length_yaml(cf: ClassFit, which: str, table: str) -> str:
@@ -65,6 +77,71 @@ def _class_yaml(cf: ClassFit, table: str, own: bool, scale: float) -> list[str]:
         if cf.prefix.tokens > 0:
             z = f", zipf_s: {cf.prefix.zipf_s:g}" if cf.prefix.zipf_s else ""
             lines.append(f"      prefix: {{tokens: {cf.prefix.tokens}, num_distinct: {cf.prefix.num_distinct}{z}}}")
+    if cf.session is not None:
+        lines += _session_yaml(cf.session, turns_table(table))
+    return lines
+
+
+def turns_table(table: str) -> str:
+    """The file of a class's later turns (observed new tokens and output tokens), beside its
+    lengths table."""
+    return table.replace(".csv", ".turns.csv")
+
+
+def _dist_yaml(lf: LengthFit, table: str, column: str) -> tuple[str, list[str]]:
+    """A fitted length as a YAML flow mapping (empirical: ``table``'s ``column``), and its CI comment."""
+    f = lf.chosen
+    if f is None:
+        return f"{{dist: empirical, path: {table}, column: {column}}}", []
+    if f.family == "lognormal":
+        text = f"{{dist: lognormal, mean: {_g(f.params['mean'])}, sigma: {_g(f.params['sigma'])}, min: {lf.lo}, max: {lf.hi}}}"
+    else:
+        text = f"{{dist: normal, mean: {_g(f.params['mean'])}, std: {_g(f.params['std'])}, min: {lf.lo}, max: {lf.hi}}}"
+    return text, [f"{f.family}: {_ci(f)}"]
+
+
+def _gap_yaml(g) -> str:
+    if g.family == "exponential":
+        return f"{{dist: exponential, mean_s: {_g(g.params['mean_s'])}}}"
+    if g.family == "lognormal":
+        return f"{{dist: lognormal, median_s: {_g(g.params['median_s'])}, sigma: {_g(g.params['sigma'])}}}"
+    values = ", ".join(f"{v:.3f}".rstrip("0").rstrip(".") for v in g.values_s)
+    if g.weights is None:
+        return f"{{dist: empirical, values_s: [{values}]}}"
+    return f"{{dist: empirical, values_s: [{values}], weights: [{', '.join(_g(w) for w in g.weights)}]}}"
+
+
+def _session_yaml(sf: SessionFit, table: str) -> list[str]:
+    lines = [f"      # session: {n}" for n in sf.notes]
+    new, ci = _dist_yaml(sf.new_tokens, table, "new_tokens")
+    if sf.new_by_turn is None:
+        lines += [f"      # session new_tokens: {sf.new_tokens.note}", *[f"      #   {c}" for c in ci]]
+    else:
+        lines += [f"      # session new_tokens_by_turn[{i}]: {lf.note}" for i, (lf, _) in enumerate(sf.new_by_turn)]
+    parts = []
+    if sf.turn_weights is None:
+        parts.append(f"mean_turns: {_g(sf.mean_turns, 5)}")
+        lines.append(
+            f"      # session mean_turns: 1 / (1 - q) = {sf.mean_turns:.4g} (95% CI {sf.mean_turns_ci[0]:.4g}..{sf.mean_turns_ci[1]:.4g})"
+        )
+    else:
+        parts.append(f"turn_weights: [{', '.join(_fixed(w) for w in sf.turn_weights)}]")
+    parts.append(f"gap_s: {_gap_yaml(sf.gap)}")
+    if sf.new_by_turn is None:
+        parts.append(f"new_tokens: {new}")
+    else:
+        entries = []
+        for lf, values in sf.new_by_turn:
+            text, _ = _dist_yaml(lf, table, "new_tokens")
+            if lf.chosen is None:  # each turn's observed values inline
+                text = f"{{dist: empirical, values: [{', '.join(str(int(v)) for v in values.tolist())}]}}"
+            entries.append(text)
+        parts.append(f"new_tokens_by_turn: [{', '.join(entries)}]")
+    if sf.output is not None:
+        out, ci = _dist_yaml(sf.output, table, "output_tokens")
+        lines += [f"      # session output_tokens: {sf.output.note}", *[f"      #   {c}" for c in ci]]
+        parts.append(f"output_tokens: {out}")
+    lines.append(f"      session: {{{', '.join(parts)}}}")
     return lines
 
 
@@ -93,7 +170,7 @@ def _process_yaml(a: ArrivalFit, s: float) -> str:
         if b.geometric_ok:
             parts.append(f"batch: {{mean_size: {_g(b.mean_size, 5)}}}")
         else:
-            parts.append(f"batch: {{size_weights: [{', '.join(str(int(x)) for x in b.sizes)}]}}")
+            parts.append(f"batch: {{size_weights: [{', '.join(_count(x) for x in b.sizes)}]}}")
     return "{" + ", ".join(parts) + "}"
 
 
@@ -144,6 +221,11 @@ def render(fit: TrafficFit, table_name: str) -> tuple[str, dict[str, str]]:
         if needs:
             pairs = zip(cf.table_prompt.tolist(), cf.table_output.tolist())
             tables[name] = "prompt_tokens,output_tokens\n" + "".join(f"{p},{o}\n" for p, o in pairs)
+        sf = cf.session
+        new_file = sf is not None and sf.new_by_turn is None and sf.new_tokens.chosen is None
+        if sf is not None and (new_file or (sf.output is not None and sf.output.chosen is None)):
+            pairs = zip(sf.new_values.tolist(), sf.output_values.tolist())
+            tables[turns_table(name)] = "new_tokens,output_tokens\n" + "".join(f"{v},{o}\n" for v, o in pairs)
     if fit.growth is not None:
         g, months = fit.growth
         body += [
