@@ -63,7 +63,7 @@ class Replica:
         "perf": "object",
         "spec": "object",
         "group": "object",
-        "fe": "object",
+        "fe": "FrontEnd",
         "policy": "object",
         "stats": "object",
         "waiting": "object",
