@@ -41,8 +41,9 @@ __all__ = ["C_TYPES", "LayoutError", "layouts", "render", "expected_pxd", "write
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The C types a field may have besides a cimported or local ``cdef class``.
-C_TYPES = ("double", "long long", "bint", "object", "list", "dict", "tuple")
+#: The C types a field may have besides a cimported or local ``cdef class`` (the last two: read-only
+#: typed memoryviews of int64 / int32 numpy columns, indexed in C).
+C_TYPES = ("double", "long long", "bint", "object", "list", "dict", "tuple", "const long long[:]", "const int[:]")
 
 GENERATED = "    # fields: generated from __slots__ in {py} by tools/pxd_layout.py (do not edit)"
 _CLASS = re.compile(r"cdef class (\w+)\s*:")

@@ -3,7 +3,8 @@ cimport cython
 
 cdef class PrefixKeys:
     # fields: generated from __slots__ in prefix_keys.py by tools/pxd_layout.py (do not edit)
-    cdef public object _offsets, _chain_keys, _chain_ends
+    cdef public const long long[:] _offsets, _chain_keys
+    cdef public const int[:] _chain_ends
     cdef public dict _key_cache
     @cython.locals(lo="long long")
     cpdef first_key(self, long long rid)

@@ -8,6 +8,8 @@ block the chain covers; a prefix-aware router needs the same keys.
 
 from __future__ import annotations
 
+import numpy as np
+
 from sim.workload.generate import Workload
 
 __all__ = ["PrefixKeys"]
@@ -19,13 +21,19 @@ _MASK64 = (1 << 64) - 1  # keys are unsigned 64-bit ints
 class PrefixKeys:
     """Block keys of the requests of one workload (cached per distinct chain)."""
 
-    # _offsets, _chain_keys, _chain_ends: read-only memoryviews of the workload's columns (Workload.packed)
-    __slots__ = {"_offsets": "object", "_chain_keys": "object", "_chain_ends": "object", "_key_cache": "dict"}
+    # _offsets, _chain_keys, _chain_ends: read-only memoryviews of the workload's columns (int64,
+    # int64, int32: compiled, typed memoryviews indexed in C; no copy when the columns have these dtypes)
+    __slots__ = {
+        "_offsets": "const long long[:]",
+        "_chain_keys": "const long long[:]",
+        "_chain_ends": "const int[:]",
+        "_key_cache": "dict",
+    }
 
     def __init__(self, workload: Workload) -> None:
-        self._offsets = workload.packed("prefix_offsets")
-        self._chain_keys = workload.packed("prefix_keys")
-        self._chain_ends = workload.packed("prefix_end_tok")
+        self._offsets = _column(workload.prefix_offsets, np.int64)
+        self._chain_keys = _column(workload.prefix_keys, np.int64)
+        self._chain_ends = _column(workload.prefix_end_tok, np.int32)
         self._key_cache: dict[tuple, list | None] = {}
 
     def first_key(self, rid: int):
@@ -68,3 +76,8 @@ class PrefixKeys:
         if cache_key is not None:
             self._key_cache[cache_key] = out
         return out
+
+
+def _column(values, dtype) -> memoryview:
+    """A workload column as a read-only memoryview of ``dtype`` (the column itself when it has it)."""
+    return memoryview(np.ascontiguousarray(values, dtype=dtype)).toreadonly()
