@@ -28,6 +28,7 @@ class PrefixKeys:
         "_chain_keys": "const long long[:]",
         "_chain_ends": "const int[:]",
         "_key_cache": "dict",
+        "_base": "dict",
     }
 
     def __init__(self, workload: Workload) -> None:
@@ -35,6 +36,9 @@ class PrefixKeys:
         self._chain_keys = _column(workload.prefix_keys, np.int64)
         self._chain_ends = _column(workload.prefix_end_tok, np.int32)
         self._key_cache: dict[tuple, list | None] = {}
+        # (block_size, chunk key) -> the keys of blocks 0, 1, ... of a one-chunk chain of that key: a
+        # chain ending at token e has the first e // block_size of them (one list per chain: a slice)
+        self._base: dict[tuple, list] = {}
 
     def first_key(self, rid: int):
         """The first chunk key of request ``rid``'s chain, or None without a prefix (routing
@@ -64,6 +68,18 @@ class PrefixKeys:
             hit = self._key_cache.get(cache_key)
             if hit is not None:
                 return hit
+        if hi - lo == 1:  # every block's last token is in the one chunk: the first n_full of its keys
+            n_full = chain_ends[lo] // block_size
+            base_key = (block_size, chain_keys[lo])
+            base = self._base.get(base_key)
+            if base is None:
+                base = self._base[base_key] = []
+            if len(base) < n_full:
+                key = chain_keys[lo]
+                base.extend([(key * _KEY_MULT + i) & _MASK64 for i in range(len(base), n_full)])
+            out1 = base[:n_full] or None  # no full block: None, cached and returned as such
+            self._key_cache[cache_key] = out1
+            return out1
         keys, ends = chain_keys[lo:hi], chain_ends[lo:hi]
         n_full = ends[-1] // block_size
         out, j = [], 0

@@ -520,7 +520,7 @@ class Replica:
         if n and self.spec is not None:
             d = self.spec.mixed_step_s(prefill_tokens, attn, n, ctx, len(plan.chunks), dec.ncls)
         else:
-            d = self.perf.step_time_s(*args, num_prefill_seqs=len(plan.chunks))
+            d = self.perf.step_time_s(prefill_tokens, attn, n, ctx, len(plan.chunks))  # positional: no keyword dictionary
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
         self._step = (plan, n, d, t_end, args)
