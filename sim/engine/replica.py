@@ -433,8 +433,7 @@ class Replica:
         self._run_k = None
         self._complete_steps(seg, k, steps, t_end)
         self.t = t_end
-        heap = dec.heap
-        if heap and heap[0][0] < dec.k:
+        if dec.finished_any():
             for req in dec.pop_finished():
                 self._finish(req)
         if self._tick_t <= t_end:
@@ -559,8 +558,7 @@ class Replica:
                 sampled += 1
         if self.fe is not None:  # the API server streams the step's new tokens (sim.engine.front_end)
             self.fe.stream(t0, t_end, n + sampled)
-        heap = dec.heap
-        if heap and heap[0][0] < dec.k:
+        if dec.finished_any():
             for req in dec.pop_finished():
                 self._finish(req)
         self._sample()
