@@ -8,6 +8,8 @@ block the chain covers; a prefix-aware router needs the same keys.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from sim.workload.generate import Workload
@@ -78,7 +80,7 @@ class PrefixKeys:
                 key = chain_keys[lo]
                 base.extend([(key * _KEY_MULT + i) & _MASK64 for i in range(len(base), n_full)])
             out1 = base[:n_full] or None  # no full block: None, cached and returned as such
-            self._key_cache[cache_key] = out1
+            self._key_cache[cache_key] = out1  # type: ignore[index]  # set above for a one-chunk chain
             return out1
         keys, ends = chain_keys[lo:hi], chain_ends[lo:hi]
         n_full = ends[-1] // block_size
@@ -96,4 +98,5 @@ class PrefixKeys:
 
 def _column(values, dtype) -> memoryview:
     """A workload column as a read-only memoryview of ``dtype`` (the column itself when it has it)."""
-    return memoryview(np.ascontiguousarray(values, dtype=dtype)).toreadonly()
+    arr: Any = np.ascontiguousarray(values, dtype=dtype)
+    return memoryview(arr).toreadonly()

@@ -519,7 +519,8 @@ class Replica:
         if n and self.spec is not None:
             d = self.spec.mixed_step_s(prefill_tokens, attn, n, ctx, len(plan.chunks), dec.ncls)
         else:
-            d = self.perf.step_time_s(prefill_tokens, attn, n, ctx, len(plan.chunks))  # positional: no keyword dictionary
+            # positional arguments: no keyword dictionary per call
+            d = self.perf.step_time_s(prefill_tokens, attn, n, ctx, len(plan.chunks))
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
         self._step = (plan, n, d, t_end, args)
