@@ -77,7 +77,8 @@ class DecodeGroup:
             raise OverflowError("more decode-group joins than a heap entry holds")  # 4.3 billion
         req.join_id = self.joins
         self.members[self.joins] = req
-        heapq.heappush(self.heap, ((self.k + req.output - req.generated - 1) << _JOIN_BITS) | self.joins)
+        # << 32 (_JOIN_BITS) as a literal: compiled, the key is C arithmetic (overflow-checked), boxed once
+        heapq.heappush(self.heap, ((self.k + req.output - req.generated - 1) << 32) | self.joins)
 
     def leave(self, req: Request) -> None:
         """Materialise ``req``'s counters and take it out of the group."""
@@ -114,13 +115,13 @@ class DecodeGroup:
     def finished_any(self) -> bool:
         """Whether a member's last token came from a step before ``k`` (``pop_finished`` has work)."""
         heap = self.heap
-        return bool(heap) and heap[0] < self.k << _JOIN_BITS
+        return bool(heap) and heap[0] < self.k << 32  # _JOIN_BITS (a literal: C arithmetic compiled)
 
     def pop_finished(self) -> list[Request]:
         """Members whose last token came from a step before ``k`` (in join order)."""
         out = []
         heap, members = self.heap, self.members
-        limit, heappop = self.k << _JOIN_BITS, heapq.heappop
+        limit, heappop = self.k << 32, heapq.heappop  # _JOIN_BITS (a literal: C arithmetic compiled)
         while heap and heap[0] < limit:
             req = members.get(heappop(heap) & _JOIN_MASK)
             if req is not None:  # None: it left the group before finishing
