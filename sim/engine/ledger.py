@@ -58,8 +58,8 @@ class Ledger:
         self.preempt = array("q", [0]) * n
         self.replica_of = array("q", [-1]) * n
         self.status = array("b", [TIMEOUT]) * n
-        self._first_token_v = memoryview(self.first_token)
-        self._finish_s_v = memoryview(self.finish_s)
+        self._first_token_v: Any = memoryview(self.first_token)  # Any: typeshed types a memoryview of ints
+        self._finish_s_v: Any = memoryview(self.finish_s)
         self._out_tokens_v = memoryview(self.out_tokens)
         self._cached_v = memoryview(self.cached)
         self._preempt_v = memoryview(self.preempt)
