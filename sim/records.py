@@ -93,7 +93,8 @@ def itl_bucket_one(gap_s: float) -> int:
     """``itl_bucket`` of one gap, without numpy (the engine's hot path); same formula."""
     if not gap_s > 0:
         return 0
-    idx = math.floor((math.log10(gap_s) + 5.0) * 20.0)
+    # compiled, math is libc's (records.pxd): int(floor(...)) is one C cast, no Python call
+    idx = int(math.floor((math.log10(gap_s) + 5.0) * 20.0))
     return 0 if idx < 0 else (_ITL_LAST if idx > _ITL_LAST else idx)
 
 

@@ -267,14 +267,17 @@ def test_static_timeout_releases_a_partial_batch():
 
 def test_chunked_prefill_bounds_step_tokens(monkeypatch):
     from sim.perf import perf_model as perf
+    from sim.perf import step_source
     seen = []
-    real = perf.PerfModel.step_time_s
 
-    def spy(self, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs=0):
-        seen.append(prefill_tokens + num_decodes)
-        return real(self, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs)
+    class Spy(perf.PerfModel):  # a subclass: the compiled PerfModel's methods cannot be replaced on the class
+        def step_time_s(self, prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens, num_prefill_seqs=0,
+                        queries_per_decode=1):
+            seen.append(prefill_tokens + num_decodes)
+            return super().step_time_s(prefill_tokens, prefill_attn, num_decodes, decode_ctx_tokens,
+                                       num_prefill_seqs, queries_per_decode)
 
-    monkeypatch.setattr(perf.PerfModel, "step_time_s", spy)
+    monkeypatch.setattr(step_source, "PerfModel", Spy)
     sc = make_scenario(pool={"engine": {"max_model_len": 8192, "max_num_batched_tokens": 512}}, traffic={
         "classes": [{"name": "c", "prompt_tokens": {"dist": "uniform", "min": 1000, "max": 4000},
                      "output_tokens": {"dist": "fixed", "value": 20}}]})

@@ -7,6 +7,7 @@ cdef class DecodeGroup:
     # fields: generated from __slots__ in decode_group.py by tools/pxd_layout.py (do not edit)
     cdef public long long block_size, k, n, ctx, joins
     cdef public list cnt, heap, ncls
+    cdef public dict members
     cdef public double last_t
     cdef public bint stalled
     cpdef join(self, Request req)
@@ -15,9 +16,11 @@ cdef class DecodeGroup:
     cpdef long long computed_of(self, Request req)
     cpdef long long need_now(self)
     cpdef bint needs_block_now(self, Request req)
-    @cython.locals(req=Request, join_id="long long")
+    @cython.locals(heap=list, members=dict)
     cpdef next_finish_k(self)
-    @cython.locals(req=Request, join_id="long long", k="long long")
+    @cython.locals(heap=list)
+    cpdef bint finished_any(self)
+    @cython.locals(req=Request, heap=list, members=dict)
     cpdef list pop_finished(self)
     @cython.locals(bs="long long", full="long long", rest="long long", need="long long", p="long long", lo="long long")
     cpdef long long blocks_needed(self, long long steps)

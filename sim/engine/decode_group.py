@@ -9,7 +9,9 @@ so the group is kept as aggregates instead of a list walked every step:
 - block needs by phase: a member needs a new KV block at step ``k`` when its
   computed tokens are a multiple of the block size, i.e. when
   ``(phase + k) % block_size == 0`` with ``phase = (c_join - k_join) % block_size``.
-- a heap of finish steps (lazy deletion for members that left early).
+- a heap of finish steps (lazy deletion for members that left early): each entry is one int,
+  ``finish step << 32 | join id`` (int comparisons, no tuples), ordered as (finish step, join
+  id); ``members`` maps the join ids of the current members to their requests.
 
 ``Segment`` times a run of decode-only steps with a fixed group: step ``s``
 (0-based from the anchor) takes ``a + b*(C0 + n*s)`` seconds, and its end is
@@ -27,6 +29,9 @@ from sim.engine.request import DECODING, RUNNING, Request
 
 __all__ = ["DecodeGroup", "Segment"]
 
+_JOIN_BITS = 32  # heap entry: finish step << _JOIN_BITS | join id
+_JOIN_MASK = (1 << _JOIN_BITS) - 1
+
 
 class DecodeGroup:
     __slots__ = {
@@ -38,6 +43,7 @@ class DecodeGroup:
         "cnt": "list",
         "heap": "list",
         "ncls": "list",
+        "members": "dict",
         "last_t": "double",
         "stalled": "bint",
     }
@@ -48,7 +54,8 @@ class DecodeGroup:
         self.n = 0  # members
         self.ctx = 0  # sum over members of (computed + 1): context of the next step
         self.cnt = [0] * block_size  # members by phase
-        self.heap: list[tuple[int, int, Request]] = []  # (finish step, join id, request)
+        self.heap: list[int] = []  # finish step << _JOIN_BITS | join id (entries of left members stay)
+        self.members: dict[int, Request] = {}  # join id -> member
         self.ncls = [0] * num_classes  # members by class
         self.last_t = 0.0  # when the group's last decode step ended
         self.stalled = False  # a step without decodes ran while the group had members
@@ -66,8 +73,12 @@ class DecodeGroup:
         self.ctx += req.computed + 1
         self.ncls[req.cls] += 1
         self.joins += 1
+        if self.joins > _JOIN_MASK:
+            raise OverflowError("more decode-group joins than a heap entry holds")  # 4.3 billion
         req.join_id = self.joins
-        heapq.heappush(self.heap, (self.k + req.output - req.generated - 1, self.joins, req))
+        self.members[self.joins] = req
+        # << 32 (_JOIN_BITS) as a literal: compiled, the key is C arithmetic (overflow-checked), boxed once
+        heapq.heappush(self.heap, ((self.k + req.output - req.generated - 1) << 32) | self.joins)
 
     def leave(self, req: Request) -> None:
         """Materialise ``req``'s counters and take it out of the group."""
@@ -79,6 +90,7 @@ class DecodeGroup:
         self.n -= 1
         self.ctx -= req.computed + 1
         self.ncls[req.cls] -= 1
+        del self.members[req.join_id]
 
     def computed_of(self, req: Request) -> int:
         return req.c_join + (self.k - req.k_join)
@@ -92,22 +104,27 @@ class DecodeGroup:
 
     def next_finish_k(self) -> int | None:
         """Step index at whose end the first member finishes."""
-        heap = self.heap
+        heap, members = self.heap, self.members
         while heap:
-            _, join_id, req = heap[0]
-            if req.state == DECODING and join_id == req.join_id:
-                return heap[0][0]
+            key = heap[0]
+            if (key & _JOIN_MASK) in members:
+                return key >> _JOIN_BITS
             heapq.heappop(heap)
         return None
+
+    def finished_any(self) -> bool:
+        """Whether a member's last token came from a step before ``k`` (``pop_finished`` has work)."""
+        heap = self.heap
+        return bool(heap) and heap[0] < self.k << 32  # _JOIN_BITS (a literal: C arithmetic compiled)
 
     def pop_finished(self) -> list[Request]:
         """Members whose last token came from a step before ``k`` (in join order)."""
         out = []
-        heap = self.heap
-        k, heappop = self.k, heapq.heappop
-        while heap and heap[0][0] < k:
-            _, join_id, req = heappop(heap)
-            if req.state == DECODING and join_id == req.join_id:
+        heap, members = self.heap, self.members
+        limit, heappop = self.k << 32, heapq.heappop  # _JOIN_BITS (a literal: C arithmetic compiled)
+        while heap and heap[0] < limit:
+            req = members.get(heappop(heap) & _JOIN_MASK)
+            if req is not None:  # None: it left the group before finishing
                 out.append(req)
         return out
 

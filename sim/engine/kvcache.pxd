@@ -1,4 +1,6 @@
 # C types for kvcache.py when Cython compiles it (setup.py); kvcache.py is the reference.
+cimport cython
+
 cdef class KVCache:
     # fields: generated from __slots__ in kvcache.py by tools/pxd_layout.py (do not edit)
     cdef public long long num_blocks, block_size, num_empty, hit_blocks, query_blocks
@@ -7,12 +9,15 @@ cdef class KVCache:
     cdef public object evictable
     cpdef allocate(self, long long n)
     cpdef clear(self)
+    @cython.locals(refcount=dict, rcs=list, n=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t)
     cpdef release(self, list keys, long long private_blocks)
     cpdef tuple match_chain(self, list chain, long long limit)
     cpdef list hold(self, list chain, long long hit)
     cpdef list promote(self, list keys, list chain)
     cpdef long long freed_by(self, list keys)
+    @cython.locals(refcount=dict, hits="long long", evictable_hits="long long")
     cpdef tuple match(self, list keys)
     cpdef acquire(self, list keys)
+    @cython.locals(refcount=dict)
     cpdef bint register_all(self, list keys)
     cpdef bint register(self, object key)

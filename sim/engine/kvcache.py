@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from itertools import repeat
-from operator import add, sub
+from operator import add
 
 __all__ = ["KVCache", "OutOfBlocks"]
 
@@ -86,7 +86,7 @@ class KVCache:
         self.num_empty -= take
         evict = self.evictable
         for _ in range(n - take):
-            evict.popitem(last=False)
+            evict.popitem(False)  # the oldest (positional: no keyword dictionary per call)
 
     def release(self, keys: list, private_blocks: int) -> None:
         """A request lets go of its cached ``keys`` (a list ``hold`` returned) and ``private_blocks``."""
@@ -101,19 +101,21 @@ class KVCache:
             del self.chains[id(keys)]  # the last one: the chain lets go of its references
         refcount = self.refcount
         rcs = [refcount[key] for key in keys]
+        n = len(rcs)
+        # plain index loops (compiled, C loops with one dictionary call per key)
         if 1 not in rcs:  # others still hold every key
-            refcount.update(zip(keys, map(sub, rcs, repeat(1))))
+            for i in range(n):
+                refcount[keys[i]] = rcs[i] - 1
             return
         j = rcs.index(1)
-        if rcs.count(1) == len(rcs) - j:  # the usual shape: the chain's tail had no other holder
-            if j:
-                refcount.update(zip(keys[:j], map(sub, rcs[:j], repeat(1))))
-            dead = keys[j:]
-            for key in dead:
-                del refcount[key]
+        if rcs.count(1) == n - j:  # the usual shape: the chain's tail had no other holder
+            for i in range(j):
+                refcount[keys[i]] = rcs[i] - 1
+            for i in range(j, n):
+                del refcount[keys[i]]
             evictable = self.evictable
-            for key in reversed(dead):  # a plain loop: OrderedDict.update takes a slow generic path
-                evictable[key] = None
+            for i in range(n - 1, j - 1, -1):  # the tail, last key first (OrderedDict.update is slower)
+                evictable[keys[i]] = None
             return
         # Reverse order: the tail of a chain is evicted before its head.
         for key in reversed(keys):
@@ -180,10 +182,8 @@ class KVCache:
     def match(self, keys: list) -> tuple[int, int]:
         """How many leading block ``keys`` are cached: (hit blocks, of which evictable)."""
         refcount, evictable = self.refcount, self.evictable
-        if all(map(refcount.__contains__, keys)):  # the usual case: all held (loops in C)
-            return len(keys), 0
         hits = evictable_hits = 0
-        for key in keys:
+        for key in keys:  # compiled: a C loop, one dictionary test per key
             if key in refcount:
                 hits += 1
             elif key in evictable:
@@ -209,9 +209,13 @@ class KVCache:
     def register_all(self, keys: list) -> bool:
         """``register`` each of ``keys`` if none of them is cached yet (else nothing, False)."""
         refcount, evictable = self.refcount, self.evictable
-        if any(map(refcount.__contains__, keys)) or any(map(evictable.__contains__, keys)):
-            return False
-        refcount.update(zip(keys, repeat(1)))
+        # plain loops: compiled, each test and store is one C call (map and zip go through
+        # a method wrapper per key)
+        for key in keys:
+            if key in refcount or key in evictable:
+                return False
+        for key in keys:
+            refcount[key] = 1
         return True
 
     def register(self, key: int) -> bool:

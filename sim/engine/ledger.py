@@ -40,6 +40,14 @@ class Ledger:
         "on_leave": "object",
         "active": "long long",
         "arrivals_done": "bint",
+        # writable views of the columns above (compiled: typed memoryviews, each write one C store)
+        "_first_token_v": "double[:]",
+        "_finish_s_v": "double[:]",
+        "_out_tokens_v": "long long[:]",
+        "_cached_v": "long long[:]",
+        "_preempt_v": "long long[:]",
+        "_replica_of_v": "long long[:]",
+        "_status_v": "signed char[:]",
     }
 
     def __init__(self, n: int, done) -> None:
@@ -50,6 +58,13 @@ class Ledger:
         self.preempt = array("q", [0]) * n
         self.replica_of = array("q", [-1]) * n
         self.status = array("b", [TIMEOUT]) * n
+        self._first_token_v: Any = memoryview(self.first_token)  # Any: typeshed types a memoryview of ints
+        self._finish_s_v: Any = memoryview(self.finish_s)
+        self._out_tokens_v = memoryview(self.out_tokens)
+        self._cached_v = memoryview(self.cached)
+        self._preempt_v = memoryview(self.preempt)
+        self._replica_of_v = memoryview(self.replica_of)
+        self._status_v = memoryview(self.status)
         self.active = 0  # requests arrived and not yet finished or rejected
         self.arrivals_done = False
         self.done = done
@@ -57,7 +72,7 @@ class Ledger:
 
     def arrive(self, rid: int, replica_index: int) -> None:
         """Request ``rid`` entered the system at replica ``replica_index``."""
-        self.replica_of[rid] = replica_index
+        self._replica_of_v[rid] = replica_index
         self.active += 1
 
     def arrivals_over(self) -> None:
@@ -69,12 +84,12 @@ class Ledger:
     def finish(self, req: Request, t: float) -> None:
         """``req`` generated its last token at ``t``."""
         rid = req.rid
-        self.first_token[rid] = req.first_token_s
-        self.finish_s[rid] = t
-        self.out_tokens[rid] = req.generated
-        self.cached[rid] = req.cached_tokens
-        self.preempt[rid] = req.preemptions
-        self.status[rid] = OK
+        self._first_token_v[rid] = req.first_token_s
+        self._finish_s_v[rid] = t
+        self._out_tokens_v[rid] = req.generated
+        self._cached_v[rid] = req.cached_tokens
+        self._preempt_v[rid] = req.preemptions
+        self._status_v[rid] = OK
         self._leave()
         if self.on_leave is not None:
             self.on_leave(rid)

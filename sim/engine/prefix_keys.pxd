@@ -3,9 +3,10 @@ cimport cython
 
 cdef class PrefixKeys:
     # fields: generated from __slots__ in prefix_keys.py by tools/pxd_layout.py (do not edit)
-    cdef public object _offsets, _chain_keys, _chain_ends
-    cdef public dict _key_cache
+    cdef public const long long[:] _offsets, _chain_keys
+    cdef public const int[:] _chain_ends
+    cdef public dict _key_cache, _base
     @cython.locals(lo="long long")
     cpdef first_key(self, long long rid)
-    @cython.locals(lo="long long", hi="long long", n_full="long long", j="long long", i="long long", end="long long")
+    @cython.locals(lo="long long", hi="long long", n_full="long long", j="long long", i="long long", end="long long", base=list, base_key=tuple)
     cpdef block_keys(self, long long rid, long long block_size)

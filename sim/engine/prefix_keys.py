@@ -8,6 +8,10 @@ block the chain covers; a prefix-aware router needs the same keys.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from sim.workload.generate import Workload
 
 __all__ = ["PrefixKeys"]
@@ -19,14 +23,24 @@ _MASK64 = (1 << 64) - 1  # keys are unsigned 64-bit ints
 class PrefixKeys:
     """Block keys of the requests of one workload (cached per distinct chain)."""
 
-    # _offsets, _chain_keys, _chain_ends: read-only memoryviews of the workload's columns (Workload.packed)
-    __slots__ = {"_offsets": "object", "_chain_keys": "object", "_chain_ends": "object", "_key_cache": "dict"}
+    # _offsets, _chain_keys, _chain_ends: read-only memoryviews of the workload's columns (int64,
+    # int64, int32: compiled, typed memoryviews indexed in C; no copy when the columns have these dtypes)
+    __slots__ = {
+        "_offsets": "const long long[:]",
+        "_chain_keys": "const long long[:]",
+        "_chain_ends": "const int[:]",
+        "_key_cache": "dict",
+        "_base": "dict",
+    }
 
     def __init__(self, workload: Workload) -> None:
-        self._offsets = workload.packed("prefix_offsets")
-        self._chain_keys = workload.packed("prefix_keys")
-        self._chain_ends = workload.packed("prefix_end_tok")
+        self._offsets = _column(workload.prefix_offsets, np.int64)
+        self._chain_keys = _column(workload.prefix_keys, np.int64)
+        self._chain_ends = _column(workload.prefix_end_tok, np.int32)
         self._key_cache: dict[tuple, list | None] = {}
+        # (block_size, chunk key) -> the keys of blocks 0, 1, ... of a one-chunk chain of that key: a
+        # chain ending at token e has the first e // block_size of them (one list per chain: a slice)
+        self._base: dict[tuple, list] = {}
 
     def first_key(self, rid: int):
         """The first chunk key of request ``rid``'s chain, or None without a prefix (routing
@@ -56,6 +70,18 @@ class PrefixKeys:
             hit = self._key_cache.get(cache_key)
             if hit is not None:
                 return hit
+        if hi - lo == 1:  # every block's last token is in the one chunk: the first n_full of its keys
+            n_full = chain_ends[lo] // block_size
+            base_key = (block_size, chain_keys[lo])
+            base = self._base.get(base_key)
+            if base is None:
+                base = self._base[base_key] = []
+            if len(base) < n_full:
+                key = chain_keys[lo]
+                base.extend([(key * _KEY_MULT + i) & _MASK64 for i in range(len(base), n_full)])
+            out1 = base[:n_full] or None  # no full block: None, cached and returned as such
+            self._key_cache[cache_key] = out1  # type: ignore[index]  # set above for a one-chunk chain
+            return out1
         keys, ends = chain_keys[lo:hi], chain_ends[lo:hi]
         n_full = ends[-1] // block_size
         out, j = [], 0
@@ -68,3 +94,9 @@ class PrefixKeys:
         if cache_key is not None:
             self._key_cache[cache_key] = out
         return out
+
+
+def _column(values, dtype) -> memoryview:
+    """A workload column as a read-only memoryview of ``dtype`` (the column itself when it has it)."""
+    arr: Any = np.ascontiguousarray(values, dtype=dtype)
+    return memoryview(arr).toreadonly()

@@ -8,6 +8,7 @@ from sim.engine.kvcache cimport KVCache
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
 from sim.engine.wake cimport Wake, wake
+from sim.engine.front_end cimport FrontEnd
 from sim.records cimport itl_bucket_one
 
 cpdef long long outstanding_key(rep)
@@ -16,7 +17,9 @@ cdef class Replica:
     # fields: generated from __slots__ in replica.py by tools/pxd_layout.py (do not edit)
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    cdef public object env, name, pool, engine, perf, spec, group, fe, policy, stats, waiting
+    cdef public object env, name, pool, engine, perf, spec, group
+    cdef public FrontEnd fe
+    cdef public object policy, stats, waiting
     cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick
     cdef public dict running, prefilling, _seg_coeffs, _dec_cpu_s
     cdef public KVCache kv
@@ -46,6 +49,12 @@ cdef class Replica:
     cpdef _mixed_end(self, ev)
     @cython.locals(dec=DecodeGroup, seg=Segment, k="long long", steps="long long", t_end=double, req=Request)
     cpdef _decode_end(self, ev)
+    @cython.locals(seg=Segment, k="long long", steps="long long", j="long long")
+    cpdef stream_to(self, double now)
+    @cython.locals(streamed="long long")
+    cpdef _stream_run(self, Segment seg, long long k, long long upto)
+    @cython.locals(fe=FrontEnd, n="long long", j="long long", end="long long", t_last=double, edge=double, e="long long", t1=double)
+    cpdef _stream_steps(self, Segment seg, long long first, long long last, double t0)
     @cython.locals(dec=DecodeGroup, first_end=double)
     cpdef _complete_steps(self, Segment seg, long long k, long long steps, double t_end)
     cpdef _idle_timeout(self, ev)

@@ -63,7 +63,7 @@ class Replica:
         "perf": "object",
         "spec": "object",
         "group": "object",
-        "fe": "object",
+        "fe": "FrontEnd",
         "policy": "object",
         "stats": "object",
         "waiting": "object",
@@ -433,8 +433,7 @@ class Replica:
         self._run_k = None
         self._complete_steps(seg, k, steps, t_end)
         self.t = t_end
-        heap = dec.heap
-        if heap and heap[0][0] < dec.k:
+        if dec.finished_any():
             for req in dec.pop_finished():
                 self._finish(req)
         if self._tick_t <= t_end:
@@ -520,7 +519,8 @@ class Replica:
         if n and self.spec is not None:
             d = self.spec.mixed_step_s(prefill_tokens, attn, n, ctx, len(plan.chunks), dec.ncls)
         else:
-            d = self.perf.step_time_s(*args, num_prefill_seqs=len(plan.chunks))
+            # positional arguments: no keyword dictionary per call
+            d = self.perf.step_time_s(prefill_tokens, attn, n, ctx, len(plan.chunks))
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
         self._step = (plan, n, d, t_end, args)
@@ -559,8 +559,7 @@ class Replica:
                 sampled += 1
         if self.fe is not None:  # the API server streams the step's new tokens (sim.engine.front_end)
             self.fe.stream(t0, t_end, n + sampled)
-        heap = dec.heap
-        if heap and heap[0][0] < dec.k:
+        if dec.finished_any():
             for req in dec.pop_finished():
                 self._finish(req)
         self._sample()

@@ -225,8 +225,66 @@ class PerfModel:
     the mean at the step's ``dp·T`` tokens); the measured MoE kernels differ by layout too.
 
     The hot methods take plain numbers and allocate nothing: they run about a
-    million times per simulation.
+    million times per simulation. Compiled (setup.py), this is a ``cdef class`` whose fields
+    have the C types below (``perf_model.pxd``), so the hot methods read them without a
+    dictionary look-up; the public attributes that reach outputs keep their Python values.
     """
+
+    __slots__ = {
+        "gpu": "object",
+        "model": "object",
+        "quant": "object",
+        "coeffs": "object",
+        "source": "object",
+        "compute_dtype": "object",
+        "peak_flops": "object",
+        "hbm_bw_bytes_s": "object",
+        "kernels": "object",
+        "_lin": "object",
+        "_lm": "object",
+        "_affine": "dict",
+        "tp": "long long",
+        "dp": "long long",
+        "_ep_gpus": "long long",
+        "_n_lin": "long long",
+        "ep": "bint",
+        "cpu_overlap": "bint",
+        "_mla": "bint",
+        "_kdec": "bint",
+        "_kpre": "bint",
+        "clock_ratio": "double",
+        "_t_step_s": "double",
+        "_t_seq_s": "double",
+        "_t_prefill_tok_s": "double",
+        "_peak_max": "double",
+        "_inv_flops_lin": "double",
+        "_inv_flops_attn": "double",
+        "_inv_bw": "double",
+        "_inv_bw_attn": "double",
+        "_lin_flops_tok": "double",
+        "_w_base": "double",
+        "_w_experts": "double",
+        "_miss": "double",
+        "_routed_flops_s_tok": "double",
+        "_act_tok": "double",
+        "_attn_flops_unit": "double",
+        "_attn_flops_prefill": "double",
+        "_kv_tok": "double",
+        "_qo_bytes_tok": "double",
+        "_b_decode": "double",
+        "_dec_step": "double",
+        "_dec_seq": "double",
+        "_pre_step": "double",
+        "_pre_chunk": "double",
+        "_pre_tok": "double",
+        "_pre_unit": "double",
+        "_lin_last": "double",
+        "_lm_last": "double",
+        "_lin_slope": "double",
+        "_lm_slope": "double",
+        "_comm_fixed": "double",
+        "_comm_tok": "double",
+    }
 
     def __init__(
         self,
@@ -256,6 +314,8 @@ class PerfModel:
         tp, dp = int(tp), int(dp)
         self.gpu, self.model, self.quant, self.tp, self.coeffs = gpu, model, quant, tp, c
         self.dp, self.ep = dp, bool(ep)
+        # the CPU-side coefficients the hot methods read (C fields when compiled: a dataclass attribute is a dict look-up)
+        self._t_step_s, self._t_seq_s, self._t_prefill_tok_s = c.t_step_s, c.t_seq_s, c.t_prefill_tok_s
         self.cpu_overlap = bool(cpu_overlap)
         self.clock_ratio = s_clk = float(clock_ratio)
         self.source = c.source  # where the step times come from (sim.perf.step_source says more)
@@ -376,14 +436,14 @@ class PerfModel:
         side charges its step and sequence parts once and each decode's ``k`` proposed
         tokens as scheduled tokens (``t_prefill_tok_s``), like prefill tokens.
         """
-        c = self.coeffs
         rows = num_decodes * queries_per_decode
         # the CPU side (sim.perf.cpu_side): serial with the GPU, or overlapped with it below; a decode's
         # first scheduled token is in t_seq_s, its speculative ones are scheduled tokens like prefill's
+        # (the coefficients' t_step_s, t_seq_s, t_prefill_tok_s, copied to fields by __init__)
         cpu = (
-            c.t_step_s
-            + c.t_seq_s * (num_decodes + num_prefill_seqs)
-            + c.t_prefill_tok_s * (prefill_tokens + rows - num_decodes)
+            self._t_step_s
+            + self._t_seq_s * (num_decodes + num_prefill_seqs)
+            + self._t_prefill_tok_s * (prefill_tokens + rows - num_decodes)
         )
         t = 0.0 if self.cpu_overlap else cpu
         T = prefill_tokens + rows
@@ -392,11 +452,11 @@ class PerfModel:
             if lin is not None:  # measured kernels: tables over tokens and sampled sequences
                 seqs = rows + num_prefill_seqs
                 if T < self._n_lin:
-                    t += lin[T]
+                    t += lin[int(T)]  # int(): compiled, the token counts are C doubles (perf_model.pxd)
                 else:
                     t += self._lin_last + self._lin_slope * (T - self._n_lin + 1)
                 if seqs < self._n_lin:
-                    t += self._lm[seqs]  # type: ignore[index]  # set with _lin, which is not None here
+                    t += self._lm[int(seqs)]  # type: ignore[index]  # set with _lin, which is not None here
                 else:
                     t += self._lm_last + self._lm_slope * (seqs - self._n_lin + 1)
             else:
@@ -439,11 +499,10 @@ class PerfModel:
     ) -> float:
         """Engine-core CPU seconds of a step (``sim.perf.cpu_side.step_cpu_s``): its share of
         ``step_time_s``, whether added (serial) or overlapped (async scheduling)."""
-        c = self.coeffs
         return (
-            c.t_step_s
-            + c.t_seq_s * (num_decodes + num_prefill_seqs)
-            + c.t_prefill_tok_s * (prefill_tokens + num_decodes * queries_per_decode - num_decodes)
+            self._t_step_s
+            + self._t_seq_s * (num_decodes + num_prefill_seqs)
+            + self._t_prefill_tok_s * (prefill_tokens + num_decodes * queries_per_decode - num_decodes)
         )
 
     def decode_b_s(self, queries_per_decode: int) -> float:

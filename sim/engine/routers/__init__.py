@@ -75,7 +75,12 @@ class LeastOutstanding:
 
     def track(self, replicas: list) -> None:
         """Keep a heap for ``replicas`` (a list kept in replica-index order, as
-        the fleet keeps its eligible lists: the heap breaks ties by index)."""
+        the fleet keeps its eligible lists: the heap breaks ties by index). A list of one
+        replica gets no heap: ``choose`` returns its replica (its replica publishes nothing to
+        keep up)."""
+        if len(replicas) == 1:
+            self._tracked[id(replicas)] = (replicas, 1, None, None)
+            return
         members = tuple(rep.index for rep in replicas)
         shared = self._heaps.get(members)
         if shared is None:
@@ -98,7 +103,7 @@ class LeastOutstanding:
         """``replicas`` changed: track it afresh, and stop feeding a heap no list uses."""
         self.track(replicas)
         old_heap, old_members = old[2], old[3]
-        if not any(st[2] is old_heap for st in self._tracked.values()):
+        if old_heap is not None and not any(st[2] is old_heap for st in self._tracked.values()):
             for rep in old_members.values():
                 rep.outstanding_heaps[:] = [h for h in rep.outstanding_heaps if h is not old_heap]
             self._heaps = {k: v for k, v in self._heaps.items() if v[0] is not old_heap}
@@ -111,6 +116,8 @@ class LeastOutstanding:
             self._retrack(replicas, st)
             st = self._tracked[id(replicas)]
         _, _, heap, by_index = st
+        if heap is None:  # one replica (track)
+            return replicas[0]
         while True:
             key = heap[0]
             rep = by_index.get(key & _MASK)
