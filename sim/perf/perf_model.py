@@ -284,6 +284,10 @@ class PerfModel:
         "_lm_slope": "double",
         "_comm_fixed": "double",
         "_comm_tok": "double",
+        "_layer_fixed": "double",
+        "_b_v1": "double",
+        "_v1_heads": "long long",
+        "_sampler_row_s": "double",
     }
 
     def __init__(
