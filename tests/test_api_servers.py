@@ -49,17 +49,17 @@ def test_three_api_servers_by_hand():
 
 
 def test_streaming_work_is_spread_over_the_servers_by_hand():
-    # a step from 0 to 1 ms produced 30 tokens of 0.1 ms streaming work each: 3 ms in all, 1.5 ms
-    # per server on two servers, more than the 1 ms span: both are busy from 0 to 1.5 ms (a
-    # backlog of 0.5 ms each), so an admission at 1 ms waits 0.5 ms
+    # a step ending at 1 ms produced 30 tokens of 0.1 ms streaming work each: 3 ms in all, 1.5 ms
+    # per server on two servers, processed when the step ends: both are busy from 1 to 2.5 ms, so
+    # an admission at 2 ms waits 0.5 ms, and the step's first tokens are sent at 2.5 ms
     fe = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 2)
-    fe.stream(0.0, 1e-3, 30)
+    assert fe.stream(1e-3, 1e-3, 1, 30, 1) == pytest.approx(2.5e-3)
     assert fe.busy_s == pytest.approx(3e-3) and fe.busy_per_server_s() == pytest.approx(1.5e-3)
-    assert fe.admit(1e-3, 0) == pytest.approx(0.5e-3)
-    # 10 tokens (0.5 ms per server) over the next 1 ms span fit: served as they came, no backlog
+    assert fe.admit(2e-3, 0) == pytest.approx(0.5e-3)
+    # 10 tokens (0.5 ms per server): done at 1.5 ms, so an admission at 1.5 ms does not wait
     fe2 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 2)
-    fe2.stream(0.0, 1e-3, 10)
-    assert fe2.admit(1e-3, 0) == 0.0 and fe2.busy_s == pytest.approx(1e-3)
+    fe2.stream(1e-3, 1e-3, 1, 10, 0)
+    assert fe2.admit(1.5e-3, 0) == 0.0 and fe2.busy_s == pytest.approx(1e-3)
 
 
 def test_one_api_server_is_the_single_fifo():
@@ -98,11 +98,15 @@ def _short_requests(rate_rps: float) -> dict:
         # with an 8B model handles far more of these 128-in / 8-out requests). Saturated, a server
         # offered λ req/s admits r = λ / (λ · a + s · r) per second (sim.engine.front_end; worked in
         # tests/test_cpu_side.py): s r² + λ a r - λ = 0, r = (sqrt((λa)² + 4 s λ) - λa) / (2 s).
-        # One server offered 200: λa = 3, r = (sqrt(9 + 4) - 3) / 0.01 = 60.6 req/s.
-        (1, 200, 60.6, True),
+        # It books B = λa + s r seconds of work a second and serves 1, so a request's last token,
+        # booked when it was admitted (B·t), reaches the client at B²·t: requests end at λ / B².
+        # One server offered 200: λa = 3, r = (sqrt(9 + 4) - 3) / 0.01 = 60.6 req/s admitted,
+        # B = 3.303, 200 / 3.303² = 18.3 req/s ended.
+        (1, 200, 18.3, True),
         # three servers share 200 (66.7 each): λa = 1, r = (sqrt(1 + 4/3) - 1) / 0.01 = 52.8 each,
-        # 158.3 req/s in all: the front end still sets the pace, at about three times one server's
-        (3, 200, 158.3, True),
+        # B = 1.264, 66.7 / 1.264² = 41.7 each, 125.2 req/s in all: the front end still sets the
+        # pace (both backlogs grow without bound, so these are the window's figures, not steady rates)
+        (3, 200, 125.2, True),
         # offered 100 req/s to three servers (33.3 each, below the 45.7 each could admit): all are
         # served, each server busy 100 · 0.02 / 3 = 2/3 of the time, so the front end is not
         # reported as the bottleneck

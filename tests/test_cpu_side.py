@@ -159,26 +159,70 @@ def test_front_end_fifo_by_hand():
     assert fe.admit(0.05, 100) == 0.0
 
 
-def test_front_end_streams_tokens_as_a_fluid_by_hand():
-    # token_s = 0.1 ms. 50 tokens from a step running 0 .. 10 ms: 5 ms of work over 10 ms, served
-    # as it comes, so nothing is left at 10 ms and an admission then does not wait.
+def test_front_end_processes_each_steps_outputs_when_the_step_ends_by_hand():
+    # token_s = 0.1 ms. vLLM's output_handler takes a step's outputs as one batch when the step
+    # ends and processes them in order (vllm/v1/engine/async_llm.py); V1's scheduler lists the
+    # running requests first and the newly scheduled last, so a new request's first token is sent
+    # once the whole batch is processed.
     fe = FrontEnd(0.5e-3, 0.0, 0.1e-3, (0.0, 1.0))
-    fe.stream(0.0, 0.010, 50)
-    assert fe.admit(0.010, 0) == 0.0  # its own 0.5 ms: free again at 10.5 ms
-    # 150 tokens from steps running 10.5 .. 20.5 ms: 15 ms of work in 10 ms, so 5 ms are left at
-    # 20.5 ms and an admission then waits 5 ms
-    fe.stream(0.0105, 0.0205, 150)
-    assert fe.admit(0.0205, 0) == pytest.approx(5e-3, abs=1e-12)
-    # behind a burst's admissions (ten of 0.5 ms at 1 s: the front end busy until 1.005 s), 20
-    # tokens of a step 1.000 .. 1.004 s (2 ms) queue after them: free at 1.007 s, so an admission
-    # at 1.004 s waits 3 ms
-    fe2 = FrontEnd(0.5e-3, 0.0, 0.1e-3, (0.0, 2.0))
-    for _ in range(10):
-        fe2.admit(1.0, 0)
-    fe2.stream(1.0, 1.004, 20)
-    assert fe2.admit(1.004, 0) == pytest.approx(3e-3, abs=1e-12)
-    # busy time: 10 · 0.5 + 2 + 0.5 ms inside the window
-    assert fe2.utilization() == pytest.approx(7.5e-3 / 2.0)
+    # step 1 ends at 10 ms with request A's first token only: 0.1 ms of work, sent at 10.1 ms
+    assert fe.stream(0.010, 0.010, 1, 1, 1) == pytest.approx(0.0101, abs=1e-12)
+    # step 2 ends at 20 ms: A's decode token and B's first token, 0.2 ms; B's comes last: 20.2 ms
+    assert fe.stream(0.020, 0.020, 1, 2, 1) == pytest.approx(0.0202, abs=1e-12)
+    # an admission at 20.05 ms finds the loop busy with that batch: it waits 0.15 ms and holds
+    # the server 0.5 ms, to 20.7 ms
+    assert fe.admit(0.02005, 0) == pytest.approx(0.15e-3, abs=1e-12)
+    # step 3 ends at 20.6 ms with 2 decodes and C's first token: its batch waits for the admission,
+    # 20.7 .. 21.0 ms, and C's token is sent at 21.0 ms; the batch started at 20.7 ms
+    assert fe.stream(0.0206, 0.0206, 1, 3, 1) == pytest.approx(0.0210, abs=1e-12)
+    assert fe.last_start_s == pytest.approx(0.0207, abs=1e-12)
+    # busy: 0.1 + 0.2 + 0.5 + 0.3 ms in the window
+    assert fe.busy_s == pytest.approx(1.1e-3, abs=1e-12)
+    # a decode run of 3 steps ending at 30, 31, 32 ms, 20 tokens each (2 ms of work, more than a
+    # 1 ms step): batch i starts when batch i-1 ends, 30 .. 32, 32 .. 34, 34 .. 36 ms
+    assert fe.stream(0.030, 0.032, 3, 20, 0) == pytest.approx(0.036, abs=1e-12)  # the last batch's end
+    assert fe.last_start_s == pytest.approx(0.034, abs=1e-12)
+    assert fe.admit(0.035, 0) == pytest.approx(1e-3, abs=1e-12)
+    # the same run with 5 tokens a step (0.5 ms in 1 ms steps): each batch done before the next
+    fe2 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0))
+    assert fe2.stream(0.030, 0.032, 3, 5, 0) == pytest.approx(0.0325, abs=1e-12)
+    assert fe2.last_start_s == pytest.approx(0.032, abs=1e-12)
+    assert fe2.admit(0.0324, 0) == pytest.approx(0.1e-3, abs=1e-12)
+    assert fe2.busy_s == pytest.approx(1.5e-3, abs=1e-12)
+
+
+def test_v0_sends_a_steps_first_tokens_first_by_hand():
+    # V0 lists a step's prefills before its decodes (vllm/core/scheduler.py, _schedule_chunked_prefill):
+    # a step of 10 decodes and 2 new requests, 0.1 ms each, ending at 10 ms: the new requests'
+    # tokens are sent at 10.2 ms, before the decodes' (10.2 .. 11.2 ms); V1 would send them at 11.2
+    v0 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 1, False)
+    assert v0.stream(0.010, 0.010, 1, 12, 2) == pytest.approx(0.0102, abs=1e-12)
+    v1 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 1, True)
+    assert v1.stream(0.010, 0.010, 1, 12, 2) == pytest.approx(0.0112, abs=1e-12)
+    assert cpu_side_for((0, 11, 0)).first_tokens_last and cpu_side_for(None).first_tokens_last
+    assert not cpu_side_for((0, 6, 1)).first_tokens_last and not cpu_side_for((0, 5, 0)).first_tokens_last
+
+
+def test_first_token_waits_for_the_steps_outputs_in_the_engine(monkeypatch):
+    # two requests through one replica, the API server's admission work set to 0 and its
+    # per-token work to 1 ms. A (1,000 output tokens) arrives at 0 and is prefilled alone: its
+    # first token is sent 1 ms after its step (one output). B arrives at 50 ms, while A decodes;
+    # its prefill step also holds A's decode, so B's token is the second of two: 2 ms after the
+    # step. The engine's schedule is the same with per-token work 0 (B's admission costs nothing
+    # and the loop's 1 ms after each ~7 ms step is over before the next step ends), so the TTFT
+    # differences are exactly 1 and 2 ms; B's last token waits only for a backlog (none): E2E unmoved.
+    def run(token_s: float):
+        cpu = dataclasses.replace(CPU, fe_request_s=0.0, fe_prompt_tok_s=0.0, fe_token_s=token_s)
+        monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: cpu)
+        wl = _burst(2, 100, 1000)
+        wl = dataclasses.replace(wl, arrival_s=np.array([0.0, 0.05]), output_tokens=np.array([1000, 5], dtype=np.int32))
+        return simulate(make_scenario(), workload=wl).requests
+
+    slow, fast = run(1e-3), run(0.0)
+    assert (slow["status"] == "ok").all() and (fast["status"] == "ok").all()
+    d_ttft = (slow["ttft_s"] - fast["ttft_s"]).to_numpy()
+    assert d_ttft == pytest.approx([1e-3, 2e-3], abs=1e-9)
+    assert float(slow["e2e_s"][1] - fast["e2e_s"][1]) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_burst_with_long_outputs_is_not_staggered_by_its_future_streaming():
@@ -212,7 +256,10 @@ def test_front_end_is_the_bottleneck(monkeypatch):
     # r = 100 / (1.5 + 0.005 r), 0.005 r² + 1.5 r - 100 = 0, r = (sqrt(2.25 + 2) - 1.5) / 0.01 =
     # 56.2 req/s. (Were each request's streaming done before the next admission, as a front end
     # that booked it at admission had it, 1 / 0.02 = 50 req/s: the backlog's streaming is deferred
-    # behind the admissions queued before it, as it is in the API server's event loop.)
+    # behind the admissions queued before it, as it is in the API server's event loop.) What the
+    # client sees end: the front end books B = 100 · 0.015 + 0.005 · r = 1.781 s of work a second
+    # from t = 0 and serves 1, so work booked at t is done at B·t; a request admitted at B·t
+    # books its last token's streaming then, done at B²·t: requests end at 100 / B² = 31.5 a second.
     slow = dataclasses.replace(CPU, fe_request_s=15e-3, fe_prompt_tok_s=0.0, fe_token_s=0.625e-3)
     monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: slow)
     sc = make_scenario(
@@ -237,7 +284,7 @@ def test_front_end_is_the_bottleneck(monkeypatch):
     assert any("front end, not the GPU" in w for w in summary["warnings"])
     req = result.requests
     done = req[(req.finish_s >= 10) & (req.finish_s < 40) & (req.status == "ok")]
-    assert len(done) / 30 == pytest.approx(56.2, rel=0.03)
+    assert len(done) / 30 == pytest.approx(31.5, rel=0.03)
 
 
 def test_measured_constants_are_positive():

@@ -83,6 +83,8 @@ def _run(wl: Workload, to, *, dummy_s: float = 0.0, exact_steps: bool = False, *
     for rep in fleet.replicas:
         rep.perf = _LinearSteps()
     fleet.front_ends = [None] * len(fleet.replicas)
+    for rep in fleet.replicas:
+        rep.fe = None  # nor do they stream through one (a first token would wait for its step's outputs)
     fleet.router = _ByRid(to)
     for group in fleet.groups:
         group.dummy_s = dummy_s

@@ -167,7 +167,11 @@ def test_site_budget_counts_pue():
 
 def test_power_budget_plan_runs_and_names_why(tmp_path, capsys):
     out = tmp_path / "plan"
-    assert main(["plan", str(ROOT / "scenarios" / "power-budget.yaml"), "--out", str(out)]) == 0
+    # at the scenario's 100 req/s three uncapped H100s sit on the SLO's edge: two replications call
+    # them met or undecided depending on the run's noise (three call them met, on main @ 944aaa1 too),
+    # so the check runs at 110 req/s, where four GPUs are needed either way
+    args = ["plan", str(ROOT / "scenarios" / "power-budget.yaml"), "--out", str(out)]
+    assert main(args + ["--set", "plan.demand.peak_rate_rps=110"]) == 0
     doc = json.loads((out / "plan.json").read_text())
     by = {c["id"]: c for c in doc["candidates"]}
     l40s = by["l40s-bf16-tp1-continuous"]

@@ -183,6 +183,7 @@ class Fleet:
                         cpu.fe_token_s,
                         self.window,
                         pool.engine.api_server_count,  # vLLM --api-server-count
+                        cpu.first_tokens_last,  # where a step's first tokens come in its outputs
                     )
                     if has_fe
                     else None
@@ -372,6 +373,9 @@ class Fleet:
         API-server admission work (recorded when it was sent) and ``t_request_s``."""
         cols: Any = self._arrival_cols
         delay_s = float(self.closed_loop.think_s) + cols[6][rid]
+        seen = self.ledger.finish_s[rid] - self.env.now  # its last token's wait for the API server
+        if seen > 0.0:
+            delay_s += seen
         i = self.ledger.replica_of[rid]
         if i >= 0:
             delay_s += self.replicas[i].perf.coeffs.t_request_s

@@ -10,19 +10,38 @@ FIFO (Lindley's recursion, a single server) *when it arrives*:
 - a request's admission work arrives with the request: it starts at ``max(arrival, when the
   work booked before it ends)``, and the request reaches the engine once it is done;
 - the streaming work arrives as the engine produces tokens: vLLM's API server receives each
-  engine step's outputs as one batch and processes them as they come, in chunks between which
-  the loop serves other tasks such as new requests (``vllm/v1/engine/async_llm.py``,
-  ``output_handler``: ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs at a time, then
-  ``await asyncio.sleep(0)``). The replica reports each step's (or fast-forwarded decode run's)
-  new tokens when it ends (``stream``); their work is booked as a fluid spread evenly over the
-  step's span, so it delays later admissions only where it exceeds the time it had (a backlog).
+  engine step's outputs as one batch when the step ends and processes it in order
+  (``vllm/v1/engine/async_llm.py``, ``output_handler``: ``output_processor.process_outputs``
+  detokenizes and queues each request's output, ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` = 128 outputs
+  at a time with ``await asyncio.sleep(0)`` between chunks; each request's stream task then formats
+  and writes its SSE chunk, woken in the batch's order). The replica reports each step's (or
+  fast-forwarded decode run's) new tokens when it ends (``stream``); each step's work is booked
+  as a batch arriving at the step's end (Lindley's recursion over the steps), so an admission
+  that arrives while a batch is processed waits for it (between 128-output chunks vLLM would take
+  it: not modelled, exact up to 128 outputs a step per server).
+- **when a first token is sent**: ``stream`` returns it. V1's scheduler lists a step's running
+  requests before the newly scheduled ones (``vllm/v1/core/sched/scheduler.py``: the running
+  requests' ``num_scheduled_tokens`` entries, then the waiting ones'; the outputs follow that
+  order; 0.8.0 walks its ``running`` list, new requests appended, the same order), so a new
+  request's first token reaches its HTTP stream only after the API server has
+  processed every output of its step: ``(decodes + first tokens) · token_s`` after the step ends,
+  or after the backlog. V0 (before 0.8) lists prefills first (``vllm/core/scheduler.py``: "Put
+  prefills first due to Attention backend ordering assumption"), so there a first token waits
+  only for the step's first tokens (``new_last`` False; ``CpuSide.first_tokens_last``). The last
+  token of a longer request is sent no earlier than its step's batch starts (``last_start_s``: the
+  backlog, which a closed-loop client also waits for); where it lies inside the batch depends on
+  how ``token_s`` splits between the output processor (the whole chunk first) and the stream task
+  (in order), which was not measured, so that part is left out (a lower bound).
 
 So the front end still limits a server to what one core can do (admission work plus every
 streamed token's work; a backlog of either delays the admissions behind it; saturated, the
 streaming work of admitted requests waits behind the admissions that arrived before it, as in
 the event loop, so admissions get through at ``r = λ / (λ · a + s · r)`` per second for
 arrivals ``λ``, admission work ``a`` and streaming work ``s`` a request, slightly above
-``1 / (a + s)``; tests/test_cpu_side.py works one case by hand), but a request's
+``1 / (a + s)``, while the work booked grows at ``B = λ a + s r`` seconds a second, so a
+request's last token, booked when it was admitted, is sent ``B`` times later again and requests
+end, as clients see them, at ``λ / B²`` while the backlog grows; tests/test_cpu_side.py works one
+case by hand), but a request's
 streaming work is no longer booked ahead of the requests that arrive while it is streaming:
 booked at admission (fleetcast before this change), a burst of requests with long outputs
 waited ``token_s · output`` each behind its predecessors' whole future streaming (86 ms per
@@ -72,11 +91,19 @@ class FrontEnd:
         "w0": "double",
         "w1": "double",
         "servers": "long long",
+        "new_last": "bint",
+        "last_start_s": "double",
         "_free": "list",
     }
 
     def __init__(
-        self, request_s: float, prompt_tok_s: float, token_s: float, window: tuple[float, float], servers: int = 1
+        self,
+        request_s: float,
+        prompt_tok_s: float,
+        token_s: float,
+        window: tuple[float, float],
+        servers: int = 1,
+        new_last: bool = True,
     ) -> None:
         if not (request_s >= 0.0 and prompt_tok_s >= 0.0 and token_s >= 0.0):
             raise ValueError(f"front-end times must be >= 0 seconds, got {request_s!r}, {prompt_tok_s!r}, {token_s!r}")
@@ -86,6 +113,8 @@ class FrontEnd:
         self.prompt_tok_s = prompt_tok_s  # seconds of front-end work per prompt token (tokenization)
         self.token_s = token_s  # seconds of front-end work per output token
         self.servers = servers  # API-server processes (vLLM --api-server-count)
+        self.new_last = new_last  # a step's first tokens come last in its outputs (V1), else first (V0)
+        self.last_start_s = 0.0  # when the processing of the last booked step's batch starts (latest server)
         self._free = [0.0] * servers  # per API server: when its booked work ends
         self.busy_s = 0.0  # booked work inside the measured window, all servers together
         self.w0, self.w1 = window  # the measured window (simulated seconds)
@@ -113,36 +142,41 @@ class FrontEnd:
             self.busy_s += hi - lo
         return start - now_s
 
-    def stream(self, t0_s: float, t1_s: float, tokens: int) -> None:
-        """Book the streaming work of ``tokens`` new tokens produced by engine steps running from
-        ``t0_s`` to ``t1_s`` (called at ``t1_s``): work arriving evenly over the span and over the
-        API servers, served as it comes where a server has time, the excess left as a backlog
-        after ``t1_s``."""
+    def stream(self, t_first_s: float, t_last_s: float, steps: int, tokens: int, new_tokens: int) -> float:
+        """Book the streaming work of ``steps`` engine steps ending at ``t_first_s`` .. ``t_last_s``
+        (called at ``t_last_s``; steps of a decode run, none shorter than the one before), each
+        handing the API servers ``tokens`` outputs, ``new_tokens`` of them first tokens (the last
+        step's). Each step's outputs arrive as one batch when the step ends and are processed in
+        order (vLLM's ``output_handler``), spread evenly over the servers. Returns when the last
+        step's first tokens are sent: after the whole batch where new requests' outputs come last
+        (``new_last``, V1), after the new ones alone where they come first (V0)."""
         work = self.token_s * tokens
-        if work <= 0.0:
-            return
         if self.servers > 1:
             work /= self.servers
+        self.last_start_s = t_last_s
+        if work <= 0.0:
+            return t_last_s
         free = self._free
-        span = t1_s - t0_s
+        sent = t_last_s
         for k in range(self.servers):
-            start = free[k] if free[k] > t0_s else t0_s
-            end = start + work
-            if end > t1_s:  # more than the server had time for: busy from ``start`` on, a backlog at t1
-                free[k] = end
-                lo = start if start > self.w0 else self.w0
-                hi = end if end < self.w1 else self.w1
-                if hi > lo:
-                    self.busy_s += hi - lo
-                continue
-            free[k] = t1_s  # served as it came
-            if span > 0.0:  # its busy time inside the window, in proportion to the span's overlap
-                lo = t0_s if t0_s > self.w0 else self.w0
-                hi = t1_s if t1_s < self.w1 else self.w1
-                if hi > lo:
-                    self.busy_s += work * (hi - lo) / span
-            elif self.w0 <= t1_s <= self.w1:
-                self.busy_s += work
+            # Lindley's recursion over the steps' batches, each of ``work`` arriving at its step's
+            # end: with step ends spaced no closer as the run goes on, the last batch ends at the
+            # largest of three terms (free[k] + m·w, t_first + m·w, t_last + w)
+            s0 = free[k] if free[k] > t_first_s else t_first_s
+            end = s0 + steps * work
+            if t_last_s + work > end:
+                end = t_last_s + work
+            free[k] = end
+            if end - work > self.last_start_s:
+                self.last_start_s = end - work
+            lo = s0 if s0 > self.w0 else self.w0
+            hi = end if end < self.w1 else self.w1
+            if hi > lo:  # its busy time inside the window, in proportion to the span's overlap
+                self.busy_s += steps * work * (hi - lo) / (end - s0)
+            done = end if self.new_last else end - work + self.token_s * new_tokens / self.servers
+            if done > sent:
+                sent = done
+        return sent
 
     def utilization(self) -> float:
         """Share of the measured window the API servers were busy, on average over them (0..1)."""

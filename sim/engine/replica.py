@@ -420,7 +420,7 @@ class Replica:
                     end = e if seg.t_end(e) == edge or e == j else e - 1
                     break
             t1 = seg.t_end(end)
-            fe.stream(t0, t1, (end - j + 1) * n)
+            fe.stream(seg.t_end(j), t1, end - j + 1, n, 0)
             t0, j = t1, end + 1
 
     def _decode_end(self, ev) -> None:
@@ -547,18 +547,20 @@ class Replica:
             dec.advance(1)
         elif dec.n:
             dec.stalled = True  # members waited a step without a token
-        t0 = self.t
         self.t = t_end
-        sampled = 0
+        sent = t_end  # when this step's first tokens reach their streams
+        if self.fe is not None:  # the API server streams the step's new tokens (sim.engine.front_end)
+            new = 0
+            for req, q in plan.chunks:
+                if req.computed + q == req.prompt + req.generated:  # the chunk completes the prompt: a token
+                    new += 1
+            sent = self.fe.stream(t_end, t_end, 1, n + new, new)
         for req, q in plan.chunks:
             req.computed += q
             if req.block_keys and kv.caching:
                 self._register_blocks(req)
             if req.computed == req.prompt + req.generated:  # inline: Request.num_tokens
-                self._sampled(req, t_end)
-                sampled += 1
-        if self.fe is not None:  # the API server streams the step's new tokens (sim.engine.front_end)
-            self.fe.stream(t0, t_end, n + sampled)
+                self._sampled(req, t_end, sent)
         if dec.finished_any():
             for req in dec.pop_finished():
                 self._finish(req)
@@ -605,11 +607,13 @@ class Replica:
         self._plan()
 
     # -- state changes ------------------------------------------------------------
-    def _sampled(self, req: Request, t: float) -> None:
-        """A prefill (or recompute) completed and produced a token at ``t``."""
+    def _sampled(self, req: Request, t: float, sent: float) -> None:
+        """A prefill (or recompute) completed and produced a token at ``t``; a first token reaches
+        the client's stream at ``sent`` (the API server's processing of the step's outputs,
+        sim.engine.front_end; ``t`` without one)."""
         req.generated += 1
         if req.generated == 1:
-            req.first_token_s = t
+            req.first_token_s = sent
         elif req.last_token_s == req.last_token_s and self._w0 <= t <= self._w1:  # gap across a preemption
             self._itl[req.cls][itl_bucket_one(t - req.last_token_s)] += 1
         req.last_token_s = t
@@ -677,7 +681,15 @@ class Replica:
         req.state = DONE
         self.outstanding -= 1
         self._outstanding_changed()
-        self.ledger.finish(req, self.t)
+        # the last token reaches the client once the API server gets to its step's outputs: a
+        # first token when it is sent (``_sampled``), a later one no earlier than the start of its
+        # step's batch (the backlog; its place inside the batch is not modelled)
+        t = self.t
+        if req.generated == 1:
+            t = req.first_token_s
+        elif self.fe is not None and self.fe.last_start_s > t:
+            t = self.fe.last_start_s
+        self.ledger.finish(req, t)
 
     # -- accounting -------------------------------------------------------------
     @property

@@ -17,7 +17,10 @@ A vLLM server does CPU work the GPU does not see (docs/design.md, "CPU side"):
   detokenization and the streamed chunk (``fe_token_s``). One API-server process is one
   server: ``sim.engine.front_end.FrontEnd`` runs it as a FIFO service centre in front of
   each replica, so it has its own throughput limit,
-  ``1 / (fe_request_s + fe_prompt_tok_s · prompt + fe_token_s · output)`` requests per second.
+  ``1 / (fe_request_s + fe_prompt_tok_s · prompt + fe_token_s · output)`` requests per second,
+  and a step's outputs are processed as one batch when the step ends: a new request's first token
+  waits for the whole batch from 0.8 (V1 lists new requests last), only for the step's first
+  tokens before (V0 lists prefills first; ``first_tokens_last``).
 
 vLLM's structure by version (``cpu_side_for``):
 
@@ -141,6 +144,7 @@ class CpuSide:
     fe_token_s: float  # API server, per output token: detokenization, output processing, SSE chunk
     async_scheduling: bool  # the engine core overlaps its CPU work with the GPU's step
     source: str  # where the numbers come from (one line)
+    first_tokens_last: bool = True  # a step's new requests come last in its outputs (V1), else first (V0)
 
     def scaled(self, speedup: float, why: str) -> CpuSide:
         """The same work on a CPU ``speedup`` times faster (every time divided by it)."""
@@ -222,6 +226,7 @@ def cpu_side_for(
         return replace(  # V0 with the async output processor: output work overlaps the next step
             host,
             async_scheduling=False,
+            first_tokens_last=False,
             source=host.source + "; vLLM 0.6-0.7 (V0): output processing overlapped with the next step (PR #7049)",
         )
     if v is not None and v < V1_SINCE:  # V0: detokenization in the engine's step loop
@@ -230,6 +235,7 @@ def cpu_side_for(
             t_seq_s=host.t_seq_s + host.fe_token_s,
             fe_token_s=0.0,
             async_scheduling=False,
+            first_tokens_last=False,
             source=host.source + "; vLLM < 0.8 (V0): detokenization inside the engine step",
         )
     return replace(host, async_scheduling=async_on)

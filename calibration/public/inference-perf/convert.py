@@ -21,9 +21,10 @@ the server, which its TTFT and E2E include (its ``openai_client.py`` opens a new
 session and connection for every request and starts the clock before it). Its size comes from the
 source's own server-side figures: each stage also publishes vLLM's ``vllm:time_to_first_token_seconds``
 histogram (``stage_<i>_prometheus_metrics.json``, from the request's arrival in the engine client to
-its first token in the API server); the client's TTFT p50 less that p50, less the API server's own
-admission work that fleetcast already counts (``sim.perf.cpu_side``: 1.40 ms + 2.65 µs per prompt
-token), is the client's part. Measured on the training configuration ``vllm``, stages 1-3 (stage 0's
+its first token in the API server's output handler); the client's TTFT p50 less that p50, less
+what fleetcast already counts between the two (``client_gaps``: the API server's admission work,
+1.40 ms + 2.65 µs per prompt token, and the processing of the first token's step batch,
+``sim.engine.front_end``), is the client's part. Measured on the training configuration ``vllm``, stages 1-3 (stage 0's
 Prometheus window holds another load: 937 successes at a 2.8 s TTFT for a stage of 60), and used for
 all four configurations; the other three are held out (printed for the check).
 Compared: TTFT and E2E (request latency) p50/p90/p99. Not compared: inference-perf's
@@ -110,15 +111,27 @@ engine:
 
 def client_gaps(repo: Path, config: str, version: tuple[int, ...]) -> list[float]:
     """Per stage of ``TRAIN_STAGES``: the client's TTFT p50 less vLLM's server-side TTFT p50 (the
-    Prometheus histogram of the same stage) less the API server's admission work fleetcast counts."""
+    Prometheus histogram of the same stage) less what fleetcast counts on the client's side of that
+    histogram: the API server's admission work, and the processing of the first token's step batch.
+    vLLM stamps the histogram when its output handler takes the step's outputs
+    (``vllm/v1/metrics/stats.py``: ``IterationStats.iteration_timestamp``, made in
+    ``async_llm.py`` ``output_handler`` before ``process_outputs``), and a new request's first token
+    is written after the whole batch (sim.engine.front_end): ``fe_token_s`` per running request,
+    their number from Little's law (achieved rate x mean request latency)."""
     cpu = cpu_side_for(version)
     gaps = []
     for i in TRAIN_STAGES:
-        client = json.loads(_git(repo, f"{config}/results/stage_{i}_lifecycle_metrics.json"))["successes"]
+        d = json.loads(_git(repo, f"{config}/results/stage_{i}_lifecycle_metrics.json"))
+        client = d["successes"]
         server = json.loads(_git(repo, f"{config}/results/stage_{i}_prometheus_metrics.json"))["successes"]
         admission_s = cpu.fe_request_s + cpu.fe_prompt_tok_s * client["prompt_len"]["mean"]
+        running = d["load_summary"]["achieved_rate"] * client["latency"]["request_latency"]["mean"]
+        batch_s = cpu.fe_token_s * running if cpu.first_tokens_last else 0.0
         gaps.append(
-            client["latency"]["time_to_first_token"]["median"] - server["time_to_first_token"]["median"] - admission_s
+            client["latency"]["time_to_first_token"]["median"]
+            - server["time_to_first_token"]["median"]
+            - admission_s
+            - batch_s
         )
     return gaps
 
@@ -132,7 +145,7 @@ def convert(repo: Path) -> None:
     for config in KEPT:
         gaps = client_gaps(repo, config, _version(settings[config]["version"]))
         print(
-            f"{config}: client TTFT - server TTFT - admission, stages {TRAIN_STAGES}: "
+            f"{config}: client TTFT - server TTFT - admission - first-token batch, stages {TRAIN_STAGES}: "
             + ", ".join(f"{g * 1e3:.1f}" for g in gaps)
             + " ms"
             + (" (training)" if config == TRAIN else " (held out)")
