@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibration import fe_token_fit
 from calibration.logs.static_batch import load_static_batches
 from calibration.validate import validate_run
 from sim.analysis.forecast import forecast
@@ -20,6 +21,7 @@ from sim.perf import cpu_side, pool_model
 from sim.perf.cpu_side import (
     CPU_SIDE_GPU_HOST,
     CPU_SIDE_TESTBED,
+    FE_TOKEN_V1_GPU_HOST_S,
     T_SEQ_UNIPROC_S,
     V0_TP_STEP_S,
     CpuSide,
@@ -93,8 +95,9 @@ def test_versions():
     v07 = cpu_side_for((0, 7, 3))
     v010 = cpu_side_for((0, 10, 1))
     v014 = cpu_side_for((0, 14, 0))
-    assert v05.fe_token_s == 0.0 and v05.t_seq_s == pytest.approx(v010.t_seq_s + v010.fe_token_s)
-    assert v07.fe_token_s == v010.fe_token_s > 0 and v07.t_seq_s == pytest.approx(v010.t_seq_s)
+    # (V0 keeps the testbed's per-token API-server figure; V1 on a GPU host has its fitted one)
+    assert v05.fe_token_s == 0.0 and v05.t_seq_s == pytest.approx(v010.t_seq_s + CPU_SIDE_GPU_HOST.fe_token_s)
+    assert v07.fe_token_s == CPU_SIDE_GPU_HOST.fe_token_s > 0 and v07.t_seq_s == pytest.approx(v010.t_seq_s)
     assert cpu_side_for((0, 6, 0)).t_seq_s == pytest.approx(v010.t_seq_s)
     assert cpu_side_for((0, 6, 1), "ngram").t_seq_s == pytest.approx(v05.t_seq_s)
     assert not v05.async_scheduling and not v07.async_scheduling and not v010.async_scheduling
@@ -105,6 +108,52 @@ def test_versions():
     assert not cpu_side_for((0, 14, 0), "ngram").async_scheduling and not cpu_side_for(None, "ngram").async_scheduling
     assert not cpu_side_for((0, 20, 0), "draft").async_scheduling and cpu_side_for(None, "draft").async_scheduling
     assert v010.fe_token_s > 0 and v010.fe_request_s > 0 and v010.t_seq_s > 0
+
+
+def test_v1_api_server_per_token_cost_on_a_gpu_host_by_version():
+    # V1 (0.8 on, and no version: the newest) on a GPU host: 5.9 µs per output token (fitted on
+    # inference-perf's vllm stages 1-3), in place of the testbed's 84.2 µs; V0 (before 0.8) keeps
+    # 84.2 µs, in the API server from 0.6 (async output processor) and inside the step before it;
+    # the testbed's own constants are unchanged; nothing else of the CPU side moves
+    assert CPU_SIDE_TESTBED.fe_token_s == pytest.approx(84.2e-6)
+    assert CPU_SIDE_GPU_HOST.fe_token_s == pytest.approx(84.2e-6)
+    assert FE_TOKEN_V1_GPU_HOST_S == pytest.approx(5.9e-6)
+    for version in ((0, 8, 0), (0, 11, 0), (0, 14, 0), (0, 32, 0), None):
+        v1 = cpu_side_for(version)
+        assert v1.fe_token_s == pytest.approx(5.9e-6), version
+        assert (v1.fe_request_s, v1.fe_prompt_tok_s) == (
+            CPU_SIDE_GPU_HOST.fe_request_s,
+            CPU_SIDE_GPU_HOST.fe_prompt_tok_s,
+        )
+        assert (v1.t_step_s, v1.t_seq_s) == (CPU_SIDE_GPU_HOST.t_step_s, CPU_SIDE_GPU_HOST.t_seq_s)
+        assert "5.9 µs/output token" in v1.source
+    assert cpu_side_for((0, 7, 3)).fe_token_s == pytest.approx(84.2e-6)
+    assert cpu_side_for((0, 5, 4)).t_seq_s == pytest.approx(29.0e-6 + 84.2e-6)
+
+
+def test_fe_token_fit_slope_by_hand():
+    # points on a line: slope and intercept exactly; three points off it: x mean 1, y mean 2/3,
+    # Sxx = 2, Sxy = (-1)(-2/3) + 0 + (1)(1/3) = 1, so slope 1/2 and intercept 2/3 - 1/2 = 1/6
+    assert fe_token_fit.fit_slope([(0.0, 1.0), (10.0, 3.0), (20.0, 5.0)]) == (pytest.approx(0.2), pytest.approx(1.0))
+    assert fe_token_fit.fit_slope([(0.0, 0.0), (1.0, 1.0), (2.0, 1.0)]) == (pytest.approx(0.5), pytest.approx(1 / 6))
+    with pytest.raises(ValueError):
+        fe_token_fit.fit_slope([(3.0, 1.0), (3.0, 2.0)])
+
+
+def test_fe_token_fit_on_the_training_split_by_hand():
+    # inference-perf vllm stages 1-3 (the source's lifecycle and Prometheus files): client TTFT p50
+    # 29.3081, 33.4566, 44.5185 ms; server 16.002, 19.128, 30.574 ms; running 17.18, 41.99, 94.19;
+    # prompt 204.1 tokens, admission 1.40 ms + 204.1 x 2.65 µs = 1.9409 ms. Gaps less admission:
+    # 11.3652, 12.3877, 12.0036 ms; x mean 51.12, dx -33.94, -9.13, 43.07; y mean 11.91883, dy
+    # -0.55363, 0.46887, 0.08477; Sxy 18.7902 - 4.2808 + 3.6510 = 18.1604; Sxx 1151.92 + 83.36 +
+    # 1855.02 = 3090.30: slope 5.877 µs per running request, intercept 11.919 - 0.3004 = 11.618 ms
+    train = [s for s in fe_token_fit.read_stages() if s[0] == "vllm" and s[1] in (1, 2, 3)]
+    assert [round(r, 2) for _, _, r, _ in train] == [17.18, 41.99, 94.19]
+    assert train[0][3] == pytest.approx(11.3652e-3, abs=2e-7)
+    slope, intercept = fe_token_fit.fit_slope([(r, g) for _, _, r, g in train])
+    assert slope == pytest.approx(5.877e-6, rel=2e-3)
+    assert intercept == pytest.approx(11.618e-3, rel=1e-3)
+    assert FE_TOKEN_V1_GPU_HOST_S == pytest.approx(round(slope * 1e7) / 1e7)
 
 
 def test_v0_tensor_parallel_step():

@@ -53,7 +53,8 @@ vLLM's structure by version (``cpu_side_for``):
   listening socket (``sim.engine.front_end``), N times the one server's throughput limit.
 
 The constants were measured on the CPU testbed with the same vLLM code (``CPU_SIDE_TESTBED``,
-``calibration/README.md``, "CPU side") and scaled to a GPU host's CPU by ``HOST_CPU_SPEEDUP``.
+``calibration/README.md``, "CPU side") and scaled to a GPU host's CPU by ``HOST_CPU_SPEEDUP``, except
+a V1 GPU host's API-server cost per output token, fitted (``FE_TOKEN_V1_GPU_HOST_S``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "V0_TP_STEP_S",
     "T_SEQ_UNIPROC_S",
     "T_SEQ_PENALTIES_S",
+    "FE_TOKEN_V1_GPU_HOST_S",
     "cpu_side_for",
     "with_tensor_parallel",
     "with_sampling",
@@ -130,6 +132,20 @@ calibration/README.md, Protocol item 2), reported on the held-back models. One c
 layout: the fit's optimum is set by the tensor-parallel sets, and the one-GPU small models come out
 too slow at caps of 256 and more with it (calibration/README.md, "ML.ENERGY v3: the sampler and the
 per-sequence CPU")."""
+
+FE_TOKEN_V1_GPU_HOST_S = 5.9e-6
+"""V1 (0.8 on) on a GPU host: the API server's CPU per output token (``fe_token_s``: output processing,
+detokenization, the streamed chunk), in place of the testbed's 84.2 µs. No documented rule carries the
+testbed's figure to a GPU host: by single-thread speed the two CPUs are one class (``HOST_CPU_SPEEDUP``
+= 1.0). The public runs say it is much smaller there: vLLM 0.11 stamps its server-side TTFT when the API
+server's ``output_handler`` takes a step's outputs, before processing them, and a new request's first
+token is sent after the whole batch (``first_tokens_last``), so the client's TTFT less the server's
+grows by ``fe_token_s`` per running request; on inference-perf's H100 runs that gap is flat with load.
+**Fitted** by ``calibration/fe_token_fit.py`` on a declared training split (stages 1-3 of inference-perf's
+``vllm`` configuration, the stages that already set its ``client_overhead_s``; calibration/README.md,
+Protocol item 2): the least-squares slope of that gap (less the API server's admission work) on the
+running requests (Little's law), reported on the held-out configurations. Before 0.8 (V0) the testbed's
+figure is kept: no run of the corpus separates it there."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +254,13 @@ def cpu_side_for(
             first_tokens_last=False,
             source=host.source + "; vLLM < 0.8 (V0): detokenization inside the engine step",
         )
-    return replace(host, async_scheduling=async_on)
+    return replace(  # V1: the API server's per-token work as fitted for a GPU host (FE_TOKEN_V1_GPU_HOST_S)
+        host,
+        fe_token_s=FE_TOKEN_V1_GPU_HOST_S,
+        async_scheduling=async_on,
+        source=host.source + f"; V1 API server {FE_TOKEN_V1_GPU_HOST_S * 1e6:.1f} µs/output token, fitted on "
+        "inference-perf's vllm stages 1-3 (calibration/README.md, Protocol item 2)",
+    )
 
 
 def with_tensor_parallel(cpu: CpuSide, vllm_version: tuple[int, ...] | None, tp: int) -> CpuSide:

@@ -136,6 +136,31 @@ def client_gaps(repo: Path, config: str, version: tuple[int, ...]) -> list[float
     return gaps
 
 
+def server_ttft_rows(repo: Path, config: str) -> list[dict]:
+    """Per stage of ``config``: the client's TTFT p50, vLLM's server-side TTFT p50 (the Prometheus
+    histogram of the same stage), the mean prompt length and the requests in flight (Little's law:
+    achieved rate x mean request latency). ``calibration/fe_token_fit.py`` reads them from
+    ``server_ttft.csv``."""
+    rows = []
+    for i in range(7):
+        d = json.loads(_git(repo, f"{config}/results/stage_{i}_lifecycle_metrics.json"))
+        client = d["successes"]
+        server = json.loads(_git(repo, f"{config}/results/stage_{i}_prometheus_metrics.json"))["successes"]
+        rows.append(
+            {
+                "configuration": config,
+                "stage": i,
+                "requested_rate_rps": f"{d['load_summary']['requested_rate']:.4g}",
+                "achieved_rate_rps": f"{d['load_summary']['achieved_rate']:.4g}",
+                "running": f"{d['load_summary']['achieved_rate'] * client['latency']['request_latency']['mean']:.2f}",
+                "prompt_tokens_mean": f"{client['prompt_len']['mean']:.2f}",
+                "client_ttft_p50_s": f"{client['latency']['time_to_first_token']['median']:.6g}",
+                "server_ttft_p50_s": f"{server['time_to_first_token']['median']:.6g}",
+            }
+        )
+    return rows
+
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split("."))
 
@@ -221,6 +246,11 @@ def convert(repo: Path) -> None:
                     w.writeheader()
                     w.writerows(rows)
         print(f"{config}: {len(stages)} rate stages, {len(capped)} capped (closed-loop) stages")
+    ttft = [row for config in KEPT for row in server_ttft_rows(repo, config)]
+    with open(HERE / "server_ttft.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, list(ttft[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(ttft)
     with open(HERE / "skipped.csv", "w", newline="", encoding="utf-8") as fh:
         sw = csv.writer(fh, lineterminator="\n")
         sw.writerow(["configuration", "reason"])
