@@ -401,27 +401,17 @@ class Replica:
         up to its ``upto``-th step."""
         streamed = self._streamed
         if upto > streamed:
-            self._stream_steps(seg, k + streamed, k + upto - 1, seg.t_end(k + streamed - 1) if streamed else self.t)
+            self._stream_steps(seg, k + streamed, k + upto - 1)
             self._streamed = upto
 
-    def _stream_steps(self, seg: Segment, first: int, last: int, t0: float) -> None:
-        """Book the tokens of decode steps ``first`` .. ``last`` (the first starting at ``t0``) with
-        the API server: in as few pieces as leave the measured window's edges between pieces or
-        inside a single step, so that its busy time inside the window is what step-by-step booking
-        gives (each step's work spread over the step)."""
+    def _stream_steps(self, seg: Segment, first: int, last: int) -> None:
+        """Book the tokens of decode steps ``first`` .. ``last`` with the API server, one step at a time, with the same arguments exact stepping passes: a
+        token's send time (``FrontEnd.last_start_s``) then comes from the same float operations
+        in a fast-forwarded run as step by step (a closed form over the run differed by an ulp)."""
         fe, n = self.fe, self.dec.n
-        j = first
-        while j <= last:
-            end = last
-            t_last = seg.t_end(last)
-            for edge in (self._w0, self._w1):
-                if t0 < edge < t_last:
-                    e = seg.first_step_ending_at_or_after(edge)  # the step that ends at or spans the edge
-                    end = e if seg.t_end(e) == edge or e == j else e - 1
-                    break
-            t1 = seg.t_end(end)
-            fe.stream(seg.t_end(j), t1, end - j + 1, n, 0)
-            t0, j = t1, end + 1
+        for j in range(first, last + 1):
+            t = seg.t_end(j)
+            fe.stream(t, t, 1, n, 0)
 
     def _decode_end(self, ev) -> None:
         if ev is not self._ev:
