@@ -53,12 +53,12 @@ def test_streaming_work_is_spread_over_the_servers_by_hand():
     # per server on two servers, processed when the step ends: both are busy from 1 to 2.5 ms, so
     # an admission at 2 ms waits 0.5 ms, and the step's first tokens are sent at 2.5 ms
     fe = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 2)
-    assert fe.stream(1e-3, 1e-3, 1, 30, 1) == pytest.approx(2.5e-3)
+    assert fe.stream(1e-3, 30, 1) == pytest.approx(2.5e-3)
     assert fe.busy_s == pytest.approx(3e-3) and fe.busy_per_server_s() == pytest.approx(1.5e-3)
     assert fe.admit(2e-3, 0) == pytest.approx(0.5e-3)
     # 10 tokens (0.5 ms per server): done at 1.5 ms, so an admission at 1.5 ms does not wait
     fe2 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 2)
-    fe2.stream(1e-3, 1e-3, 1, 10, 0)
+    fe2.stream(1e-3, 10, 0)
     assert fe2.admit(1.5e-3, 0) == 0.0 and fe2.busy_s == pytest.approx(1e-3)
 
 

@@ -215,26 +215,30 @@ def test_front_end_processes_each_steps_outputs_when_the_step_ends_by_hand():
     # once the whole batch is processed.
     fe = FrontEnd(0.5e-3, 0.0, 0.1e-3, (0.0, 1.0))
     # step 1 ends at 10 ms with request A's first token only: 0.1 ms of work, sent at 10.1 ms
-    assert fe.stream(0.010, 0.010, 1, 1, 1) == pytest.approx(0.0101, abs=1e-12)
+    assert fe.stream(0.010, 1, 1) == pytest.approx(0.0101, abs=1e-12)
     # step 2 ends at 20 ms: A's decode token and B's first token, 0.2 ms; B's comes last: 20.2 ms
-    assert fe.stream(0.020, 0.020, 1, 2, 1) == pytest.approx(0.0202, abs=1e-12)
+    assert fe.stream(0.020, 2, 1) == pytest.approx(0.0202, abs=1e-12)
     # an admission at 20.05 ms finds the loop busy with that batch: it waits 0.15 ms and holds
     # the server 0.5 ms, to 20.7 ms
     assert fe.admit(0.02005, 0) == pytest.approx(0.15e-3, abs=1e-12)
     # step 3 ends at 20.6 ms with 2 decodes and C's first token: its batch waits for the admission,
     # 20.7 .. 21.0 ms, and C's token is sent at 21.0 ms; the batch started at 20.7 ms
-    assert fe.stream(0.0206, 0.0206, 1, 3, 1) == pytest.approx(0.0210, abs=1e-12)
+    assert fe.stream(0.0206, 3, 1) == pytest.approx(0.0210, abs=1e-12)
     assert fe.last_start_s == pytest.approx(0.0207, abs=1e-12)
     # busy: 0.1 + 0.2 + 0.5 + 0.3 ms in the window
     assert fe.busy_s == pytest.approx(1.1e-3, abs=1e-12)
     # a decode run of 3 steps ending at 30, 31, 32 ms, 20 tokens each (2 ms of work, more than a
-    # 1 ms step): batch i starts when batch i-1 ends, 30 .. 32, 32 .. 34, 34 .. 36 ms
-    assert fe.stream(0.030, 0.032, 3, 20, 0) == pytest.approx(0.036, abs=1e-12)  # the last batch's end
+    # 1 ms step), booked step by step: batch i starts when batch i-1 ends, 30 .. 32, 32 .. 34, 34 .. 36 ms
+    fe.stream(0.030, 20, 0)
+    fe.stream(0.031, 20, 0)
+    assert fe.stream(0.032, 20, 0) == pytest.approx(0.036, abs=1e-12)  # the last batch's end
     assert fe.last_start_s == pytest.approx(0.034, abs=1e-12)
     assert fe.admit(0.035, 0) == pytest.approx(1e-3, abs=1e-12)
     # the same run with 5 tokens a step (0.5 ms in 1 ms steps): each batch done before the next
     fe2 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0))
-    assert fe2.stream(0.030, 0.032, 3, 5, 0) == pytest.approx(0.0325, abs=1e-12)
+    fe2.stream(0.030, 5, 0)
+    fe2.stream(0.031, 5, 0)
+    assert fe2.stream(0.032, 5, 0) == pytest.approx(0.0325, abs=1e-12)
     assert fe2.last_start_s == pytest.approx(0.032, abs=1e-12)
     assert fe2.admit(0.0324, 0) == pytest.approx(0.1e-3, abs=1e-12)
     assert fe2.busy_s == pytest.approx(1.5e-3, abs=1e-12)
@@ -245,9 +249,9 @@ def test_v0_sends_a_steps_first_tokens_first_by_hand():
     # a step of 10 decodes and 2 new requests, 0.1 ms each, ending at 10 ms: the new requests'
     # tokens are sent at 10.2 ms, before the decodes' (10.2 .. 11.2 ms); V1 would send them at 11.2
     v0 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 1, False)
-    assert v0.stream(0.010, 0.010, 1, 12, 2) == pytest.approx(0.0102, abs=1e-12)
+    assert v0.stream(0.010, 12, 2) == pytest.approx(0.0102, abs=1e-12)
     v1 = FrontEnd(0.0, 0.0, 0.1e-3, (0.0, 1.0), 1, True)
-    assert v1.stream(0.010, 0.010, 1, 12, 2) == pytest.approx(0.0112, abs=1e-12)
+    assert v1.stream(0.010, 12, 2) == pytest.approx(0.0112, abs=1e-12)
     assert cpu_side_for((0, 11, 0)).first_tokens_last and cpu_side_for(None).first_tokens_last
     assert not cpu_side_for((0, 6, 1)).first_tokens_last and not cpu_side_for((0, 5, 0)).first_tokens_last
 

@@ -12,6 +12,6 @@ cdef class FrontEnd:
     @cython.locals(k=Py_ssize_t, j=Py_ssize_t, start=double, end=double, lo=double, hi=double)
     cpdef double admit(self, double now_s, long long prompt_tokens)
     @cython.locals(k=Py_ssize_t, work=double, sent=double, s0=double, end=double, lo=double, hi=double, done=double)
-    cpdef double stream(self, double t_first_s, double t_last_s, long long steps, long long tokens, long long new_tokens)
+    cpdef double stream(self, double t_s, long long tokens, long long new_tokens)
     cpdef double utilization(self)
     cpdef double busy_per_server_s(self)

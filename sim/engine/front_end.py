@@ -14,9 +14,9 @@ FIFO (Lindley's recursion, a single server) *when it arrives*:
   (``vllm/v1/engine/async_llm.py``, ``output_handler``: ``output_processor.process_outputs``
   detokenizes and queues each request's output, ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` = 128 outputs
   at a time with ``await asyncio.sleep(0)`` between chunks; each request's stream task then formats
-  and writes its SSE chunk, woken in the batch's order). The replica reports each step's (or
-  fast-forwarded decode run's) new tokens when it ends (``stream``); each step's work is booked
-  as a batch arriving at the step's end (Lindley's recursion over the steps), so an admission
+  and writes its SSE chunk, woken in the batch's order). The replica reports each step's new tokens when it ends, or a
+  fast-forwarded decode run's step by step when the run is booked (``stream``); each step's work
+  is booked as a batch arriving at the step's end (Lindley's recursion over the steps), so an admission
   that arrives while a batch is processed waits for it (between 128-output chunks vLLM would take
   it: not modelled, exact up to 128 outputs a step per server).
 - **when a first token is sent**: ``stream`` returns it. V1's scheduler lists a step's running
@@ -142,37 +142,32 @@ class FrontEnd:
             self.busy_s += hi - lo
         return start - now_s
 
-    def stream(self, t_first_s: float, t_last_s: float, steps: int, tokens: int, new_tokens: int) -> float:
-        """Book the streaming work of ``steps`` engine steps ending at ``t_first_s`` .. ``t_last_s``
-        (called at ``t_last_s``; steps of a decode run, none shorter than the one before), each
-        handing the API servers ``tokens`` outputs, ``new_tokens`` of them first tokens (the last
-        step's). Each step's outputs arrive as one batch when the step ends and are processed in
-        order (vLLM's ``output_handler``), spread evenly over the servers. Returns when the last
-        step's first tokens are sent: after the whole batch where new requests' outputs come last
-        (``new_last``, V1), after the new ones alone where they come first (V0)."""
+    def stream(self, t_s: float, tokens: int, new_tokens: int) -> float:
+        """Book the streaming work of one engine step ending at ``t_s`` (called then, or when a
+        fast-forwarded decode run books its steps in order), which hands the API servers ``tokens``
+        outputs, ``new_tokens`` of them first tokens. The step's outputs arrive as one batch when
+        it ends and are processed in order (vLLM's ``output_handler``), spread evenly over the
+        servers. Returns when the step's first tokens are sent: after the whole batch where new
+        requests' outputs come last (``new_last``, V1), after the new ones alone where they come
+        first (V0)."""
         work = self.token_s * tokens
         if self.servers > 1:
             work /= self.servers
-        self.last_start_s = t_last_s
+        self.last_start_s = t_s
         if work <= 0.0:
-            return t_last_s
+            return t_s
         free = self._free
-        sent = t_last_s
+        sent = t_s
         for k in range(self.servers):
-            # Lindley's recursion over the steps' batches, each of ``work`` arriving at its step's
-            # end: with step ends spaced no closer as the run goes on, the last batch ends at the
-            # largest of three terms (free[k] + m·w, t_first + m·w, t_last + w)
-            s0 = free[k] if free[k] > t_first_s else t_first_s
-            end = s0 + steps * work
-            if t_last_s + work > end:
-                end = t_last_s + work
+            s0 = free[k] if free[k] > t_s else t_s  # Lindley: after the work booked before it
+            end = s0 + work
             free[k] = end
             if end - work > self.last_start_s:
                 self.last_start_s = end - work
             lo = s0 if s0 > self.w0 else self.w0
             hi = end if end < self.w1 else self.w1
-            if hi > lo:  # its busy time inside the window, in proportion to the span's overlap
-                self.busy_s += steps * work * (hi - lo) / (end - s0)
+            if hi > lo:  # its busy time inside the window, in proportion to the batch's overlap
+                self.busy_s += work * (hi - lo) / (end - s0)
             done = end if self.new_last else end - work + self.token_s * new_tokens / self.servers
             if done > sent:
                 sent = done

@@ -385,11 +385,8 @@ class Replica:
 
     def stream_to(self, now: float) -> None:
         """Hand the API server the tokens of the decode run in flight whose steps ended by ``now``
-        (before it books an admission at ``now``), so that its work is booked step by step as
-        exact stepping books it: a fast-forwarded run books the rest when it completes. (The
-        streaming of a run of decode steps, each of the same tokens and no shorter than the one
-        before, leaves the same backlog booked at once or step by step: Lindley's recursion over
-        non-increasing increments.)"""
+        (before it books an admission at ``now``), so that its work is booked in the order exact
+        stepping books it: a fast-forwarded run books the rest when it completes."""
         if self._run_k is None or self.fe is None:
             return
         seg, k, steps = self._run_k
@@ -411,7 +408,7 @@ class Replica:
         fe, n = self.fe, self.dec.n
         for j in range(first, last + 1):
             t = seg.t_end(j)
-            fe.stream(t, t, 1, n, 0)
+            fe.stream(t, n, 0)
 
     def _decode_end(self, ev) -> None:
         if ev is not self._ev:
@@ -544,7 +541,7 @@ class Replica:
             for req, q in plan.chunks:
                 if req.computed + q == req.prompt + req.generated:  # the chunk completes the prompt: a token
                     new += 1
-            sent = self.fe.stream(t_end, t_end, 1, n + new, new)
+            sent = self.fe.stream(t_end, n + new, new)
         for req, q in plan.chunks:
             req.computed += q
             if req.block_keys and kv.caching:
