@@ -10,6 +10,7 @@ import importlib.util
 from pathlib import Path
 
 from calibration.logs.aggregate import load_aggregate
+from calibration.validate import validate_run
 
 AIC = Path(__file__).resolve().parents[1] / "calibration" / "public" / "aiconfigurator"
 
@@ -57,3 +58,34 @@ def test_aiperf_rows_keep_fixed_lengths_and_replay_no_warm_up():
         (row,) = list(csv.DictReader(fh))
     assert (row["concurrency"], row["num_requests"], row["warmup_requests"]) == ("32", "640", "0")
     assert (row["prompt_tokens"], row["output_tokens"]) == ("1024", "1024")
+
+
+def test_aiperf_rows_replay_the_generators_engine_limits():
+    """aiconfigurator's vLLM rule plugin (vllm.rule @ 095f58a5): max_batch_size 512 below concurrency 512, then
+    max_num_tokens = 512 + ISL + 1500 and max_seq_len = ISL + OSL + 1500. By hand: ISL/OSL 1024/1024 -> 3,036
+    batched tokens, 3,548 model length; Qwen3-235B's 1000/100 -> 3,012 and 2,600. InferenceX's script sets
+    neither: vLLM's API-server defaults (1,024 / 8,192) stay."""
+    want = {
+        "h100-qwen3-32b-tp2": (512, 3036, 3548),
+        "b200-minimax-m2.5-tp2": (512, 3036, 3548),
+        "h100-minimax-m2.5-tp4": (512, 3036, 3548),
+        "h200-qwen3-235b-a22b-tp2": (512, 3012, 2600),
+    }
+    for folder, (seqs, batched, model_len) in want.items():
+        (run,) = load_aggregate(AIC / folder / "points.concurrency.csv")
+        got = (run.engine["max_num_seqs"], run.engine["max_num_batched_tokens"], run.engine["max_model_len"])
+        assert got == (seqs, batched, model_len), folder
+    (ix,) = load_aggregate(AIC / "h200-minimax-m2.5-tp8" / "points.concurrency.csv")
+    assert (ix.engine["max_num_seqs"], ix.engine["max_num_batched_tokens"]) == (1024, 8192)
+
+
+def test_the_budget_spreads_the_first_wave_over_at_least_eleven_steps():
+    """Qwen3-32B TP2, 32 clients x 1,024-token prompts, 3,036 batched tokens: a step prefills at most 3,036
+    prompt tokens, so at most ceil(3036 / 1024) = 3 prompts complete their prefill in one step, and the first
+    wave's 32 first tokens come from at least ceil(32 / 3) = 11 different steps (with 8,192 tokens: 8 a step,
+    as few as 4 steps): the clients cannot stay in groups larger than 3."""
+    (run,) = load_aggregate(AIC / "h100-qwen3-32b-tp2" / "points.concurrency.csv")
+    rq = validate_run(run, None).sim_requests
+    first = rq[rq["request_id"] < 32]["first_token_s"]
+    assert first.nunique() >= 11
+    assert first.value_counts().max() <= 3

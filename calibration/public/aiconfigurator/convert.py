@@ -78,11 +78,32 @@ tensor_parallel: {tp}
 quantization: {{weights: {weights}, kv_cache: auto}}   # source precision {precision!r}
 vllm_version: "{version}"
 engine:
-  # not recorded: vLLM V1's API-server defaults on a GPU of >= 70 GiB (assumed), no prefix hits (random prompts)
+{engine}{engine_extra}{extra}"""
+#: InferenceX's script sets neither limit: vLLM V1's API-server defaults on a GPU of >= 70 GiB
+DEFAULT_ENGINE = """  # not recorded: vLLM V1's API-server defaults on a GPU of >= 70 GiB (assumed), no prefix hits (random prompts)
   max_num_seqs: 1024
   max_num_batched_tokens: 8192
   block_size: 16
-{engine_extra}{extra}"""
+"""
+#: the aiperf rows ran deployments made by aiconfigurator's own generator (the same generator whose
+#: ``bench_run.sh.j2`` is taken as their client, above). Its default rule plugin for vLLM
+#: (``src/aiconfigurator/generator/rule_plugin/vllm.rule`` @ 095f58a5, these lines unchanged since
+#: 697b790b, 2026-02-11; applied line by line by ``generator/rendering/rule_engine.py``, the default
+#: plugin at ``generator/rendering/engine.py`` ``apply_rule_plugins(param_values, backend)``) sets
+#: ``agg_decode max_batch_size = 512 if max_batch_size < 512 else 2 * max_batch_size``, then
+#: ``agg max_num_tokens = max_batch_size + isl + 1500`` and ``agg max_seq_len = isl + osl + 1500``,
+#: which ``backend_config_mapping.yaml`` passes to vLLM as ``--max-num-seqs``,
+#: ``--max-num-batched-tokens`` and ``--max-model-len`` (``backend_templates/vllm/cli_args.0.12.0.j2``
+#: and later). Every kept point has concurrency < 512, so ``max_batch_size`` is 512.
+GENERATOR_MAX_BATCH_SIZE = 512
+GENERATOR_TOKEN_MARGIN = 1500
+GENERATOR_ENGINE = """  # aiconfigurator's generator (vllm.rule, README.md): --max-num-seqs 512,
+  # --max-num-batched-tokens 512 + ISL + 1500, --max-model-len ISL + OSL + 1500; no prefix hits (random prompts)
+  max_num_seqs: {max_num_seqs}
+  max_num_batched_tokens: {max_num_batched_tokens}
+  max_model_len: {max_model_len}
+  block_size: 16
+"""
 COLUMNS = (
     "name",
     "concurrency",
@@ -155,15 +176,26 @@ def convert(src: Path) -> None:
         ix = [is_inferencex(r) for r in grp]
         if any(ix) and not all(ix):
             raise SystemExit(f"{folder.name}: InferenceX and other rows in one folder; split them first")
+        engine = DEFAULT_ENGINE
         if all(ix):
             lens = {int(r["isl"]) + int(r["osl"]) for r in grp}
             engine_extra = INFERENCEX_ENGINE.format(max_model_len=max(lens) + 200)
             extra = INFERENCEX_EXTRA
-        elif ep != {1}:
-            extra = (
-                f"# the source ran expert parallel (moe_ep_size {sorted(ep)}, moe_tp_size "
-                f"{sorted({r['moe_tp_size'] for r in grp})}); replayed as tensor parallel {tp}\n"
+        else:
+            isls, osls = {int(r["isl"]) for r in grp}, {int(r["osl"]) for r in grp}
+            if len(isls) != 1 or any(int(r["batch_size"]) >= GENERATOR_MAX_BATCH_SIZE for r in grp):
+                raise SystemExit(f"{folder.name}: one input length and concurrency < 512 a folder expected")
+            isl = isls.pop()
+            engine = GENERATOR_ENGINE.format(
+                max_num_seqs=GENERATOR_MAX_BATCH_SIZE,
+                max_num_batched_tokens=GENERATOR_MAX_BATCH_SIZE + isl + GENERATOR_TOKEN_MARGIN,
+                max_model_len=isl + max(osls) + GENERATOR_TOKEN_MARGIN,
             )
+            if ep != {1}:
+                extra = (
+                    f"# the source ran expert parallel (moe_ep_size {sorted(ep)}, moe_tp_size "
+                    f"{sorted({r['moe_tp_size'] for r in grp})}); replayed as tensor parallel {tp}\n"
+                )
         (folder / "fleetcast.yaml").write_text(
             SIDECAR.format(
                 backend="vLLM",
@@ -175,6 +207,7 @@ def convert(src: Path) -> None:
                 tp=tp,
                 weights=WEIGHTS[precision],
                 precision=precision,
+                engine=engine,
                 engine_extra=engine_extra,
                 extra=extra,
             )
