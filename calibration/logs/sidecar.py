@@ -80,7 +80,8 @@ class Sidecar(_Strict):
     engine_core: Literal["v0", "v1"] | None = Field(
         None,
         description="the server's engine: v0 for vLLM's V0 engine (VLLM_USE_V1=0); default: vLLM's V1 scheduler. "
-        "V0 without chunked prefill is replayed with the prefill-first policy (its default scheduler)",
+        "V0 without chunked prefill is replayed with the prefill-first policy (its default scheduler), and V0 with "
+        "V0's CPU side (engine.engine_core)",
     )
     concurrency: int | None = Field(
         None,
@@ -184,6 +185,7 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
         **given,
         **({"num_gpu_blocks_override": blocks} if blocks else {}),
         **({"vllm_version": sc.vllm_version} if sc.vllm_version else {}),
+        **({"engine_core": sc.engine_core} if sc.engine_core else {}),  # its CPU side (sim.perf.cpu_side.is_v0)
     }
     try:
         EngineSpec.model_validate(engine)
