@@ -132,6 +132,8 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
     )
     if st.policy:
         meta["policy"] = st.policy
+    if st.client_cpu:
+        meta["client_cpu"] = st.client_cpu
     name = f"{path.parent.name}/{path.name}" if path.parent.name not in ("", ".") else path.name
     return Run(
         path,
