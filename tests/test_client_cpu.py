@@ -62,3 +62,18 @@ def test_sidecar_client_cpu_reaches_the_run_and_bad_values_are_located(tmp_path)
     side.write_text("gpu: h100-sxm\nmodel: llama-3.1-8b\nclient_cpu: {per_request_s: 0.003, per_chunk_s: -1}\n")
     with pytest.raises(FleetcastError, match="client_cpu"):
         load_log(log)
+
+
+def test_client_cpu_beside_an_aggregate_table_is_a_located_error(tmp_path):
+    from calibration.logs.aggregate import load_aggregate
+    from sim.errors import FleetcastError
+
+    table = tmp_path / "s.stages.csv"
+    table.write_text("rate_rps,duration_s,prompt_tokens,output_tokens,ttft_p50_s\n1,10,10,10,0.1\n")
+    (tmp_path / "fleetcast.yaml").write_text(
+        "gpu: h100-sxm\nmodel: llama-3.1-8b\nclient_cpu: {per_request_s: 0.003, per_chunk_s: 0.0001}\n"
+    )
+    with pytest.raises(
+        FleetcastError, match=r"fleetcast.yaml.*client_cpu is for per-request logs only, not s.stages.csv"
+    ):
+        load_aggregate(table)
