@@ -199,8 +199,14 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
         **given,
         **({"num_gpu_blocks_override": blocks} if blocks else {}),
         **({"vllm_version": sc.vllm_version} if sc.vllm_version else {}),
-        **({"engine_core": sc.engine_core} if sc.engine_core else {}),  # its CPU side (sim.perf.cpu_side.is_v0)
+        # the engine's CPU side (sim.perf.cpu_side.is_v0): V0's rules need the version they are of
+        **({"engine_core": sc.engine_core} if sc.engine_core and sc.vllm_version else {}),
     }
+    if sc.engine_core == "v0" and not sc.vllm_version:
+        notes.append(
+            f"engine_core v0 without a vllm_version ({short}): replayed with V0's prefill-first scheduler where "
+            "chunked prefill is off, but with the newest vLLM's CPU side; name the version for V0's"
+        )
     try:
         EngineSpec.model_validate(engine)
     except ValidationError as exc:
