@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from calibration.logs.client_cpu import apply_client_cpu
 from calibration.runs import Run, measured_metrics, run_scenario
 from calibration.steady_state import steady_state_metrics
 from sim.analysis.metrics import hist_percentiles
@@ -114,12 +115,16 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
     closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl else None
     res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
     ts = res.timeseries
+    sim_requests = res.requests
+    cc = run.meta.get("client_cpu")
+    if cc:  # the client's own CPU in its stamps (calibration/logs/client_cpu.py)
+        sim_requests = apply_client_cpu(sim_requests, float(cc["per_request_s"]), float(cc["per_chunk_s"]))
     warmup = int(run.meta.get("warmup_requests", 0))
     if warmup:  # a load generator's warm-up: sent first (request ids 0 .. warmup-1), not measured
-        kept = res.requests[res.requests["request_id"] >= warmup]
+        kept = sim_requests[sim_requests["request_id"] >= warmup]
         predicted = measured_metrics(kept, ts, t0_s=float(kept["arrival_s"].min()))
     else:
-        predicted = measured_metrics(res.requests, ts, t0_s=0.0)
+        predicted = measured_metrics(sim_requests, ts, t0_s=0.0)
     if any(k.startswith("itl_") for k in run.meta.get("aggregate_measured") or {}):  # only where measured
         itl = hist_percentiles(np.asarray(res.itl_hist).sum(axis=0))
         predicted.update({f"itl_{q}_s": np.nan if itl[q] is None else itl[q] for q in ("p50", "p90", "p95", "p99")})
@@ -137,14 +142,14 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
     if aggregate is not None:  # an aggregate point: its row's figures are the measured side
         if "batch_latency_s" in aggregate:  # a static batch: sent at 0, measured until its last token
             predicted["batch_latency_s"] = predicted["completion_span_s"]
-        return Comparison(run, dict(aggregate), predicted, res.requests, ts, int(res.requests["preemptions"].sum()))
+        return Comparison(run, dict(aggregate), predicted, sim_requests, ts, int(res.requests["preemptions"].sum()))
     # both sides from the same origin: the run's first request start is the replay's time 0
     t0 = float(run.requests["arrival_s"].min())
     return Comparison(
         run,
         measured_metrics(run.requests, run.timeseries, t0_s=t0),
         predicted,
-        res.requests,
+        sim_requests,
         ts,
         int(res.requests["preemptions"].sum()),
     )

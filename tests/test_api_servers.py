@@ -114,7 +114,9 @@ def _short_requests(rate_rps: float) -> dict:
     ],
 )
 def test_front_end_throughput_limit_scales_with_servers(monkeypatch, servers, rate_rps, served_rps, bound):
-    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: CPU)
+    monkeypatch.setattr(
+        pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None, engine_core=None: CPU
+    )
     sc = make_scenario(
         pool={"engine": {"max_model_len": 8192, "api_server_count": servers}}, traffic=_short_requests(rate_rps)
     )

@@ -195,6 +195,28 @@ def test_rate_stage_regenerates_its_workload(tmp_path):
     assert len(gaps) == 199 and (gaps > 0).all() and gaps.mean() == pytest.approx(0.25, rel=0.25)
 
 
+def test_rate_stage_poisson_fixed_is_inference_perfs_constant_load(tmp_path):
+    """inference-perf's ``constant`` load type (``load_timer.py`` ``ConstantLoadTimer`` at 7ff81506) draws
+    rate x duration exponential gaps and scales them to sum to the duration: ``poisson_fixed`` sends the
+    same count, with the ``poisson`` row's gaps (same seed) times one common factor, the last send
+    one (unobserved) first gap short of the stage's end."""
+    p = _table(
+        tmp_path,
+        "s.stages.csv",
+        "rate_rps,duration_s,arrival,prompt_tokens,output_tokens,ttft_p90_s\n"
+        "4,50,poisson,1000,50,0.1\n"
+        "4,50,poisson_fixed,1000,50,0.1\n",
+    )
+    poisson, fixed = load_aggregate(p)
+    a, b = poisson.workload.arrival_s, fixed.workload.arrival_s
+    assert len(b) == 200 and b[0] == 0.0
+    ratio = np.diff(b) / np.diff(a)
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
+    # the 200 gaps sum to 50 s: the last send is at 50 s less the first gap (0 < gap, mean 0.25 s)
+    assert 50.0 - 5 * 0.25 < b[-1] < 50.0
+    assert fixed.meta["aggregate_load"]["arrival"] == "poisson_fixed"
+
+
 def test_uniform_lengths_are_vllm_bench_random_range_ratio(tmp_path):
     """``vllm bench serve --random-range-ratio 0.8`` at ISL = OSL = 1,024 draws every length uniformly from the
     integers int(0.8 x 1024) = 819 .. 1024 (both ends included): 206 values, mean (819 + 1024) / 2 = 921.5, standard
@@ -236,7 +258,7 @@ def test_uniform_lengths_are_vllm_bench_random_range_ratio(tmp_path):
         (
             "x.stages.csv",
             "rate_rps,duration_s,arrival,prompt_tokens,output_tokens,ttft_p50_s\n1,10,bursty,10,10,0.1\n",
-            "line 2, field arrival: must be constant or poisson",
+            "line 2, field arrival: must be constant, poisson or poisson_fixed",
         ),
         (
             "x.stages.csv",

@@ -266,7 +266,9 @@ def test_first_token_waits_for_the_steps_outputs_in_the_engine(monkeypatch):
     # differences are exactly 1 and 2 ms; B's last token waits only for a backlog (none): E2E unmoved.
     def run(token_s: float):
         cpu = dataclasses.replace(CPU, fe_request_s=0.0, fe_prompt_tok_s=0.0, fe_token_s=token_s)
-        monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: cpu)
+        monkeypatch.setattr(
+            pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None, engine_core=None: cpu
+        )
         wl = _burst(2, 100, 1000)
         wl = dataclasses.replace(wl, arrival_s=np.array([0.0, 0.05]), output_tokens=np.array([1000, 5], dtype=np.int32))
         return simulate(make_scenario(), workload=wl).requests
@@ -314,7 +316,9 @@ def test_front_end_is_the_bottleneck(monkeypatch):
     # from t = 0 and serves 1, so work booked at t is done at B·t; a request admitted at B·t
     # books its last token's streaming then, done at B²·t: requests end at 100 / B² = 31.5 a second.
     slow = dataclasses.replace(CPU, fe_request_s=15e-3, fe_prompt_tok_s=0.0, fe_token_s=0.625e-3)
-    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: slow)
+    monkeypatch.setattr(
+        pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None, engine_core=None: slow
+    )
     sc = make_scenario(
         traffic={
             "duration_s": 40,
@@ -379,8 +383,12 @@ def test_speculative_engine_step_pays_the_cpu_work_once(monkeypatch, method, k, 
     zero = dataclasses.replace(CPU, t_step_s=0.0, t_seq_s=0.0, t_prefill_tok_s=0.0)
 
     def token_step_a(cpu: CpuSide) -> float:
-        monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: cpu)
-        monkeypatch.setattr(pool_model, "with_tensor_parallel", lambda c, version, tp: c)  # ``cpu`` as given
+        monkeypatch.setattr(
+            pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None, engine_core=None: cpu
+        )
+        monkeypatch.setattr(
+            pool_model, "with_tensor_parallel", lambda c, version, tp, engine_core=None: c
+        )  # ``cpu`` as given
         pm = pool_model.build_pool_models(sc)[0]
         spec = pool_speculation(sc.fleet[0], sc.load_catalog(), pm.gpu, pm.model, pm.quant, pm.perf, ["c"], [])
         assert spec is not None
@@ -422,8 +430,10 @@ def test_speculative_cpu_share_counts_engine_steps(monkeypatch):
     # CPU side serial: 2 ms per step, 50 µs per sequence, 1 µs per scheduled token. Its CPU work is
     # the prefill step, 2 ms + 50 µs + 500 · 1 µs = 2.55 ms, and 40 decode token-steps, each one E-th
     # of a verification step of 2 ms + 50 µs + 3 · 1 µs = 2.053 ms: 40 · 2.053 / 2.176 = 37.739 ms.
-    monkeypatch.setattr(pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None: CPU)
-    monkeypatch.setattr(pool_model, "with_tensor_parallel", lambda c, version, tp: c)  # CPU as given
+    monkeypatch.setattr(
+        pool_model, "cpu_side_for", lambda version, method=None, async_scheduling=None, engine_core=None: CPU
+    )
+    monkeypatch.setattr(pool_model, "with_tensor_parallel", lambda c, version, tp, engine_core=None: c)  # CPU as given
     pool = {
         "engine": {
             "max_model_len": 8192,
@@ -462,3 +472,51 @@ def test_v0_tensor_parallel_step_reaches_a_static_batch_replay(monkeypatch):
     without = validate_run(run, None).predicted["batch_latency_s"]
     a, b = V0_TP_STEP_S
     assert with_term - without == pytest.approx(128 * (a + 3 * b), rel=1e-9)
+
+
+def test_v0_engine_named_on_a_v1_release_gets_v0s_cpu_side():
+    # vLLM 0.8-0.10 still ran V0 with VLLM_USE_V1=0 (inference-perf's vllm+v0_engine on 0.9.0): engine_core v0
+    # gives V0's rules of 0.6 on, as cpu_side_for((0, 7, 3)): output processing overlapped with the next step
+    # (the testbed's 84.2 µs per token stays in the API server), a step's first tokens first, no async
+    # scheduling, and at one GPU the testbed's 27.1 + 1.9 = 29.0 µs per sequence (T_SEQ_UNIPROC_S is V1's
+    # uni executor); at TP 2 the step adds V0's input broadcast a + b
+    v0 = cpu_side_for((0, 9, 0), engine_core="v0")
+    assert v0.fe_token_s == pytest.approx(84.2e-6) and not v0.first_tokens_last and not v0.async_scheduling
+    assert (v0.t_step_s, v0.t_seq_s) == (pytest.approx(1.68e-3), pytest.approx(29.0e-6))
+    assert with_tensor_parallel(v0, (0, 9, 0), 1, "v0").t_seq_s == pytest.approx(29.0e-6)
+    a, b = V0_TP_STEP_S
+    assert with_tensor_parallel(v0, (0, 9, 0), 2, "v0").t_step_s == pytest.approx(1.68e-3 + a + b)
+    # engine_core v1 (or none) at 0.9.0 is V1: 5.9 µs per token, new requests last, 10.0 µs per sequence at TP 1
+    for core in ("v1", None):
+        v1 = cpu_side_for((0, 9, 0), engine_core=core)
+        assert v1.fe_token_s == pytest.approx(5.9e-6) and v1.first_tokens_last
+        assert with_tensor_parallel(v1, (0, 9, 0), 1, core).t_seq_s == pytest.approx(10.0e-6)
+
+
+@pytest.mark.parametrize(
+    "engine, message",
+    [
+        ({"engine_core": "v0", "vllm_version": "0.11.0"}, "engine_core v0 needs a vllm_version before 0.11.0"),
+        ({"engine_core": "v0"}, "engine_core v0 needs a vllm_version before 0.11.0"),
+        ({"engine_core": "v0", "vllm_version": "0.10.1", "async_scheduling": True}, "async_scheduling is a V1"),
+    ],
+)
+def test_engine_core_v0_is_refused_where_vllm_had_no_v0(engine, message):
+    from pydantic import ValidationError
+
+    from sim.scenario.fleet_spec import EngineSpec
+
+    with pytest.raises(ValidationError, match=message):
+        EngineSpec.model_validate(engine)
+    assert EngineSpec.model_validate({"engine_core": "v0", "vllm_version": "0.10.2"}).engine_core == "v0"
+
+
+def test_sidecar_engine_core_v0_reaches_the_replays_engine():
+    # inference-perf's vllm+v0_engine sidecar names engine_core v0 on vLLM 0.9.0: its replay's engine carries it
+    # (V0's CPU side), beside the prefill-first policy it already had (no chunked prefill)
+    from calibration.logs.sidecar import load_settings
+
+    root = Path(__file__).resolve().parents[1] / "calibration/public/inference-perf"
+    st = load_settings(root / "vllm-v0_engine/stages.stages.csv")
+    assert st.engine["engine_core"] == "v0" and st.policy == "prefill-first"
+    assert "engine_core" not in load_settings(root / "vllm/stages.stages.csv").engine

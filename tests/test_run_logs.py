@@ -31,8 +31,14 @@ H100_PROFILE = ROOT / "calibration" / "profiles" / "h100-splitwise.json"
 #   req 3: arrival 1.0, TTFT 0.08, ITLs .01 x 4     -> E2E 0.12, TPOT 0.04 / 4 = 0.01
 #   throughput: (4 + 3 + 5) tokens over first send (0.0) -> last completion (1.0 + 0.12) = 12 / 1.12
 BENCH_OK = {0: (0.0, 0.05, 0.02, 0.11), 1: (0.5, 0.10, 0.03, 0.16), 3: (1.0, 0.08, 0.01, 0.12)}
-BENCH_MEASURED = {"ttft_p50_s": 0.08, "tpot_p50_s": 0.02, "e2e_p50_s": 0.12, "ttft_mean_s": 0.23 / 3,
-                  "completion_span_s": 1.12, "output_tok_s": 12 / 1.12}
+BENCH_MEASURED = {
+    "ttft_p50_s": 0.08,
+    "tpot_p50_s": 0.02,
+    "e2e_p50_s": 0.12,
+    "ttft_mean_s": 0.23 / 3,
+    "completion_span_s": 1.12,
+    "output_tok_s": 12 / 1.12,
+}
 
 
 def test_bench_serve_records_are_the_hand_computed_ones():
@@ -83,16 +89,25 @@ def test_bench_serve_without_start_times(tmp_path):
     assert any("no start_times" in n for n in run.notes)
     assert run.requests.set_index("request_id")["e2e_s"].dropna().tolist() == pytest.approx([0.11, 0.16, 0.12])
     # a finite rate (random gaps) or a concurrency cap: the send times are unknown, refused
-    for kw, why in (({"request_rate": 4.0}, "gamma draws"), ({"request_rate": "inf", "max_concurrency": 8},
-                                                             "max_concurrency")):
+    for kw, why in (
+        ({"request_rate": 4.0}, "gamma draws"),
+        ({"request_rate": "inf", "max_concurrency": 8}, "max_concurrency"),
+    ):
         with pytest.raises(FleetcastError, match="field start_times is missing") as exc:
             load_log(_bench(tmp_path, start_times=None, **kw))
         assert why in str(exc.value) and "#32667" in str(exc.value)
 
 
 def test_concurrency_capped_bench_run_of_one_shape_is_a_sweep_point(tmp_path):
-    run = load_log(_bench(tmp_path, max_concurrency=2, input_lens=[128] * 4, output_lens=[4, 4, 0, 4],
-                          itls=[[0.01] * 3, [0.01] * 3, [], [0.01] * 3]))
+    run = load_log(
+        _bench(
+            tmp_path,
+            max_concurrency=2,
+            input_lens=[128] * 4,
+            output_lens=[4, 4, 0, 4],
+            itls=[[0.01] * 3, [0.01] * 3, [], [0.01] * 3],
+        )
+    )
     assert run.mode == "closed"
     assert run.meta["sweep_point"] == {"concurrency": 2, "prompt_tokens": 128, "output_tokens": 4}
 
@@ -105,8 +120,12 @@ def test_concurrency_capped_bench_run_of_one_shape_is_a_sweep_point(tmp_path):
 #   chat       arrival 2.0, first 2.1, last 2.1, 1 token   -> TTFT 0.1, E2E 0.1, no TPOT
 #   throughput: 4 + 11 + 1 = 16 tokens over 0.0 -> 2.5 = 6.4 tok/s
 # (times of order 1.7e9 s keep ~2.4e-7 s of resolution in float64: compared to 1e-6)
-LOG_ROWS = [("chat", 0.0, 0.2, 0.1, 0.5, "ok"), ("chat", 0.5, np.nan, np.nan, np.nan, "error"),
-            ("summarize", 1.0, 0.5, 0.1, 1.5, "ok"), ("chat", 2.0, 0.1, np.nan, 0.1, "ok")]
+LOG_ROWS = [
+    ("chat", 0.0, 0.2, 0.1, 0.5, "ok"),
+    ("chat", 0.5, np.nan, np.nan, np.nan, "error"),
+    ("summarize", 1.0, 0.5, 0.1, 1.5, "ok"),
+    ("chat", 2.0, 0.1, np.nan, 0.1, "ok"),
+]
 
 
 @pytest.mark.parametrize("name", ["requests-l4.jsonl", "requests-l4.csv"])
@@ -190,6 +209,23 @@ def test_engine_core_v0_without_chunked_prefill_replays_prefill_first(tmp_path):
         load_log(log)
 
 
+def test_engine_core_v0_reaches_the_engine_with_its_version(tmp_path):
+    """``engine_core: v0`` with a version before 0.11 reaches the replay's engine (V0's CPU side); without a
+    version it keeps the prefill-first scheduler only, with a note; with 0.11 or later (V0 removed) it is a
+    located error."""
+    log = tmp_path / "r.jsonl"
+    log.write_text(JSONL_OK)
+    _sidecar(tmp_path, log, GOOD_SIDECAR + 'engine_core: v0\nvllm_version: "0.9.0"\n')
+    assert run_scenario(load_log(log), None).fleet[0].engine.engine_core == "v0"
+    _sidecar(tmp_path, log, GOOD_SIDECAR + "engine_core: v0\n")
+    run = load_log(log)
+    assert run_scenario(run, None).fleet[0].engine.engine_core is None
+    assert any("engine_core v0 without a vllm_version" in n for n in run.meta["notes"])
+    _sidecar(tmp_path, log, GOOD_SIDECAR + 'engine_core: v0\nvllm_version: "0.11.0"\n')
+    with pytest.raises(FleetcastError, match="r.fleetcast.yaml, section engine.*engine_core v0 needs a vllm_version"):
+        load_log(log)
+
+
 # -- the command, end to end -------------------------------------------------------------------------
 def test_validate_a_bench_result_on_a_gpu_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
@@ -225,10 +261,18 @@ def _closed_loop_log(tmp_path: Path, prompt: int, ttft_s: float, n: int = 6) -> 
     """A bench result of one user (max_concurrency 1) sending one request after another."""
     out, itl = 16, 0.008
     e2e = ttft_s + (out - 1) * itl
-    data = {"backend": "openai", "num_prompts": n, "request_rate": "inf", "max_concurrency": 1,
-            "input_lens": [prompt] * n, "output_lens": [out] * n, "ttfts": [ttft_s] * n,
-            "itls": [[itl] * (out - 1)] * n, "errors": [""] * n,
-            "start_times": [100.0 + i * (e2e + 0.001) for i in range(n)]}
+    data = {
+        "backend": "openai",
+        "num_prompts": n,
+        "request_rate": "inf",
+        "max_concurrency": 1,
+        "input_lens": [prompt] * n,
+        "output_lens": [out] * n,
+        "ttfts": [ttft_s] * n,
+        "itls": [[itl] * (out - 1)] * n,
+        "errors": [""] * n,
+        "start_times": [100.0 + i * (e2e + 0.001) for i in range(n)],
+    }
     path = tmp_path / f"c1-p{prompt}.json"
     path.write_text(json.dumps(data))
     return path
@@ -275,51 +319,151 @@ JSONL_OK = '{"arrival_s": 0, "first_token_s": 0.1, "last_token_s": 0.2, "prompt_
 
 BAD = [
     # (file name, content, sidecar, expected pieces of the message)
-    ("r.json", '{"ttfts": [0.1],\n "itls": [[]],\n "input_lens": [1, }', GOOD_SIDECAR,
-     ["r.json, line 3, column", "not valid JSON"]),
-    ("r.json", '[1, 2]', GOOD_SIDECAR, ["r.json", "one JSON object"]),
-    ("r.json", '{"num_prompts": 2, "output_throughput": 1.0}', GOOD_SIDECAR,
-     ["field input_lens is missing", "summary only", "--save-detailed"]),
-    ("r.json", json.dumps({"input_lens": [1, 2], "output_lens": [2, 2], "ttfts": [0.1], "itls": [[0.1], [0.1]],
-                           "errors": ["", ""], "start_times": [0, 1]}), GOOD_SIDECAR,
-     ["field ttfts has 1 entries but input_lens has 2"]),
-    ("r.json", json.dumps({"input_lens": [1, 2], "output_lens": [2, 2], "ttfts": [0.1, 0.1],
-                           "itls": [[0.1], [0.1, "x"]], "errors": ["", ""], "start_times": [0, 1]}), GOOD_SIDECAR,
-     ["request 1, field itls[1]", "finite number >= 0", "'x'"]),
-    ("r.json", json.dumps({"input_lens": [1], "output_lens": [2], "ttfts": [-0.1], "itls": [[0.1]],
-                           "errors": [""], "start_times": [0]}), GOOD_SIDECAR,
-     ["request 0, field ttfts", "-0.1"]),
-    ("r.json", json.dumps({"input_lens": [1], "output_lens": [2.5], "ttfts": [0.1], "itls": [[0.1]],
-                           "errors": [""], "start_times": [0]}), GOOD_SIDECAR,
-     ["request 0, field output_lens", "integer >= 1"]),
-    ("r.json", json.dumps({"input_lens": [1], "output_lens": [0], "ttfts": [0], "itls": [[]],
-                           "errors": ["boom"], "start_times": [0]}), GOOD_SIDECAR,
-     ["every one of its 1 requests failed", "boom"]),
+    (
+        "r.json",
+        '{"ttfts": [0.1],\n "itls": [[]],\n "input_lens": [1, }',
+        GOOD_SIDECAR,
+        ["r.json, line 3, column", "not valid JSON"],
+    ),
+    ("r.json", "[1, 2]", GOOD_SIDECAR, ["r.json", "one JSON object"]),
+    (
+        "r.json",
+        '{"num_prompts": 2, "output_throughput": 1.0}',
+        GOOD_SIDECAR,
+        ["field input_lens is missing", "summary only", "--save-detailed"],
+    ),
+    (
+        "r.json",
+        json.dumps(
+            {
+                "input_lens": [1, 2],
+                "output_lens": [2, 2],
+                "ttfts": [0.1],
+                "itls": [[0.1], [0.1]],
+                "errors": ["", ""],
+                "start_times": [0, 1],
+            }
+        ),
+        GOOD_SIDECAR,
+        ["field ttfts has 1 entries but input_lens has 2"],
+    ),
+    (
+        "r.json",
+        json.dumps(
+            {
+                "input_lens": [1, 2],
+                "output_lens": [2, 2],
+                "ttfts": [0.1, 0.1],
+                "itls": [[0.1], [0.1, "x"]],
+                "errors": ["", ""],
+                "start_times": [0, 1],
+            }
+        ),
+        GOOD_SIDECAR,
+        ["request 1, field itls[1]", "finite number >= 0", "'x'"],
+    ),
+    (
+        "r.json",
+        json.dumps(
+            {
+                "input_lens": [1],
+                "output_lens": [2],
+                "ttfts": [-0.1],
+                "itls": [[0.1]],
+                "errors": [""],
+                "start_times": [0],
+            }
+        ),
+        GOOD_SIDECAR,
+        ["request 0, field ttfts", "-0.1"],
+    ),
+    (
+        "r.json",
+        json.dumps(
+            {
+                "input_lens": [1],
+                "output_lens": [2.5],
+                "ttfts": [0.1],
+                "itls": [[0.1]],
+                "errors": [""],
+                "start_times": [0],
+            }
+        ),
+        GOOD_SIDECAR,
+        ["request 0, field output_lens", "integer >= 1"],
+    ),
+    (
+        "r.json",
+        json.dumps(
+            {"input_lens": [1], "output_lens": [0], "ttfts": [0], "itls": [[]], "errors": ["boom"], "start_times": [0]}
+        ),
+        GOOD_SIDECAR,
+        ["every one of its 1 requests failed", "boom"],
+    ),
     ("r.json", '{"hello": 1}', GOOD_SIDECAR, ["not a vLLM bench serve result"]),
-    ("r.jsonl", JSONL_OK + '{"arrival_s": 1, "prompt_tokens": 8,\n', GOOD_SIDECAR,
-     ["r.jsonl, line 2, column", "not valid JSON"]),
-    ("r.jsonl", '{"arrival_s": 0, "prompt_tokens": 8, "output_tokens": 2, "last_token_s": 1}\n', GOOD_SIDECAR,
-     ["r.jsonl, line 1: field first_token_s is missing"]),
-    ("r.jsonl", JSONL_OK + '{"arrival_s": 5, "first_token_s": 4, "last_token_s": 6, "prompt_tokens": 8, '
-     '"output_tokens": 2}\n', GOOD_SIDECAR, ["r.jsonl, line 2, field first_token_s", "before arrival_s"]),
-    ("r.jsonl", JSONL_OK + '{"arrival_s": 1, "prompt_tokens": 8, "ok": "maybe"}\n', GOOD_SIDECAR,
-     ["line 2, field ok", "true or false"]),
-    ("r.csv", "arrival_s,first_token_s,last_token_s,prompt_tokens,output_tokens\n0,0.1,0.2,8,2\n1,1.1,1.2,eight,2\n",
-     GOOD_SIDECAR, ["r.csv, line 3, field prompt_tokens", "integer >= 1", "'eight'"]),
-    ("r.csv", "arrival_s,first_token_s,last_token_s,prompt_tokens,output_tokens\n0,0.1,0.2,8\n", GOOD_SIDECAR,
-     ["r.csv, line 2: 4 cells but the header names 5 columns"]),
+    (
+        "r.jsonl",
+        JSONL_OK + '{"arrival_s": 1, "prompt_tokens": 8,\n',
+        GOOD_SIDECAR,
+        ["r.jsonl, line 2, column", "not valid JSON"],
+    ),
+    (
+        "r.jsonl",
+        '{"arrival_s": 0, "prompt_tokens": 8, "output_tokens": 2, "last_token_s": 1}\n',
+        GOOD_SIDECAR,
+        ["r.jsonl, line 1: field first_token_s is missing"],
+    ),
+    (
+        "r.jsonl",
+        JSONL_OK + '{"arrival_s": 5, "first_token_s": 4, "last_token_s": 6, "prompt_tokens": 8, "output_tokens": 2}\n',
+        GOOD_SIDECAR,
+        ["r.jsonl, line 2, field first_token_s", "before arrival_s"],
+    ),
+    (
+        "r.jsonl",
+        JSONL_OK + '{"arrival_s": 1, "prompt_tokens": 8, "ok": "maybe"}\n',
+        GOOD_SIDECAR,
+        ["line 2, field ok", "true or false"],
+    ),
+    (
+        "r.csv",
+        "arrival_s,first_token_s,last_token_s,prompt_tokens,output_tokens\n0,0.1,0.2,8,2\n1,1.1,1.2,eight,2\n",
+        GOOD_SIDECAR,
+        ["r.csv, line 3, field prompt_tokens", "integer >= 1", "'eight'"],
+    ),
+    (
+        "r.csv",
+        "arrival_s,first_token_s,last_token_s,prompt_tokens,output_tokens\n0,0.1,0.2,8\n",
+        GOOD_SIDECAR,
+        ["r.csv, line 2: 4 cells but the header names 5 columns"],
+    ),
     ("r.csv", "when,tokens\n0,8\n", GOOD_SIDECAR, ["r.csv, line 1", "arrival_s, prompt_tokens"]),
-    ("r.jsonl", JSONL_OK, "gpu: h100\nmodel: llama-3.1-8b\n", ["r.fleetcast.yaml, line 1, field gpu",
-                                                               "unknown GPU 'h100'", "Did you mean 'h100-sxm'",
-                                                               "rtx-4090"]),
-    ("r.jsonl", JSONL_OK, "gpu: h100-sxm\nmodel: llama-9b\n", ["line 2, field model", "unknown model",
-                                                               "llama-3.1-8b", "mistral-7b"]),
-    ("r.jsonl", JSONL_OK, GOOD_SIDECAR + "engine:\n  max_num_seq: 8\n",
-     ["r.fleetcast.yaml: line 4, field engine.max_num_seq", "unknown key", "docs/run-logs.md"]),
+    (
+        "r.jsonl",
+        JSONL_OK,
+        "gpu: h100\nmodel: llama-3.1-8b\n",
+        ["r.fleetcast.yaml, line 1, field gpu", "unknown GPU 'h100'", "Did you mean 'h100-sxm'", "rtx-4090"],
+    ),
+    (
+        "r.jsonl",
+        JSONL_OK,
+        "gpu: h100-sxm\nmodel: llama-9b\n",
+        ["line 2, field model", "unknown model", "llama-3.1-8b", "mistral-7b"],
+    ),
+    (
+        "r.jsonl",
+        JSONL_OK,
+        GOOD_SIDECAR + "engine:\n  max_num_seq: 8\n",
+        ["r.fleetcast.yaml: line 4, field engine.max_num_seq", "unknown key", "docs/run-logs.md"],
+    ),
     ("r.jsonl", JSONL_OK, GOOD_SIDECAR + "engine:\n  block_size: 12\n", ["field engine.block_size", "12"]),
     ("r.jsonl", JSONL_OK, "model: llama-3.1-8b\n", ["field gpu: required field is missing"]),
-    ("r.jsonl", JSONL_OK, GOOD_SIDECAR + "engine: {max_num_seqs: 512, max_num_batched_tokens: 256}\n",
-     ["section engine", "must be >= max_num_seqs"]),
+    (
+        "r.jsonl",
+        JSONL_OK,
+        GOOD_SIDECAR + "engine: {max_num_seqs: 512, max_num_batched_tokens: 256}\n",
+        ["section engine", "must be >= max_num_seqs"],
+    ),
     ("r.jsonl", JSONL_OK, None, ["r.jsonl: no engine settings", "r.fleetcast.yaml", "--gpu NAME --model NAME"]),
 ]
 

@@ -132,6 +132,13 @@ def _to_run(path: Path, records: pd.DataFrame, st: LogSettings, meta: dict, sour
     )
     if st.policy:
         meta["policy"] = st.policy
+    if st.client_cpu:
+        meta["client_cpu"] = st.client_cpu
+        meta["notes"].append(
+            f"the client's own CPU ({st.client_cpu['per_request_s'] * 1e3:g} ms per request, "
+            f"{st.client_cpu['per_chunk_s'] * 1e6:g} µs per chunk; sidecar client_cpu) is added to the replay's "
+            "first and last tokens (calibration/logs/client_cpu.py)"
+        )
     name = f"{path.parent.name}/{path.name}" if path.parent.name not in ("", ".") else path.name
     return Run(
         path,

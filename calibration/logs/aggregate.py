@@ -17,8 +17,10 @@ row here is one such point; the replay regenerates its workload and compares the
   measured requests start together (aiperf's, ``benchmark_serving``'s ``--num-warmups``) leaves an
   idle server: 0.
 - a **rate stage** (``rate_rps``, ``duration_s``): requests sent at ``rate_rps`` for ``duration_s``
-  seconds, evenly spaced (``arrival`` ``constant``, the default) or as a Poisson process
-  (``poisson``; seed ``seed``, default 0), replayed alone on an idle server. Mode ``open``.
+  seconds, evenly spaced (``arrival`` ``constant``, the default), as a Poisson process
+  (``poisson``; seed ``seed``, default 0), or as a Poisson process held to the row's count and span
+  (``poisson_fixed``: the same count, exponential gaps scaled to sum to ``duration_s``, what
+  inference-perf's ``constant`` load type sends), replayed alone on an idle server. Mode ``open``.
 - a **saturated burst** (``num_requests``, ``max_num_seqs``): every request sent at 0 to a server
   whose batch cap (vLLM ``--max-num-seqs``) is the row's, so it runs at that cap until the queue
   drains (the ML.ENERGY Benchmark's method). Measured over its steady window
@@ -233,15 +235,19 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         rate = _num(path, line, rec, "rate_rps")
         dur = _num(path, line, rec, "duration_s")
         process = rec.get("arrival") or "constant"
-        if process not in ("constant", "poisson"):
+        if process not in ("constant", "poisson", "poisson_fixed"):
             raise FleetcastError(
-                f"{path}, line {line}, field arrival: must be constant or poisson, got {process!r} ({_DOC})"
+                f"{path}, line {line}, field arrival: must be constant, poisson or poisson_fixed, got {process!r} "
+                f"({_DOC})"
             )
         n = max(1, round(rate * dur))
         if process == "constant":
             arrival_s = np.arange(n, dtype=float) / rate
         else:
-            arrival_s = np.cumsum(stream(seed, "arrivals").exponential(1.0 / rate, size=n))
+            gaps_s = stream(seed, "arrivals").exponential(1.0 / rate, size=n)
+            if process == "poisson_fixed":  # n exponential gaps scaled to span the stage (module doc)
+                gaps_s *= dur / gaps_s.sum()
+            arrival_s = np.cumsum(gaps_s)
             arrival_s -= arrival_s[0]
         load = {"rate_rps": rate, "duration_s": dur, "arrival": process}
         default_name = f"r{rate:g}"
@@ -292,6 +298,8 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
     }
     if st.policy:
         meta["policy"] = st.policy
+    if st.client_cpu:  # the client's stamps per request: a per-request log's (calibration/logs/client_cpu.py)
+        raise FleetcastError(f"{st.source}: client_cpu is for per-request logs only, not {path.name}")
     if overhead_s > 0:
         meta["client_overhead_s"] = overhead_s
     if kind == "concurrency":

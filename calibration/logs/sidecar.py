@@ -66,6 +66,14 @@ class SidecarEngine(_Strict):
     )
 
 
+class ClientCpu(_Strict):
+    """The load generator's own CPU in its time stamps (calibration/logs/client_cpu.py)."""
+
+    per_request_s: float = Field(..., ge=0.0, le=1.0, description="per request, before its first chunk is read")
+    per_chunk_s: float = Field(..., ge=0.0, le=1.0, description="per streamed chunk the client reads")
+    source: str = Field("", description="where the figures come from (a microbenchmark of that client)")
+
+
 class Sidecar(_Strict):
     gpu: str = Field(..., description="GPU name from the fleetcast catalog (fleetcast catalog)")
     model: str = Field(..., description="model name from the fleetcast catalog")
@@ -80,7 +88,13 @@ class Sidecar(_Strict):
     engine_core: Literal["v0", "v1"] | None = Field(
         None,
         description="the server's engine: v0 for vLLM's V0 engine (VLLM_USE_V1=0); default: vLLM's V1 scheduler. "
-        "V0 without chunked prefill is replayed with the prefill-first policy (its default scheduler)",
+        "V0 without chunked prefill is replayed with the prefill-first policy (its default scheduler), and V0 with "
+        "V0's CPU side (engine.engine_core)",
+    )
+    client_cpu: ClientCpu | None = Field(
+        None,
+        description="a single-threaded client's own CPU, per request and per streamed chunk, which its TTFT and E2E "
+        "include (calibration/logs/client_cpu.py); per-request logs only",
     )
     concurrency: int | None = Field(
         None,
@@ -110,6 +124,7 @@ class LogSettings:
     notes: list[str] = field(default_factory=list)  # defaults assumed
     expert_parallel: bool = False  # vLLM --enable-expert-parallel
     policy: str | None = None  # the replay's batching policy where the engine's own differs (engine_core v0)
+    client_cpu: dict | None = None  # the client's own CPU (calibration/logs/client_cpu.py), from the sidecar
 
 
 def find_sidecar(log: Path) -> Path | None:
@@ -184,7 +199,14 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
         **given,
         **({"num_gpu_blocks_override": blocks} if blocks else {}),
         **({"vllm_version": sc.vllm_version} if sc.vllm_version else {}),
+        # the engine's CPU side (sim.perf.cpu_side.is_v0): V0's rules need the version they are of
+        **({"engine_core": sc.engine_core} if sc.engine_core and sc.vllm_version else {}),
     }
+    if sc.engine_core == "v0" and not sc.vllm_version:
+        notes.append(
+            f"engine_core v0 without a vllm_version ({short}): replayed with V0's prefill-first scheduler where "
+            "chunked prefill is off, but with the newest vLLM's CPU side; name the version for V0's"
+        )
     try:
         EngineSpec.model_validate(engine)
     except ValidationError as exc:
@@ -211,4 +233,5 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
         notes,
         sc.expert_parallel,
         policy,
+        sc.client_cpu.model_dump() if sc.client_cpu is not None else None,
     )

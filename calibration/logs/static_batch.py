@@ -136,6 +136,8 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings) -> Run:
     }
     if st.policy:
         meta["policy"] = st.policy
+    if st.client_cpu:  # the client's stamps per request: a per-request log's (calibration/logs/client_cpu.py)
+        raise FleetcastError(f"{st.source}: client_cpu is for per-request logs only, not {path.name}")
     empty = pd.DataFrame(
         {
             c: pd.Series(dtype=float)

@@ -74,6 +74,7 @@ __all__ = [
     "T_SEQ_PENALTIES_S",
     "FE_TOKEN_V1_GPU_HOST_S",
     "cpu_side_for",
+    "is_v0",
     "with_tensor_parallel",
     "with_sampling",
     "step_cpu_s",
@@ -219,8 +220,19 @@ Platinum 8480C (Sapphire Rapids, Golden Cove; NVIDIA DGX H100 user guide), 3.8 G
 ~3.0 GHz all-core turbo (Intel ARK): 3.0-3.8 over 2.9-3.5 brackets 1.0 (0.86-1.31)."""
 
 
+def is_v0(vllm_version: tuple[int, ...] | None, engine_core: str | None = None) -> bool:
+    """Whether the server runs vLLM's V0 engine: before 0.8.0 by default, or where it was named
+    (``engine.engine_core`` v0, ``VLLM_USE_V1=0`` on 0.8-0.10); ``engine_core`` v1 is V1 at any version."""
+    if engine_core is not None:
+        return engine_core == "v0"
+    return vllm_version is not None and tuple(vllm_version) < V1_SINCE
+
+
 def cpu_side_for(
-    vllm_version: tuple[int, ...] | None, speculative_method: str | None = None, async_scheduling: bool | None = None
+    vllm_version: tuple[int, ...] | None,
+    speculative_method: str | None = None,
+    async_scheduling: bool | None = None,
+    engine_core: str | None = None,
 ) -> CpuSide:
     """The CPU side of a vLLM server of this version on a GPU host (None: the newest vLLM, as the
     kernel data and the memory accounting take it). ``speculative_method``: the pool's proposer
@@ -230,7 +242,9 @@ def cpu_side_for(
     release that carries it is not identified here, so only the newest vLLM, no version named).
     ``async_scheduling``: the pool's ``engine.async_scheduling`` (vLLM ``--async-scheduling``, PR #19970,
     from 0.9.2; the scenario's validation refuses it before that and with the n-gram proposer):
-    True or False decides it whatever the version's default; None leaves it to the version."""
+    True or False decides it whatever the version's default; None leaves it to the version.
+    ``engine_core``: the pool's ``engine.engine_core`` (``is_v0``): a V0 engine named on 0.8-0.10
+    (``VLLM_USE_V1=0``) gets V0's rules of 0.6 on, the code path it runs."""
     host = CPU_SIDE_GPU_HOST.scaled(HOST_CPU_SPEEDUP, f"scaled to a GPU host's CPU (÷{HOST_CPU_SPEEDUP:g})")
     v = tuple(vllm_version) if vllm_version is not None else None
     async_on = v is None or v >= ASYNC_SCHEDULING_SINCE
@@ -238,14 +252,15 @@ def cpu_side_for(
         async_on = False
     if async_scheduling is not None:  # the server's --async-scheduling / --no-async-scheduling
         async_on = async_scheduling
-    if v is not None and ASYNC_OUTPUT_PROC_SINCE <= v < V1_SINCE and speculative_method is None:
+    v0 = is_v0(v, engine_core)
+    if v0 and v is not None and ASYNC_OUTPUT_PROC_SINCE <= v and speculative_method is None:
         return replace(  # V0 with the async output processor: output work overlaps the next step
             host,
             async_scheduling=False,
             first_tokens_last=False,
             source=host.source + "; vLLM 0.6-0.7 (V0): output processing overlapped with the next step (PR #7049)",
         )
-    if v is not None and v < V1_SINCE:  # V0: detokenization in the engine's step loop
+    if v0:  # V0 before 0.6 (or with speculative decoding): detokenization in the engine's step loop
         return replace(
             host,
             t_seq_s=host.t_seq_s + host.fe_token_s,
@@ -263,12 +278,14 @@ def cpu_side_for(
     )
 
 
-def with_tensor_parallel(cpu: CpuSide, vllm_version: tuple[int, ...] | None, tp: int) -> CpuSide:
+def with_tensor_parallel(
+    cpu: CpuSide, vllm_version: tuple[int, ...] | None, tp: int, engine_core: str | None = None
+) -> CpuSide:
     """``cpu`` of a server with ``tp`` tensor-parallel ranks: before vLLM 0.8 (V0) the step adds
     ``V0_TP_STEP_S`` (the driver's per-step broadcast of the model input to the other ranks); V1
     at one GPU runs the model in the engine core's thread, without the multiprocess hand-off the
     testbed measured: its per-sequence CPU is ``T_SEQ_UNIPROC_S`` (the decode's one token kept)."""
-    v1 = vllm_version is None or tuple(vllm_version) >= V1_SINCE
+    v1 = not is_v0(vllm_version, engine_core)
     if v1 and tp <= 1:
         return replace(
             cpu,

@@ -120,8 +120,9 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
     eng = pool.engine
     version = parse_version(eng.vllm_version) if eng.vllm_version else None  # None: the newest vLLM
-    cpu = cpu_side_for(version, eng.speculative.method if eng.speculative is not None else None, eng.async_scheduling)
-    cpu = with_tensor_parallel(cpu, version, pool.tensor_parallel)
+    method = eng.speculative.method if eng.speculative is not None else None
+    cpu = cpu_side_for(version, method, eng.async_scheduling, eng.engine_core)
+    cpu = with_tensor_parallel(cpu, version, pool.tensor_parallel, eng.engine_core)
     cpu = with_sampling(cpu, eng.sampling)
     perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant, cpu)
     if pool.profile is not None:  # a profile is fitted to its server end to end: its overheads, no front end

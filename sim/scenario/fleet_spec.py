@@ -20,6 +20,9 @@ API_SERVER_COUNT_SINCE = (0, 9, 0)
 """First vLLM release with ``--api-server-count`` (vLLM PR #17546, opened 2025-05-01, after v0.8.5)."""
 ASYNC_SCHEDULING_FLAG_SINCE = (0, 9, 2)
 """First vLLM release with ``--async-scheduling`` (vLLM PR #19970, opened 2025-06-23, after v0.9.1)."""
+V0_REMOVED_IN = (0, 11, 0)
+"""First vLLM release without the V0 engine (``VLLM_USE_V1=0`` gone: vLLM PR #25033 "[V0 Deprecation] Remove
+LLMEngine" and the rest of the V0 removal, released in v0.11.0)."""
 
 __all__ = ["Strict", "QuantizationSpec", "SpeculativeSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
 
@@ -146,6 +149,13 @@ class EngineSpec(Strict):
         "Default: by vllm_version (on from 0.14.0 or with no version named).",
     )
 
+    engine_core: Literal["v0", "v1"] | None = Field(
+        None,
+        description="The server's engine where its version had both: v0 for vLLM's V0 engine (VLLM_USE_V1=0, up to "
+        "0.10.x), whose CPU side is V0's (output processing overlapped with the next step in the engine process, a "
+        "step's first tokens first); v1 for the V1 engine. Default: by vllm_version (V1 from 0.8.0).",
+    )
+
     @field_validator("vllm_version")
     @classmethod
     def _version(cls, v: str | None) -> str | None:
@@ -165,6 +175,15 @@ class EngineSpec(Strict):
             raise ValueError(
                 f"async_scheduling needs vLLM >= 0.9.2 (--async-scheduling, vLLM PR #19970); vllm_version "
                 f"{self.vllm_version} has no async scheduler: use false or a newer vllm_version"
+            )
+        if self.engine_core == "v0" and (v is None or v >= V0_REMOVED_IN):
+            raise ValueError(
+                "engine_core v0 needs a vllm_version before 0.11.0 (vLLM removed the V0 engine in 0.11.0): name the "
+                "server's version, or use v1"
+            )
+        if self.engine_core == "v0" and self.async_scheduling:
+            raise ValueError(
+                "async_scheduling is a V1 engine option (--async-scheduling): use false with engine_core v0"
             )
         method = self.speculative.method if self.speculative is not None else None
         if self.async_scheduling and method == "ngram":

@@ -66,6 +66,13 @@ LATENCIES = (("ttft", "time_to_first_token"), ("e2e", "request_latency"))
 TRAIN = "vllm"  # the configuration whose server-side TTFT sets client_overhead_s (module doc)
 TRAIN_STAGES = (1, 2, 3)
 PCTS = (("p50", "median"), ("p90", "p90"), ("p99", "p99"))
+ARRIVAL = "poisson_fixed"
+ARRIVAL_DOC = """config.yaml's ``load.type: constant`` is inference-perf's ``ConstantLoadTimer``
+(``inference_perf/loadgen/load_timer.py`` at 7ff81506, the commit that added these results): it draws
+``int(rate x duration)`` exponential intervals (``numpy.random.default_rng().exponential(1 / rate)``)
+and scales them to sum to the stage's duration, "a small amount of random noise in timing" by its
+docstring but in fact Poisson arrivals held to the stage's count: ``arrival`` ``poisson_fixed``
+(docs/run-logs.md). The draws themselves are not recorded (no seed): the replay's are its own."""
 
 
 def _git(repo: Path, path: str) -> str:
@@ -231,8 +238,10 @@ def convert(repo: Path) -> None:
                 "count": ok["count"],
             }
             if load["achieved_rate"] >= 0.97 * load["requested_rate"]:
+                # the load type "constant" is not evenly spaced: ConstantLoadTimer draws rate x duration
+                # exponential gaps and scales them to sum to the duration (ARRIVAL_DOC)
                 stages.append(
-                    {"rate_rps": f"{load['requested_rate']:.4g}", "duration_s": 60, "arrival": "constant", **row}
+                    {"rate_rps": f"{load['requested_rate']:.4g}", "duration_s": 60, "arrival": ARRIVAL, **row}
                 )
             else:
                 # inference-perf runs its stages back to back on one server: a capped stage starts
