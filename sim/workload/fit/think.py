@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GapOrigin", "gap_origin", "spearman", "MIN_PAIRS", "EARLY_MAX"]
+from sim.workload.fit.lengths import spearman
+
+__all__ = ["GapOrigin", "gap_origin", "MIN_PAIRS", "EARLY_MAX"]
 
 #: Fewest (latency, gap) pairs the choice is made on.
 MIN_PAIRS = 20
@@ -44,29 +46,6 @@ class GapOrigin:
     note: str
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1, ties given their mean rank."""
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    r = np.empty(x.size)
-    r[order] = np.arange(x.size, dtype=float)
-    starts = np.flatnonzero(np.concatenate([[True], xs[1:] != xs[:-1]]))
-    if starts.size < x.size:  # ties: the mean rank of each run
-        ends = np.concatenate([starts[1:], [x.size]])
-        mean = (starts + ends - 1) / 2.0
-        r[order] = np.repeat(mean, ends - starts)
-    return r
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (0 when either side is constant)."""
-    ra, rb = _ranks(np.asarray(a, dtype=float)), _ranks(np.asarray(b, dtype=float))
-    ra -= ra.mean()
-    rb -= rb.mean()
-    den = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
-    return float((ra * rb).sum() / den) if den > 0 else 0.0
-
-
 def gap_origin(gap_s: np.ndarray, latency_s: np.ndarray) -> GapOrigin:
     """The clock of the gaps ``gap_s`` (previous turn's arrival to the next turn's arrival) given
     the previous turns' latencies ``latency_s`` (NaN: unknown, e.g. a failed turn; left out)."""
@@ -80,7 +59,8 @@ def gap_origin(gap_s: np.ndarray, latency_s: np.ndarray) -> GapOrigin:
         )
         return GapOrigin("arrival", n, math.nan, math.nan, math.nan, 0, note)
     early = int((g < lat).sum())
-    rho_a, rho_c = spearman(lat, g), spearman(lat, g - lat)
+    rho_a, rho_c = (spearman(lat, x) for x in (g, g - lat))
+    rho_a, rho_c = (0.0 if math.isnan(r) else r for r in (rho_a, rho_c))  # a constant column: no dependence
     crit = _Z99 / math.sqrt(n - 1)
     stats = (
         f"Spearman rho(previous turn's latency, gap from its arrival) = {rho_a:+.3f}, "
