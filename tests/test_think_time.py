@@ -373,3 +373,35 @@ def test_conversation_hashes_by_hand():
 
     got = conversation_hashes(np.array(["c", "c", ""]), np.array([40, 70, 20]))
     assert got == ["0 1 4", "0 1 2 3 5", "6 7"]
+
+
+def test_a_surge_keeps_each_turn_after_the_turn_that_releases_it(tmp_path):
+    """quickstart's chat class as conversations with gap_from: completion, plus a surge (extra
+    sessions merged by time): after the merge every released turn still names a request of its
+    own class that comes before it and whose prompt (and output) it extends by its own new
+    tokens, 30 here: prompt = previous prompt + previous output + 30."""
+    from sim.workload.surges import with_surges
+
+    text = QUICKSTART.read_text()
+    anchor = "      prefix: {tokens: 600, num_distinct: 8}\n"
+    session = "{mean_turns: 3, gap_s: {dist: exponential, mean_s: 5}, new_tokens: {dist: fixed, value: 30}, gap_from: completion}"
+    path = tmp_path / "s.yaml"
+    path.write_text(text.replace(anchor, anchor + f"      session: {session}\n"))
+    from sim.scenario.spec import load_scenario
+
+    sc = load_scenario(path)
+    chat = sc.traffic.class_names.index("chat")
+
+    class Surge:
+        start_s, end_s, factor = 100.0, 200.0, 3.0
+
+    base = generate_workload(sc.traffic, sc.seed, tmp_path)
+    w = with_surges(sc.traffic, sc.seed, tmp_path, [(0, Surge())])
+    assert len(w) > len(base) and w.after_rid is not None and w.think_s is not None
+    rel = np.flatnonzero(w.after_rid >= 0)
+    assert rel.size > 100 and (base.after_rid >= 0).sum() < rel.size  # type: ignore[operator]  # the surge's own turns too
+    prev = w.after_rid[rel]
+    assert (prev < rel).all() and (w.class_idx[rel] == chat).all() and (w.class_idx[prev] == chat).all()
+    grown = w.prompt_tokens[prev].astype(np.int64) + w.output_tokens[prev] + 30
+    assert (w.prompt_tokens[rel] == grown).all()
+    assert (w.think_s[rel] > 0).all() and (w.think_s[w.after_rid < 0] == 0).all()

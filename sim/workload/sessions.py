@@ -210,5 +210,6 @@ def build_class(
     if spec.gap_from == "completion":
         after = released_after(turns)
         renum = np.cumsum(keep) - 1  # a cut drops a session's last turns: a kept turn's previous one is kept
-        released = (np.where(after >= 0, renum[np.maximum(after, 0)], -1)[keep], turns.gap_s[keep])
+        think = np.where(after >= 0, turns.gap_s, 0.0)  # a turn sent at its own time has none
+        released = (np.where(after >= 0, renum[np.maximum(after, 0)], -1)[keep], think[keep])
     return turns.arrival_s[keep], prompt[keep], output[keep], chains, notes, released
