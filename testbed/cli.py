@@ -245,6 +245,12 @@ def cmd_run(args) -> int:
         raise FleetcastError(f"scenario file {args.scenario} does not exist.")
     scenario = load_scenario(args.scenario)
     workload = generate_workload(scenario.traffic, scenario.seed, scenario.base_dir)
+    if workload.after_rid is not None:
+        raise FleetcastError(
+            f"{args.scenario}: traffic.classes[].session.gap_from: completion sends a turn when the previous one "
+            "ends, which the testbed's load generator does not do (it sends each request at its arrival time); "
+            "use gap_from: arrival for a testbed run."
+        )
     pool = scenario.fleet[0]
     max_len = _engine(args, pool.engine).max_model_len
     salt = new_salt()  # prompts unique to this run: no prefix-cache hits left over from an earlier run

@@ -21,7 +21,7 @@ from sim.scenario.spec import scenario_from_dict
 from sim.scenario.yamlio import load_yaml_with_lines
 from sim.workload.fit.fit import TrafficFit
 
-__all__ = ["RoundTripRow", "round_trip", "resolved_traffic", "METRICS", "TOLERANCE"]
+__all__ = ["RoundTripRow", "round_trip", "resolved_traffic", "conversation_hashes", "METRICS", "TOLERANCE"]
 
 #: (label, summary path) of the compared metrics.
 METRICS = (
@@ -34,6 +34,9 @@ METRICS = (
 )
 #: The issue's bound on the relative difference.
 TOLERANCE = 0.05
+#: Block size of the hash lists a replay of a conversation log gets (the engine's KV block: a
+#: turn shares its previous turns' text to the block, as the fitted sessions' chains do).
+CONVERSATION_BLOCK_TOKENS = 16
 
 
 @dataclass
@@ -76,6 +79,8 @@ def _replay_trace(fit: TrafficFit, folder: Path) -> tuple[Path, bool]:
         off, ids = log.hash_offsets, log.hash_ids
         assert off is not None and ids is not None
         chains = [" ".join(map(str, ids[off[r] : off[r + 1]].tolist())) for r in range(len(log))]
+    elif log.conversation is not None:
+        chains, hashes = conversation_hashes(log.conversation.values(), log.prompt_tokens), True
     path = folder / "replayed-log.csv"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("arrival_s,prompt_tokens,output_tokens,class" + (",hash_ids\n" if hashes else "\n"))
@@ -83,6 +88,30 @@ def _replay_trace(fit: TrafficFit, folder: Path) -> tuple[Path, bool]:
             row = f"{float(log.arrival_s[r])!r},{int(log.prompt_tokens[r])},{int(log.output_tokens[r])},{names[r]}"
             fh.write(row + (f",[{chains[r]}]\n" if hashes else "\n"))
     return path, hashes
+
+
+def conversation_hashes(conversation: np.ndarray, prompt: np.ndarray) -> list[str]:
+    """Block-hash lists (``CONVERSATION_BLOCK_TOKENS``-token blocks, as text) of a log whose rows
+    name their conversation ("" none): a conversation is one growing text (each turn's prompt is
+    the text so far, as the fitted session form has it), so full block ``j`` of any of its turns
+    is the same block; a partial last block, and every block of a request outside any
+    conversation, is its own."""
+    b = CONVERSATION_BLOCK_TOKENS
+    ids: dict[tuple[str, int], int] = {}
+    out = []
+    fresh = 0
+    for conv, p in zip(conversation.tolist(), np.asarray(prompt).tolist()):
+        full, part = divmod(int(p), b)
+        row = []
+        for j in range(full + (part > 0)):
+            if conv and j < full:
+                key = ids.setdefault((conv, j), len(ids))
+            else:
+                key, fresh = -1 - fresh, fresh + 1
+            row.append(key)
+        out.append(row)
+    base = len(ids)  # own blocks after the shared ones: ids >= 0
+    return [" ".join(str(k if k >= 0 else base - 1 - k) for k in row) for row in out]
 
 
 def resolved_traffic(traffic: dict, folder: Path) -> dict:
@@ -114,7 +143,8 @@ def round_trip(scenario_path: Path, fit: TrafficFit, traffic: dict, folder: Path
     arrival: dict = {"process": "trace", "path": str(trace_path)}
     if hashes:
         assert fit.log is not None
-        arrival.update(columns={"hash_ids": "hash_ids"}, hash_block_tokens=fit.log.hash_block_tokens)
+        block = fit.log.hash_block_tokens if fit.log.hash_ids is not None else CONVERSATION_BLOCK_TOKENS
+        arrival.update(columns={"hash_ids": "hash_ids"}, hash_block_tokens=block)
     replay_traffic = {
         "duration_s": traffic["duration_s"] + 1,
         "arrival": arrival,

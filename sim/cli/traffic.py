@@ -83,11 +83,18 @@ def _from_frame(path: Path, df):
             f"{path}: {int(missing.sum()):,} of {len(df):,} failed request(s) without an output token count dropped."
         )
     df = df[~missing]
+    conv = turn = None
+    if "conversation" in df.columns and "turn" in df.columns:  # conversations named by the log (run-logs.md)
+        conv = Labels.of(df["conversation"].fillna("").astype(str).to_numpy())
+        turn = df["turn"].fillna(0).to_numpy(dtype=float).astype(np.int64)
     return RequestLog(
         arrival_s=df["arrival_s"].to_numpy(dtype=float),
         prompt_tokens=df["prompt_tokens"].to_numpy(dtype=float).astype(np.int64),
         output_tokens=df["output_tokens"].to_numpy(dtype=float).astype(np.int64),
         fields={"class": Labels.of(df["class"].astype(str).to_numpy())},
+        finish_s=df["finish_s"].to_numpy(dtype=float) if "finish_s" in df.columns else None,
+        conversation=conv,
+        turn=turn,
         sources=[str(path)],
         warnings=warnings,
     )

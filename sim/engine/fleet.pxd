@@ -14,7 +14,7 @@ cdef class Fleet:
     cdef public bint exact_steps
     cdef public double tick_s
     cdef public list class_names, _priority, replicas, eligible, pools, front_ends, groups
-    cdef public long long num_classes, _next_rid
+    cdef public long long num_classes, _next_rid, _sent
     cdef public Ledger ledger
     cdef public PrefixKeys keys
     @cython.locals(now=double, rid="long long", n="long long", every="long long", t=double, cls="long long", req=Request, ledger=Ledger, keys=PrefixKeys, rep=Replica)
@@ -28,3 +28,8 @@ cdef class _Enter:
     cdef public Fleet fleet
     cdef public Replica rep
     cdef public Request req
+
+cdef class _Release:
+    # fields: generated from __slots__ in fleet.py by tools/pxd_layout.py (do not edit)
+    cdef public Fleet fleet
+    cdef public long long rid

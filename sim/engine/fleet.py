@@ -74,6 +74,7 @@ class Fleet:
         "groups": "list",
         "num_classes": "long long",
         "_next_rid": "long long",
+        "_sent": "long long",
         "ledger": "Ledger",
         "keys": "PrefixKeys",
     }
@@ -273,9 +274,13 @@ class Fleet:
     def _arrivals(self) -> None:
         """Start the arrival process: one ``Wake`` per distinct arrival time (a
         callback, not a SimPy process: it runs once per request); a closed-loop client's
-        sends instead (``_closed_loop_start``)."""
+        sends instead (``_closed_loop_start``); conversations whose turns a turn's end releases,
+        ``_released_start``."""
         if self.closed_loop is not None:
             self._closed_loop_start()
+            return
+        if self.workload.after_rid is not None:
+            self._released_start()
             return
         wl = self.workload
         n = len(wl)
@@ -368,33 +373,46 @@ class Fleet:
 
     def _closed_loop_left(self, rid) -> None:
         """A request left: its client sends the next one after its think time, counted from when
-        the client saw it end: after the time outside the engine that ``_request_table`` adds to
-        the records (a uniform shift of the request's schedule, not simulated as a delay): its
-        API-server admission work (recorded when it was sent) and ``t_request_s``."""
+        the client saw it end (``_seen_end``)."""
+        wake(self.env, self._seen_end(rid, float(self.closed_loop.think_s)), self._closed_loop_next)
+
+    def _seen_end(self, rid, think_s: float) -> float:
+        """The delay from now (request ``rid`` leaves the engine) to ``think_s`` after its client
+        saw it end: after the time outside the engine that ``_request_table`` adds to the records (a
+        uniform shift of the request's schedule, not simulated as a delay): its API-server admission
+        work (recorded when it was sent) and ``t_request_s``."""
         cols: Any = self._arrival_cols
-        delay_s = float(self.closed_loop.think_s) + cols[6][rid]
+        delay_s = think_s + cols[6][rid]
         seen = self.ledger.finish_s[rid] - self.env.now  # its last token's wait for the API server
         if seen > 0.0:
             delay_s += seen
         i = self.ledger.replica_of[rid]
         if i >= 0:
             delay_s += self.replicas[i].perf.coeffs.t_request_s
-        wake(self.env, delay_s, self._closed_loop_next)
+        return delay_s
 
     def _closed_loop_next(self, ev) -> None:
         self._send_next()
 
     def _send_next(self) -> None:
         """Send the workload's next unsent request now (nothing when all are sent)."""
-        cols: Any = self._arrival_cols
-        times, classes, prompts, outputs, n, every, admission_s = cols
         rid = self._next_rid
-        if rid >= n:
+        if rid >= self._arrival_cols[4]:
             return
+        self._send(rid, self.env.now)
+        self._next_rid = rid + 1
+        if rid + 1 == self._arrival_cols[4]:
+            self.ledger.arrivals_over()
+
+    def _send(self, rid: int, t: float) -> None:
+        """Send request ``rid`` now, stamped as arriving at ``t`` (now, or its own arrival time
+        that the wake-up reached to within rounding); its API-server admission work is kept for
+        ``_seen_end``."""
+        times, classes, prompts, outputs, n, every, admission_s = self._arrival_cols[:7]
         now = self.env.now
-        times[rid] = now
+        times[rid] = t
         cls = classes[rid]
-        req = Request(rid, cls, prompts[rid], outputs[rid], now, self._priority[cls], rid, None)
+        req = Request(rid, cls, prompts[rid], outputs[rid], t, self._priority[cls], rid, None)
         rep = self.router.choose(self.eligible[cls], rid, self.keys.first_key(rid), now)
         self.ledger.arrive(rid, rep.index)
         fe = self.front_ends[rep.index]
@@ -403,8 +421,81 @@ class Fleet:
         self._admit(rep, req, now)
         if self.progress is not None and rid % every == 0:
             self.progress(rid, n)
-        self._next_rid = rid + 1
-        if rid + 1 == n:
+
+    def _released_start(self) -> None:
+        """Conversations with ``gap_from: completion`` (sim.workload.session_spec): a request with
+        ``after_rid`` -1 is sent at its ``arrival_s``; one with ``after_rid`` = r is sent ``think_s``
+        after its client saw r end (``_seen_end``: the closed-loop client's rule, one turn at a
+        time), and its send time replaces its placeholder ``arrival_s`` (in a copy, as a closed
+        loop's). A turn whose previous turn never ends in the run is never sent (its record stays
+        without an arrival time)."""
+        wl = self.workload
+        n = len(wl)
+        after = wl.after_rid
+        assert after is not None and wl.think_s is not None  # _arrivals' condition; they go together
+        released = after >= 0
+        times = np.array(wl.arrival_s, dtype=np.float64)
+        times[released] = np.nan  # written when sent
+        sent_s = array("d", times.tobytes())
+        self.workload = wl = replace(wl, arrival_s=np.frombuffer(sent_s, dtype=np.float64))
+        nxt = np.full(n, -1, dtype=np.int64)
+        nxt[after[released]] = np.flatnonzero(released)
+        outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
+        self._arrival_cols = (
+            memoryview(sent_s),
+            wl.packed("class_idx"),
+            wl.packed("prompt_tokens"),
+            outputs,
+            n,
+            max(1, n // 200),
+            array("d", [0.0]) * n,  # each request's API-server admission work (_seen_end)
+            memoryview(array("q", nxt.tobytes())),  # the request each one's end releases, -1: none
+            wl.packed("think_s"),
+            memoryview(array("q", np.flatnonzero(~released).astype(np.int64).tobytes())),  # sent at arrival_s, in order
+        )
+        self._next_rid = 0  # the next of those to send
+        self._sent = 0
+        self.ledger.on_leave = self._released_left
+        self._on_arrive = self._released_arrive
+        if n == 0:
+            self.ledger.arrivals_over()
+            return
+        wake(self.env, 0.0, self._on_arrive, URGENT)
+
+    def _released_arrive(self, ev) -> None:
+        """Send every request of its own time due now, then wait for the next one's time."""
+        env = self.env
+        now = env.now
+        cols: Any = self._arrival_cols
+        times, opens = cols[0], cols[9]
+        i = self._next_rid
+        while i < len(opens):
+            rid = opens[i]
+            t = times[rid]
+            if t > now:
+                self._next_rid = i
+                wake(env, t - now, self._on_arrive)
+                return
+            self._send(rid, t)
+            self._count_sent()
+            i += 1
+        self._next_rid = i
+
+    def _released_left(self, rid) -> None:
+        """A request left: the turn its end releases (if any) is sent after its think time."""
+        cols: Any = self._arrival_cols
+        nxt = cols[7][rid]
+        if nxt >= 0:
+            wake(self.env, self._seen_end(rid, cols[8][nxt]), _Release(self, nxt))
+
+    def release(self, rid: int) -> None:
+        """Send the released request ``rid`` now."""
+        self._send(rid, self.env.now)
+        self._count_sent()
+
+    def _count_sent(self) -> None:
+        self._sent += 1
+        if self._sent == self._arrival_cols[4]:
             self.ledger.arrivals_over()
 
     def enter(self, rep: Replica, req: Request) -> None:
@@ -589,6 +680,18 @@ class _Enter:
 
     def __call__(self, ev) -> None:
         self.fleet.enter(self.rep, self.req)
+
+
+class _Release:
+    """Wake-up callback: a conversation's turn released by its previous turn's end is sent."""
+
+    __slots__ = {"fleet": "Fleet", "rid": "long long"}
+
+    def __init__(self, fleet: Fleet, rid: int) -> None:
+        self.fleet, self.rid = fleet, rid
+
+    def __call__(self, ev) -> None:
+        self.fleet.release(self.rid)
 
 
 def _strings(names: list, codes: np.ndarray) -> pd.Categorical:

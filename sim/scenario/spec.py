@@ -485,6 +485,8 @@ def dump_scenario(scenario: Scenario) -> str:
     _drop_unset(data["traffic"]["arrival"], ("profile", "batch"))
     for cls in data["traffic"]["classes"]:
         _drop_unset(cls, ("arrival",))
+        if isinstance(cls.get("session"), dict) and cls["session"].get("gap_from") == "arrival":  # the default
+            del cls["session"]["gap_from"]
     return yaml.safe_dump(data, sort_keys=False)
 
 

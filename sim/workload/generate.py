@@ -15,6 +15,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,10 @@ _KEY_MASK = (1 << 63) - 1
 
 @dataclass(eq=False)
 class Workload:
-    """Requests sorted by arrival; request id = index.
+    """Requests sorted by arrival; request id = index. A request released by another's end
+    (``after_rid`` >= 0: a conversation's turn with ``gap_from: completion``) has a placeholder
+    ``arrival_s`` (its previous turn's plus its think time) until the run sends it; it comes after
+    the request that releases it.
 
     Prefix chains are CSR: request ``r``'s chunks are
     ``prefix_offsets[r]:prefix_offsets[r+1]``; chunk ``j`` covers prompt
@@ -61,10 +65,17 @@ class Workload:
     prefix_end_tok: np.ndarray  # int32, cumulative end token of each chunk
     class_names: list[str]
     notes: list[str] = field(default_factory=list)  # what generation dropped or clamped
+    # conversations with ``gap_from: completion`` (None: every request is sent at its arrival_s):
+    after_rid: Optional[np.ndarray] = None  # int64, the request whose end releases this one; -1: sent at arrival_s
+    think_s: Optional[np.ndarray] = None  # float64, from that end (as the client saw it) to this one's send, s
 
     def __post_init__(self):
         n = len(self.arrival_s)
-        for name in ("class_idx", "prompt_tokens", "output_tokens"):
+        if (self.after_rid is None) != (self.think_s is None):
+            raise ValueError("Workload.after_rid and think_s go together")
+        for name in ("class_idx", "prompt_tokens", "output_tokens") + (
+            ("after_rid", "think_s") if self.after_rid is not None else ()
+        ):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"Workload.{name} has {len(getattr(self, name))} rows, arrival_s has {n}")
         if len(self.prefix_offsets) != n + 1 or len(self.prefix_keys) != len(self.prefix_end_tok):
@@ -466,17 +477,25 @@ def _with_sessions(traffic: TrafficSpec, seed: int, base_dir: Path):
     turns), merged by time (stable)."""
     arrival, class_idx = _session_events(traffic, seed)
     times, classes, prompts, outputs, offs, keys, ends, notes = [], [], [], [], [], [], [], []
-    base = 0
+    afters: list[np.ndarray] = []
+    thinks: list[np.ndarray] = []
+    base = done = 0  # chunks and rows before this class's
     for c, cls in enumerate(traffic.classes):
         rows = np.flatnonzero(class_idx == c)
+        released = None
         if cls.session is not None:
-            t, p, o, (off, k, e), why = _session_class(traffic, c, seed, base_dir, arrival[rows])
+            t, p, o, (off, k, e), why, released = _session_class(traffic, c, seed, base_dir, arrival[rows])
             notes += [f"class {cls.name}: {w}" for w in why]
         else:
             t = arrival[rows]
             p, o = _plain_lengths(traffic, c, seed, base_dir, rows.size)
             idx = np.full(rows.size, c, dtype=np.int16)
             off, k, e = _synthetic_chains(traffic, seed, idx, p)
+        afters.append(
+            np.full(t.size, -1, np.int64) if released is None else np.where(released[0] >= 0, released[0] + done, -1)
+        )
+        thinks.append(np.zeros(t.size) if released is None else released[1])
+        done += t.size
         times.append(t)
         classes.append(np.full(t.size, c, dtype=np.int16))
         prompts.append(p)
@@ -489,6 +508,9 @@ def _with_sessions(traffic: TrafficSpec, seed: int, base_dir: Path):
     order = np.argsort(t_all, kind="stable")
     off_all = np.concatenate([[0], *offs]).astype(np.int64)
     chains = _reorder_chains(off_all, np.concatenate(keys), np.concatenate(ends), order)
+    released = None
+    if any(c.session is not None and c.session.gap_from == "completion" for c in traffic.classes):
+        released = _permuted_after(np.concatenate(afters), order), np.concatenate(thinks)[order]
     return (
         t_all[order],
         np.concatenate(classes)[order],
@@ -496,7 +518,16 @@ def _with_sessions(traffic: TrafficSpec, seed: int, base_dir: Path):
         np.concatenate(outputs)[order],
         chains,
         notes,
+        released,
     )
+
+
+def _permuted_after(after: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``after`` (row numbers, -1 none) of the rows ``order``, renumbered to their new places."""
+    where = np.empty(order.size, dtype=np.int64)
+    where[order] = np.arange(order.size, dtype=np.int64)
+    a = after[order]
+    return np.where(a >= 0, where[np.maximum(a, 0)], -1).astype(np.int64)
 
 
 def generate_workload(traffic: TrafficSpec, seed: int, base_dir: Path) -> Workload:
@@ -504,7 +535,8 @@ def generate_workload(traffic: TrafficSpec, seed: int, base_dir: Path) -> Worklo
     (the scenario file's folder). Raises ``ScenarioError`` for bad trace or
     empirical files."""
     make = _from_trace if traffic.is_trace else _synthetic
-    arrival, class_idx, prompt, output, (off, keys, ends), notes = make(traffic, int(seed), Path(base_dir))
+    arrival, class_idx, prompt, output, (off, keys, ends), notes, *rest = make(traffic, int(seed), Path(base_dir))
+    released = rest[0] if rest else None  # (after_rid, think_s) of conversations with gap_from: completion
     return Workload(
         arrival_s=np.ascontiguousarray(arrival, dtype=np.float64),
         class_idx=np.ascontiguousarray(class_idx, dtype=np.int16),
@@ -515,4 +547,6 @@ def generate_workload(traffic: TrafficSpec, seed: int, base_dir: Path) -> Worklo
         prefix_end_tok=np.ascontiguousarray(ends, dtype=np.int32),
         class_names=list(traffic.class_names),
         notes=notes,
+        after_rid=None if released is None else np.ascontiguousarray(released[0], dtype=np.int64),
+        think_s=None if released is None else np.ascontiguousarray(released[1], dtype=np.float64),
     )

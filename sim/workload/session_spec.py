@@ -1,7 +1,9 @@
 """A traffic class's conversations (multi-turn sessions): ``classes[].session:``.
 
 Each event of the class's arrival process starts a session of K turns (geometric with
-``mean_turns``, or ``turn_weights``); turn k+1 arrives ``gap_s`` after turn k arrived, and its
+``mean_turns``, or ``turn_weights``); turn k+1 arrives ``gap_s`` after turn k arrived (``gap_from:
+arrival``, the default) or after turn k ended (``gap_from: completion``: the user reads the answer,
+thinks, and sends the next turn; the engine releases it, ``sim.engine.fleet``), and its
 prompt is turn k's prompt, turn k's output and ``new_tokens`` new user tokens, in that order, so
 the prefix cache finds turn k's prompt blocks in turn k+1 (``sim.workload.sessions``). The class's
 ``rate_rps`` stays requests/s: sessions start at ``rate_rps / mean turns``.
@@ -141,7 +143,9 @@ def _tag(value, kind: str, valid: list[str]):
 class SessionSpec(BaseModel):
     """Conversations: each arrival of the class starts a session of turns (geometric on 1, 2,
     ... with mean `mean_turns`, or `turn_weights`). Turn k+1 arrives `gap_s` after turn k arrived
-    (arrival to arrival: turns are drawn before the run, not sent when turn k ends), and its
+    (`gap_from: arrival`, the default: turns are drawn before the run), or `gap_s` after turn k
+    ended as its client saw it (`gap_from: completion`: the run sends it then; a rejected turn
+    releases the next one too), and its
     prompt is turn k's prompt, turn k's output and `new_tokens` new tokens, so the prefix cache
     finds turn k's prompt blocks in it (`new_tokens_by_turn`: a distribution per turn). The first turn's lengths are the class's (prompt_tokens
     and output_tokens, or lengths_table); later turns draw their output from `output_tokens`, else
@@ -160,7 +164,11 @@ class SessionSpec(BaseModel):
     )
     gap_s: GapSpec = Field(
         ...,
-        description="Time from one turn's arrival to the next turn's arrival, s (dist: fixed|exponential|lognormal|empirical).",
+        description="Time from one turn's arrival (or end: gap_from) to the next turn's arrival, s (dist: fixed|exponential|lognormal|empirical).",
+    )
+    gap_from: Literal["arrival", "completion"] = Field(
+        "arrival",
+        description="What gap_s counts from: the previous turn's arrival (drawn before the run) or its completion (the last token as the client saw it: think time; the run sends the next turn then).",
     )
     new_tokens: Optional[LengthSpec] = Field(
         None,

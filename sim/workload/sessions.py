@@ -29,7 +29,7 @@ import numpy as np
 from sim.workload.distributions import MAX_TOKENS
 from sim.workload.session_spec import SessionSpec
 
-__all__ = ["SessionTurns", "session_turns", "turn_prompts", "session_chains", "session_salt"]
+__all__ = ["SessionTurns", "session_turns", "turn_prompts", "session_chains", "session_salt", "released_after"]
 
 _MASK63 = np.uint64((1 << 63) - 1)
 
@@ -42,6 +42,7 @@ class SessionTurns:
     session: np.ndarray  # int64, index of the turn's session
     turn: np.ndarray  # int64, 0 for a session's first turn
     wrap: np.ndarray  # int64, how many times the turn's time was wrapped past duration_s
+    gap_s: np.ndarray  # float64, the gap drawn for the turn (0 for a first turn)
 
 
 def session_turns(
@@ -76,7 +77,7 @@ def session_turns(
         past = i >= sends_s.size
         t[later] = sends_s[np.where(past, 0, i)]
         wrap[later] += past
-    return SessionTurns(t, session, turn, wrap)
+    return SessionTurns(t, session, turn, wrap, gaps)
 
 
 def turn_prompts(turns: SessionTurns, first_prompt: np.ndarray, output: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -98,6 +99,18 @@ def session_salt(class_name: str, seed: int) -> int:
     sessions apart from the scenario's own)."""
     h = hashlib.blake2b(f"session\0{class_name}\0{int(seed)}".encode(), digest_size=8)
     return int.from_bytes(h.digest(), "little")
+
+
+def released_after(turns: SessionTurns) -> np.ndarray:
+    """For ``gap_from: completion``: each turn's previous turn (row in ``turns``), whose end releases
+    it, or -1 for a turn sent at its own time: a first turn, and the first turn of a wrapped stretch
+    (a conversation begun before the run, whose earlier turns the run does not hold)."""
+    n = turns.turn.size
+    after = np.arange(n, dtype=np.int64) - 1
+    if n:
+        same = np.concatenate([[False], turns.wrap[1:] == turns.wrap[:-1]])
+        after[(turns.turn == 0) | ~same] = -1
+    return after
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -158,8 +171,10 @@ def build_class(
     prefix: Optional[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = None,
     sends_s: Optional[np.ndarray] = None,
 ):
-    """One session class's requests: (arrival_s, prompt, output, (offsets, keys, ends), notes), in
-    session order (not sorted by time). ``rngs``: turns, gaps, new tokens. ``first_lengths(k)``
+    """One session class's requests: (arrival_s, prompt, output, (offsets, keys, ends), notes,
+    released), in session order (not sorted by time); ``released`` is None for ``gap_from:
+    arrival``, else (each turn's releasing turn, -1 for none: ``released_after``; its think time, s),
+    and a released turn's ``arrival_s`` is only a placeholder (its previous turn's plus its gap). ``rngs``: turns, gaps, new tokens. ``first_lengths(k)``
     gives ``k`` first turns' (prompt, output); ``later_outputs(m)`` ``m`` later turns' outputs;
     ``new_tokens(rng, turn)`` one draw per turn (``turn``: 0 for a first turn, whose draw is unused);
     ``prefix(first_prompts)`` each session's (prefix end token, prefix key), 0 = none; ``sends_s``:
@@ -191,4 +206,10 @@ def build_class(
         lens = np.diff(off)[keep]
         take = np.repeat(keep, np.diff(off))
         chains = (np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), keys[take], ends[take])
-    return turns.arrival_s[keep], prompt[keep], output[keep], chains, notes
+    released = None
+    if spec.gap_from == "completion":
+        after = released_after(turns)
+        renum = np.cumsum(keep) - 1  # a cut drops a session's last turns: a kept turn's previous one is kept
+        think = np.where(after >= 0, turns.gap_s, 0.0)  # a turn sent at its own time has none
+        released = (np.where(after >= 0, renum[np.maximum(after, 0)], -1)[keep], think[keep])
+    return turns.arrival_s[keep], prompt[keep], output[keep], chains, notes, released

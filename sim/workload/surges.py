@@ -35,6 +35,15 @@ def merge_workloads(base: Workload, extra: Workload) -> Workload:
     offsets = np.concatenate([[0], np.cumsum(new_lens)]).astype(np.int64)
     # chunk k of new request i sits at starts[order[i]] + k in the concatenated arrays
     gather = np.repeat(starts[order] - offsets[:-1], new_lens) + np.arange(offsets[-1], dtype=np.int64)
+    after = think = None
+    if base.after_rid is not None or extra.after_rid is not None:  # conversations released by a turn's end
+        b_after, b_think = _released(base)
+        e_after, e_think = _released(extra)
+        where = np.empty(order.size, dtype=np.int64)
+        where[order] = np.arange(order.size, dtype=np.int64)
+        a = np.concatenate([b_after, np.where(e_after >= 0, e_after + len(base), -1)])[order]
+        after = np.where(a >= 0, where[np.maximum(a, 0)], -1).astype(np.int64)
+        think = np.concatenate([b_think, e_think])[order]
     return Workload(
         arrival_s=np.ascontiguousarray(arrival[order], dtype=np.float64),
         class_idx=np.concatenate([base.class_idx, extra.class_idx])[order].astype(np.int16),
@@ -45,7 +54,16 @@ def merge_workloads(base: Workload, extra: Workload) -> Workload:
         prefix_end_tok=np.ascontiguousarray(ends[gather], dtype=np.int32),
         class_names=list(base.class_names),
         notes=list(base.notes) + list(extra.notes),
+        after_rid=after,
+        think_s=think,
     )
+
+
+def _released(wl: Workload) -> tuple[np.ndarray, np.ndarray]:
+    """(after_rid, think_s) of ``wl``, none released when it has none."""
+    if wl.after_rid is None or wl.think_s is None:
+        return np.full(len(wl), -1, dtype=np.int64), np.zeros(len(wl))
+    return wl.after_rid, wl.think_s
 
 
 def _shifted(arrival, ev, rate_rps: float) -> dict:
@@ -167,6 +185,8 @@ def add_surge(base: Workload, traffic, ev, seed: int, index: int, base_dir) -> W
                 extra.prefix_keys[: extra.prefix_offsets[n]],
                 extra.prefix_end_tok[: extra.prefix_offsets[n]],
                 list(extra.class_names),
+                after_rid=None if extra.after_rid is None else extra.after_rid[:n],  # a turn's releaser comes first
+                think_s=None if extra.think_s is None else extra.think_s[:n],
             )
     extra.notes = [f"surge {index}: {len(extra)} extra arrival(s) in {ev.start_s:g}-{ev.end_s:g} s (x{ev.factor:g})"]
     return merge_workloads(base, extra)

@@ -18,7 +18,7 @@ from sim.workload.fit.classes import split_by_clusters, split_by_field
 from sim.workload.fit.lengths import TABLE_MAX_ROWS, PairFit, fit_pair, order_note
 from sim.workload.fit.log import RequestLog
 from sim.workload.fit.prefix import PrefixFit, fit_prefix
-from sim.workload.fit.sessions import SessionFit, fit_sessions, thin_sizes
+from sim.workload.fit.sessions import SessionFit, conversation_parents, fit_session_form, fit_sessions, thin_sizes
 
 __all__ = ["ClassFit", "TrafficFit", "fit_traffic"]
 
@@ -114,6 +114,7 @@ def fit_traffic(
     for name, rows in groups:
         part = log.take(rows)
         sess = None
+        finish = None if part.finish_s is None else part.finish_s - whole.arrival_s[0]
         if part.hash_ids is not None and part.hash_offsets is not None:
             sess = fit_sessions(
                 part.arrival_s - whole.arrival_s[0],
@@ -124,6 +125,18 @@ def fit_traffic(
                 part.output_tokens,
                 part.hash_block_tokens,
                 rng,
+                finish,
+            )
+        elif part.conversation is not None and part.turn is not None:  # the log names each request's turn
+            codes = np.where(part.conversation.values() == "", -1, part.conversation.codes)
+            sess = fit_session_form(
+                part.arrival_s - whole.arrival_s[0],
+                whole.span_s,
+                conversation_parents(codes, part.turn),
+                part.prompt_tokens,
+                part.output_tokens,
+                rng,
+                finish,
             )
         # with sessions, lengths, prefix and arrivals are the first turns' (later turns follow from them)
         first = part if sess is None else part.take(sess.first_turns)

@@ -62,6 +62,9 @@ class RequestLog:
     start_epoch_s: Optional[float] = None  # wall-clock time of arrival 0 (UNIX s), when the log has dates
     lines: Optional[np.ndarray] = None  # int64 file line of each row (for messages)
     paired: bool = True  # False: prompt and output were not observed together (metrics)
+    finish_s: Optional[np.ndarray] = None  # float64, each request's end on arrival_s's clock (NaN: unknown)
+    conversation: Optional[Labels] = None  # the conversation each request is a turn of ("" none)
+    turn: Optional[np.ndarray] = None  # int64, its turn number in it (>= 1; 0 none)
     sources: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -91,6 +94,9 @@ class RequestLog:
             start_epoch_s=self.start_epoch_s,
             lines=None if self.lines is None else self.lines[rows],
             paired=self.paired,
+            finish_s=None if self.finish_s is None else self.finish_s[rows],
+            conversation=None if self.conversation is None else self.conversation[rows],
+            turn=None if self.turn is None else self.turn[rows],
             sources=list(self.sources),
             warnings=[],
         )
@@ -112,6 +118,9 @@ class RequestLog:
         arrival = np.concatenate([lg.arrival_s + (lg.start_epoch_s - t0) for lg in logs])  # type: ignore[operator]
         order = np.argsort(arrival, kind="stable")
         lines = [lg.lines for lg in logs]
+        finish = None
+        if all(lg.finish_s is not None for lg in logs):
+            finish = np.concatenate([lg.finish_s + (lg.start_epoch_s - t0) for lg in logs])  # type: ignore[operator]
         merged = RequestLog(
             arrival_s=arrival,
             prompt_tokens=np.concatenate([lg.prompt_tokens for lg in logs]),
@@ -120,6 +129,7 @@ class RequestLog:
             start_epoch_s=t0,
             lines=None if any(x is None for x in lines) else np.concatenate(lines),  # type: ignore[arg-type]
             paired=all(lg.paired for lg in logs),
+            finish_s=finish,  # conversations are one file's: several files are fitted without them
             sources=[s for lg in logs for s in lg.sources],
             warnings=[w for lg in logs for w in lg.warnings],
         )
@@ -179,6 +189,17 @@ class RequestLog:
         out.require(min_requests, where, n)
         t0 = float(out.arrival_s[0])
         out.arrival_s = out.arrival_s - t0
+        if out.finish_s is not None:
+            out.finish_s = out.finish_s - t0
+            early = out.finish_s < out.arrival_s
+            if early.any():
+                first = int(np.argmax(early))
+                at = f"line {out.lines[first]}" if out.lines is not None else f"request {first + 1}"
+                warnings.append(
+                    f"{where}: {int(early.sum()):,} request(s) end before they arrive (the first at {at}); "
+                    "their completion times are not used (a completion time is at or after the arrival)."
+                )
+                out.finish_s = np.where(early, np.nan, out.finish_s)
         if out.start_epoch_s is not None:
             out.start_epoch_s += t0
         gaps = np.diff(out.arrival_s)

@@ -25,8 +25,18 @@ from typing import Optional
 import numpy as np
 
 from sim.workload.fit.lengths import LengthFit, fit_length
+from sim.workload.fit.think import GapOrigin, gap_origin
 
-__all__ = ["SessionFit", "continuations", "fit_sessions", "thin_sizes", "MIN_CONTINUING_FRACTION", "GAP_VALUES_MAX"]
+__all__ = [
+    "SessionFit",
+    "continuations",
+    "conversation_parents",
+    "fit_sessions",
+    "fit_session_form",
+    "thin_sizes",
+    "MIN_CONTINUING_FRACTION",
+    "GAP_VALUES_MAX",
+]
 
 #: Below this fraction of requests continuing an earlier one, no session form is written.
 MIN_CONTINUING_FRACTION = 0.05
@@ -62,7 +72,9 @@ class SessionFit:
     new_by_turn: Optional[list[tuple[LengthFit, np.ndarray]]]  # turn 2, 3, ...: (fit, values); None: one
     output: Optional[LengthFit]  # the later turns' own output lengths (None: the first turns')
     output_values: np.ndarray  # observed output tokens of each continuation
-    gaps_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # observed gaps, s
+    gap_from: str = "arrival"  # what gap_s counts from (sim.workload.fit.think)
+    origin: Optional[GapOrigin] = None  # the choice's statistics (None: the log has no completion times)
+    gaps_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # observed gaps from the previous arrival, s
     gap_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each one's span / (span - gap)
     notes: list[str] = field(default_factory=list)
 
@@ -107,6 +119,24 @@ def continuations(offsets: np.ndarray, ids: np.ndarray, prompt: np.ndarray, bloc
                 a = int(parent[a])
             if a >= 0:
                 ends[h[f - 1]] = i
+    return parent
+
+
+def conversation_parents(conversation: np.ndarray, turn: np.ndarray) -> np.ndarray:
+    """Each request's previous turn (row index; rows sorted by arrival), -1 for none, from a log's
+    conversation codes (-1: none) and turn numbers: the latest earlier request of the same
+    conversation with a lower turn number (a resent turn keeps its turn's previous one)."""
+    parent = np.full(conversation.size, -1, dtype=np.int64)
+    last: dict[int, list[tuple[int, int]]] = {}  # conversation -> its requests so far (turn, row)
+    for i, (c, t) in enumerate(zip(conversation.tolist(), turn.tolist())):
+        if c < 0:
+            continue
+        seen = last.setdefault(c, [])
+        for k in range(len(seen) - 1, -1, -1):
+            if seen[k][0] < t:
+                parent[i] = seen[k][1]
+                break
+        seen.append((t, i))
     return parent
 
 
@@ -244,10 +274,31 @@ def fit_sessions(
     output: np.ndarray,
     block_tokens: int,
     rng: np.random.Generator,
+    finish_s: Optional[np.ndarray] = None,
 ) -> Optional[SessionFit]:
     """The session form of one class's requests (sorted by arrival, times from the log's start,
-    ``span_s`` the log's length), or None when too few requests continue an earlier one."""
+    ``span_s`` the log's length) whose next turns block hashes tell, or None when too few requests
+    continue an earlier one (``fit_session_form``)."""
     parent = continuations(offsets, ids, prompt, block_tokens)
+    return fit_session_form(
+        arrival_s, span_s, parent, prompt, output, rng, finish_s, "their hash list extends its full blocks"
+    )
+
+
+def fit_session_form(
+    arrival_s: np.ndarray,
+    span_s: float,
+    parent: np.ndarray,
+    prompt: np.ndarray,
+    output: np.ndarray,
+    rng: np.random.Generator,
+    finish_s: Optional[np.ndarray] = None,
+    how: str = "the log names their conversation and an earlier turn of it",
+) -> Optional[SessionFit]:
+    """The session form of one class's requests given each one's previous turn (``parent``, -1
+    none), or None when too few continue an earlier one; ``finish_s`` (each request's end on
+    ``arrival_s``'s clock, NaN unknown) lets the fit choose what the gap counts from
+    (``sim.workload.fit.think``)."""
     cont = np.flatnonzero(parent >= 0)
     n = parent.size
     if cont.size < max(MIN_CONTINUING_FRACTION * n, 5):
@@ -255,7 +306,26 @@ def fit_sessions(
     span = max(float(span_s), float(arrival_s[-1] - arrival_s[0]), 1e-9)
     g = arrival_s[cont] - arrival_s[parent[cont]]
     w = span / np.maximum(span - g, span * 1e-3)
-    gap = _fit_gaps(g, w, rng)
+    origin = None
+    if finish_s is None:
+        origin_note = (
+            "gap_from arrival: the log has no completion times (a finish or latency per request), so whether "
+            "users' gaps run from the previous turn's arrival or its completion cannot be told; the gap is "
+            "written as the log measured it, arrival to arrival"
+        )
+        gap = _fit_gaps(g, w, rng)
+        g_fit = g
+    else:
+        latency = finish_s[parent[cont]] - arrival_s[parent[cont]]
+        origin = gap_origin(g, latency)
+        origin_note = origin.note
+        if origin.origin == "completion":
+            known = np.isfinite(latency)  # a gap's weight is still its arrival-to-arrival span's (the window)
+            g_fit = np.maximum(g[known] - latency[known], 0.0)
+            gap = _fit_gaps(g_fit, w[known], rng)
+        else:
+            gap = _fit_gaps(g, w, rng)
+            g_fit = g
     # the corrected gap CDF at each turn's remaining time: its chance to show a next turn
     order = np.argsort(g)
     cdf = np.cumsum(w[order]) / w.sum()
@@ -269,8 +339,8 @@ def fit_sessions(
     half = _Z * math.sqrt(q * (1 - q) / total)
     q_ci = (max(q - half, 0.0), min(q + half, 0.999))
     notes = [
-        f"{cont.size:,} of {n:,} requests ({cont.size / n:.1%}) continue an earlier request (their hash list "
-        f"extends its full blocks); {n - cont.size:,} start a session",
+        f"{cont.size:,} of {n:,} requests ({cont.size / n:.1%}) continue an earlier request ({how}); "
+        f"{n - cont.size:,} start a session",
     ]
     # q by depth. A session whose first turn in the log continues one begun before it has its
     # depths counted from the wrong turn: each session counts with the chance that its first
@@ -362,9 +432,11 @@ def fit_sessions(
         gap_note = f"{fam} (1% critical value {gap.ks_critical:.3f}): {gap.family}; " + "; ".join(
             f"{k} 95% CI {a:.4g}..{b:.4g}" for k, (a, b) in gap.ci.items()
         )
+    notes.append(origin_note)
+    since = "completion" if origin is not None and origin.origin == "completion" else "arrival"
     notes.append(
-        f"gap_s (arrival to next arrival): {cont.size:,} gaps, median {np.median(g):.4g} s, each weighted "
-        f"span/(span - gap) for the window; {gap_note}"
+        f"gap_s ({since} to next arrival): {g_fit.size:,} gaps, median {np.median(g_fit):.4g} s, each weighted "
+        f"span/(span - gap from arrival) for the window; {gap_note}"
     )
     return SessionFit(
         parent=parent,
@@ -380,6 +452,8 @@ def fit_sessions(
         new_by_turn=new_by_turn,
         output=own_output,
         output_values=later_out,
+        gap_from=since,
+        origin=origin,
         gaps_s=g,
         gap_weights=w,
         notes=notes,

@@ -127,6 +127,8 @@ def _session_yaml(sf: SessionFit, table: str) -> list[str]:
     else:
         parts.append(f"turn_weights: [{', '.join(_fixed(w) for w in sf.turn_weights)}]")
     parts.append(f"gap_s: {_gap_yaml(sf.gap)}")
+    if sf.gap_from != "arrival":  # the default left out: a fit without completion times reads as before
+        parts.append(f"gap_from: {sf.gap_from}")
     if sf.new_by_turn is None:
         parts.append(f"new_tokens: {new}")
     else:
