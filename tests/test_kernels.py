@@ -333,3 +333,36 @@ def test_an_moe_shape_without_rows_falls_back_to_the_roofline_and_says_so():
     pm = _perf("h100-sxm", "deepseek-v2-lite")
     assert "MoE experts: roofline" in pm.source and "MLA attention: roofline" in pm.source
     assert pm.step_time_s(0, 0, 8, 8000) >= roofline_floor_s(pm, 0, 0, 8, 8000)
+
+
+@needs_data
+def test_a_qk_norm_over_all_heads_adds_one_variance_all_reduce_per_layer():
+    """MiniMax-M2.5 (qk_norm_all_reduce) at TP8 on H200: vLLM's MiniMaxText01RMSNormTP.forward_qk all-reduces
+    the [tokens, 2] fp32 q/k variances once per layer. A 32-token step's message is 32 x 8 = 256 bytes, the
+    size of 128 bf16 elements: one measured CUDA-graph row of vLLM 0.18.0's 8-GPU table, read here straight
+    from the parquet file. The catalog model differs from its copy without the flag by exactly 62 such
+    all-reduces; the roofline (no kernel data) by 62 x t_allreduce_s."""
+    import dataclasses
+
+    m = CAT.model("minimax-m2.5")
+    assert m.qk_norm_all_reduce and not CAT.model("qwen3-30b-a3b").qk_norm_all_reduce  # Qwen3: per-head norm
+    plain = dataclasses.replace(m, qk_norm_all_reduce=False)
+    df = pq.read_table(ROOT / "h200_sxm" / "comm" / "vllm" / "0.18.0" / "custom_allreduce_perf.parquet").to_pandas()
+    row = df[(df.num_gpus == 8) & (df.allreduce_dtype == "bfloat16") & (df.backend == "vllm_graph")
+             & (df.message_size == 128)]
+    assert len(row) == 1
+    want_s = 62 * float(row.latency.iloc[0]) * 1e-3
+
+    def comm(model):
+        inp = TableInputs(system="h200_sxm", model=model, quant=CAT.quant("fp8"), tp=8, max_tokens=64,
+                          vllm_version="0.16.0", gpu=CAT.gpu("h200"), e_compute=0.425, e_memory=0.8, e_comm=0.7,
+                          t_allreduce_s=1e-5, ep=True)
+        return build_tables(ROOT, inp).comm_s
+
+    assert comm(m)[32] - comm(plain)[32] == pytest.approx(want_s, rel=1e-9)
+    from sim.perf.perf_model import PerfCoefficients, PerfModel
+
+    c = PerfCoefficients(t_allreduce_s=7e-6)
+    g, q = CAT.gpu("h200"), CAT.quant("fp8")
+    diff = PerfModel(g, m, q, 8, c).step_time_s(0, 0, 4, 4000) - PerfModel(g, plain, q, 8, c).step_time_s(0, 0, 4, 4000)
+    assert diff == pytest.approx(62 * 7e-6, rel=1e-9)

@@ -265,25 +265,29 @@ def test_the_gpu_count_rule_holds_on_the_triton_rows_that_have_both_layouts():
 
 @needs_data
 def test_expert_parallel_decode_and_prefill_take_the_slower_of_uniform_and_skewed_routing():
-    """MiniMax-M2.5 fp8 as TP8 with expert parallelism on H200, vLLM 0.16 (InferenceX's TEP8): the fused-MoE
-    rows are vLLM 0.19.0's Triton ``fused_moe`` fp8 at moe tp 1 / ep 8 (62 MoE layers; top-8 of 256 experts,
-    32 per GPU). Decode, 4 tokens: uniform routing puts 1 + sqrt(2 ln 8 / 4) = 2.019667 x the mean on the
-    busiest GPU, so the balanced rows are read at 8.079 tokens (between 8 and 16); the power_law_1.2 row at 4
-    tokens is lower (skewed routing touches fewer distinct experts), so the balanced reading sets the pace.
-    Prefill, 8,192 tokens: uniform routing gives 1 + sqrt(2 ln 8 / 8192) = 1.022532 (8,376.6 tokens, between
-    8,192 and 16,384), but the power_law_1.2 row at 8,192 tokens (aiconfigurator's collector gives EP rank 0,
-    the rank it times, the largest load) is slower, and is taken."""
+    """MiniMax-M2.5 block-fp8 as TP8 with expert parallelism on H200, vLLM 0.16 (InferenceX's TEP8): vLLM's
+    fused-MoE oracle runs FlashInfer CUTLASS for Hopper block fp8 under EP (``FLASHINFER_EP_FROM``); the
+    nearest collection (0.19.0) has no such rows, so the 0.24.0 ``fp8_block`` FlashInfer CUTLASS rows at
+    moe tp 1 / ep 8 are read (62 MoE layers; top-8 of 256 experts, 32 per GPU), with a note. Decode, 4
+    tokens: uniform routing puts 1 + sqrt(2 ln 8 / 4) = 2.019667 x the mean on the busiest GPU, so the
+    balanced rows are read at 8.079 tokens (between 8 and 16); the power_law_1.2 row at 4 tokens is lower
+    (skewed routing touches fewer distinct experts), so the balanced reading sets the pace. Prefill, 8,192
+    tokens: uniform routing gives 1 + sqrt(2 ln 8 / 8192) = 1.022532 (8,376.6 tokens, between 8,192 and
+    16,384), but the power_law_1.2 row at 8,192 tokens (aiconfigurator's collector gives EP rank 0, the rank
+    it times, the largest load) is slower, and is taken."""
     from sim.perf.kernels.tables import _moe_measured
 
     m = CAT.model("minimax-m2.5")
     inp = TableInputs(system="h200_sxm", model=m, quant=CAT.quant("fp8"), tp=8, max_tokens=8192,
                       vllm_version="0.16.0", gpu=CAT.gpu("h200"), e_compute=0.425, e_memory=0.8, e_comm=0.7,
                       t_allreduce_s=1e-5, ep=True)
-    got, kernel = _moe_measured(ROOT, inp, "0.19.0", np.array([4, 8192]), [])
+    notes: list = []
+    got, kernel = _moe_measured(ROOT, inp, "0.19.0", np.array([4, 8192]), notes)
     shape = (3072, 1536, 8, 256, 1, 8)
+    fi = "vllm_fp8moe_flashinfer_cutlass_flashinferexperts"
 
     def ms(x: int, dist: str = "balanced") -> float:
-        return _moe_ms("fp8", "vllm_fused_moe", x, *shape, dist=dist, system="h200_sxm", version="0.19.0")
+        return _moe_ms("fp8_block", fi, x, *shape, dist=dist, system="h200_sxm", version="0.24.0")
 
     f4, f8k = 1 + math.sqrt(2 * math.log(8) / 4), 1 + math.sqrt(2 * math.log(8) / 8192)
     assert (f4, f8k) == (pytest.approx(2.019667, abs=1e-6), pytest.approx(1.022532, abs=1e-6))
@@ -294,4 +298,23 @@ def test_expert_parallel_decode_and_prefill_take_the_slower_of_uniform_and_skewe
     pre_skewed = ms(8192, "power_law_1.2")
     assert pre_skewed > pre_uniform
     assert got[1] == pytest.approx(pre_skewed * 62 * 1e-3, rel=1e-12)
-    assert "vllm_fused_moe" in kernel and "power_law_1.2" in kernel
+    assert fi in kernel and "power_law_1.2" in kernel and "(vLLM 0.24.0)" in kernel
+    assert any("0.19.0 collection has no flashinfer_cutlass rows" in n for n in notes)
+
+
+@needs_data
+@pytest.mark.parametrize("version,expert_parallel", [("0.14.0", True), ("0.16.0", False)])
+def test_before_015_or_without_expert_parallelism_block_fp8_stays_on_the_nearest_collections_triton_rows(
+    version, expert_parallel
+):
+    """vLLM 0.10-0.14 ran FlashInfer's fp8 MoE only on request, and 0.15+ prefers Triton for TP without EP
+    on Hopper block fp8: the nearest collection's (0.19.0) Triton ``vllm_fused_moe`` rows, no other
+    collection, no note (the moe tp 8 / ep 1 rows exist for fp8)."""
+    from sim.perf.kernels.tables import _moe_measured
+
+    inp = TableInputs(system="h200_sxm", model=CAT.model("minimax-m2.5"), quant=CAT.quant("fp8"), tp=8,
+                      max_tokens=16, vllm_version=version, gpu=CAT.gpu("h200"), e_compute=0.425, e_memory=0.8,
+                      e_comm=0.7, t_allreduce_s=1e-5, ep=expert_parallel)
+    notes: list = []
+    got, kernel = _moe_measured(ROOT, inp, "0.19.0", np.array([16]), notes)
+    assert "vllm_fused_moe" in kernel and "(vLLM " not in kernel and not notes

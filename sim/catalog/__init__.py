@@ -116,6 +116,7 @@ class ModelSpec:
     moe_intermediate_size: int = 0
     attention_bias: bool = False
     qk_norm: bool = False
+    qk_norm_all_reduce: bool = False  # the q/k RMSNorm spans all heads: one more TP all-reduce per layer
     shared_expert_intermediate_size: int = 0  # MoE: width of the always-on shared expert MLP(s) of a MoE layer
     first_dense_layers: int = 0  # MoE: leading layers with a dense MLP (intermediate_size) instead of experts
     kv_lora_rank: int = 0  # MLA: width of the compressed KV latent cached per token and layer (0: not MLA)

@@ -393,8 +393,8 @@ class PerfModel:
                 self._kpre = True
                 self._pre_step, self._pre_chunk, self._pre_tok, self._pre_unit = (float(x) for x in kernels.prefill_s)
                 self._pre_unit /= s_clk  # prefill attention is compute-bound (FlashAttention): at the clock
-        if tp > 1:
-            self._comm_fixed = 2 * L * c.t_allreduce_s
+        if tp > 1:  # + one per layer of the q/k variances where the q/k norm spans all heads (MiniMax-M2)
+            self._comm_fixed = (2 + int(model.qk_norm_all_reduce)) * L * c.t_allreduce_s
             self._comm_tok = (
                 2 * L * h * quant.activation_bytes * 2.0 * (tp - 1) / tp / (gpu.interconnect_bw_bytes_s * c.e_comm)
             )

@@ -50,7 +50,7 @@ from sim.perf.kernels.versions import parse_version
 
 __all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
 
-FORMAT = 6
+FORMAT = 7
 """Version of the build; part of the cache key (bump when the build changes)."""
 GRAPH_MAX_TOKENS = 512
 """Steps up to this many tokens run in CUDA graphs (vLLM's largest default capture
@@ -337,6 +337,72 @@ def _read_curve(xs: np.ndarray, ys: np.ndarray, n: np.ndarray) -> np.ndarray:
     return out
 
 
+_MOE_COLS = [
+    "moe_dtype",
+    "kernel_source",
+    "num_tokens",
+    "hidden_size",
+    "inter_size",
+    "topk",
+    "num_experts",
+    "moe_tp_size",
+    "moe_ep_size",
+    "distribution",
+    "latency",
+]
+
+
+def _moe_table(root: Path, system: str, version: str) -> dict:
+    return kd.read_table(root, system, "moe_perf", version, _MOE_COLS)
+
+
+def _moe_shape_rows(t: dict, m: ModelSpec) -> np.ndarray:
+    return (
+        (t["hidden_size"] == m.hidden_size)
+        & (t["inter_size"] == m.moe_intermediate_size)
+        & (t["topk"] == m.num_experts_active)
+        & (t["num_experts"] == m.num_experts)
+    )
+
+
+def _moe_versions_by_distance(root: Path, system: str, wanted: str | None, skip: str) -> list[str]:
+    """The system's other fused-MoE collections, nearest ``wanted`` first (``nearest_version``'s order)."""
+    left = [v for v in kd.versions(root, system, "moe_perf") if v != skip]
+    out = []
+    while left:
+        v = kd.nearest_version(left, wanted)
+        assert v is not None  # left is not empty
+        out.append(v)
+        left.remove(v)
+    return out
+
+
+def _preferred_moe_rows(t: dict, inp: TableInputs, part: str, order: tuple[str, ...], notes: list) -> tuple | None:
+    """(dtype, kernel, row mask, GPU-count scale, derived layout or "") of the preferred backend's
+    balanced rows for the model's shape in table ``t``: at the layout, else at its nearest measured
+    layout (``nearest_moe_layout``, with a note); None when the backend has no rows for the shape."""
+    mtp, mep = moe_sizes(inp.tp, inp.dp, inp.ep)
+    base = _moe_shape_rows(t, inp.model) & (t["distribution"] == MOE_DISTRIBUTION)
+    layout = (t["moe_tp_size"] == mtp) & (t["moe_ep_size"] == mep)
+    preferred = np.char.find(t["kernel_source"].astype(str), part) >= 0
+    for dtype in order:  # the backend vLLM runs: its rows at this layout, else derived from its nearest layout
+        mask = base & (t["moe_dtype"] == dtype) & preferred
+        kernel = _pick_kernel(t["kernel_source"], mask)
+        if kernel is None:
+            continue
+        mask &= t["kernel_source"] == kernel
+        if (mask & layout).any():
+            return dtype, kernel, mask & layout, 1.0, ""
+        lays = sorted({(int(a), int(b)) for a, b in zip(t["moe_tp_size"][mask], t["moe_ep_size"][mask])})
+        a, b = nearest_moe_layout(lays, mtp, mep)
+        notes.append(
+            f"MoE experts: {kernel} has no rows at moe tp {mtp} / ep {mep}; its moe tp {a} / ep {b} rows "
+            f"scaled by the GPU count {a * b}/{mtp * mep}"
+        )
+        return dtype, kernel, mask & (t["moe_tp_size"] == a) & (t["moe_ep_size"] == b), a * b / (mtp * mep), f"{a}/{b}"
+    return None
+
+
 def _moe_measured(
     root: Path, inp: TableInputs, version: str | None, T: np.ndarray, notes: list
 ) -> tuple[np.ndarray, str] | None:
@@ -360,55 +426,26 @@ def _moe_measured(
     if version is None or q.weights not in MOE_DTYPES:
         notes.append(f"MoE experts: roofline (no fused-MoE rows for {q.weights} weights)")
         return None
-    t = kd.read_table(
-        root,
-        inp.system,
-        "moe_perf",
-        version,
-        [
-            "moe_dtype",
-            "kernel_source",
-            "num_tokens",
-            "hidden_size",
-            "inter_size",
-            "topk",
-            "num_experts",
-            "moe_tp_size",
-            "moe_ep_size",
-            "distribution",
-            "latency",
-        ],
-    )
-    shape_rows = (
-        (t["hidden_size"] == m.hidden_size)
-        & (t["inter_size"] == m.moe_intermediate_size)
-        & (t["topk"] == m.num_experts_active)
-        & (t["num_experts"] == m.num_experts)
-    )
+    t = _moe_table(root, inp.system, version)
+    part, order = preferred_moe_kernel(q.weights, inp.vllm_version, inp.ep)
+    found = _preferred_moe_rows(t, inp, part, order, notes)
+    used = version
+    if found is None and part != MOE_PREFERRED_KERNEL:
+        # a backend chosen by version (FlashInfer CUTLASS) that the nearest collection did not measure:
+        # its rows from the collection nearest ``vllm_version`` that has them, before any other backend
+        for other in _moe_versions_by_distance(root, inp.system, inp.vllm_version, version):
+            t_other = _moe_table(root, inp.system, other)
+            found = _preferred_moe_rows(t_other, inp, part, order, notes)
+            if found is not None:
+                notes.append(
+                    f"MoE experts: the vLLM {version} collection has no {part} rows for this shape; "
+                    f"the vLLM {other} ones"
+                )
+                t, used = t_other, other
+                break
+    shape_rows = _moe_shape_rows(t, inp.model)
     base = shape_rows & (t["distribution"] == MOE_DISTRIBUTION)
     layout = (t["moe_tp_size"] == mtp) & (t["moe_ep_size"] == mep)
-    kernels = t["kernel_source"].astype(str)
-    part, order = preferred_moe_kernel(q.weights, inp.vllm_version, inp.ep)
-    preferred = np.char.find(kernels, part) >= 0
-    found = None
-    for dtype in order:  # the backend vLLM runs: its rows at this layout, else derived from its nearest layout
-        mask = base & (t["moe_dtype"] == dtype) & preferred
-        kernel = _pick_kernel(t["kernel_source"], mask)
-        if kernel is None:
-            continue
-        mask &= t["kernel_source"] == kernel
-        if (mask & layout).any():
-            found = (dtype, kernel, mask & layout, 1.0, "")
-        else:
-            lays = sorted({(int(a), int(b)) for a, b in zip(t["moe_tp_size"][mask], t["moe_ep_size"][mask])})
-            a, b = nearest_moe_layout(lays, mtp, mep)
-            scale = a * b / (mtp * mep)
-            found = (dtype, kernel, mask & (t["moe_tp_size"] == a) & (t["moe_ep_size"] == b), scale, f"{a}/{b}")
-            notes.append(
-                f"MoE experts: {kernel} has no rows at moe tp {mtp} / ep {mep}; its moe tp {a} / ep {b} rows "
-                f"scaled by the GPU count {a * b}/{mtp * mep}"
-            )
-        break
     if found is None:  # another backend's rows at this layout
         for dtype in MOE_DTYPES[q.weights]:
             mask = base & (t["moe_dtype"] == dtype) & layout
@@ -440,18 +477,24 @@ def _moe_measured(
         else:
             out = _read_curve(xs, ys, n)
         what = f"fused MoE {dtype} ({kernel}" + (f", from moe tp/ep {derived}" if derived else "") + routing + ")"
+        if used != version:  # another collection's rows: named here (the caller names the nearest one's)
+            what += f" (vLLM {used})"
         return out * (scale * m.moe_layers), what
     notes.append(f"MoE experts: roofline (no {'/'.join(MOE_DTYPES[q.weights])} fused-MoE rows for {shape})")
     return None
 
 
 def _comm_s(root: Path, inp: TableInputs, version: str | None, T: np.ndarray, notes: list) -> np.ndarray:
-    """All-reduces of steps of T tokens: (2 per layer + 1) × latency(T · hidden elements)."""
+    """All-reduces of steps of T tokens: (2 per layer + 1) × latency(T · hidden elements), plus, for a
+    model whose q/k RMSNorm spans all heads (``qk_norm_all_reduce``), one per layer of the per-token
+    q and k variances (T × 2 fp32 values: the size of 4·T bf16 elements)."""
     m, tp = inp.model, inp.tp
     count = 2 * m.num_layers + 1
     if tp == 1:
         return np.zeros(len(T))
     elems = T.astype(np.float64) * m.hidden_size
+    var_elems = T.astype(np.float64) * 4.0  # [T, 2] fp32: 8·T bytes, the size of 4·T bf16 elements
+    n_var = m.num_layers if m.qk_norm_all_reduce else 0
     rows = None
     if version is not None:
         t = kd.read_table(
@@ -465,7 +508,10 @@ def _comm_s(root: Path, inp: TableInputs, version: str | None, T: np.ndarray, no
     if rows is None or not rows.any():
         notes.append(f"all-reduce: roofline (no tp={tp} all-reduce rows)")
         link = inp.gpu.interconnect_bw_bytes_s * inp.e_comm
-        return count * (inp.t_allreduce_s + elems * inp.quant.activation_bytes * 2.0 * (tp - 1) / tp / link)
+        ring = 2.0 * (tp - 1) / tp / link  # seconds per byte of the message
+        return count * (inp.t_allreduce_s + elems * inp.quant.activation_bytes * ring) + n_var * (
+            inp.t_allreduce_s + var_elems * 2.0 * ring
+        )
     out = np.zeros(len(T))
     backends = set(t["backend"][rows].astype(str))
     for backend, sel in (("vllm_graph", T <= GRAPH_MAX_TOKENS), ("vllm_eager", T > GRAPH_MAX_TOKENS)):
@@ -474,6 +520,8 @@ def _comm_s(root: Path, inp: TableInputs, version: str | None, T: np.ndarray, no
         order = np.argsort(t["message_size"][r], kind="stable")
         xs, ys = t["message_size"][r][order].astype(np.float64), t["latency"][r][order] * _MS
         out[sel] = count * interp_extrap(elems[sel], xs, ys)
+        if n_var:
+            out[sel] += n_var * interp_extrap(var_elems[sel], xs, ys)
     return out
 
 
@@ -643,7 +691,8 @@ def build_tables(root: Path, inp: TableInputs) -> KernelTables:
     if gemm_kernel:
         parts.append(f"GEMM {dtype} ({gemm_kernel})")
     if moe_kernel:
-        parts.append(moe_kernel + (f" (vLLM {vers['moe_perf']})" if vers["moe_perf"] != main else ""))
+        named = moe_kernel.endswith(")") and " (vLLM " in moe_kernel  # rows of another collection than the nearest
+        parts.append(moe_kernel + (f" (vLLM {vers['moe_perf']})" if vers["moe_perf"] != main and not named else ""))
     if dec or pre:
         parts.append(f"attention {(dec or pre)[1]} (KV {KV_DTYPES[q.kv_cache]})")  # type: ignore[index]  # one is set
     if tp > 1 and gemm_kernel and not any(n.startswith("all-reduce") for n in notes):
