@@ -65,15 +65,15 @@ Constants:
   configurations of the models ``calibration/public/ml_energy/configs.csv`` marks ``train``, less the
   B200 one-GPU gpqa sets: calibration/README.md, Protocol item 2), reported on the held-back models.
   Its *form* is read from the runs, not fitted: the measured time per output token grows with the
-  running sequences faster than the replay's step, by 20-32 µs per sequence on 11 of the 24 sets
-  with two caps of 200 or more (median 38 µs), on one GPU and on eight, on an H100 and on a B200
-  alike (Llama-3.1-8B: 29.0 and 29.5 µs; calibration/README.md, "ML.ENERGY v3: the sampler on the
-  critical path"), and by 29-37 µs per sequence at caps 32-256 where the engine core's CPU work is a
-  fraction of the GPU step (H100 Llama-3.1-8B): a cost that async scheduling overlapped could not
-  show there, and one that does not scale with the GPU. The runs are vLLM 0.11.1 with async
-  scheduling; the constant applies to any version whose requests use penalties (none other is
-  measured). What it is is not identified from the aggregates: vLLM 0.11.1's
-  per-step wait for the previous step's sampled tokens before the penalties run
+  running sequences faster than the replay's step, by 20-30 µs per sequence on 10 of the 24 sets
+  with two caps of 200 or more (median 35.8 µs; ``calibration/penalties_slopes.py``), on one GPU and
+  on eight, on an H100 and on a B200 alike (Llama-3.1-8B: 29.0 and 23.8 µs; calibration/README.md,
+  "ML.ENERGY v3: the sampler on the critical path"), and by 29-37 µs per sequence at caps 32-256
+  where the engine core's CPU work is a fraction of the GPU step (H100 Llama-3.1-8B): a cost that
+  async scheduling overlapped could not show there, and one that does not scale with the GPU. The
+  runs are vLLM 0.11.1 with async scheduling; the constant applies to any version whose requests
+  use penalties (none other is measured). What it is is not identified from the aggregates: vLLM
+  0.11.1's per-step wait for the previous step's sampled tokens before the penalties run
   (``InputBatch.update_async_output_token_ids``), the per-request repair and output-token tensor
   that follow it before the sampler's kernels can start, or sampler kernels bound by latency rather
   than bandwidth; a profile of that server would tell them apart.
