@@ -23,7 +23,7 @@ import sim.perf.sampler as sampler
 from calibration.penalties_seq_fit import SOURCE, model_split
 from calibration.public_corpus import discover, replay_entry
 
-__all__ = ["slopes", "main"]
+__all__ = ["growth_us", "slopes", "main"]
 
 
 def slopes(min_batch: float = 200.0) -> list[tuple[str, int, str, float, float]]:
@@ -50,13 +50,18 @@ def slopes(min_batch: float = 200.0) -> list[tuple[str, int, str, float, float]]
         sampler.T_ROW_PENALTIES_S = saved
     out = []
     for (name, tp), pts in sorted(points.items()):
-        if len(pts) < 2:
-            continue
-        b = np.array([p[0] for p in pts])
-        meas = np.polyfit(b, np.array([p[1] for p in pts]), 1)[0]
-        rep = np.polyfit(b, np.array([p[2] for p in pts]), 1)[0]
-        out.append((name, tp, split.get(name, "?"), float(meas) * 1e6, float(rep) * 1e6))
+        if len(pts) >= 2:
+            out.append((name, tp, split.get(name, "?"), *growth_us(pts)))
     return out
+
+
+def growth_us(points: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """(measured, replayed) µs per running sequence: the least-squares slopes of the time per output
+    token of one sequence against the mean batch, from ``(batch, measured s, replayed s)`` points."""
+    b = np.array([p[0] for p in points])
+    meas = np.polyfit(b, np.array([p[1] for p in points]), 1)[0]
+    rep = np.polyfit(b, np.array([p[2] for p in points]), 1)[0]
+    return float(meas) * 1e6, float(rep) * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:

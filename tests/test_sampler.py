@@ -156,3 +156,14 @@ def test_a_sidecar_with_an_unknown_sampling_is_a_located_error(tmp_path):
     (tmp_path / "run.json").write_text("{}")
     with pytest.raises(FleetcastError, match=r"line 4, field engine\.sampling: .*'top_p_penalties'"):
         load_settings(tmp_path / "run.json")
+
+
+def test_penalties_slopes_by_hand():
+    from calibration.penalties_slopes import growth_us
+
+    # per token 20 -> 40 ms from batch 200 to 400 measured (100 µs per sequence), 15 -> 25 ms replayed (50)
+    meas, rep = growth_us([(200.0, 0.020, 0.015), (400.0, 0.040, 0.025)])
+    assert meas == pytest.approx(100.0) and rep == pytest.approx(50.0)
+    # three points off a line: least squares, slope of (1, 2, 4) ms over batches (100, 200, 300) = 15 µs
+    meas, _ = growth_us([(100.0, 0.001, 0.0), (200.0, 0.002, 0.0), (300.0, 0.004, 0.0)])
+    assert meas == pytest.approx(15.0)
