@@ -1,6 +1,6 @@
-"""Fit ``sim.perf.cpu_side.T_SEQ_PENALTIES_S``: the engine core's extra CPU per scheduled sequence per
-step of a V1 vLLM server whose requests sample with penalties (``engine.sampling: top_p_penalties``;
-``sim.perf.cpu_side`` says why it cannot be taken from a document or a microbenchmark).
+"""Fit ``sim.perf.sampler.T_ROW_PENALTIES_S``: with sampling penalties (``engine.sampling:
+top_p_penalties``), the cost per sampled row on a step's critical path that no document or
+microbenchmark gives (``sim.perf.sampler`` says why, and where its form comes from).
 
 Training split (declared in calibration/README.md, Protocol item 2): the ML.ENERGY Benchmark v3
 entries (``calibration/public/ml_energy``, vLLM 0.11.1 on H100 and B200, saturated bursts) of the
@@ -8,12 +8,13 @@ models that ``configs.csv`` marks ``train`` (its ``split`` column, fixed by ``ex
 fit, for the power fit of issue 27), less the B200 one-GPU gpqa sets (``OUTLIER_SETS``): their ~30 ms
 per-token floor at 8 sequences, flat in the batch, with the GPU near idle power (294 W on a B200
 that draws 646 W on the same model at the same cap on lm-arena), is no per-sequence cost and was
-documented as an outlier the model cannot reach (public/ml_energy/README.md) before this fit. The entries are replayed with the constant on a grid of 20 µs
-from 0 to 200 µs; the value whose replay has the smallest mean of the two median |errors| over them,
-output throughput and ITL p50, is taken (ties: the smaller). The held-back models' entries and every
-other source are not used; ``bench/public_gpu.py`` reports them.
+documented as an outlier the model cannot reach (public/ml_energy/README.md) before this fit. The
+entries are replayed with the constant on a grid of 5 µs from 0 to 60 µs; the value whose replay
+has the smallest mean of the two median |errors| over them, output throughput and ITL p50, is taken
+(ties: the smaller). The held-back models' entries and every other source are not used;
+``bench/public_gpu.py`` reports them.
 
-    python -m calibration.penalties_seq_fit [--step-us 20]
+    python -m calibration.penalties_seq_fit [--step-us 5] [--max-us 60]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import argparse
 import csv
 import statistics
 
-import sim.perf.cpu_side as cpu_side
+import sim.perf.sampler as sampler
 from calibration.public_corpus import CORPUS, discover, replay_entry
 
 __all__ = ["SOURCE", "OUTLIER_SETS", "model_split", "training_entries", "fit", "main"]
@@ -68,32 +69,33 @@ def _score(results: list[dict]) -> float:
 
 
 def fit(root=CORPUS, grid=None) -> tuple[float, dict[float, float]]:
-    """``(t_seq_s, {t_seq_s: score})`` over the training entries (score: module doc)."""
-    grid = grid if grid is not None else tuple(i * 20e-6 for i in range(11))
+    """``(t_row_s, {t_row_s: score})`` over the training entries (score: module doc)."""
+    grid = grid if grid is not None else tuple(i * 5e-6 for i in range(13))
     entries = training_entries(root)
-    saved = cpu_side.T_SEQ_PENALTIES_S
+    saved = sampler.T_ROW_PENALTIES_S
     scores: dict[float, float] = {}
     try:
         for t in grid:
-            cpu_side.T_SEQ_PENALTIES_S = t
+            sampler.T_ROW_PENALTIES_S = t
             scores[t] = _score([replay_entry(e) for e in entries])
             print(f"  {t * 1e6:6.1f} µs: {scores[t]:.2f} %", flush=True)
     finally:
-        cpu_side.T_SEQ_PENALTIES_S = saved
+        sampler.T_ROW_PENALTIES_S = saved
     best = min(scores, key=lambda t: (scores[t], t))
     return best, scores
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--step-us", type=float, default=20.0, help="grid step (µs), from 0 to 200")
+    ap.add_argument("--step-us", type=float, default=5.0, help="grid step (µs), from 0")
+    ap.add_argument("--max-us", type=float, default=60.0, help="grid end (µs)")
     args = ap.parse_args(argv)
-    n = int(round(200 / args.step_us))
+    n = int(round(args.max_us / args.step_us))
     print(f"training entries: {len(training_entries())} (ML.ENERGY, models marked train, less OUTLIER_SETS)")
     best, scores = fit(grid=tuple(i * args.step_us * 1e-6 for i in range(n + 1)))
     for t, v in scores.items():
-        print(f"T_SEQ_PENALTIES_S {t * 1e6:6.1f} µs: mean of median |tok/s| and |ITL p50| error {v:5.2f} %")
-    print(f"T_SEQ_PENALTIES_S = {best * 1e6:.0f}e-6")
+        print(f"T_ROW_PENALTIES_S {t * 1e6:6.1f} µs: mean of median |tok/s| and |ITL p50| error {v:5.2f} %")
+    print(f"T_ROW_PENALTIES_S = {best * 1e6:.0f}e-6")
     return 0
 
 

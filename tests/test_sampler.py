@@ -1,5 +1,5 @@
-"""The sampler's share of a step (sim/perf/sampler.py) and the penalties' per-sequence CPU
-(sim/perf/cpu_side.py ``with_sampling``): expectations worked by hand from the cited figures."""
+"""The sampler's share of a step (sim/perf/sampler.py): expectations worked by hand from the cited
+figures."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from sim.catalog import load_catalog
-from sim.perf import cpu_side, sampler
-from sim.perf.cpu_side import CpuSide, with_sampling
+from sim.perf import sampler
 from sim.perf.perf_model import PerfCoefficients, PerfModel
 from sim.perf.pool_model import build_pool_models
 from sim.perf.sampler import sampler_costs, sort_path
@@ -19,27 +18,35 @@ from tests.factories import make_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 CAT = load_catalog()
-H100, B200 = CAT.gpu("h100-sxm"), CAT.gpu("b200")
+H100, B200, PRO6000 = CAT.gpu("h100-sxm"), CAT.gpu("b200"), CAT.gpu("rtx-pro-6000")
 LLAMA = CAT.model("llama-3.1-8b")  # vocabulary 128,256
 V0111 = (0, 11, 1)
 
 
 def test_sort_row_cost_by_hand():
     # PR #32558: 3.812 ms for 256 rows x 131,072 entries; one row of Llama's 128,256 entries on the
-    # benchmark's (H100) bandwidth: 3.812 ms x 128,256 / 33,554,432 = 14.571 µs; on a B200 (8.0 TB/s)
-    # the same bytes take 3.35 / 8.0 of it: 6.101 µs
+    # benchmark's H100: 3.812 ms x 128,256 / 33,554,432 = 14.571 µs
     row, ctx = sampler_costs(H100, LLAMA, V0111, None, "top_p", 0.75)
     assert row == pytest.approx(14.571e-6, rel=1e-4)
     assert ctx == 0.0
+    # a B200 by its SMs x clock (FP32 rate 80.0 against the H100's 67.0 TFLOPS), not its bandwidth:
+    # 14.571 x 67 / 80 = 12.203 µs (the bandwidth rule would give 14.571 x 3.35 / 8.0 = 6.10 µs)
     row_b, _ = sampler_costs(B200, LLAMA, V0111, None, "top_p", 0.75)
-    assert row_b == pytest.approx(6.1016e-6, rel=1e-4)
+    assert row_b == pytest.approx(12.203e-6, rel=1e-4)
+    # the RTX PRO 6000's entry gives no FP32 rate: the bandwidth rule, 14.571 x 3.35 / 1.792 = 27.239 µs
+    row_p, _ = sampler_costs(PRO6000, LLAMA, V0111, None, "top_p", 0.75)
+    assert row_p == pytest.approx(27.239e-6, rel=1e-4)
 
 
-def test_penalties_add_counted_bytes_and_cpu_per_context_token():
-    # + 128,256 x 85 bytes at 0.75 x 3.35 TB/s = 10,901,760 / 2.5125e12 = 4.3390 µs; CPU 25 ns per token
+def test_penalties_add_counted_bytes_the_fitted_row_cost_and_cpu_per_context_token():
+    # + 128,256 x 85 bytes at 0.75 x 3.35 TB/s = 10,901,760 / 2.5125e12 = 4.3390 µs, + the fitted
+    # T_ROW_PENALTIES_S per row (on the critical path); CPU 25 ns per context token
     row, ctx = sampler_costs(H100, LLAMA, V0111, None, "top_p_penalties", 0.75)
-    assert row == pytest.approx(14.571e-6 + 4.3390e-6, rel=1e-4)
+    assert row == pytest.approx(14.571e-6 + 4.3390e-6 + sampler.T_ROW_PENALTIES_S, rel=1e-4)
     assert ctx == pytest.approx(25e-9)
+    # the fitted part does not scale with the GPU: the same on a B200 (12.203 + 85 x 128,256 / (0.75 x 8.0e12))
+    row_b, _ = sampler_costs(B200, LLAMA, V0111, None, "top_p_penalties", 0.75)
+    assert row_b == pytest.approx(12.203e-6 + 1.8170e-6 + sampler.T_ROW_PENALTIES_S, rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +105,14 @@ def test_penalty_cpu_per_context_token_serial_and_async():
     assert p.step_time_s(0, 0.0, 8, 4000) == pytest.approx(a + slope * 4000, rel=1e-12)
 
 
-def test_penalties_add_the_fitted_per_sequence_cpu():
-    cpu = CpuSide(1e-3, 10e-6, 0.0, 0.0, 0.0, 0.0, True, "test")
-    assert with_sampling(cpu, "top_p") is cpu
-    assert with_sampling(cpu, None) is cpu
-    assert with_sampling(cpu, "top_p_penalties").t_seq_s == pytest.approx(10e-6 + cpu_side.T_SEQ_PENALTIES_S)
+def test_a_row_cost_is_on_the_critical_path_under_async_scheduling():
+    # 64 decodes, async: the CPU side (1 ms + 64 x 10 µs = 1.64 ms) is below the GPU step, so a CPU cost
+    # would be hidden; a per-row cost is not: 64 x 40 µs = 2.56 ms more
+    base, more = _perf(True), _perf(True, row_s=40e-6)
+    assert base.step_cpu_s(64, 0, 0) < base.step_time_s(0, 0.0, 64, 0)
+    assert more.step_time_s(0, 0.0, 64, 64 * 600) - base.step_time_s(0, 0.0, 64, 64 * 600) == pytest.approx(
+        64 * 40e-6, rel=1e-9
+    )
 
 
 def test_pool_takes_its_sampling():
@@ -113,7 +123,7 @@ def test_pool_takes_its_sampling():
         return build_pool_models(make_scenario(pool={"engine": eng}))[0]
 
     plain, pen = pool_of(None), pool_of("top_p_penalties")
-    assert pen.cpu.t_seq_s == pytest.approx(plain.cpu.t_seq_s + cpu_side.T_SEQ_PENALTIES_S)
+    assert pen.cpu.t_seq_s == plain.cpu.t_seq_s  # the penalties' per-row cost is the sampler's, not the CPU side's
     row, _ = sampler_costs(H100, LLAMA, V0111, None, "top_p_penalties", pen.perf.coeffs.e_memory)
     assert pen.perf._sampler_row_s == pytest.approx(row)
     assert plain.perf._sampler_row_s == 0.0
@@ -132,7 +142,9 @@ def test_ml_energy_sidecars_carry_the_clients_sampling():
 
 
 def test_constants_match_their_sources():
+    assert sampler.SORT_ROW_S == pytest.approx(14.891e-6, rel=1e-4)  # 3.812 ms / 256 rows
     assert sampler.SORT_BYTES_PER_ELEM == pytest.approx(380.6, abs=0.05)
+    assert sampler.SORT_REF_FP32_FLOPS == H100.peak_flops["fp32"]
     assert sampler.PENALTY_BYTES_PER_ELEM == 2 * 17 + 10 + 24 + 17
 
 
@@ -144,3 +156,14 @@ def test_a_sidecar_with_an_unknown_sampling_is_a_located_error(tmp_path):
     (tmp_path / "run.json").write_text("{}")
     with pytest.raises(FleetcastError, match=r"line 4, field engine\.sampling: .*'top_p_penalties'"):
         load_settings(tmp_path / "run.json")
+
+
+def test_penalties_slopes_by_hand():
+    from calibration.penalties_slopes import growth_us
+
+    # per token 20 -> 40 ms from batch 200 to 400 measured (100 µs per sequence), 15 -> 25 ms replayed (50)
+    meas, rep = growth_us([(200.0, 0.020, 0.015), (400.0, 0.040, 0.025)])
+    assert meas == pytest.approx(100.0) and rep == pytest.approx(50.0)
+    # three points off a line: least squares, slope of (1, 2, 4) ms over batches (100, 200, 300) = 15 µs
+    meas, _ = growth_us([(100.0, 0.001, 0.0), (200.0, 0.002, 0.0), (300.0, 0.004, 0.0)])
+    assert meas == pytest.approx(15.0)

@@ -71,12 +71,10 @@ __all__ = [
     "ASYNC_OUTPUT_PROC_SINCE",
     "V0_TP_STEP_S",
     "T_SEQ_UNIPROC_S",
-    "T_SEQ_PENALTIES_S",
     "FE_TOKEN_V1_GPU_HOST_S",
     "cpu_side_for",
     "is_v0",
     "with_tensor_parallel",
-    "with_sampling",
     "step_cpu_s",
 ]
 
@@ -113,26 +111,6 @@ fitted: by ``calibration/uniproc_seq_fit.py`` on a declared training split (the 
 inference-perf's ``vllm`` configuration, Llama-3.1-8B on one H100, vLLM 0.11; calibration/README.md,
 Protocol item 2), reported on the rest. TP > 1 keeps the testbed's figure (the multiprocess executor
 and its hand-off are what a GPU host runs there too)."""
-
-T_SEQ_PENALTIES_S = 120e-6
-"""V1 with sampling penalties (``engine.sampling: top_p_penalties``, ``sim.perf.sampler``): the engine
-core's CPU per scheduled sequence per step on top of ``t_seq_s``. The penalties path adds per-request
-Python work to every step (vLLM 0.11.1: ``InputBatch.update_async_output_token_ids`` walks the
-requests to replace each one's placeholder token after waiting for the previous step's tokens, PR
-#26467; the prompt-token tensor is rebuilt row by row whenever the batch changes,
-``_make_prompt_token_ids_tensor``; the output lists are converted each step, whose per-token part
-``sim.perf.sampler.PENALTY_CPU_CTX_TOK_S`` already counts), but its size is not documented and the
-runs that show it cannot separate it from the rest of the serving process's per-sequence CPU at that
-configuration (three API servers, async scheduling, top-p and a repetition penalty): on the public
-ML.ENERGY runs the time per output token at ~512 running sequences is the same on an H100 and a
-B200 (Llama-3.1-8B: 52 and 53 ms), so the CPU sets it there, at ~100 µs per sequence per step.
-**Fitted** by ``calibration/penalties_seq_fit.py`` on a declared training split (the ML.ENERGY
-configurations of the models marked ``train`` in ``calibration/public/ml_energy/configs.csv``, less
-the B200 one-GPU gpqa sets whose flat ~30 ms floor is documented as an outlier: 221 entries;
-calibration/README.md, Protocol item 2), reported on the held-back models. One constant for every
-layout: the fit's optimum is set by the tensor-parallel sets, and the one-GPU small models come out
-too slow at caps of 256 and more with it (calibration/README.md, "ML.ENERGY v3: the sampler and the
-per-sequence CPU")."""
 
 FE_TOKEN_V1_GPU_HOST_S = 5.9e-6
 """V1 (0.8 on) on a GPU host: the API server's CPU per output token (``fe_token_s``: output processing,
@@ -300,20 +278,6 @@ def with_tensor_parallel(
         cpu,
         t_step_s=cpu.t_step_s + a + b * (tp - 1),
         source=cpu.source + f"; vLLM < 0.8 (V0) at TP{tp}: each step's inputs broadcast to the ranks",
-    )
-
-
-def with_sampling(cpu: CpuSide, sampling: str | None) -> CpuSide:
-    """``cpu`` of a server whose requests sample with ``sampling`` (``engine.sampling``): with penalties
-    (``top_p_penalties``) each scheduled sequence costs ``T_SEQ_PENALTIES_S`` more engine-core CPU per
-    step; otherwise ``cpu`` unchanged."""
-    if sampling != "top_p_penalties":
-        return cpu
-    return replace(
-        cpu,
-        t_seq_s=cpu.t_seq_s + T_SEQ_PENALTIES_S,
-        source=cpu.source + f"; sampling penalties: +{T_SEQ_PENALTIES_S * 1e6:.0f} µs/sequence, fitted on "
-        "ML.ENERGY's training models (calibration/README.md, Protocol item 2)",
     )
 
 
