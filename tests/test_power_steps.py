@@ -34,7 +34,7 @@ def test_repeat_scatter_by_hand():
 
 
 @pytest.mark.slow
-def test_step_part_forms_do_not_beat_the_shipped_law_on_held_back_configs():
+def test_step_part_forms_miss_the_targets_and_fit_no_mechanism():
     """The table in calibration/README.md ("Step parts"): every ML.ENERGY entry replayed, each form
     fitted on the training models' configurations and scored on the held-back ones."""
     rows = power_forms.step_rows()
@@ -53,11 +53,18 @@ def test_step_part_forms_do_not_beat_the_shipped_law_on_held_back_configs():
         abs(shipped["h100-sxm"]["held_back"]["set_mean"]) < 0.05
         and abs(shipped["b200"]["held_back"]["set_mean"]) < 0.05
     )
-    # no form built on the replay's step decomposition beats it on both GPUs (B200 is worse for each)
+    # the forms on the replay's step decomposition reach neither target, gain under 2 points on the
+    # shipped law, and the best one's watts are no mechanism: a negative CPU-wait part on H100, an
+    # all-reduce part above the kernels on B200 (calibration/README.md: why it is not shipped)
     replay_forms = [f for f in power_forms.STEP_FORMS if f.startswith("step parts (replay)")]
     assert len(replay_forms) == 3
-    for f in replay_forms:
-        assert table[("b200", f)]["held_back"]["mean"] > shipped["b200"]["held_back"]["mean"]
+    for g in ("h100-sxm", "b200"):
+        errs = [table[(g, f)]["held_back"]["mean"] for f in replay_forms]
+        assert min(errs) > 0.05
+        assert shipped[g]["held_back"]["mean"] - min(errs) < 0.02
+    best = "step parts (replay) + mfu + mbu"
+    assert table[("h100-sxm", best)]["coef"][2] < 0
+    assert table[("b200", best)]["coef"][1] > table[("b200", best)]["coef"][0]
     # the all-reduce fraction alone: its watts change sign between the GPUs (less on H100, more on
     # B200), so it is no mechanism the two share
     comm = "all-reduce fraction (replay) + mfu + mbu"
