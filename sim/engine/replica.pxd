@@ -10,6 +10,7 @@ from sim.engine.prefix_keys cimport PrefixKeys
 from sim.engine.wake cimport Wake, WakeQueue, wake_q
 from sim.engine.front_end cimport FrontEnd
 from sim.records cimport itl_bucket_one
+from sim.perf.perf_model cimport PerfModel
 
 cpdef long long outstanding_key(rep)
 
@@ -19,7 +20,9 @@ cdef class Replica:
     cdef public PrefixKeys keys
     cdef public object env
     cdef public WakeQueue wq
-    cdef public object name, pool, engine, perf, spec, group
+    cdef public object name, pool, engine
+    cdef public PerfModel perf
+    cdef public object spec, group
     cdef public FrontEnd fe
     cdef public object policy, stats, waiting
     cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick

@@ -60,7 +60,7 @@ class Replica:
         "name": "object",
         "pool": "object",
         "engine": "object",
-        "perf": "object",
+        "perf": "PerfModel",
         "spec": "object",
         "group": "object",
         "fe": "FrontEnd",
