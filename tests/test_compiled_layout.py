@@ -94,7 +94,8 @@ def test_a_compiled_class_assigns_only_its_slots(rel):
 def test_the_layouts_are_read_from_the_python_class():
     """The generator's reading of a known class, against its source as written by hand here."""
     assert tool.layouts(ROOT / "engine" / "wake.py") == {
-        "Wake": {"at": "double", "priority": "long long", "eid": "long long", "callback": "object"}}
+        "Wake": {"at": "double", "priority": "long long", "eid": "long long", "callback": "object"},
+        "WakeQueue": {"now": "double", "heap": "list", "eid": "object"}}
 
 
 _PY = '''

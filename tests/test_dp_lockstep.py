@@ -11,6 +11,7 @@ import pytest
 
 from sim.engine.dp_group import DPGroup
 from sim.engine.fleet import Fleet, simulate
+from sim.perf.perf_model import PerfModel
 from sim.workload.generate import Workload
 from tests.factories import make_scenario
 
@@ -21,8 +22,12 @@ class _Coeffs:
     t_request_s = 0.0
 
 
-class _LinearSteps:
-    """A step of p prefill tokens and n decodes takes A + p·PER_PREFILL_TOK + n·PER_DECODE seconds."""
+class _LinearSteps(PerfModel):
+    """A step of p prefill tokens and n decodes takes A + p·PER_PREFILL_TOK + n·PER_DECODE seconds.
+    (A PerfModel whose methods are all replaced: the compiled replica holds a PerfModel.)"""
+
+    def __init__(self) -> None:
+        pass  # no GPU or model: every method the replica calls is defined here
 
     coeffs = _Coeffs()
 
@@ -32,13 +37,13 @@ class _LinearSteps:
     def decode_affine(self, n):
         return A_S + n * PER_DECODE_S, 0.0
 
-    def step_flops(self, p, attn, n, ctx):
+    def step_flops(self, p, attn, n, ctx, num_prefill_seqs=0, queries_per_decode=1):
         return 0.0
 
-    def step_bytes(self, p, attn, n, ctx):
+    def step_bytes(self, p, attn, n, ctx, num_prefill_seqs=0, queries_per_decode=1):
         return 0.0
 
-    def step_cpu_s(self, n, chunks, p):
+    def step_cpu_s(self, n, chunks, p, queries_per_decode=1):
         return 0.0
 
 

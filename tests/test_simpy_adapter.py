@@ -70,3 +70,16 @@ def test_the_adapter_shares_the_clock_and_the_id_counter():
     assert env.peek() == 1.0
     env.run()
     assert seen == [1.0] and env.now == env._now == 1.0
+
+
+def test_a_wake_scheduled_from_a_simpy_callback_counts_from_that_event_s_time():
+    # The WakeQueue keeps its own copy of the clock: a wake made while SimPy's step runs its
+    # callbacks must count from that event's time (1.5 + 0.5 = 2.0), not from the last Wake's.
+    env = Environment()
+    seen = []
+    wake(env, 0.25, lambda w: seen.append(("wake", env.now)))
+    ev = env.timeout(1.5)
+    ev.callbacks.append(lambda e: wake(env, 0.5, lambda w: seen.append(("from simpy", env.now))))
+    env.run()
+    assert seen == [("wake", 0.25), ("from simpy", 2.0)]
+    assert env.wq.now == env.now == 2.0

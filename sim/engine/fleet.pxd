@@ -6,11 +6,13 @@ from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
 from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request
-from sim.engine.wake cimport wake
+from sim.engine.wake cimport WakeQueue, wake, wake_q
 
 cdef class Fleet:
     # fields: generated from __slots__ in fleet.py by tools/pxd_layout.py (do not edit)
-    cdef public object scenario, workload, progress, env, window, router, _arrival_cols, _on_arrive, handoff, autoscaler, closed_loop
+    cdef public object scenario, workload, progress, env
+    cdef public WakeQueue wq
+    cdef public object window, router, _arrival_cols, _on_arrive, handoff, autoscaler, closed_loop
     cdef public bint exact_steps
     cdef public double tick_s
     cdef public list class_names, _priority, replicas, eligible, pools, front_ends, groups

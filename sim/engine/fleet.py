@@ -24,7 +24,7 @@ from sim.engine.replica import Replica
 from sim.engine.request import DECODING, Request
 from sim.engine.result import ReplicaStats, SimResult
 from sim.engine.routers import make_router
-from sim.engine.wake import URGENT, Environment, wake
+from sim.engine.wake import URGENT, Environment, WakeQueue, wake, wake_q
 from sim.errors import ScenarioError
 from sim.perf.pool_model import PoolModel, build_pool_models
 from sim.perf.speculative import pool_speculation
@@ -56,6 +56,7 @@ class Fleet:
         "workload": "object",
         "progress": "object",
         "env": "object",
+        "wq": "WakeQueue",
         "window": "object",
         "router": "object",
         "_arrival_cols": "object",
@@ -96,6 +97,7 @@ class Fleet:
         self.exact_steps = exact_steps
         self.progress = progress
         self.env = Environment()
+        self.wq: WakeQueue = self.env.wq  # its wake-up queue and clock (sim.engine.wake): the arrival loop reads them
         tr = scenario.traffic
         self.window = (float(tr.warmup_s), float(tr.duration_s - tr.cooldown_s))
         self.tick_s = scenario.timeseries_interval_s
@@ -301,8 +303,8 @@ class Fleet:
 
     def _arrive(self, ev) -> None:
         """Route every request arriving now, then wait for the next arrival time."""
-        env = self.env
-        now = env.now
+        wq = self.wq
+        now = wq.now
         times, classes, prompts, outputs, n, every = self._arrival_cols
         prio, eligible, ledger, keys = self._priority, self.eligible, self.ledger, self.keys
         rid = self._next_rid
@@ -310,7 +312,7 @@ class Fleet:
             t = times[rid]
             if t > now:
                 self._next_rid = rid
-                wake(env, t - now, self._on_arrive)
+                wake_q(wq, t - now, self._on_arrive)
                 return
             cls = classes[rid]
             req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)

@@ -8,5 +8,5 @@ cdef class PrefixKeys:
     cdef public dict _key_cache, _base
     @cython.locals(lo="long long")
     cpdef first_key(self, long long rid)
-    @cython.locals(lo="long long", hi="long long", n_full="long long", j="long long", i="long long", end="long long", base=list, base_key=tuple)
+    @cython.locals(lo="long long", hi="long long", n_full="long long", j="long long", i="long long", end="long long", base=list, base_key=tuple, start="unsigned long long", u="unsigned long long")
     cpdef block_keys(self, long long rid, long long block_size)

@@ -78,7 +78,14 @@ class PrefixKeys:
                 base = self._base[base_key] = []
             if len(base) < n_full:
                 key = chain_keys[lo]
-                base.extend([(key * _KEY_MULT + i) & _MASK64 for i in range(len(base), n_full)])
+                start = (key * _KEY_MULT) & _MASK64  # block i's key: (start + i) & _MASK64
+                u = len(base)
+                if start <= _MASK64 - n_full:  # no wrap-around: start + i (C integers when compiled)
+                    while u < n_full:
+                        base.append(start + u)
+                        u += 1
+                else:
+                    base.extend([(key * _KEY_MULT + i) & _MASK64 for i in range(u, n_full)])
             out1 = base[:n_full] or None  # no full block: None, cached and returned as such
             self._key_cache[cache_key] = out1  # type: ignore[index]  # set above for a one-chunk chain
             return out1

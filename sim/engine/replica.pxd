@@ -7,9 +7,10 @@ from sim.engine.decode_group cimport DecodeGroup, Segment
 from sim.engine.kvcache cimport KVCache
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
-from sim.engine.wake cimport Wake, wake
+from sim.engine.wake cimport Wake, WakeQueue, wake_q
 from sim.engine.front_end cimport FrontEnd
 from sim.records cimport itl_bucket_one
+from sim.perf.perf_model cimport PerfModel
 
 cpdef long long outstanding_key(rep)
 
@@ -17,7 +18,11 @@ cdef class Replica:
     # fields: generated from __slots__ in replica.py by tools/pxd_layout.py (do not edit)
     cdef public Ledger ledger
     cdef public PrefixKeys keys
-    cdef public object env, name, pool, engine, perf, spec, group
+    cdef public object env
+    cdef public WakeQueue wq
+    cdef public object name, pool, engine
+    cdef public PerfModel perf
+    cdef public object spec, group
     cdef public FrontEnd fe
     cdef public object policy, stats, waiting
     cdef public long long index, block_size, max_num_batched_tokens, max_num_seqs, max_model_len, outstanding, _seq, batch_tokens, _tick
@@ -29,7 +34,16 @@ cdef class Replica:
     cdef public long long _steps, _streamed
     cdef public list outstanding_heaps, _itl, ts_rows
     cdef public bint _interruptible, failed, _stretch_ok, chunked_prefill
-    cdef public object _run_k, _run_end, _step, _ev, _on_decode_end, _on_mixed_end, _schedule
+    cdef public Segment _run_seg
+    cdef public long long _run_k, _run_steps, _cut_steps
+    cdef public double _cut_t_end
+    cdef public StepPlan _step_plan
+    cdef public long long _step_n
+    cdef public double _step_d, _step_t_end
+    cdef public long long _step_prefill
+    cdef public double _step_attn
+    cdef public long long _step_ctx
+    cdef public object _ev, _on_decode_end, _on_mixed_end, _schedule
     @cython.locals(total="long long")
     cpdef enqueue(self, Request req)
     cpdef _outstanding_changed(self)
@@ -40,7 +54,7 @@ cdef class Replica:
     @cython.locals(dec=DecodeGroup, k="long long", n="long long", seg=Segment, steps="long long", t_end=double)
     cpdef _start_decode(self, bint stretch)
     @cython.locals(dec=DecodeGroup, kv=KVCache, steps="long long", free="long long", tick=double, t_end=double, cut="long long")
-    cpdef tuple _stretch(self, Segment seg, long long k)
+    cpdef _stretch(self, Segment seg, long long k)
     @cython.locals(plan=StepPlan)
     cpdef _plan(self, ev=*)
     @cython.locals(dec=DecodeGroup, kv=KVCache, bs="long long", req=Request, hit="long long", limit="long long", prefill_tokens="long long", attn=double, new_blocks="long long", c="long long", q="long long", n="long long", ctx="long long", d=double, t_end=double)
@@ -70,8 +84,8 @@ cdef class Replica:
     cpdef _finish(self, Request req)
     @cython.locals(itl=list, cls="long long", n="long long")
     cpdef _itl_add(self, list ncls, long long bucket, long long times)
-    @cython.locals(kv=KVCache)
-    cpdef _account_step(self, double t_end, double d, args, long long chunks)
+    @cython.locals(kv=KVCache, prefill="long long", attn=double, n="long long", ctx="long long")
+    cpdef _account_step(self, double t_end, double d, long long chunks)
     @cython.locals(w0=double, w1=double, last="long long", t_first=double, lo="long long", hi="long long", m="long long", ctx_sum="long long", dur=double, dec=DecodeGroup, kv=KVCache, used="long long", first="long long", cpu=object)
     cpdef _account_decode(self, Segment seg, long long k, long long steps, double t_last)
     @cython.locals(tick_s=double)

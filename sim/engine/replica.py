@@ -29,7 +29,6 @@ from heapq import heappush
 from typing import Any
 
 import numpy as np
-import simpy
 
 from sim.engine.decode_group import DecodeGroup, Segment
 from sim.engine.kvcache import KVCache
@@ -38,7 +37,7 @@ from sim.engine.prefix_keys import PrefixKeys
 from sim.engine.request import DECODING, DONE, RUNNING, WAITING, Request
 from sim.engine.result import ReplicaStats
 from sim.engine.step_plan import DECODE_RUN
-from sim.engine.wake import URGENT, Wake, wake
+from sim.engine.wake import URGENT, Environment, Wake, WakeQueue, wake_q
 from sim.records import ITL_EDGES_S, itl_bucket, itl_bucket_one
 
 __all__ = ["Replica", "outstanding_key", "LOAD_KEY_SHIFT"]
@@ -57,10 +56,11 @@ class Replica:
         "ledger": "Ledger",
         "keys": "PrefixKeys",
         "env": "object",
+        "wq": "WakeQueue",
         "name": "object",
         "pool": "object",
         "engine": "object",
-        "perf": "object",
+        "perf": "PerfModel",
         "spec": "object",
         "group": "object",
         "fe": "FrontEnd",
@@ -103,9 +103,18 @@ class Replica:
         "failed": "bint",
         "_stretch_ok": "bint",
         "chunked_prefill": "bint",
-        "_run_k": "object",
-        "_run_end": "object",
-        "_step": "object",
+        "_run_seg": "Segment",
+        "_run_k": "long long",
+        "_run_steps": "long long",
+        "_cut_steps": "long long",
+        "_cut_t_end": "double",
+        "_step_plan": "StepPlan",
+        "_step_n": "long long",
+        "_step_d": "double",
+        "_step_t_end": "double",
+        "_step_prefill": "long long",
+        "_step_attn": "double",
+        "_step_ctx": "long long",
         "_ev": "object",
         "_on_decode_end": "object",
         "_on_mixed_end": "object",
@@ -114,7 +123,7 @@ class Replica:
 
     def __init__(
         self,
-        env: simpy.Environment,
+        env: Environment,
         index: int,
         name: str,
         pool,
@@ -133,6 +142,7 @@ class Replica:
         spec=None,
     ) -> None:
         self.env = env
+        self.wq: WakeQueue = env.wq  # its wake-up queue and clock (sim.engine.wake)
         self.ledger = ledger  # where finished and rejected requests are recorded
         self.keys = keys  # prefix-cache block keys of the workload's requests
         self.index = index
@@ -173,8 +183,10 @@ class Replica:
         self.outstanding_heaps: list[list] = []
         self._seq = 0
         self._interruptible = False
-        # Any: None, or the tuple while its step is in flight (only then read; no runtime check on the hot path)
-        self._run_k: Any = None  # (segment, first step, steps) while a decode run is in flight
+        # the decode run in flight (C fields when compiled: no tuple per step): its segment (None: no
+        # run in flight), first step and steps; Any: read only while a run is in flight
+        self._run_seg: Any = None
+        self._run_k = self._run_steps = 0
         self.batch_tokens = 0
         self._itl = [[0] * NUM_ITL_BUCKETS for _ in range(num_classes)]  # ITL counts [class][bucket]
         self._w0, self._w1 = window
@@ -185,15 +197,20 @@ class Replica:
         self._seg_coeffs: dict[int, tuple] = {}  # decode-step coefficients by batch size
         self._dec_cpu_s: dict[int, float] = {}  # a decode-only step's engine-core CPU seconds by batch size
         self._stretch_ok = not exact_steps  # fast-forward decode runs
-        self._run_end: Any = None  # (steps, end time) of the decode run in flight, once cut if an arrival cut it
-        self._step: Any = None  # (plan, decode members, duration, end time, step args) of the mixed step in flight
+        # steps and end time of the decode run in flight, once cut if an arrival cut it
+        self._cut_steps, self._cut_t_end = 0, 0.0
+        # the mixed step in flight: its plan, decode members, duration, end time and the
+        # performance model's step arguments (prefill tokens, attention work, decodes, their context)
+        self._step_plan: Any = None
+        self._step_n, self._step_d, self._step_t_end = 0, 0.0, 0.0
+        self._step_prefill, self._step_attn, self._step_ctx = 0, 0.0, 0
         self._idle_until = 0.0
         # the step-end callbacks, bound once (a bound method per step cost an attribute look-up and
         # an allocation); they refer back to the replica: Fleet._drop_cycles lets go of them
         self._on_decode_end: Any = self._decode_end
         self._on_mixed_end: Any = self._mixed_end
         # the pending wake-up (the engine loop starts at time 0, like a SimPy process)
-        self._ev: Wake | None = wake(self.env, 0.0, self._plan, URGENT)
+        self._ev: Wake | None = wake_q(self.wq, 0.0, self._plan, URGENT)
 
     # -- arrivals ---------------------------------------------------------------
     def enqueue(self, req: Request) -> None:
@@ -204,7 +221,7 @@ class Replica:
             return
         req.seq = self._seq
         self._seq += 1
-        req.enqueue_s = self.env._now  # the clock (Environment.now without the property call)
+        req.enqueue_s = self.wq.now  # the clock (Environment.now without the property call)
         if self.kv.caching:
             req.block_keys = self.keys.block_keys(req.rid, self.block_size)
         else:
@@ -247,8 +264,8 @@ class Replica:
     def kv_used_at(self, now: float) -> int:
         """Blocks in use at ``now``, counting decode steps finished mid-run."""
         used = self.kv.used
-        if self._run_k is not None:
-            seg, k, steps = self._run_k
+        if self._run_seg is not None:
+            seg, k, steps = self._run_seg, self._run_k, self._run_steps
             done = seg.first_step_ending_at_or_after(now) - k
             if seg.t_end(k + done) <= now:
                 done += 1
@@ -260,15 +277,15 @@ class Replica:
     def settle(self, now: float) -> None:
         """Complete the decode steps of an in-flight run that ended by ``now`` (a failure, the
         end of the simulation), as exact stepping would have: counted, and their tokens added."""
-        if self._run_k is not None:
-            seg, k, steps = self._run_k
+        if self._run_seg is not None:
+            seg, k, steps = self._run_seg, self._run_k, self._run_steps
             done = min(
                 steps,
                 seg.first_step_ending_at_or_after(now) - k + (seg.t_end(seg.first_step_ending_at_or_after(now)) <= now),
             )
             if done > 0:
                 self._complete_steps(seg, k, done, seg.t_end(k + done - 1))
-            self._run_k = None
+            self._run_seg = None
 
     def blocks_released_by(self, req: Request) -> int:
         """Free blocks gained if ``req`` let go of everything now."""
@@ -307,18 +324,18 @@ class Replica:
         """An arrival the policy wants to see now: end an idle wait at once, or
         cut the decode run in flight at the end of the step in progress."""
         self._interruptible = False
-        env = self.env
+        wq = self.wq
         old = self._ev
         if old is not None:  # superseded: its time still comes, but _run_wakes calls nothing
             old.callback = None
-        if self._run_k is None:  # idle
-            self._ev = wake(env, 0.0, self._idle_interrupted, URGENT)
+        if self._run_seg is None:  # idle
+            self._ev = wake_q(wq, 0.0, self._idle_interrupted, URGENT)
             return
-        seg, k, steps = self._run_k
-        steps = min(steps, seg.first_step_ending_at_or_after(env._now) - k + 1)
+        seg, k = self._run_seg, self._run_k
+        steps = min(self._run_steps, seg.first_step_ending_at_or_after(wq.now) - k + 1)
         t_end = seg.t_end(k + steps - 1)
-        self._run_end = (steps, t_end)
-        self._ev = wake(env, max(0.0, t_end - env._now), self._on_decode_end)
+        self._cut_steps, self._cut_t_end = steps, t_end
+        self._ev = wake_q(wq, max(0.0, t_end - wq.now), self._on_decode_end)
 
     def _start_idle(self, until: float) -> None:
         self.batch_tokens = 0
@@ -327,7 +344,7 @@ class Replica:
             self._ev = None  # until an arrival
         else:
             self._idle_until = until
-            self._ev = wake(self.env, max(0.0, until - self.env.now), self._idle_timeout)
+            self._ev = wake_q(self.wq, max(0.0, until - self.wq.now), self._idle_timeout)
         if self.group is not None:
             self.group.ready(self, -1.0)
 
@@ -347,7 +364,7 @@ class Replica:
         self._plan()
 
     def _start_decode(self, stretch: bool) -> None:
-        env, dec = self.env, self.dec
+        dec = self.dec
         k = dec.k
         if self.group is not None:
             self.seg = None  # a lock-step rank's steps last the group's pace: anchor each at its start
@@ -371,25 +388,26 @@ class Replica:
             a, b, f, y = coeffs
             seg = self.seg = Segment(self.t, k, dec.ctx, n, a, b, f, y)
         if stretch:
-            steps, t_end = self._stretch(seg, k)
+            self._stretch(seg, k)  # sets _cut_steps and _cut_t_end
+            steps, t_end = self._cut_steps, self._cut_t_end
         else:
             steps, t_end = 1, seg.t_end(k)
+            self._cut_steps, self._cut_t_end = steps, t_end
         self.batch_tokens = dec.n
-        self._run_k = (seg, k, steps)
-        self._run_end = (steps, t_end)
+        self._run_seg, self._run_k, self._run_steps = seg, k, steps
         self._interruptible = steps > 1
         if self.group is not None:  # the group starts it (_group_go) when every rank is ready
             self.group.ready(self, seg.duration(k))
             return
-        self._ev = wake(env, max(0.0, t_end - env._now), self._on_decode_end)
+        self._ev = wake_q(self.wq, max(0.0, t_end - self.wq.now), self._on_decode_end)
 
     def stream_to(self, now: float) -> None:
         """Hand the API server the tokens of the decode run in flight whose steps ended by ``now``
         (before it books an admission at ``now``), so that its work is booked in the order exact
         stepping books it: a fast-forwarded run books the rest when it completes."""
-        if self._run_k is None or self.fe is None:
+        if self._run_seg is None or self.fe is None:
             return
-        seg, k, steps = self._run_k
+        seg, k, steps = self._run_seg, self._run_k, self._run_steps
         j = seg.first_step_ending_at_or_after(now)
         self._stream_run(seg, k, min(steps, j - k + (seg.t_end(j) <= now)))
 
@@ -414,10 +432,10 @@ class Replica:
         if ev is not self._ev:
             return
         dec = self.dec
-        seg, k, _ = self._run_k
-        steps, t_end = self._run_end
+        seg, k = self._run_seg, self._run_k
+        steps, t_end = self._cut_steps, self._cut_t_end
         self._interruptible = False
-        self._run_k = None
+        self._run_seg = None
         self._complete_steps(seg, k, steps, t_end)
         self.t = t_end
         if dec.finished_any():
@@ -445,9 +463,9 @@ class Replica:
         self.kv.allocate(dec.blocks_needed(steps))
         dec.advance(steps)
 
-    def _stretch(self, seg: Segment, k: int) -> tuple[int, float]:
-        """Steps of a fast-forwarded decode run from step ``k`` (and the end of its
-        last step): up to the first member's finish, the last step the free KV
+    def _stretch(self, seg: Segment, k: int) -> None:
+        """Steps of a fast-forwarded decode run from step ``k`` and the end of its
+        last step, into ``_cut_steps`` and ``_cut_t_end``: up to the first member's finish, the last step the free KV
         blocks allow, and the step ending at or after the next time-series tick,
         whichever comes first."""
         dec = self.dec
@@ -466,10 +484,10 @@ class Replica:
             if cut < steps:
                 steps = cut
                 t_end = seg.t_end(k + steps - 1)
-        return steps, t_end
+        self._cut_steps, self._cut_t_end = steps, t_end
 
     def _start_mixed(self, plan) -> None:
-        env, dec, kv, bs = self.env, self.dec, self.kv, self.block_size
+        dec, kv, bs = self.dec, self.kv, self.block_size
         new_blocks = 0
         if plan.admit:
             self.waiting.remove_first(len(plan.admit))
@@ -502,7 +520,6 @@ class Replica:
         if n:
             new_blocks += dec.need_now()
         kv.allocate(new_blocks)
-        args = (prefill_tokens, attn, n, ctx)
         if n and self.spec is not None:
             d = self.spec.mixed_step_s(prefill_tokens, attn, n, ctx, len(plan.chunks), dec.ncls)
         else:
@@ -510,19 +527,20 @@ class Replica:
             d = self.perf.step_time_s(prefill_tokens, attn, n, ctx, len(plan.chunks))
         t_end = self.t + d
         self.batch_tokens = prefill_tokens + n
-        self._step = (plan, n, d, t_end, args)
+        self._step_plan, self._step_n, self._step_d, self._step_t_end = plan, n, d, t_end
+        self._step_prefill, self._step_attn, self._step_ctx = prefill_tokens, attn, ctx
         if self.group is not None:  # the group starts it (_group_go) when every rank is ready
             self.group.ready(self, d)
             return
-        self._ev = wake(env, max(0.0, t_end - env._now), self._on_mixed_end)
+        self._ev = wake_q(self.wq, max(0.0, t_end - self.wq.now), self._on_mixed_end)
 
     def _mixed_end(self, ev) -> None:
         if ev is not self._ev:
             return
         dec, kv = self.dec, self.kv
-        plan, n, d, t_end, args = self._step
+        plan, n, d, t_end = self._step_plan, self._step_n, self._step_d, self._step_t_end
         self.seg = None
-        self._account_step(t_end, d, args, len(plan.chunks))
+        self._account_step(t_end, d, len(plan.chunks))
         if n:
             if self._w0 <= t_end <= self._w1:
                 if dec.stalled:
@@ -558,21 +576,19 @@ class Replica:
     def _group_go(self, t0: float, dur: float, own: float, t_end: float) -> None:
         """The group starts this rank's planned step at ``t0``: it lasts the group's ``dur``
         seconds (``own``: its own duration) and ends at ``t_end``."""
-        env = self.env
         self.t = t0
-        if self._run_k is not None:  # a decode step: its segment, anchored at t0, takes dur
-            seg, k, _ = self._run_k
+        if self._run_seg is not None:  # a decode step: its segment, anchored at t0, takes dur
+            seg, k = self._run_seg, self._run_k
             if dur != own or seg.t0 != t0:
                 seg = self.seg = Segment(
                     t0, k, seg.c0, seg.n, seg.a + (dur - own), seg.b, (seg.f0, seg.f1), (seg.y0, seg.y1)
                 )
-                self._run_k = (seg, k, 1)
-            self._run_end = (1, t_end)
-            self._ev = wake(env, max(0.0, t_end - env._now), self._on_decode_end)
+                self._run_seg, self._run_steps = seg, 1
+            self._cut_steps, self._cut_t_end = 1, t_end
+            self._ev = wake_q(self.wq, max(0.0, t_end - self.wq.now), self._on_decode_end)
             return
-        plan, n, _, _, args = self._step
-        self._step = (plan, n, dur, t_end, args)
-        self._ev = wake(env, max(0.0, t_end - env._now), self._on_mixed_end)
+        self._step_d, self._step_t_end = dur, t_end
+        self._ev = wake_q(self.wq, max(0.0, t_end - self.wq.now), self._on_mixed_end)
 
     def _group_dummy(self, t0: float, t_end: float) -> None:
         """Nothing to run while another rank of the group steps: a dummy batch from ``t0`` to
@@ -581,7 +597,7 @@ class Replica:
         self.t = t0
         self._idle_until = t_end
         self.batch_tokens = 0
-        self._ev = wake(self.env, max(0.0, t_end - self.env._now), self._dummy_end)
+        self._ev = wake_q(self.wq, max(0.0, t_end - self.wq.now), self._dummy_end)
 
     def _dummy_end(self, ev) -> None:
         if ev is not self._ev:
@@ -698,17 +714,19 @@ class Replica:
         st.steps, st.cpu_s = self._steps, self._cpu_s
         return st
 
-    def _account_step(self, t_end: float, d: float, args, chunks: int) -> None:
+    def _account_step(self, t_end: float, d: float, chunks: int) -> None:
+        """Stats of the mixed step in flight (``_step_*``), which ends at ``t_end`` after ``d`` seconds."""
         if not self._w0 <= t_end <= self._w1:
             return
         self._busy_s += d
-        if args[2] and self.spec is not None:  # a speculative pool's decoders: one E-th of an engine step
-            self._cpu_s += self.spec.mixed_step_cpu_s(args[0], args[2], chunks, self.dec.ncls)
+        prefill, attn, n, ctx = self._step_prefill, self._step_attn, self._step_n, self._step_ctx
+        if n and self.spec is not None:  # a speculative pool's decoders: one E-th of an engine step
+            self._cpu_s += self.spec.mixed_step_cpu_s(prefill, n, chunks, self.dec.ncls)
         else:
-            self._cpu_s += self.perf.step_cpu_s(args[2], chunks, args[0])
+            self._cpu_s += self.perf.step_cpu_s(n, chunks, prefill)
         self._steps += 1
-        self._flops += self.perf.step_flops(*args)
-        self._bytes += self.perf.step_bytes(*args)
+        self._flops += self.perf.step_flops(prefill, attn, n, ctx)
+        self._bytes += self.perf.step_bytes(prefill, attn, n, ctx)
         kv = self.kv
         self._kv_block_s += (kv.num_blocks - kv.num_empty - len(kv.evictable)) * d  # inline: KVCache.used
 

@@ -9,7 +9,16 @@ cdef class Wake:
 
 cpdef bint _before(Wake a, Wake b)
 
+cdef class WakeQueue:
+    # fields: generated from __slots__ in wake.py by tools/pxd_layout.py (do not edit)
+    cdef public double now
+    cdef public list heap
+    cdef public object eid
+
 cpdef Wake wake(env, double delay, callback, long long priority=*)
 
-@cython.locals(w=Wake, t=double, ran=bint)
-cpdef bint _run_wakes(env, list wakes, list queue)
+@cython.locals(w=Wake)
+cpdef Wake wake_q(WakeQueue q, double delay, callback, long long priority=*)
+
+@cython.locals(w=Wake, t=double, ran=bint, wakes=list)
+cpdef bint _run_wakes(env, WakeQueue q, list queue)

@@ -27,7 +27,7 @@ from heapq import heappop, heappush
 import simpy
 from simpy.events import NORMAL, URGENT
 
-__all__ = ["Wake", "Environment", "wake", "NORMAL", "URGENT"]
+__all__ = ["Wake", "WakeQueue", "Environment", "wake", "wake_q", "NORMAL", "URGENT"]
 
 
 # Compiled (setup.py), a Wake compares itself in C, so the wake queue holds Wakes;
@@ -58,15 +58,33 @@ def _before(a: Wake, b: Wake) -> bool:
     return a.eid < b.eid
 
 
+class WakeQueue:
+    """An ``Environment``'s ``Wake`` heap, its clock (``now``: the environment's ``now``, kept
+    equal by ``Environment.step``) and SimPy's event-id counter, in one object whose fields are
+    C fields when compiled: ``wake_q`` reads them without an attribute look-up on the environment."""
+
+    __slots__ = {"now": "double", "heap": "list", "eid": "object"}
+
+    def __init__(self, now: float, heap: list, eid) -> None:
+        self.now = now
+        self.heap = heap
+        self.eid = eid
+
+
 def wake(env: Environment, delay: float, callback: Callable, priority: int = NORMAL) -> Wake:
     """Schedule ``callback(w)`` ``delay`` seconds from now; returns ``w``. Its key is the one
     ``simpy.Environment.schedule`` would give it (the event id from the same counter)."""
+    return wake_q(env.wq, delay, callback, priority)
+
+
+def wake_q(q: WakeQueue, delay: float, callback: Callable, priority: int = NORMAL) -> Wake:
+    """``wake`` on an environment's ``WakeQueue`` (``Environment.wq``; the engine's hot path holds it)."""
     w = Wake.__new__(Wake)
-    w.at = env._now + delay
+    w.at = q.now + delay
     w.priority = priority
-    w.eid = next(env._eid)
+    w.eid = next(q.eid)
     w.callback = callback
-    heappush(env.wakes, w if COMPILED else (w.at, priority, w.eid, w))
+    heappush(q.heap, w if COMPILED else (w.at, priority, w.eid, w))
     return w
 
 
@@ -76,6 +94,7 @@ class Environment(simpy.Environment):
     def __init__(self, initial_time: float = 0) -> None:
         super().__init__(initial_time)
         self.wakes: list = []  # heap of Wakes (or their key tuples), apart from SimPy's _queue
+        self.wq = WakeQueue(self._now, self.wakes, self._eid)
 
     @property
     def now(self) -> float:
@@ -91,13 +110,16 @@ class Environment(simpy.Environment):
     def step(self) -> None:
         """Run the next event of the two queues, in SimPy's order: a run of Wakes in one
         call (they never fail and never stop the run), any other event by SimPy's step."""
-        if not _run_wakes(self, self.wakes, self._queue):
+        if not _run_wakes(self, self.wq, self._queue):
+            if self._queue:  # the clock SimPy's step sets, before its callbacks run (they may wake)
+                self.wq.now = self._queue[0][0]
             simpy.Environment.step(self)
 
 
-def _run_wakes(env: Environment, wakes: list, queue: list) -> bool:
+def _run_wakes(env: Environment, q: WakeQueue, queue: list) -> bool:
     """Run the Wakes that come before SimPy's next event; False if there were none."""
     ran = False
+    wakes = q.heap
     while wakes:
         w = wakes[0] if COMPILED else wakes[0][3]
         if queue:  # does SimPy's next event come first? (time, priority, event id)
@@ -106,7 +128,7 @@ def _run_wakes(env: Environment, wakes: list, queue: list) -> bool:
             if t < w.at or (t == w.at and (top[1] < w.priority or (top[1] == w.priority and top[2] < w.eid))):
                 break
         heappop(wakes)
-        env._now = w.at
+        env._now = q.now = w.at
         if w.callback is not None:  # None: superseded (Replica._wake), nothing to run
             w.callback(w)
         ran = True
