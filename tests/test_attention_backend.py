@@ -11,6 +11,7 @@ import pytest
 
 import sim.perf.attention_backend as ab
 from sim.catalog import load_catalog
+from sim.errors import FleetcastError
 from sim.perf.perf_model import PerfCoefficients, PerfModel
 from sim.perf.profiles import coefficients_for
 
@@ -93,3 +94,14 @@ def test_no_v1_rate_no_switch(cat):
     gpu, model, quant = cat.gpu("h100-sxm"), cat.model("mistral-7b-v0.1"), cat.quant("fp16")
     perf = PerfModel(gpu, model, quant, 1, PerfCoefficients())
     assert perf.decode_ctx_b_s(256) == perf.decode_ctx_b_s(1) == perf.decode_b_s(1)
+
+
+def test_a_bad_sliding_window_is_a_located_catalog_error(tmp_path):
+    user = tmp_path / "cat.yaml"
+    user.write_text(
+        "models:\n  swa:\n    num_layers: 2\n    hidden_size: 64\n    num_heads: 4\n    num_kv_heads: 2\n"
+        "    intermediate_size: 128\n    vocab_size: 100\n    max_position_embeddings: 512\n"
+        "    sliding_window: -4\n    source: test\n"
+    )
+    with pytest.raises(FleetcastError, match=r"cat\.yaml.*'swa', field 'sliding_window'.*positive whole number"):
+        load_catalog([user])
