@@ -124,6 +124,7 @@ class ModelSpec:
     qk_rope_head_dim: int = 0  # MLA: rotary part of each query/key head (cached once per token, beside the latent)
     qk_nope_head_dim: int = 0  # MLA: non-rotary part of each query/key head
     v_head_dim: int = 0  # MLA: value head size
+    sliding_window: int = 0  # tokens every layer's attention sees (config.json sliding_window; 0: full attention)
     hf_id: str = ""
     source: str = ""
 

@@ -20,6 +20,7 @@ cdef class PerfModel:
                             double queries_per_decode=*)
     @cython.locals(f=double)
     cpdef double decode_b_s(self, double queries_per_decode)
+    cpdef double decode_ctx_b_s(self, double num_decodes)
     @cython.locals(T=double, dec_pairs=double, per_gpu=double)
     cpdef double step_flops(self, double prefill_tokens, double prefill_attn, double num_decodes,
                             double decode_ctx_tokens, double num_prefill_seqs=*, double queries_per_decode=*)

@@ -354,14 +354,8 @@ class PerfModel:
             qo = model.num_heads * model.head_dim
         self._qo_bytes_tok = 2.0 * quant.activation_bytes * L * qo / tp
         self._b_decode = max(self._attn_flops_unit * self._inv_flops_attn, self._kv_tok * self._inv_bw_attn)
-        # a stack's fixed GPU costs (roofline linear layers only) and PagedAttention V1 (sim.perf.rocm_stack)
+        # a stack's fixed GPU costs (roofline linear layers only; sim.perf.rocm_stack)
         self._layer_fixed = L * c.t_layer_s
-        self._v1_heads = 0
-        self._b_v1 = self._b_decode
-        if c.e_attn_v1 > 0.0 and not model.is_mla:
-            self._v1_heads = model.num_heads // tp
-            qhead_bytes_tok = 2.0 * L * self._v1_heads * model.head_dim * quant.kv_bytes_per_elem
-            self._b_v1 = max(self._b_decode, qhead_bytes_tok / (gpu.hbm_bw_bytes_s * c.e_attn_v1))
         # measured kernels (sim/perf/kernels): plain lists and floats, so the hot path allocates nothing
         self.kernels = kernels
         self._lin = self._lm = None
@@ -393,7 +387,16 @@ class PerfModel:
                 self._kpre = True
                 self._pre_step, self._pre_chunk, self._pre_tok, self._pre_unit = (float(x) for x in kernels.prefill_s)
                 self._pre_unit /= s_clk  # prefill attention is compute-bound (FlashAttention): at the clock
-        if tp > 1:  # + one per layer of the q/k variances where the q/k norm spans all heads (MiniMax-M2)
+        # PagedAttention V1 (decode on vLLM's PagedAttention: sim.perf.rocm_stack, sim.perf.attention_backend):
+        # never faster than the decode attention it replaces (roofline or measured)
+        self._v1_heads = 0
+        self._b_v1 = self._b_decode
+        if c.e_attn_v1 > 0.0 and not model.is_mla:
+            self._v1_heads = model.num_heads // tp
+            qhead_bytes_tok = 2.0 * L * self._v1_heads * model.head_dim * quant.kv_bytes_per_elem
+            self._b_v1 = max(self._b_decode, qhead_bytes_tok / (gpu.hbm_bw_bytes_s * c.e_attn_v1))
+        if tp > 1:
+            # + one per layer of the q/k variances where the q/k norm spans all heads (MiniMax-M2)
             self._comm_fixed = (2 + int(model.qk_norm_all_reduce)) * L * c.t_allreduce_s
             self._comm_tok = (
                 2 * L * h * quant.activation_bytes * 2.0 * (tp - 1) / tp / (gpu.interconnect_bw_bytes_s * c.e_comm)
@@ -494,9 +497,7 @@ class PerfModel:
             t = cpu
         if queries_per_decode != 1:
             return t + decode_ctx_tokens * self.decode_b_s(queries_per_decode)
-        if self._v1_heads and num_decodes * self._v1_heads > PAGED_V1_SEQ_HEADS:
-            return t + decode_ctx_tokens * self._b_v1
-        return t + decode_ctx_tokens * self._b_decode
+        return t + decode_ctx_tokens * self.decode_ctx_b_s(num_decodes)
 
     def step_cpu_s(
         self, num_decodes: int, num_prefill_seqs: int, prefill_tokens: int, queries_per_decode: int = 1
@@ -517,12 +518,23 @@ class PerfModel:
         f = queries_per_decode * self._attn_flops_unit * self._inv_flops_attn
         return f if f > self._b_decode else self._b_decode
 
+    def decode_ctx_b_s(self, num_decodes: int) -> float:
+        """Seconds per cached context token of one-query decode attention in a step of
+        ``num_decodes`` decodes: vLLM's PagedAttention V1 kernel's (``_b_v1``) where the pool decodes
+        with PagedAttention (``e_attn_v1`` set) and ``num_decodes · heads_per_gpu > 512``
+        (``PAGED_V1_SEQ_HEADS``), else ``_b_decode``. The one place that switch is written."""
+        if self._v1_heads and num_decodes * self._v1_heads > PAGED_V1_SEQ_HEADS:
+            return self._b_v1
+        return self._b_decode
+
     def decode_affine(self, num_decodes: int) -> tuple[float, float]:
         """(a_s, b_s): a decode-only step with total context C takes a_s + b_s·C."""
         ab = self._affine.get(num_decodes)
         if ab is None:
-            b = self._b_v1 if self._v1_heads and num_decodes * self._v1_heads > PAGED_V1_SEQ_HEADS else self._b_decode
-            ab = self._affine[num_decodes] = (self.step_time_s(0, 0.0, num_decodes, 0), b)
+            ab = self._affine[num_decodes] = (
+                self.step_time_s(0, 0.0, num_decodes, 0),
+                self.decode_ctx_b_s(num_decodes),
+            )
         return ab
 
     def step_flops(

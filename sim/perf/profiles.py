@@ -17,6 +17,7 @@ from pathlib import Path
 from sim.catalog import load_architectures
 from sim.errors import FleetcastError
 from sim.perf.achievable import achievable_efficiencies
+from sim.perf.attention_backend import paged_decode_coefficients
 from sim.perf.attention_efficiency import attention_efficiencies
 from sim.perf.cpu_side import CpuSide
 from sim.perf.perf_model import PerfCoefficients
@@ -50,7 +51,9 @@ def load_profile(path: Path) -> dict:
     return data
 
 
-def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | None = None) -> PerfCoefficients:
+def coefficients_for(
+    pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | None = None, model=None
+) -> PerfCoefficients:
     """The pool's coefficients: its profile's; else the efficiencies of the GPU's
     architecture (``architectures.yaml``, at the linear layers' dtype of ``quant``), the
     engine's per-step CPU work of ``cpu`` (``sim.perf.cpu_side``: ``t_step_s``, ``t_seq_s``,
@@ -59,7 +62,9 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | 
     measured kernels (no ``kernel_data``) also gets prefill attention's own efficiency,
     ``e_attn_compute`` (``sim.perf.attention_efficiency``), unless ``perf_defaults`` sets it; on
     a software stack measured below the GPU's achievable rates (``sim.perf.rocm_stack``: vLLM 0.6
-    on CDNA3) that stack's rates and fixed costs replace them."""
+    on CDNA3) that stack's rates and fixed costs replace them. ``model`` (its ``catalog.ModelSpec``):
+    where vLLM's version and the model's features put decode on PagedAttention
+    (``sim.perf.attention_backend``), its V1 kernel's rate."""
     if pool.profile is None:
         said = []
         dtype = quant.compute_dtype_on(gpu) if quant is not None and gpu is not None else "bf16"
@@ -69,6 +74,11 @@ def coefficients_for(pool, base_dir: Path, gpu=None, quant=None, cpu: CpuSide | 
         if stack:  # a software stack measured below the GPU's achievable rates (sim.perf.rocm_stack)
             values.update(stack)
             said.append(stack_text)
+        version = getattr(getattr(pool, "engine", None), "vllm_version", None)
+        paged, paged_text = paged_decode_coefficients(gpu, model, version)
+        if paged:  # decode on vLLM's PagedAttention by the attention selector (sim.perf.attention_backend)
+            values.update(paged)
+            said.append(paged_text)
         extra = dict(getattr(gpu, "perf_defaults", None) or {})
         if gpu is not None and not gpu.kernel_data and "e_attn_compute" not in extra and not stack:
             # a roofline pool: attention at its own efficiency (sim.perf.attention_efficiency); pools with

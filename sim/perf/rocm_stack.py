@@ -46,8 +46,14 @@ far less, and its step scales differently from the roofline's in four ways
    grows with the model's layers × hidden size (~70 µs for Llama-3-8B, ~500 µs for Llama-3-70B)
    and that TP1 does not have. The fitted value (3.5 %, ~16 GB/s) is far below the link; no
    measurement of RCCL on that stack was found. It is a ring all-reduce's cost in form only, the
-   mechanism is not identified (vLLM's custom all-reduce not running on ROCm in 0.6.1 is one
-   candidate, not checked in its source).
+   mechanism is not identified. Checked: upstream vLLM 0.6.x disables its custom all-reduce on AMD
+   GPUs (``ParallelConfig._verify_args``, vllm/config.py: "Disabled the custom all-reduce kernel
+   because it is not supported on AMD GPUs"; enabled on ROCm only by PR #14125, 2025), so every
+   all-reduce is RCCL's. On the 8-GPU xGMI mesh (one 64 GB/s link to each of 7 peers: AMD ROCm
+   blog "Understanding RCCL Bandwidth and xGMI Performance on AMD Instinct MI300X", 2025) a TP-k
+   ring over its k - 1 links would cost ``2 S / (k · 64 GB/s)``, falling 1 : 1/2 : 1/4 from TP2 to
+   TP8, while this term grows 1 : 1.5 : 1.75 and the measured per-sequence TP cost stays about
+   flat: neither law fits, so TP8 is left +18-22 % slow (calibration/README.md).
 
 ``E_ATTN_V1``, ``T_LAYER_S`` and ``E_COMM`` have no published measurement: they are fitted by
 ``calibration/rocm_stack_fit.py`` on a declared training split of the corpus (``TRAINING_SETS``;

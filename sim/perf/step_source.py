@@ -61,7 +61,7 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
     """The pool's PerfModel (see the module doc); ``.source`` of the result says where
     its step times come from. ``cpu``: the server's CPU side (``sim.perf.cpu_side``): its
     per-step work, serial or overlapped with the GPU (a profile keeps its own fitted overheads)."""
-    coeffs = coefficients_for(pool, base_dir, gpu, quant, cpu)
+    coeffs = coefficients_for(pool, base_dir, gpu, quant, cpu, model=model)
     tables = _kernel_tables(pool, gpu, model, quant, coeffs)
     overlap = cpu is not None and cpu.async_scheduling and pool.profile is None
     eng = pool.engine

@@ -51,9 +51,9 @@ MODELS = {  # source model -> (catalog model, max_model_len, note)
     ),
     "meta-llama/Meta-Llama-3-70B": ("llama-3-70b", 8192, "Llama-3-70B, 8,192-token context"),
     "mistralai/Mistral-7B-v0.1": (
-        "mistral-7b",
+        "mistral-7b-v0.1",
         32768,
-        "Mistral-7B-v0.1: the catalog's Mistral-7B (v0.3) has the same layers (vocabulary 32,768 vs 32,000)",
+        "Mistral-7B-v0.1 with its 4,096-token sliding window (which sets vLLM 0.6's attention backend)",
     ),
     "mistralai/Mixtral-8x7B-v0.1": ("mixtral-8x7b", 32768, "Mixtral-8x7B-v0.1"),
 }
