@@ -288,6 +288,7 @@ class PerfModel:
         "_b_v1": "double",
         "_v1_heads": "long long",
         "_sampler_row_s": "double",
+        "_eager_s": "double",
     }
 
     def __init__(
@@ -304,6 +305,7 @@ class PerfModel:
         clock_ratio: float = 1.0,
         sampler_row_s: float = 0.0,
         penalty_ctx_s: float = 0.0,
+        eager_prefill_s: float = 0.0,
     ):
         """``kernels``: a ``sim.perf.kernels.tables.KernelTables`` of this (GPU, model, quant,
         tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline).
@@ -312,7 +314,9 @@ class PerfModel:
         ``clock_ratio``: the SM clock under a power limit (``sim.perf.power_cap``), in (0, 1]: the
         compute-bound FLOP rates scale by it (x 1.0 is exact: no limit changes nothing).
         ``sampler_row_s``, ``penalty_ctx_s``: the sampler's GPU seconds per sampled row and its CPU
-        seconds per cached context token of the decodes (``sim.perf.sampler``; 0: greedy or unset)."""
+        seconds per cached context token of the decodes (``sim.perf.sampler``; 0: greedy or unset).
+        ``eager_prefill_s``: GPU seconds every step with a prefill adds, launching its kernels outside a
+        CUDA graph (vLLM V0, ``sim.perf.eager``; 0: graphs, or a source that already holds it)."""
         c = coeffs or PerfCoefficients()
         s = ModelShape(model, quant, tp)
         tp, dp = int(tp), int(dp)
@@ -412,6 +416,7 @@ class PerfModel:
         # built while the forward runs, after the previous step's tokens arrive), so a decode run stays
         # affine in its context
         self._sampler_row_s = float(sampler_row_s)
+        self._eager_s = float(eager_prefill_s)
         if penalty_ctx_s > 0.0:
             b = self._b_decode
             self._b_decode = (penalty_ctx_s if penalty_ctx_s > b else b) if self.cpu_overlap else b + penalty_ctx_s
@@ -476,6 +481,7 @@ class PerfModel:
                 t += (f if f > b else b) + self._comm_fixed + self._comm_tok * T
                 t += self._layer_fixed
         if prefill_tokens > 0:
+            t += self._eager_s  # an eager step's kernel launches (sim.perf.eager; 0 under CUDA graphs)
             if self._kpre:
                 t += (
                     self._pre_step

@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim.catalog import load_architectures
-from sim.perf.cpu_side import CpuSide
+from sim.perf.cpu_side import CpuSide, is_v0
+from sim.perf.eager import eager_step_s
 from sim.perf.kernels import data as kd
 from sim.perf.kernels.cache import cached_tables
 from sim.perf.kernels.tables import TableInputs
@@ -84,11 +85,21 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
         clock_ratio=clock_ratio(getattr(pool, "power_limit_w", None), gpu.power_w),
         sampler_row_s=sampler_row_s,
         penalty_ctx_s=penalty_ctx_s,
+        # V0 prefills eagerly; the kernel tables are CUDA-graph timings (sim.perf.eager); a roofline's
+        # efficiencies and a profile's overheads are fitted end to end and keep what they hold
+        eager_prefill_s=eager_step_s(model, pool.tensor_parallel, is_v0(version, eng.engine_core))
+        if tables is not None and len(tables.lin_s)
+        else 0.0,
     )
     if tables is None:
         perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"
     else:
         perf.source = f"{tables.source}; CPU overheads and roofline parts: {coeffs.source}"
+        if perf._eager_s > 0.0:
+            perf.source += (
+                f"; vLLM V0: steps with a prefill run eagerly, +{perf._eager_s * 1e3:.2f} ms of kernel launches "
+                "(sim/perf/eager.py)"
+            )
     return perf
 
 
