@@ -168,6 +168,62 @@ def test_the_fused_moe_backend_follows_vllms_default_by_version_and_layout(weigh
 
 
 @pytest.mark.parametrize(
+    "version,ep,want",
+    [
+        # the fp8 MoE oracle (fused_moe/oracle/fp8.py _get_priority_backends) lists FLASHINFER_TRTLLM first and
+        # reorders only on Hopper (capability 9.0); FlashInfer MoE is the default from 0.15 (PR #33490)
+        ("0.19.0", False, ("flashinfer_trtllm", ("fp8_block", "fp8"))),
+        ("0.15.0", True, ("flashinfer_trtllm", ("fp8_block", "fp8"))),
+        ("0.14.1", False, ("triton", ("fp8", "fp8_block"))),  # before 0.15: FlashInfer only with an env flag
+        (None, False, ("triton", ("fp8", "fp8_block"))),  # no version named: the long-standing default
+    ],
+)
+def test_an_sm100_blackwell_pool_prefers_flashinfer_trtllm_for_fp8_from_vllm_0_15(version, ep, want):
+    from sim.perf.kernels.tables import preferred_moe_kernel
+
+    assert preferred_moe_kernel("fp8", version, ep, sm100=True) == want
+    assert preferred_moe_kernel("bf16", version, ep, sm100=True) == ("triton", ("bfloat16",))
+
+
+@needs_data
+def test_minimax_fp8_on_b200_at_vllm_0_19_reads_the_flashinfer_trtllm_rows():
+    """MiniMax-M2.5 fp8 TP2 on B200 under vLLM 0.19.0 (aiconfigurator's B200 silicon row): the 0.19.0
+    collection names no backend (``vllm_fused_moe``), the 0.24.0 one has FlashInfer TRT-LLM's block-fp8
+    rows for this shape (0.2830 ms per layer at 32 tokens, balanced, moe tp 2), which the pool reads x 62
+    MoE layers; with no version named it keeps the 0.19.0 collection's per-tensor fp8 rows (0.3135 ms)."""
+    from sim.perf.kernels.tables import _moe_measured
+
+    m = CAT.model("minimax-m2.5")
+    kern = "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic"
+    trtllm = _moe_ms("fp8_block", kern, 32, 3072, 1536, 8, 256, 2, 1, system="b200_sxm", version="0.24.0")
+    legacy = _moe_ms("fp8", "vllm_fused_moe", 32, 3072, 1536, 8, 256, 2, 1, system="b200_sxm", version="0.19.0")
+    assert trtllm == pytest.approx(0.2830, abs=5e-5) and legacy == pytest.approx(0.3135, abs=5e-5)
+    for version, want, name in (("0.19.0", trtllm, kern), (None, legacy, "vllm_fused_moe")):
+        inp = TableInputs(system="b200_sxm", model=m, quant=CAT.quant("fp8"), tp=2, max_tokens=64,
+                          vllm_version=version, gpu=CAT.gpu("b200"), e_compute=0.4, e_memory=0.725, e_comm=0.7,
+                          t_allreduce_s=1e-5)
+        got, kernel = _moe_measured(ROOT, inp, "0.19.0", np.array([32]), [])
+        assert got[0] == pytest.approx(want * 1e-3 * 62, rel=1e-12) and name in kernel
+
+
+@needs_data
+def test_an_sm120_blackwell_pool_without_trtllm_rows_keeps_the_other_backends_rows():
+    """RTX PRO 6000 (SM120: TRT-LLM's MoE kernels are not built for it) has no FlashInfer TRT-LLM rows in any
+    collection; Qwen3-30B-A3B fp8 at vLLM 0.19.0 then reads the rows it read before (FlashInfer CUTLASS
+    per-tensor fp8, the only fp8 kernel of its 0.24.0 collection at moe tp 1), 48 MoE layers."""
+    from sim.perf.kernels.tables import _moe_measured
+
+    m = CAT.model("qwen3-30b-a3b")
+    kern = "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts"
+    want = _moe_ms("fp8", kern, 16, 2048, 768, 8, 128, 1, 1, system="rtx_pro_6000_server")
+    inp = TableInputs(system="rtx_pro_6000_server", model=m, quant=CAT.quant("fp8"), tp=1, max_tokens=64,
+                      vllm_version="0.19.0", gpu=CAT.gpu("rtx-pro-6000"), e_compute=0.4, e_memory=0.725, e_comm=0.7,
+                      t_allreduce_s=1e-5)
+    got, kernel = _moe_measured(ROOT, inp, "0.24.0", np.array([16]), [])
+    assert got[0] == pytest.approx(want * 1e-3 * 48, rel=1e-12) and kern in kernel
+
+
+@pytest.mark.parametrize(
     "layouts,mtp,mep,want",
     [
         ([(1, 1), (2, 1), (4, 1)], 1, 8, (4, 1)),  # EP 8 from the largest slicing measured (4 GPUs: ratio 2)

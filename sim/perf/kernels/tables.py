@@ -50,7 +50,7 @@ from sim.perf.kernels.versions import parse_version
 
 __all__ = ["KernelTables", "TableInputs", "build_tables", "GEMM_DTYPES", "GRAPH_MAX_TOKENS", "FORMAT"]
 
-FORMAT = 7
+FORMAT = 8
 """Version of the build; part of the cache key (bump when the build changes)."""
 GRAPH_MAX_TOKENS = 512
 """Steps up to this many tokens run in CUDA graphs (vLLM's largest default capture
@@ -87,6 +87,18 @@ parallelism. vLLM PR #33490 (2026-01-31): "in 0.15.0 release the default fp8 MoE
 to FLASHINFER_CUTLASS, previously on Hopper the default was TRITON"; the fused-MoE oracle then settled
 on "On Hopper for Block Fp8, prefer Triton for TP and FI CUTLASS for EP"
 (vllm/model_executor/layers/fused_moe/oracle/fp8.py ``_get_priority_backends``, commit 001a058b)."""
+FLASHINFER_TRTLLM_PART = "flashinfer_trtllm"
+"""The fused-MoE backend vLLM runs by default for fp8 on a data-center Blackwell GPU (SM100) from
+``FLASHINFER_EP_FROM`` on. The fp8 MoE oracle (vllm/model_executor/layers/fused_moe/oracle/fp8.py
+``_get_priority_backends``; Apache-2.0; read in a stored copy whose release is not recorded, so not
+checked line by line against 0.15-0.19) lists FLASHINFER_TRTLLM first, before FLASHINFER_CUTLASS,
+DEEPGEMM and TRITON, and moves a backend ahead of it only on Hopper (compute capability 9.0: Triton for
+block-fp8 TP, FlashInfer CUTLASS for EP); vLLM's backend-ordering test of ``select_fp8_moe_backend``
+states "Blackwell (SM100+): FlashInfer > DeepGEMM". aiconfigurator-core's b200_sxm/gb200/b300_sxm vLLM 0.24.0 collections, which
+run vLLM's own layer, recorded ``vllm_fp8moe_flashinfer_trtllm_*`` for fp8_block. Before 0.15 FlashInfer
+MoE ran only with ``VLLM_USE_FLASHINFER_MOE_FP8=1`` (``FLASHINFER_EP_FROM``). A system whose data has no
+such rows (rtx_pro_6000_server: SM120, which TRT-LLM's MoE kernels do not build for) keeps the Hopper
+choice (``preferred_moe_kernel`` without ``sm100``)."""
 MOE_DISTRIBUTION = "balanced"
 """Routing of the fused-MoE rows used without expert parallelism: tokens spread evenly over the
 experts (the table also has power-law skews)."""
@@ -295,13 +307,18 @@ def moe_sizes(tp: int, dp: int, ep: bool) -> tuple[int, int]:
     return (1, tp * dp) if ep else (tp * dp, 1)
 
 
-def preferred_moe_kernel(weights: str, vllm_version: str | None, ep: bool) -> tuple[str, tuple[str, ...]]:
-    """(kernel-name part, moe_dtype rows in order) of the fused-MoE backend vLLM runs by default on a GPU
-    whose data has Triton rows (Hopper): FlashInfer CUTLASS, block-scaled rows first, for fp8 under
-    expert parallelism from vLLM 0.15 (``FLASHINFER_EP_FROM``); the Triton ``fused_moe`` otherwise
-    (and when no version is named)."""
+def preferred_moe_kernel(
+    weights: str, vllm_version: str | None, ep: bool, sm100: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """(kernel-name part, moe_dtype rows in order) of the fused-MoE backend vLLM runs by default: on a
+    data-center Blackwell GPU (``sm100``) FlashInfer TRT-LLM for fp8 from vLLM 0.15, block-scaled rows
+    first (``FLASHINFER_TRTLLM_PART``); on a GPU whose data has Triton rows (Hopper) FlashInfer CUTLASS,
+    block-scaled rows first, for fp8 under expert parallelism from vLLM 0.15 (``FLASHINFER_EP_FROM``);
+    the Triton ``fused_moe`` otherwise (and when no version is named)."""
     dtypes = MOE_DTYPES[weights]
     v = parse_version(vllm_version) if vllm_version is not None else None
+    if weights == "fp8" and sm100 and v is not None and v >= FLASHINFER_EP_FROM:
+        return FLASHINFER_TRTLLM_PART, ("fp8_block", "fp8")
     if weights == "fp8" and ep and v is not None and v >= FLASHINFER_EP_FROM:
         return "flashinfer_cutlass", ("fp8_block", "fp8")
     return MOE_PREFERRED_KERNEL, dtypes
@@ -426,23 +443,28 @@ def _moe_measured(
     if version is None or q.weights not in MOE_DTYPES:
         notes.append(f"MoE experts: roofline (no fused-MoE rows for {q.weights} weights)")
         return None
-    t = _moe_table(root, inp.system, version)
-    part, order = preferred_moe_kernel(q.weights, inp.vllm_version, inp.ep)
-    found = _preferred_moe_rows(t, inp, part, order, notes)
-    used = version
-    if found is None and part != MOE_PREFERRED_KERNEL:
-        # a backend chosen by version (FlashInfer CUTLASS) that the nearest collection did not measure:
-        # its rows from the collection nearest ``vllm_version`` that has them, before any other backend
-        for other in _moe_versions_by_distance(root, inp.system, inp.vllm_version, version):
-            t_other = _moe_table(root, inp.system, other)
-            found = _preferred_moe_rows(t_other, inp, part, order, notes)
-            if found is not None:
-                notes.append(
-                    f"MoE experts: the vLLM {version} collection has no {part} rows for this shape; "
-                    f"the vLLM {other} ones"
-                )
-                t, used = t_other, other
-                break
+    t0 = t = _moe_table(root, inp.system, version)
+    choices = [preferred_moe_kernel(q.weights, inp.vllm_version, inp.ep)]
+    if inp.gpu.architecture == "blackwell":  # FlashInfer TRT-LLM first where the data has its rows (SM100)
+        choices.insert(0, preferred_moe_kernel(q.weights, inp.vllm_version, inp.ep, sm100=True))
+    found, used = None, version
+    for part, order in dict.fromkeys(choices):
+        found = _preferred_moe_rows(t0, inp, part, order, notes)
+        if found is None and part != MOE_PREFERRED_KERNEL:
+            # a backend chosen by version (FlashInfer) that the nearest collection did not measure:
+            # its rows from the collection nearest ``vllm_version`` that has them, before any other backend
+            for other in _moe_versions_by_distance(root, inp.system, inp.vllm_version, version):
+                t_other = _moe_table(root, inp.system, other)
+                found = _preferred_moe_rows(t_other, inp, part, order, notes)
+                if found is not None:
+                    notes.append(
+                        f"MoE experts: the vLLM {version} collection has no {part} rows for this shape; "
+                        f"the vLLM {other} ones"
+                    )
+                    t, used = t_other, other
+                    break
+        if found is not None:
+            break
     shape_rows = _moe_shape_rows(t, inp.model)
     base = shape_rows & (t["distribution"] == MOE_DISTRIBUTION)
     layout = (t["moe_tp_size"] == mtp) & (t["moe_ep_size"] == mep)
