@@ -152,11 +152,11 @@ class DecodeGroup:
 
     def next_finish_k(self) -> int | None:
         """Step index at whose end the first member finishes."""
-        members = self.members
+        members, mask = self.members, _JOIN_MASK  # a C local compiled: C arithmetic
         while self.heap_n:
             key = self.heap[0]
-            if (key & 0xFFFFFFFF) in members:  # _JOIN_MASK, _JOIN_BITS as literals: C arithmetic compiled
-                return key >> 32
+            if (key & mask) in members:
+                return key >> 32  # _JOIN_BITS (a literal: C arithmetic compiled)
             self._pop_min()
         return None
 
@@ -167,10 +167,10 @@ class DecodeGroup:
     def pop_finished(self) -> list[Request]:
         """Members whose last token came from a step before ``k`` (in join order)."""
         out = []
-        members = self.members
+        members, mask = self.members, _JOIN_MASK  # a C local compiled: C arithmetic
         limit = self.k << 32  # _JOIN_BITS (a literal: C arithmetic compiled)
         while self.heap_n and self.heap[0] < limit:
-            req = members.get(self._pop_min() & 0xFFFFFFFF)  # _JOIN_MASK
+            req = members.get(self._pop_min() & mask)
             if req is not None:  # None: it left the group before finishing
                 out.append(req)
         return out
@@ -185,10 +185,15 @@ class DecodeGroup:
             cnt = self.cnt
             p = (-(self.k + full * bs)) % bs
             lo = p - rest + 1
+            # plain index loops: compiled, C loops (no slice, no call of sum)
             if lo >= 0:
-                need += sum(cnt[lo : p + 1])
+                for s in range(lo, p + 1):
+                    need += cnt[s]
             else:
-                need += sum(cnt[: p + 1]) + sum(cnt[bs + lo :])
+                for s in range(p + 1):
+                    need += cnt[s]
+                for s in range(bs + lo, bs):
+                    need += cnt[s]
         return need
 
     def steps_until_exhaustion(self, free: int) -> int:
