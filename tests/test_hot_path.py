@@ -7,6 +7,7 @@ gives, on random operation sequences.
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from heapq import heappush
 
@@ -122,6 +123,57 @@ def test_prefix_cache_fast_paths_match_per_key_definition(ops):
         assert list(kv.evictable) == list(ref.evictable)  # eviction order too
 
 
+def test_eviction_order_matches_an_ordered_dict():
+    """Evictable blocks against an OrderedDict with popitem(last=False): keys freed, hit again and
+    evicted in random order, long enough that the list of evictable keys is rebuilt many times."""
+    rng = random.Random(7)
+    kv, ref = KVCache(0, 16, True), RefKV()
+    longest = made = 0
+    for _ in range(30_000):
+        key, op = rng.randrange(300), rng.random()
+        if key in ref.refcount:
+            if op < 0.5:
+                kv.release([key], 0)
+                ref.release([key])
+                made += 1
+        elif key in ref.evictable:
+            if op < 0.5:
+                assert kv.match([key]) == (1, 1)
+                kv.acquire([key])
+                ref.acquire([key])
+        else:
+            assert kv.register(key) and ref.register(key)
+        if op > 0.9 and ref.evictable:
+            n, empty = rng.randint(1, len(ref.evictable)), kv.num_empty
+            kv.allocate(empty + n)  # the empty blocks, then n evictions
+            kv.release([], empty + n)  # they come back empty: the evicted keys are gone
+            for _ in range(n):
+                ref.evictable.popitem(last=False)
+        assert list(kv.evictable) == list(ref.evictable)
+        assert kv.free == len(ref.evictable) + kv.num_empty
+        longest = max(longest, len(kv.lru))
+    # entries passed are dropped and lru rebuilt: within 2 x (2 x 300 keys + 1,024) + 1,024 (+1 per call)
+    assert made > 9_000 and longest <= 2 * (2 * 300 + 1024 + 1) + 1024 + 1
+
+
+def test_evictable_list_is_rebuilt_when_blocks_are_hit_again_without_evictions():
+    """A chain freed and hit again 200 times with nothing evicted: the list of evictable keys stays
+    within 2 x its 50 keys + 1,024 (+ one release) instead of 10,050 entries, and the order stays the
+    per-key definition's (a chain's tail first: keys 49 .. 0)."""
+    kv = KVCache(0, 16, True)
+    chain = list(range(50))
+    assert kv.register_all(chain)
+    kv.release(chain, 0)
+    for _ in range(200):
+        kv.acquire(chain)
+        kv.release(chain, 0)
+        assert len(kv.lru) <= 2 * 50 + 1024 + 50
+    assert list(kv.evictable) == list(range(49, -1, -1))
+    kv.allocate(10)  # evicts the ten least recently freed: 49 .. 40
+    assert list(kv.evictable) == list(range(39, -1, -1))
+    assert kv.match(chain) == (40, 40) and kv.match(chain[40:]) == (0, 0)
+
+
 class _Rep:
     def __init__(self, index: int) -> None:
         self.index = index
@@ -159,3 +211,40 @@ def test_block_need_sum_matches_step_by_step(bs, counts, k, steps):
     dec.k = k
     expect = sum(dec.cnt[(-(k + s)) % bs] for s in range(steps))  # the definition, one step at a time
     assert dec.blocks_needed(steps) == expect
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["join", "leave", "step", "pop"]), st.integers(0, 10_000)), max_size=300))
+def test_decode_group_finish_heap_matches_a_scan(ops):
+    """The finish heap (an array heap with lazy deletion, grown past its first 64 entries
+    here) against the definition: a member whose last token comes from step ``f`` (joined at
+    ``k`` with ``output - generated`` tokens to go, ``f = k + output - generated - 1``) is
+    finished once ``f < k``; ``pop_finished`` lists them by (f, join order)."""
+    from sim.engine.request import Request
+
+    dec = DecodeGroup(16, 1)
+    finish: dict = {}  # member -> (finish step, join order): the definition's state
+    joined = 0
+    for op, x in ops:
+        if op == "join":
+            req = Request(joined, 0, 10, 2 + x % 40, 0.0, 0, joined, None)  # a member has a token to go
+            req.computed, req.generated = 10, 1
+            dec.join(req)
+            finish[req] = (dec.k + req.output - req.generated - 1, joined)
+            joined += 1
+        elif op == "leave" and finish:
+            req = sorted(finish, key=finish.__getitem__)[x % len(finish)]
+            dec.leave(req)
+            del finish[req]
+        elif op == "step":
+            dec.advance(1 + x % 3)
+        else:
+            due = sorted((f, j, r) for r, (f, j) in finish.items() if f < dec.k)
+            assert dec.finished_any() == bool(due)
+            out = dec.pop_finished()
+            assert [id(r) for r in out] == [id(r) for _, _, r in due]
+            for r in out:
+                dec.leave(r)
+                del finish[r]
+        expect = min((f for f, _ in finish.values()), default=None)
+        assert dec.next_finish_k() == expect

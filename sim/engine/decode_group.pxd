@@ -5,24 +5,30 @@ from sim.engine.request cimport Request
 
 cdef class DecodeGroup:
     # fields: generated from __slots__ in decode_group.py by tools/pxd_layout.py (do not edit)
-    cdef public long long block_size, k, n, ctx, joins
-    cdef public list cnt, heap, ncls
+    cdef public long long block_size, k, n, ctx, joins, heap_n
+    cdef public list cnt
+    cdef public object heap_arr
+    cdef public long long[:] heap
+    cdef public list ncls
     cdef public dict members
     cdef public double last_t
     cdef public bint stalled
+    @cython.locals(key="long long", i="long long", parent="long long", heap="long long[:]")
     cpdef join(self, Request req)
+    cpdef _grow(self)
+    @cython.locals(heap="long long[:]", n="long long", top="long long", last="long long", i="long long", c="long long")
+    cpdef long long _pop_min(self)
     @cython.locals(done="long long")
     cpdef leave(self, Request req)
     cpdef long long computed_of(self, Request req)
     cpdef long long need_now(self)
     cpdef bint needs_block_now(self, Request req)
-    @cython.locals(heap=list, members=dict)
+    @cython.locals(members=dict, key="long long", mask="long long")
     cpdef next_finish_k(self)
-    @cython.locals(heap=list)
     cpdef bint finished_any(self)
-    @cython.locals(req=Request, heap=list, members=dict)
+    @cython.locals(req=Request, members=dict, limit="long long", mask="long long")
     cpdef list pop_finished(self)
-    @cython.locals(bs="long long", full="long long", rest="long long", need="long long", p="long long", lo="long long")
+    @cython.locals(bs="long long", full="long long", rest="long long", need="long long", p="long long", lo="long long", cnt=list, s="long long")
     cpdef long long blocks_needed(self, long long steps)
     @cython.locals(n="long long", bs="long long", cycles="long long", rem="long long", k0="long long", need="long long", s="long long")
     cpdef long long steps_until_exhaustion(self, long long free)

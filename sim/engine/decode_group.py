@@ -11,7 +11,10 @@ so the group is kept as aggregates instead of a list walked every step:
   ``(phase + k) % block_size == 0`` with ``phase = (c_join - k_join) % block_size``.
 - a heap of finish steps (lazy deletion for members that left early): each entry is one int,
   ``finish step << 32 | join id`` (int comparisons, no tuples), ordered as (finish step, join
-  id); ``members`` maps the join ids of the current members to their requests.
+  id); ``members`` maps the join ids of the current members to their requests. The heap is a
+  binary min-heap in an ``array('q')`` (compiled: a typed memoryview, each sift step C
+  compares instead of a rich comparison of boxed ints); entries are unique (join ids), so it
+  pops them in the same order ``heapq`` would.
 
 ``Segment`` times a run of decode-only steps with a fixed group: step ``s``
 (0-based from the anchor) takes ``a + b*(C0 + n*s)`` seconds, and its end is
@@ -22,8 +25,9 @@ identical records.
 
 from __future__ import annotations
 
-import heapq
 import math
+from array import array
+from typing import Any
 
 from sim.engine.request import DECODING, RUNNING, Request
 
@@ -40,8 +44,10 @@ class DecodeGroup:
         "n": "long long",
         "ctx": "long long",
         "joins": "long long",
+        "heap_n": "long long",
         "cnt": "list",
-        "heap": "list",
+        "heap_arr": "object",
+        "heap": "long long[:]",
         "ncls": "list",
         "members": "dict",
         "last_t": "double",
@@ -54,7 +60,10 @@ class DecodeGroup:
         self.n = 0  # members
         self.ctx = 0  # sum over members of (computed + 1): context of the next step
         self.cnt = [0] * block_size  # members by phase
-        self.heap: list[int] = []  # finish step << _JOIN_BITS | join id (entries of left members stay)
+        # finish step << _JOIN_BITS | join id (entries of left members stay), a min-heap in heap[:heap_n]
+        self.heap_arr = array("q", [0]) * 64
+        self.heap: Any = memoryview(self.heap_arr)  # Any: typeshed types a memoryview of ints
+        self.heap_n = 0
         self.members: dict[int, Request] = {}  # join id -> member
         self.ncls = [0] * num_classes  # members by class
         self.last_t = 0.0  # when the group's last decode step ended
@@ -77,8 +86,47 @@ class DecodeGroup:
             raise OverflowError("more decode-group joins than a heap entry holds")  # 4.3 billion
         req.join_id = self.joins
         self.members[self.joins] = req
-        # << 32 (_JOIN_BITS) as a literal: compiled, the key is C arithmetic (overflow-checked), boxed once
-        heapq.heappush(self.heap, ((self.k + req.output - req.generated - 1) << 32) | self.joins)
+        # << 32 (_JOIN_BITS) as a literal: compiled, the key is C arithmetic (overflow-checked)
+        key = ((self.k + req.output - req.generated - 1) << 32) | self.joins
+        i = self.heap_n
+        if i == len(self.heap):
+            self._grow()
+        heap = self.heap
+        self.heap_n = i + 1
+        while i > 0:  # sift up
+            parent = (i - 1) >> 1
+            if heap[parent] <= key:
+                break
+            heap[i] = heap[parent]
+            i = parent
+        heap[i] = key
+
+    def _grow(self) -> None:
+        """Twice the heap's room (a new array: the old one's buffer is exported)."""
+        self.heap_arr = self.heap_arr + array("q", [0]) * len(self.heap_arr)
+        self.heap = memoryview(self.heap_arr)
+
+    def _pop_min(self) -> int:
+        """Take the heap's smallest entry (the heap is not empty)."""
+        heap = self.heap
+        n = self.heap_n - 1
+        top = heap[0]
+        last = heap[n]
+        self.heap_n = n
+        if n:
+            i = 0
+            while True:  # sift the last entry down from the root
+                c = 2 * i + 1
+                if c >= n:
+                    break
+                if c + 1 < n and heap[c + 1] < heap[c]:
+                    c += 1
+                if heap[c] >= last:
+                    break
+                heap[i] = heap[c]
+                i = c
+            heap[i] = last
+        return top
 
     def leave(self, req: Request) -> None:
         """Materialise ``req``'s counters and take it out of the group."""
@@ -104,26 +152,25 @@ class DecodeGroup:
 
     def next_finish_k(self) -> int | None:
         """Step index at whose end the first member finishes."""
-        heap, members = self.heap, self.members
-        while heap:
-            key = heap[0]
-            if (key & _JOIN_MASK) in members:
-                return key >> _JOIN_BITS
-            heapq.heappop(heap)
+        members, mask = self.members, _JOIN_MASK  # a C local compiled: C arithmetic
+        while self.heap_n:
+            key = self.heap[0]
+            if (key & mask) in members:
+                return key >> 32  # _JOIN_BITS (a literal: C arithmetic compiled)
+            self._pop_min()
         return None
 
     def finished_any(self) -> bool:
         """Whether a member's last token came from a step before ``k`` (``pop_finished`` has work)."""
-        heap = self.heap
-        return bool(heap) and heap[0] < self.k << 32  # _JOIN_BITS (a literal: C arithmetic compiled)
+        return self.heap_n > 0 and self.heap[0] < self.k << 32  # _JOIN_BITS (a literal: C arithmetic compiled)
 
     def pop_finished(self) -> list[Request]:
         """Members whose last token came from a step before ``k`` (in join order)."""
         out = []
-        heap, members = self.heap, self.members
-        limit, heappop = self.k << 32, heapq.heappop  # _JOIN_BITS (a literal: C arithmetic compiled)
-        while heap and heap[0] < limit:
-            req = members.get(heappop(heap) & _JOIN_MASK)
+        members, mask = self.members, _JOIN_MASK  # a C local compiled: C arithmetic
+        limit = self.k << 32  # _JOIN_BITS (a literal: C arithmetic compiled)
+        while self.heap_n and self.heap[0] < limit:
+            req = members.get(self._pop_min() & mask)
             if req is not None:  # None: it left the group before finishing
                 out.append(req)
         return out
@@ -138,10 +185,15 @@ class DecodeGroup:
             cnt = self.cnt
             p = (-(self.k + full * bs)) % bs
             lo = p - rest + 1
+            # plain index loops: compiled, C loops (no slice, no call of sum)
             if lo >= 0:
-                need += sum(cnt[lo : p + 1])
+                for s in range(lo, p + 1):
+                    need += cnt[s]
             else:
-                need += sum(cnt[: p + 1]) + sum(cnt[bs + lo :])
+                for s in range(p + 1):
+                    need += cnt[s]
+                for s in range(bs + lo, bs):
+                    need += cnt[s]
         return need
 
     def steps_until_exhaustion(self, free: int) -> int:

@@ -5,11 +5,18 @@ cdef class KVCache:
     # fields: generated from __slots__ in kvcache.py by tools/pxd_layout.py (do not edit)
     cdef public long long num_blocks, block_size, num_empty, hit_blocks, query_blocks
     cdef public bint caching
-    cdef public dict refcount, chains
-    cdef public object evictable
+    cdef public long long lru_start, lru_head
+    cdef public dict refcount, chains, evictable
+    cdef public list lru
     cpdef allocate(self, long long n)
+    @cython.locals(evictable=dict, lru=list, start="long long", head="long long", place="long long")
+    cpdef _evict(self, long long n)
+    @cython.locals(lru=list)
+    cpdef _make_evictable(self, object key)
+    @cython.locals(evictable=dict, lru=list, i=Py_ssize_t)
+    cpdef _compact(self)
     cpdef clear(self)
-    @cython.locals(refcount=dict, rcs=list, n=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t)
+    @cython.locals(refcount=dict, evictable=dict, lru=list, rcs=list, n=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t, place="long long")
     cpdef release(self, list keys, long long private_blocks)
     cpdef tuple match_chain(self, list chain, long long limit)
     cpdef list hold(self, list chain, long long hit)

@@ -9,6 +9,18 @@ free for allocation, but its content can be hit until it is evicted (least
 recently freed first). New allocations take never-used ("empty") blocks
 first, then evict.
 
+The evictable blocks are a plain dict (insertion order: least recently freed
+first) from key to its place in ``lru``, the list of keys in the order they
+became evictable; eviction takes ``lru``'s oldest entry whose key is still
+evictable at that place (an entry of a key hit again, and so taken back, is
+skipped). That is the order an ``OrderedDict`` with ``popitem(last=False)``
+gives, at the cost of a dict store and a list append per block instead of an
+ordered-dict node. Entries eviction has passed are dropped once they are over
+half of ``lru`` (and over 1,024); when the entries it has not reached are more
+than twice the evictable blocks + 1,024 (keys hit again while no eviction
+comes), ``lru`` is rebuilt from the dict (its order). So ``lru`` stays within a
+small multiple of the evictable blocks + 1,024.
+
 Whole chains are held in O(1): requests that hold *every* key of the same
 chain list (the fleet hands one list object to all requests with the same
 prefix chain) are counted per chain, and the chain holds one reference on each
@@ -20,7 +32,6 @@ as with one reference per request.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from itertools import repeat
 from operator import add
 
@@ -41,9 +52,12 @@ class KVCache:
         "hit_blocks": "long long",
         "query_blocks": "long long",
         "caching": "bint",
+        "lru_start": "long long",
+        "lru_head": "long long",
         "refcount": "dict",
         "chains": "dict",
-        "evictable": "object",
+        "evictable": "dict",
+        "lru": "list",
     }
 
     def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool) -> None:
@@ -52,7 +66,10 @@ class KVCache:
         self.caching = bool(enable_prefix_caching)
         self.num_empty = self.num_blocks  # blocks holding nothing
         self.refcount: dict[int, int] = {}  # cached key -> running holders (> 0)
-        self.evictable: OrderedDict[int, None] = OrderedDict()  # cached, no holder; oldest first
+        self.evictable: dict[int, int] = {}  # cached, no holder (oldest first) -> its place in lru
+        self.lru: list[int] = []  # evictable keys as they came (place lru_start + i); skipped if taken back
+        self.lru_start = 0  # place of lru[0]
+        self.lru_head = 0  # place of the oldest entry eviction has not looked at
         self.hit_blocks = 0  # prefix-cache hits (blocks), like vllm:prefix_cache_hits
         self.query_blocks = 0  # blocks looked up
         self.chains: dict[int, list] = {}  # id(chain list) -> [requests holding all of it, the list]
@@ -63,6 +80,8 @@ class KVCache:
         self.num_empty = self.num_blocks
         self.refcount.clear()
         self.evictable.clear()
+        self.lru.clear()
+        self.lru_start = self.lru_head = 0
         self.chains.clear()
 
     @property
@@ -84,9 +103,39 @@ class KVCache:
             raise OutOfBlocks(f"asked for {n} blocks, {self.free} free")
         take = n if n <= self.num_empty else self.num_empty
         self.num_empty -= take
-        evict = self.evictable
-        for _ in range(n - take):
-            evict.popitem(False)  # the oldest (positional: no keyword dictionary per call)
+        if n > take:
+            self._evict(n - take)
+
+    def _evict(self, n: int) -> None:
+        """Evict the ``n`` least recently freed evictable blocks (there are as many)."""
+        evictable, lru = self.evictable, self.lru
+        start, head = self.lru_start, self.lru_head
+        for _ in range(n):
+            while True:
+                key = lru[head - start]
+                place = evictable.get(key, -1)
+                head += 1
+                if place == head - 1:  # still evictable, and this is its entry
+                    del evictable[key]
+                    break
+        self.lru_head = head
+        if head - start > 1024 and 2 * (head - start) > len(lru):  # drop the entries passed
+            del lru[: head - start]
+            self.lru_start = head
+
+    def _make_evictable(self, key: int) -> None:
+        lru = self.lru
+        self.evictable[key] = self.lru_start + len(lru)
+        lru.append(key)
+
+    def _compact(self) -> None:
+        """Rebuild ``lru`` from the evictable keys alone, in their order (the entries eviction
+        would skip go; each live entry is at or after ``lru_head``)."""
+        evictable = self.evictable
+        lru = self.lru = list(evictable)
+        for i in range(len(lru)):  # overwriting a value keeps the dict's order
+            evictable[lru[i]] = i
+        self.lru_start = self.lru_head = 0
 
     def release(self, keys: list, private_blocks: int) -> None:
         """A request lets go of its cached ``keys`` (a list ``hold`` returned) and ``private_blocks``."""
@@ -113,9 +162,15 @@ class KVCache:
                 refcount[keys[i]] = rcs[i] - 1
             for i in range(j, n):
                 del refcount[keys[i]]
-            evictable = self.evictable
-            for i in range(n - 1, j - 1, -1):  # the tail, last key first (OrderedDict.update is slower)
-                evictable[keys[i]] = None
+            evictable, lru = self.evictable, self.lru
+            place = self.lru_start + len(lru)
+            for i in range(n - 1, j - 1, -1):  # the tail, last key first (inline: _make_evictable)
+                key = keys[i]
+                evictable[key] = place
+                lru.append(key)
+                place += 1
+            if place - self.lru_head > 2 * len(evictable) + 1024:  # entries not yet passed
+                self._compact()
             return
         # Reverse order: the tail of a chain is evicted before its head.
         for key in reversed(keys):
@@ -124,7 +179,9 @@ class KVCache:
                 refcount[key] = rc
             else:
                 del refcount[key]
-                self.evictable[key] = None
+                self._make_evictable(key)
+        if self.lru_start + len(self.lru) - self.lru_head > 2 * len(self.evictable) + 1024:
+            self._compact()
 
     # -- prefix cache -------------------------------------------------------
     def match_chain(self, chain: list, limit: int) -> tuple[int, int]:
