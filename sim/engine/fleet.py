@@ -344,6 +344,25 @@ class Fleet:
         else:
             rep.enqueue(req)
 
+    def _sent_cols(self, sent_s: array) -> tuple:
+        """The columns a client-driven run (a closed loop, released conversation turns) sends from:
+        the send times ``sent_s`` (written as requests are sent), which replace the workload's
+        ``arrival_s`` (in a copy; the caller's workload is not changed), its class, prompt and output
+        columns, the count, the progress stride and each request's API-server admission work
+        (``_seen_end``; Fleet._request_table adds it)."""
+        wl = self.workload = replace(self.workload, arrival_s=np.frombuffer(sent_s, dtype=np.float64))
+        n = len(wl)
+        outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
+        return (
+            memoryview(sent_s),
+            wl.packed("class_idx"),
+            wl.packed("prompt_tokens"),
+            outputs,
+            n,
+            max(1, n // 200),
+            array("d", [0.0]) * n,
+        )
+
     def _closed_loop_start(self) -> None:
         """``closed_loop.clients`` requests at 0, then the next one (workload order) ``think_s``
         after each request leaves (sim.workload.closed_loop). The send times are the run's outcome:
@@ -351,17 +370,7 @@ class Fleet:
         wl = self.workload
         n = len(wl)
         sent_s = array("d", [np.nan]) * n  # each request's send time, written when it is sent
-        self.workload = wl = replace(wl, arrival_s=np.frombuffer(sent_s, dtype=np.float64))
-        outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
-        self._arrival_cols = (
-            memoryview(sent_s),
-            wl.packed("class_idx"),
-            wl.packed("prompt_tokens"),
-            outputs,
-            n,
-            max(1, n // 200),
-            array("d", [0.0]) * n,  # each request's API-server admission work (Fleet._request_table adds it)
-        )
+        self._arrival_cols = self._sent_cols(sent_s)
         self._next_rid = 0
         self.ledger.on_leave = self._closed_loop_left
         if n == 0:
@@ -439,18 +448,9 @@ class Fleet:
         times = np.array(wl.arrival_s, dtype=np.float64)
         times[released] = np.nan  # written when sent
         sent_s = array("d", times.tobytes())
-        self.workload = wl = replace(wl, arrival_s=np.frombuffer(sent_s, dtype=np.float64))
         nxt = np.full(n, -1, dtype=np.int64)
         nxt[after[released]] = np.flatnonzero(released)
-        outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
-        self._arrival_cols = (
-            memoryview(sent_s),
-            wl.packed("class_idx"),
-            wl.packed("prompt_tokens"),
-            outputs,
-            n,
-            max(1, n // 200),
-            array("d", [0.0]) * n,  # each request's API-server admission work (_seen_end)
+        self._arrival_cols = self._sent_cols(sent_s) + (
             memoryview(array("q", nxt.tobytes())),  # the request each one's end releases, -1: none
             wl.packed("think_s"),
             memoryview(array("q", np.flatnonzero(~released).astype(np.int64).tobytes())),  # sent at arrival_s, in order
