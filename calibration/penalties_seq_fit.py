@@ -24,7 +24,7 @@ import csv
 import statistics
 
 import sim.perf.sampler as sampler
-from calibration.public_corpus import CORPUS, discover, replay_entry
+from calibration.public_corpus import CORPUS, discover, grid_fit
 
 __all__ = ["SOURCE", "OUTLIER_SETS", "model_split", "training_entries", "fit", "main"]
 
@@ -71,18 +71,14 @@ def _score(results: list[dict]) -> float:
 def fit(root=CORPUS, grid=None) -> tuple[float, dict[float, float]]:
     """``(t_row_s, {t_row_s: score})`` over the training entries (score: module doc)."""
     grid = grid if grid is not None else tuple(i * 5e-6 for i in range(13))
-    entries = training_entries(root)
-    saved = sampler.T_ROW_PENALTIES_S
-    scores: dict[float, float] = {}
-    try:
-        for t in grid:
-            sampler.T_ROW_PENALTIES_S = t
-            scores[t] = _score([replay_entry(e) for e in entries])
-            print(f"  {t * 1e6:6.1f} µs: {scores[t]:.2f} %", flush=True)
-    finally:
-        sampler.T_ROW_PENALTIES_S = saved
-    best = min(scores, key=lambda t: (scores[t], t))
-    return best, scores
+    return grid_fit(
+        sampler,
+        "T_ROW_PENALTIES_S",
+        grid,
+        training_entries(root),
+        _score,
+        report=lambda t, s: print(f"  {t * 1e6:6.1f} µs: {s:.2f} %", flush=True),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

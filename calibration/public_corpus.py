@@ -34,6 +34,7 @@ __all__ = [
     "Entry",
     "discover",
     "replay_entry",
+    "grid_fit",
     "regime",
     "run_regime",
     "summarize",
@@ -175,6 +176,25 @@ def replay_entry(entry: Entry) -> dict:
         },
         "sim_preemptions": comp.sim_preemptions,
     }
+
+
+def grid_fit(module, name: str, grid, entries: list[Entry], score, report=None) -> tuple[float, dict[float, float]]:
+    """Fit the constant ``module.<name>`` to ``entries`` by a grid: each value of ``grid`` is set in turn,
+    the entries replayed (``replay_entry``) and scored (``score``: their replay results -> a number,
+    smaller better); the constant is restored afterwards, whatever happens. Returns ``(best, {value:
+    score})``, ties to the smaller value. ``report(value, score)``, if given, is called after each point."""
+    saved = getattr(module, name)
+    scores: dict[float, float] = {}
+    try:
+        for t in grid:
+            setattr(module, name, t)
+            scores[t] = score([replay_entry(e) for e in entries])
+            if report is not None:
+                report(t, scores[t])
+    finally:
+        setattr(module, name, saved)
+    best = min(scores, key=lambda t: (scores[t], t))
+    return best, scores
 
 
 def _offered_rps(run) -> float:

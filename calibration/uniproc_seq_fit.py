@@ -19,7 +19,7 @@ from __future__ import annotations
 import statistics
 
 import sim.perf.cpu_side as cpu_side
-from calibration.public_corpus import CORPUS, discover, replay_entry
+from calibration.public_corpus import CORPUS, discover, grid_fit
 
 __all__ = ["TRAINING_SET", "training_entries", "fit", "main"]
 
@@ -34,17 +34,11 @@ def training_entries(root=CORPUS) -> list:
 
 def fit(root=CORPUS, grid=GRID_S) -> tuple[float, dict[float, float]]:
     """``(t_seq_s, {t_seq_s: median |E2E p50 error| %})`` over the training entries."""
-    entries = training_entries(root)
-    saved = cpu_side.T_SEQ_UNIPROC_S
-    scores: dict[float, float] = {}
-    try:
-        for t in grid:
-            cpu_side.T_SEQ_UNIPROC_S = t
-            scores[t] = statistics.median(abs(replay_entry(e)["error_pct"]["e2e_p50_s"]) for e in entries)
-    finally:
-        cpu_side.T_SEQ_UNIPROC_S = saved
-    best = min(scores, key=lambda t: (scores[t], t))
-    return best, scores
+    return grid_fit(cpu_side, "T_SEQ_UNIPROC_S", grid, training_entries(root), _median_e2e_p50)
+
+
+def _median_e2e_p50(results: list[dict]) -> float:
+    return statistics.median(abs(r["error_pct"]["e2e_p50_s"]) for r in results)
 
 
 def main() -> int:

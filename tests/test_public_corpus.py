@@ -294,3 +294,30 @@ def test_the_bench_lists_an_entry_it_cannot_replay_with_the_reason(tmp_path, cap
     res = json.loads(out.read_text())
     assert [r["entry"] for r in res["entries"]] == ["src/good/qps-0.5"]
     assert [s["entry"] for s in res["skipped"]] == ["src/bad/qps-0.5"] and "a100-40gb" in res["skipped"][0]["reason"]
+
+
+def test_grid_fit_scores_each_value_takes_the_smallest_ties_low_and_restores(monkeypatch):
+    """calibration.public_corpus.grid_fit (the fit scripts' grid search), on a stand-in replay whose error
+    is |value − 3| per entry, worked by hand: scores {1: 2, 3: 0, 5: 2}; best 3. With a tie (grid 2, 4:
+    both 1) the smaller wins. The constant is restored after the fit and after a replay that raises."""
+    import types
+
+    import calibration.public_corpus as pc
+
+    mod = types.SimpleNamespace(K=7.0)
+    monkeypatch.setattr(pc, "replay_entry", lambda e: {"err": abs(mod.K - 3.0) * e})
+    seen = []
+    best, scores = pc.grid_fit(
+        mod, "K", (1.0, 3.0, 5.0), [1, 1], lambda rs: max(r["err"] for r in rs), lambda t, s: seen.append((t, s))
+    )
+    assert (best, scores, seen) == (3.0, {1.0: 2.0, 3.0: 0.0, 5.0: 2.0}, [(1.0, 2.0), (3.0, 0.0), (5.0, 2.0)])
+    assert mod.K == 7.0
+    assert pc.grid_fit(mod, "K", (4.0, 2.0), [1], lambda rs: rs[0]["err"])[0] == 2.0
+
+    def boom(e):
+        raise RuntimeError("replay failed")
+
+    monkeypatch.setattr(pc, "replay_entry", boom)
+    with pytest.raises(RuntimeError):
+        pc.grid_fit(mod, "K", (1.0,), [1], lambda rs: 0.0)
+    assert mod.K == 7.0
