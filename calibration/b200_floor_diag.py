@@ -27,6 +27,7 @@ import math
 import statistics
 from pathlib import Path
 
+from calibration import power_fit
 from calibration.power_steps import step_parts
 from calibration.public_corpus import discover
 from calibration.runs import run_scenario
@@ -42,6 +43,7 @@ __all__ = [
     "set_summary",
     "itl_spread",
     "read_configs",
+    "power_sensitivity",
     "main",
 ]
 
@@ -158,6 +160,32 @@ def itl_spread(configs: list[dict], max_cap: int = SPREAD_MAX_CAP) -> dict[tuple
     }
 
 
+def power_sensitivity(configs: list[dict]) -> dict[str, float]:
+    """The shipped B200 power law (``calibration.power_fit``, fitted on the train split) on the one-GPU B200
+    gpqa rows and without them, and the same law refitted without those rows (a sensitivity, not shipped):
+    mean |error| of average power, %."""
+
+    def mean_abs(rows: list[dict], f) -> float:
+        return 100.0 * statistics.fmean(abs(power_fit.predict_w(f, r) / float(r["avg_power_w"]) - 1.0) for r in rows)
+
+    floor = [r for r in configs if r["gpu_model"] == "B200" and r["num_gpus"] == "1" and r["task"] == "gpqa"]
+    b200 = [r for r in configs if r["gpu_model"] == "B200"]
+    train = [r for r in b200 if r["split"] == "train"]
+    held = [r for r in b200 if r["split"] == "held_back"]
+    shipped = power_fit.fit(configs)["b200"]
+    refit = power_fit.fit([r for r in configs if not (r in floor and r["split"] == "train")])["b200"]
+    return {
+        "floor_rows": float(len(floor)),
+        "floor_rows_shipped": mean_abs(floor, shipped),
+        "train_shipped": mean_abs(train, shipped),
+        "train_without_floor_shipped": mean_abs([r for r in train if r not in floor], shipped),
+        "held_back_shipped": mean_abs(held, shipped),
+        "held_back_refit_without_floor": mean_abs(held, refit),
+        "refit_intercept_w": refit.active_w,
+        "shipped_intercept_w": shipped.active_w,
+    }
+
+
 def main() -> None:
     rows = [
         d
@@ -193,6 +221,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for (gpu, gpus, task), v in itl_spread(read_configs()).items():
         print(f"| {gpu} | {gpus} | {task} | {v['n']} | {v['median']:.2f} | {v['min']:.2f}..{v['max']:.2f} |")
+    print()
+    print("B200 power law (calibration.power_fit), mean |error| of average power, %:")
+    for k, v in power_sensitivity(read_configs()).items():
+        print(f"  {k}: {v:.1f}")
 
 
 if __name__ == "__main__":
