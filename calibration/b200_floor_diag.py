@@ -219,12 +219,12 @@ def main() -> None:
     print(f"ITL p90 / p50 of every published configuration at caps <= {SPREAD_MAX_CAP} (configs.csv):")
     print("| GPU | GPUs per server | task | configurations | median | range |")
     print("|---|---|---|---|---|---|")
-    for (gpu, gpus, task), v in itl_spread(read_configs()).items():
-        print(f"| {gpu} | {gpus} | {task} | {v['n']} | {v['median']:.2f} | {v['min']:.2f}..{v['max']:.2f} |")
+    for (gpu, gpus, task), sp in itl_spread(read_configs()).items():
+        print(f"| {gpu} | {gpus} | {task} | {sp['n']} | {sp['median']:.2f} | {sp['min']:.2f}..{sp['max']:.2f} |")
     print()
     print("B200 power law (calibration.power_fit), mean |error| of average power, %:")
-    for k, v in power_sensitivity(read_configs()).items():
-        print(f"  {k}: {v:.1f}")
+    for key, pct in power_sensitivity(read_configs()).items():
+        print(f"  {key}: {pct:.1f}")
 
 
 if __name__ == "__main__":
