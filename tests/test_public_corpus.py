@@ -296,6 +296,38 @@ def test_the_bench_lists_an_entry_it_cannot_replay_with_the_reason(tmp_path, cap
     assert [s["entry"] for s in res["skipped"]] == ["src/bad/qps-0.5"] and "a100-40gb" in res["skipped"][0]["reason"]
 
 
+def test_overriding_sets_for_the_body_restores_after_a_raise_and_refuses_an_unknown_name():
+    """calibration.public_corpus.overriding, worked by hand on a stand-in object (A=1, B="x", C a list):
+    inside, A=2 and B="y" as given; the body sets C itself and raises; afterwards A, B and the very same C
+    list are back. A name the object lacks (D) is refused naming it, and nothing is set or created (A=5
+    asked beside it stays 1). On a module the error names the module."""
+    import types
+
+    from calibration.public_corpus import overriding
+
+    c0 = [0]
+    obj = types.SimpleNamespace(A=1, B="x", C=c0)
+    with pytest.raises(RuntimeError, match="body failed"):
+        with overriding(obj, "C", A=2, B="y"):
+            assert (obj.A, obj.B, obj.C) == (2, "y", c0)
+            obj.C = [9]
+            raise RuntimeError("body failed")
+    assert (obj.A, obj.B) == (1, "x") and obj.C is c0
+    with overriding(obj, A=3):  # a body that returns: restored too
+        assert obj.A == 3
+    assert obj.A == 1
+    with pytest.raises(AttributeError, match="has no attribute 'D'"):
+        with overriding(obj, "D", A=5):
+            raise AssertionError("the body must not run")
+    assert obj.A == 1 and not hasattr(obj, "D")
+    mod = types.ModuleType("consts")
+    mod.K = 3.0
+    with pytest.raises(AttributeError, match="consts has no attribute 'T_MISSPELT'"):
+        with overriding(mod, T_MISSPELT=1.0):
+            pass
+    assert mod.K == 3.0 and not hasattr(mod, "T_MISSPELT")
+
+
 def test_grid_fit_scores_each_value_takes_the_smallest_ties_low_and_restores(monkeypatch):
     """calibration.public_corpus.grid_fit (the fit scripts' grid search), on a stand-in replay whose error
     is |value − 3| per entry, worked by hand: scores {1: 2, 3: 0, 5: 2}; best 3. With a tie (grid 2, 4:
