@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibration import uniproc_seq_fit
 from calibration.logs import load_log
 from calibration.logs.static_batch import load_static_batches
 from calibration.public_corpus import COMPARED, CORPUS, discover, replay_entry
@@ -27,6 +28,7 @@ from calibration.runs import measured_metrics, run_scenario
 from calibration.validate import validate_run
 from sim.cli import main
 from sim.engine.fleet import simulate
+from sim.perf.cpu_side import T_SEQ_UNIPROC_S
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "bench" / "results" / "public_gpu.json"
@@ -148,6 +150,16 @@ MOVED = (
 def test_regression_guard_fast_subset():
     moved = _moved(FAST)
     assert not moved, MOVED + "\n".join(moved)
+
+
+@pytest.mark.slow
+def test_t_seq_uniproc_is_what_its_declared_fit_returns():  # ~15 s
+    """Protocol item 2: a constant fitted to end-to-end runs is what its declared fit returns. The shipped
+    T_SEQ_UNIPROC_S must be the choice of `python -m calibration.uniproc_seq_fit` (its training split, its
+    whole grid): a change to how that split replays that moves the fit (stop 33's Poisson rate stages moved it
+    from 10.0 to 12.5 µs while 10.0 shipped) fails here until the constant is refitted."""
+    best, scores = uniproc_seq_fit.fit()
+    assert best == pytest.approx(T_SEQ_UNIPROC_S, abs=1e-12), {round(t * 1e6, 1): round(v, 2) for t, v in scores.items()}
 
 
 @pytest.mark.slow
