@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 import sim.perf.attention_backend as ab
-from calibration.public_corpus import CORPUS, discover, replay_entry
+from calibration.public_corpus import CORPUS, discover, overriding, replay_entry
 
 __all__ = ["training_entries", "fit", "main"]
 
@@ -44,13 +44,10 @@ def _errors(x, entries) -> np.ndarray:
 
 def fit(root=CORPUS) -> tuple[float, float]:
     """``(E_ATTN_V1_CUDA, median |error| % on the training rows)``; the module's constant is restored."""
-    saved = ab.E_ATTN_V1_CUDA
     entries = training_entries(root)
-    try:
-        res = least_squares(_errors, [saved or 0.5], bounds=_BOUNDS, args=(entries,), diff_step=0.05)
+    with overriding(ab, "E_ATTN_V1_CUDA"):
+        res = least_squares(_errors, [ab.E_ATTN_V1_CUDA or 0.5], bounds=_BOUNDS, args=(entries,), diff_step=0.05)
         err = _errors(res.x, entries)
-    finally:
-        ab.E_ATTN_V1_CUDA = saved
     return float(res.x[0]), statistics.median(abs(math.expm1(e)) * 100 for e in err)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 import sim.perf.sampler as sampler
 from calibration.penalties_seq_fit import SOURCE, model_split
-from calibration.public_corpus import discover, replay_entry
+from calibration.public_corpus import discover, overriding, replay_entry
 
 __all__ = ["growth_us", "slopes", "main"]
 
@@ -29,10 +29,8 @@ __all__ = ["growth_us", "slopes", "main"]
 def slopes(min_batch: float = 200.0) -> list[tuple[str, int, str, float, float]]:
     """``(set, tensor parallel, split, measured µs, replayed µs)`` per set (module doc)."""
     split = model_split()
-    saved = sampler.T_ROW_PENALTIES_S
     points: dict[tuple[str, int], list[tuple[float, float, float]]] = defaultdict(list)
-    try:
-        sampler.T_ROW_PENALTIES_S = 0.0
+    with overriding(sampler, T_ROW_PENALTIES_S=0.0):
         for e in discover():
             if e.source != SOURCE:
                 continue
@@ -46,8 +44,6 @@ def slopes(min_batch: float = 200.0) -> list[tuple[str, int, str, float, float]]
                         f["avg_batch_size"] / f["output_tok_s"],
                     )
                 )
-    finally:
-        sampler.T_ROW_PENALTIES_S = saved
     out = []
     for (name, tp), pts in sorted(points.items()):
         if len(pts) >= 2:

@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 
 from calibration.penalties_seq_fit import model_split
-from calibration.public_corpus import CORPUS, discover
+from calibration.public_corpus import CORPUS, discover, overriding
 from calibration.runs import run_scenario
 from calibration.steady_state import steady_state_metrics
 from sim.engine.fleet import simulate
@@ -78,18 +78,13 @@ def _table(xs: list, i: float) -> float:
 def step_parts(perf, prefill_tok: float, prefill_attn: float, n: float, ctx: float, chunks: float) -> tuple:
     """(kernel s, comm s, full s) of one step of this mean shape on ``perf`` (module doc)."""
     full = perf.step_time_s(prefill_tok, prefill_attn, n, ctx, chunks)
-    saved = (perf._t_step_s, perf._t_seq_s, perf._t_prefill_tok_s, perf.cpu_overlap, perf._b_decode)
-    try:
-        perf._t_step_s = perf._t_seq_s = perf._t_prefill_tok_s = 0.0
-        perf.cpu_overlap = False
+    with overriding(perf, "_b_decode", _t_step_s=0.0, _t_seq_s=0.0, _t_prefill_tok_s=0.0, cpu_overlap=False):
         k = perf.kernels
         if k is not None and len(k.decode_s):
             perf._b_decode = float(k.decode_s[2])
         else:  # the roofline's decode attention, without the penalties' CPU beside it
             perf._b_decode = max(perf._attn_flops_unit * perf._inv_flops_attn, perf._kv_tok * perf._inv_bw_attn)
         gpu = perf.step_time_s(prefill_tok, prefill_attn, n, ctx, chunks)
-    finally:
-        perf._t_step_s, perf._t_seq_s, perf._t_prefill_tok_s, perf.cpu_overlap, perf._b_decode = saved
     comm = 0.0
     if perf.tp > 1:
         k = perf.kernels

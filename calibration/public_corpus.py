@@ -18,6 +18,8 @@ quarter -- else ``moderate load``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ __all__ = [
     "discover",
     "replay_entry",
     "grid_fit",
+    "overriding",
     "regime",
     "run_regime",
     "summarize",
@@ -178,21 +181,42 @@ def replay_entry(entry: Entry) -> dict:
     }
 
 
+@contextmanager
+def overriding(obj, *restore: str, **values) -> Iterator[None]:
+    """For the body: ``obj.<name> = value`` for each of ``values`` (a module's constants, a model's
+    fields), and every attribute named there or in ``restore`` (ones the body itself sets) put back as it
+    was on entry, whatever the body does (a fit that raises leaves nothing changed). A name ``obj`` does
+    not have is refused before anything is set: setting it would override nothing."""
+    names = dict.fromkeys((*restore, *values))
+    missing = [n for n in names if not hasattr(obj, n)]
+    if missing:
+        owner = getattr(obj, "__name__", type(obj).__name__)
+        raise AttributeError(
+            f"overriding: {owner} has no attribute {', '.join(map(repr, missing))} (only existing ones)"
+        )
+    saved = {n: getattr(obj, n) for n in names}
+    try:
+        for n, v in values.items():
+            setattr(obj, n, v)
+        yield
+    finally:
+        for n, v in saved.items():
+            setattr(obj, n, v)
+
+
 def grid_fit(module, name: str, grid, entries: list[Entry], score, report=None) -> tuple[float, dict[float, float]]:
     """Fit the constant ``module.<name>`` to ``entries`` by a grid: each value of ``grid`` is set in turn,
     the entries replayed (``replay_entry``) and scored (``score``: their replay results -> a number,
-    smaller better); the constant is restored afterwards, whatever happens. Returns ``(best, {value:
-    score})``, ties to the smaller value. ``report(value, score)``, if given, is called after each point."""
-    saved = getattr(module, name)
+    smaller better); the constant is restored afterwards, whatever happens (``overriding``). Returns
+    ``(best, {value: score})``, ties to the smaller value. ``report(value, score)``, if given, is called
+    after each point."""
     scores: dict[float, float] = {}
-    try:
+    with overriding(module, name):
         for t in grid:
             setattr(module, name, t)
             scores[t] = score([replay_entry(e) for e in entries])
             if report is not None:
                 report(t, scores[t])
-    finally:
-        setattr(module, name, saved)
     best = min(scores, key=lambda t: (scores[t], t))
     return best, scores
 

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 import sim.perf.rocm_stack as rs
-from calibration.public_corpus import CORPUS, discover, replay_entry
+from calibration.public_corpus import CORPUS, discover, overriding, replay_entry
 
 __all__ = ["NAMES", "training_entries", "fit", "main"]
 
@@ -49,16 +49,12 @@ def _errors(x, entries) -> np.ndarray:
 
 def fit(root=CORPUS) -> tuple[dict[str, float], float]:
     """``({name: value}, median |error| % on the training rows)``; the module's constants are restored."""
-    saved = {n: getattr(rs, n) for n in NAMES}
     entries = training_entries(root)
-    try:
-        x0 = [saved[n] / _SCALE[n] for n in NAMES]
+    with overriding(rs, *NAMES):
+        x0 = [getattr(rs, n) / _SCALE[n] for n in NAMES]
         lo, hi = zip(*(_BOUNDS[n] for n in NAMES))
         res = least_squares(_errors, x0, bounds=(lo, hi), args=(entries,), diff_step=0.05)
         err = _errors(res.x, entries)
-    finally:
-        for n, v in saved.items():
-            setattr(rs, n, v)
     med = statistics.median(abs(math.expm1(e)) * 100 for e in err)
     return {n: float(v) * _SCALE[n] for n, v in zip(NAMES, res.x)}, med
 

@@ -20,7 +20,7 @@ import statistics
 import numpy as np
 
 import sim.perf.cpu_side as cpu_side
-from calibration.public_corpus import CORPUS, discover, replay_entry
+from calibration.public_corpus import CORPUS, discover, overriding, replay_entry
 
 __all__ = ["TRAINING_SETS", "training_entries", "fit", "main"]
 
@@ -34,17 +34,13 @@ def training_entries(root=CORPUS) -> list:
 
 def fit(root=CORPUS) -> tuple[float, float, dict[int, float]]:
     """``(a, b, {tp: median shortfall per step})`` from the training rows replayed without the term."""
-    saved = cpu_side.V0_TP_STEP_S
-    cpu_side.V0_TP_STEP_S = (0.0, 0.0)
-    try:
-        per_tp: dict[int, list[float]] = {}
+    per_tp: dict[int, list[float]] = {}
+    with overriding(cpu_side, V0_TP_STEP_S=(0.0, 0.0)):
         for e in training_entries(root):
             r = replay_entry(e)
             out_tok = int(str(e.row).rsplit("-l", 1)[1])  # a table row: b<batch>-l<length>
             gap_s = r["measured"]["batch_latency_s"] - r["forecast"]["batch_latency_s"]
             per_tp.setdefault(int(r["tensor_parallel"]), []).append(gap_s / out_tok)
-    finally:
-        cpu_side.V0_TP_STEP_S = saved
     med = {tp: statistics.median(v) for tp, v in sorted(per_tp.items())}
     x = np.array([[1.0, tp - 1.0] for tp in med])
     (a, b), *_ = np.linalg.lstsq(x, np.array(list(med.values())), rcond=None)

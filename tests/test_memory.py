@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import sim.perf.pool_model as pool_model
 from calibration.logs.sidecar import load_settings
 from sim.catalog import load_catalog
+from sim.cli import main
 from sim.errors import FleetcastError
 from sim.perf.memory import (
     KV_PLAN_UNCERTAINTY_BYTES,
@@ -518,12 +520,29 @@ def test_issue_24_refusals_follow_the_release_named():
         fleet = [{"name": "a", "gpu": "h100-sxm", "replicas": 1, "model": model, "tensor_parallel": tp,
                   "engine": engine}]
         scenario = scenario_from_dict(scenario_dict(fleet=fleet))
-        assert build_pool_models(scenario)[0].num_gpu_blocks == blocks
-        (line,) = memory_warnings(scenario)
+        pools = build_pool_models(scenario)
+        assert pools[0].num_gpu_blocks == blocks
+        (line,) = memory_warnings(pools)
         assert "pool 'a'" in line and "GiB more than" in line
         fleet[0]["engine"] = {**engine, "vllm_version": "0.11.0"}
         with pytest.raises(FleetcastError, match="vLLM refuses to start"):
             build_pool_models(scenario_from_dict(scenario_dict(fleet=fleet)))
+
+
+def test_fleetcast_run_plans_each_pools_memory_once(tmp_path, monkeypatch):
+    """`fleetcast run` builds the pool models once: its KV-at-the-edge warnings read their plans and the run
+    simulates them. The disaggregated example has two pools (prefill, decode), so two plans, not four."""
+    calls: list[str] = []
+    real = pool_model.plan_memory
+
+    def counted(gpu, model, *args, **kwargs):
+        calls.append(model.name)
+        return real(gpu, model, *args, **kwargs)
+
+    monkeypatch.setattr(pool_model, "plan_memory", counted)
+    root = Path(__file__).resolve().parents[1]
+    assert main(["run", str(root / "scenarios" / "disaggregated.yaml"), "--out", str(tmp_path / "out")]) == 0
+    assert len(calls) == 2
 
 
 def test_the_uncertainty_counts_only_what_the_plan_extrapolates():

@@ -15,6 +15,7 @@ from sim.analysis.replications import power_intervals
 from sim.catalog import load_catalog
 from sim.cli import main
 from sim.perf.perf_model import PerfCoefficients, PerfModel, _clocked
+from sim.perf.pool_model import build_pool_models
 from sim.perf.power_cap import CLOCK_POWER_EXPONENT, clock_ratio, limit_error
 from sim.scenario.spec import load_scenario
 from tests.factories import refused_run
@@ -197,5 +198,6 @@ def test_a_limit_below_half_the_tdp_is_warned_about(tmp_path):
         sc = tmp_path / f"sc{limit}.yaml"
         text = (ROOT / "scenarios" / "quickstart.yaml").read_text()
         sc.write_text(text.replace("    replicas: 4\n", f"    replicas: 4\n    power_limit_w: {limit}\n"))
-        said = [w for w in range_warnings(load_scenario(sc)) if "below 50%" in w]
+        scenario = load_scenario(sc)
+        said = [w for w in range_warnings(scenario, build_pool_models(scenario)) if "below 50%" in w]
         assert bool(said) is warned, said

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibration import uniproc_seq_fit
 from calibration.logs import load_log
 from calibration.logs.static_batch import load_static_batches
 from calibration.public_corpus import COMPARED, CORPUS, discover, replay_entry
@@ -27,6 +28,7 @@ from calibration.runs import measured_metrics, run_scenario
 from calibration.validate import validate_run
 from sim.cli import main
 from sim.engine.fleet import simulate
+from sim.perf.cpu_side import T_SEQ_UNIPROC_S
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "bench" / "results" / "public_gpu.json"
@@ -148,6 +150,16 @@ MOVED = (
 def test_regression_guard_fast_subset():
     moved = _moved(FAST)
     assert not moved, MOVED + "\n".join(moved)
+
+
+@pytest.mark.slow
+def test_t_seq_uniproc_is_what_its_declared_fit_returns():  # ~15 s
+    """Protocol item 2: a constant fitted to end-to-end runs is what its declared fit returns. The shipped
+    T_SEQ_UNIPROC_S must be the choice of `python -m calibration.uniproc_seq_fit` (its training split, its
+    whole grid): a change to how that split replays that moves the fit (stop 33's Poisson rate stages moved it
+    from 10.0 to 12.5 µs while 10.0 shipped) fails here until the constant is refitted."""
+    best, scores = uniproc_seq_fit.fit()
+    assert best == pytest.approx(T_SEQ_UNIPROC_S, abs=1e-12), {round(t * 1e6, 1): round(v, 2) for t, v in scores.items()}
 
 
 @pytest.mark.slow
@@ -294,6 +306,38 @@ def test_the_bench_lists_an_entry_it_cannot_replay_with_the_reason(tmp_path, cap
     res = json.loads(out.read_text())
     assert [r["entry"] for r in res["entries"]] == ["src/good/qps-0.5"]
     assert [s["entry"] for s in res["skipped"]] == ["src/bad/qps-0.5"] and "a100-40gb" in res["skipped"][0]["reason"]
+
+
+def test_overriding_sets_for_the_body_restores_after_a_raise_and_refuses_an_unknown_name():
+    """calibration.public_corpus.overriding, worked by hand on a stand-in object (A=1, B="x", C a list):
+    inside, A=2 and B="y" as given; the body sets C itself and raises; afterwards A, B and the very same C
+    list are back. A name the object lacks (D) is refused naming it, and nothing is set or created (A=5
+    asked beside it stays 1). On a module the error names the module."""
+    import types
+
+    from calibration.public_corpus import overriding
+
+    c0 = [0]
+    obj = types.SimpleNamespace(A=1, B="x", C=c0)
+    with pytest.raises(RuntimeError, match="body failed"):
+        with overriding(obj, "C", A=2, B="y"):
+            assert (obj.A, obj.B, obj.C) == (2, "y", c0)
+            obj.C = [9]
+            raise RuntimeError("body failed")
+    assert (obj.A, obj.B) == (1, "x") and obj.C is c0
+    with overriding(obj, A=3):  # a body that returns: restored too
+        assert obj.A == 3
+    assert obj.A == 1
+    with pytest.raises(AttributeError, match="has no attribute 'D'"):
+        with overriding(obj, "D", A=5):
+            raise AssertionError("the body must not run")
+    assert obj.A == 1 and not hasattr(obj, "D")
+    mod = types.ModuleType("consts")
+    mod.K = 3.0
+    with pytest.raises(AttributeError, match="consts has no attribute 'T_MISSPELT'"):
+        with overriding(mod, T_MISSPELT=1.0):
+            pass
+    assert mod.K == 3.0 and not hasattr(mod, "T_MISSPELT")
 
 
 def test_grid_fit_scores_each_value_takes_the_smallest_ties_low_and_restores(monkeypatch):

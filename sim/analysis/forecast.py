@@ -11,6 +11,7 @@ from sim.analysis.metrics import ClassSlo, PoolCost, rejection_warnings, summari
 from sim.analysis.power_metrics import power_summary
 from sim.engine.fleet import simulate
 from sim.engine.result import SimResult
+from sim.perf.pool_model import PoolModel
 from sim.scenario.spec import Scenario
 
 __all__ = ["forecast", "summary_of", "class_slos", "pool_costs"]
@@ -85,7 +86,13 @@ def summary_of(scenario: Scenario, result: SimResult) -> dict:
 
 
 def forecast(
-    scenario: Scenario, *, exact_steps: bool = False, progress: Callable[[int, int], None] | None = None
+    scenario: Scenario,
+    *,
+    exact_steps: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    pools: list[PoolModel] | None = None,
 ) -> tuple[SimResult, dict]:
-    result = simulate(scenario, exact_steps=exact_steps, progress=progress)
+    """``simulate`` the scenario and summarize it; ``pools``, if given, are its ``build_pool_models``
+    (already built by the caller: the run uses them instead of building them again)."""
+    result = simulate(scenario, exact_steps=exact_steps, progress=progress, pools=pools)
     return result, summary_of(scenario, result)

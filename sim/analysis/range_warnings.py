@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sim.errors import FleetcastError
-from sim.perf.pool_model import memory_warnings
+from sim.perf.pool_model import PoolModel, memory_warnings
 from sim.perf.power_cap import limit_warning
 from sim.perf.profiles import load_profile
 from sim.perf.step_source import kernel_warnings
@@ -25,16 +24,14 @@ def _max_prompt(scenario: Scenario) -> int | None:
     return max(highs) if highs else None
 
 
-def range_warnings(scenario: Scenario) -> list[str]:
+def range_warnings(scenario: Scenario, pools: list[PoolModel]) -> list[str]:
     """Pools that run on uncalibrated coefficients or outside their profile's fitted range, and
     what the step times could not take from measured kernels (``kernel_warnings``), pools whose KV
-    cache holds one max_model_len sequence only at the edge of the plan (``memory_warnings``), and
+    cache holds one max_model_len sequence only at the edge of the plan (``memory_warnings``, read
+    from ``pools``: the scenario's ``build_pool_models``, which the run then simulates), and
     power limits below half the GPU's TDP (``limit_warning``)."""
     out = kernel_warnings(scenario)
-    try:
-        out += memory_warnings(scenario)
-    except FleetcastError:
-        pass  # a pool that does not fit is refused, with its reason, when the fleet is built
+    out += memory_warnings(pools)
     catalog = scenario.load_catalog()
     for pool in scenario.fleet:  # a power limit below where the clock law was fitted (sim.perf.power_cap)
         low = limit_warning(catalog.gpu(pool.gpu), pool.power_limit_w)

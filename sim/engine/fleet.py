@@ -90,6 +90,7 @@ class Fleet:
         progress: Callable[[int, int], None] | None = None,
         closed_loop: ClosedLoop | None = None,
         api_server: bool = True,
+        pools: list[PoolModel] | None = None,
     ) -> None:
         self.scenario = scenario
         self.closed_loop: Any = closed_loop  # a ClosedLoop, or None: requests arrive at their arrival_s
@@ -114,15 +115,16 @@ class Fleet:
         self.pools: list[PoolModel] = []  # per pool (fleet order) what its replicas run on
         self.front_ends: list[FrontEnd | None] = []  # per replica: its API server (None: not simulated)
         self.groups: list[DPGroup] = []  # the lock-step groups of data-parallel MoE replicas
-        self._build(api_server)
+        self._build(api_server, pools)
         for replica_name, at_s in failures:
             self.fail_replica_at(replica_name, at_s)
 
-    def _build(self, api_server: bool) -> None:
-        """The pools' replicas, with an API server in front of each unless ``api_server`` is False."""
+    def _build(self, api_server: bool, pools: list[PoolModel] | None) -> None:
+        """The pools' replicas, with an API server in front of each unless ``api_server`` is False;
+        ``pools``: the scenario's ``build_pool_models`` where the caller already built them."""
         sc = self.scenario
         catalog = sc.load_catalog()
-        self.pools = build_pool_models(sc)
+        self.pools = build_pool_models(sc) if pools is None else pools
         by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
         decode_by_class: dict[str, list[Replica]] = {c: [] for c in self.class_names}
         disagg = sc.kv_transfer is not None
@@ -711,6 +713,7 @@ def simulate(
     workload: Workload | None = None,
     closed_loop: ClosedLoop | None = None,
     api_server: bool = True,
+    pools: list[PoolModel] | None = None,
 ) -> SimResult:
     """Run ``scenario``; ``workload`` replaces the generated one (validation replays).
     The scenario's ``events:`` apply: surges add arrivals to the generated
@@ -719,7 +722,8 @@ def simulate(
     their ``arrival_s`` (sim.workload.closed_loop; the records' ``arrival_s`` are the send times).
     ``api_server=False``: the requests reach the engines without an API-server process in front
     (sim.engine.front_end), as with vLLM's offline ``LLM`` class fed token ids; the engine's own
-    per-step CPU work stays."""
+    per-step CPU work stays. ``pools``: the scenario's ``build_pool_models`` where the caller already
+    built them (``fleetcast run`` reads its memory warnings from them first), else built here."""
     if workload is None:
         workload = scenario_workload(scenario)  # generate_workload + surge arrivals
     # The run leaves no reference cycles (Fleet._drop_cycles): the fleet's replicas, events and the
@@ -738,6 +742,7 @@ def simulate(
             progress=progress,
             closed_loop=closed_loop,
             api_server=api_server,
+            pools=pools,
         )
         result = fleet.run()
         del fleet, workload

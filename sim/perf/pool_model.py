@@ -97,20 +97,11 @@ def _pool_memory(scenario, i: int, catalog, gpu: GPU, model: ModelSpec, quant: Q
     return hold_one_sequence(mem, pool.max_model_len(model), eng.block_size, version)
 
 
-def memory_warnings(scenario) -> list[str]:
+def memory_warnings(pools: list[PoolModel]) -> list[str]:
     """One line per pool whose KV cache holds one ``max_model_len`` sequence only within the
-    plan's uncertainty or by giving back the CUDA-graph estimate (``hold_one_sequence``)."""
-    catalog = scenario.load_catalog()
-    out = []
-    for i, pool in enumerate(scenario.fleet):
-        eng = pool.engine
-        version = parse_version(eng.vllm_version) if eng.vllm_version else None
-        gpu, model = catalog.gpu(pool.gpu), catalog.model(pool.model)
-        quant = catalog.quant(pool.quantization.weights, pool.quantization.kv_cache)
-        mem = _pool_memory(scenario, i, catalog, gpu, model, quant, version)
-        if mem.edge_note:
-            out.append(f"pool '{pool.name}': KV cache at the edge: {mem.edge_note}")
-    return out
+    plan's uncertainty or by giving back the CUDA-graph estimate (``hold_one_sequence``), read from
+    the pool models' plans (``build_pool_models``: nothing is planned again)."""
+    return [f"pool '{p.name}': KV cache at the edge: {p.memory.edge_note}" for p in pools if p.memory.edge_note]
 
 
 def _pool_model(scenario, i: int, catalog) -> PoolModel:
