@@ -27,6 +27,7 @@ from sim.perf.cpu_side import (
     CpuSide,
     cpu_side_for,
     step_cpu_s,
+    with_chat_intake,
     with_tensor_parallel,
 )
 from sim.perf.perf_model import PerfCoefficients, PerfModel
@@ -521,3 +522,32 @@ def test_sidecar_engine_core_v0_reaches_the_replays_engine():
     st = load_settings(root / "vllm-v0_engine/stages.stages.csv")
     assert st.engine["engine_core"] == "v0" and st.policy == "prefill-first"
     assert "engine_core" not in load_settings(root / "vllm/stages.stages.csv").engine
+
+
+def test_chat_template_reparse_is_charged_per_request_on_vllm_0_8_2_to_0_9_1():
+    # vLLM 0.8.2-0.9.1 re-parse the chat template on every chat request (calibration/chat_intake_bench.py
+    # measured 4.92 ms for Llama 4's template, calibration/public/llm-d/chat_intake.json): a Llama-4-Scout
+    # server of 0.8.5 admits a request in 1.40 ms (the testbed's per-request figure) + 4.92 ms = 6.32 ms,
+    # and a 1,114-token prompt in 6.32 + 1,114 * 2.65 us = 9.27 ms; nothing else changes
+    base = cpu_side_for((0, 8, 5))
+    chat = with_chat_intake(base, (0, 8, 5), "llama-4-scout")
+    assert chat.fe_request_s == pytest.approx(6.32e-3, rel=1e-9)
+    assert chat.fe_request_s + chat.fe_prompt_tok_s * 1114 == pytest.approx(9.2721e-3, rel=1e-6)
+    assert dataclasses.replace(chat, fe_request_s=base.fe_request_s, source=base.source) == base
+    assert "chat template re-parsed per request" in chat.source
+    for version in ((0, 8, 2), (0, 9, 1, 1)):
+        assert with_chat_intake(cpu_side_for(version), version, "llama-4-scout").fe_request_s == pytest.approx(6.32e-3)
+    # cached up to 0.8.1 and again from 0.9.2 (PR #20065); the newest vLLM (no version); templates not measured
+    for version, model in (((0, 8, 1), "llama-4-scout"), ((0, 9, 2), "llama-4-scout"), (None, "llama-4-scout")):
+        c = cpu_side_for(version)
+        assert with_chat_intake(c, version, model) == c
+    assert with_chat_intake(base, (0, 8, 5), "llama-3.1-70b") == base
+
+
+def test_chat_template_reparse_reaches_the_pool_model():
+    # the pool's CPU side (what fleetcast run / validate use): llm-d exp-4's server, Scout FP8 TP4 on vLLM 0.8.5
+    pool = {"model": "llama-4-scout", "tensor_parallel": 4, "gpu": "h100-sxm", "quantization": {"weights": "fp8"}}
+    sc = make_scenario(pool={**pool, "engine": {"vllm_version": "0.8.5", "max_model_len": 20000}})
+    assert pool_model.build_pool_models(sc)[0].cpu.fe_request_s == pytest.approx(6.32e-3, rel=1e-9)
+    sc = make_scenario(pool={**pool, "engine": {"vllm_version": "0.9.2", "max_model_len": 20000}})
+    assert pool_model.build_pool_models(sc)[0].cpu.fe_request_s == pytest.approx(1.40e-3, rel=1e-9)

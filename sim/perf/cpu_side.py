@@ -72,7 +72,10 @@ __all__ = [
     "V0_TP_STEP_S",
     "T_SEQ_UNIPROC_S",
     "FE_TOKEN_V1_GPU_HOST_S",
+    "CHAT_FORMAT_UNCACHED",
+    "FE_CHAT_FORMAT_DETECT_S",
     "cpu_side_for",
+    "with_chat_intake",
     "is_v0",
     "with_tensor_parallel",
     "step_cpu_s",
@@ -126,6 +129,25 @@ grows by ``fe_token_s`` per running request; on inference-perf's H100 runs that 
 Protocol item 2): the least-squares slope of that gap (less the API server's admission work) on the
 running requests (Little's law), reported on the held-out configurations. Before 0.8 (V0) the testbed's
 figure is kept: no run of the corpus separates it there."""
+
+CHAT_FORMAT_UNCACHED = ((0, 8, 2), (0, 9, 2))
+"""vLLM releases ``[first, end)`` whose chat endpoint re-detects the chat template's content format on
+every request. ``_preprocess_chat`` (vllm/entrypoints/openai/serving_engine.py) calls
+``resolve_chat_template_content_format``, which with ``--chat-template-content-format auto`` (the
+default) re-parses the template into a Jinja AST and walks it (``_detect_content_format`` ->
+``_try_extract_ast``: ``environment.parse(chat_template)``). Up to 0.8.1 that function was
+``@lru_cache``d; 0.8.2 added its ``tools`` argument (a list, unhashable) and moved the cache to the log
+call, so every request paid it; 0.9.2 caches ``_detect_content_format`` again (vLLM PR #20065: "called on
+each prompt to v1/chat/completions", 6-8 s for 1,000 prompts). Read in the 0.8.0-0.8.5, 0.9.1 and 0.9.2
+wheels' ``vllm/entrypoints/chat_utils.py`` (calibration/README.md, "vLLM 0.8.5's chat intake")."""
+
+FE_CHAT_FORMAT_DETECT_S = {"llama-4": 4.92e-3}
+"""The API server's CPU per chat request for that detection, by catalog model family (the name's
+prefix): **measured**, not fitted, by ``calibration/chat_intake_bench.py`` (vLLM 0.8.5's own detection
+functions on the Llama 4 chat template transformers ships with ``Llama4Processor``, 4,926 characters;
+thread CPU on the CPU testbed's host; ``calibration/public/llm-d/chat_intake.json``), scaled to a GPU host
+by ``HOST_CPU_SPEEDUP``. It depends on the template only (not on the prompt). Only templates measured here
+are listed: other models of those releases pay their own template's parse, not modelled."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +276,29 @@ def cpu_side_for(
         async_scheduling=async_on,
         source=host.source + f"; V1 API server {FE_TOKEN_V1_GPU_HOST_S * 1e6:.1f} µs/output token, fitted on "
         "inference-perf's vllm stages 1-3 (calibration/README.md, Protocol item 2)",
+    )
+
+
+def with_chat_intake(cpu: CpuSide, vllm_version: tuple[int, ...] | None, model: str) -> CpuSide:
+    """``cpu`` of a server of ``model`` (a catalog name) whose chat endpoint re-parses the chat template
+    per request (``CHAT_FORMAT_UNCACHED`` releases): ``fe_request_s`` adds ``FE_CHAT_FORMAT_DETECT_S`` of
+    the model's family, on the API server's loop before the request reaches the engine. Other releases,
+    no version (the newest vLLM) and families not measured are returned unchanged. fleetcast's requests
+    do not say their endpoint: a chat endpoint is assumed for these releases (``/v1/completions`` does
+    not pay it)."""
+    v = tuple(vllm_version) if vllm_version is not None else None
+    first, end = CHAT_FORMAT_UNCACHED
+    if v is None or not (first <= v < end):
+        return cpu
+    family = next((f for f in FE_CHAT_FORMAT_DETECT_S if model.startswith(f)), None)
+    if family is None:
+        return cpu
+    extra = FE_CHAT_FORMAT_DETECT_S[family] / HOST_CPU_SPEEDUP
+    return replace(
+        cpu,
+        fe_request_s=cpu.fe_request_s + extra,
+        source=cpu.source + f"; chat template re-parsed per request (vLLM 0.8.2-0.9.1): +{extra * 1e3:.2f} ms "
+        f"({family}, measured by calibration/chat_intake_bench.py)",
     )
 
 
