@@ -88,7 +88,7 @@ ASYNC_SCHEDULING_SINCE = (0, 14, 0)
 ASYNC_OUTPUT_PROC_SINCE = (0, 6, 0)
 """First vLLM release whose V0 engine overlaps output processing with the next step (PR #7049)."""
 
-V0_TP_STEP_S = (0.91e-3, 0.29e-3)
+V0_TP_STEP_S = (0.90e-3, 0.29e-3)
 """V0 (before 0.8) with tensor parallelism: the engine's step adds ``a + b·(tp - 1)`` seconds, the
 driver worker's hand-off of each step's inputs to the other ranks (V0's
 ``LocalOrDistributedWorkerBase.execute_model``: ``broadcast_tensor_dict`` of the model input,
