@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration import uniproc_seq_fit
+from calibration import uniproc_seq_fit, v0_tp_fit
 from calibration.logs import load_log
 from calibration.logs.static_batch import load_static_batches
 from calibration.public_corpus import COMPARED, CORPUS, discover, replay_entry
@@ -28,7 +28,7 @@ from calibration.runs import measured_metrics, run_scenario
 from calibration.validate import validate_run
 from sim.cli import main
 from sim.engine.fleet import simulate
-from sim.perf.cpu_side import T_SEQ_UNIPROC_S
+from sim.perf.cpu_side import T_SEQ_UNIPROC_S, V0_TP_STEP_S
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "bench" / "results" / "public_gpu.json"
@@ -160,6 +160,14 @@ def test_t_seq_uniproc_is_what_its_declared_fit_returns():  # ~15 s
     from 10.0 to 12.5 µs while 10.0 shipped) fails here until the constant is refitted."""
     best, scores = uniproc_seq_fit.fit()
     assert best == pytest.approx(T_SEQ_UNIPROC_S, abs=1e-12), {round(t * 1e6, 1): round(v, 2) for t, v in scores.items()}
+
+
+@pytest.mark.slow
+def test_v0_tp_step_is_what_its_declared_fit_returns():  # ~10 s
+    """The same rule for V0_TP_STEP_S: the shipped pair is what `python -m calibration.v0_tp_fit` prints (its
+    training rows, rounded to the 0.01 ms it prints): stop 34 found 0.91 ms shipped where the fit returned 0.90."""
+    a, b, med = v0_tp_fit.fit()
+    assert (round(a * 1e3, 2), round(b * 1e3, 2)) == (round(V0_TP_STEP_S[0] * 1e3, 2), round(V0_TP_STEP_S[1] * 1e3, 2)), med
 
 
 @pytest.mark.slow
