@@ -158,3 +158,15 @@ def test_a_conversation_logs_replay_covers_each_turns_output():
     assert new_off.tolist() == [0, 4, 9, 11]
     assert ends.tolist() == [16, 32, 48, 50, 16, 32, 48, 64, 70, 16, 20]
     assert keys.tolist() == ids.tolist()
+
+
+def test_a_turn_sent_before_its_previous_one_ends_finds_the_prompt_blocks_only(tmp_path):
+    """Turn 2 sent at 0.05 s, while turn 1 (P1 = 100, O1 = 30: about 30 decode steps of several ms
+    on an H100 with an 8B model) still decodes: the engine caches a turn's output blocks when it
+    lets go of them, so turn 2 finds turn 1's prompt blocks only, floor(100 / 16) = 6 blocks, 96
+    tokens (vLLM, caching at each step, would also give it the output blocks decoded so far; a
+    real client cannot send this turn before it has the answer it holds)."""
+    result = simulate(_scenario(tmp_path), workload=_workload([(0.0, 100, 30, 0, 0), (0.05, 140, 30, 0, 1)]))
+    req = result.requests.sort_values("request_id")
+    assert float(req["finish_s"].iloc[0]) > 0.05  # the premise: turn 1 had not ended
+    assert req["cached_prompt_tokens"].tolist() == [0, 96]
