@@ -112,10 +112,10 @@ def _one_class(session: dict, rate_rps: float, duration_s: float, **cls) -> Traf
 def test_three_turns_share_their_prompts_as_worked_by_hand(tmp_path):
     """One session of three turns (a constant process at 0.003 req/s starts one session every
     1000 s, at 0): prompt 100, output 30, 10 new tokens each later turn, 100 s apart. By hand:
-    prompts 100, 100 + 30 + 10 = 140, 140 + 30 + 10 = 180. With 16-token blocks the cache can
-    give turn 2 the full blocks of turn 1's prompt, floor(100 / 16) = 6 blocks = 96 tokens, and
-    turn 3 those of turn 2's, floor(140 / 16) = 8 blocks = 128 tokens (the output's blocks are
-    cached by the turn after it: the engine caches prompt blocks)."""
+    prompts 100, 100 + 30 + 10 = 140, 140 + 30 + 10 = 180. Each turn's chain covers its prompt and
+    its output (the blocks its decode fills): 130, 170, 210 tokens, floor(./16) = 8, 10, 13 full
+    16-token blocks. Turn 2 shares turn 1's 8 blocks (128 tokens, inside 100 + 30), turn 3 turn 2's
+    10 (160, inside 140 + 30)."""
     spec = _one_class(
         {
             "turn_weights": [0, 0, 1],
@@ -131,7 +131,7 @@ def test_three_turns_share_their_prompts_as_worked_by_hand(tmp_path):
     assert w.prompt_tokens.tolist() == [100, 140, 180] and w.output_tokens.tolist() == [30, 30, 30]
     keys = PrefixKeys(w)
     blocks = [keys.block_keys(r, 16) for r in range(3)]
-    assert [len(b) for b in blocks] == [6, 8, 11]  # full blocks of 100, 140, 180 tokens
+    assert [len(b) for b in blocks] == [8, 10, 13]  # full blocks of 130, 170, 210 tokens
 
     def shared(a, b):  # leading blocks in common
         n = 0
@@ -139,14 +139,17 @@ def test_three_turns_share_their_prompts_as_worked_by_hand(tmp_path):
             n += 1
         return n
 
-    assert shared(blocks[0], blocks[1]) * 16 == 96
-    assert shared(blocks[1], blocks[2]) * 16 == 128
-    assert shared(blocks[0], blocks[2]) * 16 == 96
+    assert shared(blocks[0], blocks[1]) * 16 == 128
+    assert shared(blocks[1], blocks[2]) * 16 == 160
+    assert shared(blocks[0], blocks[2]) * 16 == 128
 
 
 def test_three_turns_hit_the_cache_in_a_run(tmp_path):
-    """The same session through the engine on one replica: turn 2 finds 96 cached tokens and
-    turn 3 128, as worked above."""
+    """The same session through the engine on one replica. A turn ends with prompt + output - 1
+    tokens computed (the last token sampled has no KV), and the full blocks of those are cached
+    (vLLM v1's ``allocate_slots``): turn 1 leaves floor(129 / 16) = 8 blocks, so turn 2 finds 128
+    cached tokens; turn 2 leaves floor(169 / 16) = 10, so turn 3 finds 160 (before the decode's
+    blocks were cached: 96 and 128, the previous prompt's full blocks)."""
     from sim.analysis.forecast import forecast
     from sim.scenario.spec import scenario_from_dict
 
@@ -170,7 +173,7 @@ def test_three_turns_hit_the_cache_in_a_run(tmp_path):
         ],
     }
     result, _ = forecast(scenario_from_dict(base, path=tmp_path / "s.yaml"))
-    assert result.requests["cached_prompt_tokens"].tolist() == [0, 96, 128]
+    assert result.requests["cached_prompt_tokens"].tolist() == [0, 128, 160]
 
 
 def test_a_class_prefix_comes_first_in_every_turn(tmp_path):
@@ -189,8 +192,8 @@ def test_a_class_prefix_comes_first_in_every_turn(tmp_path):
     w = generate_workload(spec, 1, tmp_path)
     k0, e0 = w.chain(0)
     k1, e1 = w.chain(1)
-    assert e0.tolist() == [32, 100] and e1.tolist() == [32, 100, 130, 140]
-    assert k1[0] == k0[0] and k1[1] == k0[1] and len(set(k1.tolist())) == 4
+    assert e0.tolist() == [32, 100, 130] and e1.tolist() == [32, 100, 130, 140, 170]
+    assert k1[:3].tolist() == k0.tolist() and len(set(k1.tolist())) == 5
 
 
 def test_sessions_keep_the_request_rate_and_the_turns(tmp_path):

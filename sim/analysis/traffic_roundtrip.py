@@ -80,7 +80,7 @@ def _replay_trace(fit: TrafficFit, folder: Path) -> tuple[Path, bool]:
         assert off is not None and ids is not None
         chains = [" ".join(map(str, ids[off[r] : off[r + 1]].tolist())) for r in range(len(log))]
     elif log.conversation is not None:
-        chains, hashes = conversation_hashes(log.conversation.values(), log.prompt_tokens), True
+        chains, hashes = conversation_hashes(log.conversation.values(), log.prompt_tokens, log.output_tokens), True
     path = folder / "replayed-log.csv"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("arrival_s,prompt_tokens,output_tokens,class" + (",hash_ids\n" if hashes else "\n"))
@@ -90,18 +90,22 @@ def _replay_trace(fit: TrafficFit, folder: Path) -> tuple[Path, bool]:
     return path, hashes
 
 
-def conversation_hashes(conversation: np.ndarray, prompt: np.ndarray) -> list[str]:
+def conversation_hashes(conversation: np.ndarray, prompt: np.ndarray, output: np.ndarray | None = None) -> list[str]:
     """Block-hash lists (``CONVERSATION_BLOCK_TOKENS``-token blocks, as text) of a log whose rows
     name their conversation ("" none): a conversation is one growing text (each turn's prompt is
     the text so far, as the fitted session form has it), so full block ``j`` of any of its turns
     is the same block; a partial last block, and every block of a request outside any
-    conversation, is its own."""
+    conversation, is its own. With ``output``, a conversation turn's list goes on over its
+    output (the text grows by it), so the replay caches the full blocks its decode fills as the
+    fitted side's chains do (``sim.workload.sessions``); the trace reader keeps ids past a
+    prompt's blocks as those blocks."""
     b = CONVERSATION_BLOCK_TOKENS
     ids: dict[tuple[str, int], int] = {}
     out = []
     fresh = 0
-    for conv, p in zip(conversation.tolist(), np.asarray(prompt).tolist()):
-        full, part = divmod(int(p), b)
+    outs = np.zeros(len(prompt), dtype=np.int64) if output is None else np.asarray(output)
+    for conv, p, o in zip(conversation.tolist(), np.asarray(prompt).tolist(), outs.tolist()):
+        full, part = divmod(int(p) + (int(o) if conv else 0), b)
         row = []
         for j in range(full + (part > 0)):
             if conv and j < full:

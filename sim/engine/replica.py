@@ -662,6 +662,9 @@ class Replica:
         if req.state == DECODING:
             self.dec.leave(req)
             self.seg = None
+        bk = req.block_keys
+        if bk and len(bk) > req.prompt // self.block_size:  # keys past the prompt (a conversation turn's output)
+            self._register_blocks(req)  # the full blocks its decode filled are cached, as vLLM's are
         private = -(-req.computed // self.block_size) - len(req.keys)
         self.kv.release(req.keys, private)
         req.keys = []

@@ -53,7 +53,9 @@ class Workload:
     ``prefix_offsets[r]:prefix_offsets[r+1]``; chunk ``j`` covers prompt
     tokens ``[0, prefix_end_tok[j])`` (cumulative) and two chunks with the
     same key at the same position have equal content up to their end,
-    everything before included (like Mooncake ``hash_ids``).
+    everything before included (like Mooncake ``hash_ids``). A conversation
+    turn's last chunk goes past its prompt, to the end of its output: the
+    blocks its decode fills (``sim.workload.sessions``).
     """
 
     arrival_s: np.ndarray  # float64, seconds from run start, non-decreasing
@@ -277,15 +279,21 @@ def _synthetic_chains(traffic: TrafficSpec, seed: int, class_idx, prompt):
     return offsets, keys[has], end[has].astype(np.int32)
 
 
-def _trace_chains(offsets, ids, prompt, block: int):
+def _trace_chains(offsets, ids, prompt, block: int, output):
     """Mooncake chains: chunk j of a request ends at min(block*(j+1), prompt);
-    hash ids beyond the prompt's last block are dropped."""
-    lens = np.minimum(offsets[1:] - offsets[:-1], -(-prompt // block))
+    hash ids beyond the prompt's last block are dropped. A request with ids past its
+    prompt's blocks (a conversation turn whose text goes on with its output, as the round
+    trip's replay of a conversation log writes it; no Mooncake trace has any) keeps them
+    up to its output's last block, as the blocks its decode fills: its chunks end at
+    min(block*(j+1), prompt + output)."""
+    n_ids = offsets[1:] - offsets[:-1]
+    text = np.where(n_ids > -(-prompt // block), prompt + output, prompt)  # tokens the ids cover
+    lens = np.minimum(n_ids, -(-text // block))
     starts = offsets[:-1]
     new_off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     pos = np.arange(new_off[-1]) - np.repeat(new_off[:-1], lens)  # chunk position j
     keys = ids[np.repeat(starts, lens) + pos]
-    ends = np.minimum(block * (pos + 1), np.repeat(prompt, lens))
+    ends = np.minimum(block * (pos + 1), np.repeat(text, lens))
     return new_off, keys.astype(np.int64), ends.astype(np.int32)
 
 
@@ -329,7 +337,9 @@ def _from_trace(traffic: TrafficSpec, seed: int, base_dir: Path):
     if tr.hash_offsets is not None:
         if any(c.prefix for c in traffic.classes):
             notes.append("classes' prefix is ignored: the trace's hash_ids give the prefix chains.")
-        chains = _trace_chains(tr.hash_offsets[: n + 1], tr.hash_ids, prompt, spec.hash_block_tokens)
+        chains = _trace_chains(
+            tr.hash_offsets[: n + 1], tr.hash_ids, prompt, spec.hash_block_tokens, tr.output_tokens[:n]
+        )
     else:
         chains = _synthetic_chains(traffic, seed, class_idx, prompt)
     return tr.arrival_s[:n], class_idx, prompt, tr.output_tokens[:n], chains, notes

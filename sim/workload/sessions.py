@@ -1,20 +1,26 @@
 """Conversations (``classes[].session``, ``sim.workload.session_spec``): the turns of each session,
-their prompts, and the prefix chains that let the prefix cache see one turn's prompt in the next.
+their prompts, and the prefix chains that let the prefix cache see one turn's prompt and output in
+the next.
 
 Each arrival event of a session class starts a session; its turns come ``gap_s`` apart. Turn k+1's
 prompt is turn k's prompt, turn k's output and new user tokens, so its prefix chain (CSR chunks, as
-``Workload`` holds them) is turn k's chain, then one chunk for turn k's output, then one for its
-own new tokens::
+``Workload`` holds them) is turn k's prompt chunks, then one chunk for turn k's output, then one
+for its own new tokens; each turn's chain ends with its own output chunk, past its prompt::
 
-    turn 1: [prefix?] (S1p, P1)
-    turn 2: [prefix?] (S1p, P1) (S1o, P1 + O1) (S2p, P2)          P2 = P1 + O1 + N2
-    turn 3: [prefix?] (S1p, P1) (S1o, P1 + O1) (S2p, P2) (S2o, P2 + O2) (S3p, P3)
+    turn 1: [prefix?] (S1p, P1) (S1o, P1 + O1)
+    turn 2: [prefix?] (S1p, P1) (S1o, P1 + O1) (S2p, P2) (S2o, P2 + O2)          P2 = P1 + O1 + N2
+    turn 3: [prefix?] (S1p, P1) (S1o, P1 + O1) (S2p, P2) (S2o, P2 + O2) (S3p, P3) (S3o, P3 + O3)
 
 Equal chunk keys at equal positions mean equal content up to the chunk's end, so the engine's block
-keys (``sim.engine.prefix_keys``) of turn 2 equal turn 1's for every full block inside P1: a
-replica that holds turn 1's prompt blocks hits them, as vLLM's block hashes would. (The engine caches
-a request's prompt blocks, not the blocks its decode fills, so turn k's output blocks are first
-cached by turn k+1: the same for a replayed trace.)
+keys (``sim.engine.prefix_keys``) of turn 2 equal turn 1's for every full block inside P1 + O1.
+The engine caches a request's prompt blocks as its prefill computes them and, for a chain that
+goes past the prompt, the full blocks its decode filled when it lets go of its blocks (finish or
+preemption; ``Replica._release``): turn k ends with P_k + O_k - 1 tokens computed (its last token
+is sampled, never fed back), so a replica that still holds them gives turn k+1
+floor((P_k + O_k - 1) / block_size) blocks, as vLLM v1 does (``KVCacheManager.allocate_slots``
+caches ``min(computed + new, request.num_tokens)`` tokens' full blocks each step). A replayed
+trace's chains end at each prompt (its hashes cover prompts only): there a turn's output blocks
+are first cached by the turn after it.
 """
 
 from __future__ import annotations
@@ -135,7 +141,7 @@ def session_chains(
     n = turns.turn.size
     k = turns.turn
     has_pre = np.zeros(n, dtype=np.int64) if prefix_end is None else (prefix_end > 0).astype(np.int64)
-    lens = 2 * k + 1 + has_pre
+    lens = 2 * k + 2 + has_pre  # turns 0..k's prompt and output chunks (its own output: the blocks its decode fills)
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     total = int(offsets[-1])
     row = np.repeat(np.arange(n, dtype=np.int64), lens)

@@ -4,6 +4,8 @@ public traces (Azure LLM inference 2023, Mooncake), into a ``RequestLog``.
 Gateway logs (CSV or JSON Lines, one request per row; docs/traffic-fit.md):
 the columns are found by their usual names (``GATEWAY_COLUMNS``) or mapped
 with ``--map FIELD=COLUMN``; a JSONL key may be dotted (``usage.prompt_tokens``).
+Optional columns name each request's conversation (and turn) and give its completion (an end
+time, or a latency in s or ms): the fit then writes sessions and chooses their ``gap_from``.
 A row that cannot be read (bad JSON, a token count that is no number, a time
 that is no time) is dropped and counted by reason, with the first one's file,
 line and column; a column missing from the whole file is an error.
@@ -38,9 +40,18 @@ GATEWAY_COLUMNS: dict[str, tuple[str, ...]] = {
     "tenant": ("tenant", "user", "api_key_id", "org"),
     "route": ("route", "endpoint", "path", "url"),
     "class": ("class",),
+    # conversations and completion times (optional): ``traffic fit`` fits sessions on the first and
+    # chooses ``gap_from`` on the second (sim.workload.fit.think)
+    "conversation": ("conversation", "conversation_id", "session_id", "thread_id"),
+    "turn": ("turn", "turn_index"),
+    "finish_time": ("finish_time", "end_time", "completed_at"),
+    "latency_s": ("latency_s", "duration_s", "elapsed_s"),
+    "latency_ms": ("latency_ms", "duration_ms", "elapsed_ms"),
 }
 #: Fields a log may be split into classes by (``--by``).
 GROUP_FIELDS = ("model", "tenant", "route", "class")
+#: Optional fields that give each request's completion (the first present is used).
+_FINISH_FIELDS = ("finish_time", "latency_s", "latency_ms")
 _REQUIRED = ("timestamp", "prompt_tokens", "output_tokens")
 
 
@@ -153,7 +164,7 @@ def _read_rows(path: Path, mapping: dict[str, str]):
         try:
             header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
             cols = _pick(header, mapping, path)
-            groups = {cols[f] for f in GROUP_FIELDS if f in cols}
+            groups = {cols[f] for f in (*GROUP_FIELDS, "conversation") if f in cols}
             df = pd.read_csv(
                 path,
                 usecols=sorted(set(cols.values())),
@@ -257,6 +268,8 @@ def read_gateway(path: Path, mapping: dict[str, str]) -> RequestLog:
         bad |= mask
     keep = ~bad
     fields = {f: _labels(data[cols[f]], keep) for f in GROUP_FIELDS if f in cols}
+    finish = _finish(data, cols, t, wall, lines, keep, n_read, path, warnings)
+    conv, turn = _conversations(data, cols, t, lines, keep, n_read, path, warnings)
     return RequestLog(
         arrival_s=t[keep],
         prompt_tokens=np.clip(prompt[keep], -1, MAX_TOKENS + 1).astype(np.int64),  # huge stays "above", cast-safe
@@ -264,6 +277,84 @@ def read_gateway(path: Path, mapping: dict[str, str]) -> RequestLog:
         fields=fields,
         start_epoch_s=0.0 if wall else None,
         lines=lines[keep],
+        finish_s=finish,
+        conversation=conv,
+        turn=turn,
         sources=[str(path)],
         warnings=warnings,
     )
+
+
+def _finish(data, cols, t, wall: bool, lines, keep, n_read: int, path: Path, warnings: list) -> Optional[np.ndarray]:
+    """Each kept row's completion on the arrival clock (NaN: unknown), from the first of
+    ``finish_time`` (a time like ``timestamp``'s), ``latency_s`` or ``latency_ms`` (from the
+    arrival) the log has; None without any. A value that is no time, a negative latency or a
+    completion on another clock than the timestamps is unknown for that row, counted in a
+    warning with the first one's line (the row is kept: its arrival and lengths are fine)."""
+    f = next((f for f in _FINISH_FIELDS if f in cols), None)
+    if f is None:
+        return None
+    raw = data[cols[f]]
+    if f == "finish_time":
+        end, end_wall = _times(raw)
+        if end_wall != wall:
+            warnings.append(
+                f"{path}: column '{cols[f]}' ({f}) is not on the timestamps' clock (one is a date or UNIX time, "
+                "the other is not): completion times are not used."
+            )
+            return None
+        what = "a time (UNIX seconds or an ISO 8601 date-time)"
+        bad = ~np.isfinite(end)
+    else:
+        lat = _numbers(raw) * (1e-3 if f == "latency_ms" else 1.0)
+        end = t + lat
+        what = "a latency of 0 or more " + ("ms" if f == "latency_ms" else "seconds")
+        bad = ~np.isfinite(lat) | (lat < 0)
+    given = raw.notna().to_numpy()  # an empty cell is an unknown completion, not a bad one
+    new = bad & given & keep
+    if new.any():
+        i = int(np.argmax(new))
+        warnings.append(
+            f"{path}: {int(new.sum()):,} of {n_read:,} row(s) without a usable completion time: column "
+            f"'{cols[f]}' is not {what} (the first at line {lines[i]}: {raw.iloc[i]!r}); they are fitted "
+            "without one."
+        )
+    return np.where(bad, np.nan, end)[keep]
+
+
+def _conversations(data, cols, t, lines, keep, n_read: int, path: Path, warnings: list):
+    """(conversation labels, turn numbers) of the kept rows, or (None, None) without a
+    ``conversation`` column. An empty value is a request outside any conversation. Without a
+    ``turn`` column a conversation's turns are numbered 1, 2, ... by arrival; a turn that is no
+    whole number of 1 or more takes its row out of its conversation, counted in a warning with
+    the first one's line."""
+    if "conversation" not in cols:
+        if "turn" in cols:
+            warnings.append(f"{path}: column '{cols['turn']}' (turn) is not used without a conversation column.")
+        return None, None
+    raw = data[cols["conversation"]]
+    name = raw.astype(object).where(raw.notna(), "").astype(str).to_numpy()[keep]
+    name = np.char.strip(name.astype(str))
+    if "turn" in cols:
+        turn = _numbers(data[cols["turn"]])[keep]
+        bad = (name != "") & (~np.isfinite(turn) | (turn < 1) | (turn != np.floor(turn)))
+        if bad.any():
+            i = int(np.argmax(bad))
+            kept_lines = lines[keep]
+            warnings.append(
+                f"{path}: {int(bad.sum()):,} of {n_read:,} row(s) taken out of their conversation: column "
+                f"'{cols['turn']}' is not a whole number of 1 or more (the first at line {kept_lines[i]}: "
+                f"{data[cols['turn']].iloc[np.flatnonzero(keep)[i]]!r}); they are fitted as single requests."
+            )
+            name = np.where(bad, "", name)
+        turn = np.where(name != "", np.nan_to_num(turn), 0).astype(np.int64)
+    else:  # numbered by arrival within each conversation
+        order = np.lexsort((t[keep], name))
+        turn = np.zeros(name.size, dtype=np.int64)
+        sorted_names = name[order]
+        start = np.concatenate([[True], sorted_names[1:] != sorted_names[:-1]]) if name.size else np.zeros(0, bool)
+        idx = np.arange(name.size)
+        first = np.maximum.accumulate(np.where(start, idx, 0)) if name.size else idx
+        turn[order] = idx - first + 1
+        turn = np.where(name != "", turn, 0)
+    return Labels.of(name), turn
