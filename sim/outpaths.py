@@ -24,7 +24,9 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,14 +142,39 @@ def check_out_file(out: Path, what: str) -> Path:
 
 
 def swap_in(tmp: Path, out: Path) -> None:
-    """Put the finished folder ``tmp`` at ``out``, replacing what was there in one rename."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    """Put the finished folder ``tmp`` at ``out``, replacing what was there in one rename.
+
+    Replacing a folder takes two renames (``out`` aside, ``tmp`` in). Ctrl-C or SIGTERM between
+    them would leave no ``out`` at all (the caller then removes ``tmp``, and the next writer the
+    copy set aside), so both signals are held until the swap and the old copy's removal are done;
+    a failed second rename puts the old folder back."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    with _signals_held():
         os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)  # held too: a signal now would leave the old copy beside out
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM arrive after the block, not inside it (main thread only: elsewhere the
+    process's handlers do not run in this thread anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 #: Paths this process holds the lock of (flock conflicts between two opens of one file, even
