@@ -1,0 +1,63 @@
+"""Bad values of the fields of stops 32-33 (engine.engine_core, session.gap_from, the sidecars'
+client_cpu and engine settings, the catalog's qk_norm_all_reduce), given as a user would: each is
+refused through the CLI with exit status 2, the file, the line and the field, what would be valid,
+no traceback and nothing written (``tests.test_hostile._refused`` checks all of that)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_hostile import _refused
+
+LOG = "arrival_s,first_token_s,last_token_s,prompt_tokens,output_tokens\n0,0.1,0.5,100,5\n0.2,0.3,0.6,120,6\n"
+SIDECAR = "gpu: h100-sxm\nmodel: llama-3.1-8b\n"
+
+
+def _log_with_sidecar(tmp_path: Path, sidecar: str) -> Path:
+    (tmp_path / "fleetcast.yaml").write_text(SIDECAR + sidecar)
+    log = tmp_path / "run.csv"
+    log.write_text(LOG)
+    return log
+
+
+@pytest.mark.parametrize(
+    "sidecar,expect",
+    [
+        # lines 3 and 4: engine_core and vllm_version, which together break V0's rule
+        (
+            "engine_core: v0\nvllm_version: 0.12.0\n",
+            ["fleetcast.yaml, line 3 (engine_core), line 4 (vllm_version):", "before 0.11.0"],
+        ),
+        (
+            "engine_core: v0\nvllm_version: 0.10.1\nengine: {async_scheduling: true}\n",
+            ["line 3 (engine_core), line 4 (vllm_version), line 5 (engine):", "use false with engine_core v0"],
+        ),
+        (
+            "engine: {max_num_seqs: 512, max_num_batched_tokens: 256}\n",
+            ["fleetcast.yaml, line 3 (engine):", "must be >="],
+        ),
+    ],
+)
+def test_sidecar_engine_rules_name_the_lines_that_break_them(tmp_path, monkeypatch, capsys, sidecar, expect):
+    """These rules span fields (EngineSpec's cross checks); before, the message said 'section engine:
+    field (top level)', no line, and engine_core and vllm_version are not in the engine section."""
+    log = _log_with_sidecar(tmp_path, sidecar)
+    err = _refused(tmp_path, monkeypatch, capsys, ["validate", log, "--out", tmp_path / "v"], *expect)
+    assert "(top level)" not in err
+
+
+@pytest.mark.parametrize(
+    "sidecar,expect",
+    [
+        ("client_cpu: {per_request_s: -0.003, per_chunk_s: 0.0001}\n", "line 3, field client_cpu.per_request_s"),
+        ("client_cpu: {per_request_s: 0.003}\n", "line 3, field client_cpu.per_chunk_s: required field is missing"),
+        ("client_cpu: 0.003\n", "line 3, field client_cpu:"),
+        ("client_cpu: {per_request_s: .nan, per_chunk_s: 0}\n", "must be a finite number"),
+        ("engine_core: v3\n", "line 3, field engine_core: Input should be 'v0' or 'v1', got 'v3'"),
+    ],
+)
+def test_sidecar_client_cpu_and_engine_core_values(tmp_path, monkeypatch, capsys, sidecar, expect):
+    log = _log_with_sidecar(tmp_path, sidecar)
+    _refused(tmp_path, monkeypatch, capsys, ["validate", log, "--out", tmp_path / "v"], "fleetcast.yaml", expect)
