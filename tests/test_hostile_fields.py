@@ -61,3 +61,51 @@ def test_sidecar_engine_rules_name_the_lines_that_break_them(tmp_path, monkeypat
 def test_sidecar_client_cpu_and_engine_core_values(tmp_path, monkeypatch, capsys, sidecar, expect):
     log = _log_with_sidecar(tmp_path, sidecar)
     _refused(tmp_path, monkeypatch, capsys, ["validate", log, "--out", tmp_path / "v"], "fleetcast.yaml", expect)
+
+
+MODEL = (
+    "models:\n  mymodel:\n    num_layers: 32\n    hidden_size: 4096\n    num_heads: 32\n    num_kv_heads: 8\n"
+    "    intermediate_size: 14336\n    vocab_size: 128256\n    max_position_embeddings: 131072\n"
+)
+
+
+def _scenario_with_catalog(tmp_path: Path, catalog: str, model: str = "mymodel") -> Path:
+    import yaml
+
+    from tests.factories import scenario_dict
+
+    (tmp_path / "cat.yaml").write_text(catalog)
+    data = scenario_dict()
+    data["catalog"] = ["cat.yaml"]
+    data["fleet"][0]["model"] = model
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    "extra,expect",
+    [
+        # line 10: the field after the 9 lines of MODEL
+        ("    qk_norm_all_reduce: true\n", "line 10, model 'mymodel', field 'qk_norm_all_reduce': the all-reduce"),
+        (
+            "    qk_norm: true\n    qk_norm_all_reduce: 1\n",
+            "line 11, model 'mymodel', field 'qk_norm_all_reduce': expected true/false",
+        ),
+        ("    sliding_window: -4096\n", "line 10, model 'mymodel', field 'sliding_window': expected a positive whole"),
+        ("    qk_norm_allreduce: true\n", "line 10, model 'mymodel', field 'qk_norm_allreduce': unknown field"),
+    ],
+)
+def test_catalog_model_fields_are_located(tmp_path, monkeypatch, capsys, extra, expect):
+    """A catalog entry's bad field names its line (before: file, entry and field, no line), and
+    qk_norm_all_reduce without qk_norm (an all-reduce of q/k norms a model does not have) is refused."""
+    path = _scenario_with_catalog(tmp_path, MODEL + extra)
+    _refused(tmp_path, monkeypatch, capsys, ["run", path, "--out", tmp_path / "o"], "cat.yaml", expect)
+
+
+def test_catalog_model_with_qk_norm_and_its_all_reduce_is_accepted(tmp_path):
+    from sim.catalog import load_catalog
+
+    (tmp_path / "cat.yaml").write_text(MODEL + "    qk_norm: true\n    qk_norm_all_reduce: true\n")
+    m = load_catalog([tmp_path / "cat.yaml"]).model("mymodel")
+    assert m.qk_norm and m.qk_norm_all_reduce
