@@ -109,3 +109,31 @@ def test_catalog_model_with_qk_norm_and_its_all_reduce_is_accepted(tmp_path):
     (tmp_path / "cat.yaml").write_text(MODEL + "    qk_norm: true\n    qk_norm_all_reduce: true\n")
     m = load_catalog([tmp_path / "cat.yaml"]).model("mymodel")
     assert m.qk_norm and m.qk_norm_all_reduce
+
+
+def test_testbed_refuses_completion_turns_at_their_line_before_asking_for_its_extras(tmp_path, monkeypatch, capsys):
+    """``testbed run`` on a scenario with ``session.gap_from: completion``: the class's line and name,
+    said before the testbed's extras (gevent, Locust) are needed, so it reads the same with or without them."""
+    import yaml
+
+    from tests.factories import scenario_dict
+
+    data = scenario_dict()
+    data["traffic"]["classes"][0]["session"] = {
+        "mean_turns": 3,
+        "gap_s": {"dist": "fixed", "value_s": 2},
+        "gap_from": "completion",
+        "new_tokens": {"dist": "fixed", "value": 50},
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "gap_from:" in t)
+    name = data["traffic"]["classes"][0]["name"]
+    _refused(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["testbed", "run", path, "--model", tmp_path / "m", "--out", tmp_path / "o"],
+        f"s.yaml, line {line}, field traffic.classes.0.session.gap_from (class '{name}')",
+        "use gap_from: arrival",
+    )
