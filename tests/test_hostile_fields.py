@@ -137,3 +137,24 @@ def test_testbed_refuses_completion_turns_at_their_line_before_asking_for_its_ex
         f"s.yaml, line {line}, field traffic.classes.0.session.gap_from (class '{name}')",
         "use gap_from: arrival",
     )
+
+
+@pytest.mark.parametrize("where", ["scenario", "sidecar"])
+def test_vllm_version_read_as_a_number_says_to_quote_it(tmp_path, monkeypatch, capsys, where):
+    """``vllm_version: 0.10`` is the float 0.1 to YAML: refused with the fix (before: 'Input should be a
+    valid string'), in a scenario and in a sidecar."""
+    if where == "sidecar":
+        log = _log_with_sidecar(tmp_path, "vllm_version: 0.10\n")
+        argv, expect = ["validate", log, "--out", tmp_path / "v"], "fleetcast.yaml: line 3, field vllm_version"
+    else:
+        import yaml
+
+        from tests.factories import scenario_dict
+
+        data = scenario_dict()
+        data["fleet"][0].setdefault("engine", {})["vllm_version"] = 0.10
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "vllm_version:" in t)
+        argv, expect = ["run", path, "--out", tmp_path / "o"], f"s.yaml: line {line}, field fleet.0.engine.vllm_version"
+    _refused(tmp_path, monkeypatch, capsys, argv, expect, "the number 0.1", 'vllm_version: "0.10.0"')

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from calibration.log_files import SIDECAR_SUFFIXES
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
-from sim.scenario.fleet_spec import EngineSpec, QuantizationSpec
+from sim.scenario.fleet_spec import EngineSpec, QuantizationSpec, version_as_text
 from sim.scenario.yamlio import apply_overrides, format_validation_error, load_yaml_with_lines
 
 __all__ = ["LogSettings", "find_sidecar", "load_settings", "SIDECAR_SUFFIXES"]
@@ -105,6 +105,8 @@ class Sidecar(_Strict):
         default_factory=list,
         description="extra catalog files (paths relative to the sidecar), as a scenario's catalog:",
     )
+
+    _version_text = field_validator("vllm_version", mode="before")(version_as_text)
 
 
 @dataclass
