@@ -158,3 +158,25 @@ def test_vllm_version_read_as_a_number_says_to_quote_it(tmp_path, monkeypatch, c
         line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "vllm_version:" in t)
         argv, expect = ["run", path, "--out", tmp_path / "o"], f"s.yaml: line {line}, field fleet.0.engine.vllm_version"
     _refused(tmp_path, monkeypatch, capsys, argv, expect, "the number 0.1", 'vllm_version: "0.10.0"')
+
+
+def test_a_tab_indent_is_named_as_a_tab(tmp_path, monkeypatch, capsys):
+    """libyaml's "found character that cannot start any token" at a tab indent now says it is a tab
+    (an editor shows it as spaces) and what YAML wants instead."""
+    import yaml
+
+    from tests.factories import scenario_dict
+
+    text = yaml.safe_dump(scenario_dict(), sort_keys=False).splitlines()
+    row = next(i for i, t in enumerate(text) if t.startswith("  duration_s:"))
+    text[row] = "\t" + text[row].lstrip()
+    path = tmp_path / "s.yaml"
+    path.write_text("\n".join(text) + "\n")
+    _refused(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["run", path, "--out", tmp_path / "o"],
+        f"s.yaml, line {row + 1}: not valid YAML",
+        "a tab at column 1: YAML indents with spaces only",
+    )
