@@ -180,3 +180,21 @@ def test_a_tab_indent_is_named_as_a_tab(tmp_path, monkeypatch, capsys):
         f"s.yaml, line {row + 1}: not valid YAML",
         "a tab at column 1: YAML indents with spaces only",
     )
+
+
+def test_a_sidecar_whose_server_cannot_start_names_the_sidecar(tmp_path, monkeypatch, capsys):
+    """A sidecar's max_model_len whose KV cache does not fit on the GPU (Llama-3.1-8B, one H100: 128 KiB
+    of KV per token at bf16, 1,000,000 tokens = 122 GiB) was refused as '<scenario>, field fleet.0 (pool
+    'gpu')', the replay's in-memory scenario; it now names the sidecar and the run."""
+    log = _log_with_sidecar(tmp_path, "engine: {max_model_len: 1000000}\n")
+    err = _refused(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["validate", log, "--out", tmp_path / "v"],
+        "fleetcast.yaml (the engine settings of",
+        "run.csv, replayed): vLLM refuses to start",
+        "122.07 GiB of KV cache",
+        "engine.max_model_len",
+    )
+    assert "<scenario>" not in err
