@@ -31,8 +31,15 @@ def test_ctrl_c_between_the_two_renames_arrives_after_the_swap(tmp_path, monkeyp
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        outpaths.swap_in(new, out)
+    # Ctrl-C as a user's shell delivers it, whatever earlier tests left: Python's handler, not blocked
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            outpaths.swap_in(new, out)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     assert len(calls) == 2  # the second rename ran before the interrupt was delivered
     assert (out / "summary.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing set aside is left beside it
