@@ -164,17 +164,26 @@ def swap_in(tmp: Path, out: Path) -> None:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM arrive after the block, not inside it (main thread only: elsewhere the
-    process's handlers do not run in this thread anyway)."""
+    """Ctrl-C and SIGTERM arrive after the block, not inside it: their Python handlers are swapped for
+    one that notes them, then put back and the noted signals raised again. (Blocking the signals with
+    ``pthread_sigmask`` is not enough: the kernel hands a process's signal to any thread that does not
+    block it, and Python then runs the handler in the main thread at once.) Main thread only: elsewhere
+    the handlers cannot be set, and do not run in that thread anyway."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    noted: list[int] = []
+    before = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: a handler not set from Python, left alone
+            before[sig] = signal.signal(sig, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(noted):
+            signal.raise_signal(sig)
 
 
 #: Paths this process holds the lock of (flock conflicts between two opens of one file, even
