@@ -182,8 +182,8 @@ def _signals_held() -> Iterator[None]:
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
-        for sig in dict.fromkeys(noted):
-            signal.raise_signal(sig)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
 
 
 #: Paths this process holds the lock of (flock conflicts between two opens of one file, even

@@ -297,7 +297,8 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
     """Validate one raw entry; return it with numbers converted."""
     if not isinstance(raw, dict):
         raise FleetcastError(f"{where}: {kind} '{name}' must be a mapping of fields, got {raw!r}")
-    fields, out = _FIELDS[kind], {}
+    fields = _FIELDS[kind]
+    out: dict[str, Any] = {}
     for key, value in raw.items():
         at = f"{where}, {kind} '{name}', field '{key}'"
         try:
