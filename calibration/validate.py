@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,8 +102,25 @@ def replay_model(run: Run, profile: Path | None = None) -> tuple[str, list[str]]
     same pool (``perf_sources``), and what could not come from measured kernels (``kernel_warnings``).
     Without a profile this is exactly the model a forecast of that pool uses: the GPU's measured vLLM
     kernels (or the roofline at its architecture's efficiencies) and the catalog defaults."""
-    sc = run_scenario(run, profile)
-    return next(iter(perf_sources(sc).values())), kernel_warnings(sc)
+    with _replay_located(run):
+        sc = run_scenario(run, profile)
+        return next(iter(perf_sources(sc).values())), kernel_warnings(sc)
+
+
+@contextmanager
+def _replay_located(run: Run) -> Iterator[None]:
+    """An error about the replay's one-pool scenario (built in memory: "<scenario>, field fleet.0
+    (pool 'gpu'): ...", e.g. a max_model_len whose KV cache does not fit) names the run and where its
+    engine settings came from (the sidecar, or the run folder), whose engine.* fields it speaks of."""
+    try:
+        yield
+    except FleetcastError as exc:
+        text = str(exc)
+        if not text.startswith("<scenario>"):
+            raise
+        source = run.meta.get("engine_settings") or str(run.folder)
+        why = text.split("): ", 1)[-1] if "): " in text else text.split(": ", 1)[-1]
+        raise FleetcastError(f"{source} (the engine settings of {run.name}, replayed): {why}") from None
 
 
 def validate_run(run: Run, profile: Path | None) -> Comparison:
@@ -113,7 +132,8 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
     engine's ITL histogram (every token gap of every request, as a client sees them)."""
     cl = run.meta.get("closed_loop")
     closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl else None
-    res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
+    with _replay_located(run):
+        res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
     ts = res.timeseries
     sim_requests = res.requests
     cc = run.meta.get("client_cpu")

@@ -201,6 +201,18 @@ def _check_events(text: str, where: str) -> None:
         loader.dispose()
 
 
+def _tab_hint(text: str, mark) -> str:
+    """Where the parser stopped at a tab (libyaml: "found character that cannot start any token"),
+    say so: YAML indents with spaces only, and an editor shows a tab as spaces."""
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    row = lines[mark.line] if mark.line < len(lines) else ""
+    if "\t" not in row[: mark.column + 1]:
+        return ""
+    return f" (a tab at column {row.index(chr(9)) + 1}: YAML indents with spaces only; replace the tab with spaces)"
+
+
 def parse_yaml(text: str, where: str, invalid_as_text: bool = False) -> tuple[Any, yaml.Node | None]:
     """Parse YAML ``text`` within the limits above; returns (data, root node or None).
     ``where`` names the input in messages (a path, or ``--set 'KEY'``). ``invalid_as_text``:
@@ -232,7 +244,7 @@ def parse_yaml(text: str, where: str, invalid_as_text: bool = False) -> tuple[An
                 f"{at}: nested too deeply for the YAML parser; a scenario nests at most "
                 f"{MAX_YAML_DEPTH} levels (MAX_YAML_DEPTH)"
             ) from None
-        raise ScenarioError(f"{at}: not valid YAML: {problem}") from None
+        raise ScenarioError(f"{at}: not valid YAML: {problem}{_tab_hint(text, mark)}") from None
     except RecursionError:  # the parser itself recurses per nesting level
         raise ScenarioError(
             f"{where}: nested too deeply for the YAML parser; a scenario nests at most "

@@ -24,7 +24,9 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,14 +142,48 @@ def check_out_file(out: Path, what: str) -> Path:
 
 
 def swap_in(tmp: Path, out: Path) -> None:
-    """Put the finished folder ``tmp`` at ``out``, replacing what was there in one rename."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    """Put the finished folder ``tmp`` at ``out``, replacing what was there in one rename.
+
+    Replacing a folder takes two renames (``out`` aside, ``tmp`` in). Ctrl-C or SIGTERM between
+    them would leave no ``out`` at all (the caller then removes ``tmp``, and the next writer the
+    copy set aside), so both signals are held until the swap and the old copy's removal are done;
+    a failed second rename puts the old folder back."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    with _signals_held():
         os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)  # held too: a signal now would leave the old copy beside out
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM arrive after the block, not inside it: their Python handlers are swapped for
+    one that notes them, then put back and the noted signals raised again. (Blocking the signals with
+    ``pthread_sigmask`` is not enough: the kernel hands a process's signal to any thread that does not
+    block it, and Python then runs the handler in the main thread at once.) Main thread only: elsewhere
+    the handlers cannot be set, and do not run in that thread anyway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    before = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: a handler not set from Python, left alone
+            before[sig] = signal.signal(sig, lambda signum, frame: noted.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
 
 
 #: Paths this process holds the lock of (flock conflicts between two opens of one file, even

@@ -231,11 +231,20 @@ def _need_load() -> None:
         ) from exc
 
 
-def cmd_run(args) -> int:
-    _need_load()
-    from testbed.prompts import new_salt, requests_from_workload
-    from testbed.runner import execute_run
+def refuse_completion_turns(scenario) -> None:
+    """The testbed's load generator sends each request at its arrival time, so a conversation whose
+    next turn waits for the previous one to end (``session.gap_from: completion``) cannot be played."""
+    for i, c in enumerate(scenario.traffic.classes):
+        if c.session is not None and c.session.gap_from == "completion":
+            raise FleetcastError(
+                f"{scenario.locate(('traffic', 'classes', i, 'session', 'gap_from'))} (class '{c.name}'): "
+                "completion sends a turn when the previous one ends, which the testbed's load generator does not "
+                "do (it sends each request at its arrival time); use gap_from: arrival (the default) for a "
+                "testbed run"
+            )
 
+
+def cmd_run(args) -> int:
     try:
         from sim.scenario.spec import load_scenario
         from sim.workload.generate import generate_workload
@@ -244,13 +253,12 @@ def cmd_run(args) -> int:
     if not args.scenario.is_file():
         raise FleetcastError(f"scenario file {args.scenario} does not exist.")
     scenario = load_scenario(args.scenario)
+    refuse_completion_turns(scenario)  # the scenario's own problems first, then the testbed's extras
+    _need_load()
+    from testbed.prompts import new_salt, requests_from_workload
+    from testbed.runner import execute_run
+
     workload = generate_workload(scenario.traffic, scenario.seed, scenario.base_dir)
-    if workload.after_rid is not None:
-        raise FleetcastError(
-            f"{args.scenario}: traffic.classes[].session.gap_from: completion sends a turn when the previous one "
-            "ends, which the testbed's load generator does not do (it sends each request at its arrival time); "
-            "use gap_from: arrival for a testbed run."
-        )
     pool = scenario.fleet[0]
     max_len = _engine(args, pool.engine).max_model_len
     salt = new_salt()  # prompts unique to this run: no prefix-cache hits left over from an earlier run

@@ -222,7 +222,10 @@ def test_engine_core_v0_reaches_the_engine_with_its_version(tmp_path):
     assert run_scenario(run, None).fleet[0].engine.engine_core is None
     assert any("engine_core v0 without a vllm_version" in n for n in run.meta["notes"])
     _sidecar(tmp_path, log, GOOD_SIDECAR + 'engine_core: v0\nvllm_version: "0.11.0"\n')
-    with pytest.raises(FleetcastError, match="r.fleetcast.yaml, section engine.*engine_core v0 needs a vllm_version"):
+    with pytest.raises(
+        FleetcastError,
+        match=r"r.fleetcast.yaml, line \d+ \(engine_core\), line \d+ \(vllm_version\): engine_core v0 needs a vllm_version",
+    ):
         load_log(log)
 
 
@@ -462,7 +465,7 @@ BAD = [
         "r.jsonl",
         JSONL_OK,
         GOOD_SIDECAR + "engine: {max_num_seqs: 512, max_num_batched_tokens: 256}\n",
-        ["section engine", "must be >= max_num_seqs"],
+        ["r.fleetcast.yaml, line 3 (engine):", "must be >= max_num_seqs"],
     ),
     ("r.jsonl", JSONL_OK, None, ["r.jsonl: no engine settings", "r.fleetcast.yaml", "--gpu NAME --model NAME"]),
 ]

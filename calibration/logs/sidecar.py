@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from calibration.log_files import SIDECAR_SUFFIXES
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
-from sim.scenario.fleet_spec import EngineSpec, QuantizationSpec
+from sim.scenario.fleet_spec import EngineSpec, QuantizationSpec, version_as_text
 from sim.scenario.yamlio import apply_overrides, format_validation_error, load_yaml_with_lines
 
 __all__ = ["LogSettings", "find_sidecar", "load_settings", "SIDECAR_SUFFIXES"]
@@ -105,6 +105,8 @@ class Sidecar(_Strict):
         default_factory=list,
         description="extra catalog files (paths relative to the sidecar), as a scenario's catalog:",
     )
+
+    _version_text = field_validator("vllm_version", mode="before")(version_as_text)
 
 
 @dataclass
@@ -210,7 +212,7 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
     try:
         EngineSpec.model_validate(engine)
     except ValidationError as exc:
-        raise FleetcastError(format_validation_error(exc, f"{where}, section engine", {}, model=EngineSpec)) from None
+        raise FleetcastError(_engine_error(exc, where, lines)) from None
     if blocks is None:
         notes.append(
             f"engine.num_gpu_blocks not given ({short}): the KV blocks are planned from GPU memory "
@@ -234,4 +236,16 @@ def load_settings(log: Path, sidecar: Path | None = None, overrides: list[str] |
         sc.expert_parallel,
         policy,
         sc.client_cpu.model_dump() if sc.client_cpu is not None else None,
+    )
+
+
+def _engine_error(exc: ValidationError, where: str, lines: dict) -> str:
+    """A rule across the engine settings (``EngineSpec``'s checks: engine_core against vllm_version,
+    a flag against the version that has it) located at the sidecar keys that feed it: the engine
+    section, vllm_version and engine_core, each with its line where the file gives it."""
+    given = [k for k in ("engine_core", "vllm_version", "engine") if (k,) in lines]
+    at = ", ".join(f"line {lines[(k,)]} ({k})" for k in given)
+    text = format_validation_error(exc, where, {}, model=EngineSpec)
+    return text.replace(f"{where}: field (top level):", f"{where}{', ' + at if at else ''}:", 1).replace(
+        f"{where}: field ", f"{where}{', ' + at if at else ''}, field engine.", 1
     )

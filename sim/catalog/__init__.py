@@ -39,6 +39,13 @@ __all__ = [
 _DIR = Path(__file__).resolve().parent
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 _SECTIONS = {"gpus": "gpu", "models": "model", "weights": "weights", "kv_cache": "kv_cache", "links": "link"}
+_SECTION_OF = {
+    "gpu": ("gpus",),
+    "model": ("models",),
+    "weights": ("quantization", "weights"),
+    "kv_cache": ("quantization", "kv_cache"),
+    "link": ("links",),
+}  # kind -> its keys in a catalog file
 
 
 @dataclass(frozen=True)
@@ -290,51 +297,15 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
     """Validate one raw entry; return it with numbers converted."""
     if not isinstance(raw, dict):
         raise FleetcastError(f"{where}: {kind} '{name}' must be a mapping of fields, got {raw!r}")
-    fields, out = _FIELDS[kind], {}
+    fields = _FIELDS[kind]
+    out: dict[str, Any] = {}
     for key, value in raw.items():
         at = f"{where}, {kind} '{name}', field '{key}'"
-        if key == "source":
-            out[key] = _value(value, str, at)
-        elif key == "sources":
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise FleetcastError(f"{at}: must map field names to source text")
-            out[key] = dict(value)
-        elif key == "peak_flops" and kind == "gpu":
-            if not isinstance(value, dict) or not value or set(value) - set(DTYPES):
-                raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to FLOP/s, got {value!r}")
-            out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
-        elif key == "achievable_flops" and kind == "gpu":
-            if not isinstance(value, dict) or not value or set(value) - set(DTYPES):
-                raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to measured FLOP/s, got {value!r}")
-            out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
-        elif key == "perf_defaults" and kind == "gpu":
-            valid = (
-                "e_compute",
-                "e_memory",
-                "e_comm",
-                "e_attn_compute",
-                "e_attn_memory",
-                "t_step_s",
-                "t_seq_s",
-                "t_prefill_tok_s",
-                "t_allreduce_s",
-            )
-            if not isinstance(value, dict) or set(value) - set(valid):
-                raise FleetcastError(
-                    f"{at}: must map performance coefficients ({', '.join(valid)}) to numbers, got {value!r}"
-                )
-            out[key] = {k: _value(v, float, f"{at}.{k}") for k, v in value.items()}
-            bad = [k for k, v in out[key].items() if k.startswith("e_") and v > 1]
-            if bad:
-                raise FleetcastError(f"{at}.{bad[0]}: an efficiency is at most 1, got {out[key][bad[0]]}")
-        elif key == "architecture" and kind == "gpu":
-            out[key] = _value(value, str, at)
-            if value not in load_architectures():
-                raise FleetcastError(f"{at}: " + unknown_name("architecture", value, load_architectures()))
-        elif key in fields:
-            out[key] = _value(value, fields[key][0], at)
-        else:
-            raise FleetcastError(f"{at}: unknown field. Valid fields: {', '.join(sorted([*fields, 'sources']))}")
+        try:
+            _check_field(kind, key, value, at, fields, out)
+        except FleetcastError as exc:  # the field's line in the file, looked up on this error path only
+            line = _line_of(where, (*_SECTION_OF[kind], name, key))
+            raise FleetcastError(str(exc).replace(at, f"{where}{line}, {kind} '{name}', field '{key}'", 1)) from None
     missing = [k for k, (_, req) in fields.items() if req and k not in out]
     if missing:
         raise FleetcastError(f"{where}: {kind} '{name}' is missing required field(s): {', '.join(missing)}")
@@ -349,7 +320,60 @@ def _check_entry(kind: str, name: str, raw: Any, where: str) -> dict:
                 "num_experts_active <= num_experts, and MoE needs moe_intermediate_size"
             )
         _check_moe_mla(out, name, where)
+        if out.get("qk_norm_all_reduce") and not out.get("qk_norm"):
+            line = _line_of(where, ("models", name, "qk_norm_all_reduce"))
+            raise FleetcastError(
+                f"{where}{line}, model '{name}', field 'qk_norm_all_reduce': the all-reduce is of the q/k "
+                "RMSNorm's variances across heads, so it needs qk_norm: true (the model normalizes q and k); "
+                "without q/k norms leave qk_norm_all_reduce out"
+            )
     return out
+
+
+def _check_field(kind: str, key: str, value: Any, at: str, fields: dict, out: dict) -> None:
+    """Check one field of a raw entry and put it, converted, in ``out``; ``at`` names it in errors."""
+    if key == "source":
+        out[key] = _value(value, str, at)
+    elif key == "sources":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise FleetcastError(f"{at}: must map field names to source text")
+        out[key] = dict(value)
+    elif key == "peak_flops" and kind == "gpu":
+        if not isinstance(value, dict) or not value or set(value) - set(DTYPES):
+            raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to FLOP/s, got {value!r}")
+        out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
+    elif key == "achievable_flops" and kind == "gpu":
+        if not isinstance(value, dict) or not value or set(value) - set(DTYPES):
+            raise FleetcastError(f"{at}: must map dtypes ({', '.join(DTYPES)}) to measured FLOP/s, got {value!r}")
+        out[key] = {dt: _value(v, float, f"{at}.{dt}") for dt, v in value.items()}
+    elif key == "perf_defaults" and kind == "gpu":
+        valid = (
+            "e_compute",
+            "e_memory",
+            "e_comm",
+            "e_attn_compute",
+            "e_attn_memory",
+            "t_step_s",
+            "t_seq_s",
+            "t_prefill_tok_s",
+            "t_allreduce_s",
+        )
+        if not isinstance(value, dict) or set(value) - set(valid):
+            raise FleetcastError(
+                f"{at}: must map performance coefficients ({', '.join(valid)}) to numbers, got {value!r}"
+            )
+        out[key] = {k: _value(v, float, f"{at}.{k}") for k, v in value.items()}
+        bad = [k for k, v in out[key].items() if k.startswith("e_") and v > 1]
+        if bad:
+            raise FleetcastError(f"{at}.{bad[0]}: an efficiency is at most 1, got {out[key][bad[0]]}")
+    elif key == "architecture" and kind == "gpu":
+        out[key] = _value(value, str, at)
+        if value not in load_architectures():
+            raise FleetcastError(f"{at}: " + unknown_name("architecture", value, load_architectures()))
+    elif key in fields:
+        out[key] = _value(value, fields[key][0], at)
+    else:
+        raise FleetcastError(f"{at}: unknown field. Valid fields: {', '.join(sorted([*fields, 'sources']))}")
 
 
 def _line_of(where: str, keys: tuple[str, ...]) -> str:

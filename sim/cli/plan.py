@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape as _escape
 from rich.table import Table
 
 from sim.errors import FleetcastError
@@ -155,6 +156,30 @@ def _plan_table(doc: dict):
     return t
 
 
+def _plan_lines(doc: dict) -> list[str]:
+    """The plan table's rows as sentences, for a terminal too narrow for its eleven columns (rich
+    would cut every cell to a few letters: 'h10…', 'prun…')."""
+    out = []
+    for i, c in enumerate(doc["candidates"], 1):
+        style = "bold green" if c["id"] == doc["recommended"] else ("" if c["status"] == "ok" else "dim")
+        parts = [c["status"]]
+        for label, value, unit in (
+            ("replicas", _count(c), ""),
+            ("GPUs", _fmt(c["gpus"], "d"), ""),
+            ("$/month", _fmt(c["usd_per_month"], ",.0f"), ""),
+            ("$/1M out tok", _fmt(c["usd_per_1m_output_tokens"], ".3f"), ""),
+            ("headroom", _headroom(c), " %"),
+            ("attainment", _fmt(c["attainment_pct"], ".1f"), " %"),
+            ("p99 TTFT", _fmt(c["p99_ttft_s"], ".3f"), " s"),
+            ("p99 TPOT", _fmt(c["p99_tpot_s"], ".4f"), " s"),
+        ):
+            if value != "-":
+                parts.append(f"{label} {value}{unit}")
+        text = _escape(f"{i:>2} {c['id']}: " + ", ".join(parts))
+        out.append(f"[{style}]{text}[/{style}]" if style else text)
+    return out
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
     out = check_out_folder(Path(args.out or Path("out") / f"{scenario.name}-plan"), kind="plan", force=args.force)
@@ -189,7 +214,14 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
         raise FleetcastError(f"{outcome.error} (no candidate was simulated; nothing was written to {out})")
     run_files = _run_files(outcome.recommended_scenario) if outcome.recommended_scenario is not None else None
     typed = write_plan_folder(out, doc, outcome.points, run_files, force=args.force)
-    console.print(_plan_table(doc))
+    table = _plan_table(doc)
+    if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
+        # an 80-column terminal: a line per candidate
+        console.print(table.title, highlight=False)
+        for line in _plan_lines(doc):
+            console.print(line, highlight=False, soft_wrap=False)
+    else:
+        console.print(table)
     for c in doc["candidates"]:
         if c["status"] != "ok":
             console.print(f"[dim]{c['id']}: {c['status']}: {c['reason']}[/dim]", highlight=False, soft_wrap=True)

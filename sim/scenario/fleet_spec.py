@@ -24,7 +24,27 @@ V0_REMOVED_IN = (0, 11, 0)
 """First vLLM release without the V0 engine (``VLLM_USE_V1=0`` gone: vLLM PR #25033 "[V0 Deprecation] Remove
 LLMEngine" and the rest of the V0 removal, released in v0.11.0)."""
 
-__all__ = ["Strict", "QuantizationSpec", "SpeculativeSpec", "EngineSpec", "PolicySpec", "RouterSpec", "PoolSpec"]
+__all__ = [
+    "Strict",
+    "QuantizationSpec",
+    "SpeculativeSpec",
+    "EngineSpec",
+    "PolicySpec",
+    "RouterSpec",
+    "PoolSpec",
+    "version_as_text",
+]
+
+
+def version_as_text(v: Any) -> Any:
+    """A vllm_version YAML read as a number (``vllm_version: 0.10`` is the float 0.1) is refused with
+    the fix: quote it. Other values pass on to the field's own checks."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        raise ValueError(
+            f"vllm_version must be text in quotes: YAML read it as the number {v!r} (a version's digits are "
+            'not a number\'s: 0.10 reads as 0.1); write it quoted, e.g. vllm_version: "0.10.0"'
+        )
+    return v
 
 
 class Strict(BaseModel):
@@ -155,6 +175,8 @@ class EngineSpec(Strict):
         "0.10.x), whose CPU side is V0's (output processing overlapped with the next step in the engine process, a "
         "step's first tokens first); v1 for the V1 engine. Default: by vllm_version (V1 from 0.8.0).",
     )
+
+    _version_text = field_validator("vllm_version", mode="before")(version_as_text)
 
     @field_validator("vllm_version")
     @classmethod
