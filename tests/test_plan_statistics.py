@@ -13,7 +13,7 @@ import yaml
 from sim.analysis.peak import apply_window, plan_window, window_warnings
 from sim.analysis.plan import risk_warnings, run_plan
 from sim.analysis.rates import with_rate
-from sim.analysis.replications import class_needs, point_stats, required_samples, t_interval
+from sim.analysis.replications import class_needs, misses_text, point_stats, required_samples, t_interval
 from sim.cli import main
 from sim.scenario.spec import scenario_from_dict
 from tests.factories import scenario_dict
@@ -94,6 +94,18 @@ def test_the_verdict_is_on_the_interval_not_on_one_draw():
     item = next(i for i in att["items"] if i["metric"] == "attainment_pct")
     assert item["verdict"] == "undecided" and item["ci_low"] < 95.0 < item["mean"]
     assert item["samples_min"] == 300 and item["samples_total"] == 1500
+
+
+def test_a_latency_interval_never_reaches_below_zero():
+    """Two replications with p99 TTFT 1.0 and 20.0 s: mean 10.5, sd 13.435 (sqrt(180.5)), Student-t with 1
+    degree of freedom t(0.975) = 12.706, half-width 12.706 * 13.435 / sqrt(2) = 120.71 s by hand, so the
+    interval is 10.5 -/+ 120.71: its low end (-110.2 s) is reported as 0 (a latency is never negative; the
+    verdict, undecided against the 1 s target, is the same), the high end stays 131.2 s. Before, a plan printed
+    "95% CI -23.76 s-45.46 s" for such a point."""
+    item = point_stats([_summary(x, 99.0) for x in (1.0, 20.0)])["items"][0]
+    assert item["metric"] == "ttft_s" and item["ci_low"] == 0.0
+    assert item["ci_high"] == pytest.approx(10.5 + 120.71, abs=0.01) and item["verdict"] == "undecided"
+    assert "(95% CI 0 s to 131.2 s)" in misses_text(point_stats([_summary(x, 99.0) for x in (1.0, 20.0)]))
 
 
 # ------------------------------------------------------------- peak window

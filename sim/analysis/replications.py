@@ -194,7 +194,7 @@ def point_stats(summaries: list[dict], confidence: float = CONFIDENCE) -> dict:
                     "metric": it["metric"],
                     "percentile": it["percentile"],
                     "target": it["target_s"],
-                    **_item(vals, it["target_s"], True, confidence=confidence),
+                    **_item(vals, it["target_s"], True, (0.0, math.inf), confidence),  # a latency is never below 0
                     "samples_min": min(ns),
                     "samples_total": sum(ns),
                 }
@@ -282,7 +282,7 @@ def misses_text(stats: dict, limit: int = 4) -> str:
         unit = "%" if i["metric"] == "attainment_pct" else " s"
         fmt = lambda x: "none" if x is None else f"{x:.4g}{unit}"  # noqa: E731, B023 - called in this iteration only
         out.append(
-            f"class {i['class']} {what} {fmt(i['mean'])} (95% CI {fmt(i['ci_low'])}-{fmt(i['ci_high'])}) "
+            f"class {i['class']} {what} {fmt(i['mean'])} (95% CI {fmt(i['ci_low'])} to {fmt(i['ci_high'])}) "
             f"vs target {i['target']:g}{unit}" + (" (undecided)" if i["verdict"] == "undecided" else "")
         )
     return "; ".join(out[:limit]) + (f" (and {len(out) - limit} more)" if len(out) > limit else "")
