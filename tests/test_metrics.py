@@ -409,6 +409,28 @@ def test_render_summary_to_text():
     assert "upper bound at TDP" in text
 
 
+    assert "upper bound at TDP" in text
+
+
+def test_a_summary_on_an_80_column_terminal_cuts_no_cell():
+    """At 80 columns the latency and fleet tables do not fit (rich used to shrink every column and cut
+    numbers: "27,8…"); they are printed turned on their side instead, every value whole. At 200 columns
+    they print as they are (a header row with the metrics across)."""
+    s = WindowSummary.model_validate(_mixed_summary())
+    narrow = Console(record=True, width=80, color_system=None)
+    narrow.print(render_summary(s))
+    text = narrow.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    rows = [line for line in text.splitlines() if line.startswith("│ TTFT p99 ms")]
+    assert len(rows) == 1  # turned: the metric leads a row, one value per class and 'all'
+    assert rows[0].count("│") == len(s.classes) + 3
+    assert "│ busy min-max %" in text  # a header's lines joined at its hyphen
+    wide = Console(record=True, width=200, color_system=None)
+    wide.print(render_summary(s))
+    wide_text = wide.export_text()
+    assert "│ TTFT p99 ms" not in wide_text and "TTFT p99" in wide_text
+
+
 def test_summary_is_json_ready():
     s = _mixed_summary()
     back = json.loads(json.dumps(s, allow_nan=False))

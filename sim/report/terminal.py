@@ -3,7 +3,8 @@
 ``render_summary``: a ``sim.analysis.metrics.summarize`` dict in three blocks
 that read well at 100 columns: latency and SLO per class (and a line naming
 every SLO missed), fleet throughput and utilization per pool, KV capacity and
-cost. Missing values print as "-"; SLO misses are red and marked "MISS". When
+cost. Missing values print as "-"; SLO misses are red and marked "MISS". A table
+wider than the terminal is turned on its side (``sim.report.fit_table``), never cut. When
 the output is not a terminal, ``make_console`` gives a wide console without
 colour, so piped tables are never cut. ``render_compare``: a ``fleetcast compare`` result, one table per variant.
 """
@@ -21,6 +22,7 @@ from sim.report.autoscale_text import autoscale_lines, replica_count
 from sim.report.compare import ci_cells
 from sim.report.console import make_console
 from sim.report.disagg_text import disagg_lines
+from sim.report.fit_table import Fitting
 from sim.report.power_text import power_lines
 
 __all__ = ["render_summary", "render_compare", "slo_misses", "make_console"]
@@ -240,7 +242,7 @@ def _kv_table(summary: WindowSummary) -> Table | None:
         "device",
         "x util",
         "weights",
-        "activ-\nations",
+        "activ.\npeak",
         "non-\ntorch",
         "CUDA\ngraphs",
         "KV",
@@ -275,12 +277,12 @@ def render_summary(summary: WindowSummary) -> Group:
     disaggregated / autoscaled lines)."""
     kv = _kv_table(summary)
     return Group(
-        _latency_table(summary),
+        Fitting(_latency_table(summary)),
         _slo_line(summary),
         Text(""),
-        _fleet_table(summary),
+        Fitting(_fleet_table(summary)),
         Text(""),
-        *((kv, Text("")) if kv is not None else ()),
+        *((Fitting(kv), Text("")) if kv is not None else ()),
         _cost_block(summary),
     )
 

@@ -1,0 +1,51 @@
+"""A table that never cuts a cell: ``Fitting(table)`` renders ``table`` as it is when it
+fits the terminal's width, else turned on its side (one row per column header, one column
+per row of the table), which fits a terminal of any usual width for the few pools or
+classes a summary holds. rich would otherwise shrink every column and cut numbers with an
+ellipsis ("27,8…") on an 80-column terminal. Piped output is wide (``make_console``) and
+never turned."""
+
+from __future__ import annotations
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["Fitting", "turned"]
+
+
+def _plain(header) -> str:
+    """A header on one line: its lines joined by a space, or by nothing after a hyphen or an
+    underscore ("busy min-" + "max %" -> "busy min-max %", "num_gpu_" + "blocks")."""
+    out = ""
+    for line in str(header.plain if isinstance(header, Text) else header).split("\n"):
+        line = line.strip()
+        out += line if not out or out.endswith(("-", "_")) else " " + line
+    return out
+
+
+def turned(table: Table) -> Table:
+    """``table`` on its side: the first column's cells become the headers; every other
+    column becomes a row led by its header (line breaks in a header read as spaces). Title,
+    caption and the cells' styles are kept."""
+    cols = table.columns
+    first = list(cols[0].cells)
+    out = Table(title=table.title, title_justify=table.title_justify, caption=table.caption)
+    out.add_column(_plain(cols[0].header), justify="left")
+    for cell in first:
+        out.add_column(cell if isinstance(cell, Text) else Text(str(cell)), justify="right")
+    for col in cols[1:]:
+        out.add_row(Text(_plain(col.header)), *col.cells)
+    return out
+
+
+class Fitting:
+    """Render a table whole, or turned on its side when it is wider than the output."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        need = Measurement.get(console, options.update_width(10**6), self.table).maximum
+        yield self.table if need <= options.max_width else turned(self.table)
