@@ -42,5 +42,5 @@ cdef class Segment:
     @cython.locals(m="long long")
     cpdef double t_end(self, long long k)
     cpdef double duration(self, long long k)
-    @cython.locals(y=double, qa=double, qb=double, m=double, k="long long")
+    @cython.locals(y=double, qa=double, qb=double, m=double, c="long long", k="long long")
     cpdef long long first_step_ending_at_or_after(self, double x)

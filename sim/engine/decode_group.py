@@ -25,7 +25,6 @@ identical records.
 
 from __future__ import annotations
 
-import math
 from array import array
 from typing import Any
 
@@ -273,11 +272,17 @@ class Segment:
             return self.k0
         qa = self.b * self.n / 2.0
         qb = self.a + self.b * self.c0 - qa
+        # A first guess (m > 0: the root of a quadratic with a positive value at y; ** 0.5, not
+        # math.sqrt, and the ceiling by hand: compiled, C operations instead of module look-ups and
+        # calls). Only a guess: the loops below settle it with the exact closed form.
         if qa > 0:
-            m = (-qb + math.sqrt(qb * qb + 4.0 * qa * y)) / (2.0 * qa)
+            m = (-qb + (qb * qb + 4.0 * qa * y) ** 0.5) / (2.0 * qa)
         else:
             m = y / qb if qb > 0 else 1.0
-        k = self.k0 + max(0, int(math.ceil(m)) - 1)
+        c = int(m)
+        if c < m:
+            c += 1
+        k = self.k0 + max(0, c - 1)
         # Settle rounding with the exact closed form.
         while k > self.k0 and self.t_end(k - 1) >= x:
             k -= 1

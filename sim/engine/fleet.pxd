@@ -5,7 +5,7 @@ from sim.engine.front_end cimport FrontEnd
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
 from sim.engine.replica cimport Replica
-from sim.engine.request cimport Request
+from sim.engine.request cimport Request, new_request
 from sim.engine.wake cimport WakeQueue, wake, wake_q
 
 cdef class Fleet:

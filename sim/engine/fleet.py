@@ -21,7 +21,7 @@ from sim.engine.ledger import Ledger
 from sim.engine.policies import make_policy
 from sim.engine.prefix_keys import PrefixKeys
 from sim.engine.replica import Replica
-from sim.engine.request import DECODING, Request
+from sim.engine.request import DECODING, Request, new_request
 from sim.engine.result import ReplicaStats, SimResult
 from sim.engine.routers import make_router
 from sim.engine.wake import URGENT, Environment, WakeQueue, wake, wake_q
@@ -315,7 +315,7 @@ class Fleet:
                 wake_q(wq, t - now, self._on_arrive)
                 return
             cls = classes[rid]
-            req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
+            req = new_request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
             rep = self.router.choose(eligible[cls], rid, keys.first_key(rid), now)
             ledger.arrive(rid, rep.index)
             self._admit(rep, req, now)
