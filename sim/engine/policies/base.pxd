@@ -9,7 +9,7 @@ cdef class Budget:
     # fields: generated from __slots__ in base.py by tools/pxd_layout.py (do not edit)
     cdef public long long tokens, free
     cdef public list victims
-    cdef public object _order, _it
+    cdef public object _order, _rep, _it
     cpdef candidates(self)
 
 @cython.locals(bs="long long")

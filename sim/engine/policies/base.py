@@ -53,27 +53,30 @@ def blocks_for(rep: Replica, computed: int, tokens: int) -> int:
 
 class Budget:
     """What is left of one step while a policy plans it. ``order`` (a
-    zero-argument callable) gives the preemption candidates, first to go first;
-    it is only called when a preemption is needed."""
+    zero-argument callable, or with ``rep`` given one called with ``rep``: no
+    ``functools.partial`` per step) gives the preemption candidates, first to go
+    first; it is only called when a preemption is needed."""
 
     __slots__ = {
         "tokens": "long long",
         "free": "long long",
         "victims": "list",
         "_order": "object",
+        "_rep": "object",
         "_it": "object",
     }
 
-    def __init__(self, tokens: int, free: int, order=None) -> None:
+    def __init__(self, tokens: int, free: int, order=None, rep=None) -> None:
         self.tokens = tokens  # token budget left
         self.free = free  # free KV blocks left
         self.victims: list = []
         self._order = order
+        self._rep = rep
         self._it = None
 
     def candidates(self):
         if self._it is None:
-            self._it = iter(self._order())
+            self._it = iter(self._order() if self._rep is None else self._order(self._rep))
         return self._it
 
 
