@@ -44,3 +44,6 @@ cdef class Segment:
     cpdef double duration(self, long long k)
     @cython.locals(y=double, qa=double, qb=double, m=double, c="long long", k="long long")
     cpdef long long first_step_ending_at_or_after(self, double x)
+
+cpdef Segment new_segment(double t0, long long k0, long long c0, long long n, double a, double b, tuple flops, tuple bytes_)
+cpdef _set_segment(Segment seg, double t0, long long k0, long long c0, long long n, double a, double b, tuple flops, tuple bytes_)

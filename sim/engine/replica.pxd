@@ -3,7 +3,7 @@ cimport cython
 
 from sim.engine.step_plan cimport StepPlan
 from sim.engine.request cimport Request
-from sim.engine.decode_group cimport DecodeGroup, Segment
+from sim.engine.decode_group cimport DecodeGroup, Segment, new_segment
 from sim.engine.kvcache cimport KVCache
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys

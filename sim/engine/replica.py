@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.engine.decode_group import DecodeGroup, Segment
+from sim.engine.decode_group import DecodeGroup, Segment, new_segment
 from sim.engine.kvcache import KVCache
 from sim.engine.ledger import Ledger
 from sim.engine.prefix_keys import PrefixKeys
@@ -388,7 +388,7 @@ class Replica:
                     (y0, perf.step_bytes(0, 0.0, n, 1) - y0),
                 )
             a, b, f, y = coeffs
-            seg = self.seg = Segment(self.t, k, dec.ctx, n, a, b, f, y)
+            seg = self.seg = new_segment(self.t, k, dec.ctx, n, a, b, f, y)
         if stretch:
             self._stretch(seg, k)  # sets _cut_steps and _cut_t_end
             steps, t_end = self._cut_steps, self._cut_t_end

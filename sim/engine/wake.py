@@ -142,7 +142,13 @@ class Environment(simpy.Environment):
 
     @property
     def now(self) -> float:
-        return self._now
+        # the clock is the WakeQueue's (a C field): _run_wakes advances it without storing SimPy's
+        # _now (an instance-dict store per engine event); SimPy's step sets both (step, below)
+        return self.wq.now
+
+    def schedule(self, event, priority: int = NORMAL, delay: float = 0) -> None:
+        """``simpy.Environment.schedule`` counting from ``now`` (the WakeQueue's clock)."""
+        heappush(self._queue, (self.wq.now + delay, priority, next(self._eid), event))
 
     def peek(self) -> float:
         t = super().peek()
@@ -176,7 +182,7 @@ def _run_wakes(env: Environment, q: WakeQueue, queue: list) -> bool:
             _pop(wakes)
         else:
             heappop(wakes)
-        env._now = q.now = w.at
+        q.now = w.at  # the clock (Environment.now); SimPy's own _now is only set by its step
         if w.callback is not None:  # None: superseded (Replica._wake), nothing to run
             w.callback(w)
         ran = True
