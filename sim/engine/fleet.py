@@ -60,6 +60,10 @@ class Fleet:
         "window": "object",
         "router": "object",
         "_arrival_cols": "object",
+        "_arr_t": "const double[:]",
+        "_arr_cls": "const short[:]",
+        "_arr_prompt": "const int[:]",
+        "_arr_out": "const int[:]",
         "_on_arrive": "object",
         "handoff": "object",
         "autoscaler": "object",
@@ -297,6 +301,13 @@ class Fleet:
             n,
             max(1, n // 200),
         )
+        # the same columns for _arrive in the workload's dtypes (Workload: float64, int16, int32,
+        # int32; no copy unless a column has another): compiled, C arrays indexed without a Python
+        # number per request
+        self._arr_t = _column(wl.arrival_s, np.float64)
+        self._arr_cls = _column(wl.class_idx, np.int16)
+        self._arr_prompt = _column(wl.prompt_tokens, np.int32)
+        self._arr_out = _column(np.ones(n, dtype=np.int32) if self.handoff is not None else wl.output_tokens, np.int32)
         self._next_rid = 0
         self._on_arrive: Any = self._arrive  # bound once (Fleet._drop_cycles lets go of it)
         wake(self.env, 0.0, self._on_arrive, URGENT)
@@ -305,7 +316,8 @@ class Fleet:
         """Route every request arriving now, then wait for the next arrival time."""
         wq = self.wq
         now = wq.now
-        times, classes, prompts, outputs, n, every = self._arrival_cols
+        times, classes, prompts, outputs = self._arr_t, self._arr_cls, self._arr_prompt, self._arr_out
+        n, every = self._arrival_cols[4], self._arrival_cols[5]
         prio, eligible, ledger, keys = self._priority, self.eligible, self.ledger, self.keys
         rid = self._next_rid
         while rid < n:
@@ -694,6 +706,12 @@ class _Release:
 
     def __call__(self, ev) -> None:
         self.fleet.release(self.rid)
+
+
+def _column(values, dtype) -> memoryview:
+    """A workload column as a read-only memoryview of ``dtype`` (the column itself when it has it)."""
+    arr: Any = np.ascontiguousarray(values, dtype=dtype)
+    return memoryview(arr).toreadonly()
 
 
 def _strings(names: list, codes: np.ndarray) -> pd.Categorical:

@@ -8,7 +8,7 @@ by the performance model; no policy code runs inside the engine.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
@@ -29,6 +29,7 @@ __all__ = [
     "admit_waiting",
     "blocks_for",
     "Budget",
+    "new_budget",
 ]
 
 
@@ -66,18 +67,39 @@ class Budget:
         "_it": "object",
     }
 
+    # set by _set_budget (annotations only: no class attributes beside __slots__)
+    tokens: int
+    free: int
+    victims: list
+    _order: Any
+    _rep: Any
+    _it: Any
+
     def __init__(self, tokens: int, free: int, order=None, rep=None) -> None:
-        self.tokens = tokens  # token budget left
-        self.free = free  # free KV blocks left
-        self.victims: list = []
-        self._order = order
-        self._rep = rep
-        self._it = None
+        _set_budget(self, tokens, free, order, rep)
 
     def candidates(self):
         if self._it is None:
             self._it = iter(self._order() if self._rep is None else self._order(self._rep))
         return self._it
+
+
+def new_budget(tokens: int, free: int, order=None, rep=None) -> Budget:
+    """``Budget(tokens, free, order, rep)``; compiled, a C call that skips a class call's argument
+    parsing (a policy makes one per planned step that is not a plain decode run)."""
+    budget = Budget.__new__(Budget)
+    _set_budget(budget, tokens, free, order, rep)
+    return budget
+
+
+def _set_budget(budget: Budget, tokens: int, free: int, order, rep) -> None:
+    """A budget's fields (``Budget.__init__``, ``new_budget``)."""
+    budget.tokens = tokens  # token budget left
+    budget.free = free  # free KV blocks left
+    budget.victims = []
+    budget._order = order
+    budget._rep = rep
+    budget._it = None
 
 
 def preempt_for(rep: Replica, need: int, budget: Budget, protect=None) -> bool:
