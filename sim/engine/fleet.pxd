@@ -6,13 +6,16 @@ from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
 from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request, new_request
+from sim.engine.routers cimport LeastOutstanding
 from sim.engine.wake cimport WakeQueue, wake, wake_q
 
 cdef class Fleet:
     # fields: generated from __slots__ in fleet.py by tools/pxd_layout.py (do not edit)
     cdef public object scenario, workload, progress, env
     cdef public WakeQueue wq
-    cdef public object window, router, _arrival_cols
+    cdef public object window, router
+    cdef public LeastOutstanding _lo
+    cdef public object _arrival_cols
     cdef public const double[:] _arr_t
     cdef public const short[:] _arr_cls
     cdef public const int[:] _arr_prompt, _arr_out

@@ -23,7 +23,7 @@ from sim.engine.prefix_keys import PrefixKeys
 from sim.engine.replica import Replica
 from sim.engine.request import DECODING, Request, new_request
 from sim.engine.result import ReplicaStats, SimResult
-from sim.engine.routers import make_router
+from sim.engine.routers import LeastOutstanding, make_router
 from sim.engine.wake import URGENT, Environment, WakeQueue, wake, wake_q
 from sim.errors import ScenarioError
 from sim.perf.pool_model import PoolModel, build_pool_models
@@ -59,6 +59,7 @@ class Fleet:
         "wq": "WakeQueue",
         "window": "object",
         "router": "object",
+        "_lo": "LeastOutstanding",
         "_arrival_cols": "object",
         "_arr_t": "const double[:]",
         "_arr_cls": "const short[:]",
@@ -210,6 +211,9 @@ class Fleet:
                     self.groups.append(DPGroup(ranks[j : j + dp], dummy_s))
         self.eligible = [by_class[c] for c in self.class_names]
         self.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "routing"), self.keys)
+        # the least-outstanding router, called directly on the arrival path (compiled, a C call; it
+        # ignores the prefix key, so none is computed for it); None: another router
+        self._lo: LeastOutstanding | None = self.router if type(self.router) is LeastOutstanding else None
         if hasattr(self.router, "track"):
             for reps in self.eligible:
                 self.router.track(reps)
@@ -328,7 +332,10 @@ class Fleet:
                 return
             cls = classes[rid]
             req = new_request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
-            rep = self.router.choose(eligible[cls], rid, keys.first_key(rid), now)
+            if self._lo is not None:
+                rep = self._lo.choose(eligible[cls], rid, None, now)
+            else:
+                rep = self.router.choose(eligible[cls], rid, keys.first_key(rid), now)
             ledger.arrive(rid, rep.index)
             self._admit(rep, req, now)
             if self.progress is not None and rid % every == 0:
