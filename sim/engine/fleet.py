@@ -211,9 +211,7 @@ class Fleet:
                     self.groups.append(DPGroup(ranks[j : j + dp], dummy_s))
         self.eligible = [by_class[c] for c in self.class_names]
         self.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "routing"), self.keys)
-        # the least-outstanding router, called directly on the arrival path (compiled, a C call; it
-        # ignores the prefix key, so none is computed for it); None: another router
-        self._lo: LeastOutstanding | None = self.router if type(self.router) is LeastOutstanding else None
+        self._lo: LeastOutstanding | None = None  # set when the arrivals start (_arrivals)
         if hasattr(self.router, "track"):
             for reps in self.eligible:
                 self.router.track(reps)
@@ -312,6 +310,10 @@ class Fleet:
         self._arr_cls = _column(wl.class_idx, np.int16)
         self._arr_prompt = _column(wl.prompt_tokens, np.int32)
         self._arr_out = _column(np.ones(n, dtype=np.int32) if self.handoff is not None else wl.output_tokens, np.int32)
+        # the least-outstanding router, called directly by _arrive (compiled, a C call; it ignores the
+        # prefix key, so none is computed for it); None: another router. Read from ``router`` here, at
+        # the start of the run, not when the fleet is built: a caller may replace the router meanwhile
+        self._lo = self.router if type(self.router) is LeastOutstanding else None
         self._next_rid = 0
         self._on_arrive: Any = self._arrive  # bound once (Fleet._drop_cycles lets go of it)
         wake(self.env, 0.0, self._on_arrive, URGENT)
