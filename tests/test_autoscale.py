@@ -278,7 +278,7 @@ def test_queue_length_decisions_follow_hpa_formula_tolerance_and_stabilization()
     scaler = PoolScaler(env, sc.fleet[0], reps, eligible, None, 10.0)
 
     def tick(t: float, waiting: list[int]) -> int:
-        env._now = t
+        env._now = env.wq.now = t  # the clock (Environment.now reads the WakeQueue's)
         for rep, n in zip((r for r, s in zip(reps, scaler.state) if s == "active"), waiting):
             rep.waiting = [None] * n
         scaler.control()
@@ -287,7 +287,7 @@ def test_queue_length_decisions_follow_hpa_formula_tolerance_and_stabilization()
     assert tick(15, [5, 5]) == 5  # 10 waiting / 2 = 5: up at once (no scale-up window)
     assert scaler.count("active") == 2  # the 3 new ones wait their 10 s cold start
     assert tick(30, [4, 5]) == 5  # 9 / (2 x 2 active) = 2.25 vs 1: ceil(9 / 2) = 5, unchanged
-    env._now = 30
+    env._now = env.wq.now = 30
     for j in range(2, 5):
         scaler._ready_cb(j, 1)(None)  # cold start over: they serve
     assert [r.index for r in eligible[0]] == [0, 1, 2, 3, 4]

@@ -42,9 +42,9 @@ __all__ = ["C_TYPES", "LayoutError", "layouts", "render", "expected_pxd", "write
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The C types a field may have besides a cimported or local ``cdef class`` (and typed memoryviews,
-#: indexed in C: read-only int64 / int32 numpy columns, writable double / int64 / int8 arrays).
+#: indexed in C: read-only int64 / int32 / int16 / float64 numpy columns, writable double / int64 / int8 arrays).
 C_TYPES = ("double", "long long", "bint", "object", "list", "dict", "tuple", "const long long[:]", "const int[:]",
-           "double[:]", "long long[:]", "signed char[:]")
+           "double[:]", "long long[:]", "signed char[:]", "const double[:]", "const short[:]")
 
 GENERATED = "    # fields: generated from __slots__ in {py} by tools/pxd_layout.py (do not edit)"
 _CLASS = re.compile(r"cdef class (\w+)\s*:")

@@ -42,5 +42,8 @@ cdef class Segment:
     @cython.locals(m="long long")
     cpdef double t_end(self, long long k)
     cpdef double duration(self, long long k)
-    @cython.locals(y=double, qa=double, qb=double, m=double, k="long long")
+    @cython.locals(y=double, qa=double, qb=double, m=double, c="long long", k="long long")
     cpdef long long first_step_ending_at_or_after(self, double x)
+
+cpdef Segment new_segment(double t0, long long k0, long long c0, long long n, double a, double b, tuple flops, tuple bytes_)
+cpdef _set_segment(Segment seg, double t0, long long k0, long long c0, long long n, double a, double b, tuple flops, tuple bytes_)

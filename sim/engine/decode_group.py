@@ -25,13 +25,12 @@ identical records.
 
 from __future__ import annotations
 
-import math
 from array import array
 from typing import Any
 
 from sim.engine.request import DECODING, RUNNING, Request
 
-__all__ = ["DecodeGroup", "Segment"]
+__all__ = ["DecodeGroup", "Segment", "new_segment"]
 
 _JOIN_BITS = 32  # heap entry: finish step << _JOIN_BITS | join id
 _JOIN_MASK = (1 << _JOIN_BITS) - 1
@@ -236,6 +235,17 @@ class Segment:
         "c0": "long long",
         "n": "long long",
     }
+    # set by _set_segment (annotations only: no class attributes beside __slots__)
+    t0: float
+    a: float
+    b: float
+    f0: float
+    f1: float
+    y0: float
+    y1: float
+    k0: int
+    c0: int
+    n: int
 
     def __init__(
         self,
@@ -248,9 +258,7 @@ class Segment:
         flops: tuple[float, float],
         bytes_: tuple[float, float],
     ) -> None:
-        self.t0, self.k0, self.c0, self.n, self.a, self.b = t0, k0, c0, n, a, b
-        self.f0, self.f1 = flops  # step FLOPs = f0 + f1 * context
-        self.y0, self.y1 = bytes_  # step bytes = y0 + y1 * context
+        _set_segment(self, t0, k0, c0, n, a, b, flops, bytes_)
 
     def ctx_sum(self, m: int) -> int:
         """Sum of contexts of the first ``m`` steps."""
@@ -273,14 +281,47 @@ class Segment:
             return self.k0
         qa = self.b * self.n / 2.0
         qb = self.a + self.b * self.c0 - qa
+        # A first guess (m > 0: the root of a quadratic with a positive value at y; ** 0.5, not
+        # math.sqrt, and the ceiling by hand: compiled, C operations instead of module look-ups and
+        # calls). Only a guess: the loops below settle it with the exact closed form.
         if qa > 0:
-            m = (-qb + math.sqrt(qb * qb + 4.0 * qa * y)) / (2.0 * qa)
+            m = (-qb + (qb * qb + 4.0 * qa * y) ** 0.5) / (2.0 * qa)
         else:
             m = y / qb if qb > 0 else 1.0
-        k = self.k0 + max(0, int(math.ceil(m)) - 1)
+        c = int(m)
+        if c < m:
+            c += 1
+        k = self.k0 + max(0, c - 1)
         # Settle rounding with the exact closed form.
         while k > self.k0 and self.t_end(k - 1) >= x:
             k -= 1
         while self.t_end(k) < x:
             k += 1
         return k
+
+
+def new_segment(
+    t0: float, k0: int, c0: int, n: int, a: float, b: float, flops: tuple[float, float], bytes_: tuple[float, float]
+) -> Segment:
+    """``Segment(t0, k0, c0, n, a, b, flops, bytes_)``; compiled, a C call that skips a class
+    call's argument parsing (a replica starts one whenever its decode group changes)."""
+    seg = Segment.__new__(Segment)
+    _set_segment(seg, t0, k0, c0, n, a, b, flops, bytes_)
+    return seg
+
+
+def _set_segment(
+    seg: Segment,
+    t0: float,
+    k0: int,
+    c0: int,
+    n: int,
+    a: float,
+    b: float,
+    flops: tuple[float, float],
+    bytes_: tuple[float, float],
+) -> None:
+    """A segment's fields (``Segment.__init__``, ``new_segment``)."""
+    seg.t0, seg.k0, seg.c0, seg.n, seg.a, seg.b = t0, k0, c0, n, a, b
+    seg.f0, seg.f1 = flops  # step FLOPs = f0 + f1 * context
+    seg.y0, seg.y1 = bytes_  # step bytes = y0 + y1 * context

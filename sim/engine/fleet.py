@@ -21,9 +21,9 @@ from sim.engine.ledger import Ledger
 from sim.engine.policies import make_policy
 from sim.engine.prefix_keys import PrefixKeys
 from sim.engine.replica import Replica
-from sim.engine.request import DECODING, Request
+from sim.engine.request import DECODING, Request, new_request
 from sim.engine.result import ReplicaStats, SimResult
-from sim.engine.routers import make_router
+from sim.engine.routers import LeastOutstanding, make_router
 from sim.engine.wake import URGENT, Environment, WakeQueue, wake, wake_q
 from sim.errors import ScenarioError
 from sim.perf.pool_model import PoolModel, build_pool_models
@@ -59,7 +59,12 @@ class Fleet:
         "wq": "WakeQueue",
         "window": "object",
         "router": "object",
+        "_lo": "LeastOutstanding",
         "_arrival_cols": "object",
+        "_arr_t": "const double[:]",
+        "_arr_cls": "const short[:]",
+        "_arr_prompt": "const int[:]",
+        "_arr_out": "const int[:]",
         "_on_arrive": "object",
         "handoff": "object",
         "autoscaler": "object",
@@ -208,6 +213,7 @@ class Fleet:
                     self.groups.append(DPGroup(ranks[j : j + dp], dummy_s))
         self.eligible = [by_class[c] for c in self.class_names]
         self.router = make_router(sc.router.name, sc.router.params, stream(sc.seed, "routing"), self.keys)
+        self._lo: LeastOutstanding | None = None  # set when the arrivals start (_arrivals)
         if hasattr(self.router, "track"):
             for reps in self.eligible:
                 self.router.track(reps)
@@ -299,6 +305,17 @@ class Fleet:
             n,
             max(1, n // 200),
         )
+        # the same columns for _arrive in the workload's dtypes (Workload: float64, int16, int32,
+        # int32; no copy unless a column has another): compiled, C arrays indexed without a Python
+        # number per request
+        self._arr_t = _column(wl.arrival_s, np.float64)
+        self._arr_cls = _column(wl.class_idx, np.int16)
+        self._arr_prompt = _column(wl.prompt_tokens, np.int32)
+        self._arr_out = _column(np.ones(n, dtype=np.int32) if self.handoff is not None else wl.output_tokens, np.int32)
+        # the least-outstanding router, called directly by _arrive (compiled, a C call; it ignores the
+        # prefix key, so none is computed for it); None: another router. Read from ``router`` here, at
+        # the start of the run, not when the fleet is built: a caller may replace the router meanwhile
+        self._lo = self.router if type(self.router) is LeastOutstanding else None
         self._next_rid = 0
         self._on_arrive: Any = self._arrive  # bound once (Fleet._drop_cycles lets go of it)
         wake(self.env, 0.0, self._on_arrive, URGENT)
@@ -307,7 +324,8 @@ class Fleet:
         """Route every request arriving now, then wait for the next arrival time."""
         wq = self.wq
         now = wq.now
-        times, classes, prompts, outputs, n, every = self._arrival_cols
+        times, classes, prompts, outputs = self._arr_t, self._arr_cls, self._arr_prompt, self._arr_out
+        n, every = self._arrival_cols[4], self._arrival_cols[5]
         prio, eligible, ledger, keys = self._priority, self.eligible, self.ledger, self.keys
         rid = self._next_rid
         while rid < n:
@@ -317,8 +335,11 @@ class Fleet:
                 wake_q(wq, t - now, self._on_arrive)
                 return
             cls = classes[rid]
-            req = Request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
-            rep = self.router.choose(eligible[cls], rid, keys.first_key(rid), now)
+            req = new_request(rid, cls, prompts[rid], outputs[rid], t, prio[cls], rid, None)
+            if self._lo is not None:
+                rep = self._lo.choose(eligible[cls], rid, None, now)
+            else:
+                rep = self.router.choose(eligible[cls], rid, keys.first_key(rid), now)
             ledger.arrive(rid, rep.index)
             self._admit(rep, req, now)
             if self.progress is not None and rid % every == 0:
@@ -696,6 +717,12 @@ class _Release:
 
     def __call__(self, ev) -> None:
         self.fleet.release(self.rid)
+
+
+def _column(values, dtype) -> memoryview:
+    """A workload column as a read-only memoryview of ``dtype`` (the column itself when it has it)."""
+    arr: Any = np.ascontiguousarray(values, dtype=dtype)
+    return memoryview(arr).toreadonly()
 
 
 def _strings(names: list, codes: np.ndarray) -> pd.Categorical:

@@ -16,7 +16,7 @@ cdef class KVCache:
     @cython.locals(evictable=dict, lru=list, i=Py_ssize_t)
     cpdef _compact(self)
     cpdef clear(self)
-    @cython.locals(refcount=dict, evictable=dict, lru=list, rcs=list, n=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t, place="long long")
+    @cython.locals(refcount=dict, evictable=dict, lru=list, i=Py_ssize_t, rc="long long", place="long long")
     cpdef release(self, list keys, long long private_blocks)
     cpdef tuple match_chain(self, list chain, long long limit)
     cpdef list hold(self, list chain, long long hit)

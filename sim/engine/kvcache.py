@@ -148,39 +148,20 @@ class KVCache:
             if entry[0]:
                 return
             del self.chains[id(keys)]  # the last one: the chain lets go of its references
-        refcount = self.refcount
-        rcs = [refcount[key] for key in keys]
-        n = len(rcs)
-        # plain index loops (compiled, C loops with one dictionary call per key)
-        if 1 not in rcs:  # others still hold every key
-            for i in range(n):
-                refcount[keys[i]] = rcs[i] - 1
-            return
-        j = rcs.index(1)
-        if rcs.count(1) == n - j:  # the usual shape: the chain's tail had no other holder
-            for i in range(j):
-                refcount[keys[i]] = rcs[i] - 1
-            for i in range(j, n):
-                del refcount[keys[i]]
-            evictable, lru = self.evictable, self.lru
-            place = self.lru_start + len(lru)
-            for i in range(n - 1, j - 1, -1):  # the tail, last key first (inline: _make_evictable)
-                key = keys[i]
+        # Reverse order: the tail of a chain is evicted before its head. One dictionary call per key
+        # that loses its last holder (pop), two for one still held (pop, store the count less one).
+        refcount, evictable, lru = self.refcount, self.evictable, self.lru
+        place = self.lru_start + len(lru)
+        for i in range(len(keys) - 1, -1, -1):  # compiled: a C loop
+            key = keys[i]
+            rc = refcount.pop(key)
+            if rc != 1:
+                refcount[key] = rc - 1
+            else:  # inline: _make_evictable
                 evictable[key] = place
                 lru.append(key)
                 place += 1
-            if place - self.lru_head > 2 * len(evictable) + 1024:  # entries not yet passed
-                self._compact()
-            return
-        # Reverse order: the tail of a chain is evicted before its head.
-        for key in reversed(keys):
-            rc = refcount[key] - 1
-            if rc:
-                refcount[key] = rc
-            else:
-                del refcount[key]
-                self._make_evictable(key)
-        if self.lru_start + len(self.lru) - self.lru_head > 2 * len(self.evictable) + 1024:
+        if place - self.lru_head > 2 * len(evictable) + 1024:  # entries not yet passed
             self._compact()
 
     # -- prefix cache -------------------------------------------------------

@@ -31,6 +31,7 @@ class PrefixKeys:
         "_chain_ends": "const int[:]",
         "_key_cache": "dict",
         "_base": "dict",
+        "_last": "dict",
     }
 
     def __init__(self, workload: Workload) -> None:
@@ -41,6 +42,9 @@ class PrefixKeys:
         # (block_size, chunk key) -> the keys of blocks 0, 1, ... of a one-chunk chain of that key: a
         # chain ending at token e has the first e // block_size of them (one list per chain: a slice)
         self._base: dict[tuple, list] = {}
+        # chunk key -> (block_size, end token, keys) of a one-chunk chain's last look-up: one int key
+        # instead of building and hashing a tuple per request (a replica asks at every arrival)
+        self._last: dict[int, tuple] = {}
 
     def first_key(self, rid: int):
         """The first chunk key of request ``rid``'s chain, or None without a prefix (routing
@@ -61,6 +65,9 @@ class PrefixKeys:
         chain_keys, chain_ends = self._chain_keys, self._chain_ends
         cache_key: tuple | None
         if hi - lo == 1:  # the usual chain: one chunk
+            last = self._last.get(chain_keys[lo])
+            if last is not None and last[0] == block_size and last[1] == chain_ends[lo]:
+                return last[2]
             cache_key = (block_size, chain_keys[lo], chain_ends[lo])
         elif hi - lo == 2:
             cache_key = (block_size, chain_keys[lo], chain_keys[lo + 1], chain_ends[lo], chain_ends[lo + 1])
@@ -69,6 +76,8 @@ class PrefixKeys:
         if cache_key is not None:
             hit = self._key_cache.get(cache_key)
             if hit is not None:
+                if hi - lo == 1:
+                    self._last[chain_keys[lo]] = (block_size, chain_ends[lo], hit)
                 return hit
         if hi - lo == 1:  # every block's last token is in the one chunk: the first n_full of its keys
             n_full = chain_ends[lo] // block_size
@@ -88,6 +97,7 @@ class PrefixKeys:
                     base.extend([(key * _KEY_MULT + i) & _MASK64 for i in range(u, n_full)])
             out1 = base[:n_full] or None  # no full block: None, cached and returned as such
             self._key_cache[cache_key] = out1  # type: ignore[index]  # set above for a one-chunk chain
+            self._last[chain_keys[lo]] = (block_size, chain_ends[lo], out1)
             return out1
         keys, ends = chain_keys[lo:hi], chain_ends[lo:hi]
         n_full = ends[-1] // block_size

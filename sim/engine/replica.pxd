@@ -3,7 +3,7 @@ cimport cython
 
 from sim.engine.step_plan cimport StepPlan
 from sim.engine.request cimport Request
-from sim.engine.decode_group cimport DecodeGroup, Segment
+from sim.engine.decode_group cimport DecodeGroup, Segment, new_segment
 from sim.engine.kvcache cimport KVCache
 from sim.engine.ledger cimport Ledger
 from sim.engine.prefix_keys cimport PrefixKeys
@@ -32,7 +32,9 @@ cdef class Replica:
     cdef public Segment seg
     cdef public double t, _w0, _w1, _tick_t, _idle_until, tick_s, _busy_s, _cpu_s, _flops, _bytes, _kv_block_s
     cdef public long long _steps, _streamed
-    cdef public list outstanding_heaps, _itl, ts_rows
+    cdef public list outstanding_heaps
+    cdef public long long[:] _itl
+    cdef public list ts_rows
     cdef public bint _interruptible, failed, _stretch_ok, chunked_prefill
     cdef public Segment _run_seg
     cdef public long long _run_k, _run_steps, _cut_steps
@@ -74,6 +76,7 @@ cdef class Replica:
     cpdef _idle_timeout(self, ev)
     cpdef _idle_interrupted(self, ev)
     cpdef _sampled(self, Request req, double t, double sent)
+    @cython.locals(itl="long long[:]")
     cpdef _itl_after_stall(self, double t_end)
     cpdef _register_blocks(self, Request req)
     @cython.locals(private="long long")
@@ -82,11 +85,11 @@ cdef class Replica:
     cpdef _preempt(self, victims)
     @cython.locals(t=double)
     cpdef _finish(self, Request req)
-    @cython.locals(itl=list, cls="long long", n="long long")
+    @cython.locals(itl="long long[:]", nb="long long", cls="long long", n="long long")
     cpdef _itl_add(self, list ncls, long long bucket, long long times)
     @cython.locals(kv=KVCache, prefill="long long", attn=double, n="long long", ctx="long long")
     cpdef _account_step(self, double t_end, double d, long long chunks)
-    @cython.locals(w0=double, w1=double, last="long long", t_first=double, lo="long long", hi="long long", m="long long", ctx_sum="long long", dur=double, dec=DecodeGroup, kv=KVCache, used="long long", first="long long", cpu=object)
+    @cython.locals(w0=double, w1=double, last="long long", t_first=double, lo="long long", hi="long long", m="long long", ctx_sum="long long", dur=double, dec=DecodeGroup, kv=KVCache, used="long long", first="long long", cpu=object, itl="long long[:]", nb="long long")
     cpdef _account_decode(self, Segment seg, long long k, long long steps, double t_last)
     @cython.locals(tick_s=double)
     cpdef _sample(self)

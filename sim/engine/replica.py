@@ -15,8 +15,9 @@ step per event instead; both use the same closed-form step times
 Time: the replica keeps its own clock ``t`` (step ends from the closed form)
 and records use it; SimPy's event queue orders the replicas and arrivals.
 
-Hot path (about three and a half events per request): ITL counts live in plain
-lists (``_itl[class][bucket]``, exposed as an array by ``itl``), the
+Hot path (about three and a half events per request): ITL counts live in one flat
+``array('q')`` (``_itl[class * NUM_ITL_BUCKETS + bucket]``, a C array when compiled; exposed
+as a 2-D array by ``itl``), the
 members-by-class vector of the decode group is a list, and a fast-forwarded run
 only searches for its KV-exhaustion or tick step when that bound can bind.
 When the engine is compiled (``setup.py``), ``replica.pxd`` gives this class
@@ -25,12 +26,13 @@ and the locals of its hot methods C types; this file stays the reference.
 
 from __future__ import annotations
 
+from array import array
 from heapq import heappush
 from typing import Any
 
 import numpy as np
 
-from sim.engine.decode_group import DecodeGroup, Segment
+from sim.engine.decode_group import DecodeGroup, Segment, new_segment
 from sim.engine.kvcache import KVCache
 from sim.engine.ledger import Ledger
 from sim.engine.prefix_keys import PrefixKeys
@@ -97,7 +99,7 @@ class Replica:
         "_steps": "long long",
         "_streamed": "long long",
         "outstanding_heaps": "list",
-        "_itl": "list",
+        "_itl": "long long[:]",
         "ts_rows": "list",
         "_interruptible": "bint",
         "failed": "bint",
@@ -188,7 +190,7 @@ class Replica:
         self._run_seg: Any = None
         self._run_k = self._run_steps = 0
         self.batch_tokens = 0
-        self._itl = [[0] * NUM_ITL_BUCKETS for _ in range(num_classes)]  # ITL counts [class][bucket]
+        self._itl = array("q", [0]) * (num_classes * NUM_ITL_BUCKETS)  # ITL counts [class * buckets + bucket]
         self._w0, self._w1 = window
         self.ts_rows: list[tuple] = []
         self._tick = 0
@@ -386,7 +388,7 @@ class Replica:
                     (y0, perf.step_bytes(0, 0.0, n, 1) - y0),
                 )
             a, b, f, y = coeffs
-            seg = self.seg = Segment(self.t, k, dec.ctx, n, a, b, f, y)
+            seg = self.seg = new_segment(self.t, k, dec.ctx, n, a, b, f, y)
         if stretch:
             self._stretch(seg, k)  # sets _cut_steps and _cut_t_end
             steps, t_end = self._cut_steps, self._cut_t_end
@@ -490,7 +492,7 @@ class Replica:
         dec, kv, bs = self.dec, self.kv, self.block_size
         new_blocks = 0
         if plan.admit:
-            self.waiting.remove_first(len(plan.admit))
+            self.waiting.drop_first(len(plan.admit))
             for req, hit in plan.admit:
                 if hit:
                     req.keys = kv.hold(req.block_keys, hit)
@@ -618,7 +620,7 @@ class Replica:
         if req.generated == 1:
             req.first_token_s = sent
         elif req.last_token_s == req.last_token_s and self._w0 <= t <= self._w1:  # gap across a preemption
-            self._itl[req.cls][itl_bucket_one(t - req.last_token_s)] += 1
+            self._itl[req.cls * NUM_ITL_BUCKETS + itl_bucket_one(t - req.last_token_s)] += 1
         req.last_token_s = t
         if req.generated >= req.output:
             self._finish(req)
@@ -637,8 +639,9 @@ class Replica:
                 prev = req.last_token_s if req.last_token_s > last_t else last_t
                 gaps.append(t_end - prev)
                 classes.append(req.cls)
+        itl = self._itl
         for cls, b in zip(classes, itl_bucket(np.array(gaps)).tolist()):
-            self._itl[cls][b] += 1
+            itl[cls * NUM_ITL_BUCKETS + b] += 1
 
     def _register_blocks(self, req: Request) -> None:
         keys, kv = req.keys, self.kv
@@ -701,14 +704,14 @@ class Replica:
     @property
     def itl(self) -> np.ndarray:
         """ITL histogram of this replica, ``int64[num_classes, buckets]``."""
-        return np.array(self._itl, dtype=np.int64)
+        return np.array(self._itl, dtype=np.int64).reshape(-1, NUM_ITL_BUCKETS)
 
     def _itl_add(self, ncls: list, bucket: int, times: int) -> None:
         """Count ``times`` gaps in ``bucket`` for each decode-group member (``ncls``: members by class)."""
-        itl = self._itl
+        itl, nb = self._itl, NUM_ITL_BUCKETS
         for cls, n in enumerate(ncls):
             if n:
-                itl[cls][bucket] += times * n
+                itl[cls * nb + bucket] += times * n
 
     def final_stats(self) -> ReplicaStats:
         """``stats`` with the counters of the steps run so far (the fleet calls it at the end)."""
@@ -775,13 +778,12 @@ class Replica:
         else:
             durs = seg.a + seg.b * (seg.c0 + seg.n * (np.arange(lo, hi + 1) - seg.k0))
             counts = np.bincount(itl_bucket(durs), minlength=NUM_ITL_BUCKETS).tolist()
-            itl = self._itl
+            itl, nb = self._itl, NUM_ITL_BUCKETS
             for cls, n in enumerate(dec.ncls):
                 if n:
-                    row = itl[cls]
                     for bucket, c in enumerate(counts):
                         if c:
-                            row[bucket] += n * c
+                            itl[cls * nb + bucket] += n * c
 
     def _sample(self) -> None:
         """Time-series rows for every tick the clock has passed."""

@@ -8,3 +8,6 @@ cdef class Request:
     cdef public list keys
     cdef public double first_token_s, last_token_s, enqueue_s
     cdef public long long k_join, c_join, g_join, phase, join_id, remote_tokens
+
+cpdef Request new_request(long long rid, long long cls, long long prompt, long long output, double arrival_s, long long priority, long long seq, block_keys)
+cpdef _fill(Request req, long long rid, long long cls, long long prompt, long long output, double arrival_s, long long priority, long long seq, block_keys)

@@ -6,7 +6,7 @@ import heapq
 from collections import deque
 from typing import Any
 
-__all__ = ["Request", "FcfsQueue", "PriorityQueue", "WAITING", "RUNNING", "DECODING", "DONE"]
+__all__ = ["Request", "new_request", "FcfsQueue", "PriorityQueue", "WAITING", "RUNNING", "DECODING", "DONE"]
 
 WAITING, RUNNING, DECODING, DONE = 0, 1, 2, 3
 
@@ -44,7 +44,27 @@ class Request:
         "join_id": "long long",
         "remote_tokens": "long long",
     }
-    # set by DecodeGroup.join, not here (annotations only: no class attributes beside __slots__)
+    # set by _fill (annotations only: no class attributes beside __slots__)
+    rid: int
+    cls: int
+    prompt: int
+    output: int
+    priority: int
+    seq: int
+    arrival_s: float
+    # Any, not list | None: read only where a caller checked it is a list (the hot path has no check)
+    block_keys: Any
+    generated: int
+    computed: int
+    state: int
+    preemptions: int
+    cached_tokens: int
+    keys: list
+    first_token_s: float
+    last_token_s: float
+    enqueue_s: float
+    remote_tokens: int
+    # set by DecodeGroup.join, not here
     k_join: int
     c_join: int
     g_join: int
@@ -62,33 +82,57 @@ class Request:
         seq: int,
         block_keys: list | None,
     ) -> None:
-        self.rid = rid  # workload index (the record's request_id)
-        self.cls = cls  # class index
-        self.prompt = prompt  # prompt tokens
-        self.output = output  # output tokens to generate
-        self.arrival_s = arrival_s
-        self.priority = priority  # higher = more important
-        self.seq = seq  # arrival order at the replica (tie-breaker)
-        # Any, not list | None: read only where a caller checked it is a list (the hot path has no check)
-        self.block_keys: Any = block_keys  # prefix-cache key per full prompt block (None: no shared prefix)
-        self.generated = 0  # output tokens sampled so far
-        self.computed = 0  # tokens whose KV is computed (valid when not DECODING)
-        self.keys: list = []  # cached block keys held (a prefix of block_keys)
-        self.state = WAITING
-        self.preemptions = 0
-        self.cached_tokens = 0  # prompt tokens hit in the prefix cache at first admission
-        self.first_token_s = float("nan")
-        self.last_token_s = float("nan")
-        self.enqueue_s = arrival_s  # when it (re-)entered the waiting queue
-        # prompt tokens whose KV another replica computed (disaggregated prefill, sim.engine.disagg):
-        # admission allocates their blocks instead of computing them, then sets computed to it and this to 0
-        self.remote_tokens = 0
-        # decode-group bookkeeping, set by DecodeGroup.join (read only while DECODING):
-        # k_join, c_join, g_join, phase, join_id (which join its finish-heap entry belongs to)
+        _fill(self, rid, cls, prompt, output, arrival_s, priority, seq, block_keys)
 
     @property
     def num_tokens(self) -> int:
         return self.prompt + self.generated
+
+
+def new_request(
+    rid: int, cls: int, prompt: int, output: int, arrival_s: float, priority: int, seq: int, block_keys: list | None
+) -> Request:
+    """``Request(rid, cls, prompt, output, arrival_s, priority, seq, block_keys)``; compiled, a C call
+    that skips a class call's argument parsing (the arrival path makes one request per arrival)."""
+    req = Request.__new__(Request)
+    _fill(req, rid, cls, prompt, output, arrival_s, priority, seq, block_keys)
+    return req
+
+
+def _fill(
+    req: Request,
+    rid: int,
+    cls: int,
+    prompt: int,
+    output: int,
+    arrival_s: float,
+    priority: int,
+    seq: int,
+    block_keys: list | None,
+) -> None:
+    """A new request's fields (``Request.__init__``, ``new_request``)."""
+    req.rid = rid  # workload index (the record's request_id)
+    req.cls = cls  # class index
+    req.prompt = prompt  # prompt tokens
+    req.output = output  # output tokens to generate
+    req.arrival_s = arrival_s
+    req.priority = priority  # higher = more important
+    req.seq = seq  # arrival order at the replica (tie-breaker)
+    req.block_keys = block_keys  # prefix-cache key per full prompt block (None: no shared prefix)
+    req.generated = 0  # output tokens sampled so far
+    req.computed = 0  # tokens whose KV is computed (valid when not DECODING)
+    req.keys = []  # cached block keys held (a prefix of block_keys)
+    req.state = WAITING
+    req.preemptions = 0
+    req.cached_tokens = 0  # prompt tokens hit in the prefix cache at first admission
+    req.first_token_s = float("nan")
+    req.last_token_s = float("nan")
+    req.enqueue_s = arrival_s  # when it (re-)entered the waiting queue
+    # prompt tokens whose KV another replica computed (disaggregated prefill, sim.engine.disagg):
+    # admission allocates their blocks instead of computing them, then sets computed to it and this to 0
+    req.remote_tokens = 0
+    # decode-group bookkeeping, set by DecodeGroup.join (read only while DECODING):
+    # k_join, c_join, g_join, phase, join_id (which join its finish-heap entry belongs to)
 
 
 class FcfsQueue(deque):
@@ -104,9 +148,11 @@ class FcfsQueue(deque):
     def peek(self) -> Request:
         return self[0]
 
-    def remove_first(self, n: int) -> list[Request]:
-        popleft = self.popleft
-        return [popleft() for _ in range(n)]
+    def drop_first(self, n: int) -> None:
+        """Take the first ``n`` out (the requests a step admits; no list of them is made)."""
+        while n > 0:  # not range(n): n is a Python int here, and a range object costs more than the pops
+            self.popleft()
+            n -= 1
 
 
 class PriorityQueue:
@@ -132,5 +178,7 @@ class PriorityQueue:
     def peek(self) -> Request:
         return self._h[0][2]
 
-    def remove_first(self, n: int) -> list[Request]:
-        return [heapq.heappop(self._h)[2] for _ in range(n)]
+    def drop_first(self, n: int) -> None:
+        """Take the first ``n`` out (the requests a step admits)."""
+        for _ in range(n):
+            heapq.heappop(self._h)

@@ -58,6 +58,47 @@ def _before(a: Wake, b: Wake) -> bool:
     return a.eid < b.eid
 
 
+def _push(heap: list, w: Wake) -> None:
+    """``heappush(heap, w)`` with ``_before`` as the order: compiled, a C comparison per level
+    (heapq compares through ``Wake.__lt__``, a Python call each). Keys are unique (event ids),
+    so the pop order is the one heapq gives whatever the layout."""
+    heap.append(w)
+    pos = len(heap) - 1
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        up = heap[parent]
+        if not _before(w, up):
+            break
+        heap[pos] = up
+        pos = parent
+    heap[pos] = w
+
+
+def _pop(heap: list) -> Wake:
+    """``heappop(heap)`` with ``_before`` as the order (see ``_push``)."""
+    last = heap.pop()
+    n = len(heap)
+    if n == 0:
+        return last
+    top = heap[0]
+    pos = 0
+    child = 1
+    while child < n:  # move the earlier child up until ``last`` fits
+        c = heap[child]
+        if child + 1 < n:
+            right = heap[child + 1]
+            if _before(right, c):
+                child += 1
+                c = right
+        if not _before(c, last):
+            break
+        heap[pos] = c
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = last
+    return top
+
+
 class WakeQueue:
     """An ``Environment``'s ``Wake`` heap, its clock (``now``: the environment's ``now``, kept
     equal by ``Environment.step``) and SimPy's event-id counter, in one object whose fields are
@@ -84,7 +125,10 @@ def wake_q(q: WakeQueue, delay: float, callback: Callable, priority: int = NORMA
     w.priority = priority
     w.eid = next(q.eid)
     w.callback = callback
-    heappush(q.heap, w if COMPILED else (w.at, priority, w.eid, w))
+    if COMPILED:
+        _push(q.heap, w)
+    else:
+        heappush(q.heap, (w.at, priority, w.eid, w))
     return w
 
 
@@ -98,7 +142,13 @@ class Environment(simpy.Environment):
 
     @property
     def now(self) -> float:
-        return self._now
+        # the clock is the WakeQueue's (a C field): _run_wakes advances it without storing SimPy's
+        # _now (an instance-dict store per engine event); SimPy's step sets both (step, below)
+        return self.wq.now
+
+    def schedule(self, event, priority: int = NORMAL, delay: float = 0) -> None:
+        """``simpy.Environment.schedule`` counting from ``now`` (the WakeQueue's clock)."""
+        heappush(self._queue, (self.wq.now + delay, priority, next(self._eid), event))
 
     def peek(self) -> float:
         t = super().peek()
@@ -120,6 +170,7 @@ def _run_wakes(env: Environment, q: WakeQueue, queue: list) -> bool:
     """Run the Wakes that come before SimPy's next event; False if there were none."""
     ran = False
     wakes = q.heap
+    compiled = COMPILED
     while wakes:
         w = wakes[0] if COMPILED else wakes[0][3]
         if queue:  # does SimPy's next event come first? (time, priority, event id)
@@ -127,8 +178,11 @@ def _run_wakes(env: Environment, q: WakeQueue, queue: list) -> bool:
             t = top[0]
             if t < w.at or (t == w.at and (top[1] < w.priority or (top[1] == w.priority and top[2] < w.eid))):
                 break
-        heappop(wakes)
-        env._now = q.now = w.at
+        if compiled:
+            _pop(wakes)
+        else:
+            heappop(wakes)
+        q.now = w.at  # the clock (Environment.now); SimPy's own _now is only set by its step
         if w.callback is not None:  # None: superseded (Replica._wake), nothing to run
             w.callback(w)
         ran = True

@@ -8,7 +8,7 @@ by the performance model; no policy code runs inside the engine.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
@@ -29,6 +29,7 @@ __all__ = [
     "admit_waiting",
     "blocks_for",
     "Budget",
+    "new_budget",
 ]
 
 
@@ -53,28 +54,52 @@ def blocks_for(rep: Replica, computed: int, tokens: int) -> int:
 
 class Budget:
     """What is left of one step while a policy plans it. ``order`` (a
-    zero-argument callable) gives the preemption candidates, first to go first;
-    it is only called when a preemption is needed."""
+    zero-argument callable, or with ``rep`` given one called with ``rep``: no
+    ``functools.partial`` per step) gives the preemption candidates, first to go
+    first; it is only called when a preemption is needed."""
 
     __slots__ = {
         "tokens": "long long",
         "free": "long long",
         "victims": "list",
         "_order": "object",
+        "_rep": "object",
         "_it": "object",
     }
 
-    def __init__(self, tokens: int, free: int, order=None) -> None:
-        self.tokens = tokens  # token budget left
-        self.free = free  # free KV blocks left
-        self.victims: list = []
-        self._order = order
-        self._it = None
+    # set by _set_budget (annotations only: no class attributes beside __slots__)
+    tokens: int
+    free: int
+    victims: list
+    _order: Any
+    _rep: Any
+    _it: Any
+
+    def __init__(self, tokens: int, free: int, order=None, rep=None) -> None:
+        _set_budget(self, tokens, free, order, rep)
 
     def candidates(self):
         if self._it is None:
-            self._it = iter(self._order())
+            self._it = iter(self._order() if self._rep is None else self._order(self._rep))
         return self._it
+
+
+def new_budget(tokens: int, free: int, order=None, rep=None) -> Budget:
+    """``Budget(tokens, free, order, rep)``; compiled, a C call that skips a class call's argument
+    parsing (a policy makes one per planned step that is not a plain decode run)."""
+    budget = Budget.__new__(Budget)
+    _set_budget(budget, tokens, free, order, rep)
+    return budget
+
+
+def _set_budget(budget: Budget, tokens: int, free: int, order, rep) -> None:
+    """A budget's fields (``Budget.__init__``, ``new_budget``)."""
+    budget.tokens = tokens  # token budget left
+    budget.free = free  # free KV blocks left
+    budget.victims = []
+    budget._order = order
+    budget._rep = rep
+    budget._it = None
 
 
 def preempt_for(rep: Replica, need: int, budget: Budget, protect=None) -> bool:

@@ -2,7 +2,7 @@
 cimport cython
 
 from sim.engine.decode_group cimport DecodeGroup
-from sim.engine.policies.base cimport Budget, admit_waiting, blocks_for, preempt_for
+from sim.engine.policies.base cimport Budget, admit_waiting, blocks_for, new_budget, preempt_for
 from sim.engine.kvcache cimport KVCache
 from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request

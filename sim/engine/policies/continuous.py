@@ -11,17 +11,16 @@ preempts admits nobody new.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING
 
 from sim.engine.policies.base import (
     DECODE_RUN,
     IDLE,
-    Budget,
     NoParams,
     StepPlan,
     admit_waiting,
     blocks_for,
+    new_budget,
     preempt_for,
 )
 from sim.engine.request import DECODING, FcfsQueue
@@ -56,7 +55,7 @@ class ContinuousBatching:
         free = kv.num_empty + len(kv.evictable)  # inline: KVCache.free
         if not rep.prefilling and not len(rep.waiting) and dec.n and dec.need_now() <= free:
             return DECODE_RUN  # the steady state: every running request decodes
-        budget = Budget(rep.max_num_batched_tokens, free, partial(self.victim_order, rep))
+        budget = new_budget(rep.max_num_batched_tokens, free, self.victim_order, rep)
         if dec.n:
             preempt_for(rep, dec.need_now(), budget)
         victims = budget.victims
