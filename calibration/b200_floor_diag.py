@@ -28,11 +28,8 @@ import statistics
 from pathlib import Path
 
 from calibration import power_fit
-from calibration.power_steps import step_parts
+from calibration.power_steps import steady_replay, step_parts
 from calibration.public_corpus import discover
-from calibration.runs import run_scenario
-from calibration.steady_state import steady_state_metrics
-from sim.engine.fleet import simulate
 
 __all__ = [
     "CONFIGS",
@@ -80,21 +77,11 @@ def is_diag_set(set_name: str) -> bool:
 
 def entry_diag(entry) -> dict | None:
     """The diagnosis of one entry (None: the replay's steady window is empty)."""
-    run = entry.load()
-    res = simulate(run_scenario(run, None), workload=run.workload, api_server=run.api_server)
-    steady = run.meta["steady_state"]
-    st = steady_state_metrics(res.requests, res.timeseries, int(steady["max_num_seqs"]), int(steady["num_requests"]))
-    tok_s, batch = st["output_tok_s"], st["avg_batch_size"]
-    if not (math.isfinite(tok_s) and tok_s > 0 and math.isfinite(batch)):
+    sr = steady_replay(entry)
+    if sr is None:
         return None
-    req = res.requests
-    p = (req["prompt_tokens"] - req["cached_prompt_tokens"]).to_numpy(dtype=float)
-    full_p = req["prompt_tokens"].to_numpy(dtype=float)
-    o = req["output_tokens"].to_numpy(dtype=float)
-    ctx = float((full_p * o + o * o / 2.0).sum() / o.sum())  # token-weighted mean context of a decode
-    per_tok = batch / o.sum()  # a step makes ~batch output tokens
-    shape = (float(p.sum()) * per_tok, float((p * p / 2.0).sum()) * per_tok, batch, batch * ctx, len(req) * per_tok)
-    perf = res.pools[0].perf
+    run, steady, tok_s, batch, ctx, shape = sr["run"], sr["steady"], sr["tok_s"], sr["batch"], sr["ctx"], sr["shape"]
+    perf = sr["res"].pools[0].perf
     kern, _comm, full = step_parts(perf, *shape)
     attn = attention_s(perf, batch, batch * ctx)
     sampler = perf._sampler_row_s * (batch + shape[4])

@@ -105,11 +105,14 @@ def _source_power_w(path: Path, row: str) -> float:
     return math.nan
 
 
-def entry_row(entry, split: dict[str, str]) -> dict | None:
-    """The decomposition of one entry (None: its steady window is empty)."""
+def steady_replay(entry) -> dict | None:
+    """Replay one ML.ENERGY entry and read its steady window: ``run``, ``res`` (the replay), ``steady``
+    (the entry's window settings), ``tok_s`` and ``batch`` of the replay's window, ``ctx`` (the
+    token-weighted mean context of a decode) and ``shape``, the window's mean step as ``PerfModel``
+    takes it (prefill tokens, their attention sum, decodes, their context, sampled rows). None when
+    the window is empty."""
     run = entry.load()
-    sc = run_scenario(run, None)
-    res = simulate(sc, workload=run.workload, api_server=run.api_server)
+    res = simulate(run_scenario(run, None), workload=run.workload, api_server=run.api_server)
     steady = run.meta["steady_state"]
     st = steady_state_metrics(res.requests, res.timeseries, int(steady["max_num_seqs"]), int(steady["num_requests"]))
     tok_s, batch = st["output_tok_s"], st["avg_batch_size"]
@@ -122,9 +125,17 @@ def entry_row(entry, split: dict[str, str]) -> dict | None:
     out_tok = o.sum()
     ctx = float((full_p * o + o * o / 2.0).sum() / out_tok)  # token-weighted mean context of a decode
     per_tok = batch / out_tok  # a step makes ~batch output tokens
-    pm = res.pools[0]
     shape = (float(p.sum()) * per_tok, float((p * p / 2.0).sum()) * per_tok, batch, batch * ctx, len(req) * per_tok)
-    perf = pm.perf
+    return {"run": run, "res": res, "steady": steady, "tok_s": tok_s, "batch": batch, "ctx": ctx, "shape": shape}
+
+
+def entry_row(entry, split: dict[str, str]) -> dict | None:
+    """The decomposition of one entry (None: its steady window is empty)."""
+    sr = steady_replay(entry)
+    if sr is None:
+        return None
+    run, steady, tok_s, batch, shape = sr["run"], sr["steady"], sr["tok_s"], sr["batch"], sr["shape"]
+    perf = sr["res"].pools[0].perf
     kern, comm, full = step_parts(perf, *shape)
     t_step = batch / tok_s
     meas = run.meta["aggregate_measured"]
