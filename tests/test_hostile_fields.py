@@ -38,6 +38,11 @@ def _log_with_sidecar(tmp_path: Path, sidecar: str) -> Path:
             "engine: {max_num_seqs: 512, max_num_batched_tokens: 256}\n",
             ["fleetcast.yaml, line 3 (engine):", "must be >="],
         ),
+        # V1 was first offered in vLLM 0.7.0 (VLLM_USE_V1=1, its release notes): 0.6.6 ran V0 only
+        (
+            "engine_core: v1\nvllm_version: 0.6.6\n",
+            ["fleetcast.yaml, line 3 (engine_core), line 4 (vllm_version):", "engine_core v1 needs a vllm_version"],
+        ),
     ],
 )
 def test_sidecar_engine_rules_name_the_lines_that_break_them(tmp_path, monkeypatch, capsys, sidecar, expect):
@@ -61,6 +66,27 @@ def test_sidecar_engine_rules_name_the_lines_that_break_them(tmp_path, monkeypat
 def test_sidecar_client_cpu_and_engine_core_values(tmp_path, monkeypatch, capsys, sidecar, expect):
     log = _log_with_sidecar(tmp_path, sidecar)
     _refused(tmp_path, monkeypatch, capsys, ["validate", log, "--out", tmp_path / "v"], "fleetcast.yaml", expect)
+
+
+def test_engine_core_v1_before_vllm_0_7_is_refused_in_a_scenario(tmp_path, monkeypatch, capsys):
+    """A scenario's fleet names the V1 engine on vLLM 0.6.6, which had none (V1 first offered in 0.7.0)."""
+    import yaml
+
+    from tests.factories import scenario_dict
+
+    data = scenario_dict()
+    data["fleet"][0]["engine"].update(vllm_version="0.6.6", engine_core="v1")
+    text = yaml.safe_dump(data, sort_keys=False)
+    (tmp_path / "s.yaml").write_text(text)
+    line = text.splitlines().index("  engine:") + 1
+    _refused(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["run", tmp_path / "s.yaml", "--out", tmp_path / "o"],
+        f"s.yaml: line {line}, field fleet.0.engine: engine_core v1 needs a vllm_version from 0.7.0 on",
+        "vllm_version 0.6.6 ran the V0 engine only",
+    )
 
 
 MODEL = (
