@@ -274,22 +274,23 @@ def _local(tasks: list[Task], workers: int) -> Iterator[dict]:
 
 
 def _pool_worker() -> None:
-    """A pool worker's start: die with the parent; leave Ctrl-C (SIGINT, sent to the whole terminal process
-    group) to the parent, which stops the pool (before, each worker took it as its point's error and went on to
-    the next queued point); and let SIGTERM end it plainly (not the CLI's unwinding handler it inherited)."""
+    """A pool worker's start: die with the parent, and leave Ctrl-C and SIGTERM (which reach the whole
+    process group) to the parent, which stops the pool. Before, each worker took them as its point's error
+    (the CLI's SIGTERM handler, inherited, raises) and went on to the next queued point; a worker dying
+    of its own would race the parent's unwinding with a BrokenProcessPool."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Cancel the queued points and end the running ones now (their rows are not kept: a re-run computes
-    them), instead of waiting for them as leaving a ``with`` block would."""
-    workers = list((pool._processes or {}).values())  # no public handle before Python 3.14's terminate_workers()
+    """Cancel the queued points and kill the running ones now (their rows are not kept: a re-run computes
+    them), instead of waiting for them as leaving a ``with`` block would (SIGKILL: they ignore SIGTERM)."""
+    workers = list((pool._processes or {}).values())  # no public handle before Python 3.14's kill_workers()
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in workers:
         if proc.is_alive():
-            proc.terminate()
+            proc.kill()
     for proc in workers:
         proc.join(timeout=5.0)
 
