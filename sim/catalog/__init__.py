@@ -132,7 +132,8 @@ class ModelSpec:
     qk_nope_head_dim: int = 0  # MLA: non-rotary part of each query/key head
     v_head_dim: int = 0  # MLA: value head size
     # tokens every layer's attention sees (config.json sliding_window); 0 here: none given, full attention
-    # (the catalog writes null or leaves it out, as config.json and vLLM's get_sliding_window() do)
+    # (the catalog writes null or leaves it out, as config.json does; vLLM's ModelConfig.get_hf_config_sliding_window()
+    # returns None, "disabled", for it: vllm/config.py)
     sliding_window: int = 0
     hf_id: str = ""
     source: str = ""
