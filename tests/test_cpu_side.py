@@ -501,6 +501,8 @@ def test_v0_engine_named_on_a_v1_release_gets_v0s_cpu_side():
         ({"engine_core": "v0", "vllm_version": "0.11.0"}, "engine_core v0 needs a vllm_version before 0.11.0"),
         ({"engine_core": "v0"}, "engine_core v0 needs a vllm_version before 0.11.0"),
         ({"engine_core": "v0", "vllm_version": "0.10.1", "async_scheduling": True}, "async_scheduling is a V1"),
+        # V1 was first offered in vLLM 0.7.0 (release notes: VLLM_USE_V1=1): 0.6.6 had V0 only
+        ({"engine_core": "v1", "vllm_version": "0.6.6"}, "engine_core v1 needs a vllm_version from 0.7.0 on"),
     ],
 )
 def test_engine_core_v0_is_refused_where_vllm_had_no_v0(engine, message):
@@ -511,6 +513,7 @@ def test_engine_core_v0_is_refused_where_vllm_had_no_v0(engine, message):
     with pytest.raises(ValidationError, match=message):
         EngineSpec.model_validate(engine)
     assert EngineSpec.model_validate({"engine_core": "v0", "vllm_version": "0.10.2"}).engine_core == "v0"
+    assert EngineSpec.model_validate({"engine_core": "v1", "vllm_version": "0.7.0"}).engine_core == "v1"
 
 
 def test_sidecar_engine_core_v0_reaches_the_replays_engine():

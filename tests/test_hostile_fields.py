@@ -38,6 +38,11 @@ def _log_with_sidecar(tmp_path: Path, sidecar: str) -> Path:
             "engine: {max_num_seqs: 512, max_num_batched_tokens: 256}\n",
             ["fleetcast.yaml, line 3 (engine):", "must be >="],
         ),
+        # V1 was first offered in vLLM 0.7.0 (VLLM_USE_V1=1, its release notes): 0.6.6 ran V0 only
+        (
+            "engine_core: v1\nvllm_version: 0.6.6\n",
+            ["fleetcast.yaml, line 3 (engine_core), line 4 (vllm_version):", "engine_core v1 needs a vllm_version"],
+        ),
     ],
 )
 def test_sidecar_engine_rules_name_the_lines_that_break_them(tmp_path, monkeypatch, capsys, sidecar, expect):
@@ -61,6 +66,27 @@ def test_sidecar_engine_rules_name_the_lines_that_break_them(tmp_path, monkeypat
 def test_sidecar_client_cpu_and_engine_core_values(tmp_path, monkeypatch, capsys, sidecar, expect):
     log = _log_with_sidecar(tmp_path, sidecar)
     _refused(tmp_path, monkeypatch, capsys, ["validate", log, "--out", tmp_path / "v"], "fleetcast.yaml", expect)
+
+
+def test_engine_core_v1_before_vllm_0_7_is_refused_in_a_scenario(tmp_path, monkeypatch, capsys):
+    """A scenario's fleet names the V1 engine on vLLM 0.6.6, which had none (V1 first offered in 0.7.0)."""
+    import yaml
+
+    from tests.factories import scenario_dict
+
+    data = scenario_dict()
+    data["fleet"][0]["engine"].update(vllm_version="0.6.6", engine_core="v1")
+    text = yaml.safe_dump(data, sort_keys=False)
+    (tmp_path / "s.yaml").write_text(text)
+    line = text.splitlines().index("  engine:") + 1
+    _refused(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["run", tmp_path / "s.yaml", "--out", tmp_path / "o"],
+        f"s.yaml: line {line}, field fleet.0.engine: engine_core v1 needs a vllm_version from 0.7.0 on",
+        "vllm_version 0.6.6 ran the V0 engine only",
+    )
 
 
 MODEL = (
@@ -92,7 +118,13 @@ def _scenario_with_catalog(tmp_path: Path, catalog: str, model: str = "mymodel")
             "    qk_norm: true\n    qk_norm_all_reduce: 1\n",
             "line 11, model 'mymodel', field 'qk_norm_all_reduce': expected true/false",
         ),
-        ("    sliding_window: -4096\n", "line 10, model 'mymodel', field 'sliding_window': expected a positive whole"),
+        (
+            "    sliding_window: -4096\n",
+            "line 10, model 'mymodel', field 'sliding_window': expected a window of tokens (a positive whole",
+        ),
+        # 0 is not full attention (a window of no tokens): null is, as in config.json
+        ("    sliding_window: 0\n", "field 'sliding_window': expected a window of tokens (a positive whole number"),
+        ("    sliding_window: 0\n", "or null for full attention, got 0"),
         ("    qk_norm_allreduce: true\n", "line 10, model 'mymodel', field 'qk_norm_allreduce': unknown field"),
     ],
 )
@@ -101,6 +133,25 @@ def test_catalog_model_fields_are_located(tmp_path, monkeypatch, capsys, extra, 
     qk_norm_all_reduce without qk_norm (an all-reduce of q/k norms a model does not have) is refused."""
     path = _scenario_with_catalog(tmp_path, MODEL + extra)
     _refused(tmp_path, monkeypatch, capsys, ["run", path, "--out", tmp_path / "o"], "cat.yaml", expect)
+
+
+def test_catalog_sliding_window_null_is_full_attention(tmp_path):
+    """config.json writes full attention as ``sliding_window: null`` (Mistral-7B-v0.3): the catalog
+    reads it as the field left out, the same model (before: refused as not a positive number)."""
+    from sim.catalog import load_catalog
+    from sim.perf.attention_backend import decode_backend
+
+    (tmp_path / "a.yaml").write_text(MODEL + "    sliding_window: null\n")
+    (tmp_path / "b.yaml").write_text(MODEL)
+    with_null = load_catalog([tmp_path / "a.yaml"]).model("mymodel")
+    left_out = load_catalog([tmp_path / "b.yaml"]).model("mymodel")
+    assert with_null.sliding_window == 0 and with_null == left_out
+    gpu = load_catalog().gpu("a100-80gb")
+    (tmp_path / "c.yaml").write_text(MODEL + "    sliding_window: 4096\n")
+    windowed = load_catalog([tmp_path / "c.yaml"]).model("mymodel")
+    # vLLM 0.6.3 decodes a windowed model through XFormers (attention_backend.py), a full one not
+    assert decode_backend(gpu, windowed, "0.6.3") == "xformers"
+    assert decode_backend(gpu, with_null, "0.6.3") == ""
 
 
 def test_catalog_model_with_qk_norm_and_its_all_reduce_is_accepted(tmp_path):

@@ -81,6 +81,24 @@ def test_a_session_needs_synthetic_arrivals(tmp_path, capsys):
     assert code == 2 and "class conv: session needs synthetic arrivals (the trace gives every request)" in err
 
 
+def test_a_session_on_a_trace_class_is_located_at_the_session(tmp_path, capsys):
+    """The refusal names the session's own line and field (before: the traffic block's line)."""
+    text = (ROOT / "scenarios" / "mooncake-prefix.yaml").read_text()
+    trace = "path: data/mooncake-conversation-sample.jsonl"
+    anchor = "      slo: {ttft_s: {p99: 5.0}, tpot_s: {p99: 0.05}, attainment_pct: 95}\n"
+    assert trace in text and anchor in text
+    text = text.replace(trace, f"path: {ROOT / 'scenarios' / 'data' / 'mooncake-conversation-sample.jsonl'}")
+    text = text.replace(anchor, anchor + f"      session: {{mean_turns: 2, {_FIXED}}}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    line = text[: text.index("      session:")].count("\n") + 1
+    traffic_line = text[: text.index("traffic:")].count("\n") + 1
+    assert line != traffic_line
+    code, err = refused_run(capsys, tmp_path, path)
+    assert code == 2
+    assert f"s.yaml: line {line}, field traffic.classes.0.session: class conv: session needs synthetic arrivals" in err
+
+
 def test_an_empirical_new_tokens_file_error_names_its_field(tmp_path, capsys):
     path, _ = _with_session(
         tmp_path,

@@ -124,6 +124,71 @@ def test_local_pool_matches_inline(scenario_path, tmp_path):
     assert pool[["point_key", *METRICS]].equals(inline[["point_key", *METRICS]])
 
 
+def _marked_point(base, path, point, key):
+    """A pool point for the Ctrl-C tests: marks its start in the folder ``path`` names, reports how its
+    worker handles SIGINT and SIGTERM, and sleeps ``point['sleep_s']``."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    Path(path, f"started-{key}").write_text(str(os.getpid()))
+    time.sleep(float(point["sleep_s"]))
+    return {
+        "point_key": key,
+        "sigint": str(signal.getsignal(signal.SIGINT)),
+        "sigterm": str(signal.getsignal(signal.SIGTERM)),
+    }
+
+
+def test_interrupted_pool_cancels_queued_points_and_does_not_wait(tmp_path):
+    """Ctrl-C while the pool runs: no queued point starts and the running ones are not waited for (before,
+    leaving the pool waited for them, ~11-16 s, and each worker took its SIGINT as its point's error and
+    went on to the next queued point). Its workers leave SIGINT to the parent."""
+    import signal
+    import time
+
+    tasks = [(None, str(tmp_path), {"sleep_s": "0"}, "fast")]
+    tasks += [(None, str(tmp_path), {"sleep_s": "60"}, f"slow{i}") for i in range(6)]
+    results = sweep._local(tasks, 2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep, "evaluate_point", _marked_point)
+        first = next(results)  # the fast point; both workers are then on slow points (or about to be)
+    assert first["point_key"] == "fast"
+    assert first["sigint"] == first["sigterm"] == str(signal.SIG_IGN)
+    time.sleep(0.5)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        results.throw(KeyboardInterrupt())  # Ctrl-C while the parent waits for the next point
+    assert time.monotonic() - started < 10.0  # a slow point takes 60 s
+    ran = {p.name for p in tmp_path.glob("started-*")}
+    time.sleep(1.0)
+    assert {p.name for p in tmp_path.glob("started-*")} == ran  # nothing started after the stop
+    assert "started-fast" in ran and len(ran) <= 3  # the fast point and at most one slow point per worker
+
+
+def test_interrupted_pool_sweep_keeps_its_rows_and_resumes(scenario_path, tmp_path):
+    """Ctrl-C in a pool sweep (here from the progress callback, between points): the finished rows are in
+    the table, nothing else is left in the folder, and a re-run computes only the rest."""
+    out = tmp_path / "o"
+
+    def interrupt_after_two(done, total):
+        if done >= 2:
+            raise KeyboardInterrupt()
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(scenario_path, GRID, out, workers=2, progress=interrupt_after_two, flush_every_s=1e9)
+    assert [p.name for p in out.iterdir()] == [sweep.SWEEP_FILE]
+    first = pd.read_parquet(out / sweep.SWEEP_FILE)
+    assert len(first) == 2 and (first["status"] == "ok").all() and first["point_key"].is_unique
+    seen: list[tuple[int, int]] = []
+    df = sweep.run_sweep(scenario_path, GRID, out, workers=2, progress=lambda d, t: seen.append((d, t)))
+    assert seen[0] == (2, 6) and seen[-1] == (6, 6)
+    assert len(df) == 6 and (df["status"] == "ok").all() and set(first["point_key"]) <= set(df["point_key"])
+    inline = sweep.run_sweep(scenario_path, GRID, tmp_path / "inline", workers=1)
+    assert df[["point_key", *METRICS]].equals(inline[["point_key", *METRICS]])
+
+
 def test_ray_executor_runs_the_same_points(scenario_path, tmp_path):
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'fleetcast[ray]')")
     inline = sweep.run_sweep(scenario_path, GRID, tmp_path / "a", workers=1)

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 import types
 import typing
@@ -258,14 +259,40 @@ def _local(tasks: list[Task], workers: int) -> Iterator[dict]:
             yield evaluate_point(*t)
         return
 
-    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_pool_worker)
+    finished = False
+    try:
         futs = [pool.submit(evaluate_point, *t) for t in tasks]
-        try:
-            for fut in as_completed(futs):
-                yield fut.result()
-        finally:
-            for fut in futs:
-                fut.cancel()
+        for fut in as_completed(futs):
+            yield fut.result()
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # Ctrl-C, an error or the caller stopping: no queued point starts, no running one is waited for
+            _stop_pool(pool)
+
+
+def _pool_worker() -> None:
+    """A pool worker's start: die with the parent, and leave Ctrl-C and SIGTERM (which reach the whole
+    process group) to the parent, which stops the pool. Before, each worker took them as its point's error
+    (the CLI's SIGTERM handler, inherited, raises) and went on to the next queued point; a worker dying
+    of its own would race the parent's unwinding with a BrokenProcessPool."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued points and kill the running ones now (their rows are not kept: a re-run computes
+    them), instead of waiting for them as leaving a ``with`` block would (SIGKILL: they ignore SIGTERM)."""
+    workers = list((pool._processes or {}).values())  # no public handle before Python 3.14's kill_workers()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        if proc.is_alive():
+            proc.kill()
+    for proc in workers:
+        proc.join(timeout=5.0)
 
 
 def _ray(tasks: list[Task], workers: int | None, address: str | None) -> Iterator[dict]:
@@ -447,6 +474,7 @@ def _sweep(data, path, grid, keys, points, out, executor, workers, address, prog
                 _write(_frame(list(rows.values())), target, None if folder_existed else out)
                 last, dirty = time.monotonic(), False
     finally:  # a crash keeps every finished point
+        results.close()  # stop the executor first (Ctrl-C here, between points, must not wait for its queue)
         if worth and (dirty or not target.exists()):
             _write(_frame(list(rows.values())), target, None if folder_existed else out)
     df = _frame([rows[k] for k in dict.fromkeys(keys)])

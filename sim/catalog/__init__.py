@@ -131,7 +131,10 @@ class ModelSpec:
     qk_rope_head_dim: int = 0  # MLA: rotary part of each query/key head (cached once per token, beside the latent)
     qk_nope_head_dim: int = 0  # MLA: non-rotary part of each query/key head
     v_head_dim: int = 0  # MLA: value head size
-    sliding_window: int = 0  # tokens every layer's attention sees (config.json sliding_window; 0: full attention)
+    # tokens every layer's attention sees (config.json sliding_window); 0 here: none given, full attention
+    # (the catalog writes null or leaves it out, as config.json does; vLLM's ModelConfig.get_hf_config_sliding_window()
+    # returns None, "disabled", for it: vllm/config.py)
+    sliding_window: int = 0
     hf_id: str = ""
     source: str = ""
 
@@ -370,10 +373,27 @@ def _check_field(kind: str, key: str, value: Any, at: str, fields: dict, out: di
         out[key] = _value(value, str, at)
         if value not in load_architectures():
             raise FleetcastError(f"{at}: " + unknown_name("architecture", value, load_architectures()))
+    elif key == "sliding_window" and kind == "model":
+        _check_window(value, at, out)
     elif key in fields:
         out[key] = _value(value, fields[key][0], at)
     else:
         raise FleetcastError(f"{at}: unknown field. Valid fields: {', '.join(sorted([*fields, 'sources']))}")
+
+
+def _check_window(value: Any, at: str, out: dict) -> None:
+    """A model's ``sliding_window``: a window of whole tokens, or null for full attention (as in
+    config.json: Mistral-7B-v0.3 writes null). A window of 0 tokens attends to nothing, so 0 is refused
+    rather than read as full attention."""
+    if value is None:
+        return  # full attention: the field's default
+    try:
+        out["sliding_window"] = _value(value, int, at)
+    except FleetcastError:
+        raise FleetcastError(
+            f"{at}: expected a window of tokens (a positive whole number, config.json's sliding_window, e.g. "
+            f"4096), or null for full attention, got {value!r}"
+        ) from None
 
 
 def _line_of(where: str, keys: tuple[str, ...]) -> str:

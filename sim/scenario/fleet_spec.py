@@ -20,6 +20,11 @@ API_SERVER_COUNT_SINCE = (0, 9, 0)
 """First vLLM release with ``--api-server-count`` (vLLM PR #17546, opened 2025-05-01, after v0.8.5)."""
 ASYNC_SCHEDULING_FLAG_SINCE = (0, 9, 2)
 """First vLLM release with ``--async-scheduling`` (vLLM PR #19970, opened 2025-06-23, after v0.9.1)."""
+V1_SELECTABLE_SINCE = (0, 7, 0)
+"""First vLLM release that offered the V1 engine: v0.7.0's release notes (GitHub release v0.7.0, 2025-01-27):
+"vLLM's V1 engine is ready for testing ... You can turn it on by setting environment variable VLLM_USE_V1=1"
+(V1 alpha). Earlier trees held V1 only as an unannounced prototype under development (vllm/v1), not modelled here;
+V1 became the default in 0.8.0."""
 V0_REMOVED_IN = (0, 11, 0)
 """First vLLM release without the V0 engine (``VLLM_USE_V1=0`` gone: vLLM PR #25033 "[V0 Deprecation] Remove
 LLMEngine" and the rest of the V0 removal, released in v0.11.0)."""
@@ -173,7 +178,7 @@ class EngineSpec(Strict):
         None,
         description="The server's engine where its version had both: v0 for vLLM's V0 engine (VLLM_USE_V1=0, up to "
         "0.10.x), whose CPU side is V0's (output processing overlapped with the next step in the engine process, a "
-        "step's first tokens first); v1 for the V1 engine. Default: by vllm_version (V1 from 0.8.0).",
+        "step's first tokens first); v1 for the V1 engine (VLLM_USE_V1=1, from 0.7.0). Default: by vllm_version (V1 from 0.8.0).",
     )
 
     _version_text = field_validator("vllm_version", mode="before")(version_as_text)
@@ -202,6 +207,12 @@ class EngineSpec(Strict):
             raise ValueError(
                 "engine_core v0 needs a vllm_version before 0.11.0 (vLLM removed the V0 engine in 0.11.0): name the "
                 "server's version, or use v1"
+            )
+        if self.engine_core == "v1" and v is not None and v < V1_SELECTABLE_SINCE:
+            raise ValueError(
+                f"engine_core v1 needs a vllm_version from 0.7.0 on (vLLM first offered the V1 engine, as "
+                f"VLLM_USE_V1=1, in 0.7.0); vllm_version {self.vllm_version} ran the V0 engine only: use v0, leave "
+                "engine_core out, or name a newer vllm_version"
             )
         if self.engine_core == "v0" and self.async_scheduling:
             raise ValueError(

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sim.errors import unknown_name
 from sim.workload import distributions as dists
@@ -576,10 +577,23 @@ class TrafficSpec(BaseModel):
             raise ValueError(
                 f"give a class lengths_table or prompt_tokens/output_tokens, not both (class {', '.join(both)})"
             )
-        sessions = [c.name for c in self.classes if c.session is not None]
-        if sessions and self.is_trace:
-            raise ValueError(
-                f"class {', '.join(sessions)}: session needs synthetic arrivals (the trace gives every request); drop session or use a poisson, gamma, constant, mmpp, diurnal or by_class process"
+        sessions = [i for i, c in enumerate(self.classes) if c.session is not None]
+        if sessions and self.is_trace:  # located at the (first) session's own line, not the traffic block's
+            i = sessions[0]
+            raise ValidationError.from_exception_data(
+                "TrafficSpec",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "value_error",
+                            f"class {', '.join(self.classes[j].name for j in sessions)}: session needs synthetic "
+                            "arrivals (the trace gives every request); drop session or use a poisson, gamma, "
+                            "constant, mmpp, diurnal or by_class process",
+                        ),
+                        loc=("classes", i, "session"),
+                        input=self.classes[i].session,
+                    )
+                ],
             )
         if not self.is_trace:
             missing = [
