@@ -18,12 +18,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.console import Group
 from rich.markup import escape as _escape
 from rich.table import Table
+from rich.text import Text
 
 from sim.errors import FleetcastError
 from sim.infiles import int_arg
 from sim.outpaths import check_out_folder, out_lock, staged_folder
+from sim.report.fit_table import Fitting
 from sim.scenario.spec import load_scenario
 
 if TYPE_CHECKING:  # annotations only: the contract is imported where a plan is written
@@ -215,13 +218,10 @@ def _plan(args: argparse.Namespace, scenario, out: Path) -> int:
     run_files = _run_files(outcome.recommended_scenario) if outcome.recommended_scenario is not None else None
     typed = write_plan_folder(out, doc, outcome.points, run_files, force=args.force)
     table = _plan_table(doc)
-    if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
-        # an 80-column terminal: a line per candidate
-        console.print(table.title, highlight=False)
-        for line in _plan_lines(doc):
-            console.print(line, highlight=False, soft_wrap=False)
-    else:
-        console.print(table)
+    # an 80-column terminal: a line per candidate (sim.report.fit_table decides, as for `run`'s tables)
+    console.print(
+        Fitting(table, lambda: Group(Text(str(table.title)), *(Text.from_markup(line) for line in _plan_lines(doc))))
+    )
     for c in doc["candidates"]:
         if c["status"] != "ok":
             console.print(f"[dim]{c['id']}: {c['status']}: {c['reason']}[/dim]", highlight=False, soft_wrap=True)

@@ -1,5 +1,5 @@
 """A table that never cuts a cell: ``Fitting(table)`` renders ``table`` as it is when it
-fits the terminal's width, else turned on its side (one row per column header, one column
+fits the terminal's width, else another form (``narrow``), by default turned on its side (one row per column header, one column
 per row of the table), which fits a terminal of any usual width for the few pools or
 classes a summary holds. rich would otherwise shrink every column and cut numbers with an
 ellipsis ("27,8…") on an 80-column terminal. Piped output is wide (``make_console``) and
@@ -7,7 +7,9 @@ never turned."""
 
 from __future__ import annotations
 
-from rich.console import Console, ConsoleOptions, RenderResult
+from collections.abc import Callable
+
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -41,11 +43,16 @@ def turned(table: Table) -> Table:
 
 
 class Fitting:
-    """Render a table whole, or turned on its side when it is wider than the output."""
+    """Render a table whole, or, when it is wider than the output, ``narrow()`` (by default the
+    table turned on its side; ``fleetcast plan`` gives a line per candidate, its rows being many)."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, narrow: Callable[[], RenderableType] | None = None) -> None:
         self.table = table
+        self.narrow = narrow
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         need = Measurement.get(console, options.update_width(10**6), self.table).maximum
-        yield self.table if need <= options.max_width else turned(self.table)
+        if need <= options.max_width:
+            yield self.table
+        else:
+            yield turned(self.table) if self.narrow is None else self.narrow()
