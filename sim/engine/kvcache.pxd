@@ -11,8 +11,6 @@ cdef class KVCache:
     cpdef allocate(self, long long n)
     @cython.locals(evictable=dict, lru=list, start="long long", head="long long", place="long long")
     cpdef _evict(self, long long n)
-    @cython.locals(lru=list)
-    cpdef _make_evictable(self, object key)
     @cython.locals(evictable=dict, lru=list, i=Py_ssize_t)
     cpdef _compact(self)
     cpdef clear(self)

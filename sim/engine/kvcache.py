@@ -123,11 +123,6 @@ class KVCache:
             del lru[: head - start]
             self.lru_start = head
 
-    def _make_evictable(self, key: int) -> None:
-        lru = self.lru
-        self.evictable[key] = self.lru_start + len(lru)
-        lru.append(key)
-
     def _compact(self) -> None:
         """Rebuild ``lru`` from the evictable keys alone, in their order (the entries eviction
         would skip go; each live entry is at or after ``lru_head``)."""
@@ -157,7 +152,7 @@ class KVCache:
             rc = refcount.pop(key)
             if rc != 1:
                 refcount[key] = rc - 1
-            else:  # inline: _make_evictable
+            else:  # evictable at the next place of lru
                 evictable[key] = place
                 lru.append(key)
                 place += 1

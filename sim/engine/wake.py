@@ -172,7 +172,7 @@ def _run_wakes(env: Environment, q: WakeQueue, queue: list) -> bool:
     wakes = q.heap
     compiled = COMPILED
     while wakes:
-        w = wakes[0] if COMPILED else wakes[0][3]
+        w = wakes[0] if compiled else wakes[0][3]
         if queue:  # does SimPy's next event come first? (time, priority, event id)
             top = queue[0]
             t = top[0]
