@@ -213,12 +213,24 @@ def _gaps(args) -> int:
             if waiting < 1:
                 continue
             inside = sum(1 for x in last if a < x < b)
+            live = [r for r in rows if float(r["arrival_s"]) <= a < float(r["last_token_s"])]
+            # tokens held in the KV cache at a: prompt, plus the output so far taken as linear in time
+            kv_tok = sum(
+                int(r["prompt_tokens"])
+                + int(r["output_tokens"])
+                * max(0.0, a - float(r["first_token_s"]))
+                / max(float(r["last_token_s"]) - float(r["first_token_s"]), 1e-9)
+                for r in live
+                if float(r["first_token_s"]) <= a
+            )
             around = sum(1 for x in last if a - 2 < x < b + 2) - inside  # finish rate over the 4 s around it
             gaps.append(
                 {
                     "t_s": round(a, 3),
                     "gap_s": round(b - a, 3),
                     "waiting": waiting,
+                    "in_flight": len(live),
+                    "kv_tokens_in_flight": round(kv_tok),
                     "finished": inside,
                     "expected_finished": round(around / 4 * (b - a), 2),
                 }
@@ -237,12 +249,17 @@ def _gaps(args) -> int:
         f"first-token gaps > {args.gap_s * 1e3:.0f} ms with a request waiting; silences: no first and no last "
         f"token for >= {args.silence_s * 1e3:.0f} ms"
     )
-    print("qps | gaps | gap s | finished in gaps | expected | silences (s) | longest silence s")
+    print(
+        "qps | gaps | gap s | finished in gaps | expected | waiting (max) | in flight (max) | KV tokens in flight "
+        "(max) | silences (s) | longest silence s"
+    )
     for r in runs:
         g = r["gaps"]
         print(
             f"{r['qps']:g} | {len(g)} | {sum(x['gap_s'] for x in g):.2f} | {sum(x['finished'] for x in g)} | "
-            f"{sum(x['expected_finished'] for x in g):.1f} | {r['silences_s']} | {r['longest_silence_s']}"
+            f"{sum(x['expected_finished'] for x in g):.1f} | {max((x['waiting'] for x in g), default=0)} | "
+            f"{max((x['in_flight'] for x in g), default=0)} | {max((x['kv_tokens_in_flight'] for x in g), default=0)} | "
+            f"{r['silences_s']} | {r['longest_silence_s']}"
         )
     sat = [r for r in runs if r["qps"] >= 24]
     tot = {
@@ -253,6 +270,7 @@ def _gaps(args) -> int:
         "expected_finished": round(sum(x["expected_finished"] for r in sat for x in r["gaps"]), 1),
         "silences": sum(len(r["silences_s"]) for r in sat),
         "runs_with_a_silence": sum(1 for r in sat if r["silences_s"]),
+        "max_kv_tokens_in_flight_at_a_gap": max((x["kv_tokens_in_flight"] for r in sat for x in r["gaps"]), default=0),
     }
     print("from 24 req/s on:", json.dumps(tot))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,9 @@ def test_gap_with_finishes_and_a_silence_are_told_apart(tmp_path: Path) -> None:
     gaps = by_qps[30.0]["gaps"]
     assert len(gaps) == 2
     assert gaps[0]["t_s"] == 0.98 and gaps[0]["gap_s"] == 0.34 and gaps[0]["finished"] == 6
+    # at 0.98 s the 19 requests that arrived 0.05-0.95 are all in flight (last tokens 1.05-1.95); the
+    # arrivals 1.00-1.20 had waited > 0.1 s by the gap's end (1.320 - 0.1), none had a first token: 5
+    assert gaps[0]["in_flight"] == 19 and gaps[0]["waiting"] == 5
     assert gaps[1]["t_s"] == 1.98 and gaps[1]["gap_s"] == 0.35 and gaps[1]["finished"] == 0
     assert by_qps[30.0]["silences_s"] == [0.35]
     assert res["totals_from_24_qps"]["runs_from_24_qps"] == 1
