@@ -29,12 +29,15 @@ import argparse
 import asyncio
 import csv
 import gc
+import importlib.abc
+import importlib.machinery
 import json
 import os
 import random
 import statistics
 import sys
 import time
+import types
 from pathlib import Path
 
 from calibration.cpu_side_measure import _burst
@@ -141,13 +144,65 @@ class _Block:  # the shape of vLLM 0.8.5's KVCacheBlock: a plain dataclass insta
         self.next_free_block = None
 
 
+class _Anything:
+    """Stands for any attribute of a stubbed module: callable, subscriptable, a base class."""
+
+    def __init__(self, *a, **kw) -> None:
+        pass
+
+    def __call__(self, *a, **kw) -> _Anything:
+        return _Anything()
+
+    def __getattr__(self, name: str) -> _Anything:
+        return _Anything()
+
+    def __getitem__(self, key) -> _Anything:
+        return _Anything()
+
+    def __mro_entries__(self, bases) -> tuple:
+        return (object,)
+
+
+class _StubModule(types.ModuleType):
+    __path__: list[str] = []
+
+    def __getattr__(self, name: str) -> _Anything:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Anything()
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports the named modules (and their submodules) as stubs: an old vLLM's compiled extensions and
+    optional dependencies the testbed venv lacks. They add a few objects, not the imported heap."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def find_spec(self, name, path, target=None):
+        if any(name == n or name.startswith(n + ".") for n in self.names):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec) -> types.ModuleType:
+        return _StubModule(spec.name)
+
+    def exec_module(self, module) -> None:
+        pass
+
+
 def _heap(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.vllm_src:  # another vLLM's Python sources (an unpacked wheel), imported over the installed one
+        sys.path.insert(0, str(args.vllm_src))
+        sys.meta_path.insert(0, _StubFinder(args.stub))
     t = time.perf_counter()
     import torch  # noqa: F401  # what an engine core imports
     import transformers  # noqa: F401
     import vllm  # noqa: F401
+    import vllm.v1.core.sched.scheduler  # noqa: F401
     import vllm.v1.engine.core  # noqa: F401
+    import vllm.v1.executor.multiproc_executor  # noqa: F401
 
     print(f"imports {time.perf_counter() - t:.1f} s, vllm {vllm.__version__}", flush=True)
     gc.collect()
@@ -183,6 +238,10 @@ def _heap(args) -> int:
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     res = {
         "vllm": vllm.__version__,
+        "vllm_src": str(args.vllm_src) if args.vllm_src else None,
+        "stubbed": sorted(m for m in sys.modules if any(m == n or m.startswith(n + ".") for n in args.stub))
+        if args.vllm_src
+        else [],
         "python": ".".join(map(str, sys.version_info[:3])),
         "points": points,
         "fit_cpu_s_per_tracked_object": slope,
@@ -292,6 +351,13 @@ def main(argv=None) -> int:
     h.add_argument("--out", required=True, type=Path)
     h.add_argument("--add", nargs="+", type=int, default=[0, 250_000, 500_000, 1_000_000, 2_000_000])
     h.add_argument("--repeat", type=int, default=5)
+    h.add_argument("--vllm-src", type=Path, help="an unpacked vLLM wheel to import instead of the installed vLLM")
+    h.add_argument(
+        "--stub",
+        nargs="*",
+        default=["vllm._C", "vllm._moe_C", "gguf", "ray"],
+        help="modules imported as stubs with --vllm-src (compiled extensions, missing optional dependencies)",
+    )
     g = sub.add_parser("gaps")
     g.add_argument(
         "--corpus", type=Path, default=Path(__file__).resolve().parent / "public/llm-d/exp-4-vllm-llama4-tp4"
