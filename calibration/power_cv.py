@@ -5,20 +5,23 @@ form beside the shipped law.
 
     python -m calibration.power_cv [--steps-csv power_steps.csv]
 
-1. **Residuals** (training split only): the shipped law (``calibration.power_fit``) against each
+1. **Residuals** (training split only): the law shipped before power8 (``BASELINE``: linear in MFU and
+   MBU, non-negative least squares on the watts, as ``calibration.power_fit`` fitted it then) against each
    training configuration of ``public/ml_energy/configs.csv``, grouped by GPU count, parallelism,
    architecture, weight precision, task, ``max_num_seqs``, measured batch / cap, activated
    parameters, MFU, MBU, ITL p90 / p50, and (with ``--steps-csv``, ``calibration.power_steps``'
    output) the share of the replayed step in GPU kernels, all-reduces and CPU waits.
 2. **Forms** (``FORMS``, declared here before any held-back figure was looked at): per GPU
    architecture, at most four parameters, each fitted on the training split only, with absolute
-   least squares (as shipped) or a robust relative criterion (soft-L1 on the relative residual, scale
-   5 %: the target is a relative error and the B200 training set holds the one-GPU gpqa rows whose
+   least squares (as first shipped) or a robust relative criterion (soft-L1 on the relative residual,
+   scale 5 %, ``power_fit.robust_relative_fit``: the target is a relative error and the B200 training set holds the one-GPU gpqa rows whose
    idle floor has no mechanism, README "the B200 one-GPU gpqa floor"). The form of each GPU with
    the lowest leave-one-model-out mean |error| on its training models is *chosen*.
 3. **Noise floor**: the repeated configurations (``power_forms.repeat_scatter``) and the roughness of
-   each ``max_num_seqs`` sweep (``sweep_roughness``).
-4. **Held back, once**: the shipped law and the chosen form per GPU only.
+   each ``max_num_seqs`` sweep (``sweep_roughness``); and how much of a law's training residual is one
+   offset per sweep rather than scatter along it (``sweep_offsets``).
+4. **Held back, once**: the law shipped before and the chosen form per GPU only. Where the chosen form
+   beats it there, ``calibration.power_fit`` fits that GPU in that form (``power_fit.FORMS``).
 
 Nothing here is used by the simulator.
 """
@@ -46,6 +49,7 @@ __all__ = [
     "choose",
     "residual_groups",
     "sweep_roughness",
+    "sweep_offsets",
     "held_back",
     "main",
 ]
@@ -54,9 +58,6 @@ Row = dict
 
 #: ML.ENERGY gpu_model -> board power limit (W): H100 SXM 700 W, B200 1000 W (sim/catalog/gpus.yaml tdp_w)
 TDP_W = {"H100": 700.0, "B200": 1000.0}
-
-#: soft-L1 scale of the robust relative criterion: residuals beyond ~5 % weigh linearly, not squared
-_REL_SCALE = 0.05
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ def _forms() -> dict[str, Form]:
 #: the candidate forms, declared before any held-back figure (module doc, item 2)
 FORMS: dict[str, Form] = _forms()
 
+#: the law as shipped before power8 (both GPUs): what the residuals are of and what the chosen form must beat
+BASELINE = "linear (shipped form), absolute"
+
 
 def _xy(rows: list[Row], form: Form) -> tuple[np.ndarray, np.ndarray]:
     x = np.array([form.columns(r) for r in rows], dtype=float)
@@ -138,17 +142,14 @@ def fit_form(form: Form, rows: list[Row], tdp_w: float) -> np.ndarray:
     """The form's parameters on ``rows`` (one GPU's): W per GPU, absolute least squares or soft-L1
     on the relative residual; the linear forms' slopes on MFU and MBU are non-negative."""
     x, y = _xy(rows, form)
-
-    def resid(p: np.ndarray) -> np.ndarray:
-        d = form.predict(p, x, tdp_w) - y
-        return d / y if form.robust_relative else d
-
+    if form.robust_relative:
+        return power_fit.robust_relative_fit(
+            lambda p, xx: form.predict(p, xx, tdp_w), x, y, form.start(tdp_w), form.lower(tdp_w), form.upper(tdp_w)
+        )
     res = least_squares(
-        resid,
+        lambda p: form.predict(p, x, tdp_w) - y,
         form.start(tdp_w),
         bounds=(form.lower(tdp_w), form.upper(tdp_w)),
-        loss="soft_l1" if form.robust_relative else "linear",
-        f_scale=_REL_SCALE if form.robust_relative else 1.0,
         x_scale="jac",
         max_nfev=20000,
     )
@@ -250,13 +251,15 @@ def _load_steps(path: Path) -> dict[tuple, dict]:
 
 
 def residual_groups(rows: list[Row], steps: dict[tuple, dict] | None = None) -> list[dict]:
-    """The shipped law's relative residual (predicted / measured - 1) on each GPU's training
+    """The relative residual (predicted / measured - 1) of the law shipped before (``BASELINE``) on each GPU's training
     configurations, grouped (module doc, item 1): per group n, mean signed and mean |residual|."""
-    fits = power_fit.fit(rows)
     out = []
+    base = FORMS[BASELINE]
     for ml, name in power_fit.FIT_GPUS.items():
         tr = _train(rows, ml)
-        res = {id(r): power_fit.predict_w(fits[name], r) / float(r["avg_power_w"]) - 1.0 for r in tr}
+        p = fit_form(base, tr, TDP_W[ml])
+        pred = _predict(base, p, tr, TDP_W[ml])
+        res = {id(r): w / (float(r["avg_power_w"]) / int(r["num_gpus"])) - 1.0 for r, w in zip(tr, pred, strict=True)}
         for gname, key in _groupings(steps).items():
             d: dict[str, list[float]] = defaultdict(list)
             for r in tr:
@@ -305,17 +308,41 @@ def sweep_roughness(rows: list[Row], split: str = "train") -> dict[str, float]:
     }
 
 
+def sweep_offsets(rows: list[Row], gpu_model: str, form: Form) -> dict[str, float]:
+    """Where ``form``'s residual (fitted on the GPU's training split, scored there) sits: the log
+    residual's rms over all training configurations, that of each sweep's mean (model, task and
+    parallelism: one offset per server set-up) and that within the sweeps around their mean."""
+    tr, tdp = _train(rows, gpu_model), TDP_W[gpu_model]
+    x, y = _xy(tr, form)
+    e = np.log(form.predict(fit_form(form, tr, tdp), x, tdp) / y)
+    sweeps: dict[tuple, list[int]] = defaultdict(list)
+    for i, r in enumerate(tr):
+        sweeps[(r["model_id"], r["task"], r["tensor_parallel"], r["expert_parallel"], r["data_parallel"])].append(i)
+    off = np.zeros_like(e)
+    for idx in sweeps.values():
+        off[idx] = e[idx].mean()
+    return {
+        "sweeps": float(len(sweeps)),
+        "rms": float(np.sqrt((e**2).mean())),
+        "between_sweeps_rms": float(np.sqrt((off**2).mean())),
+        "within_sweeps_rms": float(np.sqrt(((e - off) ** 2).mean())),
+    }
+
+
 def held_back(rows: list[Row], gpu_model: str, form: Form) -> dict[str, dict[str, float]]:
-    """The shipped law and ``form`` (fitted on the GPU's whole training split) on its held-back
+    """The law shipped before (``BASELINE``) and ``form``, each fitted on the GPU's whole training split, on its held-back
     configurations; energy per output token at the measured throughput has the same relative
     error as power, so ``within_10pct`` is the energy target."""
     hb = [r for r in rows if r["gpu_model"] == gpu_model and r["split"] == "held_back"]
     meas = np.array([float(r["avg_power_w"]) / int(r["num_gpus"]) for r in hb])
-    shipped = power_fit.fit(rows)[power_fit.FIT_GPUS[gpu_model]]
-    ps = np.array([power_fit.predict_w(shipped, r) / int(r["num_gpus"]) for r in hb])
-    p = fit_form(form, _train(rows, gpu_model), TDP_W[gpu_model])
+    tr, tdp = _train(rows, gpu_model), TDP_W[gpu_model]
+    base = FORMS[BASELINE]
+    ps = _predict(base, fit_form(base, tr, tdp), hb, tdp)
     g = np.array([float(r["num_gpus"]) for r in hb])
-    return {"shipped": _errors(ps, meas, g), "chosen": _errors(_predict(form, p, hb, TDP_W[gpu_model]), meas, g)}
+    return {
+        "shipped": _errors(ps, meas, g),
+        "chosen": _errors(_predict(form, fit_form(form, tr, tdp), hb, tdp), meas, g),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -325,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = power_fit.load_rows()
     steps = _load_steps(a.steps_csv) if a.steps_csv is not None else None
 
-    print("## 1. The shipped law's residual on the training split (predicted / measured - 1)")
+    print("## 1. The residual of the law shipped before power8 on the training split (predicted / measured - 1)")
     print("| GPU | by | group | configs | mean | mean abs |")
     print("|---|---|---|---|---|---|")
     for g in residual_groups(rows, steps):
@@ -359,12 +386,20 @@ def main(argv: list[str] | None = None) -> None:
             f"{s['sigma_rms']:.1%} (rms), {s['sigma_median']:.1%} (median form)"
         )
 
-    print("\n## 4. Held back, once: the shipped law and the chosen form")
+    for ml, name in power_fit.FIT_GPUS.items():
+        for k in (BASELINE, chosen[ml]):
+            o = sweep_offsets(rows, ml, FORMS[k])
+            print(
+                f"{name}, {k}, training split ({o['sweeps']:.0f} sweeps): log residual rms {o['rms']:.1%}; "
+                f"between sweeps {o['between_sweeps_rms']:.1%}, within sweeps {o['within_sweeps_rms']:.1%}"
+            )
+
+    print("\n## 4. Held back, once: the law shipped before power8 and the chosen form")
     print("| GPU | law | configs | mean abs err | median | within 5% | energy/token within 10% | set mean |")
     print("|---|---|---|---|---|---|---|---|")
     for ml, name in power_fit.FIT_GPUS.items():
         hb = held_back(rows, ml, FORMS[chosen[ml]])
-        for label, e in (("shipped law", hb["shipped"]), (chosen[ml], hb["chosen"])):
+        for label, e in (("law shipped before: " + BASELINE, hb["shipped"]), (chosen[ml], hb["chosen"])):
             print(
                 f"| {name} | {label} | {e['n']:.0f} | {e['mean']:.1%} | {e['median']:.1%} | {e['within_5pct']:.0%} | "
                 f"{e['within_10pct']:.0%} | {e['set_mean']:+.1%} |"
