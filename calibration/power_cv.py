@@ -349,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Residuals, cross-validated forms and noise floor (module doc).")
     ap.add_argument("--steps-csv", type=Path, default=None, help="calibration.power_steps output, for item 1")
     a = ap.parse_args(argv)
+    if a.steps_csv is not None and not a.steps_csv.is_file():
+        ap.error(f"--steps-csv {a.steps_csv}: no such file (write one with python -m calibration.power_steps --out)")
     rows = power_fit.load_rows()
     steps = _load_steps(a.steps_csv) if a.steps_csv is not None else None
 
