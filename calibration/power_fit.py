@@ -11,28 +11,57 @@ Per configuration the features are what the engine's steps did per GPU over the 
   ``min(total, activated · batch)`` parameters a step; KV-cache bytes are not in the data).
 
 The engine is stepping all the time in these runs (closed loop at ``max_num_seqs``), so the fit is
-``W per GPU = active_w + w_per_mfu · mfu + w_per_mbu · mbu`` by non-negative least squares, one per
-measured GPU (H100 SXM, B200). Energy per output token is the predicted power × GPUs / the
-*measured* output tokens/s, so its error here is the power model's alone.
+``W per GPU = active_w + w_per_log2_gpus · log2(GPUs) + w_per_mfu · mfu + w_per_mbu · mbu``, one per
+measured GPU, in the form ``FORMS`` names for it:
+
+- B200: ``w_per_log2_gpus`` = 0, non-negative least squares on the watts (the law as first shipped);
+- H100 SXM: with the GPU-count term, soft-L1 on the relative residual (scale 5 %), the slopes on MFU
+  and MBU non-negative — the form ``calibration.power_cv`` chose for H100 by leave-one-model-out
+  cross-validation within the training split (power8, 2026-12-07; README "a fresh look").
+
+Energy per output token is the predicted power × GPUs / the *measured* output tokens/s, so its error
+here is the power model's alone.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from sim.catalog import load_catalog
 
-__all__ = ["CONFIGS_CSV", "FIT_GPUS", "Fit", "load_rows", "features", "fit", "held_back_table", "main"]
+__all__ = [
+    "CONFIGS_CSV",
+    "FIT_GPUS",
+    "FORMS",
+    "REL_SCALE",
+    "Fit",
+    "load_rows",
+    "features",
+    "robust_relative_fit",
+    "fit",
+    "predict_w",
+    "held_back_table",
+    "main",
+]
 
 CONFIGS_CSV = Path(__file__).parent / "public" / "ml_energy" / "configs.csv"
 
 #: ML.ENERGY gpu_model -> catalog GPU
 FIT_GPUS = {"H100": "h100-sxm", "B200": "b200"}
+
+#: ML.ENERGY gpu_model -> the shipped form: "linear" (nnls on the watts, no GPU-count term) or
+#: "linear + log2(GPUs), robust relative" (``robust_relative_fit``); see the module doc
+FORMS = {"H100": "linear + log2(GPUs), robust relative", "B200": "linear"}
+
+#: soft-L1 scale of the robust relative criterion: relative residuals beyond ~5 % weigh linearly
+REL_SCALE = 0.05
 
 _BYTES_PER_PARAM = {"bfloat16": 2.0, "fp8": 1.0, "mxfp4": 4.25 / 8}  # mxfp4: 4-bit values + one 8-bit scale per 32
 
@@ -44,6 +73,7 @@ class Fit:
     w_per_mfu: float
     w_per_mbu: float
     n_train: int
+    w_per_log2_gpus: float = 0.0
 
 
 def load_rows(path: Path = CONFIGS_CSV) -> list[dict]:
@@ -82,6 +112,32 @@ def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return best
 
 
+def robust_relative_fit(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    start: list[float],
+    lower: list[float],
+    upper: list[float],
+) -> np.ndarray:
+    """Parameters ``p`` of ``predict(p, x)`` (W per GPU) minimising the soft-L1 loss of the relative
+    residual ``predict / y - 1`` at scale ``REL_SCALE``, within the bounds."""
+    res = least_squares(
+        lambda p: predict(p, x) / y - 1.0,
+        start,
+        bounds=(lower, upper),
+        loss="soft_l1",
+        f_scale=REL_SCALE,
+        x_scale="jac",
+        max_nfev=20000,
+    )
+    return np.asarray(res.x)
+
+
+def _linear(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return p[0] + x @ p[1:]
+
+
 def _xy(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     x = np.array([[1.0, *features(r)] for r in rows])
     y = np.array([float(r["avg_power_w"]) / int(r["num_gpus"]) for r in rows])
@@ -89,19 +145,30 @@ def _xy(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit(rows: list[dict]) -> dict[str, Fit]:
-    """One fit per measured GPU on the rows whose split is ``train``."""
+    """One fit per measured GPU, in its form (``FORMS``), on the rows whose split is ``train``."""
     out = {}
     for ml, name in FIT_GPUS.items():
         train = [r for r in rows if r["gpu_model"] == ml and r["split"] == "train"]
-        c = _nnls(*_xy(train))
-        out[name] = Fit(name, float(c[0]), float(c[1]), float(c[2]), len(train))
+        x, y = _xy(train)
+        if FORMS[ml] == "linear":
+            c = _nnls(x, y)
+            out[name] = Fit(name, float(c[0]), float(c[1]), float(c[2]), len(train))
+            continue
+        # columns mfu, mbu, log2(GPUs); W per GPU = p0 + p1 mfu + p2 mbu + p3 log2(GPUs)
+        xg = np.column_stack([x[:, 1:], [np.log2(int(r["num_gpus"])) for r in train]])
+        tdp = load_catalog().gpu(name).power_w
+        p = robust_relative_fit(
+            _linear, xg, y, [0.6 * tdp, tdp, 0.0, 0.0], [0.0, 0.0, 0.0, -np.inf], [tdp, np.inf, np.inf, np.inf]
+        )
+        out[name] = Fit(name, float(p[0]), float(p[1]), float(p[2]), len(train), float(p[3]))
     return out
 
 
 def predict_w(f: Fit, row: dict) -> float:
     """Predicted power of all the configuration's GPUs, W."""
     mfu, mbu = features(row)
-    return (f.active_w + f.w_per_mfu * mfu + f.w_per_mbu * mbu) * int(row["num_gpus"])
+    n = int(row["num_gpus"])
+    return (f.active_w + f.w_per_log2_gpus * float(np.log2(n)) + f.w_per_mfu * mfu + f.w_per_mbu * mbu) * n
 
 
 def held_back_table(rows: list[dict], fits: dict[str, Fit], split: str = "held_back") -> list[dict]:
@@ -138,7 +205,8 @@ def main() -> None:
     fits = fit(rows)
     for f in fits.values():
         print(
-            f"{f.gpu}: W/GPU = {f.active_w:.1f} + {f.w_per_mfu:.1f}·mfu + {f.w_per_mbu:.1f}·mbu  ({f.n_train} train configs)"
+            f"{f.gpu}: W/GPU = {f.active_w:.1f} {f.w_per_log2_gpus:+.1f}·log2(GPUs) + {f.w_per_mfu:.1f}·mfu + "
+            f"{f.w_per_mbu:.1f}·mbu  ({f.n_train} train configs)"
         )
     print(
         "| GPU | split | configs | power: mean abs err | median | max | within 5% | mean power of the set |"

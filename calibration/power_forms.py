@@ -160,7 +160,8 @@ def step_table(rows: list[dict]) -> list[dict]:
             {
                 "gpu": gpu,
                 "form": "shipped law (power_fit, every training configuration)",
-                "coef": [shipped[gpu].active_w, shipped[gpu].w_per_mfu, shipped[gpu].w_per_mbu],
+                "coef": [shipped[gpu].active_w, shipped[gpu].w_per_mfu, shipped[gpu].w_per_mbu]
+                + ([shipped[gpu].w_per_log2_gpus] if shipped[gpu].w_per_log2_gpus else []),
                 "train": _errors(p_tr, y_tr),
                 "held_back": _errors(p_hb, y_hb),
                 "configs": (len(tr), len(hb)),

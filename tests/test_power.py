@@ -40,8 +40,12 @@ def test_split_is_declared_by_model_before_fitting():
 def test_the_shipped_coefficients_are_the_fit_of_the_training_split():
     fits = power_fit.fit(power_fit.load_rows())
     for name, f in fits.items():
-        _, active, mfu, mbu, _ = MEASURED[name]
-        assert (active, mfu, mbu) == pytest.approx((f.active_w, f.w_per_mfu, f.w_per_mbu), abs=0.051)
+        _, active, mfu, mbu, per_log2_gpus, _ = MEASURED[name]
+        assert (active, mfu, mbu, per_log2_gpus) == pytest.approx(
+            (f.active_w, f.w_per_mfu, f.w_per_mbu, f.w_per_log2_gpus), abs=0.051
+        )
+    # the forms: B200 as first shipped (no GPU-count term), H100 the form power_cv chose
+    assert fits["b200"].w_per_log2_gpus == 0.0 and fits["h100-sxm"].w_per_log2_gpus < 0
 
 
 def test_the_held_back_table_in_calibration_readme_is_what_the_fit_gives():
@@ -92,8 +96,28 @@ def test_unmeasured_gpu_is_its_architectures_curve_scaled_to_tdp_and_says_so():
     h200 = gpu_curve("h200", "hopper", 700.0)
     assert h200.active_w == MEASURED["h100-sxm"][1] and "scaled by TDP" in h200.basis and "hopper" in h200.basis
     l40s = gpu_curve("l40s", "ada", 350.0)
-    assert l40s.active_w == pytest.approx(462.3 / 2) and "no ada curve" in l40s.basis
+    assert l40s.active_w == pytest.approx(490.0 / 2) and "no ada curve" in l40s.basis
     assert gpu_curve("h100-sxm", "hopper", 700.0).basis.startswith("measured")
+    # in a 4-GPU replica: Hopper's (490.0 - 28.6 x log2 4) = 432.8 W, x 350/700 -> 216.4 W
+    assert gpu_curve("l40s", "ada", 350.0, 4).active_w == pytest.approx(216.4)
+
+
+def test_h100_active_power_falls_with_the_replicas_gpus_held_within_the_fit():
+    """H100 SXM: active 490.0 W at one GPU, -28.6 W per doubling: 2 GPUs 461.4 W, 8 GPUs
+    490.0 - 85.8 = 404.2 W; 16 GPUs are held at 8 (the data's largest server), 0 at 1. B200 has no
+    such term (579.2 W at any count)."""
+    assert gpu_curve("h100-sxm", "hopper", 700.0, 2).active_w == pytest.approx(461.4)
+    assert gpu_curve("h100-sxm", "hopper", 700.0, 8).active_w == pytest.approx(404.2)
+    assert gpu_curve("h100-sxm", "hopper", 700.0, 16).active_w == pytest.approx(404.2)
+    assert gpu_curve("h100-sxm", "hopper", 700.0, 0).active_w == pytest.approx(490.0)
+    assert gpu_curve("b200", "blackwell", 1000.0, 8).active_w == pytest.approx(579.2)
+    assert "log2(8 GPUs per replica)" in gpu_curve("h100-sxm", "hopper", 700.0, 8).basis
+    # an 8-GPU replica held 0.05 s, busy 0.03 s at MFU 0.2 on every GPU, no bytes. By hand:
+    # idle 8 x 70 x 0.02 = 11.2; active 8 x 404.2 x 0.03 = 97.008; 940.0 x 0.2 x 0.03 x 8 = 45.12
+    # -> 153.328 J
+    peak = 989.5e12
+    c8 = gpu_curve("h100-sxm", "hopper", 700.0, 8)
+    assert energy_j(c8, 8, 0.05, 0.03, 0.2 * peak * 0.03 * 8, 0.0, peak, 3.35e12) == pytest.approx(153.328)
 
 
 def _two_step_result(stats: ReplicaStats) -> SimResult:
@@ -104,22 +128,22 @@ def _two_step_result(stats: ReplicaStats) -> SimResult:
 
 def test_two_step_run_summary_equals_the_formula(tmp_path):
     """One H100 replica (TP1) over a 10 s window ran two steps: 0.2 s at MFU 0.3 and 0.3 s at MFU
-    0.1. H100 curve: idle 70 W (10% of 700), active 462.3 W, 1118.8 W per unit MFU, 0 per MBU.
-    By hand: 70 x 9.5 + 462.3 x 0.5 + 1118.8 x (0.06 + 0.03) = 665 + 231.15 + 100.692 = 996.842 J,
-    so 99.6842 W. One DGX H100-class server: host (10200 - 8 x 700) / 2 = 2300 W; IT 2.3996842 kW;
-    PUE 1.3 -> 3.11958946 kW; x 730 h = 2277.3003 kWh = 2.2773003 MWh a month; at $0.10/kWh
-    $227.73003; at 367 g/kWh 0.835769 t CO2."""
+    0.1. H100 curve at one GPU: idle 70 W (10% of 700), active 490.0 W, 940.0 W per unit MFU, 0 per
+    MBU. By hand: 70 x 9.5 + 490.0 x 0.5 + 940.0 x (0.06 + 0.03) = 665 + 245 + 84.6 = 994.6 J,
+    so 99.46 W. One DGX H100-class server: host (10200 - 8 x 700) / 2 = 2300 W; IT 2.39946 kW;
+    PUE 1.3 -> 3.119298 kW; x 730 h = 2277.08754 kWh = 2.27708754 MWh a month; at $0.10/kWh
+    $227.708754; at 367 g/kWh 0.835691 t CO2."""
     peak, bw = 989.5e12, 3.35e12
     stats = ReplicaStats("h100", "h100/0", "h100-sxm", 1, 100, busy_s=0.5, flops=0.3 * peak * 0.2 + 0.1 * peak * 0.3,
                          bytes=5e11, steps=2, peak_flops=peak, hbm_bw_bytes_s=bw)
     sc = load_scenario(QUICKSTART).model_copy()
     sc = sc.model_copy(update={"fleet": [sc.fleet[0].model_copy(update={"replicas": 1})]})
     p = power_summary(sc, _two_step_result(stats), None)
-    assert p["gpu_avg_kw"] * 1000 == pytest.approx(99.6842, rel=1e-9)
-    assert p["it_avg_kw"] == pytest.approx(2.3996842, rel=1e-9)
-    assert p["mwh_per_month"] == pytest.approx(2.2773003, rel=1e-7)
-    assert p["energy_usd_per_month"] == pytest.approx(227.73003, rel=1e-7)
-    assert p["t_co2_per_month"] == pytest.approx(0.835769, rel=1e-5)
+    assert p["gpu_avg_kw"] * 1000 == pytest.approx(99.46, rel=1e-9)
+    assert p["it_avg_kw"] == pytest.approx(2.39946, rel=1e-9)
+    assert p["mwh_per_month"] == pytest.approx(2.27708754, rel=1e-7)
+    assert p["energy_usd_per_month"] == pytest.approx(227.708754, rel=1e-7)
+    assert p["t_co2_per_month"] == pytest.approx(0.835691, rel=1e-5)
     assert p["servers"] == 1
 
 

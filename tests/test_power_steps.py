@@ -47,7 +47,8 @@ def test_step_part_forms_miss_the_targets_and_fit_no_mechanism():
     }
     # the shipped law's measured error on the replayed held-back configurations (57 H100, 61 B200)
     assert shipped["h100-sxm"]["configs"][1] == 57 and shipped["b200"]["configs"][1] == 61
-    assert 0.08 < shipped["h100-sxm"]["held_back"]["mean"] < 0.09
+    # H100: the law power8 shipped (linear + log2(GPUs), robust relative; before it 8.6 %)
+    assert 0.065 < shipped["h100-sxm"]["held_back"]["mean"] < 0.075
     assert 0.125 < shipped["b200"]["held_back"]["mean"] < 0.14
     assert (
         abs(shipped["h100-sxm"]["held_back"]["set_mean"]) < 0.05

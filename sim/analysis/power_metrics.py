@@ -82,7 +82,7 @@ def power_summary(scenario: Scenario, result: SimResult, out_tokens_per_s: float
     pools, servers_total, host_w_total, gpu_j_total = {}, 0, 0.0, 0.0
     for pool in scenario.fleet:
         gpu = catalog.gpu(pool.gpu)
-        curve = gpu_curve(pool.gpu, gpu.architecture, float(gpu.power_w))
+        curve = gpu_curve(pool.gpu, gpu.architecture, float(gpu.power_w), pool.gpus_per_replica)
         if pool.power_limit_w is not None:  # nvidia-smi -pl: the board's mean never above its limit
             curve = replace(curve, tdp_w=board_limit_w(pool.power_limit_w, float(gpu.power_w)))
         host = host_power(pool.gpu, float(gpu.power_w), gpu.gpus_per_node)

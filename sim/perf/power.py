@@ -5,6 +5,10 @@ One GPU draws
     W = idle_w                                   while no engine step runs,
     W = active_w + w_per_mfu · mfu + w_per_mbu · mbu   while one runs,
 
+where a curve's ``active_w`` holds its GPU-count term for the replica's GPUs: ``active_1gpu_w +
+w_per_log2_gpus · log2(GPUs per replica)`` (H100 SXM: −28.6 W per doubling; B200: 0), the GPU count held
+within the fit's 1..8 (``GPUS_FITTED``).
+
 with ``mfu`` the step's FLOPs / (duration · the GPU's peak at the compute dtype) and ``mbu`` its HBM
 bytes / (duration · HBM bandwidth). The law is linear in FLOPs and bytes, so a replica's energy over
 the window is exact from the sums the engine already keeps (``ReplicaStats.busy_s``, ``flops``,
@@ -13,21 +17,24 @@ the window is exact from the sums the engine already keeps (``ReplicaStats.busy_
     E = gpus · (idle_w · (held_s - busy_s) + active_w · busy_s)
         + w_per_mfu · flops / peak_flops_per_gpu + w_per_mbu · bytes / hbm_bw_per_gpu
 
-``active_w``, ``w_per_mfu`` and ``w_per_mbu`` are fitted (``calibration/power_fit.py``, non-negative
-least squares) on the training split of ``calibration/public/ml_energy/configs.csv``: H100 SXM for
-Hopper, B200 for Blackwell. A GPU without measurements uses its architecture's curve (else Hopper's)
+The coefficients are fitted (``calibration/power_fit.py``) on the training split of
+``calibration/public/ml_energy/configs.csv``: H100 SXM for Hopper (with the GPU-count term, robust relative
+criterion: the form ``calibration/power_cv.py`` chose by cross-validation within the training split), B200
+for Blackwell (non-negative least squares, no GPU-count term). A GPU without measurements uses its architecture's curve (else Hopper's)
 scaled by its TDP over the measured GPU's, and says so in ``basis``. ``idle_w`` is an assumption: the
 data has no idle periods (every run keeps the engine stepping).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 __all__ = [
     "PowerCurve",
     "MEASURED",
     "IDLE_FRACTION_OF_TDP",
+    "GPUS_FITTED",
     "gpu_curve",
     "energy_j",
     "HostPower",
@@ -57,31 +64,43 @@ class PowerCurve:
     basis: str  # measured, or which curve it was scaled from and why
 
 
-#: catalog GPU -> (architecture, active_w, w_per_mfu, w_per_mbu, TDP W): the fitted curves
-#: (``python -m calibration.power_fit`` prints them; tests/test_power.py re-fits and compares).
-MEASURED: dict[str, tuple[str, float, float, float, float]] = {
-    "h100-sxm": ("hopper", 462.3, 1118.8, 0.0, 700.0),
-    "b200": ("blackwell", 579.2, 1491.1, 397.1, 1000.0),
+#: catalog GPU -> (architecture, active W at one GPU, w_per_mfu, w_per_mbu, W per doubling of the
+#: replica's GPUs, TDP W): the fitted curves (``python -m calibration.power_fit`` prints them;
+#: tests/test_power.py re-fits and compares).
+MEASURED: dict[str, tuple[str, float, float, float, float, float]] = {
+    "h100-sxm": ("hopper", 490.0, 940.0, 0.0, -28.6, 700.0),
+    "b200": ("blackwell", 579.2, 1491.1, 397.1, 0.0, 1000.0),
 }
 
+#: the GPUs per server the fit saw (ML.ENERGY v3: 1, 2, 4, 8): a replica's GPU count is held within
+#: them for the GPU-count term (no data says how the draw goes on past one 8-GPU server)
+GPUS_FITTED = (1, 8)
 
-def gpu_curve(name: str, architecture: str, tdp_w: float) -> PowerCurve:
-    """The power curve of a catalog GPU: measured, else its architecture's (else Hopper's) scaled
-    to its TDP."""
+
+def _log2_gpus(gpus: int) -> float:
+    return math.log2(min(max(gpus, GPUS_FITTED[0]), GPUS_FITTED[1]))
+
+
+def gpu_curve(name: str, architecture: str, tdp_w: float, gpus: int = 1) -> PowerCurve:
+    """The power curve of a catalog GPU in a replica of ``gpus`` GPUs: measured, else its
+    architecture's (else Hopper's) scaled to its TDP."""
+    lg = _log2_gpus(gpus)
     if name in MEASURED:
-        _, a, m, b, tdp = MEASURED[name]
-        return PowerCurve(IDLE_FRACTION_OF_TDP * tdp, a, m, b, tdp, f"measured: {_SOURCE}")
-    src = next((g for g, v in MEASURED.items() if v[0] == architecture), "h100-sxm")
-    arch, a, m, b, tdp = MEASURED[src]
+        _, a, m, b, g, tdp = MEASURED[name]
+        term = f"; active_w = {a:g} {g:+g} W x log2({gpus} GPUs per replica)" if g else ""
+        return PowerCurve(IDLE_FRACTION_OF_TDP * tdp, a + g * lg, m, b, tdp, f"measured: {_SOURCE}{term}")
+    src = next((gg for gg, v in MEASURED.items() if v[0] == architecture), "h100-sxm")
+    arch, a, m, b, g, tdp = MEASURED[src]
     k = tdp_w / tdp
     why = f"its architecture ({arch})" if arch == architecture else f"no {architecture or 'known'} curve; Hopper's"
+    term = f"; active_w = ({a:g} {g:+g} W x log2({gpus} GPUs per replica)) x the TDP ratio" if g else ""
     return PowerCurve(
         IDLE_FRACTION_OF_TDP * tdp_w,
-        a * k,
+        (a + g * lg) * k,
         m * k,
         b * k,
         tdp_w,
-        f"not measured: {why} curve from {src} scaled by TDP {tdp_w:g} W / {tdp:g} W",
+        f"not measured: {why} curve from {src} scaled by TDP {tdp_w:g} W / {tdp:g} W{term}",
     )
 
 
