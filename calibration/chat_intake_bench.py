@@ -1,4 +1,4 @@
-"""Microbenchmark of vLLM 0.8.5's chat-request intake in the API server, for Llama 4's chat template.
+"""Microbenchmark of vLLM 0.8.5's chat-request intake in the API server, for a model family's chat template.
 
 What vLLM 0.8.5 does per ``/v1/chat/completions`` request before the engine sees it, on the API
 server's asyncio loop (``vllm/entrypoints/openai/serving_engine.py`` ``_preprocess_chat``, read in the
@@ -24,10 +24,19 @@ the template of Llama-4-Scout's processor; the model hub is not reachable here).
 stand-in fast tokenizer (``--tokenizer``: the CPU testbed's byte-level BPE, 8k vocabulary), not Llama
 4's 202k-vocabulary one, so its per-token figure is reported, not used.
 
+Another model family's template is timed from a file (``--template-file``, with ``--family`` the catalog
+family it is charged to and ``--template-source`` where the text comes from): the template a tokenizer
+carries (its ``tokenizer_config.json`` ``chat_template``), which is what vLLM 0.8.5 resolves when the server
+names no ``--chat-template``. ``--out`` keeps the other families already in the file (``families``).
+
 Run with the testbed venv (transformers, jinja2; not in the main venv)::
 
     PYTHONPATH=. .testbed-venv/bin/python -m calibration.chat_intake_bench \\
         --vllm-chat-utils /tmp/vllm-0.8.5/vllm/entrypoints/chat_utils.py --tokenizer /tmp/cpuside/tiny \\
+        --out calibration/public/llm-d/chat_intake.json
+    PYTHONPATH=. .testbed-venv/bin/python -m calibration.chat_intake_bench \\
+        --vllm-chat-utils /tmp/vllm-0.8.5/vllm/entrypoints/chat_utils.py --tokenizer /tmp/cpuside/tiny \\
+        --family llama-3.1 --template-file llama3.1_chat_template_hf.jinja --template-source "..." \\
         --out calibration/public/llm-d/chat_intake.json
 """
 
@@ -62,6 +71,10 @@ DETECT_FUNCS = (
     "_detect_content_format",
 )
 SIZES_CHARS = (1_000, 5_000, 10_000)  # prompt text lengths (exp-4's turns: ~5,000 characters)
+LLAMA4_TEMPLATE = "transformers.models.llama4.processing_llama4.chat_template"
+WHAT = (
+    "vLLM 0.8.5 chat intake per request, thread CPU seconds, by catalog model family (calibration/chat_intake_bench.py)"
+)
 
 
 class _NullLog:
@@ -124,12 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokenizer", type=Path, required=True, help="a stand-in fast tokenizer's folder")
     ap.add_argument("--out", type=Path, help="write the figures here (JSON)")
     ap.add_argument("-n", type=int, default=200, help="calls per timing")
+    ap.add_argument("--family", default="llama-4", help="catalog model family the figure is for (default llama-4)")
+    ap.add_argument("--template-file", type=Path, help="a chat template's text (default: transformers' Llama 4 one)")
+    ap.add_argument("--template-source", default="", help="where --template-file's text comes from (cited)")
     args = ap.parse_args(argv)
 
     from transformers import AutoTokenizer
-    from transformers.models.llama4 import processing_llama4
 
-    template: str = processing_llama4.chat_template
+    if args.template_file is not None:
+        template: str = args.template_file.read_text()
+        template_label = args.template_source or str(args.template_file)
+    else:
+        from transformers.models.llama4 import processing_llama4
+
+        template = processing_llama4.chat_template
+        template_label = LLAMA4_TEMPLATE
     detect = load_detector(args.vllm_chat_utils)
     tok = AutoTokenizer.from_pretrained(str(args.tokenizer))
     fmt = detect(template, default="string")
@@ -157,10 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{rows[-1]['render_s'] * 1e3:.3f} ms, tokenize {rows[-1]['tokenize_s'] * 1e3:.3f} ms"
         )
     result = {
-        "what": "vLLM 0.8.5 chat intake per request, thread CPU seconds (calibration/chat_intake_bench.py)",
         "detect_content_format_s": t_detect,
         "detected_format": fmt,
-        "template": "transformers.models.llama4.processing_llama4.chat_template",
+        "template": template_label,
         "template_chars": len(template),
         "template_sha256": hashlib.sha256(template.encode()).hexdigest(),
         "vllm_chat_utils_sha256": hashlib.sha256(args.vllm_chat_utils.read_bytes()).hexdigest(),
@@ -174,9 +195,13 @@ def main(argv: list[str] | None = None) -> int:
             "tokenizers": importlib.metadata.version("tokenizers"),
         },
     }
-    print(f"detected format {fmt!r}; detection {t_detect * 1e3:.3f} ms per request")
+    print(f"{args.family}: detected format {fmt!r}; detection {t_detect * 1e3:.3f} ms per request")
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        doc = json.loads(args.out.read_text()) if args.out.exists() else {}
+        families = dict(doc.get("families", {}))
+        families[args.family] = result
+        doc = {"what": WHAT, "families": dict(sorted(families.items()))}
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 
 

@@ -487,3 +487,17 @@ def test_bad_logs_are_located_errors_and_write_nothing(tmp_path, capsys, name, c
         assert piece in err, f"{piece!r} not in: {err}"
     assert not out.exists(), "a refused validation wrote its output folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
+
+
+def test_chat_endpoint_reaches_the_replay_and_a_bad_value_is_located(tmp_path):
+    """``engine.chat_endpoint`` (the client sent chat requests or completions) reaches the replay's engine;
+    unset it stays unset (the chat endpoint assumed); a value that is not a boolean is refused with its line."""
+    log = tmp_path / "r.jsonl"
+    log.write_text(JSONL_OK)
+    _sidecar(tmp_path, log, GOOD_SIDECAR + 'vllm_version: "0.9.0"\nengine: {chat_endpoint: false}\n')
+    assert run_scenario(load_log(log), None).fleet[0].engine.chat_endpoint is False
+    _sidecar(tmp_path, log, GOOD_SIDECAR + 'vllm_version: "0.9.0"\n')
+    assert run_scenario(load_log(log), None).fleet[0].engine.chat_endpoint is None
+    _sidecar(tmp_path, log, GOOD_SIDECAR + "engine:\n  chat_endpoint: sometimes\n")
+    with pytest.raises(FleetcastError, match="line 4, field engine.chat_endpoint"):
+        load_log(log)

@@ -64,6 +64,11 @@ class SidecarEngine(_Strict):
         description="how the requests sampled: greedy, top_p (top-p/top-k), top_p_penalties (also repetition, "
         "frequency or presence penalties); unset: the sampler's time is not modelled (as greedy)",
     )
+    chat_endpoint: bool | None = Field(
+        None,
+        description="the client sent chat requests (/v1/chat/completions: true) or completions (/v1/completions: "
+        "false); unset: the chat endpoint (it matters on vLLM 0.8.2-0.9.1, sim/perf/cpu_side.py)",
+    )
 
 
 class ClientCpu(_Strict):

@@ -141,13 +141,17 @@ call, so every request paid it; 0.9.2 caches ``_detect_content_format`` again (v
 each prompt to v1/chat/completions", 6-8 s for 1,000 prompts). Read in the 0.8.0-0.8.5, 0.9.1 and 0.9.2
 wheels' ``vllm/entrypoints/chat_utils.py`` (calibration/README.md, "vLLM 0.8.5's chat intake")."""
 
-FE_CHAT_FORMAT_DETECT_S = {"llama-4": 4.92e-3}
+FE_CHAT_FORMAT_DETECT_S = {"llama-4": 4.92e-3, "llama-3.1": 4.41e-3}
 """The API server's CPU per chat request for that detection, by catalog model family (the name's
 prefix): **measured**, not fitted, by ``calibration/chat_intake_bench.py`` (vLLM 0.8.5's own detection
-functions on the Llama 4 chat template transformers ships with ``Llama4Processor``, 4,926 characters;
-thread CPU on the CPU testbed's host; ``calibration/public/llm-d/chat_intake.json``), scaled to a GPU host
-by ``HOST_CPU_SPEEDUP``. It depends on the template only (not on the prompt). Only templates measured here
-are listed: other models of those releases pay their own template's parse, not modelled."""
+functions; thread CPU on the CPU testbed's host; ``calibration/public/llm-d/chat_intake.json``,
+``families``), scaled to a GPU host by ``HOST_CPU_SPEEDUP``. It depends on the template only (not on the
+prompt). ``llama-4``: the chat template transformers ships with ``Llama4Processor`` (4,926 characters).
+``llama-3.1``: the ``chat_template`` of meta-llama/Llama-3.1-8B-Instruct's ``tokenizer_config.json``
+(4,614 characters, sha256 ``e10ca381...``, as vendored by two public repositories that agree byte for byte;
+calibration/README.md, "Llama 3.1's chat template"), taken to be the 70B's and the 405B's (one
+release's Instruct tokenizers). Only templates measured here are listed: other models of those releases
+(Llama 3, 3.2, 3.3, ...) pay their own template's parse, not modelled."""
 
 
 @dataclass(frozen=True)
@@ -279,16 +283,18 @@ def cpu_side_for(
     )
 
 
-def with_chat_intake(cpu: CpuSide, vllm_version: tuple[int, ...] | None, model: str) -> CpuSide:
+def with_chat_intake(
+    cpu: CpuSide, vllm_version: tuple[int, ...] | None, model: str, chat_endpoint: bool | None = None
+) -> CpuSide:
     """``cpu`` of a server of ``model`` (a catalog name) whose chat endpoint re-parses the chat template
     per request (``CHAT_FORMAT_UNCACHED`` releases): ``fe_request_s`` adds ``FE_CHAT_FORMAT_DETECT_S`` of
     the model's family, on the API server's loop before the request reaches the engine. Other releases,
-    no version (the newest vLLM) and families not measured are returned unchanged. fleetcast's requests
-    do not say their endpoint: a chat endpoint is assumed for these releases (``/v1/completions`` does
-    not pay it)."""
+    no version (the newest vLLM) and families not measured are returned unchanged, and so are requests
+    sent to ``/v1/completions`` (``chat_endpoint`` false: the pool's ``engine.chat_endpoint``); unset, the
+    chat endpoint is assumed."""
     v = tuple(vllm_version) if vllm_version is not None else None
     first, end = CHAT_FORMAT_UNCACHED
-    if v is None or not (first <= v < end):
+    if v is None or not (first <= v < end) or chat_endpoint is False:
         return cpu
     family = next((f for f in FE_CHAT_FORMAT_DETECT_S if model.startswith(f)), None)
     if family is None:

@@ -114,7 +114,7 @@ def _pool_model(scenario, i: int, catalog) -> PoolModel:
     method = eng.speculative.method if eng.speculative is not None else None
     cpu = cpu_side_for(version, method, eng.async_scheduling, eng.engine_core)
     cpu = with_tensor_parallel(cpu, version, pool.tensor_parallel, eng.engine_core)
-    cpu = with_chat_intake(cpu, version, pool.model)  # vLLM 0.8.2-0.9.1's per-request template parse
+    cpu = with_chat_intake(cpu, version, pool.model, eng.chat_endpoint)  # vLLM 0.8.2-0.9.1's per-request template parse
     perf = pool_perf_model(pool, scenario.base_dir, gpu, model, quant, cpu)
     if pool.profile is not None:  # a profile is fitted to its server end to end: its overheads, no front end
         c = perf.coeffs

@@ -180,6 +180,13 @@ class EngineSpec(Strict):
         "0.10.x), whose CPU side is V0's (output processing overlapped with the next step in the engine process, a "
         "step's first tokens first); v1 for the V1 engine (VLLM_USE_V1=1, from 0.7.0). Default: by vllm_version (V1 from 0.8.0).",
     )
+    chat_endpoint: bool | None = Field(
+        None,
+        description="Whether the pool's requests come through vLLM's chat endpoint (/v1/chat/completions: true) or "
+        "/v1/completions (false). It matters on vLLM 0.8.2-0.9.1 only, whose chat endpoint re-parses the model's chat "
+        "template on every request (vLLM PR #20065), a cost measured per model family (sim/perf/cpu_side.py, "
+        "FE_CHAT_FORMAT_DETECT_S). Default: the chat endpoint.",
+    )
 
     _version_text = field_validator("vllm_version", mode="before")(version_as_text)
 

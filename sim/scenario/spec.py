@@ -454,7 +454,8 @@ def dump_scenario(scenario: Scenario) -> str:
     leaves out ``autoscale: null``, so its dump is what it was before autoscaling existed (and
     likewise ``pricing.grid_g_co2_per_kwh`` at its default, an unset ``plan.power``, unset power
     limits, ``engine.api_server_count`` 1, an unset ``engine.async_scheduling``, an unset
-    ``engine.flashinfer_sampler``, an unset ``engine.sampling`` and an unset ``engine.engine_core``)."""
+    ``engine.flashinfer_sampler``, an unset ``engine.sampling``, an unset ``engine.engine_core`` and an
+    unset ``engine.chat_endpoint``)."""
     data = scenario.model_dump(mode="json")
     for pool in data["fleet"]:
         if pool.get("autoscale", 0) is None:
@@ -470,6 +471,8 @@ def dump_scenario(scenario: Scenario) -> str:
             del eng["sampling"]
         if eng.get("engine_core", 0) is None:  # by version: left out, as before the field existed
             del eng["engine_core"]
+        if eng.get("chat_endpoint", 0) is None:  # the chat endpoint assumed: left out, as before the field existed
+            del eng["chat_endpoint"]
         if pool.get("power_limit_w", 0) is None:  # no power limit: left out, as before limits existed
             del pool["power_limit_w"]
     # the power fields, left out unless set, so a dump is what it was before they existed
