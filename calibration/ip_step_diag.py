@@ -89,14 +89,15 @@ def capped_lines(entry) -> list[str]:
     """Part 3: a client-capped stage's replayed TTFT distribution against the measured quantiles."""
     run = entry.load()
     cl = run.meta["closed_loop"]
+    chained = run.workload.after_rid is not None  # clients started one by one (validate_run's rule)
     res = simulate(
         run_scenario(run, None),
         workload=run.workload,
-        closed_loop=ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))),
+        closed_loop=None if chained else ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))),
         api_server=run.api_server,
     )
-    req = res.requests.sort_values("arrival_s")
-    ttft = req["ttft_s"].to_numpy()[int(run.meta.get("warmup_requests", 0)) :]
+    req = res.requests
+    ttft = req[req["request_id"] >= int(run.meta.get("warmup_requests", 0))]["ttft_s"].to_numpy()
     q = np.percentile(ttft, [10, 50, 90, 99])
     counts, edges = np.histogram(ttft, bins=12)
     meas = run.meta["aggregate_measured"]
