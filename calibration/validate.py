@@ -131,7 +131,10 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
     window (calibration.steady_state). The replay's inter-token latency percentiles come from the
     engine's ITL histogram (every token gap of every request, as a client sees them)."""
     cl = run.meta.get("closed_loop")
-    closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl else None
+    # clients that start one by one (a concurrency row's warmup_rate_rps) come as chained requests, each
+    # released by its client's previous one (calibration.logs.aggregate), not from a ClosedLoop
+    chained = run.workload.after_rid is not None
+    closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl and not chained else None
     with _replay_located(run):
         res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
     ts = res.timeseries

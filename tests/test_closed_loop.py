@@ -357,3 +357,53 @@ def test_validate_prints_both_summaries_for_stages_and_concurrency_points(tmp_pa
     out = capsys.readouterr().out
     assert "held-out (open-loop) median |error| %: ttft_p50" in out
     assert "closed-loop median |error| %: ttft_p50" in out
+
+
+def test_clients_started_one_by_one_are_chained_requests(tmp_path):
+    # warmup_rate_rps: 3 clients start at 0, 0.5 and 1.0 s (2 requests/s), then each sends its next request
+    # 0.25 + 0.012 s after its previous one ended (request r after request r - 3); 3 warm-up + 4 measured
+    p = _table(
+        tmp_path,
+        "s.concurrency.csv",
+        "concurrency,num_requests,warmup_requests,warmup_rate_rps,think_s,client_overhead_s,prompt_tokens,"
+        "output_tokens,ttft_p50_s\n"
+        "3,4,3,2,0.25,0.012,128,8,0.03\n",
+    )
+    (run,) = load_aggregate(p)
+    assert run.meta["aggregate_load"]["warmup_rate_rps"] == 2.0 and run.meta["warmup_requests"] == 3
+    np.testing.assert_array_equal(run.workload.after_rid, [-1, -1, -1, 0, 1, 2, 3])
+    assert (np.diff(run.workload.arrival_s) >= 0).all()  # placeholders keep the workload's order
+    comp = validate_run(run, None)
+    r = comp.sim_requests.sort_values("request_id")
+    sent, done = r["arrival_s"].to_numpy(), r["finish_s"].to_numpy()
+    np.testing.assert_allclose(sent[:3], [0.0, 0.5, 1.0], atol=1e-12)
+    np.testing.assert_allclose(sent[3:], done[:4] + 0.262, atol=1e-12)
+    assert comp.predicted["requests"] == 4
+
+
+@pytest.mark.parametrize(
+    "name, text, where",
+    [
+        (
+            "x.concurrency.csv",
+            "concurrency,num_requests,warmup_requests,warmup_rate_rps,prompt_tokens,output_tokens,ttft_p50_s\n"
+            "4,8,2,10,10,10,0.1\n",
+            "line 2, field warmup_rate_rps: needs warmup_requests >= concurrency (4), got 2",
+        ),
+        (
+            "x.concurrency.csv",
+            "concurrency,num_requests,warmup_requests,warmup_rate_rps,prompt_tokens,output_tokens,ttft_p50_s\n"
+            "4,8,4,-1,10,10,0.1\n",
+            "line 2, field warmup_rate_rps: must be",
+        ),
+        (
+            "x.stages.csv",
+            "rate_rps,duration_s,prompt_tokens,output_tokens,warmup_rate_rps,ttft_p50_s\n1,10,10,10,5,0.1\n",
+            "line 2, field warmup_rate_rps: only a concurrency table has a warm-up",
+        ),
+    ],
+)
+def test_bad_client_start_rates_are_located_errors(tmp_path, name, text, where):
+    p = _table(tmp_path, name, text)
+    with pytest.raises(FleetcastError, match=re.escape(f"{p}, {where}")):
+        load_aggregate(p)

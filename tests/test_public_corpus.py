@@ -122,6 +122,10 @@ def test_aggregate_entries_carry_the_source_figures():
     # ms) - 5.9 µs x running (17.18, 41.99, 94.19: 0.101, 0.248, 0.556 ms) = 11.264, 12.140, 11.448 ms
     assert capped.meta["closed_loop"]["clients"] == 440 and len(capped.workload.arrival_s) == 8933 + 440
     assert capped.meta["warmup_requests"] == 440
+    # the clients start one by one at the stage's requested rate (the converted row's requested_rate_rps,
+    # 148.9 requests/s for vllm-batch_size stage 4), each later request released by its client's previous one
+    assert capped.meta["aggregate_load"]["warmup_rate_rps"] == pytest.approx(148.9)
+    assert capped.workload.after_rid is not None and capped.workload.after_rid[440] == 0
     assert capped.meta["closed_loop"]["think_s"] == pytest.approx(0.0114) == capped.meta["client_overhead_s"]
     assert capped.engine["max_num_seqs"] == 192
 

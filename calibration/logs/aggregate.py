@@ -15,7 +15,12 @@ row here is one such point; the replay regenerates its workload and compares the
   measured requests (or a stage that ran on after another, its clients already busy);
   ``num_requests`` are the measured ones after them. A warm-up phase that ends before the
   measured requests start together (aiperf's, ``benchmark_serving``'s ``--num-warmups``) leaves an
-  idle server: 0.
+  idle server: 0. ``warmup_rate_rps`` (optional, with ``warmup_requests`` >= ``concurrency``): the
+  clients start one by one, evenly spaced at that rate, not all at 0, and each later request is sent by
+  the client of the request ``concurrency`` before it when that one ends (chained requests of the
+  workload, ``_staggered_clients``): a load generator that sends at a rate until its cap binds
+  (inference-perf's capped stages). Clients that all start at 0 with equal service times move in
+  lock-step waves in a replay.
 - a **rate stage** (``rate_rps``, ``duration_s``): requests sent at ``rate_rps`` for ``duration_s``
   seconds, evenly spaced (``arrival`` ``constant``, the default), as a Poisson process
   (``poisson``; seed ``seed``, default 0), or as a Poisson process held to the row's count and span
@@ -212,11 +217,20 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
             load["warmup_requests"] = warmup
             n += warmup  # sent in all: the warm-up first, then the measured ones
         arrival_s = np.zeros(n)
+        start_rate = _num(path, line, rec, "warmup_rate_rps") if rec.get("warmup_rate_rps") else 0.0
+        if start_rate:  # the clients start one by one at that rate: chained requests (_staggered_clients)
+            if warmup < clients:
+                raise FleetcastError(
+                    f"{path}, line {line}, field warmup_rate_rps: needs warmup_requests >= concurrency ({clients}), "
+                    f"got {warmup} (the clients' first requests are the warm-up; {_DOC})"
+                )
+            load["warmup_rate_rps"] = start_rate
     elif kind == "burst":
-        if rec.get("warmup_requests"):
-            raise FleetcastError(
-                f"{path}, line {line}, field warmup_requests: only a concurrency table has a warm-up ({_BURST_DOC})"
-            )
+        for fld in ("warmup_requests", "warmup_rate_rps"):
+            if rec.get(fld):
+                raise FleetcastError(
+                    f"{path}, line {line}, field {fld}: only a concurrency table has a warm-up ({_BURST_DOC})"
+                )
         n = int(_num(path, line, rec, "num_requests", integer=True))
         cap = int(_num(path, line, rec, "max_num_seqs", integer=True))
         if cap > _MAX_NUM_SEQS:
@@ -228,10 +242,11 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         load = {"num_requests": n, "max_num_seqs": cap}
         default_name = f"s{cap}-n{n}"
     else:
-        if rec.get("warmup_requests"):
-            raise FleetcastError(
-                f"{path}, line {line}, field warmup_requests: only a concurrency table has a warm-up ({_DOC})"
-            )
+        for fld in ("warmup_requests", "warmup_rate_rps"):
+            if rec.get(fld):
+                raise FleetcastError(
+                    f"{path}, line {line}, field {fld}: only a concurrency table has a warm-up ({_DOC})"
+                )
         rate = _num(path, line, rec, "rate_rps")
         dur = _num(path, line, rec, "duration_s")
         process = rec.get("arrival") or "constant"
@@ -271,8 +286,13 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
     engine = dict(st.engine)
     if kind == "burst":  # the row's batch cap is the server's (the sweep's variable)
         engine["max_num_seqs"] = load["max_num_seqs"]
+    released = (
+        _staggered_clients(n, load["concurrency"], load["warmup_rate_rps"], load["think_s"] + overhead_s)
+        if load.get("warmup_rate_rps")
+        else None
+    )
     wl = Workload(
-        arrival_s=arrival_s,
+        arrival_s=arrival_s if released is None else released[0],
         class_idx=np.zeros(n, dtype=np.int16),
         prompt_tokens=prompts,
         output_tokens=outputs,
@@ -280,6 +300,8 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         prefix_keys=keys,
         prefix_end_tok=ends,
         class_names=["default"],
+        after_rid=None if released is None else released[1],
+        think_s=None if released is None else released[2],
     )
     if overhead_s > 0:
         load["client_overhead_s"] = overhead_s
@@ -329,6 +351,18 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         notes=tuple(st.notes),
         expert_parallel=st.expert_parallel,
     )
+
+
+def _staggered_clients(n: int, clients: int, rate_rps: float, think_s: float) -> tuple:
+    """(arrival_s, after_rid, think_s) of a closed loop whose ``clients`` start one by one, evenly spaced at
+    ``rate_rps`` (``warmup_rate_rps``), rather than all at 0: client ``c`` sends request ``c`` at
+    ``c / rate_rps`` and each later request ``r`` ``think_s`` after request ``r - clients`` ends (its client's
+    previous one, as the client saw it; the engine's rule for a released turn, ``sim.engine.fleet``). A later
+    request's ``arrival_s`` is a placeholder, non-decreasing, replaced by its send time in the run."""
+    rid = np.arange(n)
+    after = np.where(rid >= clients, rid - clients, -1).astype(np.int64)
+    arrival_s = np.minimum(rid, clients - 1) / rate_rps + np.where(rid >= clients, think_s, 0.0)
+    return arrival_s, after, np.full(n, think_s)
 
 
 def _prompt_repeats(path: Path, line: int, rec: dict, n: int) -> int:

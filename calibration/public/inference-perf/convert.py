@@ -246,8 +246,19 @@ def convert(repo: Path) -> None:
             else:
                 # inference-perf runs its stages back to back on one server: a capped stage starts
                 # with its 440 clients already busy from the stage before, not on an idle server, so
-                # one round of them is sent first and left out (warmup_requests)
-                capped.append({"concurrency": CLIENTS, "num_requests": ok["count"], "warmup_requests": CLIENTS, **row})
+                # one round of them is sent first and left out (warmup_requests); those clients start one by
+                # one at the stage's requested rate, as the client's timer sends until the 440 are busy
+                # (warmup_rate_rps), not all at once: a round sent at once moves in lock-step waves
+                # (calibration/README.md, "inference-perf: the per-step shape and the TTFT p90 tail")
+                capped.append(
+                    {
+                        "concurrency": CLIENTS,
+                        "num_requests": ok["count"],
+                        "warmup_requests": CLIENTS,
+                        "warmup_rate_rps": row["requested_rate_rps"],
+                        **row,
+                    }
+                )
         for name, rows in (("stages.stages.csv", stages), ("capped.concurrency.csv", capped)):
             if rows:
                 with open(folder / name, "w", newline="", encoding="utf-8") as fh:
