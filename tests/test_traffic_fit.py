@@ -808,3 +808,27 @@ def test_report_shows_the_rate_over_the_week_observed_and_fitted(tmp_path):
     short = _gateway(tmp_path, _rows(300))
     assert main(["traffic", "fit", str(short), "--out", str(out), "--report", str(tmp_path / "fit.html")]) == 0
     assert "Rate over the week" not in (tmp_path / "fit.html").read_text()
+
+
+def test_round_trip_interval_counts_the_replays_own_noise():
+    """The difference's 95% interval: fitted mean - replay +- t(0.975, n - 1) * sd * sqrt(1 + 1/n),
+    relative to the replay. t(0.975, 2) = 4.303 (Student-t table). Runs 1.0, 1.2, 1.4 (mean 1.2,
+    sd 0.2) against a replay of 1.0: half-width 4.3027 * 0.2 * sqrt(4/3) = 0.99366, so the
+    interval is 0.2 -+ 0.99366 = -0.7937 .. +1.1937: undecided (the point, +20%, is outside 5%).
+    Runs 0.995, 1.0, 1.005 (sd 0.005): 0 -+ 4.3027 * 0.005 * 1.1547 = -+0.02484: within 5%.
+    Runs 1.2, 1.21, 1.22 (sd 0.01): 0.21 -+ 0.04968 = +0.1603 .. +0.2597: outside. One run:
+    no interval, undecided."""
+    from sim.analysis.traffic_roundtrip import RoundTripRow, difference_interval
+
+    low, high = difference_interval(1.0, [1.0, 1.2, 1.4])
+    assert low == pytest.approx(-0.7937, abs=1e-4) and high == pytest.approx(1.1937, abs=1e-4)
+    row = RoundTripRow("x", 1.0, 1.2, [1.0, 1.2, 1.4])
+    assert not row.ok and row.verdict == "undecided"
+    row = RoundTripRow("x", 1.0, 1.0, [0.995, 1.0, 1.005])
+    assert row.interval == pytest.approx((-0.02484, 0.02484), abs=1e-5) and row.verdict == "within"
+    row = RoundTripRow("x", 1.0, 1.21, [1.2, 1.21, 1.22])
+    assert row.interval == pytest.approx((0.1603, 0.2597), abs=1e-4) and row.verdict == "outside"
+    # relative to the replay: a replay of 2 halves the relative interval of the same runs' spread
+    assert difference_interval(2.0, [1.995, 2.0, 2.005]) == pytest.approx((-0.01242, 0.01242), abs=1e-5)
+    row = RoundTripRow("x", 1.0, 1.01, [1.01])
+    assert row.interval is None and row.verdict == "undecided" and row.ok
