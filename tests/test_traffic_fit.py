@@ -832,3 +832,30 @@ def test_round_trip_interval_counts_the_replays_own_noise():
     assert difference_interval(2.0, [1.995, 2.0, 2.005]) == pytest.approx((-0.01242, 0.01242), abs=1e-5)
     row = RoundTripRow("x", 1.0, 1.01, [1.01])
     assert row.interval is None and row.verdict == "undecided" and row.ok
+
+
+def test_cli_check_prints_each_differences_interval_and_the_verdict_it_allows(tmp_path, capsys):
+    """``--check`` prints, per metric, the difference's 95% interval and a verdict that follows
+    from it by plan's rule: "ok" only when the whole printed interval is inside +-5%, "> 5%" only
+    when it lies wholly outside, "inside the noise" otherwise (read back from the printed text)."""
+    import re
+
+    scenario = yaml.safe_load((ROOT / "scenarios" / "quickstart.yaml").read_text())
+    scenario["fleet"][0]["replicas"] = 1
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    log = _gateway(tmp_path, _rows(300))
+    out = tmp_path / "traffic.yaml"
+    args = ["traffic", "fit", str(log), "--out", str(out), "--check", str(tmp_path / "s.yaml"), "--check-seeds", "3"]
+    assert main([*args, "--report", str(tmp_path / "fit.html")]) == 0
+    text = capsys.readouterr().out
+    assert "95% interval" in text
+    lines = [ln for ln in text.splitlines() if re.match(r"\s+(TTFT|TPOT|throughput)", ln)]
+    assert len(lines) == 6
+    for ln in lines:
+        m = re.search(r"([+-]\d+\.\d)% \.\. ([+-]\d+\.\d)%\s+(ok|> 5%|inside the noise)$", ln)
+        assert m, ln
+        low, high, verdict = float(m[1]), float(m[2]), m[3]
+        expected = "ok" if -5 <= low and high <= 5 else ("> 5%" if low > 5 or high < -5 else "inside the noise")
+        assert verdict == expected, ln
+    html = (tmp_path / "fit.html").read_text()
+    assert "95% interval" in html and html.count("% .. ") >= 6
