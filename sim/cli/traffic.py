@@ -312,7 +312,12 @@ def register(subparsers) -> None:
     f.add_argument("--scale", type=float, default=1.0, help="multiply the fitted rates by this (default 1)")
     f.add_argument("--growth", metavar="PCT:MONTHS", help="also write plan.demand: a growth forecast from the rate")
     f.add_argument("--check", metavar="SCENARIO", help="simulate this scenario's fleet on the log and on the fit")
-    f.add_argument("--check-seeds", type=int, default=3, help="seeds of the fitted traffic in --check (default 3)")
+    f.add_argument(
+        "--check-seeds",
+        type=int,
+        default=3,
+        help="seeds of the fitted traffic in --check (default 3; each difference gets a 95%% interval over them)",
+    )
     f.add_argument("--report", metavar="HTML", help="also write the fit report (observed vs fitted), beside --out")
     f.add_argument(
         "--ties",
