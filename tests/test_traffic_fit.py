@@ -837,6 +837,12 @@ def test_round_trip_interval_counts_the_replays_own_noise():
     assert difference_interval(2.0, [1.995, 2.0, 2.005]) == pytest.approx((-0.01242, 0.01242), abs=1e-5)
     row = RoundTripRow("x", 1.0, 1.01, [1.01])
     assert row.interval is None and row.verdict == "undecided" and row.ok
+    # the replay's rank among the runs (ties count half): 1.0 among 1.0, 1.2, 1.4 is (0 + 1/2) / 3;
+    # among 0.995, 1.0, 1.005 (1 + 1/2) / 3 = 1/2; among 1.2, 1.21, 1.22 0; among 0.5, 0.7, 0.9, 1.1 3/4
+    assert RoundTripRow("x", 1.0, 1.2, [1.0, 1.2, 1.4]).replay_rank == pytest.approx(1 / 6)
+    assert RoundTripRow("x", 1.0, 1.0, [0.995, 1.0, 1.005]).replay_rank == pytest.approx(0.5)
+    assert RoundTripRow("x", 1.0, 1.21, [1.2, 1.21, 1.22]).replay_rank == 0.0
+    assert RoundTripRow("x", 1.0, 0.8, [0.5, 0.7, 0.9, 1.1]).replay_rank == pytest.approx(0.75)
 
 
 def test_cli_check_prints_each_differences_interval_and_the_verdict_it_allows(tmp_path, capsys):
@@ -857,9 +863,10 @@ def test_cli_check_prints_each_differences_interval_and_the_verdict_it_allows(tm
     lines = [ln for ln in text.splitlines() if re.match(r"\s+(TTFT|TPOT|throughput)", ln)]
     assert len(lines) == 6
     for ln in lines:
-        m = re.search(r"([+-]\d+\.\d)% \.\. ([+-]\d+\.\d)%\s+(ok|> 5%|inside the noise)$", ln)
+        m = re.search(r"([+-]\d+\.\d)% \.\. ([+-]\d+\.\d)%\s+(\d+)%\s+(ok|> 5%|inside the noise)$", ln)
         assert m, ln
-        low, high, verdict = float(m[1]), float(m[2]), m[3]
+        low, high, verdict = float(m[1]), float(m[2]), m[4]
+        assert int(m[3]) in (0, 17, 33, 50, 67, 83, 100)  # rank among 3 runs: (below + ties / 2) / 3
         expected = "ok" if -5 <= low and high <= 5 else ("> 5%" if low > 5 or high < -5 else "inside the noise")
         assert verdict == expected, ln
     html = (tmp_path / "fit.html").read_text()

@@ -83,6 +83,13 @@ class RoundTripRow:
         return difference_interval(self.replay, self.fitted_runs)
 
     @property
+    def replay_rank(self) -> float:
+        """Share of the fitted runs below the replay (ties count half): where the one replay falls
+        among them, assuming nothing about their shape (near 0 or 1: the replay is unlike the runs)."""
+        v = np.asarray(self.fitted_runs, dtype=float)
+        return float(((v < self.replay).sum() + 0.5 * (v == self.replay).sum()) / v.size) if v.size else math.nan
+
+    @property
     def verdict(self) -> str:
         """``within`` / ``outside`` the 5% on the interval, else ``undecided`` (one seed: no
         interval, always ``undecided``)."""

@@ -281,17 +281,19 @@ def _check(args: argparse.Namespace, fit, text: str, folder: Path):
 
     rows = round_trip(Path(args.check), fit, traffic_dict(text), folder, seeds=args.check_seeds)
     console.print(f"round trip on {args.check}'s fleet (fitted: mean of {args.check_seeds} seeds):")
-    console.print(f"  {'metric':<26}{'replayed log':>14}{'fitted':>14}{'diff':>9}{'95% interval':>19}  verdict")
+    head = f"  {'metric':<26}{'replayed log':>14}{'fitted':>14}{'diff':>9}{'95% interval':>19}{'rank':>6}  verdict"
+    console.print(head)
     for r in rows:
         iv = r.interval
         span = f"{iv[0]:+.1%} .. {iv[1]:+.1%}" if iv is not None else "none (1 seed)"
         mark = {"within": "ok", "outside": f"> {TOLERANCE:.0%}", "undecided": "inside the noise"}[r.verdict]
-        line = f"  {r.label:<26}{r.replay:>14.4g}{r.fitted:>14.4g}{r.rel_diff:>+8.1%}{span:>20}  {mark}"
+        line = f"  {r.label:<26}{r.replay:>14.4g}{r.fitted:>14.4g}{r.rel_diff:>+8.1%}{span:>20}{r.replay_rank:>6.0%}  {mark}"
         console.print(line, highlight=False)
     console.print(
         f"  [dim]interval: fitted mean - replay +- t * sd(seeds) * sqrt(1 + 1/seeds) (the replay is one "
         f"realization); ok: the whole interval within {TOLERANCE:.0%}; > {TOLERANCE:.0%}: wholly outside; "
-        "inside the noise: neither (more seeds narrow it only to the one replay's own spread)[/dim]",
+        "inside the noise: neither (more seeds narrow it only to the one replay's own spread); rank: share of "
+        "the fitted runs below the replay (near 0% or 100%: the replay is unlike them)[/dim]",
         highlight=False,
         soft_wrap=True,
     )

@@ -136,6 +136,7 @@ def _round_trip_html(rows: list[RoundTripRow], scenario: str, seeds: int) -> str
             f"{r.fitted:.4g}",
             f"{r.rel_diff:+.1%}",
             _interval_text(r),
+            f"{r.replay_rank:.0%}",
             _verdict_html(r),
         ]
         for r in rows
@@ -145,8 +146,11 @@ def _round_trip_html(rows: list[RoundTripRow], scenario: str, seeds: int) -> str
         f"log and on the fitted traffic (mean of {seeds} seeds). The interval is 95% for the difference: "
         "fitted mean &minus; replay &plusmn; t &middot; sd(seeds) &middot; &radic;(1 + 1/seeds), the replay "
         f"being one realization with one run's spread. Within {TOLERANCE:.0%}: the whole interval inside; "
-        f"outside: wholly outside; undecided: the difference is inside the noise.</p>"
-        + _table(["metric", "replayed log", "fitted", "difference", "95% interval", ""], body, numeric={1, 2, 3})
+        f"outside: wholly outside; undecided: the difference is inside the noise. Rank: the share of the fitted "
+        "runs below the replay (near 0% or 100%: the replay is unlike them; assumes no shape).</p>"
+        + _table(
+            ["metric", "replayed log", "fitted", "difference", "95% interval", "rank", ""], body, numeric={1, 2, 3, 5}
+        )
         + "</section>"
     )
 
