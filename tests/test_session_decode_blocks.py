@@ -180,7 +180,8 @@ def test_a_turn_preempted_mid_decode_caches_its_decode_filled_blocks(tmp_path):
     A write position 67 + k and B position 158 + k; A's 5 blocks hold positions 0..79, so at step 13
     A needs a 6th block (position 80) and none is free, while B (finishing at step 16, its 16th
     token; highest position 174, inside its 11 blocks) still runs. vLLM v1 preempts the last
-    request of the running queue (``Scheduler.schedule``: ``self.running.pop()``), A, with
+    request of the running queue (vllm/v1/core/sched/scheduler.py, ``Scheduler.schedule``, FCFS:
+    ``self.running.pop()``), A, with
     computed = 70 + 11 - 1 = 80 tokens (11 tokens generated, the last without KV).
 
     On preemption A registers floor(80 / 16) = 5 full blocks, its prompt's 4 and block 4
