@@ -170,3 +170,40 @@ def test_a_turn_sent_before_its_previous_one_ends_finds_the_prompt_blocks_only(t
     req = result.requests.sort_values("request_id")
     assert float(req["finish_s"].iloc[0]) > 0.05  # the premise: turn 1 had not ended
     assert req["cached_prompt_tokens"].tolist() == [0, 96]
+
+
+def test_a_turn_preempted_mid_decode_caches_its_decode_filled_blocks(tmp_path):
+    """16 blocks for requests (16-token blocks). B (no prefix chain; prompt 160, output 16) arrives at
+    0 s and prefills alone: ceil(160 / 16) = 10 blocks. Turn 1 of a conversation (A: prompt 70,
+    output 30) arrives during that step and is admitted with B's first decode step: A takes
+    ceil(70 / 16) = 5 blocks, B its 11th (it writes position 160): 16 of 16 in use. Step k >= 3 has
+    A write position 67 + k and B position 158 + k; A's 5 blocks hold positions 0..79, so at step 13
+    A needs a 6th block (position 80) and none is free, while B (finishing at step 16, its 16th
+    token; highest position 174, inside its 11 blocks) still runs. vLLM v1 preempts the last
+    request of the running queue (vllm/v1/core/sched/scheduler.py, ``Scheduler.schedule``, FCFS:
+    ``self.running.pop()``), A, with
+    computed = 70 + 11 - 1 = 80 tokens (11 tokens generated, the last without KV).
+
+    On preemption A registers floor(80 / 16) = 5 full blocks, its prompt's 4 and block 4
+    (positions 64..79, 6 prompt and 10 output tokens): only prompt blocks would be 4. All 5 become
+    evictable; A needs 5 hits + 1 new block to resume, 6 > 5 free, so it waits for B, whose 11
+    private blocks go back empty at step 16. A then resumes: it looks up floor((70 + 11 - 1) / 16)
+    = 5 blocks (num_tokens - 1) and finds all 5, 80 tokens (prompt blocks only: 4, 64 tokens), and
+    recomputes the 81 - 80 = 1 token left. It finishes with 70 + 30 - 1 = 99 tokens computed and
+    floor(99 / 16) = 6 blocks cached. Turn 2 at 20 s (prompt 70 + 30 + 10 = 110) looks up
+    floor(109 / 16) = 6 blocks and finds all 6: 96 tokens.
+
+    Prefix-cache counters (vllm:prefix_cache_queries / _hits, in blocks): B has no chain, no
+    lookup; A's first lookup queries floor((70 - 1) / 16) = 4 blocks and hits 0; its resume
+    queries 5 and hits 5; turn 2 queries 6 and hits 6: queries 15, hits 11."""
+    from sim.engine.fleet import Fleet
+
+    rows = [(0.0, 160, 16, -1, 0), (0.001, 70, 30, 0, 0), (20.0, 110, 30, 0, 1)]
+    fleet = Fleet(_scenario(tmp_path, num_blocks=16), _workload(rows))
+    result = fleet.run()
+    req = result.requests.sort_values("request_id")
+    assert req["status"].tolist() == ["ok"] * 3
+    assert req["preemptions"].tolist() == [0, 1, 0]
+    assert req["cached_prompt_tokens"].tolist() == [0, 0, 96]  # a resumed request's hits are not its prompt's
+    kv = fleet.replicas[0].kv
+    assert (kv.query_blocks, kv.hit_blocks) == (15, 11)

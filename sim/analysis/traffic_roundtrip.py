@@ -6,6 +6,19 @@ everything but ``traffic:``) from a scenario file, replays the fitted log (writt
 generic trace under ``folder``, with the log's block hashes when it has them, so the replay
 shares prefixes as the log did) and simulates the fitted traffic with ``seeds`` seeds; the
 fitted side is the mean over the seeds (one replay has no seed to vary).
+
+Each difference gets a 95% interval (``RoundTripRow.interval``). The replay is one realization of
+the log's process and the fitted mean is an average of ``n`` realizations of the fitted one; if the
+fit is right both have the spread of one fitted run (sd ``s`` over the seeds), so
+``fitted mean - replay`` has sd ``s * sqrt(1 + 1/n)`` and the interval is
+``fitted mean - replay +- t(0.975, n - 1) * s * sqrt(1 + 1/n)``, relative to the replay (a Student-t
+prediction interval: 0 lies outside it exactly when the replay lies outside the fitted runs' 95%
+prediction interval). The verdict is ``plan``'s rule (``sim.analysis.replications``) against the
+issue's 5%: ``within`` when the whole interval is inside +-5%, ``outside`` when it lies wholly
+outside, else ``undecided`` (the difference is inside the noise of one replay and ``n`` fitted runs).
+The interval is not the interval of the fitted mean alone: that one shrinks with ``n`` while the
+replay's own noise does not, so with enough seeds it would call a fit wrong for the replay's
+realization (docs/traffic-fit.md, "The round trip's noise").
 """
 
 from __future__ import annotations
@@ -17,11 +30,20 @@ from pathlib import Path
 import numpy as np
 
 from sim.analysis.forecast import forecast
+from sim.analysis.replications import CONFIDENCE
 from sim.scenario.spec import scenario_from_dict
 from sim.scenario.yamlio import load_yaml_with_lines
 from sim.workload.fit.fit import TrafficFit
 
-__all__ = ["RoundTripRow", "round_trip", "resolved_traffic", "conversation_hashes", "METRICS", "TOLERANCE"]
+__all__ = [
+    "RoundTripRow",
+    "round_trip",
+    "resolved_traffic",
+    "conversation_hashes",
+    "difference_interval",
+    "METRICS",
+    "TOLERANCE",
+]
 
 #: (label, summary path) of the compared metrics.
 METRICS = (
@@ -52,7 +74,48 @@ class RoundTripRow:
 
     @property
     def ok(self) -> bool:
+        """The point estimate (fitted mean against the one replay) within the 5%."""
         return abs(self.rel_diff) <= TOLERANCE
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """95% interval of the relative difference (module docstring); None with one seed."""
+        return difference_interval(self.replay, self.fitted_runs)
+
+    @property
+    def replay_rank(self) -> float:
+        """Share of the fitted runs below the replay (ties count half): where the one replay falls
+        among them, assuming nothing about their shape (near 0 or 1: the replay is unlike the runs)."""
+        v = np.asarray(self.fitted_runs, dtype=float)
+        return float(((v < self.replay).sum() + 0.5 * (v == self.replay).sum()) / v.size) if v.size else math.nan
+
+    @property
+    def verdict(self) -> str:
+        """``within`` / ``outside`` the 5% on the interval, else ``undecided`` (one seed: no
+        interval, always ``undecided``)."""
+        iv = self.interval
+        if iv is None or not (math.isfinite(iv[0]) and math.isfinite(iv[1])):
+            return "undecided"
+        if -TOLERANCE <= iv[0] and iv[1] <= TOLERANCE:
+            return "within"
+        if iv[0] > TOLERANCE or iv[1] < -TOLERANCE:
+            return "outside"
+        return "undecided"
+
+
+def difference_interval(replay: float, runs: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """(low, high) of ``(mean(runs) - replay) / replay`` at ``confidence``: the Student-t interval
+    with ``len(runs) - 1`` degrees of freedom and sd ``sd(runs) * sqrt(1 + 1 / len(runs))`` (the
+    replay is one more realization with the spread of one run). None for fewer than two runs or a
+    replay of 0 or NaN."""
+    v = np.asarray(runs, dtype=float)
+    if v.size < 2 or not replay or not math.isfinite(replay) or not np.isfinite(v).all():
+        return None
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(0.5 + confidence / 2.0, v.size - 1)) * float(v.std(ddof=1)) * math.sqrt(1 + 1 / v.size)
+    d = float(v.mean()) - replay
+    return (d - half) / replay, (d + half) / replay
 
 
 def _metric(summary: dict, path: tuple[str, ...]) -> float:

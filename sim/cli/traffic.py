@@ -281,10 +281,22 @@ def _check(args: argparse.Namespace, fit, text: str, folder: Path):
 
     rows = round_trip(Path(args.check), fit, traffic_dict(text), folder, seeds=args.check_seeds)
     console.print(f"round trip on {args.check}'s fleet (fitted: mean of {args.check_seeds} seeds):")
-    console.print(f"  {'metric':<26}{'replayed log':>14}{'fitted':>14}{'diff':>9}")
+    head = f"  {'metric':<26}{'replayed log':>14}{'fitted':>14}{'diff':>9}{'95% interval':>19}{'rank':>6}  verdict"
+    console.print(head)
     for r in rows:
-        mark = "ok" if r.ok else f"> {TOLERANCE:.0%}"
-        console.print(f"  {r.label:<26}{r.replay:>14.4g}{r.fitted:>14.4g}{r.rel_diff:>+8.1%}  {mark}")
+        iv = r.interval
+        span = f"{iv[0]:+.1%} .. {iv[1]:+.1%}" if iv is not None else "none (1 seed)"
+        mark = {"within": "ok", "outside": f"> {TOLERANCE:.0%}", "undecided": "inside the noise"}[r.verdict]
+        line = f"  {r.label:<26}{r.replay:>14.4g}{r.fitted:>14.4g}{r.rel_diff:>+8.1%}{span:>20}{r.replay_rank:>6.0%}  {mark}"
+        console.print(line, highlight=False)
+    console.print(
+        f"  [dim]interval: fitted mean - replay +- t * sd(seeds) * sqrt(1 + 1/seeds) (the replay is one "
+        f"realization); ok: the whole interval within {TOLERANCE:.0%}; > {TOLERANCE:.0%}: wholly outside; "
+        "inside the noise: neither (more seeds narrow it only to the one replay's own spread); rank: share of "
+        "the fitted runs below the replay (near 0% or 100%: the replay is unlike them)[/dim]",
+        highlight=False,
+        soft_wrap=True,
+    )
     return rows
 
 
@@ -302,7 +314,12 @@ def register(subparsers) -> None:
     f.add_argument("--scale", type=float, default=1.0, help="multiply the fitted rates by this (default 1)")
     f.add_argument("--growth", metavar="PCT:MONTHS", help="also write plan.demand: a growth forecast from the rate")
     f.add_argument("--check", metavar="SCENARIO", help="simulate this scenario's fleet on the log and on the fit")
-    f.add_argument("--check-seeds", type=int, default=3, help="seeds of the fitted traffic in --check (default 3)")
+    f.add_argument(
+        "--check-seeds",
+        type=int,
+        default=3,
+        help="seeds of the fitted traffic in --check (default 3; each difference gets a 95%% interval over them)",
+    )
     f.add_argument("--report", metavar="HTML", help="also write the fit report (observed vs fitted), beside --out")
     f.add_argument(
         "--ties",

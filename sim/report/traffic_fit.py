@@ -135,16 +135,38 @@ def _round_trip_html(rows: list[RoundTripRow], scenario: str, seeds: int) -> str
             f"{r.replay:.4g}",
             f"{r.fitted:.4g}",
             f"{r.rel_diff:+.1%}",
-            f'<span class="{"st-ok" if r.ok else "st-bad"}">{"within" if r.ok else "outside"} {TOLERANCE:.0%}</span>',
+            _interval_text(r),
+            f"{r.replay_rank:.0%}",
+            _verdict_html(r),
         ]
         for r in rows
     ]
     return (
         f'<section id="round-trip"><h2>Round trip</h2><p>{escape(scenario)}\'s fleet simulated on the replayed '
-        f"log and on the fitted traffic (mean of {seeds} seeds).</p>"
-        + _table(["metric", "replayed log", "fitted", "difference", ""], body, numeric={1, 2, 3})
+        f"log and on the fitted traffic (mean of {seeds} seeds). The interval is 95% for the difference: "
+        "fitted mean &minus; replay &plusmn; t &middot; sd(seeds) &middot; &radic;(1 + 1/seeds), the replay "
+        f"being one realization with one run's spread. Within {TOLERANCE:.0%}: the whole interval inside; "
+        f"outside: wholly outside; undecided: the difference is inside the noise. Rank: the share of the fitted "
+        "runs below the replay (near 0% or 100%: the replay is unlike them; assumes no shape).</p>"
+        + _table(
+            ["metric", "replayed log", "fitted", "difference", "95% interval", "rank", ""], body, numeric={1, 2, 3, 5}
+        )
         + "</section>"
     )
+
+
+def _interval_text(r: RoundTripRow) -> str:
+    iv = r.interval
+    return f"{iv[0]:+.1%} .. {iv[1]:+.1%}" if iv is not None else "none (1 seed)"
+
+
+def _verdict_html(r: RoundTripRow) -> str:
+    cls, text = {
+        "within": ("st-ok", f"within {TOLERANCE:.0%}"),
+        "outside": ("st-bad", f"outside {TOLERANCE:.0%}"),
+        "undecided": ("st-nofit", "undecided (noise)"),
+    }[r.verdict]
+    return f'<span class="{cls}">{text}</span>'
 
 
 def render_fit_report(
