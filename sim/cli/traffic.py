@@ -44,13 +44,17 @@ FORMATS = (
 def _parse_map(items: list[str]) -> dict[str, str]:
     from sim.workload.fit.readers import GATEWAY_COLUMNS
 
-    out = {}
+    out: dict[str, str] = {}
     for item in items:
         field, sep, column = item.partition("=")
         if not sep or not column:
             raise FleetcastError(f"--map {item}: give FIELD=COLUMN, e.g. --map prompt_tokens=input_tok")
         if field not in GATEWAY_COLUMNS:
             raise FleetcastError(f"--map {item}: unknown field '{field}'; valid fields: {', '.join(GATEWAY_COLUMNS)}")
+        if field in out and out[field] != column:
+            raise FleetcastError(
+                f"--map {item}: field '{field}' is already mapped to column '{out[field]}'; map each field once"
+            )
         out[field] = column
     return out
 
