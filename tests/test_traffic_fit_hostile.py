@@ -88,3 +88,28 @@ def test_a_field_mapped_twice_is_refused(tmp_path, monkeypatch, capsys):
     _refused(tmp_path, monkeypatch, capsys,
              ["traffic", "fit", log, "--out", tmp_path / "t.yaml", "--map", "turn=turn", "--map", "turn=conversation"],
              "--map turn=conversation: field 'turn' is already mapped to column 'turn'; map each field once")
+
+
+def test_steps_of_unequal_length_print_no_time_left(capsys):
+    from sim.cli.common import progress_bar
+
+    with progress_bar("traffic fit", enabled=False, every_s=0.0, unit=" steps", eta=False) as bar:
+        bar(1, 3, "fitting")
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("traffic fit: 33% (1 of 3 steps), ") and line.endswith("; fitting"), line
+    assert "left" not in line
+
+
+def test_traffic_fit_says_what_it_is_doing_when_piped(tmp_path, capsys, monkeypatch):
+    """A fit of a large log runs for a minute (1,000,000 rows: ~8 s read, ~48 s fit here) and printed
+    nothing before; piped, it now prints its step every few seconds (here every 0 s)."""
+    import sim.cli.common as common
+
+    real = common.progress_bar
+    monkeypatch.setattr(common, "progress_bar", lambda *a, **k: real(*a, **{**k, "enabled": False, "every_s": 0.0}))
+    log = _log(tmp_path, "ok.csv", ["conversation", "turn"], lambda i: [f"c{i // 3}", i % 3 + 1])
+    code, err, _ = _fit(tmp_path, capsys, log)
+    assert code == 0, err
+    assert "traffic fit: 0% (0 of 3 steps)" in err and f"reading {log}" in err, err
+    assert "traffic fit: 33% (1 of 3 steps)" in err and "fitting 300 requests" in err, err
+    assert "traffic fit: 67% (2 of 3 steps)" in err and "writing the traffic section" in err, err

@@ -218,23 +218,30 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     mapping = _parse_map(args.map)
     growth = _parse_growth(args.growth)
 
-    from sim.cli.common import console, err_console
+    from sim.cli.common import console, err_console, progress_bar
     from sim.workload.fit.fit import fit_traffic
     from sim.workload.fit.log import MIN_REQUESTS, RequestLog
     from sim.workload.fit.write import render, traffic_dict
     from sim.workload.spec import TrafficSpec
 
-    logs = [_read(Path(p), args.format, mapping, args.seed) for p in args.logs]
-    where = ", ".join(args.logs)
-    # one file was cleaned as it was read; several are cleaned again as one (gaps between them)
-    log = RequestLog.concat(logs).clean(where) if len(logs) > 1 else logs[0].require(MIN_REQUESTS, where)
-    del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
-    if log.span_s <= 0:
-        raise FleetcastError(f"{where}: every request arrives at the same time; no arrival rate can be fitted")
-    fit = fit_traffic(
-        log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed, ties=args.ties
-    )
-    text, tables = render(fit, out.stem + ".lengths.csv")
+    steps = len(args.logs) + 2  # each log read, the fit, its text: a line every few seconds when piped
+    with progress_bar("traffic fit", unit=" steps", eta=False) as bar:
+        logs = []
+        for k, p in enumerate(args.logs):
+            bar(k, steps, f"reading {p}")
+            logs.append(_read(Path(p), args.format, mapping, args.seed))
+        where = ", ".join(args.logs)
+        # one file was cleaned as it was read; several are cleaned again as one (gaps between them)
+        log = RequestLog.concat(logs).clean(where) if len(logs) > 1 else logs[0].require(MIN_REQUESTS, where)
+        del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
+        if log.span_s <= 0:
+            raise FleetcastError(f"{where}: every request arrives at the same time; no arrival rate can be fitted")
+        bar(steps - 2, steps, f"fitting {len(log):,} requests (classes, arrivals, lengths, sessions, prefixes)")
+        fit = fit_traffic(
+            log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed, ties=args.ties
+        )
+        bar(steps - 1, steps, "writing the traffic section")
+        text, tables = render(fit, out.stem + ".lengths.csv")
     try:  # what we write loads as a traffic section
         TrafficSpec.model_validate(traffic_dict(text))
     except ValidationError as exc:
