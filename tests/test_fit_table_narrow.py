@@ -44,3 +44,19 @@ def test_wider_terminals_keep_the_table_or_its_turned_form():
     Console(file=out, width=40, color_system=None, legacy_windows=False).print(Fitting(wide))
     side = out.getvalue()
     assert "┃ class    ┃ chat ┃" in side and "│ metric 7 │  7.5 │" in side and "…" not in side, side
+
+
+def test_catalog_on_an_80_column_terminal_cuts_no_cell(monkeypatch):
+    """``fleetcast catalog``'s GPU table is wider than 80 columns; before, rich cut its cells
+    ("1.091e…" in sweep's table, "24,8…" here). The A100's purchase price: DGX A100 $199,000 / 8
+    GPUs = $24,875 (sim/catalog/gpus.yaml's source)."""
+    import sim.cli.catalog as catalog_cli
+    from sim.cli import main
+
+    out = io.StringIO()
+    monkeypatch.setattr(catalog_cli, "console", Console(file=out, width=80, color_system=None, legacy_windows=False))
+    assert main(["catalog"]) == 0
+    text = out.getvalue()
+    assert "…" not in text, text[:2000]
+    block = text[text.index("a100-80gb"):]
+    assert "  buy $: 24,875" in block[:300], block[:300]
