@@ -53,3 +53,13 @@ def test_session_section_duplicates_and_unknown_keys_are_located(tmp_path, monke
     text = QUICKSTART.read_text().replace("      priority: 1\n", "      priority: 1\n" + snippet)
     path: Path = _write(tmp_path, "s.yaml", text)
     _refused(tmp_path, monkeypatch, capsys, [command, path, "--out", tmp_path / "o"], "s.yaml", *expect)
+
+
+def test_a_key_twice_in_a_flow_mapping_names_both_columns(tmp_path, monkeypatch, capsys):
+    """``engine: {max_model_len: 16384, max_num_seqs: 256, max_num_seqs: 128, ...}`` on line 14:
+    'engine: {' ends at column 13 after 4 spaces, so max_num_seqs starts at 13 + len('max_model_len:
+    16384, ') + 1 = 36 and its repeat at 36 + len('max_num_seqs: 256, ') = 55 (before: "lines 14 and 14")."""
+    text = QUICKSTART.read_text().replace("max_num_seqs: 256, ", "max_num_seqs: 256, max_num_seqs: 128, ")
+    path = _write(tmp_path, "s.yaml", text)
+    _refused(tmp_path, monkeypatch, capsys, ["run", path, "--out", tmp_path / "o"],
+             "s.yaml, line 14: key 'max_num_seqs' is given twice in one mapping (columns 36 and 55 of line 14)")
