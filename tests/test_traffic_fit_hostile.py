@@ -113,3 +113,16 @@ def test_traffic_fit_says_what_it_is_doing_when_piped(tmp_path, capsys, monkeypa
     assert "traffic fit: 0% (0 of 3 steps)" in err and f"reading {log}" in err, err
     assert "traffic fit: 33% (1 of 3 steps)" in err and "fitting 300 requests" in err, err
     assert "traffic fit: 67% (2 of 3 steps)" in err and "writing the traffic section" in err, err
+
+
+def test_traffic_fit_check_says_what_it_is_doing_when_piped(tmp_path, capsys, monkeypatch):
+    """--check simulates the log and each fitted seed (100,000 rows on quickstart's fleet: ~45 s
+    here, silent before)."""
+    import sim.cli.common as common
+
+    real = common.progress_bar
+    monkeypatch.setattr(common, "progress_bar", lambda *a, **k: real(*a, **{**k, "enabled": False, "every_s": 0.0}))
+    log = _log(tmp_path, "ok.csv", [], lambda i: [])
+    code, err, _ = _fit(tmp_path, capsys, log, "--check", str(SCENARIOS / "quickstart.yaml"), "--check-seeds", "1")
+    assert code == 0, err
+    assert "traffic fit: 0% (0 of 1 steps)" in err and "--check: the log and 1 fitted seed(s) on " in err, err

@@ -253,12 +253,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         ) from None
     files = dict(tables)
     if args.check is not None or args.report is not None:
-        with tempfile.TemporaryDirectory(prefix="fleetcast-traffic-fit-") as tmp:
+        todo = (args.check is not None) + (report is not None)
+        with (
+            tempfile.TemporaryDirectory(prefix="fleetcast-traffic-fit-") as tmp,
+            progress_bar("traffic fit", unit=" steps", eta=False) as bar,
+        ):
             folder = Path(tmp)
             for name, body in tables.items():
                 (folder / name).write_text(body, encoding="utf-8")
+            if args.check is not None:
+                bar(0, todo, f"--check: the log and {args.check_seeds} fitted seed(s) on {args.check}'s fleet")
             rows = _check(args, fit, text, folder) if args.check is not None else None
             if report is not None:
+                bar(todo - 1, todo, "--report: drawing the fitted traffic and the report")
                 files[report.name] = _report(args, fit, text, folder, rows)
     written = _write(out, text, files)
     for w in fit.warnings:
