@@ -130,7 +130,7 @@ class _Frame:
 
     def __init__(self, anchor, line: int, mapping: bool) -> None:
         self.count, self.anchor, self.line = 0, anchor, line
-        self.keys: dict[str, int] | None = {} if mapping else None
+        self.keys: dict[str, tuple[int, int]] | None = {} if mapping else None  # key -> (line, column)
         self.expect_key = True
 
 
@@ -176,12 +176,19 @@ def _check_events(text: str, where: str) -> None:
             if keys is not None:
                 f = frames[-1]
                 if f.expect_key and isinstance(ev, yaml.ScalarEvent) and ev.value != "<<":
+                    col = ev.start_mark.column + 1 if ev.start_mark is not None else 0
                     if ev.value in keys:
-                        raise ScenarioError(
-                            f"{where}, line {line}: key '{ev.value}' is given twice in one mapping (lines "
-                            f"{keys[ev.value]} and {line}); YAML would silently keep the last: delete one"
+                        first, first_col = keys[ev.value]
+                        both = (
+                            f"columns {first_col} and {col} of line {line}"  # a flow mapping: {a: 1, a: 2}
+                            if first == line
+                            else f"lines {first} and {line}"
                         )
-                    keys[ev.value] = line
+                        raise ScenarioError(
+                            f"{where}, line {line}: key '{ev.value}' is given twice in one mapping ({both}); "
+                            "YAML would silently keep the last: delete one"
+                        )
+                    keys[ev.value] = (line, col)
                 f.expect_key = not f.expect_key
             if isinstance(ev, yaml.AliasEvent):
                 aliased = True

@@ -50,9 +50,9 @@ def _parent(code: str) -> tuple[subprocess.Popen, list[int]]:
 
 POOL = """
 import os, sys, time
-from concurrent.futures import ProcessPoolExecutor
-from sim.procs import die_with_parent
-pool = ProcessPoolExecutor(max_workers=2, initializer=die_with_parent)
+from sim.procs import worker_pool
+cm = worker_pool(2)  # the pool sweep, plan and compare use (kept: a dropped one stops its pool)
+pool = cm.__enter__()
 pids = set()
 while len(pids) < 2:  # a worker that is busy sleeping makes the pool start the other one
     futs = [pool.submit(os.getpid) for _ in range(4)]

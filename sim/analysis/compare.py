@@ -23,7 +23,7 @@ import json
 import math
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from sim.analysis.forecast import forecast
 from sim.analysis.replications import CONFIDENCE, replication_seeds, t_interval
 from sim.analysis.variants import BASELINE, STRESSES, Variant, parse_variant
 from sim.errors import FleetcastError
-from sim.procs import die_with_parent
+from sim.procs import worker_pool
 from sim.scenario.events import check_events
 from sim.scenario.spec import load_scenario
 
@@ -299,9 +299,7 @@ def run_compare(
         if progress:
             progress(total * 1000, total * 1000)
     else:
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
-        ) as ex:
+        with worker_pool(jobs, mp_context=multiprocessing.get_context("spawn")) as ex:  # Ctrl-C: stopped at once
             futs = {ex.submit(_one_run, path, plan[name], seeds[r], r == 0): (name, r) for name, r in tasks}
             for k, fut in enumerate(as_completed(futs), 1):
                 results[futs[fut]] = fut.result()

@@ -28,7 +28,7 @@ import math
 import multiprocessing
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -62,7 +62,7 @@ from sim.analysis.replications import CONFIDENCE, class_needs, replication_seeds
 from sim.analysis.total_cost import apply_total_cost, ranks_by_total_cost
 from sim.errors import FleetcastError, ScenarioError
 from sim.perf.step_source import perf_sources
-from sim.procs import die_with_parent
+from sim.procs import worker_pool
 from sim.scenario.plan_spec import PlanSpec
 from sim.scenario.spec import Scenario, dump_scenario, scenario_from_dict
 
@@ -349,10 +349,9 @@ def _search_all(
         events: multiprocessing.Queue = multiprocessing.Queue()
         reader = threading.Thread(target=drain, args=(events, tracker), daemon=True)
         reader.start()
+        stopped = True  # until the pool is left normally: an interrupt must not wait on the queue
         try:
-            with ProcessPoolExecutor(
-                max_workers=workers, initializer=worker_init, initargs=(events, die_with_parent)
-            ) as pool:
+            with worker_pool(workers, init=worker_init, initargs=(events,)) as pool:  # Ctrl-C: stopped at once
                 futs = {pool.submit(probe_in_worker, *args, c, spec, win, seeds, peak): c for c in cands}
                 for fut in as_completed(futs):
                     probed[futs[fut].id] = fut.result()
@@ -387,9 +386,13 @@ def _search_all(
                     for fut in as_completed(futs):
                         finished[futs[fut].id] = fut.result()
                         tracker.done(futs[fut].id, n_sims(finished[futs[fut].id][1]), stage=2)
+            stopped = False
         finally:
-            events.put(None)
-            reader.join(timeout=5)
+            if stopped:  # a killed worker may hold the queue's write lock: neither put nor wait on it
+                events.cancel_join_thread()
+            else:
+                events.put(None)
+                reader.join(timeout=5)
     records, points = [], []
     ok_finished = [r for r, _ in finished.values() if r["status"] == "ok"]
     best = min(ok_finished, key=_rank_key, default=None)  # the recommended

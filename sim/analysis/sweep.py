@@ -26,12 +26,11 @@ import logging
 import math
 import os
 import shutil
-import signal
 import time
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from sim.analysis.metrics import cost_and_class_columns
 from sim.errors import FleetcastError, ScenarioError
 from sim.infiles import parse_yaml
 from sim.outpaths import check_out_folder, out_lock
-from sim.procs import die_with_parent
+from sim.procs import worker_pool
 from sim.records import write_parquet_atomic
 from sim.scenario.spec import Scenario, scenario_from_dict
 from sim.scenario.yamlio import apply_overrides, load_yaml_with_lines
@@ -259,40 +258,10 @@ def _local(tasks: list[Task], workers: int) -> Iterator[dict]:
             yield evaluate_point(*t)
         return
 
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_pool_worker)
-    finished = False
-    try:
+    with worker_pool(workers) as pool:  # Ctrl-C or the caller stopping: no queued point starts, none is waited for
         futs = [pool.submit(evaluate_point, *t) for t in tasks]
         for fut in as_completed(futs):
             yield fut.result()
-        finished = True
-    finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:  # Ctrl-C, an error or the caller stopping: no queued point starts, no running one is waited for
-            _stop_pool(pool)
-
-
-def _pool_worker() -> None:
-    """A pool worker's start: die with the parent, and leave Ctrl-C and SIGTERM (which reach the whole
-    process group) to the parent, which stops the pool. Before, each worker took them as its point's error
-    (the CLI's SIGTERM handler, inherited, raises) and went on to the next queued point; a worker dying
-    of its own would race the parent's unwinding with a BrokenProcessPool."""
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Cancel the queued points and kill the running ones now (their rows are not kept: a re-run computes
-    them), instead of waiting for them as leaving a ``with`` block would (SIGKILL: they ignore SIGTERM)."""
-    workers = list((pool._processes or {}).values())  # no public handle before Python 3.14's kill_workers()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in workers:
-        if proc.is_alive():
-            proc.kill()
-    for proc in workers:
-        proc.join(timeout=5.0)
 
 
 def _ray(tasks: list[Task], workers: int | None, address: str | None) -> Iterator[dict]:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from sim.catalog import load_catalog
 from sim.cli.common import console
+from sim.report.fit_table import Fitting
 
 __all__ = ["register"]
 
@@ -30,7 +31,7 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
             f"{g.price_usd_per_hour:.2f}",
             f"{g.purchase_usd:,.0f}" if g.purchase_usd else "-",
         )
-    console.print(t)
+    console.print(Fitting(t))
     m = Table(title="Models", title_justify="left")
     for col in ("name", "params (B)", "active (B)", "layers", "hidden", "kv heads", "context"):
         m.add_column(col, justify="right" if col != "name" else "left")
@@ -45,7 +46,7 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
             str(s.num_kv_heads),
             f"{s.max_position_embeddings:,}",
         )
-    console.print(m)
+    console.print(Fitting(m))
     console.print(f"weights: {', '.join(cat.weight_schemes())}; kv_cache: {', '.join(cat.kv_schemes())}")
     k = Table(title="KV-transfer links (disaggregated prefill/decode: kv_transfer.link)", title_justify="left")
     for col in ("name", "GB/s per GPU", "latency us", "scope", "what"):
@@ -55,7 +56,7 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         k.add_row(
             name, f"{link.bandwidth_bytes_s / 1e9:,.1f}", f"{link.latency_s * 1e6:,.0f}", link.scope, link.description
         )
-    console.print(k)
+    console.print(Fitting(k))
     if args.sources:
         for kind, names, get in (
             ("GPU", cat.gpu_names(), cat.gpu),

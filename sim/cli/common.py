@@ -32,19 +32,26 @@ class progress_bar:
     ``every_s`` on: done, elapsed, time left at the rate so far, and ``text``; a timer
     thread repeats the last state when no callback came for ``every_s`` (a long step is
     not silent either). ``unit`` names what is counted; ``estimated`` says the total is an
-    estimate."""
+    estimate; ``eta=False`` shows no time left (steps of very unequal length: the rate so far
+    would mislead)."""
 
     def __init__(
-        self, label: str, enabled: bool | None = None, every_s: float = 5.0, unit: str = "", estimated: bool = False
+        self,
+        label: str,
+        enabled: bool | None = None,
+        every_s: float = 5.0,
+        unit: str = "",
+        estimated: bool = False,
+        eta: bool = True,
     ) -> None:
         self.enabled = err_console.is_terminal if enabled is None else enabled
-        self.label, self.every_s, self.unit, self.estimated = label, every_s, unit, estimated
+        self.label, self.every_s, self.unit, self.estimated, self.eta = label, every_s, unit, estimated, eta
         self._progress = Progress(
             TextColumn(label),
             BarColumn(),
             TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            *([TimeRemainingColumn()] if eta else []),
             TextColumn("{task.description}"),
             console=err_console,
             disable=not self.enabled,
@@ -98,7 +105,7 @@ class progress_bar:
         self._next_line = now + self.every_s
         done, total, text = self._state
         elapsed = now - self._started
-        left = f", about {elapsed * (total - done) / done:,.0f} s left" if done else ""
+        left = f", about {elapsed * (total - done) / done:,.0f} s left" if done and self.eta else ""
         about = "about " if self.estimated else ""
         err_console.print(
             f"{self.label}: {100 * done / max(total, 1):.0f}% ({done:,} of {about}{total:,}"

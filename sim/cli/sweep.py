@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from sim.infiles import int_arg
+from sim.report.fit_table import Fitting
 from sim.scenario.spec import load_scenario
 
 __all__ = ["register"]
@@ -48,7 +49,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 for c in cols
             )
         )
-    console.print(t)
+    console.print(Fitting(t))  # a narrow terminal: turned or as lines, no cell cut
     bad = df[df["status"] != "ok"]
     for _, r in bad.head(3).iterrows():
         err_console.print(

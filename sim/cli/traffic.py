@@ -44,13 +44,17 @@ FORMATS = (
 def _parse_map(items: list[str]) -> dict[str, str]:
     from sim.workload.fit.readers import GATEWAY_COLUMNS
 
-    out = {}
+    out: dict[str, str] = {}
     for item in items:
         field, sep, column = item.partition("=")
         if not sep or not column:
             raise FleetcastError(f"--map {item}: give FIELD=COLUMN, e.g. --map prompt_tokens=input_tok")
         if field not in GATEWAY_COLUMNS:
             raise FleetcastError(f"--map {item}: unknown field '{field}'; valid fields: {', '.join(GATEWAY_COLUMNS)}")
+        if field in out and out[field] != column:
+            raise FleetcastError(
+                f"--map {item}: field '{field}' is already mapped to column '{out[field]}'; map each field once"
+            )
         out[field] = column
     return out
 
@@ -214,23 +218,30 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     mapping = _parse_map(args.map)
     growth = _parse_growth(args.growth)
 
-    from sim.cli.common import console, err_console
+    from sim.cli.common import console, err_console, progress_bar
     from sim.workload.fit.fit import fit_traffic
     from sim.workload.fit.log import MIN_REQUESTS, RequestLog
     from sim.workload.fit.write import render, traffic_dict
     from sim.workload.spec import TrafficSpec
 
-    logs = [_read(Path(p), args.format, mapping, args.seed) for p in args.logs]
-    where = ", ".join(args.logs)
-    # one file was cleaned as it was read; several are cleaned again as one (gaps between them)
-    log = RequestLog.concat(logs).clean(where) if len(logs) > 1 else logs[0].require(MIN_REQUESTS, where)
-    del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
-    if log.span_s <= 0:
-        raise FleetcastError(f"{where}: every request arrives at the same time; no arrival rate can be fitted")
-    fit = fit_traffic(
-        log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed, ties=args.ties
-    )
-    text, tables = render(fit, out.stem + ".lengths.csv")
+    steps = len(args.logs) + 2  # each log read, the fit, its text: a line every few seconds when piped
+    with progress_bar("traffic fit", unit=" steps", eta=False) as bar:
+        logs = []
+        for k, p in enumerate(args.logs):
+            bar(k, steps, f"reading {p}")
+            logs.append(_read(Path(p), args.format, mapping, args.seed))
+        where = ", ".join(args.logs)
+        # one file was cleaned as it was read; several are cleaned again as one (gaps between them)
+        log = RequestLog.concat(logs).clean(where) if len(logs) > 1 else logs[0].require(MIN_REQUESTS, where)
+        del logs  # the cleaned copy is all the fit needs (a 10-million-row log: hundreds of MB each)
+        if log.span_s <= 0:
+            raise FleetcastError(f"{where}: every request arrives at the same time; no arrival rate can be fitted")
+        bar(steps - 2, steps, f"fitting {len(log):,} requests (classes, arrivals, lengths, sessions, prefixes)")
+        fit = fit_traffic(
+            log, by=args.by, classes=args.classes, scale=args.scale, growth=growth, seed=args.seed, ties=args.ties
+        )
+        bar(steps - 1, steps, "writing the traffic section")
+        text, tables = render(fit, out.stem + ".lengths.csv")
     try:  # what we write loads as a traffic section
         TrafficSpec.model_validate(traffic_dict(text))
     except ValidationError as exc:
@@ -242,12 +253,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         ) from None
     files = dict(tables)
     if args.check is not None or args.report is not None:
-        with tempfile.TemporaryDirectory(prefix="fleetcast-traffic-fit-") as tmp:
+        todo = (args.check is not None) + (report is not None)
+        with (
+            tempfile.TemporaryDirectory(prefix="fleetcast-traffic-fit-") as tmp,
+            progress_bar("traffic fit", unit=" steps", eta=False) as bar,
+        ):
             folder = Path(tmp)
             for name, body in tables.items():
                 (folder / name).write_text(body, encoding="utf-8")
+            if args.check is not None:
+                bar(0, todo, f"--check: the log and {args.check_seeds} fitted seed(s) on {args.check}'s fleet")
             rows = _check(args, fit, text, folder) if args.check is not None else None
             if report is not None:
+                bar(todo - 1, todo, "--report: drawing the fitted traffic and the report")
                 files[report.name] = _report(args, fit, text, folder, rows)
     written = _write(out, text, files)
     for w in fit.warnings:

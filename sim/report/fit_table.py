@@ -1,20 +1,21 @@
 """A table that never cuts a cell: ``Fitting(table)`` renders ``table`` as it is when it
 fits the terminal's width, else another form (``narrow``), by default turned on its side (one row per column header, one column
 per row of the table), which fits a terminal of any usual width for the few pools or
-classes a summary holds. rich would otherwise shrink every column and cut numbers with an
-ellipsis ("27,8…") on an 80-column terminal. Piped output is wide (``make_console``) and
-never turned."""
+classes a summary holds; where even that is too wide (a 20-column terminal), one block of
+``header: value`` lines per row (``as_lines``), which wraps and cuts nothing. rich would otherwise
+shrink every column and cut numbers with an ellipsis ("27,8…") on an 80-column terminal. Piped
+output is wide (``make_console``) and never turned."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Fitting", "turned"]
+__all__ = ["Fitting", "turned", "as_lines"]
 
 
 def _plain(header) -> str:
@@ -42,6 +43,28 @@ def turned(table: Table) -> Table:
     return out
 
 
+def _text(cell) -> Text:
+    return cell if isinstance(cell, Text) else Text(str(cell))
+
+
+def as_lines(table: Table) -> Group:
+    """``table`` as lines: its title, then per row its first cell and one indented
+    ``header: value`` line per other column (a cell's line breaks read as spaces), then its
+    caption. Text that wraps, at any width."""
+    cols = table.columns
+    heads = [_plain(c.header) for c in cols]
+    out: list[RenderableType] = [_text(table.title)] if table.title else []
+    for row in zip(*(list(c.cells) for c in cols)):
+        out.append(Text.assemble(_text(row[0])))
+        for head, cell in zip(heads[1:], row[1:]):
+            value = _text(cell).copy()
+            value.plain = _plain(value.plain) if "\n" in value.plain else value.plain
+            out.append(Text.assemble("  ", head, ": ", value))
+    if table.caption:
+        out.append(_text(table.caption))
+    return Group(*out)
+
+
 class Fitting:
     """Render a table whole, or, when it is wider than the output, ``narrow()`` (by default the
     table turned on its side; ``fleetcast plan`` gives a line per candidate, its rows being many)."""
@@ -54,5 +77,9 @@ class Fitting:
         need = Measurement.get(console, options.update_width(10**6), self.table).maximum
         if need <= options.max_width:
             yield self.table
+        elif self.narrow is not None:
+            yield self.narrow()
         else:
-            yield turned(self.table) if self.narrow is None else self.narrow()
+            side = turned(self.table)
+            fits = Measurement.get(console, options.update_width(10**6), side).maximum <= options.max_width
+            yield side if fits else as_lines(self.table)

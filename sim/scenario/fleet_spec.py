@@ -193,9 +193,17 @@ class EngineSpec(Strict):
     @field_validator("vllm_version")
     @classmethod
     def _version(cls, v: str | None) -> str | None:
-        if v is not None and parse_version(v) is None:
-            raise ValueError(f"vllm_version must look like MAJOR.MINOR[.PATCH] (e.g. '0.24.0'), got {v!r}")
-        return v
+        if v is None:
+            return v
+        if parse_version(v) is None:
+            tag = v.strip()[1:] if v.strip()[:1] in ("v", "V") else None  # the git tag v0.9.1 is release 0.9.1
+            hint = (
+                f": write the release without the tag's 'v', vllm_version: \"{tag}\""
+                if tag and parse_version(tag)
+                else ""
+            )
+            raise ValueError(f"vllm_version must look like MAJOR.MINOR[.PATCH] (e.g. '0.24.0'), got {v!r}{hint}")
+        return v.strip()  # ' 0.9.1 ' is 0.9.1 (as the version windows read it): the summary and warnings say so
 
     @model_validator(mode="after")
     def _frontend_by_version(self) -> EngineSpec:

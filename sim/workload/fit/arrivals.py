@@ -162,6 +162,8 @@ def _cv_ci(gaps: np.ndarray) -> tuple[float, float]:
     mean = gaps.mean()
     d = gaps - mean
     var = float((d * d).mean())
+    if var == 0.0:  # equal gaps (a load generator at a fixed rate): c is 0 exactly
+        return 0.0, 0.0
     c = math.sqrt(var) / mean
     skew = float((d**3).mean()) / var**1.5
     kurt = float((d**4).mean()) / var**2

@@ -143,7 +143,8 @@ def fit_traffic(
         starts = first
         if sess is not None:  # lengths: of the first turns likely to start a session
             keep = sess.true_starts(first.arrival_s - whole.arrival_s[0], rows.size, whole.span_s, rng)
-            starts = first.take(np.flatnonzero(keep))
+            if keep.any():  # none (e.g. one conversation holds the whole log): every first turn
+                starts = first.take(np.flatnonzero(keep))
         pair = fit_pair(starts.prompt_tokens, starts.output_tokens, rng, paired=starts.paired)
         if sess is not None:
             pair.notes.append(

@@ -53,6 +53,8 @@ GROUP_FIELDS = ("model", "tenant", "route", "class")
 #: Optional fields that give each request's completion (the first present is used).
 _FINISH_FIELDS = ("finish_time", "latency_s", "latency_ms")
 _REQUIRED = ("timestamp", "prompt_tokens", "output_tokens")
+#: The largest turn number read (a larger one is a bad value: past it a float no longer holds every whole number).
+MAX_TURN = 1_000_000_000
 
 
 def _check(path: Path) -> Path:
@@ -211,6 +213,11 @@ def _numbers(raw) -> np.ndarray:
     return pd.to_numeric(raw.astype(object), errors="coerce").to_numpy(dtype=float)
 
 
+def _cell(value) -> str:
+    """A cell as the log wrote it, for a message (a NumPy number as a plain one: -1.0, not np.float64(-1.0))."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _times(raw) -> tuple[np.ndarray, bool]:
     """Seconds (UNIX time for dates and epoch numbers), and whether they are wall-clock."""
     import pandas as pd  # only for a log file
@@ -316,7 +323,7 @@ def _finish(data, cols, t, wall: bool, lines, keep, n_read: int, path: Path, war
         i = int(np.argmax(new))
         warnings.append(
             f"{path}: {int(new.sum()):,} of {n_read:,} row(s) without a usable completion time: column "
-            f"'{cols[f]}' is not {what} (the first at line {lines[i]}: {raw.iloc[i]!r}); they are fitted "
+            f"'{cols[f]}' is not {what} (the first at line {lines[i]}: {_cell(raw.iloc[i])}); they are fitted "
             "without one."
         )
     return np.where(bad, np.nan, end)[keep]
@@ -337,14 +344,14 @@ def _conversations(data, cols, t, lines, keep, n_read: int, path: Path, warnings
     name = np.char.strip(name.astype(str))
     if "turn" in cols:
         turn = _numbers(data[cols["turn"]])[keep]
-        bad = (name != "") & (~np.isfinite(turn) | (turn < 1) | (turn != np.floor(turn)))
+        bad = (name != "") & (~np.isfinite(turn) | (turn < 1) | (turn > MAX_TURN) | (turn != np.floor(turn)))
         if bad.any():
             i = int(np.argmax(bad))
             kept_lines = lines[keep]
             warnings.append(
                 f"{path}: {int(bad.sum()):,} of {n_read:,} row(s) taken out of their conversation: column "
-                f"'{cols['turn']}' is not a whole number of 1 or more (the first at line {kept_lines[i]}: "
-                f"{data[cols['turn']].iloc[np.flatnonzero(keep)[i]]!r}); they are fitted as single requests."
+                f"'{cols['turn']}' is not a whole number from 1 to {MAX_TURN:,} (the first at line {kept_lines[i]}: "
+                f"{_cell(data[cols['turn']].iloc[np.flatnonzero(keep)[i]])}); they are fitted as single requests."
             )
             name = np.where(bad, "", name)
         turn = np.where(name != "", np.nan_to_num(turn), 0).astype(np.int64)

@@ -1,0 +1,125 @@
+"""Ctrl-C and SIGTERM stop a process pool at once: ``sim.procs.worker_pool`` (one mechanism for
+``sweep``, ``plan`` and ``compare``). Before, ``plan --workers 2`` interrupted while its pool ran
+printed "interrupted" and then never exited (its workers took SIGINT as their task's error and the
+pool waited for the queue), and ``compare -j 2`` printed its spawned workers' tracebacks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.procs import worker_pool
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().split(")")[-1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _init(marks: str, tag: str) -> None:
+    Path(marks, f"init-{os.getpid()}").write_text(tag)
+
+
+def _task(marks: str, name: str, sleep_s: float) -> tuple[int, str, str]:
+    Path(marks, f"started-{name}").write_text(str(os.getpid()))
+    time.sleep(sleep_s)
+    return os.getpid(), str(signal.getsignal(signal.SIGINT)), str(signal.getsignal(signal.SIGTERM))
+
+
+def test_worker_pool_left_normally_waits_and_runs_init(tmp_path):
+    with worker_pool(2, init=_init, initargs=(str(tmp_path), "x")) as pool:
+        got = [f.result() for f in [pool.submit(_task, str(tmp_path), f"t{i}", 0.0) for i in range(3)]]
+    assert {g[1] for g in got} == {g[2] for g in got} == {str(signal.SIG_IGN)}  # Ctrl-C is the parent's
+    inits = list(tmp_path.glob("init-*"))
+    assert 1 <= len(inits) <= 2 and {p.read_text() for p in inits} == {"x"}
+    assert {f"init-{g[0]}" for g in got} <= {p.name for p in inits}  # every task's worker ran init
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_worker_pool_left_by_an_exception_kills_its_workers_and_starts_nothing_queued(tmp_path, exc):
+    """Two 60 s tasks running and four queued: the exception leaves the block in well under a task's
+    time, the workers are dead and no queued task starts afterwards."""
+    started = None
+    with pytest.raises(exc):
+        with worker_pool(2) as pool:
+            futs = [pool.submit(_task, str(tmp_path), f"t{i}", 60.0) for i in range(6)]
+            end = time.monotonic() + 30
+            while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < end:
+                time.sleep(0.05)
+            workers = [int(p.read_text()) for p in tmp_path.glob("started-*")]
+            assert len(workers) == 2
+            started = time.monotonic()
+            raise exc()
+    assert started is not None and time.monotonic() - started < 10.0
+    assert not any(_alive(p) for p in workers)
+    time.sleep(0.5)
+    assert len(list(tmp_path.glob("started-*"))) == 2
+
+
+def _interrupt(tmp_path: Path, argv: list[str], sig: int, wait_s: float) -> tuple[int, str, float, list[int]]:
+    """Run ``fleetcast argv`` in its own process group; once its pool's workers have run for ``wait_s``,
+    send ``sig`` to the whole group (as a terminal's Ctrl-C does). Returns the exit status, stderr,
+    the seconds from the signal to the exit and the workers seen."""
+    code = "import sys; from sim.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        end = time.monotonic() + 120
+        while len(workers := _children(proc.pid)) < 2 and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.05)
+        assert len(workers) >= 2, "the pool did not start"
+        time.sleep(wait_s)
+        if proc.poll() is not None:
+            pytest.skip("finished before the signal")
+        os.killpg(proc.pid, sig)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err, time.monotonic() - sent, workers
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+PLAN = ["plan", str(SCENARIOS / "plan-example.yaml"), "--workers", "2", "--out"]
+COMPARE = ["compare", str(SCENARIOS / "compare-policies.yaml"), "--variant", "prio:fleet.0.policy.name=priority",
+           "-n", "4", "-j", "2", "--out"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wait_s", [0.5, 2.5])
+@pytest.mark.parametrize("argv", [PLAN, COMPARE], ids=["plan", "compare"])
+@pytest.mark.parametrize("sig, rc, line", [(signal.SIGINT, 130, "interrupted"),
+                                           (signal.SIGTERM, 143, "terminated (SIGTERM)")], ids=["INT", "TERM"])
+def test_a_signal_to_the_group_stops_the_pool_at_once(tmp_path, argv, sig, rc, line, wait_s):
+    out = tmp_path / "o"
+    code, err, after_s, workers = _interrupt(tmp_path, [*argv, str(out)], sig, wait_s)
+    assert code == rc and line in err and "Traceback" not in err, err
+    assert after_s < 5.0, f"{after_s:.1f} s from the signal to the exit"
+    time.sleep(0.5)
+    assert not any(_alive(p) for p in workers), "a pool worker outlived the command"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "something was left half-written"
