@@ -49,8 +49,14 @@ def test_equal_gaps_have_a_cv_of_zero_exactly():
 
 def test_a_log_at_a_fixed_rate_gives_no_traceback(tmp_path, capsys):
     log = _log(tmp_path, "fixed.csv", [], lambda i: [], fixed_gap_s=2.0)
-    code, err, _ = _fit(tmp_path, capsys, log)
-    assert code in (0, 2), err  # a fit, or a located refusal; never a traceback (checked in _fit)
+    code, err, doc = _fit(tmp_path, capsys, log)
+    # every gap 2 s: evenly spaced arrivals, 300 requests over the 299 x 2 = 598 s from the first to the
+    # last, so 300 / 598 req/s as every fitted rate is counted (before: exit 2 with "gamma.cv: Input
+    # should be greater than 0", a gamma renewal law with cv 0 refused by the scenario's own schema)
+    assert code == 0, err
+    arrival = doc["traffic"]["arrival"] if "arrival" in doc["traffic"] else doc["traffic"]["classes"][0]["arrival"]
+    assert arrival["process"] == "constant"
+    assert math.isclose(arrival["rate_rps"], 300 / 598, rel_tol=1e-5)
 
 
 def test_one_conversation_holding_the_whole_log_is_fitted(tmp_path, capsys):
@@ -85,9 +91,13 @@ def test_a_bad_latency_is_quoted_as_the_log_wrote_it(tmp_path, capsys):
 
 def test_a_field_mapped_twice_is_refused(tmp_path, monkeypatch, capsys):
     log = _log(tmp_path, "ok.csv", ["conversation", "turn"], lambda i: [f"c{i // 3}", i % 3 + 1])
-    _refused(tmp_path, monkeypatch, capsys,
-             ["traffic", "fit", log, "--out", tmp_path / "t.yaml", "--map", "turn=turn", "--map", "turn=conversation"],
-             "--map turn=conversation: field 'turn' is already mapped to column 'turn'; map each field once")
+    _refused(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["traffic", "fit", log, "--out", tmp_path / "t.yaml", "--map", "turn=turn", "--map", "turn=conversation"],
+        "--map turn=conversation: field 'turn' is already mapped to column 'turn'; map each field once",
+    )
 
 
 def test_steps_of_unequal_length_print_no_time_left(capsys):

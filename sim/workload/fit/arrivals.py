@@ -108,7 +108,7 @@ class BatchFit:
 class ArrivalFit:
     """The chosen process and its evidence."""
 
-    process: str  # poisson | gamma | mmpp (in the profile's time, of the batches)
+    process: str  # poisson | gamma | mmpp | constant (in the profile's time, of the batches)
     rate_rps: float  # requests/s over the log
     rate_ci: tuple[float, float]
     cv: float  # inter-arrival gaps' coefficient of variation (of the batches, in the profile's time)
@@ -484,6 +484,11 @@ def _fit_process(t: np.ndarray, rate: float, n: int, regimes: bool, notes: list[
         f"lag-1 autocorrelation {lag1:+.2f} (band +-{fit.lag1_band:.2f}); gaps' cv={cv:.2f} "
         f"(95% CI {cv_ci[0]:.2f}..{cv_ci[1]:.2f})"
     )
+    if cv_ci[1] == 0.0:
+        # every gap the same (a load generator's fixed rate): no renewal law with a positive cv is it
+        fit.process = "constant"
+        fit.notes.append("every gap equal (cv 0): constant, evenly spaced arrivals")
+        return fit
     if gaps.size > 3:
         ranks = np.argsort(np.argsort(gaps, kind="stable"), kind="stable").astype(float)
         ranks -= ranks.mean()
