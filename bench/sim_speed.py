@@ -9,7 +9,13 @@ Cases (each in its own process, so peak RSS is its own):
 
 Capacity is measured first: one replica flooded with requests; its
 completion rate over the window is its capacity. Each case times ``simulate``
-(workload, run, records) in wall and CPU seconds, the best of --repeat runs.
+(workload, run, records) in wall and CPU seconds, the best of --repeat runs;
+case a (~50 ms of CPU, near a shared machine's timer noise) the best of
+--repeat x --inner-a runs. Every timed run starts after ``gc.collect()``.
+The peer (--peer-python) is timed the same way on the same requests: the best
+of as many runs per case (--repeat x --inner-a for a, --repeat for a16), each
+after ``gc.collect()`` (bench/peer_vllm_sr_sim.py), so both tools are measured
+identically in the same run.
 
 --baseline ROOT also runs a and a16 with the source tree ROOT (another checkout, its
 compiled modules built: the code before a change) in the same run, and prints old/new.
@@ -18,13 +24,14 @@ interpreter, which has ``vllm-sr-sim`` installed) on a's and a16's requests, and
 fleetcast/peer in CPU seconds. Prints a table and writes JSON (default
 bench/results/sim_speed.json). Never gates on absolute times.
 
-    python bench/sim_speed.py [--requests-b 1000000] [--repeat 3] [--baseline ROOT]
+    python bench/sim_speed.py [--requests-b 1000000] [--repeat 3] [--inner-a 5] [--baseline ROOT]
                               [--peer-python PYTHON] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -78,6 +85,7 @@ def _case(args: tuple, queue) -> None:
     sc = scenario(replicas, rate, duration)
     wall, cpu = [], []
     for _ in range(repeat):
+        gc.collect()  # as the peer does before each timed run (bench/peer_vllm_sr_sim.py)
         t0, c0 = time.perf_counter(), time.process_time()
         res = simulate(sc, exact_steps=exact)
         wall.append(time.perf_counter() - t0)
@@ -85,7 +93,7 @@ def _case(args: tuple, queue) -> None:
     df = res.requests
     queue.put({"replicas": replicas, "rate_rps": rate, "requests": int(len(df)), "exact_steps": exact,
                "engine": sim.engine_build(), "source": str(Path(sim.__file__).resolve().parents[1]),
-               "wall_s": min(wall), "cpu_s": min(cpu), "sim_req_per_wall_s": len(df) / min(wall),
+               "timed_runs": repeat, "wall_s": min(wall), "cpu_s": min(cpu), "sim_req_per_wall_s": len(df) / min(wall),
                "ok_pct": float((df.status == "ok").mean() * 100),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
@@ -129,6 +137,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests-b", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (best of)")
+    ap.add_argument("--inner-a", type=int, default=5,
+                    help="case a (fleetcast, --baseline and the peer alike): the best of --repeat x this many runs")
     ap.add_argument("--baseline", help="source tree of the code to compare with (cases a and a16)")
     ap.add_argument("--peer-python", help="a Python interpreter with vllm-sr-sim installed (cases a and a16)")
     ap.add_argument("--out", default="bench/results/sim_speed.json")
@@ -139,22 +149,24 @@ def main() -> int:
     a_args = (1, rate1, 10_000 / rate1)
     a16_args = (16, 16 * rate1, 10_000 / rate1)
     rep = a.repeat
-    cases = [("a", (*a_args, False, False, None, rep)),
+    rep_a = a.repeat * max(1, a.inner_a)  # case a is ~50 ms: more timed runs, for every tool alike
+    cases = [("a", (*a_args, False, False, None, rep_a)),
              ("a (exact)", (*a_args, True, False, None, rep)),
              ("a (pure)", (*a_args, False, True, None, 1)),
              ("a16", (*a16_args, False, False, None, rep)),
              ("b", (64, 64 * rate1, a.requests_b / (64 * rate1), False, False, None, 1))]
     if a.baseline:
-        cases += [("a (base)", (*a_args, False, False, a.baseline, rep)),
+        cases += [("a (base)", (*a_args, False, False, a.baseline, rep_a)),
                   ("a16 (base)", (*a16_args, False, False, a.baseline, rep))]
     rows = []
     for name, args in cases:
         rows.append({"case": name, **run_case(*args)})
-    print(f"\n{'case':<11} {'engine':<12} {'replicas':>8} {'requests':>10} {'wall s':>8} {'CPU s':>7} "
-          f"{'req/wall-s':>11} {'peak MB':>8} {'ok %':>6}")
+    print(f"\n{'case':<11} {'engine':<12} {'replicas':>8} {'requests':>10} {'best of':>7} {'wall s':>8} "
+          f"{'CPU s':>7} {'req/wall-s':>11} {'peak MB':>8} {'ok %':>6}")
     for r in rows:
-        print(f"{r['case']:<11} {r['engine']:<12} {r['replicas']:>8} {r['requests']:>10,} {r['wall_s']:>8.2f} "
-              f"{r['cpu_s']:>7.2f} {r['sim_req_per_wall_s']:>11,.0f} {r['peak_rss_mb']:>8.0f} {r['ok_pct']:>6.1f}")
+        print(f"{r['case']:<11} {r['engine']:<12} {r['replicas']:>8} {r['requests']:>10,} {r['timed_runs']:>7} "
+              f"{r['wall_s']:>8.2f} {r['cpu_s']:>7.3f} {r['sim_req_per_wall_s']:>11,.0f} {r['peak_rss_mb']:>8.0f} "
+              f"{r['ok_pct']:>6.1f}")
     by = {r["case"]: r for r in rows}
     ratio = by["a (exact)"]["wall_s"] / by["a"]["wall_s"]
     print(f"\nfast-forward speed-up over --exact-steps (case a, same run): {ratio:.1f}x")
@@ -170,12 +182,14 @@ def main() -> int:
                   f"CPU-s: {old:.2f}x (same run)")
         if a.peer_python:
             args = a_args if case == "a" else a16_args
-            peer = run_peer(a.peer_python, *args, rep)
+            peer = run_peer(a.peer_python, *args, rep_a if case == "a" else rep)
+            peer["timed_runs"] = rep_a if case == "a" else rep
             doc[f"peer_{case}"] = peer
             doc[f"peer_over_this_cpu_ratio_{case}"] = peer["cpu_s"] / by[case]["cpu_s"]
             print(f"case {case}: {peer['peer']} {peer['cpu_s']:.3f} CPU-s ({peer['requests'] / peer['cpu_s']:,.0f} "
                   f"req/CPU-s), fleetcast {by[case]['cpu_s']:.3f} CPU-s: fleetcast is "
-                  f"{peer['cpu_s'] / by[case]['cpu_s']:.2f}x the peer's speed (same run)")
+                  f"{peer['cpu_s'] / by[case]['cpu_s']:.2f}x the peer's speed (same run; each the best of "
+                  f"{by[case]['timed_runs']} timed runs after gc.collect())")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc.update({"python": sys.version.split()[0], "machine": platform.machine()})
