@@ -10,12 +10,14 @@ Cases (each in its own process, so peak RSS is its own):
 Capacity is measured first: one replica flooded with requests; its
 completion rate over the window is its capacity. Each case times ``simulate``
 (workload, run, records) in wall and CPU seconds, the best of --repeat runs;
-case a (~50 ms of CPU, near a shared machine's timer noise) the best of
---repeat x --inner-a runs. Every timed run starts after ``gc.collect()``.
-The peer (--peer-python) is timed the same way on the same requests: the best
-of as many runs per case (--repeat x --inner-a for a, --repeat for a16), each
-after ``gc.collect()`` (bench/peer_vllm_sr_sim.py), so both tools are measured
-identically in the same run.
+case a (~50 ms of CPU, near a shared machine's noise) in --inner-a rounds, each
+round one process of --repeat timed runs per tool (fleetcast, --baseline, the
+peer; the order rotating from round to round), so a change of the machine's load
+during the run falls on every tool alike: the best of --repeat x --inner-a runs
+each. Every timed run starts after ``gc.collect()``. The peer (--peer-python) is
+timed the same way on the same requests (bench/peer_vllm_sr_sim.py): the best of
+as many runs as fleetcast's case (a: --repeat x --inner-a, in the rounds; a16:
+--repeat), so both tools are measured identically in the same run.
 
 --baseline ROOT also runs a and a16 with the source tree ROOT (another checkout, its
 compiled modules built: the code before a change) in the same run, and prints old/new.
@@ -124,6 +126,34 @@ def run_peer(python: str, replicas: int, rate: float, duration: float, repeat: i
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def best_of(results: list[dict]) -> dict:
+    """One tool's figures over several processes of the same case: the least CPU and the least wall
+    time, the timed runs summed."""
+    best = dict(min(results, key=lambda r: r["cpu_s"]))
+    best["wall_s"] = min(r["wall_s"] for r in results)
+    best["timed_runs"] = sum(r["timed_runs"] for r in results)
+    best["rounds"] = len(results)
+    if "sim_req_per_wall_s" in best:
+        best["sim_req_per_wall_s"] = best["requests"] / best["wall_s"]
+    return best
+
+
+def case_a_rounds(a_args: tuple, repeat: int, rounds: int, baseline: str | None, peer_python: str | None) -> dict:
+    """Case a for fleetcast, the baseline and the peer, interleaved: ``rounds`` rounds, each one process
+    of ``repeat`` timed runs per tool, the order rotating; each tool's best over all rounds."""
+    tools = [("a", lambda: run_case(*a_args, False, False, None, repeat))]
+    if baseline:
+        tools.append(("a (base)", lambda: run_case(*a_args, False, False, baseline, repeat)))
+    if peer_python:
+        tools.append(("peer a", lambda: {**run_peer(peer_python, *a_args, repeat), "timed_runs": repeat}))
+    got: dict = {name: [] for name, _ in tools}
+    for i in range(rounds):
+        k = i % len(tools)
+        for name, run in tools[k:] + tools[:k]:
+            got[name].append(run())
+    return {name: best_of(results) for name, results in got.items()}
+
+
 def capacity_rps() -> float:
     from sim.engine.fleet import simulate
 
@@ -138,7 +168,8 @@ def main() -> int:
     ap.add_argument("--requests-b", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (best of)")
     ap.add_argument("--inner-a", type=int, default=5,
-                    help="case a (fleetcast, --baseline and the peer alike): the best of --repeat x this many runs")
+                    help="case a: this many interleaved rounds of --repeat runs per tool (fleetcast, --baseline and "
+                         "the peer alike)")
     ap.add_argument("--baseline", help="source tree of the code to compare with (cases a and a16)")
     ap.add_argument("--peer-python", help="a Python interpreter with vllm-sr-sim installed (cases a and a16)")
     ap.add_argument("--out", default="bench/results/sim_speed.json")
@@ -149,16 +180,17 @@ def main() -> int:
     a_args = (1, rate1, 10_000 / rate1)
     a16_args = (16, 16 * rate1, 10_000 / rate1)
     rep = a.repeat
-    rep_a = a.repeat * max(1, a.inner_a)  # case a is ~50 ms: more timed runs, for every tool alike
-    cases = [("a", (*a_args, False, False, None, rep_a)),
-             ("a (exact)", (*a_args, True, False, None, rep)),
+    # case a is ~50 ms: rounds of every tool in turn (case_a_rounds), more timed runs, for every tool alike
+    a_best = case_a_rounds(a_args, rep, max(1, a.inner_a), a.baseline, a.peer_python)
+    cases = [("a (exact)", (*a_args, True, False, None, rep)),
              ("a (pure)", (*a_args, False, True, None, 1)),
              ("a16", (*a16_args, False, False, None, rep)),
              ("b", (64, 64 * rate1, a.requests_b / (64 * rate1), False, False, None, 1))]
     if a.baseline:
-        cases += [("a (base)", (*a_args, False, False, a.baseline, rep_a)),
-                  ("a16 (base)", (*a16_args, False, False, a.baseline, rep))]
-    rows = []
+        cases += [("a16 (base)", (*a16_args, False, False, a.baseline, rep))]
+    rows = [{"case": "a", **a_best["a"]}]
+    if a.baseline:
+        rows.append({"case": "a (base)", **a_best["a (base)"]})
     for name, args in cases:
         rows.append({"case": name, **run_case(*args)})
     print(f"\n{'case':<11} {'engine':<12} {'replicas':>8} {'requests':>10} {'best of':>7} {'wall s':>8} "
@@ -181,15 +213,17 @@ def main() -> int:
             print(f"case {case}: baseline {by[case + ' (base)']['cpu_s']:.3f} CPU-s, this {by[case]['cpu_s']:.3f} "
                   f"CPU-s: {old:.2f}x (same run)")
         if a.peer_python:
-            args = a_args if case == "a" else a16_args
-            peer = run_peer(a.peer_python, *args, rep_a if case == "a" else rep)
-            peer["timed_runs"] = rep_a if case == "a" else rep
+            if case == "a":
+                peer = a_best["peer a"]
+            else:
+                peer = {**run_peer(a.peer_python, *a16_args, rep), "timed_runs": rep}
             doc[f"peer_{case}"] = peer
             doc[f"peer_over_this_cpu_ratio_{case}"] = peer["cpu_s"] / by[case]["cpu_s"]
+            rounds = f", in {by[case]['rounds']} interleaved rounds" if "rounds" in by[case] else ""
             print(f"case {case}: {peer['peer']} {peer['cpu_s']:.3f} CPU-s ({peer['requests'] / peer['cpu_s']:,.0f} "
                   f"req/CPU-s), fleetcast {by[case]['cpu_s']:.3f} CPU-s: fleetcast is "
                   f"{peer['cpu_s'] / by[case]['cpu_s']:.2f}x the peer's speed (same run; each the best of "
-                  f"{by[case]['timed_runs']} timed runs after gc.collect())")
+                  f"{by[case]['timed_runs']} timed runs after gc.collect(){rounds})")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc.update({"python": sys.version.split()[0], "machine": platform.machine()})
