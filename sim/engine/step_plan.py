@@ -25,6 +25,14 @@ class StepPlan:
         "idle_until": "object",
     }
 
+    # set by _set_plan (annotations only: no class attributes beside __slots__)
+    preempt: tuple
+    admit: tuple
+    chunks: tuple
+    decode: bool
+    repeatable: bool
+    idle_until: float | None
+
     def __init__(
         self,
         preempt: tuple = (),
