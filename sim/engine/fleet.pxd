@@ -19,6 +19,7 @@ cdef class Fleet:
     cdef public const double[:] _arr_t
     cdef public const short[:] _arr_cls
     cdef public const int[:] _arr_prompt, _arr_out
+    cdef public long long _arr_n, _arr_every
     cdef public object _on_arrive, handoff, autoscaler, closed_loop
     cdef public bint exact_steps
     cdef public double tick_s

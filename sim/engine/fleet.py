@@ -65,6 +65,8 @@ class Fleet:
         "_arr_cls": "const short[:]",
         "_arr_prompt": "const int[:]",
         "_arr_out": "const int[:]",
+        "_arr_n": "long long",
+        "_arr_every": "long long",
         "_on_arrive": "object",
         "handoff": "object",
         "autoscaler": "object",
@@ -294,20 +296,10 @@ class Fleet:
             return
         wl = self.workload
         n = len(wl)
-        # memoryviews of the columns: a Python number per index, no numpy scalar, no copy; a
-        # disaggregated fleet's arrivals go to prefill replicas, which generate one token
-        outputs = memoryview(array("q", [1]) * n) if self.handoff is not None else wl.packed("output_tokens")
-        self._arrival_cols: Any = (  # a closed loop's has one more column (_closed_loop_start)
-            wl.packed("arrival_s"),
-            wl.packed("class_idx"),
-            wl.packed("prompt_tokens"),
-            outputs,
-            n,
-            max(1, n // 200),
-        )
-        # the same columns for _arrive in the workload's dtypes (Workload: float64, int16, int32,
-        # int32; no copy unless a column has another): compiled, C arrays indexed without a Python
-        # number per request
+        self._arr_n, self._arr_every = n, max(1, n // 200)  # requests; progress every this many
+        # the columns _arrive reads, in the workload's dtypes (Workload: float64, int16, int32, int32;
+        # no copy unless a column has another): compiled, C arrays indexed without a Python number
+        # per request; a disaggregated fleet's arrivals go to prefill replicas, which generate one token
         self._arr_t = _column(wl.arrival_s, np.float64)
         self._arr_cls = _column(wl.class_idx, np.int16)
         self._arr_prompt = _column(wl.prompt_tokens, np.int32)
@@ -325,7 +317,7 @@ class Fleet:
         wq = self.wq
         now = wq.now
         times, classes, prompts, outputs = self._arr_t, self._arr_cls, self._arr_prompt, self._arr_out
-        n, every = self._arrival_cols[4], self._arrival_cols[5]
+        n, every = self._arr_n, self._arr_every
         prio, eligible, ledger, keys = self._priority, self.eligible, self.ledger, self.keys
         rid = self._next_rid
         while rid < n:

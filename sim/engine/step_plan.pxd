@@ -4,3 +4,6 @@ cdef class StepPlan:
     cdef public tuple preempt, admit, chunks
     cdef public bint decode, repeatable
     cdef public object idle_until
+
+cpdef StepPlan new_step_plan(tuple preempt, tuple admit, tuple chunks, bint decode, bint repeatable, idle_until)
+cpdef _set_plan(StepPlan plan, tuple preempt, tuple admit, tuple chunks, bint decode, bint repeatable, idle_until)

@@ -6,6 +6,7 @@ from sim.engine.policies.base cimport Budget, admit_waiting, blocks_for, new_bud
 from sim.engine.kvcache cimport KVCache
 from sim.engine.replica cimport Replica
 from sim.engine.request cimport Request
+from sim.engine.step_plan cimport new_step_plan
 
 cdef class ContinuousBatching:
     # fields: generated from __slots__ in continuous.py by tools/pxd_layout.py (do not edit)

@@ -24,6 +24,7 @@ from sim.engine.policies.base import (
     preempt_for,
 )
 from sim.engine.request import DECODING, FcfsQueue
+from sim.engine.step_plan import new_step_plan
 
 if TYPE_CHECKING:  # pragma: no cover
     from sim.engine.replica import Replica
@@ -81,9 +82,10 @@ class ContinuousBatching:
         else:
             admitted = admit_waiting(rep, budget, chunks, whole_prompts=not rep.chunked_prefill)
         if chunks:
-            return StepPlan(preempt=tuple(victims), admit=tuple(admitted), chunks=tuple(chunks), decode=n_dec > 0)
+            # new_step_plan: StepPlan(...) without a keyword call (compiled, a C call)
+            return new_step_plan(tuple(victims), tuple(admitted), tuple(chunks), n_dec > 0, False, None)
         if n_dec:
-            return StepPlan(preempt=tuple(victims), decode=True, repeatable=not victims)
+            return new_step_plan(tuple(victims), (), (), True, not victims, None)
         if victims:
-            return StepPlan(preempt=tuple(victims))
+            return new_step_plan(tuple(victims), (), (), False, False, None)
         return IDLE
