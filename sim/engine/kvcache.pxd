@@ -1,16 +1,6 @@
 # C types for kvcache.py when Cython compiles it (setup.py); kvcache.py is the reference.
 cimport cython
 
-# _address(o): the address of an object as a number, the value id() gives in CPython (kvcache.py
-# uses the builtin id when it runs as Python); _ident(chain): a chain list's key in KVCache.chains
-cdef extern from *:
-    """
-    #define __fleetcast_address(o) ((size_t)(o))
-    """
-    size_t _address "__fleetcast_address" (object o)
-
-cdef inline size_t _ident(list chain)
-
 cdef class KVCache:
     # fields: generated from __slots__ in kvcache.py by tools/pxd_layout.py (do not edit)
     cdef public long long num_blocks, block_size, num_empty, hit_blocks, query_blocks

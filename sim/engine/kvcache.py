@@ -37,16 +37,6 @@ from operator import add
 
 __all__ = ["KVCache", "OutOfBlocks"]
 
-# ``_address``: pure Python, the builtin ``id`` (put in the module's namespace this way so that Cython
-# sees no assignment to the name); compiled, kvcache.pxd declares it as a C cast of the object's
-# address, the number ``id`` gives in CPython, without a builtin call per chain look-up.
-globals().setdefault("_address", id)
-
-
-def _ident(chain: list) -> int:
-    """A chain list's identity, the key of ``KVCache.chains`` (``id(chain)``)."""
-    return _address(chain)  # type: ignore[name-defined]  # noqa: F821  (defined above, or by kvcache.pxd)
-
 
 class OutOfBlocks(RuntimeError):
     """An allocation asked for more blocks than are free (an engine bug)."""
@@ -147,12 +137,12 @@ class KVCache:
         self.num_empty += private_blocks
         if not keys:
             return
-        entry = self.chains.get(_ident(keys))
+        entry = self.chains.get(id(keys))
         if entry is not None and entry[1] is keys:  # a whole-chain holder
             entry[0] -= 1
             if entry[0]:
                 return
-            del self.chains[_ident(keys)]  # the last one: the chain lets go of its references
+            del self.chains[id(keys)]  # the last one: the chain lets go of its references
         # Reverse order: the tail of a chain is evicted before its head. One dictionary call per key
         # that loses its last holder (pop), two for one still held (pop, store the count less one).
         refcount, evictable, lru = self.refcount, self.evictable, self.lru
@@ -172,7 +162,7 @@ class KVCache:
     # -- prefix cache -------------------------------------------------------
     def match_chain(self, chain: list, limit: int) -> tuple[int, int]:
         """``match(chain[:limit])``, in O(1) when someone holds the whole chain."""
-        entry = self.chains.get(_ident(chain))
+        entry = self.chains.get(id(chain))
         if entry is not None and entry[1] is chain:
             return (limit if limit < len(chain) else len(chain)), 0
         return self.match(chain[:limit])
@@ -184,12 +174,12 @@ class KVCache:
             keys = chain[:hit]
             self.acquire(keys)
             return keys
-        entry = self.chains.get(_ident(chain))
+        entry = self.chains.get(id(chain))
         if entry is not None and entry[1] is chain:
             entry[0] += 1
         else:
             self.acquire(chain)  # the chain's own references
-            self.chains[_ident(chain)] = [1, chain]
+            self.chains[id(chain)] = [1, chain]
         return chain
 
     def promote(self, keys: list, chain: list) -> list:
@@ -198,15 +188,15 @@ class KVCache:
         its whole-chain holder: its references become the chain's. Returns
         ``chain``, the keys list to release from now on. (Nobody else can hold
         the whole chain: its last blocks were not cached until now.)"""
-        if _ident(chain) in self.chains:
+        if id(chain) in self.chains:
             raise RuntimeError("promote: the chain already has whole-chain holders")  # an engine bug
-        self.chains[_ident(chain)] = [1, chain]
+        self.chains[id(chain)] = [1, chain]
         return chain
 
     def freed_by(self, keys: list) -> int:
         """Cached blocks that lose their last holder if the request holding
         ``keys`` (a list ``hold`` returned) let go now."""
-        entry = self.chains.get(_ident(keys))
+        entry = self.chains.get(id(keys))
         if entry is not None and entry[1] is keys and entry[0] > 1:
             return 0  # other whole-chain holders keep every key
         # One of a key's references is this request's (its own, or its chain's when it is the
