@@ -121,6 +121,37 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
+def _on_lost_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt()
+
+
+def _raise_again(unraisable) -> None:
+    """``sys.unraisablehook`` while a command runs. Python runs a signal's handler at the next bytecode it
+    executes, which may be inside a weakref callback or a ``__del__`` that the garbage collector runs: an
+    exception raised there is printed ("Exception ignored in ...", a traceback) and dropped, so a SIGTERM
+    or a Ctrl-C arriving then was lost and the command ran on to exit 0. Such an interrupt is raised again
+    by a one-shot timer (SIGALRM, 5 ms) in the command's own code; any other exception goes to the hook
+    that was there before."""
+    exc = unraisable.exc_value
+    handler = _on_sigterm if isinstance(exc, Terminated) else _on_lost_interrupt
+    if not isinstance(exc, (Terminated, KeyboardInterrupt)) or not hasattr(signal, "setitimer"):
+        _unraisable_before(unraisable)
+        return
+    signal.signal(signal.SIGALRM, handler)  # neither call runs pending handlers (so not raised in here)
+    signal.setitimer(signal.ITIMER_REAL, 0.005)
+
+
+_unraisable_before = sys.unraisablehook
+
+
+def _catch_lost_interrupts() -> None:
+    """Install ``_raise_again`` (main thread only, as signal handlers are)."""
+    global _unraisable_before
+    if sys.unraisablehook is not _raise_again:
+        _unraisable_before = sys.unraisablehook
+        sys.unraisablehook = _raise_again
+
+
 def _say(markup: str) -> None:
     """One line on stderr through rich (imported only now: an error costs no renderer import)."""
     console = importlib.import_module("sim.report.console").make_console(stderr=True)
@@ -142,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)  # default SIGTERM kills without running cleanups
+        _catch_lost_interrupts()  # an interrupt that lands in a garbage collector's callback: raised again
     errors = importlib.import_module("sim.errors")
     try:
         parser = build_parser(only=_command_of(argv))
