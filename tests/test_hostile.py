@@ -420,6 +420,12 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path, delay_s):
     out, err = proc.communicate(timeout=120)
     if proc.returncode == 0:  # finished before the signal: nothing to check
         pytest.skip("the run finished before Ctrl-C")
+    if proc.returncode == -signal.SIGINT and (tmp_path / "o" / "summary.json").exists():
+        # the run had finished (its folder is swapped in whole) and Python was shutting down: it
+        # restores the default handlers then, so the signal itself ends the process (a shell shows
+        # 130 too); seen once in CI at 1.5 s
+        assert "Traceback" not in err, err
+        pytest.skip("Ctrl-C came while Python shut down after the run")
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()
 
