@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.analysis.forecast import forecast
-from sim.analysis.replications import CONFIDENCE
+from sim.analysis.replications import CONFIDENCE, t_interval
 from sim.scenario.spec import scenario_from_dict
 from sim.scenario.yamlio import load_yaml_with_lines
 from sim.workload.fit.fit import TrafficFit
@@ -83,6 +83,12 @@ class RoundTripRow:
         return difference_interval(self.replay, self.fitted_runs)
 
     @property
+    def interval_text(self) -> str:
+        """The interval as the terminal and the fit report print it."""
+        iv = self.interval
+        return f"{iv[0]:+.1%} .. {iv[1]:+.1%}" if iv is not None else "none (1 seed)"
+
+    @property
     def replay_rank(self) -> float:
         """Share of the fitted runs below the replay (ties count half): where the one replay falls
         among them, assuming nothing about their shape (near 0 or 1: the replay is unlike the runs)."""
@@ -111,10 +117,11 @@ def difference_interval(replay: float, runs: list[float], confidence: float = CO
     v = np.asarray(runs, dtype=float)
     if v.size < 2 or not replay or not math.isfinite(replay) or not np.isfinite(v).all():
         return None
-    from scipy.stats import t as student_t
-
-    half = float(student_t.ppf(0.5 + confidence / 2.0, v.size - 1)) * float(v.std(ddof=1)) * math.sqrt(1 + 1 / v.size)
-    d = float(v.mean()) - replay
+    iv = t_interval(v, confidence)  # the mean's interval: half-width t * sd / sqrt(n)
+    assert iv is not None  # two runs or more
+    mean, low, _ = iv
+    half = (mean - low) * math.sqrt(v.size + 1)  # t * sd * sqrt(1 + 1/n): sqrt(n) * sqrt(1 + 1/n) = sqrt(n + 1)
+    d = mean - replay
     return (d - half) / replay, (d + half) / replay
 
 

@@ -302,10 +302,11 @@ def _check(args: argparse.Namespace, fit, text: str, folder: Path):
     head = f"  {'metric':<26}{'replayed log':>14}{'fitted':>14}{'diff':>9}{'95% interval':>19}{'rank':>6}  verdict"
     console.print(head)
     for r in rows:
-        iv = r.interval
-        span = f"{iv[0]:+.1%} .. {iv[1]:+.1%}" if iv is not None else "none (1 seed)"
         mark = {"within": "ok", "outside": f"> {TOLERANCE:.0%}", "undecided": "inside the noise"}[r.verdict]
-        line = f"  {r.label:<26}{r.replay:>14.4g}{r.fitted:>14.4g}{r.rel_diff:>+8.1%}{span:>20}{r.replay_rank:>6.0%}  {mark}"
+        line = (
+            f"  {r.label:<26}{r.replay:>14.4g}{r.fitted:>14.4g}{r.rel_diff:>+8.1%}{r.interval_text:>20}"
+            f"{r.replay_rank:>6.0%}  {mark}"
+        )
         console.print(line, highlight=False)
     console.print(
         f"  [dim]interval: fitted mean - replay +- t * sd(seeds) * sqrt(1 + 1/seeds) (the replay is one "

@@ -135,7 +135,7 @@ def _round_trip_html(rows: list[RoundTripRow], scenario: str, seeds: int) -> str
             f"{r.replay:.4g}",
             f"{r.fitted:.4g}",
             f"{r.rel_diff:+.1%}",
-            _interval_text(r),
+            r.interval_text,
             f"{r.replay_rank:.0%}",
             _verdict_html(r),
         ]
@@ -153,11 +153,6 @@ def _round_trip_html(rows: list[RoundTripRow], scenario: str, seeds: int) -> str
         )
         + "</section>"
     )
-
-
-def _interval_text(r: RoundTripRow) -> str:
-    iv = r.interval
-    return f"{iv[0]:+.1%} .. {iv[1]:+.1%}" if iv is not None else "none (1 seed)"
 
 
 def _verdict_html(r: RoundTripRow) -> str:
