@@ -39,9 +39,9 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from calibration import power_fit, power_forms
+from sim.catalog import load_catalog
 
 __all__ = [
-    "TDP_W",
     "Form",
     "FORMS",
     "fit_form",
@@ -56,8 +56,11 @@ __all__ = [
 
 Row = dict
 
-#: ML.ENERGY gpu_model -> board power limit (W): H100 SXM 700 W, B200 1000 W (sim/catalog/gpus.yaml tdp_w)
-TDP_W = {"H100": 700.0, "B200": 1000.0}
+
+def _tdp_w(gpu_model: str) -> float:
+    """Board power limit (W) of an ML.ENERGY gpu_model: its catalog GPU's (``power_fit.FIT_GPUS``), as
+    ``power_fit.fit`` reads it (H100 SXM 700 W, B200 1000 W)."""
+    return load_catalog().gpu(power_fit.FIT_GPUS[gpu_model]).power_w
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ def lomo_cv(form: Form, rows: list[Row], gpu_model: str) -> dict[str, float]:
     """Leave-one-model-out within the GPU's training split: each training model's configurations
     predicted by the form fitted on the other training models; errors over all of them."""
     tr = _train(rows, gpu_model)
-    tdp = TDP_W[gpu_model]
+    tdp = _tdp_w(gpu_model)
     pred = np.zeros(len(tr))
     for m in sorted({r["model_id"] for r in tr}):
         out = np.array([r["model_id"] == m for r in tr])
@@ -257,8 +260,8 @@ def residual_groups(rows: list[Row], steps: dict[tuple, dict] | None = None) -> 
     base = FORMS[BASELINE]
     for ml, name in power_fit.FIT_GPUS.items():
         tr = _train(rows, ml)
-        p = fit_form(base, tr, TDP_W[ml])
-        pred = _predict(base, p, tr, TDP_W[ml])
+        p = fit_form(base, tr, _tdp_w(ml))
+        pred = _predict(base, p, tr, _tdp_w(ml))
         res = {id(r): w / (float(r["avg_power_w"]) / int(r["num_gpus"])) - 1.0 for r, w in zip(tr, pred, strict=True)}
         for gname, key in _groupings(steps).items():
             d: dict[str, list[float]] = defaultdict(list)
@@ -312,7 +315,7 @@ def sweep_offsets(rows: list[Row], gpu_model: str, form: Form) -> dict[str, floa
     """Where ``form``'s residual (fitted on the GPU's training split, scored there) sits: the log
     residual's rms over all training configurations, that of each sweep's mean (model, task and
     parallelism: one offset per server set-up) and that within the sweeps around their mean."""
-    tr, tdp = _train(rows, gpu_model), TDP_W[gpu_model]
+    tr, tdp = _train(rows, gpu_model), _tdp_w(gpu_model)
     x, y = _xy(tr, form)
     e = np.log(form.predict(fit_form(form, tr, tdp), x, tdp) / y)
     sweeps: dict[tuple, list[int]] = defaultdict(list)
@@ -335,7 +338,7 @@ def held_back(rows: list[Row], gpu_model: str, form: Form) -> dict[str, dict[str
     error as power, so ``within_10pct`` is the energy target."""
     hb = [r for r in rows if r["gpu_model"] == gpu_model and r["split"] == "held_back"]
     meas = np.array([float(r["avg_power_w"]) / int(r["num_gpus"]) for r in hb])
-    tr, tdp = _train(rows, gpu_model), TDP_W[gpu_model]
+    tr, tdp = _train(rows, gpu_model), _tdp_w(gpu_model)
     base = FORMS[BASELINE]
     ps = _predict(base, fit_form(base, tr, tdp), hb, tdp)
     g = np.array([float(r["num_gpus"]) for r in hb])
@@ -368,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         cv = {k: lomo_cv(f, rows, ml) for k, f in FORMS.items()}
         chosen[ml] = choose(cv)
         for k, e in cv.items():
-            p = fit_form(FORMS[k], _train(rows, ml), TDP_W[ml])
+            p = fit_form(FORMS[k], _train(rows, ml), _tdp_w(ml))
             mark = " **(chosen)**" if k == chosen[ml] else ""
             print(
                 f"| {name} | {k}{mark} | {e['mean']:.1%} | {e['median']:.1%} | {e['within_5pct']:.0%} | "
