@@ -112,6 +112,8 @@ def test_h100_active_power_falls_with_the_replicas_gpus_held_within_the_fit():
     assert gpu_curve("h100-sxm", "hopper", 700.0, 0).active_w == pytest.approx(490.0)
     assert gpu_curve("b200", "blackwell", 1000.0, 8).active_w == pytest.approx(579.2)
     assert "log2(8 GPUs per replica)" in gpu_curve("h100-sxm", "hopper", 700.0, 8).basis
+    # the basis names the count the term used, not the replica's 16
+    assert "log2(8 GPUs per replica; 16 held to the fit's 8)" in gpu_curve("h100-sxm", "hopper", 700.0, 16).basis
     # an 8-GPU replica held 0.05 s, busy 0.03 s at MFU 0.2 on every GPU, no bytes. By hand:
     # idle 8 x 70 x 0.02 = 11.2; active 8 x 404.2 x 0.03 = 97.008; 940.0 x 0.2 x 0.03 x 8 = 45.12
     # -> 153.328 J

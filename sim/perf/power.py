@@ -77,23 +77,25 @@ MEASURED: dict[str, tuple[str, float, float, float, float, float]] = {
 GPUS_FITTED = (1, 8)
 
 
-def _log2_gpus(gpus: int) -> float:
-    return math.log2(min(max(gpus, GPUS_FITTED[0]), GPUS_FITTED[1]))
+def _gpu_term(gpus: int) -> tuple[float, str]:
+    """log2 of the replica's GPU count held within ``GPUS_FITTED``, and that count as the basis names it."""
+    held = min(max(gpus, GPUS_FITTED[0]), GPUS_FITTED[1])
+    return math.log2(held), f"{held} GPUs per replica" + (f"; {gpus} held to the fit's {held}" if held != gpus else "")
 
 
 def gpu_curve(name: str, architecture: str, tdp_w: float, gpus: int = 1) -> PowerCurve:
     """The power curve of a catalog GPU in a replica of ``gpus`` GPUs: measured, else its
     architecture's (else Hopper's) scaled to its TDP."""
-    lg = _log2_gpus(gpus)
+    lg, count = _gpu_term(gpus)
     if name in MEASURED:
         _, a, m, b, g, tdp = MEASURED[name]
-        term = f"; active_w = {a:g} {g:+g} W x log2({gpus} GPUs per replica)" if g else ""
+        term = f"; active_w = {a:g} {g:+g} W x log2({count})" if g else ""
         return PowerCurve(IDLE_FRACTION_OF_TDP * tdp, a + g * lg, m, b, tdp, f"measured: {_SOURCE}{term}")
     src = next((gg for gg, v in MEASURED.items() if v[0] == architecture), "h100-sxm")
     arch, a, m, b, g, tdp = MEASURED[src]
     k = tdp_w / tdp
     why = f"its architecture ({arch})" if arch == architecture else f"no {architecture or 'known'} curve; Hopper's"
-    term = f"; active_w = ({a:g} {g:+g} W x log2({gpus} GPUs per replica)) x the TDP ratio" if g else ""
+    term = f"; active_w = ({a:g} {g:+g} W x log2({count})) x the TDP ratio" if g else ""
     return PowerCurve(
         IDLE_FRACTION_OF_TDP * tdp_w,
         (a + g * lg) * k,
