@@ -21,9 +21,8 @@ import numpy as np
 
 from calibration.public_corpus import discover, replay_entry
 from calibration.runs import run_scenario
-from sim.engine.fleet import simulate
+from calibration.validate import replay_run
 from sim.perf.pool_model import build_pool_models
-from sim.workload.closed_loop import ClosedLoop
 
 __all__ = ["V1_SETS", "OUTPUT_TOKENS", "CONTEXT_TOKENS", "entry_lines", "step_lines", "capped_lines", "main"]
 
@@ -88,15 +87,7 @@ def step_lines(entry) -> list[str]:
 def capped_lines(entry) -> list[str]:
     """Part 3: a client-capped stage's replayed TTFT distribution against the measured quantiles."""
     run = entry.load()
-    cl = run.meta["closed_loop"]
-    chained = run.workload.after_rid is not None  # clients started one by one (validate_run's rule)
-    res = simulate(
-        run_scenario(run, None),
-        workload=run.workload,
-        closed_loop=None if chained else ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))),
-        api_server=run.api_server,
-    )
-    req = res.requests
+    req = replay_run(run, None).requests
     ttft = req[req["request_id"] >= int(run.meta.get("warmup_requests", 0))]["ttft_s"].to_numpy()
     q = np.percentile(ttft, [10, 50, 90, 99])
     counts, edges = np.histogram(ttft, bins=12)

@@ -28,6 +28,7 @@ from calibration.runs import Run, measured_metrics, run_scenario
 from calibration.steady_state import steady_state_metrics
 from sim.analysis.metrics import hist_percentiles
 from sim.engine.fleet import simulate
+from sim.engine.result import SimResult
 from sim.errors import FleetcastError
 from sim.perf.step_source import kernel_warnings, perf_sources  # the one import of the perf-model modules
 from sim.workload.closed_loop import ClosedLoop
@@ -35,6 +36,7 @@ from sim.workload.closed_loop import ClosedLoop
 __all__ = [
     "Comparison",
     "validate_run",
+    "replay_run",
     "replay_model",
     "error_table",
     "error_pivot",
@@ -123,6 +125,20 @@ def _replay_located(run: Run) -> Iterator[None]:
         raise FleetcastError(f"{source} (the engine settings of {run.name}, replayed): {why}") from None
 
 
+def replay_run(run: Run, profile: Path | None) -> SimResult:
+    """The run's workload simulated with ``profile`` (None: no profile) on its engine settings: a
+    concurrency point (``meta['closed_loop']``) from a closed-loop client (sim.workload.closed_loop),
+    unless its clients start one by one (a concurrency row's ``warmup_rate_rps``): then its requests come
+    chained, each released by its client's previous one (calibration.logs.aggregate)."""
+    cl = run.meta.get("closed_loop")
+    chained = run.workload.after_rid is not None
+    closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl and not chained else None
+    with _replay_located(run):
+        return simulate(
+            run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server
+        )
+
+
 def validate_run(run: Run, profile: Path | None) -> Comparison:
     """Simulate the run's workload with ``profile`` (None: no profile, the model ``fleetcast run`` and
     ``plan`` use for that pool) and collect both sides' metrics. A concurrency point
@@ -130,13 +146,7 @@ def validate_run(run: Run, profile: Path | None) -> Comparison:
     saturated burst (``meta['steady_state']``) has its throughput and mean batch over its steady
     window (calibration.steady_state). The replay's inter-token latency percentiles come from the
     engine's ITL histogram (every token gap of every request, as a client sees them)."""
-    cl = run.meta.get("closed_loop")
-    # clients that start one by one (a concurrency row's warmup_rate_rps) come as chained requests, each
-    # released by its client's previous one (calibration.logs.aggregate), not from a ClosedLoop
-    chained = run.workload.after_rid is not None
-    closed = ClosedLoop(int(cl["clients"]), float(cl.get("think_s", 0.0))) if cl and not chained else None
-    with _replay_located(run):
-        res = simulate(run_scenario(run, profile), workload=run.workload, closed_loop=closed, api_server=run.api_server)
+    res = replay_run(run, profile)
     ts = res.timeseries
     sim_requests = res.requests
     cc = run.meta.get("client_cpu")
