@@ -148,9 +148,10 @@ def execute_run(
             result.reason = died + (f" ({cause})" if cause else "")
         if result is not None and result.completed:
             time.sleep(0.5)  # let the server's counters catch up with the last response
+        sent_s = clock() - t0
         after = _safe_scrape(server.base_url) if not died else None
         if after is not None:
-            scraper.rows.append({"t_s": clock() - t0, **row_of(after)})
+            scraper.add_row(sent_s, after)
         ts, raw = scraper.to_frames()
         if result is None:  # an exception inside the load loop: keep what we know
             info["reason"] = "aborted by an exception (see the console)"

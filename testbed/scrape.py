@@ -161,13 +161,21 @@ class MetricsScraper:
         self._thread: threading.Thread | None = None
 
     def scrape_once(self) -> list[Sample] | None:
+        sent_s = self.clock() - self.t0
         try:
             samples = scrape(self.base_url, prefixes=_SERIES_PREFIXES)
         except OSError:
             self.failures += 1
             return None
-        self.rows.append({"t_s": self.clock() - self.t0, **row_of(samples)})
+        self.add_row(sent_s, samples)
         return samples
+
+    def add_row(self, sent_s: float, samples: list[Sample]) -> None:
+        """One scrape's row: ``t_s`` when its answer was in, ``scrape_start_s`` when it was asked
+        for. The server read its gauges somewhere between the two; on a busy machine a scrape can
+        take far longer than a step, so a check of the gauges against the client's records uses
+        the whole window."""
+        self.rows.append({"t_s": self.clock() - self.t0, "scrape_start_s": sent_s, **row_of(samples)})
 
     def _loop(self) -> None:
         next_t = self.clock()
@@ -188,7 +196,7 @@ class MetricsScraper:
 
     def to_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(timeseries in ``TIMESERIES_COLUMNS``, all scraped columns)."""
-        raw = pd.DataFrame(self.rows, columns=["t_s", *SERIES])
+        raw = pd.DataFrame(self.rows, columns=["t_s", "scrape_start_s", *SERIES])
         raw.insert(1, "replica", self.replica)
         d_sum = raw["iteration_tokens_sum"].diff()
         d_cnt = raw["iteration_tokens_count"].diff()
