@@ -53,19 +53,24 @@ def _check_against_server(info: dict, df: pd.DataFrame) -> None:
 
 def _check_gauges_against_records(raw: pd.DataFrame, df: pd.DataFrame, margin_s: float = 0.05) -> None:
     """At each scrape, the server's running + waiting gauge lies between the requests the
-    client surely had in flight then and those it might have had. The server read its gauges at
-    some instant of the scrape's window [scrape_start_s, t_s] (on a busy 2-core machine a scrape
-    can take longer than a step), so "surely" counts the requests in flight through the whole
-    window and "maybe" those in flight at any instant of it; each request's interval
-    [arrival, arrival + e2e] is shrunk, then widened, by ``margin_s`` (the gauge's lag of an
-    engine step, the network). With ~30 short requests the server is often idle at a scrape,
-    so this compares the gauges scrape by scrape instead of asking for a busy instant."""
+    client surely had in the engine then and those it might have had. vLLM sets these gauges
+    from the scheduler's stats that travel with each engine step's outputs (``AsyncLLM``'s
+    output handler records them right after pushing that step's tokens to the request queues),
+    so a request that reaches an idle engine first shows when its first step ends: "surely"
+    counts a request from its first token (``arrival + ttft``) to its last one, "maybe" from
+    its send to its last token. The server read the gauges at some instant of the scrape's
+    window [scrape_start_s, t_s] (on a busy 2-core machine a scrape can take longer than a
+    step), so "surely" asks for the whole window and "maybe" for any instant of it, each
+    interval shrunk, then widened, by ``margin_s`` (streaming, the network). With ~30 short
+    requests the server is often idle at a scrape, so this compares the gauges scrape by
+    scrape instead of asking for a busy instant."""
     start = df["arrival_s"].to_numpy()
+    first = start + df["ttft_s"].to_numpy()
     end = start + df["e2e_s"].to_numpy()
     n_all = (raw["running"].fillna(0) + raw["waiting"].fillna(0)).to_numpy()
     for t0, t1, n in zip(raw["scrape_start_s"], raw["t_s"], n_all):
         assert t0 <= t1
-        surely = int(((start + margin_s <= t0) & (t1 <= end - margin_s)).sum())
+        surely = int(((first + margin_s <= t0) & (t1 <= end - margin_s)).sum())
         maybe = int(((start - margin_s <= t1) & (t0 <= end + margin_s)).sum())
         assert surely <= n <= maybe, (
             f"scraped in [{t0:.3f}, {t1:.3f}] s, the server reports {n:.0f} requests; the client had {surely}..{maybe}"
