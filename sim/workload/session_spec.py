@@ -180,7 +180,8 @@ class SessionSpec(BaseModel):
     With batch arrivals (arrival.batch) a later turn goes with the next batch at or after its
     time. Turns falling after the run's end come at its start (time modulo duration_s), as the
     later turns of conversations begun before the run, with prefix keys of their own, so the
-    rate holds from the first second."""
+    rate holds from the first second. `continue_by_prompt` makes which turns of a depth continue
+    depend on their prompt's length (the depth's share continued unchanged)."""
 
     model_config = _CFG
     mean_turns: Optional[float] = Field(
