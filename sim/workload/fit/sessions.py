@@ -13,7 +13,9 @@ inverse of the chance that a gap of that length starting in the window ends in i
 ``t`` had a chance ``G(span - t)`` to show its next turn, ``G`` the corrected gap CDF. The chance
 that a turn of depth d continues is ``q_d = (continuations at d) / sum G(span - t)`` over turns at
 d; geometric turns (one ``q``) unless a chi-square over the depths refuses it, then
-``turn_weights`` from the ``q_d``.
+``turn_weights`` from the ``q_d``. Whether a later turn continues may also depend on its prompt's
+length: one slope in ln(prompt tokens) with an intercept per depth group
+(``sim.workload.fit.continuation``), written as ``continue_by_prompt`` on its likelihood ratio.
 """
 
 from __future__ import annotations
