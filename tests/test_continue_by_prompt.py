@@ -231,3 +231,25 @@ def test_continue_by_prompt_errors_are_located(tmp_path, capsys, rule, message):
     path, line = _with_session(tmp_path, f"{{mean_turns: 2, {_FIXED}, continue_by_prompt: {rule}}}")
     code, err = refused_run(capsys, tmp_path, path)
     assert code == 2 and f"s.yaml: line {line}, " in err and message in err, err
+
+
+def test_completion_gaps_release_each_turn_after_its_previous_turn(tmp_path):
+    """With gap_from: completion a released turn names its previous turn: the same session, so
+    its prompt is the previous prompt + 30 output + 5 new tokens (fixed lengths), think 7 s."""
+    spec = _one_class(
+        {
+            "mean_turns": 3,
+            "gap_s": {"dist": "fixed", "value_s": 7},
+            "gap_from": "completion",
+            "new_tokens": {"dist": "fixed", "value": 5},
+            "continue_by_prompt": {"log_odds_per_ln_tok": -1.0, "from_turn": 1},
+        },
+        2.0,
+        600,
+    )
+    w = generate_workload(spec, 2, tmp_path)
+    assert w.after_rid is not None and w.think_s is not None
+    rel = np.flatnonzero(w.after_rid >= 0)
+    assert rel.size > 100
+    assert np.array_equal(w.prompt_tokens[rel], w.prompt_tokens[w.after_rid[rel]] + 35)
+    assert np.all(w.think_s[rel] == 7.0)
