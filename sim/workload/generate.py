@@ -468,13 +468,14 @@ def _session_class(traffic: TrafficSpec, c: int, seed: int, base_dir: Path, star
     rngs = (stream(seed, "session-turns", c), stream(seed, "session-gaps", c), stream(seed, "session-new", c))
     process = cls.arrival if cls.arrival is not None else traffic.arrival
     batched = isinstance(process, PoissonArrival) and process.batch is not None
+    rng_later = stream(seed, "lengths", c, 3)  # one stream: continue_by_prompt draws depth by depth
     return build_class(
         spec,
         starts,
         traffic.duration_s,
         rngs,
         first,
-        lambda m: later_dist.sample(stream(seed, "lengths", c, 3), m),
+        lambda m: later_dist.sample(rng_later, m),
         new_tokens,
         session_salt(cls.name, seed),
         prefix,

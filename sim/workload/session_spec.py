@@ -28,6 +28,7 @@ __all__ = [
     "GapSpec",
     "GAP_NAMES",
     "SessionSpec",
+    "ContinueByPrompt",
     "MAX_TURNS",
 ]
 
@@ -140,6 +141,32 @@ def _tag(value, kind: str, valid: list[str]):
     return value
 
 
+class ContinueByPrompt(BaseModel):
+    """Whether a turn is continued depends on its prompt's length: among the turns of one depth
+    (turn number) from `from_turn` on, the odds that a turn has a next turn are proportional to
+    `prompt_tokens ** log_odds_per_ln_tok` (a logistic in ln(prompt tokens) with a common slope).
+    How many of a depth's turns continue stays what mean_turns / turn_weights give: the generator
+    solves each depth's intercept over the turns it drew, so the mean turns and the request rate
+    are kept and only which turns continue changes."""
+
+    model_config = _CFG
+    log_odds_per_ln_tok: float = Field(
+        ...,
+        ge=-20,
+        le=20,
+        allow_inf_nan=False,
+        description="Change in a turn's log-odds of a next turn per unit of ln(prompt tokens) (per e-fold of its "
+        "prompt); < 0: longer turns are continued less often; 0: no dependence.",
+    )
+    from_turn: int = Field(
+        2,
+        ge=1,
+        le=MAX_TURNS,
+        description="First turn (1 = a session's first) whose continuation depends on its prompt's length; earlier "
+        "turns continue independently of it.",
+    )
+
+
 class SessionSpec(BaseModel):
     """Conversations: each arrival of the class starts a session of turns (geometric on 1, 2,
     ... with mean `mean_turns`, or `turn_weights`). Turn k+1 arrives `gap_s` after turn k arrived
@@ -153,7 +180,8 @@ class SessionSpec(BaseModel):
     With batch arrivals (arrival.batch) a later turn goes with the next batch at or after its
     time. Turns falling after the run's end come at its start (time modulo duration_s), as the
     later turns of conversations begun before the run, with prefix keys of their own, so the
-    rate holds from the first second."""
+    rate holds from the first second. `continue_by_prompt` makes which turns of a depth continue
+    depend on their prompt's length (the depth's share continued unchanged)."""
 
     model_config = _CFG
     mean_turns: Optional[float] = Field(
@@ -183,6 +211,11 @@ class SessionSpec(BaseModel):
     output_tokens: Optional[LengthSpec] = Field(
         None,
         description="Output length of the later turns (dist: fixed|uniform|normal|lognormal|empirical); omitted = the class's output_tokens (or lengths_table's output column).",
+    )
+    continue_by_prompt: Optional[ContinueByPrompt] = Field(
+        None,
+        description="Continuation depending on the turn's prompt length ({log_odds_per_ln_tok, from_turn}); omitted = "
+        "a turn continues independently of its length.",
     )
     max_prompt_tokens: Optional[int] = Field(
         None,
@@ -236,3 +269,17 @@ class SessionSpec(BaseModel):
             return np.minimum(rng.geometric(p, k), MAX_TURNS).astype(np.int64)
         w = np.asarray(self.turn_weights, dtype=float)
         return rng.choice(w.size, size=k, p=w / w.sum()).astype(np.int64) + 1
+
+    def continue_chance(self, turn: int) -> float:
+        """The chance that a session's turn ``turn`` (0-based) has a next turn, from mean_turns
+        (geometric: ``1 - 1 / mean_turns``) or turn_weights (``P(K > turn + 1) / P(K > turn)``); 0
+        at ``MAX_TURNS - 1`` and past the last weight."""
+        if turn >= MAX_TURNS - 1:
+            return 0.0
+        if self.turn_weights is None:
+            return 1.0 - 1.0 / float(self.mean_turns)  # type: ignore[arg-type]  # _one: one of them is given
+        w = self.turn_weights
+        if turn >= len(w) - 1:
+            return 0.0
+        here = float(sum(w[turn:]))
+        return float(sum(w[turn + 1 :])) / here if here > 0 else 0.0

@@ -26,6 +26,7 @@ are first cached by the turn after it.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
@@ -35,7 +36,16 @@ import numpy as np
 from sim.workload.distributions import MAX_TOKENS
 from sim.workload.session_spec import SessionSpec
 
-__all__ = ["SessionTurns", "session_turns", "turn_prompts", "session_chains", "session_salt", "released_after"]
+__all__ = [
+    "SessionTurns",
+    "session_turns",
+    "turns_by_prompt",
+    "continue_probabilities",
+    "turn_prompts",
+    "session_chains",
+    "session_salt",
+    "released_after",
+]
 
 _MASK63 = np.uint64((1 << 63) - 1)
 
@@ -71,6 +81,22 @@ def session_turns(
     turn = np.arange(total, dtype=np.int64) - np.repeat(first, k)
     gaps = spec.gap_s.sample(rng_gaps, total)
     gaps[turn == 0] = 0.0
+    return _placed(starts_s, session, turn, k, first, gaps, duration_s, sends_s)
+
+
+def _placed(
+    starts_s: np.ndarray,
+    session: np.ndarray,
+    turn: np.ndarray,
+    k: np.ndarray,
+    first: np.ndarray,
+    gaps: np.ndarray,
+    duration_s: float,
+    sends_s: Optional[np.ndarray],
+) -> SessionTurns:
+    """The turns' times (``session_turns``): rows session by session, ``k`` turns each, the first
+    at row ``first``; each turn ``gaps`` after the one before (a first turn's gap is 0)."""
+    total = turn.size
     c = np.cumsum(gaps)
     since_start = c - np.repeat(c[first] if total else c, k)
     t = np.repeat(np.asarray(starts_s, dtype=np.float64), k) + since_start
@@ -84,6 +110,94 @@ def session_turns(
         t[later] = sends_s[np.where(past, 0, i)]
         wrap[later] += past
     return SessionTurns(t, session, turn, wrap, gaps)
+
+
+def _solve_intercept(target: float, x: np.ndarray) -> float:
+    """The ``a`` with mean(sigmoid(a + x)) = ``target`` (0 < target < 1), by bisection: the mean
+    rises with ``a``, and at ``logit(target) -+ (max |x| + 1)`` it is below / above the target."""
+    centre = math.log(target / (1.0 - target))
+    reach = float(np.abs(x).max()) + 1.0
+    lo, hi = centre - reach, centre + reach
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if float(np.mean(_sigmoid(mid + x))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def continue_probabilities(chance: float, prompt: np.ndarray, log_odds_per_ln_tok: float) -> np.ndarray:
+    """Each of one depth's turns' chance of a next turn (``continue_by_prompt``): odds proportional
+    to ``prompt ** log_odds_per_ln_tok``, their mean the depth's ``chance``."""
+    if chance <= 0.0:
+        return np.zeros(prompt.size)
+    if chance >= 1.0 or prompt.size == 0:
+        return np.ones(prompt.size)
+    x = log_odds_per_ln_tok * np.log(np.maximum(prompt, 1).astype(np.float64))
+    x = x - x.mean()  # the intercept near logit(chance): bisection from a small bracket
+    return _sigmoid(_solve_intercept(chance, x) + x)
+
+
+def turns_by_prompt(
+    spec: SessionSpec,
+    starts_s: np.ndarray,
+    duration_s: float,
+    rngs: tuple[np.random.Generator, np.random.Generator, np.random.Generator],
+    first_lengths: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    later_outputs: Callable[[int], np.ndarray],
+    new_tokens: Callable[[np.random.Generator, np.ndarray], np.ndarray],
+    sends_s: Optional[np.ndarray] = None,
+) -> tuple[SessionTurns, np.ndarray, np.ndarray]:
+    """(turns, prompt, output) of sessions whose continuation depends on the prompt's length
+    (``spec.continue_by_prompt``), drawn depth by depth: every session's first turn, then at each
+    depth one uniform per live turn (``rngs[0]``) against its ``continue_probabilities`` (from
+    ``from_turn`` on; the depth's ``continue_chance`` before), and for the turns continued their
+    next turn's new tokens (``rngs[2]``), output (``later_outputs``) and gap (``rngs[1]``). Rows
+    come back session by session, turns in order, as ``session_turns`` gives them."""
+    rule = spec.continue_by_prompt
+    assert rule is not None  # the caller's condition
+    rng_turns, rng_gaps, rng_new = rngs
+    p1, o1 = first_lengths(starts_s.size)
+    live = np.arange(starts_s.size, dtype=np.int64)
+    prompt_now = np.asarray(p1, dtype=np.int64)
+    output_now = np.asarray(o1, dtype=np.int64)
+    gap_now = np.zeros(starts_s.size)
+    parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    depth = 0
+    while live.size:
+        parts.append((live, depth, prompt_now, output_now, gap_now))
+        chance = spec.continue_chance(depth)
+        if chance <= 0.0:
+            break
+        u = rng_turns.random(live.size)
+        if depth + 1 >= rule.from_turn and rule.log_odds_per_ln_tok != 0.0:
+            go = u < continue_probabilities(chance, prompt_now, rule.log_odds_per_ln_tok)
+        else:
+            go = u < chance
+        m = int(go.sum())
+        depth += 1
+        new = np.asarray(new_tokens(rng_new, np.full(m, depth, dtype=np.int64)), dtype=np.int64)
+        out = np.asarray(later_outputs(m), dtype=np.int64)
+        gap_now = spec.gap_s.sample(rng_gaps, m)
+        # a prompt past the token bound is cut later (build_class); held there so it cannot overflow
+        prompt_now = np.minimum(prompt_now[go] + output_now[go] + new, 2 * MAX_TOKENS)
+        output_now = out
+        live = live[go]
+    session = np.concatenate([p[0] for p in parts])
+    turn = np.concatenate([np.full(p[0].size, p[1], dtype=np.int64) for p in parts])
+    order = np.lexsort((turn, session))  # session by session, turns in order
+    session, turn = session[order], turn[order]
+    prompt = np.concatenate([p[2] for p in parts])[order]
+    output = np.concatenate([p[3] for p in parts])[order]
+    gaps = np.concatenate([p[4] for p in parts])[order]
+    k = np.bincount(session, minlength=starts_s.size).astype(np.int64)
+    first = (np.cumsum(k) - k).astype(np.int64)
+    return _placed(starts_s, session, turn, k, first, gaps, duration_s, sends_s), prompt, output
 
 
 def turn_prompts(turns: SessionTurns, first_prompt: np.ndarray, output: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -185,15 +299,21 @@ def build_class(
     ``new_tokens(rng, turn)`` one draw per turn (``turn``: 0 for a first turn, whose draw is unused);
     ``prefix(first_prompts)`` each session's (prefix end token, prefix key), 0 = none; ``sends_s``:
     see ``session_turns``."""
-    turns = session_turns(spec, starts_s, duration_s, rngs[0], rngs[1], sends_s)
-    n = turns.turn.size
-    first = turns.turn == 0
-    p1, o1 = first_lengths(int(first.sum()))
-    output = np.zeros(n, dtype=np.int64)
-    output[first] = o1
-    output[~first] = later_outputs(int((~first).sum()))
-    new = np.asarray(new_tokens(rngs[2], turns.turn), dtype=np.int64)
-    prompt = turn_prompts(turns, np.asarray(p1, dtype=np.int64), output, new)
+    if spec.continue_by_prompt is not None:
+        turns, prompt, output = turns_by_prompt(
+            spec, starts_s, duration_s, rngs, first_lengths, later_outputs, new_tokens, sends_s
+        )
+        p1 = prompt[turns.turn == 0]
+    else:
+        turns = session_turns(spec, starts_s, duration_s, rngs[0], rngs[1], sends_s)
+        n = turns.turn.size
+        first = turns.turn == 0
+        p1, o1 = first_lengths(int(first.sum()))
+        output = np.zeros(n, dtype=np.int64)
+        output[first] = o1
+        output[~first] = later_outputs(int((~first).sum()))
+        new = np.asarray(new_tokens(rngs[2], turns.turn), dtype=np.int64)
+        prompt = turn_prompts(turns, np.asarray(p1, dtype=np.int64), output, new)
     limit = spec.max_prompt_tokens if spec.max_prompt_tokens is not None else MAX_TOKENS
     notes = []
     keep = prompt <= limit  # prompts grow along a session: a cut drops the session's last turns

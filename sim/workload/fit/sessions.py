@@ -13,7 +13,9 @@ inverse of the chance that a gap of that length starting in the window ends in i
 ``t`` had a chance ``G(span - t)`` to show its next turn, ``G`` the corrected gap CDF. The chance
 that a turn of depth d continues is ``q_d = (continuations at d) / sum G(span - t)`` over turns at
 d; geometric turns (one ``q``) unless a chi-square over the depths refuses it, then
-``turn_weights`` from the ``q_d``.
+``turn_weights`` from the ``q_d``. Whether a later turn continues may also depend on its prompt's
+length: one slope in ln(prompt tokens) with an intercept per depth group
+(``sim.workload.fit.continuation``), written as ``continue_by_prompt`` on its likelihood ratio.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Optional
 
 import numpy as np
 
+from sim.workload.fit.continuation import LR_99, SlopeFit, fit_length_slope
 from sim.workload.fit.lengths import LengthFit, fit_length
 from sim.workload.fit.think import GapOrigin, gap_origin
 
@@ -77,6 +80,7 @@ class SessionFit:
     gaps_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # observed gaps from the previous arrival, s
     gap_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each one's span / (span - gap)
     notes: list[str] = field(default_factory=list)
+    continue_slope: Optional[SlopeFit] = None  # continue_by_prompt's slope from turn 2 (None: not written)
 
     @property
     def first_turns(self) -> np.ndarray:
@@ -365,11 +369,13 @@ def fit_session_form(
     # a group's chances from its own gaps (at least 20): deep sessions come back sooner, and
     # the whole log's gaps would undercount their chances to show a next turn
     parent_depth = depth[parent[cont]]
+    chance_own = chance.copy()  # each turn's chance from its group's own gaps, where it has 20
     for k, (a, b, c, _) in enumerate(groups):
         mine = (parent_depth >= a) & (parent_depth <= b)
         if mine.sum() >= 20:
             at = (depth >= a) & (depth <= b)
             own = 1.0 - _survival(g[mine], w[mine], left[at])
+            chance_own[at] = own
             groups[k] = (a, b, c, float((ws[at] * own).sum()))
     chi2 = sum((c - q * e) ** 2 / (q * e * (1 - q)) for _, _, c, e in groups) if len(groups) > 1 else 0.0
     df = len(groups) - 1
@@ -398,6 +404,7 @@ def fit_session_form(
         f"turns: a turn continues with q={q:.4f} (95% CI {q_ci[0]:.4f}..{q_ci[1]:.4f}; {cont.size:,} next turns "
         f"against {total:,.1f} expected chances, the window's end corrected); q by depth {by_depth}; {turns_note}"
     )
+    slope = _continue_by_prompt(prompt, depth, has_next, chance_own, groups, notes)
     mean_turns = (
         1.0 / (1.0 - q) if weights is None else float(np.dot(np.arange(1, len(weights) + 1), weights) / sum(weights))
     )
@@ -457,7 +464,64 @@ def fit_session_form(
         gaps_s=g,
         gap_weights=w,
         notes=notes,
+        continue_slope=slope,
     )
+
+
+#: Fewest turns seen continued, and seen ending, for a length slope to be fitted.
+SLOPE_MIN_EACH = 20
+
+
+def _continue_by_prompt(
+    prompt: np.ndarray,
+    depth: np.ndarray,
+    has_next: np.ndarray,
+    chance: np.ndarray,
+    groups: list[tuple[int, int, float, float]],
+    notes: list[str],
+) -> Optional[SlopeFit]:
+    """The slope of the later turns' (turn 2 on) log-odds of a next turn on ln(prompt tokens), one
+    intercept per depth group (``sim.workload.fit.continuation``), written as
+    ``continue_by_prompt`` when its likelihood ratio is over the chi-square(1) 99% point; the first
+    turns' own slope is a comment (a first turn in a log may continue a session begun before it,
+    and the form's slope starts at turn 2)."""
+    group = np.zeros(depth.size, dtype=np.int64)
+    for k, (a, b, _, _) in enumerate(groups):
+        group[(depth >= a) & (depth <= b)] = k
+    fits: dict[str, Optional[SlopeFit]] = {}
+    for name, sel in (("turn 2 on", depth >= 2), ("first turns", depth == 1)):
+        seen = sel & (chance > 0)
+        yes = int((has_next & seen).sum())
+        if yes < SLOPE_MIN_EACH or int(seen.sum()) - yes < SLOPE_MIN_EACH:
+            fits[name] = None
+            continue
+        fits[name] = fit_length_slope(prompt[sel], has_next[sel], chance[sel], group[sel])
+
+    def said(f: SlopeFit) -> str:
+        return (
+            f"{f.slope:+.4f} per ln(prompt tokens) (95% CI {f.ci[0]:+.4f}..{f.ci[1]:+.4f}; likelihood ratio against 0 "
+            f"{f.lr:.1f}; {f.turns:,} turns, {f.continued:,} seen continued)"
+        )
+
+    later, first = fits["turn 2 on"], fits["first turns"]
+    first_note = f"; first turns' own slope {said(first)}, not written" if first is not None else ""
+    if later is None:
+        notes.append(
+            f"continuation by prompt length: fewer than {SLOPE_MIN_EACH} later turns seen continued or ending: "
+            f"independent of length{first_note}"
+        )
+        return None
+    if later.lr > LR_99:
+        notes.append(
+            f"continuation by prompt length: later turns' log-odds of a next turn {said(later)}, over the "
+            f"chi-square(1) 99% point {LR_99:.3f}: continue_by_prompt from turn 2 (each depth keeps its q){first_note}"
+        )
+        return later
+    notes.append(
+        f"continuation by prompt length: later turns' log-odds of a next turn {said(later)}, under the chi-square(1) "
+        f"99% point {LR_99:.3f}: independent of length{first_note}"
+    )
+    return None
 
 
 def thin_sizes(counts: np.ndarray, p: float) -> np.ndarray:

@@ -143,6 +143,8 @@ def _session_yaml(sf: SessionFit, table: str) -> list[str]:
         out, ci = _dist_yaml(sf.output, table, "output_tokens")
         lines += [f"      # session output_tokens: {sf.output.note}", *[f"      #   {c}" for c in ci]]
         parts.append(f"output_tokens: {out}")
+    if sf.continue_slope is not None:
+        parts.append(f"continue_by_prompt: {{log_odds_per_ln_tok: {sf.continue_slope.slope:.4f}, from_turn: 2}}")
     lines.append(f"      session: {{{', '.join(parts)}}}")
     return lines
 
