@@ -117,7 +117,7 @@ Protocol item 2), reported on the rest: 5.5 µs, refitted after V1 steps past th
 (``sim.perf.eager``, 2026-12-08; 14.5 µs before, which had stood in for them; 12.5 µs before that, with the
 capped stages' clients all starting at once; 10.0 µs on evenly spaced rate stages). The fit is weakly
 identified: its score is within 0.1 point from 2.5 to 9.5 µs (calibration/README.md, "inference-perf's
-prefix-caching set: a decode step the model prices high"). TP > 1 keeps the testbed's
+prefix-caching set and V1 steps past the largest CUDA graph"). TP > 1 keeps the testbed's
 figure (the multiprocess executor and its hand-off are what a GPU host runs there too)."""
 
 FE_TOKEN_V1_GPU_HOST_S = 5.9e-6
