@@ -236,6 +236,7 @@ def convert(repo: Path) -> None:
             )
         )
         stages, capped = [], []
+        sent = 0  # the most requests an earlier stage sent: inference-perf numbers each stage's from 0
         for i in range(7):
             d = json.loads(_git(repo, f"{config}/results/stage_{i}_lifecycle_metrics.json"))
             load, ok = d["load_summary"], d["successes"]
@@ -263,8 +264,12 @@ def convert(repo: Path) -> None:
             if load["achieved_rate"] >= 0.97 * load["requested_rate"]:
                 # the load type "constant" is not evenly spaced: ConstantLoadTimer draws rate x duration
                 # exponential gaps and scales them to sum to the duration (ARRIVAL_DOC)
+                # with prefix caching, the prompts earlier stages sent are cached when this one starts (request
+                # n takes prompt n mod 100, n from 0 in every stage: load_generator.py run_stage,
+                # SharedPrefixDataGenerator.get_request at 7ff81506); the replay sends them first (warmup_requests)
+                warm = {"warmup_requests": min(sent, PROMPTS)} if st["prefix"] else {}
                 stages.append(
-                    {"rate_rps": f"{load['requested_rate']:.4g}", "duration_s": 60, "arrival": ARRIVAL, **row}
+                    {"rate_rps": f"{load['requested_rate']:.4g}", "duration_s": 60, "arrival": ARRIVAL, **warm, **row}
                 )
             else:
                 # inference-perf runs its stages back to back on one server: a capped stage starts
@@ -282,6 +287,7 @@ def convert(repo: Path) -> None:
                         **row,
                     }
                 )
+            sent = max(sent, ok["count"])
         for name, rows in (("stages.stages.csv", stages), ("capped.concurrency.csv", capped)):
             if rows:
                 with open(folder / name, "w", newline="", encoding="utf-8") as fh:
