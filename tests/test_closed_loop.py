@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from calibration.logs.aggregate import load_aggregate
+from calibration.public_corpus import _offered_rps
 from calibration.validate import validate_run
 from sim.cli import main
 from sim.engine.fleet import simulate
@@ -278,8 +279,14 @@ def test_uniform_lengths_are_vllm_bench_random_range_ratio(tmp_path):
         ),
         (
             "x.stages.csv",
-            "rate_rps,duration_s,prompt_tokens,output_tokens,warmup_requests,ttft_p50_s\n1,10,10,10,5,0.1\n",
-            "line 2, field warmup_requests: only a concurrency table has a warm-up",
+            "rate_rps,duration_s,prompt_tokens,output_tokens,warmup_requests,ttft_p50_s\n1,10,10,10,-1,0.1\n",
+            "line 2, field warmup_requests: must be an integer >= 0",
+        ),
+        (
+            "x.stages.csv",
+            "rate_rps,duration_s,prompt_tokens,output_tokens,prompt_repeats,warmup_requests,ttft_p50_s\n"
+            "1,10,10,10,2,5,0.1\n",
+            "line 2, field warmup_requests: not with prompt_repeats on a rate stage",
         ),
         (
             "x.concurrency.csv",
@@ -336,6 +343,28 @@ def test_shared_prefixes_of_an_aggregate_row(tmp_path):
     # (8 full blocks of 16), the first three find none
     r = validate_run(run, None).sim_requests
     assert list(r["cached_prompt_tokens"][:3]) == [0, 0, 0] and set(r["cached_prompt_tokens"][3:]) == {128}
+
+
+def test_a_rate_stages_warmup_sends_the_prompts_of_the_stages_before_it(tmp_path):
+    # 2 warm-up requests at 10 req/s (0, 0.1 s), then the stage's 20 constant arrivals 0.1 s apart from 0.2 s;
+    # warm-up i has group i mod 3, the stage's request r group r mod 3 (inference-perf's numbering from 0)
+    text = "rate_rps,duration_s,prompt_tokens,output_tokens,prefix_tokens,prefix_groups,{}ttft_p50_s\n10,2,300,8,128,3,{}0.05\n"
+    side = "gpu: h100-sxm\nmodel: llama-3.1-8b\nengine: {enable_prefix_caching: true}\n"
+    (cold,) = load_aggregate(_table(tmp_path, "c.stages.csv", text.format("", ""), sidecar=side))
+    (run,) = load_aggregate(_table(tmp_path, "w.stages.csv", text.format("warmup_requests,", "2,"), sidecar=side))
+    wl = run.workload
+    assert run.meta["warmup_requests"] == 2 and len(wl.arrival_s) == 22
+    np.testing.assert_allclose(wl.arrival_s, np.arange(22) * 0.1)
+    keys = wl.prefix_keys
+    assert keys[0] == keys[2] and keys[1] == keys[3]  # warm-up 0, 1 = the stage's requests 0, 1 (groups 0, 1)
+    assert list(keys[2:]) == list(cold.workload.prefix_keys)  # the stage's own chains unchanged
+    assert list(wl.prompt_tokens[2:]) == list(cold.workload.prompt_tokens)
+    # the stage's requests of groups 0 and 1 now find their 128 tokens (8 blocks of 16) cached from the start;
+    # group 2's first (the stage's request 2) finds none, every later request finds them
+    r = validate_run(run, None).sim_requests
+    stage = r[r["request_id"] >= 2].sort_values("request_id")
+    assert list(stage["cached_prompt_tokens"][:3]) == [128, 128, 0] and set(stage["cached_prompt_tokens"][3:]) == {128}
+    assert _offered_rps(run) == pytest.approx(10.0)
 
 
 def test_prefix_groups_without_prefix_tokens_is_located(tmp_path):
@@ -399,7 +428,7 @@ def test_clients_started_one_by_one_are_chained_requests(tmp_path):
         (
             "x.stages.csv",
             "rate_rps,duration_s,prompt_tokens,output_tokens,warmup_rate_rps,ttft_p50_s\n1,10,10,10,5,0.1\n",
-            "line 2, field warmup_rate_rps: only a concurrency table has a warm-up",
+            "line 2, field warmup_rate_rps: only a concurrency table's clients start at a rate",
         ),
     ],
 )

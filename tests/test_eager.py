@@ -8,7 +8,7 @@ import pytest
 
 from sim.catalog import load_catalog
 from sim.perf import pool_model
-from sim.perf.eager import EAGER_LAUNCH_S, eager_kernels, eager_step_s
+from sim.perf.eager import EAGER_LAUNCH_S, eager_kernels, eager_step_s, graph_max_tokens
 from sim.perf.kernels import data as kd
 from sim.perf.perf_model import PerfModel
 from tests.factories import make_scenario
@@ -93,3 +93,53 @@ def test_which_pools_pay_it(engine, want_s):
         pytest.skip("aiconfigurator-core's kernel data is not installed: roofline pools pay nothing")
     assert pm.perf._eager_s == pytest.approx(want_s, rel=1e-12)
     assert ("run eagerly" in pm.perf.source) == (want_s > 0)
+
+
+@pytest.mark.parametrize(
+    ("version", "max_num_seqs", "v0", "want"),
+    [
+        ((0, 11, 0), 128, False, 256),  # 0.11.0 SchedulerConfig: cuda_graph_sizes [min(2 x 128, 512)]
+        ((0, 11, 0), 192, False, 384),
+        ((0, 11, 1), 300, False, 512),  # min(600, 512)
+        ((0, 10, 0), 64, False, 128),  # the rule's first release
+        ((0, 9, 2), 128, False, 512),  # 0.9: cuda_graph_sizes default [512], whatever max_num_seqs
+        ((0, 8, 0), 16, False, 512),  # 0.8: [1, 2, 4] + range(8, 513, 8)
+        ((0, 9, 0), 128, True, 0),  # V0 (VLLM_USE_V1=0): its own eager rule instead
+        ((0, 12, 0), 128, False, 0),  # a release whose source was not read: no limit
+        (None, 128, False, 0),  # no release named: no limit
+    ],
+)
+def test_v1_largest_cuda_graph_by_release(version, max_num_seqs, v0, want):
+    assert graph_max_tokens(version, max_num_seqs, v0) == want
+
+
+def test_perf_model_charges_steps_past_the_largest_graph_only():
+    # 1 ms more for a step of 257 scheduled tokens or more against a 256-token graph, whether prefill
+    # (200 + 57 decodes), mixed or decode-only (300 decodes); 256 tokens or fewer: nothing
+    cat = load_catalog()
+    gpu, m, q = cat.gpu("h100-sxm"), cat.model("llama-3.1-8b"), cat.quant("bf16", "auto")
+    base, capped = PerfModel(gpu, m, q), PerfModel(gpu, m, q, graph_max_tokens=256, eager_over_s=1e-3)
+    for args in ((200, 20000.0, 57, 900, 1), (0, 0.0, 300, 60000)):
+        assert capped.step_time_s(*args) - base.step_time_s(*args) == pytest.approx(1e-3, rel=1e-9)
+    for args in ((200, 20000.0, 56, 900, 1), (0, 0.0, 256, 60000), (0, 0.0, 8, 4000)):
+        assert capped.step_time_s(*args) == base.step_time_s(*args)
+    assert capped.decode_affine(300)[0] - base.decode_affine(300)[0] == pytest.approx(1e-3, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("engine", "want_tokens"),
+    [
+        ({"vllm_version": "0.11.0", "max_num_seqs": 128}, 256),
+        ({"vllm_version": "0.9.0", "max_num_seqs": 128}, 512),
+        ({"vllm_version": "0.9.0", "engine_core": "v0"}, 0),
+        ({}, 0),
+    ],
+)
+def test_which_pools_have_a_largest_graph(engine, want_tokens):
+    sc = make_scenario(pool={"model": "llama-3.1-8b", "gpu": "h100-sxm", "engine": engine})
+    pm = pool_model.build_pool_models(sc)[0]
+    if pm.perf.kernels is None:
+        pytest.skip("aiconfigurator-core's kernel data is not installed: roofline pools pay nothing")
+    assert pm.perf._graph_max_tokens == want_tokens
+    assert pm.perf._eager_over_s == pytest.approx(323 * 6.8e-6, rel=1e-12)  # Llama-3.1-8B at TP1, by hand above
+    assert ("outside a CUDA graph" in pm.perf.source) == (want_tokens > 0)

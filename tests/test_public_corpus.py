@@ -108,7 +108,11 @@ def test_aggregate_entries_carry_the_source_figures():
     stage = ent["inference-perf/vllm/stage-1"].load()
     assert len(stage.workload.arrival_s) == 1884 and stage.mode == "open"
     assert stage.meta["aggregate_measured"]["ttft_p50_s"] == pytest.approx(0.0293081, rel=1e-5)
-    assert stage.engine["max_num_seqs"] == 128 and stage.engine["enable_chunked_prefill"] is False
+    # the manifest says --no-enable-chunked-prefill, but vLLM 0.11.0's V1 engine sets it on whatever the flag
+    # (vllm/engine/arg_utils.py EngineArgs._set_default_args), and the API server's default budget on an
+    # 80 GB H100 is then 8192 tokens (the same function's table for GPUs of >= 70 GiB)
+    assert stage.engine["max_num_seqs"] == 128 and stage.engine["enable_chunked_prefill"] is True
+    assert stage.engine["max_num_batched_tokens"] == 8192 and stage.engine["enable_prefix_caching"] is False
     # InferenceX minimax-m2.5/results/minimax_m25_vllm_tep8_isl1024_osl128_conc16.json: num_prompts 160,
     # max_concurrency 16, median_ttft 0.449921078979969, output_throughput 525.9384631928186
     point = ent["inferencex/h200-minimax-m2.5-tep8/c16-i1024-o128"].load()

@@ -26,6 +26,12 @@ row here is one such point; the replay regenerates its workload and compares the
   (``poisson``; seed ``seed``, default 0), or as a Poisson process held to the row's count and span
   (``poisson_fixed``: the same count, exponential gaps scaled to sum to ``duration_s``, what
   inference-perf's ``constant`` load type sends), replayed alone on an idle server. Mode ``open``.
+  ``warmup_requests`` (optional, default 0): that many requests are sent first, evenly spaced at
+  ``rate_rps``, the stage's own arrivals after them, and left out of the compared figures; warm-up
+  request i has prefix group i mod ``prefix_groups`` and the stage's request r, r mod ``prefix_groups``
+  (its lengths are drawn apart, so the stage's own are those without it): a stage that ran after others on
+  one server with prefix caching finds the prompts they sent cached (inference-perf numbers each stage's
+  requests from 0, request n taking prompt n mod the prompt count).
 - a **saturated burst** (``num_requests``, ``max_num_seqs``): every request sent at 0 to a server
   whose batch cap (vLLM ``--max-num-seqs``) is the row's, so it runs at that cap until the queue
   drains (the ML.ENERGY Benchmark's method). Measured over its steady window
@@ -202,6 +208,7 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
     seed = int(_num(path, line, rec, "seed", integer=True, zero_ok=True)) if rec.get("seed") else 0
     load: dict = {}
     overhead_s = _num(path, line, rec, "client_overhead_s", zero_ok=True) if rec.get("client_overhead_s") else 0.0
+    stage_warmup = 0  # a rate stage's warm-up (its distinct prompts sent before it)
     if kind == "concurrency":
         clients = int(_num(path, line, rec, "concurrency", integer=True))
         n = int(_num(path, line, rec, "num_requests", integer=True))
@@ -242,11 +249,11 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         load = {"num_requests": n, "max_num_seqs": cap}
         default_name = f"s{cap}-n{n}"
     else:
-        for fld in ("warmup_requests", "warmup_rate_rps"):
-            if rec.get(fld):
-                raise FleetcastError(
-                    f"{path}, line {line}, field {fld}: only a concurrency table has a warm-up ({_DOC})"
-                )
+        if rec.get("warmup_rate_rps"):
+            raise FleetcastError(
+                f"{path}, line {line}, field warmup_rate_rps: only a concurrency table's clients start at a rate "
+                f"(a rate stage's warm-up is sent at rate_rps; {_DOC})"
+            )
         rate = _num(path, line, rec, "rate_rps")
         dur = _num(path, line, rec, "duration_s")
         process = rec.get("arrival") or "constant"
@@ -266,15 +273,38 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
             arrival_s -= arrival_s[0]
         load = {"rate_rps": rate, "duration_s": dur, "arrival": process}
         default_name = f"r{rate:g}"
-    if n > _MAX_REQUESTS:
-        raise FleetcastError(f"{path}, line {line}: {n:,} requests; at most {_MAX_REQUESTS:,} per row ({_DOC})")
+        stage_warmup = (
+            int(_num(path, line, rec, "warmup_requests", integer=True, zero_ok=True))
+            if rec.get("warmup_requests")
+            else 0
+        )
+        if stage_warmup:  # sent first at the stage's rate, the stage after them (module doc)
+            arrival_s = np.concatenate([np.arange(stage_warmup) / rate, arrival_s + stage_warmup / rate])
+            load["warmup_requests"] = stage_warmup
+    if n + stage_warmup > _MAX_REQUESTS:
+        raise FleetcastError(
+            f"{path}, line {line}: {n + stage_warmup:,} requests; at most {_MAX_REQUESTS:,} per row ({_DOC})"
+        )
     repeats = _prompt_repeats(path, line, rec, n)
+    if stage_warmup and repeats > 1:
+        raise FleetcastError(
+            f"{path}, line {line}, field warmup_requests: not with prompt_repeats on a rate stage; give the "
+            f"shared prompts as prefix_tokens / prefix_groups ({_DOC})"
+        )
     prompts, p_desc = _lengths(path, line, rec, "prompt_tokens", n // repeats, stream(seed, "lengths", 0))
     if repeats > 1:  # the distinct prompts sent again, in order: a whole-prompt prefix each (module doc)
         prompts = np.tile(prompts, repeats)
         rec = {**rec, "prefix_tokens": str(MAX_TOKENS), "prefix_groups": str(n // repeats)}
     outputs, o_desc = _lengths(path, line, rec, "output_tokens", n, stream(seed, "lengths", 1))
-    offsets, keys, ends, prefix = _prefixes(path, line, rec, prompts)
+    index = None
+    if stage_warmup:  # the warm-up's own lengths (the stage's draws unchanged); request r's group: r mod groups
+        w_prompts, _ = _lengths(path, line, rec, "prompt_tokens", stage_warmup, stream(seed, "lengths", 2))
+        w_outputs, _ = _lengths(path, line, rec, "output_tokens", stage_warmup, stream(seed, "lengths", 3))
+        prompts = np.concatenate([w_prompts, prompts])
+        outputs = np.concatenate([w_outputs, outputs])
+        index = np.concatenate([np.arange(stage_warmup), np.arange(n)])
+        n += stage_warmup
+    offsets, keys, ends, prefix = _prefixes(path, line, rec, prompts, index)
     if repeats > 1:
         prefix = {"prompt_repeats": repeats}
     fields, doc = _measured_doc(kind)
@@ -329,6 +359,8 @@ def _run(path: Path, line: int, rec: dict, st: LogSettings, kind: str) -> Run:
         meta["closed_loop"] = {"clients": load["concurrency"], "think_s": load["think_s"] + overhead_s}
         if load.get("warmup_requests"):
             meta["warmup_requests"] = load["warmup_requests"]
+    if stage_warmup:
+        meta["warmup_requests"] = stage_warmup
     if kind == "burst":
         meta["steady_state"] = {"max_num_seqs": load["max_num_seqs"], "num_requests": n}
     name = rec.get("name") or default_name
@@ -384,10 +416,10 @@ def _prompt_repeats(path: Path, line: int, rec: dict, n: int) -> int:
     return r
 
 
-def _prefixes(path: Path, line: int, rec: dict, prompts: np.ndarray) -> tuple:
+def _prefixes(path: Path, line: int, rec: dict, prompts: np.ndarray, index: np.ndarray | None = None) -> tuple:
     """The prefix chains (CSR, ``Workload``) of the row's shared prefixes: one chunk per request
-    covering its first min(prefix_tokens, prompt - 1) tokens, keyed by its group; none without
-    ``prefix_tokens``."""
+    covering its first min(prefix_tokens, prompt - 1) tokens, keyed by its group (request number ``index``,
+    default its position, mod ``prefix_groups``); none without ``prefix_tokens``."""
     n = len(prompts)
     if not rec.get("prefix_tokens"):
         if rec.get("prefix_groups"):
@@ -397,7 +429,7 @@ def _prefixes(path: Path, line: int, rec: dict, prompts: np.ndarray) -> tuple:
     groups = int(_num(path, line, rec, "prefix_groups", integer=True)) if rec.get("prefix_groups") else 1
     covered = np.minimum(tokens, prompts.astype(np.int64) - 1)
     has = covered > 0
-    group = np.arange(n) % groups
+    group = (np.arange(n) if index is None else index) % groups
     table = {(int(g), int(c)): prefix_key("aggregate", int(g), int(c)) for g, c in set(zip(group[has], covered[has]))}
     keys = np.array([table[int(g), int(c)] for g, c in zip(group[has], covered[has])], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(has)]).astype(np.int64)

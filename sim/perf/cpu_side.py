@@ -98,7 +98,7 @@ by ``calibration/v0_tp_fit.py`` on a declared training split of the public corpu
 of LLM-Inference-Bench's Llama-3-8B at TP2 and TP4 on H100, vLLM 0.6.1; calibration/README.md,
 "LLM-Inference-Bench"), reported on the rest."""
 
-T_SEQ_UNIPROC_S = 14.5e-6
+T_SEQ_UNIPROC_S = 5.5e-6
 """V1 (0.8 on) with one GPU per engine (tensor parallel size 1): the engine core's CPU per scheduled
 sequence per step, in place of the testbed's 29.0 µs. Why the testbed's figure does not carry over:
 at world size 1 vLLM runs the model runner in the engine core's own thread (``ParallelConfig``:
@@ -112,11 +112,12 @@ read in vLLM 0.32.0, the testbed's build). The share of
 those in the 27.1 µs was not separable from the probe's thread CPU, so the per-sequence figure is
 fitted: by ``calibration/uniproc_seq_fit.py`` on a declared training split (the 7 entries of
 inference-perf's ``vllm`` configuration, Llama-3.1-8B on one H100, vLLM 0.11; calibration/README.md,
-Protocol item 2), reported on the rest: 14.5 µs, refitted after that set's client-capped stages were replayed
-with their 440 clients starting one by one at the stage's requested rate rather than all at once (12.5 µs
-before, whose minimum came from the replay's lock-step waves; 10.0 µs before that, on evenly spaced rate
-stages). The fit is weakly identified: its score is within 1 point from 11.5 to 18.5 µs (calibration/README.md,
-"inference-perf: the per-step shape and the TTFT p90 tail"). TP > 1 keeps the testbed's
+Protocol item 2), reported on the rest: 5.5 µs, refitted after V1 steps past the largest captured CUDA graph
+(that set's prefill-heavy steps: 375-555 tokens against 256) were given their kernel launches
+(``sim.perf.eager``, 2026-12-08; 14.5 µs before, which had stood in for them; 12.5 µs before that, with the
+capped stages' clients all starting at once; 10.0 µs on evenly spaced rate stages). The fit is weakly
+identified: its score is within 0.1 point from 2.5 to 9.5 µs (calibration/README.md, "inference-perf's
+prefix-caching set and V1 steps past the largest CUDA graph"). TP > 1 keeps the testbed's
 figure (the multiprocess executor and its hand-off are what a GPU host runs there too)."""
 
 FE_TOKEN_V1_GPU_HOST_S = 5.9e-6

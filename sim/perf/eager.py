@@ -33,13 +33,33 @@ the attention kernel, the o GEMM, the second fused residual+RMSNorm, the gate_up
 the down GEMM; plus the two all-reduces per layer under tensor parallelism; plus the embedding, the final
 norm and the LM head. MoE layers are counted as dense ones (their router and expert kernels are not
 counted): a lower bound there.
+
+**V1 past its largest CUDA graph** (``graph_max_tokens``, 2026-12-08). V1 captures graphs for a list of
+batch sizes and pads a step up to the next one; a step of more scheduled tokens than the largest runs
+without a graph (vLLM 0.11.0 ``vllm/v1/worker/gpu_model_runner.py``: ``_get_num_input_tokens`` pads only
+``if ... num_scheduled_tokens <= self.cudagraph_batch_sizes[-1]``, and ``vllm/v1/cudagraph_dispatcher.py``
+``CudagraphDispatcher.dispatch`` returns ``CUDAGraphMode.NONE`` for a size it has no key for). The largest
+size by default, read in each release's source: 512 on 0.8.0-0.9.2 (0.8: ``[1, 2, 4] + range(8, 513, 8)``;
+0.9: ``SchedulerConfig.cuda_graph_sizes`` default ``[512]``), ``min(2 x max_num_seqs, 512)`` on
+0.10.0-0.11.1 (``SchedulerConfig.__post_init__``, "Default set cuda_graph_sizes to [min(max_num_seqs * 2,
+512)]"; 0.11.1: ``max_cudagraph_capture_size``). Such a step pays the same ``eager_kernels × EAGER_LAUNCH_S``
+as a V0 eager step. Releases after 0.11.1, and a pool that names none, are not read here: no limit (as
+before). vLLM V1 only, and only where the kernel tables time the step.
 """
 
 from __future__ import annotations
 
 from sim.catalog import ModelSpec
 
-__all__ = ["EAGER_LAUNCH_S", "KERNELS_PER_LAYER", "KERNELS_PER_STEP", "eager_kernels", "eager_step_s"]
+__all__ = [
+    "EAGER_LAUNCH_S",
+    "KERNELS_PER_LAYER",
+    "KERNELS_PER_STEP",
+    "V1_GRAPH_SIZES_READ",
+    "eager_kernels",
+    "eager_step_s",
+    "graph_max_tokens",
+]
 
 EAGER_LAUNCH_S = 6.8e-6
 """Seconds per kernel launched eagerly (see the module doc: h100_sxm's eager all-reduce rows, 20.4 us per
@@ -48,6 +68,10 @@ KERNELS_PER_LAYER = 10
 """Launches per dense decoder layer at TP1 (see the module doc)."""
 KERNELS_PER_STEP = 3
 """Launches per step outside the layers: embedding, final norm, LM head."""
+V1_GRAPH_SIZES_READ = ((0, 8, 0), (0, 11, 1))
+"""The V1 releases whose default largest CUDA-graph size was read in their source (first, last; module doc)."""
+_TWICE_SEQS_SINCE = (0, 10, 0)
+"""From this release the default largest size is min(2 x max_num_seqs, 512); before it, 512."""
 
 
 def eager_kernels(model: ModelSpec, tp: int) -> int:
@@ -61,3 +85,15 @@ def eager_step_s(model: ModelSpec, tp: int, v0: bool) -> float:
     """Launch seconds a step with a prefill adds to the kernel tables' time: V0 only (V1 runs its mixed
     steps under piecewise CUDA graphs), ``eager_kernels × EAGER_LAUNCH_S``."""
     return eager_kernels(model, tp) * EAGER_LAUNCH_S if v0 else 0.0
+
+
+def graph_max_tokens(vllm_version: tuple[int, ...] | None, max_num_seqs: int, v0: bool) -> int:
+    """The most scheduled tokens a V1 step of this release runs inside a captured CUDA graph by default
+    (module doc); 0 (no limit) for V0, an unnamed release or one outside ``V1_GRAPH_SIZES_READ``."""
+    if v0 or vllm_version is None:
+        return 0
+    v = tuple(vllm_version)[:3]
+    first, last = V1_GRAPH_SIZES_READ
+    if not first <= v <= last:
+        return 0
+    return min(2 * int(max_num_seqs), 512) if v >= _TWICE_SEQS_SINCE else 512

@@ -12,6 +12,8 @@ cdef class PerfModel:
     cdef public double clock_ratio, _t_step_s, _t_seq_s, _t_prefill_tok_s, _peak_max, _inv_flops_lin, _inv_flops_attn, _inv_bw, _inv_bw_attn, _lin_flops_tok, _w_base, _w_experts, _miss, _routed_flops_s_tok, _act_tok, _attn_flops_unit, _attn_flops_prefill, _kv_tok, _qo_bytes_tok, _b_decode, _dec_step, _dec_seq, _pre_step, _pre_chunk, _pre_tok, _pre_unit, _lin_last, _lm_last, _lin_slope, _lm_slope, _comm_fixed, _comm_tok, _layer_fixed, _b_v1
     cdef public long long _v1_heads
     cdef public double _sampler_row_s, _eager_s
+    cdef public long long _graph_max_tokens
+    cdef public double _eager_over_s
     cpdef double _weight_bytes(self, double T)
     @cython.locals(rows=double, cpu=double, t=double, T=double, seqs=double, f=double, b=double, imb=double)
     cpdef double step_time_s(self, double prefill_tokens, double prefill_attn, double num_decodes,

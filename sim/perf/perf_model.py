@@ -289,6 +289,8 @@ class PerfModel:
         "_v1_heads": "long long",
         "_sampler_row_s": "double",
         "_eager_s": "double",
+        "_graph_max_tokens": "long long",
+        "_eager_over_s": "double",
     }
 
     def __init__(
@@ -306,6 +308,8 @@ class PerfModel:
         sampler_row_s: float = 0.0,
         penalty_ctx_s: float = 0.0,
         eager_prefill_s: float = 0.0,
+        graph_max_tokens: int = 0,
+        eager_over_s: float = 0.0,
     ):
         """``kernels``: a ``sim.perf.kernels.tables.KernelTables`` of this (GPU, model, quant,
         tp, dp, ep): its parts replace the roofline's (an empty part keeps the roofline).
@@ -316,7 +320,9 @@ class PerfModel:
         ``sampler_row_s``, ``penalty_ctx_s``: the sampler's GPU seconds per sampled row and its CPU
         seconds per cached context token of the decodes (``sim.perf.sampler``; 0: greedy or unset).
         ``eager_prefill_s``: GPU seconds every step with a prefill adds, launching its kernels outside a
-        CUDA graph (vLLM V0, ``sim.perf.eager``; 0: graphs, or a source that already holds it)."""
+        CUDA graph (vLLM V0, ``sim.perf.eager``; 0: graphs, or a source that already holds it).
+        ``graph_max_tokens``, ``eager_over_s``: a step of more scheduled tokens than the largest captured
+        CUDA graph runs without one and adds ``eager_over_s`` (vLLM V1, ``sim.perf.eager``; 0: no limit)."""
         c = coeffs or PerfCoefficients()
         s = ModelShape(model, quant, tp)
         tp, dp = int(tp), int(dp)
@@ -417,6 +423,8 @@ class PerfModel:
         # affine in its context
         self._sampler_row_s = float(sampler_row_s)
         self._eager_s = float(eager_prefill_s)
+        self._graph_max_tokens = int(graph_max_tokens)
+        self._eager_over_s = float(eager_over_s)
         if penalty_ctx_s > 0.0:
             b = self._b_decode
             self._b_decode = (penalty_ctx_s if penalty_ctx_s > b else b) if self.cpu_overlap else b + penalty_ctx_s
@@ -480,6 +488,8 @@ class PerfModel:
                 b = (self._weight_bytes(T) + self._act_tok * T) * self._inv_bw
                 t += (f if f > b else b) + self._comm_fixed + self._comm_tok * T
                 t += self._layer_fixed
+            if 0 < self._graph_max_tokens < T:  # past the largest captured CUDA graph (sim.perf.eager)
+                t += self._eager_over_s
         if prefill_tokens > 0:
             t += self._eager_s  # an eager step's kernel launches (sim.perf.eager; 0 under CUDA graphs)
             if self._kpre:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sim.catalog import load_architectures
 from sim.perf.cpu_side import CpuSide, is_v0
-from sim.perf.eager import eager_step_s
+from sim.perf.eager import EAGER_LAUNCH_S, eager_kernels, eager_step_s, graph_max_tokens
 from sim.perf.kernels import data as kd
 from sim.perf.kernels.cache import cached_tables
 from sim.perf.kernels.tables import TableInputs
@@ -72,6 +72,8 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
         if pool.profile is not None
         else sampler_costs(gpu, model, version, eng.flashinfer_sampler, eng.sampling, coeffs.e_memory)
     )
+    v0 = is_v0(version, eng.engine_core)
+    measured = tables is not None and len(tables.lin_s) > 0
     perf = PerfModel(
         gpu,
         model,
@@ -87,9 +89,10 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
         penalty_ctx_s=penalty_ctx_s,
         # V0 prefills eagerly; the kernel tables are CUDA-graph timings (sim.perf.eager); a roofline's
         # efficiencies and a profile's overheads are fitted end to end and keep what they hold
-        eager_prefill_s=eager_step_s(model, pool.tensor_parallel, is_v0(version, eng.engine_core))
-        if tables is not None and len(tables.lin_s)
-        else 0.0,
+        eager_prefill_s=eager_step_s(model, pool.tensor_parallel, v0) if measured else 0.0,
+        # V1: a step past the largest captured CUDA graph launches its kernels too (sim.perf.eager)
+        graph_max_tokens=graph_max_tokens(version, eng.max_num_seqs, v0) if measured else 0,
+        eager_over_s=eager_kernels(model, pool.tensor_parallel) * EAGER_LAUNCH_S,
     )
     if tables is None:
         perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"
@@ -99,6 +102,11 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
             perf.source += (
                 f"; vLLM V0: steps with a prefill run eagerly, +{perf._eager_s * 1e3:.2f} ms of kernel launches "
                 "(sim/perf/eager.py)"
+            )
+        if perf._graph_max_tokens > 0:
+            perf.source += (
+                f"; steps of more than {perf._graph_max_tokens} tokens run outside a CUDA graph, "
+                f"+{perf._eager_over_s * 1e3:.2f} ms of kernel launches (sim/perf/eager.py)"
             )
     return perf
 

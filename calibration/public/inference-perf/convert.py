@@ -109,10 +109,11 @@ engine:
   max_num_seqs: {max_num_seqs}
   max_model_len: {max_model_len}
   gpu_memory_utilization: {gpu_memory_utilization}
-  enable_prefix_caching: {prefix}   # the replay has no shared prefixes (README.md)
-  enable_chunked_prefill: {chunked}
+  enable_prefix_caching: {prefix}   # the rows' prefix_tokens / prefix_groups are the workload's 100 prompts (README.md)
+  enable_chunked_prefill: {chunked}{chunked_note}
   max_num_batched_tokens: {budget}   # {budget_note}
   block_size: 16
+  chat_endpoint: false          # config.yaml: api.type completion (/v1/completions), not the chat endpoint
 """
 
 
@@ -168,6 +169,26 @@ def server_ttft_rows(repo: Path, config: str) -> list[dict]:
     return rows
 
 
+V1_IGNORES_NO_CHUNKED = (0, 11, 1)
+"""First release whose V1 engine honours ``--no-enable-chunked-prefill``. In vLLM 0.11.0
+``EngineArgs._set_default_args`` (``vllm/engine/arg_utils.py``; V1, a generative model) sets
+``self.enable_chunked_prefill = True`` unconditionally ("V1 always uses chunked prefills and prefix caching
+for non-pooling tasks"), before ``max_num_batched_tokens`` takes the usage context's default (8192 for the
+API server on a GPU of >= 70 GiB that is not an A100); 0.11.1's sets it only ``if self.enable_chunked_prefill
+is None``. vLLM issue #18547 ("chunked_prefill cannot be turn off in V1 engine") reports it; PR #21645
+proposed an error instead. ``--no-enable-prefix-caching`` was honoured (set only when None)."""
+
+
+def _chunked(st: dict) -> tuple[bool, str]:
+    """The chunked-prefill setting the server ran with, and a sidecar comment when it is not the flag's."""
+    if st["chunked"] or st["v0"] or _version(st["version"]) >= V1_IGNORES_NO_CHUNKED:
+        return st["chunked"], ""
+    return True, (
+        f"   # the manifest says --no-enable-chunked-prefill; vLLM {st['version']}'s V1 engine turns it on "
+        "whatever the flag (convert.py, V1_IGNORES_NO_CHUNKED)"
+    )
+
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split("."))
 
@@ -188,9 +209,10 @@ def convert(repo: Path) -> None:
         st = settings[config]
         folder = HERE / config.replace("+", "-")
         folder.mkdir(exist_ok=True)
+        chunked, chunked_note = _chunked(st)
         budget, note = (
             (8192, "assumed: vLLM's API-server default with chunked prefill on a GPU of >= 70 GiB")
-            if st["chunked"]
+            if chunked
             else (2048, "assumed: vLLM's rule without chunked prefill, max(max_model_len, 2048)")
         )
         (folder / "fleetcast.yaml").write_text(
@@ -201,7 +223,8 @@ def convert(repo: Path) -> None:
                 max_model_len=st["max_model_len"],
                 gpu_memory_utilization=st["gpu_memory_utilization"],
                 prefix=str(st["prefix"]).lower(),
-                chunked=str(st["chunked"]).lower(),
+                chunked=str(chunked).lower(),
+                chunked_note=chunked_note,
                 budget=budget,
                 budget_note=note,
                 v0=(
@@ -213,6 +236,7 @@ def convert(repo: Path) -> None:
             )
         )
         stages, capped = [], []
+        sent = 0  # the most requests an earlier stage sent: inference-perf numbers each stage's from 0
         for i in range(7):
             d = json.loads(_git(repo, f"{config}/results/stage_{i}_lifecycle_metrics.json"))
             load, ok = d["load_summary"], d["successes"]
@@ -240,8 +264,12 @@ def convert(repo: Path) -> None:
             if load["achieved_rate"] >= 0.97 * load["requested_rate"]:
                 # the load type "constant" is not evenly spaced: ConstantLoadTimer draws rate x duration
                 # exponential gaps and scales them to sum to the duration (ARRIVAL_DOC)
+                # with prefix caching, the prompts earlier stages sent are cached when this one starts (request
+                # n takes prompt n mod 100, n from 0 in every stage: load_generator.py run_stage,
+                # SharedPrefixDataGenerator.get_request at 7ff81506); the replay sends them first (warmup_requests)
+                warm = {"warmup_requests": min(sent, PROMPTS)} if st["prefix"] else {}
                 stages.append(
-                    {"rate_rps": f"{load['requested_rate']:.4g}", "duration_s": 60, "arrival": ARRIVAL, **row}
+                    {"rate_rps": f"{load['requested_rate']:.4g}", "duration_s": 60, "arrival": ARRIVAL, **warm, **row}
                 )
             else:
                 # inference-perf runs its stages back to back on one server: a capped stage starts
@@ -259,6 +287,7 @@ def convert(repo: Path) -> None:
                         **row,
                     }
                 )
+            sent = max(sent, ok["count"])
         for name, rows in (("stages.stages.csv", stages), ("capped.concurrency.csv", capped)):
             if rows:
                 with open(folder / name, "w", newline="", encoding="utf-8") as fh:
