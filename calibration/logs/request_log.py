@@ -35,6 +35,7 @@ import pandas as pd
 
 from calibration.log_files import REQUEST_LOG_SUFFIXES
 from sim.errors import FleetcastError
+from sim.workload.spec import MAX_LATENCY_S
 
 __all__ = ["read_request_log", "LOG_FIELDS", "REQUEST_LOG_SUFFIXES"]
 
@@ -196,6 +197,12 @@ def _record(path: Path, line: int, rec: dict) -> tuple:
     if last < first:
         raise FleetcastError(
             f"{path}, line {line}, field last_token_s: {last:g} is before first_token_s {first:g} ({_DOC})"
+        )
+    if last - arrival > MAX_LATENCY_S:
+        fld, t = ("first_token_s", first) if first - arrival > MAX_LATENCY_S else ("last_token_s", last)
+        raise FleetcastError(
+            f"{path}, line {line}, field {fld}: {t:g} is {t - arrival:g} s after arrival_s {arrival:g}; a latency "
+            f"is at most {MAX_LATENCY_S:g} s ({_DOC})"
         )
     return (cls, arrival, first, last, prompt, out, "ok", "")
 
