@@ -61,7 +61,7 @@ def _log_overrides(args) -> list[str]:
     """Sidecar settings from the command line (they win over the sidecar's)."""
     out = [f"gpu={args.gpu}"] if args.gpu else []
     out += [f"model={args.model}"] if args.model else []
-    out += [f"tensor_parallel={args.tensor_parallel}"] if args.tensor_parallel else []
+    out += [f"tensor_parallel={args.tensor_parallel}"] if args.tensor_parallel is not None else []  # 0 is refused
     return out + list(args.sidecar_set or [])
 
 
@@ -245,7 +245,7 @@ def cmd_microbench(args) -> int:
     check_out_file(args.out, "the catalog entry (YAML)")
     cat = load_catalog(args.catalog)
     gpu, model = cat.gpu(args.gpu), cat.model(args.model or "llama-3.1-8b")
-    tp = args.tensor_parallel or 1
+    tp = 1 if args.tensor_parallel is None else args.tensor_parallel
     if tp < 1 or model.num_heads % tp:
         raise FleetcastError(f"--tensor-parallel {tp}: must divide the {model.num_heads} heads of {model.name}")
     dtypes = args.dtype or (["bf16"] if args.device == "cuda" else ["fp32"])

@@ -454,3 +454,67 @@ def test_validate_says_a_run_is_partial():
     note = partial_run_note(killed)
     assert note.startswith("sweep/c4: partial run: 3 of 10 requests finished (interrupted before the end)")
     assert partial_run_note(SimpleNamespace(name="x", requests=req, meta={"completed": True})) is None
+
+
+# -- stop 36's hostile pass (polish9): each case below gave a traceback, wrote outside --out's
+# default folder, or ran with a flag it ignored before
+
+NAME_CASES = {  # scenario name -> why it is no folder name
+    "../escape": "it holds '/'",  # before: run wrote its results to ../escape, beside the test's folder
+    "a/b": "it holds '/'",  # before: out/a/b, a folder inside another
+    "": "it is empty",  # before: the results went into out/ itself
+    ".": "it names a folder, not a name in one",
+}
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "compare"])
+@pytest.mark.parametrize("name", list(NAME_CASES), ids=["traversal", "slash", "empty", "dot"])
+def test_a_scenario_name_that_is_no_folder_name_needs_out(tmp_path, monkeypatch, capsys, command, name):
+    work = tmp_path / "work"
+    work.mkdir()
+    path = _write(work, "s.yaml", QUICKSTART.read_text().replace("name: quickstart", f"name: '{name}'"))
+    more = ["--variant", "b:fleet.0.replicas=2", "-n", "1"] if command == "compare" else []
+    suffix = {"run": "", "plan": "-plan", "compare": "-compare"}[command]
+    _refused(work, monkeypatch, capsys, [command, path, *more],
+             f"s.yaml: field name: '{name}' cannot name the default output folder out/<name>{suffix}",
+             f"({NAME_CASES[name]}); give --out DIR")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # nothing beside the working folder either
+
+
+def test_a_nul_byte_in_the_scenario_name_is_located(tmp_path, monkeypatch, capsys):
+    """name: "a\\0b": before, ValueError "embedded null byte" from the file system, with a traceback."""
+    path = _write(tmp_path, "s.yaml", QUICKSTART.read_text().replace("name: quickstart", 'name: "a\\0b"'))
+    _refused(tmp_path, monkeypatch, capsys, ["run", path, "--out", tmp_path / "o"],
+             "s.yaml: line 6, field name: must be printable text: character 2 is the control character U+0000")
+
+
+def test_compare_checks_its_default_folder_before_the_work(tmp_path, monkeypatch, capsys):
+    """Without --out, compare's default out/<name>-compare was checked only when it wrote, after
+    every simulation; a folder holding a run is now refused first (nothing simulated)."""
+    import sim.analysis.compare as compare_mod
+
+    (tmp_path / "out" / "quickstart-compare").mkdir(parents=True)
+    (tmp_path / "out" / "quickstart-compare" / "summary.json").write_text("{}")
+    monkeypatch.setattr(compare_mod, "run_compare", lambda *a, **k: pytest.fail("simulated before the check"))
+    _refused(tmp_path, monkeypatch, capsys, ["compare", QUICKSTART, "--variant", "b:fleet.0.replicas=2"],
+             "out/quickstart-compare holds the results of `fleetcast run`; `fleetcast compare` would replace")
+
+
+LOG = "timestamp,prompt_tokens,output_tokens\n" + "".join(f"{1.7e9 + 2 * i + i % 7 * 0.3:.3f},{100 + i % 50},20\n"
+                                                         for i in range(200))
+
+
+@pytest.mark.parametrize("flags, expect", [
+    (["--seed", "-1"], "--seed -1: give a whole number from 0 to 2**63 - 1"),  # before: ValueError traceback
+    (["--check-seeds", "5"], "--check-seeds 5 is the seeds of --check: add --check SCENARIO"),  # before: ignored
+])
+def test_traffic_fit_flags_out_of_range_or_alone(tmp_path, monkeypatch, capsys, flags, expect):
+    log = _write(tmp_path, "log.csv", LOG)
+    _refused(tmp_path, monkeypatch, capsys, ["traffic", "fit", log, "--out", tmp_path / "t.yaml", *flags], expect)
+
+
+def test_validate_tensor_parallel_zero_is_refused(tmp_path, monkeypatch, capsys):
+    """--tensor-parallel 0 was read as "not given" (the sidecar's 1 used, exit 0); -1 was refused."""
+    _refused(tmp_path, monkeypatch, capsys,
+             ["validate", ROOT / "tests" / "data" / "run-logs" / "bench-h100.json", "--tensor-parallel", "0",
+              "--out", tmp_path / "v"], "with tensor_parallel=0", "field tensor_parallel: Input should be 1, 2, 4")

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from sim.errors import FleetcastError
 from sim.infiles import int_arg
-from sim.outpaths import check_out_folder, out_lock, staged_folder
+from sim.outpaths import check_out_folder, default_out, out_lock, staged_folder
 from sim.report.fit_table import Fitting
 from sim.scenario.spec import load_scenario
 
@@ -185,7 +185,7 @@ def _plan_lines(doc: dict) -> list[str]:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
-    out = check_out_folder(Path(args.out or Path("out") / f"{scenario.name}-plan"), kind="plan", force=args.force)
+    out = check_out_folder(default_out(args.out, scenario.name, "-plan", args.scenario), kind="plan", force=args.force)
     with out_lock(out):  # a second plan into this --out is refused now, not silently replaced later
         return _plan(args, scenario, out)
 

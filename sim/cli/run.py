@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from sim.outpaths import check_out_folder, out_lock
+from sim.outpaths import check_out_folder, default_out, out_lock
 from sim.scenario.spec import load_scenario
 
 __all__ = ["register"]
@@ -19,7 +19,7 @@ __all__ = ["register"]
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
     out = check_out_folder(
-        Path(args.out or Path("out") / scenario.name), kind="run", force=args.force
+        default_out(args.out, scenario.name, "", args.scenario), kind="run", force=args.force
     )  # before the work
     with out_lock(out):  # a second run into this --out is refused now, not silently replaced later
         return _simulate(args, scenario, out)

@@ -211,8 +211,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise FleetcastError(f"--scale {args.scale:g}: give a factor > 0 (2 = twice the fitted rate)")
     if args.classes is not None and not 1 <= args.classes <= 100:
         raise FleetcastError(f"--classes {args.classes}: give 1 to 100")
+    if args.check_seeds is not None and args.check is None:
+        raise FleetcastError(
+            f"--check-seeds {args.check_seeds} is the seeds of --check: add --check SCENARIO, or drop it"
+        )
+    args.check_seeds = 3 if args.check_seeds is None else args.check_seeds
     if args.check_seeds < 1 or args.check_seeds > 100:
         raise FleetcastError(f"--check-seeds {args.check_seeds}: give 1 to 100")
+    if not 0 <= args.seed <= 2**63 - 1:  # NumPy's generators take no negative seed (a ValueError traceback before)
+        raise FleetcastError(f"--seed {args.seed}: give a whole number from 0 to 2**63 - 1, as a scenario's seed")
     if args.by is not None and args.classes is not None:
         raise FleetcastError("give --by FIELD or --classes N, not both")
     mapping = _parse_map(args.map)
@@ -336,7 +343,7 @@ def register(subparsers) -> None:
     f.add_argument(
         "--check-seeds",
         type=int,
-        default=3,
+        default=None,
         help="seeds of the fitted traffic in --check (default 3; each difference gets a 95%% interval over them)",
     )
     f.add_argument("--report", metavar="HTML", help="also write the fit report (observed vs fitted), beside --out")
