@@ -518,3 +518,55 @@ def test_validate_tensor_parallel_zero_is_refused(tmp_path, monkeypatch, capsys)
     _refused(tmp_path, monkeypatch, capsys,
              ["validate", ROOT / "tests" / "data" / "run-logs" / "bench-h100.json", "--tensor-parallel", "0",
               "--out", tmp_path / "v"], "with tensor_parallel=0", "field tensor_parallel: Input should be 1, 2, 4")
+
+
+BENCH = ROOT / "tests" / "data" / "run-logs" / "bench-h100.json"
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", QUICKSTART], ["plan", PLAN], ["compare", QUICKSTART, "--variant", "b:fleet.0.replicas=2"],
+    ["sweep", QUICKSTART, "--grid", "fleet.0.replicas=1,2"], ["report", "."], ["validate", BENCH],
+    ["traffic", "fit", BENCH], ["calibrate", "--splitwise", "a100-80gb"],
+], ids=lambda a: a[0] if a[0] != "traffic" else "traffic fit")
+def test_an_empty_out_is_refused(tmp_path, monkeypatch, capsys, argv):
+    """--out "" (a shell variable unset): run, plan, compare and sweep used their default folder, report
+    and validate wrote into the working folder."""
+    _refused(tmp_path, monkeypatch, capsys, [*argv, "--out", ""], "argument --out: '' is empty: give a path")
+
+
+def test_validate_into_another_commands_results_is_refused(tmp_path, monkeypatch, capsys):
+    """validate added errors.csv, index.html and figures to a plan's folder before."""
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "plan.json").write_text("{}")
+    _refused(tmp_path, monkeypatch, capsys, ["validate", BENCH, "--out", tmp_path / "p"],
+             "p holds the results of `fleetcast plan`; the validation outputs", "choose another --out")
+
+
+def test_validate_a_binary_profile_is_located(tmp_path, monkeypatch, capsys):
+    """Before: UnicodeDecodeError with a traceback."""
+    (tmp_path / "p.json").write_bytes(b"\x00\xff" * 100)
+    _refused(tmp_path, monkeypatch, capsys, ["validate", BENCH, "--profile", tmp_path / "p.json"],
+             "calibration profile file", "p.json, line 1: not UTF-8 text (byte 1 is 0xff)")
+
+
+@pytest.mark.parametrize("flags, expect", [
+    (["--splitwise", "a100-80gb", "RUN"], "give run folders to fit or --splitwise a100-80gb, not both"),  # runs ignored
+    (["--splitwise-csv", "x.csv", "RUN"], "--splitwise-csv x.csv is read by --splitwise HARDWARE"),  # ignored
+])
+def test_calibrate_flags_that_exclude_each_other(tmp_path, monkeypatch, capsys, run_folder, flags, expect):
+    flags = [run_folder if f == "RUN" else f for f in flags]
+    _refused(tmp_path, monkeypatch, capsys, ["calibrate", "--out", tmp_path / "p.json", *flags], expect)
+
+
+@pytest.mark.parametrize("second", ["log.csv", "./log.csv"])
+def test_traffic_fit_the_same_log_twice_is_refused(tmp_path, monkeypatch, capsys, second):
+    """Before: fitted as one log of twice its requests."""
+    _write(tmp_path, "log.csv", LOG)
+    _refused(tmp_path, monkeypatch, capsys, ["traffic", "fit", "log.csv", second, "--out", tmp_path / "t.yaml"],
+             f"{second}: the log is given twice")
+
+
+def test_a_nan_given_with_set_is_called_not_finite(tmp_path, monkeypatch, capsys):
+    """Before: "Input should be less than or equal to 100000000" for duration_s=nan."""
+    _refused(tmp_path, monkeypatch, capsys, ["run", QUICKSTART, "--out", tmp_path / "o", "--set",
+             "traffic.duration_s=nan"], "field traffic.duration_s: must be a finite number, got nan")

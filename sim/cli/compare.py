@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sim.analysis.variants import BASELINE, STRESSES, parse_variant
 from sim.errors import FleetcastError
-from sim.infiles import int_arg
+from sim.infiles import int_arg, out_arg
 from sim.outpaths import check_out_folder, default_out, out_lock
 from sim.scenario.spec import load_scenario
 
@@ -73,7 +73,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--jobs", "-j", type=int_arg(1, 1024), default=1, help="simulate in this many processes (same numbers)"
     )
-    p.add_argument("--out", help="output folder (default: out/<scenario name>-compare)")
+    p.add_argument("--out", type=out_arg, help="output folder (default: out/<scenario name>-compare)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_compare)
 

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.errors import FleetcastError
-from sim.infiles import int_arg
+from sim.infiles import int_arg, out_arg
 from sim.outpaths import check_out_folder, default_out, out_lock, staged_folder
 from sim.report.fit_table import Fitting
 from sim.scenario.spec import load_scenario
@@ -303,7 +303,7 @@ def register(subparsers) -> None:
         "the demand, and rank the candidates by monthly cost.",
     )
     p.add_argument("scenario", help="scenario YAML file (with a plan: section; without one the pool is planned as is)")
-    p.add_argument("--out", help="output folder (default: out/<scenario name>-plan)")
+    p.add_argument("--out", type=out_arg, help="output folder (default: out/<scenario name>-plan)")
     p.add_argument("--seed", type=int, help="replace the scenario's seed")
     p.add_argument(
         "--set",

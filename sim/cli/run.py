@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from sim.infiles import out_arg
 from sim.outpaths import check_out_folder, default_out, out_lock
 from sim.scenario.spec import load_scenario
 
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
     """Add the ``run`` subcommand."""
     r = subparsers.add_parser("run", help="simulate a scenario and summarize it")
     r.add_argument("scenario", help="scenario YAML file")
-    r.add_argument("--out", help="output folder (default: out/<scenario name>)")
+    r.add_argument("--out", type=out_arg, help="output folder (default: out/<scenario name>)")
     r.add_argument("--seed", type=int, help="replace the scenario's seed")
     r.add_argument(
         "--set",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sim.infiles import int_arg
+from sim.infiles import int_arg, out_arg
 from sim.report.fit_table import Fitting
 from sim.scenario.spec import load_scenario
 
@@ -86,7 +86,7 @@ def register(subparsers) -> None:
         type=int_arg(1, 1024),
         help="parallel points (local: processes, default all cores; ray: CPUs of a local instance)",
     )
-    s.add_argument("--out", help="output folder (default: out/<scenario file stem>-sweep)")
+    s.add_argument("--out", type=out_arg, help="output folder (default: out/<scenario file stem>-sweep)")
     s.add_argument("--seed", type=int, help="replace the scenario's seed")
     s.add_argument(
         "--set",

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from calibration.logs.bench_serve import read_bench_serve
 from calibration.logs.request_log import read_request_log
 from sim.errors import FleetcastError
-from sim.infiles import MAX_DATA_FILE_BYTES, read_text_limited
+from sim.infiles import MAX_DATA_FILE_BYTES, out_arg, read_text_limited
 from sim.outpaths import check_out_file, out_error
 from testbed.scrape import parse_prometheus
 
@@ -222,6 +222,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise FleetcastError(f"--seed {args.seed}: give a whole number from 0 to 2**63 - 1, as a scenario's seed")
     if args.by is not None and args.classes is not None:
         raise FleetcastError("give --by FIELD or --classes N, not both")
+    seen: dict[Path, str] = {}
+    for p in args.logs:  # one file twice was fitted as twice its requests
+        earlier = seen.setdefault(Path(p).resolve(), p)
+        if earlier != p or args.logs.count(p) > 1:
+            also = f" (also as {earlier})" if earlier != p else ""
+            raise FleetcastError(f"{p}: the log is given twice{also}; give each log once")
     mapping = _parse_map(args.map)
     growth = _parse_growth(args.growth)
 
@@ -332,7 +338,12 @@ def register(subparsers) -> None:
     sub = t.add_subparsers(dest="traffic_command", required=True, metavar="{fit}")
     f = sub.add_parser("fit", help="fit classes, arrivals, lengths and prefix sharing to request logs")
     f.add_argument("logs", nargs="+", metavar="LOG", help="request log files (docs/traffic-fit.md lists the formats)")
-    f.add_argument("--out", required=True, help="the traffic section to write (.yaml); a lengths table goes beside it")
+    f.add_argument(
+        "--out",
+        type=out_arg,
+        required=True,
+        help="the traffic section to write (.yaml); a lengths table goes beside it",
+    )
     f.add_argument("--format", choices=FORMATS, default="auto", help="log format (default: told from the file)")
     f.add_argument("--by", choices=("model", "tenant", "route", "class"), help="one class per value of this field")
     f.add_argument("--classes", type=int, metavar="N", help="N classes by clustering (prompt, output) lengths")
