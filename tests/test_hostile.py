@@ -570,3 +570,20 @@ def test_a_nan_given_with_set_is_called_not_finite(tmp_path, monkeypatch, capsys
     """Before: "Input should be less than or equal to 100000000" for duration_s=nan."""
     _refused(tmp_path, monkeypatch, capsys, ["run", QUICKSTART, "--out", tmp_path / "o", "--set",
              "traffic.duration_s=nan"], "field traffic.duration_s: must be a finite number, got nan")
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["run", QUICKSTART, "--set", "seed=1", "--set", "seed=2"],
+     "--set seed=2: key 'seed' is already set by --set seed=1; set each key once"),  # the last won before
+    (["validate", BENCH, "--sidecar-set", "max_num_seqs=8", "--sidecar-set", "max_num_seqs=16"],
+     "--sidecar-set max_num_seqs=16: key 'max_num_seqs' is already set by --sidecar-set max_num_seqs=8"),
+])
+def test_a_key_set_twice_on_the_command_line_is_refused(tmp_path, monkeypatch, capsys, argv, expect):
+    _refused(tmp_path, monkeypatch, capsys, [*argv, "--out", tmp_path / "o"], expect)
+
+
+def test_sweep_address_without_ray_is_refused(tmp_path, monkeypatch, capsys):
+    """--address was ignored by the local process pool."""
+    _refused(tmp_path, monkeypatch, capsys, ["sweep", _small(tmp_path), "--grid", "fleet.0.replicas=1,2",
+                                             "--address", "10.0.0.1:6379", "--out", tmp_path / "o"],
+             "--address 10.0.0.1:6379 is a Ray cluster's: add --executor ray")

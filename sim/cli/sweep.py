@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from sim.errors import FleetcastError
 from sim.infiles import int_arg, out_arg
 from sim.report.fit_table import Fitting
 from sim.scenario.spec import load_scenario
@@ -17,6 +18,8 @@ __all__ = ["register"]
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    if args.address is not None and args.executor != "ray":  # ignored by the local pool before
+        raise FleetcastError(f"--address {args.address} is a Ray cluster's: add --executor ray, or drop it")
     load_scenario(args.scenario, overrides=args.set, seed=args.seed)  # a bad base: refused before the engine's import
     from sim.analysis.sweep import SWEEP_FILE, parse_grid, run_sweep
     from sim.cli.common import console, err_console, progress_bar
