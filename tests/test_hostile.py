@@ -587,3 +587,17 @@ def test_sweep_address_without_ray_is_refused(tmp_path, monkeypatch, capsys):
     _refused(tmp_path, monkeypatch, capsys, ["sweep", _small(tmp_path), "--grid", "fleet.0.replicas=1,2",
                                              "--address", "10.0.0.1:6379", "--out", tmp_path / "o"],
              "--address 10.0.0.1:6379 is a Ray cluster's: add --executor ray")
+
+
+def test_traffic_fit_will_not_overwrite_a_scenario(tmp_path, monkeypatch, capsys):
+    """--out naming the scenario itself (e.g. the --check one) replaced it with a traffic section before;
+    a fit's own earlier output is still replaced."""
+    _write(tmp_path, "log.csv", LOG)
+    scenario = _write(tmp_path, "s.yaml", QUICKSTART.read_text())
+    _refused(tmp_path, monkeypatch, capsys, ["traffic", "fit", "log.csv", "--out", scenario],
+             "--out", "s.yaml holds the keys name, description, seed, fleet, router, traffic, not a fitted traffic "
+             "section; the fit would replace the whole file")
+    assert scenario.read_text() == QUICKSTART.read_text()
+    for _ in range(2):  # the second fit replaces the first one's file
+        assert main(["traffic", "fit", str(tmp_path / "log.csv"), "--out", str(tmp_path / "t.yaml")]) == 0
+    assert "traffic" in yaml.safe_load((tmp_path / "t.yaml").read_text())

@@ -196,10 +196,31 @@ def _write(out: Path, text: str, tables: dict[str, str]) -> list[Path]:
     return [t for _, t in staged]
 
 
+def _not_another_file(out: Path) -> None:
+    """An existing ``--out`` is replaced only when it holds what a fit writes (``traffic:`` and
+    ``plan:``): a whole scenario given as --out was overwritten by its traffic section before."""
+    import yaml
+
+    if not out.is_file() or out.stat().st_size == 0:
+        return
+    try:
+        doc = yaml.safe_load(read_text_limited(out, MAX_DATA_FILE_BYTES, "--out file"))
+    except (yaml.YAMLError, FleetcastError):
+        doc = "(not YAML)"
+    if doc is None or (isinstance(doc, dict) and set(doc) <= {"traffic", "plan"}):
+        return
+    held = f"the keys {', '.join(map(str, list(doc)[:6]))}" if isinstance(doc, dict) else "something else"
+    raise FleetcastError(
+        f"--out {out} holds {held}, not a fitted traffic section; the fit would replace the whole file: "
+        "choose another --out"
+    )
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     out = check_out_file(Path(args.out), "the traffic section")
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise FleetcastError(f"--out {out}: give a .yaml file for the traffic section")
+    _not_another_file(out)
     if args.check is not None and not Path(args.check).is_file():
         raise FleetcastError(f"--check {args.check}: scenario file not found")
     report = None
