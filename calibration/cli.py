@@ -142,8 +142,21 @@ def check_out_folder(out: Path, what: str = f"the validation outputs ({_VALIDATE
 
 
 def check_out_file(out: Path, what: str = "the profile JSON") -> None:
-    """Refuse an ``--out`` file path that is a folder or cannot be written, before any work; writes nothing."""
+    """Refuse an ``--out`` file path that is a folder or cannot be written, before any work; writes nothing.
+    An existing profile JSON is replaced only when it is one (``coefficients``): a run log given as
+    --out was overwritten by the profile before."""
     outpaths.check_out_file(out, what)
+    if what != "the profile JSON" or not out.is_file() or out.stat().st_size == 0:
+        return
+    try:
+        doc = json.loads(read_text_limited(out, MAX_PROFILE_BYTES, "--out file"))
+    except (ValueError, FleetcastError):
+        doc = None
+    if not (isinstance(doc, dict) and isinstance(doc.get("coefficients"), dict)):
+        raise FleetcastError(
+            f"--out {out} exists and is no calibration profile (no 'coefficients' mapping); the profile would "
+            "replace it: choose another --out"
+        )
 
 
 def register(subparsers) -> None:

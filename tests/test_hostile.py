@@ -601,3 +601,15 @@ def test_traffic_fit_will_not_overwrite_a_scenario(tmp_path, monkeypatch, capsys
     for _ in range(2):  # the second fit replaces the first one's file
         assert main(["traffic", "fit", str(tmp_path / "log.csv"), "--out", str(tmp_path / "t.yaml")]) == 0
     assert "traffic" in yaml.safe_load((tmp_path / "t.yaml").read_text())
+
+
+def test_calibrate_will_not_overwrite_a_file_that_is_no_profile(tmp_path, monkeypatch, capsys):
+    """--out naming a run log (or any JSON that is no profile) was replaced by the profile before;
+    a profile is still replaced."""
+    log = tmp_path / "bench.json"
+    shutil.copy(BENCH, log)
+    _refused(tmp_path, monkeypatch, capsys, ["calibrate", "--splitwise", "a100-80gb", "--out", log],
+             "--out", "bench.json exists and is no calibration profile (no 'coefficients' mapping)")
+    assert log.read_bytes() == BENCH.read_bytes()
+    for _ in range(2):  # the second fit replaces the first one's profile
+        assert main(["calibrate", "--splitwise", "a100-80gb", "--out", str(tmp_path / "p.json")]) == 0
