@@ -613,3 +613,19 @@ def test_calibrate_will_not_overwrite_a_file_that_is_no_profile(tmp_path, monkey
     assert log.read_bytes() == BENCH.read_bytes()
     for _ in range(2):  # the second fit replaces the first one's profile
         assert main(["calibrate", "--splitwise", "a100-80gb", "--out", str(tmp_path / "p.json")]) == 0
+
+
+@pytest.mark.parametrize("name", ["big.json", "big.jsonl"])
+def test_validate_a_run_log_past_the_log_limit_is_refused_unread(tmp_path, monkeypatch, capsys, name):
+    """A 3 GiB (sparse) log: before, read whole (6.4 GB of memory, 8-15 s) before its JSON error."""
+    with open(tmp_path / name, "wb") as f:
+        f.truncate(3 * 2**30)
+    shutil.copy(ROOT / "tests" / "data" / "run-logs" / "fleetcast.yaml", tmp_path / "fleetcast.yaml")
+    _refused(tmp_path, monkeypatch, capsys, ["validate", tmp_path / name, "--out", tmp_path / "v"],
+             f"run log {tmp_path / name} is 3 GiB; at most 2 GiB is read")
+
+
+def test_validate_a_binary_bench_result_is_located(tmp_path, monkeypatch, capsys):
+    (tmp_path / "b.json").write_bytes(b"{\xff\xfe")
+    _refused(tmp_path, monkeypatch, capsys, ["validate", tmp_path / "b.json", "--out", tmp_path / "v"],
+             "run log", "b.json, line 1: not UTF-8 text (byte 1 is 0xff); is it a binary file?")

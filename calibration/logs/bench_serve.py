@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim.errors import FleetcastError
+from sim.infiles import MAX_DATA_FILE_BYTES, read_text_limited
 from sim.workload.spec import MAX_LATENCY_S
 
 __all__ = ["read_bench_serve", "looks_like_bench_serve", "BENCH_LISTS"]
@@ -44,10 +45,8 @@ def looks_like_bench_serve(data) -> bool:
 
 def read_json_object(path: Path) -> dict:
     """A JSON file holding one object; an unreadable file or bad JSON is located (line, column)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FleetcastError(f"cannot read {path}: {exc}") from None
+    # within the log files' limit (a 3 GiB file took 6.4 GB of memory before its JSON error); a binary one located
+    text = read_text_limited(Path(path), MAX_DATA_FILE_BYTES, "run log")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

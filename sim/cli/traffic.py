@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 from pydantic import ValidationError
 
 from calibration.logs.bench_serve import read_bench_serve
@@ -199,8 +200,6 @@ def _write(out: Path, text: str, tables: dict[str, str]) -> list[Path]:
 def _not_another_file(out: Path) -> None:
     """An existing ``--out`` is replaced only when it holds what a fit writes (``traffic:`` and
     ``plan:``): a whole scenario given as --out was overwritten by its traffic section before."""
-    import yaml
-
     if not out.is_file() or out.stat().st_size == 0:
         return
     try:
