@@ -26,7 +26,7 @@ from calibration.microbench_entry import achievable_rates, write_entry
 from sim import outpaths
 from sim.catalog import load_catalog
 from sim.errors import FleetcastError
-from sim.infiles import int_arg
+from sim.infiles import MAX_PROFILE_BYTES, int_arg, out_arg, read_text_limited
 
 __all__ = ["register", "expand_runs", "load_runs", "check_out_folder", "check_out_file"]
 
@@ -61,7 +61,7 @@ def _log_overrides(args) -> list[str]:
     """Sidecar settings from the command line (they win over the sidecar's)."""
     out = [f"gpu={args.gpu}"] if args.gpu else []
     out += [f"model={args.model}"] if args.model else []
-    out += [f"tensor_parallel={args.tensor_parallel}"] if args.tensor_parallel else []
+    out += [f"tensor_parallel={args.tensor_parallel}"] if args.tensor_parallel is not None else []  # 0 is refused
     return out + list(args.sidecar_set or [])
 
 
@@ -126,14 +126,37 @@ def _add_log_flags(p) -> None:
     )
 
 
+def _out_path(text: str) -> Path:
+    return Path(out_arg(text))
+
+
 def check_out_folder(out: Path, what: str = f"the validation outputs ({_VALIDATE_FILES})") -> None:
-    """Refuse an ``--out`` folder that is a file or cannot be written, before any work; writes nothing."""
+    """Refuse an ``--out`` folder that is a file or cannot be written, or one holding another command's
+    results (validate's files were added to a plan's folder before), before any work; writes nothing."""
     outpaths.check_out_folder(out, what)
+    found = outpaths.results_kind(out) if out.is_dir() else None
+    if found not in (None, "other"):
+        raise FleetcastError(
+            f"{out} holds the results of `fleetcast {found}`; {what} would be mixed into them: choose another --out"
+        )
 
 
 def check_out_file(out: Path, what: str = "the profile JSON") -> None:
-    """Refuse an ``--out`` file path that is a folder or cannot be written, before any work; writes nothing."""
+    """Refuse an ``--out`` file path that is a folder or cannot be written, before any work; writes nothing.
+    An existing profile JSON is replaced only when it is one (``coefficients``): a run log given as
+    --out was overwritten by the profile before."""
     outpaths.check_out_file(out, what)
+    if what != "the profile JSON" or not out.is_file() or out.stat().st_size == 0:
+        return
+    try:
+        doc = json.loads(read_text_limited(out, MAX_PROFILE_BYTES, "--out file"))
+    except (ValueError, FleetcastError):
+        doc = None
+    if not (isinstance(doc, dict) and isinstance(doc.get("coefficients"), dict)):
+        raise FleetcastError(
+            f"--out {out} exists and is no calibration profile (no 'coefficients' mapping); the profile would "
+            "replace it: choose another --out"
+        )
 
 
 def register(subparsers) -> None:
@@ -151,7 +174,7 @@ def register(subparsers) -> None:
         type=Path,
         help="run folders or sweep folders (closed loop), or closed-loop run logs (bench serve with --max-concurrency)",
     )
-    p.add_argument("--out", type=Path, required=True, help="profile JSON to write")
+    p.add_argument("--out", type=_out_path, required=True, help="profile JSON to write")
     p.add_argument("--name", help="profile name (default: the file name)")
     p.add_argument(
         "--method",
@@ -192,7 +215,7 @@ def register(subparsers) -> None:
         "`fleetcast run` and `plan` use for that pool (measured vLLM kernels or the roofline, "
         "catalog defaults), and says which",
     )
-    v.add_argument("--out", type=Path, help="folder for errors.csv/json, PNGs and index.html")
+    v.add_argument("--out", type=_out_path, help="folder for errors.csv/json, PNGs and index.html")
     v.add_argument("--markdown", action="store_true", help="also print the per-run error table as Markdown")
     v.add_argument(
         "--record",
@@ -245,7 +268,7 @@ def cmd_microbench(args) -> int:
     check_out_file(args.out, "the catalog entry (YAML)")
     cat = load_catalog(args.catalog)
     gpu, model = cat.gpu(args.gpu), cat.model(args.model or "llama-3.1-8b")
-    tp = args.tensor_parallel or 1
+    tp = 1 if args.tensor_parallel is None else args.tensor_parallel
     if tp < 1 or model.num_heads % tp:
         raise FleetcastError(f"--tensor-parallel {tp}: must divide the {model.num_heads} heads of {model.name}")
     dtypes = args.dtype or (["bf16"] if args.device == "cuda" else ["fp32"])
@@ -290,6 +313,14 @@ def cmd_calibrate(args) -> int:
     if [str(r) for r in args.runs[:1]] == ["microbench"]:
         return cmd_microbench(args)
 
+    if args.splitwise and args.runs:  # the runs were ignored before
+        raise FleetcastError(
+            f"give run folders to fit or --splitwise {args.splitwise}, not both ({len(args.runs)} run path(s) given)"
+        )
+    if args.splitwise_csv is not None and not args.splitwise:
+        raise FleetcastError(
+            f"--splitwise-csv {args.splitwise_csv} is read by --splitwise HARDWARE: add it, or drop it"
+        )
     check_out_file(args.out)
     name = args.name or args.out.stem
     if args.splitwise:
@@ -347,6 +378,8 @@ def cmd_validate(args) -> int:
     )
     from sim.perf.profiles import load_profile
 
+    if args.profile is not None and Path(args.profile).is_file():  # a binary one: located (UnicodeDecodeError before)
+        read_text_limited(Path(args.profile), MAX_PROFILE_BYTES, "calibration profile file")
     prof: dict = load_profile(args.profile) if args.profile is not None else {"name": UNCALIBRATED}
     if args.record:
         check_out_file(args.profile, "the validation summary (--record)")

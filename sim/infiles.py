@@ -70,6 +70,14 @@ def int_arg(lo: int, hi: int | None = None, why: str = ""):
     return parse
 
 
+def out_arg(text: str) -> str:
+    """An argparse ``type`` for ``--out``: an empty name (``--out "$DIR"`` with DIR unset) is argparse's
+    usage error (exit 2); it meant the default folder for some commands and the working folder for others."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: give a path (is a shell variable unset?)")
+    return text
+
+
 def _mib(n: int) -> str:
     unit, name = (2**30, "GiB") if n >= 2**30 else (2**20, "MiB")
     return f"{n // unit:,} {name}" if n % unit == 0 else f"{n / unit:,.1f} {name}"

@@ -44,7 +44,35 @@ __all__ = [
     "RESULT_MARKERS",
     "out_lock",
     "remove_stale_staging",
+    "default_out",
 ]
+
+
+def default_out(out: str | None, name: str, suffix: str, where: str) -> Path:
+    """``--out`` as given, else ``out/<name><suffix>``: the scenario ``name`` must then be one folder
+    name (a name of ``../../x`` wrote the results two folders above ``out/``; ``a/b`` a folder inside
+    another), else a FleetcastError naming the scenario file ``where`` and the field."""
+    if out:
+        return Path(out)
+    folder = f"{name}{suffix}"
+    seps = [c for c in name if c in ("/", "\\")]
+    why = (
+        "it is empty"
+        if not name.strip()
+        else "it names a folder, not a name in one"
+        if name in (".", "..")
+        else f"it holds {seps[0]!r}"
+        if seps
+        else "a file name holds at most 255 bytes"
+        if len(os.fsencode(folder)) > 255
+        else ""
+    )
+    if not why:
+        return Path("out") / folder
+    raise FleetcastError(
+        f"{where}: field name: {name!r} cannot name the default output folder out/<name>{suffix} ({why}); "
+        "give --out DIR, or a scenario name that is one folder name"
+    )
 
 
 def out_error(out: Path, reason: str, what: str = "the results") -> FleetcastError:

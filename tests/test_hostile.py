@@ -454,3 +454,178 @@ def test_validate_says_a_run_is_partial():
     note = partial_run_note(killed)
     assert note.startswith("sweep/c4: partial run: 3 of 10 requests finished (interrupted before the end)")
     assert partial_run_note(SimpleNamespace(name="x", requests=req, meta={"completed": True})) is None
+
+
+# -- stop 36's hostile pass (polish9): each case below gave a traceback, wrote outside --out's
+# default folder, or ran with a flag it ignored before
+
+NAME_CASES = {  # scenario name -> why it is no folder name
+    "../escape": "it holds '/'",  # before: run wrote its results to ../escape, beside the test's folder
+    "a/b": "it holds '/'",  # before: out/a/b, a folder inside another
+    "": "it is empty",  # before: the results went into out/ itself
+    ".": "it names a folder, not a name in one",
+}
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "compare"])
+@pytest.mark.parametrize("name", list(NAME_CASES), ids=["traversal", "slash", "empty", "dot"])
+def test_a_scenario_name_that_is_no_folder_name_needs_out(tmp_path, monkeypatch, capsys, command, name):
+    work = tmp_path / "work"
+    work.mkdir()
+    path = _write(work, "s.yaml", QUICKSTART.read_text().replace("name: quickstart", f"name: '{name}'"))
+    more = ["--variant", "b:fleet.0.replicas=2", "-n", "1"] if command == "compare" else []
+    suffix = {"run": "", "plan": "-plan", "compare": "-compare"}[command]
+    _refused(work, monkeypatch, capsys, [command, path, *more],
+             f"s.yaml: field name: '{name}' cannot name the default output folder out/<name>{suffix}",
+             f"({NAME_CASES[name]}); give --out DIR")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # nothing beside the working folder either
+
+
+def test_a_nul_byte_in_the_scenario_name_is_located(tmp_path, monkeypatch, capsys):
+    """name: "a\\0b": before, ValueError "embedded null byte" from the file system, with a traceback."""
+    path = _write(tmp_path, "s.yaml", QUICKSTART.read_text().replace("name: quickstart", 'name: "a\\0b"'))
+    _refused(tmp_path, monkeypatch, capsys, ["run", path, "--out", tmp_path / "o"],
+             "s.yaml: line 6, field name: must be printable text: character 2 is the control character U+0000")
+
+
+def test_compare_checks_its_default_folder_before_the_work(tmp_path, monkeypatch, capsys):
+    """Without --out, compare's default out/<name>-compare was checked only when it wrote, after
+    every simulation; a folder holding a run is now refused first (nothing simulated)."""
+    import sim.analysis.compare as compare_mod
+
+    (tmp_path / "out" / "quickstart-compare").mkdir(parents=True)
+    (tmp_path / "out" / "quickstart-compare" / "summary.json").write_text("{}")
+    monkeypatch.setattr(compare_mod, "run_compare", lambda *a, **k: pytest.fail("simulated before the check"))
+    _refused(tmp_path, monkeypatch, capsys, ["compare", QUICKSTART, "--variant", "b:fleet.0.replicas=2"],
+             "out/quickstart-compare holds the results of `fleetcast run`; `fleetcast compare` would replace")
+
+
+LOG = "timestamp,prompt_tokens,output_tokens\n" + "".join(f"{1.7e9 + 2 * i + i % 7 * 0.3:.3f},{100 + i % 50},20\n"
+                                                         for i in range(200))
+
+
+@pytest.mark.parametrize("flags, expect", [
+    (["--seed", "-1"], "--seed -1: give a whole number from 0 to 2**63 - 1"),  # before: ValueError traceback
+    (["--check-seeds", "5"], "--check-seeds 5 is the seeds of --check: add --check SCENARIO"),  # before: ignored
+])
+def test_traffic_fit_flags_out_of_range_or_alone(tmp_path, monkeypatch, capsys, flags, expect):
+    log = _write(tmp_path, "log.csv", LOG)
+    _refused(tmp_path, monkeypatch, capsys, ["traffic", "fit", log, "--out", tmp_path / "t.yaml", *flags], expect)
+
+
+def test_validate_tensor_parallel_zero_is_refused(tmp_path, monkeypatch, capsys):
+    """--tensor-parallel 0 was read as "not given" (the sidecar's 1 used, exit 0); -1 was refused."""
+    _refused(tmp_path, monkeypatch, capsys,
+             ["validate", ROOT / "tests" / "data" / "run-logs" / "bench-h100.json", "--tensor-parallel", "0",
+              "--out", tmp_path / "v"], "with tensor_parallel=0", "field tensor_parallel: Input should be 1, 2, 4")
+
+
+BENCH = ROOT / "tests" / "data" / "run-logs" / "bench-h100.json"
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", QUICKSTART], ["plan", PLAN], ["compare", QUICKSTART, "--variant", "b:fleet.0.replicas=2"],
+    ["sweep", QUICKSTART, "--grid", "fleet.0.replicas=1,2"], ["report", "."], ["validate", BENCH],
+    ["traffic", "fit", BENCH], ["calibrate", "--splitwise", "a100-80gb"],
+], ids=lambda a: a[0] if a[0] != "traffic" else "traffic fit")
+def test_an_empty_out_is_refused(tmp_path, monkeypatch, capsys, argv):
+    """--out "" (a shell variable unset): run, plan, compare and sweep used their default folder, report
+    and validate wrote into the working folder."""
+    _refused(tmp_path, monkeypatch, capsys, [*argv, "--out", ""], "argument --out: '' is empty: give a path")
+
+
+def test_validate_into_another_commands_results_is_refused(tmp_path, monkeypatch, capsys):
+    """validate added errors.csv, index.html and figures to a plan's folder before."""
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "plan.json").write_text("{}")
+    _refused(tmp_path, monkeypatch, capsys, ["validate", BENCH, "--out", tmp_path / "p"],
+             "p holds the results of `fleetcast plan`; the validation outputs", "choose another --out")
+
+
+def test_validate_a_binary_profile_is_located(tmp_path, monkeypatch, capsys):
+    """Before: UnicodeDecodeError with a traceback."""
+    (tmp_path / "p.json").write_bytes(b"\x00\xff" * 100)
+    _refused(tmp_path, monkeypatch, capsys, ["validate", BENCH, "--profile", tmp_path / "p.json"],
+             "calibration profile file", "p.json, line 1: not UTF-8 text (byte 1 is 0xff)")
+
+
+@pytest.mark.parametrize("flags, expect", [
+    (["--splitwise", "a100-80gb", "RUN"], "give run folders to fit or --splitwise a100-80gb, not both"),  # runs ignored
+    (["--splitwise-csv", "x.csv", "RUN"], "--splitwise-csv x.csv is read by --splitwise HARDWARE"),  # ignored
+])
+def test_calibrate_flags_that_exclude_each_other(tmp_path, monkeypatch, capsys, run_folder, flags, expect):
+    flags = [run_folder if f == "RUN" else f for f in flags]
+    _refused(tmp_path, monkeypatch, capsys, ["calibrate", "--out", tmp_path / "p.json", *flags], expect)
+
+
+@pytest.mark.parametrize("second", ["log.csv", "./log.csv"])
+def test_traffic_fit_the_same_log_twice_is_refused(tmp_path, monkeypatch, capsys, second):
+    """Before: fitted as one log of twice its requests."""
+    _write(tmp_path, "log.csv", LOG)
+    _refused(tmp_path, monkeypatch, capsys, ["traffic", "fit", "log.csv", second, "--out", tmp_path / "t.yaml"],
+             f"{second}: the log is given twice")
+
+
+def test_a_nan_given_with_set_is_called_not_finite(tmp_path, monkeypatch, capsys):
+    """Before: "Input should be less than or equal to 100000000" for duration_s=nan."""
+    _refused(tmp_path, monkeypatch, capsys, ["run", QUICKSTART, "--out", tmp_path / "o", "--set",
+             "traffic.duration_s=nan"], "field traffic.duration_s: must be a finite number, got nan")
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["run", QUICKSTART, "--set", "seed=1", "--set", "seed=2"],
+     "--set seed=2: key 'seed' is already set by --set seed=1; set each key once"),  # the last won before
+    (["validate", BENCH, "--sidecar-set", "max_num_seqs=8", "--sidecar-set", "max_num_seqs=16"],
+     "--sidecar-set max_num_seqs=16: key 'max_num_seqs' is already set by --sidecar-set max_num_seqs=8"),
+])
+def test_a_key_set_twice_on_the_command_line_is_refused(tmp_path, monkeypatch, capsys, argv, expect):
+    _refused(tmp_path, monkeypatch, capsys, [*argv, "--out", tmp_path / "o"], expect)
+
+
+def test_sweep_address_without_ray_is_refused(tmp_path, monkeypatch, capsys):
+    """--address was ignored by the local process pool."""
+    _refused(tmp_path, monkeypatch, capsys, ["sweep", _small(tmp_path), "--grid", "fleet.0.replicas=1,2",
+                                             "--address", "10.0.0.1:6379", "--out", tmp_path / "o"],
+             "--address 10.0.0.1:6379 is a Ray cluster's: add --executor ray")
+
+
+def test_traffic_fit_will_not_overwrite_a_scenario(tmp_path, monkeypatch, capsys):
+    """--out naming the scenario itself (e.g. the --check one) replaced it with a traffic section before;
+    a fit's own earlier output is still replaced."""
+    _write(tmp_path, "log.csv", LOG)
+    scenario = _write(tmp_path, "s.yaml", QUICKSTART.read_text())
+    _refused(tmp_path, monkeypatch, capsys, ["traffic", "fit", "log.csv", "--out", scenario],
+             "--out", "s.yaml holds the keys name, description, seed, fleet, router, traffic, not a fitted traffic "
+             "section; the fit would replace the whole file")
+    assert scenario.read_text() == QUICKSTART.read_text()
+    for _ in range(2):  # the second fit replaces the first one's file
+        assert main(["traffic", "fit", str(tmp_path / "log.csv"), "--out", str(tmp_path / "t.yaml")]) == 0
+    assert "traffic" in yaml.safe_load((tmp_path / "t.yaml").read_text())
+
+
+def test_calibrate_will_not_overwrite_a_file_that_is_no_profile(tmp_path, monkeypatch, capsys):
+    """--out naming a run log (or any JSON that is no profile) was replaced by the profile before;
+    a profile is still replaced."""
+    log = tmp_path / "bench.json"
+    shutil.copy(BENCH, log)
+    _refused(tmp_path, monkeypatch, capsys, ["calibrate", "--splitwise", "a100-80gb", "--out", log],
+             "--out", "bench.json exists and is no calibration profile (no 'coefficients' mapping)")
+    assert log.read_bytes() == BENCH.read_bytes()
+    for _ in range(2):  # the second fit replaces the first one's profile
+        assert main(["calibrate", "--splitwise", "a100-80gb", "--out", str(tmp_path / "p.json")]) == 0
+
+
+@pytest.mark.parametrize("name", ["big.json", "big.jsonl"])
+def test_validate_a_run_log_past_the_log_limit_is_refused_unread(tmp_path, monkeypatch, capsys, name):
+    """A 3 GiB (sparse) log: before, read whole (6.4 GB of memory, 8-15 s) before its JSON error."""
+    with open(tmp_path / name, "wb") as f:
+        f.truncate(3 * 2**30)
+    shutil.copy(ROOT / "tests" / "data" / "run-logs" / "fleetcast.yaml", tmp_path / "fleetcast.yaml")
+    _refused(tmp_path, monkeypatch, capsys, ["validate", tmp_path / name, "--out", tmp_path / "v"],
+             f"run log {tmp_path / name} is 3 GiB; at most 2 GiB is read")
+
+
+def test_validate_a_binary_bench_result_is_located(tmp_path, monkeypatch, capsys):
+    (tmp_path / "b.json").write_bytes(b"{\xff\xfe")
+    _refused(tmp_path, monkeypatch, capsys, ["validate", tmp_path / "b.json", "--out", tmp_path / "v"],
+             "run log", "b.json, line 1: not UTF-8 text (byte 1 is 0xff); is it a binary file?")

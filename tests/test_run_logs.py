@@ -363,7 +363,7 @@ BAD = [
             }
         ),
         GOOD_SIDECAR,
-        ["request 1, field itls[1]", "finite number >= 0", "'x'"],
+        ["request 1, field itls[1]", "finite number from 0 to 1e+06", "'x'"],
     ),
     (
         "r.json",
@@ -501,3 +501,34 @@ def test_chat_endpoint_reaches_the_replay_and_a_bad_value_is_located(tmp_path):
     _sidecar(tmp_path, log, GOOD_SIDECAR + "engine:\n  chat_endpoint: sometimes\n")
     with pytest.raises(FleetcastError, match="line 4, field engine.chat_endpoint"):
         load_log(log)
+
+
+@pytest.mark.parametrize(
+    "field, value, expect",
+    [
+        ("ttfts", [0.05, 1e300, 0.0, 0.08], "request 1, field ttfts: must be a finite number from 0 to 1e+06 (seconds), got 1e+300"),
+        ("itls", [[0.01, 0.02, 0.03], [0.02, 6e5], [], [6e5, 6e5, 0.01, 0.01]],
+         "request 3, fields ttfts and itls: the request's latency adds up to 1.2e+06 s; a latency is at most 1e+06 s"),
+    ],
+)
+def test_a_bench_latency_past_the_longest_is_a_located_error(tmp_path, field, value, expect):
+    """A TTFT of 1e300 s (or gaps adding up past 1e6 s, the longest latency the scenario format takes)
+    was read as a latency, silently (stop 35's leftover); 0.08 + 1.2e6 rounds to 1.2e+06 in %g."""
+    with pytest.raises(FleetcastError) as exc:
+        load_log(_bench(tmp_path, **{field: value}))
+    assert expect in str(exc.value) and "b.json" in str(exc.value)
+
+
+def test_a_request_log_latency_past_the_longest_is_a_located_error(tmp_path):
+    lines = (LOGS / "requests-l4.jsonl").read_text().splitlines()
+    rec = json.loads(lines[1])
+    rec["first_token_s"] = rec["last_token_s"] = 1e300
+    lines[1] = json.dumps(rec)
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    shutil.copy(LOGS / "fleetcast.yaml", tmp_path / "fleetcast.yaml")
+    with pytest.raises(FleetcastError) as exc:
+        load_log(path)
+    assert f"r.jsonl, line 2, field first_token_s: 1e+300 is 1e+300 s after arrival_s {rec['arrival_s']:g}" in str(
+        exc.value
+    ) and "a latency is at most 1e+06 s" in str(exc.value)

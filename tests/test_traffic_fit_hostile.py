@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from sim.cli import main
@@ -136,3 +137,56 @@ def test_traffic_fit_check_says_what_it_is_doing_when_piped(tmp_path, capsys, mo
     code, err, _ = _fit(tmp_path, capsys, log, "--check", str(SCENARIOS / "quickstart.yaml"), "--check-seeds", "1")
     assert code == 0, err
     assert "traffic fit: 0% (0 of 1 steps)" in err and "--check: the log and 1 fitted seed(s) on " in err, err
+
+
+def test_one_column_mapped_to_a_second_field_is_refused(tmp_path, monkeypatch, capsys):
+    """``--map conversation=turn`` on a log that has a ``turn`` column: before, 'turn' was read as the
+    conversation and as the turn number, silently (stop 35's leftover)."""
+    log = _log(tmp_path, "ok.csv", ["conversation", "turn"], lambda i: [f"c{i // 3}", i % 3 + 1])
+    _refused(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["traffic", "fit", log, "--out", tmp_path / "t.yaml", "--map", "conversation=turn"],
+        "ok.csv: column 'turn' would be read as conversation and as turn",
+        "(conversation from --map conversation=turn; turn by its usual name)",
+        "give turn a column of its own (--map turn=COLUMN) or map conversation to another column",
+    )
+
+
+def test_two_fields_mapped_to_one_column_are_refused(tmp_path, monkeypatch, capsys):
+    log = _log(tmp_path, "ok.csv", ["conversation"], lambda i: [f"c{i // 3}"])
+    argv = ["traffic", "fit", log, "--out", tmp_path / "t.yaml", "--map", "tenant=conversation"]
+    _refused(tmp_path, monkeypatch, capsys, argv + ["--map", "route=conversation"],
+             "ok.csv: column 'conversation' would be read as tenant and as route and as conversation",
+             "give conversation a column of its own (--map conversation=COLUMN) or map tenant to another column")
+
+
+@pytest.mark.parametrize(
+    "column, cell, shown, valid",
+    [
+        ("latency_s", "1e300", "1e+300", "a latency from 0 to 1,000,000 s"),
+        ("latency_s", "inf", "inf", "a latency from 0 to 1,000,000 s"),
+        ("latency_s", "-1e300", "-1e+300", "a latency from 0 to 1,000,000 s"),  # ("nan" in a CSV is an empty cell: unknown)
+        ("latency_ms", "2e9", "2000000000.0", "a latency from 0 to 1,000,000,000 ms"),
+        ("finish_time", "1e300", "1e+300", "a time from the row's timestamp to 1,000,000 s after it"),
+        ("finish_time", "1000", "1000.0", "a time from the row's timestamp to 1,000,000 s after it"),
+    ],
+)
+def test_a_latency_past_the_longest_is_a_bad_value_named_with_its_line(tmp_path, capsys, column, cell, shown, valid):
+    """1e300 s (or a finish before the request's own timestamp, 1000 s against 1.7e9) was read as a
+    completion, silently (stop 35's leftover); it is now a bad value like a negative one: the row is
+    kept without a completion time, counted in a warning with its line and the valid range."""
+    log = _log(tmp_path, "lat.csv", ["conversation", column], lambda i: [f"c{i // 3}", cell if i == 4 else "1.5"])
+    if column == "finish_time":  # the others' end times, 1.5 s after their own timestamps
+        lines = log.read_text().splitlines()
+        for k in range(1, len(lines)):
+            if k != 5:
+                cells = lines[k].split(",")
+                cells[-1] = f"{float(cells[0]) + 1.5:.3f}"
+                lines[k] = ",".join(cells)
+        log.write_text("\n".join(lines) + "\n")
+    code, err, _ = _fit(tmp_path, capsys, log)
+    assert code == 0, err
+    assert "1 of 300 row(s) without a usable completion time" in err, err
+    assert f"column '{column}' is not {valid}" in err and f"(the first at line 6: {shown})" in err, err

@@ -27,6 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from sim.errors import FleetcastError
+from sim.infiles import MAX_DATA_FILE_BYTES, read_text_limited
+from sim.workload.spec import MAX_LATENCY_S
 
 __all__ = ["read_bench_serve", "looks_like_bench_serve", "BENCH_LISTS"]
 
@@ -43,10 +45,8 @@ def looks_like_bench_serve(data) -> bool:
 
 def read_json_object(path: Path) -> dict:
     """A JSON file holding one object; an unreadable file or bad JSON is located (line, column)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FleetcastError(f"cannot read {path}: {exc}") from None
+    # within the log files' limit (a 3 GiB file took 6.4 GB of memory before its JSON error); a binary one located
+    text = read_text_limited(Path(path), MAX_DATA_FILE_BYTES, "run log")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -61,9 +61,11 @@ def read_json_object(path: Path) -> dict:
     return data
 
 
-def _num(path: Path, i: int, fld: str, v, *, integer: bool = False, minimum: float = 0.0) -> float:
-    """A finite number >= minimum (an integer if asked) of record ``i``, else a located error."""
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= minimum
+def _num(
+    path: Path, i: int, fld: str, v, *, integer: bool = False, minimum: float = 0.0, maximum: float = math.inf
+) -> float:
+    """A finite number from minimum to maximum (an integer if asked) of record ``i``, else a located error."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and minimum <= v <= maximum
     if ok and integer and v != int(v):
         ok = False
     if not ok:
@@ -72,6 +74,8 @@ def _num(path: Path, i: int, fld: str, v, *, integer: bool = False, minimum: flo
             if integer
             else "a finite number (seconds)"
             if minimum == -math.inf
+            else f"a finite number from {minimum:g} to {maximum:g} (seconds)"
+            if maximum < math.inf
             else f"a finite number >= {minimum:g} (seconds)"
         )
         raise FleetcastError(f"{path}: request {i}, field {fld}: must be {kind}, got {v!r} ({_DOC})")
@@ -131,13 +135,18 @@ def read_bench_serve(path: Path, data: dict | None = None) -> tuple[pd.DataFrame
                 f"{path}: request {i}, field input_lens: a request that succeeded has at least "
                 f"1 prompt token, got {lists['input_lens'][i]!r} ({_DOC})"
             )
-        ttft = _num(path, i, "ttfts", lists["ttfts"][i])
+        ttft = _num(path, i, "ttfts", lists["ttfts"][i], maximum=MAX_LATENCY_S)
         itls = lists["itls"][i]
         if not isinstance(itls, list):
             raise FleetcastError(
                 f"{path}: request {i}, field itls: must be a list of gaps in seconds, got {itls!r} ({_DOC})"
             )
-        gaps = sum(_num(path, i, f"itls[{j}]", g) for j, g in enumerate(itls))
+        gaps = sum(_num(path, i, f"itls[{j}]", g, maximum=MAX_LATENCY_S) for j, g in enumerate(itls))
+        if ttft + gaps > MAX_LATENCY_S:
+            raise FleetcastError(
+                f"{path}: request {i}, fields ttfts and itls: the request's latency adds up to {ttft + gaps:g} s; "
+                f"a latency is at most {MAX_LATENCY_S:g} s ({_DOC})"
+            )
         rows.append((start, ttft, gaps, int(prompt), int(out), "ok", ""))
     df = pd.DataFrame(rows, columns=["arrival_s", "ttft", "gaps", "prompt_tokens", "output_tokens", "status", "error"])
     # relative to the first send before adding the (small) latencies: no rounding at perf_counter's magnitude

@@ -35,6 +35,8 @@ import pandas as pd
 
 from calibration.log_files import REQUEST_LOG_SUFFIXES
 from sim.errors import FleetcastError
+from sim.infiles import MAX_DATA_FILE_BYTES, check_input_file
+from sim.workload.spec import MAX_LATENCY_S
 
 __all__ = ["read_request_log", "LOG_FIELDS", "REQUEST_LOG_SUFFIXES"]
 
@@ -49,7 +51,7 @@ def read_request_log(path: Path) -> pd.DataFrame:
     """Records in file order: ``class, arrival_s, first_token_s, finish_s, prompt_tokens, output_tokens,
     status, error``, and ``conversation, prefix_tokens, warmup`` when the log has any of them (docs/run-logs.md,
     "Conversations and warm-up"); a malformed record is a FleetcastError naming the file, line and field."""
-    path = Path(path)
+    path = check_input_file(Path(path), MAX_DATA_FILE_BYTES, "run log")  # a 3 GiB one took 6.4 GB of memory
     csv_file = path.suffix.lower() == ".csv"
     try:
         with open(path, encoding="utf-8", newline="") as fh:
@@ -196,6 +198,12 @@ def _record(path: Path, line: int, rec: dict) -> tuple:
     if last < first:
         raise FleetcastError(
             f"{path}, line {line}, field last_token_s: {last:g} is before first_token_s {first:g} ({_DOC})"
+        )
+    if last - arrival > MAX_LATENCY_S:
+        fld, t = ("first_token_s", first) if first - arrival > MAX_LATENCY_S else ("last_token_s", last)
+        raise FleetcastError(
+            f"{path}, line {line}, field {fld}: {t:g} is {t - arrival:g} s after arrival_s {arrival:g}; a latency "
+            f"is at most {MAX_LATENCY_S:g} s ({_DOC})"
         )
     return (cls, arrival, first, last, prompt, out, "ok", "")
 

@@ -162,6 +162,18 @@ def _escape(text: str) -> str:
     return importlib.import_module("rich.markup").escape(text)
 
 
+def _each_key_once(args: argparse.Namespace, error: type[Exception]) -> None:
+    """``--set`` (or ``--sidecar-set``) naming one key twice is refused, as a YAML key given twice is:
+    the last one won, silently."""
+    for name in ("set", "sidecar_set"):
+        flag, seen = "--" + name.replace("_", "-"), dict[str, str]()
+        for text in getattr(args, name, None) or []:
+            key = text.partition("=")[0].strip()
+            if "=" in text and key in seen:
+                raise error(f"{flag} {text}: key '{key}' is already set by {flag} {seen[key]}; set each key once")
+            seen[key] = text
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(sys.argv[1:] if argv is None else list(argv))
@@ -178,6 +190,7 @@ def _main(argv: list[str]) -> int:
     try:
         parser = build_parser(only=_command_of(argv))
         args = parser.parse_args(argv)
+        _each_key_once(args, errors.FleetcastError)
         stale = importlib.import_module("sim").stale_compiled_modules()
         if stale:
             _say(

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from sim.analysis.variants import BASELINE, STRESSES, parse_variant
 from sim.errors import FleetcastError
-from sim.infiles import int_arg
-from sim.outpaths import check_out_folder, out_lock
+from sim.infiles import int_arg, out_arg
+from sim.outpaths import check_out_folder, default_out, out_lock
 from sim.scenario.spec import load_scenario
 
 __all__ = ["register", "MAX_REPLICATIONS"]
@@ -73,7 +73,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--jobs", "-j", type=int_arg(1, 1024), default=1, help="simulate in this many processes (same numbers)"
     )
-    p.add_argument("--out", help="output folder (default: out/<scenario name>-compare)")
+    p.add_argument("--out", type=out_arg, help="output folder (default: out/<scenario name>-compare)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds another command's results")
     p.set_defaults(func=_cmd_compare)
 
@@ -84,17 +84,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for v in args.variant:  # bad syntax and a bad baseline are refused before the engine's import
         parse_variant(v)
     try:
-        load_scenario(args.scenario, overrides=args.set, seed=args.seed)
+        base = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
     except FleetcastError as exc:  # worded as run_compare words it
         raise FleetcastError(f"variant '{BASELINE}': {exc}") from None
-    if args.out:
-        check_out_folder(Path(args.out), kind="compare", force=args.force)  # before the work, not after
-        with out_lock(Path(args.out)):  # a second writer into this --out is refused now, not after the work
-            return _compare(args)
-    return _compare(args)
+    # --out or the default out/<name>-compare, checked before the work, not after
+    out = check_out_folder(
+        default_out(args.out, base.name, "-compare", args.scenario), kind="compare", force=args.force
+    )
+    with out_lock(out):  # a second writer into this folder is refused now, not after the work
+        return _compare(args, out)
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _compare(args: argparse.Namespace, out: Path) -> int:
     from sim.analysis.compare import run_compare
     from sim.analysis.contracts import contract_json
     from sim.cli.common import console, progress_bar, write_run_folder
@@ -116,7 +117,6 @@ def _compare(args: argparse.Namespace) -> int:
             progress=bar,
         )
     wall_s = time.perf_counter() - started
-    out = Path(args.out or Path("out") / f"{result.meta['scenario']['name']}-compare")
     write_run_folder(
         out,
         {

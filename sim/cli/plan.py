@@ -24,8 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.errors import FleetcastError
-from sim.infiles import int_arg
-from sim.outpaths import check_out_folder, out_lock, staged_folder
+from sim.infiles import int_arg, out_arg
+from sim.outpaths import check_out_folder, default_out, out_lock, staged_folder
 from sim.report.fit_table import Fitting
 from sim.scenario.spec import load_scenario
 
@@ -185,7 +185,7 @@ def _plan_lines(doc: dict) -> list[str]:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
-    out = check_out_folder(Path(args.out or Path("out") / f"{scenario.name}-plan"), kind="plan", force=args.force)
+    out = check_out_folder(default_out(args.out, scenario.name, "-plan", args.scenario), kind="plan", force=args.force)
     with out_lock(out):  # a second plan into this --out is refused now, not silently replaced later
         return _plan(args, scenario, out)
 
@@ -303,7 +303,7 @@ def register(subparsers) -> None:
         "the demand, and rank the candidates by monthly cost.",
     )
     p.add_argument("scenario", help="scenario YAML file (with a plan: section; without one the pool is planned as is)")
-    p.add_argument("--out", help="output folder (default: out/<scenario name>-plan)")
+    p.add_argument("--out", type=out_arg, help="output folder (default: out/<scenario name>-plan)")
     p.add_argument("--seed", type=int, help="replace the scenario's seed")
     p.add_argument(
         "--set",

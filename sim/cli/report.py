@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sim.infiles import out_arg
 from sim.report.console import make_console
 from sim.report.load import load_results
 
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     r.add_argument(
         "--format", default="html,pdf,xlsx", help="comma-separated formats out of html, pdf, xlsx (default: all three)"
     )
-    r.add_argument("--out", help="output folder (default: reports/<results folder name>)")
+    r.add_argument("--out", type=out_arg, help="output folder (default: reports/<results folder name>)")
     r.add_argument(
         "--pdf-engine",
         choices=("auto", "chromium", "matplotlib"),

@@ -10,7 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-from sim.outpaths import check_out_folder, out_lock
+from sim.infiles import out_arg
+from sim.outpaths import check_out_folder, default_out, out_lock
 from sim.scenario.spec import load_scenario
 
 __all__ = ["register"]
@@ -19,7 +20,7 @@ __all__ = ["register"]
 def _cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, overrides=args.set, seed=args.seed)
     out = check_out_folder(
-        Path(args.out or Path("out") / scenario.name), kind="run", force=args.force
+        default_out(args.out, scenario.name, "", args.scenario), kind="run", force=args.force
     )  # before the work
     with out_lock(out):  # a second run into this --out is refused now, not silently replaced later
         return _simulate(args, scenario, out)
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
     """Add the ``run`` subcommand."""
     r = subparsers.add_parser("run", help="simulate a scenario and summarize it")
     r.add_argument("scenario", help="scenario YAML file")
-    r.add_argument("--out", help="output folder (default: out/<scenario name>)")
+    r.add_argument("--out", type=out_arg, help="output folder (default: out/<scenario name>)")
     r.add_argument("--seed", type=int, help="replace the scenario's seed")
     r.add_argument(
         "--set",

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from sim.infiles import int_arg
+from sim.errors import FleetcastError
+from sim.infiles import int_arg, out_arg
 from sim.report.fit_table import Fitting
 from sim.scenario.spec import load_scenario
 
@@ -17,6 +18,8 @@ __all__ = ["register"]
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    if args.address is not None and args.executor != "ray":  # ignored by the local pool before
+        raise FleetcastError(f"--address {args.address} is a Ray cluster's: add --executor ray, or drop it")
     load_scenario(args.scenario, overrides=args.set, seed=args.seed)  # a bad base: refused before the engine's import
     from sim.analysis.sweep import SWEEP_FILE, parse_grid, run_sweep
     from sim.cli.common import console, err_console, progress_bar
@@ -86,7 +89,7 @@ def register(subparsers) -> None:
         type=int_arg(1, 1024),
         help="parallel points (local: processes, default all cores; ray: CPUs of a local instance)",
     )
-    s.add_argument("--out", help="output folder (default: out/<scenario file stem>-sweep)")
+    s.add_argument("--out", type=out_arg, help="output folder (default: out/<scenario file stem>-sweep)")
     s.add_argument("--seed", type=int, help="replace the scenario's seed")
     s.add_argument(
         "--set",

@@ -18,12 +18,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 from pydantic import ValidationError
 
 from calibration.logs.bench_serve import read_bench_serve
 from calibration.logs.request_log import read_request_log
 from sim.errors import FleetcastError
-from sim.infiles import MAX_DATA_FILE_BYTES, read_text_limited
+from sim.infiles import MAX_DATA_FILE_BYTES, out_arg, read_text_limited
 from sim.outpaths import check_out_file, out_error
 from testbed.scrape import parse_prometheus
 
@@ -196,10 +197,29 @@ def _write(out: Path, text: str, tables: dict[str, str]) -> list[Path]:
     return [t for _, t in staged]
 
 
+def _not_another_file(out: Path) -> None:
+    """An existing ``--out`` is replaced only when it holds what a fit writes (``traffic:`` and
+    ``plan:``): a whole scenario given as --out was overwritten by its traffic section before."""
+    if not out.is_file() or out.stat().st_size == 0:
+        return
+    try:
+        doc = yaml.safe_load(read_text_limited(out, MAX_DATA_FILE_BYTES, "--out file"))
+    except (yaml.YAMLError, FleetcastError):
+        doc = "(not YAML)"
+    if doc is None or (isinstance(doc, dict) and set(doc) <= {"traffic", "plan"}):
+        return
+    held = f"the keys {', '.join(map(str, list(doc)[:6]))}" if isinstance(doc, dict) else "something else"
+    raise FleetcastError(
+        f"--out {out} holds {held}, not a fitted traffic section; the fit would replace the whole file: "
+        "choose another --out"
+    )
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     out = check_out_file(Path(args.out), "the traffic section")
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise FleetcastError(f"--out {out}: give a .yaml file for the traffic section")
+    _not_another_file(out)
     if args.check is not None and not Path(args.check).is_file():
         raise FleetcastError(f"--check {args.check}: scenario file not found")
     report = None
@@ -211,10 +231,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise FleetcastError(f"--scale {args.scale:g}: give a factor > 0 (2 = twice the fitted rate)")
     if args.classes is not None and not 1 <= args.classes <= 100:
         raise FleetcastError(f"--classes {args.classes}: give 1 to 100")
+    if args.check_seeds is not None and args.check is None:
+        raise FleetcastError(
+            f"--check-seeds {args.check_seeds} is the seeds of --check: add --check SCENARIO, or drop it"
+        )
+    args.check_seeds = 3 if args.check_seeds is None else args.check_seeds
     if args.check_seeds < 1 or args.check_seeds > 100:
         raise FleetcastError(f"--check-seeds {args.check_seeds}: give 1 to 100")
+    if not 0 <= args.seed <= 2**63 - 1:  # NumPy's generators take no negative seed (a ValueError traceback before)
+        raise FleetcastError(f"--seed {args.seed}: give a whole number from 0 to 2**63 - 1, as a scenario's seed")
     if args.by is not None and args.classes is not None:
         raise FleetcastError("give --by FIELD or --classes N, not both")
+    seen: dict[Path, str] = {}
+    for p in args.logs:  # one file twice was fitted as twice its requests
+        earlier = seen.setdefault(Path(p).resolve(), p)
+        if earlier != p or args.logs.count(p) > 1:
+            also = f" (also as {earlier})" if earlier != p else ""
+            raise FleetcastError(f"{p}: the log is given twice{also}; give each log once")
     mapping = _parse_map(args.map)
     growth = _parse_growth(args.growth)
 
@@ -325,7 +358,12 @@ def register(subparsers) -> None:
     sub = t.add_subparsers(dest="traffic_command", required=True, metavar="{fit}")
     f = sub.add_parser("fit", help="fit classes, arrivals, lengths and prefix sharing to request logs")
     f.add_argument("logs", nargs="+", metavar="LOG", help="request log files (docs/traffic-fit.md lists the formats)")
-    f.add_argument("--out", required=True, help="the traffic section to write (.yaml); a lengths table goes beside it")
+    f.add_argument(
+        "--out",
+        type=out_arg,
+        required=True,
+        help="the traffic section to write (.yaml); a lengths table goes beside it",
+    )
     f.add_argument("--format", choices=FORMATS, default="auto", help="log format (default: told from the file)")
     f.add_argument("--by", choices=("model", "tenant", "route", "class"), help="one class per value of this field")
     f.add_argument("--classes", type=int, metavar="N", help="N classes by clustering (prompt, output) lengths")
@@ -336,7 +374,7 @@ def register(subparsers) -> None:
     f.add_argument(
         "--check-seeds",
         type=int,
-        default=3,
+        default=None,
         help="seeds of the fitted traffic in --check (default 3; each difference gets a 95%% interval over them)",
     )
     f.add_argument("--report", metavar="HTML", help="also write the fit report (observed vs fitted), beside --out")

@@ -134,7 +134,9 @@ class EngineSpec(Strict):
         None,
         description="vLLM release the pool runs (e.g. '0.19.0'): its measured kernels time the steps (the nearest "
         "version with kernel data, with a warning when it is not this one) and its memory accounting sizes the KV "
-        "cache (CUDA-graph memory counted from 0.21). Default: the newest data and the newest accounting.",
+        "cache (CUDA-graph memory counted from 0.21). Versions are ordered as PEP 440 orders them: a pre-release or "
+        "dev build (0.9.2rc1) is before its release in every version rule. Default: the newest data and the newest "
+        "accounting.",
     )
     flashinfer_sampler: bool | None = Field(
         None,
@@ -202,7 +204,10 @@ class EngineSpec(Strict):
                 if tag and parse_version(tag)
                 else ""
             )
-            raise ValueError(f"vllm_version must look like MAJOR.MINOR[.PATCH] (e.g. '0.24.0'), got {v!r}{hint}")
+            raise ValueError(
+                f"vllm_version must look like MAJOR.MINOR[.PATCH] with PEP 440's optional rc/dev/post suffix "
+                f"(e.g. '0.24.0', '0.9.2rc1', '0.9.1.post1'), got {v!r}{hint}"
+            )
         return v.strip()  # ' 0.9.1 ' is 0.9.1 (as the version windows read it): the summary and warnings say so
 
     @model_validator(mode="after")

@@ -9,10 +9,11 @@ and the field path, and say what would be valid.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sim.catalog import Catalog, load_catalog
 from sim.errors import ScenarioError, unknown_name
@@ -89,6 +90,18 @@ class Scenario(Strict):
         description="What goes wrong during the run: traffic surges (kind: surge, start_s, end_s, factor) and "
         "replica failures (kind: replica-failure, replica, at_s); applied in every run of the scenario.",
     )
+
+    @field_validator("name", "description")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        """A name names folders and files, and both are printed: a control character (a NUL byte
+        raised ValueError "embedded null byte" from the file system) is refused with its place."""
+        bad = next((i for i, c in enumerate(v) if unicodedata.category(c) == "Cc" and c not in "\t\n"), None)
+        if bad is not None:
+            raise ValueError(
+                f"must be printable text: character {bad + 1} is the control character U+{ord(v[bad]):04X}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _pools_and_classes(self) -> Scenario:

@@ -102,6 +102,16 @@ def _keys_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     return sorted({k for m in current for k in m.model_fields})
 
 
+def _not_finite(value) -> bool:
+    """A float that is inf or NaN, or text pydantic reads as one (``nan``, ``-inf``)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def format_validation_error(
     exc: ValidationError, where: str, lines: dict, limit: int = 4, model: type[BaseModel] | None = None
 ) -> str:
@@ -126,7 +136,7 @@ def format_validation_error(
             msg = "required field is missing"
         elif err["type"] == "literal_error":
             msg = f"{msg}, got {err.get('input')!r}"
-        elif isinstance(err.get("input"), float) and not math.isfinite(err["input"]):
+        elif _not_finite(err.get("input")):  # .inf in YAML, or nan/inf text (--set x=nan) pydantic reads as one
             msg = f"must be a finite number, got {err['input']}"
         elif err["type"] == "value_error":  # our validators' ValueError: their text, without pydantic's "Value error, "
             msg = str((err.get("ctx") or {}).get("error") or msg.removeprefix("Value error, "))

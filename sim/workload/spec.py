@@ -31,6 +31,7 @@ from sim.workload.session_spec import SessionSpec
 from sim.workload.traces import read_values
 
 __all__ = [
+    "MAX_LATENCY_S",
     "PERCENTILES",
     "SLO_METRICS",
     "SloSpec",
@@ -78,7 +79,10 @@ def _check_tag(value, key: str, kind: str, valid: list[str]):
 
 
 # --------------------------------------------------------------------- SLOs
-_Thresholds = Optional[dict[str, Annotated[float, Field(gt=0, le=1e6)]]]
+#: The longest latency the scenario format and the log readers take, s (11.6 days): an SLO threshold, or a
+#: request's time to first token or completion read from a log, past it is a bad value (1e300 was read as one).
+MAX_LATENCY_S = 1e6
+_Thresholds = Optional[dict[str, Annotated[float, Field(gt=0, le=MAX_LATENCY_S)]]]
 
 
 class SloSpec(BaseModel):

@@ -3,6 +3,12 @@
 Pure string work, apart from ``data`` (which reads the parquet tables with pyarrow):
 the scenario validates ``engine.vllm_version`` with ``parse_version``, and a scenario
 that is refused must not pay for pyarrow's import (issue 26: refusals under 0.5 s CPU).
+
+Versions are ordered as PEP 440 orders them (packaging.python.org, "Version specifiers"):
+a pre-release or development release of X (``0.9.2rc1``, ``0.10.0.dev3``) comes before X,
+so it falls on the older side of every version window whose edge is X; a post-release
+(``0.9.1.post1``) or a local build (``0.9.1+cu126``) of X comes after X and before the next
+release, so it is X for every window whose edges are releases.
 """
 
 from __future__ import annotations
@@ -11,16 +17,92 @@ import re
 
 __all__ = ["parse_version", "nearest_version"]
 
-_VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:[.+-]?(?:post|rc|dev|a|b)\d*)?$")
+# PEP 440's public version (release, pre, post, dev) and local label, as its appendix
+# writes them, case-insensitive; the release has two parts at least (MAJOR.MINOR)
+_VERSION = re.compile(
+    r"^(?P<release>\d+(?:\.\d+)+)"
+    r"(?P<pre>[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?\d*)?"
+    r"(?P<post>-\d+|[-_.]?(?:post|rev|r)[-_.]?\d*)?"
+    r"(?P<dev>[-_.]?dev[-_.]?\d*)?"
+    r"(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?$",
+    re.IGNORECASE,
+)
+
+
+class _Before(int):
+    """A release's patch number as one of its pre-releases holds it: ``_Before(2, "rc1")`` sorts
+    after 1 and before 2, so ``(0, 9, _Before(2, "rc1")) < (0, 9, 2)`` (PEP 440). Arithmetic is the
+    int's (a pre-release's distance to its release is 0); it prints as written (``2rc1``)."""
+
+    suffix: str
+
+    def __new__(cls, value: int, suffix: str) -> _Before:
+        self = super().__new__(cls, value)
+        self.suffix = suffix
+        return self
+
+    def _key(self) -> float:
+        return int(self) - 0.5
+
+    @staticmethod
+    def _other(other: object) -> float | None:
+        if isinstance(other, _Before):
+            return other._key()
+        if isinstance(other, (int, float)) and not isinstance(other, bool):
+            return float(other)
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Before) and int(self) == int(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return int.__hash__(self)
+
+    def __lt__(self, other: object) -> bool:
+        o = self._other(other)
+        return NotImplemented if o is None else self._key() < o
+
+    def __le__(self, other: object) -> bool:
+        o = self._other(other)
+        return NotImplemented if o is None else self._key() <= o
+
+    def __gt__(self, other: object) -> bool:
+        o = self._other(other)
+        return NotImplemented if o is None else self._key() > o
+
+    def __ge__(self, other: object) -> bool:
+        o = self._other(other)
+        return NotImplemented if o is None else self._key() >= o
+
+    def __str__(self) -> str:
+        return f"{int(self)}{self.suffix}"
+
+    __repr__ = __str__
+
+    def __reduce__(self):
+        return (_Before, (int(self), self.suffix))
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
-    """``'0.24.0'`` -> (0, 24, 0); a release suffix (``.post1``, ``rc2``) is ignored;
-    anything else (``'latest'``, ``'0.x'``) -> None."""
+    """``'0.24.0'`` -> (0, 24, 0), ordered as PEP 440 orders versions: a pre-release or
+    development release sorts before its release (``'0.9.2rc1'`` < (0, 9, 2), > (0, 9, 1)),
+    a post-release or local build is its release for every comparison with a release
+    (``'0.9.1.post1'``, ``'0.9.1+cu126'`` -> (0, 9, 1)); a fourth release part above 0
+    (``0.9.1.1``) is after 0.9.1 and before 0.9.2, so 0.9.1 too. Anything else (``'latest'``,
+    ``'0.x'``, ``'v0.9.1'``) -> None."""
     m = _VERSION.match(str(text).strip())
     if m is None:
         return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    parts = [int(p) for p in m.group("release").split(".")]
+    major, minor, patch = (parts + [0])[:3]
+    before = (m.group("pre") or (m.group("dev") and not m.group("post"))) and not any(parts[3:])
+    if before:  # a pre-release (or dev release) of major.minor.patch: before it
+        suffix = str(text).strip()[len(m.group("release")) :]
+        return major, minor, _Before(patch, suffix)
+    return major, minor, patch
 
 
 def nearest_version(available: list[str], wanted: str | None) -> str | None:

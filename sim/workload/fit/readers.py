@@ -26,7 +26,7 @@ from sim.errors import FleetcastError
 from sim.infiles import MAX_DATA_FILE_BYTES, check_input_file
 from sim.workload.distributions import MAX_TOKENS
 from sim.workload.fit.log import Labels, RequestLog
-from sim.workload.spec import TraceArrival
+from sim.workload.spec import MAX_LATENCY_S, TraceArrival
 from sim.workload.traces import load_trace
 
 __all__ = ["GATEWAY_COLUMNS", "GROUP_FIELDS", "read_gateway", "read_trace", "sniff_format"]
@@ -136,6 +136,7 @@ def _pick(found: list[str], mapping: dict[str, str], path: Path) -> dict[str, st
         hit = next((c for c in names if c in found), None)
         if hit is not None:
             cols[f] = hit
+    _one_field_per_column(cols, mapping, path)
     gone = [f for f in _REQUIRED if f not in cols]
     if gone:
         raise FleetcastError(
@@ -144,6 +145,28 @@ def _pick(found: list[str], mapping: dict[str, str], path: Path) -> dict[str, st
             f"map another column with --map FIELD=COLUMN (docs/traffic-fit.md)"
         )
     return cols
+
+
+def _one_field_per_column(cols: dict[str, str], mapping: dict[str, str], path: Path) -> None:
+    """A column read as two fields (``--map conversation=turn`` beside the log's own ``turn``
+    column) is refused, naming both fields and how each can have its own column."""
+    by_column: dict[str, list[str]] = {}
+    for f, c in cols.items():
+        by_column.setdefault(c, []).append(f)
+    for c, fields in by_column.items():
+        if len(fields) > 1:
+            mapped = [f for f in fields if mapping.get(f) == c]
+            found = [f for f in fields if f not in mapped]
+            how = "; ".join([f"{f} from --map {f}={c}" for f in mapped] + [f"{f} by its usual name" for f in found])
+            fix = (
+                f"give {found[0]} a column of its own (--map {found[0]}=COLUMN) or map {mapped[0]} to another column"
+                if found and mapped
+                else f"map {' and '.join(fields)} to different columns"
+            )
+            raise FleetcastError(
+                f"{path}: column '{c}' would be read as {' and as '.join(fields)} ({how}); one column gives one "
+                f"field: {fix}"
+            )
 
 
 def _flat(obj: dict, prefix: str = "") -> dict:
@@ -310,13 +333,16 @@ def _finish(data, cols, t, wall: bool, lines, keep, n_read: int, path: Path, war
                 "the other is not): completion times are not used."
             )
             return None
-        what = "a time (UNIX seconds or an ISO 8601 date-time)"
-        bad = ~np.isfinite(end)
+        lat = end - t
+        what = f"a time from the row's timestamp to {MAX_LATENCY_S:,.0f} s after it (UNIX seconds or an ISO 8601 date-time)"
     else:
         lat = _numbers(raw) * (1e-3 if f == "latency_ms" else 1.0)
         end = t + lat
-        what = "a latency of 0 or more " + ("ms" if f == "latency_ms" else "seconds")
-        bad = ~np.isfinite(lat) | (lat < 0)
+        what = "a latency from 0 to " + (
+            f"{MAX_LATENCY_S * 1e3:,.0f} ms" if f == "latency_ms" else f"{MAX_LATENCY_S:,.0f} s"
+        )
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, a bad value either way
+        bad = ~np.isfinite(lat) | (lat < 0) | (lat > MAX_LATENCY_S)
     given = raw.notna().to_numpy()  # an empty cell is an unknown completion, not a bad one
     new = bad & given & keep
     if new.any():
