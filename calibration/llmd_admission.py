@@ -171,6 +171,14 @@ def _totals(runs: list[dict]) -> dict:
     rates = [x["drain_rate_per_s"] for x in g if x["drain_rate_per_s"]]
     rel = [x["drain_rate_per_s"] / r["qps"] for r in runs if r["qps"] >= 24 for x in r["gaps"] if x["drain_rate_per_s"]]
     lag_ok = [x for x in g if x["launches_in_gap"] and x["max_launch_lag_in_gap_s"] < 0.5 * x["gap_s"]]
+    # how long the held requests took to come out after the gap, in median steps (TPOT) of their run
+    spread = [
+        x["held_release_s"] / (r["tpot_ms_median"] / 1e3)
+        for r in runs
+        if r["qps"] >= 24
+        for x in r["gaps"]
+        if x["waiting"] >= 3
+    ]
     quiet = [r for r in runs if not r["gaps"]]
     return {
         "gaps_from_24_qps": len(g),
@@ -180,6 +188,8 @@ def _totals(runs: list[dict]) -> dict:
         "gaps_with_3_or_more_held": len(multi),
         "released_one_step_per_request": len(one_by_one),
         "released_within_budget_steps_plus_one": len(in_budget_steps),
+        "held_released_over_more_than_3_steps": sum(1 for v in spread if v > 3),
+        "held_release_in_steps_median": round(statistics.median(spread), 1),
         "drain_rate_per_s_median": round(statistics.median(rates), 1),
         "drain_rate_over_qps_median_p10_p90": [
             round(statistics.median(rel), 2),
