@@ -180,6 +180,23 @@ def _totals(runs: list[dict]) -> dict:
         if x["waiting"] >= 3
     ]
     quiet = [r for r in runs if not r["gaps"]]
+
+    def fe_vs_drain(lo: float, hi: float) -> dict:
+        """Per host speedup: gaps whose modelled front-end spare intake exceeds the observed drain rate."""
+        d = [x for r in runs if lo <= r["qps"] <= hi for x in r["gaps"] if x["drain_rate_per_s"]]
+        return {
+            k: {
+                "gaps": len(d),
+                "fe_spare_above_drain": sum(
+                    1 for x in d if x["fe_intake_per_s_by_host_speedup"][k] > x["drain_rate_per_s"]
+                ),
+                "fe_spare_over_drain_median": round(
+                    statistics.median(x["fe_intake_per_s_by_host_speedup"][k] / x["drain_rate_per_s"] for x in d), 2
+                ),
+            }
+            for k in ("1.0", "0.86")
+        }
+
     return {
         "gaps_from_24_qps": len(g),
         "budget_binds": sum(x["budget_binds"] for x in g),
@@ -196,6 +213,20 @@ def _totals(runs: list[dict]) -> dict:
             round(sorted(rel)[len(rel) // 10], 2),
             round(sorted(rel)[9 * len(rel) // 10], 2),
         ],
+        "fe_vs_drain_28_to_40_qps": fe_vs_drain(28, 40),
+        "fe_vs_drain_all": fe_vs_drain(24, 1e9),
+        "drain_rate_per_s_median_28_to_40_qps": round(
+            statistics.median(
+                x["drain_rate_per_s"] for r in runs if 28 <= r["qps"] <= 40 for x in r["gaps"] if x["drain_rate_per_s"]
+            ),
+            1,
+        ),
+        "drain_rate_per_s_median_45_up": round(
+            statistics.median(
+                x["drain_rate_per_s"] for r in runs if r["qps"] >= 45 for x in r["gaps"] if x["drain_rate_per_s"]
+            ),
+            1,
+        ),
         "gaps_with_launches_inside": sum(1 for x in g if x["launches_in_gap"]),
         "launch_lag_below_half_the_gap": len(lag_ok),
         "runs_without_gaps": [r["qps"] for r in quiet],
