@@ -142,6 +142,7 @@ def _run(seed: int) -> dict:
             held.append([None, [], [], n])
         assert kv.free == ref.empty + len(ref.evictable) and kv.num_empty == ref.empty
         assert kv.evictable_keys() == list(ref.evictable)
+        assert kv.shared == sum(1 for v in kv.refcount.values() if isinstance(v, int) and v > 1)
         for chain in chains:
             for key in chain:
                 assert kv.holders(key) == ref.refcount.get(key, 0)

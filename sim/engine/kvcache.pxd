@@ -9,7 +9,7 @@ cdef class _Chain:
 
 cdef class KVCache:
     # fields: generated from __slots__ in kvcache.py by tools/pxd_layout.py (do not edit)
-    cdef public long long num_blocks, block_size, num_empty, hit_blocks, query_blocks, dormant
+    cdef public long long num_blocks, block_size, num_empty, hit_blocks, query_blocks, dormant, shared
     cdef public bint caching
     cdef public long long lru_start, lru_head
     cdef public dict refcount, chains, evictable
@@ -37,6 +37,6 @@ cdef class KVCache:
     cpdef tuple match(self, list keys)
     @cython.locals(refcount=dict, evictable=dict, rec=_Chain)
     cpdef acquire(self, list keys)
-    @cython.locals(refcount=dict)
+    @cython.locals(refcount=dict, evictable=dict)
     cpdef bint register_all(self, list keys)
     cpdef bint register(self, object key)

@@ -83,6 +83,7 @@ class KVCache:
         "hit_blocks": "long long",
         "query_blocks": "long long",
         "dormant": "long long",
+        "shared": "long long",
         "caching": "bint",
         "lru_start": "long long",
         "lru_head": "long long",
@@ -103,6 +104,7 @@ class KVCache:
         self.lru_start = 0  # place of lru[0]
         self.lru_head = 0  # place of the oldest entry eviction has not passed
         self.dormant = 0  # evictable keys owned by dormant chains (not in ``evictable``)
+        self.shared = 0  # keys whose count in refcount is 2 or more
         self.hit_blocks = 0  # prefix-cache hits (blocks), like vllm:prefix_cache_hits
         self.query_blocks = 0  # blocks looked up
         self.chains: dict[int, _Chain] = {}  # id(chain list) -> its record
@@ -115,7 +117,7 @@ class KVCache:
         self.evictable.clear()
         self.lru.clear()
         self.lru_start = self.lru_head = 0
-        self.dormant = 0
+        self.dormant = self.shared = 0
         self.chains.clear()
 
     @property
@@ -266,6 +268,8 @@ class KVCache:
             rc = refcount.pop(key)
             if rc != 1:
                 refcount[key] = rc - 1
+                if rc == 2:
+                    self.shared -= 1
             else:  # evictable at the next place of lru
                 evictable[key] = place
                 lru.append(key)
@@ -306,14 +310,15 @@ class KVCache:
         its whole-chain holder: its references become the chain's. Returns
         ``chain``, the keys list to release from now on. (Nobody else can hold
         the whole chain: its last blocks were not cached until now.) When nobody
-        else holds any of its keys, the chain owns them."""
+        else holds any of its keys, the chain owns them (its keys' counts are 1: looked up only while some key's count is above 1)."""
         if id(chain) in self.chains:
             raise RuntimeError("promote: the chain already has whole-chain holders")  # an engine bug
         rec = self.chains[id(chain)] = _Chain(chain)
         refcount = self.refcount
-        for i in range(len(chain)):
-            if refcount[chain[i]] != 1:
-                return chain
+        if self.shared:  # (else every count is 1, so each of its keys' is)
+            for i in range(len(chain)):
+                if refcount[chain[i]] != 1:
+                    return chain
         for i in range(len(chain)):
             refcount[chain[i]] = rec
         rec.owns = True
@@ -377,15 +382,23 @@ class KVCache:
                 refcount[key] = 1
             else:
                 refcount[key] = v + 1
+                if v == 1:
+                    self.shared += 1
 
     def register_all(self, keys: list) -> bool:
         """``register`` each of ``keys`` if none of them is cached yet (else nothing, False)."""
         refcount, evictable = self.refcount, self.evictable
         # plain loops: compiled, each test and store is one C call (map and zip go through
-        # a method wrapper per key)
-        for key in keys:
-            if key in refcount or key in evictable:
-                return False
+        # a method wrapper per key); no look-up in an empty ``evictable`` (keys of dormant
+        # chains are in refcount)
+        if evictable:
+            for key in keys:
+                if key in refcount or key in evictable:
+                    return False
+        else:
+            for key in keys:
+                if key in refcount:
+                    return False
         for key in keys:
             refcount[key] = 1
         return True
