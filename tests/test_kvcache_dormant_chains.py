@@ -1,5 +1,5 @@
 """Chains that own their keys (held and released in O(1), evicted key by key when eviction reaches
-them) against a plain per-key reference: one reference per request per key, evictable keys in an
+them; owned from their first registered block when a request registers all of its chain) against a plain per-key reference: one reference per request per key, evictable keys in an
 OrderedDict popped oldest first. The same random operations drive both; hits, holders, free blocks,
 what each preemption would free, which keys are still cached and the eviction order must agree."""
 
@@ -83,7 +83,7 @@ def _run(seed: int) -> dict:
     num_blocks = rng.choice([30, 60, 200])
     kv, ref = KVCache(num_blocks, 16, True), PlainLRU(num_blocks)
     held: list = []  # [chain, keys as the engine keeps them, the same keys for ref, private blocks]
-    seen = {"evicted": 0, "dormant_rehold": 0, "owned": 0}
+    seen = {"evicted": 0, "dormant_rehold": 0, "owned": 0, "owned_pending": 0}
     for _ in range(rng.randint(100, 500)):
         op = rng.random()
         if op < 0.4:  # a request arrives: match, hold its hits, allocate its new blocks
@@ -109,15 +109,17 @@ def _run(seed: int) -> dict:
             if chain is None or keys is chain or len(keys) >= len(chain) or private == 0:
                 continue
             new = chain[len(keys) : len(keys) + min(private, rng.randint(1, 6))]
-            if kv.register_all(new):
+            if kv.register_next(keys, new, chain):  # as the replica registers a request's next blocks
                 for key in new:
                     assert ref.register(key)
                 keys.extend(new)
                 rkeys.extend(new)
                 entry[3] -= len(new)
                 if len(keys) == len(chain):
+                    pending = id(keys) in kv.pending
                     entry[1] = kv.promote(keys, chain)
                     seen["owned"] += bool(kv.chains[id(chain)].owns)
+                    seen["owned_pending"] += pending and kv.chains[id(chain)].owns
             else:
                 for key in new:
                     ok = kv.register(key)
@@ -151,7 +153,7 @@ def _run(seed: int) -> dict:
     for _chain, keys, rkeys, private in held:
         kv.release(keys, private)
         ref.release(rkeys, private)
-    assert kv.evictable_keys() == list(ref.evictable) and kv.used == 0
+    assert kv.evictable_keys() == list(ref.evictable) and kv.used == 0 and not kv.pending
     order = list(ref.evictable)
     for i in range(len(order)):  # evicted one block at a time: the same keys go, oldest first
         kv.allocate(kv.num_empty + 1)
@@ -162,12 +164,13 @@ def _run(seed: int) -> dict:
 
 
 def test_dormant_chains_keep_the_per_key_eviction_order():
-    seen = {"evicted": 0, "dormant_rehold": 0, "owned": 0}
+    seen = {"evicted": 0, "dormant_rehold": 0, "owned": 0, "owned_pending": 0}
     for seed in range(400):
         for k, v in _run(seed).items():
             seen[k] += v
     # the paths under test were taken: chains owned, dormant chains held again whole, evictions
     assert seen["owned"] > 100 and seen["dormant_rehold"] > 20 and seen["evicted"] > 1000, seen
+    assert 0 < seen["owned_pending"] < seen["owned"], seen  # registered from the first block, and not
 
 
 @pytest.mark.parametrize("hold_part", [False, True])

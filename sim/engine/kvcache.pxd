@@ -5,14 +5,14 @@ cdef class _Chain:
     # fields: generated from __slots__ in kvcache.py by tools/pxd_layout.py (do not edit)
     cdef public long long count, place, n
     cdef public bint owns
-    cdef public list chain
+    cdef public list chain, keys
 
 cdef class KVCache:
     # fields: generated from __slots__ in kvcache.py by tools/pxd_layout.py (do not edit)
     cdef public long long num_blocks, block_size, num_empty, hit_blocks, query_blocks, dormant, shared
     cdef public bint caching
     cdef public long long lru_start, lru_head
-    cdef public dict refcount, chains, evictable
+    cdef public dict refcount, chains, pending, evictable
     cdef public list lru
     cpdef list evictable_keys(self)
     cpdef allocate(self, long long n)
@@ -33,6 +33,8 @@ cdef class KVCache:
     cpdef list promote(self, list keys, list chain)
     @cython.locals(rec=_Chain)
     cpdef long long freed_by(self, list keys)
+    @cython.locals(rec=_Chain, refcount=dict, evictable=dict)
+    cpdef bint register_next(self, list keys, list new, list chain)
     @cython.locals(refcount=dict, evictable=dict, hits="long long", evictable_hits="long long", rec=_Chain)
     cpdef tuple match(self, list keys)
     @cython.locals(refcount=dict, evictable=dict, rec=_Chain)

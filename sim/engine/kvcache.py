@@ -43,6 +43,11 @@ that touches an owned key (a partial holder, another list with the same keys)
 first turns the record back into per-key counts (``_dissolve``): while it is
 held, each key gets a count of 1; while dormant, each remaining key becomes
 evictable at the record's own place, which eviction then checks key by key.
+A request that registers its chain from the first block (no hits) owns the keys
+as it registers them (``register_next``; a *pending* record, ``pending``: id of
+its keys list -> record), so its promotion is O(1); otherwise ``promote`` makes
+the chain own its keys when their counts are all 1 (looked up only while some
+key's count is above 1, ``shared``).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class _Chain:
         "n": "long long",  # leading keys not yet passed by eviction (owned ones: still cached)
         "owns": "bint",  # its keys map to this record in refcount
         "chain": "list",
+        "keys": "list",  # while pending: the registering request's keys list (chain[:n]), else None
     }
 
     def __init__(self, chain: list) -> None:
@@ -71,6 +77,7 @@ class _Chain:
         self.n = len(chain)
         self.owns = False
         self.chain = chain
+        self.keys: list | None = None  # a list only while pending
 
 
 class KVCache:
@@ -89,6 +96,7 @@ class KVCache:
         "lru_head": "long long",
         "refcount": "dict",
         "chains": "dict",
+        "pending": "dict",
         "evictable": "dict",
         "lru": "list",
     }
@@ -108,6 +116,9 @@ class KVCache:
         self.hit_blocks = 0  # prefix-cache hits (blocks), like vllm:prefix_cache_hits
         self.query_blocks = 0  # blocks looked up
         self.chains: dict[int, _Chain] = {}  # id(chain list) -> its record
+        # id(keys list) -> the record of a chain its request is registering from its first block
+        # (no hits): it owns those keys from the start, so promoting it is O(1)
+        self.pending: dict[int, _Chain] = {}
 
     def clear(self) -> None:
         """Forget everything: every block empty, nothing cached (the memory of a failed
@@ -119,6 +130,7 @@ class KVCache:
         self.lru_start = self.lru_head = 0
         self.dormant = self.shared = 0
         self.chains.clear()
+        self.pending.clear()
 
     @property
     def free(self) -> int:
@@ -229,7 +241,7 @@ class KVCache:
         refcount, chain = self.refcount, rec.chain
         rec.owns = False
         if rec.count:
-            for i in range(len(chain)):
+            for i in range(rec.n):
                 refcount[chain[i]] = 1
             return
         evictable = self.evictable
@@ -259,6 +271,12 @@ class KVCache:
                     self._compact()
                 return
             del self.chains[id(keys)]  # the last one: the chain lets go of its references
+        elif self.pending:
+            rec = self.pending.get(id(keys))
+            if rec is not None and rec.keys is keys:  # it leaves before registering all of its chain
+                del self.pending[id(keys)]
+                if rec.owns:
+                    self._dissolve(rec)
         # Reverse order: the tail of a chain is evicted before its head. One dictionary call per key
         # that loses its last holder (pop), two for one still held (pop, store the count less one).
         refcount, evictable, lru = self.refcount, self.evictable, self.lru
@@ -313,6 +331,13 @@ class KVCache:
         else holds any of its keys, the chain owns them (its keys' counts are 1: looked up only while some key's count is above 1)."""
         if id(chain) in self.chains:
             raise RuntimeError("promote: the chain already has whole-chain holders")  # an engine bug
+        rec = self.pending.get(id(keys)) if self.pending else None
+        if rec is not None and rec.keys is keys:
+            del self.pending[id(keys)]
+            rec.keys = None
+            if rec.owns:  # it registered all of the chain and owns it already
+                self.chains[id(chain)] = rec
+                return chain
         rec = self.chains[id(chain)] = _Chain(chain)
         refcount = self.refcount
         if self.shared:  # (else every count is 1, so each of its keys' is)
@@ -333,6 +358,10 @@ class KVCache:
                 return 0  # other whole-chain holders keep every key
             if rec.owns:
                 return len(keys)  # nobody else holds its keys
+        elif self.pending:
+            rec = self.pending.get(id(keys))
+            if rec is not None and rec.keys is keys and rec.owns:
+                return len(keys)  # its own registered keys, nobody else's
         # One of a key's references is this request's (its own, or its chain's when it is the
         # chain's only holder); a count of 1 means nobody else holds the key.
         refcount = self.refcount
@@ -401,6 +430,36 @@ class KVCache:
                     return False
         for key in keys:
             refcount[key] = 1
+        return True
+
+    def register_next(self, keys: list, new: list, chain: list) -> bool:
+        """``register_all(new)`` for the request holding ``keys`` (a prefix of ``chain``), ``new``
+        its next blocks. A request that registers its chain from its first block (``keys``
+        empty, or all registered so) owns them as its chain will (a pending record), so
+        ``promote`` is O(1). False (nothing registered) when one of ``new`` is cached."""
+        if keys:
+            rec = self.pending.get(id(keys)) if self.pending else None
+            if rec is None or rec.keys is not keys or not rec.owns:
+                return self.register_all(new)
+        else:
+            rec = None
+        refcount, evictable = self.refcount, self.evictable
+        for key in new:
+            if key in refcount or (evictable and key in evictable):
+                if rec is not None:  # registered one at a time from now on: per-key counts
+                    del self.pending[id(keys)]
+                    rec.keys = None
+                    self._dissolve(rec)
+                return False
+        if rec is None:
+            rec = _Chain(chain)
+            rec.n = 0
+            rec.owns = True
+            rec.keys = keys
+            self.pending[id(keys)] = rec
+        for key in new:
+            refcount[key] = rec
+        rec.n += len(new)
         return True
 
     def register(self, key: int) -> bool:

@@ -649,7 +649,7 @@ class Replica:
         if len(keys) >= full:
             return
         new = req.block_keys[len(keys) : full]
-        if kv.register_all(new):  # the usual case: nobody computed these blocks meanwhile
+        if kv.register_next(keys, new, req.block_keys):  # the usual case: nobody computed these blocks meanwhile
             keys.extend(new)
             if full == len(req.block_keys):  # it now holds the whole chain
                 req.keys = kv.promote(keys, req.block_keys)
