@@ -280,9 +280,10 @@ def test_a_changed_copy_is_caught():
     """The comparison fails on a copy that drifted (here: the reference with one name changed,
     and blocks_for with its two ceilings swapped or a floor for a ceiling)."""
     ref, _ = reference_expr("KVCache", "free")
-    drifted = _norm(ast.parse("kv.num_empty + len(kv.cached)", mode="eval").body)
-    same = _norm(ast.parse("kv.num_empty + len(kv.evictable)", mode="eval").body)
+    drifted = _norm(ast.parse("kv.num_empty + len(kv.cached) + kv.dormant", mode="eval").body)
+    same = _norm(ast.parse("kv.num_empty + len(kv.evictable) + kv.dormant", mode="eval").body)
     assert ref == same and ref != drifted
+    assert ref != _norm(ast.parse("kv.num_empty + len(kv.evictable)", mode="eval").body)  # a term left out
     ref, _ = reference_expr("sim.engine.policies.base", "blocks_for")
     same = _norm(ast.parse("-(-(c + q) // bs) - (-(-c // bs))", mode="eval").body, variables=True)
     for drift in ("-(-(c + q) // bs) - (-(-q // bs))", "(c + q) // bs - (-(-c // bs))",

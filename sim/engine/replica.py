@@ -475,7 +475,7 @@ class Replica:
         # Exhaustion binds only if these steps may need more blocks than are
         # free; a member needs at most one block per block_size steps.
         kv = self.kv
-        free = kv.num_empty + len(kv.evictable)  # inline: KVCache.free
+        free = kv.num_empty + len(kv.evictable) + kv.dormant  # inline: KVCache.free
         if free < dec.n * -(-steps // self.block_size):
             steps = min(steps, dec.steps_until_exhaustion(free))
         # The tick binds only if the run would reach it (step ends are monotone).
@@ -649,7 +649,7 @@ class Replica:
         if len(keys) >= full:
             return
         new = req.block_keys[len(keys) : full]
-        if kv.register_all(new):  # the usual case: nobody computed these blocks meanwhile
+        if kv.register_next(keys, new, req.block_keys):  # the usual case: nobody computed these blocks meanwhile
             keys.extend(new)
             if full == len(req.block_keys):  # it now holds the whole chain
                 req.keys = kv.promote(keys, req.block_keys)
@@ -734,7 +734,7 @@ class Replica:
         self._flops += self.perf.step_flops(prefill, attn, n, ctx)
         self._bytes += self.perf.step_bytes(prefill, attn, n, ctx)
         kv = self.kv
-        self._kv_block_s += (kv.num_blocks - kv.num_empty - len(kv.evictable)) * d  # inline: KVCache.used
+        self._kv_block_s += (kv.num_blocks - kv.num_empty - len(kv.evictable) - kv.dormant) * d  # inline: KVCache.used
 
     def _account_decode(self, seg: Segment, k: int, steps: int, t_last: float) -> None:
         """Stats and ITL of decode steps k .. k+steps-1 (the last ends at ``t_last``)
@@ -768,7 +768,7 @@ class Replica:
         self._flops += m * seg.f0 + seg.f1 * ctx_sum
         self._bytes += m * seg.y0 + seg.y1 * ctx_sum
         kv = self.kv
-        used = kv.num_blocks - kv.num_empty - len(kv.evictable)  # inline: KVCache.used
+        used = kv.num_blocks - kv.num_empty - len(kv.evictable) - kv.dormant  # inline: KVCache.used
         if lo > k:
             used += dec.blocks_needed(lo - k)
         self._kv_block_s += (used + dec.n * m / (2 * self.block_size)) * dur

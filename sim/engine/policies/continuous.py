@@ -53,7 +53,7 @@ class ContinuousBatching:
 
     def schedule(self, rep: Replica) -> StepPlan:
         dec, kv = rep.dec, rep.kv
-        free = kv.num_empty + len(kv.evictable)  # inline: KVCache.free
+        free = kv.num_empty + len(kv.evictable) + kv.dormant  # inline: KVCache.free
         if not rep.prefilling and not len(rep.waiting) and dec.n and dec.need_now() <= free:
             return DECODE_RUN  # the steady state: every running request decodes
         budget = new_budget(rep.max_num_batched_tokens, free, self.victim_order, rep)
