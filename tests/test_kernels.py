@@ -207,8 +207,10 @@ def test_nearest_version():
     assert kd.nearest_version(av, "1.0.0") == "0.24.0"
     assert kd.nearest_version(av, "0.19.0.post1") == "0.19.0"
     assert kd.nearest_version([], "0.1") is None
-    assert kd.nearest_version(av, "0.24.0rc1") == "0.24.0"  # a pre-release's nearest data is its release's
-    assert (0, 23, 9) < kd.parse_version("0.24.0rc1") < (0, 24, 0) and kd.parse_version("latest") is None
+    assert kd.nearest_version(av, "0.24.0rc1") == "0.24.0"  # a release candidate's data is its release's
+    assert kd.nearest_version(av, "0.24.0.dev3") == "0.24.0"  # so is a dev build's (the nearest)
+    assert kd.parse_version("0.24.0rc1") == (0, 24, 0) and kd.parse_version("latest") is None
+    assert (0, 23, 9) < kd.parse_version("0.24.0.dev3") < (0, 24, 0)
 
 
 @needs_data

@@ -4,11 +4,14 @@ Pure string work, apart from ``data`` (which reads the parquet tables with pyarr
 the scenario validates ``engine.vllm_version`` with ``parse_version``, and a scenario
 that is refused must not pay for pyarrow's import (issue 26: refusals under 0.5 s CPU).
 
-Versions are ordered as PEP 440 orders them (packaging.python.org, "Version specifiers"):
-a pre-release or development release of X (``0.9.2rc1``, ``0.10.0.dev3``) comes before X,
-so it falls on the older side of every version window whose edge is X; a post-release
-(``0.9.1.post1``) or a local build (``0.9.1+cu126``) of X comes after X and before the next
-release, so it is X for every window whose edges are releases.
+Versions are read as vLLM builds them, not by PEP 440's order alone (packaging.python.org,
+"Version specifiers"). vLLM builds a release from a release branch cut 1-2 days before the
+release, and tags its candidates there (vllm-project/vllm ``RELEASE.md``, "Release branch"): a
+pre-release of X (``0.9.2rc1``, ``a``/``b`` likewise) holds X's changes, so it is X in every
+version rule. A development build of X (``0.10.0.dev3``, a nightly from main before X's branch
+was cut) may lack any of X's changes, so it sorts before X and after the release before it, on
+the older side of every window whose edge is X. A post-release (``0.9.1.post1``) or a local
+build (``0.9.1+cu126``) of X is X.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ _VERSION = re.compile(
 
 
 class _Before(int):
-    """A release's patch number as one of its pre-releases holds it: ``_Before(2, "rc1")`` sorts
-    after 1 and before 2, so ``(0, 9, _Before(2, "rc1")) < (0, 9, 2)`` (PEP 440). Arithmetic is the
-    int's (a pre-release's distance to its release is 0); it prints as written (``2rc1``)."""
+    """A release's patch number as one of its development builds holds it: ``_Before(2, ".dev3")``
+    sorts after 1 and before 2, so ``(0, 9, _Before(2, ".dev3")) < (0, 9, 2)``. Arithmetic is the
+    int's (a development build's distance to its release is 0); it prints as written (``2.dev3``)."""
 
     suffix: str
 
@@ -87,10 +90,10 @@ class _Before(int):
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
-    """``'0.24.0'`` -> (0, 24, 0), ordered as PEP 440 orders versions: a pre-release or
-    development release sorts before its release (``'0.9.2rc1'`` < (0, 9, 2), > (0, 9, 1)),
-    a post-release or local build is its release for every comparison with a release
-    (``'0.9.1.post1'``, ``'0.9.1+cu126'`` -> (0, 9, 1)); a fourth release part above 0
+    """``'0.24.0'`` -> (0, 24, 0), read as vLLM builds its versions (module doc): a pre-release
+    is its release (``'0.9.2rc1'`` -> (0, 9, 2)), a development build sorts before its release
+    (``'0.9.2.dev364+gb1235c3e1'`` < (0, 9, 2), > (0, 9, 1)), a post-release or local build is
+    its release (``'0.9.1.post1'``, ``'0.9.1+cu126'`` -> (0, 9, 1)); a fourth release part above 0
     (``0.9.1.1``) is after 0.9.1 and before 0.9.2, so 0.9.1 too. Anything else (``'latest'``,
     ``'0.x'``, ``'v0.9.1'``) -> None."""
     m = _VERSION.match(str(text).strip())
@@ -98,8 +101,8 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
         return None
     parts = [int(p) for p in m.group("release").split(".")]
     major, minor, patch = (parts + [0])[:3]
-    before = (m.group("pre") or (m.group("dev") and not m.group("post"))) and not any(parts[3:])
-    if before:  # a pre-release (or dev release) of major.minor.patch: before it
+    before = m.group("dev") and not m.group("pre") and not m.group("post") and not any(parts[3:])
+    if before:  # a development build of major.minor.patch: before it
         suffix = str(text).strip()[len(m.group("release")) :]
         return major, minor, _Before(patch, suffix)
     return major, minor, patch
