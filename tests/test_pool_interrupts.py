@@ -107,8 +107,9 @@ def _interrupt(tmp_path: Path, argv: list[str], sig: int, wait_s: float) -> tupl
 
 
 PLAN = ["plan", str(SCENARIOS / "plan-example.yaml"), "--workers", "2", "--out"]
+# 240k requests a simulation (~4 s each here), so the pool still runs 2.5 s after it started
 COMPARE = ["compare", str(SCENARIOS / "compare-policies.yaml"), "--variant", "prio:fleet.0.policy.name=priority",
-           "-n", "4", "-j", "2", "--out"]
+           "-n", "4", "-j", "2", "--set", "traffic.duration_s=24000", "--out"]
 
 
 # What a finished command leaves in --out (its documented files); a signal that lands after the
@@ -125,7 +126,13 @@ COMPLETE = {"plan": ["plan.json", "points.parquet", "runs"],
 def test_a_signal_to_the_group_stops_the_pool_at_once(tmp_path, argv, sig, rc, line, wait_s):
     out = tmp_path / "o"
     code, err, after_s, workers = _interrupt(tmp_path, [*argv, str(out)], sig, wait_s)
-    assert code == rc and line in err and "Traceback" not in err, err
+    assert "Traceback" not in err, err
+    if code == -sig:  # the work was done and the signal met Python's shutdown (default handlers
+        # restored then): the process ends by the signal itself (a shell shows 128 + sig), allowed
+        # only with the folder whole; test_hostile's Ctrl-C test allows the same case
+        assert out.is_dir() and sorted(p.name for p in out.iterdir()) == COMPLETE[argv[0]], err
+    else:
+        assert code == rc and line in err, err
     assert after_s < 5.0, f"{after_s:.1f} s from the signal to the exit"
     time.sleep(0.5)
     assert not any(_alive(p) for p in workers), "a pool worker outlived the command"
