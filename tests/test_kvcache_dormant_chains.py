@@ -6,7 +6,9 @@ what each preemption would free, which keys are still cached and the eviction or
 from __future__ import annotations
 
 import random
+import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +200,30 @@ def test_a_dormant_chain_hit_again_by_a_partial_holder(hold_part):
     assert kv.evictable_keys() == [3, 2, 1]
     kv.allocate(kv.free)
     assert kv.evictable_keys() == [] and kv.match(chain) == (0, 0)
+
+
+@pytest.mark.parametrize("slack", [0, 2])
+def test_lru_maintenance_with_dormant_chains_keeps_the_order(monkeypatch, slack):
+    """``_compact`` and the drop of passed ``lru`` entries run only past 1,024 stale entries, which
+    the runs above never reach with chain records in ``lru``. A copy of the module's source with
+    that slack shrunk (pure Python) runs the same differential check, and must compact often."""
+    src = (Path(__file__).resolve().parents[1] / "sim" / "engine" / "kvcache.py").read_text(encoding="utf-8")
+    assert src.count("1024") == 3  # the three maintenance thresholds; a fourth use would need a look
+    namespace: dict = {"__name__": "kvcache_small_slack"}
+    exec(compile(src.replace("1024", str(slack)), "kvcache_small_slack", "exec"), namespace)
+    small = namespace["KVCache"]
+    calls = {"compact": 0}
+    original = small._compact
+
+    def counted(self) -> None:
+        calls["compact"] += 1
+        original(self)
+
+    small._compact = counted
+    monkeypatch.setattr(sys.modules[__name__], "KVCache", small)
+    seen: dict = {}
+    for seed in range(60):
+        for k, v in _run(seed).items():
+            seen[k] = seen.get(k, 0) + v
+    assert calls["compact"] > 0, "the shrunk slack never compacted"
+    assert seen["owned"] > 0 and seen["dormant_rehold"] > 0, seen  # chain records were in lru
