@@ -37,6 +37,9 @@ import json
 import statistics
 from pathlib import Path
 
+from sim.perf.cpu_side import cpu_side_for, with_chat_intake
+from sim.perf.kernels.versions import parse_version
+
 __all__ = ["main", "analyse_run", "load_run"]
 
 _CORPUS = Path(__file__).resolve().parent / "public/llm-d/exp-4-vllm-llama4-tp4"
@@ -48,12 +51,14 @@ BUDGET_TOK = 8192
 # KV capacity: 55,401 16-token blocks as sim/perf/memory.py plans exp-4 at gpu_memory_utilization 0.9
 # (calibration/public/llm-d/README.md); the deployment ran 0.95, which holds more: a lower bound.
 KV_CAPACITY_TOK = 55_401 * 16
-# sim/perf/cpu_side.py (measured on the CPU testbed, vLLM 0.32.0, and vLLM 0.8.5's own chat-template
-# detection on Llama 4's template): API-server CPU per request, per prompt token, per streamed token.
-FE_REQUEST_S = 1.40e-3 + 4.92e-3
-FE_PROMPT_TOK_S = 2.65e-6
-FE_TOKEN_S = 84.2e-6
-HOST_SPEEDUP_BRACKET = (0.86, 1.0, 1.31)  # sim/perf/cpu_side.py HOST_CPU_SPEEDUP and its bracket
+# The API server as fleetcast models exp-4's (sim/perf/cpu_side.py: vLLM 0.8.5's V1 GPU host, Llama 4
+# Scout on the chat endpoint, whose template 0.8.5 re-parses per request): CPU per request, per prompt
+# token, per streamed token, read from the model rather than typed again.
+_VLLM = parse_version("0.8.5")
+_FE = with_chat_intake(cpu_side_for(_VLLM), _VLLM, "llama-4-scout")
+FE_REQUEST_S, FE_PROMPT_TOK_S, FE_TOKEN_S = _FE.fe_request_s, _FE.fe_prompt_tok_s, _FE.fe_token_s
+# host CPU speed relative to HOST_CPU_SPEEDUP (1.0): its bracket, 0.86-1.31 (sim/perf/cpu_side.py)
+HOST_SPEEDUP_BRACKET = (0.86, 1.0, 1.31)
 GAP_S = 0.1  # a first-token gap (stop 35's definition)
 SAME_STEP_S = 0.010  # first tokens closer than this are taken as released by the same engine step
 
