@@ -277,3 +277,23 @@ def test_no_command_replaces_another_commands_results(tmp_path, capsys):
     assert main(["run", str(QUICKSTART), "--out", str(run), *short]) == 0
     assert main(["run", str(QUICKSTART), "--out", str(folder), "--force", *short]) == 0
     assert (folder / "summary.json").is_file() and not (folder / "plan.json").exists()
+
+
+def test_a_text_field_given_inf_keeps_its_own_message():
+    """'-inf' in a text field that refuses it (a pattern) is no 'finite number' problem; in a number's
+    bound check it is (review of stop 36: the wording applied to any error whose input read as inf)."""
+    from pydantic import BaseModel, Field, ValidationError
+
+    from sim.scenario.yamlio import format_validation_error
+
+    class M(BaseModel):
+        name: str = Field("a", pattern=r"^[a-z]+$")
+        x: float = Field(1.0, le=10)
+
+    for given, want, not_want in (({"name": "-inf"}, "should match pattern", "finite"),
+                                  ({"x": "nan"}, "must be a finite number, got nan", "should match")):
+        try:
+            M.model_validate(given)
+        except ValidationError as exc:
+            msg = format_validation_error(exc, "s.yaml", {})
+        assert want in msg and not_want not in msg, msg

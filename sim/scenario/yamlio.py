@@ -102,6 +102,11 @@ def _keys_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     return sorted({k for m in current for k in m.model_fields})
 
 
+_NUMBER_ERRORS = ("greater_than", "less_than", "finite_number", "float_", "int_", "multiple_of")
+"""pydantic's error types of a number's checks (its bounds, finiteness, parsing); a text field's
+(a pattern, a literal) keep their own wording even when the text reads as inf or nan."""
+
+
 def _not_finite(value) -> bool:
     """A float that is inf or NaN, or text pydantic reads as one (``nan``, ``-inf``)."""
     if isinstance(value, str):
@@ -136,7 +141,8 @@ def format_validation_error(
             msg = "required field is missing"
         elif err["type"] == "literal_error":
             msg = f"{msg}, got {err.get('input')!r}"
-        elif _not_finite(err.get("input")):  # .inf in YAML, or nan/inf text (--set x=nan) pydantic reads as one
+        elif err["type"].startswith(_NUMBER_ERRORS) and _not_finite(err.get("input")):
+            # .inf in YAML, or nan/inf text (--set x=nan) pydantic reads as one, in a number's check
             msg = f"must be a finite number, got {err['input']}"
         elif err["type"] == "value_error":  # our validators' ValueError: their text, without pydantic's "Value error, "
             msg = str((err.get("ctx") or {}).get("error") or msg.removeprefix("Value error, "))
