@@ -49,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from sim.perf.cpu_side import cpu_side_for  # noqa: E402
+from sim.perf.kernels.versions import parse_version  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 COMMIT = "7de5ef2ed6f7934e0ecbc8297e593f79e68430c0"
@@ -190,7 +191,10 @@ def _chunked(st: dict) -> tuple[bool, str]:
 
 
 def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split("."))
+    v = parse_version(text)
+    if v is None:
+        raise SystemExit(f"convert.py: the manifest's vLLM version {text!r} is not a version")
+    return v
 
 
 def convert(repo: Path) -> None:
