@@ -141,12 +141,12 @@ def check_out_folder(out: Path, what: str = f"the validation outputs ({_VALIDATE
         )
 
 
-def check_out_file(out: Path, what: str = "the profile JSON") -> None:
+def check_out_file(out: Path, what: str = "the profile JSON", *, replaces_a_profile: bool = False) -> None:
     """Refuse an ``--out`` file path that is a folder or cannot be written, before any work; writes nothing.
-    An existing profile JSON is replaced only when it is one (``coefficients``): a run log given as
-    --out was overwritten by the profile before."""
+    With ``replaces_a_profile`` (the fitted profile is written there) an existing file is replaced only
+    when it is a profile (``coefficients``): a run log given as --out was overwritten by the profile before."""
     outpaths.check_out_file(out, what)
-    if what != "the profile JSON" or not out.is_file() or out.stat().st_size == 0:
+    if not replaces_a_profile or not out.is_file() or out.stat().st_size == 0:
         return
     try:
         doc = json.loads(read_text_limited(out, MAX_PROFILE_BYTES, "--out file"))
@@ -321,7 +321,7 @@ def cmd_calibrate(args) -> int:
         raise FleetcastError(
             f"--splitwise-csv {args.splitwise_csv} is read by --splitwise HARDWARE: add it, or drop it"
         )
-    check_out_file(args.out)
+    check_out_file(args.out, replaces_a_profile=True)
     name = args.name or args.out.stem
     if args.splitwise:
         from calibration import splitwise

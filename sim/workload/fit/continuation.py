@@ -56,18 +56,21 @@ def _newton(x: np.ndarray, y: np.ndarray, g: np.ndarray, group: np.ndarray, k: i
     def parts(th):
         return _ll_parts(th[group] + th[k] * x, y, g)
 
-    ll, d1, d2 = parts(theta)
-    h = np.zeros((m, m))
-    for _ in range(100):
-        grad = np.zeros(m)
-        grad[:k] = np.bincount(group, d1, minlength=k)
+    def hessian(d2):
         h = np.zeros((m, m))
         h[np.arange(k), np.arange(k)] = np.bincount(group, d2, minlength=k)
         if free_slope:
-            grad[k] = float((d1 * x).sum())
-            cross = np.bincount(group, d2 * x, minlength=k)
-            h[k, :k] = h[:k, k] = cross
+            h[k, :k] = h[:k, k] = np.bincount(group, d2 * x, minlength=k)
             h[k, k] = float((d2 * x * x).sum())
+        return h
+
+    ll, d1, d2 = parts(theta)
+    for _ in range(100):
+        grad = np.zeros(m)
+        grad[:k] = np.bincount(group, d1, minlength=k)
+        if free_slope:
+            grad[k] = float((d1 * x).sum())
+        h = hessian(d2)
         try:
             step = np.linalg.solve(h, -grad)
         except np.linalg.LinAlgError:
@@ -87,7 +90,7 @@ def _newton(x: np.ndarray, y: np.ndarray, g: np.ndarray, group: np.ndarray, k: i
         theta, ll, d1, d2 = trial, ll_t, d1_t, d2_t
         if done and float(np.abs(grad).max()) < 1e-6 * max(1.0, float(y.size)):
             break
-    return theta, ll, h
+    return theta, ll, hessian(d2)  # at the parameters returned, not at the last step's start
 
 
 def fit_length_slope(prompt: np.ndarray, continued: np.ndarray, chance: np.ndarray, group: np.ndarray) -> SlopeFit:
