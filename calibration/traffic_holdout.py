@@ -1,0 +1,300 @@
+"""The held-out check of ``continue_by_prompt`` and the generated prompts by depth, on a Mooncake
+conversation trace (docs/traffic-fit.md, "Continuation by prompt length on the whole Mooncake
+trace"; issue 28).
+
+Two parts, both from one trace file:
+
+* ``heldout``: the trace cut at ``--split-s`` (default: half its span, rounded up to a whole
+  minute: 1,800 s for the whole trace) into two windows, each read as its own log (its depths
+  counted from its own start) and fitted as ``fleetcast traffic fit LOG --ties batch`` does; each
+  window's later-turn slope (the fit's note: slope, 95% CI, likelihood ratio, written or not) is
+  printed. The second window's fitted section is then round-tripped (``round_trip``, as
+  ``--check``) on ``--scenario``'s fleet with ``--seeds`` fitted seeds (scenario seed + 0 ..
+  seeds - 1) three ways: ``continue_by_prompt`` removed, set to the first window's slope, and as
+  fitted.
+* ``prompts``: the whole trace fitted, its section generated (``generate_workload``) for seeds
+  0 .. ``--prompt-seeds`` - 1 with its ``continue_by_prompt`` and without it; prompt p50 over all
+  requests and by depth (a generated turn's depth from its prefix chain: one prompt and one
+  output chunk per turn, a shared prefix chunk first when the class has one), against the log's
+  (depth from the fit's own parent detection on the hash ids).
+
+The whole trace (12,031 requests, 1 h) is not bundled: it is ``conversation_trace.jsonl`` of the
+Mooncake traces (github.com/kvcache-ai/Mooncake, ``FAST25-release/traces/``; here
+``/work/shared/data/traces/mooncake/conversation_trace.jsonl``). ``--quick`` is a smoke test (2
+fitted seeds, 1 prompt seed), e.g. on the bundled ``scenarios/data/mooncake-conversation-sample.jsonl``.
+
+    python -m calibration.traffic_holdout TRACE.jsonl [--part heldout|prompts|all]
+        [--seeds 20] [--prompt-seeds 3] [--scenario scenarios/mooncake-prefix.yaml] [--quick]
+
+The full run (20 seeds) simulates 63 half-hour runs: about an hour on a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from sim.analysis.traffic_roundtrip import RoundTripRow, resolved_traffic, round_trip
+from sim.errors import FleetcastError
+from sim.workload.fit.fit import TrafficFit, fit_traffic
+from sim.workload.fit.log import MIN_REQUESTS
+from sim.workload.fit.readers import read_trace
+from sim.workload.fit.sessions import continuations
+from sim.workload.fit.write import render, traffic_dict
+from sim.workload.generate import generate_workload
+from sim.workload.spec import TrafficSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SCENARIO = ROOT / "scenarios" / "mooncake-prefix.yaml"
+#: Depths shown in the prompts table (1 = a session's first turn).
+DEPTHS = (1, 2, 3, 4)
+#: The fit's note on the later turns' slope (sim.workload.fit.sessions._continue_by_prompt).
+_SLOPE_NOTE = re.compile(
+    r"later turns' log-odds of a next turn ([+-][0-9.]+) per ln\(prompt tokens\) \(95% CI "
+    r"([+-][0-9.]+)\.\.([+-][0-9.]+); likelihood ratio against 0 ([0-9.]+); ([0-9,]+) turns, "
+    r"([0-9,]+) seen continued\), (over|under)"
+)
+
+
+@dataclass
+class Slope:
+    value: float
+    ci: tuple[float, float]
+    lr: float
+    turns: int
+    continued: int
+    written: bool
+
+
+def _progress(msg: str, started: float) -> None:
+    print(f"[{time.perf_counter() - started:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def split_trace(path: Path, split_s: Optional[float], folder: Path) -> tuple[Path, Path, float]:
+    """The trace's lines cut at ``split_s`` (default: half the span rounded up to a whole minute)
+    into two JSONL files; each window starts its own clock when read."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    stamps = []
+    for k, line in enumerate(lines, 1):
+        try:
+            stamps.append(float(json.loads(line)["timestamp"]) / 1000.0)
+        except (ValueError, KeyError, TypeError):
+            raise FleetcastError(f"{path}:{k}: not a Mooncake JSON row with a timestamp (ms)") from None
+    t0 = min(stamps)
+    if split_s is None:
+        split_s = math.ceil((max(stamps) - t0) / 2 / 60) * 60
+    first, second = folder / "first-window.jsonl", folder / "second-window.jsonl"
+    with open(first, "w", encoding="utf-8") as a, open(second, "w", encoding="utf-8") as b:
+        for line, t in zip(lines, stamps):
+            (a if t - t0 < split_s else b).write(line + "\n")
+    return first, second, float(split_s)
+
+
+def fit_log(path: Path) -> TrafficFit:
+    log = read_trace(path, "mooncake").clean(str(path), min_requests=MIN_REQUESTS)
+    return fit_traffic(log, ties="batch", seed=0)
+
+
+def later_slope(fit: TrafficFit) -> Optional[Slope]:
+    """The later turns' continuation slope from the fit's session note (written or not); None when
+    the fit had too few turns to estimate one."""
+    for cf in fit.classes:
+        if cf.session is None:
+            continue
+        for note in cf.session.notes:
+            m = _SLOPE_NOTE.search(note)
+            if m:
+                v, lo, hi, lr, turns, cont, side = m.groups()
+                return Slope(
+                    float(v),
+                    (float(lo), float(hi)),
+                    float(lr),
+                    int(turns.replace(",", "")),
+                    int(cont.replace(",", "")),
+                    side == "over",
+                )
+    return None
+
+
+def section(fit: TrafficFit, folder: Path) -> dict:
+    """The fit's traffic section as a dict, its tables written into ``folder``."""
+    text, tables = render(fit, "traffic.lengths.csv")
+    for name, body in tables.items():
+        (folder / name).write_text(body, encoding="utf-8")
+    return traffic_dict(text)
+
+
+def with_slope(traffic: dict, slope: Optional[float]) -> dict:
+    """``traffic`` with every session class's ``continue_by_prompt`` removed (None) or set."""
+    out = dict(traffic)
+    out["classes"] = []
+    for c in traffic["classes"]:
+        c = dict(c)
+        if isinstance(c.get("session"), dict):
+            s = dict(c["session"])
+            s.pop("continue_by_prompt", None)
+            if slope is not None:
+                s["continue_by_prompt"] = {"log_odds_per_ln_tok": round(slope, 4), "from_turn": 2}
+            c["session"] = s
+        out["classes"].append(c)
+    return out
+
+
+def slope_text(s: Optional[Slope]) -> str:
+    if s is None:
+        return "none (too few later turns seen continued or ending)"
+    said = "written" if s.written else "not written"
+    return (
+        f"{s.value:+.4f} (95% CI {s.ci[0]:+.4f}..{s.ci[1]:+.4f}), likelihood ratio {s.lr:.1f} on "
+        f"{s.turns:,} later turns ({s.continued:,} seen continued): {said}"
+    )
+
+
+def print_round_trip(title: str, rows: list[RoundTripRow]) -> None:
+    print(f"\n{title}")
+    print("| metric | replayed | fitted mean | diff | 95% interval | rank | verdict |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r.label} | {r.replay:.4g} | {r.fitted:.4g} | {r.rel_diff:+.1%} | {r.interval_text} | "
+            f"{r.replay_rank:.0%} | {r.verdict} |"
+        )
+
+
+def heldout(trace: Path, scenario: Path, seeds: int, split_s: Optional[float], started: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="fleetcast-holdout-") as tmp:
+        folder = Path(tmp)
+        first, second, split = split_trace(trace, split_s, folder)
+        _progress(f"fitting the first window (0 to {split:g} s)", started)
+        fit1 = fit_log(first)
+        _progress(f"fitting the second window ({split:g} s on)", started)
+        fit2 = fit_log(second)
+        s1, s2 = later_slope(fit1), later_slope(fit2)
+        print(f"held-out check of continue_by_prompt: {trace.name} cut at {split:g} s")
+        print(f"  first window:  {fit1.n:,} requests; later turns' slope {slope_text(s1)}")
+        print(f"  second window: {fit2.n:,} requests; later turns' slope {slope_text(s2)}")
+        traffic = section(fit2, folder)
+        variants: list[tuple[str, Optional[float]]] = [("removed", None)]
+        if s1 is not None:
+            variants.append((f"set to the first window's slope ({s1.value:+.4f})", s1.value))
+        if s2 is not None and s2.written:
+            variants.append(("as fitted on the second window", None))
+        else:
+            print("  (the second window's fit wrote no continue_by_prompt: its 'as fitted' round trip is 'removed')")
+        for k, (name, value) in enumerate(variants):
+            sec = traffic if name.startswith("as fitted") else with_slope(traffic, value)
+            _progress(f"round trip {k + 1}/{len(variants)}: field {name}; the replay and {seeds} fitted seeds", started)
+            rows = round_trip(scenario, fit2, sec, folder, seeds=seeds)
+            print_round_trip(
+                f"second window round-tripped on {scenario.name}'s fleet, continue_by_prompt {name} "
+                f"({seeds} fitted seeds: scenario seed + 0..{seeds - 1})",
+                rows,
+            )
+
+
+def depths_from_chains(offsets: np.ndarray) -> np.ndarray:
+    """A generated session turn's depth: its chain holds one prompt and one output chunk per turn
+    so far, after one shared-prefix chunk when the class has one (``sim.workload.sessions.
+    session_chains``), so ``len // 2``."""
+    return np.maximum(np.diff(offsets) // 2, 1)
+
+
+def log_depths(fit: TrafficFit) -> np.ndarray:
+    """Each logged request's depth from the fit's parent detection on its hash ids."""
+    log = fit.log
+    assert log is not None and log.hash_offsets is not None and log.hash_ids is not None
+    parent = continuations(log.hash_offsets, log.hash_ids, log.prompt_tokens, log.hash_block_tokens)
+    depth = np.ones(parent.size, dtype=np.int64)
+    for i in np.flatnonzero(parent >= 0).tolist():  # a parent comes before its child
+        depth[i] = depth[parent[i]] + 1
+    return depth
+
+
+def p50_row(name: str, prompt: np.ndarray, depth: np.ndarray) -> str:
+    cells = [f"{np.median(prompt):,.0f}" if prompt.size else "-"]
+    for d in DEPTHS:
+        sel = prompt[depth == d]
+        cells.append(f"{np.median(sel):,.0f} ({sel.size:,})" if sel.size else "- (0)")
+    deep = (depth >= 3).mean() if depth.size else math.nan
+    cells.append(f"{(depth == 1).mean():.1%} / {deep:.1%}")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def prompts(trace: Path, seeds: int, started: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="fleetcast-holdout-") as tmp:
+        folder = Path(tmp)
+        _progress(f"fitting the whole trace {trace.name}", started)
+        fit = fit_log(trace)
+        s = later_slope(fit)
+        traffic = section(fit, folder)
+        print(f"\ngenerated prompts by depth: {trace.name}, {fit.n:,} requests; later turns' slope {slope_text(s)}")
+        print("prompt p50 (requests); depth 1 = a session's first turn; last column: share of first turns / depth 3+")
+        head = " | ".join(f"depth {d}" for d in DEPTHS)
+        print(f"| prompts of | all | {head} | first / 3+ |")
+        print("|---" * (len(DEPTHS) + 3) + "|")
+        assert fit.log is not None
+        print(p50_row("the log", np.asarray(fit.log.prompt_tokens), log_depths(fit)))
+        written = s is not None and s.written
+        cases = [("with continue_by_prompt", traffic)] if written else []
+        cases.append(("without it", with_slope(traffic, None)))
+        for name, sec in cases:
+            spec = TrafficSpec.model_validate(resolved_traffic(sec, folder))
+            for seed in range(seeds):
+                _progress(f"generating {name}, seed {seed}", started)
+                w = generate_workload(spec, seed, folder)
+                depth = depths_from_chains(np.asarray(w.prefix_offsets))
+                print(p50_row(f"{name}, seed {seed}", np.asarray(w.prompt_tokens), depth))
+        if not written:
+            print("(the fit wrote no continue_by_prompt for this trace: only the section without it)")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    doc = __doc__ or ""
+    ap = argparse.ArgumentParser(
+        prog="python -m calibration.traffic_holdout",
+        description=doc.split("\n\n")[0],
+        epilog="The whole trace is conversation_trace.jsonl of github.com/kvcache-ai/Mooncake "
+        "(FAST25-release/traces/); it is not bundled.",
+    )
+    ap.add_argument("trace", type=Path, help="Mooncake conversation trace (JSONL: timestamp ms, input_length, ...)")
+    ap.add_argument("--part", choices=("heldout", "prompts", "all"), default="all")
+    ap.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="the fleet of the round trips")
+    ap.add_argument("--seeds", type=int, default=20, help="fitted seeds per round trip (default 20)")
+    ap.add_argument("--prompt-seeds", type=int, default=3, help="generated seeds in the prompts table (default 3)")
+    ap.add_argument("--split-s", type=float, help="where the two windows meet, s from the first request")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 fitted seeds, 1 prompt seed")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.prompt_seeds = 2, 1
+    if args.seeds < 2 or args.prompt_seeds < 1:
+        print("error: --seeds takes 2 or more (an interval needs two runs), --prompt-seeds 1 or more", file=sys.stderr)
+        return 2
+    for p in (args.trace, args.scenario):
+        if not p.is_file():
+            print(f"error: {p}: no such file", file=sys.stderr)
+            return 2
+    started = time.perf_counter()
+    try:
+        if args.part in ("heldout", "all"):
+            heldout(args.trace, args.scenario, args.seeds, args.split_s, started)
+        if args.part in ("prompts", "all"):
+            prompts(args.trace, args.prompt_seeds, started)
+    except FleetcastError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _progress("done", started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
