@@ -43,9 +43,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import yaml
 
+from sim.analysis.replications import t_interval
 from sim.analysis.traffic_roundtrip import RoundTripRow, resolved_traffic, round_trip
 from sim.errors import FleetcastError
+from sim.scenario.yamlio import load_yaml_with_lines
 from sim.workload.fit.fit import TrafficFit, fit_traffic
 from sim.workload.fit.log import MIN_REQUESTS
 from sim.workload.fit.readers import read_trace
@@ -202,6 +205,55 @@ def heldout(trace: Path, scenario: Path, seeds: int, split_s: Optional[float], s
             )
 
 
+def noise_rows(rows: list[RoundTripRow], shown: list[int]) -> list[str]:
+    """The noise table's rows: each metric over the first ``n`` fitted seeds for each ``n`` in
+    ``shown``: point difference, one run's sd over the fitted mean, the replay's rank, the fitted
+    mean's own interval (t * s / sqrt(n), for comparison) and ``--check``'s interval and verdict."""
+    out = []
+    for n in shown:
+        for r in rows:
+            part = RoundTripRow(r.label, r.replay, float(np.mean(r.fitted_runs[:n])), r.fitted_runs[:n])
+            runs = np.asarray(part.fitted_runs, dtype=float)
+            iv = t_interval(runs)
+            assert iv is not None
+            own = f"{(iv[1] - r.replay) / r.replay:+.1%} .. {(iv[2] - r.replay) / r.replay:+.1%}"
+            sd = float(runs.std(ddof=1)) / part.fitted if n > 1 and part.fitted else math.nan
+            out.append(
+                f"| {r.label} | {n} | {part.rel_diff:+.1%} | {sd:.1%} | {part.replay_rank:.0%} | {own} | "
+                f"{part.interval_text} | {part.verdict} |"
+            )
+    return out
+
+
+def noise(trace: Path, fmt: str, ties: str, scenario: Path, shown: list[int], started: float) -> None:
+    """The round trip's noise (docs/traffic-fit.md): ``trace`` fitted once, round-tripped with
+    ``max(shown)`` fitted seeds; the replay run again with the scenario's seed + 1 (one fitted seed)
+    to show whether it draws anything."""
+    with tempfile.TemporaryDirectory(prefix="fleetcast-holdout-") as tmp:
+        folder = Path(tmp)
+        _progress(f"fitting {trace.name} ({fmt}, --ties {ties})", started)
+        log = read_trace(trace, fmt).clean(str(trace), min_requests=MIN_REQUESTS)
+        fit = fit_traffic(log, ties=ties, seed=0)
+        traffic = section(fit, folder)
+        seeds = max(shown)
+        _progress(f"round trip: the replay and {seeds} fitted seeds on {scenario.name}'s fleet", started)
+        rows = round_trip(scenario, fit, traffic, folder, seeds=seeds)
+        base, _ = load_yaml_with_lines(scenario)
+        other = folder / "other-seed.yaml"  # the scenario's only relative path is its traffic's, replaced
+        other.write_text(yaml.safe_dump({**base, "seed": int(base.get("seed", 0)) + 1}), encoding="utf-8")
+        _progress("the replay again with the scenario's seed + 1", started)
+        again = round_trip(other, fit, traffic, folder, seeds=1)
+        same = all(a.replay == b.replay for a, b in zip(rows, again))
+        print(
+            f"\nthe round trip's noise: {trace.name} ({fit.n:,} requests; {fmt}, --ties {ties}) on {scenario.name}'s fleet"
+        )
+        print(f"  the replay with the scenario's seed + 1: {'the same six figures' if same else 'different figures'}")
+        print("| metric | seeds | diff | sd / mean | replay's rank | fitted mean only | `--check` interval | verdict |")
+        print("|---|---|---|---|---|---|---|---|")
+        for line in noise_rows(rows, shown):
+            print(line)
+
+
 def depths_from_chains(offsets: np.ndarray) -> np.ndarray:
     """A generated session turn's depth: its chain holds one prompt and one output chunk per turn
     so far, after one shared-prefix chunk when the class has one (``sim.workload.sessions.
@@ -267,15 +319,34 @@ def main(argv: Optional[list[str]] = None) -> int:
         "(FAST25-release/traces/); it is not bundled.",
     )
     ap.add_argument("trace", type=Path, help="Mooncake conversation trace (JSONL: timestamp ms, input_length, ...)")
-    ap.add_argument("--part", choices=("heldout", "prompts", "all"), default="all")
+    ap.add_argument(
+        "--part",
+        choices=("heldout", "prompts", "all", "noise"),
+        default="all",
+        help="all: heldout and prompts; noise: the round trip's noise table (--noise-seeds, --format, --ties)",
+    )
     ap.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="the fleet of the round trips")
     ap.add_argument("--seeds", type=int, default=20, help="fitted seeds per round trip (default 20)")
     ap.add_argument("--prompt-seeds", type=int, default=3, help="generated seeds in the prompts table (default 3)")
     ap.add_argument("--split-s", type=float, help="where the two windows meet, s from the first request")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 2 fitted seeds, 1 prompt seed")
+    ap.add_argument(
+        "--noise-seeds", default="10,30", help="noise: the fitted seeds shown, e.g. 10,30 (one run of the most)"
+    )
+    ap.add_argument(
+        "--format", choices=("mooncake", "azure-2023"), default="mooncake", help="noise: the trace's format"
+    )
+    ap.add_argument("--ties", choices=("batch", "spread"), default="batch", help="noise: the fit's --ties")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 fitted seeds, 1 prompt seed (noise: 2,3)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seeds, args.prompt_seeds = 2, 1
+        args.seeds, args.prompt_seeds, args.noise_seeds = 2, 1, "2,3"
+    try:
+        shown = sorted({int(n) for n in args.noise_seeds.split(",")})
+    except ValueError:
+        shown = []
+    if not shown or shown[0] < 2 or shown[-1] > 100:
+        print(f"error: --noise-seeds {args.noise_seeds}: give seed counts from 2 to 100, e.g. 10,30", file=sys.stderr)
+        return 2
     if args.seeds < 2 or args.prompt_seeds < 1:
         print("error: --seeds takes 2 or more (an interval needs two runs), --prompt-seeds 1 or more", file=sys.stderr)
         return 2
@@ -285,6 +356,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
     started = time.perf_counter()
     try:
+        if args.part == "noise":
+            noise(args.trace, args.format, args.ties, args.scenario, shown, started)
         if args.part in ("heldout", "all"):
             heldout(args.trace, args.scenario, args.seeds, args.split_s, started)
         if args.part in ("prompts", "all"):

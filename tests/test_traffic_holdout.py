@@ -66,3 +66,22 @@ def test_quick_run_on_the_bundled_sample_prints_the_documented_tables(capsys):
 def test_a_missing_trace_is_exit_2(tmp_path, capsys):
     assert main([str(tmp_path / "none.jsonl"), "--quick"]) == 2
     assert "none.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_quick_noise_table_on_the_bundled_sample(capsys):
+    assert main([str(SAMPLE), "--part", "noise", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"the replay with the scenario's seed \+ 1: (the same six figures|different figures)", out)
+    rows = [line for line in out.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in METRIC_LABELS]
+    # --quick shows 2 and 3 fitted seeds: every metric once for each
+    assert [r.split(" | ")[1] for r in rows] == ["2"] * 6 + ["3"] * 6
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == 8
+        assert re.fullmatch(r"\d+%", cells[4])  # the replay's rank among 2 or 3 runs
+        assert cells[7] in ("within", "outside", "undecided")
+
+
+def test_bad_noise_seeds_are_exit_2(capsys):
+    assert main([str(SAMPLE), "--part", "noise", "--noise-seeds", "1,10"]) == 2
+    assert "--noise-seeds 1,10" in capsys.readouterr().err
