@@ -277,8 +277,11 @@ def p50_row(name: str, prompt: np.ndarray, depth: np.ndarray) -> str:
     for d in DEPTHS:
         sel = prompt[depth == d]
         cells.append(f"{np.median(sel):,.0f} ({sel.size:,})" if sel.size else "- (0)")
-    deep = (depth >= 3).mean() if depth.size else math.nan
-    cells.append(f"{(depth == 1).mean():.1%} / {deep:.1%}")
+    later = prompt[depth >= 2]
+    cells.append(f"{np.median(later):,.0f}" if later.size else "-")
+    first = (depth == 1).mean() if depth.size else math.nan
+    deep = (depth >= 4).mean() if depth.size else math.nan
+    cells.append(f"{first:.1%} / {deep:.1%}")
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
@@ -290,10 +293,12 @@ def prompts(trace: Path, seeds: int, started: float) -> None:
         s = later_slope(fit)
         traffic = section(fit, folder)
         print(f"\ngenerated prompts by depth: {trace.name}, {fit.n:,} requests; later turns' slope {slope_text(s)}")
-        print("prompt p50 (requests); depth 1 = a session's first turn; last column: share of first turns / depth 3+")
+        print(
+            "prompt p50 (requests); depth 1 = a session's first turn; last column: share of first turns / of depth 4 on"
+        )
         head = " | ".join(f"depth {d}" for d in DEPTHS)
-        print(f"| prompts of | all | {head} | first / 3+ |")
-        print("|---" * (len(DEPTHS) + 3) + "|")
+        print(f"| prompts of | all | {head} | depth 2 on | first / 4+ |")
+        print("|---" * (len(DEPTHS) + 4) + "|")
         assert fit.log is not None
         print(p50_row("the log", np.asarray(fit.log.prompt_tokens), log_depths(fit)))
         written = s is not None and s.written

@@ -58,7 +58,7 @@ def test_quick_run_on_the_bundled_sample_prints_the_documented_tables(capsys):
     # prompts by depth: the log's row and one generated row (1 seed), a p50 and a count per depth
     table = [line for line in out.splitlines() if line.startswith("| the log |") or ", seed " in line]
     assert table[0].startswith("| the log |") and len(table) >= 2
-    assert all(line.count("|") == len(DEPTHS) + 4 for line in table)
+    assert all(line.count("|") == len(DEPTHS) + 5 for line in table)
     log_counts = [int(n.replace(",", "")) for n in re.findall(r"\(([0-9,]+)\)", table[0])]
     assert len(log_counts) == len(DEPTHS) and sum(log_counts) <= len(stamps)
 
