@@ -17,6 +17,10 @@ Two parts, both from one trace file:
   requests and by depth (a generated turn's depth from its prefix chain: one prompt and one
   output chunk per turn, a shared prefix chunk first when the class has one), against the log's
   (depth from the fit's own parent detection on the hash ids).
+* ``noise`` (not in ``all``): docs/traffic-fit.md's "The round trip's noise" table for any bundled
+  trace format: the trace fitted once (``--format``, ``--ties``), round-tripped with the most of
+  ``--noise-seeds`` fitted seeds, each count shown over the first seeds; the replay run again with
+  the scenario's seed + 1 to show whether it draws anything.
 
 The whole trace (12,031 requests, 1 h) is not bundled: it is ``conversation_trace.jsonl`` of the
 Mooncake traces (github.com/kvcache-ai/Mooncake, ``FAST25-release/traces/``; here
@@ -25,6 +29,8 @@ fitted seeds, 1 prompt seed), e.g. on the bundled ``scenarios/data/mooncake-conv
 
     python -m calibration.traffic_holdout TRACE.jsonl [--part heldout|prompts|all]
         [--seeds 20] [--prompt-seeds 3] [--scenario scenarios/mooncake-prefix.yaml] [--quick]
+    python -m calibration.traffic_holdout TRACE --part noise [--noise-seeds 10,30]
+        [--format mooncake|azure-2023] [--ties batch|spread] [--drop-continue-by-prompt]
 
 The full run (20 seeds) simulates 63 half-hour runs: about an hour on a shared 2-core machine.
 """
@@ -225,16 +231,21 @@ def noise_rows(rows: list[RoundTripRow], shown: list[int]) -> list[str]:
     return out
 
 
-def noise(trace: Path, fmt: str, ties: str, scenario: Path, shown: list[int], started: float) -> None:
+def noise(
+    trace: Path, fmt: str, ties: str, scenario: Path, shown: list[int], started: float, drop_slope: bool = False
+) -> None:
     """The round trip's noise (docs/traffic-fit.md): ``trace`` fitted once, round-tripped with
     ``max(shown)`` fitted seeds; the replay run again with the scenario's seed + 1 (one fitted seed)
-    to show whether it draws anything."""
+    to show whether it draws anything. ``drop_slope``: the section's ``continue_by_prompt`` removed
+    (the fit as it was before stop 36 wrote it)."""
     with tempfile.TemporaryDirectory(prefix="fleetcast-holdout-") as tmp:
         folder = Path(tmp)
         _progress(f"fitting {trace.name} ({fmt}, --ties {ties})", started)
         log = read_trace(trace, fmt).clean(str(trace), min_requests=MIN_REQUESTS)
         fit = fit_traffic(log, ties=ties, seed=0)
         traffic = section(fit, folder)
+        if drop_slope:
+            traffic = with_slope(traffic, None)
         seeds = max(shown)
         _progress(f"round trip: the replay and {seeds} fitted seeds on {scenario.name}'s fleet", started)
         rows = round_trip(scenario, fit, traffic, folder, seeds=seeds)
@@ -247,6 +258,8 @@ def noise(trace: Path, fmt: str, ties: str, scenario: Path, shown: list[int], st
         print(
             f"\nthe round trip's noise: {trace.name} ({fit.n:,} requests; {fmt}, --ties {ties}) on {scenario.name}'s fleet"
         )
+        if drop_slope:
+            print("  continue_by_prompt removed from the fitted section (--drop-continue-by-prompt)")
         print(f"  the replay with the scenario's seed + 1: {'the same six figures' if same else 'different figures'}")
         print("| metric | seeds | diff | sd / mean | replay's rank | fitted mean only | `--check` interval | verdict |")
         print("|---|---|---|---|---|---|---|---|")
@@ -340,6 +353,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument(
         "--format", choices=("mooncake", "azure-2023"), default="mooncake", help="noise: the trace's format"
     )
+    ap.add_argument(
+        "--drop-continue-by-prompt",
+        action="store_true",
+        help="noise: remove the fitted section's continue_by_prompt (the fit before stop 36)",
+    )
     ap.add_argument("--ties", choices=("batch", "spread"), default="batch", help="noise: the fit's --ties")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 fitted seeds, 1 prompt seed (noise: 2,3)")
     args = ap.parse_args(argv)
@@ -362,7 +380,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     started = time.perf_counter()
     try:
         if args.part == "noise":
-            noise(args.trace, args.format, args.ties, args.scenario, shown, started)
+            noise(args.trace, args.format, args.ties, args.scenario, shown, started, args.drop_continue_by_prompt)
         if args.part in ("heldout", "all"):
             heldout(args.trace, args.scenario, args.seeds, args.split_s, started)
         if args.part in ("prompts", "all"):
