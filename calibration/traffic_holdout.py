@@ -102,6 +102,13 @@ def split_trace(path: Path, split_s: Optional[float], folder: Path) -> tuple[Pat
     t0 = min(stamps)
     if split_s is None:
         split_s = math.ceil((max(stamps) - t0) / 2 / 60) * 60
+    inside = sum(t - t0 < split_s for t in stamps)
+    for name, n in (("first", inside), ("second", len(stamps) - inside)):
+        if n < MIN_REQUESTS:
+            raise FleetcastError(
+                f"{path}: the {name} window (cut at {split_s:g} s) holds {n} request(s); each window's fit needs "
+                f"at least {MIN_REQUESTS}: give --split-s inside the trace's span ({max(stamps) - t0:g} s)"
+            )
     first, second = folder / "first-window.jsonl", folder / "second-window.jsonl"
     with open(first, "w", encoding="utf-8") as a, open(second, "w", encoding="utf-8") as b:
         for line, t in zip(lines, stamps):
@@ -183,6 +190,7 @@ def print_round_trip(title: str, rows: list[RoundTripRow]) -> None:
 def heldout(trace: Path, scenario: Path, seeds: int, split_s: Optional[float], started: float) -> None:
     with tempfile.TemporaryDirectory(prefix="fleetcast-holdout-") as tmp:
         folder = Path(tmp)
+        read_trace(trace, "mooncake")  # a bad row is located in the trace itself, not in a window's copy
         first, second, split = split_trace(trace, split_s, folder)
         _progress(f"fitting the first window (0 to {split:g} s)", started)
         fit1 = fit_log(first)

@@ -85,3 +85,15 @@ def test_quick_noise_table_on_the_bundled_sample(capsys):
 def test_bad_noise_seeds_are_exit_2(capsys):
     assert main([str(SAMPLE), "--part", "noise", "--noise-seeds", "1,10"]) == 2
     assert "--noise-seeds 1,10" in capsys.readouterr().err
+
+
+def test_a_window_too_small_to_fit_is_a_located_exit_2(tmp_path, capsys):
+    # 60 rows spanning under a minute: the default cut (half the span, rounded up to a minute) is
+    # at 60 s, past the last request, so the second window is empty
+    short = tmp_path / "short.jsonl"
+    lines = SAMPLE.read_text().splitlines()[:60]
+    assert max(json.loads(line)["timestamp"] for line in lines) < 60_000
+    short.write_text("\n".join(lines) + "\n")
+    assert main([str(short), "--part", "heldout", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "short.jsonl: the second window (cut at 60 s) holds 0 request(s)" in err
