@@ -445,7 +445,7 @@ class KVCache:
             rec = None
         refcount, evictable = self.refcount, self.evictable
         fresh = rec is None
-        if fresh:
+        if rec is None:
             rec = _Chain(chain)
             rec.n = 0
             rec.owns = True
