@@ -444,29 +444,21 @@ class KVCache:
         else:
             rec = None
         refcount, evictable = self.refcount, self.evictable
-        fresh = rec is None
-        if rec is None:
-            rec = _Chain(chain)
-            rec.n = 0
-            rec.owns = True
-        # One dictionary call per key: setdefault stores ``rec`` for a key not cached yet (the size
-        # grows by one) and leaves a cached key's value as it is (the size stays: a key already ``rec``'s
-        # too). A cached key undoes this call's stores, in any order (nothing iterates refcount).
-        size = len(refcount)
-        for i in range(len(new)):
-            key = new[i]
-            if (evictable and key in evictable) or refcount.setdefault(key, rec) is not rec or len(refcount) == size:
-                for j in range(i):
-                    del refcount[new[j]]
-                if not fresh:  # registered one at a time from now on: per-key counts
+        for key in new:
+            if key in refcount or (evictable and key in evictable):
+                if rec is not None:  # registered one at a time from now on: per-key counts
                     del self.pending[id(keys)]
                     rec.keys = None
                     self._dissolve(rec)
                 return False
-            size += 1
-        if fresh:
+        if rec is None:
+            rec = _Chain(chain)
+            rec.n = 0
+            rec.owns = True
             rec.keys = keys
             self.pending[id(keys)] = rec
+        for key in new:
+            refcount[key] = rec
         rec.n += len(new)
         return True
 
