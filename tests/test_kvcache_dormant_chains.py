@@ -227,3 +227,31 @@ def test_lru_maintenance_with_dormant_chains_keeps_the_order(monkeypatch, slack)
             seen[k] = seen.get(k, 0) + v
     assert calls["compact"] > 0, "the shrunk slack never compacted"
     assert seen["owned"] > 0 and seen["dormant_rehold"] > 0, seen  # chain records were in lru
+
+
+@pytest.mark.parametrize("evictable", [False, True])
+def test_register_next_refused_by_a_later_key_registers_none_of_new(evictable):
+    """``register_next`` refused because ``new[1]`` is cached (held, or evictable) leaves ``new[0]``
+    uncached, as the per-key definition does when nothing of ``new`` is registered."""
+    kv = KVCache(num_blocks=10, block_size=16, enable_prefix_caching=True)
+    assert kv.register(12)  # another request computed block 12 alone
+    if evictable:
+        kv.release([12], 0)  # and left: 12 is evictable
+    assert kv.match([12]) == (1, 1 if evictable else 0)
+    chain = [10, 11, 12]
+    keys: list = []
+    assert kv.register_next(keys, [10], chain)  # from its first block: pending, owning 10
+    keys.append(10)
+    assert id(keys) in kv.pending
+    assert not kv.register_next(keys, [11, 12], chain)  # 12 is cached: nothing of [11, 12] registered
+    assert kv.match([11]) == (0, 0)  # 11 not cached
+    assert id(keys) not in kv.pending and kv.holders(10) == 1  # 10 back to a per-key count of 1
+    assert kv.register(11)  # so the per-key path registers 11 and stops at 12
+    assert not kv.register(12)
+    fresh: list = []
+    assert kv.register(21)
+    assert not kv.register_next(fresh, [20, 21], [20, 21])  # from the first block, refused at 21
+    assert kv.match([20]) == (0, 0) and not kv.pending
+    kv.release(keys + [11], 0)
+    kv.release([21], 0)
+    assert kv.evictable_keys() == ([12] if evictable else []) + [11, 10, 21]  # tails first, in release order
