@@ -378,8 +378,6 @@ def cmd_validate(args) -> int:
     )
     from sim.perf.profiles import load_profile
 
-    if args.profile is not None and Path(args.profile).is_file():  # a binary one: located (UnicodeDecodeError before)
-        read_text_limited(Path(args.profile), MAX_PROFILE_BYTES, "calibration profile file")
     prof: dict = load_profile(args.profile) if args.profile is not None else {"name": UNCALIBRATED}
     if args.record:
         check_out_file(args.profile, "the validation summary (--record)")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sim.catalog import load_architectures
 from sim.errors import FleetcastError
+from sim.infiles import MAX_PROFILE_BYTES, read_text_limited
 from sim.perf.achievable import achievable_efficiencies
 from sim.perf.attention_backend import paged_decode_coefficients
 from sim.perf.attention_efficiency import attention_efficiencies
@@ -33,11 +34,13 @@ _ATTN_DTYPES = ("bf16", "fp16")  # attention computes in 16 bits (sim.perf.perf_
 def load_profile(path: Path) -> dict:
     """Read and check a profile file; returns the parsed JSON."""
     path = Path(path)
+    if not path.exists():
+        raise FleetcastError(f"calibration profile not found: {path}")
+    # a regular file within the profiles' limit; a binary one located (line, byte)
+    text = read_text_limited(path, MAX_PROFILE_BYTES, "calibration profile file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FleetcastError(f"calibration profile not found: {path}") from None
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise FleetcastError(f"calibration profile {path} is not valid JSON: {exc}") from None
     coeffs = data.get("coefficients") if isinstance(data, dict) else None
     if not isinstance(coeffs, dict):
