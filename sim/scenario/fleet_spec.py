@@ -135,8 +135,8 @@ class EngineSpec(Strict):
         description="vLLM release the pool runs (e.g. '0.19.0'): its measured kernels time the steps (the nearest "
         "version with kernel data, with a warning when it is not this one) and its memory accounting sizes the KV "
         "cache (CUDA-graph memory counted from 0.21). A release candidate (0.9.2rc1) is its release in every version "
-        "rule (vLLM tags candidates on the release's own branch); a dev build (0.9.2.dev3) is before it. Default: the newest data and the newest "
-        "accounting.",
+        "rule (vLLM tags candidates on the release's own branch); a dev build (0.9.2.dev3) is before it. Default: "
+        "the newest data and the newest accounting.",
     )
     flashinfer_sampler: bool | None = Field(
         None,
