@@ -41,6 +41,7 @@ __all__ = [
     "session_turns",
     "turns_by_prompt",
     "continue_probabilities",
+    "logistic",
     "turn_prompts",
     "session_chains",
     "session_salt",
@@ -120,14 +121,15 @@ def _solve_intercept(target: float, x: np.ndarray) -> float:
     lo, hi = centre - reach, centre + reach
     for _ in range(100):
         mid = 0.5 * (lo + hi)
-        if float(np.mean(_sigmoid(mid + x))) < target:
+        if float(np.mean(logistic(mid + x))) < target:
             lo = mid
         else:
             hi = mid
     return 0.5 * (lo + hi)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def logistic(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)), through tanh (no overflow); the continuation fit uses it too."""
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
@@ -140,7 +142,7 @@ def continue_probabilities(chance: float, prompt: np.ndarray, log_odds_per_ln_to
         return np.ones(prompt.size)
     x = log_odds_per_ln_tok * np.log(np.maximum(prompt, 1).astype(np.float64))
     x = x - x.mean()  # the intercept near logit(chance): bisection from a small bracket
-    return _sigmoid(_solve_intercept(chance, x) + x)
+    return logistic(_solve_intercept(chance, x) + x)
 
 
 def turns_by_prompt(

@@ -50,9 +50,9 @@ import numpy as np
 
 from sim.workload.fit.mmpp import LR_CRITICAL, MAX_REGIMES, MIN_SWITCHES, MmppFit, fit_mmpp, fit_mmpp2
 
-__all__ = ["ArrivalFit", "fit_arrivals", "dispersion_curve"]
+__all__ = ["ArrivalFit", "fit_arrivals", "dispersion_curve", "Z_95"]
 
-_Z = 1.959963984540054  # two-sided 95%
+Z_95 = 1.959963984540054  # two-sided 95%
 _MIN_WINDOWS = 10
 
 
@@ -100,7 +100,7 @@ class BatchFit:
         n = self.sizes.sum()
         m = self.mean_size
         sd = math.sqrt(float((self.sizes * (k - m) ** 2).sum() / max(n - 1, 1)))
-        half = _Z * sd / math.sqrt(n)
+        half = Z_95 * sd / math.sqrt(n)
         return m - half, m + half
 
 
@@ -167,11 +167,11 @@ def _cv_ci(gaps: np.ndarray) -> tuple[float, float]:
     c = math.sqrt(var) / mean
     skew = float((d**3).mean()) / var**1.5
     kurt = float((d**4).mean()) / var**2
-    half = _Z * math.sqrt(max(c**4 - c**3 * skew + c * c * (kurt - 1.0) / 4.0, 0.0) / gaps.size)
+    half = Z_95 * math.sqrt(max(c**4 - c**3 * skew + c * c * (kurt - 1.0) / 4.0, 0.0) / gaps.size)
     return c - half, c + half
 
 
-def chi2_critical(df: int, z: float = _Z) -> float:
+def chi2_critical(df: int, z: float = Z_95) -> float:
     """Chi-square upper point (``z`` = its normal quantile; 1.96: 97.5%), Wilson-Hilferty."""
     a = 2.0 / (9.0 * df)
     return df * (1.0 - a + z * math.sqrt(a)) ** 3
@@ -458,10 +458,10 @@ def _fit_process(t: np.ndarray, rate: float, n: int, regimes: bool, notes: list[
     c = _counts(t, span, w)
     k = c.size
     d = float(c.var(ddof=1) / max(c.mean(), 1e-12)) if k > 1 else 1.0
-    half = _Z * math.sqrt(2.0 / max(k - 1, 1))
+    half = Z_95 * math.sqrt(2.0 / max(k - 1, 1))
     # the count's variance is n times the larger of D and cv**2 (a renewal process's long-run
     # dispersion), not n: a bursty log's rate is known less well than a Poisson one's
-    spread = _Z * math.sqrt(n * max(1.0, d, cv * cv) * (n / max(m_ev, 1)))
+    spread = Z_95 * math.sqrt(n * max(1.0, d, cv * cv) * (n / max(m_ev, 1)))
     rate_ci = (max(n - spread, 0.0) / (n / rate), (n + spread) / (n / rate))
     cc = c - c.mean()
     lag1 = float((cc[:-1] * cc[1:]).sum() / max((cc * cc).sum(), 1e-12)) if k > 2 else 0.0
@@ -475,7 +475,7 @@ def _fit_process(t: np.ndarray, rate: float, n: int, regimes: bool, notes: list[
         dispersion=d,
         dispersion_band=(1 - half, 1 + half),
         lag1=lag1,
-        lag1_band=_Z / math.sqrt(max(k, 1)),
+        lag1_band=Z_95 / math.sqrt(max(k, 1)),
         notes=notes,
     )
     what = "batches'" if m_ev < n else "arrivals'"
@@ -493,7 +493,7 @@ def _fit_process(t: np.ndarray, rate: float, n: int, regimes: bool, notes: list[
         ranks = np.argsort(np.argsort(gaps, kind="stable"), kind="stable").astype(float)
         ranks -= ranks.mean()
         fit.gap_lag1 = float((ranks[:-1] * ranks[1:]).sum() / max((ranks * ranks).sum(), 1e-12))
-        fit.gap_lag1_band = _Z / math.sqrt(gaps.size)
+        fit.gap_lag1_band = Z_95 / math.sqrt(gaps.size)
         fit.notes.append(
             f"successive gaps' rank autocorrelation {fit.gap_lag1:+.3f} (independence band +-{fit.gap_lag1_band:.3f})"
         )

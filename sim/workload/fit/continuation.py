@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.workload.fit.arrivals import Z_95
+from sim.workload.sessions import logistic
+
 __all__ = ["SlopeFit", "fit_length_slope", "LR_99"]
 
 #: The chi-square(1) 99% point: a slope is written when the likelihood ratio is over it.
 LR_99 = 6.634896601021214
-_Z = 1.959963984540054
 
 
 @dataclass
@@ -35,7 +37,7 @@ class SlopeFit:
 
 def _ll_parts(eta: np.ndarray, y: np.ndarray, g: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Log-likelihood, and its first and second derivatives in each turn's ``eta``."""
-    q = 0.5 * (1.0 + np.tanh(0.5 * eta))
+    q = logistic(eta)
     q = np.clip(q, 1e-12, 1.0 - 1e-12)
     one = 1.0 - q * g
     one = np.maximum(one, 1e-300)
@@ -112,4 +114,4 @@ def fit_length_slope(prompt: np.ndarray, continued: np.ndarray, chance: np.ndarr
         var = math.inf
     se = math.sqrt(var) if var > 0 and math.isfinite(var) else math.inf
     b = float(th1[k])
-    return SlopeFit(b, (b - _Z * se, b + _Z * se), max(2.0 * (ll1 - ll0), 0.0), int(y.size), int(y.sum()))
+    return SlopeFit(b, (b - Z_95 * se, b + Z_95 * se), max(2.0 * (ll1 - ll0), 0.0), int(y.size), int(y.sum()))

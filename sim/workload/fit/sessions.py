@@ -26,6 +26,7 @@ from typing import Optional
 
 import numpy as np
 
+from sim.workload.fit.arrivals import Z_95
 from sim.workload.fit.continuation import LR_99, SlopeFit, fit_length_slope
 from sim.workload.fit.lengths import LengthFit, fit_length
 from sim.workload.fit.think import GapOrigin, gap_origin
@@ -45,7 +46,6 @@ __all__ = [
 MIN_CONTINUING_FRACTION = 0.05
 #: Most observed gaps an empirical gap distribution writes (a weighted resample beyond).
 GAP_VALUES_MAX = 10_000
-_Z = 1.959963984540054
 _KS_1PCT = 1.628
 
 
@@ -181,14 +181,14 @@ def _fit_gaps(g: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> GapFit:
     se_mean = math.sqrt(float((p * p * (g - mean) ** 2).sum()))
     se_mu = math.sqrt(float((p * p * (lg - mu) ** 2).sum()))
     if ks[best] <= crit and best == "exponential":
-        return GapFit(best, {"mean_s": mean}, {"mean_s": (mean - _Z * se_mean, mean + _Z * se_mean)}, ks, crit)
+        return GapFit(best, {"mean_s": mean}, {"mean_s": (mean - Z_95 * se_mean, mean + Z_95 * se_mean)}, ks, crit)
     if ks[best] <= crit:
-        s_h = _Z / math.sqrt(2 * max(n_eff - 1, 1))
+        s_h = Z_95 / math.sqrt(2 * max(n_eff - 1, 1))
         return GapFit(
             best,
             {"median_s": math.exp(mu), "sigma": sd},
             {
-                "median_s": (math.exp(mu - _Z * se_mu), math.exp(mu + _Z * se_mu)),
+                "median_s": (math.exp(mu - Z_95 * se_mu), math.exp(mu + Z_95 * se_mu)),
                 "sigma": (sd * (1 - s_h), sd * (1 + s_h)),
             },
             ks,
@@ -340,7 +340,7 @@ def fit_session_form(
     has_next[parent[cont]] = True
     total = float(chance.sum())
     q = min(cont.size / total, 0.999)
-    half = _Z * math.sqrt(q * (1 - q) / total)
+    half = Z_95 * math.sqrt(q * (1 - q) / total)
     q_ci = (max(q - half, 0.0), min(q + half, 0.999))
     notes = [
         f"{cont.size:,} of {n:,} requests ({cont.size / n:.1%}) continue an earlier request ({how}); "
