@@ -57,6 +57,7 @@ __all__ = [
     "KERNELS_PER_STEP",
     "V1_GRAPH_SIZES_READ",
     "eager_kernels",
+    "eager_launch_s",
     "eager_step_s",
     "graph_max_tokens",
 ]
@@ -81,10 +82,15 @@ def eager_kernels(model: ModelSpec, tp: int) -> int:
     return model.num_layers * per_layer + KERNELS_PER_STEP
 
 
+def eager_launch_s(model: ModelSpec, tp: int) -> float:
+    """Seconds of kernel launches of one step outside a CUDA graph: ``eager_kernels × EAGER_LAUNCH_S``."""
+    return eager_kernels(model, tp) * EAGER_LAUNCH_S
+
+
 def eager_step_s(model: ModelSpec, tp: int, v0: bool) -> float:
     """Launch seconds a step with a prefill adds to the kernel tables' time: V0 only (V1 runs its mixed
-    steps under piecewise CUDA graphs), ``eager_kernels × EAGER_LAUNCH_S``."""
-    return eager_kernels(model, tp) * EAGER_LAUNCH_S if v0 else 0.0
+    steps under piecewise CUDA graphs), ``eager_launch_s``."""
+    return eager_launch_s(model, tp) if v0 else 0.0
 
 
 def graph_max_tokens(vllm_version: tuple[int, ...] | None, max_num_seqs: int, v0: bool) -> int:

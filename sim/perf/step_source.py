@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sim.catalog import load_architectures
 from sim.perf.cpu_side import CpuSide, is_v0
-from sim.perf.eager import EAGER_LAUNCH_S, eager_kernels, eager_step_s, graph_max_tokens
+from sim.perf.eager import eager_launch_s, eager_step_s, graph_max_tokens
 from sim.perf.kernels import data as kd
 from sim.perf.kernels.cache import cached_tables
 from sim.perf.kernels.tables import TableInputs
@@ -92,7 +92,7 @@ def pool_perf_model(pool, base_dir: Path, gpu, model, quant, cpu: CpuSide | None
         eager_prefill_s=eager_step_s(model, pool.tensor_parallel, v0) if measured else 0.0,
         # V1: a step past the largest captured CUDA graph launches its kernels too (sim.perf.eager)
         graph_max_tokens=graph_max_tokens(version, eng.max_num_seqs, v0) if measured else 0,
-        eager_over_s=eager_kernels(model, pool.tensor_parallel) * EAGER_LAUNCH_S,
+        eager_over_s=eager_launch_s(model, pool.tensor_parallel),
     )
     if tables is None:
         perf.source = coeffs.source if pool.profile is not None else f"roofline: {coeffs.source}"
